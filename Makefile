@@ -1,0 +1,148 @@
+# thaw — plain Makefile with named variants (see README.md and docs/architecture.md).
+#   make            build/thaw (CPU backend only unless CUDA=1)
+#   make CUDA=1     adds the CUDA backend (nvcc + cuBLAS); output in build-cuda/, deps linked statically
+#   make test       builds and runs every test this machine can run
+#   make asan       ASan + UBSan build in build-asan/, runs the tests
+#   make run        installs missing deps, builds, starts `thaw serve` with the demo function
+#   make bench      benchmarks (bench/); make bench-gpu on a GPU machine
+#   make fuzz       libFuzzer targets (clang) for a short run each
+
+CUDA ?= 0
+SAN ?=
+CC ?= cc
+CUDA_HOME ?= /usr/local/cuda
+NVCC ?= $(CUDA_HOME)/bin/nvcc
+LLHTTP_DIR ?= /usr/share/llhttp
+LLHTTP_INC ?= /usr/share/include/llhttp
+LIBDIR ?= /usr/lib/x86_64-linux-gnu
+
+ifeq ($(SAN),asan)
+  BUILD ?= build-asan
+  SANFLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+else ifeq ($(CUDA),1)
+  BUILD ?= build-cuda
+else
+  BUILD ?= build
+endif
+
+WARN = -Wall -Wextra -Werror -Wno-unused-parameter
+CFLAGS ?= -O2 -g
+ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -pthread $(WARN) $(CFLAGS) $(SANFLAGS) -I. -I$(LLHTTP_INC) -MMD -MP
+LDFLAGS += $(SANFLAGS) -pthread
+
+# Dependencies. The CUDA build links them statically so build-cuda/thaw runs on a machine
+# that has only the CUDA driver and libcublas (see docs/operations.md).
+DEP_NAMES = uv_a uring zstd xxhash jansson sqlite3
+ifeq ($(CUDA),1)
+  LIBS = $(LIBDIR)/libuv_a.a $(LIBDIR)/liburing.a $(LIBDIR)/libzstd.a $(LIBDIR)/libxxhash.a \
+         $(LIBDIR)/libjansson.a $(LIBDIR)/libsqlite3.a
+  ALL_CFLAGS += -DTHAW_CUDA=1 -I$(CUDA_HOME)/include
+  CU_SRC = $(wildcard kernels/cuda/*.cu pool/*.cu snapshot/*.cu)
+  NVFLAGS = -O3 -std=c++17 -gencode=arch=compute_90,code=sm_90 -gencode=arch=compute_80,code=sm_80 \
+            -Xcompiler -Wall,-Wextra,-Werror,-Wno-unused-parameter,-fPIC -I. -MMD -MP
+  LIBS += -L$(CUDA_HOME)/lib64 -lcublas -lcudart_static -ldl -lrt -lstdc++
+else
+  LIBS = -luv -luring -lzstd -lxxhash -ljansson -lsqlite3
+endif
+LIBS += -lm -ldl -lpthread
+
+C_SRC = $(wildcard runtime/*.c snapshot/*.c pool/*.c kernels/*.c kernels/cpu/*.c functions/*.c)
+MAIN_SRC = runtime/main.c
+LIB_SRC = $(filter-out $(MAIN_SRC),$(C_SRC))
+LLHTTP_SRC = $(LLHTTP_DIR)/api.c $(LLHTTP_DIR)/http.c $(LLHTTP_DIR)/llhttp.c
+
+LIB_OBJ = $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(CU_SRC:%.cu=$(BUILD)/obj/%.cu.o) \
+          $(patsubst $(LLHTTP_DIR)/%.c,$(BUILD)/obj/llhttp/%.o,$(LLHTTP_SRC))
+LIBTHAW = $(BUILD)/libthaw.a
+THAW = $(BUILD)/thaw
+
+TEST_SRC = $(wildcard tests/*/test_*.c)
+TEST_BIN = $(TEST_SRC:%.c=$(BUILD)/%)
+TEST_COMMON = tests/t.c
+FUZZ_SRC = $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_REPLAY = $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/tests/fuzz/replay_%)
+BENCH_SRC = $(wildcard bench/*.c)
+BENCH_BIN = $(BENCH_SRC:%.c=$(BUILD)/%)
+
+.PHONY: all deps test check asan run bench bench-gpu fuzz clean tests-build
+
+all: $(THAW)
+ifeq ($(CUDA),1)
+	@echo "thaw: built $(THAW) with the CUDA backend"
+else
+	@echo "thaw: built $(THAW) (CPU backend only; make CUDA=1 adds the CUDA backend)"
+endif
+
+deps:
+	@scripts/install-deps.sh
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(BUILD)/obj/%.cu.o: %.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVFLAGS) -c $< -o $@
+
+$(BUILD)/obj/llhttp/%.o: $(LLHTTP_DIR)/%.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -O2 -g $(SANFLAGS) -I$(LLHTTP_INC) -w -c $< -o $@
+
+$(LIBTHAW): $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(THAW): $(BUILD)/obj/$(MAIN_SRC:.c=.o) $(LIBTHAW)
+	$(CC) $(LDFLAGS) $^ $(LIBS) -o $@
+
+$(BUILD)/tests/%: tests/%.c $(TEST_COMMON) $(LIBTHAW) tests/t.h
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $< $(TEST_COMMON) $(LIBTHAW) $(LDFLAGS) $(LIBS) -o $@
+
+$(BUILD)/tests/fuzz/replay_%: tests/fuzz/%.c tests/fuzz/replay.c $(LIBTHAW)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $< tests/fuzz/replay.c $(LIBTHAW) $(LDFLAGS) $(LIBS) -o $@
+
+$(BUILD)/bench/%: bench/%.c $(LIBTHAW)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $< $(LIBTHAW) $(LDFLAGS) $(LIBS) -o $@
+
+tests-build: $(THAW) $(TEST_BIN) $(FUZZ_REPLAY)
+
+test: deps
+	@$(MAKE) --no-print-directory tests-build
+	@BUILD=$(BUILD) tests/run.sh
+
+check: test
+
+asan: deps
+	@$(MAKE) --no-print-directory SAN=asan tests-build
+	@BUILD=build-asan ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 tests/run.sh
+
+run: deps
+	@$(MAKE) --no-print-directory all
+	@scripts/run-demo.sh $(THAW)
+
+bench: deps
+	@$(MAKE) --no-print-directory all $(BENCH_BIN)
+	@BUILD=$(BUILD) bench/run.sh
+
+bench-gpu:
+	@$(MAKE) --no-print-directory CUDA=1 all
+	@BUILD=build-cuda GPU=1 bench/run.sh
+
+# libFuzzer builds (clang); each target runs FUZZ_SECONDS over its seed corpus.
+FUZZ_SECONDS ?= 30
+fuzz:
+	@$(MAKE) --no-print-directory CC=clang BUILD=build-fuzz \
+	  CFLAGS="-O1 -g -fsanitize=fuzzer-no-link,address,undefined" LDFLAGS="-fsanitize=address,undefined" $(LIBTHAW:$(BUILD)/%=build-fuzz/%)
+	@for f in $(FUZZ_SRC); do n=$$(basename $$f .c); \
+	  clang -std=c11 -D_GNU_SOURCE -O1 -g -I. -fsanitize=fuzzer,address,undefined $$f build-fuzz/libthaw.a $(LIBS) -o build-fuzz/$$n || exit 1; \
+	  mkdir -p build-fuzz/corpus-$$n; \
+	  build-fuzz/$$n -max_total_time=$(FUZZ_SECONDS) build-fuzz/corpus-$$n tests/fuzz/corpus/$${n#fuzz_} || exit 1; done
+
+clean:
+	rm -rf build build-cuda build-asan build-fuzz
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -1,0 +1,40 @@
+/* main.c — the `thaw` binary: dispatches to subcommands (design.md, "External contracts"). */
+#include <stdio.h>
+#include <string.h>
+#include "runtime/rt_cli.h"
+#include "runtime/rt_version.h"
+
+static const rt_cmd cmds[] = {
+	{"serve", rt_serve_main, "run the daemon: HTTP API, functions, scale to zero"},
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f, "thaw %s — scale-to-zero GPU function runtime\n\n"
+		"usage: thaw COMMAND [OPTIONS]\n\ncommands:\n", THAW_VERSION);
+	for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
+		fprintf(f, "  %-10s %s\n", cmds[i].name, cmds[i].summary);
+	fprintf(f, "\n`thaw COMMAND --help` documents each command.\n");
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage(stderr);
+		return 2;
+	}
+	if (rt_cli_is_help(argv[1])) {
+		usage(stdout);
+		return 0;
+	}
+	if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0) {
+		printf("thaw %s\n", THAW_VERSION);
+		return 0;
+	}
+	for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
+		if (strcmp(argv[1], cmds[i].name) == 0)
+			return cmds[i].main(argc - 1, argv + 1);
+	fprintf(stderr, "thaw: unknown command '%s'\n\n", argv[1]);
+	usage(stderr);
+	return 2;
+}

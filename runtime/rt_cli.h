@@ -1,0 +1,19 @@
+/* rt_cli.h — the `thaw` command table: each subcommand is a main-like entry point.
+ * Subcommands parse their own options, print `--help` text to stdout, and return a process
+ * exit status: 0 success, 1 failure at run time, 2 bad usage. */
+#ifndef THAW_RT_CLI_H
+#define THAW_RT_CLI_H
+
+typedef struct rt_cmd {
+	const char *name;
+	int (*main)(int argc, char **argv);   /* argv[0] is the subcommand's name */
+	const char *summary;
+} rt_cmd;
+
+/* rt_serve_main runs the daemon (runtime/rt_serve.c). */
+int rt_serve_main(int argc, char **argv);
+
+/* rt_cli_is_help reports whether arg is -h or --help. */
+int rt_cli_is_help(const char *arg);
+
+#endif

@@ -1,0 +1,20 @@
+#!/bin/sh
+# Installs the Debian packages thaw needs to build, test and benchmark, with apt-get, when missing.
+# Quiet and fast when everything is present (one dpkg-query). Needs root (or sudo) to install.
+set -eu
+PKGS="build-essential libuv1-dev node-llhttp libzstd-dev zstd liburing-dev libxxhash-dev \
+libsqlite3-dev libjansson-dev libopenblas-dev curl wrk nginx-light prometheus fio clang \
+libclang-rt-14-dev python3"
+missing=""
+for p in $PKGS; do
+  st=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
+  [ "$st" = "installed" ] || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+echo "install-deps: installing:$missing" >&2
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+# shellcheck disable=SC2086
+$SUDO apt-get install -y -qq --no-install-recommends $missing >&2

@@ -1,0 +1,32 @@
+/* t.h — the tiny test harness every unit test binary uses.
+ * A test file defines `void t_main(void)` that calls T_RUN(fn) for each test; checks use
+ * T_CHECK / T_EQ_INT / T_EQ_STR and keep going after a failure. t.c's main() prints one line per
+ * test and closes with "N passed, N failed, N skipped", which tests/run.sh sums up. */
+#ifndef THAW_T_H
+#define THAW_T_H
+#include <stdio.h>
+#include <string.h>
+#include <stdint.h>
+
+extern int t_cur_failed;   /* failures in the running test */
+extern int t_cur_skipped;  /* the running test called T_SKIP */
+
+void t_run(const char *name, void (*fn)(void));
+void t_main(void);         /* defined by each test file */
+/* t_tmpdir returns a fresh directory under $TMPDIR (or /tmp) for this test binary; removed
+ * with its contents when the binary exits. */
+const char *t_tmpdir(void);
+
+#define T_RUN(fn) t_run(#fn, fn)
+#define T_CHECK(c) do { if (!(c)) { t_cur_failed++; \
+    fprintf(stderr, "  FAIL %s:%d: %s\n", __FILE__, __LINE__, #c); } } while (0)
+#define T_EQ_INT(a, b) do { long long t_a_ = (long long)(a), t_b_ = (long long)(b); \
+    if (t_a_ != t_b_) { t_cur_failed++; fprintf(stderr, "  FAIL %s:%d: %s == %s (%lld vs %lld)\n", \
+    __FILE__, __LINE__, #a, #b, t_a_, t_b_); } } while (0)
+#define T_EQ_STR(a, b) do { const char *t_a_ = (a), *t_b_ = (b); \
+    if (!t_a_ || !t_b_ || strcmp(t_a_, t_b_) != 0) { t_cur_failed++; \
+    fprintf(stderr, "  FAIL %s:%d: %s == %s (\"%s\" vs \"%s\")\n", __FILE__, __LINE__, #a, #b, \
+    t_a_ ? t_a_ : "(null)", t_b_ ? t_b_ : "(null)"); } } while (0)
+/* T_SKIP marks the running test skipped (e.g. no GPU) and returns from it. */
+#define T_SKIP(why) do { t_cur_skipped = 1; fprintf(stderr, "  skip: %s\n", why); return; } while (0)
+#endif
