@@ -59,7 +59,7 @@ THAW = $(BUILD)/thaw
 
 TEST_SRC = $(wildcard tests/*/test_*.c)
 TEST_BIN = $(TEST_SRC:%.c=$(BUILD)/%)
-TEST_COMMON = tests/t.c
+TEST_COMMON = tests/t.c tests/e2e/e2e.c
 FUZZ_SRC = $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_REPLAY = $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/tests/fuzz/replay_%)
 BENCH_SRC = $(wildcard bench/*.c)
@@ -96,7 +96,7 @@ $(LIBTHAW): $(LIB_OBJ)
 $(THAW): $(BUILD)/obj/$(MAIN_SRC:.c=.o) $(LIBTHAW)
 	$(CC) $(LDFLAGS) $^ $(LIBS) -o $@
 
-$(BUILD)/tests/%: tests/%.c $(TEST_COMMON) $(LIBTHAW) tests/t.h
+$(BUILD)/tests/%: tests/%.c $(TEST_COMMON) $(LIBTHAW) tests/t.h tests/e2e/e2e.h
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $< $(TEST_COMMON) $(LIBTHAW) $(LDFLAGS) $(LIBS) -o $@
 

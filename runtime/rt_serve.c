@@ -1,10 +1,128 @@
-/* rt_serve.c — `thaw serve`: work in progress (issue 2). */
+/* rt_serve.c — `thaw serve`: option parsing and start-up of the daemon. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 #include "runtime/rt_cli.h"
+#include "runtime/rt_log.h"
+#include "runtime/rt_server.h"
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: thaw serve [OPTIONS]\n\n"
+		"Runs the daemon: HTTP API on $PORT (default 8080), functions, scale to zero.\n\n"
+		"options:\n"
+		"  --port N              listen port (overrides $PORT; 0 picks a free port)\n"
+		"  --host ADDR           listen address (default 0.0.0.0)\n"
+		"  --data DIR            data directory (default ./thaw-data)\n"
+		"  --drain-timeout S     on SIGTERM/SIGINT, exit within S seconds (default 30)\n"
+		"  --max-body BYTES      largest request body (default 67108864); over it: 413\n"
+		"  --max-header BYTES    largest request line + headers (default 16384); over it: 431\n"
+		"  --max-connections N   most open client connections (default 4096)\n"
+		"  --read-timeout S      a started request must arrive within S seconds (default 30): 408\n"
+		"  --idle-timeout S      idle keep-alive connections close after S seconds (default 60)\n"
+		"  --no-access-log       no per-request log line\n"
+		"  --log-level L         debug|info|warn|error (default info)\n"
+		"\nenvironment: PORT, K_SERVICE, K_REVISION, K_CONFIGURATION (logged and in metrics)\n");
+}
+
+static int parse_num(const char *opt, const char *s, double min, double max, double *out)
+{
+	char *end;
+	errno = 0;
+	double v = strtod(s, &end);
+	if (errno || end == s || *end || v < min || v > max) {
+		fprintf(stderr, "thaw serve: bad value for %s: '%s' (expected %g..%g)\n", opt, s, min, max);
+		return -EINVAL;
+	}
+	*out = v;
+	return 0;
+}
 
 int rt_serve_main(int argc, char **argv)
 {
-	(void)argc; (void)argv;
-	fprintf(stderr, "thaw serve: not built yet\n");
-	return 1;
+	static const struct option opts[] = {
+		{"port", required_argument, 0, 'p'},
+		{"host", required_argument, 0, 'H'},
+		{"data", required_argument, 0, 'd'},
+		{"drain-timeout", required_argument, 0, 'D'},
+		{"max-body", required_argument, 0, 'b'},
+		{"max-header", required_argument, 0, 'e'},
+		{"max-connections", required_argument, 0, 'c'},
+		{"read-timeout", required_argument, 0, 'r'},
+		{"idle-timeout", required_argument, 0, 'i'},
+		{"no-access-log", no_argument, 0, 'n'},
+		{"log-level", required_argument, 0, 'l'},
+		{"help", no_argument, 0, 'h'},
+		{0, 0, 0, 0},
+	};
+	rt_server_config cfg;
+	rt_log_level level = RT_LOG_INFO;
+	double v;
+	int c;
+	memset(&cfg, 0, sizeof cfg);
+	rt_http_config_defaults(&cfg.http);
+	cfg.data_dir = "./thaw-data";
+	cfg.drain_timeout_s = 30;
+	const char *env_port = getenv("PORT");
+	if (env_port && *env_port) {
+		if (parse_num("$PORT", env_port, 0, 65535, &v) < 0)
+			return 2;
+		cfg.http.port = (int)v;
+	}
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'p': if (parse_num("--port", optarg, 0, 65535, &v)) return 2; cfg.http.port = (int)v; break;
+		case 'H': cfg.http.host = optarg; break;
+		case 'd': cfg.data_dir = optarg; break;
+		case 'D': if (parse_num("--drain-timeout", optarg, 0, 86400, &v)) return 2; cfg.drain_timeout_s = v; break;
+		case 'b': if (parse_num("--max-body", optarg, 0, 1e12, &v)) return 2; cfg.http.max_body_bytes = (size_t)v; break;
+		case 'e': if (parse_num("--max-header", optarg, 256, 1 << 24, &v)) return 2; cfg.http.max_header_bytes = (size_t)v; break;
+		case 'c': if (parse_num("--max-connections", optarg, 1, 1 << 20, &v)) return 2; cfg.http.max_connections = (int)v; break;
+		case 'r': if (parse_num("--read-timeout", optarg, 0.001, 86400, &v)) return 2; cfg.http.read_timeout_ms = (uint64_t)(v * 1000); break;
+		case 'i': if (parse_num("--idle-timeout", optarg, 0.001, 86400, &v)) return 2; cfg.http.idle_timeout_ms = (uint64_t)(v * 1000); break;
+		case 'n': cfg.http.access_log = 0; break;
+		case 'l':
+			if (strcmp(optarg, "debug") == 0) level = RT_LOG_DEBUG;
+			else if (strcmp(optarg, "info") == 0) level = RT_LOG_INFO;
+			else if (strcmp(optarg, "warn") == 0) level = RT_LOG_WARN;
+			else if (strcmp(optarg, "error") == 0) level = RT_LOG_ERROR;
+			else { fprintf(stderr, "thaw serve: bad --log-level '%s'\n", optarg); return 2; }
+			break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "thaw serve: unexpected argument '%s'\n", argv[optind]);
+		return 2;
+	}
+	/* stdin is never read (Knative contract); make sure nothing blocks on it */
+	int devnull = open("/dev/null", O_RDONLY);
+	if (devnull >= 0) {
+		dup2(devnull, STDIN_FILENO);
+		if (devnull != STDIN_FILENO)
+			close(devnull);
+	}
+	rt_log_init(level);
+	uv_loop_t loop;
+	if (uv_loop_init(&loop) < 0) {
+		fprintf(stderr, "thaw serve: cannot create event loop\n");
+		return 1;
+	}
+	rt_server srv;
+	int rc = rt_server_init(&srv, &loop, &cfg);
+	if (rc < 0) {
+		uv_loop_close(&loop);
+		return 1;
+	}
+	int code = rt_server_run(&srv);
+	rt_server_free(&srv);
+	uv_loop_close(&loop);
+	return code;
 }

@@ -1,0 +1,904 @@
+/* rt_http.c — HTTP/1.1 server on libuv + llhttp. See rt_http.h for the contract.
+ *
+ * Per connection: bytes are read straight into `in` (grown as needed) and fed to llhttp.
+ * on_message_complete pauses the parser, so exactly one request is dispatched at a time and
+ * pipelined requests wait, unparsed, in `in` until the current response is written; this keeps
+ * responses in order even when a handler replies later. The request line and headers are copied
+ * into a fixed per-connection buffer of max_header_bytes (which is also the 431 limit), the body
+ * into a growable buffer capped at max_body_bytes (413). */
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+#include <llhttp.h>
+#include "runtime/rt_http.h"
+#include "runtime/rt_log.h"
+
+enum conn_state {
+	CONN_IDLE,      /* nothing of a next request received */
+	CONN_READING,   /* part of a request received */
+	CONN_BUSY,      /* request dispatched, waiting for its reply */
+};
+
+struct rt_conn {
+	uv_tcp_t tcp;
+	uv_timer_t timer;
+	rt_http *srv;
+	rt_conn *prev, *next;
+	llhttp_t parser;
+	enum conn_state state;
+	int closing;            /* uv_close issued */
+	int close_after;        /* close once the current response is written */
+	int handles_open;       /* tcp + timer still to be closed */
+	int reading_paused;
+	int err_status;         /* 413/431 raised from a callback */
+	char *in;               /* unparsed input: in[in_off, in_len) */
+	size_t in_len, in_off, in_cap;
+	char *hdr;              /* request line + header storage, max_header_bytes */
+	size_t hdr_len;
+	size_t cur_name, cur_value;   /* offsets of the header being parsed */
+	size_t url_off;
+	char *body;
+	size_t body_cap;
+	rt_req req;
+	uint64_t bytes_out;
+};
+
+struct rt_http {
+	uv_loop_t *loop;
+	uv_tcp_t listener;
+	rt_http_config cfg;
+	rt_handler_fn dispatch;
+	void *ud;
+	rt_http_observer_fn observer;
+	void *observer_ud;
+	rt_conn *conns;
+	int nconns;
+	int port;
+	int draining;
+	int listener_closed;
+	void (*drained)(void *);
+	void *drained_ud;
+	llhttp_settings_t settings;
+	uint64_t next_id;
+	char id_prefix[16];
+	char date[64];
+	uint64_t date_sec;
+};
+
+static void conn_process(rt_conn *c);
+static void conn_close(rt_conn *c);
+static void conn_arm_timer(rt_conn *c);
+static void conn_resume_read(rt_conn *c);
+
+uint64_t rt_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+void rt_http_config_defaults(rt_http_config *cfg)
+{
+	memset(cfg, 0, sizeof *cfg);
+	cfg->host = "0.0.0.0";
+	cfg->port = 8080;
+	cfg->max_header_bytes = 16 * 1024;
+	cfg->max_body_bytes = 64u * 1024 * 1024;
+	cfg->max_connections = 4096;
+	cfg->read_timeout_ms = 30000;
+	cfg->idle_timeout_ms = 60000;
+	cfg->access_log = 1;
+}
+
+const char *rt_http_status_text(int s)
+{
+	switch (s) {
+	case 100: return "Continue";
+	case 200: return "OK";
+	case 201: return "Created";
+	case 202: return "Accepted";
+	case 204: return "No Content";
+	case 400: return "Bad Request";
+	case 401: return "Unauthorized";
+	case 403: return "Forbidden";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 408: return "Request Timeout";
+	case 409: return "Conflict";
+	case 411: return "Length Required";
+	case 413: return "Content Too Large";
+	case 415: return "Unsupported Media Type";
+	case 422: return "Unprocessable Content";
+	case 429: return "Too Many Requests";
+	case 431: return "Request Header Fields Too Large";
+	case 500: return "Internal Server Error";
+	case 501: return "Not Implemented";
+	case 503: return "Service Unavailable";
+	case 504: return "Gateway Timeout";
+	case 505: return "HTTP Version Not Supported";
+	default: return "Unknown";
+	}
+}
+
+/* ---- small helpers ---- */
+
+static const char *http_date(rt_http *h)
+{
+	time_t now = time(NULL);
+	if ((uint64_t)now != h->date_sec) {
+		struct tm tm;
+		gmtime_r(&now, &tm);
+		strftime(h->date, sizeof h->date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+		h->date_sec = (uint64_t)now;
+	}
+	return h->date;
+}
+
+/* A client-supplied request id is honoured when short and made of visible ASCII. */
+static int sane_request_id(const char *s)
+{
+	size_t n = strlen(s);
+	if (n == 0 || n > 64)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (s[i] <= 0x20 || s[i] >= 0x7f || s[i] == '"' || s[i] == '\\')
+			return 0;
+	return 1;
+}
+
+/* W3C traceparent: "00-<32 hex>-<16 hex>-<2 hex>", trace id and parent id not all zero. */
+static int valid_traceparent(const char *s)
+{
+	if (strlen(s) != 55 || s[2] != '-' || s[35] != '-' || s[52] != '-')
+		return 0;
+	int nz_trace = 0, nz_parent = 0;
+	for (int i = 0; i < 55; i++) {
+		if (i == 2 || i == 35 || i == 52)
+			continue;
+		if (!isxdigit((unsigned char)s[i]) || isupper((unsigned char)s[i]))
+			return 0;
+		if (i >= 3 && i < 35 && s[i] != '0')
+			nz_trace = 1;
+		if (i >= 36 && i < 52 && s[i] != '0')
+			nz_parent = 1;
+	}
+	if (s[0] == 'f' && s[1] == 'f')
+		return 0;
+	return nz_trace && nz_parent;
+}
+
+const char *rt_req_header(const rt_req *req, const char *name)
+{
+	for (int i = 0; i < req->nheaders; i++)
+		if (strcasecmp(req->headers[i].name, name) == 0)
+			return req->headers[i].value;
+	return NULL;
+}
+
+const char *rt_req_param(const rt_req *req, const char *name)
+{
+	for (int i = 0; i < req->nparams; i++)
+		if (strcmp(req->param_names[i], name) == 0)
+			return req->param_values[i];
+	return NULL;
+}
+
+int rt_req_add_header(rt_req *req, const char *name, const char *value)
+{
+	size_t room = sizeof req->extra_headers - req->extra_len;
+	int n = snprintf(req->extra_headers + req->extra_len, room, "%s: %s\r\n", name, value);
+	if (n < 0 || (size_t)n >= room) {
+		req->extra_headers[req->extra_len] = 0;
+		return -ENOSPC;
+	}
+	req->extra_len += (size_t)n;
+	return 0;
+}
+
+/* ---- writing ---- */
+
+typedef struct write_req {
+	uv_write_t w;
+	rt_conn *c;
+	size_t len;
+	char data[];
+} write_req;
+
+static void on_write(uv_write_t *w, int status)
+{
+	write_req *wr = (write_req *)w;
+	rt_conn *c = wr->c;
+	free(wr);
+	if (status < 0 && !c->closing)
+		conn_close(c);
+}
+
+/* Sends buf; returns 0 or a negative errno (connection then closed). */
+static int conn_send(rt_conn *c, const char *buf, size_t len)
+{
+	if (c->closing)
+		return -ECONNRESET;
+	uv_buf_t b = uv_buf_init((char *)buf, (unsigned)len);
+	int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+	if (n == (int)len)
+		return 0;
+	if (n < 0 && n != UV_EAGAIN) {
+		conn_close(c);
+		return n;
+	}
+	size_t done = n > 0 ? (size_t)n : 0;
+	write_req *wr = malloc(sizeof *wr + (len - done));
+	if (!wr) {
+		conn_close(c);
+		return -ENOMEM;
+	}
+	wr->c = c;
+	wr->len = len - done;
+	memcpy(wr->data, buf + done, len - done);
+	b = uv_buf_init(wr->data, (unsigned)wr->len);
+	int rc = uv_write(&wr->w, (uv_stream_t *)&c->tcp, &b, 1, on_write);
+	if (rc < 0) {
+		free(wr);
+		conn_close(c);
+		return rc;
+	}
+	return 0;
+}
+
+static void req_reset(rt_conn *c)
+{
+	rt_req *r = &c->req;
+	r->nheaders = 0;
+	r->nparams = 0;
+	r->body_len = 0;
+	r->extra_len = 0;
+	r->extra_headers[0] = 0;
+	r->status = 0;
+	r->method = NULL;
+	r->target = NULL;
+	r->path = NULL;
+	r->query = "";
+	r->route = "unmatched";
+	r->request_id[0] = 0;
+	r->traceparent[0] = 0;
+	c->hdr_len = 0;
+	c->err_status = 0;
+}
+
+void rt_req_reply(rt_req *req, int status, const char *ctype, const char *body, size_t len)
+{
+	rt_conn *c = req->conn;
+	rt_http *h = c->srv;
+	int keep = req->keep_alive && !c->close_after && !h->draining;
+	char head[1024];
+	int n = snprintf(head, sizeof head,
+			 "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+			 "X-Request-Id: %s\r\n%s%s%s%s\r\n",
+			 status, rt_http_status_text(status), http_date(h),
+			 ctype ? ctype : "application/json", len, req->request_id,
+			 req->traceparent[0] ? "traceparent: " : "", req->traceparent,
+			 req->traceparent[0] ? "\r\n" : "", keep ? "" : "Connection: close\r\n");
+	/* extra headers go just before the blank line */
+	size_t hl = (size_t)n - 2;
+	size_t total = hl + req->extra_len + 2 + len;
+	char stackbuf[8192];
+	char *out = total <= sizeof stackbuf ? stackbuf : malloc(total);
+	req->status = status;
+	if (out) {
+		memcpy(out, head, hl);
+		memcpy(out + hl, req->extra_headers, req->extra_len);
+		memcpy(out + hl + req->extra_len, "\r\n", 2);
+		size_t send_len = total;
+		if (len && strcmp(req->method ? req->method : "", "HEAD") != 0)
+			memcpy(out + hl + req->extra_len + 2, body, len);
+		else
+			send_len = total - len;
+		conn_send(c, out, send_len);
+		if (out != stackbuf)
+			free(out);
+	} else {
+		conn_close(c);
+	}
+	double secs = (double)(rt_now_ns() - req->start_ns) / 1e9;
+	if (h->observer)
+		h->observer(req, total, secs, h->observer_ud);
+	if (h->cfg.access_log)
+		rt_log_access(req->method, req->target, status, secs, total, req->request_id,
+			      req->traceparent);
+	c->state = CONN_IDLE;
+	req_reset(c);
+	if (c->closing)
+		return;
+	if (!keep || c->close_after) {
+		c->close_after = 1;
+		conn_close(c);
+		return;
+	}
+	if (c->reading_paused) {
+		c->reading_paused = 0;
+		conn_resume_read(c);
+	}
+	llhttp_resume(&c->parser);
+	conn_process(c);
+}
+
+void rt_req_reply_error(rt_req *req, int status, const char *fmt, ...)
+{
+	char msg[512], out[1200];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	size_t o = 0;
+	o += (size_t)snprintf(out, sizeof out, "{\"error\":\"");
+	o += rt_json_escape(out + o, sizeof out - o - 4, msg);
+	o += (size_t)snprintf(out + o, sizeof out - o, "\"}");
+	rt_req_reply(req, status, "application/json", out, o);
+}
+
+/* Error raised by the connection itself (bad request, limits, timeouts): reply and close. */
+static void conn_fail(rt_conn *c, int status, const char *msg)
+{
+	if (c->closing)
+		return;
+	rt_req *r = &c->req;
+	if (!r->request_id[0])
+		snprintf(r->request_id, sizeof r->request_id, "%s-%llx", c->srv->id_prefix,
+			 (unsigned long long)++c->srv->next_id);
+	if (!r->method)
+		r->method = "-";
+	if (!r->target)
+		r->target = "-";
+	if (!r->start_ns)
+		r->start_ns = rt_now_ns();
+	r->keep_alive = 0;
+	c->close_after = 1;
+	c->state = CONN_BUSY;
+	rt_req_reply_error(r, status, "%s", msg);
+}
+
+/* ---- parser callbacks ---- */
+
+static int hdr_append(rt_conn *c, const char *at, size_t len)
+{
+	if (c->hdr_len + len + 1 > c->srv->cfg.max_header_bytes) {
+		c->err_status = 431;
+		return -1;
+	}
+	memcpy(c->hdr + c->hdr_len, at, len);
+	c->hdr_len += len;
+	return 0;
+}
+
+static int hdr_terminate(rt_conn *c)
+{
+	return hdr_append(c, "", 1);
+}
+
+static int cb_message_begin(llhttp_t *p)
+{
+	rt_conn *c = p->data;
+	req_reset(c);
+	c->req.start_ns = rt_now_ns();
+	c->url_off = 0;
+	if (c->state == CONN_IDLE) {
+		c->state = CONN_READING;
+		conn_arm_timer(c);
+	}
+	return 0;
+}
+
+static int cb_url(llhttp_t *p, const char *at, size_t len)
+{
+	return hdr_append(p->data, at, len);
+}
+
+static int cb_url_complete(llhttp_t *p)
+{
+	rt_conn *c = p->data;
+	if (hdr_terminate(c))
+		return -1;
+	c->cur_name = c->hdr_len;
+	return 0;
+}
+
+static int cb_header_field(llhttp_t *p, const char *at, size_t len)
+{
+	return hdr_append(p->data, at, len);
+}
+
+static int cb_header_field_complete(llhttp_t *p)
+{
+	rt_conn *c = p->data;
+	if (hdr_terminate(c))
+		return -1;
+	c->cur_value = c->hdr_len;
+	return 0;
+}
+
+static int cb_header_value(llhttp_t *p, const char *at, size_t len)
+{
+	return hdr_append(p->data, at, len);
+}
+
+static int cb_header_value_complete(llhttp_t *p)
+{
+	rt_conn *c = p->data;
+	/* trim trailing blanks */
+	while (c->hdr_len > c->cur_value &&
+	       (c->hdr[c->hdr_len - 1] == ' ' || c->hdr[c->hdr_len - 1] == '\t'))
+		c->hdr_len--;
+	if (hdr_terminate(c))
+		return -1;
+	rt_req *r = &c->req;
+	if (r->nheaders >= RT_HTTP_MAX_HEADERS) {
+		c->err_status = 431;
+		return -1;
+	}
+	/* store offsets now; turned into pointers at headers_complete (hdr never moves) */
+	r->headers[r->nheaders].name = c->hdr + c->cur_name;
+	r->headers[r->nheaders].value = c->hdr + c->cur_value;
+	r->nheaders++;
+	c->cur_name = c->hdr_len;
+	return 0;
+}
+
+static int cb_headers_complete(llhttp_t *p)
+{
+	rt_conn *c = p->data;
+	rt_http *h = c->srv;
+	rt_req *r = &c->req;
+	r->method = llhttp_method_name(p->method);
+	r->target = c->hdr + c->url_off;
+	/* split path and query in a copy stored in the header buffer */
+	size_t tl = strlen(r->target);
+	if (c->hdr_len + tl + 2 > h->cfg.max_header_bytes) {
+		c->err_status = 431;
+		return -1;
+	}
+	char *path = c->hdr + c->hdr_len;
+	memcpy(path, r->target, tl + 1);
+	c->hdr_len += tl + 1;
+	char *q = strchr(path, '?');
+	if (q) {
+		*q = 0;
+		r->query = q + 1;
+	} else {
+		r->query = "";
+	}
+	r->path = path;
+	const char *rid = rt_req_header(r, "X-Request-Id");
+	if (rid && sane_request_id(rid))
+		snprintf(r->request_id, sizeof r->request_id, "%s", rid);
+	else
+		snprintf(r->request_id, sizeof r->request_id, "%s-%llx", h->id_prefix,
+			 (unsigned long long)++h->next_id);
+	const char *tp = rt_req_header(r, "traceparent");
+	if (tp && valid_traceparent(tp))
+		snprintf(r->traceparent, sizeof r->traceparent, "%s", tp);
+	if ((p->flags & F_CONTENT_LENGTH) && p->content_length > h->cfg.max_body_bytes) {
+		c->err_status = 413;
+		return -1;
+	}
+	const char *expect = rt_req_header(r, "Expect");
+	if (expect) {
+		if (strcasecmp(expect, "100-continue") != 0) {
+			c->err_status = 417;
+			return -1;
+		}
+		if (p->http_major == 1 && p->http_minor >= 1) {
+			static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+			conn_send(c, cont, sizeof cont - 1);
+		}
+	}
+	return 0;
+}
+
+static int cb_body(llhttp_t *p, const char *at, size_t len)
+{
+	rt_conn *c = p->data;
+	rt_req *r = &c->req;
+	size_t max = c->srv->cfg.max_body_bytes;
+	if (r->body_len + len > max) {
+		c->err_status = 413;
+		return -1;
+	}
+	if (r->body_len + len + 1 > c->body_cap) {
+		size_t cap = c->body_cap ? c->body_cap : 4096;
+		while (cap < r->body_len + len + 1)
+			cap *= 2;
+		if (cap > max + 1)
+			cap = max + 1;
+		char *nb = realloc(c->body, cap);
+		if (!nb) {
+			c->err_status = 503;
+			return -1;
+		}
+		c->body = nb;
+		c->body_cap = cap;
+		r->body = nb;
+	}
+	memcpy(c->body + r->body_len, at, len);
+	r->body_len += len;
+	return 0;
+}
+
+static int cb_message_complete(llhttp_t *p)
+{
+	rt_conn *c = p->data;
+	rt_req *r = &c->req;
+	if (!c->body) {
+		c->body = malloc(64);
+		if (!c->body) {
+			c->err_status = 503;
+			return -1;
+		}
+		c->body_cap = 64;
+	}
+	r->body = c->body;
+	r->body[r->body_len] = 0;
+	r->keep_alive = llhttp_should_keep_alive(p);
+	return HPE_PAUSED;
+}
+
+/* ---- connection lifecycle ---- */
+
+static void on_handle_closed(uv_handle_t *hd)
+{
+	rt_conn *c = hd->data;
+	if (--c->handles_open > 0)
+		return;
+	rt_http *h = c->srv;
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		h->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	h->nconns--;
+	free(c->in);
+	free(c->hdr);
+	free(c->body);
+	free(c);
+	if (h->draining && h->nconns == 0 && h->listener_closed && h->drained) {
+		void (*done)(void *) = h->drained;
+		h->drained = NULL;
+		done(h->drained_ud);
+	}
+}
+
+static void conn_close(rt_conn *c)
+{
+	if (c->closing)
+		return;
+	if (c->state == CONN_BUSY) {
+		/* A handler still owns the request: close once it has replied. */
+		c->close_after = 1;
+		uv_read_stop((uv_stream_t *)&c->tcp);
+		return;
+	}
+	c->closing = 1;
+	uv_timer_stop(&c->timer);
+	uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+	uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
+}
+
+static void on_timer(uv_timer_t *t)
+{
+	rt_conn *c = t->data;
+	if (c->state == CONN_READING)
+		conn_fail(c, 408, "request not received in time");
+	else if (c->state == CONN_IDLE)
+		conn_close(c);
+}
+
+static void conn_arm_timer(rt_conn *c)
+{
+	if (c->closing)
+		return;
+	uint64_t ms = 0;
+	if (c->state == CONN_IDLE)
+		ms = c->srv->cfg.idle_timeout_ms;
+	else if (c->state == CONN_READING)
+		ms = c->srv->cfg.read_timeout_ms;
+	if (ms)
+		uv_timer_start(&c->timer, on_timer, ms, 0);
+	else
+		uv_timer_stop(&c->timer);
+}
+
+static void on_alloc(uv_handle_t *hd, size_t suggested, uv_buf_t *buf)
+{
+	rt_conn *c = hd->data;
+	(void)suggested;
+	if (c->in_off > 0 && c->in_off == c->in_len) {
+		c->in_off = c->in_len = 0;
+	}
+	if (c->in_cap - c->in_len < 16384) {
+		if (c->in_off > 0) {
+			memmove(c->in, c->in + c->in_off, c->in_len - c->in_off);
+			c->in_len -= c->in_off;
+			c->in_off = 0;
+		}
+		if (c->in_cap - c->in_len < 16384) {
+			size_t cap = c->in_cap ? c->in_cap * 2 : 65536;
+			char *n = realloc(c->in, cap);
+			if (!n) {
+				*buf = uv_buf_init(NULL, 0);
+				return;
+			}
+			c->in = n;
+			c->in_cap = cap;
+		}
+	}
+	*buf = uv_buf_init(c->in + c->in_len, (unsigned)(c->in_cap - c->in_len));
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
+static void conn_resume_read(rt_conn *c)
+{
+	if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) < 0)
+		conn_close(c);
+}
+
+static int parse_error_status(rt_conn *c, llhttp_errno_t err)
+{
+	if (c->err_status)
+		return c->err_status;
+	(void)err;
+	return 400;
+}
+
+/* Feeds buffered input to the parser and dispatches complete requests, one at a time. */
+static void conn_process(rt_conn *c)
+{
+	rt_http *h = c->srv;
+	while (!c->closing && c->state != CONN_BUSY && c->in_off < c->in_len) {
+		const char *start = c->in + c->in_off;
+		size_t len = c->in_len - c->in_off;
+		llhttp_errno_t err = llhttp_execute(&c->parser, start, len);
+		if (err == HPE_OK) {
+			c->in_off = c->in_len;
+			break;
+		}
+		if (err == HPE_PAUSED) {
+			const char *pos = llhttp_get_error_pos(&c->parser);
+			c->in_off = (size_t)(pos - c->in);
+			c->state = CONN_BUSY;
+			uv_timer_stop(&c->timer);
+			c->req.conn = c;
+			h->dispatch(&c->req, h->ud);
+			/* a synchronous reply already moved state back to IDLE and recursed */
+			return;
+		}
+		char msg[160];
+		int st = parse_error_status(c, err);
+		if (st == 431)
+			snprintf(msg, sizeof msg, "request header fields too large (limit %zu bytes)",
+				 h->cfg.max_header_bytes);
+		else if (st == 413)
+			snprintf(msg, sizeof msg, "request body too large (limit %zu bytes)",
+				 h->cfg.max_body_bytes);
+		else if (st == 417)
+			snprintf(msg, sizeof msg, "unsupported Expect header");
+		else
+			snprintf(msg, sizeof msg, "malformed request: %s", llhttp_get_error_reason(&c->parser));
+		c->in_off = c->in_len;
+		conn_fail(c, st, msg);
+		return;
+	}
+	if (c->closing)
+		return;
+	if (c->in_off == c->in_len)
+		c->in_off = c->in_len = 0;
+	if (c->state == CONN_BUSY) {
+		/* backpressure: stop reading while much pipelined input waits */
+		if (c->in_len - c->in_off > 1024 * 1024 && !c->reading_paused) {
+			uv_read_stop((uv_stream_t *)&c->tcp);
+			c->reading_paused = 1;
+		}
+		return;
+	}
+	if (h->draining && c->state == CONN_IDLE) {
+		conn_close(c);
+		return;
+	}
+	if (c->state == CONN_IDLE)
+		conn_arm_timer(c);
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+	rt_conn *c = s->data;
+	(void)buf;
+	if (nread < 0) {
+		if (c->state == CONN_BUSY) {
+			/* the handler still owns the request: close after its reply */
+			c->close_after = 1;
+			uv_read_stop(s);
+			return;
+		}
+		conn_close(c);
+		return;
+	}
+	if (nread == 0)
+		return;
+	c->in_len += (size_t)nread;
+	if (c->state == CONN_IDLE) {
+		c->state = CONN_READING;
+		conn_arm_timer(c);
+	}
+	if (c->state != CONN_BUSY)
+		conn_process(c);
+	else if (c->in_len - c->in_off > 1024 * 1024 && !c->reading_paused) {
+		uv_read_stop(s);
+		c->reading_paused = 1;
+	}
+}
+
+static void on_connection(uv_stream_t *server, int status)
+{
+	rt_http *h = server->data;
+	if (status < 0)
+		return;
+	rt_conn *c = calloc(1, sizeof *c);
+	if (!c)
+		return;
+	c->srv = h;
+	c->hdr = malloc(h->cfg.max_header_bytes + 1);
+	if (!c->hdr) {
+		free(c);
+		return;
+	}
+	uv_tcp_init(h->loop, &c->tcp);
+	uv_timer_init(h->loop, &c->timer);
+	c->tcp.data = c;
+	c->timer.data = c;
+	c->handles_open = 2;
+	c->next = h->conns;
+	if (h->conns)
+		h->conns->prev = c;
+	h->conns = c;
+	h->nconns++;
+	c->req.conn = c;
+	req_reset(c);
+	if (uv_accept(server, (uv_stream_t *)&c->tcp) < 0) {
+		conn_close(c);
+		return;
+	}
+	uv_tcp_nodelay(&c->tcp, 1);
+	llhttp_init(&c->parser, HTTP_REQUEST, &h->settings);
+	c->parser.data = c;
+	if (h->nconns > h->cfg.max_connections || h->draining) {
+		conn_fail(c, 503, h->draining ? "server is draining" : "too many connections");
+		return;
+	}
+	if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) < 0) {
+		conn_close(c);
+		return;
+	}
+	conn_arm_timer(c);
+}
+
+int rt_http_open(uv_loop_t *loop, const rt_http_config *cfg, rt_handler_fn dispatch, void *ud,
+		 rt_http **out)
+{
+	int rc;
+	struct sockaddr_storage addr;
+	rt_http *h = calloc(1, sizeof *h);
+	if (!h)
+		return -ENOMEM;
+	h->loop = loop;
+	h->cfg = *cfg;
+	if (h->cfg.max_header_bytes < 256)
+		h->cfg.max_header_bytes = 256;
+	h->dispatch = dispatch;
+	h->ud = ud;
+	llhttp_settings_init(&h->settings);
+	h->settings.on_message_begin = cb_message_begin;
+	h->settings.on_url = cb_url;
+	h->settings.on_url_complete = cb_url_complete;
+	h->settings.on_header_field = cb_header_field;
+	h->settings.on_header_field_complete = cb_header_field_complete;
+	h->settings.on_header_value = cb_header_value;
+	h->settings.on_header_value_complete = cb_header_value_complete;
+	h->settings.on_headers_complete = cb_headers_complete;
+	h->settings.on_body = cb_body;
+	h->settings.on_message_complete = cb_message_complete;
+	snprintf(h->id_prefix, sizeof h->id_prefix, "%08x",
+		 (unsigned)(rt_now_ns() ^ ((uint64_t)getpid() << 16)));
+	if (strchr(cfg->host, ':'))
+		rc = uv_ip6_addr(cfg->host, cfg->port, (struct sockaddr_in6 *)&addr);
+	else
+		rc = uv_ip4_addr(cfg->host, cfg->port, (struct sockaddr_in *)&addr);
+	if (rc < 0)
+		goto fail;
+	uv_tcp_init(loop, &h->listener);
+	h->listener.data = h;
+	rc = uv_tcp_bind(&h->listener, (struct sockaddr *)&addr, 0);
+	if (rc == 0)
+		rc = uv_listen((uv_stream_t *)&h->listener, 1024, on_connection);
+	if (rc < 0) {
+		uv_close((uv_handle_t *)&h->listener, NULL);
+		uv_run(loop, UV_RUN_NOWAIT);
+		goto fail;
+	}
+	struct sockaddr_storage bound;
+	int blen = sizeof bound;
+	uv_tcp_getsockname(&h->listener, (struct sockaddr *)&bound, &blen);
+	h->port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
+						   : ((struct sockaddr_in *)&bound)->sin_port);
+	*out = h;
+	return 0;
+fail:
+	free(h);
+	return rc;
+}
+
+int rt_http_port(const rt_http *h)
+{
+	return h->port;
+}
+
+int rt_http_open_connections(const rt_http *h)
+{
+	return h->nconns;
+}
+
+void rt_http_set_observer(rt_http *h, rt_http_observer_fn fn, void *ud)
+{
+	h->observer = fn;
+	h->observer_ud = ud;
+}
+
+static void on_listener_closed(uv_handle_t *hd)
+{
+	rt_http *h = hd->data;
+	h->listener_closed = 1;
+	if (h->draining && h->nconns == 0 && h->drained) {
+		void (*done)(void *) = h->drained;
+		h->drained = NULL;
+		done(h->drained_ud);
+	}
+}
+
+void rt_http_drain(rt_http *h, void (*done)(void *ud), void *ud)
+{
+	if (h->draining)
+		return;
+	h->draining = 1;
+	h->drained = done;
+	h->drained_ud = ud;
+	uv_close((uv_handle_t *)&h->listener, on_listener_closed);
+	for (rt_conn *c = h->conns, *n; c; c = n) {
+		n = c->next;
+		if (c->state == CONN_IDLE && c->in_off == c->in_len)
+			conn_close(c);
+		else
+			c->close_after = 1;
+	}
+}
+
+void rt_http_close_all(rt_http *h)
+{
+	for (rt_conn *c = h->conns, *n; c; c = n) {
+		n = c->next;
+		conn_close(c);
+	}
+	if (!h->draining) {
+		h->draining = 1;
+		uv_close((uv_handle_t *)&h->listener, on_listener_closed);
+	}
+}
+
+void rt_http_free(rt_http *h)
+{
+	free(h);
+}

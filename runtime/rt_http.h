@@ -1,0 +1,117 @@
+/* rt_http.h — HTTP/1.1 server on libuv + llhttp (issue 2).
+ * Keep-alive and pipelining (responses in request order), Content-Length and chunked bodies,
+ * Expect: 100-continue, limits (header bytes -> 431, body bytes -> 413, connections), slow-client
+ * and idle timeouts (408 or close), malformed requests -> 400 and close, graceful drain.
+ * Everything here runs on the loop thread. A handler receives an rt_req and must eventually
+ * call exactly one rt_req_reply* function (on the loop thread); it may do so after returning,
+ * which keeps the connection's later pipelined requests waiting, in order. */
+#ifndef THAW_RT_HTTP_H
+#define THAW_RT_HTTP_H
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+typedef struct rt_http rt_http;
+typedef struct rt_req rt_req;
+typedef struct rt_conn rt_conn;
+
+#define RT_HTTP_MAX_HEADERS 64
+#define RT_HTTP_MAX_PARAMS 4
+#define RT_HTTP_MAX_EXTRA_HEADERS 8
+
+typedef struct rt_http_header {
+	const char *name;   /* as sent by the client */
+	const char *value;  /* leading and trailing blanks removed */
+} rt_http_header;
+
+struct rt_req {
+	rt_conn *conn;                 /* internal */
+	const char *method;            /* "GET", "POST", ... */
+	const char *target;            /* request target as sent (path + query) */
+	const char *path;              /* path part of target (not decoded) */
+	const char *query;             /* after '?', or "" */
+	rt_http_header headers[RT_HTTP_MAX_HEADERS];
+	int nheaders;
+	char *body;                    /* NUL-terminated; body_len bytes (owned by the connection) */
+	size_t body_len;
+	const char *route;             /* route pattern that matched, or "unmatched" */
+	const char *param_names[RT_HTTP_MAX_PARAMS];
+	const char *param_values[RT_HTTP_MAX_PARAMS];
+	int nparams;
+	char request_id[80];           /* X-Request-Id honoured (if sane) or assigned */
+	char traceparent[64];          /* valid W3C traceparent passed through, or "" */
+	uint64_t start_ns;             /* when the request line's first byte arrived */
+	int status;                    /* set by rt_req_reply */
+	int keep_alive;                /* internal */
+	char extra_headers[512];       /* internal: added by rt_req_add_header */
+	size_t extra_len;
+};
+
+/* rt_handler_fn serves one request; see the file comment for the reply rule. */
+typedef void (*rt_handler_fn)(rt_req *req, void *ud);
+
+typedef struct rt_http_config {
+	const char *host;              /* listen address, e.g. "0.0.0.0" or "127.0.0.1" */
+	int port;
+	size_t max_header_bytes;       /* request line + headers; over it: 431 */
+	size_t max_body_bytes;         /* over it: 413 */
+	int max_connections;           /* over it: 503 and close */
+	uint64_t read_timeout_ms;      /* a started request must arrive whole within this: 408 */
+	uint64_t idle_timeout_ms;      /* keep-alive connection with nothing pending: closed */
+	int access_log;                /* 1: one JSON line per request on stderr */
+} rt_http_config;
+
+/* rt_http_config_defaults fills sane production defaults (port 8080, 16 KiB headers, 64 MiB
+ * bodies, 4096 connections, 30 s read, 60 s idle, access log on). */
+void rt_http_config_defaults(rt_http_config *cfg);
+
+/* rt_http_open binds and listens on loop. dispatch is called for every complete request
+ * (routing happens in the dispatcher). Returns 0 or a negative errno (e.g. -EADDRINUSE);
+ * *out is owned by the caller and released by rt_http_close. */
+int rt_http_open(uv_loop_t *loop, const rt_http_config *cfg, rt_handler_fn dispatch, void *ud,
+		 rt_http **out);
+
+/* rt_http_port returns the bound port (useful with port 0). */
+int rt_http_port(const rt_http *h);
+
+/* rt_http_drain stops accepting, closes idle connections, lets in-flight requests finish
+ * (their responses carry Connection: close) and calls done(ud) once no connection is left. */
+void rt_http_drain(rt_http *h, void (*done)(void *ud), void *ud);
+
+/* rt_http_close_all closes every connection at once (drain deadline passed). */
+void rt_http_close_all(rt_http *h);
+
+/* rt_http_free releases the server after the loop has closed its handles (after drain/close_all
+ * and uv_run returned). */
+void rt_http_free(rt_http *h);
+
+/* rt_http_open_connections reports the number of open client connections. */
+int rt_http_open_connections(const rt_http *h);
+
+/* rt_req_header returns the value of the first header named name (case-insensitive) or NULL. */
+const char *rt_req_header(const rt_req *req, const char *name);
+
+/* rt_req_param returns the route parameter named name, or NULL. */
+const char *rt_req_param(const rt_req *req, const char *name);
+
+/* rt_req_add_header adds a response header (before rt_req_reply). Returns -ENOSPC when full. */
+int rt_req_add_header(rt_req *req, const char *name, const char *value);
+
+/* rt_req_reply sends the response (body copied) and finishes the request. */
+void rt_req_reply(rt_req *req, int status, const char *content_type, const char *body, size_t len);
+
+/* rt_req_reply_error sends {"error": "<formatted message>"} with status. */
+void rt_req_reply_error(rt_req *req, int status, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* rt_http_status_text returns the reason phrase for status ("OK", "Not Found", ...). */
+const char *rt_http_status_text(int status);
+
+/* rt_now_ns returns CLOCK_MONOTONIC in nanoseconds. */
+uint64_t rt_now_ns(void);
+
+/* Observer called after each response is written: used for metrics and the access log hook. */
+typedef void (*rt_http_observer_fn)(const rt_req *req, size_t resp_bytes, double seconds, void *ud);
+void rt_http_set_observer(rt_http *h, rt_http_observer_fn fn, void *ud);
+
+#endif

@@ -1,0 +1,41 @@
+/* rt_metrics.h — a small Prometheus registry: counter, gauge and histogram families with label
+ * sets, rendered in the text exposition format (version 0.0.4) for GET /metrics.
+ * Thread-safe (one mutex): lanes and the loop thread may update concurrently. */
+#ifndef THAW_RT_METRICS_H
+#define THAW_RT_METRICS_H
+#include <stddef.h>
+
+typedef struct rt_metrics rt_metrics;
+typedef struct rt_metric_family rt_metric_family;
+
+typedef enum rt_metric_type {
+	RT_METRIC_COUNTER,
+	RT_METRIC_GAUGE,
+	RT_METRIC_HISTOGRAM,
+} rt_metric_type;
+
+/* rt_metrics_new returns an empty registry or NULL. */
+rt_metrics *rt_metrics_new(void);
+void rt_metrics_free(rt_metrics *m);
+
+/* rt_metrics_family registers (or returns the existing) family. buckets (ascending upper bounds,
+ * +Inf implied) only for histograms; copied. Returns NULL on allocation failure or when name is
+ * already registered with another type. */
+rt_metric_family *rt_metrics_family(rt_metrics *m, const char *name, rt_metric_type type,
+				    const char *help, const double *buckets, int nbuckets);
+
+/* Label sets are given as alternating key/value strings, nlabels pairs; values are escaped here.
+ * All updates silently drop the sample on allocation failure (metrics never fail a request). */
+void rt_metric_add(rt_metric_family *f, double v, int nlabels, const char *const *kv);
+void rt_metric_set(rt_metric_family *f, double v, int nlabels, const char *const *kv);
+void rt_metric_observe(rt_metric_family *f, double v, int nlabels, const char *const *kv);
+
+/* rt_metrics_render writes the exposition text into a malloc'd buffer (*out, *len); the caller
+ * frees it. Returns 0 or -ENOMEM. */
+int rt_metrics_render(rt_metrics *m, char **out, size_t *len);
+
+/* Default latency buckets in seconds (100 µs .. 60 s). */
+extern const double rt_metrics_latency_buckets[];
+extern const int rt_metrics_latency_nbuckets;
+
+#endif

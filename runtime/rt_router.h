@@ -1,0 +1,31 @@
+/* rt_router.h — method + path routing with {param} segments, e.g.
+ * "/v1/functions/{name}/invoke". Routes are matched in registration order; a literal segment
+ * must match exactly, a {param} segment matches one non-empty segment. */
+#ifndef THAW_RT_ROUTER_H
+#define THAW_RT_ROUTER_H
+#include "runtime/rt_http.h"
+
+typedef struct rt_router rt_router;
+
+typedef enum rt_route_result {
+	RT_ROUTE_FOUND,
+	RT_ROUTE_NOT_FOUND,          /* no pattern matches the path: 404 */
+	RT_ROUTE_METHOD_NOT_ALLOWED, /* the path matches, the method does not: 405 + Allow */
+} rt_route_result;
+
+/* rt_router_new returns an empty router or NULL on allocation failure. */
+rt_router *rt_router_new(void);
+void rt_router_free(rt_router *r);
+
+/* rt_router_add registers method (e.g. "GET") + pattern -> fn(req, ud). The pattern string must
+ * outlive the router (it names the route in metrics). Returns 0, -EINVAL for a bad pattern,
+ * -ENOMEM. */
+int rt_router_add(rt_router *r, const char *method, const char *pattern, rt_handler_fn fn, void *ud);
+
+/* rt_router_match matches method and path. On FOUND, *fn and *ud are set and req's route and
+ * params are filled (param values are copied into req-owned storage: `scratch`, of scratch_cap
+ * bytes). On METHOD_NOT_ALLOWED, allow (if non-NULL) receives "GET, PUT" style text. */
+rt_route_result rt_router_match(const rt_router *r, rt_req *req, char *scratch, size_t scratch_cap,
+				rt_handler_fn *fn, void **ud, char *allow, size_t allow_cap);
+
+#endif

@@ -1,0 +1,186 @@
+/* rt_server.c — daemon lifecycle: listener, routing, metrics, signals and graceful drain
+ * (Knative runtime contract: on SIGTERM readiness fails, the listener closes, in-flight requests
+ * finish, exit 0 within the drain timeout). */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include "runtime/rt_log.h"
+#include "runtime/rt_server.h"
+#include "runtime/rt_version.h"
+
+void rt_server_dispatch(rt_req *req, void *ud)
+{
+	rt_server *srv = ud;
+	rt_handler_fn fn;
+	void *fud;
+	char allow[128];
+	/* param values live in the request's header storage tail: a small scratch per request */
+	static __thread char scratch[1024];
+	switch (rt_router_match(srv->router, req, scratch, sizeof scratch, &fn, &fud, allow, sizeof allow)) {
+	case RT_ROUTE_FOUND:
+		fn(req, fud);
+		return;
+	case RT_ROUTE_METHOD_NOT_ALLOWED:
+		rt_req_add_header(req, "Allow", allow);
+		rt_req_reply_error(req, 405, "method %s not allowed on %s (allowed: %s)", req->method,
+				   req->path, allow);
+		return;
+	default:
+		rt_req_reply_error(req, 404, "no route for %s %s", req->method, req->path);
+	}
+}
+
+static void observe(const rt_req *req, size_t bytes, double secs, void *ud)
+{
+	rt_server *srv = ud;
+	char code[8];
+	(void)bytes;
+	snprintf(code, sizeof code, "%d", req->status);
+	const char *kv[] = {"route", req->route, "code", code};
+	rt_metric_add(srv->m_requests, 1, 2, kv);
+	rt_metric_observe(srv->m_duration, secs, 1, kv);
+}
+
+static int mkdir_p(const char *path)
+{
+	char tmp[4096];
+	if (snprintf(tmp, sizeof tmp, "%s", path) >= (int)sizeof tmp)
+		return -ENAMETOOLONG;
+	for (char *p = tmp + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = 0;
+		if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
+		return -errno;
+	struct stat st;
+	if (stat(tmp, &st) < 0)
+		return -errno;
+	return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
+}
+
+int rt_server_init(rt_server *srv, uv_loop_t *loop, const rt_server_config *cfg)
+{
+	int rc;
+	memset(srv, 0, sizeof *srv);
+	srv->loop = loop;
+	srv->cfg = *cfg;
+	srv->started_ns = rt_now_ns();
+	rc = mkdir_p(cfg->data_dir);
+	if (rc < 0) {
+		rt_logf(RT_LOG_ERROR, "cannot create data directory %s: %s", cfg->data_dir, strerror(-rc));
+		return rc;
+	}
+	srv->router = rt_router_new();
+	srv->metrics = rt_metrics_new();
+	if (!srv->router || !srv->metrics) {
+		rc = -ENOMEM;
+		goto fail;
+	}
+	srv->m_requests = rt_metrics_family(srv->metrics, "thaw_http_requests_total", RT_METRIC_COUNTER,
+					    "HTTP requests answered, by route and status code.", NULL, 0);
+	srv->m_duration = rt_metrics_family(srv->metrics, "thaw_http_request_duration_seconds",
+					    RT_METRIC_HISTOGRAM,
+					    "Time from a request's first byte to its response, by route.",
+					    rt_metrics_latency_buckets, rt_metrics_latency_nbuckets);
+	srv->m_connections = rt_metrics_family(srv->metrics, "thaw_http_open_connections",
+					       RT_METRIC_GAUGE, "Open client connections.", NULL, 0);
+	rt_metric_family *info = rt_metrics_family(srv->metrics, "thaw_build_info", RT_METRIC_GAUGE,
+						   "Build and deployment labels; always 1.", NULL, 0);
+	const char *ks = getenv("K_SERVICE"), *kr = getenv("K_REVISION"), *kc = getenv("K_CONFIGURATION");
+	const char *kv[] = {"version", THAW_VERSION, "k_service", ks ? ks : "",
+			    "k_revision", kr ? kr : "", "k_configuration", kc ? kc : ""};
+	rt_metric_set(info, 1, 4, kv);
+	rc = rt_api_register(srv);
+	if (rc < 0)
+		goto fail;
+	rc = rt_http_open(loop, &cfg->http, rt_server_dispatch, srv, &srv->http);
+	if (rc < 0) {
+		rt_logf(RT_LOG_ERROR, "cannot listen on %s:%d: %s", cfg->http.host, cfg->http.port,
+			uv_strerror(rc));
+		goto fail;
+	}
+	rt_http_set_observer(srv->http, observe, srv);
+	return 0;
+fail:
+	rt_router_free(srv->router);
+	rt_metrics_free(srv->metrics);
+	srv->router = NULL;
+	srv->metrics = NULL;
+	return rc;
+}
+
+static void on_drained(void *ud)
+{
+	rt_server *srv = ud;
+	rt_logf(RT_LOG_INFO, "drained; exiting");
+	uv_timer_stop(&srv->drain_timer);
+	uv_stop(srv->loop);
+}
+
+static void on_drain_timeout(uv_timer_t *t)
+{
+	rt_server *srv = t->data;
+	rt_logf(RT_LOG_WARN, "drain timeout after %.1f s; closing %d connection(s)",
+		srv->cfg.drain_timeout_s, rt_http_open_connections(srv->http));
+	rt_http_close_all(srv->http);
+	uv_stop(srv->loop);
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+	rt_server *srv = s->data;
+	if (srv->draining) {
+		rt_logf(RT_LOG_WARN, "second signal %d; stopping now", signum);
+		rt_http_close_all(srv->http);
+		uv_stop(srv->loop);
+		return;
+	}
+	srv->draining = 1;
+	rt_logf(RT_LOG_INFO, "signal %d: draining (readiness off, listener closed, %d connection(s) open)",
+		signum, rt_http_open_connections(srv->http));
+	uv_timer_start(&srv->drain_timer, on_drain_timeout,
+		       (uint64_t)(srv->cfg.drain_timeout_s * 1000.0), 0);
+	rt_http_drain(srv->http, on_drained, srv);
+}
+
+static void close_walk(uv_handle_t *h, void *arg)
+{
+	(void)arg;
+	if (!uv_is_closing(h))
+		uv_close(h, NULL);
+}
+
+int rt_server_run(rt_server *srv)
+{
+	signal(SIGPIPE, SIG_IGN);
+	uv_signal_init(srv->loop, &srv->sig_term);
+	uv_signal_init(srv->loop, &srv->sig_int);
+	uv_timer_init(srv->loop, &srv->drain_timer);
+	srv->sig_term.data = srv->sig_int.data = srv->drain_timer.data = srv;
+	uv_signal_start(&srv->sig_term, on_signal, SIGTERM);
+	uv_signal_start(&srv->sig_int, on_signal, SIGINT);
+	char fields[512];
+	snprintf(fields, sizeof fields, "\"host\":\"%s\",\"port\":%d,\"data\":\"%s\",\"version\":\"%s\"",
+		 srv->cfg.http.host, rt_http_port(srv->http), srv->cfg.data_dir, THAW_VERSION);
+	rt_log(RT_LOG_INFO, "listening", fields);
+	uv_run(srv->loop, UV_RUN_DEFAULT);
+	/* close whatever is left (connections past the deadline, signal handles, timers) */
+	uv_walk(srv->loop, close_walk, NULL);
+	uv_run(srv->loop, UV_RUN_DEFAULT);
+	return srv->exit_code;
+}
+
+void rt_server_free(rt_server *srv)
+{
+	rt_http_free(srv->http);
+	rt_router_free(srv->router);
+	rt_metrics_free(srv->metrics);
+	memset(srv, 0, sizeof *srv);
+}

@@ -1,0 +1,48 @@
+/* rt_server.h — the daemon's shared state, owned by the loop thread: HTTP server, router,
+ * metrics, drain state. Handlers in rt_api*.c receive it as their `ud`. */
+#ifndef THAW_RT_SERVER_H
+#define THAW_RT_SERVER_H
+#include <uv.h>
+#include "runtime/rt_http.h"
+#include "runtime/rt_metrics.h"
+#include "runtime/rt_router.h"
+
+typedef struct rt_server_config {
+	rt_http_config http;
+	const char *data_dir;        /* created if missing */
+	double drain_timeout_s;      /* SIGTERM -> exit 0 within this */
+} rt_server_config;
+
+typedef struct rt_server {
+	uv_loop_t *loop;
+	rt_server_config cfg;
+	rt_http *http;
+	rt_router *router;
+	rt_metrics *metrics;
+	rt_metric_family *m_requests, *m_duration, *m_connections;
+	int draining;
+	uint64_t started_ns;
+	uv_signal_t sig_term, sig_int;
+	uv_timer_t drain_timer;
+	int exit_code;
+} rt_server;
+
+/* rt_api_register adds the HTTP endpoints (health, readiness, metrics, functions, V2) to
+ * srv->router. Returns 0 or a negative errno. */
+int rt_api_register(rt_server *srv);
+
+/* rt_server_dispatch routes one request (404/405 when nothing matches); the rt_http dispatch
+ * callback, ud = rt_server. */
+void rt_server_dispatch(rt_req *req, void *ud);
+
+/* rt_server_init creates router, metrics and the listener (binding cfg->http.port).
+ * Returns 0 or a negative errno; on failure nothing is left allocated. */
+int rt_server_init(rt_server *srv, uv_loop_t *loop, const rt_server_config *cfg);
+
+/* rt_server_run runs the loop until drained after SIGTERM/SIGINT; returns the exit code. */
+int rt_server_run(rt_server *srv);
+
+/* rt_server_free releases everything rt_server_init created. */
+void rt_server_free(rt_server *srv);
+
+#endif

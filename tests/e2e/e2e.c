@@ -1,0 +1,292 @@
+/* e2e.c — see e2e.h. */
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include "tests/e2e/e2e.h"
+#include "tests/t.h"
+
+static char *pending[64];
+static size_t pending_len[64];
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+int e2e_start(e2e_server *s, const char *const *extra, const char *const *env_kv)
+{
+	static int n;
+	const char *bin = getenv("THAW_BIN");
+	if (!bin)
+		bin = "build/thaw";
+	memset(s, 0, sizeof *s);
+	snprintf(s->log_path, sizeof s->log_path, "%s/serve-%d.log", t_tmpdir(), ++n);
+	snprintf(s->data_dir, sizeof s->data_dir, "%s/data-%d", t_tmpdir(), n);
+	pid_t pid = fork();
+	if (pid < 0)
+		return -1;
+	if (pid == 0) {
+		const char *argv[64];
+		int a = 0;
+		argv[a++] = bin;
+		argv[a++] = "serve";
+		argv[a++] = "--port";
+		argv[a++] = "0";
+		argv[a++] = "--host";
+		argv[a++] = "127.0.0.1";
+		argv[a++] = "--data";
+		argv[a++] = s->data_dir;
+		for (int i = 0; extra && extra[i] && a < 62; i++)
+			argv[a++] = extra[i];
+		argv[a] = NULL;
+		unsetenv("PORT");
+		for (int i = 0; env_kv && env_kv[i]; i++)
+			putenv((char *)env_kv[i]);
+		int fd = open(s->log_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		if (fd >= 0) {
+			dup2(fd, 2);
+			dup2(fd, 1);
+		}
+		execv(bin, (char *const *)argv);
+		_exit(127);
+	}
+	s->pid = pid;
+	double deadline = now_s() + 10;
+	while (now_s() < deadline) {
+		FILE *f = fopen(s->log_path, "r");
+		if (f) {
+			char line[4096];
+			while (fgets(line, sizeof line, f)) {
+				char *p = strstr(line, "\"msg\":\"listening\"");
+				char *q = p ? strstr(line, "\"port\":") : NULL;
+				if (q) {
+					s->port = atoi(q + 7);
+					fclose(f);
+					return 0;
+				}
+			}
+			fclose(f);
+		}
+		int st;
+		if (waitpid(pid, &st, WNOHANG) == pid) {
+			fprintf(stderr, "  e2e: server exited early (status %d)\n", st);
+			s->pid = 0;
+			return -1;
+		}
+		usleep(10000);
+	}
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	s->pid = 0;
+	return -1;
+}
+
+int e2e_stop(e2e_server *s, int sig, double timeout_s)
+{
+	if (!s->pid)
+		return -1;
+	if (sig)
+		kill(s->pid, sig);
+	double deadline = now_s() + timeout_s;
+	int st;
+	while (now_s() < deadline) {
+		pid_t r = waitpid(s->pid, &st, WNOHANG);
+		if (r == s->pid) {
+			s->pid = 0;
+			/* a sanitizer report (leak, overflow, UB) in the server fails the stop */
+			if (e2e_log_contains(s, "Sanitizer") || e2e_log_contains(s, "runtime error:")) {
+				char cmd[700];
+				snprintf(cmd, sizeof cmd, "grep -A30 -E 'Sanitizer|runtime error:' %s | head -60 >&2",
+					 s->log_path);
+				if (system(cmd) < 0)
+					perror("system");
+				return 99;
+			}
+			return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+		}
+		usleep(5000);
+	}
+	kill(s->pid, SIGKILL);
+	waitpid(s->pid, &st, 0);
+	s->pid = 0;
+	return -1;
+}
+
+int e2e_connect(const e2e_server *s)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)s->port)};
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (fd < 0)
+		return -1;
+	struct timeval tv = {5, 0};
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+	int one = 1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0) {
+		close(fd);
+		return -1;
+	}
+	if (fd < 64) {
+		free(pending[fd]);
+		pending[fd] = NULL;
+		pending_len[fd] = 0;
+	}
+	return fd;
+}
+
+int e2e_send(int fd, const char *buf, size_t len)
+{
+	while (len) {
+		ssize_t n = send(fd, buf, len, MSG_NOSIGNAL);
+		if (n <= 0)
+			return -1;
+		buf += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+char *e2e_header(const e2e_resp *r, const char *name)
+{
+	size_t nl = strlen(name);
+	const char *p = strstr(r->headers, "\r\n");
+	while (p && p[2]) {
+		p += 2;
+		if (strncasecmp(p, name, nl) == 0 && p[nl] == ':') {
+			const char *v = p + nl + 1;
+			while (*v == ' ')
+				v++;
+			const char *e = strstr(v, "\r\n");
+			size_t l = e ? (size_t)(e - v) : strlen(v);
+			char *out = malloc(l + 1);
+			memcpy(out, v, l);
+			out[l] = 0;
+			return out;
+		}
+		p = strstr(p, "\r\n");
+	}
+	return NULL;
+}
+
+int e2e_read_resp(int fd, e2e_resp *r)
+{
+	char *buf = NULL;
+	size_t len = 0, cap = 0;
+	memset(r, 0, sizeof *r);
+	if (fd < 64 && pending[fd]) {
+		buf = pending[fd];
+		len = cap = pending_len[fd];
+		pending[fd] = NULL;
+		pending_len[fd] = 0;
+	}
+	size_t hdr_end = 0, need = (size_t)-1;
+	for (;;) {
+		if (!hdr_end) {
+			for (size_t i = 3; i < len; i++)
+				if (memcmp(buf + i - 3, "\r\n\r\n", 4) == 0) {
+					hdr_end = i + 1;
+					break;
+				}
+			if (hdr_end) {
+				size_t hl = hdr_end < sizeof r->headers ? hdr_end : sizeof r->headers - 1;
+				memcpy(r->headers, buf, hl);
+				r->headers[hl] = 0;
+				r->status = atoi(r->headers + 9);
+				char *cl = e2e_header(r, "Content-Length");
+				need = hdr_end + (cl ? strtoul(cl, NULL, 10) : 0);
+				free(cl);
+				if (r->status == 100) {
+					/* interim response: drop it and report it alone */
+					need = hdr_end;
+				}
+			}
+		}
+		if (hdr_end && len >= need)
+			break;
+		if (len + 4096 > cap) {
+			cap = cap ? cap * 2 + 4096 : 65536;
+			buf = realloc(buf, cap);
+		}
+		ssize_t n = recv(fd, buf + len, cap - len, 0);
+		if (n <= 0) {
+			free(buf);
+			r->body = calloc(1, 1);
+			return -1;
+		}
+		len += (size_t)n;
+	}
+	r->body_len = need - hdr_end;
+	r->body = malloc(r->body_len + 1);
+	memcpy(r->body, buf + hdr_end, r->body_len);
+	r->body[r->body_len] = 0;
+	if (len > need && fd < 64) {
+		pending_len[fd] = len - need;
+		pending[fd] = malloc(pending_len[fd]);
+		memcpy(pending[fd], buf + need, pending_len[fd]);
+	}
+	free(buf);
+	return 0;
+}
+
+void e2e_resp_free(e2e_resp *r)
+{
+	free(r->body);
+	r->body = NULL;
+}
+
+int e2e_request(const e2e_server *s, const char *raw, e2e_resp *r)
+{
+	int fd = e2e_connect(s);
+	if (fd < 0)
+		return -1;
+	int rc = e2e_send(fd, raw, strlen(raw));
+	if (rc == 0)
+		rc = e2e_read_resp(fd, r);
+	close(fd);
+	return rc;
+}
+
+int e2e_is_closed(int fd, int ms)
+{
+	struct pollfd p = {.fd = fd, .events = POLLIN};
+	double deadline = now_s() + ms / 1000.0;
+	while (now_s() < deadline) {
+		int n = poll(&p, 1, 50);
+		if (n > 0) {
+			char b[256];
+			ssize_t r = recv(fd, b, sizeof b, MSG_DONTWAIT);
+			if (r == 0 || (r < 0 && errno != EAGAIN))
+				return 1;
+		}
+	}
+	return 0;
+}
+
+int e2e_log_contains(const e2e_server *s, const char *needle)
+{
+	FILE *f = fopen(s->log_path, "r");
+	if (!f)
+		return 0;
+	char line[8192];
+	int found = 0;
+	while (!found && fgets(line, sizeof line, f))
+		found = strstr(line, needle) != NULL;
+	fclose(f);
+	return found;
+}
