@@ -260,7 +260,11 @@ static void fmt_double(char *out, size_t cap, double v)
 	else if (v == (double)(long long)v && fabs(v) < 1e15)
 		snprintf(out, cap, "%lld", (long long)v);
 	else
-		snprintf(out, cap, "%.17g", v);
+		for (int prec = 6; prec <= 17; prec++) {  /* shortest text that reads back exactly */
+			snprintf(out, cap, "%.*g", prec, v);
+			if (strtod(out, NULL) == v)
+				break;
+		}
 }
 
 static int cmp_series(const void *a, const void *b)
