@@ -1,0 +1,179 @@
+/* snap_pack.c — `thaw snapshot pack`: safetensors source -> snap_writer, through the optional
+ * transform hook, with the model metadata (kind, config.json, provenance, dtype summary, extra
+ * keys) built here. The metadata holds no time stamps or absolute paths, so the same input
+ * gives the same bytes. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <jansson.h>
+#include <xxhash.h>
+#include "snapshot/snap_int.h"
+#include "snapshot/snap_pack.h"
+#include "snapshot/snap_st.h"
+
+struct snap_pack_ctx {
+	snap_writer *w;
+	const snap_st *src;
+	json_t *extra;             /* keys set by hooks or opts */
+};
+
+static const char *reserved_keys[] = {"kind", "format", "config", "provenance", "dtypes"};
+
+int snap_pack_emit(snap_pack_ctx *ctx, const char *name, snap_dtype dt, uint32_t ndim,
+		   const uint64_t *shape, const void *data, uint64_t nbytes, char *err, size_t errlen)
+{
+	return snap_writer_add(ctx->w, name, dt, ndim, shape, data, nbytes, 1, err, errlen);
+}
+
+const char *snap_pack_config_json(const snap_pack_ctx *ctx) { return ctx->src->config; }
+
+int snap_pack_set_metadata(snap_pack_ctx *ctx, const char *key, const char *json_value)
+{
+	json_error_t je;
+	if (!key || !*key)
+		return -EINVAL;
+	for (size_t i = 0; i < sizeof reserved_keys / sizeof *reserved_keys; i++)
+		if (strcmp(key, reserved_keys[i]) == 0)
+			return -EINVAL;
+	json_t *v = json_loads(json_value, JSON_DECODE_ANY, &je);
+	if (!v)
+		return -EINVAL;
+	return json_object_set_new(ctx->extra, key, v) ? -ENOMEM : 0;
+}
+
+/* guess_kind: "llama" for config.json model_type llama, else "unknown". */
+static const char *guess_kind(json_t *config)
+{
+	const char *mt = json_string_value(json_object_get(config, "model_type"));
+	return mt && strcmp(mt, "llama") == 0 ? "llama" : "unknown";
+}
+
+static char *hex64(uint64_t v, char buf[17])
+{
+	snprintf(buf, 17, "%016" PRIx64, v);
+	return buf;
+}
+
+int snap_pack(const char *src, const char *out_path, const snap_pack_opts *o,
+	      snap_pack_stats *st, char *err, size_t errlen)
+{
+	snap_pack_opts def = {0};
+	snap_st *s = NULL;
+	snap_writer *w = NULL;
+	json_t *meta = NULL, *config = NULL;
+	char *meta_text = NULL, *dsum = NULL;
+	uint64_t src_bytes = 0;
+	int rc;
+	snap_pack_ctx ctx = {0};
+
+	if (!o)
+		o = &def;
+	if ((rc = snap_st_open(&s, src, err, errlen)))
+		return rc;
+	if ((rc = snap_writer_open(&w, out_path, &o->w, err, errlen)))
+		goto out;
+	ctx.w = w;
+	ctx.src = s;
+	ctx.extra = json_object();
+	if (!ctx.extra) {
+		rc = snap_errf(err, errlen, -ENOMEM, "out of memory");
+		goto out;
+	}
+	if (o->extra_metadata) {
+		json_error_t je;
+		json_t *x = json_loads(o->extra_metadata, 0, &je);
+		if (!json_is_object(x)) {
+			json_decref(x);
+			rc = snap_errf(err, errlen, -EINVAL, "extra metadata is not a JSON object");
+			goto out;
+		}
+		const char *k;
+		json_t *v;
+		json_object_foreach(x, k, v) {
+			char *vt = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+			rc = vt ? snap_pack_set_metadata(&ctx, k, vt) : -ENOMEM;
+			free(vt);
+			if (rc) {
+				rc = snap_errf(err, errlen, rc, "extra metadata key %s: reserved or invalid", k);
+				json_decref(x);
+				goto out;
+			}
+		}
+		json_decref(x);
+	}
+
+	for (size_t i = 0; i < s->n; i++) {
+		const snap_st_tensor *t = &s->t[i];
+		const void *data = snap_st_data(s, i);
+		uint64_t nbytes = t->end - t->begin;
+		src_bytes += nbytes;
+		if (o->transform) {
+			char msg[400] = "";
+			snap_src_tensor in = {t->name, t->dtype, t->ndim, t->shape, data, nbytes};
+			rc = o->transform(o->transform_user, &in, &ctx, msg, sizeof msg);
+			if (rc < 0) {
+				rc = snap_errf(err, errlen, rc, "transform of tensor %s failed: %s", t->name,
+					       msg[0] ? msg : strerror(-rc));
+				goto out;
+			}
+			if (rc == 0)
+				continue;
+		}
+		if ((rc = snap_writer_add(w, t->name, t->dtype, t->ndim, t->shape, data, nbytes, 0, err, errlen)))
+			goto out;
+	}
+
+	/* metadata */
+	meta = json_object();
+	json_t *prov = json_object(), *files = json_array();
+	if (!meta || !prov || !files) {
+		json_decref(prov);
+		json_decref(files);
+		rc = snap_errf(err, errlen, -ENOMEM, "out of memory");
+		goto out;
+	}
+	if (s->config)
+		config = json_loads(s->config, 0, NULL);
+	json_object_set_new(meta, "format", json_string("thaw-snapshot"));
+	json_object_set_new(meta, "kind", json_string(o->kind ? o->kind : guess_kind(config)));
+	json_object_set_new(meta, "config", config ? json_incref(config) : json_null());
+	for (size_t f = 0; f < s->n_files; f++) {
+		char hx[17];
+		uint64_t hsh = s->files[f].map ? XXH3_64bits(s->files[f].map, s->files[f].size) : XXH3_64bits("", 0);
+		json_array_append_new(files, json_pack("{s:s,s:I,s:s}", "file", s->files[f].base,
+						       "bytes", (json_int_t)s->files[f].size, "xxh3", hex64(hsh, hx)));
+	}
+	if (s->config) {
+		char hx[17];
+		json_object_set_new(prov, "config_xxh3", json_string(hex64(XXH3_64bits(s->config, strlen(s->config)), hx)));
+	}
+	json_object_set_new(prov, "sources", files);
+	json_object_set_new(prov, "source_tensors", json_integer((json_int_t)s->n));
+	json_object_set_new(prov, "source_bytes", json_integer((json_int_t)src_bytes));
+	json_object_set_new(prov, "tool", json_pack("s++", "thaw-snapshot ", SNAP_VERSION_STR, ""));
+	if (s->st_metadata)
+		json_object_set_new(prov, "safetensors_metadata", json_loads(s->st_metadata, 0, NULL));
+	json_object_set_new(meta, "provenance", prov);
+	dsum = snap_writer_dtype_summary(w);
+	json_object_set_new(meta, "dtypes", dsum ? json_loads(dsum, 0, NULL) : json_object());
+	json_object_update(meta, ctx.extra);
+	meta_text = json_dumps(meta, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	if (!meta_text) {
+		rc = snap_errf(err, errlen, -ENOMEM, "out of memory");
+		goto out;
+	}
+	rc = snap_writer_finish(w, meta_text, st, err, errlen);
+	w = NULL;
+	if (!rc && st)
+		st->src_bytes = src_bytes;
+out:
+	snap_writer_abort(w);
+	json_decref(ctx.extra);
+	json_decref(meta);
+	json_decref(config);
+	free(meta_text);
+	free(dsum);
+	snap_st_close(s);
+	return rc;
+}
