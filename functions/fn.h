@@ -1,0 +1,99 @@
+/* fn.h — the one public header a function kind is written against (built in, or later a shared
+ * object loaded at run time). A kind is a table of three operations:
+ *   load     prepare a restored snapshot's weights on a device (kernels/kern.h) -> state
+ *   invoke   run a batch of requests, JSON in -> JSON out (jansson), per-request errors
+ *   release  free the state
+ * The runtime restores a snapshot, builds the weight table (names, dtypes, shapes, pointers on
+ * the kind's device) and the metadata JSON, and calls these; kinds never see snapshot or
+ * runtime code. docs/functions.md describes the built-in kinds and how to add one.
+ *
+ * Threading: one state is used by one device lane at a time (invoke calls never overlap for a
+ * state). Batching: invoke takes n requests at once, so a lane can hand a kind all requests
+ * that queued up while it was busy; a kind may run them together (mlp stacks their rows into
+ * one matrix product) or one after another (llama, for now).
+ */
+#ifndef THAW_FN_H
+#define THAW_FN_H
+#include <stddef.h>
+#include <stdint.h>
+#include <jansson.h>
+#include "kernels/kern.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define FN_ABI_VERSION 1
+#define FN_MAX_DIMS 8
+
+/* One tensor of the model, as the kind receives it. data points into memory on the kind's
+ * device (host memory for "cpu"); it is owned by the caller and stays valid and unchanged
+ * until release, so a kind may use weights in place. */
+typedef struct fn_weight {
+	const char *name;          /* e.g. "model.layers.0.self_attn.q_proj.weight" */
+	const char *dtype;         /* safetensors spelling: "F32", "F16", "BF16", "I8", ... */
+	int ndim;
+	int64_t shape[FN_MAX_DIMS];
+	const void *data;
+	size_t nbytes;
+} fn_weight;
+
+/* A request-level failure: status is an HTTP-like code (400 bad input, 413 too large,
+ * 422 valid JSON but impossible, 500 internal, 503 device failure), msg a one-line reason. */
+typedef struct fn_error {
+	int status;
+	char msg[256];
+} fn_error;
+
+/* What load gets besides the weights. meta is the snapshot's metadata object: "kind",
+ * "config" (the model's config.json object, or null), optional "quantization"
+ * ({"method": "int8", "block": 0|32}) and any kind-specific keys (mlp: "activation"). */
+typedef struct fn_load_args {
+	kern_dev *dev;
+	const fn_weight *weights;
+	size_t n_weights;
+	const json_t *meta;
+} fn_load_args;
+
+typedef struct fn_kind {
+	int abi;                   /* FN_ABI_VERSION */
+	const char *name;          /* metadata "kind" that selects it */
+	const char *summary;
+	/* load prepares a state for args->dev; returns 0 and *state, or a negative errno with
+	 * err filled (status 422 for weights/config the kind cannot use). */
+	int (*load)(const fn_load_args *args, void **state, fn_error *err);
+	/* invoke runs n requests: in[i] -> out[i] (new reference, set when errs[i].status == 0)
+	 * or errs[i] (status >= 400, out[i] NULL). Returns 0, or a negative errno when the device
+	 * failed (then every request without an output has an error). */
+	int (*invoke)(void *state, json_t *const *in, json_t **out, fn_error *errs, size_t n);
+	void (*release)(void *state);
+} fn_kind;
+
+/* fn_kind_find returns the registered kind called name, or NULL. */
+const fn_kind *fn_kind_find(const char *name);
+/* fn_kind_count / fn_kind_at list the registered kinds (built-ins first). */
+size_t fn_kind_count(void);
+const fn_kind *fn_kind_at(size_t i);
+/* fn_kind_register adds a kind at run time (e.g. from a plugin); -EEXIST if the name is taken,
+ * -EINVAL for a wrong ABI, -ENOSPC when the table is full. k must outlive the process. */
+int fn_kind_register(const fn_kind *k);
+/* fn_kind_load_so dlopen()s a shared object exporting `const fn_kind *thaw_fn_kind(void)` and
+ * registers what it returns. err gets a message on failure. */
+int fn_kind_load_so(const char *path, char *err, size_t errlen);
+
+/* Helpers for kinds. fn_weight_find looks a tensor up by name (NULL if absent).
+ * fn_err sets err->status and a printf-style message and returns -EINVAL. */
+const fn_weight *fn_weight_find(const fn_weight *w, size_t n, const char *name);
+int fn_err(fn_error *err, int status, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* fn_error_json builds {"error": msg} (new reference). */
+json_t *fn_error_json(const fn_error *e);
+
+/* fn_invoke_one runs a single request through k: returns the output (new reference) or NULL
+ * with err filled. */
+json_t *fn_invoke_one(const fn_kind *k, void *state, const json_t *in, fn_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

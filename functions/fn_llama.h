@@ -1,0 +1,17 @@
+/* fn_llama.h — inside functions/: hooks into the `llama` kind for tests and benchmarks (the
+ * runtime uses only the fn_kind table). */
+#ifndef THAW_FN_LLAMA_H
+#define THAW_FN_LLAMA_H
+#include "functions/fn.h"
+
+/* fn_llama_prefill_logits runs tokens[0..n) from position 0 and copies the last position's
+ * logits (vocab floats) to host memory `logits`. Returns 0 or a negative errno. */
+int fn_llama_prefill_logits(void *state, const int32_t *tokens, int n, float *logits);
+/* fn_llama_last_logits copies the logits behind the last token the latest invoke produced. */
+int fn_llama_last_logits(void *state, float *logits);
+/* fn_llama_vocab returns the vocabulary size. */
+int fn_llama_vocab(void *state);
+/* Timings of the latest invoke: prefill (prompt -> first token) and decode (the rest), in
+ * seconds, and the number of decode steps; graph: whether decode replayed a CUDA graph. */
+void fn_llama_stats(void *state, double *prefill_s, double *decode_s, int *steps, int *graph);
+#endif

@@ -1,0 +1,32 @@
+/* kcpu_int.h — inside the CPU reference backend: its device state and the parallel-for
+ * helper the ops share. */
+#ifndef THAW_KCPU_INT_H
+#define THAW_KCPU_INT_H
+#include "kernels/kern_int.h"
+
+typedef struct kcpu {
+	int threads;
+} kcpu;
+
+/* kcpu_par runs fn(ctx, lo, hi) over [0, n) split into contiguous ranges, one per thread
+ * (at most c->threads threads; one when work, the caller's estimate of scalar operations,
+ * is too small to pay for threads). Returns the first negative return of fn, or 0. */
+int kcpu_par(kcpu *c, int64_t n, double work, int (*fn)(void *ctx, int64_t lo, int64_t hi),
+	     void *ctx);
+
+/* kcpu_row_f32 converts `k` elements of a weight row (any kern dtype; I8 with its scales for
+ * row `row`) to F32 into out. */
+void kcpu_row_f32(const kern_mat *w, int64_t row, float *out);
+/* kcpu_dot is a dot product of two F32 vectors (8 partial sums). */
+float kcpu_dot(const float *a, const float *b, int64_t n);
+float kcpu_act(float v, kern_act act);
+
+int kcpu_linear(void *b, const float *x, int64_t m, const kern_mat *w, const float *bias,
+		kern_act act, float *y);
+int kcpu_attention(void *b, const float *q, const float *kc, const float *vc, const int32_t *pos,
+		   int64_t m, int64_t heads, int64_t kvheads, int64_t hd, int64_t cap, float scale,
+		   float *out);
+int kcpu_argmax(void *b, const float *x, int64_t m, int64_t n, int32_t *out, float *lp);
+int kcpu_sample(void *b, const float *x, int64_t m, int64_t n, float temp, int top_k,
+		float top_p, const float *u, int32_t *out, float *lp);
+#endif

@@ -1,0 +1,166 @@
+/* kc_dev.cu — the CUDA backend's device lifetime: stream, cuBLAS handle and workspace (created
+ * once per kern_dev_open, never per call), memory, copies, CUDA graph capture, and the
+ * kern_cuda_backend table that kern.c dispatches through. */
+#include <stdlib.h>
+#include "kernels/cuda/kc_int.h"
+
+extern "C" int kern_cuda_device_count(void)
+{
+	int n = 0;
+	if (cudaGetDeviceCount(&n) != cudaSuccess) {
+		cudaGetLastError();   /* clear the sticky "no device" error */
+		return 0;
+	}
+	return n;
+}
+
+static void kc_close(void *b)
+{
+	kc *c = (kc *)b;
+	if (!c)
+		return;
+	cudaSetDevice(c->dev);
+	if (c->s)
+		cudaStreamSynchronize(c->s);
+	if (c->blas)
+		cublasDestroy(c->blas);
+	cudaFree(c->blas_ws);
+	cudaFree(c->xbuf);
+	if (c->s)
+		cudaStreamDestroy(c->s);
+	free(c);
+}
+
+static int kc_open_impl(kc *c)
+{
+	KC_CHECK(cudaSetDevice(c->dev));
+	KC_CHECK(cudaStreamCreateWithFlags(&c->s, cudaStreamNonBlocking));
+	KC_BLAS(cublasCreate(&c->blas));
+	KC_BLAS(cublasSetStream(c->blas, c->s));
+	c->blas_ws_size = 32u << 20;
+	KC_CHECK(cudaMalloc(&c->blas_ws, c->blas_ws_size));
+	KC_BLAS(cublasSetWorkspace(c->blas, c->blas_ws, c->blas_ws_size));
+	c->xbuf_size = 16u << 20;
+	KC_CHECK(cudaMalloc(&c->xbuf, c->xbuf_size));
+	return 0;
+}
+
+static int kc_open(int index, int threads, void **out)
+{
+	kc *c = (kc *)calloc(1, sizeof *c);
+	if (!c)
+		return -ENOMEM;
+	c->dev = index;
+	int rc = kc_open_impl(c);
+	if (rc < 0) {
+		kc_close(c);
+		return rc;
+	}
+	*out = c;
+	return 0;
+}
+
+static void *kc_alloc(void *b, size_t n)
+{
+	kc *c = (kc *)b;
+	void *p = NULL;
+	if (cudaSetDevice(c->dev) != cudaSuccess || cudaMalloc(&p, n) != cudaSuccess) {
+		cudaGetLastError();
+		return NULL;
+	}
+	if (cudaMemsetAsync(p, 0, n, c->s) != cudaSuccess || cudaStreamSynchronize(c->s) != cudaSuccess) {
+		cudaFree(p);
+		return NULL;
+	}
+	return p;
+}
+
+static void kc_free(void *b, void *p)
+{
+	kc *c = (kc *)b;
+	cudaSetDevice(c->dev);
+	cudaStreamSynchronize(c->s);
+	cudaFree(p);
+}
+
+static int kc_h2d(void *b, void *dst, const void *src, size_t n)
+{
+	kc *c = (kc *)b;
+	KC_ENTER(c);
+	KC_CHECK(cudaMemcpyAsync(dst, src, n, cudaMemcpyHostToDevice, c->s));
+	KC_CHECK(cudaStreamSynchronize(c->s));   /* src may be reused by the caller at once */
+	return 0;
+}
+
+static int kc_d2h(void *b, void *dst, const void *src, size_t n)
+{
+	kc *c = (kc *)b;
+	KC_ENTER(c);
+	KC_CHECK(cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToHost, c->s));
+	KC_CHECK(cudaStreamSynchronize(c->s));
+	return 0;
+}
+
+static int kc_d2d(void *b, void *dst, const void *src, size_t n)
+{
+	kc *c = (kc *)b;
+	KC_ENTER(c);
+	KC_CHECK(cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToDevice, c->s));
+	return 0;
+}
+
+static int kc_sync(void *b)
+{
+	kc *c = (kc *)b;
+	KC_ENTER(c);
+	KC_CHECK(cudaStreamSynchronize(c->s));
+	return 0;
+}
+
+static int kc_graph_begin(void *b)
+{
+	kc *c = (kc *)b;
+	KC_ENTER(c);
+	KC_CHECK(cudaStreamBeginCapture(c->s, cudaStreamCaptureModeThreadLocal));
+	c->capturing = 1;
+	return 0;
+}
+
+static int kc_graph_end(void *b, void **out)
+{
+	kc *c = (kc *)b;
+	cudaGraph_t g = NULL;
+	cudaGraphExec_t ex = NULL;
+	*out = NULL;
+	c->capturing = 0;
+	KC_ENTER(c);
+	KC_CHECK(cudaStreamEndCapture(c->s, &g));
+	cudaError_t e = cudaGraphInstantiate(&ex, g, 0);
+	cudaGraphDestroy(g);
+	KC_CHECK(e);
+	*out = ex;
+	return 0;
+}
+
+static int kc_graph_launch(void *b, void *g)
+{
+	kc *c = (kc *)b;
+	KC_ENTER(c);
+	KC_CHECK(cudaGraphLaunch((cudaGraphExec_t)g, c->s));
+	return 0;
+}
+
+static void kc_graph_free(void *b, void *g)
+{
+	kc *c = (kc *)b;
+	cudaSetDevice(c->dev);
+	cudaStreamSynchronize(c->s);
+	cudaGraphExecDestroy((cudaGraphExec_t)g);
+}
+
+extern "C" const kern_backend kern_cuda_backend = {
+	"cuda", kc_open, kc_close, kc_alloc, kc_free, kc_h2d, kc_d2h, kc_d2d, kc_sync,
+	kc_cast_f32, kc_linear, kc_embed, kc_rmsnorm, kc_rope, kc_kv_store, kc_attention,
+	kc_silu_mul, kc_bias_act, kc_add, kc_softmax, kc_argmax, kc_sample,
+	kc_graph_begin, kc_graph_end, kc_graph_launch, kc_graph_free,
+};

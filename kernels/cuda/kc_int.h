@@ -1,0 +1,128 @@
+/* kc_int.h — inside the CUDA backend: per-device state, checking macros (every CUDA and cuBLAS
+ * call goes through KC_CHECK / KC_BLAS), and small device helpers shared by the op files
+ * (one op per .cu file). */
+#ifndef THAW_KC_INT_H
+#define THAW_KC_INT_H
+#ifndef THAW_CUDA
+#define THAW_CUDA 1   /* nvcc builds do not get the C flags */
+#endif
+#include <errno.h>
+#include <stdio.h>
+#include <cuda_runtime.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cublas_v2.h>
+#include "kernels/kern_int.h"
+#include "pool/pool_cuda.h"
+
+typedef struct kc {
+	int dev;
+	cudaStream_t s;
+	cublasHandle_t blas;
+	void *blas_ws;             /* cuBLAS workspace, set once (graph-capture safe) */
+	size_t blas_ws_size;
+	void *xbuf;                /* activations rounded to F16/BF16 for cuBLAS */
+	size_t xbuf_size;
+	int capturing;
+} kc;
+
+/* KC_CHECK returns -EIO from the calling function when a CUDA call fails (POOL_CUDA_CHECK). */
+#define KC_CHECK(call) POOL_CUDA_CHECK(call)
+/* KC_BLAS returns -EIO when a cuBLAS call fails, naming the call, file and line. */
+#define KC_BLAS(call) do { cublasStatus_t kc_s_ = (call); if (kc_s_ != CUBLAS_STATUS_SUCCESS) { \
+	fprintf(stderr, "cublas: %s failed: status %d (%s:%d)\n", #call, (int)kc_s_, __FILE__, \
+		__LINE__); return -EIO; } } while (0)
+/* KC_LAUNCHED checks the launch just issued. */
+#define KC_LAUNCHED() KC_CHECK(cudaGetLastError())
+
+static inline int kc_enter(kc *c)
+{
+	KC_CHECK(cudaSetDevice(c->dev));
+	return 0;
+}
+#define KC_ENTER(c) do { int kc_rc_ = kc_enter(c); if (kc_rc_) return kc_rc_; } while (0)
+
+static inline unsigned kc_blocks(int64_t n, int per) { return (unsigned)((n + per - 1) / per); }
+
+__device__ __forceinline__ float kc_tof(float v) { return v; }
+__device__ __forceinline__ float kc_tof(__nv_bfloat16 v) { return __bfloat162float(v); }
+__device__ __forceinline__ float kc_tof(__half v) { return __half2float(v); }
+
+__device__ __forceinline__ float kc_act(float v, int act)
+{
+	switch (act) {
+	case KERN_ACT_RELU: return v > 0.f ? v : 0.f;
+	case KERN_ACT_GELU: return 0.5f * v * (1.f + erff(v * 0.70710678118654752f));
+	case KERN_ACT_TANH: return tanhf(v);
+	case KERN_ACT_SILU: return v / (1.f + expf(-v));
+	default: return v;
+	}
+}
+
+__device__ __forceinline__ float kc_warp_sum(float v)
+{
+	for (int o = 16; o > 0; o >>= 1)
+		v += __shfl_xor_sync(0xffffffffu, v, o);
+	return v;
+}
+
+__device__ __forceinline__ float kc_warp_max(float v)
+{
+	for (int o = 16; o > 0; o >>= 1)
+		v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+	return v;
+}
+
+/* kc_block_sum: sum over the block (blockDim.x a multiple of 32, <= 1024); every thread gets
+ * the result. sh: 32 floats of shared memory. */
+__device__ __forceinline__ float kc_block_sum(float v, float *sh)
+{
+	int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+	v = kc_warp_sum(v);
+	__syncthreads();
+	if (lane == 0)
+		sh[w] = v;
+	__syncthreads();
+	v = lane < nw ? sh[lane] : 0.f;
+	return kc_warp_sum(v);
+}
+
+__device__ __forceinline__ float kc_block_max(float v, float *sh)
+{
+	int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+	v = kc_warp_max(v);
+	__syncthreads();
+	if (lane == 0)
+		sh[w] = v;
+	__syncthreads();
+	v = lane < nw ? sh[lane] : -INFINITY;
+	return kc_warp_max(v);
+}
+
+/* Op entry points (one per .cu file), filled into kern_cuda_backend by kc_dev.cu. */
+extern "C" {
+int kc_cast_f32(void *b, kern_dtype dt, const void *src, float *dst, int64_t n);
+int kc_linear(void *b, const float *x, int64_t m, const kern_mat *w, const float *bias,
+	      kern_act act, float *y);
+int kc_gemv(kc *c, const float *x, int64_t m, const kern_mat *w, const float *bias, kern_act act,
+	    float *y);
+int kc_embed(void *b, kern_dtype dt, const void *table, int64_t vocab, int64_t dim,
+	     const int32_t *tokens, int64_t m, float *y);
+int kc_rmsnorm(void *b, const float *x, const float *w, int64_t m, int64_t dim, float eps,
+	       float *y);
+int kc_rope(void *b, float *x, const int32_t *pos, int64_t m, int64_t heads, int64_t hd,
+	    float theta);
+int kc_kv_store(void *b, const float *k, const float *v, const int32_t *pos, int64_t m,
+		int64_t kvdim, float *kc_, float *vc, int64_t cap);
+int kc_attention(void *b, const float *q, const float *kc_, const float *vc, const int32_t *pos,
+		 int64_t m, int64_t heads, int64_t kvheads, int64_t hd, int64_t cap, float scale,
+		 float *out);
+int kc_silu_mul(void *b, const float *gate, const float *up, int64_t n, float *out);
+int kc_bias_act(void *b, float *x, const float *bias, int64_t m, int64_t n, kern_act act);
+int kc_add(void *b, float *y, const float *x, int64_t n);
+int kc_softmax(void *b, float *x, int64_t m, int64_t n);
+int kc_argmax(void *b, const float *x, int64_t m, int64_t n, int32_t *out, float *lp);
+int kc_sample(void *b, const float *x, int64_t m, int64_t n, float temp, int top_k, float top_p,
+	      const float *u, int32_t *out, float *lp);
+}
+#endif

@@ -1,0 +1,323 @@
+/* kern.c — the backend-independent half of kern.h: dtype helpers, float conversions, device
+ * open/close, and the op entry points that check their arguments and dispatch to the device's
+ * backend (kernels/cpu/ or kernels/cuda/). */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include "kernels/kern_int.h"
+
+size_t kern_dtype_size(kern_dtype dt)
+{
+	switch (dt) {
+	case KERN_F32: case KERN_I32: return 4;
+	case KERN_F16: case KERN_BF16: return 2;
+	case KERN_I8: return 1;
+	}
+	return 0;
+}
+
+static const char *const dt_names[] = {"F32", "F16", "BF16", "I8", "I32"};
+
+int kern_dtype_parse(const char *s, kern_dtype *out)
+{
+	for (int i = 0; s && i < (int)(sizeof dt_names / sizeof dt_names[0]); i++)
+		if (strcmp(s, dt_names[i]) == 0) {
+			*out = (kern_dtype)i;
+			return 0;
+		}
+	return -EINVAL;
+}
+
+const char *kern_dtype_name(kern_dtype dt)
+{
+	return (unsigned)dt < sizeof dt_names / sizeof dt_names[0] ? dt_names[dt] : "?";
+}
+
+int kern_act_parse(const char *s, kern_act *out)
+{
+	static const struct { const char *n; kern_act a; } t[] = {
+		{"relu", KERN_ACT_RELU}, {"gelu", KERN_ACT_GELU}, {"tanh", KERN_ACT_TANH},
+		{"silu", KERN_ACT_SILU}, {"none", KERN_ACT_NONE}, {"identity", KERN_ACT_NONE},
+		{"linear", KERN_ACT_NONE},
+	};
+	for (size_t i = 0; s && i < sizeof t / sizeof t[0]; i++)
+		if (strcasecmp(s, t[i].n) == 0) {
+			*out = t[i].a;
+			return 0;
+		}
+	return -EINVAL;
+}
+
+float kern_bf16_to_f32(uint16_t h)
+{
+	uint32_t u = (uint32_t)h << 16;
+	float f;
+	memcpy(&f, &u, 4);
+	return f;
+}
+
+uint16_t kern_f32_to_bf16(float f)
+{
+	uint32_t u;
+	memcpy(&u, &f, 4);
+	if ((u & 0x7fffffffu) > 0x7f800000u)   /* NaN: keep it a quiet NaN */
+		return (uint16_t)((u >> 16) | 0x40);
+	u += 0x7fffu + ((u >> 16) & 1u);
+	return (uint16_t)(u >> 16);
+}
+
+float kern_f16_to_f32(uint16_t h)
+{
+	uint32_t sign = (uint32_t)(h & 0x8000u) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ffu, u;
+	if (exp == 0) {
+		if (man == 0) {
+			u = sign;
+		} else {   /* subnormal: normalize */
+			int e = -1;
+			do { e++; man <<= 1; } while (!(man & 0x400u));
+			u = sign | ((uint32_t)(127 - 15 - e) << 23) | ((man & 0x3ffu) << 13);
+		}
+	} else if (exp == 31) {
+		u = sign | 0x7f800000u | (man << 13);
+	} else {
+		u = sign | ((exp + 127 - 15) << 23) | (man << 13);
+	}
+	float f;
+	memcpy(&f, &u, 4);
+	return f;
+}
+
+uint16_t kern_f32_to_f16(float f)
+{
+	uint32_t u;
+	memcpy(&u, &f, 4);
+	uint32_t sign = (u >> 16) & 0x8000u;
+	int32_t exp = (int32_t)((u >> 23) & 0xff) - 127 + 15;
+	uint32_t man = u & 0x7fffffu;
+	if (((u >> 23) & 0xff) == 0xff)
+		return (uint16_t)(sign | 0x7c00u | (man ? 0x200u : 0));
+	if (exp >= 31)
+		return (uint16_t)(sign | 0x7c00u);
+	if (exp <= 0) {
+		if (exp < -10)
+			return (uint16_t)sign;
+		man |= 0x800000u;
+		uint32_t shift = (uint32_t)(14 - exp);
+		uint32_t half = man >> shift, rem = man & ((1u << shift) - 1), mid = 1u << (shift - 1);
+		if (rem > mid || (rem == mid && (half & 1)))
+			half++;
+		return (uint16_t)(sign | half);
+	}
+	uint32_t h = sign | ((uint32_t)exp << 10) | (man >> 13), rem = man & 0x1fffu;
+	if (rem > 0x1000u || (rem == 0x1000u && (h & 1)))
+		h++;   /* may carry into the exponent: still correct rounding */
+	return (uint16_t)h;
+}
+
+int kern_cuda_count(void)
+{
+#ifdef THAW_CUDA
+	return kern_cuda_device_count();
+#else
+	return 0;
+#endif
+}
+
+int kern_dev_open(const char *spec, int threads, kern_dev **out)
+{
+	const kern_backend *be;
+	int index = 0, rc;
+	*out = NULL;
+	if (!spec)
+		return -EINVAL;
+	if (strcmp(spec, "cpu") == 0) {
+		be = &kern_cpu_backend;
+	} else if (strncmp(spec, "cuda", 4) == 0) {
+		if (spec[4] == ':') {
+			char *end;
+			long v = strtol(spec + 5, &end, 10);
+			if (end == spec + 5 || *end || v < 0 || v > 64)
+				return -EINVAL;
+			index = (int)v;
+		} else if (spec[4]) {
+			return -EINVAL;
+		}
+#ifdef THAW_CUDA
+		be = &kern_cuda_backend;
+		if (index >= kern_cuda_device_count())
+			return -ENODEV;
+#else
+		return -ENODEV;
+#endif
+	} else {
+		return -EINVAL;
+	}
+	kern_dev *d = calloc(1, sizeof *d);
+	if (!d)
+		return -ENOMEM;
+	d->be = be;
+	snprintf(d->name, sizeof d->name, "%s", be == &kern_cpu_backend ? "cpu" : "cuda");
+	if (be != &kern_cpu_backend)
+		snprintf(d->name, sizeof d->name, "cuda:%d", index);
+	rc = be->open(index, threads, &d->b);
+	if (rc < 0) {
+		free(d);
+		return rc;
+	}
+	*out = d;
+	return 0;
+}
+
+void kern_dev_close(kern_dev *d)
+{
+	if (!d)
+		return;
+	d->be->close(d->b);
+	free(d);
+}
+
+int kern_dev_is_cuda(const kern_dev *d) { return d->be != &kern_cpu_backend; }
+const char *kern_dev_name(const kern_dev *d) { return d->name; }
+
+void *kern_alloc(kern_dev *d, size_t bytes) { return d->be->alloc(d->b, bytes ? bytes : 1); }
+void kern_free(kern_dev *d, void *p) { if (p) d->be->free(d->b, p); }
+int kern_copy_h2d(kern_dev *d, void *dst, const void *src, size_t n)
+{ return n ? d->be->h2d(d->b, dst, src, n) : 0; }
+int kern_copy_d2h(kern_dev *d, void *dst, const void *src, size_t n)
+{ return n ? d->be->d2h(d->b, dst, src, n) : 0; }
+int kern_copy_d2d(kern_dev *d, void *dst, const void *src, size_t n)
+{ return n ? d->be->d2d(d->b, dst, src, n) : 0; }
+int kern_dev_sync(kern_dev *d) { return d->be->sync(d->b); }
+
+int kern_cast_f32(kern_dev *d, kern_dtype dt, const void *src, float *dst, int64_t n)
+{
+	if (n < 0 || (dt != KERN_F32 && dt != KERN_F16 && dt != KERN_BF16))
+		return -EINVAL;
+	return n ? d->be->cast_f32(d->b, dt, src, dst, n) : 0;
+}
+
+int kern_linear(kern_dev *d, const float *x, int64_t m, const kern_mat *w, const float *bias,
+		kern_act act, float *y)
+{
+	if (!w || m < 0 || w->n <= 0 || w->k <= 0 || !w->data)
+		return -EINVAL;
+	if (w->dt == KERN_I8) {
+		if (!w->scales || (w->qblock != 0 && (w->qblock != 32 || w->k % 32)))
+			return -EINVAL;
+	} else if (w->dt != KERN_F32 && w->dt != KERN_F16 && w->dt != KERN_BF16) {
+		return -EINVAL;
+	}
+	return m ? d->be->linear(d->b, x, m, w, bias, act, y) : 0;
+}
+
+int kern_embed(kern_dev *d, kern_dtype dt, const void *table, int64_t vocab, int64_t dim,
+	       const int32_t *tokens, int64_t m, float *y)
+{
+	if (vocab <= 0 || dim <= 0 || m < 0 || (dt != KERN_F32 && dt != KERN_F16 && dt != KERN_BF16))
+		return -EINVAL;
+	return m ? d->be->embed(d->b, dt, table, vocab, dim, tokens, m, y) : 0;
+}
+
+int kern_rmsnorm(kern_dev *d, const float *x, const float *w, int64_t m, int64_t dim,
+		 float eps, float *y)
+{
+	if (m < 0 || dim <= 0)
+		return -EINVAL;
+	return m ? d->be->rmsnorm(d->b, x, w, m, dim, eps, y) : 0;
+}
+
+int kern_rope(kern_dev *d, float *x, const int32_t *pos, int64_t m, int64_t heads, int64_t hd,
+	      float theta)
+{
+	if (m < 0 || heads <= 0 || hd <= 0 || hd % 2 || theta <= 0)
+		return -EINVAL;
+	return m ? d->be->rope(d->b, x, pos, m, heads, hd, theta) : 0;
+}
+
+int kern_kv_store(kern_dev *d, const float *k, const float *v, const int32_t *pos, int64_t m,
+		  int64_t kvdim, float *kc, float *vc, int64_t cap)
+{
+	if (m < 0 || kvdim <= 0 || cap <= 0)
+		return -EINVAL;
+	return m ? d->be->kv_store(d->b, k, v, pos, m, kvdim, kc, vc, cap) : 0;
+}
+
+int kern_attention(kern_dev *d, const float *q, const float *kc, const float *vc,
+		   const int32_t *pos, int64_t m, int64_t heads, int64_t kvheads, int64_t hd,
+		   int64_t cap, float scale, float *out)
+{
+	if (m < 0 || heads <= 0 || kvheads <= 0 || heads % kvheads || hd <= 0 || hd > 256 ||
+	    cap <= 0)
+		return -EINVAL;
+	return m ? d->be->attention(d->b, q, kc, vc, pos, m, heads, kvheads, hd, cap, scale, out) : 0;
+}
+
+int kern_silu_mul(kern_dev *d, const float *gate, const float *up, int64_t n, float *out)
+{
+	if (n < 0)
+		return -EINVAL;
+	return n ? d->be->silu_mul(d->b, gate, up, n, out) : 0;
+}
+
+int kern_bias_act(kern_dev *d, float *x, const float *bias, int64_t m, int64_t n, kern_act act)
+{
+	if (m < 0 || n <= 0 || (unsigned)act > KERN_ACT_SILU)
+		return -EINVAL;
+	return m ? d->be->bias_act(d->b, x, bias, m, n, act) : 0;
+}
+
+int kern_add(kern_dev *d, float *y, const float *x, int64_t n)
+{
+	if (n < 0)
+		return -EINVAL;
+	return n ? d->be->add(d->b, y, x, n) : 0;
+}
+
+int kern_softmax(kern_dev *d, float *x, int64_t m, int64_t n)
+{
+	if (m < 0 || n <= 0)
+		return -EINVAL;
+	return m ? d->be->softmax(d->b, x, m, n) : 0;
+}
+
+int kern_argmax(kern_dev *d, const float *x, int64_t m, int64_t n, int32_t *out, float *lp)
+{
+	if (m < 0 || n <= 0 || n > INT32_MAX)
+		return -EINVAL;
+	return m ? d->be->argmax(d->b, x, m, n, out, lp) : 0;
+}
+
+int kern_sample(kern_dev *d, const float *x, int64_t m, int64_t n, float temp, int top_k,
+		float top_p, const float *u, int32_t *out, float *lp)
+{
+	if (m < 0 || n <= 0 || n > INT32_MAX || !(temp > 0) || top_k < 0 || !(top_p > 0) ||
+	    top_p > 1)
+		return -EINVAL;
+	return m ? d->be->sample(d->b, x, m, n, temp, top_k, top_p, u, out, lp) : 0;
+}
+
+int kern_graph_begin(kern_dev *d)
+{
+	return d->be->graph_begin ? d->be->graph_begin(d->b) : -ENOTSUP;
+}
+
+int kern_graph_end(kern_dev *d, kern_graph **out)
+{
+	void *g = NULL;
+	int rc = d->be->graph_end ? d->be->graph_end(d->b, &g) : -ENOTSUP;
+	*out = (kern_graph *)g;
+	return rc;
+}
+
+int kern_graph_launch(kern_dev *d, kern_graph *g)
+{
+	return d->be->graph_launch ? d->be->graph_launch(d->b, g) : -ENOTSUP;
+}
+
+void kern_graph_free(kern_dev *d, kern_graph *g)
+{
+	if (g && d->be->graph_free)
+		d->be->graph_free(d->b, g);
+}

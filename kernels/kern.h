@@ -1,0 +1,154 @@
+/* kern.h — the compute backend interface that function kinds call (design.md, "Parts").
+ *
+ * One device handle (kern_dev) per device: "cpu" (the reference backend in kernels/cpu/) or
+ * "cuda:N" (kernels/cuda/, CUDA builds only). Every op takes the device first and works on
+ * buffers that live on that device (kern_alloc); on the CPU device those are plain host memory.
+ * Ops are queued in order on the device's compute stream: a result is visible to the host after
+ * kern_copy_d2h (which waits) or kern_dev_sync. Ops return 0 or a negative errno (-EINVAL for
+ * bad shapes or dtypes, -EIO for a failed CUDA call, -ENOMEM, -ENOTSUP).
+ *
+ * Conventions: activations are F32, row-major [M, ...] (M rows = tokens or samples); weights
+ * use PyTorch nn.Linear layout W[N, K] (out x in) in F32, F16, BF16 or I8 (weight-only int8 with
+ * F32 scales, one per output row or one per 32-element block of a row). All products
+ * accumulate in F32. Positions are int32 device arrays, so that a decode step can be captured
+ * once in a CUDA graph and replayed with new positions written into device memory.
+ */
+#ifndef THAW_KERN_H
+#define THAW_KERN_H
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum kern_dtype {
+	KERN_F32 = 0,
+	KERN_F16,
+	KERN_BF16,
+	KERN_I8,
+	KERN_I32,
+} kern_dtype;
+
+typedef enum kern_act {
+	KERN_ACT_NONE = 0,
+	KERN_ACT_RELU,
+	KERN_ACT_GELU,   /* exact (erf) GELU, as torch.nn.GELU() */
+	KERN_ACT_TANH,
+	KERN_ACT_SILU,
+} kern_act;
+
+/* A weight matrix W[n, k] on a device. For KERN_I8, scales holds F32 scales: n of them when
+ * qblock == 0 (per output channel), else n * (k / qblock) (qblock must be 32 and divide k).
+ * W[i][j] = data[i*k + j] * scale. Nothing is owned: the kind that built it frees it. */
+typedef struct kern_mat {
+	kern_dtype dt;
+	int64_t n, k;
+	const void *data;
+	const float *scales;
+	int qblock;
+} kern_mat;
+
+typedef struct kern_dev kern_dev;
+
+/* kern_dtype_size returns bytes per element (0 for an unknown dtype). */
+size_t kern_dtype_size(kern_dtype dt);
+/* kern_dtype_parse maps safetensors dtype names ("F32", "F16", "BF16", "I8", "I32") to a
+ * dtype; returns 0 or -EINVAL. kern_dtype_name is the inverse. */
+int kern_dtype_parse(const char *s, kern_dtype *out);
+const char *kern_dtype_name(kern_dtype dt);
+/* kern_act_parse maps "relu", "gelu", "tanh", "silu", "none"/"identity"/"linear". */
+int kern_act_parse(const char *s, kern_act *out);
+
+/* Host-side conversions (used by loaders, tests and the CPU backend). */
+float kern_bf16_to_f32(uint16_t h);
+uint16_t kern_f32_to_bf16(float f);      /* round to nearest even */
+float kern_f16_to_f32(uint16_t h);
+uint16_t kern_f32_to_f16(float f);       /* round to nearest even */
+
+/* kern_cuda_count returns the number of usable CUDA devices (0 in CPU-only builds or when the
+ * driver finds none). */
+int kern_cuda_count(void);
+
+/* kern_dev_open opens "cpu" or "cuda:N" ("cuda" means cuda:0). Device-lifetime resources
+ * (streams, cuBLAS handle and workspace, CPU threads) are created here once. The CPU device
+ * uses `threads` worker threads (0 = number of online CPUs). Returns 0 or -EINVAL (bad spec),
+ * -ENODEV (no such device / not built with CUDA), -EIO. Free with kern_dev_close. */
+int kern_dev_open(const char *spec, int threads, kern_dev **out);
+void kern_dev_close(kern_dev *d);
+/* kern_dev_is_cuda reports whether ops run on a GPU; kern_dev_name is the spec it was opened with. */
+int kern_dev_is_cuda(const kern_dev *d);
+const char *kern_dev_name(const kern_dev *d);
+
+/* Device memory. kern_alloc returns zeroed memory or NULL. Copies are ordered with the ops;
+ * kern_copy_d2h waits for queued work first. */
+void *kern_alloc(kern_dev *d, size_t bytes);
+void kern_free(kern_dev *d, void *p);
+int kern_copy_h2d(kern_dev *d, void *dst, const void *src, size_t bytes);
+int kern_copy_d2h(kern_dev *d, void *dst, const void *src, size_t bytes);
+int kern_copy_d2d(kern_dev *d, void *dst, const void *src, size_t bytes);
+int kern_dev_sync(kern_dev *d);
+
+/* kern_cast converts n elements of src (any dtype but I8) to F32 into dst (both on device). */
+int kern_cast_f32(kern_dev *d, kern_dtype src_dt, const void *src, float *dst, int64_t n);
+
+/* kern_linear: y[m, n] = x[m, k] . W[n, k]^T (+ bias[n], F32, may be NULL), then act.
+ * x and y must not overlap. GPU: cuBLAS for larger m (activations rounded to the weight dtype
+ * for F16/BF16, F32 accumulation), own GEMV kernels for small m and all int8 products. */
+int kern_linear(kern_dev *d, const float *x, int64_t m, const kern_mat *w, const float *bias,
+		kern_act act, float *y);
+/* kern_embed: y[m, dim] = table[tokens[i], :] as F32 (table F32/F16/BF16 [vocab, dim]);
+ * out-of-range ids give zeros (callers validate ids first). */
+int kern_embed(kern_dev *d, kern_dtype dt, const void *table, int64_t vocab, int64_t dim,
+	       const int32_t *tokens, int64_t m, float *y);
+/* kern_rmsnorm: y = x / sqrt(mean(x^2) + eps) * w, row by row ([m, dim]); y may equal x. */
+int kern_rmsnorm(kern_dev *d, const float *x, const float *w, int64_t m, int64_t dim,
+		 float eps, float *y);
+/* kern_rope rotates x[m, heads, hd] in place, HF LLaMA convention (rotate_half: pairs i and
+ * i + hd/2), angle pos[i] * theta^(-2j/hd). */
+int kern_rope(kern_dev *d, float *x, const int32_t *pos, int64_t m, int64_t heads, int64_t hd,
+	      float theta);
+/* kern_kv_store writes k and v rows [m, kvh * hd] into the caches [cap, kvh * hd] at rows
+ * pos[i] (< cap). */
+int kern_kv_store(kern_dev *d, const float *k, const float *v, const int32_t *pos, int64_t m,
+		  int64_t kvdim, float *kcache, float *vcache, int64_t cap);
+/* kern_attention: causal attention of q[m, heads, hd] at positions pos[i] over cache rows
+ * 0..pos[i] (grouped-query: head h reads KV head h / (heads / kvheads)); softmax(q.k * scale).
+ * out[m, heads, hd]. Rows may be at most `cap` positions. */
+int kern_attention(kern_dev *d, const float *q, const float *kcache, const float *vcache,
+		   const int32_t *pos, int64_t m, int64_t heads, int64_t kvheads, int64_t hd,
+		   int64_t cap, float scale, float *out);
+/* kern_silu_mul: out = silu(gate) * up, elementwise over n; out may equal gate. */
+int kern_silu_mul(kern_dev *d, const float *gate, const float *up, int64_t n, float *out);
+/* kern_bias_act: x[m, n] += bias[n] (bias may be NULL), then act, in place. */
+int kern_bias_act(kern_dev *d, float *x, const float *bias, int64_t m, int64_t n, kern_act act);
+/* kern_add: y += x over n elements. */
+int kern_add(kern_dev *d, float *y, const float *x, int64_t n);
+/* kern_softmax: row-wise softmax of x[m, n] in place. */
+int kern_softmax(kern_dev *d, float *x, int64_t m, int64_t n);
+/* kern_argmax: out[i] = argmax of row i of x[m, n] (lowest index on ties); logprob (may be
+ * NULL) gets log_softmax(row)[out[i]]. */
+int kern_argmax(kern_dev *d, const float *x, int64_t m, int64_t n, int32_t *out,
+		float *logprob);
+/* kern_sample draws one token per row of logits x[m, n]: probabilities softmax(x / temp),
+ * restricted to the top_k most likely (0 = no limit) and to the smallest set of most likely
+ * tokens whose mass reaches top_p (1 = no limit); u[i] in [0, 1) (device array) picks the token
+ * by inverse CDF over the kept tokens in index order, so a seeded u gives the same token on
+ * every backend. logprob (may be NULL) gets log_softmax(x / temp)[token]. temp must be > 0. */
+int kern_sample(kern_dev *d, const float *x, int64_t m, int64_t n, float temp, int top_k,
+		float top_p, const float *u, int32_t *out, float *logprob);
+
+/* CUDA graphs: ops issued between kern_graph_begin and kern_graph_end are captured (not run)
+ * into a graph that kern_graph_launch replays. Buffers and shapes are baked in; values in
+ * device memory (positions, tokens) may change between launches. CPU devices return -ENOTSUP
+ * from kern_graph_begin (callers then just issue the ops). */
+typedef struct kern_graph kern_graph;
+int kern_graph_begin(kern_dev *d);
+int kern_graph_end(kern_dev *d, kern_graph **out);
+int kern_graph_launch(kern_dev *d, kern_graph *g);
+void kern_graph_free(kern_dev *d, kern_graph *g);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

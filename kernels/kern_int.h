@@ -1,0 +1,65 @@
+/* kern_int.h — inside kernels/: the backend table each backend (cpu/, cuda/) fills in, and the
+ * device handle that pairs a backend with its per-device state. Function kinds use kern.h. */
+#ifndef THAW_KERN_INT_H
+#define THAW_KERN_INT_H
+#include "kernels/kern.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Each entry mirrors the kern.h function of the same name, with the backend's own device
+ * state `b` in place of the kern_dev. Shapes were checked by kern.c before the call. */
+typedef struct kern_backend {
+	const char *name;
+	int (*open)(int index, int threads, void **b);
+	void (*close)(void *b);
+	void *(*alloc)(void *b, size_t bytes);
+	void (*free)(void *b, void *p);
+	int (*h2d)(void *b, void *dst, const void *src, size_t bytes);
+	int (*d2h)(void *b, void *dst, const void *src, size_t bytes);
+	int (*d2d)(void *b, void *dst, const void *src, size_t bytes);
+	int (*sync)(void *b);
+	int (*cast_f32)(void *b, kern_dtype dt, const void *src, float *dst, int64_t n);
+	int (*linear)(void *b, const float *x, int64_t m, const kern_mat *w, const float *bias,
+		      kern_act act, float *y);
+	int (*embed)(void *b, kern_dtype dt, const void *table, int64_t vocab, int64_t dim,
+		     const int32_t *tokens, int64_t m, float *y);
+	int (*rmsnorm)(void *b, const float *x, const float *w, int64_t m, int64_t dim, float eps,
+		       float *y);
+	int (*rope)(void *b, float *x, const int32_t *pos, int64_t m, int64_t heads, int64_t hd,
+		    float theta);
+	int (*kv_store)(void *b, const float *k, const float *v, const int32_t *pos, int64_t m,
+			int64_t kvdim, float *kc, float *vc, int64_t cap);
+	int (*attention)(void *b, const float *q, const float *kc, const float *vc,
+			 const int32_t *pos, int64_t m, int64_t heads, int64_t kvheads, int64_t hd,
+			 int64_t cap, float scale, float *out);
+	int (*silu_mul)(void *b, const float *gate, const float *up, int64_t n, float *out);
+	int (*bias_act)(void *b, float *x, const float *bias, int64_t m, int64_t n, kern_act act);
+	int (*add)(void *b, float *y, const float *x, int64_t n);
+	int (*softmax)(void *b, float *x, int64_t m, int64_t n);
+	int (*argmax)(void *b, const float *x, int64_t m, int64_t n, int32_t *out, float *lp);
+	int (*sample)(void *b, const float *x, int64_t m, int64_t n, float temp, int top_k,
+		      float top_p, const float *u, int32_t *out, float *lp);
+	int (*graph_begin)(void *b);
+	int (*graph_end)(void *b, void **g);
+	int (*graph_launch)(void *b, void *g);
+	void (*graph_free)(void *b, void *g);
+} kern_backend;
+
+struct kern_dev {
+	const kern_backend *be;
+	void *b;
+	char name[32];
+};
+
+extern const kern_backend kern_cpu_backend;
+#ifdef THAW_CUDA
+extern const kern_backend kern_cuda_backend;
+int kern_cuda_device_count(void);
+#endif
+
+#ifdef __cplusplus
+}
+#endif
+#endif

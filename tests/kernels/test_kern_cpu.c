@@ -1,0 +1,245 @@
+/* test_kern_cpu.c — the CPU reference backend against independent double-precision loops
+ * written here: conversions, linear (all weight dtypes, int8 both scale layouts), RoPE,
+ * attention with GQA, RMSNorm, argmax/logprob, and the sampling rule. */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "tests/t.h"
+#include "kernels/kern.h"
+
+static uint32_t rng = 99;
+static float frand(void)
+{
+	rng = rng * 1664525u + 1013904223u;
+	return (float)((rng >> 8) * (1.0 / 16777216.0)) * 2.0f - 1.0f;
+}
+
+static void test_conversions(void)
+{
+	T_EQ_INT(kern_f32_to_bf16(1.0f), 0x3f80);
+	T_EQ_INT(kern_f32_to_bf16(1.0f + 1.0f / 256), 0x3f80);        /* tie -> even */
+	T_EQ_INT(kern_f32_to_bf16(1.0f + 3.0f / 256), 0x3f82);        /* tie -> even (up) */
+	T_CHECK(kern_bf16_to_f32(0xc040) == -3.0f);
+	T_EQ_INT(kern_f32_to_f16(1.0f), 0x3c00);
+	T_EQ_INT(kern_f32_to_f16(65504.0f), 0x7bff);
+	T_EQ_INT(kern_f32_to_f16(1e6f), 0x7c00);
+	T_EQ_INT(kern_f32_to_f16(5.960464477539063e-08f), 0x0001);   /* smallest subnormal */
+	T_CHECK(kern_f16_to_f32(0x0001) == 5.960464477539063e-08f);
+	T_CHECK(kern_f16_to_f32(0xc000) == -2.0f);
+	for (int i = 0; i < 1000; i++) {
+		float f = frand() * 100;
+		T_CHECK(fabsf(kern_f16_to_f32(kern_f32_to_f16(f)) - f) <= fabsf(f) * 0.0005f + 1e-7f);
+		T_CHECK(fabsf(kern_bf16_to_f32(kern_f32_to_bf16(f)) - f) <= fabsf(f) * 0.004f);
+	}
+	kern_dtype dt;
+	T_EQ_INT(kern_dtype_parse("BF16", &dt), 0);
+	T_EQ_INT(dt, KERN_BF16);
+	T_EQ_INT(kern_dtype_parse("bf16", &dt), -EINVAL);
+	kern_act a;
+	T_EQ_INT(kern_act_parse("GELU", &a), 0);
+	T_EQ_INT(a, KERN_ACT_GELU);
+}
+
+static double act_d(double v, kern_act a)
+{
+	switch (a) {
+	case KERN_ACT_RELU: return v > 0 ? v : 0;
+	case KERN_ACT_GELU: return 0.5 * v * (1 + erf(v / sqrt(2.0)));
+	case KERN_ACT_TANH: return tanh(v);
+	case KERN_ACT_SILU: return v / (1 + exp(-v));
+	default: return v;
+	}
+}
+
+static void test_linear_all_dtypes(void)
+{
+	kern_dev *d;
+	T_EQ_INT(kern_dev_open("cpu", 3, &d), 0);
+	int64_t m = 5, n = 37, k = 64;
+	float *x = malloc(m * k * 4), *wf = malloc(n * k * 4), *bias = malloc(n * 4),
+	      *y = malloc(m * n * 4), *sc = malloc(n * 2 * 4);
+	uint16_t *wh = malloc(n * k * 2);
+	int8_t *wq = malloc(n * k);
+	for (int64_t i = 0; i < m * k; i++) x[i] = frand();
+	for (int64_t i = 0; i < n * k; i++) wf[i] = frand();
+	for (int64_t i = 0; i < n; i++) bias[i] = frand();
+	for (int dt = 0; dt < 5; dt++) {
+		kern_mat w = {KERN_F32, n, k, wf, NULL, 0};
+		float *ref = malloc(n * k * 4);   /* the weight values the backend should see */
+		if (dt == 1 || dt == 2) {
+			for (int64_t i = 0; i < n * k; i++) {
+				wh[i] = dt == 1 ? kern_f32_to_f16(wf[i]) : kern_f32_to_bf16(wf[i]);
+				ref[i] = dt == 1 ? kern_f16_to_f32(wh[i]) : kern_bf16_to_f32(wh[i]);
+			}
+			w = (kern_mat){dt == 1 ? KERN_F16 : KERN_BF16, n, k, wh, NULL, 0};
+		} else if (dt >= 3) {
+			int blk = dt == 3 ? 0 : 32;
+			for (int64_t r = 0; r < n; r++)
+				for (int64_t b = 0; b < (blk ? k / blk : 1); b++)
+					sc[blk ? r * 2 + b : r] = 0.01f + 0.001f * (float)(r + b);
+			for (int64_t i = 0; i < n * k; i++) {
+				wq[i] = (int8_t)((int)(frand() * 127));
+				ref[i] = wq[i] * (blk ? sc[(i / k) * 2 + (i % k) / 32] : sc[i / k]);
+			}
+			w = (kern_mat){KERN_I8, n, k, wq, sc, blk};
+		} else {
+			memcpy(ref, wf, n * k * 4);
+		}
+		for (int a = 0; a <= KERN_ACT_SILU; a++) {
+			T_EQ_INT(kern_linear(d, x, m, &w, a % 2 ? bias : NULL, (kern_act)a, y), 0);
+			double md = 0;
+			for (int64_t i = 0; i < m; i++)
+				for (int64_t j = 0; j < n; j++) {
+					double s = a % 2 ? bias[j] : 0;
+					for (int64_t t = 0; t < k; t++)
+						s += (double)x[i * k + t] * ref[j * k + t];
+					double e = fabs(act_d(s, (kern_act)a) - y[i * n + j]);
+					md = e > md ? e : md;
+				}
+			T_CHECK(md < 1e-4);
+		}
+		free(ref);
+	}
+	kern_mat bad = {KERN_I8, n, k, wq, NULL, 0};
+	T_EQ_INT(kern_linear(d, x, m, &bad, NULL, KERN_ACT_NONE, y), -EINVAL);
+	free(x); free(wf); free(bias); free(y); free(sc); free(wh); free(wq);
+	kern_dev_close(d);
+}
+
+static void test_rope_norm_attention(void)
+{
+	kern_dev *d;
+	T_EQ_INT(kern_dev_open("cpu", 2, &d), 0);
+	int64_t m = 6, H = 4, KVH = 2, hd = 16, cap = 10, kvd = KVH * hd;
+	float *q = malloc(m * H * hd * 4), *q0 = malloc(m * H * hd * 4), *kk = malloc(m * kvd * 4),
+	      *vv = malloc(m * kvd * 4), *kc = calloc(cap * kvd, 4), *vc = calloc(cap * kvd, 4),
+	      *out = malloc(m * H * hd * 4);
+	int32_t pos[6] = {0, 1, 2, 3, 4, 5};
+	for (int64_t i = 0; i < m * H * hd; i++) q[i] = q0[i] = frand();
+	for (int64_t i = 0; i < m * kvd; i++) { kk[i] = frand(); vv[i] = frand(); }
+	T_EQ_INT(kern_rope(d, q, pos, m, H, hd, 500.0f), 0);
+	double md = 0;
+	for (int64_t i = 0; i < m; i++)
+		for (int64_t h = 0; h < H; h++)
+			for (int64_t j = 0; j < hd / 2; j++) {
+				double ang = pos[i] * pow(500.0, -2.0 * j / hd);
+				const float *r0 = q0 + (i * H + h) * hd;
+				double a = r0[j] * cos(ang) - r0[j + hd / 2] * sin(ang);
+				double b = r0[j + hd / 2] * cos(ang) + r0[j] * sin(ang);
+				const float *r = q + (i * H + h) * hd;
+				md = fmax(md, fmax(fabs(a - r[j]), fabs(b - r[j + hd / 2])));
+			}
+	T_CHECK(md < 1e-5);
+	T_EQ_INT(kern_kv_store(d, kk, vv, pos, m, kvd, kc, vc, cap), 0);
+	T_EQ_INT(kern_attention(d, q, kc, vc, pos, m, H, KVH, hd, cap, 0.25f, out), 0);
+	md = 0;
+	for (int64_t i = 0; i < m; i++)
+		for (int64_t h = 0; h < H; h++) {
+			int64_t g = h / (H / KVH);
+			double s[16], mx = -1e30, z = 0;
+			for (int64_t j = 0; j <= pos[i]; j++) {
+				s[j] = 0;
+				for (int64_t t = 0; t < hd; t++)
+					s[j] += (double)q[(i * H + h) * hd + t] * kk[j * kvd + g * hd + t];
+				s[j] *= 0.25;
+				mx = fmax(mx, s[j]);
+			}
+			for (int64_t j = 0; j <= pos[i]; j++) z += exp(s[j] - mx);
+			for (int64_t t = 0; t < hd; t++) {
+				double o = 0;
+				for (int64_t j = 0; j <= pos[i]; j++)
+					o += exp(s[j] - mx) / z * vv[j * kvd + g * hd + t];
+				md = fmax(md, fabs(o - out[(i * H + h) * hd + t]));
+			}
+		}
+	T_CHECK(md < 1e-5);
+	float w[16], y[6 * 16];
+	for (int i = 0; i < 16; i++) w[i] = frand();
+	T_EQ_INT(kern_rmsnorm(d, q0, w, 6, 16, 1e-5f, y), 0);
+	md = 0;
+	for (int i = 0; i < 6; i++) {
+		double ss = 0;
+		for (int j = 0; j < 16; j++) ss += (double)q0[i * 16 + j] * q0[i * 16 + j];
+		for (int j = 0; j < 16; j++)
+			md = fmax(md, fabs(q0[i * 16 + j] / sqrt(ss / 16 + 1e-5) * w[j] - y[i * 16 + j]));
+	}
+	T_CHECK(md < 1e-5);
+	T_EQ_INT(kern_attention(d, q, kc, vc, pos, m, 3, 2, hd, cap, 1, out), -EINVAL);
+	free(q); free(q0); free(kk); free(vv); free(kc); free(vc); free(out);
+	kern_dev_close(d);
+}
+
+static void test_argmax_sample(void)
+{
+	kern_dev *d;
+	T_EQ_INT(kern_dev_open("cpu", 1, &d), 0);
+	float x[8] = {0.5f, 2.0f, -1.0f, 2.0f, 1.0f, 0.0f, 1.9f, -3.0f}, lp;
+	int32_t t;
+	T_EQ_INT(kern_argmax(d, x, 1, 8, &t, &lp), 0);
+	T_EQ_INT(t, 1);   /* lowest index on ties */
+	double z = 0;
+	for (int i = 0; i < 8; i++) z += exp(x[i] - 2.0);
+	T_CHECK(fabs(lp + log(z)) < 1e-5);
+	float u = 0.999f;
+	T_EQ_INT(kern_sample(d, x, 1, 8, 1.0f, 1, 1.0f, &u, &t, NULL), 0);
+	T_EQ_INT(t, 3);   /* top_k 1 keeps both tied maxima; u near 1 picks the later one */
+	u = 0.0f;
+	T_EQ_INT(kern_sample(d, x, 1, 8, 1.0f, 0, 1.0f, &u, &t, NULL), 0);
+	T_EQ_INT(t, 0);   /* u = 0: the first token in index order */
+	T_EQ_INT(kern_sample(d, x, 1, 8, 1.0f, 0, 0.01f, &u, &t, NULL), 0);
+	T_EQ_INT(t, 1);   /* tiny top_p keeps only the maxima */
+	/* inverse-CDF: u sweep over p = 0.1, 0.2, 0.3, 0.4 */
+	float l4[4] = {logf(0.1f), logf(0.2f), logf(0.3f), logf(0.4f)};
+	int cnt[4] = {0};
+	for (int i = 0; i < 1000; i++) {
+		u = (i + 0.5f) / 1000;
+		kern_sample(d, l4, 1, 4, 1.0f, 0, 1.0f, &u, &t, &lp);
+		cnt[t]++;
+	}
+	T_CHECK(abs(cnt[0] - 100) <= 1 && abs(cnt[1] - 200) <= 1 && abs(cnt[2] - 300) <= 1 &&
+		abs(cnt[3] - 400) <= 1);
+	/* top_p 0.6: keeps 0.4 and 0.3 (mass 0.7 >= 0.6), renormalized 3:4 */
+	memset(cnt, 0, sizeof cnt);
+	for (int i = 0; i < 700; i++) {
+		u = (i + 0.5f) / 700;
+		kern_sample(d, l4, 1, 4, 1.0f, 0, 0.6f, &u, &t, NULL);
+		cnt[t]++;
+	}
+	T_CHECK(cnt[0] == 0 && cnt[1] == 0 && abs(cnt[2] - 300) <= 1 && abs(cnt[3] - 400) <= 1);
+	/* top_k 3 drops 0.1 */
+	memset(cnt, 0, sizeof cnt);
+	for (int i = 0; i < 900; i++) {
+		u = (i + 0.5f) / 900;
+		kern_sample(d, l4, 1, 4, 1.0f, 3, 1.0f, &u, &t, NULL);
+		cnt[t]++;
+	}
+	T_CHECK(cnt[0] == 0 && abs(cnt[1] - 200) <= 1 && abs(cnt[3] - 400) <= 1);
+	T_EQ_INT(kern_sample(d, l4, 1, 4, 0.0f, 0, 1.0f, &u, &t, NULL), -EINVAL);
+	float sm[4] = {1, 2, 3, 4};
+	T_EQ_INT(kern_softmax(d, sm, 1, 4), 0);
+	T_CHECK(fabs(sm[3] - exp(4) / (exp(1) + exp(2) + exp(3) + exp(4))) < 1e-6);
+	kern_dev_close(d);
+}
+
+static void test_dev_open(void)
+{
+	kern_dev *d;
+	T_EQ_INT(kern_dev_open("tpu", 0, &d), -EINVAL);
+	T_EQ_INT(kern_dev_open("cuda:x", 0, &d), -EINVAL);
+	if (kern_cuda_count() == 0)
+		T_EQ_INT(kern_dev_open("cuda:0", 0, &d), -ENODEV);
+	T_EQ_INT(kern_dev_open("cpu", 0, &d), 0);
+	T_EQ_STR(kern_dev_name(d), "cpu");
+	T_EQ_INT(kern_graph_begin(d), -ENOTSUP);
+	kern_dev_close(d);
+}
+
+void t_main(void)
+{
+	T_RUN(test_conversions);
+	T_RUN(test_linear_all_dtypes);
+	T_RUN(test_rope_norm_attention);
+	T_RUN(test_argmax_sample);
+	T_RUN(test_dev_open);
+}

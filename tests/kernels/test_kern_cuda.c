@@ -1,0 +1,324 @@
+/* test_kern_cuda.c — every CUDA op against the CPU reference op on fresh random inputs at
+ * several sizes, tolerances by dtype; GPU outputs are poisoned (all bytes 0xFF = NaN / -1)
+ * before each run, so an element the kernel forgot to write shows. Also a captured CUDA
+ * graph replayed with new positions. Skips without a GPU. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "tests/t.h"
+#include "kernels/kern.h"
+
+static uint32_t rng = 4242;
+static float frand(void)
+{
+	rng = rng * 1664525u + 1013904223u;
+	return (float)((rng >> 8) * (1.0 / 16777216.0)) * 2.0f - 1.0f;
+}
+static float *rnd(size_t n, float s)
+{
+	float *p = malloc(n * 4 + 4);
+	for (size_t i = 0; i < n; i++) p[i] = frand() * s;
+	return p;
+}
+
+static kern_dev *G, *C;
+
+static void *up(const void *h, size_t n)
+{
+	void *p = kern_alloc(G, n);
+	kern_copy_h2d(G, p, h, n);
+	return p;
+}
+static void *poisoned(size_t n)
+{
+	void *p = kern_alloc(G, n), *h = malloc(n);
+	memset(h, 0xff, n);
+	kern_copy_h2d(G, p, h, n);
+	free(h);
+	return p;
+}
+static float *down(const void *d, size_t n)
+{
+	float *h = malloc(n + 4);
+	kern_copy_d2h(G, h, d, n);
+	return h;
+}
+/* max |a-b| / (atol + rtol*|b|) over n; NaN counts as a failure */
+static int close_f(const float *a, const float *b, size_t n, double atol, double rtol,
+		   const char *what)
+{
+	double worst = 0;
+	size_t wi = 0;
+	for (size_t i = 0; i < n; i++) {
+		double e = fabs((double)a[i] - b[i]) / (atol + rtol * fabs(b[i]));
+		if (!(e <= worst) ) { worst = isnan(e) ? INFINITY : e; wi = i; }
+	}
+	if (worst > 1) {
+		fprintf(stderr, "  %s: element %zu: gpu %g cpu %g\n", what, wi, a[wi], b[wi]);
+		return 0;
+	}
+	return 1;
+}
+
+static int open_devs(void)
+{
+	if (kern_cuda_count() < 1)
+		return 0;
+	if (!G && kern_dev_open("cuda:0", 0, &G) < 0)
+		return 0;
+	if (!C)
+		kern_dev_open("cpu", 2, &C);
+	return 1;
+}
+
+static void test_cuda_linear(void)
+{
+	if (!open_devs())
+		T_SKIP("no GPU");
+	int64_t ms[] = {1, 3, 8, 9, 33};
+	int64_t nk[][2] = {{64, 32}, {257, 96}, {1000, 520}, {50, 30}};
+	for (size_t a = 0; a < sizeof nk / sizeof nk[0]; a++)
+		for (int dt = 0; dt < 5; dt++)
+			for (size_t mi = 0; mi < 5; mi++) {
+				int64_t m = ms[mi], n = nk[a][0], k = nk[a][1];
+				int blk = dt == 4 ? 32 : 0;
+				if (blk && k % 32)
+					continue;
+				float *x = rnd(m * k, 1), *wf = rnd(n * k, 1), *b = rnd(n, 1);
+				float *sc = rnd(n * (k / 32 + 1), 0.01f);
+				void *wh;
+				size_t wb;
+				kern_dtype kd = dt == 0 ? KERN_F32 : dt == 1 ? KERN_F16 : dt == 2 ? KERN_BF16 : KERN_I8;
+				if (dt == 0) { wh = wf; wb = n * k * 4; }
+				else if (dt <= 2) {
+					uint16_t *h = malloc(n * k * 2);
+					for (int64_t i = 0; i < n * k; i++)
+						h[i] = dt == 1 ? kern_f32_to_f16(wf[i]) : kern_f32_to_bf16(wf[i]);
+					wh = h; wb = n * k * 2;
+				} else {
+					int8_t *q = malloc(n * k);
+					for (int64_t i = 0; i < n * k; i++) q[i] = (int8_t)(wf[i] * 127);
+					for (int64_t i = 0; i < n * (k / 32 + 1); i++) sc[i] = fabsf(sc[i]) + 0.001f;
+					wh = q; wb = n * k;
+				}
+				kern_mat wc = {kd, n, k, wh, dt >= 3 ? sc : NULL, blk};
+				kern_act act = (kern_act)((mi + dt) % 5);
+				float *yc = malloc(m * n * 4);
+				T_EQ_INT(kern_linear(C, x, m, &wc, mi % 2 ? b : NULL, act, yc), 0);
+				void *dx = up(x, m * k * 4), *dw = up(wh, wb), *db = up(b, n * 4);
+				void *ds = up(sc, n * (k / 32 + 1) * 4), *dy = poisoned(m * n * 4);
+				kern_mat wg = {kd, n, k, dw, dt >= 3 ? ds : NULL, blk};
+				T_EQ_INT(kern_linear(G, dx, m, &wg, mi % 2 ? db : NULL, act, dy), 0);
+				float *yg = down(dy, m * n * 4);
+				/* m > 8 with F16/BF16 weights goes through cuBLAS with activations rounded */
+				double rt = (m > 8 && (dt == 1 || dt == 2)) ? (dt == 2 ? 2e-2 : 4e-3) : 1e-4;
+				char what[128];
+				snprintf(what, sizeof what, "linear dt %d m %lld n %lld k %lld", dt,
+					 (long long)m, (long long)n, (long long)k);
+				T_CHECK(close_f(yg, yc, m * n, rt * sqrt((double)k) * 0.3, rt, what));
+				kern_free(G, dx); kern_free(G, dw); kern_free(G, db); kern_free(G, ds);
+				kern_free(G, dy);
+				free(yg); free(yc); free(x); free(b); free(sc);
+				if (wh != wf) free(wh);
+				free(wf);
+			}
+}
+
+static void test_cuda_elementwise(void)
+{
+	if (!open_devs())
+		T_SKIP("no GPU");
+	int64_t sizes[][2] = {{1, 64}, {5, 2048}, {3, 1000}};
+	for (size_t si = 0; si < 3; si++) {
+		int64_t m = sizes[si][0], n = sizes[si][1];
+		float *x = rnd(m * n, 3), *x2 = rnd(m * n, 3), *w = rnd(n, 1), *yc = malloc(m * n * 4);
+		void *dx = up(x, m * n * 4), *dx2 = up(x2, m * n * 4), *dw = up(w, n * 4), *dy;
+		float *yg;
+		/* rmsnorm */
+		kern_rmsnorm(C, x, w, m, n, 1e-5f, yc);
+		dy = poisoned(m * n * 4);
+		T_EQ_INT(kern_rmsnorm(G, dx, dw, m, n, 1e-5f, dy), 0);
+		yg = down(dy, m * n * 4);
+		T_CHECK(close_f(yg, yc, m * n, 1e-5, 1e-5, "rmsnorm"));
+		free(yg); kern_free(G, dy);
+		/* silu_mul */
+		kern_silu_mul(C, x, x2, m * n, yc);
+		dy = poisoned(m * n * 4);
+		T_EQ_INT(kern_silu_mul(G, dx, dx2, m * n, dy), 0);
+		yg = down(dy, m * n * 4);
+		T_CHECK(close_f(yg, yc, m * n, 1e-6, 1e-5, "silu_mul"));
+		free(yg); kern_free(G, dy);
+		/* bias_act, every activation */
+		for (int a = 0; a <= KERN_ACT_SILU; a++) {
+			memcpy(yc, x, m * n * 4);
+			kern_bias_act(C, yc, w, m, n, (kern_act)a);
+			dy = up(x, m * n * 4);
+			T_EQ_INT(kern_bias_act(G, dy, dw, m, n, (kern_act)a), 0);
+			yg = down(dy, m * n * 4);
+			T_CHECK(close_f(yg, yc, m * n, 1e-6, 1e-5, "bias_act"));
+			free(yg); kern_free(G, dy);
+		}
+		/* add */
+		memcpy(yc, x, m * n * 4);
+		kern_add(C, yc, x2, m * n);
+		dy = up(x, m * n * 4);
+		kern_add(G, dy, dx2, m * n);
+		yg = down(dy, m * n * 4);
+		T_CHECK(close_f(yg, yc, m * n, 0, 1e-7, "add"));
+		free(yg); kern_free(G, dy);
+		/* softmax */
+		memcpy(yc, x, m * n * 4);
+		kern_softmax(C, yc, m, n);
+		dy = up(x, m * n * 4);
+		T_EQ_INT(kern_softmax(G, dy, m, n), 0);
+		yg = down(dy, m * n * 4);
+		T_CHECK(close_f(yg, yc, m * n, 1e-8, 1e-5, "softmax"));
+		free(yg); kern_free(G, dy);
+		/* cast from F16 / BF16 / F32 */
+		for (int dt = 0; dt < 3; dt++) {
+			uint16_t *h = malloc(m * n * 2);
+			for (int64_t i = 0; i < m * n; i++)
+				h[i] = dt == 1 ? kern_f32_to_f16(x[i]) : kern_f32_to_bf16(x[i]);
+			kern_dtype kd = dt == 0 ? KERN_F32 : dt == 1 ? KERN_F16 : KERN_BF16;
+			const void *src = dt == 0 ? (void *)x : (void *)h;
+			kern_cast_f32(C, kd, src, yc, m * n);
+			void *ds = up(src, m * n * (dt ? 2 : 4));
+			dy = poisoned(m * n * 4);
+			T_EQ_INT(kern_cast_f32(G, kd, ds, dy, m * n), 0);
+			yg = down(dy, m * n * 4);
+			T_CHECK(close_f(yg, yc, m * n, 0, 0, "cast") || memcmp(yg, yc, m * n * 4) == 0);
+			free(yg); free(h); kern_free(G, dy); kern_free(G, ds);
+		}
+		/* argmax (+ logprob) and sampling */
+		int32_t tc[5], *tg;
+		float lc[5], *lg;
+		kern_argmax(C, x, m, n, tc, lc);
+		void *dt_ = poisoned(m * 4), *dl = poisoned(m * 4);
+		T_EQ_INT(kern_argmax(G, dx, m, n, dt_, dl), 0);
+		tg = (int32_t *)down(dt_, m * 4);
+		lg = down(dl, m * 4);
+		for (int64_t i = 0; i < m; i++) T_EQ_INT(tg[i], tc[i]);
+		T_CHECK(close_f(lg, lc, m, 1e-5, 1e-4, "argmax logprob"));
+		free(tg); free(lg);
+		float us[5] = {0.1f, 0.5f, 0.93f, 0.0f, 0.77f};
+		void *du = up(us, 5 * 4);
+		int tks[] = {0, 1, 40}, mism = 0;
+		float tps[] = {1.0f, 0.9f, 0.5f};
+		for (int a = 0; a < 3; a++) {
+			kern_sample(C, x, m, n, 0.7f, tks[a], tps[a], us, tc, lc);
+			T_EQ_INT(kern_sample(G, dx, m, n, 0.7f, tks[a], tps[a], du, dt_, dl), 0);
+			tg = (int32_t *)down(dt_, m * 4);
+			lg = down(dl, m * 4);
+			for (int64_t i = 0; i < m; i++) mism += tg[i] != tc[i];
+			T_CHECK(close_f(lg, lc, m, 1e-4, 1e-4, "sample logprob"));
+			free(tg); free(lg);
+		}
+		T_EQ_INT(mism, 0);
+		kern_free(G, du); kern_free(G, dt_); kern_free(G, dl);
+		kern_free(G, dx); kern_free(G, dx2); kern_free(G, dw);
+		free(x); free(x2); free(w); free(yc);
+	}
+}
+
+static void test_cuda_embed_rope_attention(void)
+{
+	if (!open_devs())
+		T_SKIP("no GPU");
+	int cfg[][4] = {{4, 2, 16, 7}, {8, 1, 64, 1}, {32, 4, 64, 33}, {4, 4, 128, 5}, {2, 2, 256, 3}};
+	for (size_t c = 0; c < sizeof cfg / sizeof cfg[0]; c++) {
+		int64_t H = cfg[c][0], KVH = cfg[c][1], hd = cfg[c][2], m = cfg[c][3], cap = 300;
+		int64_t kvd = KVH * hd, p0 = m == 1 ? 250 : 0;   /* decode deep into the cache */
+		int32_t pos[64];
+		for (int64_t i = 0; i < m; i++) pos[i] = (int32_t)(p0 + i);
+		/* embedding: BF16 table */
+		int64_t V = 100, D = H * hd;
+		float *tf = rnd(V * D, 1);
+		uint16_t *tb = malloc(V * D * 2);
+		for (int64_t i = 0; i < V * D; i++) tb[i] = kern_f32_to_bf16(tf[i]);
+		int32_t tok[64];
+		for (int64_t i = 0; i < m; i++) tok[i] = (int32_t)((i * 37) % V);
+		float *ec = malloc(m * D * 4);
+		kern_embed(C, KERN_BF16, tb, V, D, tok, m, ec);
+		void *dtb = up(tb, V * D * 2), *dtok = up(tok, m * 4), *de = poisoned(m * D * 4);
+		T_EQ_INT(kern_embed(G, KERN_BF16, dtb, V, D, dtok, m, de), 0);
+		float *eg = down(de, m * D * 4);
+		T_CHECK(close_f(eg, ec, m * D, 0, 0, "embed") || !memcmp(eg, ec, m * D * 4));
+		free(eg); free(ec); free(tf); free(tb);
+		kern_free(G, dtb); kern_free(G, dtok); kern_free(G, de);
+		/* rope on q */
+		float *q = rnd(m * H * hd, 1), *qc = malloc(m * H * hd * 4);
+		memcpy(qc, q, m * H * hd * 4);
+		kern_rope(C, qc, pos, m, H, hd, 10000.0f);
+		void *dq = up(q, m * H * hd * 4), *dpos = up(pos, m * 4);
+		T_EQ_INT(kern_rope(G, dq, dpos, m, H, hd, 10000.0f), 0);
+		float *qg = down(dq, m * H * hd * 4);
+		T_CHECK(close_f(qg, qc, m * H * hd, 2e-4, 1e-4, "rope"));
+		free(qg);
+		/* caches pre-filled with history, then the new rows stored at pos */
+		float *kc = rnd(cap * kvd, 1), *vc = rnd(cap * kvd, 1), *kn = rnd(m * kvd, 1),
+		      *vn = rnd(m * kvd, 1);
+		void *dkc = up(kc, cap * kvd * 4), *dvc = up(vc, cap * kvd * 4);
+		void *dkn = up(kn, m * kvd * 4), *dvn = up(vn, m * kvd * 4);
+		kern_kv_store(C, kn, vn, pos, m, kvd, kc, vc, cap);
+		T_EQ_INT(kern_kv_store(G, dkn, dvn, dpos, m, kvd, dkc, dvc, cap), 0);
+		float *kg = down(dkc, cap * kvd * 4);
+		T_CHECK(!memcmp(kg, kc, cap * kvd * 4));
+		free(kg);
+		float *oc = malloc(m * H * hd * 4);
+		float sc = 1.0f / sqrtf((float)hd);
+		kern_attention(C, qc, kc, vc, pos, m, H, KVH, hd, cap, sc, oc);
+		void *dout = poisoned(m * H * hd * 4);
+		T_EQ_INT(kern_attention(G, dq, dkc, dvc, dpos, m, H, KVH, hd, cap, sc, dout), 0);
+		float *og = down(dout, m * H * hd * 4);
+		char what[128];
+		snprintf(what, sizeof what, "attention H%lld KVH%lld hd%lld m%lld", (long long)H,
+			 (long long)KVH, (long long)hd, (long long)m);
+		T_CHECK(close_f(og, oc, m * H * hd, 1e-5, 1e-4, what));
+		free(og); free(oc); free(q); free(qc); free(kc); free(vc); free(kn); free(vn);
+		kern_free(G, dq); kern_free(G, dpos); kern_free(G, dkc); kern_free(G, dvc);
+		kern_free(G, dkn); kern_free(G, dvn); kern_free(G, dout);
+	}
+}
+
+/* a captured graph reads its position from device memory: replay at two positions */
+static void test_cuda_graph_replay(void)
+{
+	if (!open_devs())
+		T_SKIP("no GPU");
+	int64_t H = 4, hd = 64;
+	float *q = rnd(H * hd, 1);
+	void *dq = up(q, H * hd * 4), *dpos = kern_alloc(G, 4), *dq2 = kern_alloc(G, H * hd * 4);
+	T_EQ_INT(kern_graph_begin(G), 0);
+	kern_copy_d2d(G, dq2, dq, H * hd * 4);
+	kern_rope(G, dq2, dpos, 1, H, hd, 10000.0f);
+	kern_graph *g = NULL;
+	T_EQ_INT(kern_graph_end(G, &g), 0);
+	for (int32_t p = 3; p < 200; p += 150) {
+		kern_copy_h2d(G, dpos, &p, 4);
+		T_EQ_INT(kern_graph_launch(G, g), 0);
+		float *r = down(dq2, H * hd * 4), *c = malloc(H * hd * 4);
+		memcpy(c, q, H * hd * 4);
+		kern_rope(C, c, &p, 1, H, hd, 10000.0f);
+		T_CHECK(close_f(r, c, H * hd, 2e-4, 1e-4, "graph rope"));
+		free(r); free(c);
+	}
+	kern_graph_free(G, g);
+	kern_free(G, dq); kern_free(G, dpos); kern_free(G, dq2);
+	free(q);
+}
+
+static void test_cuda_close(void)
+{
+	if (G) kern_dev_close(G);
+	if (C) kern_dev_close(C);
+	G = C = NULL;
+}
+
+void t_main(void)
+{
+	T_RUN(test_cuda_linear);
+	T_RUN(test_cuda_elementwise);
+	T_RUN(test_cuda_embed_rope_attention);
+	T_RUN(test_cuda_graph_replay);
+	T_RUN(test_cuda_close);
+}
