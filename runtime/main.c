@@ -6,6 +6,7 @@
 
 static const rt_cmd cmds[] = {
 	{"serve", rt_serve_main, "run the daemon: HTTP API, functions, scale to zero"},
+	{"run", rt_run_main, "restore a snapshot, invoke its function once, print the JSON result"},
 	{"snapshot", rt_snapshot_main, "pack, inspect, verify, unpack, restore .thaw weight snapshots"},
 };
 

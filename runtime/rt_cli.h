@@ -12,6 +12,8 @@ typedef struct rt_cmd {
 
 /* rt_serve_main runs the daemon (runtime/rt_serve.c). */
 int rt_serve_main(int argc, char **argv);
+/* rt_run_main is `thaw run SNAPSHOT --input JSON` (rt_cmd_run.c). */
+int rt_run_main(int argc, char **argv);
 /* rt_snapshot_main is `thaw snapshot pack|inspect|verify|unpack|restore` (rt_cmd_snapshot.c). */
 int rt_snapshot_main(int argc, char **argv);
 

@@ -11,6 +11,7 @@
 #include <jansson.h>
 #include "pool/pool_gpu.h"
 #include "runtime/rt_cli.h"
+#include "runtime/rt_quant.h"
 #include "snapshot/snap.h"
 #include "snapshot/snap_pack.h"
 #include "snapshot/snap_sinks.h"
@@ -18,11 +19,13 @@
 static const char usage_text[] =
 	"usage: thaw snapshot COMMAND ...\n\n"
 	"  pack SRC -o OUT.thaw [--kind K] [--threads N] [--chunk-size SIZE] [--level L]\n"
-	"       [--metadata JSON] [--progress|--quiet]\n"
+	"       [--metadata JSON] [--quantize int8|int8:32] [--progress|--quiet]\n"
 	"      SRC: a .safetensors file, or a directory with model.safetensors or\n"
 	"      model.safetensors.index.json (shards), plus config.json when present.\n"
 	"      --kind: the function kind (default: llama if config.json says so, else unknown);\n"
 	"      --metadata: a JSON object merged into the snapshot's metadata.\n"
+	"      --quantize: int8 weight-only matrices (per-row scales, or per 32-block with int8:32);\n"
+	"      embeddings, norms and biases keep their dtype.\n"
 	"  inspect F [--json]          tensors, dtypes, shapes, sizes, codec mix, ratio\n"
 	"  verify F [--threads N]      check every chunk; exit 0 when all are good\n"
 	"  unpack F -o OUT.safetensors write the tensors back as safetensors\n"
@@ -96,6 +99,7 @@ static int cmd_pack(int argc, char **argv)
 	uint64_t sz;
 	char err[1024];
 	snap_pack_stats st;
+	rt_quant q;
 
 	o.w.progress = -1;
 	for (int i = 1; i < argc; i++) {
@@ -127,6 +131,10 @@ static int cmd_pack(int argc, char **argv)
 			if (!n)
 				return usage_err("%s needs a JSON object", a);
 			o.extra_metadata = n, i++;
+		} else if (!strcmp(a, "--quantize")) {   /* int8 weight-only (runtime/rt_quant.c) */
+			if (rt_quant_parse(n, &q))
+				return usage_err("--quantize: '%s' is not int8 or int8:32", n ? n : "");
+			o.transform = rt_quant_hook, o.transform_user = &q, i++;
 		} else if (!strcmp(a, "--progress")) {
 			o.w.progress = 1;
 		} else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) {
