@@ -3,7 +3,8 @@
 #include <string.h>
 #include <stdlib.h>
 #include <jansson.h>
-#include "runtime/rt_server.h"
+#include "runtime/rt_api.h"
+#include "runtime/rt_sched.h"
 #include "runtime/rt_version.h"
 
 static void reply_json_text(rt_req *req, int status, const char *text)
@@ -48,41 +49,14 @@ static void h_metrics(rt_req *req, void *ud)
 	char *text;
 	size_t len;
 	rt_metric_set(srv->m_connections, rt_http_open_connections(srv->http), 0, NULL);
+	if (srv->sched)
+		rt_sched_update_gauges(srv->sched);
 	if (rt_metrics_render(srv->metrics, &text, &len) < 0) {
 		rt_req_reply_error(req, 500, "out of memory rendering metrics");
 		return;
 	}
 	rt_req_reply(req, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
 	free(text);
-}
-
-/* echo: the built-in function that answers with the JSON body it received; it measures the
- * runtime's own overhead. */
-static void invoke_echo(rt_req *req)
-{
-	json_error_t err;
-	json_t *v = json_loadb(req->body, req->body_len, JSON_DECODE_ANY, &err);
-	if (!v) {
-		if (req->body_len == 0)
-			rt_req_reply_error(req, 400, "invalid JSON: empty body");
-		else
-			rt_req_reply_error(req, 400, "invalid JSON at line %d column %d: %s", err.line,
-					   err.column, err.text);
-		return;
-	}
-	json_decref(v);
-	rt_req_reply(req, 200, "application/json", req->body, req->body_len);
-}
-
-static void h_invoke(rt_req *req, void *ud)
-{
-	(void)ud;
-	const char *name = rt_req_param(req, "name");
-	if (strcmp(name, "echo") == 0) {
-		invoke_echo(req);
-		return;
-	}
-	rt_req_reply_error(req, 404, "function '%s' not found", name);
 }
 
 int rt_api_register(rt_server *srv)
@@ -96,12 +70,14 @@ int rt_api_register(rt_server *srv)
 		{"GET", "/v2/health/live", h_v2_live},
 		{"GET", "/v2/health/ready", h_v2_ready},
 		{"GET", "/metrics", h_metrics},
-		{"POST", "/v1/functions/{name}/invoke", h_invoke},
 	};
 	for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
 		int rc = rt_router_add(srv->router, routes[i].method, routes[i].pattern, routes[i].fn, srv);
 		if (rc < 0)
 			return rc;
 	}
-	return 0;
+	int rc = rt_api_fn_register(srv);
+	if (rc == 0)
+		rc = rt_api_v2_register(srv);
+	return rc;
 }

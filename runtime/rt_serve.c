@@ -26,6 +26,13 @@ static void usage(FILE *f)
 		"  --read-timeout S      a started request must arrive within S seconds (default 30): 408\n"
 		"  --idle-timeout S      idle keep-alive connections close after S seconds (default 60)\n"
 		"  --no-access-log       no per-request log line\n"
+		"  --allow-root DIR      snapshots may also come from DIR (repeatable, at most 8)\n"
+		"  --host-cache BYTES    host-RAM tier for evicted weights (default: a quarter of RAM)\n"
+		"  --host-ttl S          host-tier entries are dropped after S idle seconds (default 600)\n"
+		"  --cpu-memory BYTES    weights loaded on the CPU device (default: half of RAM)\n"
+		"  --gpu-memory-share F  share of each GPU's free memory used for weights (default 0.85)\n"
+		"  --cpu-threads N       CPU backend threads (default: all cores)\n"
+		"  --no-gpu              use only the CPU even when GPUs are present\n"
 		"  --log-level L         debug|info|warn|error (default info)\n"
 		"\nenvironment: PORT, K_SERVICE, K_REVISION, K_CONFIGURATION (logged and in metrics)\n");
 }
@@ -57,6 +64,13 @@ int rt_serve_main(int argc, char **argv)
 		{"idle-timeout", required_argument, 0, 'i'},
 		{"no-access-log", no_argument, 0, 'n'},
 		{"log-level", required_argument, 0, 'l'},
+		{"allow-root", required_argument, 0, 'A'},
+		{"host-cache", required_argument, 0, 'C'},
+		{"host-ttl", required_argument, 0, 'T'},
+		{"cpu-memory", required_argument, 0, 'M'},
+		{"gpu-memory-share", required_argument, 0, 'G'},
+		{"cpu-threads", required_argument, 0, 't'},
+		{"no-gpu", no_argument, 0, 'N'},
 		{"help", no_argument, 0, 'h'},
 		{0, 0, 0, 0},
 	};
@@ -68,6 +82,7 @@ int rt_serve_main(int argc, char **argv)
 	rt_http_config_defaults(&cfg.http);
 	cfg.data_dir = "./thaw-data";
 	cfg.drain_timeout_s = 30;
+	rt_sched_config_defaults(&cfg.sched);
 	const char *env_port = getenv("PORT");
 	if (env_port && *env_port) {
 		if (parse_num("$PORT", env_port, 0, 65535, &v) < 0)
@@ -87,6 +102,23 @@ int rt_serve_main(int argc, char **argv)
 		case 'r': if (parse_num("--read-timeout", optarg, 0.001, 86400, &v)) return 2; cfg.http.read_timeout_ms = (uint64_t)(v * 1000); break;
 		case 'i': if (parse_num("--idle-timeout", optarg, 0.001, 86400, &v)) return 2; cfg.http.idle_timeout_ms = (uint64_t)(v * 1000); break;
 		case 'n': cfg.http.access_log = 0; break;
+		case 'A':
+			if (cfg.n_allowed_roots == RT_SERVER_MAX_ROOTS) {
+				fprintf(stderr, "thaw serve: at most %d --allow-root\n", RT_SERVER_MAX_ROOTS);
+				return 2;
+			}
+			if (optarg[0] != '/') {
+				fprintf(stderr, "thaw serve: --allow-root needs an absolute path\n");
+				return 2;
+			}
+			cfg.allowed_roots[cfg.n_allowed_roots++] = optarg;
+			break;
+		case 'C': if (parse_num("--host-cache", optarg, 0, 1e15, &v)) return 2; cfg.sched.host_budget_bytes = (uint64_t)v; break;
+		case 'T': if (parse_num("--host-ttl", optarg, 0.001, 1e7, &v)) return 2; cfg.sched.host_ttl_s = v; break;
+		case 'M': if (parse_num("--cpu-memory", optarg, 0, 1e15, &v)) return 2; cfg.sched.cpu_budget_bytes = (uint64_t)v; break;
+		case 'G': if (parse_num("--gpu-memory-share", optarg, 0.01, 1, &v)) return 2; cfg.sched.gpu_mem_share = v; break;
+		case 't': if (parse_num("--cpu-threads", optarg, 0, 1024, &v)) return 2; cfg.sched.cpu_threads = (int)v; break;
+		case 'N': cfg.sched.no_gpu = 1; break;
 		case 'l':
 			if (strcmp(optarg, "debug") == 0) level = RT_LOG_DEBUG;
 			else if (strcmp(optarg, "info") == 0) level = RT_LOG_INFO;

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include "runtime/rt_log.h"
+#include "runtime/rt_api.h"
 #include "runtime/rt_server.h"
 #include "runtime/rt_version.h"
 
@@ -97,6 +98,17 @@ int rt_server_init(rt_server *srv, uv_loop_t *loop, const rt_server_config *cfg)
 	const char *kv[] = {"version", THAW_VERSION, "k_service", ks ? ks : "",
 			    "k_revision", kr ? kr : "", "k_configuration", kc ? kc : ""};
 	rt_metric_set(info, 1, 4, kv);
+	char err[512];
+	rc = rt_registry_open(cfg->data_dir, &srv->reg, err, sizeof err);
+	if (rc < 0) {
+		rt_logf(RT_LOG_ERROR, "cannot open the registry: %s", err);
+		goto fail;
+	}
+	rc = rt_sched_new(loop, srv->reg, srv->metrics, &cfg->sched, &srv->sched);
+	if (rc < 0) {
+		rt_logf(RT_LOG_ERROR, "cannot start the device lanes: %s", strerror(-rc));
+		goto fail;
+	}
 	rc = rt_api_register(srv);
 	if (rc < 0)
 		goto fail;
@@ -107,8 +119,17 @@ int rt_server_init(rt_server *srv, uv_loop_t *loop, const rt_server_config *cfg)
 		goto fail;
 	}
 	rt_http_set_observer(srv->http, observe, srv);
+	rt_sched_start(srv->sched);
 	return 0;
 fail:
+	if (srv->sched) {
+		rt_sched_stop(srv->sched, NULL, NULL);
+		uv_run(loop, UV_RUN_NOWAIT);
+		rt_sched_free(srv->sched);
+		srv->sched = NULL;
+	}
+	rt_registry_close(srv->reg);
+	srv->reg = NULL;
 	rt_router_free(srv->router);
 	rt_metrics_free(srv->metrics);
 	srv->router = NULL;
@@ -116,12 +137,19 @@ fail:
 	return rc;
 }
 
-static void on_drained(void *ud)
+static void on_sched_stopped(void *ud)
 {
 	rt_server *srv = ud;
 	rt_logf(RT_LOG_INFO, "drained; exiting");
 	uv_timer_stop(&srv->drain_timer);
 	uv_stop(srv->loop);
+}
+
+static void on_drained(void *ud)
+{
+	rt_server *srv = ud;
+	/* no connection is left: release every function's device state, stop the lanes */
+	rt_sched_stop(srv->sched, on_sched_stopped, srv);
 }
 
 static void on_drain_timeout(uv_timer_t *t)
@@ -179,6 +207,8 @@ int rt_server_run(rt_server *srv)
 
 void rt_server_free(rt_server *srv)
 {
+	rt_sched_free(srv->sched);
+	rt_registry_close(srv->reg);
 	rt_http_free(srv->http);
 	rt_router_free(srv->router);
 	rt_metrics_free(srv->metrics);

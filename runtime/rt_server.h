@@ -5,12 +5,19 @@
 #include <uv.h>
 #include "runtime/rt_http.h"
 #include "runtime/rt_metrics.h"
+#include "runtime/rt_registry.h"
 #include "runtime/rt_router.h"
+#include "runtime/rt_sched.h"
+
+#define RT_SERVER_MAX_ROOTS 8
 
 typedef struct rt_server_config {
 	rt_http_config http;
 	const char *data_dir;        /* created if missing */
 	double drain_timeout_s;      /* SIGTERM -> exit 0 within this */
+	const char *allowed_roots[RT_SERVER_MAX_ROOTS];  /* snapshot paths allowed outside DATA */
+	size_t n_allowed_roots;
+	rt_sched_config sched;
 } rt_server_config;
 
 typedef struct rt_server {
@@ -19,6 +26,8 @@ typedef struct rt_server {
 	rt_http *http;
 	rt_router *router;
 	rt_metrics *metrics;
+	rt_registry *reg;
+	rt_sched *sched;
 	rt_metric_family *m_requests, *m_duration, *m_connections;
 	int draining;
 	uint64_t started_ns;

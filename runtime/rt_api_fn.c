@@ -1,0 +1,280 @@
+/* rt_api_fn.c — the functions API: PUT/GET/DELETE /v1/functions/{name}, GET /v1/functions,
+ * POST /v1/functions/{name}/invoke, GET /v1/devices. The registry holds what is deployed; the
+ * scheduler holds the live state and runs calls. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <jansson.h>
+#include "functions/fn.h"
+#include "runtime/rt_api.h"
+#include "runtime/rt_manifest.h"
+#include "runtime/rt_registry.h"
+#include "runtime/rt_sched.h"
+#include "snapshot/snap.h"
+
+void rt_api_reply_json(rt_req *req, int status, json_t *body)
+{
+	char *text = json_dumps(body, JSON_COMPACT);
+	json_decref(body);
+	if (!text) {
+		rt_req_reply_error(req, 500, "out of memory");
+		return;
+	}
+	rt_req_reply(req, status, "application/json", text, strlen(text));
+	free(text);
+}
+
+int rt_api_kind_known(const char *kind, void *ud)
+{
+	(void)ud;
+	return fn_kind_find(kind) != NULL;
+}
+
+/* Parses the request body as JSON (400 naming line and column when it is not). */
+json_t *rt_api_parse_body(rt_req *req)
+{
+	json_error_t err;
+	if (req->body_len == 0) {
+		rt_req_reply_error(req, 400, "invalid JSON: empty body");
+		return NULL;
+	}
+	json_t *v = json_loadb(req->body, req->body_len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &err);
+	if (!v)
+		rt_req_reply_error(req, 400, "invalid JSON at line %d column %d: %s", err.line, err.column,
+				   err.text);
+	return v;
+}
+
+static int valid_name(rt_req *req, const char *name)
+{
+	char err[256];
+	if (rt_manifest_name_valid(name, err, sizeof err) == 0)
+		return 1;
+	rt_req_reply_error(req, 400, "%s", err);
+	return 0;
+}
+
+static json_t *function_json(rt_server *srv, const char *name)
+{
+	json_t *o = NULL;
+	if (rt_registry_get_json(srv->reg, name, &o) < 0)
+		return NULL;
+	json_t *st = rt_sched_state_json(srv->sched, name);
+	json_object_update(o, st);
+	json_decref(st);
+	return o;
+}
+
+static void h_put(rt_req *req, void *ud)
+{
+	rt_server *srv = ud;
+	const char *name = rt_req_param(req, "name");
+	char err[512] = "";
+	if (!valid_name(req, name))
+		return;
+	json_t *body = rt_api_parse_body(req);
+	if (!body)
+		return;
+	if (!json_is_object(body)) {
+		json_decref(body);
+		rt_req_reply_error(req, 400, "manifest must be a JSON object");
+		return;
+	}
+	/* a body with only "traffic" moves traffic between existing revisions */
+	if (json_object_size(body) == 1 && json_object_get(body, "traffic")) {
+		rt_traffic t;
+		int rc = rt_traffic_from_json(json_object_get(body, "traffic"), &t, err, sizeof err);
+		if (rc == 0)
+			rc = rt_registry_set_traffic(srv->reg, name, &t, err, sizeof err);
+		json_decref(body);
+		if (rc < 0) {
+			rt_req_reply_error(req, rc == -ENOENT ? 404 : 400, "%s", err);
+			return;
+		}
+		rt_sched_deployed(srv->sched, name);
+		rt_api_reply_json(req, 200, function_json(srv, name));
+		return;
+	}
+	rt_manifest m;
+	int rc = rt_manifest_from_json(body, rt_api_kind_known, NULL, &m, err, sizeof err);
+	json_decref(body);
+	if (rc < 0) {
+		rt_req_reply_error(req, 400, "%s", err);
+		return;
+	}
+	char path[RT_MANIFEST_PATH_MAX] = "";
+	if (m.snapshot[0]) {
+		rc = rt_manifest_resolve_snapshot(srv->cfg.data_dir, srv->cfg.allowed_roots,
+						  srv->cfg.n_allowed_roots, m.snapshot, path, sizeof path,
+						  err, sizeof err);
+		if (rc < 0) {
+			rt_req_reply_error(req, rc == -EACCES ? 403 : 400, "field 'snapshot': %s", err);
+			return;
+		}
+		/* the file must be a valid snapshot (header, index, metadata) */
+		snap_file *f = NULL;
+		rc = snap_open(&f, path, err, sizeof err);
+		snap_close(f);
+		if (rc < 0) {
+			rt_req_reply_error(req, 400, "field 'snapshot': %s", err);
+			return;
+		}
+	}
+	rt_revision_info prev;
+	int existed = rt_registry_get(srv->reg, name, &prev) == 0;
+	uint32_t rev = 0;
+	rc = rt_registry_put(srv->reg, name, &m, path, &rev, err, sizeof err);
+	if (rc < 0) {
+		rt_req_reply_error(req, rc == -ENOENT ? 400 : 500, "%s", err);
+		return;
+	}
+	rt_sched_deployed(srv->sched, name);
+	rt_api_reply_json(req, existed ? 200 : 201, function_json(srv, name));
+}
+
+static void h_get(rt_req *req, void *ud)
+{
+	rt_server *srv = ud;
+	const char *name = rt_req_param(req, "name");
+	if (!valid_name(req, name))
+		return;
+	json_t *o = function_json(srv, name);
+	if (!o) {
+		rt_req_reply_error(req, 404, "function '%s' not found", name);
+		return;
+	}
+	rt_api_reply_json(req, 200, o);
+}
+
+static void h_list(rt_req *req, void *ud)
+{
+	rt_server *srv = ud;
+	json_t *o = NULL;
+	if (rt_registry_list_json(srv->reg, &o) < 0) {
+		rt_req_reply_error(req, 500, "registry unavailable");
+		return;
+	}
+	json_t *arr = json_object_get(o, "functions");
+	size_t i;
+	json_t *f;
+	json_array_foreach(arr, i, f) {
+		json_t *st = rt_sched_state_json(srv->sched, json_string_value(json_object_get(f, "name")));
+		json_object_del(st, "instances");
+		json_object_update(f, st);
+		json_decref(st);
+	}
+	rt_api_reply_json(req, 200, o);
+}
+
+static void h_delete(rt_req *req, void *ud)
+{
+	rt_server *srv = ud;
+	const char *name = rt_req_param(req, "name");
+	if (!valid_name(req, name))
+		return;
+	int rc = rt_registry_delete(srv->reg, name);
+	if (rc == -ENOENT) {
+		rt_req_reply_error(req, 404, "function '%s' not found", name);
+		return;
+	}
+	if (rc < 0) {
+		rt_req_reply_error(req, 500, "registry: %s", strerror(-rc));
+		return;
+	}
+	rt_sched_deleted(srv->sched, name);
+	rt_api_reply_json(req, 200, json_pack("{s:s}", "deleted", name));
+}
+
+static void invoke_result(rt_req *req, const char *function, uint32_t rev, json_t *out,
+			  const fn_error *err, void *ud)
+{
+	(void)function;
+	(void)ud;
+	char r[16];
+	snprintf(r, sizeof r, "%u", rev);
+	rt_req_add_header(req, "Thaw-Revision", r);
+	if (!out) {
+		rt_req_reply_error(req, err->status, "%s", err->msg);
+		return;
+	}
+	char *text = json_dumps(out, JSON_COMPACT | JSON_ENCODE_ANY);
+	if (!text) {
+		rt_req_reply_error(req, 500, "out of memory");
+		return;
+	}
+	rt_req_reply(req, 200, "application/json", text, strlen(text));
+	free(text);
+}
+
+/* echo without a deployment: the built-in that measures the runtime's own overhead */
+static void invoke_builtin_echo(rt_req *req)
+{
+	json_error_t err;
+	json_t *v = json_loadb(req->body, req->body_len, JSON_DECODE_ANY, &err);
+	if (!v) {
+		if (req->body_len == 0)
+			rt_req_reply_error(req, 400, "invalid JSON: empty body");
+		else
+			rt_req_reply_error(req, 400, "invalid JSON at line %d column %d: %s", err.line,
+					   err.column, err.text);
+		return;
+	}
+	json_decref(v);
+	rt_req_reply(req, 200, "application/json", req->body, req->body_len);
+}
+
+static void h_invoke(rt_req *req, void *ud)
+{
+	rt_server *srv = ud;
+	const char *name = rt_req_param(req, "name");
+	rt_revision_info info;
+	if (strcmp(name, "echo") == 0 && rt_registry_get(srv->reg, "echo", &info) == -ENOENT) {
+		invoke_builtin_echo(req);
+		return;
+	}
+	if (!valid_name(req, name))
+		return;
+	json_t *in = rt_api_parse_body(req);
+	if (!in)
+		return;
+	uint32_t rev = 0;
+	const char *want = rt_req_header(req, "Thaw-Revision");
+	if (want) {
+		char *end;
+		unsigned long v = strtoul(want, &end, 10);
+		if (*end || v == 0 || v > RT_MANIFEST_REV_MAX) {
+			json_decref(in);
+			rt_req_reply_error(req, 400, "header Thaw-Revision: must be a revision number");
+			return;
+		}
+		rev = (uint32_t)v;
+	}
+	rt_sched_invoke(srv->sched, req, name, rev, in, invoke_result, srv);
+}
+
+static void h_devices(rt_req *req, void *ud)
+{
+	rt_server *srv = ud;
+	rt_api_reply_json(req, 200, json_pack("{s:o}", "devices", rt_sched_devices_json(srv->sched)));
+}
+
+int rt_api_fn_register(rt_server *srv)
+{
+	static const struct {
+		const char *method, *pattern;
+		rt_handler_fn fn;
+	} routes[] = {
+		{"GET", "/v1/functions", h_list},
+		{"PUT", "/v1/functions/{name}", h_put},
+		{"GET", "/v1/functions/{name}", h_get},
+		{"DELETE", "/v1/functions/{name}", h_delete},
+		{"POST", "/v1/functions/{name}/invoke", h_invoke},
+		{"GET", "/v1/devices", h_devices},
+	};
+	for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
+		int rc = rt_router_add(srv->router, routes[i].method, routes[i].pattern, routes[i].fn, srv);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}

@@ -1,0 +1,743 @@
+/* rt_api_v2.c — the Open Inference Protocol (KServe V2 / Triton REST) over thaw's functions:
+ * server and model metadata, model readiness, inference with JSON tensors and the binary tensor
+ * data extension (Inference-Header-Content-Length), the model repository extension (index,
+ * load = scale up now, unload = scale to zero now) and model statistics.
+ *
+ * Tensors map to a kind's JSON interface:
+ *   mlp    INPUT0 [batch, features] (any numeric type) -> {"inputs": rows};
+ *          outputs OUTPUT0 FP32 [batch, classes] (softmax probabilities), LABEL INT64 [batch]
+ *   llama  input_ids INT64 [1, n] (+ request parameters max_tokens, temperature, top_p, seed,
+ *          stop) -> {"tokens": ids, ...}; output output_ids INT64 [1, k]
+ *   echo   every input comes back as an output of the same name, shape and datatype.
+ * Errors are {"error": "..."}: 400 bad request or unsupported, 404 unknown model, 503
+ * unavailable, 504 timeout, 500 internal (Triton's mapping of its error codes). */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <jansson.h>
+#include "runtime/rt_api.h"
+#include "runtime/rt_manifest.h"
+#include "runtime/rt_registry.h"
+#include "runtime/rt_sched.h"
+#include "runtime/rt_version.h"
+#include "snapshot/snap.h"
+
+#define V2_MAX_ELEMS (64u * 1024 * 1024)
+#define V2_MAX_TENSORS 16
+
+typedef struct v2_tensor {
+	char name[128];
+	char dtype[16];
+	int ndim;
+	int64_t shape[8];
+	size_t count;
+	double *v;                 /* values as doubles (all numeric types fit the kinds' needs) */
+} v2_tensor;
+
+typedef struct v2_ctx {
+	char model[RT_MANIFEST_NAME_MAX + 1];
+	char kind[RT_MANIFEST_KIND_MAX + 1];
+	json_t *id;                /* echoed */
+	int binary_out;            /* all outputs as binary */
+	json_t *want;              /* requested outputs array (borrowed from the request JSON copy) */
+	json_t *req_json;
+	v2_tensor in[V2_MAX_TENSORS];
+	int nin;
+} v2_ctx;
+
+static void ctx_free(v2_ctx *c)
+{
+	if (!c)
+		return;
+	for (int i = 0; i < c->nin; i++)
+		free(c->in[i].v);
+	json_decref(c->id);
+	json_decref(c->req_json);
+	free(c);
+}
+
+static size_t dtype_size(const char *dt)
+{
+	static const struct { const char *n; size_t s; } t[] = {
+		{"BOOL", 1}, {"UINT8", 1}, {"UINT16", 2}, {"UINT32", 4}, {"UINT64", 8}, {"INT8", 1},
+		{"INT16", 2}, {"INT32", 4}, {"INT64", 8}, {"FP16", 2}, {"BF16", 2}, {"FP32", 4}, {"FP64", 8},
+	};
+	for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
+		if (strcmp(t[i].n, dt) == 0)
+			return t[i].s;
+	return 0;
+}
+
+static double half_to_double(uint16_t h, int bf16)
+{
+	if (bf16) {
+		uint32_t u = (uint32_t)h << 16;
+		float f;
+		memcpy(&f, &u, 4);
+		return f;
+	}
+	int sign = h >> 15, exp = (h >> 10) & 31, man = h & 1023;
+	double v;
+	if (exp == 0)
+		v = ldexp(man, -24);
+	else if (exp == 31)
+		v = man ? NAN : INFINITY;
+	else
+		v = ldexp(man + 1024, exp - 25);
+	return sign ? -v : v;
+}
+
+static double read_elem(const unsigned char *p, const char *dt)
+{
+	if (!strcmp(dt, "FP32")) { float f; memcpy(&f, p, 4); return f; }
+	if (!strcmp(dt, "FP64")) { double d; memcpy(&d, p, 8); return d; }
+	if (!strcmp(dt, "FP16")) { uint16_t h; memcpy(&h, p, 2); return half_to_double(h, 0); }
+	if (!strcmp(dt, "BF16")) { uint16_t h; memcpy(&h, p, 2); return half_to_double(h, 1); }
+	if (!strcmp(dt, "INT64")) { int64_t v; memcpy(&v, p, 8); return (double)v; }
+	if (!strcmp(dt, "INT32")) { int32_t v; memcpy(&v, p, 4); return v; }
+	if (!strcmp(dt, "INT16")) { int16_t v; memcpy(&v, p, 2); return v; }
+	if (!strcmp(dt, "INT8")) { return (int8_t)p[0]; }
+	if (!strcmp(dt, "UINT64")) { uint64_t v; memcpy(&v, p, 8); return (double)v; }
+	if (!strcmp(dt, "UINT32")) { uint32_t v; memcpy(&v, p, 4); return v; }
+	if (!strcmp(dt, "UINT16")) { uint16_t v; memcpy(&v, p, 2); return v; }
+	return p[0];   /* UINT8, BOOL */
+}
+
+/* flattens nested JSON arrays of numbers (or booleans) into t->v */
+static int flatten(const json_t *a, v2_tensor *t, size_t *k, int depth, char *err, size_t errlen)
+{
+	if (depth > 16) {
+		snprintf(err, errlen, "input '%s': data nested too deeply", t->name);
+		return -EINVAL;
+	}
+	if (json_is_array(a)) {
+		size_t i;
+		const json_t *x;
+		json_array_foreach(a, i, x)
+			if (flatten(x, t, k, depth + 1, err, errlen) < 0)
+				return -EINVAL;
+		return 0;
+	}
+	if (!json_is_number(a) && !json_is_boolean(a)) {
+		snprintf(err, errlen, "input '%s': data must hold numbers", t->name);
+		return -EINVAL;
+	}
+	if (*k >= t->count) {
+		snprintf(err, errlen, "input '%s': more data elements than its shape holds (%zu)", t->name,
+			 t->count);
+		return -EINVAL;
+	}
+	double v = json_is_boolean(a) ? (json_is_true(a) ? 1 : 0) : json_number_value(a);
+	if (strncmp(t->dtype, "FP", 2) != 0 && strcmp(t->dtype, "BF16") != 0 && v != floor(v)) {
+		snprintf(err, errlen, "input '%s': %s data must be integers", t->name, t->dtype);
+		return -EINVAL;
+	}
+	t->v[(*k)++] = v;
+	return 0;
+}
+
+/* parses the request: JSON header (+ binary section) into ctx->in; 0 or -EINVAL with err */
+static int parse_request(rt_req *req, v2_ctx *c, char *err, size_t errlen)
+{
+	size_t hlen = req->body_len;
+	const char *hcl = rt_req_header(req, "Inference-Header-Content-Length");
+	if (hcl) {
+		char *end;
+		unsigned long long v = strtoull(hcl, &end, 10);
+		if (*end || end == hcl || v > req->body_len) {
+			snprintf(err, errlen, "header Inference-Header-Content-Length: must be a number no larger than the body (%zu)",
+				 req->body_len);
+			return -EINVAL;
+		}
+		hlen = (size_t)v;
+	}
+	json_error_t je;
+	c->req_json = json_loadb(req->body, hlen, JSON_REJECT_DUPLICATES, &je);
+	if (!c->req_json) {
+		snprintf(err, errlen, "invalid JSON at line %d column %d: %s", je.line, je.column, je.text);
+		return -EINVAL;
+	}
+	if (!json_is_object(c->req_json)) {
+		snprintf(err, errlen, "the inference request must be a JSON object");
+		return -EINVAL;
+	}
+	json_t *id = json_object_get(c->req_json, "id");
+	if (id && !json_is_string(id)) {
+		snprintf(err, errlen, "field 'id': must be a string");
+		return -EINVAL;
+	}
+	c->id = json_incref(id);
+	json_t *params = json_object_get(c->req_json, "parameters");
+	if (params && !json_is_object(params)) {
+		snprintf(err, errlen, "field 'parameters': must be an object");
+		return -EINVAL;
+	}
+	c->binary_out = json_is_true(json_object_get(params, "binary_data_output"));
+	c->want = json_object_get(c->req_json, "outputs");
+	if (c->want && !json_is_array(c->want)) {
+		snprintf(err, errlen, "field 'outputs': must be an array");
+		return -EINVAL;
+	}
+	json_t *inputs = json_object_get(c->req_json, "inputs");
+	if (!json_is_array(inputs) || json_array_size(inputs) == 0) {
+		snprintf(err, errlen, "field 'inputs': must be a non-empty array");
+		return -EINVAL;
+	}
+	if (json_array_size(inputs) > V2_MAX_TENSORS) {
+		snprintf(err, errlen, "field 'inputs': at most %d tensors", V2_MAX_TENSORS);
+		return -EINVAL;
+	}
+	const unsigned char *bin = (const unsigned char *)req->body + hlen;
+	size_t bin_left = req->body_len - hlen;
+	size_t i;
+	json_t *in;
+	json_array_foreach(inputs, i, in) {
+		v2_tensor *t = &c->in[c->nin];
+		const char *name = json_string_value(json_object_get(in, "name"));
+		const char *dt = json_string_value(json_object_get(in, "datatype"));
+		json_t *shape = json_object_get(in, "shape");
+		if (!json_is_object(in) || !name || !dt || !json_is_array(shape)) {
+			snprintf(err, errlen, "inputs[%zu]: needs string 'name', string 'datatype' and array 'shape'", i);
+			return -EINVAL;
+		}
+		snprintf(t->name, sizeof t->name, "%s", name);
+		snprintf(t->dtype, sizeof t->dtype, "%s", dt);
+		size_t es = dtype_size(dt);
+		if (!es) {
+			snprintf(err, errlen, "input '%s': datatype %s is not supported", t->name, dt);
+			return -EINVAL;
+		}
+		if (json_array_size(shape) > 8) {
+			snprintf(err, errlen, "input '%s': at most 8 dimensions", t->name);
+			return -EINVAL;
+		}
+		t->count = 1;
+		size_t d;
+		json_t *dim;
+		json_array_foreach(shape, d, dim) {
+			if (!json_is_integer(dim) || json_integer_value(dim) < 0 ||
+			    json_integer_value(dim) > (json_int_t)V2_MAX_ELEMS) {
+				snprintf(err, errlen, "input '%s': shape must hold non-negative integers", t->name);
+				return -EINVAL;
+			}
+			t->shape[t->ndim++] = json_integer_value(dim);
+			t->count *= (size_t)json_integer_value(dim);
+			if (t->count > V2_MAX_ELEMS) {
+				snprintf(err, errlen, "input '%s': more than %u elements", t->name, V2_MAX_ELEMS);
+				return -EINVAL;
+			}
+		}
+		t->v = malloc((t->count ? t->count : 1) * sizeof(double));
+		if (!t->v) {
+			snprintf(err, errlen, "out of memory");
+			return -ENOMEM;
+		}
+		c->nin++;
+		json_t *ip = json_object_get(in, "parameters");
+		json_t *bsz = json_object_get(ip, "binary_data_size");
+		if (bsz) {
+			if (!json_is_integer(bsz) || json_integer_value(bsz) < 0 ||
+			    (size_t)json_integer_value(bsz) != t->count * es) {
+				snprintf(err, errlen, "input '%s': binary_data_size must be %zu bytes (%zu %s elements)",
+					 t->name, t->count * es, t->count, dt);
+				return -EINVAL;
+			}
+			size_t n = (size_t)json_integer_value(bsz);
+			if (n > bin_left) {
+				snprintf(err, errlen, "input '%s': binary data truncated (%zu of %zu bytes)", t->name,
+					 bin_left, n);
+				return -EINVAL;
+			}
+			for (size_t k = 0; k < t->count; k++)
+				t->v[k] = read_elem(bin + k * es, dt);
+			bin += n;
+			bin_left -= n;
+		} else {
+			json_t *data = json_object_get(in, "data");
+			size_t k = 0;
+			if (!data) {
+				snprintf(err, errlen, "input '%s': no 'data' and no binary_data_size", t->name);
+				return -EINVAL;
+			}
+			if (flatten(data, t, &k, 0, err, errlen) < 0)
+				return -EINVAL;
+			if (k != t->count) {
+				snprintf(err, errlen, "input '%s': shape holds %zu elements but data has %zu", t->name,
+					 t->count, k);
+				return -EINVAL;
+			}
+		}
+		for (size_t k = 0; k < t->count; k++)
+			if (!isfinite(t->v[k])) {
+				snprintf(err, errlen, "input '%s': element %zu is not a finite number", t->name, k);
+				return -EINVAL;
+			}
+	}
+	if (bin_left) {
+		snprintf(err, errlen, "%zu bytes of binary data not claimed by any input", bin_left);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static v2_tensor *find_input(v2_ctx *c, const char *name)
+{
+	for (int i = 0; i < c->nin; i++)
+		if (strcmp(c->in[i].name, name) == 0)
+			return &c->in[i];
+	return NULL;
+}
+
+/* builds the kind's JSON input from the tensors; NULL with err on a mismatch */
+static json_t *to_kind_input(v2_ctx *c, char *err, size_t errlen)
+{
+	if (!strcmp(c->kind, "mlp")) {
+		v2_tensor *t = find_input(c, "INPUT0");
+		if (!t || t->ndim != 2) {
+			snprintf(err, errlen, "model '%s' (mlp) takes INPUT0 with shape [batch, features]", c->model);
+			return NULL;
+		}
+		json_t *rows = json_array();
+		for (int64_t r = 0; r < t->shape[0]; r++) {
+			json_t *row = json_array();
+			for (int64_t k = 0; k < t->shape[1]; k++)
+				json_array_append_new(row, json_real(t->v[r * t->shape[1] + k]));
+			json_array_append_new(rows, row);
+		}
+		return json_pack("{s:o}", "inputs", rows);
+	}
+	if (!strcmp(c->kind, "llama")) {
+		v2_tensor *t = find_input(c, "input_ids");
+		if (!t || (t->ndim == 2 && t->shape[0] != 1) || t->ndim > 2 || t->ndim == 0) {
+			snprintf(err, errlen, "model '%s' (llama) takes input_ids INT64 with shape [1, n]", c->model);
+			return NULL;
+		}
+		json_t *toks = json_array();
+		for (size_t k = 0; k < t->count; k++)
+			json_array_append_new(toks, json_integer((json_int_t)t->v[k]));
+		json_t *o = json_pack("{s:o}", "tokens", toks);
+		json_t *params = json_object_get(c->req_json, "parameters");
+		static const char *keys[] = {"max_tokens", "temperature", "top_p", "seed", "stop", "logprobs"};
+		for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+			json_t *v = json_object_get(params, keys[i]);
+			if (v)
+				json_object_set(o, keys[i], v);
+		}
+		return o;
+	}
+	if (!strcmp(c->kind, "echo"))
+		return json_incref(json_object_get(c->req_json, "inputs"));
+	snprintf(err, errlen, "model '%s' has kind '%s', which has no Open Inference Protocol mapping",
+		 c->model, c->kind);
+	return NULL;
+}
+
+typedef struct v2_out {
+	const char *name, *dtype;
+	int ndim;
+	int64_t shape[8];
+	size_t count;
+	double *v;
+} v2_out;
+
+static int wanted(v2_ctx *c, const char *name, int *binary)
+{
+	*binary = c->binary_out;
+	if (!c->want)
+		return 1;
+	size_t i;
+	json_t *o;
+	json_array_foreach(c->want, i, o) {
+		if (strcmp(json_string_value(json_object_get(o, "name")) ?
+			   json_string_value(json_object_get(o, "name")) : "", name) == 0) {
+			json_t *b = json_object_get(json_object_get(o, "parameters"), "binary_data");
+			if (b)
+				*binary = json_is_true(b);
+			return 1;
+		}
+	}
+	return 0;
+}
+
+static void write_elem(unsigned char *p, const char *dt, double v)
+{
+	if (!strcmp(dt, "FP32")) { float f = (float)v; memcpy(p, &f, 4); }
+	else if (!strcmp(dt, "FP64")) memcpy(p, &v, 8);
+	else if (!strcmp(dt, "INT64")) { int64_t x = (int64_t)v; memcpy(p, &x, 8); }
+	else if (!strcmp(dt, "INT32")) { int32_t x = (int32_t)v; memcpy(p, &x, 4); }
+	else if (!strcmp(dt, "INT16") || !strcmp(dt, "UINT16")) { int16_t x = (int16_t)v; memcpy(p, &x, 2); }
+	else if (!strcmp(dt, "UINT32")) { uint32_t x = (uint32_t)v; memcpy(p, &x, 4); }
+	else if (!strcmp(dt, "UINT64")) { uint64_t x = (uint64_t)v; memcpy(p, &x, 8); }
+	else p[0] = (unsigned char)(int)v;
+}
+
+/* sends the response with outputs (JSON data, or binary where asked) */
+static void send_outputs(rt_req *req, v2_ctx *c, uint32_t rev, v2_out *outs, int nout)
+{
+	json_t *arr = json_array();
+	size_t bin_total = 0;
+	int bin_flags[V2_MAX_TENSORS + 2];
+	for (int i = 0; i < nout; i++) {
+		int binary;
+		bin_flags[i] = -1;
+		if (!wanted(c, outs[i].name, &binary))
+			continue;
+		bin_flags[i] = binary;
+		json_t *shape = json_array();
+		for (int d = 0; d < outs[i].ndim; d++)
+			json_array_append_new(shape, json_integer(outs[i].shape[d]));
+		json_t *o = json_pack("{s:s,s:s,s:o}", "name", outs[i].name, "datatype", outs[i].dtype,
+				      "shape", shape);
+		size_t es = dtype_size(outs[i].dtype);
+		if (binary) {
+			json_object_set_new(o, "parameters",
+					    json_pack("{s:I}", "binary_data_size", (json_int_t)(outs[i].count * es)));
+			bin_total += outs[i].count * es;
+		} else {
+			json_t *data = json_array();
+			int is_float = !strncmp(outs[i].dtype, "FP", 2);
+			for (size_t k = 0; k < outs[i].count; k++)
+				json_array_append_new(data, is_float ? json_real(outs[i].v[k]) :
+							json_integer((json_int_t)outs[i].v[k]));
+			json_object_set_new(o, "data", data);
+		}
+		json_array_append_new(arr, o);
+	}
+	char ver[16];
+	snprintf(ver, sizeof ver, "%u", rev);
+	json_t *resp = json_pack("{s:s,s:s,s:o}", "model_name", c->model, "model_version", ver,
+				 "outputs", arr);
+	if (c->id)
+		json_object_set(resp, "id", c->id);
+	char *head = json_dumps(resp, JSON_COMPACT);
+	json_decref(resp);
+	if (!head) {
+		rt_req_reply_error(req, 500, "out of memory");
+		return;
+	}
+	if (!bin_total) {
+		rt_req_reply(req, 200, "application/json", head, strlen(head));
+		free(head);
+		return;
+	}
+	size_t hl = strlen(head);
+	unsigned char *buf = malloc(hl + bin_total);
+	if (!buf) {
+		free(head);
+		rt_req_reply_error(req, 500, "out of memory");
+		return;
+	}
+	memcpy(buf, head, hl);
+	size_t off = hl;
+	for (int i = 0; i < nout; i++) {
+		if (bin_flags[i] != 1)
+			continue;
+		size_t es = dtype_size(outs[i].dtype);
+		for (size_t k = 0; k < outs[i].count; k++)
+			write_elem(buf + off + k * es, outs[i].dtype, outs[i].v[k]);
+		off += outs[i].count * es;
+	}
+	char hls[32];
+	snprintf(hls, sizeof hls, "%zu", hl);
+	rt_req_add_header(req, "Inference-Header-Content-Length", hls);
+	rt_req_reply(req, 200, "application/octet-stream", (const char *)buf, off);
+	free(buf);
+	free(head);
+}
+
+static int v2_status(int st)
+{
+	if (st == 404 || st == 503 || st == 504 || st == 413)
+		return st;
+	if (st >= 400 && st < 500)
+		return 400;
+	return 500;
+}
+
+static void infer_result(rt_req *req, const char *function, uint32_t rev, json_t *out,
+			 const fn_error *err, void *ud)
+{
+	v2_ctx *c = ud;
+	(void)function;
+	if (!out) {
+		rt_req_reply_error(req, v2_status(err->status), "%s", err->msg);
+		ctx_free(c);
+		return;
+	}
+	v2_out outs[V2_MAX_TENSORS + 2];
+	int nout = 0;
+	double *bufs[V2_MAX_TENSORS + 2] = {0};
+	if (!strcmp(c->kind, "mlp")) {
+		json_t *rows = json_object_get(out, "outputs"), *labels = json_object_get(out, "labels");
+		size_t nr = json_array_size(rows), nc = json_array_size(json_array_get(rows, 0));
+		double *p = calloc(nr * nc + 1, sizeof(double)), *l = calloc(nr + 1, sizeof(double));
+		bufs[0] = p;
+		bufs[1] = l;
+		for (size_t r = 0; r < nr && p; r++) {
+			json_t *row = json_array_get(rows, r);
+			double mx = -INFINITY, sum = 0;
+			for (size_t k = 0; k < nc; k++)
+				mx = fmax(mx, json_number_value(json_array_get(row, k)));
+			for (size_t k = 0; k < nc; k++)
+				sum += p[r * nc + k] = exp(json_number_value(json_array_get(row, k)) - mx);
+			for (size_t k = 0; k < nc; k++)
+				p[r * nc + k] /= sum;
+			if (l)
+				l[r] = (double)json_integer_value(json_array_get(labels, r));
+		}
+		outs[nout++] = (v2_out){"OUTPUT0", "FP32", 2, {(int64_t)nr, (int64_t)nc}, nr * nc, p};
+		outs[nout++] = (v2_out){"LABEL", "INT64", 1, {(int64_t)nr}, nr, l};
+	} else if (!strcmp(c->kind, "llama")) {
+		json_t *toks = json_object_get(out, "tokens");
+		size_t n = json_array_size(toks);
+		double *p = calloc(n + 1, sizeof(double));
+		bufs[0] = p;
+		for (size_t k = 0; k < n && p; k++)
+			p[k] = (double)json_integer_value(json_array_get(toks, k));
+		outs[nout++] = (v2_out){"output_ids", "INT64", 2, {1, (int64_t)n}, n, p};
+	} else {   /* echo: inputs back */
+		for (int i = 0; i < c->nin; i++) {
+			v2_tensor *t = &c->in[i];
+			outs[nout] = (v2_out){t->name, t->dtype, t->ndim, {0}, t->count, t->v};
+			memcpy(outs[nout].shape, t->shape, sizeof t->shape);
+			nout++;
+		}
+	}
+	int ok = 1;
+	for (int i = 0; i < nout; i++)
+		if (!outs[i].v)
+			ok = 0;
+	if (ok)
+		send_outputs(req, c, rev, outs, nout);
+	else
+		rt_req_reply_error(req, 500, "out of memory");
+	for (int i = 0; i < V2_MAX_TENSORS + 2; i++)
+		free(bufs[i]);
+	ctx_free(c);
+}
+
+static void h_infer(rt_req *req, void *ud)
+{
+	rt_server *srv = ud;
+	const char *name = rt_req_param(req, "m"), *ver = rt_req_param(req, "v");
+	char err[512];
+	rt_revision_info info;
+	uint32_t rev = 0;
+	if (rt_manifest_name_valid(name, err, sizeof err) < 0 || rt_registry_get(srv->reg, name, &info) < 0) {
+		rt_req_reply_error(req, 404, "unknown model '%s'", name);
+		return;
+	}
+	if (ver) {
+		char *end;
+		unsigned long v = strtoul(ver, &end, 10);
+		rt_revision_info ri;
+		if (*end || v == 0 || v > RT_MANIFEST_REV_MAX ||
+		    rt_registry_get_revision(srv->reg, name, (uint32_t)v, &ri) < 0) {
+			rt_req_reply_error(req, 404, "unknown version '%s' of model '%s'", ver, name);
+			return;
+		}
+		rev = (uint32_t)v;
+		info = ri;
+	}
+	v2_ctx *c = calloc(1, sizeof *c);
+	if (!c) {
+		rt_req_reply_error(req, 500, "out of memory");
+		return;
+	}
+	snprintf(c->model, sizeof c->model, "%s", name);
+	snprintf(c->kind, sizeof c->kind, "%s", info.manifest.kind);
+	if (parse_request(req, c, err, sizeof err) < 0) {
+		rt_req_reply_error(req, 400, "%s", err);
+		ctx_free(c);
+		return;
+	}
+	json_t *kin = to_kind_input(c, err, sizeof err);
+	if (!kin) {
+		rt_req_reply_error(req, 400, "%s", err);
+		ctx_free(c);
+		return;
+	}
+	rt_sched_invoke(srv->sched, req, name, rev, kin, infer_result, c);
+}
+
+static void h_server_meta(rt_req *req, void *ud)
+{
+	(void)ud;
+	rt_api_reply_json(req, 200, json_pack("{s:s,s:s,s:[s,s,s]}", "name", "thaw", "version", THAW_VERSION,
+					      "extensions", "binary_tensor_data", "model_repository",
+					      "statistics"));
+}
+
+/* the feature count of an mlp: the input dimension of its lowest-numbered layer */
+static int64_t mlp_dims(const char *path, int64_t *classes)
+{
+	snap_file *f = NULL;
+	char err[256];
+	int64_t in = -1;
+	long lo = -1, hi = -1;
+	*classes = -1;
+	if (snap_open(&f, path, err, sizeof err) < 0)
+		return -1;
+	for (size_t i = 0; i < snap_tensor_count(f); i++) {
+		const snap_tensor *t = snap_tensor_at(f, i);
+		long n;
+		int used = 0;
+		if (sscanf(t->name, "layers.%ld.weight%n", &n, &used) == 1 && t->name[used] == 0 && t->ndim == 2) {
+			if (lo < 0 || n < lo) {
+				lo = n;
+				in = (int64_t)t->shape[1];
+			}
+			if (hi < 0 || n > hi) {
+				hi = n;
+				*classes = (int64_t)t->shape[0];
+			}
+		}
+	}
+	snap_close(f);
+	return in;
+}
+
+static void h_model_meta(rt_req *req, void *ud)
+{
+	rt_server *srv = ud;
+	const char *name = rt_req_param(req, "m");
+	json_t *fn = NULL;
+	char err[256];
+	if (rt_manifest_name_valid(name, err, sizeof err) < 0 || rt_registry_get_json(srv->reg, name, &fn) < 0) {
+		rt_req_reply_error(req, 404, "unknown model '%s'", name);
+		return;
+	}
+	rt_revision_info info;
+	rt_registry_get(srv->reg, name, &info);
+	json_t *versions = json_array();
+	size_t i;
+	json_t *r;
+	json_array_foreach(json_object_get(fn, "revisions"), i, r) {
+		char v[16];
+		snprintf(v, sizeof v, "%lld", (long long)json_integer_value(json_object_get(r, "revision")));
+		json_array_append_new(versions, json_string(v));
+	}
+	json_decref(fn);
+	char platform[80];
+	snprintf(platform, sizeof platform, "thaw_%s", info.manifest.kind);
+	json_t *inputs, *outputs;
+	if (!strcmp(info.manifest.kind, "mlp")) {
+		int64_t classes, feat = mlp_dims(info.snapshot_path, &classes);
+		inputs = json_pack("[{s:s,s:s,s:[I,I]}]", "name", "INPUT0", "datatype", "FP32", "shape",
+				   (json_int_t)-1, (json_int_t)feat);
+		outputs = json_pack("[{s:s,s:s,s:[I,I]},{s:s,s:s,s:[I]}]", "name", "OUTPUT0", "datatype",
+				    "FP32", "shape", (json_int_t)-1, (json_int_t)classes, "name", "LABEL",
+				    "datatype", "INT64", "shape", (json_int_t)-1);
+	} else if (!strcmp(info.manifest.kind, "llama")) {
+		inputs = json_pack("[{s:s,s:s,s:[i,i]}]", "name", "input_ids", "datatype", "INT64", "shape", 1, -1);
+		outputs = json_pack("[{s:s,s:s,s:[i,i]}]", "name", "output_ids", "datatype", "INT64", "shape", 1, -1);
+	} else {
+		inputs = json_array();
+		outputs = json_array();
+	}
+	rt_api_reply_json(req, 200, json_pack("{s:s,s:o,s:s,s:o,s:o}", "name", name, "versions", versions,
+					      "platform", platform, "inputs", inputs, "outputs", outputs));
+}
+
+static void h_model_ready(rt_req *req, void *ud)
+{
+	rt_server *srv = ud;
+	const char *name = rt_req_param(req, "m");
+	rt_revision_info info;
+	char err[256];
+	if (rt_manifest_name_valid(name, err, sizeof err) < 0 || rt_registry_get(srv->reg, name, &info) < 0) {
+		rt_req_reply_error(req, 404, "unknown model '%s'", name);
+		return;
+	}
+	int ready = rt_sched_is_ready(srv->sched, name);
+	rt_api_reply_json(req, ready ? 200 : 400, json_pack("{s:s,s:b}", "name", name, "ready", ready));
+}
+
+static void h_model_stats(rt_req *req, void *ud)
+{
+	rt_server *srv = ud;
+	const char *name = rt_req_param(req, "m");
+	rt_revision_info info;
+	char err[256];
+	if (rt_manifest_name_valid(name, err, sizeof err) < 0 || rt_registry_get(srv->reg, name, &info) < 0) {
+		rt_req_reply_error(req, 404, "unknown model '%s'", name);
+		return;
+	}
+	json_t *st = rt_sched_stats_json(srv->sched, name);
+	json_object_set_new(st, "name", json_string(name));
+	char v[16];
+	snprintf(v, sizeof v, "%u", info.rev);
+	json_object_set_new(st, "version", json_string(v));
+	rt_api_reply_json(req, 200, json_pack("{s:[o]}", "model_stats", st));
+}
+
+static void h_repo_index(rt_req *req, void *ud)
+{
+	rt_server *srv = ud;
+	rt_registry_entry *e = NULL;
+	size_t n = 0;
+	if (rt_registry_list(srv->reg, &e, &n) < 0) {
+		rt_req_reply_error(req, 500, "registry unavailable");
+		return;
+	}
+	json_t *arr = json_array();
+	for (size_t i = 0; i < n; i++) {
+		char v[16];
+		snprintf(v, sizeof v, "%u", e[i].latest_rev);
+		int ready = rt_sched_is_ready(srv->sched, e[i].name);
+		json_array_append_new(arr, json_pack("{s:s,s:s,s:s}", "name", e[i].name, "version", v,
+						     "state", ready ? "READY" : "UNAVAILABLE"));
+	}
+	free(e);
+	rt_api_reply_json(req, 200, arr);
+}
+
+static void repo_action(rt_req *req, rt_server *srv, int load)
+{
+	const char *name = rt_req_param(req, "m");
+	char err[256];
+	if (rt_manifest_name_valid(name, err, sizeof err) < 0 ||
+	    (load ? rt_sched_load(srv->sched, name) : rt_sched_unload(srv->sched, name)) < 0) {
+		rt_req_reply_error(req, 404, "unknown model '%s'", name);
+		return;
+	}
+	rt_api_reply_json(req, 200, json_object());
+}
+
+static void h_repo_load(rt_req *req, void *ud)
+{
+	repo_action(req, ud, 1);
+}
+
+static void h_repo_unload(rt_req *req, void *ud)
+{
+	repo_action(req, ud, 0);
+}
+
+int rt_api_v2_register(rt_server *srv)
+{
+	static const struct {
+		const char *method, *pattern;
+		rt_handler_fn fn;
+	} routes[] = {
+		{"GET", "/v2", h_server_meta},
+		{"GET", "/v2/models/{m}", h_model_meta},
+		{"GET", "/v2/models/{m}/versions/{v}", h_model_meta},
+		{"GET", "/v2/models/{m}/ready", h_model_ready},
+		{"GET", "/v2/models/{m}/versions/{v}/ready", h_model_ready},
+		{"GET", "/v2/models/{m}/stats", h_model_stats},
+		{"POST", "/v2/models/{m}/infer", h_infer},
+		{"POST", "/v2/models/{m}/versions/{v}/infer", h_infer},
+		{"POST", "/v2/repository/index", h_repo_index},
+		{"POST", "/v2/repository/models/{m}/load", h_repo_load},
+		{"POST", "/v2/repository/models/{m}/unload", h_repo_unload},
+	};
+	for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
+		int rc = rt_router_add(srv->router, routes[i].method, routes[i].pattern, routes[i].fn, srv);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
