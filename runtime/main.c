@@ -8,6 +8,10 @@ static const rt_cmd cmds[] = {
 	{"serve", rt_serve_main, "run the daemon: HTTP API, functions, scale to zero"},
 	{"run", rt_run_main, "restore a snapshot, invoke its function once, print the JSON result"},
 	{"snapshot", rt_snapshot_main, "pack, inspect, verify, unpack, restore .thaw weight snapshots"},
+	{"deploy", rt_deploy_main, "create a function or a new revision of it (PUT /v1/functions/NAME)"},
+	{"invoke", rt_invoke_main, "call a function and print its JSON answer"},
+	{"status", rt_status_main, "list functions: kind, revision, state, device, memory, last call"},
+	{"functions", rt_functions_main, "get or rm one function"},
 };
 
 static void usage(FILE *f)

@@ -16,6 +16,11 @@ int rt_serve_main(int argc, char **argv);
 int rt_run_main(int argc, char **argv);
 /* rt_snapshot_main is `thaw snapshot pack|inspect|verify|unpack|restore` (rt_cmd_snapshot.c). */
 int rt_snapshot_main(int argc, char **argv);
+/* deploy, invoke, status, functions get|rm: clients of a running daemon (rt_cmd_fn.c). */
+int rt_deploy_main(int argc, char **argv);
+int rt_invoke_main(int argc, char **argv);
+int rt_status_main(int argc, char **argv);
+int rt_functions_main(int argc, char **argv);
 
 /* rt_cli_is_help reports whether arg is -h or --help. */
 int rt_cli_is_help(const char *arg);
