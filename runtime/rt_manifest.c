@@ -471,7 +471,9 @@ int rt_manifest_resolve_snapshot(const char *data_dir, const char *const *allowe
 			    strerror(e));
 	}
 	if (!allowed(real, snapdir, allowed_roots, n, 1))
-		return fail(err, errlen, -EACCES, "field 'snapshot': '%s' resolves outside DATA/snapshots "
+		/* same words as for a missing file outside: the answer must not tell whether a file
+		 * outside the roots exists */
+		return fail(err, errlen, -EACCES, "field 'snapshot': '%s' is outside DATA/snapshots "
 			    "and the allowed snapshot roots", shown(snapshot, b, sizeof b));
 	struct stat st;
 	if (stat(real, &st) < 0)

@@ -298,6 +298,12 @@ static void test_resolve(void)
 	T_EQ_INT(RESOLVE(p), -ENOENT);
 	snprintf(p, sizeof p, "%s/missing.thaw", outside);
 	T_EQ_INT(RESOLVE(p), -EACCES);
+	char err_missing[512];
+	snprintf(err_missing, sizeof err_missing, "%s", err);
+	snprintf(p, sizeof p, "%s/secret.thaw", outside);
+	T_EQ_INT(RESOLVE(p), -EACCES);
+	/* existing and missing files outside read alike (no probing the file system) */
+	T_CHECK(strstr(err_missing, "is outside") && strstr(err, "is outside"));
 	T_EQ_INT(RESOLVE("/nonexistent-dir/x.thaw"), -EACCES);
 	/* not a file, empty, too small a buffer */
 	T_EQ_INT(RESOLVE("sub"), -EINVAL);
