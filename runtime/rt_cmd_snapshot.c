@@ -32,7 +32,7 @@ static const char usage_text[] =
 	"  restore F [--device cpu|cuda:N] [--repeat N] [--threads N] [--io MODE]\n"
 	"       [--queue-depth N] [--cold] [--no-verify] [--json]\n"
 	"      restore the image and report GB/s of raw bytes and where the time went.\n"
-	"      --io auto|direct|uring|pread (or THAW_SNAP_IO); --cold drops the file from the\n"
+	"      --io auto|direct|uring|pread|mmap (or THAW_SNAP_IO); --cold drops the file from the\n"
 	"      page cache before each run (posix_fadvise DONTNEED).\n";
 
 static int usage_err(const char *fmt, const char *arg)
@@ -80,8 +80,8 @@ static int parse_size(const char *s, uint64_t *out)
 
 static int parse_io(const char *s, snap_io_mode *m)
 {
-	static const char *names[] = {"auto", "direct", "uring", "pread"};
-	for (int i = 0; i < 4; i++)
+	static const char *names[] = {"auto", "direct", "uring", "pread", "mmap"};
+	for (int i = 0; i < 5; i++)
 		if (s && strcmp(s, names[i]) == 0) {
 			*m = (snap_io_mode)i;
 			return 0;
@@ -305,7 +305,7 @@ static int parse_ropts(int argc, char **argv, ropts *r, int allow_out, int allow
 			r->o.threads = (int)v, i++;
 		} else if (!strcmp(a, "--io")) {
 			if (parse_io(n, &r->o.io))
-				return usage_err("--io: '%s' is not auto, direct, uring or pread", n ? n : "");
+				return usage_err("--io: '%s' is not auto, direct, uring, pread or mmap", n ? n : "");
 			i++;
 		} else if (!strcmp(a, "--queue-depth")) {
 			if (parse_int(n, 1, 4096, &v))

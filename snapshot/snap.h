@@ -120,21 +120,23 @@ const char *snap_kind(const snap_file *f);
 /* ---- restore ---------------------------------------------------------------------------- */
 
 /* How chunk bytes are read. AUTO picks io_uring + O_DIRECT unless the file is mostly in the
- * page cache (then parallel buffered preads), and falls back at run time when io_uring or
- * O_DIRECT is refused. The environment variable THAW_SNAP_IO=auto|direct|uring|pread
- * overrides AUTO (tests use it to force the fallback). */
+ * page cache (then the decoders read the page cache through a mapping, no copy), and falls
+ * back at run time when io_uring, O_DIRECT or mmap is refused. The environment variable
+ * THAW_SNAP_IO=auto|direct|uring|pread|mmap overrides AUTO (tests use it to force the
+ * fallbacks). */
 typedef enum snap_io_mode {
 	SNAP_IO_AUTO = 0,
 	SNAP_IO_DIRECT,            /* io_uring, O_DIRECT */
 	SNAP_IO_URING,             /* io_uring, buffered */
 	SNAP_IO_PREAD,             /* pread(2) from the decode threads, buffered */
+	SNAP_IO_MMAP,              /* decode threads read a read-only mapping (page cache) */
 } snap_io_mode;
 const char *snap_io_mode_name(snap_io_mode m);
 
 typedef struct snap_restore_opts {
 	int threads;               /* decode threads; 0 = online CPUs (at most 64) */
 	snap_io_mode io;           /* default AUTO */
-	int queue_depth;           /* reads in flight; 0 = 64 */
+	int queue_depth;           /* chunk reads in flight; 0 = 32 */
 	int no_verify;             /* skip XXH3 (never in the runtime; for measuring only) */
 } snap_restore_opts;
 

@@ -60,6 +60,7 @@ const char *snap_io_mode_name(snap_io_mode m)
 	case SNAP_IO_DIRECT: return "io_uring+O_DIRECT";
 	case SNAP_IO_URING: return "io_uring buffered";
 	case SNAP_IO_PREAD: return "pread buffered";
+	case SNAP_IO_MMAP: return "mmap page cache";
 	}
 	return "?";
 }

@@ -3,7 +3,9 @@
  *
  * Reads: with io_uring the calling thread keeps up to queue_depth chunk reads in flight into a
  * fixed set of 4 KiB-aligned buffers (O_DIRECT when the filesystem takes it) and hands
- * completed buffers to the decoders; with pread each decode thread reads its own chunks. The
+ * completed buffers to the decoders; with pread each decode thread reads its own chunks; with
+ * mmap (a file already in the page cache) the decoders read the page cache directly, saving a
+ * copy, under a SIGBUS guard so that a file truncated behind our back is an error. The
  * mode is chosen at run time (see snap_io_mode) and every fallback is reported in the stats:
  * io_uring refused (ENOSYS, EPERM: seccomp, old kernels, sandboxes) -> pread; O_DIRECT refused
  * (EINVAL: tmpfs, some FUSE and overlay filesystems) -> buffered io_uring. */
@@ -12,6 +14,8 @@
 #include <inttypes.h>
 #include <liburing.h>
 #include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,8 +38,9 @@ typedef struct rpipe {
 	int *free_bufs, n_free;
 	int *ready_chunk, *ready_buf, ready_head, ready_n;   /* FIFO of read chunks */
 	int reading_done;
-	/* pread mode */
+	/* pread and mmap modes */
 	size_t next_chunk;
+	const uint8_t *map;        /* mmap mode: the whole file */
 	pthread_mutex_t mu;
 	pthread_cond_t cv_ready, cv_free;
 	/* outcome */
@@ -73,8 +78,11 @@ static int pipe_failed(rpipe *p)
 	return rc;
 }
 
+typedef struct worker worker;
+
 /* decode_one decodes chunk ci from src into the sink; on failure records the error. */
-static int decode_one(rpipe *p, snap_codec_ctx *cc, size_t ci, const uint8_t *src, double *busy)
+static int decode_one(rpipe *p, snap_codec_ctx *cc, size_t ci, const uint8_t *src, double *busy,
+		      volatile int *held)
 {
 	const snap_chunk *c = &p->f->chunks[ci];
 	char where[600], msg[256];
@@ -87,6 +95,7 @@ static int decode_one(rpipe *p, snap_codec_ctx *cc, size_t ci, const uint8_t *sr
 		pipe_fail(p, rc, -1, "%s: sink: %s", where, p->sink->err[0] ? p->sink->err : strerror(-rc));
 		return rc;
 	}
+	*held = slot;
 	double t0 = snap_now();
 	rc = snap_codec_decode(cc, c, src, dst, msg, sizeof msg);
 	if (!rc && !p->o.no_verify && XXH3_64bits(dst, c->raw_size) != c->xxh3) {
@@ -94,6 +103,7 @@ static int decode_one(rpipe *p, snap_codec_ctx *cc, size_t ci, const uint8_t *sr
 		rc = -EBADMSG;
 	}
 	*busy += snap_now() - t0;
+	*held = -1;
 	if (rc) {
 		p->sink->release(p->sink->ctx, slot);
 		snap_chunk_where(p->f, ci, where, sizeof where);
@@ -124,12 +134,80 @@ static int pread_full(int fd, uint8_t *buf, size_t len, uint64_t off)
 	return 0;
 }
 
-typedef struct worker {
+struct worker {
 	rpipe *p;
 	pthread_t th;
 	double read_busy, decode_busy;
 	uint64_t stored;
-} worker;
+	volatile int held;         /* sink slot held while decoding, -1 if none */
+};
+
+/* SIGBUS guard for mmap reads: a decoder sets bus_jmp while it reads the mapping; a SIGBUS
+ * then (the file was truncated after open) jumps back and becomes an error. Other SIGBUS
+ * go to the handler that was installed before ours. */
+static __thread sigjmp_buf *bus_jmp;
+static struct sigaction bus_old;
+static pthread_once_t bus_once = PTHREAD_ONCE_INIT;
+
+static void bus_handler(int sig, siginfo_t *si, void *uc)
+{
+	if (bus_jmp)
+		siglongjmp(*bus_jmp, 1);
+	if (bus_old.sa_flags & SA_SIGINFO)
+		bus_old.sa_sigaction(sig, si, uc);
+	else if (bus_old.sa_handler != SIG_IGN && bus_old.sa_handler != SIG_DFL)
+		bus_old.sa_handler(sig);
+	else {
+		signal(SIGBUS, SIG_DFL);
+		raise(SIGBUS);
+	}
+}
+
+static void bus_install(void)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_sigaction = bus_handler;
+	sa.sa_flags = SA_SIGINFO | SA_NODEFER;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGBUS, &sa, &bus_old);
+}
+
+/* mmap_loop: decode chunks straight from the mapped file (page cache), claiming chunk indices
+ * like the pread loop. */
+static void mmap_loop(worker *w, snap_codec_ctx *cc)
+{
+	rpipe *p = w->p;
+	sigjmp_buf jb;
+	volatile size_t ci = 0;
+
+	if (sigsetjmp(jb, 0)) {
+		char where[600];
+		bus_jmp = NULL;
+		if (w->held >= 0)
+			p->sink->release(p->sink->ctx, w->held);
+		snap_chunk_where(p->f, ci, where, sizeof where);
+		pipe_fail(p, -EIO, (long)ci, "%s: the file changed while it was being read (SIGBUS)", where);
+		return;
+	}
+	for (;;) {
+		pthread_mutex_lock(&p->mu);
+		ci = p->next_chunk;
+		int stop = p->rc || ci >= p->f->n_chunks;
+		if (!stop)
+			p->next_chunk++;
+		pthread_mutex_unlock(&p->mu);
+		if (stop)
+			break;
+		const snap_chunk *c = &p->f->chunks[ci];
+		w->stored += c->stored_size;
+		bus_jmp = &jb;
+		int rc = decode_one(p, cc, ci, p->map + c->file_offset, &w->decode_busy, &w->held);
+		bus_jmp = NULL;
+		if (rc)
+			break;
+	}
+}
 
 static void *decode_worker(void *arg)
 {
@@ -141,6 +219,11 @@ static void *decode_worker(void *arg)
 	if (!cc) {
 		pipe_fail(p, -ENOMEM, -1, "out of memory for decoder state");
 		return NULL;
+	}
+	w->held = -1;
+	if (p->mode == SNAP_IO_MMAP) {
+		mmap_loop(w, cc);
+		goto out;
 	}
 	if (p->mode == SNAP_IO_PREAD) {
 		own = malloc(p->f->max_stored ? p->f->max_stored : 1);
@@ -169,7 +252,7 @@ static void *decode_worker(void *arg)
 				break;
 			}
 			w->stored += c->stored_size;
-			if (decode_one(p, cc, ci, own, &w->decode_busy))
+			if (decode_one(p, cc, ci, own, &w->decode_busy, &w->held))
 				break;
 		}
 		goto out;
@@ -186,7 +269,7 @@ static void *decode_worker(void *arg)
 		p->ready_head = (p->ready_head + 1) % p->n_bufs;
 		p->ready_n--;
 		pthread_mutex_unlock(&p->mu);
-		int rc = decode_one(p, cc, (size_t)ci, p->bufs + (size_t)bi * p->buf_size, &w->decode_busy);
+		int rc = decode_one(p, cc, (size_t)ci, p->bufs + (size_t)bi * p->buf_size, &w->decode_busy, &w->held);
 		pthread_mutex_lock(&p->mu);
 		p->free_bufs[p->n_free++] = bi;
 		pthread_cond_signal(&p->cv_free);
@@ -355,6 +438,8 @@ static snap_io_mode env_mode(snap_io_mode m)
 		return SNAP_IO_URING;
 	if (!strcmp(e, "pread"))
 		return SNAP_IO_PREAD;
+	if (!strcmp(e, "mmap"))
+		return SNAP_IO_MMAP;
 	return SNAP_IO_AUTO;
 }
 
@@ -380,7 +465,7 @@ int snap_restore(snap_file *f, snap_sink *sink, const snap_restore_opts *o,
 	if (p.o.threads <= 0) 
 		p.o.threads = snap_default_threads();
 	if (p.o.queue_depth <= 0)
-		p.o.queue_depth = 64;
+		p.o.queue_depth = 32;
 	if (p.o.threads > (int)f->n_chunks)
 		p.o.threads = f->n_chunks ? (int)f->n_chunks : 1;
 	sink->err[0] = 0;
@@ -397,8 +482,8 @@ int snap_restore(snap_file *f, snap_sink *sink, const snap_restore_opts *o,
 	if (p.mode == SNAP_IO_AUTO) {
 		double frac = page_cache_fraction(f);
 		if (frac >= 0.9) {
-			p.mode = SNAP_IO_PREAD;
-			snprintf(st->io_note, sizeof st->io_note, "%.0f%% in page cache: parallel buffered reads",
+			p.mode = SNAP_IO_MMAP;
+			snprintf(st->io_note, sizeof st->io_note, "%.0f%% in page cache: decoding from the mapping",
 				 frac * 100);
 		} else {
 			p.mode = SNAP_IO_DIRECT;
@@ -420,7 +505,17 @@ int snap_restore(snap_file *f, snap_sink *sink, const snap_restore_opts *o,
 		rc = snap_errf(err, errlen, -errno, "%s: %s", f->path, strerror(errno));
 		goto out;
 	}
-	if (p.mode != SNAP_IO_PREAD) {
+	if (p.mode == SNAP_IO_MMAP) {
+		void *m = f->file_size ? mmap(NULL, f->file_size, PROT_READ, MAP_SHARED, p.fd, 0) : MAP_FAILED;
+		if (m == MAP_FAILED) {
+			snprintf(st->io_note, sizeof st->io_note, "mmap refused (%s): pread", strerror(errno));
+			p.mode = SNAP_IO_PREAD;
+		} else {
+			p.map = m;
+			pthread_once(&bus_once, bus_install);
+		}
+	}
+	if (p.mode != SNAP_IO_PREAD && p.mode != SNAP_IO_MMAP) {
 		p.n_bufs = p.o.queue_depth + p.o.threads;
 		p.buf_size = snap_round_up((size_t)f->max_stored + 1, SNAP_PAGE);
 		int r = io_uring_queue_init((unsigned)p.o.queue_depth * 2, &ring, 0);
@@ -438,7 +533,11 @@ int snap_restore(snap_file *f, snap_sink *sink, const snap_restore_opts *o,
 			}
 		} else {
 			ring_ok = 1;
-			p.bufs = aligned_alloc(SNAP_PAGE, p.buf_size * (size_t)p.n_bufs);
+			/* page-aligned for O_DIRECT; populated in one go rather than faulted per page */
+			p.bufs = mmap(NULL, p.buf_size * (size_t)p.n_bufs, PROT_READ | PROT_WRITE,
+				      MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+			if (p.bufs == MAP_FAILED)
+				p.bufs = NULL;
 			p.free_bufs = malloc(sizeof(int) * (size_t)p.n_bufs);
 			p.ready_chunk = malloc(sizeof(int) * (size_t)p.n_bufs);
 			p.ready_buf = malloc(sizeof(int) * (size_t)p.n_bufs);
@@ -498,10 +597,13 @@ int snap_restore(snap_file *f, snap_sink *sink, const snap_restore_opts *o,
 out:
 	if (ring_ok)
 		io_uring_queue_exit(&ring);
+	if (p.map)
+		munmap((void *)p.map, f->file_size);
 	if (p.fd >= 0)
 		close(p.fd);
 	free(ws);
-	free(p.bufs);
+	if (p.bufs)
+		munmap(p.bufs, p.buf_size * (size_t)p.n_bufs);
 	free(p.free_bufs);
 	free(p.ready_chunk);
 	free(p.ready_buf);

@@ -117,6 +117,7 @@ static inline int tt_write(const char *path, const tt *t, size_t n, const char *
 static inline uint8_t *tt_read_file(const char *path, size_t *len)
 {
 	FILE *f = fopen(path, "rb");
+	*len = 0;
 	if (!f)
 		return NULL;
 	fseek(f, 0, SEEK_END);
