@@ -83,12 +83,19 @@ static void h_put(rt_req *req, void *ud)
 	/* a body with only "traffic" moves traffic between existing revisions */
 	if (json_object_size(body) == 1 && json_object_get(body, "traffic")) {
 		rt_traffic t;
+		rt_revision_info cur;
+		if (rt_registry_get(srv->reg, name, &cur) < 0) {
+			json_decref(body);
+			rt_req_reply_error(req, 404, "function '%s' not found", name);
+			return;
+		}
+		/* an unknown revision in the split is a bad request (400), as in a full manifest */
 		int rc = rt_traffic_from_json(json_object_get(body, "traffic"), &t, err, sizeof err);
 		if (rc == 0)
 			rc = rt_registry_set_traffic(srv->reg, name, &t, err, sizeof err);
 		json_decref(body);
 		if (rc < 0) {
-			rt_req_reply_error(req, rc == -ENOENT ? 404 : 400, "%s", err);
+			rt_req_reply_error(req, 400, "%s", err);
 			return;
 		}
 		rt_sched_deployed(srv->sched, name);
@@ -108,7 +115,7 @@ static void h_put(rt_req *req, void *ud)
 						  srv->cfg.n_allowed_roots, m.snapshot, path, sizeof path,
 						  err, sizeof err);
 		if (rc < 0) {
-			rt_req_reply_error(req, rc == -EACCES ? 403 : 400, "field 'snapshot': %s", err);
+			rt_req_reply_error(req, rc == -EACCES ? 403 : 400, "%s", err);
 			return;
 		}
 		/* the file must be a valid snapshot (header, index, metadata) */

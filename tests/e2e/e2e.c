@@ -30,13 +30,25 @@ static double now_s(void)
 
 int e2e_start(e2e_server *s, const char *const *extra, const char *const *env_kv)
 {
+	return e2e_start_in(s, NULL, extra, env_kv);
+}
+
+int e2e_start_in(e2e_server *s, const char *data_dir, const char *const *extra,
+		 const char *const *env_kv)
+{
 	static int n;
 	const char *bin = getenv("THAW_BIN");
 	if (!bin)
 		bin = "build/thaw";
+	char dd[512];
+	if (data_dir)
+		snprintf(dd, sizeof dd, "%s", data_dir);
 	memset(s, 0, sizeof *s);
 	snprintf(s->log_path, sizeof s->log_path, "%s/serve-%d.log", t_tmpdir(), ++n);
-	snprintf(s->data_dir, sizeof s->data_dir, "%s/data-%d", t_tmpdir(), n);
+	if (data_dir)
+		snprintf(s->data_dir, sizeof s->data_dir, "%s", dd);
+	else
+		snprintf(s->data_dir, sizeof s->data_dir, "%s/data-%d", t_tmpdir(), n);
 	pid_t pid = fork();
 	if (pid < 0)
 		return -1;

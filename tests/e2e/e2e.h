@@ -23,6 +23,9 @@ typedef struct e2e_resp {
  * "listening" log line. env_kv: NULL-terminated "K=V" strings added to the environment.
  * Returns 0 or -1. */
 int e2e_start(e2e_server *s, const char *const *extra_args, const char *const *env_kv);
+/* e2e_start_in is e2e_start with a given data directory (e.g. to restart on the same data). */
+int e2e_start_in(e2e_server *s, const char *data_dir, const char *const *extra_args,
+		 const char *const *env_kv);
 /* e2e_stop sends sig, waits up to timeout_s; returns the exit status (or -1 on timeout/kill). */
 int e2e_stop(e2e_server *s, int sig, double timeout_s);
 /* e2e_connect opens a TCP connection to the server (blocking, 5 s receive timeout); -1 on error. */
