@@ -1,11 +1,34 @@
-#!/bin/sh
-# `make run`: starts `thaw serve` in the foreground with the embedded defaults: data directory
-# ./thaw-data under the repository, port $PORT or 8080, the built-in functions ready.
-# Stop it with Ctrl-C (SIGINT: drains in-flight requests, exits 0).
+#!/bin/bash
+# `make run`: starts `thaw serve` with the embedded defaults — data directory ./thaw-data under
+# the repository, port $PORT or 8080 — and, at first start, packs and deploys the demo function
+# `digits` (an mlp classifier trained on the UCI digits data set, tests/data/mlp_digits), which
+# runs on the CPU when no GPU is present. Ctrl-C stops it (SIGINT: drains, exits 0).
 set -eu
 THAW=${1:-build/thaw}
 DATA=${THAW_DATA:-"$(pwd)/thaw-data"}
-mkdir -p "$DATA"
-echo "thaw: serving on port ${PORT:-8080}, data in $DATA; try:" >&2
-echo "  curl -s -X POST localhost:${PORT:-8080}/v1/functions/echo/invoke -d '{\"hello\":\"thaw\"}'" >&2
-exec "$THAW" serve --data "$DATA"
+PORT=${PORT:-8080}
+export THAW_URL="http://127.0.0.1:$PORT"
+mkdir -p "$DATA/snapshots"
+if [ ! -f "$DATA/snapshots/digits.thaw" ]; then
+  "$THAW" snapshot pack tests/data/mlp_digits/model.safetensors -o "$DATA/snapshots/digits.thaw" --kind mlp
+fi
+# own session: a Ctrl-C reaches the server once, through the trap below
+setsid "$THAW" serve --port "$PORT" --data "$DATA" &
+pid=$!
+trap 'kill -TERM $pid 2>/dev/null' INT TERM
+for _ in $(seq 100); do
+  curl -sf "$THAW_URL/readyz" >/dev/null 2>&1 && break
+  kill -0 $pid 2>/dev/null || { wait $pid; exit $?; }
+  sleep 0.1
+done
+if ! "$THAW" functions get digits >/dev/null 2>&1; then
+  "$THAW" deploy digits --kind mlp --snapshot digits.thaw >/dev/null
+  echo "thaw: deployed the demo function 'digits'" >&2
+fi
+cat >&2 <<MSG
+thaw: serving on port $PORT, data in $DATA. Try:
+  curl -s -X POST localhost:$PORT/v1/functions/digits/invoke -d @deploy/demo/digits-input.json
+  curl -s -X POST localhost:$PORT/v1/functions/echo/invoke -d '{"hello": "thaw"}'
+  build/thaw status
+MSG
+wait $pid
