@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <zstd.h>
+#include <xxhash.h>
 #ifdef __SSE2__
 #include <emmintrin.h>
 #endif
@@ -30,6 +31,7 @@ struct snap_codec_ctx {
 	size_t max_raw;
 	uint8_t *scratch;         /* max_raw: decoded planes / split planes */
 	uint8_t *scratch2;        /* encode: a second candidate's payload */
+	XXH3_state_t *xs;         /* decode: hash of the output, computed while it is written */
 };
 
 snap_codec_ctx *snap_codec_ctx_new(size_t max_raw, int level)
@@ -40,7 +42,8 @@ snap_codec_ctx *snap_codec_ctx_new(size_t max_raw, int level)
 	c->max_raw = max_raw;
 	c->dc = ZSTD_createDCtx();
 	c->scratch = malloc(max_raw ? max_raw : 1);
-	if (!c->dc || !c->scratch)
+	c->xs = XXH3_createState();
+	if (!c->dc || !c->scratch || !c->xs)
 		goto fail;
 	if (level != INT32_MIN) {   /* encoder contexts only when asked for */
 		c->cc_std = ZSTD_createCCtx();
@@ -69,6 +72,7 @@ void snap_codec_ctx_free(snap_codec_ctx *c)
 	ZSTD_freeDCtx(c->dc);
 	free(c->scratch);
 	free(c->scratch2);
+	XXH3_freeState(c->xs);
 	free(c);
 }
 
@@ -252,10 +256,15 @@ static int zdec(snap_codec_ctx *c, uint8_t *dst, size_t n, const uint8_t *src, s
 	return 0;
 }
 
+/* Output is produced and hashed in blocks of this many bytes, so the hash reads what was just
+ * written from L1 instead of a second pass over the whole chunk. */
+#define HASH_BLOCK (16u << 10)
+
 int snap_codec_decode(snap_codec_ctx *c, const snap_chunk *ch, const uint8_t *src, uint8_t *dst,
-		      char *err, size_t errlen)
+		      uint64_t *hash, char *err, size_t errlen)
 {
 	size_t raw = ch->raw_size, stored = ch->stored_size;
+	int rc;
 
 	if (raw > c->max_raw)
 		return snap_errf(err, errlen, -EBADMSG, "raw size %zu over the chunk limit", raw);
@@ -263,10 +272,23 @@ int snap_codec_decode(snap_codec_ctx *c, const snap_chunk *ch, const uint8_t *sr
 	case SNAP_CODEC_RAW:
 		if (stored != raw)
 			return snap_errf(err, errlen, -EBADMSG, "raw chunk stored %zu != raw %zu", stored, raw);
-		memcpy(dst, src, raw);
+		if (!hash) {
+			memcpy(dst, src, raw);
+			return 0;
+		}
+		XXH3_64bits_reset(c->xs);
+		for (size_t o = 0; o < raw; o += HASH_BLOCK) {
+			size_t n = raw - o < HASH_BLOCK ? raw - o : HASH_BLOCK;
+			memcpy(dst + o, src + o, n);
+			XXH3_64bits_update(c->xs, dst + o, n);
+		}
+		*hash = XXH3_64bits_digest(c->xs);
 		return 0;
 	case SNAP_CODEC_ZSTD:
-		return zdec(c, dst, raw, src, stored, "chunk", err, errlen);
+		rc = zdec(c, dst, raw, src, stored, "chunk", err, errlen);
+		if (!rc && hash)
+			*hash = XXH3_64bits(dst, raw);
+		return rc;
 	case SNAP_CODEC_PLANES: {
 		int w = ch->width;
 		if (w != 2 && w != 4)
@@ -299,11 +321,23 @@ int snap_codec_decode(snap_codec_ctx *c, const snap_chunk *ch, const uint8_t *sr
 			return snap_errf(err, errlen, -EBADMSG, "plane payload is %zu bytes, expected %zu",
 					 stored, off + tail);
 		int rot = ch->flags & SNAP_CHUNK_ROTATE;
-		if (w == 2)
-			join2(pl[0], pl[1], n, rot, dst);
-		else
-			join4(pl[0], pl[1], pl[2], pl[3], n, rot, dst);
+		size_t blk = HASH_BLOCK / (size_t)w;   /* elements per block */
+		if (hash)
+			XXH3_64bits_reset(c->xs);
+		for (size_t i = 0; i < n; i += blk) {
+			size_t m = n - i < blk ? n - i : blk;
+			if (w == 2)
+				join2(pl[0] + i, pl[1] + i, m, rot, dst + 2 * i);
+			else
+				join4(pl[0] + i, pl[1] + i, pl[2] + i, pl[3] + i, m, rot, dst + 4 * i);
+			if (hash)
+				XXH3_64bits_update(c->xs, dst + (size_t)w * i, m * (size_t)w);
+		}
 		memcpy(dst + n * w, src + off, tail);
+		if (hash) {
+			XXH3_64bits_update(c->xs, dst + n * w, tail);
+			*hash = XXH3_64bits_digest(c->xs);
+		}
 		return 0;
 	}
 	default:

@@ -91,9 +91,10 @@ int snap_codec_encode(snap_codec_ctx *c, const uint8_t *src, size_t raw, snap_dt
 		      uint8_t *dst, snap_chunk *ch);
 /* snap_codec_decode decodes payload src (ch->stored_size bytes) into dst (ch->raw_size bytes).
  * Never trusts the payload: returns -EBADMSG with a message ("zstd: ...", "plane 1 size ...")
- * on any inconsistency. Does not check the hash. */
+ * on any inconsistency. If hash is not NULL it receives the XXH3-64 of the decoded bytes,
+ * computed block by block as they are written (the caller compares it with ch->xxh3). */
 int snap_codec_decode(snap_codec_ctx *c, const snap_chunk *ch, const uint8_t *src, uint8_t *dst,
-		      char *err, size_t errlen);
+		      uint64_t *hash, char *err, size_t errlen);
 
 /* ---- parsing (snap_format.c) ---- */
 /* snap_parse validates header + sections. rd(ctx, off, len, buf) reads file bytes. */
