@@ -19,6 +19,7 @@ typedef struct rt_image {
 	uint64_t bytes;
 	int device;                /* -1: host; else CUDA ordinal */
 	int pinned;                /* host memory from cudaMallocHost */
+	size_t mapped;             /* host memory from mmap: its length */
 	snap_table *table;         /* tensors at data, metadata JSON, kind */
 	snap_restore_stats stats;  /* of the restore that produced it (zeros for copies) */
 	char path[4096];           /* the snapshot it came from */
@@ -33,6 +34,10 @@ int rt_image_restore(const char *path, pool_gpu *gpu, int pin, int threads, rt_i
 /* rt_image_copy makes a copy of src on gpu's device (gpu non-NULL: host tier -> GPU) or in
  * pinned host memory (gpu NULL, src on a GPU: GPU -> host tier). 0 or negative errno. */
 int rt_image_copy(const rt_image *src, pool_gpu *gpu, rt_image **out, char *err, size_t errlen);
+
+/* rt_model_host_cache_set bounds the bytes of freed host image buffers kept mapped for reuse by
+ * later restores (default 0: none kept); lowering it unmaps the surplus. Thread-safe. */
+void rt_model_host_cache_set(size_t cap);
 
 /* rt_image_free releases the memory and the table. NULL is a no-op. */
 void rt_image_free(rt_image *img);

@@ -1277,6 +1277,8 @@ int rt_sched_new(uv_loop_t *loop, rt_registry *reg, rt_metrics *m, const rt_sche
 	s->cfg = *cfg;
 	s->m = m;
 	s->rng = rt_now_ns() | 1;
+	/* freed host images stay mapped for the next cold start, within the host tier's budget */
+	rt_model_host_cache_set(cfg->host_budget_bytes);
 	s->m_inv = rt_metrics_family(m, "thaw_invocations_total", RT_METRIC_COUNTER,
 				     "Function invocations answered, by function and status code.", NULL, 0);
 	s->m_inv_dur = rt_metrics_family(m, "thaw_invocation_duration_seconds", RT_METRIC_HISTOGRAM,
@@ -1360,6 +1362,7 @@ static void check_stopped(rt_sched *s)
 			pool_gpu_close(s->devs[i].gpu);
 		s->devs[i].gpu = NULL;
 	}
+	rt_model_host_cache_set(0);
 	if (s->stopped)
 		s->stopped(s->stopped_ud);
 }
