@@ -492,6 +492,29 @@ int rt_status_main(int argc, char **argv)
 		}
 	}
 	rt_client_resp_free(&r);
+	/* devices: memory for weights and how busy each lane is */
+	if (rc == 0 && !as_json &&
+	    request("status", rt_client_pick_url(url), "GET", "/v1/devices", NULL, 0, 30, &r) == 0) {
+		json_t *j = r.status == 200 ? json_loadb(r.body, r.body_len, 0, NULL) : NULL;
+		json_t *da = json_object_get(j, "devices");
+		if (json_is_array(da)) {
+			size_t i;
+			json_t *d;
+			printf("\n%-8s %-28s %10s %10s %6s %6s\n", "DEVICE", "NAME", "USED", "TOTAL", "BUSY",
+			       "QUEUED");
+			json_array_foreach(da, i, d) {
+				char used[32], total[32];
+				fmt_bytes(json_object_get(d, "memory_used"), used, sizeof used);
+				fmt_bytes(json_object_get(d, "memory_total"), total, sizeof total);
+				printf("%-8s %-28.28s %10s %10s %5.0f%% %6lld\n", str_or_dash(d, "device"),
+				       str_or_dash(d, "name"), used, total,
+				       100 * json_number_value(json_object_get(d, "busy_ratio")),
+				       (long long)json_integer_value(json_object_get(d, "queued")));
+			}
+		}
+		json_decref(j);
+		rt_client_resp_free(&r);
+	}
 	return rc;
 }
 
