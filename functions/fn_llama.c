@@ -302,26 +302,22 @@ static int forward(llama *s, int64_t m, const int32_t *tok, const int32_t *pos)
 		llama_layer *y = &s->lay[l];
 		float *kc = s->kvcache + (size_t)l * 2 * s->cap * kvd, *vc = kc + (size_t)s->cap * kvd;
 		TRY(kern_rmsnorm(d, s->x, y->ln1, m, D, s->eps, s->h));
-		TRY(kern_linear(d, s->h, m, &y->q, NULL, KERN_ACT_NONE, s->q));
-		TRY(kern_linear(d, s->h, m, &y->k, NULL, KERN_ACT_NONE, s->k));
-		TRY(kern_linear(d, s->h, m, &y->v, NULL, KERN_ACT_NONE, s->v));
-		TRY(kern_rope(d, s->q, pos, m, s->H, s->hd, s->theta));
-		TRY(kern_rope(d, s->k, pos, m, s->KVH, s->hd, s->theta));
-		TRY(kern_kv_store(d, s->k, s->v, pos, m, kvd, kc, vc, s->cap));
+		kern_mat qkv[3] = {y->q, y->k, y->v};
+		float *outs[3] = {s->q, s->k, s->v};
+		TRY(kern_linear_multi(d, s->h, m, 3, qkv, outs));
+		TRY(kern_rope_kv(d, s->q, s->k, s->v, pos, m, s->H, s->KVH, s->hd, s->theta, kc, vc,
+				 s->cap));
 		TRY(kern_attention(d, s->q, kc, vc, pos, m, s->H, s->KVH, s->hd, s->cap, scale,
 				   s->att));
-		TRY(kern_linear(d, s->att, m, &y->o, NULL, KERN_ACT_NONE, s->h));
-		TRY(kern_add(d, s->x, s->h, m * D));
+		TRY(kern_linear_add(d, s->att, m, &y->o, s->x));
 		TRY(kern_rmsnorm(d, s->x, y->ln2, m, D, s->eps, s->h));
-		TRY(kern_linear(d, s->h, m, &y->gate, NULL, KERN_ACT_NONE, s->g));
-		TRY(kern_linear(d, s->h, m, &y->up, NULL, KERN_ACT_NONE, s->u));
-		TRY(kern_silu_mul(d, s->g, s->u, m * s->F, s->g));
-		TRY(kern_linear(d, s->g, m, &y->down, NULL, KERN_ACT_NONE, s->h));
-		TRY(kern_add(d, s->x, s->h, m * D));
+		TRY(kern_swiglu(d, s->h, m, &y->gate, &y->up, s->g));
+		TRY(kern_linear_add(d, s->g, m, &y->down, s->x));
 	}
 	TRY(kern_rmsnorm(d, s->x + (m - 1) * D, s->norm, 1, D, s->eps, s->h));
 	TRY(kern_linear(d, s->h, 1, &s->lm_head, NULL, KERN_ACT_NONE, s->logits));
 	(void)qd;
+	(void)kvd;
 	return 0;
 }
 
@@ -546,6 +542,25 @@ int fn_llama_prefill_logits(void *state, const int32_t *tokens, int n, float *lo
 		return -EINVAL;
 	TRY(prefill(s, tokens, n));
 	return kern_copy_d2h(s->dev, logits, s->logits, (size_t)s->V * 4);
+}
+
+int fn_llama_forced(void *state, const int32_t *prompt, int np, const int32_t *forced, int nf,
+		    int32_t *argmax)
+{
+	llama *s = state;
+	if (np < 1 || nf < 1 || np + nf > s->cap)
+		return -EINVAL;
+	TRY(prefill(s, prompt, np));
+	for (int i = 0; i < nf; i++) {
+		if (i > 0) {
+			int32_t st[2] = {forced[i - 1], np + i - 1};
+			TRY(kern_copy_h2d(s->dev, s->step, st, 8));
+			TRY(decode_step(s));
+		}
+		TRY(kern_argmax(s->dev, s->logits, 1, s->V, s->out, NULL));
+		TRY(kern_copy_d2h(s->dev, &argmax[i], s->out, 4));
+	}
+	return 0;
 }
 
 int fn_llama_last_logits(void *state, float *logits)

@@ -9,6 +9,11 @@
 int fn_llama_prefill_logits(void *state, const int32_t *tokens, int n, float *logits);
 /* fn_llama_last_logits copies the logits behind the last token the latest invoke produced. */
 int fn_llama_last_logits(void *state, float *logits);
+/* fn_llama_forced runs the prompt, then feeds forced[0..nf-1) one decode step at a time
+ * (teacher forcing) and writes the greedy choice at each of the nf positions to argmax:
+ * argmax[0] follows the prompt, argmax[i] follows forced[i-1]. For agreement measurements. */
+int fn_llama_forced(void *state, const int32_t *prompt, int np, const int32_t *forced, int nf,
+		    int32_t *argmax);
 /* fn_llama_vocab returns the vocabulary size. */
 int fn_llama_vocab(void *state);
 /* Timings of the latest invoke: prefill (prompt -> first token) and decode (the rest), in

@@ -212,6 +212,94 @@ int kern_linear(kern_dev *d, const float *x, int64_t m, const kern_mat *w, const
 	return m ? d->be->linear(d->b, x, m, w, bias, act, y) : 0;
 }
 
+static int mat_ok(const kern_mat *w)
+{
+	if (!w || w->n <= 0 || w->k <= 0 || !w->data)
+		return 0;
+	if (w->dt == KERN_I8)
+		return w->scales && (w->qblock == 0 || (w->qblock == 32 && w->k % 32 == 0));
+	return w->dt == KERN_F32 || w->dt == KERN_F16 || w->dt == KERN_BF16;
+}
+
+int kern_linear_add(kern_dev *d, const float *x, int64_t m, const kern_mat *w, float *y)
+{
+	if (m < 0 || !mat_ok(w))
+		return -EINVAL;
+	if (!m)
+		return 0;
+	if (d->be->linear_add)
+		return d->be->linear_add(d->b, x, m, w, y);
+	float *t = kern_alloc(d, (size_t)(m * w->n) * 4);
+	if (!t)
+		return -ENOMEM;
+	int rc = kern_linear(d, x, m, w, NULL, KERN_ACT_NONE, t);
+	if (rc == 0)
+		rc = kern_add(d, y, t, m * w->n);
+	kern_free(d, t);
+	return rc;
+}
+
+int kern_linear_multi(kern_dev *d, const float *x, int64_t m, int nw, const kern_mat *w,
+		      float *const *y)
+{
+	if (m < 0 || nw < 1 || nw > 3)
+		return -EINVAL;
+	for (int i = 0; i < nw; i++)
+		if (!mat_ok(&w[i]) || w[i].k != w[0].k || w[i].dt != w[0].dt ||
+		    w[i].qblock != w[0].qblock)
+			return -EINVAL;
+	if (!m)
+		return 0;
+	if (d->be->linear_multi)
+		return d->be->linear_multi(d->b, x, m, nw, w, y);
+	for (int i = 0; i < nw; i++) {
+		int rc = kern_linear(d, x, m, &w[i], NULL, KERN_ACT_NONE, y[i]);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+int kern_swiglu(kern_dev *d, const float *x, int64_t m, const kern_mat *wg, const kern_mat *wu,
+		float *out)
+{
+	if (m < 0 || !mat_ok(wg) || !mat_ok(wu) || wg->n != wu->n || wg->k != wu->k ||
+	    wg->dt != wu->dt || wg->qblock != wu->qblock)
+		return -EINVAL;
+	if (!m)
+		return 0;
+	if (d->be->swiglu)
+		return d->be->swiglu(d->b, x, m, wg, wu, out);
+	float *t = kern_alloc(d, (size_t)(m * wu->n) * 4);
+	if (!t)
+		return -ENOMEM;
+	int rc = kern_linear(d, x, m, wg, NULL, KERN_ACT_NONE, out);
+	if (rc == 0)
+		rc = kern_linear(d, x, m, wu, NULL, KERN_ACT_NONE, t);
+	if (rc == 0)
+		rc = kern_silu_mul(d, out, t, m * wu->n, out);
+	kern_free(d, t);
+	return rc;
+}
+
+int kern_rope_kv(kern_dev *d, float *q, float *k, const float *v, const int32_t *pos, int64_t m,
+		 int64_t heads, int64_t kvheads, int64_t hd, float theta, float *kc, float *vc,
+		 int64_t cap)
+{
+	if (m < 0 || heads <= 0 || kvheads <= 0 || hd <= 0 || hd % 2 || theta <= 0 || cap <= 0)
+		return -EINVAL;
+	if (!m)
+		return 0;
+	if (d->be->rope_kv)
+		return d->be->rope_kv(d->b, q, k, v, pos, m, heads, kvheads, hd, theta, kc, vc, cap);
+	int rc = kern_rope(d, q, pos, m, heads, hd, theta);
+	if (rc == 0)
+		rc = kern_rope(d, k, pos, m, kvheads, hd, theta);
+	if (rc == 0)
+		rc = kern_kv_store(d, k, v, pos, m, kvheads * hd, kc, vc, cap);
+	return rc;
+}
+
 int kern_embed(kern_dev *d, kern_dtype dt, const void *table, int64_t vocab, int64_t dim,
 	       const int32_t *tokens, int64_t m, float *y)
 {

@@ -97,6 +97,23 @@ int kern_cast_f32(kern_dev *d, kern_dtype src_dt, const void *src, float *dst, i
  * for F16/BF16, F32 accumulation), own GEMV kernels for small m and all int8 products. */
 int kern_linear(kern_dev *d, const float *x, int64_t m, const kern_mat *w, const float *bias,
 		kern_act act, float *y);
+/* Fused forms of the products a decoder step makes (fewer passes and kernel launches; a
+ * backend without its own version gets them composed from the ops above):
+ * kern_linear_add: y[m, n] += x . W^T (a residual connection folded into the product). */
+int kern_linear_add(kern_dev *d, const float *x, int64_t m, const kern_mat *w, float *y);
+/* kern_linear_multi: y[i] = x . W[i]^T for i < nw (1..3), e.g. q, k and v from one input; the
+ * matrices share k, dtype and int8 layout. */
+int kern_linear_multi(kern_dev *d, const float *x, int64_t m, int nw, const kern_mat *w,
+		      float *const *y);
+/* kern_swiglu: out[m, n] = silu(x . Wg^T) * (x . Wu^T), the SiLU-gated MLP's first half; wg
+ * and wu have the same shape, dtype and layout. */
+int kern_swiglu(kern_dev *d, const float *x, int64_t m, const kern_mat *wg, const kern_mat *wu,
+		float *out);
+/* kern_rope_kv: kern_rope on q [m, heads, hd] and k [m, kvheads, hd] in place, then
+ * kern_kv_store of k and v, in one pass. */
+int kern_rope_kv(kern_dev *d, float *q, float *k, const float *v, const int32_t *pos, int64_t m,
+		 int64_t heads, int64_t kvheads, int64_t hd, float theta, float *kcache,
+		 float *vcache, int64_t cap);
 /* kern_embed: y[m, dim] = table[tokens[i], :] as F32 (table F32/F16/BF16 [vocab, dim]);
  * out-of-range ids give zeros (callers validate ids first). */
 int kern_embed(kern_dev *d, kern_dtype dt, const void *table, int64_t vocab, int64_t dim,

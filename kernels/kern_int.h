@@ -23,6 +23,15 @@ typedef struct kern_backend {
 	int (*cast_f32)(void *b, kern_dtype dt, const void *src, float *dst, int64_t n);
 	int (*linear)(void *b, const float *x, int64_t m, const kern_mat *w, const float *bias,
 		      kern_act act, float *y);
+	/* optional fused ops (NULL: kern.c composes them) */
+	int (*linear_add)(void *b, const float *x, int64_t m, const kern_mat *w, float *y);
+	int (*linear_multi)(void *b, const float *x, int64_t m, int nw, const kern_mat *w,
+			    float *const *y);
+	int (*swiglu)(void *b, const float *x, int64_t m, const kern_mat *wg, const kern_mat *wu,
+		      float *out);
+	int (*rope_kv)(void *b, float *q, float *k, const float *v, const int32_t *pos, int64_t m,
+		       int64_t heads, int64_t kvheads, int64_t hd, float theta, float *kc, float *vc,
+		       int64_t cap);
 	int (*embed)(void *b, kern_dtype dt, const void *table, int64_t vocab, int64_t dim,
 		     const int32_t *tokens, int64_t m, float *y);
 	int (*rmsnorm)(void *b, const float *x, const float *w, int64_t m, int64_t dim, float eps,

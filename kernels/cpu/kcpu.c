@@ -225,6 +225,7 @@ const kern_backend kern_cpu_backend = {
 	.sync = cpu_sync,
 	.cast_f32 = cpu_cast_f32,
 	.linear = kcpu_linear,
+	.linear_add = kcpu_linear_add,
 	.embed = cpu_embed,
 	.rmsnorm = cpu_rmsnorm,
 	.rope = cpu_rope,

@@ -23,6 +23,7 @@ float kcpu_act(float v, kern_act act);
 
 int kcpu_linear(void *b, const float *x, int64_t m, const kern_mat *w, const float *bias,
 		kern_act act, float *y);
+int kcpu_linear_add(void *b, const float *x, int64_t m, const kern_mat *w, float *y);
 int kcpu_attention(void *b, const float *q, const float *kc, const float *vc, const int32_t *pos,
 		   int64_t m, int64_t heads, int64_t kvheads, int64_t hd, int64_t cap, float scale,
 		   float *out);

@@ -63,6 +63,7 @@ typedef struct lin_ctx {
 	const float *bias;
 	kern_act act;
 	float *y;
+	int acc;
 } lin_ctx;
 
 static int lin_range(void *arg, int64_t lo, int64_t hi)
@@ -75,8 +76,10 @@ static int lin_range(void *arg, int64_t lo, int64_t hi)
 	for (int64_t r = lo; r < hi; r++) {
 		kcpu_row_f32(c->w, r, row);
 		float bb = c->bias ? c->bias[r] : 0.0f;
-		for (int64_t i = 0; i < c->m; i++)
-			c->y[i * n + r] = kcpu_act(kcpu_dot(c->x + i * k, row, k) + bb, c->act);
+		for (int64_t i = 0; i < c->m; i++) {
+			float v = kcpu_act(kcpu_dot(c->x + i * k, row, k) + bb, c->act);
+			c->y[i * n + r] = c->acc ? c->y[i * n + r] + v : v;
+		}
 	}
 	free(row);
 	return 0;
@@ -85,6 +88,12 @@ static int lin_range(void *arg, int64_t lo, int64_t hi)
 int kcpu_linear(void *b, const float *x, int64_t m, const kern_mat *w, const float *bias,
 		kern_act act, float *y)
 {
-	lin_ctx c = {x, m, w, bias, act, y};
+	lin_ctx c = {x, m, w, bias, act, y, 0};
+	return kcpu_par(b, w->n, (double)m * (double)w->n * (double)w->k, lin_range, &c);
+}
+
+int kcpu_linear_add(void *b, const float *x, int64_t m, const kern_mat *w, float *y)
+{
+	lin_ctx c = {x, m, w, NULL, KERN_ACT_NONE, y, 1};
 	return kcpu_par(b, w->n, (double)m * (double)w->n * (double)w->k, lin_range, &c);
 }

@@ -1,12 +1,12 @@
 /* kc_attention.cu — op kern_attention: causal attention over the KV cache for prefill and
- * decode, grouped-query heads. One block of 8 warps per (row, head); a key is handled by a
+ * decode, grouped-query heads. One block of 16 warps per (row, head); a key is handled by a
  * group of hd/8 lanes (8 head dims per lane), so a warp works on 32/(hd/8) keys at once; each
  * group keeps an online softmax (running max, sum, 8 accumulators) and the groups are merged
  * through shared memory at the end. The key count (pos + 1) is read from device memory, so a
  * decode step captured in a CUDA graph stays valid as the sequence grows. */
 #include "kernels/cuda/kc_int.h"
 
-#define ATT_WARPS 8
+#define ATT_WARPS 16
 
 __global__ void attention_k(const float *__restrict__ q, const float *__restrict__ kc_,
 			    const float *__restrict__ vc, const int32_t *__restrict__ pos,
@@ -32,6 +32,7 @@ __global__ void attention_k(const float *__restrict__ q, const float *__restrict
 	}
 	float m = -INFINITY, l = 0.f;
 	bool active = gw < gpw;
+#pragma unroll 2
 	for (int64_t jb = (int64_t)warp * gpw; jb < T; jb += ngroups) {   /* warp-uniform */
 		int64_t j = jb + gw;
 		bool have = active && j < T;

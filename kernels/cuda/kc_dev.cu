@@ -26,6 +26,7 @@ static void kc_close(void *b)
 		cublasDestroy(c->blas);
 	cudaFree(c->blas_ws);
 	cudaFree(c->xbuf);
+	cudaFree(c->tbuf);
 	if (c->s)
 		cudaStreamDestroy(c->s);
 	free(c);
@@ -160,7 +161,7 @@ static void kc_graph_free(void *b, void *g)
 
 extern "C" const kern_backend kern_cuda_backend = {
 	"cuda", kc_open, kc_close, kc_alloc, kc_free, kc_h2d, kc_d2h, kc_d2d, kc_sync,
-	kc_cast_f32, kc_linear, kc_embed, kc_rmsnorm, kc_rope, kc_kv_store, kc_attention,
+	kc_cast_f32, kc_linear, kc_linear_add, kc_linear_multi, kc_swiglu, kc_rope_kv, kc_embed, kc_rmsnorm, kc_rope, kc_kv_store, kc_attention,
 	kc_silu_mul, kc_bias_act, kc_add, kc_softmax, kc_argmax, kc_sample,
 	kc_graph_begin, kc_graph_end, kc_graph_launch, kc_graph_free,
 };

@@ -62,43 +62,78 @@ __device__ __forceinline__ uint4 ld_stream(const void *p)
 	return r;
 }
 
-template <typename T, int M>
+/* Up to three matrices of one input in one launch (q, k, v: rows are numbered across them),
+ * or (SWIGLU) two matrices of equal shape whose products meet in silu(g) * u. */
+struct gemv_args {
+	const void *W[3];
+	const float *S[3];
+	float *Y[3];
+	int rows[3];
+	int nm, k, qblock, act, acc;
+	const float *bias;
+};
+
+template <typename T, int M, bool SWIGLU>
 __global__ void __launch_bounds__(GEMV_WARPS * 32)
-gemv_k(const T *__restrict__ W, const float *__restrict__ x, int n, int k,
-       const float *__restrict__ scales, int qblock, const float *__restrict__ bias, int act,
-       float *__restrict__ y)
+gemv_k(const float *__restrict__ x, const gemv_args a)
 {
 	const int V = vec<T>::V;
 	int row = blockIdx.x * GEMV_WARPS + (threadIdx.x >> 5), lane = threadIdx.x & 31;
-	if (row >= n)
+	int mi = 0, r = row;
+	if (!SWIGLU)
+		while (mi < a.nm - 1 && r >= a.rows[mi]) {
+			r -= a.rows[mi];
+			mi++;
+		}
+	if (r >= a.rows[mi])
 		return;
-	const T *w = W + (size_t)row * k;
-	float acc[M];
+	const int k = a.k;
+	const T *w = (const T *)a.W[mi] + (size_t)r * k;
+	const T *w2 = SWIGLU ? (const T *)a.W[1] + (size_t)r * k : w;
+	float acc[M], acc2[M];
 	for (int i = 0; i < M; i++)
-		acc[i] = 0.f;
-	const bool blk = qblock > 0;
-	const float *bs = blk ? scales + (size_t)row * (k / qblock) : NULL;
+		acc[i] = acc2[i] = 0.f;
+	const bool blk = a.qblock > 0;
+	const float *bs = blk ? a.S[mi] + (size_t)r * (k / a.qblock) : NULL;
+	const float *bs2 = (blk && SWIGLU) ? a.S[1] + (size_t)r * (k / a.qblock) : NULL;
 #pragma unroll 4
 	for (int j = lane * V; j < k; j += 32 * V) {
-		float f[V];
+		float f[V], f2[V];
 		vec<T>::get(ld_stream(w + j), f);
-		float sc = blk ? bs[j / qblock] : 1.f;
+		if (SWIGLU)
+			vec<T>::get(ld_stream(w2 + j), f2);
+		float sc = blk ? bs[j / a.qblock] : 1.f, sc2 = (blk && SWIGLU) ? bs2[j / a.qblock] : 1.f;
 		for (int i = 0; i < M; i++) {
 			const float4 *xp = (const float4 *)(x + (size_t)i * k + j);
-			float s = 0.f;
+			float s = 0.f, s2 = 0.f;
 			for (int v = 0; v < V / 4; v++) {
 				float4 xv = __ldg(xp + v);
 				s += f[4 * v] * xv.x + f[4 * v + 1] * xv.y + f[4 * v + 2] * xv.z +
 				     f[4 * v + 3] * xv.w;
+				if (SWIGLU)
+					s2 += f2[4 * v] * xv.x + f2[4 * v + 1] * xv.y + f2[4 * v + 2] * xv.z +
+					      f2[4 * v + 3] * xv.w;
 			}
 			acc[i] += blk ? s * sc : s;
+			if (SWIGLU)
+				acc2[i] += blk ? s2 * sc2 : s2;
 		}
 	}
-	float rs = (scales && !blk) ? scales[row] : 1.f;
+	float rs = (a.S[mi] && !blk) ? a.S[mi][r] : 1.f;
+	float rs2 = (SWIGLU && a.S[1] && !blk) ? a.S[1][r] : 1.f;
+	const int n = a.rows[mi];
 	for (int i = 0; i < M; i++) {
-		float s = kc_warp_sum(acc[i]);
-		if (lane == 0)
-			y[(size_t)i * n + row] = kc_act(s * rs + (bias ? bias[row] : 0.f), act);
+		float s = kc_warp_sum(acc[i]) * rs;
+		float s2 = SWIGLU ? kc_warp_sum(acc2[i]) * rs2 : 0.f;
+		if (lane == 0) {
+			float *yp = a.Y[mi] + (size_t)i * n + r;
+			if (SWIGLU)
+				*yp = s / (1.f + expf(-s)) * s2;
+			else if (a.acc)
+				*yp += s;
+			else
+				*yp = kc_act(s + (a.bias ? a.bias[r] : 0.f), a.act);
+		}
 	}
 }
 
@@ -125,24 +160,25 @@ __global__ void gemv_scalar_k(const T *__restrict__ W, const float *__restrict__
 	}
 }
 
-template <typename T>
-static int launch(kc *c, const float *x, int m, const kern_mat *w, const float *bias, int act,
-		  float *y)
+template <typename T, bool SWIGLU>
+static int launch(kc *c, const float *x, int m, const gemv_args &a, const kern_mat *w0)
 {
 	const int V = vec<T>::V;
-	int n = (int)w->n, k = (int)w->k;
-	unsigned g = kc_blocks(n, GEMV_WARPS);
-	const T *W = (const T *)w->data;
-	const float *sc = w->dt == KERN_I8 ? w->scales : NULL;
-	bool vecok = k % V == 0 && ((uintptr_t)W % 16) == 0 && ((uintptr_t)x % 16) == 0;
+	int total = a.rows[0] + (SWIGLU ? 0 : (a.nm > 1 ? a.rows[1] : 0) + (a.nm > 2 ? a.rows[2] : 0));
+	unsigned g = kc_blocks(total, GEMV_WARPS);
+	bool vecok = a.k % V == 0 && ((uintptr_t)x % 16) == 0;
+	for (int i = 0; i < (SWIGLU ? 2 : a.nm); i++)
+		vecok = vecok && ((uintptr_t)a.W[i] % 16) == 0;
 	if (!vecok) {
-		gemv_scalar_k<T><<<g, GEMV_WARPS * 32, 0, c->s>>>(W, x, m, n, k, sc, w->qblock, bias,
-								  act, y);
+		if (SWIGLU || a.nm > 1 || a.acc)
+			return -EAGAIN;   /* the caller composes it from single products */
+		const float *sc = w0->dt == KERN_I8 ? w0->scales : NULL;
+		gemv_scalar_k<T><<<g, GEMV_WARPS * 32, 0, c->s>>>((const T *)a.W[0], x, m, a.rows[0], a.k,
+								  sc, a.qblock, a.bias, a.act, a.Y[0]);
 		KC_LAUNCHED();
 		return 0;
 	}
-#define GV(MM) case MM: gemv_k<T, MM><<<g, GEMV_WARPS * 32, 0, c->s>>>(W, x, n, k, sc, w->qblock, \
-		bias, act, y); break
+#define GV(MM) case MM: gemv_k<T, MM, SWIGLU><<<g, GEMV_WARPS * 32, 0, c->s>>>(x, a); break
 	switch (m) {
 	GV(1); GV(2); GV(3); GV(4); GV(5); GV(6); GV(7); GV(8);
 	default: return -EINVAL;
@@ -152,25 +188,54 @@ static int launch(kc *c, const float *x, int m, const kern_mat *w, const float *
 	return 0;
 }
 
-extern "C" int kc_gemv(kc *c, const float *x, int64_t m, const kern_mat *w, const float *bias,
-		       kern_act act, float *y)
+template <bool SWIGLU>
+static int dispatch(kc *c, const float *x, int m, const gemv_args &a, const kern_mat *w0)
 {
-	if (w->n > INT32_MAX || w->k > INT32_MAX)
-		return -ENOTSUP;
-	for (int64_t i = 0; i < m; i += 8) {   /* row chunks of 8: each re-reads W */
-		int mm = (int)(m - i < 8 ? m - i : 8);
-		const float *xi = x + i * w->k;
-		float *yi = y + i * w->n;
-		int rc;
-		switch (w->dt) {
-		case KERN_F32: rc = launch<float>(c, xi, mm, w, bias, act, yi); break;
-		case KERN_BF16: rc = launch<__nv_bfloat16>(c, xi, mm, w, bias, act, yi); break;
-		case KERN_F16: rc = launch<__half>(c, xi, mm, w, bias, act, yi); break;
-		case KERN_I8: rc = launch<int8_t>(c, xi, mm, w, bias, act, yi); break;
-		default: rc = -EINVAL;
+	switch (w0->dt) {
+	case KERN_F32: return launch<float, SWIGLU>(c, x, m, a, w0);
+	case KERN_BF16: return launch<__nv_bfloat16, SWIGLU>(c, x, m, a, w0);
+	case KERN_F16: return launch<__half, SWIGLU>(c, x, m, a, w0);
+	case KERN_I8: return launch<int8_t, SWIGLU>(c, x, m, a, w0);
+	default: return -EINVAL;
+	}
+}
+
+/* kc_gemv_ex: y[i] (+)= x . W[i]^T for nw matrices (or swiglu into y[0]); m rows in chunks of
+ * 8 (each chunk re-reads the weights). acc: add into y instead of storing (nw == 1). Returns
+ * -EAGAIN when the fused form cannot take these pointers (caller composes). */
+extern "C" int kc_gemv_ex(kc *c, const float *x, int64_t m, int nw, const kern_mat *w,
+			  float *const *y, const float *bias, kern_act act, int acc, int swiglu)
+{
+	for (int i = 0; i < nw; i++)
+		if (w[i].n > INT32_MAX || w[i].k > INT32_MAX)
+			return -ENOTSUP;
+	for (int64_t i0 = 0; i0 < m; i0 += 8) {
+		int mm = (int)(m - i0 < 8 ? m - i0 : 8);
+		gemv_args a;
+		memset(&a, 0, sizeof a);
+		a.nm = nw;
+		a.k = (int)w[0].k;
+		a.qblock = w[0].qblock;
+		a.act = (int)act;
+		a.acc = acc;
+		a.bias = bias;
+		for (int i = 0; i < nw; i++) {
+			a.W[i] = w[i].data;
+			a.S[i] = w[i].dt == KERN_I8 ? w[i].scales : NULL;
+			a.Y[i] = y[i] + i0 * w[i].n;
+			a.rows[i] = (int)w[i].n;
 		}
+		int rc = swiglu ? dispatch<true>(c, x + i0 * w[0].k, mm, a, &w[0])
+				: dispatch<false>(c, x + i0 * w[0].k, mm, a, &w[0]);
 		if (rc)
 			return rc;
 	}
 	return 0;
+}
+
+extern "C" int kc_gemv(kc *c, const float *x, int64_t m, const kern_mat *w, const float *bias,
+		       kern_act act, float *y)
+{
+	float *ys[1] = {y};
+	return kc_gemv_ex(c, x, m, 1, w, ys, bias, act, 0, 0);
 }

@@ -23,6 +23,8 @@ typedef struct kc {
 	size_t blas_ws_size;
 	void *xbuf;                /* activations rounded to F16/BF16 for cuBLAS */
 	size_t xbuf_size;
+	float *tbuf;               /* F32 scratch for composed fused ops (prefill only) */
+	size_t tbuf_size;
 	int capturing;
 } kc;
 
@@ -106,6 +108,21 @@ int kc_linear(void *b, const float *x, int64_t m, const kern_mat *w, const float
 	      kern_act act, float *y);
 int kc_gemv(kc *c, const float *x, int64_t m, const kern_mat *w, const float *bias, kern_act act,
 	    float *y);
+int kc_gemv_ex(kc *c, const float *x, int64_t m, int nw, const kern_mat *w, float *const *y,
+	       const float *bias, kern_act act, int acc, int swiglu);
+int kc_gemm(kc *c, const float *x, int64_t m, const kern_mat *w, float *y, float beta);
+int kc_gemm_ex(kc *c, const float *x, int64_t m, const kern_mat *w, float *y, float beta,
+	       int rounded);
+int kc_round_x(kc *c, const float *x, int64_t m, const kern_mat *w);
+int kc_scratch(kc *c, size_t bytes, float **out);
+int kc_linear_add(void *b, const float *x, int64_t m, const kern_mat *w, float *y);
+int kc_linear_multi(void *b, const float *x, int64_t m, int nw, const kern_mat *w,
+		    float *const *y);
+int kc_swiglu(void *b, const float *x, int64_t m, const kern_mat *wg, const kern_mat *wu,
+	      float *out);
+int kc_rope_kv(void *b, float *q, float *k, const float *v, const int32_t *pos, int64_t m,
+	       int64_t heads, int64_t kvheads, int64_t hd, float theta, float *kc_, float *vc,
+	       int64_t cap);
 int kc_embed(void *b, kern_dtype dt, const void *table, int64_t vocab, int64_t dim,
 	     const int32_t *tokens, int64_t m, float *y);
 int kc_rmsnorm(void *b, const float *x, const float *w, int64_t m, int64_t dim, float eps,

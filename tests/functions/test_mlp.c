@@ -305,9 +305,12 @@ static void random_mlp(const char *dev, const char *act, const char *dtype)
 		T_EQ_INT(json_integer_value(json_array_get(json_object_get(out, "labels"), (size_t)r)),
 			 best);
 	}
-	if (md > 1e-4)
+	/* on a GPU, 11 rows with F16/BF16 weights go through cuBLAS with the activations rounded
+	 * to the weight dtype (kernels/cuda/kc_linear.cu): F16 keeps ~11 bits */
+	double tol = strcmp(dev, "cpu") && dtype ? 1e-2 : 1e-4;
+	if (md > tol)
 		fprintf(stderr, "  %s %s %s: max diff %g\n", dev, act, dtype ? dtype : "F32", md);
-	T_CHECK(md < 1e-4);
+	T_CHECK(md < tol);
 	json_decref(in);
 	json_decref(out);
 	if (st)

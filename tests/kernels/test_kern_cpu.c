@@ -101,6 +101,25 @@ static void test_linear_all_dtypes(void)
 		}
 		free(ref);
 	}
+	/* the fused forms on the CPU equal the plain ops */
+	{
+		kern_mat w = {KERN_F32, n, k, wf, NULL, 0}, ws[2] = {w, w};
+		float *a = malloc(m * n * 4), *b2 = malloc(m * n * 4), *c2 = malloc(m * n * 4);
+		float *outs[2] = {b2, c2};
+		for (int64_t i = 0; i < m * n; i++) a[i] = y[i] = frand();
+		T_EQ_INT(kern_linear_add(d, x, m, &w, a), 0);
+		T_EQ_INT(kern_linear_multi(d, x, m, 2, ws, outs), 0);
+		int ok = 1;
+		for (int64_t i = 0; i < m * n; i++)
+			ok &= fabsf(a[i] - (y[i] + b2[i])) < 1e-5f && b2[i] == c2[i];
+		T_CHECK(ok);
+		T_EQ_INT(kern_swiglu(d, x, m, &w, &w, a), 0);
+		ok = 1;
+		for (int64_t i = 0; i < m * n; i++)
+			ok &= fabsf(a[i] - b2[i] / (1 + expf(-b2[i])) * b2[i]) < 1e-5f;
+		T_CHECK(ok);
+		free(a); free(b2); free(c2);
+	}
 	kern_mat bad = {KERN_I8, n, k, wq, NULL, 0};
 	T_EQ_INT(kern_linear(d, x, m, &bad, NULL, KERN_ACT_NONE, y), -EINVAL);
 	free(x); free(wf); free(bias); free(y); free(sc); free(wh); free(wq);

@@ -43,6 +43,17 @@ static float *down(const void *d, size_t n)
 	kern_copy_d2h(G, h, d, n);
 	return h;
 }
+/* same_f: bit-exact equality over n floats (conversions, gathers); reports the first miss */
+static int same_f(const float *a, const float *b, size_t n, const char *what)
+{
+	for (size_t i = 0; i < n; i++)
+		if (memcmp(&a[i], &b[i], 4)) {
+			fprintf(stderr, "  %s: element %zu: gpu %g cpu %g\n", what, i, a[i], b[i]);
+			return 0;
+		}
+	return 1;
+}
+
 /* max |a-b| / (atol + rtol*|b|) over n; NaN counts as a failure */
 static int close_f(const float *a, const float *b, size_t n, double atol, double rtol,
 		   const char *what)
@@ -164,7 +175,7 @@ static void test_cuda_elementwise(void)
 		dy = up(x, m * n * 4);
 		kern_add(G, dy, dx2, m * n);
 		yg = down(dy, m * n * 4);
-		T_CHECK(close_f(yg, yc, m * n, 0, 1e-7, "add"));
+		T_CHECK(same_f(yg, yc, m * n, "add"));
 		free(yg); kern_free(G, dy);
 		/* softmax */
 		memcpy(yc, x, m * n * 4);
@@ -186,7 +197,7 @@ static void test_cuda_elementwise(void)
 			dy = poisoned(m * n * 4);
 			T_EQ_INT(kern_cast_f32(G, kd, ds, dy, m * n), 0);
 			yg = down(dy, m * n * 4);
-			T_CHECK(close_f(yg, yc, m * n, 0, 0, "cast") || memcmp(yg, yc, m * n * 4) == 0);
+			T_CHECK(same_f(yg, yc, m * n, "cast"));
 			free(yg); free(h); kern_free(G, dy); kern_free(G, ds);
 		}
 		/* argmax (+ logprob) and sampling */
@@ -242,7 +253,7 @@ static void test_cuda_embed_rope_attention(void)
 		void *dtb = up(tb, V * D * 2), *dtok = up(tok, m * 4), *de = poisoned(m * D * 4);
 		T_EQ_INT(kern_embed(G, KERN_BF16, dtb, V, D, dtok, m, de), 0);
 		float *eg = down(de, m * D * 4);
-		T_CHECK(close_f(eg, ec, m * D, 0, 0, "embed") || !memcmp(eg, ec, m * D * 4));
+		T_CHECK(same_f(eg, ec, m * D, "embed"));
 		free(eg); free(ec); free(tf); free(tb);
 		kern_free(G, dtb); kern_free(G, dtok); kern_free(G, de);
 		/* rope on q */
@@ -307,6 +318,99 @@ static void test_cuda_graph_replay(void)
 	free(q);
 }
 
+/* fused decoder ops: linear_add, linear_multi (q, k, v), swiglu, rope_kv vs the CPU's */
+static void test_cuda_fused(void)
+{
+	if (!open_devs())
+		T_SKIP("no GPU");
+	int64_t ms[] = {1, 5, 8, 20};
+	for (int dt = 0; dt < 5; dt++)
+		for (int mi = 0; mi < 4; mi++) {
+			int64_t m = ms[mi], k = 256, ns[3] = {256, 64, 64};
+			int blk = dt == 4 ? 32 : 0;
+			kern_dtype kd = dt == 0 ? KERN_F32 : dt == 1 ? KERN_F16 : dt == 2 ? KERN_BF16 : KERN_I8;
+			kern_mat wc[3], wg[3];
+			void *hw[3], *dw[3], *ds[3];
+			float *hs[3];
+			for (int i = 0; i < 3; i++) {
+				size_t cnt = (size_t)(ns[i] * k), es = kern_dtype_size(kd);
+				float *f = rnd(cnt, 1);
+				hw[i] = malloc(cnt * es);
+				for (size_t j = 0; j < cnt; j++) {
+					if (kd == KERN_F32) ((float *)hw[i])[j] = f[j];
+					else if (kd == KERN_F16) ((uint16_t *)hw[i])[j] = kern_f32_to_f16(f[j]);
+					else if (kd == KERN_BF16) ((uint16_t *)hw[i])[j] = kern_f32_to_bf16(f[j]);
+					else ((int8_t *)hw[i])[j] = (int8_t)(f[j] * 127);
+				}
+				hs[i] = rnd((size_t)ns[i] * (k / 32), 0.01f);
+				for (int64_t j = 0; j < ns[i] * (k / 32); j++) hs[i][j] = fabsf(hs[i][j]) + 1e-3f;
+				dw[i] = up(hw[i], cnt * es);
+				ds[i] = up(hs[i], (size_t)ns[i] * (k / 32) * 4);
+				wc[i] = (kern_mat){kd, ns[i], k, hw[i], kd == KERN_I8 ? hs[i] : NULL, blk};
+				wg[i] = (kern_mat){kd, ns[i], k, dw[i], kd == KERN_I8 ? ds[i] : NULL, blk};
+				free(f);
+			}
+			double rt = (m > 8 && (dt == 1 || dt == 2)) ? 2e-2 : 1e-4, at = rt * 5;
+			float *x = rnd((size_t)(m * k), 1);
+			void *dx = up(x, (size_t)(m * k) * 4);
+			/* linear_multi */
+			float *yc[3], *yg[3];
+			void *dy[3];
+			for (int i = 0; i < 3; i++) {
+				yc[i] = malloc((size_t)(m * ns[i]) * 4);
+				dy[i] = poisoned((size_t)(m * ns[i]) * 4);
+			}
+			T_EQ_INT(kern_linear_multi(C, x, m, 3, wc, yc), 0);
+			T_EQ_INT(kern_linear_multi(G, dx, m, 3, wg, (float *const *)dy), 0);
+			for (int i = 0; i < 3; i++) {
+				yg[i] = down(dy[i], (size_t)(m * ns[i]) * 4);
+				T_CHECK(close_f(yg[i], yc[i], (size_t)(m * ns[i]), at, rt, "linear_multi"));
+			}
+			/* linear_add into yc[1] / dy[1] (64 outputs from 256 inputs: wc[1]) */
+			float *base = rnd((size_t)(m * ns[1]), 1);
+			memcpy(yc[1], base, (size_t)(m * ns[1]) * 4);
+			kern_copy_h2d(G, dy[1], base, (size_t)(m * ns[1]) * 4);
+			T_EQ_INT(kern_linear_add(C, x, m, &wc[1], yc[1]), 0);
+			T_EQ_INT(kern_linear_add(G, dx, m, &wg[1], dy[1]), 0);
+			free(yg[1]);
+			yg[1] = down(dy[1], (size_t)(m * ns[1]) * 4);
+			T_CHECK(close_f(yg[1], yc[1], (size_t)(m * ns[1]), at, rt, "linear_add"));
+			/* swiglu with wc[1], wc[2] (same shape) */
+			float *sc_ = malloc((size_t)(m * 64) * 4);
+			void *dsg = poisoned((size_t)(m * 64) * 4);
+			T_EQ_INT(kern_swiglu(C, x, m, &wc[1], &wc[2], sc_), 0);
+			T_EQ_INT(kern_swiglu(G, dx, m, &wg[1], &wg[2], dsg), 0);
+			float *sg = down(dsg, (size_t)(m * 64) * 4);
+			T_CHECK(close_f(sg, sc_, (size_t)(m * 64), at, rt * 2, "swiglu"));
+			free(sc_); free(sg); kern_free(G, dsg); free(base);
+			for (int i = 0; i < 3; i++) {
+				free(yc[i]); free(yg[i]); kern_free(G, dy[i]); kern_free(G, dw[i]);
+				kern_free(G, ds[i]); free(hw[i]); free(hs[i]);
+			}
+			kern_free(G, dx);
+			free(x);
+		}
+	/* rope_kv vs rope + rope + kv_store on the CPU */
+	int64_t m = 3, H = 8, KVH = 2, hd = 64, cap = 40, kvd = KVH * hd;
+	int32_t pos[3] = {17, 18, 19};
+	float *q = rnd(m * H * hd, 1), *k = rnd(m * kvd, 1), *v = rnd(m * kvd, 1);
+	float *kc = rnd(cap * kvd, 1), *vc = rnd(cap * kvd, 1);
+	void *dq = up(q, m * H * hd * 4), *dk = up(k, m * kvd * 4), *dv = up(v, m * kvd * 4),
+	     *dkc = up(kc, cap * kvd * 4), *dvc = up(vc, cap * kvd * 4), *dp = up(pos, 12);
+	kern_rope(C, q, pos, m, H, hd, 5e5f);
+	kern_rope(C, k, pos, m, KVH, hd, 5e5f);
+	kern_kv_store(C, k, v, pos, m, kvd, kc, vc, cap);
+	T_EQ_INT(kern_rope_kv(G, dq, dk, dv, dp, m, H, KVH, hd, 5e5f, dkc, dvc, cap), 0);
+	float *gq = down(dq, m * H * hd * 4), *gkc = down(dkc, cap * kvd * 4),
+	      *gvc = down(dvc, cap * kvd * 4);
+	T_CHECK(close_f(gq, q, m * H * hd, 2e-4, 1e-4, "rope_kv q"));
+	T_CHECK(close_f(gkc, kc, cap * kvd, 2e-4, 1e-4, "rope_kv kcache"));
+	T_CHECK(same_f(gvc, vc, cap * kvd, "rope_kv vcache"));
+	free(gq); free(gkc); free(gvc); free(q); free(k); free(v); free(kc); free(vc);
+	kern_free(G, dq); kern_free(G, dk); kern_free(G, dv); kern_free(G, dkc); kern_free(G, dvc);
+	kern_free(G, dp);
+}
+
 static void test_cuda_close(void)
 {
 	if (G) kern_dev_close(G);
@@ -320,5 +424,6 @@ void t_main(void)
 	T_RUN(test_cuda_elementwise);
 	T_RUN(test_cuda_embed_rope_attention);
 	T_RUN(test_cuda_graph_replay);
+	T_RUN(test_cuda_fused);
 	T_RUN(test_cuda_close);
 }

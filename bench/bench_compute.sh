@@ -1,0 +1,25 @@
+#!/bin/sh
+# bench_compute.sh — issue 4's compute benchmarks (docs/benchmarks.md, "Compute").
+# CPU part (always): tokens/s of the llama kind on a small random config, BF16 and int8.
+# GPU part (GPU=1, on the H100 machine): the ~1.1B llama config in BF16 (hidden 2048, 22 layers,
+# 32 heads, 4 KV heads, intermediate 5632, vocab 32000, random weights from
+# bench/hf_llama.py, saved so both run the very same weights), prompt 128, 256 new tokens:
+#   HF transformers generate() at batch 1 and 8 (the baseline, same run), thaw decode tokens/s
+#   with and without the CUDA graph, vs the memory roofline, int8 weight-only vs BF16 (speed
+#   and teacher-forced greedy top-1 agreement), prefill GEMMs vs cuBLAS alone.
+BUILD=${BUILD:-build}
+B="$BUILD/bench/bench_llama"
+[ -x "$B" ] || { echo "bench_compute: $B not built (make bench / make CUDA=1 bench)"; exit 1; }
+echo "== CPU: llama kind, random config hidden 512, 8 layers, 8 heads, 4 KV heads, inter 1408, vocab 32000"
+"$B" --random 512,8,8,4,1408,32000 --device cpu --prompt 64 --new 64 --reps 3 \
+  --variants bf16,int8 || exit 1
+if [ "${GPU:-0}" != 1 ]; then
+  echo "bench_compute: GPU part skipped (GPU=1 runs it on a CUDA machine)"
+  exit 0
+fi
+M=${THAW_BENCH_MODEL_DIR:-/tmp/thaw-bench-llama1b}
+echo "== HF transformers baseline (same weights, saved to $M)"
+python3 bench/hf_llama.py --save "$M" --batches 1,8 --reps ${HF_REPS:-2} 2>&1 | grep -v -i warn || exit 1
+echo "== thaw llama kind, cuda:0"
+"$B" --model "$M" --device cuda:0 --prompt-file "$M/prompt.json" --new 256 --reps 5 \
+  --hf-greedy "$M/hf_greedy.json" --variants bf16,nograph,int8,int8:32 --gemm --bw

@@ -1,0 +1,490 @@
+/* bench_llama.c — compute benchmark helper for bench_compute.sh: runs the `llama` kind on a
+ * model directory (HF safetensors + config.json, e.g. saved by bench/hf_llama.py, so thaw and
+ * HF run the very same weights) or on a random small config, and prints one line per figure.
+ *
+ *   bench_llama --model DIR | --random HIDDEN,LAYERS,HEADS,KVHEADS,INTER,VOCAB
+ *               [--device cpu|cuda:N] [--prompt N | --prompt-file F.json] [--new N]
+ *               [--reps R] [--variants bf16,nograph,int8,int8:32] [--hf-greedy F.json]
+ *               [--gemm] [--bw]
+ *
+ * Decode tokens/s = decode steps / decode time (prefill excluded); e2e = new tokens / whole
+ * generate. Roofline = the bandwidth (spec 3.35 TB/s for an H100 SXM, and the measured
+ * device-to-device copy rate with --bw) divided by the weight bytes one decode step reads.
+ * int8 variants report teacher-forced greedy top-1 agreement with the first variant's tokens.
+ * --gemm times the prefill matrix products (kern_linear, BF16 weights, F32 activations
+ * rounded for cuBLAS) against cublasGemmEx alone (BF16 in, BF16 out) on the same shapes. */
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <jansson.h>
+#include "functions/fn.h"
+#include "functions/fn_llama.h"
+#include "functions/fn_quant.h"
+#include "kernels/kern.h"
+#include "snapshot/snap_st.h"
+#ifdef THAW_CUDA
+#include <cuda_runtime_api.h>
+#include <cublas_v2.h>
+#endif
+
+static double now_s(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return t.tv_sec + t.tv_nsec / 1e9;
+}
+
+typedef struct host_t {
+	char *name;
+	const char *dtype;
+	int ndim;
+	int64_t shape[8];
+	const void *data;
+	size_t nbytes;
+	void *own;
+} host_t;
+
+typedef struct model {
+	host_t *t;
+	size_t n;
+	json_t *config;
+} model;
+
+static uint64_t rs = 88172645463325252ull;
+static float nrand(void)   /* ~N(0,1) from 4 uniforms (Irwin-Hall), fast enough */
+{
+	float s = 0;
+	for (int i = 0; i < 4; i++) {
+		rs ^= rs << 13; rs ^= rs >> 7; rs ^= rs << 17;
+		s += (float)((rs >> 40) * (1.0 / 16777216.0));
+	}
+	return (s - 2.0f) * 1.7320508f;
+}
+
+static void add_t(model *m, const char *name, int ndim, const int64_t *shape, float std, int ones)
+{
+	host_t *t = &m->t[m->n++];
+	size_t cnt = 1;
+	t->name = strdup(name);
+	t->dtype = "BF16";
+	t->ndim = ndim;
+	for (int i = 0; i < ndim; i++) {
+		t->shape[i] = shape[i];
+		cnt *= (size_t)shape[i];
+	}
+	uint16_t *d = malloc(cnt * 2);
+	for (size_t i = 0; i < cnt; i++)
+		d[i] = kern_f32_to_bf16(ones ? 1.0f : nrand() * std);
+	t->data = t->own = d;
+	t->nbytes = cnt * 2;
+}
+
+static int random_model(model *m, const char *spec)
+{
+	long D, L, H, KVH, F, V;
+	if (sscanf(spec, "%ld,%ld,%ld,%ld,%ld,%ld", &D, &L, &H, &KVH, &F, &V) != 6)
+		return -EINVAL;
+	m->t = calloc((size_t)(L * 9 + 3), sizeof *m->t);
+	m->config = json_pack("{s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:f,s:f,s:b}", "hidden_size", D,
+			      "intermediate_size", F, "num_hidden_layers", L, "num_attention_heads", H,
+			      "num_key_value_heads", KVH, "vocab_size", V, "max_position_embeddings",
+			      2048, "rms_norm_eps", 1e-5, "rope_theta", 10000.0,
+			      "tie_word_embeddings", 0);
+	long hd = D / H;
+	char nm[256];
+	int64_t s2[2], s1[1] = {D};
+	s2[0] = V; s2[1] = D;
+	add_t(m, "model.embed_tokens.weight", 2, s2, 0.02f, 0);
+	add_t(m, "lm_head.weight", 2, s2, 0.02f, 0);
+	add_t(m, "model.norm.weight", 1, s1, 0, 1);
+	for (long l = 0; l < L; l++) {
+		struct { const char *n; long a, b; } mats[] = {
+			{"self_attn.q_proj", H * hd, D}, {"self_attn.k_proj", KVH * hd, D},
+			{"self_attn.v_proj", KVH * hd, D}, {"self_attn.o_proj", D, H * hd},
+			{"mlp.gate_proj", F, D}, {"mlp.up_proj", F, D}, {"mlp.down_proj", D, F}};
+		for (int j = 0; j < 7; j++) {
+			snprintf(nm, sizeof nm, "model.layers.%ld.%s.weight", l, mats[j].n);
+			s2[0] = mats[j].a; s2[1] = mats[j].b;
+			add_t(m, nm, 2, s2, 0.02f, 0);
+		}
+		snprintf(nm, sizeof nm, "model.layers.%ld.input_layernorm.weight", l);
+		add_t(m, nm, 1, s1, 0, 1);
+		snprintf(nm, sizeof nm, "model.layers.%ld.post_attention_layernorm.weight", l);
+		add_t(m, nm, 1, s1, 0, 1);
+	}
+	return 0;
+}
+
+static int dir_model(model *m, const char *dir, snap_st **st)
+{
+	char err[512];
+	if (snap_st_open(st, dir, err, sizeof err) < 0 || !(*st)->config) {
+		fprintf(stderr, "bench_llama: %s: %s\n", dir, err);
+		return -EINVAL;
+	}
+	m->config = json_loads((*st)->config, 0, NULL);
+	m->t = calloc((*st)->n, sizeof *m->t);
+	for (size_t i = 0; i < (*st)->n; i++) {
+		host_t *t = &m->t[m->n++];
+		const snap_st_tensor *s = &(*st)->t[i];
+		t->name = strdup(s->name);
+		t->dtype = snap_dtype_name(s->dtype);
+		t->ndim = (int)s->ndim;
+		for (uint32_t d = 0; d < s->ndim; d++)
+			t->shape[d] = (int64_t)s->shape[d];
+		t->data = snap_st_data(*st, i);
+		t->nbytes = s->end - s->begin;
+	}
+	return 0;
+}
+
+/* ---- a device copy of the weights, optionally int8-quantized (tensors in parallel) ---- */
+typedef struct qjob {
+	model *m;
+	int block, next_i;
+	pthread_mutex_t mu;
+	int8_t **q;
+	float **sc;
+} qjob;
+
+static void *qthread(void *arg)
+{
+	qjob *j = arg;
+	for (;;) {
+		pthread_mutex_lock(&j->mu);
+		int i = j->next_i++;
+		pthread_mutex_unlock(&j->mu);
+		if (i >= (int)j->m->n)
+			return NULL;
+		host_t *t = &j->m->t[i];
+		if (!fn_quant_eligible(t->name, t->dtype, t->ndim, t->shape, j->block))
+			continue;
+		int64_t n = t->shape[0], k = t->shape[1];
+		j->q[i] = malloc((size_t)(n * k));
+		j->sc[i] = malloc((size_t)fn_quant_scale_count(n, k, j->block) * 4);
+		fn_quant_int8(t->dtype, t->data, n, k, j->block, j->q[i], j->sc[i]);
+	}
+}
+
+typedef struct devw {
+	fn_weight *w;
+	size_t n;
+	char **names;
+	double weight_bytes;       /* bytes a decode step reads: every matrix but the embedding */
+} devw;
+
+static int upload(kern_dev *d, model *m, int quant, int block, devw *out)
+{
+	int8_t **q = calloc(m->n, sizeof *q);
+	float **sc = calloc(m->n, sizeof *sc);
+	if (quant) {
+		qjob j = {m, block, 0, PTHREAD_MUTEX_INITIALIZER, q, sc};
+		pthread_t th[32];
+		int nt = 16;
+		for (int i = 0; i < nt; i++)
+			pthread_create(&th[i], NULL, qthread, &j);
+		for (int i = 0; i < nt; i++)
+			pthread_join(th[i], NULL);
+	}
+	out->w = calloc(m->n * 2, sizeof *out->w);
+	out->names = calloc(m->n * 2, sizeof *out->names);
+	out->n = 0;
+	out->weight_bytes = 0;
+	for (size_t i = 0; i < m->n; i++) {
+		host_t *t = &m->t[i];
+		fn_weight *w = &out->w[out->n];
+		w->name = out->names[out->n] = strdup(t->name);
+		w->ndim = t->ndim;
+		memcpy(w->shape, t->shape, sizeof w->shape);
+		const void *src = t->data;
+		w->dtype = t->dtype;
+		w->nbytes = t->nbytes;
+		if (q[i]) {
+			src = q[i];
+			w->dtype = "I8";
+			w->nbytes = (size_t)(t->shape[0] * t->shape[1]);
+		}
+		void *p = kern_alloc(d, w->nbytes);
+		if (!p || kern_copy_h2d(d, p, src, w->nbytes) < 0)
+			return -ENOMEM;
+		w->data = p;
+		if (t->ndim == 2 && !strstr(t->name, "embed_tokens"))
+			out->weight_bytes += (double)w->nbytes;
+		out->n++;
+		if (q[i]) {
+			fn_weight *s = &out->w[out->n];
+			char nm[512];
+			snprintf(nm, sizeof nm, "%s%s", t->name, FN_QUANT_SCALE_SUFFIX);
+			s->name = out->names[out->n] = strdup(nm);
+			s->dtype = "F32";
+			int64_t ns = fn_quant_scale_count(t->shape[0], t->shape[1], block);
+			s->ndim = 2;
+			s->shape[0] = t->shape[0];
+			s->shape[1] = ns / t->shape[0];
+			s->nbytes = (size_t)ns * 4;
+			p = kern_alloc(d, s->nbytes);
+			kern_copy_h2d(d, p, sc[i], s->nbytes);
+			s->data = p;
+			out->weight_bytes += (double)s->nbytes;
+			out->n++;
+			free(q[i]);
+			free(sc[i]);
+		}
+	}
+	free(q);
+	free(sc);
+	return 0;
+}
+
+static void unload(kern_dev *d, devw *w)
+{
+	for (size_t i = 0; i < w->n; i++) {
+		kern_free(d, (void *)w->w[i].data);
+		free(w->names[i]);
+	}
+	free(w->w);
+	free(w->names);
+}
+
+static int cmp_d(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+static double measured_bw;
+
+#ifdef THAW_CUDA
+static void bench_bw(void)
+{
+	size_t n = 2ull << 30;
+	void *a, *b;
+	if (cudaMalloc(&a, n) != cudaSuccess || cudaMalloc(&b, n) != cudaSuccess)
+		return;
+	cudaMemcpy(b, a, n, cudaMemcpyDeviceToDevice);
+	cudaDeviceSynchronize();
+	double t0 = now_s();
+	for (int i = 0; i < 5; i++)
+		cudaMemcpy(b, a, n, cudaMemcpyDeviceToDevice);
+	cudaDeviceSynchronize();
+	double t = (now_s() - t0) / 5;
+	measured_bw = 2.0 * n / t;
+	printf("device_copy_bandwidth GB_s=%.0f (cudaMemcpy D2D, read+write)\n", measured_bw / 1e9);
+	cudaFree(a);
+	cudaFree(b);
+}
+
+static void bench_gemm(kern_dev *d, int M)
+{
+	int shapes[][2] = {{2048, 2048}, {256, 2048}, {5632, 2048}, {2048, 5632}, {32000, 2048}};
+	cublasHandle_t h;
+	cublasCreate(&h);
+	double tk_all = 0, tc_all = 0;
+	for (int s = 0; s < 5; s++) {
+		int N = shapes[s][0], K = shapes[s][1];
+		size_t wn = (size_t)N * K;
+		uint16_t *wh = malloc(wn * 2);
+		for (size_t i = 0; i < wn; i++)
+			wh[i] = kern_f32_to_bf16(nrand() * 0.02f);
+		float *xh = malloc((size_t)M * K * 4);
+		uint16_t *xb = malloc((size_t)M * K * 2);
+		for (size_t i = 0; i < (size_t)M * K; i++) {
+			xh[i] = nrand();
+			xb[i] = kern_f32_to_bf16(xh[i]);
+		}
+		void *W = kern_alloc(d, wn * 2), *X = kern_alloc(d, (size_t)M * K * 4),
+		     *Y = kern_alloc(d, (size_t)M * N * 4), *XB = kern_alloc(d, (size_t)M * K * 2),
+		     *YB = kern_alloc(d, (size_t)M * N * 2);
+		kern_copy_h2d(d, W, wh, wn * 2);
+		kern_copy_h2d(d, X, xh, (size_t)M * K * 4);
+		kern_copy_h2d(d, XB, xb, (size_t)M * K * 2);
+		kern_mat w = {KERN_BF16, N, K, W, NULL, 0};
+		int R = 50;
+		double tk[5], tc[5];
+		for (int rep = 0; rep < 5; rep++) {
+			kern_linear(d, X, M, &w, NULL, KERN_ACT_NONE, Y);
+			kern_dev_sync(d);
+			double t0 = now_s();
+			for (int i = 0; i < R; i++)
+				kern_linear(d, X, M, &w, NULL, KERN_ACT_NONE, Y);
+			kern_dev_sync(d);
+			tk[rep] = (now_s() - t0) / R;
+			float one = 1, zero = 0;
+			cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &one, W, CUDA_R_16BF, K, XB,
+				     CUDA_R_16BF, K, &zero, YB, CUDA_R_16BF, N, CUBLAS_COMPUTE_32F,
+				     CUBLAS_GEMM_DEFAULT);
+			cudaDeviceSynchronize();
+			t0 = now_s();
+			for (int i = 0; i < R; i++)
+				cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &one, W, CUDA_R_16BF, K,
+					     XB, CUDA_R_16BF, K, &zero, YB, CUDA_R_16BF, N,
+					     CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+			cudaDeviceSynchronize();
+			tc[rep] = (now_s() - t0) / R;
+		}
+		qsort(tk, 5, sizeof tk[0], cmp_d);
+		qsort(tc, 5, sizeof tc[0], cmp_d);
+		double fl = 2.0 * M * N * K;
+		printf("prefill_gemm M=%d N=%d K=%d thaw_us=%.1f (%.0f TFLOP/s) cublas_alone_us=%.1f "
+		       "(%.0f TFLOP/s) thaw_vs_cublas=%.2f\n", M, N, K, tk[2] * 1e6, fl / tk[2] / 1e12,
+		       tc[2] * 1e6, fl / tc[2] / 1e12, tc[2] / tk[2]);
+		int mult = s == 4 ? 0 : s == 1 ? 2 : s == 2 ? 2 : 1;   /* per layer: q,o; k,v; gate,up; down */
+		if (s == 0)
+			mult = 2;
+		tk_all += mult * tk[2];
+		tc_all += mult * tc[2];
+		kern_free(d, W); kern_free(d, X); kern_free(d, Y); kern_free(d, XB); kern_free(d, YB);
+		free(wh); free(xh); free(xb);
+	}
+	printf("prefill_gemm per-layer mix (q,k,v,o,gate,up,down) thaw_vs_cublas=%.2f\n",
+	       tc_all / tk_all);
+	cublasDestroy(h);
+}
+#endif
+
+int main(int argc, char **argv)
+{
+	const char *dir = NULL, *rnd = NULL, *dev = "cuda:0", *pfile = NULL, *hfg = NULL;
+	const char *variants = "bf16,nograph,int8,int8:32";
+	int P = 128, NEW = 256, R = 3, gemm = 0, bw = 0;
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i], *n = i + 1 < argc ? argv[i + 1] : "";
+		if (!strcmp(a, "--model")) dir = n, i++;
+		else if (!strcmp(a, "--random")) rnd = n, i++;
+		else if (!strcmp(a, "--device")) dev = n, i++;
+		else if (!strcmp(a, "--prompt")) P = atoi(n), i++;
+		else if (!strcmp(a, "--prompt-file")) pfile = n, i++;
+		else if (!strcmp(a, "--new")) NEW = atoi(n), i++;
+		else if (!strcmp(a, "--reps")) R = atoi(n), i++;
+		else if (!strcmp(a, "--variants")) variants = n, i++;
+		else if (!strcmp(a, "--hf-greedy")) hfg = n, i++;
+		else if (!strcmp(a, "--gemm")) gemm = 1;
+		else if (!strcmp(a, "--bw")) bw = 1;
+		else { fprintf(stderr, "bench_llama: unknown option %s\n", a); return 2; }
+	}
+	kern_dev *d;
+	if (kern_dev_open(dev, 0, &d) < 0) {
+		printf("bench_llama: device %s unavailable: skipped\n", dev);
+		return 0;
+	}
+	(void)bw;
+	(void)gemm;
+#ifdef THAW_CUDA
+	if (bw && kern_dev_is_cuda(d))
+		bench_bw();
+	if (gemm && kern_dev_is_cuda(d)) {
+		bench_gemm(d, P);
+		bench_gemm(d, 512);
+	}
+#endif
+	model m = {0};
+	snap_st *st = NULL;
+	double t0 = now_s();
+	if ((dir ? dir_model(&m, dir, &st) : rnd ? random_model(&m, rnd) : -EINVAL) < 0) {
+		fprintf(stderr, "bench_llama: need --model DIR or --random SPEC\n");
+		return 2;
+	}
+	printf("model %s: %zu tensors (%.1f s to open)\n", dir ? dir : rnd, m.n, now_s() - t0);
+	json_t *pj = pfile ? json_load_file(pfile, 0, NULL) : NULL;
+	if (pj)
+		P = (int)json_array_size(pj);
+	int32_t *prompt = malloc((size_t)P * 4);
+	long long V = json_integer_value(json_object_get(m.config, "vocab_size"));
+	for (int i = 0; i < P; i++)
+		prompt[i] = pj ? (int32_t)json_integer_value(json_array_get(pj, (size_t)i))
+			       : (int32_t)(3 + (i * 7919) % (V - 3));
+	json_t *toks = json_array();
+	for (int i = 0; i < P; i++)
+		json_array_append_new(toks, json_integer(prompt[i]));
+	json_t *req = json_pack("{s:O,s:i,s:[]}", "tokens", toks, "max_tokens", NEW, "stop");
+	json_t *meta = json_pack("{s:s,s:O}", "kind", "llama", "config", m.config);
+	const fn_kind *k = fn_kind_find("llama");
+	int32_t *ref = NULL;
+	char vbuf[256];
+	snprintf(vbuf, sizeof vbuf, "%s", variants);
+	for (char *save, *v = strtok_r(vbuf, ",", &save); v; v = strtok_r(NULL, ",", &save)) {
+		int quant = !strncmp(v, "int8", 4), block = !strcmp(v, "int8:32") ? 32 : 0;
+		if (!strcmp(v, "nograph"))
+			setenv("THAW_NO_GRAPH", "1", 1);
+		else
+			unsetenv("THAW_NO_GRAPH");
+		devw w;
+		t0 = now_s();
+		if (upload(d, &m, quant, block, &w) < 0) {
+			printf("variant %s: out of memory\n", v);
+			continue;
+		}
+		double t_up = now_s() - t0;
+		fn_load_args la = {d, w.w, w.n, meta};
+		void *s = NULL;
+		fn_error err;
+		if (k->load(&la, &s, &err) < 0) {
+			printf("variant %s: load failed: %s\n", v, err.msg);
+			unload(d, &w);
+			continue;
+		}
+		json_t *out = fn_invoke_one(k, s, req, &err);   /* warm-up (captures the graph) */
+		double dec[16], pre[16], e2e[16];
+		int steps = 0, graph = 0;
+		for (int r = 0; r < R && r < 16; r++) {
+			json_decref(out);
+			t0 = now_s();
+			out = fn_invoke_one(k, s, req, &err);
+			e2e[r] = now_s() - t0;
+			fn_llama_stats(s, &pre[r], &dec[r], &steps, &graph);
+		}
+		qsort(dec, (size_t)R, sizeof dec[0], cmp_d);
+		qsort(pre, (size_t)R, sizeof pre[0], cmp_d);
+		qsort(e2e, (size_t)R, sizeof e2e[0], cmp_d);
+		double tps = steps / dec[R / 2], roof = 3.35e12 / w.weight_bytes;
+		printf("thaw_llama device=%s variant=%s graph=%d prompt=%d new=%d prefill_ms=%.1f "
+		       "decode_tok_s=%.1f e2e_tok_s=%.1f weight_GB_per_token=%.3f roofline_3.35TBs_tok_s=%.0f "
+		       "pct_of_roofline=%.1f", dev, v, graph, P, NEW, pre[R / 2] * 1e3, tps,
+		       NEW / e2e[R / 2], w.weight_bytes / 1e9, roof, 100 * tps / roof);
+		if (measured_bw > 0)
+			printf(" pct_of_measured_copy_bw=%.1f", 100 * tps / (measured_bw / w.weight_bytes));
+		printf(" (upload+quantize %.1f s, median of %d)\n", t_up, R);
+		json_t *gt = json_object_get(out, "tokens");
+		int ng = (int)json_array_size(gt);
+		if (!ref && ng == NEW) {
+			ref = malloc((size_t)NEW * 4);
+			for (int i = 0; i < NEW; i++)
+				ref[i] = (int32_t)json_integer_value(json_array_get(gt, (size_t)i));
+			if (hfg) {
+				json_t *h = json_load_file(hfg, 0, NULL);
+				int same = 0, first = -1;
+				for (int i = 0; i < NEW && i < (int)json_array_size(h); i++) {
+					int eq = json_integer_value(json_array_get(h, (size_t)i)) == ref[i];
+					same += eq;
+					if (!eq && first < 0)
+						first = i;
+				}
+				printf("greedy vs HF generate (%s): %d/%d tokens equal, first difference at %d\n",
+				       v, same, NEW, first);
+				json_decref(h);
+			}
+		} else if (ref && quant) {
+			int32_t *am = malloc((size_t)NEW * 4);
+			if (fn_llama_forced(s, prompt, P, ref, NEW, am) == 0) {
+				int agree = 0;
+				for (int i = 0; i < NEW; i++)
+					agree += am[i] == ref[i];
+				printf("int8_agreement variant=%s teacher-forced greedy top-1 vs first variant: "
+				       "%d/%d (%.1f%%)\n", v, agree, NEW, 100.0 * agree / NEW);
+			}
+			free(am);
+		}
+		json_decref(out);
+		k->release(s);
+		unload(d, &w);
+	}
+	json_decref(req);
+	json_decref(meta);
+	json_decref(pj);
+	kern_dev_close(d);
+	return 0;
+}

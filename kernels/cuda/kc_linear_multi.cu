@@ -1,0 +1,30 @@
+/* kc_linear_multi.cu — op kern_linear_multi: up to three products of one input (q, k, v) in one
+ * GEMV launch for small m (rows numbered across the matrices); cuBLAS one by one otherwise (x rounded to
+ * F16/BF16 once for all of them). */
+#include "kernels/cuda/kc_int.h"
+
+extern "C" int kc_linear_multi(void *b, const float *x, int64_t m, int nw, const kern_mat *w,
+			       float *const *y)
+{
+	kc *c = (kc *)b;
+	KC_ENTER(c);
+	if (m <= 8 || w[0].dt == KERN_I8) {
+		int rc = kc_gemv_ex(c, x, m, nw, w, y, NULL, KERN_ACT_NONE, 0, 0);
+		if (rc != -EAGAIN)
+			return rc;
+	}
+	int rounded = 0;
+	if (m > 8 && (w[0].dt == KERN_BF16 || w[0].dt == KERN_F16)) {   /* round x once */
+		int rc = kc_round_x(c, x, m, &w[0]);
+		if (rc)
+			return rc;
+		rounded = 1;
+	}
+	for (int i = 0; i < nw; i++) {
+		int rc = m > 8 && w[0].dt != KERN_I8 ? kc_gemm_ex(c, x, m, &w[i], y[i], 0.f, rounded)
+						     : kc_linear(b, x, m, &w[i], NULL, KERN_ACT_NONE, y[i]);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
