@@ -140,6 +140,10 @@ try:
         wait_state("cold")
         how = drop(snap)
         cold_disk.append(first_token())
+        c = last_cold_line(log)
+        print("  cold (page cache dropped) start %d: %s" % (r + 1, {k: c.get(k) for k in (
+            "total_ms", "restore_ms", "restore_io", "restore_wall_ms", "read_ms", "decode_ms",
+            "gpu_copy_ms", "load_ms")}))
         bare_cold.append(bare_restore(True))
     req("POST", "/v2/repository/models/m/unload", {})
 finally:

@@ -19,12 +19,11 @@ torch.zeros(1, device=dev)
 if dev.startswith("cuda"):
     torch.cuda.synchronize()
 t_init = time.perf_counter()
-cfg = transformers.AutoConfig.from_pretrained(d)
-with torch.device("meta"):
-    model = transformers.LlamaForCausalLM(cfg)
-sd = load_file(d + "/model.safetensors", device=dev)
-model.load_state_dict(sd, strict=False, assign=True)
-model = model.to(dtype=torch.bfloat16)
+# the way users load a model: from_pretrained reads config.json and the safetensors weights
+try:
+    model = transformers.LlamaForCausalLM.from_pretrained(d, dtype=torch.bfloat16, device_map=dev)
+except TypeError:
+    model = transformers.LlamaForCausalLM.from_pretrained(d, torch_dtype=torch.bfloat16, device_map=dev)
 model.eval()
 if dev.startswith("cuda"):
     torch.cuda.synchronize()

@@ -820,12 +820,20 @@ static void load_done(rt_work *w)
 	const char *kv[] = {"function", in->name, "tier", tier};
 	rt_metric_add(s->m_cold, 1, 2, kv);
 	rt_metric_observe(s->m_cold_dur, total, 1, kv);
-	char f[512];
-	snprintf(f, sizeof f,
+	char f[768];
+	int fl = snprintf(f, sizeof f,
 		 "\"function\":\"%s\",\"revision\":%u,\"device\":\"%s\",\"tier\":\"%s\",\"bytes\":%" PRIu64
 		 ",\"total_ms\":%.3f,\"restore_ms\":%.3f,\"copy_ms\":%.3f,\"load_ms\":%.3f",
 		 in->name, in->rev, in->dev->name, tier, in->image_bytes, total * 1e3, restore_s * 1e3,
 		 copy_s * 1e3, load_s * 1e3);
+	/* how the restore itself went (disk tier): I/O mode and where its time went */
+	const rt_image *ri = in->dev->cuda ? in->dev_img : in->host_img;
+	if (!in->tier && ri && ri->stats.wall_s > 0 && fl > 0 && (size_t)fl < sizeof f)
+		snprintf(f + fl, sizeof f - (size_t)fl,
+			 ",\"restore_io\":\"%s\",\"restore_wall_ms\":%.3f,\"read_ms\":%.3f,\"decode_ms\":%.3f,"
+			 "\"gpu_copy_ms\":%.3f,\"threads\":%d",
+			 snap_io_mode_name(ri->stats.io), ri->stats.wall_s * 1e3, ri->stats.read_s * 1e3,
+			 ri->stats.decode_s * 1e3, ri->stats.copy_s * 1e3, ri->stats.threads);
 	rt_log(RT_LOG_INFO, "cold start", f);
 	/* CPU: the host image is now the live one (device memory, not the tier); GPU: a host copy
 	 * stays in the tier as a cache */
