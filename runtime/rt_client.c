@@ -13,21 +13,12 @@
 #include <sys/time.h>
 #include <unistd.h>
 #include <jansson.h>
+#include "runtime/rt_log.h"
 #include "runtime/rt_client.h"
 #include "runtime/rt_version.h"
 
 #define MAX_HEADER_BYTES (64 * 1024)
 
-static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
-{
-	if (err && errlen) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return rc;
-}
 
 const char *rt_client_pick_url(const char *flag_url)
 {
@@ -41,21 +32,21 @@ int rt_client_url_parse(const char *url, rt_client_url *u, char *err, size_t err
 {
 	memset(u, 0, sizeof *u);
 	if (!url)
-		return fail(err, errlen, -EINVAL, "no server URL");
+		return rt_errf(err, errlen, -EINVAL, "no server URL");
 	if (strncasecmp(url, "https://", 8) == 0)
-		return fail(err, errlen, -EINVAL, "URL '%s': https is not supported by the thaw CLI "
+		return rt_errf(err, errlen, -EINVAL, "URL '%s': https is not supported by the thaw CLI "
 			    "(use http://, with TLS terminated in front of thaw)", url);
 	if (strncasecmp(url, "http://", 7) != 0)
-		return fail(err, errlen, -EINVAL, "URL '%s' must start with http://", url);
+		return rt_errf(err, errlen, -EINVAL, "URL '%s' must start with http://", url);
 	const char *p = url + 7, *h, *he;
 	if (strpbrk(p, "@?# \t\r\n"))
-		return fail(err, errlen, -EINVAL, "URL '%s': user info, query, fragment and spaces are "
+		return rt_errf(err, errlen, -EINVAL, "URL '%s': user info, query, fragment and spaces are "
 			    "not supported", url);
 	if (*p == '[') {
 		h = p + 1;
 		he = strchr(h, ']');
 		if (!he)
-			return fail(err, errlen, -EINVAL, "URL '%s': unterminated '['", url);
+			return rt_errf(err, errlen, -EINVAL, "URL '%s': unterminated '['", url);
 		p = he + 1;
 	} else {
 		h = p;
@@ -64,7 +55,7 @@ int rt_client_url_parse(const char *url, rt_client_url *u, char *err, size_t err
 	}
 	size_t hl = (size_t)(he - h);
 	if (hl == 0 || hl >= sizeof u->host)
-		return fail(err, errlen, -EINVAL, "URL '%s': bad host", url);
+		return rt_errf(err, errlen, -EINVAL, "URL '%s': bad host", url);
 	memcpy(u->host, h, hl);
 	snprintf(u->port, sizeof u->port, "80");
 	if (*p == ':') {
@@ -72,24 +63,24 @@ int rt_client_url_parse(const char *url, rt_client_url *u, char *err, size_t err
 		size_t pl = strcspn(p, "/");
 		long v = 0;
 		if (pl == 0 || pl > 5)
-			return fail(err, errlen, -EINVAL, "URL '%s': bad port", url);
+			return rt_errf(err, errlen, -EINVAL, "URL '%s': bad port", url);
 		for (size_t i = 0; i < pl; i++) {
 			if (p[i] < '0' || p[i] > '9')
-				return fail(err, errlen, -EINVAL, "URL '%s': bad port", url);
+				return rt_errf(err, errlen, -EINVAL, "URL '%s': bad port", url);
 			v = v * 10 + (p[i] - '0');
 		}
 		if (v < 1 || v > 65535)
-			return fail(err, errlen, -EINVAL, "URL '%s': port must be 1..65535", url);
+			return rt_errf(err, errlen, -EINVAL, "URL '%s': port must be 1..65535", url);
 		snprintf(u->port, sizeof u->port, "%ld", v);
 		p += pl;
 	} else if (*p && *p != '/') {
-		return fail(err, errlen, -EINVAL, "URL '%s': bad host", url);
+		return rt_errf(err, errlen, -EINVAL, "URL '%s': bad host", url);
 	}
 	size_t pl = strlen(p);
 	while (pl > 0 && p[pl - 1] == '/')
 		pl--;
 	if (pl >= sizeof u->prefix)
-		return fail(err, errlen, -EINVAL, "URL '%s': path too long", url);
+		return rt_errf(err, errlen, -EINVAL, "URL '%s': path too long", url);
 	memcpy(u->prefix, p, pl);
 	int v6 = strchr(u->host, ':') != NULL;
 	snprintf(u->hostport, sizeof u->hostport, "%s%s%s%s%s", v6 ? "[" : "", u->host, v6 ? "]" : "",
@@ -102,7 +93,7 @@ static int connect_to(const rt_client_url *u, int timeout_ms, char *err, size_t 
 	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res, *ai;
 	int g = getaddrinfo(u->host, u->port, &hints, &res);
 	if (g != 0)
-		return fail(err, errlen, g == EAI_NONAME ? -ENOENT : -EHOSTUNREACH,
+		return rt_errf(err, errlen, g == EAI_NONAME ? -ENOENT : -EHOSTUNREACH,
 			    "cannot resolve '%s': %s", u->host, gai_strerror(g));
 	int last = ECONNREFUSED, fd = -1;
 	for (ai = res; ai; ai = ai->ai_next) {
@@ -136,7 +127,7 @@ static int connect_to(const rt_client_url *u, int timeout_ms, char *err, size_t 
 	}
 	freeaddrinfo(res);
 	if (fd < 0)
-		return fail(err, errlen, -last, "cannot connect to http://%s: %s", u->hostport,
+		return rt_errf(err, errlen, -last, "cannot connect to http://%s: %s", u->hostport,
 			    strerror(last));
 	/* back to blocking, with timeouts on each wait */
 	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
@@ -273,13 +264,13 @@ static int read_response(int fd, const char *method, rt_client_resp *resp, char 
 	char *l;
 	for (;;) {   /* skip 1xx interim responses */
 		if (!(l = line(&r, MAX_HEADER_BYTES, &rc))) {
-			rc = rc == 0 ? fail(err, errlen, -EPROTO, "the server closed the connection without "
+			rc = rc == 0 ? rt_errf(err, errlen, -EPROTO, "the server closed the connection without "
 					    "a response") : rc;
 			goto out;
 		}
 		int st;
 		if (sscanf(l, "HTTP/1.%*1[01] %3d", &st) != 1 || st < 100 || st > 999) {
-			rc = fail(err, errlen, -EPROTO, "malformed status line from the server");
+			rc = rt_errf(err, errlen, -EPROTO, "malformed status line from the server");
 			goto out;
 		}
 		resp->status = st;
@@ -305,7 +296,7 @@ static int read_response(int fd, const char *method, rt_client_resp *resp, char 
 				errno = 0;
 				long long v = strtoll(c, &e, 10);
 				if (errno || *e || v < 0 || e == c || (clen >= 0 && clen != v)) {
-					rc = fail(err, errlen, -EPROTO, "bad Content-Length from the server");
+					rc = rt_errf(err, errlen, -EPROTO, "bad Content-Length from the server");
 					goto out;
 				}
 				clen = v;
@@ -319,7 +310,7 @@ static int read_response(int fd, const char *method, rt_client_resp *resp, char 
 		}
 		if (!l) {
 			rc = rc == 0 ? -EPROTO : rc;
-			fail(err, errlen, rc, "incomplete response headers from the server");
+			rt_errf(err, errlen, rc, "incomplete response headers from the server");
 			goto out;
 		}
 		if (st >= 200 || st == 101)
@@ -364,13 +355,13 @@ static int read_response(int fd, const char *method, rt_client_resp *resp, char 
 	}
 	if (rc < 0) {
 		if (rc == -ETIMEDOUT)
-			fail(err, errlen, rc, "timed out waiting for the server's response");
+			rt_errf(err, errlen, rc, "timed out waiting for the server's response");
 		else if (rc == -EFBIG)
-			fail(err, errlen, rc, "response body over %zu bytes", RT_CLIENT_MAX_BODY);
+			rt_errf(err, errlen, rc, "response body over %zu bytes", RT_CLIENT_MAX_BODY);
 		else if (rc == -EPROTO)
-			fail(err, errlen, rc, "malformed or truncated response body from the server");
+			rt_errf(err, errlen, rc, "malformed or truncated response body from the server");
 		else
-			fail(err, errlen, rc, "reading the response: %s", strerror(-rc));
+			rt_errf(err, errlen, rc, "reading the response: %s", strerror(-rc));
 		goto out;
 	}
 	if (!body) {
@@ -386,7 +377,7 @@ static int read_response(int fd, const char *method, rt_client_resp *resp, char 
 	body = NULL;
 out:
 	if (rc < 0 && rc != -ETIMEDOUT && rc != -EPROTO && rc != -EFBIG && err && !err[0])
-		fail(err, errlen, rc, "reading the response: %s", strerror(-rc));
+		rt_errf(err, errlen, rc, "reading the response: %s", strerror(-rc));
 	free(body);
 	free(r.buf);
 	return rc;
@@ -417,7 +408,7 @@ int rt_client_request(const rt_client_url *u, const char *method, const char *pa
 		n += snprintf(head + n, sizeof head - (size_t)n, "\r\n");
 	else {
 		close(fd);
-		return fail(err, errlen, -ENAMETOOLONG, "request line too long");
+		return rt_errf(err, errlen, -ENAMETOOLONG, "request line too long");
 	}
 	int rc = send_all(fd, head, (size_t)n);
 	if (rc == 0 && body && body_len)
@@ -425,7 +416,7 @@ int rt_client_request(const rt_client_url *u, const char *method, const char *pa
 	/* a server may answer early (e.g. 413) and close: still read what it said */
 	if (rc < 0 && rc != -EPIPE && rc != -ECONNRESET) {
 		close(fd);
-		return fail(err, errlen, rc, "sending the request to http://%s: %s", u->hostport,
+		return rt_errf(err, errlen, rc, "sending the request to http://%s: %s", u->hostport,
 			    strerror(-rc));
 	}
 	rc = read_response(fd, method, resp, err, errlen);

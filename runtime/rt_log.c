@@ -141,3 +141,14 @@ void rt_log_access(const char *method, const char *path, int status, double seco
 		snprintf(f + n, sizeof f - (size_t)n, ",\"traceparent\":\"%s\"", traceparent);
 	rt_log(RT_LOG_INFO, "request", f);
 }
+
+int rt_errf(char *err, size_t errlen, int rc, const char *fmt, ...)
+{
+	if (err && errlen) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(err, errlen, fmt, ap);
+		va_end(ap);
+	}
+	return rc;
+}

@@ -31,6 +31,10 @@ void rt_log_access(const char *method, const char *path, int status, double seco
  * NUL-terminated, never splitting an escape) and returns the number of bytes written. */
 size_t rt_json_escape(char *out, size_t cap, const char *s);
 
+/* rt_errf formats a message into err (when err and errlen are set) and returns rc: the
+ * errno-style return with a message used across runtime/. */
+int rt_errf(char *err, size_t errlen, int rc, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
 /* rt_log_labels returns the "k_service":..,.. fragment (possibly empty) for other modules. */
 const char *rt_log_labels(void);
 

@@ -9,18 +9,9 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include "runtime/rt_log.h"
 #include "runtime/rt_manifest.h"
 
-static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
-{
-	if (err && errlen) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return rc;
-}
 
 /* shown copies a user-supplied string for a message: at most 64 bytes, printable ASCII only. */
 static const char *shown(const char *s, char *buf, size_t cap)
@@ -57,7 +48,7 @@ static int get_int(const json_t *v, const char *field, long long lo, long long h
 		   char *err, size_t errlen)
 {
 	if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi)
-		return fail(err, errlen, -EINVAL, "field '%s': must be an integer %lld..%lld", field, lo, hi);
+		return rt_errf(err, errlen, -EINVAL, "field '%s': must be an integer %lld..%lld", field, lo, hi);
 	*out = (int)json_integer_value(v);
 	return 0;
 }
@@ -67,7 +58,7 @@ static int get_seconds(const json_t *v, const char *field, double lo, double hi,
 {
 	double d = json_is_number(v) ? json_number_value(v) : NAN;
 	if (!json_is_number(v) || !isfinite(d) || d < lo || d > hi)
-		return fail(err, errlen, -EINVAL, "field '%s': must be a number of seconds %g..%g",
+		return rt_errf(err, errlen, -EINVAL, "field '%s': must be a number of seconds %g..%g",
 			    field, lo, hi);
 	*out = d;
 	return 0;
@@ -78,11 +69,11 @@ static int get_str(const json_t *v, const char *field, size_t max, const char **
 		   char *err, size_t errlen)
 {
 	if (!json_is_string(v))
-		return fail(err, errlen, -EINVAL, "field '%s': must be a string", field);
+		return rt_errf(err, errlen, -EINVAL, "field '%s': must be a string", field);
 	const char *s = json_string_value(v);
 	size_t n = json_string_length(v);
 	if (n == 0 || n > max || strlen(s) != n)
-		return fail(err, errlen, -EINVAL, "field '%s': must be a string of 1..%zu bytes without NUL",
+		return rt_errf(err, errlen, -EINVAL, "field '%s': must be a string of 1..%zu bytes without NUL",
 			    field, max);
 	*out = s;
 	return 0;
@@ -156,12 +147,12 @@ int rt_traffic_from_json(const json_t *obj, rt_traffic *t, char *err, size_t err
 	char b[80];
 	memset(t, 0, sizeof *t);
 	if (!json_is_object(obj))
-		return fail(err, errlen, -EINVAL,
+		return rt_errf(err, errlen, -EINVAL,
 			    "field 'traffic': must be an object of revision (or \"latest\") to percent");
 	if (json_object_size(obj) == 0)
-		return fail(err, errlen, -EINVAL, "field 'traffic': must name at least one revision");
+		return rt_errf(err, errlen, -EINVAL, "field 'traffic': must name at least one revision");
 	if (json_object_size(obj) > RT_MANIFEST_TRAFFIC_MAX)
-		return fail(err, errlen, -EINVAL, "field 'traffic': at most %d revisions",
+		return rt_errf(err, errlen, -EINVAL, "field 'traffic': at most %d revisions",
 			    RT_MANIFEST_TRAFFIC_MAX);
 	const char *k;
 	json_t *v;
@@ -169,10 +160,10 @@ int rt_traffic_from_json(const json_t *obj, rt_traffic *t, char *err, size_t err
 	json_object_foreach((json_t *)obj, k, v) {
 		long long rev = parse_rev(k);
 		if (rev < 0)
-			return fail(err, errlen, -EINVAL, "field 'traffic': key '%s' must be a revision "
+			return rt_errf(err, errlen, -EINVAL, "field 'traffic': key '%s' must be a revision "
 				    "number 1..%u or \"latest\"", shown(k, b, sizeof b), RT_MANIFEST_REV_MAX);
 		if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 100)
-			return fail(err, errlen, -EINVAL, "field 'traffic': percent for '%s' must be an "
+			return rt_errf(err, errlen, -EINVAL, "field 'traffic': percent for '%s' must be an "
 				    "integer 0..100", k);
 		t->e[t->n].rev = (uint32_t)rev;
 		t->e[t->n].percent = (int)json_integer_value(v);
@@ -180,7 +171,7 @@ int rt_traffic_from_json(const json_t *obj, rt_traffic *t, char *err, size_t err
 		t->n++;
 	}
 	if (sum != 100)
-		return fail(err, errlen, -EINVAL, "field 'traffic': percents must sum to 100 (got %d)", sum);
+		return rt_errf(err, errlen, -EINVAL, "field 'traffic': percents must sum to 100 (got %d)", sum);
 	qsort(t->e, (size_t)t->n, sizeof t->e[0], cmp_entry);
 	return 0;
 }
@@ -219,7 +210,7 @@ int rt_manifest_from_json(const json_t *obj, rt_manifest_kind_fn kind_known, voi
 	char b[80];
 	rt_manifest_defaults(m);
 	if (!json_is_object(obj))
-		return fail(err, errlen, -EINVAL, "manifest must be a JSON object");
+		return rt_errf(err, errlen, -EINVAL, "manifest must be a JSON object");
 	const char *k;
 	json_t *v;
 	int have_kind = 0, rc;
@@ -229,7 +220,7 @@ int rt_manifest_from_json(const json_t *obj, rt_manifest_kind_fn kind_known, voi
 			if ((rc = get_str(v, k, RT_MANIFEST_KIND_MAX, &s, err, errlen)) < 0)
 				return rc;
 			if (!kind_syntax_ok(s))
-				return fail(err, errlen, -EINVAL, "field 'kind': '%s' is not a kind name "
+				return rt_errf(err, errlen, -EINVAL, "field 'kind': '%s' is not a kind name "
 					    "([a-z0-9_-])", shown(s, b, sizeof b));
 			snprintf(m->kind, sizeof m->kind, "%s", s);
 			have_kind = 1;
@@ -257,7 +248,7 @@ int rt_manifest_from_json(const json_t *obj, rt_manifest_kind_fn kind_known, voi
 		} else if (strcmp(k, "device") == 0) {
 			if (!json_is_string(v) || strlen(json_string_value(v)) != json_string_length(v) ||
 			    parse_device(json_string_value(v), m) < 0)
-				return fail(err, errlen, -EINVAL, "field 'device': must be \"auto\", \"cpu\" "
+				return rt_errf(err, errlen, -EINVAL, "field 'device': must be \"auto\", \"cpu\" "
 					    "or \"cuda:N\" with N 0..%d", RT_MANIFEST_CUDA_MAX);
 		} else if (strcmp(k, "max_batch") == 0) {
 			if ((rc = get_int(v, k, 1, RT_MANIFEST_MAX_BATCH_MAX, &m->max_batch, err, errlen)) < 0)
@@ -270,15 +261,15 @@ int rt_manifest_from_json(const json_t *obj, rt_manifest_kind_fn kind_known, voi
 			if ((rc = rt_traffic_from_json(v, &m->traffic, err, errlen)) < 0)
 				return rc;
 		} else {
-			return fail(err, errlen, -EINVAL, "field '%s': unknown field", shown(k, b, sizeof b));
+			return rt_errf(err, errlen, -EINVAL, "field '%s': unknown field", shown(k, b, sizeof b));
 		}
 	}
 	if (!have_kind)
-		return fail(err, errlen, -EINVAL, "field 'kind': required");
+		return rt_errf(err, errlen, -EINVAL, "field 'kind': required");
 	if (kind_known && !kind_known(m->kind, ud))
-		return fail(err, errlen, -EINVAL, "field 'kind': unknown kind '%s'", m->kind);
+		return rt_errf(err, errlen, -EINVAL, "field 'kind': unknown kind '%s'", m->kind);
 	if (!m->snapshot[0] && strcmp(m->kind, "echo") != 0)
-		return fail(err, errlen, -EINVAL, "field 'snapshot': required for kind '%s'", m->kind);
+		return rt_errf(err, errlen, -EINVAL, "field 'snapshot': required for kind '%s'", m->kind);
 	return 0;
 }
 
@@ -289,7 +280,7 @@ int rt_manifest_parse(const char *buf, size_t len, rt_manifest_kind_fn kind_know
 	rt_manifest_defaults(m);
 	json_t *root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &je);
 	if (!root)
-		return fail(err, errlen, -EINVAL, "invalid JSON at line %d column %d: %s", je.line,
+		return rt_errf(err, errlen, -EINVAL, "invalid JSON at line %d column %d: %s", je.line,
 			    je.column, je.text);
 	int rc = rt_manifest_from_json(root, kind_known, ud, m, err, errlen);
 	json_decref(root);
@@ -335,16 +326,16 @@ int rt_manifest_name_valid(const char *name, char *err, size_t errlen)
 {
 	char b[80];
 	if (!name || !name[0])
-		return fail(err, errlen, -EINVAL, "function name must not be empty");
+		return rt_errf(err, errlen, -EINVAL, "function name must not be empty");
 	size_t n = strlen(name);
 	if (n > RT_MANIFEST_NAME_MAX)
-		return fail(err, errlen, -EINVAL, "function name '%s' is longer than %d characters",
+		return rt_errf(err, errlen, -EINVAL, "function name '%s' is longer than %d characters",
 			    shown(name, b, sizeof b), RT_MANIFEST_NAME_MAX);
 	for (size_t i = 0; i < n; i++) {
 		char c = name[i];
 		int alnum = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
 		if (!alnum && !(c == '-' && i > 0 && i + 1 < n))
-			return fail(err, errlen, -EINVAL, "function name '%s' must be lower-case letters, "
+			return rt_errf(err, errlen, -EINVAL, "function name '%s' must be lower-case letters, "
 				    "digits and '-', starting and ending with a letter or digit",
 				    shown(name, b, sizeof b));
 	}
@@ -431,30 +422,30 @@ int rt_manifest_resolve_snapshot(const char *data_dir, const char *const *allowe
 {
 	char b[80], snapdir[PATH_MAX], cand[PATH_MAX], real[PATH_MAX], absdata[PATH_MAX];
 	if (!snapshot || !snapshot[0])
-		return fail(err, errlen, -EINVAL, "field 'snapshot': must not be empty");
+		return rt_errf(err, errlen, -EINVAL, "field 'snapshot': must not be empty");
 	/* DATA/snapshots as an absolute path (the data directory may be given relative) */
 	if (data_dir[0] == '/') {
 		snprintf(absdata, sizeof absdata, "%s", data_dir);
 	} else {
 		char cwd[PATH_MAX];
 		if (!getcwd(cwd, sizeof cwd))
-			return fail(err, errlen, -errno, "getcwd: %s", strerror(errno));
+			return rt_errf(err, errlen, -errno, "getcwd: %s", strerror(errno));
 		if ((size_t)snprintf(absdata, sizeof absdata, "%s/%s", cwd, data_dir) >= sizeof absdata)
-			return fail(err, errlen, -ENAMETOOLONG, "data directory path too long");
+			return rt_errf(err, errlen, -ENAMETOOLONG, "data directory path too long");
 	}
 	if ((size_t)snprintf(snapdir, sizeof snapdir, "%s/snapshots", absdata) >= sizeof snapdir)
-		return fail(err, errlen, -ENAMETOOLONG, "data directory path too long");
+		return rt_errf(err, errlen, -ENAMETOOLONG, "data directory path too long");
 	const char *slash = strchr(snapshot, '/');
 	if (snapshot[0] != '/') {
 		if (slash || strcmp(snapshot, ".") == 0 || strcmp(snapshot, "..") == 0)
-			return fail(err, errlen, -EACCES, "field 'snapshot': '%s' must be a file name in "
+			return rt_errf(err, errlen, -EACCES, "field 'snapshot': '%s' must be a file name in "
 				    "DATA/snapshots or an absolute path under an allowed root",
 				    shown(snapshot, b, sizeof b));
 		if ((size_t)snprintf(cand, sizeof cand, "%s/%s", snapdir, snapshot) >= sizeof cand)
-			return fail(err, errlen, -ENAMETOOLONG, "field 'snapshot': path too long");
+			return rt_errf(err, errlen, -ENAMETOOLONG, "field 'snapshot': path too long");
 	} else {
 		if (strlen(snapshot) >= sizeof cand)
-			return fail(err, errlen, -ENAMETOOLONG, "field 'snapshot': path too long");
+			return rt_errf(err, errlen, -ENAMETOOLONG, "field 'snapshot': path too long");
 		snprintf(cand, sizeof cand, "%s", snapshot);
 	}
 	if (!realpath(cand, real)) {
@@ -462,28 +453,28 @@ int rt_manifest_resolve_snapshot(const char *data_dir, const char *const *allowe
 		char norm[PATH_MAX];
 		normalize(cand, norm, sizeof norm);
 		if (!allowed(norm, snapdir, allowed_roots, n, 0))
-			return fail(err, errlen, -EACCES, "field 'snapshot': '%s' is outside DATA/snapshots "
+			return rt_errf(err, errlen, -EACCES, "field 'snapshot': '%s' is outside DATA/snapshots "
 				    "and the allowed snapshot roots", shown(snapshot, b, sizeof b));
 		if (e == ENOENT || e == ENOTDIR)
-			return fail(err, errlen, -ENOENT, "field 'snapshot': '%s' does not exist%s",
+			return rt_errf(err, errlen, -ENOENT, "field 'snapshot': '%s' does not exist%s",
 				    shown(snapshot, b, sizeof b), slash ? "" : " in DATA/snapshots");
-		return fail(err, errlen, -e, "field 'snapshot': '%s': %s", shown(snapshot, b, sizeof b),
+		return rt_errf(err, errlen, -e, "field 'snapshot': '%s': %s", shown(snapshot, b, sizeof b),
 			    strerror(e));
 	}
 	if (!allowed(real, snapdir, allowed_roots, n, 1))
 		/* same words as for a missing file outside: the answer must not tell whether a file
 		 * outside the roots exists */
-		return fail(err, errlen, -EACCES, "field 'snapshot': '%s' is outside DATA/snapshots "
+		return rt_errf(err, errlen, -EACCES, "field 'snapshot': '%s' is outside DATA/snapshots "
 			    "and the allowed snapshot roots", shown(snapshot, b, sizeof b));
 	struct stat st;
 	if (stat(real, &st) < 0)
-		return fail(err, errlen, -errno, "field 'snapshot': '%s': %s", shown(snapshot, b, sizeof b),
+		return rt_errf(err, errlen, -errno, "field 'snapshot': '%s': %s", shown(snapshot, b, sizeof b),
 			    strerror(errno));
 	if (!S_ISREG(st.st_mode))
-		return fail(err, errlen, -EINVAL, "field 'snapshot': '%s' is not a regular file",
+		return rt_errf(err, errlen, -EINVAL, "field 'snapshot': '%s' is not a regular file",
 			    shown(snapshot, b, sizeof b));
 	if (strlen(real) >= cap)
-		return fail(err, errlen, -ENAMETOOLONG, "field 'snapshot': resolved path too long");
+		return rt_errf(err, errlen, -ENAMETOOLONG, "field 'snapshot': resolved path too long");
 	snprintf(resolved, cap, "%s", real);
 	return 0;
 }

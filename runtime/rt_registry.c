@@ -79,16 +79,6 @@ struct rt_registry {
 	sqlite3_stmt *st[S_COUNT];
 };
 
-static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
-{
-	if (err && errlen) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return rc;
-}
 
 static int64_t now_ms(void)
 {
@@ -161,14 +151,14 @@ static int migrate(sqlite3 *db, char *err, size_t errlen)
 	sqlite3_stmt *s;
 	int v = -1;
 	if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &s, NULL) != SQLITE_OK)
-		return fail(err, errlen, -EIO, "registry: %s", sqlite3_errmsg(db));
+		return rt_errf(err, errlen, -EIO, "registry: %s", sqlite3_errmsg(db));
 	if (sqlite3_step(s) == SQLITE_ROW)
 		v = sqlite3_column_int(s, 0);
 	sqlite3_finalize(s);
 	if (v < 0)
-		return fail(err, errlen, -EIO, "registry: cannot read the schema version");
+		return rt_errf(err, errlen, -EIO, "registry: cannot read the schema version");
 	if (v > N_MIGRATIONS)
-		return fail(err, errlen, -EPROTO, "registry: schema version %d is newer than this thaw "
+		return rt_errf(err, errlen, -EPROTO, "registry: schema version %d is newer than this thaw "
 			    "understands (%d)", v, N_MIGRATIONS);
 	for (; v < N_MIGRATIONS; v++) {
 		char pragma[64], *msg = NULL;
@@ -177,7 +167,7 @@ static int migrate(sqlite3 *db, char *err, size_t errlen)
 		    sqlite3_exec(db, migrations[v], NULL, NULL, &msg) != SQLITE_OK ||
 		    sqlite3_exec(db, pragma, NULL, NULL, &msg) != SQLITE_OK ||
 		    sqlite3_exec(db, "COMMIT", NULL, NULL, &msg) != SQLITE_OK) {
-			fail(err, errlen, -EIO, "registry: migration to schema %d: %s", v + 1,
+			rt_errf(err, errlen, -EIO, "registry: migration to schema %d: %s", v + 1,
 			     msg ? msg : sqlite3_errmsg(db));
 			sqlite3_free(msg);
 			if (!sqlite3_get_autocommit(db))
@@ -194,14 +184,14 @@ int rt_registry_open(const char *data_dir, rt_registry **out, char *err, size_t 
 	char *msg = NULL;
 	*out = NULL;
 	if ((size_t)snprintf(path, sizeof path, "%s/registry.db", data_dir) >= sizeof path)
-		return fail(err, errlen, -ENAMETOOLONG, "registry: data directory path too long");
+		return rt_errf(err, errlen, -ENAMETOOLONG, "registry: data directory path too long");
 	rt_registry *reg = calloc(1, sizeof *reg);
 	if (!reg)
-		return fail(err, errlen, -ENOMEM, "registry: out of memory");
+		return rt_errf(err, errlen, -ENOMEM, "registry: out of memory");
 	int rc = sqlite3_open_v2(path, &reg->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
 				 SQLITE_OPEN_NOMUTEX, NULL);
 	if (rc != SQLITE_OK) {
-		fail(err, errlen, rc == SQLITE_CANTOPEN ? -ENOENT : -EIO, "registry: cannot open %s: %s",
+		rt_errf(err, errlen, rc == SQLITE_CANTOPEN ? -ENOENT : -EIO, "registry: cannot open %s: %s",
 		     path, reg->db ? sqlite3_errmsg(reg->db) : sqlite3_errstr(rc));
 		rc = rc == SQLITE_CANTOPEN ? -ENOENT : -EIO;
 		goto fail;
@@ -217,17 +207,17 @@ int rt_registry_open(const char *data_dir, rt_registry **out, char *err, size_t 
 		int wal = mode && strcmp(mode, "wal") == 0;
 		sqlite3_finalize(s);
 		if (!wal) {
-			rc = fail(err, errlen, -EIO, "registry: %s: cannot switch to WAL journal (%s)", path,
+			rc = rt_errf(err, errlen, -EIO, "registry: %s: cannot switch to WAL journal (%s)", path,
 				  sqlite3_errmsg(reg->db));
 			goto fail;
 		}
 	} else {
-		rc = fail(err, errlen, -EIO, "registry: %s: %s", path, sqlite3_errmsg(reg->db));
+		rc = rt_errf(err, errlen, -EIO, "registry: %s: %s", path, sqlite3_errmsg(reg->db));
 		goto fail;
 	}
 	if (sqlite3_exec(reg->db, "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;", NULL,
 			 NULL, &msg) != SQLITE_OK) {
-		rc = fail(err, errlen, -EIO, "registry: %s: %s", path, msg ? msg : "pragma failed");
+		rc = rt_errf(err, errlen, -EIO, "registry: %s: %s", path, msg ? msg : "pragma failed");
 		sqlite3_free(msg);
 		goto fail;
 	}
@@ -236,7 +226,7 @@ int rt_registry_open(const char *data_dir, rt_registry **out, char *err, size_t 
 	for (int i = 0; i < S_COUNT; i++) {
 		if (sqlite3_prepare_v3(reg->db, sql[i], -1, SQLITE_PREPARE_PERSISTENT, &reg->st[i],
 				       NULL) != SQLITE_OK) {
-			rc = fail(err, errlen, -EIO, "registry: preparing '%s': %s", sql[i],
+			rc = rt_errf(err, errlen, -EIO, "registry: preparing '%s': %s", sql[i],
 				  sqlite3_errmsg(reg->db));
 			goto fail;
 		}
@@ -291,20 +281,20 @@ static int rev_exists(rt_registry *reg, int64_t id, uint32_t rev)
 static int traffic_ok(const rt_traffic *t, char *err, size_t errlen)
 {
 	if (t->n < 1 || t->n > RT_MANIFEST_TRAFFIC_MAX)
-		return fail(err, errlen, -EINVAL, "field 'traffic': must name 1..%d revisions",
+		return rt_errf(err, errlen, -EINVAL, "field 'traffic': must name 1..%d revisions",
 			    RT_MANIFEST_TRAFFIC_MAX);
 	int sum = 0;
 	for (int i = 0; i < t->n; i++) {
 		if (t->e[i].percent < 0 || t->e[i].percent > 100 || t->e[i].rev > RT_MANIFEST_REV_MAX)
-			return fail(err, errlen, -EINVAL, "field 'traffic': bad entry %d", i);
+			return rt_errf(err, errlen, -EINVAL, "field 'traffic': bad entry %d", i);
 		for (int j = 0; j < i; j++)
 			if (t->e[j].rev == t->e[i].rev)
-				return fail(err, errlen, -EINVAL, "field 'traffic': revision %u twice",
+				return rt_errf(err, errlen, -EINVAL, "field 'traffic': revision %u twice",
 					    t->e[i].rev);
 		sum += t->e[i].percent;
 	}
 	if (sum != 100)
-		return fail(err, errlen, -EINVAL, "field 'traffic': percents must sum to 100 (got %d)", sum);
+		return rt_errf(err, errlen, -EINVAL, "field 'traffic': percents must sum to 100 (got %d)", sum);
 	return 0;
 }
 
@@ -319,22 +309,22 @@ static int write_traffic(rt_registry *reg, const char *name, int64_t id, uint32_
 		if (r == RT_MANIFEST_REV_LATEST)
 			continue;
 		if (r > latest || (rc = rev_exists(reg, id, r)) == 0)
-			return fail(err, errlen, -ENOENT, "field 'traffic': function '%s' has no revision "
+			return rt_errf(err, errlen, -ENOENT, "field 'traffic': function '%s' has no revision "
 				    "%u (latest is %u)", name, r, latest);
 		if (rc < 0)
-			return fail(err, errlen, rc, "registry error");
+			return rt_errf(err, errlen, rc, "registry error");
 	}
 	sqlite3_stmt *s = stmt(reg, S_TR_DELETE);
 	sqlite3_bind_int64(s, 1, id);
 	if ((rc = exec_done(reg, s, "delete traffic")) < 0)
-		return fail(err, errlen, rc, "registry error: %s", sqlite3_errmsg(reg->db));
+		return rt_errf(err, errlen, rc, "registry error: %s", sqlite3_errmsg(reg->db));
 	for (int i = 0; i < t->n; i++) {
 		s = stmt(reg, S_TR_INSERT);
 		sqlite3_bind_int64(s, 1, id);
 		sqlite3_bind_int64(s, 2, t->e[i].rev);
 		sqlite3_bind_int(s, 3, t->e[i].percent);
 		if ((rc = exec_done(reg, s, "insert traffic")) < 0)
-			return fail(err, errlen, rc, "registry error: %s", sqlite3_errmsg(reg->db));
+			return rt_errf(err, errlen, rc, "registry error: %s", sqlite3_errmsg(reg->db));
 	}
 	return 0;
 }
@@ -351,11 +341,11 @@ int rt_registry_put(rt_registry *reg, const char *name, const rt_manifest *m,
 	char *text = mj ? json_dumps(mj, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
 	json_decref(mj);
 	if (!text)
-		return fail(err, errlen, -ENOMEM, "out of memory");
+		return rt_errf(err, errlen, -ENOMEM, "out of memory");
 	int64_t t = now_ms(), id = 0;
 	uint32_t latest = 0, rev;
 	if ((rc = begin(reg, 1)) < 0) {
-		fail(err, errlen, rc, "registry busy or failing: %s", sqlite3_errmsg(reg->db));
+		rt_errf(err, errlen, rc, "registry busy or failing: %s", sqlite3_errmsg(reg->db));
 		goto out;
 	}
 	rc = find_fn(reg, name, &id, &latest);
@@ -373,7 +363,7 @@ int rt_registry_put(rt_registry *reg, const char *name, const rt_manifest *m,
 		goto sqlfail;
 	} else {
 		if (latest >= RT_MANIFEST_REV_MAX) {
-			rc = fail(err, errlen, -EOVERFLOW, "function '%s' has too many revisions", name);
+			rc = rt_errf(err, errlen, -EOVERFLOW, "function '%s' has too many revisions", name);
 			goto undo;
 		}
 		rev = latest + 1;
@@ -408,7 +398,7 @@ int rt_registry_put(rt_registry *reg, const char *name, const rt_manifest *m,
 	rc = 0;
 	goto out;
 sqlfail:
-	fail(err, errlen, rc, "registry error: %s", sqlite3_errmsg(reg->db));
+	rt_errf(err, errlen, rc, "registry error: %s", sqlite3_errmsg(reg->db));
 undo:
 	rollback(reg);
 out:
@@ -425,12 +415,12 @@ int rt_registry_set_traffic(rt_registry *reg, const char *name, const rt_traffic
 	if ((rc = traffic_ok(t, err, errlen)) < 0)
 		return rc;
 	if ((rc = begin(reg, 1)) < 0)
-		return fail(err, errlen, rc, "registry busy or failing: %s", sqlite3_errmsg(reg->db));
+		return rt_errf(err, errlen, rc, "registry busy or failing: %s", sqlite3_errmsg(reg->db));
 	if ((rc = find_fn(reg, name, &id, &latest)) < 0) {
 		if (rc == -ENOENT)
-			fail(err, errlen, rc, "function '%s' not found", name);
+			rt_errf(err, errlen, rc, "function '%s' not found", name);
 		else
-			fail(err, errlen, rc, "registry error: %s", sqlite3_errmsg(reg->db));
+			rt_errf(err, errlen, rc, "registry error: %s", sqlite3_errmsg(reg->db));
 		rollback(reg);
 		return rc;
 	}
@@ -439,7 +429,7 @@ int rt_registry_set_traffic(rt_registry *reg, const char *name, const rt_traffic
 		return rc;
 	}
 	if ((rc = commit(reg)) < 0)
-		return fail(err, errlen, rc, "registry error: %s", sqlite3_errmsg(reg->db));
+		return rt_errf(err, errlen, rc, "registry error: %s", sqlite3_errmsg(reg->db));
 	return 0;
 }
 

@@ -252,6 +252,7 @@ static inst *find_inst(rt_sched *s, const char *name, uint32_t rev)
 
 static void on_idle_timer(uv_timer_t *t);
 static void on_batch_timer(uv_timer_t *t);
+static void settle(inst *in);
 
 static int get_inst(rt_sched *s, const char *name, uint32_t rev, inst **out)
 {
@@ -471,6 +472,19 @@ void rt_sched_invoke(rt_sched *s, rt_req *req, const char *name, uint32_t rev, j
 		pump(in);
 }
 
+/* after work on an instance finished: destroy or unload it if asked, else run what is queued
+ * and start its idle timer when nothing is */
+static void settle(inst *in)
+{
+	if (in->deleted || in->unload_requested) {
+		maybe_destroy(in);
+		return;
+	}
+	pump(in);
+	if (in->nq == 0 && in->inflight == 0)
+		arm_idle(in);
+}
+
 /* ---- batches ---- */
 
 static void run_batch(rt_lane *lane, rt_work *w)
@@ -517,13 +531,7 @@ static void batch_done(rt_work *w)
 	free(b->outs);
 	free(b->errs);
 	free(b);
-	if (in->deleted || in->unload_requested) {
-		maybe_destroy(in);
-		return;
-	}
-	pump(in);
-	if (in->nq == 0 && in->inflight == 0)
-		arm_idle(in);
+	settle(in);
 }
 
 static void on_batch_timer(uv_timer_t *t)
@@ -840,13 +848,7 @@ static void load_done(rt_work *w)
 	if (!in->dev->cuda)
 		host_account(in, 0);
 	set_state(in, ST_WARM);
-	if (in->deleted || in->unload_requested) {
-		maybe_destroy(in);
-		return;
-	}
-	pump(in);
-	if (in->nq == 0 && in->inflight == 0)
-		arm_idle(in);
+	settle(in);
 }
 
 static void submit_load(inst *in)
