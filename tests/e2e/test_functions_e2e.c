@@ -232,6 +232,14 @@ static void test_concurrent_calls_during_cold_start(void)
 	}
 	T_EQ_INT(ok, N);
 	T_EQ_INT(metric(&srv, "thaw_cold_starts_total{function=\"burst\",tier=\"disk\"}"), 1);
+	/* calls held during the cold start ran in merged batches of at most max_batch (4) */
+	json_t *st = NULL;
+	T_EQ_INT(call(&srv, "GET", "/v2/models/burst/stats", NULL, NULL, &st, NULL), 200);
+	json_t *ms = json_array_get(json_object_get(st, "model_stats"), 0);
+	long long execs = json_integer_value(json_object_get(ms, "execution_count"));
+	T_EQ_INT(json_integer_value(json_object_get(ms, "success_count")), N);
+	T_CHECK(execs >= (N + 3) / 4 && execs < N);
+	json_decref(st);
 	free(body);
 }
 
