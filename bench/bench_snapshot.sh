@@ -49,7 +49,7 @@ echo "machine: $(uname -m), $NPROC cores, $(grep -m1 'model name' /proc/cpuinfo 
 [ -n "${GPU:-}" ] && command -v nvidia-smi >/dev/null 2>&1 && echo "gpu: $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | head -1)"
 
 # ---- 1. size ----
-M="$W/model"
+M="$W/model-$LAYERS"
 [ -f "$M/model.safetensors" ] || "$GEN" "$M" "$LAYERS" 1 || exit 1
 SRC="$M/model.safetensors"
 t0=$(now); "$THAW_BIN" snapshot pack "$M" -o "$W/model.thaw" --quiet || exit 1; t1=$(now)
@@ -58,7 +58,7 @@ SRCB=$(fsize "$SRC"); THAWB=$(fsize "$W/model.thaw")
 HAVE_ZSTD=0; command -v zstd >/dev/null 2>&1 && HAVE_ZSTD=1
 if [ $HAVE_ZSTD = 1 ]; then zstd -q -f -3 -T0 "$SRC" -o "$W/model.safetensors.zst"; ZB=$(fsize "$W/model.safetensors.zst")
 else echo "(zstd CLI not installed: zstd baselines skipped)"; ZB=0; fi
-echo "size (generated ${LAYERS}-layer BF16 model, $(awk -v n=$SRCB 'BEGIN{printf "%.2f", n/1e9}') GB): thaw/source $(ratio $THAWB $SRCB) (target <= 0.70), zstd -3/source $(ratio $ZB $SRCB); pack $(awk -v n=$SRCB -v a=$t0 -v b=$t1 'BEGIN{printf "%.2f s, %.0f MB/s", b-a, n/(b-a)/1e6}') on $NPROC threads"
+echo "size (generated ${LAYERS}-layer BF16 model, $(awk -v n=$SRCB 'BEGIN{printf "%.2f", n/1e9}') GB): thaw/source $(ratio $THAWB $SRCB) (target <= 0.70), zstd -3/source $([ $HAVE_ZSTD = 1 ] && ratio $ZB $SRCB || echo n/a); pack $(awk -v n=$SRCB -v a=$t0 -v b=$t1 'BEGIN{printf "%.2f s, %.0f MB/s", b-a, n/(b-a)/1e6}') on $NPROC threads"
 SRC_DIR=${THAW_SRC:-.}/tests/data
 for real in mlp_digits llama_tiny; do
   [ -f "$SRC_DIR/$real/model.safetensors" ] || continue
@@ -68,9 +68,10 @@ for real in mlp_digits llama_tiny; do
   # data bytes only: the .thaw carries 4 KiB of header, compare chunk bytes to tensor bytes
   "$THAW_BIN" snapshot inspect "$W/$real.thaw" --json | python3 -c "
 import json,sys; j=json.load(sys.stdin); st=sum(c['stored_bytes'] for c in j['codecs'].values())
-print('size (real: $real, %s, %d bytes of tensors): thaw chunks/tensor bytes %.3f, whole file/source %.3f, zstd -3/source %.3f' % (
+z = $(fsize "$W/$real.zst") / $(fsize "$SRC_DIR/$real/model.safetensors")
+print('size (real: $real, %s, %d bytes of tensors): thaw chunks/tensor bytes %.3f, whole file/source %.3f, zstd -3/source %s' % (
   ','.join(j['dtypes']), j['image_bytes'], st / j['image_bytes'], j['file_bytes'] / $(fsize "$SRC_DIR/$real/model.safetensors"),
-  $(fsize "$W/$real.zst") / $(fsize "$SRC_DIR/$real/model.safetensors")))"
+  '%.3f' % z if $HAVE_ZSTD else 'n/a'))"
 done
 
 # ---- 2. host restore from the page cache ----

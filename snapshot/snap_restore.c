@@ -313,7 +313,6 @@ static int uring_reader(rpipe *p, struct io_uring *ring, snap_restore_stats *st)
 		return -ENOMEM;
 	}
 	while ((next < n || inflight) && !pipe_failed(p)) {
-		int queued = 0;
 		pthread_mutex_lock(&p->mu);
 		while (next < n && inflight < qd && p->n_free) {
 			int bi = p->free_bufs[--p->n_free];
@@ -322,7 +321,6 @@ static int uring_reader(rpipe *p, struct io_uring *ring, snap_restore_stats *st)
 			rb[bi].want = p->f->chunks[rb[bi].chunk].stored_size;
 			queue_read(ring, p, rb, bi);
 			inflight++;
-			queued++;
 		}
 		if (!inflight) {   /* every buffer is with the decoders */
 			while (!p->n_free && !p->rc)
@@ -332,7 +330,6 @@ static int uring_reader(rpipe *p, struct io_uring *ring, snap_restore_stats *st)
 		}
 		pthread_mutex_unlock(&p->mu);
 		double t0 = snap_now();
-		(void)queued;
 		int r = io_uring_submit_and_wait(ring, 1);
 		if (r < 0 && r != -EINTR) {
 			pipe_fail(p, r, -1, "io_uring_submit: %s", strerror(-r));
