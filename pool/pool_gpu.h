@@ -5,7 +5,9 @@
  * slots and copies them on the copy stream while later chunks are read and decoded.
  *
  * In a build without CUDA every function reports "no GPU": pool_gpu_count() is 0 and
- * pool_gpu_open() fails with -ENODEV and a message. All functions are thread-safe. */
+ * pool_gpu_open() fails with -ENODEV and a message. All functions are thread-safe; the staging
+ * ring serves one restore at a time (drain waits for every copy on the stream and resets the
+ * copy-time counter), so a caller runs a device's restores one after another. */
 #ifndef THAW_POOL_GPU_H
 #define THAW_POOL_GPU_H
 #include <stddef.h>

@@ -143,6 +143,18 @@ struct worker {
 	volatile int held;         /* sink slot held while decoding, -1 if none */
 };
 
+/* claim_chunk gives the next chunk to a pread or mmap decoder; 0 when none is left or the
+ * restore failed. */
+static int claim_chunk(rpipe *p, size_t *ci)
+{
+	pthread_mutex_lock(&p->mu);
+	int ok = !p->rc && p->next_chunk < p->f->n_chunks;
+	if (ok)
+		*ci = p->next_chunk++;
+	pthread_mutex_unlock(&p->mu);
+	return ok;
+}
+
 /* SIGBUS guard for mmap reads: a decoder sets bus_jmp while it reads the mapping; a SIGBUS
  * then (the file was truncated after open) jumps back and becomes an error. Other SIGBUS
  * go to the handler that was installed before ours. */
@@ -191,15 +203,9 @@ static void mmap_loop(worker *w, snap_codec_ctx *cc)
 		pipe_fail(p, -EIO, (long)ci, "%s: the file changed while it was being read (SIGBUS)", where);
 		return;
 	}
-	for (;;) {
-		pthread_mutex_lock(&p->mu);
-		ci = p->next_chunk;
-		int stop = p->rc || ci >= p->f->n_chunks;
-		if (!stop)
-			p->next_chunk++;
-		pthread_mutex_unlock(&p->mu);
-		if (stop)
-			break;
+	size_t next;
+	while (claim_chunk(p, &next)) {
+		ci = next;
 		const snap_chunk *c = &p->f->chunks[ci];
 		w->stored += c->stored_size;
 		bus_jmp = &jb;
@@ -232,15 +238,8 @@ static void *decode_worker(void *arg)
 			pipe_fail(p, -ENOMEM, -1, "out of memory for a read buffer");
 			goto out;
 		}
-		for (;;) {
-			pthread_mutex_lock(&p->mu);
-			size_t ci = p->next_chunk;
-			int stop = p->rc || ci >= p->f->n_chunks;
-			if (!stop)
-				p->next_chunk++;
-			pthread_mutex_unlock(&p->mu);
-			if (stop)
-				break;
+		size_t ci;
+		while (claim_chunk(p, &ci)) {
 			const snap_chunk *c = &p->f->chunks[ci];
 			double t0 = snap_now();
 			int rc = pread_full(p->fd, own, c->stored_size, c->file_offset);

@@ -86,6 +86,8 @@ int snap_writer_add(snap_writer *w, const char *name, snap_dtype dt, uint32_t nd
 	size_t nl = name ? strlen(name) : 0;
 	if (nl == 0 || nl > SNAP_MAX_NAME)
 		return snap_errf(err, errlen, -EINVAL, "tensor name of %zu bytes (1..%d)", nl, SNAP_MAX_NAME);
+	if (strcmp(name, "__metadata__") == 0)   /* safetensors' reserved key: unpack could not write it */
+		return snap_errf(err, errlen, -EINVAL, "tensor name __metadata__ is reserved");
 	if (snap_dtype_size(dt) == 0)
 		return snap_errf(err, errlen, -EINVAL, "tensor %s: invalid dtype", name);
 	if (ndim > SNAP_MAX_DIMS)

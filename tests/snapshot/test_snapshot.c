@@ -585,6 +585,7 @@ static void test_writer_api(void)
 	T_EQ_INT(snap_writer_add(w, "x", SNAP_DTYPE_F32, 2, shape, x, sizeof x, 1, err, sizeof err), -EINVAL);
 	T_EQ_INT(snap_writer_add(w, "y", SNAP_DTYPE_F32, 2, shape, x, 20, 1, err, sizeof err), -EINVAL);
 	T_EQ_INT(snap_writer_add(w, "", SNAP_DTYPE_F32, 2, shape, x, 24, 1, err, sizeof err), -EINVAL);
+	T_EQ_INT(snap_writer_add(w, "__metadata__", SNAP_DTYPE_F32, 2, shape, x, 24, 1, err, sizeof err), -EINVAL);
 	T_EQ_INT(snap_writer_add(w, "z", SNAP_DTYPE_INVALID, 2, shape, x, 24, 1, err, sizeof err), -EINVAL);
 	memset(x, 0, sizeof x);   /* copied: must not matter */
 	T_EQ_INT(snap_writer_finish(w, "{\"kind\":\"mlp\"}", NULL, err, sizeof err), 0);
