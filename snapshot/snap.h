@@ -69,6 +69,7 @@ typedef enum snap_codec {
 	SNAP_CODEC_RAW = 0,
 	SNAP_CODEC_ZSTD = 1,
 	SNAP_CODEC_PLANES = 2,     /* zstd over byte planes, see docs/snapshot-format.md */
+	SNAP_CODEC_HPLANES = 3,    /* byte planes, compressed planes in thaw's Huffman code */
 	SNAP_CODEC_COUNT
 } snap_codec;
 const char *snap_codec_name(snap_codec c);
@@ -81,9 +82,9 @@ typedef struct snap_chunk {
 	uint32_t raw_size;
 	uint64_t xxh3;             /* XXH3-64 of the raw bytes */
 	uint8_t codec;             /* snap_codec */
-	uint8_t width;             /* PLANES: bytes per element (2, 4 or 8) */
-	uint8_t plane_mask;        /* PLANES: bit p set = plane p is zstd, else raw */
-	uint8_t flags;             /* PLANES: SNAP_CHUNK_ROTATE */
+	uint8_t width;             /* (H)PLANES: bytes per element (2 or 4) */
+	uint8_t plane_mask;        /* (H)PLANES: bit p set = plane p is compressed, else raw */
+	uint8_t flags;             /* (H)PLANES: SNAP_CHUNK_ROTATE */
 } snap_chunk;
 #define SNAP_CHUNK_ROTATE 1   /* elements were rotated left by one bit before the split */
 

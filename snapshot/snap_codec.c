@@ -1,14 +1,14 @@
-/* snap_codec.c — the chunk codecs of the .thaw format: raw, zstd, and zstd over byte planes.
+/* snap_codec.c — the chunk codecs of the .thaw format: raw, zstd, and byte planes.
  *
- * PLANES (docs/snapshot-format.md): a chunk of 2- or 4-byte elements is optionally rotated left
- * by one bit per element (floats: the sign moves to bit 0, so the top byte holds the exponent
- * alone), then split into `width` byte planes (plane p = byte p of every element). Each plane is
- * zstd-compressed when that saves >= 10%, else stored raw. For float weights the exponent plane
- * is compressed with zstd in its literal-only setting (fastest level, literal Huffman forced):
- * on normally distributed weights there are no useful matches, and Huffman alone gives both the
- * best ratio and the fastest decode (~2.4 GB/s of plane per core, measured).
+ * PLANES / HPLANES (docs/snapshot-format.md): a chunk of 2- or 4-byte elements is optionally
+ * rotated left by one bit per element (floats: the sign moves to bit 0, so the top byte holds
+ * the exponent alone), then split into `width` byte planes (plane p = byte p of every element).
+ * Each plane is compressed when that saves >= 10%, else stored raw: with zstd (PLANES, used for
+ * integer types) or with thaw's own Huffman code (HPLANES, snap_huf.c, used for floats). On
+ * float weights only the exponent plane compresses (to ~0.33: its entropy is ~2.6 bits); a
+ * table-driven decoder that emits up to 4 symbols per lookup decodes it several times faster
+ * than zstd's Huffman, which was the restore's bottleneck (docs/benchmarks.md).
  * Payload: u32 stored size of each plane, the planes, then raw % width tail bytes (raw). */
-#define ZSTD_STATIC_LINKING_ONLY
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,16 +17,16 @@
 #ifdef __SSE2__
 #include <emmintrin.h>
 #endif
+#include "snapshot/snap_huf.h"
 #include "snapshot/snap_int.h"
 
 #define PLANE_KEEP_NUM 9      /* a zstd plane is kept when stored <= 9/10 of raw */
 #define PLANE_KEEP_DEN 10
 #define RAW_KEEP_NUM 97       /* a chunk is stored raw unless encoding saves >= 3% */
 #define RAW_KEEP_DEN 100
-#define LIT_LEVEL (-1000)
 
 struct snap_codec_ctx {
-	ZSTD_CCtx *cc_std, *cc_lit;
+	ZSTD_CCtx *cc_std;
 	ZSTD_DCtx *dc;
 	size_t max_raw;
 	uint8_t *scratch;         /* max_raw: decoded planes / split planes */
@@ -47,15 +47,11 @@ snap_codec_ctx *snap_codec_ctx_new(size_t max_raw, int level)
 		goto fail;
 	if (level != INT32_MIN) {   /* encoder contexts only when asked for */
 		c->cc_std = ZSTD_createCCtx();
-		c->cc_lit = ZSTD_createCCtx();
 		c->scratch2 = malloc(snap_codec_bound(max_raw));
-		if (!c->cc_std || !c->cc_lit || !c->scratch2)
+		if (!c->cc_std || !c->scratch2)
 			goto fail;
 		ZSTD_CCtx_setParameter(c->cc_std, ZSTD_c_compressionLevel, level);
 		ZSTD_CCtx_setParameter(c->cc_std, ZSTD_c_checksumFlag, 0);
-		ZSTD_CCtx_setParameter(c->cc_lit, ZSTD_c_compressionLevel, LIT_LEVEL);
-		ZSTD_CCtx_setParameter(c->cc_lit, ZSTD_c_literalCompressionMode, ZSTD_ps_enable);
-		ZSTD_CCtx_setParameter(c->cc_lit, ZSTD_c_checksumFlag, 0);
 	}
 	return c;
 fail:
@@ -68,7 +64,6 @@ void snap_codec_ctx_free(snap_codec_ctx *c)
 	if (!c)
 		return;
 	ZSTD_freeCCtx(c->cc_std);
-	ZSTD_freeCCtx(c->cc_lit);
 	ZSTD_freeDCtx(c->dc);
 	free(c->scratch);
 	free(c->scratch2);
@@ -78,8 +73,9 @@ void snap_codec_ctx_free(snap_codec_ctx *c)
 
 size_t snap_codec_bound(size_t raw)
 {
-	/* planes: 4 u32 sizes + each plane's zstd bound, or raw */
-	return ZSTD_compressBound(raw) + 4 * 4 + 4 * 64;
+	/* planes: 4 u32 sizes + each plane's zstd or Huffman bound, or raw */
+	size_t z = ZSTD_compressBound(raw) + 4 * 4 + 4 * 64, h = 4 * 4 + 4 * snap_huf_bound(raw / 2 + 1);
+	return z > h ? z : h;
 }
 
 /* ---- plane split / join ---- */
@@ -165,7 +161,9 @@ static void join4(const uint8_t *p0, const uint8_t *p1, const uint8_t *p2, const
 
 /* ---- encode ---- */
 
-/* encode_planes writes a PLANES payload to dst; returns its size or 0 on a zstd failure. */
+/* encode_planes writes a PLANES payload (planes compressed with zstd context cc) or, with
+ * cc NULL, an HPLANES payload (planes in snap_huf's code) to dst; returns its size or 0 on a
+ * zstd failure. */
 static size_t encode_planes(snap_codec_ctx *c, const uint8_t *src, size_t raw, int width,
 			    int rotate, ZSTD_CCtx *cc, uint8_t *dst, uint8_t *mask)
 {
@@ -174,8 +172,9 @@ static size_t encode_planes(snap_codec_ctx *c, const uint8_t *src, size_t raw, i
 	*mask = 0;
 	for (int p = 0; p < width; p++) {
 		const uint8_t *pl = c->scratch + (size_t)p * n;
-		size_t z = n ? ZSTD_compress2(cc, dst + off, ZSTD_compressBound(n), pl, n) : 0;
-		if (n && ZSTD_isError(z))
+		size_t z = !n ? 0 : cc ? ZSTD_compress2(cc, dst + off, ZSTD_compressBound(n), pl, n)
+				       : snap_huf_encode(pl, n, dst + off);
+		if (n && cc && ZSTD_isError(z))
 			return 0;
 		if (n && z * PLANE_KEEP_DEN <= n * PLANE_KEEP_NUM) {
 			*mask |= (uint8_t)(1u << p);
@@ -205,12 +204,14 @@ int snap_codec_encode(snap_codec_ctx *c, const uint8_t *src, size_t raw, snap_dt
 	if (raw > c->max_raw)
 		return -EINVAL;
 	if (width && raw >= (size_t)width) {
+		/* floats: the exponent plane in thaw's Huffman code (fastest to decode); integers:
+		 * zstd per plane, which also finds repeats */
 		uint8_t mask;
-		size_t z = encode_planes(c, src, raw, width, is_float, is_float ? c->cc_lit : c->cc_std,
+		size_t z = encode_planes(c, src, raw, width, is_float, is_float ? NULL : c->cc_std,
 					 dst, &mask);
 		if (z && z < best) {
 			best = z;
-			ch->codec = SNAP_CODEC_PLANES;
+			ch->codec = is_float ? SNAP_CODEC_HPLANES : SNAP_CODEC_PLANES;
 			ch->width = (uint8_t)width;
 			ch->plane_mask = mask;
 			ch->flags = is_float ? SNAP_CHUNK_ROTATE : 0;
@@ -289,7 +290,8 @@ int snap_codec_decode(snap_codec_ctx *c, const snap_chunk *ch, const uint8_t *sr
 		if (!rc && hash)
 			*hash = XXH3_64bits(dst, raw);
 		return rc;
-	case SNAP_CODEC_PLANES: {
+	case SNAP_CODEC_PLANES:
+	case SNAP_CODEC_HPLANES: {
 		int w = ch->width;
 		if (w != 2 && w != 4)
 			return snap_errf(err, errlen, -EBADMSG, "plane width %d", w);
@@ -305,7 +307,10 @@ int snap_codec_decode(snap_codec_ctx *c, const snap_chunk *ch, const uint8_t *sr
 			if (z > stored - off)
 				return snap_errf(err, errlen, -EBADMSG, "plane %d: size %zu past the chunk end", p, z);
 			if (ch->plane_mask & (1u << p)) {
-				int rc = zdec(c, scr, n, src + off, z, what, err, errlen);
+				int rc = ch->codec == SNAP_CODEC_HPLANES ? snap_huf_decode(src + off, z, scr, n)
+									  : zdec(c, scr, n, src + off, z, what, err, errlen);
+				if (rc == -EBADMSG && ch->codec == SNAP_CODEC_HPLANES)
+					snap_errf(err, errlen, rc, "plane %d: bad Huffman header", p);
 				if (rc)
 					return rc;
 				pl[p] = scr;

@@ -49,7 +49,7 @@ snap_dtype snap_dtype_from_name(const char *name)
 
 const char *snap_codec_name(snap_codec c)
 {
-	static const char *names[SNAP_CODEC_COUNT] = {"raw", "zstd", "planes"};
+	static const char *names[SNAP_CODEC_COUNT] = {"raw", "zstd", "planes", "hplanes"};
 	return c < SNAP_CODEC_COUNT ? names[c] : "?";
 }
 

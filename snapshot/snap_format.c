@@ -245,6 +245,7 @@ static int parse_chunks(snap_file *f, const uint8_t *buf, char *err, size_t errl
 						 i, c->raw_size, c->stored_size);
 			break;
 		case SNAP_CODEC_PLANES:
+		case SNAP_CODEC_HPLANES:
 			if ((c->width != 2 && c->width != 4) || c->plane_mask >> c->width ||
 			    c->flags & ~SNAP_CHUNK_ROTATE)
 				return snap_errf(err, errlen, -EBADMSG, "chunk %zu: bad plane parameters (width %u mask %#x flags %#x)",

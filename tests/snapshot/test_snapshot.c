@@ -157,8 +157,39 @@ static void test_codecs_used(void)
 		seen[c->codec]++;
 		T_EQ_INT(c->file_offset % 4096, 0);
 	}
-	T_CHECK(seen[SNAP_CODEC_PLANES] > 0);   /* the BF16 chunks */
+	T_CHECK(seen[SNAP_CODEC_HPLANES] > 0);   /* the BF16 chunks */
 	T_CHECK(seen[SNAP_CODEC_RAW] + seen[SNAP_CODEC_ZSTD] > 0);
+	snap_close(f);
+
+	/* small integers: zstd planes (or plain zstd), restored exactly */
+	char p[600];
+	snap_writer *w;
+	snap_writer_opts wo = {.chunk_size = 16384, .threads = 2};
+	tt_path(p, sizeof p, t_tmpdir(), "ints.thaw");
+	T_EQ_INT(snap_writer_open(&w, p, &wo, err, sizeof err), 0);
+	static int32_t iv[20000];
+	static uint16_t hv[20000];
+	for (int i = 0; i < 20000; i++) {
+		iv[i] = (int32_t)(tt_next() % 300) - 150;
+		hv[i] = (uint16_t)(tt_next() % 7);
+	}
+	uint64_t shape[1] = {20000};
+	T_EQ_INT(snap_writer_add(w, "i32", SNAP_DTYPE_I32, 1, shape, iv, sizeof iv, 0, err, sizeof err), 0);
+	T_EQ_INT(snap_writer_add(w, "u16", SNAP_DTYPE_U16, 1, shape, hv, sizeof hv, 0, err, sizeof err), 0);
+	T_EQ_INT(snap_writer_finish(w, "{}", NULL, err, sizeof err), 0);
+	T_EQ_INT(snap_open(&f, p, err, sizeof err), 0);
+	if (!f)
+		return;
+	memset(seen, 0, sizeof seen);
+	for (size_t i = 0; i < snap_chunk_count(f); i++)
+		seen[snap_chunk_at(f, i)->codec]++;
+	T_CHECK(seen[SNAP_CODEC_PLANES] + seen[SNAP_CODEC_ZSTD] == (int)snap_chunk_count(f));
+	T_CHECK(seen[SNAP_CODEC_PLANES] > 0);
+	uint8_t *img = malloc(snap_image_size(f));
+	T_EQ_INT(snap_restore_host(f, img, snap_image_size(f), NULL, NULL, err, sizeof err), 0);
+	T_CHECK(memcmp(img + snap_tensor_find(f, "i32")->offset, iv, sizeof iv) == 0);
+	T_CHECK(memcmp(img + snap_tensor_find(f, "u16")->offset, hv, sizeof hv) == 0);
+	free(img);
 	snap_close(f);
 }
 
