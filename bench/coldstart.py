@@ -62,6 +62,9 @@ def drop(path):
         subprocess.run(["sync"], check=True)
         with open("/proc/sys/vm/drop_caches", "w") as f:
             f.write("3\n")
+        # let the storage settle after the drop before the timed read (the bare restore's
+        # process start would otherwise give it ~0.3 s that the daemon's call does not get)
+        time.sleep(1.0)
         return "drop_caches"
     except OSError:
         fd = os.open(path, os.O_RDONLY)
