@@ -346,11 +346,108 @@ static void bench_gemm(kern_dev *d, int M)
 }
 #endif
 
+/* --profile: each decode-step op alone at the bench config's shapes (back-to-back calls, one
+ * sync at the end: per-call time includes the launch gap, as in a non-graph decode step). */
+static double time_op(kern_dev *d, int reps, int (*fn)(kern_dev *, void *), void *ctx)
+{
+	fn(d, ctx);
+	kern_dev_sync(d);
+	double t0 = now_s();
+	for (int i = 0; i < reps; i++)
+		fn(d, ctx);
+	kern_dev_sync(d);
+	return (now_s() - t0) / reps;
+}
+
+typedef struct prof {
+	float *x, *h, *q, *k, *v, *att, *g, *kc, *vc, *nw, *logits;
+	int32_t *pos, *tok, *out;
+	kern_mat qkv[3], o, gate, up, down, lm;
+	int64_t D, H, KVH, hd, F, V, cap;
+} prof;
+
+static int p_rms(kern_dev *d, void *c) { prof *p = c; return kern_rmsnorm(d, p->x, p->nw, 1, p->D, 1e-5f, p->h); }
+static int p_qkv(kern_dev *d, void *c) { prof *p = c; float *y[3] = {p->q, p->k, p->v}; kern_norm n = {p->nw, 1e-5f}; return kern_linear_multi(d, p->x, 1, 3, p->qkv, y, &n); }
+static int p_rope(kern_dev *d, void *c) { prof *p = c; return kern_rope_kv(d, p->q, p->k, p->v, p->pos, 1, p->H, p->KVH, p->hd, 1e4f, p->kc, p->vc, p->cap); }
+static int p_att(kern_dev *d, void *c) { prof *p = c; return kern_attention(d, p->q, p->kc, p->vc, p->pos, 1, p->H, p->KVH, p->hd, p->cap, 0.125f, p->att); }
+static int p_o(kern_dev *d, void *c) { prof *p = c; return kern_linear_add(d, p->att, 1, &p->o, p->x); }
+static int p_swi(kern_dev *d, void *c) { prof *p = c; kern_norm n = {p->nw, 1e-5f}; return kern_swiglu(d, p->x, 1, &p->gate, &p->up, p->g, &n); }
+static int p_down(kern_dev *d, void *c) { prof *p = c; return kern_linear_add(d, p->g, 1, &p->down, p->x); }
+static int p_lm(kern_dev *d, void *c) { prof *p = c; return kern_linear(d, p->h, 1, &p->lm, NULL, KERN_ACT_NONE, p->logits); }
+static int p_am(kern_dev *d, void *c) { prof *p = c; return kern_argmax(d, p->logits, 1, p->V, p->out, NULL); }
+
+static void profile(kern_dev *d, const fn_weight *w, size_t nw, const json_t *cfg, int pos)
+{
+	prof p;
+	memset(&p, 0, sizeof p);
+	p.D = json_integer_value(json_object_get(cfg, "hidden_size"));
+	p.H = json_integer_value(json_object_get(cfg, "num_attention_heads"));
+	p.KVH = json_integer_value(json_object_get(cfg, "num_key_value_heads"));
+	p.F = json_integer_value(json_object_get(cfg, "intermediate_size"));
+	p.V = json_integer_value(json_object_get(cfg, "vocab_size"));
+	p.hd = p.D / p.H;
+	p.cap = 2048;
+	size_t kvd = (size_t)(p.KVH * p.hd);
+	p.x = kern_alloc(d, p.D * 4); p.h = kern_alloc(d, p.D * 4); p.q = kern_alloc(d, p.D * 4);
+	p.k = kern_alloc(d, kvd * 4); p.v = kern_alloc(d, kvd * 4); p.att = kern_alloc(d, p.D * 4);
+	p.g = kern_alloc(d, p.F * 4); p.kc = kern_alloc(d, p.cap * kvd * 4);
+	p.vc = kern_alloc(d, p.cap * kvd * 4); p.nw = kern_alloc(d, p.D * 4);
+	p.logits = kern_alloc(d, p.V * 4); p.pos = kern_alloc(d, 4); p.tok = kern_alloc(d, 4);
+	p.out = kern_alloc(d, 4);
+	kern_copy_h2d(d, p.pos, &pos, 4);
+	const char *names[] = {"model.layers.0.self_attn.q_proj.weight", "model.layers.0.self_attn.k_proj.weight",
+		"model.layers.0.self_attn.v_proj.weight", "model.layers.0.self_attn.o_proj.weight",
+		"model.layers.0.mlp.gate_proj.weight", "model.layers.0.mlp.up_proj.weight",
+		"model.layers.0.mlp.down_proj.weight", "lm_head.weight"};
+	kern_mat *ms[] = {&p.qkv[0], &p.qkv[1], &p.qkv[2], &p.o, &p.gate, &p.up, &p.down, &p.lm};
+	for (int i = 0; i < 8; i++) {
+		const fn_weight *t = fn_weight_find(w, nw, names[i]);
+		char sn[300];
+		snprintf(sn, sizeof sn, "%s_scale", names[i]);
+		const fn_weight *sc = fn_weight_find(w, nw, sn);
+		kern_dtype dt;
+		kern_dtype_parse(t->dtype, &dt);
+		*ms[i] = (kern_mat){dt, t->shape[0], t->shape[1], t->data, sc ? sc->data : NULL,
+				    sc && sc->ndim == 2 && sc->shape[1] > 1 ? 32 : 0};
+	}
+	struct { const char *n; int (*f)(kern_dev *, void *); double bytes; } ops[] = {
+		{"rmsnorm(unused)", p_rms, 0}, {"norm+qkv", p_qkv, 0}, {"rope_kv", p_rope, 0},
+		{"attention", p_att, 0}, {"o_proj+add", p_o, 0}, {"rmsnorm(unused)", p_rms, 0},
+		{"norm+swiglu", p_swi, 0}, {"down+add", p_down, 0}, {"lm_head", p_lm, 0}, {"argmax", p_am, 0}};
+	double layer = 0;
+	for (int i = 0; i < 10; i++) {
+		double t = time_op(d, 200, ops[i].f, &p);
+		double by = 0;
+		kern_mat *mm = i == 1 ? &p.qkv[0] : i == 4 ? &p.o : i == 6 ? &p.gate : i == 7 ? &p.down :
+			       i == 8 ? &p.lm : NULL;
+		if (mm) {
+			by = (double)mm->n * mm->k * kern_dtype_size(mm->dt);
+			if (i == 1)
+				by += 2.0 * p.qkv[1].n * p.qkv[1].k * kern_dtype_size(mm->dt);
+			if (i == 6)
+				by *= 2;
+		}
+		if (i < 8 && i != 0 && i != 5)
+			layer += t;
+		printf("profile op=%s pos=%d us=%.1f", ops[i].n, pos, t * 1e6);
+		if (by > 0)
+			printf(" weight_MB=%.1f GB_s=%.0f", by / 1e6, by / t / 1e9);
+		printf("\n");
+	}
+	printf("profile layer_sum_us=%.1f x layers -> step estimate (no graph) %.2f ms\n",
+	       layer * 1e6, layer * 1e3 *
+	       (double)json_integer_value(json_object_get(cfg, "num_hidden_layers")));
+	void *bufs[] = {p.x, p.h, p.q, p.k, p.v, p.att, p.g, p.kc, p.vc, p.nw, p.logits, p.pos,
+			p.tok, p.out};
+	for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+		kern_free(d, bufs[i]);
+}
+
 int main(int argc, char **argv)
 {
 	const char *dir = NULL, *rnd = NULL, *dev = "cuda:0", *pfile = NULL, *hfg = NULL;
 	const char *variants = "bf16,nograph,int8,int8:32";
-	int P = 128, NEW = 256, R = 3, gemm = 0, bw = 0;
+	int P = 128, NEW = 256, R = 3, gemm = 0, bw = 0, prof_on = 0;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i], *n = i + 1 < argc ? argv[i + 1] : "";
 		if (!strcmp(a, "--model")) dir = n, i++;
@@ -364,6 +461,7 @@ int main(int argc, char **argv)
 		else if (!strcmp(a, "--hf-greedy")) hfg = n, i++;
 		else if (!strcmp(a, "--gemm")) gemm = 1;
 		else if (!strcmp(a, "--bw")) bw = 1;
+		else if (!strcmp(a, "--profile")) prof_on = 1;
 		else { fprintf(stderr, "bench_llama: unknown option %s\n", a); return 2; }
 	}
 	kern_dev *d;
@@ -419,6 +517,10 @@ int main(int argc, char **argv)
 			continue;
 		}
 		double t_up = now_s() - t0;
+		if (prof_on && kern_dev_is_cuda(d)) {
+			printf("variant %s:\n", v);
+			profile(d, w.w, w.n, m.config, P + NEW / 2);
+		}
 		fn_load_args la = {d, w.w, w.n, meta};
 		void *s = NULL;
 		fn_error err;

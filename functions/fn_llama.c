@@ -301,17 +301,16 @@ static int forward(llama *s, int64_t m, const int32_t *tok, const int32_t *pos)
 	for (int64_t l = 0; l < s->L; l++) {
 		llama_layer *y = &s->lay[l];
 		float *kc = s->kvcache + (size_t)l * 2 * s->cap * kvd, *vc = kc + (size_t)s->cap * kvd;
-		TRY(kern_rmsnorm(d, s->x, y->ln1, m, D, s->eps, s->h));
 		kern_mat qkv[3] = {y->q, y->k, y->v};
 		float *outs[3] = {s->q, s->k, s->v};
-		TRY(kern_linear_multi(d, s->h, m, 3, qkv, outs));
+		kern_norm n1 = {y->ln1, s->eps}, n2 = {y->ln2, s->eps};
+		TRY(kern_linear_multi(d, s->x, m, 3, qkv, outs, &n1));   /* RMSNorm fused */
 		TRY(kern_rope_kv(d, s->q, s->k, s->v, pos, m, s->H, s->KVH, s->hd, s->theta, kc, vc,
 				 s->cap));
 		TRY(kern_attention(d, s->q, kc, vc, pos, m, s->H, s->KVH, s->hd, s->cap, scale,
 				   s->att));
 		TRY(kern_linear_add(d, s->att, m, &y->o, s->x));
-		TRY(kern_rmsnorm(d, s->x, y->ln2, m, D, s->eps, s->h));
-		TRY(kern_swiglu(d, s->h, m, &y->gate, &y->up, s->g));
+		TRY(kern_swiglu(d, s->x, m, &y->gate, &y->up, s->g, &n2));
 		TRY(kern_linear_add(d, s->g, m, &y->down, s->x));
 	}
 	TRY(kern_rmsnorm(d, s->x + (m - 1) * D, s->norm, 1, D, s->eps, s->h));
@@ -337,14 +336,21 @@ static int prefill(llama *s, const int32_t *toks, int64_t n)
 	return forward(s, n, s->tok, s->pos);
 }
 
-/* decode_step runs token step[0] at position step[1] (device memory) to s->logits, through
- * the captured graph when the device supports it. */
+/* decode_step runs token step[0] at position step[1] (device memory) to s->logits and their
+ * argmax (s->out, log-probability s->lp), through the captured graph when the device supports
+ * it. */
+static int step_ops(llama *s)
+{
+	TRY(forward(s, 1, s->step, s->step + 1));
+	return kern_argmax(s->dev, s->logits, 1, s->V, s->out, s->lp);
+}
+
 static int decode_step(llama *s)
 {
 	if (!s->no_graph && kern_dev_is_cuda(s->dev)) {
 		if (!s->graph) {
 			TRY(kern_graph_begin(s->dev));
-			int rc = forward(s, 1, s->step, s->step + 1);
+			int rc = step_ops(s);
 			kern_graph *g = NULL;
 			int rc2 = kern_graph_end(s->dev, &g);
 			if (rc < 0 || rc2 < 0) {
@@ -356,7 +362,7 @@ static int decode_step(llama *s)
 		s->used_graph = 1;
 		return kern_graph_launch(s->dev, s->graph);
 	}
-	return forward(s, 1, s->step, s->step + 1);
+	return step_ops(s);
 }
 
 static uint64_t splitmix(uint64_t x)
@@ -441,11 +447,14 @@ static int parse_req(const llama *s, const json_t *in, gen_req *r, fn_error *err
 	return 0;
 }
 
-/* pick chooses the next token from s->logits (greedy or sampled) into host *tok / *lp. */
-static int pick(llama *s, const gen_req *r, int64_t step, int32_t *tok, float *lp)
+/* pick chooses the next token from s->logits (greedy or sampled) into host *tok / *lp;
+ * argmax_done: the decode step already left the argmax in s->out / s->lp. */
+static int pick(llama *s, const gen_req *r, int64_t step, int argmax_done, int32_t *tok,
+		float *lp)
 {
 	if (r->temperature == 0) {
-		TRY(kern_argmax(s->dev, s->logits, 1, s->V, s->out, r->logprobs ? s->lp : NULL));
+		if (!argmax_done)
+			TRY(kern_argmax(s->dev, s->logits, 1, s->V, s->out, s->lp));
 	} else {
 		uint64_t z = splitmix((uint64_t)r->seed ^ splitmix((uint64_t)step + 0x5851f42dull));
 		float u = (float)(z >> 40) * (1.0f / 16777216.0f);
@@ -473,7 +482,7 @@ static int generate(llama *s, const gen_req *r, json_t **out)
 		float lp = 0;
 		rc = prefill(s, r->tokens, r->n);
 		if (rc == 0)
-			rc = pick(s, r, 0, &tok, &lp);
+			rc = pick(s, r, 0, 0, &tok, &lp);
 		s->prefill_s = now_s() - t0;
 		double t1 = now_s();
 		for (int64_t i = 0; rc == 0; i++) {
@@ -494,7 +503,7 @@ static int generate(llama *s, const gen_req *r, json_t **out)
 			if (rc == 0)
 				rc = decode_step(s);
 			if (rc == 0)
-				rc = pick(s, r, i + 1, &tok, &lp);
+				rc = pick(s, r, i + 1, 1, &tok, &lp);
 			s->steps++;
 		}
 		s->decode_s = now_s() - t1;
@@ -556,8 +565,9 @@ int fn_llama_forced(void *state, const int32_t *prompt, int np, const int32_t *f
 			int32_t st[2] = {forced[i - 1], np + i - 1};
 			TRY(kern_copy_h2d(s->dev, s->step, st, 8));
 			TRY(decode_step(s));
+		} else {
+			TRY(kern_argmax(s->dev, s->logits, 1, s->V, s->out, NULL));
 		}
-		TRY(kern_argmax(s->dev, s->logits, 1, s->V, s->out, NULL));
 		TRY(kern_copy_d2h(s->dev, &argmax[i], s->out, 4));
 	}
 	return 0;

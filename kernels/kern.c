@@ -239,8 +239,21 @@ int kern_linear_add(kern_dev *d, const float *x, int64_t m, const kern_mat *w, f
 	return rc;
 }
 
+/* normed_copy: a temporary device copy of norm(x) for composed fallbacks (free with kern_free). */
+static float *normed_copy(kern_dev *d, const float *x, int64_t m, int64_t k, const kern_norm *n,
+			  int *rc)
+{
+	float *t = kern_alloc(d, (size_t)(m * k) * 4);
+	*rc = t ? kern_rmsnorm(d, x, n->w, m, k, n->eps, t) : -ENOMEM;
+	if (*rc && t) {
+		kern_free(d, t);
+		t = NULL;
+	}
+	return t;
+}
+
 int kern_linear_multi(kern_dev *d, const float *x, int64_t m, int nw, const kern_mat *w,
-		      float *const *y)
+		      float *const *y, const kern_norm *norm)
 {
 	if (m < 0 || nw < 1 || nw > 3)
 		return -EINVAL;
@@ -251,17 +264,17 @@ int kern_linear_multi(kern_dev *d, const float *x, int64_t m, int nw, const kern
 	if (!m)
 		return 0;
 	if (d->be->linear_multi)
-		return d->be->linear_multi(d->b, x, m, nw, w, y);
-	for (int i = 0; i < nw; i++) {
-		int rc = kern_linear(d, x, m, &w[i], NULL, KERN_ACT_NONE, y[i]);
-		if (rc)
-			return rc;
-	}
-	return 0;
+		return d->be->linear_multi(d->b, x, m, nw, w, y, norm);
+	int rc = 0;
+	float *t = norm ? normed_copy(d, x, m, w[0].k, norm, &rc) : NULL;
+	for (int i = 0; i < nw && rc == 0; i++)
+		rc = kern_linear(d, t ? t : x, m, &w[i], NULL, KERN_ACT_NONE, y[i]);
+	kern_free(d, t);
+	return rc;
 }
 
 int kern_swiglu(kern_dev *d, const float *x, int64_t m, const kern_mat *wg, const kern_mat *wu,
-		float *out)
+		float *out, const kern_norm *norm)
 {
 	if (m < 0 || !mat_ok(wg) || !mat_ok(wu) || wg->n != wu->n || wg->k != wu->k ||
 	    wg->dt != wu->dt || wg->qblock != wu->qblock)
@@ -269,16 +282,20 @@ int kern_swiglu(kern_dev *d, const float *x, int64_t m, const kern_mat *wg, cons
 	if (!m)
 		return 0;
 	if (d->be->swiglu)
-		return d->be->swiglu(d->b, x, m, wg, wu, out);
-	float *t = kern_alloc(d, (size_t)(m * wu->n) * 4);
-	if (!t)
-		return -ENOMEM;
-	int rc = kern_linear(d, x, m, wg, NULL, KERN_ACT_NONE, out);
+		return d->be->swiglu(d->b, x, m, wg, wu, out, norm);
+	int rc = 0;
+	float *h = norm ? normed_copy(d, x, m, wg->k, norm, &rc) : NULL;
+	float *t = rc ? NULL : kern_alloc(d, (size_t)(m * wu->n) * 4);
+	if (!rc && !t)
+		rc = -ENOMEM;
 	if (rc == 0)
-		rc = kern_linear(d, x, m, wu, NULL, KERN_ACT_NONE, t);
+		rc = kern_linear(d, h ? h : x, m, wg, NULL, KERN_ACT_NONE, out);
+	if (rc == 0)
+		rc = kern_linear(d, h ? h : x, m, wu, NULL, KERN_ACT_NONE, t);
 	if (rc == 0)
 		rc = kern_silu_mul(d, out, t, m * wu->n, out);
 	kern_free(d, t);
+	kern_free(d, h);
 	return rc;
 }
 

@@ -101,14 +101,19 @@ int kern_linear(kern_dev *d, const float *x, int64_t m, const kern_mat *w, const
  * backend without its own version gets them composed from the ops above):
  * kern_linear_add: y[m, n] += x . W^T (a residual connection folded into the product). */
 int kern_linear_add(kern_dev *d, const float *x, int64_t m, const kern_mat *w, float *y);
-/* kern_linear_multi: y[i] = x . W[i]^T for i < nw (1..3), e.g. q, k and v from one input; the
- * matrices share k, dtype and int8 layout. */
+/* An RMSNorm to apply to the input first (norm(x) = x / sqrt(mean(x^2) + eps) * w), or NULL. */
+typedef struct kern_norm {
+	const float *w;
+	float eps;
+} kern_norm;
+/* kern_linear_multi: y[i] = norm(x) . W[i]^T for i < nw (1..3), e.g. q, k and v from one input;
+ * the matrices share k, dtype and int8 layout. norm may be NULL (then x is used as is). */
 int kern_linear_multi(kern_dev *d, const float *x, int64_t m, int nw, const kern_mat *w,
-		      float *const *y);
-/* kern_swiglu: out[m, n] = silu(x . Wg^T) * (x . Wu^T), the SiLU-gated MLP's first half; wg
- * and wu have the same shape, dtype and layout. */
+		      float *const *y, const kern_norm *norm);
+/* kern_swiglu: out[m, n] = silu(h . Wg^T) * (h . Wu^T) with h = norm(x) (or x when norm is
+ * NULL), the SiLU-gated MLP's first half; wg and wu have the same shape, dtype and layout. */
 int kern_swiglu(kern_dev *d, const float *x, int64_t m, const kern_mat *wg, const kern_mat *wu,
-		float *out);
+		float *out, const kern_norm *norm);
 /* kern_rope_kv: kern_rope on q [m, heads, hd] and k [m, kvheads, hd] in place, then
  * kern_kv_store of k and v, in one pass. */
 int kern_rope_kv(kern_dev *d, float *q, float *k, const float *v, const int32_t *pos, int64_t m,

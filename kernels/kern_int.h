@@ -26,9 +26,9 @@ typedef struct kern_backend {
 	/* optional fused ops (NULL: kern.c composes them) */
 	int (*linear_add)(void *b, const float *x, int64_t m, const kern_mat *w, float *y);
 	int (*linear_multi)(void *b, const float *x, int64_t m, int nw, const kern_mat *w,
-			    float *const *y);
+			    float *const *y, const kern_norm *norm);
 	int (*swiglu)(void *b, const float *x, int64_t m, const kern_mat *wg, const kern_mat *wu,
-		      float *out);
+		      float *out, const kern_norm *norm);
 	int (*rope_kv)(void *b, float *q, float *k, const float *v, const int32_t *pos, int64_t m,
 		       int64_t heads, int64_t kvheads, int64_t hd, float theta, float *kc, float *vc,
 		       int64_t cap);

@@ -8,6 +8,8 @@ __global__ void argmax_k(const float *__restrict__ x, int64_t n, int32_t *out, f
 	__shared__ int shi[32];
 	__shared__ float sh[32];
 	const float *r = x + (int64_t)blockIdx.x * n;
+	kc_pdl_trigger();
+	kc_pdl_wait();
 	float bv = -INFINITY;
 	int bi = 0x7fffffff;
 	for (int64_t j = threadIdx.x; j < n; j += blockDim.x)
@@ -64,7 +66,6 @@ extern "C" int kc_argmax(void *b, const float *x, int64_t m, int64_t n, int32_t 
 {
 	kc *c = (kc *)b;
 	KC_ENTER(c);
-	argmax_k<<<(unsigned)m, 1024, 0, c->s>>>(x, n, out, lp);
-	KC_LAUNCHED();
+	KC_LAUNCH(c, argmax_k, dim3((unsigned)m), dim3(1024), x, n, out, lp);
 	return 0;
 }

@@ -21,6 +21,8 @@ __global__ void attention_k(const float *__restrict__ q, const float *__restrict
 	int ngroups = ATT_WARPS * gpw, g = warp * gpw + gw;
 	int kvh = h / (heads / kvheads);
 	int64_t kvdim = (int64_t)kvheads * hd;
+	kc_pdl_trigger();
+	kc_pdl_wait();
 	int64_t T = (int64_t)pos[row] + 1;
 	if (T > cap)
 		T = cap;
@@ -94,8 +96,7 @@ extern "C" int kc_attention(void *b, const float *q, const float *kc_, const flo
 		return -ENOTSUP;
 	KC_ENTER(c);
 	dim3 grid((unsigned)heads, (unsigned)m);
-	attention_k<<<grid, ATT_WARPS * 32, 0, c->s>>>(q, kc_, vc, pos, (int)heads, (int)kvheads,
-						      (int)hd, cap, scale, out);
-	KC_LAUNCHED();
+	KC_LAUNCH(c, attention_k, grid, dim3(ATT_WARPS * 32), q, kc_, vc, pos, (int)heads,
+		  (int)kvheads, (int)hd, cap, scale, out);
 	return 0;
 }

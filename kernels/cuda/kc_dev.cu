@@ -27,6 +27,7 @@ static void kc_close(void *b)
 	cudaFree(c->blas_ws);
 	cudaFree(c->xbuf);
 	cudaFree(c->tbuf);
+	cudaFree(c->nbuf);
 	if (c->s)
 		cudaStreamDestroy(c->s);
 	free(c);
@@ -41,6 +42,10 @@ static int kc_open_impl(kc *c)
 	c->blas_ws_size = 32u << 20;
 	KC_CHECK(cudaMalloc(&c->blas_ws, c->blas_ws_size));
 	KC_BLAS(cublasSetWorkspace(c->blas, c->blas_ws, c->blas_ws_size));
+	int major = 0;
+	KC_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, c->dev));
+	const char *np = getenv("THAW_NO_PDL");
+	c->pdl = major >= 9 && !(np && atoi(np));
 	c->xbuf_size = 16u << 20;
 	KC_CHECK(cudaMalloc(&c->xbuf, c->xbuf_size));
 	return 0;
@@ -88,8 +93,9 @@ static int kc_h2d(void *b, void *dst, const void *src, size_t n)
 {
 	kc *c = (kc *)b;
 	KC_ENTER(c);
+	/* From pageable memory, cudaMemcpyAsync returns once src has been staged, so the caller
+	 * may reuse src at once without a stream sync (a decode step saves a round trip). */
 	KC_CHECK(cudaMemcpyAsync(dst, src, n, cudaMemcpyHostToDevice, c->s));
-	KC_CHECK(cudaStreamSynchronize(c->s));   /* src may be reused by the caller at once */
 	return 0;
 }
 

@@ -6,6 +6,8 @@ __global__ void embed_k(const T *__restrict__ tab, int64_t vocab, int64_t dim,
 			const int32_t *__restrict__ tok, int64_t m, float *__restrict__ y)
 {
 	int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+	kc_pdl_trigger();
+	kc_pdl_wait();
 	if (i >= m * dim)
 		return;
 	int64_t r = i / dim, j = i % dim;
@@ -20,11 +22,13 @@ extern "C" int kc_embed(void *b, kern_dtype dt, const void *table, int64_t vocab
 	KC_ENTER(c);
 	unsigned g = kc_blocks(m * dim, 256);
 	if (dt == KERN_F32)
-		embed_k<<<g, 256, 0, c->s>>>((const float *)table, vocab, dim, tokens, m, y);
+		KC_LAUNCH(c, embed_k<float>, dim3(g), dim3(256), (const float *)table, vocab, dim, tokens, m, y);
 	else if (dt == KERN_BF16)
-		embed_k<<<g, 256, 0, c->s>>>((const __nv_bfloat16 *)table, vocab, dim, tokens, m, y);
+		KC_LAUNCH(c, embed_k<__nv_bfloat16>, dim3(g), dim3(256), (const __nv_bfloat16 *)table, vocab,
+			  dim, tokens, m, y);
 	else
-		embed_k<<<g, 256, 0, c->s>>>((const __half *)table, vocab, dim, tokens, m, y);
+		KC_LAUNCH(c, embed_k<__half>, dim3(g), dim3(256), (const __half *)table, vocab, dim, tokens,
+			  m, y);
 	KC_LAUNCHED();
 	return 0;
 }

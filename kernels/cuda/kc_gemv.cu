@@ -45,12 +45,16 @@ template <> struct vec<__half> {
 };
 template <> struct vec<int8_t> {
 	static const int V = 16;
+	/* int8 -> float without I2F (a quarter-rate instruction on sm_90, which made int8 GEMV
+	 * compute-bound): byte b ^ 0x80 placed under exponent 0x4B gives 2^23 + b + 128. */
 	__device__ static void get(uint4 r, float *f)
 	{
-		unsigned u[4] = {r.x, r.y, r.z, r.w};
+		unsigned u[4] = {r.x ^ 0x80808080u, r.y ^ 0x80808080u, r.z ^ 0x80808080u,
+				 r.w ^ 0x80808080u};
 		for (int i = 0; i < 4; i++)
 			for (int b = 0; b < 4; b++)
-				f[4 * i + b] = (float)(int8_t)((u[i] >> (8 * b)) & 0xff);
+				f[4 * i + b] = __uint_as_float(__byte_perm(u[i], 0x4B000000u, 0x7540u + b)) -
+					       8388736.0f;
 	}
 };
 
@@ -71,6 +75,8 @@ struct gemv_args {
 	int rows[3];
 	int nm, k, qblock, act, acc;
 	const float *bias;
+	const float *norm;         /* RMSNorm weights applied to x first (NULL: none) */
+	float eps;
 };
 
 template <typename T, int M, bool SWIGLU>
@@ -79,35 +85,87 @@ gemv_k(const float *__restrict__ x, const gemv_args a)
 {
 	const int V = vec<T>::V;
 	int row = blockIdx.x * GEMV_WARPS + (threadIdx.x >> 5), lane = threadIdx.x & 31;
+	kc_pdl_trigger();
 	int mi = 0, r = row;
 	if (!SWIGLU)
-		while (mi < a.nm - 1 && r >= a.rows[mi]) {
-			r -= a.rows[mi];
+		while (mi < a.nm - 1 && r >= (mi == 0 ? a.rows[0] : a.rows[1])) {
+			r -= mi == 0 ? a.rows[0] : a.rows[1];
 			mi++;
 		}
-	if (r >= a.rows[mi])
+	/* select without indexing the parameter arrays dynamically (that costs a stack copy) */
+	const int n = mi == 0 ? a.rows[0] : mi == 1 ? a.rows[1] : a.rows[2];
+	const void *Wm = mi == 0 ? a.W[0] : mi == 1 ? a.W[1] : a.W[2];
+	const float *Sm = mi == 0 ? a.S[0] : mi == 1 ? a.S[1] : a.S[2];
+	float *Ym = mi == 0 ? a.Y[0] : mi == 1 ? a.Y[1] : a.Y[2];
+	const bool valid = r < n;   /* invalid warps still join the block's norm reduction */
+	if (!valid && !a.norm)
 		return;
+	if (!valid)
+		r = 0;
 	const int k = a.k;
-	const T *w = (const T *)a.W[mi] + (size_t)r * k;
+	const T *w = (const T *)Wm + (size_t)r * k;
 	const T *w2 = SWIGLU ? (const T *)a.W[1] + (size_t)r * k : w;
 	float acc[M], acc2[M];
 	for (int i = 0; i < M; i++)
 		acc[i] = acc2[i] = 0.f;
 	const bool blk = a.qblock > 0;
-	const float *bs = blk ? a.S[mi] + (size_t)r * (k / a.qblock) : NULL;
+	const float *bs = blk ? Sm + (size_t)r * (k / a.qblock) : NULL;
 	const float *bs2 = (blk && SWIGLU) ? a.S[1] + (size_t)r * (k / a.qblock) : NULL;
-#pragma unroll 4
-	for (int j = lane * V; j < k; j += 32 * V) {
+	/* weights never depend on the previous kernel: start streaming them before the wait */
+	const int PRE = V <= 8 ? 8 : 4;   /* a whole 2048-wide row in flight at once */
+	uint4 pw[PRE], pw2[PRE];
+#pragma unroll
+	for (int u = 0; u < PRE; u++) {
+		int j = lane * V + u * 32 * V;
+		if (j < k) {
+			pw[u] = ld_stream(w + j);
+			if (SWIGLU)
+				pw2[u] = ld_stream(w2 + j);
+		}
+	}
+	kc_pdl_wait();
+	/* fused RMSNorm: every block reduces the sum of squares of its input rows itself */
+	float inv[M];
+	if (a.norm) {
+		__shared__ float red[GEMV_WARPS][M];
+		for (int i = 0; i < M; i++) {
+			float ss = 0.f;
+			for (int j = threadIdx.x * 4; j < k; j += blockDim.x * 4) {
+				float4 xv = __ldg((const float4 *)(x + (size_t)i * k + j));
+				ss += xv.x * xv.x + xv.y * xv.y + xv.z * xv.z + xv.w * xv.w;
+			}
+			ss = kc_warp_sum(ss);
+			if (lane == 0)
+				red[threadIdx.x >> 5][i] = ss;
+		}
+		__syncthreads();
+		for (int i = 0; i < M; i++) {
+			float t = 0.f;
+			for (int wi = 0; wi < GEMV_WARPS; wi++)
+				t += red[wi][i];
+			inv[i] = rsqrtf(t / (float)k + a.eps);
+		}
+		if (!valid)
+			return;
+	}
+	auto step = [&](int j, uint4 raw, uint4 raw2) {
 		float f[V], f2[V];
-		vec<T>::get(ld_stream(w + j), f);
+		vec<T>::get(raw, f);
 		if (SWIGLU)
-			vec<T>::get(ld_stream(w2 + j), f2);
+			vec<T>::get(raw2, f2);
 		float sc = blk ? bs[j / a.qblock] : 1.f, sc2 = (blk && SWIGLU) ? bs2[j / a.qblock] : 1.f;
 		for (int i = 0; i < M; i++) {
 			const float4 *xp = (const float4 *)(x + (size_t)i * k + j);
 			float s = 0.f, s2 = 0.f;
 			for (int v = 0; v < V / 4; v++) {
 				float4 xv = __ldg(xp + v);
+				if (a.norm) {
+					float4 nv = __ldg((const float4 *)(a.norm + j) + v);
+					xv.x *= inv[i] * nv.x;
+					xv.y *= inv[i] * nv.y;
+					xv.z *= inv[i] * nv.z;
+					xv.w *= inv[i] * nv.w;
+				}
 				s += f[4 * v] * xv.x + f[4 * v + 1] * xv.y + f[4 * v + 2] * xv.z +
 				     f[4 * v + 3] * xv.w;
 				if (SWIGLU)
@@ -118,15 +176,23 @@ gemv_k(const float *__restrict__ x, const gemv_args a)
 			if (SWIGLU)
 				acc2[i] += blk ? s2 * sc2 : s2;
 		}
+	};
+#pragma unroll
+	for (int u = 0; u < PRE; u++) {
+		int j = lane * V + u * 32 * V;
+		if (j < k)
+			step(j, pw[u], SWIGLU ? pw2[u] : pw[u]);
 	}
-	float rs = (a.S[mi] && !blk) ? a.S[mi][r] : 1.f;
+#pragma unroll 8
+	for (int j = lane * V + PRE * 32 * V; j < k; j += 32 * V)
+		step(j, ld_stream(w + j), SWIGLU ? ld_stream(w2 + j) : make_uint4(0, 0, 0, 0));
+	float rs = (Sm && !blk) ? Sm[r] : 1.f;
 	float rs2 = (SWIGLU && a.S[1] && !blk) ? a.S[1][r] : 1.f;
-	const int n = a.rows[mi];
 	for (int i = 0; i < M; i++) {
 		float s = kc_warp_sum(acc[i]) * rs;
 		float s2 = SWIGLU ? kc_warp_sum(acc2[i]) * rs2 : 0.f;
 		if (lane == 0) {
-			float *yp = a.Y[mi] + (size_t)i * n + r;
+			float *yp = Ym + (size_t)i * n + r;
 			if (SWIGLU)
 				*yp = s / (1.f + expf(-s)) * s2;
 			else if (a.acc)
@@ -144,6 +210,8 @@ __global__ void gemv_scalar_k(const T *__restrict__ W, const float *__restrict__
 			      const float *__restrict__ bias, int act, float *__restrict__ y)
 {
 	int row = blockIdx.x * GEMV_WARPS + (threadIdx.x >> 5), lane = threadIdx.x & 31;
+	kc_pdl_trigger();
+	kc_pdl_wait();
 	if (row >= n)
 		return;
 	for (int i = 0; i < m; i++) {
@@ -169,22 +237,23 @@ static int launch(kc *c, const float *x, int m, const gemv_args &a, const kern_m
 	bool vecok = a.k % V == 0 && ((uintptr_t)x % 16) == 0;
 	for (int i = 0; i < (SWIGLU ? 2 : a.nm); i++)
 		vecok = vecok && ((uintptr_t)a.W[i] % 16) == 0;
+	vecok = vecok && (!a.norm || ((uintptr_t)a.norm % 16) == 0);
 	if (!vecok) {
-		if (SWIGLU || a.nm > 1 || a.acc)
+		if (SWIGLU || a.nm > 1 || a.acc || a.norm)
 			return -EAGAIN;   /* the caller composes it from single products */
 		const float *sc = w0->dt == KERN_I8 ? w0->scales : NULL;
-		gemv_scalar_k<T><<<g, GEMV_WARPS * 32, 0, c->s>>>((const T *)a.W[0], x, m, a.rows[0], a.k,
-								  sc, a.qblock, a.bias, a.act, a.Y[0]);
-		KC_LAUNCHED();
+		KC_LAUNCH(c, gemv_scalar_k<T>, dim3(g), dim3(GEMV_WARPS * 32), (const T *)a.W[0], x, m,
+			  a.rows[0], a.k, sc, a.qblock, a.bias, a.act, a.Y[0]);
 		return 0;
 	}
-#define GV(MM) case MM: gemv_k<T, MM, SWIGLU><<<g, GEMV_WARPS * 32, 0, c->s>>>(x, a); break
+	cudaError_t e;
+#define GV(MM) case MM: e = kc_launch(c, gemv_k<T, MM, SWIGLU>, dim3(g), dim3(GEMV_WARPS * 32), x, a); break
 	switch (m) {
 	GV(1); GV(2); GV(3); GV(4); GV(5); GV(6); GV(7); GV(8);
 	default: return -EINVAL;
 	}
 #undef GV
-	KC_LAUNCHED();
+	KC_CHECK(e);
 	return 0;
 }
 
@@ -204,7 +273,8 @@ static int dispatch(kc *c, const float *x, int m, const gemv_args &a, const kern
  * 8 (each chunk re-reads the weights). acc: add into y instead of storing (nw == 1). Returns
  * -EAGAIN when the fused form cannot take these pointers (caller composes). */
 extern "C" int kc_gemv_ex(kc *c, const float *x, int64_t m, int nw, const kern_mat *w,
-			  float *const *y, const float *bias, kern_act act, int acc, int swiglu)
+			  float *const *y, const float *bias, kern_act act, int acc, int swiglu,
+			  const kern_norm *norm)
 {
 	for (int i = 0; i < nw; i++)
 		if (w[i].n > INT32_MAX || w[i].k > INT32_MAX)
@@ -219,6 +289,8 @@ extern "C" int kc_gemv_ex(kc *c, const float *x, int64_t m, int nw, const kern_m
 		a.act = (int)act;
 		a.acc = acc;
 		a.bias = bias;
+		a.norm = norm ? norm->w : NULL;
+		a.eps = norm ? norm->eps : 0.f;
 		for (int i = 0; i < nw; i++) {
 			a.W[i] = w[i].data;
 			a.S[i] = w[i].dt == KERN_I8 ? w[i].scales : NULL;
@@ -237,5 +309,5 @@ extern "C" int kc_gemv(kc *c, const float *x, int64_t m, const kern_mat *w, cons
 		       kern_act act, float *y)
 {
 	float *ys[1] = {y};
-	return kc_gemv_ex(c, x, m, 1, w, ys, bias, act, 0, 0);
+	return kc_gemv_ex(c, x, m, 1, w, ys, bias, act, 0, 0, NULL);
 }

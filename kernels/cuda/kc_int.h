@@ -25,7 +25,10 @@ typedef struct kc {
 	size_t xbuf_size;
 	float *tbuf;               /* F32 scratch for composed fused ops (prefill only) */
 	size_t tbuf_size;
+	float *nbuf;               /* F32 scratch: normed input of composed fused ops */
+	size_t nbuf_size;
 	int capturing;
+	int pdl;                   /* launch decode-path kernels with programmatic dependent launch */
 } kc;
 
 /* KC_CHECK returns -EIO from the calling function when a CUDA call fails (POOL_CUDA_CHECK). */
@@ -43,6 +46,41 @@ static inline int kc_enter(kc *c)
 	return 0;
 }
 #define KC_ENTER(c) do { int kc_rc_ = kc_enter(c); if (kc_rc_) return kc_rc_; } while (0)
+
+/* Programmatic dependent launch (Hopper): kernels launched with kc_launch may start while
+ * their predecessor finishes; each such kernel calls kc_pdl_trigger() first (let its own
+ * successor launch early) and kc_pdl_wait() before it reads anything a predecessor wrote, so
+ * only independent work (e.g. streaming weights into registers) overlaps. No-ops before sm_90. */
+__device__ __forceinline__ void kc_pdl_wait(void)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+	asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+__device__ __forceinline__ void kc_pdl_trigger(void)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+	asm volatile("griddepcontrol.launch_dependents;");
+#endif
+}
+
+template <typename... Exp, typename... Act>
+static inline cudaError_t kc_launch(kc *c, void (*k)(Exp...), dim3 g, dim3 b, Act... args)
+{
+	cudaLaunchConfig_t cfg = {};
+	cudaLaunchAttribute at[1];
+	cfg.gridDim = g;
+	cfg.blockDim = b;
+	cfg.dynamicSmemBytes = 0;
+	cfg.stream = c->s;
+	at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+	at[0].val.programmaticStreamSerializationAllowed = 1;
+	cfg.attrs = at;
+	cfg.numAttrs = c->pdl ? 1 : 0;
+	return cudaLaunchKernelEx(&cfg, k, ((Exp)args)...);
+}
+#define KC_LAUNCH(c, k, g, b, ...) KC_CHECK(kc_launch(c, k, g, b, __VA_ARGS__))
 
 static inline unsigned kc_blocks(int64_t n, int per) { return (unsigned)((n + per - 1) / per); }
 
@@ -109,7 +147,7 @@ int kc_linear(void *b, const float *x, int64_t m, const kern_mat *w, const float
 int kc_gemv(kc *c, const float *x, int64_t m, const kern_mat *w, const float *bias, kern_act act,
 	    float *y);
 int kc_gemv_ex(kc *c, const float *x, int64_t m, int nw, const kern_mat *w, float *const *y,
-	       const float *bias, kern_act act, int acc, int swiglu);
+	       const float *bias, kern_act act, int acc, int swiglu, const kern_norm *norm);
 int kc_gemm(kc *c, const float *x, int64_t m, const kern_mat *w, float *y, float beta);
 int kc_gemm_ex(kc *c, const float *x, int64_t m, const kern_mat *w, float *y, float beta,
 	       int rounded);
@@ -117,9 +155,11 @@ int kc_round_x(kc *c, const float *x, int64_t m, const kern_mat *w);
 int kc_scratch(kc *c, size_t bytes, float **out);
 int kc_linear_add(void *b, const float *x, int64_t m, const kern_mat *w, float *y);
 int kc_linear_multi(void *b, const float *x, int64_t m, int nw, const kern_mat *w,
-		    float *const *y);
+		    float *const *y, const kern_norm *norm);
 int kc_swiglu(void *b, const float *x, int64_t m, const kern_mat *wg, const kern_mat *wu,
-	      float *out);
+	      float *out, const kern_norm *norm);
+int kc_normed(kc *c, const float *x, int64_t m, int64_t k, const kern_norm *norm,
+	      const float **out);
 int kc_rope_kv(void *b, float *q, float *k, const float *v, const int32_t *pos, int64_t m,
 	       int64_t heads, int64_t kvheads, int64_t hd, float theta, float *kc_, float *vc,
 	       int64_t cap);

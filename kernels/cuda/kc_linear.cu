@@ -41,6 +41,20 @@ extern "C" int kc_scratch(kc *c, size_t bytes, float **out)
 	return rc;
 }
 
+/* kc_normed: *out = x, or norm(x) in the device's norm scratch when norm is given. */
+extern "C" int kc_normed(kc *c, const float *x, int64_t m, int64_t k, const kern_norm *norm,
+			 const float **out)
+{
+	*out = x;
+	if (!norm)
+		return 0;
+	int rc = grow(c, (void **)&c->nbuf, &c->nbuf_size, (size_t)(m * k) * 4);
+	if (rc == 0)
+		rc = kc_rmsnorm(c, x, norm->w, m, k, norm->eps, c->nbuf);
+	*out = c->nbuf;
+	return rc;
+}
+
 /* kc_round_x rounds x [m, k] to w's dtype into the device's workspace (F16/BF16 weights). */
 extern "C" int kc_round_x(kc *c, const float *x, int64_t m, const kern_mat *w)
 {
@@ -106,7 +120,7 @@ extern "C" int kc_linear_add(void *b, const float *x, int64_t m, const kern_mat 
 	KC_ENTER(c);
 	if (m <= GEMV_MAX_M || w->dt == KERN_I8) {
 		float *ys[1] = {y};
-		int rc = kc_gemv_ex(c, x, m, 1, w, ys, NULL, KERN_ACT_NONE, 1, 0);
+		int rc = kc_gemv_ex(c, x, m, 1, w, ys, NULL, KERN_ACT_NONE, 1, 0, NULL);
 		if (rc != -EAGAIN)
 			return rc;
 		float *t;   /* unaligned operands: product into scratch, then add */

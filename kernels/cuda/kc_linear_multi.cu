@@ -1,18 +1,22 @@
 /* kc_linear_multi.cu — op kern_linear_multi: up to three products of one input (q, k, v) in one
- * GEMV launch for small m (rows numbered across the matrices); cuBLAS one by one otherwise (x rounded to
+ * GEMV launch for small m (rows numbered across the matrices; an RMSNorm of the input
+ * fused in); cuBLAS one by one otherwise (x rounded to
  * F16/BF16 once for all of them). */
 #include "kernels/cuda/kc_int.h"
 
 extern "C" int kc_linear_multi(void *b, const float *x, int64_t m, int nw, const kern_mat *w,
-			       float *const *y)
+			       float *const *y, const kern_norm *norm)
 {
 	kc *c = (kc *)b;
 	KC_ENTER(c);
 	if (m <= 8 || w[0].dt == KERN_I8) {
-		int rc = kc_gemv_ex(c, x, m, nw, w, y, NULL, KERN_ACT_NONE, 0, 0);
+		int rc = kc_gemv_ex(c, x, m, nw, w, y, NULL, KERN_ACT_NONE, 0, 0, norm);
 		if (rc != -EAGAIN)
 			return rc;
 	}
+	int nrc = kc_normed(c, x, m, w[0].k, norm, &x);   /* composed: norm once into scratch */
+	if (nrc)
+		return nrc;
 	int rounded = 0;
 	if (m > 8 && (w[0].dt == KERN_BF16 || w[0].dt == KERN_F16)) {   /* round x once */
 		int rc = kc_round_x(c, x, m, &w[0]);

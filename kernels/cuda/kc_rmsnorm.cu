@@ -8,6 +8,8 @@ __global__ void rmsnorm_k(const float *__restrict__ x, const float *__restrict__
 	const float *r = x + (int64_t)blockIdx.x * dim;
 	float *o = y + (int64_t)blockIdx.x * dim;
 	float ss = 0.f;
+	kc_pdl_trigger();
+	kc_pdl_wait();
 	for (int64_t j = threadIdx.x; j < dim; j += blockDim.x)
 		ss += r[j] * r[j];
 	ss = kc_block_sum(ss, sh);
@@ -21,7 +23,6 @@ extern "C" int kc_rmsnorm(void *b, const float *x, const float *w, int64_t m, in
 {
 	kc *c = (kc *)b;
 	KC_ENTER(c);
-	rmsnorm_k<<<(unsigned)m, dim >= 1024 ? 1024 : 256, 0, c->s>>>(x, w, dim, eps, y);
-	KC_LAUNCHED();
+	KC_LAUNCH(c, rmsnorm_k, dim3((unsigned)m), dim3(dim >= 1024 ? 1024 : 256), x, w, dim, eps, y);
 	return 0;
 }

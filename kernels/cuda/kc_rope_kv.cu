@@ -8,6 +8,8 @@ __global__ void rope_kv_k(float *q, float *k, const float *__restrict__ v,
 {
 	int half = hd / 2;
 	int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+	kc_pdl_trigger();
+	kc_pdl_wait();
 	if (i >= m * (H + KVH) * half)
 		return;
 	int j = (int)(i % half), h = (int)((i / half) % (H + KVH));
@@ -38,8 +40,7 @@ extern "C" int kc_rope_kv(void *b, float *q, float *k, const float *v, const int
 	kc *c = (kc *)b;
 	KC_ENTER(c);
 	int64_t n = m * (heads + kvheads) * (hd / 2);
-	rope_kv_k<<<kc_blocks(n, 256), 256, 0, c->s>>>(q, k, v, pos, m, (int)heads, (int)kvheads,
-						      (int)hd, theta, kc_, vc, cap);
-	KC_LAUNCHED();
+	KC_LAUNCH(c, rope_kv_k, dim3(kc_blocks(n, 256)), dim3(256), q, k, v, pos, m, (int)heads,
+		  (int)kvheads, (int)hd, theta, kc_, vc, cap);
 	return 0;
 }

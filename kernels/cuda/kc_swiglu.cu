@@ -1,22 +1,24 @@
 /* kc_swiglu.cu — op kern_swiglu: silu(x . Wg^T) * (x . Wu^T). Small m: one GEMV launch in which
- * each warp streams a gate row and the matching up row and writes silu(g) * u; larger m: two
+ * each warp streams a gate row and the matching up row and writes silu(g) * u (an RMSNorm of the input fused in); larger m: two
  * cuBLAS products (up into the device scratch) and kern_silu_mul. */
 #include "kernels/cuda/kc_int.h"
 
 extern "C" int kc_swiglu(void *b, const float *x, int64_t m, const kern_mat *wg,
-			 const kern_mat *wu, float *out)
+			 const kern_mat *wu, float *out, const kern_norm *norm)
 {
 	kc *c = (kc *)b;
 	KC_ENTER(c);
 	if (m <= 8 || wg->dt == KERN_I8) {
 		kern_mat w[2] = {*wg, *wu};
 		float *ys[2] = {out, out};
-		int rc = kc_gemv_ex(c, x, m, 2, w, ys, NULL, KERN_ACT_NONE, 0, 1);
+		int rc = kc_gemv_ex(c, x, m, 2, w, ys, NULL, KERN_ACT_NONE, 0, 1, norm);
 		if (rc != -EAGAIN)
 			return rc;
 	}
 	float *t;
-	int rc = kc_scratch(c, (size_t)(m * wu->n) * 4, &t);
+	int rc = kc_normed(c, x, m, wg->k, norm, &x);
+	if (rc == 0)
+		rc = kc_scratch(c, (size_t)(m * wu->n) * 4, &t);
 	if (rc == 0 && wg->dt != KERN_I8) {   /* cuBLAS: round x once for both products */
 		int rounded = wg->dt == KERN_BF16 || wg->dt == KERN_F16;
 		if (rounded)

@@ -108,12 +108,12 @@ static void test_linear_all_dtypes(void)
 		float *outs[2] = {b2, c2};
 		for (int64_t i = 0; i < m * n; i++) a[i] = y[i] = frand();
 		T_EQ_INT(kern_linear_add(d, x, m, &w, a), 0);
-		T_EQ_INT(kern_linear_multi(d, x, m, 2, ws, outs), 0);
+		T_EQ_INT(kern_linear_multi(d, x, m, 2, ws, outs, NULL), 0);
 		int ok = 1;
 		for (int64_t i = 0; i < m * n; i++)
 			ok &= fabsf(a[i] - (y[i] + b2[i])) < 1e-5f && b2[i] == c2[i];
 		T_CHECK(ok);
-		T_EQ_INT(kern_swiglu(d, x, m, &w, &w, a), 0);
+		T_EQ_INT(kern_swiglu(d, x, m, &w, &w, a, NULL), 0);
 		ok = 1;
 		for (int64_t i = 0; i < m * n; i++)
 			ok &= fabsf(a[i] - b2[i] / (1 + expf(-b2[i])) * b2[i]) < 1e-5f;

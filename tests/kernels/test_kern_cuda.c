@@ -323,9 +323,9 @@ static void test_cuda_fused(void)
 {
 	if (!open_devs())
 		T_SKIP("no GPU");
-	int64_t ms[] = {1, 5, 8, 20};
+	int64_t ms[] = {1, 1, 5, 8, 20, 20};
 	for (int dt = 0; dt < 5; dt++)
-		for (int mi = 0; mi < 4; mi++) {
+		for (int mi = 0; mi < 6; mi++) {
 			int64_t m = ms[mi], k = 256, ns[3] = {256, 64, 64};
 			int blk = dt == 4 ? 32 : 0;
 			kern_dtype kd = dt == 0 ? KERN_F32 : dt == 1 ? KERN_F16 : dt == 2 ? KERN_BF16 : KERN_I8;
@@ -360,8 +360,13 @@ static void test_cuda_fused(void)
 				yc[i] = malloc((size_t)(m * ns[i]) * 4);
 				dy[i] = poisoned((size_t)(m * ns[i]) * 4);
 			}
-			T_EQ_INT(kern_linear_multi(C, x, m, 3, wc, yc), 0);
-			T_EQ_INT(kern_linear_multi(G, dx, m, 3, wg, (float *const *)dy), 0);
+			/* with an RMSNorm of x fused in on odd m index, plain otherwise */
+			float *nwh = rnd((size_t)k, 1);
+			void *nwd = up(nwh, (size_t)k * 4);
+			kern_norm nc = {nwh, 1e-5f}, ng = {nwd, 1e-5f};
+			const kern_norm *pc = mi % 2 ? &nc : NULL, *pg = mi % 2 ? &ng : NULL;
+			T_EQ_INT(kern_linear_multi(C, x, m, 3, wc, yc, pc), 0);
+			T_EQ_INT(kern_linear_multi(G, dx, m, 3, wg, (float *const *)dy, pg), 0);
 			for (int i = 0; i < 3; i++) {
 				yg[i] = down(dy[i], (size_t)(m * ns[i]) * 4);
 				T_CHECK(close_f(yg[i], yc[i], (size_t)(m * ns[i]), at, rt, "linear_multi"));
@@ -378,11 +383,11 @@ static void test_cuda_fused(void)
 			/* swiglu with wc[1], wc[2] (same shape) */
 			float *sc_ = malloc((size_t)(m * 64) * 4);
 			void *dsg = poisoned((size_t)(m * 64) * 4);
-			T_EQ_INT(kern_swiglu(C, x, m, &wc[1], &wc[2], sc_), 0);
-			T_EQ_INT(kern_swiglu(G, dx, m, &wg[1], &wg[2], dsg), 0);
+			T_EQ_INT(kern_swiglu(C, x, m, &wc[1], &wc[2], sc_, pc), 0);
+			T_EQ_INT(kern_swiglu(G, dx, m, &wg[1], &wg[2], dsg, pg), 0);
 			float *sg = down(dsg, (size_t)(m * 64) * 4);
 			T_CHECK(close_f(sg, sc_, (size_t)(m * 64), at, rt * 2, "swiglu"));
-			free(sc_); free(sg); kern_free(G, dsg); free(base);
+			free(sc_); free(sg); kern_free(G, dsg); free(base); free(nwh); kern_free(G, nwd);
 			for (int i = 0; i < 3; i++) {
 				free(yc[i]); free(yg[i]); kern_free(G, dy[i]); kern_free(G, dw[i]);
 				kern_free(G, ds[i]); free(hw[i]); free(hs[i]);

@@ -1,0 +1,727 @@
+/* fn_finetune.c — MLP fine-tuning with Adam (see fn_finetune.h). Host F32, deterministic. */
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include "functions/fn_finetune.h"
+
+#define FT_MAX_LAYERS 16
+#define FT_EVAL_CHUNK 256
+#define FT_BETA1 0.9
+#define FT_BETA2 0.999
+#define FT_EPS 1e-8
+
+static int ft_err(char *err, size_t errlen, int rc, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+static int ft_err(char *err, size_t errlen, int rc, const char *fmt, ...)
+{
+	if (err && errlen) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(err, errlen, fmt, ap);
+		va_end(ap);
+	}
+	return rc;
+}
+
+/* ---- data ---- */
+
+/* opens path for reading; .gz through `zcat` (no shell: fork + exec). *pid is 0 or zcat's. */
+static FILE *open_data(const char *path, pid_t *pid)
+{
+	size_t len = strlen(path);
+	*pid = 0;
+	if (len < 3 || strcmp(path + len - 3, ".gz") != 0)
+		return fopen(path, "r");
+	if (access(path, R_OK) < 0)
+		return NULL;
+	int fd[2];
+	if (pipe2(fd, O_CLOEXEC) < 0)
+		return NULL;
+	pid_t p = fork();
+	if (p < 0) {
+		close(fd[0]);
+		close(fd[1]);
+		return NULL;
+	}
+	if (p == 0) {
+		dup2(fd[1], STDOUT_FILENO);
+		int dn = open("/dev/null", O_WRONLY);
+		if (dn >= 0)
+			dup2(dn, STDERR_FILENO);
+		execlp("zcat", "zcat", "--", path, (char *)NULL);
+		_exit(127);
+	}
+	close(fd[1]);
+	FILE *f = fdopen(fd[0], "r");
+	if (!f) {
+		close(fd[0]);
+		waitpid(p, NULL, 0);
+		return NULL;
+	}
+	*pid = p;
+	return f;
+}
+
+/* parses up to cap comma-separated numbers of line into v; returns the count or -1 */
+static long parse_row(char *line, double *v, long cap)
+{
+	long n = 0;
+	char *s = line;
+	for (;;) {
+		while (*s == ' ' || *s == '\t')
+			s++;
+		if (*s == 0 || *s == '\n' || *s == '\r')
+			return n == 0 ? 0 : -1;   /* empty line, or a trailing comma */
+		char *end;
+		double x = strtod(s, &end);
+		if (end == s || !isfinite(x))
+			return -1;
+		if (n < cap)
+			v[n] = x;
+		n++;
+		s = end;
+		while (*s == ' ' || *s == '\t' || *s == '\r')
+			s++;
+		if (*s == ',') {
+			s++;
+			continue;
+		}
+		if (*s == 0 || *s == '\n')
+			return n;
+		return -1;
+	}
+}
+
+int fn_ft_data_load(const char *path, int nt, double feature_scale, fn_ft_data *d, char *err,
+		    size_t errlen)
+{
+	memset(d, 0, sizeof *d);
+	pid_t pid;
+	FILE *f = open_data(path, &pid);
+	if (!f)
+		return ft_err(err, errlen, errno == ENOENT ? -ENOENT : -EIO, "data %s: %s", path,
+			      strerror(errno ? errno : EIO));
+	char *line = NULL;
+	size_t lcap = 0;
+	double *v = NULL;
+	long width = 0, lineno = 0;
+	int64_t cap = 0;
+	int rc = 0;
+	ssize_t got;
+	while ((got = getline(&line, &lcap, f)) >= 0) {
+		lineno++;
+		long cnt = parse_row(line, v, width);
+		if (width == 0) {
+			long w = 1;
+			for (char *s = line; *s; s++)
+				w += *s == ',';
+			free(v);
+			v = malloc((size_t)w * sizeof *v);
+			if (!v) {
+				rc = ft_err(err, errlen, -ENOMEM, "data %s: out of memory", path);
+				goto done;
+			}
+			cnt = parse_row(line, v, w);
+			if (cnt < 0 && lineno == 1 && d->rows == 0)
+				continue;          /* a header */
+			if (cnt == 0)
+				continue;
+			if (cnt < 0 || cnt <= nt) {
+				rc = ft_err(err, errlen, -EINVAL, "data %s line %ld: need numbers: features "
+					    "then %d target%s", path, lineno, nt, nt == 1 ? "" : "s");
+				goto done;
+			}
+			width = cnt;
+		}
+		if (cnt == 0)
+			continue;
+		if (cnt != width) {
+			rc = ft_err(err, errlen, -EINVAL, "data %s line %ld: %s (expected %ld numbers)",
+				    path, lineno, cnt < 0 ? "not a comma-separated row of numbers" :
+				    "wrong number of columns", width);
+			goto done;
+		}
+		if (d->rows == cap) {
+			int64_t nc = cap ? cap * 2 : 1024;
+			float *nx = realloc(d->x, (size_t)(nc * (width - nt)) * sizeof *nx);
+			if (nx)
+				d->x = nx;
+			float *ny = realloc(d->y, (size_t)(nc * nt) * sizeof *ny);
+			if (ny)
+				d->y = ny;
+			if (!nx || !ny) {
+				rc = ft_err(err, errlen, -ENOMEM, "data %s: out of memory", path);
+				goto done;
+			}
+			cap = nc;
+		}
+		int64_t c = width - nt;
+		for (int64_t j = 0; j < c; j++)
+			d->x[d->rows * c + j] = (float)(v[j] * feature_scale);
+		for (int j = 0; j < nt; j++)
+			d->y[d->rows * nt + j] = (float)v[c + j];
+		d->rows++;
+	}
+	if (d->rows == 0)
+		rc = ft_err(err, errlen, -EINVAL, "data %s: no rows", path);
+	d->cols = width - nt;
+	d->nt = nt;
+done:
+	free(line);
+	free(v);
+	fclose(f);
+	if (pid > 0) {
+		int st = 0;
+		waitpid(pid, &st, 0);
+		if (rc == 0 && (!WIFEXITED(st) || WEXITSTATUS(st) != 0))
+			rc = ft_err(err, errlen, -EINVAL, "data %s: zcat failed (not a gzip file?)", path);
+	}
+	if (rc < 0)
+		fn_ft_data_free(d);
+	return rc;
+}
+
+void fn_ft_data_free(fn_ft_data *d)
+{
+	free(d->x);
+	free(d->y);
+	memset(d, 0, sizeof *d);
+}
+
+/* ---- model ---- */
+
+struct fn_ft {
+	fn_ft_params p;
+	const fn_ft_data *d;
+	int nl;
+	int64_t n[FT_MAX_LAYERS], k[FT_MAX_LAYERS], maxd;
+	float *w[FT_MAX_LAYERS], *b[FT_MAX_LAYERS];
+	float *mw[FT_MAX_LAYERS], *vw[FT_MAX_LAYERS], *mb[FT_MAX_LAYERS], *vb[FT_MAX_LAYERS];
+	float *gw[FT_MAX_LAYERS], *gb[FT_MAX_LAYERS];
+	int64_t *split;            /* row permutation: [0, ntrain) train, [ntrain, rows) held out */
+	int64_t ntrain, nval;
+	int64_t *order;            /* this epoch's training order */
+	int order_epoch;
+	/* scratch: z (pre-activation) and a (post) per layer, cap rows */
+	float *z[FT_MAX_LAYERS], *a[FT_MAX_LAYERS + 1], *dz, *da;
+	int64_t cap;
+	/* the cursor and running sums: all saved by fn_ft_save */
+	struct ft_cursor {
+		int64_t epoch, phase, pos, t, units;
+		double tr_loss, ev_loss;
+		int64_t tr_n, ev_n, ev_correct;
+		int64_t have_last, last_epoch;
+		double last_loss, last_val_loss, last_acc;
+		int64_t done;
+	} c;
+};
+
+static uint64_t splitmix(uint64_t *s)
+{
+	uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+	z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+	return z ^ (z >> 31);
+}
+
+static void shuffle(int64_t *a, int64_t n, uint64_t seed)
+{
+	uint64_t s = seed;
+	for (int64_t i = n - 1; i > 0; i--) {
+		int64_t j = (int64_t)(splitmix(&s) % (uint64_t)(i + 1));
+		int64_t t = a[i];
+		a[i] = a[j];
+		a[j] = t;
+	}
+}
+
+void fn_ft_free(fn_ft *f)
+{
+	if (!f)
+		return;
+	for (int i = 0; i < FT_MAX_LAYERS; i++) {
+		free(f->w[i]); free(f->b[i]); free(f->mw[i]); free(f->vw[i]);
+		free(f->mb[i]); free(f->vb[i]); free(f->gw[i]); free(f->gb[i]);
+		free(f->z[i]); free(f->a[i]);
+	}
+	free(f->a[FT_MAX_LAYERS]);
+	free(f->dz);
+	free(f->da);
+	free(f->split);
+	free(f->order);
+	free(f);
+}
+
+static int ensure_cap(fn_ft *f, int64_t m)
+{
+	if (m <= f->cap)
+		return 0;
+	for (int i = 0; i <= f->nl; i++) {
+		int64_t w = i == 0 ? f->k[0] : f->n[i - 1];
+		free(f->a[i]);
+		f->a[i] = malloc((size_t)(m * w) * sizeof(float));
+		if (i < f->nl) {
+			free(f->z[i]);
+			f->z[i] = malloc((size_t)(m * f->n[i]) * sizeof(float));
+			if (!f->z[i])
+				return -ENOMEM;
+		}
+		if (!f->a[i])
+			return -ENOMEM;
+	}
+	free(f->dz);
+	free(f->da);
+	f->dz = malloc((size_t)(m * f->maxd) * sizeof(float));
+	f->da = malloc((size_t)(m * f->maxd) * sizeof(float));
+	if (!f->dz || !f->da)
+		return -ENOMEM;
+	f->cap = m;
+	return 0;
+}
+
+int fn_ft_new(const fn_ft_params *p, int nl, const int64_t *n, const int64_t *k,
+	      const float *const *w, const float *const *b, const fn_ft_data *data, fn_ft **out,
+	      char *err, size_t errlen)
+{
+	*out = NULL;
+	if (nl < 1 || nl > FT_MAX_LAYERS)
+		return ft_err(err, errlen, -EINVAL, "finetune: need 1..%d layers, got %d", FT_MAX_LAYERS, nl);
+	if (p->epochs < 1 || p->batch_size < 1 || !(p->learning_rate > 0) ||
+	    !(p->validation_split >= 0 && p->validation_split <= 0.9))
+		return ft_err(err, errlen, -EINVAL, "finetune: bad parameters");
+	for (int i = 0; i < nl; i++)
+		if (n[i] < 1 || k[i] < 1 || (i > 0 && k[i] != n[i - 1]))
+			return ft_err(err, errlen, -EINVAL, "finetune: layer %d shape [%lld, %lld] does not "
+				      "follow the layer before", i, (long long)n[i], (long long)k[i]);
+	if (data->cols != k[0])
+		return ft_err(err, errlen, -EINVAL, "finetune: the data has %lld feature columns, the "
+			      "model takes %lld inputs", (long long)data->cols, (long long)k[0]);
+	int64_t out_dim = n[nl - 1];
+	if (p->classify) {
+		if (out_dim < 2)
+			return ft_err(err, errlen, -EINVAL, "finetune: a classifier needs >= 2 outputs");
+		for (int64_t r = 0; r < data->rows; r++) {
+			float y = data->y[r * data->nt];
+			if (y != floorf(y) || y < 0 || y >= (float)out_dim)
+				return ft_err(err, errlen, -EINVAL, "finetune: data row %lld: label %g is "
+					      "not a class index in 0..%lld", (long long)r + 1, (double)y,
+					      (long long)out_dim - 1);
+		}
+	} else if (data->nt != out_dim) {
+		return ft_err(err, errlen, -EINVAL, "finetune: the data has %lld targets, the model "
+			      "gives %lld outputs", (long long)data->nt, (long long)out_dim);
+	}
+	fn_ft *f = calloc(1, sizeof *f);
+	if (!f)
+		return ft_err(err, errlen, -ENOMEM, "finetune: out of memory");
+	f->p = *p;
+	f->d = data;
+	f->nl = nl;
+	f->order_epoch = -1;
+	for (int i = 0; i < nl; i++) {
+		size_t nw = (size_t)(n[i] * k[i]), nb = (size_t)n[i];
+		f->n[i] = n[i];
+		f->k[i] = k[i];
+		if (n[i] > f->maxd) f->maxd = n[i];
+		if (k[i] > f->maxd) f->maxd = k[i];
+		f->w[i] = malloc(nw * 4);
+		f->b[i] = calloc(nb, 4);
+		f->mw[i] = calloc(nw, 4);
+		f->vw[i] = calloc(nw, 4);
+		f->gw[i] = calloc(nw, 4);
+		f->mb[i] = calloc(nb, 4);
+		f->vb[i] = calloc(nb, 4);
+		f->gb[i] = calloc(nb, 4);
+		if (!f->w[i] || !f->b[i] || !f->mw[i] || !f->vw[i] || !f->gw[i] || !f->mb[i] ||
+		    !f->vb[i] || !f->gb[i])
+			goto nomem;
+		memcpy(f->w[i], w[i], nw * 4);
+		if (b && b[i])
+			memcpy(f->b[i], b[i], nb * 4);
+	}
+	f->nval = (int64_t)floor((double)data->rows * p->validation_split);
+	f->ntrain = data->rows - f->nval;
+	if (f->ntrain < 1) {
+		fn_ft_free(f);
+		return ft_err(err, errlen, -EINVAL, "finetune: no training rows left after the split");
+	}
+	f->split = malloc((size_t)data->rows * sizeof *f->split);
+	f->order = malloc((size_t)f->ntrain * sizeof *f->order);
+	if (!f->split || !f->order)
+		goto nomem;
+	for (int64_t r = 0; r < data->rows; r++)
+		f->split[r] = r;
+	shuffle(f->split, data->rows, p->seed ^ 0x5EEDull);
+	*out = f;
+	return 0;
+nomem:
+	fn_ft_free(f);
+	return ft_err(err, errlen, -ENOMEM, "finetune: out of memory");
+}
+
+static float act_f(kern_act a, float z)
+{
+	switch (a) {
+	case KERN_ACT_RELU: return z > 0 ? z : 0;
+	case KERN_ACT_TANH: return tanhf(z);
+	case KERN_ACT_GELU: return 0.5f * z * (1.0f + erff(z * 0.70710678f));
+	case KERN_ACT_SILU: return z / (1.0f + expf(-z));
+	default: return z;
+	}
+}
+
+static float act_d(kern_act a, float z)
+{
+	switch (a) {
+	case KERN_ACT_RELU: return z > 0 ? 1.0f : 0.0f;
+	case KERN_ACT_TANH: { float t = tanhf(z); return 1.0f - t * t; }
+	case KERN_ACT_GELU:
+		return 0.5f * (1.0f + erff(z * 0.70710678f)) + z * 0.39894228f * expf(-0.5f * z * z);
+	case KERN_ACT_SILU: { float s = 1.0f / (1.0f + expf(-z)); return s * (1.0f + z * (1.0f - s)); }
+	default: return 1.0f;
+	}
+}
+
+/* forward over rows idx[0..m): fills z and a; returns 0 or -ENOMEM */
+static int forward(fn_ft *f, const int64_t *idx, int64_t m)
+{
+	if (ensure_cap(f, m) < 0)
+		return -ENOMEM;
+	int64_t c = f->d->cols;
+	for (int64_t r = 0; r < m; r++)
+		memcpy(f->a[0] + r * c, f->d->x + idx[r] * c, (size_t)c * 4);
+	for (int l = 0; l < f->nl; l++) {
+		int64_t n = f->n[l], k = f->k[l];
+		int last = l == f->nl - 1;
+		for (int64_t r = 0; r < m; r++) {
+			const float *x = f->a[l] + r * k;
+			float *z = f->z[l] + r * n, *y = f->a[l + 1] + r * n;
+			for (int64_t i = 0; i < n; i++) {
+				const float *wr = f->w[l] + i * k;
+				float s = f->b[l][i];
+				for (int64_t j = 0; j < k; j++)
+					s += wr[j] * x[j];
+				z[i] = s;
+				y[i] = last ? s : act_f(f->p.act, s);
+			}
+		}
+	}
+	return 0;
+}
+
+/* loss of row r (index into data) from the output at a[nl] row i; writes dL/dout (unscaled
+ * by the batch size) into g when non-NULL; *correct set for classifiers */
+static double row_loss(fn_ft *f, int64_t r, int64_t i, float *g, int *correct)
+{
+	int64_t o = f->n[f->nl - 1];
+	const float *y = f->a[f->nl] + i * o;
+	const float *t = f->d->y + r * f->d->nt;
+	double loss = 0;
+	if (f->p.classify) {
+		int64_t lab = (int64_t)t[0], best = 0;
+		double mx = y[0], s = 0;
+		for (int64_t j = 1; j < o; j++) {
+			if (y[j] > mx)
+				mx = y[j];
+			if (y[j] > y[best])
+				best = j;
+		}
+		for (int64_t j = 0; j < o; j++)
+			s += exp((double)y[j] - mx);
+		loss = -((double)y[lab] - mx - log(s));
+		if (g)
+			for (int64_t j = 0; j < o; j++)
+				g[j] = (float)(exp((double)y[j] - mx) / s) - (j == lab ? 1.0f : 0.0f);
+		if (correct)
+			*correct = best == lab;
+	} else {
+		for (int64_t j = 0; j < o; j++) {
+			double e = (double)y[j] - t[j];
+			loss += e * e / (double)o;
+			if (g)
+				g[j] = (float)(2.0 * e / (double)o);
+		}
+		if (correct)
+			*correct = 0;
+	}
+	return loss;
+}
+
+double fn_ft_loss_grad(fn_ft *f, const int64_t *idx, int m, float **gw, float **gb)
+{
+	if (m < 1 || forward(f, idx, m) < 0)
+		return NAN;
+	int64_t o = f->n[f->nl - 1];
+	double loss = 0;
+	for (int64_t i = 0; i < m; i++)
+		loss += row_loss(f, idx[i], i, f->dz + i * o, NULL);
+	loss /= m;
+	if (!gw)
+		return loss;
+	float inv = 1.0f / (float)m;
+	for (int64_t i = 0; i < m * o; i++)
+		f->dz[i] *= inv;
+	for (int l = f->nl - 1; l >= 0; l--) {
+		int64_t n = f->n[l], k = f->k[l];
+		memset(gw[l], 0, (size_t)(n * k) * 4);
+		memset(gb[l], 0, (size_t)n * 4);
+		for (int64_t r = 0; r < m; r++) {
+			const float *dz = f->dz + r * n, *x = f->a[l] + r * k;
+			for (int64_t i = 0; i < n; i++) {
+				float d = dz[i];
+				if (d == 0)
+					continue;
+				float *g = gw[l] + i * k;
+				for (int64_t j = 0; j < k; j++)
+					g[j] += d * x[j];
+				gb[l][i] += d;
+			}
+		}
+		if (l == 0)
+			break;
+		/* da = dz . W, then dz_prev = da * act'(z[l-1]) */
+		for (int64_t r = 0; r < m; r++) {
+			const float *dz = f->dz + r * n;
+			float *da = f->da + r * k;
+			memset(da, 0, (size_t)k * 4);
+			for (int64_t i = 0; i < n; i++) {
+				float d = dz[i];
+				if (d == 0)
+					continue;
+				const float *wr = f->w[l] + i * k;
+				for (int64_t j = 0; j < k; j++)
+					da[j] += d * wr[j];
+			}
+			const float *zp = f->z[l - 1] + r * k;
+			for (int64_t j = 0; j < k; j++)
+				da[j] *= act_d(f->p.act, zp[j]);
+		}
+		memcpy(f->dz, f->da, (size_t)(m * k) * 4);
+	}
+	return loss;
+}
+
+static void adam(fn_ft *f)
+{
+	f->c.t++;
+	double b1t = 1 - pow(FT_BETA1, (double)f->c.t), b2t = 1 - pow(FT_BETA2, (double)f->c.t);
+	float lr = (float)(f->p.learning_rate * sqrt(b2t) / b1t);
+	for (int l = 0; l < f->nl; l++) {
+		for (int pass = 0; pass < 2; pass++) {
+			int64_t cnt = pass ? f->n[l] : f->n[l] * f->k[l];
+			float *p = pass ? f->b[l] : f->w[l], *g = pass ? f->gb[l] : f->gw[l];
+			float *m = pass ? f->mb[l] : f->mw[l], *v = pass ? f->vb[l] : f->vw[l];
+			for (int64_t i = 0; i < cnt; i++) {
+				m[i] = (float)FT_BETA1 * m[i] + (float)(1 - FT_BETA1) * g[i];
+				v[i] = (float)FT_BETA2 * v[i] + (float)(1 - FT_BETA2) * g[i] * g[i];
+				p[i] -= lr * m[i] / (sqrtf(v[i]) + (float)FT_EPS);
+			}
+		}
+	}
+}
+
+static int64_t units_per_epoch(const fn_ft *f)
+{
+	int64_t bs = f->p.batch_size;
+	return (f->ntrain + bs - 1) / bs + (f->nval + FT_EVAL_CHUNK - 1) / FT_EVAL_CHUNK;
+}
+
+int fn_ft_unit(fn_ft *f, int *done)
+{
+	*done = 0;
+	if (f->c.done) {
+		*done = 1;
+		return 0;
+	}
+	if (f->c.phase == 0) {
+		if (f->order_epoch != (int)f->c.epoch) {
+			memcpy(f->order, f->split, (size_t)f->ntrain * sizeof *f->order);
+			shuffle(f->order, f->ntrain, f->p.seed * 0x2545F4914F6CDD1Dull + (uint64_t)f->c.epoch + 1);
+			f->order_epoch = (int)f->c.epoch;
+		}
+		int64_t m = f->ntrain - f->c.pos;
+		if (m > f->p.batch_size)
+			m = f->p.batch_size;
+		double loss = fn_ft_loss_grad(f, f->order + f->c.pos, (int)m, f->gw, f->gb);
+		if (isnan(loss))
+			return -ENOMEM;
+		adam(f);
+		f->c.tr_loss += loss * (double)m;
+		f->c.tr_n += m;
+		f->c.pos += m;
+		if (f->c.pos >= f->ntrain) {
+			f->c.phase = 1;
+			f->c.pos = 0;
+		}
+	} else if (f->c.pos < f->nval) {
+		int64_t m = f->nval - f->c.pos;
+		if (m > FT_EVAL_CHUNK)
+			m = FT_EVAL_CHUNK;
+		const int64_t *idx = f->split + f->ntrain + f->c.pos;
+		if (forward(f, idx, m) < 0)
+			return -ENOMEM;
+		for (int64_t i = 0; i < m; i++) {
+			int ok = 0;
+			f->c.ev_loss += row_loss(f, idx[i], i, NULL, &ok);
+			f->c.ev_correct += ok;
+		}
+		f->c.ev_n += m;
+		f->c.pos += m;
+	}
+	if (f->c.phase == 1 && f->c.pos >= f->nval) {
+		/* epoch finished: record its figures */
+		f->c.have_last = 1;
+		f->c.last_epoch = f->c.epoch + 1;
+		f->c.last_loss = f->c.tr_n ? f->c.tr_loss / (double)f->c.tr_n : 0;
+		f->c.last_val_loss = f->c.ev_n ? f->c.ev_loss / (double)f->c.ev_n : NAN;
+		f->c.last_acc = f->c.ev_n ? (double)f->c.ev_correct / (double)f->c.ev_n : NAN;
+		f->c.tr_loss = f->c.ev_loss = 0;
+		f->c.tr_n = f->c.ev_n = f->c.ev_correct = 0;
+		f->c.epoch++;
+		f->c.phase = 0;
+		f->c.pos = 0;
+		if (f->c.epoch >= f->p.epochs)
+			f->c.done = 1;
+	}
+	f->c.units++;
+	*done = (int)f->c.done;
+	return 0;
+}
+
+double fn_ft_progress(const fn_ft *f)
+{
+	if (f->c.done)
+		return 1.0;
+	double total = (double)units_per_epoch(f) * f->p.epochs;
+	double p = total > 0 ? (double)f->c.units / total : 0;
+	return p > 1 ? 1 : p;
+}
+
+int64_t fn_ft_steps(const fn_ft *f)
+{
+	return f->c.t;
+}
+
+json_t *fn_ft_metrics(const fn_ft *f)
+{
+	json_t *o = json_object();
+	json_object_set_new(o, "epoch", json_integer(f->c.have_last ? f->c.last_epoch : 0));
+	json_object_set_new(o, "train_rows", json_integer(f->ntrain));
+	json_object_set_new(o, "val_rows", json_integer(f->nval));
+	if (f->c.have_last) {
+		json_object_set_new(o, "loss", json_real(f->c.last_loss));
+		if (f->nval > 0) {
+			json_object_set_new(o, "val_loss", json_real(f->c.last_val_loss));
+			if (f->p.classify)
+				json_object_set_new(o, "accuracy", json_real(f->c.last_acc));
+		}
+	}
+	return o;
+}
+
+void fn_ft_weights(const fn_ft *f, int i, const float **w, const float **b)
+{
+	*w = f->w[i];
+	*b = f->b[i];
+}
+
+/* ---- save / restore ---- */
+
+#define FT_MAGIC "THAWFT01"
+
+typedef struct ft_hdr {
+	char magic[8];
+	int64_t nl, rows, ntrain, epochs, batch, classify, act;
+	uint64_t seed;
+	double lr, split;
+	int64_t n[FT_MAX_LAYERS], k[FT_MAX_LAYERS];
+} ft_hdr;
+
+static void make_hdr(const fn_ft *f, ft_hdr *h)
+{
+	memset(h, 0, sizeof *h);
+	memcpy(h->magic, FT_MAGIC, 8);
+	h->nl = f->nl;
+	h->rows = f->d->rows;
+	h->ntrain = f->ntrain;
+	h->epochs = f->p.epochs;
+	h->batch = f->p.batch_size;
+	h->classify = f->p.classify;
+	h->act = f->p.act;
+	h->seed = f->p.seed;
+	h->lr = f->p.learning_rate;
+	h->split = f->p.validation_split;
+	for (int i = 0; i < f->nl; i++) {
+		h->n[i] = f->n[i];
+		h->k[i] = f->k[i];
+	}
+}
+
+static size_t params_floats(const fn_ft *f)
+{
+	size_t s = 0;
+	for (int i = 0; i < f->nl; i++)
+		s += (size_t)(f->n[i] * f->k[i] + f->n[i]);
+	return s;
+}
+
+int fn_ft_save(const fn_ft *f, void **buf, size_t *len)
+{
+	size_t np = params_floats(f);
+	size_t total = sizeof(ft_hdr) + sizeof f->c + 3 * np * 4;
+	char *b = malloc(total), *p = b;
+	if (!b)
+		return -ENOMEM;
+	ft_hdr h;
+	make_hdr(f, &h);
+	memcpy(p, &h, sizeof h);
+	p += sizeof h;
+	memcpy(p, &f->c, sizeof f->c);
+	p += sizeof f->c;
+	for (int which = 0; which < 3; which++)
+		for (int i = 0; i < f->nl; i++) {
+			float *const *W = which == 0 ? f->w : which == 1 ? f->mw : f->vw;
+			float *const *B = which == 0 ? f->b : which == 1 ? f->mb : f->vb;
+			size_t nw = (size_t)(f->n[i] * f->k[i]) * 4, nb = (size_t)f->n[i] * 4;
+			memcpy(p, W[i], nw);
+			p += nw;
+			memcpy(p, B[i], nb);
+			p += nb;
+		}
+	*buf = b;
+	*len = total;
+	return 0;
+}
+
+int fn_ft_restore(fn_ft *f, const void *buf, size_t len, char *err, size_t errlen)
+{
+	size_t np = params_floats(f);
+	ft_hdr h, want;
+	if (len != sizeof h + sizeof f->c + 3 * np * 4)
+		return ft_err(err, errlen, -EINVAL, "checkpoint: size %zu does not match this job", len);
+	memcpy(&h, buf, sizeof h);
+	make_hdr(f, &want);
+	if (memcmp(&h, &want, sizeof h) != 0)
+		return ft_err(err, errlen, -EINVAL, "checkpoint: made for other parameters, shapes or data");
+	const char *p = (const char *)buf + sizeof h;
+	memcpy(&f->c, p, sizeof f->c);
+	p += sizeof f->c;
+	for (int which = 0; which < 3; which++)
+		for (int i = 0; i < f->nl; i++) {
+			float **W = which == 0 ? f->w : which == 1 ? f->mw : f->vw;
+			float **B = which == 0 ? f->b : which == 1 ? f->mb : f->vb;
+			size_t nw = (size_t)(f->n[i] * f->k[i]) * 4, nb = (size_t)f->n[i] * 4;
+			memcpy(W[i], p, nw);
+			p += nw;
+			memcpy(B[i], p, nb);
+			p += nb;
+		}
+	f->order_epoch = -1;
+	return 0;
+}

@@ -1,0 +1,81 @@
+/* fn_finetune.h — the `finetune` job kind's math: full fine-tuning of an `mlp` (dense layers
+ * W[n, k] + b[n], a hidden activation, none after the last layer) on a CSV data set, with Adam,
+ * cross-entropy (classifiers: the last CSV column is the class index) or mean squared error
+ * (regressors: the last out_dim columns are the targets).
+ *
+ * The work is cut into units that a job runner calls one at a time (fn_ft_unit): one minibatch
+ * of training, or one chunk of the held-out evaluation at the end of each epoch. A unit is tiny
+ * (a batch of 32 through a 64-32-10 net is ~0.1 ms on one core), so a runner can stop between
+ * any two units. Everything is host F32 and deterministic for a given seed: the held-out split
+ * and each epoch's order are functions of (seed, epoch), and fn_ft_save / fn_ft_restore capture
+ * the whole state (weights, Adam moments, cursor, sums), so a run interrupted at any unit and
+ * resumed from a saved state ends with the same bits as an uninterrupted one.
+ * Not thread-safe: one fn_ft is used by one thread at a time. */
+#ifndef THAW_FN_FINETUNE_H
+#define THAW_FN_FINETUNE_H
+#include <stddef.h>
+#include <stdint.h>
+#include <jansson.h>
+#include "kernels/kern.h"
+
+/* A data set: rows x cols features (already multiplied by the feature scale) and rows x nt
+ * targets (class index as a float for classifiers). */
+typedef struct fn_ft_data {
+	int64_t rows, cols, nt;
+	float *x, *y;
+} fn_ft_data;
+
+/* fn_ft_data_load reads a CSV file (a path ending in .gz is read through `zcat`): every line
+ * has cols + nt numbers separated by commas; a first line that does not parse as numbers is
+ * taken as a header and skipped. cols is learned from the first row. Features are multiplied
+ * by feature_scale. Returns 0 or a negative errno with a message naming the file and line
+ * (-ENOENT missing file, -EINVAL bad content). Free with fn_ft_data_free. */
+int fn_ft_data_load(const char *path, int nt, double feature_scale, fn_ft_data *d, char *err,
+		    size_t errlen);
+void fn_ft_data_free(fn_ft_data *d);
+
+typedef struct fn_ft_params {
+	int epochs;                /* >= 1 */
+	double learning_rate;      /* Adam step size */
+	int batch_size;            /* >= 1 */
+	uint64_t seed;
+	double validation_split;   /* share of rows held out, [0, 0.9] */
+	int classify;              /* 1: softmax cross-entropy, 0: MSE */
+	kern_act act;              /* hidden activation */
+} fn_ft_params;
+
+typedef struct fn_ft fn_ft;
+
+/* fn_ft_new starts a fine-tune of the nl layers (w[i]: n[i] x k[i] F32, b[i]: n[i] F32 or NULL
+ * for zeros; copied) on data (borrowed: must outlive f). Checks the shapes chain, the data's
+ * columns against k[0], and class indices against n[nl-1]. 0 or -EINVAL with a message. */
+int fn_ft_new(const fn_ft_params *p, int nl, const int64_t *n, const int64_t *k,
+	      const float *const *w, const float *const *b, const fn_ft_data *data, fn_ft **out,
+	      char *err, size_t errlen);
+void fn_ft_free(fn_ft *f);
+
+/* fn_ft_unit runs one unit (a training minibatch or an evaluation chunk). *done is set once
+ * the last epoch's evaluation finished (further calls do nothing). Returns 0 (or -ENOMEM). */
+int fn_ft_unit(fn_ft *f, int *done);
+/* fn_ft_progress is the share of units done, 0..1; fn_ft_steps the minibatches trained. */
+double fn_ft_progress(const fn_ft *f);
+int64_t fn_ft_steps(const fn_ft *f);
+/* fn_ft_metrics returns a new object {"epoch", "loss" (mean training loss of the last full
+ * epoch), "val_loss", "accuracy" (held-out, classifiers), "val_rows", "train_rows"}; figures
+ * not yet known are absent. */
+json_t *fn_ft_metrics(const fn_ft *f);
+/* fn_ft_weights gives layer i's current weights and bias (borrowed, n*k and n floats). */
+void fn_ft_weights(const fn_ft *f, int i, const float **w, const float **b);
+
+/* fn_ft_save serializes the whole state into a malloc'd buffer (*buf, *len). 0 or -ENOMEM.
+ * fn_ft_restore loads such a buffer into an fn_ft made by fn_ft_new with the same params,
+ * shapes and data; -EINVAL (message) when it does not match. */
+int fn_ft_save(const fn_ft *f, void **buf, size_t *len);
+int fn_ft_restore(fn_ft *f, const void *buf, size_t len, char *err, size_t errlen);
+
+/* fn_ft_loss_grad computes the mean loss over rows idx[0..m) of the data with the current
+ * weights, and (when gw/gb are non-NULL) its gradients into gw[i] (n*k) and gb[i] (n) — what a
+ * training step uses; for finite-difference checks. Returns the loss (NaN on ENOMEM). */
+double fn_ft_loss_grad(fn_ft *f, const int64_t *idx, int m, float **gw, float **gb);
+
+#endif
