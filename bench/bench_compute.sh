@@ -22,7 +22,7 @@ echo "== HF transformers baseline (same weights, saved to $M)"
 python3 bench/hf_llama.py --save "$M" --batches 1,8 --reps ${HF_REPS:-2} 2>&1 | grep -v -i warn || exit 1
 echo "== thaw llama kind, cuda:0"
 "$B" --model "$M" --device cuda:0 --prompt-file "$M/prompt.json" --new 256 --reps 5 \
-  --hf-greedy "$M/hf_greedy.json" --variants bf16,nograph,int8,int8:32 --gemm --bw
+  --hf-greedy "$M/hf_greedy.json" --variants bf16,nograph,int8,int8:32 --gemm --bw --profile
 echo "== the same without programmatic dependent launch (THAW_NO_PDL=1)"
 THAW_NO_PDL=1 "$B" --model "$M" --device cuda:0 --prompt-file "$M/prompt.json" --new 256 --reps 5 \
-  --variants bf16,int8 --profile
+  --variants bf16,int8
