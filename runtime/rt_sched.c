@@ -140,6 +140,7 @@ static void pump(inst *in);
 static void begin_load(inst *in);
 static void arm_idle(inst *in);
 static void maybe_destroy(inst *in);
+static void continue_load(inst *in);
 
 const char *rt_sched_state_name(int st)
 {
@@ -754,7 +755,7 @@ static void evict_done(rt_work *w)
 	/* anyone waiting for this memory? */
 	for (inst *o = s->insts; o; o = o->next)
 		if (o->waiting_evictions > 0 && o->dev == d && --o->waiting_evictions == 0)
-			begin_load(o);
+			continue_load(o);
 	if (in->deleted || in->unload_requested) {
 		maybe_destroy(in);
 		return;
@@ -1394,4 +1395,26 @@ void rt_sched_stop(rt_sched *s, void (*done)(void *ud), void *ud)
 void rt_sched_free(rt_sched *s)
 {
 	free(s);
+}
+
+/* ---- time-sharing hooks (issue 6) ---- */
+
+int rt_sched_lane_count(rt_sched *s)
+{
+	return s->ndevs;
+}
+
+rt_lane *rt_sched_lane_at(rt_sched *s, int i)
+{
+	return i >= 0 && i < s->ndevs ? s->devs[i].lane : NULL;
+}
+
+rt_lane *rt_sched_lane_find(rt_sched *s, const char *spec)
+{
+	if (strcmp(spec, "auto") == 0)
+		return s->devs[s->ndevs > 1 ? 1 : 0].lane;
+	for (int i = 0; i < s->ndevs; i++)
+		if (strcmp(s->devs[i].name, spec) == 0)
+			return s->devs[i].lane;
+	return NULL;
 }

@@ -578,6 +578,53 @@ static void test_restart_keeps_functions(void)
 	srv_ok = 0;
 }
 
+static void test_memory_pressure_evicts_lru(void)
+{
+	/* a CPU budget that holds one digits image (~10 KB) but not two: calling b evicts idle a */
+	NEED();
+	e2e_server s;
+	const char *args[] = {"--cpu-memory", "15000", "--no-gpu", "--no-access-log", NULL};
+	T_EQ_INT(e2e_start(&s, args, NULL), 0);
+	char cmd[2048];
+	snprintf(cmd, sizeof cmd, "mkdir -p %s/snapshots && cp %s %s/snapshots/", s.data_dir, snap_path, s.data_dir);
+	T_EQ_INT(system(cmd), 0);
+	T_EQ_INT(call(&s, "PUT", "/v1/functions/a", "{\"kind\":\"mlp\",\"snapshot\":\"digits.thaw\"}", NULL, NULL, NULL), 201);
+	T_EQ_INT(call(&s, "PUT", "/v1/functions/b", "{\"kind\":\"mlp\",\"snapshot\":\"digits.thaw\"}", NULL, NULL, NULL), 201);
+	char *body = rows_json(0, 1);
+	json_t *o = NULL;
+	T_EQ_INT(call(&s, "POST", "/v1/functions/a/invoke", body, NULL, &o, NULL), 200);
+	check_logits(o, 0, 1, 1e-3);
+	json_decref(o);
+	T_EQ_STR(fn_state(&s, "a"), "warm");
+	T_EQ_INT(call(&s, "POST", "/v1/functions/b/invoke", body, NULL, &o, NULL), 200);
+	check_logits(o, 0, 1, 1e-3);
+	json_decref(o);
+	T_EQ_STR(fn_state(&s, "b"), "warm");
+	T_EQ_STR(fn_state(&s, "a"), "host");
+	T_EQ_INT(metric(&s, "thaw_evictions_total{function=\"a\"}"), 1);
+	/* and back: a returns from the host tier, evicting b */
+	T_EQ_INT(call(&s, "POST", "/v1/functions/a/invoke", body, NULL, &o, NULL), 200);
+	check_logits(o, 0, 1, 1e-3);
+	json_decref(o);
+	T_EQ_STR(fn_state(&s, "a"), "warm");
+	T_EQ_STR(fn_state(&s, "b"), "host");
+	T_EQ_INT(metric(&s, "thaw_cold_starts_total{function=\"a\",tier=\"host\"}"), 1);
+	/* an image larger than the whole budget (the 215 KB llama fixture): a clear 503 */
+	const char *bin = getenv("THAW_BIN"), *src = getenv("THAW_SRC");
+	snprintf(cmd, sizeof cmd, "%s snapshot pack %s/tests/data/llama_tiny -o %s/snapshots/tiny.thaw --quiet",
+		 bin ? bin : "build/thaw", src ? src : ".", s.data_dir);
+	T_EQ_INT(system(cmd), 0);
+	T_EQ_INT(call(&s, "PUT", "/v1/functions/big", "{\"kind\":\"llama\",\"snapshot\":\"tiny.thaw\"}", NULL, NULL, NULL), 201);
+	T_EQ_INT(call(&s, "POST", "/v1/functions/big/invoke", "{\"tokens\":[1,2],\"max_tokens\":1}", NULL, &o, NULL), 503);
+	const char *e = json_string_value(json_object_get(o, "error"));
+	T_CHECK(e && strstr(e, "not enough device memory"));
+	json_decref(o);
+	/* the others are unaffected */
+	T_EQ_INT(call(&s, "POST", "/v1/functions/a/invoke", body, NULL, NULL, NULL), 200);
+	free(body);
+	T_EQ_INT(e2e_stop(&s, SIGTERM, 10), 0);
+}
+
 static void test_gpu_variant(void)
 {
 	/* the same function on cuda:0 must agree with the PyTorch reference */
@@ -627,6 +674,7 @@ void t_main(void)
 	T_RUN(test_bad_manifests);
 	T_RUN(test_bad_v2_bodies);
 	T_RUN(test_delete);
+	T_RUN(test_memory_pressure_evicts_lru);
 	T_RUN(test_gpu_variant);
 	T_RUN(test_restart_keeps_functions);
 	if (srv_ok)
