@@ -79,5 +79,7 @@ int rt_api_register(rt_server *srv)
 	int rc = rt_api_fn_register(srv);
 	if (rc == 0)
 		rc = rt_api_v2_register(srv);
+	if (rc == 0)
+		rc = rt_api_jobs_register(srv);
 	return rc;
 }

@@ -15,5 +15,6 @@ int rt_api_kind_known(const char *kind, void *ud);
 /* Route registration of each API part; 0 or a negative errno. */
 int rt_api_fn_register(rt_server *srv);
 int rt_api_v2_register(rt_server *srv);
+int rt_api_jobs_register(rt_server *srv);
 
 #endif

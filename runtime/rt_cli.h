@@ -21,6 +21,8 @@ int rt_deploy_main(int argc, char **argv);
 int rt_invoke_main(int argc, char **argv);
 int rt_status_main(int argc, char **argv);
 int rt_functions_main(int argc, char **argv);
+/* rt_jobs_main is `thaw jobs submit|list|show|cancel` (rt_cmd_jobs.c). */
+int rt_jobs_main(int argc, char **argv);
 
 /* rt_cli_is_help reports whether arg is -h or --help. */
 int rt_cli_is_help(const char *arg);

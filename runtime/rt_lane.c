@@ -23,6 +23,10 @@ struct rt_lane {
 	int started, start_rc;
 	uint64_t busy_ns;
 	uv_async_t async;
+	/* time-sharing hooks (issue 6) */
+	rt_lane_invoke_hook_fn invoke_hook;
+	void *invoke_hook_ud;
+	uint64_t last_invoke_ns;
 };
 
 static void push(rt_work **head, rt_work **tail, rt_work *w)
@@ -72,12 +76,18 @@ static void *lane_main(void *arg)
 			break;
 		}
 		l->nqueued--;
+		rt_lane_invoke_hook_fn hook = w->cls == RT_WORK_INVOKE ? l->invoke_hook : NULL;
+		void *hook_ud = l->invoke_hook_ud;
 		pthread_mutex_unlock(&l->mu);
 		w->started_ns = rt_now_ns();
+		if (hook)
+			hook(hook_ud, l, w);
 		w->run(l, w);
 		w->finished_ns = rt_now_ns();
 		pthread_mutex_lock(&l->mu);
 		l->busy_ns += w->finished_ns - w->started_ns;
+		if (w->cls == RT_WORK_INVOKE)
+			l->last_invoke_ns = w->finished_ns;
 		push(&l->done_head, &l->done_tail, w);
 		pthread_mutex_unlock(&l->mu);
 		uv_async_send(&l->async);
@@ -132,6 +142,7 @@ int rt_lane_open(uv_loop_t *loop, const char *spec, int cpu_threads, rt_lane **o
 		return rc;
 	}
 	l->async.data = l;
+	l->last_invoke_ns = rt_now_ns();
 	rc = pthread_create(&l->thread, NULL, lane_main, l);
 	if (rc) {
 		uv_close((uv_handle_t *)&l->async, on_async_closed);
@@ -162,6 +173,8 @@ int rt_lane_submit(rt_lane *l, rt_work *w)
 	}
 	push(&l->head[cls], &l->tail[cls], w);
 	l->nqueued++;
+	if (cls == 0)
+		l->last_invoke_ns = w->enqueued_ns;
 	pthread_cond_signal(&l->cv);
 	pthread_mutex_unlock(&l->mu);
 	return 0;
@@ -204,4 +217,20 @@ int rt_lane_queued(rt_lane *l)
 	int n = l->nqueued;
 	pthread_mutex_unlock(&l->mu);
 	return n;
+}
+
+void rt_lane_set_invoke_hook(rt_lane *l, rt_lane_invoke_hook_fn fn, void *ud)
+{
+	pthread_mutex_lock(&l->mu);
+	l->invoke_hook = fn;
+	l->invoke_hook_ud = ud;
+	pthread_mutex_unlock(&l->mu);
+}
+
+uint64_t rt_lane_last_invoke_ns(rt_lane *l)
+{
+	pthread_mutex_lock(&l->mu);
+	uint64_t t = l->last_invoke_ns;
+	pthread_mutex_unlock(&l->mu);
+	return t;
 }

@@ -52,4 +52,18 @@ uint64_t rt_lane_busy_ns(rt_lane *l);
 /* rt_lane_queued returns the number of queued (not yet running) items. */
 int rt_lane_queued(rt_lane *l);
 
+/* ---- time-sharing hooks (issue 6, used by runtime/rt_jobs.c) ---- */
+
+/* An invoke hook runs on the lane thread just before each RT_WORK_INVOKE item runs, with the
+ * item's enqueued_ns and started_ns already set (the job runner measures preemption latency
+ * with it). It must be quick and must not submit work. */
+typedef void (*rt_lane_invoke_hook_fn)(void *ud, rt_lane *l, const rt_work *w);
+
+/* rt_lane_set_invoke_hook installs fn (NULL removes it). Any thread. */
+void rt_lane_set_invoke_hook(rt_lane *l, rt_lane_invoke_hook_fn fn, void *ud);
+
+/* rt_lane_last_invoke_ns is the last time (rt_now_ns) invocation work was submitted to or
+ * finished on the lane; the lane's start time before any. Any thread. */
+uint64_t rt_lane_last_invoke_ns(rt_lane *l);
+
 #endif

@@ -12,7 +12,7 @@
 void (*rt_registry_test_hook)(const char *point);
 
 /* Migrations: entry v brings a database from user_version v to v + 1. Append only; never edit
- * a released entry (issue 6 adds the jobs table as entry 1 -> user_version 2). */
+ * a released entry. */
 static const char *const migrations[] = {
 	/* 0 -> 1: functions, revisions, traffic */
 	"CREATE TABLE functions("
@@ -34,6 +34,32 @@ static const char *const migrations[] = {
 	"  rev INTEGER NOT NULL CHECK(rev >= 0),"  /* 0 = the latest revision */
 	"  percent INTEGER NOT NULL CHECK(percent BETWEEN 0 AND 100),"
 	"  PRIMARY KEY(function_id, rev)) WITHOUT ROWID;",
+	/* 1 -> 2: batch jobs (issue 6; runtime/rt_jobs.c owns the rows) */
+	"CREATE TABLE jobs("
+	"  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	"  type TEXT NOT NULL,"                /* quantize | finetune */
+	"  function TEXT,"                     /* source function, or NULL */
+	"  revision INTEGER,"                  /* its source revision (resolved at submit) */
+	"  snapshot TEXT,"                     /* source snapshot path (resolved) */
+	"  params TEXT NOT NULL,"              /* JSON object */
+	"  schedule TEXT NOT NULL,"            /* JSON: "now", "idle" or {"window", "tz"} */
+	"  priority INTEGER NOT NULL DEFAULT 0,"
+	"  device TEXT NOT NULL,"              /* auto | cpu | cuda:N */
+	"  state TEXT NOT NULL CHECK(state IN ('queued','running','preempted','succeeded',"
+	"    'failed','cancelled')),"
+	"  progress REAL NOT NULL DEFAULT 0,"
+	"  step INTEGER NOT NULL DEFAULT 0,"
+	"  metrics TEXT NOT NULL DEFAULT '{}',"
+	"  preemptions INTEGER NOT NULL DEFAULT 0,"
+	"  created_ms INTEGER NOT NULL,"
+	"  started_ms INTEGER,"
+	"  finished_ms INTEGER,"
+	"  updated_ms INTEGER NOT NULL,"
+	"  error TEXT,"
+	"  result_snapshot TEXT,"
+	"  result_revision INTEGER,"
+	"  checkpoint TEXT);"
+	"CREATE INDEX jobs_by_state ON jobs(state, priority DESC, id);",
 };
 #define N_MIGRATIONS (int)(sizeof migrations / sizeof migrations[0])
 _Static_assert(N_MIGRATIONS == RT_REGISTRY_SCHEMA_VERSION, "one migration per schema version");
@@ -236,6 +262,11 @@ int rt_registry_open(const char *data_dir, rt_registry **out, char *err, size_t 
 fail:
 	rt_registry_close(reg);
 	return rc;
+}
+
+struct sqlite3 *rt_registry_db(rt_registry *reg)
+{
+	return reg->db;
 }
 
 void rt_registry_close(rt_registry *reg)

@@ -2,8 +2,8 @@
  * their revisions (1, 2, 3, ...: the manifest, the resolved snapshot path, the creation time)
  * and each function's traffic split between revisions. Survives restarts and crashes: WAL
  * journal, every multi-statement change in one transaction. The schema is versioned with
- * PRAGMA user_version and upgraded by numbered migrations at open (issue 6 appends the jobs
- * table as migration 2).
+ * PRAGMA user_version and upgraded by numbered migrations at open (migration 2: the jobs
+ * table, owned by runtime/rt_jobs.c).
  * Not thread-safe: all calls come from the event-loop thread. Each is a few prepared
  * (cached) statements, microseconds to a millisecond (synchronous=NORMAL: a commit does not
  * wait for fsync; a power loss can lose the last commits, never corrupt the file).
@@ -18,7 +18,7 @@
 typedef struct rt_registry rt_registry;
 
 /* The schema version this build creates and understands. */
-#define RT_REGISTRY_SCHEMA_VERSION 1
+#define RT_REGISTRY_SCHEMA_VERSION 2
 
 /* One revision of a function. */
 typedef struct rt_revision_info {
@@ -41,6 +41,10 @@ typedef struct rt_registry_entry {
  * exist, and brings its schema up to date. -EPROTO when the file's schema is newer than this
  * build; -EIO for other SQLite failures (message in err). Caller closes with rt_registry_close. */
 int rt_registry_open(const char *data_dir, rt_registry **out, char *err, size_t errlen);
+
+/* rt_registry_db gives the open SQLite connection, for modules that keep their own tables in
+ * the same file (the job store, rt_jobs.c). Loop thread only, like every registry call. */
+struct sqlite3 *rt_registry_db(rt_registry *reg);
 
 /* rt_registry_close finalizes the statements and closes the database; NULL is fine. */
 void rt_registry_close(rt_registry *reg);

@@ -104,4 +104,14 @@ void rt_sched_update_gauges(rt_sched *s);
 /* rt_sched_state_name: "cold", "loading", "host", "warm". */
 const char *rt_sched_state_name(int state);
 
+/* ---- time-sharing hooks (issue 6, used by runtime/rt_jobs.c) ---- */
+typedef struct rt_lane rt_lane;
+
+/* rt_sched_lane_count / rt_sched_lane_at list the device lanes: 0 is the CPU, then the GPUs. */
+int rt_sched_lane_count(rt_sched *s);
+rt_lane *rt_sched_lane_at(rt_sched *s, int i);
+/* rt_sched_lane_find returns the lane of device spec "cpu" or "cuda:N", or for "auto" the
+ * first GPU's (else the CPU's); NULL when this node has no such device. */
+rt_lane *rt_sched_lane_find(rt_sched *s, const char *spec);
+
 #endif

@@ -33,6 +33,9 @@ static void usage(FILE *f)
 		"  --gpu-memory-share F  share of each GPU's free memory used for weights (default 0.85)\n"
 		"  --cpu-threads N       CPU backend threads (default: all cores)\n"
 		"  --no-gpu              use only the CPU even when GPUs are present\n"
+		"  --job-idle S          \"idle\" jobs start after S seconds without invocations (default 60)\n"
+		"  --job-checkpoint S    a running job checkpoints at most every S seconds (default 10)\n"
+		"  --job-step-ms MS      lane time one job step may take before it yields (default 2)\n"
 		"  --log-level L         debug|info|warn|error (default info)\n"
 		"\nenvironment: PORT, K_SERVICE, K_REVISION, K_CONFIGURATION (logged and in metrics)\n");
 }
@@ -71,6 +74,9 @@ int rt_serve_main(int argc, char **argv)
 		{"gpu-memory-share", required_argument, 0, 'G'},
 		{"cpu-threads", required_argument, 0, 't'},
 		{"no-gpu", no_argument, 0, 'N'},
+		{"job-idle", required_argument, 0, 'J'},
+		{"job-checkpoint", required_argument, 0, 'K'},
+		{"job-step-ms", required_argument, 0, 'S'},
 		{"help", no_argument, 0, 'h'},
 		{0, 0, 0, 0},
 	};
@@ -83,6 +89,7 @@ int rt_serve_main(int argc, char **argv)
 	cfg.data_dir = "./thaw-data";
 	cfg.drain_timeout_s = 30;
 	rt_sched_config_defaults(&cfg.sched);
+	rt_jobs_config_defaults(&cfg.jobs);
 	const char *env_port = getenv("PORT");
 	if (env_port && *env_port) {
 		if (parse_num("$PORT", env_port, 0, 65535, &v) < 0)
@@ -119,6 +126,9 @@ int rt_serve_main(int argc, char **argv)
 		case 'G': if (parse_num("--gpu-memory-share", optarg, 0.01, 1, &v)) return 2; cfg.sched.gpu_mem_share = v; break;
 		case 't': if (parse_num("--cpu-threads", optarg, 0, 1024, &v)) return 2; cfg.sched.cpu_threads = (int)v; break;
 		case 'N': cfg.sched.no_gpu = 1; break;
+		case 'J': if (parse_num("--job-idle", optarg, 0, 1e7, &v)) return 2; cfg.jobs.idle_s = v; break;
+		case 'K': if (parse_num("--job-checkpoint", optarg, 0, 1e7, &v)) return 2; cfg.jobs.checkpoint_s = v; break;
+		case 'S': if (parse_num("--job-step-ms", optarg, 0.01, 1e5, &v)) return 2; cfg.jobs.step_ms = v; break;
 		case 'l':
 			if (strcmp(optarg, "debug") == 0) level = RT_LOG_DEBUG;
 			else if (strcmp(optarg, "info") == 0) level = RT_LOG_INFO;

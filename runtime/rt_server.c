@@ -109,6 +109,12 @@ int rt_server_init(rt_server *srv, uv_loop_t *loop, const rt_server_config *cfg)
 		rt_logf(RT_LOG_ERROR, "cannot start the device lanes: %s", strerror(-rc));
 		goto fail;
 	}
+	rc = rt_jobs_new(loop, srv->reg, srv->sched, srv->metrics, cfg->data_dir, srv->cfg.allowed_roots,
+			 cfg->n_allowed_roots, &cfg->jobs, &srv->jobs, err, sizeof err);
+	if (rc < 0) {
+		rt_logf(RT_LOG_ERROR, "cannot start the job runner: %s", err);
+		goto fail;
+	}
 	rc = rt_api_register(srv);
 	if (rc < 0)
 		goto fail;
@@ -120,8 +126,11 @@ int rt_server_init(rt_server *srv, uv_loop_t *loop, const rt_server_config *cfg)
 	}
 	rt_http_set_observer(srv->http, observe, srv);
 	rt_sched_start(srv->sched);
+	rt_jobs_start(srv->jobs);
 	return 0;
 fail:
+	rt_jobs_free(srv->jobs);
+	srv->jobs = NULL;
 	if (srv->sched) {
 		rt_sched_stop(srv->sched, NULL, NULL);
 		uv_run(loop, UV_RUN_NOWAIT);
@@ -145,11 +154,19 @@ static void on_sched_stopped(void *ud)
 	uv_stop(srv->loop);
 }
 
+static void on_jobs_stopped(void *ud)
+{
+	rt_server *srv = ud;
+	/* jobs are checkpointed and off the lanes: release every function's device state, stop
+	 * the lanes */
+	rt_sched_stop(srv->sched, on_sched_stopped, srv);
+}
+
 static void on_drained(void *ud)
 {
 	rt_server *srv = ud;
-	/* no connection is left: release every function's device state, stop the lanes */
-	rt_sched_stop(srv->sched, on_sched_stopped, srv);
+	/* no connection is left: stop the jobs (each checkpoints after its current step) */
+	rt_jobs_stop(srv->jobs, on_jobs_stopped, srv);
 }
 
 static void on_drain_timeout(uv_timer_t *t)
@@ -207,6 +224,7 @@ int rt_server_run(rt_server *srv)
 
 void rt_server_free(rt_server *srv)
 {
+	rt_jobs_free(srv->jobs);
 	rt_sched_free(srv->sched);
 	rt_registry_close(srv->reg);
 	rt_http_free(srv->http);

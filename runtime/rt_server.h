@@ -4,6 +4,7 @@
 #define THAW_RT_SERVER_H
 #include <uv.h>
 #include "runtime/rt_http.h"
+#include "runtime/rt_jobs.h"
 #include "runtime/rt_metrics.h"
 #include "runtime/rt_registry.h"
 #include "runtime/rt_router.h"
@@ -18,6 +19,7 @@ typedef struct rt_server_config {
 	const char *allowed_roots[RT_SERVER_MAX_ROOTS];  /* snapshot paths allowed outside DATA */
 	size_t n_allowed_roots;
 	rt_sched_config sched;
+	rt_jobs_config jobs;
 } rt_server_config;
 
 typedef struct rt_server {
@@ -28,6 +30,7 @@ typedef struct rt_server {
 	rt_metrics *metrics;
 	rt_registry *reg;
 	rt_sched *sched;
+	rt_jobs *jobs;
 	rt_metric_family *m_requests, *m_duration, *m_connections;
 	int draining;
 	uint64_t started_ns;
@@ -36,7 +39,7 @@ typedef struct rt_server {
 	int exit_code;
 } rt_server;
 
-/* rt_api_register adds the HTTP endpoints (health, readiness, metrics, functions, V2) to
+/* rt_api_register adds the HTTP endpoints (health, readiness, metrics, functions, V2, jobs) to
  * srv->router. Returns 0 or a negative errno. */
 int rt_api_register(rt_server *srv);
 
