@@ -9,6 +9,14 @@ extern "C" int kc_linear_multi(void *b, const float *x, int64_t m, int nw, const
 {
 	kc *c = (kc *)b;
 	KC_ENTER(c);
+	if (norm && w[0].dt == KERN_I8) {
+		/* int8 GEMV is bound by its L1 traffic for x: a fused norm's extra loads cost more
+		 * than the separate RMSNorm launch (measured), so normalize into scratch first */
+		int rc = kc_normed(c, x, m, w[0].k, norm, &x);
+		if (rc)
+			return rc;
+		norm = NULL;
+	}
 	if (m <= 8 || w[0].dt == KERN_I8) {
 		int rc = kc_gemv_ex(c, x, m, nw, w, y, NULL, KERN_ACT_NONE, 0, 0, norm);
 		if (rc != -EAGAIN)

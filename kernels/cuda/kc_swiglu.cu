@@ -8,6 +8,12 @@ extern "C" int kc_swiglu(void *b, const float *x, int64_t m, const kern_mat *wg,
 {
 	kc *c = (kc *)b;
 	KC_ENTER(c);
+	if (norm && wg->dt == KERN_I8) {   /* see kc_linear_multi.cu */
+		int rc = kc_normed(c, x, m, wg->k, norm, &x);
+		if (rc)
+			return rc;
+		norm = NULL;
+	}
 	if (m <= 8 || wg->dt == KERN_I8) {
 		kern_mat w[2] = {*wg, *wu};
 		float *ys[2] = {out, out};
