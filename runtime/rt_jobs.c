@@ -703,6 +703,10 @@ out:
 int rt_jobs_cancel(rt_jobs *J, int64_t id, char *err, size_t errlen)
 {
 	jrun *r = find_run(J, id);
+	if (r && (r->row.state == JS_SUCCEEDED || r->row.state == JS_FAILED ||
+		  r->row.state == JS_CANCELLED))
+		return rt_errf(err, errlen, -EALREADY, "job %" PRId64 " already %s", id,
+			       state_names[r->row.state]);
 	if (r) {
 		__atomic_store_n(&r->cancel, 1, __ATOMIC_RELEASE);
 		r->row.state = JS_CANCELLED;
