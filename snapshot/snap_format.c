@@ -399,19 +399,8 @@ int snap_parse(snap_file *f, snap_read_fn rd, void *ctx, char *err, size_t errle
 
 static int rd_fd(void *ctx, uint64_t off, size_t len, void *buf)
 {
-	int fd = *(int *)ctx;
-	size_t got = 0;
-	while (got < len) {
-		ssize_t r = pread(fd, (char *)buf + got, len - got, (off_t)(off + got));
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
-			return -errno;
-		if (r == 0)
-			return -EIO;
-		got += (size_t)r;
-	}
-	return 0;
+	int rc = snap_pread_full(*(int *)ctx, buf, len, off);
+	return rc == -ENODATA ? -EIO : rc;
 }
 
 static int rd_mem(void *ctx, uint64_t off, size_t len, void *buf)

@@ -12,6 +12,10 @@
 #include <string.h>
 #include "snapshot/snap_huf.h"
 
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "snap_huf.c reads its streams with little-endian 64-bit loads"
+#endif
+
 #define L SNAP_HUF_MAXLEN
 #define TSIZE (1u << L)
 

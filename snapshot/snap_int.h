@@ -105,5 +105,9 @@ int snap_parse(snap_file *f, snap_read_fn rd, void *rdctx, char *err, size_t err
 double snap_now(void);
 /* snap_default_threads is the number of online CPUs, at most 64. */
 int snap_default_threads(void);
+/* snap_pread_full reads exactly len bytes at off: 0, -errno, or -ENODATA at end of file. */
+int snap_pread_full(int fd, void *buf, size_t len, uint64_t off);
+/* snap_pwrite_full writes exactly len bytes at off: 0 or -errno (-EIO on a zero write). */
+int snap_pwrite_full(int fd, const void *buf, size_t len, uint64_t off);
 
 #endif

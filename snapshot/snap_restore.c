@@ -119,22 +119,6 @@ static int decode_one(rpipe *p, snap_codec_ctx *cc, size_t ci, const uint8_t *sr
 	return rc;
 }
 
-static int pread_full(int fd, uint8_t *buf, size_t len, uint64_t off)
-{
-	size_t got = 0;
-	while (got < len) {
-		ssize_t r = pread(fd, buf + got, len - got, (off_t)(off + got));
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
-			return -errno;
-		if (r == 0)
-			return -ENODATA;
-		got += (size_t)r;
-	}
-	return 0;
-}
-
 struct worker {
 	rpipe *p;
 	pthread_t th;
@@ -242,7 +226,7 @@ static void *decode_worker(void *arg)
 		while (claim_chunk(p, &ci)) {
 			const snap_chunk *c = &p->f->chunks[ci];
 			double t0 = snap_now();
-			int rc = pread_full(p->fd, own, c->stored_size, c->file_offset);
+			int rc = snap_pread_full(p->fd, own, c->stored_size, c->file_offset);
 			w->read_busy += snap_now() - t0;
 			if (rc) {
 				char where[600];

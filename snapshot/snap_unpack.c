@@ -40,15 +40,9 @@ static int unpack_chunk(void *user, uint64_t off, const void *data, size_t len)
 			continue;
 		const char *src = (const char *)data + (a - off);
 		uint64_t dst = u->data_start + u->data_off[i] + (a - t->offset);
-		size_t n = (size_t)(b - a), done = 0;
-		while (done < n) {
-			ssize_t r = pwrite(u->fd, src + done, n - done, (off_t)(dst + done));
-			if (r < 0 && errno == EINTR)
-				continue;
-			if (r <= 0)
-				return r < 0 ? -errno : -EIO;
-			done += (size_t)r;
-		}
+		int rc = snap_pwrite_full(u->fd, src, (size_t)(b - a), dst);
+		if (rc)
+			return rc;
 	}
 	return 0;
 }

@@ -248,20 +248,6 @@ static void *encode_worker(void *arg)
 	return NULL;
 }
 
-static int pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
-{
-	size_t done = 0;
-	while (done < len) {
-		ssize_t r = pwrite(fd, (const char *)buf + done, len - done, (off_t)(off + done));
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			return r < 0 ? -errno : -EIO;
-		done += (size_t)r;
-	}
-	return 0;
-}
-
 static void progress(uint64_t done, uint64_t total, double t0, int final)
 {
 	double dt = snap_now() - t0, rate = dt > 0 ? (double)done / dt : 0;
@@ -376,7 +362,7 @@ int snap_writer_finish(snap_writer *w, const char *meta_json, snap_pack_stats *s
 			snap_chunk *c = &chunks[j.next_write];
 			*c = s->ch;
 			c->file_offset = foff;
-			if ((rc = pwrite_all(fd, s->buf, c->stored_size, foff)))
+			if ((rc = snap_pwrite_full(fd, s->buf, c->stored_size, foff)))
 				snap_errf(err, errlen, rc, "%s: write: %s", tmp, strerror(-rc));
 			data_end = foff + c->stored_size;
 			foff = snap_round_up(data_end, SNAP_PAGE);
@@ -441,15 +427,15 @@ int snap_writer_finish(snap_writer *w, const char *meta_json, snap_pack_stats *s
 	uint8_t hb[SNAP_HEADER_SIZE];
 	snap_fmt_header(&h, hb);
 	static const uint8_t zeros[8];
-	if ((rc = pwrite_all(fd, zeros, h.index_offset - data_end, data_end)) ||
-	    (rc = pwrite_all(fd, index, index_len, h.index_offset)) ||
-	    (rc = pwrite_all(fd, zeros, h.chunktab_offset - h.index_offset - index_len, h.index_offset + index_len)) ||
-	    (rc = pwrite_all(fd, ctab, ctab_len, h.chunktab_offset)) ||
-	    (rc = pwrite_all(fd, zeros, h.meta_offset - h.chunktab_offset - ctab_len, h.chunktab_offset + ctab_len)) ||
-	    (rc = pwrite_all(fd, meta_json, meta_len, h.meta_offset)) ||
+	if ((rc = snap_pwrite_full(fd, zeros, h.index_offset - data_end, data_end)) ||
+	    (rc = snap_pwrite_full(fd, index, index_len, h.index_offset)) ||
+	    (rc = snap_pwrite_full(fd, zeros, h.chunktab_offset - h.index_offset - index_len, h.index_offset + index_len)) ||
+	    (rc = snap_pwrite_full(fd, ctab, ctab_len, h.chunktab_offset)) ||
+	    (rc = snap_pwrite_full(fd, zeros, h.meta_offset - h.chunktab_offset - ctab_len, h.chunktab_offset + ctab_len)) ||
+	    (rc = snap_pwrite_full(fd, meta_json, meta_len, h.meta_offset)) ||
 	    (rc = ftruncate(fd, (off_t)h.file_size) ? -errno : 0) ||
 	    (rc = fsync(fd) ? -errno : 0) ||
-	    (rc = pwrite_all(fd, hb, sizeof hb, 0)) ||
+	    (rc = snap_pwrite_full(fd, hb, sizeof hb, 0)) ||
 	    (rc = fsync(fd) ? -errno : 0)) {
 		snap_errf(err, errlen, rc, "%s: write: %s", tmp, strerror(-rc));
 		goto out_sync;
