@@ -17,6 +17,14 @@ LLHTTP_DIR ?= /usr/share/llhttp
 LLHTTP_INC ?= /usr/share/include/llhttp
 LIBDIR ?= /usr/lib/x86_64-linux-gnu
 
+# CUDA=1 without nvcc: say so and build the CPU-only variant
+ifeq ($(CUDA),1)
+  ifeq ($(shell command -v $(NVCC) 2>/dev/null),)
+    $(warning thaw: nvcc not found at $(NVCC): building without the CUDA backend)
+    override CUDA = 0
+  endif
+endif
+
 ifeq ($(SAN),asan)
   BUILD ?= build-asan
   SANFLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
