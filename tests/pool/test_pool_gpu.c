@@ -51,6 +51,8 @@ static void test_gpu_restore(void)
 		memset(back, 0, n);
 		T_EQ_INT(pool_gpu_memcpy_dtoh(g, back, dev, n), 0);
 		T_CHECK(memcmp(host, back, n) == 0);
+		for (int k = 0; k < 3; k++)   /* and each tensor equals its source bytes */
+			T_CHECK(memcmp(back + snap_tensor_find(f, t[k].name)->offset, t[k].data, t[k].nbytes) == 0);
 		T_CHECK(st.copy_s > 0);
 	}
 	/* the table points into device memory */
