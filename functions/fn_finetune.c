@@ -11,7 +11,8 @@
 #include "functions/fn_finetune.h"
 
 #define FT_MAX_LAYERS 16
-#define FT_EVAL_CHUNK 256
+#define FT_EVAL_CHUNK 32
+#define FT_SUB_ROWS 8            /* rows per training unit: a minibatch is several units */
 #define FT_BETA1 0.9
 #define FT_BETA2 0.999
 #define FT_EPS 1e-8
@@ -204,6 +205,7 @@ struct fn_ft {
 	float *w[FT_MAX_LAYERS], *b[FT_MAX_LAYERS];
 	float *mw[FT_MAX_LAYERS], *vw[FT_MAX_LAYERS], *mb[FT_MAX_LAYERS], *vb[FT_MAX_LAYERS];
 	float *gw[FT_MAX_LAYERS], *gb[FT_MAX_LAYERS];
+	float *aw[FT_MAX_LAYERS], *ab[FT_MAX_LAYERS];   /* the minibatch's gradient, accumulated */
 	int64_t *split;            /* row permutation: [0, ntrain) train, [ntrain, rows) held out */
 	int64_t ntrain, nval;
 	int64_t *order;            /* this epoch's training order */
@@ -214,6 +216,7 @@ struct fn_ft {
 	/* the cursor and running sums: all saved by fn_ft_save */
 	struct ft_cursor {
 		int64_t epoch, phase, pos, t, units;
+		int64_t bpos;              /* rows of the current minibatch done */
 		double tr_loss, ev_loss;
 		int64_t tr_n, ev_n, ev_correct;
 		int64_t have_last, last_epoch;
@@ -248,6 +251,7 @@ void fn_ft_free(fn_ft *f)
 	for (int i = 0; i < FT_MAX_LAYERS; i++) {
 		free(f->w[i]); free(f->b[i]); free(f->mw[i]); free(f->vw[i]);
 		free(f->mb[i]); free(f->vb[i]); free(f->gw[i]); free(f->gb[i]);
+		free(f->aw[i]); free(f->ab[i]);
 		free(f->z[i]); free(f->a[i]);
 	}
 	free(f->a[FT_MAX_LAYERS]);
@@ -338,8 +342,10 @@ int fn_ft_new(const fn_ft_params *p, int nl, const int64_t *n, const int64_t *k,
 		f->mb[i] = calloc(nb, 4);
 		f->vb[i] = calloc(nb, 4);
 		f->gb[i] = calloc(nb, 4);
+		f->aw[i] = calloc(nw, 4);
+		f->ab[i] = calloc(nb, 4);
 		if (!f->w[i] || !f->b[i] || !f->mw[i] || !f->vw[i] || !f->gw[i] || !f->mb[i] ||
-		    !f->vb[i] || !f->gb[i])
+		    !f->vb[i] || !f->gb[i] || !f->aw[i] || !f->ab[i])
 			goto nomem;
 		memcpy(f->w[i], w[i], nw * 4);
 		if (b && b[i])
@@ -515,7 +521,7 @@ static void adam(fn_ft *f)
 	for (int l = 0; l < f->nl; l++) {
 		for (int pass = 0; pass < 2; pass++) {
 			int64_t cnt = pass ? f->n[l] : f->n[l] * f->k[l];
-			float *p = pass ? f->b[l] : f->w[l], *g = pass ? f->gb[l] : f->gw[l];
+			float *p = pass ? f->b[l] : f->w[l], *g = pass ? f->ab[l] : f->aw[l];
 			float *m = pass ? f->mb[l] : f->mw[l], *v = pass ? f->vb[l] : f->vw[l];
 			for (int64_t i = 0; i < cnt; i++) {
 				m[i] = (float)FT_BETA1 * m[i] + (float)(1 - FT_BETA1) * g[i];
@@ -528,8 +534,9 @@ static void adam(fn_ft *f)
 
 static int64_t units_per_epoch(const fn_ft *f)
 {
-	int64_t bs = f->p.batch_size;
-	return (f->ntrain + bs - 1) / bs + (f->nval + FT_EVAL_CHUNK - 1) / FT_EVAL_CHUNK;
+	int64_t bs = f->p.batch_size, full = f->ntrain / bs, rest = f->ntrain % bs;
+	return full * ((bs + FT_SUB_ROWS - 1) / FT_SUB_ROWS) + (rest + FT_SUB_ROWS - 1) / FT_SUB_ROWS +
+	       (f->nval + FT_EVAL_CHUNK - 1) / FT_EVAL_CHUNK;
 }
 
 int fn_ft_unit(fn_ft *f, int *done)
@@ -545,16 +552,33 @@ int fn_ft_unit(fn_ft *f, int *done)
 			shuffle(f->order, f->ntrain, f->p.seed * 0x2545F4914F6CDD1Dull + (uint64_t)f->c.epoch + 1);
 			f->order_epoch = (int)f->c.epoch;
 		}
-		int64_t m = f->ntrain - f->c.pos;
-		if (m > f->p.batch_size)
-			m = f->p.batch_size;
+		/* the minibatch [start, start + mb) is done in units of FT_SUB_ROWS rows whose
+		 * gradients are summed (weighted by their share), then one Adam step */
+		int64_t start = f->c.pos - f->c.bpos, mb = f->ntrain - start;
+		if (mb > f->p.batch_size)
+			mb = f->p.batch_size;
+		int64_t m = mb - f->c.bpos;
+		if (m > FT_SUB_ROWS)
+			m = FT_SUB_ROWS;
 		double loss = fn_ft_loss_grad(f, f->order + f->c.pos, (int)m, f->gw, f->gb);
 		if (isnan(loss))
 			return -ENOMEM;
-		adam(f);
+		float share = (float)m / (float)mb;
+		for (int l = 0; l < f->nl; l++) {
+			int64_t nw = f->n[l] * f->k[l];
+			for (int64_t i = 0; i < nw; i++)
+				f->aw[l][i] = (f->c.bpos ? f->aw[l][i] : 0.0f) + f->gw[l][i] * share;
+			for (int64_t i = 0; i < f->n[l]; i++)
+				f->ab[l][i] = (f->c.bpos ? f->ab[l][i] : 0.0f) + f->gb[l][i] * share;
+		}
 		f->c.tr_loss += loss * (double)m;
 		f->c.tr_n += m;
 		f->c.pos += m;
+		f->c.bpos += m;
+		if (f->c.bpos >= mb) {
+			adam(f);
+			f->c.bpos = 0;
+		}
 		if (f->c.pos >= f->ntrain) {
 			f->c.phase = 1;
 			f->c.pos = 0;
@@ -633,7 +657,7 @@ void fn_ft_weights(const fn_ft *f, int i, const float **w, const float **b)
 
 /* ---- save / restore ---- */
 
-#define FT_MAGIC "THAWFT01"
+#define FT_MAGIC "THAWFT02"
 
 typedef struct ft_hdr {
 	char magic[8];
@@ -674,7 +698,7 @@ static size_t params_floats(const fn_ft *f)
 int fn_ft_save(const fn_ft *f, void **buf, size_t *len)
 {
 	size_t np = params_floats(f);
-	size_t total = sizeof(ft_hdr) + sizeof f->c + 3 * np * 4;
+	size_t total = sizeof(ft_hdr) + sizeof f->c + 4 * np * 4;
 	char *b = malloc(total), *p = b;
 	if (!b)
 		return -ENOMEM;
@@ -684,10 +708,10 @@ int fn_ft_save(const fn_ft *f, void **buf, size_t *len)
 	p += sizeof h;
 	memcpy(p, &f->c, sizeof f->c);
 	p += sizeof f->c;
-	for (int which = 0; which < 3; which++)
+	for (int which = 0; which < 4; which++)
 		for (int i = 0; i < f->nl; i++) {
-			float *const *W = which == 0 ? f->w : which == 1 ? f->mw : f->vw;
-			float *const *B = which == 0 ? f->b : which == 1 ? f->mb : f->vb;
+			float *const *W = which == 0 ? f->w : which == 1 ? f->mw : which == 2 ? f->vw : f->aw;
+			float *const *B = which == 0 ? f->b : which == 1 ? f->mb : which == 2 ? f->vb : f->ab;
 			size_t nw = (size_t)(f->n[i] * f->k[i]) * 4, nb = (size_t)f->n[i] * 4;
 			memcpy(p, W[i], nw);
 			p += nw;
@@ -703,7 +727,7 @@ int fn_ft_restore(fn_ft *f, const void *buf, size_t len, char *err, size_t errle
 {
 	size_t np = params_floats(f);
 	ft_hdr h, want;
-	if (len != sizeof h + sizeof f->c + 3 * np * 4)
+	if (len != sizeof h + sizeof f->c + 4 * np * 4)
 		return ft_err(err, errlen, -EINVAL, "checkpoint: size %zu does not match this job", len);
 	memcpy(&h, buf, sizeof h);
 	make_hdr(f, &want);
@@ -712,10 +736,10 @@ int fn_ft_restore(fn_ft *f, const void *buf, size_t len, char *err, size_t errle
 	const char *p = (const char *)buf + sizeof h;
 	memcpy(&f->c, p, sizeof f->c);
 	p += sizeof f->c;
-	for (int which = 0; which < 3; which++)
+	for (int which = 0; which < 4; which++)
 		for (int i = 0; i < f->nl; i++) {
-			float **W = which == 0 ? f->w : which == 1 ? f->mw : f->vw;
-			float **B = which == 0 ? f->b : which == 1 ? f->mb : f->vb;
+			float **W = which == 0 ? f->w : which == 1 ? f->mw : which == 2 ? f->vw : f->aw;
+			float **B = which == 0 ? f->b : which == 1 ? f->mb : which == 2 ? f->vb : f->ab;
 			size_t nw = (size_t)(f->n[i] * f->k[i]) * 4, nb = (size_t)f->n[i] * 4;
 			memcpy(W[i], p, nw);
 			p += nw;

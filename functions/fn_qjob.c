@@ -9,8 +9,8 @@
 #include "functions/fn_qjob.h"
 #include "functions/fn_quant.h"
 
-#define QJ_UNIT_ELEMS 65536
-#define QJ_EVAL_ROWS 128
+#define QJ_UNIT_ELEMS 16384
+#define QJ_EVAL_ROWS 32
 #define QJ_PROMPTS 4
 #define QJ_PROMPT_LEN 8
 #define QJ_GEN 16

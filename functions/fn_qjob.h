@@ -27,7 +27,7 @@ int fn_qjob_new(const fn_weight *w, size_t n, const json_t *meta, int block,
 		const fn_ft_data *eval, fn_qjob **out, char *err, size_t errlen);
 void fn_qjob_free(fn_qjob *q);
 
-/* fn_qjob_unit does one unit: quantize up to 64 Ki elements, or evaluate one chunk of rows or
+/* fn_qjob_unit does one unit: quantize up to 16 Ki elements, or evaluate one chunk of rows or
  * one prompt. *done once everything is finished. 0, or a negative errno with a message (a
  * model that fails to load for the evaluation). */
 int fn_qjob_unit(fn_qjob *q, int *done, char *err, size_t errlen);

@@ -13,10 +13,10 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -88,6 +88,7 @@ struct jlane {
 	rt_lane *lane;
 	jrun *run;                 /* the job on this lane, or NULL */
 	int active;                /* atomic: a job is on this lane (latency samples count) */
+	int step_tid;              /* atomic: the lane thread while it runs a step as SCHED_IDLE */
 };
 
 struct jrun {
@@ -740,10 +741,20 @@ int rt_jobs_cancel(rt_jobs *J, int64_t id, char *err, size_t errlen)
 
 /* ---- the lane side ---- */
 
-static void invoke_hook(void *ud, rt_lane *l, const rt_work *w)
+static void invoke_hook(void *ud, rt_lane *l, const rt_work *w, int started)
 {
 	jlane *jl = ud;
 	(void)l;
+	if (!started) {
+		/* invocation work was queued: a step running as SCHED_IDLE gets a normal priority
+		 * back at once, so that it reaches its next yield point even on a busy CPU */
+		pid_t tid = __atomic_load_n(&jl->step_tid, __ATOMIC_ACQUIRE);
+		if (tid) {
+			struct sched_param sp = {0};
+			sched_setscheduler(tid, SCHED_OTHER, &sp);
+		}
+		return;
+	}
 	if (!__atomic_load_n(&jl->active, __ATOMIC_ACQUIRE))
 		return;
 	rt_jobs *J = jl->J;
@@ -755,31 +766,32 @@ static void invoke_hook(void *ud, rt_lane *l, const rt_work *w)
 	pthread_mutex_unlock(&J->lat_mu);
 }
 
-/* Job steps run at nice 19 when this process may raise a thread's priority back afterwards
- * (probed once by nice_probe): on a busy host CPU the loop thread that answers invocations,
- * and the invocations themselves (which run at the lane's normal priority), get the CPU
- * before a job step does. */
-static int nice_ok = -1;
+/* Job steps run as SCHED_IDLE when this process may switch a thread back to SCHED_OTHER
+ * (probed once by idle_probe): the kernel then treats the CPU as idle, so the loop thread that
+ * answers invocations (and anything else on the host) runs there at once instead of waiting
+ * for a time slice; when invocation work is queued for the lane, the submitting thread lifts
+ * the step back to SCHED_OTHER (invoke_hook) so that it reaches its next yield point promptly. */
+static int idle_ok = -1;
 
-static void *nice_probe(void *arg)
+static void *idle_probe(void *arg)
 {
 	(void)arg;
+	struct sched_param sp = {0};
 	pid_t tid = (pid_t)syscall(SYS_gettid);
-	int prev = getpriority(PRIO_PROCESS, (id_t)tid);
-	nice_ok = setpriority(PRIO_PROCESS, (id_t)tid, 19) == 0 &&
-		  setpriority(PRIO_PROCESS, (id_t)tid, prev) == 0;
+	idle_ok = sched_setscheduler(tid, SCHED_IDLE, &sp) == 0 &&
+		  sched_setscheduler(tid, SCHED_OTHER, &sp) == 0;
 	return NULL;
 }
 
 static void run_step(rt_lane *lane, rt_work *w)
 {
 	jrun *r = w->ud;
+	struct sched_param sp = {0};
 	pid_t tid = 0;
-	int prio = 0;
-	if (nice_ok == 1) {
+	if (idle_ok == 1) {
 		tid = (pid_t)syscall(SYS_gettid);
-		prio = getpriority(PRIO_PROCESS, (id_t)tid);
-		setpriority(PRIO_PROCESS, (id_t)tid, 19);
+		__atomic_store_n(&r->jl->step_tid, tid, __ATOMIC_RELEASE);
+		sched_setscheduler(tid, SCHED_IDLE, &sp);
 	}
 	uint64_t t0 = rt_now_ns(), budget = (uint64_t)(r->J->cfg.step_ms * 1e6);
 	r->step_units = 0;
@@ -788,19 +800,21 @@ static void run_step(rt_lane *lane, rt_work *w)
 	for (;;) {
 		if (__atomic_load_n(&r->cancel, __ATOMIC_ACQUIRE))
 			break;
+		if (rt_lane_has_waiting(lane)) {   /* also before the first unit */
+			r->step_yielded = 1;
+			break;
+		}
 		r->step_rc = r->kind->unit(r->st, &r->step_done, r->step_err, sizeof r->step_err);
 		r->step_units++;
 		if (r->step_rc < 0 || r->step_done)
 			break;
-		if (rt_lane_has_waiting(lane)) {
-			r->step_yielded = 1;
-			break;
-		}
 		if (rt_now_ns() - t0 >= budget)
 			break;
 	}
-	if (tid)
-		setpriority(PRIO_PROCESS, (id_t)tid, prio);
+	if (tid) {
+		__atomic_store_n(&r->jl->step_tid, 0, __ATOMIC_RELEASE);
+		sched_setscheduler(tid, SCHED_OTHER, &sp);
+	}
 }
 
 /* ---- checkpoints ---- */
@@ -1344,10 +1358,10 @@ int rt_jobs_new(uv_loop_t *loop, rt_registry *reg, rt_sched *sched, rt_metrics *
 		J->lanes[i].lane = rt_sched_lane_at(sched, i);
 		rt_lane_set_invoke_hook(J->lanes[i].lane, invoke_hook, &J->lanes[i]);
 	}
-	if (nice_ok < 0) {
+	if (idle_ok < 0) {
 		pthread_t th;
-		nice_ok = 0;
-		if (pthread_create(&th, NULL, nice_probe, NULL) == 0)
+		idle_ok = 0;
+		if (pthread_create(&th, NULL, idle_probe, NULL) == 0)
 			pthread_join(th, NULL);
 	}
 	uv_timer_init(loop, &J->timer);

@@ -81,7 +81,7 @@ static void *lane_main(void *arg)
 		pthread_mutex_unlock(&l->mu);
 		w->started_ns = rt_now_ns();
 		if (hook)
-			hook(hook_ud, l, w);
+			hook(hook_ud, l, w, 1);
 		w->run(l, w);
 		w->finished_ns = rt_now_ns();
 		pthread_mutex_lock(&l->mu);
@@ -175,8 +175,12 @@ int rt_lane_submit(rt_lane *l, rt_work *w)
 	l->nqueued++;
 	if (cls == 0)
 		l->last_invoke_ns = w->enqueued_ns;
+	rt_lane_invoke_hook_fn hook = cls == 0 ? l->invoke_hook : NULL;
+	void *hook_ud = l->invoke_hook_ud;
 	pthread_cond_signal(&l->cv);
 	pthread_mutex_unlock(&l->mu);
+	if (hook)
+		hook(hook_ud, l, w, 0);
 	return 0;
 }
 

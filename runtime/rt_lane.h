@@ -54,10 +54,12 @@ int rt_lane_queued(rt_lane *l);
 
 /* ---- time-sharing hooks (issue 6, used by runtime/rt_jobs.c) ---- */
 
-/* An invoke hook runs on the lane thread just before each RT_WORK_INVOKE item runs, with the
- * item's enqueued_ns and started_ns already set (the job runner measures preemption latency
- * with it). It must be quick and must not submit work. */
-typedef void (*rt_lane_invoke_hook_fn)(void *ud, rt_lane *l, const rt_work *w);
+/* An invoke hook is called for each RT_WORK_INVOKE item twice: started == 0 right after it was
+ * queued, on the submitting thread (the job runner lifts a running job step's CPU priority
+ * there), and started == 1 on the lane thread just before it runs, with enqueued_ns and
+ * started_ns set (the job runner measures preemption latency there). It must be quick and
+ * must not submit work. */
+typedef void (*rt_lane_invoke_hook_fn)(void *ud, rt_lane *l, const rt_work *w, int started);
 
 /* rt_lane_set_invoke_hook installs fn (NULL removes it). Any thread. */
 void rt_lane_set_invoke_hook(rt_lane *l, rt_lane_invoke_hook_fn fn, void *ud);
