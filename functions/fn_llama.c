@@ -43,7 +43,7 @@ typedef struct llama {
 	float *kvcache;            /* L x 2 x cap x kvdim */
 	/* activations for up to cap_m rows */
 	int64_t cap_m;
-	float *x, *h, *q, *k, *v, *att, *g, *u;
+	float *x, *h, *q, *k, *v, *att, *g;
 	int32_t *tok, *pos;
 	float *logits, *lp, *urand;
 	int32_t *out;
@@ -63,7 +63,7 @@ static double now_s(void)
 
 static void free_acts(llama *s)
 {
-	float **f[] = {&s->x, &s->h, &s->q, &s->k, &s->v, &s->att, &s->g, &s->u};
+	float **f[] = {&s->x, &s->h, &s->q, &s->k, &s->v, &s->att, &s->g};
 	for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
 		kern_free(s->dev, *f[i]);
 		*f[i] = NULL;
@@ -117,10 +117,9 @@ static int ensure_m(llama *s, int64_t m)
 	s->v = kern_alloc(s->dev, r * kvd);
 	s->att = kern_alloc(s->dev, r * qd);
 	s->g = kern_alloc(s->dev, r * s->F);
-	s->u = kern_alloc(s->dev, r * s->F);
 	s->tok = kern_alloc(s->dev, r);
 	s->pos = kern_alloc(s->dev, r);
-	if (!s->x || !s->h || !s->q || !s->k || !s->v || !s->att || !s->g || !s->u || !s->tok ||
+	if (!s->x || !s->h || !s->q || !s->k || !s->v || !s->att || !s->g || !s->tok ||
 	    !s->pos) {
 		free_acts(s);
 		return -ENOMEM;

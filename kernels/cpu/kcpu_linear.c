@@ -46,8 +46,9 @@ void kcpu_row_f32(const kern_mat *w, int64_t row, float *out)
 				out[j] = (float)s[j] * sc;
 		} else {
 			const float *sc = w->scales + row * (k / w->qblock);
-			for (int64_t j = 0; j < k; j++)
-				out[j] = (float)s[j] * sc[j / w->qblock];
+			for (int64_t b = 0; b < k; b += w->qblock)
+				for (int64_t j = b; j < b + w->qblock; j++)
+					out[j] = (float)s[j] * sc[b / w->qblock];
 		}
 		break;
 	}
