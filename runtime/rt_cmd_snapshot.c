@@ -155,12 +155,12 @@ static int cmd_pack(int argc, char **argv)
 	}
 	if (o.w.progress != 0 || isatty(1))
 		printf("packed %zu tensors: %.3f GB image -> %.3f GB %s (ratio %.3f) in %.2f s (%.0f MB/s); "
-		       "chunks: %zu planes, %zu zstd, %zu raw\n",
+		       "chunks: %zu hplanes, %zu planes, %zu zstd, %zu raw\n",
 		       st.n_tensors, st.raw_bytes / 1e9, st.file_bytes / 1e9, out,
 		       st.raw_bytes ? (double)st.file_bytes / (double)st.raw_bytes : 0.0, st.wall_s,
 		       st.wall_s > 0 ? st.raw_bytes / st.wall_s / 1e6 : 0.0,
-		       st.codec_chunks[SNAP_CODEC_PLANES], st.codec_chunks[SNAP_CODEC_ZSTD],
-		       st.codec_chunks[SNAP_CODEC_RAW]);
+		       st.codec_chunks[SNAP_CODEC_HPLANES], st.codec_chunks[SNAP_CODEC_PLANES],
+		       st.codec_chunks[SNAP_CODEC_ZSTD], st.codec_chunks[SNAP_CODEC_RAW]);
 	return 0;
 }
 
