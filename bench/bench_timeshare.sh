@@ -5,7 +5,10 @@
 #     and while the job runs; ratio of p50s (target: within 10%);
 #   - preemption latency: invocation work's wait on the lane while the job is active, from the
 #     lane's own timestamps (GET /v1/jobs "preemption": p50/p99/max over the calls);
-#   - job throughput: the same job alone vs under traffic; wall time lost per preemption.
+#   - job throughput: the same job alone vs under traffic: wall time, the CPU time of its steps
+#     on the lane thread (runner.cpu_seconds: immune to other processes on the host) and the
+#     lane's idle time between a yield and the job's next step (runner.resume_gap_seconds);
+#     lost per preemption = (extra CPU time + gaps) / yields.
 # CPU lane by default (--no-gpu); GPU=1 runs the function and the job on cuda:0.
 # Needs curl and jq. Helper: bench/timeshare.c ($BUILD/bench/timeshare, built by make bench).
 set -u
@@ -56,17 +59,18 @@ r=0
 while [ $r -lt "$REPEAT" ]; do
   idle=$("$HELPER" "$PORT" /v1/functions/digits/invoke "$work/body.json" "$N" "$PAUSE_US") || exit 1
   a=$(submit); wait_state "$a" succeeded || exit 1
-  ta=$(job_secs "$a"); steps=$(jget "$a" .step)
+  ta=$(job_secs "$a"); steps=$(jget "$a" .step); la=$(jget "$a" .runner.cpu_seconds)
   s0=$(curl -sf "$URL/v1/jobs" | jq -r .preemption.samples)
   b=$(submit); wait_state "$b" running || exit 1
   busy=$("$HELPER" "$PORT" /v1/functions/digits/invoke "$work/body.json" "$N" "$PAUSE_US") || exit 1
   still=$(jget "$b" .state)
   wait_state "$b" succeeded || exit 1
   tb=$(job_secs "$b"); pre=$(jget "$b" .preemptions)
+  lb=$(jget "$b" .runner.cpu_seconds); gb=$(jget "$b" .runner.resume_gap_seconds)
   lat=$(curl -sf "$URL/v1/jobs" | jq -r '.preemption | "\(.samples) \(.p50_ms) \(.p99_ms) \(.max_ms)"')
   [ "$still" = running ] || [ "$still" = preempted ] || echo "warning: the job ended before the calls did (raise EPOCHS)" >&2
   # idle_p50 idle_p99 busy_p50 busy_p99 busy_max job_alone_s job_busy_s preemptions steps lat...
-  echo "$(echo "$idle" | awk '{print $2, $3}') $(echo "$busy" | awk '{print $2, $3, $4}') $ta $tb $pre $steps $lat $s0" >> "$work/rows"
+  echo "$(echo "$idle" | awk '{print $2, $3}') $(echo "$busy" | awk '{print $2, $3, $4}') $ta $tb $pre $steps $lat $s0 $la $lb $gb" >> "$work/rows"
   # fresh samples per repeat: the ring keeps the latest 4096, a repeat adds N
   r=$((r + 1))
 done
@@ -75,6 +79,9 @@ col() { awk -v k="$1" '{ print $k }' "$work/rows" | median; }
 ip50=$(col 1); ip99=$(col 2); bp50=$(col 3); bp99=$(col 4); bmax=$(col 5)
 ta=$(col 6); tb=$(col 7); pre=$(col 8); steps=$(col 9)
 lp50=$(col 11); lp99=$(col 12); lmax=$(awk '{ print $13 }' "$work/rows" | sort -g | tail -1)
+la=$(col 15); lb=$(col 16); gb=$(col 17)
+lost=$(awk '{ if ($8 > 0) print (($16 - $15) + $17) / $8 * 1e6 }' "$work/rows" | median)
+gap=$(awk '{ if ($8 > 0) print $17 / $8 * 1e6 }' "$work/rows" | median)
 host=$(uname -n); cores=$(nproc)
 echo "time-sharing on $DEV ($host, $cores cores): finetune of the digits mlp ($EPOCHS epochs, $steps steps) + $N invocations ${PAUSE_US} us apart; $REPEAT runs, medians"
 printf '%-44s %10s %10s %10s\n' "invocation round trip (us)" p50 p99 max
@@ -82,6 +89,7 @@ printf '%-44s %10s %10s %10s\n' "  no job (baseline)" "$ip50" "$ip99" "-"
 printf '%-44s %10s %10s %10s\n' "  job running" "$bp50" "$bp99" "$bmax"
 awk -v a="$bp50" -v b="$ip50" 'BEGIN { printf "  ratio p50 job/no job: %.3f (target <= 1.10)\n", a / b }'
 printf 'preemption latency (lane wait while the job is active, ms): p50 %s  p99 %s  max %s\n' "$lp50" "$lp99" "$lmax"
-awk -v ta="$ta" -v tb="$tb" -v p="$pre" -v s="$steps" 'BEGIN {
-  printf "job alone %.3f s (%.0f steps/s); under traffic %.3f s with %d preemptions\n", ta, s / ta, tb, p;
-  if (p > 0) printf "job time lost per preemption: %.1f us (%.3f steps)\n", (tb - ta) / p * 1e6, (tb - ta) / p * s / ta }'
+awk -v ta="$ta" -v tb="$tb" -v p="$pre" -v s="$steps" -v la="$la" -v lb="$lb" -v gb="$gb" -v lost="$lost" -v gap="$gap" 'BEGIN {
+  printf "job alone: %.3f s wall, %.3f s CPU (%.0f steps/s of CPU time)\n", ta, la, s / la;
+  printf "job under traffic: %.3f s wall, %.3f s CPU, %.3f s resume gaps, %d preemptions\n", tb, lb, gb, p;
+  printf "job time lost per preemption: %.1f us (resume gap %.1f us) = %.3f steps\n", lost, gap, lost * 1e-6 * s / la }'

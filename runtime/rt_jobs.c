@@ -110,6 +110,7 @@ struct jrun {
 	/* step */
 	rt_work w;
 	int step_yielded, step_done, step_rc;
+	double lane_s, gap_s;      /* CPU time of the steps; lane idle after yields (lane thread) */
 	int64_t step_units;
 	char step_err[512];
 	/* thread pool */
@@ -414,8 +415,11 @@ static json_t *row_json(const jrow *r)
 	json_object_set_new(o, "state", json_string(r->state >= 0 ? state_names[r->state] : "?"));
 	json_object_set_new(o, "progress", json_real(r->progress));
 	json_object_set_new(o, "step", json_integer(r->step));
-	json_object_set_new(o, "metrics", r->metrics && json_is_object(r->metrics) ? json_incref(r->metrics) :
-			    json_object());
+	json_t *m = r->metrics && json_is_object(r->metrics) ? json_copy(r->metrics) : json_object();
+	json_t *runner = json_incref(json_object_get(m, "runner"));
+	json_object_del(m, "runner");
+	json_object_set_new(o, "metrics", m);
+	json_object_set_new(o, "runner", runner ? runner : json_null());
 	json_object_set_new(o, "preemptions", json_integer(r->preemptions));
 	json_object_set_new(o, "created", time_json(r->created_ms));
 	json_object_set_new(o, "started", time_json(r->started_ms));
@@ -794,6 +798,14 @@ static void run_step(rt_lane *lane, rt_work *w)
 		sched_setscheduler(tid, SCHED_IDLE, &sp);
 	}
 	uint64_t t0 = rt_now_ns(), budget = (uint64_t)(r->J->cfg.step_ms * 1e6);
+	struct timespec c0, c1;
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c0);
+	if (r->step_yielded) {
+		/* the lane between the invocation work that made the last step yield and this one */
+		uint64_t li = rt_lane_last_invoke_ns(lane);
+		if (li < t0)
+			r->gap_s += (double)(t0 - li) / 1e9;
+	}
 	r->step_units = 0;
 	r->step_yielded = r->step_done = r->step_rc = 0;
 	r->step_err[0] = 0;
@@ -811,6 +823,8 @@ static void run_step(rt_lane *lane, rt_work *w)
 		if (rt_now_ns() - t0 >= budget)
 			break;
 	}
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c1);
+	r->lane_s += (double)(c1.tv_sec - c0.tv_sec) + (double)(c1.tv_nsec - c0.tv_nsec) / 1e9;
 	if (tid) {
 		__atomic_store_n(&r->jl->step_tid, 0, __ATOMIC_RELEASE);
 		sched_setscheduler(tid, SCHED_OTHER, &sp);
@@ -913,6 +927,9 @@ static void live_figures(jrun *r)
 	r->row.step = r->kind->steps(r->st);
 	json_decref(r->row.metrics);
 	r->row.metrics = r->kind->metrics(r->st);
+	/* the runner's own figures, stored with the metrics, shown apart as "runner" */
+	json_object_set_new(r->row.metrics, "runner", json_pack("{s:f,s:f}", "cpu_seconds", r->lane_s,
+								 "resume_gap_seconds", r->gap_s));
 }
 
 static void run_free(jrun *r)
