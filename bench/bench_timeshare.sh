@@ -24,11 +24,14 @@ SRC=${THAW_SRC:-$PWD}
 for tool in curl jq; do
   command -v $tool >/dev/null 2>&1 || { echo "bench_timeshare: $tool not installed"; exit 1; }
 done
-[ -x "$HELPER" ] || { echo "bench_timeshare: $HELPER missing (make bench)"; exit 1; }
 if [ "${GPU:-0}" = 1 ]; then DEV=cuda:0; GPUFLAG=; else DEV=cpu; GPUFLAG=--no-gpu; fi
 work=$(mktemp -d /tmp/thaw-bench-ts.XXXXXX)
 cleanup() { [ -n "${tpid:-}" ] && kill "$tpid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT INT TERM
+if [ ! -x "$HELPER" ]; then   # make bench-gpu builds no bench helpers: the client needs only libc
+  HELPER=$work/timeshare
+  ${CC:-cc} -O2 -o "$HELPER" bench/timeshare.c || { echo "bench_timeshare: cannot build the client"; exit 1; }
+fi
 URL=http://127.0.0.1:$PORT
 mkdir -p "$work/data/snapshots"
 "$THAW_BIN" snapshot pack "$SRC/tests/data/mlp_digits/model.safetensors" -o "$work/data/snapshots/digits.thaw" \
