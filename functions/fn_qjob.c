@@ -14,6 +14,9 @@
 #define QJ_PROMPTS 4
 #define QJ_PROMPT_LEN 8
 #define QJ_GEN 16
+/* The evaluation runs on a private one-thread CPU device inside the job's units; a llama
+ * larger than this would make one unit (a prompt) take seconds, so it is not evaluated. */
+#define QJ_LLAMA_EVAL_MAX_PARAMS 100000000LL
 
 enum { QJ_QUANT, QJ_EVAL_SETUP, QJ_EVAL, QJ_DONE };
 
@@ -42,6 +45,8 @@ struct fn_qjob {
 	int64_t right_src, right_q, agree, seen;
 	double kl_sum;
 	int64_t gen_agree, gen_total, prompts_done;
+	int64_t n_params;
+	int eval_skipped;
 };
 
 static int qj_err(char *err, size_t errlen, int rc, const char *fmt, ...)
@@ -109,6 +114,10 @@ int fn_qjob_new(const fn_weight *w, size_t n, const json_t *meta, int block,
 	for (size_t i = 0; i < n; i++) {
 		const fn_weight *s = &w[i];
 		q->src_bytes += s->nbytes;
+		int64_t cnt = 1;
+		for (int d = 0; d < s->ndim; d++)
+			cnt *= s->shape[d];
+		q->n_params += cnt;
 		if (strstr(s->name, FN_QUANT_SCALE_SUFFIX) || !strcmp(s->dtype, "I8")) {
 			fn_qjob_free(q);
 			return qj_err(err, errlen, -EINVAL, "quantize: the source is already quantized "
@@ -155,8 +164,10 @@ int fn_qjob_new(const fn_weight *w, size_t n, const json_t *meta, int block,
 	const char *kind = meta_kind(meta);
 	if (!strcmp(kind, "mlp") && eval)
 		q->total_units += 1 + (eval->rows + QJ_EVAL_ROWS - 1) / QJ_EVAL_ROWS;
-	else if (!strcmp(kind, "llama"))
+	else if (!strcmp(kind, "llama") && q->n_params <= QJ_LLAMA_EVAL_MAX_PARAMS)
 		q->total_units += 1 + QJ_PROMPTS;
+	else if (!strcmp(kind, "llama"))
+		q->eval_skipped = 1;
 	*out = q;
 	return 0;
 nomem:
@@ -194,7 +205,7 @@ static void quant_unit(fn_qjob *q)
 static int eval_setup(fn_qjob *q, char *err, size_t errlen)
 {
 	const char *kind = meta_kind(q->meta);
-	int is_mlp = !strcmp(kind, "mlp") && q->eval, is_llama = !strcmp(kind, "llama");
+	int is_mlp = !strcmp(kind, "mlp") && q->eval, is_llama = !strcmp(kind, "llama") && !q->eval_skipped;
 	if (!is_mlp && !is_llama) {
 		q->phase = QJ_DONE;
 		return 0;
@@ -381,6 +392,9 @@ json_t *fn_qjob_metrics(const fn_qjob *q)
 		json_object_set_new(o, "kl", json_real(q->kl_sum / (double)q->prompts_done));
 		json_object_set_new(o, "prompts", json_integer(q->prompts_done));
 	}
+	if (q->eval_skipped)
+		json_object_set_new(o, "eval", json_string("skipped: the llama is too large for the CPU "
+							   "evaluation inside job units"));
 	return o;
 }
 

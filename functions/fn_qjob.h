@@ -8,7 +8,9 @@
  *          source's 16-token greedy continuation, picks the same token at each position) and
  *          "kl" (mean KL divergence source || quantized of the next-token distribution after
  *          each prompt);
- * plus "quantized_tensors", "source_bytes", "result_bytes" for every kind.
+ * plus "quantized_tensors", "source_bytes", "result_bytes" for every kind. A llama over 100 M
+ * parameters is not evaluated (one prompt would hold the lane for seconds on the CPU device):
+ * "eval": "skipped: ..." instead.
  * Deterministic; not thread-safe (one thread at a time). */
 #ifndef THAW_FN_QJOB_H
 #define THAW_FN_QJOB_H

@@ -206,7 +206,7 @@ static int write_result(const rt_job_env *env, const fn_weight *w, size_t n, con
 			json_t *extra, char *err, size_t errlen)
 {
 	snap_writer *sw = NULL;
-	snap_writer_opts o = {.threads = 1, .progress = 0};
+	snap_writer_opts o = {.threads = 2, .progress = 0};   /* thread pool: leave cores to calls */
 	json_t *meta = json_deep_copy(src_meta);
 	char *text = NULL, *dsum = NULL;
 	int rc = snap_writer_open(&sw, env->result_path, &o, err, errlen);
