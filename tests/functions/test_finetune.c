@@ -243,6 +243,49 @@ static void test_resume_is_bit_identical(void)
 	digits_free(&r);
 }
 
+/* a regressor: y = 2 x0 - x1 + 0.5 (and a second target 0.25 x1) learned by a linear layer
+ * with MSE from CSV rows; the weights come out close to the truth */
+static void test_regression_mse(void)
+{
+	char path[600], err[256];
+	snprintf(path, sizeof path, "%s/reg.csv", t_tmpdir());
+	FILE *f = fopen(path, "w");
+	uint64_t s = 99;
+	for (int i = 0; i < 400; i++) {
+		s = s * 6364136223846793005ull + 1442695040888963407ull;
+		double a = (double)(s >> 11) / 9007199254740992.0 * 2 - 1;
+		s = s * 6364136223846793005ull + 1442695040888963407ull;
+		double b = (double)(s >> 11) / 9007199254740992.0 * 2 - 1;
+		fprintf(f, "%.6f,%.6f,%.6f,%.6f\n", a, b, 2 * a - b + 0.5, 0.25 * b);
+	}
+	fclose(f);
+	fn_ft_data d;
+	T_EQ_INT(fn_ft_data_load(path, 2, 1.0, &d, err, sizeof err), 0);
+	T_EQ_INT(d.cols, 2);
+	int64_t n[1] = {2}, k[1] = {2};
+	float w0[4] = {0, 0, 0, 0}, b0[2] = {0, 0};
+	const float *w[1] = {w0}, *b[1] = {b0};
+	fn_ft_params p = {.epochs = 60, .learning_rate = 0.05, .batch_size = 16, .seed = 3,
+			  .validation_split = 0.25, .classify = 0, .act = KERN_ACT_NONE};
+	fn_ft *ft = NULL;
+	T_EQ_INT(fn_ft_new(&p, 1, n, k, w, b, &d, &ft, err, sizeof err), 0);
+	int done = 0;
+	while (ft && !done)
+		fn_ft_unit(ft, &done);
+	const float *rw, *rb;
+	fn_ft_weights(ft, 0, &rw, &rb);
+	fprintf(stderr, "  regression: w [%.3f %.3f; %.3f %.3f] b [%.3f %.3f]\n", rw[0], rw[1], rw[2], rw[3],
+		rb[0], rb[1]);
+	T_CHECK(fabsf(rw[0] - 2) < 0.05f && fabsf(rw[1] + 1) < 0.05f && fabsf(rb[0] - 0.5f) < 0.05f);
+	T_CHECK(fabsf(rw[2]) < 0.05f && fabsf(rw[3] - 0.25f) < 0.05f && fabsf(rb[1]) < 0.05f);
+	json_t *m = fn_ft_metrics(ft);
+	T_CHECK(json_real_value(json_object_get(m, "val_loss")) < 1e-3);
+	T_CHECK(json_object_get(m, "accuracy") == NULL);
+	json_decref(m);
+	fn_ft_free(ft);
+	fn_ft_data_free(&d);
+}
+
 static void test_csv_errors(void)
 {
 	char path[600], err[512];
@@ -273,5 +316,6 @@ void t_main(void)
 	T_RUN(test_gradients_vs_finite_differences);
 	T_RUN(test_digits_accuracy);
 	T_RUN(test_resume_is_bit_identical);
+	T_RUN(test_regression_mse);
 	T_RUN(test_csv_errors);
 }
