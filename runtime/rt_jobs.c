@@ -489,8 +489,13 @@ int rt_jobs_list_json(rt_jobs *J, const char *state, json_t **out)
 	int st = -1;
 	if (state && (st = state_of(state)) < 0)
 		return -EINVAL;
-	sqlite3_stmt *s = q(J, st >= 0 ? Q_LIST_STATE : Q_LIST);
-	if (st >= 0)
+	/* a job on a lane may show another state than the stored one (preempted between steps):
+	 * filter on what is shown, over every job when it may be live */
+	int any_live = 0;
+	for (int i = 0; i < J->nlanes; i++)
+		any_live |= J->lanes[i].run != NULL;
+	sqlite3_stmt *s = q(J, st >= 0 && !any_live ? Q_LIST_STATE : Q_LIST);
+	if (st >= 0 && !any_live)
 		sqlite3_bind_text(s, 1, state_names[st], -1, SQLITE_STATIC);
 	int64_t *ids = NULL;
 	size_t n = 0, cap = 0;
@@ -508,7 +513,6 @@ int rt_jobs_list_json(rt_jobs *J, const char *state, json_t **out)
 	json_t *arr = json_array();
 	for (size_t i = 0; i < n; i++) {
 		json_t *j = rt_jobs_get_json(J, ids[i]);
-		/* a live job's state may differ from the stored one: filter on what is shown */
 		if (j && (st < 0 || !strcmp(json_string_value(json_object_get(j, "state")), state_names[st])))
 			json_array_append_new(arr, j);
 		else
