@@ -4,7 +4,8 @@
  * accuracy, its result is revision 2 and traffic stays on revision 1, job metrics exported);
  * a job with a bad data file fails with its error and the daemon keeps serving; cancel; kill -9
  * in the middle of a job, restart on the same data directory: the job resumes from its
- * checkpoint and ends with exactly the figures of an uninterrupted run; `thaw jobs` CLI. */
+ * checkpoint and ends with exactly the figures of an uninterrupted run; SIGTERM during a job
+ * checkpoints it and exits 0, and it resumes after the restart; `thaw jobs` CLI. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -334,6 +335,46 @@ static void test_kill9_resumes_from_checkpoint(void)
 	srv_ok = 0;
 }
 
+/* SIGTERM while a job runs: the drain checkpoints it (preempted), exits 0; after a restart it
+ * goes on from that checkpoint */
+static void test_sigterm_checkpoints_running_job(void)
+{
+	if (!srv_ok)
+		T_SKIP("server did not start");
+	long long id = submit(&srv, FT, 100000);
+	json_t *o = wait_job(&srv, id, "running", 30);
+	json_decref(o);
+	usleep(200000);
+	T_EQ_INT(e2e_stop(&srv, SIGTERM, 20), 0);
+	char data[600];
+	snprintf(data, sizeof data, "%s", srv.data_dir);
+	static char root[600];
+	snprintf(root, sizeof root, "%s/tests/data", src);
+	const char *args[6];
+	memcpy(args, srv_args, sizeof args);
+	args[4] = root;
+	srv_ok = e2e_start_in(&srv, data, args, NULL) == 0;
+	T_CHECK(srv_ok);
+	if (!srv_ok)
+		return;
+	/* stored as preempted with its checkpoint; then it resumes */
+	o = job(&srv, id);
+	long long step0 = json_integer_value(json_object_get(o, "step"));
+	T_CHECK(json_is_string(json_object_get(o, "checkpoint")));
+	T_CHECK(step0 > 0);
+	json_decref(o);
+	double end = now_s() + 30;
+	while (now_s() < end && !e2e_log_contains(&srv, "resumed from its checkpoint"))
+		usleep(20000);
+	T_CHECK(e2e_log_contains(&srv, "resumed from its checkpoint"));
+	o = job(&srv, id);
+	T_CHECK(json_integer_value(json_object_get(o, "step")) >= step0);
+	json_decref(o);
+	char p[64];
+	snprintf(p, sizeof p, "/v1/jobs/%lld", id);
+	T_EQ_INT(call(&srv, "DELETE", p, NULL, NULL), 200);
+}
+
 void t_main(void)
 {
 	setup();
@@ -342,6 +383,7 @@ void t_main(void)
 	T_RUN(test_bad_data_fails_daemon_serves);
 	T_RUN(test_cancel);
 	T_RUN(test_cli);
+	T_RUN(test_sigterm_checkpoints_running_job);
 	T_RUN(test_kill9_resumes_from_checkpoint);
 	if (srv_ok)
 		e2e_stop(&srv, SIGTERM, 20);
