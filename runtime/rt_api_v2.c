@@ -518,6 +518,19 @@ static void infer_result(rt_req *req, const char *function, uint32_t rev, json_t
 	ctx_free(c);
 }
 
+/* looks model name up in the registry (its latest revision into *info, when not NULL);
+ * replies 404 and returns 0 when it is not a deployed function */
+static int find_model(rt_req *req, rt_server *srv, const char *name, rt_revision_info *info)
+{
+	char err[256];
+	rt_revision_info tmp;
+	if (rt_manifest_name_valid(name, err, sizeof err) == 0 &&
+	    rt_registry_get(srv->reg, name, info ? info : &tmp) == 0)
+		return 1;
+	rt_req_reply_error(req, 404, "unknown model '%s'", name);
+	return 0;
+}
+
 static void h_infer(rt_req *req, void *ud)
 {
 	rt_server *srv = ud;
@@ -525,10 +538,8 @@ static void h_infer(rt_req *req, void *ud)
 	char err[512];
 	rt_revision_info info;
 	uint32_t rev = 0;
-	if (rt_manifest_name_valid(name, err, sizeof err) < 0 || rt_registry_get(srv->reg, name, &info) < 0) {
-		rt_req_reply_error(req, 404, "unknown model '%s'", name);
+	if (!find_model(req, srv, name, &info))
 		return;
-	}
 	if (ver) {
 		char *end;
 		unsigned long v = strtoul(ver, &end, 10);
@@ -604,13 +615,13 @@ static void h_model_meta(rt_req *req, void *ud)
 	rt_server *srv = ud;
 	const char *name = rt_req_param(req, "m");
 	json_t *fn = NULL;
-	char err[256];
-	if (rt_manifest_name_valid(name, err, sizeof err) < 0 || rt_registry_get_json(srv->reg, name, &fn) < 0) {
-		rt_req_reply_error(req, 404, "unknown model '%s'", name);
+	rt_revision_info info;
+	if (!find_model(req, srv, name, &info))
+		return;
+	if (rt_registry_get_json(srv->reg, name, &fn) < 0) {
+		rt_req_reply_error(req, 500, "registry unavailable");
 		return;
 	}
-	rt_revision_info info;
-	rt_registry_get(srv->reg, name, &info);
 	json_t *versions = json_array();
 	size_t i;
 	json_t *r;
@@ -645,12 +656,8 @@ static void h_model_ready(rt_req *req, void *ud)
 {
 	rt_server *srv = ud;
 	const char *name = rt_req_param(req, "m");
-	rt_revision_info info;
-	char err[256];
-	if (rt_manifest_name_valid(name, err, sizeof err) < 0 || rt_registry_get(srv->reg, name, &info) < 0) {
-		rt_req_reply_error(req, 404, "unknown model '%s'", name);
+	if (!find_model(req, srv, name, NULL))
 		return;
-	}
 	int ready = rt_sched_is_ready(srv->sched, name);
 	rt_api_reply_json(req, ready ? 200 : 400, json_pack("{s:s,s:b}", "name", name, "ready", ready));
 }
@@ -660,11 +667,8 @@ static void h_model_stats(rt_req *req, void *ud)
 	rt_server *srv = ud;
 	const char *name = rt_req_param(req, "m");
 	rt_revision_info info;
-	char err[256];
-	if (rt_manifest_name_valid(name, err, sizeof err) < 0 || rt_registry_get(srv->reg, name, &info) < 0) {
-		rt_req_reply_error(req, 404, "unknown model '%s'", name);
+	if (!find_model(req, srv, name, &info))
 		return;
-	}
 	json_t *st = rt_sched_stats_json(srv->sched, name);
 	json_object_set_new(st, "name", json_string(name));
 	char v[16];
@@ -697,9 +701,9 @@ static void h_repo_index(rt_req *req, void *ud)
 static void repo_action(rt_req *req, rt_server *srv, int load)
 {
 	const char *name = rt_req_param(req, "m");
-	char err[256];
-	if (rt_manifest_name_valid(name, err, sizeof err) < 0 ||
-	    (load ? rt_sched_load(srv->sched, name) : rt_sched_unload(srv->sched, name)) < 0) {
+	if (!find_model(req, srv, name, NULL))
+		return;
+	if ((load ? rt_sched_load(srv->sched, name) : rt_sched_unload(srv->sched, name)) < 0) {
 		rt_req_reply_error(req, 404, "unknown model '%s'", name);
 		return;
 	}
