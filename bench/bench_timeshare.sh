@@ -1,8 +1,8 @@
 #!/bin/sh
 # Time-sharing (issue 6): a fine-tune job saturating a device lane while warm invocations of
 # the digits mlp arrive on the same lane. Same run, REPEAT times (default 3), medians:
-#   - invocation round trip (keep-alive HTTP, N calls, PAUSE_US apart) with no job (baseline)
-#     and while the job runs; ratio of p50s (target: within 10%);
+#   - invocation round trip (keep-alive HTTP, N calls, PAUSE_US apart) with no job (baseline:
+#     before and after, averaged) and while the job runs; ratio of p50s (target: within 10%);
 #   - preemption latency: invocation work's wait on the lane while the job is active, from the
 #     lane's own timestamps (GET /v1/jobs "preemption": p50/p99/max over the calls);
 #   - job throughput: the same job alone vs under traffic: wall time, the CPU time of its steps
@@ -36,7 +36,7 @@ URL=http://127.0.0.1:$PORT
 mkdir -p "$work/data/snapshots"
 "$THAW_BIN" snapshot pack "$SRC/tests/data/mlp_digits/model.safetensors" -o "$work/data/snapshots/digits.thaw" \
   --kind mlp >/dev/null || exit 1
-"$THAW_BIN" serve --host 127.0.0.1 --port "$PORT" --data "$work/data" --no-access-log $GPUFLAG \
+setsid "$THAW_BIN" serve --host 127.0.0.1 --port "$PORT" --data "$work/data" --no-access-log $GPUFLAG \
   --allow-root "$SRC/tests/data" --job-checkpoint 3600 2>"$work/thaw.err" &
 tpid=$!
 for _ in $(seq 100); do curl -sf "$URL/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
@@ -68,6 +68,9 @@ while [ $r -lt "$REPEAT" ]; do
   busy=$("$HELPER" "$PORT" /v1/functions/digits/invoke "$work/body.json" "$N" "$PAUSE_US") || exit 1
   still=$(jget "$b" .state)
   wait_state "$b" succeeded || exit 1
+  idle2=$("$HELPER" "$PORT" /v1/functions/digits/invoke "$work/body.json" "$N" "$PAUSE_US") || exit 1
+  # the baseline: the mean of the no-job runs before and after (the host's load drifts)
+  idle=$(echo "$idle $idle2" | awk '{ print $1, ($2 + $8) / 2, ($3 + $9) / 2 }')
   tb=$(job_secs "$b"); pre=$(jget "$b" .preemptions)
   lb=$(jget "$b" .runner.cpu_seconds); gb=$(jget "$b" .runner.resume_gap_seconds)
   lat=$(curl -sf "$URL/v1/jobs" | jq -r '.preemption | "\(.samples) \(.p50_ms) \(.p99_ms) \(.max_ms)"')
