@@ -9,7 +9,9 @@
 #     on the lane thread (runner.cpu_seconds: immune to other processes on the host) and the
 #     lane's idle time between a yield and the job's next step (runner.resume_gap_seconds);
 #     lost per preemption = (extra CPU time + gaps) / yields.
-# CPU lane by default (--no-gpu); GPU=1 runs the function and the job on cuda:0.
+# CPU lane by default (--no-gpu); GPU=1 runs the function and the job on cuda:0. LOAD=K adds K
+# busy-looping processes in their own session for the whole run (a host shared with other
+# work: the job must then leave the CPU to them and to the daemon's loop thread).
 # Needs curl and jq. Helper: bench/timeshare.c ($BUILD/bench/timeshare, built by make bench).
 set -u
 BUILD=${BUILD:-build}
@@ -26,7 +28,8 @@ for tool in curl jq; do
 done
 if [ "${GPU:-0}" = 1 ]; then DEV=cuda:0; GPUFLAG=; else DEV=cpu; GPUFLAG=--no-gpu; fi
 work=$(mktemp -d /tmp/thaw-bench-ts.XXXXXX)
-cleanup() { [ -n "${tpid:-}" ] && kill "$tpid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; }
+cleanup() { [ -n "${tpid:-}" ] && kill "$tpid" 2>/dev/null; for h in ${hogs:-}; do kill "$h" 2>/dev/null; done
+  wait 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT INT TERM
 if [ ! -x "$HELPER" ]; then   # make bench-gpu builds no bench helpers: the client needs only libc
   HELPER=$work/timeshare
@@ -45,6 +48,9 @@ curl -sf -X PUT "$URL/v1/functions/digits" -d "{\"kind\": \"mlp\", \"snapshot\":
 # one digits row (pixels / 16) as the request body
 zcat "$SRC/tests/data/digits.csv.gz" | head -1 | awk -F, '{ printf "{\"inputs\": [["; for (i = 1; i <= 64; i++) printf "%s%g", (i > 1 ? "," : ""), $i / 16; printf "]]}" }' > "$work/body.json"
 "$HELPER" "$PORT" /v1/functions/digits/invoke "$work/body.json" 50 0 >/dev/null   # warm
+hogs=
+i=0
+while [ $i -lt "${LOAD:-0}" ]; do setsid sh -c 'while :; do :; done' & hogs="$hogs $!"; i=$((i + 1)); done
 
 SPEC="{\"type\": \"finetune\", \"function\": \"digits\", \"revision\": 1, \"device\": \"$DEV\", \"params\": {\"data\": \"$SRC/tests/data/digits.csv.gz\", \"epochs\": $EPOCHS, \"batch_size\": 32, \"learning_rate\": 0.001, \"feature_scale\": 0.0625, \"seed\": 1}}"
 submit() { curl -sf -X POST "$URL/v1/jobs" -d "$SPEC" | jq -r .id; }
@@ -89,7 +95,7 @@ la=$(col 15); lb=$(col 16); gb=$(col 17)
 lost=$(awk '{ if ($8 > 0) print (($16 - $15) + $17) / $8 * 1e6 }' "$work/rows" | median)
 gap=$(awk '{ if ($8 > 0) print $17 / $8 * 1e6 }' "$work/rows" | median)
 host=$(uname -n); cores=$(nproc)
-echo "time-sharing on $DEV ($host, $cores cores): finetune of the digits mlp ($EPOCHS epochs, $steps steps) + $N invocations ${PAUSE_US} us apart; $REPEAT runs, medians"
+echo "time-sharing on $DEV ($host, $cores cores, ${LOAD:-0} busy loops beside): finetune of the digits mlp ($EPOCHS epochs, $steps steps) + $N invocations ${PAUSE_US} us apart; $REPEAT runs, medians"
 printf '%-44s %10s %10s %10s\n' "invocation round trip (us)" p50 p99 max
 printf '%-44s %10s %10s %10s\n' "  no job (baseline)" "$ip50" "$ip99" "-"
 printf '%-44s %10s %10s %10s\n' "  job running" "$bp50" "$bp99" "$bmax"
