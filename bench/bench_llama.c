@@ -5,8 +5,10 @@
  *   bench_llama --model DIR | --random HIDDEN,LAYERS,HEADS,KVHEADS,INTER,VOCAB
  *               [--device cpu|cuda:N] [--prompt N | --prompt-file F.json] [--new N]
  *               [--reps R] [--variants bf16,nograph,int8,int8:32] [--hf-greedy F.json]
- *               [--gemm] [--bw]
+ *               [--gemm] [--bw] [--profile]
  *
+ * A variant may carry "@N" (e.g. int8@0): it then runs with THAW_I8_GEMV=N, the CUDA int8
+ * GEMV variant (kernels/cuda/kc_gemv.cu; 0 = the previous one-warp-per-row kernel).
  * Decode tokens/s = decode steps / decode time (prefill excluded); e2e = new tokens / whole
  * generate. Roofline = the bandwidth (spec 3.35 TB/s for an H100 SXM, and the measured
  * device-to-device copy rate with --bw) divided by the weight bytes one decode step reads.
@@ -505,6 +507,8 @@ int main(int argc, char **argv)
 	char vbuf[256];
 	snprintf(vbuf, sizeof vbuf, "%s", variants);
 	for (char *save, *v = strtok_r(vbuf, ",", &save); v; v = strtok_r(NULL, ",", &save)) {
+		char *at = strchr(v, '@');   /* VARIANT@N: run it with THAW_I8_GEMV=N (kc_gemv.cu) */
+		if (at) { *at = 0; setenv("THAW_I8_GEMV", at + 1, 1); } else unsetenv("THAW_I8_GEMV");
 		int quant = !strncmp(v, "int8", 4), block = !strcmp(v, "int8:32") ? 32 : 0;
 		if (!strcmp(v, "nograph"))
 			setenv("THAW_NO_GRAPH", "1", 1);

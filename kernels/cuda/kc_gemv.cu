@@ -3,7 +3,9 @@
  * One warp per output row; each lane streams 16-byte vectors of the weight row (read once for
  * all m rows), widens them in registers (int8: times the row's or block's scale) and the warp
  * reduces. This is what a batch-1 decode step spends its time in: it is bound by weight bytes,
- * hence int8 weight-only halves the traffic of BF16. */
+ * hence int8 weight-only halves the traffic of BF16. int8 with one input row (batch-1 decode)
+ * has its own kernel, gemv_i8s_k below (x staged in shared memory). */
+#include <stdlib.h>
 #include "kernels/cuda/kc_int.h"
 
 #define GEMV_WARPS 4
@@ -72,6 +74,7 @@ struct gemv_args {
 	float *Y[3];
 	int rows[3];
 	int nm, k, qblock, act, acc;
+	int fast;                  /* int8 staged kernel: grouped staging loads, norm folded in */
 	const float *bias;
 	const float *norm;         /* RMSNorm weights applied to x first (NULL: none) */
 	float eps;
@@ -201,6 +204,322 @@ gemv_k(const float *__restrict__ x, const gemv_args a)
 	}
 }
 
+/* ---- int8, one input row (batch-1 decode): the input staged in shared memory ----
+ * The one-warp-per-row kernel above re-reads x from L1 for every weight vector with each lane's
+ * 64 bytes of x 64 bytes apart from the next lane's: 16 L1 wavefronts per 512 bytes of int8
+ * weights, which bound it well below the HBM rate (int8 decode was no faster than BF16). Here
+ * each block first copies x into shared memory (times the RMSNorm weights when a norm is fused;
+ * the 1 / rms factor is applied to the finished dot products), laid out so that the four
+ * float4 a lane needs for its 16-element weight vector t sit at slots ((t/32)*4 + q)*32 + t%32,
+ * q < 4: a warp's reads are then 512 contiguous bytes (conflict-free). Weights are widened with
+ * a byte-permute into a float's mantissa (2^23 + 128 + w) and one subtraction instead of the
+ * quarter-rate I2F. Weight rows are prefetched into registers before the programmatic-
+ * dependent-launch wait; rows of k <= 2048 run as one wave of blocks whose warps loop over
+ * rows with the next row's weights already in flight (LOOP). Blocks hold 4..16 warps (more for
+ * taller matrices and long rows, so fewer blocks copy x).
+ * THAW_I8_GEMV selects variants for benchmarking: 0 = the one-warp-per-row kernel above
+ * (the previous int8 path), 1 / 2 = staged x with I2F / byte-permute widening, one row per warp,
+ * 3 / 4 = the same with LOOP, 5 (default) = 4 with grouped staging loads, the norm folded into
+ * the staged x and at least 8 warps a block for rows longer than 2048 (H100 figures for each in
+ * docs/benchmarks.md, "Compute"). */
+#define I8S_MAX_WARPS 16
+
+__device__ __forceinline__ void i8_widen(uint4 r, float *f, bool magic)
+{
+	unsigned u[4] = {r.x, r.y, r.z, r.w};
+	if (!magic) {
+		vec<int8_t>::get(r, f);
+		return;
+	}
+#pragma unroll
+	for (int i = 0; i < 4; i++) {
+		unsigned v = u[i] ^ 0x80808080u;   /* signed -> offset binary */
+#pragma unroll
+		for (int b = 0; b < 4; b++)
+			f[4 * i + b] = __uint_as_float(__byte_perm(v, 0x4B000000u, 0x7540u | b)) -
+				       8388736.f;
+	}
+}
+
+__device__ __forceinline__ int i8s_slot(int t, int q) { return (((t >> 5) * 4 + q) << 5) + (t & 31); }
+
+template <bool SWIGLU, int PRE, bool MAGIC, bool LOOP>
+__global__ void __launch_bounds__(I8S_MAX_WARPS * 32)
+gemv_i8s_k(const float *__restrict__ x, const gemv_args a)
+{
+	extern __shared__ float4 xs[];   /* k / 4 float4, slots as i8s_slot */
+	const int nwarp = blockDim.x >> 5, lane = threadIdx.x & 31;
+	const int total = a.rows[0] + (SWIGLU ? 0 : a.rows[1] + a.rows[2]);
+	const int stride = gridDim.x * nwarp;
+	int row = blockIdx.x * nwarp + (threadIdx.x >> 5);
+	kc_pdl_trigger();
+	const int k = a.k, nv = k >> 4, k4 = k >> 2;
+	/* global row -> (matrix mi, row r); selects without indexing the parameter arrays
+	 * dynamically (that costs a stack copy) */
+	auto wrow = [&](int g, int &mi, int &r) {
+		mi = 0;
+		r = g;
+		if (!SWIGLU)
+			while (mi < a.nm - 1 && r >= (mi == 0 ? a.rows[0] : a.rows[1])) {
+				r -= mi == 0 ? a.rows[0] : a.rows[1];
+				mi++;
+			}
+		const void *Wm = mi == 0 ? a.W[0] : mi == 1 ? a.W[1] : a.W[2];
+		return (const int8_t *)Wm + (size_t)r * k;
+	};
+	auto fetch = [&](int g, uint4 *p, uint4 *p2) {
+		if (g >= total)
+			return;
+		int mi, r;
+		const int8_t *w = wrow(g, mi, r);
+		const int8_t *w2 = SWIGLU ? (const int8_t *)a.W[1] + (size_t)r * k : w;
+#pragma unroll
+		for (int u = 0; u < PRE; u++) {
+			int t = lane + 32 * u;
+			if (t < nv) {
+				p[u] = ld_stream(w + 16 * t);
+				if (SWIGLU)
+					p2[u] = ld_stream(w2 + 16 * t);
+			}
+		}
+	};
+	/* weights never depend on the previous kernel: start streaming them before the wait */
+	uint4 pw[PRE], pw2[PRE];
+	fetch(row, pw, pw2);
+	kc_pdl_wait();
+	/* stage x into shared memory: x * norm weights when an RMSNorm is fused (the 1 / rms factor
+	 * is applied to the finished dot products), loads issued 4 at a time per thread */
+	float ss = 0.f, inv = 1.f;
+	if (a.fast) {
+		for (int f0 = threadIdx.x; f0 < k4; f0 += 4 * blockDim.x) {
+			float4 v[4], nw[4];
+#pragma unroll
+			for (int u = 0; u < 4; u++) {
+				int f = f0 + u * blockDim.x;
+				if (f < k4) {
+					v[u] = __ldg((const float4 *)x + f);
+					if (a.norm)
+						nw[u] = __ldg((const float4 *)a.norm + f);
+				}
+			}
+#pragma unroll
+			for (int u = 0; u < 4; u++) {
+				int f = f0 + u * blockDim.x;
+				if (f < k4) {
+					float4 t = v[u];
+					ss += t.x * t.x + t.y * t.y + t.z * t.z + t.w * t.w;
+					if (a.norm) {
+						t.x *= nw[u].x;
+						t.y *= nw[u].y;
+						t.z *= nw[u].z;
+						t.w *= nw[u].w;
+					}
+					xs[i8s_slot(f >> 2, f & 3)] = t;
+				}
+			}
+		}
+		if (a.norm) {
+			__shared__ float red2[I8S_MAX_WARPS];
+			ss = kc_warp_sum(ss);
+			if (lane == 0)
+				red2[threadIdx.x >> 5] = ss;
+			__syncthreads();
+			float t = 0.f;
+			for (int wi = 0; wi < nwarp; wi++)
+				t += red2[wi];
+			inv = rsqrtf(t / (float)k + a.eps);
+		}
+		__syncthreads();
+	} else {
+	for (int f = threadIdx.x; f < k4; f += blockDim.x) {
+		float4 v = __ldg((const float4 *)x + f);
+		xs[i8s_slot(f >> 2, f & 3)] = v;
+		ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
+	}
+	if (a.norm) {
+		__shared__ float red[I8S_MAX_WARPS];
+		ss = kc_warp_sum(ss);
+		if (lane == 0)
+			red[threadIdx.x >> 5] = ss;
+		__syncthreads();
+		float t = 0.f;
+		for (int wi = 0; wi < nwarp; wi++)
+			t += red[wi];
+		const float inv0 = rsqrtf(t / (float)k + a.eps);
+		for (int f = threadIdx.x; f < k4; f += blockDim.x) {
+			float4 nw = __ldg((const float4 *)a.norm + f), *p = &xs[i8s_slot(f >> 2, f & 3)];
+			float4 v = *p;
+			v.x *= inv0 * nw.x;
+			v.y *= inv0 * nw.y;
+			v.z *= inv0 * nw.z;
+			v.w *= inv0 * nw.w;
+			*p = v;
+		}
+	}
+	__syncthreads();
+	}
+	/* LOOP: each warp takes rows row, row + stride, ... (whole rows fit in PRE vectors) and
+	 * fetches the next row's weights before it works on the current one */
+	for (; row < total; row += stride) {
+		uint4 nx[PRE], nx2[PRE];
+		if (LOOP)
+			fetch(row + stride, nx, nx2);
+		int mi, r;
+		const int8_t *w = wrow(row, mi, r);
+		const int8_t *w2 = SWIGLU ? (const int8_t *)a.W[1] + (size_t)r * k : w;
+		const int n = mi == 0 ? a.rows[0] : mi == 1 ? a.rows[1] : a.rows[2];
+		const float *Sm = mi == 0 ? a.S[0] : mi == 1 ? a.S[1] : a.S[2];
+		float *Ym = mi == 0 ? a.Y[0] : mi == 1 ? a.Y[1] : a.Y[2];
+		(void)n;
+		const bool blk = a.qblock > 0;   /* 32-element blocks: vector t uses scale t / 2 */
+		const float *bs = blk ? Sm + (size_t)r * (k >> 5) : NULL;
+		const float *bs2 = (blk && SWIGLU) ? a.S[1] + (size_t)r * (k >> 5) : NULL;
+		float acc = 0.f, acc2 = 0.f;
+		auto step = [&](int t, uint4 raw, uint4 raw2) {
+			float f[16], f2[16];
+			i8_widen(raw, f, MAGIC);
+			if (SWIGLU)
+				i8_widen(raw2, f2, MAGIC);
+			const float4 *xp = xs + i8s_slot(t, 0);
+			float s = 0.f, s2 = 0.f;
+#pragma unroll
+			for (int q = 0; q < 4; q++) {
+				float4 xv = xp[32 * q];
+				s += f[4 * q] * xv.x + f[4 * q + 1] * xv.y + f[4 * q + 2] * xv.z +
+				     f[4 * q + 3] * xv.w;
+				if (SWIGLU)
+					s2 += f2[4 * q] * xv.x + f2[4 * q + 1] * xv.y + f2[4 * q + 2] * xv.z +
+					      f2[4 * q + 3] * xv.w;
+			}
+			acc += blk ? s * bs[t >> 1] : s;
+			if (SWIGLU)
+				acc2 += blk ? s2 * bs2[t >> 1] : s2;
+		};
+#pragma unroll
+		for (int u = 0; u < PRE; u++) {
+			int t = lane + 32 * u;
+			if (t < nv)
+				step(t, pw[u], SWIGLU ? pw2[u] : pw[u]);
+		}
+		if (!LOOP) {
+#pragma unroll 4
+			for (int t = lane + 32 * PRE; t < nv; t += 32)
+				step(t, ld_stream(w + 16 * t),
+				     SWIGLU ? ld_stream(w2 + 16 * t) : make_uint4(0, 0, 0, 0));
+		}
+		float rs = ((Sm && !blk) ? Sm[r] : 1.f) * inv;
+		float rs2 = ((SWIGLU && a.S[1] && !blk) ? a.S[1][r] : 1.f) * inv;
+		float sv = kc_warp_sum(acc) * rs;
+		float sv2 = SWIGLU ? kc_warp_sum(acc2) * rs2 : 0.f;
+		if (lane == 0) {
+			float *yp = Ym + r;
+			if (SWIGLU)
+				*yp = sv / (1.f + expf(-sv)) * sv2;
+			else if (a.acc)
+				*yp += sv;
+			else
+				*yp = kc_act(sv + (a.bias ? a.bias[r] : 0.f), a.act);
+		}
+		if (LOOP) {
+#pragma unroll
+			for (int u = 0; u < PRE; u++) {
+				pw[u] = nx[u];
+				if (SWIGLU)
+					pw2[u] = nx2[u];
+			}
+		} else {
+			break;
+		}
+	}
+}
+
+static int i8s_mode(void)
+{
+	const char *ev = getenv("THAW_I8_GEMV");
+	return ev ? atoi(ev) : 5;   /* see the comment above gemv_i8s_k */
+}
+
+/* kc_gemv_fuses_i8_norm: whether the int8 GEMV of m rows applies a fused RMSNorm itself at
+ * no extra cost (the staged kernel, m == 1); otherwise callers normalize into scratch first. */
+extern "C" int kc_gemv_fuses_i8_norm(int64_t m)
+{
+	return m == 1 && i8s_mode() != 0;
+}
+
+static int i8s_nsm(int dev)
+{
+	static int cache[64];
+	if (dev < 0 || dev >= 64)
+		return 132;
+	if (!cache[dev]) {
+		int v = 0;
+		if (cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess || v <= 0)
+			v = 132;
+		cache[dev] = v;
+	}
+	return cache[dev];
+}
+
+/* i8s_go launches one gemv_i8s_k instance; with LOOP, at most one wave of blocks (each warp
+ * loops over rows with the next row's weights in flight). */
+template <bool SWIGLU, int PRE, bool LOOP>
+static cudaError_t i8s_go(kc *c, int mode, const float *x, const gemv_args &a, int total,
+			  int warps, size_t smem)
+{
+	void (*kern)(const float *, gemv_args) = mode == 1 ? gemv_i8s_k<SWIGLU, PRE, false, LOOP>
+							   : gemv_i8s_k<SWIGLU, PRE, true, LOOP>;
+	unsigned g = kc_blocks(total, warps);
+	if (LOOP) {
+		int nb = 0;
+		cudaError_t e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, kern, warps * 32, smem);
+		if (e != cudaSuccess)
+			return e;
+		unsigned cap = (unsigned)(nb > 0 ? nb : 1) * (unsigned)i8s_nsm(c->dev);
+		if (g > cap)
+			g = cap;
+	}
+	return kc_launch_smem(c, kern, dim3(g), dim3(warps * 32), smem, x, a);
+}
+
+/* launch_i8s: the staged-x int8 kernel for m == 1, or -EAGAIN when it cannot take the call
+ * (then the one-warp-per-row kernel runs): k a multiple of 16 and at most 12288 (the staged x
+ * fits 48 KiB), 16-byte aligned operands, per-row or 32-element block scales. */
+template <bool SWIGLU>
+static int launch_i8s(kc *c, const float *x, int m, const gemv_args &a, int total)
+{
+	int nv = a.k / 16;
+	size_t smem = (size_t)(nv + 31) / 32 * 2048;   /* whole 32-vector chunks of slots */
+	if (m != 1 || a.k % 16 || smem > 48 * 1024 || (a.qblock && a.qblock != 32) ||
+	    ((uintptr_t)x % 16) || (a.norm && ((uintptr_t)a.norm % 16)))
+		return -EAGAIN;
+	for (int i = 0; i < (SWIGLU ? 2 : a.nm); i++)
+		if ((uintptr_t)a.W[i] % 16)
+			return -EAGAIN;
+	int mode = i8s_mode();
+	if (mode == 0)
+		return -EAGAIN;
+	/* 4 warps a block for small matrices (enough blocks for every SM), up to 16 for tall ones */
+	int warps = 4, nsm = i8s_nsm(c->dev);
+	while (warps < I8S_MAX_WARPS && total / (warps * 2) >= 4 * nsm)
+		warps *= 2;
+	bool loop = mode >= 3;
+	int gm = mode >= 3 ? (mode >= 5 ? 2 : mode - 2) : mode;   /* widening: 1 I2F, 2 byte-permute */
+	gemv_args a5 = a;
+	a5.fast = mode >= 5;
+	if (mode >= 5 && nv > 4 * 32 && warps < 8)
+		warps = 8;   /* long rows: fewer blocks copying x */
+	cudaError_t e;
+	if (nv <= 4 * 32)
+		e = loop ? i8s_go<SWIGLU, 4, true>(c, gm, x, a5, total, warps, smem)
+			 : i8s_go<SWIGLU, 4, false>(c, gm, x, a5, total, warps, smem);
+	else if (nv <= 8 * 32 || SWIGLU)
+		e = i8s_go<SWIGLU, 8, false>(c, gm, x, a5, total, warps, smem);
+	else
+		e = i8s_go<SWIGLU, SWIGLU ? 8 : 12, false>(c, gm, x, a5, total, warps, smem);
+	KC_CHECK(e);
+	return 0;
+}
+
 /* Fallback for shapes the vector path cannot take (k not a multiple of the vector width). */
 template <typename T>
 __global__ void gemv_scalar_k(const T *__restrict__ W, const float *__restrict__ x, int m, int n,
@@ -231,6 +550,11 @@ static int launch(kc *c, const float *x, int m, const gemv_args &a, const kern_m
 {
 	const int V = vec<T>::V;
 	int total = a.rows[0] + (SWIGLU ? 0 : (a.nm > 1 ? a.rows[1] : 0) + (a.nm > 2 ? a.rows[2] : 0));
+	if (w0->dt == KERN_I8) {
+		int rc = launch_i8s<SWIGLU>(c, x, m, a, total);
+		if (rc != -EAGAIN)
+			return rc;
+	}
 	unsigned g = kc_blocks(total, GEMV_WARPS);
 	bool vecok = a.k % V == 0 && ((uintptr_t)x % 16) == 0;
 	for (int i = 0; i < (SWIGLU ? 2 : a.nm); i++)

@@ -65,20 +65,28 @@ __device__ __forceinline__ void kc_pdl_trigger(void)
 #endif
 }
 
+/* kc_launch_smem: kc_launch with `smem` bytes of dynamic shared memory (at most 48 KiB). */
 template <typename... Exp, typename... Act>
-static inline cudaError_t kc_launch(kc *c, void (*k)(Exp...), dim3 g, dim3 b, Act... args)
+static inline cudaError_t kc_launch_smem(kc *c, void (*k)(Exp...), dim3 g, dim3 b, size_t smem,
+					 Act... args)
 {
 	cudaLaunchConfig_t cfg = {};
 	cudaLaunchAttribute at[1];
 	cfg.gridDim = g;
 	cfg.blockDim = b;
-	cfg.dynamicSmemBytes = 0;
+	cfg.dynamicSmemBytes = smem;
 	cfg.stream = c->s;
 	at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
 	at[0].val.programmaticStreamSerializationAllowed = 1;
 	cfg.attrs = at;
 	cfg.numAttrs = c->pdl ? 1 : 0;
 	return cudaLaunchKernelEx(&cfg, k, ((Exp)args)...);
+}
+
+template <typename... Exp, typename... Act>
+static inline cudaError_t kc_launch(kc *c, void (*k)(Exp...), dim3 g, dim3 b, Act... args)
+{
+	return kc_launch_smem(c, k, g, b, 0, args...);
 }
 #define KC_LAUNCH(c, k, g, b, ...) KC_CHECK(kc_launch(c, k, g, b, __VA_ARGS__))
 
@@ -148,6 +156,7 @@ int kc_gemv(kc *c, const float *x, int64_t m, const kern_mat *w, const float *bi
 	    float *y);
 int kc_gemv_ex(kc *c, const float *x, int64_t m, int nw, const kern_mat *w, float *const *y,
 	       const float *bias, kern_act act, int acc, int swiglu, const kern_norm *norm);
+int kc_gemv_fuses_i8_norm(int64_t m);
 int kc_gemm(kc *c, const float *x, int64_t m, const kern_mat *w, float *y, float beta);
 int kc_gemm_ex(kc *c, const float *x, int64_t m, const kern_mat *w, float *y, float beta,
 	       int rounded);

@@ -9,9 +9,10 @@ extern "C" int kc_linear_multi(void *b, const float *x, int64_t m, int nw, const
 {
 	kc *c = (kc *)b;
 	KC_ENTER(c);
-	if (norm && w[0].dt == KERN_I8) {
-		/* int8 GEMV is bound by its L1 traffic for x: a fused norm's extra loads cost more
-		 * than the separate RMSNorm launch (measured), so normalize into scratch first */
+	if (norm && w[0].dt == KERN_I8 && !kc_gemv_fuses_i8_norm(m)) {
+		/* the one-warp-per-row int8 GEMV (m > 1) is bound by its L1 traffic for x: a fused
+		 * norm's extra loads cost more than the separate RMSNorm launch (measured), so
+		 * normalize into scratch first; the staged m == 1 kernel fuses it for free */
 		int rc = kc_normed(c, x, m, w[0].k, norm, &x);
 		if (rc)
 			return rc;

@@ -8,7 +8,7 @@ extern "C" int kc_swiglu(void *b, const float *x, int64_t m, const kern_mat *wg,
 {
 	kc *c = (kc *)b;
 	KC_ENTER(c);
-	if (norm && wg->dt == KERN_I8) {   /* see kc_linear_multi.cu */
+	if (norm && wg->dt == KERN_I8 && !kc_gemv_fuses_i8_norm(m)) {   /* see kc_linear_multi.cu */
 		int rc = kc_normed(c, x, m, wg->k, norm, &x);
 		if (rc)
 			return rc;

@@ -416,6 +416,94 @@ static void test_cuda_fused(void)
 	kern_free(G, dp);
 }
 
+/* int8 rows long enough that the decode GEMV prefetches 8 or 12 vectors a lane or streams the
+ * rest in a loop (k = 2560, 6016, 7168), m = 1 and 3, per-row and 32-block scales, with bias */
+static void test_cuda_i8_long(void)
+{
+	if (!open_devs())
+		T_SKIP("no GPU");
+	int64_t nk[][2] = {{37, 2560}, {70, 6016}, {21, 7168}}, ms[] = {1, 3};
+	for (size_t a = 0; a < 3; a++)
+		for (int blk = 0; blk <= 32; blk += 32)
+			for (int mi = 0; mi < 2; mi++) {
+				int64_t m = ms[mi], n = nk[a][0], k = nk[a][1];
+				int64_t ns = blk ? n * (k / 32) : n;
+				float *x = rnd((size_t)(m * k), 1), *wf = rnd((size_t)(n * k), 1);
+				float *b = rnd((size_t)n, 1), *sc = rnd((size_t)ns, 0.01f);
+				int8_t *q = malloc((size_t)(n * k));
+				for (int64_t i = 0; i < n * k; i++) q[i] = (int8_t)(wf[i] * 127);
+				for (int64_t i = 0; i < ns; i++) sc[i] = fabsf(sc[i]) + 0.001f;
+				kern_mat wc = {KERN_I8, n, k, q, sc, blk};
+				float *yc = malloc((size_t)(m * n) * 4);
+				T_EQ_INT(kern_linear(C, x, m, &wc, b, KERN_ACT_NONE, yc), 0);
+				void *dx = up(x, (size_t)(m * k) * 4), *dw = up(q, (size_t)(n * k));
+				void *db = up(b, (size_t)n * 4), *ds = up(sc, (size_t)ns * 4);
+				void *dy = poisoned((size_t)(m * n) * 4);
+				kern_mat wg = {KERN_I8, n, k, dw, ds, blk};
+				T_EQ_INT(kern_linear(G, dx, m, &wg, db, KERN_ACT_NONE, dy), 0);
+				float *yg = down(dy, (size_t)(m * n) * 4);
+				T_CHECK(close_f(yg, yc, (size_t)(m * n), 1e-4 * sqrt((double)k) * 0.3, 1e-4,
+						"i8 long linear"));
+				kern_free(G, dx); kern_free(G, dw); kern_free(G, db); kern_free(G, ds);
+				kern_free(G, dy);
+				free(yg); free(yc); free(x); free(wf); free(b); free(sc); free(q);
+			}
+}
+
+/* int8 products of one input row with many output rows (the decode GEMV whose warps loop over
+ * several rows each): linear_multi with an RMSNorm and swiglu, per-row and 32-block scales */
+static void test_cuda_i8_tall(void)
+{
+	if (!open_devs())
+		T_SKIP("no GPU");
+	int64_t n = 9000, k = 128;
+	for (int blk = 0; blk <= 32; blk += 32) {
+		int64_t ns = blk ? n * (k / 32) : n;
+		kern_mat wc[3], wg[3];
+		int8_t *hq[3];
+		float *hs[3];
+		void *dq[3], *ds[3];
+		for (int i = 0; i < 3; i++) {
+			float *f = rnd((size_t)(n * k), 1);
+			hq[i] = malloc((size_t)(n * k));
+			for (int64_t j = 0; j < n * k; j++) hq[i][j] = (int8_t)(f[j] * 127);
+			hs[i] = rnd((size_t)ns, 0.01f);
+			for (int64_t j = 0; j < ns; j++) hs[i][j] = fabsf(hs[i][j]) + 1e-3f;
+			dq[i] = up(hq[i], (size_t)(n * k));
+			ds[i] = up(hs[i], (size_t)ns * 4);
+			wc[i] = (kern_mat){KERN_I8, n, k, hq[i], hs[i], blk};
+			wg[i] = (kern_mat){KERN_I8, n, k, dq[i], ds[i], blk};
+			free(f);
+		}
+		float *x = rnd((size_t)k, 1), *nwh = rnd((size_t)k, 1);
+		void *dx = up(x, (size_t)k * 4), *nwd = up(nwh, (size_t)k * 4);
+		kern_norm nc = {nwh, 1e-5f}, ng = {nwd, 1e-5f};
+		float *yc[3];
+		void *dy[3];
+		for (int i = 0; i < 3; i++) {
+			yc[i] = malloc((size_t)n * 4);
+			dy[i] = poisoned((size_t)n * 4);
+		}
+		T_EQ_INT(kern_linear_multi(C, x, 1, 3, wc, yc, &nc), 0);
+		T_EQ_INT(kern_linear_multi(G, dx, 1, 3, wg, (float *const *)dy, &ng), 0);
+		for (int i = 0; i < 3; i++) {
+			float *yg = down(dy[i], (size_t)n * 4);
+			T_CHECK(close_f(yg, yc[i], (size_t)n, 5e-4, 1e-4, "i8 tall linear_multi"));
+			free(yg);
+		}
+		T_EQ_INT(kern_swiglu(C, x, 1, &wc[0], &wc[1], yc[2], &nc), 0);
+		T_EQ_INT(kern_swiglu(G, dx, 1, &wg[0], &wg[1], dy[2], &ng), 0);
+		float *yg = down(dy[2], (size_t)n * 4);
+		T_CHECK(close_f(yg, yc[2], (size_t)n, 1e-3, 2e-4, "i8 tall swiglu"));
+		free(yg);
+		for (int i = 0; i < 3; i++) {
+			free(yc[i]); kern_free(G, dy[i]); free(hq[i]); free(hs[i]);
+			kern_free(G, dq[i]); kern_free(G, ds[i]);
+		}
+		free(x); free(nwh); kern_free(G, dx); kern_free(G, nwd);
+	}
+}
+
 static void test_cuda_close(void)
 {
 	if (G) kern_dev_close(G);
@@ -430,5 +518,7 @@ void t_main(void)
 	T_RUN(test_cuda_embed_rope_attention);
 	T_RUN(test_cuda_graph_replay);
 	T_RUN(test_cuda_fused);
+	T_RUN(test_cuda_i8_long);
+	T_RUN(test_cuda_i8_tall);
 	T_RUN(test_cuda_close);
 }
