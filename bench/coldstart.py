@@ -26,6 +26,8 @@ ap.add_argument("--device", default="cpu")
 ap.add_argument("--repeat", type=int, default=3)
 ap.add_argument("--py-baseline", action="store_true")
 ap.add_argument("--port", type=int, default=18931)
+ap.add_argument("--settle", type=float, default=1.0,
+                help="seconds to wait after dropping the page cache before a timed cold read")
 a = ap.parse_args()
 thaw = os.path.abspath(a.build + "/thaw")
 gen = os.path.abspath(a.build + "/bench/snap_genmodel")
@@ -64,7 +66,7 @@ def drop(path):
             f.write("3\n")
         # let the storage settle after the drop before the timed read (the bare restore's
         # process start would otherwise give it ~0.3 s that the daemon's call does not get)
-        time.sleep(1.0)
+        time.sleep(a.settle)
         return "drop_caches"
     except OSError:
         fd = os.open(path, os.O_RDONLY)
