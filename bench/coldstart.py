@@ -26,7 +26,7 @@ ap.add_argument("--device", default="cpu")
 ap.add_argument("--repeat", type=int, default=3)
 ap.add_argument("--py-baseline", action="store_true")
 ap.add_argument("--port", type=int, default=18931)
-ap.add_argument("--settle", type=float, default=1.0,
+ap.add_argument("--settle", type=float, default=4.0,
                 help="seconds to wait after dropping the page cache before a timed cold read")
 a = ap.parse_args()
 thaw = os.path.abspath(a.build + "/thaw")
