@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include "functions/fn_kinds.h"
 #include "functions/fn_finetune.h"
 
 #define FT_MAX_LAYERS 16
@@ -17,18 +18,6 @@
 #define FT_BETA2 0.999
 #define FT_EPS 1e-8
 
-static int ft_err(char *err, size_t errlen, int rc, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-static int ft_err(char *err, size_t errlen, int rc, const char *fmt, ...)
-{
-	if (err && errlen) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return rc;
-}
 
 /* ---- data ---- */
 
@@ -106,7 +95,7 @@ int fn_ft_data_load(const char *path, int nt, double feature_scale, fn_ft_data *
 	pid_t pid;
 	FILE *f = open_data(path, &pid);
 	if (!f)
-		return ft_err(err, errlen, errno == ENOENT ? -ENOENT : -EIO, "data %s: %s", path,
+		return fn_errf(err, errlen, errno == ENOENT ? -ENOENT : -EIO, "data %s: %s", path,
 			      strerror(errno ? errno : EIO));
 	char *line = NULL;
 	size_t lcap = 0;
@@ -125,7 +114,7 @@ int fn_ft_data_load(const char *path, int nt, double feature_scale, fn_ft_data *
 			free(v);
 			v = malloc((size_t)w * sizeof *v);
 			if (!v) {
-				rc = ft_err(err, errlen, -ENOMEM, "data %s: out of memory", path);
+				rc = fn_errf(err, errlen, -ENOMEM, "data %s: out of memory", path);
 				goto done;
 			}
 			cnt = parse_row(line, v, w);
@@ -134,7 +123,7 @@ int fn_ft_data_load(const char *path, int nt, double feature_scale, fn_ft_data *
 			if (cnt == 0)
 				continue;
 			if (cnt < 0 || cnt <= nt) {
-				rc = ft_err(err, errlen, -EINVAL, "data %s line %ld: need numbers: features "
+				rc = fn_errf(err, errlen, -EINVAL, "data %s line %ld: need numbers: features "
 					    "then %d target%s", path, lineno, nt, nt == 1 ? "" : "s");
 				goto done;
 			}
@@ -143,7 +132,7 @@ int fn_ft_data_load(const char *path, int nt, double feature_scale, fn_ft_data *
 		if (cnt == 0)
 			continue;
 		if (cnt != width) {
-			rc = ft_err(err, errlen, -EINVAL, "data %s line %ld: %s (expected %ld numbers)",
+			rc = fn_errf(err, errlen, -EINVAL, "data %s line %ld: %s (expected %ld numbers)",
 				    path, lineno, cnt < 0 ? "not a comma-separated row of numbers" :
 				    "wrong number of columns", width);
 			goto done;
@@ -157,7 +146,7 @@ int fn_ft_data_load(const char *path, int nt, double feature_scale, fn_ft_data *
 			if (ny)
 				d->y = ny;
 			if (!nx || !ny) {
-				rc = ft_err(err, errlen, -ENOMEM, "data %s: out of memory", path);
+				rc = fn_errf(err, errlen, -ENOMEM, "data %s: out of memory", path);
 				goto done;
 			}
 			cap = nc;
@@ -170,7 +159,7 @@ int fn_ft_data_load(const char *path, int nt, double feature_scale, fn_ft_data *
 		d->rows++;
 	}
 	if (d->rows == 0)
-		rc = ft_err(err, errlen, -EINVAL, "data %s: no rows", path);
+		rc = fn_errf(err, errlen, -EINVAL, "data %s: no rows", path);
 	d->cols = width - nt;
 	d->nt = nt;
 done:
@@ -181,7 +170,7 @@ done:
 		int st = 0;
 		waitpid(pid, &st, 0);
 		if (rc == 0 && (!WIFEXITED(st) || WEXITSTATUS(st) != 0))
-			rc = ft_err(err, errlen, -EINVAL, "data %s: zcat failed (not a gzip file?)", path);
+			rc = fn_errf(err, errlen, -EINVAL, "data %s: zcat failed (not a gzip file?)", path);
 	}
 	if (rc < 0)
 		fn_ft_data_free(d);
@@ -295,35 +284,35 @@ int fn_ft_new(const fn_ft_params *p, int nl, const int64_t *n, const int64_t *k,
 {
 	*out = NULL;
 	if (nl < 1 || nl > FT_MAX_LAYERS)
-		return ft_err(err, errlen, -EINVAL, "finetune: need 1..%d layers, got %d", FT_MAX_LAYERS, nl);
+		return fn_errf(err, errlen, -EINVAL, "finetune: need 1..%d layers, got %d", FT_MAX_LAYERS, nl);
 	if (p->epochs < 1 || p->batch_size < 1 || !(p->learning_rate > 0) ||
 	    !(p->validation_split >= 0 && p->validation_split <= 0.9))
-		return ft_err(err, errlen, -EINVAL, "finetune: bad parameters");
+		return fn_errf(err, errlen, -EINVAL, "finetune: bad parameters");
 	for (int i = 0; i < nl; i++)
 		if (n[i] < 1 || k[i] < 1 || (i > 0 && k[i] != n[i - 1]))
-			return ft_err(err, errlen, -EINVAL, "finetune: layer %d shape [%lld, %lld] does not "
+			return fn_errf(err, errlen, -EINVAL, "finetune: layer %d shape [%lld, %lld] does not "
 				      "follow the layer before", i, (long long)n[i], (long long)k[i]);
 	if (data->cols != k[0])
-		return ft_err(err, errlen, -EINVAL, "finetune: the data has %lld feature columns, the "
+		return fn_errf(err, errlen, -EINVAL, "finetune: the data has %lld feature columns, the "
 			      "model takes %lld inputs", (long long)data->cols, (long long)k[0]);
 	int64_t out_dim = n[nl - 1];
 	if (p->classify) {
 		if (out_dim < 2)
-			return ft_err(err, errlen, -EINVAL, "finetune: a classifier needs >= 2 outputs");
+			return fn_errf(err, errlen, -EINVAL, "finetune: a classifier needs >= 2 outputs");
 		for (int64_t r = 0; r < data->rows; r++) {
 			float y = data->y[r * data->nt];
 			if (y != floorf(y) || y < 0 || y >= (float)out_dim)
-				return ft_err(err, errlen, -EINVAL, "finetune: data row %lld: label %g is "
+				return fn_errf(err, errlen, -EINVAL, "finetune: data row %lld: label %g is "
 					      "not a class index in 0..%lld", (long long)r + 1, (double)y,
 					      (long long)out_dim - 1);
 		}
 	} else if (data->nt != out_dim) {
-		return ft_err(err, errlen, -EINVAL, "finetune: the data has %lld targets, the model "
+		return fn_errf(err, errlen, -EINVAL, "finetune: the data has %lld targets, the model "
 			      "gives %lld outputs", (long long)data->nt, (long long)out_dim);
 	}
 	fn_ft *f = calloc(1, sizeof *f);
 	if (!f)
-		return ft_err(err, errlen, -ENOMEM, "finetune: out of memory");
+		return fn_errf(err, errlen, -ENOMEM, "finetune: out of memory");
 	f->p = *p;
 	f->d = data;
 	f->nl = nl;
@@ -355,7 +344,7 @@ int fn_ft_new(const fn_ft_params *p, int nl, const int64_t *n, const int64_t *k,
 	f->ntrain = data->rows - f->nval;
 	if (f->ntrain < 1) {
 		fn_ft_free(f);
-		return ft_err(err, errlen, -EINVAL, "finetune: no training rows left after the split");
+		return fn_errf(err, errlen, -EINVAL, "finetune: no training rows left after the split");
 	}
 	f->split = malloc((size_t)data->rows * sizeof *f->split);
 	f->order = malloc((size_t)f->ntrain * sizeof *f->order);
@@ -368,7 +357,7 @@ int fn_ft_new(const fn_ft_params *p, int nl, const int64_t *n, const int64_t *k,
 	return 0;
 nomem:
 	fn_ft_free(f);
-	return ft_err(err, errlen, -ENOMEM, "finetune: out of memory");
+	return fn_errf(err, errlen, -ENOMEM, "finetune: out of memory");
 }
 
 static float act_f(kern_act a, float z)
@@ -728,11 +717,11 @@ int fn_ft_restore(fn_ft *f, const void *buf, size_t len, char *err, size_t errle
 	size_t np = params_floats(f);
 	ft_hdr h, want;
 	if (len != sizeof h + sizeof f->c + 4 * np * 4)
-		return ft_err(err, errlen, -EINVAL, "checkpoint: size %zu does not match this job", len);
+		return fn_errf(err, errlen, -EINVAL, "checkpoint: size %zu does not match this job", len);
 	memcpy(&h, buf, sizeof h);
 	make_hdr(f, &want);
 	if (memcmp(&h, &want, sizeof h) != 0)
-		return ft_err(err, errlen, -EINVAL, "checkpoint: made for other parameters, shapes or data");
+		return fn_errf(err, errlen, -EINVAL, "checkpoint: made for other parameters, shapes or data");
 	const char *p = (const char *)buf + sizeof h;
 	memcpy(&f->c, p, sizeof f->c);
 	p += sizeof f->c;

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "functions/fn_kinds.h"
 #include "functions/fn_llama.h"
 #include "functions/fn_qjob.h"
 #include "functions/fn_quant.h"
@@ -49,18 +50,6 @@ struct fn_qjob {
 	int eval_skipped;
 };
 
-static int qj_err(char *err, size_t errlen, int rc, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-static int qj_err(char *err, size_t errlen, int rc, const char *fmt, ...)
-{
-	if (err && errlen) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return rc;
-}
 
 void fn_qjob_free(fn_qjob *q)
 {
@@ -96,10 +85,10 @@ int fn_qjob_new(const fn_weight *w, size_t n, const json_t *meta, int block,
 {
 	*out = NULL;
 	if (block != 0 && block != 32)
-		return qj_err(err, errlen, -EINVAL, "quantize: block must be 0 or 32");
+		return fn_errf(err, errlen, -EINVAL, "quantize: block must be 0 or 32");
 	fn_qjob *q = calloc(1, sizeof *q);
 	if (!q)
-		return qj_err(err, errlen, -ENOMEM, "quantize: out of memory");
+		return fn_errf(err, errlen, -ENOMEM, "quantize: out of memory");
 	q->src = w;
 	q->n = n;
 	q->meta = meta;
@@ -120,7 +109,7 @@ int fn_qjob_new(const fn_weight *w, size_t n, const json_t *meta, int block,
 		q->n_params += cnt;
 		if (strstr(s->name, FN_QUANT_SCALE_SUFFIX) || !strcmp(s->dtype, "I8")) {
 			fn_qjob_free(q);
-			return qj_err(err, errlen, -EINVAL, "quantize: the source is already quantized "
+			return fn_errf(err, errlen, -EINVAL, "quantize: the source is already quantized "
 				      "(tensor %s)", s->name);
 		}
 		fn_weight *o = &q->out[q->nout];
@@ -156,7 +145,7 @@ int fn_qjob_new(const fn_weight *w, size_t n, const json_t *meta, int block,
 	}
 	if (q->n_quant == 0) {
 		fn_qjob_free(q);
-		return qj_err(err, errlen, -EINVAL, "quantize: no weight matrix to quantize (F32/F16/BF16 "
+		return fn_errf(err, errlen, -EINVAL, "quantize: no weight matrix to quantize (F32/F16/BF16 "
 			      "*.weight, 2-D)");
 	}
 	for (size_t i = 0; i < q->nout; i++)
@@ -172,7 +161,7 @@ int fn_qjob_new(const fn_weight *w, size_t n, const json_t *meta, int block,
 	return 0;
 nomem:
 	fn_qjob_free(q);
-	return qj_err(err, errlen, -ENOMEM, "quantize: out of memory");
+	return fn_errf(err, errlen, -ENOMEM, "quantize: out of memory");
 }
 
 /* quantizes up to QJ_UNIT_ELEMS elements of the current eligible tensor */
@@ -212,10 +201,10 @@ static int eval_setup(fn_qjob *q, char *err, size_t errlen)
 	}
 	q->kind = fn_kind_find(kind);
 	if (!q->kind)
-		return qj_err(err, errlen, -ENOENT, "quantize: no kind '%s' to evaluate with", kind);
+		return fn_errf(err, errlen, -ENOENT, "quantize: no kind '%s' to evaluate with", kind);
 	int rc = kern_dev_open("cpu", 1, &q->dev);
 	if (rc < 0)
-		return qj_err(err, errlen, rc, "quantize: cannot open a CPU device for the evaluation");
+		return fn_errf(err, errlen, rc, "quantize: cannot open a CPU device for the evaluation");
 	fn_error fe = {0};
 	fn_load_args a = {q->dev, q->src, q->n, q->meta};
 	rc = q->kind->load(&a, &q->st_src, &fe);
@@ -224,7 +213,7 @@ static int eval_setup(fn_qjob *q, char *err, size_t errlen)
 		rc = q->kind->load(&b, &q->st_q, &fe);
 	}
 	if (rc < 0)
-		return qj_err(err, errlen, rc, "quantize: evaluation: %s", fe.msg);
+		return fn_errf(err, errlen, rc, "quantize: evaluation: %s", fe.msg);
 	q->phase = QJ_EVAL;
 	return 0;
 }
@@ -256,7 +245,7 @@ static int eval_mlp(fn_qjob *q, char *err, size_t errlen)
 	json_decref(in);
 	if (!ls || !lq) {
 		json_decref(ls);
-		return qj_err(err, errlen, -EINVAL, "quantize: evaluation data: %s", fe.msg);
+		return fn_errf(err, errlen, -EINVAL, "quantize: evaluation data: %s", fe.msg);
 	}
 	for (int64_t i = 0; i < m; i++) {
 		json_int_t a = json_integer_value(json_array_get(ls, (size_t)i));
@@ -308,7 +297,7 @@ static int eval_llama(fn_qjob *q, char *err, size_t errlen)
 	free(ls);
 	free(lq);
 	if (rc < 0)
-		return qj_err(err, errlen, rc, "quantize: llama evaluation failed (%s)", strerror(-rc));
+		return fn_errf(err, errlen, rc, "quantize: llama evaluation failed (%s)", strerror(-rc));
 	/* the source's greedy continuation, then the quantized model teacher-forced over it */
 	json_t *toks = json_array();
 	for (int i = 0; i < QJ_PROMPT_LEN; i++)
@@ -324,13 +313,13 @@ static int eval_llama(fn_qjob *q, char *err, size_t errlen)
 		gen[i] = (int32_t)json_integer_value(json_array_get(g, (size_t)i));
 	json_decref(o);
 	if (!o)
-		return qj_err(err, errlen, -EINVAL, "quantize: llama evaluation: %s", fe.msg);
+		return fn_errf(err, errlen, -EINVAL, "quantize: llama evaluation: %s", fe.msg);
 	if (ng > QJ_GEN)
 		ng = QJ_GEN;
 	if (ng > 0) {
 		rc = fn_llama_forced(q->st_q, prompt, QJ_PROMPT_LEN, gen, ng, am);
 		if (rc < 0)
-			return qj_err(err, errlen, rc, "quantize: llama evaluation failed (%s)", strerror(-rc));
+			return fn_errf(err, errlen, rc, "quantize: llama evaluation failed (%s)", strerror(-rc));
 		for (int i = 0; i < ng; i++)
 			q->gen_agree += am[i] == gen[i];
 		q->gen_total += ng;
