@@ -12,6 +12,8 @@ static const rt_cmd cmds[] = {
 	{"invoke", rt_invoke_main, "call a function and print its JSON answer"},
 	{"status", rt_status_main, "list functions: kind, revision, state, device, memory, last call"},
 	{"functions", rt_functions_main, "get or rm one function"},
+	{"keys", rt_keys_main, "create, list or revoke API keys (on the data directory)"},
+	{"audit", rt_audit_main, "tail or grep the audit log"},
 	{"jobs", rt_jobs_main, "submit, list, show (--follow) or cancel batch jobs (quantize, finetune)"},
 };
 

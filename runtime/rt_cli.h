@@ -23,6 +23,10 @@ int rt_status_main(int argc, char **argv);
 int rt_functions_main(int argc, char **argv);
 /* rt_jobs_main is `thaw jobs submit|list|show|cancel` (rt_cmd_jobs.c). */
 int rt_jobs_main(int argc, char **argv);
+/* rt_keys_main is `thaw keys create|list|revoke`, rt_audit_main `thaw audit tail|grep`
+ * (rt_cmd_keys.c). */
+int rt_keys_main(int argc, char **argv);
+int rt_audit_main(int argc, char **argv);
 
 /* rt_cli_is_help reports whether arg is -h or --help. */
 int rt_cli_is_help(const char *arg);

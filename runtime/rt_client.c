@@ -400,6 +400,10 @@ int rt_client_request(const rt_client_url *u, const char *method, const char *pa
 			 "%s %s%s HTTP/1.1\r\nHost: %s\r\nUser-Agent: thaw/%s\r\n"
 			 "Accept: application/json\r\nConnection: close\r\n",
 			 method, u->prefix, path, u->hostport, THAW_VERSION);
+	/* API key for a daemon with auth on (docs/operations.md, "Security") */
+	const char *key = getenv("THAW_API_KEY");
+	if (n > 0 && (size_t)n < sizeof head && key && *key && !strpbrk(key, "\r\n"))
+		n += snprintf(head + n, sizeof head - (size_t)n, "Authorization: Bearer %s\r\n", key);
 	if (n > 0 && (size_t)n < sizeof head && has_body)
 		n += snprintf(head + n, sizeof head - (size_t)n, "%s%s%sContent-Length: %zu\r\n",
 			      body ? "Content-Type: " : "", body ? (content_type ? content_type :

@@ -267,6 +267,7 @@ static void req_reset(rt_conn *c)
 	r->route = "unmatched";
 	r->request_id[0] = 0;
 	r->traceparent[0] = 0;
+	r->auth_key_id[0] = 0;
 	c->hdr_len = 0;
 	c->err_status = 0;
 }
@@ -901,4 +902,17 @@ void rt_http_close_all(rt_http *h)
 void rt_http_free(rt_http *h)
 {
 	free(h);
+}
+
+int rt_req_peer(const rt_req *req, char *buf, size_t cap)
+{
+	struct sockaddr_storage ss;
+	int len = sizeof ss;
+	if (cap)
+		buf[0] = 0;
+	if (!req->conn || uv_tcp_getpeername(&req->conn->tcp, (struct sockaddr *)&ss, &len) < 0)
+		return -ENOTCONN;
+	int rc = ss.ss_family == AF_INET6 ? uv_ip6_name((struct sockaddr_in6 *)&ss, buf, cap)
+					  : uv_ip4_name((struct sockaddr_in *)&ss, buf, cap);
+	return rc < 0 ? -EINVAL : 0;
 }

@@ -42,6 +42,7 @@ struct rt_req {
 	char traceparent[64];          /* valid W3C traceparent passed through, or "" */
 	uint64_t start_ns;             /* when the request line's first byte arrived */
 	int status;                    /* set by rt_req_reply */
+	char auth_key_id[16];          /* API key id that authenticated it, or "" (rt_access.c) */
 	int keep_alive;                /* internal */
 	char extra_headers[512];       /* internal: added by rt_req_add_header */
 	size_t extra_len;
@@ -90,6 +91,10 @@ int rt_http_open_connections(const rt_http *h);
 
 /* rt_req_header returns the value of the first header named name (case-insensitive) or NULL. */
 const char *rt_req_header(const rt_req *req, const char *name);
+
+/* rt_req_peer writes the connection's peer IP address ("127.0.0.1", "::1") into buf (cap
+ * bytes; 46 fit any address). Returns 0, or a negative errno with buf "" (connection gone). */
+int rt_req_peer(const rt_req *req, char *buf, size_t cap);
 
 /* rt_req_param returns the route parameter named name, or NULL. */
 const char *rt_req_param(const rt_req *req, const char *name);

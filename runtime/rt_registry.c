@@ -60,6 +60,14 @@ static const char *const migrations[] = {
 	"  result_revision INTEGER,"
 	"  checkpoint TEXT);"
 	"CREATE INDEX jobs_by_state ON jobs(state, priority DESC, id);",
+	/* 2 -> 3: API keys (issue 7; runtime/rt_auth.c owns the rows): only a keyed hash of each
+	 * key is stored, found by its non-secret id */
+	"CREATE TABLE api_keys("
+	"  id TEXT PRIMARY KEY,"
+	"  hash BLOB NOT NULL,"
+	"  scopes TEXT NOT NULL,"              /* space-separated */
+	"  created_ms INTEGER NOT NULL,"
+	"  revoked_ms INTEGER) WITHOUT ROWID;",
 };
 #define N_MIGRATIONS (int)(sizeof migrations / sizeof migrations[0])
 _Static_assert(N_MIGRATIONS == RT_REGISTRY_SCHEMA_VERSION, "one migration per schema version");

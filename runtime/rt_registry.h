@@ -3,7 +3,7 @@
  * and each function's traffic split between revisions. Survives restarts and crashes: WAL
  * journal, every multi-statement change in one transaction. The schema is versioned with
  * PRAGMA user_version and upgraded by numbered migrations at open (migration 2: the jobs
- * table, owned by runtime/rt_jobs.c).
+ * table, owned by runtime/rt_jobs.c; migration 3: api_keys, owned by runtime/rt_auth.c).
  * Not thread-safe: all calls come from the event-loop thread. Each is a few prepared
  * (cached) statements, microseconds to a millisecond (synchronous=NORMAL: a commit does not
  * wait for fsync; a power loss can lose the last commits, never corrupt the file).
@@ -18,7 +18,7 @@
 typedef struct rt_registry rt_registry;
 
 /* The schema version this build creates and understands. */
-#define RT_REGISTRY_SCHEMA_VERSION 2
+#define RT_REGISTRY_SCHEMA_VERSION 3
 
 /* One revision of a function. */
 typedef struct rt_revision_info {

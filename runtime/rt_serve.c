@@ -37,6 +37,12 @@ static void usage(FILE *f)
 		"  --job-checkpoint S    a running job checkpoints at most every S seconds (default 10)\n"
 		"  --job-step-ms MS      lane time one job step may take before it yields (default 2)\n"
 		"  --log-level L         debug|info|warn|error (default info)\n"
+		"  --dev                 no API keys checked (local development only; logged loudly)\n"
+		"  --trust-proxy         client address from Forwarded / X-Forwarded-For (last hop)\n"
+		"  --rate-limit-key R/s,B  token bucket per API key (default off)\n"
+		"  --rate-limit-ip R/s,B   token bucket per client address (default off)\n"
+		"  --audit-max-bytes N   rotate DATA/audit/audit.log past N bytes (default 64 MiB)\n"
+		"  --audit-days D        remove rotated audit files after D days (default 90; 0 never)\n"
 		"\nenvironment: PORT, K_SERVICE, K_REVISION, K_CONFIGURATION (logged and in metrics)\n");
 }
 
@@ -77,6 +83,12 @@ int rt_serve_main(int argc, char **argv)
 		{"job-idle", required_argument, 0, 'J'},
 		{"job-checkpoint", required_argument, 0, 'K'},
 		{"job-step-ms", required_argument, 0, 'S'},
+		{"dev", no_argument, 0, 1001},
+		{"trust-proxy", no_argument, 0, 1002},
+		{"rate-limit-key", required_argument, 0, 1003},
+		{"rate-limit-ip", required_argument, 0, 1004},
+		{"audit-max-bytes", required_argument, 0, 1005},
+		{"audit-days", required_argument, 0, 1006},
 		{"help", no_argument, 0, 'h'},
 		{0, 0, 0, 0},
 	};
@@ -90,6 +102,7 @@ int rt_serve_main(int argc, char **argv)
 	cfg.drain_timeout_s = 30;
 	rt_sched_config_defaults(&cfg.sched);
 	rt_jobs_config_defaults(&cfg.jobs);
+	cfg.audit_days = 90;
 	const char *env_port = getenv("PORT");
 	if (env_port && *env_port) {
 		if (parse_num("$PORT", env_port, 0, 65535, &v) < 0)
@@ -136,6 +149,17 @@ int rt_serve_main(int argc, char **argv)
 			else if (strcmp(optarg, "error") == 0) level = RT_LOG_ERROR;
 			else { fprintf(stderr, "thaw serve: bad --log-level '%s'\n", optarg); return 2; }
 			break;
+		case 1001: cfg.dev = 1; break;
+		case 1002: cfg.trust_proxy = 1; break;
+		case 1003:
+		case 1004:
+			if (rt_limit_parse(optarg, c == 1003 ? &cfg.limit_key : &cfg.limit_ip) < 0) {
+				fprintf(stderr, "thaw serve: bad rate limit '%s' (expected R/s,BURST, e.g. 10/s,20)\n", optarg);
+				return 2;
+			}
+			break;
+		case 1005: if (parse_num("--audit-max-bytes", optarg, 4096, 1e15, &v)) return 2; cfg.audit_max_bytes = (uint64_t)v; break;
+		case 1006: if (parse_num("--audit-days", optarg, 0, 1e6, &v)) return 2; cfg.audit_days = (int)v; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include "runtime/rt_log.h"
 #include "runtime/rt_api.h"
+#include "runtime/rt_access.h"
 #include "runtime/rt_server.h"
 #include "runtime/rt_version.h"
 
@@ -22,6 +23,8 @@ void rt_server_dispatch(rt_req *req, void *ud)
 	static __thread char scratch[1024];
 	switch (rt_router_match(srv->router, req, scratch, sizeof scratch, &fn, &fud, allow, sizeof allow)) {
 	case RT_ROUTE_FOUND:
+		if (rt_access_gate(srv, req))   /* keys, scopes, rate limits: answered 401/403/429 */
+			return;
 		fn(req, fud);
 		return;
 	case RT_ROUTE_METHOD_NOT_ALLOWED:
@@ -38,11 +41,11 @@ static void observe(const rt_req *req, size_t bytes, double secs, void *ud)
 {
 	rt_server *srv = ud;
 	char code[8];
-	(void)bytes;
 	snprintf(code, sizeof code, "%d", req->status);
 	const char *kv[] = {"route", req->route, "code", code};
 	rt_metric_add(srv->m_requests, 1, 2, kv);
 	rt_metric_observe(srv->m_duration, secs, 1, kv);
+	rt_access_observe(srv, req, bytes, secs);
 }
 
 static int mkdir_p(const char *path)
@@ -104,6 +107,14 @@ int rt_server_init(rt_server *srv, uv_loop_t *loop, const rt_server_config *cfg)
 		rt_logf(RT_LOG_ERROR, "cannot open the registry: %s", err);
 		goto fail;
 	}
+	rc = rt_access_init(srv, err, sizeof err);
+	if (rc < 0) {
+		rt_logf(RT_LOG_ERROR, "cannot set up access control: %s", err);
+		goto fail;
+	}
+	if (cfg->dev)
+		rt_logf(RT_LOG_WARN, "DEV MODE (--dev): API keys are NOT checked; anyone who can reach "
+			"this server can deploy, delete and invoke. Never use --dev outside local development.");
 	rc = rt_sched_new(loop, srv->reg, srv->metrics, &cfg->sched, &srv->sched);
 	if (rc < 0) {
 		rt_logf(RT_LOG_ERROR, "cannot start the device lanes: %s", strerror(-rc));
@@ -137,6 +148,7 @@ fail:
 		rt_sched_free(srv->sched);
 		srv->sched = NULL;
 	}
+	rt_access_free(srv);
 	rt_registry_close(srv->reg);
 	srv->reg = NULL;
 	rt_router_free(srv->router);
@@ -226,6 +238,7 @@ void rt_server_free(rt_server *srv)
 {
 	rt_jobs_free(srv->jobs);
 	rt_sched_free(srv->sched);
+	rt_access_free(srv);
 	rt_registry_close(srv->reg);
 	rt_http_free(srv->http);
 	rt_router_free(srv->router);

@@ -5,6 +5,7 @@
 #include <uv.h>
 #include "runtime/rt_http.h"
 #include "runtime/rt_jobs.h"
+#include "runtime/rt_limit.h"
 #include "runtime/rt_metrics.h"
 #include "runtime/rt_registry.h"
 #include "runtime/rt_router.h"
@@ -20,6 +21,12 @@ typedef struct rt_server_config {
 	size_t n_allowed_roots;
 	rt_sched_config sched;
 	rt_jobs_config jobs;
+	/* access and audit (rt_access.c, issue 7) */
+	int dev;                     /* 1: no API keys checked (local use only) */
+	int trust_proxy;             /* client address from Forwarded / X-Forwarded-For */
+	rt_limit limit_key, limit_ip;  /* token buckets per API key and per client address */
+	uint64_t audit_max_bytes;    /* rotate DATA/audit/audit.log past this (0: default) */
+	int audit_days;              /* remove rotated audit files older than this (0: never) */
 } rt_server_config;
 
 typedef struct rt_server {
@@ -31,6 +38,9 @@ typedef struct rt_server {
 	rt_registry *reg;
 	rt_sched *sched;
 	rt_jobs *jobs;
+	struct rt_auth *auth;        /* API keys (rt_access.c) */
+	struct rt_limiter *limiter;  /* rate-limit buckets */
+	struct rt_audit *audit;      /* audit log */
 	rt_metric_family *m_requests, *m_duration, *m_connections;
 	int draining;
 	uint64_t started_ns;

@@ -13,7 +13,9 @@ if [ ! -f "$DATA/snapshots/digits.thaw" ]; then
   "$THAW" snapshot pack tests/data/mlp_digits/model.safetensors -o "$DATA/snapshots/digits.thaw" --kind mlp
 fi
 # own session: a Ctrl-C reaches the server once, through the trap below
-setsid "$THAW" serve --port "$PORT" --data "$DATA" &
+# dev mode: no API keys (docs/operations.md, "Security"); never expose this port
+echo "thaw: DEV MODE (--dev): API keys are not checked; for local use only" >&2
+setsid "$THAW" serve --dev --port "$PORT" --data "$DATA" &
 pid=$!
 trap 'kill -TERM $pid 2>/dev/null' INT TERM
 for _ in $(seq 100); do

@@ -63,7 +63,11 @@ int e2e_start_in(e2e_server *s, const char *data_dir, const char *const *extra,
 		argv[a++] = "127.0.0.1";
 		argv[a++] = "--data";
 		argv[a++] = s->data_dir;
-		for (int i = 0; extra && extra[i] && a < 62; i++)
+		/* tests run without API keys (--dev) unless their first extra argument is "--auth" */
+		int auth = extra && extra[0] && strcmp(extra[0], "--auth") == 0;
+		if (!auth)
+			argv[a++] = "--dev";
+		for (int i = auth; extra && extra[i] && a < 62; i++)
 			argv[a++] = extra[i];
 		argv[a] = NULL;
 		unsetenv("PORT");

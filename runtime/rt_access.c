@@ -1,0 +1,184 @@
+/* rt_access.c — API keys, scopes and rate limits at dispatch; audit lines after responses.
+ * See rt_access.h, docs/operations.md ("Security"). */
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "runtime/rt_access.h"
+#include "runtime/rt_audit.h"
+#include "runtime/rt_auth.h"
+#include "runtime/rt_limit.h"
+#include "runtime/rt_log.h"
+
+#define LIMITER_MAX_BUCKETS 100000
+
+int rt_access_init(rt_server *srv, char *err, size_t errlen)
+{
+	int rc = rt_auth_open(rt_registry_db(srv->reg), srv->cfg.data_dir, &srv->auth, err, errlen);
+	if (rc < 0)
+		return rc;
+	srv->limiter = rt_limiter_new(LIMITER_MAX_BUCKETS);
+	if (!srv->limiter)
+		return rt_errf(err, errlen, -ENOMEM, "out of memory");
+	return rt_audit_open(srv->cfg.data_dir, srv->cfg.audit_max_bytes, srv->cfg.audit_days,
+			     &srv->audit, err, errlen);
+}
+
+void rt_access_free(rt_server *srv)
+{
+	rt_auth_close(srv->auth);
+	rt_limiter_free(srv->limiter);
+	rt_audit_close(srv->audit);
+	srv->auth = NULL;
+	srv->limiter = NULL;
+	srv->audit = NULL;
+}
+
+/* copy the token [p, e) without blanks, quotes, brackets and a port, into buf */
+static void copy_addr(const char *p, const char *e, char *buf, size_t cap)
+{
+	while (p < e && (isspace((unsigned char)*p) || *p == '"'))
+		p++;
+	while (e > p && (isspace((unsigned char)e[-1]) || e[-1] == '"'))
+		e--;
+	if (p < e && *p == '[') {               /* "[v6]:port" */
+		const char *q = memchr(p, ']', (size_t)(e - p));
+		if (q) {
+			p++;
+			e = q;
+		}
+	} else {
+		const char *c1 = memchr(p, ':', (size_t)(e - p));
+		if (c1 && !memchr(c1 + 1, ':', (size_t)(e - c1 - 1)))   /* "v4:port" */
+			e = c1;
+	}
+	size_t n = (size_t)(e - p);
+	if (n >= cap)
+		n = cap - 1;
+	memcpy(buf, p, n);
+	buf[n] = 0;
+}
+
+void rt_access_client(const rt_server *srv, const rt_req *req, char *buf, size_t cap)
+{
+	if (srv->cfg.trust_proxy) {
+		/* one trusted proxy: the address it appended (the last one) is the client's */
+		const char *fw = rt_req_header(req, "Forwarded");
+		if (fw) {
+			const char *last = NULL;
+			for (const char *p = fw; (p = strcasestr(p, "for=")); p += 4)
+				last = p + 4;
+			if (last) {
+				const char *e = last + strcspn(last, ";,");
+				copy_addr(last, e, buf, cap);
+				if (*buf)
+					return;
+			}
+		}
+		const char *xff = rt_req_header(req, "X-Forwarded-For");
+		if (xff && *xff) {
+			const char *c = strrchr(xff, ',');
+			copy_addr(c ? c + 1 : xff, xff + strlen(xff), buf, cap);
+			if (*buf)
+				return;
+		}
+	}
+	if (rt_req_peer(req, buf, cap) < 0 && cap)
+		snprintf(buf, cap, "unknown");
+}
+
+static void reply_json(rt_req *req, int status, const char *msg)
+{
+	char body[128];
+	int n = snprintf(body, sizeof body, "{\"error\":\"%s\"}", msg);
+	rt_req_reply(req, status, "application/json", body, (size_t)n);
+}
+
+static int limited(rt_server *srv, rt_req *req, const char *kind, const char *who, const rt_limit *lim)
+{
+	if (lim->rate <= 0)
+		return 0;
+	char key[256];
+	double retry;
+	snprintf(key, sizeof key, "%s:%s", kind, who);
+	if (rt_limiter_take(srv->limiter, key, lim, rt_now_ns(), &retry) == 0)
+		return 0;
+	char ra[32];
+	snprintf(ra, sizeof ra, "%.0f", ceil(retry) < 1 ? 1 : ceil(retry));
+	rt_req_add_header(req, "Retry-After", ra);
+	reply_json(req, 429, "rate limit exceeded");
+	return 1;
+}
+
+int rt_access_gate(rt_server *srv, rt_req *req)
+{
+	const char *action;
+	rt_auth_need need = rt_auth_route_need(req->method, req->route, &action);
+	if (need == RT_AUTH_OPEN)
+		return 0;
+	char client[64];
+	rt_access_client(srv, req, client, sizeof client);
+	/* the address limit comes first: it also slows down key guessing */
+	if (limited(srv, req, "ip", client, &srv->cfg.limit_ip))
+		return 1;
+	if (srv->cfg.dev)
+		return 0;
+	char scopes[RT_AUTH_SCOPES_MAX];
+	int rc = rt_auth_check(srv->auth, rt_req_header(req, "Authorization"), req->auth_key_id, scopes);
+	if (rc == -EIO) {
+		reply_json(req, 503, "authentication unavailable");
+		return 1;
+	}
+	if (rc < 0) {
+		rt_req_add_header(req, "WWW-Authenticate", "Bearer");
+		reply_json(req, 401, "missing or invalid API key");
+		return 1;
+	}
+	const char *fn = rt_req_param(req, "name");
+	if (!fn)
+		fn = rt_req_param(req, "m");
+	if (!rt_auth_allows(scopes, need, fn)) {
+		reply_json(req, 403, "forbidden");
+		return 1;
+	}
+	return limited(srv, req, "key", req->auth_key_id, &srv->cfg.limit_key);
+}
+
+/* revision the handler answered with (Thaw-Revision header), else the route's {v} */
+static long served_revision(const rt_req *req)
+{
+	const char *h = strcasestr(req->extra_headers, "Thaw-Revision:");
+	if (h)
+		return strtol(h + 14, NULL, 10);
+	const char *v = rt_req_param(req, "v");
+	return v ? strtol(v, NULL, 10) : 0;
+}
+
+void rt_access_observe(rt_server *srv, const rt_req *req, size_t resp_bytes, double secs)
+{
+	if (!srv->audit || !req->method || strcmp(req->route, "unmatched") == 0)
+		return;
+	const char *action;
+	rt_auth_need need = rt_auth_route_need(req->method, req->route, &action);
+	int mutation = strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0;
+	int refused = req->status == 401 || req->status == 403 || req->status == 429;
+	int admin = need == RT_AUTH_ADMIN && mutation;
+	if (need == RT_AUTH_OPEN || !(need == RT_AUTH_INVOKE || admin || refused))
+		return;
+	char client[64];
+	rt_access_client(srv, req, client, sizeof client);
+	const char *fn = rt_req_param(req, "name");
+	if (!fn)
+		fn = rt_req_param(req, "m");
+	rt_audit_rec r = {
+		.key_id = req->auth_key_id, .client = client, .action = action, .function = fn,
+		.revision = served_revision(req), .method = req->method, .path = req->path,
+		.status = req->status, .latency_s = secs, .bytes_in = req->body_len,
+		.bytes_out = resp_bytes, .request_id = req->request_id,
+	};
+	int rc = rt_audit_write(srv->audit, &r, admin);
+	if (rc < 0)
+		rt_logf(RT_LOG_ERROR, "audit: cannot write a line: %s", strerror(-rc));
+}

@@ -1,0 +1,29 @@
+/* rt_access.h — the daemon's access gate and audit hook (issue 7): between route match and
+ * handler, rt_access_gate applies the per-address rate limit, the API key and its scopes
+ * (unless --dev), and the per-key limit; after every response rt_access_observe writes the
+ * audit line of invocations, admin actions and refused requests. Loop thread only. */
+#ifndef THAW_RT_ACCESS_H
+#define THAW_RT_ACCESS_H
+#include <stddef.h>
+#include "runtime/rt_server.h"
+
+/* rt_access_init opens the key store (on the registry's connection), the rate-limit table and
+ * the audit log of srv (after the registry is open). 0 or a negative errno (message in err). */
+int rt_access_init(rt_server *srv, char *err, size_t errlen);
+
+/* rt_access_free releases what rt_access_init made; safe on a partly initialized srv. */
+void rt_access_free(rt_server *srv);
+
+/* rt_access_gate checks a matched request. 0: the handler may run; 1: the gate has answered
+ * (401, 403, 429 with Retry-After, or 503 when the key store fails). */
+int rt_access_gate(rt_server *srv, rt_req *req);
+
+/* rt_access_client writes the client address of req to buf: the socket's peer, or with
+ * --trust-proxy the address the proxy reports (last Forwarded for=, else last
+ * X-Forwarded-For entry). */
+void rt_access_client(const rt_server *srv, const rt_req *req, char *buf, size_t cap);
+
+/* rt_access_observe writes the audit line for a finished request when it is one to audit. */
+void rt_access_observe(rt_server *srv, const rt_req *req, size_t resp_bytes, double secs);
+
+#endif
