@@ -113,7 +113,7 @@ static void rotate(rt_audit *a)
 	struct stat a_st, p_st;
 	if (fstat(a->fd, &a_st) == 0 && stat(a->path, &p_st) == 0 && a_st.st_ino == p_st.st_ino) {
 		for (;;) {
-			snprintf(name, sizeof name, "%s/audit-%s-%u.log", a->dir, stamp, a->seq++);
+			snprintf(name, sizeof name, "%s/audit-%s-%06u.log", a->dir, stamp, a->seq++);
 			if (access(name, F_OK) < 0)
 				break;
 		}
