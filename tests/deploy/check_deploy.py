@@ -1,0 +1,541 @@
+#!/usr/bin/env python3
+"""check_deploy.py - checks the deployment files under deploy/ (run by tests/deploy/test_deploy.c).
+
+  check_deploy.py knative FILE...          Knative Service manifests: fields, values, coherence
+  check_deploy.py yaml FILE...             every YAML file parses (all documents)
+  check_deploy.py dockerfile FILE          stages, CUDA bases, make CUDA=1, apt only, thaw serve
+  check_deploy.py systemd FILE             unit runs thaw serve, stops with SIGTERM after the drain
+  check_deploy.py promql SCRAPE SRCDIR FILE...
+      every PromQL expression in the Grafana dashboards (.json) and rule files (.yml) names only
+      metrics thaw exports: families in SCRAPE (a /metrics text) or registered with
+      rt_metrics_family() in SRCDIR/*.c; histograms only through _bucket/_sum/_count; label names
+      in selectors and by/without clauses exist on the metrics that SCRAPE shows.
+  check_deploy.py dashboard FILE           Grafana dashboard structure and required panels
+  check_deploy.py alerts FILE              rule severities and the required alerts
+
+Prints one line per problem; exit status 0 when there is none, 1 otherwise (2: usage, no yaml).
+"""
+import glob
+import json
+import os
+import re
+import sys
+
+try:
+    import yaml
+except ImportError:  # Debian: python3-yaml (scripts/install-deps.sh); only YAML checks need it
+    yaml = None
+
+problems = []
+
+
+def bad(where, msg):
+    problems.append(f"{where}: {msg}")
+
+
+def dig(obj, *path):
+    for p in path:
+        if isinstance(obj, dict) and p in obj:
+            obj = obj[p]
+        elif isinstance(obj, list) and isinstance(p, int) and p < len(obj):
+            obj = obj[p]
+        else:
+            return None
+    return obj
+
+
+def load_all(path):
+    if yaml is None:
+        print("check_deploy: python3-yaml is not installed", file=sys.stderr)
+        sys.exit(2)
+    with open(path) as f:
+        return [d for d in yaml.safe_load_all(f) if d is not None]
+
+
+def parse_seconds(s):
+    m = re.fullmatch(r"(\d+)(s|m|h)?", str(s))
+    if not m:
+        return None
+    return int(m.group(1)) * {"s": 1, None: 1, "m": 60, "h": 3600}[m.group(2)]
+
+
+# --- Knative -------------------------------------------------------------------------------
+
+def check_knative(path):
+    docs = load_all(path)
+    services = [d for d in docs if d.get("kind") == "Service"
+                and str(d.get("apiVersion", "")).startswith("serving.knative.dev/")]
+    pvcs = {dig(d, "metadata", "name"): d for d in docs if d.get("kind") == "PersistentVolumeClaim"}
+    if len(services) != 1:
+        bad(path, f"expected one serving.knative.dev Service, found {len(services)}")
+        return None
+    svc = services[0]
+    w = f"{path}: Service {dig(svc, 'metadata', 'name')}"
+    if not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", str(dig(svc, "metadata", "name"))):
+        bad(w, "metadata.name must be a DNS label")
+    ann = dig(svc, "spec", "template", "metadata", "annotations") or {}
+    for k, v in ann.items():
+        if not isinstance(v, str):
+            bad(w, f"annotation {k} must be a string (quote it), got {v!r}")
+    spec = dig(svc, "spec", "template", "spec") or {}
+    minscale = ann.get("autoscaling.knative.dev/min-scale")
+    if minscale not in ("0", "1"):
+        bad(w, f"autoscaling.knative.dev/min-scale must be \"0\" or \"1\", got {minscale!r}")
+    if ann.get("autoscaling.knative.dev/metric", "concurrency") != "concurrency":
+        bad(w, "autoscaling.knative.dev/metric must be concurrency")
+    cc = spec.get("containerConcurrency")
+    target = ann.get("autoscaling.knative.dev/target")
+    if not isinstance(cc, int) or not 1 <= cc <= 1024:
+        bad(w, f"containerConcurrency must be an integer 1..1024 (thaw's concurrency), got {cc!r}")
+    if target is None or not re.fullmatch(r"\d+", str(target)):
+        bad(w, f"autoscaling.knative.dev/target must be an integer string, got {target!r}")
+    elif isinstance(cc, int) and int(target) != cc:
+        bad(w, f"autoscaling.knative.dev/target {target} must match containerConcurrency {cc}")
+    ts = spec.get("timeoutSeconds")
+    if not isinstance(ts, int) or ts <= 0:
+        bad(w, f"timeoutSeconds must be a positive integer, got {ts!r}")
+    ctrs = spec.get("containers") or []
+    if len(ctrs) != 1:
+        bad(w, f"expected one container, found {len(ctrs)}")
+        return svc
+    c = ctrs[0]
+    if not c.get("image"):
+        bad(w, "container has no image")
+    args = [str(a) for a in (c.get("args") or [])]
+    if not args or args[0] != "serve":
+        bad(w, f"container args must start with serve, got {args[:1]}")
+    if "--port" in args:
+        bad(w, "--port given: thaw must listen on $PORT, which Knative sets")
+    ports = c.get("ports") or []
+    if len(ports) != 1 or not isinstance(dig(ports, 0, "containerPort"), int):
+        bad(w, "expected exactly one containerPort (Knative passes it as $PORT)")
+    drain = 30
+    if "--drain-timeout" in args:
+        i = args.index("--drain-timeout")
+        drain = float(args[i + 1]) if i + 1 < len(args) else None
+    # Knative sets the pod's terminationGracePeriodSeconds from timeoutSeconds
+    grace = spec.get("terminationGracePeriodSeconds", ts)
+    if drain is None or not isinstance(grace, int) or grace <= drain:
+        bad(w, f"termination grace ({grace!r} s) must be above --drain-timeout ({drain!r} s)")
+    for kind in ("limits", "requests"):
+        g = dig(c, "resources", kind, "nvidia.com/gpu")
+        if kind == "limits" and str(g) != "1":
+            bad(w, f"resources.limits nvidia.com/gpu must be 1, got {g!r}")
+        if g is not None and str(g) != "1":
+            bad(w, f"resources.{kind} nvidia.com/gpu must be 1, got {g!r}")
+    if not dig(c, "resources", "limits", "memory"):
+        bad(w, "resources.limits.memory missing (host tier + staging live in host RAM)")
+    for probe, path_ in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
+        got = dig(c, probe, "httpGet", "path")
+        if got != path_:
+            bad(w, f"{probe}.httpGet.path must be {path_}, got {got!r}")
+        port = dig(c, probe, "httpGet", "port")
+        if port is not None and ports and port != dig(ports, 0, "containerPort"):
+            bad(w, f"{probe} port {port} is not the container port")
+    if "--data" not in args or args.index("--data") + 1 >= len(args):
+        bad(w, "no --data DIR in args")
+        return svc
+    data = args[args.index("--data") + 1]
+    vols = {v.get("name"): v for v in (spec.get("volumes") or [])}
+    mounts = c.get("volumeMounts") or []
+    m = [mt for mt in mounts if os.path.normpath(data).startswith(os.path.normpath(mt.get("mountPath", "")))]
+    if not m:
+        bad(w, f"the data directory {data} is not on a mounted volume")
+        return svc
+    mt = max(m, key=lambda mt: len(mt["mountPath"]))
+    if mt.get("readOnly"):
+        bad(w, f"the volume holding {data} is mounted read-only")
+    v = vols.get(mt.get("name"))
+    if v is None:
+        bad(w, f"volumeMount {mt.get('name')} names no volume")
+        return svc
+    claim = dig(v, "persistentVolumeClaim", "claimName")
+    if claim is None:
+        bad(w, f"volume {mt.get('name')} must be a persistentVolumeClaim (snapshots and the "
+               "registry outlive pods)")
+    elif claim not in pvcs:
+        bad(w, f"claim {claim} is not defined in {path}")
+    elif not dig(pvcs[claim], "spec", "resources", "requests", "storage"):
+        bad(w, f"claim {claim} requests no storage")
+    return svc
+
+
+def cmd_knative(files):
+    mins = set()
+    for f in files:
+        svc = check_knative(f)
+        if svc is not None:
+            mins.add(dig(svc, "spec", "template", "metadata", "annotations",
+                         "autoscaling.knative.dev/min-scale"))
+    if "0" not in mins:
+        bad("deploy/knative", "no Service scales to zero (min-scale \"0\")")
+    if "1" not in mins:
+        bad("deploy/knative", "no variant keeps one warm pod (min-scale \"1\")")
+
+
+def cmd_yaml(files):
+    for f in files:
+        try:
+            if not load_all(f):
+                bad(f, "empty YAML")
+        except yaml.YAMLError as e:  # noqa: load_all exits 2 first when yaml is missing
+            bad(f, f"does not parse: {e}")
+
+
+# --- Dockerfile ----------------------------------------------------------------------------
+
+def cmd_dockerfile(path):
+    lines, cur = [], ""
+    for raw in open(path):
+        s = raw.rstrip("\n")
+        if not cur and (not s.strip() or s.lstrip().startswith("#")):
+            continue
+        if s.endswith("\\"):
+            cur += s[:-1] + " "
+            continue
+        lines.append((cur + s).strip())
+        cur = ""
+    instr = [(l.split(None, 1)[0].upper(), l.split(None, 1)[1] if " " in l else "") for l in lines]
+    args = {}
+    for op, rest in instr:
+        if op == "ARG" and "=" in rest:
+            k, v = rest.split("=", 1)
+            args.setdefault(k.strip(), v.strip())
+
+    def expand(s):
+        return re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: args.get(m.group(1) or m.group(2), m.group(0)), s)
+
+    stages = []  # [name, base, [(op, rest)]]
+    for op, rest in instr:
+        if op == "FROM":
+            parts = rest.split()
+            name = parts[2] if len(parts) >= 3 and parts[1].upper() == "AS" else None
+            stages.append([name, expand(parts[0]), []])
+        elif stages:
+            stages[-1][2].append((op, rest))
+        elif op != "ARG":
+            bad(path, f"{op} before the first FROM")
+    if len(stages) < 2:
+        bad(path, f"expected a multi-stage build (>= 2 FROM), found {len(stages)}")
+        return
+    names = [s[0] for s in stages]
+    for name, base, body in stages:
+        if not re.fullmatch(r"nvidia/cuda:[0-9.]+-(devel|runtime|base)-[a-z0-9.]+", base):
+            bad(path, f"stage {name}: base {base} is not an nvidia/cuda image")
+    final = stages[-1]
+    if "-runtime-" not in final[1]:
+        bad(path, f"final stage must be on a CUDA runtime base, is {final[1]}")
+    build = [s for s in stages[:-1] if any(op == "RUN" and re.search(r"\bmake\b.*\bCUDA=1\b", r)
+                                          for op, r in s[2])]
+    if not build:
+        bad(path, "no stage runs make CUDA=1")
+    elif "-devel-" not in build[0][1]:
+        bad(path, "the stage running make CUDA=1 needs a CUDA devel base (nvcc)")
+    for name, base, body in stages:
+        for op, rest in body:
+            if op == "RUN" and re.search(r"\b(curl|wget|pip3?|npm|git clone|go get)\b", rest):
+                bad(path, f"stage {name}: RUN downloads outside the package manager: {rest[:60]}")
+            if op == "ADD" and re.search(r"https?://", rest):
+                bad(path, f"stage {name}: ADD from a URL")
+    pkgs = " ".join(r for n, b, body in stages for op, r in body if op == "RUN" and "apt-get install" in r)
+    need = ["libuv1-dev", "node-llhttp", "libzstd-dev", "liburing-dev", "libxxhash-dev",
+            "libsqlite3-dev", "libjansson-dev"]
+    for p in need:
+        if p not in pkgs.split():
+            bad(path, f"build dependency {p} is not installed with apt-get")
+    copies = [r for op, r in final[2] if op == "COPY"]
+    if not any(re.search(r"--from=(\S+)", r) and re.search(r"--from=(\S+)", r).group(1) in names
+               and "build-cuda/thaw" in r for r in copies):
+        bad(path, "final stage does not COPY build-cuda/thaw from the build stage")
+    ep = [r for op, r in final[2] if op == "ENTRYPOINT"]
+    cmd = [r for op, r in final[2] if op == "CMD"]
+
+    def words(s):
+        s = s.strip()
+        if s.startswith("["):
+            return json.loads(s)
+        return s.split()
+    argv = (words(ep[-1]) if ep else []) + (words(cmd[-1]) if cmd else [])
+    if not argv or os.path.basename(argv[0]) != "thaw" or "serve" not in argv[1:2]:
+        bad(path, f"ENTRYPOINT/CMD must run thaw serve, runs {argv}")
+    if "--port" in argv:
+        bad(path, "ENTRYPOINT/CMD sets --port: thaw must listen on $PORT")
+    sig = [r for op, r in final[2] if op == "STOPSIGNAL"]
+    if sig and sig[-1].strip() not in ("SIGTERM", "15"):
+        bad(path, f"STOPSIGNAL must be SIGTERM (thaw drains on it), is {sig[-1]}")
+
+
+# --- systemd -------------------------------------------------------------------------------
+
+def cmd_systemd(path):
+    kv = {}
+    for raw in open(path):
+        s = raw.strip()
+        if s and not s.startswith(("#", ";", "[")) and "=" in s:
+            k, v = s.split("=", 1)
+            kv[k.strip()] = v.strip()
+    es = kv.get("ExecStart", "").split()
+    if len(es) < 2 or os.path.basename(es[0]) != "thaw" or es[1] != "serve":
+        bad(path, f"ExecStart must run thaw serve, is {kv.get('ExecStart')!r}")
+    drain = 30.0
+    if "--drain-timeout" in es:
+        drain = float(es[es.index("--drain-timeout") + 1])
+    stop = parse_seconds(kv.get("TimeoutStopSec", "90"))
+    if stop is None or stop <= drain:
+        bad(path, f"TimeoutStopSec ({kv.get('TimeoutStopSec')}) must be above --drain-timeout ({drain})")
+    if kv.get("KillSignal", "SIGTERM") not in ("SIGTERM", "15"):
+        bad(path, "KillSignal must be SIGTERM")
+
+
+# --- PromQL --------------------------------------------------------------------------------
+
+KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "offset", "bool",
+            "and", "or", "unless", "inf", "nan", "atan2"}
+TARGET_LABELS = {"instance", "job", "namespace", "pod", "container", "service", "le",
+                 "__name__", "node"}
+
+
+def parse_scrape(path):
+    """family name -> (type, set of label names seen)"""
+    fams, types = {}, {}
+    for line in open(path):
+        line = line.rstrip("\n")
+        m = re.match(r"# TYPE (\S+) (\S+)", line)
+        if m:
+            types[m.group(1)] = m.group(2)
+            fams.setdefault(m.group(1), set())
+            continue
+        if not line or line.startswith("#"):
+            continue
+        m = re.match(r"([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s", line)
+        if not m:
+            continue
+        name = m.group(1)
+        fam = name
+        for suf in ("_bucket", "_sum", "_count"):
+            if name.endswith(suf) and types.get(name[: -len(suf)]) == "histogram":
+                fam = name[: -len(suf)]
+        labels = set(re.findall(r'([a-zA-Z_][a-zA-Z0-9_]*)="', m.group(3) or ""))
+        fams.setdefault(fam, set()).update(labels)
+    return fams, types
+
+
+def source_families(srcdir):
+    fams = {}
+    for f in glob.glob(os.path.join(srcdir, "*.c")):
+        text = open(f).read()
+        for m in re.finditer(r'rt_metrics_family\s*\([^,]*,\s*"([a-z_:][a-z0-9_:]*)"\s*,\s*(RT_METRIC_\w+)',
+                             text):
+            fams[m.group(1)] = m.group(2).replace("RT_METRIC_", "").lower()
+    return fams
+
+
+def strip_strings(e):
+    return re.sub(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`', '""', e)
+
+
+def promql_refs(expr):
+    """-> (metric names, [(metric, label names in its selector)], grouping label names)"""
+    e = strip_strings(expr)
+    e = re.sub(r"\[[^\]]*\]", "", e)                       # range/subquery durations
+    selectors = []
+    for m in re.finditer(r"([a-zA-Z_:][a-zA-Z0-9_:]*)?\s*\{([^}]*)\}", e):
+        labels = re.findall(r"([a-zA-Z_][a-zA-Z0-9_]*)\s*(?:=~|!~|!=|=)", m.group(2))
+        selectors.append((m.group(1), labels))
+    e = re.sub(r"\{[^}]*\}", " ", e)
+    grouping = []
+    for m in re.finditer(r"\b(by|without|on|ignoring|group_left|group_right)\s*\(([^)]*)\)", e):
+        grouping += [x.strip() for x in m.group(2).split(",") if x.strip()]
+    e = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", e)
+    names = []
+    for m in re.finditer(r"(?<![\w.$])([a-zA-Z_:][a-zA-Z0-9_:]*)(\s*\()?", e):
+        w = m.group(1)
+        if m.group(2) or w.lower() in KEYWORDS:
+            continue
+        names.append(w)
+    return names, selectors, grouping
+
+
+def exprs_in(path):
+    out = []
+    if path.endswith(".json"):
+        d = json.load(open(path))
+
+        def walk(o, where):
+            if isinstance(o, dict):
+                if isinstance(o.get("expr"), str):
+                    out.append((where + "/" + str(o.get("refId", "?")), o["expr"]))
+                for k, v in o.items():
+                    if k == "query" and isinstance(v, str) and v.startswith("label_values("):
+                        m = re.match(r"label_values\(\s*([a-zA-Z_:][\w:]*)", v)
+                        if m:
+                            out.append((where + "/variable", m.group(1)))
+                    walk(v, where + "/" + str(o.get("title") or o.get("name") or k) if k == "targets" else where)
+            elif isinstance(o, list):
+                for x in o:
+                    walk(x, where)
+        walk(d, path)
+    else:
+        for doc in load_all(path):
+            for g in doc.get("groups") or []:
+                for r in g.get("rules") or []:
+                    out.append((f"{path}: {r.get('alert') or r.get('record')}", r.get("expr", "")))
+    return out
+
+
+def cmd_promql(scrape, srcdir, files):
+    try:
+        scraped, stypes = parse_scrape(scrape)
+    except OSError as e:
+        bad(scrape, f"cannot read the scrape: {e}")
+        return
+    known = dict(source_families(srcdir))
+    for f, t in stypes.items():
+        known.setdefault(f, t)
+    if not any(f.startswith("thaw_") for f in scraped):
+        bad(scrape, "the scrape holds no thaw_ metric families (not a thaw /metrics answer?)")
+    if not known:
+        bad(scrape, "no metric families found in the scrape or the sources")
+    valid = {}
+    for fam, t in known.items():
+        if t == "histogram":
+            for suf in ("_bucket", "_sum", "_count"):
+                valid[fam + suf] = fam
+        else:
+            valid[fam] = fam
+    n = 0
+    for f in files:
+        for where, expr in exprs_in(f):
+            n += 1
+            names, selectors, grouping = promql_refs(expr)
+            if not names:
+                bad(where, f"expression names no metric: {expr}")
+            fams = set()
+            for name in names:
+                if name not in valid:
+                    hint = " (a histogram: use _bucket/_sum/_count)" if known.get(name) == "histogram" else ""
+                    bad(where, f"metric {name} is not exported by thaw{hint}")
+                else:
+                    fams.add(valid[name])
+            avail = set(TARGET_LABELS)
+            for fam in fams:
+                avail |= scraped.get(fam, set())
+            for metric, labels in selectors:
+                fam = valid.get(metric or "")
+                if fam is None or fam not in scraped:
+                    continue   # not seen in the scrape: labels unknown
+                for lab in labels:
+                    if lab not in scraped[fam] | TARGET_LABELS:
+                        bad(where, f"{metric} has no label {lab} (has {sorted(scraped[fam])})")
+            if all(fam in scraped for fam in fams):
+                for lab in grouping:
+                    if lab not in avail:
+                        bad(where, f"groups by {lab}, which none of {sorted(fams)} carries")
+    if n == 0:
+        bad(" ".join(files), "no PromQL expressions found")
+
+
+# --- Grafana dashboard and alert coverage ---------------------------------------------------
+
+def cmd_dashboard(path):
+    d = json.load(open(path))
+    for k in ("title", "uid", "panels", "schemaVersion"):
+        if k not in d:
+            bad(path, f"missing {k}")
+    exprs = " ".join(e for _, e in exprs_in(path))
+    need = {
+        "calls by function": r"sum by \(function\) \(rate\(thaw_invocations_total",
+        "errors by function": r"thaw_invocations_total\{[^}]*code",
+        "latency percentiles": r"histogram_quantile\(0\.99, sum by \(function, le\) \(rate\(thaw_invocation_duration_seconds_bucket",
+        "cold starts by tier": r"by \([^)]*tier[^)]*\) \(rate\(thaw_cold_starts_total",
+        "cold start duration": r"histogram_quantile\([^,]+, sum by \([^)]*le\) \(rate\(thaw_cold_start_duration_seconds_bucket",
+        "GPU memory by device": r"by \(device\) \(thaw_device_memory_bytes",
+        "lane busy": r"thaw_lane_busy_ratio",
+        "jobs": r"thaw_jobs\b",
+        "preemptions": r"thaw_job_preemptions_total",
+    }
+    for what, rx in need.items():
+        if not re.search(rx, exprs):
+            bad(path, f"no panel shows {what}")
+    ids, seen = [], set()
+
+    def walk(ps):
+        for p in ps:
+            ids.append(p.get("id"))
+            if p.get("type") != "row":
+                if not p.get("title"):
+                    bad(path, f"panel {p.get('id')} has no title")
+                if not p.get("targets"):
+                    bad(path, f"panel {p.get('title')} has no targets")
+                for t in p.get("targets") or []:
+                    if not t.get("refId"):
+                        bad(path, f"panel {p.get('title')}: target without refId")
+            gp = p.get("gridPos") or {}
+            if not all(isinstance(gp.get(k), int) for k in ("h", "w", "x", "y")) or gp.get("x", 0) + gp.get("w", 0) > 24:
+                bad(path, f"panel {p.get('title')}: bad gridPos {gp}")
+            walk(p.get("panels") or [])
+    walk(d.get("panels") or [])
+    for i in ids:
+        if i in seen or not isinstance(i, int):
+            bad(path, f"panel id {i!r} duplicated or not an integer")
+        seen.add(i)
+
+
+def cmd_alerts(path):
+    rules = [r for doc in load_all(path) for g in doc.get("groups") or [] for r in g.get("rules") or []]
+    sev = set()
+    for r in rules:
+        name = r.get("alert")
+        if not name:
+            continue
+        s = dig(r, "labels", "severity")
+        sev.add(s)
+        if s not in ("critical", "warning"):
+            bad(path, f"{name}: severity must be critical or warning, is {s!r}")
+        if not dig(r, "annotations", "summary"):
+            bad(path, f"{name}: no summary annotation")
+    for s in ("critical", "warning"):
+        if s not in sev:
+            bad(path, f"no {s} rule")
+    text = " ".join(strip_strings(r.get("expr", "")) + " " + r.get("expr", "") for r in rules)
+    need = {
+        "error ratio > 1%": r'thaw_invocations_total\{code=~"5\.\."\}[\s\S]*> 0\.01\b',
+        "p99 latency > 5 s": r"histogram_quantile\(0\.99,[\s\S]*thaw_invocation_duration_seconds_bucket[\s\S]*> 5\b",
+        "GPU memory > 90%": r'thaw_device_memory_bytes\{type="used"[\s\S]*> 0\.9\b',
+        "cold start p99 over target": r"histogram_quantile\(0\.99,[\s\S]*thaw_cold_start_duration_seconds_bucket",
+        "jobs failing": r'thaw_jobs\{state="failed"\}',
+    }
+    for what, rx in need.items():
+        if not re.search(rx, text):
+            bad(path, f"no rule for {what}")
+
+
+def main(argv):
+    if len(argv) < 3:
+        print(__doc__, file=sys.stderr)
+        return 2
+    cmd, rest = argv[1], argv[2:]
+    if cmd == "knative":
+        cmd_knative(rest)
+    elif cmd == "yaml":
+        cmd_yaml(rest)
+    elif cmd == "dockerfile":
+        cmd_dockerfile(rest[0])
+    elif cmd == "systemd":
+        cmd_systemd(rest[0])
+    elif cmd == "promql" and len(rest) >= 3:
+        cmd_promql(rest[0], rest[1], rest[2:])
+    elif cmd == "dashboard":
+        cmd_dashboard(rest[0])
+    elif cmd == "alerts":
+        cmd_alerts(rest[0])
+    else:
+        print(__doc__, file=sys.stderr)
+        return 2
+    for p in problems:
+        print(p)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

