@@ -2,6 +2,7 @@
 """check_deploy.py - checks the deployment files under deploy/ (run by tests/deploy/test_deploy.c).
 
   check_deploy.py knative FILE...          Knative Service manifests: fields, values, coherence
+  check_deploy.py args FILE                the Knative container's serve options, one a line
   check_deploy.py yaml FILE...             every YAML file parses (all documents)
   check_deploy.py dockerfile FILE          stages, CUDA bases, make CUDA=1, apt only, thaw serve
   check_deploy.py systemd FILE             unit runs thaw serve, stops with SIGTERM after the drain
@@ -57,6 +58,15 @@ def parse_seconds(s):
     if not m:
         return None
     return int(m.group(1)) * {"s": 1, None: 1, "m": 60, "h": 3600}[m.group(2)]
+
+
+def parse_quantity(q):
+    m = re.fullmatch(r"(\d+)(Ki|Mi|Gi|Ti|k|M|G|T)?", str(q)) if q is not None else None
+    if not m:
+        return None
+    mult = {None: 1, "Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30, "Ti": 1 << 40,
+            "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}[m.group(2)]
+    return int(m.group(1)) * mult
 
 
 # --- Knative -------------------------------------------------------------------------------
@@ -123,8 +133,22 @@ def check_knative(path):
             bad(w, f"resources.limits nvidia.com/gpu must be 1, got {g!r}")
         if g is not None and str(g) != "1":
             bad(w, f"resources.{kind} nvidia.com/gpu must be 1, got {g!r}")
-    if not dig(c, "resources", "limits", "memory"):
-        bad(w, "resources.limits.memory missing (host tier + staging live in host RAM)")
+    mem = parse_quantity(dig(c, "resources", "limits", "memory"))
+    if mem is None:
+        bad(w, "resources.limits.memory missing or not a quantity (host tier + staging live in host RAM)")
+    else:
+        # thaw sizes --host-cache and --cpu-memory from the node's RAM unless told: in a pod,
+        # both must be given and fit under the limit with room for staging and the process
+        budget = 0
+        for opt in ("--host-cache", "--cpu-memory"):
+            if opt not in args or args.index(opt) + 1 >= len(args):
+                bad(w, f"{opt} not given: its default follows the node's RAM, not the pod's limit")
+                continue
+            budget += int(args[args.index(opt) + 1])
+        if budget > mem - (2 << 30):
+            bad(w, f"--host-cache + --cpu-memory ({budget} bytes) leave under 2 GiB of the {mem}-byte limit")
+    if "--cpu-threads" not in args:
+        bad(w, "--cpu-threads not given: its default follows the node's cores, not the pod's CPU")
     for probe, path_ in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
         got = dig(c, probe, "httpGet", "path")
         if got != path_:
@@ -171,6 +195,24 @@ def cmd_knative(files):
         bad("deploy/knative", "no Service scales to zero (min-scale \"0\")")
     if "1" not in mins:
         bad("deploy/knative", "no variant keeps one warm pod (min-scale \"1\")")
+
+
+def cmd_args(path):
+    """prints the Knative container's args after serve, one per line, without --data DIR"""
+    svc = [d for d in load_all(path) if d.get("kind") == "Service"]
+    args = [str(a) for a in (dig(svc[0] if svc else {}, "spec", "template", "spec", "containers", 0,
+                                 "args") or [])]
+    if not args or args[0] != "serve":
+        bad(path, "no container args starting with serve")
+        return
+    out, i = [], 1
+    while i < len(args):
+        if args[i] == "--data":
+            i += 2
+            continue
+        out.append(args[i])
+        i += 1
+    print("\n".join(out))
 
 
 def cmd_yaml(files):
@@ -517,6 +559,8 @@ def main(argv):
     cmd, rest = argv[1], argv[2:]
     if cmd == "knative":
         cmd_knative(rest)
+    elif cmd == "args":
+        cmd_args(rest[0])
     elif cmd == "yaml":
         cmd_yaml(rest)
     elif cmd == "dockerfile":

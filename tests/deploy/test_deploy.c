@@ -99,6 +99,8 @@ static void test_knative(void)
 		"-e 's#nvidia.com/gpu: 1#nvidia.com/gpu: 2#'",            /* not one GPU */
 		"-e 's#^            - /var/lib/thaw#            - /srv/thaw#'", /* data dir off the volume */
 		"-e 's/claimName: thaw-data/claimName: other/'",          /* claim not defined */
+		"-e 's/memory: 64Gi/memory: 40Gi/'",                      /* budgets over the limit */
+		"-e '/- --cpu-memory/,+1d'",                              /* default = node's RAM */
 		"-e 's/- serve/- --port\\n            - \"9000\"\\n            - serve/'",
 	};
 	char args[1024];
@@ -112,6 +114,50 @@ static void test_knative(void)
 	}
 	/* both variants are required */
 	T_CHECK(refused("knative deploy/knative/service.yaml"));
+}
+
+/* the options the Knative manifests give thaw serve are ones this thaw accepts: it starts with
+ * them, is ready, and drains to exit 0 on SIGTERM */
+static void test_knative_args_run(void)
+{
+	if (!have_yaml())
+		T_SKIP("python3-yaml not installed (scripts/install-deps.sh)");
+	static const char *const files[] = {"deploy/knative/service.yaml",
+					    "deploy/knative/service-warm.yaml"};
+	for (size_t k = 0; k < 2; k++) {
+		char cmd[1024];
+		snprintf(cmd, sizeof cmd, "cd '%s' && python3 tests/deploy/check_deploy.py args %s", src,
+			 files[k]);
+		FILE *p = popen(cmd, "r");
+		T_CHECK(p != NULL);
+		if (!p)
+			return;
+		static char words[32][128];
+		const char *argv[34];
+		int n = 0;
+		while (n < 32 && fgets(words[n], sizeof words[n], p)) {
+			words[n][strcspn(words[n], "\n")] = 0;
+			argv[n] = words[n];
+			n++;
+		}
+		T_EQ_INT(pclose(p), 0);
+		T_CHECK(n >= 2);
+		argv[n++] = "--no-access-log";
+		argv[n] = NULL;
+		e2e_server s;
+		if (e2e_start(&s, argv, NULL) != 0) {
+			fprintf(stderr, "  thaw serve refused the options of %s\n", files[k]);
+			T_CHECK(!"thaw serve started with the manifest's options");
+			continue;
+		}
+		e2e_resp r;
+		if (e2e_request(&s, "GET /readyz HTTP/1.1\r\nHost: t\r\n\r\n", &r) == 0) {
+			T_EQ_INT(r.status, 200);
+			e2e_resp_free(&r);
+		} else
+			T_CHECK(!"GET /readyz failed");
+		T_EQ_INT(e2e_stop(&s, 15, 10), 0);
+	}
 }
 
 static void test_dockerfile(void)
@@ -275,6 +321,7 @@ void t_main(void)
 		src = ".";
 	T_RUN(test_yaml_parses);
 	T_RUN(test_knative);
+	T_RUN(test_knative_args_run);
 	T_RUN(test_dockerfile);
 	T_RUN(test_systemd);
 	T_RUN(test_alerts_promtool);
