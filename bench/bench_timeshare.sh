@@ -39,7 +39,7 @@ URL=http://127.0.0.1:$PORT
 mkdir -p "$work/data/snapshots"
 "$THAW_BIN" snapshot pack "$SRC/tests/data/mlp_digits/model.safetensors" -o "$work/data/snapshots/digits.thaw" \
   --kind mlp >/dev/null || exit 1
-setsid "$THAW_BIN" serve --host 127.0.0.1 --port "$PORT" --data "$work/data" --no-access-log $GPUFLAG \
+setsid "$THAW_BIN" serve --dev --host 127.0.0.1 --port "$PORT" --data "$work/data" --no-access-log $GPUFLAG \
   --allow-root "$SRC/tests/data" --job-checkpoint 3600 2>"$work/thaw.err" &
 tpid=$!
 for _ in $(seq 100); do curl -sf "$URL/readyz" >/dev/null 2>&1 && break; sleep 0.1; done

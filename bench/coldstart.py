@@ -114,7 +114,7 @@ def bare_restore(cold):
 
 bare_warm = med([bare_restore(False) for _ in range(a.repeat)])
 log = W + "/serve.log"
-args = [thaw, "serve", "--port", str(a.port), "--data", W + "/data", "--no-access-log",
+args = [thaw, "serve", "--dev", "--port", str(a.port), "--data", W + "/data", "--no-access-log",
         "--host-ttl", "3600"]
 if a.device == "cpu":
     args.append("--no-gpu")

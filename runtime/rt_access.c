@@ -112,6 +112,9 @@ static int limited(rt_server *srv, rt_req *req, const char *kind, const char *wh
 	return 1;
 }
 
+static int check_key(rt_server *srv, rt_req *req, rt_auth_need need);
+static int function_limited(rt_server *srv, rt_req *req, const char *client);
+
 int rt_access_gate(rt_server *srv, rt_req *req)
 {
 	const char *action;
@@ -123,8 +126,34 @@ int rt_access_gate(rt_server *srv, rt_req *req)
 	/* the address limit comes first: it also slows down key guessing */
 	if (limited(srv, req, "ip", client, &srv->cfg.limit_ip))
 		return 1;
-	if (srv->cfg.dev)
-		return 0;
+	if (!srv->cfg.dev) {
+		int rc = check_key(srv, req, need);
+		if (rc)
+			return rc;
+	}
+	return need == RT_AUTH_INVOKE ? function_limited(srv, req, client) : 0;
+}
+
+/* per-function limit from the manifest ("rate_limit"), per caller: key id, else address */
+static int function_limited(rt_server *srv, rt_req *req, const char *client)
+{
+	const char *fn = rt_req_param(req, "name");
+	if (!fn)
+		fn = rt_req_param(req, "m");
+	rt_revision_info *info = malloc(sizeof *info);
+	int rc = 0;
+	if (fn && info && rt_registry_get(srv->reg, fn, info) == 0 && info->manifest.rate_limit_rps > 0) {
+		rt_limit lim = {info->manifest.rate_limit_rps, info->manifest.rate_limit_burst};
+		char who[256];
+		snprintf(who, sizeof who, "%s:%s", fn, req->auth_key_id[0] ? req->auth_key_id : client);
+		rc = limited(srv, req, "fn", who, &lim);
+	}
+	free(info);
+	return rc;
+}
+
+static int check_key(rt_server *srv, rt_req *req, rt_auth_need need)
+{
 	char scopes[RT_AUTH_SCOPES_MAX];
 	int rc = rt_auth_check(srv->auth, rt_req_header(req, "Authorization"), req->auth_key_id, scopes);
 	if (rc == -EIO) {

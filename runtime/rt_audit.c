@@ -210,7 +210,8 @@ int rt_audit_files(const char *dir, char ***out, size_t *n)
 	}
 	closedir(d);
 	if (rc == 0) {
-		qsort(v, cnt, sizeof *v, cmp_str);
+		if (cnt)
+			qsort(v, cnt, sizeof *v, cmp_str);
 		char **nv = realloc(v, (cnt + 1) * sizeof *v);
 		if (!nv || asprintf(&nv[cnt], "%s/audit.log", dir) < 0) {
 			rc = -ENOMEM;

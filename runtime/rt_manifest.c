@@ -11,6 +11,7 @@
 #include <unistd.h>
 #include "runtime/rt_log.h"
 #include "runtime/rt_manifest.h"
+#include "runtime/rt_limit.h"
 
 
 /* shown copies a user-supplied string for a message: at most 64 bytes, printable ASCII only. */
@@ -257,6 +258,14 @@ int rt_manifest_from_json(const json_t *obj, rt_manifest_kind_fn kind_known, voi
 			if ((rc = get_int(v, k, 0, RT_MANIFEST_BATCH_DELAY_MAX, &m->max_batch_delay_us,
 					  err, errlen)) < 0)
 				return rc;
+		} else if (strcmp(k, "rate_limit") == 0) {
+			rt_limit lim;
+			if (!json_is_string(v) || strlen(json_string_value(v)) != json_string_length(v) ||
+			    rt_limit_parse(json_string_value(v), &lim) < 0 || lim.rate > 1e6 || lim.burst > 1e6)
+				return rt_errf(err, errlen, -EINVAL, "field 'rate_limit': must be \"R/s,BURST\" "
+					    "(e.g. \"10/s,20\"; R and BURST up to 1000000) or \"off\"");
+			m->rate_limit_rps = lim.rate;
+			m->rate_limit_burst = lim.burst;
 		} else if (strcmp(k, "traffic") == 0) {
 			if ((rc = rt_traffic_from_json(v, &m->traffic, err, errlen)) < 0)
 				return rc;
@@ -313,6 +322,11 @@ json_t *rt_manifest_to_json(const rt_manifest *m, int with_traffic)
 	bad |= json_object_set_new(o, "device", json_string(dev));
 	bad |= json_object_set_new(o, "max_batch", json_integer(m->max_batch));
 	bad |= json_object_set_new(o, "max_batch_delay_us", json_integer(m->max_batch_delay_us));
+	if (m->rate_limit_rps > 0) {
+		char rl[64];
+		snprintf(rl, sizeof rl, "%.17g/s,%.17g", m->rate_limit_rps, m->rate_limit_burst);
+		bad |= json_object_set_new(o, "rate_limit", json_string(rl));
+	}
 	if (with_traffic && m->traffic.n > 0)
 		bad |= json_object_set_new(o, "traffic", rt_traffic_to_json(&m->traffic));
 	if (bad) {

@@ -59,6 +59,8 @@ typedef struct rt_manifest {
 	int max_batch;                        /* 1..1024; default 8 */
 	int max_batch_delay_us;               /* 0..1000000; default 500 */
 	rt_traffic traffic;                   /* traffic.n == 0: not given */
+	double rate_limit_rps;                /* per-caller invocation limit ("rate_limit": */
+	double rate_limit_burst;              /*  "R/s,B"); 0: none (default) */
 } rt_manifest;
 
 /* kind_known: caller-supplied check of a kind name against the function-kind table; returns
@@ -81,7 +83,7 @@ int rt_manifest_parse(const char *buf, size_t len, rt_manifest_kind_fn kind_know
 		      rt_manifest *m, char *err, size_t errlen);
 
 /* rt_manifest_to_json returns a new JSON object holding every field of m (defaults spelled out;
- * "snapshot" omitted when empty; "traffic" only when with_traffic and m->traffic.n > 0), which
+ * "snapshot" omitted when empty; "rate_limit" omitted when none; "traffic" only when with_traffic and m->traffic.n > 0), which
  * rt_manifest_from_json accepts back unchanged. The caller owns the reference; NULL on ENOMEM. */
 json_t *rt_manifest_to_json(const rt_manifest *m, int with_traffic);
 

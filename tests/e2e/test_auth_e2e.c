@@ -184,6 +184,32 @@ static void test_key_burst_429(void)
 	T_EQ_INT(req("GET", "/metrics", k_metrics, NULL, NULL), 200);
 }
 
+/* a manifest's "rate_limit" caps each caller's invocations of that function */
+static void test_function_limit(void)
+{
+	NEED_SERVER();
+	char k[128], id[16], line_want[64];
+	T_EQ_INT(cli("keys create --scope admin", k, sizeof k, NULL, 0), 0);
+	T_EQ_INT(req("PUT", "/v1/functions/lim", k, "{\"kind\":\"echo\",\"rate_limit\":\"0.2/s,2\"}",
+		     NULL), 201);
+	int st[4];
+	for (int i = 0; i < 4; i++)
+		st[i] = req("POST", "/v1/functions/lim/invoke", k, "{}", NULL);
+	T_EQ_INT(st[0], 200);
+	T_EQ_INT(st[1], 200);
+	T_EQ_INT(st[2], 429);
+	T_EQ_INT(st[3], 429);
+	/* another caller has its own bucket; other functions are not limited */
+	T_EQ_INT(req("POST", "/v1/functions/lim/invoke", k_admin, "{}", NULL), 200);
+	T_EQ_INT(req("POST", "/v1/functions/echo/invoke", k, "{}", NULL), 200);
+	/* the deploy is in the audit log under the key's id */
+	key_id(k, id);
+	snprintf(line_want, sizeof line_want, "\"key_id\":\"%s\"", id);
+	char out[8192];
+	T_EQ_INT(cli("audit grep '\"action\":\"deploy\"'", NULL, 0, out, sizeof out), 0);
+	T_CHECK(strstr(out, line_want) && strstr(out, "\"status\":201") && strstr(out, "\"function\":\"lim\""));
+}
+
 static void test_audit(void)
 {
 	NEED_SERVER();
@@ -268,6 +294,7 @@ void t_main(void)
 	T_RUN(test_scopes);
 	T_RUN(test_keys_while_running);
 	T_RUN(test_key_burst_429);
+	T_RUN(test_function_limit);
 	T_RUN(test_audit);
 	T_RUN(test_dev_mode);
 	T_RUN(teardown);

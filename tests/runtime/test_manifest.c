@@ -325,6 +325,39 @@ static void test_resolve(void)
 #undef RESOLVE
 }
 
+/* "rate_limit" (issue 7): per-caller invocation limit; omitted from the JSON when none */
+static void test_rate_limit(void)
+{
+	rt_manifest a, b;
+	char err[256];
+	T_EQ_INT(parse("{\"kind\":\"echo\"}", &a, err, sizeof err), 0);
+	T_CHECK(a.rate_limit_rps == 0 && a.rate_limit_burst == 0);
+	T_EQ_INT(parse("{\"kind\":\"echo\",\"rate_limit\":\"10/s,20\"}", &a, err, sizeof err), 0);
+	T_CHECK(a.rate_limit_rps == 10 && a.rate_limit_burst == 20);
+	json_t *j = rt_manifest_to_json(&a, 0);
+	T_EQ_STR(json_string_value(json_object_get(j, "rate_limit")), "10/s,20");
+	char *text = json_dumps(j, JSON_COMPACT);
+	T_EQ_INT(parse(text, &b, err, sizeof err), 0);
+	T_CHECK(b.rate_limit_rps == 10 && b.rate_limit_burst == 20);
+	free(text);
+	json_decref(j);
+	T_EQ_INT(parse("{\"kind\":\"echo\",\"rate_limit\":\"0.5\"}", &a, err, sizeof err), 0);
+	T_CHECK(a.rate_limit_rps == 0.5 && a.rate_limit_burst == 1);
+	T_EQ_INT(parse("{\"kind\":\"echo\",\"rate_limit\":\"off\"}", &a, err, sizeof err), 0);
+	j = rt_manifest_to_json(&a, 0);
+	T_CHECK(json_object_get(j, "rate_limit") == NULL);
+	json_decref(j);
+	static const char *bad[] = {"{\"kind\":\"echo\",\"rate_limit\":10}",
+				    "{\"kind\":\"echo\",\"rate_limit\":\"10/m\"}",
+				    "{\"kind\":\"echo\",\"rate_limit\":\"-1\"}",
+				    "{\"kind\":\"echo\",\"rate_limit\":\"5,0\"}",
+				    "{\"kind\":\"echo\",\"rate_limit\":\"2000000/s\"}"};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		T_EQ_INT(parse(bad[i], &a, err, sizeof err), -EINVAL);
+		T_CHECK(strstr(err, "field 'rate_limit'") != NULL);
+	}
+}
+
 void t_main(void)
 {
 	T_RUN(test_defaults);
@@ -333,4 +366,5 @@ void t_main(void)
 	T_RUN(test_round_trip);
 	T_RUN(test_names);
 	T_RUN(test_resolve);
+	T_RUN(test_rate_limit);
 }
