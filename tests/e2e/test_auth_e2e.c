@@ -158,6 +158,19 @@ static void test_keys_while_running(void)
 	T_EQ_INT(req("POST", "/v1/functions/echo/invoke", k_echo, "{}", NULL), 200);
 }
 
+/* the CLI clients send $THAW_API_KEY */
+static void test_cli_client_key(void)
+{
+	NEED_SERVER();
+	char cmd[1200];
+	snprintf(cmd, sizeof cmd, "%s invoke echo --input '{\"v\":7}' --url http://127.0.0.1:%d "
+		 ">/dev/null 2>&1", bin(), srv.port);
+	T_CHECK(WEXITSTATUS(system(cmd)) == 1);   /* no key: 401 */
+	snprintf(cmd, sizeof cmd, "THAW_API_KEY=%s %s invoke echo --input '{\"v\":7}' --url "
+		 "http://127.0.0.1:%d 2>/dev/null | grep -q '\"v\"'", k_echo, bin(), srv.port);
+	T_EQ_INT(WEXITSTATUS(system(cmd)), 0);
+}
+
 static void test_key_burst_429(void)
 {
 	NEED_SERVER();
@@ -293,6 +306,7 @@ void t_main(void)
 	T_RUN(test_health_open);
 	T_RUN(test_scopes);
 	T_RUN(test_keys_while_running);
+	T_RUN(test_cli_client_key);
 	T_RUN(test_key_burst_429);
 	T_RUN(test_function_limit);
 	T_RUN(test_audit);
