@@ -81,5 +81,7 @@ int rt_api_register(rt_server *srv)
 		rc = rt_api_v2_register(srv);
 	if (rc == 0)
 		rc = rt_api_jobs_register(srv);
+	if (rc == 0)
+		rc = rt_api_keys_register(srv);
 	return rc;
 }

@@ -16,5 +16,6 @@ int rt_api_kind_known(const char *kind, void *ud);
 int rt_api_fn_register(rt_server *srv);
 int rt_api_v2_register(rt_server *srv);
 int rt_api_jobs_register(rt_server *srv);
+int rt_api_keys_register(rt_server *srv);   /* rt_api_keys.c: /v1/keys (admin) */
 
 #endif

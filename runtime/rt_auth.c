@@ -340,6 +340,9 @@ rt_auth_need rt_auth_route_need(const char *method, const char *route, const cha
 		{"GET", "/v2/models/{m}/stats", "v2.stats", RT_AUTH_READ_FN},
 		{"POST", "/v2/models/{m}/infer", "infer", RT_AUTH_INVOKE},
 		{"POST", "/v2/models/{m}/versions/{v}/infer", "infer", RT_AUTH_INVOKE},
+		{"POST", "/v1/keys", "key.create", RT_AUTH_ADMIN},
+		{"GET", "/v1/keys", "keys.list", RT_AUTH_ADMIN},
+		{"DELETE", "/v1/keys/{id}", "key.revoke", RT_AUTH_ADMIN},
 		{"POST", "/v2/repository/models/{m}/load", "load", RT_AUTH_ADMIN},
 		{"POST", "/v2/repository/models/{m}/unload", "unload", RT_AUTH_ADMIN},
 	};

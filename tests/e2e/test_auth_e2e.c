@@ -158,6 +158,43 @@ static void test_keys_while_running(void)
 	T_EQ_INT(req("POST", "/v1/functions/echo/invoke", k_echo, "{}", NULL), 200);
 }
 
+/* /v1/keys: admin only; the key appears once, in the 201 answer */
+static void test_keys_http(void)
+{
+	NEED_SERVER();
+	char adm[128], nk[128] = "", id[16] = "", path[64];
+	T_EQ_INT(cli("keys create --scope admin", adm, sizeof adm, NULL, 0), 0);
+	T_EQ_INT(req("POST", "/v1/keys", k_echo, "{\"scopes\":[\"invoke:echo\"]}", NULL), 403);
+	T_EQ_INT(req("POST", "/v1/keys", adm, "{\"scopes\":[\"root\"]}", NULL), 400);
+	T_EQ_INT(req("POST", "/v1/keys", adm, "{\"scopes\":[]}", NULL), 400);
+	e2e_resp r;
+	T_EQ_INT(req("POST", "/v1/keys", adm, "{\"scopes\":[\"invoke:echo\"]}", &r), 201);
+	const char *p = r.body ? strstr(r.body, "\"key\":\"") : NULL;
+	T_CHECK(p != NULL);
+	if (p) {
+		p += 7;
+		size_t l = strcspn(p, "\"");
+		if (l < sizeof nk) {
+			memcpy(nk, p, l);
+			nk[l] = 0;
+		}
+	}
+	e2e_resp_free(&r);
+	T_CHECK(strncmp(nk, "thaw_", 5) == 0);
+	if (strncmp(nk, "thaw_", 5) != 0)
+		return;
+	key_id(nk, id);
+	T_EQ_INT(req("POST", "/v1/functions/echo/invoke", nk, "{}", NULL), 200);
+	T_EQ_INT(req("GET", "/v1/keys", adm, NULL, &r), 200);
+	T_CHECK(r.body && strstr(r.body, id) && !strstr(r.body, nk) && !strstr(r.body, "\"hash\""));
+	e2e_resp_free(&r);
+	T_EQ_INT(req("GET", "/v1/keys", k_metrics, NULL, NULL), 403);
+	snprintf(path, sizeof path, "/v1/keys/%s", id);
+	T_EQ_INT(req("DELETE", path, adm, NULL, NULL), 200);
+	T_EQ_INT(req("POST", "/v1/functions/echo/invoke", nk, "{}", NULL), 401);
+	T_EQ_INT(req("DELETE", path, adm, NULL, NULL), 404);
+}
+
 /* the CLI clients send $THAW_API_KEY */
 static void test_cli_client_key(void)
 {
@@ -306,6 +343,7 @@ void t_main(void)
 	T_RUN(test_health_open);
 	T_RUN(test_scopes);
 	T_RUN(test_keys_while_running);
+	T_RUN(test_keys_http);
 	T_RUN(test_cli_client_key);
 	T_RUN(test_key_burst_429);
 	T_RUN(test_function_limit);
