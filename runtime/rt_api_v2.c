@@ -13,6 +13,7 @@
  * unavailable, 504 timeout, 500 internal (Triton's mapping of its error codes). */
 #include <errno.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -105,6 +106,44 @@ static double read_elem(const unsigned char *p, const char *dt)
 	return p[0];   /* UINT8, BOOL */
 }
 
+/* the range [lo, hi) of an integer datatype (as doubles); 0 for floating-point ones */
+static int int_range(const char *dt, double *lo, double *hi)
+{
+	static const struct { const char *n; double lo, hi; } t[] = {
+		{"BOOL", 0, 2}, {"UINT8", 0, 256}, {"UINT16", 0, 65536}, {"UINT32", 0, 4294967296.0},
+		{"UINT64", 0, 18446744073709551616.0}, {"INT8", -128, 128}, {"INT16", -32768, 32768},
+		{"INT32", -2147483648.0, 2147483648.0},
+		{"INT64", -9223372036854775808.0, 9223372036854775808.0},
+	};
+	for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
+		if (strcmp(t[i].n, dt) == 0) {
+			*lo = t[i].lo;
+			*hi = t[i].hi;
+			return 1;
+		}
+	return 0;
+}
+
+/* double -> int64 / uint64 without undefined behaviour: clamped to the type's range (a
+ * 64-bit input near the top rounds up to 2^63 or 2^64 as a double) */
+static int64_t dbl_to_i64(double v)
+{
+	if (v >= 9223372036854775808.0)
+		return INT64_MAX;
+	if (v < -9223372036854775808.0)
+		return INT64_MIN;
+	return (int64_t)v;
+}
+
+static uint64_t dbl_to_u64(double v)
+{
+	if (v >= 18446744073709551616.0)
+		return UINT64_MAX;
+	if (v < 0)
+		return 0;
+	return (uint64_t)v;
+}
+
 /* flattens nested JSON arrays of numbers (or booleans) into t->v */
 static int flatten(const json_t *a, v2_tensor *t, size_t *k, int depth, char *err, size_t errlen)
 {
@@ -132,6 +171,11 @@ static int flatten(const json_t *a, v2_tensor *t, size_t *k, int depth, char *er
 	double v = json_is_boolean(a) ? (json_is_true(a) ? 1 : 0) : json_number_value(a);
 	if (strncmp(t->dtype, "FP", 2) != 0 && strcmp(t->dtype, "BF16") != 0 && v != floor(v)) {
 		snprintf(err, errlen, "input '%s': %s data must be integers", t->name, t->dtype);
+		return -EINVAL;
+	}
+	double lo, hi;
+	if (int_range(t->dtype, &lo, &hi) && !(v >= lo && v < hi)) {
+		snprintf(err, errlen, "input '%s': %s data out of range (%g)", t->name, t->dtype, v);
 		return -EINVAL;
 	}
 	t->v[(*k)++] = v;
@@ -316,7 +360,7 @@ static json_t *to_kind_input(v2_ctx *c, char *err, size_t errlen)
 		}
 		json_t *toks = json_array();
 		for (size_t k = 0; k < t->count; k++)
-			json_array_append_new(toks, json_integer((json_int_t)t->v[k]));
+			json_array_append_new(toks, json_integer((json_int_t)dbl_to_i64(t->v[k])));
 		json_t *o = json_pack("{s:o}", "tokens", toks);
 		json_t *params = json_object_get(c->req_json, "parameters");
 		static const char *keys[] = {"max_tokens", "temperature", "top_p", "seed", "stop", "logprobs"};
@@ -361,16 +405,53 @@ static int wanted(v2_ctx *c, const char *name, int *binary)
 	return 0;
 }
 
+/* double -> IEEE half (bf16 = 0) or bfloat16 bits, rounding to nearest even */
+static uint16_t double_to_half(double d, int bf16)
+{
+	float f = (float)d;
+	uint32_t u;
+	memcpy(&u, &f, 4);
+	if (bf16) {
+		if ((u & 0x7fffffffu) > 0x7f800000u)
+			return (uint16_t)((u >> 16) | 0x40);   /* NaN stays NaN */
+		return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1)) >> 16);
+	}
+	uint16_t sign = (uint16_t)((u >> 16) & 0x8000);
+	float a = fabsf(f);
+	if (a != a)
+		return sign | 0x7e00;
+	if (a >= 65520.0f)
+		return sign | 0x7c00;                     /* overflow -> Inf */
+	if (a < 6.103515625e-05f)                         /* subnormal: units of 2^-24 */
+		return sign | (uint16_t)lrintf(a * 16777216.0f);
+	int e;
+	float m = frexpf(a, &e);                          /* a = m * 2^e, m in [0.5, 1) */
+	long man = lrintf((m * 2.0f - 1.0f) * 1024.0f);
+	int exp = e - 1 + 15;
+	if (man == 1024) {
+		man = 0;
+		exp++;
+	}
+	return sign | (uint16_t)(exp << 10) | (uint16_t)man;
+}
+
 static void write_elem(unsigned char *p, const char *dt, double v)
 {
+	if (!strcmp(dt, "FP16") || !strcmp(dt, "BF16")) {
+		uint16_t h = double_to_half(v, dt[0] == 'B');
+		memcpy(p, &h, 2);
+		return;
+	}
 	if (!strcmp(dt, "FP32")) { float f = (float)v; memcpy(p, &f, 4); }
 	else if (!strcmp(dt, "FP64")) memcpy(p, &v, 8);
-	else if (!strcmp(dt, "INT64")) { int64_t x = (int64_t)v; memcpy(p, &x, 8); }
+	else if (!strcmp(dt, "INT64")) { int64_t x = dbl_to_i64(v); memcpy(p, &x, 8); }
 	else if (!strcmp(dt, "INT32")) { int32_t x = (int32_t)v; memcpy(p, &x, 4); }
-	else if (!strcmp(dt, "INT16") || !strcmp(dt, "UINT16")) { int16_t x = (int16_t)v; memcpy(p, &x, 2); }
+	else if (!strcmp(dt, "INT16")) { int16_t x = (int16_t)v; memcpy(p, &x, 2); }
+	else if (!strcmp(dt, "UINT16")) { uint16_t x = (uint16_t)v; memcpy(p, &x, 2); }
 	else if (!strcmp(dt, "UINT32")) { uint32_t x = (uint32_t)v; memcpy(p, &x, 4); }
-	else if (!strcmp(dt, "UINT64")) { uint64_t x = (uint64_t)v; memcpy(p, &x, 8); }
-	else p[0] = (unsigned char)(int)v;
+	else if (!strcmp(dt, "UINT64")) { uint64_t x = dbl_to_u64(v); memcpy(p, &x, 8); }
+	else if (!strcmp(dt, "INT8")) p[0] = (unsigned char)(int8_t)(v < -128 ? -128 : v > 127 ? 127 : v);
+	else p[0] = (unsigned char)(v < 0 ? 0 : v > 255 ? 255 : v);   /* UINT8, BOOL */
 }
 
 /* sends the response with outputs (JSON data, or binary where asked) */
@@ -400,7 +481,7 @@ static void send_outputs(rt_req *req, v2_ctx *c, uint32_t rev, v2_out *outs, int
 			int is_float = !strncmp(outs[i].dtype, "FP", 2);
 			for (size_t k = 0; k < outs[i].count; k++)
 				json_array_append_new(data, is_float ? json_real(outs[i].v[k]) :
-							json_integer((json_int_t)outs[i].v[k]));
+							json_integer((json_int_t)dbl_to_i64(outs[i].v[k])));
 			json_object_set_new(o, "data", data);
 		}
 		json_array_append_new(arr, o);
