@@ -151,7 +151,8 @@ fuzz:
 	@for f in $(FUZZ_SRC); do n=$$(basename $$f .c); \
 	  clang -std=c11 -D_GNU_SOURCE -O1 -g -I. -fsanitize=fuzzer,address,undefined $$f build-fuzz/libthaw.a $(LIBS) -o build-fuzz/$$n || exit 1; \
 	  mkdir -p build-fuzz/corpus-$$n; \
-	  build-fuzz/$$n -max_total_time=$(FUZZ_SECONDS) build-fuzz/corpus-$$n tests/fuzz/corpus/$${n#fuzz_} || exit 1; done
+	  d=tests/fuzz/$${n#fuzz_}.dict; dict=; [ -f $$d ] && dict=-dict=$$d; \
+	  build-fuzz/$$n -max_total_time=$(FUZZ_SECONDS) $$dict build-fuzz/corpus-$$n tests/fuzz/corpus/$${n#fuzz_} || exit 1; done
 
 clean:
 	rm -rf build build-cuda build-asan build-fuzz
