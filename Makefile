@@ -152,7 +152,7 @@ fuzz:
 	  clang -std=c11 -D_GNU_SOURCE -O1 -g -I. -fsanitize=fuzzer,address,undefined $$f build-fuzz/libthaw.a $(LIBS) -o build-fuzz/$$n || exit 1; \
 	  mkdir -p build-fuzz/corpus-$$n; \
 	  d=tests/fuzz/$${n#fuzz_}.dict; dict=; [ -f $$d ] && dict=-dict=$$d; \
-	  build-fuzz/$$n -max_total_time=$(FUZZ_SECONDS) $$dict build-fuzz/corpus-$$n tests/fuzz/corpus/$${n#fuzz_} || exit 1; done
+	  UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 build-fuzz/$$n -max_total_time=$(FUZZ_SECONDS) $$dict build-fuzz/corpus-$$n tests/fuzz/corpus/$${n#fuzz_} || exit 1; done
 
 clean:
 	rm -rf build build-cuda build-asan build-fuzz
