@@ -135,6 +135,10 @@ static void h_put(rt_req *req, void *ud)
 		rt_req_reply_error(req, rc == -ENOENT ? 400 : 500, "%s", err);
 		return;
 	}
+	if (m.rate_limit_rps > 0)
+		srv->fn_rate_limits = 1;
+	if (strcmp(name, "echo") == 0)
+		srv->echo_deployed = 1;
 	rt_sched_deployed(srv->sched, name);
 	rt_api_reply_json(req, existed ? 200 : 201, function_json(srv, name));
 }
@@ -189,6 +193,8 @@ static void h_delete(rt_req *req, void *ud)
 		return;
 	}
 	rt_sched_deleted(srv->sched, name);
+	if (strcmp(name, "echo") == 0)
+		srv->echo_deployed = 0;
 	rt_api_reply_json(req, 200, json_pack("{s:s}", "deleted", name));
 }
 
@@ -234,8 +240,7 @@ static void h_invoke(rt_req *req, void *ud)
 {
 	rt_server *srv = ud;
 	const char *name = rt_req_param(req, "name");
-	rt_revision_info info;
-	if (strcmp(name, "echo") == 0 && rt_registry_get(srv->reg, "echo", &info) == -ENOENT) {
+	if (strcmp(name, "echo") == 0 && !srv->echo_deployed) {
 		invoke_builtin_echo(req);
 		return;
 	}

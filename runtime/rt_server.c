@@ -115,6 +115,23 @@ int rt_server_init(rt_server *srv, uv_loop_t *loop, const rt_server_config *cfg)
 	if (cfg->dev)
 		rt_logf(RT_LOG_WARN, "DEV MODE (--dev): API keys are NOT checked; anyone who can reach "
 			"this server can deploy, delete and invoke. Never use --dev outside local development.");
+	/* what the hot path would otherwise ask SQLite on every call */
+	{
+		rt_registry_entry *e = NULL;
+		size_t n = 0;
+		rt_revision_info *ri = malloc(sizeof *ri);
+		if (ri && rt_registry_list(srv->reg, &e, &n) == 0)
+			for (size_t i = 0; i < n; i++) {
+				if (strcmp(e[i].name, "echo") == 0)
+					srv->echo_deployed = 1;
+				for (uint32_t r = 1; r <= e[i].latest_rev; r++)
+					if (rt_registry_get_revision(srv->reg, e[i].name, r, ri) == 0 &&
+					    ri->manifest.rate_limit_rps > 0)
+						srv->fn_rate_limits = 1;
+			}
+		free(e);
+		free(ri);
+	}
 	rc = rt_sched_new(loop, srv->reg, srv->metrics, &cfg->sched, &srv->sched);
 	if (rc < 0) {
 		rt_logf(RT_LOG_ERROR, "cannot start the device lanes: %s", strerror(-rc));

@@ -41,6 +41,8 @@ typedef struct rt_server {
 	struct rt_auth *auth;        /* API keys (rt_access.c) */
 	struct rt_limiter *limiter;  /* rate-limit buckets */
 	struct rt_audit *audit;      /* audit log */
+	int echo_deployed;           /* a function named "echo" is in the registry (else built in) */
+	int fn_rate_limits;          /* some revision has a "rate_limit": check it per call */
 	rt_metric_family *m_requests, *m_duration, *m_connections;
 	int draining;
 	uint64_t started_ns;
