@@ -20,7 +20,7 @@ trap cleanup EXIT INT TERM
 sed "s/__PORT__/$NP/" bench/nginx.conf > "$work/nginx.conf"
 "$NGINX" -p "$work" -c "$work/nginx.conf" 2>"$work/nginx.err" &
 npid=$!
-"$THAW_BIN" serve --dev --host 127.0.0.1 --port "$TP" --data "$work/data" --no-access-log 2>"$work/thaw.err" &
+"$THAW_BIN" serve --dev --host 127.0.0.1 --port "$TP" --data "$work/data" --no-access-log --no-audit 2>"$work/thaw.err" &
 tpid=$!
 sleep 0.5
 curl -sf -X POST -d '{}' "http://127.0.0.1:$TP/v1/functions/echo/invoke" >/dev/null || { echo "thaw did not start"; cat "$work/thaw.err"; exit 1; }

@@ -22,6 +22,10 @@ int rt_access_init(rt_server *srv, char *err, size_t errlen)
 	srv->limiter = rt_limiter_new(LIMITER_MAX_BUCKETS);
 	if (!srv->limiter)
 		return rt_errf(err, errlen, -ENOMEM, "out of memory");
+	if (srv->cfg.no_audit) {
+		rt_logf(RT_LOG_WARN, "audit log off (--no-audit): invocations and admin actions are not recorded");
+		return 0;
+	}
 	return rt_audit_open(srv->cfg.data_dir, srv->cfg.audit_max_bytes, srv->cfg.audit_days,
 			     &srv->audit, err, errlen);
 }
