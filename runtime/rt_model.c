@@ -214,12 +214,8 @@ int rt_image_copy(const rt_image *src, pool_gpu *gpu, rt_image **out, char *err,
 	snprintf(err, errlen, "image copy between host and GPU: built without CUDA");
 	goto fail;
 #endif
-	/* the tensor table over the new base: re-read from the snapshot's index */
-	snap_file *f = NULL;
-	rc = snap_open(&f, src->path, err, errlen);
-	if (rc == 0)
-		rc = snap_table_make(f, img->data, img->device, &img->table);
-	snap_close(f);
+	/* the same tensor table over the new base (no second read of the snapshot) */
+	rc = snap_table_rebase(src->table, img->data, img->device, &img->table);
 	if (rc < 0)
 		goto fail;
 	snprintf(img->path, sizeof img->path, "%s", src->path);

@@ -1057,9 +1057,6 @@ static void begin_load(inst *in)
 	in->t_load0 = rt_now_ns();
 	in->t_restore_done = 0;
 	in->tier = in->host_img ? 1 : 0;
-	if (in->state == ST_HOST && in->host_img) {
-		/* leaving the host tier's LRU while loading; stays counted until warm on CPU */
-	}
 	uv_timer_stop(&in->idle_timer);
 	set_state(in, ST_LOADING);
 	in->dev = NULL;

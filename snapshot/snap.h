@@ -218,6 +218,9 @@ typedef struct snap_table {
 /* snap_table_make builds a table of every tensor at base (a restored image) that does not
  * depend on f (deep copy). base is not owned. -ENOMEM. */
 int snap_table_make(const snap_file *f, void *base, int device, snap_table **out);
+/* snap_table_rebase makes a copy of t whose tensors point into base on device instead (the same
+ * image copied elsewhere: host tier <-> GPU), without reading the snapshot again. -ENOMEM. */
+int snap_table_rebase(const snap_table *t, void *base, int device, snap_table **out);
 const snap_table_entry *snap_table_find(const snap_table *t, const char *name);
 void snap_table_free(snap_table *t);
 

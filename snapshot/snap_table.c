@@ -46,6 +46,35 @@ int snap_table_make(const snap_file *f, void *base, int device, snap_table **out
 	return 0;
 }
 
+int snap_table_rebase(const snap_table *t, void *base, int device, snap_table **out)
+{
+	/* the table is one allocation laid out as snap_table_make lays it: copy it whole, then
+	 * move every internal pointer by the block's displacement and every data pointer to base */
+	size_t sz = sizeof(snap_table) + t->n * sizeof(snap_table_entry) + strlen(t->metadata_json) + 1 +
+		    strlen(t->kind) + 1;
+	for (size_t i = 0; i < t->n; i++)
+		sz += strlen(t->t[i].name) + 1;
+	snap_table *c = malloc(sz);
+	*out = NULL;
+	if (!c)
+		return -ENOMEM;
+	memcpy(c, t, sz);
+	const char *ob = (const char *)t;
+	char *nb = (char *)c;
+	c->t = (snap_table_entry *)(c + 1);
+	for (size_t i = 0; i < c->n; i++) {
+		snap_table_entry *e = &c->t[i];
+		e->name = nb + (e->name - ob);
+		e->data = base && t->base ? (uint8_t *)base + ((uint8_t *)t->t[i].data - (uint8_t *)t->base) : NULL;
+	}
+	c->metadata_json = nb + (t->metadata_json - ob);
+	c->kind = nb + (t->kind - ob);
+	c->base = base;
+	c->device = device;
+	*out = c;
+	return 0;
+}
+
 const snap_table_entry *snap_table_find(const snap_table *t, const char *name)
 {
 	for (size_t i = 0; t && name && i < t->n; i++)

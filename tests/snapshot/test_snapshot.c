@@ -398,7 +398,29 @@ static void test_transform(void)
 	T_EQ_STR(t->kind, "mlp");
 	T_CHECK(strstr(t->metadata_json, "int8-rowwise") != NULL);
 	T_CHECK(snap_table_find(t, "nope") == NULL);
-	snap_table_free(t);
+	/* rebase: the image copied elsewhere (host tier <-> GPU) gets the same table over the copy */
+	uint8_t *img2 = malloc(t->image_size);
+	memcpy(img2, img, t->image_size);
+	snap_table *t2;
+	T_EQ_INT(snap_table_rebase(t, img2, 3, &t2), 0);
+	T_EQ_INT(t2->n, t->n);
+	T_EQ_INT(t2->device, 3);
+	T_CHECK(t2->base == img2);
+	T_EQ_STR(t2->kind, "mlp");
+	T_EQ_STR(t2->metadata_json, t->metadata_json);
+	for (size_t i = 0; i < t->n; i++) {
+		T_EQ_STR(t2->t[i].name, t->t[i].name);
+		T_CHECK(t2->t[i].name != t->t[i].name);   /* its own strings, not the original's */
+		T_EQ_STR(t2->t[i].dtype, t->t[i].dtype);
+		T_EQ_INT(t2->t[i].nbytes, t->t[i].nbytes);
+		T_CHECK((uint8_t *)t2->t[i].data - img2 == (uint8_t *)t->t[i].data - img);
+		T_CHECK(memcmp(t2->t[i].data, t->t[i].data, t->t[i].nbytes) == 0);
+	}
+	snap_table_free(t);   /* the rebased copy stands alone */
+	e = snap_table_find(t2, "emb.weight");
+	T_CHECK(e && (uint8_t *)e->data >= img2 && memcmp(e->data, model[0].data, model[0].nbytes) == 0);
+	snap_table_free(t2);
+	free(img2);
 	free(img);
 
 	/* a failing hook stops the pack with its message, and leaves no file */
