@@ -2,6 +2,7 @@
  * open/close, and the op entry points that check their arguments and dispatch to the device's
  * backend (kernels/cpu/ or kernels/cuda/). */
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -425,4 +426,68 @@ void kern_graph_free(kern_dev *d, kern_graph *g)
 {
 	if (g && d->be->graph_free)
 		d->be->graph_free(d->b, g);
+}
+
+/* ---- training ops ---- */
+
+int kern_gemm(kern_dev *d, int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha,
+	      const float *a, const float *b, float beta, float *c)
+{
+	if (m < 0 || n < 0 || k < 0 || (ta != 0 && ta != 1) || (tb != 0 && tb != 1) ||
+	    m > INT32_MAX || n > INT32_MAX || k > INT32_MAX || !isfinite(alpha) || !isfinite(beta))
+		return -EINVAL;
+	if (!m || !n)
+		return 0;
+	if (!d->be->gemm)
+		return -ENOTSUP;
+	return d->be->gemm(d->b, ta, tb, m, n, k, alpha, a, b, beta, c);
+}
+
+int kern_act_grad(kern_dev *d, float *g, const float *z, int64_t n, kern_act act)
+{
+	if (n < 0 || (unsigned)act > KERN_ACT_SILU)
+		return -EINVAL;
+	if (!d->be->act_grad)
+		return -ENOTSUP;
+	return n ? d->be->act_grad(d->b, g, z, n, act) : 0;
+}
+
+int kern_xent_grad(kern_dev *d, const float *x, const float *lab, int64_t m, int64_t n,
+		   float scale, float *grad, float *loss, float *correct)
+{
+	if (m < 0 || n <= 0 || n > INT32_MAX || !isfinite(scale))
+		return -EINVAL;
+	if (!d->be->xent_grad)
+		return -ENOTSUP;
+	return m ? d->be->xent_grad(d->b, x, lab, m, n, scale, grad, loss, correct) : 0;
+}
+
+int kern_mse_grad(kern_dev *d, const float *x, const float *t, int64_t m, int64_t n, float scale,
+		  float *grad, float *loss)
+{
+	if (m < 0 || n <= 0 || !isfinite(scale))
+		return -EINVAL;
+	if (!d->be->mse_grad)
+		return -ENOTSUP;
+	return m ? d->be->mse_grad(d->b, x, t, m, n, scale, grad, loss) : 0;
+}
+
+int kern_col_sum(kern_dev *d, const float *x, int64_t m, int64_t n, float alpha, float beta,
+		 float *out)
+{
+	if (m < 0 || n < 0 || !isfinite(alpha) || !isfinite(beta))
+		return -EINVAL;
+	if (!d->be->col_sum)
+		return -ENOTSUP;
+	return n ? d->be->col_sum(d->b, x, m, n, alpha, beta, out) : 0;
+}
+
+int kern_adam(kern_dev *d, float *p, float *mo, float *v, const float *g, int64_t n, float lr,
+	      float b1, float b2, float eps)
+{
+	if (n < 0 || !isfinite(lr) || !(b1 >= 0 && b1 < 1) || !(b2 >= 0 && b2 < 1) || !(eps > 0))
+		return -EINVAL;
+	if (!d->be->adam)
+		return -ENOTSUP;
+	return n ? d->be->adam(d->b, p, mo, v, g, n, lr, b1, b2, eps) : 0;
 }

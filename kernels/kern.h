@@ -160,6 +160,40 @@ int kern_argmax(kern_dev *d, const float *x, int64_t m, int64_t n, int32_t *out,
 int kern_sample(kern_dev *d, const float *x, int64_t m, int64_t n, float temp, int top_k,
 		float top_p, const float *u, int32_t *out, float *logprob);
 
+/* ---- training ops (the finetune job's steps on a device, issue 6) ---- */
+
+/* kern_gemm: c[m, n] = alpha * op(a) . op(b) + beta * c, all F32 row-major. op(a) is [m, k]:
+ * a is stored [m, k] (ta == 0) or [k, m] (ta == 1, used transposed); op(b) is [k, n]: b is
+ * stored [k, n] (tb == 0) or [n, k] (tb == 1). beta == 0: c is only written (may hold NaN).
+ * With a = dZ, b = X this gives dW = dZ^T . X (ta = 1), and dX = dZ . W (both 0). GPU: cuBLAS
+ * SGEMM (F32, no TF32). c must not overlap a or b. */
+int kern_gemm(kern_dev *d, int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha,
+	      const float *a, const float *b, float beta, float *c);
+/* kern_act_grad: g[i] *= act'(z[i]) over n elements (the backward pass of an activation
+ * applied to pre-activations z); GELU is the exact (erf) one. g and z must not overlap. */
+int kern_act_grad(kern_dev *d, float *g, const float *z, int64_t n, kern_act act);
+/* kern_xent_grad: softmax cross-entropy of logits x[m, n] against labels lab[m] (class indices
+ * stored as F32): loss[i] = -log softmax(x_i)[lab_i], correct[i] = 1 when the row's argmax
+ * (lowest index on ties) is lab_i else 0, and, when grad is not NULL, grad[m, n] =
+ * (softmax(x_i) - onehot(lab_i)) * scale. A label that is not an integer in 0..n-1 gives a NaN
+ * loss, correct 0 and the softmax (no one-hot) as gradient. loss and correct may be NULL. */
+int kern_xent_grad(kern_dev *d, const float *x, const float *lab, int64_t m, int64_t n,
+		   float scale, float *grad, float *loss, float *correct);
+/* kern_mse_grad: mean squared error of x[m, n] against targets t[m, n]: loss[i] =
+ * mean_j (x - t)^2 and, when grad is not NULL, grad = 2 (x - t) / n * scale. loss may be NULL. */
+int kern_mse_grad(kern_dev *d, const float *x, const float *t, int64_t m, int64_t n, float scale,
+		  float *grad, float *loss);
+/* kern_col_sum: out[j] = alpha * sum_i x[i, j] + beta * out[j] over x[m, n] (a bias gradient);
+ * beta == 0: out is only written. */
+int kern_col_sum(kern_dev *d, const float *x, int64_t m, int64_t n, float alpha, float beta,
+		 float *out);
+/* kern_adam: one Adam update of n parameters p with gradient g and moments mo, v (all F32,
+ * updated in place): mo = b1 mo + (1 - b1) g; v = b2 v + (1 - b2) g^2;
+ * p -= lr * mo / (sqrt(v) + eps). lr is the step size with the bias corrections already folded
+ * in by the caller. */
+int kern_adam(kern_dev *d, float *p, float *mo, float *v, const float *g, int64_t n, float lr,
+	      float b1, float b2, float eps);
+
 /* CUDA graphs: ops issued between kern_graph_begin and kern_graph_end are captured (not run)
  * into a graph that kern_graph_launch replays. Buffers and shapes are baked in; values in
  * device memory (positions, tokens) may change between launches. CPU devices return -ENOTSUP

@@ -54,6 +54,18 @@ typedef struct kern_backend {
 	int (*graph_end)(void *b, void **g);
 	int (*graph_launch)(void *b, void *g);
 	void (*graph_free)(void *b, void *g);
+	/* training ops (after the graph entries: the CUDA table is positional) */
+	int (*gemm)(void *b, int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha,
+		    const float *a, const float *bm, float beta, float *c);
+	int (*act_grad)(void *b, float *g, const float *z, int64_t n, kern_act act);
+	int (*xent_grad)(void *b, const float *x, const float *lab, int64_t m, int64_t n, float scale,
+			 float *grad, float *loss, float *correct);
+	int (*mse_grad)(void *b, const float *x, const float *t, int64_t m, int64_t n, float scale,
+			float *grad, float *loss);
+	int (*col_sum)(void *b, const float *x, int64_t m, int64_t n, float alpha, float beta,
+		       float *out);
+	int (*adam)(void *b, float *p, float *mo, float *v, const float *g, int64_t n, float lr,
+		    float b1, float b2, float eps);
 } kern_backend;
 
 struct kern_dev {

@@ -237,4 +237,10 @@ const kern_backend kern_cpu_backend = {
 	.softmax = cpu_softmax,
 	.argmax = kcpu_argmax,
 	.sample = kcpu_sample,
+	.gemm = kcpu_gemm,
+	.act_grad = kcpu_act_grad,
+	.xent_grad = kcpu_xent_grad,
+	.mse_grad = kcpu_mse_grad,
+	.col_sum = kcpu_col_sum,
+	.adam = kcpu_adam,
 };

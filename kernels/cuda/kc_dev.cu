@@ -170,4 +170,5 @@ extern "C" const kern_backend kern_cuda_backend = {
 	kc_cast_f32, kc_linear, kc_linear_add, kc_linear_multi, kc_swiglu, kc_rope_kv, kc_embed, kc_rmsnorm, kc_rope, kc_kv_store, kc_attention,
 	kc_silu_mul, kc_bias_act, kc_add, kc_softmax, kc_argmax, kc_sample,
 	kc_graph_begin, kc_graph_end, kc_graph_launch, kc_graph_free,
+	kc_gemm_t, kc_act_grad, kc_xent_grad, kc_mse_grad, kc_col_sum, kc_adam,
 };

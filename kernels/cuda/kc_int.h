@@ -190,5 +190,17 @@ int kc_softmax(void *b, float *x, int64_t m, int64_t n);
 int kc_argmax(void *b, const float *x, int64_t m, int64_t n, int32_t *out, float *lp);
 int kc_sample(void *b, const float *x, int64_t m, int64_t n, float temp, int top_k, float top_p,
 	      const float *u, int32_t *out, float *lp);
+/* training ops */
+int kc_gemm_t(void *b, int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha,
+	      const float *a, const float *bm, float beta, float *c);
+int kc_act_grad(void *b, float *g, const float *z, int64_t n, kern_act act);
+int kc_xent_grad(void *b, const float *x, const float *lab, int64_t m, int64_t n, float scale,
+		 float *grad, float *loss, float *correct);
+int kc_mse_grad(void *b, const float *x, const float *t, int64_t m, int64_t n, float scale,
+		float *grad, float *loss);
+int kc_col_sum(void *b, const float *x, int64_t m, int64_t n, float alpha, float beta,
+	       float *out);
+int kc_adam(void *b, float *p, float *mo, float *v, const float *g, int64_t n, float lr,
+	    float b1, float b2, float eps);
 }
 #endif
