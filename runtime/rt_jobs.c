@@ -447,8 +447,11 @@ static jrun *find_run(rt_jobs *J, int64_t id)
 json_t *rt_jobs_get_json(rt_jobs *J, int64_t id)
 {
 	jrun *r = find_run(J, id);
-	if (r)
-		return row_json(&r->row);   /* the live figures */
+	if (r) {
+		json_t *o = row_json(&r->row);   /* the live figures */
+		json_object_set_new(o, "lane", json_string(rt_lane_name(r->jl->lane)));
+		return o;
+	}
 	jrow row;
 	if (row_load(J, id, &row) < 0)
 		return NULL;
@@ -1313,11 +1316,29 @@ static void pick(rt_jobs *J)
 		jrow row;
 		if (row_load(J, ids[i], &row) < 0)
 			continue;
-		rt_lane *lane = rt_sched_lane_find(J->sched, row.device);
+		rt_lane *lane = NULL;
 		jlane *jl = NULL;
-		for (int k = 0; k < J->nlanes; k++)
-			if (J->lanes[k].lane == lane)
-				jl = &J->lanes[k];
+		if (strcmp(row.device, "auto") == 0) {
+			/* the free lane whose schedule allows it with the least serving work: jobs
+			 * spread over idle GPUs (rt_sched_lane_score) */
+			int best = -1;
+			for (int k = 0; k < J->nlanes; k++) {
+				int sc = rt_sched_lane_score(J->sched, k);
+				if (J->lanes[k].run || sc < 0 ||
+				    !schedule_allows_now(J, &row, J->lanes[k].lane))
+					continue;
+				if (best < 0 || sc < rt_sched_lane_score(J->sched, best))
+					best = k;
+			}
+			if (best >= 0)
+				jl = &J->lanes[best];
+			lane = jl ? jl->lane : NULL;
+		} else {
+			lane = rt_sched_lane_find(J->sched, row.device);
+			for (int k = 0; k < J->nlanes; k++)
+				if (J->lanes[k].lane == lane)
+					jl = &J->lanes[k];
+		}
 		if (!jl || jl->run || !schedule_allows_now(J, &row, lane)) {
 			row_clear(&row);
 			continue;

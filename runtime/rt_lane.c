@@ -9,7 +9,8 @@
 #include "runtime/rt_log.h"
 
 struct rt_lane {
-	char name[32];
+	char name[32];            /* label: the scheduler's device name */
+	char spec[32];            /* device opened by the backend */
 	int cpu_threads;
 	kern_dev *dev;
 	int is_cuda;
@@ -54,7 +55,7 @@ static rt_work *pop(rt_work **head, rt_work **tail)
 static void *lane_main(void *arg)
 {
 	rt_lane *l = arg;
-	int rc = kern_dev_open(l->name, l->cpu_threads, &l->dev);
+	int rc = kern_dev_open(l->spec, l->cpu_threads, &l->dev);
 	pthread_mutex_lock(&l->mu);
 	l->started = 1;
 	l->start_rc = rc;
@@ -122,15 +123,22 @@ static void on_async_closed(uv_handle_t *h)
 
 int rt_lane_open(uv_loop_t *loop, const char *spec, int cpu_threads, rt_lane **out)
 {
+	return rt_lane_open_as(loop, spec, spec, cpu_threads, out);
+}
+
+int rt_lane_open_as(uv_loop_t *loop, const char *spec, const char *label, int cpu_threads,
+		    rt_lane **out)
+{
 	int rc;
 	rt_lane *l = calloc(1, sizeof *l);
 	if (!l)
 		return -ENOMEM;
-	if (strlen(spec) >= sizeof l->name) {
+	if (strlen(spec) >= sizeof l->spec || strlen(label) >= sizeof l->name) {
 		free(l);
 		return -EINVAL;
 	}
-	strcpy(l->name, spec);
+	strcpy(l->spec, spec);
+	strcpy(l->name, label);
 	l->cpu_threads = cpu_threads;
 	pthread_mutex_init(&l->mu, NULL);
 	pthread_cond_init(&l->cv, NULL);

@@ -31,6 +31,11 @@ struct rt_work {
  * the device is open; returns 0 or its negative errno (-ENODEV: no such device). */
 int rt_lane_open(uv_loop_t *loop, const char *spec, int cpu_threads, rt_lane **out);
 
+/* rt_lane_open_as is rt_lane_open with a label (rt_lane_name) other than the device spec: the
+ * scheduler's fake GPUs (--fake-gpus, tests only) are CPU lanes labelled "cuda:N". */
+int rt_lane_open_as(uv_loop_t *loop, const char *spec, const char *label, int cpu_threads,
+		    rt_lane **out);
+
 /* rt_lane_submit queues w (any thread). Returns -ESHUTDOWN after rt_lane_stop began. */
 int rt_lane_submit(rt_lane *l, rt_work *w);
 

@@ -8,10 +8,12 @@
  *   the host tier to the GPU if needed, kind.load) -> warm: run the held calls. */
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 #include "pool/pool_cuda.h"
@@ -19,6 +21,7 @@
 #include "runtime/rt_lane.h"
 #include "runtime/rt_log.h"
 #include "runtime/rt_model.h"
+#include "runtime/rt_place.h"
 #include "runtime/rt_sched.h"
 #include "snapshot/snap.h"
 
@@ -29,6 +32,7 @@ enum { ST_COLD, ST_LOADING, ST_HOST, ST_WARM, ST_EVICTING };
 typedef struct sdev {
 	char name[32];
 	int cuda;                 /* 1 for a GPU */
+	int accel;                /* 1 for a GPU or a fake GPU (--fake-gpus: a CPU lane, tests) */
 	int ordinal;
 	char model_name[128];
 	rt_lane *lane;
@@ -48,7 +52,12 @@ struct rt_call {
 	rt_call_result_fn cb;
 	void *ud;
 	uv_timer_t deadline;
-	int replied;
+	int replied;              /* set under mu: no emit starts after it */
+	pthread_mutex_t mu;
+	fn_header *headers;       /* copy of the request's headers (one allocation with the text) */
+	size_t n_headers;
+	fn_emit_fn emit;          /* the caller's stream receiver, or NULL */
+	void *emit_ctx;
 	int in_batch;
 	uint64_t t_arrive, t_start;
 };
@@ -58,8 +67,7 @@ typedef struct batch {
 	inst *in;
 	size_t n;
 	rt_call **calls;
-	json_t **ins, **outs;
-	fn_error *errs;
+	fn_call *fc;
 	int rc;
 } batch;
 
@@ -127,7 +135,7 @@ struct rt_sched {
 	int stopping;
 	rt_metrics *m;
 	rt_metric_family *m_inv, *m_inv_dur, *m_queue, *m_cold, *m_cold_dur, *m_state, *m_evict,
-		*m_mem, *m_busy;
+		*m_mem, *m_busy, *m_dev_inv, *m_dev_cold, *m_dev_fn;
 	void (*stopped)(void *);
 	void *stopped_ud;
 	int pending_handles;
@@ -264,6 +272,8 @@ static void dev_label_mem(rt_sched *s, sdev *d)
 	rt_metric_set(s->m_mem, (double)d->budget, 2, total);
 }
 
+static int dev_functions(rt_sched *s, const sdev *d);
+
 void rt_sched_update_gauges(rt_sched *s)
 {
 	uint64_t now = rt_now_ns();
@@ -278,6 +288,7 @@ void rt_sched_update_gauges(rt_sched *s)
 		d->wall_prev_ns = now;
 		const char *kv[] = {"device", d->name};
 		rt_metric_set(s->m_busy, d->busy_ratio, 1, kv);
+		rt_metric_set(s->m_dev_fn, dev_functions(s, d), 1, kv);
 		dev_label_mem(s, d);
 	}
 }
@@ -362,6 +373,8 @@ static void on_call_closed(uv_handle_t *h)
 {
 	rt_call *c = h->data;
 	json_decref(c->input);
+	free(c->headers);
+	pthread_mutex_destroy(&c->mu);
 	free(c);
 }
 
@@ -377,14 +390,74 @@ static void count_call(inst *in, int status)
 	snprintf(code, sizeof code, "%d", status);
 	const char *kv[] = {"function", in->name, "code", code};
 	rt_metric_add(in->s->m_inv, 1, 2, kv);
+	if (in->dev) {
+		const char *dkv[] = {"device", in->dev->name};
+		rt_metric_add(in->s->m_dev_inv, 1, 1, dkv);
+	}
 }
 
 /* replies an error for a call the scheduler answers itself */
+/* marks c answered (under its lock, so that no emit runs after); returns 0 when it already
+ * was */
+static int call_claim(rt_call *c)
+{
+	pthread_mutex_lock(&c->mu);
+	int first = !c->replied;
+	c->replied = 1;
+	pthread_mutex_unlock(&c->mu);
+	return first;
+}
+
+/* the emit the kind sees: forwards to the caller's while the call is unanswered */
+static int call_emit(void *ctx, json_t *chunk)
+{
+	rt_call *c = ctx;
+	pthread_mutex_lock(&c->mu);
+	int rc = c->replied ? -1 : c->emit(c->emit_ctx, chunk);
+	pthread_mutex_unlock(&c->mu);
+	return rc;
+}
+
+/* Headers never handed to functions: the caller's credentials for thaw itself. */
+static int header_withheld(const char *name)
+{
+	return strcasecmp(name, "Authorization") == 0 ||
+	       strcasecmp(name, "Proxy-Authorization") == 0;
+}
+
+/* copies req's headers (less the withheld ones) into c: one allocation */
+static int call_copy_headers(rt_call *c, const rt_req *req)
+{
+	size_t n = 0, text = 0;
+	if (!req)
+		return 0;
+	for (int i = 0; i < req->nheaders; i++)
+		if (!header_withheld(req->headers[i].name)) {
+			n++;
+			text += strlen(req->headers[i].name) + strlen(req->headers[i].value) + 2;
+		}
+	if (n == 0)
+		return 0;
+	c->headers = malloc(n * sizeof *c->headers + text);
+	if (!c->headers)
+		return -ENOMEM;
+	char *p = (char *)(c->headers + n);
+	for (int i = 0; i < req->nheaders; i++) {
+		if (header_withheld(req->headers[i].name))
+			continue;
+		size_t ln = strlen(req->headers[i].name) + 1, lv = strlen(req->headers[i].value) + 1;
+		fn_header *h = &c->headers[c->n_headers++];
+		h->name = memcpy(p, req->headers[i].name, ln);
+		h->value = memcpy(p + ln, req->headers[i].value, lv);
+		p += ln + lv;
+	}
+	return 0;
+}
+
 static void call_fail(rt_call *c, int status, const char *msg)
 {
-	if (c->replied)
+	if (!call_claim(c))
 		return;
-	c->replied = 1;
 	fn_error e = {.status = status};
 	snprintf(e.msg, sizeof e.msg, "%s", msg);
 	if (status == 503)
@@ -457,6 +530,13 @@ static void early_fail(rt_req *req, const char *name, uint32_t rev, rt_call_resu
 void rt_sched_invoke(rt_sched *s, rt_req *req, const char *name, uint32_t rev, json_t *input,
 		     rt_call_result_fn cb, void *ud)
 {
+	rt_sched_invoke_stream(s, req, name, rev, input, NULL, NULL, cb, ud);
+}
+
+void rt_sched_invoke_stream(rt_sched *s, rt_req *req, const char *name, uint32_t rev,
+			    json_t *input, fn_emit_fn emit, void *emit_ctx, rt_call_result_fn cb,
+			    void *ud)
+{
 	inst *in;
 	int rc;
 	if (rev == 0) {
@@ -487,15 +567,19 @@ void rt_sched_invoke(rt_sched *s, rt_req *req, const char *name, uint32_t rev, j
 		return;
 	}
 	rt_call *c = calloc(1, sizeof *c);
-	if (!c) {
+	if (!c || call_copy_headers(c, req) < 0) {
+		free(c);
 		early_fail(req, name, rev, cb, ud, input, 500, "out of memory");
 		return;
 	}
+	pthread_mutex_init(&c->mu, NULL);
 	c->in = in;
 	c->req = req;
 	c->input = input;
 	c->cb = cb;
 	c->ud = ud;
+	c->emit = emit;
+	c->emit_ctx = emit_ctx;
 	c->t_arrive = rt_now_ns();
 	uv_timer_init(s->loop, &c->deadline);
 	c->deadline.data = c;
@@ -533,7 +617,7 @@ static void run_batch(rt_lane *lane, rt_work *w)
 {
 	batch *b = (batch *)w;
 	(void)lane;
-	b->rc = rt_model_invoke(b->in->model, b->ins, b->outs, b->errs, b->n);
+	b->rc = rt_model_invoke(b->in->model, b->fc, b->n);
 }
 
 static void batch_done(rt_work *w)
@@ -544,13 +628,13 @@ static void batch_done(rt_work *w)
 	uint64_t now = rt_now_ns();
 	for (size_t i = 0; i < b->n; i++) {
 		rt_call *c = b->calls[i];
-		fn_error *e = &b->errs[i];
-		if (!b->outs[i] && e->status == 0)
+		fn_error *e = &b->fc[i].err;
+		json_t *out = b->fc[i].out;
+		if (!out && e->status == 0)
 			fn_err(e, 500, "function '%s' returned no output", in->name);
-		int status = b->outs[i] ? 200 : e->status;
-		if (!c->replied) {
-			c->replied = 1;
-			c->cb(c->req, in->name, in->rev, b->outs[i], b->outs[i] ? NULL : e, c->ud);
+		int status = out ? 200 : e->status;
+		if (call_claim(c)) {
+			c->cb(c->req, in->name, in->rev, out, out ? NULL : e, c->ud);
 			count_call(in, status);
 			const char *kv[] = {"function", in->name};
 			rt_metric_observe(s->m_inv_dur, (double)(now - c->t_arrive) / 1e9, 1, kv);
@@ -561,7 +645,7 @@ static void batch_done(rt_work *w)
 		} else {
 			in->n_fail++;
 		}
-		json_decref(b->outs[i]);
+		json_decref(out);
 		call_free(c);
 	}
 	in->n_batches++;
@@ -569,9 +653,7 @@ static void batch_done(rt_work *w)
 	in->batch_running = 0;
 	in->last_call_ms = wall_ms();
 	free(b->calls);
-	free(b->ins);
-	free(b->outs);
-	free(b->errs);
+	free(b->fc);
 	free(b);
 	settle(in);
 }
@@ -605,16 +687,12 @@ static void pump(inst *in)
 	batch *b = calloc(1, sizeof *b);
 	if (b) {
 		b->calls = calloc(n, sizeof *b->calls);
-		b->ins = calloc(n, sizeof *b->ins);
-		b->outs = calloc(n, sizeof *b->outs);
-		b->errs = calloc(n, sizeof *b->errs);
+		b->fc = calloc(n, sizeof *b->fc);
 	}
-	if (!b || !b->calls || !b->ins || !b->outs || !b->errs) {
+	if (!b || !b->calls || !b->fc) {
 		if (b) {
 			free(b->calls);
-			free(b->ins);
-			free(b->outs);
-			free(b->errs);
+			free(b->fc);
 			free(b);
 		}
 		fail_queue(in, 500, "out of memory");
@@ -636,7 +714,13 @@ static void pump(inst *in)
 		in->ns_queue_total += now - c->t_arrive;
 		rt_metric_observe(s->m_queue, (double)(now - c->t_arrive) / 1e9, 1, kv);
 		b->calls[i] = c;
-		b->ins[i] = c->input;
+		b->fc[i].in = c->input;
+		b->fc[i].headers = c->headers;
+		b->fc[i].n_headers = c->n_headers;
+		if (c->emit) {
+			b->fc[i].emit = call_emit;
+			b->fc[i].emit_ctx = c;
+		}
 	}
 	in->inflight += (int)n;
 	in->batch_running = 1;
@@ -645,8 +729,8 @@ static void pump(inst *in)
 	b->w.done = batch_done;
 	if (rt_lane_submit(in->dev->lane, &b->w) < 0) {
 		for (size_t i = 0; i < n; i++) {
-			b->errs[i].status = 503;
-			snprintf(b->errs[i].msg, sizeof b->errs[i].msg, "device %s is shutting down", in->dev->name);
+			b->fc[i].err.status = 503;
+			snprintf(b->fc[i].err.msg, sizeof b->fc[i].err.msg, "device %s is shutting down", in->dev->name);
 		}
 		batch_done(&b->w);
 	}
@@ -869,6 +953,8 @@ static void load_done(rt_work *w)
 	const char *tier = in->tier ? "host" : "disk";
 	const char *kv[] = {"function", in->name, "tier", tier};
 	rt_metric_add(s->m_cold, 1, 2, kv);
+	const char *dkv[] = {"device", in->dev->name, "tier", tier};
+	rt_metric_add(s->m_dev_cold, 1, 2, dkv);
 	rt_metric_observe(s->m_cold_dur, total, 1, kv);
 	char f[768];
 	int fl = snprintf(f, sizeof f,
@@ -974,63 +1060,77 @@ static void continue_load(inst *in)
 		load_failed(in, 500, "cannot queue the snapshot restore");
 }
 
-/* picks a device with room (evicting idle instances there if needed) and goes on */
+/* rule 5 of rt_place.h: work queued on the lane, calls running or held on its instances, cold
+ * starts under way there */
+static int dev_load(rt_sched *s, const sdev *d)
+{
+	int load = rt_lane_queued(d->lane);
+	for (inst *o = s->insts; o; o = o->next)
+		if (o->dev == d)
+			load += o->inflight + o->nq + (o->state == ST_LOADING);
+	return load;
+}
+
+/* instances loaded (or loading, or evicting) on d */
+static int dev_functions(rt_sched *s, const sdev *d)
+{
+	int n = 0;
+	for (inst *o = s->insts; o; o = o->next)
+		n += o->dev == d && (o->state == ST_WARM || o->state == ST_LOADING ||
+				     o->state == ST_EVICTING);
+	return n;
+}
+
+static int evictable_inst(const inst *o, const sdev *d)
+{
+	return o->dev == d && o->state == ST_WARM && !o->inflight && !o->nq && !o->batch_running &&
+	       o->info.manifest.min_scale < 1;
+}
+
+/* picks a device with room (evicting idle instances there if needed; rt_place.h says in which
+ * order devices are tried) and goes on */
 static void place(inst *in)
 {
 	rt_sched *s = in->s;
 	const rt_manifest *m = &in->info.manifest;
 	uint64_t need = in->image_bytes;
-	sdev *cands[MAX_DEVS];
-	int nc = 0;
+	rt_place_dev pd[MAX_DEVS];
+	int order[MAX_DEVS];
 	for (int i = 0; i < s->ndevs; i++) {
 		sdev *d = &s->devs[i];
-		if (m->device == RT_DEVICE_CPU && d->cuda)
-			continue;
-		if (m->device == RT_DEVICE_CUDA && (!d->cuda || d->ordinal != m->device_index))
-			continue;
-		cands[nc++] = d;
+		pd[i] = (rt_place_dev){.gpu = d->accel, .ordinal = d->ordinal, .budget = d->budget,
+				       .used = d->used, .load = dev_load(s, d)};
+		for (inst *o = s->insts; o; o = o->next)
+			if (evictable_inst(o, d))
+				pd[i].evictable += o->reserved;
 	}
-	/* auto: GPUs first (least used first), then the CPU */
-	for (int i = 0; i < nc; i++)
-		for (int k = i + 1; k < nc; k++)
-			if ((cands[k]->cuda && !cands[i]->cuda) ||
-			    (cands[k]->cuda == cands[i]->cuda && cands[k]->used < cands[i]->used)) {
-				sdev *t = cands[i];
-				cands[i] = cands[k];
-				cands[k] = t;
-			}
-	if (nc == 0) {
+	int want = m->device == RT_DEVICE_CPU ? RT_PLACE_CPU
+		   : m->device == RT_DEVICE_CUDA ? m->device_index : RT_PLACE_AUTO;
+	int nc = rt_place_order(pd, s->ndevs, need, want, order);
+	if (nc == 0 && rt_place_why(pd, s->ndevs, need, want) == -ENODEV) {
 		char msg[160];
 		snprintf(msg, sizeof msg, "device cuda:%d is not available on this node", m->device_index);
 		load_failed(in, 503, msg);
 		return;
 	}
 	for (int i = 0; i < nc; i++) {
-		sdev *d = cands[i];
-		if (need > d->budget)
-			continue;
+		sdev *d = &s->devs[order[i]];
+		uint64_t freeable = d->budget > d->used ? d->budget - d->used : 0;
+		if (freeable + pd[order[i]].evictable < need)
+			continue;     /* even evicting every idle instance there would not do */
 		/* free room: evict least recently used idle warm instances */
-		uint64_t freeable = d->budget - d->used;
-		int evictions = 0;
 		while (freeable < need) {
 			inst *lru = NULL;
 			for (inst *o = s->insts; o; o = o->next)
-				if (o->dev == d && o->state == ST_WARM && !o->inflight && !o->nq &&
-				    !o->batch_running && o->info.manifest.min_scale < 1 &&
-				    (!lru || o->last_used_ns < lru->last_used_ns))
+				if (evictable_inst(o, d) && (!lru || o->last_used_ns < lru->last_used_ns))
 					lru = o;
 			if (!lru)
 				break;
 			freeable += lru->reserved;
 			evict(lru, 1, "making room");
-			evictions++;
 		}
-		if (freeable < need && evictions == 0)
+		if (freeable < need)
 			continue;
-		if (freeable < need) {
-			/* evictions started but not enough; try the next device, else fail */
-			continue;
-		}
 		in->dev = d;
 		in->reserved = need;
 		d->used += need;
@@ -1302,12 +1402,16 @@ json_t *rt_sched_devices_json(rt_sched *s)
 	rt_sched_update_gauges(s);
 	for (int i = 0; i < s->ndevs; i++) {
 		sdev *d = &s->devs[i];
-		json_array_append_new(arr, json_pack("{s:s,s:s,s:s,s:I,s:I,s:f,s:i}", "device", d->name,
-						     "kind", d->cuda ? "cuda" : "cpu", "name", d->model_name,
-						     "memory_used", (json_int_t)d->used,
-						     "memory_total", (json_int_t)d->budget,
-						     "busy_ratio", d->busy_ratio,
-						     "queued", rt_lane_queued(d->lane)));
+		json_t *o = json_pack("{s:s,s:s,s:s,s:I,s:I,s:f,s:i,s:i}", "device", d->name,
+				      "kind", d->accel ? "cuda" : "cpu", "name", d->model_name,
+				      "memory_used", (json_int_t)d->used,
+				      "memory_total", (json_int_t)d->budget,
+				      "busy_ratio", d->busy_ratio,
+				      "queued", rt_lane_queued(d->lane),
+				      "functions", dev_functions(s, d));
+		if (d->accel && !d->cuda)
+			json_object_set_new(o, "fake", json_true());
+		json_array_append_new(arr, o);
 	}
 	return arr;
 }
@@ -1349,6 +1453,12 @@ int rt_sched_new(uv_loop_t *loop, rt_registry *reg, rt_metrics *m, const rt_sche
 				     "Weight memory on each device: used and total (the budget).", NULL, 0);
 	s->m_busy = rt_metrics_family(m, "thaw_lane_busy_ratio", RT_METRIC_GAUGE,
 				      "Share of time each device lane ran work since the last scrape.", NULL, 0);
+	s->m_dev_inv = rt_metrics_family(m, "thaw_device_invocations_total", RT_METRIC_COUNTER,
+					 "Invocations answered by instances on each device.", NULL, 0);
+	s->m_dev_cold = rt_metrics_family(m, "thaw_device_cold_starts_total", RT_METRIC_COUNTER,
+					  "Cold starts onto each device, by tier.", NULL, 0);
+	s->m_dev_fn = rt_metrics_family(m, "thaw_device_functions", RT_METRIC_GAUGE,
+					"Function instances loaded (or loading) on each device.", NULL, 0);
 	/* the CPU lane */
 	sdev *d = &s->devs[0];
 	snprintf(d->name, sizeof d->name, "cpu");
@@ -1369,6 +1479,7 @@ int rt_sched_new(uv_loop_t *loop, rt_registry *reg, rt_metrics *m, const rt_sche
 		pool_gpu_opts o = {.device = g};
 		snprintf(gd->name, sizeof gd->name, "cuda:%d", g);
 		gd->cuda = 1;
+		gd->accel = 1;
 		gd->ordinal = g;
 		rc = pool_gpu_open(&gd->gpu, &o, err, sizeof err);
 		if (rc == 0)
@@ -1392,6 +1503,27 @@ int rt_sched_new(uv_loop_t *loop, rt_registry *reg, rt_metrics *m, const rt_sche
 			gd->name, gd->model_name, (double)gd->budget / (1 << 30), pool_gpu_open_s(gd->gpu));
 		s->ndevs++;
 	}
+	/* tests only: CPU lanes that placement treats as GPUs cuda:0..N-1 (never next to real ones) */
+	int fakes = s->ndevs == 1 ? cfg->fake_gpus : 0;
+	for (int g = 0; g < fakes && s->ndevs < MAX_DEVS; g++) {
+		sdev *fd = &s->devs[s->ndevs];
+		snprintf(fd->name, sizeof fd->name, "cuda:%d", g);
+		snprintf(fd->model_name, sizeof fd->model_name, "fake GPU (CPU lane, tests)");
+		fd->accel = 1;
+		fd->ordinal = g;
+		fd->budget = cfg->fake_gpu_bytes;
+		rc = rt_lane_open_as(loop, "cpu", fd->name, cfg->cpu_threads, &fd->lane);
+		if (rc < 0) {
+			rt_logf(RT_LOG_ERROR, "fake GPU %s not opened: %s", fd->name, strerror(-rc));
+			memset(fd, 0, sizeof *fd);
+			break;
+		}
+		fd->wall_prev_ns = rt_now_ns();
+		s->ndevs++;
+	}
+	if (fakes > 0)
+		rt_logf(RT_LOG_WARN, "%d fake GPUs (CPU lanes with %.1f MiB of weight memory each), for "
+			"placement tests only", s->ndevs - 1, (double)cfg->fake_gpu_bytes / (1 << 20));
 	for (int i = 0; i < s->ndevs; i++)
 		dev_label_mem(s, &s->devs[i]);
 	*out = s;
@@ -1455,4 +1587,12 @@ rt_lane *rt_sched_lane_find(rt_sched *s, const char *spec)
 		if (strcmp(s->devs[i].name, spec) == 0)
 			return s->devs[i].lane;
 	return NULL;
+}
+
+int rt_sched_lane_score(rt_sched *s, int i)
+{
+	if (i < 0 || i >= s->ndevs)
+		return -1;
+	const sdev *d = &s->devs[i];
+	return (d->accel ? 0 : 1 << 20) + 4 * dev_load(s, d) + dev_functions(s, d);
 }

@@ -35,6 +35,9 @@ typedef struct rt_sched_config {
 	int cpu_threads;              /* CPU backend threads (0 = all cores) */
 	int decode_threads;           /* snapshot decode threads (0 = all cores) */
 	int no_gpu;                   /* do not open GPUs even when present */
+	int fake_gpus;                /* tests: N CPU lanes placed as GPUs cuda:0..N-1 when no real
+	                               * GPU is open (--fake-gpus N[:MiB]) */
+	uint64_t fake_gpu_bytes;      /* weight memory budget of each fake GPU */
 } rt_sched_config;
 
 /* rt_sched_config_defaults fills the defaults above from the RAM size and core count, bounded
@@ -73,6 +76,17 @@ void rt_sched_free(rt_sched *s);
  * (timeout: the result of a call still running is dropped when it comes). */
 void rt_sched_invoke(rt_sched *s, rt_req *req, const char *name, uint32_t rev, json_t *in,
 		     rt_call_result_fn cb, void *ud);
+
+/* rt_sched_invoke_stream is rt_sched_invoke for a kind that streams: the kind's partial results
+ * (fn_call.emit, see functions/fn.h) go to emit(emit_ctx, chunk) — on the device lane's thread,
+ * not the loop's: the receiver hands them to the loop itself (uv_async_t) and copies or increfs
+ * the borrowed chunk. emit is never called once the call has been answered (cb ran, e.g. a 504)
+ * and never concurrently with cb; a non-zero return stops the stream (the kind fails the call
+ * with 499). emit may be NULL. The call's request headers reach the kind as fn_call.headers
+ * (less Authorization and Proxy-Authorization), in both variants. */
+void rt_sched_invoke_stream(rt_sched *s, rt_req *req, const char *name, uint32_t rev,
+			    json_t *in, fn_emit_fn emit, void *emit_ctx, rt_call_result_fn cb,
+			    void *ud);
 
 /* rt_sched_deployed tells the scheduler that name got a new revision (PUT): min_scale
  * instances are loaded now. */
@@ -115,6 +129,10 @@ typedef struct rt_lane rt_lane;
 /* rt_sched_lane_count / rt_sched_lane_at list the device lanes: 0 is the CPU, then the GPUs. */
 int rt_sched_lane_count(rt_sched *s);
 rt_lane *rt_sched_lane_at(rt_sched *s, int i);
+/* rt_sched_lane_score ranks lane i for an "auto" job (lower is better, -1 for no such lane):
+ * GPUs before the CPU, then the fewest calls queued, running or held and cold starts under way
+ * there, then the fewest function instances loaded — so jobs spread over idle GPUs. */
+int rt_sched_lane_score(rt_sched *s, int i);
 /* rt_sched_lane_find returns the lane of device spec "cpu" or "cuda:N", or for "auto" the
  * first GPU's (else the CPU's); NULL when this node has no such device. */
 rt_lane *rt_sched_lane_find(rt_sched *s, const char *spec);

@@ -33,6 +33,8 @@ static void usage(FILE *f)
 		"  --gpu-memory-share F  share of each GPU's free memory used for weights (default 0.85)\n"
 		"  --cpu-threads N       CPU backend threads (default: all cores)\n"
 		"  --no-gpu              use only the CPU even when GPUs are present\n"
+		"  --fake-gpus N[:MIB]   tests only, without real GPUs: N CPU lanes placed as cuda:0..N-1,\n"
+		"                        each with MIB MiB of weight memory (default 256)\n"
 		"  --job-idle S          \"idle\" jobs start after S seconds without invocations (default 60)\n"
 		"  --job-checkpoint S    a running job checkpoints at most every S seconds (default 10)\n"
 		"  --job-step-ms MS      lane time one job step may take before it yields (default 2)\n"
@@ -81,6 +83,7 @@ int rt_serve_main(int argc, char **argv)
 		{"gpu-memory-share", required_argument, 0, 'G'},
 		{"cpu-threads", required_argument, 0, 't'},
 		{"no-gpu", no_argument, 0, 'N'},
+		{"fake-gpus", required_argument, 0, 1101},
 		{"job-idle", required_argument, 0, 'J'},
 		{"job-checkpoint", required_argument, 0, 'K'},
 		{"job-step-ms", required_argument, 0, 'S'},
@@ -141,6 +144,18 @@ int rt_serve_main(int argc, char **argv)
 		case 'G': if (parse_num("--gpu-memory-share", optarg, 0.01, 1, &v)) return 2; cfg.sched.gpu_mem_share = v; break;
 		case 't': if (parse_num("--cpu-threads", optarg, 0, 1024, &v)) return 2; cfg.sched.cpu_threads = (int)v; break;
 		case 'N': cfg.sched.no_gpu = 1; break;
+		case 1101: {
+			char *colon = strchr(optarg, ':');
+			double mib = 256;
+			if (colon)
+				*colon = 0;
+			if (parse_num("--fake-gpus", optarg, 1, 16, &v) ||
+			    (colon && parse_num("--fake-gpus (MiB)", colon + 1, 0.001, 1 << 24, &mib)))
+				return 2;
+			cfg.sched.fake_gpus = (int)v;
+			cfg.sched.fake_gpu_bytes = (uint64_t)(mib * (1 << 20));
+			break;
+		}
 		case 'J': if (parse_num("--job-idle", optarg, 0, 1e7, &v)) return 2; cfg.jobs.idle_s = v; break;
 		case 'K': if (parse_num("--job-checkpoint", optarg, 0, 1e7, &v)) return 2; cfg.jobs.checkpoint_s = v; break;
 		case 'S': if (parse_num("--job-step-ms", optarg, 0.01, 1e5, &v)) return 2; cfg.jobs.step_ms = v; break;
