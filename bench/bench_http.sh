@@ -1,7 +1,9 @@
 #!/bin/sh
 # HTTP overhead: wrk against `thaw serve`'s echo and against nginx returning the same JSON body,
 # on loopback, same run. Reports req/s at 64 connections, p50/p99 at 1 and 64 connections, and
-# the thaw/nginx ratios. Repeats REPEAT times (default 3) and takes medians.
+# the thaw/nginx ratios. Repeats REPEAT times (default 3) and takes medians. thaw runs twice side
+# by side: with --no-audit (like nginx's access_log off; the targets use it) and with the audit
+# log on (one line per invocation, buffered); the runs interleave so both see the same machine.
 # Targets (issue 2): req/s ratio >= 0.6 at 64 connections; p50 ratio <= 1.3 at 1 connection.
 set -u
 THAW_BIN=${THAW_BIN:-build/thaw}
@@ -9,12 +11,13 @@ DUR=${DUR:-5}
 REPEAT=${REPEAT:-3}
 TP=${THAW_PORT:-18990}
 NP=${NGINX_PORT:-18991}
+AP=${THAW_AUDIT_PORT:-18992}
 for tool in wrk nginx; do
   command -v $tool >/dev/null 2>&1 || { echo "bench_http: $tool not installed (make deps)"; exit 1; }
 done
 NGINX=$(command -v nginx)
 work=$(mktemp -d /tmp/thaw-bench-http.XXXXXX)
-cleanup() { [ -n "${tpid:-}" ] && kill "$tpid" 2>/dev/null; [ -n "${npid:-}" ] && kill "$npid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; }
+cleanup() { for p in "${tpid:-}" "${apid:-}" "${npid:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null; done; wait 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT INT TERM
 
 sed "s/__PORT__/$NP/" bench/nginx.conf > "$work/nginx.conf"
@@ -22,8 +25,11 @@ sed "s/__PORT__/$NP/" bench/nginx.conf > "$work/nginx.conf"
 npid=$!
 "$THAW_BIN" serve --dev --host 127.0.0.1 --port "$TP" --data "$work/data" --no-access-log --no-audit 2>"$work/thaw.err" &
 tpid=$!
+"$THAW_BIN" serve --dev --host 127.0.0.1 --port "$AP" --data "$work/data-audit" --no-access-log 2>"$work/thaw-audit.err" &
+apid=$!
 sleep 0.5
 curl -sf -X POST -d '{}' "http://127.0.0.1:$TP/v1/functions/echo/invoke" >/dev/null || { echo "thaw did not start"; cat "$work/thaw.err"; exit 1; }
+curl -sf -X POST -d '{}' "http://127.0.0.1:$AP/v1/functions/echo/invoke" >/dev/null || { echo "thaw (audit) did not start"; cat "$work/thaw-audit.err"; exit 1; }
 curl -sf "http://127.0.0.1:$NP/" >/dev/null || { echo "nginx did not start"; cat "$work/nginx.err"; exit 1; }
 
 # to_us "71.00us" -> 71.00
@@ -43,10 +49,11 @@ run() {
 
 for c in 1 64; do
   t=1; [ "$c" -gt 1 ] && t=2
-  : > "$work/t$c"; : > "$work/n$c"
+  : > "$work/t$c"; : > "$work/n$c"; : > "$work/a$c"
   i=0
   while [ $i -lt "$REPEAT" ]; do
     run "http://127.0.0.1:$TP/v1/functions/echo/invoke" $c $t >> "$work/t$c"
+    run "http://127.0.0.1:$AP/v1/functions/echo/invoke" $c $t >> "$work/a$c"
     run "http://127.0.0.1:$NP/" $c $t >> "$work/n$c"
     i=$((i + 1))
   done
@@ -63,6 +70,17 @@ for c in 1 64; do
   printf '%-28s %12.1f %12.1f %8.2f\n' "p50 us, $c conn" "$tp50" "$np50" "$(echo "$tp50 $np50" | awk '{ print $1 / $2 }')"
   printf '%-28s %12.1f %12.1f %8.2f\n' "p99 us, $c conn" "$tp99" "$np99" "$(echo "$tp99 $np99" | awk '{ print $1 / $2 }')"
 done
+echo "with the audit log on (buffered lines; vs nginx and vs thaw --no-audit):"
+printf '%-28s %12s %12s %8s %8s\n' "" "thaw+audit" nginx "/nginx" "/no-aud"
+for c in 1 64; do
+  for k in 1 2 3; do
+    a=$(col "$work/a$c" $k); n=$(col "$work/n$c" $k); t=$(col "$work/t$c" $k)
+    case $k in 1) l="req/s, $c conn";; 2) l="p50 us, $c conn";; 3) l="p99 us, $c conn";; esac
+    printf '%-28s %12.1f %12.1f %8.2f %8.2f\n' "$l" "$a" "$n" "$(echo "$a $n" | awk '{ print $1 / $2 }')" "$(echo "$a $t" | awk '{ print $1 / $2 }')"
+  done
+done
+lines=$(cat "$work/data-audit/audit/"*.log 2>/dev/null | wc -l)
+echo "audit lines written by the audited server: $lines"
 r64=$(echo "$(col "$work/t64" 1) $(col "$work/n64" 1)" | awk '{ print $1 / $2 }')
 p1=$(echo "$(col "$work/t1" 2) $(col "$work/n1" 2)" | awk '{ print $1 / $2 }')
 echo "target: req/s ratio at 64 conn >= 0.60: $(echo "$r64" | awk '{ print ($1 >= 0.6) ? "met" : "NOT met" }') ($r64)"

@@ -1,7 +1,8 @@
 /* fn.h — the one public header a function kind is written against (built in, or later a shared
  * object loaded at run time). A kind is a table of three operations:
  *   load     prepare a restored snapshot's weights on a device (kernels/kern.h) -> state
- *   invoke   run a batch of requests, JSON in -> JSON out (jansson), per-request errors
+ *   invoke   run a batch of calls (fn_call: JSON in -> JSON out (jansson), a per-call error,
+ *            the HTTP request headers, an optional stream of partial results)
  *   release  free the state
  * The runtime restores a snapshot, builds the weight table (names, dtypes, shapes, pointers on
  * the kind's device) and the metadata JSON, and calls these; kinds never see snapshot or
@@ -23,7 +24,10 @@
 extern "C" {
 #endif
 
-#define FN_ABI_VERSION 1
+/* ABI history: 1 = invoke(state, in[], out[], errs[], n); 2 = invoke(state, fn_call[], n) with
+ * request headers and streaming. The registry refuses kinds of any other version (a v1 plugin
+ * gets "built for ABI 1, this thaw loads ABI 2: rebuild against functions/fn.h"). */
+#define FN_ABI_VERSION 2
 #define FN_MAX_DIMS 8
 
 /* One tensor of the model, as the kind receives it. data points into memory on the kind's
@@ -45,6 +49,35 @@ typedef struct fn_error {
 	char msg[256];
 } fn_error;
 
+/* One HTTP request header as the client sent it (name in its original case, value with the
+ * surrounding blanks removed), NUL-terminated. Credentials (Authorization,
+ * Proxy-Authorization) are never passed on; docs/functions.md lists what is withheld. */
+typedef struct fn_header {
+	const char *name;
+	const char *value;
+} fn_header;
+
+/* fn_emit_fn receives one partial result of a call (a streaming chunk; the llama kind emits
+ * {"token": id} per generated token). chunk is borrowed: the receiver copies or increfs what it
+ * keeps. Called on the invoking thread, in order, before invoke returns. A non-zero return
+ * means the receiver is gone (client disconnected): the kind should stop that call early and
+ * fail it with fn_err(&call->err, 499, ...). */
+typedef int (*fn_emit_fn)(void *ctx, json_t *chunk);
+
+/* One call of a batch. The caller sets in, headers/n_headers (may be 0/NULL), emit/emit_ctx
+ * (emit may be NULL: no streaming) and zeroes out and err; the kind sets out (a new reference)
+ * when err.status == 0, or err (status >= 400, out NULL). in and headers are borrowed and stay
+ * valid until invoke returns. */
+typedef struct fn_call {
+	const json_t *in;
+	json_t *out;
+	fn_error err;
+	const fn_header *headers;
+	size_t n_headers;
+	fn_emit_fn emit;
+	void *emit_ctx;
+} fn_call;
+
 /* What load gets besides the weights. meta is the snapshot's metadata object: "kind",
  * "config" (the model's config.json object, or null), optional "quantization"
  * ({"method": "int8", "block": 0|32}) and any kind-specific keys (mlp: "activation"). */
@@ -62,10 +95,12 @@ typedef struct fn_kind {
 	/* load prepares a state for args->dev; returns 0 and *state, or a negative errno with
 	 * err filled (status 422 for weights/config the kind cannot use). */
 	int (*load)(const fn_load_args *args, void **state, fn_error *err);
-	/* invoke runs n requests: in[i] -> out[i] (new reference, set when errs[i].status == 0)
-	 * or errs[i] (status >= 400, out[i] NULL). Returns 0, or a negative errno when the device
-	 * failed (then every request without an output has an error). */
-	int (*invoke)(void *state, json_t *const *in, json_t **out, fn_error *errs, size_t n);
+	/* invoke runs n calls: calls[i].in -> calls[i].out (new reference, set when
+	 * calls[i].err.status == 0) or calls[i].err (status >= 400, out NULL), emitting partial
+	 * results through calls[i].emit when it is set and the kind streams. Returns 0, or a
+	 * negative errno when the device failed (then every call without an output has an
+	 * error). */
+	int (*invoke)(void *state, fn_call *calls, size_t n);
 	void (*release)(void *state);
 } fn_kind;
 
@@ -75,11 +110,17 @@ const fn_kind *fn_kind_find(const char *name);
 size_t fn_kind_count(void);
 const fn_kind *fn_kind_at(size_t i);
 /* fn_kind_register adds a kind at run time (e.g. from a plugin); -EEXIST if the name is taken,
- * -EINVAL for a wrong ABI, -ENOSPC when the table is full. k must outlive the process. */
+ * -EPROTO for an abi other than FN_ABI_VERSION, -EINVAL for a kind missing a name or an
+ * operation, -ENOSPC when the table is full. k must outlive the process. */
 int fn_kind_register(const fn_kind *k);
 /* fn_kind_load_so dlopen()s a shared object exporting `const fn_kind *thaw_fn_kind(void)` and
- * registers what it returns. err gets a message on failure. */
-int fn_kind_load_so(const char *path, char *err, size_t errlen);
+ * registers what it returns under the name it reports. Loading the same path again returns the
+ * kind already registered from it. *out (may be NULL) gets the kind. Returns 0, or a negative
+ * errno with a one-line message in err: -ENOENT/-ENOEXEC (dlopen failed: missing file, not a
+ * shared object, unresolved symbol), -ENOSYS (no thaw_fn_kind symbol or it returned NULL),
+ * -EPROTO (wrong ABI version), -EINVAL (incomplete kind), -EEXIST (name taken by another
+ * kind), -ENOSPC (table full). */
+int fn_kind_load_so(const char *path, const fn_kind **out, char *err, size_t errlen);
 
 /* Helpers for kinds. fn_weight_find looks a tensor up by name (NULL if absent).
  * fn_err sets err->status and a printf-style message and returns -EINVAL. */
@@ -89,9 +130,13 @@ int fn_err(fn_error *err, int status, const char *fmt, ...)
 /* fn_error_json builds {"error": msg} (new reference). */
 json_t *fn_error_json(const fn_error *e);
 
-/* fn_invoke_one runs a single request through k: returns the output (new reference) or NULL
- * with err filled. */
+/* fn_invoke_one runs a single request through k (no headers, no streaming): returns the output
+ * (new reference) or NULL with err filled. */
 json_t *fn_invoke_one(const fn_kind *k, void *state, const json_t *in, fn_error *err);
+/* fn_call_run runs one prepared call through k (in, headers and emit set by the caller) and
+ * normalizes the result: returns 0 with call->out set, or -1 with call->err filled (a device
+ * failure becomes 503, a missing output 500). */
+int fn_call_run(const fn_kind *k, void *state, fn_call *call);
 
 #ifdef __cplusplus
 }

@@ -467,7 +467,10 @@ static int pick(llama *s, const gen_req *r, int64_t step, int argmax_done, int32
 	return 0;
 }
 
-static int generate(llama *s, const gen_req *r, json_t **out)
+/* generate runs one request; when emit is set each generated token is emitted as
+ * {"token": id} (plus "logprob" when asked) as soon as it is picked. Returns 0, a negative
+ * errno (device failure), or 1 when the receiver of the stream went away (*out unset). */
+static int generate(llama *s, const gen_req *r, fn_emit_fn emit, void *emit_ctx, json_t **out)
 {
 	json_t *toks = json_array(), *lps = r->logprobs ? json_array() : NULL;
 	const char *finish = "length";
@@ -488,6 +491,17 @@ static int generate(llama *s, const gen_req *r, json_t **out)
 			json_array_append_new(toks, json_integer(tok));
 			if (lps)
 				json_array_append_new(lps, json_real(lp));
+			if (emit) {
+				json_t *chunk = json_pack("{s:i}", "token", (int)tok);
+				if (chunk && lps)
+					json_object_set_new(chunk, "logprob", json_real(lp));
+				int gone = !chunk || emit(emit_ctx, chunk) != 0;
+				json_decref(chunk);
+				if (gone) {
+					rc = 1;
+					break;
+				}
+			}
 			int stop = 0;
 			for (int j = 0; j < r->n_stop; j++)
 				stop |= r->stop[j] == tok;
@@ -507,7 +521,7 @@ static int generate(llama *s, const gen_req *r, json_t **out)
 		}
 		s->decode_s = now_s() - t1;
 	}
-	if (rc < 0) {
+	if (rc != 0) {
 		json_decref(toks);
 		json_decref(lps);
 		return rc;
@@ -520,25 +534,28 @@ static int generate(llama *s, const gen_req *r, json_t **out)
 	return 0;
 }
 
-static int llama_invoke(void *state, json_t *const *in, json_t **out, fn_error *errs, size_t n)
+static int llama_invoke(void *state, fn_call *calls, size_t n)
 {
 	llama *s = state;
 	int rc = 0;
 	for (size_t i = 0; i < n; i++) {
+		fn_call *c = &calls[i];
 		gen_req r;
-		out[i] = NULL;
-		errs[i].status = 0;
-		errs[i].msg[0] = 0;
+		c->out = NULL;
+		c->err.status = 0;
+		c->err.msg[0] = 0;
 		if (rc < 0) {
-			fn_err(&errs[i], 503, "device failure");
+			fn_err(&c->err, 503, "device failure");
 			continue;
 		}
-		if (parse_req(s, in[i], &r, &errs[i]) < 0)
+		if (parse_req(s, c->in, &r, &c->err) < 0)
 			continue;
-		rc = generate(s, &r, &out[i]);
+		int g = generate(s, &r, c->emit, c->emit_ctx, &c->out);
 		free(r.tokens);
-		if (rc < 0)
-			fn_err(&errs[i], rc == -ENOMEM ? 503 : 500, "llama: %s", strerror(-rc));
+		if (g == 1)
+			fn_err(&c->err, 499, "llama: the stream's receiver went away");
+		else if (g < 0)
+			fn_err(&c->err, g == -ENOMEM ? 503 : 500, "llama: %s", strerror(-(rc = g)));
 	}
 	return rc;
 }

@@ -171,7 +171,7 @@ static int ensure_rows(mlp *s, int64_t rows)
 	return 0;
 }
 
-static int mlp_invoke(void *state, json_t *const *in, json_t **out, fn_error *errs, size_t n)
+static int mlp_invoke(void *state, fn_call *calls, size_t n)
 {
 	mlp *s = state;
 	long *rows = calloc(n ? n : 1, sizeof *rows);
@@ -181,10 +181,10 @@ static int mlp_invoke(void *state, json_t *const *in, json_t **out, fn_error *er
 	if (!rows)
 		return -ENOMEM;
 	for (size_t i = 0; i < n; i++) {
-		out[i] = NULL;
-		errs[i].status = 0;
-		errs[i].msg[0] = 0;
-		rows[i] = rows_of(s, in[i], &errs[i]);
+		calls[i].out = NULL;
+		calls[i].err.status = 0;
+		calls[i].err.msg[0] = 0;
+		rows[i] = rows_of(s, calls[i].in, &calls[i].err);
 		if (rows[i] > 0)
 			total += rows[i];
 	}
@@ -198,7 +198,7 @@ static int mlp_invoke(void *state, json_t *const *in, json_t **out, fn_error *er
 	}
 	int64_t r0 = 0;
 	for (size_t i = 0; i < n; i++) {
-		const json_t *xi = json_object_get(in[i], "inputs");
+		const json_t *xi = json_object_get(calls[i].in, "inputs");
 		for (long r = 0; r < (rows[i] > 0 ? rows[i] : 0); r++, r0++) {
 			const json_t *row = json_array_get(xi, r);
 			for (int64_t j = 0; j < s->in_dim; j++)
@@ -231,13 +231,13 @@ static int mlp_invoke(void *state, json_t *const *in, json_t **out, fn_error *er
 			json_array_append_new(outs, row);
 			json_array_append_new(labels, json_integer(best));
 		}
-		out[i] = json_pack("{s:o,s:o}", "outputs", outs, "labels", labels);
+		calls[i].out = json_pack("{s:o,s:o}", "outputs", outs, "labels", labels);
 	}
 done:
 	if (rc < 0)
 		for (size_t i = 0; i < n; i++)
-			if (!errs[i].status && !out[i])
-				fn_err(&errs[i], rc == -ENOMEM ? 503 : 500, "mlp: %s", strerror(-rc));
+			if (!calls[i].err.status && !calls[i].out)
+				fn_err(&calls[i].err, rc == -ENOMEM ? 503 : 500, "mlp: %s", strerror(-rc));
 	free(x);
 	free(rows);
 	return rc;

@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
 #include <string.h>
 #include <pthread.h>
 #include "functions/fn_kinds.h"
@@ -45,41 +47,96 @@ const fn_kind *fn_kind_at(size_t i)
 
 int fn_kind_register(const fn_kind *k)
 {
-	if (!k || k->abi != FN_ABI_VERSION || !k->name || !k->load || !k->invoke || !k->release)
+	if (!k)
 		return -EINVAL;
-	if (fn_kind_find(k->name))
-		return -EEXIST;
+	if (k->abi != FN_ABI_VERSION)
+		return -EPROTO;
+	if (!k->name || !k->name[0] || !k->load || !k->invoke || !k->release)
+		return -EINVAL;
 	pthread_mutex_lock(&kinds_mu);
 	int rc = 0;
-	if (n_kinds == FN_MAX_KINDS)
+	for (size_t i = 0; i < n_kinds && !rc; i++)
+		if (strcmp(kinds[i]->name, k->name) == 0)
+			rc = -EEXIST;
+	if (!rc && n_kinds == FN_MAX_KINDS)
 		rc = -ENOSPC;
-	else
+	if (!rc)
 		kinds[n_kinds++] = k;
 	pthread_mutex_unlock(&kinds_mu);
 	return rc;
 }
 
-int fn_kind_load_so(const char *path, char *err, size_t errlen)
+/* shared objects loaded so far: path as given -> the kind it registered */
+static struct { char *path; const fn_kind *k; } sos[FN_MAX_KINDS];
+static size_t n_sos;
+
+int fn_kind_load_so(const char *path, const fn_kind **out, char *err, size_t errlen)
 {
+	const fn_kind *k = NULL;
+	int rc = 0;
+	if (out)
+		*out = NULL;
+	pthread_mutex_lock(&kinds_mu);
+	for (size_t i = 0; i < n_sos; i++)
+		if (strcmp(sos[i].path, path) == 0)
+			k = sos[i].k;
+	pthread_mutex_unlock(&kinds_mu);
+	if (k) {
+		if (out)
+			*out = k;
+		return 0;
+	}
 	void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
 	if (!h) {
-		snprintf(err, errlen, "%s", dlerror());
-		return -ENOENT;
+		const char *why = dlerror();
+		return fn_errf(err, errlen, access(path, R_OK) < 0 ? -ENOENT : -ENOEXEC,
+			       "cannot load plugin: %s", why ? why : path);
 	}
 	const fn_kind *(*get)(void);
 	*(void **)&get = dlsym(h, "thaw_fn_kind");
 	if (!get) {
-		snprintf(err, errlen, "%s: no thaw_fn_kind symbol", path);
-		dlclose(h);
-		return -EINVAL;
+		rc = fn_errf(err, errlen, -ENOSYS, "%s: no thaw_fn_kind symbol (a kind exports "
+			     "const fn_kind *thaw_fn_kind(void), see functions/fn.h)", path);
+		goto fail;
 	}
-	int rc = fn_kind_register(get());
+	k = get();
+	if (!k) {
+		rc = fn_errf(err, errlen, -ENOSYS, "%s: thaw_fn_kind() returned NULL", path);
+		goto fail;
+	}
+	if (k->abi != FN_ABI_VERSION) {
+		rc = fn_errf(err, errlen, -EPROTO, "%s: kind built for ABI %d, this thaw loads ABI %d "
+			     "(rebuild it against functions/fn.h)", path, k->abi, FN_ABI_VERSION);
+		goto fail;
+	}
+	char *dup = strdup(path);
+	if (!dup) {
+		rc = fn_errf(err, errlen, -ENOMEM, "out of memory");
+		goto fail;
+	}
+	rc = fn_kind_register(k);
 	if (rc < 0) {
-		snprintf(err, errlen, "%s: %s", path, rc == -EEXIST ? "kind name already registered" :
-			 rc == -EINVAL ? "wrong ABI version or incomplete kind" : "kind table full");
-		dlclose(h);
+		free(dup);
+		fn_errf(err, errlen, rc, "%s: %s", path,
+			rc == -EEXIST ? "its kind name is already registered by another kind" :
+			rc == -EINVAL ? "incomplete kind (name, load, invoke and release are required)" :
+			"kind table full");
+		goto fail;
 	}
-	return rc;   /* on success the object stays loaded for the process lifetime */
+	pthread_mutex_lock(&kinds_mu);
+	if (n_sos < FN_MAX_KINDS) {
+		sos[n_sos].path = dup;
+		sos[n_sos++].k = k;
+		dup = NULL;
+	}
+	pthread_mutex_unlock(&kinds_mu);
+	free(dup);
+	if (out)
+		*out = k;
+	return 0;   /* the object stays loaded for the process lifetime */
+fail:
+	dlclose(h);
+	return rc;
 }
 
 const fn_weight *fn_weight_find(const fn_weight *w, size_t n, const char *name)
@@ -118,19 +175,34 @@ json_t *fn_error_json(const fn_error *e)
 	return json_pack("{s:s}", "error", e->msg);
 }
 
+int fn_call_run(const fn_kind *k, void *state, fn_call *call)
+{
+	call->out = NULL;
+	call->err.status = 0;
+	call->err.msg[0] = 0;
+	int rc = k->invoke(state, call, 1);
+	if (rc < 0 && !call->err.status && !call->out)
+		fn_err(&call->err, 503, "device failure (%s)", strerror(-rc));
+	if (!call->err.status && !call->out)
+		fn_err(&call->err, 500, "kind '%s' returned no output", k->name);
+	if (call->err.status) {
+		json_decref(call->out);
+		call->out = NULL;
+		return -1;
+	}
+	return 0;
+}
+
 json_t *fn_invoke_one(const fn_kind *k, void *state, const json_t *in, fn_error *err)
 {
-	json_t *out = NULL, *const ins[1] = {(json_t *)in};
-	err->status = 0;
-	err->msg[0] = 0;
-	int rc = k->invoke(state, ins, &out, err, 1);
-	if (rc < 0 && !err->status)
-		fn_err(err, 503, "device failure (%s)", strerror(-rc));
-	if (err->status) {
-		json_decref(out);
+	fn_call c = {.in = in};
+	if (fn_call_run(k, state, &c) < 0) {
+		*err = c.err;
 		return NULL;
 	}
-	return out;
+	err->status = 0;
+	err->msg[0] = 0;
+	return c.out;
 }
 
 const json_t *fn_meta_config(const json_t *meta)

@@ -30,6 +30,26 @@ int rt_access_init(rt_server *srv, char *err, size_t errlen)
 			     &srv->audit, err, errlen);
 }
 
+static void on_audit_timer(uv_timer_t *t)
+{
+	rt_server *srv = t->data;
+	if (!rt_audit_pending(srv->audit))
+		return;
+	int rc = rt_audit_flush(srv->audit);
+	if (rc < 0)
+		rt_logf(RT_LOG_ERROR, "audit: cannot write buffered lines: %s", strerror(-rc));
+}
+
+void rt_access_start(rt_server *srv)
+{
+	if (!srv->audit)
+		return;
+	uv_timer_init(srv->loop, &srv->audit_timer);
+	srv->audit_timer.data = srv;
+	uv_timer_start(&srv->audit_timer, on_audit_timer, RT_AUDIT_FLUSH_MS, RT_AUDIT_FLUSH_MS);
+	uv_unref((uv_handle_t *)&srv->audit_timer);
+}
+
 void rt_access_free(rt_server *srv)
 {
 	rt_auth_close(srv->auth);
@@ -191,6 +211,26 @@ static long served_revision(const rt_req *req)
 	return v ? strtol(v, NULL, 10) : 0;
 }
 
+/* the payloads of an invocation when the served revision's manifest opts in (one registry
+ * read per call, only while some revision has the field) */
+static void payload_opt_in(rt_server *srv, const char *fn, long rev, rt_audit_rec *r,
+			   const rt_req *req)
+{
+	rt_revision_info *info = malloc(sizeof *info);
+	if (!info)
+		return;
+	int rc = rev > 0 ? rt_registry_get_revision(srv->reg, fn, (uint32_t)rev, info)
+			 : rt_registry_get(srv->reg, fn, info);
+	if (rc == 0 && info->manifest.audit_payloads) {
+		r->payload_max = (size_t)info->manifest.audit_payload_max;
+		r->payload_in = req->body ? req->body : "";
+		r->payload_in_len = req->body ? req->body_len : 0;
+		r->payload_out = req->resp_body ? req->resp_body : "";
+		r->payload_out_len = req->resp_body ? req->resp_body_len : 0;
+	}
+	free(info);
+}
+
 void rt_access_observe(rt_server *srv, const rt_req *req, size_t resp_bytes, double secs)
 {
 	if (!srv->audit || !req->method || strcmp(req->route, "unmatched") == 0)
@@ -213,6 +253,8 @@ void rt_access_observe(rt_server *srv, const rt_req *req, size_t resp_bytes, dou
 		.status = req->status, .latency_s = secs, .bytes_in = req->body_len,
 		.bytes_out = resp_bytes, .request_id = req->request_id,
 	};
+	if (srv->fn_audit_payloads && need == RT_AUTH_INVOKE && fn && !refused)
+		payload_opt_in(srv, fn, r.revision, &r, req);
 	int rc = rt_audit_write(srv->audit, &r, admin);
 	if (rc < 0)
 		rt_logf(RT_LOG_ERROR, "audit: cannot write a line: %s", strerror(-rc));

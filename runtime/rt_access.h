@@ -1,7 +1,10 @@
 /* rt_access.h — the daemon's access gate and audit hook (issue 7): between route match and
  * handler, rt_access_gate applies the per-address rate limit, the API key and its scopes
  * (unless --dev), and the per-key limit; after every response rt_access_observe writes the
- * audit line of invocations, admin actions and refused requests. Loop thread only. */
+ * audit line of invocations, admin actions and refused requests (with the request and
+ * response bodies for functions whose manifest has "audit": {"payloads": true}). Invocation
+ * lines are buffered and flushed by a timer; admin lines are written and fsync'd before the
+ * observer returns. Loop thread only. */
 #ifndef THAW_RT_ACCESS_H
 #define THAW_RT_ACCESS_H
 #include <stddef.h>
@@ -10,6 +13,10 @@
 /* rt_access_init opens the key store (on the registry's connection), the rate-limit table and
  * the audit log of srv (after the registry is open). 0 or a negative errno (message in err). */
 int rt_access_init(rt_server *srv, char *err, size_t errlen);
+
+/* rt_access_start starts the audit flush timer (every RT_AUDIT_FLUSH_MS, unreferenced) on
+ * srv->loop; rt_server_run calls it. The handle is closed with the loop's other handles. */
+void rt_access_start(rt_server *srv);
 
 /* rt_access_free releases what rt_access_init made; safe on a partly initialized srv. */
 void rt_access_free(rt_server *srv);

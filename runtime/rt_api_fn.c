@@ -137,6 +137,8 @@ static void h_put(rt_req *req, void *ud)
 	}
 	if (m.rate_limit_rps > 0)
 		srv->fn_rate_limits = 1;
+	if (m.audit_payloads)
+		srv->fn_audit_payloads = 1;
 	if (strcmp(name, "echo") == 0)
 		srv->echo_deployed = 1;
 	rt_sched_deployed(srv->sched, name);

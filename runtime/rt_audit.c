@@ -1,5 +1,6 @@
-/* rt_audit.c — append-only JSON-lines audit log with size rotation and age pruning.
- * See rt_audit.h. */
+/* rt_audit.c — append-only JSON-lines audit log with size rotation and age pruning. Lines
+ * are formatted by hand (no JSON tree per call) into a buffer that rt_audit_flush writes with
+ * one write(2); admin actions flush and fdatasync at once. See rt_audit.h. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -8,7 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <jansson.h>
+#include <sodium.h>
 #include "runtime/rt_audit.h"
 #include "runtime/rt_log.h"
 #include "runtime/rt_registry.h"
@@ -21,6 +22,8 @@ struct rt_audit {
 	int keep_days;
 	time_t last_prune;
 	unsigned seq;
+	char *buf;           /* invocation lines not yet written (rt_audit_flush) */
+	size_t blen, bcap;
 };
 
 static int is_rotated(const char *name)
@@ -97,9 +100,45 @@ void rt_audit_close(rt_audit *a)
 {
 	if (!a)
 		return;
-	if (a->fd >= 0)
+	int rc = rt_audit_flush(a);
+	if (rc < 0)
+		rt_logf(RT_LOG_ERROR, "audit: lines lost at close: %s", strerror(-rc));
+	if (a->fd >= 0) {
+		fdatasync(a->fd);
 		close(a->fd);
+	}
+	free(a->buf);
 	free(a);
+}
+
+int rt_audit_flush(rt_audit *a)
+{
+	if (!a || !a->blen)
+		return 0;
+	if (a->fd < 0 && open_log(a) < 0) {
+		a->blen = 0;
+		return -EIO;
+	}
+	size_t off = 0;
+	int rc = 0;
+	while (off < a->blen) {
+		ssize_t n = write(a->fd, a->buf + off, a->blen - off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			rc = n < 0 ? -errno : -EIO;
+			break;
+		}
+		off += (size_t)n;
+	}
+	a->size += off;
+	a->blen = 0;
+	return rc;
+}
+
+size_t rt_audit_pending(const rt_audit *a)
+{
+	return a ? a->blen : 0;
 }
 
 static void rotate(rt_audit *a)
@@ -128,53 +167,246 @@ static void rotate(rt_audit *a)
 	rt_audit_prune(a->dir, a->keep_days, now);
 }
 
+/* appends to a->buf, growing it; 0 or -ENOMEM */
+static int buf_put(rt_audit *a, const char *p, size_t n)
+{
+	if (a->blen + n > a->bcap) {
+		size_t cap = a->bcap ? a->bcap : 4096;
+		while (cap < a->blen + n)
+			cap *= 2;
+		char *nb = realloc(a->buf, cap);
+		if (!nb)
+			return -ENOMEM;
+		a->buf = nb;
+		a->bcap = cap;
+	}
+	memcpy(a->buf + a->blen, p, n);
+	a->blen += n;
+	return 0;
+}
+
+/* length of the valid UTF-8 sequence at s (at most n bytes), 0 when invalid */
+static size_t utf8_len(const unsigned char *s, size_t n)
+{
+	unsigned c = s[0];
+	size_t l;
+	unsigned min;
+	if (c < 0x80)
+		return 1;
+	if ((c & 0xe0) == 0xc0) { l = 2; min = 0x80; c &= 0x1f; }
+	else if ((c & 0xf0) == 0xe0) { l = 3; min = 0x800; c &= 0x0f; }
+	else if ((c & 0xf8) == 0xf0) { l = 4; min = 0x10000; c &= 0x07; }
+	else return 0;
+	if (l > n)
+		return 0;
+	for (size_t i = 1; i < l; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		c = (c << 6) | (s[i] & 0x3f);
+	}
+	if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
+		return 0;
+	return l;
+}
+
+/* appends s[0..n) as a JSON string (quotes included); invalid UTF-8 bytes become U+FFFD */
+static int put_json_str(rt_audit *a, const char *s, size_t n)
+{
+	char tmp[512];
+	size_t t = 0;
+	int rc = 0;
+	tmp[t++] = '"';
+	for (size_t i = 0; i < n && rc == 0;) {
+		if (t > sizeof tmp - 16) {
+			rc = buf_put(a, tmp, t);
+			t = 0;
+		}
+		unsigned char c = (unsigned char)s[i];
+		if (c == '"' || c == '\\') {
+			tmp[t++] = '\\';
+			tmp[t++] = (char)c;
+			i++;
+		} else if (c < 0x20 || c == 0x7f) {
+			t += (size_t)snprintf(tmp + t, 8, "\\u%04x", c);
+			i++;
+		} else if (c < 0x80) {
+			tmp[t++] = (char)c;
+			i++;
+		} else {
+			size_t l = utf8_len((const unsigned char *)s + i, n - i);
+			if (l == 0) {
+				memcpy(tmp + t, "\\ufffd", 6);
+				t += 6;
+				i++;
+			} else {
+				memcpy(tmp + t, s + i, l);
+				t += l;
+				i += l;
+			}
+		}
+	}
+	tmp[t++] = '"';
+	return rc ? rc : buf_put(a, tmp, t);
+}
+
+static int put_str(rt_audit *a, const char *s)
+{
+	return put_json_str(a, s, strlen(s));
+}
+
+static int put_opt_str(rt_audit *a, const char *s)
+{
+	return s && *s ? put_str(a, s) : buf_put(a, "null", 4);
+}
+
+static int put_lit(rt_audit *a, const char *s)
+{
+	return buf_put(a, s, strlen(s));
+}
+
+/* is s[0..n) valid UTF-8 without NUL (then logged as a JSON string, else base64)? */
+static int text_ok(const char *s, size_t n)
+{
+	for (size_t i = 0; i < n;) {
+		size_t l = s[i] ? utf8_len((const unsigned char *)s + i, n - i) : 0;
+		if (!l)
+			return 0;
+		i += l;
+	}
+	return 1;
+}
+
+/* "name":"text" or "name_base64":"..." of at most cap bytes of p (cut at a UTF-8 boundary) */
+static int put_payload(rt_audit *a, const char *name, const char *p, size_t n, size_t cap, int *cut)
+{
+	size_t k = n;
+	if (k > cap) {
+		k = cap;
+		*cut = 1;
+		/* do not split a UTF-8 sequence: back off over continuation bytes */
+		size_t b = k;
+		while (b > 0 && b > k - 4 && ((unsigned char)p[b] & 0xc0) == 0x80)
+			b--;
+		if (text_ok(p, b))
+			k = b;
+	}
+	char key[64];
+	int rc;
+	if (text_ok(p, k)) {
+		snprintf(key, sizeof key, ",\"%s\":", name);
+		if ((rc = put_lit(a, key)) < 0)
+			return rc;
+		return put_json_str(a, p, k);
+	}
+	snprintf(key, sizeof key, ",\"%s_base64\":\"", name);
+	if ((rc = put_lit(a, key)) < 0)
+		return rc;
+	size_t need = sodium_base64_encoded_len(k, sodium_base64_VARIANT_ORIGINAL);
+	char *enc = malloc(need);
+	if (!enc)
+		return -ENOMEM;
+	sodium_bin2base64(enc, need, (const unsigned char *)p, k, sodium_base64_VARIANT_ORIGINAL);
+	rc = buf_put(a, enc, strlen(enc));
+	free(enc);
+	return rc ? rc : buf_put(a, "\"", 1);
+}
+
+/* formats r as one line at the end of a->buf; 0 or -ENOMEM (then a->buf is as before) */
+static int format_line(rt_audit *a, const rt_audit_rec *r, int64_t ms)
+{
+	size_t start = a->blen;
+	char t[40], num[160];
+	int rc = 0;
+	rt_registry_format_time(ms, t, sizeof t);
+	rc |= put_lit(a, "{\"time\":\"");
+	rc |= put_lit(a, t);
+	rc |= put_lit(a, "\",\"key_id\":");
+	rc |= put_opt_str(a, r->key_id);
+	rc |= put_lit(a, ",\"client\":");
+	rc |= put_str(a, r->client ? r->client : "");
+	rc |= put_lit(a, ",\"action\":");
+	rc |= put_str(a, r->action ? r->action : "");
+	rc |= put_lit(a, ",\"function\":");
+	rc |= put_opt_str(a, r->function);
+	if (r->revision > 0) {
+		snprintf(num, sizeof num, ",\"revision\":%ld", r->revision);
+		rc |= put_lit(a, num);
+	} else {
+		rc |= put_lit(a, ",\"revision\":null");
+	}
+	if (r->method) {
+		rc |= put_lit(a, ",\"method\":");
+		rc |= put_str(a, r->method);
+	}
+	if (r->path) {
+		rc |= put_lit(a, ",\"path\":");
+		rc |= put_str(a, r->path);
+	}
+	if (r->status) {
+		snprintf(num, sizeof num, ",\"status\":%d", r->status);
+		rc |= put_lit(a, num);
+	} else {
+		rc |= put_lit(a, ",\"result\":");
+		rc |= put_str(a, r->error ? r->error : "ok");
+	}
+	double lat = r->latency_s > 0 && r->latency_s < 1e9 ? r->latency_s * 1e3 : 0;
+	snprintf(num, sizeof num, ",\"latency_ms\":%.3f,\"bytes_in\":%llu,\"bytes_out\":%llu", lat,
+		 (unsigned long long)r->bytes_in, (unsigned long long)r->bytes_out);
+	rc |= put_lit(a, num);
+	if (r->request_id && *r->request_id) {
+		rc |= put_lit(a, ",\"request_id\":");
+		rc |= put_str(a, r->request_id);
+	}
+	if (r->payload_max) {
+		int cut = 0;
+		if (r->payload_in)
+			rc |= put_payload(a, "payload_in", r->payload_in, r->payload_in_len, r->payload_max, &cut);
+		if (r->payload_out)
+			rc |= put_payload(a, "payload_out", r->payload_out, r->payload_out_len,
+					  r->payload_max, &cut);
+		if (cut)
+			rc |= put_lit(a, ",\"payload_truncated\":true");
+	}
+	rc |= put_lit(a, "}\n");
+	if (rc) {
+		a->blen = start;
+		return -ENOMEM;
+	}
+	return 0;
+}
+
 int rt_audit_write(rt_audit *a, const rt_audit_rec *r, int sync)
 {
 	struct timespec ts;
-	char t[40];
 	clock_gettime(CLOCK_REALTIME, &ts);
-	rt_registry_format_time((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, t, sizeof t);
-	json_t *o = json_pack("{s:s, s:o, s:s, s:s, s:o, s:o}", "time", t,
-			      "key_id", r->key_id && *r->key_id ? json_string(r->key_id) : json_null(),
-			      "client", r->client ? r->client : "", "action", r->action ? r->action : "",
-			      "function", r->function ? json_string(r->function) : json_null(),
-			      "revision", r->revision > 0 ? json_integer(r->revision) : json_null());
-	if (!o)
-		return -ENOMEM;
-	if (r->method)
-		json_object_set_new(o, "method", json_string(r->method));
-	if (r->path)
-		json_object_set_new(o, "path", json_string(r->path));
-	if (r->status)
-		json_object_set_new(o, "status", json_integer(r->status));
-	else
-		json_object_set_new(o, "result", json_string(r->error ? r->error : "ok"));
-	json_object_set_new(o, "latency_ms", json_real((double)(int64_t)(r->latency_s * 1e6) / 1e3));
-	json_object_set_new(o, "bytes_in", json_integer((json_int_t)r->bytes_in));
-	json_object_set_new(o, "bytes_out", json_integer((json_int_t)r->bytes_out));
-	if (r->request_id && *r->request_id)
-		json_object_set_new(o, "request_id", json_string(r->request_id));
-	char *line = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
-	json_decref(o);
-	if (!line)
-		return -ENOMEM;
-	size_t len = strlen(line);
-	line[len] = '\n';   /* json_dumps' NUL becomes the newline; written as len + 1 bytes */
+	size_t start = a->blen;
+	int rc = format_line(a, r, (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+	if (rc < 0)
+		return rc;
+	size_t len = a->blen - start;
 	if (a->fd < 0 && open_log(a) < 0) {
-		free(line);
+		a->blen = start;
 		return -EIO;
 	}
-	if (a->size && a->size + len + 1 > a->max_bytes)
+	/* rotation happens between lines: write what came before to the old file first */
+	if (a->size + start && a->size + a->blen > a->max_bytes) {
+		a->blen = start;
+		rc = rt_audit_flush(a);
 		rotate(a);
-	else if (a->keep_days > 0 && ts.tv_sec - a->last_prune > 3600) {
+		format_line(a, r, (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+		if (rc < 0)
+			rt_logf(RT_LOG_ERROR, "audit: lines lost before rotation: %s", strerror(-rc));
+		if (a->blen != len)
+			return -ENOMEM;
+	} else if (a->keep_days > 0 && ts.tv_sec - a->last_prune > 3600) {
 		a->last_prune = ts.tv_sec;
 		rt_audit_prune(a->dir, a->keep_days, ts.tv_sec);
 	}
-	ssize_t n = write(a->fd, line, len + 1);
-	free(line);
-	if (n != (ssize_t)(len + 1))
-		return n < 0 ? -errno : -EIO;
-	a->size += len + 1;
+	if (!sync && a->blen < RT_AUDIT_FLUSH_BYTES)
+		return 0;
+	rc = rt_audit_flush(a);
+	if (rc < 0)
+		return rc;
 	if (sync && fdatasync(a->fd) < 0)
 		return -errno;
 	return 0;

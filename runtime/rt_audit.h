@@ -1,10 +1,16 @@
 /* rt_audit.h — the append-only audit log (issue 7, "Audit"): DATA/audit/audit.log, one JSON
  * object per line for every invocation, every admin action and every refused request (401,
  * 403, 429): time, key id (never the key), client address, action, function, revision,
- * status, latency, bytes in and out, request id. No payloads. Each line is one write(2) on an
- * O_APPEND descriptor, so the daemon and `thaw keys` can both append. Rotated by size
- * (audit.log -> audit-YYYYMMDDTHHMMSSZ-N.log); rotated files older than keep_days are removed
- * (at open, at each rotation and hourly). Admin actions are fsync'd before the call returns. */
+ * status, latency, bytes in and out, request id. No payloads, unless the caller passes them
+ * (functions whose manifest opts in with "audit": {"payloads": true}), capped at payload_max
+ * bytes each and marked "payload_truncated" when cut.
+ * Buffering: lines written with sync = 0 (invocations, refusals) collect in memory and go out
+ * in one write(2) on the O_APPEND descriptor when RT_AUDIT_FLUSH_BYTES have collected, at
+ * rt_audit_flush (the daemon calls it every RT_AUDIT_FLUSH_MS), before a rotation and at
+ * close. A sync = 1 line (admin actions) first writes what is buffered, then itself, then
+ * fdatasyncs, so file order is call order. A kill -9 loses at most the buffered lines.
+ * Rotated by size (audit.log -> audit-YYYYMMDDTHHMMSSZ-N.log); rotated files older than
+ * keep_days are removed (at open, at each rotation and hourly). One rt_audit per thread. */
 #ifndef THAW_RT_AUDIT_H
 #define THAW_RT_AUDIT_H
 #include <stddef.h>
@@ -15,6 +21,8 @@ typedef struct rt_audit rt_audit;
 
 #define RT_AUDIT_DEFAULT_MAX_BYTES (64ull << 20)
 #define RT_AUDIT_DEFAULT_DAYS 90
+#define RT_AUDIT_FLUSH_BYTES (64u << 10)  /* buffered invocation lines: write past this */
+#define RT_AUDIT_FLUSH_MS 100               /* ... and at least this often (the daemon's timer) */
 
 typedef struct rt_audit_rec {
 	const char *key_id;      /* NULL: no key (dev mode, or refused before one was known) */
@@ -28,6 +36,10 @@ typedef struct rt_audit_rec {
 	uint64_t bytes_in, bytes_out;
 	const char *request_id;  /* may be NULL */
 	const char *error;       /* CLI actions: NULL = success */
+	/* payloads (opt-in per function): logged when payload_max > 0, each cut to payload_max
+	 * bytes; valid UTF-8 as "payload_in"/"payload_out", other bytes as "..._base64" */
+	const char *payload_in, *payload_out;
+	size_t payload_in_len, payload_out_len, payload_max;
 } rt_audit_rec;
 
 /* rt_audit_open opens (creating DATA/audit/) the log for appending. max_bytes: rotate when the
@@ -35,11 +47,20 @@ typedef struct rt_audit_rec {
  * keep forever). Caller closes. Returns 0 or a negative errno (message in err). */
 int rt_audit_open(const char *data_dir, uint64_t max_bytes, int keep_days, rt_audit **out,
 		  char *err, size_t errlen);
+/* rt_audit_close flushes, fdatasyncs and closes; NULL is a no-op. */
 void rt_audit_close(rt_audit *a);
 
-/* rt_audit_write appends one line; sync = 1 fsyncs it (admin actions). 0 or a negative errno
- * (the line is then lost; the caller logs it). */
+/* rt_audit_write appends one line: sync = 0 buffers it (see above), sync = 1 writes it with
+ * everything buffered before it and fdatasyncs (admin actions). 0 or a negative errno (lines
+ * not written are then lost; the caller logs it). */
 int rt_audit_write(rt_audit *a, const rt_audit_rec *r, int sync);
+
+/* rt_audit_flush writes the buffered lines (no fsync). 0, or a negative errno when the write
+ * failed (those lines are dropped, the buffer is empty either way). NULL a: 0. */
+int rt_audit_flush(rt_audit *a);
+
+/* rt_audit_pending returns the number of buffered bytes not yet written. */
+size_t rt_audit_pending(const rt_audit *a);
 
 /* rt_audit_prune removes rotated files in dir (DATA/audit) whose mtime is older than
  * keep_days before now. Returns the number removed, or a negative errno. */

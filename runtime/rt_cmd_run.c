@@ -133,8 +133,10 @@ int rt_run_main(int argc, char **argv)
 	}
 	t_load = now_s() - t0;
 	t0 = now_s();
-	json_t *const ins[1] = {in};
-	e = rt_model_invoke(model, ins, &out, &ferr, 1);
+	fn_call call = {.in = in};
+	e = rt_model_invoke(model, &call, 1);
+	out = call.out;
+	ferr = call.err;
 	t_invoke = now_s() - t0;
 	if (ferr.status || !out) {
 		if (!ferr.status)

@@ -307,8 +307,12 @@ void rt_req_reply(rt_req *req, int status, const char *ctype, const char *body, 
 		conn_close(c);
 	}
 	double secs = (double)(rt_now_ns() - req->start_ns) / 1e9;
+	req->resp_body = body;
+	req->resp_body_len = len;
 	if (h->observer)
 		h->observer(req, total, secs, h->observer_ud);
+	req->resp_body = NULL;
+	req->resp_body_len = 0;
 	if (h->cfg.access_log)
 		rt_log_access(req->method, req->target, status, secs, total, req->request_id,
 			      req->traceparent);

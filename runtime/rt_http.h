@@ -42,6 +42,8 @@ struct rt_req {
 	char traceparent[64];          /* valid W3C traceparent passed through, or "" */
 	uint64_t start_ns;             /* when the request line's first byte arrived */
 	int status;                    /* set by rt_req_reply */
+	const char *resp_body;         /* set by rt_req_reply: its body, valid only during the */
+	size_t resp_body_len;          /*  observer call (audit payloads) */
 	char auth_key_id[16];          /* API key id that authenticated it, or "" (rt_access.c) */
 	int keep_alive;                /* internal */
 	char extra_headers[512];       /* internal: added by rt_req_add_header */

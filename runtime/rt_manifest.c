@@ -205,6 +205,34 @@ static int kind_syntax_ok(const char *s)
 	return 1;
 }
 
+/* "audit": {"payloads": true|false, "max_bytes": 1..65536} */
+static int get_audit(const json_t *v, rt_manifest *m, char *err, size_t errlen)
+{
+	char b[80];
+	if (!json_is_object(v))
+		return rt_errf(err, errlen, -EINVAL, "field 'audit': must be an object such as "
+			    "{\"payloads\": true, \"max_bytes\": 4096}");
+	const char *k;
+	json_t *f;
+	int payloads = 0, max = RT_MANIFEST_AUDIT_PAYLOAD_DEFAULT;
+	json_object_foreach((json_t *)v, k, f) {
+		if (strcmp(k, "payloads") == 0) {
+			if (!json_is_boolean(f))
+				return rt_errf(err, errlen, -EINVAL, "field 'audit.payloads': must be true or false");
+			payloads = json_is_true(f);
+		} else if (strcmp(k, "max_bytes") == 0) {
+			if (get_int(f, "audit.max_bytes", 1, RT_MANIFEST_AUDIT_PAYLOAD_MAX, &max, err, errlen) < 0)
+				return -EINVAL;
+		} else {
+			return rt_errf(err, errlen, -EINVAL, "field 'audit.%s': unknown field (known: "
+				    "payloads, max_bytes)", shown(k, b, sizeof b));
+		}
+	}
+	m->audit_payloads = payloads;
+	m->audit_payload_max = payloads ? max : 0;
+	return 0;
+}
+
 int rt_manifest_from_json(const json_t *obj, rt_manifest_kind_fn kind_known, void *ud,
 			  rt_manifest *m, char *err, size_t errlen)
 {
@@ -266,6 +294,9 @@ int rt_manifest_from_json(const json_t *obj, rt_manifest_kind_fn kind_known, voi
 					    "(e.g. \"10/s,20\"; R and BURST up to 1000000) or \"off\"");
 			m->rate_limit_rps = lim.rate;
 			m->rate_limit_burst = lim.burst;
+		} else if (strcmp(k, "audit") == 0) {
+			if ((rc = get_audit(v, m, err, errlen)) < 0)
+				return rc;
 		} else if (strcmp(k, "traffic") == 0) {
 			if ((rc = rt_traffic_from_json(v, &m->traffic, err, errlen)) < 0)
 				return rc;
@@ -327,6 +358,9 @@ json_t *rt_manifest_to_json(const rt_manifest *m, int with_traffic)
 		snprintf(rl, sizeof rl, "%.17g/s,%.17g", m->rate_limit_rps, m->rate_limit_burst);
 		bad |= json_object_set_new(o, "rate_limit", json_string(rl));
 	}
+	if (m->audit_payloads)
+		bad |= json_object_set_new(o, "audit", json_pack("{s:b, s:i}", "payloads", 1, "max_bytes",
+								 m->audit_payload_max));
 	if (with_traffic && m->traffic.n > 0)
 		bad |= json_object_set_new(o, "traffic", rt_traffic_to_json(&m->traffic));
 	if (bad) {

@@ -15,6 +15,8 @@
 #define RT_MANIFEST_KIND_MAX 63        /* kind names: 1..63 characters of [a-z0-9_-] */
 #define RT_MANIFEST_PATH_MAX 4096      /* snapshot string, resolved paths (with the NUL) */
 #define RT_MANIFEST_TRAFFIC_MAX 32     /* most entries in a traffic split */
+#define RT_MANIFEST_AUDIT_PAYLOAD_DEFAULT 4096  /* "audit": {"max_bytes"} default */
+#define RT_MANIFEST_AUDIT_PAYLOAD_MAX 65536
 #define RT_MANIFEST_REV_MAX 1000000000u /* largest revision number */
 #define RT_MANIFEST_REV_LATEST 0u      /* traffic key "latest": whatever revision is newest */
 
@@ -61,6 +63,9 @@ typedef struct rt_manifest {
 	rt_traffic traffic;                   /* traffic.n == 0: not given */
 	double rate_limit_rps;                /* per-caller invocation limit ("rate_limit": */
 	double rate_limit_burst;              /*  "R/s,B"); 0: none (default) */
+	int audit_payloads;                   /* "audit": {"payloads": true}: request and response */
+	int audit_payload_max;                /*  bodies in the audit log, each cut to "max_bytes"
+					       *  (1..65536, default 4096); 0/unused when off */
 } rt_manifest;
 
 /* kind_known: caller-supplied check of a kind name against the function-kind table; returns
@@ -83,7 +88,7 @@ int rt_manifest_parse(const char *buf, size_t len, rt_manifest_kind_fn kind_know
 		      rt_manifest *m, char *err, size_t errlen);
 
 /* rt_manifest_to_json returns a new JSON object holding every field of m (defaults spelled out;
- * "snapshot" omitted when empty; "rate_limit" omitted when none; "traffic" only when with_traffic and m->traffic.n > 0), which
+ * "snapshot" omitted when empty; "rate_limit" omitted when none; "audit" omitted when payloads are off; "traffic" only when with_traffic and m->traffic.n > 0), which
  * rt_manifest_from_json accepts back unchanged. The caller owns the reference; NULL on ENOMEM. */
 json_t *rt_manifest_to_json(const rt_manifest *m, int with_traffic);
 

@@ -289,14 +289,14 @@ fail:
 	return rc;
 }
 
-int rt_model_invoke(rt_model *m, json_t *const *in, json_t **out, fn_error *errs, size_t n)
+int rt_model_invoke(rt_model *m, fn_call *calls, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
-		out[i] = NULL;
-		errs[i].status = 0;
-		errs[i].msg[0] = 0;
+		calls[i].out = NULL;
+		calls[i].err.status = 0;
+		calls[i].err.msg[0] = 0;
 	}
-	return m->kind->invoke(m->state, in, out, errs, n);
+	return m->kind->invoke(m->state, calls, n);
 }
 
 void rt_model_release(rt_model *m)

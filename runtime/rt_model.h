@@ -56,8 +56,9 @@ typedef struct rt_model {
 int rt_model_load(kern_dev *dev, const rt_image *img, const char *kind_name, rt_model **out,
 		  fn_error *err);
 
-/* rt_model_invoke runs n requests (see fn_kind.invoke). */
-int rt_model_invoke(rt_model *m, json_t *const *in, json_t **out, fn_error *errs, size_t n);
+/* rt_model_invoke runs n calls (see fn_kind.invoke): clears each call's out and err first;
+ * in, headers and emit are the caller's. */
+int rt_model_invoke(rt_model *m, fn_call *calls, size_t n);
 
 /* rt_model_release frees the kind's state (not the image). NULL is a no-op. */
 void rt_model_release(rt_model *m);

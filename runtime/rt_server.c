@@ -125,9 +125,12 @@ int rt_server_init(rt_server *srv, uv_loop_t *loop, const rt_server_config *cfg)
 				if (strcmp(e[i].name, "echo") == 0)
 					srv->echo_deployed = 1;
 				for (uint32_t r = 1; r <= e[i].latest_rev; r++)
-					if (rt_registry_get_revision(srv->reg, e[i].name, r, ri) == 0 &&
-					    ri->manifest.rate_limit_rps > 0)
-						srv->fn_rate_limits = 1;
+					if (rt_registry_get_revision(srv->reg, e[i].name, r, ri) == 0) {
+						if (ri->manifest.rate_limit_rps > 0)
+							srv->fn_rate_limits = 1;
+						if (ri->manifest.audit_payloads)
+							srv->fn_audit_payloads = 1;
+					}
 			}
 		free(e);
 		free(ri);
@@ -240,6 +243,7 @@ int rt_server_run(rt_server *srv)
 	srv->sig_term.data = srv->sig_int.data = srv->drain_timer.data = srv;
 	uv_signal_start(&srv->sig_term, on_signal, SIGTERM);
 	uv_signal_start(&srv->sig_int, on_signal, SIGINT);
+	rt_access_start(srv);
 	char fields[512];
 	snprintf(fields, sizeof fields, "\"host\":\"%s\",\"port\":%d,\"data\":\"%s\",\"version\":\"%s\"",
 		 srv->cfg.http.host, rt_http_port(srv->http), srv->cfg.data_dir, THAW_VERSION);

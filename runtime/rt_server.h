@@ -44,6 +44,8 @@ typedef struct rt_server {
 	struct rt_audit *audit;      /* audit log */
 	int echo_deployed;           /* a function named "echo" is in the registry (else built in) */
 	int fn_rate_limits;          /* some revision has a "rate_limit": check it per call */
+	int fn_audit_payloads;       /* some revision has "audit": {"payloads": true} */
+	uv_timer_t audit_timer;      /* flushes buffered audit lines (rt_access_start) */
 	rt_metric_family *m_requests, *m_duration, *m_connections;
 	int draining;
 	uint64_t started_ns;

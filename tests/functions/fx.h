@@ -216,4 +216,21 @@ static int fx_to_dev(kern_dev *d, fx_model *m)
 	m->on_dev = 1;
 	return 0;
 }
+/* fx_invoke runs a batch through k the v1 way (in[] -> out[] / errs[]) over fn_call. */
+static int fx_invoke(const fn_kind *k, void *st, json_t *const *in, json_t **out, fn_error *errs,
+		     size_t n)
+{
+	fn_call *c = calloc(n, sizeof *c);
+	if (!c)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++)
+		c[i].in = in[i];
+	int rc = k->invoke(st, c, n);
+	for (size_t i = 0; i < n; i++) {
+		out[i] = c[i].out;
+		errs[i] = c[i].err;
+	}
+	free(c);
+	return rc;
+}
 #endif

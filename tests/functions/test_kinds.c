@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include "tests/t.h"
 #include "functions/fn.h"
 
@@ -17,6 +18,9 @@ static void test_registry(void)
 	fn_kind bad = *fn_kind_find("echo");
 	bad.abi = 99;
 	bad.name = "echo2";
+	T_EQ_INT(fn_kind_register(&bad), -EPROTO);
+	bad.abi = FN_ABI_VERSION;
+	bad.invoke = NULL;
 	T_EQ_INT(fn_kind_register(&bad), -EINVAL);
 	static fn_kind good;
 	good = *fn_kind_find("echo");
@@ -24,7 +28,94 @@ static void test_registry(void)
 	T_EQ_INT(fn_kind_register(&good), 0);
 	T_CHECK(fn_kind_find("echo-copy") == &good);
 	char err[256];
-	T_CHECK(fn_kind_load_so("/nonexistent/kind.so", err, sizeof err) < 0);
+	T_EQ_INT(fn_kind_load_so("/nonexistent/kind.so", NULL, err, sizeof err), -ENOENT);
+	T_CHECK(strstr(err, "/nonexistent/kind.so") != NULL);
+}
+
+/* builds src into DIR/name.so; 0, or -1 when no compiler works */
+static int build_so(const char *name, const char *src, char *so, size_t cap)
+{
+	const char *top = getenv("THAW_SRC") ? getenv("THAW_SRC") : ".";
+	char c[1024], cmd[4096];
+	snprintf(c, sizeof c, "%s/%s.c", t_tmpdir(), name);
+	snprintf(so, cap, "%s/%s.so", t_tmpdir(), name);
+	FILE *f = fopen(c, "w");
+	if (!f)
+		return -1;
+	fputs(src, f);
+	fclose(f);
+	snprintf(cmd, sizeof cmd, "${CC:-cc} -shared -fPIC -I%s -o %s %s -ljansson 2>&1", top, so, c);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+/* bad shared objects: each refused with its own errno and a message that says why */
+static void test_plugin_bad(void)
+{
+	char so[1024], err[512];
+	/* built against ABI 1 (the v1 invoke signature) */
+	if (build_so("v1", "#include \"functions/fn.h\"\n"
+		     "static int ld(const fn_load_args *a, void **s, fn_error *e) { *s = 0; return 0; }\n"
+		     "static int inv(void *s, json_t *const *in, json_t **out, fn_error *e, size_t n)"
+		     " { return 0; }\n"
+		     "static void rel(void *s) { (void)s; }\n"
+		     "static const fn_kind k = {1, \"v1-kind\", \"old\", ld, (void *)inv, rel};\n"
+		     "const fn_kind *thaw_fn_kind(void) { return &k; }\n", so, sizeof so) < 0)
+		T_SKIP("no C compiler to build plugins");
+	T_EQ_INT(fn_kind_load_so(so, NULL, err, sizeof err), -EPROTO);
+	T_CHECK(strstr(err, "ABI 1") && strstr(err, "rebuild"));
+	T_CHECK(fn_kind_find("v1-kind") == NULL);
+	/* no thaw_fn_kind symbol */
+	T_EQ_INT(build_so("nosym", "int thaw_something_else(void) { return 1; }\n", so, sizeof so), 0);
+	T_EQ_INT(fn_kind_load_so(so, NULL, err, sizeof err), -ENOSYS);
+	T_CHECK(strstr(err, "thaw_fn_kind") != NULL);
+	/* thaw_fn_kind returns NULL */
+	T_EQ_INT(build_so("nullk", "#include <stddef.h>\nconst void *thaw_fn_kind(void) { return NULL; }\n",
+			  so, sizeof so), 0);
+	T_EQ_INT(fn_kind_load_so(so, NULL, err, sizeof err), -ENOSYS);
+	/* incomplete kind (no invoke) */
+	T_EQ_INT(build_so("noinv", "#include \"functions/fn.h\"\n"
+			  "static int ld(const fn_load_args *a, void **s, fn_error *e) { return 0; }\n"
+			  "static void rel(void *s) { (void)s; }\n"
+			  "static const fn_kind k = {FN_ABI_VERSION, \"noinv\", \"x\", ld, NULL, rel};\n"
+			  "const fn_kind *thaw_fn_kind(void) { return &k; }\n", so, sizeof so), 0);
+	T_EQ_INT(fn_kind_load_so(so, NULL, err, sizeof err), -EINVAL);
+	T_CHECK(strstr(err, "incomplete") != NULL);
+	/* not a shared object at all */
+	snprintf(so, sizeof so, "%s/text.so", t_tmpdir());
+	FILE *f = fopen(so, "w");
+	T_CHECK(f != NULL);
+	if (f) {
+		fputs("not an ELF file\n", f);
+		fclose(f);
+	}
+	T_EQ_INT(fn_kind_load_so(so, NULL, err, sizeof err), -ENOEXEC);
+	T_CHECK(strstr(err, "cannot load plugin") != NULL);
+}
+
+/* echo hands back the call's headers, untouched and in order, when asked */
+static void test_echo_headers(void)
+{
+	const fn_kind *k = fn_kind_find("echo");
+	fn_header h[] = {{"X-Trace", "  a b "}, {"content-type", "application/json"},
+			 {"X-Multi", "1"}, {"X-Multi", "2"}};
+	fn_call c = {.in = json_loads("{\"echo_headers\": true}", 0, NULL), .headers = h,
+		     .n_headers = 4};
+	T_EQ_INT(fn_call_run(k, NULL, &c), 0);
+	json_t *hs = json_object_get(c.out, "headers");
+	T_EQ_STR(json_string_value(json_object_get(hs, "X-Trace")), "  a b ");
+	T_EQ_STR(json_string_value(json_object_get(hs, "content-type")), "application/json");
+	T_EQ_INT(json_array_size(json_object_get(hs, "X-Multi")), 2);
+	T_EQ_STR(json_string_value(json_array_get(json_object_get(hs, "X-Multi"), 1)), "2");
+	T_EQ_INT(json_object_size(hs), 3);
+	json_decref(c.out);
+	/* not asked: the input back as it was */
+	json_t *plain = json_loads("{\"echo_headers\": false}", 0, NULL);
+	fn_call d = {.in = plain, .headers = h, .n_headers = 4};
+	T_EQ_INT(fn_call_run(k, NULL, &d), 0);
+	T_CHECK(json_equal(d.out, plain));
+	json_decref(d.out);
+	json_decref(plain);
+	json_decref((json_t *)c.in);
 }
 
 static void test_echo(void)
@@ -55,9 +146,9 @@ static void test_plugin_so(void)
 		return;
 	fputs("#include \"functions/fn.h\"\n"
 	      "static int ld(const fn_load_args *a, void **s, fn_error *e) { *s = 0; return 0; }\n"
-	      "static int inv(void *s, json_t *const *in, json_t **out, fn_error *e, size_t n) {\n"
-	      "  for (size_t i = 0; i < n; i++) { e[i].status = 0; e[i].msg[0] = 0;\n"
-	      "    out[i] = json_pack(\"{s:b}\", \"plugin\", 1); }\n"
+	      "static int inv(void *s, fn_call *c, size_t n) {\n"
+	      "  for (size_t i = 0; i < n; i++) { c[i].err.status = 0; c[i].err.msg[0] = 0;\n"
+	      "    c[i].out = json_pack(\"{s:b}\", \"plugin\", 1); }\n"
 	      "  return 0; }\n"
 	      "static void rel(void *s) { (void)s; }\n"
 	      "static const fn_kind k = {FN_ABI_VERSION, \"plugin-test\", \"test\", ld, inv, rel};\n"
@@ -67,12 +158,13 @@ static void test_plugin_so(void)
 	if (system(cmd) != 0)
 		T_SKIP("no C compiler to build the plugin");
 	char err[256] = "";
-	int rc = fn_kind_load_so(so, err, sizeof err);
+	const fn_kind *got = NULL;
+	int rc = fn_kind_load_so(so, &got, err, sizeof err);
 	if (rc)
 		fprintf(stderr, "  %s\n", err);
 	T_EQ_INT(rc, 0);
 	const fn_kind *k = fn_kind_find("plugin-test");
-	T_CHECK(k != NULL);
+	T_CHECK(k != NULL && k == got);
 	if (!k)
 		return;
 	fn_error e;
@@ -84,7 +176,16 @@ static void test_plugin_so(void)
 	json_decref(in);
 	json_decref(out);
 	k->release(st);
-	T_EQ_INT(fn_kind_load_so(so, err, sizeof err), -EEXIST);   /* the name is taken now */
+	/* the same path again: the kind already loaded */
+	got = NULL;
+	T_EQ_INT(fn_kind_load_so(so, &got, err, sizeof err), 0);
+	T_CHECK(got == k);
+	/* another object with the same kind name: refused */
+	char so2[1100];
+	snprintf(so2, sizeof so2, "%s/plugin2.so", t_tmpdir());
+	snprintf(cmd, sizeof cmd, "cp %s %s", so, so2);
+	T_EQ_INT(system(cmd), 0);
+	T_EQ_INT(fn_kind_load_so(so2, NULL, err, sizeof err), -EEXIST);
 }
 
 void t_main(void)
@@ -92,4 +193,6 @@ void t_main(void)
 	T_RUN(test_registry);
 	T_RUN(test_echo);
 	T_RUN(test_plugin_so);
+	T_RUN(test_plugin_bad);
+	T_RUN(test_echo_headers);
 }

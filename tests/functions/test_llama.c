@@ -214,7 +214,7 @@ static void test_llama_bad_requests(void)
 			 json_loads("{\"tokens\": [3], \"max_tokens\": 2}", 0, NULL)};
 	json_t *out[3];
 	fn_error errs[3];
-	T_EQ_INT(fn_llama_kind.invoke(st, in, out, errs, 3), 0);
+	T_EQ_INT(fx_invoke(&fn_llama_kind, st, in, out, errs, 3), 0);
 	T_CHECK(out[0] && !out[1] && out[2]);
 	T_EQ_INT(errs[1].status, 400);
 	T_EQ_INT(json_array_size(json_object_get(out[2], "tokens")), 2);
@@ -280,6 +280,84 @@ static void test_llama_stop_sampling_logprobs(void)
 	kern_dev_close(d);
 }
 
+/* streaming: collects emitted chunks; stops after `limit` of them when limit > 0 */
+typedef struct sink {
+	json_t *toks, *lps;
+	int limit, calls;
+} sink;
+
+static int sink_emit(void *ctx, json_t *chunk)
+{
+	sink *k = ctx;
+	k->calls++;
+	json_array_append(k->toks, json_object_get(chunk, "token"));
+	if (json_object_get(chunk, "logprob"))
+		json_array_append(k->lps, json_object_get(chunk, "logprob"));
+	return k->limit > 0 && k->calls >= k->limit ? -1 : 0;
+}
+
+static json_t *gen_stream(void *st, const char *json, sink *k, fn_error *err)
+{
+	k->toks = json_array();
+	k->lps = json_array();
+	k->calls = 0;
+	fn_call c = {.in = json_loads(json, 0, NULL), .emit = sink_emit, .emit_ctx = k};
+	fn_call_run(&fn_llama_kind, st, &c);
+	json_decref((json_t *)c.in);
+	*err = c.err;
+	return c.out;
+}
+
+static void test_llama_stream(void)
+{
+	kern_dev *d;
+	fx_model m;
+	fn_error err;
+	sink k = {0};
+	void *st = load_cpu(&d, &m);
+	T_CHECK(st != NULL);
+	if (!st)
+		return;
+	/* greedy to a stop token: HF's continuation of prompt 0 is 55 230 203 138 */
+	json_t *o = gen_stream(st, "{\"tokens\": [1, 17, 42, 99, 3, 200, 5], \"max_tokens\": 10, "
+			       "\"stop\": [138]}", &k, &err);
+	T_CHECK(o != NULL);
+	json_t *hf = json_pack("[i,i,i,i]", 55, 230, 203, 138);
+	T_CHECK(json_equal(k.toks, json_object_get(o, "tokens")));
+	T_CHECK(json_equal(k.toks, hf));
+	T_EQ_INT(k.calls, 4);
+	json_decref(hf);
+	json_decref(o);
+	json_decref(k.toks);
+	json_decref(k.lps);
+	/* sampled with logprobs: same tokens and log-probabilities as the final result, and as a
+	 * call that does not stream */
+	const char *s7 = "{\"tokens\": [1, 9], \"max_tokens\": 12, \"temperature\": 0.9, "
+			 "\"top_p\": 0.9, \"seed\": 7, \"stop\": [], \"logprobs\": true}";
+	o = gen_stream(st, s7, &k, &err);
+	json_t *plain = gen(st, s7);
+	T_CHECK(o && plain);
+	T_EQ_INT(json_array_size(k.toks), 12);
+	T_CHECK(json_equal(k.toks, json_object_get(o, "tokens")));
+	T_CHECK(json_equal(k.lps, json_object_get(o, "logprobs")));
+	T_CHECK(json_equal(o, plain));
+	json_decref(o);
+	json_decref(plain);
+	json_decref(k.toks);
+	json_decref(k.lps);
+	/* the receiver goes away after 3 tokens: generation stops there, the call fails (499) */
+	k.limit = 3;
+	o = gen_stream(st, "{\"tokens\": [1, 9], \"max_tokens\": 12, \"stop\": []}", &k, &err);
+	T_CHECK(o == NULL);
+	T_EQ_INT(err.status, 499);
+	T_EQ_INT(k.calls, 3);
+	json_decref(k.toks);
+	json_decref(k.lps);
+	fn_llama_kind.release(st);
+	fx_free(d, &m);
+	kern_dev_close(d);
+}
+
 static void test_llama_bad_configs(void)
 {
 	kern_dev *d;
@@ -311,6 +389,7 @@ void t_main(void)
 	T_RUN(test_llama_cpu_int8_agreement);
 	T_RUN(test_llama_bad_requests);
 	T_RUN(test_llama_stop_sampling_logprobs);
+	T_RUN(test_llama_stream);
 	T_RUN(test_llama_bad_configs);
 	T_RUN(test_llama_cuda_matches_hf);
 	T_RUN(test_llama_cuda_int8_matches_cpu);

@@ -88,7 +88,7 @@ static int *classify(loaded *l, const float *x, int n, float *logits)
 	for (int i = 0; i < 3; i++)
 		in[i] = rows_json(x, cut[i], cut[i + 1] - cut[i], 64);
 	int *lab = calloc((size_t)n, sizeof *lab);
-	T_EQ_INT(fn_mlp_kind.invoke(l->st, in, out, errs, 3), 0);
+	T_EQ_INT(fx_invoke(&fn_mlp_kind, l->st, in, out, errs, 3), 0);
 	for (int i = 0; i < 3; i++) {
 		T_CHECK(out[i] != NULL);
 		json_t *ls = json_object_get(out[i], "labels"), *os = json_object_get(out[i], "outputs");
@@ -353,7 +353,7 @@ static void test_mlp_bad_input(void)
 	json_t *in[2] = {json_loads("{\"inputs\": [[1]]}", 0, NULL), rows_json(x, 0, 1, 64)};
 	json_t *out[2];
 	fn_error errs[2];
-	T_EQ_INT(fn_mlp_kind.invoke(l.st, in, out, errs, 2), 0);
+	T_EQ_INT(fx_invoke(&fn_mlp_kind, l.st, in, out, errs, 2), 0);
 	T_CHECK(out[0] == NULL && errs[0].status == 400 && out[1] != NULL && errs[1].status == 0);
 	json_decref(in[0]);
 	json_decref(in[1]);

@@ -1,6 +1,8 @@
 /* test_audit.c — rt_audit: one JSON object per line with the documented fields (key id, no
  * payload), rotation by size with every line kept exactly once across the files, pruning of
- * rotated files by age (mtime set back), the file listing order. */
+ * rotated files by age (mtime set back), the file listing order; buffering (invocation lines
+ * wait for rt_audit_flush or close, a sync line writes the buffer first, order kept); opt-in
+ * payloads (text, base64, truncation, escaping of control bytes and invalid UTF-8). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -129,8 +131,154 @@ static void test_rotate_and_prune(void)
 	rt_audit_files_free(files, n);
 }
 
+static long file_size(const char *p)
+{
+	struct stat st;
+	return stat(p, &st) == 0 ? (long)st.st_size : -1;
+}
+
+/* every line of path parsed; returns the number of lines, -1 on a line that is not JSON */
+static int read_lines(const char *path, json_t **v, int cap)
+{
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return -1;
+	static char line[1 << 18];
+	int n = 0;
+	while (fgets(line, sizeof line, f)) {
+		json_error_t je;
+		json_t *o = json_loads(line, 0, &je);
+		if (!o || n >= cap) {
+			json_decref(o);
+			n = -1;
+			break;
+		}
+		v[n++] = o;
+	}
+	fclose(f);
+	return n;
+}
+
+static void test_buffered(void)
+{
+	const char *d = fresh_dir();
+	rt_audit *a;
+	char err[256], p[1200];
+	snprintf(p, sizeof p, "%s/audit/audit.log", d);
+	T_EQ_INT(rt_audit_open(d, 0, 90, &a, err, sizeof err), 0);
+	for (int i = 0; i < 3; i++) {
+		char rid[16];
+		snprintf(rid, sizeof rid, "b-%d", i);
+		rt_audit_rec r = {.client = "127.0.0.1", .action = "invoke", .function = "f",
+				  .status = 200, .request_id = rid};
+		T_EQ_INT(rt_audit_write(a, &r, 0), 0);
+	}
+	/* invocation lines wait in memory */
+	T_EQ_INT(file_size(p), 0);
+	T_CHECK(rt_audit_pending(a) > 0);
+	T_EQ_INT(rt_audit_flush(a), 0);
+	T_EQ_INT(rt_audit_pending(a), 0);
+	long after3 = file_size(p);
+	T_CHECK(after3 > 0);
+	/* a buffered line, then an admin line: both on disk at once, in call order */
+	rt_audit_rec r = {.client = "127.0.0.1", .action = "invoke", .function = "f", .status = 200,
+			  .request_id = "b-3"};
+	T_EQ_INT(rt_audit_write(a, &r, 0), 0);
+	T_EQ_INT(file_size(p), after3);
+	rt_audit_rec adm = {.client = "127.0.0.1", .action = "deploy", .function = "f", .status = 201,
+			    .request_id = "b-4"};
+	T_EQ_INT(rt_audit_write(a, &adm, 1), 0);
+	T_EQ_INT(rt_audit_pending(a), 0);
+	/* the size threshold flushes without a timer */
+	int many = 0;
+	while (rt_audit_pending(a) < RT_AUDIT_FLUSH_BYTES / 2 && many < 100000) {
+		char rid[16];
+		snprintf(rid, sizeof rid, "b-%d", 5 + many);
+		rt_audit_rec x = {.client = "127.0.0.1", .action = "invoke", .function = "f",
+				  .status = 200, .request_id = rid};
+		T_EQ_INT(rt_audit_write(a, &x, 0), 0);
+		many++;
+	}
+	long before_more = file_size(p);
+	for (int i = 0; i < many * 2; i++) {
+		char rid[16];
+		snprintf(rid, sizeof rid, "b-%d", 5 + many + i);
+		rt_audit_rec x = {.client = "127.0.0.1", .action = "invoke", .function = "f",
+				  .status = 200, .request_id = rid};
+		T_EQ_INT(rt_audit_write(a, &x, 0), 0);
+	}
+	T_CHECK(file_size(p) > before_more);
+	T_CHECK(rt_audit_pending(a) < RT_AUDIT_FLUSH_BYTES);
+	/* close writes the rest */
+	rt_audit_close(a);
+	int total = 5 + 3 * many;
+	json_t **v = calloc((size_t)total + 1, sizeof *v);
+	int n = read_lines(p, v, total + 1);
+	T_EQ_INT(n, total);
+	int bad = 0;
+	for (int i = 0; i < n; i++) {
+		char rid[16];
+		snprintf(rid, sizeof rid, "b-%d", i);
+		bad += strcmp(json_string_value(json_object_get(v[i], "request_id")) ?: "", rid) != 0;
+		json_decref(v[i]);
+	}
+	T_EQ_INT(bad, 0);
+	free(v);
+}
+
+static void test_payloads(void)
+{
+	const char *d = fresh_dir();
+	rt_audit *a;
+	char err[256], p[1200];
+	snprintf(p, sizeof p, "%s/audit/audit.log", d);
+	T_EQ_INT(rt_audit_open(d, 0, 90, &a, err, sizeof err), 0);
+	/* no payload_max: bodies given are still not logged */
+	rt_audit_rec r0 = {.client = "c", .action = "invoke", .function = "f", .status = 200,
+			   .payload_in = "{\"secret\":1}", .payload_in_len = 12,
+			   .payload_out = "{}", .payload_out_len = 2};
+	T_EQ_INT(rt_audit_write(a, &r0, 0), 0);
+	/* text payloads with a quote, a newline, a control byte and an invalid UTF-8 byte in the
+	 * path; UTF-8 kept */
+	const char in1[] = "{\"x\":\"a\nb\u00e9\"}\x01";
+	rt_audit_rec r1 = {.client = "c", .action = "invoke", .function = "f", .status = 200,
+			   .path = "/v1/functions/f/invoke\xff", .payload_max = 4096,
+			   .payload_in = in1, .payload_in_len = sizeof in1 - 1,
+			   .payload_out = "{\"y\":2}", .payload_out_len = 7};
+	T_EQ_INT(rt_audit_write(a, &r1, 0), 0);
+	/* truncated: 10 bytes of 26, cut before the 2-byte é at 9..10 -> 9 bytes */
+	const char in2[] = "abcdefghi\xc3\xa9klmnopqrstuvwxyz";
+	rt_audit_rec r2 = {.client = "c", .action = "invoke", .function = "f", .status = 200,
+			   .payload_max = 10, .payload_in = in2, .payload_in_len = sizeof in2 - 1,
+			   .payload_out = "", .payload_out_len = 0};
+	T_EQ_INT(rt_audit_write(a, &r2, 0), 0);
+	/* binary: base64 */
+	const unsigned char bin[] = {0, 1, 2, 0xff, 0xfe};
+	rt_audit_rec r3 = {.client = "c", .action = "invoke", .function = "f", .status = 200,
+			   .payload_max = 4096, .payload_in = (const char *)bin, .payload_in_len = 5,
+			   .payload_out = "ok", .payload_out_len = 2};
+	T_EQ_INT(rt_audit_write(a, &r3, 0), 0);
+	rt_audit_close(a);
+	json_t *v[8];
+	T_EQ_INT(read_lines(p, v, 8), 4);
+	T_CHECK(json_object_get(v[0], "payload_in") == NULL && json_object_get(v[0], "payload_out") == NULL);
+	T_EQ_STR(json_string_value(json_object_get(v[1], "payload_in")), "{\"x\":\"a\nb\u00e9\"}\x01");
+	T_EQ_STR(json_string_value(json_object_get(v[1], "payload_out")), "{\"y\":2}");
+	T_EQ_STR(json_string_value(json_object_get(v[1], "path")), "/v1/functions/f/invoke\xef\xbf\xbd");
+	T_CHECK(json_object_get(v[1], "payload_truncated") == NULL);
+	T_EQ_STR(json_string_value(json_object_get(v[2], "payload_in")), "abcdefghi");
+	T_EQ_STR(json_string_value(json_object_get(v[2], "payload_out")), "");
+	T_CHECK(json_is_true(json_object_get(v[2], "payload_truncated")));
+	T_EQ_STR(json_string_value(json_object_get(v[3], "payload_in_base64")), "AAEC//4=");
+	T_EQ_STR(json_string_value(json_object_get(v[3], "payload_out")), "ok");
+	for (int i = 0; i < 4; i++)
+		json_decref(v[i]);
+}
+
 void t_main(void)
 {
+	T_RUN(test_buffered);
+	T_RUN(test_payloads);
 	T_RUN(test_line_fields);
 	T_RUN(test_rotate_and_prune);
 }

@@ -358,6 +358,41 @@ static void test_rate_limit(void)
 	}
 }
 
+/* "audit" (issue 7): payload logging is opt-in per function, validated, omitted when off */
+static void test_audit_field(void)
+{
+	rt_manifest a, b;
+	char err[256];
+	T_EQ_INT(parse("{\"kind\":\"echo\"}", &a, err, sizeof err), 0);
+	T_EQ_INT(a.audit_payloads, 0);
+	T_EQ_INT(parse("{\"kind\":\"echo\",\"audit\":{\"payloads\":true}}", &a, err, sizeof err), 0);
+	T_EQ_INT(a.audit_payloads, 1);
+	T_EQ_INT(a.audit_payload_max, 4096);
+	T_EQ_INT(parse("{\"kind\":\"echo\",\"audit\":{\"payloads\":true,\"max_bytes\":100}}", &a, err,
+		       sizeof err), 0);
+	T_EQ_INT(a.audit_payload_max, 100);
+	json_t *j = rt_manifest_to_json(&a, 0);
+	char *text = json_dumps(j, JSON_COMPACT);
+	T_CHECK(text && strstr(text, "\"audit\":{\"payloads\":true,\"max_bytes\":100}") != NULL);
+	T_EQ_INT(parse(text, &b, err, sizeof err), 0);
+	T_CHECK(b.audit_payloads == 1 && b.audit_payload_max == 100);
+	free(text);
+	json_decref(j);
+	T_EQ_INT(parse("{\"kind\":\"echo\",\"audit\":{\"payloads\":false}}", &a, err, sizeof err), 0);
+	j = rt_manifest_to_json(&a, 0);
+	T_CHECK(json_object_get(j, "audit") == NULL);
+	json_decref(j);
+	static const char *bad[] = {"{\"kind\":\"echo\",\"audit\":true}",
+				    "{\"kind\":\"echo\",\"audit\":{\"payloads\":1}}",
+				    "{\"kind\":\"echo\",\"audit\":{\"payloads\":true,\"max_bytes\":0}}",
+				    "{\"kind\":\"echo\",\"audit\":{\"payloads\":true,\"max_bytes\":65537}}",
+				    "{\"kind\":\"echo\",\"audit\":{\"payload\":true}}"};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		T_EQ_INT(parse(bad[i], &a, err, sizeof err), -EINVAL);
+		T_CHECK(strstr(err, "field 'audit") != NULL);
+	}
+}
+
 void t_main(void)
 {
 	T_RUN(test_defaults);
@@ -367,4 +402,5 @@ void t_main(void)
 	T_RUN(test_names);
 	T_RUN(test_resolve);
 	T_RUN(test_rate_limit);
+	T_RUN(test_audit_field);
 }
