@@ -113,10 +113,30 @@ void rt_access_client(const rt_server *srv, const rt_req *req, char *buf, size_t
 		snprintf(buf, cap, "unknown");
 }
 
+/* the OpenAI-compatible routes answer with OpenAI error objects (rt_api_openai.c) */
+static int openai_route(const rt_req *req)
+{
+	return strcmp(req->route, "/v1/completions") == 0 ||
+	       strcmp(req->route, "/v1/chat/completions") == 0 ||
+	       strcmp(req->route, "/v1/models") == 0 || strcmp(req->route, "/v1/models/{model}") == 0;
+}
+
 static void reply_json(rt_req *req, int status, const char *msg)
 {
-	char body[128];
-	int n = snprintf(body, sizeof body, "{\"error\":\"%s\"}", msg);
+	char body[256];
+	int n;
+	if (openai_route(req)) {
+		const char *type = status == 401 ? "authentication_error" :
+				   status == 403 ? "permission_error" :
+				   status == 429 ? "rate_limit_error" : "server_error";
+		const char *code = status == 401 ? "invalid_api_key" :
+				   status == 403 ? "insufficient_scope" :
+				   status == 429 ? "rate_limit_exceeded" : "unavailable";
+		n = snprintf(body, sizeof body, "{\"error\":{\"message\":\"%s\",\"type\":\"%s\","
+			     "\"param\":null,\"code\":\"%s\"}}", msg, type, code);
+	} else {
+		n = snprintf(body, sizeof body, "{\"error\":\"%s\"}", msg);
+	}
 	rt_req_reply(req, status, "application/json", body, (size_t)n);
 }
 
@@ -138,6 +158,7 @@ static int limited(rt_server *srv, rt_req *req, const char *kind, const char *wh
 
 static int check_key(rt_server *srv, rt_req *req, rt_auth_need need);
 static int function_limited(rt_server *srv, rt_req *req, const char *client);
+static int fn_limited(rt_server *srv, rt_req *req, const char *fn, const char *client);
 
 int rt_access_gate(rt_server *srv, rt_req *req)
 {
@@ -166,6 +187,11 @@ static int function_limited(rt_server *srv, rt_req *req, const char *client)
 	const char *fn = rt_req_param(req, "name");
 	if (!fn)
 		fn = rt_req_param(req, "m");
+	return fn_limited(srv, req, fn, client);
+}
+
+static int fn_limited(rt_server *srv, rt_req *req, const char *fn, const char *client)
+{
 	rt_revision_info *info = malloc(sizeof *info);
 	int rc = 0;
 	if (fn && info && rt_registry_get(srv->reg, fn, info) == 0 && info->manifest.rate_limit_rps > 0) {
@@ -199,6 +225,32 @@ static int check_key(rt_server *srv, rt_req *req, rt_auth_need need)
 		return 1;
 	}
 	return limited(srv, req, "key", req->auth_key_id, &srv->cfg.limit_key);
+}
+
+int rt_access_check_fn(rt_server *srv, rt_req *req, const char *fn)
+{
+	char client[64];
+	if (!srv->cfg.dev) {
+		char scopes[RT_AUTH_SCOPES_MAX], id[RT_AUTH_ID_LEN + 1];
+		int rc = rt_auth_check(srv->auth, rt_req_header(req, "Authorization"), id, scopes);
+		if (rc == -EIO) {
+			reply_json(req, 503, "authentication unavailable");
+			return 1;
+		}
+		if (rc < 0) {   /* revoked since the gate passed it */
+			rt_req_add_header(req, "WWW-Authenticate", "Bearer");
+			reply_json(req, 401, "missing or invalid API key");
+			return 1;
+		}
+		if (!rt_auth_allows(scopes, RT_AUTH_INVOKE, fn)) {
+			reply_json(req, 403, "forbidden");
+			return 1;
+		}
+	}
+	if (!srv->fn_rate_limits)
+		return 0;
+	rt_access_client(srv, req, client, sizeof client);
+	return fn_limited(srv, req, fn, client);
 }
 
 /* revision the handler answered with (Thaw-Revision header), else the route's {v} */
@@ -240,6 +292,8 @@ void rt_access_observe(rt_server *srv, const rt_req *req, size_t resp_bytes, dou
 	int mutation = strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0;
 	int refused = req->status == 401 || req->status == 403 || req->status == 429;
 	int admin = need == RT_AUTH_ADMIN && mutation;
+	if (need == RT_AUTH_INVOKE_BODY)
+		need = RT_AUTH_INVOKE;   /* the handler set the function as param "name" */
 	if (need == RT_AUTH_OPEN || !(need == RT_AUTH_INVOKE || admin || refused))
 		return;
 	char client[64];

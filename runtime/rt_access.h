@@ -25,6 +25,12 @@ void rt_access_free(rt_server *srv);
  * (401, 403, 429 with Retry-After, or 503 when the key store fails). */
 int rt_access_gate(rt_server *srv, rt_req *req);
 
+/* rt_access_check_fn is the second half of the gate for routes whose function is named in
+ * the body (RT_AUTH_INVOKE_BODY: the OpenAI endpoints), called by the handler once it knows
+ * fn: the key's invoke scope for fn (unless --dev) and fn's rate limit. 0: go on; 1: it has
+ * answered (403, 429 with Retry-After, 401 for a key revoked meanwhile, 503). */
+int rt_access_check_fn(rt_server *srv, rt_req *req, const char *fn);
+
 /* rt_access_client writes the client address of req to buf: the socket's peer, or with
  * --trust-proxy the address the proxy reports (last Forwarded for=, else last
  * X-Forwarded-For entry). */

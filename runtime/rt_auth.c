@@ -296,6 +296,10 @@ int rt_auth_allows(const char *scopes, rt_auth_need need, const char *fn)
 		return 1;
 	case RT_AUTH_METRICS:
 		return has_scope(scopes, "metrics");
+	case RT_AUTH_INVOKE_BODY:
+		if (!fn)
+			return 1;
+		/* fall through */
 	case RT_AUTH_READ_FN:
 	case RT_AUTH_INVOKE: {
 		if (has_scope(scopes, "invoke:*"))
@@ -345,6 +349,10 @@ rt_auth_need rt_auth_route_need(const char *method, const char *route, const cha
 		{"DELETE", "/v1/keys/{id}", "key.revoke", RT_AUTH_ADMIN},
 		{"POST", "/v2/repository/models/{m}/load", "load", RT_AUTH_ADMIN},
 		{"POST", "/v2/repository/models/{m}/unload", "unload", RT_AUTH_ADMIN},
+		{"GET", "/v1/models", "models.list", RT_AUTH_ANY},
+		{"GET", "/v1/models/{model}", "models.get", RT_AUTH_ANY},
+		{"POST", "/v1/completions", "invoke", RT_AUTH_INVOKE_BODY},
+		{"POST", "/v1/chat/completions", "invoke", RT_AUTH_INVOKE_BODY},
 	};
 	for (size_t i = 0; i < sizeof tab / sizeof tab[0]; i++) {
 		if (strcmp(tab[i].route, route) == 0 &&

@@ -27,6 +27,9 @@ typedef enum rt_auth_need {
 	RT_AUTH_ANY,       /* any valid key (listings, server metadata) */
 	RT_AUTH_READ_FN,   /* admin or invoke scope for the function (its metadata) */
 	RT_AUTH_INVOKE,    /* admin or invoke scope for the function */
+	RT_AUTH_INVOKE_BODY, /* invoke scope for the function the body names (OpenAI endpoints):
+			      * the gate lets any valid key pass (fn NULL), the handler checks
+			      * the function (rt_access_check_fn) */
 	RT_AUTH_METRICS,   /* admin or metrics */
 	RT_AUTH_ADMIN,     /* admin (deploy, delete, load/unload, jobs, keys); unknown routes too */
 } rt_auth_need;

@@ -47,6 +47,10 @@ struct rt_conn {
 	size_t body_cap;
 	rt_req req;
 	uint64_t bytes_out;
+	int write_failed;       /* a write to the peer failed (peer gone) */
+	int streaming;          /* rt_req_stream_begin sent the head; 2: HTTP/1.0, no chunking */
+	int stream_keep;        /* keep-alive decided at stream begin */
+	size_t stream_bytes;    /* bytes written for the streamed response */
 };
 
 struct rt_http {
@@ -203,6 +207,9 @@ int rt_req_add_header(rt_req *req, const char *name, const char *value)
 
 /* ---- writing ---- */
 
+static void req_finish(rt_req *req, int status, size_t total, int keep, const char *body,
+		       size_t len);
+
 typedef struct write_req {
 	uv_write_t w;
 	rt_conn *c;
@@ -215,6 +222,8 @@ static void on_write(uv_write_t *w, int status)
 	write_req *wr = (write_req *)w;
 	rt_conn *c = wr->c;
 	free(wr);
+	if (status < 0)
+		c->write_failed = 1;
 	if (status < 0 && !c->closing)
 		conn_close(c);
 }
@@ -229,6 +238,7 @@ static int conn_send(rt_conn *c, const char *buf, size_t len)
 	if (n == (int)len)
 		return 0;
 	if (n < 0 && n != UV_EAGAIN) {
+		c->write_failed = 1;
 		conn_close(c);
 		return n;
 	}
@@ -268,6 +278,8 @@ static void req_reset(rt_conn *c)
 	r->request_id[0] = 0;
 	r->traceparent[0] = 0;
 	r->auth_key_id[0] = 0;
+	c->streaming = 0;
+	c->stream_bytes = 0;
 	c->hdr_len = 0;
 	c->err_status = 0;
 }
@@ -306,6 +318,16 @@ void rt_req_reply(rt_req *req, int status, const char *ctype, const char *body, 
 	} else {
 		conn_close(c);
 	}
+	req_finish(req, status, total, keep, body, len);
+}
+
+/* after a response went out: observer (body: the response body, NULL when streamed), access
+ * log, then the connection's next request */
+static void req_finish(rt_req *req, int status, size_t total, int keep, const char *body,
+		       size_t len)
+{
+	rt_conn *c = req->conn;
+	rt_http *h = c->srv;
 	double secs = (double)(rt_now_ns() - req->start_ns) / 1e9;
 	req->resp_body = body;
 	req->resp_body_len = len;
@@ -331,6 +353,80 @@ void rt_req_reply(rt_req *req, int status, const char *ctype, const char *body, 
 	}
 	llhttp_resume(&c->parser);
 	conn_process(c);
+}
+
+int rt_req_stream_begin(rt_req *req, int status, const char *ctype)
+{
+	rt_conn *c = req->conn;
+	rt_http *h = c->srv;
+	int http10 = c->parser.http_major == 1 && c->parser.http_minor == 0;
+	int keep = req->keep_alive && !c->close_after && !h->draining && !http10;
+	char head[1024];
+	int n = snprintf(head, sizeof head,
+			 "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: %s\r\n%s"
+			 "Cache-Control: no-cache\r\nX-Request-Id: %s\r\n%s%s%s%s",
+			 status, rt_http_status_text(status), http_date(h),
+			 ctype ? ctype : "application/octet-stream",
+			 http10 ? "" : "Transfer-Encoding: chunked\r\n", req->request_id,
+			 req->traceparent[0] ? "traceparent: " : "", req->traceparent,
+			 req->traceparent[0] ? "\r\n" : "", keep ? "" : "Connection: close\r\n");
+	if (n < 0 || (size_t)n + req->extra_len + 2 > sizeof head)
+		return -ENOSPC;
+	memcpy(head + n, req->extra_headers, req->extra_len);
+	memcpy(head + n + req->extra_len, "\r\n", 2);
+	size_t len = (size_t)n + req->extra_len + 2;
+	req->status = status;
+	c->streaming = http10 ? 2 : 1;
+	c->stream_keep = keep;
+	c->stream_bytes = len;
+	if (conn_send(c, head, len) < 0 || c->write_failed)
+		return -EPIPE;
+	return 0;
+}
+
+int rt_req_stream_write(rt_req *req, const char *data, size_t len)
+{
+	rt_conn *c = req->conn;
+	if (!c->streaming)
+		return -EINVAL;
+	if (c->write_failed || c->closing)
+		return -EPIPE;
+	if (len == 0)
+		return 0;
+	int rc;
+	if (c->streaming == 2) {
+		rc = conn_send(c, data, len);
+		c->stream_bytes += len;
+	} else {
+		char stackbuf[4096];
+		size_t total = len + 20;
+		char *out = total <= sizeof stackbuf ? stackbuf : malloc(total);
+		if (!out)
+			return -ENOMEM;
+		int n = snprintf(out, 20, "%zx\r\n", len);
+		memcpy(out + n, data, len);
+		memcpy(out + n + len, "\r\n", 2);
+		rc = conn_send(c, out, (size_t)n + len + 2);
+		c->stream_bytes += (size_t)n + len + 2;
+		if (out != stackbuf)
+			free(out);
+	}
+	return rc < 0 || c->write_failed ? -EPIPE : 0;
+}
+
+void rt_req_stream_end(rt_req *req)
+{
+	rt_conn *c = req->conn;
+	if (!c->streaming) {   /* begin failed before the head went out */
+		rt_req_reply_error(req, 500, "the response stream could not start");
+		return;
+	}
+	int keep = c->stream_keep && !c->write_failed && c->streaming == 1;
+	if (c->streaming == 1 && !c->write_failed && !c->closing) {
+		conn_send(c, "0\r\n\r\n", 5);
+		c->stream_bytes += 5;
+	}
+	req_finish(req, req->status, c->stream_bytes, keep, NULL, 0);
 }
 
 void rt_req_reply_error(rt_req *req, int status, const char *fmt, ...)

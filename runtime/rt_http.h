@@ -111,6 +111,17 @@ void rt_req_reply(rt_req *req, int status, const char *content_type, const char 
 void rt_req_reply_error(rt_req *req, int status, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
+/* Streamed responses (server-sent events): rt_req_stream_begin sends the status line and
+ * headers (those added with rt_req_add_header too) with Transfer-Encoding: chunked (HTTP/1.0:
+ * no framing, the connection closes at the end); each rt_req_stream_write sends one chunk at
+ * once; rt_req_stream_end sends the last chunk and finishes the request (in place of
+ * rt_req_reply; it must be called even after a write failed). begin and write return 0, or
+ * -EPIPE once the client is gone (stop producing; still call end), -ENOSPC (headers too long),
+ * -ENOMEM. */
+int rt_req_stream_begin(rt_req *req, int status, const char *content_type);
+int rt_req_stream_write(rt_req *req, const char *data, size_t len);
+void rt_req_stream_end(rt_req *req);
+
 /* rt_http_status_text returns the reason phrase for status ("OK", "Not Found", ...). */
 const char *rt_http_status_text(int status);
 
