@@ -333,6 +333,53 @@ static void test_jobs_spread_over_idle_gpus(void)
 	}
 }
 
+/* the same on real GPUs when this node has two or more (the H100 x2 machine); skipped else */
+static void test_real_gpus(void)
+{
+	if (!srv_ok) {
+		T_CHECK(!"server did not start");
+		return;
+	}
+	e2e_server keep = srv, g;
+	const char *args[] = {"--no-access-log", NULL};
+	T_EQ_INT(e2e_start(&g, args, NULL), 0);
+	srv = g;
+	json_t *o = NULL;
+	int ngpu = 0;
+	if (call("GET", "/v1/devices", NULL, &o) == 200) {
+		json_t *arr = json_object_get(o, "devices");
+		for (size_t i = 0; i < json_array_size(arr ? arr : o); i++) {
+			const char *k = json_string_value(json_object_get(json_array_get(arr ? arr : o, i), "kind"));
+			ngpu += k && strcmp(k, "cuda") == 0;
+		}
+	}
+	json_decref(o);
+	if (ngpu < 2) {
+		T_EQ_INT(e2e_stop(&srv, SIGTERM, 20), 0);
+		srv = keep;
+		T_SKIP("fewer than 2 GPUs");
+	}
+	char cmd[2048];
+	snprintf(cmd, sizeof cmd, "mkdir -p %s/snapshots && cp %s/snapshots/digits.thaw %s/snapshots/",
+		 srv.data_dir, keep.data_dir, srv.data_dir);
+	T_EQ_INT(system(cmd), 0);
+	T_EQ_INT(deploy("ga", "auto"), 201);
+	T_EQ_INT(deploy("gb", "auto"), 201);
+	T_EQ_INT(deploy("g1", "cuda:1"), 201);
+	T_CHECK(invoke_ok("ga"));
+	T_CHECK(invoke_ok("gb"));
+	T_CHECK(invoke_ok("g1"));
+	char da[32];
+	snprintf(da, sizeof da, "%s", fn_device("ga"));
+	T_CHECK(strncmp(da, "cuda:", 5) == 0);
+	T_CHECK(strncmp(fn_device("gb"), "cuda:", 5) == 0);
+	T_CHECK(strcmp(da, fn_device("gb")) != 0);
+	T_EQ_STR(fn_device("g1"), "cuda:1");
+	T_CHECK(metric("thaw_device_invocations_total{device=\"cuda:1\"}") >= 2);
+	T_EQ_INT(e2e_stop(&srv, SIGTERM, 20), 0);
+	srv = keep;
+}
+
 void t_main(void)
 {
 	setup();
@@ -341,6 +388,7 @@ void t_main(void)
 	T_RUN(test_pinning);
 	T_RUN(test_spill_before_evict);
 	T_RUN(test_jobs_spread_over_idle_gpus);
+	T_RUN(test_real_gpus);
 	if (srv_ok)
 		T_EQ_INT(e2e_stop(&srv, SIGTERM, 20), 0);
 }
