@@ -112,7 +112,7 @@ print("%-60s %8.1f %8.1f   each %.2fx / %.2fx of alone (%d threads); node total 
 # 2. the daemon
 log = W + "/serve.log"
 srv = subprocess.Popen([thaw, "serve", "--dev", "--port", str(a.port), "--data", W + "/data",
-                        "--no-access-log", "--host-ttl", "3600", "--host-cache", "0",
+                        "--no-access-log", "--host-ttl", "3600",
                         "--allow-root", src + "/tests/data", "--job-step-ms", "1"],
                        stderr=open(log, "w"), stdout=subprocess.DEVNULL)
 
@@ -219,6 +219,43 @@ try:
     print("  warm p50 of a: %.2f ms alone, %.2f ms with the job on the other GPU = %.2fx" % (
         med(base) * 1e3, med(during) * 1e3, med(during) / med(base)))
     req("DELETE", "/v1/jobs/%d" % jid)
+    # 3b. from the host tier (decoded images in pinned host memory): copies only, no decode
+    for n in ("a", "b"):
+        st, o = req("PUT", "/v1/functions/" + n, {"kind": "llama", "snapshot": n + ".thaw", "device": "auto",
+                                                  "idle_timeout_s": 0.5, "timeout_s": 600, "max_batch": 1})
+        assert st in (200, 201), o
+
+    def wait_host(name):
+        for _ in range(3000):
+            if state(name)["state"] == "host":
+                return
+            time.sleep(0.01)
+        raise SystemExit("%s never reached the host tier" % name)
+    h_single, h_pair = [], []
+    for r in range(a.repeat):
+        for n in ("a", "b"):
+            invoke(n)
+        for n in ("a", "b"):
+            wait_host(n)
+        k = len(cold_lines())
+        invoke("a")
+        h_single.append(cold_lines()[k]["copy_ms"])
+        wait_host("a")
+        k = len(cold_lines())
+        ts = [threading.Thread(target=invoke, args=(n,)) for n in ("a", "b")]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        lines = cold_lines()[k:]
+        h_pair.append(sorted((l["device"], l["copy_ms"]) for l in lines))
+    print("host tier -> GPU (pinned host copy, no decode), copy part from the log:")
+    print("  one alone: %s ms (median %.1f ms = %.1f GB/s)" % (
+        ["%.1f" % x for x in h_single], med(h_single), img / med(h_single) / 1e6))
+    for p in h_pair:
+        print("  two at once: %s" % ", ".join("%s %.1f ms (%.1f GB/s)" % (d, c, img / c / 1e6) for d, c in p))
+    hw = med([max(c for _, c in p) for p in h_pair])
+    print("  each of two at once vs alone: %.2fx the rate (median of the slower one)" % (med(h_single) / hw))
     # 4. per-device view
     st, devs = req("GET", "/v1/devices")
     for d in (devs.get("devices", devs) if isinstance(devs, dict) else devs):
