@@ -74,6 +74,9 @@ FUZZ_SRC = $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_REPLAY = $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/tests/fuzz/replay_%)
 BENCH_SRC = $(wildcard bench/*.c)
 BENCH_BIN = $(BENCH_SRC:%.c=$(BUILD)/%)
+# Example function kinds built as plugins (functions/examples/fn_NAME.c -> libthaw_NAME.so)
+EXAMPLE_SRC = $(wildcard functions/examples/fn_*.c)
+EXAMPLE_SO = $(EXAMPLE_SRC:functions/examples/fn_%.c=$(BUILD)/examples/libthaw_%.so)
 
 .PHONY: all deps test check asan run bench bench-gpu fuzz clean tests-build
 
@@ -103,8 +106,14 @@ $(LIBTHAW): $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
+# -rdynamic: plugin kinds (dlopen) resolve fn_*, kern_* and json_* from the executable
 $(THAW): $(BUILD)/obj/$(MAIN_SRC:.c=.o) $(LIBTHAW)
-	$(CC) $(LDFLAGS) $^ $(LIBS) -o $@
+	$(CC) $(LDFLAGS) -rdynamic $^ $(LIBS) -o $@
+
+# a plugin needs only functions/fn.h and kernels/kern.h; thaw provides the symbols
+$(BUILD)/examples/libthaw_%.so: functions/examples/fn_%.c functions/fn.h kernels/kern.h
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(SANFLAGS) -I. -fPIC -shared $< -o $@
 
 $(BUILD)/tests/%: tests/%.c $(TEST_COMMON) $(LIBTHAW) tests/t.h tests/e2e/e2e.h
 	@mkdir -p $(dir $@)
@@ -118,7 +127,7 @@ $(BUILD)/bench/%: bench/%.c $(LIBTHAW)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $< $(LIBTHAW) $(LDFLAGS) $(LIBS) -o $@
 
-tests-build: $(THAW) $(TEST_BIN) $(FUZZ_REPLAY)
+tests-build: $(THAW) $(TEST_BIN) $(FUZZ_REPLAY) $(EXAMPLE_SO)
 
 test: deps
 	@$(MAKE) --no-print-directory tests-build

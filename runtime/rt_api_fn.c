@@ -109,6 +109,24 @@ static void h_put(rt_req *req, void *ud)
 		rt_req_reply_error(req, 400, "%s", err);
 		return;
 	}
+	const char *plugin = rt_manifest_plugin_path(m.kind);
+	if (plugin) {
+		/* "plugin:/path.so": under a plugin root, a loadable kind of this ABI; stored with
+		 * its real path */
+		char real[RT_MANIFEST_PATH_MAX];
+		rc = rt_manifest_resolve_plugin(srv->cfg.plugin_roots, srv->cfg.n_plugin_roots, plugin,
+						real, sizeof real, err, sizeof err);
+		if (rc < 0) {
+			rt_req_reply_error(req, rc == -EACCES ? 403 : 400, "field 'kind': %s", err);
+			return;
+		}
+		rc = fn_kind_load_so(real, NULL, err, sizeof err);
+		if (rc < 0) {
+			rt_req_reply_error(req, rc == -EEXIST ? 409 : 400, "field 'kind': %s", err);
+			return;
+		}
+		snprintf(m.kind, sizeof m.kind, "%s%s", RT_MANIFEST_PLUGIN_PREFIX, real);
+	}
 	char path[RT_MANIFEST_PATH_MAX] = "";
 	if (m.snapshot[0]) {
 		rc = rt_manifest_resolve_snapshot(srv->cfg.data_dir, srv->cfg.allowed_roots,

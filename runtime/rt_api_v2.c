@@ -373,8 +373,8 @@ static json_t *to_kind_input(v2_ctx *c, char *err, size_t errlen)
 	}
 	if (!strcmp(c->kind, "echo"))
 		return json_incref(json_object_get(c->req_json, "inputs"));
-	snprintf(err, errlen, "model '%s' has kind '%s', which has no Open Inference Protocol mapping",
-		 c->model, c->kind);
+	snprintf(err, errlen, "model '%s' has kind '%.200s', which has no Open Inference Protocol "
+		 "mapping", c->model, c->kind);
 	return NULL;
 }
 
@@ -713,7 +713,8 @@ static void h_model_meta(rt_req *req, void *ud)
 	}
 	json_decref(fn);
 	char platform[80];
-	snprintf(platform, sizeof platform, "thaw_%s", info.manifest.kind);
+	snprintf(platform, sizeof platform, "thaw_%.60s",
+		 rt_manifest_plugin_path(info.manifest.kind) ? "plugin" : info.manifest.kind);
 	json_t *inputs, *outputs;
 	if (!strcmp(info.manifest.kind, "mlp")) {
 		int64_t classes, feat = mlp_dims(info.snapshot_path, &classes);

@@ -248,9 +248,16 @@ int rt_manifest_from_json(const json_t *obj, rt_manifest_kind_fn kind_known, voi
 		if (strcmp(k, "kind") == 0) {
 			if ((rc = get_str(v, k, RT_MANIFEST_KIND_MAX, &s, err, errlen)) < 0)
 				return rc;
-			if (!kind_syntax_ok(s))
+			const char *pp = rt_manifest_plugin_path(s);
+			size_t pl = pp ? strlen(pp) : 0;
+			if (pp && (pp[0] != '/' || pl < 4 || strcmp(pp + pl - 3, ".so") != 0))
+				return rt_errf(err, errlen, -EINVAL, "field 'kind': '%s': a plugin kind is "
+					    "\"plugin:/absolute/path/lib.so\" (a shared object)",
+					    shown(s, b, sizeof b));
+			if (!pp && (strlen(s) > RT_MANIFEST_KIND_NAME_MAX || !kind_syntax_ok(s)))
 				return rt_errf(err, errlen, -EINVAL, "field 'kind': '%s' is not a kind name "
-					    "([a-z0-9_-])", shown(s, b, sizeof b));
+					    "(1..63 of [a-z0-9_-]) or \"plugin:/path/lib.so\"",
+					    shown(s, b, sizeof b));
 			snprintf(m->kind, sizeof m->kind, "%s", s);
 			have_kind = 1;
 		} else if (strcmp(k, "snapshot") == 0) {
@@ -306,7 +313,7 @@ int rt_manifest_from_json(const json_t *obj, rt_manifest_kind_fn kind_known, voi
 	}
 	if (!have_kind)
 		return rt_errf(err, errlen, -EINVAL, "field 'kind': required");
-	if (kind_known && !kind_known(m->kind, ud))
+	if (kind_known && !rt_manifest_plugin_path(m->kind) && !kind_known(m->kind, ud))
 		return rt_errf(err, errlen, -EINVAL, "field 'kind': unknown kind '%s'", m->kind);
 	if (!m->snapshot[0] && strcmp(m->kind, "echo") != 0)
 		return rt_errf(err, errlen, -EINVAL, "field 'snapshot': required for kind '%s'", m->kind);
@@ -461,6 +468,54 @@ static int allowed(const char *path, const char *snapdir, const char *const *roo
 		if (path_under(path, r))
 			return 1;
 	}
+	return 0;
+}
+
+const char *rt_manifest_plugin_path(const char *kind)
+{
+	size_t n = strlen(RT_MANIFEST_PLUGIN_PREFIX);
+	return kind && strncmp(kind, RT_MANIFEST_PLUGIN_PREFIX, n) == 0 ? kind + n : NULL;
+}
+
+int rt_manifest_resolve_plugin(const char *const *roots, size_t n, const char *path,
+			       char *resolved, size_t cap, char *err, size_t errlen)
+{
+	char b[80], real[PATH_MAX], norm[PATH_MAX];
+	size_t len = path ? strlen(path) : 0;
+	if (!path || path[0] != '/')
+		return rt_errf(err, errlen, -EINVAL, "plugin '%s': needs an absolute path",
+			    shown(path ? path : "", b, sizeof b));
+	if (len < 4 || strcmp(path + len - 3, ".so") != 0)
+		return rt_errf(err, errlen, -EINVAL, "plugin '%s': not a shared object (.so)",
+			    shown(path, b, sizeof b));
+	if (n == 0)
+		return rt_errf(err, errlen, -EACCES, "plugin kinds are disabled on this server (start "
+			    "thaw serve with --plugin-root DIR)");
+	if (len >= PATH_MAX)
+		return rt_errf(err, errlen, -ENAMETOOLONG, "plugin path too long");
+	if (!realpath(path, real)) {
+		int e = errno;
+		normalize(path, norm, sizeof norm);
+		if (!allowed(norm, NULL, roots, n, 0))
+			return rt_errf(err, errlen, -EACCES, "plugin '%s' is outside the plugin roots "
+				    "(thaw serve --plugin-root)", shown(path, b, sizeof b));
+		return rt_errf(err, errlen, e == ENOENT || e == ENOTDIR ? -ENOENT : -e,
+			    "plugin '%s': %s", shown(path, b, sizeof b), strerror(e));
+	}
+	if (!allowed(real, NULL, roots, n, 1))
+		return rt_errf(err, errlen, -EACCES, "plugin '%s' is outside the plugin roots "
+			    "(thaw serve --plugin-root)", shown(path, b, sizeof b));
+	struct stat st;
+	if (stat(real, &st) < 0 || !S_ISREG(st.st_mode))
+		return rt_errf(err, errlen, -EINVAL, "plugin '%s' is not a regular file",
+			    shown(path, b, sizeof b));
+	len = strlen(real);
+	if (len >= cap)
+		return rt_errf(err, errlen, -ENAMETOOLONG, "plugin path too long");
+	if (len < 4 || strcmp(real + len - 3, ".so") != 0)
+		return rt_errf(err, errlen, -EINVAL, "plugin '%s': resolves to '%s', not a shared "
+			    "object (.so)", shown(path, b, sizeof b), real);
+	memcpy(resolved, real, len + 1);
 	return 0;
 }
 

@@ -12,7 +12,9 @@
 #include <jansson.h>
 
 #define RT_MANIFEST_NAME_MAX 63        /* function names: 1..63 characters */
-#define RT_MANIFEST_KIND_MAX 63        /* kind names: 1..63 characters of [a-z0-9_-] */
+#define RT_MANIFEST_KIND_NAME_MAX 63   /* kind names: 1..63 characters of [a-z0-9_-] */
+#define RT_MANIFEST_PLUGIN_PREFIX "plugin:" /* or "plugin:/abs/path/libx.so" (a shared object) */
+#define RT_MANIFEST_KIND_MAX (7 + 4095)  /* the kind field: a name or "plugin:" + a path */
 #define RT_MANIFEST_PATH_MAX 4096      /* snapshot string, resolved paths (with the NUL) */
 #define RT_MANIFEST_TRAFFIC_MAX 32     /* most entries in a traffic split */
 #define RT_MANIFEST_AUDIT_PAYLOAD_DEFAULT 4096  /* "audit": {"max_bytes"} default */
@@ -115,6 +117,19 @@ int rt_manifest_name_valid(const char *name, char *err, size_t errlen);
 int rt_manifest_resolve_snapshot(const char *data_dir, const char *const *allowed_roots, size_t n,
 				 const char *snapshot, char *resolved, size_t cap,
 				 char *err, size_t errlen);
+
+/* rt_manifest_plugin_path returns the path of a "plugin:/path.so" kind, or NULL for a kind
+ * name. */
+const char *rt_manifest_plugin_path(const char *kind);
+
+/* rt_manifest_resolve_plugin resolves the path of a plugin kind: it must be absolute, name a
+ * regular file ending in ".so", and lie, after realpath, under one of the n plugin roots
+ * (thaw serve --plugin-root). Returns 0 with the real path in resolved; -EACCES when no root
+ * is set (plugins disabled) or the path is outside them (the message does not tell whether
+ * such a file exists); -EINVAL for a relative path or a name not ending in ".so"; -ENOENT
+ * when it does not exist; -ENAMETOOLONG. err gets a message. */
+int rt_manifest_resolve_plugin(const char *const *roots, size_t n, const char *path,
+			       char *resolved, size_t cap, char *err, size_t errlen);
 
 /* rt_device_format writes "auto", "cpu" or "cuda:N" into buf. */
 void rt_device_format(const rt_manifest *m, char *buf, size_t cap);

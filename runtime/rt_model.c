@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <sys/mman.h>
 #include "pool/pool_cuda.h"
+#include "runtime/rt_manifest.h"
 #include "runtime/rt_model.h"
 
 /* Host image buffers: mmap'd with MAP_POPULATE (one kernel pass instead of a page fault per
@@ -238,7 +239,18 @@ int rt_model_load(kern_dev *dev, const rt_image *img, const char *kind_name, rt_
 	if (!m)
 		return fn_err(err, 500, "out of memory"), -ENOMEM;
 	const char *name = kind_name ? kind_name : (img && img->table ? img->table->kind : NULL);
-	m->kind = name ? fn_kind_find(name) : NULL;
+	const char *plugin = rt_manifest_plugin_path(name);
+	if (plugin) {
+		/* "plugin:/path.so": loaded once per process (validated against the plugin roots
+		 * when the function was deployed) */
+		char e[sizeof err->msg - 16];
+		rc = fn_kind_load_so(plugin, &m->kind, e, sizeof e);
+		if (rc < 0) {
+			fn_err(err, 500, "plugin: %s", e);
+			goto fail;
+		}
+	}
+	m->kind = m->kind ? m->kind : name ? fn_kind_find(name) : NULL;
 	if (!m->kind) {
 		fn_err(err, 404, "unknown function kind '%s'", name ? name : "(none)");
 		rc = -ENOENT;

@@ -27,6 +27,8 @@ static void usage(FILE *f)
 		"  --idle-timeout S      idle keep-alive connections close after S seconds (default 60)\n"
 		"  --no-access-log       no per-request log line\n"
 		"  --allow-root DIR      snapshots may also come from DIR (repeatable, at most 8)\n"
+		"  --plugin-root DIR     function kinds \"plugin:/path/lib.so\" may be loaded from DIR\n"
+		"                        (repeatable, at most 8; none: plugin kinds are refused)\n"
 		"  --host-cache BYTES    host-RAM tier for evicted weights (default: a quarter of RAM)\n"
 		"  --host-ttl S          host-tier entries are dropped after S idle seconds (default 600)\n"
 		"  --cpu-memory BYTES    weights loaded on the CPU device (default: half of RAM)\n"
@@ -94,6 +96,7 @@ int rt_serve_main(int argc, char **argv)
 		{"audit-max-bytes", required_argument, 0, 1005},
 		{"audit-days", required_argument, 0, 1006},
 		{"no-audit", no_argument, 0, 1007},
+		{"plugin-root", required_argument, 0, 1010},
 		{"help", no_argument, 0, 'h'},
 		{0, 0, 0, 0},
 	};
@@ -137,6 +140,14 @@ int rt_serve_main(int argc, char **argv)
 				return 2;
 			}
 			cfg.allowed_roots[cfg.n_allowed_roots++] = optarg;
+			break;
+		case 1010:
+			if (cfg.n_plugin_roots == RT_SERVER_MAX_ROOTS || optarg[0] != '/') {
+				fprintf(stderr, "thaw serve: --plugin-root needs an absolute path (at most %d)\n",
+					RT_SERVER_MAX_ROOTS);
+				return 2;
+			}
+			cfg.plugin_roots[cfg.n_plugin_roots++] = optarg;
 			break;
 		case 'C': if (parse_num("--host-cache", optarg, 0, 1e15, &v)) return 2; cfg.sched.host_budget_bytes = (uint64_t)v; break;
 		case 'T': if (parse_num("--host-ttl", optarg, 0.001, 1e7, &v)) return 2; cfg.sched.host_ttl_s = v; break;

@@ -19,6 +19,8 @@ typedef struct rt_server_config {
 	double drain_timeout_s;      /* SIGTERM -> exit 0 within this */
 	const char *allowed_roots[RT_SERVER_MAX_ROOTS];  /* snapshot paths allowed outside DATA */
 	size_t n_allowed_roots;
+	const char *plugin_roots[RT_SERVER_MAX_ROOTS];   /* where "plugin:/path.so" kinds may live */
+	size_t n_plugin_roots;
 	rt_sched_config sched;
 	rt_jobs_config jobs;
 	/* access and audit (rt_access.c, issue 7) */

@@ -2,7 +2,8 @@
  * container args, no --port, $PORT and the K_* variables set as Knative sets them, stdin a pipe)
  * keeps Knative's runtime contract: listens on $PORT, carries K_SERVICE/K_REVISION/
  * K_CONFIGURATION in its log lines and in thaw_build_info, never reads stdin (fd 0 is /dev/null),
- * passes traceparent and X-Request-Id back, and on SIGTERM finishes the in-flight call, refuses
+ * passes traceparent and X-Request-Id back, hands request headers to the function untouched
+ * (less Authorization; checked through echo's "echo_headers"), and on SIGTERM finishes the in-flight call, refuses
  * new connections and exits 0 within the manifest's --drain-timeout. (test_http_e2e covers the
  * drain in more detail with e2e_start's options.) */
 #include <errno.h>
@@ -16,6 +17,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <jansson.h>
 #include "tests/e2e/e2e.h"
 #include "tests/t.h"
 
@@ -192,6 +194,56 @@ static void test_contract(void)
 	T_EQ_STR(rid, "knative-req-1");
 	free(tpo);
 	free(rid);
+	e2e_resp_free(&r);
+
+	/* request headers reach the function untouched (echo returns what it was handed): names
+	 * in their case, values byte for byte (inner blanks, commas, quotes, UTF-8), repeats in
+	 * order; Authorization is withheld. The comparison is exact: a header altered, dropped or
+	 * added fails it. */
+	static const char *const hk[][2] = {
+		{"Host", "t"},
+		{"K-Proxy-Request", "activator"},
+		{"X-Forwarded-For", "10.0.0.7, 10.0.0.8"},
+		{"Forwarded", "for=10.0.0.7;proto=https"},
+		{"ce-id", "a1 b2\tc3"},
+		{"X-Weird-Case", "Mixed \"quoted\" value; q=0.5"},
+		{"X-Multi", "one"},
+		{"X-Unicode", "gr\xc3\xbc\xc3\x9f dich"},
+		{"X-Multi", "two"},
+		{"traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"},
+		{"Content-Type", "application/json"},
+		{"Content-Length", "21"},
+	};
+	char hreq[2048];
+	size_t hl = (size_t)snprintf(hreq, sizeof hreq, "POST /v1/functions/echo/invoke HTTP/1.1\r\n");
+	for (size_t i = 0; i < sizeof hk / sizeof hk[0]; i++) {
+		hl += (size_t)snprintf(hreq + hl, sizeof hreq - hl, "%s: %s\r\n", hk[i][0], hk[i][1]);
+		if (i == 4)   /* a credential for thaw: never handed to the function */
+			hl += (size_t)snprintf(hreq + hl, sizeof hreq - hl, "Authorization: Bearer secret\r\n");
+	}
+	snprintf(hreq + hl, sizeof hreq - hl, "\r\n{\"echo_headers\":true}");
+	T_EQ_INT(e2e_request(&s, hreq, &r), 0);
+	T_EQ_INT(r.status, 200);
+	json_t *got = json_loadb(r.body ? r.body : "", r.body_len, 0, NULL);
+	json_t *want = json_object();
+	for (size_t i = 0; i < sizeof hk / sizeof hk[0]; i++) {
+		json_t *prev = json_object_get(want, hk[i][0]);
+		if (!prev)
+			json_object_set_new(want, hk[i][0], json_string(hk[i][1]));
+		else
+			json_object_set_new(want, hk[i][0], json_pack("[O,s]", prev, hk[i][1]));
+	}
+	json_t *gh = json_object_get(got, "headers");
+	T_CHECK(gh && json_equal(gh, want));
+	T_CHECK(json_object_get(gh, "Authorization") == NULL);
+	if (!gh || !json_equal(gh, want)) {
+		char *a = json_dumps(gh, JSON_COMPACT), *b = json_dumps(want, JSON_COMPACT);
+		fprintf(stderr, "  headers seen by the function: %s\n  sent: %s\n", a ? a : "(none)", b);
+		free(a);
+		free(b);
+	}
+	json_decref(got);
+	json_decref(want);
 	e2e_resp_free(&r);
 
 	/* SIGTERM with a call in flight: it completes, new connections are refused, exit 0 */

@@ -393,6 +393,61 @@ static void test_audit_field(void)
 	}
 }
 
+/* plugin kinds: the manifest syntax and the path rules (roots, realpath, .so) */
+static void test_plugin_kind(void)
+{
+	rt_manifest m;
+	char err[512], res[4096], p[1024], q[1024];
+	T_EQ_INT(parse("{\"kind\":\"plugin:/opt/k/libx.so\",\"snapshot\":\"m.thaw\"}", &m, err,
+		       sizeof err), 0);
+	T_EQ_STR(m.kind, "plugin:/opt/k/libx.so");
+	T_EQ_STR(rt_manifest_plugin_path(m.kind), "/opt/k/libx.so");
+	T_CHECK(rt_manifest_plugin_path("mlp") == NULL);
+	T_CHECK(parse("{\"kind\":\"plugin:libx.so\",\"snapshot\":\"m\"}", &m, err, sizeof err) < 0);
+	T_CHECK(strstr(err, "plugin:/absolute/path/lib.so") != NULL);
+	T_CHECK(parse("{\"kind\":\"plugin:/opt/libx.txt\",\"snapshot\":\"m\"}", &m, err, sizeof err) < 0);
+	T_CHECK(parse("{\"kind\":\"plugin:\",\"snapshot\":\"m\"}", &m, err, sizeof err) < 0);
+	/* a kind name is still at most 63 characters */
+	T_CHECK(parse("{\"kind\":\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\","
+		      "\"snapshot\":\"m\"}", &m, err, sizeof err) < 0);
+	/* resolving */
+	const char *dir = t_tmpdir();
+	char root[900], outside[900];
+	snprintf(root, sizeof root, "%s/plugroot", dir);
+	snprintf(outside, sizeof outside, "%s/plugout", dir);
+	T_EQ_INT(mkdir(root, 0755), 0);
+	T_EQ_INT(mkdir(outside, 0755), 0);
+	snprintf(p, sizeof p, "%s/a.so", root);
+	FILE *f = fopen(p, "w");
+	if (f)
+		fclose(f);
+	snprintf(q, sizeof q, "%s/b.so", outside);
+	f = fopen(q, "w");
+	if (f)
+		fclose(f);
+	const char *roots[] = {root};
+	T_EQ_INT(rt_manifest_resolve_plugin(roots, 1, p, res, sizeof res, err, sizeof err), 0);
+	T_EQ_STR(res, p);
+	T_EQ_INT(rt_manifest_resolve_plugin(roots, 1, q, res, sizeof res, err, sizeof err), -EACCES);
+	T_EQ_INT(rt_manifest_resolve_plugin(NULL, 0, p, res, sizeof res, err, sizeof err), -EACCES);
+	T_CHECK(strstr(err, "--plugin-root") != NULL);
+	/* a link inside the root that points outside is outside */
+	char l[1024];
+	snprintf(l, sizeof l, "%s/link.so", root);
+	T_EQ_INT(symlink(q, l), 0);
+	T_EQ_INT(rt_manifest_resolve_plugin(roots, 1, l, res, sizeof res, err, sizeof err), -EACCES);
+	snprintf(l, sizeof l, "%s/../plugout/b.so", root);
+	T_EQ_INT(rt_manifest_resolve_plugin(roots, 1, l, res, sizeof res, err, sizeof err), -EACCES);
+	snprintf(l, sizeof l, "%s/none.so", root);
+	T_EQ_INT(rt_manifest_resolve_plugin(roots, 1, l, res, sizeof res, err, sizeof err), -ENOENT);
+	snprintf(l, sizeof l, "%s/none.so", outside);   /* outside: not told whether it exists */
+	T_EQ_INT(rt_manifest_resolve_plugin(roots, 1, l, res, sizeof res, err, sizeof err), -EACCES);
+	T_EQ_INT(rt_manifest_resolve_plugin(roots, 1, "rel/a.so", res, sizeof res, err, sizeof err), -EINVAL);
+	snprintf(l, sizeof l, "%s/dir.so", root);
+	T_EQ_INT(mkdir(l, 0755), 0);
+	T_EQ_INT(rt_manifest_resolve_plugin(roots, 1, l, res, sizeof res, err, sizeof err), -EINVAL);
+}
+
 void t_main(void)
 {
 	T_RUN(test_defaults);
@@ -403,4 +458,5 @@ void t_main(void)
 	T_RUN(test_resolve);
 	T_RUN(test_rate_limit);
 	T_RUN(test_audit_field);
+	T_RUN(test_plugin_kind);
 }
