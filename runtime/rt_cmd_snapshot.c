@@ -12,6 +12,7 @@
 #include "pool/pool_gpu.h"
 #include "runtime/rt_cli.h"
 #include "runtime/rt_quant.h"
+#include "runtime/rt_tok.h"
 #include "snapshot/snap.h"
 #include "snapshot/snap_pack.h"
 #include "snapshot/snap_sinks.h"
@@ -19,13 +20,16 @@
 static const char usage_text[] =
 	"usage: thaw snapshot COMMAND ...\n\n"
 	"  pack SRC -o OUT.thaw [--kind K] [--threads N] [--chunk-size SIZE] [--level L]\n"
-	"       [--metadata JSON] [--quantize int8|int8:32] [--progress|--quiet]\n"
+	"       [--metadata JSON] [--quantize int8|int8:32] [--tokenizer DIR|FILE]\n"
+	"       [--progress|--quiet]\n"
 	"      SRC: a .safetensors file, or a directory with model.safetensors or\n"
 	"      model.safetensors.index.json (shards), plus config.json when present.\n"
 	"      --kind: the function kind (default: llama if config.json says so, else unknown);\n"
 	"      --metadata: a JSON object merged into the snapshot's metadata.\n"
 	"      --quantize: int8 weight-only matrices (per-row scales, or per 32-block with int8:32);\n"
 	"      embeddings, norms and biases keep their dtype.\n"
+	"      --tokenizer: carry this tokenizer.json (and the tokenizer_config.json beside it) in\n"
+	"      the metadata; by default a SRC directory's tokenizer.json is carried when present.\n"
 	"  inspect F [--json]          tensors, dtypes, shapes, sizes, codec mix, ratio\n"
 	"  verify F [--threads N]      check every chunk; exit 0 when all are good\n"
 	"  unpack F -o OUT.safetensors write the tensors back as safetensors\n"
@@ -93,7 +97,7 @@ static int parse_io(const char *s, snap_io_mode *m)
 
 static int cmd_pack(int argc, char **argv)
 {
-	const char *src = NULL, *out = NULL;
+	const char *src = NULL, *out = NULL, *tok = NULL;
 	snap_pack_opts o = {0};
 	long v;
 	uint64_t sz;
@@ -135,6 +139,10 @@ static int cmd_pack(int argc, char **argv)
 			if (rt_quant_parse(n, &q))
 				return usage_err("--quantize: '%s' is not int8 or int8:32", n ? n : "");
 			o.transform = rt_quant_hook, o.transform_user = &q, i++;
+		} else if (!strcmp(a, "--tokenizer")) {
+			if (!n || !*n)
+				return usage_err("%s needs a directory or tokenizer.json", a);
+			tok = n, i++;
 		} else if (!strcmp(a, "--progress")) {
 			o.w.progress = 1;
 		} else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) {
@@ -149,7 +157,29 @@ static int cmd_pack(int argc, char **argv)
 	}
 	if (!src || !out)
 		return usage_err("%s", "pack needs SRC and -o OUT.thaw");
-	if (snap_pack(src, out, &o, &st, err, sizeof err)) {
+	/* the tokenizer travels in the metadata (runtime/rt_tok.c) */
+	char *tok_path = NULL, *cfg_path = NULL, *meta = NULL, warn[512];
+	if (rt_tok_find(tok ? tok : src, tok != NULL, &tok_path, &cfg_path, err, sizeof err) && tok) {
+		fprintf(stderr, "thaw snapshot pack: %s\n", err);
+		return 1;
+	}
+	if (tok_path) {
+		int rc = rt_tok_pack_metadata(o.extra_metadata, tok_path, cfg_path, &meta, warn, sizeof warn,
+					      err, sizeof err);
+		if (rc == 0 && warn[0])
+			fprintf(stderr, "thaw snapshot pack: warning: %s is carried but thaw cannot use it: %s\n",
+				tok_path, warn);
+		free(tok_path);
+		free(cfg_path);
+		if (rc) {
+			fprintf(stderr, "thaw snapshot pack: %s\n", err);
+			return 1;
+		}
+		o.extra_metadata = meta;
+	}
+	int prc = snap_pack(src, out, &o, &st, err, sizeof err);
+	free(meta);
+	if (prc) {
 		fprintf(stderr, "thaw snapshot pack: %s\n", err);
 		return 1;
 	}
@@ -247,7 +277,9 @@ static int cmd_inspect(int argc, char **argv)
 							    (json_int_t)t->offset, "nbytes", (json_int_t)t->nbytes));
 		}
 		json_object_set_new(j, "tensors", ts);
-		json_object_set_new(j, "metadata", json_loads(snap_metadata_json(f), 0, NULL));
+		char *sum = rt_tok_meta_summary(snap_metadata_json(f));
+		json_object_set_new(j, "metadata", json_loads(sum ? sum : snap_metadata_json(f), 0, NULL));
+		free(sum);
 		json_dumpf(j, stdout, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
 		printf("\n");
 		json_decref(j);
@@ -272,7 +304,9 @@ static int cmd_inspect(int argc, char **argv)
 			printf("%-48s %-8s %-24s %14" PRIu64 " %14" PRIu64 "\n", t->name, t->dtype_name, sh, t->nbytes,
 			       t->offset);
 		}
-		printf("metadata: %s\n", snap_metadata_json(f));
+		char *sum = rt_tok_meta_summary(snap_metadata_json(f));
+		printf("metadata: %s\n", sum ? sum : snap_metadata_json(f));
+		free(sum);
 	}
 	snap_close(f);
 	return 0;

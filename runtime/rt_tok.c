@@ -1,0 +1,252 @@
+/* rt_tok.c — tokenizers carried in snapshot metadata (see rt_tok.h and
+ * docs/snapshot-format.md, "Tokenizer"). */
+#include "runtime/rt_tok.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "snapshot/snap.h"
+
+static int rt_tok_err(char *err, size_t errlen, int rc, const char *fmt, ...)
+{
+	if (err && errlen) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(err, errlen, fmt, ap);
+		va_end(ap);
+	}
+	return rc;
+}
+
+int rt_tok_from_meta(const char *meta_json, fn_tok **out, char *err, size_t errlen)
+{
+	if (!meta_json || !out)
+		return rt_tok_err(err, errlen, -EINVAL, "no metadata");
+	*out = NULL;
+	json_error_t je;
+	json_t *m = json_loads(meta_json, 0, &je);
+	if (!json_is_object(m)) {
+		json_decref(m);
+		return rt_tok_err(err, errlen, -EINVAL, "snapshot metadata is not a JSON object");
+	}
+	json_t *tok = json_object_get(m, "tokenizer"), *cfg = json_object_get(m, "tokenizer_config");
+	int rc;
+	char *tt = NULL, *ct = NULL;
+	if (!tok || json_is_null(tok)) {
+		rc = rt_tok_err(err, errlen, -ENOENT, "the snapshot carries no tokenizer");
+		goto out;
+	}
+	if (!json_is_object(tok) || (cfg && !json_is_null(cfg) && !json_is_object(cfg))) {
+		rc = rt_tok_err(err, errlen, -EINVAL, "snapshot metadata: \"tokenizer\" and \"tokenizer_config\" must be JSON objects");
+		goto out;
+	}
+	tt = json_dumps(tok, JSON_COMPACT);
+	ct = json_is_object(cfg) ? json_dumps(cfg, JSON_COMPACT) : NULL;
+	if (!tt || (json_is_object(cfg) && !ct)) {
+		rc = rt_tok_err(err, errlen, -ENOMEM, "out of memory");
+		goto out;
+	}
+	rc = fn_tok_load(out, tt, strlen(tt), ct, ct ? strlen(ct) : 0, err, errlen);
+out:
+	free(tt);
+	free(ct);
+	json_decref(m);
+	return rc;
+}
+
+int rt_tok_from_snapshot(const char *snap_path, fn_tok **out, char *err, size_t errlen)
+{
+	if (!snap_path || !out)
+		return rt_tok_err(err, errlen, -EINVAL, "no snapshot path");
+	*out = NULL;
+	snap_file *f;
+	int rc = snap_open(&f, snap_path, err, errlen);
+	if (rc)
+		return rc;
+	rc = rt_tok_from_meta(snap_metadata_json(f), out, err, errlen);
+	snap_close(f);
+	return rc;
+}
+
+static char *path_join(const char *dir, const char *name)
+{
+	size_t n = strlen(dir) + strlen(name) + 2;
+	char *p = malloc(n);
+	if (p)
+		snprintf(p, n, "%s/%s", dir, name);
+	return p;
+}
+
+static int is_file(const char *p)
+{
+	struct stat st;
+	return stat(p, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+int rt_tok_find(const char *spec, int required, char **tok_path, char **cfg_path, char *err,
+		size_t errlen)
+{
+	*tok_path = *cfg_path = NULL;
+	struct stat st;
+	if (!spec || stat(spec, &st))
+		return rt_tok_err(err, errlen, -ENOENT, "tokenizer: %s: no such file or directory", spec ? spec : "(none)");
+	char *dir;
+	if (!required && !S_ISDIR(st.st_mode))
+		return 0; /* a .safetensors source: nothing to look for */
+	if (S_ISDIR(st.st_mode)) {
+		dir = strdup(spec);
+		*tok_path = path_join(spec, "tokenizer.json");
+		if (!dir || !*tok_path)
+			goto nomem;
+		if (!is_file(*tok_path)) {
+			free(*tok_path);
+			*tok_path = NULL;
+			free(dir);
+			return required ? rt_tok_err(err, errlen, -ENOENT, "tokenizer: %s has no tokenizer.json", spec) : 0;
+		}
+	} else {
+		*tok_path = strdup(spec);
+		const char *slash = strrchr(spec, '/');
+		dir = slash ? strndup(spec, (size_t)(slash - spec) + (slash == spec)) : strdup(".");
+		if (!dir || !*tok_path)
+			goto nomem;
+	}
+	*cfg_path = path_join(dir, "tokenizer_config.json");
+	free(dir);
+	if (!*cfg_path)
+		goto nomem2;
+	if (!is_file(*cfg_path)) {
+		free(*cfg_path);
+		*cfg_path = NULL;
+	}
+	return 0;
+nomem:
+	free(dir);
+nomem2:
+	free(*tok_path);
+	*tok_path = NULL;
+	return rt_tok_err(err, errlen, -ENOMEM, "out of memory");
+}
+
+/* reads a JSON object file; big integers (model_max_length) become reals only when needed */
+static int load_obj(const char *path, json_t **out, char **text, size_t *len, char *err,
+		    size_t errlen)
+{
+	*out = NULL;
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return rt_tok_err(err, errlen, -errno, "%s: %s", path, strerror(errno));
+	char *buf = NULL;
+	size_t n = 0, cap = 0;
+	for (;;) {
+		if (n + 65536 > cap) {
+			cap = cap ? cap * 2 : 1 << 20;
+			char *nb = realloc(buf, cap);
+			if (!nb) {
+				free(buf);
+				fclose(f);
+				return rt_tok_err(err, errlen, -ENOMEM, "out of memory reading %s", path);
+			}
+			buf = nb;
+		}
+		size_t r = fread(buf + n, 1, cap - n, f);
+		n += r;
+		if (r == 0)
+			break;
+	}
+	fclose(f);
+	json_error_t je;
+	json_t *j = json_loadb(buf, n, 0, &je);
+	if (!j)
+		j = json_loadb(buf, n, JSON_DECODE_INT_AS_REAL, &je);
+	if (!json_is_object(j)) {
+		free(buf);
+		json_decref(j);
+		return rt_tok_err(err, errlen, -EINVAL, "%s: %s (line %d)", path, j ? "not a JSON object" : je.text, je.line);
+	}
+	*out = j;
+	*text = buf;
+	*len = n;
+	return 0;
+}
+
+int rt_tok_pack_metadata(const char *user_meta, const char *tok_path, const char *cfg_path,
+			 char **out, char *warn, size_t warnlen, char *err, size_t errlen)
+{
+	*out = NULL;
+	if (warn && warnlen)
+		warn[0] = 0;
+	json_t *m = NULL, *tok = NULL, *cfg = NULL;
+	char *tt = NULL, *ct = NULL;
+	size_t tl = 0, cl = 0;
+	int rc;
+	if (user_meta) {
+		json_error_t je;
+		m = json_loads(user_meta, 0, &je);
+		if (!json_is_object(m)) {
+			rc = rt_tok_err(err, errlen, -EINVAL, "--metadata is not a JSON object");
+			goto out;
+		}
+	} else if (!(m = json_object())) {
+		rc = rt_tok_err(err, errlen, -ENOMEM, "out of memory");
+		goto out;
+	}
+	if (json_object_get(m, "tokenizer") || json_object_get(m, "tokenizer_config")) {
+		rc = rt_tok_err(err, errlen, -EEXIST, "--metadata already has \"tokenizer\"/\"tokenizer_config\" while a tokenizer is packed too");
+		goto out;
+	}
+	if ((rc = load_obj(tok_path, &tok, &tt, &tl, err, errlen)))
+		goto out;
+	if (cfg_path && (rc = load_obj(cfg_path, &cfg, &ct, &cl, err, errlen)))
+		goto out;
+	fn_tok *t;
+	char why[512];
+	int lrc = fn_tok_load(&t, tt, tl, ct, cl, why, sizeof why);
+	if (lrc == 0)
+		fn_tok_free(t);
+	else if (warn && warnlen)
+		snprintf(warn, warnlen, "%s", why);
+	if (json_object_set(m, "tokenizer", tok) || (cfg && json_object_set(m, "tokenizer_config", cfg))) {
+		rc = rt_tok_err(err, errlen, -ENOMEM, "out of memory");
+		goto out;
+	}
+	*out = json_dumps(m, JSON_COMPACT);
+	rc = *out ? 0 : rt_tok_err(err, errlen, -ENOMEM, "out of memory");
+out:
+	free(tt);
+	free(ct);
+	json_decref(m);
+	json_decref(tok);
+	json_decref(cfg);
+	return rc;
+}
+
+char *rt_tok_meta_summary(const char *meta_json)
+{
+	json_t *m = meta_json ? json_loads(meta_json, 0, NULL) : NULL;
+	if (!json_is_object(m)) {
+		json_decref(m);
+		return NULL;
+	}
+	json_t *tok = json_object_get(m, "tokenizer");
+	if (json_is_object(tok)) {
+		json_t *model = json_object_get(tok, "model");
+		json_t *vocab = json_is_object(model) ? json_object_get(model, "vocab") : NULL;
+		json_t *ty = json_is_object(model) ? json_object_get(model, "type") : NULL;
+		char s[160];
+		snprintf(s, sizeof s, "(tokenizer.json carried: model %s, %zu vocab entries, %zu added tokens)",
+			 json_is_string(ty) ? json_string_value(ty) : "?", json_object_size(vocab),
+			 json_array_size(json_object_get(tok, "added_tokens")));
+		json_object_set_new(m, "tokenizer", json_string(s));
+	}
+	if (json_is_object(json_object_get(m, "tokenizer_config")))
+		json_object_set_new(m, "tokenizer_config", json_string("(tokenizer_config.json carried)"));
+	char *r = json_dumps(m, JSON_COMPACT);
+	json_decref(m);
+	return r;
+}
