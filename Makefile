@@ -41,10 +41,10 @@ LDFLAGS += $(SANFLAGS) -pthread
 
 # Dependencies. The CUDA build links them statically so build-cuda/thaw runs on a machine
 # that has only the CUDA driver and libcublas (see docs/operations.md).
-DEP_NAMES = uv_a uring zstd xxhash jansson sqlite3 sodium
+DEP_NAMES = uv_a uring zstd xxhash jansson sqlite3 sodium z
 ifeq ($(CUDA),1)
   LIBS = $(LIBDIR)/libuv_a.a $(LIBDIR)/liburing.a $(LIBDIR)/libzstd.a $(LIBDIR)/libxxhash.a \
-         $(LIBDIR)/libjansson.a $(LIBDIR)/libsqlite3.a
+         $(LIBDIR)/libjansson.a $(LIBDIR)/libsqlite3.a $(LIBDIR)/libz.a
   # libsodium (API key hashes): the static archive when installed, else the shared library
   LIBS += $(if $(wildcard $(LIBDIR)/libsodium.a),$(LIBDIR)/libsodium.a,-lsodium)
   ALL_CFLAGS += -DTHAW_CUDA=1 -I$(CUDA_HOME)/include
@@ -53,7 +53,7 @@ ifeq ($(CUDA),1)
             -Xcompiler -Wall,-Wextra,-Werror,-Wno-unused-parameter,-fPIC -I. -MMD -MP
   LIBS += -L$(CUDA_HOME)/lib64 -lcublas -lcudart_static -ldl -lrt -lstdc++
 else
-  LIBS = -luv -luring -lzstd -lxxhash -ljansson -lsqlite3 -lsodium
+  LIBS = -luv -luring -lzstd -lxxhash -ljansson -lsqlite3 -lsodium -lz
 endif
 LIBS += -lm -ldl -lpthread
 

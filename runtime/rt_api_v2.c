@@ -9,6 +9,12 @@
  *   llama  input_ids INT64 [1, n] (+ request parameters max_tokens, temperature, top_p, seed,
  *          stop) -> {"tokens": ids, ...}; output output_ids INT64 [1, k]
  *   echo   every input comes back as an output of the same name, shape and datatype.
+ * As tritonclient's HTTP client sends them: compact JSON with binary inputs after it
+ * (Inference-Header-Content-Length), request bodies compressed with Content-Encoding gzip or
+ * deflate (zlib; other encodings 415), responses compressed when Accept-Encoding asks for gzip
+ * or deflate, "binary_data_output" and per-output "binary_data", and per-output
+ * "classification": N (the top N of each row as BYTES "value:index" strings, best first, as
+ * Triton formats them). Shared-memory parameters are refused (400).
  * Errors are {"error": "..."}: 400 bad request or unsupported, 404 unknown model, 503
  * unavailable, 504 timeout, 500 internal (Triton's mapping of its error codes). */
 #include <errno.h>
@@ -17,7 +23,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <jansson.h>
+#include <zlib.h>
 #include "runtime/rt_api.h"
 #include "runtime/rt_manifest.h"
 #include "runtime/rt_registry.h"
@@ -183,22 +191,118 @@ static int flatten(const json_t *a, v2_tensor *t, size_t *k, int depth, char *er
 }
 
 /* parses the request: JSON header (+ binary section) into ctx->in; 0 or -EINVAL with err */
-static int parse_request(rt_req *req, v2_ctx *c, char *err, size_t errlen)
+/* inflates body (gzip, or deflate as tritonclient sends it: a zlib stream; a raw deflate
+ * stream is accepted too) into *out (malloc'd), at most max bytes. 0, or a negative errno with
+ * *status (400 corrupt, 413 too large, 500) and err. */
+static int inflate_body(const char *body, size_t len, int gzip, size_t max, unsigned char **out,
+			size_t *outlen, int *status, char *err, size_t errlen)
 {
-	size_t hlen = req->body_len;
+	for (int attempt = 0; attempt < 2; attempt++) {
+		z_stream z;
+		memset(&z, 0, sizeof z);
+		int wbits = gzip ? 16 + MAX_WBITS : attempt == 0 ? MAX_WBITS : -MAX_WBITS;
+		if (inflateInit2(&z, wbits) != Z_OK) {
+			*status = 500;
+			snprintf(err, errlen, "zlib: inflateInit failed");
+			return -ENOMEM;
+		}
+		size_t cap = len * 4 + 1024 < max ? len * 4 + 1024 : max + 1, n = 0;
+		unsigned char *buf = malloc(cap);
+		int zr = Z_OK;
+		z.next_in = (unsigned char *)body;
+		z.avail_in = (uInt)(len < UINT32_MAX ? len : UINT32_MAX);
+		while (buf && zr == Z_OK) {
+			if (n == cap) {
+				if (cap > max)
+					break;
+				size_t nc = cap * 2 < max + 1 ? cap * 2 : max + 1;
+				unsigned char *nb = realloc(buf, nc);
+				if (!nb) {
+					free(buf);
+					buf = NULL;
+					break;
+				}
+				buf = nb;
+				cap = nc;
+			}
+			z.next_out = buf + n;
+			z.avail_out = (uInt)(cap - n < UINT32_MAX ? cap - n : UINT32_MAX);
+			zr = inflate(&z, Z_NO_FLUSH);
+			n = (size_t)(z.next_out - buf);
+		}
+		inflateEnd(&z);
+		if (!buf) {
+			*status = 500;
+			snprintf(err, errlen, "out of memory");
+			return -ENOMEM;
+		}
+		if (n > max) {
+			free(buf);
+			*status = 413;
+			snprintf(err, errlen, "the decompressed request body is larger than %zu bytes", max);
+			return -EFBIG;
+		}
+		if (zr == Z_STREAM_END && z.avail_in == 0) {
+			*out = buf;
+			*outlen = n;
+			return 0;
+		}
+		free(buf);
+		if (gzip || attempt == 1) {
+			*status = 400;
+			snprintf(err, errlen, "Content-Encoding %s: the body is not a valid %s stream%s",
+				 gzip ? "gzip" : "deflate", gzip ? "gzip" : "zlib or deflate",
+				 zr == Z_STREAM_END ? " (bytes after its end)" : "");
+			return -EINVAL;
+		}
+	}
+	return -EINVAL;
+}
+
+/* the request body as sent, or decompressed per Content-Encoding (into *owned, which the
+ * caller frees). 0, or a negative errno with *status (415 unknown encoding) and err. */
+static int request_body(rt_req *req, size_t max, const char **body, size_t *len,
+			unsigned char **owned, int *status, char *err, size_t errlen)
+{
+	const char *ce = rt_req_header(req, "Content-Encoding");
+	*owned = NULL;
+	*body = req->body;
+	*len = req->body_len;
+	if (!ce || !ce[0] || !strcasecmp(ce, "identity"))
+		return 0;
+	int gzip = !strcasecmp(ce, "gzip") || !strcasecmp(ce, "x-gzip");
+	if (!gzip && strcasecmp(ce, "deflate") != 0) {
+		*status = 415;
+		snprintf(err, errlen, "Content-Encoding '%.64s' is not supported (gzip, deflate or identity)",
+			 ce);
+		return -ENOTSUP;
+	}
+	size_t n = 0;
+	int rc = inflate_body(req->body, req->body_len, gzip, max, owned, &n, status, err, errlen);
+	if (rc < 0)
+		return rc;
+	*body = (const char *)*owned;
+	*len = n;
+	return 0;
+}
+
+static int parse_request(rt_req *req, const char *body, size_t body_len, v2_ctx *c, char *err,
+			 size_t errlen)
+{
+	size_t hlen = body_len;
 	const char *hcl = rt_req_header(req, "Inference-Header-Content-Length");
 	if (hcl) {
 		char *end;
 		unsigned long long v = strtoull(hcl, &end, 10);
-		if (*end || end == hcl || v > req->body_len) {
+		if (*end || end == hcl || v > body_len) {
 			snprintf(err, errlen, "header Inference-Header-Content-Length: must be a number no larger than the body (%zu)",
-				 req->body_len);
+				 body_len);
 			return -EINVAL;
 		}
 		hlen = (size_t)v;
 	}
 	json_error_t je;
-	c->req_json = json_loadb(req->body, hlen, JSON_REJECT_DUPLICATES, &je);
+	c->req_json = json_loadb(body, hlen, JSON_REJECT_DUPLICATES, &je);
 	if (!c->req_json) {
 		snprintf(err, errlen, "invalid JSON at line %d column %d: %s", je.line, je.column, je.text);
 		return -EINVAL;
@@ -233,8 +337,8 @@ static int parse_request(rt_req *req, v2_ctx *c, char *err, size_t errlen)
 		snprintf(err, errlen, "field 'inputs': at most %d tensors", V2_MAX_TENSORS);
 		return -EINVAL;
 	}
-	const unsigned char *bin = (const unsigned char *)req->body + hlen;
-	size_t bin_left = req->body_len - hlen;
+	const unsigned char *bin = (const unsigned char *)body + hlen;
+	size_t bin_left = body_len - hlen;
 	size_t i;
 	json_t *in;
 	json_array_foreach(inputs, i, in) {
@@ -281,6 +385,11 @@ static int parse_request(rt_req *req, v2_ctx *c, char *err, size_t errlen)
 		c->nin++;
 		json_t *ip = json_object_get(in, "parameters");
 		json_t *bsz = json_object_get(ip, "binary_data_size");
+		if (json_object_get(ip, "shared_memory_region")) {
+			snprintf(err, errlen, "input '%s': shared memory is not supported (send the data in "
+				 "the body, as JSON or binary)", t->name);
+			return -EINVAL;
+		}
 		if (bsz) {
 			if (!json_is_integer(bsz) || json_integer_value(bsz) < 0 ||
 			    (size_t)json_integer_value(bsz) != t->count * es) {
@@ -386,20 +495,68 @@ typedef struct v2_out {
 	double *v;
 } v2_out;
 
-static int wanted(v2_ctx *c, const char *name, int *binary)
+/* the request's entry for output name: 1 when it is to be sent (binary set from
+ * binary_data_output and the entry's binary_data; *classes from its "classification", 0 when
+ * none), 0 when the request lists outputs and not this one */
+static int wanted(v2_ctx *c, const char *name, int *binary, int64_t *classes)
 {
 	*binary = c->binary_out;
+	*classes = 0;
 	if (!c->want)
 		return 1;
 	size_t i;
 	json_t *o;
 	json_array_foreach(c->want, i, o) {
-		if (strcmp(json_string_value(json_object_get(o, "name")) ?
-			   json_string_value(json_object_get(o, "name")) : "", name) == 0) {
-			json_t *b = json_object_get(json_object_get(o, "parameters"), "binary_data");
+		const char *n = json_string_value(json_object_get(o, "name"));
+		if (n && strcmp(n, name) == 0) {
+			json_t *p = json_object_get(o, "parameters");
+			json_t *b = json_object_get(p, "binary_data");
 			if (b)
 				*binary = json_is_true(b);
+			json_t *k = json_object_get(p, "classification");
+			if (k)
+				*classes = json_integer_value(k);
 			return 1;
+		}
+	}
+	return 0;
+}
+
+/* checks the requested outputs against the ones the model produces (names[n]): 0, or -EINVAL
+ * with err (unknown name, bad classification, shared memory) */
+static int check_wanted(v2_ctx *c, const char *const *names, int n, char *err, size_t errlen)
+{
+	size_t i;
+	json_t *o;
+	json_array_foreach(c->want, i, o) {
+		const char *name = json_string_value(json_object_get(o, "name"));
+		json_t *p = json_object_get(o, "parameters");
+		int found = 0;
+		for (int j = 0; j < n && name; j++)
+			found |= strcmp(names[j], name) == 0;
+		if (!json_is_object(o) || !name) {
+			snprintf(err, errlen, "outputs[%zu]: needs a string 'name'", i);
+			return -EINVAL;
+		}
+		if (!found) {
+			snprintf(err, errlen, "unexpected inference output '%.100s' for model '%s'", name,
+				 c->model);
+			return -EINVAL;
+		}
+		if (p && !json_is_object(p)) {
+			snprintf(err, errlen, "output '%.100s': 'parameters' must be an object", name);
+			return -EINVAL;
+		}
+		json_t *k = json_object_get(p, "classification");
+		if (k && (!json_is_integer(k) || json_integer_value(k) < 1 ||
+			  json_integer_value(k) > 1000000)) {
+			snprintf(err, errlen, "output '%.100s': classification must be a positive integer "
+				 "(the number of classes to return)", name);
+			return -EINVAL;
+		}
+		if (json_object_get(p, "shared_memory_region")) {
+			snprintf(err, errlen, "output '%.100s': shared memory is not supported", name);
+			return -EINVAL;
 		}
 	}
 	return 0;
@@ -454,31 +611,180 @@ static void write_elem(unsigned char *p, const char *dt, double v)
 	else p[0] = (unsigned char)(v < 0 ? 0 : v > 255 ? 255 : v);   /* UINT8, BOOL */
 }
 
-/* sends the response with outputs (JSON data, or binary where asked) */
+typedef struct v2_idx {
+	double v;
+	int64_t i;
+} v2_idx;
+
+static int by_value_desc(const void *a, const void *b)
+{
+	const v2_idx *x = a, *y = b;
+	if (x->v != y->v)
+		return x->v < y->v ? 1 : -1;
+	return x->i < y->i ? -1 : x->i > y->i;
+}
+
+/* Triton's classification of output o: per row (the last dimension; the whole tensor when
+ * 1-D) the top k as "value:index" strings, best first; *rows is 0 for a 1-D output. A new
+ * array of strings, or NULL (out of memory). */
+static json_t *classify(const v2_out *o, int64_t k, int64_t *rows, int64_t *kk)
+{
+	int64_t nrow = o->ndim >= 2 ? o->shape[0] : 1;
+	int64_t ncls = nrow > 0 ? (int64_t)o->count / nrow : 0;
+	if (k > ncls)
+		k = ncls;
+	*rows = o->ndim >= 2 ? nrow : 0;
+	*kk = k;
+	json_t *arr = json_array();
+	v2_idx *ix = malloc((size_t)(ncls ? ncls : 1) * sizeof *ix);
+	if (!arr || !ix) {
+		free(ix);
+		json_decref(arr);
+		return NULL;
+	}
+	for (int64_t r = 0; r < nrow; r++) {
+		for (int64_t j = 0; j < ncls; j++)
+			ix[j] = (v2_idx){o->v[r * ncls + j], j};
+		qsort(ix, (size_t)ncls, sizeof *ix, by_value_desc);
+		for (int64_t j = 0; j < k; j++) {
+			char b[64];
+			snprintf(b, sizeof b, "%f:%lld", ix[j].v, (long long)ix[j].i);
+			json_array_append_new(arr, json_string(b));
+		}
+	}
+	free(ix);
+	return arr;
+}
+
+/* Accept-Encoding: 1 gzip, 2 deflate (zlib), 0 none; tokens with q=0 do not count */
+static int accept_encoding(rt_req *req)
+{
+	const char *ae = rt_req_header(req, "Accept-Encoding");
+	int best = 0;
+	while (ae && *ae) {
+		while (*ae == ' ' || *ae == ',')
+			ae++;
+		size_t n = strcspn(ae, ",;");
+		int enc = n == 4 && !strncasecmp(ae, "gzip", 4) ? 1 :
+			  n == 7 && !strncasecmp(ae, "deflate", 7) ? 2 : 0;
+		const char *end = ae + strcspn(ae, ",");
+		const char *q = memchr(ae, ';', (size_t)(end - ae));
+		if (q) {
+			const char *qv = strstr(q, "q=");
+			if (qv && qv < end && strtod(qv + 2, NULL) <= 0)
+				enc = 0;
+		}
+		if (enc && (!best || enc < best))
+			best = enc;
+		ae = end;
+	}
+	return best;
+}
+
+/* replies 200 with body, compressed as the client accepts (gzip or zlib "deflate", level 1)
+ * when that makes it smaller */
+static void reply_encoded(rt_req *req, const char *ctype, const unsigned char *body, size_t len)
+{
+	int enc = len >= 256 ? accept_encoding(req) : 0;
+	if (enc) {
+		z_stream z;
+		memset(&z, 0, sizeof z);
+		if (deflateInit2(&z, 1, Z_DEFLATED, enc == 1 ? 16 + MAX_WBITS : MAX_WBITS, 8,
+				 Z_DEFAULT_STRATEGY) == Z_OK) {
+			size_t cap = deflateBound(&z, (uLong)len);
+			unsigned char *out = malloc(cap);
+			z.next_in = (unsigned char *)body;
+			z.avail_in = (uInt)len;
+			z.next_out = out;
+			z.avail_out = (uInt)cap;
+			int zr = out && len < UINT32_MAX ? deflate(&z, Z_FINISH) : Z_STREAM_ERROR;
+			size_t n = cap - z.avail_out;
+			deflateEnd(&z);
+			if (zr == Z_STREAM_END && n < len) {
+				rt_req_add_header(req, "Content-Encoding", enc == 1 ? "gzip" : "deflate");
+				rt_req_reply(req, 200, ctype, (const char *)out, n);
+				free(out);
+				return;
+			}
+			free(out);
+		}
+	}
+	rt_req_reply(req, 200, ctype, (const char *)body, len);
+}
+
+/* sends the response with outputs (JSON data, or binary where asked; classifications as
+ * BYTES) */
 static void send_outputs(rt_req *req, v2_ctx *c, uint32_t rev, v2_out *outs, int nout)
 {
 	json_t *arr = json_array();
 	size_t bin_total = 0;
-	int bin_flags[V2_MAX_TENSORS + 2];
+	unsigned char *bins[V2_MAX_TENSORS + 2] = {0};
+	size_t bin_len[V2_MAX_TENSORS + 2] = {0};
+	int oom = 0;
 	for (int i = 0; i < nout; i++) {
 		int binary;
-		bin_flags[i] = -1;
-		if (!wanted(c, outs[i].name, &binary))
+		int64_t classes;
+		if (!wanted(c, outs[i].name, &binary, &classes))
 			continue;
-		bin_flags[i] = binary;
-		json_t *shape = json_array();
-		for (int d = 0; d < outs[i].ndim; d++)
-			json_array_append_new(shape, json_integer(outs[i].shape[d]));
-		json_t *o = json_pack("{s:s,s:s,s:o}", "name", outs[i].name, "datatype", outs[i].dtype,
+		json_t *shape = json_array(), *strs = NULL;
+		const char *dtype = outs[i].dtype;
+		if (classes > 0) {
+			int64_t rows, k;
+			strs = classify(&outs[i], classes, &rows, &k);
+			if (!strs) {
+				oom = 1;
+				json_decref(shape);
+				break;
+			}
+			if (rows)
+				json_array_append_new(shape, json_integer(rows));
+			json_array_append_new(shape, json_integer(k));
+			dtype = "BYTES";
+		} else {
+			for (int d = 0; d < outs[i].ndim; d++)
+				json_array_append_new(shape, json_integer(outs[i].shape[d]));
+		}
+		json_t *o = json_pack("{s:s,s:s,s:o}", "name", outs[i].name, "datatype", dtype,
 				      "shape", shape);
-		size_t es = dtype_size(outs[i].dtype);
 		if (binary) {
-			json_object_set_new(o, "parameters",
-					    json_pack("{s:I}", "binary_data_size", (json_int_t)(outs[i].count * es)));
-			bin_total += outs[i].count * es;
+			size_t n = 0, es = dtype_size(dtype);
+			if (strs) {   /* BYTES: 4-byte little-endian length, then the bytes */
+				for (size_t k = 0; k < json_array_size(strs); k++)
+					n += 4 + strlen(json_string_value(json_array_get(strs, k)));
+			} else {
+				n = outs[i].count * es;
+			}
+			bins[i] = malloc(n ? n : 1);
+			if (!bins[i]) {
+				oom = 1;
+				json_decref(o);
+				json_decref(strs);
+				break;
+			}
+			size_t off = 0;
+			if (strs) {
+				for (size_t k = 0; k < json_array_size(strs); k++) {
+					const char *sv = json_string_value(json_array_get(strs, k));
+					uint32_t l = (uint32_t)strlen(sv);
+					unsigned char le[4] = {l & 255, (l >> 8) & 255, (l >> 16) & 255, l >> 24};
+					memcpy(bins[i] + off, le, 4);
+					memcpy(bins[i] + off + 4, sv, l);
+					off += 4 + l;
+				}
+			} else {
+				for (size_t k = 0; k < outs[i].count; k++)
+					write_elem(bins[i] + k * es, dtype, outs[i].v[k]);
+			}
+			bin_len[i] = n;
+			bin_total += n;
+			json_object_set_new(o, "parameters", json_pack("{s:I}", "binary_data_size",
+									(json_int_t)n));
+			json_decref(strs);
+		} else if (strs) {
+			json_object_set_new(o, "data", strs);
 		} else {
 			json_t *data = json_array();
-			int is_float = !strncmp(outs[i].dtype, "FP", 2);
+			int is_float = !strncmp(dtype, "FP", 2);
 			for (size_t k = 0; k < outs[i].count; k++)
 				json_array_append_new(data, is_float ? json_real(outs[i].v[k]) :
 							json_integer((json_int_t)dbl_to_i64(outs[i].v[k])));
@@ -492,38 +798,31 @@ static void send_outputs(rt_req *req, v2_ctx *c, uint32_t rev, v2_out *outs, int
 				 "outputs", arr);
 	if (c->id)
 		json_object_set(resp, "id", c->id);
-	char *head = json_dumps(resp, JSON_COMPACT);
+	char *head = oom ? NULL : json_dumps(resp, JSON_COMPACT);
 	json_decref(resp);
-	if (!head) {
+	unsigned char *buf = NULL;
+	size_t hl = head ? strlen(head) : 0;
+	if (head && bin_total)
+		buf = malloc(hl + bin_total);
+	if (!head || (bin_total && !buf)) {
 		rt_req_reply_error(req, 500, "out of memory");
-		return;
+	} else if (!bin_total) {
+		reply_encoded(req, "application/json", (const unsigned char *)head, hl);
+	} else {
+		memcpy(buf, head, hl);
+		size_t off = hl;
+		for (int i = 0; i < nout; i++)
+			if (bins[i]) {
+				memcpy(buf + off, bins[i], bin_len[i]);
+				off += bin_len[i];
+			}
+		char hls[32];
+		snprintf(hls, sizeof hls, "%zu", hl);
+		rt_req_add_header(req, "Inference-Header-Content-Length", hls);
+		reply_encoded(req, "application/octet-stream", buf, off);
 	}
-	if (!bin_total) {
-		rt_req_reply(req, 200, "application/json", head, strlen(head));
-		free(head);
-		return;
-	}
-	size_t hl = strlen(head);
-	unsigned char *buf = malloc(hl + bin_total);
-	if (!buf) {
-		free(head);
-		rt_req_reply_error(req, 500, "out of memory");
-		return;
-	}
-	memcpy(buf, head, hl);
-	size_t off = hl;
-	for (int i = 0; i < nout; i++) {
-		if (bin_flags[i] != 1)
-			continue;
-		size_t es = dtype_size(outs[i].dtype);
-		for (size_t k = 0; k < outs[i].count; k++)
-			write_elem(buf + off + k * es, outs[i].dtype, outs[i].v[k]);
-		off += outs[i].count * es;
-	}
-	char hls[32];
-	snprintf(hls, sizeof hls, "%zu", hl);
-	rt_req_add_header(req, "Inference-Header-Content-Length", hls);
-	rt_req_reply(req, 200, "application/octet-stream", (const char *)buf, off);
+	for (int i = 0; i < nout; i++)
+		free(bins[i]);
 	free(buf);
 	free(head);
 }
@@ -587,13 +886,19 @@ static void infer_result(rt_req *req, const char *function, uint32_t rev, json_t
 		}
 	}
 	int ok = 1;
-	for (int i = 0; i < nout; i++)
+	const char *names[V2_MAX_TENSORS + 2];
+	char werr[256];
+	for (int i = 0; i < nout; i++) {
 		if (!outs[i].v)
 			ok = 0;
-	if (ok)
-		send_outputs(req, c, rev, outs, nout);
-	else
+		names[i] = outs[i].name;
+	}
+	if (!ok)
 		rt_req_reply_error(req, 500, "out of memory");
+	else if (check_wanted(c, names, nout, werr, sizeof werr) < 0)
+		rt_req_reply_error(req, 400, "%s", werr);
+	else
+		send_outputs(req, c, rev, outs, nout);
 	for (int i = 0; i < V2_MAX_TENSORS + 2; i++)
 		free(bufs[i]);
 	ctx_free(c);
@@ -640,7 +945,19 @@ static void h_infer(rt_req *req, void *ud)
 	}
 	snprintf(c->model, sizeof c->model, "%s", name);
 	snprintf(c->kind, sizeof c->kind, "%s", info.manifest.kind);
-	if (parse_request(req, c, err, sizeof err) < 0) {
+	const char *body;
+	size_t blen;
+	unsigned char *inflated = NULL;
+	int st = 400;
+	if (request_body(req, srv->cfg.http.max_body_bytes, &body, &blen, &inflated, &st, err,
+			 sizeof err) < 0) {
+		rt_req_reply_error(req, st, "%s", err);
+		ctx_free(c);
+		return;
+	}
+	int prc = parse_request(req, body, blen, c, err, sizeof err);
+	free(inflated);
+	if (prc < 0) {
 		rt_req_reply_error(req, 400, "%s", err);
 		ctx_free(c);
 		return;

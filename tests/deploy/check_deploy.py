@@ -281,7 +281,7 @@ def cmd_dockerfile(path):
                 bad(path, f"stage {name}: ADD from a URL")
     pkgs = " ".join(r for n, b, body in stages for op, r in body if op == "RUN" and "apt-get install" in r)
     need = ["libuv1-dev", "node-llhttp", "libzstd-dev", "liburing-dev", "libxxhash-dev",
-            "libsqlite3-dev", "libjansson-dev", "libsodium-dev"]
+            "libsqlite3-dev", "libjansson-dev", "libsodium-dev", "zlib1g-dev"]
     for p in need:
         if p not in pkgs.split():
             bad(path, f"build dependency {p} is not installed with apt-get")
