@@ -47,6 +47,7 @@ struct rt_conn {
 	size_t body_cap;
 	rt_req req;
 	uint64_t bytes_out;
+	char peer[64];          /* the peer's address, cached by rt_req_peer */
 	int write_failed;       /* a write to the peer failed (peer gone) */
 	int streaming;          /* rt_req_stream_begin sent the head; 2: HTTP/1.0, no chunking */
 	int stream_keep;        /* keep-alive decided at stream begin */
@@ -1010,9 +1011,19 @@ int rt_req_peer(const rt_req *req, char *buf, size_t cap)
 	int len = sizeof ss;
 	if (cap)
 		buf[0] = 0;
-	if (!req->conn || uv_tcp_getpeername(&req->conn->tcp, (struct sockaddr *)&ss, &len) < 0)
+	if (!req->conn)
 		return -ENOTCONN;
-	int rc = ss.ss_family == AF_INET6 ? uv_ip6_name((struct sockaddr_in6 *)&ss, buf, cap)
-					  : uv_ip4_name((struct sockaddr_in *)&ss, buf, cap);
-	return rc < 0 ? -EINVAL : 0;
+	rt_conn *c = req->conn;
+	if (!c->peer[0]) {   /* once per connection: no getpeername(2) per request */
+		if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) < 0)
+			return -ENOTCONN;
+		int rc = ss.ss_family == AF_INET6 ? uv_ip6_name((struct sockaddr_in6 *)&ss, c->peer, sizeof c->peer)
+						  : uv_ip4_name((struct sockaddr_in *)&ss, c->peer, sizeof c->peer);
+		if (rc < 0) {
+			c->peer[0] = 0;
+			return -EINVAL;
+		}
+	}
+	snprintf(buf, cap, "%s", c->peer);
+	return 0;
 }

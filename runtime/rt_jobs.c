@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <sqlite3.h>
+#include "runtime/rt_fault.h"
 #include "runtime/rt_jobs.h"
 #include "runtime/rt_jobs_int.h"
 #include "runtime/rt_lane.h"
@@ -867,6 +868,7 @@ static void ckpt_work(uv_work_t *w)
 	snprintf(tmp, sizeof tmp, "%s.tmp", r->env.ckpt_path);
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	int rc = fd < 0 ? -errno : write_all(fd, r->ck_buf, r->ck_len);
+	rt_fault_point("job.checkpoint");
 	if (rc == 0 && fsync(fd) < 0)
 		rc = -errno;
 	if (fd >= 0)

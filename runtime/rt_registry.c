@@ -7,6 +7,7 @@
 #include <time.h>
 #include <sqlite3.h>
 #include "runtime/rt_log.h"
+#include "runtime/rt_fault.h"
 #include "runtime/rt_registry.h"
 
 void (*rt_registry_test_hook)(const char *point);
@@ -430,6 +431,7 @@ int rt_registry_put(rt_registry *reg, const char *name, const rt_manifest *m,
 		goto undo;
 	if (rt_registry_test_hook)
 		rt_registry_test_hook("after-traffic");
+	rt_fault_point("deploy.commit");
 	if ((rc = commit(reg)) < 0)
 		goto sqlfail;
 	if (rev_out)

@@ -18,6 +18,7 @@
 #include <unistd.h>
 #include "pool/pool_cuda.h"
 #include "pool/pool_gpu.h"
+#include "runtime/rt_fault.h"
 #include "runtime/rt_lane.h"
 #include "runtime/rt_log.h"
 #include "runtime/rt_model.h"
@@ -109,6 +110,7 @@ struct inst {
 	int64_t last_call_ms;
 	uint64_t last_used_ns;
 	int deleted, unload_requested, destroying;
+	int load_after_unload;    /* a load asked for while an unload was releasing the model */
 	int host_counted;         /* host_img counted in the host tier budget */
 	int waiting_evictions;
 	/* cold start bookkeeping */
@@ -670,7 +672,9 @@ static void pump(inst *in)
 {
 	rt_sched *s = in->s;
 	const rt_manifest *m = &in->info.manifest;
-	if (in->state != ST_WARM || in->batch_running || in->nq == 0)
+	/* destroying: the lane is releasing the model (unload or delete); calls wait for the
+	 * reload that finish_destroy starts */
+	if (in->state != ST_WARM || in->batch_running || in->nq == 0 || in->destroying)
 		return;
 	int limit = m->max_batch < m->concurrency ? m->max_batch : m->concurrency;
 	if (limit < 1)
@@ -1010,6 +1014,7 @@ static void restore_work(uv_work_t *w)
 		snap_close(f);
 		return;
 	}
+	rt_fault_point("restore");
 	in->restore_rc = rt_image_restore(in->info.snapshot_path, d->cuda ? d->gpu : NULL, 0,
 					  in->s->cfg.decode_threads, &in->restored, in->restore_err,
 					  sizeof in->restore_err);
@@ -1184,8 +1189,10 @@ static void finish_destroy(inst *in)
 		set_state(in, ST_COLD);
 		const char *kv[] = {"function", in->name};
 		rt_metric_add(in->s->m_evict, 1, 1, kv);
-		if (in->nq > 0)
+		if (in->nq > 0 || in->load_after_unload) {
+			in->load_after_unload = 0;
 			begin_load(in);
+		}
 		return;
 	}
 	free_inst(in);
@@ -1265,6 +1272,10 @@ static void load_revision(rt_sched *s, const char *name, uint32_t rev)
 	inst *in;
 	if (get_inst(s, name, rev, &in) == 0) {
 		in->last_used_ns = rt_now_ns();
+		if (in->destroying) {   /* an unload is releasing it: load again once it is done */
+			in->load_after_unload = 1;
+			return;
+		}
 		in->unload_requested = 0;
 		begin_load(in);
 	}
