@@ -1722,7 +1722,9 @@ static int pre_tokenize(const fn_tok *t, tscratch *s, int first)
 			const char *src = s->a.p + off;
 			if (p->type == PRE_METASPACE) {
 				int pre = p->prepend == PREPEND_ALWAYS || (p->prepend == PREPEND_FIRST && first && q == 0);
-				if (pre && !(len >= p->repl_len && !memcmp(src, p->repl, p->repl_len)) &&
+				/* the check comes after ' ' -> replacement, as in the Rust crate */
+				if (pre && !(len && src[0] == ' ') &&
+				    !(len >= p->repl_len && !memcmp(src, p->repl, p->repl_len)) &&
 				    tbuf_put(&s->b, p->repl, p->repl_len))
 					return -ENOMEM;
 				for (size_t i = 0; i < len; i++) {

@@ -31,7 +31,7 @@ int fn_tok_encode(const fn_tok *t, const char *text, size_t len, int add_special
 /* fn_tok_decode decodes ids like HF decode(ids, skip_special_tokens=skip_special). *text is
  * malloc'd and NUL-terminated (caller frees); *len excludes the NUL (len may be NULL). Returns
  * 0, -EINVAL for an id outside the vocabulary, -ENOMEM. Bytes that do not form valid UTF-8 come
- * out as U+FFFD as in HF. */
+ * out as U+FFFD as in HF; the text may contain NUL bytes (byte tokens), so use *len. */
 int fn_tok_decode(const fn_tok *t, const int32_t *ids, size_t n, int skip_special, char **text,
 		  size_t *len);
 
