@@ -17,5 +17,7 @@ int rt_api_fn_register(rt_server *srv);
 int rt_api_v2_register(rt_server *srv);
 int rt_api_jobs_register(rt_server *srv);
 int rt_api_keys_register(rt_server *srv);   /* rt_api_keys.c: /v1/keys (admin) */
+int rt_api_openai_register(rt_server *srv); /* rt_api_openai.c: /v1/models, /v1/completions,
+					      * /v1/chat/completions (OpenAI-compatible) */
 
 #endif

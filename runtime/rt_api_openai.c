@@ -1,0 +1,1176 @@
+/* rt_api_openai.c — OpenAI-compatible serving for `llama` functions (issue 8, "Serving LLMs
+ * the way clients expect"): GET /v1/models, GET /v1/models/{model}, POST /v1/completions and
+ * POST /v1/chat/completions, with `stream: true` as server-sent events. docs/api.md is the
+ * reference.
+ *
+ * model = function name. The snapshot of the revision the traffic split picks must carry a
+ * tokenizer (thaw snapshot pack takes tokenizer.json / tokenizer_config.json): the prompt (or
+ * the chat messages, through the tokenizer's chat template) is encoded here, the llama kind
+ * runs on token ids through the scheduler (rt_sched_invoke_stream), and every generated token
+ * comes back on the loop thread (the kind emits {"token": id} on its lane; a uv_async_t hands
+ * the ids over) to be decoded incrementally (fn_tok_stream). Stop strings are matched on the
+ * decoded text; the text is cut before the first match and the generation is stopped early
+ * (the emit callback tells the kind the receiver is done). A streamed response holds back the
+ * last (longest stop string - 1) bytes until it is sure they do not begin a stop string.
+ *
+ * Errors are OpenAI error objects {"error": {"message", "type", "param", "code"}}: 400
+ * invalid_request_error (bad JSON, fields, prompt too long for the context, token ids outside
+ * the vocabulary, no tokenizer), 401/403/429 from the access gate (rt_access.c answers these
+ * routes in the same shape), 404 model_not_found, 503/504 server_error. The access gate lets
+ * any valid key reach the completion handlers; the handler then checks invoke:<model>
+ * (rt_access_check_fn). Loop thread only, except oa_emit (the lane's thread). */
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <jansson.h>
+#include "functions/fn_tok.h"
+#include "runtime/rt_access.h"
+#include "runtime/rt_api.h"
+#include "runtime/rt_log.h"
+#include "runtime/rt_manifest.h"
+#include "runtime/rt_registry.h"
+#include "runtime/rt_sched.h"
+#include "runtime/rt_tok.h"
+#include "snapshot/snap.h"
+
+#define OA_MAX_STOP 4            /* stop strings (OpenAI's limit) */
+#define OA_STOP_MAX_BYTES 256    /* bytes of one stop string */
+#define OA_MAX_STOP_IDS 24       /* token ids that end a generation */
+#define OA_CACHE 8               /* snapshots whose tokenizer is kept loaded */
+#define OA_DEFAULT_CTX 4096      /* as the llama kind: metadata max_context default */
+
+/* ---- OpenAI error objects ---- */
+
+static const char *status_type(int status)
+{
+	switch (status) {
+	case 401: return "authentication_error";
+	case 403: return "permission_error";
+	case 404: return "invalid_request_error";
+	case 429: return "rate_limit_error";
+	default: return status < 500 ? "invalid_request_error" : "server_error";
+	}
+}
+
+static json_t *error_obj(int status, const char *param, const char *code, const char *msg)
+{
+	return json_pack("{s:{s:s,s:s,s:o,s:o}}", "error", "message", msg, "type",
+			 status_type(status), "param", param ? json_string(param) : json_null(),
+			 "code", code ? json_string(code) : json_null());
+}
+
+static void oa_error(rt_req *req, int status, const char *param, const char *code,
+		     const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+static void oa_error(rt_req *req, int status, const char *param, const char *code,
+		     const char *fmt, ...)
+{
+	char msg[600];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	json_t *o = error_obj(status, param, code, msg);
+	if (!o) {   /* a message that is not valid UTF-8 cannot happen with our texts */
+		rt_req_reply_error(req, 500, "out of memory");
+		return;
+	}
+	rt_api_reply_json(req, status, o);
+}
+
+/* ---- models: tokenizer and limits per snapshot (cached by path, inode, size, mtime) ---- */
+
+typedef struct oa_model {
+	char path[RT_MANIFEST_PATH_MAX];
+	dev_t dev;
+	ino_t ino;
+	off_t size;
+	struct timespec mtime;
+	fn_tok *tok;                 /* NULL when the snapshot has none (err says why) */
+	int err_rc;
+	char err[300];
+	int64_t ctx, vocab;          /* context positions and vocabulary of the model */
+	int32_t eos[8];              /* config eos_token_id(s) */
+	int n_eos;
+	int refs;                    /* the cache holds one; each generation one */
+	uint64_t used;
+} oa_model;
+
+static pthread_mutex_t cache_mu = PTHREAD_MUTEX_INITIALIZER;
+static oa_model *cache[OA_CACHE];
+static uint64_t cache_clock;
+
+static void model_unref(oa_model *m)
+{
+	if (!m)
+		return;
+	pthread_mutex_lock(&cache_mu);
+	int last = --m->refs == 0;
+	pthread_mutex_unlock(&cache_mu);
+	if (last) {
+		fn_tok_free(m->tok);
+		free(m);
+	}
+}
+
+static double cfg_num(const json_t *o, const char *k, double def)
+{
+	const json_t *v = json_object_get(o, k);
+	return json_is_number(v) ? json_number_value(v) : def;
+}
+
+/* reads what the handlers need from a snapshot: tokenizer, context, vocabulary, eos ids */
+static oa_model *model_read(const char *path, const struct stat *st)
+{
+	oa_model *m = calloc(1, sizeof *m);
+	if (!m)
+		return NULL;
+	snprintf(m->path, sizeof m->path, "%s", path);
+	m->dev = st->st_dev;
+	m->ino = st->st_ino;
+	m->size = st->st_size;
+	m->mtime = st->st_mtim;
+	m->refs = 1;
+	snap_file *f = NULL;
+	char err[256];
+	if (snap_open(&f, path, err, sizeof err) < 0) {
+		m->err_rc = -EIO;
+		snprintf(m->err, sizeof m->err, "snapshot unreadable: %s", err);
+		return m;
+	}
+	json_t *meta = json_loads(snap_metadata_json(f), 0, NULL);
+	snap_close(f);
+	const json_t *c = json_object_get(meta, "config");
+	if (!json_is_object(c))
+		c = meta;
+	double maxpos = cfg_num(c, "max_position_embeddings", 2048);
+	double cap = cfg_num(meta, "max_context", OA_DEFAULT_CTX);
+	if (maxpos >= 1 && maxpos < cap)
+		cap = maxpos;
+	m->ctx = cap >= 1 && cap < 1e9 ? (int64_t)cap : OA_DEFAULT_CTX;
+	double v = cfg_num(c, "vocab_size", 0);
+	m->vocab = v >= 1 && v < 1e9 ? (int64_t)v : 0;
+	const json_t *eos = json_object_get(c, "eos_token_id");
+	if (json_is_integer(eos))
+		m->eos[m->n_eos++] = (int32_t)json_integer_value(eos);
+	for (size_t i = 0; json_is_array(eos) && i < json_array_size(eos) && m->n_eos < 8; i++)
+		if (json_is_integer(json_array_get(eos, i)))
+			m->eos[m->n_eos++] = (int32_t)json_integer_value(json_array_get(eos, i));
+	json_decref(meta);
+	int rc = rt_tok_from_snapshot(path, &m->tok, err, sizeof err);
+	if (rc < 0) {
+		m->tok = NULL;
+		m->err_rc = rc;
+		snprintf(m->err, sizeof m->err, "%s", err);
+	}
+	return m;
+}
+
+/* the model behind snapshot path (a new reference, or NULL out of memory / unreadable file
+ * with err filled) */
+static oa_model *model_get(const char *path, char *err, size_t errlen)
+{
+	struct stat st;
+	if (stat(path, &st) < 0) {
+		snprintf(err, errlen, "snapshot %.300s: %s", path, strerror(errno));
+		return NULL;
+	}
+	pthread_mutex_lock(&cache_mu);
+	int slot = 0;
+	for (int i = 0; i < OA_CACHE; i++) {
+		oa_model *m = cache[i];
+		if (m && strcmp(m->path, path) == 0 && m->dev == st.st_dev && m->ino == st.st_ino &&
+		    m->size == st.st_size && m->mtime.tv_sec == st.st_mtim.tv_sec &&
+		    m->mtime.tv_nsec == st.st_mtim.tv_nsec) {
+			m->refs++;
+			m->used = ++cache_clock;
+			pthread_mutex_unlock(&cache_mu);
+			return m;
+		}
+		if (!cache[i] || (cache[slot] && cache[i]->used < cache[slot]->used))
+			slot = i;
+	}
+	pthread_mutex_unlock(&cache_mu);
+	oa_model *m = model_read(path, &st);   /* outside the lock: parses the tokenizer */
+	if (!m) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	pthread_mutex_lock(&cache_mu);
+	oa_model *old = cache[slot];
+	cache[slot] = m;
+	m->refs++;
+	m->used = ++cache_clock;
+	pthread_mutex_unlock(&cache_mu);
+	model_unref(old);
+	return m;
+}
+
+/* ---- request fields ---- */
+
+typedef struct oa_params {
+	int chat;
+	char model[RT_MANIFEST_NAME_MAX + 1];
+	long long max_tokens;        /* -1: not given */
+	double temperature, top_p;
+	long long seed;
+	int has_seed;
+	char stop[OA_MAX_STOP][OA_STOP_MAX_BYTES + 1];
+	size_t stop_len[OA_MAX_STOP];
+	int n_stop;
+	int stream, include_usage;
+	const json_t *prompt;        /* borrowed from the body */
+	const json_t *messages;
+} oa_params;
+
+/* fields accepted only at their neutral value */
+static int neutral(const char *k, const json_t *v)
+{
+	if (json_is_null(v))
+		return 1;
+	if (!strcmp(k, "frequency_penalty") || !strcmp(k, "presence_penalty"))
+		return json_is_number(v) && json_number_value(v) == 0;
+	if (!strcmp(k, "best_of") || !strcmp(k, "n"))
+		return json_is_integer(v) && json_integer_value(v) == 1;
+	if (!strcmp(k, "echo") || !strcmp(k, "logprobs"))
+		return json_is_false(v);
+	if (!strcmp(k, "logit_bias"))
+		return json_is_object(v) && json_object_size(v) == 0;
+	if (!strcmp(k, "suffix"))
+		return json_is_string(v) && json_string_length(v) == 0;
+	return 0;
+}
+
+static int num_field(const json_t *body, const char *k, double lo, double hi, int lo_open,
+		     double def, double *out, char *err, size_t errlen)
+{
+	const json_t *v = json_object_get(body, k);
+	if (!v || json_is_null(v)) {
+		*out = def;
+		return 0;
+	}
+	double x = json_is_number(v) ? json_number_value(v) : NAN;
+	if (!(lo_open ? x > lo : x >= lo) || !(x <= hi)) {
+		snprintf(err, errlen, "'%s' must be a number %s %g and <= %g", k, lo_open ? ">" : ">=",
+			 lo, hi);
+		return -EINVAL;
+	}
+	*out = x;
+	return 0;
+}
+
+/* validates the body of a completion (chat = 0) or chat completion; 0 or -EINVAL with the
+ * offending field in *param and a message in err */
+static int parse_params(const json_t *body, int chat, oa_params *p, const char **param,
+			char *err, size_t errlen)
+{
+	static const char *const common[] = {"model", "max_tokens", "temperature", "top_p", "seed",
+		"stop", "n", "stream", "stream_options", "user", "frequency_penalty",
+		"presence_penalty", "logit_bias", "logprobs", NULL};
+	static const char *const comp_only[] = {"prompt", "echo", "best_of", "suffix", NULL};
+	static const char *const chat_only[] = {"messages", "max_completion_tokens", NULL};
+	memset(p, 0, sizeof *p);
+	p->chat = chat;
+	*param = NULL;
+	if (!json_is_object(body)) {
+		snprintf(err, errlen, "the request body must be a JSON object");
+		return -EINVAL;
+	}
+	const char *k;
+	const json_t *v;
+	json_object_foreach((json_t *)body, k, v) {
+		int known = 0;
+		for (int i = 0; common[i] && !known; i++)
+			known = !strcmp(common[i], k);
+		for (int i = 0; !known && (chat ? chat_only : comp_only)[i]; i++)
+			known = !strcmp((chat ? chat_only : comp_only)[i], k);
+		if (!known) {
+			*param = k;
+			snprintf(err, errlen, "Unrecognized request argument supplied: %s", k);
+			return -EINVAL;
+		}
+		static const char *const fixed[] = {"n", "frequency_penalty", "presence_penalty",
+			"logit_bias", "logprobs", "echo", "best_of", "suffix", NULL};
+		for (int i = 0; fixed[i]; i++)
+			if (!strcmp(fixed[i], k) && !neutral(k, v)) {
+				*param = k;
+				snprintf(err, errlen, "'%s' is not supported: only its default (%s) is", k,
+					 !strcmp(k, "n") || !strcmp(k, "best_of") ? "1" :
+					 !strcmp(k, "logprobs") || !strcmp(k, "echo") ? "false or null" :
+					 !strcmp(k, "logit_bias") ? "{} or null" :
+					 !strcmp(k, "suffix") ? "\"\" or null" : "0");
+				return -EINVAL;
+			}
+	}
+	v = json_object_get(body, "model");
+	*param = "model";
+	if (!json_is_string(v) || json_string_length(v) == 0) {
+		snprintf(err, errlen, "you must provide a model parameter (a function name)");
+		return -EINVAL;
+	}
+	snprintf(p->model, sizeof p->model, "%s", json_string_value(v));
+	if (json_string_length(v) > RT_MANIFEST_NAME_MAX)
+		p->model[0] = 0;   /* cannot exist: 404 */
+	p->max_tokens = -1;
+	static const char *const mt_keys[] = {"max_tokens", "max_completion_tokens"};
+	for (int i = 0; i < (chat ? 2 : 1); i++) {
+		v = json_object_get(body, mt_keys[i]);
+		if (!v || json_is_null(v))
+			continue;
+		*param = mt_keys[i];
+		if (!json_is_integer(v) || json_integer_value(v) < 1 ||
+		    json_integer_value(v) > 1 << 30) {
+			snprintf(err, errlen, "'%s' must be an integer >= 1", mt_keys[i]);
+			return -EINVAL;
+		}
+		p->max_tokens = json_integer_value(v);
+	}
+	if (!chat && p->max_tokens < 0)
+		p->max_tokens = 16;
+	*param = "temperature";
+	if (num_field(body, "temperature", 0, 2, 0, 1, &p->temperature, err, errlen) < 0)
+		return -EINVAL;
+	*param = "top_p";
+	if (num_field(body, "top_p", 0, 1, 1, 1, &p->top_p, err, errlen) < 0)
+		return -EINVAL;
+	v = json_object_get(body, "seed");
+	*param = "seed";
+	if (v && !json_is_null(v)) {
+		if (!json_is_integer(v)) {
+			snprintf(err, errlen, "'seed' must be an integer");
+			return -EINVAL;
+		}
+		p->seed = json_integer_value(v);
+		p->has_seed = 1;
+	}
+	v = json_object_get(body, "stop");
+	*param = "stop";
+	if (json_is_string(v) || json_is_array(v)) {
+		size_t n = json_is_string(v) ? 1 : json_array_size(v);
+		if (n > OA_MAX_STOP) {
+			snprintf(err, errlen, "'stop' takes at most %d strings", OA_MAX_STOP);
+			return -EINVAL;
+		}
+		for (size_t i = 0; i < n; i++) {
+			const json_t *s = json_is_string(v) ? v : json_array_get(v, i);
+			if (!json_is_string(s) || json_string_length(s) == 0 ||
+			    json_string_length(s) > OA_STOP_MAX_BYTES) {
+				snprintf(err, errlen, "'stop' must be a string or an array of strings, each "
+					 "1 to %d bytes", OA_STOP_MAX_BYTES);
+				return -EINVAL;
+			}
+			memcpy(p->stop[p->n_stop], json_string_value(s), json_string_length(s));
+			p->stop[p->n_stop][json_string_length(s)] = 0;
+			p->stop_len[p->n_stop++] = json_string_length(s);
+		}
+	} else if (v && !json_is_null(v)) {
+		snprintf(err, errlen, "'stop' must be a string or an array of strings");
+		return -EINVAL;
+	}
+	v = json_object_get(body, "stream");
+	*param = "stream";
+	if (v && !json_is_boolean(v) && !json_is_null(v)) {
+		snprintf(err, errlen, "'stream' must be true or false");
+		return -EINVAL;
+	}
+	p->stream = json_is_true(v);
+	v = json_object_get(body, "stream_options");
+	*param = "stream_options";
+	if (v && !json_is_null(v)) {
+		const json_t *iu = json_object_get(v, "include_usage");
+		if (!json_is_object(v) || json_object_size(v) != (iu ? 1u : 0u) ||
+		    (iu && !json_is_boolean(iu))) {
+			snprintf(err, errlen, "'stream_options' must be {\"include_usage\": true|false}");
+			return -EINVAL;
+		}
+		if (!p->stream) {
+			snprintf(err, errlen, "'stream_options' is only allowed when 'stream' is true");
+			return -EINVAL;
+		}
+		p->include_usage = json_is_true(iu);
+	}
+	v = json_object_get(body, "user");
+	*param = "user";
+	if (v && !json_is_string(v) && !json_is_null(v)) {
+		snprintf(err, errlen, "'user' must be a string");
+		return -EINVAL;
+	}
+	if (chat) {
+		p->messages = json_object_get(body, "messages");
+		*param = "messages";
+		if (!json_is_array(p->messages) || json_array_size(p->messages) == 0) {
+			snprintf(err, errlen, "'messages' must be a non-empty array of messages");
+			return -EINVAL;
+		}
+	} else {
+		p->prompt = json_object_get(body, "prompt");
+		*param = "prompt";
+		if (!p->prompt || json_is_null(p->prompt)) {
+			snprintf(err, errlen, "you must provide a prompt");
+			return -EINVAL;
+		}
+	}
+	*param = NULL;
+	return 0;
+}
+
+/* ---- prompt -> token ids ---- */
+
+typedef struct oa_ids {
+	int32_t *v;
+	size_t n;
+} oa_ids;
+
+/* an array of integers: token ids as given (checked against the vocabulary later) */
+static int ids_from_array(const json_t *a, oa_ids *ids, char *err, size_t errlen)
+{
+	size_t n = json_array_size(a);
+	ids->v = malloc((n ? n : 1) * sizeof *ids->v);
+	if (!ids->v)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		const json_t *e = json_array_get(a, i);
+		if (!json_is_integer(e) || json_integer_value(e) < 0 ||
+		    json_integer_value(e) > INT32_MAX) {
+			snprintf(err, errlen, "prompt[%zu]: a token id must be a non-negative integer", i);
+			return -EINVAL;
+		}
+		ids->v[i] = (int32_t)json_integer_value(e);
+	}
+	ids->n = n;
+	return 0;
+}
+
+static int encode_text(const fn_tok *t, const char *s, size_t len, int add_special, oa_ids *ids,
+		       char *err, size_t errlen)
+{
+	int rc = fn_tok_encode(t, s, len, add_special, &ids->v, &ids->n);
+	if (rc == -EINVAL)
+		snprintf(err, errlen, "the prompt is not valid UTF-8");
+	else if (rc < 0)
+		snprintf(err, errlen, "tokenizer: %s", strerror(-rc));
+	return rc;
+}
+
+/* completions: "text", ["text"], [ids...] or [[ids...]] */
+static int prompt_ids(const fn_tok *t, const json_t *pr, oa_ids *ids, char *err, size_t errlen)
+{
+	if (json_is_string(pr))
+		return encode_text(t, json_string_value(pr), json_string_length(pr), 1, ids, err, errlen);
+	if (json_is_array(pr) && json_array_size(pr) >= 1) {
+		const json_t *e0 = json_array_get(pr, 0);
+		if (json_array_size(pr) == 1 && json_is_string(e0))
+			return encode_text(t, json_string_value(e0), json_string_length(e0), 1, ids, err,
+					   errlen);
+		if (json_array_size(pr) == 1 && json_is_array(e0))
+			return ids_from_array(e0, ids, err, errlen);
+		if (json_is_integer(e0))
+			return ids_from_array(pr, ids, err, errlen);
+		if (json_is_string(e0) || json_is_array(e0)) {
+			snprintf(err, errlen, "only one prompt per request is supported (n = 1, no batches)");
+			return -EINVAL;
+		}
+	}
+	snprintf(err, errlen, "'prompt' must be a string, an array of one string, or an array of "
+		 "token ids");
+	return -EINVAL;
+}
+
+/* chat: messages -> template text -> ids */
+static int chat_ids(const fn_tok *t, const json_t *msgs, oa_ids *ids, const char **param,
+		    char *err, size_t errlen)
+{
+	size_t n = json_array_size(msgs);
+	fn_tok_msg *m = calloc(n, sizeof *m);
+	char **owned = calloc(n, sizeof *owned);
+	char *prompt = NULL;
+	int rc = -EINVAL;
+	static char pbuf[32];
+	*param = "messages";
+	if (!m || !owned) {
+		rc = -ENOMEM;
+		goto done;
+	}
+	for (size_t i = 0; i < n; i++) {
+		const json_t *o = json_array_get(msgs, i), *role = json_object_get(o, "role"),
+			     *content = json_object_get(o, "content");
+		snprintf(pbuf, sizeof pbuf, "messages[%zu]", i);
+		*param = pbuf;
+		if (!json_is_object(o) || !json_is_string(role)) {
+			snprintf(err, errlen, "messages[%zu]: must be an object with a string 'role'", i);
+			goto done;
+		}
+		const char *k;
+		const json_t *v;
+		json_object_foreach((json_t *)o, k, v)
+			if (strcmp(k, "role") && strcmp(k, "content") && strcmp(k, "name")) {
+				snprintf(err, errlen, "messages[%zu]: field '%s' is not supported", i, k);
+				goto done;
+			}
+		const char *r = json_string_value(role);
+		if (!strcmp(r, "developer"))
+			r = "system";
+		if (strcmp(r, "system") && strcmp(r, "user") && strcmp(r, "assistant")) {
+			snprintf(err, errlen, "messages[%zu]: role '%s' is not supported (system, user, "
+				 "assistant)", i, json_string_value(role));
+			goto done;
+		}
+		m[i].role = r;
+		if (json_is_string(content)) {
+			m[i].content = json_string_value(content);
+			continue;
+		}
+		if (!json_is_array(content)) {
+			snprintf(err, errlen, "messages[%zu]: 'content' must be a string or an array of "
+				 "text parts", i);
+			goto done;
+		}
+		size_t total = 1;
+		for (size_t j = 0; j < json_array_size(content); j++) {
+			const json_t *part = json_array_get(content, j);
+			const char *ty = json_string_value(json_object_get(part, "type"));
+			const json_t *tx = json_object_get(part, "text");
+			if (!ty || strcmp(ty, "text") != 0 || !json_is_string(tx)) {
+				snprintf(err, errlen, "messages[%zu].content[%zu]: only {\"type\": \"text\", "
+					 "\"text\": \"...\"} parts are supported", i, j);
+				goto done;
+			}
+			total += json_string_length(tx);
+		}
+		owned[i] = malloc(total);
+		if (!owned[i]) {
+			rc = -ENOMEM;
+			goto done;
+		}
+		size_t off = 0;
+		for (size_t j = 0; j < json_array_size(content); j++) {
+			const json_t *tx = json_object_get(json_array_get(content, j), "text");
+			memcpy(owned[i] + off, json_string_value(tx), json_string_length(tx));
+			off += json_string_length(tx);
+		}
+		owned[i][off] = 0;
+		m[i].content = owned[i];
+	}
+	*param = "messages";
+	rc = fn_tok_chat(t, m, n, &prompt, err, errlen);
+	if (rc == -ENOTSUP) {
+		snprintf(err, errlen, "this model's tokenizer has no chat template thaw can render "
+			 "(llama-2, llama-3 or ChatML): use /v1/completions");
+		*param = "model";
+	} else if (rc == -ENOMEM) {
+		snprintf(err, errlen, "out of memory");
+	} else if (rc == 0) {
+		rc = encode_text(t, prompt, strlen(prompt), 0, ids, err, errlen);
+	}
+done:
+	for (size_t i = 0; owned && i < n; i++)
+		free(owned[i]);
+	free(owned);
+	free(m);
+	free(prompt);
+	return rc;
+}
+
+/* ---- a running generation ---- */
+
+typedef struct oa_gen {
+	rt_server *srv;
+	rt_req *req;
+	oa_model *model;
+	oa_params p;
+	char id[48];
+	int64_t created;
+	uint32_t rev;
+	size_t prompt_tokens;
+	int32_t stop_ids[OA_MAX_STOP_IDS];
+	int n_stop_ids;
+	size_t max_stop;             /* longest stop string */
+	fn_tok_stream *ts;
+	char *text;                  /* decoded text so far (cut at a stop string) */
+	size_t len, cap, sent, scan_from;
+	size_t ntok;                 /* tokens received from the kind */
+	int done;                    /* a stop string matched: finish_reason "stop" */
+	int gone;                    /* the client went away */
+	int failed;                  /* decoding failed (500) */
+	int streaming;               /* stream head sent */
+	/* handed over from the lane (oa_emit) under mu */
+	pthread_mutex_t mu;
+	uv_async_t async;
+	int32_t *pend;
+	size_t npend, cappend;
+	int refuse;                  /* tell the kind to stop */
+} oa_gen;
+
+static void gen_closed(uv_handle_t *h)
+{
+	oa_gen *g = h->data;
+	fn_tok_stream_free(g->ts);
+	model_unref(g->model);
+	pthread_mutex_destroy(&g->mu);
+	free(g->pend);
+	free(g->text);
+	free(g);
+}
+
+/* oa_emit: the kind's per-token chunk {"token": id}, on the lane thread */
+static int oa_emit(void *ctx, json_t *chunk)
+{
+	oa_gen *g = ctx;
+	const json_t *t = json_object_get(chunk, "token");
+	if (!json_is_integer(t))
+		return 0;
+	pthread_mutex_lock(&g->mu);
+	int rc = g->refuse;
+	if (!rc && g->npend == g->cappend) {
+		size_t cap = g->cappend ? g->cappend * 2 : 64;
+		int32_t *n = realloc(g->pend, cap * sizeof *n);
+		if (n) {
+			g->pend = n;
+			g->cappend = cap;
+		}
+	}
+	if (!rc && g->npend < g->cappend)
+		g->pend[g->npend++] = (int32_t)json_integer_value(t);
+	pthread_mutex_unlock(&g->mu);
+	if (!rc)
+		uv_async_send(&g->async);
+	return rc;
+}
+
+static int sse_send(oa_gen *g, json_t *obj)
+{
+	char *s = obj ? json_dumps(obj, JSON_COMPACT) : NULL;
+	json_decref(obj);
+	if (!s)
+		return -ENOMEM;
+	size_t l = strlen(s);
+	char *buf = malloc(l + 9);
+	if (!buf) {
+		free(s);
+		return -ENOMEM;
+	}
+	memcpy(buf, "data: ", 6);
+	memcpy(buf + 6, s, l);
+	memcpy(buf + 6 + l, "\n\n", 2);
+	int rc = rt_req_stream_write(g->req, buf, l + 8);
+	free(buf);
+	free(s);
+	if (rc == -EPIPE)
+		g->gone = 1;
+	return rc;
+}
+
+/* one streamed chunk: delta text (NULL for the role or final chunk), finish_reason or NULL */
+static json_t *chunk_obj(oa_gen *g, const char *text, size_t len, const char *finish, int role)
+{
+	json_t *choice;
+	if (g->p.chat) {
+		json_t *delta = json_object();
+		if (role)
+			json_object_set_new(delta, "role", json_string("assistant"));
+		if (role || text)
+			json_object_set_new(delta, "content", json_stringn(text ? text : "", len));
+		choice = json_pack("{s:i,s:o,s:n,s:o}", "index", 0, "delta", delta, "logprobs",
+				   "finish_reason", finish ? json_string(finish) : json_null());
+	} else {
+		choice = json_pack("{s:o,s:i,s:n,s:o}", "text", json_stringn(text ? text : "", len),
+				   "index", 0, "logprobs", "finish_reason",
+				   finish ? json_string(finish) : json_null());
+	}
+	json_t *o = json_pack("{s:s,s:s,s:I,s:s,s:[o]}", "id", g->id, "object",
+			      g->p.chat ? "chat.completion.chunk" : "text_completion", "created",
+			      (json_int_t)g->created, "model", g->p.model, "choices", choice);
+	if (o && g->p.include_usage)
+		json_object_set_new(o, "usage", json_null());
+	return o;
+}
+
+static int stream_start(oa_gen *g)
+{
+	if (g->streaming)
+		return 0;
+	g->streaming = 1;
+	char r[16];
+	snprintf(r, sizeof r, "%u", g->rev);
+	rt_req_add_header(g->req, "Thaw-Revision", r);
+	rt_req_add_header(g->req, "X-Accel-Buffering", "no");
+	if (rt_req_stream_begin(g->req, 200, "text/event-stream") < 0) {
+		g->gone = 1;
+		return -EPIPE;
+	}
+	if (g->p.chat)
+		return sse_send(g, chunk_obj(g, NULL, 0, NULL, 1));
+	return 0;
+}
+
+/* sends text[sent, upto) as a delta (streaming) */
+static void flush_text(oa_gen *g, size_t upto)
+{
+	if (!g->p.stream || g->gone || upto <= g->sent)
+		return;
+	if (stream_start(g) < 0 || g->gone)
+		return;
+	sse_send(g, chunk_obj(g, g->text + g->sent, upto - g->sent, NULL, 0));
+	g->sent = upto;
+}
+
+/* looks for stop strings in the new text; sends what can no longer be part of one */
+static void scan(oa_gen *g, int final)
+{
+	size_t best = (size_t)-1;
+	for (int i = 0; i < g->p.n_stop; i++) {
+		size_t sl = g->p.stop_len[i];
+		if (g->len < sl)
+			continue;
+		const char *p = memmem(g->text + g->scan_from, g->len - g->scan_from, g->p.stop[i], sl);
+		if (p && (size_t)(p - g->text) < best)
+			best = (size_t)(p - g->text);
+	}
+	if (best != (size_t)-1) {
+		g->len = best;
+		g->done = 1;
+		flush_text(g, g->len);
+		return;
+	}
+	size_t hold = final || g->max_stop == 0 ? 0 : g->max_stop - 1;
+	size_t safe = g->len > hold ? g->len - hold : 0;
+	while (safe > g->sent && safe < g->len && ((unsigned char)g->text[safe] & 0xC0) == 0x80)
+		safe--;   /* never split a UTF-8 sequence */
+	g->scan_from = g->max_stop && g->len >= g->max_stop ? g->len - (g->max_stop - 1) : 0;
+	flush_text(g, safe);
+}
+
+static int append(oa_gen *g, const char *s, size_t l)
+{
+	if (g->len + l + 1 > g->cap) {
+		size_t cap = (g->len + l + 1) * 2;
+		char *n = realloc(g->text, cap);
+		if (!n)
+			return -ENOMEM;
+		g->text = n;
+		g->cap = cap;
+	}
+	memcpy(g->text + g->len, s, l);
+	g->len += l;
+	g->text[g->len] = 0;
+	return 0;
+}
+
+static void gen_token(oa_gen *g, int32_t id)
+{
+	if (g->done || g->failed)
+		return;
+	g->ntok++;
+	for (int i = 0; i < g->n_stop_ids; i++)
+		if (g->stop_ids[i] == id)
+			return;   /* ends the turn; its text is not part of the answer */
+	char *t = NULL;
+	size_t l = 0;
+	if (fn_tok_stream_push(g->ts, id, &t, &l) < 0 || append(g, t, l) < 0) {
+		free(t);
+		g->failed = 1;
+		return;
+	}
+	free(t);
+	if (l)
+		scan(g, 0);
+}
+
+/* moves the tokens the lane handed over into the text (loop thread) */
+static void drain(oa_gen *g)
+{
+	for (;;) {
+		int32_t buf[64];
+		size_t n;
+		pthread_mutex_lock(&g->mu);
+		n = g->npend < 64 ? g->npend : 64;
+		memcpy(buf, g->pend, n * sizeof *buf);
+		memmove(g->pend, g->pend + n, (g->npend - n) * sizeof *buf);
+		g->npend -= n;
+		pthread_mutex_unlock(&g->mu);
+		if (n == 0)
+			break;
+		for (size_t i = 0; i < n; i++)
+			gen_token(g, buf[i]);
+	}
+	if (g->done || g->gone || g->failed) {
+		pthread_mutex_lock(&g->mu);
+		g->refuse = 1;   /* the next emit tells the kind to stop */
+		pthread_mutex_unlock(&g->mu);
+	}
+}
+
+static void on_async(uv_async_t *a)
+{
+	drain(a->data);
+}
+
+static json_t *usage_obj(oa_gen *g)
+{
+	return json_pack("{s:I,s:I,s:I}", "prompt_tokens", (json_int_t)g->prompt_tokens,
+			 "completion_tokens", (json_int_t)g->ntok, "total_tokens",
+			 (json_int_t)(g->prompt_tokens + g->ntok));
+}
+
+/* the status a kind's or the scheduler's error gets here */
+static int fail_status(int st)
+{
+	if (st == 404 || st == 429 || st == 503 || st == 504)
+		return st;
+	return st >= 400 && st < 500 ? 400 : 500;
+}
+
+/* the end of a call: the kind's result (or error); replies and releases g */
+static void gen_result(rt_req *req, const char *function, uint32_t rev, json_t *out,
+		       const fn_error *err, void *ud)
+{
+	oa_gen *g = ud;
+	(void)function;
+	(void)req;
+	g->rev = rev;
+	drain(g);
+	const char *finish = "length";
+	int ok = out != NULL || g->done;
+	if (out && !g->done && !g->failed) {
+		/* tokens the kind did not emit (a kind without streaming) */
+		json_t *toks = json_object_get(out, "tokens");
+		for (size_t i = g->ntok; i < json_array_size(toks) && !g->done && !g->failed; i++)
+			gen_token(g, (int32_t)json_integer_value(json_array_get(toks, i)));
+		if (!g->done && !g->failed) {
+			char *t = NULL;
+			size_t l = 0;
+			if (fn_tok_stream_finish(g->ts, &t, &l) < 0 || append(g, t, l) < 0)
+				g->failed = 1;
+			free(t);
+			if (!g->failed)
+				scan(g, 1);
+		}
+		const char *fr = json_string_value(json_object_get(out, "finish_reason"));
+		if (fr && !strcmp(fr, "stop"))
+			finish = "stop";
+	}
+	if (g->done)
+		finish = "stop";
+	char r[16];
+	snprintf(r, sizeof r, "%u", rev);
+	/* the audit line names the function (rt_access_observe reads param "name") */
+	if (g->req->nparams < RT_HTTP_MAX_PARAMS) {
+		g->req->param_names[g->req->nparams] = "name";
+		g->req->param_values[g->req->nparams++] = g->p.model;
+	}
+	if (g->failed) {
+		ok = 0;
+	}
+	if (g->p.stream && (g->streaming || ok)) {
+		if (!g->gone && stream_start(g) == 0 && !g->gone) {
+			if (ok) {
+				flush_text(g, g->len);
+				if (!g->gone)
+					sse_send(g, chunk_obj(g, NULL, 0, finish, 0));
+				if (!g->gone && g->p.include_usage) {
+					json_t *o = json_pack("{s:s,s:s,s:I,s:s,s:[],s:o}", "id", g->id, "object",
+							      g->p.chat ? "chat.completion.chunk" :
+							      "text_completion", "created",
+							      (json_int_t)g->created, "model", g->p.model,
+							      "choices", "usage", usage_obj(g));
+					sse_send(g, o);
+				}
+			} else {
+				int st = g->failed ? 500 : fail_status(err->status);
+				sse_send(g, error_obj(st, NULL, NULL, g->failed ? "decoding the output failed"
+						      : err->msg));
+			}
+			if (!g->gone)
+				rt_req_stream_write(g->req, "data: [DONE]\n\n", 14);
+		}
+		rt_req_stream_end(g->req);
+	} else if (!ok) {
+		rt_req_add_header(g->req, "Thaw-Revision", r);
+		if (g->failed)
+			oa_error(g->req, 500, NULL, NULL, "decoding the output failed");
+		else if (err->status == 404)
+			oa_error(g->req, 404, "model", "model_not_found", "%s", err->msg);
+		else if (err->status == 413)
+			oa_error(g->req, 400, NULL, "context_length_exceeded", "%s", err->msg);
+		else
+			oa_error(g->req, fail_status(err->status), NULL, NULL, "%s", err->msg);
+	} else {
+		rt_req_add_header(g->req, "Thaw-Revision", r);
+		json_t *choice;
+		if (g->p.chat)
+			choice = json_pack("{s:i,s:{s:s,s:o},s:n,s:s}", "index", 0, "message", "role",
+					   "assistant", "content", json_stringn(g->text ? g->text : "", g->len),
+					   "logprobs", "finish_reason", finish);
+		else
+			choice = json_pack("{s:o,s:i,s:n,s:s}", "text",
+					   json_stringn(g->text ? g->text : "", g->len), "index", 0,
+					   "logprobs", "finish_reason", finish);
+		json_t *o = json_pack("{s:s,s:s,s:I,s:s,s:[o],s:o}", "id", g->id, "object",
+				      g->p.chat ? "chat.completion" : "text_completion", "created",
+				      (json_int_t)g->created, "model", g->p.model, "choices", choice,
+				      "usage", usage_obj(g));
+		if (o)
+			rt_api_reply_json(g->req, 200, o);
+		else
+			oa_error(g->req, 500, NULL, NULL, "the output is not valid UTF-8");
+	}
+	g->req = NULL;
+	uv_close((uv_handle_t *)&g->async, gen_closed);
+}
+
+/* ---- handlers ---- */
+
+static void random_id(char *buf, size_t cap, const char *prefix)
+{
+	unsigned char b[12];
+	if (getrandom(b, sizeof b, 0) != (ssize_t)sizeof b) {
+		uint64_t x = rt_now_ns();
+		memcpy(b, &x, 8);
+		memset(b + 8, 0x5a, 4);
+	}
+	size_t o = (size_t)snprintf(buf, cap, "%s", prefix);
+	for (size_t i = 0; i < sizeof b && o + 2 < cap; i++, o += 2)
+		snprintf(buf + o, cap - o, "%02x", b[i]);
+}
+
+/* looks model up: its latest revision into *info; replies 404 (model_not_found) or, for a
+ * function of another kind, 400 (listing: 404) and returns -1 otherwise */
+static int find_llama(rt_req *req, rt_server *srv, const char *name, rt_revision_info *info,
+		      int listing)
+{
+	char err[256];
+	if (!name[0] || rt_manifest_name_valid(name, err, sizeof err) < 0 ||
+	    rt_registry_get(srv->reg, name, info) < 0) {
+		oa_error(req, 404, "model", "model_not_found",
+			 "The model '%s' does not exist (no function of that name is deployed)", name);
+		return -1;
+	}
+	if (strcmp(info->manifest.kind, "llama") != 0) {
+		oa_error(req, listing ? 404 : 400, "model", "model_not_supported",
+			 "The model '%s' is a '%s' function; completions are served for llama "
+			 "functions only", name, info->manifest.kind);
+		return -1;
+	}
+	return 0;
+}
+
+static void h_completion(rt_req *req, rt_server *srv, int chat)
+{
+	char err[512] = "";
+	const char *param = NULL;
+	oa_params p;
+	oa_ids ids = {0};
+	oa_model *model = NULL;
+	rt_revision_info *info = malloc(sizeof *info);
+	json_error_t je;
+	json_t *body = NULL;
+	if (!info) {
+		oa_error(req, 500, NULL, NULL, "out of memory");
+		return;
+	}
+	if (req->body_len == 0) {
+		oa_error(req, 400, NULL, "invalid_json", "We could not parse the JSON body of your "
+			 "request: the body is empty");
+		goto out;
+	}
+	body = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &je);
+	if (!body) {
+		oa_error(req, 400, NULL, "invalid_json", "We could not parse the JSON body of your "
+			 "request: line %d column %d: %s", je.line, je.column, je.text);
+		goto out;
+	}
+	if (parse_params(body, chat, &p, &param, err, sizeof err) < 0) {
+		oa_error(req, 400, param, NULL, "%s", err);
+		goto out;
+	}
+	if (find_llama(req, srv, p.model, info, 0) < 0)
+		goto out;
+	if (rt_access_check_fn(srv, req, p.model))
+		goto out;
+	uint32_t rev = 0;
+	if (rt_registry_pick_revision(srv->reg, p.model, (uint64_t)rand() ^ rt_now_ns(), &rev) < 0 ||
+	    rt_registry_get_revision(srv->reg, p.model, rev, info) < 0) {
+		oa_error(req, 404, "model", "model_not_found", "The model '%s' does not exist", p.model);
+		goto out;
+	}
+	model = model_get(info->snapshot_path, err, sizeof err);
+	if (!model) {
+		oa_error(req, 503, NULL, NULL, "model '%s': %s", p.model, err);
+		goto out;
+	}
+	if (!model->tok) {
+		if (model->err_rc == -ENOENT)
+			oa_error(req, 400, "model", "tokenizer_missing",
+				 "The model '%s' (revision %u) has no tokenizer: its snapshot carries no "
+				 "tokenizer.json (pack it with `thaw snapshot pack --tokenizer DIR`)",
+				 p.model, rev);
+		else
+			oa_error(req, 400, "model", "tokenizer_invalid",
+				 "The model '%s' (revision %u): its tokenizer cannot be used: %s", p.model,
+				 rev, model->err);
+		goto out;
+	}
+	int rc = chat ? chat_ids(model->tok, p.messages, &ids, &param, err, sizeof err)
+		      : prompt_ids(model->tok, p.prompt, &ids, err, sizeof err);
+	if (rc == -ENOMEM) {
+		oa_error(req, 503, NULL, NULL, "out of memory");
+		goto out;
+	}
+	if (rc < 0) {
+		oa_error(req, 400, chat ? param : "prompt", NULL, "%s", err);
+		goto out;
+	}
+	if (ids.n == 0) {
+		oa_error(req, 400, chat ? "messages" : "prompt", NULL, "the prompt is empty (0 tokens)");
+		goto out;
+	}
+	int64_t vocab = model->vocab ? model->vocab : (int64_t)fn_tok_vocab_size(model->tok);
+	for (size_t i = 0; i < ids.n; i++)
+		if (ids.v[i] < 0 || ids.v[i] >= vocab) {
+			oa_error(req, 400, chat ? "messages" : "prompt", "invalid_token",
+				 "prompt token %zu (id %d) is outside the model's vocabulary of %lld tokens",
+				 i, (int)ids.v[i], (long long)vocab);
+			goto out;
+		}
+	if (p.max_tokens < 0)
+		p.max_tokens = model->ctx - (int64_t)ids.n;
+	if ((int64_t)ids.n + p.max_tokens > model->ctx || p.max_tokens < 1) {
+		oa_error(req, 400, chat ? "messages" : "prompt", "context_length_exceeded",
+			 "This model's maximum context length is %lld tokens. However, you requested "
+			 "%lld tokens (%zu in the %s, %lld in the completion). Please reduce the length "
+			 "of the %s or the completion.", (long long)model->ctx,
+			 (long long)ids.n + (p.max_tokens > 0 ? p.max_tokens : 0), ids.n,
+			 chat ? "messages" : "prompt", p.max_tokens > 0 ? p.max_tokens : 0,
+			 chat ? "messages" : "prompt");
+		goto out;
+	}
+
+	oa_gen *g = calloc(1, sizeof *g);
+	if (!g || fn_tok_stream_new(model->tok, 1, &g->ts) < 0) {
+		free(g);
+		oa_error(req, 503, NULL, NULL, "out of memory");
+		goto out;
+	}
+	g->srv = srv;
+	g->req = req;
+	g->model = model;
+	model = NULL;
+	g->p = p;
+	g->created = (int64_t)time(NULL);
+	g->rev = rev;
+	g->prompt_tokens = ids.n;
+	random_id(g->id, sizeof g->id, chat ? "chatcmpl-" : "cmpl-");
+	for (int i = 0; i < p.n_stop; i++)
+		if (p.stop_len[i] > g->max_stop)
+			g->max_stop = p.stop_len[i];
+	/* ids that end the generation: the config's eos, the tokenizer's, and for chat the turn
+	 * enders of the template family */
+	int32_t cand[OA_MAX_STOP_IDS];
+	size_t nc = 0;
+	for (int i = 0; i < g->model->n_eos; i++)
+		cand[nc++] = g->model->eos[i];
+	if (fn_tok_eos(g->model->tok) >= 0)
+		cand[nc++] = fn_tok_eos(g->model->tok);
+	if (chat)
+		nc += fn_tok_stop_ids(g->model->tok, cand + nc, OA_MAX_STOP_IDS - nc);
+	json_t *stop = json_array();
+	for (size_t i = 0; i < nc; i++) {
+		int dup = 0;
+		for (int j = 0; j < g->n_stop_ids; j++)
+			dup |= g->stop_ids[j] == cand[i];
+		if (dup || cand[i] < 0 || cand[i] >= vocab)
+			continue;
+		g->stop_ids[g->n_stop_ids++] = cand[i];
+		json_array_append_new(stop, json_integer(cand[i]));
+	}
+	json_t *toks = json_array();
+	for (size_t i = 0; i < ids.n; i++)
+		json_array_append_new(toks, json_integer(ids.v[i]));
+	long long seed = p.has_seed ? p.seed : (long long)(rt_now_ns() ^ ((uint64_t)rand() << 20));
+	json_t *in = json_pack("{s:o,s:I,s:f,s:f,s:I,s:o}", "tokens", toks, "max_tokens",
+			       (json_int_t)p.max_tokens, "temperature", p.temperature, "top_p", p.top_p,
+			       "seed", (json_int_t)seed, "stop", stop);
+	pthread_mutex_init(&g->mu, NULL);
+	uv_async_init(srv->loop, &g->async, on_async);
+	g->async.data = g;
+	/* the body stays valid until the reply: p.prompt / p.messages are not used after this */
+	g->p.prompt = g->p.messages = NULL;
+	rt_sched_invoke_stream(srv->sched, req, g->p.model, rev, in, oa_emit, g, gen_result, g);
+out:
+	free(ids.v);
+	model_unref(model);
+	json_decref(body);
+	free(info);
+}
+
+static void h_completions(rt_req *req, void *ud)
+{
+	h_completion(req, ud, 0);
+}
+
+static void h_chat(rt_req *req, void *ud)
+{
+	h_completion(req, ud, 1);
+}
+
+static json_t *model_obj(const char *name, int64_t ms)
+{
+	return json_pack("{s:s,s:s,s:I,s:s}", "id", name, "object", "model", "created",
+			 (json_int_t)(ms / 1000), "owned_by", "thaw");
+}
+
+static void h_models(rt_req *req, void *ud)
+{
+	rt_server *srv = ud;
+	rt_registry_entry *e = NULL;
+	size_t n = 0;
+	if (rt_registry_list(srv->reg, &e, &n) < 0) {
+		oa_error(req, 503, NULL, NULL, "the registry is unavailable");
+		return;
+	}
+	json_t *data = json_array();
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(e[i].kind, "llama") == 0)
+			json_array_append_new(data, model_obj(e[i].name, e[i].updated_ms));
+	free(e);
+	rt_api_reply_json(req, 200, json_pack("{s:s,s:o}", "object", "list", "data", data));
+}
+
+static void h_model(rt_req *req, void *ud)
+{
+	rt_server *srv = ud;
+	const char *name = rt_req_param(req, "model");
+	rt_revision_info *info = malloc(sizeof *info);
+	if (!info) {
+		oa_error(req, 500, NULL, NULL, "out of memory");
+		return;
+	}
+	if (find_llama(req, srv, name, info, 1) == 0)
+		rt_api_reply_json(req, 200, model_obj(name, info->created_ms));
+	free(info);
+}
+
+int rt_api_openai_register(rt_server *srv)
+{
+	static const struct {
+		const char *method, *pattern;
+		rt_handler_fn fn;
+	} routes[] = {
+		{"GET", "/v1/models", h_models},
+		{"GET", "/v1/models/{model}", h_model},
+		{"POST", "/v1/completions", h_completions},
+		{"POST", "/v1/chat/completions", h_chat},
+	};
+	for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
+		int rc = rt_router_add(srv->router, routes[i].method, routes[i].pattern, routes[i].fn, srv);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}

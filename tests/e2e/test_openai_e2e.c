@@ -1,0 +1,1051 @@
+/* test_openai_e2e.c — the OpenAI-compatible endpoints (issue 8) over real HTTP: a small
+ * random-weight llama whose vocabulary fits the test tokenizer (tests/data/tok/) is written
+ * here as safetensors + config.json, packed with the tokenizer (`thaw snapshot pack` picks up
+ * tokenizer.json / tokenizer_config.json from the directory) and deployed; then
+ *  - /v1/completions (greedy) == fn_tok_decode of the tokens /v1/functions/{name}/invoke gives
+ *    for fn_tok_encode(prompt) (an independent path), usage counts, max_tokens -> "length";
+ *  - stop strings cut the text before the first match (finish_reason "stop"), the completion
+ *    token count is the number of tokens up to the one completing the match;
+ *  - chat completions render the messages with the tokenizer's template (fn_tok_chat);
+ *  - stream: true: chunked text/event-stream whose deltas concatenate to the non-streamed text,
+ *    a final chunk with finish_reason, an optional usage chunk, then [DONE]; chunks arrive as
+ *    tokens are generated (the first long before the last), read by a Python http.client too;
+ *  - errors: unknown model 404 model_not_found, bad JSON / n=2 / missing messages 400, a
+ *    snapshot without tokenizer 400, a non-llama function 400 (and not listed), context
+ *    overflow and out-of-vocabulary ids 400; keys 401/403/200 when not --dev. */
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <jansson.h>
+#include "functions/fn_tok.h"
+#include "tests/e2e/e2e.h"
+#include "tests/t.h"
+
+#define D 256
+#define F 512
+#define L 2
+#define H 4
+#define KVH 2
+#define HD (D / H)
+#define CTX 512
+
+static e2e_server srv;
+static int srv_ok;
+static fn_tok *tok;
+static int32_t eos = -1;
+static size_t vocab;
+static char model_dir[600], plain_dir[600];
+
+static const char *bin(void)
+{
+	const char *b = getenv("THAW_BIN");
+	return b ? b : "build/thaw";
+}
+
+static const char *src(void)
+{
+	const char *s = getenv("THAW_SRC");
+	return s ? s : ".";
+}
+
+static double now_s(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return t.tv_sec + t.tv_nsec / 1e9;
+}
+
+static char *slurp(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return NULL;
+	fseek(f, 0, SEEK_END);
+	long n = ftell(f);
+	fseek(f, 0, SEEK_SET);
+	char *b = malloc((size_t)n + 1);
+	if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
+		free(b);
+		b = NULL;
+	}
+	if (b)
+		b[n] = 0;
+	fclose(f);
+	if (len)
+		*len = (size_t)n;
+	return b;
+}
+
+static const char *err_msg(json_t *o);
+
+static int copy_file(const char *from, const char *to)
+{
+	size_t n;
+	char *b = slurp(from, &n);
+	if (!b)
+		return -1;
+	FILE *f = fopen(to, "wb");
+	int ok = f && fwrite(b, 1, n, f) == n;
+	if (f)
+		fclose(f);
+	free(b);
+	return ok ? 0 : -1;
+}
+
+/* ---- a random llama as safetensors ---- */
+
+static uint64_t rng = 0x9e3779b97f4a7c15ull;
+
+static float frand(void)
+{
+	rng ^= rng << 13;
+	rng ^= rng >> 7;
+	rng ^= rng << 17;
+	return (float)((rng >> 40) * (1.0 / 16777216.0)) * 2.0f - 1.0f;
+}
+
+typedef struct tdesc {
+	char name[96];
+	int64_t rows, cols;   /* cols 0: a vector */
+	float scale, base;    /* values base + scale * U(-1, 1) */
+} tdesc;
+
+static int write_model(const char *dir)
+{
+	tdesc t[64];
+	int n = 0;
+	snprintf(t[n].name, 96, "model.embed_tokens.weight");
+	t[n++] = (tdesc){.rows = (int64_t)vocab, .cols = D, .scale = 1.0f};
+	snprintf(t[0].name, 96, "model.embed_tokens.weight");
+	for (int l = 0; l < L; l++) {
+		static const char *const nm[7] = {"self_attn.q_proj", "self_attn.k_proj",
+			"self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj",
+			"mlp.down_proj"};
+		int64_t rows[7] = {H * HD, KVH * HD, KVH * HD, D, F, F, D};
+		int64_t cols[7] = {D, D, D, H * HD, D, D, F};
+		for (int j = 0; j < 7; j++) {
+			t[n] = (tdesc){.rows = rows[j], .cols = cols[j], .scale = 1.5f / sqrtf((float)cols[j])};
+			snprintf(t[n++].name, 96, "model.layers.%d.%s.weight", l, nm[j]);
+		}
+		t[n] = (tdesc){.rows = D, .scale = 0.1f, .base = 1.0f};
+		snprintf(t[n++].name, 96, "model.layers.%d.input_layernorm.weight", l);
+		t[n] = (tdesc){.rows = D, .scale = 0.1f, .base = 1.0f};
+		snprintf(t[n++].name, 96, "model.layers.%d.post_attention_layernorm.weight", l);
+	}
+	t[n] = (tdesc){.rows = D, .scale = 0.1f, .base = 1.0f};
+	snprintf(t[n++].name, 96, "model.norm.weight");
+	t[n] = (tdesc){.rows = (int64_t)vocab, .cols = D, .scale = 3.0f / sqrtf(D)};
+	snprintf(t[n++].name, 96, "lm_head.weight");
+	json_t *hdr = json_object();
+	size_t off = 0;
+	for (int i = 0; i < n; i++) {
+		size_t cnt = (size_t)t[i].rows * (size_t)(t[i].cols ? t[i].cols : 1);
+		json_t *shape = t[i].cols ? json_pack("[I,I]", (json_int_t)t[i].rows, (json_int_t)t[i].cols)
+					  : json_pack("[I]", (json_int_t)t[i].rows);
+		json_object_set_new(hdr, t[i].name, json_pack("{s:s,s:o,s:[I,I]}", "dtype", "F32", "shape",
+							      shape, "data_offsets", (json_int_t)off,
+							      (json_int_t)(off + cnt * 4)));
+		off += cnt * 4;
+	}
+	char *h = json_dumps(hdr, JSON_COMPACT);
+	json_decref(hdr);
+	size_t hl = strlen(h), pad = (8 - hl % 8) % 8;
+	char path[700];
+	snprintf(path, sizeof path, "%s/model.safetensors", dir);
+	FILE *f = fopen(path, "wb");
+	if (!f) {
+		free(h);
+		return -1;
+	}
+	uint64_t total = hl + pad;
+	fwrite(&total, 8, 1, f);
+	fwrite(h, 1, hl, f);
+	for (size_t i = 0; i < pad; i++)
+		fputc(' ', f);
+	free(h);
+	for (int i = 0; i < n; i++) {
+		size_t cnt = (size_t)t[i].rows * (size_t)(t[i].cols ? t[i].cols : 1);
+		for (size_t k = 0; k < cnt; k++) {
+			float v = t[i].base + t[i].scale * frand();
+			fwrite(&v, 4, 1, f);
+		}
+	}
+	fclose(f);
+	snprintf(path, sizeof path, "%s/config.json", dir);
+	f = fopen(path, "w");
+	if (!f)
+		return -1;
+	fprintf(f, "{\"architectures\":[\"LlamaForCausalLM\"],\"model_type\":\"llama\","
+		"\"hidden_size\":%d,\"intermediate_size\":%d,\"num_hidden_layers\":%d,"
+		"\"num_attention_heads\":%d,\"num_key_value_heads\":%d,\"vocab_size\":%zu,"
+		"\"max_position_embeddings\":%d,\"rms_norm_eps\":1e-5,\"rope_theta\":10000.0,"
+		"\"hidden_act\":\"silu\",\"tie_word_embeddings\":false,\"eos_token_id\":%d}\n",
+		D, F, L, H, KVH, vocab, CTX, (int)eos);
+	fclose(f);
+	return 0;
+}
+
+/* ---- HTTP ---- */
+
+static int req(const e2e_server *s, const char *method, const char *path, const char *key,
+	       const char *body, json_t **out)
+{
+	size_t bl = body ? strlen(body) : 0;
+	char *raw = malloc(bl + 600);
+	char auth[200] = "";
+	if (key)
+		snprintf(auth, sizeof auth, "Authorization: Bearer %s\r\n", key);
+	sprintf(raw, "%s %s HTTP/1.1\r\nHost: t\r\n%sContent-Type: application/json\r\n"
+		"Content-Length: %zu\r\n\r\n%s", method, path, auth, bl, body ? body : "");
+	e2e_resp r;
+	int rc = e2e_request(s, raw, &r);
+	free(raw);
+	if (out)
+		*out = NULL;
+	if (rc < 0)
+		return -1;
+	if (out)
+		*out = json_loadb(r.body, r.body_len, JSON_ALLOW_NUL, NULL);
+	int st = r.status;
+	e2e_resp_free(&r);
+	return st;
+}
+
+/* posts body to path with json_t input; returns the status, *out the parsed response */
+static int post(const char *path, json_t *body, json_t **out)
+{
+	char *s = json_dumps(body, JSON_COMPACT);
+	json_decref(body);
+	int st = req(&srv, "POST", path, NULL, s, out);
+	free(s);
+	return st;
+}
+
+/* a streamed request: the raw response (headers + de-chunked body) and when the first delta
+ * and the [DONE] event arrived (seconds after sending) */
+typedef struct stream_res {
+	int status;
+	char head[4096];
+	char *body;        /* de-chunked */
+	size_t len;
+	double t_first, t_done;
+	int chunked_ok;
+} stream_res;
+
+/* whether raw SSE bytes hold a non-empty "text" or "content" value */
+static int has_delta(const char *in)
+{
+	static const char *const keys[] = {"\"text\":\"", "\"content\":\""};
+	for (int k = 0; k < 2; k++)
+		for (const char *p = in; (p = strstr(p, keys[k])); p++)
+			if (p[strlen(keys[k])] != '"')
+				return 1;
+	return 0;
+}
+
+static int stream_req(const char *path, json_t *body, stream_res *r)
+{
+	memset(r, 0, sizeof *r);
+	char *b = json_dumps(body, JSON_COMPACT);
+	json_decref(body);
+	size_t bl = strlen(b);
+	char *raw = malloc(bl + 300);
+	sprintf(raw, "POST %s HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+		"Connection: close\r\nContent-Length: %zu\r\n\r\n%s", path, bl, b);
+	free(b);
+	int fd = e2e_connect(&srv);
+	if (fd < 0) {
+		free(raw);
+		return -1;
+	}
+	double t0 = now_s();
+	int rc = e2e_send(fd, raw, strlen(raw));
+	free(raw);
+	size_t cap = 1 << 16, n = 0;
+	char *in = malloc(cap);
+	size_t hend = 0;
+	/* read everything until the server closes; note the arrival times of events */
+	while (rc == 0) {
+		if (n + 4096 > cap)
+			in = realloc(in, cap *= 2);
+		ssize_t k = recv(fd, in + n, cap - n - 1, 0);
+		if (k <= 0)
+			break;
+		n += (size_t)k;
+		in[n] = 0;
+		double t = now_s() - t0;
+		if (!r->t_first && has_delta(in))
+			r->t_first = t;
+		if (!r->t_done && strstr(in, "data: [DONE]"))
+			r->t_done = t;
+	}
+	close(fd);
+	char *he = strstr(in, "\r\n\r\n");
+	if (rc < 0 || !he) {
+		free(in);
+		return -1;
+	}
+	hend = (size_t)(he - in) + 4;
+	r->status = atoi(in + 9);
+	snprintf(r->head, sizeof r->head, "%.*s", (int)hend, in);
+	r->body = malloc(n - hend + 1);
+	r->chunked_ok = 1;
+	if (strcasestr(r->head, "Transfer-Encoding: chunked")) {
+		const char *p = in + hend, *e = in + n;
+		for (;;) {
+			char *end;
+			unsigned long sz = strtoul(p, &end, 16);
+			if (end == p || end + 2 > e || end[0] != '\r' || end[1] != '\n') {
+				r->chunked_ok = 0;
+				break;
+			}
+			p = end + 2;
+			if (sz == 0) {
+				r->chunked_ok = p + 2 == e && p[0] == '\r' && p[1] == '\n';
+				break;
+			}
+			if (p + sz + 2 > e) {
+				r->chunked_ok = 0;
+				break;
+			}
+			memcpy(r->body + r->len, p, sz);
+			r->len += sz;
+			p += sz + 2;
+		}
+	} else {
+		memcpy(r->body, in + hend, n - hend);
+		r->len = n - hend;
+	}
+	r->body[r->len] = 0;
+	free(in);
+	return 0;
+}
+
+/* splits an SSE body into the JSON of its data events; *done: ended with [DONE] */
+static json_t *sse_events(const char *body, int *done)
+{
+	json_t *arr = json_array();
+	*done = 0;
+	const char *p = body;
+	while (*p) {
+		const char *e = strstr(p, "\n\n");
+		if (!e || strncmp(p, "data: ", 6) != 0) {
+			json_array_append_new(arr, json_string("(bad framing)"));
+			break;
+		}
+		if (e - p == 12 && strncmp(p + 6, "[DONE]", 6) == 0) {
+			*done = e[2] == 0;
+			break;
+		}
+		json_t *o = json_loadb(p + 6, (size_t)(e - p - 6), JSON_ALLOW_NUL, NULL);
+		json_array_append_new(arr, o ? o : json_string("(bad json)"));
+		p = e + 2;
+	}
+	return arr;
+}
+
+/* ---- reference path: the tokens of /v1/functions/{name}/invoke ---- */
+
+static json_t *ids_json(const int32_t *ids, size_t n)
+{
+	json_t *a = json_array();
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(a, json_integer(ids[i]));
+	return a;
+}
+
+/* generated token ids for prompt ids (greedy, max_tokens), through the plain invoke API */
+static json_t *invoke_tokens(const int32_t *ids, size_t n, int max_tokens, const int32_t *stop,
+			     size_t nstop)
+{
+	json_t *o = NULL;
+	int st = post("/v1/functions/tl/invoke",
+		      json_pack("{s:o,s:i,s:i,s:o}", "tokens", ids_json(ids, n), "max_tokens", max_tokens,
+				"temperature", 0, "stop", ids_json(stop, nstop)), &o);
+	T_EQ_INT(st, 200);
+	json_t *t = json_incref(json_object_get(o, "tokens"));
+	json_decref(o);
+	return t;
+}
+
+/* text buffers: model output may hold any byte sequence the tokenizer decodes to, NUL too */
+typedef struct obuf {
+	char *p;
+	size_t n;
+} obuf;
+
+static void text_add(obuf *t, const json_t *s)
+{
+	size_t l = json_string_length(s);
+	if (!json_is_string(s) || l == 0)
+		return;
+	t->p = realloc(t->p, t->n + l + 1);
+	memcpy(t->p + t->n, json_string_value(s), l);
+	t->n += l;
+	t->p[t->n] = 0;
+}
+
+/* s is a JSON string equal to the bytes want[0..wl) */
+static int same(const json_t *s, const char *want, size_t wl)
+{
+	return json_is_string(s) && want && json_string_length(s) == wl &&
+	       memcmp(json_string_value(s), want, wl) == 0;
+}
+
+static char *decode_json(json_t *toks, size_t upto, size_t *len)
+{
+	size_t n = json_array_size(toks);
+	if (upto < n)
+		n = upto;
+	int32_t *ids = malloc((n + 1) * sizeof *ids);
+	for (size_t i = 0; i < n; i++)
+		ids[i] = (int32_t)json_integer_value(json_array_get(toks, i));
+	char *txt = NULL;
+	if (fn_tok_decode(tok, ids, n, 1, &txt, len) < 0)
+		txt = NULL;
+	free(ids);
+	return txt;
+}
+
+static void setup(void)
+{
+	char path[700], cfg[700], cmd[6000];
+	snprintf(path, sizeof path, "%s/tests/data/tok/small/tokenizer.json", src());
+	snprintf(cfg, sizeof cfg, "%s/tests/data/tok/small/tokenizer_config.json", src());
+	size_t tl = 0, cl = 0;
+	char *tj = slurp(path, &tl), *cj = slurp(cfg, &cl), err[256] = "";
+	T_CHECK(tj != NULL);
+	if (!tj || fn_tok_load(&tok, tj, tl, cj, cl, err, sizeof err) < 0) {
+		fprintf(stderr, "  cannot load the test tokenizer: %s\n", err);
+		free(tj);
+		free(cj);
+		T_CHECK(0);
+		return;
+	}
+	free(tj);
+	free(cj);
+	vocab = fn_tok_vocab_size(tok);
+	eos = fn_tok_eos(tok);
+	T_CHECK(vocab > 16 && vocab < 100000);
+	snprintf(model_dir, sizeof model_dir, "%s/model", t_tmpdir());
+	snprintf(plain_dir, sizeof plain_dir, "%s/plain", t_tmpdir());
+	mkdir(model_dir, 0755);
+	mkdir(plain_dir, 0755);
+	T_EQ_INT(write_model(model_dir), 0);
+	T_EQ_INT(write_model(plain_dir), 0);   /* other random weights, no tokenizer */
+	srv_ok = e2e_start(&srv, NULL, NULL) == 0;
+	T_CHECK(srv_ok);
+	if (!srv_ok)
+		return;
+	/* `thaw snapshot pack` takes tokenizer.json / tokenizer_config.json from the directory */
+	char to[800];
+	snprintf(to, sizeof to, "%s/tokenizer.json", model_dir);
+	T_EQ_INT(copy_file(path, to), 0);
+	snprintf(to, sizeof to, "%s/tokenizer_config.json", model_dir);
+	T_EQ_INT(copy_file(cfg, to), 0);
+	snprintf(cmd, sizeof cmd, "mkdir -p %s/snapshots && %s snapshot pack %s -o %s/snapshots/tl.thaw "
+		 "--quiet && %s snapshot pack %s -o %s/snapshots/plain.thaw --quiet", srv.data_dir, bin(),
+		 model_dir, srv.data_dir, bin(), plain_dir, srv.data_dir);
+	T_EQ_INT(system(cmd), 0);
+	T_EQ_INT(req(&srv, "PUT", "/v1/functions/tl", NULL,
+		     "{\"kind\":\"llama\",\"snapshot\":\"tl.thaw\",\"device\":\"cpu\"}", NULL), 201);
+	T_EQ_INT(req(&srv, "PUT", "/v1/functions/plain", NULL,
+		     "{\"kind\":\"llama\",\"snapshot\":\"plain.thaw\",\"device\":\"cpu\"}", NULL), 201);
+	T_EQ_INT(req(&srv, "PUT", "/v1/functions/ec", NULL, "{\"kind\":\"echo\"}", NULL), 201);
+}
+
+#define NEED() do { if (!srv_ok || !tok) T_SKIP("setup failed"); } while (0)
+
+static void test_models(void)
+{
+	NEED();
+	json_t *o = NULL;
+	T_EQ_INT(req(&srv, "GET", "/v1/models", NULL, NULL, &o), 200);
+	T_EQ_STR(json_string_value(json_object_get(o, "object")), "list");
+	json_t *data = json_object_get(o, "data");
+	T_EQ_INT(json_array_size(data), 2);   /* plain and tl; the echo function is not listed */
+	json_t *m = json_array_get(data, 1);
+	T_EQ_STR(json_string_value(json_object_get(m, "id")), "tl");
+	T_EQ_STR(json_string_value(json_object_get(m, "object")), "model");
+	T_EQ_STR(json_string_value(json_object_get(m, "owned_by")), "thaw");
+	T_CHECK(json_integer_value(json_object_get(m, "created")) > 1700000000);
+	json_decref(o);
+	T_EQ_INT(req(&srv, "GET", "/v1/models/tl", NULL, NULL, &o), 200);
+	T_EQ_STR(json_string_value(json_object_get(o, "id")), "tl");
+	json_decref(o);
+	T_EQ_INT(req(&srv, "GET", "/v1/models/nope", NULL, NULL, &o), 404);
+	T_EQ_STR(json_string_value(json_object_get(json_object_get(o, "error"), "code")),
+		 "model_not_found");
+	json_decref(o);
+	T_EQ_INT(req(&srv, "GET", "/v1/models/ec", NULL, NULL, NULL), 404);
+}
+
+static const char *prompt = "The quick brown fox jumps over the lazy dog. Hello, world!";
+
+static void test_completion_matches_invoke(void)
+{
+	NEED();
+	int32_t *ids = NULL;
+	size_t n = 0;
+	T_EQ_INT(fn_tok_encode(tok, prompt, strlen(prompt), 1, &ids, &n), 0);
+	int32_t stop[1] = {eos};
+	json_t *ref = invoke_tokens(ids, n, 24, stop, eos >= 0);
+	size_t wl = 0;
+	char *want = decode_json(ref, (size_t)-1, &wl);
+	T_CHECK(want != NULL);
+	json_t *o = NULL;
+	T_EQ_INT(post("/v1/completions", json_pack("{s:s,s:s,s:i,s:i}", "model", "tl", "prompt", prompt,
+						    "max_tokens", 24, "temperature", 0), &o), 200);
+	T_EQ_STR(json_string_value(json_object_get(o, "object")), "text_completion");
+	T_CHECK(!strncmp(json_string_value(json_object_get(o, "id")) ?
+			 json_string_value(json_object_get(o, "id")) : "", "cmpl-", 5));
+	T_EQ_STR(json_string_value(json_object_get(o, "model")), "tl");
+	json_t *c = json_array_get(json_object_get(o, "choices"), 0);
+	T_CHECK(same(json_object_get(c, "text"), want, wl));
+	T_CHECK(json_is_null(json_object_get(c, "logprobs")));
+	T_EQ_INT(json_integer_value(json_object_get(c, "index")), 0);
+	int hit_eos = json_array_size(ref) < 24;
+	T_EQ_STR(json_string_value(json_object_get(c, "finish_reason")), hit_eos ? "stop" : "length");
+	T_CHECK(!hit_eos);   /* the fixture is chosen so that 24 greedy tokens contain no eos */
+	json_t *u = json_object_get(o, "usage");
+	T_EQ_INT(json_integer_value(json_object_get(u, "prompt_tokens")), n);
+	T_EQ_INT(json_integer_value(json_object_get(u, "completion_tokens")), json_array_size(ref));
+	T_EQ_INT(json_integer_value(json_object_get(u, "total_tokens")), n + json_array_size(ref));
+	fprintf(stderr, "  completion text (%zu bytes): %s\n", wl, want);
+	json_decref(o);
+	/* the same prompt as token ids, and as an array of one string */
+	T_EQ_INT(post("/v1/completions", json_pack("{s:s,s:o,s:i,s:i}", "model", "tl", "prompt",
+						    ids_json(ids, n), "max_tokens", 24, "temperature", 0), &o), 200);
+	T_CHECK(same(json_object_get(json_array_get(json_object_get(o, "choices"), 0), "text"), want,
+		     wl));
+	json_decref(o);
+	T_EQ_INT(post("/v1/completions", json_pack("{s:s,s:[s],s:i,s:i}", "model", "tl", "prompt",
+						    prompt, "max_tokens", 24, "temperature", 0), &o), 200);
+	T_CHECK(same(json_object_get(json_array_get(json_object_get(o, "choices"), 0), "text"), want,
+		     wl));
+	json_decref(o);
+	/* default max_tokens is 16 */
+	T_EQ_INT(post("/v1/completions", json_pack("{s:s,s:s,s:i}", "model", "tl", "prompt", prompt,
+						    "temperature", 0), &o), 200);
+	T_EQ_INT(json_integer_value(json_object_get(json_object_get(o, "usage"), "completion_tokens")),
+		 16);
+	json_decref(o);
+	/* sampling with a seed is reproducible */
+	json_t *a = NULL, *b = NULL;
+	T_EQ_INT(post("/v1/completions", json_pack("{s:s,s:s,s:i,s:f,s:f,s:i}", "model", "tl", "prompt",
+						    prompt, "max_tokens", 12, "temperature", 0.9, "top_p",
+						    0.95, "seed", 7), &a), 200);
+	T_EQ_INT(post("/v1/completions", json_pack("{s:s,s:s,s:i,s:f,s:f,s:i}", "model", "tl", "prompt",
+						    prompt, "max_tokens", 12, "temperature", 0.9, "top_p",
+						    0.95, "seed", 7), &b), 200);
+	T_CHECK(json_equal(json_object_get(a, "choices"), json_object_get(b, "choices")));
+	json_decref(a);
+	json_decref(b);
+	free(want);
+	json_decref(ref);
+	free(ids);
+}
+
+/* a stop string taken from the middle of the greedy text: cut before its first occurrence */
+static void test_stop_strings(void)
+{
+	NEED();
+	int32_t *ids = NULL;
+	size_t n = 0;
+	T_EQ_INT(fn_tok_encode(tok, prompt, strlen(prompt), 1, &ids, &n), 0);
+	int32_t stop_ids[1] = {eos};
+	json_t *ref = invoke_tokens(ids, n, 40, stop_ids, eos >= 0);
+	size_t fl = 0;
+	char *full = decode_json(ref, (size_t)-1, &fl);
+	T_CHECK(full && fl > 8);
+	if (!full || fl <= 8)
+		goto out;
+	/* a two-byte printable ASCII stop string starting at least 3 bytes in */
+	size_t k = 3;
+	while (k + 1 < fl && !(full[k] > ' ' && full[k] < 0x7f && full[k + 1] > ' ' && full[k + 1] < 0x7f))
+		k++;
+	T_CHECK(k + 1 < fl);
+	char stop[3] = {full[k], full[k + 1], 0};
+	size_t cut = (size_t)((char *)memmem(full, fl, stop, 2) - full);
+	/* the token that completes the first match: the shortest prefix whose text contains it */
+	size_t need = 0;
+	for (size_t i = 1; i <= json_array_size(ref) && !need; i++) {
+		size_t tl;
+		char *t = decode_json(ref, i, &tl);
+		if (t && memmem(t, tl, stop, 2))
+			need = i;
+		free(t);
+	}
+	json_t *o = NULL;
+	T_EQ_INT(post("/v1/completions", json_pack("{s:s,s:s,s:i,s:i,s:[s,s]}", "model", "tl", "prompt",
+						    prompt, "max_tokens", 40, "temperature", 0, "stop",
+						    "\x01never", stop), &o), 200);
+	json_t *c = json_array_get(json_object_get(o, "choices"), 0);
+	T_CHECK(same(json_object_get(c, "text"), full, cut));
+	T_EQ_STR(json_string_value(json_object_get(c, "finish_reason")), "stop");
+	T_EQ_INT(json_integer_value(json_object_get(json_object_get(o, "usage"), "completion_tokens")),
+		 need);
+	json_decref(o);
+	/* a single stop string (not an array), streamed: same text */
+	stream_res r;
+	T_EQ_INT(stream_req("/v1/completions",
+			    json_pack("{s:s,s:s,s:i,s:i,s:s,s:b}", "model", "tl", "prompt", prompt,
+				      "max_tokens", 40, "temperature", 0, "stop", stop, "stream", 1), &r), 0);
+	int done;
+	json_t *ev = sse_events(r.body ? r.body : "", &done);
+	T_CHECK(done);
+	obuf acc = {0};
+	const char *finish = NULL;
+	size_t i;
+	json_t *e;
+	json_array_foreach(ev, i, e) {
+		json_t *ch = json_array_get(json_object_get(e, "choices"), 0);
+		text_add(&acc, json_object_get(ch, "text"));
+		if (json_is_string(json_object_get(ch, "finish_reason")))
+			finish = json_string_value(json_object_get(ch, "finish_reason"));
+	}
+	T_CHECK(acc.n == cut && (cut == 0 || memcmp(acc.p, full, cut) == 0));
+	T_EQ_STR(finish, "stop");
+	free(acc.p);
+	json_decref(ev);
+	free(r.body);
+out:
+	free(full);
+	json_decref(ref);
+	free(ids);
+}
+
+static void test_chat(void)
+{
+	NEED();
+	fn_tok_msg msgs[2] = {{"system", "You are terse."}, {"user", "Say hello."}};
+	char *text = NULL, err[256] = "";
+	int rc = fn_tok_chat(tok, msgs, 2, &text, err, sizeof err);
+	if (rc == -ENOTSUP) {
+		/* the test tokenizer has no chat template: the endpoint must say so */
+		json_t *o = NULL;
+		T_EQ_INT(post("/v1/chat/completions",
+			      json_pack("{s:s,s:[{s:s,s:s}]}", "model", "tl", "messages", "role", "user",
+					"content", "hi"), &o), 400);
+		json_decref(o);
+		T_SKIP("the test tokenizer has no chat template");
+	}
+	T_EQ_INT(rc, 0);
+	int32_t *ids = NULL;
+	size_t n = 0;
+	T_EQ_INT(fn_tok_encode(tok, text, strlen(text), 0, &ids, &n), 0);
+	int32_t stop[24];
+	size_t ns = fn_tok_stop_ids(tok, stop, 23);
+	if (eos >= 0)
+		stop[ns++] = eos;
+	json_t *ref = invoke_tokens(ids, n, 20, stop, ns);
+	/* the reference text: without a trailing turn-ending token */
+	size_t nref = json_array_size(ref);
+	int ended = 0;
+	for (size_t i = 0; nref && i < ns; i++)
+		if (json_integer_value(json_array_get(ref, nref - 1)) == stop[i])
+			ended = 1;
+	size_t wl = 0;
+	char *want = decode_json(ref, ended ? nref - 1 : nref, &wl);
+	json_t *o = NULL;
+	/* content as a string, and the user turn as an array of text parts */
+	T_EQ_INT(post("/v1/chat/completions",
+		      json_pack("{s:s,s:[{s:s,s:s},{s:s,s:[{s:s,s:s},{s:s,s:s}]}],s:i,s:i}", "model", "tl",
+				"messages", "role", "system", "content", "You are terse.", "role", "user",
+				"content", "type", "text", "text", "Say ", "type", "text", "text",
+				"hello.", "max_tokens", 20, "temperature", 0), &o), 200);
+	if (!json_object_get(o, "choices"))
+		fprintf(stderr, "  chat answer: %s\n", err_msg(o));
+	T_EQ_STR(json_string_value(json_object_get(o, "object")), "chat.completion");
+	T_CHECK(!strncmp(json_string_value(json_object_get(o, "id")) ?
+			 json_string_value(json_object_get(o, "id")) : "", "chatcmpl-", 9));
+	json_t *c = json_array_get(json_object_get(o, "choices"), 0);
+	json_t *m = json_object_get(c, "message");
+	T_EQ_STR(json_string_value(json_object_get(m, "role")), "assistant");
+	T_CHECK(same(json_object_get(m, "content"), want, wl));
+	T_EQ_STR(json_string_value(json_object_get(c, "finish_reason")), ended ? "stop" : "length");
+	T_EQ_INT(json_integer_value(json_object_get(json_object_get(o, "usage"), "prompt_tokens")), n);
+	T_EQ_INT(json_integer_value(json_object_get(json_object_get(o, "usage"), "completion_tokens")),
+		 nref);
+	json_decref(o);
+	/* streamed: role first, deltas concatenate to the same content, usage chunk, [DONE] */
+	stream_res r;
+	T_EQ_INT(stream_req("/v1/chat/completions",
+			    json_pack("{s:s,s:[{s:s,s:s},{s:s,s:s}],s:i,s:i,s:b,s:{s:b}}", "model", "tl",
+				      "messages", "role", "system", "content", "You are terse.", "role",
+				      "user", "content", "Say hello.", "max_completion_tokens", 20,
+				      "temperature", 0, "stream", 1, "stream_options", "include_usage", 1),
+			    &r), 0);
+	T_EQ_INT(r.status, 200);
+	T_CHECK(strcasestr(r.head, "Content-Type: text/event-stream") != NULL);
+	T_CHECK(r.chunked_ok);
+	int done;
+	json_t *ev = sse_events(r.body ? r.body : "", &done);
+	T_CHECK(done);
+	size_t nev = json_array_size(ev);
+	T_CHECK(nev >= 3);
+	json_t *first = json_array_get(ev, 0);
+	T_EQ_STR(json_string_value(json_object_get(first, "object")), "chat.completion.chunk");
+	T_EQ_STR(json_string_value(json_object_get(json_object_get(json_array_get(
+		json_object_get(first, "choices"), 0), "delta"), "role")), "assistant");
+	obuf acc = {0};
+	const char *finish = NULL;
+	for (size_t i = 0; i + 1 < nev; i++) {
+		json_t *ch = json_array_get(json_object_get(json_array_get(ev, i), "choices"), 0);
+		text_add(&acc, json_object_get(json_object_get(ch, "delta"), "content"));
+		if (json_is_string(json_object_get(ch, "finish_reason")))
+			finish = json_string_value(json_object_get(ch, "finish_reason"));
+	}
+	T_CHECK(acc.n == wl && (wl == 0 || memcmp(acc.p, want, wl) == 0));
+	free(acc.p);
+	T_EQ_STR(finish, ended ? "stop" : "length");
+	json_t *last = json_array_get(ev, nev - 1);
+	T_EQ_INT(json_array_size(json_object_get(last, "choices")), 0);
+	T_EQ_INT(json_integer_value(json_object_get(json_object_get(last, "usage"), "completion_tokens")),
+		 nref);
+	json_decref(ev);
+	free(r.body);
+	free(want);
+	json_decref(ref);
+	free(ids);
+	free(text);
+}
+
+/* streamed completion == non-streamed; chunks arrive while generating */
+static void test_stream_completion(void)
+{
+	NEED();
+	json_t *o = NULL;
+	T_EQ_INT(post("/v1/completions", json_pack("{s:s,s:s,s:i,s:i}", "model", "tl", "prompt", prompt,
+						    "max_tokens", 300, "temperature", 0), &o), 200);
+	json_t *c = json_array_get(json_object_get(o, "choices"), 0);
+	size_t wl = json_string_length(json_object_get(c, "text"));
+	char *want = malloc(wl + 1);
+	memcpy(want, json_string_value(json_object_get(c, "text")) ? json_string_value(json_object_get(c, "text")) : "", wl);
+	want[wl] = 0;
+	const char *want_finish = json_string_value(json_object_get(c, "finish_reason"));
+	char finish_ref[16];
+	snprintf(finish_ref, sizeof finish_ref, "%s", want_finish ? want_finish : "");
+	json_decref(o);
+	stream_res r;
+	T_EQ_INT(stream_req("/v1/completions",
+			    json_pack("{s:s,s:s,s:i,s:i,s:b}", "model", "tl", "prompt", prompt,
+				      "max_tokens", 300, "temperature", 0, "stream", 1), &r), 0);
+	T_EQ_INT(r.status, 200);
+	T_CHECK(strcasestr(r.head, "Content-Type: text/event-stream") != NULL);
+	T_CHECK(strcasestr(r.head, "Transfer-Encoding: chunked") != NULL);
+	T_CHECK(r.chunked_ok);
+	int done;
+	json_t *ev = sse_events(r.body ? r.body : "", &done);
+	T_CHECK(done);
+	obuf acc = {0};
+	const char *finish = NULL;
+	size_t i, deltas = 0;
+	json_t *e;
+	json_array_foreach(ev, i, e) {
+		T_EQ_STR(json_string_value(json_object_get(e, "object")), "text_completion");
+		T_CHECK(json_object_get(e, "usage") == NULL);   /* no include_usage */
+		json_t *ch = json_array_get(json_object_get(e, "choices"), 0);
+		if (json_string_length(json_object_get(ch, "text")) > 0) {
+			deltas++;
+			text_add(&acc, json_object_get(ch, "text"));
+		}
+		if (json_is_string(json_object_get(ch, "finish_reason")))
+			finish = json_string_value(json_object_get(ch, "finish_reason"));
+	}
+	T_CHECK(acc.n == wl && (wl == 0 || memcmp(acc.p, want, wl) == 0));
+	T_EQ_STR(finish, finish_ref);
+	T_CHECK(deltas > 10);
+	/* the first delta before the end (test_stream_disconnect proves it without timing: the
+	 * figures vary with the machine's load and with the random text the stream decoder holds
+	 * back until it is valid UTF-8) */
+	fprintf(stderr, "  stream: %zu deltas, first at %.1f ms, [DONE] at %.1f ms\n", deltas,
+		r.t_first * 1e3, r.t_done * 1e3);
+	T_CHECK(r.t_first > 0 && r.t_done > 0 && r.t_first < 0.9 * r.t_done);
+	json_decref(ev);
+	free(r.body);
+	/* a Python stdlib client (http.client) reading the stream line by line */
+	char py[700], cmd[1600];
+	snprintf(py, sizeof py, "%s/client.py", t_tmpdir());
+	FILE *f = fopen(py, "w");
+	T_CHECK(f != NULL);
+	if (f) {
+		fputs("import http.client, json, sys, time\n"
+		      "c = http.client.HTTPConnection('127.0.0.1', int(sys.argv[1]), timeout=30)\n"
+		      "body = json.dumps({'model': 'tl', 'prompt': sys.argv[2], 'max_tokens': 300,\n"
+		      "                   'temperature': 0, 'stream': True,\n"
+		      "                   'stream_options': {'include_usage': True}})\n"
+		      "t0 = time.perf_counter()\n"
+		      "c.request('POST', '/v1/completions', body, {'Content-Type': 'application/json'})\n"
+		      "r = c.getresponse()\n"
+		      "assert r.status == 200, r.status\n"
+		      "assert r.getheader('Content-Type') == 'text/event-stream'\n"
+		      "text, first, usage, done = '', None, None, False\n"
+		      "for line in r:\n"
+		      "    line = line.decode().rstrip('\\n')\n"
+		      "    if not line:\n"
+		      "        continue\n"
+		      "    assert line.startswith('data: '), line\n"
+		      "    data = line[6:]\n"
+		      "    if data == '[DONE]':\n"
+		      "        done = time.perf_counter() - t0\n"
+		      "        continue\n"
+		      "    ev = json.loads(data)\n"
+		      "    if ev['choices']:\n"
+		      "        if ev['choices'][0]['text'] and first is None:\n"
+		      "            first = time.perf_counter() - t0\n"
+		      "        text += ev['choices'][0]['text']\n"
+		      "    else:\n"
+		      "        usage = ev['usage']\n"
+		      "print(json.dumps({'text': text, 'first': first, 'done': done, 'usage': usage}))\n", f);
+		fclose(f);
+	}
+	snprintf(cmd, sizeof cmd, "python3 %s %d '%s'", py, srv.port, prompt);
+	FILE *p = popen(cmd, "r");
+	char *out = calloc(1, 1 << 16);
+	size_t got = p ? fread(out, 1, (1 << 16) - 1, p) : 0;
+	int st = p ? pclose(p) : -1;
+	T_EQ_INT(st, 0);
+	json_t *pj = json_loadb(out, got, JSON_ALLOW_NUL, NULL);
+	T_CHECK(same(json_object_get(pj, "text"), want, wl));
+	double pf = json_number_value(json_object_get(pj, "first")),
+	       pd = json_number_value(json_object_get(pj, "done"));
+	fprintf(stderr, "  python client: first delta %.1f ms, [DONE] %.1f ms\n", pf * 1e3, pd * 1e3);
+	T_CHECK(pf > 0 && pd > 0 && pf < pd);
+	T_CHECK(json_integer_value(json_object_get(json_object_get(pj, "usage"), "completion_tokens")) > 0);
+	json_decref(pj);
+	free(out);
+	free(acc.p);
+	free(want);
+}
+
+static double metric(const char *series)
+{
+	e2e_resp r;
+	double v = -1;
+	if (e2e_request(&srv, "GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n", &r) < 0)
+		return -1;
+	const char *p = strstr(r.body, series);
+	if (p)
+		v = atof(p + strlen(series));
+	else
+		v = 0;
+	e2e_resp_free(&r);
+	return v;
+}
+
+/* a client that goes away after the first event stops the generation: the kind sees its
+ * receiver gone mid-call (status 499), which can only happen if events go out while it runs */
+static void test_stream_disconnect(void)
+{
+	NEED();
+	const char *series = "thaw_invocations_total{function=\"tl\",code=\"499\"} ";
+	double before = metric(series);
+	char *b = NULL;
+	json_t *body = json_pack("{s:s,s:s,s:i,s:i,s:b}", "model", "tl", "prompt", prompt, "max_tokens",
+				 CTX - 64, "temperature", 0, "stream", 1);
+	b = json_dumps(body, JSON_COMPACT);
+	json_decref(body);
+	char raw[1200];
+	snprintf(raw, sizeof raw, "POST /v1/completions HTTP/1.1\r\nHost: t\r\nContent-Type: "
+		 "application/json\r\nContent-Length: %zu\r\n\r\n%s", strlen(b), b);
+	free(b);
+	int fd = e2e_connect(&srv);
+	T_CHECK(fd >= 0);
+	if (fd < 0)
+		return;
+	T_EQ_INT(e2e_send(fd, raw, strlen(raw)), 0);
+	char in[8192];
+	size_t n = 0;
+	while (n + 1 < sizeof in) {
+		ssize_t k = recv(fd, in + n, sizeof in - 1 - n, 0);
+		if (k <= 0)
+			break;
+		n += (size_t)k;
+		in[n] = 0;
+		if (has_delta(in))
+			break;
+	}
+	T_CHECK(has_delta(in));
+	close(fd);
+	double after = before;
+	for (int i = 0; i < 100 && after <= before; i++) {
+		usleep(50000);
+		after = metric(series);
+	}
+	fprintf(stderr, "  499 calls: %.0f -> %.0f\n", before, after);
+	T_CHECK(after == before + 1);
+	/* and the function still answers */
+	T_EQ_INT(post("/v1/completions", json_pack("{s:s,s:s,s:i,s:i}", "model", "tl", "prompt", "hi",
+						    "max_tokens", 2, "temperature", 0), NULL), 200);
+}
+
+static int err_is(json_t *o, const char *type, const char *code)
+{
+	json_t *e = json_object_get(o, "error");
+	if (!json_is_object(e) || !json_is_string(json_object_get(e, "message")))
+		return 0;
+	if (strcmp(json_string_value(json_object_get(e, "type")), type) != 0)
+		return 0;
+	if (!code)
+		return 1;
+	return json_is_string(json_object_get(e, "code")) &&
+	       !strcmp(json_string_value(json_object_get(e, "code")), code);
+}
+
+static const char *err_msg(json_t *o)
+{
+	const char *m = json_string_value(json_object_get(json_object_get(o, "error"), "message"));
+	return m ? m : "";
+}
+
+static void test_errors(void)
+{
+	NEED();
+	json_t *o = NULL;
+	T_EQ_INT(post("/v1/completions", json_pack("{s:s,s:s}", "model", "nope", "prompt", "x"), &o), 404);
+	T_CHECK(err_is(o, "invalid_request_error", "model_not_found"));
+	T_CHECK(strstr(err_msg(o), "nope") != NULL);
+	json_decref(o);
+	T_EQ_INT(req(&srv, "POST", "/v1/completions", NULL, "{\"model\": \"tl\", ", &o), 400);
+	T_CHECK(err_is(o, "invalid_request_error", "invalid_json"));
+	json_decref(o);
+	T_EQ_INT(post("/v1/completions", json_pack("{s:s,s:s,s:i}", "model", "tl", "prompt", "x", "n", 2),
+		      &o), 400);
+	T_CHECK(err_is(o, "invalid_request_error", NULL));
+	T_EQ_STR(json_string_value(json_object_get(json_object_get(o, "error"), "param")), "n");
+	json_decref(o);
+	T_EQ_INT(post("/v1/chat/completions", json_pack("{s:s}", "model", "tl"), &o), 400);
+	T_EQ_STR(json_string_value(json_object_get(json_object_get(o, "error"), "param")), "messages");
+	json_decref(o);
+	T_EQ_INT(post("/v1/chat/completions", json_pack("{s:s,s:[{s:s,s:s}]}", "model", "tl", "messages",
+							 "role", "tool", "content", "x"), &o), 400);
+	T_CHECK(strstr(err_msg(o), "tool") != NULL);
+	json_decref(o);
+	/* no tokenizer in the snapshot */
+	T_EQ_INT(post("/v1/completions", json_pack("{s:s,s:s}", "model", "plain", "prompt", "x"), &o), 400);
+	T_CHECK(err_is(o, "invalid_request_error", "tokenizer_missing"));
+	T_CHECK(strstr(err_msg(o), "tokenizer") != NULL);
+	json_decref(o);
+	/* a function of another kind */
+	T_EQ_INT(post("/v1/completions", json_pack("{s:s,s:s}", "model", "ec", "prompt", "x"), &o), 400);
+	T_CHECK(err_is(o, "invalid_request_error", "model_not_supported"));
+	json_decref(o);
+	/* out of the context, out of the vocabulary, bad fields */
+	T_EQ_INT(post("/v1/completions", json_pack("{s:s,s:s,s:i}", "model", "tl", "prompt", prompt,
+						    "max_tokens", CTX), &o), 400);
+	T_CHECK(err_is(o, "invalid_request_error", "context_length_exceeded"));
+	T_CHECK(strstr(err_msg(o), "512") != NULL);
+	json_decref(o);
+	T_EQ_INT(post("/v1/completions", json_pack("{s:s,s:[i,I]}", "model", "tl", "prompt", 1,
+						    (json_int_t)vocab), &o), 400);
+	T_CHECK(err_is(o, "invalid_request_error", "invalid_token"));
+	T_CHECK(strstr(err_msg(o), "vocabulary") != NULL);
+	json_decref(o);
+	static const char *const bad[] = {
+		"{\"model\":\"tl\",\"prompt\":\"x\",\"temperature\":3}",
+		"{\"model\":\"tl\",\"prompt\":\"x\",\"top_p\":0}",
+		"{\"model\":\"tl\",\"prompt\":\"x\",\"max_tokens\":0}",
+		"{\"model\":\"tl\",\"prompt\":\"x\",\"max_tokens\":\"5\"}",
+		"{\"model\":\"tl\",\"prompt\":\"x\",\"stop\":[\"a\",\"b\",\"c\",\"d\",\"e\"]}",
+		"{\"model\":\"tl\",\"prompt\":\"x\",\"stop\":[\"\"]}",
+		"{\"model\":\"tl\",\"prompt\":\"x\",\"echo\":true}",
+		"{\"model\":\"tl\",\"prompt\":\"x\",\"logprobs\":2}",
+		"{\"model\":\"tl\",\"prompt\":\"x\",\"stream_options\":{\"include_usage\":true}}",
+		"{\"model\":\"tl\",\"prompt\":\"x\",\"bogus\":1}",
+		"{\"model\":\"tl\",\"prompt\":[\"a\",\"b\"]}",
+		"{\"model\":\"tl\",\"prompt\":[-1]}",
+		"{\"model\":\"tl\",\"prompt\":{}}",
+		"{\"model\":\"tl\"}",
+		"{\"prompt\":\"x\"}",
+		"[1,2]",
+		"",
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		int st = req(&srv, "POST", "/v1/completions", NULL, bad[i], &o);
+		if (st != 400)
+			fprintf(stderr, "  body %s -> %d\n", bad[i], st);
+		T_EQ_INT(st, 400);
+		T_CHECK(err_is(o, "invalid_request_error", NULL));
+		json_decref(o);
+	}
+	/* and the server still serves */
+	T_EQ_INT(post("/v1/completions", json_pack("{s:s,s:s,s:i,s:i}", "model", "tl", "prompt", "hi",
+						    "max_tokens", 2, "temperature", 0), NULL), 200);
+}
+
+static void test_auth(void)
+{
+	NEED();
+	/* a second server on the same data, with keys */
+	T_EQ_INT(e2e_stop(&srv, SIGTERM, 10), 0);
+	srv_ok = 0;
+	char cmd[1200], k_tl[128] = "", k_other[128] = "";
+	const char *scopes[2] = {"invoke:tl", "invoke:plain"};
+	char *keys[2] = {k_tl, k_other};
+	for (int i = 0; i < 2; i++) {
+		snprintf(cmd, sizeof cmd, "%s keys create --scope %s --data %s 2>/dev/null | tail -n 1",
+			 bin(), scopes[i], srv.data_dir);
+		FILE *p = popen(cmd, "r");
+		if (p && fgets(keys[i], 128, p))
+			keys[i][strcspn(keys[i], "\n")] = 0;
+		if (p)
+			pclose(p);
+		T_CHECK(!strncmp(keys[i], "thaw_", 5));
+	}
+	e2e_server s2;
+	const char *args[] = {"--auth", NULL};
+	char data[512];
+	snprintf(data, sizeof data, "%s", srv.data_dir);
+	T_EQ_INT(e2e_start_in(&s2, data, args, NULL), 0);
+	const char *body = "{\"model\":\"tl\",\"prompt\":\"hi\",\"max_tokens\":2,\"temperature\":0}";
+	json_t *o = NULL;
+	T_EQ_INT(req(&s2, "POST", "/v1/completions", NULL, body, &o), 401);
+	T_CHECK(err_is(o, "authentication_error", "invalid_api_key"));
+	json_decref(o);
+	T_EQ_INT(req(&s2, "POST", "/v1/completions", k_other, body, &o), 403);
+	T_CHECK(err_is(o, "permission_error", NULL));
+	json_decref(o);
+	T_EQ_INT(req(&s2, "POST", "/v1/completions", k_tl, body, &o), 200);
+	json_decref(o);
+	/* /v1/models: any valid key */
+	T_EQ_INT(req(&s2, "GET", "/v1/models", NULL, NULL, NULL), 401);
+	T_EQ_INT(req(&s2, "GET", "/v1/models", k_other, NULL, NULL), 200);
+	T_EQ_INT(e2e_stop(&s2, SIGTERM, 10), 0);
+	/* the invocation is in the audit log under the function's name */
+	snprintf(cmd, sizeof cmd, "grep -c '\"function\":\"tl\"' %s/audit/audit.log", data);
+	FILE *p = popen(cmd, "r");
+	char line[64] = "";
+	if (p && fgets(line, sizeof line, p))
+		T_CHECK(atoi(line) >= 1);
+	else
+		T_CHECK(0);
+	if (p)
+		pclose(p);
+}
+
+void t_main(void)
+{
+	T_RUN(setup);
+	T_RUN(test_models);
+	T_RUN(test_completion_matches_invoke);
+	T_RUN(test_stop_strings);
+	T_RUN(test_chat);
+	T_RUN(test_stream_completion);
+	T_RUN(test_stream_disconnect);
+	T_RUN(test_errors);
+	T_RUN(test_auth);
+	fn_tok_free(tok);
+	if (srv_ok)
+		e2e_stop(&srv, SIGTERM, 10);
+}
