@@ -1217,14 +1217,11 @@ static int cfg_token(fn_tok *t, json_t *cfg, const char *key, char **text, int32
 	return 0;
 }
 
-static int load_cfg(fn_tok *t, const char *cfg_json, size_t cfg_len, char *err, size_t errlen)
+static int load_cfg(fn_tok *t, json_t *cfg, char *err, size_t errlen)
 {
-	json_error_t je;
-	json_t *cfg = json_loadb(cfg_json, cfg_len, JSON_DECODE_INT_AS_REAL, &je);
 	int rc = 0;
 	if (!json_is_object(cfg)) {
-		tok_err(err, errlen, "tokenizer_config.json: %s (line %d)", cfg ? "not a JSON object" : je.text, je.line);
-		json_decref(cfg);
+		tok_err(err, errlen, "tokenizer_config.json: not a JSON object");
 		return -EINVAL;
 	}
 	if ((rc = cfg_token(t, cfg, "bos_token", &t->bos_text, &t->bos, err, errlen)) ||
@@ -1268,18 +1265,12 @@ static int load_cfg(fn_tok *t, const char *cfg_json, size_t cfg_len, char *err, 
 		t->chat_why = "chat_template is not one of the supported families (llama-2 [INST]/<<SYS>>, llama-3 header tokens, ChatML <|im_start|>)";
 	}
 out:
-	json_decref(cfg);
 	return rc;
 }
 
 int fn_tok_load(fn_tok **out, const char *tok_json, size_t tok_len, const char *cfg_json,
 		size_t cfg_len, char *err, size_t errlen)
 {
-	char dummy[8];
-	if (!err) {
-		err = dummy;
-		errlen = sizeof dummy;
-	}
 	if (err && errlen)
 		err[0] = 0;
 	if (!out || !tok_json) {
@@ -1287,13 +1278,40 @@ int fn_tok_load(fn_tok **out, const char *tok_json, size_t tok_len, const char *
 		return -EINVAL;
 	}
 	*out = NULL;
-	bl_init();
 	json_error_t je;
-	json_t *root = json_loadb(tok_json, tok_len, 0, &je);
+	json_t *root = json_loadb(tok_json, tok_len, 0, &je), *cfg = NULL;
 	if (!root) {
 		tok_err(err, errlen, "tokenizer.json: %s (line %d, column %d)", je.text, je.line, je.column);
 		return -EINVAL;
 	}
+	if (cfg_json) {
+		cfg = json_loadb(cfg_json, cfg_len, JSON_DECODE_INT_AS_REAL, &je);
+		if (!cfg) {
+			tok_err(err, errlen, "tokenizer_config.json: %s (line %d)", je.text, je.line);
+			json_decref(root);
+			return -EINVAL;
+		}
+	}
+	int rc = fn_tok_load_json(out, root, cfg, err, errlen);
+	json_decref(root);
+	json_decref(cfg);
+	return rc;
+}
+
+int fn_tok_load_json(fn_tok **out, struct json_t *root, struct json_t *cfg, char *err, size_t errlen)
+{
+	char dummy[8];
+	if (!err || !errlen) {
+		err = dummy;
+		errlen = sizeof dummy;
+	}
+	err[0] = 0;
+	if (!out || !root) {
+		tok_err(err, errlen, "no tokenizer.json given");
+		return -EINVAL;
+	}
+	*out = NULL;
+	bl_init();
 	int rc = -ENOMEM;
 	fn_tok *t = calloc(1, sizeof *t);
 	if (!t)
@@ -1324,7 +1342,7 @@ int fn_tok_load(fn_tok **out, const char *tok_json, size_t tok_len, const char *
 		rc = -EINVAL;
 		goto fail;
 	}
-	if (cfg_json && (rc = load_cfg(t, cfg_json, cfg_len, err, errlen)))
+	if (cfg && (rc = load_cfg(t, cfg, err, errlen)))
 		goto fail;
 	if (t->bos < 0 && t->n_post_pre)
 		t->bos = t->post_pre[0];
@@ -1334,13 +1352,11 @@ int fn_tok_load(fn_tok **out, const char *tok_json, size_t tok_len, const char *
 		t->bos = fn_tok_id(t, bos_names[i]);
 	for (int i = 0; t->eos < 0 && eos_names[i]; i++)
 		t->eos = fn_tok_id(t, eos_names[i]);
-	json_decref(root);
 	*out = t;
 	return 0;
 fail:
 	if (rc == -ENOMEM && !err[0])
 		tok_err(err, errlen, "out of memory loading the tokenizer");
-	json_decref(root);
 	fn_tok_free(t);
 	return rc;
 }

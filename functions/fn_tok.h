@@ -19,6 +19,11 @@ typedef struct fn_tok fn_tok;
  * -ENOMEM. err may be NULL. */
 int fn_tok_load(fn_tok **out, const char *tok_json, size_t tok_len, const char *cfg_json,
 		size_t cfg_len, char *err, size_t errlen);
+/* fn_tok_load_json is fn_tok_load from already-parsed jansson objects (cfg may be NULL); the
+ * objects stay the caller's. Same results and errors. */
+struct json_t;
+int fn_tok_load_json(fn_tok **out, struct json_t *tok, struct json_t *cfg, char *err,
+		     size_t errlen);
 /* fn_tok_free releases a tokenizer (NULL is fine). */
 void fn_tok_free(fn_tok *t);
 

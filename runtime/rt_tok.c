@@ -36,7 +36,6 @@ int rt_tok_from_meta(const char *meta_json, fn_tok **out, char *err, size_t errl
 	}
 	json_t *tok = json_object_get(m, "tokenizer"), *cfg = json_object_get(m, "tokenizer_config");
 	int rc;
-	char *tt = NULL, *ct = NULL;
 	if (!tok || json_is_null(tok)) {
 		rc = rt_tok_err(err, errlen, -ENOENT, "the snapshot carries no tokenizer");
 		goto out;
@@ -45,16 +44,8 @@ int rt_tok_from_meta(const char *meta_json, fn_tok **out, char *err, size_t errl
 		rc = rt_tok_err(err, errlen, -EINVAL, "snapshot metadata: \"tokenizer\" and \"tokenizer_config\" must be JSON objects");
 		goto out;
 	}
-	tt = json_dumps(tok, JSON_COMPACT);
-	ct = json_is_object(cfg) ? json_dumps(cfg, JSON_COMPACT) : NULL;
-	if (!tt || (json_is_object(cfg) && !ct)) {
-		rc = rt_tok_err(err, errlen, -ENOMEM, "out of memory");
-		goto out;
-	}
-	rc = fn_tok_load(out, tt, strlen(tt), ct, ct ? strlen(ct) : 0, err, errlen);
+	rc = fn_tok_load_json(out, tok, json_is_object(cfg) ? cfg : NULL, err, errlen);
 out:
-	free(tt);
-	free(ct);
 	json_decref(m);
 	return rc;
 }
@@ -206,7 +197,7 @@ int rt_tok_pack_metadata(const char *user_meta, const char *tok_path, const char
 		goto out;
 	fn_tok *t;
 	char why[512];
-	int lrc = fn_tok_load(&t, tt, tl, ct, cl, why, sizeof why);
+	int lrc = fn_tok_load_json(&t, tok, cfg, why, sizeof why);
 	if (lrc == 0)
 		fn_tok_free(t);
 	else if (warn && warnlen)
