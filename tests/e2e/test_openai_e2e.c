@@ -253,6 +253,8 @@ static int has_delta(const char *in)
 	return 0;
 }
 
+static int stream_http10;   /* stream_req speaks HTTP/1.0 */
+
 static int stream_req(const char *path, json_t *body, stream_res *r)
 {
 	memset(r, 0, sizeof *r);
@@ -260,8 +262,9 @@ static int stream_req(const char *path, json_t *body, stream_res *r)
 	json_decref(body);
 	size_t bl = strlen(b);
 	char *raw = malloc(bl + 300);
-	sprintf(raw, "POST %s HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
-		"Connection: close\r\nContent-Length: %zu\r\n\r\n%s", path, bl, b);
+	sprintf(raw, "POST %s HTTP/1.%d\r\nHost: t\r\nContent-Type: application/json\r\n"
+		"%sContent-Length: %zu\r\n\r\n%s", path, stream_http10 ? 0 : 1,
+		stream_http10 ? "" : "Connection: close\r\n", bl, b);
 	free(b);
 	int fd = e2e_connect(&srv);
 	if (fd < 0) {
@@ -829,6 +832,40 @@ static void test_stream_completion(void)
 	free(want);
 }
 
+/* an HTTP/1.0 client gets the events without chunk framing; the connection closes at the end */
+static void test_stream_http10(void)
+{
+	NEED();
+	json_t *o = NULL;
+	T_EQ_INT(post("/v1/completions", json_pack("{s:s,s:s,s:i,s:i}", "model", "tl", "prompt", prompt,
+						    "max_tokens", 24, "temperature", 0), &o), 200);
+	json_t *want = json_incref(json_object_get(json_array_get(json_object_get(o, "choices"), 0),
+						   "text"));
+	json_decref(o);
+	stream_res r;
+	stream_http10 = 1;
+	T_EQ_INT(stream_req("/v1/completions",
+			    json_pack("{s:s,s:s,s:i,s:i,s:b}", "model", "tl", "prompt", prompt,
+				      "max_tokens", 24, "temperature", 0, "stream", 1), &r), 0);
+	stream_http10 = 0;
+	T_EQ_INT(r.status, 200);
+	T_CHECK(strcasestr(r.head, "Transfer-Encoding") == NULL);
+	T_CHECK(strcasestr(r.head, "Connection: close") != NULL);
+	int done;
+	json_t *ev = sse_events(r.body ? r.body : "", &done);
+	T_CHECK(done);
+	obuf acc = {0};
+	size_t i;
+	json_t *e;
+	json_array_foreach(ev, i, e)
+		text_add(&acc, json_object_get(json_array_get(json_object_get(e, "choices"), 0), "text"));
+	T_CHECK(same(want, acc.p ? acc.p : "", acc.n));
+	free(acc.p);
+	json_decref(ev);
+	json_decref(want);
+	free(r.body);
+}
+
 static double metric(const char *series)
 {
 	e2e_resp r;
@@ -1043,6 +1080,7 @@ void t_main(void)
 	T_RUN(test_chat);
 	T_RUN(test_stream_completion);
 	T_RUN(test_stream_disconnect);
+	T_RUN(test_stream_http10);
 	T_RUN(test_errors);
 	T_RUN(test_auth);
 	fn_tok_free(tok);
