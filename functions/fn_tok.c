@@ -17,6 +17,7 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -466,10 +467,10 @@ struct fn_tok {
 static uint16_t bl_byte_char[256];
 static int16_t bl_char_byte[324];
 
-static void bl_init(void)
+static void bl_init_once(void)
 {
 	/* GPT-2's bytes_to_unicode: printable Latin-1 bytes map to themselves, the rest to
-	 * 256 + n in byte order. Idempotent; concurrent first calls write identical values. */
+	 * 256 + n in byte order. */
 	int n = 0;
 	for (int b = 0; b < 256; b++) {
 		int keep = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
@@ -479,6 +480,12 @@ static void bl_init(void)
 		bl_char_byte[c] = -1;
 	for (int b = 0; b < 256; b++)
 		bl_char_byte[bl_byte_char[b]] = (int16_t)b;
+}
+
+static void bl_init(void)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	pthread_once(&once, bl_init_once);
 }
 
 void fn_tok_free(fn_tok *t)
