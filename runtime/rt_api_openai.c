@@ -605,6 +605,7 @@ typedef struct oa_gen {
 	int32_t *pend;
 	size_t npend, cappend;
 	int refuse;                  /* tell the kind to stop */
+	int lost;                    /* a token could not be queued (out of memory) */
 } oa_gen;
 
 static void gen_closed(uv_handle_t *h)
@@ -637,6 +638,8 @@ static int oa_emit(void *ctx, json_t *chunk)
 	}
 	if (!rc && g->npend < g->cappend)
 		g->pend[g->npend++] = (int32_t)json_integer_value(t);
+	else if (!rc)
+		rc = g->lost = 1;   /* the text would miss a token: stop, the result is a 500 */
 	pthread_mutex_unlock(&g->mu);
 	if (!rc)
 		uv_async_send(&g->async);
@@ -785,6 +788,10 @@ static void gen_token(oa_gen *g, int32_t id)
 /* moves the tokens the lane handed over into the text (loop thread) */
 static void drain(oa_gen *g)
 {
+	pthread_mutex_lock(&g->mu);
+	if (g->lost)
+		g->failed = 1;
+	pthread_mutex_unlock(&g->mu);
 	for (;;) {
 		int32_t buf[64];
 		size_t n;
@@ -989,9 +996,10 @@ static void h_completion(rt_req *req, rt_server *srv, int chat)
 		oa_error(req, 400, param, NULL, "%s", err);
 		goto out;
 	}
-	if (find_llama(req, srv, p.model, info, 0) < 0)
-		goto out;
+	/* the scope first: a key without invoke:<model> learns nothing about that function */
 	if (rt_access_check_fn(srv, req, p.model))
+		goto out;
+	if (find_llama(req, srv, p.model, info, 0) < 0)
 		goto out;
 	uint32_t rev = 0;
 	if (rt_registry_pick_revision(srv->reg, p.model, (uint64_t)rand() ^ rt_now_ns(), &rev) < 0 ||

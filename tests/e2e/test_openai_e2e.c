@@ -460,8 +460,12 @@ static void setup(void)
 		 "--quiet && %s snapshot pack %s -o %s/snapshots/plain.thaw --quiet", srv.data_dir, bin(),
 		 model_dir, srv.data_dir, bin(), plain_dir, srv.data_dir);
 	T_EQ_INT(system(cmd), 0);
-	T_EQ_INT(req(&srv, "PUT", "/v1/functions/tl", NULL,
-		     "{\"kind\":\"llama\",\"snapshot\":\"tl.thaw\",\"device\":\"cpu\"}", NULL), 201);
+	/* THAW_TEST_DEVICE=cuda:0 runs the same checks on a GPU lane (the device machine) */
+	const char *dev = getenv("THAW_TEST_DEVICE") ? getenv("THAW_TEST_DEVICE") : "cpu";
+	char man[200];
+	snprintf(man, sizeof man, "{\"kind\":\"llama\",\"snapshot\":\"tl.thaw\",\"device\":\"%.40s\"}",
+		 dev);
+	T_EQ_INT(req(&srv, "PUT", "/v1/functions/tl", NULL, man, NULL), 201);
 	T_EQ_INT(req(&srv, "PUT", "/v1/functions/plain", NULL,
 		     "{\"kind\":\"llama\",\"snapshot\":\"plain.thaw\",\"device\":\"cpu\"}", NULL), 201);
 	T_EQ_INT(req(&srv, "PUT", "/v1/functions/ec", NULL, "{\"kind\":\"echo\"}", NULL), 201);
@@ -1054,6 +1058,10 @@ static void test_auth(void)
 	T_CHECK(err_is(o, "permission_error", NULL));
 	json_decref(o);
 	T_EQ_INT(req(&s2, "POST", "/v1/completions", k_tl, body, &o), 200);
+	json_decref(o);
+	/* the scope is checked before the model is looked up: no probing for function names */
+	T_EQ_INT(req(&s2, "POST", "/v1/completions", k_tl, "{\"model\":\"nope\",\"prompt\":\"x\"}",
+		     &o), 403);
 	json_decref(o);
 	/* /v1/models: any valid key */
 	T_EQ_INT(req(&s2, "GET", "/v1/models", NULL, NULL, NULL), 401);
