@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #include "functions/fn_kinds.h"
 #include "functions/fn_finetune.h"
@@ -17,6 +18,8 @@
 #define FT_BETA1 0.9
 #define FT_BETA2 0.999
 #define FT_EPS 1e-8
+#define FT_DEV_EVAL_ROWS 256     /* held-out rows per device unit */
+#define FT_DEV_MAX_MICRO 64      /* minibatches per device unit, at most */
 
 
 /* ---- data ---- */
@@ -186,6 +189,28 @@ void fn_ft_data_free(fn_ft_data *d)
 
 /* ---- model ---- */
 
+/* Device buffers: parameters, Adam moments and gradients per layer; the data set and its row
+ * permutations (int32, gathered with kern_embed); activations for `cap` rows; per-row loss and
+ * hit flags for a unit. The host arrays of fn_ft stay allocated: they are where the state is
+ * spilled to, and what checkpoints and the result read (fn_ft_sync_host refreshes them). */
+typedef struct ft_dev {
+	kern_dev *d;
+	float *w[FT_MAX_LAYERS], *b[FT_MAX_LAYERS], *mw[FT_MAX_LAYERS], *vw[FT_MAX_LAYERS];
+	float *mb[FT_MAX_LAYERS], *vb[FT_MAX_LAYERS], *gw[FT_MAX_LAYERS], *gb[FT_MAX_LAYERS];
+	float *x, *y, *ybuf;
+	int32_t *split, *order;
+	int order_epoch;
+	float *z[FT_MAX_LAYERS], *a[FT_MAX_LAYERS + 1], *dz, *da;
+	float *loss, *hit;         /* FT_DEV_MAX_MICRO * cap rows */
+	int64_t cap;
+	int micro;                 /* minibatches per training unit (adapted to unit_us) */
+	double unit_us;            /* target wall time of a unit (kernels and the closing copy) */
+	double mb_us;              /* measured time per minibatch (moving average) */
+	int host_stale;            /* the device state is newer than the host arrays */
+	float *hloss, *hhit;       /* host copies of loss/hit */
+} ft_dev;
+
+
 struct fn_ft {
 	fn_ft_params p;
 	const fn_ft_data *d;
@@ -199,6 +224,7 @@ struct fn_ft {
 	int64_t ntrain, nval;
 	int64_t *order;            /* this epoch's training order */
 	int order_epoch;
+	struct ft_dev *dv;         /* state on a kern device (fn_ft_to_device), or NULL */
 	/* scratch: z (pre-activation) and a (post) per layer, cap rows */
 	float *z[FT_MAX_LAYERS], *a[FT_MAX_LAYERS + 1], *dz, *da;
 	int64_t cap;
@@ -213,6 +239,8 @@ struct fn_ft {
 		int64_t done;
 	} c;
 };
+
+static int dev_upload(fn_ft *f);
 
 static uint64_t splitmix(uint64_t *s)
 {
@@ -233,10 +261,13 @@ static void shuffle(int64_t *a, int64_t n, uint64_t seed)
 	}
 }
 
+static void dev_free(fn_ft *f);
+
 void fn_ft_free(fn_ft *f)
 {
 	if (!f)
 		return;
+	dev_free(f);
 	for (int i = 0; i < FT_MAX_LAYERS; i++) {
 		free(f->w[i]); free(f->b[i]); free(f->mw[i]); free(f->vw[i]);
 		free(f->mb[i]); free(f->vb[i]); free(f->gw[i]); free(f->gb[i]);
@@ -502,30 +533,44 @@ double fn_ft_loss_grad(fn_ft *f, const int64_t *idx, int m, float **gw, float **
 	return loss;
 }
 
+/* Adam's step size at step t with both bias corrections folded in */
+static float adam_lr(const fn_ft *f, int64_t t)
+{
+	double b1t = 1 - pow(FT_BETA1, (double)t), b2t = 1 - pow(FT_BETA2, (double)t);
+	return (float)(f->p.learning_rate * sqrt(b2t) / b1t);
+}
+
 static void adam(fn_ft *f)
 {
 	f->c.t++;
-	double b1t = 1 - pow(FT_BETA1, (double)f->c.t), b2t = 1 - pow(FT_BETA2, (double)f->c.t);
-	float lr = (float)(f->p.learning_rate * sqrt(b2t) / b1t);
+	float lr = adam_lr(f, f->c.t);
 	for (int l = 0; l < f->nl; l++) {
 		for (int pass = 0; pass < 2; pass++) {
 			int64_t cnt = pass ? f->n[l] : f->n[l] * f->k[l];
 			float *p = pass ? f->b[l] : f->w[l], *g = pass ? f->ab[l] : f->aw[l];
 			float *m = pass ? f->mb[l] : f->mw[l], *v = pass ? f->vb[l] : f->vw[l];
 			for (int64_t i = 0; i < cnt; i++) {
-				m[i] = (float)FT_BETA1 * m[i] + (float)(1 - FT_BETA1) * g[i];
-				v[i] = (float)FT_BETA2 * v[i] + (float)(1 - FT_BETA2) * g[i] * g[i];
+				/* the arithmetic of kern_adam, so that host and device steps agree */
+				const float b1 = (float)FT_BETA1, b2 = (float)FT_BETA2;
+				m[i] = b1 * m[i] + (1.0f - b1) * g[i];
+				v[i] = b2 * v[i] + (1.0f - b2) * g[i] * g[i];
 				p[i] -= lr * m[i] / (sqrtf(v[i]) + (float)FT_EPS);
 			}
 		}
 	}
 }
 
-static int64_t units_per_epoch(const fn_ft *f)
+static int dev_unit(fn_ft *f);
+static void epoch_tail(fn_ft *f);
+
+/* this epoch's training order into f->order (a function of seed and epoch) */
+static void make_order(fn_ft *f)
 {
-	int64_t bs = f->p.batch_size, full = f->ntrain / bs, rest = f->ntrain % bs;
-	return full * ((bs + FT_SUB_ROWS - 1) / FT_SUB_ROWS) + (rest + FT_SUB_ROWS - 1) / FT_SUB_ROWS +
-	       (f->nval + FT_EVAL_CHUNK - 1) / FT_EVAL_CHUNK;
+	if (f->order_epoch == (int)f->c.epoch)
+		return;
+	memcpy(f->order, f->split, (size_t)f->ntrain * sizeof *f->order);
+	shuffle(f->order, f->ntrain, f->p.seed * 0x2545F4914F6CDD1Dull + (uint64_t)f->c.epoch + 1);
+	f->order_epoch = (int)f->c.epoch;
 }
 
 int fn_ft_unit(fn_ft *f, int *done)
@@ -535,12 +580,19 @@ int fn_ft_unit(fn_ft *f, int *done)
 		*done = 1;
 		return 0;
 	}
+	if (f->dv) {
+		int rc = dev_unit(f);
+		if (rc < 0)
+			return rc;
+		epoch_tail(f);
+		f->c.units++;
+		if (f->c.done && (rc = fn_ft_sync_host(f)) < 0)   /* the result is read from the host */
+			return rc;
+		*done = (int)f->c.done;
+		return 0;
+	}
 	if (f->c.phase == 0) {
-		if (f->order_epoch != (int)f->c.epoch) {
-			memcpy(f->order, f->split, (size_t)f->ntrain * sizeof *f->order);
-			shuffle(f->order, f->ntrain, f->p.seed * 0x2545F4914F6CDD1Dull + (uint64_t)f->c.epoch + 1);
-			f->order_epoch = (int)f->c.epoch;
-		}
+		make_order(f);
 		/* the minibatch [start, start + mb) is done in units of FT_SUB_ROWS rows whose
 		 * gradients are summed (weighted by their share), then one Adam step */
 		int64_t start = f->c.pos - f->c.bpos, mb = f->ntrain - start;
@@ -587,6 +639,15 @@ int fn_ft_unit(fn_ft *f, int *done)
 		f->c.ev_n += m;
 		f->c.pos += m;
 	}
+	epoch_tail(f);
+	f->c.units++;
+	*done = (int)f->c.done;
+	return 0;
+}
+
+/* after a unit: when the epoch's evaluation is complete, record its figures, next epoch */
+static void epoch_tail(fn_ft *f)
+{
 	if (f->c.phase == 1 && f->c.pos >= f->nval) {
 		/* epoch finished: record its figures */
 		f->c.have_last = 1;
@@ -602,18 +663,18 @@ int fn_ft_unit(fn_ft *f, int *done)
 		if (f->c.epoch >= f->p.epochs)
 			f->c.done = 1;
 	}
-	f->c.units++;
-	*done = (int)f->c.done;
-	return 0;
 }
 
 double fn_ft_progress(const fn_ft *f)
 {
 	if (f->c.done)
 		return 1.0;
-	double total = (double)units_per_epoch(f) * f->p.epochs;
-	double p = total > 0 ? (double)f->c.units / total : 0;
-	return p > 1 ? 1 : p;
+	/* rows passed: training rows, then held-out rows, per epoch (host and device units
+	 * cover different numbers of rows) */
+	double per = (double)(f->ntrain + f->nval);
+	double at = (double)f->c.epoch * per + (f->c.phase ? (double)f->ntrain : 0) + (double)f->c.pos;
+	double p = per > 0 ? at / (per * f->p.epochs) : 0;
+	return p > 1 ? 1 : p < 0 ? 0 : p;
 }
 
 int64_t fn_ft_steps(const fn_ft *f)
@@ -684,8 +745,11 @@ static size_t params_floats(const fn_ft *f)
 	return s;
 }
 
-int fn_ft_save(const fn_ft *f, void **buf, size_t *len)
+int fn_ft_save(fn_ft *f, void **buf, size_t *len)
 {
+	int rc = fn_ft_sync_host(f);
+	if (rc < 0)
+		return rc;
 	size_t np = params_floats(f);
 	size_t total = sizeof(ft_hdr) + sizeof f->c + 4 * np * 4;
 	char *b = malloc(total), *p = b;
@@ -736,5 +800,344 @@ int fn_ft_restore(fn_ft *f, const void *buf, size_t len, char *err, size_t errle
 			p += nb;
 		}
 	f->order_epoch = -1;
+	if (f->dv) {   /* the restored state goes to the device too */
+		int rc = dev_upload(f);
+		if (rc < 0)
+			return fn_errf(err, errlen, rc, "checkpoint: cannot copy the state to %s",
+				       kern_dev_name(f->dv->d));
+	}
 	return 0;
+}
+
+/* ---- the state on a kern device (GPU job steps) ---- */
+
+
+static int64_t dev_cap(const fn_ft *f)
+{
+	int64_t c = f->p.batch_size;
+	return c > FT_DEV_EVAL_ROWS ? c : FT_DEV_EVAL_ROWS;
+}
+
+size_t fn_ft_dev_bytes(const fn_ft *f)
+{
+	size_t fl = 0;
+	int64_t cap = dev_cap(f);
+	for (int l = 0; l < f->nl; l++)
+		fl += (size_t)(f->n[l] * f->k[l] + f->n[l]) * 4;           /* w, m, v, g (+ biases) */
+	fl += (size_t)(f->d->rows * (f->d->cols + f->d->nt));            /* data */
+	fl += (size_t)(f->d->rows + f->ntrain);                            /* split, order */
+	fl += (size_t)(cap * f->d->nt);                                    /* gathered targets */
+	for (int l = 0; l <= f->nl; l++)                                   /* z, a */
+		fl += (size_t)(cap * (l == 0 ? f->k[0] : 2 * f->n[l - 1]));
+	fl += (size_t)(2 * cap * f->maxd);                                 /* dz, da */
+	fl += (size_t)(2 * FT_DEV_MAX_MICRO * cap);                        /* loss, hit */
+	return fl * 4;
+}
+
+int fn_ft_on_device(const fn_ft *f)
+{
+	return f->dv != NULL;
+}
+
+static void dev_free(fn_ft *f)
+{
+	ft_dev *v = f->dv;
+	if (!v)
+		return;
+	kern_dev *d = v->d;
+	for (int l = 0; l < FT_MAX_LAYERS; l++) {
+		kern_free(d, v->w[l]); kern_free(d, v->b[l]); kern_free(d, v->mw[l]);
+		kern_free(d, v->vw[l]); kern_free(d, v->mb[l]); kern_free(d, v->vb[l]);
+		kern_free(d, v->gw[l]); kern_free(d, v->gb[l]); kern_free(d, v->z[l]);
+		kern_free(d, v->a[l]);
+	}
+	kern_free(d, v->a[FT_MAX_LAYERS]);
+	kern_free(d, v->x); kern_free(d, v->y); kern_free(d, v->ybuf);
+	kern_free(d, v->split); kern_free(d, v->order);
+	kern_free(d, v->dz); kern_free(d, v->da); kern_free(d, v->loss); kern_free(d, v->hit);
+	free(v->hloss);
+	free(v->hhit);
+	free(v);
+	f->dv = NULL;
+}
+
+/* parameters and moments: host -> device */
+static int dev_upload(fn_ft *f)
+{
+	ft_dev *v = f->dv;
+	int rc = 0;
+	for (int l = 0; l < f->nl && rc == 0; l++) {
+		size_t nw = (size_t)(f->n[l] * f->k[l]) * 4, nb = (size_t)f->n[l] * 4;
+		if ((rc = kern_copy_h2d(v->d, v->w[l], f->w[l], nw)) < 0 ||
+		    (rc = kern_copy_h2d(v->d, v->b[l], f->b[l], nb)) < 0 ||
+		    (rc = kern_copy_h2d(v->d, v->mw[l], f->mw[l], nw)) < 0 ||
+		    (rc = kern_copy_h2d(v->d, v->vw[l], f->vw[l], nw)) < 0 ||
+		    (rc = kern_copy_h2d(v->d, v->mb[l], f->mb[l], nb)) < 0 ||
+		    (rc = kern_copy_h2d(v->d, v->vb[l], f->vb[l], nb)) < 0)
+			break;
+	}
+	if (rc == 0)
+		rc = kern_dev_sync(v->d);
+	v->host_stale = 0;
+	return rc;
+}
+
+int fn_ft_sync_host(fn_ft *f)
+{
+	ft_dev *v = f->dv;
+	if (!v || !v->host_stale)
+		return 0;
+	for (int l = 0; l < f->nl; l++) {
+		size_t nw = (size_t)(f->n[l] * f->k[l]) * 4, nb = (size_t)f->n[l] * 4;
+		int rc;
+		if ((rc = kern_copy_d2h(v->d, f->w[l], v->w[l], nw)) < 0 ||
+		    (rc = kern_copy_d2h(v->d, f->b[l], v->b[l], nb)) < 0 ||
+		    (rc = kern_copy_d2h(v->d, f->mw[l], v->mw[l], nw)) < 0 ||
+		    (rc = kern_copy_d2h(v->d, f->vw[l], v->vw[l], nw)) < 0 ||
+		    (rc = kern_copy_d2h(v->d, f->mb[l], v->mb[l], nb)) < 0 ||
+		    (rc = kern_copy_d2h(v->d, f->vb[l], v->vb[l], nb)) < 0 ||
+		    (rc = kern_copy_d2h(v->d, f->aw[l], v->gw[l], nw)) < 0 ||
+		    (rc = kern_copy_d2h(v->d, f->ab[l], v->gb[l], nb)) < 0)
+			return rc;
+	}
+	v->host_stale = 0;
+	return 0;
+}
+
+int fn_ft_to_device(fn_ft *f, kern_dev *d, double unit_us)
+{
+	if (f->dv)
+		return f->dv->d == d ? 0 : -EBUSY;
+	if (f->c.bpos != 0)
+		return -EAGAIN;   /* in the middle of a host minibatch: finish it on the host first */
+	if (f->d->rows > INT32_MAX)
+		return -EINVAL;
+	ft_dev *v = calloc(1, sizeof *v);
+	if (!v)
+		return -ENOMEM;
+	f->dv = v;
+	v->d = d;
+	v->order_epoch = -1;
+	v->micro = 1;
+	v->unit_us = unit_us > 0 ? unit_us : 500;
+	int64_t cap = v->cap = dev_cap(f), rows = f->d->rows;
+	int rc = -ENOMEM;
+	for (int l = 0; l < f->nl; l++) {
+		size_t nw = (size_t)(f->n[l] * f->k[l]) * 4, nb = (size_t)f->n[l] * 4;
+		if (!(v->w[l] = kern_alloc(d, nw)) || !(v->b[l] = kern_alloc(d, nb)) ||
+		    !(v->mw[l] = kern_alloc(d, nw)) || !(v->vw[l] = kern_alloc(d, nw)) ||
+		    !(v->mb[l] = kern_alloc(d, nb)) || !(v->vb[l] = kern_alloc(d, nb)) ||
+		    !(v->gw[l] = kern_alloc(d, nw)) || !(v->gb[l] = kern_alloc(d, nb)) ||
+		    !(v->z[l] = kern_alloc(d, (size_t)(cap * f->n[l]) * 4)))
+			goto fail;
+	}
+	for (int l = 0; l <= f->nl; l++)
+		if (!(v->a[l] = kern_alloc(d, (size_t)(cap * (l == 0 ? f->k[0] : f->n[l - 1])) * 4)))
+			goto fail;
+	size_t xb = (size_t)(rows * f->d->cols) * 4, yb = (size_t)(rows * f->d->nt) * 4;
+	if (!(v->x = kern_alloc(d, xb)) || !(v->y = kern_alloc(d, yb)) ||
+	    !(v->ybuf = kern_alloc(d, (size_t)(cap * f->d->nt) * 4)) ||
+	    !(v->split = kern_alloc(d, (size_t)rows * 4)) ||
+	    !(v->order = kern_alloc(d, (size_t)f->ntrain * 4)) ||
+	    !(v->dz = kern_alloc(d, (size_t)(cap * f->maxd) * 4)) ||
+	    !(v->da = kern_alloc(d, (size_t)(cap * f->maxd) * 4)) ||
+	    !(v->loss = kern_alloc(d, (size_t)(FT_DEV_MAX_MICRO * cap) * 4)) ||
+	    !(v->hit = kern_alloc(d, (size_t)(FT_DEV_MAX_MICRO * cap) * 4)) ||
+	    !(v->hloss = malloc((size_t)(FT_DEV_MAX_MICRO * cap) * 4)) ||
+	    !(v->hhit = malloc((size_t)(FT_DEV_MAX_MICRO * cap) * 4)))
+		goto fail;
+	int32_t *sp = malloc((size_t)rows * 4);
+	if (!sp)
+		goto fail;
+	for (int64_t r = 0; r < rows; r++)
+		sp[r] = (int32_t)f->split[r];
+	rc = kern_copy_h2d(d, v->split, sp, (size_t)rows * 4);
+	free(sp);
+	if (rc == 0)
+		rc = kern_copy_h2d(d, v->x, f->d->x, xb);
+	if (rc == 0)
+		rc = kern_copy_h2d(d, v->y, f->d->y, yb);
+	if (rc == 0)
+		rc = dev_upload(f);
+	if (rc < 0)
+		goto fail;
+	return 0;
+fail:
+	dev_free(f);
+	return rc;
+}
+
+int fn_ft_to_host(fn_ft *f)
+{
+	if (!f->dv)
+		return 0;
+	int rc = fn_ft_sync_host(f);
+	if (rc < 0)
+		return rc;   /* the device state stays: nothing is lost */
+	dev_free(f);
+	return 0;
+}
+
+/* forward of m gathered rows (already in a[0]): z[l] = a[l] . W^T + b, a[l+1] = act(z[l]);
+ * the output is z[nl-1] */
+static int dev_forward(fn_ft *f, int64_t m)
+{
+	ft_dev *v = f->dv;
+	int rc = 0;
+	for (int l = 0; l < f->nl && rc == 0; l++) {
+		int64_t n = f->n[l], k = f->k[l];
+		rc = kern_gemm(v->d, 0, 1, m, n, k, 1.0f, v->a[l], v->w[l], 0.0f, v->z[l]);
+		if (rc == 0)
+			rc = kern_bias_act(v->d, v->z[l], v->b[l], m, n, KERN_ACT_NONE);
+		if (rc == 0 && l < f->nl - 1) {
+			rc = kern_copy_d2d(v->d, v->a[l + 1], v->z[l], (size_t)(m * n) * 4);
+			if (rc == 0)
+				rc = kern_bias_act(v->d, v->a[l + 1], NULL, m, n, f->p.act);
+		}
+	}
+	return rc;
+}
+
+/* gathers rows idx[0..m) (device int32) of the data set into a[0] and the targets into ybuf */
+static int dev_gather(fn_ft *f, const int32_t *idx, int64_t m)
+{
+	ft_dev *v = f->dv;
+	int rc = kern_embed(v->d, KERN_F32, v->x, f->d->rows, f->d->cols, idx, m, v->a[0]);
+	if (rc == 0)
+		rc = kern_embed(v->d, KERN_F32, v->y, f->d->rows, f->d->nt, idx, m, v->ybuf);
+	return rc;
+}
+
+/* one minibatch of m rows at order[start..]: loss rows into loss + off, then backward and Adam */
+static int dev_minibatch(fn_ft *f, int64_t start, int64_t m, int64_t off)
+{
+	ft_dev *v = f->dv;
+	kern_dev *d = v->d;
+	int64_t o = f->n[f->nl - 1];
+	float *out = v->z[f->nl - 1], *dz = v->dz, *da = v->da;
+	int rc = dev_gather(f, v->order + start, m);
+	if (rc == 0)
+		rc = dev_forward(f, m);
+	if (rc == 0)
+		rc = f->p.classify ?
+			kern_xent_grad(d, out, v->ybuf, m, o, 1.0f / (float)m, dz, v->loss + off, NULL) :
+			kern_mse_grad(d, out, v->ybuf, m, o, 1.0f / (float)m, dz, v->loss + off);
+	for (int l = f->nl - 1; l >= 0 && rc == 0; l--) {
+		int64_t n = f->n[l], k = f->k[l];
+		rc = kern_gemm(d, 1, 0, n, k, m, 1.0f, dz, v->a[l], 0.0f, v->gw[l]);   /* dZ^T . A */
+		if (rc == 0)
+			rc = kern_col_sum(d, dz, m, n, 1.0f, 0.0f, v->gb[l]);
+		if (rc == 0 && l > 0) {
+			rc = kern_gemm(d, 0, 0, m, k, n, 1.0f, dz, v->w[l], 0.0f, da);  /* dZ . W */
+			if (rc == 0)
+				rc = kern_act_grad(d, da, v->z[l - 1], m * k, f->p.act);
+			float *t = dz;
+			dz = da;
+			da = t;
+		}
+	}
+	if (rc < 0)
+		return rc;
+	f->c.t++;
+	float lr = adam_lr(f, f->c.t);
+	for (int l = 0; l < f->nl && rc == 0; l++) {
+		rc = kern_adam(d, v->w[l], v->mw[l], v->vw[l], v->gw[l], f->n[l] * f->k[l], lr,
+			       (float)FT_BETA1, (float)FT_BETA2, (float)FT_EPS);
+		if (rc == 0)
+			rc = kern_adam(d, v->b[l], v->mb[l], v->vb[l], v->gb[l], f->n[l], lr,
+				       (float)FT_BETA1, (float)FT_BETA2, (float)FT_EPS);
+	}
+	return rc;
+}
+
+static double now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
+}
+
+/* one device unit: `micro` whole minibatches (sized from the measured time per minibatch so
+ * that a unit takes about unit_us), or one chunk of the held-out evaluation; it ends with the
+ * copy of its loss rows to the host, which waits for its kernels: nothing of the job stays
+ * queued on the device after a unit */
+static int dev_unit(fn_ft *f)
+{
+	ft_dev *v = f->dv;
+	int rc = 0;
+	v->host_stale = 1;
+	if (f->c.phase == 0) {
+		if (v->order_epoch != (int)f->c.epoch) {
+			make_order(f);
+			int32_t *o32 = malloc((size_t)f->ntrain * 4);
+			if (!o32)
+				return -ENOMEM;
+			for (int64_t i = 0; i < f->ntrain; i++)
+				o32[i] = (int32_t)f->order[i];
+			rc = kern_copy_h2d(v->d, v->order, o32, (size_t)f->ntrain * 4);
+			if (rc == 0)
+				rc = kern_dev_sync(v->d);   /* o32 is freed next */
+			free(o32);
+			if (rc < 0)
+				return rc;
+			v->order_epoch = (int)f->c.epoch;
+		}
+		double t0 = now_us();
+		int64_t rows = 0, nmb = 0;
+		while (nmb < v->micro && f->c.pos < f->ntrain) {
+			int64_t m = f->ntrain - f->c.pos;
+			if (m > f->p.batch_size)
+				m = f->p.batch_size;
+			if ((rc = dev_minibatch(f, f->c.pos, m, rows)) < 0)
+				return rc;
+			rows += m;
+			nmb++;
+			f->c.pos += m;
+		}
+		if ((rc = kern_copy_d2h(v->d, v->hloss, v->loss, (size_t)rows * 4)) < 0)
+			return rc;
+		for (int64_t i = 0; i < rows; i++)
+			f->c.tr_loss += v->hloss[i];
+		f->c.tr_n += rows;
+		if (f->c.pos >= f->ntrain) {
+			f->c.phase = 1;
+			f->c.pos = 0;
+		}
+		/* size the next unit from this one's time per minibatch */
+		double per = (now_us() - t0) / (double)nmb;
+		v->mb_us = v->mb_us > 0 ? 0.7 * v->mb_us + 0.3 * per : per;
+		int micro = (int)(v->unit_us / (v->mb_us > 1 ? v->mb_us : 1));
+		v->micro = micro < 1 ? 1 : micro > FT_DEV_MAX_MICRO ? FT_DEV_MAX_MICRO : micro;
+		return 0;
+	}
+	if (f->c.pos < f->nval) {
+		int64_t m = f->nval - f->c.pos, o = f->n[f->nl - 1];
+		if (m > v->cap)
+			m = v->cap;
+		float *out = v->z[f->nl - 1];
+		rc = dev_gather(f, v->split + f->ntrain + f->c.pos, m);
+		if (rc == 0)
+			rc = dev_forward(f, m);
+		if (rc == 0)
+			rc = f->p.classify ? kern_xent_grad(v->d, out, v->ybuf, m, o, 1.0f, NULL, v->loss, v->hit) :
+					     kern_mse_grad(v->d, out, v->ybuf, m, o, 1.0f, NULL, v->loss);
+		if (rc == 0)
+			rc = kern_copy_d2h(v->d, v->hloss, v->loss, (size_t)m * 4);
+		if (rc == 0 && f->p.classify)
+			rc = kern_copy_d2h(v->d, v->hhit, v->hit, (size_t)m * 4);
+		if (rc < 0)
+			return rc;
+		for (int64_t i = 0; i < m; i++) {
+			f->c.ev_loss += v->hloss[i];
+			f->c.ev_correct += f->p.classify && v->hhit[i] > 0.5f;
+		}
+		f->c.ev_n += m;
+		f->c.pos += m;
+	}
+	return 0;
+}
+
+int fn_ft_dev_micro(const fn_ft *f)
+{
+	return f->dv ? f->dv->micro : 0;
 }

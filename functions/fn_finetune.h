@@ -70,8 +70,34 @@ void fn_ft_weights(const fn_ft *f, int i, const float **w, const float **b);
 /* fn_ft_save serializes the whole state into a malloc'd buffer (*buf, *len). 0 or -ENOMEM.
  * fn_ft_restore loads such a buffer into an fn_ft made by fn_ft_new with the same params,
  * shapes and data; -EINVAL (message) when it does not match. */
-int fn_ft_save(const fn_ft *f, void **buf, size_t *len);
+int fn_ft_save(fn_ft *f, void **buf, size_t *len);
 int fn_ft_restore(fn_ft *f, const void *buf, size_t len, char *err, size_t errlen);
+
+/* ---- the state on a kern device (GPU job steps; issue 6) ----
+ * fn_ft_to_device moves the training state onto device d (a "cuda:N" or the "cpu" kern
+ * device): parameters, Adam moments, the data set and its row permutations are copied there,
+ * and from then on fn_ft_unit runs as kern ops on d (kern_gemm, kern_xent_grad / kern_mse_grad,
+ * kern_act_grad, kern_col_sum, kern_adam): a training unit is `micro` whole minibatches, sized
+ * after each unit from its measured time so that a unit takes about unit_us (<= 0 means 500)
+ * of kernels, and ends with a copy that waits for them; an evaluation unit is up to 256
+ * held-out rows. The minibatch sequence, loss and Adam are those of the host path, so a run
+ * ends with the host path's figures and weights up to float rounding (other summation orders;
+ * see tests/functions/test_finetune_dev.c for the bounds). Must be called on the thread that
+ * runs d's work (a lane). Returns 0, -EAGAIN (in the middle of a host minibatch: run host
+ * units until it ends), -EBUSY (already on another device), -ENOMEM (device memory; nothing
+ * stays allocated), -EIO.
+ * fn_ft_to_host copies the state back into the host arrays and frees the device memory (a
+ * spill); fn_ft_unit then runs on the host again. 0 or -EIO (the state then stays on d).
+ * fn_ft_sync_host refreshes the host arrays from the device without leaving it (the result
+ * and checkpoints read them; fn_ft_save calls it, so saving waits for d's queued work).
+ * fn_ft_dev_bytes is the device memory fn_ft_to_device takes; fn_ft_on_device says where
+ * the state is; fn_ft_dev_micro is the current minibatches per unit (0 on the host). */
+int fn_ft_to_device(fn_ft *f, kern_dev *d, double unit_us);
+int fn_ft_to_host(fn_ft *f);
+int fn_ft_sync_host(fn_ft *f);
+size_t fn_ft_dev_bytes(const fn_ft *f);
+int fn_ft_on_device(const fn_ft *f);
+int fn_ft_dev_micro(const fn_ft *f);
 
 /* fn_ft_loss_grad computes the mean loss over rows idx[0..m) of the data with the current
  * weights, and (when gw/gb are non-NULL) its gradients into gw[i] (n*k) and gb[i] (n) — what a

@@ -259,6 +259,8 @@ typedef struct ft_job {
 	int64_t n[64], k[64];
 	fn_weight out[128];
 	char names[128][48];
+	double unit_us;
+	int dev_failed;            /* moving to the device failed: stay on the host */
 } ft_job;
 
 static void ft_free(void *st)
@@ -340,6 +342,7 @@ static int ft_prepare(const rt_job_env *env, const void *ckpt, size_t ckpt_len, 
 		rc = fn_ft_restore(j->ft, ckpt, ckpt_len, err, errlen);
 	if (rc < 0)
 		goto fail;
+	j->unit_us = env->unit_us;
 	/* the image is no longer needed, only its metadata */
 	rt_image_free(j->src.img);
 	j->src.img = NULL;
@@ -358,12 +361,38 @@ fail:
 	return rc;
 }
 
-static int ft_unit(void *st, int *done, char *err, size_t errlen)
+static int ft_unit(void *st, kern_dev *dev, int *done, char *err, size_t errlen)
 {
 	ft_job *j = st;
-	int rc = fn_ft_unit(j->ft, done);
+	int rc;
+	if (dev && !j->dev_failed && !fn_ft_on_device(j->ft)) {
+		/* -EAGAIN: a host minibatch is half done; it finishes on the host first */
+		rc = fn_ft_to_device(j->ft, dev, j->unit_us);
+		if (rc < 0 && rc != -EAGAIN) {
+			j->dev_failed = 1;
+			rt_logf(RT_LOG_WARN, "finetune: cannot keep the job state on %s (%s); it runs from "
+				"host memory", kern_dev_name(dev), strerror(-rc));
+		}
+	} else if (!dev && fn_ft_on_device(j->ft) && (rc = fn_ft_to_host(j->ft)) < 0) {
+		return rt_errf(err, errlen, rc, "finetune: moving the state to host memory failed: %s",
+			       strerror(-rc));
+	}
+	rc = fn_ft_unit(j->ft, done);
 	if (rc < 0)
-		rt_errf(err, errlen, rc, "finetune: %s", strerror(-rc));
+		rt_errf(err, errlen, rc, "finetune%s: %s", fn_ft_on_device(j->ft) ? " (device step)" : "",
+			strerror(-rc));
+	return rc;
+}
+
+static uint64_t ft_dev_bytes(void *st) { return fn_ft_dev_bytes(((ft_job *)st)->ft); }
+static int ft_on_device(void *st) { return fn_ft_on_device(((ft_job *)st)->ft); }
+
+static int ft_spill(void *st, char *err, size_t errlen)
+{
+	int rc = fn_ft_to_host(((ft_job *)st)->ft);
+	if (rc < 0)
+		rt_errf(err, errlen, rc, "finetune: moving the state to host memory failed: %s",
+			strerror(-rc));
 	return rc;
 }
 
@@ -396,8 +425,8 @@ static int ft_finish(void *st, const rt_job_env *env, char *err, size_t errlen)
 }
 
 const rt_job_kind rt_job_kind_finetune = {
-	"finetune", ft_check, ft_prepare, ft_unit, ft_progress, ft_steps, ft_metrics, ft_save,
-	ft_finish, ft_free,
+	"finetune", ft_check, ft_prepare, ft_unit, ft_dev_bytes, ft_spill, ft_on_device, ft_progress,
+	ft_steps, ft_metrics, ft_save, ft_finish, ft_free,
 };
 
 /* ---- quantize ---- */
@@ -471,8 +500,9 @@ fail:
 	return rc;
 }
 
-static int q_unit(void *st, int *done, char *err, size_t errlen)
+static int q_unit(void *st, kern_dev *dev, int *done, char *err, size_t errlen)
 {
+	(void)dev;   /* host memory only (docs/architecture.md, "GPU job steps": why) */
 	return fn_qjob_unit(((q_job *)st)->q, done, err, errlen);
 }
 
@@ -493,7 +523,8 @@ static int q_finish(void *st, const rt_job_env *env, char *err, size_t errlen)
 }
 
 const rt_job_kind rt_job_kind_quantize = {
-	"quantize", q_check, q_prepare, q_unit, q_progress, q_steps, q_metrics, NULL, q_finish, q_free,
+	"quantize", q_check, q_prepare, q_unit, NULL, NULL, NULL, q_progress, q_steps, q_metrics, NULL,
+	q_finish, q_free,
 };
 
 const rt_job_kind *rt_job_kind_find(const char *name)

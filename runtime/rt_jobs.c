@@ -118,6 +118,15 @@ struct jrun {
 	uv_work_t uvw;
 	void *ckpt_in;             /* prepare: checkpoint bytes read */
 	size_t ckpt_in_len;
+	/* device state (a GPU lane, or a fake one) */
+	int dev_want;              /* the kind keeps device state and the lane is an accelerator */
+	uint64_t dev_res;          /* bytes reserved in the lane's budget (loop thread) */
+	int use_dev;               /* atomic: units may keep the state on the lane's device */
+	int spill_busy, freeing, freed, dev_full_logged;
+	int64_t spills, restores;
+	rt_work sp_w, fr_w, cs_w;  /* lane items: spill, free, checkpoint copy */
+	int sp_rc, cs_rc;
+	char sp_err[256];
 	/* checkpoint write */
 	uv_work_t ckw;
 	void *ck_buf;
@@ -144,7 +153,7 @@ struct rt_jobs {
 	int hooks_cleared;         /* lane hooks removed (before the lanes may stop) */
 	void (*stopped)(void *);
 	void *stopped_ud;
-	rt_metric_family *m_jobs, *m_steps, *m_preempt, *m_lat;
+	rt_metric_family *m_jobs, *m_steps, *m_preempt, *m_lat, *m_spill, *m_restore;
 	pthread_mutex_t lat_mu;
 	double lat[LAT_RING];
 	uint64_t nlat;
@@ -176,6 +185,7 @@ void rt_jobs_config_defaults(rt_jobs_config *c)
 	c->idle_s = 60;
 	c->checkpoint_s = 10;
 	c->step_ms = 2;
+	c->gpu_step_ms = 1;
 	c->poll_s = 0.5;
 }
 
@@ -805,7 +815,9 @@ static void run_step(rt_lane *lane, rt_work *w)
 		__atomic_store_n(&r->jl->step_tid, tid, __ATOMIC_RELEASE);
 		sched_setscheduler(tid, SCHED_IDLE, &sp);
 	}
-	uint64_t t0 = rt_now_ns(), budget = (uint64_t)(r->J->cfg.step_ms * 1e6);
+	kern_dev *dev = __atomic_load_n(&r->use_dev, __ATOMIC_ACQUIRE) ? rt_lane_dev(lane) : NULL;
+	double step_ms = r->dev_want ? r->J->cfg.gpu_step_ms : r->J->cfg.step_ms;
+	uint64_t t0 = rt_now_ns(), budget = (uint64_t)(step_ms * 1e6);
 	struct timespec c0, c1;
 	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c0);
 	if (r->step_yielded) {
@@ -824,7 +836,7 @@ static void run_step(rt_lane *lane, rt_work *w)
 			r->step_yielded = 1;
 			break;
 		}
-		r->step_rc = r->kind->unit(r->st, &r->step_done, r->step_err, sizeof r->step_err);
+		r->step_rc = r->kind->unit(r->st, dev, &r->step_done, r->step_err, sizeof r->step_err);
 		r->step_units++;
 		if (r->step_rc < 0 || r->step_done)
 			break;
@@ -907,15 +919,9 @@ static void ckpt_after(uv_work_t *w, int status)
 	after_work(r);
 }
 
-/* starts a checkpoint write if the kind keeps them and none is running; 1 when started */
-static int checkpoint(jrun *r)
+/* queues the write of the state copied into ck_buf; 1 when queued */
+static int ckpt_queue_write(jrun *r)
 {
-	if (!r->kind->save || r->ckpt_busy || r->row.state == JS_CANCELLED)
-		return 0;
-	if (r->kind->save(r->st, &r->ck_buf, &r->ck_len) < 0)
-		return 0;
-	r->last_ckpt_ns = rt_now_ns();
-	r->ckpt_busy = 1;
 	r->ckw.data = r;
 	if (uv_queue_work(r->J->loop, &r->ckw, ckpt_work, ckpt_after) < 0) {
 		free(r->ck_buf);
@@ -924,6 +930,56 @@ static int checkpoint(jrun *r)
 		return 0;
 	}
 	return 1;
+}
+
+/* lane thread: the copy of a state that may be on the lane's device */
+static void ckpt_copy_run(rt_lane *lane, rt_work *w)
+{
+	jrun *r = w->ud;
+	(void)lane;
+	r->cs_rc = r->kind->save(r->st, &r->ck_buf, &r->ck_len);
+}
+
+static void ckpt_copy_done(rt_work *w)
+{
+	jrun *r = w->ud;
+	if (r->cs_rc < 0) {
+		rt_logf(RT_LOG_WARN, "job %" PRId64 ": checkpoint failed: copying the state: %s", r->row.id,
+			strerror(-r->cs_rc));
+		r->ck_buf = NULL;
+		r->ckpt_busy = 0;
+		after_work(r);
+		return;
+	}
+	if (!ckpt_queue_write(r))
+		after_work(r);
+}
+
+/* starts a checkpoint write if the kind keeps them and none is running; 1 when started. A
+ * state that may be on a device is copied on the lane thread (a lane item before the next
+ * step), the rest here. */
+static int checkpoint(jrun *r)
+{
+	if (!r->kind->save || r->ckpt_busy || r->row.state == JS_CANCELLED)
+		return 0;
+	r->last_ckpt_ns = rt_now_ns();
+	if (r->dev_want) {
+		memset(&r->cs_w, 0, sizeof r->cs_w);
+		r->cs_w.cls = RT_WORK_BACKGROUND;
+		r->cs_w.run = ckpt_copy_run;
+		r->cs_w.done = ckpt_copy_done;
+		r->cs_w.ud = r;
+		r->ckpt_busy = 1;
+		if (rt_lane_submit(r->jl->lane, &r->cs_w) < 0) {
+			r->ckpt_busy = 0;
+			return 0;
+		}
+		return 1;
+	}
+	if (r->kind->save(r->st, &r->ck_buf, &r->ck_len) < 0)
+		return 0;
+	r->ckpt_busy = 1;
+	return ckpt_queue_write(r);
 }
 
 /* ---- run lifecycle ---- */
@@ -937,12 +993,21 @@ static void live_figures(jrun *r)
 	json_decref(r->row.metrics);
 	r->row.metrics = r->kind->metrics(r->st);
 	/* the runner's own figures, stored with the metrics, shown apart as "runner" */
-	json_object_set_new(r->row.metrics, "runner", json_pack("{s:f,s:f}", "cpu_seconds", r->lane_s,
-								 "resume_gap_seconds", r->gap_s));
+	json_t *run = json_pack("{s:f,s:f}", "cpu_seconds", r->lane_s, "resume_gap_seconds", r->gap_s);
+	if (r->dev_want) {
+		json_object_set_new(run, "device_bytes", json_integer((json_int_t)r->dev_res));
+		json_object_set_new(run, "spills", json_integer(r->spills));
+		json_object_set_new(run, "restores", json_integer(r->restores));
+	}
+	json_object_set_new(r->row.metrics, "runner", run);
 }
 
 static void run_free(jrun *r)
 {
+	if (r->dev_res) {
+		rt_sched_job_release(r->J->sched, r->jl->lane, r->dev_res, 0);
+		r->dev_res = 0;
+	}
 	if (r->st)
 		r->kind->free(r->st);
 	free(r->ckpt_in);
@@ -954,9 +1019,11 @@ static void run_free(jrun *r)
  * caller */
 static void stop_done(rt_jobs *J)
 {
-	if (!J->hooks_cleared)
+	if (!J->hooks_cleared) {
 		for (int i = 0; i < J->nlanes; i++)
 			rt_lane_set_invoke_hook(J->lanes[i].lane, NULL, NULL);
+		rt_sched_set_spill_hook(J->sched, NULL, NULL);
+	}
 	J->hooks_cleared = 1;
 	if (J->stopped) {
 		void (*cb)(void *) = J->stopped;
@@ -965,11 +1032,42 @@ static void stop_done(rt_jobs *J)
 	}
 }
 
+/* lane thread: frees a state that may hold device memory (beside the lane's own work, never
+ * beside a CUDA graph capture there) */
+static void free_run(rt_lane *lane, rt_work *w)
+{
+	jrun *r = w->ud;
+	(void)lane;
+	r->kind->free(r->st);
+	r->st = NULL;
+}
+
+static void free_done(rt_work *w)
+{
+	jrun *r = w->ud;
+	r->freeing = 0;
+	r->freed = 1;
+	run_release(r);
+}
+
 /* drops the run from its lane (state already saved), then looks for more work */
 static void run_release(jrun *r)
 {
 	rt_jobs *J = r->J;
 	jlane *jl = r->jl;
+	if (r->freeing)
+		return;   /* free_done comes back here */
+	if (r->st && r->dev_want && !r->freed) {
+		r->freeing = 1;
+		memset(&r->fr_w, 0, sizeof r->fr_w);
+		r->fr_w.cls = RT_WORK_BACKGROUND;
+		r->fr_w.run = free_run;
+		r->fr_w.done = free_done;
+		r->fr_w.ud = r;
+		if (rt_lane_submit(jl->lane, &r->fr_w) == 0)
+			return;   /* free_done comes back here */
+		r->freeing = 0;
+	}
 	__atomic_store_n(&jl->active, 0, __ATOMIC_RELEASE);
 	jl->run = NULL;
 	if (r->row.state == JS_CANCELLED && r->row.checkpoint[0]) {
@@ -1011,7 +1109,7 @@ static void run_pause(jrun *r, const char *why)
 	}
 	if (r->phase == PH_STEP && r->st)
 		checkpoint(r);
-	if (!r->ckpt_busy)
+	if (!r->ckpt_busy && !r->spill_busy)
 		run_release(r);
 }
 
@@ -1116,6 +1214,89 @@ static void start_finish(jrun *r)
 	}
 }
 
+/* reserves room for the job's state on its accelerator lane; the next unit moves it there */
+static void dev_try(jrun *r)
+{
+	if (!r->dev_want || r->dev_res || r->spill_busy || !r->st || r->J->stopping)
+		return;
+	uint64_t b = r->kind->dev_bytes(r->st);
+	if (!b)
+		return;
+	if (rt_sched_job_reserve(r->J->sched, r->jl->lane, b) < 0) {
+		if (!r->dev_full_logged)
+			rt_logf(RT_LOG_INFO, "job %" PRId64 ": no room for its state (%.1f MiB) on %s now; it "
+				"runs from host memory until there is", r->row.id, (double)b / (1 << 20),
+				rt_lane_name(r->jl->lane));
+		r->dev_full_logged = 1;
+		return;
+	}
+	r->dev_full_logged = 0;
+	r->dev_res = b;
+	__atomic_store_n(&r->use_dev, 1, __ATOMIC_RELEASE);
+	if (r->spills > 0) {
+		r->restores++;
+		rt_metric_add(r->J->m_restore, 1, 0, NULL);
+		rt_logf(RT_LOG_INFO, "job %" PRId64 ": state goes back to %s (%.1f MiB; restore %" PRId64 ")",
+			r->row.id, rt_lane_name(r->jl->lane), (double)b / (1 << 20), r->restores);
+	}
+}
+
+/* lane thread: the job's state to host memory */
+static void spill_run(rt_lane *lane, rt_work *w)
+{
+	jrun *r = w->ud;
+	(void)lane;
+	r->sp_err[0] = 0;
+	r->sp_rc = r->st ? r->kind->spill(r->st, r->sp_err, sizeof r->sp_err) : 0;
+}
+
+static void spill_done(rt_work *w)
+{
+	jrun *r = w->ud;
+	rt_jobs *J = r->J;
+	uint64_t b = r->dev_res;
+	r->spill_busy = 0;
+	r->dev_res = 0;
+	/* the cold start that asked goes on (after a failed copy it may find no room: its error) */
+	rt_sched_job_release(J->sched, r->jl->lane, b, 1);
+	if (r->sp_rc < 0) {
+		if (r->row.state == JS_RUNNING || r->row.state == JS_PREEMPTED)
+			run_fail(r, r->sp_err[0] ? r->sp_err : "spilling the job state failed");
+	} else {
+		r->spills++;
+		rt_metric_add(J->m_spill, 1, 0, NULL);
+		rt_logf(RT_LOG_INFO, "job %" PRId64 ": state spilled to host memory (%.1f MiB) for a cold "
+			"start on %s; the job goes on from host memory", r->row.id, (double)b / (1 << 20),
+			rt_lane_name(r->jl->lane));
+	}
+	after_work(r);   /* releases a failed run (or one paused meanwhile) */
+}
+
+/* the scheduler's spill hook (rt_sched_set_spill_hook): a cold start needs room on lane */
+static uint64_t spill_hook(void *ud, rt_lane *lane)
+{
+	rt_jobs *J = ud;
+	for (int i = 0; i < J->nlanes; i++) {
+		jrun *r = J->lanes[i].run;
+		if (J->lanes[i].lane != lane || !r || !r->dev_res || r->spill_busy || r->freeing)
+			continue;
+		__atomic_store_n(&r->use_dev, 0, __ATOMIC_RELEASE);   /* steps from now: host memory */
+		memset(&r->sp_w, 0, sizeof r->sp_w);
+		r->sp_w.cls = RT_WORK_INVOKE;   /* before the job's next step, with the cold start */
+		r->sp_w.run = spill_run;
+		r->sp_w.done = spill_done;
+		r->sp_w.ud = r;
+		r->spill_busy = 1;
+		if (rt_lane_submit(lane, &r->sp_w) < 0) {
+			r->spill_busy = 0;
+			__atomic_store_n(&r->use_dev, 1, __ATOMIC_RELEASE);
+			return 0;
+		}
+		return r->dev_res;
+	}
+	return 0;
+}
+
 static void step_done(rt_work *w)
 {
 	jrun *r = w->ud;
@@ -1153,6 +1334,7 @@ static void step_done(rt_work *w)
 	}
 	if (rt_now_ns() - r->last_ckpt_ns >= (uint64_t)(J->cfg.checkpoint_s * 1e9))
 		checkpoint(r);
+	dev_try(r);
 	submit_step(r);
 }
 
@@ -1174,7 +1356,7 @@ static void submit_step(jrun *r)
 /* after a step, a thread-pool task or a checkpoint finished with nothing else to do now */
 static void after_work(jrun *r)
 {
-	if (r->busy || r->ckpt_busy)
+	if (r->busy || r->ckpt_busy || r->spill_busy || r->freeing)
 		return;
 	if (r->row.state == JS_CANCELLED || r->row.state == JS_FAILED ||
 	    r->row.state == JS_SUCCEEDED || r->pause) {
@@ -1233,6 +1415,7 @@ static void prepare_after(uv_work_t *w, int status)
 			r->row.id, r->kind->steps(r->st));
 	r->last_ckpt_ns = rt_now_ns();
 	r->row.state = JS_RUNNING;
+	dev_try(r);
 	live_figures(r);
 	row_save(r->J, &r->row);
 	submit_step(r);
@@ -1271,6 +1454,8 @@ static void start_run(rt_jobs *J, jlane *jl, jrow *row)
 	else
 		snprintf(e->result_path, sizeof e->result_path, "%s/job%" PRId64 "-%s.thaw", dir, e->id,
 			 e->type);
+	r->dev_want = r->kind->dev_bytes && r->kind->spill && rt_sched_lane_is_accel(J->sched, jl->lane);
+	e->unit_us = (r->dev_want ? J->cfg.gpu_step_ms : J->cfg.step_ms) * 1000.0 / 4;
 	jl->run = r;
 	__atomic_store_n(&jl->active, 1, __ATOMIC_RELEASE);
 	if (!r->row.started_ms)
@@ -1394,6 +1579,11 @@ int rt_jobs_new(uv_loop_t *loop, rt_registry *reg, rt_sched *sched, rt_metrics *
 				     "Wait of invocation work on a lane with an active job: from its "
 				     "submission to the lane to its start.", lat_buckets,
 				     (int)(sizeof lat_buckets / sizeof lat_buckets[0]));
+	J->m_spill = rt_metrics_family(m, "thaw_job_spills_total", RT_METRIC_COUNTER,
+				       "Job states moved from device to host memory for a cold start.", NULL, 0);
+	J->m_restore = rt_metrics_family(m, "thaw_job_restores_total", RT_METRIC_COUNTER,
+					 "Spilled job states moved back to their device.", NULL, 0);
+	rt_sched_set_spill_hook(sched, spill_hook, J);
 	J->nlanes = rt_sched_lane_count(sched);
 	if (J->nlanes > MAX_LANES)
 		J->nlanes = MAX_LANES;
@@ -1467,6 +1657,8 @@ void rt_jobs_free(rt_jobs *J)
 		/* after rt_jobs_stop completed the lanes may be gone (hooks already removed) */
 		if (J->lanes[i].lane && !J->hooks_cleared)
 			rt_lane_set_invoke_hook(J->lanes[i].lane, NULL, NULL);
+		if (i == 0 && !J->hooks_cleared)
+			rt_sched_set_spill_hook(J->sched, NULL, NULL);
 		jrun *r = J->lanes[i].run;
 		if (r && !r->busy && !r->ckpt_busy)
 			run_free(r);

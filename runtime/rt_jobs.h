@@ -23,7 +23,16 @@
  * on the thread pool as a new snapshot in DATA/snapshots and registered as a new revision of
  * the source function, traffic unchanged unless params.promote is true.
  *
+ * On a GPU lane (or a fake one) a job whose kind keeps device state (finetune) reserves its
+ * bytes in the device's budget (rt_sched_job_reserve) and its units run as kernels on the
+ * lane's device (each unit about a quarter of gpu_step_ms); when a cold start needs that
+ * memory the scheduler asks for a spill: a lane item moves the state to host memory, the
+ * reservation is given back (the cold start goes on), and the job goes on from host memory
+ * until its bytes fit again, when its next unit moves it back (a restore). Checkpoint copies
+ * and freeing device state also run on the lane thread (never beside a graph capture there).
+ *
  * Metrics: thaw_jobs{state}, thaw_job_steps_total{type}, thaw_job_preemptions_total,
+ * thaw_job_spills_total, thaw_job_restores_total,
  * thaw_preemption_latency_seconds (invocation work's wait on a lane while a job is active
  * there: from its submission to the lane to its start).
  * Everything here runs on the loop thread unless said otherwise. */
@@ -43,6 +52,7 @@ typedef struct rt_jobs_config {
 	double idle_s;             /* "idle" schedule: seconds without invocation work (60) */
 	double checkpoint_s;       /* at most one checkpoint per this many seconds (10) */
 	double step_ms;            /* lane time a step may take before it yields anyway (2) */
+	double gpu_step_ms;        /* the same on a GPU lane, where a job's units are kernels (1) */
 	double poll_s;             /* how often waiting jobs are reconsidered (0.5) */
 	int64_t (*clock_ms)(void *ud);  /* wall clock for windows (Unix ms); NULL: the real one */
 	void *clock_ud;

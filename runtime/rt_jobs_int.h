@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <jansson.h>
+#include "kernels/kern.h"
 
 /* What a kind's prepare and finish get (paths resolved by the runner). */
 typedef struct rt_job_env {
@@ -18,6 +19,7 @@ typedef struct rt_job_env {
 	char data_path[4096];          /* params.data resolved, or "" */
 	char ckpt_path[4096];          /* DATA/jobs/<id>/checkpoint.bin */
 	char result_path[4096];        /* DATA/snapshots/<name>.thaw to write */
+	double unit_us;                /* device state: the wall time a unit of kernels aims at */
 } rt_job_env;
 
 typedef struct rt_job_kind {
@@ -29,8 +31,15 @@ typedef struct rt_job_kind {
 	 * given. 0 or -errno with err. */
 	int (*prepare)(const rt_job_env *env, const void *ckpt, size_t ckpt_len, void **st,
 		       char *err, size_t errlen);
-	/* lane thread: one unit */
-	int (*unit)(void *st, int *done, char *err, size_t errlen);
+	/* lane thread: one unit. dev: the lane's device when the job may keep its state there
+	 * (the runner reserved dev_bytes of its budget; the kind moves its state there when it can),
+	 * or NULL: run from host memory (state on a device comes back first) */
+	int (*unit)(void *st, kern_dev *dev, int *done, char *err, size_t errlen);
+	/* device state (NULL for kinds that keep none): the bytes it takes on a device; spill
+	 * (lane thread) moves it to host memory; on_device says where it is */
+	uint64_t (*dev_bytes)(void *st);
+	int (*spill)(void *st, char *err, size_t errlen);
+	int (*on_device)(void *st);
 	double (*progress)(void *st);
 	int64_t (*steps)(void *st);
 	json_t *(*metrics)(void *st);  /* new reference */

@@ -39,6 +39,8 @@ typedef struct sdev {
 	rt_lane *lane;
 	pool_gpu *gpu;
 	uint64_t budget, used;
+	uint64_t job_bytes;       /* of used: reserved by a job's state (rt_sched_job_reserve) */
+	int spills_pending;       /* job spills asked for by cold starts, not yet finished */
 	uint64_t busy_prev_ns, wall_prev_ns;
 	double busy_ratio;
 } sdev;
@@ -142,6 +144,8 @@ struct rt_sched {
 	void *stopped_ud;
 	int pending_handles;
 	int lanes_stopped;
+	rt_sched_spill_fn spill_fn;   /* the job runner's: spill a job's device state */
+	void *spill_ud;
 };
 
 static void check_stopped(rt_sched *s);
@@ -1108,6 +1112,8 @@ static void place(inst *in)
 		for (inst *o = s->insts; o; o = o->next)
 			if (evictable_inst(o, d))
 				pd[i].evictable += o->reserved;
+		if (s->spill_fn && !d->spills_pending)
+			pd[i].evictable += d->job_bytes;   /* a job's state can go to host memory */
 	}
 	int want = m->device == RT_DEVICE_CPU ? RT_PLACE_CPU
 		   : m->device == RT_DEVICE_CUDA ? m->device_index : RT_PLACE_AUTO;
@@ -1123,7 +1129,19 @@ static void place(inst *in)
 		uint64_t freeable = d->budget > d->used ? d->budget - d->used : 0;
 		if (freeable + pd[order[i]].evictable < need)
 			continue;     /* even evicting every idle instance there would not do */
-		/* free room: evict least recently used idle warm instances */
+		/* free room: first a job's state on the device goes to host memory (the job goes on
+		 * from there and comes back when there is room), then least recently used idle warm
+		 * instances are evicted */
+		if (freeable < need && d->job_bytes && !d->spills_pending && s->spill_fn) {
+			uint64_t got = s->spill_fn(s->spill_ud, d->lane);
+			if (got) {
+				freeable += got;
+				d->spills_pending++;
+				rt_logf(RT_LOG_INFO, "function %s rev %u: spilling the job state on %s "
+					"(%.1f MiB) to host memory to make room", in->name, in->rev, d->name,
+					(double)got / (1 << 20));
+			}
+		}
 		while (freeable < need) {
 			inst *lru = NULL;
 			for (inst *o = s->insts; o; o = o->next)
@@ -1140,7 +1158,7 @@ static void place(inst *in)
 		in->reserved = need;
 		d->used += need;
 		dev_label_mem(s, d);
-		in->waiting_evictions = 0;
+		in->waiting_evictions = d->spills_pending;
 		for (inst *o = s->insts; o; o = o->next)
 			if (o->dev == d && o->state == ST_EVICTING)
 				in->waiting_evictions++;
@@ -1606,4 +1624,62 @@ int rt_sched_lane_score(rt_sched *s, int i)
 		return -1;
 	const sdev *d = &s->devs[i];
 	return (d->accel ? 0 : 1 << 20) + 4 * dev_load(s, d) + dev_functions(s, d);
+}
+
+/* ---- job state in device memory (issue 6) ---- */
+
+static sdev *dev_of_lane(rt_sched *s, rt_lane *lane)
+{
+	for (int i = 0; i < s->ndevs; i++)
+		if (s->devs[i].lane == lane)
+			return &s->devs[i];
+	return NULL;
+}
+
+void rt_sched_set_spill_hook(rt_sched *s, rt_sched_spill_fn fn, void *ud)
+{
+	s->spill_fn = fn;
+	s->spill_ud = ud;
+}
+
+int rt_sched_lane_is_accel(rt_sched *s, rt_lane *lane)
+{
+	sdev *d = dev_of_lane(s, lane);
+	return d && d->accel;
+}
+
+int rt_sched_job_reserve(rt_sched *s, rt_lane *lane, uint64_t bytes)
+{
+	sdev *d = dev_of_lane(s, lane);
+	if (!d)
+		return -ENOENT;
+	if (d->spills_pending || d->used > d->budget || bytes > d->budget - d->used)
+		return -ENOSPC;
+	/* a cold start waiting for room on this device goes first */
+	for (inst *o = s->insts; o; o = o->next)
+		if (o->dev == d && o->state == ST_LOADING && o->waiting_evictions > 0)
+			return -ENOSPC;
+	d->used += bytes;
+	d->job_bytes += bytes;
+	dev_label_mem(s, d);
+	return 0;
+}
+
+void rt_sched_job_release(rt_sched *s, rt_lane *lane, uint64_t bytes, int spilled)
+{
+	sdev *d = dev_of_lane(s, lane);
+	if (!d)
+		return;
+	bytes = bytes > d->job_bytes ? d->job_bytes : bytes;
+	d->job_bytes -= bytes;
+	d->used -= bytes <= d->used ? bytes : d->used;
+	dev_label_mem(s, d);
+	if (!spilled || d->spills_pending == 0)
+		return;
+	d->spills_pending--;
+	/* cold starts waiting for this memory go on */
+	for (inst *o = s->insts; o; o = o->next)
+		if (o->waiting_evictions > 0 && o->dev == d && o->state == ST_LOADING &&
+		    --o->waiting_evictions == 0)
+			continue_load(o);
 }

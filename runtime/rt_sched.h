@@ -137,4 +137,18 @@ int rt_sched_lane_score(rt_sched *s, int i);
  * first GPU's (else the CPU's); NULL when this node has no such device. */
 rt_lane *rt_sched_lane_find(rt_sched *s, const char *spec);
 
+/* Job state in device memory. A job keeps its state on an accelerator lane (a GPU, or a fake
+ * GPU in tests) within the device's weight budget: rt_sched_job_reserve counts bytes there (0,
+ * or -ENOSPC when they do not fit, a job spill is still running, or a cold start waits for room
+ * there; -ENOENT for an unknown lane), rt_sched_job_release gives them back. When a cold start
+ * needs room on a device where a job holds memory, the scheduler calls the spill hook first
+ * (before evicting idle functions): fn returns the bytes that will be freed (0: none) and later
+ * calls rt_sched_job_release(..., spilled = 1), which lets the waiting cold starts go on.
+ * rt_sched_lane_is_accel says whether a lane is a GPU (or a fake one). Loop thread. */
+typedef uint64_t (*rt_sched_spill_fn)(void *ud, rt_lane *lane);
+void rt_sched_set_spill_hook(rt_sched *s, rt_sched_spill_fn fn, void *ud);
+int rt_sched_lane_is_accel(rt_sched *s, rt_lane *lane);
+int rt_sched_job_reserve(rt_sched *s, rt_lane *lane, uint64_t bytes);
+void rt_sched_job_release(rt_sched *s, rt_lane *lane, uint64_t bytes, int spilled);
+
 #endif
