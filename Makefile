@@ -6,6 +6,7 @@
 #   make asan       ASan + UBSan build in build-asan/, runs the tests
 #   make run        installs missing deps, builds, starts `thaw serve` with the demo function
 #   make bench      benchmarks (bench/); make bench-gpu on a GPU machine
+#   make bench-report  charts of the recorded figures (bench/results/*.tsv -> docs/img/*.svg)
 #   make fuzz       libFuzzer targets (clang) for a short run each
 
 CUDA ?= 0
@@ -78,7 +79,7 @@ BENCH_BIN = $(BENCH_SRC:%.c=$(BUILD)/%)
 EXAMPLE_SRC = $(wildcard functions/examples/fn_*.c)
 EXAMPLE_SO = $(EXAMPLE_SRC:functions/examples/fn_%.c=$(BUILD)/examples/libthaw_%.so)
 
-.PHONY: all deps test check asan run bench bench-gpu fuzz clean tests-build
+.PHONY: all deps test check asan run bench bench-gpu bench-report fuzz clean tests-build
 
 all: $(THAW)
 ifeq ($(CUDA),1)
@@ -151,6 +152,11 @@ bench: deps
 bench-gpu:
 	@$(MAKE) --no-print-directory CUDA=1 all
 	@BUILD=build-cuda GPU=1 bench/run.sh
+
+# charts (docs/img/*.svg, embedded in docs/benchmarks.md) from bench/results/*.tsv, which the
+# bench scripts append to; gnuplot from scripts/install-deps.sh
+bench-report:
+	@bench/report.sh docs/img
 
 # libFuzzer builds (clang); each target runs FUZZ_SECONDS over its seed corpus.
 FUZZ_SECONDS ?= 30

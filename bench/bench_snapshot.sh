@@ -125,3 +125,13 @@ t=time.perf_counter(); [y.copy_(x,non_blocking=True) for _ in range(5)]; torch.c
     echo "  cold: safetensors.load_file(cuda) $STC GB/s, thaw restore $GC GB/s = $(ratio ${GC:-0} ${STC:-1})x (target >= 1.3)"
   fi
 fi
+
+# ---- machine-readable record (bench/results/restore.tsv, charted by make bench-report) ----
+. bench/record.sh
+bench_record restore "host warm, 1 thread" "zstd -d" "$([ "$HAVE_ZSTD" = 1 ] && echo "$ZSTDD" || echo -)" "$H1"
+bench_record restore "host warm, $NPROC threads" cat "$CAT" "$HN"
+bench_record restore "host cold (O_DIRECT)" "disk read" "${FIO:--}" "${C:--}"
+if [ -n "${GW:-}" ]; then
+  bench_record restore "GPU warm" safetensors "${STW:--}" "$GW"
+  bench_record restore "GPU cold" safetensors "${STC:--}" "${GC:--}"
+fi

@@ -105,3 +105,6 @@ awk -v ta="$ta" -v tb="$tb" -v p="$pre" -v s="$steps" -v la="$la" -v lb="$lb" -v
   printf "job alone: %.3f s wall, %.3f s CPU (%.0f steps/s of CPU time)\n", ta, la, s / la;
   printf "job under traffic: %.3f s wall, %.3f s CPU, %.3f s resume gaps, %d preemptions\n", tb, lb, gb, p;
   printf "job time lost per preemption: %.1f us (resume gap %.1f us) = %.3f steps\n", lost, gap, lost * 1e-6 * s / la }'
+# machine-readable record (bench/results/preemption.tsv, charted by make bench-report)
+. bench/record.sh
+bench_record preemption "$DEV lane, ${LOAD:-0} busy loops" "$lp50" "$lp99" "$lmax"

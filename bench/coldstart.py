@@ -185,6 +185,13 @@ print("%-52s %10.1f" % ("bare restore, page cache dropped (%s), O_DIRECT" % how,
 print("%-52s %10.1f   ratio %.2f (target <= 1.2)" % ("first token from disk, page cache dropped",
                                                    ms(med(cold_disk)), med(cold_disk) / med(bare_cold)))
 
+# machine-readable record (bench/results/coldstart.tsv, charted by make bench-report)
+subprocess.run(["sh", "-c", '. bench/record.sh && bench_record coldstart "$@"', "sh",
+                "median of %d, %d layers, %s" % (a.repeat, a.layers, a.device),
+                "%.1f" % ms(bare_warm), "%.1f" % med(restore_ms), "%.1f" % med(load_ms),
+                "%.1f" % ms(med(warm)), "%.1f" % ms(med(disk)), "%.1f" % ms(med(host))],
+               env=dict(os.environ, GPU="0" if a.device == "cpu" else "1"), check=False)
+
 fresh = [float(subprocess.run([lease, "fresh", a.device], check=True, capture_output=True,
                               text=True).stdout) for _ in range(a.repeat)]
 pooled = [float(x) for x in subprocess.run([lease, "pooled", a.device, "20"], check=True,
