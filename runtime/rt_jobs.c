@@ -984,6 +984,21 @@ static int checkpoint(jrun *r)
 
 /* ---- run lifecycle ---- */
 
+/* the runner's own figures, stored with the metrics, shown apart as "runner" (loop thread:
+ * nothing here reads the kind's state, so it may run while a step does) */
+static void runner_figures(jrun *r)
+{
+	if (!r->row.metrics)
+		return;
+	json_t *run = json_pack("{s:f,s:f}", "cpu_seconds", r->lane_s, "resume_gap_seconds", r->gap_s);
+	if (r->dev_want) {
+		json_object_set_new(run, "device_bytes", json_integer((json_int_t)r->dev_res));
+		json_object_set_new(run, "spills", json_integer(r->spills));
+		json_object_set_new(run, "restores", json_integer(r->restores));
+	}
+	json_object_set_new(r->row.metrics, "runner", run);
+}
+
 static void live_figures(jrun *r)
 {
 	if (!r->st)
@@ -993,13 +1008,7 @@ static void live_figures(jrun *r)
 	json_decref(r->row.metrics);
 	r->row.metrics = r->kind->metrics(r->st);
 	/* the runner's own figures, stored with the metrics, shown apart as "runner" */
-	json_t *run = json_pack("{s:f,s:f}", "cpu_seconds", r->lane_s, "resume_gap_seconds", r->gap_s);
-	if (r->dev_want) {
-		json_object_set_new(run, "device_bytes", json_integer((json_int_t)r->dev_res));
-		json_object_set_new(run, "spills", json_integer(r->spills));
-		json_object_set_new(run, "restores", json_integer(r->restores));
-	}
-	json_object_set_new(r->row.metrics, "runner", run);
+	runner_figures(r);
 }
 
 static void run_free(jrun *r)
@@ -1232,6 +1241,7 @@ static void dev_try(jrun *r)
 	}
 	r->dev_full_logged = 0;
 	r->dev_res = b;
+	runner_figures(r);
 	__atomic_store_n(&r->use_dev, 1, __ATOMIC_RELEASE);
 	if (r->spills > 0) {
 		r->restores++;
@@ -1269,6 +1279,7 @@ static void spill_done(rt_work *w)
 			"start on %s; the job goes on from host memory", r->row.id, (double)b / (1 << 20),
 			rt_lane_name(r->jl->lane));
 	}
+	runner_figures(r);
 	after_work(r);   /* releases a failed run (or one paused meanwhile) */
 }
 

@@ -1527,6 +1527,8 @@ int rt_sched_new(uv_loop_t *loop, rt_registry *reg, rt_metrics *m, const rt_sche
 		if (cudaSetDevice(g) == cudaSuccess && cudaMemGetInfo(&fr, &tot) == cudaSuccess)
 			gd->budget = (uint64_t)((double)fr * cfg->gpu_mem_share);
 #endif
+		if (cfg->gpu_budget_bytes)
+			gd->budget = cfg->gpu_budget_bytes;
 		gd->wall_prev_ns = rt_now_ns();
 		rt_logf(RT_LOG_INFO, "GPU %s (%s) ready: %.1f GiB for weights, pool opened in %.3f s",
 			gd->name, gd->model_name, (double)gd->budget / (1 << 30), pool_gpu_open_s(gd->gpu));

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include "kernels/kern.h"
 #include "runtime/rt_jobs.h"
 #include "runtime/rt_lane.h"
 #include "runtime/rt_log.h"
@@ -38,7 +39,8 @@ typedef struct env {
 	char root[1024];
 } env;
 
-static int env_open(env *e, uint64_t gpu_bytes)
+/* gpu_bytes: the budget of the fake GPU cuda:0, or with real_gpu of the real cuda:0 */
+static int env_open_dev(env *e, uint64_t gpu_bytes, int real_gpu)
 {
 	static int n;
 	char err[512];
@@ -69,9 +71,10 @@ static int env_open(env *e, uint64_t gpu_bytes)
 	rt_sched_config sc;
 	rt_sched_config_defaults(&sc);
 	sc.cpu_threads = 1;
-	sc.no_gpu = 1;
-	sc.fake_gpus = 1;
+	sc.no_gpu = !real_gpu;
+	sc.fake_gpus = real_gpu ? 0 : 1;
 	sc.fake_gpu_bytes = gpu_bytes;
+	sc.gpu_budget_bytes = real_gpu ? gpu_bytes : 0;
 	if (rt_sched_new(&e->loop, e->reg, e->m, &sc, &e->s) < 0)
 		return -1;
 	rt_jobs_config jc;
@@ -86,6 +89,11 @@ static int env_open(env *e, uint64_t gpu_bytes)
 	}
 	rt_jobs_start(e->J);
 	return 0;
+}
+
+static int env_open(env *e, uint64_t gpu_bytes)
+{
+	return env_open_dev(e, gpu_bytes, 0);
 }
 
 static int stopped_flag;
@@ -231,14 +239,12 @@ static void test_roomy_device(void)
 	env_close(&e);
 }
 
-static void test_spill_and_restore(void)
+static void spill_and_restore(int real_gpu)
 {
-	if (!job_bytes || !fn_bytes)
-		T_SKIP("sizes not measured (first test failed)");
 	uint64_t big = job_bytes > fn_bytes ? job_bytes : fn_bytes;
 	uint64_t small = job_bytes > fn_bytes ? fn_bytes : job_bytes;
 	env e;
-	T_EQ_INT(env_open(&e, big + small / 2), 0);
+	T_EQ_INT(env_open_dev(&e, big + small / 2, real_gpu), 0);
 	int64_t id = submit(&e, 30);
 	T_CHECK(id > 0);
 	T_CHECK(wait_for(&e, id, on_device, 20000));
@@ -253,13 +259,14 @@ static void test_spill_and_restore(void)
 	json_t *o = job(&e, id);
 	double p0 = json_number_value(json_object_get(o, "progress"));
 	json_decref(o);
-	for (int i = 0; i < 20; i++) {
+	double p1 = p0;
+	for (int i = 0; i < 5000 && p1 <= p0 && !finished(&e, id); i++) {
 		uv_run(&e.loop, UV_RUN_NOWAIT);
 		usleep(1000);
+		o = job(&e, id);
+		p1 = json_number_value(json_object_get(o, "progress"));
+		json_decref(o);
 	}
-	o = job(&e, id);
-	double p1 = json_number_value(json_object_get(o, "progress"));
-	json_decref(o);
 	T_CHECK(p1 > p0 || finished(&e, id));
 	T_CHECK(off_device(&e, id));
 	/* the function goes: the state goes back to the device */
@@ -277,6 +284,24 @@ static void test_spill_and_restore(void)
 	T_CHECK(acc >= 0.95);
 	T_CHECK(fabs(acc - acc_ref) <= 0.01);
 	env_close(&e);
+}
+
+static void test_spill_and_restore(void)
+{
+	if (!job_bytes || !fn_bytes)
+		T_SKIP("sizes not measured (first test failed)");
+	spill_and_restore(0);
+}
+
+/* the same on the real cuda:0 with its budget set to the same bytes: the state is spilled from
+ * and restored to GPU memory, the steps are CUDA kernels */
+static void test_gpu_spill_and_restore(void)
+{
+	if (kern_cuda_count() < 1)
+		T_SKIP("no GPU");
+	if (!job_bytes || !fn_bytes)
+		T_SKIP("sizes not measured (first test failed)");
+	spill_and_restore(1);
 }
 
 static void test_state_never_fits(void)
@@ -297,4 +322,5 @@ void t_main(void)
 	T_RUN(test_roomy_device);
 	T_RUN(test_spill_and_restore);
 	T_RUN(test_state_never_fits);
+	T_RUN(test_gpu_spill_and_restore);
 }
