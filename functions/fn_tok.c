@@ -2215,9 +2215,30 @@ int fn_tok_stream_push(fn_tok_stream *s, int32_t id, char **text, size_t *len)
 	int rc = fn_tok_decode(t, s->win.p, s->win.n, s->skip, &d, &dl);
 	if (rc)
 		return rc;
-	if (dl <= s->plen || memcmp(d, s->prefix ? s->prefix : "", s->plen) || ends_with_fffd(d, dl)) {
+	if (dl <= s->plen || memcmp(d, s->prefix ? s->prefix : "", s->plen)) {
 		free(d);
 		return empty_text(text, len);
+	}
+	if (ends_with_fffd(d, dl)) {
+		/* only the last character can still change (an unfinished UTF-8 sequence completed
+		 * by the next token): emit up to it, keep the window */
+		if (dl - 3 <= s->plen) {
+			free(d);
+			return empty_text(text, len);
+		}
+		char *emit = xstrndup(d + s->plen, dl - 3 - s->plen);
+		if (!emit) {
+			free(d);
+			return -ENOMEM;
+		}
+		if (len)
+			*len = dl - 3 - s->plen;
+		d[dl - 3] = 0;
+		free(s->prefix);
+		s->prefix = d;
+		s->plen = dl - 3;
+		*text = emit;
+		return 0;
 	}
 	size_t elen = dl - s->plen;
 	char *emit = xstrndup(d + s->plen, elen);

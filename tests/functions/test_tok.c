@@ -474,12 +474,67 @@ out:
 	fn_tok_free(sm);
 }
 
+/* streaming is incremental: ASCII comes out with each token; a character split over byte-level
+ * tokens comes out whole with its last token; garbage bytes do not hold back earlier text */
+static void test_tok_stream_incremental(void)
+{
+	fn_tok *t = load_fixture("llama3");
+	if (!t)
+		return;
+	const char *text = "Hello world, streaming 𝔘𝔫!";
+	int32_t *ids = NULL;
+	size_t n = 0;
+	T_EQ_INT(fn_tok_encode(t, text, strlen(text), 0, &ids, &n), 0);
+	fn_tok_stream *s;
+	T_EQ_INT(fn_tok_stream_new(t, 0, &s), 0);
+	char got[256] = "";
+	int empty = 0, nonempty = 0;
+	for (size_t i = 0; i < n; i++) {
+		char *p;
+		size_t pl;
+		T_EQ_INT(fn_tok_stream_push(s, ids[i], &p, &pl), 0);
+		if (i < 4) /* "Hello", " world", ",", " streaming": each out at once */
+			T_CHECK(pl > 0);
+		T_CHECK(utf8_ok(p, pl));
+		if (pl)
+			nonempty++;
+		else
+			empty++;
+		strncat(got, p, sizeof got - strlen(got) - 1);
+		free(p);
+	}
+	char *p;
+	size_t pl;
+	T_EQ_INT(fn_tok_stream_finish(s, &p, &pl), 0);
+	T_EQ_INT(pl, 0); /* nothing left over: the letters completed before "!" */
+	free(p);
+	T_EQ_STR(got, text);
+	T_CHECK(n == 11 && empty >= 2 && empty + nonempty == (int)n); /* each fraktur letter spans 3 tokens */
+	fn_tok_stream_free(s);
+	free(ids);
+	/* lone lead bytes (U+00E4 'ä' is byte 0xE4 in GPT-2's byte map) never complete: text before
+	 * them still streams, each finished U+FFFD comes out with the next token */
+	int32_t e4 = fn_tok_id(t, "\xc3\xa4"), a = fn_tok_id(t, "a");
+	T_CHECK(e4 >= 0 && a >= 0);
+	T_EQ_INT(fn_tok_stream_new(t, 0, &s), 0);
+	int32_t seq[5] = {a, e4, e4, e4, a};
+	const char *want[5] = {"a", "", "\xef\xbf\xbd", "\xef\xbf\xbd", "\xef\xbf\xbd" "a"};
+	for (int i = 0; i < 5; i++) {
+		T_EQ_INT(fn_tok_stream_push(s, seq[i], &p, &pl), 0);
+		T_EQ_STR(p, want[i]);
+		free(p);
+	}
+	fn_tok_stream_free(s);
+	fn_tok_free(t);
+}
+
 void t_main(void)
 {
 	T_RUN(test_tok_small_gpt2_split);
 	T_RUN(test_tok_llama3);
 	T_RUN(test_tok_mistral_byte_fallback);
 	T_RUN(test_tok_special_ids);
+	T_RUN(test_tok_stream_incremental);
 	T_RUN(test_tok_old_merges_format);
 	T_RUN(test_tok_malformed);
 	T_RUN(test_tok_chat_errors);
