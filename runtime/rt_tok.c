@@ -23,29 +23,28 @@ static int rt_tok_err(char *err, size_t errlen, int rc, const char *fmt, ...)
 	return rc;
 }
 
+int rt_tok_from_meta_obj(json_t *m, fn_tok **out, char *err, size_t errlen)
+{
+	if (!out)
+		return rt_tok_err(err, errlen, -EINVAL, "no output");
+	*out = NULL;
+	if (!json_is_object(m))
+		return rt_tok_err(err, errlen, -EINVAL, "snapshot metadata is not a JSON object");
+	json_t *tok = json_object_get(m, "tokenizer"), *cfg = json_object_get(m, "tokenizer_config");
+	if (!tok || json_is_null(tok))
+		return rt_tok_err(err, errlen, -ENOENT, "the snapshot carries no tokenizer");
+	if (!json_is_object(tok) || (cfg && !json_is_null(cfg) && !json_is_object(cfg)))
+		return rt_tok_err(err, errlen, -EINVAL, "snapshot metadata: \"tokenizer\" and \"tokenizer_config\" must be JSON objects");
+	return fn_tok_load_json(out, tok, json_is_object(cfg) ? cfg : NULL, err, errlen);
+}
+
 int rt_tok_from_meta(const char *meta_json, fn_tok **out, char *err, size_t errlen)
 {
 	if (!meta_json || !out)
 		return rt_tok_err(err, errlen, -EINVAL, "no metadata");
 	*out = NULL;
-	json_error_t je;
-	json_t *m = json_loads(meta_json, 0, &je);
-	if (!json_is_object(m)) {
-		json_decref(m);
-		return rt_tok_err(err, errlen, -EINVAL, "snapshot metadata is not a JSON object");
-	}
-	json_t *tok = json_object_get(m, "tokenizer"), *cfg = json_object_get(m, "tokenizer_config");
-	int rc;
-	if (!tok || json_is_null(tok)) {
-		rc = rt_tok_err(err, errlen, -ENOENT, "the snapshot carries no tokenizer");
-		goto out;
-	}
-	if (!json_is_object(tok) || (cfg && !json_is_null(cfg) && !json_is_object(cfg))) {
-		rc = rt_tok_err(err, errlen, -EINVAL, "snapshot metadata: \"tokenizer\" and \"tokenizer_config\" must be JSON objects");
-		goto out;
-	}
-	rc = fn_tok_load_json(out, tok, json_is_object(cfg) ? cfg : NULL, err, errlen);
-out:
+	json_t *m = json_loads(meta_json, 0, NULL);
+	int rc = rt_tok_from_meta_obj(m, out, err, errlen);
 	json_decref(m);
 	return rc;
 }

@@ -11,8 +11,13 @@
  * tokenizer; the snapshot's own errors (file, checksum); or fn_tok_load's (-EINVAL, -ENOTSUP)
  * with err naming the problem. */
 int rt_tok_from_snapshot(const char *snap_path, fn_tok **out, char *err, size_t errlen);
-/* rt_tok_from_meta does the same from a snapshot's metadata JSON text. */
+/* rt_tok_from_meta does the same from a snapshot's metadata JSON text (snap_metadata_json):
+ * callers that already opened the snapshot save a second open. */
 int rt_tok_from_meta(const char *meta_json, fn_tok **out, char *err, size_t errlen);
+/* rt_tok_from_meta_obj does it from metadata already parsed with jansson (stays the caller's):
+ * no JSON parse at all besides the tokenizer's own tables. */
+struct json_t;
+int rt_tok_from_meta_obj(struct json_t *meta, fn_tok **out, char *err, size_t errlen);
 
 /* rt_tok_find names the tokenizer files for a pack: spec is a directory (DIR/tokenizer.json,
  * required, and DIR/tokenizer_config.json when present) or a tokenizer.json file (with the

@@ -4,6 +4,7 @@
  * back into a tokenizer that encodes and renders chat exactly like one loaded from the files;
  * a snapshot without one gives -ENOENT; bad --tokenizer / conflicting --metadata fail. */
 #include <errno.h>
+#include <jansson.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -191,6 +192,12 @@ static void test_meta_errors(void)
 				  &t, err, sizeof err), 0);
 	T_CHECK(t != NULL && fn_tok_vocab_size(t) == 1);
 	fn_tok_free(t);
+	json_t *m = json_loads("{\"tokenizer\":{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":1},\"merges\":[]}}}", 0, NULL);
+	T_EQ_INT(rt_tok_from_meta_obj(m, &t, err, sizeof err), 0);
+	T_CHECK(t != NULL && fn_tok_vocab_size(t) == 2);
+	fn_tok_free(t);
+	json_decref(m);
+	T_EQ_INT(rt_tok_from_meta_obj(NULL, &t, err, sizeof err), -EINVAL);
 }
 
 void t_main(void)
