@@ -8,6 +8,7 @@
  * apply_chat_template. Malformed and unsupported tokenizer files must fail with clear errors. */
 #include <errno.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -528,6 +529,109 @@ static void test_tok_stream_incremental(void)
 	fn_tok_free(t);
 }
 
+/* added tokens with lstrip / rstrip take the whitespace beside them (RoBERTa's <mask> style) */
+static void test_tok_added_strip(void)
+{
+	size_t tl;
+	char *tj = read_fixture("small", "tokenizer.json", &tl);
+	json_t *j = tj ? json_loadb(tj, tl, 0, NULL) : NULL;
+	free(tj);
+	T_CHECK(j);
+	if (!j)
+		return;
+	json_t *added = json_object_get(j, "added_tokens");
+	json_array_append_new(added, json_pack("{s:i,s:s,s:b,s:b,s:b,s:b,s:b}", "id", 512, "content", "<mask>",
+					       "single_word", 0, "lstrip", 1, "rstrip", 0, "normalized", 0, "special", 1));
+	json_array_append_new(added, json_pack("{s:i,s:s,s:b,s:b,s:b,s:b,s:b}", "id", 513, "content", "[R]",
+					       "single_word", 0, "lstrip", 0, "rstrip", 1, "normalized", 0, "special", 0));
+	char *text = json_dumps(j, JSON_COMPACT), err[256];
+	json_decref(j);
+	fn_tok *t = NULL;
+	T_EQ_INT(fn_tok_load(&t, text, strlen(text), NULL, 0, err, sizeof err), 0);
+	free(text);
+	if (!t)
+		return;
+	T_EQ_INT(fn_tok_vocab_size(t), 514);
+	int32_t *a = NULL, *b = NULL, *c = NULL;
+	size_t na = 0, nb = 0, nc = 0;
+	T_EQ_INT(fn_tok_encode(t, "snapshot \t <mask> restore", strlen("snapshot \t <mask> restore"), 0, &a, &na), 0);
+	T_EQ_INT(fn_tok_encode(t, "snapshot", strlen("snapshot"), 0, &b, &nb), 0);
+	T_EQ_INT(fn_tok_encode(t, " restore", strlen(" restore"), 0, &c, &nc), 0);
+	T_EQ_INT(na, nb + 1 + nc);
+	if (na == nb + 1 + nc) {
+		T_CHECK(!memcmp(a, b, nb * sizeof *a));
+		T_EQ_INT(a[nb], 512);
+		T_CHECK(!memcmp(a + nb + 1, c, nc * sizeof *a));
+	}
+	free(a);
+	free(b);
+	free(c);
+	T_EQ_INT(fn_tok_encode(t, "snapshot [R] \n restore", strlen("snapshot [R] \n restore"), 0, &a, &na), 0);
+	T_EQ_INT(fn_tok_encode(t, "snapshot ", strlen("snapshot "), 0, &b, &nb), 0);
+	T_EQ_INT(fn_tok_encode(t, "restore", strlen("restore"), 0, &c, &nc), 0);
+	T_EQ_INT(na, nb + 1 + nc);
+	if (na == nb + 1 + nc) {
+		T_CHECK(!memcmp(a, b, nb * sizeof *a));
+		T_EQ_INT(a[nb], 513);
+		T_CHECK(!memcmp(a + nb + 1, c, nc * sizeof *a));
+	}
+	/* decode: skip_special drops <mask> but keeps the non-special [R] */
+	int32_t ids[3] = {512, 513, 512};
+	char *d = NULL;
+	T_EQ_INT(fn_tok_decode(t, ids, 3, 1, &d, NULL), 0);
+	T_EQ_STR(d, "[R]");
+	free(d);
+	free(a);
+	free(b);
+	free(c);
+	fn_tok_free(t);
+}
+
+typedef struct {
+	const fn_tok *t;
+	json_t *cases;
+	int bad;
+} mt_arg;
+
+static void *mt_encode(void *p)
+{
+	mt_arg *a = p;
+	json_t *c;
+	size_t i;
+	for (int rep = 0; rep < 3; rep++)
+		json_array_foreach(a->cases, i, c) {
+			json_t *text = json_object_get(c, "text");
+			int32_t *ids = NULL;
+			size_t n = 0;
+			if (fn_tok_encode(a->t, json_string_value(text), json_string_length(text), 1, &ids, &n) ||
+			    !ids_equal(ids, n, json_object_get(c, "ids_special")))
+				a->bad++;
+			free(ids);
+		}
+	return NULL;
+}
+
+/* one loaded tokenizer serves several threads at once */
+static void test_tok_threads(void)
+{
+	fn_tok *t = load_fixture("mistral");
+	json_t *ex = load_expected("mistral");
+	if (t && ex) {
+		pthread_t th[4];
+		mt_arg a[4];
+		for (int i = 0; i < 4; i++) {
+			a[i] = (mt_arg){t, json_object_get(ex, "cases"), 0};
+			T_EQ_INT(pthread_create(&th[i], NULL, mt_encode, &a[i]), 0);
+		}
+		for (int i = 0; i < 4; i++) {
+			pthread_join(th[i], NULL);
+			T_EQ_INT(a[i].bad, 0);
+		}
+	}
+	fn_tok_free(t);
+	json_decref(ex);
+}
+
 void t_main(void)
 {
 	T_RUN(test_tok_small_gpt2_split);
@@ -536,6 +640,8 @@ void t_main(void)
 	T_RUN(test_tok_special_ids);
 	T_RUN(test_tok_stream_incremental);
 	T_RUN(test_tok_old_merges_format);
+	T_RUN(test_tok_added_strip);
+	T_RUN(test_tok_threads);
 	T_RUN(test_tok_malformed);
 	T_RUN(test_tok_chat_errors);
 }
