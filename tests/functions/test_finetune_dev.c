@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
+#include <time.h>
 #include "tests/t.h"
 #pragma GCC diagnostic ignored "-Wunused-function"
 #include "tests/functions/fx.h"
@@ -145,7 +146,25 @@ static void compare_device(const char *spec, double wtol)
 	g = digits_ft(&r, 20);
 	T_EQ_INT(fn_ft_to_device(g, d, 0), 0);
 	T_EQ_INT(run_all(h), 0);
-	T_EQ_INT(run_all(g), 0);
+	/* the device run unit by unit, timed: a unit is sized to about 500 us */
+	int done = 0;
+	long units = 0;
+	double tsum = 0, tmax = 0;
+	while (!done && units < 1000000) {
+		struct timespec t0, t1;
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		if (fn_ft_unit(g, &done) < 0)
+			break;
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		double us = (double)(t1.tv_sec - t0.tv_sec) * 1e6 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e3;
+		tsum += us;
+		tmax = us > tmax ? us : tmax;
+		units++;
+	}
+	T_CHECK(done);
+	fprintf(stderr, "  %s: %ld device units (%lld Adam steps): mean %.0f us, max %.0f us; %d "
+		"minibatches per unit at the end\n", spec, units, (long long)fn_ft_steps(g),
+		tsum / (double)(units ? units : 1), tmax, fn_ft_dev_micro(g));
 	double ag = metric(g, "accuracy"), ah = metric(h, "accuracy");
 	double lg = metric(g, "loss"), lh = metric(h, "loss");
 	fprintf(stderr, "  %s: 20 epochs: accuracy %.4f (host %.4f), loss %.5f (host %.5f), max weight "
