@@ -960,7 +960,7 @@ static void ckpt_copy_done(rt_work *w)
  * step), the rest here. */
 static int checkpoint(jrun *r)
 {
-	if (!r->kind->save || r->ckpt_busy || r->row.state == JS_CANCELLED)
+	if (!r->kind->save || r->ckpt_busy || r->row.state == JS_CANCELLED || r->freeing || r->freed)
 		return 0;
 	r->last_ckpt_ns = rt_now_ns();
 	if (r->dev_want) {
@@ -1643,7 +1643,7 @@ void rt_jobs_stop(rt_jobs *J, void (*done)(void *ud), void *ud)
 		if (!r)
 			continue;
 		active++;
-		if (!r->busy && !r->ckpt_busy)
+		if (!r->busy && !r->ckpt_busy && !r->spill_busy && !r->freeing)
 			run_pause(r, "daemon stopping");   /* may release it now */
 		else
 			r->pause = 1;   /* step_done / prepare_after / finish_after see J->stopping */
