@@ -255,9 +255,9 @@ static int has_delta(const char *in)
 
 static int stream_http10;   /* stream_req speaks HTTP/1.0 */
 
-static int stream_req(const char *path, json_t *body, stream_res *r)
+/* sends a request (body stolen) on a new connection; the fd, or -1 */
+static int stream_send(const char *path, json_t *body)
 {
-	memset(r, 0, sizeof *r);
 	char *b = json_dumps(body, JSON_COMPACT);
 	json_decref(body);
 	size_t bl = strlen(b);
@@ -267,13 +267,19 @@ static int stream_req(const char *path, json_t *body, stream_res *r)
 		stream_http10 ? "" : "Connection: close\r\n", bl, b);
 	free(b);
 	int fd = e2e_connect(&srv);
-	if (fd < 0) {
-		free(raw);
-		return -1;
+	if (fd >= 0 && e2e_send(fd, raw, strlen(raw)) < 0) {
+		close(fd);
+		fd = -1;
 	}
-	double t0 = now_s();
-	int rc = e2e_send(fd, raw, strlen(raw));
 	free(raw);
+	return fd;
+}
+
+/* reads a response from fd until the server closes it (fd closed here); t0: when sent */
+static int stream_read(int fd, double t0, stream_res *r)
+{
+	int rc = 0;
+	memset(r, 0, sizeof *r);
 	size_t cap = 1 << 16, n = 0;
 	char *in = malloc(cap);
 	size_t hend = 0;
@@ -332,6 +338,15 @@ static int stream_req(const char *path, json_t *body, stream_res *r)
 	r->body[r->len] = 0;
 	free(in);
 	return 0;
+}
+
+static int stream_req(const char *path, json_t *body, stream_res *r)
+{
+	double t0 = now_s();
+	int fd = stream_send(path, body);
+	if (fd < 0)
+		return -1;
+	return stream_read(fd, t0, r);
 }
 
 /* splits an SSE body into the JSON of its data events; *done: ended with [DONE] */
@@ -836,6 +851,51 @@ static void test_stream_completion(void)
 	free(want);
 }
 
+/* three streams at once (one instance, calls batched on its lane): each gets its own tokens */
+static void test_stream_parallel(void)
+{
+	NEED();
+	const char *prompts[3] = {"alpha beta", "Gamma, delta and epsilon.", prompt};
+	json_t *want[3];
+	int fds[3];
+	for (int i = 0; i < 3; i++) {
+		json_t *o = NULL;
+		T_EQ_INT(post("/v1/completions", json_pack("{s:s,s:s,s:i,s:i}", "model", "tl", "prompt",
+							    prompts[i], "max_tokens", 40, "temperature", 0),
+			      &o), 200);
+		want[i] = json_incref(json_object_get(json_array_get(json_object_get(o, "choices"), 0),
+						      "text"));
+		json_decref(o);
+	}
+	for (int i = 0; i < 3; i++)
+		fds[i] = stream_send("/v1/completions",
+				     json_pack("{s:s,s:s,s:i,s:i,s:b}", "model", "tl", "prompt", prompts[i],
+					       "max_tokens", 40, "temperature", 0, "stream", 1));
+	for (int i = 0; i < 3; i++) {
+		stream_res r;
+		T_CHECK(fds[i] >= 0);
+		if (fds[i] < 0 || stream_read(fds[i], now_s(), &r) < 0) {
+			T_CHECK(0);
+			continue;
+		}
+		int done;
+		json_t *ev = sse_events(r.body ? r.body : "", &done);
+		T_CHECK(done);
+		obuf acc = {0};
+		size_t k;
+		json_t *e;
+		json_array_foreach(ev, k, e)
+			text_add(&acc, json_object_get(json_array_get(json_object_get(e, "choices"), 0),
+						       "text"));
+		T_CHECK(same(want[i], acc.p ? acc.p : "", acc.n));
+		free(acc.p);
+		json_decref(ev);
+		free(r.body);
+	}
+	for (int i = 0; i < 3; i++)
+		json_decref(want[i]);
+}
+
 /* an HTTP/1.0 client gets the events without chunk framing; the connection closes at the end */
 static void test_stream_http10(void)
 {
@@ -1089,6 +1149,7 @@ void t_main(void)
 	T_RUN(test_stream_completion);
 	T_RUN(test_stream_disconnect);
 	T_RUN(test_stream_http10);
+	T_RUN(test_stream_parallel);
 	T_RUN(test_errors);
 	T_RUN(test_auth);
 	fn_tok_free(tok);
