@@ -18,7 +18,9 @@
  * the vocabulary, no tokenizer), 401/403/429 from the access gate (rt_access.c answers these
  * routes in the same shape), 404 model_not_found, 503/504 server_error. The access gate lets
  * any valid key reach the completion handlers; the handler then checks invoke:<model>
- * (rt_access_check_fn). Loop thread only, except oa_emit (the lane's thread). */
+ * (rt_access_check_fn). A snapshot's tokenizer is loaded once, on the libuv thread pool (the
+ * request waits, the loop does not), and kept in a small cache keyed by the file's identity.
+ * Loop thread only, except oa_emit (the lane's thread) and load_work (the thread pool). */
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
@@ -172,37 +174,45 @@ static oa_model *model_read(const char *path, const struct stat *st)
 	return m;
 }
 
-/* the model behind snapshot path (a new reference, or NULL out of memory / unreadable file
- * with err filled) */
-static oa_model *model_get(const char *path, char *err, size_t errlen)
+static int model_matches(const oa_model *m, const char *path, const struct stat *st)
 {
-	struct stat st;
-	if (stat(path, &st) < 0) {
-		snprintf(err, errlen, "snapshot %.300s: %s", path, strerror(errno));
-		return NULL;
+	return m && strcmp(m->path, path) == 0 && m->dev == st->st_dev && m->ino == st->st_ino &&
+	       m->size == st->st_size && m->mtime.tv_sec == st->st_mtim.tv_sec &&
+	       m->mtime.tv_nsec == st->st_mtim.tv_nsec;
+}
+
+/* the cached model of the snapshot file (path, as stat says it is now): a new reference, or
+ * NULL when it is not loaded */
+static oa_model *model_find(const char *path, const struct stat *st)
+{
+	oa_model *found = NULL;
+	pthread_mutex_lock(&cache_mu);
+	for (int i = 0; i < OA_CACHE && !found; i++)
+		if (model_matches(cache[i], path, st)) {
+			found = cache[i];
+			found->refs++;
+			found->used = ++cache_clock;
+		}
+	pthread_mutex_unlock(&cache_mu);
+	return found;
+}
+
+/* puts m (model_read's, reference taken over) into the cache, dropping the least recently
+ * used entry; returns the caller's reference to the cached model (an equal one loaded by a
+ * concurrent request wins, m is then released) */
+static oa_model *model_insert(oa_model *m)
+{
+	struct stat st = {.st_dev = m->dev, .st_ino = m->ino, .st_size = m->size, .st_mtim = m->mtime};
+	oa_model *have = model_find(m->path, &st);
+	if (have) {
+		model_unref(m);
+		return have;
 	}
 	pthread_mutex_lock(&cache_mu);
 	int slot = 0;
-	for (int i = 0; i < OA_CACHE; i++) {
-		oa_model *m = cache[i];
-		if (m && strcmp(m->path, path) == 0 && m->dev == st.st_dev && m->ino == st.st_ino &&
-		    m->size == st.st_size && m->mtime.tv_sec == st.st_mtim.tv_sec &&
-		    m->mtime.tv_nsec == st.st_mtim.tv_nsec) {
-			m->refs++;
-			m->used = ++cache_clock;
-			pthread_mutex_unlock(&cache_mu);
-			return m;
-		}
+	for (int i = 0; i < OA_CACHE; i++)
 		if (!cache[i] || (cache[slot] && cache[i]->used < cache[slot]->used))
 			slot = i;
-	}
-	pthread_mutex_unlock(&cache_mu);
-	oa_model *m = model_read(path, &st);   /* outside the lock: parses the tokenizer */
-	if (!m) {
-		snprintf(err, errlen, "out of memory");
-		return NULL;
-	}
-	pthread_mutex_lock(&cache_mu);
 	oa_model *old = cache[slot];
 	cache[slot] = m;
 	m->refs++;
@@ -967,65 +977,55 @@ static int find_llama(rt_req *req, rt_server *srv, const char *name, rt_revision
 	return 0;
 }
 
-static void h_completion(rt_req *req, rt_server *srv, int chat)
+/* a completion request between its arrival and its call: the snapshot's tokenizer may have to
+ * be loaded first, on the libuv thread pool (a LLaMA-3 tokenizer.json takes most of a second to
+ * parse, which the loop must not wait for) */
+typedef struct oa_pending {
+	rt_server *srv;
+	rt_req *req;
+	int chat;
+	json_t *body;                /* owns what p.prompt / p.messages point into */
+	oa_params p;
+	uint32_t rev;
+	char path[RT_MANIFEST_PATH_MAX];
+	struct stat st;
+	oa_model *model;
+	uv_work_t work;
+} oa_pending;
+
+static void pending_free(oa_pending *pd)
 {
+	model_unref(pd->model);
+	json_decref(pd->body);
+	free(pd);
+}
+
+/* the second half of a completion: prompt -> ids, checks, the call (releases pd) */
+static void completion_start(oa_pending *pd)
+{
+	rt_req *req = pd->req;
+	rt_server *srv = pd->srv;
+	int chat = pd->chat;
+	oa_params *pp = &pd->p;
+	oa_model *model = pd->model;
+	uint32_t rev = pd->rev;
 	char err[512] = "";
 	const char *param = NULL;
-	oa_params p;
 	oa_ids ids = {0};
-	oa_model *model = NULL;
-	rt_revision_info *info = malloc(sizeof *info);
-	json_error_t je;
-	json_t *body = NULL;
-	if (!info) {
-		oa_error(req, 500, NULL, NULL, "out of memory");
-		return;
-	}
-	if (req->body_len == 0) {
-		oa_error(req, 400, NULL, "invalid_json", "We could not parse the JSON body of your "
-			 "request: the body is empty");
-		goto out;
-	}
-	body = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &je);
-	if (!body) {
-		oa_error(req, 400, NULL, "invalid_json", "We could not parse the JSON body of your "
-			 "request: line %d column %d: %s", je.line, je.column, je.text);
-		goto out;
-	}
-	if (parse_params(body, chat, &p, &param, err, sizeof err) < 0) {
-		oa_error(req, 400, param, NULL, "%s", err);
-		goto out;
-	}
-	/* the scope first: a key without invoke:<model> learns nothing about that function */
-	if (rt_access_check_fn(srv, req, p.model))
-		goto out;
-	if (find_llama(req, srv, p.model, info, 0) < 0)
-		goto out;
-	uint32_t rev = 0;
-	if (rt_registry_pick_revision(srv->reg, p.model, (uint64_t)rand() ^ rt_now_ns(), &rev) < 0 ||
-	    rt_registry_get_revision(srv->reg, p.model, rev, info) < 0) {
-		oa_error(req, 404, "model", "model_not_found", "The model '%s' does not exist", p.model);
-		goto out;
-	}
-	model = model_get(info->snapshot_path, err, sizeof err);
-	if (!model) {
-		oa_error(req, 503, NULL, NULL, "model '%s': %s", p.model, err);
-		goto out;
-	}
 	if (!model->tok) {
 		if (model->err_rc == -ENOENT)
 			oa_error(req, 400, "model", "tokenizer_missing",
 				 "The model '%s' (revision %u) has no tokenizer: its snapshot carries no "
 				 "tokenizer.json (pack it with `thaw snapshot pack --tokenizer DIR`)",
-				 p.model, rev);
+				 pp->model, rev);
 		else
 			oa_error(req, 400, "model", "tokenizer_invalid",
-				 "The model '%s' (revision %u): its tokenizer cannot be used: %s", p.model,
+				 "The model '%s' (revision %u): its tokenizer cannot be used: %s", pp->model,
 				 rev, model->err);
 		goto out;
 	}
-	int rc = chat ? chat_ids(model->tok, p.messages, &ids, &param, err, sizeof err)
-		      : prompt_ids(model->tok, p.prompt, &ids, err, sizeof err);
+	int rc = chat ? chat_ids(model->tok, pp->messages, &ids, &param, err, sizeof err)
+		      : prompt_ids(model->tok, pp->prompt, &ids, err, sizeof err);
 	if (rc == -ENOMEM) {
 		oa_error(req, 503, NULL, NULL, "out of memory");
 		goto out;
@@ -1046,15 +1046,15 @@ static void h_completion(rt_req *req, rt_server *srv, int chat)
 				 i, (int)ids.v[i], (long long)vocab);
 			goto out;
 		}
-	if (p.max_tokens < 0)
-		p.max_tokens = model->ctx - (int64_t)ids.n;
-	if ((int64_t)ids.n + p.max_tokens > model->ctx || p.max_tokens < 1) {
+	if (pp->max_tokens < 0)
+		pp->max_tokens = model->ctx - (int64_t)ids.n;
+	if ((int64_t)ids.n + pp->max_tokens > model->ctx || pp->max_tokens < 1) {
 		oa_error(req, 400, chat ? "messages" : "prompt", "context_length_exceeded",
 			 "This model's maximum context length is %lld tokens. However, you requested "
 			 "%lld tokens (%zu in the %s, %lld in the completion). Please reduce the length "
 			 "of the %s or the completion.", (long long)model->ctx,
-			 (long long)ids.n + (p.max_tokens > 0 ? p.max_tokens : 0), ids.n,
-			 chat ? "messages" : "prompt", p.max_tokens > 0 ? p.max_tokens : 0,
+			 (long long)ids.n + (pp->max_tokens > 0 ? pp->max_tokens : 0), ids.n,
+			 chat ? "messages" : "prompt", pp->max_tokens > 0 ? pp->max_tokens : 0,
 			 chat ? "messages" : "prompt");
 		goto out;
 	}
@@ -1068,15 +1068,15 @@ static void h_completion(rt_req *req, rt_server *srv, int chat)
 	g->srv = srv;
 	g->req = req;
 	g->model = model;
-	model = NULL;
-	g->p = p;
+	pd->model = NULL;
+	g->p = *pp;
 	g->created = (int64_t)time(NULL);
 	g->rev = rev;
 	g->prompt_tokens = ids.n;
 	random_id(g->id, sizeof g->id, chat ? "chatcmpl-" : "cmpl-");
-	for (int i = 0; i < p.n_stop; i++)
-		if (p.stop_len[i] > g->max_stop)
-			g->max_stop = p.stop_len[i];
+	for (int i = 0; i < pp->n_stop; i++)
+		if (pp->stop_len[i] > g->max_stop)
+			g->max_stop = pp->stop_len[i];
 	/* ids that end the generation: the config's eos, the tokenizer's, and for chat the turn
 	 * enders of the template family */
 	int32_t cand[OA_MAX_STOP_IDS];
@@ -1100,21 +1100,105 @@ static void h_completion(rt_req *req, rt_server *srv, int chat)
 	json_t *toks = json_array();
 	for (size_t i = 0; i < ids.n; i++)
 		json_array_append_new(toks, json_integer(ids.v[i]));
-	long long seed = p.has_seed ? p.seed : (long long)(rt_now_ns() ^ ((uint64_t)rand() << 20));
+	long long seed = pp->has_seed ? pp->seed : (long long)(rt_now_ns() ^ ((uint64_t)rand() << 20));
 	json_t *in = json_pack("{s:o,s:I,s:f,s:f,s:I,s:o}", "tokens", toks, "max_tokens",
-			       (json_int_t)p.max_tokens, "temperature", p.temperature, "top_p", p.top_p,
-			       "seed", (json_int_t)seed, "stop", stop);
+			       (json_int_t)pp->max_tokens, "temperature", pp->temperature, "top_p",
+			       pp->top_p, "seed", (json_int_t)seed, "stop", stop);
 	pthread_mutex_init(&g->mu, NULL);
 	uv_async_init(srv->loop, &g->async, on_async);
 	g->async.data = g;
-	/* the body stays valid until the reply: p.prompt / p.messages are not used after this */
+	/* p.prompt / p.messages point into pd->body, released below: not used after this */
 	g->p.prompt = g->p.messages = NULL;
 	rt_sched_invoke_stream(srv->sched, req, g->p.model, rev, in, oa_emit, g, gen_result, g);
 out:
 	free(ids.v);
-	model_unref(model);
-	json_decref(body);
+	pending_free(pd);
+}
+
+static void load_work(uv_work_t *w)
+{
+	oa_pending *pd = w->data;
+	pd->model = model_read(pd->path, &pd->st);
+}
+
+static void load_done(uv_work_t *w, int status)
+{
+	oa_pending *pd = w->data;
+	if (pd->model)
+		pd->model = model_insert(pd->model);
+	if (!pd->model || status < 0) {
+		oa_error(pd->req, 503, NULL, NULL, "model '%s': %s", pd->p.model,
+			 status < 0 ? "loading the tokenizer was cancelled" : "out of memory");
+		pending_free(pd);
+		return;
+	}
+	completion_start(pd);
+}
+
+static void h_completion(rt_req *req, rt_server *srv, int chat)
+{
+	char err[512] = "";
+	const char *param = NULL;
+	rt_revision_info *info = malloc(sizeof *info);
+	oa_pending *pd = calloc(1, sizeof *pd);
+	json_error_t je;
+	if (!info || !pd) {
+		oa_error(req, 500, NULL, NULL, "out of memory");
+		goto fail;
+	}
+	pd->srv = srv;
+	pd->req = req;
+	pd->chat = chat;
+	if (req->body_len == 0) {
+		oa_error(req, 400, NULL, "invalid_json", "We could not parse the JSON body of your "
+			 "request: the body is empty");
+		goto fail;
+	}
+	pd->body = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &je);
+	if (!pd->body) {
+		oa_error(req, 400, NULL, "invalid_json", "We could not parse the JSON body of your "
+			 "request: line %d column %d: %s", je.line, je.column, je.text);
+		goto fail;
+	}
+	if (parse_params(pd->body, chat, &pd->p, &param, err, sizeof err) < 0) {
+		oa_error(req, 400, param, NULL, "%s", err);
+		goto fail;
+	}
+	/* the scope first: a key without invoke:<model> learns nothing about that function */
+	if (rt_access_check_fn(srv, req, pd->p.model))
+		goto fail;
+	if (find_llama(req, srv, pd->p.model, info, 0) < 0)
+		goto fail;
+	if (rt_registry_pick_revision(srv->reg, pd->p.model, (uint64_t)rand() ^ rt_now_ns(),
+				      &pd->rev) < 0 ||
+	    rt_registry_get_revision(srv->reg, pd->p.model, pd->rev, info) < 0) {
+		oa_error(req, 404, "model", "model_not_found", "The model '%s' does not exist",
+			 pd->p.model);
+		goto fail;
+	}
+	snprintf(pd->path, sizeof pd->path, "%s", info->snapshot_path);
 	free(info);
+	info = NULL;
+	if (stat(pd->path, &pd->st) < 0) {
+		oa_error(req, 503, NULL, NULL, "model '%s': snapshot %.300s: %s", pd->p.model, pd->path,
+			 strerror(errno));
+		goto fail;
+	}
+	pd->model = model_find(pd->path, &pd->st);
+	if (pd->model) {
+		completion_start(pd);
+		return;
+	}
+	pd->work.data = pd;
+	if (uv_queue_work(srv->loop, &pd->work, load_work, load_done) < 0) {
+		oa_error(req, 503, NULL, NULL, "cannot queue the tokenizer load");
+		goto fail;
+	}
+	return;
+fail:
+	free(info);
+	if (pd)
+		pending_free(pd);
 }
 
 static void h_completions(rt_req *req, void *ud)
