@@ -164,8 +164,8 @@ static oa_model *model_read(const char *path, const struct stat *st)
 	for (size_t i = 0; json_is_array(eos) && i < json_array_size(eos) && m->n_eos < 8; i++)
 		if (json_is_integer(json_array_get(eos, i)))
 			m->eos[m->n_eos++] = (int32_t)json_integer_value(json_array_get(eos, i));
+	int rc = rt_tok_from_meta_obj(meta, &m->tok, err, sizeof err);   /* one parse for both */
 	json_decref(meta);
-	int rc = rt_tok_from_snapshot(path, &m->tok, err, sizeof err);
 	if (rc < 0) {
 		m->tok = NULL;
 		m->err_rc = rc;
