@@ -16,13 +16,27 @@
 
 static const char usage_text[] =
 	"usage: thaw run [SNAPSHOT.thaw] --input JSON|@FILE|- [--device cpu|cuda:N] [--kind K]\n"
-	"                [--threads N] [--timing]\n\n"
+	"                [--threads N] [--timing] [--stream]\n\n"
 	"Restores SNAPSHOT, loads its function kind (metadata \"kind\", or --kind) on the device\n"
 	"(default: cuda:0 when a GPU is present, else cpu), runs one invocation with the JSON\n"
 	"input (inline, @FILE, or - for stdin) and prints the JSON result. Kinds without weights\n"
 	"(echo) need no snapshot: thaw run --kind echo --input '{\"x\": 1}'.\n"
 	"  --threads N   CPU threads for restore and the CPU backend (default: all)\n"
-	"  --timing      print restore / load / invoke times to stderr\n";
+	"  --timing      print restore / load / invoke times to stderr\n"
+	"  --stream      print each partial result the kind emits (llama: {\"token\": id} per\n"
+	"                generated token) as a JSON line as it comes, before the result\n";
+
+/* --stream: one compact JSON line per emitted chunk, flushed at once */
+static int print_chunk(void *ctx, json_t *chunk)
+{
+	(void)ctx;
+	char *s = json_dumps(chunk, JSON_COMPACT | JSON_ENCODE_ANY);
+	if (!s)
+		return -1;
+	int rc = printf("%s\n", s) < 0 || fflush(stdout) != 0 ? -1 : 0;
+	free(s);
+	return rc;
+}
 
 static double now_s(void)
 {
@@ -49,7 +63,7 @@ static json_t *read_input(const char *arg, char *err, size_t errlen)
 int rt_run_main(int argc, char **argv)
 {
 	const char *snap = NULL, *input = NULL, *device = NULL, *kind = NULL;
-	int threads = 0, timing = 0, rc = 1;
+	int threads = 0, timing = 0, stream = 0, rc = 1;
 	char err[1024] = "";
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i], *n = i + 1 < argc ? argv[i + 1] : NULL;
@@ -76,6 +90,8 @@ int rt_run_main(int argc, char **argv)
 			threads = (int)v, i++;
 		} else if (!strcmp(a, "--timing")) {
 			timing = 1;
+		} else if (!strcmp(a, "--stream")) {
+			stream = 1;
 		} else if (a[0] == '-' && a[1]) {
 			fprintf(stderr, "thaw run: unknown option %s\n\n", a);
 			fputs(usage_text, stderr);
@@ -133,7 +149,7 @@ int rt_run_main(int argc, char **argv)
 	}
 	t_load = now_s() - t0;
 	t0 = now_s();
-	fn_call call = {.in = in};
+	fn_call call = {.in = in, .emit = stream ? print_chunk : NULL};
 	e = rt_model_invoke(model, &call, 1);
 	out = call.out;
 	ferr = call.err;

@@ -63,6 +63,22 @@ static void test_run_llama_plain_and_int8(void)
 	T_EQ_INT(sh("%s run %s/missing.thaw --device cpu --input '{}' 2>/dev/null", bin(), d), 1);
 }
 
+/* --stream: the llama kind's per-token chunks, one line each, then the result whose tokens
+ * they make up (the fixture's HF greedy continuation) */
+static void test_run_stream(void)
+{
+	const char *d = t_tmpdir();
+	T_EQ_INT(sh("%s snapshot pack %s/tests/data/llama_tiny -o %s/s.thaw -q 2>&1", bin(), src(), d), 0);
+	T_EQ_INT(sh("%s run %s/s.thaw --device cpu --stream --input "
+		    "'{\"tokens\":[1,17,42,99,3,200,5],\"max_tokens\":4,\"stop\":[]}'", bin(), d), 0);
+	const char *lines = "{\"token\":55}\n{\"token\":230}\n{\"token\":203}\n{\"token\":138}\n{";
+	T_CHECK(strncmp(out, lines, strlen(lines)) == 0);
+	T_CHECK(strstr(out, "\"tokens\":[55,230,203,138]") != NULL);
+	/* a kind that does not stream: only the result */
+	T_EQ_INT(sh("%s run --kind echo --stream --input '{\"a\":1}'", bin()), 0);
+	T_EQ_STR(out, "{\"a\":1}\n");
+}
+
 static void test_run_mlp_and_echo(void)
 {
 	const char *d = t_tmpdir();
@@ -89,4 +105,5 @@ void t_main(void)
 {
 	T_RUN(test_run_llama_plain_and_int8);
 	T_RUN(test_run_mlp_and_echo);
+	T_RUN(test_run_stream);
 }
