@@ -6,7 +6,10 @@
  *   bytes 0-1   little-endian u16: bit 15 picks the model (0 digits, 1 echo), bit 14 omits the
  *               Inference-Header-Content-Length header, bits 0-13 are its value (the length of
  *               the JSON part; it may exceed the body: the server must refuse it);
- *   bytes 2-    the body (JSON header followed by binary tensor data).
+ *   bytes 2-    the body (JSON header followed by binary tensor data). A body that starts with
+ *               the gzip magic (1f 8b) goes out with Content-Encoding: gzip, one that starts
+ *               with a zlib header byte (0x78) with Content-Encoding: deflate (tritonclient's
+ *               compressed requests; the server inflates them first).
  * It goes out as POST /v2/models/{digits|echo}/infer with Connection: close, and the event loop
  * is driven until the server closes the connection (bounded). Crashes and sanitizer reports are
  * the findings. THAW_SRC (set by tests/run.sh) locates the repository; default ".". */
@@ -132,17 +135,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	unsigned ctl = data[0] | (unsigned)data[1] << 8;
 	const char *model = (ctl & 0x8000) ? "echo" : "digits";
 	size_t body_len = size - 2;
+	const char *enc = body_len >= 2 && data[2] == 0x1f && data[3] == 0x8b ? "Content-Encoding: gzip\r\n" :
+			  body_len >= 1 && data[2] == 0x78 ? "Content-Encoding: deflate\r\n" : "";
 	char head[512];
 	int hn;
 	if (ctl & 0x4000)
 		hn = snprintf(head, sizeof head, "POST /v2/models/%s/infer HTTP/1.1\r\nHost: f\r\n"
-			      "Connection: close\r\nContent-Type: application/json\r\n"
-			      "Content-Length: %zu\r\n\r\n", model, body_len);
+			      "Connection: close\r\nContent-Type: application/json\r\n%s"
+			      "Content-Length: %zu\r\n\r\n", model, enc, body_len);
 	else
 		hn = snprintf(head, sizeof head, "POST /v2/models/%s/infer HTTP/1.1\r\nHost: f\r\n"
-			      "Connection: close\r\nContent-Type: application/octet-stream\r\n"
+			      "Connection: close\r\nContent-Type: application/octet-stream\r\n%s"
 			      "Inference-Header-Content-Length: %u\r\nContent-Length: %zu\r\n\r\n",
-			      model, ctl & 0x3fff, body_len);
+			      model, enc, ctl & 0x3fff, body_len);
 	size_t total = (size_t)hn + body_len;
 	uint8_t *req = malloc(total);
 	if (!req)
