@@ -2062,8 +2062,11 @@ static int dec_step(const tok_dec *d, tstrs *in, tstrs *o)
 		size_t n = in->pc.p[i].len;
 		tbuf r = {0};
 		if (d->type == DEC_REPLACE || d->type == DEC_METASPACE) {
+			/* Metaspace: the replacement becomes ' ', except in the first token, where the
+			 * Rust crate drops every one of them unless prepend_scheme is "never" */
+			int drop = d->type == DEC_METASPACE && i == 0 && d->prepend != PREPEND_NEVER;
 			const char *to = d->type == DEC_REPLACE ? d->b : " ";
-			size_t tol = d->type == DEC_REPLACE ? d->blen : 1;
+			size_t tol = d->type == DEC_REPLACE ? d->blen : drop ? 0 : 1;
 			size_t j = 0, run = 0;
 			while (j + d->alen <= n && !rc) {
 				if (!memcmp(s + j, d->a, d->alen)) {
@@ -2078,11 +2081,8 @@ static int dec_step(const tok_dec *d, tstrs *in, tstrs *o)
 			}
 			if (!rc)
 				rc = tbuf_put(&r, s + run, n - run);
-			size_t skip = 0;
-			if (!rc && d->type == DEC_METASPACE && i == 0 && d->prepend != PREPEND_NEVER && r.n && r.p[0] == ' ')
-				skip = 1;
 			if (!rc)
-				rc = strs_add(o, r.p ? r.p + skip : "", r.n - skip);
+				rc = strs_add(o, r.p ? r.p : "", r.n);
 		} else { /* DEC_STRIP */
 			size_t a = 0, b = n;
 			for (int k = 0; k < d->start && a + d->alen <= b && !memcmp(s + a, d->a, d->alen); k++)

@@ -632,6 +632,60 @@ static void test_tok_threads(void)
 	json_decref(ex);
 }
 
+/* Metaspace pre-tokenizer and decoder: cases from the Rust crate's own unit tests
+ * (pre_tokenizers/metaspace.rs). With ignore_merges every piece that is a vocabulary entry
+ * becomes one id, so the ids show the pieces. */
+static void test_tok_metaspace(void)
+{
+	const char *json =
+		"{\"added_tokens\":[{\"id\":2,\"content\":\"<s>\",\"special\":true}],"
+		"\"pre_tokenizer\":{\"type\":\"Metaspace\",\"replacement\":\"\u2581\",\"prepend_scheme\":\"first\",\"split\":false},"
+		"\"decoder\":{\"type\":\"Metaspace\",\"replacement\":\"\u2581\",\"prepend_scheme\":\"always\",\"split\":true},"
+		"\"model\":{\"type\":\"BPE\",\"ignore_merges\":true,\"merges\":[],\"vocab\":{\"\u2581Hey\u2581\":0,\"how\":1,"
+		"\"<s>\":2,\"are\u2581\":3,\"\u2581you\":4,\"how\u2581\":5,\"\u2581Hey\":6,\"\u2581friend!\":7}}}";
+	fn_tok *t = NULL;
+	char err[256];
+	T_EQ_INT(fn_tok_load(&t, json, strlen(json), NULL, 0, err, sizeof err), 0);
+	if (!t)
+		return;
+	/* prepend_scheme first, split false: " Hey <s>how" -> "▁Hey▁" <s> "how" */
+	int32_t *ids = NULL;
+	size_t n = 0;
+	const char *s1 = " Hey <s>how";
+	T_EQ_INT(fn_tok_encode(t, s1, strlen(s1), 0, &ids, &n), 0);
+	int32_t w1[3] = {0, 2, 1};
+	T_CHECK(n == 3 && !memcmp(ids, w1, sizeof w1));
+	free(ids);
+	const char *s2 = " Hey <s>how <s>are <s> you";
+	T_EQ_INT(fn_tok_encode(t, s2, strlen(s2), 0, &ids, &n), 0);
+	int32_t w2[7] = {0, 2, 5, 2, 3, 2, 4};
+	T_CHECK(n == 7 && !memcmp(ids, w2, sizeof w2));
+	free(ids);
+	/* decoder, prepend_scheme always: ["▁Hey", "▁friend!"] -> "Hey friend!" */
+	int32_t d1[2] = {6, 7};
+	char *txt = NULL;
+	T_EQ_INT(fn_tok_decode(t, d1, 2, 0, &txt, NULL), 0);
+	T_EQ_STR(txt, "Hey friend!");
+	free(txt);
+	int32_t d2[2] = {0, 7}; /* every replacement of the first token goes */
+	T_EQ_INT(fn_tok_decode(t, d2, 2, 0, &txt, NULL), 0);
+	T_EQ_STR(txt, "Hey friend!");
+	free(txt);
+	fn_tok_free(t);
+	/* prepend_scheme never in the decoder: " Hey friend!" */
+	const char *json2 =
+		"{\"decoder\":{\"type\":\"Metaspace\",\"replacement\":\"\u2581\",\"prepend_scheme\":\"never\",\"split\":true},"
+		"\"model\":{\"type\":\"BPE\",\"merges\":[],\"vocab\":{\"\u2581Hey\":0,\"\u2581friend!\":1}}}";
+	T_EQ_INT(fn_tok_load(&t, json2, strlen(json2), NULL, 0, err, sizeof err), 0);
+	int32_t d3[2] = {0, 1};
+	if (t) {
+		T_EQ_INT(fn_tok_decode(t, d3, 2, 0, &txt, NULL), 0);
+		T_EQ_STR(txt, " Hey friend!");
+		free(txt);
+	}
+	fn_tok_free(t);
+}
+
 void t_main(void)
 {
 	T_RUN(test_tok_small_gpt2_split);
@@ -641,6 +695,7 @@ void t_main(void)
 	T_RUN(test_tok_stream_incremental);
 	T_RUN(test_tok_old_merges_format);
 	T_RUN(test_tok_added_strip);
+	T_RUN(test_tok_metaspace);
 	T_RUN(test_tok_threads);
 	T_RUN(test_tok_malformed);
 	T_RUN(test_tok_chat_errors);
