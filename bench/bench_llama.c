@@ -280,6 +280,98 @@ static void bench_bw(void)
 	cudaFree(b);
 }
 
+/* One layer's matrix products as the llama kind issues them in a prefill: q/k/v of one input
+ * (kern_linear_multi: the input rounded to BF16 once, with the RMSNorm fused into that rounding
+ * when norm is given), o, gate/up of one input (kern_linear_multi, same), down — against the
+ * 7 cublasGemmEx calls alone on BF16 inputs (plus, in the "with norms" row, the two RMSNorm
+ * launches that a cuBLAS-based layer needs as well). Medians of 5 x 50 layers. */
+static void bench_layer_gemms(kern_dev *d, cublasHandle_t h, int M)
+{
+	const int H = 2048, KV = 256, I = 5632;
+	int nn[7] = {H, KV, KV, H, I, I, H}, kk[7] = {H, H, H, H, H, H, I};
+	void *W[7], *Y[7], *YB[7];
+	for (int i = 0; i < 7; i++) {
+		size_t wn = (size_t)nn[i] * kk[i];
+		uint16_t *wh = malloc(wn * 2);
+		for (size_t j = 0; j < wn; j++)
+			wh[j] = kern_f32_to_bf16(nrand() * 0.02f);
+		W[i] = kern_alloc(d, wn * 2);
+		kern_copy_h2d(d, W[i], wh, wn * 2);
+		free(wh);
+		Y[i] = kern_alloc(d, (size_t)M * nn[i] * 4);
+		YB[i] = kern_alloc(d, (size_t)M * nn[i] * 2);
+	}
+	size_t xn = (size_t)M * I;
+	float *xh = malloc(xn * 4), *nwh = malloc(I * 4);
+	uint16_t *xb = malloc(xn * 2);
+	for (size_t j = 0; j < xn; j++) {
+		xh[j] = nrand();
+		xb[j] = kern_f32_to_bf16(xh[j]);
+	}
+	for (int j = 0; j < I; j++)
+		nwh[j] = 1.0f + 0.1f * nrand();
+	void *X = kern_alloc(d, xn * 4), *XB = kern_alloc(d, xn * 2), *NW = kern_alloc(d, I * 4),
+	     *XN = kern_alloc(d, xn * 4);
+	kern_copy_h2d(d, X, xh, xn * 4);
+	kern_copy_h2d(d, XB, xb, xn * 2);
+	kern_copy_h2d(d, NW, nwh, I * 4);
+	kern_mat w[7];
+	for (int i = 0; i < 7; i++)
+		w[i] = (kern_mat){KERN_BF16, nn[i], kk[i], W[i], NULL, 0};
+	kern_norm norm = {NW, 1e-5f};
+	int R = 50;
+	for (int with_norm = 0; with_norm < 2; with_norm++) {
+		double tk[5], tc[5];
+		for (int rep = 0; rep < 5; rep++) {
+			for (int pass = 0; pass < 2; pass++) {   /* pass 0 warms up */
+				kern_dev_sync(d);
+				double t0 = now_s();
+				for (int r = 0; r < R; r++) {
+					float *yq[3] = {Y[0], Y[1], Y[2]}, *yg[2] = {Y[4], Y[5]};
+					kern_linear_multi(d, X, M, 3, &w[0], yq, with_norm ? &norm : NULL);
+					kern_linear(d, X, M, &w[3], NULL, KERN_ACT_NONE, Y[3]);
+					kern_linear_multi(d, X, M, 2, &w[4], yg, with_norm ? &norm : NULL);
+					kern_linear(d, X, M, &w[6], NULL, KERN_ACT_NONE, Y[6]);
+				}
+				kern_dev_sync(d);
+				tk[rep] = (now_s() - t0) / R;
+			}
+			for (int pass = 0; pass < 2; pass++) {
+				cudaDeviceSynchronize();
+				double t0 = now_s();
+				float one = 1, zero = 0;
+				for (int r = 0; r < R; r++) {
+					if (with_norm) {
+						kern_rmsnorm(d, X, NW, M, H, 1e-5f, XN);
+						kern_rmsnorm(d, X, NW, M, H, 1e-5f, XN);
+					}
+					for (int i = 0; i < 7; i++)
+						cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, nn[i], M, kk[i], &one,
+							     W[i], CUDA_R_16BF, kk[i], XB, CUDA_R_16BF, kk[i],
+							     &zero, YB[i], CUDA_R_16BF, nn[i],
+							     CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+				}
+				kern_dev_sync(d);
+				cudaDeviceSynchronize();
+				tc[rep] = (now_s() - t0) / R;
+			}
+		}
+		qsort(tk, 5, sizeof tk[0], cmp_d);
+		qsort(tc, 5, sizeof tc[0], cmp_d);
+		printf("prefill_layer M=%d %s: thaw_us=%.1f cublas_us=%.1f thaw_vs_cublas=%.2f\n", M,
+		       with_norm ? "with the 2 RMSNorms (fused into the rounding; baseline: kern_rmsnorm + cuBLAS)"
+				 : "7 products as the kind issues them (4 roundings)",
+		       tk[2] * 1e6, tc[2] * 1e6, tc[2] / tk[2]);
+	}
+	for (int i = 0; i < 7; i++) {
+		kern_free(d, W[i]);
+		kern_free(d, Y[i]);
+		kern_free(d, YB[i]);
+	}
+	kern_free(d, X); kern_free(d, XB); kern_free(d, NW); kern_free(d, XN);
+	free(xh); free(xb); free(nwh);
+}
+
 static void bench_gemm(kern_dev *d, int M)
 {
 	int shapes[][2] = {{2048, 2048}, {256, 2048}, {5632, 2048}, {2048, 5632}, {32000, 2048}};
@@ -344,6 +436,7 @@ static void bench_gemm(kern_dev *d, int M)
 	}
 	printf("prefill_gemm per-layer mix (q,k,v,o,gate,up,down) thaw_vs_cublas=%.2f\n",
 	       tc_all / tk_all);
+	bench_layer_gemms(d, h, M);
 	cublasDestroy(h);
 }
 #endif

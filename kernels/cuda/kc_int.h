@@ -161,6 +161,7 @@ int kc_gemm(kc *c, const float *x, int64_t m, const kern_mat *w, float *y, float
 int kc_gemm_ex(kc *c, const float *x, int64_t m, const kern_mat *w, float *y, float beta,
 	       int rounded);
 int kc_round_x(kc *c, const float *x, int64_t m, const kern_mat *w);
+int kc_norm_round_x(kc *c, const float *x, int64_t m, const kern_norm *norm, const kern_mat *w);
 int kc_scratch(kc *c, size_t bytes, float **out);
 int kc_linear_add(void *b, const float *x, int64_t m, const kern_mat *w, float *y);
 int kc_linear_multi(void *b, const float *x, int64_t m, int nw, const kern_mat *w,

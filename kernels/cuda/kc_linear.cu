@@ -9,12 +9,41 @@ template <typename T> __device__ T from_f(float v);
 template <> __device__ __nv_bfloat16 from_f(float v) { return __float2bfloat16(v); }
 template <> __device__ __half from_f(float v) { return __float2half(v); }
 
+/* 4 elements per thread (n4 = n / 4 float4 loads), then the tail */
 template <typename T>
-__global__ void round_k(const float *__restrict__ x, T *__restrict__ o, int64_t n)
+__global__ void round_k(const float *__restrict__ x, T *__restrict__ o, int64_t n, int vec)
 {
-	int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-	if (i < n)
-		o[i] = from_f<T>(x[i]);
+	int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x, n4 = vec ? n / 4 : 0;
+	if (i < n4) {
+		float4 v = ((const float4 *)x)[i];
+		o[4 * i] = from_f<T>(v.x);
+		o[4 * i + 1] = from_f<T>(v.y);
+		o[4 * i + 2] = from_f<T>(v.z);
+		o[4 * i + 3] = from_f<T>(v.w);
+	} else if (i - n4 < n - 4 * n4) {
+		int64_t j = 4 * n4 + (i - n4);
+		o[j] = from_f<T>(x[j]);
+	}
+}
+
+/* RMSNorm of each row (one block per row) written straight in the weight dtype: the normed
+ * input of several cuBLAS products without an F32 copy and a separate rounding launch */
+template <typename T>
+__global__ void norm_round_k(const float *__restrict__ x, const float *__restrict__ w, int64_t dim,
+			     float eps, T *__restrict__ o)
+{
+	__shared__ float sh[32];
+	const float *r = x + (int64_t)blockIdx.x * dim;
+	T *orow = o + (int64_t)blockIdx.x * dim;
+	float ss = 0.f;
+	kc_pdl_trigger();
+	kc_pdl_wait();
+	for (int64_t j = threadIdx.x; j < dim; j += blockDim.x)
+		ss += r[j] * r[j];
+	ss = kc_block_sum(ss, sh);
+	float inv = rsqrtf(ss / (float)dim + eps);
+	for (int64_t j = threadIdx.x; j < dim; j += blockDim.x)
+		orow[j] = from_f<T>(r[j] * inv * w[j]);
 }
 
 #define GEMV_MAX_M 8
@@ -62,11 +91,35 @@ extern "C" int kc_round_x(kc *c, const float *x, int64_t m, const kern_mat *w)
 	int rc = grow(c, &c->xbuf, &c->xbuf_size, (size_t)(m * K) * 2);
 	if (rc)
 		return rc;
+	int64_t n = m * K;
+	int vec = (uintptr_t)x % 16 == 0;   /* float4 loads when x is 16-byte aligned */
+	int64_t threads = vec ? n / 4 + n % 4 : n;
 	if (w->dt == KERN_BF16)
-		round_k<<<kc_blocks(m * K, 256), 256, 0, c->s>>>(x, (__nv_bfloat16 *)c->xbuf, m * K);
+		round_k<<<kc_blocks(threads, 256), 256, 0, c->s>>>(x, (__nv_bfloat16 *)c->xbuf, n, vec);
 	else
-		round_k<<<kc_blocks(m * K, 256), 256, 0, c->s>>>(x, (__half *)c->xbuf, m * K);
+		round_k<<<kc_blocks(threads, 256), 256, 0, c->s>>>(x, (__half *)c->xbuf, n, vec);
 	KC_LAUNCHED();
+	return 0;
+}
+
+/* kc_norm_round_x: the workspace gets norm(x) (or x when norm is NULL) rounded to w's dtype
+ * (F16/BF16 weights), for products that then pass rounded = 1 to kc_gemm_ex. */
+extern "C" int kc_norm_round_x(kc *c, const float *x, int64_t m, const kern_norm *norm,
+			       const kern_mat *w)
+{
+	if (!norm)
+		return kc_round_x(c, x, m, w);
+	int64_t K = w->k;
+	int rc = grow(c, &c->xbuf, &c->xbuf_size, (size_t)(m * K) * 2);
+	if (rc)
+		return rc;
+	dim3 b(K >= 1024 ? 1024 : 256);
+	if (w->dt == KERN_BF16)
+		KC_LAUNCH(c, norm_round_k<__nv_bfloat16>, dim3((unsigned)m), b, x, norm->w, K, norm->eps,
+			  (__nv_bfloat16 *)c->xbuf);
+	else
+		KC_LAUNCH(c, norm_round_k<__half>, dim3((unsigned)m), b, x, norm->w, K, norm->eps,
+			  (__half *)c->xbuf);
 	return 0;
 }
 

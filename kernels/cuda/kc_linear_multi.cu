@@ -23,15 +23,17 @@ extern "C" int kc_linear_multi(void *b, const float *x, int64_t m, int nw, const
 		if (rc != -EAGAIN)
 			return rc;
 	}
-	int nrc = kc_normed(c, x, m, w[0].k, norm, &x);   /* composed: norm once into scratch */
-	if (nrc)
-		return nrc;
 	int rounded = 0;
-	if (m > 8 && (w[0].dt == KERN_BF16 || w[0].dt == KERN_F16)) {   /* round x once */
-		int rc = kc_round_x(c, x, m, &w[0]);
+	if (m > 8 && (w[0].dt == KERN_BF16 || w[0].dt == KERN_F16)) {
+		/* norm (if any) and rounding in one launch, once for all the products */
+		int rc = kc_norm_round_x(c, x, m, norm, &w[0]);
 		if (rc)
 			return rc;
 		rounded = 1;
+	} else {
+		int nrc = kc_normed(c, x, m, w[0].k, norm, &x);   /* composed: norm once into scratch */
+		if (nrc)
+			return nrc;
 	}
 	for (int i = 0; i < nw; i++) {
 		int rc = m > 8 && w[0].dt != KERN_I8 ? kc_gemm_ex(c, x, m, &w[i], y[i], 0.f, rounded)

@@ -22,13 +22,12 @@ extern "C" int kc_swiglu(void *b, const float *x, int64_t m, const kern_mat *wg,
 			return rc;
 	}
 	float *t;
-	int rc = kc_normed(c, x, m, wg->k, norm, &x);
+	int rounded = wg->dt == KERN_BF16 || wg->dt == KERN_F16;
+	/* cuBLAS with F16/BF16 weights: norm and rounding in one launch, once for both products */
+	int rc = rounded ? kc_norm_round_x(c, x, m, norm, wg) : kc_normed(c, x, m, wg->k, norm, &x);
 	if (rc == 0)
 		rc = kc_scratch(c, (size_t)(m * wu->n) * 4, &t);
-	if (rc == 0 && wg->dt != KERN_I8) {   /* cuBLAS: round x once for both products */
-		int rounded = wg->dt == KERN_BF16 || wg->dt == KERN_F16;
-		if (rounded)
-			rc = kc_round_x(c, x, m, wg);
+	if (rc == 0 && wg->dt != KERN_I8) {   /* cuBLAS products of the rounded input */
 		if (rc == 0)
 			rc = kc_gemm_ex(c, x, m, wg, out, 0.f, rounded);
 		if (rc == 0)
