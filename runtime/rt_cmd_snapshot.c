@@ -20,7 +20,7 @@
 static const char usage_text[] =
 	"usage: thaw snapshot COMMAND ...\n\n"
 	"  pack SRC -o OUT.thaw [--kind K] [--threads N] [--chunk-size SIZE] [--level L]\n"
-	"       [--metadata JSON] [--quantize int8|int8:32] [--tokenizer DIR|FILE]\n"
+	"       [--metadata JSON] [--quantize int8|int8:32] [--tokenizer DIR|FILE|--no-tokenizer]\n"
 	"       [--progress|--quiet]\n"
 	"      SRC: a .safetensors file, or a directory with model.safetensors or\n"
 	"      model.safetensors.index.json (shards), plus config.json when present.\n"
@@ -29,7 +29,8 @@ static const char usage_text[] =
 	"      --quantize: int8 weight-only matrices (per-row scales, or per 32-block with int8:32);\n"
 	"      embeddings, norms and biases keep their dtype.\n"
 	"      --tokenizer: carry this tokenizer.json (and the tokenizer_config.json beside it) in\n"
-	"      the metadata; by default a SRC directory's tokenizer.json is carried when present.\n"
+	"      the metadata; by default a SRC directory's tokenizer.json is carried when present\n"
+	"      (--no-tokenizer: don't; a large tokenizer makes every snapshot open slower).\n"
 	"  inspect F [--json]          tensors, dtypes, shapes, sizes, codec mix, ratio\n"
 	"  verify F [--threads N]      check every chunk; exit 0 when all are good\n"
 	"  unpack F -o OUT.safetensors write the tensors back as safetensors\n"
@@ -98,6 +99,7 @@ static int parse_io(const char *s, snap_io_mode *m)
 static int cmd_pack(int argc, char **argv)
 {
 	const char *src = NULL, *out = NULL, *tok = NULL;
+	int no_tok = 0;
 	snap_pack_opts o = {0};
 	long v;
 	uint64_t sz;
@@ -143,6 +145,8 @@ static int cmd_pack(int argc, char **argv)
 			if (!n || !*n)
 				return usage_err("%s needs a directory or tokenizer.json", a);
 			tok = n, i++;
+		} else if (!strcmp(a, "--no-tokenizer")) {
+			no_tok = 1;
 		} else if (!strcmp(a, "--progress")) {
 			o.w.progress = 1;
 		} else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) {
@@ -159,7 +163,9 @@ static int cmd_pack(int argc, char **argv)
 		return usage_err("%s", "pack needs SRC and -o OUT.thaw");
 	/* the tokenizer travels in the metadata (runtime/rt_tok.c) */
 	char *tok_path = NULL, *cfg_path = NULL, *meta = NULL, warn[512];
-	if (rt_tok_find(tok ? tok : src, tok != NULL, &tok_path, &cfg_path, err, sizeof err) && tok) {
+	if (no_tok && tok)
+		return usage_err("%s", "--tokenizer and --no-tokenizer exclude each other");
+	if (!no_tok && rt_tok_find(tok ? tok : src, tok != NULL, &tok_path, &cfg_path, err, sizeof err) && tok) {
 		fprintf(stderr, "thaw snapshot pack: %s\n", err);
 		return 1;
 	}

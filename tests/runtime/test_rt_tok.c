@@ -135,6 +135,12 @@ static void test_pack_carries_tokenizer(void)
 	T_CHECK(strstr(out, "tokenizer.json carried: model BPE") != NULL);
 	T_CHECK(strstr(out, "\"merges\"") == NULL);
 
+	/* --no-tokenizer leaves it out; with --tokenizer it is a usage error */
+	T_EQ_INT(sh("%s snapshot pack %s/m -o %s/n.thaw --no-tokenizer --quiet 2>&1", bin(), d, d), 0);
+	snprintf(path, sizeof path, "%s/n.thaw", d);
+	T_EQ_INT(rt_tok_from_snapshot(path, &st, err, sizeof err), -ENOENT);
+	T_EQ_INT(sh("%s snapshot pack %s/m -o %s/n2.thaw --no-tokenizer --tokenizer %s/m 2>&1", bin(), d, d, d), 2);
+
 	/* no tokenizer -> -ENOENT */
 	T_EQ_INT(sh("%s snapshot pack %s/bare -o %s/c.thaw --quiet 2>&1", bin(), d, d), 0);
 	snprintf(path, sizeof path, "%s/c.thaw", d);
