@@ -1131,6 +1131,15 @@ static void test_errors(void)
 	/* and the server still serves */
 	T_EQ_INT(post("/v1/completions", json_pack("{s:s,s:s,s:i,s:i}", "model", "tl", "prompt", "hi",
 						    "max_tokens", 2, "temperature", 0), NULL), 200);
+	/* the function's rate limit applies to the model named in the body: 429 as an OpenAI error */
+	T_EQ_INT(req(&srv, "PUT", "/v1/functions/rl", NULL, "{\"kind\":\"llama\",\"snapshot\":"
+		     "\"tl.thaw\",\"device\":\"cpu\",\"rate_limit\":\"0.1/s,1\"}", NULL), 201);
+	T_EQ_INT(post("/v1/completions", json_pack("{s:s,s:s,s:i,s:i}", "model", "rl", "prompt", "hi",
+						    "max_tokens", 2, "temperature", 0), NULL), 200);
+	T_EQ_INT(post("/v1/completions", json_pack("{s:s,s:s,s:i,s:i}", "model", "rl", "prompt", "hi",
+						    "max_tokens", 2, "temperature", 0), &o), 429);
+	T_CHECK(err_is(o, "rate_limit_error", "rate_limit_exceeded"));
+	json_decref(o);
 }
 
 static void test_auth(void)
