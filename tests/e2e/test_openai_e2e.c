@@ -700,6 +700,17 @@ static void test_chat(void)
 	T_EQ_INT(json_integer_value(json_object_get(json_object_get(o, "usage"), "completion_tokens")),
 		 nref);
 	json_decref(o);
+	/* without max_tokens a chat may use the rest of the context */
+	T_EQ_INT(post("/v1/chat/completions",
+		      json_pack("{s:s,s:[{s:s,s:s}],s:i}", "model", "tl", "messages", "role", "user",
+				"content", "Say hello.", "temperature", 0), &o), 200);
+	json_t *u = json_object_get(o, "usage");
+	const char *fr = json_string_value(json_object_get(json_array_get(json_object_get(o, "choices"),
+									  0), "finish_reason"));
+	T_CHECK(json_integer_value(json_object_get(u, "total_tokens")) <= CTX);
+	T_CHECK(fr && (!strcmp(fr, "stop") ||
+		       json_integer_value(json_object_get(u, "total_tokens")) == CTX));
+	json_decref(o);
 	/* streamed: role first, deltas concatenate to the same content, usage chunk, [DONE] */
 	stream_res r;
 	T_EQ_INT(stream_req("/v1/chat/completions",
