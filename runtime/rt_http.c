@@ -208,8 +208,8 @@ int rt_req_add_header(rt_req *req, const char *name, const char *value)
 
 /* ---- writing ---- */
 
-static void req_finish(rt_req *req, int status, size_t total, int keep, const char *body,
-		       size_t len);
+static double req_observe(rt_req *req, size_t total, const char *body, size_t len);
+static void req_finish(rt_req *req, int status, size_t total, int keep, double secs);
 
 typedef struct write_req {
 	uv_write_t w;
@@ -304,6 +304,9 @@ void rt_req_reply(rt_req *req, int status, const char *ctype, const char *body, 
 	char stackbuf[8192];
 	char *out = total <= sizeof stackbuf ? stackbuf : malloc(total);
 	req->status = status;
+	/* the observer (metrics, audit log) runs before the bytes go out: an admin action's
+	 * audit line is written and fsync'd before the client can see the answer */
+	double secs = req_observe(req, total, body, len);
 	if (out) {
 		memcpy(out, head, hl);
 		memcpy(out + hl, req->extra_headers, req->extra_len);
@@ -319,16 +322,14 @@ void rt_req_reply(rt_req *req, int status, const char *ctype, const char *body, 
 	} else {
 		conn_close(c);
 	}
-	req_finish(req, status, total, keep, body, len);
+	req_finish(req, status, total, keep, secs);
 }
 
-/* after a response went out: observer (body: the response body, NULL when streamed), access
- * log, then the connection's next request */
-static void req_finish(rt_req *req, int status, size_t total, int keep, const char *body,
-		       size_t len)
+/* calls the observer (body: the response body, NULL when streamed); returns the request's
+ * time so far */
+static double req_observe(rt_req *req, size_t total, const char *body, size_t len)
 {
-	rt_conn *c = req->conn;
-	rt_http *h = c->srv;
+	rt_http *h = req->conn->srv;
 	double secs = (double)(rt_now_ns() - req->start_ns) / 1e9;
 	req->resp_body = body;
 	req->resp_body_len = len;
@@ -336,6 +337,15 @@ static void req_finish(rt_req *req, int status, size_t total, int keep, const ch
 		h->observer(req, total, secs, h->observer_ud);
 	req->resp_body = NULL;
 	req->resp_body_len = 0;
+	return secs;
+}
+
+/* after a response went out (its observer already called): access log, then the
+ * connection's next request */
+static void req_finish(rt_req *req, int status, size_t total, int keep, double secs)
+{
+	rt_conn *c = req->conn;
+	rt_http *h = c->srv;
 	if (h->cfg.access_log)
 		rt_log_access(req->method, req->target, status, secs, total, req->request_id,
 			      req->traceparent);
@@ -427,7 +437,8 @@ void rt_req_stream_end(rt_req *req)
 		conn_send(c, "0\r\n\r\n", 5);
 		c->stream_bytes += 5;
 	}
-	req_finish(req, req->status, c->stream_bytes, keep, NULL, 0);
+	req_finish(req, req->status, c->stream_bytes, keep,
+		   req_observe(req, c->stream_bytes, NULL, 0));
 }
 
 void rt_req_reply_error(rt_req *req, int status, const char *fmt, ...)

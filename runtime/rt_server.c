@@ -10,6 +10,7 @@
 #include "runtime/rt_log.h"
 #include "runtime/rt_api.h"
 #include "runtime/rt_access.h"
+#include "runtime/rt_mem.h"
 #include "runtime/rt_server.h"
 #include "runtime/rt_version.h"
 
@@ -73,6 +74,7 @@ int rt_server_init(rt_server *srv, uv_loop_t *loop, const rt_server_config *cfg)
 {
 	int rc;
 	memset(srv, 0, sizeof *srv);
+	rt_mem_tune();
 	srv->loop = loop;
 	srv->cfg = *cfg;
 	srv->started_ns = rt_now_ns();
@@ -244,6 +246,7 @@ int rt_server_run(rt_server *srv)
 	uv_signal_start(&srv->sig_term, on_signal, SIGTERM);
 	uv_signal_start(&srv->sig_int, on_signal, SIGINT);
 	rt_access_start(srv);
+	rt_mem_trim_start(srv->loop, &srv->trim_timer);
 	char fields[512];
 	snprintf(fields, sizeof fields, "\"host\":\"%s\",\"port\":%d,\"data\":\"%s\",\"version\":\"%s\"",
 		 srv->cfg.http.host, rt_http_port(srv->http), srv->cfg.data_dir, THAW_VERSION);

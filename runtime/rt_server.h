@@ -48,6 +48,7 @@ typedef struct rt_server {
 	int fn_rate_limits;          /* some revision has a "rate_limit": check it per call */
 	int fn_audit_payloads;       /* some revision has "audit": {"payloads": true} */
 	uv_timer_t audit_timer;      /* flushes buffered audit lines (rt_access_start) */
+	uv_timer_t trim_timer;       /* returns freed memory to the kernel (rt_mem.h) */
 	rt_metric_family *m_requests, *m_duration, *m_connections;
 	int draining;
 	uint64_t started_ns;
