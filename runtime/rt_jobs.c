@@ -102,6 +102,7 @@ struct jrun {
 	int phase;
 	int busy;                  /* step, prepare or finish in flight */
 	int ckpt_busy;             /* checkpoint write in flight */
+	int ckpt_again;            /* paused meanwhile: checkpoint again when it is done */
 	int cancel;                /* atomic: stop at the next unit */
 	int pause;                 /* release after the current work (schedule, stop) */
 	int done;                  /* the kind finished its units */
@@ -903,6 +904,8 @@ static void ckpt_work(uv_work_t *w)
 
 static void after_work(jrun *r);
 
+static int checkpoint(jrun *r);
+
 static void ckpt_after(uv_work_t *w, int status)
 {
 	jrun *r = w->data;
@@ -915,6 +918,13 @@ static void ckpt_after(uv_work_t *w, int status)
 			row_save(r->J, &r->row);
 	} else {
 		rt_logf(RT_LOG_WARN, "job %" PRId64 ": checkpoint failed: %s", r->row.id, r->ck_err);
+	}
+	/* a pause came while this (older) checkpoint was being written: write the state it
+	 * stopped at, so that it resumes from there and not from an earlier step */
+	if (r->ckpt_again) {
+		r->ckpt_again = 0;
+		if (r->st && checkpoint(r))
+			return;
 	}
 	after_work(r);
 }
@@ -1116,8 +1126,8 @@ static void run_pause(jrun *r, const char *why)
 		rt_logf(RT_LOG_INFO, "job %" PRId64 " paused (%s) at %.1f%%", r->row.id, why,
 			r->row.progress * 100);
 	}
-	if (r->phase == PH_STEP && r->st)
-		checkpoint(r);
+	if (r->phase == PH_STEP && r->st && !checkpoint(r) && r->ckpt_busy)
+		r->ckpt_again = 1;   /* an older one is being written: this one after it */
 	if (!r->ckpt_busy && !r->spill_busy)
 		run_release(r);
 }
