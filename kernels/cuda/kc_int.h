@@ -121,6 +121,12 @@ __device__ __forceinline__ float kc_warp_max(float v)
 	return v;
 }
 
+/* kc_from_f converts an F32 value to T (F32, BF16 or F16, round to nearest). */
+template <typename T> __device__ __forceinline__ T kc_from_f(float v);
+template <> __device__ __forceinline__ float kc_from_f(float v) { return v; }
+template <> __device__ __forceinline__ __nv_bfloat16 kc_from_f(float v) { return __float2bfloat16(v); }
+template <> __device__ __forceinline__ __half kc_from_f(float v) { return __float2half(v); }
+
 /* kc_block_sum: sum over the block (blockDim.x a multiple of 32, <= 1024); every thread gets
  * the result. sh: 32 floats of shared memory. */
 __device__ __forceinline__ float kc_block_sum(float v, float *sh)
@@ -145,6 +151,26 @@ __device__ __forceinline__ float kc_block_max(float v, float *sh)
 	__syncthreads();
 	v = lane < nw ? sh[lane] : -INFINITY;
 	return kc_warp_max(v);
+}
+
+/* kc_rmsnorm_k: RMSNorm of each row (one block per row, F32 sum of squares), the output written
+ * as T: F32 for kern_rmsnorm, BF16/F16 for the rounded input of cuBLAS products. */
+template <typename T>
+__global__ void kc_rmsnorm_k(const float *__restrict__ x, const float *__restrict__ w, int64_t dim,
+			     float eps, T *__restrict__ y)
+{
+	__shared__ float sh[32];
+	const float *r = x + (int64_t)blockIdx.x * dim;
+	T *o = y + (int64_t)blockIdx.x * dim;
+	float ss = 0.f;
+	kc_pdl_trigger();
+	kc_pdl_wait();
+	for (int64_t j = threadIdx.x; j < dim; j += blockDim.x)
+		ss += r[j] * r[j];
+	ss = kc_block_sum(ss, sh);
+	float inv = rsqrtf(ss / (float)dim + eps);
+	for (int64_t j = threadIdx.x; j < dim; j += blockDim.x)
+		o[j] = kc_from_f<T>(r[j] * inv * w[j]);
 }
 
 /* Op entry points (one per .cu file), filled into kern_cuda_backend by kc_dev.cu. */

@@ -5,10 +5,6 @@
  * F32 accumulation and F32 output; beta = 1 for the residual form), then bias + activation. */
 #include "kernels/cuda/kc_int.h"
 
-template <typename T> __device__ T from_f(float v);
-template <> __device__ __nv_bfloat16 from_f(float v) { return __float2bfloat16(v); }
-template <> __device__ __half from_f(float v) { return __float2half(v); }
-
 /* 4 elements per thread (n4 = n / 4 float4 loads), then the tail */
 template <typename T>
 __global__ void round_k(const float *__restrict__ x, T *__restrict__ o, int64_t n, int vec)
@@ -16,34 +12,14 @@ __global__ void round_k(const float *__restrict__ x, T *__restrict__ o, int64_t 
 	int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x, n4 = vec ? n / 4 : 0;
 	if (i < n4) {
 		float4 v = ((const float4 *)x)[i];
-		o[4 * i] = from_f<T>(v.x);
-		o[4 * i + 1] = from_f<T>(v.y);
-		o[4 * i + 2] = from_f<T>(v.z);
-		o[4 * i + 3] = from_f<T>(v.w);
+		o[4 * i] = kc_from_f<T>(v.x);
+		o[4 * i + 1] = kc_from_f<T>(v.y);
+		o[4 * i + 2] = kc_from_f<T>(v.z);
+		o[4 * i + 3] = kc_from_f<T>(v.w);
 	} else if (i - n4 < n - 4 * n4) {
 		int64_t j = 4 * n4 + (i - n4);
-		o[j] = from_f<T>(x[j]);
+		o[j] = kc_from_f<T>(x[j]);
 	}
-}
-
-/* RMSNorm of each row (one block per row) written straight in the weight dtype: the normed
- * input of several cuBLAS products without an F32 copy and a separate rounding launch */
-template <typename T>
-__global__ void norm_round_k(const float *__restrict__ x, const float *__restrict__ w, int64_t dim,
-			     float eps, T *__restrict__ o)
-{
-	__shared__ float sh[32];
-	const float *r = x + (int64_t)blockIdx.x * dim;
-	T *orow = o + (int64_t)blockIdx.x * dim;
-	float ss = 0.f;
-	kc_pdl_trigger();
-	kc_pdl_wait();
-	for (int64_t j = threadIdx.x; j < dim; j += blockDim.x)
-		ss += r[j] * r[j];
-	ss = kc_block_sum(ss, sh);
-	float inv = rsqrtf(ss / (float)dim + eps);
-	for (int64_t j = threadIdx.x; j < dim; j += blockDim.x)
-		orow[j] = from_f<T>(r[j] * inv * w[j]);
 }
 
 #define GEMV_MAX_M 8
@@ -115,10 +91,10 @@ extern "C" int kc_norm_round_x(kc *c, const float *x, int64_t m, const kern_norm
 		return rc;
 	dim3 b(K >= 1024 ? 1024 : 256);
 	if (w->dt == KERN_BF16)
-		KC_LAUNCH(c, norm_round_k<__nv_bfloat16>, dim3((unsigned)m), b, x, norm->w, K, norm->eps,
+		KC_LAUNCH(c, kc_rmsnorm_k<__nv_bfloat16>, dim3((unsigned)m), b, x, norm->w, K, norm->eps,
 			  (__nv_bfloat16 *)c->xbuf);
 	else
-		KC_LAUNCH(c, norm_round_k<__half>, dim3((unsigned)m), b, x, norm->w, K, norm->eps,
+		KC_LAUNCH(c, kc_rmsnorm_k<__half>, dim3((unsigned)m), b, x, norm->w, K, norm->eps,
 			  (__half *)c->xbuf);
 	return 0;
 }
