@@ -800,7 +800,9 @@ int fn_ft_restore(fn_ft *f, const void *buf, size_t len, char *err, size_t errle
 			p += nb;
 		}
 	f->order_epoch = -1;
-	if (f->dv) {   /* the restored state goes to the device too */
+	if (f->dv && f->c.bpos) {
+		dev_free(f);   /* saved in the middle of a host minibatch: it finishes on the host */
+	} else if (f->dv) {   /* the restored state goes to the device too */
 		int rc = dev_upload(f);
 		if (rc < 0)
 			return fn_errf(err, errlen, rc, "checkpoint: cannot copy the state to %s",

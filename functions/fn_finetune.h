@@ -67,9 +67,12 @@ json_t *fn_ft_metrics(const fn_ft *f);
 /* fn_ft_weights gives layer i's current weights and bias (borrowed, n*k and n floats). */
 void fn_ft_weights(const fn_ft *f, int i, const float **w, const float **b);
 
-/* fn_ft_save serializes the whole state into a malloc'd buffer (*buf, *len). 0 or -ENOMEM.
+/* fn_ft_save serializes the whole state into a malloc'd buffer (*buf, *len) (a state on a
+ * device is copied back first: see fn_ft_sync_host). 0, -ENOMEM or -EIO.
  * fn_ft_restore loads such a buffer into an fn_ft made by fn_ft_new with the same params,
- * shapes and data; -EINVAL (message) when it does not match. */
+ * shapes and data; -EINVAL (message) when it does not match. On a device the restored state is
+ * copied there, unless it was saved in the middle of a host minibatch: then it leaves the
+ * device (fn_ft_on_device says so) and finishes that minibatch on the host. */
 int fn_ft_save(fn_ft *f, void **buf, size_t *len);
 int fn_ft_restore(fn_ft *f, const void *buf, size_t len, char *err, size_t errlen);
 

@@ -218,6 +218,23 @@ static void spill_restore(const char *spec)
 	T_EQ_INT(fn_ft_to_host(b), 0);   /* already there: nothing to do */
 	T_EQ_INT(fn_ft_unit(b, &done), 0);   /* 8 rows of a 32-row minibatch on the host */
 	T_EQ_INT(fn_ft_to_device(b, d, 200), -EAGAIN);
+	{
+		/* a checkpoint taken here, restored into a run on the device: it leaves the device
+		 * to finish that minibatch on the host, and ends like the others */
+		void *mb = NULL;
+		size_t ml = 0;
+		char e2[256];
+		T_EQ_INT(fn_ft_save(b, &mb, &ml), 0);
+		fn_ft *m = digits_ft(&r, 3);
+		T_EQ_INT(fn_ft_to_device(m, d, 200), 0);
+		T_EQ_INT(fn_ft_restore(m, mb, ml, e2, sizeof e2), 0);
+		T_CHECK(!fn_ft_on_device(m));
+		T_EQ_INT(run_all(m), 0);
+		T_CHECK(fabs(metric(m, "accuracy") - metric(a, "accuracy")) <= 0.01);
+		T_CHECK(weight_diff(m, a, 2, r.n, r.k) <= 1e-3);
+		fn_ft_free(m);
+		free(mb);
+	}
 	for (int i = 0; i < 3; i++)
 		T_EQ_INT(fn_ft_unit(b, &done), 0);
 	T_EQ_INT(fn_ft_to_device(b, d, 200), 0);
