@@ -147,7 +147,6 @@ static oa_model *model_read(const char *path, const struct stat *st)
 		return m;
 	}
 	json_t *meta = json_loads(snap_metadata_json(f), 0, NULL);
-	snap_close(f);
 	const json_t *c = json_object_get(meta, "config");
 	if (!json_is_object(c))
 		c = meta;
@@ -164,7 +163,8 @@ static oa_model *model_read(const char *path, const struct stat *st)
 	for (size_t i = 0; json_is_array(eos) && i < json_array_size(eos) && m->n_eos < 8; i++)
 		if (json_is_integer(json_array_get(eos, i)))
 			m->eos[m->n_eos++] = (int32_t)json_integer_value(json_array_get(eos, i));
-	int rc = rt_tok_from_meta_obj(meta, &m->tok, err, sizeof err);   /* one parse for both */
+	int rc = rt_tok_from_file(f, meta, &m->tok, err, sizeof err);   /* attachment, else meta */
+	snap_close(f);
 	json_decref(meta);
 	if (rc < 0) {
 		m->tok = NULL;

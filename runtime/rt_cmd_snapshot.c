@@ -29,8 +29,8 @@ static const char usage_text[] =
 	"      --quantize: int8 weight-only matrices (per-row scales, or per 32-block with int8:32);\n"
 	"      embeddings, norms and biases keep their dtype.\n"
 	"      --tokenizer: carry this tokenizer.json (and the tokenizer_config.json beside it) in\n"
-	"      the metadata; by default a SRC directory's tokenizer.json is carried when present\n"
-	"      (--no-tokenizer: don't; a large tokenizer makes every snapshot open slower).\n"
+	"      the snapshot (an attachment after the metadata, read only when needed); by default\n"
+	"      a SRC directory's tokenizer.json is carried when present (--no-tokenizer: don't).\n"
 	"  inspect F [--json]          tensors, dtypes, shapes, sizes, codec mix, ratio\n"
 	"  verify F [--threads N]      check every chunk; exit 0 when all are good\n"
 	"  unpack F -o OUT.safetensors write the tensors back as safetensors\n"
@@ -161,8 +161,9 @@ static int cmd_pack(int argc, char **argv)
 	}
 	if (!src || !out)
 		return usage_err("%s", "pack needs SRC and -o OUT.thaw");
-	/* the tokenizer travels in the metadata (runtime/rt_tok.c) */
-	char *tok_path = NULL, *cfg_path = NULL, *meta = NULL, warn[512];
+	/* the tokenizer travels in the snapshot's attachment (runtime/rt_tok.c) */
+	char *tok_path = NULL, *cfg_path = NULL, *meta = NULL, *attach = NULL, warn[512];
+	size_t attach_len = 0;
 	if (no_tok && tok)
 		return usage_err("%s", "--tokenizer and --no-tokenizer exclude each other");
 	if (!no_tok && rt_tok_find(tok ? tok : src, tok != NULL, &tok_path, &cfg_path, err, sizeof err) && tok) {
@@ -170,8 +171,8 @@ static int cmd_pack(int argc, char **argv)
 		return 1;
 	}
 	if (tok_path) {
-		int rc = rt_tok_pack_metadata(o.extra_metadata, tok_path, cfg_path, &meta, warn, sizeof warn,
-					      err, sizeof err);
+		int rc = rt_tok_pack_metadata(o.extra_metadata, tok_path, cfg_path, &meta, &attach,
+					      &attach_len, warn, sizeof warn, err, sizeof err);
 		if (rc == 0 && warn[0])
 			fprintf(stderr, "thaw snapshot pack: warning: %s is carried but thaw cannot use it: %s\n",
 				tok_path, warn);
@@ -182,9 +183,12 @@ static int cmd_pack(int argc, char **argv)
 			return 1;
 		}
 		o.extra_metadata = meta;
+		o.w.attachment = attach;   /* the tokenizer after the metadata (format 1.1) */
+		o.w.attachment_len = attach_len;
 	}
 	int prc = snap_pack(src, out, &o, &st, err, sizeof err);
 	free(meta);
+	free(attach);
 	if (prc) {
 		fprintf(stderr, "thaw snapshot pack: %s\n", err);
 		return 1;

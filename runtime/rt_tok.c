@@ -1,4 +1,4 @@
-/* rt_tok.c — tokenizers carried in snapshot metadata (see rt_tok.h and
+/* rt_tok.c — tokenizers carried in snapshots (see rt_tok.h and
  * docs/snapshot-format.md, "Tokenizer"). */
 #include "runtime/rt_tok.h"
 
@@ -33,6 +33,8 @@ int rt_tok_from_meta_obj(json_t *m, fn_tok **out, char *err, size_t errlen)
 	json_t *tok = json_object_get(m, "tokenizer"), *cfg = json_object_get(m, "tokenizer_config");
 	if (!tok || json_is_null(tok))
 		return rt_tok_err(err, errlen, -ENOENT, "the snapshot carries no tokenizer");
+	if (json_is_object(tok) && json_is_string(json_object_get(tok, "carried")))
+		return rt_tok_err(err, errlen, -EBADMSG, "the snapshot's tokenizer attachment is missing");
 	if (!json_is_object(tok) || (cfg && !json_is_null(cfg) && !json_is_object(cfg)))
 		return rt_tok_err(err, errlen, -EINVAL, "snapshot metadata: \"tokenizer\" and \"tokenizer_config\" must be JSON objects");
 	return fn_tok_load_json(out, tok, json_is_object(cfg) ? cfg : NULL, err, errlen);
@@ -49,6 +51,31 @@ int rt_tok_from_meta(const char *meta_json, fn_tok **out, char *err, size_t errl
 	return rc;
 }
 
+int rt_tok_from_file(const snap_file *f, json_t *meta, fn_tok **out, char *err, size_t errlen)
+{
+	void *buf;
+	size_t len;
+	*out = NULL;
+	int rc = snap_attachment_read(f, &buf, &len, err, errlen);
+	if (rc == -ENOENT) {   /* none: a snapshot packed before attachments kept it in the metadata */
+		if (meta)
+			return rt_tok_from_meta_obj(meta, out, err, errlen);
+		return rt_tok_from_meta(snap_metadata_json(f), out, err, errlen);
+	}
+	if (rc)
+		return rc;
+	json_error_t je;
+	json_t *a = json_loadb(buf, len, 0, &je);
+	free(buf);
+	if (!json_is_object(a)) {
+		json_decref(a);
+		return rt_tok_err(err, errlen, -EINVAL, "snapshot attachment: not the tokenizer's JSON object");
+	}
+	rc = rt_tok_from_meta_obj(a, out, err, errlen);
+	json_decref(a);
+	return rc;
+}
+
 int rt_tok_from_snapshot(const char *snap_path, fn_tok **out, char *err, size_t errlen)
 {
 	if (!snap_path || !out)
@@ -58,7 +85,7 @@ int rt_tok_from_snapshot(const char *snap_path, fn_tok **out, char *err, size_t 
 	int rc = snap_open(&f, snap_path, err, errlen);
 	if (rc)
 		return rc;
-	rc = rt_tok_from_meta(snap_metadata_json(f), out, err, errlen);
+	rc = rt_tok_from_file(f, NULL, out, err, errlen);
 	snap_close(f);
 	return rc;
 }
@@ -166,9 +193,12 @@ static int load_obj(const char *path, json_t **out, char **text, size_t *len, ch
 }
 
 int rt_tok_pack_metadata(const char *user_meta, const char *tok_path, const char *cfg_path,
-			 char **out, char *warn, size_t warnlen, char *err, size_t errlen)
+			 char **out, char **attach, size_t *attach_len, char *warn, size_t warnlen,
+			 char *err, size_t errlen)
 {
 	*out = NULL;
+	*attach = NULL;
+	*attach_len = 0;
 	if (warn && warnlen)
 		warn[0] = 0;
 	json_t *m = NULL, *tok = NULL, *cfg = NULL;
@@ -201,12 +231,26 @@ int rt_tok_pack_metadata(const char *user_meta, const char *tok_path, const char
 		fn_tok_free(t);
 	else if (warn && warnlen)
 		snprintf(warn, warnlen, "%s", why);
-	if (json_object_set(m, "tokenizer", tok) || (cfg && json_object_set(m, "tokenizer_config", cfg))) {
+	/* the tokenizer goes into the snapshot's attachment, a short note into the metadata: opening
+	 * a snapshot (every cold start) parses the metadata, not the tokenizer */
+	json_t *a = json_object(), *model = json_object_get(tok, "model");
+	json_t *ty = json_is_object(model) ? json_object_get(model, "type") : NULL;
+	json_t *vocab = json_is_object(model) ? json_object_get(model, "vocab") : NULL;
+	if (!a || json_object_set(a, "tokenizer", tok) || (cfg && json_object_set(a, "tokenizer_config", cfg)) ||
+	    json_object_set_new(m, "tokenizer", json_pack("{s:s,s:s,s:I,s:b}", "carried", "attachment",
+							  "model", json_is_string(ty) ? json_string_value(ty) : "?",
+							  "vocab", (json_int_t)json_object_size(vocab),
+							  "config", cfg != NULL)) ||
+	    !(*attach = json_dumps(a, JSON_COMPACT)) || !(*out = json_dumps(m, JSON_COMPACT))) {
+		json_decref(a);
+		free(*attach);
+		*attach = NULL;
 		rc = rt_tok_err(err, errlen, -ENOMEM, "out of memory");
 		goto out;
 	}
-	*out = json_dumps(m, JSON_COMPACT);
-	rc = *out ? 0 : rt_tok_err(err, errlen, -ENOMEM, "out of memory");
+	json_decref(a);
+	*attach_len = strlen(*attach);
+	rc = 0;
 out:
 	free(tt);
 	free(ct);
@@ -224,7 +268,17 @@ char *rt_tok_meta_summary(const char *meta_json)
 		return NULL;
 	}
 	json_t *tok = json_object_get(m, "tokenizer");
-	if (json_is_object(tok)) {
+	if (json_is_object(tok) && json_is_string(json_object_get(tok, "carried"))) {
+		/* the note of a tokenizer in the attachment */
+		char s[200];
+		const char *ty = json_string_value(json_object_get(tok, "model"));
+		snprintf(s, sizeof s, "(tokenizer.json carried: model %s, %lld vocab entries, in the attachment)",
+			 ty ? ty : "?", (long long)json_integer_value(json_object_get(tok, "vocab")));
+		int has_cfg = json_is_true(json_object_get(tok, "config"));
+		json_object_set_new(m, "tokenizer", json_string(s));
+		if (has_cfg)
+			json_object_set_new(m, "tokenizer_config", json_string("(tokenizer_config.json carried)"));
+	} else if (json_is_object(tok)) {   /* older snapshots: the tokenizer in the metadata */
 		json_t *model = json_object_get(tok, "model");
 		json_t *vocab = json_is_object(model) ? json_object_get(model, "vocab") : NULL;
 		json_t *ty = json_is_object(model) ? json_object_get(model, "type") : NULL;

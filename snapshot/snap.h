@@ -115,6 +115,11 @@ const char *snap_chunk_tensor(const snap_file *f, size_t i);
 /* snap_metadata_json is the model metadata: a NUL-terminated JSON object with "kind",
  * "config" (the source's config.json or null), "provenance", "dtypes" and any extra keys. */
 const char *snap_metadata_json(const snap_file *f);
+/* snap_attachment_read reads the snapshot's attachment (format 1.1: one opaque blob after the
+ * metadata, e.g. the carried tokenizer; checked against its XXH3 in the metadata) into *buf
+ * (malloc'd, NUL-terminated; caller frees). -ENOENT when there is none, -EBADMSG when corrupt,
+ * -EIO/-ENOMEM. Kept out of the metadata so that opening a snapshot stays cheap. */
+int snap_attachment_read(const snap_file *f, void **buf, size_t *len, char *err, size_t errlen);
 /* snap_kind is metadata.kind ("llama", "unknown", ...). */
 const char *snap_kind(const snap_file *f);
 

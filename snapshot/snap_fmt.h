@@ -9,6 +9,7 @@ typedef struct snap_fmt_hdr {
 	uint64_t data_offset, data_size;
 	uint64_t index_offset, index_size, chunktab_offset, chunktab_size, meta_offset, meta_size;
 	uint64_t index_xxh3, chunktab_xxh3, meta_xxh3;
+	uint64_t att_offset, att_size;   /* format 1.1 attachment; 0/0: none (written as 1.0) */
 } snap_fmt_hdr;
 
 /* snap_fmt_header writes the SNAP_HEADER_SIZE header bytes (with their checksum). */

@@ -71,7 +71,7 @@ void snap_fmt_header(const snap_fmt_hdr *h, uint8_t out[SNAP_HEADER_SIZE])
 	memset(out, 0, SNAP_HEADER_SIZE);
 	memcpy(out, SNAP_MAGIC, 8);
 	snap_wr16(out + 8, SNAP_VERSION_MAJOR);
-	snap_wr16(out + 10, SNAP_VERSION_MINOR);
+	snap_wr16(out + 10, h->att_size ? 1 : SNAP_VERSION_MINOR);   /* 1.0 readers keep reading 1.0 files */
 	snap_wr32(out + 12, SNAP_HEADER_SIZE);
 	snap_wr64(out + 16, h->file_size);
 	snap_wr64(out + 24, h->image_size);
@@ -90,6 +90,8 @@ void snap_fmt_header(const snap_fmt_hdr *h, uint8_t out[SNAP_HEADER_SIZE])
 	snap_wr64(out + 112, h->index_xxh3);
 	snap_wr64(out + 120, h->chunktab_xxh3);
 	snap_wr64(out + 128, h->meta_xxh3);
+	snap_wr64(out + 136, h->att_offset);
+	snap_wr64(out + 144, h->att_size);
 	snap_wr64(out + 152, XXH3_64bits(out, 152));
 }
 
@@ -282,6 +284,17 @@ static int parse_meta(snap_file *f, const uint8_t *buf, char *err, size_t errlen
 	}
 	const char *kind = json_string_value(json_object_get(j, "kind"));
 	snprintf(f->kind, sizeof f->kind, "%s", kind ? kind : "unknown");
+	if (f->att_size) {
+		/* the attachment's checksum lives in the metadata (the header has no room left) */
+		const char *hx = json_string_value(json_object_get(json_object_get(j, "attachment"), "xxh3"));
+		char *end = NULL;
+		f->att_xxh3 = hx && strlen(hx) == 16 ? strtoull(hx, &end, 16) : 0;
+		if (!hx || strlen(hx) != 16 || !end || *end) {
+			json_decref(j);
+			return snap_errf(err, errlen, -EBADMSG,
+					 "metadata: \"attachment\": {\"xxh3\": 16 hex digits} missing or malformed");
+		}
+	}
 	json_decref(j);
 	return 0;
 }
@@ -345,8 +358,23 @@ int snap_parse(snap_file *f, snap_read_fn rd, void *ctx, char *err, size_t errle
 	f->chunktab_size = snap_rd64(h + 88);
 	f->meta_offset = snap_rd64(h + 96);
 	f->meta_size = snap_rd64(h + 104);
-	if (snap_rd64(h + 136) || snap_rd64(h + 144))
-		return snap_errf(err, errlen, -EBADMSG, "header: reserved fields not zero");
+	uint64_t meta_end = f->file_size;   /* without an attachment the metadata ends the file */
+	if (snap_rd16(h + 10) == 0) {
+		if (snap_rd64(h + 136) || snap_rd64(h + 144))
+			return snap_errf(err, errlen, -EBADMSG, "header: reserved fields not zero");
+	} else {
+		/* 1.1: an attachment after the metadata (offset, size; 0/0 when none) */
+		f->att_offset = snap_rd64(h + 136);
+		f->att_size = snap_rd64(h + 144);
+		if (f->att_size == 0 ? f->att_offset != 0
+				     : f->att_size > SNAP_MAX_ATTACHMENT || f->att_offset < f->meta_offset ||
+				       !in_file(f->att_offset, f->att_size, f->file_size) ||
+				       f->att_offset + f->att_size != f->file_size ||
+				       f->att_offset != snap_round_up(f->meta_offset + f->meta_size, 8))
+			return snap_errf(err, errlen, -EBADMSG, "header: attachment outside the file");
+		if (f->att_size)
+			meta_end = f->meta_offset + f->meta_size;   /* bounded by in_file below */
+	}
 	if (f->n_tensors > SNAP_MAX_TENSORS || f->n_chunks > SNAP_MAX_CHUNKS)
 		return snap_errf(err, errlen, -EBADMSG, "header: absurd counts (%zu tensors, %zu chunks)",
 				 f->n_tensors, f->n_chunks);
@@ -368,7 +396,7 @@ int snap_parse(snap_file *f, snap_read_fn rd, void *ctx, char *err, size_t errle
 		return snap_errf(err, errlen, -EBADMSG, "header: chunk table outside the file or of the wrong size");
 	if (f->meta_offset != snap_round_up(f->chunktab_offset + f->chunktab_size, 8) ||
 	    !in_file(f->meta_offset, f->meta_size, f->file_size) || f->meta_size > SNAP_MAX_META ||
-	    f->meta_offset + f->meta_size != f->file_size)
+	    f->meta_offset + f->meta_size != meta_end)
 		return snap_errf(err, errlen, -EBADMSG, "header: metadata outside the file");
 	if (f->index_size < (uint64_t)f->n_tensors * SNAP_TENSOR_REC_MIN)
 		return snap_errf(err, errlen, -EBADMSG, "header: tensor index too small for %zu tensors", f->n_tensors);
@@ -488,6 +516,33 @@ uint32_t snap_chunk_size(const snap_file *f) { return f->chunk_size; }
 size_t snap_tensor_count(const snap_file *f) { return f->n_tensors; }
 size_t snap_chunk_count(const snap_file *f) { return f->n_chunks; }
 const char *snap_metadata_json(const snap_file *f) { return f->meta; }
+
+int snap_attachment_read(const snap_file *f, void **buf, size_t *len, char *err, size_t errlen)
+{
+	*buf = NULL;
+	*len = 0;
+	if (!f->att_size)
+		return snap_errf(err, errlen, -ENOENT, "the snapshot has no attachment");
+	uint8_t *b = malloc(f->att_size + 1);
+	if (!b)
+		return snap_errf(err, errlen, -ENOMEM, "out of memory for the attachment (%" PRIu64 " bytes)",
+				 f->att_size);
+	int rc = f->fd >= 0 ? snap_pread_full(f->fd, b, f->att_size, f->att_offset)
+			    : (memcpy(b, f->mem + f->att_offset, f->att_size), 0);
+	if (rc) {
+		free(b);
+		return snap_errf(err, errlen, rc == -ENODATA ? -EIO : rc, "%s: reading the attachment: %s",
+				 f->path, strerror(rc == -ENODATA ? EIO : -rc));
+	}
+	if (XXH3_64bits(b, f->att_size) != f->att_xxh3) {
+		free(b);
+		return snap_errf(err, errlen, -EBADMSG, "%s: attachment corrupt (checksum mismatch)", f->path);
+	}
+	b[f->att_size] = 0;
+	*buf = b;
+	*len = f->att_size;
+	return 0;
+}
 const char *snap_kind(const snap_file *f) { return f->kind; }
 
 const snap_tensor *snap_tensor_at(const snap_file *f, size_t i)

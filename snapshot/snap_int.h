@@ -25,6 +25,7 @@
 #define SNAP_MAX_CHUNKS (1u << 24)
 #define SNAP_MAX_NAME 4096
 #define SNAP_MAX_META (64u << 20)
+#define SNAP_MAX_ATTACHMENT (1ull << 30)
 #define SNAP_MAX_INDEX (1ull << 30)
 
 static inline uint16_t snap_rd16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
@@ -64,6 +65,8 @@ struct snap_file {
 	snap_chunk *chunks;
 	size_t *chunk_tensor;         /* first tensor overlapping each chunk, or SIZE_MAX */
 	char *meta;                   /* NUL-terminated JSON */
+	uint64_t att_offset, att_size; /* the attachment (format 1.1), 0/0 when none */
+	uint64_t att_xxh3;            /* from metadata "attachment": {"xxh3": hex} */
 	char kind[64];
 	uint32_t max_stored;          /* largest stored_size */
 	long last_bad_chunk;          /* set by snap_restore: the failing chunk, or -1 */

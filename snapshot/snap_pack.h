@@ -31,6 +31,8 @@ typedef struct snap_writer_opts {
 	uint32_t chunk_size;       /* raw bytes per chunk; 0 = 2 MiB; multiple of 4096, <= 64 MiB */
 	int zstd_level;            /* for integer / mixed chunks; 0 = 3 */
 	int progress;              /* -1: on a TTY (stderr), 0: off, 1: on */
+	const void *attachment;    /* NULL or bytes stored after the metadata (format 1.1), e.g. a */
+	size_t attachment_len;     /* tokenizer; its XXH3 goes into metadata "attachment" */
 } snap_writer_opts;
 
 typedef struct snap_writer snap_writer;

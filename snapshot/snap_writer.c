@@ -277,6 +277,7 @@ int snap_writer_finish(snap_writer *w, const char *meta_json, snap_pack_stats *s
 	double t0 = snap_now(), last = 0;
 	json_error_t je;
 	json_t *mj;
+	char *meta_owned = NULL;   /* the metadata with "attachment" added */
 
 	memset(&j, 0, sizeof j);
 	if (st)
@@ -287,9 +288,26 @@ int snap_writer_finish(snap_writer *w, const char *meta_json, snap_pack_stats *s
 		snap_writer_abort(w);
 		return snap_errf(err, errlen, -EINVAL, "snapshot metadata must be a JSON object");
 	}
+	if (w->o.attachment_len) {
+		char hx[17];
+		snprintf(hx, sizeof hx, "%016llx",
+			 (unsigned long long)XXH3_64bits(w->o.attachment, w->o.attachment_len));
+		if (w->o.attachment_len > SNAP_MAX_ATTACHMENT ||
+		    json_object_set_new(mj, "attachment", json_pack("{s:s,s:I}", "xxh3", hx, "bytes",
+								   (json_int_t)w->o.attachment_len)) ||
+		    !(meta_owned = json_dumps(mj, JSON_COMPACT))) {
+			json_decref(mj);
+			snap_writer_abort(w);
+			return snap_errf(err, errlen, w->o.attachment_len > SNAP_MAX_ATTACHMENT ? -E2BIG : -ENOMEM,
+					 "attachment of %zu bytes: too large or out of memory",
+					 w->o.attachment_len);
+		}
+		meta_json = meta_owned;
+	}
 	json_decref(mj);
 	meta_len = strlen(meta_json);
 	if (meta_len > SNAP_MAX_META) {
+		free(meta_owned);
 		snap_writer_abort(w);
 		return snap_errf(err, errlen, -E2BIG, "metadata of %zu bytes (max %u)", meta_len, SNAP_MAX_META);
 	}
@@ -421,6 +439,11 @@ int snap_writer_finish(snap_writer *w, const char *meta_json, snap_pack_stats *s
 	h.meta_offset = snap_round_up(h.chunktab_offset + ctab_len, 8);
 	h.meta_size = meta_len;
 	h.file_size = h.meta_offset + meta_len;
+	if (w->o.attachment_len) {
+		h.att_offset = snap_round_up(h.file_size, 8);
+		h.att_size = w->o.attachment_len;
+		h.file_size = h.att_offset + h.att_size;
+	}
 	h.index_xxh3 = XXH3_64bits(index, index_len);
 	h.chunktab_xxh3 = XXH3_64bits(ctab, ctab_len);
 	h.meta_xxh3 = XXH3_64bits(meta_json, meta_len);
@@ -433,6 +456,9 @@ int snap_writer_finish(snap_writer *w, const char *meta_json, snap_pack_stats *s
 	    (rc = snap_pwrite_full(fd, ctab, ctab_len, h.chunktab_offset)) ||
 	    (rc = snap_pwrite_full(fd, zeros, h.meta_offset - h.chunktab_offset - ctab_len, h.chunktab_offset + ctab_len)) ||
 	    (rc = snap_pwrite_full(fd, meta_json, meta_len, h.meta_offset)) ||
+	    (h.att_size && (rc = snap_pwrite_full(fd, zeros, h.att_offset - h.meta_offset - meta_len,
+						  h.meta_offset + meta_len))) ||
+	    (h.att_size && (rc = snap_pwrite_full(fd, w->o.attachment, h.att_size, h.att_offset))) ||
 	    (rc = ftruncate(fd, (off_t)h.file_size) ? -errno : 0) ||
 	    (rc = fsync(fd) ? -errno : 0) ||
 	    (rc = snap_pwrite_full(fd, hb, sizeof hb, 0)) ||
@@ -485,6 +511,7 @@ out:
 	free(chunks);
 	free(index);
 	free(ctab);
+	free(meta_owned);
 	snap_writer_abort(w);
 	return rc;
 }
