@@ -42,6 +42,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	free(dst);
 	snap_codec_ctx_free(cc);
+	/* the attachment (1.1): read and checked, or refused with a reason */
+	void *att = NULL;
+	size_t att_len = 0;
+	err[0] = 0;
+	int arc = snap_attachment_read(f, &att, &att_len, err, sizeof err);
+	if ((arc == 0) != (att != NULL) || (arc < 0 && !err[0]))
+		abort();
+	free(att);
 	snap_close(f);
 	return 0;
 }
