@@ -1,7 +1,7 @@
 /* fuzz_openai.c — libFuzzer target for the OpenAI-compatible request path (rt_api_openai.c):
  * an in-process rt_server (the daemon's real router and handlers) over a data directory under
  * /tmp in which setup() packs tests/data/llama_tiny twice — "tl" with the test tokenizer
- * (tests/data/tok/small/tokenizer.json and small_tokenizer_config.json) in its metadata, "plain" without —
+ * (tests/data/tok/small/tokenizer.json and tokenizer_config.json) in its attachment, "plain" without —
  * and registers both plus an echo function ("ec"). Each input is one request over loopback TCP:
  *   byte 0   bits 0-1 pick the route (0 /v1/completions, 1 /v1/chat/completions, 2 GET
  *            /v1/models, 3 GET /v1/models/tl); bit 2 closes the connection right after the
@@ -26,6 +26,7 @@
 #include "runtime/rt_manifest.h"
 #include "runtime/rt_registry.h"
 #include "runtime/rt_server.h"
+#include "runtime/rt_tok.h"
 #include "snapshot/snap_pack.h"
 
 static uv_loop_t loop;
@@ -62,7 +63,7 @@ fail:
 	return -1;
 }
 
-static int pack(const char *src, const char *out, const char *extra)
+static int pack(const char *src, const char *out, const char *extra, const char *attach)
 {
 	snap_pack_opts po;
 	snap_pack_stats ps;
@@ -71,6 +72,8 @@ static int pack(const char *src, const char *out, const char *extra)
 	po.kind = "llama";
 	po.w.threads = 1;
 	po.extra_metadata = extra;
+	po.w.attachment = attach;
+	po.w.attachment_len = attach ? strlen(attach) : 0;
 	if (snap_pack(src, out, &po, &ps, err, sizeof err) < 0) {
 		fprintf(stderr, "fuzz_openai: pack %s: %s\n", src, err);
 		return -1;
@@ -82,7 +85,6 @@ static int setup(void)
 {
 	const char *src = getenv("THAW_SRC");
 	char st[512], snaps[320], out[384], tj[512], cj[512];
-	json_error_t je;
 	if (!src)
 		src = ".";
 	snprintf(data_dir, sizeof data_dir, "/tmp/thaw-fuzz-openai-%d", (int)getpid());
@@ -94,20 +96,21 @@ static int setup(void)
 	atexit(cleanup);
 	if (mkdir(data_dir, 0700) < 0 || mkdir(snaps, 0700) < 0)
 		return -1;
-	json_t *t = json_load_file(tj, 0, &je), *c = json_load_file(cj, JSON_DECODE_INT_AS_REAL, &je);
-	if (!t) {
-		fprintf(stderr, "fuzz_openai: %s: %s\n", tj, je.text);
+	/* "tl" carries the tokenizer the way `thaw snapshot pack` does (the snapshot's attachment) */
+	char *extra = NULL, *attach = NULL, warn[256], perr[256];
+	size_t alen = 0;
+	if (rt_tok_pack_metadata(NULL, tj, cj, &extra, &attach, &alen, warn, sizeof warn, perr,
+				 sizeof perr) < 0) {
+		fprintf(stderr, "fuzz_openai: %s: %s\n", tj, perr);
 		return -1;
 	}
-	json_t *meta = json_pack("{s:o,s:o}", "tokenizer", t, "tokenizer_config", c ? c : json_null());
-	char *extra = json_dumps(meta, JSON_COMPACT);
-	json_decref(meta);
 	snprintf(out, sizeof out, "%s/tl.thaw", snaps);
-	int rc = pack(st, out, extra);
+	int rc = pack(st, out, extra, attach);
 	free(extra);
+	free(attach);
 	snprintf(out, sizeof out, "%s/plain.thaw", snaps);
 	if (rc == 0)
-		rc = pack(st, out, NULL);
+		rc = pack(st, out, NULL, NULL);
 	if (rc < 0)
 		return -1;
 	rt_registry *reg;
