@@ -14,8 +14,9 @@
  *  - a corrupt snapshot (bytes flipped in one function's file) -> only that function fails, with
  *    an error naming the damage, the other keeps answering;
  *  - device memory exhausted (CPU device with a --cpu-memory budget) -> the idle function is
- *    evicted to make room, and a function larger than the budget gets a clear 503 (the same
- *    scheduler path serves GPUs; a GPU variant of this test is not written yet).
+ *    evicted to make room, and a function larger than the budget gets a clear 503; the same on
+ *    the GPU placement path with a fake GPU (--fake-gpus 1:MiB, a CPU lane budgeted as cuda:0);
+ *    a real-GPU variant is not written.
  * Also a regression found by the soak: V2 unload/load while calls arrive.
  * Fault points (runtime/rt_fault.h) pause the daemon with THAW_FAULT_PAUSE=NAME[:N]. */
 #include <errno.h>
@@ -710,6 +711,37 @@ static void test_device_memory_exhausted_cpu(void)
 	T_EQ_INT(e2e_stop(&s, SIGTERM, 10), 0);
 }
 
+/* the same on the GPU placement path without a GPU: --fake-gpus 1:MiB is a CPU lane that the
+ * scheduler places and budgets as cuda:0 (tests only; a real GPU run is not part of make test) */
+static void test_device_memory_exhausted_fake_gpu(void)
+{
+	const char *data = fresh_dir("fakegpu");
+	T_EQ_INT(pack_digits(data, "digits"), 0);
+	T_EQ_INT(pack_digits(data, "other"), 0);
+	T_EQ_INT(load_reference(), 0);
+	const char *tiny[] = {"--no-access-log", "--no-gpu", "--fake-gpus", "1:0.005", NULL};  /* 5 KiB */
+	e2e_server s;
+	T_EQ_INT(e2e_start_in(&s, data, tiny, NULL), 0);
+	T_EQ_INT(call(&s, "PUT", "/v1/functions/digits", "{\"kind\":\"mlp\",\"snapshot\":\"digits.thaw\",\"device\":\"cuda:0\"}", NULL), 201);
+	e2e_resp r;
+	T_EQ_INT(call(&s, "POST", "/v1/functions/digits/invoke", digits_body, &r), 503);
+	T_CHECK(r.body && strstr(r.body, "not enough device memory"));
+	if (r.status > 0)
+		e2e_resp_free(&r);
+	T_EQ_INT(call(&s, "GET", "/healthz", NULL, NULL), 200);
+	T_EQ_INT(e2e_stop(&s, SIGTERM, 10), 0);
+	/* 14 KiB: one 9984-byte model at a time */
+	const char *one[] = {"--no-access-log", "--no-gpu", "--fake-gpus", "1:0.0137", NULL};
+	T_EQ_INT(e2e_start_in(&s, data, one, NULL), 0);
+	T_EQ_INT(call(&s, "PUT", "/v1/functions/other", "{\"kind\":\"mlp\",\"snapshot\":\"other.thaw\",\"device\":\"cuda:0\"}", NULL), 201);
+	for (int i = 0; i < 3; i++) {
+		T_CHECK(digits_ok(&s, "digits"));
+		T_CHECK(digits_ok(&s, "other"));
+	}
+	T_CHECK(e2e_log_contains(&s, "making room"));
+	T_EQ_INT(e2e_stop(&s, SIGTERM, 10), 0);
+}
+
 /* found by bench/soak.sh: a V2 unload while calls kept arriving let a batch reach the lane
  * after the model was released (NULL model, SIGSEGV). Four connections invoke while the main
  * thread unloads and loads 150 times: every call answers 200, the daemon lives. */
@@ -781,6 +813,7 @@ void t_main(void)
 	T_RUN(test_disk_full_checkpoint);
 	T_RUN(test_corrupt_snapshot);
 	T_RUN(test_device_memory_exhausted_cpu);
+	T_RUN(test_device_memory_exhausted_fake_gpu);
 	T_RUN(test_unload_while_invoked);
 	json_decref(expected);
 }
