@@ -2,7 +2,8 @@
  * chunks in per-thread arenas: under the soak's mix (jobs that allocate tens of MiB for a
  * moment on pool threads, deploys, unload/load) the live heap stayed at 0.5-2 MiB (valgrind
  * massif) while RssAnon grew ~100 KiB/s, and malloc_trim(0) brought it from 5.9 back to
- * 1.9 MiB. So: at most RT_MEM_ARENAS arenas, allocations from RT_MEM_MMAP_BYTES up in their
+ * 1.9 MiB. So: at most RT_MEM_ARENAS arenas, allocations from RT_MEM_MMAP_BYTES (1 MiB: the
+ * jobs' big transient buffers, not per-call buffers of a few hundred KiB) up in their
  * own mappings (returned on free), a small trim threshold, and malloc_trim(0) every
  * RT_MEM_TRIM_MS on the loop (cheap at this heap size). bench/soak.sh measures the effect. */
 #ifndef THAW_RT_MEM_H
@@ -11,7 +12,7 @@
 
 #define RT_MEM_TRIM_MS 2000
 #define RT_MEM_ARENAS 2
-#define RT_MEM_MMAP_BYTES (64 << 10)
+#define RT_MEM_MMAP_BYTES (1 << 20)
 #define RT_MEM_TRIM_BYTES (128 << 10)
 
 /* rt_mem_tune sets the allocator options above; call it once, early (before threads start). */
