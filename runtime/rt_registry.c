@@ -576,11 +576,23 @@ int rt_registry_get_json(rt_registry *reg, const char *name, json_t **out)
 	json_object_set_new(o, "updated", time_json(sqlite3_column_int64(s, 4)));
 	uint32_t latest = (uint32_t)sqlite3_column_int64(s, 2);
 	sqlite3_reset(s);
+	rt_traffic t;
+	if ((rc = read_traffic(reg, id, &t)) < 0)
+		goto fail;
+	json_int_t total = 0;
 	s = stmt(reg, S_REV_LIST);
 	sqlite3_bind_int64(s, 1, id);
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
 		if ((rc = row_to_rev(reg, s, name, ri)) < 0)
 			goto fail;
+		total++;
+		/* the newest RT_REGISTRY_LIST_REVS and those taking traffic: a function deployed
+		 * thousands of times keeps a small answer */
+		int keep = ri->rev + RT_REGISTRY_LIST_REVS > latest;
+		for (int k = 0; k < t.n && !keep; k++)
+			keep = t.e[k].rev == ri->rev;
+		if (!keep)
+			continue;
 		json_t *r = json_object();
 		if (!r) {
 			rc = -ENOMEM;
@@ -603,10 +615,8 @@ int rt_registry_get_json(rt_registry *reg, const char *name, json_t **out)
 		goto fail;
 	}
 	json_object_set_new(o, "revisions", revs);
+	json_object_set_new(o, "revisions_total", json_integer(total));
 	revs = NULL;
-	rt_traffic t;
-	if ((rc = read_traffic(reg, id, &t)) < 0)
-		goto fail;
 	json_object_set_new(o, "traffic", rt_traffic_to_json(&t));
 	rollback(reg); /* read-only transaction: just end it */
 	*out = o;

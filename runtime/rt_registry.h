@@ -78,10 +78,12 @@ int rt_registry_get_traffic(rt_registry *reg, const char *name, rt_traffic *t);
  *   {"name", "kind", "revision": latest, "created": RFC3339 (first revision),
  *    "updated": RFC3339 (latest revision), "settings": {manifest of the latest revision},
  *    "snapshot_path": resolved or null,
- *    "revisions": [{"revision", "created", "snapshot_path", "settings"}, ...] (ascending),
+ *    "revisions": [{"revision", "created", "snapshot_path", "settings"}, ...] (ascending; the
+ *    newest RT_REGISTRY_LIST_REVS and any other taking traffic), "revisions_total": count,
  *    "traffic": {"<rev>"|"latest": percent, ...}}
  * *out is a new reference the caller owns. -ENOENT when unknown; -ENOMEM; -EIO. */
 int rt_registry_get_json(rt_registry *reg, const char *name, json_t **out);
+#define RT_REGISTRY_LIST_REVS 20
 
 /* rt_registry_list returns every function, sorted by name, in a malloc'd array (*out, free()
  * it; NULL when *n == 0). */

@@ -422,6 +422,32 @@ static void test_speed(void)
 	rt_registry_close(reg);
 }
 
+/* a function deployed many times answers with its newest revisions and those taking traffic */
+static void test_many_revisions(void)
+{
+	const char *dir = fresh_dir();
+	rt_registry *reg;
+	char err[256];
+	T_EQ_INT(rt_registry_open(dir, &reg, err, sizeof err), 0);
+	rt_manifest m = mk("{\"kind\": \"echo\"}");
+	for (int i = 0; i < 30; i++)
+		T_EQ_INT(rt_registry_put(reg, "many", &m, NULL, NULL, err, sizeof err), 0);
+	rt_traffic t = {.n = 2, .e = {{3, 10}, {30, 90}}};
+	T_EQ_INT(rt_registry_set_traffic(reg, "many", &t, err, sizeof err), 0);
+	json_t *g = NULL;
+	T_EQ_INT(rt_registry_get_json(reg, "many", &g), 0);
+	json_t *revs = json_object_get(g, "revisions");
+	T_EQ_INT(json_integer_value(json_object_get(g, "revisions_total")), 30);
+	T_EQ_INT(json_array_size(revs), RT_REGISTRY_LIST_REVS + 1);
+	T_EQ_INT(json_integer_value(json_object_get(json_array_get(revs, 0), "revision")), 3);
+	T_EQ_INT(json_integer_value(json_object_get(json_array_get(revs, 1), "revision")),
+		 30 - RT_REGISTRY_LIST_REVS + 1);
+	T_EQ_INT(json_integer_value(json_object_get(json_array_get(revs, RT_REGISTRY_LIST_REVS),
+						    "revision")), 30);
+	json_decref(g);
+	rt_registry_close(reg);
+}
+
 void t_main(void)
 {
 	T_RUN(test_open_schema);
@@ -429,5 +455,6 @@ void t_main(void)
 	T_RUN(test_traffic);
 	T_RUN(test_delete_and_reopen);
 	T_RUN(test_crash_mid_put);
+	T_RUN(test_many_revisions);
 	T_RUN(test_speed);
 }
