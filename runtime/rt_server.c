@@ -1,7 +1,9 @@
 /* rt_server.c — daemon lifecycle: listener, routing, metrics, signals and graceful drain
  * (Knative runtime contract: on SIGTERM readiness fails, the listener closes, in-flight requests
  * finish, exit 0 within the drain timeout). */
+#include <dirent.h>
 #include <errno.h>
+#include <time.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,6 +72,32 @@ static int mkdir_p(const char *path)
 	return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
 }
 
+/* removes what an interrupted pack (kill -9, power loss) left in DATA/snapshots: the writer's
+ * NAME.tmp.XXXXXX files are never used, only renamed when complete. Files written in the last
+ * 10 minutes are left alone (a `thaw snapshot pack` may be running beside the daemon). */
+static void sweep_pack_leftovers(const char *data_dir)
+{
+	char dir[4096];
+	snprintf(dir, sizeof dir, "%s/snapshots", data_dir);
+	DIR *d = opendir(dir);
+	if (!d)
+		return;
+	time_t now = time(NULL);
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		const char *t = strstr(e->d_name, ".tmp.");
+		if (!t || strlen(t) != 11)
+			continue;
+		char path[4400];
+		struct stat st;
+		snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+		if (lstat(path, &st) == 0 && S_ISREG(st.st_mode) && now - st.st_mtime > 600 &&
+		    unlink(path) == 0)
+			rt_logf(RT_LOG_WARN, "removed %s, left by an interrupted snapshot pack", path);
+	}
+	closedir(d);
+}
+
 int rt_server_init(rt_server *srv, uv_loop_t *loop, const rt_server_config *cfg)
 {
 	int rc;
@@ -83,6 +111,7 @@ int rt_server_init(rt_server *srv, uv_loop_t *loop, const rt_server_config *cfg)
 		rt_logf(RT_LOG_ERROR, "cannot create data directory %s: %s", cfg->data_dir, strerror(-rc));
 		return rc;
 	}
+	sweep_pack_leftovers(cfg->data_dir);
 	srv->router = rt_router_new();
 	srv->metrics = rt_metrics_new();
 	if (!srv->router || !srv->metrics) {
