@@ -13,6 +13,7 @@
 #include <ftw.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -142,6 +143,7 @@ static int setup(void)
 	cfg.no_audit = 1;
 	cfg.drain_timeout_s = 1;
 	rt_log_init(RT_LOG_ERROR);
+	signal(SIGPIPE, SIG_IGN);   /* as thaw serve does: a gone client is a write error, not a kill */
 	uv_loop_init(&loop);
 	return rt_server_init(&srv, &loop, &cfg);
 }

@@ -9,6 +9,7 @@
 #include <string.h>
 #include "functions/fn_tok.h"
 
+/* strict UTF-8 (RFC 3629): no overlong forms, no surrogates, nothing above U+10FFFF */
 static int utf8_ok(const char *s, size_t n)
 {
 	for (size_t i = 0; i < n;) {
@@ -16,9 +17,15 @@ static int utf8_ok(const char *s, size_t n)
 		size_t l = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
 		if (!l || i + l > n)
 			return 0;
-		for (size_t k = 1; k < l; k++)
+		uint32_t cp = l == 1 ? c : l == 2 ? c & 0x1F : l == 3 ? c & 0x0F : c & 0x07;
+		for (size_t k = 1; k < l; k++) {
 			if (((unsigned char)s[i + k] & 0xC0) != 0x80)
 				return 0;
+			cp = cp << 6 | ((unsigned char)s[i + k] & 0x3F);
+		}
+		static const uint32_t min[5] = {0, 0, 0x80, 0x800, 0x10000};
+		if (cp < min[l] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+			return 0;
 		i += l;
 	}
 	return 1;
