@@ -10,40 +10,31 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "runtime/rt_log.h"
 #include "snapshot/snap.h"
 
-static int rt_tok_err(char *err, size_t errlen, int rc, const char *fmt, ...)
-{
-	if (err && errlen) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return rc;
-}
 
 int rt_tok_from_meta_obj(json_t *m, fn_tok **out, char *err, size_t errlen)
 {
 	if (!out)
-		return rt_tok_err(err, errlen, -EINVAL, "no output");
+		return rt_errf(err, errlen, -EINVAL, "no output");
 	*out = NULL;
 	if (!json_is_object(m))
-		return rt_tok_err(err, errlen, -EINVAL, "snapshot metadata is not a JSON object");
+		return rt_errf(err, errlen, -EINVAL, "snapshot metadata is not a JSON object");
 	json_t *tok = json_object_get(m, "tokenizer"), *cfg = json_object_get(m, "tokenizer_config");
 	if (!tok || json_is_null(tok))
-		return rt_tok_err(err, errlen, -ENOENT, "the snapshot carries no tokenizer");
+		return rt_errf(err, errlen, -ENOENT, "the snapshot carries no tokenizer");
 	if (json_is_object(tok) && json_is_string(json_object_get(tok, "carried")))
-		return rt_tok_err(err, errlen, -EBADMSG, "the snapshot's tokenizer attachment is missing");
+		return rt_errf(err, errlen, -EBADMSG, "the snapshot's tokenizer attachment is missing");
 	if (!json_is_object(tok) || (cfg && !json_is_null(cfg) && !json_is_object(cfg)))
-		return rt_tok_err(err, errlen, -EINVAL, "snapshot metadata: \"tokenizer\" and \"tokenizer_config\" must be JSON objects");
+		return rt_errf(err, errlen, -EINVAL, "snapshot metadata: \"tokenizer\" and \"tokenizer_config\" must be JSON objects");
 	return fn_tok_load_json(out, tok, json_is_object(cfg) ? cfg : NULL, err, errlen);
 }
 
 int rt_tok_from_meta(const char *meta_json, fn_tok **out, char *err, size_t errlen)
 {
 	if (!meta_json || !out)
-		return rt_tok_err(err, errlen, -EINVAL, "no metadata");
+		return rt_errf(err, errlen, -EINVAL, "no metadata");
 	*out = NULL;
 	json_t *m = json_loads(meta_json, 0, NULL);
 	int rc = rt_tok_from_meta_obj(m, out, err, errlen);
@@ -69,7 +60,7 @@ int rt_tok_from_file(const snap_file *f, json_t *meta, fn_tok **out, char *err, 
 	free(buf);
 	if (!json_is_object(a)) {
 		json_decref(a);
-		return rt_tok_err(err, errlen, -EINVAL, "snapshot attachment: not the tokenizer's JSON object");
+		return rt_errf(err, errlen, -EINVAL, "snapshot attachment: not the tokenizer's JSON object");
 	}
 	rc = rt_tok_from_meta_obj(a, out, err, errlen);
 	json_decref(a);
@@ -79,7 +70,7 @@ int rt_tok_from_file(const snap_file *f, json_t *meta, fn_tok **out, char *err, 
 int rt_tok_from_snapshot(const char *snap_path, fn_tok **out, char *err, size_t errlen)
 {
 	if (!snap_path || !out)
-		return rt_tok_err(err, errlen, -EINVAL, "no snapshot path");
+		return rt_errf(err, errlen, -EINVAL, "no snapshot path");
 	*out = NULL;
 	snap_file *f;
 	int rc = snap_open(&f, snap_path, err, errlen);
@@ -111,7 +102,7 @@ int rt_tok_find(const char *spec, int required, char **tok_path, char **cfg_path
 	*tok_path = *cfg_path = NULL;
 	struct stat st;
 	if (!spec || stat(spec, &st))
-		return rt_tok_err(err, errlen, -ENOENT, "tokenizer: %s: no such file or directory", spec ? spec : "(none)");
+		return rt_errf(err, errlen, -ENOENT, "tokenizer: %s: no such file or directory", spec ? spec : "(none)");
 	char *dir;
 	if (!required && !S_ISDIR(st.st_mode))
 		return 0; /* a .safetensors source: nothing to look for */
@@ -124,7 +115,7 @@ int rt_tok_find(const char *spec, int required, char **tok_path, char **cfg_path
 			free(*tok_path);
 			*tok_path = NULL;
 			free(dir);
-			return required ? rt_tok_err(err, errlen, -ENOENT, "tokenizer: %s has no tokenizer.json", spec) : 0;
+			return required ? rt_errf(err, errlen, -ENOENT, "tokenizer: %s has no tokenizer.json", spec) : 0;
 		}
 	} else {
 		*tok_path = strdup(spec);
@@ -147,7 +138,7 @@ nomem:
 nomem2:
 	free(*tok_path);
 	*tok_path = NULL;
-	return rt_tok_err(err, errlen, -ENOMEM, "out of memory");
+	return rt_errf(err, errlen, -ENOMEM, "out of memory");
 }
 
 /* reads a JSON object file; big integers (model_max_length) become reals only when needed */
@@ -157,7 +148,7 @@ static int load_obj(const char *path, json_t **out, char **text, size_t *len, ch
 	*out = NULL;
 	FILE *f = fopen(path, "rb");
 	if (!f)
-		return rt_tok_err(err, errlen, -errno, "%s: %s", path, strerror(errno));
+		return rt_errf(err, errlen, -errno, "%s: %s", path, strerror(errno));
 	char *buf = NULL;
 	size_t n = 0, cap = 0;
 	for (;;) {
@@ -167,7 +158,7 @@ static int load_obj(const char *path, json_t **out, char **text, size_t *len, ch
 			if (!nb) {
 				free(buf);
 				fclose(f);
-				return rt_tok_err(err, errlen, -ENOMEM, "out of memory reading %s", path);
+				return rt_errf(err, errlen, -ENOMEM, "out of memory reading %s", path);
 			}
 			buf = nb;
 		}
@@ -184,7 +175,7 @@ static int load_obj(const char *path, json_t **out, char **text, size_t *len, ch
 	if (!json_is_object(j)) {
 		free(buf);
 		json_decref(j);
-		return rt_tok_err(err, errlen, -EINVAL, "%s: %s (line %d)", path, j ? "not a JSON object" : je.text, je.line);
+		return rt_errf(err, errlen, -EINVAL, "%s: %s (line %d)", path, j ? "not a JSON object" : je.text, je.line);
 	}
 	*out = j;
 	*text = buf;
@@ -209,15 +200,15 @@ int rt_tok_pack_metadata(const char *user_meta, const char *tok_path, const char
 		json_error_t je;
 		m = json_loads(user_meta, 0, &je);
 		if (!json_is_object(m)) {
-			rc = rt_tok_err(err, errlen, -EINVAL, "--metadata is not a JSON object");
+			rc = rt_errf(err, errlen, -EINVAL, "--metadata is not a JSON object");
 			goto out;
 		}
 	} else if (!(m = json_object())) {
-		rc = rt_tok_err(err, errlen, -ENOMEM, "out of memory");
+		rc = rt_errf(err, errlen, -ENOMEM, "out of memory");
 		goto out;
 	}
 	if (json_object_get(m, "tokenizer") || json_object_get(m, "tokenizer_config")) {
-		rc = rt_tok_err(err, errlen, -EEXIST, "--metadata already has \"tokenizer\"/\"tokenizer_config\" while a tokenizer is packed too");
+		rc = rt_errf(err, errlen, -EEXIST, "--metadata already has \"tokenizer\"/\"tokenizer_config\" while a tokenizer is packed too");
 		goto out;
 	}
 	if ((rc = load_obj(tok_path, &tok, &tt, &tl, err, errlen)))
@@ -245,7 +236,7 @@ int rt_tok_pack_metadata(const char *user_meta, const char *tok_path, const char
 		json_decref(a);
 		free(*attach);
 		*attach = NULL;
-		rc = rt_tok_err(err, errlen, -ENOMEM, "out of memory");
+		rc = rt_errf(err, errlen, -ENOMEM, "out of memory");
 		goto out;
 	}
 	json_decref(a);
