@@ -35,7 +35,7 @@ typedef struct rt_sched_config {
 	int cpu_threads;              /* CPU backend threads (0 = all cores) */
 	int decode_threads;           /* snapshot decode threads (0 = all cores) */
 	int no_gpu;                   /* do not open GPUs even when present */
-	uint64_t gpu_budget_bytes;    /* tests: each GPU's weight budget in bytes (0: gpu_mem_share) */
+	uint64_t gpu_budget_bytes;    /* each GPU's weight budget in bytes (0: gpu_mem_share); --gpu-memory */
 	int fake_gpus;                /* tests: N CPU lanes placed as GPUs cuda:0..N-1 when no real
 	                               * GPU is open (--fake-gpus N[:MiB]) */
 	uint64_t fake_gpu_bytes;      /* weight memory budget of each fake GPU */

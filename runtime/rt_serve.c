@@ -33,6 +33,7 @@ static void usage(FILE *f)
 		"  --host-ttl S          host-tier entries are dropped after S idle seconds (default 600)\n"
 		"  --cpu-memory BYTES    weights loaded on the CPU device (default: half of RAM)\n"
 		"  --gpu-memory-share F  share of each GPU's free memory used for weights (default 0.85)\n"
+		"  --gpu-memory BYTES    weight budget of each GPU in bytes instead of the share\n"
 		"  --cpu-threads N       CPU backend threads (default: all cores)\n"
 		"  --no-gpu              use only the CPU even when GPUs are present\n"
 		"  --fake-gpus N[:MIB]   tests only, without real GPUs: N CPU lanes placed as cuda:0..N-1,\n"
@@ -83,6 +84,7 @@ int rt_serve_main(int argc, char **argv)
 		{"host-ttl", required_argument, 0, 'T'},
 		{"cpu-memory", required_argument, 0, 'M'},
 		{"gpu-memory-share", required_argument, 0, 'G'},
+		{"gpu-memory", required_argument, 0, 1102},
 		{"cpu-threads", required_argument, 0, 't'},
 		{"no-gpu", no_argument, 0, 'N'},
 		{"fake-gpus", required_argument, 0, 1101},
@@ -155,6 +157,7 @@ int rt_serve_main(int argc, char **argv)
 		case 'G': if (parse_num("--gpu-memory-share", optarg, 0.01, 1, &v)) return 2; cfg.sched.gpu_mem_share = v; break;
 		case 't': if (parse_num("--cpu-threads", optarg, 0, 1024, &v)) return 2; cfg.sched.cpu_threads = (int)v; break;
 		case 'N': cfg.sched.no_gpu = 1; break;
+		case 1102: if (parse_num("--gpu-memory", optarg, 1, 1e15, &v)) return 2; cfg.sched.gpu_budget_bytes = (uint64_t)v; break;
 		case 1101: {
 			char *colon = strchr(optarg, ':');
 			double mib = 256;

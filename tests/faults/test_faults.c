@@ -15,8 +15,8 @@
  *    an error naming the damage, the other keeps answering;
  *  - device memory exhausted (CPU device with a --cpu-memory budget) -> the idle function is
  *    evicted to make room, and a function larger than the budget gets a clear 503; the same on
- *    the GPU placement path with a fake GPU (--fake-gpus 1:MiB, a CPU lane budgeted as cuda:0);
- *    a real-GPU variant is not written.
+ *    the GPU placement path with a fake GPU (--fake-gpus 1:MiB, a CPU lane budgeted as cuda:0),
+ *    and on a real GPU with --gpu-memory BYTES (skipped without a GPU).
  * Also a regression found by the soak: V2 unload/load while calls arrive.
  * Fault points (runtime/rt_fault.h) pause the daemon with THAW_FAULT_PAUSE=NAME[:N]. */
 #include <errno.h>
@@ -753,6 +753,45 @@ static void test_device_memory_exhausted_fake_gpu(void)
 	T_EQ_INT(e2e_stop(&s, SIGTERM, 10), 0);
 }
 
+/* the same on a real GPU (skipped without one): --gpu-memory budgets cuda:0 in bytes, so the
+ * real device path (cudaMalloc'd weights, eviction to the pinned host tier) runs out of room */
+static void test_device_memory_exhausted_gpu(void)
+{
+	const char *data = fresh_dir("gpu");
+	T_EQ_INT(pack_digits(data, "digits"), 0);
+	T_EQ_INT(pack_digits(data, "other"), 0);
+	T_EQ_INT(load_reference(), 0);
+	const char *tiny[] = {"--no-access-log", "--gpu-memory", "5120", NULL};
+	e2e_server s;
+	T_EQ_INT(e2e_start_in(&s, data, tiny, NULL), 0);
+	e2e_resp r;
+	int gpu = call(&s, "GET", "/v1/devices", NULL, &r) == 200 && r.body &&
+		  strstr(r.body, "\"cuda:0\"") && !strstr(r.body, "\"fake\"");
+	if (r.status > 0)
+		e2e_resp_free(&r);
+	if (!gpu) {
+		T_EQ_INT(e2e_stop(&s, SIGTERM, 10), 0);
+		T_SKIP("no GPU");
+	}
+	T_EQ_INT(call(&s, "PUT", "/v1/functions/digits", "{\"kind\":\"mlp\",\"snapshot\":\"digits.thaw\",\"device\":\"cuda:0\"}", NULL), 201);
+	T_EQ_INT(call(&s, "POST", "/v1/functions/digits/invoke", digits_body, &r), 503);
+	T_CHECK(r.body && strstr(r.body, "not enough device memory"));
+	if (r.status > 0)
+		e2e_resp_free(&r);
+	T_EQ_INT(call(&s, "GET", "/healthz", NULL, NULL), 200);
+	T_EQ_INT(e2e_stop(&s, SIGTERM, 10), 0);
+	/* 14 KiB: one 9984-byte model at a time on the GPU, the other waits in the host tier */
+	const char *one[] = {"--no-access-log", "--gpu-memory", "14000", NULL};
+	T_EQ_INT(e2e_start_in(&s, data, one, NULL), 0);
+	T_EQ_INT(call(&s, "PUT", "/v1/functions/other", "{\"kind\":\"mlp\",\"snapshot\":\"other.thaw\",\"device\":\"cuda:0\"}", NULL), 201);
+	for (int i = 0; i < 3; i++) {
+		T_CHECK(digits_ok(&s, "digits"));
+		T_CHECK(digits_ok(&s, "other"));
+	}
+	T_CHECK(e2e_log_contains(&s, "making room"));
+	T_EQ_INT(e2e_stop(&s, SIGTERM, 10), 0);
+}
+
 /* found by bench/soak.sh: a V2 unload while calls kept arriving let a batch reach the lane
  * after the model was released (NULL model, SIGSEGV). Four connections invoke while the main
  * thread unloads and loads 150 times: every call answers 200, the daemon lives. */
@@ -825,6 +864,7 @@ void t_main(void)
 	T_RUN(test_corrupt_snapshot);
 	T_RUN(test_device_memory_exhausted_cpu);
 	T_RUN(test_device_memory_exhausted_fake_gpu);
+	T_RUN(test_device_memory_exhausted_gpu);
 	T_RUN(test_unload_while_invoked);
 	json_decref(expected);
 }
