@@ -1529,14 +1529,16 @@ static void pick(rt_jobs *J)
 		if (strcmp(row.device, "auto") == 0) {
 			/* the free lane whose schedule allows it with the least serving work: jobs
 			 * spread over idle GPUs (rt_sched_lane_score) */
-			int best = -1;
+			int best = -1, best_sc = 0;
 			for (int k = 0; k < J->nlanes; k++) {
 				int sc = rt_sched_lane_score(J->sched, k);
 				if (J->lanes[k].run || sc < 0 ||
 				    !schedule_allows_now(J, &row, J->lanes[k].lane))
 					continue;
-				if (best < 0 || sc < rt_sched_lane_score(J->sched, best))
+				if (best < 0 || sc < best_sc) {
 					best = k;
+					best_sc = sc;
+				}
 			}
 			if (best >= 0)
 				jl = &J->lanes[best];
