@@ -13,71 +13,19 @@
  * It goes out as POST /v2/models/{digits|echo}/infer with Connection: close, and the event loop
  * is driven until the server closes the connection (bounded). Crashes and sanitizer reports are
  * the findings. THAW_SRC (set by tests/run.sh) locates the repository; default ".". */
-#include <errno.h>
-#include <fcntl.h>
-#include <ftw.h>
-#include <netinet/in.h>
-#include <arpa/inet.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <time.h>
-#include <unistd.h>
-#include "runtime/rt_log.h"
-#include "runtime/rt_manifest.h"
-#include "runtime/rt_registry.h"
-#include "runtime/rt_server.h"
 #include "snapshot/snap_pack.h"
+#include "tests/fuzz/fuzz_srv.h"
 
-static uv_loop_t loop;
-static rt_server srv;
 static int ready;
-static char data_dir[256];
-
-static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb; (void)flag; (void)ftw;
-	return remove(p);
-}
-
-static void cleanup(void)
-{
-	if (data_dir[0])
-		nftw(data_dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-static int put_fn(rt_registry *reg, const char *name, const char *manifest)
-{
-	rt_manifest m;
-	char err[256], path[RT_MANIFEST_PATH_MAX] = "";
-	if (rt_manifest_parse(manifest, strlen(manifest), NULL, NULL, &m, err, sizeof err) < 0)
-		goto fail;
-	if (m.snapshot[0] && rt_manifest_resolve_snapshot(data_dir, NULL, 0, m.snapshot, path,
-							  sizeof path, err, sizeof err) < 0)
-		goto fail;
-	if (rt_registry_put(reg, name, &m, path, NULL, err, sizeof err) < 0)
-		goto fail;
-	return 0;
-fail:
-	fprintf(stderr, "fuzz_v2: function %s: %s\n", name, err);
-	return -1;
-}
 
 static int setup(void)
 {
 	const char *src = getenv("THAW_SRC");
-	char st[512], snaps[320], out[384], err[256];
-	snprintf(data_dir, sizeof data_dir, "/tmp/thaw-fuzz-v2-%d", (int)getpid());
-	snprintf(snaps, sizeof snaps, "%s/snapshots", data_dir);
-	snprintf(out, sizeof out, "%s/digits.thaw", snaps);
-	snprintf(st, sizeof st, "%s/tests/data/mlp_digits/model.safetensors", src ? src : ".");
-	cleanup();
-	atexit(cleanup);
-	if (mkdir(data_dir, 0700) < 0 || mkdir(snaps, 0700) < 0)
+	char st[512], out[384], err[256];
+	if (fsrv_dirs("v2") < 0)
 		return -1;
+	snprintf(out, sizeof out, "%s/snapshots/digits.thaw", fsrv_dir);
+	snprintf(st, sizeof st, "%s/tests/data/mlp_digits/model.safetensors", src ? src : ".");
 	snap_pack_opts po;
 	memset(&po, 0, sizeof po);
 	po.kind = "mlp";
@@ -89,38 +37,13 @@ static int setup(void)
 		return -1;
 	}
 	rt_registry *reg;
-	if (rt_registry_open(data_dir, &reg, err, sizeof err) < 0)
+	if (rt_registry_open(fsrv_dir, &reg, err, sizeof err) < 0)
 		return -1;
-	int rc = put_fn(reg, "digits", "{\"kind\":\"mlp\",\"snapshot\":\"digits.thaw\",\"device\":\"cpu\"}");
+	int rc = fsrv_put(reg, "digits", "{\"kind\":\"mlp\",\"snapshot\":\"digits.thaw\",\"device\":\"cpu\"}");
 	if (rc == 0)
-		rc = put_fn(reg, "echo", "{\"kind\":\"echo\"}");
+		rc = fsrv_put(reg, "echo", "{\"kind\":\"echo\"}");
 	rt_registry_close(reg);
-	if (rc < 0)
-		return -1;
-
-	rt_server_config cfg;
-	memset(&cfg, 0, sizeof cfg);
-	rt_http_config_defaults(&cfg.http);
-	rt_sched_config_defaults(&cfg.sched);
-	rt_jobs_config_defaults(&cfg.jobs);
-	cfg.http.host = "127.0.0.1";
-	cfg.http.port = 0;
-	cfg.http.max_body_bytes = 1 << 20;
-	cfg.http.access_log = 0;
-	cfg.http.read_timeout_ms = 200;
-	cfg.data_dir = data_dir;
-	cfg.dev = 1;               /* no API keys */
-	cfg.drain_timeout_s = 1;
-	rt_log_init(RT_LOG_ERROR);
-	uv_loop_init(&loop);
-	return rt_server_init(&srv, &loop, &cfg);
-}
-
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
+	return rc < 0 ? -1 : fsrv_start();
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -155,45 +78,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memcpy(req, head, (size_t)hn);
 	memcpy(req + hn, data + 2, body_len);
 
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)rt_http_port(srv.http))};
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (fd < 0) {
-		free(req);
-		return 0;
-	}
-	connect(fd, (struct sockaddr *)&a, sizeof a);
-	size_t sent = 0;
-	char buf[65536];
-	size_t got = 0;
-	static int verbose = -1;
-	if (verbose < 0)
-		verbose = getenv("THAW_FUZZ_VERBOSE") != NULL;
-	double deadline = now_s() + 10;   /* a cold start of the mlp is milliseconds */
-	while (now_s() < deadline) {
-		if (sent < total) {
-			ssize_t n = send(fd, req + sent, total - sent, MSG_NOSIGNAL);
-			if (n > 0)
-				sent += (size_t)n;
-		}
-		uv_run(&loop, UV_RUN_NOWAIT);
-		ssize_t r = recv(fd, buf, sizeof buf, 0);
-		if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINPROGRESS && errno != ENOTCONN))
-			break;
-		if (r < 0)
-			usleep(20);
-		else if (verbose)
-			fprintf(stderr, "%s%.*s", got ? "" : "--- ", (int)r, buf);
-		if (r > 0)
-			got += (size_t)r;
-	}
-	if (verbose)
-		fprintf(stderr, "\n(%zu bytes)\n", got);
-	close(fd);
+	fsrv_exchange(req, total, 0, 50);
 	free(req);
-	for (int i = 0; i < 50 && rt_http_open_connections(srv.http) > 0; i++) {
-		uv_run(&loop, UV_RUN_NOWAIT);
-		usleep(100);
-	}
 	return 0;
 }
