@@ -6,43 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include "tests/t.h"
-#include "kernels/kern.h"
+#define KT_SEED 4242
+#include "tests/kernels/kt.h"
 
-static uint32_t rng = 4242;
-static float frand(void)
-{
-	rng = rng * 1664525u + 1013904223u;
-	return (float)((rng >> 8) * (1.0 / 16777216.0)) * 2.0f - 1.0f;
-}
-static float *rnd(size_t n, float s)
-{
-	float *p = malloc(n * 4 + 4);
-	for (size_t i = 0; i < n; i++) p[i] = frand() * s;
-	return p;
-}
-
-static kern_dev *G, *C;
-
-static void *up(const void *h, size_t n)
-{
-	void *p = kern_alloc(G, n);
-	kern_copy_h2d(G, p, h, n);
-	return p;
-}
-static void *poisoned(size_t n)
-{
-	void *p = kern_alloc(G, n), *h = malloc(n);
-	memset(h, 0xff, n);
-	kern_copy_h2d(G, p, h, n);
-	free(h);
-	return p;
-}
-static float *down(const void *d, size_t n)
-{
-	float *h = malloc(n + 4);
-	kern_copy_d2h(G, h, d, n);
-	return h;
-}
 /* same_f: bit-exact equality over n floats (conversions, gathers); reports the first miss */
 static int same_f(const float *a, const float *b, size_t n, const char *what)
 {
@@ -51,34 +17,6 @@ static int same_f(const float *a, const float *b, size_t n, const char *what)
 			fprintf(stderr, "  %s: element %zu: gpu %g cpu %g\n", what, i, a[i], b[i]);
 			return 0;
 		}
-	return 1;
-}
-
-/* max |a-b| / (atol + rtol*|b|) over n; NaN counts as a failure */
-static int close_f(const float *a, const float *b, size_t n, double atol, double rtol,
-		   const char *what)
-{
-	double worst = 0;
-	size_t wi = 0;
-	for (size_t i = 0; i < n; i++) {
-		double e = fabs((double)a[i] - b[i]) / (atol + rtol * fabs(b[i]));
-		if (!(e <= worst) ) { worst = isnan(e) ? INFINITY : e; wi = i; }
-	}
-	if (worst > 1) {
-		fprintf(stderr, "  %s: element %zu: gpu %g cpu %g\n", what, wi, a[wi], b[wi]);
-		return 0;
-	}
-	return 1;
-}
-
-static int open_devs(void)
-{
-	if (kern_cuda_count() < 1)
-		return 0;
-	if (!G && kern_dev_open("cuda:0", 0, &G) < 0)
-		return 0;
-	if (!C)
-		kern_dev_open("cpu", 2, &C);
 	return 1;
 }
 

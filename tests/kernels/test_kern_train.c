@@ -9,21 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include "tests/t.h"
-#include "kernels/kern.h"
+#define KT_SEED 777
+#include "tests/kernels/kt.h"
 
-static uint32_t rng = 777;
-static float frand(void)
-{
-	rng = rng * 1664525u + 1013904223u;
-	return (float)((rng >> 8) * (1.0 / 16777216.0)) * 2.0f - 1.0f;
-}
-static float *rnd(size_t n, float s)
-{
-	float *p = malloc(n * 4 + 4);
-	for (size_t i = 0; i < n; i++)
-		p[i] = frand() * s;
-	return p;
-}
 static float *labels(int64_t m, int64_t n)
 {
 	float *p = malloc((size_t)m * 4 + 4);
@@ -32,20 +20,6 @@ static float *labels(int64_t m, int64_t n)
 	for (int64_t i = 0; i < m; i++)
 		p[i] = (float)((int64_t)p[i] % n);
 	return p;
-}
-
-/* max |a-b| / (atol + rtol*|b|) <= 1 over n; NaN fails */
-static int close_f(const float *a, const float *b, size_t n, double atol, double rtol,
-		   const char *what)
-{
-	for (size_t i = 0; i < n; i++) {
-		double e = fabs((double)a[i] - b[i]) / (atol + rtol * fabs(b[i]));
-		if (!(e <= 1)) {
-			fprintf(stderr, "  %s: element %zu: got %.9g want %.9g\n", what, i, a[i], b[i]);
-			return 0;
-		}
-	}
-	return 1;
 }
 
 static double act_ref(double z, kern_act a)
@@ -220,39 +194,6 @@ static void test_cpu_col_sum_adam(void)
 }
 
 /* ---- CUDA ops against the CPU ops ---- */
-
-static kern_dev *G, *C;
-
-static int open_devs(void)
-{
-	if (kern_cuda_count() < 1)
-		return 0;
-	if (!G && kern_dev_open("cuda:0", 0, &G) < 0)
-		return 0;
-	if (!C)
-		kern_dev_open("cpu", 2, &C);
-	return 1;
-}
-static void *up(const void *h, size_t n)
-{
-	void *p = kern_alloc(G, n);
-	kern_copy_h2d(G, p, h, n);
-	return p;
-}
-static void *poisoned(size_t n)
-{
-	void *p = kern_alloc(G, n), *h = malloc(n);
-	memset(h, 0xff, n);
-	kern_copy_h2d(G, p, h, n);
-	free(h);
-	return p;
-}
-static float *down(const void *d, size_t n)
-{
-	float *h = malloc(n + 4);
-	kern_copy_d2h(G, h, d, n);
-	return h;
-}
 
 static void test_cuda_gemm(void)
 {
