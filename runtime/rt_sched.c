@@ -196,11 +196,11 @@ static void host_free(inst *in)
 
 static uint64_t next_rand(rt_sched *s)
 {
-	/* xorshift64*: traffic split draws */
+	/* xorshift64*: traffic split draws; only the high half is well mixed */
 	s->rng ^= s->rng >> 12;
 	s->rng ^= s->rng << 25;
 	s->rng ^= s->rng >> 27;
-	return s->rng * 2685821657736338717ull;
+	return (s->rng * 2685821657736338717ull) >> 32;
 }
 
 /* reads the first line of a small file under the cgroup v2 root; 0 or -1 */
