@@ -15,6 +15,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <jansson.h>
 #include "tests/e2e/e2e.h"
 #include "tests/t.h"
 
@@ -82,7 +83,7 @@ int e2e_start_in(e2e_server *s, const char *data_dir, const char *const *extra,
 		_exit(127);
 	}
 	s->pid = pid;
-	double deadline = now_s() + 10;
+	double deadline = now_s() + 30;
 	while (now_s() < deadline) {
 		FILE *f = fopen(s->log_path, "r");
 		if (f) {
@@ -150,7 +151,7 @@ int e2e_connect(const e2e_server *s)
 	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	if (fd < 0)
 		return -1;
-	struct timeval tv = {5, 0};
+	struct timeval tv = {30, 0};
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
 	int one = 1;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -268,6 +269,7 @@ void e2e_resp_free(e2e_resp *r)
 
 int e2e_request(const e2e_server *s, const char *raw, e2e_resp *r)
 {
+	memset(r, 0, sizeof *r);   /* e2e_resp_free is safe even when the connect fails */
 	int fd = e2e_connect(s);
 	if (fd < 0)
 		return -1;
@@ -305,4 +307,67 @@ int e2e_log_contains(const e2e_server *s, const char *needle)
 		found = strstr(line, needle) != NULL;
 	fclose(f);
 	return found;
+}
+
+int e2e_wait_log(const e2e_server *s, const char *needle, int ms)
+{
+	double deadline = now_s() + ms / 1000.0;
+	for (;;) {
+		if (e2e_log_contains(s, needle))
+			return 1;
+		if (now_s() >= deadline)
+			return 0;
+		usleep(10000);
+	}
+}
+
+int e2e_wait_refused(const e2e_server *s, int ms)
+{
+	double deadline = now_s() + ms / 1000.0;
+	for (;;) {
+		int fd = e2e_connect(s);
+		if (fd < 0)
+			return 1;
+		close(fd);
+		if (now_s() >= deadline)
+			return 0;
+		usleep(10000);
+	}
+}
+
+const char *e2e_fn_state(const e2e_server *s, const char *name, char *buf, size_t len)
+{
+	char raw[512];
+	e2e_resp r;
+	buf[0] = 0;
+	snprintf(raw, sizeof raw, "GET /v1/functions/%s HTTP/1.1\r\nHost: t\r\n\r\n", name);
+	if (e2e_request(s, raw, &r) == 0 && r.status == 200) {
+		json_t *o = json_loadb(r.body, r.body_len, 0, NULL);
+		const char *st = json_string_value(json_object_get(o, "state"));
+		snprintf(buf, len, "%s", st ? st : "");
+		json_decref(o);
+	}
+	e2e_resp_free(&r);
+	return buf;
+}
+
+int e2e_wait_state(const e2e_server *s, const char *name, const char *want, int ms)
+{
+	char st[64];
+	double deadline = now_s() + ms / 1000.0;
+	for (;;) {
+		if (strcmp(e2e_fn_state(s, name, st, sizeof st), want) == 0)
+			return 1;
+		if (now_s() >= deadline) {
+			fprintf(stderr, "  e2e: function %s is %s after %d ms, wanted %s\n", name,
+				st[0] ? st : "(no answer)", ms, want);
+			return 0;
+		}
+		usleep(10000);
+	}
+}
+
+double e2e_now_s(void)
+{
+	return now_s();
 }

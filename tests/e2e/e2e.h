@@ -19,8 +19,8 @@ typedef struct e2e_resp {
 	size_t body_len;
 } e2e_resp;
 
-/* e2e_start runs THAW_BIN serve --port 0 --data <tmp> extra_args... and waits for the
- * "listening" log line. env_kv: NULL-terminated "K=V" strings added to the environment.
+/* e2e_start runs THAW_BIN serve --port 0 --data <tmp> extra_args... and waits (up to 30 s: ASan
+ * builds on a loaded 2-core CI machine start slowly) for the "listening" log line. env_kv: NULL-terminated "K=V" strings added to the environment.
  * Returns 0 or -1. */
 int e2e_start(e2e_server *s, const char *const *extra_args, const char *const *env_kv);
 /* e2e_start_in is e2e_start with a given data directory (e.g. to restart on the same data). */
@@ -28,7 +28,8 @@ int e2e_start_in(e2e_server *s, const char *data_dir, const char *const *extra_a
 		 const char *const *env_kv);
 /* e2e_stop sends sig, waits up to timeout_s; returns the exit status (or -1 on timeout/kill). */
 int e2e_stop(e2e_server *s, int sig, double timeout_s);
-/* e2e_connect opens a TCP connection to the server (blocking, 5 s receive timeout); -1 on error. */
+/* e2e_connect opens a TCP connection to the server (blocking, 30 s receive timeout: a guard
+ * against a hung server, not a latency check); -1 on error. */
 int e2e_connect(const e2e_server *s);
 /* e2e_send writes all of buf; 0 or -1. */
 int e2e_send(int fd, const char *buf, size_t len);
@@ -44,4 +45,22 @@ int e2e_request(const e2e_server *s, const char *raw, e2e_resp *r);
 int e2e_is_closed(int fd, int ms);
 /* e2e_log_contains reports whether the server log contains needle. */
 int e2e_log_contains(const e2e_server *s, const char *needle);
+
+/* Waiting for asynchronous effects: tests poll for them with a generous deadline instead of
+ * sleeping a fixed time (CI runs the suite under ASan on 2 busy cores). */
+
+/* e2e_wait_log polls the server log every 10 ms until it contains needle; 1 when it did within
+ * ms milliseconds, else 0. */
+int e2e_wait_log(const e2e_server *s, const char *needle, int ms);
+/* e2e_wait_refused polls until a new connection to the server is refused (its listener closed);
+ * connections that still get through meanwhile are closed again. 1 when refused within ms. */
+int e2e_wait_refused(const e2e_server *s, int ms);
+/* e2e_fn_state writes the "state" of GET /v1/functions/NAME (no API key) into buf, "" when the
+ * call fails; returns buf. */
+const char *e2e_fn_state(const e2e_server *s, const char *name, char *buf, size_t len);
+/* e2e_wait_state polls the function's state every 10 ms until it is want; 1 when it was within
+ * ms milliseconds, else 0 (after printing the last state seen). */
+int e2e_wait_state(const e2e_server *s, const char *name, const char *want, int ms);
+/* e2e_now_s: a monotonic clock in seconds. */
+double e2e_now_s(void);
 #endif
