@@ -53,10 +53,11 @@ static char *audit_text(void)
 	return s;
 }
 
-/* the line holding needle, parsed (NULL when absent); waits up to 3 s for a flush */
+/* the line holding needle, parsed (NULL when absent); waits up to 20 s for a flush (every
+ * 100 ms, but ASan on a loaded machine is slow) */
 static json_t *wait_line(const char *needle)
 {
-	for (int i = 0; i < 60; i++) {
+	for (int i = 0; i < 400; i++) {
 		char *t = audit_text();
 		char *p = t ? strstr(t, needle) : NULL;
 		if (p) {

@@ -213,6 +213,7 @@ static void test_key_burst_429(void)
 {
 	NEED_SERVER();
 	int n200 = 0, n429 = 0, retry_ok = 1;
+	double t0 = e2e_now_s();
 	for (int i = 0; i < 16; i++) {
 		e2e_resp r;
 		int st = req("POST", "/v1/functions/echo/invoke", k_burst, "{}", &r);
@@ -227,8 +228,12 @@ static void test_key_burst_429(void)
 		if (st >= 0)
 			e2e_resp_free(&r);
 	}
-	/* burst 10 at 0.5/s: 10 or 11 pass in a run well under 2 s */
-	T_CHECK(n200 >= 10 && n200 <= 11);
+	/* burst 10 at 0.5/s: 10 or 11 pass in a run under 2 s; a slower run (ASan on a loaded
+	 * machine) may earn one more token per 2 s it took */
+	double dt = e2e_now_s() - t0;
+	if (!(n200 >= 10 && n200 <= 11 + (int)(0.5 * dt)))
+		fprintf(stderr, "  %d of 16 passed in %.2f s\n", n200, dt);
+	T_CHECK(n200 >= 10 && n200 <= 11 + (int)(0.5 * dt));
 	T_EQ_INT(n200 + n429, 16);
 	T_CHECK(retry_ok);
 	/* another key is not affected */
@@ -266,10 +271,10 @@ static void test_audit(void)
 	NEED_SERVER();
 	char id[16], out[65536], path[800];
 	key_id(k_echo, id);
-	/* invocation lines are buffered (flushed every 100 ms): poll the file, at most 3 s */
+	/* invocation lines are buffered (flushed every 100 ms): poll the file, at most 20 s */
 	snprintf(path, sizeof path, "%s/audit/audit.log", data);
 	int inv_ok = 0, denied = 0, leaked = 0, lines = 0, key_create = 0;
-	for (int tries = 0; tries < 60; tries++) {
+	for (int tries = 0; tries < 400; tries++) {
 		if (tries)
 			usleep(50000);
 		FILE *f = fopen(path, "r");
@@ -327,12 +332,17 @@ static void test_dev_mode(void)
 	srv = d;
 	/* no key needed; the address limit still applies */
 	int n200 = 0, n429 = 0;
+	double t0 = e2e_now_s();
 	for (int i = 0; i < 6; i++) {
 		int st = req("POST", "/v1/functions/echo/invoke", NULL, "{}", NULL);
 		n200 += st == 200;
 		n429 += st == 429;
 	}
-	T_CHECK(n200 >= 3 && n200 <= 4);
+	/* burst 3 at 1/s: 3 or 4 pass in a run under 1 s; one more per second a slow run took */
+	double dt = e2e_now_s() - t0;
+	if (!(n200 >= 3 && n200 <= 4 + (int)dt))
+		fprintf(stderr, "  %d of 6 passed in %.2f s\n", n200, dt);
+	T_CHECK(n200 >= 3 && n200 <= 4 + (int)dt);
 	T_EQ_INT(n200 + n429, 6);
 	T_EQ_INT(req("GET", "/healthz", NULL, NULL, NULL), 200);   /* probes are never limited */
 	srv = keep;

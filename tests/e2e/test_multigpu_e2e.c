@@ -95,17 +95,8 @@ static void unload(const char *name)
 	char path[128];
 	snprintf(path, sizeof path, "/v2/repository/models/%s/unload", name);
 	call("POST", path, "{}", NULL);
-	for (int i = 0; i < 200; i++) {
-		json_t *o = NULL;
-		snprintf(path, sizeof path, "/v1/functions/%s", name);
-		call("GET", path, NULL, &o);
-		const char *st = json_string_value(json_object_get(o, "state"));
-		int cold = st && strcmp(st, "cold") == 0;
-		json_decref(o);
-		if (cold)
-			return;
-		usleep(20000);
-	}
+	/* the unload completes asynchronously: wait for it (generously: ASan on a loaded machine) */
+	T_CHECK(e2e_wait_state(&srv, name, "cold", 20000));
 }
 
 static void setup(void)
@@ -302,7 +293,8 @@ static void test_jobs_spread_over_idle_gpus(void)
 	}
 	char line[128];
 	int seen[2] = {0, 0};
-	for (int t = 0; t < 300 && !(seen[0] && seen[1]); t++) {
+	double end = e2e_now_s() + 30;
+	while (e2e_now_s() < end && !(seen[0] && seen[1])) {
 		snprintf(line, sizeof line, "job %lld starting on cuda:1", ids[0]);
 		seen[0] = e2e_log_contains(&srv, line);
 		snprintf(line, sizeof line, "job %lld starting on cuda:0", ids[1]);
