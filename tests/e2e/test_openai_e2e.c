@@ -804,7 +804,21 @@ static void test_stream_completion(void)
 	 * back until it is valid UTF-8) */
 	fprintf(stderr, "  stream: %zu deltas, first at %.1f ms, [DONE] at %.1f ms\n", deltas,
 		r.t_first * 1e3, r.t_done * 1e3);
-	T_CHECK(r.t_first > 0 && r.t_done > 0 && r.t_first < 0.9 * r.t_done);
+	/* a client descheduled for the whole stream (a loaded machine) reads it all at once: the
+	 * timing is judged on the best of up to 3 streams (a server that buffers fails all 3) */
+	int early = r.t_first > 0 && r.t_done > 0 && r.t_first < 0.9 * r.t_done;
+	for (int again = 0; again < 2 && !early; again++) {
+		stream_res r2;
+		if (stream_req("/v1/completions", json_pack("{s:s,s:s,s:i,s:i,s:b}", "model", "tl", "prompt",
+							    prompt, "max_tokens", 300, "temperature", 0,
+							    "stream", 1), &r2) < 0)
+			break;
+		fprintf(stderr, "  stream again: first at %.1f ms, [DONE] at %.1f ms\n", r2.t_first * 1e3,
+			r2.t_done * 1e3);
+		early = r2.t_first > 0 && r2.t_done > 0 && r2.t_first < 0.9 * r2.t_done;
+		free(r2.body);
+	}
+	T_CHECK(early);
 	json_decref(ev);
 	free(r.body);
 	/* a Python stdlib client (http.client) reading the stream line by line */
@@ -1039,7 +1053,7 @@ static void test_stream_disconnect(void)
 	T_CHECK(has_delta(in));
 	close(fd);
 	double after = before;
-	for (int i = 0; i < 100 && after <= before; i++) {
+	for (int i = 0; i < 400 && after <= before; i++) {   /* up to 20 s */
 		usleep(50000);
 		after = metric(series);
 	}

@@ -18,6 +18,7 @@ static pthread_t loop_thread;
 static int done_on_loop = 1;
 static rt_lane *g_lane;
 static int saw_waiting;
+static int all_submitted;   /* set by the test thread once items 0..5 are queued */
 
 static void run_item(rt_lane *l, rt_work *w)
 {
@@ -26,7 +27,13 @@ static void run_item(rt_lane *l, rt_work *w)
 	order[norder++] = it->id;
 	T_CHECK(rt_lane_dev(l) != NULL);
 	if (it->id == 0) {
-		usleep(50000);   /* let the others queue up behind the first */
+		/* let the others queue up behind the first: the lane may start item 0 before the test
+		 * thread has submitted the rest, so wait for that (a fixed sleep loses the race when
+		 * the machine is loaded), then stay busy 50 ms */
+		for (int i = 0; i < 30000 && !__atomic_load_n(&all_submitted, __ATOMIC_ACQUIRE); i++)
+			usleep(1000);
+		T_CHECK(__atomic_load_n(&all_submitted, __ATOMIC_ACQUIRE));
+		usleep(50000);
 		saw_waiting = rt_lane_has_waiting(l);
 	}
 }
@@ -57,6 +64,7 @@ static void test_order_and_priority(void)
 		items[i].w.cls = (i == 1 || i == 2) ? RT_WORK_BACKGROUND : RT_WORK_INVOKE;
 		T_EQ_INT(rt_lane_submit(g_lane, &items[i].w), 0);
 	}
+	__atomic_store_n(&all_submitted, 1, __ATOMIC_RELEASE);
 	while (ndone < 6)
 		uv_run(&loop, UV_RUN_ONCE);
 	int want[] = {0, 3, 4, 5, 1, 2};
