@@ -134,6 +134,8 @@ static const char *state_of(env *e, int64_t id)
 	return st;
 }
 
+/* the deadlines given are generous (minutes): they only bound a hung job, and ASan on a loaded
+ * 2-core machine runs a 30-epoch fine-tune many times slower than a plain build */
 static int wait_state(env *e, int64_t id, const char *want, int ms)
 {
 	uint64_t end = rt_now_ns() + (uint64_t)ms * 1000000;
@@ -266,7 +268,7 @@ static void test_window_waits_for_fake_clock(void)
 	spin(&e, 200);
 	T_EQ_STR(state_of(&e, id), "queued");
 	fake_now = 1767225600000LL + 2 * 3600000LL;    /* 02:00 UTC */
-	T_CHECK(wait_state(&e, id, "succeeded", 20000));
+	T_CHECK(wait_state(&e, id, "succeeded", 120000));
 	json_t *o = rt_jobs_get_json(e.J, id);
 	T_EQ_INT(json_integer_value(json_object_get(json_object_get(o, "result"), "revision")), 2);
 	T_EQ_INT(json_integer_value(json_object_get(json_object_get(o, "metrics"), "quantized_tensors")), 2);
@@ -315,7 +317,7 @@ static void test_idle_schedule(void)
 		T_CHECK(c.done);
 	}
 	T_EQ_STR(state_of(&e, id), "queued");
-	T_CHECK(wait_state(&e, id, "succeeded", 20000));
+	T_CHECK(wait_state(&e, id, "succeeded", 120000));
 	env_close(&e);
 }
 
@@ -325,7 +327,7 @@ static json_t *result_tensors(const char *path)
 	snap_file *f = NULL;
 	char err[256];
 	json_t *o = json_object();
-	if (snap_open(&f, path, err, sizeof err) < 0)
+	if (!path || snap_open(&f, path, err, sizeof err) < 0)   /* no result: an empty object */
 		return o;
 	size_t n = snap_image_size(f);
 	unsigned char *img = malloc(n);
@@ -351,7 +353,7 @@ static void test_preemption_same_result(void)
 		return;
 	}
 	int64_t a = submit(&e, FT_SPEC(30, "\"now\""));
-	T_CHECK(wait_state(&e, a, "running", 10000));
+	T_CHECK(wait_state(&e, a, "running", 60000));
 	/* while it runs: invocation work items, each must start within milliseconds */
 	fake_call c;
 	int n = 0, slow = 0;
@@ -370,10 +372,10 @@ static void test_preemption_same_result(void)
 	fprintf(stderr, "  %d invocations during the job: worst start latency %.3f ms\n", n, worst);
 	T_CHECK(n >= 5);
 	T_EQ_INT(slow, 0);
-	T_CHECK(wait_state(&e, a, "succeeded", 60000));
+	T_CHECK(wait_state(&e, a, "succeeded", 300000));
 	/* the same job without interruptions */
 	int64_t b = submit(&e, FT_SPEC(30, "\"now\""));
-	T_CHECK(wait_state(&e, b, "succeeded", 60000));
+	T_CHECK(wait_state(&e, b, "succeeded", 300000));
 	json_t *ja = rt_jobs_get_json(e.J, a), *jb = rt_jobs_get_json(e.J, b);
 	T_CHECK(json_integer_value(json_object_get(ja, "preemptions")) > 0);
 	T_EQ_INT(json_integer_value(json_object_get(jb, "preemptions")), 0);
@@ -411,11 +413,11 @@ static void test_cancel_and_failure(void)
 		return;
 	}
 	int64_t a = submit(&e, FT_SPEC(100000, "\"now\""));
-	T_CHECK(wait_state(&e, a, "running", 10000));
+	T_CHECK(wait_state(&e, a, "running", 60000));
 	spin(&e, 150);   /* a checkpoint is written */
 	char err[256];
 	T_EQ_INT(rt_jobs_cancel(e.J, a, err, sizeof err), 0);
-	T_CHECK(wait_state(&e, a, "cancelled", 5000));
+	T_CHECK(wait_state(&e, a, "cancelled", 30000));
 	T_EQ_INT(rt_jobs_cancel(e.J, a, err, sizeof err), -EALREADY);
 	T_EQ_INT(rt_jobs_cancel(e.J, 999, err, sizeof err), -ENOENT);
 	spin(&e, 50);
@@ -431,15 +433,15 @@ static void test_cancel_and_failure(void)
 	fputs("1,2,3\nnot,numbers,here\n", f);
 	fclose(f);
 	int64_t b = submit(&e, "{\"type\": \"finetune\", \"function\": \"digits\", \"params\": {\"data\": \"bad.csv\"}}");
-	T_CHECK(wait_state(&e, b, "failed", 10000));
+	T_CHECK(wait_state(&e, b, "failed", 60000));
 	json_t *o = rt_jobs_get_json(e.J, b);
 	const char *msg = json_string_value(json_object_get(o, "error"));
 	T_CHECK(msg && strstr(msg, "bad.csv") && strstr(msg, "line"));
 	json_decref(o);
 	int64_t c = submit(&e, "{\"type\": \"finetune\", \"function\": \"digits\", \"params\": {\"data\": \"none.csv\"}}");
-	T_CHECK(wait_state(&e, c, "failed", 10000));
+	T_CHECK(wait_state(&e, c, "failed", 60000));
 	int64_t d = submit(&e, "{\"type\": \"quantize\", \"function\": \"digits\"}");
-	T_CHECK(wait_state(&e, d, "succeeded", 20000));
+	T_CHECK(wait_state(&e, d, "succeeded", 120000));
 	env_close(&e);
 }
 

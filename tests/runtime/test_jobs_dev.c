@@ -220,10 +220,10 @@ static void test_roomy_device(void)
 	T_EQ_INT(env_open(&e, 64ull << 20), 0);
 	int64_t id = submit(&e, 30);
 	T_CHECK(id > 0);
-	T_CHECK(wait_for(&e, id, on_device, 20000));
+	T_CHECK(wait_for(&e, id, on_device, 60000));
 	job_bytes = (uint64_t)runner_int(&e, id, "device_bytes");
 	T_EQ_INT(rt_sched_load(e.s, "digits"), 0);
-	T_CHECK(wait_for(&e, id, fn_warm, 20000));
+	T_CHECK(wait_for(&e, id, fn_warm, 60000));
 	json_t *st = rt_sched_state_json(e.s, "digits");
 	fn_bytes = (uint64_t)json_integer_value(json_object_get(st, "resident_bytes"));
 	json_decref(st);
@@ -247,10 +247,10 @@ static void spill_and_restore(int real_gpu)
 	T_EQ_INT(env_open_dev(&e, big + small / 2, real_gpu), 0);
 	int64_t id = submit(&e, 30);
 	T_CHECK(id > 0);
-	T_CHECK(wait_for(&e, id, on_device, 20000));
+	T_CHECK(wait_for(&e, id, on_device, 60000));
 	/* a cold start that does not fit beside the job: the job's state is spilled */
 	T_EQ_INT(rt_sched_load(e.s, "digits"), 0);
-	T_CHECK(wait_for(&e, id, fn_warm, 20000));
+	T_CHECK(wait_for(&e, id, fn_warm, 60000));
 	T_CHECK(strcmp(state_of(&e, id), "succeeded") != 0);   /* still running: a real spill */
 	T_EQ_INT(runner_int(&e, id, "spills"), 1);
 	T_CHECK(off_device(&e, id));
@@ -271,8 +271,8 @@ static void spill_and_restore(int real_gpu)
 	T_CHECK(off_device(&e, id));
 	/* the function goes: the state goes back to the device */
 	T_EQ_INT(rt_sched_unload(e.s, "digits"), 0);
-	T_CHECK(wait_for(&e, id, fn_cold, 20000));
-	T_CHECK(wait_for(&e, id, restored, 20000) || finished(&e, id));
+	T_CHECK(wait_for(&e, id, fn_cold, 60000));
+	T_CHECK(wait_for(&e, id, restored, 60000) || finished(&e, id));
 	T_CHECK(wait_for(&e, id, finished, 120000));
 	T_EQ_STR(state_of(&e, id), "succeeded");
 	double acc = accuracy(&e, id);
