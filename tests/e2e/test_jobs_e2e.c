@@ -344,7 +344,16 @@ static void test_sigterm_checkpoints_running_job(void)
 	long long id = submit(&srv, FT, 100000);
 	json_t *o = wait_job(&srv, id, "running", 30);
 	json_decref(o);
-	usleep(200000);
+	/* some steps done before the SIGTERM (polled: a fixed 200 ms may be no step at all under
+	 * ASan on a loaded machine) */
+	double end = now_s() + 60;
+	long long steps = 0;
+	for (o = NULL; now_s() < end && steps < 2; usleep(20000)) {
+		o = job(&srv, id);
+		steps = json_integer_value(json_object_get(o, "step"));
+		json_decref(o);
+	}
+	T_CHECK(steps >= 2);
 	T_EQ_INT(e2e_stop(&srv, SIGTERM, 20), 0);
 	char data[600];
 	snprintf(data, sizeof data, "%s", srv.data_dir);
@@ -363,7 +372,7 @@ static void test_sigterm_checkpoints_running_job(void)
 	T_CHECK(json_is_string(json_object_get(o, "checkpoint")));
 	T_CHECK(step0 > 0);
 	json_decref(o);
-	double end = now_s() + 30;
+	end = now_s() + 30;
 	while (now_s() < end && !e2e_log_contains(&srv, "resumed from its checkpoint"))
 		usleep(20000);
 	T_CHECK(e2e_log_contains(&srv, "resumed from its checkpoint"));
