@@ -212,8 +212,10 @@ static int req(const e2e_server *s, const char *method, const char *path, const 
 	free(raw);
 	if (out)
 		*out = NULL;
-	if (rc < 0)
+	if (rc < 0) {
+		e2e_resp_free(&r);   /* a failed read leaves an empty body (a leak report would hide the failure) */
 		return -1;
+	}
 	if (out)
 		*out = json_loadb(r.body, r.body_len, JSON_ALLOW_NUL, NULL);
 	int st = r.status;
