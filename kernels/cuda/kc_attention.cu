@@ -3,14 +3,19 @@
  * group of hd/8 lanes (8 head dims per lane), so a warp works on 32/(hd/8) keys at once; each
  * group keeps an online softmax (running max, sum, 8 accumulators) and the groups are merged
  * through shared memory at the end. The key count (pos + 1) is read from device memory, so a
- * decode step captured in a CUDA graph stays valid as the sequence grows. */
+ * decode step captured in a CUDA graph stays valid as the sequence grows. In a prefill (m > 8)
+ * after F16/BF16 products, the output is also written rounded into the device's workspace for
+ * the o_proj product that follows, which then skips its own rounding launch (kc_int.h, xtag). */
 #include "kernels/cuda/kc_int.h"
 
 #define ATT_WARPS 16
 
+/* xr: NULL, or [m, heads * hd] that gets out rounded to R (prefill: the o_proj input, xtag) */
+template <typename R>
 __global__ void attention_k(const float *__restrict__ q, const float *__restrict__ kc_,
 			    const float *__restrict__ vc, const int32_t *__restrict__ pos,
-			    int heads, int kvheads, int hd, int64_t cap, float scale, float *out)
+			    int heads, int kvheads, int hd, int64_t cap, float scale, float *out,
+			    R *__restrict__ xr)
 {
 	__shared__ float sm[ATT_WARPS * 32 / 1 * 10];   /* groups * (hd/8 lanes * 8 + 2) max */
 	int h = blockIdx.x, row = blockIdx.y;
@@ -83,7 +88,11 @@ __global__ void attention_k(const float *__restrict__ q, const float *__restrict
 			num += sm[t * stride + 2 + d] * f;
 			den += sm[t * stride + 1] * f;
 		}
-		out[((int64_t)row * heads + h) * hd + d] = num / den;
+		float o = num / den;
+		int64_t i = ((int64_t)row * heads + h) * hd + d;
+		out[i] = o;
+		if (xr)
+			xr[i] = kc_from_f<R>(o);
 	}
 }
 
@@ -96,7 +105,20 @@ extern "C" int kc_attention(void *b, const float *q, const float *kc_, const flo
 		return -ENOTSUP;
 	KC_ENTER(c);
 	dim3 grid((unsigned)heads, (unsigned)m);
-	KC_LAUNCH(c, attention_k, grid, dim3(ATT_WARPS * 32), q, kc_, vc, pos, (int)heads,
-		  (int)kvheads, (int)hd, cap, scale, out);
+	kern_dtype rd = kc_xtag_want(c, m);   /* prefill: also round out for o_proj */
+	if (rd != KERN_F32) {
+		int rc = kc_xbuf(c, (size_t)(m * heads * hd) * 2);
+		if (rc)
+			return rc;
+	}
+	if (rd == KERN_F16)
+		KC_LAUNCH(c, attention_k<__half>, grid, dim3(ATT_WARPS * 32), q, kc_, vc, pos,
+			  (int)heads, (int)kvheads, (int)hd, cap, scale, out, (__half *)c->xbuf);
+	else
+		KC_LAUNCH(c, attention_k<__nv_bfloat16>, grid, dim3(ATT_WARPS * 32), q, kc_, vc, pos,
+			  (int)heads, (int)kvheads, (int)hd, cap, scale, out,
+			  rd == KERN_BF16 ? (__nv_bfloat16 *)c->xbuf : (__nv_bfloat16 *)NULL);
+	if (rd != KERN_F32)
+		kc_xtag_set(c, out, m, heads * hd, rd);
 	return 0;
 }

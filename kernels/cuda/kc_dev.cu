@@ -46,6 +46,8 @@ static int kc_open_impl(kc *c)
 	KC_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, c->dev));
 	const char *np = getenv("THAW_NO_PDL");
 	c->pdl = major >= 9 && !(np && atoi(np));
+	const char *nx = getenv("THAW_NO_XTAG");   /* kc_int.h, xtag block */
+	c->xtag_off = nx && atoi(nx);
 	c->xbuf_size = 16u << 20;
 	KC_CHECK(cudaMalloc(&c->xbuf, c->xbuf_size));
 	return 0;
@@ -70,6 +72,7 @@ static void *kc_alloc(void *b, size_t n)
 {
 	kc *c = (kc *)b;
 	void *p = NULL;
+	c->ops++;   /* an entry: voids an xtag (the new buffer may reuse a tagged address) */
 	if (cudaSetDevice(c->dev) != cudaSuccess || cudaMalloc(&p, n) != cudaSuccess) {
 		cudaGetLastError();
 		return NULL;
@@ -84,6 +87,7 @@ static void *kc_alloc(void *b, size_t n)
 static void kc_free(void *b, void *p)
 {
 	kc *c = (kc *)b;
+	c->ops++;   /* an entry: voids an xtag */
 	cudaSetDevice(c->dev);
 	cudaStreamSynchronize(c->s);
 	cudaFree(p);

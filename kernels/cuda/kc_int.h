@@ -29,6 +29,16 @@ typedef struct kc {
 	size_t nbuf_size;
 	int capturing;
 	int pdl;                   /* launch decode-path kernels with programmatic dependent launch */
+	/* ---- xtag: a producer's output already rounded in xbuf (see the xtag block below) ---- */
+	unsigned long long ops;    /* backend entries so far (kc_enter, kc_alloc, kc_free) */
+	unsigned long long xtag_op;   /* xbuf holds xtag_x [xtag_m, xtag_k] rounded to xtag_dt, */
+	const float *xtag_x;          /* written by backend entry number xtag_op (0: no tag) */
+	int64_t xtag_m, xtag_k;
+	kern_dtype xtag_dt;
+	kern_dtype xdt;            /* dtype of the last rounding for cuBLAS: producers round to it */
+	int xtag_off;              /* THAW_NO_XTAG=1: producers write no rounded copy (A/B runs) */
+	unsigned long long xtag_hits; /* roundings skipped thanks to a tag (tests read it) */
+	/* ---- end xtag ---- */
 } kc;
 
 /* KC_CHECK returns -EIO from the calling function when a CUDA call fails (POOL_CUDA_CHECK). */
@@ -42,6 +52,7 @@ typedef struct kc {
 
 static inline int kc_enter(kc *c)
 {
+	c->ops++;   /* voids any xtag of the previous entry (xtag block below) */
 	KC_CHECK(cudaSetDevice(c->dev));
 	return 0;
 }
@@ -230,4 +241,61 @@ int kc_col_sum(void *b, const float *x, int64_t m, int64_t n, float alpha, float
 int kc_adam(void *b, float *p, float *mo, float *v, const float *g, int64_t n, float lr,
 	    float b1, float b2, float eps);
 }
+
+/* ---- xtag: prefill products that skip their input rounding -----------------------------------
+ * cuBLAS products with F16/BF16 weights (kc_linear / kc_linear_add, m > 8 rows) take a rounded
+ * copy of their F32 input in xbuf; kc_round_x makes it with its own launch. A producer op whose
+ * F32 output feeds such a product (kc_attention; kc_swiglu's SiLU*mul) writes that copy as well,
+ * in the same kernel, rounded to c->xdt (the dtype of the device's last rounding for cuBLAS: in a
+ * decoder layer, that of the q/k/v or gate/up products, so of o_proj and down_proj too), and
+ * tags it: input pointer, rows, columns, dtype, and the number of the backend entry that wrote
+ * it. The consumer uses the copy only when the tag names exactly its input and dtype and was
+ * written by the entry just before its own: every backend entry (kc_enter, kc_alloc, kc_free)
+ * counts in c->ops, so any op in between -- even one that leaves the input alone -- voids the
+ * tag and the consumer rounds as before. A guessed dtype that proves wrong costs only the unused
+ * copy. Contract: between the two ops, callers change device memory only through this device's
+ * kern ops (as kern.h asks); a write by another handle or a raw CUDA copy would not be seen.
+ * The F32 outputs are written as before. No tags while capturing a CUDA graph. */
+#define KC_XTAG_MIN_M 9   /* kc_linear sends m > 8 rows (GEMV_MAX_M) to cuBLAS */
+
+/* kc_xtag_want: the dtype a producer of m rows should round its output to, or KERN_F32 for no
+ * copy (few rows, graph capture, THAW_NO_XTAG, or no F16/BF16 rounding seen yet). */
+static inline kern_dtype kc_xtag_want(const kc *c, int64_t m)
+{
+	if (c->xtag_off || c->capturing || m < KC_XTAG_MIN_M)
+		return KERN_F32;
+	return c->xdt == KERN_BF16 || c->xdt == KERN_F16 ? c->xdt : KERN_F32;
+}
+
+/* kc_xtag_set: call last in a producer entry, once xbuf holds x [m, k] rounded to dt (queued). */
+static inline void kc_xtag_set(kc *c, const float *x, int64_t m, int64_t k, kern_dtype dt)
+{
+	c->xtag_x = x;
+	c->xtag_m = m;
+	c->xtag_k = k;
+	c->xtag_dt = dt;
+	c->xtag_op = c->ops;
+}
+
+/* kc_xtag_take: call first in a consumer entry (after KC_ENTER, before any nested entry):
+ * 1 when xbuf holds x [m, k] rounded to dt, written by the entry just before this one. The tag
+ * is used up either way. */
+static inline int kc_xtag_take(kc *c, const float *x, int64_t m, int64_t k, kern_dtype dt)
+{
+	int hit = c->xtag_op != 0 && c->xtag_op + 1 == c->ops && c->xtag_x == x &&
+		  c->xtag_m == m && c->xtag_k == k && c->xtag_dt == dt;
+	c->xtag_op = 0;
+	c->xtag_hits += (unsigned long long)hit;
+	return hit;
+}
+
+extern "C" {
+/* kc_xbuf: xbuf of at least `bytes` (grown outside graph capture); voids the tag. 0 or -errno. */
+int kc_xbuf(kc *c, size_t bytes);
+/* kc_silu_mul_ex: kc_silu_mul inside an entry (no kc_enter), also writing the result rounded to
+ * rd into xbuf when rd is KERN_BF16 / KERN_F16 (the caller tags it). */
+int kc_silu_mul_ex(kc *c, const float *gate, const float *up, int64_t n, float *out,
+		   kern_dtype rd);
+}
+/* ---- end xtag ---- */
 #endif

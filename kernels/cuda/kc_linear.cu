@@ -1,8 +1,9 @@
 /* kc_linear.cu — ops kern_linear and kern_linear_add on the GPU. m <= 8 rows (decode) and every
  * int8 product go to the GEMV kernels (kc_gemv.cu: weights streamed once, dequantized in
  * registers, bias/activation or the residual add fused); larger F32 / F16 / BF16 products go to
- * cuBLAS (the activations are first rounded to the weight dtype in the device's workspace;
- * F32 accumulation and F32 output; beta = 1 for the residual form), then bias + activation. */
+ * cuBLAS (the activations are first rounded to the weight dtype in the device's workspace --
+ * unless the op just before left them rounded there, see the xtag block of kc_int.h; F32
+ * accumulation and F32 output; beta = 1 for the residual form), then bias + activation. */
 #include "kernels/cuda/kc_int.h"
 
 /* 4 elements per thread (n4 = n / 4 float4 loads), then the tail */
@@ -23,6 +24,7 @@ __global__ void round_k(const float *__restrict__ x, T *__restrict__ o, int64_t 
 }
 
 #define GEMV_MAX_M 8
+static_assert(KC_XTAG_MIN_M == GEMV_MAX_M + 1, "producers round for the rows cuBLAS takes");
 
 static int grow(kc *c, void **buf, size_t *size, size_t bytes)
 {
@@ -46,6 +48,19 @@ extern "C" int kc_scratch(kc *c, size_t bytes, float **out)
 	return rc;
 }
 
+extern "C" int kc_xbuf(kc *c, size_t bytes)
+{
+	c->xtag_op = 0;   /* xbuf is about to be rewritten (and maybe reallocated) */
+	return grow(c, &c->xbuf, &c->xbuf_size, bytes);
+}
+
+/* kern_cuda_xtag_hits: roundings the device's products skipped thanks to an xtag (a test hook;
+ * d must be a CUDA device). */
+extern "C" unsigned long long kern_cuda_xtag_hits(const kern_dev *d)
+{
+	return ((const kc *)d->b)->xtag_hits;
+}
+
 /* kc_normed: *out = x, or norm(x) in the device's norm scratch when norm is given. */
 extern "C" int kc_normed(kc *c, const float *x, int64_t m, int64_t k, const kern_norm *norm,
 			 const float **out)
@@ -64,9 +79,10 @@ extern "C" int kc_normed(kc *c, const float *x, int64_t m, int64_t k, const kern
 extern "C" int kc_round_x(kc *c, const float *x, int64_t m, const kern_mat *w)
 {
 	int64_t K = w->k;
-	int rc = grow(c, &c->xbuf, &c->xbuf_size, (size_t)(m * K) * 2);
+	int rc = kc_xbuf(c, (size_t)(m * K) * 2);
 	if (rc)
 		return rc;
+	c->xdt = w->dt;
 	int64_t n = m * K;
 	int vec = (uintptr_t)x % 16 == 0;   /* float4 loads when x is 16-byte aligned */
 	int64_t threads = vec ? n / 4 + n % 4 : n;
@@ -86,9 +102,10 @@ extern "C" int kc_norm_round_x(kc *c, const float *x, int64_t m, const kern_norm
 	if (!norm)
 		return kc_round_x(c, x, m, w);
 	int64_t K = w->k;
-	int rc = grow(c, &c->xbuf, &c->xbuf_size, (size_t)(m * K) * 2);
+	int rc = kc_xbuf(c, (size_t)(m * K) * 2);
 	if (rc)
 		return rc;
+	c->xdt = w->dt;
 	dim3 b(K >= 1024 ? 1024 : 256);
 	if (w->dt == KERN_BF16)
 		KC_LAUNCH(c, kc_rmsnorm_k<__nv_bfloat16>, dim3((unsigned)m), b, x, norm->w, K, norm->eps,
@@ -100,7 +117,8 @@ extern "C" int kc_norm_round_x(kc *c, const float *x, int64_t m, const kern_norm
 }
 
 /* kc_gemm: y = x . W^T + beta * y through cuBLAS (F32/F16/BF16 weights). rounded: for F16/BF16,
- * x was already rounded into the workspace by kc_round_x (several products of one input). */
+ * x was already rounded into the workspace (by kc_round_x / kc_norm_round_x for several products
+ * of one input, or by the producer of x: xtag). */
 extern "C" int kc_gemm_ex(kc *c, const float *x, int64_t m, const kern_mat *w, float *y,
 			  float beta, int rounded)
 {
@@ -137,7 +155,8 @@ extern "C" int kc_linear(void *b, const float *x, int64_t m, const kern_mat *w, 
 	KC_ENTER(c);
 	if (m <= GEMV_MAX_M || w->dt == KERN_I8)
 		return kc_gemv(c, x, m, w, bias, act, y);
-	int rc = kc_gemm(c, x, m, w, y, 0.f);
+	int rounded = (w->dt == KERN_BF16 || w->dt == KERN_F16) && kc_xtag_take(c, x, m, w->k, w->dt);
+	int rc = kc_gemm_ex(c, x, m, w, y, 0.f, rounded);
 	if (rc == 0 && (bias || act != KERN_ACT_NONE))
 		rc = kc_bias_act(b, y, bias, m, w->n, act);
 	return rc;
@@ -158,5 +177,6 @@ extern "C" int kc_linear_add(void *b, const float *x, int64_t m, const kern_mat 
 			rc = kc_gemv(c, x, m, w, NULL, KERN_ACT_NONE, t);
 		return rc ? rc : kc_add(b, y, t, m * w->n);
 	}
-	return kc_gemm(c, x, m, w, y, 1.f);
+	int rounded = (w->dt == KERN_BF16 || w->dt == KERN_F16) && kc_xtag_take(c, x, m, w->k, w->dt);
+	return kc_gemm_ex(c, x, m, w, y, 1.f, rounded);
 }

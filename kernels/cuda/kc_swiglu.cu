@@ -1,6 +1,7 @@
 /* kc_swiglu.cu — op kern_swiglu: silu(x . Wg^T) * (x . Wu^T). Small m: one GEMV launch in which
  * each warp streams a gate row and the matching up row and writes silu(g) * u (an RMSNorm of the input fused in); larger m: two
- * cuBLAS products (up into the device scratch) and kern_silu_mul. */
+ * cuBLAS products (up into the device scratch) and the SiLU*mul, which with F16/BF16 weights
+ * also writes its result rounded into the workspace for the down_proj product (kc_int.h, xtag). */
 #include "kernels/cuda/kc_int.h"
 
 extern "C" int kc_swiglu(void *b, const float *x, int64_t m, const kern_mat *wg,
@@ -37,7 +38,11 @@ extern "C" int kc_swiglu(void *b, const float *x, int64_t m, const kern_mat *wg,
 		if (rc == 0)
 			rc = kc_linear(b, x, m, wu, NULL, KERN_ACT_NONE, t);
 	}
+	/* cuBLAS path: the SiLU*mul also leaves its result rounded for down_proj (xtag) */
+	kern_dtype rd = rounded ? kc_xtag_want(c, m) : KERN_F32;
 	if (rc == 0)
-		rc = kc_silu_mul(b, out, t, m * wu->n, out);
+		rc = kc_silu_mul_ex(c, out, t, m * wu->n, out, rd);
+	if (rc == 0 && rd != KERN_F32)
+		kc_xtag_set(c, out, m, wu->n, rd);
 	return rc;
 }

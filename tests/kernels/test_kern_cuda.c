@@ -1,7 +1,8 @@
 /* test_kern_cuda.c — every CUDA op against the CPU reference op on fresh random inputs at
  * several sizes, tolerances by dtype; GPU outputs are poisoned (all bytes 0xFF = NaN / -1)
  * before each run, so an element the kernel forgot to write shows. Also a captured CUDA
- * graph replayed with new positions. Skips without a GPU. */
+ * graph replayed with new positions, and the prefill products that skip their input rounding
+ * after a producer (xtag). Skips without a GPU. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -442,6 +443,191 @@ static void test_cuda_i8_tall(void)
 	}
 }
 
+#ifdef THAW_CUDA
+/* kernels/cuda/kc_linear.cu: roundings the device's products skipped thanks to an xtag (test
+ * hook; d must be a CUDA device) */
+unsigned long long kern_cuda_xtag_hits(const kern_dev *d);
+
+/* a weight matrix in F16/BF16 on both devices */
+typedef struct xt_w {
+	kern_mat c, g;
+	uint16_t *h;
+	void *d;
+} xt_w;
+
+static void xt_w_make(xt_w *w, kern_dtype dt, int64_t n, int64_t k)
+{
+	float *f = rnd((size_t)(n * k), 1);
+	w->h = malloc((size_t)(n * k) * 2);
+	for (int64_t i = 0; i < n * k; i++)
+		w->h[i] = dt == KERN_F16 ? kern_f32_to_f16(f[i]) : kern_f32_to_bf16(f[i]);
+	w->d = up(w->h, (size_t)(n * k) * 2);
+	w->c = (kern_mat){dt, n, k, w->h, NULL, 0};
+	w->g = (kern_mat){dt, n, k, w->d, NULL, 0};
+	free(f);
+}
+
+static void xt_w_free(xt_w *w)
+{
+	free(w->h);
+	kern_free(G, w->d);
+}
+
+/* the GPU's [n] floats at dy against want (tolerances of cuBLAS on rounded activations) */
+static int xt_close(const void *dy, const float *want, size_t n, double rt, const char *what)
+{
+	float *got = down(dy, n * 4);
+	int ok = close_f(got, want, n, rt * 5, rt, what);
+	free(got);
+	return ok;
+}
+
+#define XT_HITS(before, want) T_EQ_INT((int)(kern_cuda_xtag_hits(G) - (before)), (want))
+#endif
+
+/* Prefill producers (attention; swiglu's SiLU*mul) leave their output rounded in the device's
+ * workspace for the cuBLAS product right after (kernels/cuda/kc_int.h, xtag): that product
+ * skips its own rounding only when it comes immediately after, on exactly that input and
+ * dtype. Each case is checked against the CPU, and the hook counts the skipped roundings: the
+ * stale-copy cases (input changed in between by another op, by a copy, freed and reallocated;
+ * an unrelated op in between; fewer rows; a different weight dtype) must round again. */
+static void test_cuda_xtag(void)
+{
+	if (!open_devs())
+		T_SKIP("no GPU");
+#ifdef THAW_CUDA
+	const int64_t m = 20, H = 4, KVH = 2, hd = 64, D = H * hd, kvd = KVH * hd, I = 96;
+	const float sc = 0.125f;
+	const size_t nD = (size_t)(m * D), nI = (size_t)(m * I);
+	int32_t pos[20];
+	for (int i = 0; i < m; i++)
+		pos[i] = i;
+	float *q = rnd(nD, 1), *kc = rnd((size_t)(m * kvd), 1), *vc = rnd((size_t)(m * kvd), 1);
+	float *x = rnd(nD, 1), *nw = rnd((size_t)D, 1), *base = rnd(nD, 1), *delta = rnd(nD, 1);
+	float *gnew = rnd(nI, 1), *bias = rnd((size_t)D, 1);
+	float *att = malloc(nD * 4), *att2 = malloc(nD * 4), *yc = malloc(nD * 4), *gc = malloc(nI * 4);
+	void *dq = up(q, nD * 4), *dkc = up(kc, (size_t)(m * kvd) * 4);
+	void *dvc = up(vc, (size_t)(m * kvd) * 4), *dpos = up(pos, (size_t)m * 4);
+	void *dx = up(x, nD * 4), *dnw = up(nw, (size_t)D * 4), *ddelta = up(delta, nD * 4);
+	void *dbias = up(bias, (size_t)D * 4), *dz = poisoned(nD * 4);
+	kern_norm nc = {nw, 1e-5f}, ng = {dnw, 1e-5f};
+	kern_attention(C, q, kc, vc, pos, m, H, KVH, hd, m, sc, att);
+	for (size_t i = 0; i < nD; i++)
+		att2[i] = att[i] + delta[i];
+	for (int di = 0; di < 2; di++) {
+		kern_dtype dt = di ? KERN_F16 : KERN_BF16, other = di ? KERN_BF16 : KERN_F16;
+		xt_w wo, wo2, wg, wu, wd;
+		xt_w_make(&wo, dt, D, D);
+		xt_w_make(&wo2, other, D, D);
+		xt_w_make(&wg, dt, I, D);
+		xt_w_make(&wu, dt, I, D);
+		xt_w_make(&wd, dt, D, I);
+		void *datt = poisoned(nD * 4), *dy = poisoned(nD * 4), *dg = poisoned(nI * 4);
+		void *dh = poisoned(nI * 4);
+		unsigned long long h0;
+		/* a normed product first (as q/k/v in a layer): the dtype producers round to */
+		float *yh[1] = {dh};
+		T_EQ_INT(kern_linear_multi(G, dx, m, 1, &wg.g, yh, &ng), 0);
+
+		/* attention -> o_proj + residual: the rounded copy is used, results as the CPU's */
+		kern_copy_h2d(G, dy, base, nD * 4);
+		h0 = kern_cuda_xtag_hits(G);
+		T_EQ_INT(kern_attention(G, dq, dkc, dvc, dpos, m, H, KVH, hd, m, sc, datt), 0);
+		T_EQ_INT(kern_linear_add(G, datt, m, &wo.g, dy), 0);
+		XT_HITS(h0, 1);
+		T_CHECK(xt_close(datt, att, nD, 1e-4, "xtag: attention F32 output"));
+		memcpy(yc, base, nD * 4);
+		kern_linear_add(C, att, m, &wo.c, yc);
+		T_CHECK(xt_close(dy, yc, nD, 2e-2, "xtag: o_proj after attention"));
+
+		/* the input changed in between (kern_add): rounded again from the new values */
+		kern_copy_h2d(G, dy, base, nD * 4);
+		h0 = kern_cuda_xtag_hits(G);
+		T_EQ_INT(kern_attention(G, dq, dkc, dvc, dpos, m, H, KVH, hd, m, sc, datt), 0);
+		T_EQ_INT(kern_add(G, datt, ddelta, (int64_t)nD), 0);
+		T_EQ_INT(kern_linear_add(G, datt, m, &wo.g, dy), 0);
+		XT_HITS(h0, 0);
+		memcpy(yc, base, nD * 4);
+		kern_linear_add(C, att2, m, &wo.c, yc);
+		T_CHECK(xt_close(dy, yc, nD, 2e-2, "xtag: input changed by an op in between"));
+
+		/* an unrelated op in between: no skip; then kern_linear right after: skip */
+		kern_linear(C, att, m, &wo.c, bias, KERN_ACT_GELU, yc);
+		for (int direct = 0; direct < 2; direct++) {
+			h0 = kern_cuda_xtag_hits(G);
+			T_EQ_INT(kern_attention(G, dq, dkc, dvc, dpos, m, H, KVH, hd, m, sc, datt), 0);
+			if (!direct)
+				T_EQ_INT(kern_rmsnorm(G, dx, dnw, m, D, 1e-5f, dz), 0);
+			T_EQ_INT(kern_linear(G, datt, m, &wo.g, dbias, KERN_ACT_GELU, dy), 0);
+			XT_HITS(h0, direct);
+			T_CHECK(xt_close(dy, yc, nD, 2e-2, direct ? "xtag: kern_linear right after"
+								   : "xtag: unrelated op in between"));
+		}
+
+		/* fewer rows than the producer wrote: no skip */
+		h0 = kern_cuda_xtag_hits(G);
+		T_EQ_INT(kern_attention(G, dq, dkc, dvc, dpos, m, H, KVH, hd, m, sc, datt), 0);
+		T_EQ_INT(kern_linear(G, datt, m - 1, &wo.g, NULL, KERN_ACT_NONE, dy), 0);
+		XT_HITS(h0, 0);
+		kern_linear(C, att, m - 1, &wo.c, NULL, KERN_ACT_NONE, yc);
+		T_CHECK(xt_close(dy, yc, (size_t)((m - 1) * D), 2e-2, "xtag: fewer rows"));
+
+		/* swiglu -> down_proj + residual: skip; the SiLU*mul's F32 output as the CPU's */
+		kern_copy_h2d(G, dy, base, nD * 4);
+		h0 = kern_cuda_xtag_hits(G);
+		T_EQ_INT(kern_swiglu(G, dx, m, &wg.g, &wu.g, dg, &ng), 0);
+		T_EQ_INT(kern_linear_add(G, dg, m, &wd.g, dy), 0);
+		XT_HITS(h0, 1);
+		kern_swiglu(C, x, m, &wg.c, &wu.c, gc, &nc);
+		T_CHECK(xt_close(dg, gc, nI, 4e-2, "xtag: swiglu F32 output"));
+		memcpy(yc, base, nD * 4);
+		kern_linear_add(C, gc, m, &wd.c, yc);
+		T_CHECK(xt_close(dy, yc, nD, 4e-2, "xtag: down_proj after swiglu"));
+
+		/* swiglu, then its output overwritten by a copy: no skip, the new values count */
+		kern_copy_h2d(G, dy, base, nD * 4);
+		h0 = kern_cuda_xtag_hits(G);
+		T_EQ_INT(kern_swiglu(G, dx, m, &wg.g, &wu.g, dg, &ng), 0);
+		T_EQ_INT(kern_copy_h2d(G, dg, gnew, nI * 4), 0);
+		T_EQ_INT(kern_linear_add(G, dg, m, &wd.g, dy), 0);
+		XT_HITS(h0, 0);
+		memcpy(yc, base, nD * 4);
+		kern_linear_add(C, gnew, m, &wd.c, yc);
+		T_CHECK(xt_close(dy, yc, nD, 2e-2, "xtag: input overwritten by a copy"));
+
+		/* the producer's output freed and a new (zeroed) buffer allocated, likely at the same
+		 * address: no skip, the product of zeros leaves the residual as it was */
+		kern_copy_h2d(G, dy, base, nD * 4);
+		h0 = kern_cuda_xtag_hits(G);
+		T_EQ_INT(kern_attention(G, dq, dkc, dvc, dpos, m, H, KVH, hd, m, sc, datt), 0);
+		kern_free(G, datt);
+		datt = kern_alloc(G, nD * 4);
+		T_CHECK(datt != NULL);
+		T_EQ_INT(kern_linear_add(G, datt, m, &wo.g, dy), 0);
+		XT_HITS(h0, 0);
+		T_CHECK(xt_close(dy, base, nD, 1e-6, "xtag: freed and reallocated input"));
+
+		/* a consumer whose weights are of another dtype than the copy: no skip */
+		kern_copy_h2d(G, dy, base, nD * 4);
+		h0 = kern_cuda_xtag_hits(G);
+		T_EQ_INT(kern_attention(G, dq, dkc, dvc, dpos, m, H, KVH, hd, m, sc, datt), 0);
+		T_EQ_INT(kern_linear_add(G, datt, m, &wo2.g, dy), 0);
+		XT_HITS(h0, 0);
+		memcpy(yc, base, nD * 4);
+		kern_linear_add(C, att, m, &wo2.c, yc);
+		T_CHECK(xt_close(dy, yc, nD, 2e-2, "xtag: other weight dtype"));
+
+		kern_free(G, datt); kern_free(G, dy); kern_free(G, dg); kern_free(G, dh);
+		xt_w_free(&wo); xt_w_free(&wo2); xt_w_free(&wg); xt_w_free(&wu); xt_w_free(&wd);
+	}
+	kern_free(G, dq); kern_free(G, dkc); kern_free(G, dvc); kern_free(G, dpos);
+	kern_free(G, dx); kern_free(G, dnw); kern_free(G, ddelta); kern_free(G, dbias);
+	kern_free(G, dz);
+	free(q); free(kc); free(vc); free(x); free(nw); free(base); free(delta); free(gnew);
+	free(bias); free(att); free(att2); free(yc); free(gc);
+#endif
+}
+
 static void test_cuda_close(void)
 {
 	if (G) kern_dev_close(G);
@@ -458,5 +644,6 @@ void t_main(void)
 	T_RUN(test_cuda_fused);
 	T_RUN(test_cuda_i8_long);
 	T_RUN(test_cuda_i8_tall);
+	T_RUN(test_cuda_xtag);
 	T_RUN(test_cuda_close);
 }
