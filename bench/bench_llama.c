@@ -14,7 +14,9 @@
  * device-to-device copy rate with --bw) divided by the weight bytes one decode step reads.
  * int8 variants report teacher-forced greedy top-1 agreement with the first variant's tokens.
  * --gemm times the prefill matrix products (kern_linear, BF16 weights, F32 activations
- * rounded for cuBLAS) against cublasGemmEx alone (BF16 in, BF16 out) on the same shapes. */
+ * rounded for cuBLAS) against cublasGemmEx alone (BF16 in, BF16 out) on the same shapes: each
+ * shape alone, a layer's products, and the products one by one as the kind issues them (o_proj
+ * and down_proj fed by their real producers, attention and swiglu: bench_products). */
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
@@ -372,6 +374,207 @@ static void bench_layer_gemms(kern_dev *d, cublasHandle_t h, int M)
 	free(xh); free(xb); free(nwh);
 }
 
+/* Prefill products one by one as the llama kind issues them, each against cublasGemmEx alone on
+ * its shapes (BF16 in and out, F32 compute): q/k/v (kern_linear_multi: the input rounded once,
+ * the RMSNorm fused into that rounding; baseline kern_rmsnorm + 3 GEMMs), o_proj + residual
+ * with its input produced by kern_attention as in a layer (attention + o_proj, minus attention
+ * alone), gate/up (as q/k/v), down_proj + residual with its input produced by kern_swiglu
+ * (swiglu + down_proj, minus swiglu alone). A producer leaves its output rounded for the
+ * product right after (kernels/cuda/kc_int.h, xtag), so o_proj and down_proj skip their
+ * rounding launch; the "no_xtag" figures are a second handle on the same GPU opened with
+ * THAW_NO_XTAG=1 (every product rounds its own input: the previous path), same run. The q/k/v
+ * and gate/up products are also timed without the norm (rounding launch + GEMMs vs GEMMs).
+ * Medians of 5 x 50 calls. */
+enum { PP_QKV, PP_QKV_NN, PP_ATT, PP_ATT_O, PP_GU, PP_GU_NN, PP_SWI, PP_SWI_DOWN, PP_NORM,
+       PP_C_QKV, PP_C_O, PP_C_GU, PP_C_DOWN, PP_N };
+
+typedef struct pp {
+	cublasHandle_t h;
+	int M, H, I, heads, kvheads, hd;
+	int nn[7], kk[7];
+	kern_mat w[7];
+	void *W[7], *Y[7], *YB[7], *X, *XB, *NW, *XN, *Q, *KC, *VC, *POS, *ATT, *G, *R;
+} pp;
+
+static void pp_issue(pp *p, kern_dev *d, int what)
+{
+	const float one = 1, zero = 0;
+	kern_norm n = {p->NW, 1e-5f};
+	float *yq[3] = {p->Y[0], p->Y[1], p->Y[2]}, *yg[2] = {p->Y[4], p->Y[5]};
+	int g0 = 0, g1 = 0;   /* cuBLAS products g0..g1-1 */
+	switch (what) {
+	case PP_QKV: case PP_QKV_NN:
+		kern_linear_multi(d, p->X, p->M, 3, &p->w[0], yq, what == PP_QKV ? &n : NULL);
+		return;
+	case PP_ATT: case PP_ATT_O:
+		kern_attention(d, p->Q, p->KC, p->VC, p->POS, p->M, p->heads, p->kvheads, p->hd, p->M,
+			       0.125f, p->ATT);
+		if (what == PP_ATT_O)
+			kern_linear_add(d, p->ATT, p->M, &p->w[3], p->R);
+		return;
+	case PP_GU: case PP_GU_NN:
+		kern_linear_multi(d, p->X, p->M, 2, &p->w[4], yg, what == PP_GU ? &n : NULL);
+		return;
+	case PP_SWI: case PP_SWI_DOWN:
+		kern_swiglu(d, p->X, p->M, &p->w[4], &p->w[5], p->G, &n);
+		if (what == PP_SWI_DOWN)
+			kern_linear_add(d, p->G, p->M, &p->w[6], p->R);
+		return;
+	case PP_NORM:
+		kern_rmsnorm(d, p->X, p->NW, p->M, p->H, 1e-5f, p->XN);
+		return;
+	case PP_C_QKV: g0 = 0, g1 = 3; break;
+	case PP_C_O: g0 = 3, g1 = 4; break;
+	case PP_C_GU: g0 = 4, g1 = 6; break;
+	case PP_C_DOWN: g0 = 6, g1 = 7; break;
+	}
+	for (int i = g0; i < g1; i++)
+		cublasGemmEx(p->h, CUBLAS_OP_T, CUBLAS_OP_N, p->nn[i], p->M, p->kk[i], &one, p->W[i],
+			     CUDA_R_16BF, p->kk[i], p->XB, CUDA_R_16BF, p->kk[i], &zero, p->YB[i],
+			     CUDA_R_16BF, p->nn[i], CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+}
+
+static double pp_time(pp *p, kern_dev *d, int what)
+{
+	double t[5];
+	const int R = 50;
+	for (int rep = 0; rep < 5; rep++)
+		for (int pass = 0; pass < 2; pass++) {   /* pass 0 warms up */
+			kern_dev_sync(d);
+			cudaDeviceSynchronize();
+			double t0 = now_s();
+			for (int r = 0; r < R; r++)
+				pp_issue(p, d, what);
+			kern_dev_sync(d);
+			cudaDeviceSynchronize();
+			t[rep] = (now_s() - t0) / R;
+		}
+	qsort(t, 5, sizeof t[0], cmp_d);
+	return t[2];
+}
+
+static void *pp_rand(kern_dev *d, size_t n, int bf16, float scale)
+{
+	size_t es = bf16 ? 2 : 4;
+	void *h = malloc(n * es), *p = kern_alloc(d, n * es);
+	for (size_t i = 0; i < n; i++) {
+		float v = nrand() * scale;
+		if (bf16)
+			((uint16_t *)h)[i] = kern_f32_to_bf16(v);
+		else
+			((float *)h)[i] = v;
+	}
+	kern_copy_h2d(d, p, h, n * es);
+	free(h);
+	return p;
+}
+
+static void bench_products(kern_dev *d, cublasHandle_t h, int M)
+{
+	pp p;
+	memset(&p, 0, sizeof p);
+	p.h = h;
+	p.M = M;
+	p.H = 2048;
+	p.I = 5632;
+	p.heads = 32;
+	p.kvheads = 4;
+	p.hd = 64;
+	int nn[7] = {p.H, 256, 256, p.H, p.I, p.I, p.H}, kk[7] = {p.H, p.H, p.H, p.H, p.H, p.H, p.I};
+	kern_dev *doff = NULL;
+	const char *env = getenv("THAW_NO_XTAG");
+	if (!env) {
+		setenv("THAW_NO_XTAG", "1", 1);
+		if (kern_dev_open(kern_dev_name(d), 0, &doff) < 0)
+			doff = NULL;
+		unsetenv("THAW_NO_XTAG");
+	}
+	for (int i = 0; i < 7; i++) {
+		p.nn[i] = nn[i];
+		p.kk[i] = kk[i];
+		p.W[i] = pp_rand(d, (size_t)nn[i] * kk[i], 1, 0.02f);
+		p.w[i] = (kern_mat){KERN_BF16, nn[i], kk[i], p.W[i], NULL, 0};
+		p.Y[i] = kern_alloc(d, (size_t)M * nn[i] * 4);
+		p.YB[i] = kern_alloc(d, (size_t)M * nn[i] * 2);
+	}
+	size_t kvn = (size_t)M * p.kvheads * p.hd;
+	p.X = pp_rand(d, (size_t)M * p.H, 0, 1);
+	p.XB = pp_rand(d, (size_t)M * p.I, 1, 1);
+	p.NW = pp_rand(d, (size_t)p.H, 0, 0.1f);
+	p.XN = kern_alloc(d, (size_t)M * p.H * 4);
+	p.Q = pp_rand(d, (size_t)M * p.H, 0, 1);
+	p.KC = pp_rand(d, kvn, 0, 1);
+	p.VC = pp_rand(d, kvn, 0, 1);
+	p.ATT = kern_alloc(d, (size_t)M * p.H * 4);
+	p.G = kern_alloc(d, (size_t)M * p.I * 4);
+	p.R = kern_alloc(d, (size_t)M * p.H * 4);
+	int32_t *pos = malloc((size_t)M * 4);
+	for (int i = 0; i < M; i++)
+		pos[i] = i;
+	p.POS = kern_alloc(d, (size_t)M * 4);
+	kern_copy_h2d(d, p.POS, pos, (size_t)M * 4);
+	free(pos);
+	kern_dev_sync(d);
+	double tc[PP_N] = {0}, tk[2][PP_N] = {{0}};
+	for (int what = PP_NORM; what < PP_N; what++)
+		tc[what] = pp_time(&p, d, what);
+	for (int v = 0; v < 2; v++) {
+		kern_dev *dv = v ? doff : d;
+		for (int what = 0; dv && what < PP_NORM; what++)
+			tk[v][what] = pp_time(&p, dv, what);
+	}
+	/* per product: thaw (xtag, no_xtag) and cuBLAS times */
+	double o[2], dn[2];
+	for (int v = 0; v < 2; v++) {
+		o[v] = tk[v][PP_ATT_O] - tk[v][PP_ATT];
+		dn[v] = tk[v][PP_SWI_DOWN] - tk[v][PP_SWI];
+	}
+	struct { const char *name; double t0, t1, c; } row[] = {
+		{"q/k/v (RMSNorm fused into the rounding; cuBLAS: kern_rmsnorm + 3 GEMMs)",
+		 tk[0][PP_QKV], tk[1][PP_QKV], tc[PP_NORM] + tc[PP_C_QKV]},
+		{"q/k/v without norm (rounding + 3 GEMMs; cuBLAS: 3 GEMMs)", tk[0][PP_QKV_NN],
+		 tk[1][PP_QKV_NN], tc[PP_C_QKV]},
+		{"o_proj+residual, input from kern_attention", o[0], o[1], tc[PP_C_O]},
+		{"gate/up (RMSNorm fused into the rounding; cuBLAS: kern_rmsnorm + 2 GEMMs)",
+		 tk[0][PP_GU], tk[1][PP_GU], tc[PP_NORM] + tc[PP_C_GU]},
+		{"gate/up without norm (rounding + 2 GEMMs; cuBLAS: 2 GEMMs)", tk[0][PP_GU_NN],
+		 tk[1][PP_GU_NN], tc[PP_C_GU]},
+		{"down_proj+residual, input from kern_swiglu", dn[0], dn[1], tc[PP_C_DOWN]},
+	};
+	for (size_t i = 0; i < sizeof row / sizeof row[0]; i++)
+		printf("prefill_product M=%d %s: thaw_us=%.1f cublas_us=%.1f thaw_vs_cublas=%.2f "
+		       "(no_xtag: thaw_us=%.1f thaw_vs_cublas=%.2f)\n", M, row[i].name, row[i].t0 * 1e6,
+		       row[i].c * 1e6, row[i].c / row[i].t0, row[i].t1 * 1e6,
+		       row[i].t1 > 0 ? row[i].c / row[i].t1 : 0);
+	printf("prefill_product M=%d producers: attention_us=%.1f (no_xtag %.1f) attention+o_proj_us=%.1f "
+	       "(no_xtag %.1f) swiglu_us=%.1f (no_xtag %.1f) swiglu+down_us=%.1f (no_xtag %.1f)\n", M,
+	       tk[0][PP_ATT] * 1e6, tk[1][PP_ATT] * 1e6, tk[0][PP_ATT_O] * 1e6,
+	       tk[1][PP_ATT_O] * 1e6, tk[0][PP_SWI] * 1e6, tk[1][PP_SWI] * 1e6,
+	       tk[0][PP_SWI_DOWN] * 1e6, tk[1][PP_SWI_DOWN] * 1e6);
+	/* per layer: the 7 products (+ the 2 norms on both sides, or no norm on either) */
+	for (int norms = 1; norms >= 0; norms--) {
+		double c = tc[PP_C_QKV] + tc[PP_C_O] + tc[PP_C_GU] + tc[PP_C_DOWN] +
+			   (norms ? 2 * tc[PP_NORM] : 0), t[2];
+		for (int v = 0; v < 2; v++)
+			t[v] = (norms ? tk[v][PP_QKV] + tk[v][PP_GU] : tk[v][PP_QKV_NN] + tk[v][PP_GU_NN]) +
+			       o[v] + dn[v];
+		printf("prefill_layer M=%d products one by one as the kind issues them%s: thaw_us=%.1f "
+		       "cublas_us=%.1f thaw_vs_cublas=%.2f (no_xtag: thaw_us=%.1f thaw_vs_cublas=%.2f)\n",
+		       M, norms ? ", with the 2 RMSNorms" : ", no norms", t[0] * 1e6, c * 1e6, c / t[0],
+		       t[1] * 1e6, t[1] > 0 ? c / t[1] : 0);
+	}
+	for (int i = 0; i < 7; i++) {
+		kern_free(d, p.W[i]);
+		kern_free(d, p.Y[i]);
+		kern_free(d, p.YB[i]);
+	}
+	void *bufs[] = {p.X, p.XB, p.NW, p.XN, p.Q, p.KC, p.VC, p.ATT, p.G, p.R, p.POS};
+	for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+		kern_free(d, bufs[i]);
+	if (doff)
+		kern_dev_close(doff);
+}
+
 static void bench_gemm(kern_dev *d, int M)
 {
 	int shapes[][2] = {{2048, 2048}, {256, 2048}, {5632, 2048}, {2048, 5632}, {32000, 2048}};
@@ -437,6 +640,7 @@ static void bench_gemm(kern_dev *d, int M)
 	printf("prefill_gemm per-layer mix (q,k,v,o,gate,up,down) thaw_vs_cublas=%.2f\n",
 	       tc_all / tk_all);
 	bench_layer_gemms(d, h, M);
+	bench_products(d, h, M);
 	cublasDestroy(h);
 }
 #endif
