@@ -6,7 +6,8 @@
 # bench/hf_llama.py, saved so both run the very same weights), prompt 128, 256 new tokens:
 #   HF transformers generate() at batch 1 and 8 (the baseline, same run), thaw decode tokens/s
 #   with and without the CUDA graph, vs the memory roofline, int8 weight-only vs BF16 (speed
-#   and teacher-forced greedy top-1 agreement), prefill GEMMs vs cuBLAS alone.
+#   and teacher-forced greedy top-1 agreement), prefill GEMMs vs cuBLAS alone; int8 top-1
+#   agreement on held-out text of a small trained model (bench/train_tiny_llama.py).
 BUILD=${BUILD:-build}
 B="$BUILD/bench/bench_llama"
 LOG=$(mktemp)
@@ -45,3 +46,12 @@ echo "== the same without programmatic dependent launch (THAW_NO_PDL=1)"
 run env THAW_NO_PDL=1 "$B" --model "$M" --device cuda:0 --prompt-file "$M/prompt.json" --new 256 --reps 5 \
   --variants bf16
 record_decode " (no PDL)"
+echo "== the same with RoPE/KV append and attention as two launches (A/B of kc_rope_attention.cu)"
+run "$B" --model "$M" --device cuda:0 --prompt-file "$M/prompt.json" --new 256 --reps 5 \
+  --variants bf16,bf16-nofuse,int8,int8-nofuse
+record_decode " (fused attention A/B)"
+T=${THAW_BENCH_TINY_DIR:-/tmp/thaw-bench-tiny-llama}
+echo "== int8 agreement on a trained model: byte-level LLaMA trained on the Python stdlib ($T)"
+run python3 bench/train_tiny_llama.py "$T" --seconds ${TINY_SECONDS:-75}
+run "$B" --model "$T" --device cuda:0 --text-file "$T/heldout.json" --prompt 128 --new 256 \
+  --reps 1 --variants bf16,int8,int8:32

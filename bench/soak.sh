@@ -57,7 +57,7 @@ mkdir -p "$data/snapshots"
 spid=$!
 i=0
 until curl -sf "$url/healthz" >/dev/null 2>&1; do
-  i=$((i + 1)); [ $i -gt 100 ] && { echo "soak: serve did not start"; cat "$work/serve.log"; exit 2; }
+  i=$((i + 1)); [ $i -gt 600 ] && { echo "soak: serve did not start within 60 s"; cat "$work/serve.log"; exit 2; }
   sleep 0.1
 done
 st=$(curl -s -o /dev/null -w '%{http_code}' -X PUT "$url/v1/functions/digits" \
@@ -135,7 +135,7 @@ wpids=""
 cat "$work/series.txt"
 # settle: jobs finish or stay queued; idle keep-alive connections are gone with wrk
 i=0
-while [ $i -lt 60 ]; do
+while [ $i -lt 180 ]; do   # up to 3 minutes (ASan on 2 busy cores)
   running=$(curl -s "$url/v1/jobs?state=running" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["jobs"]))' 2>/dev/null)
   [ "${running:-1}" = 0 ] && break
   sleep 1; i=$((i + 1))

@@ -304,10 +304,8 @@ static int forward(llama *s, int64_t m, const int32_t *tok, const int32_t *pos)
 		float *outs[3] = {s->q, s->k, s->v};
 		kern_norm n1 = {y->ln1, s->eps}, n2 = {y->ln2, s->eps};
 		TRY(kern_linear_multi(d, s->x, m, 3, qkv, outs, &n1));   /* RMSNorm fused */
-		TRY(kern_rope_kv(d, s->q, s->k, s->v, pos, m, s->H, s->KVH, s->hd, s->theta, kc, vc,
-				 s->cap));
-		TRY(kern_attention(d, s->q, kc, vc, pos, m, s->H, s->KVH, s->hd, s->cap, scale,
-				   s->att));
+		TRY(kern_rope_attention(d, s->q, s->k, s->v, pos, m, s->H, s->KVH, s->hd, s->theta,
+					kc, vc, s->cap, scale, s->att));
 		TRY(kern_linear_add(d, s->att, m, &y->o, s->x));
 		TRY(kern_swiglu(d, s->x, m, &y->gate, &y->up, s->g, &n2));
 		TRY(kern_linear_add(d, s->g, m, &y->down, s->x));

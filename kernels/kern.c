@@ -318,6 +318,22 @@ int kern_rope_kv(kern_dev *d, float *q, float *k, const float *v, const int32_t 
 	return rc;
 }
 
+int kern_rope_attention(kern_dev *d, float *q, float *k, const float *v, const int32_t *pos,
+			int64_t m, int64_t heads, int64_t kvheads, int64_t hd, float theta, float *kc,
+			float *vc, int64_t cap, float scale, float *out)
+{
+	if (m < 0 || heads <= 0 || kvheads <= 0 || heads % kvheads || hd <= 0 || hd % 2 ||
+	    hd > 256 || theta <= 0 || cap <= 0)
+		return -EINVAL;
+	if (!m)
+		return 0;
+	if (d->be->rope_attention)
+		return d->be->rope_attention(d->b, q, k, v, pos, m, heads, kvheads, hd, theta, kc, vc,
+					     cap, scale, out);
+	int rc = kern_rope_kv(d, q, k, v, pos, m, heads, kvheads, hd, theta, kc, vc, cap);
+	return rc ? rc : kern_attention(d, q, kc, vc, pos, m, heads, kvheads, hd, cap, scale, out);
+}
+
 int kern_embed(kern_dev *d, kern_dtype dt, const void *table, int64_t vocab, int64_t dim,
 	       const int32_t *tokens, int64_t m, float *y)
 {

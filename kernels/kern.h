@@ -119,6 +119,13 @@ int kern_swiglu(kern_dev *d, const float *x, int64_t m, const kern_mat *wg, cons
 int kern_rope_kv(kern_dev *d, float *q, float *k, const float *v, const int32_t *pos, int64_t m,
 		 int64_t heads, int64_t kvheads, int64_t hd, float theta, float *kcache,
 		 float *vcache, int64_t cap);
+/* kern_rope_attention: kern_rope_kv then kern_attention (out[m, heads, hd]) in one op — a
+ * decode step's whole attention. q and k are scratch: afterwards they may hold the rotated
+ * values or the originals. On a GPU, pos and the cache rows before pos may be read while the
+ * op issued just before still runs: they must come from earlier ops (or copies). */
+int kern_rope_attention(kern_dev *d, float *q, float *k, const float *v, const int32_t *pos,
+			int64_t m, int64_t heads, int64_t kvheads, int64_t hd, float theta,
+			float *kcache, float *vcache, int64_t cap, float scale, float *out);
 /* kern_embed: y[m, dim] = table[tokens[i], :] as F32 (table F32/F16/BF16 [vocab, dim]);
  * out-of-range ids give zeros (callers validate ids first). */
 int kern_embed(kern_dev *d, kern_dtype dt, const void *table, int64_t vocab, int64_t dim,

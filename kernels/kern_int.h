@@ -66,6 +66,10 @@ typedef struct kern_backend {
 		       float *out);
 	int (*adam)(void *b, float *p, float *mo, float *v, const float *g, int64_t n, float lr,
 		    float b1, float b2, float eps);
+	/* optional fused decoder op (NULL: kern.c composes rope_kv + attention) */
+	int (*rope_attention)(void *b, float *q, float *k, const float *v, const int32_t *pos,
+			      int64_t m, int64_t heads, int64_t kvheads, int64_t hd, float theta,
+			      float *kc, float *vc, int64_t cap, float scale, float *out);
 } kern_backend;
 
 struct kern_dev {

@@ -28,6 +28,8 @@ static void kc_close(void *b)
 	cudaFree(c->xbuf);
 	cudaFree(c->tbuf);
 	cudaFree(c->nbuf);
+	cudaFree(c->att_part);
+	cudaFree(c->att_cnt);
 	if (c->s)
 		cudaStreamDestroy(c->s);
 	free(c);
@@ -175,4 +177,5 @@ extern "C" const kern_backend kern_cuda_backend = {
 	kc_silu_mul, kc_bias_act, kc_add, kc_softmax, kc_argmax, kc_sample,
 	kc_graph_begin, kc_graph_end, kc_graph_launch, kc_graph_free,
 	kc_gemm_t, kc_act_grad, kc_xent_grad, kc_mse_grad, kc_col_sum, kc_adam,
+	kc_rope_attention,
 };

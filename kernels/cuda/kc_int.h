@@ -27,6 +27,8 @@ typedef struct kc {
 	size_t tbuf_size;
 	float *nbuf;               /* F32 scratch: normed input of composed fused ops */
 	size_t nbuf_size;
+	float *att_part;           /* kc_rope_attention: per-(head, split) partials */
+	int *att_cnt;              /* kc_rope_attention: per-head arrival counters (kept zero) */
 	int capturing;
 	int pdl;                   /* launch decode-path kernels with programmatic dependent launch */
 	/* ---- xtag: a producer's output already rounded in xbuf (see the xtag block below) ---- */
@@ -221,6 +223,9 @@ int kc_kv_store(void *b, const float *k, const float *v, const int32_t *pos, int
 int kc_attention(void *b, const float *q, const float *kc_, const float *vc, const int32_t *pos,
 		 int64_t m, int64_t heads, int64_t kvheads, int64_t hd, int64_t cap, float scale,
 		 float *out);
+int kc_rope_attention(void *b, float *q, float *k, const float *v, const int32_t *pos, int64_t m,
+		      int64_t heads, int64_t kvheads, int64_t hd, float theta, float *kc_, float *vc,
+		      int64_t cap, float scale, float *out);
 int kc_silu_mul(void *b, const float *gate, const float *up, int64_t n, float *out);
 int kc_bias_act(void *b, float *x, const float *bias, int64_t m, int64_t n, kern_act act);
 int kc_add(void *b, float *y, const float *x, int64_t n);
