@@ -5,14 +5,19 @@
  *   bench_llama --model DIR | --random HIDDEN,LAYERS,HEADS,KVHEADS,INTER,VOCAB
  *               [--device cpu|cuda:N] [--prompt N | --prompt-file F.json] [--new N]
  *               [--reps R] [--variants bf16,nograph,int8,int8:32] [--hf-greedy F.json]
- *               [--gemm] [--bw] [--profile]
+ *               [--gemm] [--bw] [--profile] [--text-file F.json]
  *
  * A variant may carry "@N" (e.g. int8@0): it then runs with THAW_I8_GEMV=N, the CUDA int8
- * GEMV variant (kernels/cuda/kc_gemv.cu; 0 = the previous one-warp-per-row kernel).
+ * GEMV variant (kernels/cuda/kc_gemv.cu; 0 = the previous one-warp-per-row kernel); "-nofuse"
+ * (e.g. bf16-nofuse) runs with THAW_NO_FUSED_ATTN=1 (RoPE + KV append and attention as two
+ * launches instead of kc_rope_attention.cu's one).
  * Decode tokens/s = decode steps / decode time (prefill excluded); e2e = new tokens / whole
  * generate. Roofline = the bandwidth (spec 3.35 TB/s for an H100 SXM, and the measured
  * device-to-device copy rate with --bw) divided by the weight bytes one decode step reads.
  * int8 variants report teacher-forced greedy top-1 agreement with the first variant's tokens.
+ * --text-file (a JSON array of token ids of real text, e.g. held-out text of a trained model)
+ * adds a second agreement figure: windows of P + NEW tokens, each variant's argmax after every
+ * forced text token against the first variant's, and each variant's next-token accuracy.
  * --gemm times the prefill matrix products (kern_linear, BF16 weights, F32 activations
  * rounded for cuBLAS) against cublasGemmEx alone (BF16 in, BF16 out) on the same shapes: each
  * shape alone, a layer's products, and the products one by one as the kind issues them (o_proj
@@ -669,6 +674,7 @@ static int p_rms(kern_dev *d, void *c) { prof *p = c; return kern_rmsnorm(d, p->
 static int p_qkv(kern_dev *d, void *c) { prof *p = c; float *y[3] = {p->q, p->k, p->v}; kern_norm n = {p->nw, 1e-5f}; return kern_linear_multi(d, p->x, 1, 3, p->qkv, y, &n); }
 static int p_rope(kern_dev *d, void *c) { prof *p = c; return kern_rope_kv(d, p->q, p->k, p->v, p->pos, 1, p->H, p->KVH, p->hd, 1e4f, p->kc, p->vc, p->cap); }
 static int p_att(kern_dev *d, void *c) { prof *p = c; return kern_attention(d, p->q, p->kc, p->vc, p->pos, 1, p->H, p->KVH, p->hd, p->cap, 0.125f, p->att); }
+static int p_ra(kern_dev *d, void *c) { prof *p = c; return kern_rope_attention(d, p->q, p->k, p->v, p->pos, 1, p->H, p->KVH, p->hd, 1e4f, p->kc, p->vc, p->cap, 0.125f, p->att); }
 static int p_o(kern_dev *d, void *c) { prof *p = c; return kern_linear_add(d, p->att, 1, &p->o, p->x); }
 static int p_swi(kern_dev *d, void *c) { prof *p = c; kern_norm n = {p->nw, 1e-5f}; return kern_swiglu(d, p->x, 1, &p->gate, &p->up, p->g, &n); }
 static int p_down(kern_dev *d, void *c) { prof *p = c; return kern_linear_add(d, p->g, 1, &p->down, p->x); }
@@ -711,11 +717,12 @@ static void profile(kern_dev *d, const fn_weight *w, size_t nw, const json_t *cf
 	}
 	struct { const char *n; int (*f)(kern_dev *, void *); double bytes; } ops[] = {
 		{"rmsnorm(unused)", p_rms, 0}, {"norm+qkv", p_qkv, 0}, {"rope_kv", p_rope, 0},
-		{"attention", p_att, 0}, {"o_proj+add", p_o, 0}, {"rmsnorm(unused)", p_rms, 0},
+		{"attention", p_att, 0}, {"o_proj+add", p_o, 0}, {"rope+attention(fused)", p_ra, 0},
 		{"norm+swiglu", p_swi, 0}, {"down+add", p_down, 0}, {"lm_head", p_lm, 0}, {"argmax", p_am, 0}};
-	double layer = 0;
+	double layer = 0, tt[10];
 	for (int i = 0; i < 10; i++) {
 		double t = time_op(d, 200, ops[i].f, &p);
+		tt[i] = t;
 		double by = 0;
 		kern_mat *mm = i == 1 ? &p.qkv[0] : i == 4 ? &p.o : i == 6 ? &p.gate : i == 7 ? &p.down :
 			       i == 8 ? &p.lm : NULL;
@@ -736,6 +743,8 @@ static void profile(kern_dev *d, const fn_weight *w, size_t nw, const json_t *cf
 	printf("profile layer_sum_us=%.1f x layers -> step estimate (no graph) %.2f ms\n",
 	       layer * 1e6, layer * 1e3 *
 	       (double)json_integer_value(json_object_get(cfg, "num_hidden_layers")));
+	printf("profile layer_sum_fused_us=%.1f (rope_kv + attention %.1f us -> fused %.1f us)\n",
+	       (layer - tt[2] - tt[3] + tt[5]) * 1e6, (tt[2] + tt[3]) * 1e6, tt[5] * 1e6);
 	void *bufs[] = {p.x, p.h, p.q, p.k, p.v, p.att, p.g, p.kc, p.vc, p.nw, p.logits, p.pos,
 			p.tok, p.out};
 	for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
@@ -747,6 +756,7 @@ int main(int argc, char **argv)
 	const char *dir = NULL, *rnd = NULL, *dev = "cuda:0", *pfile = NULL, *hfg = NULL;
 	const char *variants = "bf16,nograph,int8,int8:32";
 	int P = 128, NEW = 256, R = 3, gemm = 0, bw = 0, prof_on = 0;
+	const char *tfile = NULL;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i], *n = i + 1 < argc ? argv[i + 1] : "";
 		if (!strcmp(a, "--model")) dir = n, i++;
@@ -758,6 +768,7 @@ int main(int argc, char **argv)
 		else if (!strcmp(a, "--reps")) R = atoi(n), i++;
 		else if (!strcmp(a, "--variants")) variants = n, i++;
 		else if (!strcmp(a, "--hf-greedy")) hfg = n, i++;
+		else if (!strcmp(a, "--text-file")) tfile = n, i++;
 		else if (!strcmp(a, "--gemm")) gemm = 1;
 		else if (!strcmp(a, "--bw")) bw = 1;
 		else if (!strcmp(a, "--profile")) prof_on = 1;
@@ -801,11 +812,25 @@ int main(int argc, char **argv)
 	json_t *meta = json_pack("{s:s,s:O}", "kind", "llama", "config", m.config);
 	const fn_kind *k = fn_kind_find("llama");
 	int32_t *ref = NULL;
+	/* --text-file: up to 8 windows of P prompt + NEW forced tokens of real text */
+	json_t *tj = tfile ? json_load_file(tfile, 0, NULL) : NULL;
+	int nwin = tj ? (int)(json_array_size(tj) / (size_t)(P + NEW)) : 0;
+	if (tfile && nwin < 1)
+		fprintf(stderr, "bench_llama: %s: not a JSON array of at least %d token ids\n", tfile,
+			P + NEW);
+	nwin = nwin > 8 ? 8 : nwin;
+	int32_t *text = nwin ? malloc((size_t)nwin * (P + NEW) * 4) : NULL, *tref = NULL;
+	for (int i = 0; i < nwin * (P + NEW); i++)
+		text[i] = (int32_t)json_integer_value(json_array_get(tj, (size_t)i));
 	char vbuf[256];
 	snprintf(vbuf, sizeof vbuf, "%s", variants);
 	for (char *save, *v = strtok_r(vbuf, ",", &save); v; v = strtok_r(NULL, ",", &save)) {
+		char vname[64];
+		snprintf(vname, sizeof vname, "%s", v);
 		char *at = strchr(v, '@');   /* VARIANT@N: run it with THAW_I8_GEMV=N (kc_gemv.cu) */
 		if (at) { *at = 0; setenv("THAW_I8_GEMV", at + 1, 1); } else unsetenv("THAW_I8_GEMV");
+		char *nf = strstr(v, "-nofuse");   /* VARIANT-nofuse: RoPE/append + attention unfused */
+		if (nf) { *nf = 0; setenv("THAW_NO_FUSED_ATTN", "1", 1); } else unsetenv("THAW_NO_FUSED_ATTN");
 		int quant = !strncmp(v, "int8", 4), block = !strcmp(v, "int8:32") ? 32 : 0;
 		if (!strcmp(v, "nograph"))
 			setenv("THAW_NO_GRAPH", "1", 1);
@@ -846,7 +871,7 @@ int main(int argc, char **argv)
 		double tps = steps / dec[R / 2], roof = 3.35e12 / w.weight_bytes;
 		printf("thaw_llama device=%s variant=%s graph=%d prompt=%d new=%d prefill_ms=%.1f "
 		       "decode_tok_s=%.1f e2e_tok_s=%.1f weight_GB_per_token=%.3f roofline_3.35TBs_tok_s=%.0f "
-		       "pct_of_roofline=%.1f", dev, v, graph, P, NEW, pre[R / 2] * 1e3, tps,
+		       "pct_of_roofline=%.1f", dev, vname, graph, P, NEW, pre[R / 2] * 1e3, tps,
 		       NEW / e2e[R / 2], w.weight_bytes / 1e9, roof, 100 * tps / roof);
 		if (measured_bw > 0)
 			printf(" pct_of_measured_copy_bw=%.1f", 100 * tps / (measured_bw / w.weight_bytes));
@@ -877,14 +902,46 @@ int main(int argc, char **argv)
 				for (int i = 0; i < NEW; i++)
 					agree += am[i] == ref[i];
 				printf("int8_agreement variant=%s teacher-forced greedy top-1 vs first variant: "
-				       "%d/%d (%.1f%%)\n", v, agree, NEW, 100.0 * agree / NEW);
+				       "%d/%d (%.1f%%)\n", vname, agree, NEW, 100.0 * agree / NEW);
 			}
 			free(am);
+		} else if (ref && ng == NEW) {   /* same dtype, other kernels: greedy tokens should match */
+			int same = 0, first = -1;
+			for (int i = 0; i < NEW; i++) {
+				int eq = json_integer_value(json_array_get(gt, (size_t)i)) == ref[i];
+				same += eq;
+				if (!eq && first < 0)
+					first = i;
+			}
+			printf("greedy variant=%s vs first variant: %d/%d tokens equal, first difference at "
+			       "%d\n", vname, same, NEW, first);
+		}
+		if (nwin) {
+			int32_t *am = malloc((size_t)nwin * NEW * 4);
+			int rc = 0, agree = 0, hit = 0, n = nwin * NEW;
+			for (int wi = 0; wi < nwin && rc == 0; wi++)
+				rc = fn_llama_forced(s, text + wi * (P + NEW), P, text + wi * (P + NEW) + P,
+						     NEW, am + wi * NEW);
+			for (int i = 0; rc == 0 && i < n; i++) {
+				hit += am[i] == text[(i / NEW) * (P + NEW) + P + i % NEW];
+				agree += tref ? am[i] == tref[i] : 1;
+			}
+			if (rc == 0)
+				printf("text_agreement variant=%s windows=%d top-1 vs first variant on real "
+				       "text: %d/%d (%.2f%%) next_token_accuracy=%.2f%%\n", vname, nwin, agree, n,
+				       100.0 * agree / n, 100.0 * hit / n);
+			if (rc == 0 && !tref)
+				tref = am;
+			else
+				free(am);
 		}
 		json_decref(out);
 		k->release(s);
 		unload(d, &w);
 	}
+	free(text);
+	free(tref);
+	json_decref(tj);
 	json_decref(req);
 	json_decref(meta);
 	json_decref(pj);
