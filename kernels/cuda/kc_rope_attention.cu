@@ -4,8 +4,8 @@
  *
  * Why: at batch 1 the attention of a decode step moves little data (the cache of a few hundred
  * positions) and was bound by latency — one block per head walking the keys serially, plus a
- * separate RoPE/append launch. Here the keys are split over S blocks per head (S from the cache
- * capacity, up to 16), so every SM has work; each block rotates q (and, where it owns the newest
+ * separate RoPE/append launch. Here the keys are split over S blocks per head (enough for one
+ * pass of 32 keys each at hd 64, up to 16), so every SM has work; each block rotates q (and, where it owns the newest
  * position, k) itself, keeps an online softmax per group of hd/8 lanes, merges its groups
  * through warp shuffles and shared memory, and writes a partial (max, sum, hd accumulators) to
  * the device scratch. The last block of a head to finish (an atomic counter, reset by that block
@@ -18,7 +18,7 @@
 #include "kernels/cuda/kc_int.h"
 
 #define RA_WARPS 8
-#define RA_MAX_SPLITS 8   /* S * (hd + 2) partials fit the warps' shared buffer */
+#define RA_MAX_SPLITS 16
 #define RA_MAX_HEADS 256
 #define RA_MAX_HD 256
 
@@ -31,7 +31,7 @@ rope_attn_dec_k(const float *__restrict__ q, const float *__restrict__ k,
 	__shared__ __align__(16) float qs[RA_MAX_HD], ks[RA_MAX_HD], vs[RA_MAX_HD];
 	__shared__ float wp[RA_WARPS][RA_MAX_HD + 2];
 	__shared__ int last;
-	const int S = gridDim.x, sidx = blockIdx.x, h = blockIdx.y;
+	const int sidx = blockIdx.x, h = blockIdx.y;
 	const int L = hd / 8, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
 	const int gw = lane / L, gl = lane % L, gpw = 32 / L, half = hd / 2;
 	const int G = heads / kvheads, kvh = h / G;
@@ -44,6 +44,13 @@ rope_attn_dec_k(const float *__restrict__ q, const float *__restrict__ k,
 	int64_t T = (int64_t)p + 1;
 	if (T > cap)
 		T = cap;
+	/* as many of the gridDim.x blocks as give each one pass over its keys at least (a pass =
+	 * RA_WARPS warps x 32 / (hd / 8) keys); the others have nothing to do */
+	const int kpp = RA_WARPS * gpw;
+	const int64_t want = (T + kpp - 1) / kpp;
+	const int S = want < 1 ? 1 : want < (int64_t)gridDim.x ? (int)want : (int)gridDim.x;
+	if (sidx >= S)
+		return;
 	const int64_t chunk = (T + S - 1) / S, beg = sidx * chunk;
 	const int64_t end = beg + chunk < T ? beg + chunk : T;
 	const bool own = p >= 0 && p < cap && beg <= p && p < end;   /* the newest key is here */
@@ -206,19 +213,19 @@ rope_attn_dec_k(const float *__restrict__ q, const float *__restrict__ k,
 		cnt[h] = 0;   /* ready for the next launch (graph replays) */
 }
 
-/* kc_rope_attention_splits: how many blocks share a head's keys, from the cache capacity (the
- * launch is fixed when a graph is captured, the key count is not): ~128 keys a block at most
- * for short caches, 16 blocks for long ones. */
-static int kc_rope_attention_splits(int64_t cap, int64_t heads, int64_t hd)
+/* kc_rope_attention_splits: the most blocks that may share a head's keys (the launch is fixed
+ * when a graph is captured, the key count is not: the kernel uses as many as the count needs):
+ * one pass each over a full cache, at most 16, and their partials must fit the last block's
+ * shared buffer. */
+static int kc_rope_attention_splits(int64_t cap, int64_t hd)
 {
-	int64_t s = (cap + 127) / 128;
+	int64_t kpp = RA_WARPS * (32 / (hd / 8)), s = (cap + kpp - 1) / kpp;
+	int64_t fit = (int64_t)RA_WARPS * (RA_MAX_HD + 2) / (hd + 2);
 	if (s > RA_MAX_SPLITS)
 		s = RA_MAX_SPLITS;
-	if (s < 1)
-		s = 1;
-	if (heads * s * (hd + 2) > (int64_t)RA_MAX_HEADS * RA_MAX_SPLITS * (RA_MAX_HD + 2))
-		s = 1;
-	return (int)s;
+	if (s > fit)
+		s = fit;
+	return s < 1 ? 1 : (int)s;
 }
 
 /* kc_rope_attention_scratch: the partials and per-head counters, allocated (counters zeroed)
@@ -264,7 +271,7 @@ extern "C" int kc_rope_attention(void *b, float *q, float *k, const float *v, co
 		rc = kc_rope_kv(b, q, k, v, pos, m, heads, kvheads, hd, theta, kc_, vc, cap);
 		return rc ? rc : kc_attention(b, q, kc_, vc, pos, m, heads, kvheads, hd, cap, scale, out);
 	}
-	int S = kc_rope_attention_splits(cap, heads, hd);
+	int S = kc_rope_attention_splits(cap, hd);
 	KC_LAUNCH(c, rope_attn_dec_k, dim3((unsigned)S, (unsigned)heads), dim3(RA_WARPS * 32), q, k,
 		  v, pos, (int)heads, (int)kvheads, (int)hd, theta, kc_, vc, cap, scale, c->att_part,
 		  c->att_cnt, out);
