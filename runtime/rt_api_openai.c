@@ -816,6 +816,9 @@ static void drain(oa_gen *g)
 		for (size_t i = 0; i < n; i++)
 			gen_token(g, buf[i]);
 	}
+	/* a client gone before its (non-streamed) answer: stop generating for nobody */
+	if (!g->gone && rt_req_gone(g->req))
+		g->gone = 1;
 	if (g->done || g->gone || g->failed) {
 		pthread_mutex_lock(&g->mu);
 		g->refuse = 1;   /* the next emit tells the kind to stop */
@@ -915,6 +918,8 @@ static void gen_result(rt_req *req, const char *function, uint32_t rev, json_t *
 			oa_error(g->req, 404, "model", "model_not_found", "%s", err->msg);
 		else if (err->status == 413)
 			oa_error(g->req, 400, NULL, "context_length_exceeded", "%s", err->msg);
+		else if (err->status == 499 || g->gone)   /* nobody reads it; the log says why */
+			oa_error(g->req, 499, NULL, "client_closed_request", "the client went away");
 		else
 			oa_error(g->req, fail_status(err->status), NULL, NULL, "%s", err->msg);
 	} else {

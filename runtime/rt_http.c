@@ -49,6 +49,7 @@ struct rt_conn {
 	uint64_t bytes_out;
 	char peer[64];          /* the peer's address, cached by rt_req_peer */
 	int write_failed;       /* a write to the peer failed (peer gone) */
+	int peer_gone;          /* the peer closed or reset the connection while a request ran */
 	int streaming;          /* rt_req_stream_begin sent the head; 2: HTTP/1.0, no chunking */
 	int stream_keep;        /* keep-alive decided at stream begin */
 	size_t stream_bytes;    /* bytes written for the streamed response */
@@ -833,8 +834,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 	(void)buf;
 	if (nread < 0) {
 		if (c->state == CONN_BUSY) {
-			/* the handler still owns the request: close after its reply */
+			/* the handler still owns the request: close after its reply; rt_req_gone
+			 * tells long handlers the client went away */
 			c->close_after = 1;
+			c->peer_gone = 1;
 			uv_read_stop(s);
 			return;
 		}
@@ -1014,6 +1017,12 @@ void rt_http_close_all(rt_http *h)
 void rt_http_free(rt_http *h)
 {
 	free(h);
+}
+
+int rt_req_gone(const rt_req *req)
+{
+	const rt_conn *c = req->conn;
+	return c && (c->peer_gone || c->write_failed);
 }
 
 int rt_req_peer(const rt_req *req, char *buf, size_t cap)

@@ -98,6 +98,11 @@ const char *rt_req_header(const rt_req *req, const char *name);
  * bytes; 46 fit any address). Returns 0, or a negative errno with buf "" (connection gone). */
 int rt_req_peer(const rt_req *req, char *buf, size_t cap);
 
+/* rt_req_gone: 1 when the client closed or reset its connection (or a write to it failed)
+ * while this request is handled — a long handler may stop its work (the reply must still be
+ * made; it goes nowhere); 0 otherwise. Loop thread only. */
+int rt_req_gone(const rt_req *req);
+
 /* rt_req_param returns the route parameter named name, or NULL. */
 const char *rt_req_param(const rt_req *req, const char *name);
 

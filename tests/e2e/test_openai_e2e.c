@@ -1066,6 +1066,38 @@ static void test_stream_disconnect(void)
 						    "max_tokens", 2, "temperature", 0), NULL), 200);
 }
 
+/* a non-streaming client that goes away before its answer stops the generation too (the
+ * server notices the closed connection while the call runs): one more 499 call */
+static void test_nonstream_disconnect(void)
+{
+	NEED();
+	const char *series = "thaw_invocations_total{function=\"tl\",code=\"499\"} ";
+	double before = metric(series);
+	json_t *body = json_pack("{s:s,s:s,s:i,s:i}", "model", "tl", "prompt", prompt, "max_tokens",
+				 CTX - 64, "temperature", 0);
+	char *b = json_dumps(body, JSON_COMPACT);
+	json_decref(body);
+	char raw[1200];
+	snprintf(raw, sizeof raw, "POST /v1/completions HTTP/1.1\r\nHost: t\r\nContent-Type: "
+		 "application/json\r\nContent-Length: %zu\r\n\r\n%s", strlen(b), b);
+	free(b);
+	int fd = e2e_connect(&srv);
+	T_CHECK(fd >= 0);
+	if (fd < 0)
+		return;
+	T_EQ_INT(e2e_send(fd, raw, strlen(raw)), 0);
+	close(fd);
+	double after = before;
+	for (int i = 0; i < 400 && after <= before; i++) {   /* up to 20 s */
+		usleep(50000);
+		after = metric(series);
+	}
+	fprintf(stderr, "  499 calls: %.0f -> %.0f\n", before, after);
+	T_CHECK(after == before + 1);
+	T_EQ_INT(post("/v1/completions", json_pack("{s:s,s:s,s:i,s:i}", "model", "tl", "prompt", "hi",
+						    "max_tokens", 2, "temperature", 0), NULL), 200);
+}
+
 static int err_is(json_t *o, const char *type, const char *code)
 {
 	json_t *e = json_object_get(o, "error");
@@ -1232,6 +1264,7 @@ void t_main(void)
 	T_RUN(test_chat);
 	T_RUN(test_stream_completion);
 	T_RUN(test_stream_disconnect);
+	T_RUN(test_nonstream_disconnect);
 	T_RUN(test_stream_http10);
 	T_RUN(test_stream_parallel);
 	T_RUN(test_tokenizer_load_off_loop);
