@@ -251,11 +251,13 @@ static void on_signal(uv_signal_t *s, int signum)
 		return;
 	}
 	srv->draining = 1;
-	rt_logf(RT_LOG_INFO, "signal %d: draining (readiness off, listener closed, %d connection(s) open)",
-		signum, rt_http_open_connections(srv->http));
+	int open = rt_http_open_connections(srv->http);
 	uv_timer_start(&srv->drain_timer, on_drain_timeout,
 		       (uint64_t)(srv->cfg.drain_timeout_s * 1000.0), 0);
-	rt_http_drain(srv->http, on_drained, srv);
+	rt_http_drain(srv->http, on_drained, srv);   /* closes the listener first */
+	/* logged once it is true: a client reading this line finds the port refusing */
+	rt_logf(RT_LOG_INFO, "signal %d: draining (readiness off, listener closed, %d connection(s) open)",
+		signum, open);
 }
 
 static void close_walk(uv_handle_t *h, void *arg)
