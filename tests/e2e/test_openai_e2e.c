@@ -1020,6 +1020,26 @@ static double metric(const char *series)
 	return v;
 }
 
+/* long_completion sends a completion of CTX - 64 greedy tokens (streamed or not) on a new
+ * connection and returns its fd (the caller reads and closes it), or -1 */
+static int long_completion(int stream)
+{
+	json_t *body = json_pack("{s:s,s:s,s:i,s:i,s:b}", "model", "tl", "prompt", prompt,
+				 "max_tokens", CTX - 64, "temperature", 0, "stream", stream);
+	char *b = json_dumps(body, JSON_COMPACT);
+	json_decref(body);
+	char raw[1200];
+	snprintf(raw, sizeof raw, "POST /v1/completions HTTP/1.1\r\nHost: t\r\nContent-Type: "
+		 "application/json\r\nContent-Length: %zu\r\n\r\n%s", strlen(b), b);
+	free(b);
+	int fd = e2e_connect(&srv);
+	if (fd >= 0 && e2e_send(fd, raw, strlen(raw)) != 0) {
+		close(fd);
+		fd = -1;
+	}
+	return fd;
+}
+
 /* a client that goes away after the first event stops the generation: the kind sees its
  * receiver gone mid-call (status 499), which can only happen if events go out while it runs */
 static void test_stream_disconnect(void)
@@ -1027,20 +1047,10 @@ static void test_stream_disconnect(void)
 	NEED();
 	const char *series = "thaw_invocations_total{function=\"tl\",code=\"499\"} ";
 	double before = metric(series);
-	char *b = NULL;
-	json_t *body = json_pack("{s:s,s:s,s:i,s:i,s:b}", "model", "tl", "prompt", prompt, "max_tokens",
-				 CTX - 64, "temperature", 0, "stream", 1);
-	b = json_dumps(body, JSON_COMPACT);
-	json_decref(body);
-	char raw[1200];
-	snprintf(raw, sizeof raw, "POST /v1/completions HTTP/1.1\r\nHost: t\r\nContent-Type: "
-		 "application/json\r\nContent-Length: %zu\r\n\r\n%s", strlen(b), b);
-	free(b);
-	int fd = e2e_connect(&srv);
+	int fd = long_completion(1);
 	T_CHECK(fd >= 0);
 	if (fd < 0)
 		return;
-	T_EQ_INT(e2e_send(fd, raw, strlen(raw)), 0);
 	char in[8192];
 	size_t n = 0;
 	while (n + 1 < sizeof in) {
@@ -1073,19 +1083,10 @@ static void test_nonstream_disconnect(void)
 	NEED();
 	const char *series = "thaw_invocations_total{function=\"tl\",code=\"499\"} ";
 	double before = metric(series);
-	json_t *body = json_pack("{s:s,s:s,s:i,s:i}", "model", "tl", "prompt", prompt, "max_tokens",
-				 CTX - 64, "temperature", 0);
-	char *b = json_dumps(body, JSON_COMPACT);
-	json_decref(body);
-	char raw[1200];
-	snprintf(raw, sizeof raw, "POST /v1/completions HTTP/1.1\r\nHost: t\r\nContent-Type: "
-		 "application/json\r\nContent-Length: %zu\r\n\r\n%s", strlen(b), b);
-	free(b);
-	int fd = e2e_connect(&srv);
+	int fd = long_completion(0);
 	T_CHECK(fd >= 0);
 	if (fd < 0)
 		return;
-	T_EQ_INT(e2e_send(fd, raw, strlen(raw)), 0);
 	close(fd);
 	double after = before;
 	for (int i = 0; i < 400 && after <= before; i++) {   /* up to 20 s */
