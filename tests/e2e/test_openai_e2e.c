@@ -1020,6 +1020,23 @@ static double metric(const char *series)
 	return v;
 }
 
+#define CANCELLED "thaw_invocations_total{function=\"tl\",code=\"499\"} "
+
+/* expect_cancelled: within 20 s one more call of tl counts as cancelled (499) than `before`,
+ * and the function still answers */
+static void expect_cancelled(double before)
+{
+	double after = before;
+	for (int i = 0; i < 400 && after <= before; i++) {
+		usleep(50000);
+		after = metric(CANCELLED);
+	}
+	fprintf(stderr, "  499 calls: %.0f -> %.0f\n", before, after);
+	T_CHECK(after == before + 1);
+	T_EQ_INT(post("/v1/completions", json_pack("{s:s,s:s,s:i,s:i}", "model", "tl", "prompt", "hi",
+						    "max_tokens", 2, "temperature", 0), NULL), 200);
+}
+
 /* long_completion sends a completion of CTX - 64 greedy tokens (streamed or not) on a new
  * connection and returns its fd (the caller reads and closes it), or -1 */
 static int long_completion(int stream)
@@ -1045,8 +1062,7 @@ static int long_completion(int stream)
 static void test_stream_disconnect(void)
 {
 	NEED();
-	const char *series = "thaw_invocations_total{function=\"tl\",code=\"499\"} ";
-	double before = metric(series);
+	double before = metric(CANCELLED);
 	int fd = long_completion(1);
 	T_CHECK(fd >= 0);
 	if (fd < 0)
@@ -1064,16 +1080,7 @@ static void test_stream_disconnect(void)
 	}
 	T_CHECK(has_delta(in));
 	close(fd);
-	double after = before;
-	for (int i = 0; i < 400 && after <= before; i++) {   /* up to 20 s */
-		usleep(50000);
-		after = metric(series);
-	}
-	fprintf(stderr, "  499 calls: %.0f -> %.0f\n", before, after);
-	T_CHECK(after == before + 1);
-	/* and the function still answers */
-	T_EQ_INT(post("/v1/completions", json_pack("{s:s,s:s,s:i,s:i}", "model", "tl", "prompt", "hi",
-						    "max_tokens", 2, "temperature", 0), NULL), 200);
+	expect_cancelled(before);
 }
 
 /* a non-streaming client that goes away before its answer stops the generation too (the
@@ -1081,22 +1088,13 @@ static void test_stream_disconnect(void)
 static void test_nonstream_disconnect(void)
 {
 	NEED();
-	const char *series = "thaw_invocations_total{function=\"tl\",code=\"499\"} ";
-	double before = metric(series);
+	double before = metric(CANCELLED);
 	int fd = long_completion(0);
 	T_CHECK(fd >= 0);
 	if (fd < 0)
 		return;
 	close(fd);
-	double after = before;
-	for (int i = 0; i < 400 && after <= before; i++) {   /* up to 20 s */
-		usleep(50000);
-		after = metric(series);
-	}
-	fprintf(stderr, "  499 calls: %.0f -> %.0f\n", before, after);
-	T_CHECK(after == before + 1);
-	T_EQ_INT(post("/v1/completions", json_pack("{s:s,s:s,s:i,s:i}", "model", "tl", "prompt", "hi",
-						    "max_tokens", 2, "temperature", 0), NULL), 200);
+	expect_cancelled(before);
 }
 
 static int err_is(json_t *o, const char *type, const char *code)
