@@ -551,7 +551,7 @@ static int llama_invoke(void *state, fn_call *calls, size_t n)
 		int g = generate(s, &r, c->emit, c->emit_ctx, &c->out);
 		free(r.tokens);
 		if (g == 1)
-			fn_err(&c->err, 499, "llama: the stream's receiver went away");
+			fn_err(&c->err, 499, "llama: stopped: the call was answered without it (client gone, timeout)");
 		else if (g < 0)
 			fn_err(&c->err, g == -ENOMEM ? 503 : 500, "llama: %s", strerror(-(rc = g)));
 	}

@@ -807,9 +807,11 @@ static void drain(oa_gen *g)
 		size_t n;
 		pthread_mutex_lock(&g->mu);
 		n = g->npend < 64 ? g->npend : 64;
-		memcpy(buf, g->pend, n * sizeof *buf);
-		memmove(g->pend, g->pend + n, (g->npend - n) * sizeof *buf);
-		g->npend -= n;
+		if (n) {   /* pend is NULL until the first token */
+			memcpy(buf, g->pend, n * sizeof *buf);
+			memmove(g->pend, g->pend + n, (g->npend - n) * sizeof *buf);
+			g->npend -= n;
+		}
 		pthread_mutex_unlock(&g->mu);
 		if (n == 0)
 			break;

@@ -280,6 +280,8 @@ static void req_reset(rt_conn *c)
 	r->request_id[0] = 0;
 	r->traceparent[0] = 0;
 	r->auth_key_id[0] = 0;
+	r->gone_fn = NULL;
+	r->gone_ud = NULL;
 	c->streaming = 0;
 	c->stream_bytes = 0;
 	c->hdr_len = 0;
@@ -289,6 +291,7 @@ static void req_reset(rt_conn *c)
 void rt_req_reply(rt_req *req, int status, const char *ctype, const char *body, size_t len)
 {
 	rt_conn *c = req->conn;
+	req->gone_fn = NULL;   /* answered: nobody to cancel any more */
 	rt_http *h = c->srv;
 	int keep = req->keep_alive && !c->close_after && !h->draining;
 	char head[1024];
@@ -429,6 +432,7 @@ int rt_req_stream_write(rt_req *req, const char *data, size_t len)
 void rt_req_stream_end(rt_req *req)
 {
 	rt_conn *c = req->conn;
+	req->gone_fn = NULL;
 	if (!c->streaming) {   /* begin failed before the head went out */
 		rt_req_reply_error(req, 500, "the response stream could not start");
 		return;
@@ -839,6 +843,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 			c->close_after = 1;
 			c->peer_gone = 1;
 			uv_read_stop(s);
+			void (*fn)(void *) = c->req.gone_fn;
+			c->req.gone_fn = NULL;
+			if (fn)
+				fn(c->req.gone_ud);   /* may reply (c stays valid: its close is async) */
 			return;
 		}
 		conn_close(c);
@@ -1017,6 +1025,12 @@ void rt_http_close_all(rt_http *h)
 void rt_http_free(rt_http *h)
 {
 	free(h);
+}
+
+void rt_req_on_gone(rt_req *req, void (*fn)(void *ud), void *ud)
+{
+	req->gone_fn = fn;
+	req->gone_ud = ud;
 }
 
 int rt_req_gone(const rt_req *req)

@@ -46,6 +46,8 @@ struct rt_req {
 	size_t resp_body_len;          /*  observer call (audit payloads) */
 	char auth_key_id[16];          /* API key id that authenticated it, or "" (rt_access.c) */
 	int keep_alive;                /* internal */
+	void (*gone_fn)(void *ud);     /* internal: rt_req_on_gone */
+	void *gone_ud;
 	char extra_headers[512];       /* internal: added by rt_req_add_header */
 	size_t extra_len;
 };
@@ -102,6 +104,11 @@ int rt_req_peer(const rt_req *req, char *buf, size_t cap);
  * while this request is handled — a long handler may stop its work (the reply must still be
  * made; it goes nowhere); 0 otherwise. Loop thread only. */
 int rt_req_gone(const rt_req *req);
+
+/* rt_req_on_gone registers fn(ud), called once on the loop thread if the client closes or
+ * resets its connection before this request is answered (so a long call can be cancelled);
+ * never after rt_req_reply / rt_req_stream_end has begun. fn may reply. NULL unregisters. */
+void rt_req_on_gone(rt_req *req, void (*fn)(void *ud), void *ud);
 
 /* rt_req_param returns the route parameter named name, or NULL. */
 const char *rt_req_param(const rt_req *req, const char *name);

@@ -403,23 +403,25 @@ static void count_call(inst *in, int status)
 }
 
 /* replies an error for a call the scheduler answers itself */
-/* marks c answered (under its lock, so that no emit runs after); returns 0 when it already
- * was */
+/* marks c answered (under its lock, so that no emit runs after) and stops watching its client;
+ * returns 0 when it already was. Loop thread. */
 static int call_claim(rt_call *c)
 {
 	pthread_mutex_lock(&c->mu);
 	int first = !c->replied;
 	c->replied = 1;
 	pthread_mutex_unlock(&c->mu);
+	if (first && c->req)
+		rt_req_on_gone(c->req, NULL, NULL);   /* its request may be reused once answered */
 	return first;
 }
 
-/* the emit the kind sees: forwards to the caller's while the call is unanswered */
+/* the emit the kind sees: forwards to the caller's (if any) while the call is unanswered */
 static int call_emit(void *ctx, json_t *chunk)
 {
 	rt_call *c = ctx;
 	pthread_mutex_lock(&c->mu);
-	int rc = c->replied ? -1 : c->emit(c->emit_ctx, chunk);
+	int rc = c->replied ? -1 : c->emit ? c->emit(c->emit_ctx, chunk) : 0;
 	pthread_mutex_unlock(&c->mu);
 	return rc;
 }
@@ -516,6 +518,22 @@ static void on_deadline(uv_timer_t *t)
 	call_free(c);
 }
 
+/* the client of a call closed its connection: answer it now (499, nobody reads it) so that the
+ * kind's next emit tells it to stop; a queued call leaves the queue */
+static void call_gone(void *ud)
+{
+	rt_call *c = ud;
+	char msg[160];
+	snprintf(msg, sizeof msg, "the client of a call of '%s' went away", c->in->name);
+	if (c->in_batch) {
+		call_fail(c, 499, msg);
+		return;
+	}
+	queue_remove(c->in, c);
+	call_fail(c, 499, msg);
+	call_free(c);
+}
+
 /* answers a call refused before it was queued, through its callback */
 static void early_fail(rt_req *req, const char *name, uint32_t rev, rt_call_result_fn cb, void *ud,
 		       json_t *input, int status, const char *fmt, ...) __attribute__((format(printf, 8, 9)));
@@ -590,6 +608,8 @@ void rt_sched_invoke_stream(rt_sched *s, rt_req *req, const char *name, uint32_t
 	uv_timer_init(s->loop, &c->deadline);
 	c->deadline.data = c;
 	uv_timer_start(&c->deadline, on_deadline, (uint64_t)(m->timeout_s * 1000.0 + 0.5), 0);
+	if (req)
+		rt_req_on_gone(req, call_gone, c);
 	if (in->qtail)
 		in->qtail->next = c;
 	else
@@ -725,10 +745,10 @@ static void pump(inst *in)
 		b->fc[i].in = c->input;
 		b->fc[i].headers = c->headers;
 		b->fc[i].n_headers = c->n_headers;
-		if (c->emit) {
-			b->fc[i].emit = call_emit;
-			b->fc[i].emit_ctx = c;
-		}
+		/* every call gets an emit: its non-zero return is how a kind learns that the call was
+		 * answered without it (timeout, client gone) and may stop */
+		b->fc[i].emit = call_emit;
+		b->fc[i].emit_ctx = c;
 	}
 	in->inflight += (int)n;
 	in->batch_running = 1;

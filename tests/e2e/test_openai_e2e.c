@@ -1097,6 +1097,45 @@ static void test_nonstream_disconnect(void)
 	expect_cancelled(before);
 }
 
+/* the plain invoke API too: a client that closes its connection mid-call gets its call cancelled
+ * (499) and the kind stops generating — a call queued behind it (one batch at a time on the
+ * function's lane) then runs at once instead of after the abandoned generation */
+static void test_invoke_disconnect(void)
+{
+	NEED();
+	json_t *body = json_pack("{s:[i,i,i],s:i,s:i}", "tokens", 1, 2, 3, "max_tokens", CTX - 64,
+				 "temperature", 0);
+	char *b = json_dumps(body, JSON_COMPACT);
+	json_decref(body);
+	double t0 = e2e_now_s();
+	T_EQ_INT(req(&srv, "POST", "/v1/functions/tl/invoke", NULL, b, NULL), 200);
+	double full = e2e_now_s() - t0;
+	double before = metric(CANCELLED);
+	char raw[600];
+	snprintf(raw, sizeof raw, "POST /v1/functions/tl/invoke HTTP/1.1\r\nHost: t\r\n"
+		 "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s", strlen(b), b);
+	free(b);
+	int fd = e2e_connect(&srv);
+	T_CHECK(fd >= 0);
+	if (fd < 0)
+		return;
+	T_EQ_INT(e2e_send(fd, raw, strlen(raw)), 0);
+	usleep((useconds_t)(full * 0.2 * 1e6));   /* well into its generation */
+	close(fd);
+	t0 = e2e_now_s();
+	T_EQ_INT(post("/v1/functions/tl/invoke", json_pack("{s:[i],s:i,s:i}", "tokens", 5,
+							   "max_tokens", 2, "temperature", 0), NULL), 200);
+	double next = e2e_now_s() - t0;
+	fprintf(stderr, "  full call %.3f s; the call behind a cancelled one took %.3f s\n", full, next);
+	T_CHECK(next < full * 0.4);
+	double after = before;
+	for (int i = 0; i < 400 && after <= before; i++) {
+		usleep(50000);
+		after = metric(CANCELLED);
+	}
+	T_CHECK(after == before + 1);
+}
+
 static int err_is(json_t *o, const char *type, const char *code)
 {
 	json_t *e = json_object_get(o, "error");
@@ -1264,6 +1303,7 @@ void t_main(void)
 	T_RUN(test_stream_completion);
 	T_RUN(test_stream_disconnect);
 	T_RUN(test_nonstream_disconnect);
+	T_RUN(test_invoke_disconnect);
 	T_RUN(test_stream_http10);
 	T_RUN(test_stream_parallel);
 	T_RUN(test_tokenizer_load_off_loop);
