@@ -60,12 +60,13 @@ typedef struct fn_header {
 /* fn_emit_fn receives one partial result of a call (a streaming chunk; the llama kind emits
  * {"token": id} per generated token). chunk is borrowed: the receiver copies or increfs what it
  * keeps. Called on the invoking thread, in order, before invoke returns. A non-zero return
- * means the receiver is gone (client disconnected): the kind should stop that call early and
- * fail it with fn_err(&call->err, 499, ...). */
+ * means nobody waits for the call any more (client disconnected, call timed out): the kind
+ * should stop that call early and fail it with fn_err(&call->err, 499, ...). */
 typedef int (*fn_emit_fn)(void *ctx, json_t *chunk);
 
 /* One call of a batch. The caller sets in, headers/n_headers (may be 0/NULL), emit/emit_ctx
- * (emit may be NULL: no streaming) and zeroes out and err; the kind sets out (a new reference)
+ * (may be NULL; the daemon sets it on every call, so that its non-zero return can cancel a long
+ * call even when nobody streams) and zeroes out and err; the kind sets out (a new reference)
  * when err.status == 0, or err (status >= 400, out NULL). in and headers are borrowed and stay
  * valid until invoke returns. */
 typedef struct fn_call {
