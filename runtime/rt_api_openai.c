@@ -78,6 +78,10 @@ static void oa_error(rt_req *req, int status, const char *param, const char *cod
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
+	if (req->route && !strncmp(req->route, "/v2/", 4)) {   /* generate: Triton's {"error": msg} */
+		rt_req_reply_error(req, status, "%s", msg);
+		return;
+	}
 	json_t *o = error_obj(status, param, code, msg);
 	if (!o) {   /* a message that is not valid UTF-8 cannot happen with our texts */
 		rt_req_reply_error(req, 500, "out of memory");
@@ -235,6 +239,7 @@ typedef struct oa_params {
 	size_t stop_len[OA_MAX_STOP];
 	int n_stop;
 	int stream, include_usage;
+	int gen;                     /* Triton's generate extension (/v2/models/{m}/generate) */
 	const json_t *prompt;        /* borrowed from the body */
 	const json_t *messages;
 } oa_params;
@@ -683,6 +688,15 @@ static int sse_send(oa_gen *g, json_t *obj)
 static json_t *chunk_obj(oa_gen *g, const char *text, size_t len, const char *finish, int role)
 {
 	json_t *choice;
+	if (g->p.gen) {   /* a generate_stream response: the new text (the last one: its reason) */
+		char v[16];
+		snprintf(v, sizeof v, "%u", g->rev);
+		json_t *o = json_pack("{s:s,s:s,s:o}", "model_name", g->p.model, "model_version", v,
+				      "text_output", json_stringn(text ? text : "", len));
+		if (o && finish)
+			json_object_set_new(o, "finish_reason", json_string(finish));
+		return o;
+	}
 	if (g->p.chat) {
 		json_t *delta = json_object();
 		if (role)
@@ -895,7 +909,7 @@ static void gen_result(rt_req *req, const char *function, uint32_t rev, json_t *
 				flush_text(g, g->len);
 				if (!g->gone)
 					sse_send(g, chunk_obj(g, NULL, 0, finish, 0));
-				if (!g->gone && g->p.include_usage) {
+				if (!g->gone && g->p.include_usage && !g->p.gen) {
 					json_t *o = json_pack("{s:s,s:s,s:I,s:s,s:[],s:o}", "id", g->id, "object",
 							      g->p.chat ? "chat.completion.chunk" :
 							      "text_completion", "created",
@@ -905,10 +919,11 @@ static void gen_result(rt_req *req, const char *function, uint32_t rev, json_t *
 				}
 			} else {
 				int st = g->failed ? 500 : fail_status(err->status);
-				sse_send(g, error_obj(st, NULL, NULL, g->failed ? "decoding the output failed"
-						      : err->msg));
+				const char *em = g->failed ? "decoding the output failed" : err->msg;
+				sse_send(g, g->p.gen ? json_pack("{s:s}", "error", em)
+						     : error_obj(st, NULL, NULL, em));
 			}
-			if (!g->gone)
+			if (!g->gone && !g->p.gen)   /* Triton's stream has no [DONE] sentinel */
 				rt_req_stream_write(g->req, "data: [DONE]\n\n", 14);
 		}
 		rt_req_stream_end(g->req);
@@ -924,6 +939,15 @@ static void gen_result(rt_req *req, const char *function, uint32_t rev, json_t *
 			oa_error(g->req, 499, NULL, "client_closed_request", "the client went away");
 		else
 			oa_error(g->req, fail_status(err->status), NULL, NULL, "%s", err->msg);
+	} else if (g->p.gen) {
+		rt_req_add_header(g->req, "Thaw-Revision", r);
+		json_t *o = json_pack("{s:s,s:s,s:o,s:s}", "model_name", g->p.model, "model_version", r,
+				      "text_output", json_stringn(g->text ? g->text : "", g->len),
+				      "finish_reason", finish);
+		if (o)
+			rt_api_reply_json(g->req, 200, o);
+		else
+			rt_req_reply_error(g->req, 500, "the output is not valid UTF-8");
 	} else {
 		rt_req_add_header(g->req, "Thaw-Revision", r);
 		json_t *choice;
@@ -1142,45 +1166,47 @@ static void load_done(uv_work_t *w, int status)
 	completion_start(pd);
 }
 
-static void h_completion(rt_req *req, rt_server *srv, int chat)
+/* the common part of a completion, a chat completion and a Triton generate: body (owned) is an
+ * OpenAI completion body; gen: answer in the generate extension's shape; pin: a revision the
+ * route names (0: the traffic split picks) */
+static void completion_run(rt_req *req, rt_server *srv, int chat, json_t *body, int gen,
+			   uint32_t pin)
 {
 	char err[512] = "";
 	const char *param = NULL;
 	rt_revision_info *info = malloc(sizeof *info);
 	oa_pending *pd = calloc(1, sizeof *pd);
-	json_error_t je;
 	if (!info || !pd) {
+		json_decref(body);
 		oa_error(req, 500, NULL, NULL, "out of memory");
 		goto fail;
 	}
 	pd->srv = srv;
 	pd->req = req;
 	pd->chat = chat;
-	if (req->body_len == 0) {
-		oa_error(req, 400, NULL, "invalid_json", "We could not parse the JSON body of your "
-			 "request: the body is empty");
-		goto fail;
-	}
-	pd->body = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &je);
-	if (!pd->body) {
-		oa_error(req, 400, NULL, "invalid_json", "We could not parse the JSON body of your "
-			 "request: line %d column %d: %s", je.line, je.column, je.text);
-		goto fail;
-	}
+	pd->body = body;
 	if (parse_params(pd->body, chat, &pd->p, &param, err, sizeof err) < 0) {
 		oa_error(req, 400, param, NULL, "%s", err);
 		goto fail;
 	}
-	/* the scope first: a key without invoke:<model> learns nothing about that function */
-	if (rt_access_check_fn(srv, req, pd->p.model))
+	pd->p.gen = gen;
+	/* the scope first: a key without invoke:<model> learns nothing about that function (the
+	 * generate routes name the model: checked at dispatch already) */
+	if (!gen && rt_access_check_fn(srv, req, pd->p.model))
 		goto fail;
 	if (find_llama(req, srv, pd->p.model, info, 0) < 0)
 		goto fail;
-	if (rt_registry_pick_revision(srv->reg, pd->p.model, (uint64_t)rand() ^ rt_now_ns(),
-				      &pd->rev) < 0 ||
+	if (pin)
+		pd->rev = pin;
+	if ((!pin && rt_registry_pick_revision(srv->reg, pd->p.model, (uint64_t)rand() ^ rt_now_ns(),
+					       &pd->rev) < 0) ||
 	    rt_registry_get_revision(srv->reg, pd->p.model, pd->rev, info) < 0) {
-		oa_error(req, 404, "model", "model_not_found", "The model '%s' does not exist",
-			 pd->p.model);
+		if (pin)
+			oa_error(req, 404, "model", "model_not_found", "model '%s' has no version %u",
+				 pd->p.model, pin);
+		else
+			oa_error(req, 404, "model", "model_not_found", "The model '%s' does not exist",
+				 pd->p.model);
 		goto fail;
 	}
 	snprintf(pd->path, sizeof pd->path, "%s", info->snapshot_path);
@@ -1206,6 +1232,125 @@ fail:
 	free(info);
 	if (pd)
 		pending_free(pd);
+}
+
+/* the request body as JSON, or NULL after a 400 naming what is wrong */
+static json_t *body_json(rt_req *req)
+{
+	json_error_t je;
+	if (req->body_len == 0) {
+		oa_error(req, 400, NULL, "invalid_json", "We could not parse the JSON body of your "
+			 "request: the body is empty");
+		return NULL;
+	}
+	json_t *b = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &je);
+	if (!b)
+		oa_error(req, 400, NULL, "invalid_json", "We could not parse the JSON body of your "
+			 "request: line %d column %d: %s", je.line, je.column, je.text);
+	return b;
+}
+
+static void h_completion(rt_req *req, rt_server *srv, int chat)
+{
+	json_t *body = body_json(req);
+	if (body)
+		completion_run(req, srv, chat, body, 0, 0);
+}
+
+/* Triton's generate extension: POST /v2/models/{m}[/versions/{v}]/generate[_stream] with
+ * {"text_input": "...", and the sampling settings at the top level or under "parameters":
+ * max_tokens, temperature, top_p, seed / random_seed, stop / stop_words, stream}, answered
+ * {"model_name", "model_version", "text_output", "finish_reason"}, streamed as server-sent
+ * events of the same shape (text_output the new text). Translated into a completion body. */
+static void h_generate(rt_req *req, rt_server *srv, int stream)
+{
+	static const char *const keys[][2] = {{"max_tokens", "max_tokens"},
+		{"temperature", "temperature"}, {"top_p", "top_p"}, {"seed", "seed"},
+		{"random_seed", "seed"}, {"stop", "stop"}, {"stop_words", "stop"}, {"stream", NULL}};
+	const char *m = rt_req_param(req, "m"), *v = rt_req_param(req, "v");
+	uint32_t pin = 0;
+	if (v) {
+		char *end;
+		unsigned long x = strtoul(v, &end, 10);
+		if (*end || !x || x > UINT32_MAX || v[0] == '-' || v[0] == '+') {
+			oa_error(req, 400, NULL, NULL, "version '%s' is not a positive integer", v);
+			return;
+		}
+		pin = (uint32_t)x;
+	}
+	json_t *in = body_json(req);
+	if (!in)
+		return;
+	json_t *body = json_object();
+	const json_t *params = json_object_get(in, "parameters");
+	const char *k;
+	json_t *val;
+	if (!json_is_object(in)) {
+		oa_error(req, 400, NULL, NULL, "the request body must be a JSON object");
+		goto fail;
+	}
+	if (params && !json_is_object(params)) {
+		oa_error(req, 400, NULL, NULL, "'parameters' must be an object");
+		goto fail;
+	}
+	if (!json_is_string(json_object_get(in, "text_input"))) {
+		oa_error(req, 400, NULL, NULL, "'text_input' (a string) is required");
+		goto fail;
+	}
+	/* every field known, each setting given once (top level or parameters) */
+	for (int pass = 0; pass < 2; pass++) {
+		const json_t *src = pass ? params : in;
+		if (!src)
+			continue;
+		json_object_foreach((json_t *)src, k, val) {
+			if (!pass && (!strcmp(k, "text_input") || !strcmp(k, "parameters") ||
+				      !strcmp(k, "id")))
+				continue;
+			size_t i = 0;
+			while (i < sizeof keys / sizeof keys[0] && strcmp(keys[i][0], k))
+				i++;
+			if (i == sizeof keys / sizeof keys[0]) {
+				oa_error(req, 400, NULL, NULL, "unknown %s '%s' (known: text_input, "
+					 "max_tokens, temperature, top_p, seed, random_seed, stop, "
+					 "stop_words, stream, parameters, id)", pass ? "parameter" : "input",
+					 k);
+				goto fail;
+			}
+			if (!keys[i][1]) {   /* stream: the route decides; a contrary value is an error */
+				if (!json_is_boolean(val) || (json_is_true(val) && !stream)) {
+					oa_error(req, 400, NULL, NULL, json_is_boolean(val)
+						 ? "'stream': true needs the generate_stream endpoint"
+						 : "'stream' must be true or false");
+					goto fail;
+				}
+				continue;
+			}
+			if (json_object_get(body, keys[i][1])) {
+				oa_error(req, 400, NULL, NULL, "'%s' is given twice", keys[i][1]);
+				goto fail;
+			}
+			json_object_set(body, keys[i][1], val);
+		}
+	}
+	json_object_set_new(body, "model", json_string(m));
+	json_object_set(body, "prompt", json_object_get(in, "text_input"));
+	json_object_set_new(body, "stream", json_boolean(stream));
+	json_decref(in);
+	completion_run(req, srv, 0, body, 1, pin);
+	return;
+fail:
+	json_decref(in);
+	json_decref(body);
+}
+
+static void h_generate_once(rt_req *req, void *ud)
+{
+	h_generate(req, ud, 0);
+}
+
+static void h_generate_stream(rt_req *req, void *ud)
+{
+	h_generate(req, ud, 1);
 }
 
 static void h_completions(rt_req *req, void *ud)
@@ -1265,6 +1410,10 @@ int rt_api_openai_register(rt_server *srv)
 		{"GET", "/v1/models/{model}", h_model},
 		{"POST", "/v1/completions", h_completions},
 		{"POST", "/v1/chat/completions", h_chat},
+		{"POST", "/v2/models/{m}/generate", h_generate_once},
+		{"POST", "/v2/models/{m}/generate_stream", h_generate_stream},
+		{"POST", "/v2/models/{m}/versions/{v}/generate", h_generate_once},
+		{"POST", "/v2/models/{m}/versions/{v}/generate_stream", h_generate_stream},
 	};
 	for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
 		int rc = rt_router_add(srv->router, routes[i].method, routes[i].pattern, routes[i].fn, srv);

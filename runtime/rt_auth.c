@@ -353,6 +353,10 @@ rt_auth_need rt_auth_route_need(const char *method, const char *route, const cha
 		{"GET", "/v1/models/{model}", "models.get", RT_AUTH_ANY},
 		{"POST", "/v1/completions", "invoke", RT_AUTH_INVOKE_BODY},
 		{"POST", "/v1/chat/completions", "invoke", RT_AUTH_INVOKE_BODY},
+		{"POST", "/v2/models/{m}/generate", "generate", RT_AUTH_INVOKE},
+		{"POST", "/v2/models/{m}/generate_stream", "generate", RT_AUTH_INVOKE},
+		{"POST", "/v2/models/{m}/versions/{v}/generate", "generate", RT_AUTH_INVOKE},
+		{"POST", "/v2/models/{m}/versions/{v}/generate_stream", "generate", RT_AUTH_INVOKE},
 	};
 	for (size_t i = 0; i < sizeof tab / sizeof tab[0]; i++) {
 		if (strcmp(tab[i].route, route) == 0 &&

@@ -1136,6 +1136,85 @@ static void test_invoke_disconnect(void)
 	T_CHECK(after == before + 1);
 }
 
+/* Triton's generate extension on the same function: the text equals /v1/completions' (greedy),
+ * settings at the top level or under "parameters", streamed events concatenate to it (no
+ * [DONE]), a version pinned by the route, and errors as {"error": "<message>"} */
+static void test_triton_generate(void)
+{
+	NEED();
+	json_t *o = NULL;
+	T_EQ_INT(post("/v1/completions", json_pack("{s:s,s:s,s:i,s:i}", "model", "tl", "prompt", prompt,
+						    "max_tokens", 24, "temperature", 0), &o), 200);
+	const char *want = json_string_value(json_object_get(json_array_get(json_object_get(o, "choices"), 0), "text"));
+	char *ref = strdup(want ? want : "");
+	json_decref(o);
+	const char *paths[] = {"/v2/models/tl/generate", "/v2/models/tl/versions/1/generate"};
+	for (int i = 0; i < 3; i++) {
+		o = NULL;
+		json_t *b = i == 1 ? json_pack("{s:s,s:{s:i,s:i}}", "text_input", prompt, "parameters",
+					      "max_tokens", 24, "temperature", 0)
+				   : json_pack("{s:s,s:i,s:i,s:b}", "text_input", prompt, "max_tokens", 24,
+					       "temperature", 0, "stream", 0);
+		T_EQ_INT(post(paths[i == 2], b, &o), 200);
+		T_EQ_STR(json_string_value(json_object_get(o, "text_output")), ref);
+		T_EQ_STR(json_string_value(json_object_get(o, "model_name")), "tl");
+		T_EQ_STR(json_string_value(json_object_get(o, "model_version")), "1");
+		T_EQ_STR(json_string_value(json_object_get(o, "finish_reason")), "length");
+		json_decref(o);
+	}
+	/* streamed: events of the same shape whose text_output concatenates to the same text */
+	stream_res r;
+	memset(&r, 0, sizeof r);
+	T_EQ_INT(stream_req("/v2/models/tl/generate_stream",
+			    json_pack("{s:s,s:{s:i,s:i}}", "text_input", prompt, "parameters",
+				      "max_tokens", 24, "temperature", 0), &r), 0);
+	T_EQ_INT(r.status, 200);
+	T_CHECK(strcasestr(r.head, "text/event-stream") != NULL);
+	int done = 0;
+	json_t *ev = sse_events(r.body ? r.body : "", &done);
+	T_CHECK(!done && !strstr(r.body ? r.body : "", "[DONE]"));
+	char acc[4096] = "";
+	size_t n = json_array_size(ev);
+	T_CHECK(n >= 2);
+	for (size_t i = 0; i < n; i++) {
+		json_t *e = json_array_get(ev, i);
+		const char *t = json_string_value(json_object_get(e, "text_output"));
+		T_CHECK(t != NULL);
+		T_EQ_STR(json_string_value(json_object_get(e, "model_name")), "tl");
+		if (t && strlen(acc) + strlen(t) < sizeof acc)
+			strcat(acc, t);
+		T_CHECK((json_object_get(e, "finish_reason") != NULL) == (i + 1 == n));
+	}
+	T_EQ_STR(acc, ref);
+	json_decref(ev);
+	free(r.body);
+	/* errors: Triton's shape, fitting statuses */
+	struct { const char *path; json_t *body; int st; const char *has; } bad[] = {
+		{"/v2/models/tl/generate", json_pack("{s:i}", "max_tokens", 3), 400, "text_input"},
+		{"/v2/models/tl/generate", json_pack("{s:s,s:i}", "text_input", "hi", "beams", 2), 400, "beams"},
+		{"/v2/models/tl/generate", json_pack("{s:s,s:b}", "text_input", "hi", "stream", 1), 400, "generate_stream"},
+		{"/v2/models/tl/generate", json_pack("{s:s,s:i,s:{s:i}}", "text_input", "hi", "max_tokens", 2,
+						     "parameters", "max_tokens", 3), 400, "twice"},
+		{"/v2/models/tl/generate", json_pack("{s:s,s:s}", "text_input", "hi", "temperature", "hot"), 400, "temperature"},
+		{"/v2/models/tl/generate", json_pack("{s:s,s:i}", "text_input", "hi", "max_tokens", 100000), 400, "context"},
+		{"/v2/models/nosuch/generate", json_pack("{s:s}", "text_input", "hi"), 404, "nosuch"},
+		{"/v2/models/ec/generate", json_pack("{s:s}", "text_input", "hi"), 400, "llama"},
+		{"/v2/models/tl/versions/9/generate", json_pack("{s:s}", "text_input", "hi"), 404, "version 9"},
+		{"/v2/models/tl/versions/x1/generate", json_pack("{s:s}", "text_input", "hi"), 400, "x1"},
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		o = NULL;
+		int st = post(bad[i].path, bad[i].body, &o);
+		const char *msg = json_string_value(json_object_get(o, "error"));
+		if (st != bad[i].st || !msg || !strstr(msg, bad[i].has))
+			fprintf(stderr, "  case %zu: %d %s\n", i, st, msg ? msg : "(no error string)");
+		T_EQ_INT(st, bad[i].st);
+		T_CHECK(msg && strstr(msg, bad[i].has));
+		json_decref(o);
+	}
+	free(ref);
+}
+
 static int err_is(json_t *o, const char *type, const char *code)
 {
 	json_t *e = json_object_get(o, "error");
@@ -1304,6 +1383,7 @@ void t_main(void)
 	T_RUN(test_stream_disconnect);
 	T_RUN(test_nonstream_disconnect);
 	T_RUN(test_invoke_disconnect);
+	T_RUN(test_triton_generate);
 	T_RUN(test_stream_http10);
 	T_RUN(test_stream_parallel);
 	T_RUN(test_tokenizer_load_off_loop);

@@ -3,9 +3,11 @@
  * /tmp in which setup() packs tests/data/llama_tiny twice — "tl" with the test tokenizer
  * (tests/data/tok/small/tokenizer.json and tokenizer_config.json) in its attachment, "plain" without —
  * and registers both plus an echo function ("ec"). Each input is one request over loopback TCP:
- *   byte 0   bits 0-1 pick the route (0 /v1/completions, 1 /v1/chat/completions, 2 GET
- *            /v1/models, 3 GET /v1/models/tl); bit 2 closes the connection right after the
- *            request was sent (a client gone mid-stream);
+ *   byte 0   bits 0-1 and 3 pick the route (0 /v1/completions, 1 /v1/chat/completions, 2 GET
+ *            /v1/models, 3 GET /v1/models/tl; with bit 3: Triton's generate extension, 4
+ *            /v2/models/tl/generate, 5 .../generate_stream, 6 .../versions/1/generate, 7 the
+ *            echo function's generate); bit 2 closes the connection right after the request
+ *            was sent (a client gone mid-stream);
  *   bytes 1- the body.
  * The event loop is driven until the server closes the connection (bounded). Crashes and
  * sanitizer reports are the findings. THAW_SRC (set by tests/run.sh) locates the repository. */
@@ -83,11 +85,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	if (size < 1)
 		return 0;
-	static const char *const routes[4][2] = {
+	static const char *const routes[8][2] = {
 		{"POST", "/v1/completions"}, {"POST", "/v1/chat/completions"},
 		{"GET", "/v1/models"}, {"GET", "/v1/models/tl"},
+		{"POST", "/v2/models/tl/generate"}, {"POST", "/v2/models/tl/generate_stream"},
+		{"POST", "/v2/models/tl/versions/1/generate"}, {"POST", "/v2/models/ec/generate"},
 	};
-	int route = data[0] & 3, hangup = (data[0] >> 2) & 1;
+	int route = (data[0] & 3) | ((data[0] >> 3) & 1) << 2, hangup = (data[0] >> 2) & 1;
 	size_t body_len = size - 1;
 	char head[512];
 	int hn = snprintf(head, sizeof head, "%s %s HTTP/1.1\r\nHost: f\r\nConnection: close\r\n"
