@@ -968,24 +968,31 @@ static void ckpt_copy_done(rt_work *w)
 /* starts a checkpoint write if the kind keeps them and none is running; 1 when started. A
  * state that may be on a device is copied on the lane thread (a lane item before the next
  * step), the rest here. */
+/* lane_submit queues w (run, then done on the loop thread; ud = r) on lane with *busy set
+ * while it is queued or running; 0, or <0 with *busy cleared when the lane refuses (stopping) */
+static int lane_submit(jrun *r, rt_lane *lane, rt_work *w, rt_work_class cls,
+		       void (*run)(rt_lane *, rt_work *), void (*done)(rt_work *), int *busy)
+{
+	memset(w, 0, sizeof *w);
+	w->cls = cls;
+	w->run = run;
+	w->done = done;
+	w->ud = r;
+	*busy = 1;
+	int rc = rt_lane_submit(lane, w);
+	if (rc < 0)
+		*busy = 0;
+	return rc;
+}
+
 static int checkpoint(jrun *r)
 {
 	if (!r->kind->save || r->ckpt_busy || r->row.state == JS_CANCELLED || r->freeing || r->freed)
 		return 0;
 	r->last_ckpt_ns = rt_now_ns();
-	if (r->dev_want) {
-		memset(&r->cs_w, 0, sizeof r->cs_w);
-		r->cs_w.cls = RT_WORK_BACKGROUND;
-		r->cs_w.run = ckpt_copy_run;
-		r->cs_w.done = ckpt_copy_done;
-		r->cs_w.ud = r;
-		r->ckpt_busy = 1;
-		if (rt_lane_submit(r->jl->lane, &r->cs_w) < 0) {
-			r->ckpt_busy = 0;
-			return 0;
-		}
-		return 1;
-	}
+	if (r->dev_want)
+		return lane_submit(r, r->jl->lane, &r->cs_w, RT_WORK_BACKGROUND, ckpt_copy_run,
+				   ckpt_copy_done, &r->ckpt_busy) == 0;
 	if (r->kind->save(r->st, &r->ck_buf, &r->ck_len) < 0)
 		return 0;
 	r->ckpt_busy = 1;
@@ -1077,15 +1084,9 @@ static void run_release(jrun *r)
 	if (r->freeing)
 		return;   /* free_done comes back here */
 	if (r->st && r->dev_want && !r->freed) {
-		r->freeing = 1;
-		memset(&r->fr_w, 0, sizeof r->fr_w);
-		r->fr_w.cls = RT_WORK_BACKGROUND;
-		r->fr_w.run = free_run;
-		r->fr_w.done = free_done;
-		r->fr_w.ud = r;
-		if (rt_lane_submit(jl->lane, &r->fr_w) == 0)
+		if (lane_submit(r, jl->lane, &r->fr_w, RT_WORK_BACKGROUND, free_run, free_done,
+				&r->freeing) == 0)
 			return;   /* free_done comes back here */
-		r->freeing = 0;
 	}
 	__atomic_store_n(&jl->active, 0, __ATOMIC_RELEASE);
 	jl->run = NULL;
@@ -1302,14 +1303,9 @@ static uint64_t spill_hook(void *ud, rt_lane *lane)
 		if (J->lanes[i].lane != lane || !r || !r->dev_res || r->spill_busy || r->freeing)
 			continue;
 		__atomic_store_n(&r->use_dev, 0, __ATOMIC_RELEASE);   /* steps from now: host memory */
-		memset(&r->sp_w, 0, sizeof r->sp_w);
-		r->sp_w.cls = RT_WORK_INVOKE;   /* before the job's next step, with the cold start */
-		r->sp_w.run = spill_run;
-		r->sp_w.done = spill_done;
-		r->sp_w.ud = r;
-		r->spill_busy = 1;
-		if (rt_lane_submit(lane, &r->sp_w) < 0) {
-			r->spill_busy = 0;
+		/* RT_WORK_INVOKE: before the job's next step, with the cold start */
+		if (lane_submit(r, lane, &r->sp_w, RT_WORK_INVOKE, spill_run, spill_done,
+				&r->spill_busy) < 0) {
 			__atomic_store_n(&r->use_dev, 1, __ATOMIC_RELEASE);
 			return 0;
 		}
@@ -1362,16 +1358,8 @@ static void step_done(rt_work *w)
 static void submit_step(jrun *r)
 {
 	r->phase = PH_STEP;
-	memset(&r->w, 0, sizeof r->w);
-	r->w.cls = RT_WORK_BACKGROUND;
-	r->w.run = run_step;
-	r->w.done = step_done;
-	r->w.ud = r;
-	r->busy = 1;
-	if (rt_lane_submit(r->jl->lane, &r->w) < 0) {
-		r->busy = 0;
+	if (lane_submit(r, r->jl->lane, &r->w, RT_WORK_BACKGROUND, run_step, step_done, &r->busy) < 0)
 		run_pause(r, "lane stopping");
-	}
 }
 
 /* after a step, a thread-pool task or a checkpoint finished with nothing else to do now */
