@@ -61,22 +61,17 @@ static void h_metrics(rt_req *req, void *ud)
 
 int rt_api_register(rt_server *srv)
 {
-	static const struct {
-		const char *method, *pattern;
-		rt_handler_fn fn;
-	} routes[] = {
+	static const rt_route_def routes[] = {
 		{"GET", "/healthz", h_healthz},
 		{"GET", "/readyz", h_readyz},
 		{"GET", "/v2/health/live", h_v2_live},
 		{"GET", "/v2/health/ready", h_v2_ready},
 		{"GET", "/metrics", h_metrics},
 	};
-	for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
-		int rc = rt_router_add(srv->router, routes[i].method, routes[i].pattern, routes[i].fn, srv);
-		if (rc < 0)
-			return rc;
-	}
-	int rc = rt_api_fn_register(srv);
+	int rc = rt_router_add_all(srv->router, routes, sizeof routes / sizeof routes[0], srv);
+	if (rc < 0)
+		return rc;
+	rc = rt_api_fn_register(srv);
 	if (rc == 0)
 		rc = rt_api_v2_register(srv);
 	if (rc == 0)

@@ -292,10 +292,7 @@ static void h_devices(rt_req *req, void *ud)
 
 int rt_api_fn_register(rt_server *srv)
 {
-	static const struct {
-		const char *method, *pattern;
-		rt_handler_fn fn;
-	} routes[] = {
+	static const rt_route_def routes[] = {
 		{"GET", "/v1/functions", h_list},
 		{"PUT", "/v1/functions/{name}", h_put},
 		{"GET", "/v1/functions/{name}", h_get},
@@ -303,10 +300,5 @@ int rt_api_fn_register(rt_server *srv)
 		{"POST", "/v1/functions/{name}/invoke", h_invoke},
 		{"GET", "/v1/devices", h_devices},
 	};
-	for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
-		int rc = rt_router_add(srv->router, routes[i].method, routes[i].pattern, routes[i].fn, srv);
-		if (rc < 0)
-			return rc;
-	}
-	return 0;
+	return rt_router_add_all(srv->router, routes, sizeof routes / sizeof routes[0], srv);
 }

@@ -109,19 +109,11 @@ static void h_cancel(rt_req *req, void *ud)
 
 int rt_api_jobs_register(rt_server *srv)
 {
-	static const struct {
-		const char *method, *pattern;
-		rt_handler_fn fn;
-	} routes[] = {
+	static const rt_route_def routes[] = {
 		{"POST", "/v1/jobs", h_submit},
 		{"GET", "/v1/jobs", h_list},
 		{"GET", "/v1/jobs/{id}", h_get},
 		{"DELETE", "/v1/jobs/{id}", h_cancel},
 	};
-	for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
-		int rc = rt_router_add(srv->router, routes[i].method, routes[i].pattern, routes[i].fn, srv);
-		if (rc < 0)
-			return rc;
-	}
-	return 0;
+	return rt_router_add_all(srv->router, routes, sizeof routes / sizeof routes[0], srv);
 }

@@ -1402,10 +1402,7 @@ static void h_model(rt_req *req, void *ud)
 
 int rt_api_openai_register(rt_server *srv)
 {
-	static const struct {
-		const char *method, *pattern;
-		rt_handler_fn fn;
-	} routes[] = {
+	static const rt_route_def routes[] = {
 		{"GET", "/v1/models", h_models},
 		{"GET", "/v1/models/{model}", h_model},
 		{"POST", "/v1/completions", h_completions},
@@ -1415,10 +1412,5 @@ int rt_api_openai_register(rt_server *srv)
 		{"POST", "/v2/models/{m}/versions/{v}/generate", h_generate_once},
 		{"POST", "/v2/models/{m}/versions/{v}/generate_stream", h_generate_stream},
 	};
-	for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
-		int rc = rt_router_add(srv->router, routes[i].method, routes[i].pattern, routes[i].fn, srv);
-		if (rc < 0)
-			return rc;
-	}
-	return 0;
+	return rt_router_add_all(srv->router, routes, sizeof routes / sizeof routes[0], srv);
 }

@@ -1121,10 +1121,7 @@ static void h_repo_unload(rt_req *req, void *ud)
 
 int rt_api_v2_register(rt_server *srv)
 {
-	static const struct {
-		const char *method, *pattern;
-		rt_handler_fn fn;
-	} routes[] = {
+	static const rt_route_def routes[] = {
 		{"GET", "/v2", h_server_meta},
 		{"GET", "/v2/models/{m}", h_model_meta},
 		{"GET", "/v2/models/{m}/versions/{v}", h_model_meta},
@@ -1137,10 +1134,5 @@ int rt_api_v2_register(rt_server *srv)
 		{"POST", "/v2/repository/models/{m}/load", h_repo_load},
 		{"POST", "/v2/repository/models/{m}/unload", h_repo_unload},
 	};
-	for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
-		int rc = rt_router_add(srv->router, routes[i].method, routes[i].pattern, routes[i].fn, srv);
-		if (rc < 0)
-			return rc;
-	}
-	return 0;
+	return rt_router_add_all(srv->router, routes, sizeof routes / sizeof routes[0], srv);
 }

@@ -76,6 +76,16 @@ int rt_router_add(rt_router *r, const char *method, const char *pattern, rt_hand
 	return 0;
 }
 
+int rt_router_add_all(rt_router *r, const rt_route_def *routes, size_t n, void *ud)
+{
+	for (size_t i = 0; i < n; i++) {
+		int rc = rt_router_add(r, routes[i].method, routes[i].pattern, routes[i].fn, ud);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
 /* Splits path into segments (no empty ones except a trailing slash rejects the match). */
 static int split_path(const char *path, const char **segs, size_t *lens, int max)
 {

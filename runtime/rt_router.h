@@ -22,6 +22,16 @@ void rt_router_free(rt_router *r);
  * -ENOMEM. */
 int rt_router_add(rt_router *r, const char *method, const char *pattern, rt_handler_fn fn, void *ud);
 
+/* One row of a module's route table. */
+typedef struct rt_route_def {
+	const char *method, *pattern;
+	rt_handler_fn fn;
+} rt_route_def;
+
+/* rt_router_add_all registers n routes, all with the same ud (a module's table); 0 or the
+ * first rt_router_add error. */
+int rt_router_add_all(rt_router *r, const rt_route_def *routes, size_t n, void *ud);
+
 /* rt_router_match matches method and path. On FOUND, *fn and *ud are set and req's route and
  * params are filled (param values are copied into req-owned storage: `scratch`, of scratch_cap
  * bytes). On METHOD_NOT_ALLOWED, allow (if non-NULL) receives "GET, PUT" style text. */

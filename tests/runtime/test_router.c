@@ -73,8 +73,29 @@ static void test_not_found_and_method(void)
 	rt_router_free(rt);
 }
 
+/* a module's table: every row registered, the first bad row's error returned */
+static void test_add_all(void)
+{
+	rt_router *rt = rt_router_new();
+	rt_req req;
+	char allow[128];
+	rt_handler_fn fn = NULL;
+	static const rt_route_def ok[] = {{"GET", "/a", h0}, {"POST", "/b/{x}", h1}};
+	static const rt_route_def bad[] = {{"GET", "/c", h2}, {"GET", "nope", h0}, {"GET", "/d", h0}};
+	T_EQ_INT(rt_router_add_all(rt, ok, 2, NULL), 0);
+	T_EQ_INT(match(rt, "POST", "/b/7", &req, allow, &fn), RT_ROUTE_FOUND);
+	T_CHECK(fn == h1);
+	T_EQ_INT(match(rt, "GET", "/a", &req, allow, &fn), RT_ROUTE_FOUND);
+	T_CHECK(fn == h0);
+	T_EQ_INT(rt_router_add_all(rt, bad, 3, NULL), -EINVAL);
+	T_EQ_INT(match(rt, "GET", "/c", &req, allow, &fn), RT_ROUTE_FOUND);
+	T_EQ_INT(match(rt, "GET", "/d", &req, allow, &fn), RT_ROUTE_NOT_FOUND);
+	rt_router_free(rt);
+}
+
 void t_main(void)
 {
 	T_RUN(test_match_params);
 	T_RUN(test_not_found_and_method);
+	T_RUN(test_add_all);
 }
