@@ -1,7 +1,9 @@
 /* t.c — runner for tests/t.h: runs t_main(), prints per-test results and the closing line. */
 
 #include "t.h"
+#include <stdarg.h>
 #include <stdlib.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <ftw.h>
 #include <time.h>
@@ -33,6 +35,64 @@ const char *t_tmpdir(void)
 		}
 	}
 	return tmpdir;
+}
+
+char *t_read_file(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return NULL;
+	char *b = NULL;
+	long n = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
+	if (n >= 0 && fseek(f, 0, SEEK_SET) == 0 && (b = malloc((size_t)n + 1)) &&
+	    fread(b, 1, (size_t)n, f) != (size_t)n) {
+		free(b);
+		b = NULL;
+	}
+	fclose(f);
+	if (b) {
+		b[n] = 0;
+		if (len)
+			*len = (size_t)n;
+	}
+	return b;
+}
+
+int t_sh(char *out, size_t cap, const char *fmt, ...)
+{
+	char cmd[8192];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof cmd, fmt, ap);
+	va_end(ap);
+	int st;
+	if (out && cap) {
+		out[0] = 0;
+		FILE *p = popen(cmd, "r");
+		if (!p)
+			return -1;
+		size_t n = fread(out, 1, cap - 1, p);
+		out[n] = 0;
+		char sink[4096];   /* the rest unread would block the command */
+		while (fread(sink, 1, sizeof sink, p) > 0)
+			;
+		st = pclose(p);
+	} else {
+		st = system(cmd);
+	}
+	return st != -1 && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+const char *t_bin(void)
+{
+	const char *b = getenv("THAW_BIN");
+	return b && *b ? b : "build/thaw";
+}
+
+const char *t_src(void)
+{
+	const char *s = getenv("THAW_SRC");
+	return s && *s ? s : ".";
 }
 
 void t_run(const char *name, void (*fn)(void))

@@ -16,6 +16,17 @@ void t_main(void);         /* defined by each test file */
 /* t_tmpdir returns a fresh directory under $TMPDIR (or /tmp) for this test binary; removed
  * with its contents when the binary exits. */
 const char *t_tmpdir(void);
+/* t_read_file returns the whole file, NUL-terminated (malloc'd; its size in *len when len is
+ * not NULL), or NULL. */
+char *t_read_file(const char *path, size_t *len);
+/* t_sh runs the shell command printf(fmt, ...); with out and cap > 0 its standard output is kept
+ * in out (at most cap - 1 bytes, NUL-terminated). Returns the exit status, -1 when the command
+ * could not run or did not exit normally. */
+int t_sh(char *out, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* t_bin, t_src: $THAW_BIN (default build/thaw) and $THAW_SRC (default .), as tests/run.sh sets
+ * them. */
+const char *t_bin(void);
+const char *t_src(void);
 
 #define T_RUN(fn) t_run(#fn, fn)
 #define T_CHECK(c) do { if (!(c)) { t_cur_failed++; \

@@ -11,29 +11,7 @@
 #include <sys/wait.h>
 #include "tests/t.h"
 
-static const char *src(void)
-{
-	return getenv("THAW_SRC") ? getenv("THAW_SRC") : ".";
-}
 
-static char *slurp(const char *path)
-{
-	FILE *f = fopen(path, "rb");
-	if (!f)
-		return NULL;
-	fseek(f, 0, SEEK_END);
-	long n = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	char *b = malloc((size_t)n + 1);
-	if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
-		free(b);
-		b = NULL;
-	}
-	if (b)
-		b[n] = 0;
-	fclose(f);
-	return b;
-}
 
 /* runs report.sh with results dir res into out; returns the exit status, stderr in *err */
 static int report(const char *res, const char *out, char **err)
@@ -41,10 +19,10 @@ static int report(const char *res, const char *out, char **err)
 	char cmd[4096], ep[1024];
 	snprintf(ep, sizeof ep, "%s/report.err", t_tmpdir());
 	snprintf(cmd, sizeof cmd, "cd %s && BENCH_RESULTS=%s sh bench/report.sh %s > /dev/null 2> %s",
-		 src(), res, out, ep);
+		 t_src(), res, out, ep);
 	int st = system(cmd);
 	if (err)
-		*err = slurp(ep);
+		*err = t_read_file(ep, NULL);
 	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
@@ -66,7 +44,7 @@ static int has_gnuplot(void)
 
 static int file_has(const char *path, const char *needle)
 {
-	char *t = slurp(path);
+	char *t = t_read_file(path, NULL);
 	int ok = t && strstr(t, needle) != NULL;
 	if (!ok)
 		fprintf(stderr, "  %s lacks '%s'\n", path, needle);
@@ -80,7 +58,7 @@ static void test_repo_results(void)
 	if (!has_gnuplot())
 		T_SKIP("gnuplot not installed (scripts/install-deps.sh installs gnuplot-nox)");
 	char res[1024], out[1024], p[1100], *err = NULL;
-	snprintf(res, sizeof res, "%s/bench/results", src());
+	snprintf(res, sizeof res, "%s/bench/results", t_src());
 	snprintf(out, sizeof out, "%s/img", t_tmpdir());
 	T_EQ_INT(report(res, out, &err), 0);
 	if (err && *err)
@@ -121,7 +99,7 @@ static void test_known_rows(void)
 	    "2026-01-01\tsome CPU\tquiet run\t0.02\t0.1\t-\n");
 	/* bench_record appends a row the report then reads (a third preemption case) */
 	snprintf(cmd, sizeof cmd, "cd %s && BENCH_RESULTS=%s sh -c '. bench/record.sh && "
-		 "bench_record preemption \"recorded run\" 0.05 0.5 2' > /dev/null", src(), res);
+		 "bench_record preemption \"recorded run\" 0.05 0.5 2' > /dev/null", t_src(), res);
 	T_EQ_INT(system(cmd), 0);
 	char *err = NULL;
 	T_EQ_INT(report(res, out, &err), 0);
@@ -129,7 +107,7 @@ static void test_known_rows(void)
 	snprintf(p, sizeof p, "%s/restore.svg", out);
 	T_CHECK(file_has(p, "2.5x"));          /* 5 / 2 */
 	T_CHECK(file_has(p, "3.5x"));          /* the later row of case two: 14 / 4 */
-	char *t = slurp(p);
+	char *t = t_read_file(p, NULL);
 	T_CHECK(t && !strstr(t, "1.5x") && !strstr(t, "case three"));   /* older row, other machine */
 	free(t);
 	snprintf(p, sizeof p, "%s/decode.svg", out);
@@ -147,7 +125,7 @@ static void test_malformed(void)
 	if (!has_gnuplot())
 		T_SKIP("gnuplot not installed");
 	char res[1024], out[1024], good[1024], cmd[4096], *err = NULL;
-	snprintf(good, sizeof good, "%s/bench/results", src());
+	snprintf(good, sizeof good, "%s/bench/results", t_src());
 	snprintf(res, sizeof res, "%s/bad", t_tmpdir());
 	snprintf(out, sizeof out, "%s/bad-img", t_tmpdir());
 	snprintf(cmd, sizeof cmd, "mkdir -p %s && cp %s/*.tsv %s/", res, good, res);

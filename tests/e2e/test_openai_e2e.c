@@ -46,17 +46,7 @@ static int32_t eos = -1;
 static size_t vocab;
 static char model_dir[600], plain_dir[600];
 
-static const char *bin(void)
-{
-	const char *b = getenv("THAW_BIN");
-	return b ? b : "build/thaw";
-}
 
-static const char *src(void)
-{
-	const char *s = getenv("THAW_SRC");
-	return s ? s : ".";
-}
 
 static double now_s(void)
 {
@@ -65,33 +55,13 @@ static double now_s(void)
 	return t.tv_sec + t.tv_nsec / 1e9;
 }
 
-static char *slurp(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	if (!f)
-		return NULL;
-	fseek(f, 0, SEEK_END);
-	long n = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	char *b = malloc((size_t)n + 1);
-	if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
-		free(b);
-		b = NULL;
-	}
-	if (b)
-		b[n] = 0;
-	fclose(f);
-	if (len)
-		*len = (size_t)n;
-	return b;
-}
 
 static const char *err_msg(json_t *o);
 
 static int copy_file(const char *from, const char *to)
 {
 	size_t n;
-	char *b = slurp(from, &n);
+	char *b = t_read_file(from, &n);
 	if (!b)
 		return -1;
 	FILE *f = fopen(to, "wb");
@@ -440,10 +410,10 @@ static char *decode_json(json_t *toks, size_t upto, size_t *len)
 static void setup(void)
 {
 	char path[700], cfg[700], cmd[6000];
-	snprintf(path, sizeof path, "%s/tests/data/tok/small/tokenizer.json", src());
-	snprintf(cfg, sizeof cfg, "%s/tests/data/tok/small/tokenizer_config.json", src());
+	snprintf(path, sizeof path, "%s/tests/data/tok/small/tokenizer.json", t_src());
+	snprintf(cfg, sizeof cfg, "%s/tests/data/tok/small/tokenizer_config.json", t_src());
 	size_t tl = 0, cl = 0;
-	char *tj = slurp(path, &tl), *cj = slurp(cfg, &cl), err[256] = "";
+	char *tj = t_read_file(path, &tl), *cj = t_read_file(cfg, &cl), err[256] = "";
 	T_CHECK(tj != NULL);
 	if (!tj || fn_tok_load(&tok, tj, tl, cj, cl, err, sizeof err) < 0) {
 		fprintf(stderr, "  cannot load the test tokenizer: %s\n", err);
@@ -474,8 +444,8 @@ static void setup(void)
 	snprintf(to, sizeof to, "%s/tokenizer_config.json", model_dir);
 	T_EQ_INT(copy_file(cfg, to), 0);
 	snprintf(cmd, sizeof cmd, "mkdir -p %s/snapshots && %s snapshot pack %s -o %s/snapshots/tl.thaw "
-		 "--quiet && %s snapshot pack %s -o %s/snapshots/plain.thaw --quiet", srv.data_dir, bin(),
-		 model_dir, srv.data_dir, bin(), plain_dir, srv.data_dir);
+		 "--quiet && %s snapshot pack %s -o %s/snapshots/plain.thaw --quiet", srv.data_dir, t_bin(),
+		 model_dir, srv.data_dir, t_bin(), plain_dir, srv.data_dir);
 	T_EQ_INT(system(cmd), 0);
 	/* THAW_TEST_DEVICE=cuda:0 runs the same checks on a GPU lane (the device machine) */
 	const char *dev = getenv("THAW_TEST_DEVICE") ? getenv("THAW_TEST_DEVICE") : "cpu";
@@ -968,7 +938,7 @@ static void test_tokenizer_load_off_loop(void)
 		 "zcat %s/tests/data/tok/llama3/tokenizer.json.gz > %s/tokenizer.json && "
 		 "cp %s/tests/data/tok/llama3/tokenizer_config.json %s/ && "
 		 "%s snapshot pack %s -o %s/snapshots/l3.thaw --quiet", dir, model_dir, model_dir, dir,
-		 src(), dir, src(), dir, bin(), dir, srv.data_dir);
+		 t_src(), dir, t_src(), dir, t_bin(), dir, srv.data_dir);
 	T_EQ_INT(system(cmd), 0);
 	T_EQ_INT(req(&srv, "PUT", "/v1/functions/l3", NULL,
 		     "{\"kind\":\"llama\",\"snapshot\":\"l3.thaw\",\"device\":\"cpu\"}", NULL), 201);
@@ -1329,7 +1299,7 @@ static void test_auth(void)
 	char *keys[2] = {k_tl, k_other};
 	for (int i = 0; i < 2; i++) {
 		snprintf(cmd, sizeof cmd, "%s keys create --scope %s --data %s 2>/dev/null | tail -n 1",
-			 bin(), scopes[i], srv.data_dir);
+			 t_bin(), scopes[i], srv.data_dir);
 		FILE *p = popen(cmd, "r");
 		if (p && fgets(keys[i], 128, p))
 			keys[i][strcspn(keys[i], "\n")] = 0;

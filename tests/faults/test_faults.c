@@ -39,17 +39,7 @@
 #include "tests/e2e/e2e.h"
 #include "tests/t.h"
 
-static const char *bin(void)
-{
-	const char *b = getenv("THAW_BIN");
-	return b ? b : "build/thaw";
-}
 
-static const char *src(void)
-{
-	const char *s = getenv("THAW_SRC");
-	return s ? s : ".";
-}
 
 static void sleep_ms(int ms)
 {
@@ -68,23 +58,12 @@ static const char *fresh_dir(const char *what)
 	return p;
 }
 
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sh(const char *fmt, ...)
-{
-	char cmd[4096];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof cmd, fmt, ap);
-	va_end(ap);
-	int st = system(cmd);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
 
 /* packs the digits model into DATA/snapshots/NAME.thaw */
 static int pack_digits(const char *data, const char *name)
 {
-	return sh("mkdir -p %s/snapshots && %s snapshot pack %s/tests/data/mlp_digits/model.safetensors "
-		  "-o %s/snapshots/%s.thaw --kind mlp --quiet >/dev/null 2>&1", data, bin(), src(), data, name);
+	return t_sh(NULL, 0, "mkdir -p %s/snapshots && %s snapshot pack %s/tests/data/mlp_digits/model.safetensors "
+		  "-o %s/snapshots/%s.thaw --kind mlp --quiet >/dev/null 2>&1", data, t_bin(), t_src(), data, name);
 }
 
 static int call(const e2e_server *s, const char *method, const char *path, const char *body, e2e_resp *out)
@@ -138,12 +117,12 @@ static int load_reference(void)
 	if (expected)
 		return 0;
 	char p[1024];
-	snprintf(p, sizeof p, "%s/tests/data/mlp_digits/expected.json", src());
+	snprintf(p, sizeof p, "%s/tests/data/mlp_digits/expected.json", t_src());
 	json_error_t je;
 	expected = json_load_file(p, 0, &je);
 	if (!expected)
 		return -1;
-	snprintf(p, sizeof p, "zcat %s/tests/data/digits.csv.gz | head -n 4", src());
+	snprintf(p, sizeof p, "zcat %s/tests/data/digits.csv.gz | head -n 4", t_src());
 	FILE *f = popen(p, "r");
 	if (!f)
 		return -1;
@@ -368,7 +347,7 @@ static void test_kill_during_pack(void)
 			int nul = open("/dev/null", O_WRONLY);
 			dup2(nul, 1);
 			dup2(nul, 2);
-			execl(bin(), bin(), "snapshot", "pack", st, "-o", out, "--kind", "mlp", "--threads", "1",
+			execl(t_bin(), t_bin(), "snapshot", "pack", st, "-o", out, "--kind", "mlp", "--threads", "1",
 			      "--quiet", (char *)NULL);
 			_exit(127);
 		}
@@ -452,13 +431,13 @@ static void test_disk_full_pack(void)
 	if (mount_small(mnt, "2m", why, sizeof why) < 0)
 		T_SKIP(why);
 	/* earlier data: the digits snapshot on the small disk */
-	T_EQ_INT(sh("%s snapshot pack %s/tests/data/mlp_digits/model.safetensors -o %s/digits.thaw --kind mlp "
-		    "--quiet >/dev/null 2>&1", bin(), src(), mnt), 0);
+	T_EQ_INT(t_sh(NULL, 0, "%s snapshot pack %s/tests/data/mlp_digits/model.safetensors -o %s/digits.thaw --kind mlp "
+		    "--quiet >/dev/null 2>&1", t_bin(), t_src(), mnt), 0);
 	snprintf(st, sizeof st, "%s/big.safetensors", d);
 	T_EQ_INT(write_safetensors(st, 2u << 20), 0);   /* 8 MiB of noise: does not fit */
 	char cmd[3000], out[4096] = "";
 	snprintf(cmd, sizeof cmd, "%s snapshot pack %s -o %s/big.thaw --kind mlp --quiet 2>&1; echo \"rc=$?\"",
-		 bin(), st, mnt);
+		 t_bin(), st, mnt);
 	FILE *p = popen(cmd, "r");
 	size_t n = p ? fread(out, 1, sizeof out - 1, p) : 0;
 	out[n] = 0;
@@ -473,7 +452,7 @@ static void test_disk_full_pack(void)
 	struct stat sb;
 	T_CHECK(stat(bigp, &sb) < 0);
 	T_EQ_INT(count_prefix(mnt, "big.thaw"), 0);   /* no temporary file left either */
-	T_EQ_INT(sh("%s snapshot verify %s/digits.thaw >/dev/null 2>&1", bin(), mnt), 0);
+	T_EQ_INT(t_sh(NULL, 0, "%s snapshot verify %s/digits.thaw >/dev/null 2>&1", t_bin(), mnt), 0);
 	/* and once there is room again, the same pack works */
 	T_EQ_INT(umount(mnt), 0);
 	unlink(st);
@@ -542,10 +521,10 @@ static void test_kill_during_checkpoint(void)
 	const char *data = fresh_dir("ckpt");
 	T_EQ_INT(setup_digits(data), 0);
 	char root[800], body[2048];
-	snprintf(root, sizeof root, "%s/tests/data", src());
+	snprintf(root, sizeof root, "%s/tests/data", t_src());
 	const char *args[] = {"--no-access-log", "--job-checkpoint", "0.02", "--allow-root", root, NULL};
 	const char *env[] = {"THAW_FAULT_PAUSE=job.checkpoint:3", NULL};
-	snprintf(body, sizeof body, FT_JOB, src(), 40);   /* ~0.5 s here: killed long before its end */
+	snprintf(body, sizeof body, FT_JOB, t_src(), 40);   /* ~0.5 s here: killed long before its end */
 	e2e_server s;
 	T_EQ_INT(e2e_start_in(&s, data, args, env), 0);
 	long id = submit(&s, body);
@@ -592,9 +571,9 @@ static void test_disk_full_checkpoint(void)
 	if (mount_small(data, "4m", why, sizeof why) < 0)
 		T_SKIP(why);
 	T_EQ_INT(setup_digits(data), 0);
-	snprintf(root, sizeof root, "%s/tests/data", src());
+	snprintf(root, sizeof root, "%s/tests/data", t_src());
 	const char *args[] = {"--no-access-log", "--job-checkpoint", "0.02", "--allow-root", root, NULL};
-	snprintf(body, sizeof body, FT_JOB, src(), 200);   /* a few seconds */
+	snprintf(body, sizeof body, FT_JOB, t_src(), 200);   /* a few seconds */
 	e2e_server s;
 	T_EQ_INT(e2e_start_in(&s, data, args, NULL), 0);
 	long id = submit(&s, body);
@@ -668,7 +647,7 @@ static void test_corrupt_snapshot(void)
 		b[i] ^= 0x5a;
 	T_EQ_INT(pwrite(fd, b, sizeof b, 4096 + 64), (long)sizeof b);
 	close(fd);
-	T_CHECK(sh("%s snapshot verify %s >/dev/null 2>&1", bin(), p) != 0);   /* it is damaged */
+	T_CHECK(t_sh(NULL, 0, "%s snapshot verify %s >/dev/null 2>&1", t_bin(), p) != 0);   /* it is damaged */
 	for (int i = 0; i < 3; i++) {
 		e2e_resp r;
 		int st = call(&s, "POST", "/v1/functions/other/invoke", digits_body, &r);

@@ -11,6 +11,7 @@
 #include <jansson.h>
 #include "functions/fn.h"
 #include "functions/fn_quant.h"
+#include "tests/t.h"
 
 typedef struct fx_model {
 	fn_weight w[512];
@@ -21,32 +22,7 @@ typedef struct fx_model {
 	int on_dev;
 } fx_model;
 
-static const char *fx_src(void)
-{
-	const char *s = getenv("THAW_SRC");
-	return s && *s ? s : ".";
-}
 
-static char *fx_read(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	if (!f)
-		return NULL;
-	fseek(f, 0, SEEK_END);
-	long n = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	char *b = malloc((size_t)n + 1);
-	if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
-		free(b);
-		b = NULL;
-	}
-	if (b)
-		b[n] = 0;
-	fclose(f);
-	if (len)
-		*len = (size_t)n;
-	return b;
-}
 
 static void fx_free(kern_dev *d, fx_model *m)
 {
@@ -87,8 +63,8 @@ static int fx_load(const char *dir, const char *kind, fx_model *m)
 	char path[1024];
 	size_t len;
 	memset(m, 0, sizeof *m);
-	snprintf(path, sizeof path, "%s/tests/data/%s/model.safetensors", fx_src(), dir);
-	char *buf = fx_read(path, &len);
+	snprintf(path, sizeof path, "%s/tests/data/%s/model.safetensors", t_src(), dir);
+	char *buf = t_read_file(path, &len);
 	if (!buf || len < 8)
 		return -ENOENT;
 	uint64_t hl;
@@ -126,7 +102,7 @@ static int fx_load(const char *dir, const char *kind, fx_model *m)
 	}
 	json_decref(h);
 	free(buf);
-	snprintf(path, sizeof path, "%s/tests/data/%s/config.json", fx_src(), dir);
+	snprintf(path, sizeof path, "%s/tests/data/%s/config.json", t_src(), dir);
 	json_t *cfg = json_load_file(path, 0, &je);
 	json_object_set_new(m->meta, "config", cfg ? cfg : json_null());
 	return 0;

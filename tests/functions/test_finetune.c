@@ -135,7 +135,7 @@ static int digits_setup(digits_run *r)
 		r->w[l] = w->data;
 		r->b[l] = b->data;
 	}
-	snprintf(path, sizeof path, "%s/tests/data/digits.csv.gz", fx_src());
+	snprintf(path, sizeof path, "%s/tests/data/digits.csv.gz", t_src());
 	if (fn_ft_data_load(path, 1, 1.0 / 16, &r->d, err, sizeof err) < 0) {
 		fprintf(stderr, "  %s\n", err);
 		return -1;

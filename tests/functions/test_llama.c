@@ -12,7 +12,7 @@
 static json_t *expected(void)
 {
 	char path[1024];
-	snprintf(path, sizeof path, "%s/tests/data/llama_tiny/expected.json", fx_src());
+	snprintf(path, sizeof path, "%s/tests/data/llama_tiny/expected.json", t_src());
 	return json_load_file(path, 0, NULL);
 }
 

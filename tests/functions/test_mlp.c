@@ -14,7 +14,7 @@
 static int load_digits(float **x, int **y)
 {
 	char cmd[1200];
-	snprintf(cmd, sizeof cmd, "zcat '%s/tests/data/digits.csv.gz'", fx_src());
+	snprintf(cmd, sizeof cmd, "zcat '%s/tests/data/digits.csv.gz'", t_src());
 	FILE *f = popen(cmd, "r");
 	if (!f)
 		return 0;
@@ -108,7 +108,7 @@ static int *classify(loaded *l, const float *x, int n, float *logits)
 static void check_digits(const char *dev)
 {
 	char path[1024];
-	snprintf(path, sizeof path, "%s/tests/data/mlp_digits/expected.json", fx_src());
+	snprintf(path, sizeof path, "%s/tests/data/mlp_digits/expected.json", t_src());
 	json_t *ex = json_load_file(path, 0, NULL);
 	float *x = NULL;
 	int *y = NULL, n = load_digits(&x, &y);

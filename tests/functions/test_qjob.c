@@ -37,7 +37,7 @@ static void test_mlp_quantize_and_accuracy(void)
 	fn_ft_data d;
 	char path[1200], err[256];
 	T_EQ_INT(fx_load("mlp_digits", "mlp", &m), 0);
-	snprintf(path, sizeof path, "%s/tests/data/digits.csv.gz", fx_src());
+	snprintf(path, sizeof path, "%s/tests/data/digits.csv.gz", t_src());
 	T_EQ_INT(fn_ft_data_load(path, 1, 1.0 / 16, &d, err, sizeof err), 0);
 	for (int block = 0; block <= 32; block += 32) {
 		int units = 0;

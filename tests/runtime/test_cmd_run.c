@@ -10,26 +10,7 @@
 
 static char out[8192];
 
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sh(const char *fmt, ...)
-{
-	char cmd[4096];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof cmd, fmt, ap);
-	va_end(ap);
-	out[0] = 0;
-	FILE *p = popen(cmd, "r");
-	if (!p)
-		return -1;
-	size_t n = fread(out, 1, sizeof out - 1, p);
-	out[n] = 0;
-	int st = pclose(p);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
 
-static const char *bin(void) { return getenv("THAW_BIN") ? getenv("THAW_BIN") : "build/thaw"; }
-static const char *src(void) { return getenv("THAW_SRC") ? getenv("THAW_SRC") : "."; }
 
 static const char *hf0 = "\"tokens\":[55,230,203,138,82,237,0,111,13,120,26,221,243,207,79,232]";
 
@@ -38,29 +19,29 @@ static void test_run_llama_plain_and_int8(void)
 	const char *d = t_tmpdir();
 	const char *q[] = {"", "--quantize int8", "--quantize int8:32"};
 	for (int i = 0; i < 3; i++) {
-		T_EQ_INT(sh("%s snapshot pack %s/tests/data/llama_tiny -o %s/l%d.thaw -q %s 2>&1", bin(),
-			    src(), d, i, q[i]), 0);
-		T_EQ_INT(sh("%s run %s/l%d.thaw --device cpu --input "
-			    "'{\"tokens\":[1,17,42,99,3,200,5],\"max_tokens\":16,\"stop\":[]}'", bin(), d,
+		T_EQ_INT(t_sh(out, sizeof out, "%s snapshot pack %s/tests/data/llama_tiny -o %s/l%d.thaw -q %s 2>&1", t_bin(),
+			    t_src(), d, i, q[i]), 0);
+		T_EQ_INT(t_sh(out, sizeof out, "%s run %s/l%d.thaw --device cpu --input "
+			    "'{\"tokens\":[1,17,42,99,3,200,5],\"max_tokens\":16,\"stop\":[]}'", t_bin(), d,
 			    i), 0);
 		/* the fixture's first prompt: int8 happens to keep all 16 greedy tokens too */
 		T_CHECK(strstr(out, hf0) != NULL);
 		T_CHECK(strstr(out, "\"finish_reason\":\"length\"") != NULL);
 	}
-	T_EQ_INT(sh("%s snapshot inspect %s/l1.thaw", bin(), d), 0);
+	T_EQ_INT(t_sh(out, sizeof out, "%s snapshot inspect %s/l1.thaw", t_bin(), d), 0);
 	T_CHECK(strstr(out, "I8") && strstr(out, "q_proj.weight_scale"));
-	T_EQ_INT(sh("%s snapshot inspect %s/l1.thaw --json", bin(), d), 0);
+	T_EQ_INT(t_sh(out, sizeof out, "%s snapshot inspect %s/l1.thaw --json", t_bin(), d), 0);
 	T_CHECK(strstr(out, "\"quantization\"") != NULL);
 	/* bad input: a 400 from the kind -> exit 1, {"error"} on stdout */
-	T_EQ_INT(sh("%s run %s/l0.thaw --device cpu --input '{\"tokens\":[1,999]}' 2>/dev/null", bin(),
+	T_EQ_INT(t_sh(out, sizeof out, "%s run %s/l0.thaw --device cpu --input '{\"tokens\":[1,999]}' 2>/dev/null", t_bin(),
 		    d), 1);
 	T_CHECK(strstr(out, "{\"error\":") == out);
-	T_EQ_INT(sh("%s run %s/l0.thaw --device cpu --input '{bad json' 2>/dev/null", bin(), d), 2);
-	T_EQ_INT(sh("%s run %s/l0.thaw --device tpu:0 --input '{}' 2>/dev/null", bin(), d), 2);
-	T_EQ_INT(sh("%s run --input '{}' 2>/dev/null", bin()), 2);
-	T_EQ_INT(sh("%s snapshot pack %s/tests/data/llama_tiny -o %s/x.thaw --quantize int4 2>/dev/null",
-		    bin(), src(), d), 2);
-	T_EQ_INT(sh("%s run %s/missing.thaw --device cpu --input '{}' 2>/dev/null", bin(), d), 1);
+	T_EQ_INT(t_sh(out, sizeof out, "%s run %s/l0.thaw --device cpu --input '{bad json' 2>/dev/null", t_bin(), d), 2);
+	T_EQ_INT(t_sh(out, sizeof out, "%s run %s/l0.thaw --device tpu:0 --input '{}' 2>/dev/null", t_bin(), d), 2);
+	T_EQ_INT(t_sh(out, sizeof out, "%s run --input '{}' 2>/dev/null", t_bin()), 2);
+	T_EQ_INT(t_sh(out, sizeof out, "%s snapshot pack %s/tests/data/llama_tiny -o %s/x.thaw --quantize int4 2>/dev/null",
+		    t_bin(), t_src(), d), 2);
+	T_EQ_INT(t_sh(out, sizeof out, "%s run %s/missing.thaw --device cpu --input '{}' 2>/dev/null", t_bin(), d), 1);
 }
 
 /* --stream: the llama kind's per-token chunks, one line each, then the result whose tokens
@@ -68,22 +49,22 @@ static void test_run_llama_plain_and_int8(void)
 static void test_run_stream(void)
 {
 	const char *d = t_tmpdir();
-	T_EQ_INT(sh("%s snapshot pack %s/tests/data/llama_tiny -o %s/s.thaw -q 2>&1", bin(), src(), d), 0);
-	T_EQ_INT(sh("%s run %s/s.thaw --device cpu --stream --input "
-		    "'{\"tokens\":[1,17,42,99,3,200,5],\"max_tokens\":4,\"stop\":[]}'", bin(), d), 0);
+	T_EQ_INT(t_sh(out, sizeof out, "%s snapshot pack %s/tests/data/llama_tiny -o %s/s.thaw -q 2>&1", t_bin(), t_src(), d), 0);
+	T_EQ_INT(t_sh(out, sizeof out, "%s run %s/s.thaw --device cpu --stream --input "
+		    "'{\"tokens\":[1,17,42,99,3,200,5],\"max_tokens\":4,\"stop\":[]}'", t_bin(), d), 0);
 	const char *lines = "{\"token\":55}\n{\"token\":230}\n{\"token\":203}\n{\"token\":138}\n{";
 	T_CHECK(strncmp(out, lines, strlen(lines)) == 0);
 	T_CHECK(strstr(out, "\"tokens\":[55,230,203,138]") != NULL);
 	/* a kind that does not stream: only the result */
-	T_EQ_INT(sh("%s run --kind echo --stream --input '{\"a\":1}'", bin()), 0);
+	T_EQ_INT(t_sh(out, sizeof out, "%s run --kind echo --stream --input '{\"a\":1}'", t_bin()), 0);
 	T_EQ_STR(out, "{\"a\":1}\n");
 }
 
 static void test_run_mlp_and_echo(void)
 {
 	const char *d = t_tmpdir();
-	T_EQ_INT(sh("%s snapshot pack %s/tests/data/mlp_digits -o %s/m.thaw -q --kind mlp "
-		    "--metadata '{\"activation\":\"relu\"}' 2>&1", bin(), src(), d), 0);
+	T_EQ_INT(t_sh(out, sizeof out, "%s snapshot pack %s/tests/data/mlp_digits -o %s/m.thaw -q --kind mlp "
+		    "--metadata '{\"activation\":\"relu\"}' 2>&1", t_bin(), t_src(), d), 0);
 	FILE *f = fopen("/dev/null", "r");
 	fclose(f);
 	char in[1200];
@@ -95,9 +76,9 @@ static void test_run_mlp_and_echo(void)
 		"0.3125,0.5,0,0,0.5625,0.5,0,0,0.25,0.6875,0,0.0625,0.75,0.4375,0,0,0.125,0.875,"
 		"0.3125,0.625,0.75,0,0,0,0,0.375,0.8125,0.625,0,0,0]]}");
 	fclose(f);
-	T_EQ_INT(sh("%s run %s/m.thaw --device cpu --input @%s", bin(), d, in), 0);
+	T_EQ_INT(t_sh(out, sizeof out, "%s run %s/m.thaw --device cpu --input @%s", t_bin(), d, in), 0);
 	T_CHECK(strstr(out, "\"labels\":[0]") != NULL);
-	T_EQ_INT(sh("%s run --kind echo --input '{\"a\":[1,\"b\"]}'", bin()), 0);
+	T_EQ_INT(t_sh(out, sizeof out, "%s run --kind echo --input '{\"a\":[1,\"b\"]}'", t_bin()), 0);
 	T_EQ_STR(out, "{\"a\":[1,\"b\"]}\n");
 }
 

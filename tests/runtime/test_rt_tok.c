@@ -16,26 +16,7 @@
 
 static char out[16384];
 
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sh(const char *fmt, ...)
-{
-	char cmd[4096];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof cmd, fmt, ap);
-	va_end(ap);
-	out[0] = 0;
-	FILE *p = popen(cmd, "r");
-	if (!p)
-		return -1;
-	size_t n = fread(out, 1, sizeof out - 1, p);
-	out[n] = 0;
-	int st = pclose(p);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
 
-static const char *bin(void) { return getenv("THAW_BIN") ? getenv("THAW_BIN") : "build/thaw"; }
-static const char *src(void) { return getenv("THAW_SRC") ? getenv("THAW_SRC") : "."; }
 
 /* a one-tensor safetensors model in dir */
 static int write_model(const char *dir)
@@ -54,42 +35,22 @@ static int write_model(const char *dir)
 	return fclose(f);
 }
 
-static char *slurp(const char *path, size_t *n)
-{
-	FILE *f = fopen(path, "rb");
-	if (!f)
-		return NULL;
-	fseek(f, 0, SEEK_END);
-	long sz = ftell(f);
-	rewind(f);
-	char *b = malloc((size_t)sz + 1);
-	if (b && fread(b, 1, (size_t)sz, f) != (size_t)sz) {
-		free(b);
-		b = NULL;
-	}
-	fclose(f);
-	if (b) {
-		b[sz] = 0;
-		*n = (size_t)sz;
-	}
-	return b;
-}
 
 static void test_pack_carries_tokenizer(void)
 {
 	const char *d = t_tmpdir();
 	char err[512];
-	T_EQ_INT(sh("mkdir -p %s/m %s/bare %s/other && cp %s/tests/data/tok/small/tokenizer.json "
-		    "%s/tests/data/tok/small/tokenizer_config.json %s/m/", d, d, d, src(), src(), d), 0);
+	T_EQ_INT(t_sh(out, sizeof out, "mkdir -p %s/m %s/bare %s/other && cp %s/tests/data/tok/small/tokenizer.json "
+		    "%s/tests/data/tok/small/tokenizer_config.json %s/m/", d, d, d, t_src(), t_src(), d), 0);
 	char mdir[512];
 	snprintf(mdir, sizeof mdir, "%s/m", d);
 	T_EQ_INT(write_model(mdir), 0);
-	T_EQ_INT(sh("cp %s/m/model.safetensors %s/bare/ && cp %s/m/model.safetensors %s/other/", d, d, d, d), 0);
+	T_EQ_INT(t_sh(out, sizeof out, "cp %s/m/model.safetensors %s/bare/ && cp %s/m/model.safetensors %s/other/", d, d, d, d), 0);
 
 	/* auto-detected from the source directory, twice: byte-identical snapshots */
-	T_EQ_INT(sh("%s snapshot pack %s/m -o %s/a.thaw --quiet 2>&1", bin(), d, d), 0);
-	T_EQ_INT(sh("%s snapshot pack %s/m -o %s/b.thaw --quiet 2>&1", bin(), d, d), 0);
-	T_EQ_INT(sh("cmp %s/a.thaw %s/b.thaw", d, d), 0);
+	T_EQ_INT(t_sh(out, sizeof out, "%s snapshot pack %s/m -o %s/a.thaw --quiet 2>&1", t_bin(), d, d), 0);
+	T_EQ_INT(t_sh(out, sizeof out, "%s snapshot pack %s/m -o %s/b.thaw --quiet 2>&1", t_bin(), d, d), 0);
+	T_EQ_INT(t_sh(out, sizeof out, "cmp %s/a.thaw %s/b.thaw", d, d), 0);
 
 	char path[1024];
 	snprintf(path, sizeof path, "%s/a.thaw", d);
@@ -100,9 +61,9 @@ static void test_pack_carries_tokenizer(void)
 		fprintf(stderr, "  %s\n", err);
 	size_t tl, cl;
 	char tp[1024], cp[1024];
-	snprintf(tp, sizeof tp, "%s/tests/data/tok/small/tokenizer.json", src());
-	snprintf(cp, sizeof cp, "%s/tests/data/tok/small/tokenizer_config.json", src());
-	char *tj = slurp(tp, &tl), *cj = slurp(cp, &cl);
+	snprintf(tp, sizeof tp, "%s/tests/data/tok/small/tokenizer.json", t_src());
+	snprintf(cp, sizeof cp, "%s/tests/data/tok/small/tokenizer_config.json", t_src());
+	char *tj = t_read_file(tp, &tl), *cj = t_read_file(cp, &cl);
 	T_CHECK(tj && cj);
 	if (tj && cj)
 		T_EQ_INT(fn_tok_load(&ft, tj, tl, cj, cl, err, sizeof err), 0);
@@ -131,18 +92,18 @@ static void test_pack_carries_tokenizer(void)
 	free(cj);
 
 	/* inspect summarises instead of printing the whole vocabulary */
-	T_EQ_INT(sh("%s snapshot inspect %s/a.thaw", bin(), d), 0);
+	T_EQ_INT(t_sh(out, sizeof out, "%s snapshot inspect %s/a.thaw", t_bin(), d), 0);
 	T_CHECK(strstr(out, "tokenizer.json carried: model BPE") != NULL);
 	T_CHECK(strstr(out, "\"merges\"") == NULL);
 
 	/* --no-tokenizer leaves it out; with --tokenizer it is a usage error */
-	T_EQ_INT(sh("%s snapshot pack %s/m -o %s/n.thaw --no-tokenizer --quiet 2>&1", bin(), d, d), 0);
+	T_EQ_INT(t_sh(out, sizeof out, "%s snapshot pack %s/m -o %s/n.thaw --no-tokenizer --quiet 2>&1", t_bin(), d, d), 0);
 	snprintf(path, sizeof path, "%s/n.thaw", d);
 	T_EQ_INT(rt_tok_from_snapshot(path, &st, err, sizeof err), -ENOENT);
-	T_EQ_INT(sh("%s snapshot pack %s/m -o %s/n2.thaw --no-tokenizer --tokenizer %s/m 2>&1", bin(), d, d, d), 2);
+	T_EQ_INT(t_sh(out, sizeof out, "%s snapshot pack %s/m -o %s/n2.thaw --no-tokenizer --tokenizer %s/m 2>&1", t_bin(), d, d, d), 2);
 
 	/* no tokenizer -> -ENOENT */
-	T_EQ_INT(sh("%s snapshot pack %s/bare -o %s/c.thaw --quiet 2>&1", bin(), d, d), 0);
+	T_EQ_INT(t_sh(out, sizeof out, "%s snapshot pack %s/bare -o %s/c.thaw --quiet 2>&1", t_bin(), d, d), 0);
 	snprintf(path, sizeof path, "%s/c.thaw", d);
 	st = NULL;
 	T_EQ_INT(rt_tok_from_snapshot(path, &st, err, sizeof err), -ENOENT);
@@ -150,8 +111,8 @@ static void test_pack_carries_tokenizer(void)
 	T_EQ_INT(rt_tok_from_snapshot("/nonexistent/x.thaw", &st, err, sizeof err) < 0, 1);
 
 	/* --tokenizer FILE for a source without one; its config comes along from beside it */
-	T_EQ_INT(sh("%s snapshot pack %s/other -o %s/e.thaw --tokenizer %s/m/tokenizer.json --quiet 2>&1",
-		    bin(), d, d, d), 0);
+	T_EQ_INT(t_sh(out, sizeof out, "%s snapshot pack %s/other -o %s/e.thaw --tokenizer %s/m/tokenizer.json --quiet 2>&1",
+		    t_bin(), d, d, d), 0);
 	snprintf(path, sizeof path, "%s/e.thaw", d);
 	T_EQ_INT(rt_tok_from_snapshot(path, &st, err, sizeof err), 0);
 	fn_tok_msg m1[1] = {{"user", "x"}};
@@ -161,24 +122,24 @@ static void test_pack_carries_tokenizer(void)
 	free(p);
 	fn_tok_free(st);
 	/* --tokenizer DIR with user metadata merged */
-	T_EQ_INT(sh("%s snapshot pack %s/bare -o %s/f.thaw --tokenizer %s/m --metadata '{\"owner\":\"t\"}' --quiet 2>&1",
-		    bin(), d, d, d), 0);
-	T_EQ_INT(sh("%s snapshot inspect %s/f.thaw", bin(), d), 0);
+	T_EQ_INT(t_sh(out, sizeof out, "%s snapshot pack %s/bare -o %s/f.thaw --tokenizer %s/m --metadata '{\"owner\":\"t\"}' --quiet 2>&1",
+		    t_bin(), d, d, d), 0);
+	T_EQ_INT(t_sh(out, sizeof out, "%s snapshot inspect %s/f.thaw", t_bin(), d), 0);
 	T_CHECK(strstr(out, "\"owner\":\"t\"") != NULL && strstr(out, "tokenizer_config.json carried") != NULL);
 
 	/* errors: missing tokenizer, a directory without one, conflicting metadata, broken JSON */
-	T_EQ_INT(sh("%s snapshot pack %s/m -o %s/g.thaw --tokenizer %s/nope 2>&1", bin(), d, d, d), 1);
+	T_EQ_INT(t_sh(out, sizeof out, "%s snapshot pack %s/m -o %s/g.thaw --tokenizer %s/nope 2>&1", t_bin(), d, d, d), 1);
 	T_CHECK(strstr(out, "no such file") != NULL);
-	T_EQ_INT(sh("%s snapshot pack %s/m -o %s/g.thaw --tokenizer %s/bare 2>&1", bin(), d, d, d), 1);
+	T_EQ_INT(t_sh(out, sizeof out, "%s snapshot pack %s/m -o %s/g.thaw --tokenizer %s/bare 2>&1", t_bin(), d, d, d), 1);
 	T_CHECK(strstr(out, "has no tokenizer.json") != NULL);
-	T_EQ_INT(sh("%s snapshot pack %s/m -o %s/g.thaw --metadata '{\"tokenizer\":1}' 2>&1", bin(), d, d), 1);
+	T_EQ_INT(t_sh(out, sizeof out, "%s snapshot pack %s/m -o %s/g.thaw --metadata '{\"tokenizer\":1}' 2>&1", t_bin(), d, d), 1);
 	T_CHECK(strstr(out, "already has") != NULL);
-	T_EQ_INT(sh("printf '{\"model\": ' > %s/other/tokenizer.json", d), 0);
-	T_EQ_INT(sh("%s snapshot pack %s/other -o %s/g.thaw 2>&1", bin(), d, d), 1);
+	T_EQ_INT(t_sh(out, sizeof out, "printf '{\"model\": ' > %s/other/tokenizer.json", d), 0);
+	T_EQ_INT(t_sh(out, sizeof out, "%s snapshot pack %s/other -o %s/g.thaw 2>&1", t_bin(), d, d), 1);
 	T_CHECK(strstr(out, "tokenizer.json") != NULL);
 	/* carried although thaw cannot use it (a WordPiece model): a warning, and the runtime says why */
-	T_EQ_INT(sh("printf '{\"model\":{\"type\":\"WordPiece\",\"vocab\":{\"a\":0}}}' > %s/other/tokenizer.json", d), 0);
-	T_EQ_INT(sh("%s snapshot pack %s/other -o %s/h.thaw --quiet 2>&1", bin(), d, d), 0);
+	T_EQ_INT(t_sh(out, sizeof out, "printf '{\"model\":{\"type\":\"WordPiece\",\"vocab\":{\"a\":0}}}' > %s/other/tokenizer.json", d), 0);
+	T_EQ_INT(t_sh(out, sizeof out, "%s snapshot pack %s/other -o %s/h.thaw --quiet 2>&1", t_bin(), d, d), 0);
 	T_CHECK(strstr(out, "warning") != NULL && strstr(out, "WordPiece") != NULL);
 	snprintf(path, sizeof path, "%s/h.thaw", d);
 	T_EQ_INT(rt_tok_from_snapshot(path, &st, err, sizeof err), -ENOTSUP);

@@ -16,23 +16,8 @@
 #include "snapshot/snap.h"
 #include "tests/t.h"
 
-static const char *src(void)
-{
-	const char *s = getenv("THAW_SRC");
-	return s ? s : ".";
-}
 
-static const char *bin(void)
-{
-	const char *b = getenv("THAW_BIN");
-	return b ? b : "build/thaw";
-}
 
-static int sh(const char *cmd)
-{
-	int st = system(cmd);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
 
 /* reads/writes 8 little-endian bytes at off in path */
 static uint64_t rd64(const char *path, long off)
@@ -70,8 +55,8 @@ static void test_attachment(void)
 	snprintf(d, sizeof d, "%s", t_tmpdir());
 	snprintf(cmd, sizeof cmd, "mkdir -p %s/m && cp %s/tests/data/llama_tiny/* %s/tests/data/tok/small/tokenizer*.json %s/m/ && "
 		 "%s snapshot pack %s/m -o %s/a.thaw --quiet && %s snapshot pack %s/m -o %s/b.thaw --no-tokenizer --quiet",
-		 d, src(), src(), d, bin(), d, d, bin(), d, d);
-	T_EQ_INT(sh(cmd), 0);
+		 d, t_src(), t_src(), d, t_bin(), d, d, t_bin(), d, d);
+	T_EQ_INT(t_sh(NULL, 0, "%s", cmd), 0);
 	snprintf(path, sizeof path, "%s/a.thaw", d);
 	snap_file *f = NULL;
 	T_EQ_INT(snap_open(&f, path, err, sizeof err), 0);
@@ -89,7 +74,7 @@ static void test_attachment(void)
 	T_EQ_INT(snap_attachment_read(f, &buf, &len, err, sizeof err), 0);
 	T_EQ_INT((long long)len, (long long)att_len);
 	json_t *a = buf ? json_loadb(buf, len, 0, NULL) : NULL;
-	snprintf(cmd, sizeof cmd, "%s/tests/data/tok/small/tokenizer.json", src());
+	snprintf(cmd, sizeof cmd, "%s/tests/data/tok/small/tokenizer.json", t_src());
 	json_t *want = json_load_file(cmd, 0, NULL);
 	T_CHECK(a && want && json_equal(json_object_get(a, "tokenizer"), want));
 	T_CHECK(json_is_object(json_object_get(a, "tokenizer_config")));
@@ -118,19 +103,19 @@ static void test_attachment(void)
 	snprintf(path, sizeof path, "%s/a.thaw", d);
 	snprintf(copy, sizeof copy, "%s/c.thaw", d);
 	snprintf(cmd, sizeof cmd, "cp %s %s", path, copy);
-	T_EQ_INT(sh(cmd), 0);
+	T_EQ_INT(t_sh(NULL, 0, "%s", cmd), 0);
 	flip(copy, (long)(att_off + att_len / 2));
 	T_EQ_INT(snap_open(&f, copy, err, sizeof err), 0);
 	T_EQ_INT(f ? snap_attachment_read(f, &buf, &len, err, sizeof err) : 0, -EBADMSG);
 	T_CHECK(strstr(err, "attachment corrupt") != NULL);
 	T_EQ_INT(f ? rt_tok_from_file(f, NULL, &t, err, sizeof err) : 0, -EBADMSG);
 	snap_close(f);
-	snprintf(cmd, sizeof cmd, "%s snapshot verify %s >/dev/null 2>&1", bin(), copy);
-	T_EQ_INT(sh(cmd), 0);   /* the tensors are intact */
+	snprintf(cmd, sizeof cmd, "%s snapshot verify %s >/dev/null 2>&1", t_bin(), copy);
+	T_EQ_INT(t_sh(NULL, 0, "%s", cmd), 0);   /* the tensors are intact */
 
 	/* truncated: the header's file size no longer matches */
 	snprintf(cmd, sizeof cmd, "cp %s %s && truncate -s -1 %s", path, copy, copy);
-	T_EQ_INT(sh(cmd), 0);
+	T_EQ_INT(t_sh(NULL, 0, "%s", cmd), 0);
 	T_CHECK(snap_open(&f, copy, err, sizeof err) < 0 && strstr(err, "truncated"));
 }
 
