@@ -19,12 +19,8 @@
 #include "snapshot/snap.h"
 #include "snapshot/snap_pack.h"
 #include "tests/t.h"
+#include "tests/runtime/jobs_env.h"
 
-static const char *src_dir(void)
-{
-	const char *s = getenv("THAW_SRC");
-	return s && *s ? s : ".";
-}
 
 static int64_t fake_now;
 static int64_t fake_clock(void *ud)
@@ -33,87 +29,22 @@ static int64_t fake_clock(void *ud)
 	return fake_now;
 }
 
-typedef struct env {
-	uv_loop_t loop;
-	char data[1024];
-	rt_registry *reg;
-	rt_metrics *m;
-	rt_sched *s;
-	rt_jobs *J;
-	const char *roots[1];
-	char root[1024];
-} env;
-
 static int env_open(env *e, double idle_s)
 {
-	static int n;
-	char err[512];
-	memset(e, 0, sizeof *e);
-	snprintf(e->data, sizeof e->data, "%s/jobs-%d", t_tmpdir(), ++n);
-	mkdir(e->data, 0755);
-	char snaps[1200], out[1300], src[1200];
-	snprintf(snaps, sizeof snaps, "%s/snapshots", e->data);
-	mkdir(snaps, 0755);
-	snprintf(out, sizeof out, "%s/digits.thaw", snaps);
-	snprintf(src, sizeof src, "%s/tests/data/mlp_digits/model.safetensors", src_dir());
-	snap_pack_opts po = {.kind = "mlp", .w = {.threads = 1}};
-	if (snap_pack(src, out, &po, NULL, err, sizeof err) < 0) {
-		fprintf(stderr, "  pack: %s\n", err);
-		return -1;
-	}
-	uv_loop_init(&e->loop);
-	if (rt_registry_open(e->data, &e->reg, err, sizeof err) < 0)
-		return -1;
-	rt_manifest m;
-	const char *mj = "{\"kind\": \"mlp\", \"snapshot\": \"digits.thaw\"}";
-	if (rt_manifest_parse(mj, strlen(mj), NULL, NULL, &m, err, sizeof err) < 0 ||
-	    rt_registry_put(e->reg, "digits", &m, out, NULL, err, sizeof err) < 0)
-		return -1;
-	e->m = rt_metrics_new();
 	rt_sched_config sc;
 	rt_sched_config_defaults(&sc);
 	sc.cpu_threads = 1;
 	sc.no_gpu = 1;
-	if (rt_sched_new(&e->loop, e->reg, e->m, &sc, &e->s) < 0)
-		return -1;
 	rt_jobs_config jc;
 	rt_jobs_config_defaults(&jc);
 	jc.idle_s = idle_s;
 	jc.poll_s = 0.02;
 	jc.checkpoint_s = 0.05;
 	jc.clock_ms = fake_clock;
-	snprintf(e->root, sizeof e->root, "%s/tests/data", src_dir());
-	e->roots[0] = e->root;
-	if (rt_jobs_new(&e->loop, e->reg, e->s, e->m, e->data, e->roots, 1, &jc, &e->J, err, sizeof err) < 0) {
-		fprintf(stderr, "  jobs: %s\n", err);
-		return -1;
-	}
-	rt_jobs_start(e->J);
-	return 0;
+	return env_open_with(e, "jobs", "{\"kind\": \"mlp\", \"snapshot\": \"digits.thaw\"}", &sc,
+			     &jc);
 }
 
-static int stopped_flag;
-static void on_sched_stopped(void *ud) { (void)ud; stopped_flag = 1; }
-static void on_jobs_stopped(void *ud)
-{
-	env *e = ud;
-	rt_sched_stop(e->s, on_sched_stopped, NULL);
-}
-
-static void env_close(env *e)
-{
-	stopped_flag = 0;
-	if (e->J)
-		rt_jobs_stop(e->J, on_jobs_stopped, e);
-	for (int i = 0; i < 20000 && !stopped_flag; i++)
-		uv_run(&e->loop, UV_RUN_ONCE);
-	rt_jobs_free(e->J);
-	uv_run(&e->loop, UV_RUN_NOWAIT);
-	rt_sched_free(e->s);
-	rt_registry_close(e->reg);
-	rt_metrics_free(e->m);
-	uv_loop_close(&e->loop);
-}
 
 /* runs the loop for ms milliseconds (timers, completions) */
 static void spin(env *e, int ms)
@@ -125,14 +56,6 @@ static void spin(env *e, int ms)
 	}
 }
 
-static const char *state_of(env *e, int64_t id)
-{
-	static char st[32];
-	json_t *o = rt_jobs_get_json(e->J, id);
-	snprintf(st, sizeof st, "%s", o ? json_string_value(json_object_get(o, "state")) : "(none)");
-	json_decref(o);
-	return st;
-}
 
 /* the deadlines given are generous (minutes): they only bound a hung job, and ASan on a loaded
  * 2-core machine runs a 30-epoch fine-tune many times slower than a plain build */
@@ -152,7 +75,7 @@ static int wait_state(env *e, int64_t id, const char *want, int ms)
 static int64_t submit(env *e, const char *json)
 {
 	char err[512], buf[2048];
-	snprintf(buf, sizeof buf, json, src_dir());
+	snprintf(buf, sizeof buf, json, t_src());
 	json_t *spec = json_loads(buf, 0, NULL);
 	int64_t id = -1;
 	int rc = rt_jobs_submit(e->J, spec, &id, err, sizeof err);
