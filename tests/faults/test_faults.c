@@ -663,6 +663,40 @@ static void test_corrupt_snapshot(void)
 	T_EQ_INT(e2e_stop(&s, SIGTERM, 10), 0);
 }
 
+/* the daemon s has too little device memory for digits: its call is a 503 naming the need
+ * (returned, 0 when the message has none), and the daemon stays healthy; s is stopped */
+static long expect_no_room(e2e_server *s)
+{
+	e2e_resp r;
+	T_EQ_INT(call(s, "POST", "/v1/functions/digits/invoke", digits_body, &r), 503);
+	long need = 0;
+	const char *m = r.body ? strstr(r.body, "not enough device memory") : NULL;
+	T_CHECK(m != NULL);
+	if (m && strchr(m, '('))
+		need = strtol(strchr(m, '(') + 1, NULL, 10);
+	if (r.status > 0)
+		e2e_resp_free(&r);
+	T_EQ_INT(call(s, "GET", "/healthz", NULL, NULL), 200);
+	T_EQ_INT(e2e_stop(s, SIGTERM, 10), 0);
+	return need;
+}
+
+/* the daemon s has room on device for one model: "other" is deployed there beside digits and
+ * calls to both alternate, each evicting the other (idle) and answering right; s is stopped */
+static void expect_evictions(e2e_server *s, const char *device)
+{
+	char man[160];
+	snprintf(man, sizeof man, "{\"kind\":\"mlp\",\"snapshot\":\"other.thaw\",\"device\":\"%s\"}",
+		 device);
+	T_EQ_INT(call(s, "PUT", "/v1/functions/other", man, NULL), 201);
+	for (int i = 0; i < 3; i++) {
+		T_CHECK(digits_ok(s, "digits"));
+		T_CHECK(digits_ok(s, "other"));
+	}
+	T_CHECK(e2e_log_contains(s, "making room"));
+	T_EQ_INT(e2e_stop(s, SIGTERM, 10), 0);
+}
+
 static void test_device_memory_exhausted_cpu(void)
 {
 	const char *data = fresh_dir("mem");
@@ -673,18 +707,8 @@ static void test_device_memory_exhausted_cpu(void)
 	e2e_server s;
 	T_EQ_INT(e2e_start_in(&s, data, tiny, NULL), 0);
 	load_reference();
-	e2e_resp r;
-	T_EQ_INT(call(&s, "POST", "/v1/functions/digits/invoke", digits_body, &r), 503);
-	long need = 0;
-	const char *m = r.body ? strstr(r.body, "not enough device memory") : NULL;
-	T_CHECK(m != NULL);
-	if (m && strchr(m, '('))
-		need = strtol(strchr(m, '(') + 1, NULL, 10);
-	if (r.status > 0)
-		e2e_resp_free(&r);
+	long need = expect_no_room(&s);
 	T_CHECK(need > 1024);
-	T_EQ_INT(call(&s, "GET", "/healthz", NULL, NULL), 200);
-	T_EQ_INT(e2e_stop(&s, SIGTERM, 10), 0);
 	if (need <= 1024)
 		return;
 	/* room for one of two: each call evicts the other (idle) and answers right */
@@ -692,13 +716,7 @@ static void test_device_memory_exhausted_cpu(void)
 	snprintf(budget, sizeof budget, "%ld", need + need / 2);
 	const char *one[] = {"--no-access-log", "--cpu-memory", budget, NULL};
 	T_EQ_INT(e2e_start_in(&s, data, one, NULL), 0);
-	T_EQ_INT(call(&s, "PUT", "/v1/functions/other", "{\"kind\":\"mlp\",\"snapshot\":\"other.thaw\",\"device\":\"cpu\"}", NULL), 201);
-	for (int i = 0; i < 3; i++) {
-		T_CHECK(digits_ok(&s, "digits"));
-		T_CHECK(digits_ok(&s, "other"));
-	}
-	T_CHECK(e2e_log_contains(&s, "making room"));
-	T_EQ_INT(e2e_stop(&s, SIGTERM, 10), 0);
+	expect_evictions(&s, "cpu");
 }
 
 /* the same on the GPU placement path without a GPU: --fake-gpus 1:MiB is a CPU lane that the
@@ -713,23 +731,11 @@ static void test_device_memory_exhausted_fake_gpu(void)
 	e2e_server s;
 	T_EQ_INT(e2e_start_in(&s, data, tiny, NULL), 0);
 	T_EQ_INT(call(&s, "PUT", "/v1/functions/digits", "{\"kind\":\"mlp\",\"snapshot\":\"digits.thaw\",\"device\":\"cuda:0\"}", NULL), 201);
-	e2e_resp r;
-	T_EQ_INT(call(&s, "POST", "/v1/functions/digits/invoke", digits_body, &r), 503);
-	T_CHECK(r.body && strstr(r.body, "not enough device memory"));
-	if (r.status > 0)
-		e2e_resp_free(&r);
-	T_EQ_INT(call(&s, "GET", "/healthz", NULL, NULL), 200);
-	T_EQ_INT(e2e_stop(&s, SIGTERM, 10), 0);
+	expect_no_room(&s);
 	/* 14 KiB: one 9984-byte model at a time */
 	const char *one[] = {"--no-access-log", "--no-gpu", "--fake-gpus", "1:0.0137", NULL};
 	T_EQ_INT(e2e_start_in(&s, data, one, NULL), 0);
-	T_EQ_INT(call(&s, "PUT", "/v1/functions/other", "{\"kind\":\"mlp\",\"snapshot\":\"other.thaw\",\"device\":\"cuda:0\"}", NULL), 201);
-	for (int i = 0; i < 3; i++) {
-		T_CHECK(digits_ok(&s, "digits"));
-		T_CHECK(digits_ok(&s, "other"));
-	}
-	T_CHECK(e2e_log_contains(&s, "making room"));
-	T_EQ_INT(e2e_stop(&s, SIGTERM, 10), 0);
+	expect_evictions(&s, "cuda:0");
 }
 
 /* the same on a real GPU (skipped without one): --gpu-memory budgets cuda:0 in bytes, so the
@@ -753,22 +759,11 @@ static void test_device_memory_exhausted_gpu(void)
 		T_SKIP("no GPU");
 	}
 	T_EQ_INT(call(&s, "PUT", "/v1/functions/digits", "{\"kind\":\"mlp\",\"snapshot\":\"digits.thaw\",\"device\":\"cuda:0\"}", NULL), 201);
-	T_EQ_INT(call(&s, "POST", "/v1/functions/digits/invoke", digits_body, &r), 503);
-	T_CHECK(r.body && strstr(r.body, "not enough device memory"));
-	if (r.status > 0)
-		e2e_resp_free(&r);
-	T_EQ_INT(call(&s, "GET", "/healthz", NULL, NULL), 200);
-	T_EQ_INT(e2e_stop(&s, SIGTERM, 10), 0);
+	expect_no_room(&s);
 	/* 14 KiB: one 9984-byte model at a time on the GPU, the other waits in the host tier */
 	const char *one[] = {"--no-access-log", "--gpu-memory", "14000", NULL};
 	T_EQ_INT(e2e_start_in(&s, data, one, NULL), 0);
-	T_EQ_INT(call(&s, "PUT", "/v1/functions/other", "{\"kind\":\"mlp\",\"snapshot\":\"other.thaw\",\"device\":\"cuda:0\"}", NULL), 201);
-	for (int i = 0; i < 3; i++) {
-		T_CHECK(digits_ok(&s, "digits"));
-		T_CHECK(digits_ok(&s, "other"));
-	}
-	T_CHECK(e2e_log_contains(&s, "making room"));
-	T_EQ_INT(e2e_stop(&s, SIGTERM, 10), 0);
+	expect_evictions(&s, "cuda:0");
 }
 
 /* found by bench/soak.sh: a V2 unload while calls kept arriving let a batch reach the lane
