@@ -280,6 +280,43 @@ int e2e_request(const e2e_server *s, const char *raw, e2e_resp *r)
 	return rc;
 }
 
+int e2e_call(const e2e_server *s, const char *method, const char *path, const char *extra,
+	     const char *body, e2e_resp *out)
+{
+	size_t bl = body ? strlen(body) : 0, cap = bl + strlen(method) + strlen(path) +
+		    (extra ? strlen(extra) : 0) + 128;
+	char *raw = malloc(cap);
+	e2e_resp r;
+	memset(&r, 0, sizeof r);
+	int st = -1;
+	if (raw) {
+		snprintf(raw, cap, "%s %s HTTP/1.1\r\nHost: t\r\n%sContent-Type: application/json\r\n"
+			 "Content-Length: %zu\r\n\r\n%s", method, path, extra ? extra : "", bl,
+			 body ? body : "");
+		if (e2e_request(s, raw, &r) == 0)
+			st = r.status;
+		free(raw);
+	}
+	if (out && st >= 0)
+		*out = r;
+	else
+		e2e_resp_free(&r);   /* a failed read leaves an empty body: freed, not leaked */
+	if (out && st < 0)
+		memset(out, 0, sizeof *out);
+	return st;
+}
+
+int e2e_call_json(const e2e_server *s, const char *method, const char *path, const char *extra,
+		  const char *body, json_t **out)
+{
+	e2e_resp r;
+	int st = e2e_call(s, method, path, extra, body, &r);
+	if (out)
+		*out = st >= 0 ? json_loadb(r.body, r.body_len, JSON_ALLOW_NUL, NULL) : NULL;
+	e2e_resp_free(&r);
+	return st;
+}
+
 int e2e_is_closed(int fd, int ms)
 {
 	struct pollfd p = {.fd = fd, .events = POLLIN};

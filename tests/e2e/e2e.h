@@ -4,6 +4,7 @@
 #define THAW_E2E_H
 #include <stddef.h>
 #include <sys/types.h>
+#include <jansson.h>
 
 typedef struct e2e_server {
 	pid_t pid;
@@ -41,6 +42,15 @@ void e2e_resp_free(e2e_resp *r);
 char *e2e_header(const e2e_resp *r, const char *name);
 /* e2e_request: connect, send raw, read one response, close. 0 or -1. */
 int e2e_request(const e2e_server *s, const char *raw, e2e_resp *r);
+/* e2e_call sends one request with a JSON body (may be NULL) and extra header lines (each ending
+ * in \r\n, or NULL) and reads the answer: its status, or -1 on a transport error. The response
+ * goes to *out when out is set (the caller frees it with e2e_resp_free), else it is freed. */
+int e2e_call(const e2e_server *s, const char *method, const char *path, const char *extra,
+	     const char *body, e2e_resp *out);
+/* e2e_call_json: e2e_call with the response body parsed into *out (a new reference, NULL when it
+ * is not JSON or nothing came back) when out is set. */
+int e2e_call_json(const e2e_server *s, const char *method, const char *path, const char *extra,
+		  const char *body, json_t **out);
 /* e2e_is_closed waits up to ms for the peer to close fd (read returns 0 or error). */
 int e2e_is_closed(int fd, int ms);
 /* e2e_log_contains reports whether the server log contains needle. */

@@ -17,21 +17,10 @@ static e2e_server srv;
 
 static int req(const char *method, const char *path, const char *body, const char *rid, e2e_resp *out)
 {
-	char raw[4096], ridh[128] = "";
+	char ridh[128] = "";
 	if (rid)
 		snprintf(ridh, sizeof ridh, "X-Request-Id: %s\r\n", rid);
-	snprintf(raw, sizeof raw, "%s %s HTTP/1.1\r\nHost: t\r\n%sContent-Type: application/json\r\n"
-		 "Content-Length: %zu\r\n\r\n%s", method, path, ridh, body ? strlen(body) : 0,
-		 body ? body : "");
-	e2e_resp r;
-	if (e2e_request(&srv, raw, &r) < 0)
-		return -1;
-	int st = r.status;
-	if (out)
-		*out = r;
-	else
-		e2e_resp_free(&r);
-	return st;
+	return e2e_call(&srv, method, path, ridh, body, out);
 }
 
 /* the audit file's text (malloc'd) */

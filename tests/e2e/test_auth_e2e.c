@@ -56,21 +56,10 @@ static int cli(const char *args, char *last, size_t cap, char *all, size_t allca
  * goes to *out when out is set (caller frees) */
 static int req(const char *method, const char *path, const char *key, const char *body, e2e_resp *out)
 {
-	char raw[2048], auth[200] = "";
+	char auth[200] = "";
 	if (key)
 		snprintf(auth, sizeof auth, "Authorization: Bearer %s\r\n", key);
-	snprintf(raw, sizeof raw, "%s %s HTTP/1.1\r\nHost: t\r\n%sContent-Type: application/json\r\n"
-		 "Content-Length: %zu\r\n\r\n%s", method, path, auth, body ? strlen(body) : 0,
-		 body ? body : "");
-	e2e_resp r;
-	if (e2e_request(&srv, raw, &r) < 0)
-		return -1;
-	int st = r.status;
-	if (out)
-		*out = r;
-	else
-		e2e_resp_free(&r);
-	return st;
+	return e2e_call(&srv, method, path, auth, body, out);
 }
 
 static void key_id(const char *key, char *id)

@@ -75,23 +75,14 @@ static void setup(void)
 static int call(const e2e_server *s, const char *method, const char *path, const char *body,
 		const char *extra_headers, json_t **out, char **hdrs)
 {
-	size_t bl = body ? strlen(body) : 0;
-	char *raw = malloc(bl + 1024);
-	snprintf(raw, bl + 1024, "%s %s HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n%s"
-		 "Content-Length: %zu\r\n\r\n%s", method, path, extra_headers ? extra_headers : "", bl,
-		 body ? body : "");
 	e2e_resp r;
-	int rc = e2e_request(s, raw, &r);
-	free(raw);
-	if (rc < 0) {
-		e2e_resp_free(&r);
+	int st = e2e_call(s, method, path, extra_headers, body, &r);
+	if (st < 0)
 		return -1;
-	}
 	if (out)
 		*out = json_loadb(r.body, r.body_len, 0, NULL);
 	if (hdrs)
 		*hdrs = strdup(r.headers);
-	int st = r.status;
 	e2e_resp_free(&r);
 	return st;
 }

@@ -23,23 +23,7 @@ static const char *src;
 static int call(const e2e_server *s, const char *method, const char *path, const char *body,
 		json_t **out)
 {
-	size_t bl = body ? strlen(body) : 0;
-	char *raw = malloc(bl + 1024);
-	snprintf(raw, bl + 1024, "%s %s HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
-		 "Content-Length: %zu\r\n\r\n%s", method, path, bl, body ? body : "");
-	e2e_resp r;
-	memset(&r, 0, sizeof r);
-	int rc = e2e_request(s, raw, &r);
-	free(raw);
-	if (rc < 0) {
-		e2e_resp_free(&r);
-		return -1;
-	}
-	if (out)
-		*out = json_loadb(r.body, r.body_len, 0, NULL);
-	int st = r.status;
-	e2e_resp_free(&r);
-	return st;
+	return e2e_call_json(s, method, path, NULL, body, out);
 }
 
 static double now_s(void)

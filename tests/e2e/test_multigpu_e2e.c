@@ -22,19 +22,7 @@ static int want_label;         /* its label from the reference */
 
 static int call(const char *method, const char *path, const char *body, json_t **out)
 {
-	size_t bl = body ? strlen(body) : 0;
-	char *raw = malloc(bl + 1024);
-	snprintf(raw, bl + 1024, "%s %s HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
-		 "Content-Length: %zu\r\n\r\n%s", method, path, bl, body ? body : "");
-	e2e_resp r;
-	memset(&r, 0, sizeof r);
-	int rc = e2e_request(&srv, raw, &r);
-	free(raw);
-	if (out)
-		*out = rc == 0 ? json_loadb(r.body, r.body_len, 0, NULL) : NULL;
-	int st = rc == 0 ? r.status : -1;
-	e2e_resp_free(&r);
-	return st;
+	return e2e_call_json(&srv, method, path, NULL, body, out);
 }
 
 /* the device function name is warm on ("" when none) */

@@ -170,27 +170,10 @@ static int write_model(const char *dir)
 static int req(const e2e_server *s, const char *method, const char *path, const char *key,
 	       const char *body, json_t **out)
 {
-	size_t bl = body ? strlen(body) : 0;
-	char *raw = malloc(bl + 600);
 	char auth[200] = "";
 	if (key)
 		snprintf(auth, sizeof auth, "Authorization: Bearer %s\r\n", key);
-	sprintf(raw, "%s %s HTTP/1.1\r\nHost: t\r\n%sContent-Type: application/json\r\n"
-		"Content-Length: %zu\r\n\r\n%s", method, path, auth, bl, body ? body : "");
-	e2e_resp r;
-	int rc = e2e_request(s, raw, &r);
-	free(raw);
-	if (out)
-		*out = NULL;
-	if (rc < 0) {
-		e2e_resp_free(&r);   /* a failed read leaves an empty body (a leak report would hide the failure) */
-		return -1;
-	}
-	if (out)
-		*out = json_loadb(r.body, r.body_len, JSON_ALLOW_NUL, NULL);
-	int st = r.status;
-	e2e_resp_free(&r);
-	return st;
+	return e2e_call_json(s, method, path, auth, body, out);
 }
 
 /* posts body to path with json_t input; returns the status, *out the parsed response */

@@ -26,22 +26,14 @@ static float W[N_OUT][N_IN], B[N_OUT];
 static int call(const char *method, const char *path, const char *body, const char *hdrs,
 		json_t **out)
 {
-	size_t bl = body ? strlen(body) : 0;
-	char *raw = malloc(bl + 2048);
-	snprintf(raw, bl + 2048, "%s %s HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n%s"
-		 "Content-Length: %zu\r\n\r\n%s", method, path, hdrs ? hdrs : "", bl, body ? body : "");
 	e2e_resp r;
-	int rc = e2e_request(&srv, raw, &r);
-	free(raw);
-	if (rc < 0) {
-		e2e_resp_free(&r);
+	int st = e2e_call(&srv, method, path, hdrs, body, &r);
+	if (st < 0)
 		return -1;
-	}
 	if (out)
 		*out = json_loadb(r.body, r.body_len, 0, NULL);
-	if (r.status >= 400)
-		fprintf(stderr, "  %s %s -> %d %.*s\n", method, path, r.status, (int)r.body_len, r.body);
-	int st = r.status;
+	if (st >= 400)
+		fprintf(stderr, "  %s %s -> %d %.*s\n", method, path, st, (int)r.body_len, r.body);
 	e2e_resp_free(&r);
 	return st;
 }

@@ -68,18 +68,7 @@ static int pack_digits(const char *data, const char *name)
 
 static int call(const e2e_server *s, const char *method, const char *path, const char *body, e2e_resp *out)
 {
-	char raw[8192];
-	snprintf(raw, sizeof raw, "%s %s HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
-		 "Content-Length: %zu\r\n\r\n%s", method, path, body ? strlen(body) : 0, body ? body : "");
-	e2e_resp r;
-	if (e2e_request(s, raw, &r) < 0)
-		return -1;
-	int st = r.status;
-	if (out)
-		*out = r;
-	else
-		e2e_resp_free(&r);
-	return st;
+	return e2e_call(s, method, path, NULL, body, out);
 }
 
 /* sends a request and leaves it in flight; returns the fd (caller closes) */
@@ -98,15 +87,6 @@ static int send_async(const e2e_server *s, const char *method, const char *path,
 	return fd;
 }
 
-static int wait_log(const e2e_server *s, const char *needle, int ms)
-{
-	for (int t = 0; t < ms; t += 20) {
-		if (e2e_log_contains(s, needle))
-			return 1;
-		sleep_ms(20);
-	}
-	return e2e_log_contains(s, needle);
-}
 
 /* the first 4 digits rows as an invoke body, and the reference logits/labels */
 static char digits_body[16384];
@@ -238,7 +218,7 @@ static void test_kill_during_deploy(void)
 	int fd = send_async(&s, "PUT", "/v1/functions/digits",
 			    "{\"kind\":\"mlp\",\"snapshot\":\"digits.thaw\",\"device\":\"cpu\",\"concurrency\":3}");
 	T_CHECK(fd >= 0);
-	T_CHECK(wait_log(&s, "fault point deploy.commit: pausing", 10000));
+	T_CHECK(e2e_wait_log(&s, "fault point deploy.commit: pausing", 10000));
 	e2e_stop(&s, SIGKILL, 5);
 	if (fd >= 0)
 		close(fd);
@@ -264,7 +244,7 @@ static void test_kill_during_restore(void)
 	load_reference();
 	int fd = send_async(&s, "POST", "/v1/functions/digits/invoke", digits_body);
 	T_CHECK(fd >= 0);
-	T_CHECK(wait_log(&s, "fault point restore: pausing", 10000));
+	T_CHECK(e2e_wait_log(&s, "fault point restore: pausing", 10000));
 	e2e_stop(&s, SIGKILL, 5);
 	if (fd >= 0)
 		close(fd);
@@ -529,7 +509,7 @@ static void test_kill_during_checkpoint(void)
 	T_EQ_INT(e2e_start_in(&s, data, args, env), 0);
 	long id = submit(&s, body);
 	T_CHECK(id > 0);
-	T_CHECK(wait_log(&s, "fault point job.checkpoint: pausing", 30000));
+	T_CHECK(e2e_wait_log(&s, "fault point job.checkpoint: pausing", 30000));
 	e2e_stop(&s, SIGKILL, 5);
 	char ck[1200], tmp[1300];
 	snprintf(ck, sizeof ck, "%s/jobs/%ld/checkpoint.bin", data, id);
@@ -596,7 +576,7 @@ static void test_disk_full_checkpoint(void)
 		;
 	if (fd >= 0)
 		close(fd);
-	T_CHECK(wait_log(&s, "checkpoint failed: No space left on device", 20000));
+	T_CHECK(e2e_wait_log(&s, "checkpoint failed: No space left on device", 20000));
 	/* the last good checkpoint is intact (whole), no temporary file stays, the daemon serves */
 	T_CHECK(stat(ck, &sb) == 0 && sb.st_size == ck_size);
 	char tmp[1300];
