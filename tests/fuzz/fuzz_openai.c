@@ -97,15 +97,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	int hn = snprintf(head, sizeof head, "%s %s HTTP/1.1\r\nHost: f\r\nConnection: close\r\n"
 			  "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n",
 			  routes[route][0], routes[route][1], body_len);
-	size_t total = (size_t)hn + body_len;
-	uint8_t *req = malloc(total);
-	if (!req)
-		return 0;
-	memcpy(req, head, (size_t)hn);
-	memcpy(req + hn, data + 1, body_len);
-
 	/* then let the server finish the call (a generation still running after a hang-up) */
-	fsrv_exchange(req, total, hangup, 20000);
-	free(req);
+	fsrv_request(head, hn, data + 1, body_len, hangup, 20000);
 	return 0;
 }

@@ -147,4 +147,20 @@ static void fsrv_exchange(const uint8_t *req, size_t total, int hangup, int drai
 	}
 }
 
+/* fsrv_request: fsrv_exchange of an HTTP head (hn bytes) followed by a fuzzed body */
+static void fsrv_request(const char *head, int hn, const uint8_t *body, size_t body_len,
+			 int hangup, int drain_iters)
+{
+	if (hn < 0)
+		return;
+	size_t total = (size_t)hn + body_len;
+	uint8_t *req = malloc(total);
+	if (!req)
+		return;
+	memcpy(req, head, (size_t)hn);
+	memcpy(req + hn, body, body_len);
+	fsrv_exchange(req, total, hangup, drain_iters);
+	free(req);
+}
+
 #endif

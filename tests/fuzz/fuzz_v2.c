@@ -71,14 +71,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			      "Connection: close\r\nContent-Type: application/octet-stream\r\n%s"
 			      "Inference-Header-Content-Length: %u\r\nContent-Length: %zu\r\n\r\n",
 			      model, enc, ctl & 0x3fff, body_len);
-	size_t total = (size_t)hn + body_len;
-	uint8_t *req = malloc(total);
-	if (!req)
-		return 0;
-	memcpy(req, head, (size_t)hn);
-	memcpy(req + hn, data + 2, body_len);
-
-	fsrv_exchange(req, total, 0, 50);
-	free(req);
+	fsrv_request(head, hn, data + 2, body_len, 0, 50);
 	return 0;
 }
