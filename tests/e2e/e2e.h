@@ -42,6 +42,11 @@ void e2e_resp_free(e2e_resp *r);
 char *e2e_header(const e2e_resp *r, const char *name);
 /* e2e_request: connect, send raw, read one response, close. 0 or -1. */
 int e2e_request(const e2e_server *s, const char *raw, e2e_resp *r);
+/* e2e_digits reads the first n (<= 1797) rows of tests/data/digits.csv.gz, scaled by 1/16 as the
+ * digits mlp was trained, into rows, and (when expected is set) the PyTorch reference outputs
+ * tests/data/mlp_digits/expected.json into *expected (a new reference). 0, or -1 when either
+ * cannot be read. */
+int e2e_digits(double (*rows)[64], int n, json_t **expected);
 /* e2e_call sends one request with a JSON body (may be NULL) and extra header lines (each ending
  * in \r\n, or NULL) and reads the answer: its status, or -1 on a transport error. The response
  * goes to *out when out is set (the caller frees it with e2e_resp_free), else it is freed. */

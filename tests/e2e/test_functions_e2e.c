@@ -35,26 +35,9 @@ static int sh(const char *fmt, const char *a, const char *b)
 
 static void setup(void)
 {
-	const char *bin = getenv("THAW_BIN"), *src = getenv("THAW_SRC");
-	char path[600];
-	if (!bin)
-		bin = "build/thaw";
-	if (!src)
-		src = ".";
-	snprintf(path, sizeof path, "%s/tests/data/mlp_digits/expected.json", src);
-	expected = json_load_file(path, 0, NULL);
-	snprintf(path, sizeof path, "zcat %s/tests/data/digits.csv.gz", src);
-	FILE *p = popen(path, "r");
-	for (int r = 0; p && r < 16; r++)
-		for (int k = 0; k < 65; k++) {
-			int v = 0;
-			if (fscanf(p, "%d,", &v) != 1)
-				break;
-			if (k < 64)
-				rows[r][k] = v / 16.0;
-		}
-	if (p)
-		pclose(p);
+	const char *bin = t_bin(), *src = t_src();
+	if (e2e_digits(rows, 16, &expected) < 0)
+		expected = NULL;
 	const char *args[] = {"--idle-timeout", "5", "--host-ttl", HOST_TTL, "--no-access-log", NULL};
 	srv_ok = e2e_start(&srv, args, NULL) == 0;
 	if (!srv_ok)

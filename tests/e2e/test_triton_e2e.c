@@ -225,23 +225,10 @@ static int ref_label(int r)
 
 static void setup(void)
 {
-	const char *bin = getenv("THAW_BIN") ? getenv("THAW_BIN") : "build/thaw";
-	const char *src = getenv("THAW_SRC") ? getenv("THAW_SRC") : ".";
-	char path[1024], cmd[3000];
-	snprintf(path, sizeof path, "%s/tests/data/mlp_digits/expected.json", src);
-	expected = json_load_file(path, 0, NULL);
-	snprintf(cmd, sizeof cmd, "zcat %s/tests/data/digits.csv.gz", src);
-	FILE *p = popen(cmd, "r");
-	for (int r = 0; p && r < 16; r++)
-		for (int k = 0; k < 65; k++) {
-			int v = 0;
-			if (fscanf(p, "%d,", &v) != 1)
-				break;
-			if (k < 64)
-				rows[r][k] = v / 16.0;
-		}
-	if (p)
-		pclose(p);
+	const char *bin = t_bin(), *src = t_src();
+	char cmd[3000];
+	if (e2e_digits(rows, 16, &expected) < 0)
+		expected = NULL;
 	const char *args[] = {"--no-access-log", NULL};
 	if (!expected || e2e_start(&srv, args, NULL) < 0)
 		return;
