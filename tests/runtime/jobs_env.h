@@ -91,6 +91,19 @@ static void env_close(env *e)
 	uv_loop_close(&e->loop);
 }
 
+/* env_submit submits the job spec text (JSON): its id, or the negative errno (the error on stderr) */
+static int64_t env_submit(env *e, const char *spec_text)
+{
+	char err[512];
+	json_t *spec = json_loads(spec_text, 0, NULL);
+	int64_t id = -1;
+	int rc = rt_jobs_submit(e->J, spec, &id, err, sizeof err);
+	if (rc < 0)
+		fprintf(stderr, "  submit: %s\n", err);
+	json_decref(spec);
+	return rc < 0 ? rc : id;
+}
+
 /* state_of: job id's state ("(none)" when unknown); valid until the next call */
 static const char *state_of(env *e, int64_t id)
 {

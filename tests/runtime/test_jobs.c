@@ -72,17 +72,12 @@ static int wait_state(env *e, int64_t id, const char *want, int ms)
 	return 0;
 }
 
+/* json: a spec whose one %s is the source tree */
 static int64_t submit(env *e, const char *json)
 {
-	char err[512], buf[2048];
+	char buf[2048];
 	snprintf(buf, sizeof buf, json, t_src());
-	json_t *spec = json_loads(buf, 0, NULL);
-	int64_t id = -1;
-	int rc = rt_jobs_submit(e->J, spec, &id, err, sizeof err);
-	if (rc < 0)
-		fprintf(stderr, "  submit: %s\n", err);
-	json_decref(spec);
-	return rc < 0 ? rc : id;
+	return env_submit(e, buf);
 }
 
 #define FT_SPEC(epochs, sched) "{\"type\": \"finetune\", \"function\": \"digits\", \"revision\": 1, \"schedule\": " sched \

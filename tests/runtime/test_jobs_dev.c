@@ -97,18 +97,12 @@ static int fn_cold(env *e, int64_t id) { (void)id; return strcmp(fn_state(e), "w
 
 static int64_t submit(env *e, int epochs)
 {
-	char err[512], buf[2048];
+	char buf[2048];
 	snprintf(buf, sizeof buf, "{\"type\": \"finetune\", \"function\": \"digits\", \"revision\": 1, "
 		 "\"device\": \"cuda:0\", \"params\": {\"data\": \"%s/tests/data/digits.csv.gz\", "
 		 "\"epochs\": %d, \"learning_rate\": 0.003, \"feature_scale\": 0.0625, \"seed\": 11, "
 		 "\"batch_size\": 16}}", t_src(), epochs);
-	json_t *spec = json_loads(buf, 0, NULL);
-	int64_t id = -1;
-	int rc = rt_jobs_submit(e->J, spec, &id, err, sizeof err);
-	if (rc < 0)
-		fprintf(stderr, "  submit: %s\n", err);
-	json_decref(spec);
-	return rc < 0 ? rc : id;
+	return env_submit(e, buf);
 }
 
 static double accuracy(env *e, int64_t id)
