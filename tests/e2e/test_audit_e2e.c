@@ -28,18 +28,7 @@ static char *audit_text(void)
 {
 	char p[700];
 	snprintf(p, sizeof p, "%s/audit/audit.log", srv.data_dir);
-	FILE *f = fopen(p, "r");
-	if (!f)
-		return NULL;
-	fseek(f, 0, SEEK_END);
-	long n = ftell(f);
-	rewind(f);
-	char *s = malloc((size_t)n + 1);
-	size_t got = s ? fread(s, 1, (size_t)n, f) : 0;
-	fclose(f);
-	if (s)
-		s[got] = 0;
-	return s;
+	return t_read_file(p, NULL);
 }
 
 /* the line holding needle, parsed (NULL when absent); waits up to 20 s for a flush (every
