@@ -832,9 +832,6 @@ static void drain(oa_gen *g)
 		for (size_t i = 0; i < n; i++)
 			gen_token(g, buf[i]);
 	}
-	/* a client gone before its (non-streamed) answer: stop generating for nobody */
-	if (!g->gone && rt_req_gone(g->req))
-		g->gone = 1;
 	if (g->done || g->gone || g->failed) {
 		pthread_mutex_lock(&g->mu);
 		g->refuse = 1;   /* the next emit tells the kind to stop */

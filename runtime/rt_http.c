@@ -838,8 +838,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 	(void)buf;
 	if (nread < 0) {
 		if (c->state == CONN_BUSY) {
-			/* the handler still owns the request: close after its reply; rt_req_gone
-			 * tells long handlers the client went away */
+			/* the handler still owns the request: close after its reply; its on-gone
+			 * hook (rt_req_on_gone) learns the client went away */
 			c->close_after = 1;
 			c->peer_gone = 1;
 			uv_read_stop(s);

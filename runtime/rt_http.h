@@ -101,8 +101,9 @@ const char *rt_req_header(const rt_req *req, const char *name);
 int rt_req_peer(const rt_req *req, char *buf, size_t cap);
 
 /* rt_req_gone: 1 when the client closed or reset its connection (or a write to it failed)
- * while this request is handled — a long handler may stop its work (the reply must still be
- * made; it goes nowhere); 0 otherwise. Loop thread only. */
+ * while this request is handled — work not yet started for it can be skipped (the reply must
+ * still be made; it goes nowhere); 0 otherwise. Loop thread only. Work under way learns it
+ * through rt_req_on_gone. */
 int rt_req_gone(const rt_req *req);
 
 /* rt_req_on_gone registers fn(ud), called once on the loop thread if the client closes or

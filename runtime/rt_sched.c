@@ -583,6 +583,12 @@ void rt_sched_invoke_stream(rt_sched *s, rt_req *req, const char *name, uint32_t
 		early_fail(req, name, rev, cb, ud, input, 503, "server is shutting down");
 		return;
 	}
+	if (req && rt_req_gone(req)) {   /* left while the call was prepared (e.g. a tokenizer load) */
+		count_call(in, 499);
+		early_fail(req, name, rev, cb, ud, input, 499, "the client of a call of '%s' went away",
+			   name);
+		return;
+	}
 	const rt_manifest *m = &in->info.manifest;
 	if (in->nq >= m->max_queue && !(in->state == ST_WARM && !in->batch_running && in->nq == 0)) {
 		count_call(in, 503);
