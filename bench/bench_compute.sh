@@ -5,7 +5,7 @@
 # 32 heads, 4 KV heads, intermediate 5632, vocab 32000, random weights from
 # bench/hf_llama.py, saved so both run the very same weights), prompt 128, 256 new tokens:
 #   HF transformers generate() at batch 1 and 8 (the baseline, same run), thaw decode tokens/s
-#   with and without the CUDA graph, vs the memory roofline, int8 weight-only vs BF16 (speed
+#   with and without the CUDA graph and the device-fed decode, vs the memory roofline, int8 weight-only vs BF16 (speed
 #   and teacher-forced greedy top-1 agreement), prefill GEMMs vs cuBLAS alone; int8 top-1
 #   agreement on held-out text of a small trained model (bench/train_tiny_llama.py).
 BUILD=${BUILD:-build}
@@ -50,6 +50,10 @@ echo "== the same with RoPE/KV append and attention as two launches (A/B of kc_r
 run "$B" --model "$M" --device cuda:0 --prompt-file "$M/prompt.json" --new 256 --reps 5 \
   --variants bf16,bf16-nofuse,int8,int8-nofuse
 record_decode " (fused attention A/B)"
+echo "== the same with each greedy token through the host (A/B of the device-fed decode, fn_llama.c)"
+run "$B" --model "$M" --device cuda:0 --prompt-file "$M/prompt.json" --new 256 --reps 5 \
+  --variants bf16,bf16-nofeed,int8,int8-nofeed,bf16,bf16-nofeed
+record_decode " (device-fed decode A/B)"
 T=${THAW_BENCH_TINY_DIR:-/tmp/thaw-bench-tiny-llama}
 echo "== int8 agreement on a trained model: byte-level LLaMA trained on the Python stdlib ($T)"
 run python3 bench/train_tiny_llama.py "$T" --seconds ${TINY_SECONDS:-75}

@@ -10,7 +10,9 @@
  * A variant may carry "@N" (e.g. int8@0): it then runs with THAW_I8_GEMV=N, the CUDA int8
  * GEMV variant (kernels/cuda/kc_gemv.cu; 0 = the previous one-warp-per-row kernel); "-nofuse"
  * (e.g. bf16-nofuse) runs with THAW_NO_FUSED_ATTN=1 (RoPE + KV append and attention as two
- * launches instead of kc_rope_attention.cu's one).
+ * launches instead of kc_rope_attention.cu's one); "-nofeed" runs with THAW_NO_FEED=1 (each
+ * greedy token through the host before the next step is queued, instead of fed on the device:
+ * fn_llama.c).
  * Decode tokens/s = decode steps / decode time (prefill excluded); e2e = new tokens / whole
  * generate. Roofline = the bandwidth (spec 3.35 TB/s for an H100 SXM, and the measured
  * device-to-device copy rate with --bw) divided by the weight bytes one decode step reads.
@@ -831,6 +833,8 @@ int main(int argc, char **argv)
 		if (at) { *at = 0; setenv("THAW_I8_GEMV", at + 1, 1); } else unsetenv("THAW_I8_GEMV");
 		char *nf = strstr(v, "-nofuse");   /* VARIANT-nofuse: RoPE/append + attention unfused */
 		if (nf) { *nf = 0; setenv("THAW_NO_FUSED_ATTN", "1", 1); } else unsetenv("THAW_NO_FUSED_ATTN");
+		char *nfd = strstr(v, "-nofeed");   /* VARIANT-nofeed: greedy tokens through the host */
+		if (nfd) { *nfd = 0; setenv("THAW_NO_FEED", "1", 1); } else unsetenv("THAW_NO_FEED");
 		int quant = !strncmp(v, "int8", 4), block = !strcmp(v, "int8:32") ? 32 : 0;
 		if (!strcmp(v, "nograph"))
 			setenv("THAW_NO_GRAPH", "1", 1);

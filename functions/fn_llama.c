@@ -9,7 +9,10 @@
  * "length"|"stop", "logprobs": [...] (when asked), "usage": {...}}. temperature 0 = greedy.
  * Requests of a batch run one after another. On a GPU the decode step (one token through
  * every layer up to the logits) is captured once in a CUDA graph and replayed; the token and
- * position it reads live in device memory. */
+ * position it reads live in device memory. Greedy decoding is fed on the device: the step's
+ * last op (kern_argmax_feed) writes its token where the next step reads it and into host
+ * memory (hist), so the next step is queued before the host has seen this one's token — the
+ * host checks stops and streams one token behind (a step run past a stop is discarded). */
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -48,7 +51,10 @@ typedef struct llama {
 	float *logits, *lp, *urand;
 	int32_t *out;
 	int32_t *step;             /* [token, position] the decode step reads */
-	kern_graph *graph;
+	int32_t *hist;             /* host memory (kern_alloc_host): token fed at each position */
+	float *lphist;             /* ... and its log-probability */
+	int feed_depth;            /* fed decode steps queued ahead of the host (0: not fed) */
+	kern_graph *graph, *graph_feed;
 	int no_graph;
 	double prefill_s, decode_s;
 	int steps, used_graph;
@@ -72,10 +78,9 @@ static void free_acts(llama *s)
 	kern_free(s->dev, s->pos);
 	s->tok = s->pos = NULL;
 	s->cap_m = 0;
-	if (s->graph) {
-		kern_graph_free(s->dev, s->graph);
-		s->graph = NULL;
-	}
+	kern_graph_free(s->dev, s->graph);
+	kern_graph_free(s->dev, s->graph_feed);
+	s->graph = s->graph_feed = NULL;
 }
 
 static void llama_release(void *state)
@@ -100,6 +105,8 @@ static void llama_release(void *state)
 	kern_free(s->dev, s->urand);
 	kern_free(s->dev, s->out);
 	kern_free(s->dev, s->step);
+	kern_free_host(s->dev, s->hist);
+	kern_free_host(s->dev, s->lphist);
 	free(s);
 }
 
@@ -280,6 +287,19 @@ static int llama_load(const fn_load_args *a, void **state, fn_error *err)
 			    (long long)s->cap);
 		goto fail;
 	}
+	/* fed greedy decoding: queue 2 steps ahead on a GPU, none on the CPU (where a step run past
+	 * a stop would cost its full time); THAW_NO_FEED=1 turns it off (A/B runs),
+	 * THAW_FEED_DEPTH=N sets the depth (tests) */
+	s->feed_depth = kern_dev_is_cuda(s->dev) ? 2 : 1;
+	const char *fe = getenv("THAW_FEED_DEPTH");
+	if (fe && atoi(fe) >= 1 && atoi(fe) < KERN_MARKS)
+		s->feed_depth = atoi(fe);
+	if (getenv("THAW_NO_FEED") && atoi(getenv("THAW_NO_FEED")))
+		s->feed_depth = 0;
+	s->hist = kern_alloc_host(s->dev, (size_t)s->cap * 4);
+	s->lphist = kern_alloc_host(s->dev, (size_t)s->cap * 4);
+	if (!s->hist || !s->lphist)
+		s->feed_depth = 0;   /* no memory the device can write: decode with copies */
 	*state = s;
 	return 0;
 fail:
@@ -334,32 +354,36 @@ static int prefill(llama *s, const int32_t *toks, int64_t n)
 }
 
 /* decode_step runs token step[0] at position step[1] (device memory) to s->logits and their
- * argmax (s->out, log-probability s->lp), through the captured graph when the device supports
- * it. */
-static int step_ops(llama *s)
+ * argmax, through the captured graph when the device supports it: fed (kern_argmax_feed:
+ * step advanced on the device, token in s->hist / s->lphist) or not (argmax in s->out / s->lp,
+ * step left for the host to write). */
+static int step_ops(llama *s, int fed)
 {
 	TRY(forward(s, 1, s->step, s->step + 1));
+	if (fed)
+		return kern_argmax_feed(s->dev, s->logits, s->V, s->step, s->hist, s->lphist, s->cap);
 	return kern_argmax(s->dev, s->logits, 1, s->V, s->out, s->lp);
 }
 
-static int decode_step(llama *s)
+static int decode_step(llama *s, int fed)
 {
+	kern_graph **gp = fed ? &s->graph_feed : &s->graph;
 	if (!s->no_graph && kern_dev_is_cuda(s->dev)) {
-		if (!s->graph) {
+		if (!*gp) {
 			TRY(kern_graph_begin(s->dev));
-			int rc = step_ops(s);
+			int rc = step_ops(s, fed);
 			kern_graph *g = NULL;
 			int rc2 = kern_graph_end(s->dev, &g);
 			if (rc < 0 || rc2 < 0) {
 				kern_graph_free(s->dev, g);
 				return rc < 0 ? rc : rc2;
 			}
-			s->graph = g;
+			*gp = g;
 		}
 		s->used_graph = 1;
-		return kern_graph_launch(s->dev, s->graph);
+		return kern_graph_launch(s->dev, *gp);
 	}
-	return step_ops(s);
+	return step_ops(s, fed);
 }
 
 static uint64_t splitmix(uint64_t x)
@@ -465,70 +489,143 @@ static int pick(llama *s, const gen_req *r, int64_t step, int argmax_done, int32
 	return 0;
 }
 
-/* generate runs one request; when emit is set each generated token is emitted as
- * {"token": id} (plus "logprob" when asked) as soon as it is picked. Returns 0, a negative
- * errno (device failure), or 1 when the receiver of the stream went away (*out unset). */
+/* gen_out collects a request's tokens and answers its stream. */
+typedef struct gen_out {
+	json_t *toks, *lps;
+	fn_emit_fn emit;
+	void *emit_ctx;
+	const char *finish;
+} gen_out;
+
+/* take records generated token tok (log-probability lp) and emits it as {"token": id} (plus
+ * "logprob" when asked): 0 to go on, 1 when the receiver of the stream went away, 2 when tok
+ * is a stop token (finish "stop"). */
+static int take(gen_out *o, const gen_req *r, int32_t tok, float lp)
+{
+	json_array_append_new(o->toks, json_integer(tok));
+	if (o->lps)
+		json_array_append_new(o->lps, json_real(lp));
+	if (o->emit) {
+		json_t *chunk = json_pack("{s:i}", "token", (int)tok);
+		if (chunk && o->lps)
+			json_object_set_new(chunk, "logprob", json_real(lp));
+		int gone = !chunk || o->emit(o->emit_ctx, chunk) != 0;
+		json_decref(chunk);
+		if (gone)
+			return 1;
+	}
+	for (int j = 0; j < r->n_stop; j++)
+		if (r->stop[j] == tok) {
+			o->finish = "stop";
+			return 2;
+		}
+	return 0;
+}
+
+/* run_fed: greedy decoding fed on the device (see the top of the file). The prompt's argmax
+ * feeds position n; step j (1 .. max_tokens - 1) runs the token at position n + j - 1 and
+ * leaves the next in hist[n + j]. Up to feed_depth steps are queued before the host reads a
+ * token (mark slot j % KERN_MARKS); steps queued past a stop are waited for and discarded. */
+static int run_fed(llama *s, const gen_req *r, gen_out *o, double t0)
+{
+	int64_t n = r->n, last = r->max_tokens - 1, queued = 0;
+	int32_t st[2] = {r->tokens[n - 1], (int32_t)(n - 1)};
+	int rc = kern_copy_h2d(s->dev, s->step, st, 8);
+	if (rc == 0)
+		rc = prefill(s, r->tokens, n);
+	if (rc == 0)
+		rc = kern_argmax_feed(s->dev, s->logits, s->V, s->step, s->hist, s->lphist, s->cap);
+	if (rc == 0)
+		rc = kern_mark(s->dev, 0);
+	double t1 = 0;
+	int64_t j = 0;
+	for (; rc == 0; j++) {
+		while (rc == 0 && queued < last && queued < j + s->feed_depth - 1) {
+			rc = decode_step(s, 1);
+			if (rc == 0)
+				rc = kern_mark(s->dev, (int)(++queued % KERN_MARKS));
+		}
+		if (rc == 0)
+			rc = kern_wait_mark(s->dev, (int)(j % KERN_MARKS));
+		if (rc < 0)
+			break;
+		if (j == 0) {
+			t1 = now_s();
+			s->prefill_s = t1 - t0;
+		}
+		int32_t tok = ((volatile int32_t *)s->hist)[n + j];
+		float lp = ((volatile float *)s->lphist)[n + j];
+		int k = take(o, r, tok, lp);
+		if (k == 1)
+			rc = 1;
+		if (k || j == last)
+			break;
+	}
+	if (queued > j) {   /* steps run past a stop or a gone receiver */
+		int rc2 = kern_dev_sync(s->dev);
+		rc = rc < 0 ? rc : rc2 < 0 ? rc2 : rc;
+	}
+	s->steps = (int)queued;
+	s->decode_s = t1 > 0 ? now_s() - t1 : 0;
+	return rc;
+}
+
+/* run_host: decoding with the token through the host at every step (sampling, or devices
+ * without host-writable memory). */
+static int run_host(llama *s, const gen_req *r, gen_out *o, double t0)
+{
+	int32_t tok;
+	float lp = 0;
+	int rc = prefill(s, r->tokens, r->n);
+	if (rc == 0)
+		rc = pick(s, r, 0, 0, &tok, &lp);
+	s->prefill_s = now_s() - t0;
+	double t1 = now_s();
+	for (int64_t i = 0; rc == 0; i++) {
+		int k = take(o, r, tok, lp);
+		if (k == 1)
+			rc = 1;
+		if (k || i + 1 >= r->max_tokens)
+			break;
+		int32_t st[2] = {tok, (int32_t)(r->n + i)};
+		rc = kern_copy_h2d(s->dev, s->step, st, 8);
+		if (rc == 0)
+			rc = decode_step(s, 0);
+		if (rc == 0)
+			rc = pick(s, r, i + 1, 1, &tok, &lp);
+		s->steps++;
+	}
+	s->decode_s = now_s() - t1;
+	return rc;
+}
+
+/* generate runs one request, emitting each token as it is known when emit is set. Returns 0,
+ * a negative errno (device failure), or 1 when the receiver of the stream went away (*out
+ * unset). */
 static int generate(llama *s, const gen_req *r, fn_emit_fn emit, void *emit_ctx, json_t **out)
 {
-	json_t *toks = json_array(), *lps = r->logprobs ? json_array() : NULL;
-	const char *finish = "length";
+	gen_out o = {json_array(), r->logprobs ? json_array() : NULL, emit, emit_ctx, "length"};
 	int rc = 0;
 	double t0 = now_s();
 	s->steps = 0;
 	s->used_graph = 0;
 	s->prefill_s = s->decode_s = 0;
-	if (r->max_tokens > 0) {
-		int32_t tok;
-		float lp = 0;
-		rc = prefill(s, r->tokens, r->n);
-		if (rc == 0)
-			rc = pick(s, r, 0, 0, &tok, &lp);
-		s->prefill_s = now_s() - t0;
-		double t1 = now_s();
-		for (int64_t i = 0; rc == 0; i++) {
-			json_array_append_new(toks, json_integer(tok));
-			if (lps)
-				json_array_append_new(lps, json_real(lp));
-			if (emit) {
-				json_t *chunk = json_pack("{s:i}", "token", (int)tok);
-				if (chunk && lps)
-					json_object_set_new(chunk, "logprob", json_real(lp));
-				int gone = !chunk || emit(emit_ctx, chunk) != 0;
-				json_decref(chunk);
-				if (gone) {
-					rc = 1;
-					break;
-				}
-			}
-			int stop = 0;
-			for (int j = 0; j < r->n_stop; j++)
-				stop |= r->stop[j] == tok;
-			if (stop) {
-				finish = "stop";
-				break;
-			}
-			if (i + 1 >= r->max_tokens)
-				break;
-			int32_t st[2] = {tok, (int32_t)(r->n + i)};
-			rc = kern_copy_h2d(s->dev, s->step, st, 8);
-			if (rc == 0)
-				rc = decode_step(s);
-			if (rc == 0)
-				rc = pick(s, r, i + 1, 1, &tok, &lp);
-			s->steps++;
-		}
-		s->decode_s = now_s() - t1;
-	}
+	if (!o.toks || (r->logprobs && !o.lps))
+		rc = -ENOMEM;
+	else if (r->max_tokens > 0)
+		rc = r->temperature == 0 && s->feed_depth > 0 ? run_fed(s, r, &o, t0)
+							       : run_host(s, r, &o, t0);
 	if (rc != 0) {
-		json_decref(toks);
-		json_decref(lps);
+		json_decref(o.toks);
+		json_decref(o.lps);
 		return rc;
 	}
-	size_t ng = json_array_size(toks);
-	*out = json_pack("{s:o,s:s,s:{s:I,s:I}}", "tokens", toks, "finish_reason", finish, "usage",
-			 "prompt_tokens", (json_int_t)r->n, "completion_tokens", (json_int_t)ng);
-	if (lps)
-		json_object_set_new(*out, "logprobs", lps);
+	size_t ng = json_array_size(o.toks);
+	*out = json_pack("{s:o,s:s,s:{s:I,s:I}}", "tokens", o.toks, "finish_reason", o.finish,
+			 "usage", "prompt_tokens", (json_int_t)r->n, "completion_tokens",
+			 (json_int_t)ng);
+	if (o.lps)
+		json_object_set_new(*out, "logprobs", o.lps);
 	return 0;
 }
 
@@ -578,7 +675,7 @@ int fn_llama_forced(void *state, const int32_t *prompt, int np, const int32_t *f
 		if (i > 0) {
 			int32_t st[2] = {forced[i - 1], np + i - 1};
 			TRY(kern_copy_h2d(s->dev, s->step, st, 8));
-			TRY(decode_step(s));
+			TRY(decode_step(s, 0));
 		} else {
 			TRY(kern_argmax(s->dev, s->logits, 1, s->V, s->out, NULL));
 		}

@@ -411,6 +411,39 @@ int kern_argmax(kern_dev *d, const float *x, int64_t m, int64_t n, int32_t *out,
 	return m ? d->be->argmax(d->b, x, m, n, out, lp) : 0;
 }
 
+int kern_argmax_feed(kern_dev *d, const float *x, int64_t n, int32_t *step, int32_t *hist,
+		     float *lphist, int64_t cap)
+{
+	if (n <= 0 || n > INT32_MAX || cap < 0 || !x || !step || !hist)
+		return -EINVAL;
+	return d->be->argmax_feed(d->b, x, n, step, hist, lphist, cap);
+}
+
+void *kern_alloc_host(kern_dev *d, size_t bytes)
+{
+	return d->be->alloc_host(d->b, bytes ? bytes : 1);
+}
+
+void kern_free_host(kern_dev *d, void *p)
+{
+	if (p)
+		d->be->free_host(d->b, p);
+}
+
+int kern_mark(kern_dev *d, int slot)
+{
+	if (slot < 0 || slot >= KERN_MARKS)
+		return -EINVAL;
+	return d->be->mark(d->b, slot);
+}
+
+int kern_wait_mark(kern_dev *d, int slot)
+{
+	if (slot < 0 || slot >= KERN_MARKS)
+		return -EINVAL;
+	return d->be->wait_mark(d->b, slot);
+}
+
 int kern_sample(kern_dev *d, const float *x, int64_t m, int64_t n, float temp, int top_k,
 		float top_p, const float *u, int32_t *out, float *lp)
 {

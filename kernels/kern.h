@@ -159,6 +159,14 @@ int kern_softmax(kern_dev *d, float *x, int64_t m, int64_t n);
  * NULL) gets log_softmax(row)[out[i]]. */
 int kern_argmax(kern_dev *d, const float *x, int64_t m, int64_t n, int32_t *out,
 		float *logprob);
+/* kern_argmax_feed: decoding without a host round trip. Takes the argmax of one row x[n]
+ * (lowest index on ties, as kern_argmax) and its log-probability, and feeds it to the next
+ * decode step: with step = {token, position} (device memory) it sets step = {argmax,
+ * position + 1} and, when 0 <= position + 1 < cap, hist[position + 1] = argmax and (lphist
+ * may be NULL) lphist[position + 1] = the log-probability. hist and lphist may be memory from
+ * kern_alloc_host, which the host reads after kern_wait_mark. */
+int kern_argmax_feed(kern_dev *d, const float *x, int64_t n, int32_t *step, int32_t *hist,
+		     float *lphist, int64_t cap);
 /* kern_sample draws one token per row of logits x[m, n]: probabilities softmax(x / temp),
  * restricted to the top_k most likely (0 = no limit) and to the smallest set of most likely
  * tokens whose mass reaches top_p (1 = no limit); u[i] in [0, 1) (device array) picks the token
@@ -210,6 +218,20 @@ int kern_graph_begin(kern_dev *d);
 int kern_graph_end(kern_dev *d, kern_graph **out);
 int kern_graph_launch(kern_dev *d, kern_graph *g);
 void kern_graph_free(kern_dev *d, kern_graph *g);
+
+/* kern_alloc_host: zeroed host memory that ops may write directly (CUDA: pinned and mapped
+ * into the device's address space at the same address; CPU: plain memory); NULL when the
+ * device cannot. Freed with kern_free_host. */
+void *kern_alloc_host(kern_dev *d, size_t bytes);
+void kern_free_host(kern_dev *d, void *p);
+/* Marks let the host wait for part of the queued work: kern_mark(d, slot) notes how far the
+ * queued ops reach (slot 0 .. KERN_MARKS - 1; marking a slot again replaces it; not while a
+ * graph is being captured: -EBUSY); kern_wait_mark(d, slot) returns once the work queued before
+ * that mark is done and its writes to kern_alloc_host memory are visible (at once for a slot
+ * never marked, and on the CPU device, whose ops finish before they return). */
+#define KERN_MARKS 4
+int kern_mark(kern_dev *d, int slot);
+int kern_wait_mark(kern_dev *d, int slot);
 
 #ifdef __cplusplus
 }

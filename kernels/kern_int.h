@@ -70,6 +70,13 @@ typedef struct kern_backend {
 	int (*rope_attention)(void *b, float *q, float *k, const float *v, const int32_t *pos,
 			      int64_t m, int64_t heads, int64_t kvheads, int64_t hd, float theta,
 			      float *kc, float *vc, int64_t cap, float scale, float *out);
+	/* decoding without a host round trip (kern.h: kern_argmax_feed, host memory, marks) */
+	int (*argmax_feed)(void *b, const float *x, int64_t n, int32_t *step, int32_t *hist,
+			   float *lphist, int64_t cap);
+	void *(*alloc_host)(void *b, size_t bytes);
+	void (*free_host)(void *b, void *p);
+	int (*mark)(void *b, int slot);
+	int (*wait_mark)(void *b, int slot);
 } kern_backend;
 
 struct kern_dev {

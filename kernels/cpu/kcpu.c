@@ -213,6 +213,14 @@ static int cpu_softmax(void *b, float *x, int64_t m, int64_t n)
 	return 0;
 }
 
+/* CPU ops are done when they return: marks have nothing to wait for. */
+static int cpu_mark(void *b, int slot)
+{
+	(void)b;
+	(void)slot;
+	return 0;
+}
+
 const kern_backend kern_cpu_backend = {
 	.name = "cpu",
 	.open = cpu_open,
@@ -243,4 +251,9 @@ const kern_backend kern_cpu_backend = {
 	.mse_grad = kcpu_mse_grad,
 	.col_sum = kcpu_col_sum,
 	.adam = kcpu_adam,
+	.argmax_feed = kcpu_argmax_feed,
+	.alloc_host = cpu_alloc,   /* device memory is host memory */
+	.free_host = cpu_free,
+	.mark = cpu_mark,
+	.wait_mark = cpu_mark,
 };

@@ -28,6 +28,8 @@ int kcpu_attention(void *b, const float *q, const float *kc, const float *vc, co
 		   int64_t m, int64_t heads, int64_t kvheads, int64_t hd, int64_t cap, float scale,
 		   float *out);
 int kcpu_argmax(void *b, const float *x, int64_t m, int64_t n, int32_t *out, float *lp);
+int kcpu_argmax_feed(void *b, const float *x, int64_t n, int32_t *step, int32_t *hist,
+		     float *lphist, int64_t cap);
 int kcpu_sample(void *b, const float *x, int64_t m, int64_t n, float temp, int top_k,
 		float top_p, const float *u, int32_t *out, float *lp);
 /* training ops (kcpu_train.c) */

@@ -27,6 +27,23 @@ int kcpu_argmax(void *b, const float *x, int64_t m, int64_t n, int32_t *out, flo
 	return 0;
 }
 
+int kcpu_argmax_feed(void *b, const float *x, int64_t n, int32_t *step, int32_t *hist,
+		     float *lphist, int64_t cap)
+{
+	int32_t tok;
+	float lp;
+	kcpu_argmax(b, x, 1, n, &tok, &lp);
+	int64_t p = (int64_t)step[1] + 1;
+	step[0] = tok;
+	step[1] = (int32_t)p;
+	if (p >= 0 && p < cap) {
+		hist[p] = tok;
+		if (lphist)
+			lphist[p] = lp;
+	}
+	return 0;
+}
+
 static float bits_f(uint32_t u)
 {
 	float f;

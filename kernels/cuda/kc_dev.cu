@@ -2,6 +2,7 @@
  * once per kern_dev_open, never per call), memory, copies, CUDA graph capture, and the
  * kern_cuda_backend table that kern.c dispatches through. */
 #include <stdlib.h>
+#include <string.h>
 #include "kernels/cuda/kc_int.h"
 
 extern "C" int kern_cuda_device_count(void)
@@ -30,6 +31,11 @@ static void kc_close(void *b)
 	cudaFree(c->nbuf);
 	cudaFree(c->att_part);
 	cudaFree(c->att_cnt);
+	cudaFree(c->am_part);
+	cudaFree(c->am_cnt);
+	for (int i = 0; i < KERN_MARKS; i++)
+		if (c->marks[i])
+			cudaEventDestroy(c->marks[i]);
 	if (c->s)
 		cudaStreamDestroy(c->s);
 	free(c);
@@ -52,6 +58,12 @@ static int kc_open_impl(kc *c)
 	c->xtag_off = nx && atoi(nx);
 	c->xbuf_size = 16u << 20;
 	KC_CHECK(cudaMalloc(&c->xbuf, c->xbuf_size));
+	KC_CHECK(cudaMalloc(&c->am_part, KC_AM_MAX_BLOCKS * sizeof *c->am_part));
+	KC_CHECK(cudaMalloc(&c->am_cnt, sizeof *c->am_cnt));
+	KC_CHECK(cudaMemsetAsync(c->am_cnt, 0, sizeof *c->am_cnt, c->s));
+	for (int i = 0; i < KERN_MARKS; i++)
+		KC_CHECK(cudaEventCreateWithFlags(&c->marks[i], cudaEventDisableTiming));
+	KC_CHECK(cudaStreamSynchronize(c->s));
 	return 0;
 }
 
@@ -171,6 +183,51 @@ static void kc_graph_free(void *b, void *g)
 	cudaGraphExecDestroy((cudaGraphExec_t)g);
 }
 
+/* Host memory kernels write directly: pinned, mapped, and usable at the same address (unified
+ * addressing), else NULL (the caller keeps to copies). */
+static void *kc_alloc_host(void *b, size_t n)
+{
+	kc *c = (kc *)b;
+	void *p = NULL, *dp = NULL;
+	if (cudaSetDevice(c->dev) != cudaSuccess ||
+	    cudaHostAlloc(&p, n, cudaHostAllocMapped | cudaHostAllocPortable) != cudaSuccess) {
+		cudaGetLastError();
+		return NULL;
+	}
+	if (cudaHostGetDevicePointer(&dp, p, 0) != cudaSuccess || dp != p) {
+		cudaGetLastError();
+		cudaFreeHost(p);
+		return NULL;
+	}
+	memset(p, 0, n);
+	return p;
+}
+
+static void kc_free_host(void *b, void *p)
+{
+	kc *c = (kc *)b;
+	cudaSetDevice(c->dev);
+	cudaStreamSynchronize(c->s);   /* queued kernels may still write it */
+	cudaFreeHost(p);
+}
+
+static int kc_mark(void *b, int slot)
+{
+	kc *c = (kc *)b;
+	if (c->capturing)
+		return -EBUSY;
+	KC_CHECK(cudaSetDevice(c->dev));
+	KC_CHECK(cudaEventRecord(c->marks[slot], c->s));
+	return 0;
+}
+
+static int kc_wait_mark(void *b, int slot)
+{
+	kc *c = (kc *)b;
+	KC_CHECK(cudaEventSynchronize(c->marks[slot]));
+	return 0;
+}
+
 extern "C" const kern_backend kern_cuda_backend = {
 	"cuda", kc_open, kc_close, kc_alloc, kc_free, kc_h2d, kc_d2h, kc_d2d, kc_sync,
 	kc_cast_f32, kc_linear, kc_linear_add, kc_linear_multi, kc_swiglu, kc_rope_kv, kc_embed, kc_rmsnorm, kc_rope, kc_kv_store, kc_attention,
@@ -178,4 +235,5 @@ extern "C" const kern_backend kern_cuda_backend = {
 	kc_graph_begin, kc_graph_end, kc_graph_launch, kc_graph_free,
 	kc_gemm_t, kc_act_grad, kc_xent_grad, kc_mse_grad, kc_col_sum, kc_adam,
 	kc_rope_attention,
+	kc_argmax_feed, kc_alloc_host, kc_free_host, kc_mark, kc_wait_mark,
 };

@@ -29,6 +29,9 @@ typedef struct kc {
 	size_t nbuf_size;
 	float *att_part;           /* kc_rope_attention: per-(head, split) partials */
 	int *att_cnt;              /* kc_rope_attention: per-head arrival counters (kept zero) */
+	struct kc_am_part *am_part;   /* kc_argmax_feed: per-block partials (made at open) */
+	int *am_cnt;               /* kc_argmax_feed: arrival counter (kept zero) */
+	cudaEvent_t marks[KERN_MARKS];   /* kern_mark slots */
 	int capturing;
 	int pdl;                   /* launch decode-path kernels with programmatic dependent launch */
 	/* ---- xtag: a producer's output already rounded in xbuf (see the xtag block below) ---- */
@@ -231,6 +234,11 @@ int kc_bias_act(void *b, float *x, const float *bias, int64_t m, int64_t n, kern
 int kc_add(void *b, float *y, const float *x, int64_t n);
 int kc_softmax(void *b, float *x, int64_t m, int64_t n);
 int kc_argmax(void *b, const float *x, int64_t m, int64_t n, int32_t *out, float *lp);
+int kc_argmax_feed(void *b, const float *x, int64_t n, int32_t *step, int32_t *hist,
+		   float *lphist, int64_t cap);
+/* kc_argmax_feed's per-block partial: block max, its index, sum of exp(x - max) */
+struct kc_am_part { float m, s; int i, pad; };
+#define KC_AM_MAX_BLOCKS 64
 int kc_sample(void *b, const float *x, int64_t m, int64_t n, float temp, int top_k, float top_p,
 	      const float *u, int32_t *out, float *lp);
 /* training ops */

@@ -358,6 +358,113 @@ static void test_llama_stream(void)
 	kern_dev_close(d);
 }
 
+/* fed_run loads the fixture on devspec with the environment variable env set (NULL: none) and
+ * answers a fixed set of requests: greedy to a length, with logprobs, to a stop token (steps
+ * queued past it are discarded), a request after that stop (the discarded steps must not
+ * disturb it), max_tokens 1, and a stream whose receiver leaves after 3 tokens. Returns an
+ * array of the answers ({"status": N} for a failed call, {"stream": [...]} added for streams). */
+static json_t *fed_run(const char *devspec, const char *env, const char *val)
+{
+	static const char *reqs[] = {
+		"{\"tokens\": [1, 9], \"max_tokens\": 24, \"stop\": [], \"logprobs\": true}",
+		"{\"tokens\": [1, 17, 42, 99, 3, 200, 5], \"max_tokens\": 10, \"stop\": [138]}",
+		"{\"tokens\": [1, 17, 42, 99, 3, 200, 5], \"max_tokens\": 12, \"stop\": []}",
+		"{\"tokens\": [4], \"max_tokens\": 1, \"logprobs\": true}",
+		"{\"tokens\": [1], \"max_tokens\": 10}",
+	};
+	if (env)
+		setenv(env, val, 1);
+	kern_dev *d;
+	fx_model m;
+	json_t *res = json_array();
+	T_EQ_INT(kern_dev_open(devspec, 2, &d), 0);
+	T_EQ_INT(fx_load("llama_tiny", "llama", &m), 0);
+	T_EQ_INT(fx_to_dev(d, &m), 0);
+	fn_load_args a = {d, m.w, m.n, m.meta};
+	void *st = NULL;
+	fn_error err;
+	T_EQ_INT(fn_llama_kind.load(&a, &st, &err), 0);
+	if (env)
+		unsetenv(env);
+	for (size_t i = 0; st && i < sizeof reqs / sizeof reqs[0]; i++) {
+		json_t *o = gen(st, reqs[i]);
+		json_array_append_new(res, o ? o : json_pack("{s:i}", "status", 0));
+	}
+	sink k = {.limit = 3};
+	json_t *o = st ? gen_stream(st, "{\"tokens\": [1, 9], \"max_tokens\": 12, \"stop\": []}",
+				    &k, &err) : NULL;
+	json_array_append_new(res, json_pack("{s:i,s:o}", "status", o ? 200 : err.status,
+					     "stream", k.toks ? k.toks : json_array()));
+	json_decref(o);
+	json_decref(k.lps);
+	if (st)
+		fn_llama_kind.release(st);
+	fx_free(d, &m);
+	kern_dev_close(d);
+	return res;
+}
+
+/* same_answers: equal tokens, finish reasons and statuses; logprobs within tol */
+static int same_answers(const json_t *a, const json_t *b, double tol)
+{
+	if (json_array_size(a) != json_array_size(b) || json_array_size(a) == 0)
+		return 0;
+	for (size_t i = 0; i < json_array_size(a); i++) {
+		const json_t *x = json_array_get(a, i), *y = json_array_get(b, i);
+		const char *keys[] = {"tokens", "finish_reason", "status", "stream", "usage"};
+		for (size_t j = 0; j < sizeof keys / sizeof keys[0]; j++) {
+			const json_t *u = json_object_get(x, keys[j]), *v = json_object_get(y, keys[j]);
+			if ((u || v) && !(u && v && json_equal(u, v))) {
+				fprintf(stderr, "  answer %zu differs in %s\n", i, keys[j]);
+				return 0;
+			}
+		}
+		const json_t *la = json_object_get(x, "logprobs"), *lb = json_object_get(y, "logprobs");
+		if (json_array_size(la) != json_array_size(lb))
+			return 0;
+		for (size_t j = 0; j < json_array_size(la); j++)
+			if (!(fabs(json_number_value(json_array_get(la, j)) -
+				   json_number_value(json_array_get(lb, j))) <= tol))
+				return 0;
+	}
+	return 1;
+}
+
+/* Greedy decoding fed on the device (kern_argmax_feed, steps queued ahead of the host) gives
+ * the answers of decoding through the host, at every queue depth: stops, a request after
+ * steps discarded past a stop, max_tokens 1, logprobs, a stream cut short. */
+static void test_llama_fed_decode(void)
+{
+	json_t *host = fed_run("cpu", "THAW_NO_FEED", "1");
+	json_t *a0 = json_array_get(host, 0), *a1 = json_array_get(host, 1);
+	T_EQ_INT(json_array_size(json_object_get(a0, "tokens")), 24);
+	T_EQ_INT(json_array_size(json_object_get(a0, "logprobs")), 24);
+	T_EQ_STR(json_string_value(json_object_get(a1, "finish_reason")), "stop");
+	T_EQ_INT(json_array_size(json_object_get(a1, "tokens")), 4);
+	json_t *a5 = json_array_get(host, 5);
+	T_EQ_INT(json_integer_value(json_object_get(a5, "status")), 499);
+	T_EQ_INT(json_array_size(json_object_get(a5, "stream")), 3);
+	const char *depths[] = {"1", "2", "3"};
+	for (int i = 0; i < 3; i++) {
+		json_t *fed = fed_run("cpu", "THAW_FEED_DEPTH", depths[i]);
+		if (!same_answers(host, fed, 0))
+			fprintf(stderr, "  cpu, depth %s: fed answers differ\n", depths[i]);
+		T_CHECK(same_answers(host, fed, 0));
+		json_decref(fed);
+	}
+	if (kern_cuda_count() >= 1) {   /* CUDA: fed vs through the host, and vs the CPU */
+		json_t *ch = fed_run("cuda:0", "THAW_NO_FEED", "1");
+		json_t *cf = fed_run("cuda:0", NULL, NULL), *c3 = fed_run("cuda:0", "THAW_FEED_DEPTH", "3");
+		T_CHECK(same_answers(ch, cf, 1e-4));
+		T_CHECK(same_answers(ch, c3, 1e-4));
+		T_CHECK(same_answers(host, cf, 1e-2));
+		json_decref(ch);
+		json_decref(cf);
+		json_decref(c3);
+	}
+	json_decref(host);
+}
+
 static void test_llama_bad_configs(void)
 {
 	kern_dev *d;
@@ -390,6 +497,7 @@ void t_main(void)
 	T_RUN(test_llama_bad_requests);
 	T_RUN(test_llama_stop_sampling_logprobs);
 	T_RUN(test_llama_stream);
+	T_RUN(test_llama_fed_decode);
 	T_RUN(test_llama_bad_configs);
 	T_RUN(test_llama_cuda_matches_hf);
 	T_RUN(test_llama_cuda_int8_matches_cpu);

@@ -241,6 +241,43 @@ static void test_argmax_sample(void)
 	kern_dev_close(d);
 }
 
+/* kern_argmax_feed: the argmax and its log-probability go to the next step and to the
+ * history at position + 1; a position at or past cap leaves the history alone. */
+static void test_argmax_feed(void)
+{
+	kern_dev *d;
+	T_EQ_INT(kern_dev_open("cpu", 1, &d), 0);
+	float x[6] = {0.5f, 3.0f, -1.0f, 3.0f, 2.0f, 0.0f};
+	int32_t step[2] = {7, 2}, want;
+	float wlp;
+	int32_t *hist = kern_alloc_host(d, 5 * 4);
+	float *lph = kern_alloc_host(d, 5 * 4);
+	T_CHECK(hist && lph);
+	T_EQ_INT(kern_argmax(d, x, 1, 6, &want, &wlp), 0);
+	T_EQ_INT(want, 1);   /* lowest index of the tie */
+	T_EQ_INT(kern_argmax_feed(d, x, 6, step, hist, lph, 5), 0);
+	T_EQ_INT(step[0], 1);
+	T_EQ_INT(step[1], 3);
+	T_EQ_INT(hist[3], 1);
+	T_CHECK(lph[3] == wlp && wlp < 0);
+	T_EQ_INT(hist[2] | hist[4], 0);
+	x[5] = 9.0f;
+	T_EQ_INT(kern_argmax_feed(d, x, 6, step, hist, NULL, 5), 0);
+	T_EQ_INT(hist[4], 5);
+	T_EQ_INT(step[1], 4);
+	T_EQ_INT(kern_argmax_feed(d, x, 6, step, hist, lph, 5), 0);   /* position 5: past cap */
+	T_EQ_INT(step[0], 5);
+	T_EQ_INT(step[1], 5);
+	T_EQ_INT(kern_mark(d, 0), 0);
+	T_EQ_INT(kern_wait_mark(d, KERN_MARKS - 1), 0);
+	T_EQ_INT(kern_mark(d, KERN_MARKS), -EINVAL);
+	T_EQ_INT(kern_argmax_feed(d, x, 0, step, hist, lph, 5), -EINVAL);
+	T_EQ_INT(kern_argmax_feed(d, x, 6, NULL, hist, lph, 5), -EINVAL);
+	kern_free_host(d, hist);
+	kern_free_host(d, lph);
+	kern_dev_close(d);
+}
+
 static void test_dev_open(void)
 {
 	kern_dev *d;
@@ -260,5 +297,6 @@ void t_main(void)
 	T_RUN(test_linear_all_dtypes);
 	T_RUN(test_rope_norm_attention);
 	T_RUN(test_argmax_sample);
+	T_RUN(test_argmax_feed);
 	T_RUN(test_dev_open);
 }

@@ -257,6 +257,76 @@ static void test_cuda_graph_replay(void)
 	free(q);
 }
 
+/* kern_argmax_feed on the GPU against the CPU's, at sizes from one block to 64 (ties across
+ * blocks, a maximum in the last element), into host memory the kernel writes (kern_alloc_host,
+ * read after a mark), direct and replayed in a graph that advances the position itself. */
+static void test_cuda_argmax_feed(void)
+{
+	if (!open_devs())
+		T_SKIP("no GPU");
+	const int64_t ns[] = {1, 31, 1000, 1025, 32000, 128256, 200000};
+	int64_t cap = 64;
+	int32_t *hist = kern_alloc_host(G, cap * 4);
+	float *lph = kern_alloc_host(G, cap * 4);
+	T_CHECK(hist && lph);
+	if (!hist || !lph)
+		return;
+	for (size_t t = 0; t < sizeof ns / sizeof ns[0]; t++) {
+		int64_t n = ns[t];
+		float *x = rnd(n, 4);
+		if (t == 4) {   /* a tie in two blocks: the lower index wins */
+			x[31000] = 9.0f;
+			x[1500] = 9.0f;
+		}
+		if (t == 5)
+			x[n - 1] = 7.5f;
+		void *dx = up(x, n * 4);
+		int32_t st[2] = {0, (int32_t)t}, want, *dst = up(st, 8);
+		float wlp;
+		kern_argmax(C, x, 1, n, &want, &wlp);
+		T_EQ_INT(kern_argmax_feed(G, dx, n, dst, hist, lph, cap), 0);
+		T_EQ_INT(kern_mark(G, 1), 0);
+		T_EQ_INT(kern_wait_mark(G, 1), 0);
+		int32_t *gs = (int32_t *)down(dst, 8);
+		T_EQ_INT(((volatile int32_t *)hist)[t + 1], want);
+		T_CHECK(close_f((const float *)&lph[t + 1], &wlp, 1, 1e-5, 1e-4, "feed logprob"));
+		T_EQ_INT(gs[0], want);
+		T_EQ_INT(gs[1], (int32_t)t + 1);
+		free(gs);
+		kern_free(G, dst);
+		kern_free(G, dx);
+		free(x);
+	}
+	/* a graph replayed 20 times: the position and history advance on the device */
+	int64_t n = 32000;
+	float *x = rnd(n, 4);
+	void *dx = up(x, n * 4);
+	int32_t st[2] = {0, 9}, *dst = up(st, 8);
+	T_EQ_INT(kern_graph_begin(G), 0);
+	kern_argmax_feed(G, dx, n, dst, hist, lph, cap);
+	kern_graph *g = NULL;
+	T_EQ_INT(kern_graph_end(G, &g), 0);
+	for (int i = 0; i < 20; i++)
+		T_EQ_INT(kern_graph_launch(G, g), 0);
+	T_EQ_INT(kern_mark(G, 2), 0);
+	T_EQ_INT(kern_wait_mark(G, 2), 0);
+	int32_t want;
+	kern_argmax(C, x, 1, n, &want, NULL);
+	int ok = 1;
+	for (int i = 10; i <= 29; i++)
+		ok &= ((volatile int32_t *)hist)[i] == want;
+	T_CHECK(ok);
+	int32_t *gs = (int32_t *)down(dst, 8);
+	T_EQ_INT(gs[1], 29);
+	free(gs);
+	kern_graph_free(G, g);
+	kern_free(G, dst);
+	kern_free(G, dx);
+	free(x);
+	kern_free_host(G, hist);
+	kern_free_host(G, lph);
+}
+
 /* fused decoder ops: linear_add, linear_multi (q, k, v), swiglu, rope_kv vs the CPU's */
 static void test_cuda_fused(void)
 {
@@ -645,6 +715,7 @@ void t_main(void)
 	T_RUN(test_cuda_elementwise);
 	T_RUN(test_cuda_embed_rope_attention);
 	T_RUN(test_cuda_graph_replay);
+	T_RUN(test_cuda_argmax_feed);
 	T_RUN(test_cuda_fused);
 	T_RUN(test_cuda_i8_long);
 	T_RUN(test_cuda_i8_tall);
