@@ -12,7 +12,8 @@
  * (e.g. bf16-nofuse) runs with THAW_NO_FUSED_ATTN=1 (RoPE + KV append and attention as two
  * launches instead of kc_rope_attention.cu's one); "-nofeed" runs with THAW_NO_FEED=1 (each
  * greedy token through the host before the next step is queued, instead of fed on the device:
- * fn_llama.c).
+ * fn_llama.c); "-w4" runs with THAW_GEMV_ROW_WARPS=4 (the one-row GEMVs in blocks of 4 warps
+ * as before, instead of 8: kc_gemv.cu).
  * Decode tokens/s = decode steps / decode time (prefill excluded); e2e = new tokens / whole
  * generate. Roofline = the bandwidth (spec 3.35 TB/s for an H100 SXM, and the measured
  * device-to-device copy rate with --bw) divided by the weight bytes one decode step reads.
@@ -835,6 +836,8 @@ int main(int argc, char **argv)
 		if (nf) { *nf = 0; setenv("THAW_NO_FUSED_ATTN", "1", 1); } else unsetenv("THAW_NO_FUSED_ATTN");
 		char *nfd = strstr(v, "-nofeed");   /* VARIANT-nofeed: greedy tokens through the host */
 		if (nfd) { *nfd = 0; setenv("THAW_NO_FEED", "1", 1); } else unsetenv("THAW_NO_FEED");
+		char *gw = strstr(v, "-w4");   /* VARIANT-w4: one-row GEMVs in blocks of 4 warps (kc_gemv.cu) */
+		if (gw) { *gw = 0; setenv("THAW_GEMV_ROW_WARPS", "4", 1); } else unsetenv("THAW_GEMV_ROW_WARPS");
 		int quant = !strncmp(v, "int8", 4), block = !strcmp(v, "int8:32") ? 32 : 0;
 		if (!strcmp(v, "nograph"))
 			setenv("THAW_NO_GRAPH", "1", 1);

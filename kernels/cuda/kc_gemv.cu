@@ -1,7 +1,7 @@
 /* kc_gemv.cu — the small-batch half of op kern_linear: y[m, n] = x[m, k] . W[n, k]^T for m <= 8
  * rows, F32/F16/BF16/I8 weights, F32 activations and accumulation, bias + activation fused.
- * One warp per output row; each lane streams 16-byte vectors of the weight row (read once for
- * all m rows), widens them in registers (int8: times the row's or block's scale) and the warp
+ * One warp per output row (blocks of 8 warps for one input row, else 4); each lane streams
+ * 16-byte vectors of the weight row (read once for all m rows), widens them in registers (int8: times the row's or block's scale) and the warp
  * reduces. This is what a batch-1 decode step spends its time in: it is bound by weight bytes,
  * hence int8 weight-only halves the traffic of BF16. int8 with one input row (batch-1 decode)
  * has its own kernel, gemv_i8s_k below (x staged in shared memory). */
@@ -80,12 +80,12 @@ struct gemv_args {
 	float eps;
 };
 
-template <typename T, int M, bool SWIGLU>
-__global__ void __launch_bounds__(GEMV_WARPS * 32)
+template <typename T, int M, bool SWIGLU, int WARPS = GEMV_WARPS>
+__global__ void __launch_bounds__(WARPS * 32)
 gemv_k(const float *__restrict__ x, const gemv_args a)
 {
 	const int V = vec<T>::V;
-	int row = blockIdx.x * GEMV_WARPS + (threadIdx.x >> 5), lane = threadIdx.x & 31;
+	int row = blockIdx.x * WARPS + (threadIdx.x >> 5), lane = threadIdx.x & 31;
 	kc_pdl_trigger();
 	int mi = 0, r = row;
 	if (!SWIGLU)
@@ -128,7 +128,7 @@ gemv_k(const float *__restrict__ x, const gemv_args a)
 	/* fused RMSNorm: every block reduces the sum of squares of its input rows itself */
 	float inv[M];
 	if (a.norm) {
-		__shared__ float red[GEMV_WARPS][M];
+		__shared__ float red[WARPS][M];
 		for (int i = 0; i < M; i++) {
 			float ss = 0.f;
 			for (int j = threadIdx.x * 4; j < k; j += blockDim.x * 4) {
@@ -142,7 +142,7 @@ gemv_k(const float *__restrict__ x, const gemv_args a)
 		__syncthreads();
 		for (int i = 0; i < M; i++) {
 			float t = 0.f;
-			for (int wi = 0; wi < GEMV_WARPS; wi++)
+			for (int wi = 0; wi < WARPS; wi++)
 				t += red[wi][i];
 			inv[i] = rsqrtf(t / (float)k + a.eps);
 		}
@@ -569,9 +569,22 @@ static int launch(kc *c, const float *x, int m, const gemv_args &a, const kern_m
 		return 0;
 	}
 	cudaError_t e;
+	/* one input row (batch-1 decode): blocks of 8 warps, which on the H100 made BF16 decode of
+	 * the 1.1B config 4% faster than 4 (half as many blocks each reducing the fused RMSNorm
+	 * over x, presumably; 2 and 16 were slower). THAW_GEMV_ROW_WARPS=4: the old shape (A/B
+	 * runs, docs/benchmarks.md). */
+	if (m == 1) {
+		const char *ev = getenv("THAW_GEMV_ROW_WARPS");
+		if (ev && atoi(ev) == 4)
+			e = kc_launch(c, gemv_k<T, 1, SWIGLU, 4>, dim3(g), dim3(128), x, a);
+		else
+			e = kc_launch(c, gemv_k<T, 1, SWIGLU, 8>, dim3(kc_blocks(total, 8)), dim3(256), x, a);
+		KC_CHECK(e);
+		return 0;
+	}
 #define GV(MM) case MM: e = kc_launch(c, gemv_k<T, MM, SWIGLU>, dim3(g), dim3(GEMV_WARPS * 32), x, a); break
 	switch (m) {
-	GV(1); GV(2); GV(3); GV(4); GV(5); GV(6); GV(7); GV(8);
+	GV(2); GV(3); GV(4); GV(5); GV(6); GV(7); GV(8);
 	default: return -EINVAL;
 	}
 #undef GV
