@@ -836,6 +836,8 @@ int main(int argc, char **argv)
 		if (nf) { *nf = 0; setenv("THAW_NO_FUSED_ATTN", "1", 1); } else unsetenv("THAW_NO_FUSED_ATTN");
 		char *nfd = strstr(v, "-nofeed");   /* VARIANT-nofeed: greedy tokens through the host */
 		if (nfd) { *nfd = 0; setenv("THAW_NO_FEED", "1", 1); } else unsetenv("THAW_NO_FEED");
+		char *iw = strstr(v, "-iw");   /* VARIANT-iwN: THAW_I8_MIN_WARPS=N (kc_gemv.cu) */
+		if (iw) { setenv("THAW_I8_MIN_WARPS", iw + 3, 1); *iw = 0; } else unsetenv("THAW_I8_MIN_WARPS");
 		char *gw = strstr(v, "-w4");   /* VARIANT-w4: one-row GEMVs in blocks of 4 warps (kc_gemv.cu) */
 		if (gw) { *gw = 0; setenv("THAW_GEMV_ROW_WARPS", "4", 1); } else unsetenv("THAW_GEMV_ROW_WARPS");
 		int quant = !strncmp(v, "int8", 4), block = !strcmp(v, "int8:32") ? 32 : 0;

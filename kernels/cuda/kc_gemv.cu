@@ -215,8 +215,8 @@ gemv_k(const float *__restrict__ x, const gemv_args a)
  * a byte-permute into a float's mantissa (2^23 + 128 + w) and one subtraction instead of the
  * quarter-rate I2F. Weight rows are prefetched into registers before the programmatic-
  * dependent-launch wait; rows of k <= 2048 run as one wave of blocks whose warps loop over
- * rows with the next row's weights already in flight (LOOP). Blocks hold 4..16 warps (more for
- * taller matrices and long rows, so fewer blocks copy x).
+ * rows with the next row's weights already in flight (LOOP). Blocks hold 8..16 warps (more for
+ * taller matrices, so fewer blocks copy x).
  * THAW_I8_GEMV selects variants for benchmarking: 0 = the one-warp-per-row kernel above
  * (the previous int8 path), 1 / 2 = staged x with I2F / byte-permute widening, one row per warp,
  * 3 / 4 = the same with LOOP, 5 (default) = 4 with grouped staging loads, the norm folded into
@@ -498,8 +498,11 @@ static int launch_i8s(kc *c, const float *x, int m, const gemv_args &a, int tota
 	int mode = i8s_mode();
 	if (mode == 0)
 		return -EAGAIN;
-	/* 4 warps a block for small matrices (enough blocks for every SM), up to 16 for tall ones */
-	int warps = 4, nsm = i8s_nsm(c->dev);
+	/* at least 8 warps a block (fewer blocks staging x: H100 int8 decode of the 1.1B config
+	 * 1370 tok/s vs 1333 with 4), up to 16 for tall matrices; THAW_I8_MIN_WARPS=4 or 16 sets
+	 * the least (A/B runs, docs/benchmarks.md) */
+	const char *mw = getenv("THAW_I8_MIN_WARPS");
+	int warps = mw && (atoi(mw) == 4 || atoi(mw) == 16) ? atoi(mw) : 8, nsm = i8s_nsm(c->dev);
 	while (warps < I8S_MAX_WARPS && total / (warps * 2) >= 4 * nsm)
 		warps *= 2;
 	bool loop = mode >= 3;
