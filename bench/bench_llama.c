@@ -13,7 +13,8 @@
  * launches instead of kc_rope_attention.cu's one); "-nofeed" runs with THAW_NO_FEED=1 (each
  * greedy token through the host before the next step is queued, instead of fed on the device:
  * fn_llama.c); "-w4" runs with THAW_GEMV_ROW_WARPS=4 (the one-row GEMVs in blocks of 4 warps
- * as before, instead of 8: kc_gemv.cu).
+ * as before, instead of 8: kc_gemv.cu); "-iwN" runs with THAW_I8_MIN_WARPS=N (the int8 one-row
+ * GEMV's least warps a block, 4, 8 (default) or 16: kc_gemv.cu).
  * Decode tokens/s = decode steps / decode time (prefill excluded); e2e = new tokens / whole
  * generate. Roofline = the bandwidth (spec 3.35 TB/s for an H100 SXM, and the measured
  * device-to-device copy rate with --bw) divided by the weight bytes one decode step reads.
