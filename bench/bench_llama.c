@@ -14,7 +14,10 @@
  * greedy token through the host before the next step is queued, instead of fed on the device:
  * fn_llama.c); "-w4" runs with THAW_GEMV_ROW_WARPS=4 (the one-row GEMVs in blocks of 4 warps
  * as before, instead of 8: kc_gemv.cu); "-iwN" runs with THAW_I8_MIN_WARPS=N (the int8 one-row
- * GEMV's least warps a block, 4, 8 (default) or 16: kc_gemv.cu).
+ * GEMV's least warps a block, 4, 8 (default) or 16: kc_gemv.cu); "-att0" runs with
+ * THAW_ATT_TILED=0 (prefill attention one block a row and head instead of key tiles shared by
+ * a block's rows: kc_attention.cu); "-i8gemv" runs int8 products of any row count on the GEMV
+ * kernels (THAW_I8_GEMV_MAX_M, instead of cuBLAS on weights dequantized to BF16 past 32 rows).
  * Decode tokens/s = decode steps / decode time (prefill excluded); e2e = new tokens / whole
  * generate. Roofline = the bandwidth (spec 3.35 TB/s for an H100 SXM, and the measured
  * device-to-device copy rate with --bw) divided by the weight bytes one decode step reads.
@@ -839,6 +842,10 @@ int main(int argc, char **argv)
 		if (nfd) { *nfd = 0; setenv("THAW_NO_FEED", "1", 1); } else unsetenv("THAW_NO_FEED");
 		char *iw = strstr(v, "-iw");   /* VARIANT-iwN: THAW_I8_MIN_WARPS=N (kc_gemv.cu) */
 		if (iw) { setenv("THAW_I8_MIN_WARPS", iw + 3, 1); *iw = 0; } else unsetenv("THAW_I8_MIN_WARPS");
+		char *ta = strstr(v, "-att0");   /* VARIANT-att0: THAW_ATT_TILED=0 (kc_attention.cu) */
+		if (ta) { *ta = 0; setenv("THAW_ATT_TILED", "0", 1); } else unsetenv("THAW_ATT_TILED");
+		char *ig = strstr(v, "-i8gemv");   /* VARIANT-i8gemv: int8 prefill on the GEMV kernels */
+		if (ig) { *ig = 0; setenv("THAW_I8_GEMV_MAX_M", "1000000", 1); } else unsetenv("THAW_I8_GEMV_MAX_M");
 		char *gw = strstr(v, "-w4");   /* VARIANT-w4: one-row GEMVs in blocks of 4 warps (kc_gemv.cu) */
 		if (gw) { *gw = 0; setenv("THAW_GEMV_ROW_WARPS", "4", 1); } else unsetenv("THAW_GEMV_ROW_WARPS");
 		int quant = !strncmp(v, "int8", 4), block = !strcmp(v, "int8:32") ? 32 : 0;

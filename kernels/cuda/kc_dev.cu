@@ -29,6 +29,7 @@ static void kc_close(void *b)
 	cudaFree(c->xbuf);
 	cudaFree(c->tbuf);
 	cudaFree(c->nbuf);
+	cudaFree(c->wbuf);
 	cudaFree(c->att_part);
 	cudaFree(c->att_cnt);
 	cudaFree(c->am_part);

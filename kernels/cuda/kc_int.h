@@ -8,6 +8,7 @@
 #endif
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <cuda_runtime.h>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -27,6 +28,8 @@ typedef struct kc {
 	size_t tbuf_size;
 	float *nbuf;               /* F32 scratch: normed input of composed fused ops */
 	size_t nbuf_size;
+	void *wbuf;                /* int8 weights dequantized to BF16 for cuBLAS (a chunk of rows) */
+	size_t wbuf_size;
 	float *att_part;           /* kc_rope_attention: per-(head, split) partials */
 	int *att_cnt;              /* kc_rope_attention: per-head arrival counters (kept zero) */
 	struct kc_am_part *am_part;   /* kc_argmax_feed: per-block partials (made at open) */
@@ -270,6 +273,27 @@ int kc_adam(void *b, float *p, float *mo, float *v, const float *g, int64_t n, f
  * kern ops (as kern.h asks); a write by another handle or a raw CUDA copy would not be seen.
  * The F32 outputs are written as before. No tags while capturing a CUDA graph. */
 #define KC_XTAG_MIN_M 9   /* kc_linear sends m > 8 rows (GEMV_MAX_M) to cuBLAS */
+
+/* Products of many rows with int8 weights: the GEMV kernels re-read the weights for every 8
+ * rows, so above KC_I8_GEMV_MAX_M rows the weights are dequantized to BF16 (a chunk of rows at a
+ * time, kc_linear.cu) and multiplied by cuBLAS like BF16 weights (activations rounded to BF16). */
+#define KC_I8_GEMV_MAX_M 32
+
+/* kc_gemv_takes: whether m rows of w go to the GEMV kernels (else cuBLAS).
+ * THAW_I8_GEMV_MAX_M moves the int8 limit (A/B runs). */
+static inline bool kc_gemv_takes(int64_t m, const kern_mat *w)
+{
+	if (m <= KC_XTAG_MIN_M - 1 || w->dt != KERN_I8)
+		return m <= KC_XTAG_MIN_M - 1;
+	const char *ev = getenv("THAW_I8_GEMV_MAX_M");
+	return m <= (ev ? atoll(ev) : KC_I8_GEMV_MAX_M);
+}
+
+/* kc_gemm_dt: the dtype cuBLAS multiplies w in (and x is rounded to): BF16 for int8. */
+static inline kern_dtype kc_gemm_dt(const kern_mat *w)
+{
+	return w->dt == KERN_I8 ? KERN_BF16 : w->dt;
+}
 
 /* kc_xtag_want: the dtype a producer of m rows should round its output to, or KERN_F32 for no
  * copy (few rows, graph capture, THAW_NO_XTAG, or no F16/BF16 rounding seen yet). */

@@ -1,9 +1,11 @@
-/* kc_linear.cu — ops kern_linear and kern_linear_add on the GPU. m <= 8 rows (decode) and every
- * int8 product go to the GEMV kernels (kc_gemv.cu: weights streamed once, dequantized in
- * registers, bias/activation or the residual add fused); larger F32 / F16 / BF16 products go to
- * cuBLAS (the activations are first rounded to the weight dtype in the device's workspace --
- * unless the op just before left them rounded there, see the xtag block of kc_int.h; F32
- * accumulation and F32 output; beta = 1 for the residual form), then bias + activation. */
+/* kc_linear.cu — ops kern_linear and kern_linear_add on the GPU. m <= 8 rows (decode), and int8
+ * products of up to 32 rows, go to the GEMV kernels (kc_gemv.cu: weights streamed once,
+ * dequantized in registers, bias/activation or the residual add fused); larger products go to
+ * cuBLAS (the activations are first rounded to the weight dtype -- BF16 for int8 weights, which
+ * are dequantized to BF16 a chunk of rows at a time -- in the device's workspace, unless the op
+ * just before left them rounded there, see the xtag block of kc_int.h; F32 accumulation and F32
+ * output; beta = 1 for the residual form), then bias + activation. */
+#include <stdlib.h>
 #include "kernels/cuda/kc_int.h"
 
 /* 4 elements per thread (n4 = n / 4 float4 loads), then the tail */
@@ -75,18 +77,19 @@ extern "C" int kc_normed(kc *c, const float *x, int64_t m, int64_t k, const kern
 	return rc;
 }
 
-/* kc_round_x rounds x [m, k] to w's dtype into the device's workspace (F16/BF16 weights). */
+/* kc_round_x rounds x [m, k] to w's cuBLAS dtype (kc_gemm_dt) into the device's workspace
+ * (F16/BF16/int8 weights). */
 extern "C" int kc_round_x(kc *c, const float *x, int64_t m, const kern_mat *w)
 {
 	int64_t K = w->k;
 	int rc = kc_xbuf(c, (size_t)(m * K) * 2);
 	if (rc)
 		return rc;
-	c->xdt = w->dt;
+	c->xdt = kc_gemm_dt(w);
 	int64_t n = m * K;
 	int vec = (uintptr_t)x % 16 == 0;   /* float4 loads when x is 16-byte aligned */
 	int64_t threads = vec ? n / 4 + n % 4 : n;
-	if (w->dt == KERN_BF16)
+	if (c->xdt == KERN_BF16)
 		round_k<<<kc_blocks(threads, 256), 256, 0, c->s>>>(x, (__nv_bfloat16 *)c->xbuf, n, vec);
 	else
 		round_k<<<kc_blocks(threads, 256), 256, 0, c->s>>>(x, (__half *)c->xbuf, n, vec);
@@ -105,9 +108,9 @@ extern "C" int kc_norm_round_x(kc *c, const float *x, int64_t m, const kern_norm
 	int rc = kc_xbuf(c, (size_t)(m * K) * 2);
 	if (rc)
 		return rc;
-	c->xdt = w->dt;
+	c->xdt = kc_gemm_dt(w);
 	dim3 b(K >= 1024 ? 1024 : 256);
-	if (w->dt == KERN_BF16)
+	if (c->xdt == KERN_BF16)
 		KC_LAUNCH(c, kc_rmsnorm_k<__nv_bfloat16>, dim3((unsigned)m), b, x, norm->w, K, norm->eps,
 			  (__nv_bfloat16 *)c->xbuf);
 	else
@@ -116,14 +119,62 @@ extern "C" int kc_norm_round_x(kc *c, const float *x, int64_t m, const kern_norm
 	return 0;
 }
 
-/* kc_gemm: y = x . W^T + beta * y through cuBLAS (F32/F16/BF16 weights). rounded: for F16/BF16,
- * x was already rounded into the workspace (by kc_round_x / kc_norm_round_x for several products
- * of one input, or by the producer of x: xtag). */
+/* dequant_i8_k: o[rows, k] (BF16) = q * scale, scales per row (qblock 0) or per qblock
+ * elements of a row; 4 elements a thread. */
+__global__ void dequant_i8_k(const int8_t *__restrict__ q, const float *__restrict__ s, int qblock,
+			     int64_t rows, int64_t k, __nv_bfloat16 *__restrict__ o)
+{
+	int64_t i0 = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) * 4, n = rows * k;
+	for (int64_t i = i0; i < i0 + 4 && i < n; i++) {
+		int64_t r = i / k;
+		float sc = qblock ? s[r * (k / qblock) + (i % k) / qblock] : s[r];
+		o[i] = __float2bfloat16((float)q[i] * sc);
+	}
+}
+
+/* kc_i8_gemm: y = x . W^T + beta * y for int8 W: each chunk of W's rows (about 32 MiB as BF16;
+ * THAW_I8_GEMM_ROWS sets the rows, tests) dequantized into the device's weight scratch, then
+ * one cuBLAS product of x (rounded to BF16 in the workspace unless `rounded`) into y's columns. */
+static int kc_i8_gemm(kc *c, const float *x, int64_t m, const kern_mat *w, float *y, float beta,
+		      int rounded)
+{
+	int64_t N = w->n, K = w->k, rows = ((int64_t)32 << 20) / (2 * K);
+	rows = rows < 64 ? 64 : rows;
+	const char *ev = getenv("THAW_I8_GEMM_ROWS");
+	if (ev && atoll(ev) > 0)
+		rows = atoll(ev);
+	rows = rows > N ? N : rows;
+	int rc = grow(c, &c->wbuf, &c->wbuf_size, (size_t)(rows * K) * 2);
+	if (rc == 0 && !rounded)
+		rc = kc_round_x(c, x, m, w);
+	if (rc)
+		return rc;
+	const float one = 1.f;
+	for (int64_t n0 = 0; n0 < N; n0 += rows) {
+		int64_t nc = N - n0 < rows ? N - n0 : rows;
+		int64_t sc0 = w->qblock ? n0 * (K / w->qblock) : n0;
+		dequant_i8_k<<<kc_blocks(nc * K, 4 * 256), 256, 0, c->s>>>(
+			(const int8_t *)w->data + n0 * K, w->scales + sc0, w->qblock, nc, K,
+			(__nv_bfloat16 *)c->wbuf);
+		KC_LAUNCHED();
+		KC_BLAS(cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)nc, (int)m, (int)K, &one,
+				     c->wbuf, CUDA_R_16BF, (int)K, c->xbuf, CUDA_R_16BF, (int)K, &beta,
+				     y + n0, CUDA_R_32F, (int)N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+	}
+	return 0;
+}
+
+/* kc_gemm: y = x . W^T + beta * y through cuBLAS (F32/F16/BF16 weights; int8 dequantized to
+ * BF16). rounded: for F16/BF16/int8, x was already rounded (to kc_gemm_dt) into the workspace
+ * (by kc_round_x / kc_norm_round_x for several products of one input, or by the producer of x:
+ * xtag). */
 extern "C" int kc_gemm_ex(kc *c, const float *x, int64_t m, const kern_mat *w, float *y,
 			  float beta, int rounded)
 {
-	if (m > INT32_MAX || w->n > INT32_MAX || w->k > INT32_MAX || w->dt == KERN_I8)
+	if (m > INT32_MAX || w->n > INT32_MAX || w->k > INT32_MAX)
 		return -ENOTSUP;
+	if (w->dt == KERN_I8)
+		return kc_i8_gemm(c, x, m, w, y, beta, rounded);
 	int M = (int)m, N = (int)w->n, K = (int)w->k;
 	const float one = 1.f;
 	if (w->dt == KERN_F32) {
@@ -153,9 +204,9 @@ extern "C" int kc_linear(void *b, const float *x, int64_t m, const kern_mat *w, 
 {
 	kc *c = (kc *)b;
 	KC_ENTER(c);
-	if (m <= GEMV_MAX_M || w->dt == KERN_I8)
+	if (kc_gemv_takes(m, w))
 		return kc_gemv(c, x, m, w, bias, act, y);
-	int rounded = (w->dt == KERN_BF16 || w->dt == KERN_F16) && kc_xtag_take(c, x, m, w->k, w->dt);
+	int rounded = w->dt != KERN_F32 && kc_xtag_take(c, x, m, w->k, kc_gemm_dt(w));
 	int rc = kc_gemm_ex(c, x, m, w, y, 0.f, rounded);
 	if (rc == 0 && (bias || act != KERN_ACT_NONE))
 		rc = kc_bias_act(b, y, bias, m, w->n, act);
@@ -166,7 +217,7 @@ extern "C" int kc_linear_add(void *b, const float *x, int64_t m, const kern_mat 
 {
 	kc *c = (kc *)b;
 	KC_ENTER(c);
-	if (m <= GEMV_MAX_M || w->dt == KERN_I8) {
+	if (kc_gemv_takes(m, w)) {
 		float *ys[1] = {y};
 		int rc = kc_gemv_ex(c, x, m, 1, w, ys, NULL, KERN_ACT_NONE, 1, 0, NULL);
 		if (rc != -EAGAIN)
@@ -177,6 +228,6 @@ extern "C" int kc_linear_add(void *b, const float *x, int64_t m, const kern_mat 
 			rc = kc_gemv(c, x, m, w, NULL, KERN_ACT_NONE, t);
 		return rc ? rc : kc_add(b, y, t, m * w->n);
 	}
-	int rounded = (w->dt == KERN_BF16 || w->dt == KERN_F16) && kc_xtag_take(c, x, m, w->k, w->dt);
+	int rounded = w->dt != KERN_F32 && kc_xtag_take(c, x, m, w->k, kc_gemm_dt(w));
 	return kc_gemm_ex(c, x, m, w, y, 1.f, rounded);
 }

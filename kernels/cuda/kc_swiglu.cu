@@ -1,7 +1,8 @@
 /* kc_swiglu.cu — op kern_swiglu: silu(x . Wg^T) * (x . Wu^T). Small m: one GEMV launch in which
- * each warp streams a gate row and the matching up row and writes silu(g) * u (an RMSNorm of the input fused in); larger m: two
- * cuBLAS products (up into the device scratch) and the SiLU*mul, which with F16/BF16 weights
- * also writes its result rounded into the workspace for the down_proj product (kc_int.h, xtag). */
+ * each warp streams a gate row and the matching up row and writes silu(g) * u (an RMSNorm of
+ * the input fused in); larger m: two cuBLAS products (up into the device scratch; int8 weights
+ * dequantized to BF16) and the SiLU*mul, which with F16/BF16/int8 weights also writes its result
+ * rounded into the workspace for the down_proj product (kc_int.h, xtag). */
 #include "kernels/cuda/kc_int.h"
 
 extern "C" int kc_swiglu(void *b, const float *x, int64_t m, const kern_mat *wg,
@@ -9,13 +10,14 @@ extern "C" int kc_swiglu(void *b, const float *x, int64_t m, const kern_mat *wg,
 {
 	kc *c = (kc *)b;
 	KC_ENTER(c);
-	if (norm && wg->dt == KERN_I8 && !kc_gemv_fuses_i8_norm(m)) {   /* see kc_linear_multi.cu */
+	bool gemv = kc_gemv_takes(m, wg);
+	if (norm && gemv && wg->dt == KERN_I8 && !kc_gemv_fuses_i8_norm(m)) {   /* see kc_linear_multi.cu */
 		int rc = kc_normed(c, x, m, wg->k, norm, &x);
 		if (rc)
 			return rc;
 		norm = NULL;
 	}
-	if (m <= 8 || wg->dt == KERN_I8) {
+	if (gemv) {
 		kern_mat w[2] = {*wg, *wu};
 		float *ys[2] = {out, out};
 		int rc = kc_gemv_ex(c, x, m, 2, w, ys, NULL, KERN_ACT_NONE, 0, 1, norm);
@@ -23,12 +25,15 @@ extern "C" int kc_swiglu(void *b, const float *x, int64_t m, const kern_mat *wg,
 			return rc;
 	}
 	float *t;
-	int rounded = wg->dt == KERN_BF16 || wg->dt == KERN_F16;
+	/* cuBLAS products for F16/BF16 weights, and for int8 (dequantized to BF16) past the GEMV's
+	 * rows; the GEMV that could not take the pointers leaves int8 to kc_linear */
+	bool cublas = wg->dt != KERN_I8 || !gemv;
+	int rounded = cublas && wg->dt != KERN_F32;
 	/* cuBLAS with F16/BF16 weights: norm and rounding in one launch, once for both products */
 	int rc = rounded ? kc_norm_round_x(c, x, m, norm, wg) : kc_normed(c, x, m, wg->k, norm, &x);
 	if (rc == 0)
 		rc = kc_scratch(c, (size_t)(m * wu->n) * 4, &t);
-	if (rc == 0 && wg->dt != KERN_I8) {   /* cuBLAS products of the rounded input */
+	if (rc == 0 && cublas) {   /* cuBLAS products of the rounded input */
 		if (rc == 0)
 			rc = kc_gemm_ex(c, x, m, wg, out, 0.f, rounded);
 		if (rc == 0)

@@ -170,20 +170,25 @@ static void check_digits(const char *dev)
 		T_EQ_INT(fn_mlp_kind.load(&a, &dq.st, &err), 0);
 		float *lq = malloc((size_t)n * 40), *ld = malloc((size_t)n * 40);
 		int *labq = classify(&q, x, n, lq), *labd = classify(&dq, x, n, ld);
-		double m2 = 0;
+		double m2 = 0, big = 0;
 		int agree = 0, qcorrect = 0;
 		for (int r = 0; r < n; r++) {
 			for (int j = 0; j < 10; j++) {
 				double dd = fabs(lq[r * 10 + j] - ld[r * 10 + j]);
 				m2 = dd > m2 ? dd : m2;
+				big = fabs(ld[r * 10 + j]) > big ? fabs(ld[r * 10 + j]) : big;
 			}
 			agree += labq[r] == lab[r];
 			qcorrect += r >= 1000 && labq[r] == y[r];
 		}
-		T_CHECK(m2 < 1e-3);
+		/* the CPU dequantizes in registers (F32); on a GPU batches of more than 32 rows are
+		 * multiplied on weights dequantized to BF16 with BF16-rounded inputs (as BF16 weights
+		 * are): within 2% of the largest logit */
+		T_CHECK(m2 < (strcmp(dev, "cpu") ? 2e-2 * big : 1e-3));
 		T_CHECK(agree >= n * 98 / 100);
-		printf("  %s int8 block %d: vs dequantized F32 max diff %.2g; top-1 agreement with F32 "
-		       "%d/%d (%.2f%%); held-out accuracy %.4f\n", dev, blk, m2, agree, n,
+		printf("  %s int8 block %d: vs dequantized F32 max diff %.2g (largest logit %.3g); "
+		       "top-1 agreement with F32 "
+		       "%d/%d (%.2f%%); held-out accuracy %.4f\n", dev, blk, m2, big, agree, n,
 		       100.0 * agree / n, qcorrect / 797.0);
 		free(lq);
 		free(ld);

@@ -2,7 +2,8 @@
  * op): the CPU backend against a double-precision reference written here, and the CUDA op
  * (split over blocks, last block merges) against the CPU one at several head layouts, cache
  * capacities and positions, twice in a row and inside a replayed CUDA graph (the per-head
- * counters must reset), with outputs poisoned first. */
+ * counters must reset), with outputs poisoned first; and the prefill attention (many rows) of
+ * the CUDA op against the CPU one. */
 #include <errno.h>
 #define KT_SEED 4242u
 #include "tests/kernels/kt.h"
@@ -164,6 +165,42 @@ static void test_cuda_rope_attention(void)
 	T_CHECK(gpu_vs_cpu(264, 8, 64, 16, 9, 0));
 }
 
+/* Prefill attention (kern_attention, many rows: the tiled kernel of kc_attention.cu, one KV
+ * head and up to 32 (row, head) pairs a block) against the CPU op: grouped-query ratios 1, 3,
+ * 4, 8, head sizes 32 / 64 / 128 (256: the per-row kernel), a chunk whose rows start deep in a
+ * cache with history, a last row at the last cache position, partial last tiles. */
+static void test_cuda_prefill_attention(void)
+{
+	if (!open_devs())
+		T_SKIP("no GPU");
+	/* H, KVH, hd, m, first position, cap */
+	int cfg[][6] = {{32, 4, 64, 512, 0, 512}, {32, 4, 64, 100, 37, 300}, {8, 8, 64, 40, 0, 64},
+			{12, 4, 128, 64, 5, 80}, {4, 1, 32, 300, 0, 300}, {2, 2, 256, 40, 0, 40},
+			{24, 3, 64, 17, 1000, 1017}, {16, 2, 128, 200, 0, 256}};
+	for (size_t t = 0; t < sizeof cfg / sizeof cfg[0]; t++) {
+		int64_t H = cfg[t][0], KVH = cfg[t][1], hd = cfg[t][2], m = cfg[t][3], cap = cfg[t][5];
+		int64_t kvd = KVH * hd;
+		int32_t *pos = malloc(m * 4);
+		for (int64_t i = 0; i < m; i++)
+			pos[i] = (int32_t)(cfg[t][4] + i);
+		float *q = rnd(m * H * hd, 1), *kc = rnd(cap * kvd, 1), *vc = rnd(cap * kvd, 1);
+		float *oc = malloc(m * H * hd * 4), sc = 1.0f / sqrtf((float)hd);
+		kern_attention(C, q, kc, vc, pos, m, H, KVH, hd, cap, sc, oc);
+		void *dq = up(q, m * H * hd * 4), *dkc = up(kc, cap * kvd * 4), *dvc = up(vc, cap * kvd * 4);
+		void *dpos = up(pos, m * 4), *dout = poisoned(m * H * hd * 4);
+		T_EQ_INT(kern_attention(G, dq, dkc, dvc, dpos, m, H, KVH, hd, cap, sc, dout), 0);
+		float *og = down(dout, m * H * hd * 4);
+		char what[128];
+		snprintf(what, sizeof what, "prefill attention H%lld KVH%lld hd%lld m%lld p0 %d cap%lld",
+			 (long long)H, (long long)KVH, (long long)hd, (long long)m, cfg[t][4],
+			 (long long)cap);
+		T_CHECK(close_f(og, oc, m * H * hd, 2e-5, 2e-4, what));
+		free(og); free(oc); free(q); free(kc); free(vc); free(pos);
+		kern_free(G, dq); kern_free(G, dkc); kern_free(G, dvc); kern_free(G, dpos);
+		kern_free(G, dout);
+	}
+}
+
 static void test_close(void)
 {
 	if (G)
@@ -177,5 +214,6 @@ void t_main(void)
 {
 	T_RUN(test_cpu_rope_attention);
 	T_RUN(test_cuda_rope_attention);
+	T_RUN(test_cuda_prefill_attention);
 	T_RUN(test_close);
 }
