@@ -47,6 +47,31 @@
 #include <cublas_v2.h>
 #endif
 
+/* A/B suffixes of a variant name (see the top of the file): each sets its environment switch
+ * for this variant (unset when absent; "-iwN" passes N); the name is cut at the first one. */
+static void ab_switches(char *v)
+{
+	static const struct { const char *sfx, *env, *val; } ab[] = {
+		{"-nofuse", "THAW_NO_FUSED_ATTN", "1"}, {"-nofeed", "THAW_NO_FEED", "1"},
+		{"-att0", "THAW_ATT_TILED", "0"}, {"-i8gemv", "THAW_I8_GEMV_MAX_M", "1000000"},
+		{"-w4", "THAW_GEMV_ROW_WARPS", "4"}, {"-iw", "THAW_I8_MIN_WARPS", NULL},
+	};
+	char *cut = NULL;
+	for (size_t i = 0; i < sizeof ab / sizeof ab[0]; i++) {
+		char *p = strstr(v, ab[i].sfx), num[16];
+		if (!p) {
+			unsetenv(ab[i].env);
+			continue;
+		}
+		if (!ab[i].val)
+			snprintf(num, sizeof num, "%d", atoi(p + strlen(ab[i].sfx)));
+		setenv(ab[i].env, ab[i].val ? ab[i].val : num, 1);
+		cut = !cut || p < cut ? p : cut;
+	}
+	if (cut)
+		*cut = 0;
+}
+
 static double now_s(void)
 {
 	struct timespec t;
@@ -836,18 +861,7 @@ int main(int argc, char **argv)
 		snprintf(vname, sizeof vname, "%s", v);
 		char *at = strchr(v, '@');   /* VARIANT@N: run it with THAW_I8_GEMV=N (kc_gemv.cu) */
 		if (at) { *at = 0; setenv("THAW_I8_GEMV", at + 1, 1); } else unsetenv("THAW_I8_GEMV");
-		char *nf = strstr(v, "-nofuse");   /* VARIANT-nofuse: RoPE/append + attention unfused */
-		if (nf) { *nf = 0; setenv("THAW_NO_FUSED_ATTN", "1", 1); } else unsetenv("THAW_NO_FUSED_ATTN");
-		char *nfd = strstr(v, "-nofeed");   /* VARIANT-nofeed: greedy tokens through the host */
-		if (nfd) { *nfd = 0; setenv("THAW_NO_FEED", "1", 1); } else unsetenv("THAW_NO_FEED");
-		char *iw = strstr(v, "-iw");   /* VARIANT-iwN: THAW_I8_MIN_WARPS=N (kc_gemv.cu) */
-		if (iw) { setenv("THAW_I8_MIN_WARPS", iw + 3, 1); *iw = 0; } else unsetenv("THAW_I8_MIN_WARPS");
-		char *ta = strstr(v, "-att0");   /* VARIANT-att0: THAW_ATT_TILED=0 (kc_attention.cu) */
-		if (ta) { *ta = 0; setenv("THAW_ATT_TILED", "0", 1); } else unsetenv("THAW_ATT_TILED");
-		char *ig = strstr(v, "-i8gemv");   /* VARIANT-i8gemv: int8 prefill on the GEMV kernels */
-		if (ig) { *ig = 0; setenv("THAW_I8_GEMV_MAX_M", "1000000", 1); } else unsetenv("THAW_I8_GEMV_MAX_M");
-		char *gw = strstr(v, "-w4");   /* VARIANT-w4: one-row GEMVs in blocks of 4 warps (kc_gemv.cu) */
-		if (gw) { *gw = 0; setenv("THAW_GEMV_ROW_WARPS", "4", 1); } else unsetenv("THAW_GEMV_ROW_WARPS");
+		ab_switches(v);
 		int quant = !strncmp(v, "int8", 4), block = !strcmp(v, "int8:32") ? 32 : 0;
 		if (!strcmp(v, "nograph"))
 			setenv("THAW_NO_GRAPH", "1", 1);
