@@ -9,6 +9,9 @@ void rt_api_reply_json(rt_req *req, int status, json_t *body);
 /* rt_api_parse_body parses the request body as JSON; on failure replies 400 (naming line and
  * column) and returns NULL. The caller owns the result. */
 json_t *rt_api_parse_body(rt_req *req);
+/* rt_api_version parses a revision named in a route (Triton's /versions/{v}): digits only,
+ * 1..RT_MANIFEST_REV_MAX, into *rev; 0 or -EINVAL. */
+int rt_api_version(const char *s, uint32_t *rev);
 /* rt_api_kind_known reports whether a function kind is registered (manifest validation). */
 int rt_api_kind_known(const char *kind, void *ud);
 

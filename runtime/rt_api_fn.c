@@ -45,6 +45,20 @@ json_t *rt_api_parse_body(rt_req *req)
 	return v;
 }
 
+int rt_api_version(const char *s, uint32_t *rev)
+{
+	uint64_t v = 0;
+	if (!s || !*s)
+		return -EINVAL;
+	for (; *s; s++)
+		if (*s < '0' || *s > '9' || (v = v * 10 + (uint64_t)(*s - '0')) > RT_MANIFEST_REV_MAX)
+			return -EINVAL;
+	if (v == 0)
+		return -EINVAL;
+	*rev = (uint32_t)v;
+	return 0;
+}
+
 static int valid_name(rt_req *req, const char *name)
 {
 	char err[256];

@@ -1266,14 +1266,9 @@ static void h_generate(rt_req *req, rt_server *srv, int stream)
 		{"random_seed", "seed"}, {"stop", "stop"}, {"stop_words", "stop"}, {"stream", NULL}};
 	const char *m = rt_req_param(req, "m"), *v = rt_req_param(req, "v");
 	uint32_t pin = 0;
-	if (v) {
-		char *end;
-		unsigned long x = strtoul(v, &end, 10);
-		if (*end || !x || x > UINT32_MAX || v[0] == '-' || v[0] == '+') {
-			oa_error(req, 400, NULL, NULL, "version '%s' is not a positive integer", v);
-			return;
-		}
-		pin = (uint32_t)x;
+	if (v && rt_api_version(v, &pin) < 0) {
+		oa_error(req, 400, NULL, NULL, "version '%s' is not a revision number", v);
+		return;
 	}
 	json_t *in = body_json(req);
 	if (!in)

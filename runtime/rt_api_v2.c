@@ -927,15 +927,12 @@ static void h_infer(rt_req *req, void *ud)
 	if (!find_model(req, srv, name, &info))
 		return;
 	if (ver) {
-		char *end;
-		unsigned long v = strtoul(ver, &end, 10);
 		rt_revision_info ri;
-		if (*end || v == 0 || v > RT_MANIFEST_REV_MAX ||
-		    rt_registry_get_revision(srv->reg, name, (uint32_t)v, &ri) < 0) {
+		if (rt_api_version(ver, &rev) < 0 ||
+		    rt_registry_get_revision(srv->reg, name, rev, &ri) < 0) {
 			rt_req_reply_error(req, 404, "unknown version '%s' of model '%s'", ver, name);
 			return;
 		}
-		rev = (uint32_t)v;
 		info = ri;
 	}
 	v2_ctx *c = calloc(1, sizeof *c);

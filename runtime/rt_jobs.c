@@ -965,9 +965,6 @@ static void ckpt_copy_done(rt_work *w)
 		after_work(r);
 }
 
-/* starts a checkpoint write if the kind keeps them and none is running; 1 when started. A
- * state that may be on a device is copied on the lane thread (a lane item before the next
- * step), the rest here. */
 /* lane_submit queues w (run, then done on the loop thread; ud = r) on lane with *busy set
  * while it is queued or running; 0, or <0 with *busy cleared when the lane refuses (stopping) */
 static int lane_submit(jrun *r, rt_lane *lane, rt_work *w, rt_work_class cls,
@@ -985,6 +982,9 @@ static int lane_submit(jrun *r, rt_lane *lane, rt_work *w, rt_work_class cls,
 	return rc;
 }
 
+/* starts a checkpoint write if the kind keeps them and none is running; 1 when started. A
+ * state that may be on a device is copied on the lane thread (a lane item before the next
+ * step), the rest here. */
 static int checkpoint(jrun *r)
 {
 	if (!r->kind->save || r->ckpt_busy || r->row.state == JS_CANCELLED || r->freeing || r->freed)

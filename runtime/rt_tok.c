@@ -13,7 +13,6 @@
 #include "runtime/rt_log.h"
 #include "snapshot/snap.h"
 
-
 int rt_tok_from_meta_obj(json_t *m, fn_tok **out, char *err, size_t errlen)
 {
 	if (!out)
