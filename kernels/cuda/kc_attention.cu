@@ -6,7 +6,6 @@
  * decode step captured in a CUDA graph stays valid as the sequence grows. In a prefill (m > 8)
  * after F16/BF16 products, the output is also written rounded into the device's workspace for
  * the o_proj product that follows, which then skips its own rounding launch (kc_int.h, xtag). */
-#include <stdlib.h>
 #include "kernels/cuda/kc_int.h"
 
 #define ATT_WARPS 16
@@ -236,10 +235,7 @@ static cudaError_t attention_tiled(kc *c, const float *q, const float *kc_, cons
 /* attention_tiles: whether the tiled kernel takes this shape (THAW_ATT_TILED=0: never, A/B) */
 static bool attention_tiles(int64_t m, int64_t heads, int64_t kvheads, int64_t hd)
 {
-	const char *ev = getenv("THAW_ATT_TILED");
-	if (ev && !atoi(ev))
-		return false;
-	return m >= 16 && hd % 32 == 0 && hd <= 128 && heads % kvheads == 0 &&
+	return kc_env("THAW_ATT_TILED", 1) && m >= 16 && hd % 32 == 0 && hd <= 128 && heads % kvheads == 0 &&
 	       heads / kvheads <= 32 && (m + 31) / (32 / (heads / kvheads)) <= 65535;
 }
 

@@ -53,15 +53,16 @@ static int kc_open_impl(kc *c)
 	KC_BLAS(cublasSetWorkspace(c->blas, c->blas_ws, c->blas_ws_size));
 	int major = 0;
 	KC_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, c->dev));
-	const char *np = getenv("THAW_NO_PDL");
-	c->pdl = major >= 9 && !(np && atoi(np));
-	const char *nx = getenv("THAW_NO_XTAG");   /* kc_int.h, xtag block */
-	c->xtag_off = nx && atoi(nx);
+	c->pdl = major >= 9 && !kc_env("THAW_NO_PDL", 0);
+	c->xtag_off = kc_env("THAW_NO_XTAG", 0) != 0;   /* kc_int.h, xtag block */
 	c->xbuf_size = 16u << 20;
 	KC_CHECK(cudaMalloc(&c->xbuf, c->xbuf_size));
 	KC_CHECK(cudaMalloc(&c->am_part, KC_AM_MAX_BLOCKS * sizeof *c->am_part));
 	KC_CHECK(cudaMalloc(&c->am_cnt, sizeof *c->am_cnt));
 	KC_CHECK(cudaMemsetAsync(c->am_cnt, 0, sizeof *c->am_cnt, c->s));
+	int rc = kc_rope_attention_scratch(c);
+	if (rc)
+		return rc;
 	for (int i = 0; i < KERN_MARKS; i++)
 		KC_CHECK(cudaEventCreateWithFlags(&c->marks[i], cudaEventDisableTiming));
 	KC_CHECK(cudaStreamSynchronize(c->s));

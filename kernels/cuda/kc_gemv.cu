@@ -435,8 +435,7 @@ gemv_i8s_k(const float *__restrict__ x, const gemv_args a)
 
 static int i8s_mode(void)
 {
-	const char *ev = getenv("THAW_I8_GEMV");
-	return ev ? atoi(ev) : 5;   /* see the comment above gemv_i8s_k */
+	return (int)kc_env("THAW_I8_GEMV", 5);   /* see the comment above gemv_i8s_k */
 }
 
 /* kc_gemv_fuses_i8_norm: whether the int8 GEMV of m rows applies a fused RMSNorm itself at
@@ -501,8 +500,9 @@ static int launch_i8s(kc *c, const float *x, int m, const gemv_args &a, int tota
 	/* at least 8 warps a block (fewer blocks staging x: H100 int8 decode of the 1.1B config
 	 * 1370 tok/s vs 1333 with 4), up to 16 for tall matrices; THAW_I8_MIN_WARPS=4 or 16 sets
 	 * the least (A/B runs, docs/benchmarks.md) */
-	const char *mw = getenv("THAW_I8_MIN_WARPS");
-	int warps = mw && (atoi(mw) == 4 || atoi(mw) == 16) ? atoi(mw) : 8, nsm = i8s_nsm(c->dev);
+	int warps = (int)kc_env("THAW_I8_MIN_WARPS", 8), nsm = i8s_nsm(c->dev);
+	if (warps != 4 && warps != 16)
+		warps = 8;
 	while (warps < I8S_MAX_WARPS && total / (warps * 2) >= 4 * nsm)
 		warps *= 2;
 	bool loop = mode >= 3;
@@ -577,8 +577,7 @@ static int launch(kc *c, const float *x, int m, const gemv_args &a, const kern_m
 	 * over x, presumably; 2 and 16 were slower). THAW_GEMV_ROW_WARPS=4: the old shape (A/B
 	 * runs, docs/benchmarks.md). */
 	if (m == 1) {
-		const char *ev = getenv("THAW_GEMV_ROW_WARPS");
-		if (ev && atoi(ev) == 4)
+		if (kc_env("THAW_GEMV_ROW_WARPS", 8) == 4)
 			e = kc_launch(c, gemv_k<T, 1, SWIGLU, 4>, dim3(g), dim3(128), x, a);
 		else
 			e = kc_launch(c, gemv_k<T, 1, SWIGLU, 8>, dim3(kc_blocks(total, 8)), dim3(256), x, a);

@@ -30,7 +30,7 @@ typedef struct kc {
 	size_t nbuf_size;
 	void *wbuf;                /* int8 weights dequantized to BF16 for cuBLAS (a chunk of rows) */
 	size_t wbuf_size;
-	float *att_part;           /* kc_rope_attention: per-(head, split) partials */
+	float *att_part;           /* kc_rope_attention: per-(head, split) partials (made at open) */
 	int *att_cnt;              /* kc_rope_attention: per-head arrival counters (kept zero) */
 	struct kc_am_part *am_part;   /* kc_argmax_feed: per-block partials (made at open) */
 	int *am_cnt;               /* kc_argmax_feed: arrival counter (kept zero) */
@@ -48,6 +48,15 @@ typedef struct kc {
 	unsigned long long xtag_hits; /* roundings skipped thanks to a tag (tests read it) */
 	/* ---- end xtag ---- */
 } kc;
+
+/* kc_env: the integer value of environment variable name, or def when unset. The backend's
+ * A/B switches (THAW_NO_PDL, THAW_ATT_TILED, ...) are read through it; those read per call
+ * let a benchmark change them between variants on one open device. */
+static inline long kc_env(const char *name, long def)
+{
+	const char *v = getenv(name);
+	return v ? atol(v) : def;
+}
 
 /* KC_CHECK returns -EIO from the calling function when a CUDA call fails (POOL_CUDA_CHECK). */
 #define KC_CHECK(call) POOL_CUDA_CHECK(call)
@@ -232,6 +241,8 @@ int kc_attention(void *b, const float *q, const float *kc_, const float *vc, con
 int kc_rope_attention(void *b, float *q, float *k, const float *v, const int32_t *pos, int64_t m,
 		      int64_t heads, int64_t kvheads, int64_t hd, float theta, float *kc_, float *vc,
 		      int64_t cap, float scale, float *out);
+/* kc_rope_attention_scratch makes kc_rope_attention's partials and counters (at open). */
+int kc_rope_attention_scratch(kc *c);
 int kc_silu_mul(void *b, const float *gate, const float *up, int64_t n, float *out);
 int kc_bias_act(void *b, float *x, const float *bias, int64_t m, int64_t n, kern_act act);
 int kc_add(void *b, float *y, const float *x, int64_t n);
@@ -259,7 +270,7 @@ int kc_adam(void *b, float *p, float *mo, float *v, const float *g, int64_t n, f
 }
 
 /* ---- xtag: prefill products that skip their input rounding -----------------------------------
- * cuBLAS products with F16/BF16 weights (kc_linear / kc_linear_add, m > 8 rows) take a rounded
+ * cuBLAS products with F16/BF16 weights (kc_linear / kc_linear_add, m > KC_GEMV_MAX_M) take a rounded
  * copy of their F32 input in xbuf; kc_round_x makes it with its own launch. A producer op whose
  * F32 output feeds such a product (kc_attention; kc_swiglu's SiLU*mul) writes that copy as well,
  * in the same kernel, rounded to c->xdt (the dtype of the device's last rounding for cuBLAS: in a
@@ -272,7 +283,8 @@ int kc_adam(void *b, float *p, float *mo, float *v, const float *g, int64_t n, f
  * copy. Contract: between the two ops, callers change device memory only through this device's
  * kern ops (as kern.h asks); a write by another handle or a raw CUDA copy would not be seen.
  * The F32 outputs are written as before. No tags while capturing a CUDA graph. */
-#define KC_XTAG_MIN_M 9   /* kc_linear sends m > 8 rows (GEMV_MAX_M) to cuBLAS */
+#define KC_GEMV_MAX_M 8    /* products of up to this many rows run on the GEMV kernels */
+#define KC_XTAG_MIN_M (KC_GEMV_MAX_M + 1)   /* ... and producers round for the rows cuBLAS takes */
 
 /* Products of many rows with int8 weights: the GEMV kernels re-read the weights for every 8
  * rows, so above KC_I8_GEMV_MAX_M rows the weights are dequantized to BF16 (a chunk of rows at a
@@ -283,10 +295,8 @@ int kc_adam(void *b, float *p, float *mo, float *v, const float *g, int64_t n, f
  * THAW_I8_GEMV_MAX_M moves the int8 limit (A/B runs). */
 static inline bool kc_gemv_takes(int64_t m, const kern_mat *w)
 {
-	if (m <= KC_XTAG_MIN_M - 1 || w->dt != KERN_I8)
-		return m <= KC_XTAG_MIN_M - 1;
-	const char *ev = getenv("THAW_I8_GEMV_MAX_M");
-	return m <= (ev ? atoll(ev) : KC_I8_GEMV_MAX_M);
+	return m <= KC_GEMV_MAX_M ||
+	       (w->dt == KERN_I8 && m <= kc_env("THAW_I8_GEMV_MAX_M", KC_I8_GEMV_MAX_M));
 }
 
 /* kc_gemm_dt: the dtype cuBLAS multiplies w in (and x is rounded to): BF16 for int8. */

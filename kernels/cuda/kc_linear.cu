@@ -5,7 +5,6 @@
  * are dequantized to BF16 a chunk of rows at a time -- in the device's workspace, unless the op
  * just before left them rounded there, see the xtag block of kc_int.h; F32 accumulation and F32
  * output; beta = 1 for the residual form), then bias + activation. */
-#include <stdlib.h>
 #include "kernels/cuda/kc_int.h"
 
 /* 4 elements per thread (n4 = n / 4 float4 loads), then the tail */
@@ -25,8 +24,6 @@ __global__ void round_k(const float *__restrict__ x, T *__restrict__ o, int64_t 
 	}
 }
 
-#define GEMV_MAX_M 8
-static_assert(KC_XTAG_MIN_M == GEMV_MAX_M + 1, "producers round for the rows cuBLAS takes");
 
 static int grow(kc *c, void **buf, size_t *size, size_t bytes)
 {
@@ -120,15 +117,16 @@ extern "C" int kc_norm_round_x(kc *c, const float *x, int64_t m, const kern_norm
 }
 
 /* dequant_i8_k: o[rows, k] (BF16) = q * scale, scales per row (qblock 0) or per qblock
- * elements of a row; 4 elements a thread. */
+ * elements of a row; rows over grid.y, columns over grid.x. */
 __global__ void dequant_i8_k(const int8_t *__restrict__ q, const float *__restrict__ s, int qblock,
-			     int64_t rows, int64_t k, __nv_bfloat16 *__restrict__ o)
+			     int64_t rows, int k, __nv_bfloat16 *__restrict__ o)
 {
-	int64_t i0 = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) * 4, n = rows * k;
-	for (int64_t i = i0; i < i0 + 4 && i < n; i++) {
-		int64_t r = i / k;
-		float sc = qblock ? s[r * (k / qblock) + (i % k) / qblock] : s[r];
-		o[i] = __float2bfloat16((float)q[i] * sc);
+	for (int64_t r = blockIdx.y; r < rows; r += gridDim.y) {
+		const int8_t *qr = q + r * k;
+		const float *sr = s + (qblock ? r * (k / qblock) : r);
+		__nv_bfloat16 *orow = o + r * k;
+		for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < k; c += gridDim.x * blockDim.x)
+			orow[c] = __float2bfloat16((float)qr[c] * sr[qblock ? c / qblock : 0]);
 	}
 }
 
@@ -139,11 +137,8 @@ static int kc_i8_gemm(kc *c, const float *x, int64_t m, const kern_mat *w, float
 		      int rounded)
 {
 	int64_t N = w->n, K = w->k, rows = ((int64_t)32 << 20) / (2 * K);
-	rows = rows < 64 ? 64 : rows;
-	const char *ev = getenv("THAW_I8_GEMM_ROWS");
-	if (ev && atoll(ev) > 0)
-		rows = atoll(ev);
-	rows = rows > N ? N : rows;
+	rows = kc_env("THAW_I8_GEMM_ROWS", rows < 64 ? 64 : rows);
+	rows = rows < 1 ? 1 : rows > N ? N : rows;
 	int rc = grow(c, &c->wbuf, &c->wbuf_size, (size_t)(rows * K) * 2);
 	if (rc == 0 && !rounded)
 		rc = kc_round_x(c, x, m, w);
@@ -153,9 +148,10 @@ static int kc_i8_gemm(kc *c, const float *x, int64_t m, const kern_mat *w, float
 	for (int64_t n0 = 0; n0 < N; n0 += rows) {
 		int64_t nc = N - n0 < rows ? N - n0 : rows;
 		int64_t sc0 = w->qblock ? n0 * (K / w->qblock) : n0;
-		dequant_i8_k<<<kc_blocks(nc * K, 4 * 256), 256, 0, c->s>>>(
-			(const int8_t *)w->data + n0 * K, w->scales + sc0, w->qblock, nc, K,
-			(__nv_bfloat16 *)c->wbuf);
+		dim3 g(kc_blocks(K, 256) < 16 ? kc_blocks(K, 256) : 16,
+		       (unsigned)(nc < 65535 ? nc : 65535));
+		dequant_i8_k<<<g, 256, 0, c->s>>>((const int8_t *)w->data + n0 * K, w->scales + sc0,
+						  w->qblock, nc, (int)K, (__nv_bfloat16 *)c->wbuf);
 		KC_LAUNCHED();
 		KC_BLAS(cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)nc, (int)m, (int)K, &one,
 				     c->wbuf, CUDA_R_16BF, (int)K, c->xbuf, CUDA_R_16BF, (int)K, &beta,

@@ -228,24 +228,14 @@ static int kc_rope_attention_splits(int64_t cap, int64_t hd)
 	return s < 1 ? 1 : (int)s;
 }
 
-/* kc_rope_attention_scratch: the partials and per-head counters, allocated (counters zeroed)
- * on first use outside graph capture; -EAGAIN while capturing without them. */
-static int kc_rope_attention_scratch(kc *c)
+/* kc_rope_attention_scratch: the partials and per-head counters (zeroed), made when the device
+ * opens (kc_dev.cu). */
+extern "C" int kc_rope_attention_scratch(kc *c)
 {
-	if (c->att_part)
-		return 0;
-	if (c->capturing)
-		return -EAGAIN;
 	size_t np = (size_t)RA_MAX_HEADS * RA_MAX_SPLITS * (RA_MAX_HD + 2) * sizeof(float);
 	KC_CHECK(cudaMalloc(&c->att_part, np));
-	if (cudaMalloc(&c->att_cnt, RA_MAX_HEADS * sizeof(int)) != cudaSuccess) {
-		cudaFree(c->att_part);
-		c->att_part = NULL;
-		KC_CHECK(cudaGetLastError());
-		return -ENOMEM;
-	}
+	KC_CHECK(cudaMalloc(&c->att_cnt, RA_MAX_HEADS * sizeof(int)));
 	KC_CHECK(cudaMemsetAsync(c->att_cnt, 0, RA_MAX_HEADS * sizeof(int), c->s));
-	KC_CHECK(cudaStreamSynchronize(c->s));
 	return 0;
 }
 
@@ -256,19 +246,10 @@ extern "C" int kc_rope_attention(void *b, float *q, float *k, const float *v, co
 	kc *c = (kc *)b;
 	KC_ENTER(c);
 	/* THAW_NO_FUSED_ATTN=1: always the composed path (A/B benchmarks) */
-	const char *ev = getenv("THAW_NO_FUSED_ATTN");
-	bool off = ev && atoi(ev);
-	bool fits = !off && m == 1 && hd % 8 == 0 && hd <= RA_MAX_HD && ((hd / 8) & (hd / 8 - 1)) == 0 &&
-		    heads <= RA_MAX_HEADS;
-	/* the scratch is made on the first call outside capture (a prefill precedes the captured
-	 * decode step); without it the composed path runs */
-	int rc = kc_rope_attention_scratch(c);
-	if (rc < 0 && rc != -EAGAIN)
-		return rc;
-	if (!fits)
-		rc = -ENOTSUP;
-	if (rc < 0) {   /* composed: rotate + append, then attention */
-		rc = kc_rope_kv(b, q, k, v, pos, m, heads, kvheads, hd, theta, kc_, vc, cap);
+	bool fits = !kc_env("THAW_NO_FUSED_ATTN", 0) && m == 1 && hd % 8 == 0 && hd <= RA_MAX_HD &&
+		    ((hd / 8) & (hd / 8 - 1)) == 0 && heads <= RA_MAX_HEADS;
+	if (!fits) {   /* composed: rotate + append, then attention */
+		int rc = kc_rope_kv(b, q, k, v, pos, m, heads, kvheads, hd, theta, kc_, vc, cap);
 		return rc ? rc : kc_attention(b, q, kc_, vc, pos, m, heads, kvheads, hd, cap, scale, out);
 	}
 	int S = kc_rope_attention_splits(cap, hd);
