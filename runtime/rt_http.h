@@ -15,9 +15,13 @@ typedef struct rt_http rt_http;
 typedef struct rt_req rt_req;
 typedef struct rt_conn rt_conn;
 
+/* rt_handler_fn serves one request; see the file comment for the reply rule. */
+typedef void (*rt_handler_fn)(rt_req *req, void *ud);
+
 #define RT_HTTP_MAX_HEADERS 64
 #define RT_HTTP_MAX_PARAMS 4
 #define RT_HTTP_MAX_EXTRA_HEADERS 8
+#define RT_HTTP_PARAM_BYTES 1024   /* route parameter values of one request, NULs included */
 
 typedef struct rt_http_header {
 	const char *name;   /* as sent by the client */
@@ -38,6 +42,10 @@ struct rt_req {
 	const char *param_names[RT_HTTP_MAX_PARAMS];
 	const char *param_values[RT_HTTP_MAX_PARAMS];
 	int nparams;
+	char param_buf[RT_HTTP_PARAM_BYTES];  /* the values above point here (the router fills it):
+	                                        * they stay the request's own until it is answered */
+	rt_handler_fn handler;         /* set by the head hook (the matched route's handler) for */
+	void *handler_ud;              /*  the dispatcher; NULL when none matched */
 	char request_id[80];           /* X-Request-Id honoured (if sane) or assigned */
 	char traceparent[64];          /* valid W3C traceparent passed through, or "" */
 	uint64_t start_ns;             /* when the request line's first byte arrived */
@@ -51,9 +59,6 @@ struct rt_req {
 	char extra_headers[512];       /* internal: added by rt_req_add_header */
 	size_t extra_len;
 };
-
-/* rt_handler_fn serves one request; see the file comment for the reply rule. */
-typedef void (*rt_handler_fn)(rt_req *req, void *ud);
 
 typedef struct rt_http_config {
 	const char *host;              /* listen address, e.g. "0.0.0.0" or "127.0.0.1" */
@@ -75,6 +80,15 @@ void rt_http_config_defaults(rt_http_config *cfg);
  * *out is owned by the caller and released by rt_http_close. */
 int rt_http_open(uv_loop_t *loop, const rt_http_config *cfg, rt_handler_fn dispatch, void *ud,
 		 rt_http **out);
+
+/* rt_http_set_head installs head(req, ud) (ud as given to rt_http_open), called on the loop
+ * thread once a request's line and headers are in, before any body byte is kept and before
+ * `100 Continue` is sent (req->body is NULL, body_len 0). The head hook routes the request and
+ * checks its authority; it may answer at once with rt_req_reply* (401, 403, 404, 429, ...):
+ * then the body is never buffered, and the connection is closed after the answer when the
+ * request announced a body. When it returns without answering, the body is read and dispatch
+ * runs at the end of the message. */
+void rt_http_set_head(rt_http *h, rt_handler_fn head);
 
 /* rt_http_port returns the bound port (useful with port 0). */
 int rt_http_port(const rt_http *h);

@@ -122,9 +122,11 @@ static int route_matches(const route *rt, const char **segs, const size_t *lens,
 	return 1;
 }
 
-rt_route_result rt_router_match(const rt_router *r, rt_req *req, char *scratch, size_t scratch_cap,
-				rt_handler_fn *fn, void **ud, char *allow, size_t allow_cap)
+rt_route_result rt_router_match(const rt_router *r, rt_req *req, rt_handler_fn *fn, void **ud,
+				char *allow, size_t allow_cap)
 {
+	char *scratch = req->param_buf;
+	const size_t scratch_cap = sizeof req->param_buf;
 	const char *segs[MAX_SEGS];
 	size_t lens[MAX_SEGS];
 	int n = split_path(req->path, segs, lens, MAX_SEGS);

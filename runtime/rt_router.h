@@ -33,9 +33,11 @@ typedef struct rt_route_def {
 int rt_router_add_all(rt_router *r, const rt_route_def *routes, size_t n, void *ud);
 
 /* rt_router_match matches method and path. On FOUND, *fn and *ud are set and req's route and
- * params are filled (param values are copied into req-owned storage: `scratch`, of scratch_cap
- * bytes). On METHOD_NOT_ALLOWED, allow (if non-NULL) receives "GET, PUT" style text. */
-rt_route_result rt_router_match(const rt_router *r, rt_req *req, char *scratch, size_t scratch_cap,
-				rt_handler_fn *fn, void **ud, char *allow, size_t allow_cap);
+ * params are filled (param values are copied into the request's own req->param_buf, so they
+ * stay valid and unchanged until the request is answered, whatever other requests do; a path
+ * whose parameters do not fit is NOT_FOUND). On METHOD_NOT_ALLOWED, allow (if non-NULL)
+ * receives "GET, PUT" style text. */
+rt_route_result rt_router_match(const rt_router *r, rt_req *req, rt_handler_fn *fn, void **ud,
+				char *allow, size_t allow_cap);
 
 #endif

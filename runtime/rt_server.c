@@ -22,9 +22,7 @@ void rt_server_dispatch(rt_req *req, void *ud)
 	rt_handler_fn fn;
 	void *fud;
 	char allow[128];
-	/* param values live in the request's header storage tail: a small scratch per request */
-	static __thread char scratch[1024];
-	switch (rt_router_match(srv->router, req, scratch, sizeof scratch, &fn, &fud, allow, sizeof allow)) {
+	switch (rt_router_match(srv->router, req, &fn, &fud, allow, sizeof allow)) {
 	case RT_ROUTE_FOUND:
 		if (rt_access_gate(srv, req))   /* keys, scopes, rate limits: answered 401/403/429 */
 			return;

@@ -11,13 +11,12 @@ static void h2(rt_req *r, void *ud) { (void)r; (void)ud; hits[2]++; }
 static rt_route_result match(rt_router *rt, const char *method, const char *path, rt_req *req,
 			     char *allow, rt_handler_fn *fn)
 {
-	static char scratch[256];
 	void *ud;
 	memset(req, 0, sizeof *req);
 	req->method = method;
 	req->path = path;
 	req->route = "unmatched";
-	return rt_router_match(rt, req, scratch, sizeof scratch, fn, &ud, allow, 128);
+	return rt_router_match(rt, req, fn, &ud, allow, 128);
 }
 
 static void test_match_params(void)
