@@ -48,6 +48,8 @@ static void usage(FILE *f)
 		"  --rate-limit-ip R/s,B   token bucket per client address (default off)\n"
 		"  --audit-max-bytes N   rotate DATA/audit/audit.log past N bytes (default 64 MiB)\n"
 		"  --audit-days D        remove rotated audit files after D days (default 90; 0 never)\n"
+		"  --audit-max-total N   remove the oldest rotated audit files past N bytes in all\n"
+		"                        (default 1 GiB)\n"
 		"  --no-audit            no audit log (when another system audits; benchmarks)\n"
 		"\nenvironment: PORT, K_SERVICE, K_REVISION, K_CONFIGURATION (logged and in metrics)\n");
 }
@@ -98,6 +100,7 @@ int rt_serve_main(int argc, char **argv)
 		{"audit-max-bytes", required_argument, 0, 1005},
 		{"audit-days", required_argument, 0, 1006},
 		{"no-audit", no_argument, 0, 1007},
+		{"audit-max-total", required_argument, 0, 1041},
 		{"plugin-root", required_argument, 0, 1010},
 		{"help", no_argument, 0, 'h'},
 		{0, 0, 0, 0},
@@ -192,6 +195,7 @@ int rt_serve_main(int argc, char **argv)
 		case 1005: if (parse_num("--audit-max-bytes", optarg, 4096, 1e15, &v)) return 2; cfg.audit_max_bytes = (uint64_t)v; break;
 		case 1006: if (parse_num("--audit-days", optarg, 0, 1e6, &v)) return 2; cfg.audit_days = (int)v; break;
 		case 1007: cfg.no_audit = 1; break;
+		case 1041: if (parse_num("--audit-max-total", optarg, 4096, 1e15, &v)) return 2; cfg.audit_max_total = (uint64_t)v; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}

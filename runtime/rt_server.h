@@ -29,6 +29,7 @@ typedef struct rt_server_config {
 	rt_limit limit_key, limit_ip;  /* token buckets per API key and per client address */
 	uint64_t audit_max_bytes;    /* rotate DATA/audit/audit.log past this (0: default) */
 	int audit_days;              /* remove rotated audit files older than this (0: never) */
+	uint64_t audit_max_total;    /* all audit files together at most this (0: default) */
 	int no_audit;                /* 1: no audit log (another system audits; benchmarks) */
 } rt_server_config;
 
