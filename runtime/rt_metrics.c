@@ -1,5 +1,5 @@
-/* rt_metrics.c — see rt_metrics.h. Series are kept per family in a small open hash keyed by the
- * rendered label string. */
+/* rt_metrics.c — see rt_metrics.h. Series are kept per family in a chained hash keyed by the
+ * rendered label string, doubled when it averages two series a slot. */
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "runtime/rt_log.h"
 #include "runtime/rt_metrics.h"
 
 const double rt_metrics_latency_buckets[] = {
@@ -24,7 +25,7 @@ typedef struct series {
 	unsigned long long *buckets;  /* histogram: per-bucket (non-cumulative) counts */
 } series;
 
-#define NSLOTS 64
+#define NSLOTS0 16
 
 struct rt_metric_family {
 	struct rt_metric_family *next;
@@ -33,21 +34,45 @@ struct rt_metric_family {
 	rt_metric_type type;
 	double *bounds;
 	int nbounds;
-	series *slots[NSLOTS];
-	int nseries;
+	series **slots;
+	unsigned nslots;
+	int nseries;             /* including the overflow series */
+	series *overflow;        /* the overflow series, once the cap was reached */
+	int overflow_logged;
 };
 
 struct rt_metrics {
 	pthread_mutex_t mu;
 	rt_metric_family *head, *tail;
+	int max_series;
+	rt_metric_family *m_overflow;   /* thaw_metrics_overflow_total{family}, exempt from the cap */
 };
+
+static const char overflow_labels[] = "overflow=\"true\"";
 
 rt_metrics *rt_metrics_new(void)
 {
 	rt_metrics *m = calloc(1, sizeof *m);
-	if (m)
-		pthread_mutex_init(&m->mu, NULL);
+	if (!m)
+		return NULL;
+	pthread_mutex_init(&m->mu, NULL);
+	m->max_series = RT_METRICS_MAX_SERIES;
+	m->m_overflow = rt_metrics_family(m, "thaw_metrics_overflow_total", RT_METRIC_COUNTER,
+					  "Samples with a new label set past the family's series cap "
+					  "(folded into its overflow series, or dropped for gauges).",
+					  NULL, 0);
+	if (!m->m_overflow) {
+		rt_metrics_free(m);
+		return NULL;
+	}
 	return m;
+}
+
+void rt_metrics_set_max_series(rt_metrics *m, int n)
+{
+	pthread_mutex_lock(&m->mu);
+	m->max_series = n < 1 ? 1 : n;
+	pthread_mutex_unlock(&m->mu);
 }
 
 void rt_metrics_free(rt_metrics *m)
@@ -56,13 +81,14 @@ void rt_metrics_free(rt_metrics *m)
 		return;
 	for (rt_metric_family *f = m->head, *fn; f; f = fn) {
 		fn = f->next;
-		for (int i = 0; i < NSLOTS; i++)
+		for (unsigned i = 0; i < f->nslots; i++)
 			for (series *s = f->slots[i], *sn; s; s = sn) {
 				sn = s->next;
 				free(s->labels);
 				free(s->buckets);
 				free(s);
 			}
+		free(f->slots);
 		free(f->name);
 		free(f->help);
 		free(f->bounds);
@@ -89,13 +115,16 @@ rt_metric_family *rt_metrics_family(rt_metrics *m, const char *name, rt_metric_t
 	f->name = strdup(name);
 	f->help = strdup(help ? help : "");
 	f->type = type;
+	f->nslots = NSLOTS0;
+	f->slots = calloc(f->nslots, sizeof *f->slots);
 	if (type == RT_METRIC_HISTOGRAM && nbuckets > 0) {
 		f->bounds = malloc(sizeof(double) * (size_t)nbuckets);
 		if (f->bounds)
 			memcpy(f->bounds, buckets, sizeof(double) * (size_t)nbuckets);
 		f->nbounds = nbuckets;
 	}
-	if (!f->name || !f->help || (type == RT_METRIC_HISTOGRAM && nbuckets > 0 && !f->bounds)) {
+	if (!f->name || !f->help || !f->slots || (type == RT_METRIC_HISTOGRAM && nbuckets > 0 && !f->bounds)) {
+		free(f->slots);
 		free(f->name);
 		free(f->help);
 		free(f->bounds);
@@ -151,20 +180,33 @@ static unsigned hash_str(const char *s)
 	return h;
 }
 
-/* Returns the series for kv, creating it; caller holds the lock. */
-static series *get_series(rt_metric_family *f, int n, const char *const *kv)
+/* doubles f's slots (best effort: on allocation failure the chains just grow longer) */
+static void grow_slots(rt_metric_family *f)
 {
-	char lb[1024];
-	if (render_labels(lb, sizeof lb, n, kv) < 0)
-		return NULL;
-	unsigned slot = hash_str(lb) % NSLOTS;
-	for (series *s = f->slots[slot]; s; s = s->next)
-		if (strcmp(s->labels, lb) == 0)
-			return s;
+	unsigned n = f->nslots * 2;
+	series **ns = calloc(n, sizeof *ns);
+	if (!ns)
+		return;
+	for (unsigned i = 0; i < f->nslots; i++)
+		for (series *s = f->slots[i], *sn; s; s = sn) {
+			sn = s->next;
+			unsigned slot = hash_str(s->labels) % n;
+			s->next = ns[slot];
+			ns[slot] = s;
+		}
+	free(f->slots);
+	f->slots = ns;
+	f->nslots = n;
+}
+
+static series *series_new(rt_metric_family *f, const char *labels)
+{
+	if ((unsigned)f->nseries >= 2 * f->nslots && f->nslots < (1u << 24))
+		grow_slots(f);
 	series *s = calloc(1, sizeof *s);
 	if (!s)
 		return NULL;
-	s->labels = strdup(lb);
+	s->labels = strdup(labels);
 	if (f->type == RT_METRIC_HISTOGRAM)
 		s->buckets = calloc((size_t)f->nbounds + 1, sizeof *s->buckets);
 	if (!s->labels || (f->type == RT_METRIC_HISTOGRAM && !s->buckets)) {
@@ -173,10 +215,116 @@ static series *get_series(rt_metric_family *f, int n, const char *const *kv)
 		free(s);
 		return NULL;
 	}
+	unsigned slot = hash_str(labels) % f->nslots;
 	s->next = f->slots[slot];
 	f->slots[slot] = s;
 	f->nseries++;
 	return s;
+}
+
+static series *find_series(rt_metric_family *f, const char *labels)
+{
+	for (series *s = f->slots[hash_str(labels) % f->nslots]; s; s = s->next)
+		if (strcmp(s->labels, labels) == 0)
+			return s;
+	return NULL;
+}
+
+/* a new label set past the cap: the overflow series (NULL for gauges), counted and logged */
+static series *overflow_series(rt_metric_family *f)
+{
+	rt_metrics *m = f->owner;
+	const char *kv[] = {"family", f->name};
+	char lb[1024];
+	if (render_labels(lb, sizeof lb, 1, kv) >= 0) {
+		series *c = find_series(m->m_overflow, lb);
+		if (!c)
+			c = series_new(m->m_overflow, lb);
+		if (c)
+			c->value += 1;
+	}
+	if (!f->overflow_logged) {
+		f->overflow_logged = 1;
+		rt_logf(RT_LOG_WARN, "metrics: family %s reached its cap of %d series; samples with new "
+			"label sets are %s (thaw_metrics_overflow_total counts them)", f->name,
+			m->max_series, f->type == RT_METRIC_GAUGE ? "dropped (a gauge)" :
+			"added to its series overflow=\"true\"");
+	}
+	if (f->type == RT_METRIC_GAUGE)
+		return NULL;
+	if (!f->overflow)
+		f->overflow = series_new(f, overflow_labels);
+	return f->overflow;
+}
+
+/* Returns the series for kv, creating it (or the overflow series past the cap); caller holds
+ * the lock. */
+static series *get_series(rt_metric_family *f, int n, const char *const *kv)
+{
+	char lb[1024];
+	if (render_labels(lb, sizeof lb, n, kv) < 0)
+		return NULL;
+	series *s = find_series(f, lb);
+	if (s)
+		return s;
+	int live = f->nseries - (f->overflow ? 1 : 0);
+	if (f != f->owner->m_overflow && live >= f->owner->max_series)
+		return overflow_series(f);
+	return series_new(f, lb);
+}
+
+/* Reports whether rendered labels hold the segment want (key="escaped value") as one of their
+ * comma-separated pairs; values are scanned with their escapes, so a quote inside one never
+ * ends it. */
+static int labels_have(const char *labels, const char *want, size_t wlen)
+{
+	const char *p = labels;
+	while (*p) {
+		const char *start = p;
+		while (*p && *p != '=')
+			p++;
+		if (*p != '=' || p[1] != '"')
+			return 0;
+		p += 2;
+		while (*p && *p != '"')
+			p += (*p == '\\' && p[1]) ? 2 : 1;
+		if (*p != '"')
+			return 0;
+		p++;
+		if ((size_t)(p - start) == wlen && memcmp(start, want, wlen) == 0)
+			return 1;
+		if (*p == ',')
+			p++;
+	}
+	return 0;
+}
+
+int rt_metrics_drop_label(rt_metrics *m, const char *key, const char *value)
+{
+	char want[1024];
+	const char *kv[] = {key, value};
+	int wl = render_labels(want, sizeof want, 1, kv);
+	if (wl < 0)
+		return 0;
+	int removed = 0;
+	pthread_mutex_lock(&m->mu);
+	for (rt_metric_family *f = m->head; f; f = f->next)
+		for (unsigned i = 0; i < f->nslots; i++)
+			for (series **pp = &f->slots[i]; *pp;) {
+				series *s = *pp;
+				if (s == f->overflow || !labels_have(s->labels, want, (size_t)wl)) {
+					pp = &s->next;
+					continue;
+				}
+				*pp = s->next;
+				free(s->labels);
+				free(s->buckets);
+				free(s);
+				f->nseries--;
+				removed++;
+			}
+	pthread_mutex_unlock(&m->mu);
+	return removed;
 }
 
 void rt_metric_add(rt_metric_family *f, double v, int n, const char *const *kv)
@@ -290,7 +438,7 @@ int rt_metrics_render(rt_metrics *m, char **out, size_t *len)
 			break;
 		}
 		int k = 0;
-		for (int i = 0; i < NSLOTS; i++)
+		for (unsigned i = 0; i < f->nslots; i++)
 			for (series *s = f->slots[i]; s; s = s->next)
 				all[k++] = s;
 		qsort(all, (size_t)k, sizeof *all, cmp_series);

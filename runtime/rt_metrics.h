@@ -30,6 +30,20 @@ void rt_metric_add(rt_metric_family *f, double v, int nlabels, const char *const
 void rt_metric_set(rt_metric_family *f, double v, int nlabels, const char *const *kv);
 void rt_metric_observe(rt_metric_family *f, double v, int nlabels, const char *const *kv);
 
+/* Label cardinality: a family holds at most max_series label sets (rt_metrics_new sets
+ * RT_METRICS_MAX_SERIES). Past it, a sample with a new label set of a counter or histogram is
+ * folded into the family's one overflow series, labelled overflow="true" (so the family's
+ * totals stay right); a gauge's is dropped. Either way thaw_metrics_overflow_total{family}
+ * counts it and the first overflow of each family is logged once (warn). */
+#define RT_METRICS_MAX_SERIES 10000
+/* rt_metrics_set_max_series changes the cap (n >= 1) for every family of m. */
+void rt_metrics_set_max_series(rt_metrics *m, int n);
+
+/* rt_metrics_drop_label removes, from every family of m, each series whose label key has the
+ * value value (e.g. "function", a deleted function's name); the overflow series stay. Returns
+ * the number of series removed. */
+int rt_metrics_drop_label(rt_metrics *m, const char *key, const char *value);
+
 /* rt_metrics_render writes the exposition text into a malloc'd buffer (*out, *len); the caller
  * frees it. Returns 0 or -ENOMEM. */
 int rt_metrics_render(rt_metrics *m, char **out, size_t *len);

@@ -264,6 +264,8 @@ static void set_state(inst *in, int st)
 	const char *cur = rt_sched_state_name(st);
 	if (st == ST_LOADING)
 		cur = "cold";
+	if (in->deleted)   /* its series were dropped with the function */
+		return;
 	for (int i = 0; i < 3; i++) {
 		const char *kv[] = {"function", in->name, "state", names[i]};
 		rt_metric_set(in->s->m_state, strcmp(cur, names[i]) == 0 ? 1 : 0, 2, kv);
@@ -395,7 +397,8 @@ static void count_call(inst *in, int status)
 	char code[8];
 	snprintf(code, sizeof code, "%d", status);
 	const char *kv[] = {"function", in->name, "code", code};
-	rt_metric_add(in->s->m_inv, 1, 2, kv);
+	if (!in->deleted)
+		rt_metric_add(in->s->m_inv, 1, 2, kv);
 	if (in->dev) {
 		const char *dkv[] = {"device", in->dev->name};
 		rt_metric_add(in->s->m_dev_inv, 1, 1, dkv);
@@ -669,7 +672,8 @@ static void batch_done(rt_work *w)
 			c->cb(c->req, in->name, in->rev, out, out ? NULL : e, c->ud);
 			count_call(in, status);
 			const char *kv[] = {"function", in->name};
-			rt_metric_observe(s->m_inv_dur, (double)(now - c->t_arrive) / 1e9, 1, kv);
+			if (!in->deleted)
+				rt_metric_observe(s->m_inv_dur, (double)(now - c->t_arrive) / 1e9, 1, kv);
 		}
 		if (status == 200) {
 			in->n_ok++;
@@ -746,7 +750,8 @@ static void pump(inst *in)
 		c->in_batch = 1;
 		c->t_start = now;
 		in->ns_queue_total += now - c->t_arrive;
-		rt_metric_observe(s->m_queue, (double)(now - c->t_arrive) / 1e9, 1, kv);
+		if (!in->deleted)
+			rt_metric_observe(s->m_queue, (double)(now - c->t_arrive) / 1e9, 1, kv);
 		b->calls[i] = c;
 		b->fc[i].in = c->input;
 		b->fc[i].headers = c->headers;
@@ -896,7 +901,8 @@ static void evict_done(rt_work *w)
 	inst *in = j->in;
 	rt_sched *s = in->s;
 	const char *kv[] = {"function", in->name};
-	rt_metric_add(s->m_evict, 1, 1, kv);
+	if (!in->deleted)
+		rt_metric_add(s->m_evict, 1, 1, kv);
 	release_reservation(in);
 	sdev *d = in->dev;
 	int j_keep = j->keep_host;
@@ -986,10 +992,12 @@ static void load_done(rt_work *w)
 	double restore_s = in->t_restore_done ? (double)(in->t_restore_done - in->t_load0) / 1e9 : 0;
 	const char *tier = in->tier ? "host" : "disk";
 	const char *kv[] = {"function", in->name, "tier", tier};
-	rt_metric_add(s->m_cold, 1, 2, kv);
 	const char *dkv[] = {"device", in->dev->name, "tier", tier};
 	rt_metric_add(s->m_dev_cold, 1, 2, dkv);
-	rt_metric_observe(s->m_cold_dur, total, 1, kv);
+	if (!in->deleted) {
+		rt_metric_add(s->m_cold, 1, 2, kv);
+		rt_metric_observe(s->m_cold_dur, total, 1, kv);
+	}
 	char f[768];
 	int fl = snprintf(f, sizeof f,
 		 "\"function\":\"%s\",\"revision\":%u,\"device\":\"%s\",\"tier\":\"%s\",\"bytes\":%" PRIu64
@@ -1293,6 +1301,9 @@ void rt_sched_deleted(rt_sched *s, const char *name)
 		fail_queue(in, 404, "function was deleted");
 		maybe_destroy(in);
 	}
+	/* a deleted instance records no metric, so these do not come back from its calls that
+	 * finish later */
+	rt_metrics_drop_label(s->m, "function", name);
 }
 
 int rt_sched_unload(rt_sched *s, const char *name)
