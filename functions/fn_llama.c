@@ -6,7 +6,8 @@
  *
  * Invoke {"tokens": [...], "max_tokens": N, "temperature": 0, "top_p": 1, "top_k": 0,
  * "seed": S, "stop": [ids], "logprobs": false} -> {"tokens": [generated], "finish_reason":
- * "length"|"stop", "logprobs": [...] (when asked), "usage": {...}}. temperature 0 = greedy.
+ * "length"|"stop", "logprobs": [...] (when asked), "usage": {...}}. temperature 0 (or below
+ * 1e-5) = greedy; prompt + max_tokens must fit the context (413 otherwise).
  * Requests of a batch run one after another. On a GPU the decode step (one token through
  * every layer up to the logits) is captured once in a CUDA graph and replayed; the token and
  * position it reads live in device memory. Greedy decoding is fed on the device: the step's
@@ -14,6 +15,7 @@
  * memory (hist), so the next step is queued before the host has seen this one's token — the
  * host checks stops and streams one token behind (a step run past a stop is discarded). */
 #include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +26,10 @@
 #define LLAMA_MAX_LAYERS 256
 #define LLAMA_MAX_STOP 64
 #define LLAMA_DEFAULT_CTX_CAP 4096
+#define LLAMA_MAX_CTX (1 << 30)   /* positions are int32 on every backend */
+#define LLAMA_MAX_TEMP 100.0
+#define LLAMA_MIN_TEMP 1e-5       /* below: greedy (vLLM's sampling epsilon) */
+#define LLAMA_MAX_TOP_K (1 << 30)
 
 typedef struct llama_layer {
 	float *ln1, *ln2;
@@ -201,10 +207,13 @@ static int llama_load(const fn_load_args *a, void **state, fn_error *err)
 	    D > 1e6 || F > 1e7)
 		return fn_err(err, 422, "config: inconsistent llama shape");
 	cap = LLAMA_DEFAULT_CTX_CAP;
-	if (cfg_num(a->meta, "max_context", cap, &cap) || cap < 1)
+	if (cfg_num(a->meta, "max_context", cap, &cap) || !(cap >= 1))
 		return fn_err(err, 422, "metadata max_context must be a positive number");
 	if (maxpos >= 1 && maxpos < cap)
 		cap = maxpos;
+	if (cap > LLAMA_MAX_CTX)
+		cap = LLAMA_MAX_CTX;
+	cap = floor(cap);
 
 	llama *s = calloc(1, sizeof *s);
 	if (!s)
@@ -403,6 +412,31 @@ typedef struct gen_req {
 	int logprobs;
 } gen_req;
 
+/* reads an integer member into *out (def when absent or null) and checks lo <= *out <= hi;
+ * -1 when it is not an integer or out of range */
+static int int_in(const json_t *in, const char *key, long long def, long long lo, long long hi,
+		  long long *out)
+{
+	return fn_json_int(in, key, def, out) < 0 || *out < lo || *out > hi ? -1 : 0;
+}
+
+/* reads a number member into *out (def when absent or null); -1 when it is not a number or
+ * outside [lo, hi] (lo excluded when lo_open) */
+static int num_in(const json_t *in, const char *key, double def, double lo, int lo_open,
+		  double hi, double *out)
+{
+	const json_t *v = json_object_get(in, key);
+	*out = def;
+	if (!v || json_is_null(v))
+		return 0;
+	*out = json_is_number(v) ? json_number_value(v) : NAN;
+	return (lo_open ? *out > lo : *out >= lo) && *out <= hi ? 0 : -1;
+}
+
+/* parse_req validates one request against the loaded model: every number within its range,
+ * the context check without overflow (n <= cap and max_tokens <= cap - n). Temperatures below
+ * LLAMA_MIN_TEMP decode greedily (their float would be 0 or denormal); a top_p below FLT_MIN
+ * keeps the most likely token only, as it would at any tiny value. */
 static int parse_req(const llama *s, const json_t *in, gen_req *r, fn_error *err)
 {
 	memset(r, 0, sizeof *r);
@@ -411,28 +445,31 @@ static int parse_req(const llama *s, const json_t *in, gen_req *r, fn_error *err
 	const json_t *t = json_object_get(in, "tokens");
 	if (!json_is_array(t) || json_array_size(t) == 0)
 		return fn_err(err, 400, "tokens: need a non-empty array of token ids");
+	if (json_array_size(t) > (size_t)s->cap)
+		return fn_err(err, 413, "prompt (%zu tokens) exceeds the context of %lld positions",
+			      json_array_size(t), (long long)s->cap);
 	r->n = (int64_t)json_array_size(t);
 	long long mt;
-	if (fn_json_int(in, "max_tokens", 16, &mt) < 0 || mt < 0)
+	if (int_in(in, "max_tokens", 16, 0, INT64_MAX, &mt) < 0)
 		return fn_err(err, 400, "max_tokens: need an integer >= 0");
 	r->max_tokens = mt;
-	if (r->n + r->max_tokens > s->cap)
+	if (r->max_tokens > s->cap - r->n)
 		return fn_err(err, 413, "prompt (%lld) + max_tokens (%lld) exceeds the context of "
 			      "%lld positions", (long long)r->n, (long long)r->max_tokens,
 			      (long long)s->cap);
-	const json_t *v = json_object_get(in, "temperature");
-	r->temperature = v && !json_is_null(v) ? (json_is_number(v) ? json_number_value(v) : -1) : 0;
-	if (!(r->temperature >= 0) || r->temperature > 100)
-		return fn_err(err, 400, "temperature: need a number in [0, 100]");
-	v = json_object_get(in, "top_p");
-	r->top_p = v && !json_is_null(v) ? (json_is_number(v) ? json_number_value(v) : -1) : 1;
-	if (!(r->top_p > 0) || r->top_p > 1)
+	if (num_in(in, "temperature", 0, 0, 0, LLAMA_MAX_TEMP, &r->temperature) < 0)
+		return fn_err(err, 400, "temperature: need a number in [0, %g]", LLAMA_MAX_TEMP);
+	if (r->temperature < LLAMA_MIN_TEMP)
+		r->temperature = 0;
+	if (num_in(in, "top_p", 1, 0, 1, 1, &r->top_p) < 0)
 		return fn_err(err, 400, "top_p: need a number in (0, 1]");
-	if (fn_json_int(in, "top_k", 0, &r->top_k) < 0 || r->top_k < 0 || r->top_k > 1 << 30)
-		return fn_err(err, 400, "top_k: need an integer >= 0");
+	if (r->top_p < FLT_MIN)
+		r->top_p = FLT_MIN;
+	if (int_in(in, "top_k", 0, 0, LLAMA_MAX_TOP_K, &r->top_k) < 0)
+		return fn_err(err, 400, "top_k: need an integer in [0, %d]", LLAMA_MAX_TOP_K);
 	if (fn_json_int(in, "seed", 0, &r->seed) < 0)
 		return fn_err(err, 400, "seed: need an integer");
-	v = json_object_get(in, "logprobs");
+	const json_t *v = json_object_get(in, "logprobs");
 	if (v && !json_is_boolean(v) && !json_is_null(v))
 		return fn_err(err, 400, "logprobs: need true or false");
 	r->logprobs = json_is_true(v);
@@ -443,8 +480,10 @@ static int parse_req(const llama *s, const json_t *in, gen_req *r, fn_error *err
 				      LLAMA_MAX_STOP);
 		for (size_t i = 0; i < json_array_size(v); i++) {
 			const json_t *e = json_array_get(v, i);
-			if (!json_is_integer(e))
-				return fn_err(err, 400, "stop[%zu]: need a token id", i);
+			if (!json_is_integer(e) || json_integer_value(e) < 0 ||
+			    json_integer_value(e) >= s->V)
+				return fn_err(err, 400, "stop[%zu]: need a token id in [0, %lld)", i,
+					      (long long)s->V);
 			r->stop[r->n_stop++] = (int)json_integer_value(e);
 		}
 	} else {
@@ -668,7 +707,7 @@ int fn_llama_forced(void *state, const int32_t *prompt, int np, const int32_t *f
 		    int32_t *argmax)
 {
 	llama *s = state;
-	if (np < 1 || nf < 1 || np + nf > s->cap)
+	if (np < 1 || nf < 1 || np > s->cap || nf > s->cap - np)
 		return -EINVAL;
 	TRY(prefill(s, prompt, np));
 	for (int i = 0; i < nf; i++) {

@@ -280,6 +280,88 @@ static void test_llama_stop_sampling_logprobs(void)
 	kern_dev_close(d);
 }
 
+/* boundary numbers in every field of the kind's body: the context check holds near INT64_MAX
+ * (prompt + max_tokens without overflow), ranges are refused with 400/413, a tiny temperature
+ * decodes greedily and a tiny top_p keeps the top token (both: the greedy tokens, not a 500).
+ * The fixture's context is 128 positions. */
+static void test_llama_boundary_numbers(void)
+{
+	kern_dev *d;
+	fx_model m;
+	void *st = load_cpu(&d, &m);
+	T_CHECK(st != NULL);
+	if (!st)
+		return;
+	static const struct { const char *body; int status; } cases[] = {
+		{"{\"tokens\": [1], \"max_tokens\": 9223372036854775807, \"stop\": []}", 413},
+		{"{\"tokens\": [1], \"max_tokens\": 9223372036854775806, \"stop\": []}", 413},
+		{"{\"tokens\": [1, 2], \"max_tokens\": 9223372036854775807}", 413},
+		{"{\"tokens\": [1], \"max_tokens\": 4611686018427387904}", 413},
+		{"{\"tokens\": [1], \"max_tokens\": 4294967297}", 413},
+		{"{\"tokens\": [1], \"max_tokens\": -9223372036854775808}", 400},
+		{"{\"tokens\": [1], \"max_tokens\": -1}", 400},
+		{"{\"tokens\": [1], \"max_tokens\": 1e3}", 400},
+		{"{\"tokens\": [1], \"max_tokens\": 128}", 413},
+		{"{\"tokens\": [1], \"max_tokens\": 127, \"stop\": []}", 200},
+		{"{\"tokens\": [1, 2, 3], \"max_tokens\": 126}", 413},
+		{"{\"tokens\": [1, 2, 3], \"max_tokens\": 125, \"stop\": []}", 200},
+		{"{\"tokens\": [1], \"max_tokens\": 0}", 200},
+		{"{\"tokens\": [1], \"temperature\": 1e308}", 400},
+		{"{\"tokens\": [1], \"temperature\": 100.000001}", 400},
+		{"{\"tokens\": [1], \"temperature\": -1e-308}", 400},
+		{"{\"tokens\": [1], \"temperature\": 100, \"max_tokens\": 2}", 200},
+		{"{\"tokens\": [1], \"top_p\": 1.0000001}", 400},
+		{"{\"tokens\": [1], \"top_p\": -1e-308}", 400},
+		{"{\"tokens\": [1], \"top_k\": 9223372036854775807}", 400},
+		{"{\"tokens\": [1], \"top_k\": -1}", 400},
+		{"{\"tokens\": [1], \"top_k\": 1073741824, \"temperature\": 1, \"max_tokens\": 2}", 200},
+		{"{\"tokens\": [1], \"seed\": -9223372036854775808, \"temperature\": 1, \"max_tokens\": 2}", 200},
+		{"{\"tokens\": [1], \"seed\": 9223372036854775807, \"temperature\": 1, \"max_tokens\": 2}", 200},
+		{"{\"tokens\": [1], \"seed\": 1.5}", 400},
+		{"{\"tokens\": [1], \"stop\": [1099511627778]}", 400},
+		{"{\"tokens\": [1], \"stop\": [-1]}", 400},
+		{"{\"tokens\": [1], \"stop\": [256]}", 400},
+		{"{\"tokens\": [1, 4294967297]}", 400},
+		{"{\"tokens\": [1, -9223372036854775808]}", 400},
+		{"{\"tokens\": [1], \"logprobs\": 1}", 400},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		int got = status_of(st, cases[i].body);
+		if (got != cases[i].status)
+			fprintf(stderr, "  %s -> %d, want %d\n", cases[i].body, got, cases[i].status);
+		T_EQ_INT(got, cases[i].status);
+	}
+	/* a prompt longer than the context, with max_tokens 0: 413, not a read past the cache */
+	char big[1024];
+	size_t o = (size_t)snprintf(big, sizeof big, "{\"max_tokens\": 0, \"tokens\": [1");
+	for (int i = 0; i < 128; i++)
+		o += (size_t)snprintf(big + o, sizeof big - o, ",%d", i % 200);
+	snprintf(big + o, sizeof big - o, "]}");
+	T_EQ_INT(status_of(st, big), 413);
+	/* tiny temperatures and top_p: the greedy continuation */
+	const char *p = "\"tokens\": [1, 17, 42, 99, 3, 200, 5], \"max_tokens\": 8, \"stop\": []";
+	char body[512];
+	snprintf(body, sizeof body, "{%s}", p);
+	json_t *ref = gen(st, body);
+	T_CHECK(ref && json_array_size(json_object_get(ref, "tokens")) == 8);
+	static const char *const greedy_alike[] = {"\"temperature\": 1e-308",
+		"\"temperature\": 5e-324", "\"temperature\": 9e-6, \"seed\": 3",
+		"\"temperature\": 1, \"top_p\": 1e-308, \"seed\": 5",
+		"\"temperature\": 1.5, \"top_p\": 1e-40, \"seed\": 6"};
+	for (size_t i = 0; i < sizeof greedy_alike / sizeof greedy_alike[0]; i++) {
+		snprintf(body, sizeof body, "{%s, %s}", p, greedy_alike[i]);
+		json_t *o2 = gen(st, body);
+		if (!o2 || !json_equal(json_object_get(o2, "tokens"), json_object_get(ref, "tokens")))
+			fprintf(stderr, "  %s: not the greedy tokens\n", greedy_alike[i]);
+		T_CHECK(o2 && json_equal(json_object_get(o2, "tokens"), json_object_get(ref, "tokens")));
+		json_decref(o2);
+	}
+	json_decref(ref);
+	fn_llama_kind.release(st);
+	fx_free(d, &m);
+	kern_dev_close(d);
+}
+
 /* streaming: collects emitted chunks; stops after `limit` of them when limit > 0 */
 typedef struct sink {
 	json_t *toks, *lps;
@@ -496,6 +578,7 @@ void t_main(void)
 	T_RUN(test_llama_cpu_int8_agreement);
 	T_RUN(test_llama_bad_requests);
 	T_RUN(test_llama_stop_sampling_logprobs);
+	T_RUN(test_llama_boundary_numbers);
 	T_RUN(test_llama_stream);
 	T_RUN(test_llama_fed_decode);
 	T_RUN(test_llama_bad_configs);
