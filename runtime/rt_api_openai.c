@@ -226,6 +226,215 @@ static oa_model *model_insert(oa_model *m)
 	return m;
 }
 
+/* ---- refusals prepared off the loop: status, param, code and message, replied later ---- */
+
+typedef struct oa_fail {
+	int status;                  /* 0: none */
+	char param[64];              /* "": null */
+	const char *code;            /* a literal, or NULL */
+	char msg[600];
+} oa_fail;
+
+static void fail_set(oa_fail *f, int status, const char *param, const char *code,
+		     const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+static void fail_set(oa_fail *f, int status, const char *param, const char *code,
+		     const char *fmt, ...)
+{
+	va_list ap;
+	f->status = status;
+	snprintf(f->param, sizeof f->param, "%s", param ? param : "");
+	f->code = code;
+	va_start(ap, fmt);
+	vsnprintf(f->msg, sizeof f->msg, fmt, ap);
+	va_end(ap);
+}
+
+/* ---- bounded parsing: a body is measured before jansson builds it ----
+ * oa_scan walks the raw bytes once, allocating nothing, and refuses what would make the tree
+ * large: more than OA_MAX_DEPTH levels, arrays longer than their member's cap (array_cap),
+ * objects of more than OA_MAX_MEMBERS members, and more tree than max(OA_PARSE_RATIO x body,
+ * OA_PARSE_FLOOR) bytes by the costs below (jansson 2.14 on glibc, measured: 131072 small
+ * integers take 5.2 MB, 8192 chat messages 4.5 MB). It also names the field of an integer
+ * outside int64 or a number that overflows a double, which jansson refuses without a name. */
+
+#define OA_MAX_DEPTH 16              /* OpenAI bodies nest 4 deep */
+#define OA_MAX_ARRAY 131072          /* one array's elements: prompt token ids (a 128k context) */
+#define OA_MAX_MESSAGES 8192         /* chat messages */
+#define OA_MAX_PARTS 1024            /* content parts of one message */
+#define OA_MAX_MEMBERS 64            /* members of one object */
+#define OA_PARSE_RATIO 8
+#define OA_PARSE_FLOOR (8u << 20)
+#define OA_INLINE_BYTES (16u << 10)  /* bodies up to this are parsed on the loop thread */
+#define OA_PROMPT_BYTES_PER_TOKEN 16 /* a text of more bytes per context position cannot fit */
+
+enum { COST_SCALAR = 40, COST_STRING = 80, COST_ARRAY = 136, COST_SLOT = 8, COST_OBJECT = 232,
+       COST_MEMBER = 128 };
+
+typedef struct scan_frame {
+	char type;                   /* '{' or '[' */
+	int want_key;                /* an object expecting a member name */
+	size_t count, cap;
+	const char *key;             /* the member this container is the value of (an array's */
+	size_t keylen;               /*  elements inherit it), NULL at the top */
+} scan_frame;
+
+static size_t array_cap(const char *k, size_t kl)
+{
+	static const struct { const char *key; size_t cap; } caps[] = {{"stop", OA_MAX_STOP},
+		{"stop_words", OA_MAX_STOP}, {"messages", OA_MAX_MESSAGES},
+		{"content", OA_MAX_PARTS}};
+	for (size_t i = 0; k && i < sizeof caps / sizeof caps[0]; i++)
+		if (kl == strlen(caps[i].key) && !memcmp(k, caps[i].key, kl))
+			return caps[i].cap;
+	return OA_MAX_ARRAY;
+}
+
+/* the index of the quote closing the string that opens at b[i] (n when unterminated) */
+static size_t str_end(const char *b, size_t n, size_t i)
+{
+	for (size_t j = i + 1; j < n;) {
+		const char *q = memchr(b + j, '"', n - j);
+		if (!q)
+			return n;
+		size_t e = (size_t)(q - b), bs = 0;
+		while (e - bs > i + 1 && b[e - bs - 1] == '\\')
+			bs++;
+		if (bs % 2 == 0)
+			return e;
+		j = e + 1;
+	}
+	return n;
+}
+
+static int is_delim(char c)
+{
+	return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == ',' || c == ':' || c == '[' ||
+	       c == ']' || c == '{' || c == '}' || c == '"';
+}
+
+/* a number literal that jansson refuses: an integer outside int64, a real that overflows */
+static int number_out_of_range(const char *s, size_t l)
+{
+	char buf[512];
+	if ((s[0] != '-' && (s[0] < '0' || s[0] > '9')) || l >= sizeof buf)
+		return 0;   /* a literal (true, null) or malformed: jansson's to judge */
+	int real = memchr(s, '.', l) || memchr(s, 'e', l) || memchr(s, 'E', l);
+	if (!real && l < 19)
+		return 0;
+	memcpy(buf, s, l);
+	buf[l] = 0;
+	errno = 0;
+	if (!real) {
+		(void)strtoll(buf, NULL, 10);
+		return errno == ERANGE;
+	}
+	return isinf(strtod(buf, NULL));
+}
+
+/* 0, or -EINVAL (400) / -E2BIG (413) with *f naming the limit and the member it was hit in */
+static int oa_scan(const char *b, size_t n, oa_fail *f)
+{
+	scan_frame st[OA_MAX_DEPTH];
+	int depth = 0;
+	const char *key = NULL;      /* the member whose value comes next */
+	size_t kl = 0;
+	uint64_t cost = 0, budget = (uint64_t)n * OA_PARSE_RATIO;
+	char name[64];
+	if (budget < OA_PARSE_FLOOR)
+		budget = OA_PARSE_FLOOR;
+	for (size_t i = 0; i < n;) {
+		char c = b[i];
+		scan_frame *top = depth ? &st[depth - 1] : NULL;
+		if (c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == ':') {
+			i++;
+			continue;
+		}
+		if (c == ',') {
+			if (top && top->type == '{')
+				top->want_key = 1;
+			i++;
+			continue;
+		}
+		if (c == '}' || c == ']') {
+			if (!depth)
+				return 0;   /* malformed: jansson says where */
+			depth--;
+			i++;
+			continue;
+		}
+		if (c == '"' && top && top->type == '{' && top->want_key) {
+			size_t j = str_end(b, n, i);
+			key = b + i + 1;
+			kl = j - i - 1;
+			top->want_key = 0;
+			cost += COST_MEMBER + kl;
+			if (++top->count > OA_MAX_MEMBERS) {
+				snprintf(name, sizeof name, "%.*s", top->key ? (int)top->keylen : 0,
+					 top->key ? top->key : "");
+				fail_set(f, 400, name[0] ? name : NULL, "too_many_members", "%s%s%san object "
+					 "holds more than %d members", name[0] ? "'" : "", name,
+					 name[0] ? "': " : "", OA_MAX_MEMBERS);
+				return -EINVAL;
+			}
+			i = j + 1;
+			continue;
+		}
+		/* a value: of member `key` in an object, or an element of top's array */
+		const char *vk = top && top->type == '[' ? top->key : key;
+		size_t vkl = top && top->type == '[' ? top->keylen : kl;
+		snprintf(name, sizeof name, "%.*s", vk ? (int)(vkl < 60 ? vkl : 60) : 0, vk ? vk : "");
+		if (top && top->type == '[') {
+			cost += COST_SLOT;
+			if (++top->count > top->cap) {
+				fail_set(f, top->cap == OA_MAX_ARRAY ? 413 : 400, name[0] ? name : NULL,
+					 "array_too_long", "%s%s%san array holds more than %zu elements",
+					 name[0] ? "'" : "", name, name[0] ? "': " : "", top->cap);
+				return top->cap == OA_MAX_ARRAY ? -E2BIG : -EINVAL;
+			}
+		}
+		if (c == '{' || c == '[') {
+			if (depth == OA_MAX_DEPTH) {
+				fail_set(f, 400, name[0] ? name : NULL, "too_deep", "the JSON body nests "
+					 "deeper than %d levels", OA_MAX_DEPTH);
+				return -EINVAL;
+			}
+			st[depth++] = (scan_frame){c, c == '{', 0, c == '[' ? array_cap(vk, vkl) : 0, vk,
+						   vkl};
+			cost += c == '{' ? COST_OBJECT : COST_ARRAY;
+			i++;
+		} else if (c == '"') {
+			size_t j = str_end(b, n, i);
+			cost += COST_STRING + (j - i);
+			i = j + 1;
+		} else {
+			size_t j = i;
+			while (j < n && !is_delim(b[j]))
+				j++;
+			if (j == i)
+				j++;
+			if (number_out_of_range(b + i, j - i)) {
+				int ll = j - i > 40 ? 40 : (int)(j - i);
+				fail_set(f, 400, name[0] ? name : NULL, "number_out_of_range", "%s%s%sthe "
+					 "number %.*s%s is out of range", name[0] ? "'" : "", name,
+					 name[0] ? "': " : "", ll, b + i, j - i > 40 ? "..." : "");
+				return -EINVAL;
+			}
+			cost += COST_SCALAR;
+			i = j;
+		}
+		if (!top || top->type == '{')
+			key = NULL, kl = 0;
+		if (cost > budget) {
+			fail_set(f, 413, name[0] ? name : NULL, "body_too_complex", "the JSON body would "
+				 "take more than %llu bytes to parse (at most %d times its size or %u "
+				 "bytes): send fewer or smaller values", (unsigned long long)budget,
+				 OA_PARSE_RATIO, OA_PARSE_FLOOR);
+			return -E2BIG;
+		}
+	}
+	return 0;
+}
+
 /* ---- request fields ---- */
 
 typedef struct oa_params {
@@ -442,10 +651,17 @@ typedef struct oa_ids {
 	size_t n;
 } oa_ids;
 
-/* an array of integers: token ids as given (checked against the vocabulary later) */
-static int ids_from_array(const json_t *a, oa_ids *ids, char *err, size_t errlen)
+/* an array of integers: token ids as given (checked against the vocabulary later); more
+ * than max_ids of them: -E2BIG */
+static int ids_from_array(const json_t *a, size_t max_ids, oa_ids *ids, char *err,
+			  size_t errlen)
 {
 	size_t n = json_array_size(a);
+	if (n > max_ids) {
+		snprintf(err, errlen, "you requested %zu tokens in the prompt alone. Please reduce the "
+			 "length of the prompt.", n);
+		return -E2BIG;
+	}
 	ids->v = malloc((n ? n : 1) * sizeof *ids->v);
 	if (!ids->v)
 		return -ENOMEM;
@@ -462,9 +678,16 @@ static int ids_from_array(const json_t *a, oa_ids *ids, char *err, size_t errlen
 	return 0;
 }
 
-static int encode_text(const fn_tok *t, const char *s, size_t len, int add_special, oa_ids *ids,
-		       char *err, size_t errlen)
+/* encodes text; one of more than max_bytes: -E2BIG (it cannot fit the context) */
+static int encode_text(const fn_tok *t, const char *s, size_t len, size_t max_bytes,
+		       int add_special, oa_ids *ids, char *err, size_t errlen)
 {
+	if (len > max_bytes) {
+		snprintf(err, errlen, "your prompt is %zu bytes, more than %d for each position of the "
+			 "context. Please reduce the length of the prompt.", len,
+			 OA_PROMPT_BYTES_PER_TOKEN);
+		return -E2BIG;
+	}
 	int rc = fn_tok_encode(t, s, len, add_special, &ids->v, &ids->n);
 	if (rc == -EINVAL)
 		snprintf(err, errlen, "the prompt is not valid UTF-8");
@@ -473,20 +696,23 @@ static int encode_text(const fn_tok *t, const char *s, size_t len, int add_speci
 	return rc;
 }
 
-/* completions: "text", ["text"], [ids...] or [[ids...]] */
-static int prompt_ids(const fn_tok *t, const json_t *pr, oa_ids *ids, char *err, size_t errlen)
+/* completions: "text", ["text"], [ids...] or [[ids...]]; a text of more than max_bytes or more
+ * than max_ids ids: -E2BIG */
+static int prompt_ids(const fn_tok *t, const json_t *pr, size_t max_bytes, size_t max_ids,
+		      oa_ids *ids, char *err, size_t errlen)
 {
 	if (json_is_string(pr))
-		return encode_text(t, json_string_value(pr), json_string_length(pr), 1, ids, err, errlen);
+		return encode_text(t, json_string_value(pr), json_string_length(pr), max_bytes, 1, ids,
+				   err, errlen);
 	if (json_is_array(pr) && json_array_size(pr) >= 1) {
 		const json_t *e0 = json_array_get(pr, 0);
 		if (json_array_size(pr) == 1 && json_is_string(e0))
-			return encode_text(t, json_string_value(e0), json_string_length(e0), 1, ids, err,
-					   errlen);
+			return encode_text(t, json_string_value(e0), json_string_length(e0), max_bytes, 1,
+					   ids, err, errlen);
 		if (json_array_size(pr) == 1 && json_is_array(e0))
-			return ids_from_array(e0, ids, err, errlen);
+			return ids_from_array(e0, max_ids, ids, err, errlen);
 		if (json_is_integer(e0))
-			return ids_from_array(pr, ids, err, errlen);
+			return ids_from_array(pr, max_ids, ids, err, errlen);
 		if (json_is_string(e0) || json_is_array(e0)) {
 			snprintf(err, errlen, "only one prompt per request is supported (n = 1, no batches)");
 			return -EINVAL;
@@ -498,16 +724,16 @@ static int prompt_ids(const fn_tok *t, const json_t *pr, oa_ids *ids, char *err,
 }
 
 /* chat: messages -> template text -> ids */
-static int chat_ids(const fn_tok *t, const json_t *msgs, oa_ids *ids, const char **param,
-		    char *err, size_t errlen)
+static int chat_ids(const fn_tok *t, const json_t *msgs, size_t max_bytes, oa_ids *ids,
+		    char *param, size_t plen, char *err, size_t errlen)
 {
 	size_t n = json_array_size(msgs);
 	fn_tok_msg *m = calloc(n, sizeof *m);
 	char **owned = calloc(n, sizeof *owned);
 	char *prompt = NULL;
 	int rc = -EINVAL;
-	static char pbuf[32];
-	*param = "messages";
+	size_t bytes = 0;   /* of all contents */
+	snprintf(param, plen, "messages");
 	if (!m || !owned) {
 		rc = -ENOMEM;
 		goto done;
@@ -515,8 +741,7 @@ static int chat_ids(const fn_tok *t, const json_t *msgs, oa_ids *ids, const char
 	for (size_t i = 0; i < n; i++) {
 		const json_t *o = json_array_get(msgs, i), *role = json_object_get(o, "role"),
 			     *content = json_object_get(o, "content");
-		snprintf(pbuf, sizeof pbuf, "messages[%zu]", i);
-		*param = pbuf;
+		snprintf(param, plen, "messages[%zu]", i);
 		if (!json_is_object(o) || !json_is_string(role)) {
 			snprintf(err, errlen, "messages[%zu]: must be an object with a string 'role'", i);
 			goto done;
@@ -537,6 +762,9 @@ static int chat_ids(const fn_tok *t, const json_t *msgs, oa_ids *ids, const char
 			goto done;
 		}
 		m[i].role = r;
+		bytes += json_string_length(content);   /* 0 when it is not a string */
+		if (json_is_string(content) && bytes > max_bytes)
+			goto too_long;
 		if (json_is_string(content)) {
 			m[i].content = json_string_value(content);
 			continue;
@@ -558,6 +786,9 @@ static int chat_ids(const fn_tok *t, const json_t *msgs, oa_ids *ids, const char
 			}
 			total += json_string_length(tx);
 		}
+		bytes += total - 1;
+		if (bytes > max_bytes)
+			goto too_long;
 		owned[i] = malloc(total);
 		if (!owned[i]) {
 			rc = -ENOMEM;
@@ -572,17 +803,24 @@ static int chat_ids(const fn_tok *t, const json_t *msgs, oa_ids *ids, const char
 		owned[i][off] = 0;
 		m[i].content = owned[i];
 	}
-	*param = "messages";
+	snprintf(param, plen, "messages");
 	rc = fn_tok_chat(t, m, n, &prompt, err, errlen);
 	if (rc == -ENOTSUP) {
 		snprintf(err, errlen, "this model's tokenizer has no chat template thaw can render "
 			 "(llama-2, llama-3 or ChatML): use /v1/completions");
-		*param = "model";
+		snprintf(param, plen, "model");
 	} else if (rc == -ENOMEM) {
 		snprintf(err, errlen, "out of memory");
-	} else if (rc == 0) {
-		rc = encode_text(t, prompt, strlen(prompt), 0, ids, err, errlen);
+	} else if (rc == 0) {   /* the template adds a bounded number of bytes a message */
+		rc = encode_text(t, prompt, strlen(prompt), SIZE_MAX, 0, ids, err, errlen);
 	}
+	goto done;
+too_long:
+	snprintf(param, plen, "messages");
+	snprintf(err, errlen, "your messages hold more than %zu bytes of content, more than %d for "
+		 "each position of the context. Please reduce the length of the messages.", max_bytes,
+		 OA_PROMPT_BYTES_PER_TOKEN);
+	rc = -E2BIG;
 done:
 	for (size_t i = 0; owned && i < n; i++)
 		free(owned[i]);
@@ -1005,93 +1243,247 @@ static int find_llama(rt_req *req, rt_server *srv, const char *name, rt_revision
 	return 0;
 }
 
-/* a completion request between its arrival and its call: the snapshot's tokenizer may have to
- * be loaded first, on the libuv thread pool (a LLaMA-3 tokenizer.json takes most of a second to
- * parse, which the loop must not wait for) */
+/* ---- a completion request between its arrival and its call ----
+ * Three steps: (1) the body is measured (oa_scan), parsed and validated; (2) on the loop: the
+ * key's scope for the model, the registry, the revision; (3) the snapshot's tokenizer loaded if
+ * it is not cached (a LLaMA-3 tokenizer.json takes most of a second), the prompt encoded and
+ * checked against the model's context and vocabulary. Steps 1 and 3 run on the libuv thread
+ * pool unless the body is small (OA_INLINE_BYTES) and, for step 3, the tokenizer cached, so a
+ * large body never holds the loop. Each step leaves its refusal in pd->fail; the loop replies. */
 typedef struct oa_pending {
 	rt_server *srv;
 	rt_req *req;
-	int chat;
+	int chat, gen, gen_stream;
+	uint32_t pin;
+	char gen_model[RT_HTTP_PARAM_BYTES];   /* the generate route's model */
 	json_t *body;                /* owns what p.prompt / p.messages point into */
 	oa_params p;
 	uint32_t rev;
 	char path[RT_MANIFEST_PATH_MAX];
 	struct stat st;
-	oa_model *model;
+	oa_model *model;             /* cached (a reference) */
+	oa_model *loaded;            /* read by step 3, not yet in the cache */
+	oa_ids ids;
+	oa_fail fail;
 	uv_work_t work;
 } oa_pending;
 
 static void pending_free(oa_pending *pd)
 {
 	model_unref(pd->model);
+	model_unref(pd->loaded);
 	json_decref(pd->body);
+	free(pd->ids.v);
 	free(pd);
 }
 
-/* the second half of a completion: prompt -> ids, checks, the call (releases pd) */
-static void completion_start(oa_pending *pd)
+/* replies pd->fail and releases pd */
+static void pending_refuse(oa_pending *pd)
+{
+	const oa_fail *f = &pd->fail;
+	oa_error(pd->req, f->status, f->param[0] ? f->param : NULL, f->code, "%s", f->msg);
+	pending_free(pd);
+}
+
+/* Triton's generate extension: POST /v2/models/{m}[/versions/{v}]/generate[_stream] with
+ * {"text_input": "...", and the sampling settings at the top level or under "parameters":
+ * max_tokens, temperature, top_p, seed / random_seed, stop / stop_words, stream}, answered
+ * {"model_name", "model_version", "text_output", "finish_reason"}, streamed as server-sent
+ * events of the same shape (text_output the new text). gen_body translates such a request
+ * (in, kept the caller's) into a completion body (a new reference), or returns NULL with *f
+ * filled. Any thread. */
+static json_t *gen_body(const json_t *in, int stream, const char *model, oa_fail *f)
+{
+	static const char *const keys[][2] = {{"max_tokens", "max_tokens"},
+		{"temperature", "temperature"}, {"top_p", "top_p"}, {"seed", "seed"},
+		{"random_seed", "seed"}, {"stop", "stop"}, {"stop_words", "stop"}, {"stream", NULL}};
+	if (!json_is_object(in)) {
+		fail_set(f, 400, NULL, NULL, "the request body must be a JSON object");
+		return NULL;
+	}
+	const json_t *params = json_object_get(in, "parameters");
+	if (params && !json_is_object(params)) {
+		fail_set(f, 400, "parameters", NULL, "'parameters' must be an object");
+		return NULL;
+	}
+	if (!json_is_string(json_object_get(in, "text_input"))) {
+		fail_set(f, 400, "text_input", NULL, "'text_input' (a string) is required");
+		return NULL;
+	}
+	json_t *body = json_object();
+	if (!body) {
+		fail_set(f, 503, NULL, NULL, "out of memory");
+		return NULL;
+	}
+	/* every field known, each setting given once (top level or parameters) */
+	for (int pass = 0; pass < 2; pass++) {
+		const json_t *src = pass ? params : in;
+		const char *k;
+		json_t *val;
+		if (!src)
+			continue;
+		json_object_foreach((json_t *)src, k, val) {
+			if (!pass && (!strcmp(k, "text_input") || !strcmp(k, "parameters") ||
+				      !strcmp(k, "id")))
+				continue;
+			size_t i = 0;
+			while (i < sizeof keys / sizeof keys[0] && strcmp(keys[i][0], k))
+				i++;
+			if (i == sizeof keys / sizeof keys[0]) {
+				fail_set(f, 400, k, NULL, "unknown %s '%s' (known: text_input, max_tokens, "
+					 "temperature, top_p, seed, random_seed, stop, stop_words, stream, "
+					 "parameters, id)", pass ? "parameter" : "input", k);
+				goto fail;
+			}
+			if (!keys[i][1]) {   /* stream: the route decides; a contrary value is an error */
+				if (!json_is_boolean(val) || (json_is_true(val) && !stream)) {
+					fail_set(f, 400, "stream", NULL, "%s", json_is_boolean(val)
+						 ? "'stream': true needs the generate_stream endpoint"
+						 : "'stream' must be true or false");
+					goto fail;
+				}
+				continue;
+			}
+			if (json_object_get(body, keys[i][1])) {
+				fail_set(f, 400, keys[i][1], NULL, "'%s' is given twice", keys[i][1]);
+				goto fail;
+			}
+			json_object_set(body, keys[i][1], val);
+		}
+	}
+	json_object_set_new(body, "model", json_string(model));
+	json_object_set(body, "prompt", json_object_get(in, "text_input"));
+	json_object_set_new(body, "stream", json_boolean(stream));
+	return body;
+fail:
+	json_decref(body);
+	return NULL;
+}
+
+/* step 1 (any thread): the body measured, parsed and validated into pd->body / pd->p */
+static void parse_step(oa_pending *pd)
+{
+	const rt_req *req = pd->req;
+	oa_fail *f = &pd->fail;
+	if (req->body_len == 0) {
+		fail_set(f, 400, NULL, "invalid_json", "We could not parse the JSON body of your "
+			 "request: the body is empty");
+		return;
+	}
+	if (oa_scan(req->body, req->body_len, f) < 0)
+		return;
+	json_error_t je;
+	json_t *in = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &je);
+	if (!in) {
+		fail_set(f, 400, NULL, "invalid_json", "We could not parse the JSON body of your "
+			 "request: line %d column %d: %s", je.line, je.column, je.text);
+		return;
+	}
+	if (pd->gen) {
+		pd->body = gen_body(in, pd->gen_stream, pd->gen_model, f);
+		json_decref(in);
+		if (!pd->body)
+			return;
+	} else {
+		pd->body = in;
+	}
+	const char *param = NULL;
+	char err[512] = "";
+	if (parse_params(pd->body, pd->chat, &pd->p, &param, err, sizeof err) < 0) {
+		fail_set(f, 400, param, NULL, "%s", err);
+		return;
+	}
+	pd->p.gen = pd->gen;
+}
+
+/* step 3 (any thread): the model read when it is not cached, the prompt encoded into pd->ids
+ * and checked against the context and vocabulary */
+static void prep_step(oa_pending *pd)
+{
+	oa_fail *f = &pd->fail;
+	oa_params *pp = &pd->p;
+	const char *what = pd->chat ? "messages" : "prompt";
+	oa_model *model = pd->model;
+	if (!model) {
+		model = pd->loaded = model_read(pd->path, &pd->st);
+		if (!model) {
+			fail_set(f, 503, NULL, NULL, "model '%s': out of memory", pp->model);
+			return;
+		}
+	}
+	if (!model->tok) {
+		if (model->err_rc == -ENOENT)
+			fail_set(f, 400, "model", "tokenizer_missing", "The model '%s' (revision %u) has "
+				 "no tokenizer: its snapshot carries no tokenizer.json (pack it with `thaw "
+				 "snapshot pack --tokenizer DIR`)", pp->model, pd->rev);
+		else
+			fail_set(f, 400, "model", "tokenizer_invalid", "The model '%s' (revision %u): its "
+				 "tokenizer cannot be used: %s", pp->model, pd->rev, model->err);
+		return;
+	}
+	/* a text longer than this cannot fit the context: refused before the tokenizer's work */
+	size_t max_bytes = (size_t)model->ctx * OA_PROMPT_BYTES_PER_TOKEN;
+	char err[512] = "", param[64] = "";
+	int rc = pd->chat ? chat_ids(model->tok, pp->messages, max_bytes, &pd->ids, param,
+				     sizeof param, err, sizeof err)
+			  : prompt_ids(model->tok, pp->prompt, max_bytes, (size_t)model->ctx, &pd->ids,
+				       err, sizeof err);
+	if (rc == -ENOMEM) {
+		fail_set(f, 503, NULL, NULL, "out of memory");
+		return;
+	}
+	if (rc == -E2BIG) {
+		fail_set(f, 400, what, "context_length_exceeded", "This model's maximum context length "
+			 "is %lld tokens. However, %s", (long long)model->ctx, err);
+		return;
+	}
+	if (rc < 0) {
+		fail_set(f, 400, pd->chat ? param : "prompt", NULL, "%s", err);
+		return;
+	}
+	oa_ids *ids = &pd->ids;
+	if (ids->n == 0) {
+		fail_set(f, 400, what, NULL, "the prompt is empty (0 tokens)");
+		return;
+	}
+	int64_t vocab = model->vocab ? model->vocab : (int64_t)fn_tok_vocab_size(model->tok);
+	for (size_t i = 0; i < ids->n; i++)
+		if (ids->v[i] < 0 || ids->v[i] >= vocab) {
+			fail_set(f, 400, what, "invalid_token", "prompt token %zu (id %d) is outside the "
+				 "model's vocabulary of %lld tokens", i, (int)ids->v[i], (long long)vocab);
+			return;
+		}
+	/* max_tokens <= 2^30 (parse_params) and n <= body bytes: no sum can overflow, but the
+	 * check is written as a difference anyway */
+	int64_t n = (int64_t)ids->n, room = model->ctx - n;
+	if (pp->max_tokens < 0)
+		pp->max_tokens = room;
+	if (pp->max_tokens < 1 || pp->max_tokens > room) {
+		long long mt = pp->max_tokens > 0 ? pp->max_tokens : 0;
+		fail_set(f, 400, what, "context_length_exceeded", "This model's maximum context length "
+			 "is %lld tokens. However, you requested %lld tokens (%lld in the %s, %lld in "
+			 "the completion). Please reduce the length of the %s or the completion.",
+			 (long long)model->ctx, (long long)n + mt, (long long)n, what, mt, what);
+		return;
+	}
+}
+
+/* the call itself, once pd->ids hold the prompt (releases pd) */
+static void call_start(oa_pending *pd)
 {
 	rt_req *req = pd->req;
 	rt_server *srv = pd->srv;
 	int chat = pd->chat;
 	oa_params *pp = &pd->p;
 	oa_model *model = pd->model;
-	uint32_t rev = pd->rev;
-	char err[512] = "";
-	const char *param = NULL;
-	oa_ids ids = {0};
-	if (!model->tok) {
-		if (model->err_rc == -ENOENT)
-			oa_error(req, 400, "model", "tokenizer_missing",
-				 "The model '%s' (revision %u) has no tokenizer: its snapshot carries no "
-				 "tokenizer.json (pack it with `thaw snapshot pack --tokenizer DIR`)",
-				 pp->model, rev);
-		else
-			oa_error(req, 400, "model", "tokenizer_invalid",
-				 "The model '%s' (revision %u): its tokenizer cannot be used: %s", pp->model,
-				 rev, model->err);
-		goto out;
-	}
-	int rc = chat ? chat_ids(model->tok, pp->messages, &ids, &param, err, sizeof err)
-		      : prompt_ids(model->tok, pp->prompt, &ids, err, sizeof err);
-	if (rc == -ENOMEM) {
-		oa_error(req, 503, NULL, NULL, "out of memory");
-		goto out;
-	}
-	if (rc < 0) {
-		oa_error(req, 400, chat ? param : "prompt", NULL, "%s", err);
-		goto out;
-	}
-	if (ids.n == 0) {
-		oa_error(req, 400, chat ? "messages" : "prompt", NULL, "the prompt is empty (0 tokens)");
-		goto out;
-	}
+	oa_ids *ids = &pd->ids;
 	int64_t vocab = model->vocab ? model->vocab : (int64_t)fn_tok_vocab_size(model->tok);
-	for (size_t i = 0; i < ids.n; i++)
-		if (ids.v[i] < 0 || ids.v[i] >= vocab) {
-			oa_error(req, 400, chat ? "messages" : "prompt", "invalid_token",
-				 "prompt token %zu (id %d) is outside the model's vocabulary of %lld tokens",
-				 i, (int)ids.v[i], (long long)vocab);
-			goto out;
-		}
-	if (pp->max_tokens < 0)
-		pp->max_tokens = model->ctx - (int64_t)ids.n;
-	if ((int64_t)ids.n + pp->max_tokens > model->ctx || pp->max_tokens < 1) {
-		oa_error(req, 400, chat ? "messages" : "prompt", "context_length_exceeded",
-			 "This model's maximum context length is %lld tokens. However, you requested "
-			 "%lld tokens (%zu in the %s, %lld in the completion). Please reduce the length "
-			 "of the %s or the completion.", (long long)model->ctx,
-			 (long long)ids.n + (pp->max_tokens > 0 ? pp->max_tokens : 0), ids.n,
-			 chat ? "messages" : "prompt", pp->max_tokens > 0 ? pp->max_tokens : 0,
-			 chat ? "messages" : "prompt");
-		goto out;
-	}
-
 	oa_gen *g = calloc(1, sizeof *g);
 	if (!g || fn_tok_stream_new(model->tok, 1, &g->ts) < 0) {
 		free(g);
 		oa_error(req, 503, NULL, NULL, "out of memory");
-		goto out;
+		pending_free(pd);
+		return;
 	}
 	g->srv = srv;
 	g->req = req;
@@ -1099,8 +1491,8 @@ static void completion_start(oa_pending *pd)
 	pd->model = NULL;
 	g->p = *pp;
 	g->created = (int64_t)time(NULL);
-	g->rev = rev;
-	g->prompt_tokens = ids.n;
+	g->rev = pd->rev;
+	g->prompt_tokens = ids->n;
 	random_id(g->id, sizeof g->id, chat ? "chatcmpl-" : "cmpl-");
 	for (int i = 0; i < pp->n_stop; i++)
 		if (pp->stop_len[i] > g->max_stop)
@@ -1126,8 +1518,8 @@ static void completion_start(oa_pending *pd)
 		json_array_append_new(stop, json_integer(cand[i]));
 	}
 	json_t *toks = json_array();
-	for (size_t i = 0; i < ids.n; i++)
-		json_array_append_new(toks, json_integer(ids.v[i]));
+	for (size_t i = 0; i < ids->n; i++)
+		json_array_append_new(toks, json_integer(ids->v[i]));
 	long long seed = pp->has_seed ? pp->seed : (long long)(rt_now_ns() ^ ((uint64_t)rand() << 20));
 	json_t *in = json_pack("{s:o,s:I,s:f,s:f,s:I,s:o}", "tokens", toks, "max_tokens",
 			       (json_int_t)pp->max_tokens, "temperature", pp->temperature, "top_p",
@@ -1137,70 +1529,61 @@ static void completion_start(oa_pending *pd)
 	g->async.data = g;
 	/* p.prompt / p.messages point into pd->body, released below: not used after this */
 	g->p.prompt = g->p.messages = NULL;
-	rt_sched_invoke_stream(srv->sched, req, g->p.model, rev, in, oa_emit, g, gen_result, g);
-out:
-	free(ids.v);
+	uint32_t rev = pd->rev;
 	pending_free(pd);
+	rt_sched_invoke_stream(srv->sched, req, g->p.model, rev, in, oa_emit, g, gen_result, g);
 }
 
-static void load_work(uv_work_t *w)
+static void prep_work(uv_work_t *w)
 {
-	oa_pending *pd = w->data;
-	pd->model = model_read(pd->path, &pd->st);
+	prep_step(w->data);
 }
 
-static void load_done(uv_work_t *w, int status)
+static void prep_done(uv_work_t *w, int status)
 {
 	oa_pending *pd = w->data;
-	if (pd->model)
-		pd->model = model_insert(pd->model);
-	if (!pd->model || status < 0) {
-		oa_error(pd->req, 503, NULL, NULL, "model '%s': %s", pd->p.model,
-			 status < 0 ? "loading the tokenizer was cancelled" : "out of memory");
-		pending_free(pd);
+	if (pd->loaded) {
+		pd->model = model_insert(pd->loaded);   /* takes the reference over */
+		pd->loaded = NULL;
+	}
+	if (status < 0 && !pd->fail.status)
+		fail_set(&pd->fail, 503, NULL, NULL, "model '%s': preparing the prompt was cancelled",
+			 pd->p.model);
+	if (pd->fail.status) {
+		pending_refuse(pd);
 		return;
 	}
-	completion_start(pd);
+	call_start(pd);
 }
 
-/* the common part of a completion, a chat completion and a Triton generate: body (owned) is an
- * OpenAI completion body; gen: answer in the generate extension's shape; pin: a revision the
- * route names (0: the traffic split picks) */
-static void completion_run(rt_req *req, rt_server *srv, int chat, json_t *body, int gen,
-			   uint32_t pin)
+/* step 2 (loop): scope, model, revision; then step 3 here or on the thread pool */
+static void parsed(oa_pending *pd)
 {
-	char err[512] = "";
-	const char *param = NULL;
+	rt_req *req = pd->req;
+	rt_server *srv = pd->srv;
+	if (pd->fail.status) {
+		pending_refuse(pd);
+		return;
+	}
 	rt_revision_info *info = malloc(sizeof *info);
-	oa_pending *pd = calloc(1, sizeof *pd);
-	if (!info || !pd) {
-		json_decref(body);
+	if (!info) {
 		oa_error(req, 500, NULL, NULL, "out of memory");
 		goto fail;
 	}
-	pd->srv = srv;
-	pd->req = req;
-	pd->chat = chat;
-	pd->body = body;
-	if (parse_params(pd->body, chat, &pd->p, &param, err, sizeof err) < 0) {
-		oa_error(req, 400, param, NULL, "%s", err);
-		goto fail;
-	}
-	pd->p.gen = gen;
 	/* the scope first: a key without invoke:<model> learns nothing about that function (the
 	 * generate routes name the model: checked at dispatch already) */
-	if (!gen && rt_access_check_fn(srv, req, pd->p.model))
+	if (!pd->gen && rt_access_check_fn(srv, req, pd->p.model))
 		goto fail;
 	if (find_llama(req, srv, pd->p.model, info, 0) < 0)
 		goto fail;
-	if (pin)
-		pd->rev = pin;
-	if ((!pin && rt_registry_pick_revision(srv->reg, pd->p.model, (uint64_t)rand() ^ rt_now_ns(),
-					       &pd->rev) < 0) ||
+	if (pd->pin)
+		pd->rev = pd->pin;
+	if ((!pd->pin && rt_registry_pick_revision(srv->reg, pd->p.model,
+						   (uint64_t)rand() ^ rt_now_ns(), &pd->rev) < 0) ||
 	    rt_registry_get_revision(srv->reg, pd->p.model, pd->rev, info) < 0) {
-		if (pin)
+		if (pd->pin)
 			oa_error(req, 404, "model", "model_not_found", "model '%s' has no version %u",
-				 pd->p.model, pin);
+				 pd->p.model, pd->pin);
 		else
 			oa_error(req, 404, "model", "model_not_found", "The model '%s' does not exist",
 				 pd->p.model);
@@ -1215,124 +1598,79 @@ static void completion_run(rt_req *req, rt_server *srv, int chat, json_t *body, 
 		goto fail;
 	}
 	pd->model = model_find(pd->path, &pd->st);
-	if (pd->model) {
-		completion_start(pd);
+	pd->work.data = pd;
+	if (pd->model && req->body_len <= OA_INLINE_BYTES) {
+		prep_step(pd);
+		prep_done(&pd->work, 0);
 		return;
 	}
-	pd->work.data = pd;
-	if (uv_queue_work(srv->loop, &pd->work, load_work, load_done) < 0) {
-		oa_error(req, 503, NULL, NULL, "cannot queue the tokenizer load");
+	if (uv_queue_work(srv->loop, &pd->work, prep_work, prep_done) < 0) {
+		oa_error(req, 503, NULL, NULL, "cannot queue the tokenizer's work");
 		goto fail;
 	}
 	return;
 fail:
 	free(info);
-	if (pd)
-		pending_free(pd);
+	pending_free(pd);
 }
 
-/* the request body as JSON, or NULL after a 400 naming what is wrong */
-static json_t *body_json(rt_req *req)
+static void parse_work(uv_work_t *w)
 {
-	json_error_t je;
-	if (req->body_len == 0) {
-		oa_error(req, 400, NULL, "invalid_json", "We could not parse the JSON body of your "
-			 "request: the body is empty");
-		return NULL;
+	parse_step(w->data);
+}
+
+static void parse_done(uv_work_t *w, int status)
+{
+	oa_pending *pd = w->data;
+	if (status < 0 && !pd->fail.status)
+		fail_set(&pd->fail, 503, NULL, NULL, "parsing the request was cancelled");
+	parsed(pd);
+}
+
+/* the common part of a completion, a chat completion and a Triton generate (gen: the body is
+ * the generate extension's, answered in its shape; model: its route's; pin: a revision the
+ * route names, 0: the traffic split picks) */
+static void completion_run(rt_req *req, rt_server *srv, int chat, int gen, int gen_stream,
+			   const char *model, uint32_t pin)
+{
+	oa_pending *pd = calloc(1, sizeof *pd);
+	if (!pd) {
+		oa_error(req, 503, NULL, NULL, "out of memory");
+		return;
 	}
-	json_t *b = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &je);
-	if (!b)
-		oa_error(req, 400, NULL, "invalid_json", "We could not parse the JSON body of your "
-			 "request: line %d column %d: %s", je.line, je.column, je.text);
-	return b;
+	pd->srv = srv;
+	pd->req = req;
+	pd->chat = chat;
+	pd->gen = gen;
+	pd->gen_stream = gen_stream;
+	pd->pin = pin;
+	snprintf(pd->gen_model, sizeof pd->gen_model, "%s", model ? model : "");
+	if (req->body_len <= OA_INLINE_BYTES) {
+		parse_step(pd);
+		parsed(pd);
+		return;
+	}
+	pd->work.data = pd;
+	if (uv_queue_work(srv->loop, &pd->work, parse_work, parse_done) < 0) {
+		oa_error(req, 503, NULL, NULL, "cannot queue the request's parse");
+		pending_free(pd);
+	}
 }
 
 static void h_completion(rt_req *req, rt_server *srv, int chat)
 {
-	json_t *body = body_json(req);
-	if (body)
-		completion_run(req, srv, chat, body, 0, 0);
+	completion_run(req, srv, chat, 0, 0, NULL, 0);
 }
 
-/* Triton's generate extension: POST /v2/models/{m}[/versions/{v}]/generate[_stream] with
- * {"text_input": "...", and the sampling settings at the top level or under "parameters":
- * max_tokens, temperature, top_p, seed / random_seed, stop / stop_words, stream}, answered
- * {"model_name", "model_version", "text_output", "finish_reason"}, streamed as server-sent
- * events of the same shape (text_output the new text). Translated into a completion body. */
 static void h_generate(rt_req *req, rt_server *srv, int stream)
 {
-	static const char *const keys[][2] = {{"max_tokens", "max_tokens"},
-		{"temperature", "temperature"}, {"top_p", "top_p"}, {"seed", "seed"},
-		{"random_seed", "seed"}, {"stop", "stop"}, {"stop_words", "stop"}, {"stream", NULL}};
 	const char *m = rt_req_param(req, "m"), *v = rt_req_param(req, "v");
 	uint32_t pin = 0;
 	if (v && rt_api_version(v, &pin) < 0) {
 		oa_error(req, 400, NULL, NULL, "version '%s' is not a revision number", v);
 		return;
 	}
-	json_t *in = body_json(req);
-	if (!in)
-		return;
-	json_t *body = json_object();
-	const json_t *params = json_object_get(in, "parameters");
-	const char *k;
-	json_t *val;
-	if (!json_is_object(in)) {
-		oa_error(req, 400, NULL, NULL, "the request body must be a JSON object");
-		goto fail;
-	}
-	if (params && !json_is_object(params)) {
-		oa_error(req, 400, NULL, NULL, "'parameters' must be an object");
-		goto fail;
-	}
-	if (!json_is_string(json_object_get(in, "text_input"))) {
-		oa_error(req, 400, NULL, NULL, "'text_input' (a string) is required");
-		goto fail;
-	}
-	/* every field known, each setting given once (top level or parameters) */
-	for (int pass = 0; pass < 2; pass++) {
-		const json_t *src = pass ? params : in;
-		if (!src)
-			continue;
-		json_object_foreach((json_t *)src, k, val) {
-			if (!pass && (!strcmp(k, "text_input") || !strcmp(k, "parameters") ||
-				      !strcmp(k, "id")))
-				continue;
-			size_t i = 0;
-			while (i < sizeof keys / sizeof keys[0] && strcmp(keys[i][0], k))
-				i++;
-			if (i == sizeof keys / sizeof keys[0]) {
-				oa_error(req, 400, NULL, NULL, "unknown %s '%s' (known: text_input, "
-					 "max_tokens, temperature, top_p, seed, random_seed, stop, "
-					 "stop_words, stream, parameters, id)", pass ? "parameter" : "input",
-					 k);
-				goto fail;
-			}
-			if (!keys[i][1]) {   /* stream: the route decides; a contrary value is an error */
-				if (!json_is_boolean(val) || (json_is_true(val) && !stream)) {
-					oa_error(req, 400, NULL, NULL, json_is_boolean(val)
-						 ? "'stream': true needs the generate_stream endpoint"
-						 : "'stream' must be true or false");
-					goto fail;
-				}
-				continue;
-			}
-			if (json_object_get(body, keys[i][1])) {
-				oa_error(req, 400, NULL, NULL, "'%s' is given twice", keys[i][1]);
-				goto fail;
-			}
-			json_object_set(body, keys[i][1], val);
-		}
-	}
-	json_object_set_new(body, "model", json_string(m));
-	json_object_set(body, "prompt", json_object_get(in, "text_input"));
-	json_object_set_new(body, "stream", json_boolean(stream));
-	json_decref(in);
-	completion_run(req, srv, 0, body, 1, pin);
-	return;
-fail:
-	json_decref(in);
-	json_decref(body);
+	completion_run(req, srv, 0, 1, stream, m, pin);
 }
 
 static void h_generate_once(rt_req *req, void *ud)
