@@ -5,6 +5,7 @@
 #   make test       builds and runs every test this machine can run
 #   make asan       ASan + UBSan build in build-asan/, runs the tests
 #   make run        installs missing deps, builds, starts `thaw serve` with the demo function
+#   make soak       the long hostile suite (THAW_HOSTILE_LONG=1) and a 10-minute soak with hostile clients
 #   make bench      benchmarks (bench/); make bench-gpu on a GPU machine
 #   make bench-report  charts of the recorded figures (bench/results/*.tsv -> docs/img/*.svg)
 #   make fuzz       libFuzzer targets (clang) for a short run each
@@ -79,7 +80,7 @@ BENCH_BIN = $(BENCH_SRC:%.c=$(BUILD)/%)
 EXAMPLE_SRC = $(wildcard functions/examples/fn_*.c)
 EXAMPLE_SO = $(EXAMPLE_SRC:functions/examples/fn_%.c=$(BUILD)/examples/libthaw_%.so)
 
-.PHONY: all deps test check asan run bench bench-gpu bench-report fuzz clean tests-build
+.PHONY: all deps test check asan soak run bench bench-gpu bench-report fuzz clean tests-build
 
 all: $(THAW)
 ifeq ($(CUDA),1)
@@ -144,6 +145,12 @@ asan: deps
 run: deps
 	@$(MAKE) --no-print-directory all
 	@scripts/run-demo.sh $(THAW)
+
+# SOAK_SECONDS (default 600) and the other SOAK_* settings of bench/soak.sh pass through
+soak: deps
+	@$(MAKE) --no-print-directory tests-build
+	@BUILD=$(BUILD) THAW_HOSTILE_LONG=1 THAW_TEST_FILTER=tests/hostile/ tests/run.sh
+	@THAW_BIN=$(BUILD)/thaw THAW_SRC=. SOAK_HOSTILE=1 sh bench/soak.sh
 
 bench: deps
 	@$(MAKE) --no-print-directory all $(BENCH_BIN)

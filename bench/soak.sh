@@ -19,9 +19,14 @@
 #   - /healthz 200 at the end and a digits invoke equal to the PyTorch reference
 #     (tests/data/mlp_digits/expected.json, 1e-3), jobs all in a final state or queued/running.
 # Rotated audit files are removed while it runs (as log shipping would), so the disk stays small.
+# SOAK_HOSTILE=1 adds the hostile clients of bench/hostile_mix.py beside the load (a pipeliner that
+# never reads, a connection flood, a gzip and dense-JSON amplifier, each from its own loopback
+# address, and a /healthz prober), started at the end of warm-up; then also: every VmRSS sample
+# under attack within 1.5x of the one at the end of warm-up, no failed probe, and no attack
+# request answered with a 5xx but 503.
 # Environment: THAW_BIN (default build/thaw), THAW_SRC (default .), SOAK_PORT (default 18995),
-# SOAK_SECONDS, SOAK_WARMUP, SOAK_SAMPLE, SOAK_ADMIN_MS, SOAK_FD_SLACK, SOAK_RSS_CHECK, SOAK_KEEP=1
-# keeps the work directory.
+# SOAK_SECONDS, SOAK_WARMUP, SOAK_SAMPLE, SOAK_ADMIN_MS, SOAK_FD_SLACK, SOAK_RSS_CHECK,
+# SOAK_HOSTILE, SOAK_KEEP=1 keeps the work directory.
 set -u
 THAW_BIN=${THAW_BIN:-build/thaw}
 SRC=${THAW_SRC:-.}
@@ -33,6 +38,7 @@ SAMPLE=${SOAK_SAMPLE:-5}
 ADMIN_MS=${SOAK_ADMIN_MS:-100}
 FD_SLACK=${SOAK_FD_SLACK:-0}
 RSS_CHECK=${SOAK_RSS_CHECK:-1}
+HOSTILE=${SOAK_HOSTILE:-0}
 for tool in wrk python3 curl; do
   command -v $tool >/dev/null 2>&1 || { echo "soak: $tool not installed (make deps)"; exit 2; }
 done
@@ -42,7 +48,7 @@ data="$work/data"
 fail=0
 bad() { echo "soak: FAIL: $*"; fail=1; }
 cleanup() {
-  for p in ${wpids:-} ${spid:-}; do kill "$p" 2>/dev/null; done
+  for p in ${wpids:-} ${hpid:-} ${spid:-}; do kill "$p" 2>/dev/null; done
   wait 2>/dev/null
   [ "${SOAK_KEEP:-0}" = 1 ] && echo "soak: kept $work" || rm -rf "$work"
 }
@@ -115,6 +121,7 @@ run_wrk echo 16 echo
 run_wrk digits 8 digits "$work/digits.json"
 run_wrk v2 8 v2 "$work/v2.json"
 run_wrk admin 1 admin "" "$ADMIN_MS" "$SRC/tests/data/digits.csv.gz"
+hpid=""
 echo "soak: $SECS s at saturation (warm-up $WARM s), thaw pid $spid, fds before $fd0"
 start=$(date +%s)
 printf 'soak: %6s %10s %6s\n' t_s rss_kib fds > "$work/series.txt"
@@ -125,13 +132,26 @@ while :; do
   kill -0 "$spid" 2>/dev/null || { bad "thaw exited during the soak"; break; }
   r=$(rss); f=$(fds)
   printf 'soak: %6d %10s %6s\n' "$t" "$r" "$f" >> "$work/series.txt"
-  if [ $t -ge "$WARM" ] && [ -z "$rssw" ]; then rssw=$r; fdw=$f; fi
+  if [ $t -ge "$WARM" ] && [ -z "$rssw" ]; then
+    rssw=$r; fdw=$f
+    if [ "$HOSTILE" = 1 ]; then   # the attack starts once the well-behaved load is warm
+      python3 "$SRC/bench/hostile_mix.py" --port "$PORT" --seconds $((SECS - t)) > "$work/hostile.txt" 2>&1 &
+      hpid=$!
+    fi
+  fi
   [ -n "$rssw" ] && echo "$r" >> "$work/rss_after_warm"
   rm -f "$data/audit/"audit-*.log
   sleep "$SAMPLE"
 done
 for p in $wpids; do wait "$p"; done
 wpids=""
+if [ -n "$hpid" ]; then
+  kill -TERM "$hpid" 2>/dev/null
+  wait "$hpid"; hrc=$?
+  hpid=""
+  sed 's/^/soak: /' "$work/hostile.txt"
+  [ "$hrc" = 0 ] || bad "hostile clients: exit $hrc (see the lines above)"
+fi
 cat "$work/series.txt"
 # settle: jobs finish or stay queued; idle keep-alive connections are gone with wrk
 i=0
@@ -161,6 +181,10 @@ if [ -n "$rssw" ]; then
   echo "soak: VmRSS after warm-up ($ns samples): first fifth median $first KiB, last fifth median $last KiB ($drift); min $min, max $max; idle after the load $rss1 KiB"
   if [ "$RSS_CHECK" = 1 ]; then
     echo "$last $first" | awk '{ exit !($1 <= $2 * 1.05) }' || bad "VmRSS drifted past 5% after warm-up ($first -> $last KiB)"
+  fi
+  if [ "$HOSTILE" = 1 ]; then
+    echo "soak: VmRSS at the end of warm-up $rssw KiB, highest sample after it $max KiB ($(echo "$max $rssw" | awk '{ printf "%.2fx", $1 / $2 }'))"
+    [ "$RSS_CHECK" = 1 ] && { echo "$max $rssw" | awk '{ exit !($1 <= $2 * 1.5) }' || bad "VmRSS under the hostile clients past 1.5x of its start ($rssw -> $max KiB)"; }
   fi
 else
   bad "no sample after warm-up (SOAK_SECONDS too short?)"
