@@ -11,6 +11,7 @@
 #include "runtime/rt_auth.h"
 #include "runtime/rt_limit.h"
 #include "runtime/rt_log.h"
+#include "runtime/rt_router.h"
 
 #define LIMITER_MAX_BUCKETS 100000
 
@@ -26,16 +27,23 @@ int rt_access_init(rt_server *srv, char *err, size_t errlen)
 		rt_logf(RT_LOG_WARN, "audit log off (--no-audit): invocations and admin actions are not recorded");
 		return 0;
 	}
-	return rt_audit_open(srv->cfg.data_dir, srv->cfg.audit_max_bytes, srv->cfg.audit_days,
-			     &srv->audit, err, errlen);
+	rc = rt_audit_open(srv->cfg.data_dir, srv->cfg.audit_max_bytes, srv->cfg.audit_days,
+			   &srv->audit, err, errlen);
+	if (rc == 0)
+		rt_audit_set_max_total(srv->audit, srv->cfg.audit_max_total ? srv->cfg.audit_max_total
+								   : RT_AUDIT_DEFAULT_MAX_TOTAL);
+	return rc;
 }
 
 static void on_audit_timer(uv_timer_t *t)
 {
 	rt_server *srv = t->data;
+	int rc = rt_audit_tick(srv->audit, (int64_t)(rt_now_ns() / 1000000));
+	if (rc < 0)
+		rt_logf(RT_LOG_ERROR, "audit: cannot write a refusal summary: %s", strerror(-rc));
 	if (!rt_audit_pending(srv->audit))
 		return;
-	int rc = rt_audit_flush(srv->audit);
+	rc = rt_audit_flush(srv->audit);
 	if (rc < 0)
 		rt_logf(RT_LOG_ERROR, "audit: cannot write buffered lines: %s", strerror(-rc));
 }
@@ -160,6 +168,40 @@ static int check_key(rt_server *srv, rt_req *req, rt_auth_need need);
 static int function_limited(rt_server *srv, rt_req *req, const char *client);
 static int fn_limited(rt_server *srv, rt_req *req, const char *fn, const char *client);
 
+static int is_mutation(const rt_req *req)
+{
+	return strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0;
+}
+
+/* the route's function: {name}, else {m} */
+static const char *route_fn(const rt_req *req)
+{
+	const char *fn = rt_req_param(req, "name");
+	return fn ? fn : rt_req_param(req, "m");
+}
+
+/* An admin change is applied only when it is audited: its intent line is written and
+ * fdatasync'd before the handler runs, else the request is refused with 503. 0: go on. */
+static int audit_intent(rt_server *srv, rt_req *req, const char *action, const char *client)
+{
+	rt_audit_rec r = {
+		.key_id = req->auth_key_id, .client = client, .action = action,
+		.function = route_fn(req), .method = req->method, .path = req->path,
+		.request_id = req->request_id, .phase = "intent",
+	};
+	int rc = rt_audit_write(srv->audit, &r, 1);
+	if (rc == 0)
+		return 0;
+	rt_logf(RT_LOG_ERROR, "audit: cannot write to %s/audit/audit.log (%s): %s refused",
+		srv->cfg.data_dir, strerror(-rc), action);
+	char msg[200];
+	snprintf(msg, sizeof msg, "audit log unavailable (audit/audit.log: %s): the %s is refused "
+		 "because it cannot be recorded", strerror(-rc), action);
+	rt_req_add_header(req, "Retry-After", "5");
+	reply_json(req, 503, msg);
+	return 1;
+}
+
 int rt_access_gate(rt_server *srv, rt_req *req)
 {
 	const char *action;
@@ -176,7 +218,11 @@ int rt_access_gate(rt_server *srv, rt_req *req)
 		if (rc)
 			return rc;
 	}
-	return need == RT_AUTH_INVOKE ? function_limited(srv, req, client) : 0;
+	if (need == RT_AUTH_INVOKE)
+		return function_limited(srv, req, client);
+	if (need == RT_AUTH_ADMIN && is_mutation(req) && srv->audit)
+		return audit_intent(srv, req, action, client);
+	return 0;
 }
 
 /* per-function limit from the manifest ("rate_limit"), per caller: key id, else address */
@@ -184,10 +230,7 @@ static int function_limited(rt_server *srv, rt_req *req, const char *client)
 {
 	if (!srv->fn_rate_limits)   /* no revision has one: skip the registry read */
 		return 0;
-	const char *fn = rt_req_param(req, "name");
-	if (!fn)
-		fn = rt_req_param(req, "m");
-	return fn_limited(srv, req, fn, client);
+	return fn_limited(srv, req, route_fn(req), client);
 }
 
 static int fn_limited(rt_server *srv, rt_req *req, const char *fn, const char *client)
@@ -204,6 +247,19 @@ static int fn_limited(rt_server *srv, rt_req *req, const char *fn, const char *c
 	return rc;
 }
 
+/* 403 naming the scope the key lacks; returns 1 */
+static int forbidden(rt_req *req, rt_auth_need need, const char *fn)
+{
+	char scope[RT_MANIFEST_NAME_MAX + 16], msg[160];
+	rt_auth_missing_scope(need, fn, scope, sizeof scope);
+	if (need == RT_AUTH_INVOKE_BODY && !fn)
+		snprintf(msg, sizeof msg, "forbidden: key lacks scope invoke:* or invoke:MODEL");
+	else
+		snprintf(msg, sizeof msg, "forbidden: key lacks scope %s", scope);
+	reply_json(req, 403, msg);
+	return 1;
+}
+
 static int check_key(rt_server *srv, rt_req *req, rt_auth_need need)
 {
 	char scopes[RT_AUTH_SCOPES_MAX];
@@ -217,19 +273,19 @@ static int check_key(rt_server *srv, rt_req *req, rt_auth_need need)
 		reply_json(req, 401, "missing or invalid API key");
 		return 1;
 	}
-	const char *fn = rt_req_param(req, "name");
-	if (!fn)
-		fn = rt_req_param(req, "m");
-	if (!rt_auth_allows(scopes, need, fn)) {
-		reply_json(req, 403, "forbidden");
-		return 1;
-	}
+	const char *fn = route_fn(req);
+	if (!rt_auth_allows(scopes, need, fn))
+		return forbidden(req, need, fn);
 	return limited(srv, req, "key", req->auth_key_id, &srv->cfg.limit_key);
 }
 
 int rt_access_check_fn(rt_server *srv, rt_req *req, const char *fn)
 {
 	char client[64];
+	/* the audit line names the function the body named (a copy in the request's own
+	 * param_buf, whatever becomes of fn) */
+	if (!rt_req_param(req, "name"))
+		rt_router_param_add(req, "name", fn);
 	if (!srv->cfg.dev) {
 		char scopes[RT_AUTH_SCOPES_MAX], id[RT_AUTH_ID_LEN + 1];
 		int rc = rt_auth_check(srv->auth, rt_req_header(req, "Authorization"), id, scopes);
@@ -242,10 +298,8 @@ int rt_access_check_fn(rt_server *srv, rt_req *req, const char *fn)
 			reply_json(req, 401, "missing or invalid API key");
 			return 1;
 		}
-		if (!rt_auth_allows(scopes, RT_AUTH_INVOKE, fn)) {
-			reply_json(req, 403, "forbidden");
-			return 1;
-		}
+		if (!rt_auth_allows(scopes, RT_AUTH_INVOKE, fn))
+			return forbidden(req, RT_AUTH_INVOKE, fn);
 	}
 	if (!srv->fn_rate_limits)
 		return 0;
@@ -289,7 +343,7 @@ void rt_access_observe(rt_server *srv, const rt_req *req, size_t resp_bytes, dou
 		return;
 	const char *action;
 	rt_auth_need need = rt_auth_route_need(req->method, req->route, &action);
-	int mutation = strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0;
+	int mutation = is_mutation(req);
 	int refused = req->status == 401 || req->status == 403 || req->status == 429;
 	int admin = need == RT_AUTH_ADMIN && mutation;
 	if (need == RT_AUTH_INVOKE_BODY)
@@ -298,9 +352,7 @@ void rt_access_observe(rt_server *srv, const rt_req *req, size_t resp_bytes, dou
 		return;
 	char client[64];
 	rt_access_client(srv, req, client, sizeof client);
-	const char *fn = rt_req_param(req, "name");
-	if (!fn)
-		fn = rt_req_param(req, "m");
+	const char *fn = route_fn(req);
 	rt_audit_rec r = {
 		.key_id = req->auth_key_id, .client = client, .action = action, .function = fn,
 		.revision = served_revision(req), .method = req->method, .path = req->path,
@@ -309,7 +361,9 @@ void rt_access_observe(rt_server *srv, const rt_req *req, size_t resp_bytes, dou
 	};
 	if (srv->fn_audit_payloads && need == RT_AUTH_INVOKE && fn && !refused)
 		payload_opt_in(srv, fn, r.revision, &r, req);
-	int rc = rt_audit_write(srv->audit, &r, admin);
+	/* refusals are sampled per client (a refusal changes nothing: no fsync) */
+	int rc = refused ? rt_audit_refusal(srv->audit, &r, (int64_t)(rt_now_ns() / 1000000))
+			 : rt_audit_write(srv->audit, &r, admin);
 	if (rc < 0)
 		rt_logf(RT_LOG_ERROR, "audit: cannot write a line: %s", strerror(-rc));
 }

@@ -22,10 +22,15 @@ static void h_create(rt_req *req, void *ud)
 	const char *scopes[MAX_SCOPES];
 	size_t n = json_is_array(sc) ? json_array_size(sc) : 0;
 	int ok = json_is_object(body) && json_object_size(body) == 1 && n >= 1 && n <= MAX_SCOPES;
+	char why[300];
 	for (size_t i = 0; ok && i < n; i++) {
 		json_t *s = json_array_get(sc, i);
-		ok = json_is_string(s) && strlen(json_string_value(s)) == json_string_length(s) &&
-		     rt_auth_scope_valid(json_string_value(s));
+		ok = json_is_string(s) && strlen(json_string_value(s)) == json_string_length(s);
+		if (ok && rt_auth_scope_check(json_string_value(s), why, sizeof why) < 0) {
+			json_decref(body);
+			rt_req_reply_error(req, 400, "%s", why);
+			return;
+		}
 		if (ok)
 			scopes[i] = json_string_value(s);
 	}

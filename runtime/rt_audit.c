@@ -1,6 +1,7 @@
-/* rt_audit.c — append-only JSON-lines audit log with size rotation and age pruning. Lines
- * are formatted by hand (no JSON tree per call) into a buffer that rt_audit_flush writes with
- * one write(2); admin actions flush and fdatasync at once. See rt_audit.h. */
+/* rt_audit.c — append-only JSON-lines audit log with size rotation, pruning by age and by
+ * total size, and sampled refusal lines. Lines are formatted by hand (no JSON tree per call)
+ * into a buffer that rt_audit_flush writes with one write(2); admin actions flush and
+ * fdatasync at once. See rt_audit.h. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -14,16 +15,36 @@
 #include "runtime/rt_log.h"
 #include "runtime/rt_registry.h"
 
+/* the refusals of one client (and key, when one was accepted) in its one-second window */
+typedef struct refusal {
+	char client[64];
+	char key_id[16];         /* "" when refused before a key was accepted */
+	int64_t window_ms;       /* CLOCK_MONOTONIC start of the window */
+	int64_t since_ms;        /* wall clock of the first suppressed refusal */
+	unsigned lines;          /* lines written in the window */
+	uint64_t suppressed, n401, n403, n429, nother;
+	int used;
+} refusal;
+
+#define REF_SLOTS RT_AUDIT_REFUSED_CLIENTS    /* + 1: the shared entry when full */
+#define REF_INDEX (2 * RT_AUDIT_REFUSED_CLIENTS) /* open addressing, a power of two */
+
 struct rt_audit {
 	char dir[4096];
 	char path[4200];
 	int fd;
-	uint64_t size, max_bytes;
+	uint64_t size, max_bytes, max_total;
 	int keep_days;
 	time_t last_prune;
 	unsigned seq;
 	char *buf;           /* invocation lines not yet written (rt_audit_flush) */
 	size_t blen, bcap;
+	int cut;             /* the line being formatted had a field cut (format_line) */
+	refusal *ref;        /* REF_SLOTS + 1 entries, made at the first refusal */
+	int ref_index[REF_INDEX];   /* slot + 1, 0 = empty */
+	int ref_free[REF_SLOTS], ref_nfree, ref_used;
+	int64_t all_window_ms;      /* the window of all clients together */
+	unsigned all_lines;
 };
 
 static int is_rotated(const char *name)
@@ -52,6 +73,14 @@ int rt_audit_prune(const char *dir, int keep_days, time_t now)
 	}
 	closedir(d);
 	return removed;
+}
+
+/* a write or sync failed: drop the descriptor, so the next line reopens the file */
+static void drop_fd(rt_audit *a)
+{
+	if (a->fd >= 0)
+		close(a->fd);
+	a->fd = -1;
 }
 
 static int open_log(rt_audit *a)
@@ -96,10 +125,54 @@ int rt_audit_open(const char *data_dir, uint64_t max_bytes, int keep_days, rt_au
 	return 0;
 }
 
+/* removes the oldest rotated files while they and a full current file pass max_total */
+static void prune_total(rt_audit *a)
+{
+	char **files;
+	size_t n;
+	if (!a->max_total || rt_audit_files(a->dir, &files, &n) < 0)
+		return;
+	uint64_t budget = a->max_total > a->max_bytes ? a->max_total - a->max_bytes : 0, total = 0;
+	uint64_t *sz = calloc(n ? n : 1, sizeof *sz);
+	if (!sz) {
+		rt_audit_files_free(files, n);
+		return;
+	}
+	for (size_t i = 0; i + 1 < n; i++) {   /* the last one is audit.log */
+		struct stat st;
+		sz[i] = stat(files[i], &st) == 0 ? (uint64_t)st.st_size : 0;
+		total += sz[i];
+	}
+	int removed = 0;
+	for (size_t i = 0; i + 1 < n && total > budget; i++) {
+		if (unlink(files[i]) == 0)
+			removed++;
+		total -= sz[i];
+	}
+	if (removed)
+		rt_logf(RT_LOG_WARN, "audit: removed the %d oldest rotated file(s) of %s: all audit files "
+			"together stay under %llu bytes (--audit-max-total)", removed, a->dir,
+			(unsigned long long)a->max_total);
+	free(sz);
+	rt_audit_files_free(files, n);
+}
+
+void rt_audit_set_max_total(rt_audit *a, uint64_t max_total)
+{
+	a->max_total = max_total;
+	prune_total(a);
+}
+
+
+
+static int ref_sweep(rt_audit *a, int64_t now_ms);
+
 void rt_audit_close(rt_audit *a)
 {
 	if (!a)
 		return;
+	if (a->ref)   /* every window ends: the counts of suppressed refusals are written */
+		ref_sweep(a, INT64_MAX / 2);
 	int rc = rt_audit_flush(a);
 	if (rc < 0)
 		rt_logf(RT_LOG_ERROR, "audit: lines lost at close: %s", strerror(-rc));
@@ -108,6 +181,7 @@ void rt_audit_close(rt_audit *a)
 		close(a->fd);
 	}
 	free(a->buf);
+	free(a->ref);
 	free(a);
 }
 
@@ -115,9 +189,11 @@ int rt_audit_flush(rt_audit *a)
 {
 	if (!a || !a->blen)
 		return 0;
-	if (a->fd < 0 && open_log(a) < 0) {
+	int fresh = a->fd < 0;
+	int orc = fresh ? open_log(a) : 0;
+	if (orc < 0) {
 		a->blen = 0;
-		return -EIO;
+		return orc;
 	}
 	size_t off = 0;
 	int rc = 0;
@@ -127,12 +203,24 @@ int rt_audit_flush(rt_audit *a)
 			continue;
 		if (n <= 0) {
 			rc = n < 0 ? -errno : -EIO;
+			/* a descriptor opened before may be stale (the file replaced since): one more
+			 * try on the file now at the path, unless part of the lines went out */
+			if (!fresh && off == 0) {
+				fresh = 1;
+				drop_fd(a);
+				if (open_log(a) == 0) {
+					rc = 0;
+					continue;
+				}
+			}
 			break;
 		}
 		off += (size_t)n;
 	}
 	a->size += off;
 	a->blen = 0;
+	if (rc < 0)
+		drop_fd(a);
 	return rc;
 }
 
@@ -165,6 +253,7 @@ static void rotate(rt_audit *a)
 		rt_logf(RT_LOG_ERROR, "audit: cannot reopen %s: %s", a->path, strerror(errno));
 	a->last_prune = now;
 	rt_audit_prune(a->dir, a->keep_days, now);
+	prune_total(a);
 }
 
 /* appends to a->buf, growing it; 0 or -ENOMEM */
@@ -249,9 +338,21 @@ static int put_json_str(rt_audit *a, const char *s, size_t n)
 	return rc ? rc : buf_put(a, tmp, t);
 }
 
+/* an untrusted string: at most RT_AUDIT_FIELD_MAX bytes (not splitting a UTF-8 sequence);
+ * a cut sets a->cut, which marks the line "truncated" */
 static int put_str(rt_audit *a, const char *s)
 {
-	return put_json_str(a, s, strlen(s));
+	size_t n = strlen(s);
+	if (n > RT_AUDIT_FIELD_MAX) {
+		n = RT_AUDIT_FIELD_MAX;
+		for (size_t b = n; b > RT_AUDIT_FIELD_MAX - 4; b--)
+			if (((unsigned char)s[b] & 0xc0) != 0x80) {
+				n = b;
+				break;
+			}
+		a->cut = 1;
+	}
+	return put_json_str(a, s, n);
 }
 
 static int put_opt_str(rt_audit *a, const char *s)
@@ -317,6 +418,7 @@ static int format_line(rt_audit *a, const rt_audit_rec *r, int64_t ms)
 	size_t start = a->blen;
 	char t[40], num[160];
 	int rc = 0;
+	a->cut = 0;
 	rt_registry_format_time(ms, t, sizeof t);
 	rc |= put_lit(a, "{\"time\":\"");
 	rc |= put_lit(a, t);
@@ -342,7 +444,10 @@ static int format_line(rt_audit *a, const rt_audit_rec *r, int64_t ms)
 		rc |= put_lit(a, ",\"path\":");
 		rc |= put_str(a, r->path);
 	}
-	if (r->status) {
+	if (r->phase) {
+		rc |= put_lit(a, ",\"phase\":");
+		rc |= put_str(a, r->phase);
+	} else if (r->status) {
 		snprintf(num, sizeof num, ",\"status\":%d", r->status);
 		rc |= put_lit(a, num);
 	} else {
@@ -352,7 +457,8 @@ static int format_line(rt_audit *a, const rt_audit_rec *r, int64_t ms)
 	double lat = r->latency_s > 0 && r->latency_s < 1e9 ? r->latency_s * 1e3 : 0;
 	snprintf(num, sizeof num, ",\"latency_ms\":%.3f,\"bytes_in\":%llu,\"bytes_out\":%llu", lat,
 		 (unsigned long long)r->bytes_in, (unsigned long long)r->bytes_out);
-	rc |= put_lit(a, num);
+	if (!r->phase)
+		rc |= put_lit(a, num);
 	if (r->request_id && *r->request_id) {
 		rc |= put_lit(a, ",\"request_id\":");
 		rc |= put_str(a, r->request_id);
@@ -367,6 +473,8 @@ static int format_line(rt_audit *a, const rt_audit_rec *r, int64_t ms)
 		if (cut)
 			rc |= put_lit(a, ",\"payload_truncated\":true");
 	}
+	if (a->cut)
+		rc |= put_lit(a, ",\"truncated\":true");
 	rc |= put_lit(a, "}\n");
 	if (rc) {
 		a->blen = start;
@@ -375,25 +483,37 @@ static int format_line(rt_audit *a, const rt_audit_rec *r, int64_t ms)
 	return 0;
 }
 
-int rt_audit_write(rt_audit *a, const rt_audit_rec *r, int sync)
+/* formats one line at the end of a->buf: format_line or format_summary */
+typedef int (*line_fn)(rt_audit *a, const void *arg, int64_t ms);
+
+static int fmt_rec(rt_audit *a, const void *arg, int64_t ms)
+{
+	return format_line(a, arg, ms);
+}
+
+/* appends the line fmt makes, rotating first when it would not fit, and writes the buffer
+ * when it is full or sync is set (then with fdatasync) */
+static int emit(rt_audit *a, line_fn fmt, const void *arg, int sync)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
+	int64_t ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 	size_t start = a->blen;
-	int rc = format_line(a, r, (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+	int rc = fmt(a, arg, ms);
 	if (rc < 0)
 		return rc;
 	size_t len = a->blen - start;
-	if (a->fd < 0 && open_log(a) < 0) {
+	if (a->fd < 0 && (rc = open_log(a)) < 0) {
 		a->blen = start;
-		return -EIO;
+		return rc;
 	}
 	/* rotation happens between lines: write what came before to the old file first */
 	if (a->size + start && a->size + a->blen > a->max_bytes) {
 		a->blen = start;
 		rc = rt_audit_flush(a);
-		rotate(a);
-		format_line(a, r, (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+		if (a->fd >= 0)
+			rotate(a);
+		fmt(a, arg, ms);
 		if (rc < 0)
 			rt_logf(RT_LOG_ERROR, "audit: lines lost before rotation: %s", strerror(-rc));
 		if (a->blen != len)
@@ -407,9 +527,195 @@ int rt_audit_write(rt_audit *a, const rt_audit_rec *r, int sync)
 	rc = rt_audit_flush(a);
 	if (rc < 0)
 		return rc;
-	if (sync && fdatasync(a->fd) < 0)
-		return -errno;
+	if (sync && a->fd < 0)
+		return -EIO;
+	if (sync && fdatasync(a->fd) < 0) {
+		rc = -errno;
+		drop_fd(a);
+		return rc;
+	}
 	return 0;
+}
+
+int rt_audit_write(rt_audit *a, const rt_audit_rec *r, int sync)
+{
+	return emit(a, fmt_rec, r, sync);
+}
+
+/* ---- refusals: a few lines a second per client, the rest counted ---- */
+
+static int format_summary(rt_audit *a, const void *arg, int64_t ms)
+{
+	const refusal *e = arg;
+	size_t start = a->blen;
+	char t[40], since[40], num[256];
+	int rc = 0;
+	a->cut = 0;
+	rt_registry_format_time(ms, t, sizeof t);
+	rt_registry_format_time(e->since_ms, since, sizeof since);
+	rc |= put_lit(a, "{\"time\":\"");
+	rc |= put_lit(a, t);
+	rc |= put_lit(a, "\",\"key_id\":");
+	rc |= put_opt_str(a, e->key_id);
+	rc |= put_lit(a, ",\"client\":");
+	rc |= put_str(a, e->client);
+	snprintf(num, sizeof num, ",\"action\":\"refused.suppressed\",\"function\":null,"
+		 "\"revision\":null,\"suppressed\":%llu,\"statuses\":{\"401\":%llu,\"403\":%llu,"
+		 "\"429\":%llu,\"other\":%llu},\"since\":\"%s\"}\n",
+		 (unsigned long long)e->suppressed, (unsigned long long)e->n401,
+		 (unsigned long long)e->n403, (unsigned long long)e->n429,
+		 (unsigned long long)e->nother, since);
+	rc |= put_lit(a, num);
+	if (rc) {
+		a->blen = start;
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+static uint32_t hash_str(uint32_t h, const char *s)
+{
+	for (; *s; s++)   /* FNV-1a */
+		h = (h ^ (unsigned char)*s) * 16777619u;
+	return h;
+}
+
+/* the index position holding client + key, or the empty one where it would go */
+static int ref_pos(const rt_audit *a, const char *client, const char *kid)
+{
+	uint32_t i = hash_str(hash_str(2166136261u, client) * 31u + 7u, kid) & (REF_INDEX - 1);
+	while (a->ref_index[i]) {
+		const refusal *e = &a->ref[a->ref_index[i] - 1];
+		if (strcmp(e->client, client) == 0 && strcmp(e->key_id, kid) == 0)
+			break;
+		i = (i + 1) & (REF_INDEX - 1);
+	}
+	return (int)i;
+}
+
+/* writes the summary of e if it suppressed something; then e starts afresh */
+static int ref_summary(rt_audit *a, refusal *e)
+{
+	int rc = 0;
+	if (e->suppressed)
+		rc = emit(a, format_summary, e, 0);
+	e->suppressed = e->n401 = e->n403 = e->n429 = e->nother = 0;
+	e->lines = 0;
+	return rc;
+}
+
+/* ends the windows over at now (summaries written), frees their entries, rebuilds the index */
+static int ref_sweep(rt_audit *a, int64_t now_ms)
+{
+	int rc = 0, freed = 0;
+	for (int i = 0; i <= REF_SLOTS; i++) {
+		refusal *e = &a->ref[i];
+		if (!e->used || now_ms - e->window_ms < 1000)
+			continue;
+		int r = ref_summary(a, e);
+		rc = rc ? rc : r;
+		if (i < REF_SLOTS) {
+			e->used = 0;
+			a->ref_free[a->ref_nfree++] = i;
+			a->ref_used--;
+			freed = 1;
+		} else {
+			e->used = 0;
+		}
+	}
+	if (freed) {
+		memset(a->ref_index, 0, sizeof a->ref_index);
+		for (int i = 0; i < REF_SLOTS; i++)
+			if (a->ref[i].used)
+				a->ref_index[ref_pos(a, a->ref[i].client, a->ref[i].key_id)] = i + 1;
+	}
+	return rc;
+}
+
+/* the entry of client + key id (made when new; the shared one when the table is full); NULL:
+ * ENOMEM */
+static refusal *ref_get(rt_audit *a, const char *client, const char *key_id, int64_t now_ms)
+{
+	if (!a->ref) {
+		a->ref = calloc(REF_SLOTS + 1, sizeof *a->ref);
+		if (!a->ref)
+			return NULL;
+		for (int i = 0; i < REF_SLOTS; i++)
+			a->ref_free[i] = REF_SLOTS - 1 - i;
+		a->ref_nfree = REF_SLOTS;
+		snprintf(a->ref[REF_SLOTS].client, sizeof a->ref[REF_SLOTS].client, "*");
+	}
+	char c[64], k[16];
+	snprintf(c, sizeof c, "%s", client && *client ? client : "unknown");
+	snprintf(k, sizeof k, "%s", key_id ? key_id : "");
+	int pos = ref_pos(a, c, k);
+	if (a->ref_index[pos])
+		return &a->ref[a->ref_index[pos] - 1];
+	if (!a->ref_nfree) {
+		ref_sweep(a, now_ms);
+		pos = ref_pos(a, c, k);
+	}
+	refusal *e;
+	if (a->ref_nfree) {
+		int slot = a->ref_free[--a->ref_nfree];
+		e = &a->ref[slot];
+		memset(e, 0, sizeof *e);
+		memcpy(e->client, c, sizeof c);
+		memcpy(e->key_id, k, sizeof k);
+		a->ref_index[pos] = slot + 1;
+		a->ref_used++;
+	} else {
+		e = &a->ref[REF_SLOTS];   /* every other client shares "*" */
+		if (e->used)
+			return e;
+	}
+	e->used = 1;
+	e->window_ms = now_ms;
+	return e;
+}
+
+int rt_audit_refusal(rt_audit *a, const rt_audit_rec *r, int64_t now_ms)
+{
+	refusal *e = ref_get(a, r->client, r->key_id, now_ms);
+	if (!e)
+		return rt_audit_write(a, r, 0);
+	int rc = 0;
+	if (now_ms - e->window_ms >= 1000) {
+		rc = ref_summary(a, e);
+		e->window_ms = now_ms;
+	}
+	if (now_ms - a->all_window_ms >= 1000) {
+		a->all_window_ms = now_ms;
+		a->all_lines = 0;
+	}
+	if (e->lines < RT_AUDIT_REFUSED_PER_S && a->all_lines < RT_AUDIT_REFUSED_ALL_PER_S) {
+		e->lines++;
+		a->all_lines++;
+		int w = rt_audit_write(a, r, 0);
+		return rc ? rc : w;
+	}
+	if (!e->suppressed) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		e->since_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	}
+	e->suppressed++;
+	if (r->status == 401)
+		e->n401++;
+	else if (r->status == 403)
+		e->n403++;
+	else if (r->status == 429)
+		e->n429++;
+	else
+		e->nother++;
+	return rc;
+}
+
+int rt_audit_tick(rt_audit *a, int64_t now_ms)
+{
+	if (!a || !a->ref || (!a->ref_used && !a->ref[REF_SLOTS].used))
+		return 0;
+	return ref_sweep(a, now_ms);
 }
 
 static int cmp_str(const void *x, const void *y)

@@ -9,8 +9,16 @@
  * rt_audit_flush (the daemon calls it every RT_AUDIT_FLUSH_MS), before a rotation and at
  * close. A sync = 1 line (admin actions) first writes what is buffered, then itself, then
  * fdatasyncs, so file order is call order. A kill -9 loses at most the buffered lines.
+ * A write that fails closes the descriptor; the next line reopens the file (a full disk that
+ * gets room again, a replaced file). Untrusted strings (client, path, function, request id,
+ * ...) are cut to RT_AUDIT_FIELD_MAX bytes each and the line then carries "truncated": true.
+ * Refused requests go through rt_audit_refusal, which writes at most RT_AUDIT_REFUSED_PER_S
+ * lines a second per client and key (RT_AUDIT_REFUSED_ALL_PER_S for all together) and counts
+ * the rest into one "refused.suppressed" line per client, key and window.
  * Rotated by size (audit.log -> audit-YYYYMMDDTHHMMSSZ-N.log); rotated files older than
- * keep_days are removed (at open, at each rotation and hourly). One rt_audit per thread. */
+ * keep_days are removed (at open, at each rotation and hourly), and the oldest rotated files
+ * go while all files together would pass max_total (rt_audit_set_max_total; at open and at
+ * each rotation). One rt_audit per thread. */
 #ifndef THAW_RT_AUDIT_H
 #define THAW_RT_AUDIT_H
 #include <stddef.h>
@@ -23,6 +31,11 @@ typedef struct rt_audit rt_audit;
 #define RT_AUDIT_DEFAULT_DAYS 90
 #define RT_AUDIT_FLUSH_BYTES (64u << 10)  /* buffered invocation lines: write past this */
 #define RT_AUDIT_FLUSH_MS 100               /* ... and at least this often (the daemon's timer) */
+#define RT_AUDIT_DEFAULT_MAX_TOTAL (1ull << 30) /* all audit files together */
+#define RT_AUDIT_FIELD_MAX 256              /* bytes of one untrusted string in a line */
+#define RT_AUDIT_REFUSED_PER_S 5            /* refusal lines a second, per client ... */
+#define RT_AUDIT_REFUSED_ALL_PER_S 100      /* ... and for all clients together */
+#define RT_AUDIT_REFUSED_CLIENTS 1024       /* clients tracked; past it they share one entry */
 
 typedef struct rt_audit_rec {
 	const char *key_id;      /* NULL: no key (dev mode, or refused before one was known) */
@@ -36,6 +49,8 @@ typedef struct rt_audit_rec {
 	uint64_t bytes_in, bytes_out;
 	const char *request_id;  /* may be NULL */
 	const char *error;       /* CLI actions: NULL = success */
+	const char *phase;       /* "intent": written before an admin action runs (no status, no
+	                          * result); NULL: the line of a finished request or action */
 	/* payloads (opt-in per function): logged when payload_max > 0, each cut to payload_max
 	 * bytes; valid UTF-8 as "payload_in"/"payload_out", other bytes as "..._base64" */
 	const char *payload_in, *payload_out;
@@ -54,6 +69,25 @@ void rt_audit_close(rt_audit *a);
  * everything buffered before it and fdatasyncs (admin actions). 0 or a negative errno (lines
  * not written are then lost; the caller logs it). */
 int rt_audit_write(rt_audit *a, const rt_audit_rec *r, int sync);
+
+/* rt_audit_set_max_total bounds all files of the log together (rotated + current) to about
+ * max_total bytes: at each rotation (and now) the oldest rotated files are removed until the
+ * rotated ones and a full current file fit. 0: no bound. */
+void rt_audit_set_max_total(rt_audit *a, uint64_t max_total);
+
+/* rt_audit_refusal logs a refused request (401, 403, 429; r->client names the client,
+ * r->key_id the key when one was accepted): as a buffered line while the budget of that
+ * client and key for this one-second window lasts, else it only counts it. When a window with
+ * suppressed refusals ends, one line {"action": "refused.suppressed", "key_id", "client",
+ * "suppressed": N, "statuses": {"401": n, "403": n, "429": n, "other": n}, "since"} is written
+ * (at the next refusal or at rt_audit_tick). Past RT_AUDIT_REFUSED_CLIENTS entries in one
+ * window, the others share the entry of client "*". now_ms: CLOCK_MONOTONIC milliseconds.
+ * 0 or a negative errno. */
+int rt_audit_refusal(rt_audit *a, const rt_audit_rec *r, int64_t now_ms);
+
+/* rt_audit_tick writes the summary lines of windows that have ended (the daemon calls it with
+ * its flush timer) and forgets idle clients. 0 or a negative errno. NULL a: 0. */
+int rt_audit_tick(rt_audit *a, int64_t now_ms);
 
 /* rt_audit_flush writes the buffered lines (no fsync). 0, or a negative errno when the write
  * failed (those lines are dropped, the buffer is empty either way). NULL a: 0. */

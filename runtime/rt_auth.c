@@ -106,17 +106,23 @@ void rt_auth_close(rt_auth *a)
 	free(a);
 }
 
-int rt_auth_scope_valid(const char *s)
+int rt_auth_scope_check(const char *s, char *err, size_t errlen)
 {
 	if (strcmp(s, "admin") == 0 || strcmp(s, "metrics") == 0 || strcmp(s, "invoke:*") == 0)
-		return 1;
-	if (strncmp(s, "invoke:", 7) != 0 || !s[7] || strlen(s + 7) > RT_MANIFEST_NAME_MAX)
 		return 0;
-	for (const char *p = s + 7; *p; p++)
-		if (!(*p >= 'a' && *p <= 'z') && !(*p >= 'A' && *p <= 'Z') && !(*p >= '0' && *p <= '9') &&
-		    *p != '-' && *p != '_' && *p != '.')
-			return 0;
-	return 1;
+	if (strncmp(s, "invoke:", 7) != 0)
+		return rt_errf(err, errlen, -EINVAL, "bad scope '%.80s%s' (admin, metrics, invoke:*, "
+			       "invoke:FUNCTION)", s, strlen(s) > 80 ? "..." : "");
+	char why[200];
+	if (rt_manifest_name_valid(s + 7, why, sizeof why) < 0)
+		return rt_errf(err, errlen, -EINVAL, "bad scope '%.80s%s': it can never match a function "
+			       "(%s)", s, strlen(s) > 80 ? "..." : "", why);
+	return 0;
+}
+
+int rt_auth_scope_valid(const char *s)
+{
+	return rt_auth_scope_check(s, NULL, 0) == 0;
 }
 
 static void key_hash(const rt_auth *a, const char *key, unsigned char *out)
@@ -133,9 +139,9 @@ int rt_auth_key_create(rt_auth *a, const char *const *scopes, size_t n, char *ke
 	if (n == 0)
 		return rt_errf(err, errlen, -EINVAL, "a key needs at least one --scope");
 	for (size_t i = 0; i < n; i++) {
-		if (!rt_auth_scope_valid(scopes[i]))
-			return rt_errf(err, errlen, -EINVAL, "bad scope '%s' (admin, metrics, invoke:*, "
-				       "invoke:FUNCTION)", scopes[i]);
+		int rc = rt_auth_scope_check(scopes[i], err, errlen);
+		if (rc < 0)
+			return rc;
 		size_t l = strlen(scopes[i]);
 		if (len + l + 2 > sizeof joined)
 			return rt_errf(err, errlen, -EINVAL, "too many scopes");
@@ -283,6 +289,41 @@ static int has_scope(const char *scopes, const char *want)
 	return 0;
 }
 
+/* is some scope of scopes prefix...? */
+static int has_scope_prefix(const char *scopes, const char *prefix)
+{
+	size_t pl = strlen(prefix);
+	for (const char *p = scopes; *p;) {
+		size_t l = strcspn(p, " ");
+		if (l > pl && memcmp(p, prefix, pl) == 0)
+			return 1;
+		p += l;
+		while (*p == ' ')
+			p++;
+	}
+	return 0;
+}
+
+void rt_auth_missing_scope(rt_auth_need need, const char *fn, char *buf, size_t cap)
+{
+	int named = fn && rt_manifest_name_valid(fn, NULL, 0) == 0;
+	switch (need) {
+	case RT_AUTH_METRICS:
+		snprintf(buf, cap, "metrics");
+		break;
+	case RT_AUTH_READ_FN:
+	case RT_AUTH_INVOKE:
+	case RT_AUTH_INVOKE_BODY:
+		if (named)
+			snprintf(buf, cap, "invoke:%s", fn);
+		else
+			snprintf(buf, cap, "invoke:FUNCTION");
+		break;
+	default:
+		snprintf(buf, cap, "admin");
+	}
+}
+
 int rt_auth_allows(const char *scopes, rt_auth_need need, const char *fn)
 {
 	if (need == RT_AUTH_OPEN)
@@ -297,8 +338,8 @@ int rt_auth_allows(const char *scopes, rt_auth_need need, const char *fn)
 	case RT_AUTH_METRICS:
 		return has_scope(scopes, "metrics");
 	case RT_AUTH_INVOKE_BODY:
-		if (!fn)
-			return 1;
+		if (!fn)   /* the function is not known yet: some invoke scope is needed */
+			return has_scope_prefix(scopes, "invoke:");
 		/* fall through */
 	case RT_AUTH_READ_FN:
 	case RT_AUTH_INVOKE: {

@@ -28,8 +28,8 @@ typedef enum rt_auth_need {
 	RT_AUTH_READ_FN,   /* admin or invoke scope for the function (its metadata) */
 	RT_AUTH_INVOKE,    /* admin or invoke scope for the function */
 	RT_AUTH_INVOKE_BODY, /* invoke scope for the function the body names (OpenAI endpoints):
-			      * the gate lets any valid key pass (fn NULL), the handler checks
-			      * the function (rt_access_check_fn) */
+			      * at the end of the headers (fn NULL) a key needs some invoke scope,
+			      * the handler checks the function (rt_access_check_fn) */
 	RT_AUTH_METRICS,   /* admin or metrics */
 	RT_AUTH_ADMIN,     /* admin (deploy, delete, load/unload, jobs, keys); unknown routes too */
 } rt_auth_need;
@@ -40,7 +40,11 @@ typedef enum rt_auth_need {
 int rt_auth_open(struct sqlite3 *db, const char *data_dir, rt_auth **out, char *err, size_t errlen);
 void rt_auth_close(rt_auth *a);
 
-/* rt_auth_scope_valid reports whether one scope string is well-formed. */
+/* rt_auth_scope_check: 0 when scope is well-formed and can match something ("admin",
+ * "metrics", "invoke:*", or "invoke:" + a valid function name, rt_manifest_name_valid), else
+ * -EINVAL with the reason in err (may be NULL). */
+int rt_auth_scope_check(const char *scope, char *err, size_t errlen);
+/* rt_auth_scope_valid reports whether one scope string is well-formed (rt_auth_scope_check). */
 int rt_auth_scope_valid(const char *scope);
 
 /* rt_auth_key_create makes a new key with scopes (n >= 1, each valid: else -EINVAL), stores
@@ -66,6 +70,11 @@ int rt_auth_check(rt_auth *a, const char *authorization, char *id, char *scopes)
 /* rt_auth_allows reports whether scopes (space-separated) grant need for function fn (the
  * route's {name} or {m}; may be NULL). */
 int rt_auth_allows(const char *scopes, rt_auth_need need, const char *fn);
+
+/* rt_auth_missing_scope writes to buf the scope a refused request lacked, for its 403:
+ * "admin", "metrics" or "invoke:NAME" (NAME only when fn is a valid function name, else
+ * "invoke:FUNCTION"). */
+void rt_auth_missing_scope(rt_auth_need need, const char *fn, char *buf, size_t cap);
 
 /* rt_auth_route_need classifies method + route pattern and names the action for the audit
  * log (*action: static string, e.g. "invoke", "deploy"). Unknown routes need admin. */

@@ -47,18 +47,13 @@ static const char *default_data(void)
 	return d && *d ? d : "./thaw-data";
 }
 
-static void audit_cli(const char *data, const char *action, const char *id, const char *error)
+/* writes one `thaw keys` audit line (client "cli") and fdatasyncs it; 0 or a negative errno */
+static int audit_cli(rt_audit *a, const char *action, const char *id, const char *phase,
+		     const char *error)
 {
-	rt_audit *a;
-	char err[256];
-	if (rt_audit_open(data, 0, 0, &a, err, sizeof err) < 0) {
-		fprintf(stderr, "thaw keys: warning: %s\n", err);
-		return;
-	}
-	rt_audit_rec r = {.key_id = id, .client = "cli", .action = action, .error = error};
-	if (rt_audit_write(a, &r, 1) < 0)
-		fprintf(stderr, "thaw keys: warning: cannot write the audit line\n");
-	rt_audit_close(a);
+	rt_audit_rec r = {.key_id = id, .client = "cli", .action = action, .phase = phase,
+			  .error = error};
+	return rt_audit_write(a, &r, 1);
 }
 
 int rt_keys_main(int argc, char **argv)
@@ -106,18 +101,20 @@ int rt_keys_main(int argc, char **argv)
 		keys_usage(stderr);
 		return 2;
 	}
-	for (size_t i = 0; i < nscopes; i++)
-		if (!rt_auth_scope_valid(scopes[i])) {
-			fprintf(stderr, "thaw keys: bad scope '%s' (admin, metrics, invoke:*, invoke:FUNCTION)\n",
-				scopes[i]);
+	for (size_t i = 0; i < nscopes; i++) {
+		char why[400];
+		if (rt_auth_scope_check(scopes[i], why, sizeof why) < 0) {
+			fprintf(stderr, "thaw keys: %s\n", why);
 			return 2;
 		}
+	}
 	if (is_create && mkdir(data, 0755) < 0 && errno != EEXIST) {
 		fprintf(stderr, "thaw keys: cannot create %s: %s\n", data, strerror(errno));
 		return 1;
 	}
 	rt_registry *reg = NULL;
 	rt_auth *auth = NULL;
+	rt_audit *audit = NULL;
 	char err[512];
 	int code = 1;
 	if (rt_registry_open(data, &reg, err, sizeof err) < 0 ||
@@ -125,13 +122,27 @@ int rt_keys_main(int argc, char **argv)
 		fprintf(stderr, "thaw keys: %s\n", err);
 		goto out;
 	}
+	/* a change that cannot be audited is not made: the intent line is on disk first */
+	if (is_create || is_revoke) {
+		const char *action = is_create ? "key.create" : "key.revoke";
+		int rc = rt_audit_open(data, 0, 0, &audit, err, sizeof err);
+		if (rc == 0)
+			rc = audit_cli(audit, action, is_revoke ? args[0] : NULL, "intent", NULL);
+		if (rc < 0) {
+			fprintf(stderr, "thaw keys: cannot write the audit log (%s/audit/audit.log: %s): "
+				"no key was %s\n", data, strerror(-rc), is_create ? "created" : "revoked");
+			goto out;
+		}
+	}
 	if (is_create) {
 		char key[RT_AUTH_KEY_MAX], id[RT_AUTH_ID_LEN + 1];
 		if (rt_auth_key_create(auth, scopes, nscopes, key, id, err, sizeof err) < 0) {
 			fprintf(stderr, "thaw keys: %s\n", err);
+			audit_cli(audit, "key.create", NULL, NULL, err);
 			goto out;
 		}
-		audit_cli(data, "key.create", id, NULL);
+		if (audit_cli(audit, "key.create", id, NULL, NULL) < 0)
+			fprintf(stderr, "thaw keys: warning: cannot write the audit line of the result\n");
 		printf("created key %s with scope(s):", id);
 		for (size_t i = 0; i < nscopes; i++)
 			printf(" %s", scopes[i]);
@@ -141,11 +152,13 @@ int rt_keys_main(int argc, char **argv)
 	} else if (is_revoke) {
 		int rc = rt_auth_key_revoke(auth, args[0]);
 		if (rc < 0) {
-			fprintf(stderr, "thaw keys: %s\n", rc == -ENOENT ? "no such key (or already revoked)"
-				: "database error");
+			const char *why = rc == -ENOENT ? "no such key (or already revoked)" : "database error";
+			fprintf(stderr, "thaw keys: %s\n", why);
+			audit_cli(audit, "key.revoke", args[0], NULL, why);
 			goto out;
 		}
-		audit_cli(data, "key.revoke", args[0], NULL);
+		if (audit_cli(audit, "key.revoke", args[0], NULL, NULL) < 0)
+			fprintf(stderr, "thaw keys: warning: cannot write the audit line of the result\n");
 		printf("revoked key %s\n", args[0]);
 		code = 0;
 	} else {
@@ -178,6 +191,7 @@ int rt_keys_main(int argc, char **argv)
 		code = 0;
 	}
 out:
+	rt_audit_close(audit);
 	rt_auth_close(auth);
 	rt_registry_close(reg);
 	return code;

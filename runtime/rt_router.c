@@ -169,3 +169,23 @@ rt_route_result rt_router_match(const rt_router *r, rt_req *req, rt_handler_fn *
 	}
 	return path_matched ? RT_ROUTE_METHOD_NOT_ALLOWED : RT_ROUTE_NOT_FOUND;
 }
+
+int rt_router_param_add(rt_req *req, const char *name, const char *value)
+{
+	size_t used = 0, n = strlen(value);
+	for (int i = 0; i < req->nparams; i++) {
+		const char *v = req->param_values[i];
+		if (v >= req->param_buf && v < req->param_buf + sizeof req->param_buf) {
+			size_t end = (size_t)(v - req->param_buf) + strlen(v) + 1;
+			if (end > used)
+				used = end;
+		}
+	}
+	if (req->nparams == RT_HTTP_MAX_PARAMS || used + n + 1 > sizeof req->param_buf)
+		return -ENOSPC;
+	memcpy(req->param_buf + used, value, n + 1);
+	req->param_names[req->nparams] = name;
+	req->param_values[req->nparams] = req->param_buf + used;
+	req->nparams++;
+	return 0;
+}

@@ -40,4 +40,10 @@ int rt_router_add_all(rt_router *r, const rt_route_def *routes, size_t n, void *
 rt_route_result rt_router_match(const rt_router *r, rt_req *req, rt_handler_fn *fn, void **ud,
 				char *allow, size_t allow_cap);
 
+/* rt_router_param_add adds route parameter name = value to a matched request, the value
+ * copied into req->param_buf after the router's (name: a static string). A handler that
+ * learns a request's function from its body names it this way for the audit line. 0, or
+ * -ENOSPC when the parameters or param_buf are full (nothing added). */
+int rt_router_param_add(rt_req *req, const char *name, const char *value);
+
 #endif

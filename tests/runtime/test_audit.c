@@ -2,13 +2,17 @@
  * payload), rotation by size with every line kept exactly once across the files, pruning of
  * rotated files by age (mtime set back), the file listing order; buffering (invocation lines
  * wait for rt_audit_flush or close, a sync line writes the buffer first, order kept); opt-in
- * payloads (text, base64, truncation, escaping of control bytes and invalid UTF-8). */
+ * payloads (text, base64, truncation, escaping of control bytes and invalid UTF-8); untrusted
+ * strings cut and the line marked "truncated"; refusals sampled per client with a summary line
+ * counting the rest; the total-size bound on all files; intent lines; a failed write refused
+ * (a log that is /dev/full) and the file reopened afterwards. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 #include <utime.h>
 #include <jansson.h>
 #include "runtime/rt_audit.h"
@@ -275,8 +279,214 @@ static void test_payloads(void)
 		json_decref(v[i]);
 }
 
+static void test_truncated_fields(void)
+{
+	const char *d = fresh_dir();
+	rt_audit *a;
+	char err[256], p[1200];
+	snprintf(p, sizeof p, "%s/audit/audit.log", d);
+	T_EQ_INT(rt_audit_open(d, 0, 90, &a, err, sizeof err), 0);
+	/* a 4000-byte path ending in 2-byte characters, a 1000-byte function name */
+	static char path[4001], fn[1001];
+	memset(path, 'p', 4000);
+	for (int i = RT_AUDIT_FIELD_MAX - 3; i + 1 < 4000; i += 2) {
+		path[i] = (char)0xc3;
+		path[i + 1] = (char)0xa9;
+	}
+	memset(fn, 'f', 1000);
+	rt_audit_rec r = {.client = "10.0.0.1", .action = "invoke", .function = fn, .method = "POST",
+			  .path = path, .status = 401, .request_id = "rid-t"};
+	T_EQ_INT(rt_audit_write(a, &r, 1), 0);
+	rt_audit_rec ok = {.client = "10.0.0.1", .action = "invoke", .function = "f", .status = 200};
+	T_EQ_INT(rt_audit_write(a, &ok, 1), 0);
+	rt_audit_close(a);
+	T_CHECK(file_size(p) < 2 * RT_AUDIT_FIELD_MAX + 800);   /* two lines, one with 4 KB of input */
+	json_t *v[4];
+	T_EQ_INT(read_lines(p, v, 4), 2);
+	const char *lp = json_string_value(json_object_get(v[0], "path"));
+	const char *lf = json_string_value(json_object_get(v[0], "function"));
+	T_CHECK(lp && strlen(lp) <= RT_AUDIT_FIELD_MAX && strlen(lp) >= RT_AUDIT_FIELD_MAX - 3);
+	T_CHECK(lp && strncmp(lp, path, strlen(lp)) == 0);   /* cut at a character boundary */
+	T_CHECK(lf && strlen(lf) == RT_AUDIT_FIELD_MAX);
+	T_CHECK(json_is_true(json_object_get(v[0], "truncated")));
+	T_EQ_STR(json_string_value(json_object_get(v[0], "request_id")), "rid-t");
+	T_CHECK(json_object_get(v[1], "truncated") == NULL);
+	json_decref(v[0]);
+	json_decref(v[1]);
+}
+
+static void test_refusals_sampled(void)
+{
+	const char *d = fresh_dir();
+	rt_audit *a;
+	char err[256], p[1200];
+	snprintf(p, sizeof p, "%s/audit/audit.log", d);
+	T_EQ_INT(rt_audit_open(d, 0, 90, &a, err, sizeof err), 0);
+	/* client A: 1000 refusals in one window, then 3 more a second later; client B: 2 */
+	int64_t t0 = 5000;
+	for (int i = 0; i < 1000; i++) {
+		rt_audit_rec r = {.client = "10.0.0.1", .action = "invoke", .function = "f",
+				  .status = i % 10 == 0 ? 429 : 401};
+		T_EQ_INT(rt_audit_refusal(a, &r, t0 + i % 900), 0);
+	}
+	for (int i = 0; i < 2; i++) {
+		rt_audit_rec r = {.client = "10.0.0.2", .action = "deploy", .status = 403};
+		T_EQ_INT(rt_audit_refusal(a, &r, t0 + 10), 0);
+	}
+	T_EQ_INT(rt_audit_tick(a, t0 + 950), 0);   /* no window over yet: nothing summarized */
+	T_EQ_INT(rt_audit_flush(a), 0);
+	json_t *v[64];
+	int n = read_lines(p, v, 64);
+	T_EQ_INT(n, RT_AUDIT_REFUSED_PER_S + 2);
+	for (int i = 0; i < n; i++)
+		json_decref(v[i]);
+	/* the next refusal of A after its window: the summary of the window first */
+	rt_audit_rec r = {.client = "10.0.0.1", .action = "invoke", .function = "f", .status = 401};
+	T_EQ_INT(rt_audit_refusal(a, &r, t0 + 1000), 0);
+	/* B's window ended without suppressions: no summary at tick; A's new one has none yet */
+	T_EQ_INT(rt_audit_tick(a, t0 + 1500), 0);
+	for (int i = 0; i < 50; i++)
+		T_EQ_INT(rt_audit_refusal(a, &r, t0 + 1600), 0);
+	rt_audit_close(a);   /* ends every window: A's second summary */
+	n = read_lines(p, v, 64);
+	T_EQ_INT(n, RT_AUDIT_REFUSED_PER_S + 2 + 1 + RT_AUDIT_REFUSED_PER_S + 1);
+	int summaries = 0;
+	long long suppressed = 0;
+	for (int i = 0; i < n; i++) {
+		const char *act = json_string_value(json_object_get(v[i], "action"));
+		if (act && strcmp(act, "refused.suppressed") == 0) {
+			summaries++;
+			suppressed += json_integer_value(json_object_get(v[i], "suppressed"));
+			T_EQ_STR(json_string_value(json_object_get(v[i], "client")), "10.0.0.1");
+			T_CHECK(json_string_value(json_object_get(v[i], "since")) != NULL);
+			if (summaries == 1) {
+				json_t *st = json_object_get(v[i], "statuses");
+				T_EQ_INT(json_integer_value(json_object_get(v[i], "suppressed")),
+					 1000 - RT_AUDIT_REFUSED_PER_S);
+				T_EQ_INT(json_integer_value(json_object_get(st, "429")), 99);
+				T_EQ_INT(json_integer_value(json_object_get(st, "401")),
+					 900 - RT_AUDIT_REFUSED_PER_S + 1);
+			}
+		}
+		json_decref(v[i]);
+	}
+	T_EQ_INT(summaries, 2);
+	T_EQ_INT(suppressed, 1000 - RT_AUDIT_REFUSED_PER_S + 51 - RT_AUDIT_REFUSED_PER_S);
+	/* many clients: the table fills, the rest share "*"; all clients together stay bounded */
+	d = fresh_dir();
+	snprintf(p, sizeof p, "%s/audit/audit.log", d);
+	T_EQ_INT(rt_audit_open(d, 0, 90, &a, err, sizeof err), 0);
+	for (int i = 0; i < 3 * RT_AUDIT_REFUSED_CLIENTS; i++) {
+		char c[32];
+		snprintf(c, sizeof c, "10.1.%d.%d", i / 256, i % 256);
+		rt_audit_rec x = {.client = c, .action = "invoke", .status = 401};
+		T_EQ_INT(rt_audit_refusal(a, &x, t0 + i % 500), 0);
+	}
+	rt_audit_close(a);
+	static json_t *w[4096];
+	n = read_lines(p, w, 4096);
+	int lines = 0;
+	summaries = 0;
+	suppressed = 0;
+	for (int i = 0; i < n; i++) {
+		const char *act = json_string_value(json_object_get(w[i], "action"));
+		if (act && strcmp(act, "refused.suppressed") == 0) {
+			summaries++;
+			suppressed += json_integer_value(json_object_get(w[i], "suppressed"));
+		} else {
+			lines++;
+		}
+		json_decref(w[i]);
+	}
+	T_EQ_INT(lines, RT_AUDIT_REFUSED_ALL_PER_S);
+	T_EQ_INT(lines + suppressed, 3 * RT_AUDIT_REFUSED_CLIENTS);
+	T_CHECK(summaries <= RT_AUDIT_REFUSED_CLIENTS + 1);
+}
+
+static void test_max_total(void)
+{
+	const char *d = fresh_dir();
+	rt_audit *a;
+	char err[256], dir[1200];
+	snprintf(dir, sizeof dir, "%s/audit", d);
+	T_EQ_INT(rt_audit_open(d, 4096, 0, &a, err, sizeof err), 0);
+	rt_audit_set_max_total(a, 5 * 4096);
+	for (int i = 0; i < 1000; i++) {
+		char rid[32];
+		snprintf(rid, sizeof rid, "tot-%d", i);
+		rt_audit_rec r = {.client = "127.0.0.1", .action = "invoke", .function = "f",
+				  .status = 200, .request_id = rid};
+		T_EQ_INT(rt_audit_write(a, &r, 0), 0);
+	}
+	rt_audit_close(a);
+	char **files;
+	size_t n;
+	T_EQ_INT(rt_audit_files(dir, &files, &n), 0);
+	long total = 0;
+	for (size_t i = 0; i < n; i++)
+		total += file_size(files[i]);
+	T_CHECK(n >= 2 && n <= 5);
+	T_CHECK(total <= 5 * 4096);
+	/* the newest lines are the ones kept */
+	char *last = t_read_file(files[n - 1], NULL);
+	T_CHECK(last && strstr(last, "\"tot-999\""));
+	free(last);
+	rt_audit_files_free(files, n);
+	/* setting a smaller bound prunes at once (opening without one never prunes by size) */
+	T_EQ_INT(rt_audit_open(d, 4096, 0, &a, err, sizeof err), 0);
+	T_EQ_INT(rt_audit_files(dir, &files, &n), 0);
+	size_t before = n;
+	rt_audit_files_free(files, n);
+	rt_audit_set_max_total(a, 4096);
+	rt_audit_close(a);
+	T_EQ_INT(rt_audit_files(dir, &files, &n), 0);
+	T_CHECK(before >= 2);
+	T_EQ_INT(n, 1);   /* audit.log only */
+	rt_audit_files_free(files, n);
+}
+
+static void test_intent_and_failure(void)
+{
+	const char *d = fresh_dir();
+	rt_audit *a;
+	char err[256], p[1300], dir[1200];
+	snprintf(dir, sizeof dir, "%s/audit", d);
+	snprintf(p, sizeof p, "%s/audit.log", dir);
+	T_EQ_INT(mkdir(dir, 0750), 0);
+	/* the log is /dev/full: every write fails, a sync write reports it */
+	T_EQ_INT(symlink("/dev/full", p), 0);
+	T_EQ_INT(rt_audit_open(d, 0, 0, &a, err, sizeof err), 0);
+	rt_audit_rec in = {.key_id = "0123456789ab", .client = "c", .action = "deploy",
+			   .function = "f", .method = "PUT", .path = "/v1/functions/f",
+			   .request_id = "rid-i", .phase = "intent"};
+	T_CHECK(rt_audit_write(a, &in, 1) < 0);
+	T_CHECK(rt_audit_write(a, &in, 1) < 0);   /* reopened: still full */
+	/* room again (the file replaced): the next line reopens it and succeeds */
+	T_EQ_INT(unlink(p), 0);
+	T_EQ_INT(rt_audit_write(a, &in, 1), 0);
+	rt_audit_rec out = {.key_id = "0123456789ab", .client = "c", .action = "deploy",
+			    .function = "f", .method = "PUT", .path = "/v1/functions/f",
+			    .status = 201, .request_id = "rid-i"};
+	T_EQ_INT(rt_audit_write(a, &out, 1), 0);
+	rt_audit_close(a);
+	json_t *v[4];
+	T_EQ_INT(read_lines(p, v, 4), 2);
+	T_EQ_STR(json_string_value(json_object_get(v[0], "phase")), "intent");
+	T_CHECK(json_object_get(v[0], "status") == NULL && json_object_get(v[0], "result") == NULL);
+	T_EQ_STR(json_string_value(json_object_get(v[0], "action")), "deploy");
+	T_EQ_STR(json_string_value(json_object_get(v[0], "request_id")), "rid-i");
+	T_CHECK(json_object_get(v[1], "phase") == NULL);
+	T_EQ_INT(json_integer_value(json_object_get(v[1], "status")), 201);
+	json_decref(v[0]);
+	json_decref(v[1]);
+}
+
 void t_main(void)
 {
+	T_RUN(test_truncated_fields);
+	T_RUN(test_refusals_sampled);
+	T_RUN(test_max_total);
+	T_RUN(test_intent_and_failure);
 	T_RUN(test_buffered);
 	T_RUN(test_payloads);
 	T_RUN(test_line_fields);

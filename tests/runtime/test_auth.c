@@ -119,7 +119,33 @@ static void test_scopes(void)
 	T_CHECK(rt_auth_scope_valid("admin"));
 	T_CHECK(rt_auth_scope_valid("metrics"));
 	T_CHECK(rt_auth_scope_valid("invoke:*"));
-	T_CHECK(rt_auth_scope_valid("invoke:my-fn_1.2"));
+	T_CHECK(rt_auth_scope_valid("invoke:my-fn-1"));
+	/* scopes that can never match a function (not a function name) are refused */
+	T_CHECK(!rt_auth_scope_valid("invoke:my-fn_1.2"));
+	T_CHECK(!rt_auth_scope_valid("invoke:Bad_Name"));
+	T_CHECK(!rt_auth_scope_valid("invoke:-x"));
+	char why[300];
+	T_CHECK(rt_auth_scope_check("invoke:Bad_Name", why, sizeof why) == -EINVAL);
+	T_CHECK(strstr(why, "invoke:Bad_Name") && strstr(why, "never match") && strstr(why, "lower-case"));
+	T_CHECK(rt_auth_scope_check("root", why, sizeof why) == -EINVAL && strstr(why, "bad scope 'root'"));
+	/* the OpenAI routes at the end of the headers (function not known): an invoke scope */
+	T_CHECK(!rt_auth_allows("metrics", RT_AUTH_INVOKE_BODY, NULL));
+	T_CHECK(!rt_auth_allows("", RT_AUTH_INVOKE_BODY, NULL));
+	T_CHECK(rt_auth_allows("metrics invoke:echo", RT_AUTH_INVOKE_BODY, NULL));
+	T_CHECK(rt_auth_allows("invoke:*", RT_AUTH_INVOKE_BODY, NULL));
+	T_CHECK(rt_auth_allows("admin", RT_AUTH_INVOKE_BODY, NULL));
+	T_CHECK(!rt_auth_allows("invoke:echo", RT_AUTH_INVOKE_BODY, "llama"));
+	T_CHECK(rt_auth_allows("invoke:llama", RT_AUTH_INVOKE_BODY, "llama"));
+	/* the scope a 403 names */
+	char sc[100];
+	rt_auth_missing_scope(RT_AUTH_INVOKE, "echo", sc, sizeof sc);
+	T_EQ_STR(sc, "invoke:echo");
+	rt_auth_missing_scope(RT_AUTH_INVOKE, "a\"b", sc, sizeof sc);
+	T_EQ_STR(sc, "invoke:FUNCTION");
+	rt_auth_missing_scope(RT_AUTH_METRICS, NULL, sc, sizeof sc);
+	T_EQ_STR(sc, "metrics");
+	rt_auth_missing_scope(RT_AUTH_ADMIN, "echo", sc, sizeof sc);
+	T_EQ_STR(sc, "admin");
 	T_CHECK(!rt_auth_scope_valid("invoke:"));
 	T_CHECK(!rt_auth_scope_valid("invoke:a b"));
 	T_CHECK(!rt_auth_scope_valid("root"));
