@@ -12,7 +12,11 @@
  *    tokens are generated (the first long before the last), read by a Python http.client too;
  *  - errors: unknown model 404 model_not_found, bad JSON / n=2 / missing messages 400, a
  *    snapshot without tokenizer 400, a non-llama function 400 (and not listed), context
- *    overflow and out-of-vocabulary ids 400; keys 401/403/200 when not --dev. */
+ *    overflow and out-of-vocabulary ids 400; keys 401/403/200 when not --dev;
+ *  - boundary numbers in every numeric field of every route (the llama kind's invoke too): 400
+ *    naming the field, 413 from the kind's context check near INT64_MAX; a tiny temperature or
+ *    top_p decodes greedily; huge bodies (10M ids, 1M messages, 100k stop strings, 4 MB texts,
+ *    deep nesting) refused early within 8x their size of server memory while /healthz answers. */
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -1271,6 +1275,310 @@ static void test_errors(void)
 	json_decref(o);
 }
 
+/* ---- hostile numbers and bodies (issue 14) ---- */
+
+static const char *err_param(json_t *o)
+{
+	const char *p = json_string_value(json_object_get(json_object_get(o, "error"), "param"));
+	return p ? p : "(null)";
+}
+
+/* boundary numbers in every numeric field of /v1/completions, /v1/chat/completions, the
+ * generate routes and the llama kind's own invoke: 400 naming the field (OpenAI's shape),
+ * {"error": "... field ..."} on the generate routes, 400/413 from the kind; the exact room
+ * left by the context still works; the daemon keeps serving. */
+static void test_boundary_numbers(void)
+{
+	NEED();
+	int32_t *hi_ids = NULL;
+	size_t n_hi = 0;
+	T_EQ_INT(fn_tok_encode(tok, "hi", 2, 1, &hi_ids, &n_hi), 0);
+	free(hi_ids);
+	T_CHECK(n_hi >= 1 && n_hi < 8);
+	const char *C = "/v1/completions", *CH = "/v1/chat/completions", *G = "/v2/models/tl/generate",
+		   *I = "/v1/functions/tl/invoke";
+	const char *P = "\"model\":\"tl\",\"prompt\":[1,2,3]";   /* 3 tokens */
+	const char *M = "\"model\":\"tl\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]";
+	struct { const char *path; char body[300]; int status; const char *param; } c[160];
+	int n = 0;
+#define CASE(path_, st_, param_, ...) do { if (n == 160) break; \
+		c[n].path = path_; c[n].status = st_; c[n].param = param_; \
+		snprintf(c[n].body, sizeof c[n].body, __VA_ARGS__); n++; } while (0)
+	static const char *const huge_mt[] = {"9223372036854775807", "9223372036854775806",
+		"4611686018427387904", "4294967297", "2147483648", "1073741825"};
+	for (size_t i = 0; i < sizeof huge_mt / sizeof huge_mt[0]; i++) {
+		CASE(C, 400, "max_tokens", "{%s,\"max_tokens\":%s}", P, huge_mt[i]);
+		CASE(CH, 400, "max_completion_tokens", "{%s,\"max_completion_tokens\":%s}", M, huge_mt[i]);
+		CASE(CH, 400, "max_tokens", "{%s,\"max_tokens\":%s}", M, huge_mt[i]);
+		CASE(G, 400, "max_tokens", "{\"text_input\":\"hi\",\"parameters\":{\"max_tokens\":%s}}",
+		     huge_mt[i]);
+		CASE(I, 413, NULL, "{\"tokens\":[1,2,3],\"max_tokens\":%s,\"stop\":[]}", huge_mt[i]);
+	}
+	static const char *const bad_mt[] = {"-1", "0", "-9223372036854775808", "1.5", "1e3", "\"5\""};
+	for (size_t i = 0; i < sizeof bad_mt / sizeof bad_mt[0]; i++) {
+		CASE(C, 400, "max_tokens", "{%s,\"max_tokens\":%s}", P, bad_mt[i]);
+		CASE(G, 400, "max_tokens", "{\"text_input\":\"hi\",\"max_tokens\":%s}", bad_mt[i]);
+		if (i != 1)
+			CASE(I, 400, NULL, "{\"tokens\":[1,2,3],\"max_tokens\":%s}", bad_mt[i]);
+	}
+	/* beyond int64: jansson refuses the number; the scan names the field first */
+	CASE(C, 400, "max_tokens", "{%s,\"max_tokens\":9223372036854775808}", P);
+	CASE(C, 400, "max_tokens", "{%s,\"max_tokens\":-9223372036854775809}", P);
+	CASE(C, 400, "max_tokens", "{%s,\"max_tokens\":18446744073709551616}", P);
+	CASE(G, 400, "max_tokens", "{\"text_input\":\"hi\",\"max_tokens\":99999999999999999999999}");
+	CASE(I, 400, NULL, "{\"tokens\":[1,2,3],\"max_tokens\":9223372036854775808}");
+	/* the context: exactly the room left works, one more is refused */
+	CASE(C, 200, NULL, "{%s,\"max_tokens\":%d,\"temperature\":0}", P, CTX - 3);
+	CASE(C, 400, "prompt", "{%s,\"max_tokens\":%d}", P, CTX - 2);
+	CASE(G, 200, NULL, "{\"text_input\":\"hi\",\"max_tokens\":%d,\"temperature\":0}", CTX - (int)n_hi);
+	CASE(G, 400, "context", "{\"text_input\":\"hi\",\"max_tokens\":%d}", CTX - (int)n_hi + 1);
+	CASE(I, 200, NULL, "{\"tokens\":[1,2,3],\"max_tokens\":%d,\"stop\":[]}", CTX - 3);
+	CASE(I, 413, NULL, "{\"tokens\":[1,2,3],\"max_tokens\":%d,\"stop\":[]}", CTX - 2);
+	CASE(I, 200, NULL, "{\"tokens\":[1,2,3],\"max_tokens\":0}");
+	/* temperature, top_p, seed, n, penalties, logprobs, top_k */
+	static const char *const bad_temp[] = {"1e999", "-1e999", "2.0000001", "-1e-308", "1e308", "true"};
+	for (size_t i = 0; i < sizeof bad_temp / sizeof bad_temp[0]; i++) {
+		CASE(C, 400, "temperature", "{%s,\"temperature\":%s}", P, bad_temp[i]);
+		CASE(CH, 400, "temperature", "{%s,\"temperature\":%s}", M, bad_temp[i]);
+		CASE(G, 400, "temperature", "{\"text_input\":\"hi\",\"parameters\":{\"temperature\":%s}}",
+		     bad_temp[i]);
+	}
+	CASE(I, 400, NULL, "{\"tokens\":[1],\"temperature\":1e308}");
+	static const char *const bad_top_p[] = {"0", "-1e-308", "1.0000001", "1e999"};
+	for (size_t i = 0; i < sizeof bad_top_p / sizeof bad_top_p[0]; i++) {
+		CASE(C, 400, "top_p", "{%s,\"top_p\":%s}", P, bad_top_p[i]);
+		CASE(G, 400, "top_p", "{\"text_input\":\"hi\",\"top_p\":%s}", bad_top_p[i]);
+	}
+	CASE(C, 400, "seed", "{%s,\"seed\":18446744073709551616}", P);
+	CASE(C, 400, "seed", "{%s,\"seed\":1.5}", P);
+	CASE(C, 200, NULL, "{%s,\"seed\":-9223372036854775808,\"max_tokens\":2,\"temperature\":1}", P);
+	CASE(C, 200, NULL, "{%s,\"seed\":9223372036854775807,\"max_tokens\":2,\"temperature\":1}", P);
+	CASE(G, 400, "seed", "{\"text_input\":\"hi\",\"random_seed\":18446744073709551616}");
+	CASE(I, 400, NULL, "{\"tokens\":[1],\"seed\":18446744073709551616}");
+	CASE(C, 400, "n", "{%s,\"n\":9223372036854775807}", P);
+	CASE(C, 400, "n", "{%s,\"n\":9223372036854775808}", P);
+	CASE(C, 400, "n", "{%s,\"n\":0}", P);
+	CASE(CH, 400, "n", "{%s,\"n\":-1}", M);
+	CASE(C, 400, "best_of", "{%s,\"best_of\":4294967297}", P);
+	CASE(C, 400, "presence_penalty", "{%s,\"presence_penalty\":1e308}", P);
+	CASE(C, 400, "presence_penalty", "{%s,\"presence_penalty\":1e999}", P);
+	CASE(CH, 400, "frequency_penalty", "{%s,\"frequency_penalty\":-2}", M);
+	CASE(C, 400, "logprobs", "{%s,\"logprobs\":9223372036854775807}", P);
+	CASE(CH, 400, "top_logprobs", "{%s,\"top_logprobs\":20}", M);
+	CASE(C, 400, "top_k", "{%s,\"top_k\":-1}", P);
+	CASE(I, 400, NULL, "{\"tokens\":[1],\"top_k\":9223372036854775807}");
+	/* prompt token ids and stop lists */
+	CASE(C, 400, "prompt", "{\"model\":\"tl\",\"prompt\":[1,%zu]}", vocab);
+	CASE(C, 400, "prompt", "{\"model\":\"tl\",\"prompt\":[1,-1]}");
+	CASE(C, 400, "prompt", "{\"model\":\"tl\",\"prompt\":[1,2147483648]}");
+	CASE(C, 400, "prompt", "{\"model\":\"tl\",\"prompt\":[1,9223372036854775808]}");
+	CASE(C, 400, "prompt", "{\"model\":\"tl\",\"prompt\":[[1,-9223372036854775808]]}");
+	CASE(I, 400, NULL, "{\"tokens\":[1,4294967297]}");
+	CASE(I, 400, NULL, "{\"tokens\":[1],\"stop\":[1099511627778]}");
+	CASE(C, 400, "stop", "{%s,\"stop\":[\"a\",\"b\",\"c\",\"d\",\"e\"]}", P);
+	CASE(G, 400, "stop", "{\"text_input\":\"hi\",\"parameters\":{\"stop_words\":[\"a\",\"b\",\"c\",\"d\",\"e\"]}}");
+#undef CASE
+	for (int i = 0; i < n; i++) {
+		json_t *o = NULL;
+		int st = req(&srv, "POST", c[i].path, NULL, c[i].body, &o);
+		int ok = st == c[i].status;
+		if (ok && c[i].param && c[i].path == G) {   /* Triton's shape: the field in the message */
+			const char *msg = json_string_value(json_object_get(o, "error"));
+			ok = msg && strstr(msg, c[i].param);
+		} else if (ok && c[i].param) {
+			ok = !strcmp(err_param(o), c[i].param) && err_is(o, "invalid_request_error", NULL);
+		}
+		if (!ok) {
+			char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+			fprintf(stderr, "  %s %s -> %d %.300s (want %d, %s)\n", c[i].path, c[i].body, st,
+				s ? s : "", c[i].status, c[i].param ? c[i].param : "-");
+			free(s);
+		}
+		T_CHECK(ok);
+		json_decref(o);
+	}
+	/* a tiny temperature (1e-308 is 0 as a float) or top_p decodes greedily, on every route */
+	struct { const char *path; const char *fmt; const char *field; } g[] = {
+		{C, "{%s,\"max_tokens\":12,%s}", "text"},
+		{G, "{\"text_input\":\"hi\",\"max_tokens\":12,\"parameters\":{%s}}", "text_output"},
+	};
+	static const char *const greedy_alike[] = {"\"temperature\":1e-308", "\"temperature\":5e-324",
+		"\"temperature\":1,\"top_p\":1e-308,\"seed\":5", "\"temperature\":0.000009,\"seed\":9"};
+	for (int r = 0; r < 2; r++) {
+		char body[400];
+		char *ref = NULL;
+		for (int k = -1; k < (int)(sizeof greedy_alike / sizeof greedy_alike[0]); k++) {
+			const char *setting = k < 0 ? "\"temperature\":0" : greedy_alike[k];
+			if (r == 0)
+				snprintf(body, sizeof body, g[r].fmt, P, setting);
+			else
+				snprintf(body, sizeof body, g[r].fmt, setting);
+			json_t *o = NULL;
+			int st = req(&srv, "POST", g[r].path, NULL, body, &o);
+			const json_t *t = r == 0 ? json_object_get(json_array_get(json_object_get(o, "choices"), 0), "text")
+						 : json_object_get(o, "text_output");
+			if (st != 200 || !json_is_string(t) || (ref && strcmp(ref, json_string_value(t))))
+				fprintf(stderr, "  %s %s -> %d, not the greedy text\n", g[r].path, body, st);
+			T_EQ_INT(st, 200);
+			T_CHECK(json_is_string(t));
+			if (json_is_string(t) && !ref)
+				ref = strdup(json_string_value(t));
+			else if (json_is_string(t))
+				T_EQ_STR(json_string_value(t), ref);
+			json_decref(o);
+		}
+		free(ref);
+	}
+	T_EQ_INT(req(&srv, "GET", "/healthz", NULL, NULL, NULL), 200);
+	T_EQ_INT(post("/v1/completions", json_pack("{s:s,s:s,s:i,s:i}", "model", "tl", "prompt", "hi",
+						    "max_tokens", 2, "temperature", 0), NULL), 200);
+}
+
+/* the server's memory (kB) from /proc/PID/status: field "VmRSS:" or "VmHWM:" */
+static long proc_kb(pid_t pid, const char *field)
+{
+	char path[64], line[256];
+	snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+	FILE *f = fopen(path, "r");
+	long kb = -1;
+	while (f && fgets(line, sizeof line, f))
+		if (!strncmp(line, field, strlen(field)))
+			kb = atol(line + strlen(field));
+	if (f)
+		fclose(f);
+	return kb;
+}
+
+/* resets the server's peak RSS (VmHWM) to its current RSS */
+static void reset_peak(pid_t pid)
+{
+	char path[64];
+	snprintf(path, sizeof path, "/proc/%d/clear_refs", (int)pid);
+	FILE *f = fopen(path, "w");
+	if (f) {
+		fputs("5", f);
+		fclose(f);
+	}
+}
+
+/* builds "{" pre + item x count (comma-separated) + post "}" */
+static char *rep_body(const char *pre, const char *item, size_t count, const char *sep,
+		      const char *post, size_t *len)
+{
+	size_t il = strlen(item), sl = strlen(sep), pl = strlen(pre), ql = strlen(post);
+	char *b = malloc(pl + count * (il + sl) + ql + 1);
+	if (!b)
+		return NULL;
+	size_t o = pl;
+	memcpy(b, pre, pl);
+	for (size_t i = 0; i < count; i++) {
+		if (i) {
+			memcpy(b + o, sep, sl);
+			o += sl;
+		}
+		memcpy(b + o, item, il);
+		o += il;
+	}
+	memcpy(b + o, post, ql);
+	o += ql;
+	b[o] = 0;
+	*len = o;
+	return b;
+}
+
+/* huge bodies: element counts refused early, a long text prompt refused before the tokenizer,
+ * the server's peak RSS within 8x the body (+ 8 MiB), /healthz answered while they are
+ * handled (its latency printed: a figure, not a check) */
+static void test_bounded_parsing(void)
+{
+	NEED();
+	struct { const char *name, *path, *pre, *item, *sep, *post; size_t count; int status;
+		 const char *param; } c[] = {
+		{"10M prompt ids", "/v1/completions", "{\"model\":\"tl\",\"prompt\":[", "1", ",", "]}",
+		 10000000, 413, "prompt"},
+		{"1M messages", "/v1/chat/completions", "{\"model\":\"tl\",\"messages\":[",
+		 "{\"role\":\"user\",\"content\":\"x\"}", ",", "]}", 1000000, 400, "messages"},
+		{"100k stop strings", "/v1/completions", "{\"model\":\"tl\",\"prompt\":\"hi\",\"stop\":[",
+		 "\"a\"", ",", "]}", 100000, 400, "stop"},
+		{"4 MB text prompt", "/v1/completions", "{\"model\":\"tl\",\"prompt\":\"", "a", "", "\"}",
+		 4u << 20, 400, "prompt"},
+		{"4 MB chat content", "/v1/chat/completions",
+		 "{\"model\":\"tl\",\"messages\":[{\"role\":\"user\",\"content\":\"", "ab ", "", "\"}]}",
+		 (4u << 20) / 3, 400, "messages"},
+		{"4 MB generate text", "/v2/models/tl/generate", "{\"text_input\":\"", "a", "", "\"}",
+		 4u << 20, 400, "context"},
+		{"2M generate stop_words", "/v2/models/tl/generate_stream",
+		 "{\"text_input\":\"hi\",\"parameters\":{\"stop_words\":[", "\"x\"", ",", "]}}", 2000000,
+		 400, "stop_words"},
+		{"1M-level nesting", "/v1/completions", "{\"model\":\"tl\",\"prompt\":", "[", "", "",
+		 1000000, 400, "prompt"},
+		{"3M objects", "/v1/completions", "{\"model\":\"tl\",\"user\":\"u\",\"prompt\":[[1]],"
+		 "\"logit_bias\":{\"a\":[", "{}", ",", "]}}", 3000000, 413, "a"},
+	};
+	int probe = e2e_connect(&srv);
+	T_CHECK(probe >= 0);
+	for (size_t i = 0; i < sizeof c / sizeof c[0] && probe >= 0; i++) {
+		size_t bl = 0;
+		char *body = rep_body(c[i].pre, c[i].item, c[i].count, c[i].sep, c[i].post, &bl);
+		T_CHECK(body != NULL);
+		if (!body)
+			break;
+		char head[300];
+		int hl = snprintf(head, sizeof head, "POST %s HTTP/1.1\r\nHost: t\r\nContent-Type: "
+				  "application/json\r\nContent-Length: %zu\r\n\r\n", c[i].path, bl);
+		long rss0 = proc_kb(srv.pid, "VmRSS:");
+		reset_peak(srv.pid);
+		int fd = e2e_connect(&srv);
+		double t0 = e2e_now_s();
+		T_CHECK(fd >= 0 && e2e_send(fd, head, (size_t)hl) == 0 && e2e_send(fd, body, bl) == 0);
+		/* probe /healthz on another connection until the answer is there */
+		double worst = 0;
+		int probes = 0, probe_ok = 1;
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		while (fd >= 0 && poll(&p, 1, 0) == 0 && e2e_now_s() - t0 < 60) {
+			static const char hz[] = "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n";
+			e2e_resp r;
+			double t1 = e2e_now_s();
+			int ok = e2e_send(probe, hz, sizeof hz - 1) == 0 && e2e_read_resp(probe, &r) == 0;
+			double dt = e2e_now_s() - t1;
+			probe_ok &= ok && r.status == 200;
+			if (ok)
+				e2e_resp_free(&r);
+			worst = dt > worst ? dt : worst;
+			probes++;
+		}
+		e2e_resp r;
+		memset(&r, 0, sizeof r);
+		T_EQ_INT(fd >= 0 ? e2e_read_resp(fd, &r) : -1, 0);
+		double took = e2e_now_s() - t0;
+		long hwm = proc_kb(srv.pid, "VmHWM:");
+		json_t *o = r.body ? json_loadb(r.body, r.body_len, 0, NULL) : NULL;
+		const char *got = c[i].path[2] == '2' ? json_string_value(json_object_get(o, "error"))
+						      : err_param(o);
+		int ok = r.status == c[i].status && got && strstr(got, c[i].param);
+		if (!ok)
+			fprintf(stderr, "  %s: %d %.300s\n", c[i].name, r.status, r.body ? r.body : "");
+		T_CHECK(ok);
+		double growth_mb = (hwm - rss0) / 1024.0, body_mb = bl / 1048576.0;
+		fprintf(stderr, "  %s (%.1f MB body): %d in %.0f ms; peak RSS +%.1f MB (%.1fx); %d "
+			"/healthz probes meanwhile, slowest %.1f ms\n", c[i].name, body_mb, r.status,
+			took * 1e3, growth_mb, growth_mb / body_mb, probes, worst * 1e3);
+		T_CHECK(probe_ok);
+#ifndef __SANITIZE_ADDRESS__   /* ASan's shadow and quarantine are not the server's memory */
+		T_CHECK(rss0 > 0 && hwm > 0 && growth_mb <= 8 * body_mb + 8);
+#endif
+		json_decref(o);
+		e2e_resp_free(&r);
+		if (fd >= 0)
+			close(fd);
+		free(body);
+	}
+	if (probe >= 0)
+		close(probe);
+	T_EQ_INT(post("/v1/completions", json_pack("{s:s,s:s,s:i,s:i}", "model", "tl", "prompt", "hi",
+						    "max_tokens", 2, "temperature", 0), NULL), 200);
+}
+
 static void test_auth(void)
 {
 	NEED();
@@ -1341,6 +1649,8 @@ void t_main(void)
 	T_RUN(test_stream_parallel);
 	T_RUN(test_tokenizer_load_off_loop);
 	T_RUN(test_errors);
+	T_RUN(test_boundary_numbers);
+	T_RUN(test_bounded_parsing);
 	T_RUN(test_auth);
 	fn_tok_free(tok);
 	if (srv_ok)
