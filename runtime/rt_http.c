@@ -4,10 +4,20 @@
  * on_message_complete pauses the parser, so exactly one request is dispatched at a time and
  * pipelined requests wait, unparsed, in `in` until the current response is written; this keeps
  * responses in order even when a handler replies later. The request line and headers are copied
- * into a fixed per-connection buffer of max_header_bytes (which is also the 431 limit), the body
- * into a growable buffer capped at max_body_bytes (413). */
+ * into a per-connection buffer of max_header_bytes (which is also the 431 limit), the body into
+ * a growable buffer capped at max_body_bytes (413) and, across all connections, at
+ * max_body_inflight (503).
+ *
+ * Pipelined requests are served by the loop in conn_process, never by recursion: a reply made
+ * while conn_process is on the connection's stack only marks the request finished, and the loop
+ * goes on with the next one. At the end of the headers the head hook routes and gates the
+ * request; when it answers (401, 404, ...) the body is never buffered. Flow control: reading
+ * stops while more than RT_HTTP_IN_HIGH unparsed bytes wait, and dispatching stops while more
+ * than max_write_queue response bytes wait to be written (a client that does not read); both
+ * resume as the backlog drains. */
 #include <ctype.h>
 #include <errno.h>
+#include <sys/resource.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +35,18 @@ enum conn_state {
 	CONN_BUSY,      /* request dispatched, waiting for its reply */
 };
 
+#define RT_HTTP_IN_HIGH (1024 * 1024)   /* unparsed input past which reading stops */
+#define RT_HTTP_KEEP_BUF (16 * 1024)    /* a body buffer up to this stays between requests */
+#define RT_HTTP_DISCARD_MAX (64 * 1024) /* a body announced with a request answered at its head
+                                         * is read and dropped up to this; over it, or
+                                         * chunked: the connection closes */
+#define RT_HTTP_FD_MARGIN 128           /* descriptors kept for files, lanes, logs, listener */
+
+enum conn_class {
+	CONN_NORMAL,    /* counted against max_connections */
+	CONN_PROBE,     /* in the probe reserve: probe paths only, one request */
+};
+
 struct rt_conn {
 	uv_tcp_t tcp;
 	uv_timer_t timer;
@@ -35,8 +57,22 @@ struct rt_conn {
 	int closing;            /* uv_close issued */
 	int close_after;        /* close once the current response is written */
 	int handles_open;       /* tcp + timer still to be closed */
-	int reading_paused;
+	int reading_paused;     /* uv_read_stop issued by conn_flow */
+	int in_process;         /* conn_process is on the stack: a reply only marks the request done */
+	int in_head;            /* the head hook runs */
+	int head_body;          /* the message being headed announced a body that an answer at
+	                         * the head does not read (chunked or over RT_HTTP_DISCARD_MAX) */
+	int head_answered;      /* the head hook answered this message: its body is not kept */
+	int write_blocked;      /* not dispatching: too many unsent response bytes */
+	int got_bytes;          /* a byte has been received */
+	enum conn_class klass;
+	unsigned nfinished;     /* requests finished (replied) on this connection */
+	size_t body_reserved;   /* bytes of the server's body budget this connection holds */
+	const char *exec_start; /* the data of the llhttp_execute under way */
+	char prev_byte;         /* the byte before exec_start in the stream */
+	unsigned char addr[17]; /* peer: family byte + address, for the per-address cap */
 	int err_status;         /* 413/431 raised from a callback */
+	const char *err_msg;    /* its message when not the default one */
 	char *in;               /* unparsed input: in[in_off, in_len) */
 	size_t in_len, in_off, in_cap;
 	char *hdr;              /* request line + header storage, max_header_bytes */
@@ -60,11 +96,14 @@ struct rt_http {
 	uv_tcp_t listener;
 	rt_http_config cfg;
 	rt_handler_fn dispatch;
+	rt_handler_fn head;
 	void *ud;
 	rt_http_observer_fn observer;
 	void *observer_ud;
 	rt_conn *conns;
-	int nconns;
+	int nconns;             /* all open connections */
+	int nnormal, nprobe;    /* by class */
+	size_t body_inflight;   /* bytes reserved by bodies being read or handled */
 	int port;
 	int draining;
 	int listener_closed;
@@ -80,7 +119,7 @@ struct rt_http {
 static void conn_process(rt_conn *c);
 static void conn_close(rt_conn *c);
 static void conn_arm_timer(rt_conn *c);
-static void conn_resume_read(rt_conn *c);
+static void conn_flow(rt_conn *c);
 
 uint64_t rt_now_ns(void)
 {
@@ -96,9 +135,14 @@ void rt_http_config_defaults(rt_http_config *cfg)
 	cfg->port = 8080;
 	cfg->max_header_bytes = 16 * 1024;
 	cfg->max_body_bytes = 64u * 1024 * 1024;
+	cfg->max_body_inflight = 256u * 1024 * 1024;
 	cfg->max_connections = 4096;
+	cfg->probe_reserve = 32;
+	cfg->max_conns_per_addr = 0;
+	cfg->max_write_queue = 1024 * 1024;
 	cfg->read_timeout_ms = 30000;
 	cfg->idle_timeout_ms = 60000;
+	cfg->first_byte_timeout_ms = 10000;
 	cfg->access_log = 1;
 }
 
@@ -120,9 +164,11 @@ const char *rt_http_status_text(int s)
 	case 411: return "Length Required";
 	case 413: return "Content Too Large";
 	case 415: return "Unsupported Media Type";
+	case 417: return "Expectation Failed";
 	case 422: return "Unprocessable Content";
 	case 429: return "Too Many Requests";
 	case 431: return "Request Header Fields Too Large";
+	case 499: return "Client Closed Request";
 	case 500: return "Internal Server Error";
 	case 501: return "Not Implemented";
 	case 503: return "Service Unavailable";
@@ -219,6 +265,11 @@ typedef struct write_req {
 	char data[];
 } write_req;
 
+static size_t write_queue(const rt_conn *c)
+{
+	return uv_stream_get_write_queue_size((const uv_stream_t *)&c->tcp);
+}
+
 static void on_write(uv_write_t *w, int status)
 {
 	write_req *wr = (write_req *)w;
@@ -228,6 +279,16 @@ static void on_write(uv_write_t *w, int status)
 		c->write_failed = 1;
 	if (status < 0 && !c->closing)
 		conn_close(c);
+	if (c->closing || !c->write_blocked)
+		return;
+	if (write_queue(c) > c->srv->cfg.max_write_queue / 2) {
+		conn_arm_timer(c);   /* progress: the idle timeout starts again */
+		return;
+	}
+	/* drained: read and dispatch again */
+	c->write_blocked = 0;
+	conn_flow(c);
+	conn_process(c);
 }
 
 /* Sends buf; returns 0 or a negative errno (connection then closed). */
@@ -282,10 +343,43 @@ static void req_reset(rt_conn *c)
 	r->auth_key_id[0] = 0;
 	r->gone_fn = NULL;
 	r->gone_ud = NULL;
+	r->handler = NULL;
+	r->handler_ud = NULL;
+	r->body = NULL;
 	c->streaming = 0;
 	c->stream_bytes = 0;
 	c->hdr_len = 0;
 	c->err_status = 0;
+	c->err_msg = NULL;
+}
+
+/* body budget: total bytes of body buffers, server-wide, held by requests being read or
+ * handled. body_reserve makes this connection's share at least total; -1 when that would pass
+ * max_body_inflight. */
+static int body_reserve(rt_conn *c, size_t total)
+{
+	rt_http *h = c->srv;
+	if (total <= c->body_reserved)
+		return 0;
+	size_t extra = total - c->body_reserved;
+	if (h->body_inflight + extra > h->cfg.max_body_inflight)
+		return -1;
+	h->body_inflight += extra;
+	c->body_reserved += extra;
+	return 0;
+}
+
+/* gives the connection's share back; a body buffer over RT_HTTP_KEEP_BUF is freed (a
+ * keep-alive connection keeps no large body buffer between requests) */
+static void body_release(rt_conn *c)
+{
+	c->srv->body_inflight -= c->body_reserved;
+	c->body_reserved = 0;
+	if (c->body_cap > RT_HTTP_KEEP_BUF) {
+		free(c->body);
+		c->body = NULL;
+		c->body_cap = 0;
+	}
 }
 
 void rt_req_reply(rt_req *req, int status, const char *ctype, const char *body, size_t len)
@@ -293,7 +387,9 @@ void rt_req_reply(rt_req *req, int status, const char *ctype, const char *body, 
 	rt_conn *c = req->conn;
 	req->gone_fn = NULL;   /* answered: nobody to cancel any more */
 	rt_http *h = c->srv;
-	int keep = req->keep_alive && !c->close_after && !h->draining;
+	/* answered at the head with a body announced: the body is not read, so the connection
+	 * cannot carry another request */
+	int keep = req->keep_alive && !c->close_after && !h->draining && !(c->in_head && c->head_body);
 	char head[1024];
 	int n = snprintf(head, sizeof head,
 			 "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
@@ -345,7 +441,9 @@ static double req_observe(rt_req *req, size_t total, const char *body, size_t le
 }
 
 /* after a response went out (its observer already called): access log, then the
- * connection's next request */
+ * connection's next request. When conn_process is on this connection's stack (a synchronous
+ * reply, or one from the head hook inside llhttp_execute) it only marks the request done and
+ * that loop goes on; otherwise (a later reply) it starts the loop. Never recursive. */
 static void req_finish(rt_req *req, int status, size_t total, int keep, double secs)
 {
 	rt_conn *c = req->conn;
@@ -354,7 +452,9 @@ static void req_finish(rt_req *req, int status, size_t total, int keep, double s
 		rt_log_access(req->method, req->target, status, secs, total, req->request_id,
 			      req->traceparent);
 	c->state = CONN_IDLE;
+	c->nfinished++;
 	req_reset(c);
+	body_release(c);
 	if (c->closing)
 		return;
 	if (!keep || c->close_after) {
@@ -362,12 +462,8 @@ static void req_finish(rt_req *req, int status, size_t total, int keep, double s
 		conn_close(c);
 		return;
 	}
-	if (c->reading_paused) {
-		c->reading_paused = 0;
-		conn_resume_read(c);
-	}
-	llhttp_resume(&c->parser);
-	conn_process(c);
+	if (!c->in_process)
+		conn_process(c);
 }
 
 int rt_req_stream_begin(rt_req *req, int status, const char *ctype)
@@ -478,6 +574,8 @@ static void conn_fail(rt_conn *c, int status, const char *msg)
 	r->keep_alive = 0;
 	c->close_after = 1;
 	c->state = CONN_BUSY;
+	if (status == 503)
+		rt_req_add_header(r, "Retry-After", "1");
 	rt_req_reply_error(r, status, "%s", msg);
 }
 
@@ -485,6 +583,10 @@ static void conn_fail(rt_conn *c, int status, const char *msg)
 
 static int hdr_append(rt_conn *c, const char *at, size_t len)
 {
+	if (!c->hdr) {   /* header bytes after the message's head was answered (trailers) */
+		c->err_status = 400;
+		return -1;
+	}
 	if (c->hdr_len + len + 1 > c->srv->cfg.max_header_bytes) {
 		c->err_status = 431;
 		return -1;
@@ -503,6 +605,15 @@ static int cb_message_begin(llhttp_t *p)
 {
 	rt_conn *c = p->data;
 	req_reset(c);
+	c->head_answered = 0;
+	if (!c->hdr) {   /* allocated per request: an idle connection holds none */
+		c->hdr = malloc(c->srv->cfg.max_header_bytes + 1);
+		if (!c->hdr) {
+			c->err_status = 503;
+			c->err_msg = "out of memory";
+			return -1;
+		}
+	}
 	c->req.start_ns = rt_now_ns();
 	c->url_off = 0;
 	if (c->state == CONN_IDLE) {
@@ -542,7 +653,16 @@ static int cb_header_field_complete(llhttp_t *p)
 
 static int cb_header_value(llhttp_t *p, const char *at, size_t len)
 {
-	return hdr_append(p->data, at, len);
+	rt_conn *c = p->data;
+	/* a value span that starts right after a line break continues the value on the next
+	 * line (obs-fold), which RFC 9112 5.2 lets a server reject; llhttp accepts it */
+	char before = at > c->exec_start ? at[-1] : c->prev_byte;
+	if (before == '\n') {
+		c->err_status = 400;
+		c->err_msg = "malformed request: obsolete line folding in a header value";
+		return -1;
+	}
+	return hdr_append(c, at, len);
 }
 
 static int cb_header_value_complete(llhttp_t *p)
@@ -567,6 +687,52 @@ static int cb_header_value_complete(llhttp_t *p)
 	return 0;
 }
 
+/* every transfer coding named must be chunked, once (RFC 9112 6.1: an unknown coding is 501) */
+static int check_transfer_coding(rt_conn *c, const rt_req *r)
+{
+	int nchunked = 0;
+	for (int i = 0; i < r->nheaders; i++) {
+		if (strcasecmp(r->headers[i].name, "Transfer-Encoding") != 0)
+			continue;
+		const char *v = r->headers[i].value;
+		while (*v) {
+			size_t n = strcspn(v, ",");
+			const char *e = v + n;
+			while (v < e && (*v == ' ' || *v == '\t'))
+				v++;
+			size_t tl = (size_t)(e - v);
+			while (tl && (v[tl - 1] == ' ' || v[tl - 1] == '\t'))
+				tl--;
+			if (tl == 7 && strncasecmp(v, "chunked", 7) == 0) {
+				nchunked++;
+			} else if (tl) {
+				c->err_status = 501;
+				c->err_msg = "transfer coding not implemented (only chunked is)";
+				return -1;
+			}
+			v = *e ? e + 1 : e;
+		}
+	}
+	if (nchunked > 1) {
+		c->err_status = 400;
+		c->err_msg = "malformed request: chunked applied more than once";
+		return -1;
+	}
+	return 0;
+}
+
+static const char *const default_probe_paths[] = {"/healthz", "/readyz", "/v2/health/live",
+						   "/v2/health/ready", NULL};
+
+static int is_probe_path(const rt_http *h, const char *path)
+{
+	const char *const *pp = h->cfg.probe_paths ? h->cfg.probe_paths : default_probe_paths;
+	for (; *pp; pp++)
+		if (strcmp(*pp, path) == 0)
+			return 1;
+	return 0;
+}
+
 static int cb_headers_complete(llhttp_t *p)
 {
 	rt_conn *c = p->data;
@@ -574,6 +740,11 @@ static int cb_headers_complete(llhttp_t *p)
 	rt_req *r = &c->req;
 	r->method = llhttp_method_name(p->method);
 	r->target = c->hdr + c->url_off;
+	if (p->http_major != 1 || p->http_minor > 1) {
+		c->err_status = 505;
+		c->err_msg = "HTTP version not supported (HTTP/1.0 and HTTP/1.1 are)";
+		return -1;
+	}
 	/* split path and query in a copy stored in the header buffer */
 	size_t tl = strlen(r->target);
 	if (c->hdr_len + tl + 2 > h->cfg.max_header_bytes) {
@@ -600,20 +771,51 @@ static int cb_headers_complete(llhttp_t *p)
 	const char *tp = rt_req_header(r, "traceparent");
 	if (tp && valid_traceparent(tp))
 		snprintf(r->traceparent, sizeof r->traceparent, "%s", tp);
+	if ((p->flags & F_TRANSFER_ENCODING) && check_transfer_coding(c, r) < 0)
+		return -1;
 	if ((p->flags & F_CONTENT_LENGTH) && p->content_length > h->cfg.max_body_bytes) {
 		c->err_status = 413;
 		return -1;
 	}
 	const char *expect = rt_req_header(r, "Expect");
-	if (expect) {
-		if (strcasecmp(expect, "100-continue") != 0) {
-			c->err_status = 417;
+	if (expect && strcasecmp(expect, "100-continue") != 0) {
+		c->err_status = 417;
+		return -1;
+	}
+	if (c->klass == CONN_PROBE) {
+		if (!is_probe_path(h, r->path)) {
+			c->err_status = 503;
+			c->err_msg = "too many connections (only health probes are served)";
 			return -1;
 		}
-		if (p->http_major == 1 && p->http_minor >= 1) {
-			static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-			conn_send(c, cont, sizeof cont - 1);
+		c->close_after = 1;   /* one probe, then the reserve is free again */
+	}
+	r->keep_alive = llhttp_should_keep_alive(p);
+	if (h->head) {
+		/* route and authority before any body byte is kept or 100 Continue is sent */
+		unsigned before = c->nfinished;
+		c->in_head = 1;
+		c->head_body = (p->flags & F_CHUNKED) ||
+			       ((p->flags & F_CONTENT_LENGTH) && p->content_length > RT_HTTP_DISCARD_MAX);
+		r->conn = c;
+		h->head(r, h->ud);
+		c->in_head = 0;
+		if (c->nfinished != before) {
+			c->head_answered = 1;
+			/* a large or chunked body: the reply closed the connection, stop parsing; a
+			 * small one is read and dropped (cb_body), keeping the connection */
+			return c->closing || c->head_body ? HPE_PAUSED : 0;
 		}
+	}
+	if ((p->flags & F_CONTENT_LENGTH) && p->content_length > 0 &&
+	    body_reserve(c, (size_t)p->content_length + 1) < 0) {
+		c->err_status = 503;
+		c->err_msg = "too many request bodies in flight; retry";
+		return -1;
+	}
+	if (expect && p->http_major == 1 && p->http_minor >= 1) {
+		static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+		conn_send(c, cont, sizeof cont - 1);
 	}
 	return 0;
 }
@@ -623,6 +825,8 @@ static int cb_body(llhttp_t *p, const char *at, size_t len)
 	rt_conn *c = p->data;
 	rt_req *r = &c->req;
 	size_t max = c->srv->cfg.max_body_bytes;
+	if (c->head_answered)
+		return 0;   /* answered at the head: the body is not kept */
 	if (r->body_len + len > max) {
 		c->err_status = 413;
 		return -1;
@@ -633,6 +837,11 @@ static int cb_body(llhttp_t *p, const char *at, size_t len)
 			cap *= 2;
 		if (cap > max + 1)
 			cap = max + 1;
+		if (body_reserve(c, cap) < 0) {
+			c->err_status = 503;
+			c->err_msg = "too many request bodies in flight; retry";
+			return -1;
+		}
 		char *nb = realloc(c->body, cap);
 		if (!nb) {
 			c->err_status = 503;
@@ -651,6 +860,8 @@ static int cb_message_complete(llhttp_t *p)
 {
 	rt_conn *c = p->data;
 	rt_req *r = &c->req;
+	if (c->head_answered)
+		return HPE_PAUSED;
 	if (!c->body) {
 		c->body = malloc(64);
 		if (!c->body) {
@@ -680,6 +891,11 @@ static void on_handle_closed(uv_handle_t *hd)
 	if (c->next)
 		c->next->prev = c->prev;
 	h->nconns--;
+	if (c->klass == CONN_PROBE)
+		h->nprobe--;
+	else
+		h->nnormal--;
+	h->body_inflight -= c->body_reserved;
 	free(c->in);
 	free(c->hdr);
 	free(c->body);
@@ -698,7 +914,7 @@ static void conn_close(rt_conn *c)
 	if (c->state == CONN_BUSY) {
 		/* A handler still owns the request: close once it has replied. */
 		c->close_after = 1;
-		uv_read_stop((uv_stream_t *)&c->tcp);
+		conn_flow(c);
 		return;
 	}
 	c->closing = 1;
@@ -713,7 +929,7 @@ static void on_timer(uv_timer_t *t)
 	if (c->state == CONN_READING)
 		conn_fail(c, 408, "request not received in time");
 	else if (c->state == CONN_IDLE)
-		conn_close(c);
+		conn_close(c);   /* idle, never sent a byte, or its responses made no progress */
 }
 
 static void conn_arm_timer(rt_conn *c)
@@ -722,7 +938,7 @@ static void conn_arm_timer(rt_conn *c)
 		return;
 	uint64_t ms = 0;
 	if (c->state == CONN_IDLE)
-		ms = c->srv->cfg.idle_timeout_ms;
+		ms = c->got_bytes ? c->srv->cfg.idle_timeout_ms : c->srv->cfg.first_byte_timeout_ms;
 	else if (c->state == CONN_READING)
 		ms = c->srv->cfg.read_timeout_ms;
 	if (ms)
@@ -760,10 +976,22 @@ static void on_alloc(uv_handle_t *hd, size_t suggested, uv_buf_t *buf)
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 
-static void conn_resume_read(rt_conn *c)
+/* reads from the peer unless the connection is closing, has more than RT_HTTP_IN_HIGH bytes
+ * of unparsed input, or is write-blocked (a client that does not read its responses) */
+static void conn_flow(rt_conn *c)
 {
-	if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) < 0)
-		conn_close(c);
+	if (c->closing)
+		return;
+	int stop = (c->close_after && c->state == CONN_BUSY) || c->peer_gone || c->write_blocked ||
+		   c->in_len - c->in_off > RT_HTTP_IN_HIGH;
+	if (stop && !c->reading_paused) {
+		uv_read_stop((uv_stream_t *)&c->tcp);
+		c->reading_paused = 1;
+	} else if (!stop && c->reading_paused) {
+		c->reading_paused = 0;
+		if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) < 0)
+			conn_close(c);
+	}
 }
 
 static int parse_error_status(rt_conn *c, llhttp_errno_t err)
@@ -774,31 +1002,54 @@ static int parse_error_status(rt_conn *c, llhttp_errno_t err)
 	return 400;
 }
 
-/* Feeds buffered input to the parser and dispatches complete requests, one at a time. */
+/* Feeds buffered input to the parser and dispatches complete requests, one at a time, in a
+ * loop: a request answered synchronously (by its handler or the head hook) lets the loop go on
+ * with the next; one answered later restarts it from req_finish. Stops while the connection's
+ * unsent responses exceed max_write_queue (on_write restarts it). */
 static void conn_process(rt_conn *c)
 {
 	rt_http *h = c->srv;
+	if (c->in_process)
+		return;
+	c->in_process = 1;
 	while (!c->closing && c->state != CONN_BUSY && c->in_off < c->in_len) {
+		if (write_queue(c) > h->cfg.max_write_queue) {
+			c->write_blocked = 1;
+			break;
+		}
+		if (llhttp_get_errno(&c->parser) == HPE_PAUSED)
+			llhttp_resume(&c->parser);
 		const char *start = c->in + c->in_off;
 		size_t len = c->in_len - c->in_off;
+		c->exec_start = start;
 		llhttp_errno_t err = llhttp_execute(&c->parser, start, len);
 		if (err == HPE_OK) {
+			c->prev_byte = start[len - 1];
 			c->in_off = c->in_len;
 			break;
 		}
 		if (err == HPE_PAUSED) {
 			const char *pos = llhttp_get_error_pos(&c->parser);
+			if (pos > start)
+				c->prev_byte = pos[-1];
 			c->in_off = (size_t)(pos - c->in);
+			if (c->closing)
+				break;
+			if (c->head_answered) {   /* answered at the head, nothing to dispatch */
+				c->head_answered = 0;
+				continue;
+			}
 			c->state = CONN_BUSY;
 			uv_timer_stop(&c->timer);
 			c->req.conn = c;
 			h->dispatch(&c->req, h->ud);
-			/* a synchronous reply already moved state back to IDLE and recursed */
-			return;
+			continue;   /* answered already: req_finish made the connection IDLE */
 		}
 		char msg[160];
 		int st = parse_error_status(c, err);
-		if (st == 431)
+		if (c->err_msg)
+			snprintf(msg, sizeof msg, "%s", c->err_msg);
+		else if (st == 431)
 			snprintf(msg, sizeof msg, "request header fields too large (limit %zu bytes)",
 				 h->cfg.max_header_bytes);
 		else if (st == 413)
@@ -810,21 +1061,23 @@ static void conn_process(rt_conn *c)
 			snprintf(msg, sizeof msg, "malformed request: %s", llhttp_get_error_reason(&c->parser));
 		c->in_off = c->in_len;
 		conn_fail(c, st, msg);
-		return;
+		break;
 	}
+	c->in_process = 0;
 	if (c->closing)
 		return;
-	if (c->in_off == c->in_len)
+	if (c->in_off == c->in_len) {
 		c->in_off = c->in_len = 0;
-	if (c->state == CONN_BUSY) {
-		/* backpressure: stop reading while much pipelined input waits */
-		if (c->in_len - c->in_off > 1024 * 1024 && !c->reading_paused) {
-			uv_read_stop((uv_stream_t *)&c->tcp);
-			c->reading_paused = 1;
+		if (c->state == CONN_IDLE) {   /* nothing of a next request: hold no buffers */
+			free(c->in);
+			c->in = NULL;
+			c->in_cap = 0;
+			free(c->hdr);
+			c->hdr = NULL;
 		}
-		return;
 	}
-	if (h->draining && c->state == CONN_IDLE) {
+	conn_flow(c);
+	if (h->draining && c->state == CONN_IDLE && c->in_off == c->in_len) {
 		conn_close(c);
 		return;
 	}
@@ -842,7 +1095,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 			 * hook (rt_req_on_gone) learns the client went away */
 			c->close_after = 1;
 			c->peer_gone = 1;
-			uv_read_stop(s);
+			conn_flow(c);
 			void (*fn)(void *) = c->req.gone_fn;
 			c->req.gone_fn = NULL;
 			if (fn)
@@ -855,16 +1108,48 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 	if (nread == 0)
 		return;
 	c->in_len += (size_t)nread;
-	if (c->state == CONN_IDLE) {
-		c->state = CONN_READING;
-		conn_arm_timer(c);
-	}
+	c->got_bytes = 1;
 	if (c->state != CONN_BUSY)
 		conn_process(c);
-	else if (c->in_len - c->in_off > 1024 * 1024 && !c->reading_paused) {
-		uv_read_stop(s);
-		c->reading_paused = 1;
+	else
+		conn_flow(c);
+}
+
+/* the peer's address into c->peer (text) and c->addr (family + bytes); 1 when it is a
+ * loopback address, 0 when not, -1 when unknown */
+static int conn_peer_addr(rt_conn *c)
+{
+	struct sockaddr_storage ss;
+	int len = sizeof ss;
+	if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) < 0)
+		return -1;
+	if (ss.ss_family == AF_INET6) {
+		const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
+		uv_ip6_name(a, c->peer, sizeof c->peer);
+		c->addr[0] = 6;
+		memcpy(c->addr + 1, &a->sin6_addr, 16);
+		const unsigned char *b = c->addr + 1;
+		static const unsigned char v4mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+		if (IN6_IS_ADDR_LOOPBACK(&a->sin6_addr))
+			return 1;
+		return memcmp(b, v4mapped, 12) == 0 && b[12] == 127;
 	}
+	const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
+	uv_ip4_name(a, c->peer, sizeof c->peer);
+	c->addr[0] = 4;
+	memcpy(c->addr + 1, &a->sin_addr, 4);
+	return c->addr[1] == 127;
+}
+
+/* normal connections already open from c's address */
+static int conns_from(const rt_http *h, const rt_conn *c)
+{
+	int n = 0;
+	size_t alen = c->addr[0] == 6 ? 17 : 5;
+	for (const rt_conn *o = h->conns; o; o = o->next)
+		if (o != c && o->klass == CONN_NORMAL && !o->closing && memcmp(o->addr, c->addr, alen) == 0)
+			n++;
+	return n;
 }
 
 static void on_connection(uv_stream_t *server, int status)
@@ -876,11 +1161,6 @@ static void on_connection(uv_stream_t *server, int status)
 	if (!c)
 		return;
 	c->srv = h;
-	c->hdr = malloc(h->cfg.max_header_bytes + 1);
-	if (!c->hdr) {
-		free(c);
-		return;
-	}
 	uv_tcp_init(h->loop, &c->tcp);
 	uv_timer_init(h->loop, &c->timer);
 	c->tcp.data = c;
@@ -891,8 +1171,11 @@ static void on_connection(uv_stream_t *server, int status)
 		h->conns->prev = c;
 	h->conns = c;
 	h->nconns++;
+	c->klass = CONN_NORMAL;
+	h->nnormal++;
 	c->req.conn = c;
 	req_reset(c);
+	c->reading_paused = 1;   /* conn_flow starts reading */
 	if (uv_accept(server, (uv_stream_t *)&c->tcp) < 0) {
 		conn_close(c);
 		return;
@@ -900,14 +1183,26 @@ static void on_connection(uv_stream_t *server, int status)
 	uv_tcp_nodelay(&c->tcp, 1);
 	llhttp_init(&c->parser, HTTP_REQUEST, &h->settings);
 	c->parser.data = c;
-	if (h->nconns > h->cfg.max_connections || h->draining) {
-		conn_fail(c, 503, h->draining ? "server is draining" : "too many connections");
+	if (h->draining) {
+		conn_fail(c, 503, "server is draining");
 		return;
 	}
-	if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) < 0) {
-		conn_close(c);
-		return;
+	int loopback = conn_peer_addr(c);
+	int cap = h->cfg.max_conns_per_addr;
+	if (cap == 0 && loopback == 0)
+		cap = h->cfg.max_connections / 4 > 0 ? h->cfg.max_connections / 4 : 1;
+	int over = h->nnormal > h->cfg.max_connections ||
+		   (cap > 0 && loopback >= 0 && conns_from(h, c) >= cap);
+	if (over) {
+		h->nnormal--;
+		c->klass = CONN_PROBE;   /* counted in the reserve: probes only */
+		h->nprobe++;
+		if (h->nprobe > h->cfg.probe_reserve) {
+			conn_fail(c, 503, "too many connections");
+			return;
+		}
 	}
+	conn_flow(c);
 	conn_arm_timer(c);
 }
 
@@ -925,6 +1220,28 @@ int rt_http_open(uv_loop_t *loop, const rt_http_config *cfg, rt_handler_fn dispa
 		h->cfg.max_header_bytes = 256;
 	h->dispatch = dispatch;
 	h->ud = ud;
+	if (!h->cfg.max_body_inflight) {
+		h->cfg.max_body_inflight = h->cfg.max_body_bytes * 4;
+		if (h->cfg.max_body_inflight < 256u * 1024 * 1024)
+			h->cfg.max_body_inflight = 256u * 1024 * 1024;
+	}
+	if (!h->cfg.max_write_queue)
+		h->cfg.max_write_queue = 1024 * 1024;
+	if (h->cfg.probe_reserve < 0)
+		h->cfg.probe_reserve = 0;
+	/* every connection is a descriptor: fit them, and the probe reserve, in RLIMIT_NOFILE */
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+		long avail = (long)rl.rlim_cur - RT_HTTP_FD_MARGIN - h->cfg.probe_reserve;
+		if (avail < 16)
+			avail = 16;
+		if (h->cfg.max_connections > avail) {
+			rt_logf(RT_LOG_WARN, "max connections %d lowered to %ld: the descriptor limit is %llu "
+				"(%d kept for probes, %d for files)", h->cfg.max_connections, avail,
+				(unsigned long long)rl.rlim_cur, h->cfg.probe_reserve, RT_HTTP_FD_MARGIN);
+			h->cfg.max_connections = (int)avail;
+		}
+	}
 	llhttp_settings_init(&h->settings);
 	h->settings.on_message_begin = cb_message_begin;
 	h->settings.on_url = cb_url;
@@ -974,6 +1291,11 @@ int rt_http_port(const rt_http *h)
 int rt_http_open_connections(const rt_http *h)
 {
 	return h->nconns;
+}
+
+void rt_http_set_head(rt_http *h, rt_handler_fn head)
+{
+	h->head = head;
 }
 
 void rt_http_set_observer(rt_http *h, rt_http_observer_fn fn, void *ud)

@@ -1,7 +1,14 @@
 /* rt_http.h — HTTP/1.1 server on libuv + llhttp (issue 2).
- * Keep-alive and pipelining (responses in request order), Content-Length and chunked bodies,
- * Expect: 100-continue, limits (header bytes -> 431, body bytes -> 413, connections), slow-client
- * and idle timeouts (408 or close), malformed requests -> 400 and close, graceful drain.
+ * Keep-alive and pipelining (responses in request order, served iteratively: any depth of
+ * pipeline), Content-Length and chunked bodies, Expect: 100-continue, strict parsing (RFC 9112:
+ * whitespace before a header colon, obs-fold -> 400; a transfer coding other than chunked ->
+ * 501; a version other than HTTP/1.x -> 505), limits (header bytes -> 431, body bytes -> 413,
+ * bodies in flight across all connections -> 503, connections, connections per address),
+ * slow-client and idle timeouts (408 or close), a short timeout for connections that never
+ * send a byte, write backpressure (a connection whose unsent responses exceed
+ * max_write_queue is neither read nor dispatched until they drain), a reserve of connections
+ * above max_connections that serves only the probe paths, malformed requests -> 400 and
+ * close, graceful drain.
  * Everything here runs on the loop thread. A handler receives an rt_req and must eventually
  * call exactly one rt_req_reply* function (on the loop thread); it may do so after returning,
  * which keeps the connection's later pipelined requests waiting, in order. */
@@ -65,19 +72,38 @@ typedef struct rt_http_config {
 	int port;
 	size_t max_header_bytes;       /* request line + headers; over it: 431 */
 	size_t max_body_bytes;         /* over it: 413 */
-	int max_connections;           /* over it: 503 and close */
+	size_t max_body_inflight;      /* request body bytes buffered across all connections; a body
+	                                * that would pass it: 503 + Retry-After and close (0: four
+	                                * times max_body_bytes, at least 256 MiB) */
+	int max_connections;           /* over it (and the probe reserve): 503 and close; clamped to
+	                                * the descriptor limit at open */
+	int probe_reserve;             /* connections above max_connections (or over an address's
+	                                * cap) that serve only probe_paths, one request each; others
+	                                * get 503 and close */
+	int max_conns_per_addr;        /* 0: a quarter of max_connections for non-loopback peers
+	                                * (a Knative pod's only peer is its queue-proxy on
+	                                * loopback); > 0: that cap for every peer; < 0: no cap */
+	const char *const *probe_paths;/* NULL-terminated; NULL: the defaults (/healthz, /readyz,
+	                                * /v2/health/live, /v2/health/ready) */
+	size_t max_write_queue;        /* unsent response bytes of one connection past which it is
+	                                * not read or dispatched (0: 1 MiB) */
 	uint64_t read_timeout_ms;      /* a started request must arrive whole within this: 408 */
-	uint64_t idle_timeout_ms;      /* keep-alive connection with nothing pending: closed */
+	uint64_t idle_timeout_ms;      /* keep-alive connection with nothing pending, or whose
+	                                * unsent responses made no progress: closed */
+	uint64_t first_byte_timeout_ms;/* a new connection that sent nothing within this: closed */
 	int access_log;                /* 1: one JSON line per request on stderr */
 } rt_http_config;
 
 /* rt_http_config_defaults fills sane production defaults (port 8080, 16 KiB headers, 64 MiB
- * bodies, 4096 connections, 30 s read, 60 s idle, access log on). */
+ * bodies, 256 MiB of bodies in flight, 4096 connections + 32 for probes, per-address cap
+ * automatic, 1 MiB write queue, 30 s read, 60 s idle, 10 s to the first byte, access log on). */
 void rt_http_config_defaults(rt_http_config *cfg);
 
-/* rt_http_open binds and listens on loop. dispatch is called for every complete request
- * (routing happens in the dispatcher). Returns 0 or a negative errno (e.g. -EADDRINUSE);
- * *out is owned by the caller and released by rt_http_close. */
+/* rt_http_open binds and listens on loop. dispatch is called for every complete request that
+ * the head hook (rt_http_set_head) did not answer. max_connections is clamped so that it and
+ * the probe reserve fit the process's descriptor limit (RLIMIT_NOFILE less a margin; logged).
+ * Returns 0 or a negative errno (e.g. -EADDRINUSE); *out is owned by the caller and released
+ * by rt_http_free. */
 int rt_http_open(uv_loop_t *loop, const rt_http_config *cfg, rt_handler_fn dispatch, void *ud,
 		 rt_http **out);
 
@@ -85,9 +111,10 @@ int rt_http_open(uv_loop_t *loop, const rt_http_config *cfg, rt_handler_fn dispa
  * thread once a request's line and headers are in, before any body byte is kept and before
  * `100 Continue` is sent (req->body is NULL, body_len 0). The head hook routes the request and
  * checks its authority; it may answer at once with rt_req_reply* (401, 403, 404, 429, ...):
- * then the body is never buffered, and the connection is closed after the answer when the
- * request announced a body. When it returns without answering, the body is read and dispatch
- * runs at the end of the message. */
+ * then the body is never buffered (no `100 Continue` is sent), and the connection is closed
+ * after the answer when the request announced a body. When it returns without answering, the
+ * body is read and dispatch runs at the end of the message. Replying from the hook is safe:
+ * the answer is written at once and the connection's next request is parsed after it. */
 void rt_http_set_head(rt_http *h, rt_handler_fn head);
 
 /* rt_http_port returns the bound port (useful with port 0). */

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 #include "runtime/rt_cli.h"
 #include "runtime/rt_log.h"
@@ -22,7 +23,18 @@ static void usage(FILE *f)
 		"  --drain-timeout S     on SIGTERM/SIGINT, exit within S seconds (default 30)\n"
 		"  --max-body BYTES      largest request body (default 67108864); over it: 413\n"
 		"  --max-header BYTES    largest request line + headers (default 16384); over it: 431\n"
-		"  --max-connections N   most open client connections (default 4096)\n"
+		"  --max-connections N   most open client connections (default 4096; lowered to fit the\n"
+		"                        descriptor limit, whose soft value is raised to the hard one)\n"
+		"  --max-connections-per-address N  most connections from one client address (default:\n"
+		"                        a quarter of --max-connections, not applied to loopback peers\n"
+		"                        such as a Knative queue-proxy; given: every peer; 0: no cap)\n"
+		"  --probe-reserve N     connections beyond the limits that serve only /healthz, /readyz\n"
+		"                        and /v2/health/* (default 32)\n"
+		"  --max-body-inflight BYTES  request bodies buffered at once, all connections together\n"
+		"                        (default 4 x --max-body, at least 256 MiB); past it: 503 + close\n"
+		"  --max-write-queue BYTES  unsent response bytes of one connection past which it is\n"
+		"                        neither read nor served until they drain (default 1048576)\n"
+		"  --first-byte-timeout S  a connection that sends nothing is closed after S s (default 10)\n"
 		"  --read-timeout S      a started request must arrive within S seconds (default 30): 408\n"
 		"  --idle-timeout S      idle keep-alive connections close after S seconds (default 60)\n"
 		"  --no-access-log       no per-request log line\n"
@@ -67,6 +79,23 @@ static int parse_num(const char *opt, const char *s, double min, double max, dou
 	return 0;
 }
 
+/* every client connection is a descriptor: the soft RLIMIT_NOFILE goes up to the hard one
+ * (rt_http_open then fits --max-connections in it) */
+static void raise_fd_limit(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return;
+	rlim_t was = rl.rlim_cur;
+	if (rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+			rl.rlim_cur = was;
+	}
+	rt_logf(RT_LOG_INFO, "descriptor limit %llu (was %llu, hard limit %llu)",
+		(unsigned long long)rl.rlim_cur, (unsigned long long)was, (unsigned long long)rl.rlim_max);
+}
+
 int rt_serve_main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -80,6 +109,11 @@ int rt_serve_main(int argc, char **argv)
 		{"read-timeout", required_argument, 0, 'r'},
 		{"idle-timeout", required_argument, 0, 'i'},
 		{"no-access-log", no_argument, 0, 'n'},
+		{"max-connections-per-address", required_argument, 0, 1201},
+		{"probe-reserve", required_argument, 0, 1202},
+		{"max-body-inflight", required_argument, 0, 1203},
+		{"max-write-queue", required_argument, 0, 1204},
+		{"first-byte-timeout", required_argument, 0, 1205},
 		{"log-level", required_argument, 0, 'l'},
 		{"allow-root", required_argument, 0, 'A'},
 		{"host-cache", required_argument, 0, 'C'},
@@ -135,6 +169,11 @@ int rt_serve_main(int argc, char **argv)
 		case 'r': if (parse_num("--read-timeout", optarg, 0.001, 86400, &v)) return 2; cfg.http.read_timeout_ms = (uint64_t)(v * 1000); break;
 		case 'i': if (parse_num("--idle-timeout", optarg, 0.001, 86400, &v)) return 2; cfg.http.idle_timeout_ms = (uint64_t)(v * 1000); break;
 		case 'n': cfg.http.access_log = 0; break;
+		case 1201: if (parse_num("--max-connections-per-address", optarg, 0, 1 << 20, &v)) return 2; cfg.http.max_conns_per_addr = v > 0 ? (int)v : -1; break;
+		case 1202: if (parse_num("--probe-reserve", optarg, 0, 4096, &v)) return 2; cfg.http.probe_reserve = (int)v; break;
+		case 1203: if (parse_num("--max-body-inflight", optarg, 1, 1e15, &v)) return 2; cfg.http.max_body_inflight = (size_t)v; break;
+		case 1204: if (parse_num("--max-write-queue", optarg, 4096, 1e12, &v)) return 2; cfg.http.max_write_queue = (size_t)v; break;
+		case 1205: if (parse_num("--first-byte-timeout", optarg, 0.001, 86400, &v)) return 2; cfg.http.first_byte_timeout_ms = (uint64_t)(v * 1000); break;
 		case 'A':
 			if (cfg.n_allowed_roots == RT_SERVER_MAX_ROOTS) {
 				fprintf(stderr, "thaw serve: at most %d --allow-root\n", RT_SERVER_MAX_ROOTS);
@@ -212,6 +251,7 @@ int rt_serve_main(int argc, char **argv)
 			close(devnull);
 	}
 	rt_log_init(level);
+	raise_fd_limit();
 	uv_loop_t loop;
 	if (uv_loop_init(&loop) < 0) {
 		fprintf(stderr, "thaw serve: cannot create event loop\n");

@@ -12,11 +12,17 @@
 #include "runtime/rt_log.h"
 #include "runtime/rt_api.h"
 #include "runtime/rt_access.h"
+#include "runtime/rt_auth.h"
 #include "runtime/rt_mem.h"
 #include "runtime/rt_server.h"
 #include "runtime/rt_version.h"
 
-void rt_server_dispatch(rt_req *req, void *ud)
+/* the head hook (rt_http_set_head): at the end of the headers, before any body byte is kept,
+ * the route is matched and the access gate applied (keys, scopes, rate limits: 401, 403, 429,
+ * 503); 404 and 405 are answered here too. A request that passes gets req->handler set, which
+ * rt_server_dispatch calls at the end of the message (the gate is not applied twice: a rate
+ * limit token is taken once). */
+static void server_head(rt_req *req, void *ud)
 {
 	rt_server *srv = ud;
 	rt_handler_fn fn;
@@ -24,9 +30,10 @@ void rt_server_dispatch(rt_req *req, void *ud)
 	char allow[128];
 	switch (rt_router_match(srv->router, req, &fn, &fud, allow, sizeof allow)) {
 	case RT_ROUTE_FOUND:
-		if (rt_access_gate(srv, req))   /* keys, scopes, rate limits: answered 401/403/429 */
+		if (rt_access_gate(srv, req))   /* answered */
 			return;
-		fn(req, fud);
+		req->handler = fn;
+		req->handler_ud = fud;
 		return;
 	case RT_ROUTE_METHOD_NOT_ALLOWED:
 		rt_req_add_header(req, "Allow", allow);
@@ -38,6 +45,16 @@ void rt_server_dispatch(rt_req *req, void *ud)
 	}
 }
 
+void rt_server_dispatch(rt_req *req, void *ud)
+{
+	if (!req->handler) {   /* no head hook ran (rt_http without one): route and gate now */
+		server_head(req, ud);
+		if (!req->handler)
+			return;   /* answered */
+	}
+	req->handler(req, req->handler_ud);
+}
+
 static void observe(const rt_req *req, size_t bytes, double secs, void *ud)
 {
 	rt_server *srv = ud;
@@ -47,6 +64,23 @@ static void observe(const rt_req *req, size_t bytes, double secs, void *ud)
 	rt_metric_add(srv->m_requests, 1, 2, kv);
 	rt_metric_observe(srv->m_duration, secs, 1, kv);
 	rt_access_observe(srv, req, bytes, secs);
+}
+
+/* a keyed server without a live key answers 401 to all but the probes: say how to make one */
+static void log_first_key_hint(struct rt_auth *a, const char *data_dir)
+{
+	json_t *j = NULL;
+	size_t live = 0, i;
+	json_t *k;
+	if (rt_auth_key_list(a, &j) < 0)
+		return;
+	json_array_foreach(json_object_get(j, "keys"), i, k)
+		if (json_is_null(json_object_get(k, "revoked")))
+			live++;
+	json_decref(j);
+	if (live == 0)
+		rt_logf(RT_LOG_WARN, "no API key exists yet: every call but the probes gets 401; create "
+			"the first admin key with: thaw keys create --scope admin --data %s", data_dir);
 }
 
 static int mkdir_p(const char *path)
@@ -144,6 +178,8 @@ int rt_server_init(rt_server *srv, uv_loop_t *loop, const rt_server_config *cfg)
 	if (cfg->dev)
 		rt_logf(RT_LOG_WARN, "DEV MODE (--dev): API keys are NOT checked; anyone who can reach "
 			"this server can deploy, delete and invoke. Never use --dev outside local development.");
+	else if (srv->auth)
+		log_first_key_hint(srv->auth, cfg->data_dir);
 	/* what the hot path would otherwise ask SQLite on every call */
 	{
 		rt_registry_entry *e = NULL;
@@ -184,6 +220,7 @@ int rt_server_init(rt_server *srv, uv_loop_t *loop, const rt_server_config *cfg)
 			uv_strerror(rc));
 		goto fail;
 	}
+	rt_http_set_head(srv->http, server_head);
 	rt_http_set_observer(srv->http, observe, srv);
 	rt_sched_start(srv->sched);
 	rt_jobs_start(srv->jobs);

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -408,7 +409,7 @@ static void test_head_request(void)
 static void test_max_connections(void)
 {
 	e2e_server s;
-	const char *args[] = {"--max-connections", "2", "--no-access-log", NULL};
+	const char *args[] = {"--max-connections", "2", "--probe-reserve", "0", "--no-access-log", NULL};
 	T_EQ_INT(e2e_start(&s, args, NULL), 0);
 	int a = e2e_connect(&s), b = e2e_connect(&s), c = e2e_connect(&s);
 	e2e_resp r;
@@ -426,6 +427,90 @@ static void test_max_connections(void)
 	e2e_resp_free(&r);
 	close(a);
 	close(b);
+	T_EQ_INT(e2e_stop(&s, SIGTERM, 20), 0);
+}
+
+/* RFC 9112: what llhttp's lenient mode let through is refused, each on its own connection,
+ * which then closes */
+static void test_strict_parsing(void)
+{
+	static const struct { const char *raw; int status; } cases[] = {
+		{"GET /healthz HTTP/1.1\r\nHost: t\r\nX-A : b\r\n\r\n", 400},
+		{"GET /healthz HTTP/1.1\r\nHost: t\r\nAUTHORIZATION : Bearer thaw_x\r\n\r\n", 400},
+		{"GET /healthz HTTP/1.1\r\nHost: t\r\nX-A: a\r\n  folded\r\n\r\n", 400},
+		{"GET /healthz HTTP/1.1\r\nHost: t\r\nX-A: a\r\n\tfolded\r\n\r\n", 400},
+		{"POST /v1/functions/echo/invoke HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip, chunked"
+		 "\r\n\r\n2\r\n{}\r\n0\r\n\r\n", 501},
+		{"POST /v1/functions/echo/invoke HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\n", 501},
+		{"POST /v1/functions/echo/invoke HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked, chunked"
+		 "\r\n\r\n2\r\n{}\r\n0\r\n\r\n", 400},
+		{"GET /healthz HTTP/2.0\r\nHost: t\r\n\r\n", 505},
+		{"GET /healthz HTTP/0.9\r\nHost: t\r\n\r\n", 505},
+		{"POST /v1/functions/echo/invoke HTTP/1.1\r\nHost: t\r\nExpect: 200-ok\r\n"
+		 "Content-Length: 2\r\n\r\n{}", 417},
+	};
+	NEED_SERVER();
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		int fd = e2e_connect(&srv);
+		T_CHECK(fd >= 0);
+		if (fd < 0)
+			return;
+		e2e_resp r;
+		T_EQ_INT(e2e_send(fd, cases[i].raw, strlen(cases[i].raw)), 0);
+		T_EQ_INT(e2e_read_resp(fd, &r), 0);
+		if (r.status != cases[i].status)
+			fprintf(stderr, "  case %zu: %d %s\n", i, r.status, r.body ? r.body : "");
+		T_EQ_INT(r.status, cases[i].status);
+		T_CHECK(e2e_is_closed(fd, 10000));
+		if (cases[i].status == 417)
+			T_CHECK(strstr(r.headers, "417 Expectation Failed") != NULL);
+		e2e_resp_free(&r);
+		close(fd);
+	}
+	/* an obs-fold whose line break ends one write and whose blank starts the next */
+	int fd = e2e_connect(&srv);
+	const char *a = "GET /healthz HTTP/1.1\r\nHost: t\r\nX-A: a\r\n", *b = " folded\r\n\r\n";
+	e2e_resp r;
+	T_EQ_INT(e2e_send(fd, a, strlen(a)), 0);
+	usleep(100000);
+	T_EQ_INT(e2e_send(fd, b, strlen(b)), 0);
+	T_EQ_INT(e2e_read_resp(fd, &r), 0);
+	T_EQ_INT(r.status, 400);
+	e2e_resp_free(&r);
+	close(fd);
+}
+
+/* the server full of idle connections still answers probes (the reserve), refuses other
+ * requests there with 503, and closes a connection that never sends a byte after
+ * --first-byte-timeout */
+static void test_probe_reserve_and_first_byte_timeout(void)
+{
+	e2e_server s;
+	const char *args[] = {"--max-connections", "2", "--probe-reserve", "2", "--first-byte-timeout", "1",
+			      "--no-access-log", NULL};
+	T_EQ_INT(e2e_start(&s, args, NULL), 0);
+	int a = e2e_connect(&s), b = e2e_connect(&s);
+	T_CHECK(a >= 0 && b >= 0);
+	usleep(50000);
+	e2e_resp r;
+	T_EQ_INT(e2e_call(&s, "GET", "/healthz", NULL, NULL, &r), 200);
+	char *conn = e2e_header(&r, "Connection");
+	T_CHECK(conn && strcasecmp(conn, "close") == 0);   /* one probe per reserve connection */
+	free(conn);
+	e2e_resp_free(&r);
+	T_EQ_INT(e2e_call(&s, "GET", "/readyz", NULL, NULL, NULL), 200);
+	T_EQ_INT(e2e_call(&s, "GET", "/v1/functions", NULL, NULL, &r), 503);
+	T_CHECK(strstr(r.body, "too many connections") != NULL);
+	e2e_resp_free(&r);
+	/* a and b never sent a byte: closed after about 1 s (generous bound under ASan) */
+	double t0 = e2e_now_s();
+	T_CHECK(e2e_is_closed(a, 10000));
+	T_CHECK(e2e_is_closed(b, 10000));
+	T_CHECK(e2e_now_s() - t0 < 10);
+	close(a);
+	close(b);
+	/* their places are free again: a normal request is served */
+	T_EQ_INT(e2e_call(&s, "GET", "/v1/functions", NULL, NULL, NULL), 200);
 	T_EQ_INT(e2e_stop(&s, SIGTERM, 20), 0);
 }
 
@@ -520,10 +605,12 @@ void t_main(void)
 	T_RUN(test_slow_client_408_and_idle_close);
 	T_RUN(test_request_id_and_traceparent);
 	T_RUN(test_head_request);
+	T_RUN(test_strict_parsing);
 	T_RUN(test_metrics);
 	if (srv_ok)
 		T_EQ_INT(e2e_stop(&srv, SIGTERM, 20), 0);
 	T_RUN(test_max_connections);
+	T_RUN(test_probe_reserve_and_first_byte_timeout);
 	T_RUN(test_sigterm_drain);
 	T_RUN(test_drain_timeout_exits_zero);
 	T_RUN(test_port_env_and_cli);
