@@ -20,7 +20,11 @@
  * any valid key reach the completion handlers; the handler then checks invoke:<model>
  * (rt_access_check_fn). A snapshot's tokenizer is loaded once, on the libuv thread pool (the
  * request waits, the loop does not), and kept in a small cache keyed by the file's identity.
- * Loop thread only, except oa_emit (the lane's thread) and load_work (the thread pool). */
+ * Bodies are bounded before they are parsed (oa_scan: depth, element counts, the tree's
+ * estimated size) and every number is range-checked (docs/api.md, "Limits"); a large body is
+ * measured, parsed and tokenized on the thread pool so the loop keeps answering probes.
+ * Loop thread only, except oa_emit (the lane's thread) and parse_step / prep_step (the thread
+ * pool, or the loop for small bodies). */
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
