@@ -215,7 +215,7 @@ def pipeline(port, reqs, timeout=30.0, heads=None, sock=None, half_close=False):
     s = sock or connect(port, timeout=timeout)
     data = b"".join(reqs)
     t0 = time.monotonic()
-    th = threading.Thread(target=lambda: (send_all(s, data),
+    th = threading.Thread(target=lambda: (send_all(s, data, 1 << 20),
                                           half_close and _shut(s)), daemon=True)
     th.start()
     rd = Reader(s)
