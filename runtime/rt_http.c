@@ -68,6 +68,7 @@ struct rt_conn {
 	enum conn_class klass;
 	unsigned nfinished;     /* requests finished (replied) on this connection */
 	size_t body_reserved;   /* bytes of the server's body budget this connection holds */
+	size_t body_announced;  /* Content-Length of the request being read (0: none, chunked) */
 	const char *exec_start; /* the data of the llhttp_execute under way */
 	char prev_byte;         /* the byte before exec_start in the stream */
 	unsigned char addr[17]; /* peer: family byte + address, for the per-address cap */
@@ -328,6 +329,7 @@ static void req_reset(rt_conn *c)
 {
 	rt_req *r = &c->req;
 	r->nheaders = 0;
+	c->body_announced = 0;
 	r->nparams = 0;
 	r->body_len = 0;
 	r->extra_len = 0;
@@ -791,6 +793,7 @@ static int cb_headers_complete(llhttp_t *p)
 		c->close_after = 1;   /* one probe, then the reserve is free again */
 	}
 	r->keep_alive = llhttp_should_keep_alive(p);
+	c->body_announced = (p->flags & F_CONTENT_LENGTH) ? (size_t)p->content_length : 0;
 	if (h->head) {
 		/* route and authority before any body byte is kept or 100 Continue is sent */
 		unsigned before = c->nfinished;
@@ -837,6 +840,8 @@ static int cb_body(llhttp_t *p, const char *at, size_t len)
 			cap *= 2;
 		if (cap > max + 1)
 			cap = max + 1;
+		if (c->body_announced && cap > c->body_announced + 1)
+			cap = c->body_announced + 1;   /* what was reserved at the head */
 		if (body_reserve(c, cap) < 0) {
 			c->err_status = 503;
 			c->err_msg = "too many request bodies in flight; retry";

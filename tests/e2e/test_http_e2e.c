@@ -514,6 +514,60 @@ static void test_probe_reserve_and_first_byte_timeout(void)
 	T_EQ_INT(e2e_stop(&s, SIGTERM, 20), 0);
 }
 
+/* bodies in flight across all connections are bounded: a body that would pass
+ * --max-body-inflight gets 503 + Retry-After before any of it is read; once the first is done
+ * the budget is free again */
+static void test_body_inflight_budget(void)
+{
+	e2e_server s;
+	const char *args[] = {"--max-body", "1000000", "--max-body-inflight", "1500000", "--no-access-log", NULL};
+	T_EQ_INT(e2e_start(&s, args, NULL), 0);
+	static char body[600000];
+	memset(body, ' ', sizeof body);
+	body[0] = '[';
+	body[sizeof body - 2] = '1';
+	body[sizeof body - 1] = ']';
+	char head[256];
+	int hn = snprintf(head, sizeof head, "POST /v1/functions/echo/invoke HTTP/1.1\r\nHost: t\r\n"
+			  "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n", sizeof body);
+	int a = e2e_connect(&s), b = e2e_connect(&s), c = e2e_connect(&s);
+	T_CHECK(a >= 0 && b >= 0 && c >= 0);
+	/* a and b announce 600 kB each and send half: 1.2 MB of the 1.5 MB budget held */
+	T_EQ_INT(e2e_send(a, head, (size_t)hn), 0);
+	T_EQ_INT(e2e_send(a, body, sizeof body / 2), 0);
+	T_EQ_INT(e2e_send(b, head, (size_t)hn), 0);
+	T_EQ_INT(e2e_send(b, body, sizeof body / 2), 0);
+	usleep(200000);
+	e2e_resp r;
+	T_EQ_INT(e2e_send(c, head, (size_t)hn), 0);
+	T_EQ_INT(e2e_read_resp(c, &r), 0);
+	T_EQ_INT(r.status, 503);
+	char *ra = e2e_header(&r, "Retry-After");
+	T_CHECK(ra != NULL);
+	free(ra);
+	e2e_resp_free(&r);
+	T_CHECK(e2e_is_closed(c, 10000));
+	close(c);
+	/* a and b complete normally; then a new one fits again */
+	T_EQ_INT(e2e_send(a, body + sizeof body / 2, sizeof body - sizeof body / 2), 0);
+	T_EQ_INT(e2e_read_resp(a, &r), 0);
+	T_EQ_INT(r.status, 200);
+	e2e_resp_free(&r);
+	T_EQ_INT(e2e_send(b, body + sizeof body / 2, sizeof body - sizeof body / 2), 0);
+	T_EQ_INT(e2e_read_resp(b, &r), 0);
+	T_EQ_INT(r.status, 200);
+	e2e_resp_free(&r);
+	T_EQ_INT(e2e_send(a, head, (size_t)hn), 0);
+	T_EQ_INT(e2e_send(a, body, sizeof body), 0);
+	T_EQ_INT(e2e_read_resp(a, &r), 0);
+	T_EQ_INT(r.status, 200);
+	T_EQ_INT((int)r.body_len, (int)sizeof body);
+	e2e_resp_free(&r);
+	close(a);
+	close(b);
+	T_EQ_INT(e2e_stop(&s, SIGTERM, 20), 0);
+}
+
 static void test_sigterm_drain(void)
 {
 	e2e_server s;
@@ -611,6 +665,7 @@ void t_main(void)
 		T_EQ_INT(e2e_stop(&srv, SIGTERM, 20), 0);
 	T_RUN(test_max_connections);
 	T_RUN(test_probe_reserve_and_first_byte_timeout);
+	T_RUN(test_body_inflight_budget);
 	T_RUN(test_sigterm_drain);
 	T_RUN(test_drain_timeout_exits_zero);
 	T_RUN(test_port_env_and_cli);
