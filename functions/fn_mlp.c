@@ -4,7 +4,9 @@
  * gelu, tanh, silu, none), none after the last layer. Weights F32/F16/BF16 or int8
  * weight-only. Invoke {"inputs": [[...], ...]} -> {"outputs": [[...], ...], "labels": [...]}
  * (labels = argmax per row, for classifiers). A batch of requests runs as one stacked matrix
- * product per layer. */
+ * product per layer. The packed input {"inputs_f32": S, "shape": [rows, features]}, S a string
+ * of rows x features float32 values in host byte order (4 bytes each instead of a JSON tree of
+ * ~40), is how the runtime hands over tensors it has read compactly (the V2 route). */
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -125,8 +127,46 @@ fail:
 }
 
 /* rows_of validates one request and returns its row count (or -1 with err). */
+static long packed_rows_of(const mlp *s, const json_t *in, fn_error *err)
+{
+	const json_t *x = json_object_get(in, "inputs_f32"), *sh = json_object_get(in, "shape");
+	const json_t *r = json_array_get(sh, 0), *c = json_array_get(sh, 1);
+	if (!json_is_string(x) || json_array_size(sh) != 2 || !json_is_integer(r) || !json_is_integer(c)) {
+		fn_err(err, 400, "expected {\"inputs_f32\": float32 bytes, \"shape\": [rows, features]}");
+		return -1;
+	}
+	json_int_t rows = json_integer_value(r);
+	if (rows <= 0 || rows > MLP_MAX_ROWS) {
+		fn_err(err, rows > 0 ? 413 : 400, "inputs: need 1..%d rows, got %lld", MLP_MAX_ROWS,
+		       (long long)rows);
+		return -1;
+	}
+	if (json_integer_value(c) != s->in_dim) {
+		fn_err(err, 400, "inputs[0]: need an array of %lld numbers", (long long)s->in_dim);
+		return -1;
+	}
+	if (json_string_length(x) != (size_t)rows * (size_t)s->in_dim * sizeof(float)) {
+		fn_err(err, 400, "inputs_f32: need %lld bytes for shape [%lld, %lld]",
+		       (long long)(rows * s->in_dim * 4), (long long)rows, (long long)s->in_dim);
+		return -1;
+	}
+	const char *b = json_string_value(x);
+	for (size_t k = 0; k < (size_t)rows * (size_t)s->in_dim; k++) {
+		float f;
+		memcpy(&f, b + k * sizeof f, sizeof f);
+		if (!isfinite(f)) {
+			fn_err(err, 400, "inputs[%zu][%zu]: not a finite number", k / (size_t)s->in_dim,
+			       k % (size_t)s->in_dim);
+			return -1;
+		}
+	}
+	return (long)rows;
+}
+
 static long rows_of(const mlp *s, const json_t *in, fn_error *err)
 {
+	if (json_is_object(in) && json_object_get(in, "inputs_f32"))
+		return packed_rows_of(s, in, err);
 	const json_t *x = json_object_get(in, "inputs");
 	if (!json_is_object(in) || !json_is_array(x)) {
 		fn_err(err, 400, "expected {\"inputs\": [[numbers], ...]}");
@@ -198,6 +238,13 @@ static int mlp_invoke(void *state, fn_call *calls, size_t n)
 	}
 	int64_t r0 = 0;
 	for (size_t i = 0; i < n; i++) {
+		const json_t *packed = json_object_get(calls[i].in, "inputs_f32");
+		if (packed && rows[i] > 0) {
+			memcpy(x + r0 * s->in_dim, json_string_value(packed),
+			       (size_t)rows[i] * (size_t)s->in_dim * sizeof(float));
+			r0 += rows[i];
+			continue;
+		}
 		const json_t *xi = json_object_get(calls[i].in, "inputs");
 		for (long r = 0; r < (rows[i] > 0 ? rows[i] : 0); r++, r0++) {
 			const json_t *row = json_array_get(xi, r);

@@ -7,6 +7,7 @@
 #include <jansson.h>
 #include "functions/fn.h"
 #include "runtime/rt_api.h"
+#include "runtime/rt_json.h"
 #include "runtime/rt_manifest.h"
 #include "runtime/rt_registry.h"
 #include "runtime/rt_sched.h"
@@ -30,18 +31,16 @@ int rt_api_kind_known(const char *kind, void *ud)
 	return fn_kind_find(kind) != NULL;
 }
 
-/* Parses the request body as JSON (400 naming line and column when it is not). */
+/* Parses the request body as JSON (400 naming line and column when it is not, 413 when its
+ * tree would cost more than the bounded-JSON budget). */
 json_t *rt_api_parse_body(rt_req *req)
 {
-	json_error_t err;
-	if (req->body_len == 0) {
-		rt_req_reply_error(req, 400, "invalid JSON: empty body");
-		return NULL;
-	}
-	json_t *v = json_loadb(req->body, req->body_len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &err);
+	char err[512];
+	int st = 400;
+	json_t *v = rt_json_load(req->body, req->body_len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES,
+				 rt_json_budget(req->body_len), &st, err, sizeof err);
 	if (!v)
-		rt_req_reply_error(req, 400, "invalid JSON at line %d column %d: %s", err.line, err.column,
-				   err.text);
+		rt_req_reply_error(req, st, "%s", err);
 	return v;
 }
 
@@ -79,16 +78,20 @@ static json_t *function_json(rt_server *srv, const char *name)
 	return o;
 }
 
+static void put_parsed(rt_req *req, json_t *body, void *ud);
+
 static void h_put(rt_req *req, void *ud)
+{
+	if (!valid_name(req, rt_req_param(req, "name")))
+		return;
+	rt_api_parse_body_then(ud, req, put_parsed, ud);
+}
+
+static void put_parsed(rt_req *req, json_t *body, void *ud)
 {
 	rt_server *srv = ud;
 	const char *name = rt_req_param(req, "name");
 	char err[512] = "";
-	if (!valid_name(req, name))
-		return;
-	json_t *body = rt_api_parse_body(req);
-	if (!body)
-		return;
 	if (!json_is_object(body)) {
 		json_decref(body);
 		rt_req_reply_error(req, 400, "manifest must be a JSON object");
@@ -232,11 +235,36 @@ static void h_delete(rt_req *req, void *ud)
 	rt_api_reply_json(req, 200, json_pack("{s:s}", "deleted", name));
 }
 
+typedef struct dump_job {
+	rt_req *req;
+	json_t *out;
+	char *text;
+} dump_job;
+
+static void dump_work(void *arg)
+{
+	dump_job *d = arg;
+	d->text = json_dumps(d->out, JSON_COMPACT | JSON_ENCODE_ANY);
+}
+
+static void dump_done(void *arg, int gone)
+{
+	dump_job *d = arg;
+	if (!gone && !d->text)
+		rt_req_reply_error(d->req, 500, "out of memory");
+	else
+		rt_req_reply(d->req, 200, "application/json", d->text ? d->text : "", d->text ?
+			     strlen(d->text) : 0);
+	free(d->text);
+	json_decref(d->out);
+	free(d);
+}
+
 static void invoke_result(rt_req *req, const char *function, uint32_t rev, json_t *out,
 			  const fn_error *err, void *ud)
 {
+	rt_server *srv = ud;
 	(void)function;
-	(void)ud;
 	char r[16];
 	snprintf(r, sizeof r, "%u", rev);
 	rt_req_add_header(req, "Thaw-Revision", r);
@@ -244,56 +272,84 @@ static void invoke_result(rt_req *req, const char *function, uint32_t rev, json_
 		rt_req_reply_error(req, err->status, "%s", err->msg);
 		return;
 	}
-	char *text = json_dumps(out, JSON_COMPACT | JSON_ENCODE_ANY);
-	if (!text) {
+	/* the answer of a large request is serialized off the loop (out is borrowed: the job
+	 * holds its own reference; jansson's reference counts are atomic) */
+	dump_job *d = calloc(1, sizeof *d);
+	if (!d) {
 		rt_req_reply_error(req, 500, "out of memory");
 		return;
 	}
-	rt_req_reply(req, 200, "application/json", text, strlen(text));
-	free(text);
+	d->req = req;
+	d->out = json_incref(out);
+	rt_api_offload(srv, req, req->body_len >= RT_API_INLINE_BYTES, dump_work, dump_done, d);
 }
 
-/* echo without a deployment: the built-in that measures the runtime's own overhead */
-static void invoke_builtin_echo(rt_req *req)
+/* echo without a deployment: the built-in that measures the runtime's own overhead; the body
+ * is checked to be JSON (within the bounded-JSON budget) and sent back as it came */
+typedef struct echo_job {
+	rt_req *req;
+	int status;
+	char err[512];
+} echo_job;
+
+static void echo_work(void *arg)
 {
-	json_error_t err;
-	json_t *v = json_loadb(req->body, req->body_len, JSON_DECODE_ANY, &err);
-	if (!v) {
-		if (req->body_len == 0)
-			rt_req_reply_error(req, 400, "invalid JSON: empty body");
-		else
-			rt_req_reply_error(req, 400, "invalid JSON at line %d column %d: %s", err.line,
-					   err.column, err.text);
+	echo_job *e = arg;
+	json_t *v = rt_json_load(e->req->body, e->req->body_len, JSON_DECODE_ANY,
+				 rt_json_budget(e->req->body_len), &e->status, e->err, sizeof e->err);
+	if (v)
+		e->status = 200;
+	json_decref(v);
+}
+
+static void echo_done(void *arg, int gone)
+{
+	echo_job *e = arg;
+	if (gone)
+		rt_req_reply_error(e->req, 499, "the client closed the request");
+	else if (e->status != 200)
+		rt_req_reply_error(e->req, e->status, "%s", e->err);
+	else
+		rt_req_reply(e->req, 200, "application/json", e->req->body, e->req->body_len);
+	free(e);
+}
+
+static void invoke_builtin_echo(rt_server *srv, rt_req *req)
+{
+	echo_job *e = calloc(1, sizeof *e);
+	if (!e) {
+		rt_req_reply_error(req, 500, "out of memory");
 		return;
 	}
-	json_decref(v);
-	rt_req_reply(req, 200, "application/json", req->body, req->body_len);
+	e->req = req;
+	rt_api_offload(srv, req, req->body_len >= RT_API_INLINE_BYTES, echo_work, echo_done, e);
 }
+
+static void invoke_parsed(rt_req *req, json_t *in, void *ud);
 
 static void h_invoke(rt_req *req, void *ud)
 {
 	rt_server *srv = ud;
 	const char *name = rt_req_param(req, "name");
 	if (strcmp(name, "echo") == 0 && !srv->echo_deployed) {
-		invoke_builtin_echo(req);
+		invoke_builtin_echo(srv, req);
 		return;
 	}
 	if (!valid_name(req, name))
 		return;
-	json_t *in = rt_api_parse_body(req);
-	if (!in)
-		return;
+	rt_api_parse_body_then(srv, req, invoke_parsed, srv);
+}
+
+static void invoke_parsed(rt_req *req, json_t *in, void *ud)
+{
+	rt_server *srv = ud;
+	const char *name = rt_req_param(req, "name");
 	uint32_t rev = 0;
 	const char *want = rt_req_header(req, "Thaw-Revision");
-	if (want) {
-		char *end;
-		unsigned long v = strtoul(want, &end, 10);
-		if (*end || v == 0 || v > RT_MANIFEST_REV_MAX) {
-			json_decref(in);
-			rt_req_reply_error(req, 400, "header Thaw-Revision: must be a revision number");
-			return;
-		}
-		rev = (uint32_t)v;
+	if (want && rt_api_version(want, &rev) < 0) {   /* digits only, 1..RT_MANIFEST_REV_MAX */
+		json_decref(in);
+		rt_req_reply_error(req, 400, "header Thaw-Revision: must be a revision number");
+		return;
 	}
 	rt_sched_invoke(srv->sched, req, name, rev, in, invoke_result, srv);
 }

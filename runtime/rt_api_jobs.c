@@ -22,13 +22,17 @@ static int parse_id(rt_req *req, int64_t *id)
 	return 0;
 }
 
+static void submit_parsed(rt_req *req, json_t *body, void *ud);
+
 static void h_submit(rt_req *req, void *ud)
+{
+	rt_api_parse_body_then(ud, req, submit_parsed, ud);
+}
+
+static void submit_parsed(rt_req *req, json_t *body, void *ud)
 {
 	rt_server *srv = ud;
 	char err[1024] = "";
-	json_t *body = rt_api_parse_body(req);
-	if (!body)
-		return;
 	int64_t id = 0;
 	int rc = rt_jobs_submit(srv->jobs, body, &id, err, sizeof err);
 	json_decref(body);

@@ -27,6 +27,7 @@
 #include <jansson.h>
 #include <zlib.h>
 #include "runtime/rt_api.h"
+#include "runtime/rt_json.h"
 #include "runtime/rt_manifest.h"
 #include "runtime/rt_registry.h"
 #include "runtime/rt_sched.h"
@@ -35,6 +36,13 @@
 
 #define V2_MAX_ELEMS (64u * 1024 * 1024)
 #define V2_MAX_TENSORS 16
+/* "data" arrays of at least this many numbers are read compactly (rt_json spans), straight
+ * into the tensor, instead of through a jansson tree of ~40 bytes an element */
+#define V2_SPAN_MIN 256
+/* a compressed body may inflate to V2_INFLATE_RATIO x its size, at least V2_INFLATE_FLOOR,
+ * and never past --max-body: legitimate tensors deflate 1.1-10x, a bomb ~1000x */
+#define V2_INFLATE_RATIO 64
+#define V2_INFLATE_FLOOR ((size_t)4 << 20)
 
 typedef struct v2_tensor {
 	char name[128];
@@ -46,6 +54,23 @@ typedef struct v2_tensor {
 } v2_tensor;
 
 typedef struct v2_ctx {
+	rt_server *srv;
+	rt_req *req;
+	uint32_t rev;              /* asked for (0: by the traffic split), then answered */
+	int big;                   /* parse and answer off the loop (rt_api_offload) */
+	char ce[64];               /* Content-Encoding, Inference-Header-Content-Length as sent */
+	int has_ce, has_hcl;
+	char hcl[32];
+	int accept_enc;            /* 1 gzip, 2 deflate, 0 none (Accept-Encoding) */
+	int status;                /* of the failed step, with err */
+	char err[512];
+	json_t *kin;               /* the kind's input, until handed to the scheduler */
+	json_t *out;               /* the kind's output (own reference) */
+	unsigned char *resp;       /* the answer: body, content type, headers */
+	size_t resp_len;
+	const char *resp_ctype;
+	const char *resp_enc;
+	char resp_hcl[32];
 	char model[RT_MANIFEST_NAME_MAX + 1];
 	char kind[RT_MANIFEST_KIND_MAX + 1];
 	json_t *id;                /* echoed */
@@ -64,6 +89,9 @@ static void ctx_free(v2_ctx *c)
 		free(c->in[i].v);
 	json_decref(c->id);
 	json_decref(c->req_json);
+	json_decref(c->kin);
+	json_decref(c->out);
+	free(c->resp);
 	free(c);
 }
 
@@ -152,6 +180,8 @@ static uint64_t dbl_to_u64(double v)
 	return (uint64_t)v;
 }
 
+static int put_elem(v2_tensor *t, double v, size_t *k, char *err, size_t errlen);
+
 /* flattens nested JSON arrays of numbers (or booleans) into t->v */
 static int flatten(const json_t *a, v2_tensor *t, size_t *k, int depth, char *err, size_t errlen)
 {
@@ -171,12 +201,32 @@ static int flatten(const json_t *a, v2_tensor *t, size_t *k, int depth, char *er
 		snprintf(err, errlen, "input '%s': data must hold numbers", t->name);
 		return -EINVAL;
 	}
+	return put_elem(t, json_is_boolean(a) ? (json_is_true(a) ? 1 : 0) : json_number_value(a), k,
+			err, errlen);
+}
+
+/* reads data span sp of body into t->v, with flatten's checks (and messages) */
+static int fill_span(v2_tensor *t, const char *body, const rt_json_span *sp, size_t *k,
+		     char *err, size_t errlen)
+{
+	rt_json_iter it;
+	double v;
+	int is_int;
+	rt_json_iter_init(&it, body, sp);
+	while (rt_json_iter_next(&it, &v, &is_int))
+		if (put_elem(t, v, k, err, errlen) < 0)
+			return -EINVAL;
+	return 0;
+}
+
+/* flatten's and fill_span's check of one element (in order) and its store */
+static int put_elem(v2_tensor *t, double v, size_t *k, char *err, size_t errlen)
+{
 	if (*k >= t->count) {
 		snprintf(err, errlen, "input '%s': more data elements than its shape holds (%zu)", t->name,
 			 t->count);
 		return -EINVAL;
 	}
-	double v = json_is_boolean(a) ? (json_is_true(a) ? 1 : 0) : json_number_value(a);
 	if (strncmp(t->dtype, "FP", 2) != 0 && strcmp(t->dtype, "BF16") != 0 && v != floor(v)) {
 		snprintf(err, errlen, "input '%s': %s data must be integers", t->name, t->dtype);
 		return -EINVAL;
@@ -190,7 +240,6 @@ static int flatten(const json_t *a, v2_tensor *t, size_t *k, int depth, char *er
 	return 0;
 }
 
-/* parses the request: JSON header (+ binary section) into ctx->in; 0 or -EINVAL with err */
 /* inflates body (gzip, or deflate as tritonclient sends it: a zlib stream; a raw deflate
  * stream is accepted too) into *out (malloc'd), at most max bytes. 0, or a negative errno with
  * *status (400 corrupt, 413 too large, 500) and err. */
@@ -239,7 +288,9 @@ static int inflate_body(const char *body, size_t len, int gzip, size_t max, unsi
 		if (n > max) {
 			free(buf);
 			*status = 413;
-			snprintf(err, errlen, "the decompressed request body is larger than %zu bytes", max);
+			snprintf(err, errlen, "the decompressed request body is larger than %zu bytes (a "
+				 "compressed body may inflate to %dx its size, at least %zu MiB, at most "
+				 "--max-body)", max, V2_INFLATE_RATIO, V2_INFLATE_FLOOR >> 20);
 			return -EFBIG;
 		}
 		if (zr == Z_STREAM_END && z.avail_in == 0) {
@@ -261,10 +312,11 @@ static int inflate_body(const char *body, size_t len, int gzip, size_t max, unsi
 
 /* the request body as sent, or decompressed per Content-Encoding (into *owned, which the
  * caller frees). 0, or a negative errno with *status (415 unknown encoding) and err. */
-static int request_body(rt_req *req, size_t max, const char **body, size_t *len,
+static int request_body(const v2_ctx *c, size_t max_body, const char **body, size_t *len,
 			unsigned char **owned, int *status, char *err, size_t errlen)
 {
-	const char *ce = rt_req_header(req, "Content-Encoding");
+	const rt_req *req = c->req;
+	const char *ce = c->has_ce ? c->ce : NULL;
 	*owned = NULL;
 	*body = req->body;
 	*len = req->body_len;
@@ -277,7 +329,10 @@ static int request_body(rt_req *req, size_t max, const char **body, size_t *len,
 			 ce);
 		return -ENOTSUP;
 	}
-	size_t n = 0;
+	size_t n = 0, max = req->body_len > V2_INFLATE_FLOOR / V2_INFLATE_RATIO ?
+			   req->body_len * V2_INFLATE_RATIO : V2_INFLATE_FLOOR;
+	if (max > max_body)
+		max = max_body;
 	int rc = inflate_body(req->body, req->body_len, gzip, max, owned, &n, status, err, errlen);
 	if (rc < 0)
 		return rc;
@@ -286,23 +341,50 @@ static int request_body(rt_req *req, size_t max, const char **body, size_t *len,
 	return 0;
 }
 
-static int parse_request(rt_req *req, const char *body, size_t body_len, v2_ctx *c, char *err,
-			 size_t errlen)
+/* parses the request: JSON header (+ binary section) into ctx->in; 0, or -EINVAL / -EFBIG
+ * (413: the header's tree would cost more than the bounded-JSON budget) / -ENOMEM with err.
+ * Big "data" arrays are read from the text straight into their tensors (rt_json spans); the
+ * rest of the header goes through jansson, with the positions of its errors unchanged. */
+static int parse_request(const char *body, size_t body_len, v2_ctx *c, char *err, size_t errlen)
 {
+	static const char *const data_path[] = {"inputs", "*", "data", NULL};
 	size_t hlen = body_len;
-	const char *hcl = rt_req_header(req, "Inference-Header-Content-Length");
+	const char *hcl = c->has_hcl ? c->hcl : NULL;
 	if (hcl) {
-		char *end;
-		unsigned long long v = strtoull(hcl, &end, 10);
-		if (*end || end == hcl || v > body_len) {
+		uint64_t v = 0;
+		const char *p = hcl;
+		for (; *p >= '0' && *p <= '9' && v <= body_len; p++)
+			v = v * 10 + (uint64_t)(*p - '0');
+		if (*p || p == hcl || v > body_len) {
 			snprintf(err, errlen, "header Inference-Header-Content-Length: must be a number no larger than the body (%zu)",
 				 body_len);
 			return -EINVAL;
 		}
 		hlen = (size_t)v;
 	}
+	rt_json_stats st;
+	rt_json_scan(body, hlen, data_path, V2_SPAN_MIN, &st);
+	size_t budget = rt_json_budget(body_len);
+	if (st.cost > budget) {
+		snprintf(err, errlen, "the inference request's JSON (%zu values besides its tensor data) "
+			 "would take about %zu MiB to parse, more than the %zu MiB a body of %zu bytes "
+			 "may use", st.numbers + st.strings + st.literals + st.arrays + st.objects,
+			 (st.cost + (1u << 20) - 1) >> 20, budget >> 20, body_len);
+		return -EFBIG;
+	}
+	uint64_t nonce = 0;
 	json_error_t je;
-	c->req_json = json_loadb(body, hlen, JSON_REJECT_DUPLICATES, &je);
+	if (st.nspans) {
+		char *copy = rt_json_split(body, hlen, &st, &nonce);
+		if (!copy) {
+			snprintf(err, errlen, "out of memory");
+			return -ENOMEM;
+		}
+		c->req_json = json_loadb(copy, hlen, JSON_REJECT_DUPLICATES, &je);
+		free(copy);
+	} else {
+		c->req_json = json_loadb(body, hlen, JSON_REJECT_DUPLICATES, &je);
+	}
 	if (!c->req_json) {
 		snprintf(err, errlen, "invalid JSON at line %d column %d: %s", je.line, je.column, je.text);
 		return -EINVAL;
@@ -414,7 +496,9 @@ static int parse_request(rt_req *req, const char *body, size_t body_len, v2_ctx 
 				snprintf(err, errlen, "input '%s': no 'data' and no binary_data_size", t->name);
 				return -EINVAL;
 			}
-			if (flatten(data, t, &k, 0, err, errlen) < 0)
+			int sp = st.nspans ? rt_json_span_of(data, nonce, st.nspans) : -1;
+			if (sp >= 0 ? fill_span(t, body, &st.spans[sp], &k, err, errlen) < 0 :
+				      flatten(data, t, &k, 0, err, errlen) < 0)
 				return -EINVAL;
 			if (k != t->count) {
 				snprintf(err, errlen, "input '%s': shape holds %zu elements but data has %zu", t->name,
@@ -452,19 +536,35 @@ static json_t *to_kind_input(v2_ctx *c, char *err, size_t errlen)
 			snprintf(err, errlen, "model '%s' (mlp) takes INPUT0 with shape [batch, features]", c->model);
 			return NULL;
 		}
-		json_t *rows = json_array();
-		for (int64_t r = 0; r < t->shape[0]; r++) {
-			json_t *row = json_array();
-			for (int64_t k = 0; k < t->shape[1]; k++)
-				json_array_append_new(row, json_real(t->v[r * t->shape[1] + k]));
-			json_array_append_new(rows, row);
+		/* the packed form of the mlp kind (functions/fn_mlp.c): the rows as float32 bytes,
+		 * 4 bytes an element instead of a JSON tree of ~40; the doubles are converted in
+		 * place (float k lies in bytes that double k/2 held, already read) */
+		char *f = (char *)t->v;
+		for (size_t k = 0; k < t->count; k++) {
+			float x = (float)t->v[k];
+			memcpy(f + k * sizeof x, &x, sizeof x);
 		}
-		return json_pack("{s:o}", "inputs", rows);
+		json_t *packed = json_stringn_nocheck(f, t->count * sizeof(float));
+		free(t->v);
+		t->v = NULL;
+		if (!packed) {
+			snprintf(err, errlen, "out of memory");
+			return NULL;
+		}
+		return json_pack("{s:o,s:[I,I]}", "inputs_f32", packed, "shape",
+				 (json_int_t)t->shape[0], (json_int_t)t->shape[1]);
 	}
 	if (!strcmp(c->kind, "llama")) {
 		v2_tensor *t = find_input(c, "input_ids");
 		if (!t || (t->ndim == 2 && t->shape[0] != 1) || t->ndim > 2 || t->ndim == 0) {
 			snprintf(err, errlen, "model '%s' (llama) takes input_ids INT64 with shape [1, n]", c->model);
+			return NULL;
+		}
+		if (t->count > rt_json_budget(c->req->body_len) / 48) {   /* a json_integer each */
+			snprintf(err, errlen, "input 'input_ids': %zu tokens are more than a body of %zu "
+				 "bytes may carry (%zu)", t->count, c->req->body_len,
+				 rt_json_budget(c->req->body_len) / 48);
+			c->status = 413;
 			return NULL;
 		}
 		json_t *toks = json_array();
@@ -681,46 +781,72 @@ static int accept_encoding(rt_req *req)
 	return best;
 }
 
-/* replies 200 with body, compressed as the client accepts (gzip or zlib "deflate", level 1)
- * when that makes it smaller */
-static void reply_encoded(rt_req *req, const char *ctype, const unsigned char *body, size_t len)
+/* sets the answer to body (taken over), compressed as the client accepts (gzip or zlib
+ * "deflate", level 1) when that makes it smaller */
+static void set_encoded(v2_ctx *c, const char *ctype, unsigned char *body, size_t len)
 {
-	int enc = len >= 256 ? accept_encoding(req) : 0;
-	if (enc) {
-		z_stream z;
-		memset(&z, 0, sizeof z);
-		if (deflateInit2(&z, 1, Z_DEFLATED, enc == 1 ? 16 + MAX_WBITS : MAX_WBITS, 8,
-				 Z_DEFAULT_STRATEGY) == Z_OK) {
-			size_t cap = deflateBound(&z, (uLong)len);
-			unsigned char *out = malloc(cap);
-			z.next_in = (unsigned char *)body;
-			z.avail_in = (uInt)len;
-			z.next_out = out;
-			z.avail_out = (uInt)cap;
-			int zr = out && len < UINT32_MAX ? deflate(&z, Z_FINISH) : Z_STREAM_ERROR;
-			size_t n = cap - z.avail_out;
-			deflateEnd(&z);
-			if (zr == Z_STREAM_END && n < len) {
-				rt_req_add_header(req, "Content-Encoding", enc == 1 ? "gzip" : "deflate");
-				rt_req_reply(req, 200, ctype, (const char *)out, n);
-				free(out);
-				return;
-			}
-			free(out);
-		}
+	int enc = len >= 256 ? c->accept_enc : 0;
+	c->status = 200;
+	c->resp_ctype = ctype;
+	c->resp = body;
+	c->resp_len = len;
+	if (!enc)
+		return;
+	z_stream z;
+	memset(&z, 0, sizeof z);
+	if (deflateInit2(&z, 1, Z_DEFLATED, enc == 1 ? 16 + MAX_WBITS : MAX_WBITS, 8,
+			 Z_DEFAULT_STRATEGY) != Z_OK)
+		return;
+	size_t cap = deflateBound(&z, (uLong)len);
+	unsigned char *out = malloc(cap);
+	z.next_in = body;
+	z.avail_in = (uInt)len;
+	z.next_out = out;
+	z.avail_out = (uInt)cap;
+	int zr = out && len < UINT32_MAX ? deflate(&z, Z_FINISH) : Z_STREAM_ERROR;
+	size_t n = cap - z.avail_out;
+	deflateEnd(&z);
+	if (zr == Z_STREAM_END && n < len) {
+		c->resp_enc = enc == 1 ? "gzip" : "deflate";
+		free(body);
+		c->resp = out;
+		c->resp_len = n;
+		return;
 	}
-	rt_req_reply(req, 200, ctype, (const char *)body, len);
+	free(out);
 }
 
-/* sends the response with outputs (JSON data, or binary where asked; classifications as
- * BYTES) */
-static void send_outputs(rt_req *req, v2_ctx *c, uint32_t rev, v2_out *outs, int nout)
+/* writes "[v0,v1,...]" as json_dumps writes the array of json_real (FP types) or
+ * json_integer (the others) values */
+static void put_data(rt_json_buf *b, const v2_out *o, const char *dtype)
+{
+	int is_float = !strncmp(dtype, "FP", 2);
+	rt_json_buf_add(b, "[", 1);
+	for (size_t k = 0; k < o->count && !b->oom; k++) {
+		if (k)
+			rt_json_buf_add(b, ",", 1);
+		if (is_float)
+			rt_json_put_real(b, o->v[k]);
+		else
+			rt_json_put_int(b, dbl_to_i64(o->v[k]));
+	}
+	rt_json_buf_add(b, "]", 1);
+}
+
+/* builds the answer with outputs (JSON data, or binary where asked; classifications as
+ * BYTES) into c->resp; status 500 with err when out of memory. Tensor data is written as
+ * text straight from the values (a marker in the JSON head stands for each), never as a
+ * jansson tree. */
+static void build_outputs(v2_ctx *c, v2_out *outs, int nout)
 {
 	json_t *arr = json_array();
 	size_t bin_total = 0;
 	unsigned char *bins[V2_MAX_TENSORS + 2] = {0};
 	size_t bin_len[V2_MAX_TENSORS + 2] = {0};
+	int text_of[V2_MAX_TENSORS + 2], ntext = 0;
 	int oom = 0;
+	char mark[V2_MAX_TENSORS + 2][48];
+	unsigned long long nonce = (unsigned long long)(uintptr_t)c ^ rt_now_ns();
 	for (int i = 0; i < nout; i++) {
 		int binary;
 		int64_t classes;
@@ -783,48 +909,62 @@ static void send_outputs(rt_req *req, v2_ctx *c, uint32_t rev, v2_out *outs, int
 		} else if (strs) {
 			json_object_set_new(o, "data", strs);
 		} else {
-			json_t *data = json_array();
-			int is_float = !strncmp(dtype, "FP", 2);
-			for (size_t k = 0; k < outs[i].count; k++)
-				json_array_append_new(data, is_float ? json_real(outs[i].v[k]) :
-							json_integer((json_int_t)dbl_to_i64(outs[i].v[k])));
-			json_object_set_new(o, "data", data);
+			snprintf(mark[i], sizeof mark[i], "~data~%016llx~%02d", nonce, i);
+			json_object_set_new(o, "data", json_string(mark[i]));
+			text_of[ntext++] = i;
 		}
 		json_array_append_new(arr, o);
 	}
 	char ver[16];
-	snprintf(ver, sizeof ver, "%u", rev);
+	snprintf(ver, sizeof ver, "%u", c->rev);
 	json_t *resp = json_pack("{s:s,s:s,s:o}", "model_name", c->model, "model_version", ver,
 				 "outputs", arr);
 	if (c->id)
 		json_object_set(resp, "id", c->id);
 	char *head = oom ? NULL : json_dumps(resp, JSON_COMPACT);
 	json_decref(resp);
-	unsigned char *buf = NULL;
-	size_t hl = head ? strlen(head) : 0;
-	if (head && bin_total)
-		buf = malloc(hl + bin_total);
-	if (!head || (bin_total && !buf)) {
-		rt_req_reply_error(req, 500, "out of memory");
-	} else if (!bin_total) {
-		reply_encoded(req, "application/json", (const unsigned char *)head, hl);
-	} else {
-		memcpy(buf, head, hl);
-		size_t off = hl;
-		for (int i = 0; i < nout; i++)
-			if (bins[i]) {
-				memcpy(buf + off, bins[i], bin_len[i]);
-				off += bin_len[i];
+	/* the head with each data marker (a quoted string) replaced by the values */
+	rt_json_buf b = {0};
+	if (head) {
+		const char *p = head;
+		for (int t = 0; t < ntext; t++) {
+			const v2_out *o = &outs[text_of[t]];
+			const char *m = strstr(p, mark[text_of[t]]);
+			if (!m || m == head) {
+				b.oom = 1;
+				break;
 			}
-		char hls[32];
-		snprintf(hls, sizeof hls, "%zu", hl);
-		rt_req_add_header(req, "Inference-Header-Content-Length", hls);
-		reply_encoded(req, "application/octet-stream", buf, off);
+			rt_json_buf_add(&b, p, (size_t)(m - 1 - p));
+			put_data(&b, o, o->dtype);
+			p = m + strlen(mark[text_of[t]]) + 1;
+		}
+		rt_json_buf_add(&b, p, strlen(p));
 	}
+	free(head);
+	size_t hl = b.len;
+	if (!head || b.oom || (bin_total && hl > SIZE_MAX - bin_total)) {
+		c->status = 500;
+		snprintf(c->err, sizeof c->err, "out of memory");
+	} else if (!bin_total) {
+		set_encoded(c, "application/json", (unsigned char *)b.p, hl);
+		b.p = NULL;
+	} else {
+		rt_json_buf_add(&b, "", 0);
+		for (int i = 0; i < nout; i++)
+			if (bins[i])
+				rt_json_buf_add(&b, (const char *)bins[i], bin_len[i]);
+		if (b.oom) {
+			c->status = 500;
+			snprintf(c->err, sizeof c->err, "out of memory");
+		} else {
+			snprintf(c->resp_hcl, sizeof c->resp_hcl, "%zu", hl);
+			set_encoded(c, "application/octet-stream", (unsigned char *)b.p, b.len);
+			b.p = NULL;
+		}
+	}
+	rt_json_buf_free(&b);
 	for (int i = 0; i < nout; i++)
 		free(bins[i]);
-	free(buf);
-	free(head);
 }
 
 static int v2_status(int st)
@@ -836,16 +976,12 @@ static int v2_status(int st)
 	return 500;
 }
 
-static void infer_result(rt_req *req, const char *function, uint32_t rev, json_t *out,
-			 const fn_error *err, void *ud)
+/* the kind's output c->out -> the answer in c->resp (or c->status and c->err); a worker's
+ * job for a large request */
+static void answer_work(void *arg)
 {
-	v2_ctx *c = ud;
-	(void)function;
-	if (!out) {
-		rt_req_reply_error(req, v2_status(err->status), "%s", err->msg);
-		ctx_free(c);
-		return;
-	}
+	v2_ctx *c = arg;
+	json_t *out = c->out;
 	v2_out outs[V2_MAX_TENSORS + 2];
 	int nout = 0;
 	double *bufs[V2_MAX_TENSORS + 2] = {0};
@@ -893,15 +1029,50 @@ static void infer_result(rt_req *req, const char *function, uint32_t rev, json_t
 			ok = 0;
 		names[i] = outs[i].name;
 	}
-	if (!ok)
-		rt_req_reply_error(req, 500, "out of memory");
-	else if (check_wanted(c, names, nout, werr, sizeof werr) < 0)
-		rt_req_reply_error(req, 400, "%s", werr);
-	else
-		send_outputs(req, c, rev, outs, nout);
+	if (!ok) {
+		c->status = 500;
+		snprintf(c->err, sizeof c->err, "out of memory");
+	} else if (check_wanted(c, names, nout, werr, sizeof werr) < 0) {
+		c->status = 400;
+		snprintf(c->err, sizeof c->err, "%s", werr);
+	} else {
+		build_outputs(c, outs, nout);
+	}
 	for (int i = 0; i < V2_MAX_TENSORS + 2; i++)
 		free(bufs[i]);
+}
+
+static void answer_done(void *arg, int gone)
+{
+	v2_ctx *c = arg;
+	rt_req *req = c->req;
+	(void)gone;   /* the answer goes nowhere then; it is made all the same */
+	if (c->status != 200) {
+		rt_req_reply_error(req, c->status, "%s", c->err);
+	} else {
+		if (c->resp_hcl[0])
+			rt_req_add_header(req, "Inference-Header-Content-Length", c->resp_hcl);
+		if (c->resp_enc)
+			rt_req_add_header(req, "Content-Encoding", c->resp_enc);
+		rt_req_reply(req, 200, c->resp_ctype, (const char *)c->resp, c->resp_len);
+	}
 	ctx_free(c);
+}
+
+static void infer_result(rt_req *req, const char *function, uint32_t rev, json_t *out,
+			 const fn_error *err, void *ud)
+{
+	v2_ctx *c = ud;
+	(void)function;
+	if (!out) {
+		rt_req_reply_error(req, v2_status(err->status), "%s", err->msg);
+		ctx_free(c);
+		return;
+	}
+	c->rev = rev;
+	c->out = json_incref(out);   /* borrowed; jansson's reference counts are atomic */
+	c->accept_enc = accept_encoding(req);
+	rt_api_offload(c->srv, req, c->big, answer_work, answer_done, c);
 }
 
 /* looks model name up in the registry (its latest revision into *info, when not NULL);
@@ -917,11 +1088,57 @@ static int find_model(rt_req *req, rt_server *srv, const char *name, rt_revision
 	return 0;
 }
 
+/* inflate, parse and convert the request into the kind's input c->kin (or c->status and
+ * c->err); a worker's job for a large or compressed body */
+static void parse_work(void *arg)
+{
+	v2_ctx *c = arg;
+	const char *body;
+	size_t blen;
+	unsigned char *inflated = NULL;
+	c->status = 400;
+	if (request_body(c, c->srv->cfg.http.max_body_bytes, &body, &blen, &inflated, &c->status,
+			 c->err, sizeof c->err) < 0)
+		return;
+	int prc = parse_request(body, blen, c, c->err, sizeof c->err);
+	free(inflated);
+	if (prc < 0) {
+		c->status = prc == -EFBIG ? 413 : prc == -ENOMEM ? 500 : 400;
+		return;
+	}
+	c->kin = to_kind_input(c, c->err, sizeof c->err);
+	if (!c->kin)
+		return;
+	c->status = 0;
+	if (strcmp(c->kind, "echo") != 0)   /* only echo answers from the request's tensors */
+		for (int i = 0; i < c->nin; i++) {
+			free(c->in[i].v);
+			c->in[i].v = NULL;
+		}
+}
+
+static void parse_done(void *arg, int gone)
+{
+	v2_ctx *c = arg;
+	if (gone) {
+		rt_req_reply_error(c->req, 499, "the client closed the request");
+		ctx_free(c);
+		return;
+	}
+	if (c->status) {
+		rt_req_reply_error(c->req, c->status, "%s", c->err);
+		ctx_free(c);
+		return;
+	}
+	json_t *kin = c->kin;
+	c->kin = NULL;
+	rt_sched_invoke(c->srv->sched, c->req, c->model, c->rev, kin, infer_result, c);
+}
+
 static void h_infer(rt_req *req, void *ud)
 {
 	rt_server *srv = ud;
 	const char *name = rt_req_param(req, "m"), *ver = rt_req_param(req, "v");
-	char err[512];
 	rt_revision_info info;
 	uint32_t rev = 0;
 	if (!find_model(req, srv, name, &info))
@@ -940,32 +1157,26 @@ static void h_infer(rt_req *req, void *ud)
 		rt_req_reply_error(req, 500, "out of memory");
 		return;
 	}
+	c->srv = srv;
+	c->req = req;
+	c->rev = rev;
 	snprintf(c->model, sizeof c->model, "%s", name);
 	snprintf(c->kind, sizeof c->kind, "%s", info.manifest.kind);
-	const char *body;
-	size_t blen;
-	unsigned char *inflated = NULL;
-	int st = 400;
-	if (request_body(req, srv->cfg.http.max_body_bytes, &body, &blen, &inflated, &st, err,
-			 sizeof err) < 0) {
-		rt_req_reply_error(req, st, "%s", err);
-		ctx_free(c);
-		return;
+	/* the headers the parse reads, copied on the loop thread (a longer value than the copy
+	 * holds is invalid for both: an unknown encoding, a number beyond any body) */
+	const char *ce = rt_req_header(req, "Content-Encoding");
+	const char *hcl = rt_req_header(req, "Inference-Header-Content-Length");
+	if (ce) {
+		c->has_ce = 1;
+		snprintf(c->ce, sizeof c->ce, "%s", ce);
 	}
-	int prc = parse_request(req, body, blen, c, err, sizeof err);
-	free(inflated);
-	if (prc < 0) {
-		rt_req_reply_error(req, 400, "%s", err);
-		ctx_free(c);
-		return;
+	if (hcl) {
+		c->has_hcl = 1;
+		snprintf(c->hcl, sizeof c->hcl, "%s", strlen(hcl) < sizeof c->hcl ? hcl : "x");
 	}
-	json_t *kin = to_kind_input(c, err, sizeof err);
-	if (!kin) {
-		rt_req_reply_error(req, 400, "%s", err);
-		ctx_free(c);
-		return;
-	}
-	rt_sched_invoke(srv->sched, req, name, rev, kin, infer_result, c);
+	int encoded = ce && ce[0] && strcasecmp(ce, "identity") != 0;
+	c->big = encoded || req->body_len >= RT_API_INLINE_BYTES;
+	rt_api_offload(srv, req, c->big, parse_work, parse_done, c);
 }
 
 static void h_server_meta(rt_req *req, void *ud)

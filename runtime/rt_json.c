@@ -1,0 +1,492 @@
+/* rt_json.c — bounded JSON for request bodies: the scan that prices a text before jansson
+ * parses it, the split of big numeric arrays out of it, their compact reader, and number
+ * output as json_dumps writes it. See rt_json.h. */
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/random.h>
+#include "runtime/rt_json.h"
+
+/* bytes of a jansson tree, measured on jansson 2.14 (glibc malloc, the parent's slot
+ * included): a number 40, a short string ~88, an empty array 136, an empty object 232, an
+ * object member ~72 besides its value; true/false/null are shared (a slot only) */
+#define COST_NUMBER 40
+#define COST_LITERAL 8
+#define COST_STRING 80
+#define COST_ARRAY 136
+#define COST_OBJECT 232
+
+#define SCAN_FRAMES 64
+#define SPAN_MAX_DEPTH 8
+#define SPAN_MARKER_LEN 27         /* "~span~" + 16 hex + "~" + 2 digits, quoted */
+
+typedef struct frame {
+	char type;                 /* '[' or '{' */
+	char on;                   /* the container lies on the path */
+	char expect_key;           /* object: the next string is a key */
+	unsigned char match;       /* path entries matched to reach it */
+	const char *key;           /* object: the last key (raw text), NULL if escaped */
+	size_t keylen;
+} frame;
+
+static int is_ws(char c)
+{
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+static int is_digit(char c)
+{
+	return c >= '0' && c <= '9';
+}
+
+/* the end of a number token at b[i] that jansson accepts and converts without error (an
+ * integer of at most 18 digits, a real of at most 40 mantissa digits and a 1-2 digit
+ * exponent, so always finite); 0 when it is not such a token */
+static size_t span_number(const char *b, size_t len, size_t i)
+{
+	size_t j = i, digits = 0, exp_digits = 0;
+	int real = 0;
+	if (j < len && b[j] == '-')
+		j++;
+	if (j < len && b[j] == '0') {
+		j++;
+		digits = 1;
+	} else {
+		while (j < len && is_digit(b[j])) {
+			j++;
+			digits++;
+		}
+	}
+	if (!digits)
+		return 0;
+	if (j < len && b[j] == '.') {
+		size_t f = 0;
+		j++;
+		while (j < len && is_digit(b[j])) {
+			j++;
+			f++;
+		}
+		if (!f)
+			return 0;
+		digits += f;
+		real = 1;
+	}
+	if (j < len && (b[j] == 'e' || b[j] == 'E')) {
+		j++;
+		if (j < len && (b[j] == '+' || b[j] == '-'))
+			j++;
+		while (j < len && is_digit(b[j])) {
+			j++;
+			exp_digits++;
+		}
+		if (!exp_digits || exp_digits > 2)
+			return 0;
+		real = 1;
+	}
+	if (real ? digits > 40 : digits > 18)
+		return 0;
+	return j;
+}
+
+/* tries b[i] == '[' as a span: an array of numbers, booleans and such arrays, at most
+ * SPAN_MAX_DEPTH deep, valid JSON, with a run of SPAN_MARKER_LEN characters without a line
+ * break (for the marker). 1 with *end (one past its ']'), *count and *depth; else 0. */
+static int scan_numeric(const char *b, size_t len, size_t i, size_t *end, size_t *count,
+			int *depth)
+{
+	enum { OPEN, AFTER_VALUE, AFTER_COMMA } state = OPEN;
+	int d = 0, maxd = 0;
+	size_t n = 0, run = 0, best_run = 0, line_start = i;
+	while (i < len) {
+		char c = b[i];
+		if (c == '\n' || c == '\r') {
+			run = i - line_start;
+			if (run > best_run)
+				best_run = run;
+			line_start = i + 1;
+			i++;
+			continue;
+		}
+		if (is_ws(c)) {
+			i++;
+			continue;
+		}
+		if (c == '[') {
+			if (state == AFTER_VALUE)
+				return 0;
+			if (++d > SPAN_MAX_DEPTH)
+				return 0;
+			if (d > maxd)
+				maxd = d;
+			state = OPEN;
+			i++;
+		} else if (c == ']') {
+			if (state == AFTER_COMMA)
+				return 0;
+			d--;
+			i++;
+			state = AFTER_VALUE;
+			if (d == 0)
+				break;
+		} else if (c == ',') {
+			if (state != AFTER_VALUE)
+				return 0;
+			state = AFTER_COMMA;
+			i++;
+		} else {
+			if (state == AFTER_VALUE)
+				return 0;
+			size_t j;
+			if (c == 't' && len - i >= 4 && !memcmp(b + i, "true", 4))
+				j = i + 4;
+			else if (c == 'f' && len - i >= 5 && !memcmp(b + i, "false", 5))
+				j = i + 5;
+			else if ((j = span_number(b, len, i)) == 0)
+				return 0;
+			n++;
+			i = j;
+			state = AFTER_VALUE;
+		}
+	}
+	if (d != 0)
+		return 0;
+	run = i - line_start;
+	if (run > best_run)
+		best_run = run;
+	if (best_run < SPAN_MARKER_LEN + 2)
+		return 0;
+	*end = i;
+	*count = n;
+	*depth = maxd;
+	return 1;
+}
+
+/* whether a value whose container is f (NULL: the root) lies on the path; *match gets the
+ * entries matched to reach it */
+static int value_on_path(const frame *f, const char *const *path, int np, unsigned char *match)
+{
+	if (!path)
+		return 0;
+	if (!f) {
+		*match = 0;
+		return 1;
+	}
+	if (!f->on || f->match >= np)
+		return 0;
+	const char *want = path[f->match];
+	if (f->type == '[') {
+		if (strcmp(want, "*") != 0)
+			return 0;
+	} else if (!f->key || strlen(want) != f->keylen || memcmp(want, f->key, f->keylen) != 0) {
+		return 0;
+	}
+	*match = (unsigned char)(f->match + 1);
+	return 1;
+}
+
+void rt_json_scan(const char *b, size_t len, const char *const *path, size_t min_count,
+		  rt_json_stats *st)
+{
+	frame fr[SCAN_FRAMES];
+	int depth = 0, np = 0;
+	memset(st, 0, sizeof *st);
+	while (path && path[np] && np < 8)
+		np++;
+	size_t i = 0;
+	while (i < len) {
+		char c = b[i];
+		frame *top = depth > 0 && depth <= SCAN_FRAMES ? &fr[depth - 1] : NULL;
+		if (is_ws(c) || c == ':') {
+			i++;
+			continue;
+		}
+		if (c == ',') {
+			if (top && top->type == '{')
+				top->expect_key = 1;
+			i++;
+			continue;
+		}
+		if (c == '}' || c == ']') {
+			if (depth > 0)
+				depth--;
+			i++;
+			continue;
+		}
+		if (c == '"') {
+			size_t s = ++i;
+			int esc = 0;
+			while (i < len && b[i] != '"') {
+				if (b[i] == '\\') {
+					esc = 1;
+					i++;
+				}
+				i++;
+			}
+			size_t n = (i < len ? i : len) - s;
+			i++;
+			st->strings++;
+			st->string_bytes += n;
+			if (top && top->type == '{' && top->expect_key) {
+				top->expect_key = 0;
+				top->key = esc ? NULL : b + s;
+				top->keylen = n;
+			}
+			continue;
+		}
+		unsigned char match = 0;
+		int on = (depth == 0 || top) && value_on_path(depth ? top : NULL, path, np, &match);
+		if (c == '[' || c == '{') {
+			if (c == '[' && on && match == np && st->nspans < RT_JSON_MAX_SPANS) {
+				size_t end, count;
+				int d;
+				if (scan_numeric(b, len, i, &end, &count, &d) && count >= min_count) {
+					st->spans[st->nspans++] = (rt_json_span){i, end - i, count, d};
+					i = end;
+					continue;
+				}
+			}
+			if (c == '[')
+				st->arrays++;
+			else
+				st->objects++;
+			depth++;
+			if (depth > st->max_depth)
+				st->max_depth = depth;
+			if (depth <= SCAN_FRAMES)
+				fr[depth - 1] = (frame){c, (char)on, c == '{', match, NULL, 0};
+			i++;
+			continue;
+		}
+		if (c == '-' || is_digit(c)) {
+			st->numbers++;
+			while (i < len && (is_digit(b[i]) || b[i] == '-' || b[i] == '+' || b[i] == '.' ||
+					   b[i] == 'e' || b[i] == 'E'))
+				i++;
+			continue;
+		}
+		if (c >= 'a' && c <= 'z') {
+			st->literals++;
+			while (i < len && b[i] >= 'a' && b[i] <= 'z')
+				i++;
+			continue;
+		}
+		i++;   /* not JSON: jansson reports it */
+	}
+	st->cost = st->numbers * COST_NUMBER + st->literals * COST_LITERAL +
+		   st->strings * COST_STRING + st->string_bytes + st->arrays * COST_ARRAY +
+		   st->objects * COST_OBJECT;
+}
+
+size_t rt_json_budget(size_t n)
+{
+	size_t b = n > SIZE_MAX / RT_JSON_AMP ? SIZE_MAX : n * RT_JSON_AMP;
+	return b > RT_JSON_FLOOR ? b : RT_JSON_FLOOR;
+}
+
+json_t *rt_json_load(const char *buf, size_t len, size_t flags, size_t budget, int *status,
+		     char *err, size_t errlen)
+{
+	if (len == 0) {
+		*status = 400;
+		snprintf(err, errlen, "invalid JSON: empty body");
+		return NULL;
+	}
+	rt_json_stats st;
+	rt_json_scan(buf, len, NULL, 0, &st);
+	if (st.cost > budget) {
+		*status = 413;
+		snprintf(err, errlen, "request body: its JSON (%zu values in %zu bytes) would take "
+			 "about %zu MiB to parse, more than the %zu MiB a body of this size may use; "
+			 "send big tensors through the Open Inference Protocol route "
+			 "(/v2/models/{name}/infer), whose data arrays are read compactly",
+			 st.numbers + st.strings + st.literals + st.arrays + st.objects, len,
+			 (st.cost + (1u << 20) - 1) >> 20, budget >> 20);
+		return NULL;
+	}
+	json_error_t je;
+	json_t *v = json_loadb(buf, len, flags, &je);
+	if (!v) {
+		*status = 400;
+		snprintf(err, errlen, "invalid JSON at line %d column %d: %s", je.line, je.column, je.text);
+	}
+	return v;
+}
+
+static void marker(char *out, uint64_t nonce, int idx)
+{
+	char tmp[SPAN_MARKER_LEN + 1];
+	snprintf(tmp, sizeof tmp, "\"~span~%016llx~%02d\"", (unsigned long long)nonce, idx);
+	memcpy(out, tmp, SPAN_MARKER_LEN);
+}
+
+static uint64_t random_nonce(void)
+{
+	uint64_t v = 0;
+	if (getrandom(&v, sizeof v, 0) != (ssize_t)sizeof v) {
+		struct timespec ts;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		v = (uint64_t)ts.tv_nsec * 0x9e3779b97f4a7c15ull ^ (uint64_t)ts.tv_sec ^ (uint64_t)getpid();
+	}
+	return v;
+}
+
+char *rt_json_split(const char *buf, size_t len, const rt_json_stats *st, uint64_t *nonce)
+{
+	char *c = malloc(len + 1);
+	if (!c)
+		return NULL;
+	memcpy(c, buf, len);
+	c[len] = 0;
+	*nonce = random_nonce();
+	for (int k = 0; k < st->nspans; k++) {
+		const rt_json_span *sp = &st->spans[k];
+		char *p = c + sp->off;
+		size_t run = 0, at = 0;
+		int placed = 0;
+		for (size_t j = 0; j < sp->len; j++) {
+			if (p[j] == '\n' || p[j] == '\r') {
+				run = 0;
+				continue;
+			}
+			p[j] = ' ';
+			if (!placed && ++run == SPAN_MARKER_LEN) {
+				at = j + 1 - SPAN_MARKER_LEN;
+				placed = 1;
+			}
+		}
+		marker(p + at, *nonce, k);   /* scan_numeric made sure such a run exists */
+	}
+	return c;
+}
+
+int rt_json_span_of(const json_t *v, uint64_t nonce, int nspans)
+{
+	if (!json_is_string(v) || json_string_length(v) != SPAN_MARKER_LEN - 2)
+		return -1;
+	char want[SPAN_MARKER_LEN + 1];
+	const char *s = json_string_value(v);
+	marker(want, nonce, 0);
+	if (memcmp(s, want + 1, SPAN_MARKER_LEN - 4) != 0 || !is_digit(s[23]) || !is_digit(s[24]))
+		return -1;
+	int idx = (s[23] - '0') * 10 + (s[24] - '0');
+	return idx < nspans ? idx : -1;
+}
+
+void rt_json_iter_init(rt_json_iter *it, const char *buf, const rt_json_span *sp)
+{
+	it->p = buf + sp->off;
+	it->end = buf + sp->off + sp->len;
+}
+
+int rt_json_iter_next(rt_json_iter *it, double *v, int *is_int)
+{
+	const char *p = it->p, *e = it->end;
+	while (p < e && (*p == '[' || *p == ']' || *p == ',' || is_ws(*p)))
+		p++;
+	if (p >= e) {
+		it->p = p;
+		return 0;
+	}
+	if (*p == 't' || *p == 'f') {
+		*v = *p == 't';
+		*is_int = 1;
+		it->p = p + (*p == 't' ? 4 : 5);
+		return 1;
+	}
+	const char *q = p;
+	int neg = *q == '-';
+	if (neg)
+		q++;
+	int64_t acc = 0;
+	while (q < e && is_digit(*q))
+		acc = acc * 10 + (*q++ - '0');   /* at most 18 digits (scan_numeric) */
+	if (q < e && (*q == '.' || *q == 'e' || *q == 'E')) {
+		char tmp[64];
+		const char *r = q;
+		while (r < e && (is_digit(*r) || *r == '.' || *r == 'e' || *r == 'E' || *r == '+' ||
+				 *r == '-'))
+			r++;
+		size_t n = (size_t)(r - p);
+		if (n >= sizeof tmp)
+			n = sizeof tmp - 1;   /* cannot happen: span_number bounds the token */
+		memcpy(tmp, p, n);
+		tmp[n] = 0;
+		*v = strtod(tmp, NULL);
+		*is_int = 0;
+		it->p = r;
+		return 1;
+	}
+	*v = (double)(neg ? -acc : acc);
+	*is_int = 1;
+	it->p = q;
+	return 1;
+}
+
+void rt_json_buf_add(rt_json_buf *b, const char *s, size_t n)
+{
+	if (b->oom)
+		return;
+	if (b->len + n + 1 > b->cap) {
+		size_t nc = b->cap ? b->cap : 4096;
+		while (nc < b->len + n + 1)
+			nc *= 2;
+		char *np = realloc(b->p, nc);
+		if (!np) {
+			b->oom = 1;
+			return;
+		}
+		b->p = np;
+		b->cap = nc;
+	}
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+	b->p[b->len] = 0;
+}
+
+void rt_json_put_real(rt_json_buf *b, double v)
+{
+	char s[64];
+	if (!isfinite(v)) {   /* json_real refuses these; JSON has no spelling for them */
+		rt_json_buf_add(b, "null", 4);
+		return;
+	}
+	int n = snprintf(s, sizeof s - 3, "%.17g", v);
+	if (!strchr(s, '.') && !strchr(s, 'e')) {
+		s[n++] = '.';
+		s[n++] = '0';
+		s[n] = 0;
+	}
+	char *start = strchr(s, 'e');
+	if (start) {   /* "1e+20" -> "1e20", "1e-05" -> "1e-5", as jansson writes them */
+		start++;
+		char *end = start + 1;
+		if (*start == '-')
+			start++;
+		while (*end == '0')
+			end++;
+		if (end != start) {
+			memmove(start, end, (size_t)(s + n - end) + 1);
+			n -= (int)(end - start);
+		}
+	}
+	rt_json_buf_add(b, s, (size_t)n);
+}
+
+void rt_json_put_int(rt_json_buf *b, int64_t v)
+{
+	char s[32];
+	int n = snprintf(s, sizeof s, "%lld", (long long)v);
+	rt_json_buf_add(b, s, (size_t)n);
+}
+
+void rt_json_buf_free(rt_json_buf *b)
+{
+	free(b->p);
+	b->p = NULL;
+	b->len = b->cap = 0;
+}
