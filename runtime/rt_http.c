@@ -806,8 +806,13 @@ static int cb_headers_complete(llhttp_t *p)
 		if (c->nfinished != before) {
 			c->head_answered = 1;
 			/* a large or chunked body: the reply closed the connection, stop parsing; a
-			 * small one is read and dropped (cb_body), keeping the connection */
-			return c->closing || c->head_body ? HPE_PAUSED : 0;
+			 * small one is read and dropped (cb_body), keeping the connection, within the
+			 * read timeout like any request */
+			if (c->closing || c->head_body)
+				return HPE_PAUSED;
+			c->state = CONN_READING;
+			conn_arm_timer(c);
+			return 0;
 		}
 	}
 	if ((p->flags & F_CONTENT_LENGTH) && p->content_length > 0 &&
@@ -1042,6 +1047,7 @@ static void conn_process(rt_conn *c)
 				break;
 			if (c->head_answered) {   /* answered at the head, nothing to dispatch */
 				c->head_answered = 0;
+				c->state = CONN_IDLE;
 				continue;
 			}
 			c->state = CONN_BUSY;
