@@ -186,7 +186,8 @@ static long rows_of(const mlp *s, const json_t *in, fn_error *err)
 		}
 		for (size_t j = 0; j < json_array_size(row); j++) {
 			const json_t *v = json_array_get(row, j);
-			if (!json_is_number(v) || !isfinite(json_number_value(v))) {
+			/* finite as the float32 it becomes (1e308 is not) */
+			if (!json_is_number(v) || !isfinite((float)json_number_value(v))) {
 				fn_err(err, 400, "inputs[%zu][%zu]: not a finite number", r, j);
 				return -1;
 			}

@@ -12,9 +12,10 @@
 static int parse_id(rt_req *req, int64_t *id)
 {
 	const char *s = rt_req_param(req, "id");
-	char *end;
+	char *end = NULL;
+	errno = 0;
 	long long v = s ? strtoll(s, &end, 10) : 0;
-	if (!s || !*s || *end || v < 1) {
+	if (!s || !*s || *end || v < 1 || errno == ERANGE || *s == '+' || *s == ' ') {
 		rt_req_reply_error(req, 400, "job id must be a positive integer, got '%s'", s ? s : "");
 		return -1;
 	}

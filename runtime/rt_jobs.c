@@ -646,8 +646,10 @@ int rt_jobs_submit(rt_jobs *J, const json_t *spec, int64_t *id, char *err, size_
 	rt_revision_info info;
 	if (fj) {
 		const json_t *rj = json_object_get(spec, "revision");
-		if (rj && (!json_is_integer(rj) || json_integer_value(rj) < 1)) {
-			rc = rt_errf(err, errlen, -EINVAL, "revision: must be a revision number >= 1");
+		if (rj && (!json_is_integer(rj) || json_integer_value(rj) < 1 ||
+			   json_integer_value(rj) > RT_MANIFEST_REV_MAX)) {
+			rc = rt_errf(err, errlen, -EINVAL, "revision: must be a revision number 1..%u",
+				     RT_MANIFEST_REV_MAX);
 			goto out;
 		}
 		const char *name = json_string_value(fj);
