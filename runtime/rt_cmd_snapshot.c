@@ -450,7 +450,7 @@ static int cmp_double(const void *a, const void *b)
 
 static void drop_cache(const char *path)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int fd = snap_open_regular(path, 0);
 	if (fd >= 0) {
 		fdatasync(fd);
 		posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);

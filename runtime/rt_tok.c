@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "runtime/rt_log.h"
 #include "snapshot/snap.h"
@@ -145,9 +146,15 @@ static int load_obj(const char *path, json_t **out, char **text, size_t *len, ch
 		    size_t errlen)
 {
 	*out = NULL;
-	FILE *f = fopen(path, "rb");
-	if (!f)
-		return rt_errf(err, errlen, -errno, "%s: %s", path, strerror(errno));
+	int fd = snap_open_regular(path, 0);   /* a FIFO must not block the open */
+	if (fd < 0)
+		return rt_errf(err, errlen, fd, "%s: %s", path,
+			       fd == -EINVAL ? "not a regular file" : strerror(-fd));
+	FILE *f = fdopen(fd, "rb");
+	if (!f) {
+		close(fd);
+		return rt_errf(err, errlen, -ENOMEM, "%s: out of memory", path);
+	}
 	char *buf = NULL;
 	size_t n = 0, cap = 0;
 	for (;;) {

@@ -90,6 +90,14 @@ typedef struct snap_chunk {
 
 typedef struct snap_file snap_file;
 
+/* snap_open_regular opens path for reading (O_RDONLY | O_CLOEXEC | extra_flags, e.g. O_DIRECT)
+ * only if it is a regular file: the open itself is non-blocking, so a FIFO or a device named
+ * where a file belongs cannot hang the caller; the descriptor's type is checked with fstat
+ * (no window between a check and the open), then O_NONBLOCK is cleared. Symbolic links are
+ * followed (model caches use them). Returns the descriptor, -EINVAL when path is not a
+ * regular file, or a negative errno from open. */
+int snap_open_regular(const char *path, int extra_flags);
+
 /* snap_open opens and validates a snapshot: header, section checksums, tensor index, chunk
  * table, metadata. Chunk payloads are checked at restore/verify. *out is owned by the caller
  * (snap_close). -EINVAL/-EBADMSG/-ENOEXEC... with a message on any inconsistency. */

@@ -112,7 +112,7 @@ static int parse_index(snap_file *f, const uint8_t *buf, char *err, size_t errle
 {
 	size_t n = f->n_tensors, names_len = 0;
 	const uint8_t *p = buf, *end = buf + f->index_size;
-	uint64_t prev_end = 0;
+	uint64_t prev_end = 0, need = 0;
 
 	f->tensors = calloc(n ? n : 1, sizeof *f->tensors);
 	f->by_name = calloc(n ? n : 1, sizeof *f->by_name);
@@ -184,9 +184,17 @@ static int parse_index(snap_file *f, const uint8_t *buf, char *err, size_t errle
 					 "tensor %s: bytes %" PRIu64 "..%" PRIu64 " outside the %" PRIu64 "-byte image",
 					 t->name, t->offset, t->offset + t->nbytes, f->image_size);
 		prev_end = t->offset + t->nbytes;
+		need += snap_round_up(t->nbytes, f->align);   /* <= image_size: no overflow */
 		f->by_name[i] = i;
 		p += snap_fmt_tensor_rec_size(t->ndim, nl);
 	}
+	/* the image holds the tensors and the padding that aligns each: a header declaring more
+	 * would make a restore allocate (and a host tier keep) bytes no tensor uses */
+	if (f->image_size > need)
+		return snap_errf(err, errlen, -EBADMSG,
+				 "header: image of %" PRIu64 " bytes, but its %zu tensors with %u-byte "
+				 "alignment need at most %" PRIu64 " (padding refused)", f->image_size, n,
+				 f->align, need);
 	qsort_r(f->by_name, n, sizeof *f->by_name, cmp_name, f->tensors);
 	for (size_t i = 1; i < n; i++)
 		if (strcmp(f->tensors[f->by_name[i]].name, f->tensors[f->by_name[i - 1]].name) == 0)
@@ -440,6 +448,25 @@ static int rd_mem(void *ctx, uint64_t off, size_t len, void *buf)
 	return 0;
 }
 
+int snap_open_regular(const char *path, int extra_flags)
+{
+	struct stat st;
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | extra_flags);
+	if (fd < 0)
+		return -errno;
+	int rc, fl;
+	if (fstat(fd, &st) < 0)
+		rc = -errno;
+	else if (!S_ISREG(st.st_mode))
+		rc = -EINVAL;
+	else if ((fl = fcntl(fd, F_GETFL)) < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0)
+		rc = -errno;
+	else
+		return fd;
+	close(fd);
+	return rc;
+}
+
 int snap_open(snap_file **out, const char *path, char *err, size_t errlen)
 {
 	char msg[512];
@@ -450,10 +477,12 @@ int snap_open(snap_file **out, const char *path, char *err, size_t errlen)
 	*out = NULL;
 	if (!f)
 		return snap_errf(err, errlen, -ENOMEM, "out of memory");
-	f->fd = open(path, O_RDONLY | O_CLOEXEC);
+	f->fd = snap_open_regular(path, 0);
 	if (f->fd < 0) {
-		rc = -errno;
+		rc = f->fd;
 		free(f);
+		if (rc == -EINVAL)
+			return snap_errf(err, errlen, rc, "%s: not a regular file", path);
 		return snap_errf(err, errlen, rc, "%s: %s", path, strerror(-rc));
 	}
 	f->path = strdup(path);

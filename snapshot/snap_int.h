@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/types.h>
 #include "snapshot/snap.h"
 
 #define SNAP_MAGIC "THAWSNAP"
@@ -73,6 +74,11 @@ struct snap_file {
 };
 
 /* snap_errf formats a message into err (if not NULL) and returns rc. */
+/* snap_new_file_mode is the mode for a new file at path (a packed or unpacked snapshot):
+ * 0666 less the process umask (read from /proc, never by changing it), and less the group and
+ * other bits when that class cannot enter path's directory, so a file written into a private
+ * directory (a 0700 data directory) is 0600 whatever the umask. */
+mode_t snap_new_file_mode(const char *path);
 int snap_errf(char *err, size_t errlen, int rc, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 

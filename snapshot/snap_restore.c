@@ -329,9 +329,10 @@ static int uring_reader(rpipe *p, struct io_uring *ring, snap_restore_stats *st)
 			int ci = rb[bi].chunk;
 			if (res == -EINVAL && p->direct) {
 				/* O_DIRECT refused at read time: reopen buffered, retry this read */
-				int fd = open(p->f->path, O_RDONLY | O_CLOEXEC);
+				int fd = snap_open_regular(p->f->path, 0);
 				if (fd < 0) {
-					pipe_fail(p, -errno, -1, "%s: reopen: %s", p->f->path, strerror(errno));
+					pipe_fail(p, fd, -1, "%s: reopen: %s", p->f->path,
+						  fd == -EINVAL ? "not a regular file" : strerror(-fd));
 					continue;
 				}
 				close(p->fd);
@@ -471,19 +472,20 @@ int snap_restore(snap_file *f, snap_sink *sink, const snap_restore_opts *o,
 		}
 	}
 	if (p.mode == SNAP_IO_DIRECT) {
-		p.fd = open(f->path, O_RDONLY | O_DIRECT | O_CLOEXEC);
+		p.fd = snap_open_regular(f->path, O_DIRECT);
 		if (p.fd >= 0) {
 			p.direct = 1;
-		} else {
+		} else {   /* tmpfs refuses O_DIRECT with EINVAL; a non-regular file fails below */
 			snprintf(st->io_note, sizeof st->io_note, "O_DIRECT refused by the filesystem (%s): buffered",
-				 strerror(errno));
+				 strerror(-p.fd));
 			p.mode = SNAP_IO_URING;
 		}
 	}
 	if (p.fd < 0)
-		p.fd = open(f->path, O_RDONLY | O_CLOEXEC);
+		p.fd = snap_open_regular(f->path, 0);
 	if (p.fd < 0) {
-		rc = snap_errf(err, errlen, -errno, "%s: %s", f->path, strerror(errno));
+		rc = snap_errf(err, errlen, p.fd, "%s: %s", f->path,
+			       p.fd == -EINVAL ? "not a regular file (replaced since it was opened?)" : strerror(-p.fd));
 		goto out;
 	}
 	if (p.mode == SNAP_IO_MMAP) {
@@ -506,9 +508,10 @@ int snap_restore(snap_file *f, snap_sink *sink, const snap_restore_opts *o,
 			if (p.direct) {   /* pread into unaligned buffers: no O_DIRECT */
 				close(p.fd);
 				p.direct = 0;
-				p.fd = open(f->path, O_RDONLY | O_CLOEXEC);
+				p.fd = snap_open_regular(f->path, 0);
 				if (p.fd < 0) {
-					rc = snap_errf(err, errlen, -errno, "%s: %s", f->path, strerror(errno));
+					rc = snap_errf(err, errlen, p.fd, "%s: %s", f->path,
+						       p.fd == -EINVAL ? "not a regular file" : strerror(-p.fd));
 					goto out;
 				}
 			}

@@ -178,16 +178,39 @@ out:
 	return rc;
 }
 
-/* check_prefix validates the 8-byte length against the file size. */
+/* the first n bytes of buf as C-escaped text, for "this is not a safetensors file" errors */
+static const char *show_bytes(const uint8_t *buf, size_t n, char *out, size_t cap)
+{
+	size_t o = 0;
+	out[0] = 0;
+	for (size_t i = 0; i < n && o + 5 < cap; i++) {
+		if (buf[i] >= 0x20 && buf[i] < 0x7f && buf[i] != '"' && buf[i] != '\\')
+			out[o++] = (char)buf[i];
+		else
+			o += (size_t)snprintf(out + o, cap - o, "\\x%02x", buf[i]);
+	}
+	out[o] = 0;
+	return out;
+}
+
+/* check_prefix validates the 8-byte length against the file size and that the header is a
+ * JSON object; anything else is "not a safetensors file", with its first bytes shown. */
 static int check_prefix(const uint8_t *buf, uint64_t size, uint64_t *hlen, char *err, size_t errlen)
 {
+	char shown[48];
 	if (size < 8)
-		return snap_errf(err, errlen, -EBADMSG, "safetensors: file of %" PRIu64 " bytes has no header", size);
+		return snap_errf(err, errlen, -EBADMSG, "not a safetensors file: %" PRIu64 " bytes, "
+				 "shorter than the 8-byte header length", size);
 	*hlen = snap_rd64(buf);
-	if (*hlen < 2 || *hlen > SNAP_ST_MAX_HEADER || *hlen > size - 8)
+	if (*hlen < 2 || *hlen > size - 8 || buf[8] != '{')
 		return snap_errf(err, errlen, -EBADMSG,
-				 "safetensors: header length %" PRIu64 " does not fit a %" PRIu64 "-byte file (limit %u)",
-				 *hlen, size, SNAP_ST_MAX_HEADER);
+				 "not a safetensors file (it starts with \"%s\"; read as a safetensors "
+				 "header length, its first 8 bytes give %" PRIu64 " for a %" PRIu64
+				 "-byte file%s)", show_bytes(buf, size < 12 ? size : 12, shown, sizeof shown),
+				 *hlen, size, *hlen >= 2 && *hlen <= size - 8 ? ", and its header is not a JSON object" : "");
+	if (*hlen > SNAP_ST_MAX_HEADER)
+		return snap_errf(err, errlen, -EBADMSG, "safetensors header of %" PRIu64 " bytes is over "
+				 "the %u-byte limit", *hlen, SNAP_ST_MAX_HEADER);
 	return 0;
 }
 
@@ -203,13 +226,18 @@ int snap_st_parse_mem(const uint8_t *buf, size_t len, snap_st_tensor **t, size_t
 	return snap_st_parse_header((const char *)buf + 8, hlen, len - 8 - hlen, 0, t, n, NULL, err, errlen);
 }
 
+/* read_text reads a regular file of at most max bytes into a NUL-terminated malloc'd buffer;
+ * NULL with *rc: -EINVAL (not a regular file), -EIO (unreadable or too large) or -errno. */
 static char *read_text(const char *path, size_t max, int *rc)
 {
-	FILE *fp = fopen(path, "rb");
 	char *buf = NULL;
+	int fd = snap_open_regular(path, 0);
+	FILE *fp = fd >= 0 ? fdopen(fd, "rb") : NULL;
 	*rc = 0;
 	if (!fp) {
-		*rc = -errno;
+		*rc = fd < 0 ? fd : -errno;
+		if (fd >= 0)
+			close(fd);
 		return NULL;
 	}
 	if (fseek(fp, 0, SEEK_END) == 0) {
@@ -236,9 +264,13 @@ static int open_one(snap_st *s, const char *path, char *err, size_t errlen)
 	uint64_t hlen;
 	snap_st_file *f = &s->files[s->n_files];
 	memset(f, 0, sizeof *f);
-	f->fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (f->fd < 0)
-		return snap_errf(err, errlen, -errno, "%s: %s", path, strerror(errno));
+	f->fd = snap_open_regular(path, 0);
+	if (f->fd < 0) {
+		int rc = f->fd;
+		f->fd = -1;
+		return snap_errf(err, errlen, rc, "%s: %s", path,
+				 rc == -EINVAL ? "not a regular file" : strerror(-rc));
+	}
 	s->n_files++;
 	f->path = strdup(path);
 	char *dup = strdup(path);
@@ -283,7 +315,12 @@ static int open_index(snap_st *s, const char *dir, const char *index, char *err,
 	int rc;
 	char **names = NULL;
 	size_t nn = 0;
-	json_t *j = json_load_file(index, JSON_REJECT_DUPLICATES, &je);
+	char *text = read_text(index, 64u << 20, &rc);
+	if (!text)
+		return snap_errf(err, errlen, rc, "%s: %s", index, rc == -EINVAL ? "not a regular file" :
+				 rc == -EIO ? "unreadable or over 64 MiB" : strerror(-rc));
+	json_t *j = json_loads(text, JSON_REJECT_DUPLICATES, &je);
+	free(text);
 	if (!j)
 		return snap_errf(err, errlen, -EBADMSG, "%s: invalid JSON at line %d: %s", index, je.line, je.text);
 	json_t *wm = json_object_get(j, "weight_map");
@@ -407,7 +444,8 @@ int snap_st_open(snap_st **out, const char *src, char *err, size_t errlen)
 		json_t *cj;
 		s->config = read_text(path, 16u << 20, &rc);
 		if (!s->config) {
-			rc = snap_errf(err, errlen, rc ? rc : -EIO, "%s: unreadable or over 16 MiB", path);
+			rc = snap_errf(err, errlen, rc ? rc : -EIO, "%s: %s", path,
+				       rc == -EINVAL ? "not a regular file" : "unreadable or over 16 MiB");
 			goto fail;
 		}
 		if (!(cj = json_loads(s->config, 0, &je)) || !json_is_object(cj)) {

@@ -74,9 +74,7 @@ int snap_unpack(snap_file *f, const char *out_path, const snap_restore_opts *o,
 		rc = snap_errf(err, errlen, -errno, "%s: %s", tmp, strerror(errno));
 		goto out;
 	}
-	mode_t um = umask(0);
-	umask(um);
-	fchmod(fd, 0666 & ~um);
+	fchmod(fd, snap_new_file_mode(out_path));
 	uint64_t total = hlen;
 	for (size_t i = 0; i < f->n_tensors; i++)
 		total += f->tensors[i].nbytes;

@@ -29,6 +29,8 @@ struct snap_writer {
 	wtensor *t;
 	size_t n, cap;
 	uint64_t image_size;
+	uint32_t *names;           /* open-addressed set of added names: index + 1, 0 = empty */
+	size_t names_cap;          /* a power of two, at least twice n */
 };
 
 typedef struct wslot {
@@ -79,6 +81,75 @@ int snap_writer_open(snap_writer **out, const char *path, const snap_writer_opts
 
 size_t snap_writer_count(const snap_writer *w) { return w->n; }
 
+/* the process umask, read without changing it (umask(2) would change it for every thread
+ * for a moment); 077 when /proc cannot tell */
+static mode_t current_umask(void)
+{
+	unsigned um = 077;
+	char line[128];
+	FILE *f = fopen("/proc/self/status", "r");
+	if (!f)
+		return um;
+	while (fgets(line, sizeof line, f))
+		if (sscanf(line, "Umask: %o", &um) == 1)
+			break;
+	fclose(f);
+	return (mode_t)(um & 0777);
+}
+
+mode_t snap_new_file_mode(const char *path)
+{
+	char dir[4096];
+	struct stat st;
+	mode_t mode = 0666 & ~current_umask();
+	snprintf(dir, sizeof dir, "%s", path);
+	char *slash = strrchr(dir, '/');
+	if (slash == dir)
+		dir[1] = 0;
+	else if (slash)
+		*slash = 0;
+	else
+		snprintf(dir, sizeof dir, ".");
+	if (stat(dir, &st) == 0) {
+		if (!(st.st_mode & S_IXGRP))
+			mode &= ~(mode_t)0070;
+		if (!(st.st_mode & S_IXOTH))
+			mode &= ~(mode_t)0007;
+	}
+	return mode;
+}
+
+/* the slot of name in w's name set: where it is, or the empty slot where it would go */
+static size_t name_slot(const snap_writer *w, const char *name, size_t len)
+{
+	size_t mask = w->names_cap - 1, i = (size_t)XXH3_64bits(name, len) & mask;
+	while (w->names[i] && strcmp(w->t[w->names[i] - 1].t.name, name) != 0)
+		i = (i + 1) & mask;
+	return i;
+}
+
+/* keeps the name set under half full for one more name; -ENOMEM */
+static int names_reserve(snap_writer *w)
+{
+	if (w->names_cap >= 2 * (w->n + 1))
+		return 0;
+	size_t nc = w->names_cap ? w->names_cap * 2 : 128;
+	uint32_t *old = w->names;
+	size_t old_cap = w->names_cap;
+	if (!(w->names = calloc(nc, sizeof *w->names))) {
+		w->names = old;
+		return -ENOMEM;
+	}
+	w->names_cap = nc;
+	for (size_t i = 0; i < old_cap; i++)
+		if (old[i]) {
+			const char *nm = w->t[old[i] - 1].t.name;
+			w->names[name_slot(w, nm, strlen(nm))] = old[i];
+		}
+	free(old);
+	return 0;
+}
+
 int snap_writer_add(snap_writer *w, const char *name, snap_dtype dt, uint32_t ndim,
 		    const uint64_t *shape, const void *data, uint64_t nbytes, int copy,
 		    char *err, size_t errlen)
@@ -105,9 +176,11 @@ int snap_writer_add(snap_writer *w, const char *name, snap_dtype dt, uint32_t nd
 		return snap_errf(err, errlen, -EINVAL, "tensor %s: no data", name);
 	if (w->n >= SNAP_MAX_TENSORS)
 		return snap_errf(err, errlen, -E2BIG, "more than %u tensors", SNAP_MAX_TENSORS);
-	for (size_t i = 0; i < w->n; i++)   /* quadratic, but n is small and names are short */
-		if (strcmp(w->t[i].t.name, name) == 0)
-			return snap_errf(err, errlen, -EINVAL, "tensor %s added twice", name);
+	if (names_reserve(w) < 0)
+		return snap_errf(err, errlen, -ENOMEM, "out of memory");
+	size_t slot = name_slot(w, name, nl);
+	if (w->names[slot])
+		return snap_errf(err, errlen, -EINVAL, "tensor %s added twice", name);
 	if (w->n == w->cap) {
 		size_t nc = w->cap ? w->cap * 2 : 64;
 		wtensor *nt = realloc(w->t, nc * sizeof *nt);
@@ -138,7 +211,7 @@ int snap_writer_add(snap_writer *w, const char *name, snap_dtype dt, uint32_t nd
 	w->image_size = snap_round_up(w->image_size, SNAP_DEFAULT_ALIGN);
 	x->t.offset = w->image_size;
 	w->image_size += nbytes;
-	w->n++;
+	w->names[slot] = (uint32_t)(++w->n);
 	return 0;
 }
 
@@ -169,6 +242,7 @@ void snap_writer_abort(snap_writer *w)
 		free(w->t[i].owned);
 	}
 	free(w->t);
+	free(w->names);
 	free(w->path);
 	free(w);
 }
@@ -343,11 +417,7 @@ int snap_writer_finish(snap_writer *w, const char *meta_json, snap_pack_stats *s
 		rc = snap_errf(err, errlen, -errno, "%s: %s", tmp, strerror(errno));
 		goto out_sync;
 	}
-	{
-		mode_t um = umask(0);
-		umask(um);
-		fchmod(fd, 0666 & ~um);
-	}
+	fchmod(fd, snap_new_file_mode(w->path));
 	for (int i = 0; i < n_th; i++) {
 		if (pthread_create(&th[i], NULL, encode_worker, &j)) {
 			pthread_mutex_lock(&j.mu);
