@@ -1040,6 +1040,10 @@ static void answer_work(void *arg)
 	}
 	for (int i = 0; i < V2_MAX_TENSORS + 2; i++)
 		free(bufs[i]);
+	for (int i = 0; i < c->nin; i++) {   /* written out: not held while the answer is sent */
+		free(c->in[i].v);
+		c->in[i].v = NULL;
+	}
 }
 
 static void answer_done(void *arg, int gone)

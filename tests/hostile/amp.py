@@ -6,8 +6,9 @@ Usage: amp.py --port P --pid PID [--mib N] [--function digits] [--no-rss] [--dea
 
 With function F (kind mlp, 64 features, tests/data/mlp_digits) deployed, it sends, one after
 another: a dense JSON array of about N MiB ("1,1,...") to the built-in echo and to F's
-/invoke; the same as V2 tensor data to F's infer; gzip bodies (a JSON array and plain zeros)
-that inflate to about N MiB; a binary-extension request whose sizes disagree with its shape.
+/invoke; the same as V2 tensor data to F's infer; gzip bodies (a V2 tensor and plain zeros)
+that inflate to about N MiB; within the bounds, a gzip tensor inflating to 3 MiB (24576 rows, served) and a dense tensor of N/4 Mi values echoed by function "e"
+(kind echo, served); a binary-extension request whose shape holds 2^40 elements.
 Each must be answered with one of the statuses listed for it (or served correctly), the
 daemon's peak RSS (VmHWM, reset before each case through /proc/PID/clear_refs) may grow by at
 most 8x the body's decoded size (plus 24 MiB of allocator slack), and every /healthz probe
@@ -157,6 +158,25 @@ def main():
     bomb = hc.gzip_bomb(int(args.mib * 2**20))
     rows.append(one(args, "v2-gzip-zeros", f"/v2/models/{fn}/infer", bomb,
                     int(args.mib * 2**20), [400, 413], headers={"Content-Encoding": "gzip"}))
+    # within the bounds: a gzip body inflating to 3 MiB (parsed off the loop), and a big
+    # dense tensor echoed back (its answer serialized off the loop)
+    z = zlib.compressobj(6, zlib.DEFLATED, 31)
+    v2 = v2_body(3 * 2**20 // 128, 64)
+    gz = z.compress(v2) + z.flush()
+    rows.append(one(args, "v2-gzip-within-bounds", f"/v2/models/{fn}/infer", gz, len(v2), [200],
+                    headers={"Content-Encoding": "gzip"}))
+    del v2
+    m = n // 2
+    v2 = (b'{"inputs":[{"name":"x","datatype":"FP32","shape":[' + str(m).encode() +
+          b'],"data":' + dense(m) + b"}]}")
+
+    def echoed(r):
+        if len(r.body) < 2 * m or r.body.count(b"1.0,") != m - 1:
+            return f"echo answer of {len(r.body)} bytes, not {m} values 1.0"
+        return None
+    rows.append(one(args, "v2-echo-dense", "/v2/models/e/infer", v2, len(v2), [200],
+                    check=echoed))
+    del v2
     # binary extension: a shape of 2^40 elements, a size that disagrees, a huge header length
     head = json.dumps({"inputs": [{"name": "INPUT0", "datatype": "FP32", "shape": [1 << 20, 1 << 20],
                                    "parameters": {"binary_data_size": 16}}]}).encode()
