@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -24,32 +25,65 @@
 
 /* ---- data ---- */
 
-/* opens path for reading; .gz through `zcat` (no shell: fork + exec). *pid is 0 or zcat's. */
+/* opens path read-only if it is a regular file, without ever blocking in open (a FIFO named
+ * as the data file would): O_NONBLOCK, fstat, then O_NONBLOCK cleared. -1 with errno set
+ * (EINVAL: not a regular file). */
+static int open_regular(const char *path)
+{
+	struct stat st;
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK), fl, e;
+	if (fd < 0)
+		return -1;
+	if (fstat(fd, &st) < 0)
+		e = errno;
+	else if (!S_ISREG(st.st_mode))
+		e = EINVAL;
+	else if ((fl = fcntl(fd, F_GETFL)) < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0)
+		e = errno;
+	else
+		return fd;
+	close(fd);
+	errno = e;
+	return -1;
+}
+
+/* opens path (a regular file) for reading; .gz through `zcat` reading the opened file on its
+ * stdin (no shell: fork + exec). *pid is 0 or zcat's. NULL with errno set. */
 static FILE *open_data(const char *path, pid_t *pid)
 {
 	size_t len = strlen(path);
 	*pid = 0;
-	if (len < 3 || strcmp(path + len - 3, ".gz") != 0)
-		return fopen(path, "r");
-	if (access(path, R_OK) < 0)
+	int in = open_regular(path);
+	if (in < 0)
 		return NULL;
+	if (len < 3 || strcmp(path + len - 3, ".gz") != 0) {
+		FILE *f = fdopen(in, "r");
+		if (!f)
+			close(in);
+		return f;
+	}
 	int fd[2];
-	if (pipe2(fd, O_CLOEXEC) < 0)
+	if (pipe2(fd, O_CLOEXEC) < 0) {
+		close(in);
 		return NULL;
+	}
 	pid_t p = fork();
 	if (p < 0) {
+		close(in);
 		close(fd[0]);
 		close(fd[1]);
 		return NULL;
 	}
 	if (p == 0) {
+		dup2(in, STDIN_FILENO);
 		dup2(fd[1], STDOUT_FILENO);
 		int dn = open("/dev/null", O_WRONLY);
 		if (dn >= 0)
 			dup2(dn, STDERR_FILENO);
-		execlp("zcat", "zcat", "--", path, (char *)NULL);
+		execlp("zcat", "zcat", (char *)NULL);
 		_exit(127);
 	}
+	close(in);
 	close(fd[1]);
 	FILE *f = fdopen(fd[0], "r");
 	if (!f) {
@@ -98,7 +132,8 @@ int fn_ft_data_load(const char *path, int nt, double feature_scale, fn_ft_data *
 	pid_t pid;
 	FILE *f = open_data(path, &pid);
 	if (!f)
-		return fn_errf(err, errlen, errno == ENOENT ? -ENOENT : -EIO, "data %s: %s", path,
+		return fn_errf(err, errlen, errno == ENOENT ? -ENOENT : errno == EINVAL ? -EINVAL : -EIO,
+			      "data %s: %s", path, errno == EINVAL ? "not a regular file" :
 			      strerror(errno ? errno : EIO));
 	char *line = NULL;
 	size_t lcap = 0;

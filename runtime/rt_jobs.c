@@ -28,6 +28,7 @@
 #include "runtime/rt_lane.h"
 #include "runtime/rt_log.h"
 #include "runtime/rt_manifest.h"
+#include "snapshot/snap.h"
 
 #define MAX_LANES 17
 #define LAT_RING 4096
@@ -542,7 +543,7 @@ int rt_jobs_list_json(rt_jobs *J, const char *state, json_t **out)
 
 static int mkdir_one(const char *p)
 {
-	return mkdir(p, 0755) < 0 && errno != EEXIST ? -errno : 0;
+	return mkdir(p, 0700) < 0 && errno != EEXIST ? -errno : 0;
 }
 
 /* under reports whether real path p lies in directory d (real too) */
@@ -587,6 +588,9 @@ static int resolve_data(rt_jobs *J, const char *in, int must_exist, char *out, s
 	if (!ok)
 		return rt_errf(err, errlen, -EACCES, "params.data: '%s' is outside the data directory and "
 			       "the allowed roots (thaw serve --allow-root)", in);
+	struct stat st;   /* a FIFO or device would block the job's reader (it checks again) */
+	if (stat(real, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode))
+		return rt_errf(err, errlen, -EINVAL, "params.data: '%s' is not a regular file", in);
 	if ((size_t)snprintf(out, cap, "%s", must_exist ? real : cand) >= cap)
 		return rt_errf(err, errlen, -ENAMETOOLONG, "params.data: path too long");
 	return 0;
@@ -881,7 +885,8 @@ static void ckpt_work(uv_work_t *w)
 	if (slash)
 		*slash = 0;
 	snprintf(tmp, sizeof tmp, "%s.tmp", r->env.ckpt_path);
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	unlink(tmp);   /* a leftover (or anything put there) is replaced, never opened */
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	int rc = fd < 0 ? -errno : write_all(fd, r->ck_buf, r->ck_len);
 	rt_fault_point("job.checkpoint");
 	if (rc == 0 && fsync(fd) < 0)
@@ -1381,7 +1386,14 @@ static void prepare_work(uv_work_t *w)
 	jrun *r = w->data;
 	/* the checkpoint, if one was written */
 	if (r->kind->save && r->row.checkpoint[0]) {
-		FILE *f = fopen(r->row.checkpoint, "rb");
+		int fd = snap_open_regular(r->row.checkpoint, 0);   /* never blocks on a FIFO */
+		FILE *f = fd >= 0 ? fdopen(fd, "rb") : NULL;
+		if (!f && fd >= 0)
+			close(fd);
+		if (!f && fd != -ENOENT)
+			rt_logf(RT_LOG_WARN, "job %" PRId64 ": checkpoint %s unreadable (%s): starting over",
+				r->row.id, r->row.checkpoint, fd == -EINVAL ? "not a regular file" :
+				strerror(fd < 0 ? -fd : errno));
 		if (f) {
 			fseek(f, 0, SEEK_END);
 			long n = ftell(f);

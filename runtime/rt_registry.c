@@ -1,10 +1,13 @@
 /* rt_registry.c — the function registry on SQLite. See rt_registry.h. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 #include <sqlite3.h>
 #include "runtime/rt_log.h"
 #include "runtime/rt_fault.h"
@@ -213,6 +216,25 @@ static int migrate(sqlite3 *db, char *err, size_t errlen)
 	return 0;
 }
 
+/* creates the database file 0600 before SQLite does (SQLite's default is 0644 less the umask,
+ * and its -wal and -shm files copy the database's mode), and takes group and other access from
+ * one an older version left readable, with its -wal and -shm */
+static void make_private(const char *db)
+{
+	static const char *const sfx[] = {"", "-wal", "-shm"};
+	char p[4200];
+	for (int i = 0; i < 3; i++) {
+		snprintf(p, sizeof p, "%s%s", db, sfx[i]);
+		int fd = open(p, O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | (i ? 0 : O_CREAT), 0600);
+		struct stat st;
+		if (fd < 0)
+			continue;
+		if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 077))
+			fchmod(fd, st.st_mode & 0700);
+		close(fd);
+	}
+}
+
 int rt_registry_open(const char *data_dir, rt_registry **out, char *err, size_t errlen)
 {
 	char path[4096];
@@ -220,6 +242,7 @@ int rt_registry_open(const char *data_dir, rt_registry **out, char *err, size_t 
 	*out = NULL;
 	if ((size_t)snprintf(path, sizeof path, "%s/registry.db", data_dir) >= sizeof path)
 		return rt_errf(err, errlen, -ENAMETOOLONG, "registry: data directory path too long");
+	make_private(path);
 	rt_registry *reg = calloc(1, sizeof *reg);
 	if (!reg)
 		return rt_errf(err, errlen, -ENOMEM, "registry: out of memory");

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -250,6 +251,9 @@ int rt_serve_main(int argc, char **argv)
 		if (devnull != STDIN_FILENO)
 			close(devnull);
 	}
+	/* the data directory holds keys, the registry, snapshots, checkpoints and audit: nothing
+	 * the daemon creates is for other users (files 0600, directories 0700) */
+	umask(077);
 	rt_log_init(level);
 	raise_fd_limit();
 	uv_loop_t loop;

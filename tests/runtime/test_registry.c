@@ -448,8 +448,41 @@ static void test_many_revisions(void)
 	rt_registry_close(reg);
 }
 
+static int file_mode(const char *dir, const char *name)
+{
+	char p[1200];
+	struct stat st;
+	snprintf(p, sizeof p, "%s/%s", dir, name);
+	return stat(p, &st) == 0 ? (int)(st.st_mode & 0777) : -1;
+}
+
+/* the database and its -wal/-shm are private whatever the umask; an older readable one is
+ * tightened when opened */
+static void test_private_files(void)
+{
+	rt_registry *reg;
+	char err[256];
+	uint32_t rev = 0;
+	mode_t old = umask(022);
+	const char *dir = fresh_dir();
+	T_EQ_INT(rt_registry_open(dir, &reg, err, sizeof err), 0);
+	rt_manifest e = mk("{\"kind\":\"echo\"}");
+	T_EQ_INT(rt_registry_put(reg, "fn", &e, NULL, &rev, err, sizeof err), 0);
+	T_EQ_INT(file_mode(dir, "registry.db"), 0600);
+	T_EQ_INT(file_mode(dir, "registry.db-wal"), 0600);
+	rt_registry_close(reg);
+	char p[1200];
+	snprintf(p, sizeof p, "%s/registry.db", dir);
+	T_EQ_INT(chmod(p, 0644), 0);
+	T_EQ_INT(rt_registry_open(dir, &reg, err, sizeof err), 0);
+	T_EQ_INT(file_mode(dir, "registry.db"), 0600);
+	rt_registry_close(reg);
+	umask(old);
+}
+
 void t_main(void)
 {
+	T_RUN(test_private_files);
 	T_RUN(test_open_schema);
 	T_RUN(test_put_get_revisions);
 	T_RUN(test_traffic);
