@@ -12,14 +12,15 @@
 #include <sys/random.h>
 #include "runtime/rt_json.h"
 
-/* bytes of a jansson tree, measured on jansson 2.14 (glibc malloc, the parent's slot
- * included): a number 40, a short string ~88, an empty array 136, an empty object 232, an
- * object member ~72 besides its value; true/false/null are shared (a slot only) */
-#define COST_NUMBER 40
-#define COST_LITERAL 8
+/* bytes of a jansson tree, measured on jansson 2.14 (glibc malloc): every value takes a slot
+ * of its container (8 bytes, up to 16 as arrays grow by doubling), a number 32 more, a string
+ * ~80 + its bytes, an empty array ~136, an empty object ~240, an object member's key ~80 + its
+ * bytes (counted as a string); true/false/null are shared */
+#define COST_SLOT 16
+#define COST_NUMBER 32
 #define COST_STRING 80
 #define COST_ARRAY 136
-#define COST_OBJECT 232
+#define COST_OBJECT 240
 
 #define SCAN_FRAMES 64
 #define SPAN_MAX_DEPTH 8
@@ -277,9 +278,9 @@ void rt_json_scan(const char *b, size_t len, const char *const *path, size_t min
 		}
 		i++;   /* not JSON: jansson reports it */
 	}
-	st->cost = st->numbers * COST_NUMBER + st->literals * COST_LITERAL +
-		   st->strings * COST_STRING + st->string_bytes + st->arrays * COST_ARRAY +
-		   st->objects * COST_OBJECT;
+	st->cost = (st->numbers + st->literals + st->strings + st->arrays + st->objects) * COST_SLOT +
+		   st->numbers * COST_NUMBER + st->strings * COST_STRING + st->string_bytes +
+		   st->arrays * COST_ARRAY + st->objects * COST_OBJECT;
 }
 
 size_t rt_json_budget(size_t n)
