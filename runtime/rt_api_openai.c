@@ -335,8 +335,10 @@ static int number_out_of_range(const char *s, size_t l)
 	return isinf(strtod(buf, NULL));
 }
 
-/* 0, or -EINVAL (400) / -E2BIG (413) with *f naming the limit and the member it was hit in */
-static int oa_scan(const char *b, size_t n, oa_fail *f)
+/* 0, or -EINVAL (400) / -E2BIG (413) with *f naming the limit and the member it was hit in.
+ * model (mcap bytes) gets the top-level "model" string when it is plain (no escapes) and
+ * fits, else "" */
+static int oa_scan(const char *b, size_t n, oa_fail *f, char *model, size_t mcap)
 {
 	scan_frame st[OA_MAX_DEPTH];
 	int depth = 0;
@@ -344,6 +346,7 @@ static int oa_scan(const char *b, size_t n, oa_fail *f)
 	size_t kl = 0;
 	uint64_t cost = 0, budget = (uint64_t)n * OA_PARSE_RATIO;
 	char name[64];
+	model[0] = 0;
 	if (budget < OA_PARSE_FLOOR)
 		budget = OA_PARSE_FLOOR;
 	for (size_t i = 0; i < n;) {
@@ -409,6 +412,11 @@ static int oa_scan(const char *b, size_t n, oa_fail *f)
 		} else if (c == '"') {
 			size_t j = str_end(b, n, i);
 			cost += COST_STRING + (j - i);
+			if (depth == 1 && top->type == '{' && kl == 5 && !memcmp(key, "model", 5) &&
+			    j - i - 1 < mcap && !memchr(b + i + 1, '\\', j - i - 1)) {
+				memcpy(model, b + i + 1, j - i - 1);
+				model[j - i - 1] = 0;
+			}
 			i = j + 1;
 		} else {
 			size_t j = i;
@@ -1248,8 +1256,9 @@ static int find_llama(rt_req *req, rt_server *srv, const char *name, rt_revision
 }
 
 /* ---- a completion request between its arrival and its call ----
- * Three steps: (1) the body is measured (oa_scan), parsed and validated; (2) on the loop: the
- * key's scope for the model, the registry, the revision; (3) the snapshot's tokenizer loaded if
+ * Three steps: (1) the body is measured (oa_scan), the key's scope checked for the model the
+ * scan found (on the loop), the body parsed and validated; (2) on the loop: the scope when the
+ * scan could not name the model, the registry, the revision; (3) the snapshot's tokenizer loaded if
  * it is not cached (a LLaMA-3 tokenizer.json takes most of a second), the prompt encoded and
  * checked against the model's context and vocabulary. Steps 1 and 3 run on the libuv thread
  * pool unless the body is small (OA_INLINE_BYTES) and, for step 3, the tokenizer cached, so a
@@ -1260,6 +1269,8 @@ typedef struct oa_pending {
 	int chat, gen, gen_stream;
 	uint32_t pin;
 	char gen_model[RT_HTTP_PARAM_BYTES];   /* the generate route's model */
+	char scan_model[RT_MANIFEST_NAME_MAX + 1];   /* the body's "model" as the scan saw it */
+	int scope_done;              /* rt_access_check_fn passed for scan_model */
 	json_t *body;                /* owns what p.prompt / p.messages point into */
 	oa_params p;
 	uint32_t rev;
@@ -1364,18 +1375,23 @@ fail:
 	return NULL;
 }
 
-/* step 1 (any thread): the body measured, parsed and validated into pd->body / pd->p */
+/* step 1a (any thread): the body measured (and its model name found) */
+static void scan_step(oa_pending *pd)
+{
+	const rt_req *req = pd->req;
+	if (req->body_len == 0) {
+		fail_set(&pd->fail, 400, NULL, "invalid_json", "We could not parse the JSON body of "
+			 "your request: the body is empty");
+		return;
+	}
+	oa_scan(req->body, req->body_len, &pd->fail, pd->scan_model, sizeof pd->scan_model);
+}
+
+/* step 1b (any thread): the body parsed and validated into pd->body / pd->p */
 static void parse_step(oa_pending *pd)
 {
 	const rt_req *req = pd->req;
 	oa_fail *f = &pd->fail;
-	if (req->body_len == 0) {
-		fail_set(f, 400, NULL, "invalid_json", "We could not parse the JSON body of your "
-			 "request: the body is empty");
-		return;
-	}
-	if (oa_scan(req->body, req->body_len, f) < 0)
-		return;
 	json_error_t je;
 	json_t *in = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &je);
 	if (!in) {
@@ -1575,8 +1591,10 @@ static void parsed(oa_pending *pd)
 		goto fail;
 	}
 	/* the scope first: a key without invoke:<model> learns nothing about that function (the
-	 * generate routes name the model: checked at dispatch already) */
-	if (!pd->gen && rt_access_check_fn(srv, req, pd->p.model))
+	 * generate routes name the model: checked at dispatch already; usually checked after the
+	 * scan already, before the parse) */
+	if (!pd->gen && !(pd->scope_done && !strcmp(pd->scan_model, pd->p.model)) &&
+	    rt_access_check_fn(srv, req, pd->p.model))
 		goto fail;
 	if (find_llama(req, srv, pd->p.model, info, 0) < 0)
 		goto fail;
@@ -1631,6 +1649,47 @@ static void parse_done(uv_work_t *w, int status)
 	parsed(pd);
 }
 
+/* step 1 between the scan and the parse (loop): the key's scope for the model the scan found,
+ * so a key that may not invoke it gets its 403 before the body is parsed */
+static void scanned(oa_pending *pd)
+{
+	/* also when the scan refused the body after its "model": the 403 comes first */
+	if (!pd->gen && pd->scan_model[0]) {
+		if (rt_access_check_fn(pd->srv, pd->req, pd->scan_model)) {
+			pending_free(pd);
+			return;
+		}
+		pd->scope_done = 1;
+	}
+	if (pd->fail.status) {
+		pending_refuse(pd);
+		return;
+	}
+	if (pd->req->body_len <= OA_INLINE_BYTES) {
+		parse_step(pd);
+		parsed(pd);
+		return;
+	}
+	pd->work.data = pd;
+	if (uv_queue_work(pd->srv->loop, &pd->work, parse_work, parse_done) < 0) {
+		oa_error(pd->req, 503, NULL, NULL, "cannot queue the request's parse");
+		pending_free(pd);
+	}
+}
+
+static void scan_work(uv_work_t *w)
+{
+	scan_step(w->data);
+}
+
+static void scan_done(uv_work_t *w, int status)
+{
+	oa_pending *pd = w->data;
+	if (status < 0 && !pd->fail.status)
+		fail_set(&pd->fail, 503, NULL, NULL, "reading the request was cancelled");
+	scanned(pd);
+}
+
 /* the common part of a completion, a chat completion and a Triton generate (gen: the body is
  * the generate extension's, answered in its shape; model: its route's; pin: a revision the
  * route names, 0: the traffic split picks) */
@@ -1650,13 +1709,13 @@ static void completion_run(rt_req *req, rt_server *srv, int chat, int gen, int g
 	pd->pin = pin;
 	snprintf(pd->gen_model, sizeof pd->gen_model, "%s", model ? model : "");
 	if (req->body_len <= OA_INLINE_BYTES) {
-		parse_step(pd);
-		parsed(pd);
+		scan_step(pd);
+		scanned(pd);
 		return;
 	}
 	pd->work.data = pd;
-	if (uv_queue_work(srv->loop, &pd->work, parse_work, parse_done) < 0) {
-		oa_error(req, 503, NULL, NULL, "cannot queue the request's parse");
+	if (uv_queue_work(srv->loop, &pd->work, scan_work, scan_done) < 0) {
+		oa_error(req, 503, NULL, NULL, "cannot queue the request's scan");
 		pending_free(pd);
 	}
 }

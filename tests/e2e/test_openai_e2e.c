@@ -1617,6 +1617,25 @@ static void test_auth(void)
 	T_EQ_INT(req(&s2, "POST", "/v1/completions", k_tl, "{\"model\":\"nope\",\"prompt\":\"x\"}",
 		     &o), 403);
 	json_decref(o);
+	/* a huge body for a model the key may not invoke: 403 from the scan's model name, before
+	 * the body is parsed; the key that may: the scan's 413 */
+	size_t bl = 0;
+	char *big = rep_body("{\"model\":\"tl\",\"prompt\":[", "1", 4000000, ",", "]}", &bl);
+	long rss0 = proc_kb(s2.pid, "VmRSS:");
+	reset_peak(s2.pid);
+	T_EQ_INT(req(&s2, "POST", "/v1/completions", k_other, big, &o), 403);
+	T_CHECK(err_is(o, "permission_error", NULL));
+	json_decref(o);
+	long hwm = proc_kb(s2.pid, "VmHWM:");
+	fprintf(stderr, "  %.1f MB body, key without invoke:tl: peak RSS +%.1f MB\n", bl / 1048576.0,
+		(hwm - rss0) / 1024.0);
+#ifndef __SANITIZE_ADDRESS__
+	T_CHECK(hwm - rss0 <= (long)(2 * bl / 1024) + 8192);
+#endif
+	T_EQ_INT(req(&s2, "POST", "/v1/completions", k_tl, big, &o), 413);
+	T_EQ_STR(err_param(o), "prompt");
+	json_decref(o);
+	free(big);
 	/* /v1/models: any valid key */
 	T_EQ_INT(req(&s2, "GET", "/v1/models", NULL, NULL, NULL), 401);
 	T_EQ_INT(req(&s2, "GET", "/v1/models", k_other, NULL, NULL), 200);
