@@ -5,7 +5,8 @@
   check_deploy.py args FILE                the Knative container's serve options, one a line
   check_deploy.py yaml FILE...             every YAML file parses (all documents)
   check_deploy.py dockerfile FILE          stages, CUDA bases, make CUDA=1, apt only, thaw serve
-  check_deploy.py systemd FILE             unit runs thaw serve, stops with SIGTERM after the drain
+  check_deploy.py systemd FILE             unit runs thaw serve, stops with SIGTERM after the drain,
+                                           as a dedicated user with the usual hardening
   check_deploy.py promql SCRAPE SRCDIR FILE...
       every PromQL expression in the Grafana dashboards (.json) and rule files (.yml) names only
       metrics thaw exports: families in SCRAPE (a /metrics text) or registered with
@@ -310,12 +311,13 @@ def cmd_dockerfile(path):
 # --- systemd -------------------------------------------------------------------------------
 
 def cmd_systemd(path):
-    kv = {}
+    kv, multi = {}, {}
     for raw in open(path):
         s = raw.strip()
         if s and not s.startswith(("#", ";", "[")) and "=" in s:
             k, v = s.split("=", 1)
             kv[k.strip()] = v.strip()
+            multi.setdefault(k.strip(), []).append(v.strip())
     es = kv.get("ExecStart", "").split()
     if len(es) < 2 or os.path.basename(es[0]) != "thaw" or es[1] != "serve":
         bad(path, f"ExecStart must run thaw serve, is {kv.get('ExecStart')!r}")
@@ -327,6 +329,62 @@ def cmd_systemd(path):
         bad(path, f"TimeoutStopSec ({kv.get('TimeoutStopSec')}) must be above --drain-timeout ({drain})")
     if kv.get("KillSignal", "SIGTERM") not in ("SIGTERM", "15"):
         bad(path, "KillSignal must be SIGTERM")
+    check_systemd_hardening(path, kv, multi, es)
+
+
+def yes(v):
+    return str(v).lower() in ("yes", "true", "1", "on")
+
+
+def check_systemd_hardening(path, kv, multi, es):
+    """the daemon runs unprivileged, in a read-only system, with only its state directory
+    writable, no capabilities, a system call filter, and only the devices a GPU needs"""
+    user = kv.get("User", "")
+    if not yes(kv.get("DynamicUser", "no")) and (not user or user in ("root", "0")):
+        bad(path, "must run as a dedicated user (User=thaw or DynamicUser=yes), not root")
+    state = kv.get("StateDirectory", "")
+    data = es[es.index("--data") + 1] if "--data" in es and es.index("--data") + 1 < len(es) else None
+    if not state:
+        bad(path, "StateDirectory= must hold the data directory")
+    elif data != f"/var/lib/{state}":
+        bad(path, f"--data ({data}) must be the StateDirectory /var/lib/{state}")
+    if kv.get("StateDirectoryMode", "0700") not in ("0700", "700"):
+        bad(path, "StateDirectoryMode must be 0700")
+    if kv.get("UMask", "") not in ("0077", "077"):
+        bad(path, "UMask must be 0077 (files 0600, directories 0700)")
+    for k in ("NoNewPrivileges", "PrivateTmp", "ProtectKernelTunables", "ProtectKernelModules",
+              "ProtectControlGroups", "RestrictSUIDSGID", "LockPersonality", "RestrictNamespaces"):
+        if not yes(kv.get(k, "no")):
+            bad(path, f"{k}=yes is required")
+    if kv.get("ProtectSystem") != "strict":
+        bad(path, "ProtectSystem=strict is required")
+    if kv.get("ProtectHome") not in ("yes", "true", "read-only", "tmpfs"):
+        bad(path, "ProtectHome must be yes (or read-only/tmpfs)")
+    if "CapabilityBoundingSet" not in kv or kv["CapabilityBoundingSet"] not in ("", "~"):
+        bad(path, "CapabilityBoundingSet= must be empty (no capabilities)")
+    if kv.get("AmbientCapabilities", ""):
+        bad(path, "AmbientCapabilities must be empty")
+    filt = " ".join(v for v in multi.get("SystemCallFilter", []) if not v.startswith("~"))
+    if "@system-service" not in filt.split():
+        bad(path, "SystemCallFilter=@system-service is required")
+    fams = kv.get("RestrictAddressFamilies", "").split()
+    if not fams or not {"AF_INET", "AF_INET6"} <= set(fams) or set(fams) - {"AF_UNIX", "AF_INET", "AF_INET6", "AF_NETLINK"}:
+        bad(path, f"RestrictAddressFamilies must allow AF_INET and AF_INET6 and little else, is {fams}")
+    if yes(kv.get("PrivateDevices", "no")):
+        bad(path, "PrivateDevices=yes hides /dev/nvidia*: use DevicePolicy=closed with DeviceAllow")
+    if kv.get("DevicePolicy") not in ("closed", "strict"):
+        bad(path, "DevicePolicy=closed (with DeviceAllow for the NVIDIA devices) is required")
+    allow = " ".join(multi.get("DeviceAllow", []))
+    for dev in ("char-nvidia-frontend", "char-nvidia-uvm"):
+        if dev not in allow:
+            bad(path, f"DeviceAllow={dev} rw is needed for the GPUs")
+    if yes(kv.get("MemoryDenyWriteExecute", "no")):
+        bad(path, "MemoryDenyWriteExecute=yes breaks CUDA initialization (W+X mappings of the driver)")
+    nofile = parse_quantity(kv.get("LimitNOFILE", "0").split(":")[0])
+    if nofile is None or nofile < 65536:
+        bad(path, "LimitNOFILE must be at least 65536")
+    if kv.get("LimitMEMLOCK") != "infinity":
+        bad(path, "LimitMEMLOCK=infinity is needed for pinned staging buffers")
 
 
 # --- PromQL --------------------------------------------------------------------------------

@@ -7,6 +7,7 @@
  * rules') must name only metrics and labels that a real `thaw serve` exports after echo was
  * deployed and called. The checks live in tests/deploy/check_deploy.py (python3 + python3-yaml);
  * each is also run on a broken copy, which it must refuse. */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -186,10 +187,61 @@ static void test_systemd(void)
 {
 	T_EQ_INT(check("systemd deploy/systemd/thaw.service"), 0);
 	char args[1024];
-	const char *m = mutate("deploy/systemd/thaw.service", "thaw.service",
-			       "-e 's/TimeoutStopSec=.*/TimeoutStopSec=20/'");
-	snprintf(args, sizeof args, "systemd '%s'", m);
-	T_CHECK(refused(args));
+	/* each weakening of the unit is refused: the drain, the user, the hardening, the devices */
+	static const char *const bad[] = {
+		"-e 's/TimeoutStopSec=.*/TimeoutStopSec=20/'",
+		"-e 's/^User=thaw/User=root/'",
+		"-e '/^User=/d'",
+		"-e '/^NoNewPrivileges=/d'",
+		"-e 's/^ProtectSystem=strict/ProtectSystem=full/'",
+		"-e 's/^CapabilityBoundingSet=/CapabilityBoundingSet=CAP_SYS_ADMIN/'",
+		"-e '/^SystemCallFilter=@system-service/d'",
+		"-e 's/^RestrictAddressFamilies=.*/RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_PACKET/'",
+		"-e 's/^DevicePolicy=closed/PrivateDevices=yes/'",
+		"-e '/char-nvidia-uvm/d'",
+		"-e 's/^UMask=0077/UMask=0022/'",
+		"-e 's/^StateDirectory=thaw/StateDirectory=other/'",
+		"-e 's/^\\[Install\\]/MemoryDenyWriteExecute=yes\\n[Install]/'",
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		const char *m = mutate("deploy/systemd/thaw.service", "thaw.service", bad[i]);
+		snprintf(args, sizeof args, "systemd '%s'", m);
+		int ok = refused(args);
+		if (!ok)
+			fprintf(stderr, "  mutation %zu (%s) not refused\n", i, bad[i]);
+		T_CHECK(ok);
+	}
+}
+
+/* systemd's own reading of the unit, where systemd-analyze is installed: no unknown or
+ * malformed directive (verify prints nothing), and an exposure score of at most 3.0 of 10
+ * (`systemd-analyze security`; the unit running as root without hardening scored 9.6) */
+static void test_systemd_analyze(void)
+{
+	if (sh("command -v systemd-analyze >/dev/null 2>&1") != 0)
+		T_SKIP("systemd-analyze not installed");
+	char cmd[8192], unit[700], out[700];
+	snprintf(unit, sizeof unit, "%s/unit", t_tmpdir());
+	snprintf(out, sizeof out, "%s/verify.txt", t_tmpdir());
+	/* ExecStart must name an executable that exists here: the binary under test */
+	char bin[PATH_MAX];
+	if (!realpath(t_bin(), bin))
+		T_SKIP("no thaw binary");
+	snprintf(cmd, sizeof cmd, "mkdir -p '%s' && sed 's#^ExecStart=/usr/local/bin/thaw#ExecStart=%s#' "
+		 "'%s/deploy/systemd/thaw.service' > '%s/thaw.service'", unit, bin, src, unit);
+	T_EQ_INT(sh(cmd), 0);
+	snprintf(cmd, sizeof cmd, "cd '%s' && SYSTEMD_LOG_LEVEL=notice systemd-analyze verify --man=no "
+		 "./thaw.service > '%s' 2>&1", unit, out);
+	int rc = sh(cmd);
+	char *text = t_read_file(out, NULL);
+	if (rc != 0 || (text && text[0]))
+		fprintf(stderr, "  systemd-analyze verify: %d: %s\n", rc, text ? text : "");
+	T_EQ_INT(rc, 0);
+	T_CHECK(text && text[0] == 0);
+	free(text);
+	snprintf(cmd, sizeof cmd, "cd '%s' && systemd-analyze security --offline=yes --threshold=30 "
+		 "./thaw.service >/dev/null 2>&1", unit);
+	T_EQ_INT(sh(cmd), 0);
 }
 
 static void test_alerts_promtool(void)
@@ -324,6 +376,7 @@ void t_main(void)
 	T_RUN(test_knative_args_run);
 	T_RUN(test_dockerfile);
 	T_RUN(test_systemd);
+	T_RUN(test_systemd_analyze);
 	T_RUN(test_alerts_promtool);
 	T_RUN(test_alerts_coverage);
 	T_RUN(test_dashboard);
