@@ -901,10 +901,6 @@ static void on_handle_closed(uv_handle_t *hd)
 	if (c->next)
 		c->next->prev = c->prev;
 	h->nconns--;
-	if (c->klass == CONN_PROBE)
-		h->nprobe--;
-	else
-		h->nnormal--;
 	h->body_inflight -= c->body_reserved;
 	free(c->in);
 	free(c->hdr);
@@ -928,6 +924,10 @@ static void conn_close(rt_conn *c)
 		return;
 	}
 	c->closing = 1;
+	if (c->klass == CONN_PROBE)   /* its descriptor is closed now: its place is free */
+		c->srv->nprobe--;
+	else
+		c->srv->nnormal--;
 	uv_timer_stop(&c->timer);
 	uv_close((uv_handle_t *)&c->timer, on_handle_closed);
 	uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
@@ -1163,6 +1163,24 @@ static int conns_from(const rt_http *h, const rt_conn *c)
 	return n;
 }
 
+/* the connection of class k (not except) that is cheapest to close for a new one: the oldest
+ * that never sent a byte, else the oldest idle keep-alive one; it holds no request, no unparsed
+ * input and no unsent answer. NULL when every one is busy. */
+static rt_conn *idle_victim(rt_http *h, enum conn_class k, const rt_conn *except)
+{
+	rt_conn *silent = NULL, *kept = NULL;
+	for (rt_conn *o = h->conns; o; o = o->next) {   /* newest first */
+		if (o == except || o->klass != k || o->closing || o->state != CONN_IDLE ||
+		    o->in_off != o->in_len || o->write_blocked || write_queue(o) > 0)
+			continue;
+		if (o->got_bytes)
+			kept = o;
+		else
+			silent = o;
+	}
+	return silent ? silent : kept;
+}
+
 static void on_connection(uv_stream_t *server, int status)
 {
 	rt_http *h = server->data;
@@ -1202,12 +1220,19 @@ static void on_connection(uv_stream_t *server, int status)
 	int cap = h->cfg.max_conns_per_addr;
 	if (cap == 0 && loopback == 0)
 		cap = h->cfg.max_connections / 4 > 0 ? h->cfg.max_connections / 4 : 1;
+	/* full: an idle connection makes room (as nginx reuses keep-alive connections), so idle
+	 * connections alone can never lock new clients out */
+	rt_conn *victim;
+	if (h->nnormal > h->cfg.max_connections && (victim = idle_victim(h, CONN_NORMAL, c)))
+		conn_close(victim);
 	int over = h->nnormal > h->cfg.max_connections ||
 		   (cap > 0 && loopback >= 0 && conns_from(h, c) >= cap);
 	if (over) {
 		h->nnormal--;
 		c->klass = CONN_PROBE;   /* counted in the reserve: probes only */
 		h->nprobe++;
+		if (h->nprobe > h->cfg.probe_reserve && (victim = idle_victim(h, CONN_PROBE, c)))
+			conn_close(victim);
 		if (h->nprobe > h->cfg.probe_reserve) {
 			conn_fail(c, 503, "too many connections");
 			return;
