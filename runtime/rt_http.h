@@ -6,9 +6,9 @@
  * bodies in flight across all connections -> 503, connections, connections per address),
  * slow-client and idle timeouts (408 or close), a short timeout for connections that never
  * send a byte, write backpressure (a connection whose unsent responses exceed
- * max_write_queue is neither read nor dispatched until they drain), a reserve of connections
- * above max_connections that serves only the probe paths, malformed requests -> 400 and
- * close, graceful drain.
+ * max_write_queue is neither read nor dispatched until they drain), a full server closing its
+ * oldest idle connection to make room, a reserve of connections above max_connections that
+ * serves only the probe paths, malformed requests -> 400 and close, graceful drain.
  * Everything here runs on the loop thread. A handler receives an rt_req and must eventually
  * call exactly one rt_req_reply* function (on the loop thread); it may do so after returning,
  * which keeps the connection's later pipelined requests waiting, in order. */
@@ -75,8 +75,10 @@ typedef struct rt_http_config {
 	size_t max_body_inflight;      /* request body bytes buffered across all connections; a body
 	                                * that would pass it: 503 + Retry-After and close (0: four
 	                                * times max_body_bytes, at least 256 MiB) */
-	int max_connections;           /* over it (and the probe reserve): 503 and close; clamped to
-	                                * the descriptor limit at open */
+	int max_connections;           /* at it, a new connection closes the oldest idle one (never
+	                                * sent a byte first, else idle keep-alive); none idle: the
+	                                * probe reserve, past that 503 and close; clamped to the
+	                                * descriptor limit at open */
 	int probe_reserve;             /* connections above max_connections (or over an address's
 	                                * cap) that serve only probe_paths, one request each; others
 	                                * get 503 and close */
