@@ -4,7 +4,8 @@
  * forever), while other functions keep cold-starting and the probes answer; a FIFO as a job's
  * data file is refused at submit (400) and, when it appears only after submit, fails the job
  * with a message (the runner checks the path before the job's reader opens it; the reader
- * itself opens non-blocking and checks again); the data directory's files and directories are private (0600 / 0700). */
+ * itself opens non-blocking and checks again); the data directory's files and directories are private (0600 / 0700); a keyed server
+ * without a key says how to create the first. */
 #include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -179,8 +180,26 @@ static void test_data_dir_private(void)
 	T_EQ_INT(bad, 0);
 }
 
+/* a keyed server with no live key says how to make the first one; once one exists it does not */
+static void test_first_key_hint(void)
+{
+	e2e_server a;
+	const char *args[] = {"--auth", "--no-access-log", NULL};
+	T_EQ_INT(e2e_start(&a, args, NULL), 0);
+	T_CHECK(e2e_wait_log(&a, "no API key exists yet", 10000));
+	T_CHECK(e2e_log_contains(&a, "thaw keys create --scope admin --data "));
+	e2e_stop(&a, 15, 30);
+	T_EQ_INT(t_sh(NULL, 0, "%s keys create --scope admin --data %s >/dev/null", t_bin(),
+		      a.data_dir), 0);
+	e2e_server b;
+	T_EQ_INT(e2e_start_in(&b, a.data_dir, args, NULL), 0);
+	T_CHECK(!e2e_log_contains(&b, "no API key exists yet"));
+	e2e_stop(&b, 15, 30);
+}
+
 void t_main(void)
 {
+	T_RUN(test_first_key_hint);
 	setup();
 	T_RUN(test_fifo_snapshot_cold_start);
 	T_RUN(test_fifo_job_data);
