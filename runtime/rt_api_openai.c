@@ -23,8 +23,8 @@
  * Bodies are bounded before they are parsed (oa_scan: depth, element counts, the tree's
  * estimated size) and every number is range-checked (docs/api.md, "Limits"); a large body is
  * measured, parsed and tokenized on the thread pool so the loop keeps answering probes.
- * Loop thread only, except oa_emit (the lane's thread) and parse_step / prep_step (the thread
- * pool, or the loop for small bodies). */
+ * Loop thread only, except oa_emit (the lane's thread) and scan_step / parse_step /
+ * prep_step (the thread pool, or the loop for small bodies). */
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
