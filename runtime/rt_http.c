@@ -14,7 +14,9 @@
  * request; when it answers (401, 404, ...) the body is never buffered. Flow control: reading
  * stops while more than RT_HTTP_IN_HIGH unparsed bytes wait, and dispatching stops while more
  * than max_write_queue response bytes wait to be written (a client that does not read); both
- * resume as the backlog drains. */
+ * resume as the backlog drains. Fairness: a connection is served at most RT_HTTP_BATCH
+ * pipelined requests in a row; the rest wait one loop turn (the resume idle handle) so that
+ * other connections, probes included, are polled in between. */
 #include <ctype.h>
 #include <errno.h>
 #include <sys/resource.h>
@@ -40,6 +42,8 @@ enum conn_state {
 #define RT_HTTP_DISCARD_MAX (64 * 1024) /* a body announced with a request answered at its head
                                          * is read and dropped up to this; over it, or
                                          * chunked: the connection closes */
+#define RT_HTTP_BATCH 64                /* requests one connection is served before the loop polls
+                                         * again (the rest wait for the resume handle) */
 #define RT_HTTP_FD_MARGIN 128           /* descriptors kept for files, lanes, logs, listener */
 
 enum conn_class {
@@ -59,6 +63,8 @@ struct rt_conn {
 	int handles_open;       /* tcp + timer still to be closed */
 	int reading_paused;     /* uv_read_stop issued by conn_flow */
 	int in_process;         /* conn_process is on the stack: a reply only marks the request done */
+	int queued;             /* on the server's ready list (more pipelined requests to serve) */
+	rt_conn *ready_next;
 	int in_head;            /* the head hook runs */
 	int head_body;          /* the message being headed announced a body that an answer at
 	                         * the head does not read (chunked or over RT_HTTP_DISCARD_MAX) */
@@ -105,6 +111,8 @@ struct rt_http {
 	int nconns;             /* all open connections */
 	int nnormal, nprobe;    /* by class */
 	size_t body_inflight;   /* bytes reserved by bodies being read or handled */
+	uv_idle_t resume;       /* runs conn_process of the ready list once per loop turn */
+	rt_conn *ready;         /* connections that used their RT_HTTP_BATCH with input left */
 	int port;
 	int draining;
 	int listener_closed;
@@ -888,6 +896,36 @@ static int cb_message_complete(llhttp_t *p)
 
 /* ---- connection lifecycle ---- */
 
+static void on_resume(uv_idle_t *idle)
+{
+	rt_http *h = idle->data;
+	rt_conn *list = h->ready;
+	h->ready = NULL;
+	while (list) {
+		rt_conn *c = list;
+		list = c->ready_next;
+		c->ready_next = NULL;
+		c->queued = 0;
+		if (!c->closing)
+			conn_process(c);
+	}
+	if (!h->ready)
+		uv_idle_stop(&h->resume);
+}
+
+/* c has pipelined input left after its batch: served again on the next loop turn, after the
+ * loop has polled every other connection */
+static void conn_defer(rt_conn *c)
+{
+	rt_http *h = c->srv;
+	if (c->queued)
+		return;
+	c->queued = 1;
+	c->ready_next = h->ready;
+	h->ready = c;
+	uv_idle_start(&h->resume, on_resume);
+}
+
 static void on_handle_closed(uv_handle_t *hd)
 {
 	rt_conn *c = hd->data;
@@ -901,6 +939,12 @@ static void on_handle_closed(uv_handle_t *hd)
 	if (c->next)
 		c->next->prev = c->prev;
 	h->nconns--;
+	if (c->queued)
+		for (rt_conn **pp = &h->ready; *pp; pp = &(*pp)->ready_next)
+			if (*pp == c) {
+				*pp = c->ready_next;
+				break;
+			}
 	h->body_inflight -= c->body_reserved;
 	free(c->in);
 	free(c->hdr);
@@ -1022,7 +1066,12 @@ static void conn_process(rt_conn *c)
 	if (c->in_process)
 		return;
 	c->in_process = 1;
+	int served = 0;
 	while (!c->closing && c->state != CONN_BUSY && c->in_off < c->in_len) {
+		if (++served > RT_HTTP_BATCH) {   /* fairness: other connections first */
+			conn_defer(c);
+			break;
+		}
 		if (write_queue(c) > h->cfg.max_write_queue) {
 			c->write_blocked = 1;
 			break;
@@ -1299,11 +1348,14 @@ int rt_http_open(uv_loop_t *loop, const rt_http_config *cfg, rt_handler_fn dispa
 		goto fail;
 	uv_tcp_init(loop, &h->listener);
 	h->listener.data = h;
+	uv_idle_init(loop, &h->resume);
+	h->resume.data = h;
 	rc = uv_tcp_bind(&h->listener, (struct sockaddr *)&addr, 0);
 	if (rc == 0)
 		rc = uv_listen((uv_stream_t *)&h->listener, 1024, on_connection);
 	if (rc < 0) {
 		uv_close((uv_handle_t *)&h->listener, NULL);
+		uv_close((uv_handle_t *)&h->resume, NULL);
 		uv_run(loop, UV_RUN_NOWAIT);
 		goto fail;
 	}
