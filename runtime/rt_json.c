@@ -320,8 +320,8 @@ json_t *rt_json_load(const char *buf, size_t len, size_t flags, size_t budget, i
 
 static void marker(char *out, uint64_t nonce, int idx)
 {
-	char tmp[SPAN_MARKER_LEN + 1];
-	snprintf(tmp, sizeof tmp, "\"~span~%016llx~%02d\"", (unsigned long long)nonce, idx);
+	char tmp[64];   /* idx < RT_JSON_MAX_SPANS: two digits */
+	snprintf(tmp, sizeof tmp, "\"~span~%016llx~%02d\"", (unsigned long long)nonce, idx % 100);
 	memcpy(out, tmp, SPAN_MARKER_LEN);
 }
 
