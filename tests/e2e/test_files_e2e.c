@@ -72,6 +72,12 @@ static void test_fifo_snapshot_cold_start(void)
 		e2e_resp_free(&r);
 	}
 	T_EQ_INT(e2e_call(&srv, "GET", "/healthz", NULL, NULL, NULL), 200);
+	/* deploying onto the FIFO is refused before anything opens it */
+	json_t *o = NULL;
+	T_EQ_INT(e2e_call_json(&srv, "PUT", "/v1/functions/fifo", NULL,
+			       "{\"kind\": \"mlp\", \"snapshot\": \"gone.thaw\"}", &o), 400);
+	T_CHECK(o && strstr(json_string_value(json_object_get(o, "error")) ?: "", "gone.thaw"));
+	json_decref(o);
 	/* another function still cold-starts (restore on the same thread pool), twice */
 	for (int i = 0; i < 2; i++) {
 		T_EQ_INT(e2e_call(&srv, "POST", "/v1/functions/digits/invoke", NULL, rows_body, NULL), 200);
