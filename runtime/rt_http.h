@@ -113,8 +113,9 @@ int rt_http_open(uv_loop_t *loop, const rt_http_config *cfg, rt_handler_fn dispa
  * thread once a request's line and headers are in, before any body byte is kept and before
  * `100 Continue` is sent (req->body is NULL, body_len 0). The head hook routes the request and
  * checks its authority; it may answer at once with rt_req_reply* (401, 403, 404, 429, ...):
- * then the body is never buffered (no `100 Continue` is sent), and the connection is closed
- * after the answer when the request announced a body. When it returns without answering, the
+ * then the body is never buffered (no `100 Continue` is sent): an announced body of up to
+ * 64 KiB is read and dropped (within the read timeout), a larger or chunked one is not read
+ * and the connection is closed after the answer. When it returns without answering, the
  * body is read and dispatch runs at the end of the message. Replying from the hook is safe:
  * the answer is written at once and the connection's next request is parsed after it. */
 void rt_http_set_head(rt_http *h, rt_handler_fn head);
