@@ -44,6 +44,7 @@ enum conn_state {
                                          * chunked: the connection closes */
 #define RT_HTTP_BATCH 64                /* requests one connection is served before the loop polls
                                          * again (the rest wait for the resume handle) */
+#define RT_HTTP_PROBE_MS 1000          /* a reserve connection's request must arrive within this */
 #define RT_HTTP_FD_MARGIN 128           /* descriptors kept for files, lanes, logs, listener */
 
 enum conn_class {
@@ -995,6 +996,8 @@ static void conn_arm_timer(rt_conn *c)
 		ms = c->got_bytes ? c->srv->cfg.idle_timeout_ms : c->srv->cfg.first_byte_timeout_ms;
 	else if (c->state == CONN_READING)
 		ms = c->srv->cfg.read_timeout_ms;
+	if (c->klass == CONN_PROBE && (ms == 0 || ms > RT_HTTP_PROBE_MS))
+		ms = c->state == CONN_BUSY ? 0 : RT_HTTP_PROBE_MS;   /* probes send at once */
 	if (ms)
 		uv_timer_start(&c->timer, on_timer, ms, 0);
 	else
@@ -1214,20 +1217,25 @@ static int conns_from(const rt_http *h, const rt_conn *c)
 
 /* the connection of class k (not except) that is cheapest to close for a new one: the oldest
  * that never sent a byte, else the oldest idle keep-alive one; it holds no request, no unparsed
- * input and no unsent answer. NULL when every one is busy. */
+ * input and no unsent answer. In the probe reserve also the oldest still sending its request
+ * (a probe sends it at once; one that trickles is an attacker's). NULL when every one is busy. */
 static rt_conn *idle_victim(rt_http *h, enum conn_class k, const rt_conn *except)
 {
-	rt_conn *silent = NULL, *kept = NULL;
+	rt_conn *silent = NULL, *kept = NULL, *slow = NULL;
 	for (rt_conn *o = h->conns; o; o = o->next) {   /* newest first */
-		if (o == except || o->klass != k || o->closing || o->state != CONN_IDLE ||
-		    o->in_off != o->in_len || o->write_blocked || write_queue(o) > 0)
+		if (o == except || o->klass != k || o->closing)
+			continue;
+		if (k == CONN_PROBE && o->state == CONN_READING)
+			slow = o;
+		if (o->state != CONN_IDLE || o->in_off != o->in_len || o->write_blocked ||
+		    write_queue(o) > 0)
 			continue;
 		if (o->got_bytes)
 			kept = o;
 		else
 			silent = o;
 	}
-	return silent ? silent : kept;
+	return silent ? silent : kept ? kept : slow;
 }
 
 static void on_connection(uv_stream_t *server, int status)

@@ -18,6 +18,10 @@ Cases:
                 RSS growth under 32 MiB; then it reads everything, in order
   per_addr      with --max-connections-per-address 10: the 11th connection from one address
                 serves probes only (503 for others)
+  flood         with --max-connections 40 --probe-reserve 8: 150 connections that trickle a
+                probe request and 50 silent ones fill the server and its reserve; probes still
+                answer 200 (a new one displaces the oldest trickling one), other requests 503;
+                descriptors back to their start once the flood is gone
 Loopback only; every wait is bounded."""
 import argparse, json, os, sys, threading, time
 
@@ -211,6 +215,36 @@ def case_per_addr(a, fig):
     fig.update({"opened": len(socks)})
 
 
+def case_flood(a, fig):
+    base_fd = hc.proc_fds(a.pid)
+    socks = hc.flood(a.port, 150, send=b"GET /healthz HTTP/1.1\r\nHost: h\r\n")
+    socks += hc.flood(a.port, 50)
+    time.sleep(0.3)
+    held = hc.proc_fds(a.pid)
+    p = hc.Prober(a.port, deadline_s=5.0)
+    sts = []
+    for i in range(20):
+        sts.append(p.probe())
+        socks += hc.flood(a.port, 10, send=b"GET /readyz HTTP/1.1\r\n")   # keep at it
+    if any(st != 200 for st in sts):
+        fail(f"flood: probes while flooded: {sts}")
+    q = hc.Prober(a.port, path="/v1/functions", deadline_s=5.0)
+    st = q.probe()
+    if st != 503:
+        fail(f"flood: a non-probe request while full: {st} (want 503)")
+    for s_ in socks:
+        s_.close()
+    t0 = time.monotonic()
+    while hc.proc_fds(a.pid) > base_fd and time.monotonic() - t0 < 20:
+        time.sleep(0.05)
+    end_fd = hc.proc_fds(a.pid)
+    if end_fd > base_fd:
+        fail(f"flood: {end_fd} descriptors 20 s after the flood (start {base_fd})")
+    fig.update({"flood_connections": len(socks), "server_fds_start": base_fd, "server_fds_flooded": held,
+                "server_fds_end": end_fd, "probes_ok": sum(1 for x in sts if x == 200),
+                "probe_p50_ms": round(p.p50(), 2), "probe_max_ms": round(max(p.ms), 2)})
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--case", required=True)
@@ -221,7 +255,7 @@ def main():
     a = ap.parse_args()
     fig = {"case": a.case}
     {"pipeline": case_pipeline, "unauth": case_unauth, "shrink": case_shrink,
-     "never_read": case_never_read, "per_addr": case_per_addr}[a.case](a, fig)
+     "never_read": case_never_read, "per_addr": case_per_addr, "flood": case_flood}[a.case](a, fig)
     if not hc.alive(a.pid):
         fail("the daemon is gone")
     fig["failures"] = len(failures)

@@ -1,7 +1,8 @@
 /* test_hostile_http.c — runs the HTTP-layer attacks of tests/hostile/hostile_http.py, one case
  * per test, each against a fresh keyed `thaw serve` (an admin + invoke:* key made with `thaw keys
  * create` first): a 20,000-request mixed pipeline, unauthenticated large bodies, keep-alive body
- * buffers, a client that pipelines without reading, the per-address connection cap. The script
+ * buffers, a client that pipelines without reading, the per-address connection cap, a flood of
+ * silent and trickling connections over the connection limit and the probe reserve. The script
  * checks statuses, order and the server's RSS (from /proc/PID/status); this test checks its exit
  * status under a time bound and that the server then stops cleanly. */
 #include <signal.h>
@@ -44,7 +45,15 @@ static int make_key(const char *data, char *key, size_t cap)
 	return WIFEXITED(st) && WEXITSTATUS(st) == 0 && key[0] ? 0 : -1;
 }
 
+static void run_case2(const char *name, const char *const *extra);
+
 static void run_case(const char *name, const char *extra_arg, const char *extra_val)
+{
+	const char *extra[] = {extra_arg, extra_val, NULL};
+	run_case2(name, extra);
+}
+
+static void run_case2(const char *name, const char *const *extra)
 {
 	static int n;
 	if (system("python3 -c 'import sys' >/dev/null 2>&1") != 0)
@@ -52,7 +61,9 @@ static void run_case(const char *name, const char *extra_arg, const char *extra_
 	char data[512], key[512];
 	snprintf(data, sizeof data, "%s/hostile-http-%d", t_tmpdir(), ++n);
 	T_EQ_INT(make_key(data, key, sizeof key), 0);
-	const char *args[] = {"--auth", "--no-access-log", "--no-audit", extra_arg, extra_val, NULL};
+	const char *args[16] = {"--auth", "--no-access-log", "--no-audit"};
+	for (int i = 0; extra[i] && i < 12; i++)
+		args[3 + i] = extra[i];
 	/* under ASan freed memory waits in a quarantine (RSS that a plain build gives back): the
 	 * server's quarantine is turned off so that the RSS bounds mean the same in both builds */
 	static char asan[1024];
@@ -79,6 +90,11 @@ static void test_unauthenticated_bodies(void) { run_case("unauth", NULL, NULL); 
 static void test_keepalive_body_buffers(void) { run_case("shrink", NULL, NULL); }
 static void test_never_reading_client(void) { run_case("never_read", NULL, NULL); }
 static void test_per_address_cap(void) { run_case("per_addr", "--max-connections-per-address", "10"); }
+static void test_connection_flood(void)
+{
+	const char *extra[] = {"--max-connections", "40", "--probe-reserve", "8", NULL};
+	run_case2("flood", extra);
+}
 
 void t_main(void)
 {
@@ -87,4 +103,5 @@ void t_main(void)
 	T_RUN(test_keepalive_body_buffers);
 	T_RUN(test_never_reading_client);
 	T_RUN(test_per_address_cap);
+	T_RUN(test_connection_flood);
 }
