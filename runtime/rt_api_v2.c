@@ -50,7 +50,9 @@ typedef struct v2_tensor {
 	int ndim;
 	int64_t shape[8];
 	size_t count;
-	double *v;                 /* values as doubles (all numeric types fit the kinds' needs) */
+	double *v;                 /* values as doubles (all numeric types fit the kinds' needs), */
+	const unsigned char *raw;  /* or, for binary data, its bytes (in the body or the inflated
+	                            * copy: 1 byte an element stays 1, not 8) */
 } v2_tensor;
 
 typedef struct v2_ctx {
@@ -77,6 +79,7 @@ typedef struct v2_ctx {
 	int binary_out;            /* all outputs as binary */
 	json_t *want;              /* requested outputs array (borrowed from the request JSON copy) */
 	json_t *req_json;
+	unsigned char *inflated;   /* the decompressed body, while binary tensors point into it */
 	v2_tensor in[V2_MAX_TENSORS];
 	int nin;
 } v2_ctx;
@@ -91,6 +94,7 @@ static void ctx_free(v2_ctx *c)
 	json_decref(c->req_json);
 	json_decref(c->kin);
 	json_decref(c->out);
+	free(c->inflated);
 	free(c->resp);
 	free(c);
 }
@@ -140,6 +144,12 @@ static double read_elem(const unsigned char *p, const char *dt)
 	if (!strcmp(dt, "UINT32")) { uint32_t v; memcpy(&v, p, 4); return v; }
 	if (!strcmp(dt, "UINT16")) { uint16_t v; memcpy(&v, p, 2); return v; }
 	return p[0];   /* UINT8, BOOL */
+}
+
+/* element k of a tensor held as doubles (v) or as binary bytes of datatype dt (raw) */
+static double elem_at(const double *v, const unsigned char *raw, const char *dt, size_t k)
+{
+	return v ? v[k] : read_elem(raw + k * dtype_size(dt), dt);
 }
 
 /* the range [lo, hi) of an integer datatype (as doubles); 0 for floating-point ones */
@@ -459,11 +469,6 @@ static int parse_request(const char *body, size_t body_len, v2_ctx *c, char *err
 				return -EINVAL;
 			}
 		}
-		t->v = malloc((t->count ? t->count : 1) * sizeof(double));
-		if (!t->v) {
-			snprintf(err, errlen, "out of memory");
-			return -ENOMEM;
-		}
 		c->nin++;
 		json_t *ip = json_object_get(in, "parameters");
 		json_t *bsz = json_object_get(ip, "binary_data_size");
@@ -485,8 +490,7 @@ static int parse_request(const char *body, size_t body_len, v2_ctx *c, char *err
 					 bin_left, n);
 				return -EINVAL;
 			}
-			for (size_t k = 0; k < t->count; k++)
-				t->v[k] = read_elem(bin + k * es, dt);
+			t->raw = bin;
 			bin += n;
 			bin_left -= n;
 		} else {
@@ -495,6 +499,11 @@ static int parse_request(const char *body, size_t body_len, v2_ctx *c, char *err
 			if (!data) {
 				snprintf(err, errlen, "input '%s': no 'data' and no binary_data_size", t->name);
 				return -EINVAL;
+			}
+			t->v = malloc((t->count ? t->count : 1) * sizeof(double));
+			if (!t->v) {
+				snprintf(err, errlen, "out of memory");
+				return -ENOMEM;
 			}
 			int sp = st.nspans ? rt_json_span_of(data, nonce, st.nspans) : -1;
 			if (sp >= 0 ? fill_span(t, body, &st.spans[sp], &k, err, errlen) < 0 :
@@ -507,7 +516,7 @@ static int parse_request(const char *body, size_t body_len, v2_ctx *c, char *err
 			}
 		}
 		for (size_t k = 0; k < t->count; k++)
-			if (!isfinite(t->v[k])) {
+			if (!isfinite(elem_at(t->v, t->raw, t->dtype, k))) {
 				snprintf(err, errlen, "input '%s': element %zu is not a finite number", t->name, k);
 				return -EINVAL;
 			}
@@ -539,13 +548,17 @@ static json_t *to_kind_input(v2_ctx *c, char *err, size_t errlen)
 		/* the packed form of the mlp kind (functions/fn_mlp.c): the rows as float32 bytes,
 		 * 4 bytes an element instead of a JSON tree of ~40; the doubles are converted in
 		 * place (float k lies in bytes that double k/2 held, already read) */
-		char *f = (char *)t->v;
+		char *f = t->v ? (char *)t->v : malloc(t->count ? t->count * sizeof(float) : 1);
+		if (!f) {
+			snprintf(err, errlen, "out of memory");
+			return NULL;
+		}
 		for (size_t k = 0; k < t->count; k++) {
-			float x = (float)t->v[k];
+			float x = (float)elem_at(t->v, t->raw, t->dtype, k);
 			memcpy(f + k * sizeof x, &x, sizeof x);
 		}
 		json_t *packed = json_stringn_nocheck(f, t->count * sizeof(float));
-		free(t->v);
+		free(f);
 		t->v = NULL;
 		if (!packed) {
 			snprintf(err, errlen, "out of memory");
@@ -569,7 +582,8 @@ static json_t *to_kind_input(v2_ctx *c, char *err, size_t errlen)
 		}
 		json_t *toks = json_array();
 		for (size_t k = 0; k < t->count; k++)
-			json_array_append_new(toks, json_integer((json_int_t)dbl_to_i64(t->v[k])));
+			json_array_append_new(toks, json_integer((json_int_t)dbl_to_i64(
+				elem_at(t->v, t->raw, t->dtype, k))));
 		json_t *o = json_pack("{s:o}", "tokens", toks);
 		json_t *params = json_object_get(c->req_json, "parameters");
 		static const char *keys[] = {"max_tokens", "temperature", "top_p", "seed", "stop", "logprobs"};
@@ -593,7 +607,13 @@ typedef struct v2_out {
 	int64_t shape[8];
 	size_t count;
 	double *v;
+	const unsigned char *raw;  /* binary input bytes of datatype dtype instead of v (echo) */
 } v2_out;
+
+static double oval(const v2_out *o, size_t k)
+{
+	return elem_at(o->v, o->raw, o->dtype, k);
+}
 
 /* the request's entry for output name: 1 when it is to be sent (binary set from
  * binary_data_output and the entry's binary_data; *classes from its "classification", 0 when
@@ -744,7 +764,7 @@ static json_t *classify(const v2_out *o, int64_t k, int64_t *rows, int64_t *kk)
 	}
 	for (int64_t r = 0; r < nrow; r++) {
 		for (int64_t j = 0; j < ncls; j++)
-			ix[j] = (v2_idx){o->v[r * ncls + j], j};
+			ix[j] = (v2_idx){oval(o, (size_t)(r * ncls + j)), j};
 		qsort(ix, (size_t)ncls, sizeof *ix, by_value_desc);
 		for (int64_t j = 0; j < k; j++) {
 			char b[64];
@@ -826,9 +846,9 @@ static void put_data(rt_json_buf *b, const v2_out *o, const char *dtype)
 		if (k)
 			rt_json_buf_add(b, ",", 1);
 		if (is_float)
-			rt_json_put_real(b, o->v[k]);
+			rt_json_put_real(b, oval(o, k));
 		else
-			rt_json_put_int(b, dbl_to_i64(o->v[k]));
+			rt_json_put_int(b, dbl_to_i64(oval(o, k)));
 	}
 	rt_json_buf_add(b, "]", 1);
 }
@@ -899,7 +919,7 @@ static void build_outputs(v2_ctx *c, v2_out *outs, int nout)
 				}
 			} else {
 				for (size_t k = 0; k < outs[i].count; k++)
-					write_elem(bins[i] + k * es, dtype, outs[i].v[k]);
+					write_elem(bins[i] + k * es, dtype, oval(&outs[i], k));
 			}
 			bin_len[i] = n;
 			bin_total += n;
@@ -1003,8 +1023,8 @@ static void answer_work(void *arg)
 			if (l)
 				l[r] = (double)json_integer_value(json_array_get(labels, r));
 		}
-		outs[nout++] = (v2_out){"OUTPUT0", "FP32", 2, {(int64_t)nr, (int64_t)nc}, nr * nc, p};
-		outs[nout++] = (v2_out){"LABEL", "INT64", 1, {(int64_t)nr}, nr, l};
+		outs[nout++] = (v2_out){"OUTPUT0", "FP32", 2, {(int64_t)nr, (int64_t)nc}, nr * nc, p, NULL};
+		outs[nout++] = (v2_out){"LABEL", "INT64", 1, {(int64_t)nr}, nr, l, NULL};
 	} else if (!strcmp(c->kind, "llama")) {
 		json_t *toks = json_object_get(out, "tokens");
 		size_t n = json_array_size(toks);
@@ -1012,11 +1032,11 @@ static void answer_work(void *arg)
 		bufs[0] = p;
 		for (size_t k = 0; k < n && p; k++)
 			p[k] = (double)json_integer_value(json_array_get(toks, k));
-		outs[nout++] = (v2_out){"output_ids", "INT64", 2, {1, (int64_t)n}, n, p};
+		outs[nout++] = (v2_out){"output_ids", "INT64", 2, {1, (int64_t)n}, n, p, NULL};
 	} else {   /* echo: inputs back */
 		for (int i = 0; i < c->nin; i++) {
 			v2_tensor *t = &c->in[i];
-			outs[nout] = (v2_out){t->name, t->dtype, t->ndim, {0}, t->count, t->v};
+			outs[nout] = (v2_out){t->name, t->dtype, t->ndim, {0}, t->count, t->v, t->raw};
 			memcpy(outs[nout].shape, t->shape, sizeof t->shape);
 			nout++;
 		}
@@ -1025,7 +1045,7 @@ static void answer_work(void *arg)
 	const char *names[V2_MAX_TENSORS + 2];
 	char werr[256];
 	for (int i = 0; i < nout; i++) {
-		if (!outs[i].v)
+		if (!outs[i].v && !outs[i].raw)
 			ok = 0;
 		names[i] = outs[i].name;
 	}
@@ -1043,7 +1063,10 @@ static void answer_work(void *arg)
 	for (int i = 0; i < c->nin; i++) {   /* written out: not held while the answer is sent */
 		free(c->in[i].v);
 		c->in[i].v = NULL;
+		c->in[i].raw = NULL;
 	}
+	free(c->inflated);
+	c->inflated = NULL;
 }
 
 static void answer_done(void *arg, int gone)
@@ -1104,8 +1127,8 @@ static void parse_work(void *arg)
 	if (request_body(c, c->srv->cfg.http.max_body_bytes, &body, &blen, &inflated, &c->status,
 			 c->err, sizeof c->err) < 0)
 		return;
+	c->inflated = inflated;   /* binary tensors may point into it */
 	int prc = parse_request(body, blen, c, c->err, sizeof c->err);
-	free(inflated);
 	if (prc < 0) {
 		c->status = prc == -EFBIG ? 413 : prc == -ENOMEM ? 500 : 400;
 		return;
@@ -1114,11 +1137,15 @@ static void parse_work(void *arg)
 	if (!c->kin)
 		return;
 	c->status = 0;
-	if (strcmp(c->kind, "echo") != 0)   /* only echo answers from the request's tensors */
+	if (strcmp(c->kind, "echo") != 0) {   /* only echo answers from the request's tensors */
 		for (int i = 0; i < c->nin; i++) {
 			free(c->in[i].v);
 			c->in[i].v = NULL;
+			c->in[i].raw = NULL;
 		}
+		free(c->inflated);
+		c->inflated = NULL;
+	}
 }
 
 static void parse_done(void *arg, int gone)

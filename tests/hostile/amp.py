@@ -3,12 +3,14 @@
 (stdlib + tests/hostile/hclient.py), with a /healthz prober running throughout.
 
 Usage: amp.py --port P --pid PID [--mib N] [--function digits] [--no-rss] [--deadline S]
+              [--only SUBSTRING]
 
 With function F (kind mlp, 64 features, tests/data/mlp_digits) deployed, it sends, one after
 another: a dense JSON array of about N MiB ("1,1,...") to the built-in echo and to F's
 /invoke; the same as V2 tensor data to F's infer; gzip bodies (a V2 tensor and plain zeros)
 that inflate to about N MiB; within the bounds, a gzip tensor inflating to 3 MiB (24576 rows, served) and a dense tensor of N/4 Mi values echoed by function "e"
-(kind echo, served); a binary-extension request whose shape holds 2^40 elements.
+(kind echo, served), N/2 MiB of binary UINT8 echoed in binary (served); a binary-extension
+request whose shape holds 2^40 elements.
 Each must be answered with one of the statuses listed for it (or served correctly), the
 daemon's peak RSS (VmHWM, reset before each case through /proc/PID/clear_refs) may grow by at
 most 8x the body's decoded size (plus 24 MiB of allocator slack), and every /healthz probe
@@ -55,6 +57,8 @@ def reset_hwm(pid):
 
 def one(args, name, path, body, decoded, allowed, headers=None, check=None):
     """sends one request, times /healthz meanwhile, checks status, RSS growth and the probes"""
+    if args.only and args.only not in name:
+        return None
     pid = args.pid
     rss0, t_end = hc.proc_rss_kb(pid), time.monotonic() + 5
     while time.monotonic() < t_end:   # the memory of the previous case going back
@@ -134,6 +138,7 @@ def main():
     ap.add_argument("--function", default="digits")
     ap.add_argument("--no-rss", action="store_true")
     ap.add_argument("--deadline", type=float, default=2.0)
+    ap.add_argument("--only", default="", help="run only the cases whose name contains this")
     args = ap.parse_args()
     fn = args.function
     n = int(args.mib * 2**20 / 2)
@@ -177,6 +182,20 @@ def main():
     rows.append(one(args, "v2-echo-dense", "/v2/models/e/infer", v2, len(v2), [200],
                     check=echoed))
     del v2
+    # binary UINT8 echoed back in binary: 1 byte an element stays 1 (not an 8-byte double)
+    m = int(args.mib * 2**20) // 2
+    head = json.dumps({"inputs": [{"name": "x", "datatype": "UINT8", "shape": [m],
+                                   "parameters": {"binary_data_size": m}}],
+                       "parameters": {"binary_data_output": True}}).encode()
+
+    def echoed_bin(r):
+        hl = int(r.header("Inference-Header-Content-Length", "-1"))
+        if hl < 0 or r.body[hl:] != b"\1" * m:
+            return "binary echo differs"
+        return None
+    rows.append(one(args, "v2-echo-binary-uint8", "/v2/models/e/infer", head + b"\1" * m,
+                    len(head) + m, [200], check=echoed_bin,
+                    headers={"Inference-Header-Content-Length": str(len(head))}))
     # binary extension: a shape of 2^40 elements, a size that disagrees, a huge header length
     head = json.dumps({"inputs": [{"name": "INPUT0", "datatype": "FP32", "shape": [1 << 20, 1 << 20],
                                    "parameters": {"binary_data_size": 16}}]}).encode()
@@ -196,6 +215,9 @@ def main():
     ok = v2_body(2048, 64)
     rows.append(one(args, "v2-within-bounds", f"/v2/models/{fn}/infer", ok, len(ok), [200],
                     check=served))
+    rows = [r for r in rows if r]
+    if not rows:
+        return 1
     worst = max(rows, key=lambda r: r["rss_growth_mib"])
     p99 = max(r["healthz_p99_ms"] for r in rows)
     print(json.dumps({"summary": True, "worst_case": worst["case"],
