@@ -6,7 +6,8 @@
  * (labels = argmax per row, for classifiers). A batch of requests runs as one stacked matrix
  * product per layer. The packed input {"inputs_f32": S, "shape": [rows, features]}, S a string
  * of rows x features float32 values in host byte order (4 bytes each instead of a JSON tree of
- * ~40), is how the runtime hands over tensors it has read compactly (the V2 route). */
+ * ~40), is how the runtime hands over tensors it has read compactly (the V2 route); its answer
+ * is packed the same way: {"outputs_f32": S, "shape": [rows, classes], "labels": [...]}. */
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -267,6 +268,23 @@ static int mlp_invoke(void *state, fn_call *calls, size_t n)
 		if (rows[i] <= 0)
 			continue;
 		json_t *outs = json_array(), *labels = json_array();
+		if (json_object_get(calls[i].in, "inputs_f32")) {   /* packed in, packed out */
+			const float *y0 = x + r0 * s->out_dim;
+			for (long r = 0; r < rows[i]; r++, r0++) {
+				const float *y = x + r0 * s->out_dim;
+				int64_t best = 0;
+				for (int64_t j = 0; j < s->out_dim; j++)
+					if (y[j] > y[best])
+						best = j;
+				json_array_append_new(labels, json_integer(best));
+			}
+			json_decref(outs);
+			outs = json_stringn_nocheck((const char *)y0,
+						    (size_t)rows[i] * (size_t)s->out_dim * sizeof(float));
+			calls[i].out = json_pack("{s:o,s:[I,I],s:o}", "outputs_f32", outs, "shape",
+						 (json_int_t)rows[i], (json_int_t)s->out_dim, "labels", labels);
+			continue;
+		}
 		for (long r = 0; r < rows[i]; r++, r0++) {
 			json_t *row = json_array();
 			const float *y = x + r0 * s->out_dim;

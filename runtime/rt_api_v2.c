@@ -1006,18 +1006,33 @@ static void answer_work(void *arg)
 	int nout = 0;
 	double *bufs[V2_MAX_TENSORS + 2] = {0};
 	if (!strcmp(c->kind, "mlp")) {
+		/* the packed answer to the packed input (functions/fn_mlp.c), or rows of JSON */
 		json_t *rows = json_object_get(out, "outputs"), *labels = json_object_get(out, "labels");
+		json_t *packed = json_object_get(out, "outputs_f32"), *sh = json_object_get(out, "shape");
 		size_t nr = json_array_size(rows), nc = json_array_size(json_array_get(rows, 0));
+		if (json_is_string(packed)) {
+			nr = (size_t)json_integer_value(json_array_get(sh, 0));
+			nc = (size_t)json_integer_value(json_array_get(sh, 1));
+			if (json_string_length(packed) != nr * nc * sizeof(float) || nr > V2_MAX_ELEMS ||
+			    nc > V2_MAX_ELEMS)
+				nr = nc = 0;
+		}
 		double *p = calloc(nr * nc + 1, sizeof(double)), *l = calloc(nr + 1, sizeof(double));
 		bufs[0] = p;
 		bufs[1] = l;
+		const char *pb = json_is_string(packed) ? json_string_value(packed) : NULL;
 		for (size_t r = 0; r < nr && p; r++) {
 			json_t *row = json_array_get(rows, r);
 			double mx = -INFINITY, sum = 0;
+			for (size_t k = 0; k < nc; k++) {
+				float f;
+				if (pb)
+					memcpy(&f, pb + (r * nc + k) * sizeof f, sizeof f);
+				p[r * nc + k] = pb ? f : json_number_value(json_array_get(row, k));
+				mx = fmax(mx, p[r * nc + k]);
+			}
 			for (size_t k = 0; k < nc; k++)
-				mx = fmax(mx, json_number_value(json_array_get(row, k)));
-			for (size_t k = 0; k < nc; k++)
-				sum += p[r * nc + k] = exp(json_number_value(json_array_get(row, k)) - mx);
+				sum += p[r * nc + k] = exp(p[r * nc + k] - mx);
 			for (size_t k = 0; k < nc; k++)
 				p[r * nc + k] /= sum;
 			if (l)
