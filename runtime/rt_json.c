@@ -23,13 +23,16 @@
 #define COST_OBJECT 240
 
 #define SCAN_FRAMES 64
+
+/* the scan's view of the syntax: what a container (or the root) may see next */
+enum { S_OPEN, S_KEY, S_COLON, S_VALUE, S_AFTER };
 #define SPAN_MAX_DEPTH 8
 #define SPAN_MARKER_LEN 27         /* "~span~" + 16 hex + "~" + 2 digits, quoted */
 
 typedef struct frame {
 	char type;                 /* '[' or '{' */
 	char on;                   /* the container lies on the path */
-	char expect_key;           /* object: the next string is a key */
+	char state;                /* what may come next (S_*) */
 	unsigned char match;       /* path entries matched to reach it */
 	const char *key;           /* object: the last key (raw text), NULL if escaped */
 	size_t keylen;
@@ -195,6 +198,11 @@ void rt_json_scan(const char *b, size_t len, const char *const *path, size_t min
 {
 	frame fr[SCAN_FRAMES];
 	int depth = 0, np = 0;
+	/* spans are taken only while the text so far is well formed as far as the scan sees
+	 * (jansson then reaches them, and fails, if at all, at the same place in the split copy);
+	 * root is the state of the top level */
+	int bad = 0;
+	char root = S_VALUE;
 	memset(st, 0, sizeof *st);
 	while (path && path[np] && np < 8)
 		np++;
@@ -202,21 +210,47 @@ void rt_json_scan(const char *b, size_t len, const char *const *path, size_t min
 	while (i < len) {
 		char c = b[i];
 		frame *top = depth > 0 && depth <= SCAN_FRAMES ? &fr[depth - 1] : NULL;
-		if (is_ws(c) || c == ':') {
+		char *state = depth == 0 ? &root : top ? &top->state : NULL;
+		if (!state)
+			bad = 1;
+		if (is_ws(c)) {
+			i++;
+			continue;
+		}
+		if (c == ':') {
+			if (!state || *state != S_COLON || top->type != '{')
+				bad = 1;
+			else
+				*state = S_VALUE;
 			i++;
 			continue;
 		}
 		if (c == ',') {
-			if (top && top->type == '{')
-				top->expect_key = 1;
+			if (!top || top->state != S_AFTER)
+				bad = 1;
+			else
+				top->state = top->type == '{' ? S_KEY : S_VALUE;
 			i++;
 			continue;
 		}
 		if (c == '}' || c == ']') {
+			if (!top || top->type != (c == '}' ? '{' : '[') ||
+			    (top->state != S_AFTER && top->state != S_OPEN))
+				bad = 1;
 			if (depth > 0)
 				depth--;
+			if (depth == 0)
+				root = S_AFTER;
 			i++;
 			continue;
+		}
+		int is_key = top && top->type == '{' && (top->state == S_OPEN || top->state == S_KEY);
+		/* a value: where one may stand (a key, in an object), else the text is malformed */
+		if (!is_key) {
+			if (!state || (*state != S_VALUE && !(top && top->type == '[' && *state == S_OPEN)))
+				bad = 1;
+			else
+				*state = S_AFTER;
 		}
 		if (c == '"') {
 			size_t s = ++i;
@@ -232,15 +266,17 @@ void rt_json_scan(const char *b, size_t len, const char *const *path, size_t min
 			i++;
 			st->strings++;
 			st->string_bytes += n;
-			if (top && top->type == '{' && top->expect_key) {
-				top->expect_key = 0;
+			if (is_key) {
+				top->state = S_COLON;
 				top->key = esc ? NULL : b + s;
 				top->keylen = n;
 			}
 			continue;
 		}
+		if (is_key)
+			bad = 1;   /* jansson wants a string here */
 		unsigned char match = 0;
-		int on = (depth == 0 || top) && value_on_path(depth ? top : NULL, path, np, &match);
+		int on = !bad && value_on_path(depth ? top : NULL, path, np, &match);
 		if (c == '[' || c == '{') {
 			if (c == '[' && on && match == np && st->nspans < RT_JSON_MAX_SPANS) {
 				size_t end, count;
@@ -259,7 +295,7 @@ void rt_json_scan(const char *b, size_t len, const char *const *path, size_t min
 			if (depth > st->max_depth)
 				st->max_depth = depth;
 			if (depth <= SCAN_FRAMES)
-				fr[depth - 1] = (frame){c, (char)on, c == '{', match, NULL, 0};
+				fr[depth - 1] = (frame){c, (char)on, S_OPEN, match, NULL, 0};
 			i++;
 			continue;
 		}

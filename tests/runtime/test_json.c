@@ -158,6 +158,22 @@ static void test_spans(void)
 		free(s);
 	}
 	free(d);
+	/* a big array where the text is already malformed (no value may stand there): jansson
+	 * must see the array itself, to fail as it always did */
+	static const char *const malformed[] = {
+		"{\"inputs\":[{\"data\":1,  %s}]}", "{\"inputs\":[{\"data\" %s}]}",
+		"{\"inputs\":[{\"data\":1 %s}]}", "{\"inputs\":[1 %s]}", "%s", "{\"inputs\":[{%s}]}",
+		"{\"inputs\":[{\"data\"::%s}]}", "{\"inputs\":[{\"data\":,%s}]}",
+	};
+	d = many(300, "2", ",");
+	for (size_t i = 0; i < sizeof malformed / sizeof malformed[0]; i++) {
+		char *x = malloc(strlen(d) + 64);
+		sprintf(x, malformed[i], d);
+		rt_json_scan(x, strlen(x), data_path, 256, &st);
+		T_EQ_INT(st.nspans, 0);
+		free(x);
+	}
+	free(d);
 	d = many(100, "1", ",");
 	s = doc(d, "");
 	rt_json_scan(s, strlen(s), data_path, 256, &st);
