@@ -21,8 +21,7 @@ void rt_api_reply_json(rt_req *req, int status, json_t *body)
 		rt_req_reply_error(req, 500, "out of memory");
 		return;
 	}
-	rt_req_reply(req, status, "application/json", text, strlen(text));
-	free(text);
+	rt_req_reply_take(req, status, "application/json", text, strlen(text));
 }
 
 int rt_api_kind_known(const char *kind, void *ud)
@@ -252,10 +251,11 @@ static void dump_done(void *arg, int gone)
 	dump_job *d = arg;
 	if (!gone && !d->text)
 		rt_req_reply_error(d->req, 500, "out of memory");
+	else if (d->text)
+		rt_req_reply_take(d->req, 200, "application/json", d->text, strlen(d->text));
 	else
-		rt_req_reply(d->req, 200, "application/json", d->text ? d->text : "", d->text ?
-			     strlen(d->text) : 0);
-	free(d->text);
+		rt_req_reply(d->req, 200, "application/json", "", 0);
+	d->text = NULL;   /* rt_req_reply_take owns it */
 	json_decref(d->out);
 	free(d);
 }

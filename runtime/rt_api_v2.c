@@ -1096,7 +1096,8 @@ static void answer_done(void *arg, int gone)
 			rt_req_add_header(req, "Inference-Header-Content-Length", c->resp_hcl);
 		if (c->resp_enc)
 			rt_req_add_header(req, "Content-Encoding", c->resp_enc);
-		rt_req_reply(req, 200, c->resp_ctype, (const char *)c->resp, c->resp_len);
+		rt_req_reply_take(req, 200, c->resp_ctype, (char *)c->resp, c->resp_len);
+		c->resp = NULL;   /* the HTTP layer frees it once written */
 	}
 	ctx_free(c);
 }

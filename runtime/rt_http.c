@@ -272,6 +272,7 @@ typedef struct write_req {
 	uv_write_t w;
 	rt_conn *c;
 	size_t len;
+	char *owned;   /* a body handed over by rt_req_reply_take, freed with the request */
 	char data[];
 } write_req;
 
@@ -284,6 +285,7 @@ static void on_write(uv_write_t *w, int status)
 {
 	write_req *wr = (write_req *)w;
 	rt_conn *c = wr->c;
+	free(wr->owned);
 	free(wr);
 	if (status < 0)
 		c->write_failed = 1;
@@ -323,10 +325,59 @@ static int conn_send(rt_conn *c, const char *buf, size_t len)
 	}
 	wr->c = c;
 	wr->len = len - done;
+	wr->owned = NULL;
 	memcpy(wr->data, buf + done, len - done);
 	b = uv_buf_init(wr->data, (unsigned)wr->len);
 	int rc = uv_write(&wr->w, (uv_stream_t *)&c->tcp, &b, 1, on_write);
 	if (rc < 0) {
+		free(wr);
+		conn_close(c);
+		return rc;
+	}
+	return 0;
+}
+
+/* Sends head (copied when it must wait) then body, which it owns from here: body is freed
+ * once written, or when the write fails or the connection closes first. Returns 0 or a
+ * negative errno (connection then closed). */
+static int conn_send_take(rt_conn *c, const char *head, size_t hl, char *body, size_t blen)
+{
+	if (c->closing) {
+		free(body);
+		return -ECONNRESET;
+	}
+	uv_buf_t b[2] = { uv_buf_init((char *)head, (unsigned)hl), uv_buf_init(body, (unsigned)blen) };
+	int n = uv_try_write((uv_stream_t *)&c->tcp, b, 2);
+	if (n >= 0 && (size_t)n == hl + blen) {
+		free(body);
+		return 0;
+	}
+	if (n < 0 && n != UV_EAGAIN) {
+		c->write_failed = 1;
+		free(body);
+		conn_close(c);
+		return n;
+	}
+	size_t done = n > 0 ? (size_t)n : 0;
+	size_t hrest = done < hl ? hl - done : 0;
+	size_t boff = done > hl ? done - hl : 0;
+	write_req *wr = malloc(sizeof *wr + hrest);
+	if (!wr) {
+		free(body);
+		conn_close(c);
+		return -ENOMEM;
+	}
+	wr->c = c;
+	wr->len = hrest + (blen - boff);
+	wr->owned = body;
+	memcpy(wr->data, head + (hl - hrest), hrest);
+	unsigned nb = 0;
+	if (hrest)
+		b[nb++] = uv_buf_init(wr->data, (unsigned)hrest);
+	b[nb++] = uv_buf_init(body + boff, (unsigned)(blen - boff));
+	int rc = uv_write(&wr->w, (uv_stream_t *)&c->tcp, b, nb, on_write);
+	if (rc < 0) {
+		free(body);
 		free(wr);
 		conn_close(c);
 		return rc;
@@ -391,6 +442,46 @@ static void body_release(rt_conn *c)
 		c->body = NULL;
 		c->body_cap = 0;
 	}
+}
+
+/* builds the response head (status line, headers, extra headers, blank line) for a body of
+ * len bytes into out (RT_HTTP_HEAD_MAX bytes); returns its length and sets *keep */
+#define RT_HTTP_HEAD_MAX (1024 + sizeof ((rt_req *)0)->extra_headers + 2)
+static size_t reply_head(rt_req *req, int status, const char *ctype, size_t len, char *out,
+			 int *keep)
+{
+	rt_conn *c = req->conn;
+	rt_http *h = c->srv;
+	*keep = req->keep_alive && !c->close_after && !h->draining && !(c->in_head && c->head_body);
+	int n = snprintf(out, 1024,
+			 "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+			 "X-Request-Id: %s\r\n%s%s%s%s\r\n",
+			 status, rt_http_status_text(status), http_date(h),
+			 ctype ? ctype : "application/json", len, req->request_id,
+			 req->traceparent[0] ? "traceparent: " : "", req->traceparent,
+			 req->traceparent[0] ? "\r\n" : "", *keep ? "" : "Connection: close\r\n");
+	size_t hl = (size_t)n >= 1024 ? 1022 : (size_t)n - 2;
+	memcpy(out + hl, req->extra_headers, req->extra_len);
+	memcpy(out + hl + req->extra_len, "\r\n", 2);
+	return hl + req->extra_len + 2;
+}
+
+void rt_req_reply_take(rt_req *req, int status, const char *ctype, char *body, size_t len)
+{
+	rt_conn *c = req->conn;
+	req->gone_fn = NULL;
+	char head[RT_HTTP_HEAD_MAX];
+	int keep;
+	size_t hl = reply_head(req, status, ctype, len, head, &keep);
+	req->status = status;
+	double secs = req_observe(req, hl + len, body, len);
+	if (len && strcmp(req->method ? req->method : "", "HEAD") != 0) {
+		conn_send_take(c, head, hl, body, len);
+	} else {
+		free(body);
+		conn_send(c, head, hl);
+	}
+	req_finish(req, status, hl + len, keep, secs);
 }
 
 void rt_req_reply(rt_req *req, int status, const char *ctype, const char *body, size_t len)

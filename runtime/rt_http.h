@@ -164,6 +164,11 @@ int rt_req_add_header(rt_req *req, const char *name, const char *value);
 /* rt_req_reply sends the response (body copied) and finishes the request. */
 void rt_req_reply(rt_req *req, int status, const char *content_type, const char *body, size_t len);
 
+/* rt_req_reply_take is rt_req_reply for a malloc'd body, sent without a copy: it owns body
+ * from the call on (freed once written, or when the write fails or the connection closes;
+ * at once for HEAD). body may be NULL when len is 0. The observer sees body as resp_body. */
+void rt_req_reply_take(rt_req *req, int status, const char *content_type, char *body, size_t len);
+
 /* rt_req_reply_error sends {"error": "<formatted message>"} with status. */
 void rt_req_reply_error(rt_req *req, int status, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
