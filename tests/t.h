@@ -26,6 +26,10 @@ int t_sh(char *out, size_t cap, const char *fmt, ...) __attribute__((format(prin
 /* t_bin, t_src: $THAW_BIN (default build/thaw) and $THAW_SRC (default .), as tests/run.sh sets
  * them. */
 const char *t_bin(void);
+
+/* t_free_port returns a TCP port on 127.0.0.1 that was free a moment ago (bound to port 0 and
+ * released), or -1 when no socket could be bound. */
+int t_free_port(void);
 const char *t_src(void);
 
 #define T_RUN(fn) t_run(#fn, fn)

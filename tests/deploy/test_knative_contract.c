@@ -28,21 +28,6 @@ static double now_s(void)
 	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-static int free_port(void)
-{
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t len = sizeof a;
-	if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
-	    getsockname(fd, (struct sockaddr *)&a, &len) != 0) {
-		if (fd >= 0)
-			close(fd);
-		return -1;
-	}
-	close(fd);
-	return ntohs(a.sin_port);
-}
-
 /* manifest_args reads the Knative container's serve options (without --data) into words;
  * returns their count or -1 (no python3-yaml: -2) */
 static int manifest_args(const char *src, char words[][128], int max)
@@ -113,7 +98,7 @@ static void test_contract(void)
 		if (in[1] >= 0)
 			close(in[1]);
 		memset(&s, 0, sizeof s);
-		s.port = free_port();
+		s.port = t_free_port();
 		T_CHECK(s.port > 0);
 		snprintf(s.log_path, sizeof s.log_path, "%s/serve.log", t_tmpdir());
 		snprintf(s.data_dir, sizeof s.data_dir, "%s/data", t_tmpdir());

@@ -12,20 +12,6 @@
 #include "tests/e2e/e2e.h"
 #include "tests/t.h"
 
-static int free_port(void)
-{
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t l = sizeof a;
-	int port = -1;
-	if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
-	    getsockname(fd, (struct sockaddr *)&a, &l) == 0)
-		port = ntohs(a.sin_port);
-	if (fd >= 0)
-		close(fd);
-	return port;
-}
-
 /* starts the demo with env (e.g. "HOST=0.0.0.0"), waits up to 60 s for its start-up text, and
  * returns the script's stderr (malloc'd) after stopping it */
 static char *run_demo(const char *env)
@@ -35,7 +21,7 @@ static char *run_demo(const char *env)
 	snprintf(data, sizeof data, "%s/data%d", t_tmpdir(), n);
 	snprintf(log, sizeof log, "%s/demo%d.log", t_tmpdir(), n);
 	snprintf(pidf, sizeof pidf, "%s/demo%d.pid", t_tmpdir(), n++);
-	int port = free_port();
+	int port = t_free_port();
 	if (port < 0)
 		return NULL;
 	char bin[1024];

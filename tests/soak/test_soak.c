@@ -13,20 +13,6 @@
 #include <unistd.h>
 #include "tests/t.h"
 
-static int free_port(void)
-{
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t l = sizeof a;
-	int port = -1;
-	if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
-	    getsockname(fd, (struct sockaddr *)&a, &l) == 0)
-		port = ntohs(a.sin_port);
-	if (fd >= 0)
-		close(fd);
-	return port;
-}
-
 static void test_short_soak(void)
 {
 	const char *bin = getenv("THAW_BIN"), *src = getenv("THAW_SRC");
@@ -38,7 +24,7 @@ static void test_short_soak(void)
 	if (system("command -v wrk >/dev/null 2>&1 && command -v python3 >/dev/null 2>&1 && "
 		   "command -v curl >/dev/null 2>&1") != 0)
 		T_SKIP("wrk, python3 or curl not installed (scripts/install-deps.sh installs them)");
-	int port = free_port();
+	int port = t_free_port();
 	T_CHECK(port > 0);
 	char cmd[4096];
 	snprintf(cmd, sizeof cmd, "THAW_BIN=%s THAW_SRC=%s SOAK_PORT=%d SOAK_SECONDS=%s SOAK_WARMUP=5 "
