@@ -1142,11 +1142,6 @@ static void gen_result(rt_req *req, const char *function, uint32_t rev, json_t *
 		finish = "stop";
 	char r[16];
 	snprintf(r, sizeof r, "%u", rev);
-	/* the audit line names the function (rt_access_observe reads param "name") */
-	if (g->req->nparams < RT_HTTP_MAX_PARAMS) {
-		g->req->param_names[g->req->nparams] = "name";
-		g->req->param_values[g->req->nparams++] = g->p.model;
-	}
 	if (g->failed) {
 		ok = 0;
 	}
