@@ -27,6 +27,19 @@ int t_sh(char *out, size_t cap, const char *fmt, ...) __attribute__((format(prin
  * them. */
 const char *t_bin(void);
 
+/* T_UNDER_ASAN is 1 in AddressSanitizer builds (gcc or clang), else 0: memory figures of such
+ * builds include ASan's shadow and quarantine. */
+#if defined(__SANITIZE_ADDRESS__)
+#define T_UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define T_UNDER_ASAN 1
+#endif
+#endif
+#ifndef T_UNDER_ASAN
+#define T_UNDER_ASAN 0
+#endif
+
 /* t_free_port returns a TCP port on 127.0.0.1 that was free a moment ago (bound to port 0 and
  * released), or -1 when no socket could be bound. */
 int t_free_port(void);

@@ -1564,7 +1564,7 @@ static void test_bounded_parsing(void)
 			"/healthz probes meanwhile, slowest %.1f ms\n", c[i].name, body_mb, r.status,
 			took * 1e3, growth_mb, growth_mb / body_mb, probes, worst * 1e3);
 		T_CHECK(probe_ok);
-#ifndef __SANITIZE_ADDRESS__   /* ASan's shadow and quarantine are not the server's memory */
+#if !T_UNDER_ASAN   /* ASan's shadow and quarantine are not the server's memory */
 		T_CHECK(rss0 > 0 && hwm > 0 && growth_mb <= 8 * body_mb + 8);
 #endif
 		json_decref(o);
@@ -1629,7 +1629,7 @@ static void test_auth(void)
 	long hwm = proc_kb(s2.pid, "VmHWM:");
 	fprintf(stderr, "  %.1f MB body, key without invoke:tl: peak RSS +%.1f MB\n", bl / 1048576.0,
 		(hwm - rss0) / 1024.0);
-#ifndef __SANITIZE_ADDRESS__
+#if !T_UNDER_ASAN
 	T_CHECK(hwm - rss0 <= (long)(2 * bl / 1024) + 8192);
 #endif
 	T_EQ_INT(req(&s2, "POST", "/v1/completions", k_tl, big, &o), 413);

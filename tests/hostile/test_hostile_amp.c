@@ -20,17 +20,6 @@
 #include "tests/t.h"
 #include "tests/e2e/e2e.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define UNDER_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define UNDER_ASAN 1
-#endif
-#endif
-#ifndef UNDER_ASAN
-#define UNDER_ASAN 0
-#endif
-
 static e2e_server srv;
 static int up;
 
@@ -69,8 +58,8 @@ static void test_amp_attacks(void)
 	 * a loaded CI machine; the /healthz deadline is generous (the 50 ms p99 is a measured
 	 * figure, docs/reliability.md) */
 	snprintf(cmd, sizeof cmd, "timeout -s KILL 300 python3 %s/tests/hostile/amp.py --port %d --pid %d "
-		 "--mib 16 --deadline %s%s", src, srv.port, (int)srv.pid, UNDER_ASAN ? "10" : "2",
-		 UNDER_ASAN ? " --no-rss" : "");
+		 "--mib 16 --deadline %s%s", src, srv.port, (int)srv.pid, T_UNDER_ASAN ? "10" : "2",
+		 T_UNDER_ASAN ? " --no-rss" : "");
 	int st = system(cmd);
 	T_CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 	T_EQ_INT(e2e_call(&srv, "GET", "/healthz", NULL, NULL, NULL), 200);

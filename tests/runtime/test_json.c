@@ -27,17 +27,6 @@ static void test_scan_counts(void)
 	T_EQ_INT(st.nspans, 0);
 }
 
-#if defined(__SANITIZE_ADDRESS__)
-#define UNDER_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define UNDER_ASAN 1
-#endif
-#endif
-#ifndef UNDER_ASAN
-#define UNDER_ASAN 0
-#endif
-
 static size_t heap_used(void)
 {
 	struct mallinfo2 m = mallinfo2();
@@ -47,7 +36,7 @@ static size_t heap_used(void)
 /* the estimate is at least what jansson allocates, and not wildly above it */
 static void test_cost_bounds_jansson(void)
 {
-	if (UNDER_ASAN)
+	if (T_UNDER_ASAN)
 		T_SKIP("ASan's allocator does not report through mallinfo2");
 	static const char *const items[] = {"1", "0.25", "\"abc\"", "[]", "{}", "{\"k\":1}", "[1,2,3]",
 					    "true", "{\"a\":[1,{\"b\":\"cc\"}],\"d\":null}"};
