@@ -47,10 +47,10 @@ static void server_head(rt_req *req, void *ud)
 
 void rt_server_dispatch(rt_req *req, void *ud)
 {
-	if (!req->handler) {   /* no head hook ran (rt_http without one): route and gate now */
-		server_head(req, ud);
-		if (!req->handler)
-			return;   /* answered */
+	(void)ud;
+	if (!req->handler) {   /* rt_http dispatches only what server_head let through */
+		rt_logf(RT_LOG_ERROR, "%s:%d: request dispatched without a handler", __FILE__, __LINE__);
+		abort();
 	}
 	req->handler(req, req->handler_ud);
 }

@@ -62,9 +62,9 @@ typedef struct rt_server {
  * srv->router. Returns 0 or a negative errno. */
 int rt_api_register(rt_server *srv);
 
-/* rt_server_dispatch runs the handler that the head hook chose for a request (routing and the
- * access gate happen at the end of its headers; when no head hook ran, it routes and gates
- * here: 404/405 when nothing matches); the rt_http dispatch callback, ud = rt_server. */
+/* rt_server_dispatch runs the handler that the head hook (installed by rt_server_init) chose
+ * for a request at the end of its headers, where routing (404/405) and the access gate ran;
+ * the rt_http dispatch callback, ud = rt_server. */
 void rt_server_dispatch(rt_req *req, void *ud);
 
 /* rt_server_init creates router, metrics and the listener (binding cfg->http.port).
