@@ -39,6 +39,7 @@
 #include "functions/fn_tok.h"
 #include "runtime/rt_access.h"
 #include "runtime/rt_api.h"
+#include "runtime/rt_json.h"
 #include "runtime/rt_log.h"
 #include "runtime/rt_manifest.h"
 #include "runtime/rt_registry.h"
@@ -254,197 +255,34 @@ static void fail_set(oa_fail *f, int status, const char *param, const char *code
 }
 
 /* ---- bounded parsing: a body is measured before jansson builds it ----
- * oa_scan walks the raw bytes once, allocating nothing, and refuses what would make the tree
- * large: more than OA_MAX_DEPTH levels, arrays longer than their member's cap (array_cap),
- * objects of more than OA_MAX_MEMBERS members, and more tree than max(OA_PARSE_RATIO x body,
- * OA_PARSE_FLOOR) bytes by the costs below (jansson 2.14 on glibc, measured: 131072 small
- * integers take 5.2 MB, 8192 chat messages 4.5 MB). It also names the field of an integer
- * outside int64 or a number that overflows a double, which jansson refuses without a name. */
+ * oa_scan is rt_json_check with the OpenAI rules: more than OA_MAX_DEPTH levels, arrays longer
+ * than their member's cap, objects of more than OA_MAX_MEMBERS members, numbers jansson
+ * refuses, and a tree over rt_json_budget (the one budget of every JSON route) are refused,
+ * naming the field. */
 
 #define OA_MAX_DEPTH 16              /* OpenAI bodies nest 4 deep */
 #define OA_MAX_ARRAY 131072          /* one array's elements: prompt token ids (a 128k context) */
 #define OA_MAX_MESSAGES 8192         /* chat messages */
 #define OA_MAX_PARTS 1024            /* content parts of one message */
 #define OA_MAX_MEMBERS 64            /* members of one object */
-#define OA_PARSE_RATIO 8
-#define OA_PARSE_FLOOR (8u << 20)
 #define OA_INLINE_BYTES (16u << 10)  /* bodies up to this are parsed on the loop thread */
 #define OA_PROMPT_BYTES_PER_TOKEN 16 /* a text of more bytes per context position cannot fit */
-
-enum { COST_SCALAR = 40, COST_STRING = 80, COST_ARRAY = 136, COST_SLOT = 8, COST_OBJECT = 232,
-       COST_MEMBER = 128 };
-
-typedef struct scan_frame {
-	char type;                   /* '{' or '[' */
-	int want_key;                /* an object expecting a member name */
-	size_t count, cap;
-	const char *key;             /* the member this container is the value of (an array's */
-	size_t keylen;               /*  elements inherit it), NULL at the top */
-} scan_frame;
-
-static size_t array_cap(const char *k, size_t kl)
-{
-	static const struct { const char *key; size_t cap; } caps[] = {{"stop", OA_MAX_STOP},
-		{"stop_words", OA_MAX_STOP}, {"messages", OA_MAX_MESSAGES},
-		{"content", OA_MAX_PARTS}};
-	for (size_t i = 0; k && i < sizeof caps / sizeof caps[0]; i++)
-		if (kl == strlen(caps[i].key) && !memcmp(k, caps[i].key, kl))
-			return caps[i].cap;
-	return OA_MAX_ARRAY;
-}
-
-/* the index of the quote closing the string that opens at b[i] (n when unterminated) */
-static size_t str_end(const char *b, size_t n, size_t i)
-{
-	for (size_t j = i + 1; j < n;) {
-		const char *q = memchr(b + j, '"', n - j);
-		if (!q)
-			return n;
-		size_t e = (size_t)(q - b), bs = 0;
-		while (e - bs > i + 1 && b[e - bs - 1] == '\\')
-			bs++;
-		if (bs % 2 == 0)
-			return e;
-		j = e + 1;
-	}
-	return n;
-}
-
-static int is_delim(char c)
-{
-	return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == ',' || c == ':' || c == '[' ||
-	       c == ']' || c == '{' || c == '}' || c == '"';
-}
-
-/* a number literal that jansson refuses: an integer outside int64, a real that overflows */
-static int number_out_of_range(const char *s, size_t l)
-{
-	char buf[512];
-	if ((s[0] != '-' && (s[0] < '0' || s[0] > '9')) || l >= sizeof buf)
-		return 0;   /* a literal (true, null) or malformed: jansson's to judge */
-	int real = memchr(s, '.', l) || memchr(s, 'e', l) || memchr(s, 'E', l);
-	if (!real && l < 19)
-		return 0;
-	memcpy(buf, s, l);
-	buf[l] = 0;
-	errno = 0;
-	if (!real) {
-		(void)strtoll(buf, NULL, 10);
-		return errno == ERANGE;
-	}
-	return isinf(strtod(buf, NULL));
-}
 
 /* 0, or -EINVAL (400) / -E2BIG (413) with *f naming the limit and the member it was hit in.
  * model (mcap bytes) gets the top-level "model" string when it is plain (no escapes) and
  * fits, else "" */
 static int oa_scan(const char *b, size_t n, oa_fail *f, char *model, size_t mcap)
 {
-	scan_frame st[OA_MAX_DEPTH];
-	int depth = 0;
-	const char *key = NULL;      /* the member whose value comes next */
-	size_t kl = 0;
-	uint64_t cost = 0, budget = (uint64_t)n * OA_PARSE_RATIO;
-	char name[64];
-	model[0] = 0;
-	if (budget < OA_PARSE_FLOOR)
-		budget = OA_PARSE_FLOOR;
-	for (size_t i = 0; i < n;) {
-		char c = b[i];
-		scan_frame *top = depth ? &st[depth - 1] : NULL;
-		if (c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == ':') {
-			i++;
-			continue;
-		}
-		if (c == ',') {
-			if (top && top->type == '{')
-				top->want_key = 1;
-			i++;
-			continue;
-		}
-		if (c == '}' || c == ']') {
-			if (!depth)
-				return 0;   /* malformed: jansson says where */
-			depth--;
-			i++;
-			continue;
-		}
-		if (c == '"' && top && top->type == '{' && top->want_key) {
-			size_t j = str_end(b, n, i);
-			key = b + i + 1;
-			kl = j - i - 1;
-			top->want_key = 0;
-			cost += COST_MEMBER + kl;
-			if (++top->count > OA_MAX_MEMBERS) {
-				snprintf(name, sizeof name, "%.*s", top->key ? (int)top->keylen : 0,
-					 top->key ? top->key : "");
-				fail_set(f, 400, name[0] ? name : NULL, "too_many_members", "%s%s%san object "
-					 "holds more than %d members", name[0] ? "'" : "", name,
-					 name[0] ? "': " : "", OA_MAX_MEMBERS);
-				return -EINVAL;
-			}
-			i = j + 1;
-			continue;
-		}
-		/* a value: of member `key` in an object, or an element of top's array */
-		const char *vk = top && top->type == '[' ? top->key : key;
-		size_t vkl = top && top->type == '[' ? top->keylen : kl;
-		snprintf(name, sizeof name, "%.*s", vk ? (int)(vkl < 60 ? vkl : 60) : 0, vk ? vk : "");
-		if (top && top->type == '[') {
-			cost += COST_SLOT;
-			if (++top->count > top->cap) {
-				fail_set(f, top->cap == OA_MAX_ARRAY ? 413 : 400, name[0] ? name : NULL,
-					 "array_too_long", "%s%s%san array holds more than %zu elements",
-					 name[0] ? "'" : "", name, name[0] ? "': " : "", top->cap);
-				return top->cap == OA_MAX_ARRAY ? -E2BIG : -EINVAL;
-			}
-		}
-		if (c == '{' || c == '[') {
-			if (depth == OA_MAX_DEPTH) {
-				fail_set(f, 400, name[0] ? name : NULL, "too_deep", "the JSON body nests "
-					 "deeper than %d levels", OA_MAX_DEPTH);
-				return -EINVAL;
-			}
-			st[depth++] = (scan_frame){c, c == '{', 0, c == '[' ? array_cap(vk, vkl) : 0, vk,
-						   vkl};
-			cost += c == '{' ? COST_OBJECT : COST_ARRAY;
-			i++;
-		} else if (c == '"') {
-			size_t j = str_end(b, n, i);
-			cost += COST_STRING + (j - i);
-			if (depth == 1 && top->type == '{' && kl == 5 && !memcmp(key, "model", 5) &&
-			    j - i - 1 < mcap && !memchr(b + i + 1, '\\', j - i - 1)) {
-				memcpy(model, b + i + 1, j - i - 1);
-				model[j - i - 1] = 0;
-			}
-			i = j + 1;
-		} else {
-			size_t j = i;
-			while (j < n && !is_delim(b[j]))
-				j++;
-			if (j == i)
-				j++;
-			if (number_out_of_range(b + i, j - i)) {
-				int ll = j - i > 40 ? 40 : (int)(j - i);
-				fail_set(f, 400, name[0] ? name : NULL, "number_out_of_range", "%s%s%sthe "
-					 "number %.*s%s is out of range", name[0] ? "'" : "", name,
-					 name[0] ? "': " : "", ll, b + i, j - i > 40 ? "..." : "");
-				return -EINVAL;
-			}
-			cost += COST_SCALAR;
-			i = j;
-		}
-		if (!top || top->type == '{')
-			key = NULL, kl = 0;
-		if (cost > budget) {
-			fail_set(f, 413, name[0] ? name : NULL, "body_too_complex", "the JSON body would "
-				 "take more than %llu bytes to parse (at most %d times its size or %u "
-				 "bytes): send fewer or smaller values", (unsigned long long)budget,
-				 OA_PARSE_RATIO, OA_PARSE_FLOOR);
-			return -E2BIG;
-		}
-	}
-	return 0;
+	static const rt_json_cap caps[] = {{"stop", OA_MAX_STOP}, {"stop_words", OA_MAX_STOP},
+					   {"messages", OA_MAX_MESSAGES}, {"content", OA_MAX_PARTS}};
+	const rt_json_rules rules = {OA_MAX_DEPTH, OA_MAX_MEMBERS, OA_MAX_ARRAY, caps,
+				     (int)(sizeof caps / sizeof caps[0]), 1, 1, "model", model, mcap};
+	rt_json_stats st;
+	rt_json_fail jf;
+	int rc = rt_json_check(b, n, NULL, 0, &rules, &st, &jf);
+	if (rc < 0)
+		fail_set(f, jf.status, jf.field[0] ? jf.field : NULL, jf.code, "%s", jf.msg);
+	return rc;
 }
 
 /* ---- request fields ---- */

@@ -2,7 +2,10 @@
  * text, the split copy (big numeric arrays at inputs[*].data replaced by markers) must parse
  * exactly when the text does, fail with the same line, column and message when it does not,
  * and give the same tree once each marker is read back as its span's numbers (same count, same
- * values bit for bit). A difference is an abort. */
+ * values bit for bit). Under rules (rt_json_check), a text that passes counts exactly what the
+ * plain scan counts, and a refusal carries a status, a code and a message. A difference is an
+ * abort. */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <jansson.h>
@@ -75,11 +78,37 @@ static int same(const json_t *a, const json_t *b, const char *buf, const rt_json
 	return json_equal(a, b);
 }
 
+/* rt_json_check under rules: passing, it counts what rt_json_scan counts; refusing, it says
+ * which limit with a fitting status; the lifted root string is within its buffer */
+static void check_rules(const char *text, size_t size, const rt_json_stats *plain)
+{
+	static const rt_json_cap caps[] = {{"messages", 4}, {"stop", 2}};
+	char model[8];
+	const rt_json_rules r = {6, 8, 64, caps, 2, 1, 1, "model", model, sizeof model};
+	rt_json_stats st;
+	rt_json_fail f;
+	memset(&f, 0, sizeof f);
+	int rc = rt_json_check(text, size, path, 2, &r, &st, &f);
+	if (strlen(model) >= sizeof model)
+		abort();
+	if (rc == 0) {
+		if (st.cost != plain->cost || st.numbers != plain->numbers ||
+		    st.strings != plain->strings || st.arrays != plain->arrays ||
+		    st.objects != plain->objects || st.nspans != plain->nspans)
+			abort();
+		return;
+	}
+	if ((rc != -EINVAL && rc != -E2BIG) || (f.status != 400 && f.status != 413) || !f.code ||
+	    !f.msg[0] || (rc == -E2BIG) != (f.status == 413))
+		abort();
+}
+
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 {
 	const char *text = (const char *)data;
 	rt_json_stats st;
 	rt_json_scan(text, size, path, 2, &st);
+	check_rules(text, size, &st);
 	if (!st.nspans)
 		return 0;
 	json_error_t e1, e2;

@@ -2,6 +2,7 @@
  * which arrays become spans (valid numeric JSON only, at the given path), the split copy
  * (same length, same line/column of errors, markers found only with the nonce), the span
  * reader's values against json_number_value, and rt_json_put_real/_int against json_dumps. */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -328,6 +329,98 @@ static void test_put_numbers(void)
 	rt_json_buf_free(&b);
 }
 
+/* rt_json_check: each rule refuses just past its limit, names the field and stops; below every
+ * limit it gives rt_json_scan's counts and cost */
+static void test_check_rules(void)
+{
+	static const rt_json_cap caps[] = {{"messages", 3}, {"stop", 2}};
+	char model[8];
+	const rt_json_rules r = {4, 3, 5, caps, 2, 1, 1, "model", model, sizeof model};
+	static const struct {
+		const char *text;
+		int rc, status;
+		const char *code, *field;
+	} cases[] = {
+		{"{\"model\":\"m\",\"messages\":[{\"a\":1},{},{}],\"stop\":[\"x\",\"y\"]}", 0, 0, NULL, NULL},
+		{"{\"messages\":[1,2,3,4]}", -EINVAL, 400, "array_too_long", "messages"},
+		/* nested arrays inherit the member's cap; other members get max_elements, 413 */
+		{"{\"messages\":[[1,2,3,4]]}", -EINVAL, 400, "array_too_long", "messages"},
+		{"{\"prompt\":[1,2,3,4,5]}", 0, 0, NULL, NULL},
+		{"{\"prompt\":[1,2,3,4,5,6]}", -E2BIG, 413, "array_too_long", "prompt"},
+		{"[1,2,3,4,5,6]", -E2BIG, 413, "array_too_long", ""},
+		/* members are counted once each (key and value are one member) */
+		{"{\"o\":{\"a\":1,\"b\":2,\"c\":3}}", 0, 0, NULL, NULL},
+		{"{\"o\":{\"a\":1,\"b\":2,\"c\":3,\"d\":4}}", -EINVAL, 400, "too_many_members", "o"},
+		{"{\"a\":[[[1]]]}", 0, 0, NULL, NULL},
+		{"{\"a\":[[[[1]]]]}", -EINVAL, 400, "too_deep", "a"},
+		{"{\"seed\":9223372036854775807}", 0, 0, NULL, NULL},
+		{"{\"seed\":9223372036854775808}", -EINVAL, 400, "number_out_of_range", "seed"},
+		{"{\"t\":[1e308,-1e309]}", -EINVAL, 400, "number_out_of_range", "t"},
+		/* malformed text is jansson's to report */
+		{"}}]]{\"a\":", 0, 0, NULL, NULL},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		rt_json_stats st, plain;
+		rt_json_fail f;
+		memset(&f, 0, sizeof f);
+		int rc = rt_json_check(cases[i].text, strlen(cases[i].text), NULL, 0, &r, &st, &f);
+		T_EQ_INT(rc, cases[i].rc);
+		if (rc != cases[i].rc)
+			fprintf(stderr, "  case %zu: %s -> %d %s\n", i, cases[i].text, rc, f.msg);
+		if (rc == 0) {
+			rt_json_scan(cases[i].text, strlen(cases[i].text), NULL, 0, &plain);
+			T_EQ_INT(st.cost, plain.cost);
+			T_EQ_INT(st.numbers + st.strings + st.arrays + st.objects,
+				 plain.numbers + plain.strings + plain.arrays + plain.objects);
+			continue;
+		}
+		T_EQ_INT(f.status, cases[i].status);
+		T_EQ_STR(f.code, cases[i].code);
+		T_EQ_STR(f.field, cases[i].field);
+		if (cases[i].field[0]) {   /* the message starts with the field */
+			char want[80];
+			snprintf(want, sizeof want, "'%s': ", cases[i].field);
+			T_CHECK(strncmp(f.msg, want, strlen(want)) == 0);
+		}
+	}
+	/* the top-level string member only, plain and fitting */
+	static const struct { const char *text, *want; } roots[] = {
+		{"{\"model\":\"abc\"}", "abc"}, {"{\"x\":{\"model\":\"abc\"}}", ""},
+		{"{\"model\":\"a\\u0062c\"}", ""}, {"{\"model\":\"abcdefgh\"}", ""},
+		{"{\"model\":1}", ""}, {"[\"model\",\"abc\"]", ""}};
+	for (size_t i = 0; i < sizeof roots / sizeof roots[0]; i++) {
+		rt_json_stats st;
+		strcpy(model, "junk");
+		T_EQ_INT(rt_json_check(roots[i].text, strlen(roots[i].text), NULL, 0, &r, &st, NULL), 0);
+		T_EQ_STR(model, roots[i].want);
+	}
+}
+
+/* the one budget: a tree over max(RT_JSON_AMP x the body, RT_JSON_FLOOR) is 413
+ * body_too_complex, found as the walk passes it, whatever the other rules */
+static void test_check_budget(void)
+{
+	const rt_json_rules r = {.budget = 1};
+	rt_json_stats st;
+	rt_json_fail f;
+	size_t per = 16 + 136;   /* an empty array in an array (its slot), by the cost model */
+	size_t n = RT_JSON_FLOOR / per + 16;
+	char *b = many(n, "[]", ",");
+	T_EQ_INT(rt_json_check(b, strlen(b), NULL, 0, &r, &st, &f), -E2BIG);
+	T_EQ_INT(f.status, 413);
+	T_EQ_STR(f.code, "body_too_complex");
+	T_CHECK(strstr(f.msg, "at most 3 times its size") != NULL);
+	free(b);
+	b = many(RT_JSON_FLOOR / per / 2, "[]", ",");
+	T_EQ_INT(rt_json_check(b, strlen(b), NULL, 0, &r, &st, &f), 0);
+	T_CHECK(st.cost <= rt_json_budget(strlen(b)));
+	free(b);
+	/* 128k small token ids (an OpenAI prompt at a 128k context) fit the floor */
+	b = many(131072, "31999", ",");
+	T_EQ_INT(rt_json_check(b, strlen(b), NULL, 0, &r, &st, &f), 0);
+	free(b);
+}
+
 void t_main(void)
 {
 	T_RUN(test_scan_counts);
@@ -337,4 +430,6 @@ void t_main(void)
 	T_RUN(test_split);
 	T_RUN(test_iter_values);
 	T_RUN(test_put_numbers);
+	T_RUN(test_check_rules);
+	T_RUN(test_check_budget);
 }
