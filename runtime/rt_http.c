@@ -574,8 +574,8 @@ int rt_req_stream_begin(rt_req *req, int status, const char *ctype)
 	rt_http *h = c->srv;
 	int http10 = c->parser.http_major == 1 && c->parser.http_minor == 0;
 	int keep = req->keep_alive && !c->close_after && !h->draining && !http10;
-	char head[1024];
-	int n = snprintf(head, sizeof head,
+	char head[RT_HTTP_HEAD_MAX];
+	int n = snprintf(head, 1024,
 			 "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: %s\r\n%s"
 			 "Cache-Control: no-cache\r\nX-Request-Id: %s\r\n%s%s%s%s",
 			 status, rt_http_status_text(status), http_date(h),
@@ -583,7 +583,7 @@ int rt_req_stream_begin(rt_req *req, int status, const char *ctype)
 			 http10 ? "" : "Transfer-Encoding: chunked\r\n", req->request_id,
 			 req->traceparent[0] ? "traceparent: " : "", req->traceparent,
 			 req->traceparent[0] ? "\r\n" : "", keep ? "" : "Connection: close\r\n");
-	if (n < 0 || (size_t)n + req->extra_len + 2 > sizeof head)
+	if (n < 0 || n >= 1024 || (size_t)n + req->extra_len + 2 > sizeof head)
 		return -ENOSPC;
 	memcpy(head + n, req->extra_headers, req->extra_len);
 	memcpy(head + n + req->extra_len, "\r\n", 2);

@@ -63,7 +63,7 @@ struct rt_req {
 	int keep_alive;                /* internal */
 	void (*gone_fn)(void *ud);     /* internal: rt_req_on_gone */
 	void *gone_ud;
-	char extra_headers[512];       /* internal: added by rt_req_add_header */
+	char extra_headers[1024];      /* internal: added by rt_req_add_header */
 	size_t extra_len;
 };
 

@@ -39,6 +39,8 @@ static void usage(FILE *f)
 		"  --read-timeout S      a started request must arrive within S seconds (default 30): 408\n"
 		"  --idle-timeout S      idle keep-alive connections close after S seconds (default 60)\n"
 		"  --no-access-log       no per-request log line\n"
+		"  --cors-origin ORIGIN  browsers on ORIGIN (scheme://host[:port], or * for any) may call\n"
+		"                        the API; repeatable, at most 16 (default: none, no CORS headers)\n"
 		"  --allow-root DIR      snapshots may also come from DIR (repeatable, at most 8)\n"
 		"  --plugin-root DIR     function kinds \"plugin:/path/lib.so\" may be loaded from DIR\n"
 		"                        (repeatable, at most 8; none: plugin kinds are refused)\n"
@@ -115,6 +117,7 @@ int rt_serve_main(int argc, char **argv)
 		{"max-body-inflight", required_argument, 0, 1203},
 		{"max-write-queue", required_argument, 0, 1204},
 		{"first-byte-timeout", required_argument, 0, 1205},
+		{"cors-origin", required_argument, 0, 1206},
 		{"log-level", required_argument, 0, 'l'},
 		{"allow-root", required_argument, 0, 'A'},
 		{"host-cache", required_argument, 0, 'C'},
@@ -175,6 +178,20 @@ int rt_serve_main(int argc, char **argv)
 		case 1203: if (parse_num("--max-body-inflight", optarg, 1, 1e15, &v)) return 2; cfg.http.max_body_inflight = (size_t)v; break;
 		case 1204: if (parse_num("--max-write-queue", optarg, 4096, 1e12, &v)) return 2; cfg.http.max_write_queue = (size_t)v; break;
 		case 1205: if (parse_num("--first-byte-timeout", optarg, 0.001, 86400, &v)) return 2; cfg.http.first_byte_timeout_ms = (uint64_t)(v * 1000); break;
+		case 1206: {
+			char why[160];
+			if (cfg.n_cors_origins == RT_CORS_MAX_ORIGINS) {
+				fprintf(stderr, "thaw serve: at most %d --cors-origin\n", RT_CORS_MAX_ORIGINS);
+				return 2;
+			}
+			if (rt_cors_valid_origin(optarg, why, sizeof why) < 0) {
+				fprintf(stderr, "thaw serve: --cors-origin %.*s: %s\n", RT_CORS_ORIGIN_MAX,
+					optarg, why);
+				return 2;
+			}
+			cfg.cors_origins[cfg.n_cors_origins++] = optarg;
+			break;
+		}
 		case 'A':
 			if (cfg.n_allowed_roots == RT_SERVER_MAX_ROOTS) {
 				fprintf(stderr, "thaw serve: at most %d --allow-root\n", RT_SERVER_MAX_ROOTS);

@@ -18,13 +18,16 @@
 #include "runtime/rt_version.h"
 
 /* the head hook (rt_http_set_head): at the end of the headers, before any body byte is kept,
- * the route is matched and the access gate applied (keys, scopes, rate limits: 401, 403, 429,
- * 503); 404 and 405 are answered here too. A request that passes gets req->handler set, which
+ * the CORS policy is applied (rt_cors.h: preflights answered), the route is matched and the
+ * access gate applied (keys, scopes, rate limits: 401, 403, 429, 503); 404 and 405 are
+ * answered here too. A request that passes gets req->handler set, which
  * rt_server_dispatch calls at the end of the message (the gate is not applied twice: a rate
  * limit token is taken once). */
 static void server_head(rt_req *req, void *ud)
 {
 	rt_server *srv = ud;
+	if (rt_cors_head(srv->cfg.cors_origins, srv->cfg.n_cors_origins, srv->router, req))
+		return;   /* a preflight, answered */
 	rt_handler_fn fn;
 	void *fud;
 	char allow[128];

@@ -3,6 +3,7 @@
 #ifndef THAW_RT_SERVER_H
 #define THAW_RT_SERVER_H
 #include <uv.h>
+#include "runtime/rt_cors.h"
 #include "runtime/rt_http.h"
 #include "runtime/rt_jobs.h"
 #include "runtime/rt_limit.h"
@@ -31,6 +32,8 @@ typedef struct rt_server_config {
 	int audit_days;              /* remove rotated audit files older than this (0: never) */
 	uint64_t audit_max_total;    /* all audit files together at most this (0: default) */
 	int no_audit;                /* 1: no audit log (another system audits; benchmarks) */
+	const char *cors_origins[RT_CORS_MAX_ORIGINS];  /* browser origins allowed (rt_cors.h) */
+	size_t n_cors_origins;
 } rt_server_config;
 
 typedef struct rt_server {
