@@ -537,8 +537,11 @@ int rt_json_iter_next(rt_json_iter *it, double *v, int *is_int)
 	if (neg)
 		q++;
 	int64_t acc = 0;
-	while (q < e && is_digit(*q))
-		acc = acc * 10 + (*q++ - '0');   /* at most 18 digits (scan_numeric) */
+	/* an integer has at most 18 digits (span_number); a real's mantissa may have up to 40,
+	 * read again by strtod below, so the sum stops growing before it could overflow */
+	for (; q < e && is_digit(*q); q++)
+		if (acc < INT64_MAX / 10 - 9)
+			acc = acc * 10 + (*q - '0');
 	if (q < e && (*q == '.' || *q == 'e' || *q == 'E')) {
 		char tmp[64];
 		const char *r = q;
