@@ -488,21 +488,10 @@ void rt_req_reply(rt_req *req, int status, const char *ctype, const char *body, 
 {
 	rt_conn *c = req->conn;
 	req->gone_fn = NULL;   /* answered: nobody to cancel any more */
-	rt_http *h = c->srv;
-	/* answered at the head with a body announced: the body is not read, so the connection
-	 * cannot carry another request */
-	int keep = req->keep_alive && !c->close_after && !h->draining && !(c->in_head && c->head_body);
-	char head[1024];
-	int n = snprintf(head, sizeof head,
-			 "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-			 "X-Request-Id: %s\r\n%s%s%s%s\r\n",
-			 status, rt_http_status_text(status), http_date(h),
-			 ctype ? ctype : "application/json", len, req->request_id,
-			 req->traceparent[0] ? "traceparent: " : "", req->traceparent,
-			 req->traceparent[0] ? "\r\n" : "", keep ? "" : "Connection: close\r\n");
-	/* extra headers go just before the blank line */
-	size_t hl = (size_t)n - 2;
-	size_t total = hl + req->extra_len + 2 + len;
+	char head[RT_HTTP_HEAD_MAX];
+	int keep;
+	size_t hl = reply_head(req, status, ctype, len, head, &keep);
+	size_t total = hl + len;
 	char stackbuf[8192];
 	char *out = total <= sizeof stackbuf ? stackbuf : malloc(total);
 	req->status = status;
@@ -511,13 +500,11 @@ void rt_req_reply(rt_req *req, int status, const char *ctype, const char *body, 
 	double secs = req_observe(req, total, body, len);
 	if (out) {
 		memcpy(out, head, hl);
-		memcpy(out + hl, req->extra_headers, req->extra_len);
-		memcpy(out + hl + req->extra_len, "\r\n", 2);
-		size_t send_len = total;
-		if (len && strcmp(req->method ? req->method : "", "HEAD") != 0)
-			memcpy(out + hl + req->extra_len + 2, body, len);
-		else
-			send_len = total - len;
+		size_t send_len = hl;
+		if (len && strcmp(req->method ? req->method : "", "HEAD") != 0) {
+			memcpy(out + hl, body, len);
+			send_len = total;
+		}
 		conn_send(c, out, send_len);
 		if (out != stackbuf)
 			free(out);
