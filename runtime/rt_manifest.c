@@ -311,8 +311,13 @@ int rt_manifest_from_json(const json_t *obj, rt_manifest_kind_fn kind_known, voi
 			return rt_errf(err, errlen, -EINVAL, "field '%s': unknown field", shown(k, b, sizeof b));
 		}
 	}
-	if (!have_kind)
-		return rt_errf(err, errlen, -EINVAL, "field 'kind': required");
+	if (!have_kind) {
+		/* the snapshot's metadata names the kind; the caller takes it from there */
+		if (m->snapshot[0])
+			return 0;
+		return rt_errf(err, errlen, -EINVAL, "field 'kind': required (or a snapshot whose "
+			    "metadata records it)");
+	}
 	if (kind_known && !rt_manifest_plugin_path(m->kind) && !kind_known(m->kind, ud))
 		return rt_errf(err, errlen, -EINVAL, "field 'kind': unknown kind '%s'", m->kind);
 	if (!m->snapshot[0] && strcmp(m->kind, "echo") != 0)
