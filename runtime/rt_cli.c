@@ -42,7 +42,9 @@ const char *rt_cli_fmt_double(double v, char *buf, size_t cap)
 		snprintf(buf, cap, "null");
 		return buf;
 	}
-	for (int prec = 1; prec <= 17; prec++) {
+	/* at least the integer digits, so that 10 is "10.0" and not "1e+01" */
+	int min = fabs(v) >= 1 && fabs(v) < 1e17 ? (int)floor(log10(fabs(v))) + 1 : 1;
+	for (int prec = min; prec <= 17; prec++) {
 		snprintf(buf, cap, "%.*g", prec, v);
 		if (strtod(buf, NULL) == v)
 			break;

@@ -298,12 +298,14 @@ int rt_deploy_main(int argc, char **argv)
 		return 2;
 	}
 	char *body = json_dumps(man, JSON_COMPACT);
+	json_t *asked = json_incref(json_object_get(man, "traffic"));
 	json_decref(man);
 	char path[128];
 	snprintf(path, sizeof path, "/v1/functions/%s", name);
 	rt_client_resp r;
 	if (!body || request("deploy", rt_client_pick_url(url), "PUT", path, body, strlen(body), 0, &r)) {
 		free(body);
+		json_decref(asked);
 		return 1;
 	}
 	free(body);
@@ -313,9 +315,10 @@ int rt_deploy_main(int argc, char **argv)
 		char split[256];
 		if (as_json && j)
 			rt_cli_json_print(stdout, j, 0);
-		else if (traffic_only && json_is_object(json_object_get(j, "traffic")))
+		else if (traffic_only)   /* the split as the daemon stored it, else as asked */
 			printf("traffic of %s: %s (no new revision)\n", name,
-			       fmt_traffic(json_object_get(j, "traffic"), rev, split, sizeof split));
+			       fmt_traffic(json_is_object(json_object_get(j, "traffic")) ?
+					   json_object_get(j, "traffic") : asked, rev, split, sizeof split));
 		else if (json_is_integer(rev) && json_is_string(json_object_get(j, "kind")))
 			printf("deployed %s revision %lld (kind %s)\n", name,
 			       (long long)json_integer_value(rev), str_or_dash(j, "kind"));
@@ -325,6 +328,7 @@ int rt_deploy_main(int argc, char **argv)
 			printf("%s%s", r.body, r.body_len && r.body[r.body_len - 1] == '\n' ? "" : "\n");
 		json_decref(j);
 	}
+	json_decref(asked);
 	rt_client_resp_free(&r);
 	return rc;
 }

@@ -42,6 +42,11 @@ static void test_defaults(void)
 	/* echo needs no snapshot */
 	T_EQ_INT(parse("{\"kind\":\"echo\"}", &m, err, sizeof err), 0);
 	T_EQ_STR(m.snapshot, "");
+	/* a snapshot without a kind: valid, kind left for the snapshot's metadata */
+	T_EQ_INT(parse("{\"snapshot\":\"m.thaw\",\"concurrency\":2}", &m, err, sizeof err), 0);
+	T_EQ_STR(m.kind, "");
+	T_EQ_STR(m.snapshot, "m.thaw");
+	T_EQ_INT(m.concurrency, 2);
 }
 
 static const char *FULL =
