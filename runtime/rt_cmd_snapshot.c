@@ -186,6 +186,9 @@ static int cmd_pack(int argc, char **argv)
 		o.w.attachment = attach;   /* the tokenizer after the metadata (format 1.1) */
 		o.w.attachment_len = attach_len;
 	}
+	/* the writer's bar (stderr) is one line of compression progress: say what it counts */
+	if (o.w.progress > 0 || (o.w.progress < 0 && isatty(2)))
+		fprintf(stderr, "thaw snapshot pack: compressing %s -> %s\n", src, out);
 	int prc = snap_pack(src, out, &o, &st, err, sizeof err);
 	free(meta);
 	free(attach);
