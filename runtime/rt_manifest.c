@@ -368,7 +368,8 @@ json_t *rt_manifest_to_json(const rt_manifest *m, int with_traffic)
 		return NULL;
 	rt_device_format(m, dev, sizeof dev);
 	int bad = 0;
-	bad |= json_object_set_new(o, "kind", json_string(m->kind));
+	if (m->kind[0])   /* "": the snapshot's kind, not chosen yet */
+		bad |= json_object_set_new(o, "kind", json_string(m->kind));
 	if (m->snapshot[0])
 		bad |= json_object_set_new(o, "snapshot", json_string(m->snapshot));
 	bad |= json_object_set_new(o, "min_scale", json_integer(m->min_scale));

@@ -92,7 +92,7 @@ int rt_manifest_parse(const char *buf, size_t len, rt_manifest_kind_fn kind_know
 		      rt_manifest *m, char *err, size_t errlen);
 
 /* rt_manifest_to_json returns a new JSON object holding every field of m (defaults spelled out;
- * "snapshot" omitted when empty; "rate_limit" omitted when none; "audit" omitted when payloads are off; "traffic" only when with_traffic and m->traffic.n > 0), which
+ * "kind" and "snapshot" omitted when empty; "rate_limit" omitted when none; "audit" omitted when payloads are off; "traffic" only when with_traffic and m->traffic.n > 0), which
  * rt_manifest_from_json accepts back unchanged. The caller owns the reference; NULL on ENOMEM. */
 json_t *rt_manifest_to_json(const rt_manifest *m, int with_traffic);
 
