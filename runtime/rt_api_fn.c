@@ -155,11 +155,27 @@ static void put_parsed(rt_req *req, json_t *body, void *ud)
 		/* the file must be a valid snapshot (header, index, metadata) */
 		snap_file *f = NULL;
 		rc = snap_open(&f, path, err, sizeof err);
-		snap_close(f);
 		if (rc < 0) {
+			snap_close(f);
 			rt_req_reply_error(req, 400, "field 'snapshot': %s", err);
 			return;
 		}
+		/* no "kind": the one the snapshot records, when it is a built-in kind (a snapshot
+		 * never names a shared object to load) */
+		if (!m.kind[0]) {
+			const char *sk = snap_kind(f);
+			int ok = sk && sk[0] && strlen(sk) <= RT_MANIFEST_KIND_NAME_MAX &&
+				 !rt_manifest_plugin_path(sk) && rt_api_kind_known(sk, NULL);
+			if (!ok) {
+				rt_req_reply_error(req, 400, "field 'kind': required: snapshot '%.256s' "
+						   "records kind '%.63s', which is not a function kind of "
+						   "this server", m.snapshot, sk ? sk : "");
+				snap_close(f);
+				return;
+			}
+			snprintf(m.kind, sizeof m.kind, "%s", sk);
+		}
+		snap_close(f);
 	}
 	rt_revision_info prev;
 	int existed = rt_registry_get(srv->reg, name, &prev) == 0;
@@ -205,7 +221,11 @@ static void h_list(rt_req *req, void *ud)
 	size_t i;
 	json_t *f;
 	json_array_foreach(arr, i, f) {
-		json_t *st = rt_sched_state_json(srv->sched, json_string_value(json_object_get(f, "name")));
+		const char *fname = json_string_value(json_object_get(f, "name"));
+		rt_traffic t;   /* the revisions that serve, next to the latest */
+		if (fname && rt_registry_get_traffic(srv->reg, fname, &t) == 0)
+			json_object_set_new(f, "traffic", rt_traffic_to_json(&t));
+		json_t *st = rt_sched_state_json(srv->sched, fname);
 		json_object_del(st, "instances");
 		json_object_update(f, st);
 		json_decref(st);

@@ -3,6 +3,9 @@
  * exit status: 0 success, 1 failure at run time, 2 bad usage. */
 #ifndef THAW_RT_CLI_H
 #define THAW_RT_CLI_H
+#include <stddef.h>
+#include <stdio.h>
+#include <jansson.h>
 
 typedef struct rt_cmd {
 	const char *name;
@@ -30,5 +33,19 @@ int rt_audit_main(int argc, char **argv);
 
 /* rt_cli_is_help reports whether arg is -h or --help. */
 int rt_cli_is_help(const char *arg);
+
+/* rt_cli_fmt_bytes writes a byte count in binary units for people: "512 B", "9.75 KiB",
+ * "12.8 MiB", "128 GiB" (three significant digits from KiB up; B, KiB, MiB, GiB, TiB, PiB).
+ * Negative or non-finite counts print as "-". Returns buf. */
+const char *rt_cli_fmt_bytes(double bytes, char *buf, size_t cap);
+
+/* rt_cli_fmt_double writes the shortest decimal form of v that reads back as the same double
+ * ("0.003", not "0.0030000000000000001"); non-finite values print as "null". Returns buf. */
+const char *rt_cli_fmt_double(double v, char *buf, size_t cap);
+
+/* rt_cli_json_print writes v as JSON to f followed by a newline: compact (indent 0) or with
+ * objects and arrays indented by indent spaces; reals in their shortest round-trip form
+ * (rt_cli_fmt_double), keys in their stored order. Returns 0, or -EIO when writing fails. */
+int rt_cli_json_print(FILE *f, const json_t *v, int indent);
 
 #endif

@@ -22,10 +22,25 @@
 
 const char *rt_client_pick_url(const char *flag_url)
 {
+	static char local[320];
 	if (flag_url && flag_url[0])
 		return flag_url;
 	const char *e = getenv("THAW_URL");
-	return e && e[0] ? e : RT_CLIENT_DEFAULT_URL;
+	if (e && e[0])
+		return e;
+	/* a server started here with PORT / HOST (`make run`, `thaw serve` reads PORT too) */
+	const char *port = getenv("PORT"), *host = getenv("HOST");
+	if (!(port && port[0]) && !(host && host[0]))
+		return RT_CLIENT_DEFAULT_URL;
+	if (!port || !port[0])
+		port = "8080";
+	if (!host || !host[0] || strcmp(host, "0.0.0.0") == 0)
+		host = "127.0.0.1";     /* listening on every address: reach it on loopback */
+	else if (strcmp(host, "::") == 0 || strcmp(host, "[::]") == 0)
+		host = "::1";
+	int v6 = strchr(host, ':') && host[0] != '[';
+	snprintf(local, sizeof local, "http://%s%s%s:%s", v6 ? "[" : "", host, v6 ? "]" : "", port);
+	return local;
 }
 
 int rt_client_url_parse(const char *url, rt_client_url *u, char *err, size_t errlen)

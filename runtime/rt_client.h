@@ -2,7 +2,8 @@
  * running daemon (deploy, invoke, status, functions). One request per connection
  * (Connection: close); responses framed by Content-Length, chunked transfer coding, or the
  * connection's close. Plain http:// only (TLS belongs in front of thaw, e.g. Knative's ingress).
- * The server URL comes from --url, else $THAW_URL, else http://127.0.0.1:8080. */
+ * The server URL comes from --url, else $THAW_URL, else $HOST/$PORT, else
+ * http://127.0.0.1:8080. */
 #ifndef THAW_RT_CLIENT_H
 #define THAW_RT_CLIENT_H
 #include <stddef.h>
@@ -24,8 +25,11 @@ typedef struct rt_client_resp {
 	char content_type[128];
 } rt_client_resp;
 
-/* rt_client_pick_url returns flag_url when given, else $THAW_URL when set and non-empty, else
- * RT_CLIENT_DEFAULT_URL. Borrowed strings. */
+/* rt_client_pick_url returns flag_url when given, else $THAW_URL when set and non-empty, else,
+ * when $PORT or $HOST is set (as for `make run` and `thaw serve`), http://HOST:PORT with HOST
+ * defaulting to 127.0.0.1 (0.0.0.0 and :: mean the loopback address) and PORT to 8080, else
+ * RT_CLIENT_DEFAULT_URL. Borrowed strings (the PORT/HOST one in a static buffer that the next
+ * call overwrites). */
 const char *rt_client_pick_url(const char *flag_url);
 
 /* rt_client_url_parse parses "http://host[:port][/prefix]" ("[v6]" hosts too). 0 or -EINVAL

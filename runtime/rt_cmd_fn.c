@@ -14,7 +14,8 @@
 #include "runtime/rt_manifest.h"
 
 #define URL_HELP \
-	"  --url URL             daemon URL (default $THAW_URL, else " RT_CLIENT_DEFAULT_URL ")\n"
+	"  --url URL             daemon URL (default $THAW_URL, else http://$HOST:$PORT when\n" \
+	"                        either is set, else " RT_CLIENT_DEFAULT_URL ")\n"
 
 /* request wraps rt_client_request for a command: prints connection problems, returns 0 (any
  * HTTP status, in *resp) or 1. */
@@ -33,7 +34,7 @@ static int request(const char *cmd, const char *url, const char *method, const c
 		fprintf(stderr, "thaw %s: %s", cmd, err);
 		if (rc == -ECONNREFUSED || rc == -ENOENT || rc == -EHOSTUNREACH || rc == -ENETUNREACH ||
 		    rc == -ETIMEDOUT)
-			fprintf(stderr, " (is `thaw serve` running there? set --url or $THAW_URL)");
+			fprintf(stderr, " (is `thaw serve` running there? set --url, $THAW_URL or $PORT)");
 		fputc('\n', stderr);
 		return 1;
 	}
@@ -51,6 +52,18 @@ static int http_failed(const char *cmd, const rt_client_resp *r)
 	return 1;
 }
 
+/* print_json_body prints a JSON answer with its reals in shortest form (jansson writes 0.003
+ * as 0.0030000000000000001); a body that is not JSON goes out as it came. */
+static void print_json_body(const rt_client_resp *r)
+{
+	json_t *j = json_loadb(r->body, r->body_len, JSON_DECODE_ANY, NULL);
+	if (j)
+		rt_cli_json_print(stdout, j, 0);
+	else
+		printf("%s%s", r->body, r->body_len && r->body[r->body_len - 1] == '\n' ? "" : "\n");
+	json_decref(j);
+}
+
 static int check_name(const char *cmd, const char *name)
 {
 	char err[256];
@@ -61,16 +74,50 @@ static int check_name(const char *cmd, const char *name)
 	return 0;
 }
 
+static const char *str_or_dash(json_t *o, const char *k)
+{
+	const char *s = json_string_value(json_object_get(o, k));
+	return s && s[0] ? s : "-";
+}
+
+/* fmt_traffic writes a traffic split ({"1": 90, "latest": 10}) as the revisions that serve:
+ * "1=90%,3=10%", with "latest" resolved to the latest revision when it is known and entries
+ * at 0% left out; "-" when there is no split. Returns buf. */
+static const char *fmt_traffic(json_t *traffic, json_t *latest, char *buf, size_t cap)
+{
+	const char *k;
+	json_t *v;
+	size_t n = 0;
+	buf[0] = 0;
+	json_object_foreach(traffic, k, v) {
+		if (!json_is_integer(v) || json_integer_value(v) <= 0 || n >= cap)
+			continue;
+		char rev[24];
+		if (strcmp(k, "latest") == 0 && json_is_integer(latest))
+			snprintf(rev, sizeof rev, "%lld", (long long)json_integer_value(latest));
+		else
+			snprintf(rev, sizeof rev, "%s", k);
+		int w = snprintf(buf + n, cap - n, "%s%s=%lld%%", n ? "," : "", rev,
+				 (long long)json_integer_value(v));
+		n = w < 0 ? cap : n + (size_t)w;
+	}
+	if (!buf[0])
+		snprintf(buf, cap, "-");
+	return buf;
+}
+
 /* ---- deploy ---- */
 
 static void deploy_usage(FILE *f)
 {
 	fprintf(f,
-		"usage: thaw deploy NAME --kind K [--snapshot F] [options]\n"
+		"usage: thaw deploy NAME --snapshot F [--kind K] [options]\n"
+		"       thaw deploy NAME --kind echo [options]\n"
 		"       thaw deploy NAME --traffic REV=PCT,...\n\n"
 		"Creates function NAME or a new revision of it (PUT /v1/functions/NAME). Options left out\n"
 		"take the daemon's defaults (docs/api.md, \"Functions API: manifest\").\n\n"
-		"  --kind K              function kind: echo, mlp, llama, ... (required)\n"
+		"  --kind K              function kind: echo, mlp, llama, ... (default: the kind the\n"
+		"                        snapshot's metadata records, as `thaw snapshot inspect` shows)\n"
 		"  --snapshot F          .thaw file name in DATA/snapshots, or an absolute path under an\n"
 		"                        allowed root (required except for echo)\n"
 		"  --min-scale N         0 (scale to zero) or 1 (keep warm); default 0\n"
@@ -81,9 +128,12 @@ static void deploy_usage(FILE *f)
 		"  --device D            auto, cpu or cuda:N; default auto\n"
 		"  --max-batch N         most calls merged into one batch, 1..1024; default 8\n"
 		"  --max-batch-delay-us N  longest wait for a batch to fill; default 500\n"
+		"  --rate-limit R/s,B    per-caller limit on calls: R a second, bursts of B (e.g.\n"
+		"                        10/s,20); default none\n"
 		"  --traffic SPLIT       REV=PCT,... with REV a revision number or 'latest', summing to\n"
 		"                        100 (default: all to the new revision). Given alone (no --kind),\n"
 		"                        it only moves traffic between existing revisions (rollback)\n"
+		"  --json                print the daemon's answer (the function) as JSON\n"
 		URL_HELP
 		"  -h, --help            this text\n");
 }
@@ -94,7 +144,7 @@ static const char *const field_flag[][2] = {
 	{"idle_timeout_s", "--idle-timeout"}, {"concurrency", "--concurrency"},
 	{"max_queue", "--max-queue"}, {"timeout_s", "--timeout"}, {"device", "--device"},
 	{"max_batch", "--max-batch"}, {"max_batch_delay_us", "--max-batch-delay-us"},
-	{"traffic", "--traffic"},
+	{"rate_limit", "--rate-limit"}, {"traffic", "--traffic"},
 };
 
 static void print_manifest_error(const char *err)
@@ -183,13 +233,15 @@ int rt_deploy_main(int argc, char **argv)
 		{"max-batch", required_argument, 0, 'b'},
 		{"max-batch-delay-us", required_argument, 0, 'B'},
 		{"traffic", required_argument, 0, 'T'},
+		{"rate-limit", required_argument, 0, 'R'},
+		{"json", no_argument, 0, 'j'},
 		{"url", required_argument, 0, 'u'},
 		{"help", no_argument, 0, 'h'},
 		{0, 0, 0, 0},
 	};
 	const char *url = NULL;
 	json_t *man = json_object();
-	int c, rc = 0;
+	int c, rc = 0, as_json = 0;
 	optind = 0;
 	opterr = 1;
 	while (rc == 0 && (c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -205,6 +257,8 @@ int rt_deploy_main(int argc, char **argv)
 		case 'b': rc = set_int(man, "max_batch", "--max-batch", optarg); break;
 		case 'B': rc = set_int(man, "max_batch_delay_us", "--max-batch-delay-us", optarg); break;
 		case 'T': rc = parse_traffic(man, optarg); break;
+		case 'R': json_object_set_new(man, "rate_limit", json_string(optarg)); break;
+		case 'j': as_json = 1; break;
 		case 'u': url = optarg; break;
 		case 'h': deploy_usage(stdout); json_decref(man); return 0;
 		default: rc = 2; break;
@@ -227,8 +281,9 @@ int rt_deploy_main(int argc, char **argv)
 	}
 	/* --traffic alone moves traffic between existing revisions: no new revision */
 	int traffic_only = json_object_size(man) == 1 && json_object_get(man, "traffic");
-	if (!traffic_only && !json_object_get(man, "kind")) {
-		fprintf(stderr, "thaw deploy: --kind is required (unless --traffic is the only option)\n");
+	if (!traffic_only && !json_object_get(man, "kind") && !json_object_get(man, "snapshot")) {
+		fprintf(stderr, "thaw deploy: --snapshot or --kind is required (the kind defaults to the "
+			"snapshot's; --traffic alone moves traffic)\n");
 		json_decref(man);
 		return 2;
 	}
@@ -243,24 +298,37 @@ int rt_deploy_main(int argc, char **argv)
 		return 2;
 	}
 	char *body = json_dumps(man, JSON_COMPACT);
+	json_t *asked = json_incref(json_object_get(man, "traffic"));
 	json_decref(man);
 	char path[128];
 	snprintf(path, sizeof path, "/v1/functions/%s", name);
 	rt_client_resp r;
 	if (!body || request("deploy", rt_client_pick_url(url), "PUT", path, body, strlen(body), 0, &r)) {
 		free(body);
+		json_decref(asked);
 		return 1;
 	}
 	free(body);
 	if ((rc = http_failed("deploy", &r)) == 0) {
 		json_t *j = json_loadb(r.body, r.body_len, 0, NULL);
 		json_t *rev = json_object_get(j, "revision");
-		if (json_is_integer(rev))
+		char split[256];
+		if (as_json && j)
+			rt_cli_json_print(stdout, j, 0);
+		else if (traffic_only)   /* the split as the daemon stored it, else as asked */
+			printf("traffic of %s: %s (no new revision)\n", name,
+			       fmt_traffic(json_is_object(json_object_get(j, "traffic")) ?
+					   json_object_get(j, "traffic") : asked, rev, split, sizeof split));
+		else if (json_is_integer(rev) && json_is_string(json_object_get(j, "kind")))
+			printf("deployed %s revision %lld (kind %s)\n", name,
+			       (long long)json_integer_value(rev), str_or_dash(j, "kind"));
+		else if (json_is_integer(rev))
 			printf("deployed %s revision %lld\n", name, (long long)json_integer_value(rev));
 		else
 			printf("%s%s", r.body, r.body_len && r.body[r.body_len - 1] == '\n' ? "" : "\n");
 		json_decref(j);
 	}
+	json_decref(asked);
 	rt_client_resp_free(&r);
 	return rc;
 }
@@ -391,8 +459,9 @@ static void status_usage(FILE *f)
 {
 	fprintf(f,
 		"usage: thaw status [--json]\n\n"
-		"Lists the daemon's functions (GET /v1/functions): name, kind, latest revision, state\n"
-		"(cold | host | warm), device, resident bytes, last call.\n\n"
+		"Lists the daemon's functions (GET /v1/functions): name, kind, latest revision, the\n"
+		"revisions that serve (traffic: REV=PERCENT,...), state (cold | host | warm), device,\n"
+		"resident bytes, last call; then the devices.\n\n"
 		"  --json                print the daemon's JSON instead of a table\n"
 		URL_HELP
 		"  -h, --help            this text\n");
@@ -400,28 +469,9 @@ static void status_usage(FILE *f)
 
 static void fmt_bytes(json_t *v, char *buf, size_t cap)
 {
-	if (!json_is_number(v)) {
-		snprintf(buf, cap, "-");
-		return;
-	}
-	double b = json_number_value(v);
-	static const char *const unit[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-	int u = 0;
-	while (b >= 1024 && u < 4) {
-		b /= 1024;
-		u++;
-	}
-	if (u == 0)
-		snprintf(buf, cap, "%.0f B", b);
-	else
-		snprintf(buf, cap, "%.1f %s", b, unit[u]);
+	rt_cli_fmt_bytes(json_is_number(v) ? json_number_value(v) : -1, buf, cap);
 }
 
-static const char *str_or_dash(json_t *o, const char *k)
-{
-	const char *s = json_string_value(json_object_get(o, k));
-	return s && s[0] ? s : "-";
-}
 
 /* status_print_table prints the GET /v1/functions body as a table; -EPROTO when the body has
  * no "functions" array. */
@@ -434,12 +484,12 @@ static int status_print_table(FILE *out, const char *body, size_t len)
 		json_decref(j);
 		return -EPROTO;
 	}
-	fprintf(out, "%-24s %-8s %4s %-6s %-8s %10s  %s\n", "NAME", "KIND", "REV", "STATE", "DEVICE",
-		"RESIDENT", "LAST CALL");
+	fprintf(out, "%-24s %-8s %6s %-16s %-6s %-8s %10s  %s\n", "NAME", "KIND", "LATEST", "TRAFFIC",
+		"STATE", "DEVICE", "RESIDENT", "LAST CALL");
 	size_t i;
 	json_t *f;
 	json_array_foreach(fa, i, f) {
-		char rev[24], bytes[32];
+		char rev[24], bytes[32], split[256];
 		json_t *rv = json_object_get(f, "revision");
 		if (json_is_integer(rv))
 			snprintf(rev, sizeof rev, "%lld", (long long)json_integer_value(rv));
@@ -447,9 +497,10 @@ static int status_print_table(FILE *out, const char *body, size_t len)
 			snprintf(rev, sizeof rev, "-");
 		fmt_bytes(json_object_get(f, "resident_bytes"), bytes, sizeof bytes);
 		const char *last = json_string_value(json_object_get(f, "last_call"));
-		fprintf(out, "%-24s %-8s %4s %-6s %-8s %10s  %s\n", str_or_dash(f, "name"),
-			str_or_dash(f, "kind"), rev, str_or_dash(f, "state"), str_or_dash(f, "device"),
-			bytes, last && last[0] ? last : "never");
+		fmt_traffic(json_object_get(f, "traffic"), rv, split, sizeof split);
+		fprintf(out, "%-24s %-8s %6s %-16s %-6s %-8s %10s  %s\n", str_or_dash(f, "name"),
+			str_or_dash(f, "kind"), rev, split, str_or_dash(f, "state"),
+			str_or_dash(f, "device"), bytes, last && last[0] ? last : "never");
 	}
 	json_decref(j);
 	return 0;
@@ -485,7 +536,7 @@ int rt_status_main(int argc, char **argv)
 	int rc = http_failed("status", &r);
 	if (rc == 0) {
 		if (as_json) {
-			printf("%s%s", r.body, r.body_len && r.body[r.body_len - 1] == '\n' ? "" : "\n");
+			print_json_body(&r);
 		} else if (status_print_table(stdout, r.body, r.body_len) < 0) {
 			fprintf(stderr, "thaw status: the daemon's answer has no \"functions\" array\n");
 			rc = 1;
@@ -565,7 +616,7 @@ int rt_functions_main(int argc, char **argv)
 		if (del)
 			printf("deleted %s\n", name);
 		else
-			printf("%s%s", r.body, r.body_len && r.body[r.body_len - 1] == '\n' ? "" : "\n");
+			print_json_body(&r);
 	}
 	rt_client_resp_free(&r);
 	return rc;

@@ -17,7 +17,7 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: thaw jobs submit TYPE (--function NAME [--revision N] | --snapshot F) [options]\n"
-		"       thaw jobs list [--state S]\n"
+		"       thaw jobs list [--state S] [--json]\n"
 		"       thaw jobs show ID [--follow]\n"
 		"       thaw jobs cancel ID\n\n"
 		"Batch jobs that run on idle devices and yield to invocations within milliseconds.\n"
@@ -37,10 +37,13 @@ static void usage(FILE *f)
 		"                        or +HH:MM / -HH:MM)\n"
 		"  --priority N          higher runs first, -1000..1000 (default 0)\n"
 		"  --device D            auto (default), cpu or cuda:N\n"
+		"  --json                print the queued job as JSON instead of \"job N queued\"\n"
+		"                        (list: the jobs as JSON instead of a table)\n"
 		"show options:\n"
 		"  --follow              poll until the job ends, with a progress bar on a terminal\n"
 		"common:\n"
-		"  --url URL             daemon URL (default $THAW_URL, else " RT_CLIENT_DEFAULT_URL ")\n"
+		"  --url URL             daemon URL (default $THAW_URL, else http://$HOST:$PORT when\n"
+		"                        either is set, else " RT_CLIENT_DEFAULT_URL ")\n"
 		"  -h, --help            this text\n");
 }
 
@@ -56,7 +59,7 @@ static int request(const char *url, const char *method, const char *path, const 
 	int rc = rt_client_request(&u, method, path, body, body ? strlen(body) : 0, "application/json",
 				   30, resp, err, sizeof err);
 	if (rc < 0) {
-		fprintf(stderr, "thaw jobs: %s (is `thaw serve` running there? set --url or $THAW_URL)\n", err);
+		fprintf(stderr, "thaw jobs: %s (is `thaw serve` running there? set --url, $THAW_URL or $PORT)\n", err);
 		return 1;
 	}
 	if (resp->status < 200 || resp->status >= 300) {
@@ -95,11 +98,12 @@ static int cmd_submit(int argc, char **argv, const char *url)
 		{"snapshot", required_argument, 0, 's'}, {"param", required_argument, 0, 'p'},
 		{"params", required_argument, 0, 'P'}, {"schedule", required_argument, 0, 'S'},
 		{"priority", required_argument, 0, 'n'}, {"device", required_argument, 0, 'd'},
-		{"url", required_argument, 0, 'u'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
+		{"json", no_argument, 0, 'j'}, {"url", required_argument, 0, 'u'},
+		{"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
 	};
 	json_t *spec = json_object(), *params = json_object(), *sched = NULL;
 	json_t *plist = json_array();
-	int c, rc = 2;
+	int c, rc = 2, as_json = 0;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
@@ -127,6 +131,7 @@ static int cmd_submit(int argc, char **argv, const char *url)
 			break;
 		case 'n': json_object_set_new(spec, "priority", json_integer(atoll(optarg))); break;
 		case 'd': json_object_set_new(spec, "device", json_string(optarg)); break;
+		case 'j': as_json = 1; break;
 		case 'u': url = optarg; break;
 		case 'h': usage(stdout); rc = 0; goto out;
 		default: usage(stderr); goto out;
@@ -158,8 +163,11 @@ static int cmd_submit(int argc, char **argv, const char *url)
 	rc = request(rt_client_pick_url(url), "POST", "/v1/jobs", body, &r);
 	free(body);
 	if (rc == 0) {
-		json_t *o = json_loads(r.body, 0, NULL);
-		printf("job %lld queued\n", (long long)json_integer_value(json_object_get(o, "id")));
+		json_t *o = json_loadb(r.body, r.body_len, 0, NULL);
+		if (as_json && o)
+			rt_cli_json_print(stdout, o, 0);
+		else
+			printf("job %lld queued\n", (long long)json_integer_value(json_object_get(o, "id")));
 		json_decref(o);
 		rt_client_resp_free(&r);
 	}
@@ -180,15 +188,16 @@ static const char *str_or(const json_t *o, const char *k, const char *def)
 static int cmd_list(int argc, char **argv, const char *url)
 {
 	static const struct option opts[] = {
-		{"state", required_argument, 0, 's'}, {"url", required_argument, 0, 'u'},
-		{"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
+		{"state", required_argument, 0, 's'}, {"json", no_argument, 0, 'j'},
+		{"url", required_argument, 0, 'u'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
 	};
 	const char *state = NULL;
-	int c;
+	int c, as_json = 0;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
 		case 's': state = optarg; break;
+		case 'j': as_json = 1; break;
 		case 'u': url = optarg; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
@@ -199,8 +208,15 @@ static int cmd_list(int argc, char **argv, const char *url)
 	rt_client_resp r = {0};
 	if (request(rt_client_pick_url(url), "GET", path, NULL, &r))
 		return 1;
-	json_t *o = json_loads(r.body, 0, NULL);
+	json_t *o = json_loadb(r.body, r.body_len, 0, NULL);
 	rt_client_resp_free(&r);
+	if (as_json) {
+		int rc = o ? rt_cli_json_print(stdout, o, 0) : -EPROTO;
+		if (!o)
+			fprintf(stderr, "thaw jobs list: the daemon's answer is not JSON\n");
+		json_decref(o);
+		return rc < 0 ? 1 : 0;
+	}
 	printf("%-5s %-9s %-20s %-10s %8s %8s  %s\n", "ID", "TYPE", "SOURCE", "STATE", "PROGRESS",
 	       "STEP", "RESULT / ERROR");
 	size_t i;
@@ -272,9 +288,7 @@ static int cmd_show(int argc, char **argv, const char *url)
 		if (!follow || finished(st)) {
 			if (follow && tty)
 				fputc('\n', stderr);
-			char *text = json_dumps(o, JSON_INDENT(2));
-			printf("%s\n", text ? text : "{}");
-			free(text);
+			rt_cli_json_print(stdout, o, 2);
 			int rc = follow && strcmp(st, "succeeded") ? 1 : 0;
 			json_decref(o);
 			return rc;

@@ -186,6 +186,9 @@ static int cmd_pack(int argc, char **argv)
 		o.w.attachment = attach;   /* the tokenizer after the metadata (format 1.1) */
 		o.w.attachment_len = attach_len;
 	}
+	/* the writer's bar (stderr) is one line of compression progress: say what it counts */
+	if (o.w.progress > 0 || (o.w.progress < 0 && isatty(2)))
+		fprintf(stderr, "thaw snapshot pack: compressing %s -> %s\n", src, out);
 	int prc = snap_pack(src, out, &o, &st, err, sizeof err);
 	free(meta);
 	free(attach);
@@ -193,10 +196,12 @@ static int cmd_pack(int argc, char **argv)
 		fprintf(stderr, "thaw snapshot pack: %s\n", err);
 		return 1;
 	}
+	char b1[32], b2[32];
 	if (o.w.progress != 0 || isatty(1))
-		printf("packed %zu tensors: %.3f GB image -> %.3f GB %s (ratio %.3f) in %.2f s (%.0f MB/s); "
+		printf("packed %zu tensors: %s image -> %s %s (ratio %.3f) in %.2f s (%.0f MB/s); "
 		       "chunks: %zu hplanes, %zu planes, %zu zstd, %zu raw\n",
-		       st.n_tensors, st.raw_bytes / 1e9, st.file_bytes / 1e9, out,
+		       st.n_tensors, rt_cli_fmt_bytes((double)st.raw_bytes, b1, sizeof b1),
+		       rt_cli_fmt_bytes((double)st.file_bytes, b2, sizeof b2), out,
 		       st.raw_bytes ? (double)st.file_bytes / (double)st.raw_bytes : 0.0, st.wall_s,
 		       st.wall_s > 0 ? st.raw_bytes / st.wall_s / 1e6 : 0.0,
 		       st.codec_chunks[SNAP_CODEC_HPLANES], st.codec_chunks[SNAP_CODEC_PLANES],
@@ -298,10 +303,13 @@ static int cmd_inspect(int argc, char **argv)
 		printf("size: %" PRIu64 " bytes file, %" PRIu64 " bytes image, ratio %.4f\n", snap_file_size(f),
 		       snap_image_size(f), ratio);
 		printf("chunks: %zu of up to %u bytes;", snap_chunk_count(f), snap_chunk_size(f));
+		char b1[32], b2[32];
 		for (int c = 0; c < SNAP_CODEC_COUNT; c++)
 			if (cn[c])
-				printf(" %s %zu (%.3f GB raw -> %.3f GB, %.3f)", snap_codec_name(c), cn[c], craw[c] / 1e9,
-				       cstored[c] / 1e9, craw[c] ? (double)cstored[c] / (double)craw[c] : 0.0);
+				printf(" %s %zu (%s raw -> %s, %.3f)", snap_codec_name(c), cn[c],
+				       rt_cli_fmt_bytes((double)craw[c], b1, sizeof b1),
+				       rt_cli_fmt_bytes((double)cstored[c], b2, sizeof b2),
+				       craw[c] ? (double)cstored[c] / (double)craw[c] : 0.0);
 		printf("\ndtypes:");
 		for (int d = 1; d < SNAP_DTYPE_COUNT; d++)
 			if (dt_n[d])
@@ -520,9 +528,11 @@ static int cmd_restore(int argc, char **argv)
 				(json_int_t)st.stored_bytes, "threads", st.threads, "io", snap_io_mode_name(st.io),
 				"io_note", st.io_note));
 		} else {
-			printf("restore %ld/%ld to %s: %.3f GB raw in %.3f s = %.2f GB/s raw (%.3f GB read, %.2f GB/s); "
+			char b1[32], b2[32];
+			printf("restore %ld/%ld to %s: %s raw in %.3f s = %.2f GB/s raw (%s read, %.2f GB/s); "
 			       "%s%s%s, %d threads; read-wait %.3f s, decode %.3f s/thread, copy %.3f s\n",
-			       k + 1, r.repeat, gpu ? "GPU" : "host", img / 1e9, st.wall_s, gbs[k], st.stored_bytes / 1e9,
+			       k + 1, r.repeat, gpu ? "GPU" : "host", rt_cli_fmt_bytes((double)img, b1, sizeof b1),
+			       st.wall_s, gbs[k], rt_cli_fmt_bytes((double)st.stored_bytes, b2, sizeof b2),
 			       st.wall_s > 0 ? st.stored_bytes / st.wall_s / 1e9 : 0.0, snap_io_mode_name(st.io),
 			       st.io_note[0] ? ": " : "", st.io_note, st.threads, st.read_s, st.decode_s, st.copy_s);
 			fflush(stdout);

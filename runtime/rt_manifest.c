@@ -311,8 +311,13 @@ int rt_manifest_from_json(const json_t *obj, rt_manifest_kind_fn kind_known, voi
 			return rt_errf(err, errlen, -EINVAL, "field '%s': unknown field", shown(k, b, sizeof b));
 		}
 	}
-	if (!have_kind)
-		return rt_errf(err, errlen, -EINVAL, "field 'kind': required");
+	if (!have_kind) {
+		/* the snapshot's metadata names the kind; the caller takes it from there */
+		if (m->snapshot[0])
+			return 0;
+		return rt_errf(err, errlen, -EINVAL, "field 'kind': required (or a snapshot whose "
+			    "metadata records it)");
+	}
 	if (kind_known && !rt_manifest_plugin_path(m->kind) && !kind_known(m->kind, ud))
 		return rt_errf(err, errlen, -EINVAL, "field 'kind': unknown kind '%s'", m->kind);
 	if (!m->snapshot[0] && strcmp(m->kind, "echo") != 0)
@@ -334,6 +339,20 @@ int rt_manifest_parse(const char *buf, size_t len, rt_manifest_kind_fn kind_know
 	return rc;
 }
 
+/* shortest writes the shortest decimal form of d that reads back as d ("0.1", not
+ * "0.10000000000000001"), so the stored manifest reads as it was written */
+static const char *shortest(double d, char *buf, size_t cap)
+{
+	/* at least the integer digits, so that 10 is "10" and not "1e+01" */
+	int min = fabs(d) >= 1 && fabs(d) < 1e17 ? (int)floor(log10(fabs(d))) + 1 : 1;
+	for (int prec = min; prec <= 17; prec++) {
+		snprintf(buf, cap, "%.*g", prec, d);
+		if (strtod(buf, NULL) == d)
+			break;
+	}
+	return buf;
+}
+
 static json_t *seconds_json(double d)
 {
 	if (d == floor(d) && fabs(d) < 1e15)
@@ -349,7 +368,8 @@ json_t *rt_manifest_to_json(const rt_manifest *m, int with_traffic)
 		return NULL;
 	rt_device_format(m, dev, sizeof dev);
 	int bad = 0;
-	bad |= json_object_set_new(o, "kind", json_string(m->kind));
+	if (m->kind[0])   /* "": the snapshot's kind, not chosen yet */
+		bad |= json_object_set_new(o, "kind", json_string(m->kind));
 	if (m->snapshot[0])
 		bad |= json_object_set_new(o, "snapshot", json_string(m->snapshot));
 	bad |= json_object_set_new(o, "min_scale", json_integer(m->min_scale));
@@ -361,8 +381,9 @@ json_t *rt_manifest_to_json(const rt_manifest *m, int with_traffic)
 	bad |= json_object_set_new(o, "max_batch", json_integer(m->max_batch));
 	bad |= json_object_set_new(o, "max_batch_delay_us", json_integer(m->max_batch_delay_us));
 	if (m->rate_limit_rps > 0) {
-		char rl[64];
-		snprintf(rl, sizeof rl, "%.17g/s,%.17g", m->rate_limit_rps, m->rate_limit_burst);
+		char rl[80], r[32], b[32];
+		snprintf(rl, sizeof rl, "%s/s,%s", shortest(m->rate_limit_rps, r, sizeof r),
+			 shortest(m->rate_limit_burst, b, sizeof b));
 		bad |= json_object_set_new(o, "rate_limit", json_string(rl));
 	}
 	if (m->audit_payloads)

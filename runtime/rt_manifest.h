@@ -51,7 +51,7 @@ typedef struct rt_traffic {
 } rt_traffic;
 
 typedef struct rt_manifest {
-	char kind[RT_MANIFEST_KIND_MAX + 1];
+	char kind[RT_MANIFEST_KIND_MAX + 1];  /* "" after parsing: the snapshot's kind */
 	char snapshot[RT_MANIFEST_PATH_MAX];  /* as given ("" when absent: only for echo) */
 	int min_scale;                        /* 0 or 1; default 0 */
 	double idle_timeout_s;                /* default 30 */
@@ -78,9 +78,11 @@ typedef int (*rt_manifest_kind_fn)(const char *kind, void *ud);
 void rt_manifest_defaults(rt_manifest *m);
 
 /* rt_manifest_from_json validates the JSON object obj (borrowed) into *m with defaults for absent
- * fields. kind_known may be NULL (any well-formed kind accepted). Returns 0, or -EINVAL with a
- * message in err naming the field (unknown fields, wrong types, out-of-range values, a missing
- * kind, a missing snapshot for a kind other than echo, a bad traffic split). */
+ * fields. kind_known may be NULL (any well-formed kind accepted). A manifest without "kind" but
+ * with "snapshot" is valid with m->kind "": the caller takes the kind from the snapshot's
+ * metadata (snap_kind) and checks it. Returns 0, or -EINVAL with a message in err naming the
+ * field (unknown fields, wrong types, out-of-range values, neither kind nor snapshot, a missing
+ * snapshot for a kind other than echo, a bad traffic split). */
 int rt_manifest_from_json(const json_t *obj, rt_manifest_kind_fn kind_known, void *ud,
 			  rt_manifest *m, char *err, size_t errlen);
 
@@ -90,7 +92,7 @@ int rt_manifest_parse(const char *buf, size_t len, rt_manifest_kind_fn kind_know
 		      rt_manifest *m, char *err, size_t errlen);
 
 /* rt_manifest_to_json returns a new JSON object holding every field of m (defaults spelled out;
- * "snapshot" omitted when empty; "rate_limit" omitted when none; "audit" omitted when payloads are off; "traffic" only when with_traffic and m->traffic.n > 0), which
+ * "kind" and "snapshot" omitted when empty; "rate_limit" omitted when none; "audit" omitted when payloads are off; "traffic" only when with_traffic and m->traffic.n > 0), which
  * rt_manifest_from_json accepts back unchanged. The caller owns the reference; NULL on ENOMEM. */
 json_t *rt_manifest_to_json(const rt_manifest *m, int with_traffic);
 

@@ -52,6 +52,10 @@ static void setup(void)
 	snprintf(cmd, sizeof cmd, "%s snapshot pack %s -o %s --kind mlp >/dev/null", bin, in, snap_path);
 	if (system(cmd) != 0)
 		srv_ok = 0;
+	/* a snapshot that records no kind ("unknown") */
+	snprintf(cmd, sizeof cmd, "%s snapshot pack %s -o %s/nokind.thaw -q", bin, in, dir);
+	if (system(cmd) != 0)
+		srv_ok = 0;
 }
 
 /* method path body -> response (status, parsed JSON in *out when not NULL) */
@@ -428,7 +432,8 @@ static void test_bad_manifests(void)
 {
 	NEED();
 	static const struct { const char *name, *body, *needle; int status; } cases[] = {
-		{"ok-name", "{\"snapshot\":\"digits.thaw\"}", "kind", 400},
+		{"ok-name", "{\"snapshot\":\"nokind.thaw\"}", "records kind 'unknown'", 400},
+		{"ok-name", "{}", "field 'kind': required", 400},
 		{"ok-name", "{\"kind\":\"mlp\",\"snapshot\":\"digits.thaw\",\"bogus\":1}", "bogus", 400},
 		{"ok-name", "{\"kind\":\"mlp\",\"snapshot\":\"digits.thaw\",\"concurrency\":0}", "concurrency", 400},
 		{"ok-name", "{\"kind\":\"mlp\",\"snapshot\":\"digits.thaw\",\"device\":\"tpu\"}", "device", 400},

@@ -472,6 +472,23 @@ static void test_cli_deploy(void)
 	T_EQ_INT(o.status, 0);
 	b = strstr(fk.req, "\r\n\r\n");
 	T_EQ_STR(b ? b + 4 : NULL, "{\"traffic\":{\"1\":100}}");
+	T_EQ_STR(o.out, "traffic of my-fn: 1=100% (no new revision)\n");   /* as asked: the fake's
+									     * answer has no split */
+	/* the daemon's answer to a traffic move: the split, not a "deployed" line */
+	fake_script(0, (const char *[]){"HTTP/1.1 200 OK\r\nContent-Length: 61\r\n\r\n"
+					"{\"name\":\"my-fn\",\"revision\":3,\"traffic\":{\"1\":100,\"latest\":0}}\n", NULL});
+	run_thaw(&o, NULL, (const char *[]){"deploy", "my-fn", "--traffic", "1=100", "--url", url, NULL});
+	T_EQ_INT(o.status, 0);
+	T_EQ_STR(o.out, "traffic of my-fn: 1=100% (no new revision)\n");
+	/* a snapshot without --kind: the daemon takes the snapshot's kind */
+	fake_script(0, (const char *[]){"HTTP/1.1 201 Created\r\nContent-Length: 39\r\n\r\n"
+					"{\"name\":\"s\",\"kind\":\"mlp\",\"revision\":1}\n", NULL});
+	run_thaw(&o, NULL, (const char *[]){"deploy", "s", "--snapshot", "m.thaw", "--rate-limit",
+					    "10/s,20", "--url", url, NULL});
+	T_EQ_INT(o.status, 0);
+	T_EQ_STR(o.out, "deployed s revision 1 (kind mlp)\n");
+	b = strstr(fk.req, "\r\n\r\n");
+	T_EQ_STR(b ? b + 4 : NULL, "{\"snapshot\":\"m.thaw\",\"rate_limit\":\"10/s,20\"}");
 	/* the daemon's refusal */
 	fake_script(0, (const char *[]){"HTTP/1.1 400 Bad Request\r\nContent-Length: 44\r\n\r\n"
 					"{\"error\":\"field 'kind': unknown kind 'zzz'\"}", NULL});
@@ -493,7 +510,7 @@ static void test_cli_deploy(void)
 		{"deploy", "f", "--kind", "echo", "--traffic", "1=50,,", NULL},
 		{"deploy", "f", "g", "--kind", "echo", NULL},
 	};
-	const char *want_err[] = {"--kind is required", "expected one function NAME", "function name",
+	const char *want_err[] = {"--snapshot or --kind is required", "expected one function NAME", "function name",
 				  "--snapshot: required", "--concurrency: must be an integer 1..1024",
 				  "--concurrency: 'x' is not an integer", "--device", "--traffic: percents must sum",
 				  "--traffic", "expected one function NAME"};
@@ -524,7 +541,8 @@ static void test_cli_status_and_functions(void)
 	snprintf(url, sizeof url, "http://127.0.0.1:%d", fk.port);
 	/* a chunked answer, split mid-JSON */
 	fake_script(1000, (const char *[]){"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
-		"43\r\n{\"functions\":[{\"name\":\"digits\",\"kind\":\"mlp\",\"revision\":2,\"state\":\"w\r\n",
+		"62\r\n{\"functions\":[{\"name\":\"digits\",\"kind\":\"mlp\",\"revision\":2,\"traffic\":"
+		"{\"1\":90,\"latest\":10},\"state\":\"w\r\n",
 		"8a\r\narm\",\"device\":\"cuda:0\",\"resident_bytes\":1572864,\"last_call\":"
 		"\"2026-11-25T17:00:00Z\"},{\"name\":\"e\",\"kind\":\"echo\",\"revision\":1,\"state\":\"cold\",\r\n",
 		"34\r\n\"device\":null,\"resident_bytes\":0,\"last_call\":null}]}\r\n", "0\r\n\r\n", NULL});
@@ -538,10 +556,13 @@ static void test_cli_status_and_functions(void)
 	T_EQ_INT(sscanf(o.out, "%255[^\n]\n%255[^\n]\n%255[^\n]", l0, l1, l2), 3);
 	T_CHECK(strstr(l0, "NAME") && strstr(l0, "STATE") && strstr(l0, "RESIDENT") && strstr(l0, "LAST CALL"));
 	char name[64] = "", kind[64] = "", state[64] = "", dev[64] = "", unit[16] = "", last[64] = "";
+	char split[64] = "";
 	int rev = 0;
 	double res = 0;
-	T_EQ_INT(sscanf(l1, "%63s %63s %d %63s %63s %lf %15s %63s", name, kind, &rev, state, dev, &res,
-			unit, last), 8);
+	T_CHECK(strstr(l0, "LATEST") && strstr(l0, "TRAFFIC"));
+	T_EQ_INT(sscanf(l1, "%63s %63s %d %63s %63s %63s %lf %15s %63s", name, kind, &rev, split, state,
+			dev, &res, unit, last), 9);
+	T_EQ_STR(split, "1=90%,2=10%");
 	T_EQ_STR(name, "digits");
 	T_EQ_STR(kind, "mlp");
 	T_EQ_INT(rev, 2);
@@ -550,8 +571,9 @@ static void test_cli_status_and_functions(void)
 	T_CHECK(res == 1.5);
 	T_EQ_STR(unit, "MiB");
 	T_EQ_STR(last, "2026-11-25T17:00:00Z");
-	T_EQ_INT(sscanf(l2, "%63s %63s %d %63s %63s %lf %15s %63s", name, kind, &rev, state, dev, &res,
-			unit, last), 8);
+	T_EQ_INT(sscanf(l2, "%63s %63s %d %63s %63s %63s %lf %15s %63s", name, kind, &rev, split, state,
+			dev, &res, unit, last), 9);
+	T_EQ_STR(split, "-");
 	T_EQ_STR(name, "e");
 	T_EQ_STR(state, "cold");
 	T_EQ_STR(dev, "-");

@@ -42,6 +42,17 @@ static void test_defaults(void)
 	/* echo needs no snapshot */
 	T_EQ_INT(parse("{\"kind\":\"echo\"}", &m, err, sizeof err), 0);
 	T_EQ_STR(m.snapshot, "");
+	/* a snapshot without a kind: valid, kind left for the snapshot's metadata */
+	T_EQ_INT(parse("{\"snapshot\":\"m.thaw\",\"concurrency\":2}", &m, err, sizeof err), 0);
+	T_EQ_STR(m.kind, "");
+	T_EQ_STR(m.snapshot, "m.thaw");
+	T_EQ_INT(m.concurrency, 2);
+	json_t *j = rt_manifest_to_json(&m, 0);   /* and it round-trips without a kind */
+	T_CHECK(j && !json_object_get(j, "kind"));
+	rt_manifest back;
+	T_EQ_INT(rt_manifest_from_json(j, known, NULL, &back, err, sizeof err), 0);
+	T_EQ_STR(back.snapshot, "m.thaw");
+	json_decref(j);
 }
 
 static const char *FULL =
