@@ -1589,10 +1589,95 @@ static void h_chat(rt_req *req, void *ud)
 	h_completion(req, ud, 1);
 }
 
+/* ---- the models a client can send text to: llama functions whose snapshot carries a
+ * tokenizer (a llama without one answers token ids only: /v1/functions/{name}/invoke) ---- */
+
+typedef struct oa_listed {
+	char name[RT_MANIFEST_NAME_MAX + 1];
+	int64_t ms;
+	char path[RT_MANIFEST_PATH_MAX];
+	int text;                    /* set on the thread pool */
+} oa_listed;
+
+typedef struct oa_list {
+	rt_req *req;
+	int one;                     /* GET /v1/models/{model}: the one entry, or a 404 */
+	size_t n;
+	oa_listed *e;
+	uv_work_t work;
+} oa_list;
+
+/* whether the snapshot at path carries a tokenizer thaw can use: the cached model says so
+ * when it was loaded, else the snapshot's metadata (its tokenizer note, or the tokenizer
+ * itself in snapshots packed before attachments). Disk reads: thread pool only. */
+static int snapshot_has_text(const char *path)
+{
+	struct stat st;
+	if (!path[0] || stat(path, &st) < 0)
+		return 0;
+	oa_model *m = model_find(path, &st);
+	if (m) {
+		int ok = m->tok != NULL;
+		model_unref(m);
+		return ok;
+	}
+	snap_file *f;
+	char err[256];
+	if (snap_open(&f, path, err, sizeof err) < 0)
+		return 0;
+	json_t *meta = json_loads(snap_metadata_json(f), 0, NULL);
+	int ok = json_is_object(json_object_get(meta, "tokenizer"));
+	json_decref(meta);
+	snap_close(f);
+	return ok;
+}
+
+static void list_work(uv_work_t *w)
+{
+	oa_list *l = w->data;
+	for (size_t i = 0; i < l->n; i++)
+		l->e[i].text = snapshot_has_text(l->e[i].path);
+}
+
 static json_t *model_obj(const char *name, int64_t ms)
 {
 	return json_pack("{s:s,s:s,s:I,s:s}", "id", name, "object", "model", "created",
 			 (json_int_t)(ms / 1000), "owned_by", "thaw");
+}
+
+static void list_done(uv_work_t *w, int status)
+{
+	oa_list *l = w->data;
+	if (status < 0) {
+		oa_error(l->req, 503, NULL, NULL, "listing the models was cancelled");
+	} else if (l->one) {
+		if (l->e[0].text)
+			rt_api_reply_json(l->req, 200, model_obj(l->e[0].name, l->e[0].ms));
+		else
+			oa_error(l->req, 404, "model", "model_not_found", "The model '%s' is a llama "
+				 "function without a tokenizer: it serves token ids "
+				 "(/v1/functions/%s/invoke), not text (pack its snapshot with `thaw snapshot "
+				 "pack --tokenizer DIR`)", l->e[0].name, l->e[0].name);
+	} else {
+		json_t *data = json_array();
+		for (size_t i = 0; i < l->n; i++)
+			if (l->e[i].text)
+				json_array_append_new(data, model_obj(l->e[i].name, l->e[i].ms));
+		rt_api_reply_json(l->req, 200, json_pack("{s:s,s:o}", "object", "list", "data", data));
+	}
+	free(l->e);
+	free(l);
+}
+
+/* checks the entries' snapshots on the thread pool, then answers; takes l */
+static void list_run(rt_server *srv, oa_list *l)
+{
+	l->work.data = l;
+	if (uv_queue_work(srv->loop, &l->work, list_work, list_done) < 0) {
+		oa_error(l->req, 503, NULL, NULL, "cannot queue the listing's work");
+		free(l->e);
+		free(l);
+	}
 }
 
 static void h_models(rt_req *req, void *ud)
@@ -1604,12 +1689,30 @@ static void h_models(rt_req *req, void *ud)
 		oa_error(req, 503, NULL, NULL, "the registry is unavailable");
 		return;
 	}
-	json_t *data = json_array();
+	oa_list *l = calloc(1, sizeof *l);
+	rt_revision_info *info = malloc(sizeof *info);
+	if (l)
+		l->e = calloc(n ? n : 1, sizeof *l->e);
+	if (!l || !l->e || !info) {
+		oa_error(req, 503, NULL, NULL, "out of memory");
+		free(e);
+		free(info);
+		if (l)
+			free(l->e);
+		free(l);
+		return;
+	}
+	l->req = req;
 	for (size_t i = 0; i < n; i++)
-		if (strcmp(e[i].kind, "llama") == 0)
-			json_array_append_new(data, model_obj(e[i].name, e[i].updated_ms));
+		if (strcmp(e[i].kind, "llama") == 0 && rt_registry_get(srv->reg, e[i].name, info) == 0) {
+			oa_listed *x = &l->e[l->n++];
+			snprintf(x->name, sizeof x->name, "%s", e[i].name);
+			snprintf(x->path, sizeof x->path, "%s", info->snapshot_path);
+			x->ms = e[i].updated_ms;
+		}
 	free(e);
-	rt_api_reply_json(req, 200, json_pack("{s:s,s:o}", "object", "list", "data", data));
+	free(info);
+	list_run(srv, l);
 }
 
 static void h_model(rt_req *req, void *ud)
@@ -1617,13 +1720,29 @@ static void h_model(rt_req *req, void *ud)
 	rt_server *srv = ud;
 	const char *name = rt_req_param(req, "model");
 	rt_revision_info *info = malloc(sizeof *info);
-	if (!info) {
+	oa_list *l = calloc(1, sizeof *l);
+	if (l)
+		l->e = calloc(1, sizeof *l->e);
+	if (!info || !l || !l->e) {
 		oa_error(req, 500, NULL, NULL, "out of memory");
-		return;
+		goto fail;
 	}
-	if (find_llama(req, srv, name, info, 1) == 0)
-		rt_api_reply_json(req, 200, model_obj(name, info->created_ms));
+	if (find_llama(req, srv, name, info, 1) < 0)
+		goto fail;
+	l->req = req;
+	l->one = 1;
+	l->n = 1;
+	snprintf(l->e[0].name, sizeof l->e[0].name, "%s", name);
+	snprintf(l->e[0].path, sizeof l->e[0].path, "%s", info->snapshot_path);
+	l->e[0].ms = info->created_ms;
 	free(info);
+	list_run(srv, l);
+	return;
+fail:
+	free(info);
+	if (l)
+		free(l->e);
+	free(l);
 }
 
 int rt_api_openai_register(rt_server *srv)

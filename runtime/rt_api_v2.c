@@ -1312,8 +1312,11 @@ static void h_model_ready(rt_req *req, void *ud)
 	const char *name = rt_req_param(req, "m");
 	if (!find_model(req, srv, name, NULL))
 		return;
+	/* a deployed model answers 200 either way: scaled to zero it is not loaded ("ready":
+	 * false) yet serves the next call (a cold start); a 4xx would read as broken to a health
+	 * checker (docs/api.md, "Open Inference Protocol") */
 	int ready = rt_sched_is_ready(srv->sched, name);
-	rt_api_reply_json(req, ready ? 200 : 400, json_pack("{s:s,s:b}", "name", name, "ready", ready));
+	rt_api_reply_json(req, 200, json_pack("{s:s,s:b}", "name", name, "ready", ready));
 }
 
 static void h_model_stats(rt_req *req, void *ud)

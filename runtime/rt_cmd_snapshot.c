@@ -170,6 +170,12 @@ static int cmd_pack(int argc, char **argv)
 		fprintf(stderr, "thaw snapshot pack: %s\n", err);
 		return 1;
 	}
+	if (tok_path && rt_tok_check_model(src, tok_path, cfg_path, err, sizeof err) < 0) {
+		fprintf(stderr, "thaw snapshot pack: %s\n", err);
+		free(tok_path);
+		free(cfg_path);
+		return 1;
+	}
 	if (tok_path) {
 		int rc = rt_tok_pack_metadata(o.extra_metadata, tok_path, cfg_path, &meta, &attach,
 					      &attach_len, warn, sizeof warn, err, sizeof err);

@@ -623,6 +623,10 @@ void rt_req_stream_end(rt_req *req)
 		return;
 	}
 	int keep = c->stream_keep && !c->write_failed && c->streaming == 1;
+	/* a stream whose client went away was not delivered: the access log and the request
+	 * metrics say 499, as the call's own metrics do, not the 200 of the head */
+	if (rt_req_gone(req) && req->status < 400)
+		req->status = 499;
 	if (c->streaming == 1 && !c->write_failed && !c->closing) {
 		conn_send(c, "0\r\n\r\n", 5);
 		c->stream_bytes += 5;

@@ -1608,6 +1608,16 @@ int rt_jobs_new(uv_loop_t *loop, rt_registry *reg, rt_sched *sched, rt_metrics *
 				       "Job states moved from device to host memory for a cold start.", NULL, 0);
 	J->m_restore = rt_metrics_family(m, "thaw_job_restores_total", RT_METRIC_COUNTER,
 					 "Spilled job states moved back to their device.", NULL, 0);
+	/* the job series the dashboard reads (deploy/grafana) exist at zero from the start */
+	const rt_job_kind *const job_kinds[] = {&rt_job_kind_finetune, &rt_job_kind_quantize};
+	for (size_t i = 0; i < sizeof job_kinds / sizeof job_kinds[0]; i++) {
+		const char *kv[] = {"type", job_kinds[i]->name};
+		rt_metric_touch(J->m_steps, 1, kv);
+	}
+	rt_metric_touch(J->m_preempt, 0, NULL);
+	rt_metric_touch(J->m_lat, 0, NULL);
+	rt_metric_touch(J->m_spill, 0, NULL);
+	rt_metric_touch(J->m_restore, 0, NULL);
 	rt_sched_set_spill_hook(sched, spill_hook, J);
 	J->nlanes = rt_sched_lane_count(sched);
 	if (J->nlanes > MAX_LANES)

@@ -338,6 +338,15 @@ void rt_metric_add(rt_metric_family *f, double v, int n, const char *const *kv)
 	pthread_mutex_unlock(&f->owner->mu);
 }
 
+void rt_metric_touch(rt_metric_family *f, int n, const char *const *kv)
+{
+	if (!f)
+		return;
+	pthread_mutex_lock(&f->owner->mu);
+	(void)get_series(f, n, kv);
+	pthread_mutex_unlock(&f->owner->mu);
+}
+
 void rt_metric_set(rt_metric_family *f, double v, int n, const char *const *kv)
 {
 	if (!f)

@@ -29,6 +29,10 @@ rt_metric_family *rt_metrics_family(rt_metrics *m, const char *name, rt_metric_t
 void rt_metric_add(rt_metric_family *f, double v, int nlabels, const char *const *kv);
 void rt_metric_set(rt_metric_family *f, double v, int nlabels, const char *const *kv);
 void rt_metric_observe(rt_metric_family *f, double v, int nlabels, const char *const *kv);
+/* rt_metric_touch creates the series of kv at zero when it does not exist yet (a counter or
+ * gauge at 0, a histogram with no observation) and leaves an existing one as it is: a series a
+ * dashboard reads is then exported from the start, not only after its first event. */
+void rt_metric_touch(rt_metric_family *f, int nlabels, const char *const *kv);
 
 /* Label cardinality: a family holds at most max_series label sets (rt_metrics_new sets
  * RT_METRICS_MAX_SERIES). Past it, a sample with a new label set of a counter or histogram is

@@ -13,6 +13,7 @@
 
 #include "runtime/rt_log.h"
 #include "snapshot/snap.h"
+#include "snapshot/snap_st.h"
 
 int rt_tok_from_meta_obj(json_t *m, fn_tok **out, char *err, size_t errlen)
 {
@@ -252,6 +253,104 @@ out:
 	free(tt);
 	free(ct);
 	json_decref(m);
+	json_decref(tok);
+	json_decref(cfg);
+	return rc;
+}
+
+/* the model's vocabulary: rows of its output / embedding matrices, else config.json's
+ * vocab_size; *what names where it came from; 0 when unknown */
+static int64_t model_vocab(const char *src, const char **what)
+{
+	snap_st *s;
+	char e[256];
+	int64_t v = 0;
+	*what = "";
+	if (snap_st_open(&s, src, e, sizeof e) < 0)
+		return 0;
+	static const char *const names[] = {"lm_head.weight", "model.embed_tokens.weight"};
+	for (size_t i = 0; i < s->n; i++)
+		for (int k = 0; k < 2; k++)
+			if (!strcmp(s->t[i].name, names[k]) && s->t[i].ndim == 2 && s->t[i].shape[0] > 0 &&
+			    (v == 0 || (int64_t)s->t[i].shape[0] < v)) {
+				v = (int64_t)s->t[i].shape[0];
+				*what = names[k];
+			}
+	if (v == 0 && s->config) {
+		json_t *c = json_loads(s->config, JSON_DECODE_INT_AS_REAL, NULL);
+		json_t *tc = json_object_get(c, "text_config");   /* multimodal configs nest it */
+		json_t *vs = json_object_get(c, "vocab_size");
+		if (!json_is_number(vs))
+			vs = json_object_get(tc, "vocab_size");
+		if (json_is_number(vs) && json_number_value(vs) >= 1 && json_number_value(vs) < 1e12) {
+			v = (int64_t)json_number_value(vs);
+			*what = "config.json vocab_size";
+		}
+		json_decref(c);
+	}
+	snap_st_close(s);
+	return v;
+}
+
+int rt_tok_check_model(const char *src, const char *tok_path, const char *cfg_path, char *err,
+		       size_t errlen)
+{
+	const char *what;
+	int64_t mv = model_vocab(src, &what);
+	if (mv <= 0)
+		return 0;
+	json_t *tok = NULL, *cfg = NULL;
+	char *tt = NULL, *ct = NULL;
+	size_t tl, cl;
+	int rc = load_obj(tok_path, &tok, &tt, &tl, err, errlen);
+	if (rc == 0 && cfg_path)
+		rc = load_obj(cfg_path, &cfg, &ct, &cl, err, errlen);
+	free(tt);
+	free(ct);
+	if (rc)
+		goto out;
+	/* the tokenizer's size: one more than its largest id */
+	int64_t top = -1;
+	size_t nvocab = 0, nadded = 0, i;
+	json_t *vocab = json_object_get(json_object_get(tok, "model"), "vocab"), *v;
+	const char *k;
+	if (json_is_object(vocab)) {
+		nvocab = json_object_size(vocab);
+		json_object_foreach(vocab, k, v)
+			if (json_is_integer(v) && json_integer_value(v) > top)
+				top = json_integer_value(v);
+	} else if (json_is_array(vocab)) {   /* Unigram: [piece, score] by id */
+		nvocab = json_array_size(vocab);
+		top = (int64_t)nvocab - 1;
+	}
+	json_array_foreach(json_object_get(tok, "added_tokens"), i, v) {
+		json_t *id = json_object_get(v, "id");
+		nadded++;
+		if (json_is_integer(id) && json_integer_value(id) > top)
+			top = json_integer_value(id);
+	}
+	if (top >= mv) {
+		rc = rt_errf(err, errlen, -ERANGE, "tokenizer %s does not fit the model: its ids go up to %lld "
+			     "(%zu vocabulary entries, %zu added tokens) but the model's "
+			     "vocabulary is %lld (%s), so every prompt or reply with an id >= %lld would fail; "
+			     "pack the model's own tokenizer (--tokenizer DIR) or none (--no-tokenizer)",
+			     tok_path, (long long)top, nvocab, nadded, (long long)mv,
+			     what, (long long)mv);
+		goto out;
+	}
+	/* the config's special tokens (bos, eos, pad, ... are among them) by id */
+	json_object_foreach(json_object_get(cfg, "added_tokens_decoder"), k, v) {
+		char *end;
+		long long id = strtoll(k, &end, 10);
+		if (*end || end == k || id < 0 || id >= mv) {
+			rc = rt_errf(err, errlen, -ERANGE, "%s: added_tokens_decoder id \"%.40s\" is not an id "
+				     "below the model's vocabulary of %lld (%s); pack the model's own tokenizer "
+				     "(--tokenizer DIR) or none (--no-tokenizer)", cfg_path, k, (long long)mv, what);
+			goto out;
+		}
+	}
+	rc = 0;
+out:
 	json_decref(tok);
 	json_decref(cfg);
 	return rc;

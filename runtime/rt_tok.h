@@ -43,6 +43,17 @@ int rt_tok_find(const char *spec, int required, char **tok_path, char **cfg_path
 int rt_tok_pack_metadata(const char *user_meta, const char *tok_path, const char *cfg_path,
 			 char **out, char **attach, size_t *attach_len, char *warn, size_t warnlen,
 			 char *err, size_t errlen);
+/* rt_tok_check_model refuses a tokenizer that can produce ids the model of src (the pack's
+ * source: a model directory or .safetensors file) has no rows for. The model's vocabulary is
+ * the rows of lm_head.weight / model.embed_tokens.weight (the smaller when both), else
+ * config.json's vocab_size; the tokenizer's size is one more than its largest id (model.vocab
+ * and added_tokens of tok_path), and the special token ids of cfg_path (NULL: none), its
+ * added_tokens_decoder (bos, eos, pad, ... among them), must be below the model's vocabulary
+ * too. Returns 0 (also when src has neither those tensors nor vocab_size, or cannot be opened:
+ * the pack itself reports that); -ERANGE with err saying both sizes and what to do; load
+ * errors of the tokenizer files (-EINVAL, -ENOMEM, ...). */
+int rt_tok_check_model(const char *src, const char *tok_path, const char *cfg_path, char *err,
+		       size_t errlen);
 /* rt_tok_meta_summary returns a copy of the metadata JSON text with the carried tokenizer
  * objects replaced by short descriptions (for `thaw snapshot inspect`); NULL on error. */
 char *rt_tok_meta_summary(const char *meta_json);

@@ -1,11 +1,13 @@
 /* e2e.c — see e2e.h. */
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <arpa/inet.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -437,4 +439,104 @@ int e2e_wait_state(const e2e_server *s, const char *name, const char *want, int 
 double e2e_now_s(void)
 {
 	return now_s();
+}
+
+/* ---- e2e_llama_write: a random llama as safetensors ---- */
+
+#define LL_D 256
+#define LL_F 512
+#define LL_L 2
+#define LL_H 4
+#define LL_KVH 2
+#define LL_HD (LL_D / LL_H)
+#define LL_CTX E2E_LLAMA_CTX
+
+static uint64_t ll_rng = 0x9e3779b97f4a7c15ull;
+
+static float ll_frand(void)
+{
+	ll_rng ^= ll_rng << 13;
+	ll_rng ^= ll_rng >> 7;
+	ll_rng ^= ll_rng << 17;
+	return (float)((ll_rng >> 40) * (1.0 / 16777216.0)) * 2.0f - 1.0f;
+}
+
+typedef struct ll_tdesc {
+	char name[96];
+	int64_t rows, cols;   /* cols 0: a vector */
+	float scale, base;    /* values base + scale * U(-1, 1) */
+} ll_tdesc;
+
+int e2e_llama_write(const char *dir, size_t vocab, int eos)
+{
+	ll_tdesc t[64];
+	int n = 0;
+	t[n] = (ll_tdesc){.rows = (int64_t)vocab, .cols = LL_D, .scale = 1.0f};
+	snprintf(t[n++].name, 96, "model.embed_tokens.weight");
+	for (int l = 0; l < LL_L; l++) {
+		static const char *const nm[7] = {"self_attn.q_proj", "self_attn.k_proj",
+			"self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj",
+			"mlp.down_proj"};
+		int64_t rows[7] = {LL_H * LL_HD, LL_KVH * LL_HD, LL_KVH * LL_HD, LL_D, LL_F, LL_F, LL_D};
+		int64_t cols[7] = {LL_D, LL_D, LL_D, LL_H * LL_HD, LL_D, LL_D, LL_F};
+		for (int j = 0; j < 7; j++) {
+			t[n] = (ll_tdesc){.rows = rows[j], .cols = cols[j], .scale = 1.5f / sqrtf((float)cols[j])};
+			snprintf(t[n++].name, 96, "model.layers.%d.%s.weight", l, nm[j]);
+		}
+		t[n] = (ll_tdesc){.rows = LL_D, .scale = 0.1f, .base = 1.0f};
+		snprintf(t[n++].name, 96, "model.layers.%d.input_layernorm.weight", l);
+		t[n] = (ll_tdesc){.rows = LL_D, .scale = 0.1f, .base = 1.0f};
+		snprintf(t[n++].name, 96, "model.layers.%d.post_attention_layernorm.weight", l);
+	}
+	t[n] = (ll_tdesc){.rows = LL_D, .scale = 0.1f, .base = 1.0f};
+	snprintf(t[n++].name, 96, "model.norm.weight");
+	t[n] = (ll_tdesc){.rows = (int64_t)vocab, .cols = LL_D, .scale = 3.0f / sqrtf(LL_D)};
+	snprintf(t[n++].name, 96, "lm_head.weight");
+	json_t *hdr = json_object();
+	size_t off = 0;
+	for (int i = 0; i < n; i++) {
+		size_t cnt = (size_t)t[i].rows * (size_t)(t[i].cols ? t[i].cols : 1);
+		json_t *shape = t[i].cols ? json_pack("[I,I]", (json_int_t)t[i].rows, (json_int_t)t[i].cols)
+					  : json_pack("[I]", (json_int_t)t[i].rows);
+		json_object_set_new(hdr, t[i].name, json_pack("{s:s,s:o,s:[I,I]}", "dtype", "F32", "shape",
+							      shape, "data_offsets", (json_int_t)off,
+							      (json_int_t)(off + cnt * 4)));
+		off += cnt * 4;
+	}
+	char *h = json_dumps(hdr, JSON_COMPACT);
+	json_decref(hdr);
+	size_t hl = strlen(h), pad = (8 - hl % 8) % 8;
+	char path[700];
+	snprintf(path, sizeof path, "%s/model.safetensors", dir);
+	FILE *f = fopen(path, "wb");
+	if (!f) {
+		free(h);
+		return -1;
+	}
+	uint64_t total = hl + pad;
+	fwrite(&total, 8, 1, f);
+	fwrite(h, 1, hl, f);
+	for (size_t i = 0; i < pad; i++)
+		fputc(' ', f);
+	free(h);
+	for (int i = 0; i < n; i++) {
+		size_t cnt = (size_t)t[i].rows * (size_t)(t[i].cols ? t[i].cols : 1);
+		for (size_t k = 0; k < cnt; k++) {
+			float v = t[i].base + t[i].scale * ll_frand();
+			fwrite(&v, 4, 1, f);
+		}
+	}
+	fclose(f);
+	snprintf(path, sizeof path, "%s/config.json", dir);
+	f = fopen(path, "w");
+	if (!f)
+		return -1;
+	fprintf(f, "{\"architectures\":[\"LlamaForCausalLM\"],\"model_type\":\"llama\","
+		"\"hidden_size\":%d,\"intermediate_size\":%d,\"num_hidden_layers\":%d,"
+		"\"num_attention_heads\":%d,\"num_key_value_heads\":%d,\"vocab_size\":%zu,"
+		"\"max_position_embeddings\":%d,\"rms_norm_eps\":1e-5,\"rope_theta\":10000.0,"
+		"\"hidden_act\":\"silu\",\"tie_word_embeddings\":false,\"eos_token_id\":%d}\n",
+		LL_D, LL_F, LL_L, LL_H, LL_KVH, vocab, LL_CTX, (int)eos);
+	fclose(f);
+	return 0;
 }

@@ -78,4 +78,12 @@ const char *e2e_fn_state(const e2e_server *s, const char *name, char *buf, size_
 int e2e_wait_state(const e2e_server *s, const char *name, const char *want, int ms);
 /* e2e_now_s: a monotonic clock in seconds. */
 double e2e_now_s(void);
+
+/* e2e_llama_write writes dir/model.safetensors (F32, random weights: hidden 256, 2 layers, 4
+ * heads, 2 KV heads, MLP 512, untied lm_head; embeddings and lm_head of vocab rows) and
+ * dir/config.json (model_type llama, vocab_size vocab, eos_token_id eos, 512 positions): a
+ * llama whose vocabulary fits a test tokenizer. Consecutive calls write other weights (one
+ * generator seeded once per process). 0, or -1 when a file cannot be written. */
+#define E2E_LLAMA_CTX 512
+int e2e_llama_write(const char *dir, size_t vocab, int eos);
 #endif

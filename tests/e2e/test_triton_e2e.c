@@ -473,6 +473,45 @@ static void test_refusals(void)
 	free(in);
 }
 
+/* GET /v2/models/{m}/ready: 200 either way for a deployed model, "ready" telling warm from
+ * scaled to zero (unload); 404 for an unknown model */
+static void test_model_ready(void)
+{
+	NEED();
+	json_t *o = NULL;
+	T_EQ_INT(e2e_call_json(&srv, "POST", "/v2/repository/models/digits/load", NULL, NULL, NULL), 200);
+	T_CHECK(e2e_wait_state(&srv, "digits", "warm", 20000));
+	T_EQ_INT(e2e_call_json(&srv, "GET", "/v2/models/digits/ready", NULL, NULL, &o), 200);
+	T_CHECK(json_is_true(json_object_get(o, "ready")));
+	json_decref(o);
+	T_EQ_INT(e2e_call_json(&srv, "POST", "/v2/repository/models/digits/unload", NULL, NULL, NULL), 200);
+	char st[32];
+	for (double t0 = e2e_now_s(); e2e_now_s() - t0 < 20 &&
+	     strcmp(e2e_fn_state(&srv, "digits", st, sizeof st), "warm") == 0;)
+		usleep(10000);
+	T_CHECK(strcmp(st, "warm") != 0);   /* host or cold: not loaded on a device */
+	T_EQ_INT(e2e_call_json(&srv, "GET", "/v2/models/digits/ready", NULL, NULL, &o), 200);
+	T_EQ_STR(json_string_value(json_object_get(o, "name")), "digits");
+	T_CHECK(json_is_false(json_object_get(o, "ready")));
+	json_decref(o);
+	T_EQ_INT(e2e_call_json(&srv, "GET", "/v2/models/digits/versions/1/ready", NULL, NULL, &o), 200);
+	T_CHECK(json_is_false(json_object_get(o, "ready")));
+	json_decref(o);
+	T_EQ_INT(e2e_call_json(&srv, "GET", "/v2/models/nope/ready", NULL, NULL, NULL), 404);
+	/* scaled to zero it still serves: the next call cold-starts it */
+	char *in = input_json(0, 1, 0);
+	char body[8192];
+	answer a;
+	snprintf(body, sizeof body, "{\"inputs\":[%s]}", in);
+	infer((const unsigned char *)body, strlen(body), -1, NULL, &a);
+	T_EQ_INT(a.status, 200);
+	answer_free(&a);
+	free(in);
+	T_EQ_INT(e2e_call_json(&srv, "GET", "/v2/models/digits/ready", NULL, NULL, &o), 200);
+	T_CHECK(json_is_true(json_object_get(o, "ready")));
+	json_decref(o);
+}
+
 void t_main(void)
 {
 	setup();
@@ -481,6 +520,7 @@ void t_main(void)
 	T_RUN(test_classification);
 	T_RUN(test_compressed);
 	T_RUN(test_refusals);
+	T_RUN(test_model_ready);
 	if (srv_ok || srv.pid)
 		e2e_stop(&srv, 15, 10);
 	json_decref(expected);

@@ -1,7 +1,8 @@
 /* test_metrics_e2e.c — metric series of deleted functions over real HTTP: 500 functions are
  * created, invoked once (a cold start, an invocation, queue and latency histograms, state
  * gauges) and deleted; GET /metrics afterwards is within a small margin of its size before,
- * names none of them, and still holds the series of a function that was kept. */
+ * names none of them, and still holds the series of a function that was kept. The job series
+ * the Grafana dashboard reads are exported at zero before any job ran. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,6 +56,31 @@ static char *get_metrics(size_t *len)
 	return body;
 }
 
+/* deploy/grafana/dashboard.json's job panels: every series there from the start, at zero */
+static void test_job_series_at_zero(void)
+{
+	if (!srv_ok)
+		T_SKIP("server did not start");
+	size_t len = 0;
+	char *m = get_metrics(&len);
+	T_CHECK(m != NULL);
+	if (!m)
+		return;
+	static const char *const want[] = {
+		"thaw_jobs{state=\"queued\"} 0\n", "thaw_jobs{state=\"running\"} 0\n",
+		"thaw_job_steps_total{type=\"finetune\"} 0\n", "thaw_job_steps_total{type=\"quantize\"} 0\n",
+		"thaw_job_preemptions_total 0\n", "thaw_job_spills_total 0\n", "thaw_job_restores_total 0\n",
+		"thaw_preemption_latency_seconds_bucket{le=\"+Inf\"} 0\n",
+		"thaw_preemption_latency_seconds_count 0\n",
+	};
+	for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+		if (!strstr(m, want[i])) {
+			fprintf(stderr, "  /metrics lacks %s", want[i]);
+			T_CHECK(0);
+		}
+	free(m);
+}
+
 static void test_deleted_functions_leave_no_series(void)
 {
 	if (!srv_ok)
@@ -99,6 +125,7 @@ static void test_deleted_functions_leave_no_series(void)
 void t_main(void)
 {
 	setup();
+	T_RUN(test_job_series_at_zero);
 	T_RUN(test_deleted_functions_leave_no_series);
 	teardown();
 }

@@ -1,6 +1,6 @@
 /* test_attachment.c — format 1.1 attachments (docs/snapshot-format.md, "Attachment"): a
  * tokenizer packed with a model travels after the metadata, so that opening the snapshot (every
- * cold start) does not parse it. Packs tests/data/llama_tiny with tests/data/tok/small, then:
+ * cold start) does not parse it. Packs a random llama of 512 ids (e2e_llama_write) with tests/data/tok/small, then:
  * the metadata stays small and names the attachment, the attachment reads back byte-exact and
  * loads as the same tokenizer, a snapshot without one says -ENOENT and is written as 1.0, a
  * flipped attachment byte is caught by its checksum (the model still opens), and truncated or
@@ -14,6 +14,7 @@
 #include <jansson.h>
 #include "runtime/rt_tok.h"
 #include "snapshot/snap.h"
+#include "tests/e2e/e2e.h"
 #include "tests/t.h"
 
 
@@ -53,9 +54,12 @@ static void test_attachment(void)
 {
 	char d[400], cmd[4096], path[700], copy[700], err[512];
 	snprintf(d, sizeof d, "%s", t_tmpdir());
-	snprintf(cmd, sizeof cmd, "mkdir -p %s/m && cp %s/tests/data/llama_tiny/* %s/tests/data/tok/small/tokenizer*.json %s/m/ && "
-		 "%s snapshot pack %s/m -o %s/a.thaw --quiet && %s snapshot pack %s/m -o %s/b.thaw --no-tokenizer --quiet",
-		 d, t_src(), t_src(), d, t_bin(), d, d, t_bin(), d, d);
+	snprintf(cmd, sizeof cmd, "mkdir -p %s/m && cp %s/tests/data/tok/small/tokenizer*.json %s/m/", d, t_src(), d);
+	T_EQ_INT(t_sh(NULL, 0, "%s", cmd), 0);
+	snprintf(path, sizeof path, "%s/m", d);
+	T_EQ_INT(e2e_llama_write(path, 512, 2), 0);   /* the tokenizer's 512 ids */
+	snprintf(cmd, sizeof cmd, "%s snapshot pack %s/m -o %s/a.thaw --quiet && %s snapshot pack %s/m -o %s/b.thaw --no-tokenizer --quiet",
+		 t_bin(), d, d, t_bin(), d, d);
 	T_EQ_INT(t_sh(NULL, 0, "%s", cmd), 0);
 	snprintf(path, sizeof path, "%s/a.thaw", d);
 	snap_file *f = NULL;

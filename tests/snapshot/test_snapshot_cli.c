@@ -1,7 +1,8 @@
 /* test_snapshot_cli.c — `thaw snapshot ...` as a user runs it ($THAW_BIN): exit statuses and
  * messages of pack, inspect, verify, unpack, restore on the llama_tiny fixture, a corrupted
- * copy, and bad usage. */
+ * copy, and bad usage; a tokenizer that does not fit the model's vocabulary is refused. */
 #include <stdlib.h>
+#include <unistd.h>
 #include <sys/wait.h>
 #include "tests/t.h"
 #include "tests/snapshot/snap_test_util.h"
@@ -95,8 +96,47 @@ static void test_cli_no_gpu(void)
 	T_CHECK(strstr(out, "cuda:63") != NULL);
 }
 
+/* pack refuses a tokenizer with ids the model has no rows for: tests/data/tok/small (512 ids)
+ * with llama_tiny (256 rows), a config whose added_tokens_decoder names id 300; one that fits
+ * (4 ids, the config's ids below 256) is packed */
+static void test_pack_tokenizer_mismatch(void)
+{
+	char cmd[4096], d[400], thaw[700];
+	const char *s = getenv("THAW_SRC") ? getenv("THAW_SRC") : ".";
+	snprintf(d, sizeof d, "%s", t_tmpdir());
+	snprintf(thaw, sizeof thaw, "%s/mis.thaw", d);
+	snprintf(cmd, sizeof cmd, "%s/tests/data/llama_tiny --tokenizer %s/tests/data/tok/small", s, s);
+	T_EQ_INT(run("pack %s -o %s --quiet", cmd, thaw), 1);
+	T_CHECK(strstr(out, "does not fit the model: its ids go up to 511") != NULL);
+	T_CHECK(strstr(out, "vocabulary is 256 (lm_head.weight)") != NULL);
+	T_CHECK(access(thaw, F_OK) != 0);   /* nothing written */
+	/* the same found in the source directory (auto-detection) */
+	snprintf(cmd, sizeof cmd, "mkdir -p %s/m %s/f && cp %s/tests/data/llama_tiny/* %s/tests/data/tok/small/tokenizer*.json %s/m/ "
+		 "&& cp %s/tests/data/llama_tiny/* %s/f/", d, d, s, s, d, s, d);
+	T_EQ_INT(system(cmd), 0);
+	snprintf(cmd, sizeof cmd, "%s/m", d);
+	T_EQ_INT(run("pack %s -o %s --quiet", cmd, thaw), 1);
+	T_CHECK(strstr(out, "does not fit the model") != NULL);
+	T_EQ_INT(run("pack %s -o %s --quiet --no-tokenizer", cmd, thaw), 0);
+	/* a tokenizer that fits, then its config naming a special id past the model's rows */
+	snprintf(cmd, sizeof cmd, "printf '{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":1,\"c\":2},"
+		 "\"merges\":[]},\"added_tokens\":[{\"id\":3,\"content\":\"<e>\",\"special\":true}]}' > %s/f/tokenizer.json && "
+		 "printf '{\"eos_token\":\"<e>\",\"added_tokens_decoder\":{\"3\":{\"content\":\"<e>\"}}}' > %s/f/tokenizer_config.json",
+		 d, d);
+	T_EQ_INT(system(cmd), 0);
+	snprintf(cmd, sizeof cmd, "%s/f", d);
+	T_EQ_INT(run("pack %s -o %s --quiet", cmd, thaw), 0);
+	snprintf(cmd, sizeof cmd, "printf '{\"added_tokens_decoder\":{\"3\":{\"content\":\"<e>\"},\"300\":"
+		 "{\"content\":\"<x>\"}}}' > %s/f/tokenizer_config.json", d);
+	T_EQ_INT(system(cmd), 0);
+	snprintf(cmd, sizeof cmd, "%s/f", d);
+	T_EQ_INT(run("pack %s -o %s.2 --quiet", cmd, thaw), 1);
+	T_CHECK(strstr(out, "added_tokens_decoder id \"300\"") != NULL);
+}
+
 void t_main(void)
 {
+	T_RUN(test_pack_tokenizer_mismatch);
 	T_RUN(test_cli);
 	T_RUN(test_cli_no_gpu);
 }
