@@ -31,6 +31,7 @@ typedef struct rt_server_config {
 	int audit_days;              /* remove rotated audit files older than this (0: never) */
 	uint64_t audit_max_total;    /* all audit files together at most this (0: default) */
 	int no_audit;                /* 1: no audit log (another system audits; benchmarks) */
+	uint64_t max_upload_bytes;   /* largest PUT /v1/snapshots|data body (rt_api_upload.c) */
 } rt_server_config;
 
 typedef struct rt_server {
