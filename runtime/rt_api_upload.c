@@ -45,7 +45,7 @@ typedef struct upload {
 	int writing, paused, aborted, ended;
 	int werr;                 /* negative errno of a failed write, fsync or verify */
 	int status;               /* the error status to answer */
-	char msg[512];
+	char msg[1024];
 	char kind_name[64];
 	unsigned char digest[crypto_hash_sha256_BYTES];
 	crypto_hash_sha256_state sha;
@@ -275,7 +275,11 @@ static void up_finish_work(uv_work_t *w)
 	    snap_verify(f, &o, NULL, &bad, err, sizeof err) < 0) {
 		u->werr = -EBADMSG;
 		u->status = 400;
-		snprintf(u->msg, sizeof u->msg, "not a valid snapshot: %s", err);
+		size_t tl = strlen(u->tmp);   /* name the upload, not its temporary file */
+		const char *why = strncmp(err, u->tmp, tl) == 0 && err[tl] == ':' ? err + tl + 1 : err;
+		while (*why == ' ')
+			why++;
+		snprintf(u->msg, sizeof u->msg, "%s is not a valid snapshot: %s", u->name, why);
 	} else {
 		snprintf(u->kind_name, sizeof u->kind_name, "%s", snap_kind(f));
 	}
