@@ -103,32 +103,48 @@ static int query_force(const char *q)
 	return 0;
 }
 
-/* appends {"function", "revision"} of every revision whose snapshot is real (a real path) to
- * users (loop thread: the registry) */
-static void snapshot_users(rt_server *srv, const char *real, json_t *users)
+/* every revision's snapshot: {"<resolved path>": [{"function", "revision"}, ...]} (loop
+ * thread: the registry); NULL on ENOMEM */
+static json_t *all_users(rt_server *srv)
 {
 	rt_registry_entry *e = NULL;
 	size_t n = 0;
+	json_t *m = json_object();
 	rt_revision_info *ri = malloc(sizeof *ri);
-	if (ri && rt_registry_list(srv->reg, &e, &n) == 0)
+	if (m && ri && rt_registry_list(srv->reg, &e, &n) == 0)
 		for (size_t i = 0; i < n; i++)
-			for (uint32_t r = 1; r <= e[i].latest_rev; r++)
-				if (rt_registry_get_revision(srv->reg, e[i].name, r, ri) == 0 &&
-				    ri->snapshot_path[0] && !strcmp(ri->snapshot_path, real))
-					json_array_append_new(users, json_pack("{s:s,s:i}", "function",
-									       e[i].name, "revision", (int)r));
+			for (uint32_t r = 1; r <= e[i].latest_rev; r++) {
+				if (rt_registry_get_revision(srv->reg, e[i].name, r, ri) < 0 ||
+				    !ri->snapshot_path[0])
+					continue;
+				json_t *a = json_object_get(m, ri->snapshot_path);
+				if (!a) {
+					a = json_array();
+					json_object_set_new(m, ri->snapshot_path, a);
+				}
+				json_array_append_new(a, json_pack("{s:s,s:i}", "function", e[i].name,
+								   "revision", (int)r));
+			}
 	free(e);
 	free(ri);
+	return m;
+}
+
+/* the users of DATA/snapshots/name in map (from all_users): a new array, empty when none */
+static json_t *users_in(rt_server *srv, json_t *map, const char *name)
+{
+	char path[PATH_MAX + UP_NAME_MAX + 16], real[PATH_MAX];
+	snprintf(path, sizeof path, "%s/snapshots/%s", srv->cfg.data_dir, name);
+	json_t *a = realpath(path, real) ? json_object_get(map, real) : NULL;
+	return a ? json_deep_copy(a) : json_array();
 }
 
 /* users of DATA/snapshots/name (an empty array when none or when it does not exist) */
 static json_t *users_of(rt_server *srv, const char *name)
 {
-	char path[PATH_MAX], real[PATH_MAX];
-	json_t *users = json_array();
-	snprintf(path, sizeof path, "%s/snapshots/%s", srv->cfg.data_dir, name);
-	if (users && realpath(path, real))
-		snapshot_users(srv, real, users);
+	json_t *map = all_users(srv);
+	json_t *users = users_in(srv, map, name);
+	json_decref(map);
 	return users;
 }
 
@@ -451,7 +467,6 @@ int rt_api_upload_head(rt_server *srv, rt_req *req)
 				   strerror(e));
 		return 1;
 	}
-	fchmod(u->fd, 0644);
 	crypto_hash_sha256_init(&u->sha);
 	int rc = rt_req_body_sink(req, &up_sink, u, srv->cfg.max_upload_bytes);
 	if (rc < 0) {
@@ -586,11 +601,12 @@ static void list_done(void *arg, int gone)
 		j->items = NULL;
 	} else {
 		size_t i;
-		json_t *o;
-		if (j->kind == UP_SNAPSHOT)
+		json_t *o, *map = j->kind == UP_SNAPSHOT ? all_users(srv) : NULL;
+		if (map)
 			json_array_foreach(j->items, i, o)
-				json_object_set_new(o, "used_by",
-						    users_of(srv, json_string_value(json_object_get(o, "name"))));
+				json_object_set_new(o, "used_by", users_in(srv, map,
+						    json_string_value(json_object_get(o, "name"))));
+		json_decref(map);
 		rt_api_reply_json(j->req, 200, json_pack("{s:o}", j->kind == UP_SNAPSHOT ? "snapshots" :
 							 "data", j->items));
 		j->items = NULL;

@@ -126,7 +126,7 @@ static void sweep_pack_leftovers(const char *data_dir, const char *sub)
 		snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
 		if (lstat(path, &st) == 0 && S_ISREG(st.st_mode) && now - st.st_mtime > 600 &&
 		    unlink(path) == 0)
-			rt_logf(RT_LOG_WARN, "removed %s, left by an interrupted pack or upload", path);
+			rt_logf(RT_LOG_WARN, "removed %s, left by an interrupted snapshot pack or upload", path);
 	}
 	closedir(d);
 }
