@@ -14,6 +14,7 @@ static const rt_cmd cmds[] = {
 	{"functions", rt_functions_main, "get or rm one function"},
 	{"keys", rt_keys_main, "create, list or revoke API keys (on the data directory)"},
 	{"audit", rt_audit_main, "tail or grep the audit log"},
+	{"data", rt_data_main, "push, list or rm job data files on a server (PUT /v1/data/NAME)"},
 	{"jobs", rt_jobs_main, "submit, list, show (--follow) or cancel batch jobs (quantize, finetune)"},
 };
 

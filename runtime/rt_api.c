@@ -212,5 +212,7 @@ int rt_api_register(rt_server *srv)
 		rc = rt_api_keys_register(srv);
 	if (rc == 0)
 		rc = rt_api_openai_register(srv);
+	if (rc == 0)
+		rc = rt_api_upload_register(srv);
 	return rc;
 }

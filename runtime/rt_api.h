@@ -49,7 +49,17 @@ int rt_api_fn_register(rt_server *srv);
 int rt_api_v2_register(rt_server *srv);
 int rt_api_jobs_register(rt_server *srv);
 int rt_api_keys_register(rt_server *srv);   /* rt_api_keys.c: /v1/keys (admin) */
-int rt_api_openai_register(rt_server *srv); /* rt_api_openai.c: /v1/models, /v1/completions,
+int rt_api_openai_register(rt_server *srv);
+int rt_api_upload_register(rt_server *srv); /* rt_api_upload.c: /v1/snapshots, /v1/data (admin) */
+
+/* Uploads (rt_api_upload.c). rt_api_upload_head runs in the head hook after the access gate:
+ * for PUT /v1/snapshots/{snapshot} and PUT /v1/data/{file} it checks the name, the size
+ * (--max-upload: 413), the free disk (507), whether a deployed revision uses the snapshot
+ * (409 unless ?force=1) and the number of uploads under way (503), then streams the body into
+ * a temporary file (rt_req_body_sink). Returns 1 when it answered, 0 otherwise (other routes
+ * too). */
+#define RT_UPLOAD_MAX_ACTIVE 4
+int rt_api_upload_head(rt_server *srv, rt_req *req); /* rt_api_openai.c: /v1/models, /v1/completions,
 					      * /v1/chat/completions (OpenAI-compatible) */
 
 #endif

@@ -31,6 +31,24 @@ int rt_jobs_main(int argc, char **argv);
 int rt_keys_main(int argc, char **argv);
 int rt_audit_main(int argc, char **argv);
 
+/* Pushing files to a running daemon (rt_cmd_upload.c). rt_data_main is `thaw data
+ * push|list|rm`; rt_cli_store_main runs verb argv[0] (push, list, rm) of `thaw snapshot`
+ * (snapshot = 1) or `thaw data`, returning an exit status, or -1 after --help (the caller
+ * prints its usage). rt_cli_push uploads file (verified first when snapshot) as name (NULL:
+ * its base name; force: replace a snapshot that revisions use) to the server at url (NULL:
+ * $THAW_URL or the default), copying the stored name into stored; quiet: no output on
+ * success, no progress bar. Returns 0, 1 (failure, printed), 2 (bad usage). */
+int rt_data_main(int argc, char **argv);
+int rt_cli_store_main(const char *cmd, int snapshot, int argc, char **argv);
+int rt_cli_push(const char *cmd, const char *url, int snapshot, const char *file,
+		const char *name, int force, int quiet, char *stored, size_t stored_cap);
+/* rt_cli_deploy_upload prepares `thaw deploy fn` manifest man (a json_t object): with model
+ * (a local directory or .safetensors) it packs it into a temporary snapshot, pushes it as
+ * fn-TIME.thaw and sets man.snapshot; else a man.snapshot that is a relative path to a local
+ * regular file is pushed and replaced by its stored name. 0 or an exit status (printed). */
+struct json_t;
+int rt_cli_deploy_upload(struct json_t *man, const char *fn, const char *model, const char *url);
+
 /* rt_cli_is_help reports whether arg is -h or --help. */
 int rt_cli_is_help(const char *arg);
 

@@ -398,8 +398,58 @@ out:
 	return rc;
 }
 
+/* sends len bytes of file descriptor src from its offset 0 (progress after each piece) */
+static int send_file(int fd, int src, uint64_t len, rt_client_progress_fn progress, void *pud)
+{
+	char *buf = malloc((size_t)1 << 20);
+	if (!buf)
+		return -ENOMEM;
+	uint64_t sent = 0;
+	int rc = 0;
+	while (sent < len) {
+		size_t want = len - sent < ((uint64_t)1 << 20) ? (size_t)(len - sent) : (size_t)1 << 20;
+		ssize_t k = pread(src, buf, want, (off_t)sent);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0) {
+			rc = k < 0 ? -errno : -EIO;   /* the file shrank while being sent */
+			break;
+		}
+		rc = send_all(fd, buf, (size_t)k);
+		if (rc < 0)
+			break;
+		sent += (uint64_t)k;
+		if (progress)
+			progress(pud, sent, len);
+	}
+	free(buf);
+	return rc;
+}
+
+static int do_request(const rt_client_url *u, const char *method, const char *path,
+		      const char *body, size_t body_len, const char *content_type, int src,
+		      uint64_t src_len, rt_client_progress_fn progress, void *pud, double timeout_s,
+		      rt_client_resp *resp, char *err, size_t errlen);
+
 int rt_client_request(const rt_client_url *u, const char *method, const char *path,
 		      const char *body, size_t body_len, const char *content_type, double timeout_s,
+		      rt_client_resp *resp, char *err, size_t errlen)
+{
+	return do_request(u, method, path, body, body_len, content_type, -1, 0, NULL, NULL,
+			  timeout_s, resp, err, errlen);
+}
+
+int rt_client_put_file(const rt_client_url *u, const char *path, int src, uint64_t len,
+		       rt_client_progress_fn progress, void *pud, double timeout_s,
+		       rt_client_resp *resp, char *err, size_t errlen)
+{
+	return do_request(u, "PUT", path, NULL, 0, NULL, src, len, progress, pud, timeout_s, resp,
+			  err, errlen);
+}
+
+static int do_request(const rt_client_url *u, const char *method, const char *path,
+		      const char *body, size_t body_len, const char *content_type, int src,
+		      uint64_t src_len, rt_client_progress_fn progress, void *pud, double timeout_s,
 		      rt_client_resp *resp, char *err, size_t errlen)
 {
 	memset(resp, 0, sizeof *resp);
@@ -419,7 +469,10 @@ int rt_client_request(const rt_client_url *u, const char *method, const char *pa
 	const char *key = getenv("THAW_API_KEY");
 	if (n > 0 && (size_t)n < sizeof head && key && *key && !strpbrk(key, "\r\n"))
 		n += snprintf(head + n, sizeof head - (size_t)n, "Authorization: Bearer %s\r\n", key);
-	if (n > 0 && (size_t)n < sizeof head && has_body)
+	if (n > 0 && (size_t)n < sizeof head && src >= 0)
+		n += snprintf(head + n, sizeof head - (size_t)n, "Content-Type: application/octet-stream"
+			      "\r\nContent-Length: %llu\r\n", (unsigned long long)src_len);
+	else if (n > 0 && (size_t)n < sizeof head && has_body)
 		n += snprintf(head + n, sizeof head - (size_t)n, "%s%s%sContent-Length: %zu\r\n",
 			      body ? "Content-Type: " : "", body ? (content_type ? content_type :
 			      "application/json") : "", body ? "\r\n" : "", body ? body_len : 0);
@@ -432,6 +485,8 @@ int rt_client_request(const rt_client_url *u, const char *method, const char *pa
 	int rc = send_all(fd, head, (size_t)n);
 	if (rc == 0 && body && body_len)
 		rc = send_all(fd, body, body_len);
+	if (rc == 0 && src >= 0)
+		rc = send_file(fd, src, src_len, progress, pud);
 	/* a server may answer early (e.g. 413) and close: still read what it said */
 	if (rc < 0 && rc != -EPIPE && rc != -ECONNRESET) {
 		close(fd);

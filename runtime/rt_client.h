@@ -7,6 +7,7 @@
 #ifndef THAW_RT_CLIENT_H
 #define THAW_RT_CLIENT_H
 #include <stddef.h>
+#include <stdint.h>
 
 #define RT_CLIENT_DEFAULT_URL "http://127.0.0.1:8080"
 #define RT_CLIENT_MAX_BODY ((size_t)1 << 30)   /* larger responses are refused (-EFBIG) */
@@ -45,6 +46,14 @@ int rt_client_url_parse(const char *url, rt_client_url *u, char *err, size_t err
 int rt_client_request(const rt_client_url *u, const char *method, const char *path,
 		      const char *body, size_t body_len, const char *content_type, double timeout_s,
 		      rt_client_resp *resp, char *err, size_t errlen);
+
+/* rt_client_put_file is rt_client_request for a PUT whose body is the first len bytes of the
+ * file open at src (application/octet-stream), read and sent 1 MiB at a time (never whole in
+ * memory); progress(pud, sent, len) after each MiB when not NULL. */
+typedef void (*rt_client_progress_fn)(void *pud, uint64_t sent, uint64_t total);
+int rt_client_put_file(const rt_client_url *u, const char *path, int src, uint64_t len,
+		       rt_client_progress_fn progress, void *pud, double timeout_s,
+		       rt_client_resp *resp, char *err, size_t errlen);
 
 /* rt_client_resp_free frees the body; resp itself is the caller's. */
 void rt_client_resp_free(rt_client_resp *resp);

@@ -119,7 +119,12 @@ static void deploy_usage(FILE *f)
 		"  --kind K              function kind: echo, mlp, llama, ... (default: the kind the\n"
 		"                        snapshot's metadata records, as `thaw snapshot inspect` shows)\n"
 		"  --snapshot F          .thaw file name in DATA/snapshots, or an absolute path under an\n"
-		"                        allowed root (required except for echo)\n"
+		"                        allowed root (required except for echo); a relative path to\n"
+		"                        a local file (./m.thaw, m.thaw when it exists here) is pushed\n"
+		"                        to the server first (thaw snapshot push)\n"
+		"  --model DIR|FILE      a Hugging Face directory or .safetensors file: packed here (as\n"
+		"                        thaw snapshot pack --kind K, tokenizer included), pushed as\n"
+		"                        NAME-TIME.thaw, then deployed, in one step\n"
 		"  --min-scale N         0 (scale to zero) or 1 (keep warm); default 0\n"
 		"  --idle-timeout S      seconds idle before eviction from the GPU; default 30\n"
 		"  --concurrency N       calls running at once, 1..1024; default 8\n"
@@ -224,6 +229,7 @@ int rt_deploy_main(int argc, char **argv)
 	static const struct option opts[] = {
 		{"kind", required_argument, 0, 'k'},
 		{"snapshot", required_argument, 0, 's'},
+		{"model", required_argument, 0, 'M'},
 		{"min-scale", required_argument, 0, 'm'},
 		{"idle-timeout", required_argument, 0, 'i'},
 		{"concurrency", required_argument, 0, 'c'},
@@ -239,7 +245,7 @@ int rt_deploy_main(int argc, char **argv)
 		{"help", no_argument, 0, 'h'},
 		{0, 0, 0, 0},
 	};
-	const char *url = NULL;
+	const char *url = NULL, *model = NULL;
 	json_t *man = json_object();
 	int c, rc = 0, as_json = 0;
 	optind = 0;
@@ -248,6 +254,7 @@ int rt_deploy_main(int argc, char **argv)
 		switch (c) {
 		case 'k': json_object_set_new(man, "kind", json_string(optarg)); break;
 		case 's': json_object_set_new(man, "snapshot", json_string(optarg)); break;
+		case 'M': model = optarg; break;
 		case 'm': rc = set_int(man, "min_scale", "--min-scale", optarg); break;
 		case 'i': rc = set_seconds(man, "idle_timeout_s", "--idle-timeout", optarg); break;
 		case 'c': rc = set_int(man, "concurrency", "--concurrency", optarg); break;
@@ -286,6 +293,11 @@ int rt_deploy_main(int argc, char **argv)
 			"snapshot's; --traffic alone moves traffic)\n");
 		json_decref(man);
 		return 2;
+	}
+	/* a local --snapshot file, or --model packed here: pushed first (rt_cmd_upload.c) */
+	if (!traffic_only && (rc = rt_cli_deploy_upload(man, name, model, url)) != 0) {
+		json_decref(man);
+		return rc;
 	}
 	/* the daemon validates too (and knows the kinds); catch plain mistakes here */
 	rt_manifest m;

@@ -1,4 +1,5 @@
-/* rt_cmd_snapshot.c — `thaw snapshot pack|inspect|verify|unpack|restore`: the CLI over the
+/* rt_cmd_snapshot.c — `thaw snapshot pack|inspect|verify|unpack|restore` (push|list|rm talk
+ * to a server: rt_cmd_upload.c): the CLI over the
  * snapshot library (snapshot/snap.h, snap_pack.h). Exit status: 0 success, 1 failure (the
  * message names the file, chunk and tensor), 2 bad usage. */
 #include <errno.h>
@@ -38,7 +39,14 @@ static const char usage_text[] =
 	"       [--queue-depth N] [--cold] [--no-verify] [--json]\n"
 	"      restore the image and report GB/s of raw bytes and where the time went.\n"
 	"      --io auto|direct|uring|pread|mmap (or THAW_SNAP_IO); --cold drops the file from the\n"
-	"      page cache before each run (posix_fadvise DONTNEED).\n";
+	"      page cache before each run (posix_fadvise DONTNEED).\n"
+	"On a running server (--url U, else $THAW_URL, else http://127.0.0.1:8080; $THAW_API_KEY\n"
+	"with admin scope):\n"
+	"  push F [--name N] [--force] [--quiet]  verify F here, then upload it (streamed, with a\n"
+	"      progress bar) into the server's DATA/snapshots as N (default: F's base name);\n"
+	"      --force replaces a snapshot that deployed revisions use\n"
+	"  list [--json]               the server's snapshots: size, kind, the revisions using each\n"
+	"  rm NAME                     delete one (refused while a revision uses it)\n";
 
 static int usage_err(const char *fmt, const char *arg)
 {
@@ -592,5 +600,11 @@ int rt_snapshot_main(int argc, char **argv)
 		return cmd_unpack(argc - 1, argv + 1);
 	if (!strcmp(c, "restore"))
 		return cmd_restore(argc - 1, argv + 1);
+	if (!strcmp(c, "push") || !strcmp(c, "list") || !strcmp(c, "rm")) {
+		int rc = rt_cli_store_main("snapshot", 1, argc - 1, argv + 1);
+		if (rc < 0)
+			fputs(usage_text, stdout);
+		return rc < 0 ? 0 : rc;
+	}
 	return usage_err("unknown command '%s'", c);
 }

@@ -97,6 +97,11 @@ struct rt_conn {
 	int streaming;          /* rt_req_stream_begin sent the head; 2: HTTP/1.0, no chunking */
 	int stream_keep;        /* keep-alive decided at stream begin */
 	size_t stream_bytes;    /* bytes written for the streamed response */
+	const rt_body_sink *sink;  /* the body of the request being read goes here (rt_req_body_sink) */
+	void *sink_ud;
+	uint64_t sink_max, sink_bytes;
+	int sink_paused;        /* the sink is full: not reading until rt_req_body_resume */
+	int over_body;          /* Content-Length over max_body_bytes: 413 unless the head streams it */
 };
 
 struct rt_http {
@@ -408,6 +413,12 @@ static void req_reset(rt_conn *c)
 	r->handler = NULL;
 	r->handler_ud = NULL;
 	r->body = NULL;
+	r->sink_ud = NULL;
+	c->sink = NULL;
+	c->sink_ud = NULL;
+	c->sink_bytes = 0;
+	c->sink_paused = 0;
+	c->over_body = 0;
 	c->streaming = 0;
 	c->stream_bytes = 0;
 	c->hdr_len = 0;
@@ -533,10 +544,23 @@ static double req_observe(rt_req *req, size_t total, const char *body, size_t le
  * connection's next request. When conn_process is on this connection's stack (a synchronous
  * reply, or one from the head hook inside llhttp_execute) it only marks the request done and
  * that loop goes on; otherwise (a later reply) it starts the loop. Never recursive. */
+/* a streamed body that will not complete: its sink learns it once */
+static void sink_abort(rt_conn *c)
+{
+	const rt_body_sink *s = c->sink;
+	void *ud = c->sink_ud;
+	c->sink = NULL;
+	c->sink_ud = NULL;
+	c->sink_paused = 0;
+	if (s)
+		s->abort(ud);
+}
+
 static void req_finish(rt_req *req, int status, size_t total, int keep, double secs)
 {
 	rt_conn *c = req->conn;
 	rt_http *h = c->srv;
+	sink_abort(c);
 	if (h->cfg.access_log)
 		rt_log_access(req->method, req->target, status, secs, total, req->request_id,
 			      req->traceparent);
@@ -866,7 +890,8 @@ static int cb_headers_complete(llhttp_t *p)
 		snprintf(r->traceparent, sizeof r->traceparent, "%s", tp);
 	if ((p->flags & F_TRANSFER_ENCODING) && check_transfer_coding(c, r) < 0)
 		return -1;
-	if ((p->flags & F_CONTENT_LENGTH) && p->content_length > h->cfg.max_body_bytes) {
+	c->over_body = (p->flags & F_CONTENT_LENGTH) && p->content_length > h->cfg.max_body_bytes;
+	if (c->over_body && !h->head) {
 		c->err_status = 413;
 		return -1;
 	}
@@ -906,7 +931,13 @@ static int cb_headers_complete(llhttp_t *p)
 			return 0;
 		}
 	}
-	if ((p->flags & F_CONTENT_LENGTH) && p->content_length > 0 &&
+	if (c->over_body && !c->sink) {
+		c->err_status = 413;
+		return -1;
+	}
+	if (c->sink) {
+		conn_arm_timer(c);   /* the read timeout runs from the last body byte */
+	} else if ((p->flags & F_CONTENT_LENGTH) && p->content_length > 0 &&
 	    body_reserve(c, (size_t)p->content_length + 1) < 0) {
 		c->err_status = 503;
 		c->err_msg = "too many request bodies in flight; retry";
@@ -924,8 +955,23 @@ static int cb_body(llhttp_t *p, const char *at, size_t len)
 	rt_conn *c = p->data;
 	rt_req *r = &c->req;
 	size_t max = c->srv->cfg.max_body_bytes;
-	if (c->head_answered)
+	if (c->head_answered || c->closing)
 		return 0;   /* answered at the head: the body is not kept */
+	if (c->sink) {
+		if (c->sink_bytes + len > c->sink_max || c->sink_bytes + len < c->sink_bytes) {
+			c->err_status = 413;
+			c->err_msg = "request body too large for this route";
+			return -1;
+		}
+		c->sink_bytes += len;
+		conn_arm_timer(c);
+		if (c->sink->data(c->sink_ud, at, len) == 1 && c->sink) {
+			c->sink_paused = 1;
+			uv_timer_stop(&c->timer);
+			conn_flow(c);
+		}
+		return 0;
+	}
 	if (r->body_len + len > max) {
 		c->err_status = 413;
 		return -1;
@@ -1029,6 +1075,7 @@ static void on_handle_closed(uv_handle_t *hd)
 				break;
 			}
 	h->body_inflight -= c->body_reserved;
+	sink_abort(c);
 	free(c->in);
 	free(c->hdr);
 	free(c->body);
@@ -1076,7 +1123,7 @@ static void conn_arm_timer(rt_conn *c)
 	uint64_t ms = 0;
 	if (c->state == CONN_IDLE)
 		ms = c->got_bytes ? c->srv->cfg.idle_timeout_ms : c->srv->cfg.first_byte_timeout_ms;
-	else if (c->state == CONN_READING)
+	else if (c->state == CONN_READING && !c->sink_paused)
 		ms = c->srv->cfg.read_timeout_ms;
 	if (c->klass == CONN_PROBE && (ms == 0 || ms > RT_HTTP_PROBE_MS))
 		ms = c->state == CONN_BUSY ? 0 : RT_HTTP_PROBE_MS;   /* probes send at once */
@@ -1122,6 +1169,7 @@ static void conn_flow(rt_conn *c)
 	if (c->closing)
 		return;
 	int stop = (c->close_after && c->state == CONN_BUSY) || c->peer_gone || c->write_blocked ||
+		   c->sink_paused ||
 		   c->in_len - c->in_off > RT_HTTP_IN_HIGH;
 	if (stop && !c->reading_paused) {
 		uv_read_stop((uv_stream_t *)&c->tcp);
@@ -1187,6 +1235,12 @@ static void conn_process(rt_conn *c)
 			c->state = CONN_BUSY;
 			uv_timer_stop(&c->timer);
 			c->req.conn = c;
+			if (c->sink) {   /* the handler owns the sink's state from here */
+				c->req.sink_ud = c->sink_ud;
+				c->sink = NULL;
+				c->sink_ud = NULL;
+				c->sink_paused = 0;
+			}
 			h->dispatch(&c->req, h->ud);
 			continue;   /* answered already: req_finish made the connection IDLE */
 		}
@@ -1469,6 +1523,36 @@ int rt_http_port(const rt_http *h)
 int rt_http_open_connections(const rt_http *h)
 {
 	return h->nconns;
+}
+
+int rt_req_body_sink(rt_req *req, const rt_body_sink *sink, void *ud, uint64_t max_bytes)
+{
+	rt_conn *c = req->conn;
+	if (!c->in_head || c->sink || !sink || !sink->data || !sink->abort)
+		return -EINVAL;
+	if ((c->parser.flags & F_CONTENT_LENGTH) && c->parser.content_length > max_bytes)
+		return -EFBIG;
+	c->sink = sink;
+	c->sink_ud = ud;
+	c->sink_max = max_bytes;
+	c->sink_bytes = 0;
+	c->sink_paused = 0;
+	return 0;
+}
+
+void rt_req_body_resume(rt_req *req)
+{
+	rt_conn *c = req->conn;
+	if (!c->sink_paused || c->closing)
+		return;
+	c->sink_paused = 0;
+	conn_arm_timer(c);
+	conn_flow(c);
+}
+
+void rt_req_body_fail(rt_req *req, int status, const char *msg)
+{
+	conn_fail(req->conn, status, msg);
 }
 
 void rt_http_set_head(rt_http *h, rt_handler_fn head)

@@ -63,7 +63,9 @@ struct rt_req {
 	int keep_alive;                /* internal */
 	void (*gone_fn)(void *ud);     /* internal: rt_req_on_gone */
 	void *gone_ud;
-	char extra_headers[1024];      /* internal: added by rt_req_add_header */
+	void *sink_ud;                 /* rt_req_body_sink's ud, for the handler at the end of a
+	                                * streamed body; NULL otherwise */
+	char extra_headers[1024];       /* internal: added by rt_req_add_header */
 	size_t extra_len;
 };
 
@@ -111,7 +113,9 @@ int rt_http_open(uv_loop_t *loop, const rt_http_config *cfg, rt_handler_fn dispa
 
 /* rt_http_set_head installs head(req, ud) (ud as given to rt_http_open), called on the loop
  * thread once a request's line and headers are in, before any body byte is kept and before
- * `100 Continue` is sent (req->body is NULL, body_len 0). The head hook routes the request and
+ * `100 Continue` is sent (req->body is NULL, body_len 0). It runs for a Content-Length over
+ * max_body_bytes too (the route may stream it, rt_req_body_sink); unless it installs a sink
+ * such a request is answered 413 after it, without reading the body. The head hook routes the request and
  * checks its authority; it may answer at once with rt_req_reply* (401, 403, 404, 429, ...):
  * then the body is never buffered (no `100 Continue` is sent): an announced body of up to
  * 64 KiB is read and dropped (within the read timeout), a larger or chunked one is not read
@@ -119,6 +123,32 @@ int rt_http_open(uv_loop_t *loop, const rt_http_config *cfg, rt_handler_fn dispa
  * body is read and dispatch runs at the end of the message. Replying from the hook is safe:
  * the answer is written at once and the connection's next request is parsed after it. */
 void rt_http_set_head(rt_http *h, rt_handler_fn head);
+
+/* Streamed request bodies (uploads larger than max_body_bytes). Only from the head hook,
+ * rt_req_body_sink sends req's body to sink->data(ud, bytes, len) as it arrives instead of
+ * into a buffer: max_bytes replaces max_body_bytes as its limit (a Content-Length over it:
+ * -EFBIG and nothing installed, the caller answers 413; a chunked body growing past it: 413
+ * and close), it takes no share of max_body_inflight, and the read timeout runs from the last
+ * body byte received rather than from the request's start (a steady multi-GiB upload is not
+ * cut off; a stalled one is, 408). data must take every byte it is given (copy them) and
+ * returns 0 to go on, or 1 to stop reading from the client until rt_req_body_resume (its
+ * buffer is full: backpressure; the read timeout does not run meanwhile). At the end of the
+ * message the request is dispatched as usual, body_len 0, with req->sink_ud = ud: from then
+ * the handler owns ud. If the message never completes (client gone, timeout, malformed,
+ * rt_req_body_fail), sink->abort(ud) is called once on the loop thread instead, and the
+ * request is not dispatched. Returns 0, -EFBIG, -EINVAL outside the head hook. */
+typedef struct rt_body_sink {
+	int (*data)(void *ud, const char *bytes, size_t len);
+	void (*abort)(void *ud);
+} rt_body_sink;
+int rt_req_body_sink(rt_req *req, const rt_body_sink *sink, void *ud, uint64_t max_bytes);
+
+/* rt_req_body_resume reads the client again after sink->data returned 1. Loop thread. */
+void rt_req_body_resume(rt_req *req);
+
+/* rt_req_body_fail ends a request whose body is still streaming into a sink: answers status
+ * with {"error": msg}, closes the connection after it, and calls sink->abort(ud). */
+void rt_req_body_fail(rt_req *req, int status, const char *msg);
 
 /* rt_http_port returns the bound port (useful with port 0). */
 int rt_http_port(const rt_http *h);

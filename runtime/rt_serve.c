@@ -23,6 +23,8 @@ static void usage(FILE *f)
 		"  --data DIR            data directory (default ./thaw-data)\n"
 		"  --drain-timeout S     on SIGTERM/SIGINT, exit within S seconds (default 30)\n"
 		"  --max-body BYTES      largest request body (default 67108864); over it: 413\n"
+"  --max-upload BYTES    largest snapshot or data file pushed with PUT /v1/snapshots/NAME\n"
+		"                        or PUT /v1/data/NAME (default 64 GiB; streamed to disk); over it: 413\n"
 		"  --max-header BYTES    largest request line + headers (default 16384); over it: 431\n"
 		"  --max-connections N   most open client connections (default 4096; lowered to fit the\n"
 		"                        descriptor limit, whose soft value is raised to the hard one)\n"
@@ -118,6 +120,7 @@ int rt_serve_main(int argc, char **argv)
 		{"max-write-queue", required_argument, 0, 1204},
 		{"first-byte-timeout", required_argument, 0, 1205},
 		{"cors-origin", required_argument, 0, 1206},
+		{"max-upload", required_argument, 0, 1207},
 		{"log-level", required_argument, 0, 'l'},
 		{"allow-root", required_argument, 0, 'A'},
 		{"host-cache", required_argument, 0, 'C'},
@@ -177,6 +180,7 @@ int rt_serve_main(int argc, char **argv)
 		case 1202: if (parse_num("--probe-reserve", optarg, 0, 4096, &v)) return 2; cfg.http.probe_reserve = (int)v; break;
 		case 1203: if (parse_num("--max-body-inflight", optarg, 1, 1e15, &v)) return 2; cfg.http.max_body_inflight = (size_t)v; break;
 		case 1204: if (parse_num("--max-write-queue", optarg, 4096, 1e12, &v)) return 2; cfg.http.max_write_queue = (size_t)v; break;
+		case 1207: if (parse_num("--max-upload", optarg, 1, 1e15, &v)) return 2; cfg.max_upload_bytes = (uint64_t)v; break;
 		case 1205: if (parse_num("--first-byte-timeout", optarg, 0.001, 86400, &v)) return 2; cfg.http.first_byte_timeout_ms = (uint64_t)(v * 1000); break;
 		case 1206: {
 			char why[160];

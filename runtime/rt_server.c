@@ -33,7 +33,7 @@ static void server_head(rt_req *req, void *ud)
 	char allow[128];
 	switch (rt_router_match(srv->router, req, &fn, &fud, allow, sizeof allow)) {
 	case RT_ROUTE_FOUND:
-		if (rt_access_gate(srv, req))   /* answered */
+		if (rt_access_gate(srv, req) || rt_api_upload_head(srv, req))   /* answered */
 			return;
 		req->handler = fn;
 		req->handler_ud = fud;
@@ -107,13 +107,14 @@ static int mkdir_p(const char *path)
 	return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
 }
 
-/* removes what an interrupted pack (kill -9, power loss) left in DATA/snapshots: the writer's
- * NAME.tmp.XXXXXX files are never used, only renamed when complete. Files written in the last
- * 10 minutes are left alone (a `thaw snapshot pack` may be running beside the daemon). */
-static void sweep_pack_leftovers(const char *data_dir)
+/* removes what an interrupted pack or upload (kill -9, power loss) left in DATA/snapshots or
+ * DATA/data: the NAME.tmp.XXXXXX files are never used, only renamed when complete. Files
+ * written in the last 10 minutes are left alone (a `thaw snapshot pack` may be running beside
+ * the daemon). */
+static void sweep_pack_leftovers(const char *data_dir, const char *sub)
 {
 	char dir[4096];
-	snprintf(dir, sizeof dir, "%s/snapshots", data_dir);
+	snprintf(dir, sizeof dir, "%s/%s", data_dir, sub);
 	DIR *d = opendir(dir);
 	if (!d)
 		return;
@@ -128,7 +129,7 @@ static void sweep_pack_leftovers(const char *data_dir)
 		snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
 		if (lstat(path, &st) == 0 && S_ISREG(st.st_mode) && now - st.st_mtime > 600 &&
 		    unlink(path) == 0)
-			rt_logf(RT_LOG_WARN, "removed %s, left by an interrupted snapshot pack", path);
+			rt_logf(RT_LOG_WARN, "removed %s, left by an interrupted snapshot pack or upload", path);
 	}
 	closedir(d);
 }
@@ -146,7 +147,10 @@ int rt_server_init(rt_server *srv, uv_loop_t *loop, const rt_server_config *cfg)
 		rt_logf(RT_LOG_ERROR, "cannot create data directory %s: %s", cfg->data_dir, strerror(-rc));
 		return rc;
 	}
-	sweep_pack_leftovers(cfg->data_dir);
+	sweep_pack_leftovers(cfg->data_dir, "snapshots");
+	sweep_pack_leftovers(cfg->data_dir, "data");
+	if (!srv->cfg.max_upload_bytes)
+		srv->cfg.max_upload_bytes = (uint64_t)64 << 30;
 	srv->router = rt_router_new();
 	srv->metrics = rt_metrics_new();
 	if (!srv->router || !srv->metrics) {

@@ -34,6 +34,7 @@ typedef struct rt_server_config {
 	int no_audit;                /* 1: no audit log (another system audits; benchmarks) */
 	const char *cors_origins[RT_CORS_MAX_ORIGINS];  /* browser origins allowed (rt_cors.h) */
 	size_t n_cors_origins;
+	uint64_t max_upload_bytes;   /* largest PUT /v1/snapshots|data body (rt_api_upload.c) */
 } rt_server_config;
 
 typedef struct rt_server {
