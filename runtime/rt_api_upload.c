@@ -331,15 +331,22 @@ static void up_rename_work(uv_work_t *w)
 		rt_logf(RT_LOG_WARN, "upload %s: fsync of its directory: %s", u->final, strerror(-rc));
 }
 
+/* a step on the thread pool failed: answer its status and message, free u; 1 then, else 0 */
+static int up_failed(upload *u)
+{
+	if (!u->werr)
+		return 0;
+	rt_req_reply_error(u->req, u->status, "%s", u->msg);
+	up_free(u);
+	return 1;
+}
+
 static void up_rename_after(uv_work_t *w, int status)
 {
 	upload *u = w->data;
 	(void)status;
-	if (u->werr) {
-		rt_req_reply_error(u->req, u->status, "%s", u->msg);
-		up_free(u);
+	if (up_failed(u))
 		return;
-	}
 	char hex[2 * crypto_hash_sha256_BYTES + 1], digest[8 + sizeof hex];
 	sodium_bin2hex(hex, sizeof hex, u->digest, sizeof u->digest);
 	snprintf(digest, sizeof digest, "sha256:%s", hex);
@@ -357,11 +364,8 @@ static void up_finish_after(uv_work_t *w, int status)
 {
 	upload *u = w->data;
 	(void)status;
-	if (u->werr) {
-		rt_req_reply_error(u->req, u->status, "%s", u->msg);
-		up_free(u);
+	if (up_failed(u))
 		return;
-	}
 	crypto_hash_sha256_final(&u->sha, u->digest);
 	if (u->kind == UP_SNAPSHOT && !u->force) {   /* deployed since the head? */
 		json_t *users = users_of(u->srv, u->name);

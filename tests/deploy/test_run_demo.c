@@ -20,6 +20,22 @@
 
 /* starts the demo with env (e.g. "HOST=0.0.0.0"), waits up to 60 s for its start-up text, and
  * returns the script's stderr (malloc'd) after stopping it */
+/* polls the demo's log (up to 60 s) until it says it is serving; its text (malloc'd, may be
+ * NULL), which the caller checks and frees */
+static char *wait_serving(const char *log)
+{
+	double end = e2e_now_s() + 60;
+	char *text = NULL;
+	while (e2e_now_s() < end) {
+		free(text);
+		text = t_read_file(log, NULL);
+		if (text && strstr(text, "thaw: serving on"))
+			break;
+		usleep(50000);
+	}
+	return text;
+}
+
 static char *run_demo(const char *env)
 {
 	char data[600], log[600], pidf[600];
@@ -37,15 +53,7 @@ static char *run_demo(const char *env)
 		 "</dev/null >/dev/null 2>'%s' & echo $! > '%s')", t_src(), env, data, port, bin, log,
 		 pidf) != 0)
 		return NULL;
-	double end = e2e_now_s() + 60;
-	char *text = NULL;
-	while (e2e_now_s() < end) {
-		free(text);
-		text = t_read_file(log, NULL);
-		if (text && strstr(text, "thaw: serving on"))
-			break;
-		usleep(50000);
-	}
+	char *text = wait_serving(log);
 	/* the script's session: the script and the server it started */
 	char *pid = t_read_file(pidf, NULL);
 	if (pid && atoi(pid) > 0) {
@@ -124,15 +132,7 @@ static void test_demo_doc_job_and_sigint(void)
 	T_CHECK(pid > 0);
 	if (pid <= 0)
 		return;
-	double end = e2e_now_s() + 60;
-	char *text = NULL;
-	while (e2e_now_s() < end) {
-		free(text);
-		text = t_read_file(log, NULL);
-		if (text && strstr(text, "thaw: serving on"))
-			break;
-		usleep(50000);
-	}
+	char *text = wait_serving(log);
 	T_CHECK(text && strstr(text, "thaw: serving on"));
 	free(text);
 	/* the docs' fine-tune example, as printed, on the demo's port */

@@ -42,12 +42,6 @@ static int has(const e2e_resp *r, const char *name, const char *want)
 	return ok;
 }
 
-static int call(const e2e_server *s, const char *method, const char *path, const char *hdrs,
-		const char *body, e2e_resp *r)
-{
-	return e2e_call(s, method, path, hdrs, body, r);
-}
-
 #define PRE(origin, method) "Origin: " origin "\r\nAccess-Control-Request-Method: " method \
 	"\r\nAccess-Control-Request-Headers: authorization, content-type\r\n"
 
@@ -59,7 +53,7 @@ static void test_keyed_server(void)
 	T_EQ_INT(e2e_start(&s, args, NULL), 0);
 	e2e_resp r;
 	/* a preflight from an allowed origin: answered without a key */
-	T_EQ_INT(call(&s, "OPTIONS", "/v1/functions/echo/invoke", PRE("https://ui.example.com", "POST"),
+	T_EQ_INT(e2e_call(&s, "OPTIONS", "/v1/functions/echo/invoke", PRE("https://ui.example.com", "POST"),
 		      NULL, &r), 200);
 	T_CHECK(has(&r, "Access-Control-Allow-Origin", "https://ui.example.com"));
 	T_CHECK(has(&r, "Vary", "Origin"));
@@ -73,7 +67,7 @@ static void test_keyed_server(void)
 	T_CHECK(has(&r, "Access-Control-Allow-Credentials", NULL));
 	e2e_resp_free(&r);
 	/* origins compare exactly (scheme, host and port; case aside) */
-	T_EQ_INT(call(&s, "OPTIONS", "/v1/functions/echo/invoke", PRE("HTTPS://UI.EXAMPLE.COM", "POST"),
+	T_EQ_INT(e2e_call(&s, "OPTIONS", "/v1/functions/echo/invoke", PRE("HTTPS://UI.EXAMPLE.COM", "POST"),
 		      NULL, &r), 200);
 	e2e_resp_free(&r);
 	static const char *const others[] = {"https://evil.example.com", "http://ui.example.com",
@@ -82,22 +76,22 @@ static void test_keyed_server(void)
 	for (size_t i = 0; i < sizeof others / sizeof others[0]; i++) {
 		char hd[256];
 		snprintf(hd, sizeof hd, "Origin: %s\r\nAccess-Control-Request-Method: POST\r\n", others[i]);
-		T_EQ_INT(call(&s, "OPTIONS", "/v1/functions/echo/invoke", hd, NULL, &r), 403);
+		T_EQ_INT(e2e_call(&s, "OPTIONS", "/v1/functions/echo/invoke", hd, NULL, &r), 403);
 		T_CHECK(has(&r, "Access-Control-Allow-Origin", NULL));
 		T_CHECK(strstr(r.body, "not allowed") != NULL);
 		e2e_resp_free(&r);
 		/* an actual request from it: served as for any client, no CORS grant */
 		snprintf(hd, sizeof hd, "Origin: %s\r\n", others[i]);
-		T_EQ_INT(call(&s, "GET", "/healthz", hd, NULL, &r), 200);
+		T_EQ_INT(e2e_call(&s, "GET", "/healthz", hd, NULL, &r), 200);
 		T_CHECK(has(&r, "Access-Control-Allow-Origin", NULL));
 		T_CHECK(has(&r, "Vary", "Origin"));
 		e2e_resp_free(&r);
 	}
 	/* a preflight for a path with no route: 404 */
-	T_EQ_INT(call(&s, "OPTIONS", "/nope", PRE("http://localhost:3000", "GET"), NULL, &r), 404);
+	T_EQ_INT(e2e_call(&s, "OPTIONS", "/nope", PRE("http://localhost:3000", "GET"), NULL, &r), 404);
 	e2e_resp_free(&r);
 	/* the actual call without a key: 401 the page can read (allow + exposed headers) */
-	T_EQ_INT(call(&s, "POST", "/v1/functions/echo/invoke", "Origin: http://localhost:3000\r\n",
+	T_EQ_INT(e2e_call(&s, "POST", "/v1/functions/echo/invoke", "Origin: http://localhost:3000\r\n",
 		      "{\"a\":1}", &r), 401);
 	T_CHECK(has(&r, "Access-Control-Allow-Origin", "http://localhost:3000"));
 	char *ex = e2e_header(&r, "Access-Control-Expose-Headers");
@@ -107,11 +101,11 @@ static void test_keyed_server(void)
 	e2e_resp_free(&r);
 	/* no Origin (curl, SDKs, same-origin): no CORS headers; OPTIONS without a preflight's
 	 * request method is an ordinary request (405) */
-	T_EQ_INT(call(&s, "GET", "/healthz", NULL, NULL, &r), 200);
+	T_EQ_INT(e2e_call(&s, "GET", "/healthz", NULL, NULL, &r), 200);
 	T_CHECK(has(&r, "Access-Control-Allow-Origin", NULL));
 	T_CHECK(has(&r, "Vary", NULL));
 	e2e_resp_free(&r);
-	T_EQ_INT(call(&s, "OPTIONS", "/healthz", "Origin: http://localhost:3000\r\n", NULL, &r), 405);
+	T_EQ_INT(e2e_call(&s, "OPTIONS", "/healthz", "Origin: http://localhost:3000\r\n", NULL, &r), 405);
 	e2e_resp_free(&r);
 	T_EQ_INT(e2e_stop(&s, 15, 20), 0);
 }
@@ -123,7 +117,7 @@ static void test_any_and_none(void)
 	const char *any[] = {"--dev", "--cors-origin", "*", NULL};
 	T_EQ_INT(e2e_start(&s, any, NULL), 0);
 	/* "*" answers "*", never the caller's origin reflected */
-	T_EQ_INT(call(&s, "POST", "/v1/functions/echo/invoke", "Origin: https://a.example\r\n",
+	T_EQ_INT(e2e_call(&s, "POST", "/v1/functions/echo/invoke", "Origin: https://a.example\r\n",
 		      "{\"a\":1}", &r), 200);
 	T_CHECK(has(&r, "Access-Control-Allow-Origin", "*"));
 	T_CHECK(has(&r, "Access-Control-Allow-Credentials", NULL));
@@ -131,7 +125,7 @@ static void test_any_and_none(void)
 	T_EQ_INT(e2e_stop(&s, 15, 20), 0);
 	const char *none[] = {"--dev", NULL};
 	T_EQ_INT(e2e_start(&s, none, NULL), 0);
-	T_EQ_INT(call(&s, "OPTIONS", "/v1/functions/echo/invoke", PRE("https://a.example", "POST"),
+	T_EQ_INT(e2e_call(&s, "OPTIONS", "/v1/functions/echo/invoke", PRE("https://a.example", "POST"),
 		      NULL, &r), 405);
 	T_CHECK(has(&r, "Access-Control-Allow-Origin", NULL));
 	e2e_resp_free(&r);
