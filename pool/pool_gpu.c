@@ -267,6 +267,67 @@ int pool_gpu_staging_drain(pool_gpu *g, double *copy_s)
 	return 0;
 }
 
+/* ---- host tier and weight budget ---- */
+
+/* copies on the copy stream and waits for that copy only (an event after it), with the
+ * enqueue under copy_mu so that it never lands between a staging copy's timing events */
+static int copy_sync(pool_gpu *g, void *dst, const void *src, size_t len, enum cudaMemcpyKind kind)
+{
+	int rc = 0, locked = 0;
+	cudaEvent_t done = NULL;
+	if (!len)
+		return 0;
+	POOL_CUDA_CHECK(cudaSetDevice(g->device));
+	POOL_CUDA_CHECK(cudaEventCreateWithFlags(&done, cudaEventDisableTiming));
+	pthread_mutex_lock(&g->copy_mu);
+	locked = 1;
+	POOL_CUDA_TRY(cudaMemcpyAsync(dst, src, len, kind, g->stream));
+	POOL_CUDA_TRY(cudaEventRecord(done, g->stream));
+	pthread_mutex_unlock(&g->copy_mu);
+	locked = 0;
+	POOL_CUDA_TRY(cudaEventSynchronize(done));
+fail:
+	if (locked)
+		pthread_mutex_unlock(&g->copy_mu);
+	cudaEventDestroy(done);
+	return rc;
+}
+
+int pool_gpu_copy_htod(pool_gpu *g, void *dev, const void *host, size_t len)
+{
+	return copy_sync(g, dev, host, len, cudaMemcpyHostToDevice);
+}
+
+int pool_gpu_copy_dtoh(pool_gpu *g, void *host, const void *dev, size_t len)
+{
+	return copy_sync(g, host, dev, len, cudaMemcpyDeviceToHost);
+}
+
+int pool_gpu_mem_info(pool_gpu *g, size_t *free_bytes, size_t *total_bytes)
+{
+	size_t fr = 0, tot = 0;
+	if (!g)
+		return -ENODEV;
+	POOL_CUDA_CHECK(cudaSetDevice(g->device));
+	POOL_CUDA_CHECK(cudaMemGetInfo(&fr, &tot));
+	if (free_bytes)
+		*free_bytes = fr;
+	if (total_bytes)
+		*total_bytes = tot;
+	return 0;
+}
+
+int pool_gpu_weight_budget(pool_gpu *g, double share, uint64_t *out)
+{
+	size_t fr = 0;
+	*out = 0;
+	int rc = pool_gpu_mem_info(g, &fr, NULL);
+	if (rc < 0)
+		return rc;
+	*out = (uint64_t)((double)fr * share);
+	return 0;
+}
+
 #else /* no CUDA */
 
 struct pool_gpu { int unused; };
@@ -292,5 +353,11 @@ int pool_gpu_staging_acquire(pool_gpu *g, void **host, int *slot) { return -ENOD
 int pool_gpu_staging_copy(pool_gpu *g, int slot, void *dev_dst, size_t len) { return -ENODEV; }
 void pool_gpu_staging_release(pool_gpu *g, int slot) { (void)slot; }
 int pool_gpu_staging_drain(pool_gpu *g, double *copy_s) { if (copy_s) *copy_s = 0; return -ENODEV; }
+
+/* ---- host tier and weight budget ---- */
+int pool_gpu_copy_htod(pool_gpu *g, void *dev, const void *host, size_t len) { return -ENODEV; }
+int pool_gpu_copy_dtoh(pool_gpu *g, void *host, const void *dev, size_t len) { return -ENODEV; }
+int pool_gpu_mem_info(pool_gpu *g, size_t *free_bytes, size_t *total_bytes) { return -ENODEV; }
+int pool_gpu_weight_budget(pool_gpu *g, double share, uint64_t *out) { *out = 0; return -ENODEV; }
 
 #endif

@@ -11,6 +11,7 @@
 #ifndef THAW_POOL_GPU_H
 #define THAW_POOL_GPU_H
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct pool_gpu pool_gpu;
 
@@ -50,5 +51,22 @@ int pool_gpu_staging_acquire(pool_gpu *g, void **host, int *slot);
 int pool_gpu_staging_copy(pool_gpu *g, int slot, void *dev_dst, size_t len);
 void pool_gpu_staging_release(pool_gpu *g, int slot);
 int pool_gpu_staging_drain(pool_gpu *g, double *copy_s);
+
+/* ---- host tier and weight budget ---- */
+
+/* pool_gpu_copy_htod copies len bytes from host memory (a pool_host buffer, pinned or pageable)
+ * to device memory on g's copy stream and waits for that copy. Thread-safe; a copy queued
+ * while a restore uses the stream runs after the restore's copies queued before it.
+ * 0, or -EIO with the failed call logged. */
+int pool_gpu_copy_htod(pool_gpu *g, void *dev, const void *host, size_t len);
+/* pool_gpu_copy_dtoh is the other direction, on the same stream, also waiting. */
+int pool_gpu_copy_dtoh(pool_gpu *g, void *host, const void *dev, size_t len);
+/* pool_gpu_mem_info reads the device's free and total memory in bytes (either may be NULL).
+ * 0, or -EIO (logged); -ENODEV without CUDA or with g NULL. */
+int pool_gpu_mem_info(pool_gpu *g, size_t *free_bytes, size_t *total_bytes);
+/* pool_gpu_weight_budget is the device memory model weights may use: share (0..1] of the
+ * memory free now (after the pool's own staging, context and the kernels' workspaces).
+ * 0, or a negative errno from pool_gpu_mem_info with *out set to 0. */
+int pool_gpu_weight_budget(pool_gpu *g, double share, uint64_t *out);
 
 #endif

@@ -3,126 +3,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <pthread.h>
-#include <sys/mman.h>
-#include "pool/pool_cuda.h"
+#include "pool/pool_host.h"
 #include "runtime/store/rt_manifest.h"
 #include "runtime/sched/rt_model.h"
 
-/* Host image buffers: mmap'd with MAP_POPULATE (one kernel pass instead of a page fault per
- * page: twice as fast on the machines measured), and kept after use in a small cache, bounded
- * by rt_model_host_cache_set, so that the next cold start writes into memory that is already
- * mapped — what the device arena does for GPU memory. */
-#define CACHE_SLOTS 16
-static pthread_mutex_t cache_mu = PTHREAD_MUTEX_INITIALIZER;
-static struct { void *p; size_t n; } cache[CACHE_SLOTS];
-static size_t cache_bytes, cache_cap;
-
-static size_t map_size(size_t bytes)
-{
-	return (bytes + 4095) / 4096 * 4096 + 4096;
-}
-
-void rt_model_host_cache_set(size_t cap)
-{
-	pthread_mutex_lock(&cache_mu);
-	cache_cap = cap;
-	for (int i = 0; i < CACHE_SLOTS && cache_bytes > cache_cap; i++)
-		if (cache[i].p) {
-			munmap(cache[i].p, cache[i].n);
-			cache_bytes -= cache[i].n;
-			cache[i].p = NULL;
-		}
-	pthread_mutex_unlock(&cache_mu);
-}
-
-static void *map_alloc(size_t bytes, size_t *mapped)
-{
-	size_t want = map_size(bytes);
-	int best = -1;
-	pthread_mutex_lock(&cache_mu);
-	for (int i = 0; i < CACHE_SLOTS; i++)
-		if (cache[i].p && cache[i].n >= want && cache[i].n <= 2 * want &&
-		    (best < 0 || cache[i].n < cache[best].n))
-			best = i;
-	if (best >= 0) {
-		void *p = cache[best].p;
-		*mapped = cache[best].n;
-		cache_bytes -= cache[best].n;
-		cache[best].p = NULL;
-		pthread_mutex_unlock(&cache_mu);
-		return p;
-	}
-	pthread_mutex_unlock(&cache_mu);
-	void *p = mmap(NULL, want, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-	if (p == MAP_FAILED)
-		return NULL;
-	*mapped = want;
-	return p;
-}
-
-static void map_free(void *p, size_t mapped)
-{
-	if (!p)
-		return;
-	pthread_mutex_lock(&cache_mu);
-	if (cache_bytes + mapped <= cache_cap)
-		for (int i = 0; i < CACHE_SLOTS; i++)
-			if (!cache[i].p) {
-				cache[i].p = p;
-				cache[i].n = mapped;
-				cache_bytes += mapped;
-				pthread_mutex_unlock(&cache_mu);
-				return;
-			}
-	pthread_mutex_unlock(&cache_mu);
-	munmap(p, mapped);
-}
-
-static int host_alloc(size_t bytes, int pin, void **out, int *pinned, size_t *mapped)
-{
-	*pinned = 0;
-	*mapped = 0;
-#ifdef THAW_CUDA
-	if (pin && pool_gpu_count() > 0) {
-		if (cudaMallocHost(out, bytes ? bytes : 1) == cudaSuccess) {
-			*pinned = 1;
-			return 0;
-		}
-		cudaGetLastError();   /* fall back to pageable memory */
-	}
-#else
-	(void)pin;
-#endif
-	*out = map_alloc(bytes, mapped);
-	return *out ? 0 : -ENOMEM;
-}
-
-static void host_free(void *p, int pinned, size_t mapped)
-{
-#ifdef THAW_CUDA
-	if (pinned) {
-		cudaFreeHost(p);
-		return;
-	}
-#else
-	(void)pinned;
-#endif
-	map_free(p, mapped);
-}
-
+/* rt_image_free: device memory goes back to the pool it came from, host memory to pool_host */
 void rt_image_free(rt_image *img)
 {
 	if (!img)
 		return;
-	if (img->device >= 0) {
-#ifdef THAW_CUDA
-		cudaSetDevice(img->device);
-		cudaFree(img->data);
-#endif
-	} else {
-		host_free(img->data, img->pinned, img->mapped);
-	}
+	if (img->gpu)
+		pool_gpu_free(img->gpu, img->data);
+	else
+		pool_host_free(&img->host);
 	snap_table_free(img->table);
 	free(img);
 }
@@ -149,15 +42,17 @@ int rt_image_restore(const char *path, pool_gpu *gpu, int pin, int threads, rt_i
 				 (unsigned long long)img->bytes, pool_gpu_device(gpu));
 			goto fail;
 		}
+		img->gpu = gpu;
 		img->device = pool_gpu_device(gpu);
 		rc = snap_restore_gpu(f, gpu, img->data, &o, &img->stats, err, errlen);
 	} else {
-		rc = host_alloc(img->bytes, pin, &img->data, &img->pinned, &img->mapped);
+		rc = pool_host_alloc(&img->host, img->bytes, pin);
 		if (rc < 0) {
 			snprintf(err, errlen, "cannot allocate %llu bytes of host memory",
 				 (unsigned long long)img->bytes);
 			goto fail;
 		}
+		img->data = img->host.data;
 		rc = snap_restore_host(f, img->data, img->bytes, &o, &img->stats, err, errlen);
 	}
 	if (rc < 0)
@@ -184,37 +79,40 @@ int rt_image_copy(const rt_image *src, pool_gpu *gpu, rt_image **out, char *err,
 		return -ENOMEM;
 	img->device = -1;
 	img->bytes = src->bytes;
-#ifdef THAW_CUDA
 	if (gpu) {
+		if (src->gpu) {
+			rc = -EINVAL;
+			snprintf(err, errlen, "image copy: source is already in GPU memory");
+			goto fail;
+		}
 		rc = pool_gpu_alloc(gpu, img->bytes ? img->bytes : 1, &img->data);
 		if (rc < 0) {
 			snprintf(err, errlen, "cannot allocate %llu bytes on cuda:%d",
 				 (unsigned long long)img->bytes, pool_gpu_device(gpu));
 			goto fail;
 		}
+		img->gpu = gpu;
 		img->device = pool_gpu_device(gpu);
-		POOL_CUDA_TRY(cudaMemcpy(img->data, src->data, img->bytes, cudaMemcpyHostToDevice));
+		rc = pool_gpu_copy_htod(gpu, img->data, src->data, img->bytes);
+		if (rc < 0)
+			goto fail;
 	} else {
-		if (src->device < 0) {
+		if (!src->gpu) {
 			rc = -EINVAL;
 			snprintf(err, errlen, "image copy: source is already in host memory");
 			goto fail;
 		}
-		rc = host_alloc(img->bytes, 1, &img->data, &img->pinned, &img->mapped);
+		rc = pool_host_alloc(&img->host, img->bytes, 1);
 		if (rc < 0) {
 			snprintf(err, errlen, "cannot allocate %llu bytes of host memory",
 				 (unsigned long long)img->bytes);
 			goto fail;
 		}
-		POOL_CUDA_TRY(cudaSetDevice(src->device));
-		POOL_CUDA_TRY(cudaMemcpy(img->data, src->data, img->bytes, cudaMemcpyDeviceToHost));
+		img->data = img->host.data;
+		rc = pool_gpu_copy_dtoh(src->gpu, img->data, src->data, img->bytes);
+		if (rc < 0)
+			goto fail;
 	}
-#else
-	(void)gpu;
-	rc = -ENODEV;
-	snprintf(err, errlen, "image copy between host and GPU: built without CUDA");
-	goto fail;
-#endif
 	/* the same tensor table over the new base (no second read of the snapshot) */
 	rc = snap_table_rebase(src->table, img->data, img->device, &img->table);
 	if (rc < 0)
@@ -225,6 +123,8 @@ int rt_image_copy(const rt_image *src, pool_gpu *gpu, rt_image **out, char *err,
 fail:
 	if (rc == -EIO)
 		snprintf(err, errlen, "copying the image between host and GPU failed");
+	else if (rc == -ENODEV)
+		snprintf(err, errlen, "image copy between host and GPU: built without CUDA");
 	rt_image_free(img);
 	return rc;
 }

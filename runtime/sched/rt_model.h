@@ -12,14 +12,15 @@
 #include <jansson.h>
 #include "functions/fn.h"
 #include "pool/pool_gpu.h"
+#include "pool/pool_host.h"
 #include "snapshot/snap.h"
 
 typedef struct rt_image {
-	void *data;                /* image base: host memory, or device memory when device >= 0 */
+	void *data;                /* image base: host memory, or device memory when gpu is set */
 	uint64_t bytes;
-	int device;                /* -1: host; else CUDA ordinal */
-	int pinned;                /* host memory from cudaMallocHost */
-	size_t mapped;             /* host memory from mmap: its length */
+	int device;                /* -1: host; else the GPU's ordinal */
+	pool_gpu *gpu;             /* the pool that owns the device memory; NULL: host */
+	pool_host_buf host;        /* the host memory (gpu NULL) */
 	snap_table *table;         /* tensors at data, metadata JSON, kind */
 	snap_restore_stats stats;  /* of the restore that produced it (zeros for copies) */
 	char path[4096];           /* the snapshot it came from */
@@ -32,14 +33,12 @@ int rt_image_restore(const char *path, pool_gpu *gpu, int pin, int threads, rt_i
 		     char *err, size_t errlen);
 
 /* rt_image_copy makes a copy of src on gpu's device (gpu non-NULL: host tier -> GPU) or in
- * pinned host memory (gpu NULL, src on a GPU: GPU -> host tier). 0 or negative errno. */
+ * host memory, pinned when the driver grants it (gpu NULL, src on a GPU: GPU -> host tier).
+ * Copies run on the pool's copy stream. 0 or negative errno with err filled. */
 int rt_image_copy(const rt_image *src, pool_gpu *gpu, rt_image **out, char *err, size_t errlen);
 
-/* rt_model_host_cache_set bounds the bytes of freed host image buffers kept mapped for reuse by
- * later restores (default 0: none kept); lowering it unmaps the surplus. Thread-safe. */
-void rt_model_host_cache_set(size_t cap);
-
-/* rt_image_free releases the memory and the table. NULL is a no-op. */
+/* rt_image_free releases the memory (to the pool it came from) and the table. NULL is a no-op.
+ * A GPU image must be freed before its pool is closed. */
 void rt_image_free(rt_image *img);
 
 typedef struct rt_model {

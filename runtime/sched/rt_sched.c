@@ -16,7 +16,6 @@
 #include <strings.h>
 #include <time.h>
 #include <unistd.h>
-#include "pool/pool_cuda.h"
 #include "pool/pool_gpu.h"
 #include "runtime/base/rt_fault.h"
 #include "runtime/sched/rt_lane.h"
@@ -1497,7 +1496,7 @@ int rt_sched_new(uv_loop_t *loop, rt_registry *reg, rt_metrics *m, const rt_sche
 	s->m = m;
 	s->rng = rt_now_ns() | 1;
 	/* freed host images stay mapped for the next cold start, within the host tier's budget */
-	rt_model_host_cache_set(cfg->host_budget_bytes);
+	pool_host_cache_set(cfg->host_budget_bytes);
 	s->m_inv = rt_metrics_family(m, "thaw_invocations_total", RT_METRIC_COUNTER,
 				     "Function invocations answered, by function and status code.", NULL, 0);
 	s->m_inv_dur = rt_metrics_family(m, "thaw_invocation_duration_seconds", RT_METRIC_HISTOGRAM,
@@ -1558,12 +1557,7 @@ int rt_sched_new(uv_loop_t *loop, rt_registry *reg, rt_metrics *m, const rt_sche
 			continue;
 		}
 		snprintf(gd->model_name, sizeof gd->model_name, "%s", pool_gpu_name(gd->gpu));
-		gd->budget = 0;
-#ifdef THAW_CUDA
-		size_t fr = 0, tot = 0;
-		if (cudaSetDevice(g) == cudaSuccess && cudaMemGetInfo(&fr, &tot) == cudaSuccess)
-			gd->budget = (uint64_t)((double)fr * cfg->gpu_mem_share);
-#endif
+		(void)pool_gpu_weight_budget(gd->gpu, cfg->gpu_mem_share, &gd->budget);   /* 0 on failure */
 		if (cfg->gpu_budget_bytes)
 			gd->budget = cfg->gpu_budget_bytes;
 		gd->wall_prev_ns = rt_now_ns();
@@ -1611,7 +1605,7 @@ static void check_stopped(rt_sched *s)
 			pool_gpu_close(s->devs[i].gpu);
 		s->devs[i].gpu = NULL;
 	}
-	rt_model_host_cache_set(0);
+	pool_host_cache_set(0);
 	if (s->stopped)
 		s->stopped(s->stopped_ud);
 }
