@@ -20,6 +20,7 @@
 #include "runtime/base/rt_fault.h"
 #include "runtime/sched/rt_lane.h"
 #include "runtime/base/rt_log.h"
+#include "runtime/base/rt_sys.h"
 #include "runtime/sched/rt_model.h"
 #include "runtime/sched/rt_place.h"
 #include "runtime/sched/rt_sched.h"
@@ -202,51 +203,16 @@ static uint64_t next_rand(rt_sched *s)
 	return (s->rng * 2685821657736338717ull) >> 32;
 }
 
-/* reads the first line of a small file under the cgroup v2 root; 0 or -1 */
-static int read_cg(const char *root, const char *name, char *buf, size_t cap)
-{
-	char path[512];
-	snprintf(path, sizeof path, "%s/%s", root, name);
-	FILE *f = fopen(path, "r");
-	if (!f)
-		return -1;
-	int ok = fgets(buf, (int)cap, f) != NULL;
-	fclose(f);
-	return ok ? 0 : -1;
-}
-
-void rt_sched_cgroup_limits(const char *root, uint64_t *mem, int *cpus)
-{
-	char b[128];
-	*mem = 0;
-	*cpus = 0;
-	if (read_cg(root, "memory.max", b, sizeof b) == 0 && strncmp(b, "max", 3) != 0) {
-		unsigned long long v = strtoull(b, NULL, 10);
-		if (v > 0)
-			*mem = v;
-	}
-	if (read_cg(root, "cpu.max", b, sizeof b) == 0 && strncmp(b, "max", 3) != 0) {
-		unsigned long long quota = 0, period = 0;
-		if (sscanf(b, "%llu %llu", &quota, &period) == 2 && quota > 0 && period > 0)
-			*cpus = (int)((quota + period - 1) / period);
-	}
-}
-
 void rt_sched_config_defaults(rt_sched_config *c)
 {
+	rt_sys_limits sys;
 	memset(c, 0, sizeof *c);
-	long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
-	uint64_t ram = pages > 0 && psz > 0 ? (uint64_t)pages * (uint64_t)psz : (8ull << 30);
 	/* in a container (Knative pod) the cgroup's limits, not the node's, bound the defaults */
-	uint64_t cg_mem;
-	int cg_cpus;
-	rt_sched_cgroup_limits("/sys/fs/cgroup", &cg_mem, &cg_cpus);
-	if (cg_mem && cg_mem < ram)
-		ram = cg_mem;
-	long online = sysconf(_SC_NPROCESSORS_ONLN);
-	if (cg_cpus && (online <= 0 || cg_cpus < online)) {
-		c->cpu_threads = cg_cpus;
-		c->decode_threads = cg_cpus;
+	rt_sys_limits_read(&sys);
+	uint64_t ram = sys.ram_bytes;
+	if (sys.cpu_limited) {
+		c->cpu_threads = sys.cores;
+		c->decode_threads = sys.cores;
 	}
 	c->host_budget_bytes = ram / 4;
 	c->cpu_budget_bytes = ram / 2;

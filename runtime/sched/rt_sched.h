@@ -42,12 +42,9 @@ typedef struct rt_sched_config {
 } rt_sched_config;
 
 /* rt_sched_config_defaults fills the defaults above from the RAM size and core count, bounded
- * by the cgroup v2 limits of the process (memory.max, cpu.max) when it runs in a container. */
+ * by the cgroup v2 limits of the process (memory.max, cpu.max) when it runs in a container
+ * (see runtime/base/rt_sys.h). */
 void rt_sched_config_defaults(rt_sched_config *c);
-
-/* rt_sched_cgroup_limits reads memory.max and cpu.max under root (a cgroup v2 directory):
- * *mem bytes (0 = no limit) and *cpus (quota / period rounded up; 0 = no limit). */
-void rt_sched_cgroup_limits(const char *root, uint64_t *mem, int *cpus);
 
 /* rt_sched_new opens the CPU lane and one lane per GPU (each with its pinned staging pool and
  * a memory budget), and registers the scheduler's metrics in m. reg is borrowed. Returns 0 or a
