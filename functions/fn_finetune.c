@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include "pool/pool_base.h"
 #include "functions/fn_kinds.h"
 #include "functions/fn_finetune.h"
 
@@ -1087,13 +1088,6 @@ static int dev_minibatch(fn_ft *f, int64_t start, int64_t m, int64_t off)
 	return rc;
 }
 
-static double now_us(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
-}
-
 /* one device unit: `micro` whole minibatches (sized from the measured time per minibatch so
  * that a unit takes about unit_us), or one chunk of the held-out evaluation; it ends with the
  * copy of its loss rows to the host, which waits for its kernels: nothing of the job stays
@@ -1119,7 +1113,7 @@ static int dev_unit(fn_ft *f)
 				return rc;
 			v->order_epoch = (int)f->c.epoch;
 		}
-		double t0 = now_us();
+		double t0 = pool_clock_mono_s();
 		int64_t rows = 0, nmb = 0;
 		while (nmb < v->micro && f->c.pos < f->ntrain) {
 			int64_t m = f->ntrain - f->c.pos;
@@ -1141,7 +1135,7 @@ static int dev_unit(fn_ft *f)
 			f->c.pos = 0;
 		}
 		/* size the next unit from this one's time per minibatch */
-		double per = (now_us() - t0) / (double)nmb;
+		double per = (pool_clock_mono_s() - t0) * 1e6 / (double)nmb;   /* microseconds */
 		v->mb_us = v->mb_us > 0 ? 0.7 * v->mb_us + 0.3 * per : per;
 		int micro = (int)(v->unit_us / (v->mb_us > 1 ? v->mb_us : 1));
 		v->micro = micro < 1 ? 1 : micro > FT_DEV_MAX_MICRO ? FT_DEV_MAX_MICRO : micro;

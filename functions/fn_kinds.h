@@ -3,6 +3,7 @@
 #ifndef THAW_FN_KINDS_H
 #define THAW_FN_KINDS_H
 #include "functions/fn.h"
+#include "pool/pool_base.h"
 
 extern const fn_kind fn_echo_kind;
 extern const fn_kind fn_mlp_kind;
@@ -18,9 +19,10 @@ int fn_mat_from_weight(kern_dev *dev, const fn_weight *w, size_t nw, const char 
  * or NULL with err filled. Free with kern_free. */
 float *fn_vec_f32(kern_dev *dev, const fn_weight *w, size_t nw, const char *name, int64_t n,
 		  fn_error *err);
-/* fn_errf formats a message into err (when err and errlen are set) and returns rc: the
- * errno-style return with a message of the job kinds (finetune, quantize). */
-int fn_errf(char *err, size_t errlen, int rc, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* fn_errf(err, errlen, rc, fmt, ...) formats a message into err (when err and errlen are set)
+ * and returns rc: the errno-style return with a message of the job kinds (finetune, quantize).
+ * It is the one formatter every part shares, pool_errf (pool/pool_base.h). */
+#define fn_errf pool_errf
 /* fn_meta_config returns meta.config when it is an object, else meta itself. */
 const json_t *fn_meta_config(const json_t *meta);
 /* fn_json_int reads an integer member (default def when absent); -1 on wrong type. */

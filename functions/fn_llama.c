@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include "pool/pool_base.h"
 #include "functions/fn_kinds.h"
 #include "functions/fn_llama.h"
 
@@ -65,13 +66,6 @@ typedef struct llama {
 	double prefill_s, decode_s;
 	int steps, used_graph;
 } llama;
-
-static double now_s(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return t.tv_sec + t.tv_nsec / 1e9;
-}
 
 static void free_acts(llama *s)
 {
@@ -589,7 +583,7 @@ static int run_fed(llama *s, const gen_req *r, gen_out *o, double t0)
 		if (rc < 0)
 			break;
 		if (j == 0) {
-			t1 = now_s();
+			t1 = pool_clock_mono_s();
 			s->prefill_s = t1 - t0;
 		}
 		int32_t tok = ((volatile int32_t *)s->hist)[n + j];
@@ -605,7 +599,7 @@ static int run_fed(llama *s, const gen_req *r, gen_out *o, double t0)
 		rc = rc < 0 ? rc : rc2 < 0 ? rc2 : rc;
 	}
 	s->steps = (int)queued;
-	s->decode_s = t1 > 0 ? now_s() - t1 : 0;
+	s->decode_s = t1 > 0 ? pool_clock_mono_s() - t1 : 0;
 	return rc;
 }
 
@@ -618,8 +612,8 @@ static int run_host(llama *s, const gen_req *r, gen_out *o, double t0)
 	int rc = prefill(s, r->tokens, r->n);
 	if (rc == 0)
 		rc = pick(s, r, 0, 0, &tok, &lp);
-	s->prefill_s = now_s() - t0;
-	double t1 = now_s();
+	s->prefill_s = pool_clock_mono_s() - t0;
+	double t1 = pool_clock_mono_s();
 	for (int64_t i = 0; rc == 0; i++) {
 		int k = take(o, r, tok, lp);
 		if (k == 1)
@@ -634,7 +628,7 @@ static int run_host(llama *s, const gen_req *r, gen_out *o, double t0)
 			rc = pick(s, r, i + 1, 1, &tok, &lp);
 		s->steps++;
 	}
-	s->decode_s = now_s() - t1;
+	s->decode_s = pool_clock_mono_s() - t1;
 	return rc;
 }
 
@@ -645,7 +639,7 @@ static int generate(llama *s, const gen_req *r, fn_emit_fn emit, void *emit_ctx,
 {
 	gen_out o = {json_array(), r->logprobs ? json_array() : NULL, emit, emit_ctx, "length"};
 	int rc = 0;
-	double t0 = now_s();
+	double t0 = pool_clock_mono_s();
 	s->steps = 0;
 	s->used_graph = 0;
 	s->prefill_s = s->decode_s = 0;

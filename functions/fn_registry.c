@@ -147,17 +147,6 @@ const fn_weight *fn_weight_find(const fn_weight *w, size_t n, const char *name)
 	return NULL;
 }
 
-int fn_errf(char *err, size_t errlen, int rc, const char *fmt, ...)
-{
-	if (err && errlen) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return rc;
-}
-
 int fn_err(fn_error *err, int status, const char *fmt, ...)
 {
 	if (err) {

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include "pool/pool_base.h"
 #include "pool/pool_gpu.h"
 
 #ifdef THAW_CUDA
@@ -35,13 +36,6 @@ struct pool_gpu {
 	pthread_cond_t cv;
 };
 
-static double now_s(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
 int pool_gpu_count(void)
 {
 	int n = 0;
@@ -56,7 +50,7 @@ int pool_gpu_open(pool_gpu **out, const pool_gpu_opts *o, char *err, size_t errl
 {
 	pool_gpu_opts d = {0};
 	int rc = 0, n = pool_gpu_count();
-	double t0 = now_s();
+	double t0 = pool_clock_mono_s();
 	pool_gpu *g;
 	struct cudaDeviceProp prop;
 
@@ -91,7 +85,7 @@ int pool_gpu_open(pool_gpu **out, const pool_gpu_opts *o, char *err, size_t errl
 		POOL_CUDA_TRY(cudaEventCreate(&g->slots[i].start));
 		POOL_CUDA_TRY(cudaEventCreate(&g->slots[i].end));
 	}
-	g->open_s = now_s() - t0;
+	g->open_s = pool_clock_mono_s() - t0;
 	*out = g;
 	return 0;
 fail:

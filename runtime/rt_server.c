@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include "runtime/base/rt_clock.h"
 #include "runtime/base/rt_log.h"
 #include "runtime/api/rt_api.h"
 #include "runtime/access/rt_access.h"
@@ -141,7 +142,7 @@ int rt_server_init(rt_server *srv, uv_loop_t *loop, const rt_server_config *cfg)
 	rt_mem_tune();
 	srv->loop = loop;
 	srv->cfg = *cfg;
-	srv->started_ns = rt_now_ns();
+	srv->started_ns = rt_clock_mono_ns();
 	rc = mkdir_p(cfg->data_dir);
 	if (rc < 0) {
 		rt_logf(RT_LOG_ERROR, "cannot create data directory %s: %s", cfg->data_dir, strerror(-rc));

@@ -66,24 +66,6 @@ const char *snap_io_mode_name(snap_io_mode m)
 	return "?";
 }
 
-int snap_errf(char *err, size_t errlen, int rc, const char *fmt, ...)
-{
-	if (err && errlen) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return rc;
-}
-
-double snap_now(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
 int snap_default_threads(void)
 {
 	long n = sysconf(_SC_NPROCESSORS_ONLN);

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/types.h>
+#include "pool/pool_base.h"
 #include "snapshot/snap.h"
 
 #define SNAP_MAGIC "THAWSNAP"
@@ -73,14 +74,14 @@ struct snap_file {
 	long last_bad_chunk;          /* set by snap_restore: the failing chunk, or -1 */
 };
 
-/* snap_errf formats a message into err (if not NULL) and returns rc. */
 /* snap_new_file_mode is the mode for a new file at path (a packed or unpacked snapshot):
  * 0666 less the process umask (read from /proc, never by changing it), and less the group and
  * other bits when that class cannot enter path's directory, so a file written into a private
  * directory (a 0700 data directory) is 0600 whatever the umask. */
 mode_t snap_new_file_mode(const char *path);
-int snap_errf(char *err, size_t errlen, int rc, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+/* snap_errf(err, errlen, rc, fmt, ...) formats a message into err (if not NULL) and returns rc.
+ * It is the one formatter every part shares, pool_errf (pool/pool_base.h). */
+#define snap_errf pool_errf
 
 /* snap_chunk_where formats "chunk I (tensor NAME, image bytes A..B)" for messages. */
 void snap_chunk_where(const snap_file *f, size_t i, char *buf, size_t len);
@@ -111,7 +112,8 @@ typedef int (*snap_read_fn)(void *ctx, uint64_t off, size_t len, void *buf);
 int snap_parse(snap_file *f, snap_read_fn rd, void *rdctx, char *err, size_t errlen);
 
 /* ---- misc (snap_dtype.c) ---- */
-double snap_now(void);
+/* snap_now() is CLOCK_MONOTONIC in seconds: the shared pool_clock_mono_s (pool/pool_base.h). */
+#define snap_now pool_clock_mono_s
 /* snap_default_threads is the number of online CPUs, at most 64. */
 int snap_default_threads(void);
 /* snap_pread_full reads exactly len bytes at off: 0, -errno, or -ENODATA at end of file. */

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "runtime/base/rt_clock.h"
 #include "runtime/access/rt_access.h"
 #include "runtime/access/rt_audit.h"
 #include "runtime/access/rt_auth.h"
@@ -38,7 +39,7 @@ int rt_access_init(rt_server *srv, char *err, size_t errlen)
 static void on_audit_timer(uv_timer_t *t)
 {
 	rt_server *srv = t->data;
-	int rc = rt_audit_tick(srv->audit, (int64_t)(rt_now_ns() / 1000000));
+	int rc = rt_audit_tick(srv->audit, (int64_t)(rt_clock_mono_ns() / 1000000));
 	if (rc < 0)
 		rt_logf(RT_LOG_ERROR, "audit: cannot write a refusal summary: %s", strerror(-rc));
 	if (!rt_audit_pending(srv->audit))
@@ -155,7 +156,7 @@ static int limited(rt_server *srv, rt_req *req, const char *kind, const char *wh
 	char key[256];
 	double retry;
 	snprintf(key, sizeof key, "%s:%s", kind, who);
-	if (rt_limiter_take(srv->limiter, key, lim, rt_now_ns(), &retry) == 0)
+	if (rt_limiter_take(srv->limiter, key, lim, rt_clock_mono_ns(), &retry) == 0)
 		return 0;
 	char ra[32];
 	snprintf(ra, sizeof ra, "%.0f", ceil(retry) < 1 ? 1 : ceil(retry));
@@ -362,7 +363,7 @@ void rt_access_observe(rt_server *srv, const rt_req *req, size_t resp_bytes, dou
 	if (srv->fn_audit_payloads && need == RT_AUTH_INVOKE && fn && !refused)
 		payload_opt_in(srv, fn, r.revision, &r, req);
 	/* refusals are sampled per client (a refusal changes nothing: no fsync) */
-	int rc = refused ? rt_audit_refusal(srv->audit, &r, (int64_t)(rt_now_ns() / 1000000))
+	int rc = refused ? rt_audit_refusal(srv->audit, &r, (int64_t)(rt_clock_mono_ns() / 1000000))
 			 : rt_audit_write(srv->audit, &r, admin);
 	if (rc < 0)
 		rt_logf(RT_LOG_ERROR, "audit: cannot write a line: %s", strerror(-rc));

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <sodium.h>
+#include "runtime/base/rt_clock.h"
 #include "runtime/access/rt_audit.h"
 #include "runtime/base/rt_log.h"
 #include "runtime/store/rt_registry.h"
@@ -495,9 +496,7 @@ static int fmt_rec(rt_audit *a, const void *arg, int64_t ms)
  * when it is full or sync is set (then with fdatasync) */
 static int emit(rt_audit *a, line_fn fmt, const void *arg, int sync)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	int64_t ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	int64_t ms = rt_clock_wall_ms();
 	size_t start = a->blen;
 	int rc = fmt(a, arg, ms);
 	if (rc < 0)
@@ -518,9 +517,9 @@ static int emit(rt_audit *a, line_fn fmt, const void *arg, int sync)
 			rt_logf(RT_LOG_ERROR, "audit: lines lost before rotation: %s", strerror(-rc));
 		if (a->blen != len)
 			return -ENOMEM;
-	} else if (a->keep_days > 0 && ts.tv_sec - a->last_prune > 3600) {
-		a->last_prune = ts.tv_sec;
-		rt_audit_prune(a->dir, a->keep_days, ts.tv_sec);
+	} else if (a->keep_days > 0 && ms / 1000 - a->last_prune > 3600) {
+		a->last_prune = ms / 1000;
+		rt_audit_prune(a->dir, a->keep_days, ms / 1000);
 	}
 	if (!sync && a->blen < RT_AUDIT_FLUSH_BYTES)
 		return 0;
@@ -694,11 +693,8 @@ int rt_audit_refusal(rt_audit *a, const rt_audit_rec *r, int64_t now_ms)
 		int w = rt_audit_write(a, r, 0);
 		return rc ? rc : w;
 	}
-	if (!e->suppressed) {
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		e->since_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-	}
+	if (!e->suppressed)
+		e->since_ms = rt_clock_wall_ms();
 	e->suppressed++;
 	if (r->status == 401)
 		e->n401++;

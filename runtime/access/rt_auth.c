@@ -10,6 +10,7 @@
 #include <unistd.h>
 #include <sodium.h>
 #include <sqlite3.h>
+#include "runtime/base/rt_clock.h"
 #include "runtime/access/rt_auth.h"
 #include "runtime/base/rt_log.h"
 #include "runtime/store/rt_registry.h"
@@ -22,13 +23,6 @@ struct rt_auth {
 	unsigned char secret[SECRET_BYTES];
 	sqlite3_stmt *st_get;
 };
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static int read_secret(const char *path, unsigned char *out)
 {
@@ -164,7 +158,7 @@ int rt_auth_key_create(rt_auth *a, const char *const *scopes, size_t n, char *ke
 	sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
 	sqlite3_bind_blob(s, 2, h, HASH_BYTES, SQLITE_STATIC);
 	sqlite3_bind_text(s, 3, joined, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(s, 4, now_ms());
+	sqlite3_bind_int64(s, 4, rt_clock_wall_ms());
 	int rc = sqlite3_step(s);
 	sqlite3_finalize(s);
 	if (rc != SQLITE_DONE) {
@@ -180,7 +174,7 @@ int rt_auth_key_revoke(rt_auth *a, const char *id)
 	if (sqlite3_prepare_v2(a->db, "UPDATE api_keys SET revoked_ms = ? WHERE id = ? AND revoked_ms IS NULL",
 			       -1, &s, NULL) != SQLITE_OK)
 		return -EIO;
-	sqlite3_bind_int64(s, 1, now_ms());
+	sqlite3_bind_int64(s, 1, rt_clock_wall_ms());
 	sqlite3_bind_text(s, 2, id, -1, SQLITE_STATIC);
 	int rc = sqlite3_step(s);
 	sqlite3_finalize(s);

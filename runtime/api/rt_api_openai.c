@@ -36,6 +36,7 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <jansson.h>
+#include "runtime/base/rt_clock.h"
 #include "functions/fn_tok.h"
 #include "runtime/access/rt_access.h"
 #include "runtime/api/rt_api.h"
@@ -1058,7 +1059,7 @@ static void random_id(char *buf, size_t cap, const char *prefix)
 {
 	unsigned char b[12];
 	if (getrandom(b, sizeof b, 0) != (ssize_t)sizeof b) {
-		uint64_t x = rt_now_ns();
+		uint64_t x = rt_clock_mono_ns();
 		memcpy(b, &x, 8);
 		memset(b + 8, 0x5a, 4);
 	}
@@ -1373,7 +1374,7 @@ static void call_start(oa_pending *pd)
 	json_t *toks = json_array();
 	for (size_t i = 0; i < ids->n; i++)
 		json_array_append_new(toks, json_integer(ids->v[i]));
-	long long seed = pp->has_seed ? pp->seed : (long long)(rt_now_ns() ^ ((uint64_t)rand() << 20));
+	long long seed = pp->has_seed ? pp->seed : (long long)(rt_clock_mono_ns() ^ ((uint64_t)rand() << 20));
 	json_t *in = json_pack("{s:o,s:I,s:f,s:f,s:I,s:o}", "tokens", toks, "max_tokens",
 			       (json_int_t)pp->max_tokens, "temperature", pp->temperature, "top_p",
 			       pp->top_p, "seed", (json_int_t)seed, "stop", stop);
@@ -1434,7 +1435,7 @@ static void parsed(oa_pending *pd)
 	if (pd->pin)
 		pd->rev = pd->pin;
 	if ((!pd->pin && rt_registry_pick_revision(srv->reg, pd->p.model,
-						   (uint64_t)rand() ^ rt_now_ns(), &pd->rev) < 0) ||
+						   (uint64_t)rand() ^ rt_clock_mono_ns(), &pd->rev) < 0) ||
 	    rt_registry_get_revision(srv->reg, pd->p.model, pd->rev, info) < 0) {
 		if (pd->pin)
 			oa_error(req, 404, "model", "model_not_found", "model '%s' has no version %u",

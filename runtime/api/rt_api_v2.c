@@ -26,6 +26,7 @@
 #include <strings.h>
 #include <jansson.h>
 #include <zlib.h>
+#include "runtime/base/rt_clock.h"
 #include "runtime/api/rt_api.h"
 #include "runtime/base/rt_json.h"
 #include "runtime/store/rt_manifest.h"
@@ -866,7 +867,7 @@ static void build_outputs(v2_ctx *c, v2_out *outs, int nout)
 	int text_of[V2_MAX_TENSORS + 2], ntext = 0;
 	int oom = 0;
 	char mark[V2_MAX_TENSORS + 2][48];
-	unsigned long long nonce = (unsigned long long)(uintptr_t)c ^ rt_now_ns();
+	unsigned long long nonce = (unsigned long long)(uintptr_t)c ^ rt_clock_mono_ns();
 	for (int i = 0; i < nout; i++) {
 		int binary;
 		int64_t classes;

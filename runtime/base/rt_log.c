@@ -5,6 +5,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include "runtime/base/rt_clock.h"
 #include "runtime/base/rt_log.h"
 
 static rt_log_level min_level = RT_LOG_INFO;
@@ -76,12 +77,12 @@ const char *rt_log_labels(void)
 
 static void now_iso(char *buf, size_t cap)
 {
-	struct timespec ts;
+	int64_t ms = rt_clock_wall_ms();
+	time_t sec = (time_t)(ms / 1000);
 	struct tm tm;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	gmtime_r(&ts.tv_sec, &tm);
+	gmtime_r(&sec, &tm);
 	size_t n = strftime(buf, cap, "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(buf + n, cap - n, ".%03ldZ", ts.tv_nsec / 1000000);
+	snprintf(buf + n, cap - n, ".%03dZ", (int)(ms % 1000));
 }
 
 static void write_line(const char *line, size_t len)
@@ -142,13 +143,3 @@ void rt_log_access(const char *method, const char *path, int status, double seco
 	rt_log(RT_LOG_INFO, "request", f);
 }
 
-int rt_errf(char *err, size_t errlen, int rc, const char *fmt, ...)
-{
-	if (err && errlen) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return rc;
-}

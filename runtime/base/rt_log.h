@@ -4,6 +4,7 @@
 #ifndef THAW_RT_LOG_H
 #define THAW_RT_LOG_H
 #include <stddef.h>
+#include "pool/pool_base.h"
 
 typedef enum rt_log_level {
 	RT_LOG_DEBUG,
@@ -31,9 +32,10 @@ void rt_log_access(const char *method, const char *path, int status, double seco
  * NUL-terminated, never splitting an escape) and returns the number of bytes written. */
 size_t rt_json_escape(char *out, size_t cap, const char *s);
 
-/* rt_errf formats a message into err (when err and errlen are set) and returns rc: the
- * errno-style return with a message used across runtime/. */
-int rt_errf(char *err, size_t errlen, int rc, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* rt_errf(err, errlen, rc, fmt, ...) formats a message into err (when err and errlen are set)
+ * and returns rc: the errno-style return with a message used across runtime/. It is the one
+ * formatter every part shares, pool_errf (pool/pool_base.h). */
+#define rt_errf pool_errf
 
 /* rt_log_labels returns the "k_service":..,.. fragment (possibly empty) for other modules. */
 const char *rt_log_labels(void);

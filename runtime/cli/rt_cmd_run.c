@@ -12,6 +12,7 @@
 #include <string.h>
 #include <time.h>
 #include <jansson.h>
+#include "runtime/base/rt_clock.h"
 #include "functions/fn.h"
 #include "kernels/kern.h"
 #include "pool/pool_gpu.h"
@@ -190,13 +191,6 @@ static int print_chunk(void *ctx, json_t *chunk)
 	return rc;
 }
 
-static double now_s(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return t.tv_sec + t.tv_nsec / 1e9;
-}
-
 static json_t *read_input(const char *arg, char *err, size_t errlen)
 {
 	json_error_t je;
@@ -318,7 +312,7 @@ int rt_run_main(int argc, char **argv)
 	rt_model *model = NULL;
 	json_t *out = NULL;
 	fn_error ferr = {0};
-	double t0 = now_s(), t_restore = 0, t_load = 0, t_invoke = 0;
+	double t0 = rt_clock_mono_s(), t_restore = 0, t_load = 0, t_invoke = 0;
 	int e = kern_dev_open(device, threads, &dev);
 	if (e < 0) {
 		fprintf(stderr, "thaw run: --device %s: %s\n", device,
@@ -343,20 +337,20 @@ int rt_run_main(int argc, char **argv)
 			goto done;
 		}
 	}
-	t_restore = now_s() - t0;
-	t0 = now_s();
+	t_restore = rt_clock_mono_s() - t0;
+	t0 = rt_clock_mono_s();
 	if (rt_model_load(dev, img, kind, &model, &ferr) < 0) {
 		fprintf(stderr, "thaw run: load: %s\n", ferr.msg);
 		goto done;
 	}
-	t_load = now_s() - t0;
-	t0 = now_s();
+	t_load = rt_clock_mono_s() - t0;
+	t0 = rt_clock_mono_s();
 	fn_call call = {.in = in, .emit = text ? print_token_text : stream ? print_chunk : NULL,
 			.emit_ctx = text ? &rt : NULL};
 	e = rt_model_invoke(model, &call, 1);
 	out = call.out;
 	ferr = call.err;
-	t_invoke = now_s() - t0;
+	t_invoke = rt_clock_mono_s() - t0;
 	if (ferr.status || !out) {
 		if (!ferr.status)
 			fn_err(&ferr, 503, "device failure (%s)", strerror(e < 0 ? -e : EIO));

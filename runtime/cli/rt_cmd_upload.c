@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <jansson.h>
+#include "runtime/base/rt_clock.h"
 #include "runtime/cli/rt_cli.h"
 #include "runtime/cli/rt_client.h"
 #include "snapshot/snap.h"
@@ -31,17 +32,10 @@ typedef struct bar {
 	double t0, last;
 } bar;
 
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 static void bar_draw(void *pud, uint64_t sent, uint64_t total)
 {
 	bar *b = pud;
-	double t = now_s();
+	double t = rt_clock_mono_s();
 	if (!b->on || (t - b->last < 0.1 && sent < total))
 		return;
 	b->last = t;
@@ -101,7 +95,7 @@ int rt_cli_push(const char *cmd, const char *url, int snapshot, const char *file
 	char path[512];
 	snprintf(path, sizeof path, "/v1/%s/%s%s", snapshot ? "snapshots" : "data", name,
 		 force ? "?force=1" : "");
-	bar b = {.on = !quiet && isatty(2), .t0 = now_s()};
+	bar b = {.on = !quiet && isatty(2), .t0 = rt_clock_mono_s()};
 	rt_client_resp r;
 	int rc = rt_client_put_file(&u, path, fd, (uint64_t)st.st_size, bar_draw, &b, 3600, &r, err,
 				    sizeof err);

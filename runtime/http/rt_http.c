@@ -28,6 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <llhttp.h>
+#include "runtime/base/rt_clock.h"
 #include "runtime/http/rt_http.h"
 #include "runtime/base/rt_log.h"
 
@@ -135,13 +136,6 @@ static void conn_process(rt_conn *c);
 static void conn_close(rt_conn *c);
 static void conn_arm_timer(rt_conn *c);
 static void conn_flow(rt_conn *c);
-
-uint64_t rt_now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 void rt_http_config_defaults(rt_http_config *cfg)
 {
@@ -530,7 +524,7 @@ void rt_req_reply(rt_req *req, int status, const char *ctype, const char *body, 
 static double req_observe(rt_req *req, size_t total, const char *body, size_t len)
 {
 	rt_http *h = req->conn->srv;
-	double secs = (double)(rt_now_ns() - req->start_ns) / 1e9;
+	double secs = (double)(rt_clock_mono_ns() - req->start_ns) / 1e9;
 	req->resp_body = body;
 	req->resp_body_len = len;
 	if (h->observer)
@@ -687,7 +681,7 @@ static void conn_fail(rt_conn *c, int status, const char *msg)
 	if (!r->target)
 		r->target = "-";
 	if (!r->start_ns)
-		r->start_ns = rt_now_ns();
+		r->start_ns = rt_clock_mono_ns();
 	r->keep_alive = 0;
 	c->close_after = 1;
 	c->state = CONN_BUSY;
@@ -731,7 +725,7 @@ static int cb_message_begin(llhttp_t *p)
 			return -1;
 		}
 	}
-	c->req.start_ns = rt_now_ns();
+	c->req.start_ns = rt_clock_mono_ns();
 	c->url_off = 0;
 	if (c->state == CONN_IDLE) {
 		c->state = CONN_READING;
@@ -1483,7 +1477,7 @@ int rt_http_open(uv_loop_t *loop, const rt_http_config *cfg, rt_handler_fn dispa
 	h->settings.on_body = cb_body;
 	h->settings.on_message_complete = cb_message_complete;
 	snprintf(h->id_prefix, sizeof h->id_prefix, "%08x",
-		 (unsigned)(rt_now_ns() ^ ((uint64_t)getpid() << 16)));
+		 (unsigned)(rt_clock_mono_ns() ^ ((uint64_t)getpid() << 16)));
 	if (strchr(cfg->host, ':'))
 		rc = uv_ip6_addr(cfg->host, cfg->port, (struct sockaddr_in6 *)&addr);
 	else

@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <sqlite3.h>
+#include "runtime/base/rt_clock.h"
 #include "runtime/base/rt_fault.h"
 #include "runtime/jobs/rt_jobs.h"
 #include "runtime/jobs/rt_jobs_int.h"
@@ -30,7 +31,6 @@
 #include "runtime/store/rt_manifest.h"
 #include "snapshot/snap.h"
 
-#define MAX_LANES 17
 #define LAT_RING 4096
 
 static const char *const state_names[] = {"queued", "running", "preempted", "succeeded", "failed",
@@ -147,7 +147,7 @@ struct rt_jobs {
 	char data_dir[2048];
 	const char *const *roots;
 	size_t nroots;
-	jlane lanes[MAX_LANES];
+	jlane lanes[RT_LANE_MAX];
 	int nlanes;
 	uv_timer_t timer;
 	int timer_open;
@@ -169,16 +169,9 @@ static void pick(rt_jobs *J);
 static void submit_step(jrun *r);
 static void run_release(jrun *r);
 
-static int64_t wall_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int64_t clock_now(rt_jobs *J)
 {
-	return J->cfg.clock_ms ? J->cfg.clock_ms(J->cfg.clock_ud) : wall_ms();
+	return J->cfg.clock_ms ? J->cfg.clock_ms(J->cfg.clock_ud) : rt_clock_wall_ms();
 }
 
 void rt_jobs_config_defaults(rt_jobs_config *c)
@@ -373,7 +366,7 @@ static int row_save(rt_jobs *J, jrow *r)
 {
 	sqlite3_stmt *s = q(J, Q_SAVE);
 	char *metrics = r->metrics ? json_dumps(r->metrics, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
-	r->updated_ms = wall_ms();
+	r->updated_ms = rt_clock_wall_ms();
 	sqlite3_bind_int64(s, 1, r->id);
 	sqlite3_bind_text(s, 2, state_names[r->state], -1, SQLITE_STATIC);
 	sqlite3_bind_double(s, 3, r->progress);
@@ -714,7 +707,7 @@ int rt_jobs_submit(rt_jobs *J, const json_t *spec, int64_t *id, char *err, size_
 	sqlite3_bind_text(s, 6, stext ? stext : "\"now\"", -1, SQLITE_TRANSIENT);
 	sqlite3_bind_int(s, 7, pj ? (int)json_integer_value(pj) : 0);
 	sqlite3_bind_text(s, 8, dev, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_int64(s, 9, wall_ms());
+	sqlite3_bind_int64(s, 9, rt_clock_wall_ms());
 	int src = sqlite3_step(s);
 	sqlite3_reset(s);
 	free(ptext);
@@ -743,7 +736,7 @@ int rt_jobs_cancel(rt_jobs *J, int64_t id, char *err, size_t errlen)
 	if (r) {
 		__atomic_store_n(&r->cancel, 1, __ATOMIC_RELEASE);
 		r->row.state = JS_CANCELLED;
-		r->row.finished_ms = wall_ms();
+		r->row.finished_ms = rt_clock_wall_ms();
 		row_save(J, &r->row);
 		if (!r->busy && !r->ckpt_busy)
 			run_release(r);
@@ -757,7 +750,7 @@ int rt_jobs_cancel(rt_jobs *J, int64_t id, char *err, size_t errlen)
 		rc = rt_errf(err, errlen, -EALREADY, "job %" PRId64 " already %s", id, state_names[row.state]);
 	} else {
 		row.state = JS_CANCELLED;
-		row.finished_ms = wall_ms();
+		row.finished_ms = rt_clock_wall_ms();
 		if (row.checkpoint[0])
 			unlink(row.checkpoint);
 		row.checkpoint[0] = 0;
@@ -824,9 +817,8 @@ static void run_step(rt_lane *lane, rt_work *w)
 	}
 	kern_dev *dev = __atomic_load_n(&r->use_dev, __ATOMIC_ACQUIRE) ? rt_lane_dev(lane) : NULL;
 	double step_ms = r->dev_want ? r->J->cfg.gpu_step_ms : r->J->cfg.step_ms;
-	uint64_t t0 = rt_now_ns(), budget = (uint64_t)(step_ms * 1e6);
-	struct timespec c0, c1;
-	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c0);
+	uint64_t t0 = rt_clock_mono_ns(), budget = (uint64_t)(step_ms * 1e6);
+	double c0 = rt_clock_thread_s();
 	if (r->step_yielded) {
 		/* the lane between the invocation work that made the last step yield and this one */
 		uint64_t li = rt_lane_last_invoke_ns(lane);
@@ -847,11 +839,10 @@ static void run_step(rt_lane *lane, rt_work *w)
 		r->step_units++;
 		if (r->step_rc < 0 || r->step_done)
 			break;
-		if (rt_now_ns() - t0 >= budget)
+		if (rt_clock_mono_ns() - t0 >= budget)
 			break;
 	}
-	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c1);
-	r->lane_s += (double)(c1.tv_sec - c0.tv_sec) + (double)(c1.tv_nsec - c0.tv_nsec) / 1e9;
+	r->lane_s += rt_clock_thread_s() - c0;
 	if (tid) {
 		__atomic_store_n(&r->jl->step_tid, 0, __ATOMIC_RELEASE);
 		sched_setscheduler(tid, SCHED_OTHER, &sp);
@@ -996,7 +987,7 @@ static int checkpoint(jrun *r)
 {
 	if (!r->kind->save || r->ckpt_busy || r->row.state == JS_CANCELLED || r->freeing || r->freed)
 		return 0;
-	r->last_ckpt_ns = rt_now_ns();
+	r->last_ckpt_ns = rt_clock_mono_ns();
 	if (r->dev_want)
 		return lane_submit(r, r->jl->lane, &r->cs_w, RT_WORK_BACKGROUND, ckpt_copy_run,
 				   ckpt_copy_done, &r->ckpt_busy) == 0;
@@ -1116,7 +1107,7 @@ static void run_release(jrun *r)
 static void run_fail(jrun *r, const char *msg)
 {
 	r->row.state = JS_FAILED;
-	r->row.finished_ms = wall_ms();
+	r->row.finished_ms = rt_clock_wall_ms();
 	snprintf(r->row.error, sizeof r->row.error, "%s", msg);
 	live_figures(r);
 	row_save(r->J, &r->row);
@@ -1142,7 +1133,7 @@ static void run_pause(jrun *r, const char *why)
 
 static int schedule_allows_now(rt_jobs *J, const jrow *row, rt_lane *lane)
 {
-	double idle = (double)(rt_now_ns() - rt_lane_last_invoke_ns(lane)) / 1e9;
+	double idle = (double)(rt_clock_mono_ns() - rt_lane_last_invoke_ns(lane)) / 1e9;
 	if (rt_lane_queued(lane) > 0 && row->schedule.kind == RT_JOB_SCHED_IDLE)
 		idle = 0;
 	return rt_job_schedule_allows(&row->schedule, clock_now(J), idle, J->cfg.idle_s);
@@ -1218,7 +1209,7 @@ static void finish_after(uv_work_t *w, int status)
 		live_figures(r);
 		r->row.progress = 1;
 		r->row.state = JS_SUCCEEDED;
-		r->row.finished_ms = wall_ms();
+		r->row.finished_ms = rt_clock_wall_ms();
 		if (r->row.checkpoint[0])
 			unlink(r->row.checkpoint);
 		r->row.checkpoint[0] = 0;
@@ -1356,7 +1347,7 @@ static void step_done(rt_work *w)
 			  "outside its window");
 		return;
 	}
-	if (rt_now_ns() - r->last_ckpt_ns >= (uint64_t)(J->cfg.checkpoint_s * 1e9))
+	if (rt_clock_mono_ns() - r->last_ckpt_ns >= (uint64_t)(J->cfg.checkpoint_s * 1e9))
 		checkpoint(r);
 	dev_try(r);
 	submit_step(r);
@@ -1436,7 +1427,7 @@ static void prepare_after(uv_work_t *w, int status)
 	if (r->ckpt_in_len)
 		rt_logf(RT_LOG_INFO, "job %" PRId64 " resumed from its checkpoint at step %" PRId64,
 			r->row.id, r->kind->steps(r->st));
-	r->last_ckpt_ns = rt_now_ns();
+	r->last_ckpt_ns = rt_clock_mono_ns();
 	r->row.state = JS_RUNNING;
 	dev_try(r);
 	live_figures(r);
@@ -1482,7 +1473,7 @@ static void start_run(rt_jobs *J, jlane *jl, jrow *row)
 	jl->run = r;
 	__atomic_store_n(&jl->active, 1, __ATOMIC_RELEASE);
 	if (!r->row.started_ms)
-		r->row.started_ms = wall_ms();
+		r->row.started_ms = rt_clock_wall_ms();
 	r->row.state = JS_RUNNING;
 	r->row.error[0] = 0;
 	row_save(J, &r->row);
@@ -1620,8 +1611,8 @@ int rt_jobs_new(uv_loop_t *loop, rt_registry *reg, rt_sched *sched, rt_metrics *
 	rt_metric_touch(J->m_restore, 0, NULL);
 	rt_sched_set_spill_hook(sched, spill_hook, J);
 	J->nlanes = rt_sched_lane_count(sched);
-	if (J->nlanes > MAX_LANES)
-		J->nlanes = MAX_LANES;
+	if (J->nlanes > RT_LANE_MAX)
+		J->nlanes = RT_LANE_MAX;
 	for (int i = 0; i < J->nlanes; i++) {
 		J->lanes[i].J = J;
 		J->lanes[i].lane = rt_sched_lane_at(sched, i);

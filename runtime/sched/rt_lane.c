@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include "runtime/base/rt_clock.h"
 #include "runtime/http/rt_http.h"
 #include "runtime/sched/rt_lane.h"
 #include "runtime/base/rt_log.h"
@@ -80,11 +81,11 @@ static void *lane_main(void *arg)
 		rt_lane_invoke_hook_fn hook = w->cls == RT_WORK_INVOKE ? l->invoke_hook : NULL;
 		void *hook_ud = l->invoke_hook_ud;
 		pthread_mutex_unlock(&l->mu);
-		w->started_ns = rt_now_ns();
+		w->started_ns = rt_clock_mono_ns();
 		if (hook)
 			hook(hook_ud, l, w, 1);
 		w->run(l, w);
-		w->finished_ns = rt_now_ns();
+		w->finished_ns = rt_clock_mono_ns();
 		pthread_mutex_lock(&l->mu);
 		l->busy_ns += w->finished_ns - w->started_ns;
 		if (w->cls == RT_WORK_INVOKE)
@@ -150,7 +151,7 @@ int rt_lane_open_as(uv_loop_t *loop, const char *spec, const char *label, int cp
 		return rc;
 	}
 	l->async.data = l;
-	l->last_invoke_ns = rt_now_ns();
+	l->last_invoke_ns = rt_clock_mono_ns();
 	rc = pthread_create(&l->thread, NULL, lane_main, l);
 	if (rc) {
 		uv_close((uv_handle_t *)&l->async, on_async_closed);
@@ -173,7 +174,7 @@ int rt_lane_open_as(uv_loop_t *loop, const char *spec, const char *label, int cp
 int rt_lane_submit(rt_lane *l, rt_work *w)
 {
 	int cls = w->cls == RT_WORK_BACKGROUND ? 1 : 0;
-	w->enqueued_ns = rt_now_ns();
+	w->enqueued_ns = rt_clock_mono_ns();
 	pthread_mutex_lock(&l->mu);
 	if (l->stopping) {
 		pthread_mutex_unlock(&l->mu);

@@ -9,6 +9,9 @@
 #include <uv.h>
 #include "kernels/kern.h"
 
+/* RT_LANE_MAX is the most lanes a daemon opens: the CPU lane and up to 16 GPU lanes. */
+#define RT_LANE_MAX 17
+
 typedef struct rt_lane rt_lane;
 typedef struct rt_work rt_work;
 
@@ -69,7 +72,7 @@ typedef void (*rt_lane_invoke_hook_fn)(void *ud, rt_lane *l, const rt_work *w, i
 /* rt_lane_set_invoke_hook installs fn (NULL removes it). Any thread. */
 void rt_lane_set_invoke_hook(rt_lane *l, rt_lane_invoke_hook_fn fn, void *ud);
 
-/* rt_lane_last_invoke_ns is the last time (rt_now_ns) invocation work was submitted to or
+/* rt_lane_last_invoke_ns is the last time (rt_clock_mono_ns) invocation work was submitted to or
  * finished on the lane; the lane's start time before any. Any thread. */
 uint64_t rt_lane_last_invoke_ns(rt_lane *l);
 

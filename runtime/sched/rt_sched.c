@@ -16,6 +16,7 @@
 #include <strings.h>
 #include <time.h>
 #include <unistd.h>
+#include "runtime/base/rt_clock.h"
 #include "pool/pool_gpu.h"
 #include "runtime/base/rt_fault.h"
 #include "runtime/sched/rt_lane.h"
@@ -27,8 +28,6 @@
 #include "snapshot/snap.h"
 
 enum { ST_COLD, ST_LOADING, ST_HOST, ST_WARM, ST_EVICTING };
-
-#define MAX_DEVS 17
 
 typedef struct sdev {
 	char name[32];
@@ -131,7 +130,7 @@ struct rt_sched {
 	uv_loop_t *loop;
 	rt_registry *reg;
 	rt_sched_config cfg;
-	sdev devs[MAX_DEVS];
+	sdev devs[RT_LANE_MAX];
 	int ndevs;
 	inst *insts;
 	uint64_t host_used;
@@ -166,13 +165,6 @@ const char *rt_sched_state_name(int st)
 	case ST_EVICTING: return "warm";
 	default: return "?";
 	}
-}
-
-static int64_t wall_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* counts (on) or uncounts the instance's host image in the host tier */
@@ -249,7 +241,7 @@ static int dev_functions(rt_sched *s, const sdev *d);
 
 void rt_sched_update_gauges(rt_sched *s)
 {
-	uint64_t now = rt_now_ns();
+	uint64_t now = rt_clock_mono_ns();
 	for (int i = 0; i < s->ndevs; i++) {
 		sdev *d = &s->devs[i];
 		uint64_t busy = rt_lane_busy_ns(d->lane);
@@ -578,7 +570,7 @@ void rt_sched_invoke_stream(rt_sched *s, rt_req *req, const char *name, uint32_t
 	c->ud = ud;
 	c->emit = emit;
 	c->emit_ctx = emit_ctx;
-	c->t_arrive = rt_now_ns();
+	c->t_arrive = rt_clock_mono_ns();
 	uv_timer_init(s->loop, &c->deadline);
 	c->deadline.data = c;
 	uv_timer_start(&c->deadline, on_deadline, (uint64_t)(m->timeout_s * 1000.0 + 0.5), 0);
@@ -625,7 +617,7 @@ static void batch_done(rt_work *w)
 	batch *b = (batch *)w;
 	inst *in = b->in;
 	rt_sched *s = in->s;
-	uint64_t now = rt_now_ns();
+	uint64_t now = rt_clock_mono_ns();
 	for (size_t i = 0; i < b->n; i++) {
 		rt_call *c = b->calls[i];
 		fn_error *e = &b->fc[i].err;
@@ -652,7 +644,7 @@ static void batch_done(rt_work *w)
 	in->n_batches++;
 	in->inflight -= (int)b->n;
 	in->batch_running = 0;
-	in->last_call_ms = wall_ms();
+	in->last_call_ms = rt_clock_wall_ms();
 	free(b->calls);
 	free(b->fc);
 	free(b);
@@ -703,7 +695,7 @@ static void pump(inst *in)
 	}
 	b->in = in;
 	b->n = n;
-	uint64_t now = rt_now_ns();
+	uint64_t now = rt_clock_mono_ns();
 	const char *kv[] = {"function", in->name};
 	for (size_t i = 0; i < n; i++) {
 		rt_call *c = in->qhead;
@@ -779,7 +771,7 @@ static void run_ijob(rt_lane *lane, rt_work *w)
 	ijob *j = (ijob *)w;
 	inst *in = j->in;
 	sdev *d = in->dev;
-	uint64_t t0 = rt_now_ns();
+	uint64_t t0 = rt_clock_mono_ns();
 	switch (j->kind) {
 	case JOB_LOAD: {
 		const rt_image *img = NULL;
@@ -787,7 +779,7 @@ static void run_ijob(rt_lane *lane, rt_work *w)
 			if (!in->dev_img && in->host_img) {
 				/* host tier -> GPU */
 				j->rc = rt_image_copy(in->host_img, d->gpu, &in->dev_img, j->msg, sizeof j->msg);
-				j->copy_s = (double)(rt_now_ns() - t0) / 1e9;
+				j->copy_s = (double)(rt_clock_mono_ns() - t0) / 1e9;
 				if (j->rc < 0) {
 					fn_err(&j->err, 503, "%s", j->msg);
 					return;
@@ -797,9 +789,9 @@ static void run_ijob(rt_lane *lane, rt_work *w)
 		} else {
 			img = in->host_img;
 		}
-		uint64_t t1 = rt_now_ns();
+		uint64_t t1 = rt_clock_mono_ns();
 		j->rc = rt_model_load(rt_lane_dev(lane), img, in->info.manifest.kind, &in->model, &j->err);
-		j->load_s = (double)(rt_now_ns() - t1) / 1e9;
+		j->load_s = (double)(rt_clock_mono_ns() - t1) / 1e9;
 		break;
 	}
 	case JOB_EVICT:
@@ -952,7 +944,7 @@ static void load_done(rt_work *w)
 		load_failed(in, err.status ? err.status : 503, err.msg[0] ? err.msg : "load failed");
 		return;
 	}
-	uint64_t now = rt_now_ns();
+	uint64_t now = rt_clock_mono_ns();
 	double total = (double)(now - in->t_load0) / 1e9;
 	double restore_s = in->t_restore_done ? (double)(in->t_restore_done - in->t_load0) / 1e9 : 0;
 	const char *tier = in->tier ? "host" : "disk";
@@ -1037,7 +1029,7 @@ static void restore_after(uv_work_t *w, int status)
 		place(in);
 		return;
 	}
-	in->t_restore_done = rt_now_ns();
+	in->t_restore_done = rt_clock_mono_ns();
 	if (in->dev->cuda)
 		in->dev_img = in->restored;
 	else
@@ -1102,8 +1094,8 @@ static void place(inst *in)
 	rt_sched *s = in->s;
 	const rt_manifest *m = &in->info.manifest;
 	uint64_t need = in->image_bytes;
-	rt_place_dev pd[MAX_DEVS];
-	int order[MAX_DEVS];
+	rt_place_dev pd[RT_LANE_MAX];
+	int order[RT_LANE_MAX];
 	for (int i = 0; i < s->ndevs; i++) {
 		sdev *d = &s->devs[i];
 		pd[i] = (rt_place_dev){.gpu = d->accel, .ordinal = d->ordinal, .budget = d->budget,
@@ -1176,7 +1168,7 @@ static void begin_load(inst *in)
 	if (in->state == ST_LOADING || in->state == ST_WARM || in->state == ST_EVICTING ||
 	    in->s->stopping)
 		return;
-	in->t_load0 = rt_now_ns();
+	in->t_load0 = rt_clock_mono_ns();
 	in->t_restore_done = 0;
 	in->tier = in->host_img ? 1 : 0;
 	uv_timer_stop(&in->idle_timer);
@@ -1291,7 +1283,7 @@ static void load_revision(rt_sched *s, const char *name, uint32_t rev)
 {
 	inst *in;
 	if (get_inst(s, name, rev, &in) == 0) {
-		in->last_used_ns = rt_now_ns();
+		in->last_used_ns = rt_clock_mono_ns();
 		if (in->destroying) {   /* an unload is releasing it: load again once it is done */
 			in->load_after_unload = 1;
 			return;
@@ -1460,7 +1452,7 @@ int rt_sched_new(uv_loop_t *loop, rt_registry *reg, rt_metrics *m, const rt_sche
 	s->reg = reg;
 	s->cfg = *cfg;
 	s->m = m;
-	s->rng = rt_now_ns() | 1;
+	s->rng = rt_clock_mono_ns() | 1;
 	/* freed host images stay mapped for the next cold start, within the host tier's budget */
 	pool_host_cache_set(cfg->host_budget_bytes);
 	s->m_inv = rt_metrics_family(m, "thaw_invocations_total", RT_METRIC_COUNTER,
@@ -1501,10 +1493,10 @@ int rt_sched_new(uv_loop_t *loop, rt_registry *reg, rt_metrics *m, const rt_sche
 		free(s);
 		return rc;
 	}
-	d->wall_prev_ns = rt_now_ns();
+	d->wall_prev_ns = rt_clock_mono_ns();
 	s->ndevs = 1;
 	int ngpu = cfg->no_gpu ? 0 : pool_gpu_count();
-	for (int g = 0; g < ngpu && s->ndevs < MAX_DEVS; g++) {
+	for (int g = 0; g < ngpu && s->ndevs < RT_LANE_MAX; g++) {
 		sdev *gd = &s->devs[s->ndevs];
 		char err[256] = "";
 		pool_gpu_opts o = {.device = g};
@@ -1526,14 +1518,14 @@ int rt_sched_new(uv_loop_t *loop, rt_registry *reg, rt_metrics *m, const rt_sche
 		(void)pool_gpu_weight_budget(gd->gpu, cfg->gpu_mem_share, &gd->budget);   /* 0 on failure */
 		if (cfg->gpu_budget_bytes)
 			gd->budget = cfg->gpu_budget_bytes;
-		gd->wall_prev_ns = rt_now_ns();
+		gd->wall_prev_ns = rt_clock_mono_ns();
 		rt_logf(RT_LOG_INFO, "GPU %s (%s) ready: %.1f GiB for weights, pool opened in %.3f s",
 			gd->name, gd->model_name, (double)gd->budget / (1 << 30), pool_gpu_open_s(gd->gpu));
 		s->ndevs++;
 	}
 	/* tests only: CPU lanes that placement treats as GPUs cuda:0..N-1 (never next to real ones) */
 	int fakes = s->ndevs == 1 ? cfg->fake_gpus : 0;
-	for (int g = 0; g < fakes && s->ndevs < MAX_DEVS; g++) {
+	for (int g = 0; g < fakes && s->ndevs < RT_LANE_MAX; g++) {
 		sdev *fd = &s->devs[s->ndevs];
 		snprintf(fd->name, sizeof fd->name, "cuda:%d", g);
 		snprintf(fd->model_name, sizeof fd->model_name, "fake GPU (CPU lane, tests)");
@@ -1546,7 +1538,7 @@ int rt_sched_new(uv_loop_t *loop, rt_registry *reg, rt_metrics *m, const rt_sche
 			memset(fd, 0, sizeof *fd);
 			break;
 		}
-		fd->wall_prev_ns = rt_now_ns();
+		fd->wall_prev_ns = rt_clock_mono_ns();
 		s->ndevs++;
 	}
 	if (fakes > 0)

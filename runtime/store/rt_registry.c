@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <sqlite3.h>
+#include "runtime/base/rt_clock.h"
 #include "runtime/base/rt_log.h"
 #include "runtime/base/rt_fault.h"
 #include "runtime/store/rt_registry.h"
@@ -117,13 +118,6 @@ struct rt_registry {
 	sqlite3_stmt *st[S_COUNT];
 };
 
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 void rt_registry_format_time(int64_t ms, char *buf, size_t cap)
 {
@@ -405,7 +399,7 @@ int rt_registry_put(rt_registry *reg, const char *name, const rt_manifest *m,
 	json_decref(mj);
 	if (!text)
 		return rt_errf(err, errlen, -ENOMEM, "out of memory");
-	int64_t t = now_ms(), id = 0;
+	int64_t t = rt_clock_wall_ms(), id = 0;
 	uint32_t latest = 0, rev;
 	if ((rc = begin(reg, 1)) < 0) {
 		rt_errf(err, errlen, rc, "registry busy or failing: %s", sqlite3_errmsg(reg->db));

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include "runtime/base/rt_clock.h"
 #include "runtime/jobs/rt_jobs.h"
 #include "runtime/sched/rt_lane.h"
 #include "runtime/base/rt_log.h"
@@ -49,8 +50,8 @@ static int env_open(env *e, double idle_s)
 /* runs the loop for ms milliseconds (timers, completions) */
 static void spin(env *e, int ms)
 {
-	uint64_t end = rt_now_ns() + (uint64_t)ms * 1000000;
-	while (rt_now_ns() < end) {
+	uint64_t end = rt_clock_mono_ns() + (uint64_t)ms * 1000000;
+	while (rt_clock_mono_ns() < end) {
 		uv_run(&e->loop, UV_RUN_NOWAIT);
 		usleep(1000);
 	}
@@ -61,8 +62,8 @@ static void spin(env *e, int ms)
  * 2-core machine runs a 30-epoch fine-tune many times slower than a plain build */
 static int wait_state(env *e, int64_t id, const char *want, int ms)
 {
-	uint64_t end = rt_now_ns() + (uint64_t)ms * 1000000;
-	while (rt_now_ns() < end) {
+	uint64_t end = rt_clock_mono_ns() + (uint64_t)ms * 1000000;
+	while (rt_clock_mono_ns() < end) {
 		if (!strcmp(state_of(e, id), want))
 			return 1;
 		uv_run(&e->loop, UV_RUN_NOWAIT);

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include "runtime/base/rt_clock.h"
 #include "kernels/kern.h"
 #include "runtime/jobs/rt_jobs.h"
 #include "runtime/sched/rt_lane.h"
@@ -57,8 +58,8 @@ static json_t *job(env *e, int64_t id)
 /* runs the loop until cond(e, id) or ms passed; 1 when it held */
 static int wait_for(env *e, int64_t id, int (*cond)(env *, int64_t), int ms)
 {
-	uint64_t end = rt_now_ns() + (uint64_t)ms * 1000000;
-	while (rt_now_ns() < end) {
+	uint64_t end = rt_clock_mono_ns() + (uint64_t)ms * 1000000;
+	while (rt_clock_mono_ns() < end) {
 		if (cond(e, id))
 			return 1;
 		uv_run(&e->loop, UV_RUN_NOWAIT);
