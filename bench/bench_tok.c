@@ -1,8 +1,8 @@
-/* bench_tok.c — encode/decode throughput of functions/fn_tok on a text file, single thread.
+/* bench_tok.c — encode/decode throughput of functions/tok_tokenizer on a text file, single thread.
  *   bench_tok TOKENIZER_JSON TEXT_FILE [REPS]
  * Prints load time, the median encode MB/s over REPS whole-text encodes (UTF-8 bytes of input
  * per second), the token count, and the median decode MB/s (output bytes per second). */
-#include "functions/fn_tok.h"
+#include "runtime/tok/tok.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,9 +59,9 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	char err[256];
-	fn_tok *t;
+	tok_tokenizer *t;
 	double t0 = now();
-	int rc = fn_tok_load(&t, tj, tn, NULL, 0, err, sizeof err);
+	int rc = tok_load(&t, tj, tn, NULL, 0, err, sizeof err);
 	double load = now() - t0;
 	if (rc) {
 		fprintf(stderr, "bench_tok: %s\n", err);
@@ -73,7 +73,7 @@ int main(int argc, char **argv)
 		int32_t *ids;
 		size_t n;
 		t0 = now();
-		if (fn_tok_encode(t, text, xn, 0, &ids, &n)) {
+		if (tok_encode(t, text, xn, 0, &ids, &n)) {
 			fprintf(stderr, "bench_tok: encode failed\n");
 			return 1;
 		}
@@ -81,7 +81,7 @@ int main(int argc, char **argv)
 		ntok = n;
 		char *out;
 		t0 = now();
-		if (fn_tok_decode(t, ids, n, 0, &out, &nout)) {
+		if (tok_decode(t, ids, n, 0, &out, &nout)) {
 			fprintf(stderr, "bench_tok: decode failed\n");
 			return 1;
 		}
@@ -96,7 +96,7 @@ int main(int argc, char **argv)
 	       "decode median %.4f s = %.2f MB/s%s\n",
 	       load, enc[reps / 2], mb / enc[reps / 2], ntok, mb, reps, dec[reps / 2],
 	       nout / 1e6 / dec[reps / 2], nout == xn ? "" : " (decoded length differs from input)");
-	fn_tok_free(t);
+	tok_free(t);
 	free(tj);
 	free(text);
 	return 0;

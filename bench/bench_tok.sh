@@ -1,7 +1,7 @@
 #!/bin/sh
 # bench_tok.sh — tokenizer encode/decode throughput (docs/benchmarks.md, "Tokenizer").
 # Text: docs/*.md, README.md and the C sources of runtime/ functions/ snapshot/ pool/ kernels/
-# concatenated in sorted order (~1 MB). thaw's fn_tok (bench/bench_tok.c, one thread, median of
+# concatenated in sorted order (~1 MB). thaw's tok_tokenizer (bench/bench_tok.c, one thread, median of
 # 5) for the three tokenizers of tests/data/tok/. When the Python `tokenizers` package is
 # installed (the GPU device machine), it is timed on the same text in the same run as the
 # baseline: Tokenizer.encode of the whole text (one call, median of 5) and encode_batch over the

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "runtime/base/rt_clock.h"
 #include "kernels/kern.h"
 #include "runtime/http/rt_http.h"
 #include "runtime/sched/rt_lane.h"
@@ -71,7 +72,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	if (!strcmp(argv[1], "fresh")) {
-		uint64_t t0 = rt_now_ns();
+		uint64_t t0 = rt_clock_mono_ns();
 		kern_dev *dev;
 		if (kern_dev_open(argv[2], 0, &dev) < 0)
 			return 1;
@@ -79,7 +80,7 @@ int main(int argc, char **argv)
 		uint16_t *wt;
 		if (alloc_bufs(dev, &x, &wt, &y) < 0 || run_gemm(dev, x, wt, y) < 0)
 			return 1;
-		printf("%.3f\n", (double)(rt_now_ns() - t0) / 1e6);
+		printf("%.3f\n", (double)(rt_clock_mono_ns() - t0) / 1e6);
 		return 0;
 	}
 	int n = argc > 3 ? atoi(argv[3]) : 20;
@@ -94,14 +95,14 @@ int main(int argc, char **argv)
 		g.w.run = lane_gemm;
 		g.w.done = lane_done;
 		g.done = 0;
-		uint64_t t0 = rt_now_ns();
+		uint64_t t0 = rt_clock_mono_ns();
 		rt_lane_submit(lane, &g.w);
 		while (!g.done)
 			uv_run(&loop, UV_RUN_ONCE);
 		if (g.rc < 0)
 			return 1;
 		if (i >= 0)
-			printf("%.3f\n", (double)(rt_now_ns() - t0) / 1e6);
+			printf("%.3f\n", (double)(rt_clock_mono_ns() - t0) / 1e6);
 	}
 	rt_lane_stop(lane);
 	uv_run(&loop, UV_RUN_DEFAULT);

@@ -8,7 +8,7 @@
  * the chat messages, through the tokenizer's chat template) is encoded here, the llama kind
  * runs on token ids through the scheduler (rt_sched_invoke_stream), and every generated token
  * comes back on the loop thread (the kind emits {"token": id} on its lane; a uv_async_t hands
- * the ids over) to be decoded incrementally (fn_tok_stream). Stop strings are matched on the
+ * the ids over) to be decoded incrementally (tok_stream). Stop strings are matched on the
  * decoded text; the text is cut before the first match and the generation is stopped early
  * (the emit callback tells the kind the receiver is done). A streamed response holds back the
  * last (longest stop string - 1) bytes until it is sure they do not begin a stop string.
@@ -37,7 +37,7 @@
 #include <time.h>
 #include <jansson.h>
 #include "runtime/base/rt_clock.h"
-#include "functions/fn_tok.h"
+#include "runtime/tok/tok.h"
 #include "runtime/access/rt_access.h"
 #include "runtime/api/rt_api.h"
 #include "runtime/base/rt_json.h"
@@ -104,7 +104,7 @@ typedef struct oa_model {
 	ino_t ino;
 	off_t size;
 	struct timespec mtime;
-	fn_tok *tok;                 /* NULL when the snapshot has none (err says why) */
+	tok_tokenizer *tok;                 /* NULL when the snapshot has none (err says why) */
 	int err_rc;
 	char err[300];
 	int64_t ctx, vocab;          /* context positions and vocabulary of the model */
@@ -126,7 +126,7 @@ static void model_unref(oa_model *m)
 	int last = --m->refs == 0;
 	pthread_mutex_unlock(&cache_mu);
 	if (last) {
-		fn_tok_free(m->tok);
+		tok_free(m->tok);
 		free(m);
 	}
 }
@@ -530,7 +530,7 @@ static int ids_from_array(const json_t *a, size_t max_ids, oa_ids *ids, char *er
 }
 
 /* encodes text; one of more than max_bytes: -E2BIG (it cannot fit the context) */
-static int encode_text(const fn_tok *t, const char *s, size_t len, size_t max_bytes,
+static int encode_text(const tok_tokenizer *t, const char *s, size_t len, size_t max_bytes,
 		       int add_special, oa_ids *ids, char *err, size_t errlen)
 {
 	if (len > max_bytes) {
@@ -539,7 +539,7 @@ static int encode_text(const fn_tok *t, const char *s, size_t len, size_t max_by
 			 OA_PROMPT_BYTES_PER_TOKEN);
 		return -E2BIG;
 	}
-	int rc = fn_tok_encode(t, s, len, add_special, &ids->v, &ids->n);
+	int rc = tok_encode(t, s, len, add_special, &ids->v, &ids->n);
 	if (rc == -EINVAL)
 		snprintf(err, errlen, "the prompt is not valid UTF-8");
 	else if (rc < 0)
@@ -549,7 +549,7 @@ static int encode_text(const fn_tok *t, const char *s, size_t len, size_t max_by
 
 /* completions: "text", ["text"], [ids...] or [[ids...]]; a text of more than max_bytes or more
  * than max_ids ids: -E2BIG */
-static int prompt_ids(const fn_tok *t, const json_t *pr, size_t max_bytes, size_t max_ids,
+static int prompt_ids(const tok_tokenizer *t, const json_t *pr, size_t max_bytes, size_t max_ids,
 		      oa_ids *ids, char *err, size_t errlen)
 {
 	if (json_is_string(pr))
@@ -575,11 +575,11 @@ static int prompt_ids(const fn_tok *t, const json_t *pr, size_t max_bytes, size_
 }
 
 /* chat: messages -> template text -> ids */
-static int chat_ids(const fn_tok *t, const json_t *msgs, size_t max_bytes, oa_ids *ids,
+static int chat_ids(const tok_tokenizer *t, const json_t *msgs, size_t max_bytes, oa_ids *ids,
 		    char *param, size_t plen, char *err, size_t errlen)
 {
 	size_t n = json_array_size(msgs);
-	fn_tok_msg *m = calloc(n, sizeof *m);
+	tok_msg *m = calloc(n, sizeof *m);
 	char **owned = calloc(n, sizeof *owned);
 	char *prompt = NULL;
 	int rc = -EINVAL;
@@ -655,7 +655,7 @@ static int chat_ids(const fn_tok *t, const json_t *msgs, size_t max_bytes, oa_id
 		m[i].content = owned[i];
 	}
 	snprintf(param, plen, "messages");
-	rc = fn_tok_chat(t, m, n, &prompt, err, errlen);
+	rc = tok_chat(t, m, n, &prompt, err, errlen);
 	if (rc == -ENOTSUP) {
 		snprintf(err, errlen, "this model's tokenizer has no chat template thaw can render "
 			 "(llama-2, llama-3 or ChatML): use /v1/completions");
@@ -695,7 +695,7 @@ typedef struct oa_gen {
 	int32_t stop_ids[OA_MAX_STOP_IDS];
 	int n_stop_ids;
 	size_t max_stop;             /* longest stop string */
-	fn_tok_stream *ts;
+	tok_stream *ts;
 	char *text;                  /* decoded text so far (cut at a stop string) */
 	size_t len, cap, sent, scan_from;
 	size_t ntok;                 /* tokens received from the kind */
@@ -715,7 +715,7 @@ typedef struct oa_gen {
 static void gen_closed(uv_handle_t *h)
 {
 	oa_gen *g = h->data;
-	fn_tok_stream_free(g->ts);
+	tok_stream_free(g->ts);
 	model_unref(g->model);
 	pthread_mutex_destroy(&g->mu);
 	free(g->pend);
@@ -888,7 +888,7 @@ static void gen_token(oa_gen *g, int32_t id)
 			return;   /* ends the turn; its text is not part of the answer */
 	char *t = NULL;
 	size_t l = 0;
-	if (fn_tok_stream_push(g->ts, id, &t, &l) < 0 || append(g, t, l) < 0) {
+	if (tok_stream_push(g->ts, id, &t, &l) < 0 || append(g, t, l) < 0) {
 		free(t);
 		g->failed = 1;
 		return;
@@ -967,7 +967,7 @@ static void gen_result(rt_req *req, const char *function, uint32_t rev, json_t *
 		if (!g->done && !g->failed) {
 			char *t = NULL;
 			size_t l = 0;
-			if (fn_tok_stream_finish(g->ts, &t, &l) < 0 || append(g, t, l) < 0)
+			if (tok_stream_finish(g->ts, &t, &l) < 0 || append(g, t, l) < 0)
 				g->failed = 1;
 			free(t);
 			if (!g->failed)
@@ -1300,7 +1300,7 @@ static void prep_step(oa_pending *pd)
 		fail_set(f, 400, what, NULL, "the prompt is empty (0 tokens)");
 		return;
 	}
-	int64_t vocab = model->vocab ? model->vocab : (int64_t)fn_tok_vocab_size(model->tok);
+	int64_t vocab = model->vocab ? model->vocab : (int64_t)tok_vocab_size(model->tok);
 	for (size_t i = 0; i < ids->n; i++)
 		if (ids->v[i] < 0 || ids->v[i] >= vocab) {
 			fail_set(f, 400, what, "invalid_token", "prompt token %zu (id %d) is outside the "
@@ -1331,9 +1331,9 @@ static void call_start(oa_pending *pd)
 	oa_params *pp = &pd->p;
 	oa_model *model = pd->model;
 	oa_ids *ids = &pd->ids;
-	int64_t vocab = model->vocab ? model->vocab : (int64_t)fn_tok_vocab_size(model->tok);
+	int64_t vocab = model->vocab ? model->vocab : (int64_t)tok_vocab_size(model->tok);
 	oa_gen *g = calloc(1, sizeof *g);
-	if (!g || fn_tok_stream_new(model->tok, 1, &g->ts) < 0) {
+	if (!g || tok_stream_new(model->tok, 1, &g->ts) < 0) {
 		free(g);
 		oa_error(req, 503, NULL, NULL, "out of memory");
 		pending_free(pd);
@@ -1357,10 +1357,10 @@ static void call_start(oa_pending *pd)
 	size_t nc = 0;
 	for (int i = 0; i < g->model->n_eos; i++)
 		cand[nc++] = g->model->eos[i];
-	if (fn_tok_eos(g->model->tok) >= 0)
-		cand[nc++] = fn_tok_eos(g->model->tok);
+	if (tok_eos(g->model->tok) >= 0)
+		cand[nc++] = tok_eos(g->model->tok);
 	if (chat)
-		nc += fn_tok_stop_ids(g->model->tok, cand + nc, OA_MAX_STOP_IDS - nc);
+		nc += tok_stop_ids(g->model->tok, cand + nc, OA_MAX_STOP_IDS - nc);
 	json_t *stop = json_array();
 	for (size_t i = 0; i < nc; i++) {
 		int dup = 0;

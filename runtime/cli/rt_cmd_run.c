@@ -44,8 +44,8 @@ static const char usage_text[] =
 
 /* the text modes: the snapshot's tokenizer turns text into the llama kind's input */
 typedef struct run_text {
-	fn_tok *tok;
-	fn_tok_stream *st;
+	tok_tokenizer *tok;
+	tok_stream *st;
 	int tty;                     /* flush each token's text */
 	int failed;                  /* a write or decode failed */
 } run_text;
@@ -59,7 +59,7 @@ static int print_token_text(void *ctx, json_t *chunk)
 		return 0;   /* not a token chunk */
 	char *t = NULL;
 	size_t n = 0;
-	if (fn_tok_stream_push(rt->st, (int32_t)json_integer_value(id), &t, &n) < 0) {
+	if (tok_stream_push(rt->st, (int32_t)json_integer_value(id), &t, &n) < 0) {
 		rt->failed = 1;
 		return -1;
 	}
@@ -99,21 +99,21 @@ static int text_input(const char *snap, const char *prompt, const char *chat, co
 		cfg = meta;
 	const json_t *vs = json_object_get(cfg, "vocab_size"), *mp = json_object_get(cfg, "max_position_embeddings");
 	int64_t vocab = json_is_integer(vs) && json_integer_value(vs) > 0 ? json_integer_value(vs)
-									    : (int64_t)fn_tok_vocab_size(rt->tok);
+									    : (int64_t)tok_vocab_size(rt->tok);
 	int64_t ctx = json_is_integer(mp) && json_integer_value(mp) > 0 ? json_integer_value(mp) : 2048;
 	rc = 2;
 	if (chat) {
-		fn_tok_msg m[2] = {{"system", sys}, {"user", chat}};
-		e = fn_tok_chat(rt->tok, sys ? m : m + 1, sys ? 2 : 1, &text, terr, sizeof terr);
+		tok_msg m[2] = {{"system", sys}, {"user", chat}};
+		e = tok_chat(rt->tok, sys ? m : m + 1, sys ? 2 : 1, &text, terr, sizeof terr);
 		if (e < 0) {
 			snprintf(err, errlen, "--chat: %s", e == -ENOTSUP ? "the snapshot's tokenizer has no "
 				 "chat template thaw can render (llama-2, llama-3 or ChatML): use --prompt" : terr);
 			rc = e == -ENOMEM ? 1 : 2;
 			goto done;
 		}
-		e = fn_tok_encode(rt->tok, text, strlen(text), 0, &ids, &n);
+		e = tok_encode(rt->tok, text, strlen(text), 0, &ids, &n);
 	} else {
-		e = fn_tok_encode(rt->tok, prompt, strlen(prompt), 1, &ids, &n);
+		e = tok_encode(rt->tok, prompt, strlen(prompt), 1, &ids, &n);
 	}
 	if (e < 0) {
 		snprintf(err, errlen, "%s: %s", chat ? "--chat" : "--prompt",
@@ -139,9 +139,9 @@ static int text_input(const char *snap, const char *prompt, const char *chat, co
 	json_array_foreach(eos, i, x)
 		if (json_is_integer(x) && nc < 8)
 			cand[nc++] = (int32_t)json_integer_value(x);
-	cand[nc++] = fn_tok_eos(rt->tok);
+	cand[nc++] = tok_eos(rt->tok);
 	if (chat)
-		nc += fn_tok_stop_ids(rt->tok, cand + nc, sizeof cand / sizeof cand[0] - nc);
+		nc += tok_stop_ids(rt->tok, cand + nc, sizeof cand / sizeof cand[0] - nc);
 	toks = json_array();
 	stop = json_array();
 	for (size_t k = 0; k < nc; k++) {
@@ -157,7 +157,7 @@ static int text_input(const char *snap, const char *prompt, const char *chat, co
 			"stop", stop, "temperature", has_temp ? temperature : 0.0);
 	if (*in && has_seed)
 		json_object_set_new(*in, "seed", json_integer(seed));
-	if (!*in || fn_tok_stream_new(rt->tok, 1, &rt->st) < 0) {
+	if (!*in || tok_stream_new(rt->tok, 1, &rt->st) < 0) {
 		snprintf(err, errlen, "out of memory");
 		rc = 1;
 		goto done;
@@ -298,8 +298,8 @@ int rt_run_main(int argc, char **argv)
 				     has_seed, &rt, &in, err, sizeof err);
 		if (trc) {
 			fprintf(stderr, "thaw run: %s\n", err);
-			fn_tok_stream_free(rt.st);
-			fn_tok_free(rt.tok);
+			tok_stream_free(rt.st);
+			tok_free(rt.tok);
 			return trc;
 		}
 	} else if (!(in = read_input(input, err, sizeof err))) {
@@ -319,8 +319,8 @@ int rt_run_main(int argc, char **argv)
 			e == -EINVAL ? "not cpu or cuda:N" : e == -ENODEV ? "no such device (or a "
 			"build without CUDA)" : strerror(-e));
 		json_decref(in);
-		fn_tok_stream_free(rt.st);
-		fn_tok_free(rt.tok);
+		tok_stream_free(rt.st);
+		tok_free(rt.tok);
 		return e == -EINVAL ? 2 : 1;
 	}
 	if (snap) {
@@ -370,7 +370,7 @@ int rt_run_main(int argc, char **argv)
 	if (text) {   /* the bytes the decoder still held, then a newline */
 		char *t = NULL;
 		size_t tn = 0;
-		if (fn_tok_stream_finish(rt.st, &t, &tn) < 0 || fwrite(t, 1, tn, stdout) != tn ||
+		if (tok_stream_finish(rt.st, &t, &tn) < 0 || fwrite(t, 1, tn, stdout) != tn ||
 		    printf("\n") < 0 || fflush(stdout) != 0) {
 			free(t);
 			fprintf(stderr, "thaw run: writing the text failed\n");
@@ -399,8 +399,8 @@ done:
 	if (gpu)
 		pool_gpu_close(gpu);
 	kern_dev_close(dev);
-	fn_tok_stream_free(rt.st);
-	fn_tok_free(rt.tok);
+	tok_stream_free(rt.st);
+	tok_free(rt.tok);
 	return rc;
 usage:
 	fputs(usage_text, stderr);

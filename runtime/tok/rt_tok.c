@@ -15,7 +15,7 @@
 #include "snapshot/snap.h"
 #include "snapshot/snap_st.h"
 
-int rt_tok_from_meta_obj(json_t *m, fn_tok **out, char *err, size_t errlen)
+int rt_tok_from_meta_obj(json_t *m, tok_tokenizer **out, char *err, size_t errlen)
 {
 	if (!out)
 		return rt_errf(err, errlen, -EINVAL, "no output");
@@ -29,10 +29,10 @@ int rt_tok_from_meta_obj(json_t *m, fn_tok **out, char *err, size_t errlen)
 		return rt_errf(err, errlen, -EBADMSG, "the snapshot's tokenizer attachment is missing");
 	if (!json_is_object(tok) || (cfg && !json_is_null(cfg) && !json_is_object(cfg)))
 		return rt_errf(err, errlen, -EINVAL, "snapshot metadata: \"tokenizer\" and \"tokenizer_config\" must be JSON objects");
-	return fn_tok_load_json(out, tok, json_is_object(cfg) ? cfg : NULL, err, errlen);
+	return tok_load_json(out, tok, json_is_object(cfg) ? cfg : NULL, err, errlen);
 }
 
-int rt_tok_from_meta(const char *meta_json, fn_tok **out, char *err, size_t errlen)
+int rt_tok_from_meta(const char *meta_json, tok_tokenizer **out, char *err, size_t errlen)
 {
 	if (!meta_json || !out)
 		return rt_errf(err, errlen, -EINVAL, "no metadata");
@@ -43,7 +43,7 @@ int rt_tok_from_meta(const char *meta_json, fn_tok **out, char *err, size_t errl
 	return rc;
 }
 
-int rt_tok_from_file(const snap_file *f, json_t *meta, fn_tok **out, char *err, size_t errlen)
+int rt_tok_from_file(const snap_file *f, json_t *meta, tok_tokenizer **out, char *err, size_t errlen)
 {
 	void *buf;
 	size_t len;
@@ -68,7 +68,7 @@ int rt_tok_from_file(const snap_file *f, json_t *meta, fn_tok **out, char *err, 
 	return rc;
 }
 
-int rt_tok_from_snapshot(const char *snap_path, fn_tok **out, char *err, size_t errlen)
+int rt_tok_from_snapshot(const char *snap_path, tok_tokenizer **out, char *err, size_t errlen)
 {
 	if (!snap_path || !out)
 		return rt_errf(err, errlen, -EINVAL, "no snapshot path");
@@ -222,11 +222,11 @@ int rt_tok_pack_metadata(const char *user_meta, const char *tok_path, const char
 		goto out;
 	if (cfg_path && (rc = load_obj(cfg_path, &cfg, &ct, &cl, err, errlen)))
 		goto out;
-	fn_tok *t;
+	tok_tokenizer *t;
 	char why[512];
-	int lrc = fn_tok_load_json(&t, tok, cfg, why, sizeof why);
+	int lrc = tok_load_json(&t, tok, cfg, why, sizeof why);
 	if (lrc == 0)
-		fn_tok_free(t);
+		tok_free(t);
 	else if (warn && warnlen)
 		snprintf(warn, warnlen, "%s", why);
 	/* the tokenizer goes into the snapshot's attachment, a short note into the metadata: opening

@@ -1,30 +1,30 @@
 /* rt_tok.h — a snapshot carries its tokenizer: `thaw snapshot pack` stores tokenizer.json and
  * tokenizer_config.json as {"tokenizer", "tokenizer_config"} in the snapshot's attachment (format
  * 1.1, out of the metadata that every open parses), and the runtime loads them back into a
- * functions/fn_tok.h tokenizer (older snapshots: from the metadata keys of the same names). */
+ * runtime/tok/tok.h tokenizer (older snapshots: from the metadata keys of the same names). */
 #ifndef THAW_RT_TOK_H
 #define THAW_RT_TOK_H
 #include <stddef.h>
-#include "functions/fn_tok.h"
+#include "runtime/tok/tok.h"
 #include "snapshot/snap.h"
 
 /* rt_tok_from_snapshot opens the snapshot at snap_path and loads the tokenizer it carries.
- * On success *out owns it (fn_tok_free). Returns 0; -ENOENT when the snapshot carries no
- * tokenizer; the snapshot's own errors (file, checksum); or fn_tok_load's (-EINVAL, -ENOTSUP)
+ * On success *out owns it (tok_free). Returns 0; -ENOENT when the snapshot carries no
+ * tokenizer; the snapshot's own errors (file, checksum); or tok_load's (-EINVAL, -ENOTSUP)
  * with err naming the problem. */
-int rt_tok_from_snapshot(const char *snap_path, fn_tok **out, char *err, size_t errlen);
+int rt_tok_from_snapshot(const char *snap_path, tok_tokenizer **out, char *err, size_t errlen);
 /* rt_tok_from_file does it for a snapshot already open: the attachment (format 1.1), else the
  * metadata of a snapshot packed before attachments (meta: that metadata already parsed, or NULL
  * to parse it). Same returns. */
 struct json_t;
-int rt_tok_from_file(const snap_file *f, struct json_t *meta, fn_tok **out, char *err,
+int rt_tok_from_file(const snap_file *f, struct json_t *meta, tok_tokenizer **out, char *err,
 		     size_t errlen);
 /* rt_tok_from_meta does the same from a snapshot's metadata JSON text (snap_metadata_json):
  * callers that already opened the snapshot save a second open. */
-int rt_tok_from_meta(const char *meta_json, fn_tok **out, char *err, size_t errlen);
+int rt_tok_from_meta(const char *meta_json, tok_tokenizer **out, char *err, size_t errlen);
 /* rt_tok_from_meta_obj does it from metadata already parsed with jansson (stays the caller's):
  * no JSON parse at all besides the tokenizer's own tables. */
-int rt_tok_from_meta_obj(struct json_t *meta, fn_tok **out, char *err, size_t errlen);
+int rt_tok_from_meta_obj(struct json_t *meta, tok_tokenizer **out, char *err, size_t errlen);
 
 /* rt_tok_find names the tokenizer files for a pack: spec is a directory (DIR/tokenizer.json,
  * required, and DIR/tokenizer_config.json when present) or a tokenizer.json file (with the

@@ -2,11 +2,11 @@
  * random-weight llama whose vocabulary fits the test tokenizer (tests/data/tok/) is written
  * here as safetensors + config.json, packed with the tokenizer (`thaw snapshot pack` picks up
  * tokenizer.json / tokenizer_config.json from the directory) and deployed; then
- *  - /v1/completions (greedy) == fn_tok_decode of the tokens /v1/functions/{name}/invoke gives
- *    for fn_tok_encode(prompt) (an independent path), usage counts, max_tokens -> "length";
+ *  - /v1/completions (greedy) == tok_decode of the tokens /v1/functions/{name}/invoke gives
+ *    for tok_encode(prompt) (an independent path), usage counts, max_tokens -> "length";
  *  - stop strings cut the text before the first match (finish_reason "stop"), the completion
  *    token count is the number of tokens up to the one completing the match;
- *  - chat completions render the messages with the tokenizer's template (fn_tok_chat);
+ *  - chat completions render the messages with the tokenizer's template (tok_chat);
  *  - stream: true: chunked text/event-stream whose deltas concatenate to the non-streamed text,
  *    a final chunk with finish_reason, an optional usage chunk, then [DONE]; chunks arrive as
  *    tokens are generated (the first long before the last), read by a Python http.client too;
@@ -31,7 +31,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <jansson.h>
-#include "functions/fn_tok.h"
+#include "runtime/tok/tok.h"
 #include "runtime/tok/rt_tok.h"
 #include "snapshot/snap_pack.h"
 #include "tests/e2e/e2e.h"
@@ -42,7 +42,7 @@
 
 static e2e_server srv;
 static int srv_ok;
-static fn_tok *tok;
+static tok_tokenizer *tok;
 static int32_t eos = -1;
 static size_t vocab;
 static char model_dir[600], plain_dir[600];
@@ -297,7 +297,7 @@ static char *decode_json(json_t *toks, size_t upto, size_t *len)
 	for (size_t i = 0; i < n; i++)
 		ids[i] = (int32_t)json_integer_value(json_array_get(toks, i));
 	char *txt = NULL;
-	if (fn_tok_decode(tok, ids, n, 1, &txt, len) < 0)
+	if (tok_decode(tok, ids, n, 1, &txt, len) < 0)
 		txt = NULL;
 	free(ids);
 	return txt;
@@ -311,7 +311,7 @@ static void setup(void)
 	size_t tl = 0, cl = 0;
 	char *tj = t_read_file(path, &tl), *cj = t_read_file(cfg, &cl), err[256] = "";
 	T_CHECK(tj != NULL);
-	if (!tj || fn_tok_load(&tok, tj, tl, cj, cl, err, sizeof err) < 0) {
+	if (!tj || tok_load(&tok, tj, tl, cj, cl, err, sizeof err) < 0) {
 		fprintf(stderr, "  cannot load the test tokenizer: %s\n", err);
 		free(tj);
 		free(cj);
@@ -320,8 +320,8 @@ static void setup(void)
 	}
 	free(tj);
 	free(cj);
-	vocab = fn_tok_vocab_size(tok);
-	eos = fn_tok_eos(tok);
+	vocab = tok_vocab_size(tok);
+	eos = tok_eos(tok);
 	T_CHECK(vocab > 16 && vocab < 100000);
 	snprintf(model_dir, sizeof model_dir, "%s/model", t_tmpdir());
 	snprintf(plain_dir, sizeof plain_dir, "%s/plain", t_tmpdir());
@@ -395,7 +395,7 @@ static void test_completion_matches_invoke(void)
 	NEED();
 	int32_t *ids = NULL;
 	size_t n = 0;
-	T_EQ_INT(fn_tok_encode(tok, prompt, strlen(prompt), 1, &ids, &n), 0);
+	T_EQ_INT(tok_encode(tok, prompt, strlen(prompt), 1, &ids, &n), 0);
 	int32_t stop[1] = {eos};
 	json_t *ref = invoke_tokens(ids, n, 24, stop, eos >= 0);
 	size_t wl = 0;
@@ -460,7 +460,7 @@ static void test_stop_strings(void)
 	NEED();
 	int32_t *ids = NULL;
 	size_t n = 0;
-	T_EQ_INT(fn_tok_encode(tok, prompt, strlen(prompt), 1, &ids, &n), 0);
+	T_EQ_INT(tok_encode(tok, prompt, strlen(prompt), 1, &ids, &n), 0);
 	int32_t stop_ids[1] = {eos};
 	json_t *ref = invoke_tokens(ids, n, 40, stop_ids, eos >= 0);
 	size_t fl = 0;
@@ -526,9 +526,9 @@ out:
 static void test_chat(void)
 {
 	NEED();
-	fn_tok_msg msgs[2] = {{"system", "You are terse."}, {"user", "Say hello."}};
+	tok_msg msgs[2] = {{"system", "You are terse."}, {"user", "Say hello."}};
 	char *text = NULL, err[256] = "";
-	int rc = fn_tok_chat(tok, msgs, 2, &text, err, sizeof err);
+	int rc = tok_chat(tok, msgs, 2, &text, err, sizeof err);
 	if (rc == -ENOTSUP) {
 		/* the test tokenizer has no chat template: the endpoint must say so */
 		json_t *o = NULL;
@@ -541,9 +541,9 @@ static void test_chat(void)
 	T_EQ_INT(rc, 0);
 	int32_t *ids = NULL;
 	size_t n = 0;
-	T_EQ_INT(fn_tok_encode(tok, text, strlen(text), 0, &ids, &n), 0);
+	T_EQ_INT(tok_encode(tok, text, strlen(text), 0, &ids, &n), 0);
 	int32_t stop[24];
-	size_t ns = fn_tok_stop_ids(tok, stop, 23);
+	size_t ns = tok_stop_ids(tok, stop, 23);
 	if (eos >= 0)
 		stop[ns++] = eos;
 	json_t *ref = invoke_tokens(ids, n, 20, stop, ns);
@@ -1236,7 +1236,7 @@ static void test_boundary_numbers(void)
 	NEED();
 	int32_t *hi_ids = NULL;
 	size_t n_hi = 0;
-	T_EQ_INT(fn_tok_encode(tok, "hi", 2, 1, &hi_ids, &n_hi), 0);
+	T_EQ_INT(tok_encode(tok, "hi", 2, 1, &hi_ids, &n_hi), 0);
 	free(hi_ids);
 	T_CHECK(n_hi >= 1 && n_hi < 8);
 	const char *C = "/v1/completions", *CH = "/v1/chat/completions", *G = "/v2/models/tl/generate",
@@ -1615,7 +1615,7 @@ void t_main(void)
 	T_RUN(test_boundary_numbers);
 	T_RUN(test_bounded_parsing);
 	T_RUN(test_auth);
-	fn_tok_free(tok);
+	tok_free(tok);
 	if (srv_ok)
 		e2e_stop(&srv, SIGTERM, 10);
 }

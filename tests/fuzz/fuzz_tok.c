@@ -1,4 +1,4 @@
-/* fuzz_tok.c — libFuzzer target for functions/fn_tok: the input is a tokenizer.json, optionally
+/* fuzz_tok.c — libFuzzer target for functions/tok_tokenizer: the input is a tokenizer.json, optionally
  * followed by "\n--text--\n" and a text to encode (else a fixed text with special tokens).
  * A refused file must say why (err non-empty); an accepted one must encode the text to ids
  * inside the vocabulary (or refuse invalid UTF-8 with -EINVAL), decode them to valid UTF-8,
@@ -7,7 +7,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include "functions/fn_tok.h"
+#include "runtime/tok/tok.h"
 
 /* strict UTF-8 (RFC 3629): no overlong forms, no surrogates, nothing above U+10FFFF */
 static int utf8_ok(const char *s, size_t n)
@@ -46,12 +46,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		tl = size - jl - (sizeof sep - 1);
 	}
 	char err[256] = "";
-	fn_tok *t;
+	tok_tokenizer *t;
 	const char *cfg = "{\"bos_token\":\"<s>\",\"eos_token\":{\"content\":\"</s>\"},"
 			  "\"chat_template\":\"<|im_start|>\"}";
-	int rc = fn_tok_load(&t, json, jl, (size & 1) ? cfg : NULL, (size & 1) ? strlen(cfg) : 0, err, sizeof err);
+	int rc = tok_load(&t, json, jl, (size & 1) ? cfg : NULL, (size & 1) ? strlen(cfg) : 0, err, sizeof err);
 	if (rc == -EINVAL && (size & 1) && strstr(err, "tokenizer_config.json"))
-		rc = fn_tok_load(&t, json, jl, NULL, 0, err, sizeof err);
+		rc = tok_load(&t, json, jl, NULL, 0, err, sizeof err);
 	if (rc) {
 		if (!err[0])
 			abort(); /* every refusal says why */
@@ -62,40 +62,40 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	for (int sp = 0; sp < 2; sp++) {
 		free(ids);
 		ids = NULL;
-		rc = fn_tok_encode(t, text, tl, sp, &ids, &n);
+		rc = tok_encode(t, text, tl, sp, &ids, &n);
 		if (rc == -EINVAL && !utf8_ok(text, tl))
 			break;
 		if (rc)
 			abort();
 		for (size_t i = 0; i < n; i++)
-			if (ids[i] < 0 || (size_t)ids[i] >= fn_tok_vocab_size(t))
+			if (ids[i] < 0 || (size_t)ids[i] >= tok_vocab_size(t))
 				abort();
 		for (int skip = 0; skip < 2; skip++) {
 			char *out = NULL;
 			size_t ol = 0;
-			if (fn_tok_decode(t, ids, n, skip, &out, &ol) || !utf8_ok(out, ol))
+			if (tok_decode(t, ids, n, skip, &out, &ol) || !utf8_ok(out, ol))
 				abort();
 			free(out);
-			fn_tok_stream *s;
-			if (fn_tok_stream_new(t, skip, &s))
+			tok_stream *s;
+			if (tok_stream_new(t, skip, &s))
 				abort();
 			for (size_t i = 0; i <= n; i++) {
 				char *piece;
 				size_t pl;
-				if ((i < n ? fn_tok_stream_push(s, ids[i], &piece, &pl) : fn_tok_stream_finish(s, &piece, &pl)) ||
+				if ((i < n ? tok_stream_push(s, ids[i], &piece, &pl) : tok_stream_finish(s, &piece, &pl)) ||
 				    !utf8_ok(piece, pl))
 					abort();
 				free(piece);
 			}
-			fn_tok_stream_free(s);
+			tok_stream_free(s);
 		}
 	}
 	free(ids);
-	fn_tok_msg m[2] = {{"system", "Be brief. "}, {"user", " hi\n"}};
+	tok_msg m[2] = {{"system", "Be brief. "}, {"user", " hi\n"}};
 	char *p = NULL;
-	rc = fn_tok_chat(t, m, 2, &p, err, sizeof err);
+	rc = tok_chat(t, m, 2, &p, err, sizeof err);
 	if (rc == 0) {
-		if (fn_tok_encode(t, p, strlen(p), 0, &ids, &n))
+		if (tok_encode(t, p, strlen(p), 0, &ids, &n))
 			abort();
 		free(ids);
 		free(p);
@@ -103,8 +103,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();
 	}
 	int32_t stop[8];
-	if (fn_tok_stop_ids(t, stop, 8) > 8)
+	if (tok_stop_ids(t, stop, 8) > 8)
 		abort();
-	fn_tok_free(t);
+	tok_free(t);
 	return 0;
 }

@@ -86,14 +86,14 @@ static void test_attachment(void)
 	json_decref(want);
 	free(buf);
 	/* the same tokenizer as loading the files directly */
-	fn_tok *t = NULL;
+	tok_tokenizer *t = NULL;
 	T_EQ_INT(rt_tok_from_file(f, NULL, &t, err, sizeof err), 0);
 	int32_t *ids = NULL;
 	size_t n = 0;
-	T_EQ_INT(t ? fn_tok_encode(t, "thaw restores snapshots", 23, 0, &ids, &n) : -1, 0);
+	T_EQ_INT(t ? tok_encode(t, "thaw restores snapshots", 23, 0, &ids, &n) : -1, 0);
 	T_CHECK(n > 1 && n < 23);
 	free(ids);
-	fn_tok_free(t);
+	tok_free(t);
 	snap_close(f);
 
 	/* without a tokenizer: no attachment, still a 1.0 file */

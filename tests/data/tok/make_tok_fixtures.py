@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Expected encodings for thaw's tokenizer tests (tests/functions/test_tok.c), made with the
+"""Expected encodings for thaw's tokenizer tests (tests/runtime/tok/test_tok.c), made with the
 Hugging Face `tokenizers` package (0.23.2) and transformers' apply_chat_template on the GPU
 device machine (the packages are not installed on the dev box).
 

@@ -2,8 +2,8 @@
  * binary ($THAW_BIN): pack the HF llama fixture as is and int8-quantized, run the greedy
  * continuation and compare with HF transformers' tokens; the digits MLP; echo without a
  * snapshot; bad input -> exit 1 with {"error": ...}; bad usage -> exit 2. --prompt / --chat
- * on a random llama packed with tests/data/tok/small: the printed text is fn_tok_decode of
- * the tokens `thaw run --input` generates for fn_tok_encode of the text (or of fn_tok_chat's
+ * on a random llama packed with tests/data/tok/small: the printed text is tok_decode of
+ * the tokens `thaw run --input` generates for tok_encode of the text (or of tok_chat's
  * rendering), whole UTF-8 characters even where one is split across tokens, also through a
  * terminal. */
 #include <stdarg.h>
@@ -11,7 +11,7 @@
 #include <sys/wait.h>
 #include <string.h>
 #include <jansson.h>
-#include "functions/fn_tok.h"
+#include "runtime/tok/tok.h"
 #include "tests/e2e/e2e.h"
 #include "tests/t.h"
 
@@ -90,7 +90,7 @@ static void test_run_mlp_and_echo(void)
 }
 
 /* the tokens `thaw run --input` generates for ids, decoded (skip_special) */
-static char *reference(fn_tok *tok, const char *snap, const int32_t *ids, size_t n,
+static char *reference(tok_tokenizer *tok, const char *snap, const int32_t *ids, size_t n,
 		       const int32_t *stop, size_t nstop, int max_tokens, size_t *len, int *split)
 {
 	json_t *in = json_pack("{s:[],s:i,s:[],s:i}", "tokens", "max_tokens", max_tokens, "stop",
@@ -109,14 +109,14 @@ static char *reference(fn_tok *tok, const char *snap, const int32_t *ids, size_t
 	int32_t *g = calloc(k + 1, sizeof *g);
 	for (size_t i = 0; i < k; i++)
 		g[i] = (int32_t)json_integer_value(json_array_get(toks, i));
-	T_EQ_INT(fn_tok_decode(tok, g, k, 1, &text, len), 0);
+	T_EQ_INT(tok_decode(tok, g, k, 1, &text, len), 0);
 	/* split: decoding token by token differs from the whole (a character across tokens) */
 	size_t cat = 0;
 	char *naive = malloc(k * 64 + 1);
 	for (size_t i = 0; naive && i < k; i++) {
 		char *one = NULL;
 		size_t ol = 0;
-		if (fn_tok_decode(tok, g + i, 1, 1, &one, &ol) == 0 && cat + ol <= k * 64) {
+		if (tok_decode(tok, g + i, 1, 1, &one, &ol) == 0 && cat + ol <= k * 64) {
 			memcpy(naive + cat, one, ol);
 			cat += ol;
 		}
@@ -137,17 +137,17 @@ static void test_run_text(void)
 	snprintf(cp, sizeof cp, "%s/tests/data/tok/small/tokenizer_config.json", t_src());
 	size_t tl = 0, cl = 0;
 	char *tj = t_read_file(tp, &tl), *cj = t_read_file(cp, &cl);
-	fn_tok *tok = NULL;
-	T_CHECK(tj && cj && fn_tok_load(&tok, tj, tl, cj, cl, NULL, 0) == 0);
+	tok_tokenizer *tok = NULL;
+	T_CHECK(tj && cj && tok_load(&tok, tj, tl, cj, cl, NULL, 0) == 0);
 	free(tj);
 	free(cj);
 	if (!tok)
 		return;
-	int32_t eos = fn_tok_eos(tok);
+	int32_t eos = tok_eos(tok);
 	snprintf(dir, sizeof dir, "%s/tl", d);
 	snprintf(snap, sizeof snap, "%s/tl.thaw", d);
 	T_EQ_INT(t_sh(NULL, 0, "mkdir -p %s && cp %s %s %s/", dir, tp, cp, dir), 0);
-	T_EQ_INT(e2e_llama_write(dir, fn_tok_vocab_size(tok), eos), 0);
+	T_EQ_INT(e2e_llama_write(dir, tok_vocab_size(tok), eos), 0);
 	T_EQ_INT(t_sh(out, sizeof out, "%s snapshot pack %s -o %s --quiet 2>&1", t_bin(), dir, snap), 0);
 
 	/* --prompt: encode with bos/post-processing, stop at eos */
@@ -155,7 +155,7 @@ static void test_run_text(void)
 	int32_t *ids = NULL;
 	size_t n = 0, wl = 0;
 	int split = 0, any_split = 0;
-	T_EQ_INT(fn_tok_encode(tok, prompt, strlen(prompt), 1, &ids, &n), 0);
+	T_EQ_INT(tok_encode(tok, prompt, strlen(prompt), 1, &ids, &n), 0);
 	char *want = reference(tok, snap, ids, n, &eos, 1, 40, &wl, &split);
 	any_split |= split;
 	free(ids);
@@ -172,15 +172,15 @@ static void test_run_text(void)
 
 	/* --chat: the ChatML template, the turn's stop ids */
 	const char *user = "Wie gro\xc3\x9f ist ein Eisb\xc3\xa4r? \xe2\x82\xac";
-	fn_tok_msg m[2] = {{"system", "Be brief."}, {"user", user}};
+	tok_msg m[2] = {{"system", "Be brief."}, {"user", user}};
 	char *rendered = NULL;
-	T_EQ_INT(fn_tok_chat(tok, m, 2, &rendered, NULL, 0), 0);
-	T_EQ_INT(fn_tok_encode(tok, rendered, strlen(rendered), 0, &ids, &n), 0);
+	T_EQ_INT(tok_chat(tok, m, 2, &rendered, NULL, 0), 0);
+	T_EQ_INT(tok_encode(tok, rendered, strlen(rendered), 0, &ids, &n), 0);
 	int32_t stop[8];
 	size_t ns = 0;
 	stop[ns++] = eos;
 	int32_t more[8];
-	size_t nm = fn_tok_stop_ids(tok, more, 8);
+	size_t nm = tok_stop_ids(tok, more, 8);
 	for (size_t i = 0; i < nm; i++)
 		if (more[i] != eos)
 			stop[ns++] = more[i];
@@ -205,7 +205,7 @@ static void test_run_text(void)
 	T_EQ_INT(t_sh(out, sizeof out, "%s run %s --system x --input '{}' 2>/dev/null", t_bin(), snap), 2);
 	T_EQ_INT(t_sh(out, sizeof out, "%s run %s --device cpu --prompt \"$(printf 'a\\377b')\" 2>&1", t_bin(), snap), 2);
 	T_CHECK(strstr(out, "not valid UTF-8") != NULL);
-	fn_tok_free(tok);
+	tok_free(tok);
 }
 
 void t_main(void)

@@ -54,7 +54,7 @@ static void test_pack_carries_tokenizer(void)
 
 	char path[1024];
 	snprintf(path, sizeof path, "%s/a.thaw", d);
-	fn_tok *st = NULL, *ft = NULL;
+	tok_tokenizer *st = NULL, *ft = NULL;
 	int rc = rt_tok_from_snapshot(path, &st, err, sizeof err);
 	T_EQ_INT(rc, 0);
 	if (rc)
@@ -66,28 +66,28 @@ static void test_pack_carries_tokenizer(void)
 	char *tj = t_read_file(tp, &tl), *cj = t_read_file(cp, &cl);
 	T_CHECK(tj && cj);
 	if (tj && cj)
-		T_EQ_INT(fn_tok_load(&ft, tj, tl, cj, cl, err, sizeof err), 0);
+		T_EQ_INT(tok_load(&ft, tj, tl, cj, cl, err, sizeof err), 0);
 	if (st && ft) {
 		const char *text = "Cold starts restore <|im_start|>snapshots in  milliseconds, 123 times.\n";
 		int32_t *a = NULL, *b = NULL;
 		size_t na = 0, nb = 0;
-		T_EQ_INT(fn_tok_encode(st, text, strlen(text), 1, &a, &na), 0);
-		T_EQ_INT(fn_tok_encode(ft, text, strlen(text), 1, &b, &nb), 0);
+		T_EQ_INT(tok_encode(st, text, strlen(text), 1, &a, &na), 0);
+		T_EQ_INT(tok_encode(ft, text, strlen(text), 1, &b, &nb), 0);
 		T_EQ_INT(na, nb);
 		T_CHECK(na > 10 && na == nb && !memcmp(a, b, na * sizeof *a));
 		free(a);
 		free(b);
-		fn_tok_msg m[2] = {{"system", "Be brief."}, {"user", "hi"}};
+		tok_msg m[2] = {{"system", "Be brief."}, {"user", "hi"}};
 		char *p1 = NULL, *p2 = NULL;
-		T_EQ_INT(fn_tok_chat(st, m, 2, &p1, err, sizeof err), 0); /* config carried too */
-		T_EQ_INT(fn_tok_chat(ft, m, 2, &p2, err, sizeof err), 0);
+		T_EQ_INT(tok_chat(st, m, 2, &p1, err, sizeof err), 0); /* config carried too */
+		T_EQ_INT(tok_chat(ft, m, 2, &p2, err, sizeof err), 0);
 		T_EQ_STR(p1, p2);
-		T_EQ_INT(fn_tok_eos(st), fn_tok_eos(ft));
+		T_EQ_INT(tok_eos(st), tok_eos(ft));
 		free(p1);
 		free(p2);
 	}
-	fn_tok_free(st);
-	fn_tok_free(ft);
+	tok_free(st);
+	tok_free(ft);
 	free(tj);
 	free(cj);
 
@@ -115,12 +115,12 @@ static void test_pack_carries_tokenizer(void)
 		    t_bin(), d, d, d), 0);
 	snprintf(path, sizeof path, "%s/e.thaw", d);
 	T_EQ_INT(rt_tok_from_snapshot(path, &st, err, sizeof err), 0);
-	fn_tok_msg m1[1] = {{"user", "x"}};
+	tok_msg m1[1] = {{"user", "x"}};
 	char *p = NULL;
 	if (st)
-		T_EQ_INT(fn_tok_chat(st, m1, 1, &p, err, sizeof err), 0);
+		T_EQ_INT(tok_chat(st, m1, 1, &p, err, sizeof err), 0);
 	free(p);
-	fn_tok_free(st);
+	tok_free(st);
 	/* --tokenizer DIR with user metadata merged */
 	T_EQ_INT(t_sh(out, sizeof out, "%s snapshot pack %s/bare -o %s/f.thaw --tokenizer %s/m --metadata '{\"owner\":\"t\"}' --quiet 2>&1",
 		    t_bin(), d, d, d), 0);
@@ -148,7 +148,7 @@ static void test_pack_carries_tokenizer(void)
 
 static void test_meta_errors(void)
 {
-	fn_tok *t = NULL;
+	tok_tokenizer *t = NULL;
 	char err[256];
 	T_EQ_INT(rt_tok_from_meta("{\"kind\":\"llama\"}", &t, err, sizeof err), -ENOENT);
 	T_EQ_INT(rt_tok_from_meta("{\"tokenizer\":\"x\"}", &t, err, sizeof err), -EINVAL);
@@ -157,12 +157,12 @@ static void test_meta_errors(void)
 				  "\"tokenizer_config\":7}", &t, err, sizeof err), -EINVAL);
 	T_EQ_INT(rt_tok_from_meta("{\"tokenizer\":{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]}}}",
 				  &t, err, sizeof err), 0);
-	T_CHECK(t != NULL && fn_tok_vocab_size(t) == 1);
-	fn_tok_free(t);
+	T_CHECK(t != NULL && tok_vocab_size(t) == 1);
+	tok_free(t);
 	json_t *m = json_loads("{\"tokenizer\":{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":1},\"merges\":[]}}}", 0, NULL);
 	T_EQ_INT(rt_tok_from_meta_obj(m, &t, err, sizeof err), 0);
-	T_CHECK(t != NULL && fn_tok_vocab_size(t) == 2);
-	fn_tok_free(t);
+	T_CHECK(t != NULL && tok_vocab_size(t) == 2);
+	tok_free(t);
 	json_decref(m);
 	T_EQ_INT(rt_tok_from_meta_obj(NULL, &t, err, sizeof err), -EINVAL);
 }

@@ -1,4 +1,4 @@
-/* test_tok.c — functions/fn_tok against the Hugging Face `tokenizers` package (0.23.2): for
+/* test_tok.c — functions/tok_tokenizer against the Hugging Face `tokenizers` package (0.23.2): for
  * three real tokenizer files (tests/data/tok/: LLaMA-3 byte-level BPE, Mistral-7B SentencePiece
  * BPE with byte fallback, and a small byte-level BPE trained with the GPT-2 split pattern) every
  * fixture string must encode to exactly the ids `tokenizers` produced (with and without special
@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "functions/fn_tok.h"
+#include "runtime/tok/tok.h"
 #include "tests/t.h"
 
 static const char *src_dir(void)
@@ -68,15 +68,15 @@ static char *read_fixture(const char *name, const char *file, size_t *len)
 	return read_cmd(cmd, len);
 }
 
-static fn_tok *load_fixture(const char *name)
+static tok_tokenizer *load_fixture(const char *name)
 {
 	size_t tl, cl;
 	char *tj = read_fixture(name, "tokenizer.json", &tl), *cj = read_fixture(name, "tokenizer_config.json", &cl);
 	char err[512];
-	fn_tok *t = NULL;
+	tok_tokenizer *t = NULL;
 	T_CHECK(tj && cj);
 	if (tj && cj) {
-		int rc = fn_tok_load(&t, tj, tl, cj, cl, err, sizeof err);
+		int rc = tok_load(&t, tj, tl, cj, cl, err, sizeof err);
 		if (rc)
 			fprintf(stderr, "  load %s: %d %s\n", name, rc, err);
 		T_EQ_INT(rc, 0);
@@ -132,12 +132,12 @@ static int utf8_ok(const char *s, size_t n)
 }
 
 /* decode ids and compare with want (a JSON string, NULs allowed) */
-static int check_decode(const fn_tok *t, const int32_t *ids, size_t n, int skip, json_t *want,
+static int check_decode(const tok_tokenizer *t, const int32_t *ids, size_t n, int skip, json_t *want,
 			const char *what)
 {
 	char *txt = NULL;
 	size_t len = 0;
-	int rc = fn_tok_decode(t, ids, n, skip, &txt, &len);
+	int rc = tok_decode(t, ids, n, skip, &txt, &len);
 	int ok = rc == 0 && json_is_string(want) && len == json_string_length(want) &&
 		 !memcmp(txt, json_string_value(want), len);
 	if (!ok)
@@ -148,11 +148,11 @@ static int check_decode(const fn_tok *t, const int32_t *ids, size_t n, int skip,
 }
 
 /* streaming decode: every piece whole UTF-8, all pieces == want */
-static int check_stream(const fn_tok *t, const int32_t *ids, size_t n, int skip, json_t *want,
+static int check_stream(const tok_tokenizer *t, const int32_t *ids, size_t n, int skip, json_t *want,
 			const char *what)
 {
-	fn_tok_stream *s;
-	if (fn_tok_stream_new(t, skip, &s))
+	tok_stream *s;
+	if (tok_stream_new(t, skip, &s))
 		return 0;
 	char *all = calloc(1, 1);
 	size_t alen = 0;
@@ -160,7 +160,7 @@ static int check_stream(const fn_tok *t, const int32_t *ids, size_t n, int skip,
 	for (size_t i = 0; i <= n && ok; i++) {
 		char *piece;
 		size_t pl;
-		int rc = i < n ? fn_tok_stream_push(s, ids[i], &piece, &pl) : fn_tok_stream_finish(s, &piece, &pl);
+		int rc = i < n ? tok_stream_push(s, ids[i], &piece, &pl) : tok_stream_finish(s, &piece, &pl);
 		if (rc || !utf8_ok(piece, pl)) {
 			ok = 0;
 		} else {
@@ -176,7 +176,7 @@ static int check_stream(const fn_tok *t, const int32_t *ids, size_t n, int skip,
 		}
 		free(piece);
 	}
-	fn_tok_stream_free(s);
+	tok_stream_free(s);
 	if (ok)
 		ok = json_is_string(want) && alen == json_string_length(want) && !memcmp(all, json_string_value(want), alen);
 	if (!ok) {
@@ -193,14 +193,14 @@ static int check_stream(const fn_tok *t, const int32_t *ids, size_t n, int skip,
 
 static void run_fixture(const char *name)
 {
-	fn_tok *t = load_fixture(name);
+	tok_tokenizer *t = load_fixture(name);
 	json_t *ex = load_expected(name);
 	if (!t || !ex) {
-		fn_tok_free(t);
+		tok_free(t);
 		json_decref(ex);
 		return;
 	}
-	T_EQ_INT(fn_tok_vocab_size(t), json_integer_value(json_object_get(ex, "vocab_size")));
+	T_EQ_INT(tok_vocab_size(t), json_integer_value(json_object_get(ex, "vocab_size")));
 	json_t *cases = json_object_get(ex, "cases"), *c;
 	size_t i;
 	int bad_enc = 0, bad_dec = 0, bad_stream = 0, n_cases = 0;
@@ -213,7 +213,7 @@ static void run_fixture(const char *name)
 			json_t *want = json_object_get(c, sp ? "ids_special" : "ids");
 			int32_t *ids = NULL;
 			size_t n = 0;
-			int rc = fn_tok_encode(t, s, sl, sp, &ids, &n);
+			int rc = tok_encode(t, s, sl, sp, &ids, &n);
 			if (rc || !ids_equal(ids, n, want)) {
 				bad_enc++;
 				fprintf(stderr, "  %s: encode mismatch for case %zu \"%.60s\" (add_special=%d): got", name, i, s, sp);
@@ -253,7 +253,7 @@ static void run_fixture(const char *name)
 	T_EQ_INT(bad_dec, 0);
 	T_EQ_INT(bad_stream, 0);
 
-	/* chat: the same conversations through fn_tok_chat */
+	/* chat: the same conversations through tok_chat */
 	json_t *chat = json_object_get(ex, "chat"), *convs = json_object_get(ex, "convs");
 	const char *cname;
 	json_t *conv;
@@ -261,7 +261,7 @@ static void run_fixture(const char *name)
 	json_object_foreach(convs, cname, conv) {
 		json_t *want = json_object_get(chat, cname);
 		T_CHECK(json_is_string(want));
-		fn_tok_msg m[8];
+		tok_msg m[8];
 		size_t nm = json_array_size(conv);
 		T_CHECK(nm <= 8);
 		for (size_t k = 0; k < nm && k < 8; k++) {
@@ -269,7 +269,7 @@ static void run_fixture(const char *name)
 			m[k].content = json_string_value(json_object_get(json_array_get(conv, k), "content"));
 		}
 		char *p = NULL, err[256] = "";
-		int rc = fn_tok_chat(t, m, nm, &p, err, sizeof err);
+		int rc = tok_chat(t, m, nm, &p, err, sizeof err);
 		T_EQ_INT(rc, 0);
 		if (rc)
 			fprintf(stderr, "  chat %s: %s\n", cname, err);
@@ -278,14 +278,14 @@ static void run_fixture(const char *name)
 		snprintf(key, sizeof key, "%s_ids", cname);
 		int32_t *ids = NULL;
 		size_t n = 0;
-		T_EQ_INT(fn_tok_encode(t, p ? p : "", p ? strlen(p) : 0, 0, &ids, &n), 0);
+		T_EQ_INT(tok_encode(t, p ? p : "", p ? strlen(p) : 0, 0, &ids, &n), 0);
 		T_CHECK(ids_equal(ids, n, json_object_get(chat, key)));
 		free(ids);
 		free(p);
 		n_conv++;
 	}
 	T_EQ_INT(n_conv, 2);
-	fn_tok_free(t);
+	tok_free(t);
 	json_decref(ex);
 }
 
@@ -295,37 +295,37 @@ static void test_tok_mistral_byte_fallback(void) { run_fixture("mistral"); }
 
 static void test_tok_special_ids(void)
 {
-	fn_tok *l3 = load_fixture("llama3"), *mi = load_fixture("mistral"), *sm = load_fixture("small");
+	tok_tokenizer *l3 = load_fixture("llama3"), *mi = load_fixture("mistral"), *sm = load_fixture("small");
 	if (!l3 || !mi || !sm)
 		goto out;
-	T_EQ_INT(fn_tok_bos(l3), 128000);
-	T_EQ_INT(fn_tok_eos(l3), 128001);
-	T_EQ_INT(fn_tok_vocab_size(l3), 128256);
+	T_EQ_INT(tok_bos(l3), 128000);
+	T_EQ_INT(tok_eos(l3), 128001);
+	T_EQ_INT(tok_vocab_size(l3), 128256);
 	int32_t stop[8];
-	size_t n = fn_tok_stop_ids(l3, stop, 8);
+	size_t n = tok_stop_ids(l3, stop, 8);
 	T_EQ_INT(n, 2);
 	T_EQ_INT(stop[0], 128001);
 	T_EQ_INT(stop[1], 128009); /* <|eot_id|> */
-	T_EQ_INT(fn_tok_bos(mi), 1);
-	T_EQ_INT(fn_tok_eos(mi), 2);
-	n = fn_tok_stop_ids(mi, stop, 8);
+	T_EQ_INT(tok_bos(mi), 1);
+	T_EQ_INT(tok_eos(mi), 2);
+	n = tok_stop_ids(mi, stop, 8);
 	T_EQ_INT(n, 1);
 	T_EQ_INT(stop[0], 2);
 	/* small: eos_token given as {"content": "<|im_end|>"}, no bos */
-	T_EQ_INT(fn_tok_eos(sm), fn_tok_id(sm, "<|im_end|>"));
-	T_CHECK(fn_tok_eos(sm) >= 0);
-	T_EQ_INT(fn_tok_bos(sm), -1);
-	n = fn_tok_stop_ids(sm, stop, 1);
+	T_EQ_INT(tok_eos(sm), tok_id(sm, "<|im_end|>"));
+	T_CHECK(tok_eos(sm) >= 0);
+	T_EQ_INT(tok_bos(sm), -1);
+	n = tok_stop_ids(sm, stop, 1);
 	T_EQ_INT(n, 1);
-	n = fn_tok_stop_ids(sm, stop, 8);
+	n = tok_stop_ids(sm, stop, 8);
 	T_EQ_INT(n, 2);
-	T_EQ_INT(stop[1], fn_tok_id(sm, "<|endoftext|>"));
-	T_EQ_INT(fn_tok_id(l3, "Hello"), 9906);
-	T_EQ_INT(fn_tok_id(l3, "no such token here"), -1);
+	T_EQ_INT(stop[1], tok_id(sm, "<|endoftext|>"));
+	T_EQ_INT(tok_id(l3, "Hello"), 9906);
+	T_EQ_INT(tok_id(l3, "no such token here"), -1);
 out:
-	fn_tok_free(l3);
-	fn_tok_free(mi);
-	fn_tok_free(sm);
+	tok_free(l3);
+	tok_free(mi);
+	tok_free(sm);
 }
 
 /* the old merges format ("a b" strings) gives the same encodings as the new one */
@@ -352,24 +352,24 @@ static void test_tok_old_merges_format(void)
 	}
 	json_object_set_new(json_object_get(j, "model"), "merges", old);
 	char *oj = json_dumps(j, JSON_COMPACT);
-	fn_tok *a = NULL, *b = NULL;
+	tok_tokenizer *a = NULL, *b = NULL;
 	char err[256];
-	T_EQ_INT(fn_tok_load(&a, tj, tl, NULL, 0, err, sizeof err), 0);
-	T_EQ_INT(fn_tok_load(&b, oj, strlen(oj), NULL, 0, err, sizeof err), 0);
+	T_EQ_INT(tok_load(&a, tj, tl, NULL, 0, err, sizeof err), 0);
+	T_EQ_INT(tok_load(&b, oj, strlen(oj), NULL, 0, err, sizeof err), 0);
 	const char *text = "Snapshots restore in milliseconds; thaw's scheduler evicts the LRU model.";
 	int32_t *ia = NULL, *ib = NULL;
 	size_t na = 0, nb = 0;
 	if (a && b) {
-		T_EQ_INT(fn_tok_encode(a, text, strlen(text), 0, &ia, &na), 0);
-		T_EQ_INT(fn_tok_encode(b, text, strlen(text), 0, &ib, &nb), 0);
+		T_EQ_INT(tok_encode(a, text, strlen(text), 0, &ia, &na), 0);
+		T_EQ_INT(tok_encode(b, text, strlen(text), 0, &ib, &nb), 0);
 		T_EQ_INT(na, nb);
 		T_CHECK(na > 5 && na < strlen(text)); /* merges applied */
 		T_CHECK(na == nb && !memcmp(ia, ib, na * sizeof *ia));
 	}
 	free(ia);
 	free(ib);
-	fn_tok_free(a);
-	fn_tok_free(b);
+	tok_free(a);
+	tok_free(b);
 	free(oj);
 	json_decref(j);
 	free(tj);
@@ -377,10 +377,10 @@ static void test_tok_old_merges_format(void)
 
 static int load_err(const char *json, const char *cfg, char *err, size_t errlen)
 {
-	fn_tok *t = NULL;
-	int rc = fn_tok_load(&t, json, strlen(json), cfg, cfg ? strlen(cfg) : 0, err, errlen);
+	tok_tokenizer *t = NULL;
+	int rc = tok_load(&t, json, strlen(json), cfg, cfg ? strlen(cfg) : 0, err, errlen);
 	if (rc == 0)
-		fn_tok_free(t);
+		tok_free(t);
 	T_CHECK(rc != 0 || t != NULL);
 	return rc;
 }
@@ -422,78 +422,78 @@ static void test_tok_malformed(void)
 	T_EQ_INT(load_err("{" MINI_MODEL "}", "not json", err, sizeof err), -EINVAL);
 
 	/* a minimal valid one: encode, decode errors, chat without a template */
-	fn_tok *t = NULL;
+	tok_tokenizer *t = NULL;
 	const char *mini = "{" MINI_MODEL "}";
-	T_EQ_INT(fn_tok_load(&t, mini, strlen(mini), "{\"chat_template\": \"{{ messages }}\"}", 35, err, sizeof err), 0);
+	T_EQ_INT(tok_load(&t, mini, strlen(mini), "{\"chat_template\": \"{{ messages }}\"}", 35, err, sizeof err), 0);
 	if (!t)
 		return;
 	int32_t *ids = NULL;
 	size_t n = 0;
-	T_EQ_INT(fn_tok_encode(t, "abab", 4, 1, &ids, &n), 0);
+	T_EQ_INT(tok_encode(t, "abab", 4, 1, &ids, &n), 0);
 	T_EQ_INT(n, 2);
 	T_CHECK(n == 2 && ids[0] == 2 && ids[1] == 2);
 	free(ids);
-	T_EQ_INT(fn_tok_encode(t, "a\xff", 2, 0, &ids, &n), -EINVAL); /* invalid UTF-8 */
+	T_EQ_INT(tok_encode(t, "a\xff", 2, 0, &ids, &n), -EINVAL); /* invalid UTF-8 */
 	char *txt = NULL;
 	int32_t bad[2] = {0, 7};
-	T_EQ_INT(fn_tok_decode(t, bad, 2, 0, &txt, NULL), -EINVAL);
+	T_EQ_INT(tok_decode(t, bad, 2, 0, &txt, NULL), -EINVAL);
 	T_CHECK(txt == NULL);
-	fn_tok_stream *s;
-	T_EQ_INT(fn_tok_stream_new(t, 0, &s), 0);
-	T_EQ_INT(fn_tok_stream_push(s, -3, &txt, NULL), -EINVAL);
-	fn_tok_stream_free(s);
-	fn_tok_msg m[1] = {{"user", "hi"}};
+	tok_stream *s;
+	T_EQ_INT(tok_stream_new(t, 0, &s), 0);
+	T_EQ_INT(tok_stream_push(s, -3, &txt, NULL), -EINVAL);
+	tok_stream_free(s);
+	tok_msg m[1] = {{"user", "hi"}};
 	char *p = NULL;
-	T_EQ_INT(fn_tok_chat(t, m, 1, &p, err, sizeof err), -ENOTSUP);
+	T_EQ_INT(tok_chat(t, m, 1, &p, err, sizeof err), -ENOTSUP);
 	T_CHECK(strstr(err, "not one of the supported") != NULL);
-	fn_tok_free(t);
-	T_EQ_INT(fn_tok_load(&t, mini, strlen(mini), NULL, 0, err, sizeof err), 0);
-	T_EQ_INT(fn_tok_chat(t, m, 1, &p, err, sizeof err), -ENOTSUP);
+	tok_free(t);
+	T_EQ_INT(tok_load(&t, mini, strlen(mini), NULL, 0, err, sizeof err), 0);
+	T_EQ_INT(tok_chat(t, m, 1, &p, err, sizeof err), -ENOTSUP);
 	T_CHECK(strstr(err, "no chat template") != NULL);
-	T_EQ_INT(fn_tok_bos(t), -1);
-	fn_tok_free(t);
+	T_EQ_INT(tok_bos(t), -1);
+	tok_free(t);
 }
 
 static void test_tok_chat_errors(void)
 {
-	fn_tok *mi = load_fixture("mistral"), *sm = load_fixture("small");
+	tok_tokenizer *mi = load_fixture("mistral"), *sm = load_fixture("small");
 	char err[256], *p = NULL;
 	if (!mi || !sm)
 		goto out;
-	fn_tok_msg bad_role[1] = {{"tool", "x"}};
-	T_EQ_INT(fn_tok_chat(sm, bad_role, 1, &p, err, sizeof err), -EINVAL);
+	tok_msg bad_role[1] = {{"tool", "x"}};
+	T_EQ_INT(tok_chat(sm, bad_role, 1, &p, err, sizeof err), -EINVAL);
 	T_CHECK(strstr(err, "role") != NULL);
-	fn_tok_msg two_users[2] = {{"user", "a"}, {"user", "b"}};
-	T_EQ_INT(fn_tok_chat(mi, two_users, 2, &p, err, sizeof err), -EINVAL);
+	tok_msg two_users[2] = {{"user", "a"}, {"user", "b"}};
+	T_EQ_INT(tok_chat(mi, two_users, 2, &p, err, sizeof err), -EINVAL);
 	T_CHECK(strstr(err, "alternate") != NULL);
-	T_EQ_INT(fn_tok_chat(sm, two_users, 2, &p, err, sizeof err), 0); /* ChatML does not care */
+	T_EQ_INT(tok_chat(sm, two_users, 2, &p, err, sizeof err), 0); /* ChatML does not care */
 	T_EQ_STR(p, "<|im_start|>user\na<|im_end|>\n<|im_start|>user\nb<|im_end|>\n<|im_start|>assistant\n");
 	free(p);
-	T_EQ_INT(fn_tok_chat(sm, two_users, 0, &p, err, sizeof err), -EINVAL);
+	T_EQ_INT(tok_chat(sm, two_users, 0, &p, err, sizeof err), -EINVAL);
 out:
-	fn_tok_free(mi);
-	fn_tok_free(sm);
+	tok_free(mi);
+	tok_free(sm);
 }
 
 /* streaming is incremental: ASCII comes out with each token; a character split over byte-level
  * tokens comes out whole with its last token; garbage bytes do not hold back earlier text */
 static void test_tok_stream_incremental(void)
 {
-	fn_tok *t = load_fixture("llama3");
+	tok_tokenizer *t = load_fixture("llama3");
 	if (!t)
 		return;
 	const char *text = "Hello world, streaming 𝔘𝔫!";
 	int32_t *ids = NULL;
 	size_t n = 0;
-	T_EQ_INT(fn_tok_encode(t, text, strlen(text), 0, &ids, &n), 0);
-	fn_tok_stream *s;
-	T_EQ_INT(fn_tok_stream_new(t, 0, &s), 0);
+	T_EQ_INT(tok_encode(t, text, strlen(text), 0, &ids, &n), 0);
+	tok_stream *s;
+	T_EQ_INT(tok_stream_new(t, 0, &s), 0);
 	char got[256] = "";
 	int empty = 0, nonempty = 0;
 	for (size_t i = 0; i < n; i++) {
 		char *p;
 		size_t pl;
-		T_EQ_INT(fn_tok_stream_push(s, ids[i], &p, &pl), 0);
+		T_EQ_INT(tok_stream_push(s, ids[i], &p, &pl), 0);
 		if (i < 4) /* "Hello", " world", ",", " streaming": each out at once */
 			T_CHECK(pl > 0);
 		T_CHECK(utf8_ok(p, pl));
@@ -506,27 +506,27 @@ static void test_tok_stream_incremental(void)
 	}
 	char *p;
 	size_t pl;
-	T_EQ_INT(fn_tok_stream_finish(s, &p, &pl), 0);
+	T_EQ_INT(tok_stream_finish(s, &p, &pl), 0);
 	T_EQ_INT(pl, 0); /* nothing left over: the letters completed before "!" */
 	free(p);
 	T_EQ_STR(got, text);
 	T_CHECK(n == 11 && empty >= 2 && empty + nonempty == (int)n); /* each fraktur letter spans 3 tokens */
-	fn_tok_stream_free(s);
+	tok_stream_free(s);
 	free(ids);
 	/* lone lead bytes (U+00E4 'ä' is byte 0xE4 in GPT-2's byte map) never complete: text before
 	 * them still streams, each finished U+FFFD comes out with the next token */
-	int32_t e4 = fn_tok_id(t, "\xc3\xa4"), a = fn_tok_id(t, "a");
+	int32_t e4 = tok_id(t, "\xc3\xa4"), a = tok_id(t, "a");
 	T_CHECK(e4 >= 0 && a >= 0);
-	T_EQ_INT(fn_tok_stream_new(t, 0, &s), 0);
+	T_EQ_INT(tok_stream_new(t, 0, &s), 0);
 	int32_t seq[5] = {a, e4, e4, e4, a};
 	const char *want[5] = {"a", "", "\xef\xbf\xbd", "\xef\xbf\xbd", "\xef\xbf\xbd" "a"};
 	for (int i = 0; i < 5; i++) {
-		T_EQ_INT(fn_tok_stream_push(s, seq[i], &p, &pl), 0);
+		T_EQ_INT(tok_stream_push(s, seq[i], &p, &pl), 0);
 		T_EQ_STR(p, want[i]);
 		free(p);
 	}
-	fn_tok_stream_free(s);
-	fn_tok_free(t);
+	tok_stream_free(s);
+	tok_free(t);
 }
 
 /* added tokens with lstrip / rstrip take the whitespace beside them (RoBERTa's <mask> style) */
@@ -546,17 +546,17 @@ static void test_tok_added_strip(void)
 					       "single_word", 0, "lstrip", 0, "rstrip", 1, "normalized", 0, "special", 0));
 	char *text = json_dumps(j, JSON_COMPACT), err[256];
 	json_decref(j);
-	fn_tok *t = NULL;
-	T_EQ_INT(fn_tok_load(&t, text, strlen(text), NULL, 0, err, sizeof err), 0);
+	tok_tokenizer *t = NULL;
+	T_EQ_INT(tok_load(&t, text, strlen(text), NULL, 0, err, sizeof err), 0);
 	free(text);
 	if (!t)
 		return;
-	T_EQ_INT(fn_tok_vocab_size(t), 514);
+	T_EQ_INT(tok_vocab_size(t), 514);
 	int32_t *a = NULL, *b = NULL, *c = NULL;
 	size_t na = 0, nb = 0, nc = 0;
-	T_EQ_INT(fn_tok_encode(t, "snapshot \t <mask> restore", strlen("snapshot \t <mask> restore"), 0, &a, &na), 0);
-	T_EQ_INT(fn_tok_encode(t, "snapshot", strlen("snapshot"), 0, &b, &nb), 0);
-	T_EQ_INT(fn_tok_encode(t, " restore", strlen(" restore"), 0, &c, &nc), 0);
+	T_EQ_INT(tok_encode(t, "snapshot \t <mask> restore", strlen("snapshot \t <mask> restore"), 0, &a, &na), 0);
+	T_EQ_INT(tok_encode(t, "snapshot", strlen("snapshot"), 0, &b, &nb), 0);
+	T_EQ_INT(tok_encode(t, " restore", strlen(" restore"), 0, &c, &nc), 0);
 	T_EQ_INT(na, nb + 1 + nc);
 	if (na == nb + 1 + nc) {
 		T_CHECK(!memcmp(a, b, nb * sizeof *a));
@@ -566,9 +566,9 @@ static void test_tok_added_strip(void)
 	free(a);
 	free(b);
 	free(c);
-	T_EQ_INT(fn_tok_encode(t, "snapshot [R] \n restore", strlen("snapshot [R] \n restore"), 0, &a, &na), 0);
-	T_EQ_INT(fn_tok_encode(t, "snapshot ", strlen("snapshot "), 0, &b, &nb), 0);
-	T_EQ_INT(fn_tok_encode(t, "restore", strlen("restore"), 0, &c, &nc), 0);
+	T_EQ_INT(tok_encode(t, "snapshot [R] \n restore", strlen("snapshot [R] \n restore"), 0, &a, &na), 0);
+	T_EQ_INT(tok_encode(t, "snapshot ", strlen("snapshot "), 0, &b, &nb), 0);
+	T_EQ_INT(tok_encode(t, "restore", strlen("restore"), 0, &c, &nc), 0);
 	T_EQ_INT(na, nb + 1 + nc);
 	if (na == nb + 1 + nc) {
 		T_CHECK(!memcmp(a, b, nb * sizeof *a));
@@ -578,17 +578,17 @@ static void test_tok_added_strip(void)
 	/* decode: skip_special drops <mask> but keeps the non-special [R] */
 	int32_t ids[3] = {512, 513, 512};
 	char *d = NULL;
-	T_EQ_INT(fn_tok_decode(t, ids, 3, 1, &d, NULL), 0);
+	T_EQ_INT(tok_decode(t, ids, 3, 1, &d, NULL), 0);
 	T_EQ_STR(d, "[R]");
 	free(d);
 	free(a);
 	free(b);
 	free(c);
-	fn_tok_free(t);
+	tok_free(t);
 }
 
 typedef struct {
-	const fn_tok *t;
+	const tok_tokenizer *t;
 	json_t *cases;
 	int bad;
 } mt_arg;
@@ -603,7 +603,7 @@ static void *mt_encode(void *p)
 			json_t *text = json_object_get(c, "text");
 			int32_t *ids = NULL;
 			size_t n = 0;
-			if (fn_tok_encode(a->t, json_string_value(text), json_string_length(text), 1, &ids, &n) ||
+			if (tok_encode(a->t, json_string_value(text), json_string_length(text), 1, &ids, &n) ||
 			    !ids_equal(ids, n, json_object_get(c, "ids_special")))
 				a->bad++;
 			free(ids);
@@ -614,7 +614,7 @@ static void *mt_encode(void *p)
 /* one loaded tokenizer serves several threads at once */
 static void test_tok_threads(void)
 {
-	fn_tok *t = load_fixture("mistral");
+	tok_tokenizer *t = load_fixture("mistral");
 	json_t *ex = load_expected("mistral");
 	if (t && ex) {
 		pthread_t th[4];
@@ -628,7 +628,7 @@ static void test_tok_threads(void)
 			T_EQ_INT(a[i].bad, 0);
 		}
 	}
-	fn_tok_free(t);
+	tok_free(t);
 	json_decref(ex);
 }
 
@@ -643,47 +643,47 @@ static void test_tok_metaspace(void)
 		"\"decoder\":{\"type\":\"Metaspace\",\"replacement\":\"\u2581\",\"prepend_scheme\":\"always\",\"split\":true},"
 		"\"model\":{\"type\":\"BPE\",\"ignore_merges\":true,\"merges\":[],\"vocab\":{\"\u2581Hey\u2581\":0,\"how\":1,"
 		"\"<s>\":2,\"are\u2581\":3,\"\u2581you\":4,\"how\u2581\":5,\"\u2581Hey\":6,\"\u2581friend!\":7}}}";
-	fn_tok *t = NULL;
+	tok_tokenizer *t = NULL;
 	char err[256];
-	T_EQ_INT(fn_tok_load(&t, json, strlen(json), NULL, 0, err, sizeof err), 0);
+	T_EQ_INT(tok_load(&t, json, strlen(json), NULL, 0, err, sizeof err), 0);
 	if (!t)
 		return;
 	/* prepend_scheme first, split false: " Hey <s>how" -> "▁Hey▁" <s> "how" */
 	int32_t *ids = NULL;
 	size_t n = 0;
 	const char *s1 = " Hey <s>how";
-	T_EQ_INT(fn_tok_encode(t, s1, strlen(s1), 0, &ids, &n), 0);
+	T_EQ_INT(tok_encode(t, s1, strlen(s1), 0, &ids, &n), 0);
 	int32_t w1[3] = {0, 2, 1};
 	T_CHECK(n == 3 && !memcmp(ids, w1, sizeof w1));
 	free(ids);
 	const char *s2 = " Hey <s>how <s>are <s> you";
-	T_EQ_INT(fn_tok_encode(t, s2, strlen(s2), 0, &ids, &n), 0);
+	T_EQ_INT(tok_encode(t, s2, strlen(s2), 0, &ids, &n), 0);
 	int32_t w2[7] = {0, 2, 5, 2, 3, 2, 4};
 	T_CHECK(n == 7 && !memcmp(ids, w2, sizeof w2));
 	free(ids);
 	/* decoder, prepend_scheme always: ["▁Hey", "▁friend!"] -> "Hey friend!" */
 	int32_t d1[2] = {6, 7};
 	char *txt = NULL;
-	T_EQ_INT(fn_tok_decode(t, d1, 2, 0, &txt, NULL), 0);
+	T_EQ_INT(tok_decode(t, d1, 2, 0, &txt, NULL), 0);
 	T_EQ_STR(txt, "Hey friend!");
 	free(txt);
 	int32_t d2[2] = {0, 7}; /* every replacement of the first token goes */
-	T_EQ_INT(fn_tok_decode(t, d2, 2, 0, &txt, NULL), 0);
+	T_EQ_INT(tok_decode(t, d2, 2, 0, &txt, NULL), 0);
 	T_EQ_STR(txt, "Hey friend!");
 	free(txt);
-	fn_tok_free(t);
+	tok_free(t);
 	/* prepend_scheme never in the decoder: " Hey friend!" */
 	const char *json2 =
 		"{\"decoder\":{\"type\":\"Metaspace\",\"replacement\":\"\u2581\",\"prepend_scheme\":\"never\",\"split\":true},"
 		"\"model\":{\"type\":\"BPE\",\"merges\":[],\"vocab\":{\"\u2581Hey\":0,\"\u2581friend!\":1}}}";
-	T_EQ_INT(fn_tok_load(&t, json2, strlen(json2), NULL, 0, err, sizeof err), 0);
+	T_EQ_INT(tok_load(&t, json2, strlen(json2), NULL, 0, err, sizeof err), 0);
 	int32_t d3[2] = {0, 1};
 	if (t) {
-		T_EQ_INT(fn_tok_decode(t, d3, 2, 0, &txt, NULL), 0);
+		T_EQ_INT(tok_decode(t, d3, 2, 0, &txt, NULL), 0);
 		T_EQ_STR(txt, " Hey friend!");
 		free(txt);
 	}
-	fn_tok_free(t);
+	tok_free(t);
 }
 
 void t_main(void)

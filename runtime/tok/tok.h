@@ -1,65 +1,65 @@
-/* fn_tok.h — tokenizers for the `llama` kind and the OpenAI-style endpoints: loads a Hugging
+/* tok_tokenizer.h — tokenizers for the `llama` kind and the OpenAI-style endpoints: loads a Hugging
  * Face `tokenizer.json` (model type BPE: byte-level BPE as in GPT-2 / LLaMA-3, and the
  * SentencePiece-style BPE with byte fallback of LLaMA-2 / Mistral / TinyLlama), encodes and
  * decodes like the `tokenizers` Python package, decodes incrementally for streaming, and renders
  * chat prompts from tokenizer_config.json's chat_template (families: llama-2 [INST]/<<SYS>>,
- * llama-3 header tokens, ChatML; no Jinja interpreter). A loaded fn_tok is immutable: every
+ * llama-3 header tokens, ChatML; no Jinja interpreter). A loaded tokenizer is immutable: every
  * const function may be called from several threads at once. */
-#ifndef THAW_FN_TOK_H
-#define THAW_FN_TOK_H
+#ifndef THAW_TOK_H
+#define THAW_TOK_H
 #include <stddef.h>
 #include <stdint.h>
 
-typedef struct fn_tok fn_tok;
+typedef struct tok_tokenizer tok_tokenizer;
 
-/* fn_tok_load parses a HF tokenizer.json (tok_json, tok_len bytes, not NUL-terminated
+/* tok_load parses a HF tokenizer.json (tok_json, tok_len bytes, not NUL-terminated
  * necessarily) and optionally tokenizer_config.json (cfg_json may be NULL). On success *out owns
- * the tokenizer (free with fn_tok_free). Returns 0, -EINVAL for malformed JSON or fields (err
+ * the tokenizer (free with tok_free). Returns 0, -EINVAL for malformed JSON or fields (err
  * names what is wrong), -ENOTSUP for a model/normalizer/pre-tokenizer type it does not handle,
  * -ENOMEM. err may be NULL. */
-int fn_tok_load(fn_tok **out, const char *tok_json, size_t tok_len, const char *cfg_json,
+int tok_load(tok_tokenizer **out, const char *tok_json, size_t tok_len, const char *cfg_json,
 		size_t cfg_len, char *err, size_t errlen);
-/* fn_tok_load_json is fn_tok_load from already-parsed jansson objects (cfg may be NULL); the
+/* tok_load_json is tok_load from already-parsed jansson objects (cfg may be NULL); the
  * objects stay the caller's. Same results and errors. */
 struct json_t;
-int fn_tok_load_json(fn_tok **out, struct json_t *tok, struct json_t *cfg, char *err,
+int tok_load_json(tok_tokenizer **out, struct json_t *tok, struct json_t *cfg, char *err,
 		     size_t errlen);
-/* fn_tok_free releases a tokenizer (NULL is fine). */
-void fn_tok_free(fn_tok *t);
+/* tok_free releases a tokenizer (NULL is fine). */
+void tok_free(tok_tokenizer *t);
 
-/* fn_tok_encode encodes UTF-8 text like HF tokenizers' encode(text, add_special_tokens=
+/* tok_encode encodes UTF-8 text like HF tokenizers' encode(text, add_special_tokens=
  * add_special): added/special tokens in the text are matched first; add_special applies the
  * post-processor (e.g. bos). On success *ids is malloc'd (caller frees; may be NULL when *n is
  * 0). Returns 0, -EINVAL for invalid UTF-8, -ENOMEM. */
-int fn_tok_encode(const fn_tok *t, const char *text, size_t len, int add_special, int32_t **ids,
+int tok_encode(const tok_tokenizer *t, const char *text, size_t len, int add_special, int32_t **ids,
 		  size_t *n);
-/* fn_tok_decode decodes ids like HF decode(ids, skip_special_tokens=skip_special). *text is
+/* tok_decode decodes ids like HF decode(ids, skip_special_tokens=skip_special). *text is
  * malloc'd and NUL-terminated (caller frees); *len excludes the NUL (len may be NULL). Returns
  * 0, -EINVAL for an id outside the vocabulary, -ENOMEM. Bytes that do not form valid UTF-8 come
  * out as U+FFFD as in HF; the text may contain NUL bytes (byte tokens), so use *len. */
-int fn_tok_decode(const fn_tok *t, const int32_t *ids, size_t n, int skip_special, char **text,
+int tok_decode(const tok_tokenizer *t, const int32_t *ids, size_t n, int skip_special, char **text,
 		  size_t *len);
 
 /* Incremental decode for streaming: each push returns only the newly complete text (never a
- * split UTF-8 sequence); the concatenation of all pushes plus finish equals fn_tok_decode of all
+ * split UTF-8 sequence); the concatenation of all pushes plus finish equals tok_decode of all
  * ids. *text is malloc'd, NUL-terminated, possibly empty (caller frees). The tokenizer must
  * outlive the stream. Returns 0, -EINVAL for a bad id, -ENOMEM. */
-typedef struct fn_tok_stream fn_tok_stream;
-int fn_tok_stream_new(const fn_tok *t, int skip_special, fn_tok_stream **out);
-int fn_tok_stream_push(fn_tok_stream *s, int32_t id, char **text, size_t *len);
-int fn_tok_stream_finish(fn_tok_stream *s, char **text, size_t *len);
-void fn_tok_stream_free(fn_tok_stream *s);
+typedef struct tok_stream tok_stream;
+int tok_stream_new(const tok_tokenizer *t, int skip_special, tok_stream **out);
+int tok_stream_push(tok_stream *s, int32_t id, char **text, size_t *len);
+int tok_stream_finish(tok_stream *s, char **text, size_t *len);
+void tok_stream_free(tok_stream *s);
 
 /* Special ids: bos/eos come from tokenizer_config.json (bos_token/eos_token as strings or
  * {content: ...} objects), else from the post-processor / well-known names; -1 when none. */
-int32_t fn_tok_bos(const fn_tok *t);
-int32_t fn_tok_eos(const fn_tok *t);
-/* fn_tok_vocab_size is one more than the largest id (model vocab and added tokens). */
-size_t fn_tok_vocab_size(const fn_tok *t);
-/* fn_tok_id returns the id of a token string (vocab or added token), or -1. */
-int32_t fn_tok_id(const fn_tok *t, const char *token);
+int32_t tok_bos(const tok_tokenizer *t);
+int32_t tok_eos(const tok_tokenizer *t);
+/* tok_vocab_size is one more than the largest id (model vocab and added tokens). */
+size_t tok_vocab_size(const tok_tokenizer *t);
+/* tok_id returns the id of a token string (vocab or added token), or -1. */
+int32_t tok_id(const tok_tokenizer *t, const char *token);
 
-/* fn_tok_chat renders messages with the tokenizer_config chat template (family detected from
+/* tok_chat renders messages with the tokenizer_config chat template (family detected from
  * the template text: llama-2 [INST]/<<SYS>>, llama-3 header tokens, ChatML), ending with the
  * assistant generation prompt. The prompt includes the bos text where the template does (encode
  * it with add_special = 0). roles: "system", "user", "assistant". *prompt is malloc'd (caller
@@ -68,10 +68,10 @@ int32_t fn_tok_id(const fn_tok *t, const char *token);
 typedef struct {
 	const char *role;
 	const char *content;
-} fn_tok_msg;
-int fn_tok_chat(const fn_tok *t, const fn_tok_msg *m, size_t n, char **prompt, char *err,
+} tok_msg;
+int tok_chat(const tok_tokenizer *t, const tok_msg *m, size_t n, char **prompt, char *err,
 		size_t errlen);
-/* fn_tok_stop_ids writes the ids that end a chat turn (eos plus e.g. <|eot_id|>, <|im_end|>,
+/* tok_stop_ids writes the ids that end a chat turn (eos plus e.g. <|eot_id|>, <|im_end|>,
  * <|end_of_text|>), without duplicates, up to cap; returns the count written. */
-size_t fn_tok_stop_ids(const fn_tok *t, int32_t *ids, size_t cap);
+size_t tok_stop_ids(const tok_tokenizer *t, int32_t *ids, size_t cap);
 #endif
