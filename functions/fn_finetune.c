@@ -7,9 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <zlib.h>
 #include "pool/pool_base.h"
 #include "functions/fn_kinds.h"
 #include "functions/fn_finetune.h"
@@ -48,52 +48,62 @@ static int open_regular(const char *path)
 	return -1;
 }
 
-/* opens path (a regular file) for reading; .gz through `zcat` reading the opened file on its
- * stdin (no shell: fork + exec). *pid is 0 or zcat's. NULL with errno set. */
-static FILE *open_data(const char *path, pid_t *pid)
+/* opens path (a regular file) for reading through zlib: a .gz file must be gzip data (read
+ * decompressed), any other file is read as it is. NULL with errno set (EINVAL: not a regular
+ * file; EILSEQ: a .gz that is not gzip data). */
+static gzFile open_data(const char *path)
 {
 	size_t len = strlen(path);
-	*pid = 0;
+	int gz = len >= 3 && strcmp(path + len - 3, ".gz") == 0;
 	int in = open_regular(path);
 	if (in < 0)
 		return NULL;
-	if (len < 3 || strcmp(path + len - 3, ".gz") != 0) {
-		FILE *f = fdopen(in, "r");
-		if (!f)
-			close(in);
-		return f;
-	}
-	int fd[2];
-	if (pipe2(fd, O_CLOEXEC) < 0) {
-		close(in);
-		return NULL;
-	}
-	pid_t p = fork();
-	if (p < 0) {
-		close(in);
-		close(fd[0]);
-		close(fd[1]);
-		return NULL;
-	}
-	if (p == 0) {
-		dup2(in, STDIN_FILENO);
-		dup2(fd[1], STDOUT_FILENO);
-		int dn = open("/dev/null", O_WRONLY);
-		if (dn >= 0)
-			dup2(dn, STDERR_FILENO);
-		execlp("zcat", "zcat", (char *)NULL);
-		_exit(127);
-	}
-	close(in);
-	close(fd[1]);
-	FILE *f = fdopen(fd[0], "r");
+	gzFile f = gzdopen(in, "rb");
 	if (!f) {
-		close(fd[0]);
-		waitpid(p, NULL, 0);
+		close(in);
+		errno = ENOMEM;
 		return NULL;
 	}
-	*pid = p;
+	if (gz && (gzgetc(f) < 0 || gzdirect(f))) {
+		int zerr = 0;
+		gzerror(f, &zerr);
+		gzclose(f);
+		errno = zerr == Z_MEM_ERROR ? ENOMEM : EILSEQ;
+		return NULL;
+	}
+	if (gz)
+		gzrewind(f);
 	return f;
+}
+
+/* reads one line (with its newline, NUL-terminated) into *line, growing it: the length, 0 at
+ * the end of the data, -1 when the data cannot be read (corrupt or truncated gzip data, an I/O
+ * error), -ENOMEM */
+static ssize_t gz_getline(gzFile f, char **line, size_t *cap)
+{
+	size_t n = 0;
+	for (;;) {
+		if (*cap - n < 2) {
+			size_t nc = *cap ? *cap * 2 : 4096;
+			char *p = realloc(*line, nc);
+			if (!p)
+				return -ENOMEM;
+			*line = p;
+			*cap = nc;
+		}
+		if (!gzgets(f, *line + n, (int)(*cap - n > INT32_MAX ? INT32_MAX : *cap - n)))
+			break;
+		n += strlen(*line + n);
+		if (n && (*line)[n - 1] == '\n')
+			break;
+	}
+	int zerr = 0;
+	gzerror(f, &zerr);
+	if (zerr != Z_OK)
+		return -1;
+	if (*line)
+		(*line)[n] = 0;
+	return (ssize_t)n;
 }
 
 /* parses up to cap comma-separated numbers of line into v; returns the count or -1 */
@@ -130,12 +140,12 @@ int fn_ft_data_load(const char *path, int nt, double feature_scale, fn_ft_data *
 		    size_t errlen)
 {
 	memset(d, 0, sizeof *d);
-	pid_t pid;
-	FILE *f = open_data(path, &pid);
+	gzFile f = open_data(path);
 	if (!f)
-		return fn_errf(err, errlen, errno == ENOENT ? -ENOENT : errno == EINVAL ? -EINVAL : -EIO,
-			      "data %s: %s", path, errno == EINVAL ? "not a regular file" :
-			      strerror(errno ? errno : EIO));
+		return fn_errf(err, errlen, errno == ENOENT ? -ENOENT : errno == EINVAL ||
+			      errno == EILSEQ ? -EINVAL : errno == ENOMEM ? -ENOMEM : -EIO, "data %s: %s",
+			      path, errno == EINVAL ? "not a regular file" : errno == EILSEQ ?
+			      "not gzip data" : strerror(errno ? errno : EIO));
 	char *line = NULL;
 	size_t lcap = 0;
 	double *v = NULL;
@@ -143,7 +153,7 @@ int fn_ft_data_load(const char *path, int nt, double feature_scale, fn_ft_data *
 	int64_t cap = 0;
 	int rc = 0;
 	ssize_t got;
-	while ((got = getline(&line, &lcap, f)) >= 0) {
+	while ((got = gz_getline(f, &line, &lcap)) > 0) {
 		lineno++;
 		long cnt = parse_row(line, v, width);
 		if (width == 0) {
@@ -197,6 +207,19 @@ int fn_ft_data_load(const char *path, int nt, double feature_scale, fn_ft_data *
 			d->y[d->rows * nt + j] = (float)v[c + j];
 		d->rows++;
 	}
+	if (got == -ENOMEM) {
+		rc = fn_errf(err, errlen, -ENOMEM, "data %s: out of memory", path);
+		goto done;
+	}
+	if (got < 0) {
+		int zerr = 0;
+		const char *zmsg = gzerror(f, &zerr);
+		rc = fn_errf(err, errlen, zerr == Z_ERRNO ? -EIO : -EINVAL, "data %s line %ld: %s",
+			    path, lineno + 1, zerr == Z_ERRNO ? strerror(errno ? errno : EIO) :
+			    zerr == Z_BUF_ERROR ? "gzip data truncated" : zmsg && *zmsg ? zmsg :
+			    "corrupt gzip data");
+		goto done;
+	}
 	if (d->rows == 0)
 		rc = fn_errf(err, errlen, -EINVAL, "data %s: no rows", path);
 	d->cols = width - nt;
@@ -204,13 +227,7 @@ int fn_ft_data_load(const char *path, int nt, double feature_scale, fn_ft_data *
 done:
 	free(line);
 	free(v);
-	fclose(f);
-	if (pid > 0) {
-		int st = 0;
-		waitpid(pid, &st, 0);
-		if (rc == 0 && (!WIFEXITED(st) || WEXITSTATUS(st) != 0))
-			rc = fn_errf(err, errlen, -EINVAL, "data %s: zcat failed (not a gzip file?)", path);
-	}
+	gzclose(f);
 	if (rc < 0)
 		fn_ft_data_free(d);
 	return rc;

@@ -25,11 +25,11 @@ typedef struct fn_ft_data {
 	float *x, *y;
 } fn_ft_data;
 
-/* fn_ft_data_load reads a CSV file (a path ending in .gz is read through `zcat`): every line
- * has cols + nt numbers separated by commas; a first line that does not parse as numbers is
+/* fn_ft_data_load reads a CSV file (a path ending in .gz must be gzip data, read with zlib):
+ * every line has cols + nt numbers separated by commas; a first line that does not parse as numbers is
  * taken as a header and skipped. cols is learned from the first row. Features are multiplied
  * by feature_scale. Returns 0 or a negative errno with a message naming the file and line
- * (-ENOENT missing file, -EINVAL bad content). Free with fn_ft_data_free. */
+ * (-ENOENT missing file, -EINVAL bad content: also corrupt or truncated gzip data). Free with fn_ft_data_free. */
 int fn_ft_data_load(const char *path, int nt, double feature_scale, fn_ft_data *d, char *err,
 		    size_t errlen);
 void fn_ft_data_free(fn_ft_data *d);
