@@ -1,4 +1,4 @@
-/* bench_tok.c — encode/decode throughput of functions/tok_tokenizer on a text file, single thread.
+/* bench_tok.c — encode/decode throughput of the tokenizer (runtime/tok/tok.h) on a text file, single thread.
  *   bench_tok TOKENIZER_JSON TEXT_FILE [REPS]
  * Prints load time, the median encode MB/s over REPS whole-text encodes (UTF-8 bytes of input
  * per second), the token count, and the median decode MB/s (output bytes per second). */

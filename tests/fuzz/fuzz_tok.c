@@ -1,4 +1,4 @@
-/* fuzz_tok.c — libFuzzer target for functions/tok_tokenizer: the input is a tokenizer.json, optionally
+/* fuzz_tok.c — libFuzzer target for the tokenizer (runtime/tok/tok.h): the input is a tokenizer.json, optionally
  * followed by "\n--text--\n" and a text to encode (else a fixed text with special tokens).
  * A refused file must say why (err non-empty); an accepted one must encode the text to ids
  * inside the vocabulary (or refuse invalid UTF-8 with -EINVAL), decode them to valid UTF-8,
