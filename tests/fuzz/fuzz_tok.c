@@ -1,5 +1,5 @@
-/* fuzz_tok.c — libFuzzer target for the tokenizer (runtime/tok/tok.h): the input is a tokenizer.json, optionally
- * followed by "\n--text--\n" and a text to encode (else a fixed text with special tokens).
+/* fuzz_tok.c — libFuzzer target for the tokenizer (runtime/tok/tok.h): the input is a
+ * tokenizer.json, optionally followed by "\n--text--\n" and a text to encode (else a fixed text with special tokens).
  * A refused file must say why (err non-empty); an accepted one must encode the text to ids
  * inside the vocabulary (or refuse invalid UTF-8 with -EINVAL), decode them to valid UTF-8,
  * stream-decode them in whole UTF-8 pieces, and render a chat prompt or refuse it cleanly. */

@@ -1,5 +1,5 @@
-/* test_tok.c — the tokenizer (runtime/tok/tok.h) against the Hugging Face `tokenizers` package (0.23.2): for
- * three real tokenizer files (tests/data/tok/: LLaMA-3 byte-level BPE, Mistral-7B SentencePiece
+/* test_tok.c — the tokenizer (runtime/tok/tok.h) against the Hugging Face `tokenizers`
+ * package (0.23.2): for three real tokenizer files (tests/data/tok/: LLaMA-3 byte-level BPE, Mistral-7B SentencePiece
  * BPE with byte fallback, and a small byte-level BPE trained with the GPT-2 split pattern) every
  * fixture string must encode to exactly the ids `tokenizers` produced (with and without special
  * tokens), decode back to its text (skip_special_tokens false and true), random id sequences
