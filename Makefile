@@ -1,5 +1,5 @@
 # thaw — plain Makefile with named variants (see README.md and docs/architecture.md).
-# ENGINEERS WORKING IN PARALLEL: read CONTRIBUTING.md first (git rules, device budget, deadlines).
+# CONTRIBUTING.md: how the tree is organised, how to test, how to add a kind, an op, a route.
 #   make            build/thaw (CPU backend only unless CUDA=1)
 #   make CUDA=1     adds the CUDA backend (nvcc + cuBLAS); output in build-cuda/, deps linked statically
 #   make test       builds and runs every test this machine can run
