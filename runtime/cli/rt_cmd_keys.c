@@ -118,7 +118,7 @@ int rt_keys_main(int argc, char **argv)
 	char err[512];
 	int code = 1;
 	if (rt_registry_open(data, &reg, err, sizeof err) < 0 ||
-	    rt_auth_open(rt_registry_db(reg), data, &auth, err, sizeof err) < 0) {
+	    rt_auth_open(reg, data, &auth, err, sizeof err) < 0) {
 		fprintf(stderr, "thaw keys: %s\n", err);
 		goto out;
 	}

@@ -36,7 +36,7 @@ static void test_create_check_revoke(void)
 	char err[256], key[RT_AUTH_KEY_MAX], id[RT_AUTH_ID_LEN + 1], gid[RT_AUTH_ID_LEN + 1];
 	char scopes[RT_AUTH_SCOPES_MAX];
 	T_EQ_INT(rt_registry_open(d, &reg, err, sizeof err), 0);
-	T_EQ_INT(rt_auth_open(rt_registry_db(reg), d, &a, err, sizeof err), 0);
+	T_EQ_INT(rt_auth_open(reg, d, &a, err, sizeof err), 0);
 	const char *sc[] = {"invoke:echo", "metrics"};
 	T_EQ_INT(rt_auth_key_create(a, sc, 2, key, id, err, sizeof err), 0);
 	T_EQ_INT(strlen(id), RT_AUTH_ID_LEN);
@@ -91,7 +91,7 @@ static void test_create_check_revoke(void)
 	rt_registry *reg2;
 	rt_auth *a2;
 	T_EQ_INT(rt_registry_open(d, &reg2, err, sizeof err), 0);
-	T_EQ_INT(rt_auth_open(rt_registry_db(reg2), d, &a2, err, sizeof err), 0);
+	T_EQ_INT(rt_auth_open(reg2, d, &a2, err, sizeof err), 0);
 	T_EQ_INT(check(a2, key, gid, scopes), 0);
 	T_EQ_INT(rt_auth_key_revoke(a2, id), 0);
 	T_EQ_INT(rt_auth_key_revoke(a2, id), -ENOENT);
