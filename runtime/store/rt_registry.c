@@ -206,6 +206,24 @@ static int find_fn(rt_registry *reg, const char *name, vfn **out)
 	return 0;
 }
 
+/* describe computes the descriptor of a revision stored without one (once per load into the
+ * view) and records it; a failure leaves ri->desc.known at 0 */
+static void describe(rt_registry *reg, rt_revision_info *ri)
+{
+	char why[256];
+	if (rt_desc_compute_path(ri->snapshot_path, ri->manifest.kind, &ri->desc, why,
+				 sizeof why) < 0) {
+		rt_logf(RT_LOG_WARN, "registry: function '%s' revision %u: no descriptor: %s", ri->name,
+			ri->rev, why);
+		return;
+	}
+	uint64_t before = reg->ops->generation(reg->st);
+	if (reg->ops->set_desc(reg->st, ri->name, ri->rev, &ri->desc) < 0)
+		return;
+	if (before == reg->gen && reg->ops->generation(reg->st) == before + 1)
+		reg->gen = before + 1;   /* only this record: the view stays */
+}
+
 /* find_rev gives revision rev (resolved, >= 1) of f from the view, loading it on a miss */
 static int find_rev(rt_registry *reg, vfn *f, uint32_t rev, const rt_revision_info **out)
 {
@@ -230,6 +248,8 @@ static int find_rev(rt_registry *reg, vfn *f, uint32_t rev, const rt_revision_in
 		free(ri);
 		return rc;
 	}
+	if (!ri->desc.known)
+		describe(reg, ri);
 	f->revs[slot].info = ri;
 	f->revs[slot].used = reg->tick;
 	*out = ri;
@@ -289,14 +309,28 @@ uint64_t rt_registry_statements(rt_registry *reg)
 
 /* ---- functions ---- */
 
+int rt_registry_put_desc(rt_registry *reg, const char *name, const rt_manifest *m,
+			 const char *snapshot_path, const rt_desc *desc, uint32_t *rev_out,
+			 char *err, size_t errlen)
+{
+	rt_desc own;
+	if (!desc) {
+		char why[256];
+		if (rt_desc_compute_path(snapshot_path, m->kind, &own, why, sizeof why) < 0)
+			own.known = 0;   /* computed at the first read, where it can be */
+		desc = &own;
+	}
+	sync(reg);
+	uint64_t before = reg->ops->generation(reg->st);
+	int rc = reg->ops->put(reg->st, name, m, snapshot_path, desc, rev_out, err, errlen);
+	write_done(reg, before, name, 0);
+	return rc;
+}
+
 int rt_registry_put(rt_registry *reg, const char *name, const rt_manifest *m,
 		    const char *snapshot_path, uint32_t *rev_out, char *err, size_t errlen)
 {
-	sync(reg);
-	uint64_t before = reg->ops->generation(reg->st);
-	int rc = reg->ops->put(reg->st, name, m, snapshot_path, rev_out, err, errlen);
-	write_done(reg, before, name, 0);
-	return rc;
+	return rt_registry_put_desc(reg, name, m, snapshot_path, NULL, rev_out, err, errlen);
 }
 
 int rt_registry_set_traffic(rt_registry *reg, const char *name, const rt_traffic *t,

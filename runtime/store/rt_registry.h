@@ -19,12 +19,13 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <jansson.h>
+#include "runtime/store/rt_desc.h"
 #include "runtime/store/rt_manifest.h"
 
 typedef struct rt_registry rt_registry;
 
 /* The schema version this build creates and understands. */
-#define RT_REGISTRY_SCHEMA_VERSION 3
+#define RT_REGISTRY_SCHEMA_VERSION 4
 
 /* API key rows (runtime/access/rt_auth.c makes and checks keys; the registry stores them) */
 #define RT_REGISTRY_KEY_ID_MAX 32      /* characters of a key id */
@@ -38,6 +39,8 @@ typedef struct rt_revision_info {
 	rt_manifest manifest;                      /* settings of this revision (traffic.n == 0) */
 	char snapshot_path[RT_MANIFEST_PATH_MAX];  /* resolved path; "" when none (echo) */
 	int64_t created_ms;                        /* Unix time, milliseconds */
+	rt_desc desc;                              /* desc.known == 0 when it cannot be computed
+						    * (snapshot gone, kind unknown) */
 } rt_revision_info;
 
 /* One row of rt_registry_list. */
@@ -78,6 +81,14 @@ void rt_registry_close(rt_registry *reg);
  * otherwise all traffic goes to the new revision. *rev_out (may be NULL) gets the number. */
 int rt_registry_put(rt_registry *reg, const char *name, const rt_manifest *m,
 		    const char *snapshot_path, uint32_t *rev_out, char *err, size_t errlen);
+
+/* rt_registry_put_desc is rt_registry_put with the revision's descriptor (rt_desc.h) given
+ * (desc borrowed; NULL: computed here from the snapshot, and left to the first read when that
+ * fails). rt_registry_put opens the snapshot to compute it; a deploy that has the snapshot
+ * open already computes it from there and passes it. */
+int rt_registry_put_desc(rt_registry *reg, const char *name, const rt_manifest *m,
+			 const char *snapshot_path, const rt_desc *desc, uint32_t *rev_out,
+			 char *err, size_t errlen);
 
 /* rt_registry_set_traffic replaces the traffic split of an existing function without a new
  * revision (rollback = point at an older one). -ENOENT for an unknown function or revision

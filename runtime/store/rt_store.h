@@ -46,7 +46,9 @@ typedef struct rt_store_ops {
 
 	/* functions and revisions (the contracts of the rt_registry_* call of the same name) */
 	int (*put)(rt_store *st, const char *name, const rt_manifest *m, const char *snapshot_path,
-		   uint32_t *rev_out, char *err, size_t errlen);
+		   const rt_desc *desc, uint32_t *rev_out, char *err, size_t errlen);
+	/* records the descriptor of an existing revision (one stored without) */
+	int (*set_desc)(rt_store *st, const char *name, uint32_t rev, const rt_desc *desc);
 	int (*set_traffic)(rt_store *st, const char *name, const rt_traffic *t, char *err,
 			   size_t errlen);
 	int (*get_revision)(rt_store *st, const char *name, uint32_t rev, rt_revision_info *out);

@@ -81,6 +81,9 @@ static const char *const migrations[] = {
 	"  scopes TEXT NOT NULL,"              /* space-separated */
 	"  created_ms INTEGER NOT NULL,"
 	"  revoked_ms INTEGER) WITHOUT ROWID;",
+	/* 3 -> 4: revision descriptors (rt_desc.h, JSON); NULL for revisions stored before:
+	 * computed at their first read */
+	"ALTER TABLE revisions ADD COLUMN descriptor TEXT;",
 };
 #define N_MIGRATIONS (int)(sizeof migrations / sizeof migrations[0])
 _Static_assert(N_MIGRATIONS == RT_REGISTRY_SCHEMA_VERSION, "one migration per schema version");
@@ -88,7 +91,7 @@ _Static_assert(N_MIGRATIONS == RT_REGISTRY_SCHEMA_VERSION, "one migration per sc
 enum {
 	S_BEGIN, S_BEGIN_READ, S_COMMIT, S_ROLLBACK,
 	S_FN_FIND, S_FN_INFO, S_FN_INSERT, S_FN_UPDATE, S_FN_DELETE,
-	S_REV_INSERT, S_REV_GET, S_REV_LIST, S_REV_EXISTS,
+	S_REV_INSERT, S_REV_DESC, S_REV_GET, S_REV_LIST, S_REV_EXISTS,
 	S_TR_DELETE, S_TR_INSERT, S_TR_GET,
 	S_LIST,
 	S_KEY_INSERT, S_KEY_REVOKE, S_KEY_ALL,
@@ -106,12 +109,14 @@ static const char *const sql[S_COUNT] = {
 			"VALUES(?1, ?2, 1, ?3, ?3)",
 	[S_FN_UPDATE] = "UPDATE functions SET kind = ?2, latest_rev = ?3, updated_ms = ?4 WHERE id = ?1",
 	[S_FN_DELETE] = "DELETE FROM functions WHERE name = ?1",
-	[S_REV_INSERT] = "INSERT INTO revisions(function_id, rev, manifest, snapshot_path, created_ms) "
-			 "VALUES(?1, ?2, ?3, ?4, ?5)",
-	[S_REV_GET] = "SELECT r.rev, r.manifest, r.snapshot_path, r.created_ms FROM functions f "
+	[S_REV_INSERT] = "INSERT INTO revisions(function_id, rev, manifest, snapshot_path, created_ms, "
+			 "descriptor) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+	[S_REV_DESC] = "UPDATE revisions SET descriptor = ?3 WHERE rev = ?2 AND function_id = "
+		       "(SELECT id FROM functions WHERE name = ?1)",
+	[S_REV_GET] = "SELECT r.rev, r.manifest, r.snapshot_path, r.created_ms, r.descriptor FROM functions f "
 		      "JOIN revisions r ON r.function_id = f.id WHERE f.name = ?1 AND "
 		      "r.rev = CASE WHEN ?2 = 0 THEN f.latest_rev ELSE ?2 END",
-	[S_REV_LIST] = "SELECT rev, manifest, snapshot_path, created_ms FROM revisions "
+	[S_REV_LIST] = "SELECT rev, manifest, snapshot_path, created_ms, descriptor FROM revisions "
 		       "WHERE function_id = ?1 ORDER BY rev",
 	[S_REV_EXISTS] = "SELECT 1 FROM revisions WHERE function_id = ?1 AND rev = ?2",
 	[S_TR_DELETE] = "DELETE FROM traffic WHERE function_id = ?1",
@@ -454,7 +459,8 @@ static int write_traffic(sq *reg, const char *name, int64_t id, uint32_t latest,
 }
 
 static int sq_put(sq *reg, const char *name, const rt_manifest *m,
-		    const char *snapshot_path, uint32_t *rev_out, char *err, size_t errlen)
+		    const char *snapshot_path, const rt_desc *desc, uint32_t *rev_out, char *err,
+		    size_t errlen)
 {
 	int rc;
 	if ((rc = rt_manifest_name_valid(name, err, errlen)) < 0)
@@ -464,8 +470,14 @@ static int sq_put(sq *reg, const char *name, const rt_manifest *m,
 	json_t *mj = rt_manifest_to_json(m, 0);
 	char *text = mj ? json_dumps(mj, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
 	json_decref(mj);
-	if (!text)
+	json_t *dj = desc && desc->known ? rt_desc_to_json(desc) : NULL;
+	char *dtext = dj ? json_dumps(dj, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+	json_decref(dj);
+	if (!text || (desc && desc->known && !dtext)) {
+		free(text);
+		free(dtext);
 		return rt_errf(err, errlen, -ENOMEM, "out of memory");
+	}
 	int64_t t = now_ms(), id = 0;
 	uint32_t latest = 0, rev;
 	if ((rc = begin(reg, 1)) < 0) {
@@ -505,6 +517,10 @@ static int sq_put(sq *reg, const char *name, const rt_manifest *m,
 	sqlite3_bind_text(s, 3, text, -1, SQLITE_STATIC);
 	sqlite3_bind_text(s, 4, snapshot_path ? snapshot_path : "", -1, SQLITE_STATIC);
 	sqlite3_bind_int64(s, 5, t);
+	if (dtext)
+		sqlite3_bind_text(s, 6, dtext, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(s, 6);
 	if ((rc = exec_done(reg, s, "insert revision")) < 0)
 		goto sqlfail;
 	if (rt_registry_test_hook)
@@ -529,7 +545,29 @@ undo:
 	rollback(reg);
 out:
 	free(text);
+	free(dtext);
 	return rc;
+}
+
+static int sq_set_desc(sq *reg, const char *name, uint32_t rev, const rt_desc *desc)
+{
+	json_t *dj = rt_desc_to_json(desc);
+	char *dtext = dj ? json_dumps(dj, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+	json_decref(dj);
+	if (!dtext)
+		return -ENOMEM;
+	sqlite3_stmt *s = stmt(reg, S_REV_DESC);
+	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, rev);
+	sqlite3_bind_text(s, 3, dtext, -1, SQLITE_STATIC);
+	int rc = exec_done(reg, s, "record descriptor");
+	free(dtext);
+	if (rc < 0)
+		return rc;
+	if (sqlite3_changes(reg->db) != 1)
+		return -ENOENT;
+	bump(reg);
+	return 0;
 }
 
 static int sq_set_traffic(sq *reg, const char *name, const rt_traffic *t,
@@ -577,6 +615,12 @@ static int row_to_rev(sq *reg, sqlite3_stmt *s, const char *name, rt_revision_in
 		return -EIO;
 	}
 	snprintf(out->snapshot_path, sizeof out->snapshot_path, "%s", path ? path : "");
+	const char *dtext = (const char *)sqlite3_column_text(s, 4);
+	json_t *dj = dtext ? json_loads(dtext, 0, NULL) : NULL;
+	if (dj && rt_desc_from_json(dj, &out->desc) < 0)
+		rt_logf(RT_LOG_WARN, "registry: function '%s' revision %u: stored descriptor unreadable; "
+			"computing it again", name, out->rev);
+	json_decref(dj);
 	(void)reg;
 	return 0;
 }
@@ -846,6 +890,7 @@ static const rt_store_ops sqlite_ops = {
 	.statements = sq_statements,
 	.generation = sq_generation,
 	.put = sq_put,
+	.set_desc = sq_set_desc,
 	.set_traffic = sq_set_traffic,
 	.get_revision = sq_get_revision,
 	.get_head = sq_get_head,
