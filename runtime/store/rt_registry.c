@@ -297,10 +297,6 @@ void rt_registry_close(rt_registry *reg)
 	free(reg);
 }
 
-struct sqlite3 *rt_registry_db(rt_registry *reg)
-{
-	return strcmp(reg->ops->name, "sqlite") == 0 ? rt_store_sqlite_db(reg->st) : NULL;
-}
 
 uint64_t rt_registry_statements(rt_registry *reg)
 {
@@ -526,4 +522,54 @@ int rt_registry_key_list(rt_registry *reg, json_t **out)
 	free(v);
 	*out = keys ? json_pack("{s:o}", "keys", keys) : NULL;
 	return *out ? 0 : -ENOMEM;
+}
+
+/* ---- jobs: straight to the store (not on any hot path) ---- */
+
+const char *const rt_job_state_names[RT_JOB_STATES] = {
+	[RT_JOB_QUEUED] = "queued", [RT_JOB_RUNNING] = "running", [RT_JOB_PREEMPTED] = "preempted",
+	[RT_JOB_SUCCEEDED] = "succeeded", [RT_JOB_FAILED] = "failed", [RT_JOB_CANCELLED] = "cancelled",
+};
+
+void rt_job_row_clear(rt_job_row *r)
+{
+	json_decref(r->params);
+	json_decref(r->schedule);
+	json_decref(r->metrics);
+	r->params = r->schedule = r->metrics = NULL;
+}
+
+int rt_jobstore_insert(rt_registry *reg, const rt_job_row *r, int64_t *id)
+{
+	return reg->ops->job_insert(reg->st, r, id);
+}
+
+int rt_jobstore_get(rt_registry *reg, int64_t id, rt_job_row *r)
+{
+	return reg->ops->job_get(reg->st, id, r);
+}
+
+int rt_jobstore_save(rt_registry *reg, const rt_job_row *r)
+{
+	return reg->ops->job_save(reg->st, r);
+}
+
+int rt_jobstore_ids(rt_registry *reg, int state, int64_t **ids, size_t *n)
+{
+	return reg->ops->job_ids(reg->st, state, ids, n);
+}
+
+int rt_jobstore_candidates(rt_registry *reg, int64_t *ids, size_t cap, size_t *n)
+{
+	return reg->ops->job_candidates(reg->st, ids, cap, n);
+}
+
+int rt_jobstore_counts(rt_registry *reg, int64_t *counts)
+{
+	return reg->ops->job_counts(reg->st, counts);
+}
+
+int rt_jobstore_recover(rt_registry *reg, int *n)
+{
+	return reg->ops->job_recover(reg->st, n);
 }

@@ -56,14 +56,8 @@ typedef struct rt_registry_entry {
  * build; -EIO for other SQLite failures (message in err). Caller closes with rt_registry_close. */
 int rt_registry_open(const char *data_dir, rt_registry **out, char *err, size_t errlen);
 
-/* rt_registry_db gives the open SQLite connection of the store, for the job store
- * (rt_jobs.c), which keeps its table in the same file. Loop thread only, like every registry
- * call. */
-struct sqlite3 *rt_registry_db(rt_registry *reg);
-
 /* rt_registry_statements counts the statements the store has run since open (each execution
- * of a prepared statement, transaction statements included; the job store's too, on the same
- * connection). A test reads it around a call to see that the call ran none. */
+ * of a prepared statement, transaction statements included; the jobs' rows too, rt_jobstore.h). A test reads it around a call to see that the call ran none. */
 uint64_t rt_registry_statements(rt_registry *reg);
 
 /* rt_registry_invalidate drops the view's entry of function name (NULL: the whole view, keys

@@ -22,6 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <jansson.h>
+#include "runtime/store/rt_jobstore.h"
 #include "runtime/store/rt_registry.h"
 
 typedef struct rt_store rt_store;
@@ -64,6 +65,15 @@ typedef struct rt_store_ops {
 	int (*key_insert)(rt_store *st, const rt_store_key *k);
 	int (*key_revoke)(rt_store *st, const char *id, int64_t ms);
 	int (*key_all)(rt_store *st, rt_store_key **out, size_t *n);
+
+	/* jobs (the contracts of the rt_jobstore_* call of the same name) */
+	int (*job_insert)(rt_store *st, const rt_job_row *r, int64_t *id);
+	int (*job_get)(rt_store *st, int64_t id, rt_job_row *r);
+	int (*job_save)(rt_store *st, const rt_job_row *r);
+	int (*job_ids)(rt_store *st, int state, int64_t **ids, size_t *n);
+	int (*job_candidates)(rt_store *st, int64_t *ids, size_t cap, size_t *n);
+	int (*job_counts)(rt_store *st, int64_t *counts);
+	int (*job_recover)(rt_store *st, int *n);
 } rt_store_ops;
 
 /* rt_store_sqlite_open opens (creating when missing) DATA/registry.db under data_dir and
@@ -71,9 +81,5 @@ typedef struct rt_store_ops {
  * build, -EIO for other failures (message in err). */
 int rt_store_sqlite_open(const char *data_dir, const rt_store_ops **ops, rt_store **out,
 			 char *err, size_t errlen);
-
-/* rt_store_sqlite_db gives the open connection of a SQLite store, for the job store, which
- * keeps its table in the same file. */
-struct sqlite3 *rt_store_sqlite_db(rt_store *st);
 
 #endif

@@ -95,6 +95,8 @@ enum {
 	S_TR_DELETE, S_TR_INSERT, S_TR_GET,
 	S_LIST,
 	S_KEY_INSERT, S_KEY_REVOKE, S_KEY_ALL,
+	S_JOB_INSERT, S_JOB_GET, S_JOB_LIST, S_JOB_LIST_STATE, S_JOB_SAVE, S_JOB_CANDIDATES,
+	S_JOB_RECOVER, S_JOB_COUNTS,
 	S_COUNT
 };
 
@@ -127,6 +129,22 @@ static const char *const sql[S_COUNT] = {
 	[S_KEY_REVOKE] = "UPDATE api_keys SET revoked_ms = ?2 WHERE id = ?1 AND revoked_ms IS NULL",
 	[S_KEY_ALL] = "SELECT id, hash, scopes, created_ms, revoked_ms FROM api_keys "
 		      "ORDER BY created_ms, id",
+	[S_JOB_INSERT] = "INSERT INTO jobs(type, function, revision, snapshot, params, schedule, "
+			 "priority, device, state, created_ms, updated_ms) "
+			 "VALUES(?1,?2,?3,?4,?5,?6,?7,?8,'queued',?9,?9)",
+	[S_JOB_GET] = "SELECT id, type, function, revision, snapshot, params, schedule, priority, "
+		      "device, state, progress, step, metrics, preemptions, created_ms, started_ms, "
+		      "finished_ms, updated_ms, error, result_snapshot, result_revision, checkpoint "
+		      "FROM jobs WHERE id = ?1",
+	[S_JOB_LIST] = "SELECT id FROM jobs ORDER BY id",
+	[S_JOB_LIST_STATE] = "SELECT id FROM jobs WHERE state = ?1 ORDER BY id",
+	[S_JOB_SAVE] = "UPDATE jobs SET state=?2, progress=?3, step=?4, metrics=?5, preemptions=?6, "
+		       "started_ms=?7, finished_ms=?8, updated_ms=?9, error=?10, result_snapshot=?11, "
+		       "result_revision=?12, checkpoint=?13 WHERE id = ?1",
+	[S_JOB_CANDIDATES] = "SELECT id FROM jobs WHERE state IN ('queued','preempted') "
+			     "ORDER BY priority DESC, id",
+	[S_JOB_RECOVER] = "UPDATE jobs SET state='preempted' WHERE state='running'",
+	[S_JOB_COUNTS] = "SELECT state, COUNT(*) FROM jobs GROUP BY state",
 };
 
 typedef struct rt_store sq;
@@ -360,10 +378,6 @@ fail:
 	return rc;
 }
 
-struct sqlite3 *rt_store_sqlite_db(rt_store *reg)
-{
-	return reg->db;
-}
 
 static void sq_close(sq *reg)
 {
@@ -884,6 +898,213 @@ static int sq_key_all(sq *reg, rt_store_key **out, size_t *n)
 	return 0;
 }
 
+/* ---- jobs ---- */
+
+static int state_of(const char *s)
+{
+	for (int i = 0; i < RT_JOB_STATES; i++)
+		if (s && !strcmp(s, rt_job_state_names[i]))
+			return i;
+	return -1;
+}
+
+static void col_text(sqlite3_stmt *s, int c, char *dst, size_t cap)
+{
+	const unsigned char *t = sqlite3_column_text(s, c);
+	snprintf(dst, cap, "%s", t ? (const char *)t : "");
+}
+
+static json_t *col_json(sqlite3_stmt *s, int c)
+{
+	const char *t = (const char *)sqlite3_column_text(s, c);
+	json_t *v = t ? json_loads(t, JSON_DECODE_ANY, NULL) : NULL;
+	return v ? v : json_null();
+}
+
+static void bind_opt_text(sqlite3_stmt *s, int i, const char *t)
+{
+	if (t && t[0])
+		sqlite3_bind_text(s, i, t, -1, SQLITE_TRANSIENT);
+	else
+		sqlite3_bind_null(s, i);
+}
+
+static void bind_opt_int(sqlite3_stmt *s, int i, int64_t v)
+{
+	if (v)
+		sqlite3_bind_int64(s, i, v);
+	else
+		sqlite3_bind_null(s, i);
+}
+
+static int sq_job_insert(sq *reg, const rt_job_row *r, int64_t *id)
+{
+	char *ptext = r->params ? json_dumps(r->params, JSON_COMPACT | JSON_SORT_KEYS) : strdup("{}");
+	char *stext = r->schedule ? json_dumps(r->schedule, JSON_COMPACT | JSON_ENCODE_ANY)
+				  : strdup("\"now\"");
+	int rc = -ENOMEM;
+	if (ptext && stext) {
+		sqlite3_stmt *s = stmt(reg, S_JOB_INSERT);
+		sqlite3_bind_text(s, 1, r->type, -1, SQLITE_STATIC);
+		bind_opt_text(s, 2, r->function);
+		bind_opt_int(s, 3, r->revision);
+		sqlite3_bind_text(s, 4, r->snapshot, -1, SQLITE_STATIC);
+		sqlite3_bind_text(s, 5, ptext, -1, SQLITE_STATIC);
+		sqlite3_bind_text(s, 6, stext, -1, SQLITE_STATIC);
+		sqlite3_bind_int(s, 7, r->priority);
+		sqlite3_bind_text(s, 8, r->device, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(s, 9, r->created_ms);
+		rc = exec_done(reg, s, "insert job");
+		if (rc == 0)
+			*id = sqlite3_last_insert_rowid(reg->db);
+	}
+	free(ptext);
+	free(stext);
+	return rc;
+}
+
+static int sq_job_get(sq *reg, int64_t id, rt_job_row *r)
+{
+	sqlite3_stmt *s = stmt(reg, S_JOB_GET);
+	memset(r, 0, sizeof *r);
+	sqlite3_bind_int64(s, 1, id);
+	int rc = sqlite3_step(s);
+	if (rc != SQLITE_ROW) {
+		sqlite3_reset(s);
+		return rc == SQLITE_DONE ? -ENOENT : sql_err(reg, rc, "get job");
+	}
+	r->id = sqlite3_column_int64(s, 0);
+	col_text(s, 1, r->type, sizeof r->type);
+	col_text(s, 2, r->function, sizeof r->function);
+	r->revision = (uint32_t)sqlite3_column_int64(s, 3);
+	col_text(s, 4, r->snapshot, sizeof r->snapshot);
+	r->params = col_json(s, 5);
+	r->schedule = col_json(s, 6);
+	r->priority = sqlite3_column_int(s, 7);
+	col_text(s, 8, r->device, sizeof r->device);
+	r->state = state_of((const char *)sqlite3_column_text(s, 9));
+	r->progress = sqlite3_column_double(s, 10);
+	r->step = sqlite3_column_int64(s, 11);
+	r->metrics = col_json(s, 12);
+	r->preemptions = sqlite3_column_int64(s, 13);
+	r->created_ms = sqlite3_column_int64(s, 14);
+	r->started_ms = sqlite3_column_int64(s, 15);
+	r->finished_ms = sqlite3_column_int64(s, 16);
+	r->updated_ms = sqlite3_column_int64(s, 17);
+	col_text(s, 18, r->error, sizeof r->error);
+	col_text(s, 19, r->result_snapshot, sizeof r->result_snapshot);
+	r->result_revision = (uint32_t)sqlite3_column_int64(s, 20);
+	col_text(s, 21, r->checkpoint, sizeof r->checkpoint);
+	sqlite3_reset(s);
+	return 0;
+}
+
+static int sq_job_save(sq *reg, const rt_job_row *r)
+{
+	if (r->state < 0 || r->state >= RT_JOB_STATES)
+		return -EINVAL;
+	char *metrics = r->metrics ? json_dumps(r->metrics, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+	sqlite3_stmt *s = stmt(reg, S_JOB_SAVE);
+	sqlite3_bind_int64(s, 1, r->id);
+	sqlite3_bind_text(s, 2, rt_job_state_names[r->state], -1, SQLITE_STATIC);
+	sqlite3_bind_double(s, 3, r->progress);
+	sqlite3_bind_int64(s, 4, r->step);
+	sqlite3_bind_text(s, 5, metrics ? metrics : "{}", -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(s, 6, r->preemptions);
+	bind_opt_int(s, 7, r->started_ms);
+	bind_opt_int(s, 8, r->finished_ms);
+	sqlite3_bind_int64(s, 9, r->updated_ms);
+	bind_opt_text(s, 10, r->error);
+	bind_opt_text(s, 11, r->result_snapshot);
+	bind_opt_int(s, 12, r->result_revision);
+	bind_opt_text(s, 13, r->checkpoint);
+	int rc = exec_done(reg, s, "save job");
+	free(metrics);
+	return rc;
+}
+
+/* the first column of statement s's rows, as ids (at most cap when cap > 0) */
+static int collect_ids(sq *reg, sqlite3_stmt *s, size_t cap, int64_t **ids, size_t *n)
+{
+	int64_t *v = NULL;
+	size_t k = 0, have = 0;
+	int rc;
+	while ((!cap || k < cap) && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if (k == have) {
+			size_t nh = have ? have * 2 : 64;
+			int64_t *nv = realloc(v, nh * sizeof *v);
+			if (!nv) {
+				sqlite3_reset(s);
+				free(v);
+				return -ENOMEM;
+			}
+			v = nv;
+			have = nh;
+		}
+		v[k++] = sqlite3_column_int64(s, 0);
+	}
+	sqlite3_reset(s);
+	if (cap && k == cap)
+		rc = SQLITE_DONE;
+	if (rc != SQLITE_DONE) {
+		free(v);
+		return sql_err(reg, rc, "list jobs");
+	}
+	*ids = v;
+	*n = k;
+	return 0;
+}
+
+static int sq_job_ids(sq *reg, int state, int64_t **ids, size_t *n)
+{
+	*ids = NULL;
+	*n = 0;
+	if (state >= RT_JOB_STATES)
+		return -EINVAL;
+	sqlite3_stmt *s = stmt(reg, state >= 0 ? S_JOB_LIST_STATE : S_JOB_LIST);
+	if (state >= 0)
+		sqlite3_bind_text(s, 1, rt_job_state_names[state], -1, SQLITE_STATIC);
+	return collect_ids(reg, s, 0, ids, n);
+}
+
+static int sq_job_candidates(sq *reg, int64_t *ids, size_t cap, size_t *n)
+{
+	int64_t *v;
+	*n = 0;
+	if (!cap)
+		return 0;
+	int rc = collect_ids(reg, stmt(reg, S_JOB_CANDIDATES), cap, &v, n);
+	if (rc < 0)
+		return rc;
+	if (*n)
+		memcpy(ids, v, *n * sizeof *v);
+	free(v);
+	return 0;
+}
+
+static int sq_job_counts(sq *reg, int64_t *counts)
+{
+	memset(counts, 0, RT_JOB_STATES * sizeof *counts);
+	sqlite3_stmt *s = stmt(reg, S_JOB_COUNTS);
+	int rc;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		int st = state_of((const char *)sqlite3_column_text(s, 0));
+		if (st >= 0)
+			counts[st] = sqlite3_column_int64(s, 1);
+	}
+	sqlite3_reset(s);
+	return rc == SQLITE_DONE ? 0 : sql_err(reg, rc, "count jobs");
+}
+
+static int sq_job_recover(sq *reg, int *n)
+{
+	*n = 0;
+	int rc = exec_done(reg, stmt(reg, S_JOB_RECOVER), "recover jobs");
+	if (rc == 0)
+		*n = sqlite3_changes(reg->db);
+	return rc;
+}
+
 static const rt_store_ops sqlite_ops = {
 	.name = "sqlite",
 	.close = sq_close,
@@ -900,6 +1121,13 @@ static const rt_store_ops sqlite_ops = {
 	.key_insert = sq_key_insert,
 	.key_revoke = sq_key_revoke,
 	.key_all = sq_key_all,
+	.job_insert = sq_job_insert,
+	.job_get = sq_job_get,
+	.job_save = sq_job_save,
+	.job_ids = sq_job_ids,
+	.job_candidates = sq_job_candidates,
+	.job_counts = sq_job_counts,
+	.job_recover = sq_job_recover,
 };
 
 int rt_store_sqlite_open(const char *data_dir, const rt_store_ops **ops, rt_store **out,
