@@ -30,6 +30,29 @@ static const fn_kind *kind_of(const char *kind, char *err, size_t errlen)
 	return k;
 }
 
+/* does the signature name only V2 numeric datatypes and shapes of -1 or more? */
+static int sig_valid(const fn_v2_sig *sig)
+{
+	static const char *const types[] = {"BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8",
+					    "INT16", "INT32", "INT64", "FP16", "BF16", "FP32", "FP64"};
+	if (sig->n_inputs < 0 || sig->n_inputs > FN_V2_TENSORS_MAX || sig->n_outputs < 0 ||
+	    sig->n_outputs > FN_V2_TENSORS_MAX)
+		return 0;
+	for (int i = 0; i < sig->n_inputs + sig->n_outputs; i++) {
+		const fn_v2_tensor *t = i < sig->n_inputs ? &sig->inputs[i] : &sig->outputs[i - sig->n_inputs];
+		int known = 0;
+		for (size_t k = 0; k < sizeof types / sizeof types[0]; k++)
+			known |= strcmp(t->datatype, types[k]) == 0;
+		if (!known || !t->name[0] || memchr(t->name, 0, sizeof t->name) == NULL ||
+		    t->ndim < 0 || t->ndim > FN_MAX_DIMS)
+			return 0;
+		for (int d = 0; d < t->ndim; d++)
+			if (t->shape[d] < -1)
+				return 0;
+	}
+	return 1;
+}
+
 int rt_desc_compute(snap_file *f, const char *kind, rt_desc *d, char *err, size_t errlen)
 {
 	memset(d, 0, sizeof *d);
@@ -79,11 +102,10 @@ int rt_desc_compute(snap_file *f, const char *kind, rt_desc *d, char *err, size_
 		if (k->v2_sig(&a, &d->v2, &fe) < 0)
 			rt_logf(RT_LOG_WARN, "kind '%s' declares no V2 signature for %s: %s", k->name,
 				f ? snap_path(f) : "(no snapshot)", fe.msg[0] ? fe.msg : "refused");
-		else if (d->v2.n_inputs < 0 || d->v2.n_inputs > FN_V2_TENSORS_MAX ||
-			 d->v2.n_outputs < 0 || d->v2.n_outputs > FN_V2_TENSORS_MAX)
-			rt_logf(RT_LOG_WARN, "kind '%s': V2 signature with %d inputs and %d outputs "
-				"(at most %d each) ignored", k->name, d->v2.n_inputs, d->v2.n_outputs,
-				FN_V2_TENSORS_MAX);
+		else if (!sig_valid(&d->v2))
+			rt_logf(RT_LOG_WARN, "kind '%s': V2 signature ignored: at most %d inputs and %d "
+				"outputs, named, of numeric V2 datatypes, dimensions -1 or more", k->name,
+				FN_V2_TENSORS_MAX, FN_V2_TENSORS_MAX);
 		else
 			d->has_v2 = 1;
 		if (!d->has_v2)
