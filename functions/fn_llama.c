@@ -740,7 +740,24 @@ void fn_llama_stats(void *state, double *prefill_s, double *decode_s, int *steps
 	*graph = s->used_graph;
 }
 
+/* V2: input_ids INT64 [1, n] -> output_ids INT64 [1, m] (one sequence a request) */
+static int llama_v2_sig(const fn_load_args *a, fn_v2_sig *sig, fn_error *err)
+{
+	(void)a;
+	(void)err;
+	memset(sig, 0, sizeof *sig);
+	sig->n_inputs = sig->n_outputs = 1;
+	fn_v2_tensor_set(&sig->inputs[0], "input_ids", "INT64", 2, (int64_t[]){1, -1});
+	fn_v2_tensor_set(&sig->outputs[0], "output_ids", "INT64", 2, (int64_t[]){1, -1});
+	return 0;
+}
+
 const fn_kind fn_llama_kind = {
-	FN_ABI_VERSION, "llama", "LLaMA decoder (HF LlamaForCausalLM weights): tokens -> tokens",
-	llama_load, llama_invoke, llama_release,
+	.abi = FN_ABI_VERSION,
+	.name = "llama",
+	.summary = "LLaMA decoder (HF LlamaForCausalLM weights): tokens -> tokens",
+	.load = llama_load,
+	.invoke = llama_invoke,
+	.release = llama_release,
+	.v2_sig = llama_v2_sig,
 };

@@ -17,7 +17,7 @@
 
 int rt_access_init(rt_server *srv, char *err, size_t errlen)
 {
-	int rc = rt_auth_open(rt_registry_db(srv->reg), srv->cfg.data_dir, &srv->auth, err, errlen);
+	int rc = rt_auth_open(srv->reg, srv->cfg.data_dir, &srv->auth, err, errlen);
 	if (rc < 0)
 		return rc;
 	srv->limiter = rt_limiter_new(LIMITER_MAX_BUCKETS);

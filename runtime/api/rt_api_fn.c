@@ -144,6 +144,7 @@ static void put_parsed(rt_req *req, json_t *body, void *ud)
 		snprintf(m.kind, sizeof m.kind, "%s%s", RT_MANIFEST_PLUGIN_PREFIX, real);
 	}
 	char path[RT_MANIFEST_PATH_MAX] = "";
+	snap_file *f = NULL;
 	if (m.snapshot[0]) {
 		rc = rt_manifest_resolve_snapshot(srv->cfg.data_dir, srv->cfg.allowed_roots,
 						  srv->cfg.n_allowed_roots, m.snapshot, path, sizeof path,
@@ -153,7 +154,6 @@ static void put_parsed(rt_req *req, json_t *body, void *ud)
 			return;
 		}
 		/* the file must be a valid snapshot (header, index, metadata) */
-		snap_file *f = NULL;
 		rc = snap_open(&f, path, err, sizeof err);
 		if (rc < 0) {
 			snap_close(f);
@@ -175,12 +175,19 @@ static void put_parsed(rt_req *req, json_t *body, void *ud)
 			}
 			snprintf(m.kind, sizeof m.kind, "%s", sk);
 		}
-		snap_close(f);
 	}
+	/* the revision's descriptor, from this one open of the snapshot */
+	rt_desc desc;
+	rc = rt_desc_compute(f, m.kind, &desc, err, sizeof err);
+	snap_close(f);
+	if (rc == -ENOMEM) {
+		rt_req_reply_error(req, 500, "out of memory");
+		return;
+	}   /* else known == 0: left to the first read */
 	rt_revision_info prev;
 	int existed = rt_registry_get(srv->reg, name, &prev) == 0;
 	uint32_t rev = 0;
-	rc = rt_registry_put(srv->reg, name, &m, path, &rev, err, sizeof err);
+	rc = rt_registry_put_desc(srv->reg, name, &m, path, &desc, &rev, err, sizeof err);
 	if (rc < 0) {
 		rt_req_reply_error(req, rc == -ENOENT ? 400 : 500, "%s", err);
 		return;

@@ -1596,7 +1596,8 @@ typedef struct oa_listed {
 	char name[RT_MANIFEST_NAME_MAX + 1];
 	int64_t ms;
 	char path[RT_MANIFEST_PATH_MAX];
-	int text;                    /* set on the thread pool */
+	int text;                    /* from the revision's descriptor, */
+	int known;                   /* or, when it has none, set on the thread pool */
 } oa_listed;
 
 typedef struct oa_list {
@@ -1636,7 +1637,8 @@ static void list_work(uv_work_t *w)
 {
 	oa_list *l = w->data;
 	for (size_t i = 0; i < l->n; i++)
-		l->e[i].text = snapshot_has_text(l->e[i].path);
+		if (!l->e[i].known)
+			l->e[i].text = snapshot_has_text(l->e[i].path);
 }
 
 static json_t *model_obj(const char *name, int64_t ms)
@@ -1669,10 +1671,18 @@ static void list_done(uv_work_t *w, int status)
 	free(l);
 }
 
-/* checks the entries' snapshots on the thread pool, then answers; takes l */
+/* answers, after checking on the thread pool the snapshots of entries without a descriptor;
+ * takes l */
 static void list_run(rt_server *srv, oa_list *l)
 {
 	l->work.data = l;
+	size_t unknown = 0;
+	for (size_t i = 0; i < l->n; i++)
+		unknown += !l->e[i].known;
+	if (!unknown) {
+		list_done(&l->work, 0);
+		return;
+	}
 	if (uv_queue_work(srv->loop, &l->work, list_work, list_done) < 0) {
 		oa_error(l->req, 503, NULL, NULL, "cannot queue the listing's work");
 		free(l->e);
@@ -1709,6 +1719,8 @@ static void h_models(rt_req *req, void *ud)
 			snprintf(x->name, sizeof x->name, "%s", e[i].name);
 			snprintf(x->path, sizeof x->path, "%s", info->snapshot_path);
 			x->ms = e[i].updated_ms;
+			x->known = info->desc.known;
+			x->text = info->desc.text;
 		}
 	free(e);
 	free(info);
@@ -1735,6 +1747,8 @@ static void h_model(rt_req *req, void *ud)
 	snprintf(l->e[0].name, sizeof l->e[0].name, "%s", name);
 	snprintf(l->e[0].path, sizeof l->e[0].path, "%s", info->snapshot_path);
 	l->e[0].ms = info->created_ms;
+	l->e[0].known = info->desc.known;
+	l->e[0].text = info->desc.text;
 	free(info);
 	list_run(srv, l);
 	return;

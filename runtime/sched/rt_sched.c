@@ -2,7 +2,7 @@
  * lane work (run_* functions, on a device's lane thread) and restores (on libuv's thread pool).
  *
  * A cold start is a chain of steps, each finishing on the loop:
- *   probe (pool: learn the image size, once)  -> place (loop: pick a device, reserve memory,
+ *   place (loop: pick a device, reserve the image size the revision's descriptor records,
  *   evict idle instances if short; wait for those evictions) -> restore (pool: disk -> host
  *   memory or GPU memory; skipped when the host tier holds the image) -> load (lane: copy from
  *   the host tier to the GPU if needed, kind.load) -> warm: run the held calls. */
@@ -1072,6 +1072,16 @@ static void restore_after(uv_work_t *w, int status)
 		place(in);
 		return;
 	}
+	if (in->restored && in->image_bytes && in->restored->bytes != in->image_bytes) {
+		char msg[400];
+		snprintf(msg, sizeof msg, "snapshot %.200s changed since it was deployed (image of %" PRIu64
+			 " bytes, %" PRIu64 " recorded): deploy it again", in->info.snapshot_path,
+			 in->restored->bytes, in->image_bytes);
+		rt_image_free(in->restored);
+		in->restored = NULL;
+		load_failed(in, 503, msg);
+		return;
+	}
 	in->t_restore_done = rt_now_ns();
 	if (in->dev->cuda)
 		in->dev_img = in->restored;
@@ -1217,7 +1227,11 @@ static void begin_load(inst *in)
 	uv_timer_stop(&in->idle_timer);
 	set_state(in, ST_LOADING);
 	in->dev = NULL;
+	if (in->image_bytes == 0 && in->info.desc.known)
+		in->image_bytes = in->info.desc.image_bytes;
 	if (in->info.snapshot_path[0] && in->image_bytes == 0 && !in->host_img) {
+		/* a revision without a descriptor (its snapshot was unreadable when it was
+		 * described): learn the size on the pool first */
 		if (start_pool_job(in) < 0)
 			load_failed(in, 500, "cannot queue the snapshot probe");
 		return;
