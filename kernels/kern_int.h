@@ -12,7 +12,7 @@ extern "C" {
  * state `b` in place of the kern_dev. Shapes were checked by kern.c before the call. */
 typedef struct kern_backend {
 	const char *name;
-	int (*open)(int index, int threads, void **b);
+	int (*open)(int index, int threads, const kern_tuning *t, void **b);
 	void (*close)(void *b);
 	void *(*alloc)(void *b, size_t bytes);
 	void (*free)(void *b, void *p);
@@ -77,11 +77,19 @@ typedef struct kern_backend {
 	void (*free_host)(void *b, void *p);
 	int (*mark)(void *b, int slot);
 	int (*wait_mark)(void *b, int slot);
+	/* optional chained decoder ops (NULL: kern.c composes them) */
+	int (*rope_attention_proj)(void *b, float *q, float *k, const float *v, const int32_t *pos,
+				   int64_t m, int64_t heads, int64_t kvheads, int64_t hd, float theta,
+				   float *kc, float *vc, int64_t cap, float scale, float *att,
+				   const kern_mat *wo, float *y);
+	int (*swiglu_proj)(void *b, const float *x, int64_t m, const kern_mat *wg, const kern_mat *wu,
+			   const kern_norm *norm, float *g, const kern_mat *wd, float *y);
 } kern_backend;
 
 struct kern_dev {
 	const kern_backend *be;
 	void *b;
+	kern_tuning tune;
 	char name[32];
 };
 
