@@ -54,7 +54,7 @@ typedef struct kern_backend {
 	int (*graph_end)(void *b, void **g);
 	int (*graph_launch)(void *b, void *g);
 	void (*graph_free)(void *b, void *g);
-	/* training ops (after the graph entries: the CUDA table is positional) */
+	/* training ops */
 	int (*gemm)(void *b, int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha,
 		    const float *a, const float *bm, float beta, float *c);
 	int (*act_grad)(void *b, float *g, const float *z, int64_t n, kern_act act);
