@@ -126,12 +126,30 @@ int kern_cuda_count(void)
 #endif
 }
 
+static int dev_open(const char *spec, int threads, const kern_tuning *t, struct pool_compute *pc,
+		    kern_dev **out);
+
 int kern_dev_open(const char *spec, int threads, kern_dev **out)
 {
 	return kern_dev_open_tuned(spec, threads, NULL, out);
 }
 
 int kern_dev_open_tuned(const char *spec, int threads, const kern_tuning *t, kern_dev **out)
+{
+	return dev_open(spec, threads, t, NULL, out);
+}
+
+int kern_dev_open_compute(const char *spec, const kern_tuning *t, struct pool_compute *pc,
+			  kern_dev **out)
+{
+	*out = NULL;
+	if (!pc || !spec || strncmp(spec, "cuda", 4) != 0)
+		return -EINVAL;
+	return dev_open(spec, 0, t, pc, out);
+}
+
+static int dev_open(const char *spec, int threads, const kern_tuning *t, struct pool_compute *pc,
+		    kern_dev **out)
 {
 	static const kern_tuning def = KERN_TUNING_DEFAULT;
 	const kern_backend *be;
@@ -173,7 +191,7 @@ int kern_dev_open_tuned(const char *spec, int threads, const kern_tuning *t, ker
 	snprintf(d->name, sizeof d->name, "%s", be == &kern_cpu_backend ? "cpu" : "cuda");
 	if (be != &kern_cpu_backend)
 		snprintf(d->name, sizeof d->name, "cuda:%d", index);
-	rc = be->open(index, threads, &d->tune, &d->b);
+	rc = be->open(index, threads, &d->tune, pc, &d->b);
 	if (rc < 0) {
 		free(d);
 		return rc;

@@ -100,6 +100,13 @@ typedef struct kern_tuning {
 int kern_dev_open(const char *spec, int threads, kern_dev **out);
 /* kern_dev_open_tuned: kern_dev_open with tuning t (NULL = KERN_TUNING_DEFAULT; copied). */
 int kern_dev_open_tuned(const char *spec, int threads, const kern_tuning *t, kern_dev **out);
+/* kern_dev_open_compute: kern_dev_open_tuned for "cuda:N" on compute resources the caller made
+ * with pool_compute_open(N) and keeps (pool/pool_compute.h: stream, cuBLAS handle, scratch):
+ * the device borrows them until kern_dev_close and never frees them; one open device per
+ * pool_compute at a time. -EINVAL for "cpu", a NULL pc or a pc of another device. */
+struct pool_compute;
+int kern_dev_open_compute(const char *spec, const kern_tuning *t, struct pool_compute *pc,
+			  kern_dev **out);
 /* kern_dev_tuning is the device's tuning, with feed_depth resolved (never -1). */
 const kern_tuning *kern_dev_tuning(const kern_dev *d);
 void kern_dev_close(kern_dev *d);

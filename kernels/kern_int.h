@@ -12,7 +12,9 @@ extern "C" {
  * state `b` in place of the kern_dev. Shapes were checked by kern.c before the call. */
 typedef struct kern_backend {
 	const char *name;
-	int (*open)(int index, int threads, const kern_tuning *t, void **b);
+	/* compute: a pool_compute to borrow (GPU backends), or NULL to make one */
+	int (*open)(int index, int threads, const kern_tuning *t, struct pool_compute *compute,
+		    void **b);
 	void (*close)(void *b);
 	void *(*alloc)(void *b, size_t bytes);
 	void (*free)(void *b, void *p);

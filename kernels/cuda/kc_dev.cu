@@ -27,13 +27,14 @@ static void kc_close(void *b)
 	for (int i = 0; i < KERN_MARKS; i++)
 		if (c->marks[i])
 			KC_LOG(cudaEventDestroy(c->marks[i]));
-	pool_compute_close(c->pc);
+	if (!c->pc_borrowed)
+		pool_compute_close(c->pc);
 	free(c);
 }
 
 static int kc_open_impl(kc *c, const kern_tuning *t)
 {
-	int rc = pool_compute_open(c->dev, &c->pc);
+	int rc = c->pc ? 0 : pool_compute_open(c->dev, &c->pc);
 	if (rc)
 		return rc;
 	c->s = pool_compute_stream(c->pc);
@@ -59,12 +60,17 @@ static int kc_open_impl(kc *c, const kern_tuning *t)
 	return 0;
 }
 
-static int kc_open(int index, int threads, const kern_tuning *t, void **out)
+static int kc_open(int index, int threads, const kern_tuning *t, struct pool_compute *compute,
+		   void **out)
 {
+	if (compute && pool_compute_device(compute) != index)
+		return -EINVAL;
 	kc *c = (kc *)calloc(1, sizeof *c);
 	if (!c)
 		return -ENOMEM;
 	c->dev = index;
+	c->pc = compute;
+	c->pc_borrowed = compute != NULL;
 	int rc = kc_open_impl(c, t);
 	if (rc < 0) {
 		kc_close(c);

@@ -24,7 +24,8 @@ enum kc_scratch_slot {
 
 typedef struct kc {
 	int dev;
-	pool_compute *pc;          /* stream, cuBLAS handle and scratch, from pool/ (owned) */
+	pool_compute *pc;          /* stream, cuBLAS handle and scratch, from pool/ */
+	int pc_borrowed;           /* pc belongs to the caller (kern_dev_open_compute) */
 	cudaStream_t s;            /* pc's stream and handle */
 	cublasHandle_t blas;
 	void *xbuf;                /* KC_SCRATCH_X as last grown (kc_xbuf) */

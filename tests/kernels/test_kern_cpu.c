@@ -321,6 +321,10 @@ static void test_dev_tuning(void)
 	T_EQ_INT(kern_dev_open_tuned("cpu", 1, NULL, &d), 0);
 	T_EQ_INT(kern_dev_tuning(d)->feed_depth, 1);
 	kern_dev_close(d);
+	/* borrowed compute resources: GPU devices only, and one is needed */
+	T_EQ_INT(kern_dev_open_compute("cpu", NULL, NULL, &d), -EINVAL);
+	T_EQ_INT(kern_dev_open_compute("cuda:0", NULL, NULL, &d), -EINVAL);
+	T_CHECK(d == NULL);
 }
 
 /* the chained ops equal their two calls on the CPU (kern.c composes them) and check shapes */

@@ -3,12 +3,14 @@
  * before each run, so an element the kernel forgot to write shows. Also a captured CUDA
  * graph replayed with new positions, and the chained ops whose product takes its input rounded
  * by the producer. Skips without a GPU. */
+#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include "tests/t.h"
 #define KT_SEED 4242
 #include "tests/kernels/kt.h"
+#include "pool/pool_compute.h"
 
 /* same_f: bit-exact equality over n floats (conversions, gathers); reports the first miss */
 static int same_f(const float *a, const float *b, size_t n, const char *what)
@@ -682,6 +684,43 @@ static void test_cuda_close(void)
 	G = C = NULL;
 }
 
+/* a device on compute resources the caller holds (kern_dev_open_compute): its products match
+ * the CPU's, closing it leaves them to the caller, who can open another device on them */
+static void test_cuda_borrowed_compute(void)
+{
+	if (!open_devs())
+		T_SKIP("no GPU");
+	pool_compute *pc = NULL;
+	T_EQ_INT(pool_compute_open(0, &pc), 0);
+	if (!pc)
+		return;
+	kern_dev *b = NULL;
+	T_EQ_INT(kern_dev_open_compute("cpu", NULL, pc, &b), -EINVAL);
+	for (int round = 0; round < 2; round++) {
+		T_EQ_INT(kern_dev_open_compute("cuda:0", NULL, pc, &b), 0);
+		if (!b)
+			break;
+		const int64_t m = 20, n = 48, k = 64;   /* 20 rows of F32: cuBLAS */
+		float *x = rnd((size_t)(m * k), 1), *w = rnd((size_t)(n * k), 1);
+		float *yc = malloc((size_t)(m * n) * 4), *yg = malloc((size_t)(m * n) * 4);
+		void *dx = kern_alloc(b, (size_t)(m * k) * 4), *dw = kern_alloc(b, (size_t)(n * k) * 4);
+		void *dy = kern_alloc(b, (size_t)(m * n) * 4);
+		kern_copy_h2d(b, dx, x, (size_t)(m * k) * 4);
+		kern_copy_h2d(b, dw, w, (size_t)(n * k) * 4);
+		kern_mat wc = {KERN_F32, n, k, w, NULL, 0}, wg = {KERN_F32, n, k, dw, NULL, 0};
+		T_EQ_INT(kern_linear(C, x, m, &wc, NULL, KERN_ACT_NONE, yc), 0);
+		T_EQ_INT(kern_linear(b, dx, m, &wg, NULL, KERN_ACT_NONE, dy), 0);
+		T_EQ_INT(kern_copy_d2h(b, yg, dy, (size_t)(m * n) * 4), 0);
+		T_CHECK(close_f(yg, yc, (size_t)(m * n), 1e-3, 1e-3, "linear on borrowed compute"));
+		kern_free(b, dx); kern_free(b, dw); kern_free(b, dy);
+		free(x); free(w); free(yc); free(yg);
+		kern_dev_close(b);
+		void *p = NULL;   /* still the caller's */
+		T_EQ_INT(pool_compute_scratch(pc, 1, 4096, &p), 0);
+	}
+	pool_compute_close(pc);
+}
+
 void t_main(void)
 {
 	T_RUN(test_cuda_linear);
@@ -693,5 +732,6 @@ void t_main(void)
 	T_RUN(test_cuda_i8_long);
 	T_RUN(test_cuda_i8_tall);
 	T_RUN(test_cuda_chained);
+	T_RUN(test_cuda_borrowed_compute);
 	T_RUN(test_cuda_close);
 }
