@@ -1,6 +1,6 @@
 /* pool_gpu.h — the GPU-side resources a restore needs, created once per device and reused:
  * the CUDA context (made current on open), a copy stream, a ring of pinned host staging slots
- * (allocated once: pinned memory costs ~0.5-0.8 s per GiB to allocate on an H100), and device
+ * (allocated once: pinning host memory is slow, see docs/benchmarks.md), and device
  * memory for destination arenas. The snapshot restore decodes chunks straight into staging
  * slots and copies them on the copy stream while later chunks are read and decoded.
  *
@@ -11,6 +11,10 @@
 #ifndef THAW_POOL_GPU_H
 #define THAW_POOL_GPU_H
 #include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
 
 typedef struct pool_gpu pool_gpu;
 
@@ -51,4 +55,7 @@ int pool_gpu_staging_copy(pool_gpu *g, int slot, void *dev_dst, size_t len);
 void pool_gpu_staging_release(pool_gpu *g, int slot);
 int pool_gpu_staging_drain(pool_gpu *g, double *copy_s);
 
+#ifdef __cplusplus
+}
+#endif
 #endif

@@ -11,6 +11,13 @@
 #include "runtime/cli/rt_cli.h"
 #include "runtime/base/rt_log.h"
 #include "runtime/rt_server.h"
+#include "pool/pool_log.h"
+
+/* device_log: pool/'s failed CUDA / cuBLAS calls, as lines of the daemon's JSON log */
+static void device_log(const char *msg)
+{
+	rt_logf(RT_LOG_ERROR, "%s", msg);
+}
 
 static void usage(FILE *f)
 {
@@ -276,6 +283,7 @@ int rt_serve_main(int argc, char **argv)
 	 * the daemon creates is for other users (files 0600, directories 0700) */
 	umask(077);
 	rt_log_init(level);
+	pool_log_set(device_log);
 	raise_fd_limit();
 	uv_loop_t loop;
 	if (uv_loop_init(&loop) < 0) {

@@ -135,9 +135,8 @@ const char *snap_kind(const snap_file *f);
 
 /* How chunk bytes are read. AUTO picks io_uring + O_DIRECT unless the file is mostly in the
  * page cache (then the decoders read the page cache through a mapping, no copy), and falls
- * back at run time when io_uring, O_DIRECT or mmap is refused. The environment variable
- * THAW_SNAP_IO=auto|direct|uring|pread|mmap overrides AUTO (tests use it to force the
- * fallbacks). */
+ * back at run time when io_uring, O_DIRECT or mmap is refused. A mode other than AUTO in
+ * snap_restore_opts.io forces that path (tests force the fallbacks with it). */
 typedef enum snap_io_mode {
 	SNAP_IO_AUTO = 0,
 	SNAP_IO_DIRECT,            /* io_uring, O_DIRECT */

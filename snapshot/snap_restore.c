@@ -409,22 +409,6 @@ static double page_cache_fraction(snap_file *f)
 	return np ? (double)in / (double)np : 0;
 }
 
-static snap_io_mode env_mode(snap_io_mode m)
-{
-	const char *e = getenv("THAW_SNAP_IO");
-	if (m != SNAP_IO_AUTO || !e)
-		return m;
-	if (!strcmp(e, "direct"))
-		return SNAP_IO_DIRECT;
-	if (!strcmp(e, "uring"))
-		return SNAP_IO_URING;
-	if (!strcmp(e, "pread"))
-		return SNAP_IO_PREAD;
-	if (!strcmp(e, "mmap"))
-		return SNAP_IO_MMAP;
-	return SNAP_IO_AUTO;
-}
-
 int snap_restore(snap_file *f, snap_sink *sink, const snap_restore_opts *o,
 		 snap_restore_stats *stats, char *err, size_t errlen)
 {
@@ -456,7 +440,7 @@ int snap_restore(snap_file *f, snap_sink *sink, const snap_restore_opts *o,
 	pthread_cond_init(&p.cv_free, NULL);
 
 	/* choose how to read */
-	p.mode = env_mode(p.o.io);
+	p.mode = p.o.io;
 	if (f->fd < 0) {
 		rc = snap_errf(err, errlen, -EINVAL, "restore needs a snapshot opened from a file");
 		goto out;

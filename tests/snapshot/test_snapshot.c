@@ -216,16 +216,6 @@ static void test_io_modes(void)
 		if (modes[k] == SNAP_IO_DIRECT)  /* O_DIRECT or a reported fallback */
 			T_CHECK(st.io == SNAP_IO_DIRECT || st.io_note[0]);
 	}
-	/* the environment variable forces the buffered fallback */
-	setenv("THAW_SNAP_IO", "pread", 1);
-	snap_restore_stats st;
-	T_EQ_INT(snap_restore_host(f, img, snap_image_size(f), NULL, &st, err, sizeof err), 0);
-	T_EQ_INT(st.io, SNAP_IO_PREAD);
-	setenv("THAW_SNAP_IO", "uring", 1);
-	T_EQ_INT(snap_restore_host(f, img, snap_image_size(f), NULL, &st, err, sizeof err), 0);
-	T_CHECK(st.io == SNAP_IO_URING || st.io == SNAP_IO_PREAD);
-	check_image(f, img);
-	unsetenv("THAW_SNAP_IO");
 	free(img);
 	snap_close(f);
 }
