@@ -59,7 +59,7 @@ else
 endif
 LIBS += -lm -ldl -lpthread
 
-C_SRC = $(wildcard runtime/*.c snapshot/*.c pool/*.c kernels/*.c kernels/cpu/*.c functions/*.c)
+C_SRC = $(wildcard runtime/*.c runtime/*/*.c snapshot/*.c pool/*.c kernels/*.c kernels/cpu/*.c functions/*.c)
 MAIN_SRC = runtime/main.c
 LIB_SRC = $(filter-out $(MAIN_SRC),$(C_SRC))
 LLHTTP_SRC = $(LLHTTP_DIR)/api.c $(LLHTTP_DIR)/http.c $(LLHTTP_DIR)/llhttp.c
@@ -69,7 +69,7 @@ LIB_OBJ = $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(CU_SRC:%.cu=$(BUILD)/obj/%.cu.o) \
 LIBTHAW = $(BUILD)/libthaw.a
 THAW = $(BUILD)/thaw
 
-TEST_SRC = $(wildcard tests/*/test_*.c)
+TEST_SRC = $(wildcard tests/*/test_*.c tests/*/*/test_*.c)
 TEST_BIN = $(TEST_SRC:%.c=$(BUILD)/%)
 TEST_COMMON = tests/t.c tests/e2e/e2e.c
 FUZZ_SRC = $(wildcard tests/fuzz/fuzz_*.c)

@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include "kernels/kern.h"
-#include "runtime/rt_http.h"
-#include "runtime/rt_lane.h"
+#include "runtime/http/rt_http.h"
+#include "runtime/sched/rt_lane.h"
 
 #define D 1024
 

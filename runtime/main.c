@@ -1,8 +1,8 @@
 /* main.c — the `thaw` binary: dispatches to subcommands (design.md, "External contracts"). */
 #include <stdio.h>
 #include <string.h>
-#include "runtime/rt_cli.h"
-#include "runtime/rt_version.h"
+#include "runtime/cli/rt_cli.h"
+#include "runtime/base/rt_version.h"
 
 static const rt_cmd cmds[] = {
 	{"serve", rt_serve_main, "run the daemon: HTTP API, functions, scale to zero"},

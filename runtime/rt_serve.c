@@ -8,8 +8,8 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <unistd.h>
-#include "runtime/rt_cli.h"
-#include "runtime/rt_log.h"
+#include "runtime/cli/rt_cli.h"
+#include "runtime/base/rt_log.h"
 #include "runtime/rt_server.h"
 
 static void usage(FILE *f)

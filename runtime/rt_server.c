@@ -9,13 +9,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include "runtime/rt_log.h"
-#include "runtime/rt_api.h"
-#include "runtime/rt_access.h"
-#include "runtime/rt_auth.h"
-#include "runtime/rt_mem.h"
+#include "runtime/base/rt_log.h"
+#include "runtime/api/rt_api.h"
+#include "runtime/access/rt_access.h"
+#include "runtime/access/rt_auth.h"
+#include "runtime/base/rt_mem.h"
 #include "runtime/rt_server.h"
-#include "runtime/rt_version.h"
+#include "runtime/base/rt_version.h"
 
 /* the head hook (rt_http_set_head): at the end of the headers, before any body byte is kept,
  * the CORS policy is applied (rt_cors.h: preflights answered), the route is matched and the

@@ -3,14 +3,14 @@
 #ifndef THAW_RT_SERVER_H
 #define THAW_RT_SERVER_H
 #include <uv.h>
-#include "runtime/rt_cors.h"
-#include "runtime/rt_http.h"
-#include "runtime/rt_jobs.h"
-#include "runtime/rt_limit.h"
-#include "runtime/rt_metrics.h"
-#include "runtime/rt_registry.h"
-#include "runtime/rt_router.h"
-#include "runtime/rt_sched.h"
+#include "runtime/http/rt_cors.h"
+#include "runtime/http/rt_http.h"
+#include "runtime/jobs/rt_jobs.h"
+#include "runtime/access/rt_limit.h"
+#include "runtime/base/rt_metrics.h"
+#include "runtime/store/rt_registry.h"
+#include "runtime/http/rt_router.h"
+#include "runtime/sched/rt_sched.h"
 
 #define RT_SERVER_MAX_ROOTS 8
 

@@ -32,7 +32,7 @@
 #include <unistd.h>
 #include <jansson.h>
 #include "functions/fn_tok.h"
-#include "runtime/rt_tok.h"
+#include "runtime/tok/rt_tok.h"
 #include "snapshot/snap_pack.h"
 #include "tests/e2e/e2e.h"
 #include "tests/t.h"

@@ -1,5 +1,5 @@
 /* test_upload_e2e.c — getting models and job data onto a keyed `thaw serve` over HTTP
- * (PUT|GET|DELETE /v1/snapshots/NAME and /v1/data/NAME, runtime/rt_api_upload.c): a snapshot
+ * (PUT|GET|DELETE /v1/snapshots/NAME and /v1/data/NAME, runtime/api/rt_api_upload.c): a snapshot
  * larger than --max-body pushed over raw HTTP (201, its SHA-256), deployed and invoked with
  * the PyTorch reference's answer; listed with the revisions using it, 409 on replacing or
  * deleting it while used, ?force=1 replaces; a corrupt snapshot refused (400 naming the

@@ -18,7 +18,7 @@
  *    the GPU placement path with a fake GPU (--fake-gpus 1:MiB, a CPU lane budgeted as cuda:0),
  *    and on a real GPU with --gpu-memory BYTES (skipped without a GPU).
  * Also a regression found by the soak: V2 unload/load while calls arrive.
- * Fault points (runtime/rt_fault.h) pause the daemon with THAW_FAULT_PAUSE=NAME[:N]. */
+ * Fault points (runtime/base/rt_fault.h) pause the daemon with THAW_FAULT_PAUSE=NAME[:N]. */
 #include <errno.h>
 #include <stdarg.h>
 #include <fcntl.h>

@@ -23,7 +23,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include "runtime/rt_log.h"
+#include "runtime/base/rt_log.h"
 #include "runtime/rt_server.h"
 
 static uv_loop_t loop_storage, *loop = &loop_storage;

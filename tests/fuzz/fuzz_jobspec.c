@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <jansson.h>
-#include "runtime/rt_jobs.h"
-#include "runtime/rt_jobs_int.h"
+#include "runtime/jobs/rt_jobs.h"
+#include "runtime/jobs/rt_jobs_int.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -1,4 +1,4 @@
-/* fuzz_json.c — libFuzzer target for runtime/rt_json.c, differential against jansson: for any
+/* fuzz_json.c — libFuzzer target for runtime/base/rt_json.c, differential against jansson: for any
  * text, the split copy (big numeric arrays at inputs[*].data replaced by markers) must parse
  * exactly when the text does, fail with the same line, column and message when it does not,
  * and give the same tree once each marker is read back as its span's numbers (same count, same
@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <jansson.h>
-#include "runtime/rt_json.h"
+#include "runtime/base/rt_json.h"
 
 static const char *const path[] = {"inputs", "*", "data", NULL};
 

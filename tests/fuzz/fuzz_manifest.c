@@ -6,7 +6,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include "runtime/rt_manifest.h"
+#include "runtime/store/rt_manifest.h"
 
 static int known(const char *kind, void *ud)
 {

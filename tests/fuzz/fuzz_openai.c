@@ -11,7 +11,7 @@
  *   bytes 1- the body.
  * The event loop is driven until the server closes the connection (bounded). Crashes and
  * sanitizer reports are the findings. THAW_SRC (set by tests/run.sh) locates the repository. */
-#include "runtime/rt_tok.h"
+#include "runtime/tok/rt_tok.h"
 #include "snapshot/snap_pack.h"
 #include "tests/fuzz/fuzz_srv.h"
 

@@ -18,9 +18,9 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-#include "runtime/rt_log.h"
-#include "runtime/rt_manifest.h"
-#include "runtime/rt_registry.h"
+#include "runtime/base/rt_log.h"
+#include "runtime/store/rt_manifest.h"
+#include "runtime/store/rt_registry.h"
 #include "runtime/rt_server.h"
 
 static uv_loop_t fsrv_loop;

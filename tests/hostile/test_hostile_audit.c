@@ -20,7 +20,7 @@
 #include <unistd.h>
 #include <dirent.h>
 #include <jansson.h>
-#include "runtime/rt_audit.h"
+#include "runtime/access/rt_audit.h"
 #include "tests/e2e/e2e.h"
 #include "tests/t.h"
 

@@ -12,7 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <jansson.h>
-#include "runtime/rt_tok.h"
+#include "runtime/tok/rt_tok.h"
 #include "snapshot/snap.h"
 #include "tests/e2e/e2e.h"
 #include "tests/t.h"

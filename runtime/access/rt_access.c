@@ -1,0 +1,369 @@
+/* rt_access.c — API keys, scopes and rate limits at dispatch; audit lines after responses.
+ * See rt_access.h, docs/operations.md ("Security"). */
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "runtime/access/rt_access.h"
+#include "runtime/access/rt_audit.h"
+#include "runtime/access/rt_auth.h"
+#include "runtime/access/rt_limit.h"
+#include "runtime/base/rt_log.h"
+#include "runtime/http/rt_router.h"
+
+#define LIMITER_MAX_BUCKETS 100000
+
+int rt_access_init(rt_server *srv, char *err, size_t errlen)
+{
+	int rc = rt_auth_open(rt_registry_db(srv->reg), srv->cfg.data_dir, &srv->auth, err, errlen);
+	if (rc < 0)
+		return rc;
+	srv->limiter = rt_limiter_new(LIMITER_MAX_BUCKETS);
+	if (!srv->limiter)
+		return rt_errf(err, errlen, -ENOMEM, "out of memory");
+	if (srv->cfg.no_audit) {
+		rt_logf(RT_LOG_WARN, "audit log off (--no-audit): invocations and admin actions are not recorded");
+		return 0;
+	}
+	rc = rt_audit_open(srv->cfg.data_dir, srv->cfg.audit_max_bytes, srv->cfg.audit_days,
+			   &srv->audit, err, errlen);
+	if (rc == 0)
+		rt_audit_set_max_total(srv->audit, srv->cfg.audit_max_total ? srv->cfg.audit_max_total
+								   : RT_AUDIT_DEFAULT_MAX_TOTAL);
+	return rc;
+}
+
+static void on_audit_timer(uv_timer_t *t)
+{
+	rt_server *srv = t->data;
+	int rc = rt_audit_tick(srv->audit, (int64_t)(rt_now_ns() / 1000000));
+	if (rc < 0)
+		rt_logf(RT_LOG_ERROR, "audit: cannot write a refusal summary: %s", strerror(-rc));
+	if (!rt_audit_pending(srv->audit))
+		return;
+	rc = rt_audit_flush(srv->audit);
+	if (rc < 0)
+		rt_logf(RT_LOG_ERROR, "audit: cannot write buffered lines: %s", strerror(-rc));
+}
+
+void rt_access_start(rt_server *srv)
+{
+	if (!srv->audit)
+		return;
+	uv_timer_init(srv->loop, &srv->audit_timer);
+	srv->audit_timer.data = srv;
+	uv_timer_start(&srv->audit_timer, on_audit_timer, RT_AUDIT_FLUSH_MS, RT_AUDIT_FLUSH_MS);
+	uv_unref((uv_handle_t *)&srv->audit_timer);
+}
+
+void rt_access_free(rt_server *srv)
+{
+	rt_auth_close(srv->auth);
+	rt_limiter_free(srv->limiter);
+	rt_audit_close(srv->audit);
+	srv->auth = NULL;
+	srv->limiter = NULL;
+	srv->audit = NULL;
+}
+
+/* copy the token [p, e) without blanks, quotes, brackets and a port, into buf */
+static void copy_addr(const char *p, const char *e, char *buf, size_t cap)
+{
+	while (p < e && (isspace((unsigned char)*p) || *p == '"'))
+		p++;
+	while (e > p && (isspace((unsigned char)e[-1]) || e[-1] == '"'))
+		e--;
+	if (p < e && *p == '[') {               /* "[v6]:port" */
+		const char *q = memchr(p, ']', (size_t)(e - p));
+		if (q) {
+			p++;
+			e = q;
+		}
+	} else {
+		const char *c1 = memchr(p, ':', (size_t)(e - p));
+		if (c1 && !memchr(c1 + 1, ':', (size_t)(e - c1 - 1)))   /* "v4:port" */
+			e = c1;
+	}
+	size_t n = (size_t)(e - p);
+	if (n >= cap)
+		n = cap - 1;
+	memcpy(buf, p, n);
+	buf[n] = 0;
+}
+
+void rt_access_client(const rt_server *srv, const rt_req *req, char *buf, size_t cap)
+{
+	if (srv->cfg.trust_proxy) {
+		/* one trusted proxy: the address it appended (the last one) is the client's */
+		const char *fw = rt_req_header(req, "Forwarded");
+		if (fw) {
+			const char *last = NULL;
+			for (const char *p = fw; (p = strcasestr(p, "for=")); p += 4)
+				last = p + 4;
+			if (last) {
+				const char *e = last + strcspn(last, ";,");
+				copy_addr(last, e, buf, cap);
+				if (*buf)
+					return;
+			}
+		}
+		const char *xff = rt_req_header(req, "X-Forwarded-For");
+		if (xff && *xff) {
+			const char *c = strrchr(xff, ',');
+			copy_addr(c ? c + 1 : xff, xff + strlen(xff), buf, cap);
+			if (*buf)
+				return;
+		}
+	}
+	if (rt_req_peer(req, buf, cap) < 0 && cap)
+		snprintf(buf, cap, "unknown");
+}
+
+/* the OpenAI-compatible routes answer with OpenAI error objects (rt_api_openai.c) */
+static int openai_route(const rt_req *req)
+{
+	return strcmp(req->route, "/v1/completions") == 0 ||
+	       strcmp(req->route, "/v1/chat/completions") == 0 ||
+	       strcmp(req->route, "/v1/models") == 0 || strcmp(req->route, "/v1/models/{model}") == 0;
+}
+
+static void reply_json(rt_req *req, int status, const char *msg)
+{
+	char body[256];
+	int n;
+	if (openai_route(req)) {
+		const char *type = status == 401 ? "authentication_error" :
+				   status == 403 ? "permission_error" :
+				   status == 429 ? "rate_limit_error" : "server_error";
+		const char *code = status == 401 ? "invalid_api_key" :
+				   status == 403 ? "insufficient_scope" :
+				   status == 429 ? "rate_limit_exceeded" : "unavailable";
+		n = snprintf(body, sizeof body, "{\"error\":{\"message\":\"%s\",\"type\":\"%s\","
+			     "\"param\":null,\"code\":\"%s\"}}", msg, type, code);
+	} else {
+		n = snprintf(body, sizeof body, "{\"error\":\"%s\"}", msg);
+	}
+	rt_req_reply(req, status, "application/json", body, (size_t)n);
+}
+
+static int limited(rt_server *srv, rt_req *req, const char *kind, const char *who, const rt_limit *lim)
+{
+	if (lim->rate <= 0)
+		return 0;
+	char key[256];
+	double retry;
+	snprintf(key, sizeof key, "%s:%s", kind, who);
+	if (rt_limiter_take(srv->limiter, key, lim, rt_now_ns(), &retry) == 0)
+		return 0;
+	char ra[32];
+	snprintf(ra, sizeof ra, "%.0f", ceil(retry) < 1 ? 1 : ceil(retry));
+	rt_req_add_header(req, "Retry-After", ra);
+	reply_json(req, 429, "rate limit exceeded");
+	return 1;
+}
+
+static int check_key(rt_server *srv, rt_req *req, rt_auth_need need);
+static int function_limited(rt_server *srv, rt_req *req, const char *client);
+static int fn_limited(rt_server *srv, rt_req *req, const char *fn, const char *client);
+
+static int is_mutation(const rt_req *req)
+{
+	return strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0;
+}
+
+/* the route's function: {name}, else {m} */
+static const char *route_fn(const rt_req *req)
+{
+	const char *fn = rt_req_param(req, "name");
+	return fn ? fn : rt_req_param(req, "m");
+}
+
+/* An admin change is applied only when it is audited: its intent line is written and
+ * fdatasync'd before the handler runs, else the request is refused with 503. 0: go on. */
+static int audit_intent(rt_server *srv, rt_req *req, const char *action, const char *client)
+{
+	rt_audit_rec r = {
+		.key_id = req->auth_key_id, .client = client, .action = action,
+		.function = route_fn(req), .method = req->method, .path = req->path,
+		.request_id = req->request_id, .phase = "intent",
+	};
+	int rc = rt_audit_write(srv->audit, &r, 1);
+	if (rc == 0)
+		return 0;
+	rt_logf(RT_LOG_ERROR, "audit: cannot write to %s/audit/audit.log (%s): %s refused",
+		srv->cfg.data_dir, strerror(-rc), action);
+	char msg[200];
+	snprintf(msg, sizeof msg, "audit log unavailable (audit/audit.log: %s): the %s is refused "
+		 "because it cannot be recorded", strerror(-rc), action);
+	rt_req_add_header(req, "Retry-After", "5");
+	reply_json(req, 503, msg);
+	return 1;
+}
+
+int rt_access_gate(rt_server *srv, rt_req *req)
+{
+	const char *action;
+	rt_auth_need need = rt_auth_route_need(req->method, req->route, &action);
+	if (need == RT_AUTH_OPEN)
+		return 0;
+	char client[64];
+	rt_access_client(srv, req, client, sizeof client);
+	/* the address limit comes first: it also slows down key guessing */
+	if (limited(srv, req, "ip", client, &srv->cfg.limit_ip))
+		return 1;
+	if (!srv->cfg.dev) {
+		int rc = check_key(srv, req, need);
+		if (rc)
+			return rc;
+	}
+	if (need == RT_AUTH_INVOKE)
+		return function_limited(srv, req, client);
+	if (need == RT_AUTH_ADMIN && is_mutation(req) && srv->audit)
+		return audit_intent(srv, req, action, client);
+	return 0;
+}
+
+/* per-function limit from the manifest ("rate_limit"), per caller: key id, else address */
+static int function_limited(rt_server *srv, rt_req *req, const char *client)
+{
+	if (!srv->fn_rate_limits)   /* no revision has one: skip the registry read */
+		return 0;
+	return fn_limited(srv, req, route_fn(req), client);
+}
+
+static int fn_limited(rt_server *srv, rt_req *req, const char *fn, const char *client)
+{
+	rt_revision_info *info = malloc(sizeof *info);
+	int rc = 0;
+	if (fn && info && rt_registry_get(srv->reg, fn, info) == 0 && info->manifest.rate_limit_rps > 0) {
+		rt_limit lim = {info->manifest.rate_limit_rps, info->manifest.rate_limit_burst};
+		char who[256];
+		snprintf(who, sizeof who, "%s:%s", fn, req->auth_key_id[0] ? req->auth_key_id : client);
+		rc = limited(srv, req, "fn", who, &lim);
+	}
+	free(info);
+	return rc;
+}
+
+/* 403 naming the scope the key lacks; returns 1 */
+static int forbidden(rt_req *req, rt_auth_need need, const char *fn)
+{
+	char scope[RT_MANIFEST_NAME_MAX + 16], msg[160];
+	rt_auth_missing_scope(need, fn, scope, sizeof scope);
+	if (need == RT_AUTH_INVOKE_BODY && !fn)
+		snprintf(msg, sizeof msg, "forbidden: key lacks scope invoke:* or invoke:MODEL");
+	else
+		snprintf(msg, sizeof msg, "forbidden: key lacks scope %s", scope);
+	reply_json(req, 403, msg);
+	return 1;
+}
+
+static int check_key(rt_server *srv, rt_req *req, rt_auth_need need)
+{
+	char scopes[RT_AUTH_SCOPES_MAX];
+	int rc = rt_auth_check(srv->auth, rt_req_header(req, "Authorization"), req->auth_key_id, scopes);
+	if (rc == -EIO) {
+		reply_json(req, 503, "authentication unavailable");
+		return 1;
+	}
+	if (rc < 0) {
+		rt_req_add_header(req, "WWW-Authenticate", "Bearer");
+		reply_json(req, 401, "missing or invalid API key");
+		return 1;
+	}
+	const char *fn = route_fn(req);
+	if (!rt_auth_allows(scopes, need, fn))
+		return forbidden(req, need, fn);
+	return limited(srv, req, "key", req->auth_key_id, &srv->cfg.limit_key);
+}
+
+int rt_access_check_fn(rt_server *srv, rt_req *req, const char *fn)
+{
+	char client[64];
+	/* the audit line names the function the body named (a copy in the request's own
+	 * param_buf, whatever becomes of fn) */
+	if (!rt_req_param(req, "name"))
+		rt_router_param_add(req, "name", fn);
+	if (!srv->cfg.dev) {
+		char scopes[RT_AUTH_SCOPES_MAX], id[RT_AUTH_ID_LEN + 1];
+		int rc = rt_auth_check(srv->auth, rt_req_header(req, "Authorization"), id, scopes);
+		if (rc == -EIO) {
+			reply_json(req, 503, "authentication unavailable");
+			return 1;
+		}
+		if (rc < 0) {   /* revoked since the gate passed it */
+			rt_req_add_header(req, "WWW-Authenticate", "Bearer");
+			reply_json(req, 401, "missing or invalid API key");
+			return 1;
+		}
+		if (!rt_auth_allows(scopes, RT_AUTH_INVOKE, fn))
+			return forbidden(req, RT_AUTH_INVOKE, fn);
+	}
+	if (!srv->fn_rate_limits)
+		return 0;
+	rt_access_client(srv, req, client, sizeof client);
+	return fn_limited(srv, req, fn, client);
+}
+
+/* revision the handler answered with (Thaw-Revision header), else the route's {v} */
+static long served_revision(const rt_req *req)
+{
+	const char *h = strcasestr(req->extra_headers, "Thaw-Revision:");
+	if (h)
+		return strtol(h + 14, NULL, 10);
+	const char *v = rt_req_param(req, "v");
+	return v ? strtol(v, NULL, 10) : 0;
+}
+
+/* the payloads of an invocation when the served revision's manifest opts in (one registry
+ * read per call, only while some revision has the field) */
+static void payload_opt_in(rt_server *srv, const char *fn, long rev, rt_audit_rec *r,
+			   const rt_req *req)
+{
+	rt_revision_info *info = malloc(sizeof *info);
+	if (!info)
+		return;
+	int rc = rev > 0 ? rt_registry_get_revision(srv->reg, fn, (uint32_t)rev, info)
+			 : rt_registry_get(srv->reg, fn, info);
+	if (rc == 0 && info->manifest.audit_payloads) {
+		r->payload_max = (size_t)info->manifest.audit_payload_max;
+		r->payload_in = req->body ? req->body : "";
+		r->payload_in_len = req->body ? req->body_len : 0;
+		r->payload_out = req->resp_body ? req->resp_body : "";
+		r->payload_out_len = req->resp_body ? req->resp_body_len : 0;
+	}
+	free(info);
+}
+
+void rt_access_observe(rt_server *srv, const rt_req *req, size_t resp_bytes, double secs)
+{
+	if (!srv->audit || !req->method || strcmp(req->route, "unmatched") == 0)
+		return;
+	const char *action;
+	rt_auth_need need = rt_auth_route_need(req->method, req->route, &action);
+	int mutation = is_mutation(req);
+	int refused = req->status == 401 || req->status == 403 || req->status == 429;
+	int admin = need == RT_AUTH_ADMIN && mutation;
+	if (need == RT_AUTH_INVOKE_BODY)
+		need = RT_AUTH_INVOKE;   /* the handler set the function as param "name" */
+	if (need == RT_AUTH_OPEN || !(need == RT_AUTH_INVOKE || admin || refused))
+		return;
+	char client[64];
+	rt_access_client(srv, req, client, sizeof client);
+	const char *fn = route_fn(req);
+	rt_audit_rec r = {
+		.key_id = req->auth_key_id, .client = client, .action = action, .function = fn,
+		.revision = served_revision(req), .method = req->method, .path = req->path,
+		.status = req->status, .latency_s = secs, .bytes_in = req->body_len,
+		.bytes_out = resp_bytes, .request_id = req->request_id,
+	};
+	if (srv->fn_audit_payloads && need == RT_AUTH_INVOKE && fn && !refused)
+		payload_opt_in(srv, fn, r.revision, &r, req);
+	/* refusals are sampled per client (a refusal changes nothing: no fsync) */
+	int rc = refused ? rt_audit_refusal(srv->audit, &r, (int64_t)(rt_now_ns() / 1000000))
+			 : rt_audit_write(srv->audit, &r, admin);
+	if (rc < 0)
+		rt_logf(RT_LOG_ERROR, "audit: cannot write a line: %s", strerror(-rc));
+}

@@ -1,0 +1,218 @@
+/* rt_api.c — HTTP endpoints of the daemon: health and readiness (ours and the Open Inference
+ * Protocol's), Prometheus metrics, and function invocation; the offload of large parse and
+ * serialize work to the threadpool (rt_api_offload), in order and a bounded number at a time,
+ * so that the loop keeps answering probes while a 60 MiB body is read. */
+#include <string.h>
+#include <stdlib.h>
+#include <jansson.h>
+#include "runtime/api/rt_api.h"
+#include "runtime/base/rt_json.h"
+#include "runtime/sched/rt_sched.h"
+#include "runtime/base/rt_version.h"
+
+typedef struct offload_job {
+	uv_work_t w;
+	uv_loop_t *loop;
+	rt_req *req;
+	void (*work)(void *arg);
+	void (*done)(void *arg, int gone);
+	void *arg;
+	struct offload_job *next;
+} offload_job;
+
+/* jobs waiting for a worker and the number running; loop thread only (one daemon a process) */
+static struct {
+	offload_job *head, *tail;
+	int running;
+} q_off;
+
+static void offload_start(void);
+
+static void offload_work(uv_work_t *w)
+{
+	offload_job *j = w->data;
+	j->work(j->arg);
+}
+
+static void offload_after(uv_work_t *w, int status)
+{
+	offload_job *j = w->data;
+	void (*done)(void *, int) = j->done;
+	void *arg = j->arg;
+	(void)status;
+	q_off.running--;
+	free(j);
+	done(arg, 0);
+	offload_start();
+}
+
+/* starts waiting jobs while fewer than RT_API_WORKERS run (a job whose client left is
+ * answered at once, without its work) */
+static void offload_start(void)
+{
+	while (q_off.head && q_off.running < RT_API_WORKERS) {
+		offload_job *j = q_off.head;
+		q_off.head = j->next;
+		if (!q_off.head)
+			q_off.tail = NULL;
+		void (*work)(void *) = j->work;
+		void (*done)(void *, int) = j->done;
+		void *arg = j->arg;
+		if (rt_req_gone(j->req)) {
+			free(j);
+			done(arg, 1);
+			continue;
+		}
+		j->w.data = j;
+		q_off.running++;
+		if (uv_queue_work(j->loop, &j->w, offload_work, offload_after) < 0) {
+			q_off.running--;
+			free(j);
+			work(arg);
+			done(arg, 0);
+		}
+	}
+}
+
+void rt_api_offload(rt_server *srv, rt_req *req, int big, void (*work)(void *arg),
+		    void (*done)(void *arg, int gone), void *arg)
+{
+	offload_job *j = big ? calloc(1, sizeof *j) : NULL;
+	if (!j) {
+		work(arg);
+		done(arg, 0);
+		return;
+	}
+	j->loop = srv->loop;
+	j->req = req;
+	j->work = work;
+	j->done = done;
+	j->arg = arg;
+	if (q_off.tail)
+		q_off.tail->next = j;
+	else
+		q_off.head = j;
+	q_off.tail = j;
+	offload_start();
+}
+
+typedef struct parse_job {
+	rt_req *req;
+	rt_api_body_fn fn;
+	void *ud;
+	size_t flags;
+	json_t *v;
+	int status;
+	char err[512];
+} parse_job;
+
+static void parse_work(void *arg)
+{
+	parse_job *p = arg;
+	p->v = rt_json_load(p->req->body, p->req->body_len, p->flags,
+			    rt_json_budget(p->req->body_len), &p->status, p->err, sizeof p->err);
+}
+
+static void parse_done(void *arg, int gone)
+{
+	parse_job *p = arg;
+	if (gone)
+		rt_req_reply_error(p->req, 499, "the client closed the request");
+	else if (!p->v)
+		rt_req_reply_error(p->req, p->status, "%s", p->err);
+	else
+		p->fn(p->req, p->v, p->ud);
+	free(p);
+}
+
+void rt_api_parse_body_then(rt_server *srv, rt_req *req, rt_api_body_fn fn, void *ud)
+{
+	parse_job *p = calloc(1, sizeof *p);
+	if (!p) {
+		rt_req_reply_error(req, 500, "out of memory");
+		return;
+	}
+	p->req = req;
+	p->fn = fn;
+	p->ud = ud;
+	p->flags = JSON_DECODE_ANY | JSON_REJECT_DUPLICATES;
+	rt_api_offload(srv, req, req->body_len >= RT_API_INLINE_BYTES, parse_work, parse_done, p);
+}
+
+static void reply_json_text(rt_req *req, int status, const char *text)
+{
+	rt_req_reply(req, status, "application/json", text, strlen(text));
+}
+
+static void h_healthz(rt_req *req, void *ud)
+{
+	(void)ud;
+	reply_json_text(req, 200, "{\"status\":\"ok\"}");
+}
+
+static void h_readyz(rt_req *req, void *ud)
+{
+	rt_server *srv = ud;
+	if (srv->draining)
+		reply_json_text(req, 503, "{\"status\":\"draining\"}");
+	else
+		reply_json_text(req, 200, "{\"status\":\"ready\"}");
+}
+
+/* V2 health: 200 with an empty body means live/ready (KServe V2 REST). */
+static void h_v2_live(rt_req *req, void *ud)
+{
+	(void)ud;
+	reply_json_text(req, 200, "{\"live\":true}");
+}
+
+static void h_v2_ready(rt_req *req, void *ud)
+{
+	rt_server *srv = ud;
+	if (srv->draining)
+		reply_json_text(req, 503, "{\"ready\":false}");
+	else
+		reply_json_text(req, 200, "{\"ready\":true}");
+}
+
+static void h_metrics(rt_req *req, void *ud)
+{
+	rt_server *srv = ud;
+	char *text;
+	size_t len;
+	rt_metric_set(srv->m_connections, rt_http_open_connections(srv->http), 0, NULL);
+	if (srv->sched)
+		rt_sched_update_gauges(srv->sched);
+	if (rt_metrics_render(srv->metrics, &text, &len) < 0) {
+		rt_req_reply_error(req, 500, "out of memory rendering metrics");
+		return;
+	}
+	rt_req_reply(req, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
+	free(text);
+}
+
+int rt_api_register(rt_server *srv)
+{
+	static const rt_route_def routes[] = {
+		{"GET", "/healthz", h_healthz},
+		{"GET", "/readyz", h_readyz},
+		{"GET", "/v2/health/live", h_v2_live},
+		{"GET", "/v2/health/ready", h_v2_ready},
+		{"GET", "/metrics", h_metrics},
+	};
+	int rc = rt_router_add_all(srv->router, routes, sizeof routes / sizeof routes[0], srv);
+	if (rc < 0)
+		return rc;
+	rc = rt_api_fn_register(srv);
+	if (rc == 0)
+		rc = rt_api_v2_register(srv);
+	if (rc == 0)
+		rc = rt_api_jobs_register(srv);
+	if (rc == 0)
+		rc = rt_api_keys_register(srv);
+	if (rc == 0)
+		rc = rt_api_openai_register(srv);
+	if (rc == 0)
+		rc = rt_api_upload_register(srv);
+	return rc;
+}

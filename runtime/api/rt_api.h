@@ -1,0 +1,65 @@
+/* rt_api.h — helpers shared by the HTTP API handlers (rt_api*.c) and their registration. */
+#ifndef THAW_RT_API_H
+#define THAW_RT_API_H
+#include <jansson.h>
+#include "runtime/rt_server.h"
+
+/* rt_api_reply_json sends body (reference stolen) as compact JSON with status. */
+void rt_api_reply_json(rt_req *req, int status, json_t *body);
+/* rt_api_parse_body parses the request body as JSON, on the calling thread, within the
+ * bounded-JSON budget (runtime/base/rt_json.h); on failure replies 400 (naming line and column) or
+ * 413 (too costly a tree) and returns NULL. The caller owns the result. For bodies that may
+ * be large, rt_api_parse_body_then keeps the loop free. */
+json_t *rt_api_parse_body(rt_req *req);
+/* Large work off the loop thread. Request bodies of at least RT_API_INLINE_BYTES (and every
+ * compressed V2 body) are parsed, and answers of requests that large serialized, on libuv's
+ * threadpool, at most RT_API_WORKERS jobs at a time (the pool also runs cold-start restores,
+ * which must not wait behind parses); further jobs wait in order. Smaller ones run inline,
+ * so their behaviour and timing are those of a plain handler. */
+#define RT_API_INLINE_BYTES ((size_t)256 << 10)
+#define RT_API_WORKERS 1
+
+/* rt_api_offload runs work(arg) — on a threadpool thread when big is set, else at once on
+ * the caller's (loop) thread — then done(arg, gone) on the loop thread. gone is 1 when the
+ * client had already left when the job was due to start: work was skipped, and done must
+ * still answer req (it stays valid until answered). work must not touch the loop, the
+ * connection or req other than reading its body. When a job cannot be queued, it runs
+ * inline. */
+void rt_api_offload(rt_server *srv, rt_req *req, int big, void (*work)(void *arg),
+		    void (*done)(void *arg, int gone), void *arg);
+
+/* rt_api_body_fn continues a handler once its JSON body is parsed (loop thread; body is a new
+ * reference owned by the callee). */
+typedef void (*rt_api_body_fn)(rt_req *req, json_t *body, void *ud);
+
+/* rt_api_parse_body_then parses req's body as rt_api_parse_body does (within the bounded-JSON
+ * budget of runtime/base/rt_json.h: 413 when its tree would cost more), off the loop thread when
+ * it is large, then calls fn(req, body, ud) on the loop thread. On a parse error, or when the
+ * client left meanwhile (499), it answers req itself and fn is not called. */
+void rt_api_parse_body_then(rt_server *srv, rt_req *req, rt_api_body_fn fn, void *ud);
+
+/* rt_api_version parses a revision named in a route (Triton's /versions/{v}): digits only,
+ * 1..RT_MANIFEST_REV_MAX, into *rev; 0 or -EINVAL. */
+int rt_api_version(const char *s, uint32_t *rev);
+/* rt_api_kind_known reports whether a function kind is registered (manifest validation). */
+int rt_api_kind_known(const char *kind, void *ud);
+
+/* Route registration of each API part; 0 or a negative errno. */
+int rt_api_fn_register(rt_server *srv);
+int rt_api_v2_register(rt_server *srv);
+int rt_api_jobs_register(rt_server *srv);
+int rt_api_keys_register(rt_server *srv);   /* rt_api_keys.c: /v1/keys (admin) */
+int rt_api_openai_register(rt_server *srv);
+int rt_api_upload_register(rt_server *srv); /* rt_api_upload.c: /v1/snapshots, /v1/data (admin) */
+
+/* Uploads (rt_api_upload.c). rt_api_upload_head runs in the head hook after the access gate:
+ * for PUT /v1/snapshots/{snapshot} and PUT /v1/data/{file} it checks the name, the size
+ * (--max-upload: 413), the free disk (507), whether a deployed revision uses the snapshot
+ * (409 unless ?force=1) and the number of uploads under way (503), then streams the body into
+ * a temporary file (rt_req_body_sink). Returns 1 when it answered, 0 otherwise (other routes
+ * too). */
+#define RT_UPLOAD_MAX_ACTIVE 4
+int rt_api_upload_head(rt_server *srv, rt_req *req); /* rt_api_openai.c: /v1/models, /v1/completions,
+					      * /v1/chat/completions (OpenAI-compatible) */
+
+#endif

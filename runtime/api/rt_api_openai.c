@@ -1,0 +1,1761 @@
+/* rt_api_openai.c — OpenAI-compatible serving for `llama` functions (issue 8, "Serving LLMs
+ * the way clients expect"): GET /v1/models, GET /v1/models/{model}, POST /v1/completions and
+ * POST /v1/chat/completions, with `stream: true` as server-sent events. docs/api.md is the
+ * reference.
+ *
+ * model = function name. The snapshot of the revision the traffic split picks must carry a
+ * tokenizer (thaw snapshot pack takes tokenizer.json / tokenizer_config.json): the prompt (or
+ * the chat messages, through the tokenizer's chat template) is encoded here, the llama kind
+ * runs on token ids through the scheduler (rt_sched_invoke_stream), and every generated token
+ * comes back on the loop thread (the kind emits {"token": id} on its lane; a uv_async_t hands
+ * the ids over) to be decoded incrementally (fn_tok_stream). Stop strings are matched on the
+ * decoded text; the text is cut before the first match and the generation is stopped early
+ * (the emit callback tells the kind the receiver is done). A streamed response holds back the
+ * last (longest stop string - 1) bytes until it is sure they do not begin a stop string.
+ *
+ * Errors are OpenAI error objects {"error": {"message", "type", "param", "code"}}: 400
+ * invalid_request_error (bad JSON, fields, prompt too long for the context, token ids outside
+ * the vocabulary, no tokenizer), 401/403/429 from the access gate (rt_access.c answers these
+ * routes in the same shape), 404 model_not_found, 503/504 server_error. The access gate lets
+ * any valid key reach the completion handlers; the handler then checks invoke:<model>
+ * (rt_access_check_fn). A snapshot's tokenizer is loaded once, on the libuv thread pool (the
+ * request waits, the loop does not), and kept in a small cache keyed by the file's identity.
+ * Bodies are bounded before they are parsed (oa_scan: depth, element counts, the tree's
+ * estimated size) and every number is range-checked (docs/api.md, "Limits"); a large body is
+ * measured, parsed and tokenized on the thread pool so the loop keeps answering probes.
+ * Loop thread only, except oa_emit (the lane's thread) and scan_step / parse_step /
+ * prep_step (the thread pool, or the loop for small bodies). */
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <jansson.h>
+#include "functions/fn_tok.h"
+#include "runtime/access/rt_access.h"
+#include "runtime/api/rt_api.h"
+#include "runtime/base/rt_json.h"
+#include "runtime/base/rt_log.h"
+#include "runtime/store/rt_manifest.h"
+#include "runtime/store/rt_registry.h"
+#include "runtime/sched/rt_sched.h"
+#include "runtime/tok/rt_tok.h"
+#include "snapshot/snap.h"
+
+#define OA_MAX_STOP 4            /* stop strings (OpenAI's limit) */
+#define OA_STOP_MAX_BYTES 256    /* bytes of one stop string */
+#define OA_MAX_STOP_IDS 24       /* token ids that end a generation */
+#define OA_CACHE 8               /* snapshots whose tokenizer is kept loaded */
+#define OA_DEFAULT_CTX 4096      /* as the llama kind: metadata max_context default */
+
+/* ---- OpenAI error objects ---- */
+
+static const char *status_type(int status)
+{
+	switch (status) {
+	case 401: return "authentication_error";
+	case 403: return "permission_error";
+	case 404: return "invalid_request_error";
+	case 429: return "rate_limit_error";
+	default: return status < 500 ? "invalid_request_error" : "server_error";
+	}
+}
+
+static json_t *error_obj(int status, const char *param, const char *code, const char *msg)
+{
+	return json_pack("{s:{s:s,s:s,s:o,s:o}}", "error", "message", msg, "type",
+			 status_type(status), "param", param ? json_string(param) : json_null(),
+			 "code", code ? json_string(code) : json_null());
+}
+
+static void oa_error(rt_req *req, int status, const char *param, const char *code,
+		     const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+static void oa_error(rt_req *req, int status, const char *param, const char *code,
+		     const char *fmt, ...)
+{
+	char msg[600];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	if (req->route && !strncmp(req->route, "/v2/", 4)) {   /* generate: Triton's {"error": msg} */
+		rt_req_reply_error(req, status, "%s", msg);
+		return;
+	}
+	json_t *o = error_obj(status, param, code, msg);
+	if (!o) {   /* a message that is not valid UTF-8 cannot happen with our texts */
+		rt_req_reply_error(req, 500, "out of memory");
+		return;
+	}
+	rt_api_reply_json(req, status, o);
+}
+
+/* ---- models: tokenizer and limits per snapshot (cached by path, inode, size, mtime) ---- */
+
+typedef struct oa_model {
+	char path[RT_MANIFEST_PATH_MAX];
+	dev_t dev;
+	ino_t ino;
+	off_t size;
+	struct timespec mtime;
+	fn_tok *tok;                 /* NULL when the snapshot has none (err says why) */
+	int err_rc;
+	char err[300];
+	int64_t ctx, vocab;          /* context positions and vocabulary of the model */
+	int32_t eos[8];              /* config eos_token_id(s) */
+	int n_eos;
+	int refs;                    /* the cache holds one; each generation one */
+	uint64_t used;
+} oa_model;
+
+static pthread_mutex_t cache_mu = PTHREAD_MUTEX_INITIALIZER;
+static oa_model *cache[OA_CACHE];
+static uint64_t cache_clock;
+
+static void model_unref(oa_model *m)
+{
+	if (!m)
+		return;
+	pthread_mutex_lock(&cache_mu);
+	int last = --m->refs == 0;
+	pthread_mutex_unlock(&cache_mu);
+	if (last) {
+		fn_tok_free(m->tok);
+		free(m);
+	}
+}
+
+static double cfg_num(const json_t *o, const char *k, double def)
+{
+	const json_t *v = json_object_get(o, k);
+	return json_is_number(v) ? json_number_value(v) : def;
+}
+
+/* reads what the handlers need from a snapshot: tokenizer, context, vocabulary, eos ids */
+static oa_model *model_read(const char *path, const struct stat *st)
+{
+	oa_model *m = calloc(1, sizeof *m);
+	if (!m)
+		return NULL;
+	snprintf(m->path, sizeof m->path, "%s", path);
+	m->dev = st->st_dev;
+	m->ino = st->st_ino;
+	m->size = st->st_size;
+	m->mtime = st->st_mtim;
+	m->refs = 1;
+	snap_file *f = NULL;
+	char err[256];
+	if (snap_open(&f, path, err, sizeof err) < 0) {
+		m->err_rc = -EIO;
+		snprintf(m->err, sizeof m->err, "snapshot unreadable: %s", err);
+		return m;
+	}
+	json_t *meta = json_loads(snap_metadata_json(f), 0, NULL);
+	const json_t *c = json_object_get(meta, "config");
+	if (!json_is_object(c))
+		c = meta;
+	double maxpos = cfg_num(c, "max_position_embeddings", 2048);
+	double cap = cfg_num(meta, "max_context", OA_DEFAULT_CTX);
+	if (maxpos >= 1 && maxpos < cap)
+		cap = maxpos;
+	m->ctx = cap >= 1 && cap < 1e9 ? (int64_t)cap : OA_DEFAULT_CTX;
+	double v = cfg_num(c, "vocab_size", 0);
+	m->vocab = v >= 1 && v < 1e9 ? (int64_t)v : 0;
+	const json_t *eos = json_object_get(c, "eos_token_id");
+	if (json_is_integer(eos))
+		m->eos[m->n_eos++] = (int32_t)json_integer_value(eos);
+	for (size_t i = 0; json_is_array(eos) && i < json_array_size(eos) && m->n_eos < 8; i++)
+		if (json_is_integer(json_array_get(eos, i)))
+			m->eos[m->n_eos++] = (int32_t)json_integer_value(json_array_get(eos, i));
+	int rc = rt_tok_from_file(f, meta, &m->tok, err, sizeof err);   /* attachment, else meta */
+	snap_close(f);
+	json_decref(meta);
+	if (rc < 0) {
+		m->tok = NULL;
+		m->err_rc = rc;
+		snprintf(m->err, sizeof m->err, "%s", err);
+	}
+	return m;
+}
+
+static int model_matches(const oa_model *m, const char *path, const struct stat *st)
+{
+	return m && strcmp(m->path, path) == 0 && m->dev == st->st_dev && m->ino == st->st_ino &&
+	       m->size == st->st_size && m->mtime.tv_sec == st->st_mtim.tv_sec &&
+	       m->mtime.tv_nsec == st->st_mtim.tv_nsec;
+}
+
+/* the cached model of the snapshot file (path, as stat says it is now): a new reference, or
+ * NULL when it is not loaded */
+static oa_model *model_find(const char *path, const struct stat *st)
+{
+	oa_model *found = NULL;
+	pthread_mutex_lock(&cache_mu);
+	for (int i = 0; i < OA_CACHE && !found; i++)
+		if (model_matches(cache[i], path, st)) {
+			found = cache[i];
+			found->refs++;
+			found->used = ++cache_clock;
+		}
+	pthread_mutex_unlock(&cache_mu);
+	return found;
+}
+
+/* puts m (model_read's, reference taken over) into the cache, dropping the least recently
+ * used entry; returns the caller's reference to the cached model (an equal one loaded by a
+ * concurrent request wins, m is then released) */
+static oa_model *model_insert(oa_model *m)
+{
+	struct stat st = {.st_dev = m->dev, .st_ino = m->ino, .st_size = m->size, .st_mtim = m->mtime};
+	oa_model *have = model_find(m->path, &st);
+	if (have) {
+		model_unref(m);
+		return have;
+	}
+	pthread_mutex_lock(&cache_mu);
+	int slot = 0;
+	for (int i = 0; i < OA_CACHE; i++)
+		if (!cache[i] || (cache[slot] && cache[i]->used < cache[slot]->used))
+			slot = i;
+	oa_model *old = cache[slot];
+	cache[slot] = m;
+	m->refs++;
+	m->used = ++cache_clock;
+	pthread_mutex_unlock(&cache_mu);
+	model_unref(old);
+	return m;
+}
+
+/* ---- refusals prepared off the loop: status, param, code and message, replied later ---- */
+
+typedef struct oa_fail {
+	int status;                  /* 0: none */
+	char param[64];              /* "": null */
+	const char *code;            /* a literal, or NULL */
+	char msg[600];
+} oa_fail;
+
+static void fail_set(oa_fail *f, int status, const char *param, const char *code,
+		     const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+static void fail_set(oa_fail *f, int status, const char *param, const char *code,
+		     const char *fmt, ...)
+{
+	va_list ap;
+	f->status = status;
+	snprintf(f->param, sizeof f->param, "%s", param ? param : "");
+	f->code = code;
+	va_start(ap, fmt);
+	vsnprintf(f->msg, sizeof f->msg, fmt, ap);
+	va_end(ap);
+}
+
+/* ---- bounded parsing: a body is measured before jansson builds it ----
+ * oa_scan is rt_json_check with the OpenAI rules: more than OA_MAX_DEPTH levels, arrays longer
+ * than their member's cap, objects of more than OA_MAX_MEMBERS members, numbers jansson
+ * refuses, and a tree over rt_json_budget (the one budget of every JSON route) are refused,
+ * naming the field. */
+
+#define OA_MAX_DEPTH 16              /* OpenAI bodies nest 4 deep */
+#define OA_MAX_ARRAY 131072          /* one array's elements: prompt token ids (a 128k context) */
+#define OA_MAX_MESSAGES 8192         /* chat messages */
+#define OA_MAX_PARTS 1024            /* content parts of one message */
+#define OA_MAX_MEMBERS 64            /* members of one object */
+#define OA_INLINE_BYTES (16u << 10)  /* bodies up to this are parsed on the loop thread */
+#define OA_PROMPT_BYTES_PER_TOKEN 16 /* a text of more bytes per context position cannot fit */
+
+/* 0, or -EINVAL (400) / -E2BIG (413) with *f naming the limit and the member it was hit in.
+ * model (mcap bytes) gets the top-level "model" string when it is plain (no escapes) and
+ * fits, else "" */
+static int oa_scan(const char *b, size_t n, oa_fail *f, char *model, size_t mcap)
+{
+	static const rt_json_cap caps[] = {{"stop", OA_MAX_STOP}, {"stop_words", OA_MAX_STOP},
+					   {"messages", OA_MAX_MESSAGES}, {"content", OA_MAX_PARTS}};
+	const rt_json_rules rules = {OA_MAX_DEPTH, OA_MAX_MEMBERS, OA_MAX_ARRAY, caps,
+				     (int)(sizeof caps / sizeof caps[0]), 1, 1, "model", model, mcap};
+	rt_json_stats st;
+	rt_json_fail jf;
+	int rc = rt_json_check(b, n, NULL, 0, &rules, &st, &jf);
+	if (rc < 0)
+		fail_set(f, jf.status, jf.field[0] ? jf.field : NULL, jf.code, "%s", jf.msg);
+	return rc;
+}
+
+/* ---- request fields ---- */
+
+typedef struct oa_params {
+	int chat;
+	char model[RT_MANIFEST_NAME_MAX + 1];
+	long long max_tokens;        /* -1: not given */
+	double temperature, top_p;
+	long long seed;
+	int has_seed;
+	char stop[OA_MAX_STOP][OA_STOP_MAX_BYTES + 1];
+	size_t stop_len[OA_MAX_STOP];
+	int n_stop;
+	int stream, include_usage;
+	int gen;                     /* Triton's generate extension (/v2/models/{m}/generate) */
+	const json_t *prompt;        /* borrowed from the body */
+	const json_t *messages;
+} oa_params;
+
+/* fields accepted only at their neutral value */
+static int neutral(const char *k, const json_t *v)
+{
+	if (json_is_null(v))
+		return 1;
+	if (!strcmp(k, "frequency_penalty") || !strcmp(k, "presence_penalty"))
+		return json_is_number(v) && json_number_value(v) == 0;
+	if (!strcmp(k, "best_of") || !strcmp(k, "n"))
+		return json_is_integer(v) && json_integer_value(v) == 1;
+	if (!strcmp(k, "echo") || !strcmp(k, "logprobs"))
+		return json_is_false(v);
+	if (!strcmp(k, "logit_bias"))
+		return json_is_object(v) && json_object_size(v) == 0;
+	if (!strcmp(k, "suffix"))
+		return json_is_string(v) && json_string_length(v) == 0;
+	return 0;
+}
+
+static int num_field(const json_t *body, const char *k, double lo, double hi, int lo_open,
+		     double def, double *out, char *err, size_t errlen)
+{
+	const json_t *v = json_object_get(body, k);
+	if (!v || json_is_null(v)) {
+		*out = def;
+		return 0;
+	}
+	double x = json_is_number(v) ? json_number_value(v) : NAN;
+	if (!(lo_open ? x > lo : x >= lo) || !(x <= hi)) {
+		snprintf(err, errlen, "'%s' must be a number %s %g and <= %g", k, lo_open ? ">" : ">=",
+			 lo, hi);
+		return -EINVAL;
+	}
+	*out = x;
+	return 0;
+}
+
+/* validates the body of a completion (chat = 0) or chat completion; 0 or -EINVAL with the
+ * offending field in *param and a message in err */
+static int parse_params(const json_t *body, int chat, oa_params *p, const char **param,
+			char *err, size_t errlen)
+{
+	static const char *const common[] = {"model", "max_tokens", "temperature", "top_p", "seed",
+		"stop", "n", "stream", "stream_options", "user", "frequency_penalty",
+		"presence_penalty", "logit_bias", "logprobs", NULL};
+	static const char *const comp_only[] = {"prompt", "echo", "best_of", "suffix", NULL};
+	static const char *const chat_only[] = {"messages", "max_completion_tokens", NULL};
+	memset(p, 0, sizeof *p);
+	p->chat = chat;
+	*param = NULL;
+	if (!json_is_object(body)) {
+		snprintf(err, errlen, "the request body must be a JSON object");
+		return -EINVAL;
+	}
+	const char *k;
+	const json_t *v;
+	json_object_foreach((json_t *)body, k, v) {
+		int known = 0;
+		for (int i = 0; common[i] && !known; i++)
+			known = !strcmp(common[i], k);
+		for (int i = 0; !known && (chat ? chat_only : comp_only)[i]; i++)
+			known = !strcmp((chat ? chat_only : comp_only)[i], k);
+		if (!known) {
+			*param = k;
+			snprintf(err, errlen, "Unrecognized request argument supplied: %s", k);
+			return -EINVAL;
+		}
+		static const char *const fixed[] = {"n", "frequency_penalty", "presence_penalty",
+			"logit_bias", "logprobs", "echo", "best_of", "suffix", NULL};
+		for (int i = 0; fixed[i]; i++)
+			if (!strcmp(fixed[i], k) && !neutral(k, v)) {
+				*param = k;
+				snprintf(err, errlen, "'%s' is not supported: only its default (%s) is", k,
+					 !strcmp(k, "n") || !strcmp(k, "best_of") ? "1" :
+					 !strcmp(k, "logprobs") || !strcmp(k, "echo") ? "false or null" :
+					 !strcmp(k, "logit_bias") ? "{} or null" :
+					 !strcmp(k, "suffix") ? "\"\" or null" : "0");
+				return -EINVAL;
+			}
+	}
+	v = json_object_get(body, "model");
+	*param = "model";
+	if (!json_is_string(v) || json_string_length(v) == 0) {
+		snprintf(err, errlen, "you must provide a model parameter (a function name)");
+		return -EINVAL;
+	}
+	snprintf(p->model, sizeof p->model, "%s", json_string_value(v));
+	if (json_string_length(v) > RT_MANIFEST_NAME_MAX)
+		p->model[0] = 0;   /* cannot exist: 404 */
+	p->max_tokens = -1;
+	static const char *const mt_keys[] = {"max_tokens", "max_completion_tokens"};
+	for (int i = 0; i < (chat ? 2 : 1); i++) {
+		v = json_object_get(body, mt_keys[i]);
+		if (!v || json_is_null(v))
+			continue;
+		*param = mt_keys[i];
+		if (!json_is_integer(v) || json_integer_value(v) < 1 ||
+		    json_integer_value(v) > 1 << 30) {
+			snprintf(err, errlen, "'%s' must be an integer >= 1", mt_keys[i]);
+			return -EINVAL;
+		}
+		p->max_tokens = json_integer_value(v);
+	}
+	if (!chat && p->max_tokens < 0)
+		p->max_tokens = 16;
+	*param = "temperature";
+	if (num_field(body, "temperature", 0, 2, 0, 1, &p->temperature, err, errlen) < 0)
+		return -EINVAL;
+	*param = "top_p";
+	if (num_field(body, "top_p", 0, 1, 1, 1, &p->top_p, err, errlen) < 0)
+		return -EINVAL;
+	v = json_object_get(body, "seed");
+	*param = "seed";
+	if (v && !json_is_null(v)) {
+		if (!json_is_integer(v)) {
+			snprintf(err, errlen, "'seed' must be an integer");
+			return -EINVAL;
+		}
+		p->seed = json_integer_value(v);
+		p->has_seed = 1;
+	}
+	v = json_object_get(body, "stop");
+	*param = "stop";
+	if (json_is_string(v) || json_is_array(v)) {
+		size_t n = json_is_string(v) ? 1 : json_array_size(v);
+		if (n > OA_MAX_STOP) {
+			snprintf(err, errlen, "'stop' takes at most %d strings", OA_MAX_STOP);
+			return -EINVAL;
+		}
+		for (size_t i = 0; i < n; i++) {
+			const json_t *s = json_is_string(v) ? v : json_array_get(v, i);
+			if (!json_is_string(s) || json_string_length(s) == 0 ||
+			    json_string_length(s) > OA_STOP_MAX_BYTES) {
+				snprintf(err, errlen, "'stop' must be a string or an array of strings, each "
+					 "1 to %d bytes", OA_STOP_MAX_BYTES);
+				return -EINVAL;
+			}
+			memcpy(p->stop[p->n_stop], json_string_value(s), json_string_length(s));
+			p->stop[p->n_stop][json_string_length(s)] = 0;
+			p->stop_len[p->n_stop++] = json_string_length(s);
+		}
+	} else if (v && !json_is_null(v)) {
+		snprintf(err, errlen, "'stop' must be a string or an array of strings");
+		return -EINVAL;
+	}
+	v = json_object_get(body, "stream");
+	*param = "stream";
+	if (v && !json_is_boolean(v) && !json_is_null(v)) {
+		snprintf(err, errlen, "'stream' must be true or false");
+		return -EINVAL;
+	}
+	p->stream = json_is_true(v);
+	v = json_object_get(body, "stream_options");
+	*param = "stream_options";
+	if (v && !json_is_null(v)) {
+		const json_t *iu = json_object_get(v, "include_usage");
+		if (!json_is_object(v) || json_object_size(v) != (iu ? 1u : 0u) ||
+		    (iu && !json_is_boolean(iu))) {
+			snprintf(err, errlen, "'stream_options' must be {\"include_usage\": true|false}");
+			return -EINVAL;
+		}
+		if (!p->stream) {
+			snprintf(err, errlen, "'stream_options' is only allowed when 'stream' is true");
+			return -EINVAL;
+		}
+		p->include_usage = json_is_true(iu);
+	}
+	v = json_object_get(body, "user");
+	*param = "user";
+	if (v && !json_is_string(v) && !json_is_null(v)) {
+		snprintf(err, errlen, "'user' must be a string");
+		return -EINVAL;
+	}
+	if (chat) {
+		p->messages = json_object_get(body, "messages");
+		*param = "messages";
+		if (!json_is_array(p->messages) || json_array_size(p->messages) == 0) {
+			snprintf(err, errlen, "'messages' must be a non-empty array of messages");
+			return -EINVAL;
+		}
+	} else {
+		p->prompt = json_object_get(body, "prompt");
+		*param = "prompt";
+		if (!p->prompt || json_is_null(p->prompt)) {
+			snprintf(err, errlen, "you must provide a prompt");
+			return -EINVAL;
+		}
+	}
+	*param = NULL;
+	return 0;
+}
+
+/* ---- prompt -> token ids ---- */
+
+typedef struct oa_ids {
+	int32_t *v;
+	size_t n;
+} oa_ids;
+
+/* an array of integers: token ids as given (checked against the vocabulary later); more
+ * than max_ids of them: -E2BIG */
+static int ids_from_array(const json_t *a, size_t max_ids, oa_ids *ids, char *err,
+			  size_t errlen)
+{
+	size_t n = json_array_size(a);
+	if (n > max_ids) {
+		snprintf(err, errlen, "you requested %zu tokens in the prompt alone. Please reduce the "
+			 "length of the prompt.", n);
+		return -E2BIG;
+	}
+	ids->v = malloc((n ? n : 1) * sizeof *ids->v);
+	if (!ids->v)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		const json_t *e = json_array_get(a, i);
+		if (!json_is_integer(e) || json_integer_value(e) < 0 ||
+		    json_integer_value(e) > INT32_MAX) {
+			snprintf(err, errlen, "prompt[%zu]: a token id must be a non-negative integer", i);
+			return -EINVAL;
+		}
+		ids->v[i] = (int32_t)json_integer_value(e);
+	}
+	ids->n = n;
+	return 0;
+}
+
+/* encodes text; one of more than max_bytes: -E2BIG (it cannot fit the context) */
+static int encode_text(const fn_tok *t, const char *s, size_t len, size_t max_bytes,
+		       int add_special, oa_ids *ids, char *err, size_t errlen)
+{
+	if (len > max_bytes) {
+		snprintf(err, errlen, "your prompt is %zu bytes, more than %d for each position of the "
+			 "context. Please reduce the length of the prompt.", len,
+			 OA_PROMPT_BYTES_PER_TOKEN);
+		return -E2BIG;
+	}
+	int rc = fn_tok_encode(t, s, len, add_special, &ids->v, &ids->n);
+	if (rc == -EINVAL)
+		snprintf(err, errlen, "the prompt is not valid UTF-8");
+	else if (rc < 0)
+		snprintf(err, errlen, "tokenizer: %s", strerror(-rc));
+	return rc;
+}
+
+/* completions: "text", ["text"], [ids...] or [[ids...]]; a text of more than max_bytes or more
+ * than max_ids ids: -E2BIG */
+static int prompt_ids(const fn_tok *t, const json_t *pr, size_t max_bytes, size_t max_ids,
+		      oa_ids *ids, char *err, size_t errlen)
+{
+	if (json_is_string(pr))
+		return encode_text(t, json_string_value(pr), json_string_length(pr), max_bytes, 1, ids,
+				   err, errlen);
+	if (json_is_array(pr) && json_array_size(pr) >= 1) {
+		const json_t *e0 = json_array_get(pr, 0);
+		if (json_array_size(pr) == 1 && json_is_string(e0))
+			return encode_text(t, json_string_value(e0), json_string_length(e0), max_bytes, 1,
+					   ids, err, errlen);
+		if (json_array_size(pr) == 1 && json_is_array(e0))
+			return ids_from_array(e0, max_ids, ids, err, errlen);
+		if (json_is_integer(e0))
+			return ids_from_array(pr, max_ids, ids, err, errlen);
+		if (json_is_string(e0) || json_is_array(e0)) {
+			snprintf(err, errlen, "only one prompt per request is supported (n = 1, no batches)");
+			return -EINVAL;
+		}
+	}
+	snprintf(err, errlen, "'prompt' must be a string, an array of one string, or an array of "
+		 "token ids");
+	return -EINVAL;
+}
+
+/* chat: messages -> template text -> ids */
+static int chat_ids(const fn_tok *t, const json_t *msgs, size_t max_bytes, oa_ids *ids,
+		    char *param, size_t plen, char *err, size_t errlen)
+{
+	size_t n = json_array_size(msgs);
+	fn_tok_msg *m = calloc(n, sizeof *m);
+	char **owned = calloc(n, sizeof *owned);
+	char *prompt = NULL;
+	int rc = -EINVAL;
+	size_t bytes = 0;   /* of all contents */
+	snprintf(param, plen, "messages");
+	if (!m || !owned) {
+		rc = -ENOMEM;
+		goto done;
+	}
+	for (size_t i = 0; i < n; i++) {
+		const json_t *o = json_array_get(msgs, i), *role = json_object_get(o, "role"),
+			     *content = json_object_get(o, "content");
+		snprintf(param, plen, "messages[%zu]", i);
+		if (!json_is_object(o) || !json_is_string(role)) {
+			snprintf(err, errlen, "messages[%zu]: must be an object with a string 'role'", i);
+			goto done;
+		}
+		const char *k;
+		const json_t *v;
+		json_object_foreach((json_t *)o, k, v)
+			if (strcmp(k, "role") && strcmp(k, "content") && strcmp(k, "name")) {
+				snprintf(err, errlen, "messages[%zu]: field '%s' is not supported", i, k);
+				goto done;
+			}
+		const char *r = json_string_value(role);
+		if (!strcmp(r, "developer"))
+			r = "system";
+		if (strcmp(r, "system") && strcmp(r, "user") && strcmp(r, "assistant")) {
+			snprintf(err, errlen, "messages[%zu]: role '%s' is not supported (system, user, "
+				 "assistant)", i, json_string_value(role));
+			goto done;
+		}
+		m[i].role = r;
+		bytes += json_string_length(content);   /* 0 when it is not a string */
+		if (json_is_string(content) && bytes > max_bytes)
+			goto too_long;
+		if (json_is_string(content)) {
+			m[i].content = json_string_value(content);
+			continue;
+		}
+		if (!json_is_array(content)) {
+			snprintf(err, errlen, "messages[%zu]: 'content' must be a string or an array of "
+				 "text parts", i);
+			goto done;
+		}
+		size_t total = 1;
+		for (size_t j = 0; j < json_array_size(content); j++) {
+			const json_t *part = json_array_get(content, j);
+			const char *ty = json_string_value(json_object_get(part, "type"));
+			const json_t *tx = json_object_get(part, "text");
+			if (!ty || strcmp(ty, "text") != 0 || !json_is_string(tx)) {
+				snprintf(err, errlen, "messages[%zu].content[%zu]: only {\"type\": \"text\", "
+					 "\"text\": \"...\"} parts are supported", i, j);
+				goto done;
+			}
+			total += json_string_length(tx);
+		}
+		bytes += total - 1;
+		if (bytes > max_bytes)
+			goto too_long;
+		owned[i] = malloc(total);
+		if (!owned[i]) {
+			rc = -ENOMEM;
+			goto done;
+		}
+		size_t off = 0;
+		for (size_t j = 0; j < json_array_size(content); j++) {
+			const json_t *tx = json_object_get(json_array_get(content, j), "text");
+			memcpy(owned[i] + off, json_string_value(tx), json_string_length(tx));
+			off += json_string_length(tx);
+		}
+		owned[i][off] = 0;
+		m[i].content = owned[i];
+	}
+	snprintf(param, plen, "messages");
+	rc = fn_tok_chat(t, m, n, &prompt, err, errlen);
+	if (rc == -ENOTSUP) {
+		snprintf(err, errlen, "this model's tokenizer has no chat template thaw can render "
+			 "(llama-2, llama-3 or ChatML): use /v1/completions");
+		snprintf(param, plen, "model");
+	} else if (rc == -ENOMEM) {
+		snprintf(err, errlen, "out of memory");
+	} else if (rc == 0) {   /* the template adds a bounded number of bytes a message */
+		rc = encode_text(t, prompt, strlen(prompt), SIZE_MAX, 0, ids, err, errlen);
+	}
+	goto done;
+too_long:
+	snprintf(param, plen, "messages");
+	snprintf(err, errlen, "your messages hold more than %zu bytes of content, more than %d for "
+		 "each position of the context. Please reduce the length of the messages.", max_bytes,
+		 OA_PROMPT_BYTES_PER_TOKEN);
+	rc = -E2BIG;
+done:
+	for (size_t i = 0; owned && i < n; i++)
+		free(owned[i]);
+	free(owned);
+	free(m);
+	free(prompt);
+	return rc;
+}
+
+/* ---- a running generation ---- */
+
+typedef struct oa_gen {
+	rt_server *srv;
+	rt_req *req;
+	oa_model *model;
+	oa_params p;
+	char id[48];
+	int64_t created;
+	uint32_t rev;
+	size_t prompt_tokens;
+	int32_t stop_ids[OA_MAX_STOP_IDS];
+	int n_stop_ids;
+	size_t max_stop;             /* longest stop string */
+	fn_tok_stream *ts;
+	char *text;                  /* decoded text so far (cut at a stop string) */
+	size_t len, cap, sent, scan_from;
+	size_t ntok;                 /* tokens received from the kind */
+	int done;                    /* a stop string matched: finish_reason "stop" */
+	int gone;                    /* the client went away */
+	int failed;                  /* decoding failed (500) */
+	int streaming;               /* stream head sent */
+	/* handed over from the lane (oa_emit) under mu */
+	pthread_mutex_t mu;
+	uv_async_t async;
+	int32_t *pend;
+	size_t npend, cappend;
+	int refuse;                  /* tell the kind to stop */
+	int lost;                    /* a token could not be queued (out of memory) */
+} oa_gen;
+
+static void gen_closed(uv_handle_t *h)
+{
+	oa_gen *g = h->data;
+	fn_tok_stream_free(g->ts);
+	model_unref(g->model);
+	pthread_mutex_destroy(&g->mu);
+	free(g->pend);
+	free(g->text);
+	free(g);
+}
+
+/* oa_emit: the kind's per-token chunk {"token": id}, on the lane thread */
+static int oa_emit(void *ctx, json_t *chunk)
+{
+	oa_gen *g = ctx;
+	const json_t *t = json_object_get(chunk, "token");
+	if (!json_is_integer(t))
+		return 0;
+	pthread_mutex_lock(&g->mu);
+	int rc = g->refuse;
+	if (!rc && g->npend == g->cappend) {
+		size_t cap = g->cappend ? g->cappend * 2 : 64;
+		int32_t *n = realloc(g->pend, cap * sizeof *n);
+		if (n) {
+			g->pend = n;
+			g->cappend = cap;
+		}
+	}
+	if (!rc && g->npend < g->cappend)
+		g->pend[g->npend++] = (int32_t)json_integer_value(t);
+	else if (!rc)
+		rc = g->lost = 1;   /* the text would miss a token: stop, the result is a 500 */
+	pthread_mutex_unlock(&g->mu);
+	if (!rc)
+		uv_async_send(&g->async);
+	return rc;
+}
+
+static int sse_send(oa_gen *g, json_t *obj)
+{
+	char *s = obj ? json_dumps(obj, JSON_COMPACT) : NULL;
+	json_decref(obj);
+	if (!s)
+		return -ENOMEM;
+	size_t l = strlen(s);
+	char *buf = malloc(l + 9);
+	if (!buf) {
+		free(s);
+		return -ENOMEM;
+	}
+	memcpy(buf, "data: ", 6);
+	memcpy(buf + 6, s, l);
+	memcpy(buf + 6 + l, "\n\n", 2);
+	int rc = rt_req_stream_write(g->req, buf, l + 8);
+	free(buf);
+	free(s);
+	if (rc == -EPIPE)
+		g->gone = 1;
+	return rc;
+}
+
+/* one streamed chunk: delta text (NULL for the role or final chunk), finish_reason or NULL */
+static json_t *chunk_obj(oa_gen *g, const char *text, size_t len, const char *finish, int role)
+{
+	json_t *choice;
+	if (g->p.gen) {   /* a generate_stream response: the new text (the last one: its reason) */
+		char v[16];
+		snprintf(v, sizeof v, "%u", g->rev);
+		json_t *o = json_pack("{s:s,s:s,s:o}", "model_name", g->p.model, "model_version", v,
+				      "text_output", json_stringn(text ? text : "", len));
+		if (o && finish)
+			json_object_set_new(o, "finish_reason", json_string(finish));
+		return o;
+	}
+	if (g->p.chat) {
+		json_t *delta = json_object();
+		if (role)
+			json_object_set_new(delta, "role", json_string("assistant"));
+		if (role || text)
+			json_object_set_new(delta, "content", json_stringn(text ? text : "", len));
+		choice = json_pack("{s:i,s:o,s:n,s:o}", "index", 0, "delta", delta, "logprobs",
+				   "finish_reason", finish ? json_string(finish) : json_null());
+	} else {
+		choice = json_pack("{s:o,s:i,s:n,s:o}", "text", json_stringn(text ? text : "", len),
+				   "index", 0, "logprobs", "finish_reason",
+				   finish ? json_string(finish) : json_null());
+	}
+	json_t *o = json_pack("{s:s,s:s,s:I,s:s,s:[o]}", "id", g->id, "object",
+			      g->p.chat ? "chat.completion.chunk" : "text_completion", "created",
+			      (json_int_t)g->created, "model", g->p.model, "choices", choice);
+	if (o && g->p.include_usage)
+		json_object_set_new(o, "usage", json_null());
+	return o;
+}
+
+static int stream_start(oa_gen *g)
+{
+	if (g->streaming)
+		return 0;
+	g->streaming = 1;
+	char r[16];
+	snprintf(r, sizeof r, "%u", g->rev);
+	rt_req_add_header(g->req, "Thaw-Revision", r);
+	rt_req_add_header(g->req, "X-Accel-Buffering", "no");
+	if (rt_req_stream_begin(g->req, 200, "text/event-stream") < 0) {
+		g->gone = 1;
+		return -EPIPE;
+	}
+	if (g->p.chat)
+		return sse_send(g, chunk_obj(g, NULL, 0, NULL, 1));
+	return 0;
+}
+
+/* sends text[sent, upto) as a delta (streaming) */
+static void flush_text(oa_gen *g, size_t upto)
+{
+	if (!g->p.stream || g->gone || upto <= g->sent)
+		return;
+	if (stream_start(g) < 0 || g->gone)
+		return;
+	sse_send(g, chunk_obj(g, g->text + g->sent, upto - g->sent, NULL, 0));
+	g->sent = upto;
+}
+
+/* looks for stop strings in the new text; sends what can no longer be part of one */
+static void scan(oa_gen *g, int final)
+{
+	size_t best = (size_t)-1;
+	for (int i = 0; i < g->p.n_stop; i++) {
+		size_t sl = g->p.stop_len[i];
+		if (g->len < sl)
+			continue;
+		const char *p = memmem(g->text + g->scan_from, g->len - g->scan_from, g->p.stop[i], sl);
+		if (p && (size_t)(p - g->text) < best)
+			best = (size_t)(p - g->text);
+	}
+	if (best != (size_t)-1) {
+		g->len = best;
+		g->done = 1;
+		flush_text(g, g->len);
+		return;
+	}
+	size_t hold = final || g->max_stop == 0 ? 0 : g->max_stop - 1;
+	size_t safe = g->len > hold ? g->len - hold : 0;
+	while (safe > g->sent && safe < g->len && ((unsigned char)g->text[safe] & 0xC0) == 0x80)
+		safe--;   /* never split a UTF-8 sequence */
+	g->scan_from = g->max_stop && g->len >= g->max_stop ? g->len - (g->max_stop - 1) : 0;
+	flush_text(g, safe);
+}
+
+static int append(oa_gen *g, const char *s, size_t l)
+{
+	if (g->len + l + 1 > g->cap) {
+		size_t cap = (g->len + l + 1) * 2;
+		char *n = realloc(g->text, cap);
+		if (!n)
+			return -ENOMEM;
+		g->text = n;
+		g->cap = cap;
+	}
+	memcpy(g->text + g->len, s, l);
+	g->len += l;
+	g->text[g->len] = 0;
+	return 0;
+}
+
+static void gen_token(oa_gen *g, int32_t id)
+{
+	if (g->done || g->failed)
+		return;
+	g->ntok++;
+	for (int i = 0; i < g->n_stop_ids; i++)
+		if (g->stop_ids[i] == id)
+			return;   /* ends the turn; its text is not part of the answer */
+	char *t = NULL;
+	size_t l = 0;
+	if (fn_tok_stream_push(g->ts, id, &t, &l) < 0 || append(g, t, l) < 0) {
+		free(t);
+		g->failed = 1;
+		return;
+	}
+	free(t);
+	if (l)
+		scan(g, 0);
+}
+
+/* moves the tokens the lane handed over into the text (loop thread) */
+static void drain(oa_gen *g)
+{
+	pthread_mutex_lock(&g->mu);
+	if (g->lost)
+		g->failed = 1;
+	pthread_mutex_unlock(&g->mu);
+	for (;;) {
+		int32_t buf[64];
+		size_t n;
+		pthread_mutex_lock(&g->mu);
+		n = g->npend < 64 ? g->npend : 64;
+		if (n) {   /* pend is NULL until the first token */
+			memcpy(buf, g->pend, n * sizeof *buf);
+			memmove(g->pend, g->pend + n, (g->npend - n) * sizeof *buf);
+			g->npend -= n;
+		}
+		pthread_mutex_unlock(&g->mu);
+		if (n == 0)
+			break;
+		for (size_t i = 0; i < n; i++)
+			gen_token(g, buf[i]);
+	}
+	if (g->done || g->gone || g->failed) {
+		pthread_mutex_lock(&g->mu);
+		g->refuse = 1;   /* the next emit tells the kind to stop */
+		pthread_mutex_unlock(&g->mu);
+	}
+}
+
+static void on_async(uv_async_t *a)
+{
+	drain(a->data);
+}
+
+static json_t *usage_obj(oa_gen *g)
+{
+	return json_pack("{s:I,s:I,s:I}", "prompt_tokens", (json_int_t)g->prompt_tokens,
+			 "completion_tokens", (json_int_t)g->ntok, "total_tokens",
+			 (json_int_t)(g->prompt_tokens + g->ntok));
+}
+
+/* the status a kind's or the scheduler's error gets here */
+static int fail_status(int st)
+{
+	if (st == 404 || st == 429 || st == 503 || st == 504)
+		return st;
+	return st >= 400 && st < 500 ? 400 : 500;
+}
+
+/* the end of a call: the kind's result (or error); replies and releases g */
+static void gen_result(rt_req *req, const char *function, uint32_t rev, json_t *out,
+		       const fn_error *err, void *ud)
+{
+	oa_gen *g = ud;
+	(void)function;
+	(void)req;
+	g->rev = rev;
+	drain(g);
+	const char *finish = "length";
+	int ok = out != NULL || g->done;
+	if (out && !g->done && !g->failed) {
+		/* tokens the kind did not emit (a kind without streaming) */
+		json_t *toks = json_object_get(out, "tokens");
+		for (size_t i = g->ntok; i < json_array_size(toks) && !g->done && !g->failed; i++)
+			gen_token(g, (int32_t)json_integer_value(json_array_get(toks, i)));
+		if (!g->done && !g->failed) {
+			char *t = NULL;
+			size_t l = 0;
+			if (fn_tok_stream_finish(g->ts, &t, &l) < 0 || append(g, t, l) < 0)
+				g->failed = 1;
+			free(t);
+			if (!g->failed)
+				scan(g, 1);
+		}
+		const char *fr = json_string_value(json_object_get(out, "finish_reason"));
+		if (fr && !strcmp(fr, "stop"))
+			finish = "stop";
+	}
+	if (g->done)
+		finish = "stop";
+	char r[16];
+	snprintf(r, sizeof r, "%u", rev);
+	if (g->failed) {
+		ok = 0;
+	}
+	if (g->p.stream && (g->streaming || ok)) {
+		if (!g->gone && stream_start(g) == 0 && !g->gone) {
+			if (ok) {
+				flush_text(g, g->len);
+				if (!g->gone)
+					sse_send(g, chunk_obj(g, NULL, 0, finish, 0));
+				if (!g->gone && g->p.include_usage && !g->p.gen) {
+					json_t *o = json_pack("{s:s,s:s,s:I,s:s,s:[],s:o}", "id", g->id, "object",
+							      g->p.chat ? "chat.completion.chunk" :
+							      "text_completion", "created",
+							      (json_int_t)g->created, "model", g->p.model,
+							      "choices", "usage", usage_obj(g));
+					sse_send(g, o);
+				}
+			} else {
+				int st = g->failed ? 500 : fail_status(err->status);
+				const char *em = g->failed ? "decoding the output failed" : err->msg;
+				sse_send(g, g->p.gen ? json_pack("{s:s}", "error", em)
+						     : error_obj(st, NULL, NULL, em));
+			}
+			if (!g->gone && !g->p.gen)   /* Triton's stream has no [DONE] sentinel */
+				rt_req_stream_write(g->req, "data: [DONE]\n\n", 14);
+		}
+		rt_req_stream_end(g->req);
+	} else if (!ok) {
+		rt_req_add_header(g->req, "Thaw-Revision", r);
+		if (g->failed)
+			oa_error(g->req, 500, NULL, NULL, "decoding the output failed");
+		else if (err->status == 404)
+			oa_error(g->req, 404, "model", "model_not_found", "%s", err->msg);
+		else if (err->status == 413)
+			oa_error(g->req, 400, NULL, "context_length_exceeded", "%s", err->msg);
+		else if (err->status == 499 || g->gone)   /* nobody reads it; the log says why */
+			oa_error(g->req, 499, NULL, "client_closed_request", "the client went away");
+		else
+			oa_error(g->req, fail_status(err->status), NULL, NULL, "%s", err->msg);
+	} else if (g->p.gen) {
+		rt_req_add_header(g->req, "Thaw-Revision", r);
+		json_t *o = json_pack("{s:s,s:s,s:o,s:s}", "model_name", g->p.model, "model_version", r,
+				      "text_output", json_stringn(g->text ? g->text : "", g->len),
+				      "finish_reason", finish);
+		if (o)
+			rt_api_reply_json(g->req, 200, o);
+		else
+			rt_req_reply_error(g->req, 500, "the output is not valid UTF-8");
+	} else {
+		rt_req_add_header(g->req, "Thaw-Revision", r);
+		json_t *choice;
+		if (g->p.chat)
+			choice = json_pack("{s:i,s:{s:s,s:o},s:n,s:s}", "index", 0, "message", "role",
+					   "assistant", "content", json_stringn(g->text ? g->text : "", g->len),
+					   "logprobs", "finish_reason", finish);
+		else
+			choice = json_pack("{s:o,s:i,s:n,s:s}", "text",
+					   json_stringn(g->text ? g->text : "", g->len), "index", 0,
+					   "logprobs", "finish_reason", finish);
+		json_t *o = json_pack("{s:s,s:s,s:I,s:s,s:[o],s:o}", "id", g->id, "object",
+				      g->p.chat ? "chat.completion" : "text_completion", "created",
+				      (json_int_t)g->created, "model", g->p.model, "choices", choice,
+				      "usage", usage_obj(g));
+		if (o)
+			rt_api_reply_json(g->req, 200, o);
+		else
+			oa_error(g->req, 500, NULL, NULL, "the output is not valid UTF-8");
+	}
+	g->req = NULL;
+	uv_close((uv_handle_t *)&g->async, gen_closed);
+}
+
+/* ---- handlers ---- */
+
+static void random_id(char *buf, size_t cap, const char *prefix)
+{
+	unsigned char b[12];
+	if (getrandom(b, sizeof b, 0) != (ssize_t)sizeof b) {
+		uint64_t x = rt_now_ns();
+		memcpy(b, &x, 8);
+		memset(b + 8, 0x5a, 4);
+	}
+	size_t o = (size_t)snprintf(buf, cap, "%s", prefix);
+	for (size_t i = 0; i < sizeof b && o + 2 < cap; i++, o += 2)
+		snprintf(buf + o, cap - o, "%02x", b[i]);
+}
+
+/* looks model up: its latest revision into *info; replies 404 (model_not_found) or, for a
+ * function of another kind, 400 (listing: 404) and returns -1 otherwise */
+static int find_llama(rt_req *req, rt_server *srv, const char *name, rt_revision_info *info,
+		      int listing)
+{
+	char err[256];
+	if (!name[0] || rt_manifest_name_valid(name, err, sizeof err) < 0 ||
+	    rt_registry_get(srv->reg, name, info) < 0) {
+		oa_error(req, 404, "model", "model_not_found",
+			 "The model '%s' does not exist (no function of that name is deployed)", name);
+		return -1;
+	}
+	if (strcmp(info->manifest.kind, "llama") != 0) {
+		oa_error(req, listing ? 404 : 400, "model", "model_not_supported",
+			 "The model '%s' is a '%s' function; completions are served for llama "
+			 "functions only", name, info->manifest.kind);
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- a completion request between its arrival and its call ----
+ * Three steps: (1) the body is measured (oa_scan), the key's scope checked for the model the
+ * scan found (on the loop), the body parsed and validated; (2) on the loop: the scope when the
+ * scan could not name the model, the registry, the revision; (3) the snapshot's tokenizer loaded if
+ * it is not cached (a LLaMA-3 tokenizer.json takes most of a second), the prompt encoded and
+ * checked against the model's context and vocabulary. Steps 1 and 3 run on the libuv thread
+ * pool unless the body is small (OA_INLINE_BYTES) and, for step 3, the tokenizer cached, so a
+ * large body never holds the loop. Each step leaves its refusal in pd->fail; the loop replies. */
+typedef struct oa_pending {
+	rt_server *srv;
+	rt_req *req;
+	int chat, gen, gen_stream;
+	uint32_t pin;
+	char gen_model[RT_HTTP_PARAM_BYTES];   /* the generate route's model */
+	char scan_model[RT_MANIFEST_NAME_MAX + 1];   /* the body's "model" as the scan saw it */
+	int scope_done;              /* rt_access_check_fn passed for scan_model */
+	json_t *body;                /* owns what p.prompt / p.messages point into */
+	oa_params p;
+	uint32_t rev;
+	char path[RT_MANIFEST_PATH_MAX];
+	struct stat st;
+	oa_model *model;             /* cached (a reference) */
+	oa_model *loaded;            /* read by step 3, not yet in the cache */
+	oa_ids ids;
+	oa_fail fail;
+	uv_work_t work;
+} oa_pending;
+
+static void pending_free(oa_pending *pd)
+{
+	model_unref(pd->model);
+	model_unref(pd->loaded);
+	json_decref(pd->body);
+	free(pd->ids.v);
+	free(pd);
+}
+
+/* replies pd->fail and releases pd */
+static void pending_refuse(oa_pending *pd)
+{
+	const oa_fail *f = &pd->fail;
+	oa_error(pd->req, f->status, f->param[0] ? f->param : NULL, f->code, "%s", f->msg);
+	pending_free(pd);
+}
+
+/* Triton's generate extension: POST /v2/models/{m}[/versions/{v}]/generate[_stream] with
+ * {"text_input": "...", and the sampling settings at the top level or under "parameters":
+ * max_tokens, temperature, top_p, seed / random_seed, stop / stop_words, stream}, answered
+ * {"model_name", "model_version", "text_output", "finish_reason"}, streamed as server-sent
+ * events of the same shape (text_output the new text). gen_body translates such a request
+ * (in, kept the caller's) into a completion body (a new reference), or returns NULL with *f
+ * filled. Any thread. */
+static json_t *gen_body(const json_t *in, int stream, const char *model, oa_fail *f)
+{
+	static const char *const keys[][2] = {{"max_tokens", "max_tokens"},
+		{"temperature", "temperature"}, {"top_p", "top_p"}, {"seed", "seed"},
+		{"random_seed", "seed"}, {"stop", "stop"}, {"stop_words", "stop"}, {"stream", NULL}};
+	if (!json_is_object(in)) {
+		fail_set(f, 400, NULL, NULL, "the request body must be a JSON object");
+		return NULL;
+	}
+	const json_t *params = json_object_get(in, "parameters");
+	if (params && !json_is_object(params)) {
+		fail_set(f, 400, "parameters", NULL, "'parameters' must be an object");
+		return NULL;
+	}
+	if (!json_is_string(json_object_get(in, "text_input"))) {
+		fail_set(f, 400, "text_input", NULL, "'text_input' (a string) is required");
+		return NULL;
+	}
+	json_t *body = json_object();
+	if (!body) {
+		fail_set(f, 503, NULL, NULL, "out of memory");
+		return NULL;
+	}
+	/* every field known, each setting given once (top level or parameters) */
+	for (int pass = 0; pass < 2; pass++) {
+		const json_t *src = pass ? params : in;
+		const char *k;
+		json_t *val;
+		if (!src)
+			continue;
+		json_object_foreach((json_t *)src, k, val) {
+			if (!pass && (!strcmp(k, "text_input") || !strcmp(k, "parameters") ||
+				      !strcmp(k, "id")))
+				continue;
+			size_t i = 0;
+			while (i < sizeof keys / sizeof keys[0] && strcmp(keys[i][0], k))
+				i++;
+			if (i == sizeof keys / sizeof keys[0]) {
+				fail_set(f, 400, k, NULL, "unknown %s '%s' (known: text_input, max_tokens, "
+					 "temperature, top_p, seed, random_seed, stop, stop_words, stream, "
+					 "parameters, id)", pass ? "parameter" : "input", k);
+				goto fail;
+			}
+			if (!keys[i][1]) {   /* stream: the route decides; a contrary value is an error */
+				if (!json_is_boolean(val) || (json_is_true(val) && !stream)) {
+					fail_set(f, 400, "stream", NULL, "%s", json_is_boolean(val)
+						 ? "'stream': true needs the generate_stream endpoint"
+						 : "'stream' must be true or false");
+					goto fail;
+				}
+				continue;
+			}
+			if (json_object_get(body, keys[i][1])) {
+				fail_set(f, 400, keys[i][1], NULL, "'%s' is given twice", keys[i][1]);
+				goto fail;
+			}
+			json_object_set(body, keys[i][1], val);
+		}
+	}
+	json_object_set_new(body, "model", json_string(model));
+	json_object_set(body, "prompt", json_object_get(in, "text_input"));
+	json_object_set_new(body, "stream", json_boolean(stream));
+	return body;
+fail:
+	json_decref(body);
+	return NULL;
+}
+
+/* step 1a (any thread): the body measured (and its model name found) */
+static void scan_step(oa_pending *pd)
+{
+	const rt_req *req = pd->req;
+	if (req->body_len == 0) {
+		fail_set(&pd->fail, 400, NULL, "invalid_json", "We could not parse the JSON body of "
+			 "your request: the body is empty");
+		return;
+	}
+	oa_scan(req->body, req->body_len, &pd->fail, pd->scan_model, sizeof pd->scan_model);
+}
+
+/* step 1b (any thread): the body parsed and validated into pd->body / pd->p */
+static void parse_step(oa_pending *pd)
+{
+	const rt_req *req = pd->req;
+	oa_fail *f = &pd->fail;
+	json_error_t je;
+	json_t *in = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &je);
+	if (!in) {
+		fail_set(f, 400, NULL, "invalid_json", "We could not parse the JSON body of your "
+			 "request: line %d column %d: %s", je.line, je.column, je.text);
+		return;
+	}
+	if (pd->gen) {
+		pd->body = gen_body(in, pd->gen_stream, pd->gen_model, f);
+		json_decref(in);
+		if (!pd->body)
+			return;
+	} else {
+		pd->body = in;
+	}
+	const char *param = NULL;
+	char err[512] = "";
+	if (parse_params(pd->body, pd->chat, &pd->p, &param, err, sizeof err) < 0) {
+		fail_set(f, 400, param, NULL, "%s", err);
+		return;
+	}
+	pd->p.gen = pd->gen;
+}
+
+/* step 3 (any thread): the model read when it is not cached, the prompt encoded into pd->ids
+ * and checked against the context and vocabulary */
+static void prep_step(oa_pending *pd)
+{
+	oa_fail *f = &pd->fail;
+	oa_params *pp = &pd->p;
+	const char *what = pd->chat ? "messages" : "prompt";
+	oa_model *model = pd->model;
+	if (!model) {
+		model = pd->loaded = model_read(pd->path, &pd->st);
+		if (!model) {
+			fail_set(f, 503, NULL, NULL, "model '%s': out of memory", pp->model);
+			return;
+		}
+	}
+	if (!model->tok) {
+		if (model->err_rc == -ENOENT)
+			fail_set(f, 400, "model", "tokenizer_missing", "The model '%s' (revision %u) has "
+				 "no tokenizer: its snapshot carries no tokenizer.json (pack it with `thaw "
+				 "snapshot pack --tokenizer DIR`)", pp->model, pd->rev);
+		else
+			fail_set(f, 400, "model", "tokenizer_invalid", "The model '%s' (revision %u): its "
+				 "tokenizer cannot be used: %s", pp->model, pd->rev, model->err);
+		return;
+	}
+	/* a text longer than this cannot fit the context: refused before the tokenizer's work */
+	size_t max_bytes = (size_t)model->ctx * OA_PROMPT_BYTES_PER_TOKEN;
+	char err[512] = "", param[64] = "";
+	int rc = pd->chat ? chat_ids(model->tok, pp->messages, max_bytes, &pd->ids, param,
+				     sizeof param, err, sizeof err)
+			  : prompt_ids(model->tok, pp->prompt, max_bytes, (size_t)model->ctx, &pd->ids,
+				       err, sizeof err);
+	if (rc == -ENOMEM) {
+		fail_set(f, 503, NULL, NULL, "out of memory");
+		return;
+	}
+	if (rc == -E2BIG) {
+		fail_set(f, 400, what, "context_length_exceeded", "This model's maximum context length "
+			 "is %lld tokens. However, %s", (long long)model->ctx, err);
+		return;
+	}
+	if (rc < 0) {
+		fail_set(f, 400, pd->chat ? param : "prompt", NULL, "%s", err);
+		return;
+	}
+	oa_ids *ids = &pd->ids;
+	if (ids->n == 0) {
+		fail_set(f, 400, what, NULL, "the prompt is empty (0 tokens)");
+		return;
+	}
+	int64_t vocab = model->vocab ? model->vocab : (int64_t)fn_tok_vocab_size(model->tok);
+	for (size_t i = 0; i < ids->n; i++)
+		if (ids->v[i] < 0 || ids->v[i] >= vocab) {
+			fail_set(f, 400, what, "invalid_token", "prompt token %zu (id %d) is outside the "
+				 "model's vocabulary of %lld tokens", i, (int)ids->v[i], (long long)vocab);
+			return;
+		}
+	/* max_tokens <= 2^30 (parse_params) and n <= body bytes: no sum can overflow, but the
+	 * check is written as a difference anyway */
+	int64_t n = (int64_t)ids->n, room = model->ctx - n;
+	if (pp->max_tokens < 0)
+		pp->max_tokens = room;
+	if (pp->max_tokens < 1 || pp->max_tokens > room) {
+		long long mt = pp->max_tokens > 0 ? pp->max_tokens : 0;
+		fail_set(f, 400, what, "context_length_exceeded", "This model's maximum context length "
+			 "is %lld tokens. However, you requested %lld tokens (%lld in the %s, %lld in "
+			 "the completion). Please reduce the length of the %s or the completion.",
+			 (long long)model->ctx, (long long)n + mt, (long long)n, what, mt, what);
+		return;
+	}
+}
+
+/* the call itself, once pd->ids hold the prompt (releases pd) */
+static void call_start(oa_pending *pd)
+{
+	rt_req *req = pd->req;
+	rt_server *srv = pd->srv;
+	int chat = pd->chat;
+	oa_params *pp = &pd->p;
+	oa_model *model = pd->model;
+	oa_ids *ids = &pd->ids;
+	int64_t vocab = model->vocab ? model->vocab : (int64_t)fn_tok_vocab_size(model->tok);
+	oa_gen *g = calloc(1, sizeof *g);
+	if (!g || fn_tok_stream_new(model->tok, 1, &g->ts) < 0) {
+		free(g);
+		oa_error(req, 503, NULL, NULL, "out of memory");
+		pending_free(pd);
+		return;
+	}
+	g->srv = srv;
+	g->req = req;
+	g->model = model;
+	pd->model = NULL;
+	g->p = *pp;
+	g->created = (int64_t)time(NULL);
+	g->rev = pd->rev;
+	g->prompt_tokens = ids->n;
+	random_id(g->id, sizeof g->id, chat ? "chatcmpl-" : "cmpl-");
+	for (int i = 0; i < pp->n_stop; i++)
+		if (pp->stop_len[i] > g->max_stop)
+			g->max_stop = pp->stop_len[i];
+	/* ids that end the generation: the config's eos, the tokenizer's, and for chat the turn
+	 * enders of the template family */
+	int32_t cand[OA_MAX_STOP_IDS];
+	size_t nc = 0;
+	for (int i = 0; i < g->model->n_eos; i++)
+		cand[nc++] = g->model->eos[i];
+	if (fn_tok_eos(g->model->tok) >= 0)
+		cand[nc++] = fn_tok_eos(g->model->tok);
+	if (chat)
+		nc += fn_tok_stop_ids(g->model->tok, cand + nc, OA_MAX_STOP_IDS - nc);
+	json_t *stop = json_array();
+	for (size_t i = 0; i < nc; i++) {
+		int dup = 0;
+		for (int j = 0; j < g->n_stop_ids; j++)
+			dup |= g->stop_ids[j] == cand[i];
+		if (dup || cand[i] < 0 || cand[i] >= vocab)
+			continue;
+		g->stop_ids[g->n_stop_ids++] = cand[i];
+		json_array_append_new(stop, json_integer(cand[i]));
+	}
+	json_t *toks = json_array();
+	for (size_t i = 0; i < ids->n; i++)
+		json_array_append_new(toks, json_integer(ids->v[i]));
+	long long seed = pp->has_seed ? pp->seed : (long long)(rt_now_ns() ^ ((uint64_t)rand() << 20));
+	json_t *in = json_pack("{s:o,s:I,s:f,s:f,s:I,s:o}", "tokens", toks, "max_tokens",
+			       (json_int_t)pp->max_tokens, "temperature", pp->temperature, "top_p",
+			       pp->top_p, "seed", (json_int_t)seed, "stop", stop);
+	pthread_mutex_init(&g->mu, NULL);
+	uv_async_init(srv->loop, &g->async, on_async);
+	g->async.data = g;
+	/* p.prompt / p.messages point into pd->body, released below: not used after this */
+	g->p.prompt = g->p.messages = NULL;
+	uint32_t rev = pd->rev;
+	pending_free(pd);
+	rt_sched_invoke_stream(srv->sched, req, g->p.model, rev, in, oa_emit, g, gen_result, g);
+}
+
+static void prep_work(uv_work_t *w)
+{
+	prep_step(w->data);
+}
+
+static void prep_done(uv_work_t *w, int status)
+{
+	oa_pending *pd = w->data;
+	if (pd->loaded) {
+		pd->model = model_insert(pd->loaded);   /* takes the reference over */
+		pd->loaded = NULL;
+	}
+	if (status < 0 && !pd->fail.status)
+		fail_set(&pd->fail, 503, NULL, NULL, "model '%s': preparing the prompt was cancelled",
+			 pd->p.model);
+	if (pd->fail.status) {
+		pending_refuse(pd);
+		return;
+	}
+	call_start(pd);
+}
+
+/* step 2 (loop): scope, model, revision; then step 3 here or on the thread pool */
+static void parsed(oa_pending *pd)
+{
+	rt_req *req = pd->req;
+	rt_server *srv = pd->srv;
+	if (pd->fail.status) {
+		pending_refuse(pd);
+		return;
+	}
+	rt_revision_info *info = malloc(sizeof *info);
+	if (!info) {
+		oa_error(req, 500, NULL, NULL, "out of memory");
+		goto fail;
+	}
+	/* the scope first: a key without invoke:<model> learns nothing about that function (the
+	 * generate routes name the model: checked at dispatch already; usually checked after the
+	 * scan already, before the parse) */
+	if (!pd->gen && !(pd->scope_done && !strcmp(pd->scan_model, pd->p.model)) &&
+	    rt_access_check_fn(srv, req, pd->p.model))
+		goto fail;
+	if (find_llama(req, srv, pd->p.model, info, 0) < 0)
+		goto fail;
+	if (pd->pin)
+		pd->rev = pd->pin;
+	if ((!pd->pin && rt_registry_pick_revision(srv->reg, pd->p.model,
+						   (uint64_t)rand() ^ rt_now_ns(), &pd->rev) < 0) ||
+	    rt_registry_get_revision(srv->reg, pd->p.model, pd->rev, info) < 0) {
+		if (pd->pin)
+			oa_error(req, 404, "model", "model_not_found", "model '%s' has no version %u",
+				 pd->p.model, pd->pin);
+		else
+			oa_error(req, 404, "model", "model_not_found", "The model '%s' does not exist",
+				 pd->p.model);
+		goto fail;
+	}
+	snprintf(pd->path, sizeof pd->path, "%s", info->snapshot_path);
+	free(info);
+	info = NULL;
+	if (stat(pd->path, &pd->st) < 0) {
+		oa_error(req, 503, NULL, NULL, "model '%s': snapshot %.300s: %s", pd->p.model, pd->path,
+			 strerror(errno));
+		goto fail;
+	}
+	pd->model = model_find(pd->path, &pd->st);
+	pd->work.data = pd;
+	if (pd->model && req->body_len <= OA_INLINE_BYTES) {
+		prep_step(pd);
+		prep_done(&pd->work, 0);
+		return;
+	}
+	if (uv_queue_work(srv->loop, &pd->work, prep_work, prep_done) < 0) {
+		oa_error(req, 503, NULL, NULL, "cannot queue the tokenizer's work");
+		goto fail;
+	}
+	return;
+fail:
+	free(info);
+	pending_free(pd);
+}
+
+static void parse_work(uv_work_t *w)
+{
+	parse_step(w->data);
+}
+
+static void parse_done(uv_work_t *w, int status)
+{
+	oa_pending *pd = w->data;
+	if (status < 0 && !pd->fail.status)
+		fail_set(&pd->fail, 503, NULL, NULL, "parsing the request was cancelled");
+	parsed(pd);
+}
+
+/* step 1 between the scan and the parse (loop): the key's scope for the model the scan found,
+ * so a key that may not invoke it gets its 403 before the body is parsed */
+static void scanned(oa_pending *pd)
+{
+	/* also when the scan refused the body after its "model": the 403 comes first */
+	if (!pd->gen && pd->scan_model[0]) {
+		if (rt_access_check_fn(pd->srv, pd->req, pd->scan_model)) {
+			pending_free(pd);
+			return;
+		}
+		pd->scope_done = 1;
+	}
+	if (pd->fail.status) {
+		pending_refuse(pd);
+		return;
+	}
+	if (pd->req->body_len <= OA_INLINE_BYTES) {
+		parse_step(pd);
+		parsed(pd);
+		return;
+	}
+	pd->work.data = pd;
+	if (uv_queue_work(pd->srv->loop, &pd->work, parse_work, parse_done) < 0) {
+		oa_error(pd->req, 503, NULL, NULL, "cannot queue the request's parse");
+		pending_free(pd);
+	}
+}
+
+static void scan_work(uv_work_t *w)
+{
+	scan_step(w->data);
+}
+
+static void scan_done(uv_work_t *w, int status)
+{
+	oa_pending *pd = w->data;
+	if (status < 0 && !pd->fail.status)
+		fail_set(&pd->fail, 503, NULL, NULL, "reading the request was cancelled");
+	scanned(pd);
+}
+
+/* the common part of a completion, a chat completion and a Triton generate (gen: the body is
+ * the generate extension's, answered in its shape; model: its route's; pin: a revision the
+ * route names, 0: the traffic split picks) */
+static void completion_run(rt_req *req, rt_server *srv, int chat, int gen, int gen_stream,
+			   const char *model, uint32_t pin)
+{
+	oa_pending *pd = calloc(1, sizeof *pd);
+	if (!pd) {
+		oa_error(req, 503, NULL, NULL, "out of memory");
+		return;
+	}
+	pd->srv = srv;
+	pd->req = req;
+	pd->chat = chat;
+	pd->gen = gen;
+	pd->gen_stream = gen_stream;
+	pd->pin = pin;
+	snprintf(pd->gen_model, sizeof pd->gen_model, "%s", model ? model : "");
+	if (req->body_len <= OA_INLINE_BYTES) {
+		scan_step(pd);
+		scanned(pd);
+		return;
+	}
+	pd->work.data = pd;
+	if (uv_queue_work(srv->loop, &pd->work, scan_work, scan_done) < 0) {
+		oa_error(req, 503, NULL, NULL, "cannot queue the request's scan");
+		pending_free(pd);
+	}
+}
+
+static void h_completion(rt_req *req, rt_server *srv, int chat)
+{
+	completion_run(req, srv, chat, 0, 0, NULL, 0);
+}
+
+static void h_generate(rt_req *req, rt_server *srv, int stream)
+{
+	const char *m = rt_req_param(req, "m"), *v = rt_req_param(req, "v");
+	uint32_t pin = 0;
+	if (v && rt_api_version(v, &pin) < 0) {
+		oa_error(req, 400, NULL, NULL, "version '%s' is not a revision number", v);
+		return;
+	}
+	completion_run(req, srv, 0, 1, stream, m, pin);
+}
+
+static void h_generate_once(rt_req *req, void *ud)
+{
+	h_generate(req, ud, 0);
+}
+
+static void h_generate_stream(rt_req *req, void *ud)
+{
+	h_generate(req, ud, 1);
+}
+
+static void h_completions(rt_req *req, void *ud)
+{
+	h_completion(req, ud, 0);
+}
+
+static void h_chat(rt_req *req, void *ud)
+{
+	h_completion(req, ud, 1);
+}
+
+/* ---- the models a client can send text to: llama functions whose snapshot carries a
+ * tokenizer (a llama without one answers token ids only: /v1/functions/{name}/invoke) ---- */
+
+typedef struct oa_listed {
+	char name[RT_MANIFEST_NAME_MAX + 1];
+	int64_t ms;
+	char path[RT_MANIFEST_PATH_MAX];
+	int text;                    /* set on the thread pool */
+} oa_listed;
+
+typedef struct oa_list {
+	rt_req *req;
+	int one;                     /* GET /v1/models/{model}: the one entry, or a 404 */
+	size_t n;
+	oa_listed *e;
+	uv_work_t work;
+} oa_list;
+
+/* whether the snapshot at path carries a tokenizer thaw can use: the cached model says so
+ * when it was loaded, else the snapshot's metadata (its tokenizer note, or the tokenizer
+ * itself in snapshots packed before attachments). Disk reads: thread pool only. */
+static int snapshot_has_text(const char *path)
+{
+	struct stat st;
+	if (!path[0] || stat(path, &st) < 0)
+		return 0;
+	oa_model *m = model_find(path, &st);
+	if (m) {
+		int ok = m->tok != NULL;
+		model_unref(m);
+		return ok;
+	}
+	snap_file *f;
+	char err[256];
+	if (snap_open(&f, path, err, sizeof err) < 0)
+		return 0;
+	json_t *meta = json_loads(snap_metadata_json(f), 0, NULL);
+	int ok = json_is_object(json_object_get(meta, "tokenizer"));
+	json_decref(meta);
+	snap_close(f);
+	return ok;
+}
+
+static void list_work(uv_work_t *w)
+{
+	oa_list *l = w->data;
+	for (size_t i = 0; i < l->n; i++)
+		l->e[i].text = snapshot_has_text(l->e[i].path);
+}
+
+static json_t *model_obj(const char *name, int64_t ms)
+{
+	return json_pack("{s:s,s:s,s:I,s:s}", "id", name, "object", "model", "created",
+			 (json_int_t)(ms / 1000), "owned_by", "thaw");
+}
+
+static void list_done(uv_work_t *w, int status)
+{
+	oa_list *l = w->data;
+	if (status < 0) {
+		oa_error(l->req, 503, NULL, NULL, "listing the models was cancelled");
+	} else if (l->one) {
+		if (l->e[0].text)
+			rt_api_reply_json(l->req, 200, model_obj(l->e[0].name, l->e[0].ms));
+		else
+			oa_error(l->req, 404, "model", "model_not_found", "The model '%s' is a llama "
+				 "function without a tokenizer: it serves token ids "
+				 "(/v1/functions/%s/invoke), not text (pack its snapshot with `thaw snapshot "
+				 "pack --tokenizer DIR`)", l->e[0].name, l->e[0].name);
+	} else {
+		json_t *data = json_array();
+		for (size_t i = 0; i < l->n; i++)
+			if (l->e[i].text)
+				json_array_append_new(data, model_obj(l->e[i].name, l->e[i].ms));
+		rt_api_reply_json(l->req, 200, json_pack("{s:s,s:o}", "object", "list", "data", data));
+	}
+	free(l->e);
+	free(l);
+}
+
+/* checks the entries' snapshots on the thread pool, then answers; takes l */
+static void list_run(rt_server *srv, oa_list *l)
+{
+	l->work.data = l;
+	if (uv_queue_work(srv->loop, &l->work, list_work, list_done) < 0) {
+		oa_error(l->req, 503, NULL, NULL, "cannot queue the listing's work");
+		free(l->e);
+		free(l);
+	}
+}
+
+static void h_models(rt_req *req, void *ud)
+{
+	rt_server *srv = ud;
+	rt_registry_entry *e = NULL;
+	size_t n = 0;
+	if (rt_registry_list(srv->reg, &e, &n) < 0) {
+		oa_error(req, 503, NULL, NULL, "the registry is unavailable");
+		return;
+	}
+	oa_list *l = calloc(1, sizeof *l);
+	rt_revision_info *info = malloc(sizeof *info);
+	if (l)
+		l->e = calloc(n ? n : 1, sizeof *l->e);
+	if (!l || !l->e || !info) {
+		oa_error(req, 503, NULL, NULL, "out of memory");
+		free(e);
+		free(info);
+		if (l)
+			free(l->e);
+		free(l);
+		return;
+	}
+	l->req = req;
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(e[i].kind, "llama") == 0 && rt_registry_get(srv->reg, e[i].name, info) == 0) {
+			oa_listed *x = &l->e[l->n++];
+			snprintf(x->name, sizeof x->name, "%s", e[i].name);
+			snprintf(x->path, sizeof x->path, "%s", info->snapshot_path);
+			x->ms = e[i].updated_ms;
+		}
+	free(e);
+	free(info);
+	list_run(srv, l);
+}
+
+static void h_model(rt_req *req, void *ud)
+{
+	rt_server *srv = ud;
+	const char *name = rt_req_param(req, "model");
+	rt_revision_info *info = malloc(sizeof *info);
+	oa_list *l = calloc(1, sizeof *l);
+	if (l)
+		l->e = calloc(1, sizeof *l->e);
+	if (!info || !l || !l->e) {
+		oa_error(req, 500, NULL, NULL, "out of memory");
+		goto fail;
+	}
+	if (find_llama(req, srv, name, info, 1) < 0)
+		goto fail;
+	l->req = req;
+	l->one = 1;
+	l->n = 1;
+	snprintf(l->e[0].name, sizeof l->e[0].name, "%s", name);
+	snprintf(l->e[0].path, sizeof l->e[0].path, "%s", info->snapshot_path);
+	l->e[0].ms = info->created_ms;
+	free(info);
+	list_run(srv, l);
+	return;
+fail:
+	free(info);
+	if (l)
+		free(l->e);
+	free(l);
+}
+
+int rt_api_openai_register(rt_server *srv)
+{
+	static const rt_route_def routes[] = {
+		{"GET", "/v1/models", h_models},
+		{"GET", "/v1/models/{model}", h_model},
+		{"POST", "/v1/completions", h_completions},
+		{"POST", "/v1/chat/completions", h_chat},
+		{"POST", "/v2/models/{m}/generate", h_generate_once},
+		{"POST", "/v2/models/{m}/generate_stream", h_generate_stream},
+		{"POST", "/v2/models/{m}/versions/{v}/generate", h_generate_once},
+		{"POST", "/v2/models/{m}/versions/{v}/generate_stream", h_generate_stream},
+	};
+	return rt_router_add_all(srv->router, routes, sizeof routes / sizeof routes[0], srv);
+}

@@ -1,0 +1,76 @@
+/* rt_lane.h — a lane: one executor thread per device (each GPU, plus the CPU) that owns the
+ * device's compute handle (kern_dev: context, streams, cuBLAS handle, CPU threads), created once
+ * when the lane starts and kept while the daemon runs. Work items run on the lane thread one at
+ * a time, invocations before background work; each item's `done` callback then runs on the loop
+ * thread (uv_async), which is where responses are written. */
+#ifndef THAW_RT_LANE_H
+#define THAW_RT_LANE_H
+#include <stdint.h>
+#include <uv.h>
+#include "kernels/kern.h"
+
+typedef struct rt_lane rt_lane;
+typedef struct rt_work rt_work;
+
+typedef enum rt_work_class {
+	RT_WORK_INVOKE = 0,   /* invocations and loads: served first, FIFO */
+	RT_WORK_BACKGROUND,   /* job steps: only when no invocation work waits */
+} rt_work_class;
+
+struct rt_work {
+	rt_work *next;                          /* internal */
+	rt_work_class cls;
+	void (*run)(rt_lane *lane, rt_work *w); /* on the lane thread */
+	void (*done)(rt_work *w);               /* on the loop thread, after run */
+	void *ud;
+	uint64_t enqueued_ns, started_ns, finished_ns;  /* filled by the lane */
+};
+
+/* rt_lane_open starts a lane for device spec ("cpu", "cuda:N") on loop, opening the device on
+ * the lane thread (cpu_threads is the CPU backend's worker count, 0 = all cores). Waits until
+ * the device is open; returns 0 or its negative errno (-ENODEV: no such device). */
+int rt_lane_open(uv_loop_t *loop, const char *spec, int cpu_threads, rt_lane **out);
+
+/* rt_lane_open_as is rt_lane_open with a label (rt_lane_name) other than the device spec: the
+ * scheduler's fake GPUs (--fake-gpus, tests only) are CPU lanes labelled "cuda:N". */
+int rt_lane_open_as(uv_loop_t *loop, const char *spec, const char *label, int cpu_threads,
+		    rt_lane **out);
+
+/* rt_lane_submit queues w (any thread). Returns -ESHUTDOWN after rt_lane_stop began. */
+int rt_lane_submit(rt_lane *l, rt_work *w);
+
+/* rt_lane_has_waiting reports whether invocation work is queued (called by background work
+ * between steps to decide whether to yield). Any thread. */
+int rt_lane_has_waiting(rt_lane *l);
+
+/* rt_lane_stop finishes the queued work, stops the thread, closes the device and the async
+ * handle; the lane is freed once the loop has closed the handle (run the loop afterwards).
+ * Completions of work finished during stop are delivered on the loop before the free. */
+void rt_lane_stop(rt_lane *l);
+
+/* Accessors. rt_lane_dev is for use on the lane thread (inside run). */
+kern_dev *rt_lane_dev(rt_lane *l);
+const char *rt_lane_name(const rt_lane *l);
+int rt_lane_is_cuda(const rt_lane *l);
+/* rt_lane_busy_ns returns the total time spent running work (any thread). */
+uint64_t rt_lane_busy_ns(rt_lane *l);
+/* rt_lane_queued returns the number of queued (not yet running) items. */
+int rt_lane_queued(rt_lane *l);
+
+/* ---- time-sharing hooks (issue 6, used by runtime/jobs/rt_jobs.c) ---- */
+
+/* An invoke hook is called for each RT_WORK_INVOKE item twice: started == 0 right after it was
+ * queued, on the submitting thread (the job runner lifts a running job step's CPU priority
+ * there), and started == 1 on the lane thread just before it runs, with enqueued_ns and
+ * started_ns set (the job runner measures preemption latency there). It must be quick and
+ * must not submit work. */
+typedef void (*rt_lane_invoke_hook_fn)(void *ud, rt_lane *l, const rt_work *w, int started);
+
+/* rt_lane_set_invoke_hook installs fn (NULL removes it). Any thread. */
+void rt_lane_set_invoke_hook(rt_lane *l, rt_lane_invoke_hook_fn fn, void *ud);
+
+/* rt_lane_last_invoke_ns is the last time (rt_now_ns) invocation work was submitted to or
+ * finished on the lane; the lane's start time before any. Any thread. */
+uint64_t rt_lane_last_invoke_ns(rt_lane *l);
+
+#endif

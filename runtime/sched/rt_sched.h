@@ -1,0 +1,155 @@
+/* rt_sched.h — the scheduler: devices (lanes), function instances and their lifecycle
+ * (design.md, "Scale to zero and the tiers"). Loop thread only.
+ *
+ * A function instance is one (name, revision). Its state is
+ *   cold     weights only on disk (the snapshot);
+ *   loading  a cold start is running (restore -> load), calls are held in its queue;
+ *   host     decoded image kept in host RAM (the host tier), not loaded on a device;
+ *   warm     loaded on a device lane, calls run.
+ * Calls that arrive while an instance is not warm are held (like Knative's activator) in a
+ * bounded queue with the function's timeout: past max_queue -> 503 with Retry-After, past
+ * timeout_s -> 504. Per-instance concurrency bounds the calls handed to the lane at once, and
+ * queued calls are merged into batches of up to max_batch (waiting max_batch_delay_us for a
+ * batch to fill when the lane is idle). idle_timeout_s after its last call a warm instance is
+ * evicted to the host tier (min_scale 1 keeps it warm); the host tier is bounded by a byte
+ * budget (LRU) and a time to live, past which only the snapshot remains. A device short of
+ * memory evicts its least recently used idle instance. */
+#ifndef THAW_RT_SCHED_H
+#define THAW_RT_SCHED_H
+#include <stdint.h>
+#include <jansson.h>
+#include <uv.h>
+#include "functions/fn.h"
+#include "runtime/http/rt_http.h"
+#include "runtime/base/rt_metrics.h"
+#include "runtime/store/rt_registry.h"
+
+typedef struct rt_sched rt_sched;
+typedef struct rt_call rt_call;
+
+typedef struct rt_sched_config {
+	uint64_t host_budget_bytes;   /* host tier; default: a quarter of physical RAM */
+	double host_ttl_s;            /* host tier entries dropped after this idle time (600) */
+	double gpu_mem_share;         /* share of a GPU's free memory at start for weights (0.85) */
+	uint64_t cpu_budget_bytes;    /* weights loaded on the CPU lane; default: half of RAM */
+	int cpu_threads;              /* CPU backend threads (0 = all cores) */
+	int decode_threads;           /* snapshot decode threads (0 = all cores) */
+	int no_gpu;                   /* do not open GPUs even when present */
+	uint64_t gpu_budget_bytes;    /* each GPU's weight budget in bytes (0: gpu_mem_share); --gpu-memory */
+	int fake_gpus;                /* tests: N CPU lanes placed as GPUs cuda:0..N-1 when no real
+	                               * GPU is open (--fake-gpus N[:MiB]) */
+	uint64_t fake_gpu_bytes;      /* weight memory budget of each fake GPU */
+} rt_sched_config;
+
+/* rt_sched_config_defaults fills the defaults above from the RAM size and core count, bounded
+ * by the cgroup v2 limits of the process (memory.max, cpu.max) when it runs in a container. */
+void rt_sched_config_defaults(rt_sched_config *c);
+
+/* rt_sched_cgroup_limits reads memory.max and cpu.max under root (a cgroup v2 directory):
+ * *mem bytes (0 = no limit) and *cpus (quota / period rounded up; 0 = no limit). */
+void rt_sched_cgroup_limits(const char *root, uint64_t *mem, int *cpus);
+
+/* rt_sched_new opens the CPU lane and one lane per GPU (each with its pinned staging pool and
+ * a memory budget), and registers the scheduler's metrics in m. reg is borrowed. Returns 0 or a
+ * negative errno (the CPU lane must open; a GPU that fails to open is logged and skipped). */
+int rt_sched_new(uv_loop_t *loop, rt_registry *reg, rt_metrics *m, const rt_sched_config *cfg,
+		 rt_sched **out);
+
+/* rt_sched_start loads every function whose latest revision has min_scale >= 1. */
+void rt_sched_start(rt_sched *s);
+
+/* rt_sched_stop stops the lanes after their queued work (held calls get 503) and frees the
+ * instances; done() is called on the loop once every handle is closed. */
+void rt_sched_stop(rt_sched *s, void (*done)(void *ud), void *ud);
+
+/* A call's result goes back through this callback (loop thread): out is the kind's output
+ * (borrowed; NULL on error) or err says why (status >= 400). The callback must reply to req. */
+typedef void (*rt_call_result_fn)(rt_req *req, const char *function, uint32_t rev,
+				  json_t *out, const fn_error *err, void *ud);
+
+/* rt_sched_free frees s after rt_sched_stop's done callback ran. */
+void rt_sched_free(rt_sched *s);
+
+/* rt_sched_invoke runs one call of function name (revision by the traffic split, or rev when
+ * non-zero) with input in (reference stolen). cb is called exactly once, on the loop thread,
+ * with the output or an error: the kind's own, or 404 (unknown function or revision), 503
+ * (queue full, device gone, load failed; a Retry-After header is already added) or 504
+ * (timeout: the result of a call still running is dropped when it comes). */
+void rt_sched_invoke(rt_sched *s, rt_req *req, const char *name, uint32_t rev, json_t *in,
+		     rt_call_result_fn cb, void *ud);
+
+/* rt_sched_invoke_stream is rt_sched_invoke for a kind that streams: the kind's partial results
+ * (fn_call.emit, see functions/fn.h) go to emit(emit_ctx, chunk) — on the device lane's thread,
+ * not the loop's: the receiver hands them to the loop itself (uv_async_t) and copies or increfs
+ * the borrowed chunk. emit is never called once the call has been answered (cb ran, e.g. a 504)
+ * and never concurrently with cb; a non-zero return stops the stream (the kind fails the call
+ * with 499). emit may be NULL. The call's request headers reach the kind as fn_call.headers
+ * (less Authorization and Proxy-Authorization), in both variants. */
+void rt_sched_invoke_stream(rt_sched *s, rt_req *req, const char *name, uint32_t rev,
+			    json_t *in, fn_emit_fn emit, void *emit_ctx, rt_call_result_fn cb,
+			    void *ud);
+
+/* rt_sched_deployed tells the scheduler that name got a new revision (PUT): min_scale
+ * instances are loaded now. */
+void rt_sched_deployed(rt_sched *s, const char *name);
+
+/* rt_sched_deleted drops every instance of name (held calls get 404; running ones finish). */
+void rt_sched_deleted(rt_sched *s, const char *name);
+
+/* rt_sched_load scales name (its traffic's revisions) up now; rt_sched_unload scales it to
+ * zero now (to disk; instances with calls in flight are unloaded when those finish).
+ * -ENOENT when unknown. */
+int rt_sched_load(rt_sched *s, const char *name);
+int rt_sched_unload(rt_sched *s, const char *name);
+
+/* rt_sched_state_json returns a new object describing name's live state:
+ * {"state": state of the revision taking most traffic, "device", "resident_bytes",
+ *  "last_call": RFC3339 or null, "instances": [{"revision", "state", "device",
+ *  "resident_bytes", "inflight", "queued", "last_call"}, ...]}. */
+json_t *rt_sched_state_json(rt_sched *s, const char *name);
+
+/* rt_sched_is_ready reports whether name's main revision is warm (V2 model ready). */
+int rt_sched_is_ready(rt_sched *s, const char *name);
+
+/* rt_sched_devices_json returns [{"device", "kind": "cpu"|"cuda", "name", "memory_used",
+ * "memory_total", "busy_ratio", "queued"}] (new reference). */
+json_t *rt_sched_devices_json(rt_sched *s);
+
+/* rt_sched_stats_json returns V2 model statistics for name (new reference) or NULL. */
+json_t *rt_sched_stats_json(rt_sched *s, const char *name);
+
+/* rt_sched_update_gauges refreshes device memory and lane busy gauges (before /metrics). */
+void rt_sched_update_gauges(rt_sched *s);
+
+/* rt_sched_state_name: "cold", "loading", "host", "warm". */
+const char *rt_sched_state_name(int state);
+
+/* ---- time-sharing hooks (issue 6, used by runtime/jobs/rt_jobs.c) ---- */
+typedef struct rt_lane rt_lane;
+
+/* rt_sched_lane_count / rt_sched_lane_at list the device lanes: 0 is the CPU, then the GPUs. */
+int rt_sched_lane_count(rt_sched *s);
+rt_lane *rt_sched_lane_at(rt_sched *s, int i);
+/* rt_sched_lane_score ranks lane i for an "auto" job (lower is better, -1 for no such lane):
+ * GPUs before the CPU, then the fewest calls queued, running or held and cold starts under way
+ * there, then the fewest function instances loaded — so jobs spread over idle GPUs. */
+int rt_sched_lane_score(rt_sched *s, int i);
+/* rt_sched_lane_find returns the lane of device spec "cpu" or "cuda:N", or for "auto" the
+ * first GPU's (else the CPU's); NULL when this node has no such device. */
+rt_lane *rt_sched_lane_find(rt_sched *s, const char *spec);
+
+/* Job state in device memory. A job keeps its state on an accelerator lane (a GPU, or a fake
+ * GPU in tests) within the device's weight budget: rt_sched_job_reserve counts bytes there (0,
+ * or -ENOSPC when they do not fit, a job spill is still running, or a cold start waits for room
+ * there; -ENOENT for an unknown lane), rt_sched_job_release gives them back. When a cold start
+ * needs room on a device where a job holds memory, the scheduler calls the spill hook first
+ * (before evicting idle functions): fn returns the bytes that will be freed (0: none) and later
+ * calls rt_sched_job_release(..., spilled = 1), which lets the waiting cold starts go on.
+ * rt_sched_lane_is_accel says whether a lane is a GPU (or a fake one). Loop thread. */
+typedef uint64_t (*rt_sched_spill_fn)(void *ud, rt_lane *lane);
+void rt_sched_set_spill_hook(rt_sched *s, rt_sched_spill_fn fn, void *ud);
+int rt_sched_lane_is_accel(rt_sched *s, rt_lane *lane);
+int rt_sched_job_reserve(rt_sched *s, rt_lane *lane, uint64_t bytes);
+void rt_sched_job_release(rt_sched *s, rt_lane *lane, uint64_t bytes, int spilled);
+
+#endif
