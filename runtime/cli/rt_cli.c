@@ -1,9 +1,11 @@
 /* rt_cli.c — small helpers shared by the `thaw` subcommands: help flags, sizes and numbers
- * for people, and JSON output whose reals read as they were written. See rt_cli.h. */
+ * for people, JSON output whose reals read as they were written, and the progress bar.
+ * See rt_cli.h. */
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include "runtime/cli/rt_cli.h"
 
 int rt_cli_is_help(const char *arg)
@@ -137,4 +139,70 @@ int rt_cli_json_print(FILE *f, const json_t *v, int indent)
 	if (rc == 0 && fputc('\n', f) == EOF)
 		rc = -EIO;
 	return rc;
+}
+
+/* ---- progress bar ---- */
+
+static double bar_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+void rt_cli_bar_init(rt_cli_bar *b, int on, const char *label)
+{
+	memset(b, 0, sizeof *b);
+	b->on = on;
+	b->label = label;
+}
+
+void rt_cli_bar_end(rt_cli_bar *b)
+{
+	if (b->on && b->open) {
+		fputc('\n', stderr);
+		fflush(stderr);
+	}
+	b->open = 0;
+}
+
+void rt_cli_bar_update(void *bar, const char *phase, uint64_t done, uint64_t total)
+{
+	rt_cli_bar *b = bar;
+	const char *name = b->label ? b->label : phase ? phase : "";
+	double t = bar_now();
+	int end = done >= total;
+
+	if (!b->on)
+		return;
+	if (b->open && strcmp(b->phase, name) != 0)
+		rt_cli_bar_end(b);
+	if (!b->open) {   /* a new phase: its own line and clock */
+		snprintf(b->phase, sizeof b->phase, "%s", name);
+		b->open = 1;
+		b->t0 = t;
+		b->last = 0;
+	} else if (!end && t - b->last < 0.1) {
+		return;
+	}
+	b->last = t;
+	double frac = total ? (double)done / (double)total : 1.0, dt = t - b->t0;
+	double rate = dt > 0 ? (double)done / dt : 0;
+	char d[32], tot[32], tail[48];
+	int w = 20, k = (int)(frac * w);
+	if (end)
+		snprintf(tail, sizeof tail, "in %.1f s", dt);
+	else if (rate > 0)
+		snprintf(tail, sizeof tail, "ETA %.0f s", (double)(total - done) / rate);
+	else
+		snprintf(tail, sizeof tail, "ETA ?");
+	fprintf(stderr, "\r%s [%.*s%.*s] %3d%%  %s / %s  %.0f MB/s  %s\033[K", b->phase, k,
+		"####################", w - k, "....................", (int)(frac * 100),
+		rt_cli_fmt_bytes((double)done, d, sizeof d), rt_cli_fmt_bytes((double)total, tot, sizeof tot),
+		rate / 1e6, tail);
+	if (end) {
+		fputc('\n', stderr);
+		b->open = 0;
+	}
+	fflush(stderr);
 }
