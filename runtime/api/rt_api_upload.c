@@ -19,6 +19,7 @@
 #include <unistd.h>
 #include <sodium.h>
 #include "runtime/api/rt_api.h"
+#include "runtime/base/rt_json.h"
 #include "runtime/base/rt_log.h"
 #include "snapshot/snap.h"
 
@@ -660,7 +661,7 @@ static void h_delete(rt_req *req, void *ud)
 	if (kind == UP_SNAPSHOT) {
 		json_t *users = users_of(srv, name);
 		if (json_array_size(users)) {
-			char *list = json_dumps(users, JSON_COMPACT);
+			char *list = rt_json_dumps(users, 0);
 			rt_req_reply_error(req, 409, "snapshot %s is used by function revisions %s; delete "
 					   "or redeploy those first", name, list ? list : "");
 			free(list);

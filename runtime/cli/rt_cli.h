@@ -58,13 +58,9 @@ int rt_cli_is_help(const char *arg);
  * Negative or non-finite counts print as "-". Returns buf. */
 const char *rt_cli_fmt_bytes(double bytes, char *buf, size_t cap);
 
-/* rt_cli_fmt_double writes the shortest decimal form of v that reads back as the same double
- * ("0.003", not "0.0030000000000000001"); non-finite values print as "null". Returns buf. */
-const char *rt_cli_fmt_double(double v, char *buf, size_t cap);
-
 /* rt_cli_json_print writes v as JSON to f followed by a newline: compact (indent 0) or with
  * objects and arrays indented by indent spaces; reals in their shortest round-trip form
- * (rt_cli_fmt_double), keys in their stored order. Returns 0, or -EIO when writing fails. */
+ * (rt_json_dumps), keys in their stored order. Returns 0, or -EIO when writing fails. */
 int rt_cli_json_print(FILE *f, const json_t *v, int indent);
 
 /* A progress bar on stderr, one labelled line per phase:
