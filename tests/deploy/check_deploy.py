@@ -422,7 +422,7 @@ def parse_scrape(path):
 
 def source_families(srcdir):
     fams = {}
-    for f in glob.glob(os.path.join(srcdir, "*.c")):
+    for f in glob.glob(os.path.join(srcdir, "**", "*.c"), recursive=True):
         text = open(f).read()
         for m in re.finditer(r'rt_metrics_family\s*\([^,]*,\s*"([a-z_:][a-z0-9_:]*)"\s*,\s*(RT_METRIC_\w+)',
                              text):
