@@ -4,7 +4,8 @@
 #include <jansson.h>
 #include "runtime/rt_server.h"
 
-/* rt_api_reply_json sends body (reference stolen) as compact JSON with status. */
+/* rt_api_reply_json sends body (reference stolen) as compact JSON with status (rt_json_dumps:
+ * reals in their shortest round-trip form). */
 void rt_api_reply_json(rt_req *req, int status, json_t *body);
 /* rt_api_parse_body parses the request body as JSON, on the calling thread, within the
  * bounded-JSON budget (runtime/base/rt_json.h); on failure replies 400 (naming line and column) or

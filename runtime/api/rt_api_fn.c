@@ -15,7 +15,7 @@
 
 void rt_api_reply_json(rt_req *req, int status, json_t *body)
 {
-	char *text = json_dumps(body, JSON_COMPACT);
+	char *text = rt_json_dumps(body, 0);
 	json_decref(body);
 	if (!text) {
 		rt_req_reply_error(req, 500, "out of memory");
@@ -270,7 +270,7 @@ typedef struct dump_job {
 static void dump_work(void *arg)
 {
 	dump_job *d = arg;
-	d->text = json_dumps(d->out, JSON_COMPACT | JSON_ENCODE_ANY);
+	d->text = rt_json_dumps(d->out, 0);
 }
 
 static void dump_done(void *arg, int gone)

@@ -751,7 +751,7 @@ static int oa_emit(void *ctx, json_t *chunk)
 
 static int sse_send(oa_gen *g, json_t *obj)
 {
-	char *s = obj ? json_dumps(obj, JSON_COMPACT) : NULL;
+	char *s = obj ? rt_json_dumps(obj, 0) : NULL;
 	json_decref(obj);
 	if (!s)
 		return -ENOMEM;

@@ -945,7 +945,7 @@ static void set_encoded(v2_ctx *c, const char *ctype, unsigned char *body, size_
 	free(out);
 }
 
-/* writes "[v0,v1,...]" as json_dumps writes the array of json_real (FP types) or
+/* writes "[v0,v1,...]" as rt_json_dumps writes the array of json_real (FP types) or
  * json_integer (the others) values */
 static void put_data(rt_json_buf *b, const v2_out *o, const char *dtype)
 {
@@ -1050,7 +1050,7 @@ static void build_outputs(v2_ctx *c, v2_out *outs, int nout)
 				 "outputs", arr);
 	if (c->id)
 		json_object_set(resp, "id", c->id);
-	char *head = oom ? NULL : json_dumps(resp, JSON_COMPACT);
+	char *head = oom ? NULL : rt_json_dumps(resp, 0);
 	json_decref(resp);
 	/* the head with each data marker (a quoted string) replaced by the values */
 	rt_json_buf b = {0};
