@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include "runtime/access/rt_access.h"
 #include "runtime/access/rt_audit.h"
 #include "runtime/access/rt_auth.h"
@@ -66,6 +67,25 @@ void rt_access_free(rt_server *srv)
 	srv->auth = NULL;
 	srv->limiter = NULL;
 	srv->audit = NULL;
+}
+
+/* Headers never handed to functions: the caller's credentials for thaw itself. */
+static int header_withheld(const char *name)
+{
+	return strcasecmp(name, "Authorization") == 0 ||
+	       strcasecmp(name, "Proxy-Authorization") == 0;
+}
+
+size_t rt_access_kind_headers(const rt_req *req, fn_header *out, size_t cap)
+{
+	size_t n = 0;
+	for (int i = 0; i < req->nheaders && n < cap; i++)
+		if (!header_withheld(req->headers[i].name)) {
+			out[n].name = req->headers[i].name;
+			out[n].value = req->headers[i].value;
+			n++;
+		}
+	return n;
 }
 
 /* copy the token [p, e) without blanks, quotes, brackets and a port, into buf */

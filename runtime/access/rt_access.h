@@ -8,6 +8,7 @@
 #ifndef THAW_RT_ACCESS_H
 #define THAW_RT_ACCESS_H
 #include <stddef.h>
+#include "functions/fn.h"
 #include "runtime/rt_server.h"
 
 /* rt_access_init opens the key store (on the registry's connection), the rate-limit table and
@@ -30,6 +31,12 @@ int rt_access_gate(rt_server *srv, rt_req *req);
  * fn: the key's invoke scope for fn (unless --dev) and fn's rate limit. 0: go on; 1: it has
  * answered (403, 429 with Retry-After, 401 for a key revoked meanwhile, 503). */
 int rt_access_check_fn(rt_server *srv, rt_req *req, const char *fn);
+
+/* rt_access_kind_headers writes to out (cap entries) the headers of req that a function kind
+ * may see (fn_call.headers): all of them, in order, less the caller's credentials for thaw
+ * itself (Authorization, Proxy-Authorization), which are never handed to functions. The
+ * entries point into req. Returns their number. */
+size_t rt_access_kind_headers(const rt_req *req, fn_header *out, size_t cap);
 
 /* rt_access_client writes the client address of req to buf: the socket's peer, or with
  * --trust-proxy the address the proxy reports (last Forwarded for=, else last

@@ -1,8 +1,11 @@
-/* rt_api.h — helpers shared by the HTTP API handlers (rt_api*.c) and their registration. */
+/* rt_api.h — helpers shared by the HTTP API handlers (rt_api_*.c; defined in rt_api.c) and
+ * the registration of each API part. */
 #ifndef THAW_RT_API_H
 #define THAW_RT_API_H
 #include <jansson.h>
+#include "functions/fn.h"
 #include "runtime/rt_server.h"
+#include "runtime/sched/rt_call.h"
 
 /* rt_api_reply_json sends body (reference stolen) as compact JSON with status. */
 void rt_api_reply_json(rt_req *req, int status, json_t *body);
@@ -43,6 +46,16 @@ void rt_api_parse_body_then(rt_server *srv, rt_req *req, rt_api_body_fn fn, void
 int rt_api_version(const char *s, uint32_t *rev);
 /* rt_api_kind_known reports whether a function kind is registered (manifest validation). */
 int rt_api_kind_known(const char *kind, void *ud);
+
+/* rt_api_call_from_req fills the request's side of call c: c->headers, the headers of req a
+ * kind may see (rt_access_kind_headers), written to hdrs (RT_HTTP_MAX_HEADERS entries that
+ * point into req: c is submitted before req is answered), and the cancel hook (req's client
+ * going away cancels the call: 499). The function, input and callbacks are the caller's. */
+void rt_api_call_from_req(rt_call *c, rt_req *req, fn_header *hdrs);
+
+/* rt_api_result_headers adds the response headers a call's result asks for to req: Retry-After
+ * when the scheduler refused it for now. Before the reply. */
+void rt_api_result_headers(rt_req *req, const rt_call_result *r);
 
 /* Route registration of each API part; 0 or a negative errno. */
 int rt_api_fn_register(rt_server *srv);

@@ -6,7 +6,7 @@
  * model = function name. The snapshot of the revision the traffic split picks must carry a
  * tokenizer (thaw snapshot pack takes tokenizer.json / tokenizer_config.json): the prompt (or
  * the chat messages, through the tokenizer's chat template) is encoded here, the llama kind
- * runs on token ids through the scheduler (rt_sched_invoke_stream), and every generated token
+ * runs on token ids through the scheduler (rt_sched_submit), and every generated token
  * comes back on the loop thread (the kind emits {"token": id} on its lane; a uv_async_t hands
  * the ids over) to be decoded incrementally (fn_tok_stream). Stop strings are matched on the
  * decoded text; the text is cut before the first match and the generation is stopped early
@@ -948,12 +948,13 @@ static int fail_status(int st)
 }
 
 /* the end of a call: the kind's result (or error); replies and releases g */
-static void gen_result(rt_req *req, const char *function, uint32_t rev, json_t *out,
-		       const fn_error *err, void *ud)
+static void gen_result(const rt_call_result *res, void *ud)
 {
 	oa_gen *g = ud;
-	(void)function;
-	(void)req;
+	json_t *out = res->out;
+	const fn_error *err = res->err;
+	uint32_t rev = res->rev;
+	rt_api_result_headers(g->req, res);
 	g->rev = rev;
 	drain(g);
 	const char *finish = "length";
@@ -1384,7 +1385,11 @@ static void call_start(oa_pending *pd)
 	g->p.prompt = g->p.messages = NULL;
 	uint32_t rev = pd->rev;
 	pending_free(pd);
-	rt_sched_invoke_stream(srv->sched, req, g->p.model, rev, in, oa_emit, g, gen_result, g);
+	fn_header hdrs[RT_HTTP_MAX_HEADERS];
+	rt_call c = {.function = g->p.model, .rev = rev, .in = in, .emit = oa_emit, .emit_ctx = g,
+		     .done = gen_result, .ud = g};
+	rt_api_call_from_req(&c, req, hdrs);
+	rt_sched_submit(srv->sched, &c);
 }
 
 static void prep_work(uv_work_t *w)

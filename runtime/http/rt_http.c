@@ -136,13 +136,6 @@ static void conn_close(rt_conn *c);
 static void conn_arm_timer(rt_conn *c);
 static void conn_flow(rt_conn *c);
 
-uint64_t rt_now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 void rt_http_config_defaults(rt_http_config *cfg)
 {
 	memset(cfg, 0, sizeof *cfg);

@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <sqlite3.h>
+#include "runtime/base/rt_clock.h"
 #include "runtime/base/rt_fault.h"
 #include "runtime/jobs/rt_jobs.h"
 #include "runtime/jobs/rt_jobs_int.h"
