@@ -112,7 +112,9 @@ struct inst {
 	int batch_ready;
 	qcall *qhead, *qtail;
 	int nq;
-	uv_timer_t idle_timer, batch_timer;
+	uv_timer_t idle_timer;    /* scale to zero: a warm instance idle_timeout_s after its last call */
+	uv_timer_t host_ttl_timer;/* host tier: the host copy dropped host_ttl_s after it got there */
+	uv_timer_t batch_timer;
 	int timers_open;
 	int64_t last_call_ms;
 	uint64_t last_used_ns;
@@ -317,8 +319,16 @@ static inst *find_inst(rt_sched *s, const char *name, uint32_t rev)
 }
 
 static void on_idle_timer(uv_timer_t *t);
+static void on_host_ttl_timer(uv_timer_t *t);
 static void on_batch_timer(uv_timer_t *t);
 static void settle(inst *in);
+
+/* stops the instance's scale-to-zero and host-tier timers (a call came, or its state moves) */
+static void idle_stop(inst *in)
+{
+	uv_timer_stop(&in->idle_timer);
+	uv_timer_stop(&in->host_ttl_timer);
+}
 
 static int get_inst(rt_sched *s, const char *name, uint32_t rev, inst **out)
 {
@@ -339,9 +349,10 @@ static int get_inst(rt_sched *s, const char *name, uint32_t rev, inst **out)
 	snprintf(in->name, sizeof in->name, "%s", name);
 	in->rev = in->info.rev;
 	uv_timer_init(s->loop, &in->idle_timer);
+	uv_timer_init(s->loop, &in->host_ttl_timer);
 	uv_timer_init(s->loop, &in->batch_timer);
-	in->idle_timer.data = in->batch_timer.data = in;
-	in->timers_open = 2;
+	in->idle_timer.data = in->host_ttl_timer.data = in->batch_timer.data = in;
+	in->timers_open = 3;
 	in->next = s->insts;
 	s->insts = in;
 	set_state(in, ST_COLD);
@@ -377,6 +388,7 @@ static void free_inst(inst *in)
 	host_free(in);
 	s->pending_handles++;
 	uv_close((uv_handle_t *)&in->idle_timer, on_inst_timer_closed);
+	uv_close((uv_handle_t *)&in->host_ttl_timer, on_inst_timer_closed);
 	uv_close((uv_handle_t *)&in->batch_timer, on_inst_timer_closed);
 }
 
@@ -619,7 +631,7 @@ void rt_sched_submit(rt_sched *s, const rt_call *call)
 	in->qtail = c;
 	in->nq++;
 	in->last_used_ns = c->t_arrive;
-	uv_timer_stop(&in->idle_timer);
+	idle_stop(in);
 	if (in->state == ST_COLD || in->state == ST_HOST)
 		begin_load(in);
 	else
@@ -777,7 +789,7 @@ static void drop_host(inst *in)
 	host_free(in);
 	if (in->state == ST_HOST) {
 		set_state(in, ST_COLD);
-		uv_timer_stop(&in->idle_timer);
+		idle_stop(in);
 	}
 	rt_logf(RT_LOG_INFO, "function %s rev %u: host tier copy dropped", in->name, in->rev);
 }
@@ -879,7 +891,7 @@ static void evict(inst *in, int keep_host, const char *why)
 	j->w.done = evict_done;
 	j->w.cls = RT_WORK_INVOKE;
 	set_state(in, ST_EVICTING);
-	uv_timer_stop(&in->idle_timer);
+	idle_stop(in);
 	rt_logf(RT_LOG_INFO, "function %s rev %u: evicting from %s (%s)", in->name, in->rev,
 		in->dev->name, why);
 	if (rt_lane_submit(in->dev->lane, &j->w) < 0) {
@@ -930,7 +942,12 @@ static void on_idle_timer(uv_timer_t *t)
 	if (in->state == ST_WARM && in->inflight == 0 && in->nq == 0 &&
 	    in->info.manifest.min_scale < 1)
 		evict(in, 1, "idle");
-	else if (in->state == ST_HOST)
+}
+
+static void on_host_ttl_timer(uv_timer_t *t)
+{
+	inst *in = t->data;
+	if (in->state == ST_HOST)
 		drop_host(in);
 }
 
@@ -942,7 +959,8 @@ static void arm_idle(inst *in)
 		uv_timer_start(&in->idle_timer, on_idle_timer,
 			       (uint64_t)(in->info.manifest.idle_timeout_s * 1000.0 + 0.5), 0);
 	else if (in->state == ST_HOST)
-		uv_timer_start(&in->idle_timer, on_idle_timer, (uint64_t)(in->s->cfg.host_ttl_s * 1000.0), 0);
+		uv_timer_start(&in->host_ttl_timer, on_host_ttl_timer,
+			       (uint64_t)(in->s->cfg.host_ttl_s * 1000.0), 0);
 }
 
 /* ---- cold start ---- */
@@ -1207,7 +1225,7 @@ static void begin_load(inst *in)
 	in->t_load0 = rt_now_ns();
 	in->t_restore_done = 0;
 	in->tier = in->host_img ? 1 : 0;
-	uv_timer_stop(&in->idle_timer);
+	idle_stop(in);
 	set_state(in, ST_LOADING);
 	in->dev = NULL;
 	if (in->info.snapshot_path[0] && in->image_bytes == 0 && !in->host_img) {
@@ -1260,7 +1278,7 @@ static void maybe_destroy(inst *in)
 	if (in->deleted)
 		fail_queue(in, in->s->stopping ? 503 : 404,
 			   in->s->stopping ? "server is shutting down" : "function was deleted");
-	uv_timer_stop(&in->idle_timer);
+	idle_stop(in);
 	uv_timer_stop(&in->batch_timer);
 	if (in->state == ST_WARM && in->dev) {
 		ijob *j = calloc(1, sizeof *j);
