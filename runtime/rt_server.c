@@ -193,17 +193,10 @@ int rt_server_init(rt_server *srv, uv_loop_t *loop, const rt_server_config *cfg)
 		size_t n = 0;
 		rt_revision_info *ri = malloc(sizeof *ri);
 		if (ri && rt_registry_list(srv->reg, &e, &n) == 0)
-			for (size_t i = 0; i < n; i++) {
-				if (strcmp(e[i].name, "echo") == 0)
-					srv->echo_deployed = 1;
+			for (size_t i = 0; i < n; i++)
 				for (uint32_t r = 1; r <= e[i].latest_rev; r++)
-					if (rt_registry_get_revision(srv->reg, e[i].name, r, ri) == 0) {
-						if (ri->manifest.rate_limit_rps > 0)
-							srv->fn_rate_limits = 1;
-						if (ri->manifest.audit_payloads)
-							srv->fn_audit_payloads = 1;
-					}
-			}
+					if (rt_registry_get_revision(srv->reg, e[i].name, r, ri) == 0)
+						rt_api_note_function(srv, e[i].name, &ri->manifest);
 		free(e);
 		free(ri);
 	}

@@ -69,6 +69,14 @@ void rt_access_free(rt_server *srv)
 	srv->audit = NULL;
 }
 
+void rt_access_note_revision(rt_server *srv, const rt_manifest *m)
+{
+	if (m->rate_limit_rps > 0)
+		srv->access.fn_rate_limits = 1;
+	if (m->audit_payloads)
+		srv->access.fn_audit_payloads = 1;
+}
+
 /* Headers never handed to functions: the caller's credentials for thaw itself. */
 static int header_withheld(const char *name)
 {
@@ -248,7 +256,7 @@ int rt_access_gate(rt_server *srv, rt_req *req)
 /* per-function limit from the manifest ("rate_limit"), per caller: key id, else address */
 static int function_limited(rt_server *srv, rt_req *req, const char *client)
 {
-	if (!srv->fn_rate_limits)   /* no revision has one: skip the registry read */
+	if (!srv->access.fn_rate_limits)   /* no revision has one: skip the registry read */
 		return 0;
 	return fn_limited(srv, req, route_fn(req), client);
 }
@@ -321,7 +329,7 @@ int rt_access_check_fn(rt_server *srv, rt_req *req, const char *fn)
 		if (!rt_auth_allows(scopes, RT_AUTH_INVOKE, fn))
 			return forbidden(req, RT_AUTH_INVOKE, fn);
 	}
-	if (!srv->fn_rate_limits)
+	if (!srv->access.fn_rate_limits)
 		return 0;
 	rt_access_client(srv, req, client, sizeof client);
 	return fn_limited(srv, req, fn, client);
@@ -379,7 +387,7 @@ void rt_access_observe(rt_server *srv, const rt_req *req, size_t resp_bytes, dou
 		.status = req->status, .latency_s = secs, .bytes_in = req->body_len,
 		.bytes_out = resp_bytes, .request_id = req->request_id,
 	};
-	if (srv->fn_audit_payloads && need == RT_AUTH_INVOKE && fn && !refused)
+	if (srv->access.fn_audit_payloads && need == RT_AUTH_INVOKE && fn && !refused)
 		payload_opt_in(srv, fn, r.revision, &r, req);
 	/* refusals are sampled per client (a refusal changes nothing: no fsync) */
 	int rc = refused ? rt_audit_refusal(srv->audit, &r, (int64_t)(rt_now_ns() / 1000000))

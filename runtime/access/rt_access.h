@@ -38,6 +38,11 @@ int rt_access_check_fn(rt_server *srv, rt_req *req, const char *fn);
  * entries point into req. Returns their number. */
 size_t rt_access_kind_headers(const rt_req *req, fn_header *out, size_t cap);
 
+/* rt_access_note_revision tells the gate about a deployed revision's manifest (at start and on
+ * every deploy): once some revision has a rate limit or audited payloads, calls read their
+ * function's manifest for them. */
+void rt_access_note_revision(rt_server *srv, const rt_manifest *m);
+
 /* rt_access_client writes the client address of req to buf: the socket's peer, or with
  * --trust-proxy the address the proxy reports (last Forwarded for=, else last
  * X-Forwarded-For entry). */

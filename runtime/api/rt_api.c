@@ -61,6 +61,14 @@ int rt_api_version(const char *s, uint32_t *rev)
 	return 0;
 }
 
+void rt_api_note_function(rt_server *srv, const char *name, const rt_manifest *m)
+{
+	if (m)
+		rt_access_note_revision(srv, m);
+	if (strcmp(name, "echo") == 0)
+		srv->api.echo_deployed = m != NULL;
+}
+
 /* the cancel hook of a call made for req: its client going away */
 static int req_watch(void *ctx, rt_call_cancel_fn cancel, void *arg)
 {

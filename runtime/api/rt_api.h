@@ -57,6 +57,12 @@ void rt_api_call_from_req(rt_call *c, rt_req *req, fn_header *hdrs);
  * when the scheduler refused it for now. Before the reply. */
 void rt_api_result_headers(rt_req *req, const rt_call_result *r);
 
+/* rt_api_note_function tells the API layer (and the access gate) that function name has a
+ * revision with manifest m (deployed now, or found at start), or, with m NULL, that it was
+ * deleted: a deployed "echo" replaces the built-in one, and the gate learns whether any
+ * revision has a rate limit or audited payloads (rt_access_note_revision). Loop thread. */
+void rt_api_note_function(rt_server *srv, const char *name, const rt_manifest *m);
+
 /* Route registration of each API part; 0 or a negative errno. */
 int rt_api_fn_register(rt_server *srv);
 int rt_api_v2_register(rt_server *srv);

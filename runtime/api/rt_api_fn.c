@@ -141,12 +141,7 @@ static void put_parsed(rt_req *req, json_t *body, void *ud)
 		rt_req_reply_error(req, rc == -ENOENT ? 400 : 500, "%s", err);
 		return;
 	}
-	if (m.rate_limit_rps > 0)
-		srv->fn_rate_limits = 1;
-	if (m.audit_payloads)
-		srv->fn_audit_payloads = 1;
-	if (strcmp(name, "echo") == 0)
-		srv->echo_deployed = 1;
+	rt_api_note_function(srv, name, &m);
 	rt_sched_deployed(srv->sched, name);
 	rt_api_reply_json(req, existed ? 200 : 201, function_json(srv, name));
 }
@@ -205,8 +200,7 @@ static void h_delete(rt_req *req, void *ud)
 		return;
 	}
 	rt_sched_deleted(srv->sched, name);
-	if (strcmp(name, "echo") == 0)
-		srv->echo_deployed = 0;
+	rt_api_note_function(srv, name, NULL);
 	rt_api_reply_json(req, 200, json_pack("{s:s}", "deleted", name));
 }
 
@@ -316,7 +310,7 @@ static void h_invoke(rt_req *req, void *ud)
 {
 	rt_server *srv = ud;
 	const char *name = rt_req_param(req, "name");
-	if (strcmp(name, "echo") == 0 && !srv->echo_deployed) {
+	if (strcmp(name, "echo") == 0 && !srv->api.echo_deployed) {
 		invoke_builtin_echo(srv, req);
 		return;
 	}
