@@ -31,9 +31,14 @@ static void server_head(rt_req *req, void *ud)
 	rt_handler_fn fn;
 	void *fud;
 	char allow[128];
+	rt_access_refusal why;
 	switch (rt_router_match(srv->router, req, &fn, &fud, allow, sizeof allow)) {
 	case RT_ROUTE_FOUND:
-		if (rt_access_gate(srv, req) || rt_api_upload_head(srv, req))   /* answered */
+		if (rt_access_gate(srv, req, &why)) {
+			rt_api_refuse(req, &why);   /* in the route's error shape */
+			return;
+		}
+		if (rt_api_upload_head(srv, req))   /* answered */
 			return;
 		req->handler = fn;
 		req->handler_ud = fud;

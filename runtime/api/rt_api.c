@@ -69,6 +69,14 @@ void rt_api_note_function(rt_server *srv, const char *name, const rt_manifest *m
 		srv->api.echo_deployed = m != NULL;
 }
 
+void rt_api_refuse(rt_req *req, const rt_access_refusal *why)
+{
+	if (rt_api_openai_route(req->route))
+		rt_api_openai_refuse(req, why);
+	else
+		rt_req_reply_error(req, why->status, "%s", why->msg);
+}
+
 /* the cancel hook of a call made for req: its client going away */
 static int req_watch(void *ctx, rt_call_cancel_fn cancel, void *arg)
 {

@@ -4,6 +4,7 @@
 #define THAW_RT_API_H
 #include <jansson.h>
 #include "functions/fn.h"
+#include "runtime/access/rt_access.h"
 #include "runtime/rt_server.h"
 #include "runtime/sched/rt_call.h"
 
@@ -62,6 +63,17 @@ void rt_api_result_headers(rt_req *req, const rt_call_result *r);
  * deleted: a deployed "echo" replaces the built-in one, and the gate learns whether any
  * revision has a rate limit or audited payloads (rt_access_note_revision). Loop thread. */
 void rt_api_note_function(rt_server *srv, const char *name, const rt_manifest *m);
+
+/* rt_api_refuse answers a request the access gate refused (rt_access_refusal: status, code,
+ * message; the gate added its headers) in the error shape of the request's API: an OpenAI
+ * error object on the OpenAI routes (rt_api_openai_refuse), {"error": message} elsewhere. */
+void rt_api_refuse(rt_req *req, const rt_access_refusal *why);
+
+/* The OpenAI-compatible API (rt_api_openai.c): rt_api_openai_route tells whether a route
+ * pattern is one of its routes (answered with OpenAI error objects); rt_api_openai_refuse
+ * renders a refusal as one: {"error": {"message", "type", "param": null, "code"}}. */
+int rt_api_openai_route(const char *route);
+void rt_api_openai_refuse(rt_req *req, const rt_access_refusal *why);
 
 /* Route registration of each API part; 0 or a negative errno. */
 int rt_api_fn_register(rt_server *srv);

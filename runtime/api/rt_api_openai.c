@@ -15,10 +15,11 @@
  *
  * Errors are OpenAI error objects {"error": {"message", "type", "param", "code"}}: 400
  * invalid_request_error (bad JSON, fields, prompt too long for the context, token ids outside
- * the vocabulary, no tokenizer), 401/403/429 from the access gate (rt_access.c answers these
- * routes in the same shape), 404 model_not_found, 503/504 server_error. The access gate lets
- * any valid key reach the completion handlers; the handler then checks invoke:<model>
- * (rt_access_check_fn). A snapshot's tokenizer is loaded once, on the libuv thread pool (the
+ * the vocabulary, no tokenizer), 401/403/429 from the access gate (rendered in this shape by
+ * rt_api_openai_refuse), 404 model_not_found, 503/504 server_error. The access gate, once per
+ * request at the end of its headers, lets any key with an invoke scope reach the completion
+ * handlers; once the body names the model the handler asks it to finish its decision with the
+ * key's scopes it kept (rt_access_check_fn: invoke:<model>, the model's rate limit). A snapshot's tokenizer is loaded once, on the libuv thread pool (the
  * request waits, the loop does not), and kept in a small cache keyed by the file's identity.
  * Bodies are bounded before they are parsed (oa_scan: depth, element counts, the tree's
  * estimated size) and every number is range-checked (docs/api.md, "Limits"); a large body is
@@ -93,6 +94,17 @@ static void oa_error(rt_req *req, int status, const char *param, const char *cod
 		return;
 	}
 	rt_api_reply_json(req, status, o);
+}
+
+int rt_api_openai_route(const char *route)
+{
+	return strcmp(route, "/v1/completions") == 0 || strcmp(route, "/v1/chat/completions") == 0 ||
+	       strcmp(route, "/v1/models") == 0 || strcmp(route, "/v1/models/{model}") == 0;
+}
+
+void rt_api_openai_refuse(rt_req *req, const rt_access_refusal *why)
+{
+	oa_error(req, why->status, NULL, why->code, "%s", why->msg);
 }
 
 /* ---- models: tokenizer and limits per snapshot (cached by path, inode, size, mtime) ---- */
@@ -1431,9 +1443,12 @@ static void parsed(oa_pending *pd)
 	/* the scope first: a key without invoke:<model> learns nothing about that function (the
 	 * generate routes name the model: checked at dispatch already; usually checked after the
 	 * scan already, before the parse) */
+	rt_access_refusal why;
 	if (!pd->gen && !(pd->scope_done && !strcmp(pd->scan_model, pd->p.model)) &&
-	    rt_access_check_fn(srv, req, pd->p.model))
+	    rt_access_check_fn(srv, req, pd->p.model, &why)) {
+		rt_api_openai_refuse(req, &why);
 		goto fail;
+	}
 	if (find_llama(req, srv, pd->p.model, info, 0) < 0)
 		goto fail;
 	if (pd->pin)
@@ -1493,7 +1508,9 @@ static void scanned(oa_pending *pd)
 {
 	/* also when the scan refused the body after its "model": the 403 comes first */
 	if (!pd->gen && pd->scan_model[0]) {
-		if (rt_access_check_fn(pd->srv, pd->req, pd->scan_model)) {
+		rt_access_refusal why;
+		if (rt_access_check_fn(pd->srv, pd->req, pd->scan_model, &why)) {
+			rt_api_openai_refuse(pd->req, &why);
 			pending_free(pd);
 			return;
 		}

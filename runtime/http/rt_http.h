@@ -61,6 +61,8 @@ struct rt_req {
 	const char *resp_body;         /* set by rt_req_reply: its body, valid only during the */
 	size_t resp_body_len;          /*  observer call (audit payloads) */
 	char auth_key_id[16];          /* API key id that authenticated it, or "" (rt_access.c) */
+	char auth_scopes[512];         /* that key's scopes where the function is named in the
+	                                * body, for the handler's check (rt_access.c), or "" */
 	int keep_alive;                /* internal */
 	void (*gone_fn)(void *ud);     /* internal: rt_req_on_gone */
 	void *gone_ud;
