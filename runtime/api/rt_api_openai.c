@@ -19,8 +19,9 @@
  * rt_api_openai_refuse), 404 model_not_found, 503/504 server_error. The access gate, once per
  * request at the end of its headers, lets any key with an invoke scope reach the completion
  * handlers; once the body names the model the handler asks it to finish its decision with the
- * key's scopes it kept (rt_access_check_fn: invoke:<model>, the model's rate limit). A snapshot's tokenizer is loaded once, on the libuv thread pool (the
- * request waits, the loop does not), and kept in a small cache keyed by the file's identity.
+ * key's scopes it kept (rt_access_check_fn: invoke:<model>, the model's rate limit). A
+ * snapshot's tokenizer is loaded once, on the libuv thread pool (the request waits, the loop
+ * does not), and kept in a small cache keyed by the file's identity.
  * Bodies are bounded before they are parsed (oa_scan: depth, element counts, the tree's
  * estimated size) and every number is range-checked (docs/api.md, "Limits"); a large body is
  * measured, parsed and tokenized on the thread pool so the loop keeps answering probes.

@@ -7,7 +7,7 @@
  *   host     decoded image kept in host RAM (the host tier), not loaded on a device;
  *   warm     loaded on a device lane, calls run.
  * Calls that arrive while an instance is not warm are held (like Knative's activator) in a
- * bounded queue with the function's timeout: past max_queue -> 503 with Retry-After, past
+ * bounded queue with the function's timeout: past max_queue -> 503 (retry_after_s), past
  * timeout_s -> 504. Per-instance concurrency bounds the calls handed to the lane at once, and
  * queued calls are merged into batches of up to max_batch (waiting max_batch_delay_us for a
  * batch to fill when the lane is idle). idle_timeout_s after its last call a warm instance is
