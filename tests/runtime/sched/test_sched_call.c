@@ -67,10 +67,12 @@ static void env_close(env *e)
 	for (int i = 0; i < 20000 && !stopped; i++)
 		uv_run(&e->loop, UV_RUN_ONCE);
 	T_CHECK(stopped);
+	uv_run(&e->loop, UV_RUN_NOWAIT);
 	rt_sched_free(e->s);
 	rt_registry_close(e->reg);
 	rt_metrics_free(e->m);
-	uv_loop_close(&e->loop);
+	uv_run(&e->loop, UV_RUN_DEFAULT);   /* the handles closed last */
+	T_EQ_INT(uv_loop_close(&e->loop), 0);
 }
 
 /* the caller's side of the cancel hook */
