@@ -1288,18 +1288,18 @@ static void answer_done(void *arg, int gone)
 	ctx_free(c);
 }
 
-static void infer_result(rt_req *req, const char *function, uint32_t rev, json_t *out,
-			 const fn_error *err, void *ud)
+static void infer_result(const rt_call_result *res, void *ud)
 {
 	v2_ctx *c = ud;
-	(void)function;
-	if (!out) {
-		rt_req_reply_error(req, v2_status(err->status), "%s", err->msg);
+	rt_req *req = c->req;
+	rt_api_result_headers(req, res);
+	if (!res->out) {
+		rt_req_reply_error(req, v2_status(res->err->status), "%s", res->err->msg);
 		ctx_free(c);
 		return;
 	}
-	c->rev = rev;
-	c->out = json_incref(out);   /* borrowed; jansson's reference counts are atomic */
+	c->rev = res->rev;
+	c->out = json_incref(res->out);   /* borrowed; jansson's reference counts are atomic */
 	c->accept_enc = accept_encoding(req);
 	rt_api_offload(c->srv, req, c->big, answer_work, answer_done, c);
 }
@@ -1365,7 +1365,10 @@ static void parse_done(void *arg, int gone)
 	}
 	json_t *kin = c->kin;
 	c->kin = NULL;
-	rt_sched_invoke(c->srv->sched, c->req, c->model, c->rev, kin, infer_result, c);
+	fn_header hdrs[RT_HTTP_MAX_HEADERS];
+	rt_call call = {.function = c->model, .rev = c->rev, .in = kin, .done = infer_result, .ud = c};
+	rt_api_call_from_req(&call, c->req, hdrs);
+	rt_sched_submit(c->srv->sched, &call);
 }
 
 static void h_infer(rt_req *req, void *ud)

@@ -136,13 +136,6 @@ static void conn_close(rt_conn *c);
 static void conn_arm_timer(rt_conn *c);
 static void conn_flow(rt_conn *c);
 
-uint64_t rt_now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 void rt_http_config_defaults(rt_http_config *cfg)
 {
 	memset(cfg, 0, sizeof *cfg);
@@ -408,6 +401,7 @@ static void req_reset(rt_conn *c)
 	r->request_id[0] = 0;
 	r->traceparent[0] = 0;
 	r->auth_key_id[0] = 0;
+	r->auth_scopes[0] = 0;
 	r->gone_fn = NULL;
 	r->gone_ud = NULL;
 	r->handler = NULL;

@@ -21,6 +21,7 @@
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
+#include "runtime/base/rt_clock.h"
 #include "runtime/base/rt_fault.h"
 #include "runtime/jobs/rt_jobs.h"
 #include "runtime/jobs/rt_jobs_int.h"

@@ -4,7 +4,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include "runtime/http/rt_http.h"
+#include "runtime/base/rt_clock.h"
 #include "runtime/sched/rt_lane.h"
 #include "runtime/base/rt_log.h"
 

@@ -19,25 +19,29 @@
 
 static int n_ok, n_done;
 
-static void on_result(rt_req *req, const char *function, uint32_t rev, json_t *out,
-		      const fn_error *err, void *ud)
-{
-	(void)req;
-	(void)function;
-	(void)ud;
-	n_done++;
-	if (out && rev == 1 && json_object_get(out, "outputs"))
-		n_ok++;
-	else if (!out)
-		fprintf(stderr, "  call failed: %d %s\n", err->status, err->msg);
-}
-
 static json_t *digit_input(void)
 {
 	json_t *row = json_array();
 	for (int i = 0; i < 64; i++)
 		json_array_append_new(row, json_real((i % 7) / 7.0));
 	return json_pack("{s:[o]}", "inputs", row);
+}
+
+static void on_result(const rt_call_result *r, void *ud)
+{
+	(void)ud;
+	n_done++;
+	if (r->out && r->rev == 1 && json_object_get(r->out, "outputs"))
+		n_ok++;
+	else if (!r->out)
+		fprintf(stderr, "  call failed: %d %s\n", r->err->status, r->err->msg);
+}
+
+/* call submits one call of the digits function (no transport, no cancel hook). */
+static void call(rt_sched *s)
+{
+	rt_call c = {.function = "digits", .in = digit_input(), .done = on_result};
+	rt_sched_submit(s, &c);
 }
 
 static int stopped;
@@ -74,13 +78,13 @@ static void test_invoke_runs_no_statement(void)
 	T_EQ_INT(rt_sched_new(&loop, reg, met, &sc, &s), 0);
 	rt_sched_start(s);
 	/* the first call loads the view's entry and cold-starts the function */
-	rt_sched_invoke(s, NULL, "digits", 0, digit_input(), on_result, NULL);
+	call(s);
 	for (int i = 0; i < 100000 && n_done < 1; i++)
 		uv_run(&loop, UV_RUN_ONCE);
 	T_EQ_INT(n_ok, 1);
 	uint64_t before = rt_registry_statements(reg);
 	for (int k = 0; k < CALLS; k++) {
-		rt_sched_invoke(s, NULL, "digits", 0, digit_input(), on_result, NULL);
+		call(s);
 		for (int i = 0; i < 100000 && n_done < k + 2; i++)
 			uv_run(&loop, UV_RUN_ONCE);
 	}
