@@ -1,5 +1,5 @@
 # thaw — plain Makefile with named variants (see README.md and docs/architecture.md).
-# ENGINEERS WORKING IN PARALLEL: read CONTRIBUTING.md first (git rules, device budget, deadlines).
+# CONTRIBUTING.md: how the tree is organised, how to test, how to add a kind, an op, a route.
 #   make            build/thaw (CPU backend only unless CUDA=1)
 #   make CUDA=1     adds the CUDA backend (nvcc + cuBLAS); output in build-cuda/, deps linked statically
 #   make test       builds and runs every test this machine can run
@@ -68,6 +68,10 @@ LIB_OBJ = $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(CU_SRC:%.cu=$(BUILD)/obj/%.cu.o) \
           $(patsubst $(LLHTTP_DIR)/%.c,$(BUILD)/obj/llhttp/%.o,$(LLHTTP_SRC))
 LIBTHAW = $(BUILD)/libthaw.a
 THAW = $(BUILD)/thaw
+# thaw-test: the daemon with its test hooks (fault points, runtime/base/rt_fault.h) for the
+# end-to-end tests that need them; its rt_fault object comes before the library's
+THAW_TEST = $(BUILD)/thaw-test
+FAULT_TEST_OBJ = $(BUILD)/obj/runtime/base/rt_fault.test.o
 
 TEST_SRC = $(wildcard tests/*/test_*.c tests/*/*/test_*.c)
 TEST_BIN = $(TEST_SRC:%.c=$(BUILD)/%)
@@ -112,6 +116,13 @@ $(LIBTHAW): $(LIB_OBJ)
 $(THAW): $(BUILD)/obj/$(MAIN_SRC:.c=.o) $(LIBTHAW)
 	$(CC) $(LDFLAGS) -rdynamic $^ $(LIBS) -o $@
 
+$(FAULT_TEST_OBJ): runtime/base/rt_fault.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -DTHAW_TEST_HOOKS -c $< -o $@
+
+$(THAW_TEST): $(BUILD)/obj/$(MAIN_SRC:.c=.o) $(FAULT_TEST_OBJ) $(LIBTHAW)
+	$(CC) $(LDFLAGS) -rdynamic $^ $(LIBS) -o $@
+
 # a plugin needs only functions/fn.h and kernels/kern.h; thaw provides the symbols
 $(BUILD)/examples/libthaw_%.so: functions/examples/fn_%.c functions/fn.h kernels/kern.h
 	@mkdir -p $(dir $@)
@@ -129,7 +140,7 @@ $(BUILD)/bench/%: bench/%.c $(LIBTHAW)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $< $(LIBTHAW) $(LDFLAGS) $(LIBS) -o $@
 
-tests-build: $(THAW) $(TEST_BIN) $(FUZZ_REPLAY) $(EXAMPLE_SO)
+tests-build: $(THAW) $(THAW_TEST) $(TEST_BIN) $(FUZZ_REPLAY) $(EXAMPLE_SO)
 
 test: deps
 	@$(MAKE) --no-print-directory tests-build

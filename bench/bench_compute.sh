@@ -42,18 +42,18 @@ echo "== thaw llama kind, cuda:0"
 run "$B" --model "$M" --device cuda:0 --prompt-file "$M/prompt.json" --new 256 --reps 5 \
   --hf-greedy "$M/hf_greedy.json" --variants bf16,nograph,int8,int8:32 --gemm --bw --profile
 record_decode ""
-echo "== the same without programmatic dependent launch (THAW_NO_PDL=1)"
-run env THAW_NO_PDL=1 "$B" --model "$M" --device cuda:0 --prompt-file "$M/prompt.json" --new 256 --reps 5 \
-  --variants bf16
+echo "== the same without programmatic dependent launch (kern_tuning.pdl = 0)"
+run "$B" --model "$M" --device cuda:0 --prompt-file "$M/prompt.json" --new 256 --reps 5 \
+  --variants bf16-nopdl
 record_decode " (no PDL)"
 echo "== the same with RoPE/KV append and attention as two launches (A/B of kc_rope_attention.cu)"
 run "$B" --model "$M" --device cuda:0 --prompt-file "$M/prompt.json" --new 256 --reps 5 \
   --variants bf16,bf16-nofuse,int8,int8-nofuse
 record_decode " (fused attention A/B)"
-echo "== A/B: each greedy token through the host (-nofeed), one-row GEMVs in blocks of 4 warps (-w4, -iw4)"
+echo "== A/B: each greedy token through the host (-nofeed)"
 run "$B" --model "$M" --device cuda:0 --prompt-file "$M/prompt.json" --new 256 --reps 5 \
-  --variants bf16,bf16-nofeed,bf16-w4,bf16-w4-nofeed,int8,int8-nofeed,int8-iw4,bf16,int8
-record_decode " (fed decode / GEMV block A/B)"
+  --variants bf16,bf16-nofeed,int8,int8-nofeed,bf16,int8
+record_decode " (fed decode A/B)"
 T=${THAW_BENCH_TINY_DIR:-/tmp/thaw-bench-tiny-llama}
 echo "== int8 agreement on a trained model: byte-level LLaMA trained on the Python stdlib ($T)"
 run python3 bench/train_tiny_llama.py "$T" --seconds ${TINY_SECONDS:-75}

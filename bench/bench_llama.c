@@ -7,17 +7,12 @@
  *               [--reps R] [--variants bf16,nograph,int8,int8:32] [--hf-greedy F.json]
  *               [--gemm] [--bw] [--profile] [--text-file F.json]
  *
- * A variant may carry "@N" (e.g. int8@0): it then runs with THAW_I8_GEMV=N, the CUDA int8
- * GEMV variant (kernels/cuda/kc_gemv.cu; 0 = the previous one-warp-per-row kernel); "-nofuse"
- * (e.g. bf16-nofuse) runs with THAW_NO_FUSED_ATTN=1 (RoPE + KV append and attention as two
- * launches instead of kc_rope_attention.cu's one); "-nofeed" runs with THAW_NO_FEED=1 (each
- * greedy token through the host before the next step is queued, instead of fed on the device:
- * fn_llama.c); "-w4" runs with THAW_GEMV_ROW_WARPS=4 (the one-row GEMVs in blocks of 4 warps
- * as before, instead of 8: kc_gemv.cu); "-iwN" runs with THAW_I8_MIN_WARPS=N (the int8 one-row
- * GEMV's least warps a block, 4, 8 (default) or 16: kc_gemv.cu); "-att0" runs with
- * THAW_ATT_TILED=0 (prefill attention one block a row and head instead of key tiles shared by
- * a block's rows: kc_attention.cu); "-i8gemv" runs int8 products of any row count on the GEMV
- * kernels (THAW_I8_GEMV_MAX_M, instead of cuBLAS on weights dequantized to BF16 past 32 rows).
+ * A variant may carry A/B suffixes, each a field of the device's kern_tuning (kernels/kern.h;
+ * every variant runs on a device opened with its own tuning): "-nofuse" (e.g. bf16-nofuse)
+ * fused_attention = 0 (RoPE + KV append and attention as two launches instead of
+ * kc_rope_attention.cu's one); "-nofeed" feed_depth = 0 (each greedy token through the host
+ * before the next step is queued, instead of fed on the device: fn_llama.c); "-nopdl" pdl = 0
+ * (no programmatic dependent launch); the variant "nograph" is bf16 with graphs = 0.
  * Decode tokens/s = decode steps / decode time (prefill excluded); e2e = new tokens / whole
  * generate. Roofline = the bandwidth (spec 3.35 TB/s for an H100 SXM, and the measured
  * device-to-device copy rate with --bw) divided by the weight bytes one decode step reads.
@@ -28,7 +23,8 @@
  * --gemm times the prefill matrix products (kern_linear, BF16 weights, F32 activations
  * rounded for cuBLAS) against cublasGemmEx alone (BF16 in, BF16 out) on the same shapes: each
  * shape alone, a layer's products, and the products one by one as the kind issues them (o_proj
- * and down_proj fed by their real producers, attention and swiglu: bench_products). */
+ * and down_proj fed by their real producers in the chained ops, against the same products
+ * issued as separate calls: bench_products). */
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
@@ -47,29 +43,32 @@
 #include <cublas_v2.h>
 #endif
 
-/* A/B suffixes of a variant name (see the top of the file): each sets its environment switch
- * for this variant (unset when absent; "-iwN" passes N); the name is cut at the first one. */
-static void ab_switches(char *v)
+/* ab_tuning: the kern_tuning of a variant name's A/B suffixes (see the top of the file); the
+ * name is cut at the first suffix. */
+static kern_tuning ab_tuning(char *v)
 {
-	static const struct { const char *sfx, *env, *val; } ab[] = {
-		{"-nofuse", "THAW_NO_FUSED_ATTN", "1"}, {"-nofeed", "THAW_NO_FEED", "1"},
-		{"-att0", "THAW_ATT_TILED", "0"}, {"-i8gemv", "THAW_I8_GEMV_MAX_M", "1000000"},
-		{"-w4", "THAW_GEMV_ROW_WARPS", "4"}, {"-iw", "THAW_I8_MIN_WARPS", NULL},
+	static const struct { const char *sfx; int field; } ab[] = {
+		{"-nofuse", 0}, {"-nofeed", 1}, {"-nopdl", 2},
 	};
+	kern_tuning t = KERN_TUNING_DEFAULT;
 	char *cut = NULL;
 	for (size_t i = 0; i < sizeof ab / sizeof ab[0]; i++) {
-		char *p = strstr(v, ab[i].sfx), num[16];
-		if (!p) {
-			unsetenv(ab[i].env);
+		char *p = strstr(v, ab[i].sfx);
+		if (!p)
 			continue;
-		}
-		if (!ab[i].val)
-			snprintf(num, sizeof num, "%d", atoi(p + strlen(ab[i].sfx)));
-		setenv(ab[i].env, ab[i].val ? ab[i].val : num, 1);
+		if (ab[i].field == 0)
+			t.fused_attention = 0;
+		else if (ab[i].field == 1)
+			t.feed_depth = 0;
+		else
+			t.pdl = 0;
 		cut = !cut || p < cut ? p : cut;
 	}
 	if (cut)
 		*cut = 0;
+	if (!strcmp(v, "nograph"))
+		t.graphs = 0;
+	return t;
 }
 
 static double now_s(void)
@@ -414,23 +413,23 @@ static void bench_layer_gemms(kern_dev *d, cublasHandle_t h, int M)
 /* Prefill products one by one as the llama kind issues them, each against cublasGemmEx alone on
  * its shapes (BF16 in and out, F32 compute): q/k/v (kern_linear_multi: the input rounded once,
  * the RMSNorm fused into that rounding; baseline kern_rmsnorm + 3 GEMMs), o_proj + residual
- * with its input produced by kern_attention as in a layer (attention + o_proj, minus attention
- * alone), gate/up (as q/k/v), down_proj + residual with its input produced by kern_swiglu
- * (swiglu + down_proj, minus swiglu alone). A producer leaves its output rounded for the
- * product right after (kernels/cuda/kc_int.h, xtag), so o_proj and down_proj skip their
- * rounding launch; the "no_xtag" figures are a second handle on the same GPU opened with
- * THAW_NO_XTAG=1 (every product rounds its own input: the previous path), same run. The q/k/v
- * and gate/up products are also timed without the norm (rounding launch + GEMMs vs GEMMs).
- * Medians of 5 x 50 calls. */
+ * with its input produced by attention as in a layer (kern_rope_attention_proj, minus
+ * kern_rope_attention alone), gate/up (as q/k/v), down_proj + residual with its input produced
+ * by the SwiGLU (kern_swiglu_proj, minus kern_swiglu alone). In the chained ops the producer
+ * leaves its output rounded for the product (kernels/cuda/kc_int.h), so o_proj and down_proj
+ * skip their rounding launch; the "separate" figures issue the producer and kern_linear_add as
+ * two calls (the product rounds its own input), same run. The q/k/v and gate/up products are
+ * also timed without the norm (rounding launch + GEMMs vs GEMMs). Medians of 5 x 50 calls. */
 enum { PP_QKV, PP_QKV_NN, PP_ATT, PP_ATT_O, PP_GU, PP_GU_NN, PP_SWI, PP_SWI_DOWN, PP_NORM,
        PP_C_QKV, PP_C_O, PP_C_GU, PP_C_DOWN, PP_N };
 
 typedef struct pp {
 	cublasHandle_t h;
 	int M, H, I, heads, kvheads, hd;
+	int separate;              /* producer and product as two calls instead of a chained op */
 	int nn[7], kk[7];
 	kern_mat w[7];
-	void *W[7], *Y[7], *YB[7], *X, *XB, *NW, *XN, *Q, *KC, *VC, *POS, *ATT, *G, *R;
+	void *W[7], *Y[7], *YB[7], *X, *XB, *NW, *XN, *Q, *K, *V, *KC, *VC, *POS, *ATT, *G, *R;
 } pp;
 
 static void pp_issue(pp *p, kern_dev *d, int what)
@@ -444,8 +443,14 @@ static void pp_issue(pp *p, kern_dev *d, int what)
 		kern_linear_multi(d, p->X, p->M, 3, &p->w[0], yq, what == PP_QKV ? &n : NULL);
 		return;
 	case PP_ATT: case PP_ATT_O:
-		kern_attention(d, p->Q, p->KC, p->VC, p->POS, p->M, p->heads, p->kvheads, p->hd, p->M,
-			       0.125f, p->ATT);
+		if (what == PP_ATT_O && !p->separate) {
+			kern_rope_attention_proj(d, p->Q, p->K, p->V, p->POS, p->M, p->heads, p->kvheads,
+						 p->hd, 1e4f, p->KC, p->VC, p->M, 0.125f, p->ATT, &p->w[3],
+						 p->R);
+			return;
+		}
+		kern_rope_attention(d, p->Q, p->K, p->V, p->POS, p->M, p->heads, p->kvheads, p->hd,
+				    1e4f, p->KC, p->VC, p->M, 0.125f, p->ATT);
 		if (what == PP_ATT_O)
 			kern_linear_add(d, p->ATT, p->M, &p->w[3], p->R);
 		return;
@@ -453,6 +458,10 @@ static void pp_issue(pp *p, kern_dev *d, int what)
 		kern_linear_multi(d, p->X, p->M, 2, &p->w[4], yg, what == PP_GU ? &n : NULL);
 		return;
 	case PP_SWI: case PP_SWI_DOWN:
+		if (what == PP_SWI_DOWN && !p->separate) {
+			kern_swiglu_proj(d, p->X, p->M, &p->w[4], &p->w[5], &n, p->G, &p->w[6], p->R);
+			return;
+		}
 		kern_swiglu(d, p->X, p->M, &p->w[4], &p->w[5], p->G, &n);
 		if (what == PP_SWI_DOWN)
 			kern_linear_add(d, p->G, p->M, &p->w[6], p->R);
@@ -518,14 +527,6 @@ static void bench_products(kern_dev *d, cublasHandle_t h, int M)
 	p.kvheads = 4;
 	p.hd = 64;
 	int nn[7] = {p.H, 256, 256, p.H, p.I, p.I, p.H}, kk[7] = {p.H, p.H, p.H, p.H, p.H, p.H, p.I};
-	kern_dev *doff = NULL;
-	const char *env = getenv("THAW_NO_XTAG");
-	if (!env) {
-		setenv("THAW_NO_XTAG", "1", 1);
-		if (kern_dev_open(kern_dev_name(d), 0, &doff) < 0)
-			doff = NULL;
-		unsetenv("THAW_NO_XTAG");
-	}
 	for (int i = 0; i < 7; i++) {
 		p.nn[i] = nn[i];
 		p.kk[i] = kk[i];
@@ -540,6 +541,8 @@ static void bench_products(kern_dev *d, cublasHandle_t h, int M)
 	p.NW = pp_rand(d, (size_t)p.H, 0, 0.1f);
 	p.XN = kern_alloc(d, (size_t)M * p.H * 4);
 	p.Q = pp_rand(d, (size_t)M * p.H, 0, 1);
+	p.K = pp_rand(d, kvn, 0, 1);
+	p.V = pp_rand(d, kvn, 0, 1);
 	p.KC = pp_rand(d, kvn, 0, 1);
 	p.VC = pp_rand(d, kvn, 0, 1);
 	p.ATT = kern_alloc(d, (size_t)M * p.H * 4);
@@ -556,11 +559,11 @@ static void bench_products(kern_dev *d, cublasHandle_t h, int M)
 	for (int what = PP_NORM; what < PP_N; what++)
 		tc[what] = pp_time(&p, d, what);
 	for (int v = 0; v < 2; v++) {
-		kern_dev *dv = v ? doff : d;
-		for (int what = 0; dv && what < PP_NORM; what++)
-			tk[v][what] = pp_time(&p, dv, what);
+		p.separate = v;
+		for (int what = 0; what < PP_NORM; what++)
+			tk[v][what] = pp_time(&p, d, what);
 	}
-	/* per product: thaw (xtag, no_xtag) and cuBLAS times */
+	/* per product: thaw (chained, separate) and cuBLAS times */
 	double o[2], dn[2];
 	for (int v = 0; v < 2; v++) {
 		o[v] = tk[v][PP_ATT_O] - tk[v][PP_ATT];
@@ -571,20 +574,20 @@ static void bench_products(kern_dev *d, cublasHandle_t h, int M)
 		 tk[0][PP_QKV], tk[1][PP_QKV], tc[PP_NORM] + tc[PP_C_QKV]},
 		{"q/k/v without norm (rounding + 3 GEMMs; cuBLAS: 3 GEMMs)", tk[0][PP_QKV_NN],
 		 tk[1][PP_QKV_NN], tc[PP_C_QKV]},
-		{"o_proj+residual, input from kern_attention", o[0], o[1], tc[PP_C_O]},
+		{"o_proj+residual, input from attention", o[0], o[1], tc[PP_C_O]},
 		{"gate/up (RMSNorm fused into the rounding; cuBLAS: kern_rmsnorm + 2 GEMMs)",
 		 tk[0][PP_GU], tk[1][PP_GU], tc[PP_NORM] + tc[PP_C_GU]},
 		{"gate/up without norm (rounding + 2 GEMMs; cuBLAS: 2 GEMMs)", tk[0][PP_GU_NN],
 		 tk[1][PP_GU_NN], tc[PP_C_GU]},
-		{"down_proj+residual, input from kern_swiglu", dn[0], dn[1], tc[PP_C_DOWN]},
+		{"down_proj+residual, input from the SwiGLU", dn[0], dn[1], tc[PP_C_DOWN]},
 	};
 	for (size_t i = 0; i < sizeof row / sizeof row[0]; i++)
 		printf("prefill_product M=%d %s: thaw_us=%.1f cublas_us=%.1f thaw_vs_cublas=%.2f "
-		       "(no_xtag: thaw_us=%.1f thaw_vs_cublas=%.2f)\n", M, row[i].name, row[i].t0 * 1e6,
+		       "(separate: thaw_us=%.1f thaw_vs_cublas=%.2f)\n", M, row[i].name, row[i].t0 * 1e6,
 		       row[i].c * 1e6, row[i].c / row[i].t0, row[i].t1 * 1e6,
 		       row[i].t1 > 0 ? row[i].c / row[i].t1 : 0);
-	printf("prefill_product M=%d producers: attention_us=%.1f (no_xtag %.1f) attention+o_proj_us=%.1f "
-	       "(no_xtag %.1f) swiglu_us=%.1f (no_xtag %.1f) swiglu+down_us=%.1f (no_xtag %.1f)\n", M,
+	printf("prefill_product M=%d producers: attention_us=%.1f (separate %.1f) attention+o_proj_us=%.1f "
+	       "(separate %.1f) swiglu_us=%.1f (separate %.1f) swiglu+down_us=%.1f (separate %.1f)\n", M,
 	       tk[0][PP_ATT] * 1e6, tk[1][PP_ATT] * 1e6, tk[0][PP_ATT_O] * 1e6,
 	       tk[1][PP_ATT_O] * 1e6, tk[0][PP_SWI] * 1e6, tk[1][PP_SWI] * 1e6,
 	       tk[0][PP_SWI_DOWN] * 1e6, tk[1][PP_SWI_DOWN] * 1e6);
@@ -596,7 +599,7 @@ static void bench_products(kern_dev *d, cublasHandle_t h, int M)
 			t[v] = (norms ? tk[v][PP_QKV] + tk[v][PP_GU] : tk[v][PP_QKV_NN] + tk[v][PP_GU_NN]) +
 			       o[v] + dn[v];
 		printf("prefill_layer M=%d products one by one as the kind issues them%s: thaw_us=%.1f "
-		       "cublas_us=%.1f thaw_vs_cublas=%.2f (no_xtag: thaw_us=%.1f thaw_vs_cublas=%.2f)\n",
+		       "cublas_us=%.1f thaw_vs_cublas=%.2f (separate: thaw_us=%.1f thaw_vs_cublas=%.2f)\n",
 		       M, norms ? ", with the 2 RMSNorms" : ", no norms", t[0] * 1e6, c * 1e6, c / t[0],
 		       t[1] * 1e6, t[1] > 0 ? c / t[1] : 0);
 	}
@@ -605,11 +608,9 @@ static void bench_products(kern_dev *d, cublasHandle_t h, int M)
 		kern_free(d, p.Y[i]);
 		kern_free(d, p.YB[i]);
 	}
-	void *bufs[] = {p.X, p.XB, p.NW, p.XN, p.Q, p.KC, p.VC, p.ATT, p.G, p.R, p.POS};
+	void *bufs[] = {p.X, p.XB, p.NW, p.XN, p.Q, p.K, p.V, p.KC, p.VC, p.ATT, p.G, p.R, p.POS};
 	for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
 		kern_free(d, bufs[i]);
-	if (doff)
-		kern_dev_close(doff);
 }
 
 static void bench_gemm(kern_dev *d, int M)
@@ -859,31 +860,32 @@ int main(int argc, char **argv)
 	for (char *save, *v = strtok_r(vbuf, ",", &save); v; v = strtok_r(NULL, ",", &save)) {
 		char vname[64];
 		snprintf(vname, sizeof vname, "%s", v);
-		char *at = strchr(v, '@');   /* VARIANT@N: run it with THAW_I8_GEMV=N (kc_gemv.cu) */
-		if (at) { *at = 0; setenv("THAW_I8_GEMV", at + 1, 1); } else unsetenv("THAW_I8_GEMV");
-		ab_switches(v);
+		kern_tuning tune = ab_tuning(v);
 		int quant = !strncmp(v, "int8", 4), block = !strcmp(v, "int8:32") ? 32 : 0;
-		if (!strcmp(v, "nograph"))
-			setenv("THAW_NO_GRAPH", "1", 1);
-		else
-			unsetenv("THAW_NO_GRAPH");
+		kern_dev *vd;
+		if (kern_dev_open_tuned(dev, 0, &tune, &vd) < 0) {
+			printf("variant %s: device %s unavailable\n", v, dev);
+			continue;
+		}
 		devw w;
 		t0 = now_s();
-		if (upload(d, &m, quant, block, &w) < 0) {
+		if (upload(vd, &m, quant, block, &w) < 0) {
 			printf("variant %s: out of memory\n", v);
+			kern_dev_close(vd);
 			continue;
 		}
 		double t_up = now_s() - t0;
-		if (prof_on && kern_dev_is_cuda(d)) {
+		if (prof_on && kern_dev_is_cuda(vd)) {
 			printf("variant %s:\n", v);
-			profile(d, w.w, w.n, m.config, P + NEW / 2);
+			profile(vd, w.w, w.n, m.config, P + NEW / 2);
 		}
-		fn_load_args la = {d, w.w, w.n, meta};
+		fn_load_args la = {vd, w.w, w.n, meta};
 		void *s = NULL;
 		fn_error err;
 		if (k->load(&la, &s, &err) < 0) {
 			printf("variant %s: load failed: %s\n", v, err.msg);
-			unload(d, &w);
+			unload(vd, &w);
+			kern_dev_close(vd);
 			continue;
 		}
 		json_t *out = fn_invoke_one(k, s, req, &err);   /* warm-up (captures the graph) */
@@ -968,7 +970,8 @@ int main(int argc, char **argv)
 		}
 		json_decref(out);
 		k->release(s);
-		unload(d, &w);
+		unload(vd, &w);
+		kern_dev_close(vd);
 	}
 	free(text);
 	free(tref);

@@ -25,10 +25,13 @@ extern "C" {
 #endif
 
 /* ABI history: 1 = invoke(state, in[], out[], errs[], n); 2 = invoke(state, fn_call[], n) with
- * request headers and streaming. The registry refuses kinds of any other version (a v1 plugin
- * gets "built for ABI 1, this thaw loads ABI 2: rebuild against functions/fn.h"). */
-#define FN_ABI_VERSION 2
+ * request headers and streaming; 3 = the optional v2_sig operation. The registry refuses kinds
+ * of any other version (a v1 plugin gets "built for ABI 1, this thaw loads ABI 3: rebuild
+ * against functions/fn.h"). */
+#define FN_ABI_VERSION 3
 #define FN_MAX_DIMS 8
+#define FN_V2_TENSORS_MAX 8        /* inputs, and outputs, of a V2 signature */
+#define FN_V2_NAME_MAX 63
 
 /* One tensor of the model, as the kind receives it. data points into memory on the kind's
  * device (host memory for "cpu"); it is owned by the caller and stays valid and unchanged
@@ -89,6 +92,25 @@ typedef struct fn_load_args {
 	const json_t *meta;
 } fn_load_args;
 
+/* One tensor of a kind's Open Inference Protocol (KServe V2) signature: its name, V2 datatype
+ * ("FP32", "INT64", "BYTES", ...) and shape, -1 for a dimension of any size. */
+typedef struct fn_v2_tensor {
+	char name[FN_V2_NAME_MAX + 1];
+	char datatype[16];
+	int ndim;
+	int64_t shape[FN_MAX_DIMS];
+} fn_v2_tensor;
+
+/* What a kind takes and gives over V2 (GET /v2/models/{m}, POST .../infer). A kind without a
+ * packed form of its own receives a V2 request as {"<input name>": nested array, ...} (rows of
+ * the declared shape) and answers {"<output name>": nested array, ...}; the runtime checks
+ * datatypes and shapes against this signature on both sides. */
+typedef struct fn_v2_sig {
+	int n_inputs, n_outputs;
+	fn_v2_tensor inputs[FN_V2_TENSORS_MAX];
+	fn_v2_tensor outputs[FN_V2_TENSORS_MAX];
+} fn_v2_sig;
+
 typedef struct fn_kind {
 	int abi;                   /* FN_ABI_VERSION */
 	const char *name;          /* metadata "kind" that selects it */
@@ -103,7 +125,16 @@ typedef struct fn_kind {
 	 * error). */
 	int (*invoke)(void *state, fn_call *calls, size_t n);
 	void (*release)(void *state);
+	/* v2_sig (optional, NULL: no V2 inputs/outputs) declares the V2 signature of a snapshot:
+	 * args as for load, but dev is NULL and every weight's data is NULL (names, dtypes and
+	 * shapes only). Called once at deploy; 0, or a negative errno with err filled (status
+	 * 422: the kind cannot use this snapshot). */
+	int (*v2_sig)(const fn_load_args *args, fn_v2_sig *sig, fn_error *err);
 } fn_kind;
+
+/* fn_v2_tensor_set fills t (name cut to FN_V2_NAME_MAX, ndim <= FN_MAX_DIMS dims from shape). */
+void fn_v2_tensor_set(fn_v2_tensor *t, const char *name, const char *datatype, int ndim,
+		      const int64_t *shape);
 
 /* fn_kind_find returns the registered kind called name, or NULL. */
 const fn_kind *fn_kind_find(const char *name);

@@ -54,6 +54,10 @@ static int echo_invoke(void *state, fn_call *calls, size_t n)
 static void echo_release(void *state) { (void)state; }
 
 const fn_kind fn_echo_kind = {
-	FN_ABI_VERSION, "echo", "returns its JSON input unchanged (no weights)",
-	echo_load, echo_invoke, echo_release,
+	.abi = FN_ABI_VERSION,
+	.name = "echo",
+	.summary = "returns its JSON input unchanged (no weights)",
+	.load = echo_load,
+	.invoke = echo_invoke,
+	.release = echo_release,
 };

@@ -76,7 +76,7 @@ void fn_ft_weights(const fn_ft *f, int i, const float **w, const float **b);
 int fn_ft_save(fn_ft *f, void **buf, size_t *len);
 int fn_ft_restore(fn_ft *f, const void *buf, size_t len, char *err, size_t errlen);
 
-/* ---- the state on a kern device (GPU job steps; issue 6) ----
+/* ---- the state on a kern device (GPU job steps) ----
  * fn_ft_to_device moves the training state onto device d (a "cuda:N" or the "cpu" kern
  * device): parameters, Adam moments, the data set and its row permutations are copied there,
  * and from then on fn_ft_unit runs as kern ops on d (kern_gemm, kern_xent_grad / kern_mse_grad,

@@ -62,7 +62,6 @@ typedef struct llama {
 	float *lphist;             /* ... and its log-probability */
 	int feed_depth;            /* fed decode steps queued ahead of the host (0: not fed) */
 	kern_graph *graph, *graph_feed;
-	int no_graph;
 	double prefill_s, decode_s;
 	int steps, used_graph;
 } llama;
@@ -218,7 +217,6 @@ static int llama_load(const fn_load_args *a, void **state, fn_error *err)
 	s->eps = (float)eps;
 	s->theta = (float)theta;
 	s->tied = json_is_true(json_object_get(c, "tie_word_embeddings"));
-	s->no_graph = getenv("THAW_NO_GRAPH") && atoi(getenv("THAW_NO_GRAPH"));
 	const json_t *eos = json_object_get(c, "eos_token_id");
 	if (json_is_integer(eos)) {
 		s->eos[s->n_eos++] = (int)json_integer_value(eos);
@@ -290,15 +288,9 @@ static int llama_load(const fn_load_args *a, void **state, fn_error *err)
 			    (long long)s->cap);
 		goto fail;
 	}
-	/* fed greedy decoding: queue 2 steps ahead on a GPU, none on the CPU (where a step run past
-	 * a stop would cost its full time); THAW_NO_FEED=1 turns it off (A/B runs),
-	 * THAW_FEED_DEPTH=N sets the depth (tests) */
-	s->feed_depth = kern_dev_is_cuda(s->dev) ? 2 : 1;
-	const char *fe = getenv("THAW_FEED_DEPTH");
-	if (fe && atoi(fe) >= 1 && atoi(fe) < KERN_MARKS)
-		s->feed_depth = atoi(fe);
-	if (getenv("THAW_NO_FEED") && atoi(getenv("THAW_NO_FEED")))
-		s->feed_depth = 0;
+	/* fed greedy decoding: steps queued ahead of the host (kern_tuning.feed_depth: 2 on a GPU,
+	 * 1 on the CPU, where a step run past a stop would cost its full time; 0 = not fed) */
+	s->feed_depth = kern_dev_tuning(s->dev)->feed_depth;
 	s->hist = kern_alloc_host(s->dev, (size_t)s->cap * 4);
 	s->lphist = kern_alloc_host(s->dev, (size_t)s->cap * 4);
 	if (!s->hist || !s->lphist)
@@ -327,11 +319,9 @@ static int forward(llama *s, int64_t m, const int32_t *tok, const int32_t *pos)
 		float *outs[3] = {s->q, s->k, s->v};
 		kern_norm n1 = {y->ln1, s->eps}, n2 = {y->ln2, s->eps};
 		TRY(kern_linear_multi(d, s->x, m, 3, qkv, outs, &n1));   /* RMSNorm fused */
-		TRY(kern_rope_attention(d, s->q, s->k, s->v, pos, m, s->H, s->KVH, s->hd, s->theta,
-					kc, vc, s->cap, scale, s->att));
-		TRY(kern_linear_add(d, s->att, m, &y->o, s->x));
-		TRY(kern_swiglu(d, s->x, m, &y->gate, &y->up, s->g, &n2));
-		TRY(kern_linear_add(d, s->g, m, &y->down, s->x));
+		TRY(kern_rope_attention_proj(d, s->q, s->k, s->v, pos, m, s->H, s->KVH, s->hd,
+					     s->theta, kc, vc, s->cap, scale, s->att, &y->o, s->x));
+		TRY(kern_swiglu_proj(d, s->x, m, &y->gate, &y->up, &n2, s->g, &y->down, s->x));
 	}
 	TRY(kern_rmsnorm(d, s->x + (m - 1) * D, s->norm, 1, D, s->eps, s->h));
 	TRY(kern_linear(d, s->h, 1, &s->lm_head, NULL, KERN_ACT_NONE, s->logits));
@@ -371,7 +361,7 @@ static int step_ops(llama *s, int fed)
 static int decode_step(llama *s, int fed)
 {
 	kern_graph **gp = fed ? &s->graph_feed : &s->graph;
-	if (!s->no_graph && kern_dev_is_cuda(s->dev)) {
+	if (kern_dev_is_cuda(s->dev) && kern_dev_tuning(s->dev)->graphs) {
 		if (!*gp) {
 			TRY(kern_graph_begin(s->dev));
 			int rc = step_ops(s, fed);
@@ -734,7 +724,24 @@ void fn_llama_stats(void *state, double *prefill_s, double *decode_s, int *steps
 	*graph = s->used_graph;
 }
 
+/* V2: input_ids INT64 [1, n] -> output_ids INT64 [1, m] (one sequence a request) */
+static int llama_v2_sig(const fn_load_args *a, fn_v2_sig *sig, fn_error *err)
+{
+	(void)a;
+	(void)err;
+	memset(sig, 0, sizeof *sig);
+	sig->n_inputs = sig->n_outputs = 1;
+	fn_v2_tensor_set(&sig->inputs[0], "input_ids", "INT64", 2, (int64_t[]){1, -1});
+	fn_v2_tensor_set(&sig->outputs[0], "output_ids", "INT64", 2, (int64_t[]){1, -1});
+	return 0;
+}
+
 const fn_kind fn_llama_kind = {
-	FN_ABI_VERSION, "llama", "LLaMA decoder (HF LlamaForCausalLM weights): tokens -> tokens",
-	llama_load, llama_invoke, llama_release,
+	.abi = FN_ABI_VERSION,
+	.name = "llama",
+	.summary = "LLaMA decoder (HF LlamaForCausalLM weights): tokens -> tokens",
+	.load = llama_load,
+	.invoke = llama_invoke,
+	.release = llama_release,
+	.v2_sig = llama_v2_sig,
 };

@@ -10,6 +10,7 @@
  * is packed the same way: {"outputs_f32": S, "shape": [rows, classes], "labels": [...]}. */
 #include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "functions/fn_kinds.h"
@@ -309,7 +310,46 @@ done:
 	return rc;
 }
 
+/* V2: INPUT0 FP32 [batch, features] -> OUTPUT0 FP32 [batch, classes], LABEL INT64 [batch];
+ * features: the input dimension of the lowest-numbered layer, classes: the output dimension
+ * of the highest */
+static int mlp_v2_sig(const fn_load_args *a, fn_v2_sig *sig, fn_error *err)
+{
+	int64_t in = -1, classes = -1;
+	long lo = -1, hi = -1;
+	for (size_t i = 0; i < a->n_weights; i++) {
+		const fn_weight *w = &a->weights[i];
+		long n;
+		int used = 0;
+		if (sscanf(w->name, "layers.%ld.weight%n", &n, &used) != 1 || w->name[used] ||
+		    w->ndim != 2)
+			continue;
+		if (lo < 0 || n < lo) {
+			lo = n;
+			in = w->shape[1];
+		}
+		if (hi < 0 || n > hi) {
+			hi = n;
+			classes = w->shape[0];
+		}
+	}
+	if (in < 1 || classes < 1)
+		return fn_err(err, 422, "mlp: no layers.N.weight [out, in] tensors");
+	memset(sig, 0, sizeof *sig);
+	sig->n_inputs = 1;
+	fn_v2_tensor_set(&sig->inputs[0], "INPUT0", "FP32", 2, (int64_t[]){-1, in});
+	sig->n_outputs = 2;
+	fn_v2_tensor_set(&sig->outputs[0], "OUTPUT0", "FP32", 2, (int64_t[]){-1, classes});
+	fn_v2_tensor_set(&sig->outputs[1], "LABEL", "INT64", 1, (int64_t[]){-1});
+	return 0;
+}
+
 const fn_kind fn_mlp_kind = {
-	FN_ABI_VERSION, "mlp", "dense layers layers.N.weight/bias; inputs -> outputs + argmax labels",
-	mlp_load, mlp_invoke, mlp_release,
+	.abi = FN_ABI_VERSION,
+	.name = "mlp",
+	.summary = "dense layers layers.N.weight/bias; inputs -> outputs + argmax labels",
+	.load = mlp_load,
+	.invoke = mlp_invoke,
+	.release = mlp_release,
+	.v2_sig = mlp_v2_sig,
 };

@@ -147,6 +147,17 @@ const fn_weight *fn_weight_find(const fn_weight *w, size_t n, const char *name)
 	return NULL;
 }
 
+void fn_v2_tensor_set(fn_v2_tensor *t, const char *name, const char *datatype, int ndim,
+		      const int64_t *shape)
+{
+	memset(t, 0, sizeof *t);
+	snprintf(t->name, sizeof t->name, "%s", name);
+	snprintf(t->datatype, sizeof t->datatype, "%s", datatype);
+	t->ndim = ndim < 0 ? 0 : ndim > FN_MAX_DIMS ? FN_MAX_DIMS : ndim;
+	for (int i = 0; i < t->ndim; i++)
+		t->shape[i] = shape[i];
+}
+
 int fn_err(fn_error *err, int status, const char *fmt, ...)
 {
 	if (err) {

@@ -126,12 +126,38 @@ int kern_cuda_count(void)
 #endif
 }
 
+static int dev_open(const char *spec, int threads, const kern_tuning *t, struct pool_compute *pc,
+		    kern_dev **out);
+
 int kern_dev_open(const char *spec, int threads, kern_dev **out)
 {
+	return kern_dev_open_tuned(spec, threads, NULL, out);
+}
+
+int kern_dev_open_tuned(const char *spec, int threads, const kern_tuning *t, kern_dev **out)
+{
+	return dev_open(spec, threads, t, NULL, out);
+}
+
+int kern_dev_open_compute(const char *spec, const kern_tuning *t, struct pool_compute *pc,
+			  kern_dev **out)
+{
+	*out = NULL;
+	if (!pc || !spec || strncmp(spec, "cuda", 4) != 0)
+		return -EINVAL;
+	return dev_open(spec, 0, t, pc, out);
+}
+
+static int dev_open(const char *spec, int threads, const kern_tuning *t, struct pool_compute *pc,
+		    kern_dev **out)
+{
+	static const kern_tuning def = KERN_TUNING_DEFAULT;
 	const kern_backend *be;
 	int index = 0, rc;
 	*out = NULL;
-	if (!spec)
+	if (!t)
+		t = &def;
+	if (!spec || t->feed_depth < -1 || t->feed_depth >= KERN_MARKS || t->i8_gemm_rows < 0)
 		return -EINVAL;
 	if (strcmp(spec, "cpu") == 0) {
 		be = &kern_cpu_backend;
@@ -159,10 +185,13 @@ int kern_dev_open(const char *spec, int threads, kern_dev **out)
 	if (!d)
 		return -ENOMEM;
 	d->be = be;
+	d->tune = *t;
+	if (d->tune.feed_depth < 0)
+		d->tune.feed_depth = be == &kern_cpu_backend ? 1 : 2;
 	snprintf(d->name, sizeof d->name, "%s", be == &kern_cpu_backend ? "cpu" : "cuda");
 	if (be != &kern_cpu_backend)
 		snprintf(d->name, sizeof d->name, "cuda:%d", index);
-	rc = be->open(index, threads, &d->b);
+	rc = be->open(index, threads, &d->tune, pc, &d->b);
 	if (rc < 0) {
 		free(d);
 		return rc;
@@ -181,6 +210,7 @@ void kern_dev_close(kern_dev *d)
 
 int kern_dev_is_cuda(const kern_dev *d) { return d->be != &kern_cpu_backend; }
 const char *kern_dev_name(const kern_dev *d) { return d->name; }
+const kern_tuning *kern_dev_tuning(const kern_dev *d) { return &d->tune; }
 
 void *kern_alloc(kern_dev *d, size_t bytes) { return d->be->alloc(d->b, bytes ? bytes : 1); }
 void kern_free(kern_dev *d, void *p) { if (p) d->be->free(d->b, p); }
@@ -334,6 +364,39 @@ int kern_rope_attention(kern_dev *d, float *q, float *k, const float *v, const i
 	return rc ? rc : kern_attention(d, q, kc, vc, pos, m, heads, kvheads, hd, cap, scale, out);
 }
 
+int kern_rope_attention_proj(kern_dev *d, float *q, float *k, const float *v, const int32_t *pos,
+			     int64_t m, int64_t heads, int64_t kvheads, int64_t hd, float theta,
+			     float *kc, float *vc, int64_t cap, float scale, float *att,
+			     const kern_mat *wo, float *y)
+{
+	if (m < 0 || heads <= 0 || kvheads <= 0 || heads % kvheads || hd <= 0 || hd % 2 ||
+	    hd > 256 || theta <= 0 || cap <= 0 || !mat_ok(wo) || wo->k != heads * hd)
+		return -EINVAL;
+	if (!m)
+		return 0;
+	if (d->be->rope_attention_proj)
+		return d->be->rope_attention_proj(d->b, q, k, v, pos, m, heads, kvheads, hd, theta, kc,
+						  vc, cap, scale, att, wo, y);
+	int rc = kern_rope_attention(d, q, k, v, pos, m, heads, kvheads, hd, theta, kc, vc, cap,
+				     scale, att);
+	return rc ? rc : kern_linear_add(d, att, m, wo, y);
+}
+
+int kern_swiglu_proj(kern_dev *d, const float *x, int64_t m, const kern_mat *wg,
+		     const kern_mat *wu, const kern_norm *norm, float *g, const kern_mat *wd,
+		     float *y)
+{
+	if (m < 0 || !mat_ok(wg) || !mat_ok(wu) || wg->n != wu->n || wg->k != wu->k ||
+	    wg->dt != wu->dt || wg->qblock != wu->qblock || !mat_ok(wd) || wd->k != wg->n)
+		return -EINVAL;
+	if (!m)
+		return 0;
+	if (d->be->swiglu_proj)
+		return d->be->swiglu_proj(d->b, x, m, wg, wu, norm, g, wd, y);
+	int rc = kern_swiglu(d, x, m, wg, wu, g, norm);
+	return rc ? rc : kern_linear_add(d, g, m, wd, y);
+}
+
 int kern_embed(kern_dev *d, kern_dtype dt, const void *table, int64_t vocab, int64_t dim,
 	       const int32_t *tokens, int64_t m, float *y)
 {
@@ -455,7 +518,7 @@ int kern_sample(kern_dev *d, const float *x, int64_t m, int64_t n, float temp, i
 
 int kern_graph_begin(kern_dev *d)
 {
-	return d->be->graph_begin ? d->be->graph_begin(d->b) : -ENOTSUP;
+	return d->be->graph_begin && d->tune.graphs ? d->be->graph_begin(d->b) : -ENOTSUP;
 }
 
 int kern_graph_end(kern_dev *d, kern_graph **out)

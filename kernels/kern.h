@@ -70,11 +70,45 @@ uint16_t kern_f32_to_f16(float f);       /* round to nearest even */
  * driver finds none). */
 int kern_cuda_count(void);
 
-/* kern_dev_open opens "cpu" or "cuda:N" ("cuda" means cuda:0). Device-lifetime resources
- * (streams, cuBLAS handle and workspace, CPU threads) are created here once. The CPU device
- * uses `threads` worker threads (0 = number of online CPUs). Returns 0 or -EINVAL (bad spec),
- * -ENODEV (no such device / not built with CUDA), -EIO. Free with kern_dev_close. */
+/* Tuning of a device, fixed when it opens (kern_dev_open_tuned; benchmarks and tests pick
+ * variants through it). Start from KERN_TUNING_DEFAULT and change fields:
+ *   pdl              CUDA on sm_90+: launch decode-path kernels with programmatic dependent
+ *                    launch (each may start while its predecessor finishes); 0: plain launches
+ *   graphs           kern_graph_begin captures; 0: it returns -ENOTSUP (callers then issue ops)
+ *   fused_attention  kern_rope_attention (also inside kern_rope_attention_proj) as one launch
+ *                    where the backend has one; 0: composed from kern_rope_kv and kern_attention
+ *   feed_depth       decode steps a kind may queue ahead of the host (kern_argmax_feed):
+ *                    -1 = the device's default (2 on a GPU, 1 on the CPU), 0 = every step
+ *                    through the host, else 1 .. KERN_MARKS - 1
+ *   i8_gemm_rows     int8 products on cuBLAS dequantize this many weight rows per product;
+ *                    0 = about 32 MiB of BF16 (at least 64 rows) */
+typedef struct kern_tuning {
+	int pdl;
+	int graphs;
+	int fused_attention;
+	int feed_depth;
+	int64_t i8_gemm_rows;
+} kern_tuning;
+#define KERN_TUNING_DEFAULT \
+	{ .pdl = 1, .graphs = 1, .fused_attention = 1, .feed_depth = -1, .i8_gemm_rows = 0 }
+
+/* kern_dev_open opens "cpu" or "cuda:N" ("cuda" means cuda:0) with KERN_TUNING_DEFAULT.
+ * Device-lifetime resources (streams, cuBLAS handle and workspace from pool/, CPU threads) are
+ * created here once. The CPU device uses `threads` worker threads (0 = number of online CPUs).
+ * Returns 0 or -EINVAL (bad spec or tuning), -ENODEV (no such device / not built with CUDA),
+ * -EIO. Free with kern_dev_close. */
 int kern_dev_open(const char *spec, int threads, kern_dev **out);
+/* kern_dev_open_tuned: kern_dev_open with tuning t (NULL = KERN_TUNING_DEFAULT; copied). */
+int kern_dev_open_tuned(const char *spec, int threads, const kern_tuning *t, kern_dev **out);
+/* kern_dev_open_compute: kern_dev_open_tuned for "cuda:N" on compute resources the caller made
+ * with pool_compute_open(N) and keeps (pool/pool_compute.h: stream, cuBLAS handle, scratch):
+ * the device borrows them until kern_dev_close and never frees them; one open device per
+ * pool_compute at a time. -EINVAL for "cpu", a NULL pc or a pc of another device. */
+struct pool_compute;
+int kern_dev_open_compute(const char *spec, const kern_tuning *t, struct pool_compute *pc,
+			  kern_dev **out);
+/* kern_dev_tuning is the device's tuning, with feed_depth resolved (never -1). */
+const kern_tuning *kern_dev_tuning(const kern_dev *d);
 void kern_dev_close(kern_dev *d);
 /* kern_dev_is_cuda reports whether ops run on a GPU; kern_dev_name is the spec it was opened with. */
 int kern_dev_is_cuda(const kern_dev *d);
@@ -126,6 +160,22 @@ int kern_rope_kv(kern_dev *d, float *q, float *k, const float *v, const int32_t 
 int kern_rope_attention(kern_dev *d, float *q, float *k, const float *v, const int32_t *pos,
 			int64_t m, int64_t heads, int64_t kvheads, int64_t hd, float theta,
 			float *kcache, float *vcache, int64_t cap, float scale, float *out);
+/* Chained forms: a producer and the product that consumes its output in one op, so that a
+ * backend may write the producer's output also in the form the product reads (on a GPU, rounded
+ * for cuBLAS) and skip a pass. The intermediate is still written in F32.
+ * kern_rope_attention_proj: kern_rope_attention into att [m, heads * hd], then
+ * y[m, wo->n] += att . Wo^T (kern_linear_add): a decoder layer's attention, output projection
+ * and residual connection. */
+int kern_rope_attention_proj(kern_dev *d, float *q, float *k, const float *v, const int32_t *pos,
+			     int64_t m, int64_t heads, int64_t kvheads, int64_t hd, float theta,
+			     float *kcache, float *vcache, int64_t cap, float scale, float *att,
+			     const kern_mat *wo, float *y);
+/* kern_swiglu_proj: kern_swiglu of x into g [m, wg->n] (norm may be NULL), then
+ * y[m, wd->n] += g . Wd^T: a decoder layer's MLP with its residual connection. y may be x
+ * (the residual stream): x is read before y is written. */
+int kern_swiglu_proj(kern_dev *d, const float *x, int64_t m, const kern_mat *wg,
+		     const kern_mat *wu, const kern_norm *norm, float *g, const kern_mat *wd,
+		     float *y);
 /* kern_embed: y[m, dim] = table[tokens[i], :] as F32 (table F32/F16/BF16 [vocab, dim]);
  * out-of-range ids give zeros (callers validate ids first). */
 int kern_embed(kern_dev *d, kern_dtype dt, const void *table, int64_t vocab, int64_t dim,
@@ -175,7 +225,7 @@ int kern_argmax_feed(kern_dev *d, const float *x, int64_t n, int32_t *step, int3
 int kern_sample(kern_dev *d, const float *x, int64_t m, int64_t n, float temp, int top_k,
 		float top_p, const float *u, int32_t *out, float *logprob);
 
-/* ---- training ops (the finetune job's steps on a device, issue 6) ---- */
+/* ---- training ops (the finetune job's steps on a device) ---- */
 
 /* kern_gemm: c[m, n] = alpha * op(a) . op(b) + beta * c, all F32 row-major. op(a) is [m, k]:
  * a is stored [m, k] (ta == 0) or [k, m] (ta == 1, used transposed); op(b) is [k, n]: b is

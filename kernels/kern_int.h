@@ -12,7 +12,9 @@ extern "C" {
  * state `b` in place of the kern_dev. Shapes were checked by kern.c before the call. */
 typedef struct kern_backend {
 	const char *name;
-	int (*open)(int index, int threads, void **b);
+	/* compute: a pool_compute to borrow (GPU backends), or NULL to make one */
+	int (*open)(int index, int threads, const kern_tuning *t, struct pool_compute *compute,
+		    void **b);
 	void (*close)(void *b);
 	void *(*alloc)(void *b, size_t bytes);
 	void (*free)(void *b, void *p);
@@ -54,7 +56,7 @@ typedef struct kern_backend {
 	int (*graph_end)(void *b, void **g);
 	int (*graph_launch)(void *b, void *g);
 	void (*graph_free)(void *b, void *g);
-	/* training ops (after the graph entries: the CUDA table is positional) */
+	/* training ops */
 	int (*gemm)(void *b, int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha,
 		    const float *a, const float *bm, float beta, float *c);
 	int (*act_grad)(void *b, float *g, const float *z, int64_t n, kern_act act);
@@ -77,11 +79,19 @@ typedef struct kern_backend {
 	void (*free_host)(void *b, void *p);
 	int (*mark)(void *b, int slot);
 	int (*wait_mark)(void *b, int slot);
+	/* optional chained decoder ops (NULL: kern.c composes them) */
+	int (*rope_attention_proj)(void *b, float *q, float *k, const float *v, const int32_t *pos,
+				   int64_t m, int64_t heads, int64_t kvheads, int64_t hd, float theta,
+				   float *kc, float *vc, int64_t cap, float scale, float *att,
+				   const kern_mat *wo, float *y);
+	int (*swiglu_proj)(void *b, const float *x, int64_t m, const kern_mat *wg, const kern_mat *wu,
+			   const kern_norm *norm, float *g, const kern_mat *wd, float *y);
 } kern_backend;
 
 struct kern_dev {
 	const kern_backend *be;
 	void *b;
+	kern_tuning tune;
 	char name[32];
 };
 

@@ -98,19 +98,19 @@ void pool_gpu_close(pool_gpu *g)
 {
 	if (!g)
 		return;
-	cudaSetDevice(g->device);
+	POOL_CUDA_LOG(cudaSetDevice(g->device));
 	if (g->stream)
-		cudaStreamSynchronize(g->stream);
+		POOL_CUDA_LOG(cudaStreamSynchronize(g->stream));
 	for (int i = 0; g->slots && i < g->n_slots; i++) {
 		if (g->slots[i].start)
-			cudaEventDestroy(g->slots[i].start);
+			POOL_CUDA_LOG(cudaEventDestroy(g->slots[i].start));
 		if (g->slots[i].end)
-			cudaEventDestroy(g->slots[i].end);
+			POOL_CUDA_LOG(cudaEventDestroy(g->slots[i].end));
 	}
 	if (g->pinned)
-		cudaFreeHost(g->pinned);
+		POOL_CUDA_LOG(cudaFreeHost(g->pinned));
 	if (g->stream)
-		cudaStreamDestroy(g->stream);
+		POOL_CUDA_LOG(cudaStreamDestroy(g->stream));
 	free(g->slots);
 	pthread_mutex_destroy(&g->mu);
 	pthread_mutex_destroy(&g->copy_mu);
@@ -138,8 +138,8 @@ int pool_gpu_alloc(pool_gpu *g, size_t bytes, void **dptr)
 void pool_gpu_free(pool_gpu *g, void *dptr)
 {
 	if (dptr) {
-		cudaSetDevice(g->device);
-		cudaFree(dptr);
+		POOL_CUDA_LOG(cudaSetDevice(g->device));
+		POOL_CUDA_LOG(cudaFree(dptr));
 	}
 }
 
@@ -200,8 +200,8 @@ int pool_gpu_staging_acquire(pool_gpu *g, void **host, int *slot_out)
 			reap_locked(g, pick);
 		pthread_mutex_unlock(&g->mu);
 		if (e != cudaSuccess) {
-			fprintf(stderr, "cuda: cudaEventSynchronize failed: %s (%s:%d)\n", cudaGetErrorString(e),
-				__FILE__, __LINE__);
+			pool_logf("cuda: cudaEventSynchronize failed: %s (%s:%d)", cudaGetErrorString(e),
+				  __FILE__, __LINE__);
 			pool_gpu_staging_release(g, pick);
 			return -EIO;
 		}

@@ -1,6 +1,6 @@
 /* pool_gpu.h — the GPU-side resources a restore needs, created once per device and reused:
  * the CUDA context (made current on open), a copy stream, a ring of pinned host staging slots
- * (allocated once: pinned memory costs ~0.5-0.8 s per GiB to allocate on an H100), and device
+ * (allocated once: pinning host memory is slow, see docs/benchmarks.md), and device
  * memory for destination arenas. The snapshot restore decodes chunks straight into staging
  * slots and copies them on the copy stream while later chunks are read and decoded.
  *
@@ -12,6 +12,10 @@
 #define THAW_POOL_GPU_H
 #include <stddef.h>
 #include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
 
 typedef struct pool_gpu pool_gpu;
 
@@ -69,4 +73,7 @@ int pool_gpu_mem_info(pool_gpu *g, size_t *free_bytes, size_t *total_bytes);
  * 0, or a negative errno from pool_gpu_mem_info with *out set to 0. */
 int pool_gpu_weight_budget(pool_gpu *g, double share, uint64_t *out);
 
+#ifdef __cplusplus
+}
+#endif
 #endif

@@ -92,11 +92,6 @@ static int pin_alloc(size_t bytes, void **out)
 	return 0;
 }
 
-static int pin_free(void *p)
-{
-	POOL_CUDA_CHECK(cudaFreeHost(p));
-	return 0;
-}
 #endif
 
 int pool_host_alloc(pool_host_buf *b, size_t bytes, int pin)
@@ -128,7 +123,7 @@ void pool_host_free(pool_host_buf *b)
 		return;
 #ifdef THAW_CUDA
 	if (b->pinned) {
-		(void)pin_free(b->data);   /* a failure is logged; nothing else to undo */
+		POOL_CUDA_LOG(cudaFreeHost(b->data));   /* a failure is logged; nothing else to undo */
 		memset(b, 0, sizeof *b);
 		return;
 	}

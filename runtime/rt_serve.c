@@ -11,6 +11,13 @@
 #include "runtime/cli/rt_cli.h"
 #include "runtime/base/rt_log.h"
 #include "runtime/rt_server.h"
+#include "pool/pool_log.h"
+
+/* device_log: pool/'s failed CUDA / cuBLAS calls, as lines of the daemon's JSON log */
+static void device_log(const char *msg)
+{
+	rt_logf(RT_LOG_ERROR, "%s", msg);
+}
 
 static void usage(FILE *f)
 {
@@ -39,7 +46,10 @@ static void usage(FILE *f)
 		"                        neither read nor served until they drain (default 1048576)\n"
 		"  --first-byte-timeout S  a connection that sends nothing is closed after S s (default 10)\n"
 		"  --read-timeout S      a started request must arrive within S seconds (default 30): 408\n"
-		"  --idle-timeout S      idle keep-alive connections close after S seconds (default 60)\n"
+		"  --keepalive-timeout S  idle HTTP keep-alive connections close after S seconds\n"
+		"                        (default 60); not scale to zero: that is a function's\n"
+		"                        idle_timeout_s (thaw deploy --idle-timeout)\n"
+		"  --idle-timeout S      deprecated spelling of --keepalive-timeout\n"
 		"  --no-access-log       no per-request log line\n"
 		"  --cors-origin ORIGIN  browsers on ORIGIN (scheme://host[:port], or * for any) may call\n"
 		"                        the API; repeatable, at most 16 (default: none, no CORS headers)\n"
@@ -112,7 +122,8 @@ int rt_serve_main(int argc, char **argv)
 		{"max-header", required_argument, 0, 'e'},
 		{"max-connections", required_argument, 0, 'c'},
 		{"read-timeout", required_argument, 0, 'r'},
-		{"idle-timeout", required_argument, 0, 'i'},
+		{"keepalive-timeout", required_argument, 0, 'i'},
+		{"idle-timeout", required_argument, 0, 1208},
 		{"no-access-log", no_argument, 0, 'n'},
 		{"max-connections-per-address", required_argument, 0, 1201},
 		{"probe-reserve", required_argument, 0, 1202},
@@ -148,6 +159,7 @@ int rt_serve_main(int argc, char **argv)
 	};
 	rt_server_config cfg;
 	rt_log_level level = RT_LOG_INFO;
+	int old_idle_flag = 0;   /* --idle-timeout given */
 	double v;
 	int c;
 	memset(&cfg, 0, sizeof cfg);
@@ -174,7 +186,8 @@ int rt_serve_main(int argc, char **argv)
 		case 'e': if (parse_num("--max-header", optarg, 256, 1 << 24, &v)) return 2; cfg.http.max_header_bytes = (size_t)v; break;
 		case 'c': if (parse_num("--max-connections", optarg, 1, 1 << 20, &v)) return 2; cfg.http.max_connections = (int)v; break;
 		case 'r': if (parse_num("--read-timeout", optarg, 0.001, 86400, &v)) return 2; cfg.http.read_timeout_ms = (uint64_t)(v * 1000); break;
-		case 'i': if (parse_num("--idle-timeout", optarg, 0.001, 86400, &v)) return 2; cfg.http.idle_timeout_ms = (uint64_t)(v * 1000); break;
+		case 'i': if (parse_num("--keepalive-timeout", optarg, 0.001, 86400, &v)) return 2; cfg.http.idle_timeout_ms = (uint64_t)(v * 1000); break;
+		case 1208: if (parse_num("--idle-timeout", optarg, 0.001, 86400, &v)) return 2; cfg.http.idle_timeout_ms = (uint64_t)(v * 1000); old_idle_flag = 1; break;
 		case 'n': cfg.http.access_log = 0; break;
 		case 1201: if (parse_num("--max-connections-per-address", optarg, 0, 1 << 20, &v)) return 2; cfg.http.max_conns_per_addr = v > 0 ? (int)v : -1; break;
 		case 1202: if (parse_num("--probe-reserve", optarg, 0, 4096, &v)) return 2; cfg.http.probe_reserve = (int)v; break;
@@ -276,6 +289,11 @@ int rt_serve_main(int argc, char **argv)
 	 * the daemon creates is for other users (files 0600, directories 0700) */
 	umask(077);
 	rt_log_init(level);
+	pool_log_set(device_log);
+	if (old_idle_flag)
+		rt_logf(RT_LOG_WARN, "thaw serve --idle-timeout is deprecated: use --keepalive-timeout "
+			"(the idle timeout of HTTP keep-alive connections); scale to zero is set per "
+			"function by the manifest's idle_timeout_s (thaw deploy --idle-timeout)");
 	raise_fd_limit();
 	uv_loop_t loop;
 	if (uv_loop_init(&loop) < 0) {

@@ -32,9 +32,14 @@ static void server_head(rt_req *req, void *ud)
 	rt_handler_fn fn;
 	void *fud;
 	char allow[128];
+	rt_access_refusal why;
 	switch (rt_router_match(srv->router, req, &fn, &fud, allow, sizeof allow)) {
 	case RT_ROUTE_FOUND:
-		if (rt_access_gate(srv, req) || rt_api_upload_head(srv, req))   /* answered */
+		if (rt_access_gate(srv, req, &why)) {
+			rt_api_refuse(req, &why);   /* in the route's error shape */
+			return;
+		}
+		if (rt_api_upload_head(srv, req))   /* answered */
 			return;
 		req->handler = fn;
 		req->handler_ud = fud;
@@ -194,17 +199,10 @@ int rt_server_init(rt_server *srv, uv_loop_t *loop, const rt_server_config *cfg)
 		size_t n = 0;
 		rt_revision_info *ri = malloc(sizeof *ri);
 		if (ri && rt_registry_list(srv->reg, &e, &n) == 0)
-			for (size_t i = 0; i < n; i++) {
-				if (strcmp(e[i].name, "echo") == 0)
-					srv->echo_deployed = 1;
+			for (size_t i = 0; i < n; i++)
 				for (uint32_t r = 1; r <= e[i].latest_rev; r++)
-					if (rt_registry_get_revision(srv->reg, e[i].name, r, ri) == 0) {
-						if (ri->manifest.rate_limit_rps > 0)
-							srv->fn_rate_limits = 1;
-						if (ri->manifest.audit_payloads)
-							srv->fn_audit_payloads = 1;
-					}
-			}
+					if (rt_registry_get_revision(srv->reg, e[i].name, r, ri) == 0)
+						rt_api_note_function(srv, e[i].name, &ri->manifest);
 		free(e);
 		free(ri);
 	}

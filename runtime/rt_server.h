@@ -49,9 +49,13 @@ typedef struct rt_server {
 	struct rt_auth *auth;        /* API keys (rt_access.c) */
 	struct rt_limiter *limiter;  /* rate-limit buckets */
 	struct rt_audit *audit;      /* audit log */
-	int echo_deployed;           /* a function named "echo" is in the registry (else built in) */
-	int fn_rate_limits;          /* some revision has a "rate_limit": check it per call */
-	int fn_audit_payloads;       /* some revision has "audit": {"payloads": true} */
+	struct {                     /* the API layer's, kept by rt_api_note_function (rt_api.c) */
+		int echo_deployed;   /* a function named "echo" is in the registry (else built in) */
+	} api;
+	struct {                     /* the access gate's, kept by rt_access_note_revision */
+		int fn_rate_limits;  /* some revision has a "rate_limit": check it per call */
+		int fn_audit_payloads; /* some revision has "audit": {"payloads": true} */
+	} access;
 	uv_timer_t audit_timer;      /* flushes buffered audit lines (rt_access_start) */
 	uv_timer_t trim_timer;       /* returns freed memory to the kernel (rt_mem.h) */
 	rt_metric_family *m_requests, *m_duration, *m_connections;

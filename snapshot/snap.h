@@ -135,9 +135,8 @@ const char *snap_kind(const snap_file *f);
 
 /* How chunk bytes are read. AUTO picks io_uring + O_DIRECT unless the file is mostly in the
  * page cache (then the decoders read the page cache through a mapping, no copy), and falls
- * back at run time when io_uring, O_DIRECT or mmap is refused. The environment variable
- * THAW_SNAP_IO=auto|direct|uring|pread|mmap overrides AUTO (tests use it to force the
- * fallbacks). */
+ * back at run time when io_uring, O_DIRECT or mmap is refused. A mode other than AUTO in
+ * snap_restore_opts.io forces that path (tests force the fallbacks with it). */
 typedef enum snap_io_mode {
 	SNAP_IO_AUTO = 0,
 	SNAP_IO_DIRECT,            /* io_uring, O_DIRECT */
@@ -147,11 +146,24 @@ typedef enum snap_io_mode {
 } snap_io_mode;
 const char *snap_io_mode_name(snap_io_mode m);
 
+/* A progress hook: done of total bytes of the step named phase ("restoring", "verifying",
+ * "compressing", ...) are complete. done never decreases within a phase, and the last call of
+ * a phase that succeeds has done == total. Calls never overlap; the thread that makes them is
+ * said where the hook is accepted. A hook must be quick (it runs inside the pipeline). */
+typedef void (*snap_progress_fn)(void *user, const char *phase, uint64_t done, uint64_t total);
+
 typedef struct snap_restore_opts {
 	int threads;               /* decode threads; 0 = online CPUs (at most 64) */
 	snap_io_mode io;           /* default AUTO */
 	int queue_depth;           /* chunk reads in flight; 0 = 32 */
 	int no_verify;             /* skip XXH3 (never in the runtime; for measuring only) */
+	/* NULL or called with the image bytes decoded, verified and handed to the sink so far:
+	 * from a decode thread about every 1/128 of the image, and once with done == total from
+	 * the calling thread after the sink finished; never after the restore returns */
+	snap_progress_fn progress;
+	void *progress_user;
+	const char *progress_phase;   /* the phase progress is told; NULL: "restoring" (snap_verify:
+	                                 "verifying", snap_unpack: "unpacking") */
 } snap_restore_opts;
 
 typedef struct snap_restore_stats {

@@ -103,11 +103,18 @@ int snap_pack(const char *src, const char *out_path, const snap_pack_opts *o,
 		json_decref(x);
 	}
 
+	/* the transform runs here on the calling thread, tensor by tensor: its own phase */
+	const char *tphase = o->transform_phase ? o->transform_phase : "transforming";
+	uint64_t src_total = 0;
+	for (size_t i = 0; i < s->n; i++)
+		src_total += s->t[i].end - s->t[i].begin;
 	for (size_t i = 0; i < s->n; i++) {
 		const snap_st_tensor *t = &s->t[i];
 		const void *data = snap_st_data(s, i);
 		uint64_t nbytes = t->end - t->begin;
 		src_bytes += nbytes;
+		if (o->transform && o->w.progress && i == 0)
+			o->w.progress(o->w.progress_user, tphase, 0, src_total);
 		if (o->transform) {
 			char msg[400] = "";
 			snap_src_tensor in = {t->name, t->dtype, t->ndim, t->shape, data, nbytes};
@@ -117,6 +124,8 @@ int snap_pack(const char *src, const char *out_path, const snap_pack_opts *o,
 					       msg[0] ? msg : strerror(-rc));
 				goto out;
 			}
+			if (o->w.progress)
+				o->w.progress(o->w.progress_user, tphase, src_bytes, src_total);
 			if (rc == 0)
 				continue;
 		}

@@ -30,7 +30,11 @@ typedef struct snap_writer_opts {
 	int threads;               /* compression threads; 0 = online CPUs */
 	uint32_t chunk_size;       /* raw bytes per chunk; 0 = 2 MiB; multiple of 4096, <= 64 MiB */
 	int zstd_level;            /* for integer / mixed chunks; 0 = 3 */
-	int progress;              /* -1: on a TTY (stderr), 0: off, 1: on */
+	/* NULL or called on the thread that calls finish, in phase "compressing", with the
+	 * image bytes compressed and written so far (chunks are compressed on the threads and
+	 * written in order) */
+	snap_progress_fn progress;
+	void *progress_user;
 	const void *attachment;    /* NULL or bytes stored after the metadata (format 1.1), e.g. a */
 	size_t attachment_len;     /* tokenizer; its XXH3 goes into metadata "attachment" */
 } snap_writer_opts;
@@ -95,6 +99,9 @@ typedef struct snap_pack_opts {
 	                              else "unknown" */
 	snap_pack_transform_fn transform;  /* NULL: none */
 	void *transform_user;
+	const char *transform_phase;       /* with a transform, w.progress is told this phase
+	                                      (NULL: "transforming") with the source bytes handed
+	                                      to the hook so far, before the "compressing" phase */
 	const char *extra_metadata;        /* NULL or a JSON object merged into the metadata */
 } snap_pack_opts;
 

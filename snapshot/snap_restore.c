@@ -49,7 +49,29 @@ typedef struct rpipe {
 	char err[512];
 	double read_busy, decode_busy;
 	uint64_t stored_bytes;
+	/* progress (o.progress): bytes handed to the sink, the next figure worth a call, and the
+	 * last figure told (under prog_mu, taken with trylock so that no decoder waits on it) */
+	_Atomic uint64_t done_bytes, next_report;
+	uint64_t reported, report_step;
+	pthread_mutex_t prog_mu;
 } rpipe;
+
+/* progress_add counts len more bytes delivered and tells the hook when another step of the
+ * image is done; the final done == total is left to the calling thread (snap_restore). */
+static void progress_add(rpipe *p, uint64_t len)
+{
+	uint64_t done = atomic_fetch_add_explicit(&p->done_bytes, len, memory_order_relaxed) + len;
+	if (done < atomic_load_explicit(&p->next_report, memory_order_relaxed) ||
+	    pthread_mutex_trylock(&p->prog_mu))
+		return;
+	done = atomic_load_explicit(&p->done_bytes, memory_order_relaxed);
+	if (done > p->reported && done < p->f->image_size) {
+		p->reported = done;
+		atomic_store_explicit(&p->next_report, done + p->report_step, memory_order_relaxed);
+		p->o.progress(p->o.progress_user, p->o.progress_phase, done, p->f->image_size);
+	}
+	pthread_mutex_unlock(&p->prog_mu);
+}
 
 static void pipe_fail(rpipe *p, int rc, long chunk, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
@@ -115,6 +137,8 @@ static int decode_one(rpipe *p, snap_codec_ctx *cc, size_t ci, const uint8_t *sr
 	if (rc) {
 		snap_chunk_where(p->f, ci, where, sizeof where);
 		pipe_fail(p, rc, -1, "%s: sink: %s", where, p->sink->err[0] ? p->sink->err : strerror(-rc));
+	} else if (p->o.progress) {
+		progress_add(p, c->raw_size);
 	}
 	return rc;
 }
@@ -409,22 +433,6 @@ static double page_cache_fraction(snap_file *f)
 	return np ? (double)in / (double)np : 0;
 }
 
-static snap_io_mode env_mode(snap_io_mode m)
-{
-	const char *e = getenv("THAW_SNAP_IO");
-	if (m != SNAP_IO_AUTO || !e)
-		return m;
-	if (!strcmp(e, "direct"))
-		return SNAP_IO_DIRECT;
-	if (!strcmp(e, "uring"))
-		return SNAP_IO_URING;
-	if (!strcmp(e, "pread"))
-		return SNAP_IO_PREAD;
-	if (!strcmp(e, "mmap"))
-		return SNAP_IO_MMAP;
-	return SNAP_IO_AUTO;
-}
-
 int snap_restore(snap_file *f, snap_sink *sink, const snap_restore_opts *o,
 		 snap_restore_stats *stats, char *err, size_t errlen)
 {
@@ -450,13 +458,19 @@ int snap_restore(snap_file *f, snap_sink *sink, const snap_restore_opts *o,
 		p.o.queue_depth = 32;
 	if (p.o.threads > (int)f->n_chunks)
 		p.o.threads = f->n_chunks ? (int)f->n_chunks : 1;
+	if (!p.o.progress_phase)
+		p.o.progress_phase = "restoring";
+	p.report_step = f->image_size / 128 ? f->image_size / 128 : 1;
+	atomic_init(&p.done_bytes, 0);
+	atomic_init(&p.next_report, p.report_step);
 	sink->err[0] = 0;
+	pthread_mutex_init(&p.prog_mu, NULL);
 	pthread_mutex_init(&p.mu, NULL);
 	pthread_cond_init(&p.cv_ready, NULL);
 	pthread_cond_init(&p.cv_free, NULL);
 
 	/* choose how to read */
-	p.mode = env_mode(p.o.io);
+	p.mode = p.o.io;
 	if (f->fd < 0) {
 		rc = snap_errf(err, errlen, -EINVAL, "restore needs a snapshot opened from a file");
 		goto out;
@@ -573,6 +587,8 @@ int snap_restore(snap_file *f, snap_sink *sink, const snap_restore_opts *o,
 	rc = p.rc;
 	if (rc)
 		snap_errf(err, errlen, rc, "%s: %s", f->path, p.err);
+	else if (p.o.progress)   /* the decoders are joined: this is the last call */
+		p.o.progress(p.o.progress_user, p.o.progress_phase, f->image_size, f->image_size);
 	st->wall_s = snap_now() - t0;
 	st->read_s = p.read_busy;
 	st->decode_s = p.decode_busy / (n_started ? n_started : 1);
@@ -592,6 +608,7 @@ out:
 	free(p.ready_chunk);
 	free(p.ready_buf);
 	pthread_mutex_destroy(&p.mu);
+	pthread_mutex_destroy(&p.prog_mu);
 	pthread_cond_destroy(&p.cv_ready);
 	pthread_cond_destroy(&p.cv_free);
 	f->last_bad_chunk = rc ? p.bad_chunk : -1;

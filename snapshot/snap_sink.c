@@ -121,6 +121,8 @@ int snap_verify(snap_file *f, const snap_restore_opts *o, snap_restore_stats *st
 	if (o)
 		oo = *o;
 	oo.no_verify = 0;
+	if (!oo.progress_phase)
+		oo.progress_phase = "verifying";
 	int rc = snap_restore_scratch(f, NULL, NULL, &oo, stats, err, errlen);
 	if (bad_chunk)
 		*bad_chunk = rc ? f->last_bad_chunk : -1;

@@ -83,7 +83,12 @@ int snap_unpack(snap_file *f, const char *out_path, const snap_restore_opts *o,
 		goto out;
 	}
 	unpack_ctx u = {f, fd, hlen, data_off};
-	if ((rc = snap_restore_scratch(f, unpack_chunk, &u, o, stats, err, errlen)))
+	snap_restore_opts oo = {0};
+	if (o)
+		oo = *o;
+	if (!oo.progress_phase)
+		oo.progress_phase = "unpacking";
+	if ((rc = snap_restore_scratch(f, unpack_chunk, &u, &oo, stats, err, errlen)))
 		goto out;
 	if (fsync(fd) < 0 || close(fd) < 0) {
 		fd = -1;

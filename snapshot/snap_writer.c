@@ -322,33 +322,18 @@ static void *encode_worker(void *arg)
 	return NULL;
 }
 
-static void progress(uint64_t done, uint64_t total, double t0, int final)
-{
-	double dt = snap_now() - t0, rate = dt > 0 ? (double)done / dt : 0;
-	double eta = rate > 0 ? (double)(total - done) / rate : 0;
-	int pct = total ? (int)(100.0 * (double)done / (double)total) : 100;
-	char bar[31];
-	for (int i = 0; i < 30; i++)
-		bar[i] = i < pct * 30 / 100 ? '#' : '.';
-	bar[30] = 0;
-	fprintf(stderr, "\r  [%s] %3d%%  %.2f / %.2f GiB  %.0f MB/s  ETA %.0f s   %s", bar, pct,
-		(double)done / (1 << 30), (double)total / (1 << 30), rate / 1e6, final ? 0.0 : eta,
-		final ? "\n" : "");
-	fflush(stderr);
-}
-
 int snap_writer_finish(snap_writer *w, const char *meta_json, snap_pack_stats *st,
 		       char *err, size_t errlen)
 {
 	char tmp[4200];
-	int fd = -1, rc = 0, show;
+	int fd = -1, rc = 0;
 	wjob j;
 	pthread_t *th = NULL;
 	int n_th = 0;
 	snap_chunk *chunks = NULL;
 	uint8_t *index = NULL, *ctab = NULL;
 	size_t index_len = 0, ctab_len = 0, meta_len;
-	double t0 = snap_now(), last = 0;
+	double t0 = snap_now();
 	json_error_t je;
 	json_t *mj;
 	char *meta_owned = NULL;   /* the metadata with "attachment" added */
@@ -385,8 +370,6 @@ int snap_writer_finish(snap_writer *w, const char *meta_json, snap_pack_stats *s
 		snap_writer_abort(w);
 		return snap_errf(err, errlen, -E2BIG, "metadata of %zu bytes (max %u)", meta_len, SNAP_MAX_META);
 	}
-	show = w->o.progress < 0 ? isatty(2) : w->o.progress;
-
 	j.w = w;
 	j.n_chunks = (size_t)((w->image_size + w->o.chunk_size - 1) / w->o.chunk_size);
 	if (j.n_chunks > SNAP_MAX_CHUNKS) {
@@ -460,10 +443,8 @@ int snap_writer_finish(snap_writer *w, const char *meta_json, snap_pack_stats *s
 			}
 			j.done_raw += c->raw_size;
 		}
-		if (show && snap_now() - last > 0.2) {
-			last = snap_now();
-			progress(j.done_raw, w->image_size, t0, 0);
-		}
+		if (!rc && w->o.progress)
+			w->o.progress(w->o.progress_user, "compressing", j.done_raw, w->image_size);
 		pthread_mutex_lock(&j.mu);
 		s->state = 0;
 		j.next_write++;
@@ -479,8 +460,8 @@ int snap_writer_finish(snap_writer *w, const char *meta_json, snap_pack_stats *s
 		pthread_join(th[i], NULL);
 	if (rc)
 		goto out_sync;
-	if (show)
-		progress(w->image_size, w->image_size, t0, 1);
+	if (!j.n_chunks && w->o.progress)
+		w->o.progress(w->o.progress_user, "compressing", 0, 0);
 
 	/* sections and header */
 	snap_tensor *ts = malloc((w->n ? w->n : 1) * sizeof *ts);

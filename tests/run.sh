@@ -4,6 +4,7 @@
 # THAW_TEST_FILTER=substr runs only binaries whose path contains substr.
 BUILD=${BUILD:-build}
 export THAW_BIN="$PWD/$BUILD/thaw"
+export THAW_TEST_BIN="$PWD/$BUILD/thaw-test"   # with test hooks (tests/faults)
 export THAW_SRC="$PWD"
 pass=0; fail=0; skip=0; broken=""
 for t in $(find "$BUILD/tests" -type f -perm -u+x | sort); do

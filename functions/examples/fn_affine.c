@@ -199,9 +199,27 @@ static int affine_invoke(void *state, fn_call *calls, size_t n)
 	return rc;
 }
 
+/* V2: x FP32 [rows, k] -> y FP32 [rows, n], from weight [n, k] */
+static int affine_v2_sig(const fn_load_args *a, fn_v2_sig *sig, fn_error *err)
+{
+	const fn_weight *w = fn_weight_find(a->weights, a->n_weights, "weight");
+	if (!w || w->ndim != 2)
+		return fn_err(err, 422, "affine: needs a 2-D tensor 'weight'");
+	memset(sig, 0, sizeof *sig);
+	sig->n_inputs = sig->n_outputs = 1;
+	fn_v2_tensor_set(&sig->inputs[0], "x", "FP32", 2, (int64_t[]){-1, w->shape[1]});
+	fn_v2_tensor_set(&sig->outputs[0], "y", "FP32", 2, (int64_t[]){-1, w->shape[0]});
+	return 0;
+}
+
 static const fn_kind affine_kind = {
-	FN_ABI_VERSION, "affine", "example plugin: y = act(W x + b) on the backend (kern_linear)",
-	affine_load, affine_invoke, affine_release,
+	.abi = FN_ABI_VERSION,
+	.name = "affine",
+	.summary = "example plugin: y = act(W x + b) on the backend (kern_linear)",
+	.load = affine_load,
+	.invoke = affine_invoke,
+	.release = affine_release,
+	.v2_sig = affine_v2_sig,
 };
 
 /* The one symbol thaw looks up in a plugin. */

@@ -10,7 +10,8 @@
 #include <unistd.h>
 #include "kernels/cpu/kcpu_int.h"
 
-static int cpu_open(int index, int threads, void **out)
+static int cpu_open(int index, int threads, const kern_tuning *t, struct pool_compute *compute,
+		    void **out)
 {
 	kcpu *c = calloc(1, sizeof *c);
 	if (!c)

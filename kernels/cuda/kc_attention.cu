@@ -3,14 +3,15 @@
  * group of hd/8 lanes (8 head dims per lane), so a warp works on 32/(hd/8) keys at once; each
  * group keeps an online softmax (running max, sum, 8 accumulators) and the groups are merged
  * through shared memory at the end. The key count (pos + 1) is read from device memory, so a
- * decode step captured in a CUDA graph stays valid as the sequence grows. In a prefill (m > 8)
- * after F16/BF16 products, the output is also written rounded into the device's workspace for
- * the o_proj product that follows, which then skips its own rounding launch (kc_int.h, xtag). */
+ * decode step captured in a CUDA graph stays valid as the sequence grows. Inside the chained op
+ * kc_rope_attention_proj (prefill) the output is also written rounded into the device's
+ * workspace for the o_proj product that follows, which then skips its own rounding launch
+ * (kc_int.h). */
 #include "kernels/cuda/kc_int.h"
 
 #define ATT_WARPS 16
 
-/* xr: NULL, or [m, heads * hd] that gets out rounded to R (prefill: the o_proj input, xtag) */
+/* xr: NULL, or [m, heads * hd] that gets out rounded to R (the o_proj input of a chained op) */
 template <typename R>
 __global__ void attention_k(const float *__restrict__ q, const float *__restrict__ kc_,
 			    const float *__restrict__ vc, const int32_t *__restrict__ pos,
@@ -232,23 +233,20 @@ static cudaError_t attention_tiled(kc *c, const float *q, const float *kc_, cons
 	}
 }
 
-/* attention_tiles: whether the tiled kernel takes this shape (THAW_ATT_TILED=0: never, A/B) */
+/* attention_tiles: whether the tiled kernel takes this shape */
 static bool attention_tiles(int64_t m, int64_t heads, int64_t kvheads, int64_t hd)
 {
-	return kc_env("THAW_ATT_TILED", 1) && m >= 16 && hd % 32 == 0 && hd <= 128 && heads % kvheads == 0 &&
+	return m >= 16 && hd % 32 == 0 && hd <= 128 && heads % kvheads == 0 &&
 	       heads / kvheads <= 32 && (m + 31) / (32 / (heads / kvheads)) <= 65535;
 }
 
-extern "C" int kc_attention(void *b, const float *q, const float *kc_, const float *vc,
-			    const int32_t *pos, int64_t m, int64_t heads, int64_t kvheads,
-			    int64_t hd, int64_t cap, float scale, float *out)
+extern "C" int kc_attention_ex(kc *c, const float *q, const float *kc_, const float *vc,
+			       const int32_t *pos, int64_t m, int64_t heads, int64_t kvheads,
+			       int64_t hd, int64_t cap, float scale, float *out, kern_dtype rd)
 {
-	kc *c = (kc *)b;
 	if (hd % 8 || hd / 8 > 32 || ((hd / 8) & (hd / 8 - 1)) || m > 65535)
 		return -ENOTSUP;
-	KC_ENTER(c);
 	dim3 grid((unsigned)heads, (unsigned)m);
-	kern_dtype rd = kc_xtag_want(c, m);   /* prefill: also round out for o_proj */
 	if (rd != KERN_F32) {
 		int rc = kc_xbuf(c, (size_t)(m * heads * hd) * 2);
 		if (rc)
@@ -269,7 +267,14 @@ extern "C" int kc_attention(void *b, const float *q, const float *kc_, const flo
 		KC_LAUNCH(c, attention_k<__nv_bfloat16>, grid, dim3(ATT_WARPS * 32), q, kc_, vc, pos,
 			  (int)heads, (int)kvheads, (int)hd, cap, scale, out,
 			  rd == KERN_BF16 ? (__nv_bfloat16 *)c->xbuf : (__nv_bfloat16 *)NULL);
-	if (rd != KERN_F32)
-		kc_xtag_set(c, out, m, heads * hd, rd);
 	return 0;
+}
+
+extern "C" int kc_attention(void *b, const float *q, const float *kc_, const float *vc,
+			    const int32_t *pos, int64_t m, int64_t heads, int64_t kvheads,
+			    int64_t hd, int64_t cap, float scale, float *out)
+{
+	kc *c = (kc *)b;
+	KC_ENTER(c);
+	return kc_attention_ex(c, q, kc_, vc, pos, m, heads, kvheads, hd, cap, scale, out, KERN_F32);
 }

@@ -1,18 +1,15 @@
-/* kc_dev.cu — the CUDA backend's device lifetime: stream, cuBLAS handle and workspace (created
- * once per kern_dev_open, never per call), memory, copies, CUDA graph capture, and the
- * kern_cuda_backend table that kern.c dispatches through. */
+/* kc_dev.cu — the CUDA backend's device lifetime: the stream, cuBLAS handle and workspaces
+ * taken from pool/ (pool_compute, once per kern_dev_open, never per call), the tuning read at
+ * open, memory, copies, CUDA graph capture, and the kern_cuda_backend table that kern.c
+ * dispatches through. */
 #include <stdlib.h>
 #include <string.h>
 #include "kernels/cuda/kc_int.h"
+#include "pool/pool_gpu.h"
 
 extern "C" int kern_cuda_device_count(void)
 {
-	int n = 0;
-	if (cudaGetDeviceCount(&n) != cudaSuccess) {
-		cudaGetLastError();   /* clear the sticky "no device" error */
-		return 0;
-	}
-	return n;
+	return pool_gpu_count();
 }
 
 static void kc_close(void *b)
@@ -20,47 +17,41 @@ static void kc_close(void *b)
 	kc *c = (kc *)b;
 	if (!c)
 		return;
-	cudaSetDevice(c->dev);
+	KC_LOG(cudaSetDevice(c->dev));
 	if (c->s)
-		cudaStreamSynchronize(c->s);
-	if (c->blas)
-		cublasDestroy(c->blas);
-	cudaFree(c->blas_ws);
-	cudaFree(c->xbuf);
-	cudaFree(c->tbuf);
-	cudaFree(c->nbuf);
-	cudaFree(c->wbuf);
-	cudaFree(c->att_part);
-	cudaFree(c->att_cnt);
-	cudaFree(c->am_part);
-	cudaFree(c->am_cnt);
+		KC_LOG(cudaStreamSynchronize(c->s));
+	KC_LOG(cudaFree(c->att_part));
+	KC_LOG(cudaFree(c->att_cnt));
+	KC_LOG(cudaFree(c->am_part));
+	KC_LOG(cudaFree(c->am_cnt));
 	for (int i = 0; i < KERN_MARKS; i++)
 		if (c->marks[i])
-			cudaEventDestroy(c->marks[i]);
-	if (c->s)
-		cudaStreamDestroy(c->s);
+			KC_LOG(cudaEventDestroy(c->marks[i]));
+	if (!c->pc_borrowed)
+		pool_compute_close(c->pc);
 	free(c);
 }
 
-static int kc_open_impl(kc *c)
+static int kc_open_impl(kc *c, const kern_tuning *t)
 {
+	int rc = c->pc ? 0 : pool_compute_open(c->dev, &c->pc);
+	if (rc)
+		return rc;
+	c->s = pool_compute_stream(c->pc);
+	c->blas = pool_compute_blas(c->pc);
 	KC_CHECK(cudaSetDevice(c->dev));
-	KC_CHECK(cudaStreamCreateWithFlags(&c->s, cudaStreamNonBlocking));
-	KC_BLAS(cublasCreate(&c->blas));
-	KC_BLAS(cublasSetStream(c->blas, c->s));
-	c->blas_ws_size = 32u << 20;
-	KC_CHECK(cudaMalloc(&c->blas_ws, c->blas_ws_size));
-	KC_BLAS(cublasSetWorkspace(c->blas, c->blas_ws, c->blas_ws_size));
 	int major = 0;
 	KC_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, c->dev));
-	c->pdl = major >= 9 && !kc_env("THAW_NO_PDL", 0);
-	c->xtag_off = kc_env("THAW_NO_XTAG", 0) != 0;   /* kc_int.h, xtag block */
-	c->xbuf_size = 16u << 20;
-	KC_CHECK(cudaMalloc(&c->xbuf, c->xbuf_size));
+	c->pdl = major >= 9 && t->pdl;
+	c->fused_attn = t->fused_attention;
+	c->i8_gemm_rows = t->i8_gemm_rows;
+	rc = kc_xbuf(c, 16u << 20);
+	if (rc)
+		return rc;
 	KC_CHECK(cudaMalloc(&c->am_part, KC_AM_MAX_BLOCKS * sizeof *c->am_part));
 	KC_CHECK(cudaMalloc(&c->am_cnt, sizeof *c->am_cnt));
 	KC_CHECK(cudaMemsetAsync(c->am_cnt, 0, sizeof *c->am_cnt, c->s));
-	int rc = kc_rope_attention_scratch(c);
+	rc = kc_rope_attention_scratch(c);
 	if (rc)
 		return rc;
 	for (int i = 0; i < KERN_MARKS; i++)
@@ -69,13 +60,18 @@ static int kc_open_impl(kc *c)
 	return 0;
 }
 
-static int kc_open(int index, int threads, void **out)
+static int kc_open(int index, int threads, const kern_tuning *t, struct pool_compute *compute,
+		   void **out)
 {
+	if (compute && pool_compute_device(compute) != index)
+		return -EINVAL;
 	kc *c = (kc *)calloc(1, sizeof *c);
 	if (!c)
 		return -ENOMEM;
 	c->dev = index;
-	int rc = kc_open_impl(c);
+	c->pc = compute;
+	c->pc_borrowed = compute != NULL;
+	int rc = kc_open_impl(c, t);
 	if (rc < 0) {
 		kc_close(c);
 		return rc;
@@ -84,17 +80,23 @@ static int kc_open(int index, int threads, void **out)
 	return 0;
 }
 
+/* kc_alloc_impl: *p = n zeroed bytes of device memory (failures logged). */
+static int kc_alloc_impl(kc *c, size_t n, void **p)
+{
+	KC_CHECK(cudaSetDevice(c->dev));
+	KC_CHECK(cudaMalloc(p, n));
+	KC_CHECK(cudaMemsetAsync(*p, 0, n, c->s));
+	KC_CHECK(cudaStreamSynchronize(c->s));
+	return 0;
+}
+
 static void *kc_alloc(void *b, size_t n)
 {
 	kc *c = (kc *)b;
 	void *p = NULL;
-	c->ops++;   /* an entry: voids an xtag (the new buffer may reuse a tagged address) */
-	if (cudaSetDevice(c->dev) != cudaSuccess || cudaMalloc(&p, n) != cudaSuccess) {
-		cudaGetLastError();
-		return NULL;
-	}
-	if (cudaMemsetAsync(p, 0, n, c->s) != cudaSuccess || cudaStreamSynchronize(c->s) != cudaSuccess) {
-		cudaFree(p);
+	if (kc_alloc_impl(c, n, &p) < 0) {
+		if (p)
+			KC_LOG(cudaFree(p));
 		return NULL;
 	}
 	return p;
@@ -103,10 +105,9 @@ static void *kc_alloc(void *b, size_t n)
 static void kc_free(void *b, void *p)
 {
 	kc *c = (kc *)b;
-	c->ops++;   /* an entry: voids an xtag */
-	cudaSetDevice(c->dev);
-	cudaStreamSynchronize(c->s);
-	cudaFree(p);
+	KC_LOG(cudaSetDevice(c->dev));
+	KC_LOG(cudaStreamSynchronize(c->s));
+	KC_LOG(cudaFree(p));
 }
 
 static int kc_h2d(void *b, void *dst, const void *src, size_t n)
@@ -163,7 +164,7 @@ static int kc_graph_end(void *b, void **out)
 	KC_ENTER(c);
 	KC_CHECK(cudaStreamEndCapture(c->s, &g));
 	cudaError_t e = cudaGraphInstantiate(&ex, g, 0);
-	cudaGraphDestroy(g);
+	KC_LOG(cudaGraphDestroy(g));
 	KC_CHECK(e);
 	*out = ex;
 	return 0;
@@ -180,25 +181,29 @@ static int kc_graph_launch(void *b, void *g)
 static void kc_graph_free(void *b, void *g)
 {
 	kc *c = (kc *)b;
-	cudaSetDevice(c->dev);
-	cudaStreamSynchronize(c->s);
-	cudaGraphExecDestroy((cudaGraphExec_t)g);
+	KC_LOG(cudaSetDevice(c->dev));
+	KC_LOG(cudaStreamSynchronize(c->s));
+	KC_LOG(cudaGraphExecDestroy((cudaGraphExec_t)g));
 }
 
 /* Host memory kernels write directly: pinned, mapped, and usable at the same address (unified
  * addressing), else NULL (the caller keeps to copies). */
+static int kc_alloc_host_impl(kc *c, size_t n, void **p)
+{
+	void *dp = NULL;
+	KC_CHECK(cudaSetDevice(c->dev));
+	KC_CHECK(cudaHostAlloc(p, n, cudaHostAllocMapped | cudaHostAllocPortable));
+	KC_CHECK(cudaHostGetDevicePointer(&dp, *p, 0));
+	return dp == *p ? 0 : -ENOTSUP;   /* not at the same address: no unified addressing */
+}
+
 static void *kc_alloc_host(void *b, size_t n)
 {
 	kc *c = (kc *)b;
-	void *p = NULL, *dp = NULL;
-	if (cudaSetDevice(c->dev) != cudaSuccess ||
-	    cudaHostAlloc(&p, n, cudaHostAllocMapped | cudaHostAllocPortable) != cudaSuccess) {
-		cudaGetLastError();
-		return NULL;
-	}
-	if (cudaHostGetDevicePointer(&dp, p, 0) != cudaSuccess || dp != p) {
-		cudaGetLastError();
-		cudaFreeHost(p);
+	void *p = NULL;
+	if (kc_alloc_host_impl(c, n, &p) < 0) {
+		if (p)
+			KC_LOG(cudaFreeHost(p));
 		return NULL;
 	}
 	memset(p, 0, n);
@@ -208,9 +213,9 @@ static void *kc_alloc_host(void *b, size_t n)
 static void kc_free_host(void *b, void *p)
 {
 	kc *c = (kc *)b;
-	cudaSetDevice(c->dev);
-	cudaStreamSynchronize(c->s);   /* queued kernels may still write it */
-	cudaFreeHost(p);
+	KC_LOG(cudaSetDevice(c->dev));
+	KC_LOG(cudaStreamSynchronize(c->s));   /* queued kernels may still write it */
+	KC_LOG(cudaFreeHost(p));
 }
 
 static int kc_mark(void *b, int slot)
@@ -230,12 +235,50 @@ static int kc_wait_mark(void *b, int slot)
 	return 0;
 }
 
+/* designated, in kern_backend's order (C++ requires it) */
 extern "C" const kern_backend kern_cuda_backend = {
-	"cuda", kc_open, kc_close, kc_alloc, kc_free, kc_h2d, kc_d2h, kc_d2d, kc_sync,
-	kc_cast_f32, kc_linear, kc_linear_add, kc_linear_multi, kc_swiglu, kc_rope_kv, kc_embed, kc_rmsnorm, kc_rope, kc_kv_store, kc_attention,
-	kc_silu_mul, kc_bias_act, kc_add, kc_softmax, kc_argmax, kc_sample,
-	kc_graph_begin, kc_graph_end, kc_graph_launch, kc_graph_free,
-	kc_gemm_t, kc_act_grad, kc_xent_grad, kc_mse_grad, kc_col_sum, kc_adam,
-	kc_rope_attention,
-	kc_argmax_feed, kc_alloc_host, kc_free_host, kc_mark, kc_wait_mark,
+	.name = "cuda",
+	.open = kc_open,
+	.close = kc_close,
+	.alloc = kc_alloc,
+	.free = kc_free,
+	.h2d = kc_h2d,
+	.d2h = kc_d2h,
+	.d2d = kc_d2d,
+	.sync = kc_sync,
+	.cast_f32 = kc_cast_f32,
+	.linear = kc_linear,
+	.linear_add = kc_linear_add,
+	.linear_multi = kc_linear_multi,
+	.swiglu = kc_swiglu,
+	.rope_kv = kc_rope_kv,
+	.embed = kc_embed,
+	.rmsnorm = kc_rmsnorm,
+	.rope = kc_rope,
+	.kv_store = kc_kv_store,
+	.attention = kc_attention,
+	.silu_mul = kc_silu_mul,
+	.bias_act = kc_bias_act,
+	.add = kc_add,
+	.softmax = kc_softmax,
+	.argmax = kc_argmax,
+	.sample = kc_sample,
+	.graph_begin = kc_graph_begin,
+	.graph_end = kc_graph_end,
+	.graph_launch = kc_graph_launch,
+	.graph_free = kc_graph_free,
+	.gemm = kc_gemm_t,
+	.act_grad = kc_act_grad,
+	.xent_grad = kc_xent_grad,
+	.mse_grad = kc_mse_grad,
+	.col_sum = kc_col_sum,
+	.adam = kc_adam,
+	.rope_attention = kc_rope_attention,
+	.argmax_feed = kc_argmax_feed,
+	.alloc_host = kc_alloc_host,
+	.free_host = kc_free_host,
+	.mark = kc_mark,
+	.wait_mark = kc_wait_mark,
+	.rope_attention_proj = kc_rope_attention_proj,
+	.swiglu_proj = kc_swiglu_proj,
 };

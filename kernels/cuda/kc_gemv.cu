@@ -1,8 +1,8 @@
 /* kc_gemv.cu — the small-batch half of op kern_linear: y[m, n] = x[m, k] . W[n, k]^T for m <= 8
  * rows, F32/F16/BF16/I8 weights, F32 activations and accumulation, bias + activation fused.
  * One warp per output row (blocks of 8 warps for one input row, else 4); each lane streams
- * 16-byte vectors of the weight row (read once for all m rows), widens them in registers (int8: times the row's or block's scale) and the warp
- * reduces. This is what a batch-1 decode step spends its time in: it is bound by weight bytes,
+ * 16-byte vectors of the weight row (read once for all m rows), widens them in registers
+ * (int8: times the row's or block's scale) and the warp reduces. This is what a batch-1 decode step spends its time in: it is bound by weight bytes,
  * hence int8 weight-only halves the traffic of BF16. int8 with one input row (batch-1 decode)
  * has its own kernel, gemv_i8s_k below (x staged in shared memory). */
 #include <stdlib.h>
@@ -47,8 +47,7 @@ template <> struct vec<__half> {
 };
 template <> struct vec<int8_t> {
 	static const int V = 16;
-	/* (float)(int8_t) compiles to I2F with a byte selector: one instruction per element (a
-	 * PRMT + FADD "magic number" variant measured slower on the H100) */
+	/* (float)(int8_t) compiles to I2F with a byte selector: one instruction per element */
 	__device__ static void get(uint4 r, float *f)
 	{
 		unsigned u[4] = {r.x, r.y, r.z, r.w};
@@ -74,7 +73,6 @@ struct gemv_args {
 	float *Y[3];
 	int rows[3];
 	int nm, k, qblock, act, acc;
-	int fast;                  /* int8 staged kernel: grouped staging loads, norm folded in */
 	const float *bias;
 	const float *norm;         /* RMSNorm weights applied to x first (NULL: none) */
 	float eps;
@@ -207,30 +205,21 @@ gemv_k(const float *__restrict__ x, const gemv_args a)
 /* ---- int8, one input row (batch-1 decode): the input staged in shared memory ----
  * The one-warp-per-row kernel above re-reads x from L1 for every weight vector with each lane's
  * 64 bytes of x 64 bytes apart from the next lane's: 16 L1 wavefronts per 512 bytes of int8
- * weights, which bound it well below the HBM rate (int8 decode was no faster than BF16). Here
- * each block first copies x into shared memory (times the RMSNorm weights when a norm is fused;
- * the 1 / rms factor is applied to the finished dot products), laid out so that the four
- * float4 a lane needs for its 16-element weight vector t sit at slots ((t/32)*4 + q)*32 + t%32,
- * q < 4: a warp's reads are then 512 contiguous bytes (conflict-free). Weights are widened with
- * a byte-permute into a float's mantissa (2^23 + 128 + w) and one subtraction instead of the
+ * weights, well below the HBM rate. Here each block first copies x into shared memory (loads
+ * issued four at a time per thread, times the RMSNorm weights when a norm is fused; the 1 / rms
+ * factor is applied to the finished dot products), laid out so that the four float4 a lane
+ * needs for its 16-element weight vector t sit at slots ((t/32)*4 + q)*32 + t%32, q < 4: a
+ * warp's reads are then 512 contiguous bytes (conflict-free). Weights are widened with a
+ * byte-permute into a float's mantissa (2^23 + 128 + w) and one subtraction instead of the
  * quarter-rate I2F. Weight rows are prefetched into registers before the programmatic-
  * dependent-launch wait; rows of k <= 2048 run as one wave of blocks whose warps loop over
  * rows with the next row's weights already in flight (LOOP). Blocks hold 8..16 warps (more for
- * taller matrices, so fewer blocks copy x).
- * THAW_I8_GEMV selects variants for benchmarking: 0 = the one-warp-per-row kernel above
- * (the previous int8 path), 1 / 2 = staged x with I2F / byte-permute widening, one row per warp,
- * 3 / 4 = the same with LOOP, 5 (default) = 4 with grouped staging loads, the norm folded into
- * the staged x and at least 8 warps a block for rows longer than 2048 (H100 figures for each in
- * docs/benchmarks.md, "Compute"). */
+ * taller matrices, so fewer blocks copy x). Measurements: docs/benchmarks.md, "Compute". */
 #define I8S_MAX_WARPS 16
 
-__device__ __forceinline__ void i8_widen(uint4 r, float *f, bool magic)
+__device__ __forceinline__ void i8_widen(uint4 r, float *f)
 {
 	unsigned u[4] = {r.x, r.y, r.z, r.w};
-	if (!magic) {
-		vec<int8_t>::get(r, f);
-		return;
-	}
 #pragma unroll
 	for (int i = 0; i < 4; i++) {
 		unsigned v = u[i] ^ 0x80808080u;   /* signed -> offset binary */
@@ -243,7 +232,7 @@ __device__ __forceinline__ void i8_widen(uint4 r, float *f, bool magic)
 
 __device__ __forceinline__ int i8s_slot(int t, int q) { return (((t >> 5) * 4 + q) << 5) + (t & 31); }
 
-template <bool SWIGLU, int PRE, bool MAGIC, bool LOOP>
+template <bool SWIGLU, int PRE, bool LOOP>
 __global__ void __launch_bounds__(I8S_MAX_WARPS * 32)
 gemv_i8s_k(const float *__restrict__ x, const gemv_args a)
 {
@@ -290,51 +279,32 @@ gemv_i8s_k(const float *__restrict__ x, const gemv_args a)
 	/* stage x into shared memory: x * norm weights when an RMSNorm is fused (the 1 / rms factor
 	 * is applied to the finished dot products), loads issued 4 at a time per thread */
 	float ss = 0.f, inv = 1.f;
-	if (a.fast) {
-		for (int f0 = threadIdx.x; f0 < k4; f0 += 4 * blockDim.x) {
-			float4 v[4], nw[4];
+	for (int f0 = threadIdx.x; f0 < k4; f0 += 4 * blockDim.x) {
+		float4 v[4], nw[4];
 #pragma unroll
-			for (int u = 0; u < 4; u++) {
-				int f = f0 + u * blockDim.x;
-				if (f < k4) {
-					v[u] = __ldg((const float4 *)x + f);
-					if (a.norm)
-						nw[u] = __ldg((const float4 *)a.norm + f);
-				}
-			}
-#pragma unroll
-			for (int u = 0; u < 4; u++) {
-				int f = f0 + u * blockDim.x;
-				if (f < k4) {
-					float4 t = v[u];
-					ss += t.x * t.x + t.y * t.y + t.z * t.z + t.w * t.w;
-					if (a.norm) {
-						t.x *= nw[u].x;
-						t.y *= nw[u].y;
-						t.z *= nw[u].z;
-						t.w *= nw[u].w;
-					}
-					xs[i8s_slot(f >> 2, f & 3)] = t;
-				}
+		for (int u = 0; u < 4; u++) {
+			int f = f0 + u * blockDim.x;
+			if (f < k4) {
+				v[u] = __ldg((const float4 *)x + f);
+				if (a.norm)
+					nw[u] = __ldg((const float4 *)a.norm + f);
 			}
 		}
-		if (a.norm) {
-			__shared__ float red2[I8S_MAX_WARPS];
-			ss = kc_warp_sum(ss);
-			if (lane == 0)
-				red2[threadIdx.x >> 5] = ss;
-			__syncthreads();
-			float t = 0.f;
-			for (int wi = 0; wi < nwarp; wi++)
-				t += red2[wi];
-			inv = rsqrtf(t / (float)k + a.eps);
+#pragma unroll
+		for (int u = 0; u < 4; u++) {
+			int f = f0 + u * blockDim.x;
+			if (f < k4) {
+				float4 t = v[u];
+				ss += t.x * t.x + t.y * t.y + t.z * t.z + t.w * t.w;
+				if (a.norm) {
+					t.x *= nw[u].x;
+					t.y *= nw[u].y;
+					t.z *= nw[u].z;
+					t.w *= nw[u].w;
+				}
+				xs[i8s_slot(f >> 2, f & 3)] = t;
+			}
 		}
-		__syncthreads();
-	} else {
-	for (int f = threadIdx.x; f < k4; f += blockDim.x) {
-		float4 v = __ldg((const float4 *)x + f);
-		xs[i8s_slot(f >> 2, f & 3)] = v;
-		ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
 	}
 	if (a.norm) {
 		__shared__ float red[I8S_MAX_WARPS];
@@ -345,19 +315,9 @@ gemv_i8s_k(const float *__restrict__ x, const gemv_args a)
 		float t = 0.f;
 		for (int wi = 0; wi < nwarp; wi++)
 			t += red[wi];
-		const float inv0 = rsqrtf(t / (float)k + a.eps);
-		for (int f = threadIdx.x; f < k4; f += blockDim.x) {
-			float4 nw = __ldg((const float4 *)a.norm + f), *p = &xs[i8s_slot(f >> 2, f & 3)];
-			float4 v = *p;
-			v.x *= inv0 * nw.x;
-			v.y *= inv0 * nw.y;
-			v.z *= inv0 * nw.z;
-			v.w *= inv0 * nw.w;
-			*p = v;
-		}
+		inv = rsqrtf(t / (float)k + a.eps);
 	}
 	__syncthreads();
-	}
 	/* LOOP: each warp takes rows row, row + stride, ... (whole rows fit in PRE vectors) and
 	 * fetches the next row's weights before it works on the current one */
 	for (; row < total; row += stride) {
@@ -377,9 +337,9 @@ gemv_i8s_k(const float *__restrict__ x, const gemv_args a)
 		float acc = 0.f, acc2 = 0.f;
 		auto step = [&](int t, uint4 raw, uint4 raw2) {
 			float f[16], f2[16];
-			i8_widen(raw, f, MAGIC);
+			i8_widen(raw, f);
 			if (SWIGLU)
-				i8_widen(raw2, f2, MAGIC);
+				i8_widen(raw2, f2);
 			const float4 *xp = xs + i8s_slot(t, 0);
 			float s = 0.f, s2 = 0.f;
 #pragma unroll
@@ -433,16 +393,11 @@ gemv_i8s_k(const float *__restrict__ x, const gemv_args a)
 	}
 }
 
-static int i8s_mode(void)
-{
-	return (int)kc_env("THAW_I8_GEMV", 5);   /* see the comment above gemv_i8s_k */
-}
-
 /* kc_gemv_fuses_i8_norm: whether the int8 GEMV of m rows applies a fused RMSNorm itself at
  * no extra cost (the staged kernel, m == 1); otherwise callers normalize into scratch first. */
 extern "C" int kc_gemv_fuses_i8_norm(int64_t m)
 {
-	return m == 1 && i8s_mode() != 0;
+	return m == 1;
 }
 
 static int i8s_nsm(int dev)
@@ -462,11 +417,10 @@ static int i8s_nsm(int dev)
 /* i8s_go launches one gemv_i8s_k instance; with LOOP, at most one wave of blocks (each warp
  * loops over rows with the next row's weights in flight). */
 template <bool SWIGLU, int PRE, bool LOOP>
-static cudaError_t i8s_go(kc *c, int mode, const float *x, const gemv_args &a, int total,
-			  int warps, size_t smem)
+static cudaError_t i8s_go(kc *c, const float *x, const gemv_args &a, int total, int warps,
+			  size_t smem)
 {
-	void (*kern)(const float *, gemv_args) = mode == 1 ? gemv_i8s_k<SWIGLU, PRE, false, LOOP>
-							   : gemv_i8s_k<SWIGLU, PRE, true, LOOP>;
+	void (*kern)(const float *, gemv_args) = gemv_i8s_k<SWIGLU, PRE, LOOP>;
 	unsigned g = kc_blocks(total, warps);
 	if (LOOP) {
 		int nb = 0;
@@ -494,31 +448,17 @@ static int launch_i8s(kc *c, const float *x, int m, const gemv_args &a, int tota
 	for (int i = 0; i < (SWIGLU ? 2 : a.nm); i++)
 		if ((uintptr_t)a.W[i] % 16)
 			return -EAGAIN;
-	int mode = i8s_mode();
-	if (mode == 0)
-		return -EAGAIN;
-	/* at least 8 warps a block (fewer blocks staging x: H100 int8 decode of the 1.1B config
-	 * 1370 tok/s vs 1333 with 4), up to 16 for tall matrices; THAW_I8_MIN_WARPS=4 or 16 sets
-	 * the least (A/B runs, docs/benchmarks.md) */
-	int warps = (int)kc_env("THAW_I8_MIN_WARPS", 8), nsm = i8s_nsm(c->dev);
-	if (warps != 4 && warps != 16)
-		warps = 8;
+	/* at least 8 warps a block, up to 16 for tall matrices (fewer blocks staging x) */
+	int warps = 8, nsm = i8s_nsm(c->dev);
 	while (warps < I8S_MAX_WARPS && total / (warps * 2) >= 4 * nsm)
 		warps *= 2;
-	bool loop = mode >= 3;
-	int gm = mode >= 3 ? (mode >= 5 ? 2 : mode - 2) : mode;   /* widening: 1 I2F, 2 byte-permute */
-	gemv_args a5 = a;
-	a5.fast = mode >= 5;
-	if (mode >= 5 && nv > 4 * 32 && warps < 8)
-		warps = 8;   /* long rows: fewer blocks copying x */
 	cudaError_t e;
 	if (nv <= 4 * 32)
-		e = loop ? i8s_go<SWIGLU, 4, true>(c, gm, x, a5, total, warps, smem)
-			 : i8s_go<SWIGLU, 4, false>(c, gm, x, a5, total, warps, smem);
+		e = i8s_go<SWIGLU, 4, true>(c, x, a, total, warps, smem);
 	else if (nv <= 8 * 32 || SWIGLU)
-		e = i8s_go<SWIGLU, 8, false>(c, gm, x, a5, total, warps, smem);
+		e = i8s_go<SWIGLU, 8, false>(c, x, a, total, warps, smem);
 	else
-		e = i8s_go<SWIGLU, SWIGLU ? 8 : 12, false>(c, gm, x, a5, total, warps, smem);
+		e = i8s_go<SWIGLU, SWIGLU ? 8 : 12, false>(c, x, a, total, warps, smem);
 	KC_CHECK(e);
 	return 0;
 }
@@ -572,15 +512,10 @@ static int launch(kc *c, const float *x, int m, const gemv_args &a, const kern_m
 		return 0;
 	}
 	cudaError_t e;
-	/* one input row (batch-1 decode): blocks of 8 warps, which on the H100 made BF16 decode of
-	 * the 1.1B config 4% faster than 4 (half as many blocks each reducing the fused RMSNorm
-	 * over x, presumably; 2 and 16 were slower). THAW_GEMV_ROW_WARPS=4: the old shape (A/B
-	 * runs, docs/benchmarks.md). */
+	/* one input row (batch-1 decode): blocks of 8 warps (half as many blocks each reducing the
+	 * fused RMSNorm over x as with 4) */
 	if (m == 1) {
-		if (kc_env("THAW_GEMV_ROW_WARPS", 8) == 4)
-			e = kc_launch(c, gemv_k<T, 1, SWIGLU, 4>, dim3(g), dim3(128), x, a);
-		else
-			e = kc_launch(c, gemv_k<T, 1, SWIGLU, 8>, dim3(kc_blocks(total, 8)), dim3(256), x, a);
+		e = kc_launch(c, gemv_k<T, 1, SWIGLU, 8>, dim3(kc_blocks(total, 8)), dim3(256), x, a);
 		KC_CHECK(e);
 		return 0;
 	}

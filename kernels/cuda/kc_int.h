@@ -7,8 +7,6 @@
 #define THAW_CUDA 1   /* nvcc builds do not get the C flags */
 #endif
 #include <errno.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <cuda_runtime.h>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -16,20 +14,21 @@
 #include "kernels/kern_int.h"
 #include "pool/pool_cuda.h"
 
+/* Scratch buffers of the device's pool_compute (pool/pool_compute.h), by use */
+enum kc_scratch_slot {
+	KC_SCRATCH_X = 0,          /* activations rounded to F16/BF16 for cuBLAS */
+	KC_SCRATCH_T,              /* F32 scratch for composed fused ops (prefill only) */
+	KC_SCRATCH_N,              /* F32 scratch: normed input of composed fused ops */
+	KC_SCRATCH_W,              /* int8 weights dequantized to BF16 for cuBLAS (a chunk of rows) */
+};
+
 typedef struct kc {
 	int dev;
-	cudaStream_t s;
+	pool_compute *pc;          /* stream, cuBLAS handle and scratch, from pool/ */
+	int pc_borrowed;           /* pc belongs to the caller (kern_dev_open_compute) */
+	cudaStream_t s;            /* pc's stream and handle */
 	cublasHandle_t blas;
-	void *blas_ws;             /* cuBLAS workspace, set once (graph-capture safe) */
-	size_t blas_ws_size;
-	void *xbuf;                /* activations rounded to F16/BF16 for cuBLAS */
-	size_t xbuf_size;
-	float *tbuf;               /* F32 scratch for composed fused ops (prefill only) */
-	size_t tbuf_size;
-	float *nbuf;               /* F32 scratch: normed input of composed fused ops */
-	size_t nbuf_size;
-	void *wbuf;                /* int8 weights dequantized to BF16 for cuBLAS (a chunk of rows) */
-	size_t wbuf_size;
+	void *xbuf;                /* KC_SCRATCH_X as last grown (kc_xbuf) */
 	float *att_part;           /* kc_rope_attention: per-(head, split) partials (made at open) */
 	int *att_cnt;              /* kc_rope_attention: per-head arrival counters (kept zero) */
 	struct kc_am_part *am_part;   /* kc_argmax_feed: per-block partials (made at open) */
@@ -37,39 +36,20 @@ typedef struct kc {
 	cudaEvent_t marks[KERN_MARKS];   /* kern_mark slots */
 	int capturing;
 	int pdl;                   /* launch decode-path kernels with programmatic dependent launch */
-	/* ---- xtag: a producer's output already rounded in xbuf (see the xtag block below) ---- */
-	unsigned long long ops;    /* backend entries so far (kc_enter, kc_alloc, kc_free) */
-	unsigned long long xtag_op;   /* xbuf holds xtag_x [xtag_m, xtag_k] rounded to xtag_dt, */
-	const float *xtag_x;          /* written by backend entry number xtag_op (0: no tag) */
-	int64_t xtag_m, xtag_k;
-	kern_dtype xtag_dt;
-	kern_dtype xdt;            /* dtype of the last rounding for cuBLAS: producers round to it */
-	int xtag_off;              /* THAW_NO_XTAG=1: producers write no rounded copy (A/B runs) */
-	unsigned long long xtag_hits; /* roundings skipped thanks to a tag (tests read it) */
-	/* ---- end xtag ---- */
+	int fused_attn;            /* kern_tuning.fused_attention */
+	int64_t i8_gemm_rows;      /* kern_tuning.i8_gemm_rows */
 } kc;
 
-/* kc_env: the integer value of environment variable name, or def when unset. The backend's
- * A/B switches (THAW_NO_PDL, THAW_ATT_TILED, ...) are read through it; those read per call
- * let a benchmark change them between variants on one open device. */
-static inline long kc_env(const char *name, long def)
-{
-	const char *v = getenv(name);
-	return v ? atol(v) : def;
-}
-
-/* KC_CHECK returns -EIO from the calling function when a CUDA call fails (POOL_CUDA_CHECK). */
+/* KC_CHECK / KC_BLAS return -EIO from the calling function when a CUDA / cuBLAS call fails,
+ * logged through pool_log (POOL_CUDA_CHECK, POOL_BLAS_CHECK); KC_LOG logs and goes on. */
 #define KC_CHECK(call) POOL_CUDA_CHECK(call)
-/* KC_BLAS returns -EIO when a cuBLAS call fails, naming the call, file and line. */
-#define KC_BLAS(call) do { cublasStatus_t kc_s_ = (call); if (kc_s_ != CUBLAS_STATUS_SUCCESS) { \
-	fprintf(stderr, "cublas: %s failed: status %d (%s:%d)\n", #call, (int)kc_s_, __FILE__, \
-		__LINE__); return -EIO; } } while (0)
+#define KC_BLAS(call) POOL_BLAS_CHECK(call)
+#define KC_LOG(call) POOL_CUDA_LOG(call)
 /* KC_LAUNCHED checks the launch just issued. */
 #define KC_LAUNCHED() KC_CHECK(cudaGetLastError())
 
 static inline int kc_enter(kc *c)
 {
-	c->ops++;   /* voids any xtag of the previous entry (xtag block below) */
 	KC_CHECK(cudaSetDevice(c->dev));
 	return 0;
 }
@@ -269,34 +249,24 @@ int kc_adam(void *b, float *p, float *mo, float *v, const float *g, int64_t n, f
 	    float b1, float b2, float eps);
 }
 
-/* ---- xtag: prefill products that skip their input rounding -----------------------------------
- * cuBLAS products with F16/BF16 weights (kc_linear / kc_linear_add, m > KC_GEMV_MAX_M) take a rounded
- * copy of their F32 input in xbuf; kc_round_x makes it with its own launch. A producer op whose
- * F32 output feeds such a product (kc_attention; kc_swiglu's SiLU*mul) writes that copy as well,
- * in the same kernel, rounded to c->xdt (the dtype of the device's last rounding for cuBLAS: in a
- * decoder layer, that of the q/k/v or gate/up products, so of o_proj and down_proj too), and
- * tags it: input pointer, rows, columns, dtype, and the number of the backend entry that wrote
- * it. The consumer uses the copy only when the tag names exactly its input and dtype and was
- * written by the entry just before its own: every backend entry (kc_enter, kc_alloc, kc_free)
- * counts in c->ops, so any op in between -- even one that leaves the input alone -- voids the
- * tag and the consumer rounds as before. A guessed dtype that proves wrong costs only the unused
- * copy. Contract: between the two ops, callers change device memory only through this device's
- * kern ops (as kern.h asks); a write by another handle or a raw CUDA copy would not be seen.
- * The F32 outputs are written as before. No tags while capturing a CUDA graph. */
+/* ---- prefill products whose input arrives rounded ------------------------------------------
+ * cuBLAS products with F16/BF16 weights (and int8 weights dequantized to BF16) multiply a copy
+ * of their F32 input rounded to that dtype in KC_SCRATCH_X; kc_round_x makes it with a launch of
+ * its own. In the chained ops (kc_rope_attention_proj, kc_swiglu_proj) the producer of the
+ * input -- attention, or swiglu's SiLU*mul -- writes that copy in the same kernel as its F32
+ * output, and the product that follows inside the same op takes it (rounded = 1). The copy
+ * never outlives the op that made it. */
 #define KC_GEMV_MAX_M 8    /* products of up to this many rows run on the GEMV kernels */
-#define KC_XTAG_MIN_M (KC_GEMV_MAX_M + 1)   /* ... and producers round for the rows cuBLAS takes */
 
 /* Products of many rows with int8 weights: the GEMV kernels re-read the weights for every 8
  * rows, so above KC_I8_GEMV_MAX_M rows the weights are dequantized to BF16 (a chunk of rows at a
  * time, kc_linear.cu) and multiplied by cuBLAS like BF16 weights (activations rounded to BF16). */
 #define KC_I8_GEMV_MAX_M 32
 
-/* kc_gemv_takes: whether m rows of w go to the GEMV kernels (else cuBLAS).
- * THAW_I8_GEMV_MAX_M moves the int8 limit (A/B runs). */
+/* kc_gemv_takes: whether m rows of w go to the GEMV kernels (else cuBLAS). */
 static inline bool kc_gemv_takes(int64_t m, const kern_mat *w)
 {
-	return m <= KC_GEMV_MAX_M ||
-	       (w->dt == KERN_I8 && m <= kc_env("THAW_I8_GEMV_MAX_M", KC_I8_GEMV_MAX_M));
+	return m <= KC_GEMV_MAX_M || (w->dt == KERN_I8 && m <= KC_I8_GEMV_MAX_M);
 }
 
 /* kc_gemm_dt: the dtype cuBLAS multiplies w in (and x is rounded to): BF16 for int8. */
@@ -305,44 +275,40 @@ static inline kern_dtype kc_gemm_dt(const kern_mat *w)
 	return w->dt == KERN_I8 ? KERN_BF16 : w->dt;
 }
 
-/* kc_xtag_want: the dtype a producer of m rows should round its output to, or KERN_F32 for no
- * copy (few rows, graph capture, THAW_NO_XTAG, or no F16/BF16 rounding seen yet). */
-static inline kern_dtype kc_xtag_want(const kc *c, int64_t m)
+/* kc_round_for: the dtype the producer of w's input (m rows) should also write it in, so that
+ * the product needs no rounding launch: kc_gemm_dt(w) when the product runs on cuBLAS with a
+ * rounded input, else KERN_F32 (no copy). */
+static inline kern_dtype kc_round_for(int64_t m, const kern_mat *w)
 {
-	if (c->xtag_off || c->capturing || m < KC_XTAG_MIN_M)
-		return KERN_F32;
-	return c->xdt == KERN_BF16 || c->xdt == KERN_F16 ? c->xdt : KERN_F32;
-}
-
-/* kc_xtag_set: call last in a producer entry, once xbuf holds x [m, k] rounded to dt (queued). */
-static inline void kc_xtag_set(kc *c, const float *x, int64_t m, int64_t k, kern_dtype dt)
-{
-	c->xtag_x = x;
-	c->xtag_m = m;
-	c->xtag_k = k;
-	c->xtag_dt = dt;
-	c->xtag_op = c->ops;
-}
-
-/* kc_xtag_take: call first in a consumer entry (after KC_ENTER, before any nested entry):
- * 1 when xbuf holds x [m, k] rounded to dt, written by the entry just before this one. The tag
- * is used up either way. */
-static inline int kc_xtag_take(kc *c, const float *x, int64_t m, int64_t k, kern_dtype dt)
-{
-	int hit = c->xtag_op != 0 && c->xtag_op + 1 == c->ops && c->xtag_x == x &&
-		  c->xtag_m == m && c->xtag_k == k && c->xtag_dt == dt;
-	c->xtag_op = 0;
-	c->xtag_hits += (unsigned long long)hit;
-	return hit;
+	return kc_gemv_takes(m, w) || w->dt == KERN_F32 ? KERN_F32 : kc_gemm_dt(w);
 }
 
 extern "C" {
-/* kc_xbuf: xbuf of at least `bytes` (grown outside graph capture); voids the tag. 0 or -errno. */
+/* kc_xbuf: c->xbuf = KC_SCRATCH_X of at least `bytes` (grown outside graph capture). */
 int kc_xbuf(kc *c, size_t bytes);
-/* kc_silu_mul_ex: kc_silu_mul inside an entry (no kc_enter), also writing the result rounded to
- * rd into xbuf when rd is KERN_BF16 / KERN_F16 (the caller tags it). */
+/* Forms used inside an entry (no kc_enter). rd: KERN_BF16 / KERN_F16 to also write the F32
+ * result rounded to rd into xbuf (for the product that follows), KERN_F32 for no copy;
+ * *rounded (where present) says whether the copy was written. */
 int kc_silu_mul_ex(kc *c, const float *gate, const float *up, int64_t n, float *out,
 		   kern_dtype rd);
+int kc_attention_ex(kc *c, const float *q, const float *kc_, const float *vc, const int32_t *pos,
+		    int64_t m, int64_t heads, int64_t kvheads, int64_t hd, int64_t cap, float scale,
+		    float *out, kern_dtype rd);
+int kc_rope_attention_ex(kc *c, float *q, float *k, const float *v, const int32_t *pos,
+			 int64_t m, int64_t heads, int64_t kvheads, int64_t hd, float theta,
+			 float *kc_, float *vc, int64_t cap, float scale, float *out, kern_dtype rd,
+			 int *rounded);
+int kc_swiglu_ex(kc *c, const float *x, int64_t m, const kern_mat *wg, const kern_mat *wu,
+		 float *out, const kern_norm *norm, kern_dtype rd, int *rounded);
+/* kc_linear_add_ex: y += x . W^T; rounded: xbuf already holds x rounded to kc_gemm_dt(w). */
+int kc_linear_add_ex(kc *c, const float *x, int64_t m, const kern_mat *w, float *y, int rounded);
+/* the chained ops (kern.h: kern_rope_attention_proj, kern_swiglu_proj) */
+int kc_rope_attention_proj(void *b, float *q, float *k, const float *v, const int32_t *pos,
+			   int64_t m, int64_t heads, int64_t kvheads, int64_t hd, float theta,
+			   float *kc_, float *vc, int64_t cap, float scale, float *att,
+			   const kern_mat *wo, float *y);
+int kc_swiglu_proj(void *b, const float *x, int64_t m, const kern_mat *wg, const kern_mat *wu,
+		   const kern_norm *norm, float *g, const kern_mat *wd, float *y);
 }
-/* ---- end xtag ---- */
+
 #endif

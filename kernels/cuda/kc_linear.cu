@@ -2,8 +2,8 @@
  * products of up to 32 rows, go to the GEMV kernels (kc_gemv.cu: weights streamed once,
  * dequantized in registers, bias/activation or the residual add fused); larger products go to
  * cuBLAS (the activations are first rounded to the weight dtype -- BF16 for int8 weights, which
- * are dequantized to BF16 a chunk of rows at a time -- in the device's workspace, unless the op
- * just before left them rounded there, see the xtag block of kc_int.h; F32 accumulation and F32
+ * are dequantized to BF16 a chunk of rows at a time -- in the device's workspace, unless a
+ * chained op's producer wrote them rounded there, see kc_int.h; F32 accumulation and F32
  * output; beta = 1 for the residual form), then bias + activation. */
 #include "kernels/cuda/kc_int.h"
 
@@ -25,52 +25,28 @@ __global__ void round_k(const float *__restrict__ x, T *__restrict__ o, int64_t 
 }
 
 
-static int grow(kc *c, void **buf, size_t *size, size_t bytes)
-{
-	if (bytes <= *size)
-		return 0;
-	if (c->capturing)
-		return -ENOSPC;   /* cannot allocate inside a graph capture */
-	KC_CHECK(cudaStreamSynchronize(c->s));
-	KC_CHECK(cudaFree(*buf));
-	*buf = NULL;
-	*size = 0;
-	KC_CHECK(cudaMalloc(buf, bytes));
-	*size = bytes;
-	return 0;
-}
-
 extern "C" int kc_scratch(kc *c, size_t bytes, float **out)
 {
-	int rc = grow(c, (void **)&c->tbuf, &c->tbuf_size, bytes);
-	*out = c->tbuf;
-	return rc;
+	return pool_compute_scratch(c->pc, KC_SCRATCH_T, bytes, (void **)out);
 }
 
 extern "C" int kc_xbuf(kc *c, size_t bytes)
 {
-	c->xtag_op = 0;   /* xbuf is about to be rewritten (and maybe reallocated) */
-	return grow(c, &c->xbuf, &c->xbuf_size, bytes);
-}
-
-/* kern_cuda_xtag_hits: roundings the device's products skipped thanks to an xtag (a test hook;
- * d must be a CUDA device). */
-extern "C" unsigned long long kern_cuda_xtag_hits(const kern_dev *d)
-{
-	return ((const kc *)d->b)->xtag_hits;
+	return pool_compute_scratch(c->pc, KC_SCRATCH_X, bytes, &c->xbuf);
 }
 
 /* kc_normed: *out = x, or norm(x) in the device's norm scratch when norm is given. */
 extern "C" int kc_normed(kc *c, const float *x, int64_t m, int64_t k, const kern_norm *norm,
 			 const float **out)
 {
+	float *nbuf;
 	*out = x;
 	if (!norm)
 		return 0;
-	int rc = grow(c, (void **)&c->nbuf, &c->nbuf_size, (size_t)(m * k) * 4);
+	int rc = pool_compute_scratch(c->pc, KC_SCRATCH_N, (size_t)(m * k) * 4, (void **)&nbuf);
 	if (rc == 0)
-		rc = kc_rmsnorm(c, x, norm->w, m, k, norm->eps, c->nbuf);
-	*out = c->nbuf;
+		rc = kc_rmsnorm(c, x, norm->w, m, k, norm->eps, nbuf);
+	*out = nbuf;
 	return rc;
 }
 
@@ -82,11 +58,11 @@ extern "C" int kc_round_x(kc *c, const float *x, int64_t m, const kern_mat *w)
 	int rc = kc_xbuf(c, (size_t)(m * K) * 2);
 	if (rc)
 		return rc;
-	c->xdt = kc_gemm_dt(w);
+	kern_dtype xdt = kc_gemm_dt(w);
 	int64_t n = m * K;
 	int vec = (uintptr_t)x % 16 == 0;   /* float4 loads when x is 16-byte aligned */
 	int64_t threads = vec ? n / 4 + n % 4 : n;
-	if (c->xdt == KERN_BF16)
+	if (xdt == KERN_BF16)
 		round_k<<<kc_blocks(threads, 256), 256, 0, c->s>>>(x, (__nv_bfloat16 *)c->xbuf, n, vec);
 	else
 		round_k<<<kc_blocks(threads, 256), 256, 0, c->s>>>(x, (__half *)c->xbuf, n, vec);
@@ -105,9 +81,8 @@ extern "C" int kc_norm_round_x(kc *c, const float *x, int64_t m, const kern_norm
 	int rc = kc_xbuf(c, (size_t)(m * K) * 2);
 	if (rc)
 		return rc;
-	c->xdt = kc_gemm_dt(w);
 	dim3 b(K >= 1024 ? 1024 : 256);
-	if (c->xdt == KERN_BF16)
+	if (kc_gemm_dt(w) == KERN_BF16)
 		KC_LAUNCH(c, kc_rmsnorm_k<__nv_bfloat16>, dim3((unsigned)m), b, x, norm->w, K, norm->eps,
 			  (__nv_bfloat16 *)c->xbuf);
 	else
@@ -130,16 +105,17 @@ __global__ void dequant_i8_k(const int8_t *__restrict__ q, const float *__restri
 	}
 }
 
-/* kc_i8_gemm: y = x . W^T + beta * y for int8 W: each chunk of W's rows (about 32 MiB as BF16;
- * THAW_I8_GEMM_ROWS sets the rows, tests) dequantized into the device's weight scratch, then
- * one cuBLAS product of x (rounded to BF16 in the workspace unless `rounded`) into y's columns. */
+/* kc_i8_gemm: y = x . W^T + beta * y for int8 W: each chunk of W's rows (about 32 MiB as BF16,
+ * or kern_tuning.i8_gemm_rows) dequantized into the device's weight scratch, then one cuBLAS
+ * product of x (rounded to BF16 in the workspace unless `rounded`) into y's columns. */
 static int kc_i8_gemm(kc *c, const float *x, int64_t m, const kern_mat *w, float *y, float beta,
 		      int rounded)
 {
 	int64_t N = w->n, K = w->k, rows = ((int64_t)32 << 20) / (2 * K);
-	rows = kc_env("THAW_I8_GEMM_ROWS", rows < 64 ? 64 : rows);
-	rows = rows < 1 ? 1 : rows > N ? N : rows;
-	int rc = grow(c, &c->wbuf, &c->wbuf_size, (size_t)(rows * K) * 2);
+	void *wbuf;
+	rows = c->i8_gemm_rows > 0 ? c->i8_gemm_rows : rows < 64 ? 64 : rows;
+	rows = rows > N ? N : rows;
+	int rc = pool_compute_scratch(c->pc, KC_SCRATCH_W, (size_t)(rows * K) * 2, &wbuf);
 	if (rc == 0 && !rounded)
 		rc = kc_round_x(c, x, m, w);
 	if (rc)
@@ -151,10 +127,10 @@ static int kc_i8_gemm(kc *c, const float *x, int64_t m, const kern_mat *w, float
 		dim3 g(kc_blocks(K, 256) < 16 ? kc_blocks(K, 256) : 16,
 		       (unsigned)(nc < 65535 ? nc : 65535));
 		dequant_i8_k<<<g, 256, 0, c->s>>>((const int8_t *)w->data + n0 * K, w->scales + sc0,
-						  w->qblock, nc, (int)K, (__nv_bfloat16 *)c->wbuf);
+						  w->qblock, nc, (int)K, (__nv_bfloat16 *)wbuf);
 		KC_LAUNCHED();
 		KC_BLAS(cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)nc, (int)m, (int)K, &one,
-				     c->wbuf, CUDA_R_16BF, (int)K, c->xbuf, CUDA_R_16BF, (int)K, &beta,
+				     wbuf, CUDA_R_16BF, (int)K, c->xbuf, CUDA_R_16BF, (int)K, &beta,
 				     y + n0, CUDA_R_32F, (int)N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 	}
 	return 0;
@@ -162,8 +138,8 @@ static int kc_i8_gemm(kc *c, const float *x, int64_t m, const kern_mat *w, float
 
 /* kc_gemm: y = x . W^T + beta * y through cuBLAS (F32/F16/BF16 weights; int8 dequantized to
  * BF16). rounded: for F16/BF16/int8, x was already rounded (to kc_gemm_dt) into the workspace
- * (by kc_round_x / kc_norm_round_x for several products of one input, or by the producer of x:
- * xtag). */
+ * (by kc_round_x / kc_norm_round_x for several products of one input, or by the producer of x
+ * in a chained op). */
 extern "C" int kc_gemm_ex(kc *c, const float *x, int64_t m, const kern_mat *w, float *y,
 			  float beta, int rounded)
 {
@@ -202,17 +178,15 @@ extern "C" int kc_linear(void *b, const float *x, int64_t m, const kern_mat *w, 
 	KC_ENTER(c);
 	if (kc_gemv_takes(m, w))
 		return kc_gemv(c, x, m, w, bias, act, y);
-	int rounded = w->dt != KERN_F32 && kc_xtag_take(c, x, m, w->k, kc_gemm_dt(w));
-	int rc = kc_gemm_ex(c, x, m, w, y, 0.f, rounded);
+	int rc = kc_gemm_ex(c, x, m, w, y, 0.f, 0);
 	if (rc == 0 && (bias || act != KERN_ACT_NONE))
 		rc = kc_bias_act(b, y, bias, m, w->n, act);
 	return rc;
 }
 
-extern "C" int kc_linear_add(void *b, const float *x, int64_t m, const kern_mat *w, float *y)
+extern "C" int kc_linear_add_ex(kc *c, const float *x, int64_t m, const kern_mat *w, float *y,
+				int rounded)
 {
-	kc *c = (kc *)b;
-	KC_ENTER(c);
 	if (kc_gemv_takes(m, w)) {
 		float *ys[1] = {y};
 		int rc = kc_gemv_ex(c, x, m, 1, w, ys, NULL, KERN_ACT_NONE, 1, 0, NULL);
@@ -222,8 +196,14 @@ extern "C" int kc_linear_add(void *b, const float *x, int64_t m, const kern_mat 
 		rc = kc_scratch(c, (size_t)(m * w->n) * 4, &t);
 		if (rc == 0)
 			rc = kc_gemv(c, x, m, w, NULL, KERN_ACT_NONE, t);
-		return rc ? rc : kc_add(b, y, t, m * w->n);
+		return rc ? rc : kc_add(c, y, t, m * w->n);
 	}
-	int rounded = w->dt != KERN_F32 && kc_xtag_take(c, x, m, w->k, kc_gemm_dt(w));
-	return kc_gemm_ex(c, x, m, w, y, 1.f, rounded);
+	return kc_gemm_ex(c, x, m, w, y, 1.f, rounded && w->dt != KERN_F32);
+}
+
+extern "C" int kc_linear_add(void *b, const float *x, int64_t m, const kern_mat *w, float *y)
+{
+	kc *c = (kc *)b;
+	KC_ENTER(c);
+	return kc_linear_add_ex(c, x, m, w, y, 0);
 }

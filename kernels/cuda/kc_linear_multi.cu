@@ -12,7 +12,7 @@ extern "C" int kc_linear_multi(void *b, const float *x, int64_t m, int nw, const
 	bool gemv = kc_gemv_takes(m, &w[0]);
 	if (norm && gemv && w[0].dt == KERN_I8 && !kc_gemv_fuses_i8_norm(m)) {
 		/* the one-warp-per-row int8 GEMV (m > 1) is bound by its L1 traffic for x: a fused
-		 * norm's extra loads cost more than the separate RMSNorm launch (measured), so
+		 * norm's extra loads cost more than a separate RMSNorm launch, so
 		 * normalize into scratch first; the staged m == 1 kernel fuses it for free */
 		int rc = kc_normed(c, x, m, w[0].k, norm, &x);
 		if (rc)

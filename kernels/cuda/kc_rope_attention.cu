@@ -3,10 +3,10 @@
  * kc_attention).
  *
  * Why: at batch 1 the attention of a decode step moves little data (the cache of a few hundred
- * positions) and was bound by latency — one block per head walking the keys serially, plus a
- * separate RoPE/append launch. Here the keys are split over S blocks per head (enough for one
- * pass of 32 keys each at hd 64, up to 16), so every SM has work; each block rotates q (and, where it owns the newest
- * position, k) itself, keeps an online softmax per group of hd/8 lanes, merges its groups
+ * positions), so it is bound by latency when one block per head walks the keys serially after
+ * a separate RoPE/append launch. Here the keys are split over S blocks per head (enough for one
+ * pass of 32 keys each at hd 64, up to 16), so every SM has work; each block rotates q (and,
+ * where it owns the newest position, k) itself, keeps an online softmax per group of hd/8 lanes, merges its groups
  * through warp shuffles and shared memory, and writes a partial (max, sum, hd accumulators) to
  * the device scratch. The last block of a head to finish (an atomic counter, reset by that block
  * for the next launch, so a captured graph stays valid) merges the S partials into the output.
@@ -239,22 +239,48 @@ extern "C" int kc_rope_attention_scratch(kc *c)
 	return 0;
 }
 
-extern "C" int kc_rope_attention(void *b, float *q, float *k, const float *v, const int32_t *pos,
-				 int64_t m, int64_t heads, int64_t kvheads, int64_t hd, float theta,
-				 float *kc_, float *vc, int64_t cap, float scale, float *out)
+extern "C" int kc_rope_attention_ex(kc *c, float *q, float *k, const float *v,
+				    const int32_t *pos, int64_t m, int64_t heads, int64_t kvheads,
+				    int64_t hd, float theta, float *kc_, float *vc, int64_t cap,
+				    float scale, float *out, kern_dtype rd, int *rounded)
 {
-	kc *c = (kc *)b;
-	KC_ENTER(c);
-	/* THAW_NO_FUSED_ATTN=1: always the composed path (A/B benchmarks) */
-	bool fits = !kc_env("THAW_NO_FUSED_ATTN", 0) && m == 1 && hd % 8 == 0 && hd <= RA_MAX_HD &&
+	*rounded = 0;
+	bool fits = c->fused_attn && m == 1 && hd % 8 == 0 && hd <= RA_MAX_HD &&
 		    ((hd / 8) & (hd / 8 - 1)) == 0 && heads <= RA_MAX_HEADS;
 	if (!fits) {   /* composed: rotate + append, then attention */
-		int rc = kc_rope_kv(b, q, k, v, pos, m, heads, kvheads, hd, theta, kc_, vc, cap);
-		return rc ? rc : kc_attention(b, q, kc_, vc, pos, m, heads, kvheads, hd, cap, scale, out);
+		int rc = kc_rope_kv(c, q, k, v, pos, m, heads, kvheads, hd, theta, kc_, vc, cap);
+		if (rc == 0)
+			rc = kc_attention_ex(c, q, kc_, vc, pos, m, heads, kvheads, hd, cap, scale, out, rd);
+		*rounded = rc == 0 && rd != KERN_F32;
+		return rc;
 	}
 	int S = kc_rope_attention_splits(cap, hd);
 	KC_LAUNCH(c, rope_attn_dec_k, dim3((unsigned)S, (unsigned)heads), dim3(RA_WARPS * 32), q, k,
 		  v, pos, (int)heads, (int)kvheads, (int)hd, theta, kc_, vc, cap, scale, c->att_part,
 		  c->att_cnt, out);
 	return 0;
+}
+
+extern "C" int kc_rope_attention(void *b, float *q, float *k, const float *v, const int32_t *pos,
+				 int64_t m, int64_t heads, int64_t kvheads, int64_t hd, float theta,
+				 float *kc_, float *vc, int64_t cap, float scale, float *out)
+{
+	kc *c = (kc *)b;
+	int rounded;
+	KC_ENTER(c);
+	return kc_rope_attention_ex(c, q, k, v, pos, m, heads, kvheads, hd, theta, kc_, vc, cap,
+				    scale, out, KERN_F32, &rounded);
+}
+
+extern "C" int kc_rope_attention_proj(void *b, float *q, float *k, const float *v,
+				      const int32_t *pos, int64_t m, int64_t heads, int64_t kvheads,
+				      int64_t hd, float theta, float *kc_, float *vc, int64_t cap,
+				      float scale, float *att, const kern_mat *wo, float *y)
+{
+	kc *c = (kc *)b;
+	int rounded;
+	KC_ENTER(c);
+	int rc = kc_rope_attention_ex(c, q, k, v, pos, m, heads, kvheads, hd, theta, kc_, vc, cap,
+				      scale, att, kc_round_for(m, wo), &rounded);
+	return rc ? rc : kc_linear_add_ex(c, att, m, wo, y, rounded);
 }

@@ -1,6 +1,6 @@
 /* kc_silu_mul.cu — op kern_silu_mul: out = silu(gate) * up (the SiLU-gated MLP's middle). Inside
- * kc_swiglu's cuBLAS path (kc_silu_mul_ex) the same kernel also writes the result rounded for
- * the down_proj product that follows (the xtag block of kc_int.h). */
+ * the chained op kc_swiglu_proj (kc_silu_mul_ex) the same kernel also writes the result rounded
+ * for the down_proj product that follows (kc_int.h). */
 #include "kernels/cuda/kc_int.h"
 
 /* r: NULL, or n elements that get the result rounded to T */

@@ -3,9 +3,11 @@
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include "runtime/base/rt_clock.h"
 #include "runtime/access/rt_access.h"
 #include "runtime/access/rt_audit.h"
@@ -18,7 +20,7 @@
 
 int rt_access_init(rt_server *srv, char *err, size_t errlen)
 {
-	int rc = rt_auth_open(rt_registry_db(srv->reg), srv->cfg.data_dir, &srv->auth, err, errlen);
+	int rc = rt_auth_open(srv->reg, srv->cfg.data_dir, &srv->auth, err, errlen);
 	if (rc < 0)
 		return rc;
 	srv->limiter = rt_limiter_new(LIMITER_MAX_BUCKETS);
@@ -67,6 +69,33 @@ void rt_access_free(rt_server *srv)
 	srv->auth = NULL;
 	srv->limiter = NULL;
 	srv->audit = NULL;
+}
+
+void rt_access_note_revision(rt_server *srv, const rt_manifest *m)
+{
+	if (m->rate_limit_rps > 0)
+		srv->access.fn_rate_limits = 1;
+	if (m->audit_payloads)
+		srv->access.fn_audit_payloads = 1;
+}
+
+/* Headers never handed to functions: the caller's credentials for thaw itself. */
+static int header_withheld(const char *name)
+{
+	return strcasecmp(name, "Authorization") == 0 ||
+	       strcasecmp(name, "Proxy-Authorization") == 0;
+}
+
+size_t rt_access_kind_headers(const rt_req *req, fn_header *out, size_t cap)
+{
+	size_t n = 0;
+	for (int i = 0; i < req->nheaders && n < cap; i++)
+		if (!header_withheld(req->headers[i].name)) {
+			out[n].name = req->headers[i].name;
+			out[n].value = req->headers[i].value;
+			n++;
+		}
+	return n;
 }
 
 /* copy the token [p, e) without blanks, quotes, brackets and a port, into buf */
@@ -122,34 +151,22 @@ void rt_access_client(const rt_server *srv, const rt_req *req, char *buf, size_t
 		snprintf(buf, cap, "unknown");
 }
 
-/* the OpenAI-compatible routes answer with OpenAI error objects (rt_api_openai.c) */
-static int openai_route(const rt_req *req)
+/* fills *why; returns 1 (refused) */
+static int refuse(rt_access_refusal *why, int status, const char *code, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+static int refuse(rt_access_refusal *why, int status, const char *code, const char *fmt, ...)
 {
-	return strcmp(req->route, "/v1/completions") == 0 ||
-	       strcmp(req->route, "/v1/chat/completions") == 0 ||
-	       strcmp(req->route, "/v1/models") == 0 || strcmp(req->route, "/v1/models/{model}") == 0;
+	va_list ap;
+	why->status = status;
+	why->code = code;
+	va_start(ap, fmt);
+	vsnprintf(why->msg, sizeof why->msg, fmt, ap);
+	va_end(ap);
+	return 1;
 }
 
-static void reply_json(rt_req *req, int status, const char *msg)
-{
-	char body[256];
-	int n;
-	if (openai_route(req)) {
-		const char *type = status == 401 ? "authentication_error" :
-				   status == 403 ? "permission_error" :
-				   status == 429 ? "rate_limit_error" : "server_error";
-		const char *code = status == 401 ? "invalid_api_key" :
-				   status == 403 ? "insufficient_scope" :
-				   status == 429 ? "rate_limit_exceeded" : "unavailable";
-		n = snprintf(body, sizeof body, "{\"error\":{\"message\":\"%s\",\"type\":\"%s\","
-			     "\"param\":null,\"code\":\"%s\"}}", msg, type, code);
-	} else {
-		n = snprintf(body, sizeof body, "{\"error\":\"%s\"}", msg);
-	}
-	rt_req_reply(req, status, "application/json", body, (size_t)n);
-}
-
-static int limited(rt_server *srv, rt_req *req, const char *kind, const char *who, const rt_limit *lim)
+static int limited(rt_server *srv, rt_req *req, const char *kind, const char *who,
+		   const rt_limit *lim, rt_access_refusal *why)
 {
 	if (lim->rate <= 0)
 		return 0;
@@ -161,13 +178,14 @@ static int limited(rt_server *srv, rt_req *req, const char *kind, const char *wh
 	char ra[32];
 	snprintf(ra, sizeof ra, "%.0f", ceil(retry) < 1 ? 1 : ceil(retry));
 	rt_req_add_header(req, "Retry-After", ra);
-	reply_json(req, 429, "rate limit exceeded");
-	return 1;
+	return refuse(why, 429, "rate_limit_exceeded", "rate limit exceeded");
 }
 
-static int check_key(rt_server *srv, rt_req *req, rt_auth_need need);
-static int function_limited(rt_server *srv, rt_req *req, const char *client);
-static int fn_limited(rt_server *srv, rt_req *req, const char *fn, const char *client);
+static int check_key(rt_server *srv, rt_req *req, rt_auth_need need, rt_access_refusal *why);
+static int function_limited(rt_server *srv, rt_req *req, const char *client,
+			    rt_access_refusal *why);
+static int fn_limited(rt_server *srv, rt_req *req, const char *fn, const char *client,
+		      rt_access_refusal *why);
 
 static int is_mutation(const rt_req *req)
 {
@@ -183,7 +201,8 @@ static const char *route_fn(const rt_req *req)
 
 /* An admin change is applied only when it is audited: its intent line is written and
  * fdatasync'd before the handler runs, else the request is refused with 503. 0: go on. */
-static int audit_intent(rt_server *srv, rt_req *req, const char *action, const char *client)
+static int audit_intent(rt_server *srv, rt_req *req, const char *action, const char *client,
+			rt_access_refusal *why)
 {
 	rt_audit_rec r = {
 		.key_id = req->auth_key_id, .client = client, .action = action,
@@ -195,15 +214,12 @@ static int audit_intent(rt_server *srv, rt_req *req, const char *action, const c
 		return 0;
 	rt_logf(RT_LOG_ERROR, "audit: cannot write to %s/audit/audit.log (%s): %s refused",
 		srv->cfg.data_dir, strerror(-rc), action);
-	char msg[200];
-	snprintf(msg, sizeof msg, "audit log unavailable (audit/audit.log: %s): the %s is refused "
-		 "because it cannot be recorded", strerror(-rc), action);
 	rt_req_add_header(req, "Retry-After", "5");
-	reply_json(req, 503, msg);
-	return 1;
+	return refuse(why, 503, "unavailable", "audit log unavailable (audit/audit.log: %s): the %s "
+		      "is refused because it cannot be recorded", strerror(-rc), action);
 }
 
-int rt_access_gate(rt_server *srv, rt_req *req)
+int rt_access_gate(rt_server *srv, rt_req *req, rt_access_refusal *why)
 {
 	const char *action;
 	rt_auth_need need = rt_auth_route_need(req->method, req->route, &action);
@@ -212,29 +228,31 @@ int rt_access_gate(rt_server *srv, rt_req *req)
 	char client[64];
 	rt_access_client(srv, req, client, sizeof client);
 	/* the address limit comes first: it also slows down key guessing */
-	if (limited(srv, req, "ip", client, &srv->cfg.limit_ip))
+	if (limited(srv, req, "ip", client, &srv->cfg.limit_ip, why))
 		return 1;
 	if (!srv->cfg.dev) {
-		int rc = check_key(srv, req, need);
+		int rc = check_key(srv, req, need, why);
 		if (rc)
 			return rc;
 	}
 	if (need == RT_AUTH_INVOKE)
-		return function_limited(srv, req, client);
+		return function_limited(srv, req, client, why);
 	if (need == RT_AUTH_ADMIN && is_mutation(req) && srv->audit)
-		return audit_intent(srv, req, action, client);
+		return audit_intent(srv, req, action, client, why);
 	return 0;
 }
 
 /* per-function limit from the manifest ("rate_limit"), per caller: key id, else address */
-static int function_limited(rt_server *srv, rt_req *req, const char *client)
+static int function_limited(rt_server *srv, rt_req *req, const char *client,
+			    rt_access_refusal *why)
 {
-	if (!srv->fn_rate_limits)   /* no revision has one: skip the registry read */
+	if (!srv->access.fn_rate_limits)   /* no revision has one: skip the registry read */
 		return 0;
-	return fn_limited(srv, req, route_fn(req), client);
+	return fn_limited(srv, req, route_fn(req), client, why);
 }
 
-static int fn_limited(rt_server *srv, rt_req *req, const char *fn, const char *client)
+static int fn_limited(rt_server *srv, rt_req *req, const char *fn, const char *client,
+		      rt_access_refusal *why)
 {
 	rt_revision_info *info = malloc(sizeof *info);
 	int rc = 0;
@@ -242,70 +260,57 @@ static int fn_limited(rt_server *srv, rt_req *req, const char *fn, const char *c
 		rt_limit lim = {info->manifest.rate_limit_rps, info->manifest.rate_limit_burst};
 		char who[256];
 		snprintf(who, sizeof who, "%s:%s", fn, req->auth_key_id[0] ? req->auth_key_id : client);
-		rc = limited(srv, req, "fn", who, &lim);
+		rc = limited(srv, req, "fn", who, &lim, why);
 	}
 	free(info);
 	return rc;
 }
 
 /* 403 naming the scope the key lacks; returns 1 */
-static int forbidden(rt_req *req, rt_auth_need need, const char *fn)
+static int forbidden(rt_auth_need need, const char *fn, rt_access_refusal *why)
 {
-	char scope[RT_MANIFEST_NAME_MAX + 16], msg[160];
+	char scope[RT_MANIFEST_NAME_MAX + 16];
 	rt_auth_missing_scope(need, fn, scope, sizeof scope);
 	if (need == RT_AUTH_INVOKE_BODY && !fn)
-		snprintf(msg, sizeof msg, "forbidden: key lacks scope invoke:* or invoke:MODEL");
-	else
-		snprintf(msg, sizeof msg, "forbidden: key lacks scope %s", scope);
-	reply_json(req, 403, msg);
-	return 1;
+		return refuse(why, 403, "insufficient_scope",
+			      "forbidden: key lacks scope invoke:* or invoke:MODEL");
+	return refuse(why, 403, "insufficient_scope", "forbidden: key lacks scope %s", scope);
 }
 
-static int check_key(rt_server *srv, rt_req *req, rt_auth_need need)
+_Static_assert(RT_AUTH_SCOPES_MAX <= sizeof ((rt_req *)0)->auth_scopes,
+	       "a key's scopes fit the request's auth_scopes");
+
+static int check_key(rt_server *srv, rt_req *req, rt_auth_need need, rt_access_refusal *why)
 {
 	char scopes[RT_AUTH_SCOPES_MAX];
 	int rc = rt_auth_check(srv->auth, rt_req_header(req, "Authorization"), req->auth_key_id, scopes);
-	if (rc == -EIO) {
-		reply_json(req, 503, "authentication unavailable");
-		return 1;
-	}
+	if (rc == -EIO)
+		return refuse(why, 503, "unavailable", "authentication unavailable");
 	if (rc < 0) {
 		rt_req_add_header(req, "WWW-Authenticate", "Bearer");
-		reply_json(req, 401, "missing or invalid API key");
-		return 1;
+		return refuse(why, 401, "invalid_api_key", "missing or invalid API key");
 	}
 	const char *fn = route_fn(req);
 	if (!rt_auth_allows(scopes, need, fn))
-		return forbidden(req, need, fn);
-	return limited(srv, req, "key", req->auth_key_id, &srv->cfg.limit_key);
+		return forbidden(need, fn, why);
+	if (need == RT_AUTH_INVOKE_BODY)   /* the handler checks the body's function against them */
+		memcpy(req->auth_scopes, scopes, sizeof scopes);
+	return limited(srv, req, "key", req->auth_key_id, &srv->cfg.limit_key, why);
 }
 
-int rt_access_check_fn(rt_server *srv, rt_req *req, const char *fn)
+int rt_access_check_fn(rt_server *srv, rt_req *req, const char *fn, rt_access_refusal *why)
 {
 	char client[64];
 	/* the audit line names the function the body named (a copy in the request's own
 	 * param_buf, whatever becomes of fn) */
 	if (!rt_req_param(req, "name"))
 		rt_router_param_add(req, "name", fn);
-	if (!srv->cfg.dev) {
-		char scopes[RT_AUTH_SCOPES_MAX], id[RT_AUTH_ID_LEN + 1];
-		int rc = rt_auth_check(srv->auth, rt_req_header(req, "Authorization"), id, scopes);
-		if (rc == -EIO) {
-			reply_json(req, 503, "authentication unavailable");
-			return 1;
-		}
-		if (rc < 0) {   /* revoked since the gate passed it */
-			rt_req_add_header(req, "WWW-Authenticate", "Bearer");
-			reply_json(req, 401, "missing or invalid API key");
-			return 1;
-		}
-		if (!rt_auth_allows(scopes, RT_AUTH_INVOKE, fn))
-			return forbidden(req, RT_AUTH_INVOKE, fn);
-	}
-	if (!srv->fn_rate_limits)
+	if (!srv->cfg.dev && !rt_auth_allows(req->auth_scopes, RT_AUTH_INVOKE, fn))
+		return forbidden(RT_AUTH_INVOKE, fn, why);
+	if (!srv->access.fn_rate_limits)
 		return 0;
 	rt_access_client(srv, req, client, sizeof client);
-	return fn_limited(srv, req, fn, client);
+	return fn_limited(srv, req, fn, client, why);
 }
 
 /* revision the handler answered with (Thaw-Revision header), else the route's {v} */
@@ -360,7 +365,7 @@ void rt_access_observe(rt_server *srv, const rt_req *req, size_t resp_bytes, dou
 		.status = req->status, .latency_s = secs, .bytes_in = req->body_len,
 		.bytes_out = resp_bytes, .request_id = req->request_id,
 	};
-	if (srv->fn_audit_payloads && need == RT_AUTH_INVOKE && fn && !refused)
+	if (srv->access.fn_audit_payloads && need == RT_AUTH_INVOKE && fn && !refused)
 		payload_opt_in(srv, fn, r.revision, &r, req);
 	/* refusals are sampled per client (a refusal changes nothing: no fsync) */
 	int rc = refused ? rt_audit_refusal(srv->audit, &r, (int64_t)(rt_clock_mono_ns() / 1000000))

@@ -1,4 +1,4 @@
-/* rt_auth.c — API keys (keyed BLAKE2b hashes in SQLite) and scopes. See rt_auth.h. */
+/* rt_auth.c — API keys (keyed BLAKE2b hashes, rows in the registry) and scopes. See rt_auth.h. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -9,8 +9,6 @@
 #include <time.h>
 #include <unistd.h>
 #include <sodium.h>
-#include <sqlite3.h>
-#include "runtime/base/rt_clock.h"
 #include "runtime/access/rt_auth.h"
 #include "runtime/base/rt_log.h"
 #include "runtime/store/rt_registry.h"
@@ -18,10 +16,13 @@
 #define SECRET_BYTES 32
 #define HASH_BYTES 32
 
+_Static_assert(HASH_BYTES == RT_REGISTRY_KEY_HASH_LEN, "the registry stores whole hashes");
+_Static_assert(RT_AUTH_SCOPES_MAX == RT_REGISTRY_KEY_SCOPES_MAX, "scopes fit a key row");
+_Static_assert(RT_AUTH_ID_LEN <= RT_REGISTRY_KEY_ID_MAX, "ids fit a key row");
+
 struct rt_auth {
-	sqlite3 *db;
+	rt_registry *reg;
 	unsigned char secret[SECRET_BYTES];
-	sqlite3_stmt *st_get;
 };
 
 static int read_secret(const char *path, unsigned char *out)
@@ -67,7 +68,7 @@ static int load_secret(const char *data_dir, unsigned char *out, char *err, size
 	return 0;
 }
 
-int rt_auth_open(sqlite3 *db, const char *data_dir, rt_auth **out, char *err, size_t errlen)
+int rt_auth_open(rt_registry *reg, const char *data_dir, rt_auth **out, char *err, size_t errlen)
 {
 	*out = NULL;
 	if (sodium_init() < 0)
@@ -75,15 +76,10 @@ int rt_auth_open(sqlite3 *db, const char *data_dir, rt_auth **out, char *err, si
 	rt_auth *a = calloc(1, sizeof *a);
 	if (!a)
 		return rt_errf(err, errlen, -ENOMEM, "auth: out of memory");
-	a->db = db;
+	a->reg = reg;
 	int rc = load_secret(data_dir, a->secret, err, errlen);
 	if (rc < 0)
 		goto fail;
-	if (sqlite3_prepare_v3(db, "SELECT hash, scopes FROM api_keys WHERE id = ? AND revoked_ms IS NULL",
-			       -1, SQLITE_PREPARE_PERSISTENT, &a->st_get, NULL) != SQLITE_OK) {
-		rc = rt_errf(err, errlen, -EIO, "auth: %s", sqlite3_errmsg(db));
-		goto fail;
-	}
 	*out = a;
 	return 0;
 fail:
@@ -95,7 +91,6 @@ void rt_auth_close(rt_auth *a)
 {
 	if (!a)
 		return;
-	sqlite3_finalize(a->st_get);
 	sodium_memzero(a->secret, sizeof a->secret);
 	free(a);
 }
@@ -151,71 +146,25 @@ int rt_auth_key_create(rt_auth *a, const char *const *scopes, size_t n, char *ke
 	sodium_memzero(sec, sizeof sec);
 	sodium_memzero(sec64, sizeof sec64);
 	key_hash(a, key, h);
-	sqlite3_stmt *s;
-	if (sqlite3_prepare_v2(a->db, "INSERT INTO api_keys(id, hash, scopes, created_ms) VALUES(?,?,?,?)",
-			       -1, &s, NULL) != SQLITE_OK)
-		return rt_errf(err, errlen, -EIO, "auth: %s", sqlite3_errmsg(a->db));
-	sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
-	sqlite3_bind_blob(s, 2, h, HASH_BYTES, SQLITE_STATIC);
-	sqlite3_bind_text(s, 3, joined, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(s, 4, rt_clock_wall_ms());
-	int rc = sqlite3_step(s);
-	sqlite3_finalize(s);
-	if (rc != SQLITE_DONE) {
+	int rc = rt_registry_key_insert(a->reg, id, h, joined);
+	if (rc < 0) {
 		sodium_memzero(key, RT_AUTH_KEY_MAX);
-		return rt_errf(err, errlen, -EIO, "auth: storing the key: %s", sqlite3_errmsg(a->db));
+		return rt_errf(err, errlen, rc == -EEXIST ? -EEXIST : -EIO, "auth: storing the key: %s",
+			       rc == -EEXIST ? "key id taken, try again" : strerror(-rc));
 	}
 	return 0;
 }
 
 int rt_auth_key_revoke(rt_auth *a, const char *id)
 {
-	sqlite3_stmt *s;
-	if (sqlite3_prepare_v2(a->db, "UPDATE api_keys SET revoked_ms = ? WHERE id = ? AND revoked_ms IS NULL",
-			       -1, &s, NULL) != SQLITE_OK)
-		return -EIO;
-	sqlite3_bind_int64(s, 1, rt_clock_wall_ms());
-	sqlite3_bind_text(s, 2, id, -1, SQLITE_STATIC);
-	int rc = sqlite3_step(s);
-	sqlite3_finalize(s);
-	if (rc != SQLITE_DONE)
-		return -EIO;
-	return sqlite3_changes(a->db) == 1 ? 0 : -ENOENT;
+	int rc = rt_registry_key_revoke(a->reg, id);
+	return rc == -ENOENT ? -ENOENT : rc < 0 ? -EIO : 0;
 }
 
 int rt_auth_key_list(rt_auth *a, json_t **out)
 {
-	sqlite3_stmt *s;
-	*out = NULL;
-	if (sqlite3_prepare_v2(a->db, "SELECT id, scopes, created_ms, revoked_ms FROM api_keys "
-			       "ORDER BY created_ms, id", -1, &s, NULL) != SQLITE_OK)
-		return -EIO;
-	json_t *keys = json_array();
-	int rc;
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		char created[40], revoked[40];
-		rt_registry_format_time(sqlite3_column_int64(s, 2), created, sizeof created);
-		int is_revoked = sqlite3_column_type(s, 3) != SQLITE_NULL;
-		if (is_revoked)
-			rt_registry_format_time(sqlite3_column_int64(s, 3), revoked, sizeof revoked);
-		json_t *sc = json_array();
-		char buf[RT_AUTH_SCOPES_MAX];
-		snprintf(buf, sizeof buf, "%s", (const char *)sqlite3_column_text(s, 1));
-		char *save = NULL;
-		for (char *t = strtok_r(buf, " ", &save); t; t = strtok_r(NULL, " ", &save))
-			json_array_append_new(sc, json_string(t));
-		json_array_append_new(keys, json_pack("{s:s, s:o, s:s, s:o}", "id",
-						      (const char *)sqlite3_column_text(s, 0), "scopes", sc,
-						      "created", created, "revoked",
-						      is_revoked ? json_string(revoked) : json_null()));
-	}
-	sqlite3_finalize(s);
-	if (rc != SQLITE_DONE) {
-		json_decref(keys);
-		return -EIO;
-	}
-	*out = json_pack("{s:o}", "keys", keys);
-	return *out ? 0 : -ENOMEM;
+	int rc = rt_registry_key_list(a->reg, out);
+	return rc == -ENOMEM ? rc : rc < 0 ? -EIO : 0;
 }
 
 static int is_hex_id(const char *p)
@@ -242,29 +191,21 @@ int rt_auth_check(rt_auth *a, const char *authz, char *id, char *scopes)
 	memcpy(kid, key + 5, RT_AUTH_ID_LEN);
 	kid[RT_AUTH_ID_LEN] = 0;
 	unsigned char h[HASH_BYTES], stored[HASH_BYTES];
+	char found[RT_AUTH_SCOPES_MAX];
 	key_hash(a, key, h);
-	sqlite3_reset(a->st_get);
-	sqlite3_bind_text(a->st_get, 1, kid, -1, SQLITE_TRANSIENT);
-	int rc = sqlite3_step(a->st_get);
-	if (rc == SQLITE_DONE) {
-		sqlite3_reset(a->st_get);
+	int rc = rt_registry_key_find(a->reg, kid, stored, found);
+	if (rc == -ENOENT)
 		return -EACCES;
-	}
-	if (rc != SQLITE_ROW) {
-		rt_logf(RT_LOG_ERROR, "auth: key lookup: %s", sqlite3_errmsg(a->db));
-		sqlite3_reset(a->st_get);
+	if (rc < 0) {
+		rt_logf(RT_LOG_ERROR, "auth: key lookup: %s", strerror(-rc));
 		return -EIO;
 	}
-	int ok = sqlite3_column_bytes(a->st_get, 0) == HASH_BYTES;
+	int ok = sodium_memcmp(stored, h, HASH_BYTES) == 0;
 	if (ok) {
-		memcpy(stored, sqlite3_column_blob(a->st_get, 0), HASH_BYTES);
-		ok = sodium_memcmp(stored, h, HASH_BYTES) == 0;
-	}
-	if (ok) {
-		snprintf(scopes, RT_AUTH_SCOPES_MAX, "%s", (const char *)sqlite3_column_text(a->st_get, 1));
+		memcpy(scopes, found, RT_AUTH_SCOPES_MAX);
 		memcpy(id, kid, RT_AUTH_ID_LEN + 1);
 	}
-	sqlite3_reset(a->st_get);
+	sodium_memzero(found, sizeof found);
 	return ok ? 0 : -EACCES;
 }
 

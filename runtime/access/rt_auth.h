@@ -3,10 +3,11 @@
  * <secret> is 32 random bytes (base64url). The registry (table api_keys, migration 3) keeps
  * only crypto_generichash(key, per-install secret) — libsodium's BLAKE2b keyed with the 32
  * bytes of DATA/auth.secret (mode 0600, made at first use) — and compares it in constant
- * time (sodium_memcmp). Keys are read per request from SQLite (WAL), so keys created or
- * revoked by `thaw keys` in another process count at the next request, without a restart.
+ * time (sodium_memcmp). Keys are checked against the registry's in-memory view (no statement
+ * per request); a key created or revoked here or by `thaw keys` in another process counts at
+ * the next request, without a restart (the registry drops its view on every such change).
  * Scopes: "admin" (everything), "invoke:<function>", "invoke:*", "metrics".
- * Loop thread only (the SQLite connection is the registry's). Functions return 0 or a
+ * Loop thread only (the registry's thread). Functions return 0 or a
  * negative errno. */
 #ifndef THAW_RT_AUTH_H
 #define THAW_RT_AUTH_H
@@ -14,7 +15,7 @@
 #include <stdint.h>
 #include <jansson.h>
 
-struct sqlite3;
+#include "runtime/store/rt_registry.h"
 typedef struct rt_auth rt_auth;
 
 #define RT_AUTH_ID_LEN 12          /* hex digits of a key id */
@@ -34,10 +35,10 @@ typedef enum rt_auth_need {
 	RT_AUTH_ADMIN,     /* admin (deploy, delete, load/unload, jobs, keys); unknown routes too */
 } rt_auth_need;
 
-/* rt_auth_open prepares key lookups on db (borrowed: the registry's connection, schema 3 or
- * later) with the install secret of data_dir (created when missing). Caller frees with
- * rt_auth_close. -EIO/-errno with a message in err. */
-int rt_auth_open(struct sqlite3 *db, const char *data_dir, rt_auth **out, char *err, size_t errlen);
+/* rt_auth_open prepares key checks against reg (borrowed; it must outlive the rt_auth) with
+ * the install secret of data_dir (created when missing). Caller frees with rt_auth_close.
+ * -EIO/-errno with a message in err. */
+int rt_auth_open(rt_registry *reg, const char *data_dir, rt_auth **out, char *err, size_t errlen);
 void rt_auth_close(rt_auth *a);
 
 /* rt_auth_scope_check: 0 when scope is well-formed and can match something ("admin",

@@ -1,14 +1,108 @@
-/* rt_api.c — HTTP endpoints of the daemon: health and readiness (ours and the Open Inference
- * Protocol's), Prometheus metrics, and function invocation; the offload of large parse and
- * serialize work to the threadpool (rt_api_offload), in order and a bounded number at a time,
- * so that the loop keeps answering probes while a 60 MiB body is read. */
+/* rt_api.c — what the API handlers (rt_api_*.c) share: JSON replies and body parsing, route
+ * revisions, the request's side of a call (rt_call: the headers a kind may see, the cancel
+ * hook, the result's response headers), the offload of large parse and serialize work to the
+ * threadpool (rt_api_offload), in order and a bounded number at a time, so that the loop
+ * keeps answering probes while a 60 MiB body is read; and the daemon's own endpoints: health
+ * and readiness (ours and the Open Inference Protocol's) and Prometheus metrics. */
+#include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <stdlib.h>
 #include <jansson.h>
+#include "functions/fn.h"
+#include "runtime/access/rt_access.h"
 #include "runtime/api/rt_api.h"
 #include "runtime/base/rt_json.h"
 #include "runtime/sched/rt_sched.h"
+#include "runtime/store/rt_manifest.h"
 #include "runtime/base/rt_version.h"
+
+void rt_api_reply_json(rt_req *req, int status, json_t *body)
+{
+	char *text = rt_json_dumps(body, 0);
+	json_decref(body);
+	if (!text) {
+		rt_req_reply_error(req, 500, "out of memory");
+		return;
+	}
+	rt_req_reply_take(req, status, "application/json", text, strlen(text));
+}
+
+int rt_api_kind_known(const char *kind, void *ud)
+{
+	(void)ud;
+	return fn_kind_find(kind) != NULL;
+}
+
+/* Parses the request body as JSON (400 naming line and column when it is not, 413 when its
+ * tree would cost more than the bounded-JSON budget). */
+json_t *rt_api_parse_body(rt_req *req)
+{
+	char err[512];
+	int st = 400;
+	json_t *v = rt_json_load(req->body, req->body_len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES,
+				 rt_json_budget(req->body_len), &st, err, sizeof err);
+	if (!v)
+		rt_req_reply_error(req, st, "%s", err);
+	return v;
+}
+
+int rt_api_version(const char *s, uint32_t *rev)
+{
+	uint64_t v = 0;
+	if (!s || !*s)
+		return -EINVAL;
+	for (; *s; s++)
+		if (*s < '0' || *s > '9' || (v = v * 10 + (uint64_t)(*s - '0')) > RT_MANIFEST_REV_MAX)
+			return -EINVAL;
+	if (v == 0)
+		return -EINVAL;
+	*rev = (uint32_t)v;
+	return 0;
+}
+
+void rt_api_note_function(rt_server *srv, const char *name, const rt_manifest *m)
+{
+	if (m)
+		rt_access_note_revision(srv, m);
+	if (strcmp(name, "echo") == 0)
+		srv->api.echo_deployed = m != NULL;
+}
+
+void rt_api_refuse(rt_req *req, const rt_access_refusal *why)
+{
+	if (rt_api_openai_route(req->route))
+		rt_api_openai_refuse(req, why);
+	else
+		rt_req_reply_error(req, why->status, "%s", why->msg);
+}
+
+/* the cancel hook of a call made for req: its client going away */
+static int req_watch(void *ctx, rt_call_cancel_fn cancel, void *arg)
+{
+	rt_req *req = ctx;
+	int gone = rt_req_gone(req);
+	if (!cancel || !gone)
+		rt_req_on_gone(req, cancel, arg);
+	return gone;
+}
+
+void rt_api_call_from_req(rt_call *c, rt_req *req, fn_header *hdrs)
+{
+	c->headers = hdrs;
+	c->n_headers = rt_access_kind_headers(req, hdrs, RT_HTTP_MAX_HEADERS);
+	c->watch = req_watch;
+	c->watch_ctx = req;
+}
+
+void rt_api_result_headers(rt_req *req, const rt_call_result *r)
+{
+	if (r->retry_after_s > 0) {
+		char ra[16];
+		snprintf(ra, sizeof ra, "%d", r->retry_after_s);
+		rt_req_add_header(req, "Retry-After", ra);
+	}
+}
 
 typedef struct offload_job {
 	uv_work_t w;

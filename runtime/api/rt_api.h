@@ -1,10 +1,15 @@
-/* rt_api.h — helpers shared by the HTTP API handlers (rt_api*.c) and their registration. */
+/* rt_api.h — helpers shared by the HTTP API handlers (rt_api_*.c; defined in rt_api.c) and
+ * the registration of each API part. */
 #ifndef THAW_RT_API_H
 #define THAW_RT_API_H
 #include <jansson.h>
+#include "functions/fn.h"
+#include "runtime/access/rt_access.h"
 #include "runtime/rt_server.h"
+#include "runtime/sched/rt_call.h"
 
-/* rt_api_reply_json sends body (reference stolen) as compact JSON with status. */
+/* rt_api_reply_json sends body (reference stolen) as compact JSON with status (rt_json_dumps:
+ * reals in their shortest round-trip form). */
 void rt_api_reply_json(rt_req *req, int status, json_t *body);
 /* rt_api_parse_body parses the request body as JSON, on the calling thread, within the
  * bounded-JSON budget (runtime/base/rt_json.h); on failure replies 400 (naming line and column) or
@@ -43,6 +48,33 @@ void rt_api_parse_body_then(rt_server *srv, rt_req *req, rt_api_body_fn fn, void
 int rt_api_version(const char *s, uint32_t *rev);
 /* rt_api_kind_known reports whether a function kind is registered (manifest validation). */
 int rt_api_kind_known(const char *kind, void *ud);
+
+/* rt_api_call_from_req fills the request's side of call c: c->headers, the headers of req a
+ * kind may see (rt_access_kind_headers), written to hdrs (RT_HTTP_MAX_HEADERS entries that
+ * point into req: c is submitted before req is answered), and the cancel hook (req's client
+ * going away cancels the call: 499). The function, input and callbacks are the caller's. */
+void rt_api_call_from_req(rt_call *c, rt_req *req, fn_header *hdrs);
+
+/* rt_api_result_headers adds the response headers a call's result asks for to req: Retry-After
+ * when the scheduler refused it for now. Before the reply. */
+void rt_api_result_headers(rt_req *req, const rt_call_result *r);
+
+/* rt_api_note_function tells the API layer (and the access gate) that function name has a
+ * revision with manifest m (deployed now, or found at start), or, with m NULL, that it was
+ * deleted: a deployed "echo" replaces the built-in one, and the gate learns whether any
+ * revision has a rate limit or audited payloads (rt_access_note_revision). Loop thread. */
+void rt_api_note_function(rt_server *srv, const char *name, const rt_manifest *m);
+
+/* rt_api_refuse answers a request the access gate refused (rt_access_refusal: status, code,
+ * message; the gate added its headers) in the error shape of the request's API: an OpenAI
+ * error object on the OpenAI routes (rt_api_openai_refuse), {"error": message} elsewhere. */
+void rt_api_refuse(rt_req *req, const rt_access_refusal *why);
+
+/* The OpenAI-compatible API (rt_api_openai.c): rt_api_openai_route tells whether a route
+ * pattern is one of its routes (answered with OpenAI error objects); rt_api_openai_refuse
+ * renders a refusal as one: {"error": {"message", "type", "param": null, "code"}}. */
+int rt_api_openai_route(const char *route);
+void rt_api_openai_refuse(rt_req *req, const rt_access_refusal *why);
 
 /* Route registration of each API part; 0 or a negative errno. */
 int rt_api_fn_register(rt_server *srv);

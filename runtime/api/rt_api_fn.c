@@ -13,50 +13,6 @@
 #include "runtime/sched/rt_sched.h"
 #include "snapshot/snap.h"
 
-void rt_api_reply_json(rt_req *req, int status, json_t *body)
-{
-	char *text = json_dumps(body, JSON_COMPACT);
-	json_decref(body);
-	if (!text) {
-		rt_req_reply_error(req, 500, "out of memory");
-		return;
-	}
-	rt_req_reply_take(req, status, "application/json", text, strlen(text));
-}
-
-int rt_api_kind_known(const char *kind, void *ud)
-{
-	(void)ud;
-	return fn_kind_find(kind) != NULL;
-}
-
-/* Parses the request body as JSON (400 naming line and column when it is not, 413 when its
- * tree would cost more than the bounded-JSON budget). */
-json_t *rt_api_parse_body(rt_req *req)
-{
-	char err[512];
-	int st = 400;
-	json_t *v = rt_json_load(req->body, req->body_len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES,
-				 rt_json_budget(req->body_len), &st, err, sizeof err);
-	if (!v)
-		rt_req_reply_error(req, st, "%s", err);
-	return v;
-}
-
-int rt_api_version(const char *s, uint32_t *rev)
-{
-	uint64_t v = 0;
-	if (!s || !*s)
-		return -EINVAL;
-	for (; *s; s++)
-		if (*s < '0' || *s > '9' || (v = v * 10 + (uint64_t)(*s - '0')) > RT_MANIFEST_REV_MAX)
-			return -EINVAL;
-	if (v == 0)
-		return -EINVAL;
-	*rev = (uint32_t)v;
-	return 0;
-}
-
 static int valid_name(rt_req *req, const char *name)
 {
 	char err[256];
@@ -144,6 +100,7 @@ static void put_parsed(rt_req *req, json_t *body, void *ud)
 		snprintf(m.kind, sizeof m.kind, "%s%s", RT_MANIFEST_PLUGIN_PREFIX, real);
 	}
 	char path[RT_MANIFEST_PATH_MAX] = "";
+	snap_file *f = NULL;
 	if (m.snapshot[0]) {
 		rc = rt_manifest_resolve_snapshot(srv->cfg.data_dir, srv->cfg.allowed_roots,
 						  srv->cfg.n_allowed_roots, m.snapshot, path, sizeof path,
@@ -153,7 +110,6 @@ static void put_parsed(rt_req *req, json_t *body, void *ud)
 			return;
 		}
 		/* the file must be a valid snapshot (header, index, metadata) */
-		snap_file *f = NULL;
 		rc = snap_open(&f, path, err, sizeof err);
 		if (rc < 0) {
 			snap_close(f);
@@ -175,22 +131,24 @@ static void put_parsed(rt_req *req, json_t *body, void *ud)
 			}
 			snprintf(m.kind, sizeof m.kind, "%s", sk);
 		}
-		snap_close(f);
 	}
+	/* the revision's descriptor, from this one open of the snapshot */
+	rt_desc desc;
+	rc = rt_desc_compute(f, m.kind, &desc, err, sizeof err);
+	snap_close(f);
+	if (rc == -ENOMEM) {
+		rt_req_reply_error(req, 500, "out of memory");
+		return;
+	}   /* else known == 0: left to the first read */
 	rt_revision_info prev;
 	int existed = rt_registry_get(srv->reg, name, &prev) == 0;
 	uint32_t rev = 0;
-	rc = rt_registry_put(srv->reg, name, &m, path, &rev, err, sizeof err);
+	rc = rt_registry_put_desc(srv->reg, name, &m, path, &desc, &rev, err, sizeof err);
 	if (rc < 0) {
 		rt_req_reply_error(req, rc == -ENOENT ? 400 : 500, "%s", err);
 		return;
 	}
-	if (m.rate_limit_rps > 0)
-		srv->fn_rate_limits = 1;
-	if (m.audit_payloads)
-		srv->fn_audit_payloads = 1;
-	if (strcmp(name, "echo") == 0)
-		srv->echo_deployed = 1;
+	rt_api_note_function(srv, name, &m);
 	rt_sched_deployed(srv->sched, name);
 	rt_api_reply_json(req, existed ? 200 : 201, function_json(srv, name));
 }
@@ -249,8 +207,7 @@ static void h_delete(rt_req *req, void *ud)
 		return;
 	}
 	rt_sched_deleted(srv->sched, name);
-	if (strcmp(name, "echo") == 0)
-		srv->echo_deployed = 0;
+	rt_api_note_function(srv, name, NULL);
 	rt_api_reply_json(req, 200, json_pack("{s:s}", "deleted", name));
 }
 
@@ -263,7 +220,7 @@ typedef struct dump_job {
 static void dump_work(void *arg)
 {
 	dump_job *d = arg;
-	d->text = json_dumps(d->out, JSON_COMPACT | JSON_ENCODE_ANY);
+	d->text = rt_json_dumps(d->out, 0);
 }
 
 static void dump_done(void *arg, int gone)
@@ -280,16 +237,25 @@ static void dump_done(void *arg, int gone)
 	free(d);
 }
 
-static void invoke_result(rt_req *req, const char *function, uint32_t rev, json_t *out,
-			  const fn_error *err, void *ud)
+/* a call of POST /v1/functions/{name}/invoke and its request */
+typedef struct invoke_job {
+	rt_server *srv;
+	rt_req *req;
+} invoke_job;
+
+static void invoke_result(const rt_call_result *res, void *ud)
 {
-	rt_server *srv = ud;
-	(void)function;
+	invoke_job *ij = ud;
+	rt_server *srv = ij->srv;
+	rt_req *req = ij->req;
+	free(ij);
+	json_t *out = res->out;
 	char r[16];
-	snprintf(r, sizeof r, "%u", rev);
+	snprintf(r, sizeof r, "%u", res->rev);
+	rt_api_result_headers(req, res);
 	rt_req_add_header(req, "Thaw-Revision", r);
 	if (!out) {
-		rt_req_reply_error(req, err->status, "%s", err->msg);
+		rt_req_reply_error(req, res->err->status, "%s", res->err->msg);
 		return;
 	}
 	/* the answer of a large request is serialized off the loop (out is borrowed: the job
@@ -351,7 +317,7 @@ static void h_invoke(rt_req *req, void *ud)
 {
 	rt_server *srv = ud;
 	const char *name = rt_req_param(req, "name");
-	if (strcmp(name, "echo") == 0 && !srv->echo_deployed) {
+	if (strcmp(name, "echo") == 0 && !srv->api.echo_deployed) {
 		invoke_builtin_echo(srv, req);
 		return;
 	}
@@ -371,7 +337,18 @@ static void invoke_parsed(rt_req *req, json_t *in, void *ud)
 		rt_req_reply_error(req, 400, "header Thaw-Revision: must be a revision number");
 		return;
 	}
-	rt_sched_invoke(srv->sched, req, name, rev, in, invoke_result, srv);
+	invoke_job *ij = malloc(sizeof *ij);
+	if (!ij) {
+		json_decref(in);
+		rt_req_reply_error(req, 500, "out of memory");
+		return;
+	}
+	ij->srv = srv;
+	ij->req = req;
+	fn_header hdrs[RT_HTTP_MAX_HEADERS];
+	rt_call c = {.function = name, .rev = rev, .in = in, .done = invoke_result, .ud = ij};
+	rt_api_call_from_req(&c, req, hdrs);
+	rt_sched_submit(srv->sched, &c);
 }
 
 static void h_devices(rt_req *req, void *ud)

@@ -6,7 +6,7 @@
  * model = function name. The snapshot of the revision the traffic split picks must carry a
  * tokenizer (thaw snapshot pack takes tokenizer.json / tokenizer_config.json): the prompt (or
  * the chat messages, through the tokenizer's chat template) is encoded here, the llama kind
- * runs on token ids through the scheduler (rt_sched_invoke_stream), and every generated token
+ * runs on token ids through the scheduler (rt_sched_submit), and every generated token
  * comes back on the loop thread (the kind emits {"token": id} on its lane; a uv_async_t hands
  * the ids over) to be decoded incrementally (tok_stream). Stop strings are matched on the
  * decoded text; the text is cut before the first match and the generation is stopped early
@@ -15,11 +15,13 @@
  *
  * Errors are OpenAI error objects {"error": {"message", "type", "param", "code"}}: 400
  * invalid_request_error (bad JSON, fields, prompt too long for the context, token ids outside
- * the vocabulary, no tokenizer), 401/403/429 from the access gate (rt_access.c answers these
- * routes in the same shape), 404 model_not_found, 503/504 server_error. The access gate lets
- * any valid key reach the completion handlers; the handler then checks invoke:<model>
- * (rt_access_check_fn). A snapshot's tokenizer is loaded once, on the libuv thread pool (the
- * request waits, the loop does not), and kept in a small cache keyed by the file's identity.
+ * the vocabulary, no tokenizer), 401/403/429 from the access gate (rendered in this shape by
+ * rt_api_openai_refuse), 404 model_not_found, 503/504 server_error. The access gate, once per
+ * request at the end of its headers, lets any key with an invoke scope reach the completion
+ * handlers; once the body names the model the handler asks it to finish its decision with the
+ * key's scopes it kept (rt_access_check_fn: invoke:<model>, the model's rate limit). A
+ * snapshot's tokenizer is loaded once, on the libuv thread pool (the request waits, the loop
+ * does not), and kept in a small cache keyed by the file's identity.
  * Bodies are bounded before they are parsed (oa_scan: depth, element counts, the tree's
  * estimated size) and every number is range-checked (docs/api.md, "Limits"); a large body is
  * measured, parsed and tokenized on the thread pool so the loop keeps answering probes.
@@ -94,6 +96,17 @@ static void oa_error(rt_req *req, int status, const char *param, const char *cod
 		return;
 	}
 	rt_api_reply_json(req, status, o);
+}
+
+int rt_api_openai_route(const char *route)
+{
+	return strcmp(route, "/v1/completions") == 0 || strcmp(route, "/v1/chat/completions") == 0 ||
+	       strcmp(route, "/v1/models") == 0 || strcmp(route, "/v1/models/{model}") == 0;
+}
+
+void rt_api_openai_refuse(rt_req *req, const rt_access_refusal *why)
+{
+	oa_error(req, why->status, NULL, why->code, "%s", why->msg);
 }
 
 /* ---- models: tokenizer and limits per snapshot (cached by path, inode, size, mtime) ---- */
@@ -752,7 +765,7 @@ static int oa_emit(void *ctx, json_t *chunk)
 
 static int sse_send(oa_gen *g, json_t *obj)
 {
-	char *s = obj ? json_dumps(obj, JSON_COMPACT) : NULL;
+	char *s = obj ? rt_json_dumps(obj, 0) : NULL;
 	json_decref(obj);
 	if (!s)
 		return -ENOMEM;
@@ -949,12 +962,13 @@ static int fail_status(int st)
 }
 
 /* the end of a call: the kind's result (or error); replies and releases g */
-static void gen_result(rt_req *req, const char *function, uint32_t rev, json_t *out,
-		       const fn_error *err, void *ud)
+static void gen_result(const rt_call_result *res, void *ud)
 {
 	oa_gen *g = ud;
-	(void)function;
-	(void)req;
+	json_t *out = res->out;
+	const fn_error *err = res->err;
+	uint32_t rev = res->rev;
+	rt_api_result_headers(g->req, res);
 	g->rev = rev;
 	drain(g);
 	const char *finish = "length";
@@ -1385,7 +1399,11 @@ static void call_start(oa_pending *pd)
 	g->p.prompt = g->p.messages = NULL;
 	uint32_t rev = pd->rev;
 	pending_free(pd);
-	rt_sched_invoke_stream(srv->sched, req, g->p.model, rev, in, oa_emit, g, gen_result, g);
+	fn_header hdrs[RT_HTTP_MAX_HEADERS];
+	rt_call c = {.function = g->p.model, .rev = rev, .in = in, .emit = oa_emit, .emit_ctx = g,
+		     .done = gen_result, .ud = g};
+	rt_api_call_from_req(&c, req, hdrs);
+	rt_sched_submit(srv->sched, &c);
 }
 
 static void prep_work(uv_work_t *w)
@@ -1427,9 +1445,12 @@ static void parsed(oa_pending *pd)
 	/* the scope first: a key without invoke:<model> learns nothing about that function (the
 	 * generate routes name the model: checked at dispatch already; usually checked after the
 	 * scan already, before the parse) */
+	rt_access_refusal why;
 	if (!pd->gen && !(pd->scope_done && !strcmp(pd->scan_model, pd->p.model)) &&
-	    rt_access_check_fn(srv, req, pd->p.model))
+	    rt_access_check_fn(srv, req, pd->p.model, &why)) {
+		rt_api_openai_refuse(req, &why);
 		goto fail;
+	}
 	if (find_llama(req, srv, pd->p.model, info, 0) < 0)
 		goto fail;
 	if (pd->pin)
@@ -1489,7 +1510,9 @@ static void scanned(oa_pending *pd)
 {
 	/* also when the scan refused the body after its "model": the 403 comes first */
 	if (!pd->gen && pd->scan_model[0]) {
-		if (rt_access_check_fn(pd->srv, pd->req, pd->scan_model)) {
+		rt_access_refusal why;
+		if (rt_access_check_fn(pd->srv, pd->req, pd->scan_model, &why)) {
+			rt_api_openai_refuse(pd->req, &why);
 			pending_free(pd);
 			return;
 		}
@@ -1597,7 +1620,8 @@ typedef struct oa_listed {
 	char name[RT_MANIFEST_NAME_MAX + 1];
 	int64_t ms;
 	char path[RT_MANIFEST_PATH_MAX];
-	int text;                    /* set on the thread pool */
+	int text;                    /* from the revision's descriptor, */
+	int known;                   /* or, when it has none, set on the thread pool */
 } oa_listed;
 
 typedef struct oa_list {
@@ -1637,7 +1661,8 @@ static void list_work(uv_work_t *w)
 {
 	oa_list *l = w->data;
 	for (size_t i = 0; i < l->n; i++)
-		l->e[i].text = snapshot_has_text(l->e[i].path);
+		if (!l->e[i].known)
+			l->e[i].text = snapshot_has_text(l->e[i].path);
 }
 
 static json_t *model_obj(const char *name, int64_t ms)
@@ -1670,10 +1695,18 @@ static void list_done(uv_work_t *w, int status)
 	free(l);
 }
 
-/* checks the entries' snapshots on the thread pool, then answers; takes l */
+/* answers, after checking on the thread pool the snapshots of entries without a descriptor;
+ * takes l */
 static void list_run(rt_server *srv, oa_list *l)
 {
 	l->work.data = l;
+	size_t unknown = 0;
+	for (size_t i = 0; i < l->n; i++)
+		unknown += !l->e[i].known;
+	if (!unknown) {
+		list_done(&l->work, 0);
+		return;
+	}
 	if (uv_queue_work(srv->loop, &l->work, list_work, list_done) < 0) {
 		oa_error(l->req, 503, NULL, NULL, "cannot queue the listing's work");
 		free(l->e);
@@ -1710,6 +1743,8 @@ static void h_models(rt_req *req, void *ud)
 			snprintf(x->name, sizeof x->name, "%s", e[i].name);
 			snprintf(x->path, sizeof x->path, "%s", info->snapshot_path);
 			x->ms = e[i].updated_ms;
+			x->known = info->desc.known;
+			x->text = info->desc.text;
 		}
 	free(e);
 	free(info);
@@ -1736,6 +1771,8 @@ static void h_model(rt_req *req, void *ud)
 	snprintf(l->e[0].name, sizeof l->e[0].name, "%s", name);
 	snprintf(l->e[0].path, sizeof l->e[0].path, "%s", info->snapshot_path);
 	l->e[0].ms = info->created_ms;
+	l->e[0].known = info->desc.known;
+	l->e[0].text = info->desc.text;
 	free(info);
 	list_run(srv, l);
 	return;

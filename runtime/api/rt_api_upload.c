@@ -19,6 +19,7 @@
 #include <unistd.h>
 #include <sodium.h>
 #include "runtime/api/rt_api.h"
+#include "runtime/base/rt_json.h"
 #include "runtime/base/rt_log.h"
 #include "snapshot/snap.h"
 
@@ -162,6 +163,18 @@ static void up_free(upload *u)
 	up_active--;
 }
 
+/* answers u's failure (status, message) and frees u; the temporary file is gone before the
+ * answer leaves, so a client that sees the error finds no trace of the upload */
+static void up_answer_failure(upload *u)
+{
+	rt_req *req = u->req;
+	int status = u->status;
+	char msg[sizeof u->msg];
+	memcpy(msg, u->msg, sizeof msg);
+	up_free(u);
+	rt_req_reply_error(req, status, "%s", msg);
+}
+
 static void up_write_start(upload *u);
 
 static void up_write_work(uv_work_t *w)
@@ -205,8 +218,7 @@ static void up_write_after(uv_work_t *w, int status)
 	if (u->werr) {
 		up_fail_status(u, u->werr, "writing");
 		if (u->ended) {
-			rt_req_reply_error(u->req, u->status, "%s", u->msg);
-			up_free(u);
+			up_answer_failure(u);
 		} else {
 			rt_req_body_fail(u->req, u->status, u->msg);   /* calls up_abort: freed */
 		}
@@ -336,8 +348,7 @@ static int up_failed(upload *u)
 {
 	if (!u->werr)
 		return 0;
-	rt_req_reply_error(u->req, u->status, "%s", u->msg);
-	up_free(u);
+	up_answer_failure(u);
 	return 1;
 }
 
@@ -372,9 +383,10 @@ static void up_finish_after(uv_work_t *w, int status)
 		size_t n = json_array_size(users);
 		json_decref(users);
 		if (n) {
-			rt_req_reply_error(u->req, 409, "snapshot %s is used by %zu function revision(s); "
-					   "replace it with ?force=1 or push under a new name", u->name, n);
-			up_free(u);
+			u->status = 409;
+			snprintf(u->msg, sizeof u->msg, "snapshot %s is used by %zu function revision(s); "
+				 "replace it with ?force=1 or push under a new name", u->name, n);
+			up_answer_failure(u);
 			return;
 		}
 	}
@@ -497,8 +509,7 @@ static void h_put(rt_req *req, void *ud)
 		if (u->writing) {
 			return;   /* up_write_after answers */
 		}
-		rt_req_reply_error(req, u->status, "%s", u->msg);
-		up_free(u);
+		up_answer_failure(u);
 		return;
 	}
 	if (u->writing)
@@ -660,7 +671,7 @@ static void h_delete(rt_req *req, void *ud)
 	if (kind == UP_SNAPSHOT) {
 		json_t *users = users_of(srv, name);
 		if (json_array_size(users)) {
-			char *list = json_dumps(users, JSON_COMPACT);
+			char *list = rt_json_dumps(users, 0);
 			rt_req_reply_error(req, 409, "snapshot %s is used by function revisions %s; delete "
 					   "or redeploy those first", name, list ? list : "");
 			free(list);

@@ -76,6 +76,7 @@ typedef struct v2_ctx {
 	char resp_hcl[32];
 	char model[RT_MANIFEST_NAME_MAX + 1];
 	char kind[RT_MANIFEST_KIND_MAX + 1];
+	rt_desc desc;              /* the revision's descriptor: its V2 signature */
 	json_t *id;                /* echoed */
 	int binary_out;            /* all outputs as binary */
 	json_t *want;              /* requested outputs array (borrowed from the request JSON copy) */
@@ -537,9 +538,115 @@ static v2_tensor *find_input(v2_ctx *c, const char *name)
 	return NULL;
 }
 
+/* does shape (ndim dims) fit the signature's tensor s (-1: any size)? */
+static int shape_fits(const fn_v2_tensor *s, int ndim, const int64_t *shape)
+{
+	if (ndim != s->ndim)
+		return 0;
+	for (int d = 0; d < ndim; d++)
+		if (s->shape[d] >= 0 && s->shape[d] != shape[d])
+			return 0;
+	return 1;
+}
+
+static void shape_str(const fn_v2_tensor *s, char *buf, size_t cap)
+{
+	size_t n = (size_t)snprintf(buf, cap, "[");
+	for (int d = 0; d < s->ndim && n < cap; d++)
+		n += (size_t)snprintf(buf + n, cap - n, "%s%lld", d ? ", " : "", (long long)s->shape[d]);
+	if (n < cap)
+		snprintf(buf + n, cap - n, "]");
+}
+
+/* checks the request's tensors against the declared inputs (names, shapes; datatypes too
+ * when strict): 0, or -EINVAL with err */
+static int check_inputs(v2_ctx *c, int strict, char *err, size_t errlen)
+{
+	const fn_v2_sig *sig = &c->desc.v2;
+	for (int i = 0; i < sig->n_inputs; i++) {
+		const fn_v2_tensor *s = &sig->inputs[i];
+		v2_tensor *t = find_input(c, s->name);
+		char want[160];
+		shape_str(s, want, sizeof want);
+		if (!t || !shape_fits(s, t->ndim, t->shape) || (strict && strcmp(t->dtype, s->datatype))) {
+			snprintf(err, errlen, "model '%s' takes input '%s' %s with shape %s (-1: any size)",
+				 c->model, s->name, s->datatype, want);
+			return -EINVAL;
+		}
+	}
+	if (strict) {
+		for (int i = 0; i < c->nin; i++) {
+			int known = 0;
+			for (int j = 0; j < sig->n_inputs; j++)
+				known |= strcmp(c->in[i].name, sig->inputs[j].name) == 0;
+			if (!known) {
+				snprintf(err, errlen, "unexpected inference input '%.100s' for model '%s'",
+					 c->in[i].name, c->model);
+				return -EINVAL;
+			}
+		}
+	}
+	return 0;
+}
+
+/* nested JSON arrays of t's values from element *k on, dimension d down */
+static json_t *nest(const v2_tensor *t, int d, size_t *k, int integer)
+{
+	if (d == t->ndim) {
+		double v = elem_at(t->v, t->raw, t->dtype, (*k)++);
+		return integer ? json_integer((json_int_t)dbl_to_i64(v)) : json_real(v);
+	}
+	json_t *a = json_array();
+	for (int64_t i = 0; a && i < t->shape[d]; i++)
+		if (json_array_append_new(a, nest(t, d + 1, k, integer)) < 0) {
+			json_decref(a);
+			return NULL;
+		}
+	return a;
+}
+
+/* the input of a kind without a packed form: {"<input>": nested array, ...} */
+static json_t *generic_input(v2_ctx *c, char *err, size_t errlen)
+{
+	if (check_inputs(c, 1, err, errlen) < 0)
+		return NULL;
+	json_t *o = json_object();
+	for (int i = 0; o && i < c->desc.v2.n_inputs; i++) {
+		const fn_v2_tensor *s = &c->desc.v2.inputs[i];
+		v2_tensor *t = find_input(c, s->name);
+		if (!strcmp(s->datatype, "BYTES")) {
+			snprintf(err, errlen, "input '%s': BYTES tensors are not passed to kind '%s'",
+				 s->name, c->desc.kind);
+			json_decref(o);
+			return NULL;
+		}
+		if (t->count > rt_json_budget(c->req->body_len) / 48) {
+			snprintf(err, errlen, "input '%s': %zu elements are more than a body of %zu bytes "
+				 "may carry", s->name, t->count, c->req->body_len);
+			c->status = 413;
+			json_decref(o);
+			return NULL;
+		}
+		size_t k = 0;
+		json_t *v = nest(t, 0, &k, s->datatype[0] == 'I' || s->datatype[0] == 'U');
+		if (!v || json_object_set_new(o, s->name, v) < 0) {
+			snprintf(err, errlen, "out of memory");
+			c->status = 500;
+			json_decref(o);
+			return NULL;
+		}
+	}
+	if (!o)
+		snprintf(err, errlen, "out of memory");
+	return o;
+}
+
 /* builds the kind's JSON input from the tensors; NULL with err on a mismatch */
 static json_t *to_kind_input(v2_ctx *c, char *err, size_t errlen)
 {
+	if (c->desc.has_v2 && (strcmp(c->kind, "mlp") == 0 || strcmp(c->kind, "llama") == 0) &&
+	    check_inputs(c, 0, err, errlen) < 0)
+		return NULL;
 	if (!strcmp(c->kind, "mlp")) {
 		v2_tensor *t = find_input(c, "INPUT0");
 		if (!t || t->ndim != 2) {
@@ -597,6 +704,8 @@ static json_t *to_kind_input(v2_ctx *c, char *err, size_t errlen)
 	}
 	if (!strcmp(c->kind, "echo"))
 		return json_incref(json_object_get(c->req_json, "inputs"));
+	if (c->desc.has_v2)
+		return generic_input(c, err, errlen);
 	snprintf(err, errlen, "model '%s' has kind '%.200s', which has no Open Inference Protocol "
 		 "mapping", c->model, c->kind);
 	return NULL;
@@ -837,7 +946,7 @@ static void set_encoded(v2_ctx *c, const char *ctype, unsigned char *body, size_
 	free(out);
 }
 
-/* writes "[v0,v1,...]" as json_dumps writes the array of json_real (FP types) or
+/* writes "[v0,v1,...]" as rt_json_dumps writes the array of json_real (FP types) or
  * json_integer (the others) values */
 static void put_data(rt_json_buf *b, const v2_out *o, const char *dtype)
 {
@@ -942,7 +1051,7 @@ static void build_outputs(v2_ctx *c, v2_out *outs, int nout)
 				 "outputs", arr);
 	if (c->id)
 		json_object_set(resp, "id", c->id);
-	char *head = oom ? NULL : json_dumps(resp, JSON_COMPACT);
+	char *head = oom ? NULL : rt_json_dumps(resp, 0);
 	json_decref(resp);
 	/* the head with each data marker (a quoted string) replaced by the values */
 	rt_json_buf b = {0};
@@ -997,6 +1106,79 @@ static int v2_status(int st)
 	return 500;
 }
 
+/* shape of nested arrays a (rectangular) into shape[*ndim]; -1 when it is not rectangular,
+ * too deep, or holds something but numbers and booleans */
+static int nested_shape(const json_t *a, int d, int *ndim, int64_t *shape)
+{
+	if (!json_is_array(a)) {
+		if (!json_is_number(a) && !json_is_boolean(a))
+			return -1;
+		if (*ndim < 0)
+			*ndim = d;
+		return *ndim == d ? 0 : -1;
+	}
+	if (d >= FN_MAX_DIMS)
+		return -1;
+	if (*ndim >= 0 && (d >= *ndim || shape[d] != (int64_t)json_array_size(a)))
+		return -1;
+	if (*ndim < 0 && json_array_size(a) == 0) {
+		*ndim = d + 1;
+		shape[d] = 0;
+		return 0;
+	}
+	shape[d] = (int64_t)json_array_size(a);
+	for (size_t i = 0; i < json_array_size(a); i++)
+		if (nested_shape(json_array_get(a, i), d + 1, ndim, shape) < 0)
+			return -1;
+	return 0;
+}
+
+static void nested_values(const json_t *a, double *v, size_t *k)
+{
+	if (json_is_array(a)) {
+		for (size_t i = 0; i < json_array_size(a); i++)
+			nested_values(json_array_get(a, i), v, k);
+		return;
+	}
+	v[(*k)++] = json_is_boolean(a) ? (json_is_true(a) ? 1 : 0) : json_number_value(a);
+}
+
+/* the declared outputs of a kind without a packed form from its {"<output>": nested array}
+ * answer: the count, or -1 with c->status and c->err */
+static int generic_outputs(v2_ctx *c, const json_t *out, v2_out *outs, double **bufs)
+{
+	const fn_v2_sig *sig = &c->desc.v2;
+	for (int i = 0; i < sig->n_outputs; i++) {
+		const fn_v2_tensor *s = &sig->outputs[i];
+		const json_t *a = json_object_get(out, s->name);
+		int ndim = -1;
+		int64_t shape[FN_MAX_DIMS] = {0};
+		if (!a || nested_shape(a, 0, &ndim, shape) < 0 || ndim < 0 || !shape_fits(s, ndim, shape)) {
+			char want[160];
+			shape_str(s, want, sizeof want);
+			c->status = 500;
+			snprintf(c->err, sizeof c->err, "kind '%s' answered no output '%s' of shape %s",
+				 c->desc.kind, s->name, want);
+			return -1;
+		}
+		size_t count = 1;
+		for (int d = 0; d < ndim; d++)
+			count *= (size_t)shape[d];
+		if (count > V2_MAX_ELEMS) {
+			c->status = 500;
+			snprintf(c->err, sizeof c->err, "output '%s': too many elements", s->name);
+			return -1;
+		}
+		bufs[i] = calloc(count + 1, sizeof(double));
+		size_t k = 0;
+		if (bufs[i])
+			nested_values(a, bufs[i], &k);
+		outs[i] = (v2_out){s->name, s->datatype, ndim, {0}, count, bufs[i], NULL};
+		memcpy(outs[i].shape, shape, sizeof shape);
+	}
+	return sig->n_outputs;
+}
+
 /* the kind's output c->out -> the answer in c->resp (or c->status and c->err); a worker's
  * job for a large request */
 static void answer_work(void *arg)
@@ -1049,6 +1231,9 @@ static void answer_work(void *arg)
 		for (size_t k = 0; k < n && p; k++)
 			p[k] = (double)json_integer_value(json_array_get(toks, k));
 		outs[nout++] = (v2_out){"output_ids", "INT64", 2, {1, (int64_t)n}, n, p, NULL};
+	} else if (strcmp(c->kind, "echo") != 0 && c->desc.has_v2) {
+		if ((nout = generic_outputs(c, out, outs, bufs)) < 0)
+			goto done;
 	} else {   /* echo: inputs back */
 		for (int i = 0; i < c->nin; i++) {
 			v2_tensor *t = &c->in[i];
@@ -1074,6 +1259,7 @@ static void answer_work(void *arg)
 	} else {
 		build_outputs(c, outs, nout);
 	}
+done:
 	for (int i = 0; i < V2_MAX_TENSORS + 2; i++)
 		free(bufs[i]);
 	for (int i = 0; i < c->nin; i++) {   /* written out: not held while the answer is sent */
@@ -1103,18 +1289,18 @@ static void answer_done(void *arg, int gone)
 	ctx_free(c);
 }
 
-static void infer_result(rt_req *req, const char *function, uint32_t rev, json_t *out,
-			 const fn_error *err, void *ud)
+static void infer_result(const rt_call_result *res, void *ud)
 {
 	v2_ctx *c = ud;
-	(void)function;
-	if (!out) {
-		rt_req_reply_error(req, v2_status(err->status), "%s", err->msg);
+	rt_req *req = c->req;
+	rt_api_result_headers(req, res);
+	if (!res->out) {
+		rt_req_reply_error(req, v2_status(res->err->status), "%s", res->err->msg);
 		ctx_free(c);
 		return;
 	}
-	c->rev = rev;
-	c->out = json_incref(out);   /* borrowed; jansson's reference counts are atomic */
+	c->rev = res->rev;
+	c->out = json_incref(res->out);   /* borrowed; jansson's reference counts are atomic */
 	c->accept_enc = accept_encoding(req);
 	rt_api_offload(c->srv, req, c->big, answer_work, answer_done, c);
 }
@@ -1180,7 +1366,10 @@ static void parse_done(void *arg, int gone)
 	}
 	json_t *kin = c->kin;
 	c->kin = NULL;
-	rt_sched_invoke(c->srv->sched, c->req, c->model, c->rev, kin, infer_result, c);
+	fn_header hdrs[RT_HTTP_MAX_HEADERS];
+	rt_call call = {.function = c->model, .rev = c->rev, .in = kin, .done = infer_result, .ud = c};
+	rt_api_call_from_req(&call, c->req, hdrs);
+	rt_sched_submit(c->srv->sched, &call);
 }
 
 static void h_infer(rt_req *req, void *ud)
@@ -1210,6 +1399,7 @@ static void h_infer(rt_req *req, void *ud)
 	c->rev = rev;
 	snprintf(c->model, sizeof c->model, "%s", name);
 	snprintf(c->kind, sizeof c->kind, "%s", info.manifest.kind);
+	c->desc = info.desc;
 	/* the headers the parse reads, copied on the loop thread (a longer value than the copy
 	 * holds is invalid for both: an unknown encoding, a number beyond any body) */
 	const char *ce = rt_req_header(req, "Content-Encoding");
@@ -1233,35 +1423,6 @@ static void h_server_meta(rt_req *req, void *ud)
 	rt_api_reply_json(req, 200, json_pack("{s:s,s:s,s:[s,s,s]}", "name", "thaw", "version", THAW_VERSION,
 					      "extensions", "binary_tensor_data", "model_repository",
 					      "statistics"));
-}
-
-/* the feature count of an mlp: the input dimension of its lowest-numbered layer */
-static int64_t mlp_dims(const char *path, int64_t *classes)
-{
-	snap_file *f = NULL;
-	char err[256];
-	int64_t in = -1;
-	long lo = -1, hi = -1;
-	*classes = -1;
-	if (snap_open(&f, path, err, sizeof err) < 0)
-		return -1;
-	for (size_t i = 0; i < snap_tensor_count(f); i++) {
-		const snap_tensor *t = snap_tensor_at(f, i);
-		long n;
-		int used = 0;
-		if (sscanf(t->name, "layers.%ld.weight%n", &n, &used) == 1 && t->name[used] == 0 && t->ndim == 2) {
-			if (lo < 0 || n < lo) {
-				lo = n;
-				in = (int64_t)t->shape[1];
-			}
-			if (hi < 0 || n > hi) {
-				hi = n;
-				*classes = (int64_t)t->shape[0];
-			}
-		}
-	}
-	snap_close(f);
-	return in;
 }
 
 static void h_model_meta(rt_req *req, void *ud)
@@ -1288,21 +1449,8 @@ static void h_model_meta(rt_req *req, void *ud)
 	char platform[80];
 	snprintf(platform, sizeof platform, "thaw_%.60s",
 		 rt_manifest_plugin_path(info.manifest.kind) ? "plugin" : info.manifest.kind);
-	json_t *inputs, *outputs;
-	if (!strcmp(info.manifest.kind, "mlp")) {
-		int64_t classes, feat = mlp_dims(info.snapshot_path, &classes);
-		inputs = json_pack("[{s:s,s:s,s:[I,I]}]", "name", "INPUT0", "datatype", "FP32", "shape",
-				   (json_int_t)-1, (json_int_t)feat);
-		outputs = json_pack("[{s:s,s:s,s:[I,I]},{s:s,s:s,s:[I]}]", "name", "OUTPUT0", "datatype",
-				    "FP32", "shape", (json_int_t)-1, (json_int_t)classes, "name", "LABEL",
-				    "datatype", "INT64", "shape", (json_int_t)-1);
-	} else if (!strcmp(info.manifest.kind, "llama")) {
-		inputs = json_pack("[{s:s,s:s,s:[i,i]}]", "name", "input_ids", "datatype", "INT64", "shape", 1, -1);
-		outputs = json_pack("[{s:s,s:s,s:[i,i]}]", "name", "output_ids", "datatype", "INT64", "shape", 1, -1);
-	} else {
-		inputs = json_array();
-		outputs = json_array();
-	}
+	/* the signature the kind declared at deploy (the revision's descriptor) */
+	json_t *inputs = rt_desc_v2_json(&info.desc, 0), *outputs = rt_desc_v2_json(&info.desc, 1);
 	rt_api_reply_json(req, 200, json_pack("{s:s,s:o,s:s,s:o,s:o}", "name", name, "versions", versions,
 					      "platform", platform, "inputs", inputs, "outputs", outputs));
 }

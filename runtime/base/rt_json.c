@@ -585,33 +585,45 @@ void rt_json_buf_add(rt_json_buf *b, const char *s, size_t n)
 	b->p[b->len] = 0;
 }
 
-void rt_json_put_real(rt_json_buf *b, double v)
+const char *rt_json_fmt_real(double v, char *buf, size_t cap)
 {
-	char s[64];
+	char s[40];
 	if (!isfinite(v)) {   /* json_real refuses these; JSON has no spelling for them */
-		rt_json_buf_add(b, "null", 4);
-		return;
+		snprintf(buf, cap, "null");
+		return buf;
 	}
-	int n = snprintf(s, sizeof s - 3, "%.17g", v);
-	if (!strchr(s, '.') && !strchr(s, 'e')) {
-		s[n++] = '.';
-		s[n++] = '0';
-		s[n] = 0;
+	/* at least the integer digits, so that 10 is "10.0" and not "1e+01" */
+	int min = fabs(v) >= 1 && fabs(v) < 1e17 ? (int)floor(log10(fabs(v))) + 1 : 1, n = 0;
+	for (int prec = min; prec <= 17; prec++) {
+		n = snprintf(s, sizeof s - 3, "%.*g", prec, v);
+		if (strtod(s, NULL) == v)
+			break;
 	}
-	char *start = strchr(s, 'e');
-	if (start) {   /* "1e+20" -> "1e20", "1e-05" -> "1e-5", as jansson writes them */
-		start++;
-		char *end = start + 1;
+	char *e = strchr(s, 'e');
+	if (e) {   /* "1e+20" -> "1e20", "1e-05" -> "1e-5", as jansson writes them */
+		char *start = e + 1, *end = e + 2;
 		if (*start == '-')
 			start++;
-		while (*end == '0')
+		while (*end == '0' && end[1])
 			end++;
 		if (end != start) {
 			memmove(start, end, (size_t)(s + n - end) + 1);
 			n -= (int)(end - start);
 		}
+	} else if (!strchr(s, '.')) {   /* a real looks like one: "2" -> "2.0" */
+		s[n++] = '.';
+		s[n++] = '0';
+		s[n] = 0;
 	}
-	rt_json_buf_add(b, s, (size_t)n);
+	snprintf(buf, cap, "%s", s);
+	return buf;
+}
+
+void rt_json_put_real(rt_json_buf *b, double v)
+{
+	char s[40];
+	rt_json_fmt_real(v, s, sizeof s);
+	rt_json_buf_add(b, s, strlen(s));
 }
 
 void rt_json_put_int(rt_json_buf *b, int64_t v)
@@ -626,4 +638,118 @@ void rt_json_buf_free(rt_json_buf *b)
 	free(b->p);
 	b->p = NULL;
 	b->len = b->cap = 0;
+}
+
+/* ---- serializing a tree ---- */
+
+static void put_indent(rt_json_buf *b, int indent, int depth)
+{
+	if (indent <= 0)
+		return;
+	rt_json_buf_add(b, "\n", 1);
+	for (int i = 0; i < indent * depth && !b->oom; i++)
+		rt_json_buf_add(b, " ", 1);
+}
+
+/* put_string writes s (n bytes) as a JSON string: printable ASCII as it is, anything else
+ * through jansson (its escapes, its UTF-8 check: invalid text fails the dump as in json_dumps) */
+static int put_string(rt_json_buf *b, const char *s, size_t n)
+{
+	size_t i = 0;
+	while (i < n && (unsigned char)s[i] >= 0x20 && (unsigned char)s[i] < 0x80 && s[i] != '"' &&
+	       s[i] != '\\')
+		i++;
+	if (i == n) {
+		rt_json_buf_add(b, "\"", 1);
+		rt_json_buf_add(b, s, n);
+		rt_json_buf_add(b, "\"", 1);
+		return 0;
+	}
+	json_t *j = json_stringn_nocheck(s, n);
+	char *text = j ? json_dumps(j, JSON_ENCODE_ANY) : NULL;
+	json_decref(j);
+	if (!text)
+		return -EINVAL;
+	rt_json_buf_add(b, text, strlen(text));
+	free(text);
+	return 0;
+}
+
+static int put_value(rt_json_buf *b, const json_t *v, int indent, int depth)
+{
+	char num[40];
+	size_t i;
+	const char *k;
+	json_t *e;
+	int first = 1;
+	if (depth > 2048)   /* jansson's own dump limit guards its recursion the same way */
+		return -ELOOP;
+	switch (json_typeof(v)) {
+	case JSON_OBJECT:
+		if (json_object_size(v) == 0) {
+			rt_json_buf_add(b, "{}", 2);
+			return 0;
+		}
+		rt_json_buf_add(b, "{", 1);
+		json_object_foreach((json_t *)v, k, e) {
+			if (!first)
+				rt_json_buf_add(b, ",", 1);
+			first = 0;
+			put_indent(b, indent, depth + 1);
+			if (put_string(b, k, strlen(k)) < 0)
+				return -EINVAL;
+			rt_json_buf_add(b, indent > 0 ? ": " : ":", indent > 0 ? 2 : 1);
+			if (put_value(b, e, indent, depth + 1) < 0)
+				return -EINVAL;
+		}
+		put_indent(b, indent, depth);
+		rt_json_buf_add(b, "}", 1);
+		return 0;
+	case JSON_ARRAY:
+		if (json_array_size(v) == 0) {
+			rt_json_buf_add(b, "[]", 2);
+			return 0;
+		}
+		rt_json_buf_add(b, "[", 1);
+		json_array_foreach((json_t *)v, i, e) {
+			if (i > 0)
+				rt_json_buf_add(b, ",", 1);
+			put_indent(b, indent, depth + 1);
+			if (put_value(b, e, indent, depth + 1) < 0)
+				return -EINVAL;
+		}
+		put_indent(b, indent, depth);
+		rt_json_buf_add(b, "]", 1);
+		return 0;
+	case JSON_STRING:
+		return put_string(b, json_string_value(v), json_string_length(v));
+	case JSON_INTEGER:
+		rt_json_put_int(b, (int64_t)json_integer_value(v));
+		return 0;
+	case JSON_REAL:
+		rt_json_fmt_real(json_real_value(v), num, sizeof num);
+		rt_json_buf_add(b, num, strlen(num));
+		return 0;
+	case JSON_TRUE:
+		rt_json_buf_add(b, "true", 4);
+		return 0;
+	case JSON_FALSE:
+		rt_json_buf_add(b, "false", 5);
+		return 0;
+	default:
+		rt_json_buf_add(b, "null", 4);
+		return 0;
+	}
+}
+
+char *rt_json_dumps(const json_t *v, int indent)
+{
+	rt_json_buf b = {0};
+	if (!v || put_value(&b, v, indent, 0) < 0 || b.oom) {
+		rt_json_buf_free(&b);
+		return NULL;
+	}
+	if (!b.p)
+		rt_json_buf_add(&b, "", 0);
+	return b.oom ? (rt_json_buf_free(&b), NULL) : b.p;
 }

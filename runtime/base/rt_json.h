@@ -18,8 +18,10 @@
  *   rt_json_span_of   the span a value of the parsed copy stands for (or -1)
  *   rt_json_iter_*    reads a span's numbers in order (booleans as 0/1), as doubles equal to
  *                     what json_number_value gives for them
- *   rt_json_buf_*     a growable text buffer; rt_json_put_real / _int write numbers exactly as
- *                     json_dumps writes json_real / json_integer
+ *   rt_json_buf_*     a growable text buffer; rt_json_put_real / _int write numbers (reals
+ *                     in their shortest form that reads back as the same double)
+ *   rt_json_dumps     json_dumps(JSON_COMPACT) with reals in that shortest form ("0.003", not
+ *                     jansson's 17 digits "0.0030000000000000001"): the daemon's answers
  * Thread-safe: no global state (callers run these on worker threads). */
 #ifndef THAW_RT_JSON_H
 #define THAW_RT_JSON_H
@@ -133,8 +135,20 @@ typedef struct rt_json_buf {
 /* Appending to b (grown by doubling; on failure b->oom is set and later appends do nothing).
  * rt_json_buf_free releases b->p. */
 void rt_json_buf_add(rt_json_buf *b, const char *s, size_t n);
-void rt_json_put_real(rt_json_buf *b, double v);   /* as json_dumps writes json_real(v) */
+void rt_json_put_real(rt_json_buf *b, double v);   /* rt_json_fmt_real's form */
 void rt_json_put_int(rt_json_buf *b, int64_t v);
 void rt_json_buf_free(rt_json_buf *b);
+
+/* rt_json_fmt_real writes the shortest decimal form of v that reads back as the same double
+ * ("0.003", "0.30000000000000004"), looking like a real ("2.0", "1e20", "1e-7"); non-finite
+ * values (which JSON cannot spell) as "null". Returns buf (cap >= 32 holds every value). */
+const char *rt_json_fmt_real(double v, char *buf, size_t cap);
+
+/* rt_json_dumps serializes v as json_dumps(v, JSON_COMPACT) does (keys in stored order, the
+ * same string escapes), except that reals are in rt_json_fmt_real's form; indent > 0 puts
+ * each member and element on its own line, indented by that many spaces per level ("key":
+ * value). Returns malloc'd text (caller frees), or NULL when out of memory, when a string is
+ * not valid UTF-8, or past 2048 levels of nesting. */
+char *rt_json_dumps(const json_t *v, int indent);
 
 #endif

@@ -1,9 +1,13 @@
 /* rt_cli.c — small helpers shared by the `thaw` subcommands: help flags, sizes and numbers
- * for people, and JSON output whose reals read as they were written. See rt_cli.h. */
+ * for people, JSON output whose reals read as they were written, and the progress bar.
+ * See rt_cli.h. */
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include "runtime/base/rt_clock.h"
+#include "runtime/base/rt_json.h"
 #include "runtime/cli/rt_cli.h"
 
 int rt_cli_is_help(const char *arg)
@@ -36,105 +40,69 @@ const char *rt_cli_fmt_bytes(double bytes, char *buf, size_t cap)
 	return buf;
 }
 
-const char *rt_cli_fmt_double(double v, char *buf, size_t cap)
+int rt_cli_json_print(FILE *f, const json_t *v, int indent)
 {
-	if (!isfinite(v)) {
-		snprintf(buf, cap, "null");
-		return buf;
-	}
-	/* at least the integer digits, so that 10 is "10.0" and not "1e+01" */
-	int min = fabs(v) >= 1 && fabs(v) < 1e17 ? (int)floor(log10(fabs(v))) + 1 : 1;
-	for (int prec = min; prec <= 17; prec++) {
-		snprintf(buf, cap, "%.*g", prec, v);
-		if (strtod(buf, NULL) == v)
-			break;
-	}
-	/* JSON wants a real to look like one: "2" -> "2.0" */
-	if (!strpbrk(buf, ".eE") && strlen(buf) + 3 <= cap)
-		strcat(buf, ".0");
-	return buf;
-}
-
-static int put_indent(FILE *f, int indent, int depth)
-{
-	if (indent <= 0)
-		return 0;
-	return fprintf(f, "\n%*s", indent * depth, "") < 0 ? -EIO : 0;
-}
-
-/* put_string writes s (n bytes, may hold NUL) as a JSON string, escaped by jansson */
-static int put_string(FILE *f, const char *s, size_t n)
-{
-	json_t *j = json_stringn_nocheck(s, n);
-	char *text = j ? json_dumps(j, JSON_ENCODE_ANY) : NULL;
-	json_decref(j);
-	int rc = text && fputs(text, f) >= 0 ? 0 : -EIO;
+	char *text = v ? rt_json_dumps(v, indent) : strdup("null");
+	int rc = text && fputs(text, f) >= 0 && fputc('\n', f) != EOF ? 0 : -EIO;
 	free(text);
 	return rc;
 }
 
-static int put_value(FILE *f, const json_t *v, int indent, int depth)
+/* ---- progress bar ---- */
+
+void rt_cli_bar_init(rt_cli_bar *b, int on, const char *label)
 {
-	char num[40];
-	size_t i;
-	const char *k;
-	json_t *e;
-	int rc = 0, first = 1;
-	switch (json_typeof(v)) {
-	case JSON_OBJECT:
-		if (json_object_size(v) == 0)
-			return fputs("{}", f) < 0 ? -EIO : 0;
-		if (fputc('{', f) == EOF)
-			return -EIO;
-		json_object_foreach((json_t *)v, k, e) {
-			if (!first && fputc(',', f) == EOF)
-				return -EIO;
-			first = 0;
-			if ((rc = put_indent(f, indent, depth + 1)) < 0 ||
-			    (rc = put_string(f, k, strlen(k))) < 0)
-				return rc;
-			if (fputs(indent > 0 ? ": " : ":", f) < 0)
-				return -EIO;
-			if ((rc = put_value(f, e, indent, depth + 1)) < 0)
-				return rc;
-		}
-		if ((rc = put_indent(f, indent, depth)) < 0)
-			return rc;
-		return fputc('}', f) == EOF ? -EIO : 0;
-	case JSON_ARRAY:
-		if (json_array_size(v) == 0)
-			return fputs("[]", f) < 0 ? -EIO : 0;
-		if (fputc('[', f) == EOF)
-			return -EIO;
-		json_array_foreach((json_t *)v, i, e) {
-			if (i > 0 && fputc(',', f) == EOF)
-				return -EIO;
-			if ((rc = put_indent(f, indent, depth + 1)) < 0 ||
-			    (rc = put_value(f, e, indent, depth + 1)) < 0)
-				return rc;
-		}
-		if ((rc = put_indent(f, indent, depth)) < 0)
-			return rc;
-		return fputc(']', f) == EOF ? -EIO : 0;
-	case JSON_STRING:
-		return put_string(f, json_string_value(v), json_string_length(v));
-	case JSON_INTEGER:
-		return fprintf(f, "%" JSON_INTEGER_FORMAT, json_integer_value(v)) < 0 ? -EIO : 0;
-	case JSON_REAL:
-		return fputs(rt_cli_fmt_double(json_real_value(v), num, sizeof num), f) < 0 ? -EIO : 0;
-	case JSON_TRUE:
-		return fputs("true", f) < 0 ? -EIO : 0;
-	case JSON_FALSE:
-		return fputs("false", f) < 0 ? -EIO : 0;
-	default:
-		return fputs("null", f) < 0 ? -EIO : 0;
-	}
+	memset(b, 0, sizeof *b);
+	b->on = on;
+	b->label = label;
 }
 
-int rt_cli_json_print(FILE *f, const json_t *v, int indent)
+void rt_cli_bar_end(rt_cli_bar *b)
 {
-	int rc = v ? put_value(f, v, indent, 0) : (fputs("null", f) < 0 ? -EIO : 0);
-	if (rc == 0 && fputc('\n', f) == EOF)
-		rc = -EIO;
-	return rc;
+	if (b->on && b->open) {
+		fputc('\n', stderr);
+		fflush(stderr);
+	}
+	b->open = 0;
+}
+
+void rt_cli_bar_update(void *bar, const char *phase, uint64_t done, uint64_t total)
+{
+	rt_cli_bar *b = bar;
+	const char *name = b->label ? b->label : phase ? phase : "";
+	double t = rt_clock_mono_s();
+	int end = done >= total;
+
+	if (!b->on)
+		return;
+	if (b->open && strcmp(b->phase, name) != 0)
+		rt_cli_bar_end(b);
+	if (!b->open) {   /* a new phase: its own line and clock */
+		snprintf(b->phase, sizeof b->phase, "%s", name);
+		b->open = 1;
+		b->t0 = t;
+		b->last = 0;
+	} else if (!end && t - b->last < 0.1) {
+		return;
+	}
+	b->last = t;
+	double frac = total ? (double)done / (double)total : 1.0, dt = t - b->t0;
+	double rate = dt > 0 ? (double)done / dt : 0;
+	char d[32], tot[32], tail[48];
+	int w = 20, k = (int)(frac * w);
+	if (end)
+		snprintf(tail, sizeof tail, "in %.1f s", dt);
+	else if (rate > 0)
+		snprintf(tail, sizeof tail, "ETA %.0f s", (double)(total - done) / rate);
+	else
+		snprintf(tail, sizeof tail, "ETA ?");
+	fprintf(stderr, "\r%s [%.*s%.*s] %3d%%  %s / %s  %.0f MB/s  %s\033[K", b->phase, k,
+		"####################", w - k, "....................", (int)(frac * 100),
+		rt_cli_fmt_bytes((double)done, d, sizeof d), rt_cli_fmt_bytes((double)total, tot, sizeof tot),
+		rate / 1e6, tail);
+	if (end) {
+		fputc('\n', stderr);
+		b->open = 0;
+	}
+	fflush(stderr);
 }

@@ -4,6 +4,7 @@
 #ifndef THAW_RT_CLI_H
 #define THAW_RT_CLI_H
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <jansson.h>
 
@@ -57,13 +58,31 @@ int rt_cli_is_help(const char *arg);
  * Negative or non-finite counts print as "-". Returns buf. */
 const char *rt_cli_fmt_bytes(double bytes, char *buf, size_t cap);
 
-/* rt_cli_fmt_double writes the shortest decimal form of v that reads back as the same double
- * ("0.003", not "0.0030000000000000001"); non-finite values print as "null". Returns buf. */
-const char *rt_cli_fmt_double(double v, char *buf, size_t cap);
-
 /* rt_cli_json_print writes v as JSON to f followed by a newline: compact (indent 0) or with
  * objects and arrays indented by indent spaces; reals in their shortest round-trip form
- * (rt_cli_fmt_double), keys in their stored order. Returns 0, or -EIO when writing fails. */
+ * (rt_json_dumps), keys in their stored order. Returns 0, or -EIO when writing fails. */
 int rt_cli_json_print(FILE *f, const json_t *v, int indent);
+
+/* A progress bar on stderr, one labelled line per phase:
+ *     compressing [##########..........]  50%  13.5 MiB / 27.0 MiB  160 MB/s  ETA 1 s
+ * drawn at most ten times a second, and ended with the phase's time once done reaches total
+ * (or the phase changes). Only where on is set: callers set it when stderr is a terminal and
+ * the output is not --json. */
+typedef struct rt_cli_bar {
+	int on;
+	const char *label;         /* NULL: the phase the hook is told */
+	char phase[48];            /* the phase of the open line */
+	int open;                  /* a line is drawn and not ended */
+	double t0, last;
+} rt_cli_bar;
+
+/* rt_cli_bar_init readies b (on: draw at all; label: see rt_cli_bar). */
+void rt_cli_bar_init(rt_cli_bar *b, int on, const char *label);
+/* rt_cli_bar_update draws done of total bytes of phase; bar is an rt_cli_bar. Its signature is
+ * snap_progress_fn's, so it serves as the snapshot library's progress hook; calls must not
+ * overlap (the library's do not). */
+void rt_cli_bar_update(void *bar, const char *phase, uint64_t done, uint64_t total);
+/* rt_cli_bar_end ends a line left open (the step failed before its end); no-op otherwise. */
+void rt_cli_bar_end(rt_cli_bar *b);
 
 #endif

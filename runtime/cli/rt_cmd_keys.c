@@ -1,6 +1,7 @@
 /* rt_cmd_keys.c — `thaw keys create|list|revoke` and `thaw audit tail|grep`: they work on the
  * data directory directly (SQLite WAL, append-only audit files), also while the daemon runs;
- * the daemon reads keys per request, so changes count at once (docs/operations.md,
+ * every write announces itself to the daemon's registry view, so changes count at the next
+ * request (docs/operations.md,
  * "Security"). Exit status: 0 success, 1 failure at run time, 2 bad usage. */
 #include <errno.h>
 #include <getopt.h>
@@ -118,7 +119,7 @@ int rt_keys_main(int argc, char **argv)
 	char err[512];
 	int code = 1;
 	if (rt_registry_open(data, &reg, err, sizeof err) < 0 ||
-	    rt_auth_open(rt_registry_db(reg), data, &auth, err, sizeof err) < 0) {
+	    rt_auth_open(reg, data, &auth, err, sizeof err) < 0) {
 		fprintf(stderr, "thaw keys: %s\n", err);
 		goto out;
 	}

@@ -33,13 +33,16 @@ static const char usage_text[] =
 	"      the snapshot (an attachment after the metadata, read only when needed); by default\n"
 	"      a SRC directory's tokenizer.json is carried when present (--no-tokenizer: don't).\n"
 	"  inspect F [--json]          tensors, dtypes, shapes, sizes, codec mix, ratio\n"
-	"  verify F [--threads N]      check every chunk; exit 0 when all are good\n"
-	"  unpack F -o OUT.safetensors write the tensors back as safetensors\n"
+	"  verify F [--threads N] [--quiet]  check every chunk; exit 0 when all are good\n"
+	"  unpack F -o OUT.safetensors [--quiet]  write the tensors back as safetensors\n"
 	"  restore F [--device cpu|cuda:N] [--repeat N] [--threads N] [--io MODE]\n"
-	"       [--queue-depth N] [--cold] [--no-verify] [--json]\n"
+	"       [--queue-depth N] [--cold] [--no-verify] [--json] [--quiet]\n"
 	"      restore the image and report GB/s of raw bytes and where the time went.\n"
-	"      --io auto|direct|uring|pread|mmap (or THAW_SNAP_IO); --cold drops the file from the\n"
-	"      page cache before each run (posix_fadvise DONTNEED).\n"
+	"      --io auto|direct|uring|pread|mmap; --cold drops the file from the page cache\n"
+	"      before each run (posix_fadvise DONTNEED).\n"
+	"  verify, unpack and restore draw a progress bar on stderr when it is a terminal (not\n"
+	"  with --json or --quiet); pack too, each phase on its own line (--progress: also when\n"
+	"  stderr is not a terminal).\n"
 	"On a running server (--url U, else $THAW_URL, else http://127.0.0.1:8080; $THAW_API_KEY\n"
 	"with admin scope):\n"
 	"  push F [--name N] [--force] [--quiet]  verify F here, then upload it (streamed, with a\n"
@@ -114,8 +117,9 @@ static int cmd_pack(int argc, char **argv)
 	char err[1024];
 	snap_pack_stats st;
 	rt_quant q;
+	int show = -1;             /* the bar: -1 on a terminal, 0 off (--quiet), 1 on (--progress) */
+	rt_cli_bar bar;
 
-	o.w.progress = -1;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i], *n = i + 1 < argc ? argv[i + 1] : NULL;
 		if (rt_cli_is_help(a)) {
@@ -149,6 +153,7 @@ static int cmd_pack(int argc, char **argv)
 			if (rt_quant_parse(n, &q))
 				return usage_err("--quantize: '%s' is not int8 or int8:32", n ? n : "");
 			o.transform = rt_quant_hook, o.transform_user = &q, i++;
+			o.transform_phase = "quantizing";
 		} else if (!strcmp(a, "--tokenizer")) {
 			if (!n || !*n)
 				return usage_err("%s needs a directory or tokenizer.json", a);
@@ -156,9 +161,9 @@ static int cmd_pack(int argc, char **argv)
 		} else if (!strcmp(a, "--no-tokenizer")) {
 			no_tok = 1;
 		} else if (!strcmp(a, "--progress")) {
-			o.w.progress = 1;
+			show = 1;
 		} else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) {
-			o.w.progress = 0;
+			show = 0;
 		} else if (a[0] == '-') {
 			return usage_err("pack: unknown option %s", a);
 		} else if (!src) {
@@ -200,10 +205,15 @@ static int cmd_pack(int argc, char **argv)
 		o.w.attachment = attach;   /* the tokenizer after the metadata (format 1.1) */
 		o.w.attachment_len = attach_len;
 	}
-	/* the writer's bar (stderr) is one line of compression progress: say what it counts */
-	if (o.w.progress > 0 || (o.w.progress < 0 && isatty(2)))
-		fprintf(stderr, "thaw snapshot pack: compressing %s -> %s\n", src, out);
+	/* one labelled bar line per phase: quantizing (with --quantize), compressing */
+	rt_cli_bar_init(&bar, show > 0 || (show < 0 && isatty(2)), NULL);
+	if (bar.on) {
+		fprintf(stderr, "thaw snapshot pack: %s -> %s\n", src, out);
+		o.w.progress = rt_cli_bar_update;
+		o.w.progress_user = &bar;
+	}
 	int prc = snap_pack(src, out, &o, &st, err, sizeof err);
+	rt_cli_bar_end(&bar);
 	free(meta);
 	free(attach);
 	if (prc) {
@@ -211,7 +221,7 @@ static int cmd_pack(int argc, char **argv)
 		return 1;
 	}
 	char b1[32], b2[32];
-	if (o.w.progress != 0 || isatty(1))
+	if (show != 0 || isatty(1))
 		printf("packed %zu tensors: %s image -> %s %s (ratio %.3f) in %.2f s (%.0f MB/s); "
 		       "chunks: %zu hplanes, %zu planes, %zu zstd, %zu raw\n",
 		       st.n_tensors, rt_cli_fmt_bytes((double)st.raw_bytes, b1, sizeof b1),
@@ -351,7 +361,8 @@ typedef struct ropts {
 	snap_restore_opts o;
 	int device;                /* -1 cpu */
 	long repeat;
-	int cold, as_json;
+	int cold, as_json, quiet;
+	rt_cli_bar bar;            /* on a terminal, without --json or --quiet */
 } ropts;
 
 static int parse_ropts(int argc, char **argv, ropts *r, int allow_out, int allow_restore)
@@ -401,6 +412,8 @@ static int parse_ropts(int argc, char **argv, ropts *r, int allow_out, int allow
 			r->o.no_verify = 1;
 		} else if (allow_restore && !strcmp(a, "--json")) {
 			r->as_json = 1;
+		} else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) {
+			r->quiet = 1;
 		} else if (a[0] == '-') {
 			return usage_err("unknown option %s", a);
 		} else if (!r->path) {
@@ -413,6 +426,11 @@ static int parse_ropts(int argc, char **argv, ropts *r, int allow_out, int allow
 		return usage_err("%s", "a snapshot file is needed");
 	if (allow_out && !r->out)
 		return usage_err("%s", "unpack needs -o OUT.safetensors");
+	rt_cli_bar_init(&r->bar, !r->quiet && !r->as_json && isatty(2), NULL);
+	if (r->bar.on) {
+		r->o.progress = rt_cli_bar_update;
+		r->o.progress_user = &r->bar;
+	}
 	return -1;
 }
 
@@ -430,7 +448,9 @@ static int cmd_verify(int argc, char **argv)
 		fprintf(stderr, "thaw snapshot verify: %s\n", err);
 		return 1;
 	}
-	if (snap_verify(f, &r.o, &st, &bad, err, sizeof err)) {
+	rc = snap_verify(f, &r.o, &st, &bad, err, sizeof err);
+	rt_cli_bar_end(&r.bar);
+	if (rc) {
 		fprintf(stderr, "thaw snapshot verify: %s\n", err);
 		snap_close(f);
 		return 1;
@@ -454,7 +474,9 @@ static int cmd_unpack(int argc, char **argv)
 		fprintf(stderr, "thaw snapshot unpack: %s\n", err);
 		return 1;
 	}
-	if (snap_unpack(f, r.out, &r.o, &st, err, sizeof err)) {
+	rc = snap_unpack(f, r.out, &r.o, &st, err, sizeof err);
+	rt_cli_bar_end(&r.bar);
+	if (rc) {
 		fprintf(stderr, "thaw snapshot unpack: %s\n", err);
 		snap_close(f);
 		return 1;
@@ -525,10 +547,16 @@ static int cmd_restore(int argc, char **argv)
 	json_t *runs = json_array();
 	for (long k = 0; k < r.repeat; k++) {
 		snap_restore_stats st;
+		char phase[64];
 		if (r.cold)
 			drop_cache(r.path);
+		if (r.repeat > 1) {
+			snprintf(phase, sizeof phase, "restoring %ld/%ld", k + 1, r.repeat);
+			r.o.progress_phase = phase;
+		}
 		int e = gpu ? snap_restore_gpu(f, gpu, dst, &r.o, &st, err, sizeof err)
 			    : snap_restore_host(f, dst, img, &r.o, &st, err, sizeof err);
+		rt_cli_bar_end(&r.bar);
 		if (e) {
 			fprintf(stderr, "thaw snapshot restore: %s\n", err);
 			json_decref(runs);

@@ -27,26 +27,15 @@ static const char data_usage[] =
 	"The server is --url, else $THAW_URL, else http://127.0.0.1:8080; $THAW_API_KEY is sent\n"
 	"(admin scope needed).\n";
 
-typedef struct bar {
-	int on;
-	double t0, last;
-} bar;
-
-static void bar_draw(void *pud, uint64_t sent, uint64_t total)
+/* the upload's bar: a labelled line; the server verifies a snapshot after the last byte */
+static void upload_bar(void *pud, uint64_t sent, uint64_t total)
 {
-	bar *b = pud;
-	double t = rt_clock_mono_s();
-	if (!b->on || (t - b->last < 0.1 && sent < total))
-		return;
-	b->last = t;
-	int w = 30, k = total ? (int)((double)sent / (double)total * w) : w;
-	double rate = t > b->t0 ? sent / (t - b->t0) / 1e6 : 0;
-	fprintf(stderr, "\r[%.*s%*s] %5.1f%% %.1f/%.1f MB %.0f MB/s", k,
-		"##############################", w - k, "", total ? 100.0 * (double)sent / (double)total : 100.0,
-		sent / 1e6, total / 1e6, rate);
-	if (sent >= total)
-		fputs("  verifying on the server...", stderr);
-	fflush(stderr);
+	rt_cli_bar *b = pud;
+	rt_cli_bar_update(b, "uploading", sent, total);
+	if (b->on && sent >= total) {
+		fputs("waiting for the server to store it...\n", stderr);
+		fflush(stderr);
+	}
 }
 
 static const char *base_name(const char *path)
@@ -76,9 +65,16 @@ int rt_cli_push(const char *cmd, const char *url, int snapshot, const char *file
 	if (snapshot) {   /* a corrupt file is refused here, before it crosses the network */
 		snap_file *f = NULL;
 		snap_restore_opts o = {0};
+		rt_cli_bar vb;
 		long bad = -1;
-		if (snap_open(&f, file, err, sizeof err) < 0 ||
-		    snap_verify(f, &o, NULL, &bad, err, sizeof err) < 0) {
+		rt_cli_bar_init(&vb, !quiet && isatty(2), NULL);
+		o.progress = rt_cli_bar_update;
+		o.progress_user = &vb;
+		int vrc = snap_open(&f, file, err, sizeof err);
+		if (!vrc)
+			vrc = snap_verify(f, &o, NULL, &bad, err, sizeof err);
+		rt_cli_bar_end(&vb);
+		if (vrc < 0) {
 			fprintf(stderr, "thaw %s: %s\n", cmd, err);
 			snap_close(f);
 			close(fd);
@@ -95,13 +91,13 @@ int rt_cli_push(const char *cmd, const char *url, int snapshot, const char *file
 	char path[512];
 	snprintf(path, sizeof path, "/v1/%s/%s%s", snapshot ? "snapshots" : "data", name,
 		 force ? "?force=1" : "");
-	bar b = {.on = !quiet && isatty(2), .t0 = rt_clock_mono_s()};
+	rt_cli_bar b;
+	rt_cli_bar_init(&b, !quiet && isatty(2), NULL);
 	rt_client_resp r;
-	int rc = rt_client_put_file(&u, path, fd, (uint64_t)st.st_size, bar_draw, &b, 3600, &r, err,
+	int rc = rt_client_put_file(&u, path, fd, (uint64_t)st.st_size, upload_bar, &b, 3600, &r, err,
 				    sizeof err);
 	close(fd);
-	if (b.on)
-		fputc('\n', stderr);
+	rt_cli_bar_end(&b);
 	if (rc < 0) {
 		fprintf(stderr, "thaw %s: %s\n", cmd, err);
 		return 1;

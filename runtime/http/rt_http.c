@@ -402,6 +402,7 @@ static void req_reset(rt_conn *c)
 	r->request_id[0] = 0;
 	r->traceparent[0] = 0;
 	r->auth_key_id[0] = 0;
+	r->auth_scopes[0] = 0;
 	r->gone_fn = NULL;
 	r->gone_ud = NULL;
 	r->handler = NULL;

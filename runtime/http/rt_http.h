@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
+#include "runtime/base/rt_clock.h"
 
 typedef struct rt_http rt_http;
 typedef struct rt_req rt_req;
@@ -60,6 +61,8 @@ struct rt_req {
 	const char *resp_body;         /* set by rt_req_reply: its body, valid only during the */
 	size_t resp_body_len;          /*  observer call (audit payloads) */
 	char auth_key_id[16];          /* API key id that authenticated it, or "" (rt_access.c) */
+	char auth_scopes[512];         /* that key's scopes where the function is named in the
+	                                * body, for the handler's check (rt_access.c), or "" */
 	int keep_alive;                /* internal */
 	void (*gone_fn)(void *ud);     /* internal: rt_req_on_gone */
 	void *gone_ud;
@@ -216,7 +219,6 @@ void rt_req_stream_end(rt_req *req);
 
 /* rt_http_status_text returns the reason phrase for status ("OK", "Not Found", ...). */
 const char *rt_http_status_text(int status);
-
 
 /* Observer called after each response is written: used for metrics and the access log hook. */
 typedef void (*rt_http_observer_fn)(const rt_req *req, size_t resp_bytes, double seconds, void *ud);

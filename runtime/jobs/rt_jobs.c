@@ -21,42 +21,23 @@
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
-#include <sqlite3.h>
 #include "runtime/base/rt_clock.h"
 #include "runtime/base/rt_fault.h"
 #include "runtime/jobs/rt_jobs.h"
 #include "runtime/jobs/rt_jobs_int.h"
 #include "runtime/sched/rt_lane.h"
 #include "runtime/base/rt_log.h"
+#include "runtime/store/rt_jobstore.h"
 #include "runtime/store/rt_manifest.h"
 #include "snapshot/snap.h"
 
 #define LAT_RING 4096
 
-static const char *const state_names[] = {"queued", "running", "preempted", "succeeded", "failed",
-					  "cancelled"};
-enum { JS_QUEUED, JS_RUNNING, JS_PREEMPTED, JS_SUCCEEDED, JS_FAILED, JS_CANCELLED, JS_COUNT };
-
+#define state_names rt_job_state_names
 enum {
-	Q_INSERT, Q_GET, Q_LIST, Q_LIST_STATE, Q_SAVE, Q_CANDIDATES, Q_RECOVER, Q_COUNTS,
-	Q_COUNT
-};
-
-static const char *const sql[Q_COUNT] = {
-	[Q_INSERT] = "INSERT INTO jobs(type, function, revision, snapshot, params, schedule, priority, "
-		     "device, state, created_ms, updated_ms) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,'queued',?9,?9)",
-	[Q_GET] = "SELECT id, type, function, revision, snapshot, params, schedule, priority, device, "
-		  "state, progress, step, metrics, preemptions, created_ms, started_ms, finished_ms, "
-		  "updated_ms, error, result_snapshot, result_revision, checkpoint FROM jobs WHERE id = ?1",
-	[Q_LIST] = "SELECT id FROM jobs ORDER BY id",
-	[Q_LIST_STATE] = "SELECT id FROM jobs WHERE state = ?1 ORDER BY id",
-	[Q_SAVE] = "UPDATE jobs SET state=?2, progress=?3, step=?4, metrics=?5, preemptions=?6, "
-		   "started_ms=?7, finished_ms=?8, updated_ms=?9, error=?10, result_snapshot=?11, "
-		   "result_revision=?12, checkpoint=?13 WHERE id = ?1",
-	[Q_CANDIDATES] = "SELECT id FROM jobs WHERE state IN ('queued','preempted') "
-			 "ORDER BY priority DESC, id",
-	[Q_RECOVER] = "UPDATE jobs SET state='preempted' WHERE state='running'",
-	[Q_COUNTS] = "SELECT state, COUNT(*) FROM jobs GROUP BY state",
+	JS_QUEUED = RT_JOB_QUEUED, JS_RUNNING = RT_JOB_RUNNING, JS_PREEMPTED = RT_JOB_PREEMPTED,
+	JS_SUCCEEDED = RT_JOB_SUCCEEDED, JS_FAILED = RT_JOB_FAILED, JS_CANCELLED = RT_JOB_CANCELLED,
+	JS_COUNT = RT_JOB_STATES
 };
 
 /* one row */
@@ -140,8 +121,6 @@ struct jrun {
 struct rt_jobs {
 	uv_loop_t *loop;
 	rt_registry *reg;
-	sqlite3 *db;
-	sqlite3_stmt *st[Q_COUNT];
 	rt_sched *sched;
 	rt_jobs_config cfg;
 	char data_dir[2048];
@@ -258,32 +237,12 @@ int rt_job_schedule_allows(const rt_job_schedule *s, int64_t now_ms, double lane
 
 /* ---- store ---- */
 
-static sqlite3_stmt *q(rt_jobs *J, int i)
-{
-	sqlite3_reset(J->st[i]);
-	sqlite3_clear_bindings(J->st[i]);
-	return J->st[i];
-}
-
 static int state_of(const char *s)
 {
 	for (int i = 0; i < JS_COUNT; i++)
 		if (s && !strcmp(s, state_names[i]))
 			return i;
 	return -1;
-}
-
-static void col_text(sqlite3_stmt *s, int c, char *dst, size_t cap)
-{
-	const unsigned char *t = sqlite3_column_text(s, c);
-	snprintf(dst, cap, "%s", t ? (const char *)t : "");
-}
-
-static json_t *col_json(sqlite3_stmt *s, int c)
-{
-	const char *t = (const char *)sqlite3_column_text(s, c);
-	json_t *v = t ? json_loads(t, JSON_DECODE_ANY, NULL) : NULL;
-	return v ? v : json_null();
 }
 
 static void row_clear(jrow *r)
@@ -296,66 +255,47 @@ static void row_clear(jrow *r)
 
 static int row_load(rt_jobs *J, int64_t id, jrow *r)
 {
-	sqlite3_stmt *s = q(J, Q_GET);
+	rt_job_row *d = malloc(sizeof *d);
 	memset(r, 0, sizeof *r);
-	sqlite3_bind_int64(s, 1, id);
-	if (sqlite3_step(s) != SQLITE_ROW) {
-		sqlite3_reset(s);
-		return -ENOENT;
+	if (!d)
+		return -ENOMEM;
+	int rc = rt_jobstore_get(J->reg, id, d);
+	if (rc < 0) {
+		free(d);
+		return rc;
 	}
-	r->id = sqlite3_column_int64(s, 0);
-	col_text(s, 1, r->type, sizeof r->type);
-	col_text(s, 2, r->function, sizeof r->function);
-	r->revision = (uint32_t)sqlite3_column_int64(s, 3);
-	col_text(s, 4, r->snapshot, sizeof r->snapshot);
-	r->params = col_json(s, 5);
-	r->schedule_json = col_json(s, 6);
+	r->id = d->id;
+	memcpy(r->type, d->type, sizeof r->type);
+	memcpy(r->function, d->function, sizeof r->function);
+	r->revision = d->revision;
+	memcpy(r->snapshot, d->snapshot, sizeof r->snapshot);
+	r->params = d->params;            /* the row's references move here */
+	r->schedule_json = d->schedule;
+	r->metrics = d->metrics;
 	rt_job_schedule_parse(r->schedule_json, &r->schedule, NULL, 0);
-	r->priority = sqlite3_column_int(s, 7);
-	col_text(s, 8, r->device, sizeof r->device);
-	r->state = state_of((const char *)sqlite3_column_text(s, 9));
-	r->progress = sqlite3_column_double(s, 10);
-	r->step = sqlite3_column_int64(s, 11);
-	r->metrics = col_json(s, 12);
-	r->preemptions = sqlite3_column_int64(s, 13);
-	r->created_ms = sqlite3_column_int64(s, 14);
-	r->started_ms = sqlite3_column_int64(s, 15);
-	r->finished_ms = sqlite3_column_int64(s, 16);
-	r->updated_ms = sqlite3_column_int64(s, 17);
-	col_text(s, 18, r->error, sizeof r->error);
-	col_text(s, 19, r->result_snapshot, sizeof r->result_snapshot);
-	r->result_revision = (uint32_t)sqlite3_column_int64(s, 20);
-	col_text(s, 21, r->checkpoint, sizeof r->checkpoint);
-	sqlite3_reset(s);
+	r->priority = d->priority;
+	memcpy(r->device, d->device, sizeof r->device);
+	r->state = d->state;
+	r->progress = d->progress;
+	r->step = d->step;
+	r->preemptions = d->preemptions;
+	r->created_ms = d->created_ms;
+	r->started_ms = d->started_ms;
+	r->finished_ms = d->finished_ms;
+	r->updated_ms = d->updated_ms;
+	memcpy(r->error, d->error, sizeof r->error);
+	memcpy(r->result_snapshot, d->result_snapshot, sizeof r->result_snapshot);
+	r->result_revision = d->result_revision;
+	memcpy(r->checkpoint, d->checkpoint, sizeof r->checkpoint);
+	free(d);
 	return 0;
-}
-
-static void bind_opt_text(sqlite3_stmt *s, int i, const char *t)
-{
-	if (t && t[0])
-		sqlite3_bind_text(s, i, t, -1, SQLITE_TRANSIENT);
-	else
-		sqlite3_bind_null(s, i);
-}
-
-static void bind_opt_int(sqlite3_stmt *s, int i, int64_t v)
-{
-	if (v)
-		sqlite3_bind_int64(s, i, v);
-	else
-		sqlite3_bind_null(s, i);
 }
 
 static void update_gauges(rt_jobs *J)
 {
 	int64_t n[JS_COUNT] = {0};
-	sqlite3_stmt *s = q(J, Q_COUNTS);
-	while (sqlite3_step(s) == SQLITE_ROW) {
-		int st = state_of((const char *)sqlite3_column_text(s, 0));
-		if (st >= 0)
-			n[st] = sqlite3_column_int64(s, 1);
-	}
-	sqlite3_reset(s);
+	if (rt_jobstore_counts(J->reg, n) < 0)
+		return;
 	for (int i = 0; i < JS_COUNT; i++) {
 		const char *kv[] = {"state", state_names[i]};
 		rt_metric_set(J->m_jobs, (double)n[i], 1, kv);
@@ -364,27 +304,27 @@ static void update_gauges(rt_jobs *J)
 
 static int row_save(rt_jobs *J, jrow *r)
 {
-	sqlite3_stmt *s = q(J, Q_SAVE);
-	char *metrics = r->metrics ? json_dumps(r->metrics, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+	rt_job_row *d = calloc(1, sizeof *d);
+	if (!d)
+		return -ENOMEM;
 	r->updated_ms = rt_clock_wall_ms();
-	sqlite3_bind_int64(s, 1, r->id);
-	sqlite3_bind_text(s, 2, state_names[r->state], -1, SQLITE_STATIC);
-	sqlite3_bind_double(s, 3, r->progress);
-	sqlite3_bind_int64(s, 4, r->step);
-	sqlite3_bind_text(s, 5, metrics ? metrics : "{}", -1, SQLITE_TRANSIENT);
-	sqlite3_bind_int64(s, 6, r->preemptions);
-	bind_opt_int(s, 7, r->started_ms);
-	bind_opt_int(s, 8, r->finished_ms);
-	sqlite3_bind_int64(s, 9, r->updated_ms);
-	bind_opt_text(s, 10, r->error);
-	bind_opt_text(s, 11, r->result_snapshot);
-	bind_opt_int(s, 12, r->result_revision);
-	bind_opt_text(s, 13, r->checkpoint);
-	int rc = sqlite3_step(s);
-	sqlite3_reset(s);
-	free(metrics);
-	if (rc != SQLITE_DONE) {
-		rt_logf(RT_LOG_ERROR, "jobs: saving job %" PRId64 ": %s", r->id, sqlite3_errmsg(J->db));
+	d->id = r->id;
+	d->state = r->state;
+	d->progress = r->progress;
+	d->step = r->step;
+	d->metrics = r->metrics;          /* borrowed */
+	d->preemptions = r->preemptions;
+	d->started_ms = r->started_ms;
+	d->finished_ms = r->finished_ms;
+	d->updated_ms = r->updated_ms;
+	memcpy(d->error, r->error, sizeof d->error);
+	memcpy(d->result_snapshot, r->result_snapshot, sizeof d->result_snapshot);
+	d->result_revision = r->result_revision;
+	memcpy(d->checkpoint, r->checkpoint, sizeof d->checkpoint);
+	int rc = rt_jobstore_save(J->reg, d);
+	free(d);
+	if (rc < 0) {
+		rt_logf(RT_LOG_ERROR, "jobs: saving job %" PRId64 ": %s", r->id, strerror(-rc));
 		return -EIO;
 	}
 	update_gauges(J);
@@ -503,22 +443,11 @@ int rt_jobs_list_json(rt_jobs *J, const char *state, json_t **out)
 	int any_live = 0;
 	for (int i = 0; i < J->nlanes; i++)
 		any_live |= J->lanes[i].run != NULL;
-	sqlite3_stmt *s = q(J, st >= 0 && !any_live ? Q_LIST_STATE : Q_LIST);
-	if (st >= 0 && !any_live)
-		sqlite3_bind_text(s, 1, state_names[st], -1, SQLITE_STATIC);
 	int64_t *ids = NULL;
-	size_t n = 0, cap = 0;
-	while (sqlite3_step(s) == SQLITE_ROW) {
-		if (n == cap) {
-			cap = cap ? cap * 2 : 64;
-			int64_t *ni = realloc(ids, cap * sizeof *ids);
-			if (!ni)
-				break;
-			ids = ni;
-		}
-		ids[n++] = sqlite3_column_int64(s, 0);
-	}
-	sqlite3_reset(s);
+	size_t n = 0;
+	int lrc = rt_jobstore_ids(J->reg, st >= 0 && !any_live ? st : -1, &ids, &n);
+	if (lrc < 0)
+		return lrc;
 	json_t *arr = json_array();
 	for (size_t i = 0; i < n; i++) {
 		json_t *j = rt_jobs_get_json(J, ids[i]);
@@ -696,27 +625,26 @@ int rt_jobs_submit(rt_jobs *J, const json_t *spec, int64_t *id, char *err, size_
 	char dpath[4096];
 	if (data && (rc = resolve_data(J, data, 0, dpath, sizeof dpath, err, errlen)) < 0)
 		goto out;
-	char *ptext = json_dumps(pcopy, JSON_COMPACT | JSON_SORT_KEYS);
-	char *stext = schj ? json_dumps(schj, JSON_COMPACT | JSON_ENCODE_ANY) : strdup("\"now\"");
-	sqlite3_stmt *s = q(J, Q_INSERT);
-	sqlite3_bind_text(s, 1, type, -1, SQLITE_TRANSIENT);
-	bind_opt_text(s, 2, fn);
-	bind_opt_int(s, 3, rev);
-	sqlite3_bind_text(s, 4, snap, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_text(s, 5, ptext ? ptext : "{}", -1, SQLITE_TRANSIENT);
-	sqlite3_bind_text(s, 6, stext ? stext : "\"now\"", -1, SQLITE_TRANSIENT);
-	sqlite3_bind_int(s, 7, pj ? (int)json_integer_value(pj) : 0);
-	sqlite3_bind_text(s, 8, dev, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_int64(s, 9, rt_clock_wall_ms());
-	int src = sqlite3_step(s);
-	sqlite3_reset(s);
-	free(ptext);
-	free(stext);
-	if (src != SQLITE_DONE) {
-		rc = rt_errf(err, errlen, -EIO, "job store: %s", sqlite3_errmsg(J->db));
+	rt_job_row *d = calloc(1, sizeof *d);
+	if (!d) {
+		rc = rt_errf(err, errlen, -ENOMEM, "out of memory");
 		goto out;
 	}
-	*id = sqlite3_last_insert_rowid(J->db);
+	snprintf(d->type, sizeof d->type, "%s", type);
+	snprintf(d->function, sizeof d->function, "%s", fn);
+	d->revision = rev;
+	snprintf(d->snapshot, sizeof d->snapshot, "%s", snap);
+	d->params = pcopy;                    /* borrowed */
+	d->schedule = (json_t *)schj;
+	d->priority = pj ? (int)json_integer_value(pj) : 0;
+	snprintf(d->device, sizeof d->device, "%s", dev);
+	d->created_ms = rt_clock_wall_ms();
+	int src = rt_jobstore_insert(J->reg, d, id);
+	free(d);
+	if (src < 0) {
+		rc = rt_errf(err, errlen, -EIO, "job store: %s", strerror(-src));
+		goto out;
+	}
 	rt_logf(RT_LOG_INFO, "job %" PRId64 " queued: %s of %s", *id, type, fn[0] ? fn : snap);
 	update_gauges(J);
 	pick(J);
@@ -1505,13 +1433,11 @@ static void pick(rt_jobs *J)
 		free_lanes += J->lanes[i].run == NULL;
 	if (!free_lanes)
 		return;
-	sqlite3_stmt *s = q(J, Q_CANDIDATES);
 	int64_t ids[256];
-	int n = 0;
-	while (n < 256 && sqlite3_step(s) == SQLITE_ROW)
-		ids[n++] = sqlite3_column_int64(s, 0);
-	sqlite3_reset(s);
-	for (int i = 0; i < n && free_lanes; i++) {
+	size_t n = 0;
+	if (rt_jobstore_candidates(J->reg, ids, sizeof ids / sizeof ids[0], &n) < 0)
+		return;
+	for (size_t i = 0; i < n && free_lanes; i++) {
 		if (find_run(J, ids[i]))
 			continue;
 		jrow row;
@@ -1568,7 +1494,6 @@ int rt_jobs_new(uv_loop_t *loop, rt_registry *reg, rt_sched *sched, rt_metrics *
 		return rt_errf(err, errlen, -ENOMEM, "jobs: out of memory");
 	J->loop = loop;
 	J->reg = reg;
-	J->db = rt_registry_db(reg);
 	J->sched = sched;
 	J->cfg = *cfg;
 	J->roots = allowed_roots;
@@ -1578,13 +1503,6 @@ int rt_jobs_new(uv_loop_t *loop, rt_registry *reg, rt_sched *sched, rt_metrics *
 		rt_jobs_free(J);
 		return rt_errf(err, errlen, -ENAMETOOLONG, "jobs: data directory path too long");
 	}
-	for (int i = 0; i < Q_COUNT; i++)
-		if (sqlite3_prepare_v3(J->db, sql[i], -1, SQLITE_PREPARE_PERSISTENT, &J->st[i], NULL) !=
-		    SQLITE_OK) {
-			rt_errf(err, errlen, -EIO, "jobs: preparing '%s': %s", sql[i], sqlite3_errmsg(J->db));
-			rt_jobs_free(J);
-			return -EIO;
-		}
 	J->m_jobs = rt_metrics_family(m, "thaw_jobs", RT_METRIC_GAUGE, "Jobs by state.", NULL, 0);
 	J->m_steps = rt_metrics_family(m, "thaw_job_steps_total", RT_METRIC_COUNTER,
 				       "Job units run on device lanes (minibatches, quantized blocks, "
@@ -1634,10 +1552,9 @@ int rt_jobs_new(uv_loop_t *loop, rt_registry *reg, rt_sched *sched, rt_metrics *
 
 void rt_jobs_start(rt_jobs *J)
 {
-	sqlite3_stmt *s = q(J, Q_RECOVER);
-	sqlite3_step(s);
-	sqlite3_reset(s);
-	int n = sqlite3_changes(J->db);
+	int n = 0;
+	if (rt_jobstore_recover(J->reg, &n) < 0)
+		rt_logf(RT_LOG_ERROR, "jobs: cannot mark the jobs interrupted by the last stop");
 	if (n > 0)
 		rt_logf(RT_LOG_INFO, "jobs: %d job(s) interrupted by the last stop will resume from their "
 			"checkpoints", n);
@@ -1696,8 +1613,6 @@ void rt_jobs_free(rt_jobs *J)
 			uv_close((uv_handle_t *)&J->timer, on_timer_closed);
 		uv_run(J->loop, UV_RUN_NOWAIT);
 	}
-	for (int i = 0; i < Q_COUNT; i++)
-		sqlite3_finalize(J->st[i]);
 	pthread_mutex_destroy(&J->lat_mu);
 	free(J);
 }

@@ -5,7 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include "runtime/base/rt_clock.h"
-#include "runtime/http/rt_http.h"
 #include "runtime/sched/rt_lane.h"
 #include "runtime/base/rt_log.h"
 

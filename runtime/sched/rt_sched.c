@@ -2,7 +2,7 @@
  * lane work (run_* functions, on a device's lane thread) and restores (on libuv's thread pool).
  *
  * A cold start is a chain of steps, each finishing on the loop:
- *   probe (pool: learn the image size, once)  -> place (loop: pick a device, reserve memory,
+ *   place (loop: pick a device, reserve the image size the revision's descriptor records,
  *   evict idle instances if short; wait for those evictions) -> restore (pool: disk -> host
  *   memory or GPU memory; skipped when the host tier holds the image) -> load (lane: copy from
  *   the host tier to the GPU if needed, kind.load) -> warm: run the held calls. */
@@ -18,6 +18,7 @@
 #include <unistd.h>
 #include "runtime/base/rt_clock.h"
 #include "pool/pool_gpu.h"
+#include "runtime/base/rt_clock.h"
 #include "runtime/base/rt_fault.h"
 #include "runtime/sched/rt_lane.h"
 #include "runtime/base/rt_log.h"
@@ -46,17 +47,21 @@ typedef struct sdev {
 
 typedef struct inst inst;
 
-struct rt_call {
-	rt_call *next;
+/* a call the scheduler holds: queued on its instance or in a batch on the lane */
+typedef struct qcall qcall;
+struct qcall {
+	qcall *next;
 	inst *in;
-	rt_req *req;
 	json_t *input;
-	rt_call_result_fn cb;
+	rt_call_done_fn done;
 	void *ud;
+	rt_call_watch_fn watch;   /* the caller's cancel hook, or NULL */
+	void *watch_ctx;
 	uv_timer_t deadline;
+	double timeout_s;         /* the deadline, from arrival */
 	int replied;              /* set under mu: no emit starts after it */
 	pthread_mutex_t mu;
-	fn_header *headers;       /* copy of the request's headers (one allocation with the text) */
+	fn_header *headers;       /* copy of the call's headers (one allocation with the text) */
 	size_t n_headers;
 	fn_emit_fn emit;          /* the caller's stream receiver, or NULL */
 	void *emit_ctx;
@@ -68,7 +73,7 @@ typedef struct batch {
 	rt_work w;
 	inst *in;
 	size_t n;
-	rt_call **calls;
+	qcall **calls;
 	fn_call *fc;
 	int rc;
 } batch;
@@ -104,9 +109,11 @@ struct inst {
 	int inflight;
 	int batch_running;
 	int batch_ready;
-	rt_call *qhead, *qtail;
+	qcall *qhead, *qtail;
 	int nq;
-	uv_timer_t idle_timer, batch_timer;
+	uv_timer_t idle_timer;    /* scale to zero: a warm instance idle_timeout_s after its last call */
+	uv_timer_t host_ttl_timer;/* host tier: the host copy dropped host_ttl_s after it got there */
+	uv_timer_t batch_timer;
 	int timers_open;
 	int64_t last_call_ms;
 	uint64_t last_used_ns;
@@ -269,8 +276,16 @@ static inst *find_inst(rt_sched *s, const char *name, uint32_t rev)
 }
 
 static void on_idle_timer(uv_timer_t *t);
+static void on_host_ttl_timer(uv_timer_t *t);
 static void on_batch_timer(uv_timer_t *t);
 static void settle(inst *in);
+
+/* stops the instance's scale-to-zero and host-tier timers (a call came, or its state moves) */
+static void idle_stop(inst *in)
+{
+	uv_timer_stop(&in->idle_timer);
+	uv_timer_stop(&in->host_ttl_timer);
+}
 
 static int get_inst(rt_sched *s, const char *name, uint32_t rev, inst **out)
 {
@@ -291,9 +306,10 @@ static int get_inst(rt_sched *s, const char *name, uint32_t rev, inst **out)
 	snprintf(in->name, sizeof in->name, "%s", name);
 	in->rev = in->info.rev;
 	uv_timer_init(s->loop, &in->idle_timer);
+	uv_timer_init(s->loop, &in->host_ttl_timer);
 	uv_timer_init(s->loop, &in->batch_timer);
-	in->idle_timer.data = in->batch_timer.data = in;
-	in->timers_open = 2;
+	in->idle_timer.data = in->host_ttl_timer.data = in->batch_timer.data = in;
+	in->timers_open = 3;
 	in->next = s->insts;
 	s->insts = in;
 	set_state(in, ST_COLD);
@@ -329,6 +345,7 @@ static void free_inst(inst *in)
 	host_free(in);
 	s->pending_handles++;
 	uv_close((uv_handle_t *)&in->idle_timer, on_inst_timer_closed);
+	uv_close((uv_handle_t *)&in->host_ttl_timer, on_inst_timer_closed);
 	uv_close((uv_handle_t *)&in->batch_timer, on_inst_timer_closed);
 }
 
@@ -336,14 +353,14 @@ static void free_inst(inst *in)
 
 static void on_call_closed(uv_handle_t *h)
 {
-	rt_call *c = h->data;
+	qcall *c = h->data;
 	json_decref(c->input);
 	free(c->headers);
 	pthread_mutex_destroy(&c->mu);
 	free(c);
 }
 
-static void call_free(rt_call *c)
+static void call_free(qcall *c)
 {
 	uv_timer_stop(&c->deadline);
 	uv_close((uv_handle_t *)&c->deadline, on_call_closed);
@@ -362,86 +379,80 @@ static void count_call(inst *in, int status)
 	}
 }
 
-/* replies an error for a call the scheduler answers itself */
-/* marks c answered (under its lock, so that no emit runs after) and stops watching its client;
+/* hands a call's end to its caller: a 503 the scheduler gives carries a retry hint */
+static void call_done(rt_call_done_fn done, void *ud, const char *name, uint32_t rev, json_t *out,
+		      const fn_error *err, int ours)
+{
+	rt_call_result r = {.function = name, .rev = rev, .out = out, .err = out ? NULL : err};
+	if (!out && ours && err->status == 503)
+		r.retry_after_s = 1;
+	done(&r, ud);
+}
+
+/* marks c answered (under its lock, so that no emit runs after) and clears its cancel hook;
  * returns 0 when it already was. Loop thread. */
-static int call_claim(rt_call *c)
+static int call_claim(qcall *c)
 {
 	pthread_mutex_lock(&c->mu);
 	int first = !c->replied;
 	c->replied = 1;
 	pthread_mutex_unlock(&c->mu);
-	if (first && c->req)
-		rt_req_on_gone(c->req, NULL, NULL);   /* its request may be reused once answered */
+	if (first && c->watch)
+		c->watch(c->watch_ctx, NULL, NULL);   /* the caller may move on once answered */
 	return first;
 }
 
 /* the emit the kind sees: forwards to the caller's (if any) while the call is unanswered */
 static int call_emit(void *ctx, json_t *chunk)
 {
-	rt_call *c = ctx;
+	qcall *c = ctx;
 	pthread_mutex_lock(&c->mu);
 	int rc = c->replied ? -1 : c->emit ? c->emit(c->emit_ctx, chunk) : 0;
 	pthread_mutex_unlock(&c->mu);
 	return rc;
 }
 
-/* Headers never handed to functions: the caller's credentials for thaw itself. */
-static int header_withheld(const char *name)
+/* copies the call's headers into c: one allocation */
+static int call_copy_headers(qcall *c, const fn_header *hs, size_t n)
 {
-	return strcasecmp(name, "Authorization") == 0 ||
-	       strcasecmp(name, "Proxy-Authorization") == 0;
-}
-
-/* copies req's headers (less the withheld ones) into c: one allocation */
-static int call_copy_headers(rt_call *c, const rt_req *req)
-{
-	size_t n = 0, text = 0;
-	if (!req)
-		return 0;
-	for (int i = 0; i < req->nheaders; i++)
-		if (!header_withheld(req->headers[i].name)) {
-			n++;
-			text += strlen(req->headers[i].name) + strlen(req->headers[i].value) + 2;
-		}
+	size_t text = 0;
+	for (size_t i = 0; i < n; i++)
+		text += strlen(hs[i].name) + strlen(hs[i].value) + 2;
 	if (n == 0)
 		return 0;
 	c->headers = malloc(n * sizeof *c->headers + text);
 	if (!c->headers)
 		return -ENOMEM;
 	char *p = (char *)(c->headers + n);
-	for (int i = 0; i < req->nheaders; i++) {
-		if (header_withheld(req->headers[i].name))
-			continue;
-		size_t ln = strlen(req->headers[i].name) + 1, lv = strlen(req->headers[i].value) + 1;
+	for (size_t i = 0; i < n; i++) {
+		size_t ln = strlen(hs[i].name) + 1, lv = strlen(hs[i].value) + 1;
 		fn_header *h = &c->headers[c->n_headers++];
-		h->name = memcpy(p, req->headers[i].name, ln);
-		h->value = memcpy(p + ln, req->headers[i].value, lv);
+		h->name = memcpy(p, hs[i].name, ln);
+		h->value = memcpy(p + ln, hs[i].value, lv);
 		p += ln + lv;
 	}
 	return 0;
 }
 
-static void call_fail(rt_call *c, int status, const char *msg)
+/* answers a call the scheduler gives up on itself */
+static void call_fail(qcall *c, int status, const char *msg)
 {
 	if (!call_claim(c))
 		return;
 	fn_error e = {.status = status};
 	snprintf(e.msg, sizeof e.msg, "%s", msg);
-	if (status == 503)
-		rt_req_add_header(c->req, "Retry-After", "1");
-	c->cb(c->req, c->in->name, c->in->rev, NULL, &e, c->ud);
+	call_done(c->done, c->ud, c->in->name, c->in->rev, NULL, &e, 1);
 	count_call(c->in, status);
 }
 
-static void queue_remove(inst *in, rt_call *c)
+static void queue_remove(inst *in, qcall *c)
 {
-	for (rt_call **p = &in->qhead; *p; p = &(*p)->next)
+	for (qcall **p = &in->qhead; *p; p = &(*p)->next)
 		if (*p == c) {
 			*p = c->next;
 			if (in->qtail == c) {
 				in->qtail = NULL;
-				for (rt_call *q = in->qhead; q; q = q->next)
+				for (qcall *q = in->qhead; q; q = q->next)
 					in->qtail = q;
 			}
 			in->nq--;
@@ -452,7 +463,7 @@ static void queue_remove(inst *in, rt_call *c)
 static void fail_queue(inst *in, int status, const char *msg)
 {
 	while (in->qhead) {
-		rt_call *c = in->qhead;
+		qcall *c = in->qhead;
 		in->qhead = c->next;
 		in->nq--;
 		call_fail(c, status, msg);
@@ -463,10 +474,10 @@ static void fail_queue(inst *in, int status, const char *msg)
 
 static void on_deadline(uv_timer_t *t)
 {
-	rt_call *c = t->data;
+	qcall *c = t->data;
 	char msg[160];
 	snprintf(msg, sizeof msg, "function '%s' did not answer within its timeout (%.3g s)",
-		 c->in->name, c->in->info.manifest.timeout_s);
+		 c->in->name, c->timeout_s);
 	if (c->in_batch) {
 		/* running on the lane: answer now, drop the result when it comes */
 		call_fail(c, 504, msg);
@@ -478,11 +489,11 @@ static void on_deadline(uv_timer_t *t)
 	call_free(c);
 }
 
-/* the client of a call closed its connection: answer it now (499, nobody reads it) so that the
- * kind's next emit tells it to stop; a queued call leaves the queue */
-static void call_gone(void *ud)
+/* the caller cancelled the call (its client went away): answer it now (499, nobody reads it)
+ * so that the kind's next emit tells it to stop; a queued call leaves the queue */
+static void call_cancelled(void *arg)
 {
-	rt_call *c = ud;
+	qcall *c = arg;
 	char msg[160];
 	snprintf(msg, sizeof msg, "the client of a call of '%s' went away", c->in->name);
 	if (c->in_batch) {
@@ -495,87 +506,81 @@ static void call_gone(void *ud)
 }
 
 /* answers a call refused before it was queued, through its callback */
-static void early_fail(rt_req *req, const char *name, uint32_t rev, rt_call_result_fn cb, void *ud,
-		       json_t *input, int status, const char *fmt, ...) __attribute__((format(printf, 8, 9)));
-static void early_fail(rt_req *req, const char *name, uint32_t rev, rt_call_result_fn cb, void *ud,
-		       json_t *input, int status, const char *fmt, ...)
+static void early_fail(const rt_call *call, const char *name, uint32_t rev, int status,
+		       const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+static void early_fail(const rt_call *call, const char *name, uint32_t rev, int status,
+		       const char *fmt, ...)
 {
 	fn_error e = {.status = status};
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(e.msg, sizeof e.msg, fmt, ap);
 	va_end(ap);
-	json_decref(input);
-	if (status == 503)
-		rt_req_add_header(req, "Retry-After", "1");
-	cb(req, name, rev, NULL, &e, ud);
+	json_decref(call->in);
+	call_done(call->done, call->ud, name, rev, NULL, &e, 1);
 }
 
-void rt_sched_invoke(rt_sched *s, rt_req *req, const char *name, uint32_t rev, json_t *input,
-		     rt_call_result_fn cb, void *ud)
-{
-	rt_sched_invoke_stream(s, req, name, rev, input, NULL, NULL, cb, ud);
-}
-
-void rt_sched_invoke_stream(rt_sched *s, rt_req *req, const char *name, uint32_t rev,
-			    json_t *input, fn_emit_fn emit, void *emit_ctx, rt_call_result_fn cb,
-			    void *ud)
+void rt_sched_submit(rt_sched *s, const rt_call *call)
 {
 	inst *in;
 	int rc;
+	const char *name = call->function;
+	uint32_t rev = call->rev;
 	if (rev == 0) {
 		rc = rt_registry_pick_revision(s->reg, name, next_rand(s), &rev);
 		if (rc < 0) {
-			early_fail(req, name, 0, cb, ud, input, 404, "function '%s' not found", name);
+			early_fail(call, name, 0, 404, "function '%s' not found", name);
 			return;
 		}
 	}
 	rc = get_inst(s, name, rev, &in);
 	if (rc < 0) {
 		if (rc == -ENOENT)
-			early_fail(req, name, rev, cb, ud, input, 404,
-				   "function '%s' revision %u not found", name, rev);
+			early_fail(call, name, rev, 404, "function '%s' revision %u not found", name, rev);
 		else
-			early_fail(req, name, rev, cb, ud, input, 500, "scheduler: %s", strerror(-rc));
+			early_fail(call, name, rev, 500, "scheduler: %s", strerror(-rc));
 		return;
 	}
+	name = in->name;   /* the caller's string may be gone before the call ends */
 	if (s->stopping) {
-		early_fail(req, name, rev, cb, ud, input, 503, "server is shutting down");
+		early_fail(call, name, rev, 503, "server is shutting down");
 		return;
 	}
-	if (req && rt_req_gone(req)) {   /* left while the call was prepared (e.g. a tokenizer load) */
+	/* cancelled while the call was prepared (e.g. a tokenizer load) */
+	if (call->watch && call->watch(call->watch_ctx, NULL, NULL)) {
 		count_call(in, 499);
-		early_fail(req, name, rev, cb, ud, input, 499, "the client of a call of '%s' went away",
-			   name);
+		early_fail(call, name, rev, 499, "the client of a call of '%s' went away", name);
 		return;
 	}
 	const rt_manifest *m = &in->info.manifest;
 	if (in->nq >= m->max_queue && !(in->state == ST_WARM && !in->batch_running && in->nq == 0)) {
 		count_call(in, 503);
-		early_fail(req, name, rev, cb, ud, input, 503, "function '%s' queue is full (%d waiting)",
-			   name, in->nq);
+		early_fail(call, name, rev, 503, "function '%s' queue is full (%d waiting)", name, in->nq);
 		return;
 	}
-	rt_call *c = calloc(1, sizeof *c);
-	if (!c || call_copy_headers(c, req) < 0) {
+	qcall *c = calloc(1, sizeof *c);
+	if (!c || call_copy_headers(c, call->headers, call->n_headers) < 0) {
 		free(c);
-		early_fail(req, name, rev, cb, ud, input, 500, "out of memory");
+		early_fail(call, name, rev, 500, "out of memory");
 		return;
 	}
 	pthread_mutex_init(&c->mu, NULL);
 	c->in = in;
-	c->req = req;
-	c->input = input;
-	c->cb = cb;
-	c->ud = ud;
-	c->emit = emit;
-	c->emit_ctx = emit_ctx;
+	c->input = call->in;
+	c->done = call->done;
+	c->ud = call->ud;
+	c->watch = call->watch;
+	c->watch_ctx = call->watch_ctx;
+	c->emit = call->emit;
+	c->emit_ctx = call->emit_ctx;
 	c->t_arrive = rt_clock_mono_ns();
+	c->timeout_s = call->timeout_s > 0 && call->timeout_s < m->timeout_s ? call->timeout_s
+									     : m->timeout_s;
 	uv_timer_init(s->loop, &c->deadline);
 	c->deadline.data = c;
-	uv_timer_start(&c->deadline, on_deadline, (uint64_t)(m->timeout_s * 1000.0 + 0.5), 0);
-	if (req)
-		rt_req_on_gone(req, call_gone, c);
+	uv_timer_start(&c->deadline, on_deadline, (uint64_t)(c->timeout_s * 1000.0 + 0.5), 0);
+	if (c->watch)
+		c->watch(c->watch_ctx, call_cancelled, c);
 	if (in->qtail)
 		in->qtail->next = c;
 	else
@@ -583,7 +588,7 @@ void rt_sched_invoke_stream(rt_sched *s, rt_req *req, const char *name, uint32_t
 	in->qtail = c;
 	in->nq++;
 	in->last_used_ns = c->t_arrive;
-	uv_timer_stop(&in->idle_timer);
+	idle_stop(in);
 	if (in->state == ST_COLD || in->state == ST_HOST)
 		begin_load(in);
 	else
@@ -619,14 +624,14 @@ static void batch_done(rt_work *w)
 	rt_sched *s = in->s;
 	uint64_t now = rt_clock_mono_ns();
 	for (size_t i = 0; i < b->n; i++) {
-		rt_call *c = b->calls[i];
+		qcall *c = b->calls[i];
 		fn_error *e = &b->fc[i].err;
 		json_t *out = b->fc[i].out;
 		if (!out && e->status == 0)
 			fn_err(e, 500, "function '%s' returned no output", in->name);
 		int status = out ? 200 : e->status;
 		if (call_claim(c)) {
-			c->cb(c->req, in->name, in->rev, out, out ? NULL : e, c->ud);
+			call_done(c->done, c->ud, in->name, in->rev, out, e, 0);
 			count_call(in, status);
 			const char *kv[] = {"function", in->name};
 			if (!in->deleted)
@@ -698,7 +703,7 @@ static void pump(inst *in)
 	uint64_t now = rt_clock_mono_ns();
 	const char *kv[] = {"function", in->name};
 	for (size_t i = 0; i < n; i++) {
-		rt_call *c = in->qhead;
+		qcall *c = in->qhead;
 		in->qhead = c->next;
 		if (!in->qhead)
 			in->qtail = NULL;
@@ -741,7 +746,7 @@ static void drop_host(inst *in)
 	host_free(in);
 	if (in->state == ST_HOST) {
 		set_state(in, ST_COLD);
-		uv_timer_stop(&in->idle_timer);
+		idle_stop(in);
 	}
 	rt_logf(RT_LOG_INFO, "function %s rev %u: host tier copy dropped", in->name, in->rev);
 }
@@ -843,7 +848,7 @@ static void evict(inst *in, int keep_host, const char *why)
 	j->w.done = evict_done;
 	j->w.cls = RT_WORK_INVOKE;
 	set_state(in, ST_EVICTING);
-	uv_timer_stop(&in->idle_timer);
+	idle_stop(in);
 	rt_logf(RT_LOG_INFO, "function %s rev %u: evicting from %s (%s)", in->name, in->rev,
 		in->dev->name, why);
 	if (rt_lane_submit(in->dev->lane, &j->w) < 0) {
@@ -894,7 +899,12 @@ static void on_idle_timer(uv_timer_t *t)
 	if (in->state == ST_WARM && in->inflight == 0 && in->nq == 0 &&
 	    in->info.manifest.min_scale < 1)
 		evict(in, 1, "idle");
-	else if (in->state == ST_HOST)
+}
+
+static void on_host_ttl_timer(uv_timer_t *t)
+{
+	inst *in = t->data;
+	if (in->state == ST_HOST)
 		drop_host(in);
 }
 
@@ -906,7 +916,8 @@ static void arm_idle(inst *in)
 		uv_timer_start(&in->idle_timer, on_idle_timer,
 			       (uint64_t)(in->info.manifest.idle_timeout_s * 1000.0 + 0.5), 0);
 	else if (in->state == ST_HOST)
-		uv_timer_start(&in->idle_timer, on_idle_timer, (uint64_t)(in->s->cfg.host_ttl_s * 1000.0), 0);
+		uv_timer_start(&in->host_ttl_timer, on_host_ttl_timer,
+			       (uint64_t)(in->s->cfg.host_ttl_s * 1000.0), 0);
 }
 
 /* ---- cold start ---- */
@@ -1027,6 +1038,16 @@ static void restore_after(uv_work_t *w, int status)
 	}
 	if (!in->dev) {   /* probe done */
 		place(in);
+		return;
+	}
+	if (in->restored && in->image_bytes && in->restored->bytes != in->image_bytes) {
+		char msg[400];
+		snprintf(msg, sizeof msg, "snapshot %.200s changed since it was deployed (image of %" PRIu64
+			 " bytes, %" PRIu64 " recorded): deploy it again", in->info.snapshot_path,
+			 in->restored->bytes, in->image_bytes);
+		rt_image_free(in->restored);
+		in->restored = NULL;
+		load_failed(in, 503, msg);
 		return;
 	}
 	in->t_restore_done = rt_clock_mono_ns();
@@ -1171,10 +1192,14 @@ static void begin_load(inst *in)
 	in->t_load0 = rt_clock_mono_ns();
 	in->t_restore_done = 0;
 	in->tier = in->host_img ? 1 : 0;
-	uv_timer_stop(&in->idle_timer);
+	idle_stop(in);
 	set_state(in, ST_LOADING);
 	in->dev = NULL;
+	if (in->image_bytes == 0 && in->info.desc.known)
+		in->image_bytes = in->info.desc.image_bytes;
 	if (in->info.snapshot_path[0] && in->image_bytes == 0 && !in->host_img) {
+		/* a revision without a descriptor (its snapshot was unreadable when it was
+		 * described): learn the size on the pool first */
 		if (start_pool_job(in) < 0)
 			load_failed(in, 500, "cannot queue the snapshot probe");
 		return;
@@ -1224,7 +1249,7 @@ static void maybe_destroy(inst *in)
 	if (in->deleted)
 		fail_queue(in, in->s->stopping ? 503 : 404,
 			   in->s->stopping ? "server is shutting down" : "function was deleted");
-	uv_timer_stop(&in->idle_timer);
+	idle_stop(in);
 	uv_timer_stop(&in->batch_timer);
 	if (in->state == ST_WARM && in->dev) {
 		ijob *j = calloc(1, sizeof *j);

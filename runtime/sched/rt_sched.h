@@ -7,7 +7,7 @@
  *   host     decoded image kept in host RAM (the host tier), not loaded on a device;
  *   warm     loaded on a device lane, calls run.
  * Calls that arrive while an instance is not warm are held (like Knative's activator) in a
- * bounded queue with the function's timeout: past max_queue -> 503 with Retry-After, past
+ * bounded queue with the function's timeout: past max_queue -> 503 (retry_after_s), past
  * timeout_s -> 504. Per-instance concurrency bounds the calls handed to the lane at once, and
  * queued calls are merged into batches of up to max_batch (waiting max_batch_delay_us for a
  * batch to fill when the lane is idle). idle_timeout_s after its last call a warm instance is
@@ -20,12 +20,11 @@
 #include <jansson.h>
 #include <uv.h>
 #include "functions/fn.h"
-#include "runtime/http/rt_http.h"
 #include "runtime/base/rt_metrics.h"
+#include "runtime/sched/rt_call.h"
 #include "runtime/store/rt_registry.h"
 
 typedef struct rt_sched rt_sched;
-typedef struct rt_call rt_call;
 
 typedef struct rt_sched_config {
 	uint64_t host_budget_bytes;   /* host tier; default: a quarter of physical RAM */
@@ -59,32 +58,22 @@ void rt_sched_start(rt_sched *s);
  * instances; done() is called on the loop once every handle is closed. */
 void rt_sched_stop(rt_sched *s, void (*done)(void *ud), void *ud);
 
-/* A call's result goes back through this callback (loop thread): out is the kind's output
- * (borrowed; NULL on error) or err says why (status >= 400). The callback must reply to req. */
-typedef void (*rt_call_result_fn)(rt_req *req, const char *function, uint32_t rev,
-				  json_t *out, const fn_error *err, void *ud);
-
 /* rt_sched_free frees s after rt_sched_stop's done callback ran. */
 void rt_sched_free(rt_sched *s);
 
-/* rt_sched_invoke runs one call of function name (revision by the traffic split, or rev when
- * non-zero) with input in (reference stolen). cb is called exactly once, on the loop thread,
- * with the output or an error: the kind's own, or 404 (unknown function or revision), 503
- * (queue full, device gone, load failed; a Retry-After header is already added) or 504
- * (timeout: the result of a call still running is dropped when it comes). */
-void rt_sched_invoke(rt_sched *s, rt_req *req, const char *name, uint32_t rev, json_t *in,
-		     rt_call_result_fn cb, void *ud);
-
-/* rt_sched_invoke_stream is rt_sched_invoke for a kind that streams: the kind's partial results
- * (fn_call.emit, see functions/fn.h) go to emit(emit_ctx, chunk) — on the device lane's thread,
- * not the loop's: the receiver hands them to the loop itself (uv_async_t) and copies or increfs
- * the borrowed chunk. emit is never called once the call has been answered (cb ran, e.g. a 504)
- * and never concurrently with cb; a non-zero return stops the stream (the kind fails the call
- * with 499). emit may be NULL. The call's request headers reach the kind as fn_call.headers
- * (less Authorization and Proxy-Authorization), in both variants. */
-void rt_sched_invoke_stream(rt_sched *s, rt_req *req, const char *name, uint32_t rev,
-			    json_t *in, fn_emit_fn emit, void *emit_ctx, rt_call_result_fn cb,
-			    void *ud);
+/* rt_sched_submit runs call c (rt_call.h) of function c->function: revision by the traffic
+ * split, or c->rev when non-zero; the input reference c->in is stolen, the name and headers
+ * are copied (c itself may go once this returns). c->done is called exactly once, on the loop
+ * thread — possibly before rt_sched_submit returns — with the output or an error: the kind's
+ * own, or 404 (unknown function or revision), 499 (cancelled through the hook), 503 (queue
+ * full, device gone, load failed, shutting down; retry_after_s set) or 504 (past the deadline:
+ * the result of a call still running is dropped when it comes). A kind that streams sends its
+ * partial results (fn_call.emit, functions/fn.h) to c->emit(c->emit_ctx, chunk) — on the
+ * device lane's thread, not the loop's: the receiver hands them to the loop itself
+ * (uv_async_t) and copies or increfs the borrowed chunk. emit is never called once the call
+ * has been answered (done ran, e.g. a 504) and never concurrently with done; a non-zero
+ * return stops the stream (the kind fails the call with 499). */
+void rt_sched_submit(rt_sched *s, const rt_call *c);
 
 /* rt_sched_deployed tells the scheduler that name got a new revision (PUT): min_scale
  * instances are loaded now. */

@@ -1,24 +1,36 @@
-/* rt_registry.h — the function registry: SQLite database DATA/registry.db holding functions,
- * their revisions (1, 2, 3, ...: the manifest, the resolved snapshot path, the creation time)
- * and each function's traffic split between revisions. Survives restarts and crashes: WAL
- * journal, every multi-statement change in one transaction. The schema is versioned with
- * PRAGMA user_version and upgraded by numbered migrations at open (migration 2: the jobs
- * table, owned by runtime/jobs/rt_jobs.c; migration 3: api_keys, owned by runtime/access/rt_auth.c).
- * Not thread-safe: all calls come from the event-loop thread. Each is a few prepared
- * (cached) statements, microseconds to a millisecond (synchronous=NORMAL: a commit does not
- * wait for fsync; a power loss can lose the last commits, never corrupt the file).
+/* rt_registry.h — the function registry: functions, their revisions (1, 2, 3, ...: the
+ * manifest, the resolved snapshot path, the creation time), each function's traffic split
+ * between revisions, and the API keys' rows. Survives restarts and crashes: the rows live in a
+ * store (rt_store.h; rt_store_sqlite.c keeps them in DATA/registry.db, WAL journal, every
+ * multi-statement change in one transaction, schema upgraded by numbered migrations at open;
+ * the jobs table, owned by runtime/jobs/rt_jobs.c, lives in the same file).
+ *
+ * The registry keeps an in-memory view of what the hot path reads: per function the latest
+ * revision, the traffic split and the revisions asked for (manifest, snapshot path), and the
+ * key rows. rt_registry_pick_revision, rt_registry_get, rt_registry_get_revision,
+ * rt_registry_get_traffic and rt_registry_key_find answer from it and run no statement once
+ * an entry is loaded; every write through the registry drops the entries it touches, and a
+ * change committed elsewhere (another process, another node) drops the whole view before the
+ * next read (the store's generation count, or rt_registry_invalidate). Listings and the JSON
+ * views read the store. Not thread-safe: all calls come from the event-loop thread.
  * Functions return 0 or a negative errno; where an err buffer is taken it gets a message. */
 #ifndef THAW_RT_REGISTRY_H
 #define THAW_RT_REGISTRY_H
 #include <stddef.h>
 #include <stdint.h>
 #include <jansson.h>
+#include "runtime/store/rt_desc.h"
 #include "runtime/store/rt_manifest.h"
 
 typedef struct rt_registry rt_registry;
 
 /* The schema version this build creates and understands. */
-#define RT_REGISTRY_SCHEMA_VERSION 3
+#define RT_REGISTRY_SCHEMA_VERSION 4
+
+/* API key rows (runtime/access/rt_auth.c makes and checks keys; the registry stores them) */
+#define RT_REGISTRY_KEY_ID_MAX 32      /* characters of a key id */
+#define RT_REGISTRY_KEY_HASH_LEN 32    /* bytes of a key's keyed hash */
+#define RT_REGISTRY_KEY_SCOPES_MAX 512 /* space-separated scopes, with the NUL */
 
 /* One revision of a function. */
 typedef struct rt_revision_info {
@@ -27,6 +39,8 @@ typedef struct rt_revision_info {
 	rt_manifest manifest;                      /* settings of this revision (traffic.n == 0) */
 	char snapshot_path[RT_MANIFEST_PATH_MAX];  /* resolved path; "" when none (echo) */
 	int64_t created_ms;                        /* Unix time, milliseconds */
+	rt_desc desc;                              /* desc.known == 0 when it cannot be computed
+						    * (snapshot gone, kind unknown) */
 } rt_revision_info;
 
 /* One row of rt_registry_list. */
@@ -42,9 +56,14 @@ typedef struct rt_registry_entry {
  * build; -EIO for other SQLite failures (message in err). Caller closes with rt_registry_close. */
 int rt_registry_open(const char *data_dir, rt_registry **out, char *err, size_t errlen);
 
-/* rt_registry_db gives the open SQLite connection, for modules that keep their own tables in
- * the same file (the job store, rt_jobs.c). Loop thread only, like every registry call. */
-struct sqlite3 *rt_registry_db(rt_registry *reg);
+/* rt_registry_statements counts the statements the store has run since open (each execution
+ * of a prepared statement, transaction statements included; the jobs' rows too, rt_jobstore.h). A test reads it around a call to see that the call ran none. */
+uint64_t rt_registry_statements(rt_registry *reg);
+
+/* rt_registry_invalidate drops the view's entry of function name (NULL: the whole view, keys
+ * included), so that the next read loads it from the store. For a store that hears of changes
+ * made elsewhere (a notification); writes through the registry do it themselves. */
+void rt_registry_invalidate(rt_registry *reg, const char *name);
 
 /* rt_registry_close finalizes the statements and closes the database; NULL is fine. */
 void rt_registry_close(rt_registry *reg);
@@ -56,6 +75,14 @@ void rt_registry_close(rt_registry *reg);
  * otherwise all traffic goes to the new revision. *rev_out (may be NULL) gets the number. */
 int rt_registry_put(rt_registry *reg, const char *name, const rt_manifest *m,
 		    const char *snapshot_path, uint32_t *rev_out, char *err, size_t errlen);
+
+/* rt_registry_put_desc is rt_registry_put with the revision's descriptor (rt_desc.h) given
+ * (desc borrowed; NULL: computed here from the snapshot, and left to the first read when that
+ * fails). rt_registry_put opens the snapshot to compute it; a deploy that has the snapshot
+ * open already computes it from there and passes it. */
+int rt_registry_put_desc(rt_registry *reg, const char *name, const rt_manifest *m,
+			 const char *snapshot_path, const rt_desc *desc, uint32_t *rev_out,
+			 char *err, size_t errlen);
 
 /* rt_registry_set_traffic replaces the traffic split of an existing function without a new
  * revision (rollback = point at an older one). -ENOENT for an unknown function or revision
@@ -103,6 +130,25 @@ int rt_registry_delete(rt_registry *reg, const char *name);
  * ("latest" resolves to the latest revision). -ENOENT when unknown. */
 int rt_registry_pick_revision(rt_registry *reg, const char *name, uint64_t random_draw,
 			      uint32_t *rev);
+
+/* API keys. rt_registry_key_insert stores a new row: id (1..RT_REGISTRY_KEY_ID_MAX
+ * characters), hash (RT_REGISTRY_KEY_HASH_LEN bytes), scopes (space-separated, shorter than
+ * RT_REGISTRY_KEY_SCOPES_MAX); -EEXIST when the id is taken, -EINVAL for a bad argument. */
+int rt_registry_key_insert(rt_registry *reg, const char *id, const unsigned char *hash,
+			   const char *scopes);
+
+/* rt_registry_key_revoke marks key id revoked now (the row stays for the audit trail).
+ * -ENOENT when unknown or already revoked. The view forgets it at once. */
+int rt_registry_key_revoke(rt_registry *reg, const char *id);
+
+/* rt_registry_key_find looks a live (not revoked) key up by id in the view: 0 with its hash
+ * (RT_REGISTRY_KEY_HASH_LEN bytes) and scopes (RT_REGISTRY_KEY_SCOPES_MAX) copied out,
+ * -ENOENT when there is none, -EIO when the store cannot load the keys. */
+int rt_registry_key_find(rt_registry *reg, const char *id, unsigned char *hash, char *scopes);
+
+/* rt_registry_key_list builds {"keys": [{"id", "scopes": [..], "created", "revoked"}, ...]}
+ * in creation order (new reference, caller owns); no hash is listed. */
+int rt_registry_key_list(rt_registry *reg, json_t **out);
 
 /* rt_registry_format_time writes ms (Unix time) as RFC 3339 UTC with milliseconds,
  * "2026-01-02T03:04:05.678Z". */

@@ -38,7 +38,7 @@ static void setup(void)
 	const char *bin = t_bin(), *src = t_src();
 	if (e2e_digits(rows, 16, &expected) < 0)
 		expected = NULL;
-	const char *args[] = {"--idle-timeout", "5", "--host-ttl", HOST_TTL, "--no-access-log", NULL};
+	const char *args[] = {"--keepalive-timeout", "5", "--host-ttl", HOST_TTL, "--no-access-log", NULL};
 	srv_ok = e2e_start(&srv, args, NULL) == 0;
 	if (!srv_ok)
 		return;

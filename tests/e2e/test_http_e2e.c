@@ -20,7 +20,7 @@ static void start_default(void)
 	/* read timeout 2 s: every request here, even test_one_byte_writes' 80 separate sends,
 	 * arrives well within it under ASan on a loaded machine; 408 is tested with a request that
 	 * never completes */
-	const char *args[] = {"--read-timeout", "2", "--idle-timeout", "1", "--max-body", "4096",
+	const char *args[] = {"--read-timeout", "2", "--keepalive-timeout", "1", "--max-body", "4096",
 			      "--max-header", "2048", NULL};
 	const char *env[] = {"K_SERVICE=svc-a", "K_REVISION=svc-a-00001", "K_CONFIGURATION=svc-a", NULL};
 	srv_ok = e2e_start(&srv, args, env) == 0;
@@ -317,6 +317,43 @@ static void test_slow_client_408_and_idle_close(void)
 	fd = e2e_connect(&srv);
 	T_CHECK(e2e_is_closed(fd, 10000));
 	close(fd);
+}
+
+/* a keep-alive connection that answered a request and then sits idle closes within the
+ * keep-alive timeout (1 s here; the first-byte timeout of a silent connection is 10 s) */
+static int closes_after_keepalive(const e2e_server *s)
+{
+	int fd = e2e_connect(s);
+	const char *g = "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n";
+	e2e_resp r;
+	int ok = fd >= 0 && e2e_send(fd, g, strlen(g)) == 0 && e2e_read_resp(fd, &r) == 0;
+	if (ok) {
+		ok = r.status == 200;
+		e2e_resp_free(&r);
+	}
+	ok = ok && e2e_is_closed(fd, 4000);
+	if (fd >= 0)
+		close(fd);
+	return ok;
+}
+
+/* --keepalive-timeout sets the keep-alive idle timeout; --idle-timeout, its deprecated
+ * spelling, still does and logs a warning naming the new flag */
+static void test_keepalive_timeout_flags(void)
+{
+	NEED_SERVER();
+	T_CHECK(closes_after_keepalive(&srv));
+	T_CHECK(!e2e_log_contains(&srv, "deprecated"));
+	e2e_server old;
+	const char *args[] = {"--idle-timeout", "1", NULL};
+	if (e2e_start(&old, args, NULL) != 0) {
+		T_CHECK(!"server with --idle-timeout did not start");
+		return;
+	}
+	T_CHECK(closes_after_keepalive(&old));
+	T_CHECK(e2e_log_contains(&old, "--idle-timeout is deprecated: use --keepalive-timeout"));
+	T_CHECK(e2e_log_contains(&old, "idle_timeout_s"));
+	e2e_stop(&old, SIGTERM, 10);
 }
 
 static void test_request_id_and_traceparent(void)
@@ -723,6 +760,7 @@ void t_main(void)
 	T_RUN(test_keep_alive_reuse);
 	T_RUN(test_expect_100_continue);
 	T_RUN(test_slow_client_408_and_idle_close);
+	T_RUN(test_keepalive_timeout_flags);
 	T_RUN(test_request_id_and_traceparent);
 	T_RUN(test_head_request);
 	T_RUN(test_strict_parsing);

@@ -5,7 +5,8 @@
  * a job with a bad data file fails with its error and the daemon keeps serving; cancel; kill -9
  * in the middle of a job, restart on the same data directory: the job resumes from its
  * checkpoint and ends with exactly the figures of an uninterrupted run; SIGTERM during a job
- * checkpoints it and exits 0, and it resumes after the restart; `thaw jobs` CLI. */
+ * checkpoints it and exits 0, and it resumes after the restart; `thaw jobs` CLI; reals in the
+ * answers in their shortest form. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -244,6 +245,33 @@ static void test_cancel(void)
 	json_decref(o);
 }
 
+/* the daemon's answers write reals in their shortest form: 0.003, not 0.0030000000000000001
+ * (in the 202, in GET /v1/jobs/{id} and in the list); the job is cancelled again */
+static void test_reals_shortest(void)
+{
+	if (!srv_ok)
+		T_SKIP("server did not start");
+	e2e_resp r;
+	char body[1200];
+	snprintf(body, sizeof body, FT, t_src(), 100000);
+	T_EQ_INT(e2e_call(&srv, "POST", "/v1/jobs", NULL, body, &r), 202);
+	T_CHECK(r.body && strstr(r.body, "\"learning_rate\":0.003,") && !strstr(r.body, "0.0030000"));
+	T_CHECK(r.body && strstr(r.body, "\"feature_scale\":0.0625"));
+	json_t *o = r.body ? json_loads(r.body, 0, NULL) : NULL;
+	long long id = json_integer_value(json_object_get(o, "id"));
+	json_decref(o);
+	e2e_resp_free(&r);
+	char p[64];
+	snprintf(p, sizeof p, "/v1/jobs/%lld", id);
+	T_EQ_INT(e2e_call(&srv, "GET", p, NULL, NULL, &r), 200);
+	T_CHECK(r.body && strstr(r.body, "\"learning_rate\":0.003,") && !strstr(r.body, "0.0030000"));
+	e2e_resp_free(&r);
+	T_EQ_INT(e2e_call(&srv, "GET", "/v1/jobs", NULL, NULL, &r), 200);
+	T_CHECK(r.body && strstr(r.body, "\"learning_rate\":0.003,") && !strstr(r.body, "0.0030000"));
+	e2e_resp_free(&r);
+	T_EQ_INT(call(&srv, "DELETE", p, NULL, NULL), 200);
+}
+
 static void test_cli(void)
 {
 	if (!srv_ok)
@@ -375,6 +403,7 @@ void t_main(void)
 	T_RUN(test_finetune_while_serving);
 	T_RUN(test_bad_data_fails_daemon_serves);
 	T_RUN(test_cancel);
+	T_RUN(test_reals_shortest);
 	T_RUN(test_cli);
 	T_RUN(test_sigterm_checkpoints_running_job);
 	T_RUN(test_kill9_resumes_from_checkpoint);

@@ -164,6 +164,69 @@ static void test_deploy_and_invoke(void)
 	json_decref(out);
 }
 
+/* the plugin's V2 signature (declared by its v2_sig, recorded at deploy): metadata and infer */
+static void test_v2(void)
+{
+	if (!srv_ok)
+		T_SKIP("server or plugin not available");
+	json_t *out = NULL;
+	T_EQ_INT(call("GET", "/v2/models/aff", NULL, NULL, &out), 200);
+	json_t *in0 = json_array_get(json_object_get(out, "inputs"), 0);
+	json_t *out0 = json_array_get(json_object_get(out, "outputs"), 0);
+	T_EQ_STR(json_string_value(json_object_get(out, "platform")), "thaw_plugin");
+	T_EQ_STR(json_string_value(json_object_get(in0, "name")), "x");
+	T_EQ_STR(json_string_value(json_object_get(in0, "datatype")), "FP32");
+	T_EQ_INT(json_integer_value(json_array_get(json_object_get(in0, "shape"), 0)), -1);
+	T_EQ_INT(json_integer_value(json_array_get(json_object_get(in0, "shape"), 1)), N_IN);
+	T_EQ_STR(json_string_value(json_object_get(out0, "name")), "y");
+	T_EQ_INT(json_integer_value(json_array_get(json_object_get(out0, "shape"), 1)), N_OUT);
+	json_decref(out);
+	/* 3 rows in, flat data in row-major order; y compared with the reference */
+	json_t *rows = x_rows(3), *flat = json_array();
+	for (size_t r = 0; r < 3; r++)
+		for (size_t j = 0; j < N_IN; j++)
+			json_array_append(flat, json_array_get(json_array_get(rows, r), j));
+	json_t *req = json_pack("{s:[{s:s,s:s,s:[i,i],s:o}]}", "inputs", "name", "x", "datatype", "FP32",
+				"shape", 3, N_IN, "data", flat);
+	char *body = json_dumps(req, JSON_COMPACT);
+	out = NULL;
+	T_EQ_INT(call("POST", "/v2/models/aff/infer", body, NULL, &out), 200);
+	json_t *y = json_array_get(json_object_get(out, "outputs"), 0);
+	T_EQ_STR(json_string_value(json_object_get(y, "name")), "y");
+	T_EQ_STR(json_string_value(json_object_get(y, "datatype")), "FP32");
+	T_EQ_INT(json_integer_value(json_array_get(json_object_get(y, "shape"), 0)), 3);
+	T_EQ_INT(json_integer_value(json_array_get(json_object_get(y, "shape"), 1)), N_OUT);
+	json_t *data = json_object_get(y, "data");
+	T_EQ_INT(json_array_size(data), 3 * N_OUT);
+	double maxerr = 0;
+	for (size_t r = 0; r < 3; r++)
+		for (int i = 0; i < N_OUT; i++) {
+			double ref = B[i];
+			for (int j = 0; j < N_IN; j++)
+				ref += (double)W[i][j] *
+				       json_number_value(json_array_get(json_array_get(rows, r), (size_t)j));
+			maxerr = fmax(maxerr, fabs(json_number_value(json_array_get(data, r * N_OUT +
+									(size_t)i)) - ref));
+		}
+	T_CHECK(maxerr < 1e-4);
+	json_decref(out);
+	free(body);
+	json_decref(req);
+	/* a shape the signature does not take, and an input it does not know */
+	const char *bad[] = {
+		"{\"inputs\":[{\"name\":\"x\",\"datatype\":\"FP32\",\"shape\":[1,2],\"data\":[1,2]}]}",
+		"{\"inputs\":[{\"name\":\"z\",\"datatype\":\"FP32\",\"shape\":[1,1],\"data\":[1]}]}",
+	};
+	for (int i = 0; i < 2; i++) {
+		out = NULL;
+		T_EQ_INT(call("POST", "/v2/models/aff/infer", bad[i], NULL, &out), 400);
+		const char *e = json_string_value(json_object_get(out, "error"));
+		T_CHECK(e && strstr(e, "takes input 'x' FP32 with shape [-1, "));
+		json_decref(out);
+	}
+	json_decref(rows);
+}
+
 static int deploy_status(const char *kind, json_t **out)
 {
 	char body[2400];
@@ -229,7 +292,7 @@ static void test_bad_plugins(void)
 		T_SKIP("no C compiler for the bad plugins");
 	snprintf(kind, sizeof kind, "plugin:%s", so);
 	T_EQ_INT(deploy_status(kind, &o), 400);
-	T_CHECK(err_has(o, "built for ABI 1, this thaw loads ABI 2"));
+	T_CHECK(err_has(o, "built for ABI 1, this thaw loads ABI 3"));
 	/* no thaw_fn_kind symbol */
 	T_EQ_INT(build_so(plug_dir, "nosym", "int not_a_kind(void) { return 3; }\n", so, sizeof so), 0);
 	snprintf(kind, sizeof kind, "plugin:%s", so);
@@ -302,6 +365,7 @@ void t_main(void)
 {
 	setup();
 	T_RUN(test_deploy_and_invoke);
+	T_RUN(test_v2);
 	T_RUN(test_bad_plugins);
 	T_RUN(test_plugins_disabled);
 	T_RUN(test_restart);

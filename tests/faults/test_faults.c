@@ -18,7 +18,9 @@
  *    the GPU placement path with a fake GPU (--fake-gpus 1:MiB, a CPU lane budgeted as cuda:0),
  *    and on a real GPU with --gpu-memory BYTES (skipped without a GPU).
  * Also a regression found by the soak: V2 unload/load while calls arrive.
- * Fault points (runtime/base/rt_fault.h) pause the daemon with THAW_FAULT_PAUSE=NAME[:N]. */
+ * Fault points (runtime/base/rt_fault.h) pause the daemon with THAW_FAULT_PAUSE=NAME[:N]: they
+ * exist only in the test build of the daemon, thaw-test ($THAW_TEST_BIN, else the $THAW_BIN
+ * path with "-test" added), which every server of this file runs. */
 #include <errno.h>
 #include <stdarg.h>
 #include <fcntl.h>
@@ -797,8 +799,20 @@ static void test_unload_while_invoked(void)
 	T_EQ_INT(e2e_stop(&hammer_srv, SIGTERM, 10), 0);
 }
 
+/* use_test_binary points THAW_BIN (what e2e_start_in runs) at the daemon with test hooks */
+static void use_test_binary(void)
+{
+	char p[1024];
+	const char *t = getenv("THAW_TEST_BIN"), *b = getenv("THAW_BIN");
+	snprintf(p, sizeof p, "%s", t ? t : "");
+	if (!t)
+		snprintf(p, sizeof p, "%s-test", b ? b : "build/thaw");
+	setenv("THAW_BIN", p, 1);
+}
+
 void t_main(void)
 {
+	use_test_binary();
 	T_RUN(test_kill_during_deploy);
 	T_RUN(test_kill_during_restore);
 	T_RUN(test_kill_during_pack);

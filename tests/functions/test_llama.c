@@ -440,12 +440,13 @@ static void test_llama_stream(void)
 	kern_dev_close(d);
 }
 
-/* fed_run loads the fixture on devspec with the environment variable env set (NULL: none) and
+/* fed_run loads the fixture on devspec opened with kern_tuning.feed_depth = depth (-1: the
+ * device's default, 0: every step through the host) and
  * answers a fixed set of requests: greedy to a length, with logprobs, to a stop token (steps
  * queued past it are discarded), a request after that stop (the discarded steps must not
  * disturb it), max_tokens 1, and a stream whose receiver leaves after 3 tokens. Returns an
  * array of the answers ({"status": N} for a failed call, {"stream": [...]} added for streams). */
-static json_t *fed_run(const char *devspec, const char *env, const char *val)
+static json_t *fed_run(const char *devspec, int depth)
 {
 	static const char *reqs[] = {
 		"{\"tokens\": [1, 9], \"max_tokens\": 24, \"stop\": [], \"logprobs\": true}",
@@ -454,20 +455,18 @@ static json_t *fed_run(const char *devspec, const char *env, const char *val)
 		"{\"tokens\": [4], \"max_tokens\": 1, \"logprobs\": true}",
 		"{\"tokens\": [1], \"max_tokens\": 10}",
 	};
-	if (env)
-		setenv(env, val, 1);
+	kern_tuning t = KERN_TUNING_DEFAULT;
+	t.feed_depth = depth;
 	kern_dev *d;
 	fx_model m;
 	json_t *res = json_array();
-	T_EQ_INT(kern_dev_open(devspec, 2, &d), 0);
+	T_EQ_INT(kern_dev_open_tuned(devspec, 2, &t, &d), 0);
 	T_EQ_INT(fx_load("llama_tiny", "llama", &m), 0);
 	T_EQ_INT(fx_to_dev(d, &m), 0);
 	fn_load_args a = {d, m.w, m.n, m.meta};
 	void *st = NULL;
 	fn_error err;
 	T_EQ_INT(fn_llama_kind.load(&a, &st, &err), 0);
-	if (env)
-		unsetenv(env);
 	for (size_t i = 0; st && i < sizeof reqs / sizeof reqs[0]; i++) {
 		json_t *o = gen(st, reqs[i]);
 		json_array_append_new(res, o ? o : json_pack("{s:i}", "status", 0));
@@ -517,7 +516,7 @@ static int same_answers(const json_t *a, const json_t *b, double tol)
  * steps discarded past a stop, max_tokens 1, logprobs, a stream cut short. */
 static void test_llama_fed_decode(void)
 {
-	json_t *host = fed_run("cpu", "THAW_NO_FEED", "1");
+	json_t *host = fed_run("cpu", 0);
 	json_t *a0 = json_array_get(host, 0), *a1 = json_array_get(host, 1);
 	T_EQ_INT(json_array_size(json_object_get(a0, "tokens")), 24);
 	T_EQ_INT(json_array_size(json_object_get(a0, "logprobs")), 24);
@@ -526,17 +525,16 @@ static void test_llama_fed_decode(void)
 	json_t *a5 = json_array_get(host, 5);
 	T_EQ_INT(json_integer_value(json_object_get(a5, "status")), 499);
 	T_EQ_INT(json_array_size(json_object_get(a5, "stream")), 3);
-	const char *depths[] = {"1", "2", "3"};
-	for (int i = 0; i < 3; i++) {
-		json_t *fed = fed_run("cpu", "THAW_FEED_DEPTH", depths[i]);
+	for (int depth = 1; depth <= 3; depth++) {
+		json_t *fed = fed_run("cpu", depth);
 		if (!same_answers(host, fed, 0))
-			fprintf(stderr, "  cpu, depth %s: fed answers differ\n", depths[i]);
+			fprintf(stderr, "  cpu, depth %d: fed answers differ\n", depth);
 		T_CHECK(same_answers(host, fed, 0));
 		json_decref(fed);
 	}
 	if (kern_cuda_count() >= 1) {   /* CUDA: fed vs through the host, and vs the CPU */
-		json_t *ch = fed_run("cuda:0", "THAW_NO_FEED", "1");
-		json_t *cf = fed_run("cuda:0", NULL, NULL), *c3 = fed_run("cuda:0", "THAW_FEED_DEPTH", "3");
+		json_t *ch = fed_run("cuda:0", 0);
+		json_t *cf = fed_run("cuda:0", -1), *c3 = fed_run("cuda:0", 3);
 		T_CHECK(same_answers(ch, cf, 1e-4));
 		T_CHECK(same_answers(ch, c3, 1e-4));
 		T_CHECK(same_answers(host, cf, 1e-2));

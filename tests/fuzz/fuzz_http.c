@@ -1,6 +1,8 @@
 /* fuzz_http.c — libFuzzer target for the HTTP server: each input is a whole request stream sent
  * over one loopback TCP connection to an in-process server with the daemon's real router, head
- * hook, gate and handlers (tight limits so that 413/431/503 paths are reached).
+ * hook, gate and handlers (tight limits so that 413/431/503 paths are reached), uploads
+ * included: PUT /v1/snapshots|data/{name} streams into the server's data directory (a
+ * temporary one, removed at exit), at most 16 KiB.
  *
  * Input: byte 0 holds flags, byte 1 seeds the split points, the rest is the stream.
  *   bit 0   never read the responses (a 4 KiB receive buffer, no recv: write backpressure)
@@ -60,6 +62,7 @@ static int start(rt_server *srv, const char *name, int is_dev)
 	cfg.http.max_header_bytes = 1024;
 	cfg.http.max_body_inflight = 4096;
 	cfg.http.max_write_queue = 4096;
+	cfg.max_upload_bytes = 16384;   /* PUT /v1/snapshots|data: oversize bodies from small inputs */
 	cfg.http.access_log = 0;
 	cfg.http.read_timeout_ms = 50;
 	cfg.dev = is_dev;

@@ -288,6 +288,88 @@ static void test_dev_open(void)
 	T_EQ_INT(kern_dev_open("cpu", 0, &d), 0);
 	T_EQ_STR(kern_dev_name(d), "cpu");
 	T_EQ_INT(kern_graph_begin(d), -ENOTSUP);
+	T_EQ_INT(kern_dev_tuning(d)->feed_depth, 1);   /* the CPU's default depth */
+	T_EQ_INT(kern_dev_tuning(d)->graphs, 1);
+	kern_dev_close(d);
+}
+
+/* kern_tuning: checked at open, copied, feed_depth -1 resolved per device */
+static void test_dev_tuning(void)
+{
+	kern_dev *d = NULL;
+	kern_tuning t = KERN_TUNING_DEFAULT;
+	T_EQ_INT(t.pdl, 1);
+	T_EQ_INT(t.fused_attention, 1);
+	T_EQ_INT(t.feed_depth, -1);
+	t.feed_depth = KERN_MARKS;
+	T_EQ_INT(kern_dev_open_tuned("cpu", 1, &t, &d), -EINVAL);
+	T_CHECK(d == NULL);
+	t.feed_depth = -2;
+	T_EQ_INT(kern_dev_open_tuned("cpu", 1, &t, &d), -EINVAL);
+	t.feed_depth = 0;
+	t.i8_gemm_rows = -1;
+	T_EQ_INT(kern_dev_open_tuned("cpu", 1, &t, &d), -EINVAL);
+	t.i8_gemm_rows = 24;
+	t.feed_depth = 3;
+	t.graphs = 0;
+	T_EQ_INT(kern_dev_open_tuned("cpu", 1, &t, &d), 0);
+	t.feed_depth = 1;   /* the device keeps its own copy */
+	T_EQ_INT(kern_dev_tuning(d)->feed_depth, 3);
+	T_EQ_INT((int)kern_dev_tuning(d)->i8_gemm_rows, 24);
+	T_EQ_INT(kern_dev_tuning(d)->graphs, 0);
+	kern_dev_close(d);
+	T_EQ_INT(kern_dev_open_tuned("cpu", 1, NULL, &d), 0);
+	T_EQ_INT(kern_dev_tuning(d)->feed_depth, 1);
+	kern_dev_close(d);
+	/* borrowed compute resources: GPU devices only, and one is needed */
+	T_EQ_INT(kern_dev_open_compute("cpu", NULL, NULL, &d), -EINVAL);
+	T_EQ_INT(kern_dev_open_compute("cuda:0", NULL, NULL, &d), -EINVAL);
+	T_CHECK(d == NULL);
+}
+
+/* the chained ops equal their two calls on the CPU (kern.c composes them) and check shapes */
+static void test_chained_ops(void)
+{
+	kern_dev *d;
+	T_EQ_INT(kern_dev_open("cpu", 2, &d), 0);
+	enum { M = 3, H = 4, KVH = 2, HD = 8, D = H * HD, KVD = KVH * HD, I = 12 };
+	int32_t pos[M] = {0, 1, 2};
+	float q[2][M * D], k[2][M * KVD], v[M * KVD], kc[2][M * KVD], vc[2][M * KVD];
+	float att[2][M * D], y[2][M * D], g[2][M * I];
+	float wo[D * D], wg[I * D], wu[I * D], wd[D * I], nw[D];
+	float *ws[] = {wo, wg, wu, wd, nw, v};
+	int ns[] = {D * D, I * D, I * D, D * I, D, M * KVD};
+	unsigned r = 7;
+	for (int i = 0; i < 6; i++)
+		for (int j = 0; j < ns[i]; j++)
+			ws[i][j] = (float)((r = r * 1103515245u + 12345u) >> 16 & 0x7fff) / 32768.f - 0.5f;
+	for (int c = 0; c < 2; c++) {
+		for (int j = 0; j < M * D; j++)
+			q[c][j] = y[c][j] = (float)(j % 7) / 7.f - 0.4f;
+		for (int j = 0; j < M * KVD; j++)
+			k[c][j] = (float)(j % 5) / 5.f - 0.3f;
+		memset(kc[c], 0, sizeof kc[c]);
+		memset(vc[c], 0, sizeof vc[c]);
+	}
+	kern_mat mo = {KERN_F32, D, D, wo, NULL, 0}, mg = {KERN_F32, I, D, wg, NULL, 0};
+	kern_mat mu = {KERN_F32, I, D, wu, NULL, 0}, md = {KERN_F32, D, I, wd, NULL, 0};
+	kern_norm n = {nw, 1e-5f};
+	T_EQ_INT(kern_rope_attention_proj(d, q[0], k[0], v, pos, M, H, KVH, HD, 1e4f, kc[0], vc[0], M,
+					  0.3f, att[0], &mo, y[0]), 0);
+	T_EQ_INT(kern_swiglu_proj(d, y[0], M, &mg, &mu, &n, g[0], &md, y[0]), 0);
+	T_EQ_INT(kern_rope_attention(d, q[1], k[1], v, pos, M, H, KVH, HD, 1e4f, kc[1], vc[1], M,
+				     0.3f, att[1]), 0);
+	T_EQ_INT(kern_linear_add(d, att[1], M, &mo, y[1]), 0);
+	T_EQ_INT(kern_swiglu(d, y[1], M, &mg, &mu, g[1], &n), 0);
+	T_EQ_INT(kern_linear_add(d, g[1], M, &md, y[1]), 0);
+	T_CHECK(memcmp(att[0], att[1], sizeof att[0]) == 0);
+	T_CHECK(memcmp(g[0], g[1], sizeof g[0]) == 0);
+	T_CHECK(memcmp(y[0], y[1], sizeof y[0]) == 0);
+	/* shapes that do not chain */
+	T_EQ_INT(kern_rope_attention_proj(d, q[0], k[0], v, pos, M, H, KVH, HD, 1e4f, kc[0], vc[0], M,
+					  0.3f, att[0], &md, y[0]), -EINVAL);
+	T_EQ_INT(kern_swiglu_proj(d, y[0], M, &mg, &mu, &n, g[0], &mo, y[0]), -EINVAL);
+	T_EQ_INT(kern_swiglu_proj(d, y[0], M, &mg, &mu, &n, g[0], NULL, y[0]), -EINVAL);
 	kern_dev_close(d);
 }
 
@@ -299,4 +381,6 @@ void t_main(void)
 	T_RUN(test_argmax_sample);
 	T_RUN(test_argmax_feed);
 	T_RUN(test_dev_open);
+	T_RUN(test_dev_tuning);
+	T_RUN(test_chained_ops);
 }

@@ -1,14 +1,16 @@
 /* test_kern_cuda.c — every CUDA op against the CPU reference op on fresh random inputs at
  * several sizes, tolerances by dtype; GPU outputs are poisoned (all bytes 0xFF = NaN / -1)
  * before each run, so an element the kernel forgot to write shows. Also a captured CUDA
- * graph replayed with new positions, and the prefill products that skip their input rounding
- * after a producer (xtag). Skips without a GPU. */
+ * graph replayed with new positions, and the chained ops whose product takes its input rounded
+ * by the producer. Skips without a GPU. */
+#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include "tests/t.h"
 #define KT_SEED 4242
 #include "tests/kernels/kt.h"
+#include "pool/pool_compute.h"
 
 /* same_f: bit-exact equality over n floats (conversions, gathers); reports the first miss */
 static int same_f(const float *a, const float *b, size_t n, const char *what)
@@ -334,15 +336,17 @@ static void test_cuda_fused(void)
 {
 	if (!open_devs())
 		T_SKIP("no GPU");
-	/* 40: int8 on dequantized BF16 through cuBLAS; the last one in chunks of 24 weight rows */
+	/* 40: int8 on dequantized BF16 through cuBLAS; the last one in chunks of 24 weight rows, on
+	 * a second handle of the GPU opened with that tuning (every buffer of the round on it) */
 	int64_t ms[] = {1, 1, 5, 8, 20, 20, 40, 40};
+	kern_tuning t24 = KERN_TUNING_DEFAULT;
+	t24.i8_gemm_rows = 24;
+	kern_dev *G0 = G, *G24 = NULL;
+	T_EQ_INT(kern_dev_open_tuned("cuda:0", 0, &t24, &G24), 0);
 	for (int dt = 0; dt < 5; dt++)
 		for (int mi = 0; mi < 8; mi++) {
 			int64_t m = ms[mi], k = 256, ns[3] = {256, 64, 64};
-			if (mi == 7)
-				setenv("THAW_I8_GEMM_ROWS", "24", 1);
-			else
-				unsetenv("THAW_I8_GEMM_ROWS");
+			G = mi == 7 && G24 ? G24 : G0;
 			int blk = dt == 4 ? 32 : 0;
 			kern_dtype kd = dt == 0 ? KERN_F32 : dt == 1 ? KERN_F16 : dt == 2 ? KERN_BF16 : KERN_I8;
 			kern_mat wc[3], wg[3];
@@ -421,7 +425,8 @@ static void test_cuda_fused(void)
 			kern_free(G, dx);
 			free(x);
 		}
-	unsetenv("THAW_I8_GEMM_ROWS");
+	G = G0;
+	kern_dev_close(G24);
 	/* rope_kv vs rope + rope + kv_store on the CPU */
 	int64_t m = 3, H = 8, KVH = 2, hd = 64, cap = 40, kvd = KVH * hd;
 	int32_t pos[3] = {17, 18, 19};
@@ -531,11 +536,6 @@ static void test_cuda_i8_tall(void)
 	}
 }
 
-#ifdef THAW_CUDA
-/* kernels/cuda/kc_linear.cu: roundings the device's products skipped thanks to an xtag (test
- * hook; d must be a CUDA device) */
-unsigned long long kern_cuda_xtag_hits(const kern_dev *d);
-
 /* a weight matrix in F16/BF16 on both devices */
 typedef struct xt_w {
 	kern_mat c, g;
@@ -574,150 +574,107 @@ static int xt_close(const void *dy, const float *want, size_t n, double rt, cons
 	return ok;
 }
 
-#define XT_HITS(before, want) T_EQ_INT((int)(kern_cuda_xtag_hits(G) - (before)), (want))
-#endif
+/* two device buffers of n floats hold the same bits */
+static int xt_same(const void *a, const void *b, size_t n, const char *what)
+{
+	float *x = down(a, n * 4), *y = down(b, n * 4);
+	int ok = same_f(x, y, n, what);
+	free(x);
+	free(y);
+	return ok;
+}
 
-/* Prefill producers (attention; swiglu's SiLU*mul) leave their output rounded in the device's
- * workspace for the cuBLAS product right after (kernels/cuda/kc_int.h, xtag): that product
- * skips its own rounding only when it comes immediately after, on exactly that input and
- * dtype. Each case is checked against the CPU, and the hook counts the skipped roundings: the
- * stale-copy cases (input changed in between by another op, by a copy, freed and reallocated;
- * an unrelated op in between; fewer rows; a different weight dtype) must round again. */
-static void test_cuda_xtag(void)
+/* The chained ops kern_rope_attention_proj and kern_swiglu_proj (in a prefill the producer
+ * writes its output also rounded for the cuBLAS product that follows inside the op) give
+ * bit for bit what the separate calls give on the GPU (the product rounds the same F32 values
+ * itself there), and match the CPU's (kern.c composes them there), at decode (1 row, GEMV) and
+ * prefill (20 rows, cuBLAS) sizes, BF16 and F16 weights; the swiglu form also with y == x. */
+static void test_cuda_chained(void)
 {
 	if (!open_devs())
 		T_SKIP("no GPU");
-#ifdef THAW_CUDA
-	const int64_t m = 20, H = 4, KVH = 2, hd = 64, D = H * hd, kvd = KVH * hd, I = 96;
-	const float sc = 0.125f;
-	const size_t nD = (size_t)(m * D), nI = (size_t)(m * I);
+	const int64_t H = 4, KVH = 2, hd = 64, D = H * hd, kvd = KVH * hd, I = 96, M = 20;
+	const float sc = 0.125f, th = 1e4f;
 	int32_t pos[20];
-	for (int i = 0; i < m; i++)
+	for (int i = 0; i < M; i++)
 		pos[i] = i;
-	float *q = rnd(nD, 1), *kc = rnd((size_t)(m * kvd), 1), *vc = rnd((size_t)(m * kvd), 1);
-	float *x = rnd(nD, 1), *nw = rnd((size_t)D, 1), *base = rnd(nD, 1), *delta = rnd(nD, 1);
-	float *gnew = rnd(nI, 1), *bias = rnd((size_t)D, 1);
-	float *att = malloc(nD * 4), *att2 = malloc(nD * 4), *yc = malloc(nD * 4), *gc = malloc(nI * 4);
-	void *dq = up(q, nD * 4), *dkc = up(kc, (size_t)(m * kvd) * 4);
-	void *dvc = up(vc, (size_t)(m * kvd) * 4), *dpos = up(pos, (size_t)m * 4);
-	void *dx = up(x, nD * 4), *dnw = up(nw, (size_t)D * 4), *ddelta = up(delta, nD * 4);
-	void *dbias = up(bias, (size_t)D * 4), *dz = poisoned(nD * 4);
+	float *q = rnd((size_t)(M * D), 1), *k = rnd((size_t)(M * kvd), 1);
+	float *v = rnd((size_t)(M * kvd), 1), *x = rnd((size_t)(M * D), 1);
+	float *nw = rnd((size_t)D, 1), *base = rnd((size_t)(M * D), 1);
+	void *dpos = up(pos, (size_t)M * 4), *dv = up(v, (size_t)(M * kvd) * 4);
+	void *dnw = up(nw, (size_t)D * 4);
 	kern_norm nc = {nw, 1e-5f}, ng = {dnw, 1e-5f};
-	kern_attention(C, q, kc, vc, pos, m, H, KVH, hd, m, sc, att);
-	for (size_t i = 0; i < nD; i++)
-		att2[i] = att[i] + delta[i];
-	for (int di = 0; di < 2; di++) {
-		kern_dtype dt = di ? KERN_F16 : KERN_BF16, other = di ? KERN_BF16 : KERN_F16;
-		xt_w wo, wo2, wg, wu, wd;
-		xt_w_make(&wo, dt, D, D);
-		xt_w_make(&wo2, other, D, D);
-		xt_w_make(&wg, dt, I, D);
-		xt_w_make(&wu, dt, I, D);
-		xt_w_make(&wd, dt, D, I);
-		void *datt = poisoned(nD * 4), *dy = poisoned(nD * 4), *dg = poisoned(nI * 4);
-		void *dh = poisoned(nI * 4);
-		unsigned long long h0;
-		/* a normed product first (as q/k/v in a layer): the dtype producers round to */
-		float *yh[1] = {dh};
-		T_EQ_INT(kern_linear_multi(G, dx, m, 1, &wg.g, yh, &ng), 0);
-
-		/* attention -> o_proj + residual: the rounded copy is used, results as the CPU's */
-		kern_copy_h2d(G, dy, base, nD * 4);
-		h0 = kern_cuda_xtag_hits(G);
-		T_EQ_INT(kern_attention(G, dq, dkc, dvc, dpos, m, H, KVH, hd, m, sc, datt), 0);
-		T_EQ_INT(kern_linear_add(G, datt, m, &wo.g, dy), 0);
-		XT_HITS(h0, 1);
-		T_CHECK(xt_close(datt, att, nD, 1e-4, "xtag: attention F32 output"));
-		memcpy(yc, base, nD * 4);
-		kern_linear_add(C, att, m, &wo.c, yc);
-		T_CHECK(xt_close(dy, yc, nD, 2e-2, "xtag: o_proj after attention"));
-
-		/* the input changed in between (kern_add): rounded again from the new values */
-		kern_copy_h2d(G, dy, base, nD * 4);
-		h0 = kern_cuda_xtag_hits(G);
-		T_EQ_INT(kern_attention(G, dq, dkc, dvc, dpos, m, H, KVH, hd, m, sc, datt), 0);
-		T_EQ_INT(kern_add(G, datt, ddelta, (int64_t)nD), 0);
-		T_EQ_INT(kern_linear_add(G, datt, m, &wo.g, dy), 0);
-		XT_HITS(h0, 0);
-		memcpy(yc, base, nD * 4);
-		kern_linear_add(C, att2, m, &wo.c, yc);
-		T_CHECK(xt_close(dy, yc, nD, 2e-2, "xtag: input changed by an op in between"));
-
-		/* an unrelated op in between: no skip; then kern_linear right after: skip */
-		kern_linear(C, att, m, &wo.c, bias, KERN_ACT_GELU, yc);
-		for (int direct = 0; direct < 2; direct++) {
-			h0 = kern_cuda_xtag_hits(G);
-			T_EQ_INT(kern_attention(G, dq, dkc, dvc, dpos, m, H, KVH, hd, m, sc, datt), 0);
-			if (!direct)
-				T_EQ_INT(kern_rmsnorm(G, dx, dnw, m, D, 1e-5f, dz), 0);
-			T_EQ_INT(kern_linear(G, datt, m, &wo.g, dbias, KERN_ACT_GELU, dy), 0);
-			XT_HITS(h0, direct);
-			T_CHECK(xt_close(dy, yc, nD, 2e-2, direct ? "xtag: kern_linear right after"
-								   : "xtag: unrelated op in between"));
+	for (int di = 0; di < 2; di++)
+		for (int mi = 0; mi < 2; mi++) {
+			int64_t m = mi ? M : 1;
+			size_t nD = (size_t)(m * D), nI = (size_t)(m * I), nK = (size_t)(m * kvd);
+			kern_dtype dt = di ? KERN_F16 : KERN_BF16;
+			xt_w wo, wg, wu, wd;
+			xt_w_make(&wo, dt, D, D);
+			xt_w_make(&wg, dt, I, D);
+			xt_w_make(&wu, dt, I, D);
+			xt_w_make(&wd, dt, D, I);
+			void *dy[2], *datt[2], *dg[2];
+			/* GPU: [0] chained, [1] separate calls, each from fresh q, k and caches */
+			for (int sep = 0; sep < 2; sep++) {
+				void *dq = up(q, nD * 4), *dk = up(k, nK * 4);
+				void *dkc = poisoned(nK * 4), *dvc = poisoned(nK * 4);
+				dy[sep] = up(base, nD * 4);
+				datt[sep] = poisoned(nD * 4);
+				dg[sep] = poisoned(nI * 4);
+				void *dx = up(x, nD * 4);
+				if (sep) {
+					T_EQ_INT(kern_rope_attention(G, dq, dk, dv, dpos, m, H, KVH, hd, th, dkc,
+								     dvc, m, sc, datt[1]), 0);
+					T_EQ_INT(kern_linear_add(G, datt[1], m, &wo.g, dy[1]), 0);
+					T_EQ_INT(kern_swiglu(G, dx, m, &wg.g, &wu.g, dg[1], &ng), 0);
+					T_EQ_INT(kern_linear_add(G, dg[1], m, &wd.g, dy[1]), 0);
+				} else {
+					T_EQ_INT(kern_rope_attention_proj(G, dq, dk, dv, dpos, m, H, KVH, hd, th,
+									  dkc, dvc, m, sc, datt[0], &wo.g,
+									  dy[0]), 0);
+					T_EQ_INT(kern_swiglu_proj(G, dx, m, &wg.g, &wu.g, &ng, dg[0], &wd.g,
+								  dy[0]), 0);
+				}
+				kern_free(G, dq); kern_free(G, dk); kern_free(G, dkc); kern_free(G, dvc);
+				kern_free(G, dx);
+			}
+			char what[96];
+			snprintf(what, sizeof what, "chained vs separate, %s, m %lld", kern_dtype_name(dt),
+				 (long long)m);
+			T_CHECK(xt_same(datt[0], datt[1], nD, what));
+			T_CHECK(xt_same(dg[0], dg[1], nI, what));
+			T_CHECK(xt_same(dy[0], dy[1], nD, what));
+			/* the CPU's chained ops (composed by kern.c) */
+			float *cq = malloc(nD * 4), *ck = malloc(nK * 4), *ckc = calloc(nK, 4);
+			float *cvc = calloc(nK, 4), *cy = malloc(nD * 4), *catt = malloc(nD * 4);
+			float *cg = malloc(nI * 4);
+			memcpy(cq, q, nD * 4);
+			memcpy(ck, k, nK * 4);
+			memcpy(cy, base, nD * 4);
+			T_EQ_INT(kern_rope_attention_proj(C, cq, ck, v, pos, m, H, KVH, hd, th, ckc, cvc, m,
+							  sc, catt, &wo.c, cy), 0);
+			T_EQ_INT(kern_swiglu_proj(C, x, m, &wg.c, &wu.c, &nc, cg, &wd.c, cy), 0);
+			snprintf(what, sizeof what, "chained GPU vs CPU, %s, m %lld", kern_dtype_name(dt),
+				 (long long)m);
+			T_CHECK(xt_close(datt[0], catt, nD, 1e-4, what));
+			T_CHECK(xt_close(dg[0], cg, nI, 4e-2, what));
+			T_CHECK(xt_close(dy[0], cy, nD, 4e-2, what));
+			/* y == x: the MLP added into its own input (the residual stream) */
+			void *dx = up(x, nD * 4), *dg2 = poisoned(nI * 4);
+			T_EQ_INT(kern_swiglu_proj(G, dx, m, &wg.g, &wu.g, &ng, dg2, &wd.g, dx), 0);
+			memcpy(cy, x, nD * 4);
+			T_EQ_INT(kern_swiglu_proj(C, cy, m, &wg.c, &wu.c, &nc, cg, &wd.c, cy), 0);
+			T_CHECK(xt_close(dx, cy, nD, 4e-2, "swiglu_proj with y == x"));
+			kern_free(G, dx); kern_free(G, dg2);
+			free(cq); free(ck); free(ckc); free(cvc); free(cy); free(catt); free(cg);
+			for (int i = 0; i < 2; i++) {
+				kern_free(G, dy[i]); kern_free(G, datt[i]); kern_free(G, dg[i]);
+			}
+			xt_w_free(&wo); xt_w_free(&wg); xt_w_free(&wu); xt_w_free(&wd);
 		}
-
-		/* fewer rows than the producer wrote: no skip */
-		h0 = kern_cuda_xtag_hits(G);
-		T_EQ_INT(kern_attention(G, dq, dkc, dvc, dpos, m, H, KVH, hd, m, sc, datt), 0);
-		T_EQ_INT(kern_linear(G, datt, m - 1, &wo.g, NULL, KERN_ACT_NONE, dy), 0);
-		XT_HITS(h0, 0);
-		kern_linear(C, att, m - 1, &wo.c, NULL, KERN_ACT_NONE, yc);
-		T_CHECK(xt_close(dy, yc, (size_t)((m - 1) * D), 2e-2, "xtag: fewer rows"));
-
-		/* swiglu -> down_proj + residual: skip; the SiLU*mul's F32 output as the CPU's */
-		kern_copy_h2d(G, dy, base, nD * 4);
-		h0 = kern_cuda_xtag_hits(G);
-		T_EQ_INT(kern_swiglu(G, dx, m, &wg.g, &wu.g, dg, &ng), 0);
-		T_EQ_INT(kern_linear_add(G, dg, m, &wd.g, dy), 0);
-		XT_HITS(h0, 1);
-		kern_swiglu(C, x, m, &wg.c, &wu.c, gc, &nc);
-		T_CHECK(xt_close(dg, gc, nI, 4e-2, "xtag: swiglu F32 output"));
-		memcpy(yc, base, nD * 4);
-		kern_linear_add(C, gc, m, &wd.c, yc);
-		T_CHECK(xt_close(dy, yc, nD, 4e-2, "xtag: down_proj after swiglu"));
-
-		/* swiglu, then its output overwritten by a copy: no skip, the new values count */
-		kern_copy_h2d(G, dy, base, nD * 4);
-		h0 = kern_cuda_xtag_hits(G);
-		T_EQ_INT(kern_swiglu(G, dx, m, &wg.g, &wu.g, dg, &ng), 0);
-		T_EQ_INT(kern_copy_h2d(G, dg, gnew, nI * 4), 0);
-		T_EQ_INT(kern_linear_add(G, dg, m, &wd.g, dy), 0);
-		XT_HITS(h0, 0);
-		memcpy(yc, base, nD * 4);
-		kern_linear_add(C, gnew, m, &wd.c, yc);
-		T_CHECK(xt_close(dy, yc, nD, 2e-2, "xtag: input overwritten by a copy"));
-
-		/* the producer's output freed and a new (zeroed) buffer allocated, likely at the same
-		 * address: no skip, the product of zeros leaves the residual as it was */
-		kern_copy_h2d(G, dy, base, nD * 4);
-		h0 = kern_cuda_xtag_hits(G);
-		T_EQ_INT(kern_attention(G, dq, dkc, dvc, dpos, m, H, KVH, hd, m, sc, datt), 0);
-		kern_free(G, datt);
-		datt = kern_alloc(G, nD * 4);
-		T_CHECK(datt != NULL);
-		T_EQ_INT(kern_linear_add(G, datt, m, &wo.g, dy), 0);
-		XT_HITS(h0, 0);
-		T_CHECK(xt_close(dy, base, nD, 1e-6, "xtag: freed and reallocated input"));
-
-		/* a consumer whose weights are of another dtype than the copy: no skip */
-		kern_copy_h2d(G, dy, base, nD * 4);
-		h0 = kern_cuda_xtag_hits(G);
-		T_EQ_INT(kern_attention(G, dq, dkc, dvc, dpos, m, H, KVH, hd, m, sc, datt), 0);
-		T_EQ_INT(kern_linear_add(G, datt, m, &wo2.g, dy), 0);
-		XT_HITS(h0, 0);
-		memcpy(yc, base, nD * 4);
-		kern_linear_add(C, att, m, &wo2.c, yc);
-		T_CHECK(xt_close(dy, yc, nD, 2e-2, "xtag: other weight dtype"));
-
-		kern_free(G, datt); kern_free(G, dy); kern_free(G, dg); kern_free(G, dh);
-		xt_w_free(&wo); xt_w_free(&wo2); xt_w_free(&wg); xt_w_free(&wu); xt_w_free(&wd);
-	}
-	kern_free(G, dq); kern_free(G, dkc); kern_free(G, dvc); kern_free(G, dpos);
-	kern_free(G, dx); kern_free(G, dnw); kern_free(G, ddelta); kern_free(G, dbias);
-	kern_free(G, dz);
-	free(q); free(kc); free(vc); free(x); free(nw); free(base); free(delta); free(gnew);
-	free(bias); free(att); free(att2); free(yc); free(gc);
-#endif
+	kern_free(G, dpos); kern_free(G, dv); kern_free(G, dnw);
+	free(q); free(k); free(v); free(x); free(nw); free(base);
 }
 
 static void test_cuda_close(void)
@@ -725,6 +682,43 @@ static void test_cuda_close(void)
 	if (G) kern_dev_close(G);
 	if (C) kern_dev_close(C);
 	G = C = NULL;
+}
+
+/* a device on compute resources the caller holds (kern_dev_open_compute): its products match
+ * the CPU's, closing it leaves them to the caller, who can open another device on them */
+static void test_cuda_borrowed_compute(void)
+{
+	if (!open_devs())
+		T_SKIP("no GPU");
+	pool_compute *pc = NULL;
+	T_EQ_INT(pool_compute_open(0, &pc), 0);
+	if (!pc)
+		return;
+	kern_dev *b = NULL;
+	T_EQ_INT(kern_dev_open_compute("cpu", NULL, pc, &b), -EINVAL);
+	for (int round = 0; round < 2; round++) {
+		T_EQ_INT(kern_dev_open_compute("cuda:0", NULL, pc, &b), 0);
+		if (!b)
+			break;
+		const int64_t m = 20, n = 48, k = 64;   /* 20 rows of F32: cuBLAS */
+		float *x = rnd((size_t)(m * k), 1), *w = rnd((size_t)(n * k), 1);
+		float *yc = malloc((size_t)(m * n) * 4), *yg = malloc((size_t)(m * n) * 4);
+		void *dx = kern_alloc(b, (size_t)(m * k) * 4), *dw = kern_alloc(b, (size_t)(n * k) * 4);
+		void *dy = kern_alloc(b, (size_t)(m * n) * 4);
+		kern_copy_h2d(b, dx, x, (size_t)(m * k) * 4);
+		kern_copy_h2d(b, dw, w, (size_t)(n * k) * 4);
+		kern_mat wc = {KERN_F32, n, k, w, NULL, 0}, wg = {KERN_F32, n, k, dw, NULL, 0};
+		T_EQ_INT(kern_linear(C, x, m, &wc, NULL, KERN_ACT_NONE, yc), 0);
+		T_EQ_INT(kern_linear(b, dx, m, &wg, NULL, KERN_ACT_NONE, dy), 0);
+		T_EQ_INT(kern_copy_d2h(b, yg, dy, (size_t)(m * n) * 4), 0);
+		T_CHECK(close_f(yg, yc, (size_t)(m * n), 1e-3, 1e-3, "linear on borrowed compute"));
+		kern_free(b, dx); kern_free(b, dw); kern_free(b, dy);
+		free(x); free(w); free(yc); free(yg);
+		kern_dev_close(b);
+		void *p = NULL;   /* still the caller's */
+		T_EQ_INT(pool_compute_scratch(pc, 1, 4096, &p), 0);
+	}
+	pool_compute_close(pc);
 }
 
 void t_main(void)
@@ -737,6 +731,7 @@ void t_main(void)
 	T_RUN(test_cuda_fused);
 	T_RUN(test_cuda_i8_long);
 	T_RUN(test_cuda_i8_tall);
-	T_RUN(test_cuda_xtag);
+	T_RUN(test_cuda_chained);
+	T_RUN(test_cuda_borrowed_compute);
 	T_RUN(test_cuda_close);
 }

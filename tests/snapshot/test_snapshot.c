@@ -1,7 +1,9 @@
 /* test_snapshot.c — the .thaw format end to end: pack from safetensors (single, sharded),
  * verify, unpack, restore (every I/O mode), determinism, transform hook + metadata, tensor
- * table, and rejection of corrupt, truncated and malformed input with the right message. */
+ * table, progress hooks, and rejection of corrupt, truncated and malformed input with the right
+ * message. */
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <unistd.h>
 #include "tests/t.h"
@@ -55,7 +57,6 @@ static int pack(const char *from, const char *to, int threads, uint32_t chunk)
 	snap_pack_opts o = {0};
 	o.w.threads = threads;
 	o.w.chunk_size = chunk;
-	o.w.progress = 0;
 	int rc = snap_pack(from, to, &o, NULL, err, sizeof err);
 	if (rc)
 		fprintf(stderr, "  pack: %s\n", err);
@@ -216,16 +217,6 @@ static void test_io_modes(void)
 		if (modes[k] == SNAP_IO_DIRECT)  /* O_DIRECT or a reported fallback */
 			T_CHECK(st.io == SNAP_IO_DIRECT || st.io_note[0]);
 	}
-	/* the environment variable forces the buffered fallback */
-	setenv("THAW_SNAP_IO", "pread", 1);
-	snap_restore_stats st;
-	T_EQ_INT(snap_restore_host(f, img, snap_image_size(f), NULL, &st, err, sizeof err), 0);
-	T_EQ_INT(st.io, SNAP_IO_PREAD);
-	setenv("THAW_SNAP_IO", "uring", 1);
-	T_EQ_INT(snap_restore_host(f, img, snap_image_size(f), NULL, &st, err, sizeof err), 0);
-	T_CHECK(st.io == SNAP_IO_URING || st.io == SNAP_IO_PREAD);
-	check_image(f, img);
-	unsetenv("THAW_SNAP_IO");
 	free(img);
 	snap_close(f);
 }
@@ -677,6 +668,183 @@ static void test_dtypes(void)
 		T_EQ_INT(snap_dtype_from_name(snap_dtype_name(d)), d);
 }
 
+/* ---- progress hooks ---- */
+
+typedef struct prog_log {
+	pthread_mutex_t mu;
+	int inside;                /* a call in progress: calls must never overlap */
+	int overlapped, calls, backwards, after_return;
+	int closed;                /* set once the call under test returned */
+	uint64_t last, total;
+	char phase[32];
+	int phase_changed;
+	uint64_t prev_last, prev_total;   /* where the phase before this one ended */
+	int prev_calls;
+	char prev_phase[32];
+} prog_log;
+
+static void prog_hook(void *user, const char *phase, uint64_t done, uint64_t total)
+{
+	prog_log *l = user;
+	pthread_mutex_lock(&l->mu);
+	if (l->inside)
+		l->overlapped++;
+	l->inside = 1;
+	pthread_mutex_unlock(&l->mu);
+	usleep(200);   /* widen the window in which a second, overlapping call would be seen */
+	pthread_mutex_lock(&l->mu);
+	if (l->closed)
+		l->after_return++;
+	if (l->calls && done < l->last)
+		l->backwards++;
+	if (l->calls && strcmp(l->phase, phase)) {
+		l->phase_changed++;
+		l->prev_last = l->last;
+		l->prev_total = l->total;
+		l->prev_calls = l->calls;
+		memcpy(l->prev_phase, l->phase, sizeof l->phase);
+	}
+	snprintf(l->phase, sizeof l->phase, "%s", phase);
+	l->last = done;
+	l->total = total;
+	l->calls++;
+	l->inside = 0;
+	pthread_mutex_unlock(&l->mu);
+}
+
+static void prog_reset(prog_log *l)
+{
+	memset(l, 0, sizeof *l);
+	pthread_mutex_init(&l->mu, NULL);
+}
+
+/* restore to host memory with a hook: called several times with increasing byte counts, never
+ * overlapping, the last with done == total == the image size, and never after the return */
+static void test_progress_restore(void)
+{
+	char err[512], path[700];
+	snap_file *f;
+	setup();
+	snprintf(path, sizeof path, "%s/prog.thaw", t_tmpdir());
+	T_EQ_INT(pack(src, path, 2, 4096), 0);
+	T_EQ_INT(snap_open(&f, path, err, sizeof err), 0);
+	if (!f)
+		return;
+	uint64_t img = snap_image_size(f);
+	T_CHECK(snap_chunk_count(f) >= 8);
+	uint8_t *buf = malloc(img);
+	snap_io_mode modes[] = {SNAP_IO_URING, SNAP_IO_PREAD, SNAP_IO_MMAP};
+	for (size_t k = 0; k < 3; k++) {
+		prog_log l;
+		prog_reset(&l);
+		snap_restore_opts o = {.threads = 4, .io = modes[k], .progress = prog_hook, .progress_user = &l};
+		T_EQ_INT(snap_restore_host(f, buf, img, &o, NULL, err, sizeof err), 0);
+		pthread_mutex_lock(&l.mu);
+		l.closed = 1;
+		pthread_mutex_unlock(&l.mu);
+		check_image(f, buf);
+		T_CHECK(l.calls >= 2);
+		T_CHECK(l.calls <= 130);   /* about every 1/128 of the image, not every chunk */
+		T_EQ_INT(l.overlapped, 0);
+		T_EQ_INT(l.backwards, 0);
+		T_EQ_INT(l.phase_changed, 0);
+		T_EQ_STR(l.phase, "restoring");
+		T_EQ_INT(l.last, img);
+		T_EQ_INT(l.total, img);
+		usleep(2000);
+		T_EQ_INT(l.after_return, 0);
+		pthread_mutex_destroy(&l.mu);
+	}
+	/* verify names its phase; a caller's phase is kept */
+	prog_log l;
+	prog_reset(&l);
+	snap_restore_opts o = {.threads = 2, .progress = prog_hook, .progress_user = &l};
+	T_EQ_INT(snap_verify(f, &o, NULL, NULL, err, sizeof err), 0);
+	T_EQ_STR(l.phase, "verifying");
+	T_EQ_INT(l.last, img);
+	o.progress_phase = "checking";
+	T_EQ_INT(snap_verify(f, &o, NULL, NULL, err, sizeof err), 0);
+	T_EQ_STR(l.phase, "checking");
+	pthread_mutex_destroy(&l.mu);
+	free(buf);
+	snap_close(f);
+
+	/* a corrupt chunk: the restore fails and the hook is never told the image is complete */
+	struct stat sb;
+	T_EQ_INT(stat(path, &sb), 0);
+	FILE *fp = fopen(path, "r+b");
+	T_CHECK(fp != NULL);
+	if (!fp)
+		return;
+	fseek(fp, 4096 * 3 + 17, SEEK_SET);   /* inside an early chunk's payload */
+	int c = fgetc(fp);
+	fseek(fp, 4096 * 3 + 17, SEEK_SET);
+	fputc(c ^ 0xFF, fp);
+	fclose(fp);
+	T_EQ_INT(snap_open(&f, path, err, sizeof err), 0);
+	if (!f)
+		return;
+	prog_reset(&l);
+	buf = malloc(snap_image_size(f));
+	snap_restore_opts ob = {.threads = 2, .io = SNAP_IO_PREAD, .progress = prog_hook, .progress_user = &l};
+	T_CHECK(snap_restore_host(f, buf, snap_image_size(f), &ob, NULL, err, sizeof err) < 0);
+	T_CHECK(l.calls == 0 || l.last < snap_image_size(f));
+	pthread_mutex_destroy(&l.mu);
+	free(buf);
+	snap_close(f);
+}
+
+/* the packer's hook: "compressing" with increasing written bytes up to the image size; with
+ * a transform, the transform's phase first, over the source bytes */
+static int keep_all(void *user, const snap_src_tensor *in, snap_pack_ctx *out, char *err, size_t errlen)
+{
+	return 1;
+}
+
+static void test_progress_pack(void)
+{
+	char err[512], path[700];
+	setup();
+	snprintf(path, sizeof path, "%s/progp.thaw", t_tmpdir());
+	prog_log l;
+	prog_reset(&l);
+	snap_pack_opts o = {0};
+	o.w.threads = 3;
+	o.w.chunk_size = 4096;
+	o.w.progress = prog_hook;
+	o.w.progress_user = &l;
+	T_EQ_INT(snap_pack(src, path, &o, NULL, err, sizeof err), 0);
+	snap_file *f;
+	T_EQ_INT(snap_open(&f, path, err, sizeof err), 0);
+	if (!f)
+		return;
+	T_EQ_INT(l.overlapped, 0);
+	T_EQ_INT(l.backwards, 0);
+	T_EQ_INT(l.phase_changed, 0);
+	T_EQ_STR(l.phase, "compressing");
+	T_EQ_INT(l.calls, snap_chunk_count(f));
+	T_EQ_INT(l.last, snap_image_size(f));
+	T_EQ_INT(l.total, snap_image_size(f));
+	snap_close(f);
+
+	uint64_t src_total = 0;
+	for (size_t i = 0; i < NMODEL; i++)
+		src_total += model[i].nbytes;
+	prog_reset(&l);
+	o.transform = keep_all;
+	o.transform_phase = "converting";
+	T_EQ_INT(snap_pack(src, path, &o, NULL, err, sizeof err), 0);
+	T_EQ_INT(l.phase_changed, 1);   /* converting, then compressing */
+	T_EQ_STR(l.phase, "compressing");
+	T_EQ_INT(l.backwards, 1);       /* the new phase starts again from its first chunk */
+	T_EQ_STR(l.prev_phase, "converting");
+	T_EQ_INT(l.prev_calls, NMODEL + 1);   /* once at 0, then after each source tensor */
+	T_EQ_INT(l.prev_last, src_total);
+	T_EQ_INT(l.prev_total, src_total);
+	T_EQ_INT(l.last, l.total);
+	pthread_mutex_destroy(&l.mu);
+}
+
 void t_main(void)
 {
 	T_RUN(test_dtypes);
@@ -691,5 +859,7 @@ void t_main(void)
 	T_RUN(test_absurd_header);
 	T_RUN(test_bad_sources);
 	T_RUN(test_writer_api);
+	T_RUN(test_progress_restore);
+	T_RUN(test_progress_pack);
 	tt_free(model, NMODEL);
 }

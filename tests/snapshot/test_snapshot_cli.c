@@ -1,6 +1,7 @@
 /* test_snapshot_cli.c — `thaw snapshot ...` as a user runs it ($THAW_BIN): exit statuses and
  * messages of pack, inspect, verify, unpack, restore on the llama_tiny fixture, a corrupted
- * copy, and bad usage; a tokenizer that does not fit the model's vocabulary is refused. */
+ * copy, and bad usage; a tokenizer that does not fit the model's vocabulary is refused; the
+ * progress bars appear on a terminal only, one labelled line per phase. */
 #include <stdlib.h>
 #include <unistd.h>
 #include <sys/wait.h>
@@ -134,9 +135,44 @@ static void test_pack_tokenizer_mismatch(void)
 	T_CHECK(strstr(out, "added_tokens_decoder id \"300\"") != NULL);
 }
 
+/* progress bars: none when stderr is a pipe or a file; on a terminal (script(1) gives the
+ * command a pseudo-terminal) one labelled line per phase, ending at 100% */
+static void test_progress_bars(void)
+{
+	char src[512], thaw[600], cmd[2000];
+	snprintf(src, sizeof src, "%s/tests/data/llama_tiny", t_src());
+	tt_path(thaw, sizeof thaw, t_tmpdir(), "bars.thaw");
+	T_EQ_INT(run("pack %s -o %s --chunk-size 64K", src, thaw), 0);
+	T_CHECK(strchr(out, '\r') == NULL && strstr(out, "compressing [") == NULL);
+	const char *piped[] = {"restore %s", "verify %s", "restore %s --repeat 2"};
+	for (size_t i = 0; i < 3; i++) {
+		T_EQ_INT(run(piped[i], thaw, NULL), 0);
+		T_CHECK(strchr(out, '\r') == NULL && strstr(out, "ing [") == NULL);
+	}
+	if (t_sh(NULL, 0, "command -v script >/dev/null 2>&1") != 0)
+		T_SKIP("no script(1) here to run the CLI on a pseudo-terminal");
+	snprintf(cmd, sizeof cmd, "script -qec '%s snapshot restore %s' /dev/null", t_bin(), thaw);
+	T_EQ_INT(t_sh(out, sizeof out, "%s", cmd), 0);
+	T_CHECK(strstr(out, "\rrestoring [####################] 100%") != NULL);
+	/* --json on a terminal: still no bar */
+	snprintf(cmd, sizeof cmd, "script -qec '%s snapshot restore %s --json' /dev/null", t_bin(), thaw);
+	T_EQ_INT(t_sh(out, sizeof out, "%s", cmd), 0);
+	T_CHECK(strstr(out, "restoring [") == NULL && strstr(out, "\"median_gbps_raw\"") != NULL);
+	/* pack with --quantize: two phases, each on its own labelled line, no duplicate */
+	snprintf(cmd, sizeof cmd, "script -qec '%s snapshot pack %s -o %s --chunk-size 64K --quantize int8' "
+		 "/dev/null", t_bin(), src, thaw);
+	T_EQ_INT(t_sh(out, sizeof out, "%s", cmd), 0);
+	const char *q = strstr(out, "\rquantizing [####################] 100%");
+	const char *c = strstr(out, "\rcompressing [####################] 100%");
+	T_CHECK(q && c && q < c);
+	T_CHECK(c && !strstr(c + 2, "compressing [####################] 100%"));
+	T_CHECK(q && !strstr(q + 2, "quantizing [####################] 100%"));
+}
+
 void t_main(void)
 {
 	T_RUN(test_pack_tokenizer_mismatch);
 	T_RUN(test_cli);
 	T_RUN(test_cli_no_gpu);
+	T_RUN(test_progress_bars);
 }

@@ -36,7 +36,7 @@ static void test_create_check_revoke(void)
 	char err[256], key[RT_AUTH_KEY_MAX], id[RT_AUTH_ID_LEN + 1], gid[RT_AUTH_ID_LEN + 1];
 	char scopes[RT_AUTH_SCOPES_MAX];
 	T_EQ_INT(rt_registry_open(d, &reg, err, sizeof err), 0);
-	T_EQ_INT(rt_auth_open(rt_registry_db(reg), d, &a, err, sizeof err), 0);
+	T_EQ_INT(rt_auth_open(reg, d, &a, err, sizeof err), 0);
 	const char *sc[] = {"invoke:echo", "metrics"};
 	T_EQ_INT(rt_auth_key_create(a, sc, 2, key, id, err, sizeof err), 0);
 	T_EQ_INT(strlen(id), RT_AUTH_ID_LEN);
@@ -56,21 +56,27 @@ static void test_create_check_revoke(void)
 	struct stat st;
 	T_CHECK(stat(sp, &st) == 0 && (st.st_mode & 077) == 0);
 	crypto_generichash(want, 32, (const unsigned char *)key, strlen(key), secret, 32);
+	/* what the database holds, read through a connection of its own */
+	sqlite3 *db;
+	char dbp[1100];
+	snprintf(dbp, sizeof dbp, "%s/registry.db", d);
+	T_EQ_INT(sqlite3_open(dbp, &db), SQLITE_OK);
 	sqlite3_stmt *s;
-	T_EQ_INT(sqlite3_prepare_v2(rt_registry_db(reg), "SELECT hash, scopes FROM api_keys WHERE id = ?",
+	T_EQ_INT(sqlite3_prepare_v2(db, "SELECT hash, scopes FROM api_keys WHERE id = ?",
 				    -1, &s, NULL), SQLITE_OK);
 	sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
 	T_EQ_INT(sqlite3_step(s), SQLITE_ROW);
 	T_EQ_INT(sqlite3_column_bytes(s, 0), 32);
 	T_CHECK(memcmp(sqlite3_column_blob(s, 0), want, 32) == 0);
 	sqlite3_finalize(s);
-	T_EQ_INT(sqlite3_prepare_v2(rt_registry_db(reg), "SELECT count(*) FROM api_keys WHERE "
+	T_EQ_INT(sqlite3_prepare_v2(db, "SELECT count(*) FROM api_keys WHERE "
 				    "instr(hash, ?) > 0 OR instr(scopes, ?) > 0", -1, &s, NULL), SQLITE_OK);
 	sqlite3_bind_text(s, 1, key + 18, -1, SQLITE_STATIC);
 	sqlite3_bind_text(s, 2, key + 18, -1, SQLITE_STATIC);
 	T_EQ_INT(sqlite3_step(s), SQLITE_ROW);
 	T_EQ_INT(sqlite3_column_int(s, 0), 0);
 	sqlite3_finalize(s);
+	sqlite3_close(db);
 	/* wrong secret part, unknown id, malformed, missing, wrong scheme */
 	char bad[RT_AUTH_KEY_MAX];
 	snprintf(bad, sizeof bad, "%s", key);
@@ -91,7 +97,7 @@ static void test_create_check_revoke(void)
 	rt_registry *reg2;
 	rt_auth *a2;
 	T_EQ_INT(rt_registry_open(d, &reg2, err, sizeof err), 0);
-	T_EQ_INT(rt_auth_open(rt_registry_db(reg2), d, &a2, err, sizeof err), 0);
+	T_EQ_INT(rt_auth_open(reg2, d, &a2, err, sizeof err), 0);
 	T_EQ_INT(check(a2, key, gid, scopes), 0);
 	T_EQ_INT(rt_auth_key_revoke(a2, id), 0);
 	T_EQ_INT(rt_auth_key_revoke(a2, id), -ENOENT);

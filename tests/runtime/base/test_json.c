@@ -1,7 +1,8 @@
 /* test_json.c — runtime/base/rt_json.c against jansson itself: the scan's counts and cost bound,
  * which arrays become spans (valid numeric JSON only, at the given path), the split copy
  * (same length, same line/column of errors, markers found only with the nonce), the span
- * reader's values against json_number_value, and rt_json_put_real/_int against json_dumps. */
+ * reader's values against json_number_value, rt_json_put_real/_int (shortest reals that read
+ * back exactly), and rt_json_dumps against json_dumps. */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -300,25 +301,33 @@ static void test_put_numbers(void)
 		}
 		b.len = 0;
 		rt_json_put_real(&b, v);
-		json_t *r = json_real(v);
-		char *want = json_dumps(r, JSON_ENCODE_ANY | JSON_COMPACT);
-		bad += strcmp(b.p, want) != 0;
-		if (strcmp(b.p, want) != 0 && bad < 5)
-			fprintf(stderr, "  %.17g: %s vs jansson %s\n", v, b.p, want);
-		free(want);
+		/* jansson reads it back as the same real, and it is never longer than jansson's */
+		json_t *r = json_real(v), *back = json_loads(b.p, JSON_DECODE_ANY, NULL);
+		char *jt = json_dumps(r, JSON_ENCODE_ANY | JSON_COMPACT);
+		int ok = back && json_is_real(back) && json_real_value(back) == v && strlen(b.p) <= strlen(jt);
+		bad += !ok;
+		if (!ok && bad < 5)
+			fprintf(stderr, "  %.17g: %s vs jansson %s\n", v, b.p, jt);
+		free(jt);
 		json_decref(r);
+		json_decref(back);
 	}
 	T_EQ_INT(bad, 0);
-	static const double special[] = {0.0, -0.0, 1.0, 1e20, 1e21, 1e-5, 1e-7, 123456789012345678.0,
-					 1e308, 4.9e-324, -2.5e-300};
+	/* the shortest form, written as jansson spells exponents */
+	static const struct { double v; const char *want; } special[] = {
+		{0.0, "0.0"}, {-0.0, "-0.0"}, {1.0, "1.0"}, {1e20, "1e20"}, {1e21, "1e21"}, {1e-5, "1e-5"},
+		{1e-7, "1e-7"}, {123456789012345678.0, "1.2345678901234568e17"}, {1e308, "1e308"},
+		{4.9e-324, "5e-324"}, {-2.5e-300, "-2.5e-300"}, {0.003, "0.003"}, {0.1, "0.1"},
+		{0.1 + 0.2, "0.30000000000000004"}, {10, "10.0"}, {2500.5, "2500.5"},
+		{1.0 / 3, "0.3333333333333333"}, {-0.0625, "-0.0625"},
+		{1.7976931348623157e308, "1.7976931348623157e308"}, {INFINITY, "null"},
+	};
 	for (size_t i = 0; i < sizeof special / sizeof special[0]; i++) {
+		char fb[40];
 		b.len = 0;
-		rt_json_put_real(&b, special[i]);
-		json_t *r = json_real(special[i]);
-		char *want = json_dumps(r, JSON_ENCODE_ANY | JSON_COMPACT);
-		T_EQ_STR(b.p, want);
-		free(want);
-		json_decref(r);
+		rt_json_put_real(&b, special[i].v);
+		T_EQ_STR(b.p, special[i].want);
+		T_EQ_STR(rt_json_fmt_real(special[i].v, fb, sizeof fb), special[i].want);
 	}
 	b.len = 0;
 	rt_json_put_int(&b, INT64_MIN);
@@ -421,6 +430,49 @@ static void test_check_budget(void)
 	free(b);
 }
 
+/* rt_json_dumps writes what json_dumps(JSON_COMPACT) writes, but reals in their shortest form */
+static void test_dumps(void)
+{
+	const char *in = "{\"s\":\"plain\",\"e\":\"q\\\"b\\\\s\\/\\n\\t\\u0001\\u001f\\u007f\\u00e9\\u2028\\ud83d\\ude00\\u0000z\","
+		"\"n\":-7,\"big\":9223372036854775807,\"t\":true,\"f\":false,\"z\":null,"
+		"\"a\":[1,[],{},[[{\"k\":\"v\"}]]],\"\\u00fc\\\"key\":{}}";
+	json_t *v = json_loads(in, JSON_ALLOW_NUL, NULL);
+	T_CHECK(v != NULL);
+	if (!v)
+		return;
+	char *mine = rt_json_dumps(v, 0), *theirs = json_dumps(v, JSON_COMPACT);
+	T_CHECK(mine && theirs);
+	if (mine && theirs)
+		T_EQ_STR(mine, theirs);
+	free(mine);
+	free(theirs);
+	json_decref(v);
+	/* reals: the shortest form, also nested; the text reads back equal */
+	v = json_pack("{s:f,s:[f,f,i],s:{s:f}}", "lr", 0.003, "a", 0.1 + 0.2, 2.0, 3, "o", "x", 1e-7);
+	mine = rt_json_dumps(v, 0);
+	T_EQ_STR(mine, "{\"lr\":0.003,\"a\":[0.30000000000000004,2.0,3],\"o\":{\"x\":1e-7}}");
+	json_t *back = mine ? json_loads(mine, 0, NULL) : NULL;
+	T_CHECK(back && json_equal(back, v));
+	json_decref(back);
+	free(mine);
+	/* indented */
+	mine = rt_json_dumps(v, 2);
+	const char *pre = "{\n  \"lr\": 0.003,\n  \"a\": [\n    0.30000000000000004,";
+	T_CHECK(mine && strncmp(mine, pre, strlen(pre)) == 0);
+	free(mine);
+	json_decref(v);
+	/* a string that is not UTF-8 (only the unchecked constructors make one): NULL, as jansson */
+	v = json_object();
+	json_object_set_new_nocheck(v, "k", json_stringn_nocheck("\xff\xfe", 2));
+	T_CHECK(rt_json_dumps(v, 0) == NULL);
+	json_decref(v);
+	v = json_integer(5);
+	mine = rt_json_dumps(v, 0);
+	T_EQ_STR(mine, "5");
+	free(mine);
+	json_decref(v);
+}
+
 void t_main(void)
 {
 	T_RUN(test_scan_counts);
@@ -430,6 +482,7 @@ void t_main(void)
 	T_RUN(test_split);
 	T_RUN(test_iter_values);
 	T_RUN(test_put_numbers);
+	T_RUN(test_dumps);
 	T_RUN(test_check_rules);
 	T_RUN(test_check_budget);
 }

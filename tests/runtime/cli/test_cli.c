@@ -29,25 +29,6 @@ static void test_fmt_bytes(void)
 		T_EQ_STR(rt_cli_fmt_bytes(cases[i].v, b, sizeof b), cases[i].want);
 }
 
-static void test_fmt_double(void)
-{
-	char b[40];
-	T_EQ_STR(rt_cli_fmt_double(0.003, b, sizeof b), "0.003");
-	T_EQ_STR(rt_cli_fmt_double(0.1, b, sizeof b), "0.1");
-	T_EQ_STR(rt_cli_fmt_double(2, b, sizeof b), "2.0");
-	T_EQ_STR(rt_cli_fmt_double(10, b, sizeof b), "10.0");
-	T_EQ_STR(rt_cli_fmt_double(2500.5, b, sizeof b), "2500.5");
-	T_EQ_STR(rt_cli_fmt_double(1e-7, b, sizeof b), "1e-07");
-	T_EQ_STR(rt_cli_fmt_double(INFINITY, b, sizeof b), "null");
-	/* every value reads back exactly, with no more digits than needed */
-	double vals[] = {1.0 / 3, 0.1 + 0.2, 123456.789, 5e-324, 1.7976931348623157e308, -0.0625};
-	for (size_t i = 0; i < sizeof vals / sizeof vals[0]; i++) {
-		rt_cli_fmt_double(vals[i], b, sizeof b);
-		T_CHECK(strtod(b, NULL) == vals[i]);
-	}
-	T_EQ_STR(rt_cli_fmt_double(0.1 + 0.2, b, sizeof b), "0.30000000000000004");
-}
-
 static void test_json_print(void)
 {
 	const char *in = "{\"lr\":0.003,\"n\":-7,\"s\":\"a\\\"\\n\\u00e9\\u0000z\",\"ok\":true,"
@@ -103,7 +84,6 @@ void t_main(void)
 {
 	T_RUN(test_is_help);
 	T_RUN(test_fmt_bytes);
-	T_RUN(test_fmt_double);
 	T_RUN(test_json_print);
 	T_RUN(test_pick_url);
 }

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include "runtime/jobs/rt_jobs.h"
+#include "runtime/base/rt_clock.h"
 #include "runtime/base/rt_log.h"
 #include "snapshot/snap_pack.h"
 #include "tests/t.h"

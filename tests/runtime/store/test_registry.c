@@ -12,6 +12,7 @@
 #include <unistd.h>
 #include <sqlite3.h>
 #include "runtime/store/rt_registry.h"
+#include "snapshot/snap_pack.h"
 #include "tests/t.h"
 
 static const char *fresh_dir(void)
@@ -294,6 +295,77 @@ static void test_delete_and_reopen(void)
 	rt_registry_close(reg);
 }
 
+static int raw_exec(const char *dir, const char *sqltext)
+{
+	char path[1100];
+	sqlite3 *db;
+	snprintf(path, sizeof path, "%s/registry.db", dir);
+	if (sqlite3_open(path, &db) != SQLITE_OK)
+		return -1;
+	int rc = sqlite3_exec(db, sqltext, NULL, NULL, NULL);
+	sqlite3_close(db);
+	return rc == SQLITE_OK ? 0 : -1;
+}
+
+/* a revision's descriptor: recorded at put (image size, digest, kind, V2 signature), read back
+ * from the store after a reopen, and computed once for rows stored without one (a database of
+ * schema 3 upgraded in place) */
+static void test_descriptors(void)
+{
+	const char *dir = fresh_dir();
+	char err[256], snap[1200], src[1200];
+	snprintf(snap, sizeof snap, "%s/digits.thaw", dir);
+	snprintf(src, sizeof src, "%s/tests/data/mlp_digits/model.safetensors", t_src());
+	snap_pack_opts po = {.kind = "mlp", .w = {.threads = 1}};
+	T_EQ_INT(snap_pack(src, snap, &po, NULL, err, sizeof err), 0);
+	rt_registry *reg;
+	T_EQ_INT(rt_registry_open(dir, &reg, err, sizeof err), 0);
+	rt_manifest m = mk("{\"kind\":\"mlp\",\"snapshot\":\"digits.thaw\"}");
+	T_EQ_INT(rt_registry_put(reg, "d", &m, snap, NULL, err, sizeof err), 0);
+	rt_revision_info *ri = malloc(sizeof *ri);
+	T_EQ_INT(rt_registry_get(reg, "d", ri), 0);
+	rt_desc want = ri->desc;
+	T_CHECK(want.known && want.image_bytes > 0 && strlen(want.digest) == 16 && want.has_v2);
+	T_EQ_STR(want.kind, "mlp");
+	T_EQ_INT(want.v2.n_inputs, 1);
+	T_EQ_STR(want.v2.inputs[0].name, "INPUT0");
+	T_EQ_INT(want.v2.inputs[0].shape[0], -1);
+	T_EQ_INT(want.v2.inputs[0].shape[1], 64);
+	T_EQ_INT(want.v2.n_outputs, 2);
+	T_EQ_INT(want.v2.outputs[0].shape[1], 10);
+	T_EQ_STR(want.v2.outputs[1].datatype, "INT64");
+	rt_registry_close(reg);
+	/* reopened: the stored descriptor, the same */
+	T_EQ_INT(rt_registry_open(dir, &reg, err, sizeof err), 0);
+	T_EQ_INT(rt_registry_get(reg, "d", ri), 0);
+	T_CHECK(memcmp(&ri->desc, &want, sizeof want) == 0);
+	rt_registry_close(reg);
+	/* schema 3: no descriptor column; the upgrade adds it and the first read fills it */
+	T_EQ_INT(raw_exec(dir, "ALTER TABLE revisions DROP COLUMN descriptor; PRAGMA user_version = 3"), 0);
+	T_EQ_INT(rt_registry_open(dir, &reg, err, sizeof err), 0);
+	T_EQ_INT(rt_registry_get(reg, "d", ri), 0);
+	T_CHECK(memcmp(&ri->desc, &want, sizeof want) == 0);
+	rt_registry_close(reg);
+	char path[1100];
+	sqlite3 *db;
+	sqlite3_stmt *st;
+	snprintf(path, sizeof path, "%s/registry.db", dir);
+	T_EQ_INT(sqlite3_open(path, &db), SQLITE_OK);
+	T_EQ_INT(sqlite3_prepare_v2(db, "SELECT count(*) FROM revisions WHERE descriptor IS NOT NULL",
+				    -1, &st, NULL), SQLITE_OK);
+	T_EQ_INT(sqlite3_step(st), SQLITE_ROW);
+	T_EQ_INT(sqlite3_column_int(st, 0), 1);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	/* a snapshot gone before it was described: no descriptor, the revision still reads */
+	T_EQ_INT(raw_exec(dir, "UPDATE revisions SET descriptor = NULL, snapshot_path = '/nonexistent.thaw'"), 0);
+	T_EQ_INT(rt_registry_open(dir, &reg, err, sizeof err), 0);
+	T_EQ_INT(rt_registry_get(reg, "d", ri), 0);
+	T_EQ_INT(ri->desc.known, 0);
+	rt_registry_close(reg);
+	free(ri);
+}
+
 static void crash_exit(const char *point)
 {
 	if (strcmp(point, "after-insert-revision") == 0)
@@ -487,6 +559,7 @@ void t_main(void)
 	T_RUN(test_put_get_revisions);
 	T_RUN(test_traffic);
 	T_RUN(test_delete_and_reopen);
+	T_RUN(test_descriptors);
 	T_RUN(test_crash_mid_put);
 	T_RUN(test_many_revisions);
 	T_RUN(test_speed);

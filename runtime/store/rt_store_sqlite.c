@@ -1,0 +1,1132 @@
+/* rt_store_sqlite.c — the embedded registry store: one SQLite database, DATA/registry.db,
+ * holding functions, revisions, traffic splits and API keys (rt_store.h is the interface,
+ * rt_registry.h the contracts). WAL journal, every multi-statement change in one transaction,
+ * synchronous=NORMAL (a commit does not wait for fsync: a power loss can lose the last
+ * commits, never corrupt the file). The schema is versioned with PRAGMA user_version and
+ * upgraded by numbered migrations at open.
+ *
+ * Statements are counted through SQLite's statement trace (each execution of a prepared
+ * statement and each statement of an exec). Changes made by other processes (`thaw keys`)
+ * are announced through DATA/registry.gen: 8 bytes mapped shared, incremented after every
+ * commit of any process that writes through this file. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <sqlite3.h>
+#include "runtime/base/rt_clock.h"
+#include "runtime/base/rt_log.h"
+#include "runtime/base/rt_fault.h"
+#include "runtime/store/rt_store.h"
+
+/* Migrations: entry v brings a database from user_version v to v + 1. Append only; never edit
+ * a released entry. */
+static const char *const migrations[] = {
+	/* 0 -> 1: functions, revisions, traffic */
+	"CREATE TABLE functions("
+	"  id INTEGER PRIMARY KEY,"
+	"  name TEXT NOT NULL UNIQUE,"
+	"  kind TEXT NOT NULL,"                /* kind of the latest revision */
+	"  latest_rev INTEGER NOT NULL CHECK(latest_rev >= 1),"
+	"  created_ms INTEGER NOT NULL,"
+	"  updated_ms INTEGER NOT NULL);"
+	"CREATE TABLE revisions("
+	"  function_id INTEGER NOT NULL REFERENCES functions(id) ON DELETE CASCADE,"
+	"  rev INTEGER NOT NULL CHECK(rev >= 1),"
+	"  manifest TEXT NOT NULL,"            /* rt_manifest_to_json, without traffic */
+	"  snapshot_path TEXT NOT NULL,"       /* resolved; '' when none */
+	"  created_ms INTEGER NOT NULL,"
+	"  PRIMARY KEY(function_id, rev)) WITHOUT ROWID;"
+	"CREATE TABLE traffic("
+	"  function_id INTEGER NOT NULL REFERENCES functions(id) ON DELETE CASCADE,"
+	"  rev INTEGER NOT NULL CHECK(rev >= 0),"  /* 0 = the latest revision */
+	"  percent INTEGER NOT NULL CHECK(percent BETWEEN 0 AND 100),"
+	"  PRIMARY KEY(function_id, rev)) WITHOUT ROWID;",
+	/* 1 -> 2: batch jobs (issue 6; runtime/jobs/rt_jobs.c owns the rows) */
+	"CREATE TABLE jobs("
+	"  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	"  type TEXT NOT NULL,"                /* quantize | finetune */
+	"  function TEXT,"                     /* source function, or NULL */
+	"  revision INTEGER,"                  /* its source revision (resolved at submit) */
+	"  snapshot TEXT,"                     /* source snapshot path (resolved) */
+	"  params TEXT NOT NULL,"              /* JSON object */
+	"  schedule TEXT NOT NULL,"            /* JSON: "now", "idle" or {"window", "tz"} */
+	"  priority INTEGER NOT NULL DEFAULT 0,"
+	"  device TEXT NOT NULL,"              /* auto | cpu | cuda:N */
+	"  state TEXT NOT NULL CHECK(state IN ('queued','running','preempted','succeeded',"
+	"    'failed','cancelled')),"
+	"  progress REAL NOT NULL DEFAULT 0,"
+	"  step INTEGER NOT NULL DEFAULT 0,"
+	"  metrics TEXT NOT NULL DEFAULT '{}',"
+	"  preemptions INTEGER NOT NULL DEFAULT 0,"
+	"  created_ms INTEGER NOT NULL,"
+	"  started_ms INTEGER,"
+	"  finished_ms INTEGER,"
+	"  updated_ms INTEGER NOT NULL,"
+	"  error TEXT,"
+	"  result_snapshot TEXT,"
+	"  result_revision INTEGER,"
+	"  checkpoint TEXT);"
+	"CREATE INDEX jobs_by_state ON jobs(state, priority DESC, id);",
+	/* 2 -> 3: API keys (issue 7; runtime/access/rt_auth.c owns the rows): only a keyed hash of each
+	 * key is stored, found by its non-secret id */
+	"CREATE TABLE api_keys("
+	"  id TEXT PRIMARY KEY,"
+	"  hash BLOB NOT NULL,"
+	"  scopes TEXT NOT NULL,"              /* space-separated */
+	"  created_ms INTEGER NOT NULL,"
+	"  revoked_ms INTEGER) WITHOUT ROWID;",
+	/* 3 -> 4: revision descriptors (rt_desc.h, JSON); NULL for revisions stored before:
+	 * computed at their first read */
+	"ALTER TABLE revisions ADD COLUMN descriptor TEXT;",
+};
+#define N_MIGRATIONS (int)(sizeof migrations / sizeof migrations[0])
+_Static_assert(N_MIGRATIONS == RT_REGISTRY_SCHEMA_VERSION, "one migration per schema version");
+
+enum {
+	S_BEGIN, S_BEGIN_READ, S_COMMIT, S_ROLLBACK,
+	S_FN_FIND, S_FN_INFO, S_FN_INSERT, S_FN_UPDATE, S_FN_DELETE,
+	S_REV_INSERT, S_REV_DESC, S_REV_GET, S_REV_LIST, S_REV_EXISTS,
+	S_TR_DELETE, S_TR_INSERT, S_TR_GET,
+	S_LIST,
+	S_KEY_INSERT, S_KEY_REVOKE, S_KEY_ALL,
+	S_JOB_INSERT, S_JOB_GET, S_JOB_LIST, S_JOB_LIST_STATE, S_JOB_SAVE, S_JOB_CANDIDATES,
+	S_JOB_RECOVER, S_JOB_COUNTS,
+	S_COUNT
+};
+
+static const char *const sql[S_COUNT] = {
+	[S_BEGIN] = "BEGIN IMMEDIATE",
+	[S_BEGIN_READ] = "BEGIN",
+	[S_COMMIT] = "COMMIT",
+	[S_ROLLBACK] = "ROLLBACK",
+	[S_FN_FIND] = "SELECT id, latest_rev FROM functions WHERE name = ?1",
+	[S_FN_INFO] = "SELECT id, kind, latest_rev, created_ms, updated_ms FROM functions WHERE name = ?1",
+	[S_FN_INSERT] = "INSERT INTO functions(name, kind, latest_rev, created_ms, updated_ms) "
+			"VALUES(?1, ?2, 1, ?3, ?3)",
+	[S_FN_UPDATE] = "UPDATE functions SET kind = ?2, latest_rev = ?3, updated_ms = ?4 WHERE id = ?1",
+	[S_FN_DELETE] = "DELETE FROM functions WHERE name = ?1",
+	[S_REV_INSERT] = "INSERT INTO revisions(function_id, rev, manifest, snapshot_path, created_ms, "
+			 "descriptor) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+	[S_REV_DESC] = "UPDATE revisions SET descriptor = ?3 WHERE rev = ?2 AND function_id = "
+		       "(SELECT id FROM functions WHERE name = ?1)",
+	[S_REV_GET] = "SELECT r.rev, r.manifest, r.snapshot_path, r.created_ms, r.descriptor FROM functions f "
+		      "JOIN revisions r ON r.function_id = f.id WHERE f.name = ?1 AND "
+		      "r.rev = CASE WHEN ?2 = 0 THEN f.latest_rev ELSE ?2 END",
+	[S_REV_LIST] = "SELECT rev, manifest, snapshot_path, created_ms, descriptor FROM revisions "
+		       "WHERE function_id = ?1 ORDER BY rev",
+	[S_REV_EXISTS] = "SELECT 1 FROM revisions WHERE function_id = ?1 AND rev = ?2",
+	[S_TR_DELETE] = "DELETE FROM traffic WHERE function_id = ?1",
+	[S_TR_INSERT] = "INSERT INTO traffic(function_id, rev, percent) VALUES(?1, ?2, ?3)",
+	[S_TR_GET] = "SELECT rev, percent FROM traffic WHERE function_id = ?1 ORDER BY rev",
+	[S_LIST] = "SELECT name, kind, latest_rev, updated_ms FROM functions ORDER BY name",
+	[S_KEY_INSERT] = "INSERT INTO api_keys(id, hash, scopes, created_ms) VALUES(?1, ?2, ?3, ?4)",
+	[S_KEY_REVOKE] = "UPDATE api_keys SET revoked_ms = ?2 WHERE id = ?1 AND revoked_ms IS NULL",
+	[S_KEY_ALL] = "SELECT id, hash, scopes, created_ms, revoked_ms FROM api_keys "
+		      "ORDER BY created_ms, id",
+	[S_JOB_INSERT] = "INSERT INTO jobs(type, function, revision, snapshot, params, schedule, "
+			 "priority, device, state, created_ms, updated_ms) "
+			 "VALUES(?1,?2,?3,?4,?5,?6,?7,?8,'queued',?9,?9)",
+	[S_JOB_GET] = "SELECT id, type, function, revision, snapshot, params, schedule, priority, "
+		      "device, state, progress, step, metrics, preemptions, created_ms, started_ms, "
+		      "finished_ms, updated_ms, error, result_snapshot, result_revision, checkpoint "
+		      "FROM jobs WHERE id = ?1",
+	[S_JOB_LIST] = "SELECT id FROM jobs ORDER BY id",
+	[S_JOB_LIST_STATE] = "SELECT id FROM jobs WHERE state = ?1 ORDER BY id",
+	[S_JOB_SAVE] = "UPDATE jobs SET state=?2, progress=?3, step=?4, metrics=?5, preemptions=?6, "
+		       "started_ms=?7, finished_ms=?8, updated_ms=?9, error=?10, result_snapshot=?11, "
+		       "result_revision=?12, checkpoint=?13 WHERE id = ?1",
+	[S_JOB_CANDIDATES] = "SELECT id FROM jobs WHERE state IN ('queued','preempted') "
+			     "ORDER BY priority DESC, id",
+	[S_JOB_RECOVER] = "UPDATE jobs SET state='preempted' WHERE state='running'",
+	[S_JOB_COUNTS] = "SELECT state, COUNT(*) FROM jobs GROUP BY state",
+};
+
+typedef struct rt_store sq;
+struct rt_store {
+	sqlite3 *db;
+	sqlite3_stmt *st[S_COUNT];
+	uint64_t statements;
+	uint64_t *gen;             /* DATA/registry.gen, mapped shared; NULL when unavailable */
+	uint64_t local_gen;        /* stands in for it when it is unavailable */
+};
+
+
+
+/* sql_err maps a SQLite result code to a negative errno and logs the message. */
+static int sql_err(sq *reg, int rc, const char *what)
+{
+	rt_logf(RT_LOG_ERROR, "registry: %s: %s (%d)", what, sqlite3_errmsg(reg->db), rc);
+	switch (rc & 0xff) {
+	case SQLITE_BUSY: case SQLITE_LOCKED: return -EBUSY;
+	case SQLITE_FULL: return -ENOSPC;
+	case SQLITE_NOMEM: return -ENOMEM;
+	case SQLITE_READONLY: case SQLITE_PERM: case SQLITE_AUTH: return -EACCES;
+	default: return -EIO;
+	}
+}
+
+/* stmt returns cached statement i, reset and with bindings cleared. */
+static sqlite3_stmt *stmt(sq *reg, int i)
+{
+	sqlite3_reset(reg->st[i]);
+	sqlite3_clear_bindings(reg->st[i]);
+	return reg->st[i];
+}
+
+/* exec1 runs a statement without result rows (binding done by the caller): 0 or -errno. */
+static int exec_done(sq *reg, sqlite3_stmt *s, const char *what)
+{
+	int rc = sqlite3_step(s);
+	sqlite3_reset(s);
+	return rc == SQLITE_DONE ? 0 : sql_err(reg, rc, what);
+}
+
+static int begin(sq *reg, int write)
+{
+	return exec_done(reg, stmt(reg, write ? S_BEGIN : S_BEGIN_READ), "begin");
+}
+
+static int commit(sq *reg)
+{
+	int rc = exec_done(reg, stmt(reg, S_COMMIT), "commit");
+	if (rc < 0 && !sqlite3_get_autocommit(reg->db))
+		exec_done(reg, stmt(reg, S_ROLLBACK), "rollback");
+	return rc;
+}
+
+static void rollback(sq *reg)
+{
+	for (int i = 0; i < S_COUNT; i++)
+		sqlite3_reset(reg->st[i]);
+	if (!sqlite3_get_autocommit(reg->db))
+		exec_done(reg, stmt(reg, S_ROLLBACK), "rollback");
+}
+
+static int migrate(sqlite3 *db, char *err, size_t errlen)
+{
+	sqlite3_stmt *s;
+	int v = -1;
+	if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &s, NULL) != SQLITE_OK)
+		return rt_errf(err, errlen, -EIO, "registry: %s", sqlite3_errmsg(db));
+	if (sqlite3_step(s) == SQLITE_ROW)
+		v = sqlite3_column_int(s, 0);
+	sqlite3_finalize(s);
+	if (v < 0)
+		return rt_errf(err, errlen, -EIO, "registry: cannot read the schema version");
+	if (v > N_MIGRATIONS)
+		return rt_errf(err, errlen, -EPROTO, "registry: schema version %d is newer than this thaw "
+			    "understands (%d)", v, N_MIGRATIONS);
+	for (; v < N_MIGRATIONS; v++) {
+		char pragma[64], *msg = NULL;
+		snprintf(pragma, sizeof pragma, "PRAGMA user_version = %d", v + 1);
+		if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, &msg) != SQLITE_OK ||
+		    sqlite3_exec(db, migrations[v], NULL, NULL, &msg) != SQLITE_OK ||
+		    sqlite3_exec(db, pragma, NULL, NULL, &msg) != SQLITE_OK ||
+		    sqlite3_exec(db, "COMMIT", NULL, NULL, &msg) != SQLITE_OK) {
+			rt_errf(err, errlen, -EIO, "registry: migration to schema %d: %s", v + 1,
+			     msg ? msg : sqlite3_errmsg(db));
+			sqlite3_free(msg);
+			if (!sqlite3_get_autocommit(db))
+				sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+			return -EIO;
+		}
+	}
+	return 0;
+}
+
+/* creates the database file 0600 before SQLite does (SQLite's default is 0644 less the umask,
+ * and its -wal and -shm files copy the database's mode), and takes group and other access from
+ * one an older version left readable, with its -wal and -shm */
+static void make_private(const char *db)
+{
+	static const char *const sfx[] = {"", "-wal", "-shm"};
+	char p[4200];
+	for (int i = 0; i < 3; i++) {
+		snprintf(p, sizeof p, "%s%s", db, sfx[i]);
+		int fd = open(p, O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | (i ? 0 : O_CREAT), 0600);
+		struct stat st;
+		if (fd < 0)
+			continue;
+		if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 077))
+			fchmod(fd, st.st_mode & 0700);
+		close(fd);
+	}
+}
+
+/* counts each statement SQLite starts on the connection */
+static int on_trace(unsigned type, void *ud, void *p, void *x)
+{
+	(void)type;
+	(void)p;
+	(void)x;
+	((sq *)ud)->statements++;
+	return 0;
+}
+
+/* maps DATA/registry.gen (created 0600 with a zero count when missing); NULL when it cannot:
+ * then only this process's changes are seen */
+static uint64_t *map_gen(const char *data_dir)
+{
+	char p[4200];
+	snprintf(p, sizeof p, "%s/registry.gen", data_dir);
+	int fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0)
+		return NULL;
+	struct stat st;
+	void *m = MAP_FAILED;
+	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+	    (st.st_size >= (off_t)sizeof(uint64_t) || ftruncate(fd, sizeof(uint64_t)) == 0))
+		m = mmap(NULL, sizeof(uint64_t), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	close(fd);
+	return m == MAP_FAILED ? NULL : m;
+}
+
+/* announces a committed change to every process on this file */
+static void bump(sq *reg)
+{
+	if (reg->gen)
+		__atomic_add_fetch(reg->gen, 1, __ATOMIC_SEQ_CST);
+	else
+		reg->local_gen++;
+}
+
+static uint64_t sq_generation(rt_store *reg)
+{
+	return reg->gen ? __atomic_load_n(reg->gen, __ATOMIC_SEQ_CST) : reg->local_gen;
+}
+
+static uint64_t sq_statements(rt_store *reg)
+{
+	return reg->statements;
+}
+
+static void sq_close(sq *reg);
+
+static int sq_open(const char *data_dir, sq **out, char *err, size_t errlen)
+{
+	char path[4096];
+	char *msg = NULL;
+	*out = NULL;
+	if ((size_t)snprintf(path, sizeof path, "%s/registry.db", data_dir) >= sizeof path)
+		return rt_errf(err, errlen, -ENAMETOOLONG, "registry: data directory path too long");
+	make_private(path);
+	sq *reg = calloc(1, sizeof *reg);
+	if (!reg)
+		return rt_errf(err, errlen, -ENOMEM, "registry: out of memory");
+	int rc = sqlite3_open_v2(path, &reg->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+				 SQLITE_OPEN_NOMUTEX, NULL);
+	if (rc != SQLITE_OK) {
+		rt_errf(err, errlen, rc == SQLITE_CANTOPEN ? -ENOENT : -EIO, "registry: cannot open %s: %s",
+		     path, reg->db ? sqlite3_errmsg(reg->db) : sqlite3_errstr(rc));
+		rc = rc == SQLITE_CANTOPEN ? -ENOENT : -EIO;
+		goto fail;
+	}
+	sqlite3_busy_timeout(reg->db, 5000);
+	sqlite3_extended_result_codes(reg->db, 1);
+	/* journal_mode answers with the mode in effect: insist on WAL */
+	sqlite3_stmt *s;
+	const char *mode = NULL;
+	if (sqlite3_prepare_v2(reg->db, "PRAGMA journal_mode = WAL", -1, &s, NULL) == SQLITE_OK) {
+		if (sqlite3_step(s) == SQLITE_ROW)
+			mode = (const char *)sqlite3_column_text(s, 0);
+		int wal = mode && strcmp(mode, "wal") == 0;
+		sqlite3_finalize(s);
+		if (!wal) {
+			rc = rt_errf(err, errlen, -EIO, "registry: %s: cannot switch to WAL journal (%s)", path,
+				  sqlite3_errmsg(reg->db));
+			goto fail;
+		}
+	} else {
+		rc = rt_errf(err, errlen, -EIO, "registry: %s: %s", path, sqlite3_errmsg(reg->db));
+		goto fail;
+	}
+	if (sqlite3_exec(reg->db, "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;", NULL,
+			 NULL, &msg) != SQLITE_OK) {
+		rc = rt_errf(err, errlen, -EIO, "registry: %s: %s", path, msg ? msg : "pragma failed");
+		sqlite3_free(msg);
+		goto fail;
+	}
+	if ((rc = migrate(reg->db, err, errlen)) < 0)
+		goto fail;
+	for (int i = 0; i < S_COUNT; i++) {
+		if (sqlite3_prepare_v3(reg->db, sql[i], -1, SQLITE_PREPARE_PERSISTENT, &reg->st[i],
+				       NULL) != SQLITE_OK) {
+			rc = rt_errf(err, errlen, -EIO, "registry: preparing '%s': %s", sql[i],
+				  sqlite3_errmsg(reg->db));
+			goto fail;
+		}
+	}
+	reg->gen = map_gen(data_dir);
+	sqlite3_trace_v2(reg->db, SQLITE_TRACE_STMT, on_trace, reg);
+	*out = reg;
+	return 0;
+fail:
+	sq_close(reg);
+	return rc;
+}
+
+
+static void sq_close(sq *reg)
+{
+	if (!reg)
+		return;
+	for (int i = 0; i < S_COUNT; i++)
+		sqlite3_finalize(reg->st[i]);
+	if (reg->db)
+		sqlite3_close(reg->db);
+	if (reg->gen)
+		munmap(reg->gen, sizeof(uint64_t));
+	free(reg);
+}
+
+/* find_fn looks up a function's id and latest revision: 0, -ENOENT, or -errno. */
+static int find_fn(sq *reg, const char *name, int64_t *id, uint32_t *latest)
+{
+	sqlite3_stmt *s = stmt(reg, S_FN_FIND);
+	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+	int rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		*id = sqlite3_column_int64(s, 0);
+		*latest = (uint32_t)sqlite3_column_int64(s, 1);
+		sqlite3_reset(s);
+		return 0;
+	}
+	sqlite3_reset(s);
+	return rc == SQLITE_DONE ? -ENOENT : sql_err(reg, rc, "find function");
+}
+
+static int rev_exists(sq *reg, int64_t id, uint32_t rev)
+{
+	sqlite3_stmt *s = stmt(reg, S_REV_EXISTS);
+	sqlite3_bind_int64(s, 1, id);
+	sqlite3_bind_int64(s, 2, rev);
+	int rc = sqlite3_step(s);
+	sqlite3_reset(s);
+	if (rc == SQLITE_ROW)
+		return 1;
+	return rc == SQLITE_DONE ? 0 : sql_err(reg, rc, "revision lookup");
+}
+
+/* traffic_ok re-validates a split given as a struct (the JSON path validated it already). */
+static int traffic_ok(const rt_traffic *t, char *err, size_t errlen)
+{
+	if (t->n < 1 || t->n > RT_MANIFEST_TRAFFIC_MAX)
+		return rt_errf(err, errlen, -EINVAL, "field 'traffic': must name 1..%d revisions",
+			    RT_MANIFEST_TRAFFIC_MAX);
+	int sum = 0;
+	for (int i = 0; i < t->n; i++) {
+		if (t->e[i].percent < 0 || t->e[i].percent > 100 || t->e[i].rev > RT_MANIFEST_REV_MAX)
+			return rt_errf(err, errlen, -EINVAL, "field 'traffic': bad entry %d", i);
+		for (int j = 0; j < i; j++)
+			if (t->e[j].rev == t->e[i].rev)
+				return rt_errf(err, errlen, -EINVAL, "field 'traffic': revision %u twice",
+					    t->e[i].rev);
+		sum += t->e[i].percent;
+	}
+	if (sum != 100)
+		return rt_errf(err, errlen, -EINVAL, "field 'traffic': percents must sum to 100 (got %d)", sum);
+	return 0;
+}
+
+/* write_traffic replaces the split of function id inside an open transaction; revisions must
+ * exist. */
+static int write_traffic(sq *reg, const char *name, int64_t id, uint32_t latest,
+			 const rt_traffic *t, char *err, size_t errlen)
+{
+	int rc;
+	for (int i = 0; i < t->n; i++) {
+		uint32_t r = t->e[i].rev;
+		if (r == RT_MANIFEST_REV_LATEST)
+			continue;
+		if (r > latest || (rc = rev_exists(reg, id, r)) == 0)
+			return rt_errf(err, errlen, -ENOENT, "field 'traffic': function '%s' has no revision "
+				    "%u (latest is %u)", name, r, latest);
+		if (rc < 0)
+			return rt_errf(err, errlen, rc, "registry error");
+	}
+	sqlite3_stmt *s = stmt(reg, S_TR_DELETE);
+	sqlite3_bind_int64(s, 1, id);
+	if ((rc = exec_done(reg, s, "delete traffic")) < 0)
+		return rt_errf(err, errlen, rc, "registry error: %s", sqlite3_errmsg(reg->db));
+	for (int i = 0; i < t->n; i++) {
+		s = stmt(reg, S_TR_INSERT);
+		sqlite3_bind_int64(s, 1, id);
+		sqlite3_bind_int64(s, 2, t->e[i].rev);
+		sqlite3_bind_int(s, 3, t->e[i].percent);
+		if ((rc = exec_done(reg, s, "insert traffic")) < 0)
+			return rt_errf(err, errlen, rc, "registry error: %s", sqlite3_errmsg(reg->db));
+	}
+	return 0;
+}
+
+static int sq_put(sq *reg, const char *name, const rt_manifest *m,
+		    const char *snapshot_path, const rt_desc *desc, uint32_t *rev_out, char *err,
+		    size_t errlen)
+{
+	int rc;
+	if ((rc = rt_manifest_name_valid(name, err, errlen)) < 0)
+		return rc;
+	if (m->traffic.n > 0 && (rc = traffic_ok(&m->traffic, err, errlen)) < 0)
+		return rc;
+	json_t *mj = rt_manifest_to_json(m, 0);
+	char *text = mj ? json_dumps(mj, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+	json_decref(mj);
+	json_t *dj = desc && desc->known ? rt_desc_to_json(desc) : NULL;
+	char *dtext = dj ? json_dumps(dj, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+	json_decref(dj);
+	if (!text || (desc && desc->known && !dtext)) {
+		free(text);
+		free(dtext);
+		return rt_errf(err, errlen, -ENOMEM, "out of memory");
+	}
+	int64_t t = rt_clock_wall_ms(), id = 0;
+	uint32_t latest = 0, rev;
+	if ((rc = begin(reg, 1)) < 0) {
+		rt_errf(err, errlen, rc, "registry busy or failing: %s", sqlite3_errmsg(reg->db));
+		goto out;
+	}
+	rc = find_fn(reg, name, &id, &latest);
+	sqlite3_stmt *s;
+	if (rc == -ENOENT) {
+		s = stmt(reg, S_FN_INSERT);
+		sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+		sqlite3_bind_text(s, 2, m->kind, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(s, 3, t);
+		if ((rc = exec_done(reg, s, "insert function")) < 0)
+			goto sqlfail;
+		id = sqlite3_last_insert_rowid(reg->db);
+		rev = 1;
+	} else if (rc < 0) {
+		goto sqlfail;
+	} else {
+		if (latest >= RT_MANIFEST_REV_MAX) {
+			rc = rt_errf(err, errlen, -EOVERFLOW, "function '%s' has too many revisions", name);
+			goto undo;
+		}
+		rev = latest + 1;
+		s = stmt(reg, S_FN_UPDATE);
+		sqlite3_bind_int64(s, 1, id);
+		sqlite3_bind_text(s, 2, m->kind, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(s, 3, rev);
+		sqlite3_bind_int64(s, 4, t);
+		if ((rc = exec_done(reg, s, "update function")) < 0)
+			goto sqlfail;
+	}
+	s = stmt(reg, S_REV_INSERT);
+	sqlite3_bind_int64(s, 1, id);
+	sqlite3_bind_int64(s, 2, rev);
+	sqlite3_bind_text(s, 3, text, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 4, snapshot_path ? snapshot_path : "", -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 5, t);
+	if (dtext)
+		sqlite3_bind_text(s, 6, dtext, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(s, 6);
+	if ((rc = exec_done(reg, s, "insert revision")) < 0)
+		goto sqlfail;
+	if (rt_registry_test_hook)
+		rt_registry_test_hook("after-insert-revision");
+	rt_traffic all_latest = {.n = 1, .e = {{.rev = RT_MANIFEST_REV_LATEST, .percent = 100}}};
+	if ((rc = write_traffic(reg, name, id, rev, m->traffic.n > 0 ? &m->traffic : &all_latest,
+				err, errlen)) < 0)
+		goto undo;
+	if (rt_registry_test_hook)
+		rt_registry_test_hook("after-traffic");
+	rt_fault_point("deploy.commit");
+	if ((rc = commit(reg)) < 0)
+		goto sqlfail;
+	bump(reg);
+	if (rev_out)
+		*rev_out = rev;
+	rc = 0;
+	goto out;
+sqlfail:
+	rt_errf(err, errlen, rc, "registry error: %s", sqlite3_errmsg(reg->db));
+undo:
+	rollback(reg);
+out:
+	free(text);
+	free(dtext);
+	return rc;
+}
+
+static int sq_set_desc(sq *reg, const char *name, uint32_t rev, const rt_desc *desc)
+{
+	json_t *dj = rt_desc_to_json(desc);
+	char *dtext = dj ? json_dumps(dj, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+	json_decref(dj);
+	if (!dtext)
+		return -ENOMEM;
+	sqlite3_stmt *s = stmt(reg, S_REV_DESC);
+	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, rev);
+	sqlite3_bind_text(s, 3, dtext, -1, SQLITE_STATIC);
+	int rc = exec_done(reg, s, "record descriptor");
+	free(dtext);
+	if (rc < 0)
+		return rc;
+	if (sqlite3_changes(reg->db) != 1)
+		return -ENOENT;
+	bump(reg);
+	return 0;
+}
+
+static int sq_set_traffic(sq *reg, const char *name, const rt_traffic *t,
+			    char *err, size_t errlen)
+{
+	int rc;
+	int64_t id;
+	uint32_t latest;
+	if ((rc = traffic_ok(t, err, errlen)) < 0)
+		return rc;
+	if ((rc = begin(reg, 1)) < 0)
+		return rt_errf(err, errlen, rc, "registry busy or failing: %s", sqlite3_errmsg(reg->db));
+	if ((rc = find_fn(reg, name, &id, &latest)) < 0) {
+		if (rc == -ENOENT)
+			rt_errf(err, errlen, rc, "function '%s' not found", name);
+		else
+			rt_errf(err, errlen, rc, "registry error: %s", sqlite3_errmsg(reg->db));
+		rollback(reg);
+		return rc;
+	}
+	if ((rc = write_traffic(reg, name, id, latest, t, err, errlen)) < 0) {
+		rollback(reg);
+		return rc;
+	}
+	if ((rc = commit(reg)) < 0)
+		return rt_errf(err, errlen, rc, "registry error: %s", sqlite3_errmsg(reg->db));
+	bump(reg);
+	return 0;
+}
+
+/* row_to_rev fills out from a (rev, manifest, snapshot_path, created_ms) row. */
+static int row_to_rev(sq *reg, sqlite3_stmt *s, const char *name, rt_revision_info *out)
+{
+	char err[256];
+	memset(out, 0, sizeof *out);
+	snprintf(out->name, sizeof out->name, "%s", name);
+	out->rev = (uint32_t)sqlite3_column_int64(s, 0);
+	const char *mtext = (const char *)sqlite3_column_text(s, 1);
+	const char *path = (const char *)sqlite3_column_text(s, 2);
+	out->created_ms = sqlite3_column_int64(s, 3);
+	if (!mtext || rt_manifest_parse(mtext, strlen(mtext), NULL, NULL, &out->manifest, err,
+					sizeof err) < 0) {
+		rt_logf(RT_LOG_ERROR, "registry: function '%s' revision %u: stored manifest unreadable: %s",
+			name, out->rev, mtext ? err : "NULL");
+		return -EIO;
+	}
+	snprintf(out->snapshot_path, sizeof out->snapshot_path, "%s", path ? path : "");
+	const char *dtext = (const char *)sqlite3_column_text(s, 4);
+	json_t *dj = dtext ? json_loads(dtext, 0, NULL) : NULL;
+	if (dj && rt_desc_from_json(dj, &out->desc) < 0)
+		rt_logf(RT_LOG_WARN, "registry: function '%s' revision %u: stored descriptor unreadable; "
+			"computing it again", name, out->rev);
+	json_decref(dj);
+	(void)reg;
+	return 0;
+}
+
+static int sq_get_revision(sq *reg, const char *name, uint32_t rev,
+			     rt_revision_info *out)
+{
+	sqlite3_stmt *s = stmt(reg, S_REV_GET);
+	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, rev);
+	int rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		rc = row_to_rev(reg, s, name, out);
+	else
+		rc = rc == SQLITE_DONE ? -ENOENT : sql_err(reg, rc, "get revision");
+	sqlite3_reset(s);
+	return rc;
+}
+
+
+static int read_traffic(sq *reg, int64_t id, rt_traffic *t)
+{
+	memset(t, 0, sizeof *t);
+	sqlite3_stmt *s = stmt(reg, S_TR_GET);
+	sqlite3_bind_int64(s, 1, id);
+	int rc;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW && t->n < RT_MANIFEST_TRAFFIC_MAX) {
+		t->e[t->n].rev = (uint32_t)sqlite3_column_int64(s, 0);
+		t->e[t->n].percent = sqlite3_column_int(s, 1);
+		t->n++;
+	}
+	sqlite3_reset(s);
+	return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : sql_err(reg, rc, "get traffic");
+}
+
+static int sq_get_head(sq *reg, const char *name, uint32_t *latest, rt_traffic *t)
+{
+	int64_t id;
+	int rc = find_fn(reg, name, &id, latest);
+	return rc < 0 ? rc : read_traffic(reg, id, t);
+}
+
+static json_t *time_json(int64_t ms)
+{
+	char b[40];
+	rt_registry_format_time(ms, b, sizeof b);
+	return json_string(b);
+}
+
+static int sq_get_json(sq *reg, const char *name, json_t **out)
+{
+	int rc;
+	json_t *o = NULL, *revs = NULL;
+	rt_revision_info *ri = malloc(sizeof *ri);
+	*out = NULL;
+	if (!ri)
+		return -ENOMEM;
+	if ((rc = begin(reg, 0)) < 0)
+		goto done;
+	sqlite3_stmt *s = stmt(reg, S_FN_INFO);
+	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+	rc = sqlite3_step(s);
+	if (rc != SQLITE_ROW) {
+		rc = rc == SQLITE_DONE ? -ENOENT : sql_err(reg, rc, "get function");
+		goto fail;
+	}
+	int64_t id = sqlite3_column_int64(s, 0);
+	o = json_object();
+	revs = json_array();
+	if (!o || !revs) {
+		rc = -ENOMEM;
+		goto fail;
+	}
+	json_object_set_new(o, "name", json_string(name));
+	json_object_set_new(o, "kind", json_string((const char *)sqlite3_column_text(s, 1)));
+	json_object_set_new(o, "revision", json_integer(sqlite3_column_int64(s, 2)));
+	json_object_set_new(o, "created", time_json(sqlite3_column_int64(s, 3)));
+	json_object_set_new(o, "updated", time_json(sqlite3_column_int64(s, 4)));
+	uint32_t latest = (uint32_t)sqlite3_column_int64(s, 2);
+	sqlite3_reset(s);
+	rt_traffic t;
+	if ((rc = read_traffic(reg, id, &t)) < 0)
+		goto fail;
+	json_int_t total = 0;
+	s = stmt(reg, S_REV_LIST);
+	sqlite3_bind_int64(s, 1, id);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if ((rc = row_to_rev(reg, s, name, ri)) < 0)
+			goto fail;
+		total++;
+		/* the newest RT_REGISTRY_LIST_REVS and those taking traffic: a function deployed
+		 * thousands of times keeps a small answer */
+		int keep = ri->rev + RT_REGISTRY_LIST_REVS > latest;
+		for (int k = 0; k < t.n && !keep; k++)
+			keep = t.e[k].rev == ri->rev;
+		if (!keep)
+			continue;
+		json_t *r = json_object();
+		if (!r) {
+			rc = -ENOMEM;
+			goto fail;
+		}
+		json_object_set_new(r, "revision", json_integer(ri->rev));
+		json_object_set_new(r, "created", time_json(ri->created_ms));
+		json_object_set_new(r, "snapshot_path", ri->snapshot_path[0] ?
+				    json_string(ri->snapshot_path) : json_null());
+		json_object_set_new(r, "settings", rt_manifest_to_json(&ri->manifest, 0));
+		json_array_append_new(revs, r);
+		if (ri->rev == latest) {
+			json_object_set_new(o, "settings", rt_manifest_to_json(&ri->manifest, 0));
+			json_object_set_new(o, "snapshot_path", ri->snapshot_path[0] ?
+					    json_string(ri->snapshot_path) : json_null());
+		}
+	}
+	if (rc != SQLITE_DONE) {
+		rc = sql_err(reg, rc, "list revisions");
+		goto fail;
+	}
+	json_object_set_new(o, "revisions", revs);
+	json_object_set_new(o, "revisions_total", json_integer(total));
+	revs = NULL;
+	json_object_set_new(o, "traffic", rt_traffic_to_json(&t));
+	rollback(reg); /* read-only transaction: just end it */
+	*out = o;
+	free(ri);
+	return 0;
+fail:
+	rollback(reg);
+done:
+	json_decref(o);
+	json_decref(revs);
+	free(ri);
+	return rc;
+}
+
+static int sq_list(sq *reg, rt_registry_entry **out, size_t *n)
+{
+	size_t cap = 0, k = 0;
+	rt_registry_entry *v = NULL;
+	*out = NULL;
+	*n = 0;
+	sqlite3_stmt *s = stmt(reg, S_LIST);
+	int rc;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if (k == cap) {
+			size_t nc = cap ? cap * 2 : 16;
+			rt_registry_entry *nv = realloc(v, nc * sizeof *v);
+			if (!nv) {
+				sqlite3_reset(s);
+				free(v);
+				return -ENOMEM;
+			}
+			v = nv;
+			cap = nc;
+		}
+		memset(&v[k], 0, sizeof v[k]);
+		snprintf(v[k].name, sizeof v[k].name, "%s", (const char *)sqlite3_column_text(s, 0));
+		snprintf(v[k].kind, sizeof v[k].kind, "%s", (const char *)sqlite3_column_text(s, 1));
+		v[k].latest_rev = (uint32_t)sqlite3_column_int64(s, 2);
+		v[k].updated_ms = sqlite3_column_int64(s, 3);
+		k++;
+	}
+	sqlite3_reset(s);
+	if (rc != SQLITE_DONE) {
+		free(v);
+		return sql_err(reg, rc, "list functions");
+	}
+	*out = v;
+	*n = k;
+	return 0;
+}
+
+
+static int sq_delete(sq *reg, const char *name)
+{
+	sqlite3_stmt *s = stmt(reg, S_FN_DELETE);
+	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+	int rc = exec_done(reg, s, "delete function");
+	if (rc < 0)
+		return rc;
+	/* revisions and traffic go with it (ON DELETE CASCADE, one statement = one transaction) */
+	if (sqlite3_changes(reg->db) == 0)
+		return -ENOENT;
+	bump(reg);
+	return 0;
+}
+
+static int sq_key_insert(sq *reg, const rt_store_key *k)
+{
+	sqlite3_stmt *s = stmt(reg, S_KEY_INSERT);
+	sqlite3_bind_text(s, 1, k->id, -1, SQLITE_STATIC);
+	sqlite3_bind_blob(s, 2, k->hash, RT_REGISTRY_KEY_HASH_LEN, SQLITE_STATIC);
+	sqlite3_bind_text(s, 3, k->scopes, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 4, k->created_ms);
+	int rc = sqlite3_step(s);
+	sqlite3_reset(s);
+	if (rc == SQLITE_DONE) {
+		bump(reg);
+		return 0;
+	}
+	return (rc & 0xff) == SQLITE_CONSTRAINT ? -EEXIST : sql_err(reg, rc, "insert key");
+}
+
+static int sq_key_revoke(sq *reg, const char *id, int64_t ms)
+{
+	sqlite3_stmt *s = stmt(reg, S_KEY_REVOKE);
+	sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, ms);
+	int rc = exec_done(reg, s, "revoke key");
+	if (rc < 0)
+		return rc;
+	if (sqlite3_changes(reg->db) != 1)
+		return -ENOENT;
+	bump(reg);
+	return 0;
+}
+
+static int sq_key_all(sq *reg, rt_store_key **out, size_t *n)
+{
+	size_t cap = 0, k = 0;
+	rt_store_key *v = NULL;
+	*out = NULL;
+	*n = 0;
+	sqlite3_stmt *s = stmt(reg, S_KEY_ALL);
+	int rc;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if (k == cap) {
+			size_t nc = cap ? cap * 2 : 16;
+			rt_store_key *nv = realloc(v, nc * sizeof *v);
+			if (!nv) {
+				sqlite3_reset(s);
+				free(v);
+				return -ENOMEM;
+			}
+			v = nv;
+			cap = nc;
+		}
+		rt_store_key *e = &v[k];
+		memset(e, 0, sizeof *e);
+		const char *id = (const char *)sqlite3_column_text(s, 0);
+		const char *sc = (const char *)sqlite3_column_text(s, 2);
+		snprintf(e->id, sizeof e->id, "%s", id ? id : "");
+		if (sqlite3_column_bytes(s, 1) == RT_REGISTRY_KEY_HASH_LEN)
+			memcpy(e->hash, sqlite3_column_blob(s, 1), RT_REGISTRY_KEY_HASH_LEN);
+		else
+			e->id[0] = 0;   /* a damaged row matches no key */
+		snprintf(e->scopes, sizeof e->scopes, "%s", sc ? sc : "");
+		e->created_ms = sqlite3_column_int64(s, 3);
+		e->revoked_ms = sqlite3_column_type(s, 4) == SQLITE_NULL ? 0 : sqlite3_column_int64(s, 4);
+		if (sqlite3_column_type(s, 4) != SQLITE_NULL && e->revoked_ms == 0)
+			e->revoked_ms = 1;
+		k++;
+	}
+	sqlite3_reset(s);
+	if (rc != SQLITE_DONE) {
+		free(v);
+		return sql_err(reg, rc, "list keys");
+	}
+	*out = v;
+	*n = k;
+	return 0;
+}
+
+/* ---- jobs ---- */
+
+static int state_of(const char *s)
+{
+	for (int i = 0; i < RT_JOB_STATES; i++)
+		if (s && !strcmp(s, rt_job_state_names[i]))
+			return i;
+	return -1;
+}
+
+static void col_text(sqlite3_stmt *s, int c, char *dst, size_t cap)
+{
+	const unsigned char *t = sqlite3_column_text(s, c);
+	snprintf(dst, cap, "%s", t ? (const char *)t : "");
+}
+
+static json_t *col_json(sqlite3_stmt *s, int c)
+{
+	const char *t = (const char *)sqlite3_column_text(s, c);
+	json_t *v = t ? json_loads(t, JSON_DECODE_ANY, NULL) : NULL;
+	return v ? v : json_null();
+}
+
+static void bind_opt_text(sqlite3_stmt *s, int i, const char *t)
+{
+	if (t && t[0])
+		sqlite3_bind_text(s, i, t, -1, SQLITE_TRANSIENT);
+	else
+		sqlite3_bind_null(s, i);
+}
+
+static void bind_opt_int(sqlite3_stmt *s, int i, int64_t v)
+{
+	if (v)
+		sqlite3_bind_int64(s, i, v);
+	else
+		sqlite3_bind_null(s, i);
+}
+
+static int sq_job_insert(sq *reg, const rt_job_row *r, int64_t *id)
+{
+	char *ptext = r->params ? json_dumps(r->params, JSON_COMPACT | JSON_SORT_KEYS) : strdup("{}");
+	char *stext = r->schedule ? json_dumps(r->schedule, JSON_COMPACT | JSON_ENCODE_ANY)
+				  : strdup("\"now\"");
+	int rc = -ENOMEM;
+	if (ptext && stext) {
+		sqlite3_stmt *s = stmt(reg, S_JOB_INSERT);
+		sqlite3_bind_text(s, 1, r->type, -1, SQLITE_STATIC);
+		bind_opt_text(s, 2, r->function);
+		bind_opt_int(s, 3, r->revision);
+		sqlite3_bind_text(s, 4, r->snapshot, -1, SQLITE_STATIC);
+		sqlite3_bind_text(s, 5, ptext, -1, SQLITE_STATIC);
+		sqlite3_bind_text(s, 6, stext, -1, SQLITE_STATIC);
+		sqlite3_bind_int(s, 7, r->priority);
+		sqlite3_bind_text(s, 8, r->device, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(s, 9, r->created_ms);
+		rc = exec_done(reg, s, "insert job");
+		if (rc == 0)
+			*id = sqlite3_last_insert_rowid(reg->db);
+	}
+	free(ptext);
+	free(stext);
+	return rc;
+}
+
+static int sq_job_get(sq *reg, int64_t id, rt_job_row *r)
+{
+	sqlite3_stmt *s = stmt(reg, S_JOB_GET);
+	memset(r, 0, sizeof *r);
+	sqlite3_bind_int64(s, 1, id);
+	int rc = sqlite3_step(s);
+	if (rc != SQLITE_ROW) {
+		sqlite3_reset(s);
+		return rc == SQLITE_DONE ? -ENOENT : sql_err(reg, rc, "get job");
+	}
+	r->id = sqlite3_column_int64(s, 0);
+	col_text(s, 1, r->type, sizeof r->type);
+	col_text(s, 2, r->function, sizeof r->function);
+	r->revision = (uint32_t)sqlite3_column_int64(s, 3);
+	col_text(s, 4, r->snapshot, sizeof r->snapshot);
+	r->params = col_json(s, 5);
+	r->schedule = col_json(s, 6);
+	r->priority = sqlite3_column_int(s, 7);
+	col_text(s, 8, r->device, sizeof r->device);
+	r->state = state_of((const char *)sqlite3_column_text(s, 9));
+	r->progress = sqlite3_column_double(s, 10);
+	r->step = sqlite3_column_int64(s, 11);
+	r->metrics = col_json(s, 12);
+	r->preemptions = sqlite3_column_int64(s, 13);
+	r->created_ms = sqlite3_column_int64(s, 14);
+	r->started_ms = sqlite3_column_int64(s, 15);
+	r->finished_ms = sqlite3_column_int64(s, 16);
+	r->updated_ms = sqlite3_column_int64(s, 17);
+	col_text(s, 18, r->error, sizeof r->error);
+	col_text(s, 19, r->result_snapshot, sizeof r->result_snapshot);
+	r->result_revision = (uint32_t)sqlite3_column_int64(s, 20);
+	col_text(s, 21, r->checkpoint, sizeof r->checkpoint);
+	sqlite3_reset(s);
+	return 0;
+}
+
+static int sq_job_save(sq *reg, const rt_job_row *r)
+{
+	if (r->state < 0 || r->state >= RT_JOB_STATES)
+		return -EINVAL;
+	char *metrics = r->metrics ? json_dumps(r->metrics, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+	sqlite3_stmt *s = stmt(reg, S_JOB_SAVE);
+	sqlite3_bind_int64(s, 1, r->id);
+	sqlite3_bind_text(s, 2, rt_job_state_names[r->state], -1, SQLITE_STATIC);
+	sqlite3_bind_double(s, 3, r->progress);
+	sqlite3_bind_int64(s, 4, r->step);
+	sqlite3_bind_text(s, 5, metrics ? metrics : "{}", -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(s, 6, r->preemptions);
+	bind_opt_int(s, 7, r->started_ms);
+	bind_opt_int(s, 8, r->finished_ms);
+	sqlite3_bind_int64(s, 9, r->updated_ms);
+	bind_opt_text(s, 10, r->error);
+	bind_opt_text(s, 11, r->result_snapshot);
+	bind_opt_int(s, 12, r->result_revision);
+	bind_opt_text(s, 13, r->checkpoint);
+	int rc = exec_done(reg, s, "save job");
+	free(metrics);
+	return rc;
+}
+
+/* the first column of statement s's rows, as ids (at most cap when cap > 0) */
+static int collect_ids(sq *reg, sqlite3_stmt *s, size_t cap, int64_t **ids, size_t *n)
+{
+	int64_t *v = NULL;
+	size_t k = 0, have = 0;
+	int rc;
+	while ((!cap || k < cap) && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if (k == have) {
+			size_t nh = have ? have * 2 : 64;
+			int64_t *nv = realloc(v, nh * sizeof *v);
+			if (!nv) {
+				sqlite3_reset(s);
+				free(v);
+				return -ENOMEM;
+			}
+			v = nv;
+			have = nh;
+		}
+		v[k++] = sqlite3_column_int64(s, 0);
+	}
+	sqlite3_reset(s);
+	if (cap && k == cap)
+		rc = SQLITE_DONE;
+	if (rc != SQLITE_DONE) {
+		free(v);
+		return sql_err(reg, rc, "list jobs");
+	}
+	*ids = v;
+	*n = k;
+	return 0;
+}
+
+static int sq_job_ids(sq *reg, int state, int64_t **ids, size_t *n)
+{
+	*ids = NULL;
+	*n = 0;
+	if (state >= RT_JOB_STATES)
+		return -EINVAL;
+	sqlite3_stmt *s = stmt(reg, state >= 0 ? S_JOB_LIST_STATE : S_JOB_LIST);
+	if (state >= 0)
+		sqlite3_bind_text(s, 1, rt_job_state_names[state], -1, SQLITE_STATIC);
+	return collect_ids(reg, s, 0, ids, n);
+}
+
+static int sq_job_candidates(sq *reg, int64_t *ids, size_t cap, size_t *n)
+{
+	int64_t *v;
+	*n = 0;
+	if (!cap)
+		return 0;
+	int rc = collect_ids(reg, stmt(reg, S_JOB_CANDIDATES), cap, &v, n);
+	if (rc < 0)
+		return rc;
+	if (*n)
+		memcpy(ids, v, *n * sizeof *v);
+	free(v);
+	return 0;
+}
+
+static int sq_job_counts(sq *reg, int64_t *counts)
+{
+	memset(counts, 0, RT_JOB_STATES * sizeof *counts);
+	sqlite3_stmt *s = stmt(reg, S_JOB_COUNTS);
+	int rc;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		int st = state_of((const char *)sqlite3_column_text(s, 0));
+		if (st >= 0)
+			counts[st] = sqlite3_column_int64(s, 1);
+	}
+	sqlite3_reset(s);
+	return rc == SQLITE_DONE ? 0 : sql_err(reg, rc, "count jobs");
+}
+
+static int sq_job_recover(sq *reg, int *n)
+{
+	*n = 0;
+	int rc = exec_done(reg, stmt(reg, S_JOB_RECOVER), "recover jobs");
+	if (rc == 0)
+		*n = sqlite3_changes(reg->db);
+	return rc;
+}
+
+static const rt_store_ops sqlite_ops = {
+	.name = "sqlite",
+	.close = sq_close,
+	.statements = sq_statements,
+	.generation = sq_generation,
+	.put = sq_put,
+	.set_desc = sq_set_desc,
+	.set_traffic = sq_set_traffic,
+	.get_revision = sq_get_revision,
+	.get_head = sq_get_head,
+	.get_json = sq_get_json,
+	.list = sq_list,
+	.delete_fn = sq_delete,
+	.key_insert = sq_key_insert,
+	.key_revoke = sq_key_revoke,
+	.key_all = sq_key_all,
+	.job_insert = sq_job_insert,
+	.job_get = sq_job_get,
+	.job_save = sq_job_save,
+	.job_ids = sq_job_ids,
+	.job_candidates = sq_job_candidates,
+	.job_counts = sq_job_counts,
+	.job_recover = sq_job_recover,
+};
+
+int rt_store_sqlite_open(const char *data_dir, const rt_store_ops **ops, rt_store **out,
+			 char *err, size_t errlen)
+{
+	*ops = &sqlite_ops;
+	return sq_open(data_dir, out, err, errlen);
+}
