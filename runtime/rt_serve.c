@@ -261,7 +261,7 @@ int rt_serve_main(int argc, char **argv)
 		case 1002: cfg.trust_proxy = 1; break;
 		case 1003:
 		case 1004:
-			if (rt_limit_parse(optarg, c == 1003 ? &cfg.limit_key : &cfg.limit_ip) < 0) {
+			if (rt_rate_parse(optarg, c == 1003 ? &cfg.limit_key : &cfg.limit_ip) < 0) {
 				fprintf(stderr, "thaw serve: bad rate limit '%s' (expected R/s,BURST, e.g. 10/s,20)\n", optarg);
 				return 2;
 			}

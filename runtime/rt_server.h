@@ -27,7 +27,7 @@ typedef struct rt_server_config {
 	/* access and audit (rt_access.c, issue 7) */
 	int dev;                     /* 1: no API keys checked (local use only) */
 	int trust_proxy;             /* client address from Forwarded / X-Forwarded-For */
-	rt_limit limit_key, limit_ip;  /* token buckets per API key and per client address */
+	rt_rate limit_key, limit_ip;  /* token buckets per API key and per client address */
 	uint64_t audit_max_bytes;    /* rotate DATA/audit/audit.log past this (0: default) */
 	int audit_days;              /* remove rotated audit files older than this (0: never) */
 	uint64_t audit_max_total;    /* all audit files together at most this (0: default) */

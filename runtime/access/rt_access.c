@@ -166,7 +166,7 @@ static int refuse(rt_access_refusal *why, int status, const char *code, const ch
 }
 
 static int limited(rt_server *srv, rt_req *req, const char *kind, const char *who,
-		   const rt_limit *lim, rt_access_refusal *why)
+		   const rt_rate *lim, rt_access_refusal *why)
 {
 	if (lim->rate <= 0)
 		return 0;
@@ -257,7 +257,7 @@ static int fn_limited(rt_server *srv, rt_req *req, const char *fn, const char *c
 	rt_revision_info *info = malloc(sizeof *info);
 	int rc = 0;
 	if (fn && info && rt_registry_get(srv->reg, fn, info) == 0 && info->manifest.rate_limit_rps > 0) {
-		rt_limit lim = {info->manifest.rate_limit_rps, info->manifest.rate_limit_burst};
+		rt_rate lim = {info->manifest.rate_limit_rps, info->manifest.rate_limit_burst};
 		char who[256];
 		snprintf(who, sizeof who, "%s:%s", fn, req->auth_key_id[0] ? req->auth_key_id : client);
 		rc = limited(srv, req, "fn", who, &lim, why);

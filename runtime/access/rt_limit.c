@@ -21,31 +21,6 @@ struct rt_limiter {
 	size_t n, max;
 };
 
-int rt_limit_parse(const char *s, rt_limit *out)
-{
-	char *end;
-	out->rate = out->burst = 0;
-	if (strcmp(s, "off") == 0)
-		return 0;
-	double r = strtod(s, &end);
-	if (end == s || !isfinite(r) || r < 0)
-		return -EINVAL;
-	if (strncmp(end, "/s", 2) == 0)
-		end += 2;
-	double b = r < 1 ? 1 : r;
-	if (*end == ',') {
-		const char *p = end + 1;
-		b = strtod(p, &end);
-		if (end == p || !isfinite(b) || b < 1)
-			return -EINVAL;
-	}
-	if (*end)
-		return -EINVAL;
-	out->rate = r;
-	out->burst = r > 0 ? b : 0;
-	return 0;
-}
-
 rt_limiter *rt_limiter_new(size_t max_buckets)
 {
 	rt_limiter *l = calloc(1, sizeof *l);
@@ -100,7 +75,7 @@ static void sweep(rt_limiter *l, uint64_t now_ns)
 	}
 }
 
-int rt_limiter_take(rt_limiter *l, const char *key, const rt_limit *lim, uint64_t now_ns,
+int rt_limiter_take(rt_limiter *l, const char *key, const rt_rate *lim, uint64_t now_ns,
 		    double *retry_after_s)
 {
 	if (retry_after_s)

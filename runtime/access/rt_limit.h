@@ -1,4 +1,4 @@
-/* rt_limit.h — token-bucket rate limits (issue 7): one bucket per key string ("key:<id>",
+/* rt_limit.h — token-bucket rate limits: one bucket per key string ("key:<id>",
  * "ip:<addr>", "fn:<name>:<caller>"), each refilled at rate tokens/s up to burst. Buckets are
  * created on first use and dropped when full again (idle) once the table holds more than its
  * cap. The clock is passed in (nanoseconds) so tests can use a fake one. Loop thread only. */
@@ -6,17 +6,9 @@
 #define THAW_RT_LIMIT_H
 #include <stddef.h>
 #include <stdint.h>
+#include "runtime/base/rt_rate.h"
 
 typedef struct rt_limiter rt_limiter;
-
-/* One limit: rate tokens per second, burst tokens at most; rate <= 0 means no limit. */
-typedef struct rt_limit {
-	double rate, burst;
-} rt_limit;
-
-/* rt_limit_parse reads "R/s,B", "R,B", "R/s" or "R" (burst = max(R, 1)) into *out;
- * "0" or "off" disables. -EINVAL for anything else. */
-int rt_limit_parse(const char *s, rt_limit *out);
 
 /* rt_limiter_new returns a table holding at most max_buckets live buckets, or NULL. */
 rt_limiter *rt_limiter_new(size_t max_buckets);
@@ -26,7 +18,7 @@ void rt_limiter_free(rt_limiter *l);
  * 0: allowed; -EAGAIN: over the limit, *retry_after_s (may be NULL) gets the seconds until a
  * token is available. A disabled limit always allows. When the table is full of busy buckets
  * a new key is allowed untracked (fail open) rather than evicting a busy one. */
-int rt_limiter_take(rt_limiter *l, const char *key, const rt_limit *lim, uint64_t now_ns,
+int rt_limiter_take(rt_limiter *l, const char *key, const rt_rate *lim, uint64_t now_ns,
 		    double *retry_after_s);
 
 /* rt_limiter_count reports the number of live buckets (tests). */

@@ -11,7 +11,7 @@
 #include <unistd.h>
 #include "runtime/base/rt_log.h"
 #include "runtime/store/rt_manifest.h"
-#include "runtime/access/rt_limit.h"
+#include "runtime/base/rt_rate.h"
 
 
 /* shown copies a user-supplied string for a message: at most 64 bytes, printable ASCII only. */
@@ -294,9 +294,9 @@ int rt_manifest_from_json(const json_t *obj, rt_manifest_kind_fn kind_known, voi
 					  err, errlen)) < 0)
 				return rc;
 		} else if (strcmp(k, "rate_limit") == 0) {
-			rt_limit lim;
+			rt_rate lim;
 			if (!json_is_string(v) || strlen(json_string_value(v)) != json_string_length(v) ||
-			    rt_limit_parse(json_string_value(v), &lim) < 0 || lim.rate > 1e6 || lim.burst > 1e6)
+			    rt_rate_parse(json_string_value(v), &lim) < 0 || lim.rate > 1e6 || lim.burst > 1e6)
 				return rt_errf(err, errlen, -EINVAL, "field 'rate_limit': must be \"R/s,BURST\" "
 					    "(e.g. \"10/s,20\"; R and BURST up to 1000000) or \"off\"");
 			m->rate_limit_rps = lim.rate;

@@ -1,4 +1,4 @@
-/* test_limit.c — rt_limit: parsing "R/s,B", token buckets on a fake clock (burst, refill rate,
+/* test_limit.c — rt_rate_parse (runtime/base/rt_rate.h): "R/s,B"; rt_limit: token buckets on a fake clock (burst, refill rate,
  * Retry-After), independent keys, and the bounded table (idle buckets swept, fail open). */
 #include <errno.h>
 #include <math.h>
@@ -10,31 +10,31 @@
 
 static void test_parse(void)
 {
-	rt_limit l;
-	T_EQ_INT(rt_limit_parse("10/s,20", &l), 0);
+	rt_rate l;
+	T_EQ_INT(rt_rate_parse("10/s,20", &l), 0);
 	T_CHECK(l.rate == 10 && l.burst == 20);
-	T_EQ_INT(rt_limit_parse("2.5,3", &l), 0);
+	T_EQ_INT(rt_rate_parse("2.5,3", &l), 0);
 	T_CHECK(l.rate == 2.5 && l.burst == 3);
-	T_EQ_INT(rt_limit_parse("5/s", &l), 0);
+	T_EQ_INT(rt_rate_parse("5/s", &l), 0);
 	T_CHECK(l.rate == 5 && l.burst == 5);
-	T_EQ_INT(rt_limit_parse("0.5", &l), 0);
+	T_EQ_INT(rt_rate_parse("0.5", &l), 0);
 	T_CHECK(l.rate == 0.5 && l.burst == 1);
-	T_EQ_INT(rt_limit_parse("off", &l), 0);
+	T_EQ_INT(rt_rate_parse("off", &l), 0);
 	T_CHECK(l.rate == 0);
-	T_EQ_INT(rt_limit_parse("0", &l), 0);
+	T_EQ_INT(rt_rate_parse("0", &l), 0);
 	T_CHECK(l.rate == 0);
-	T_EQ_INT(rt_limit_parse("x", &l), -EINVAL);
-	T_EQ_INT(rt_limit_parse("-1", &l), -EINVAL);
-	T_EQ_INT(rt_limit_parse("10/m", &l), -EINVAL);
-	T_EQ_INT(rt_limit_parse("10,0", &l), -EINVAL);
-	T_EQ_INT(rt_limit_parse("10,", &l), -EINVAL);
-	T_EQ_INT(rt_limit_parse("inf", &l), -EINVAL);
+	T_EQ_INT(rt_rate_parse("x", &l), -EINVAL);
+	T_EQ_INT(rt_rate_parse("-1", &l), -EINVAL);
+	T_EQ_INT(rt_rate_parse("10/m", &l), -EINVAL);
+	T_EQ_INT(rt_rate_parse("10,0", &l), -EINVAL);
+	T_EQ_INT(rt_rate_parse("10,", &l), -EINVAL);
+	T_EQ_INT(rt_rate_parse("inf", &l), -EINVAL);
 }
 
 static void test_bucket(void)
 {
 	rt_limiter *L = rt_limiter_new(100);
-	rt_limit lim = {.rate = 2, .burst = 4};
+	rt_rate lim = {.rate = 2, .burst = 4};
 	uint64_t t = 1000 * S;
 	double ra;
 	/* a burst of 4, then refused */
@@ -62,7 +62,7 @@ static void test_bucket(void)
 		n++;
 	T_EQ_INT(n, 4);
 	/* a disabled limit always allows */
-	rt_limit off = {0, 0};
+	rt_rate off = {0, 0};
 	for (int i = 0; i < 1000; i++)
 		T_EQ_INT(rt_limiter_take(L, "k", &off, t2, NULL), 0);
 	rt_limiter_free(L);
@@ -71,7 +71,7 @@ static void test_bucket(void)
 static void test_table_bound(void)
 {
 	rt_limiter *L = rt_limiter_new(3);
-	rt_limit lim = {.rate = 1, .burst = 1};
+	rt_rate lim = {.rate = 1, .burst = 1};
 	uint64_t t = 5 * S;
 	T_EQ_INT(rt_limiter_take(L, "a", &lim, t, NULL), 0);
 	T_EQ_INT(rt_limiter_take(L, "b", &lim, t, NULL), 0);
