@@ -24,7 +24,7 @@ typedef struct rt_server_config {
 	size_t n_plugin_roots;
 	rt_sched_config sched;
 	rt_jobs_config jobs;
-	/* access and audit (rt_access.c, issue 7) */
+	/* access and audit (rt_access.c) */
 	int dev;                     /* 1: no API keys checked (local use only) */
 	int trust_proxy;             /* client address from Forwarded / X-Forwarded-For */
 	rt_rate limit_key, limit_ip;  /* token buckets per API key and per client address */

@@ -7,7 +7,7 @@
  * (err, errlen), writes a one-line human-readable message there naming what is wrong (the file,
  * the section, the chunk and the tensor it holds). err may be NULL.
  *
- * Typical use (issue 4's runtime):
+ * Typical use (the runtime's):
  *     snap_file *f; snap_open(&f, path, err, sizeof err);
  *     void *dev; pool_gpu_alloc(gpu, snap_image_size(f), &dev);
  *     snap_restore_gpu(f, gpu, dev, NULL, &stats, err, sizeof err);

@@ -1,4 +1,4 @@
-/* rt_access.h — the daemon's access gate and audit hook (issue 7): between route match and
+/* rt_access.h — the daemon's access gate and audit hook: between route match and
  * handler, rt_access_gate applies the per-address rate limit, the API key and its scopes
  * (unless --dev), and the per-key limit; after every response rt_access_observe writes the
  * audit line of invocations, admin actions and refused requests (with the request and

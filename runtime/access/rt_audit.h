@@ -1,4 +1,4 @@
-/* rt_audit.h — the append-only audit log (issue 7, "Audit"): DATA/audit/audit.log, one JSON
+/* rt_audit.h — the append-only audit log: DATA/audit/audit.log, one JSON
  * object per line for every invocation, every admin action and every refused request (401,
  * 403, 429): time, key id (never the key), client address, action, function, revision,
  * status, latency, bytes in and out, request id. No payloads, unless the caller passes them

@@ -1,4 +1,4 @@
-/* rt_auth.h — API keys and scopes (issue 7, "Access").
+/* rt_auth.h — API keys and scopes (docs/operations.md, "Security").
  * A key reads "thaw_<id>_<secret>": <id> is 12 hex digits, not secret, and finds the row;
  * <secret> is 32 random bytes (base64url). The registry (table api_keys, migration 3) keeps
  * only crypto_generichash(key, per-install secret) — libsodium's BLAKE2b keyed with the 32

@@ -1,5 +1,5 @@
-/* rt_api_openai.c — OpenAI-compatible serving for `llama` functions (issue 8, "Serving LLMs
- * the way clients expect"): GET /v1/models, GET /v1/models/{model}, POST /v1/completions and
+/* rt_api_openai.c — OpenAI-compatible serving for `llama` functions:
+ * GET /v1/models, GET /v1/models/{model}, POST /v1/completions and
  * POST /v1/chat/completions, with `stream: true` as server-sent events. docs/api.md is the
  * reference.
  *

@@ -1,11 +1,10 @@
 /* rt_mem.h — keeps the daemon's resident memory close to what it uses. glibc keeps freed
- * chunks in per-thread arenas: under the soak's mix (jobs that allocate tens of MiB for a
- * moment on pool threads, deploys, unload/load) the live heap stayed at 0.5-2 MiB (valgrind
- * massif) while RssAnon grew ~100 KiB/s, and malloc_trim(0) brought it from 5.9 back to
- * 1.9 MiB. So: at most RT_MEM_ARENAS arenas, allocations from RT_MEM_MMAP_BYTES (1 MiB: the
- * jobs' big transient buffers, not per-call buffers of a few hundred KiB) up in their
- * own mappings (returned on free), a small trim threshold, and malloc_trim(0) every
- * RT_MEM_TRIM_MS on the loop (cheap at this heap size). bench/soak.sh measures the effect. */
+ * chunks in per-thread arenas, so a mix of threads that allocate large buffers for a moment
+ * (jobs, restores, deploys) grows the resident set while the live heap stays small. So: at most
+ * RT_MEM_ARENAS arenas, allocations from RT_MEM_MMAP_BYTES (1 MiB: the jobs' big transient
+ * buffers, not per-call buffers of a few hundred KiB) up in their own mappings (returned on
+ * free), a small trim threshold, and malloc_trim(0) every RT_MEM_TRIM_MS on the loop (cheap
+ * at the daemon's heap size). bench/soak.sh measures the effect (docs/benchmarks.md). */
 #ifndef THAW_RT_MEM_H
 #define THAW_RT_MEM_H
 #include <uv.h>

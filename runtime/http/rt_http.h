@@ -1,4 +1,4 @@
-/* rt_http.h — HTTP/1.1 server on libuv + llhttp (issue 2).
+/* rt_http.h — HTTP/1.1 server on libuv + llhttp.
  * Keep-alive and pipelining (responses in request order, served iteratively: any depth of
  * pipeline), Content-Length and chunked bodies, Expect: 100-continue, strict parsing (RFC 9112:
  * whitespace before a header colon, obs-fold -> 400; a transfer coding other than chunked ->

@@ -1,4 +1,4 @@
-/* rt_jobs.h — batch jobs on idle devices (design.md, "Time-sharing"; issue 6): the job store
+/* rt_jobs.h — batch jobs on idle devices (design.md, "Time-sharing"): the job store
  * and the job runner.
  *
  * Store: the `jobs` table of the registry's SQLite file (registry migration 2). A job is

@@ -24,7 +24,7 @@ struct rt_lane {
 	int started, start_rc;
 	uint64_t busy_ns;
 	uv_async_t async;
-	/* time-sharing hooks (issue 6) */
+	/* time-sharing hooks */
 	rt_lane_invoke_hook_fn invoke_hook;
 	void *invoke_hook_ud;
 	uint64_t last_invoke_ns;

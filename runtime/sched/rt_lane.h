@@ -60,7 +60,7 @@ uint64_t rt_lane_busy_ns(rt_lane *l);
 /* rt_lane_queued returns the number of queued (not yet running) items. */
 int rt_lane_queued(rt_lane *l);
 
-/* ---- time-sharing hooks (issue 6, used by runtime/jobs/rt_jobs.c) ---- */
+/* ---- time-sharing hooks (used by runtime/jobs/rt_jobs.c) ---- */
 
 /* An invoke hook is called for each RT_WORK_INVOKE item twice: started == 0 right after it was
  * queued, on the submitting thread (the job runner lifts a running job step's CPU priority

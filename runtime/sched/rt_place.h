@@ -1,4 +1,4 @@
-/* rt_place.h — where a cold start goes (issue 9): the order in which the scheduler tries a
+/* rt_place.h — where a cold start goes: the order in which the scheduler tries a
  * node's devices for an instance that needs `need` bytes of weight memory. Pure logic, no
  * devices: the scheduler fills one rt_place_dev per lane and tries them in the order given,
  * evicting idle instances on a device only when no device has the room free.

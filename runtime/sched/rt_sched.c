@@ -1612,7 +1612,7 @@ void rt_sched_free(rt_sched *s)
 	free(s);
 }
 
-/* ---- time-sharing hooks (issue 6) ---- */
+/* ---- time-sharing hooks ---- */
 
 int rt_sched_lane_count(rt_sched *s)
 {
@@ -1642,7 +1642,7 @@ int rt_sched_lane_score(rt_sched *s, int i)
 	return (d->accel ? 0 : 1 << 20) + 4 * dev_load(s, d) + dev_functions(s, d);
 }
 
-/* ---- job state in device memory (issue 6) ---- */
+/* ---- job state in device memory ---- */
 
 static sdev *dev_of_lane(rt_sched *s, rt_lane *lane)
 {

@@ -110,7 +110,7 @@ void rt_sched_update_gauges(rt_sched *s);
 /* rt_sched_state_name: "cold", "loading", "host", "warm". */
 const char *rt_sched_state_name(int state);
 
-/* ---- time-sharing hooks (issue 6, used by runtime/jobs/rt_jobs.c) ---- */
+/* ---- time-sharing hooks (used by runtime/jobs/rt_jobs.c) ---- */
 typedef struct rt_lane rt_lane;
 
 /* rt_sched_lane_count / rt_sched_lane_at list the device lanes: 0 is the CPU, then the GPUs. */

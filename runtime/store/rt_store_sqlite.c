@@ -48,7 +48,7 @@ static const char *const migrations[] = {
 	"  rev INTEGER NOT NULL CHECK(rev >= 0),"  /* 0 = the latest revision */
 	"  percent INTEGER NOT NULL CHECK(percent BETWEEN 0 AND 100),"
 	"  PRIMARY KEY(function_id, rev)) WITHOUT ROWID;",
-	/* 1 -> 2: batch jobs (issue 6; runtime/jobs/rt_jobs.c owns the rows) */
+	/* 1 -> 2: batch jobs (runtime/jobs/rt_jobs.c owns the rows) */
 	"CREATE TABLE jobs("
 	"  id INTEGER PRIMARY KEY AUTOINCREMENT,"
 	"  type TEXT NOT NULL,"                /* quantize | finetune */
@@ -74,7 +74,7 @@ static const char *const migrations[] = {
 	"  result_revision INTEGER,"
 	"  checkpoint TEXT);"
 	"CREATE INDEX jobs_by_state ON jobs(state, priority DESC, id);",
-	/* 2 -> 3: API keys (issue 7; runtime/access/rt_auth.c owns the rows): only a keyed hash of each
+	/* 2 -> 3: API keys (runtime/access/rt_auth.c owns the rows): only a keyed hash of each
 	 * key is stored, found by its non-secret id */
 	"CREATE TABLE api_keys("
 	"  id TEXT PRIMARY KEY,"
