@@ -20,6 +20,20 @@ void rt_image_free(rt_image *img)
 	free(img);
 }
 
+/* image_alloc_gpu gives img (img->bytes set) its memory on gpu; -errno with err set. */
+static int image_alloc_gpu(rt_image *img, pool_gpu *gpu, char *err, size_t errlen)
+{
+	int rc = pool_gpu_alloc(gpu, img->bytes ? img->bytes : 1, &img->data);
+	if (rc < 0) {
+		snprintf(err, errlen, "cannot allocate %llu bytes on cuda:%d",
+			 (unsigned long long)img->bytes, pool_gpu_device(gpu));
+		return rc;
+	}
+	img->gpu = gpu;
+	img->device = pool_gpu_device(gpu);
+	return 0;
+}
+
 int rt_image_restore(const char *path, pool_gpu *gpu, int pin, int threads, rt_image **out,
 		     char *err, size_t errlen)
 {
@@ -36,14 +50,9 @@ int rt_image_restore(const char *path, pool_gpu *gpu, int pin, int threads, rt_i
 	img->bytes = snap_image_size(f);
 	snap_restore_opts o = {.threads = threads};
 	if (gpu) {
-		rc = pool_gpu_alloc(gpu, img->bytes ? img->bytes : 1, &img->data);
-		if (rc < 0) {
-			snprintf(err, errlen, "cannot allocate %llu bytes on cuda:%d",
-				 (unsigned long long)img->bytes, pool_gpu_device(gpu));
+		rc = image_alloc_gpu(img, gpu, err, errlen);
+		if (rc < 0)
 			goto fail;
-		}
-		img->gpu = gpu;
-		img->device = pool_gpu_device(gpu);
 		rc = snap_restore_gpu(f, gpu, img->data, &o, &img->stats, err, errlen);
 	} else {
 		rc = pool_host_alloc(&img->host, img->bytes, pin);
@@ -85,14 +94,9 @@ int rt_image_copy(const rt_image *src, pool_gpu *gpu, rt_image **out, char *err,
 			snprintf(err, errlen, "image copy: source is already in GPU memory");
 			goto fail;
 		}
-		rc = pool_gpu_alloc(gpu, img->bytes ? img->bytes : 1, &img->data);
-		if (rc < 0) {
-			snprintf(err, errlen, "cannot allocate %llu bytes on cuda:%d",
-				 (unsigned long long)img->bytes, pool_gpu_device(gpu));
+		rc = image_alloc_gpu(img, gpu, err, errlen);
+		if (rc < 0)
 			goto fail;
-		}
-		img->gpu = gpu;
-		img->device = pool_gpu_device(gpu);
 		rc = pool_gpu_copy_htod(gpu, img->data, src->data, img->bytes);
 		if (rc < 0)
 			goto fail;

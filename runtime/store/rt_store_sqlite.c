@@ -764,6 +764,17 @@ done:
 	return rc;
 }
 
+/* grow returns the array v of *cap elements of size elem doubled (16 at first) and updates
+ * *cap, or NULL (v and *cap left as they were) when memory runs out. */
+static void *grow(void *v, size_t *cap, size_t elem)
+{
+	size_t nc = *cap ? *cap * 2 : 16;
+	void *nv = realloc(v, nc * elem);
+	if (nv)
+		*cap = nc;
+	return nv;
+}
+
 static int sq_list(sq *reg, rt_registry_entry **out, size_t *n)
 {
 	size_t cap = 0, k = 0;
@@ -774,15 +785,13 @@ static int sq_list(sq *reg, rt_registry_entry **out, size_t *n)
 	int rc;
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
 		if (k == cap) {
-			size_t nc = cap ? cap * 2 : 16;
-			rt_registry_entry *nv = realloc(v, nc * sizeof *v);
+			rt_registry_entry *nv = grow(v, &cap, sizeof *v);
 			if (!nv) {
 				sqlite3_reset(s);
 				free(v);
 				return -ENOMEM;
 			}
 			v = nv;
-			cap = nc;
 		}
 		memset(&v[k], 0, sizeof v[k]);
 		snprintf(v[k].name, sizeof v[k].name, "%s", (const char *)sqlite3_column_text(s, 0));
@@ -856,15 +865,13 @@ static int sq_key_all(sq *reg, rt_store_key **out, size_t *n)
 	int rc;
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
 		if (k == cap) {
-			size_t nc = cap ? cap * 2 : 16;
-			rt_store_key *nv = realloc(v, nc * sizeof *v);
+			rt_store_key *nv = grow(v, &cap, sizeof *v);
 			if (!nv) {
 				sqlite3_reset(s);
 				free(v);
 				return -ENOMEM;
 			}
 			v = nv;
-			cap = nc;
 		}
 		rt_store_key *e = &v[k];
 		memset(e, 0, sizeof *e);
