@@ -25,9 +25,9 @@ extern "C" {
 #endif
 
 /* ABI history: 1 = invoke(state, in[], out[], errs[], n); 2 = invoke(state, fn_call[], n) with
- * request headers and streaming; 3 = the optional v2_sig operation. The registry refuses kinds
- * of any other version (a v1 plugin gets "built for ABI 1, this thaw loads ABI 3: rebuild
- * against functions/fn.h"). */
+ * request headers and streaming; 3 = the optional v2_sig operation and hf_model_types. The
+ * registry refuses kinds of any other version (a v1 plugin gets "built for ABI 1, this thaw
+ * loads ABI 3: rebuild against functions/fn.h"). */
 #define FN_ABI_VERSION 3
 #define FN_MAX_DIMS 8
 #define FN_V2_TENSORS_MAX 8        /* inputs, and outputs, of a V2 signature */
@@ -130,6 +130,9 @@ typedef struct fn_kind {
 	 * shapes only). Called once at deploy; 0, or a negative errno with err filled (status
 	 * 422: the kind cannot use this snapshot). */
 	int (*v2_sig)(const fn_load_args *args, fn_v2_sig *sig, fn_error *err);
+	/* hf_model_types (optional): the config.json "model_type" values of the models this kind
+	 * serves, NULL-terminated; `thaw snapshot pack` without --kind records this kind for them. */
+	const char *const *hf_model_types;
 } fn_kind;
 
 /* fn_v2_tensor_set fills t (name cut to FN_V2_NAME_MAX, ndim <= FN_MAX_DIMS dims from shape). */
@@ -138,6 +141,9 @@ void fn_v2_tensor_set(fn_v2_tensor *t, const char *name, const char *datatype, i
 
 /* fn_kind_find returns the registered kind called name, or NULL. */
 const fn_kind *fn_kind_find(const char *name);
+/* fn_kind_for_model_type returns the registered kind that lists model_type in its
+ * hf_model_types (the first registered), or NULL. */
+const fn_kind *fn_kind_for_model_type(const char *model_type);
 /* fn_kind_count / fn_kind_at list the registered kinds (built-ins first). */
 size_t fn_kind_count(void);
 const fn_kind *fn_kind_at(size_t i);

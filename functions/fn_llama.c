@@ -736,6 +736,8 @@ static int llama_v2_sig(const fn_load_args *a, fn_v2_sig *sig, fn_error *err)
 	return 0;
 }
 
+static const char *const llama_model_types[] = {"llama", NULL};
+
 const fn_kind fn_llama_kind = {
 	.abi = FN_ABI_VERSION,
 	.name = "llama",
@@ -744,4 +746,5 @@ const fn_kind fn_llama_kind = {
 	.invoke = llama_invoke,
 	.release = llama_release,
 	.v2_sig = llama_v2_sig,
+	.hf_model_types = llama_model_types,
 };

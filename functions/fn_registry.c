@@ -29,6 +29,20 @@ const fn_kind *fn_kind_find(const char *name)
 	return k;
 }
 
+const fn_kind *fn_kind_for_model_type(const char *model_type)
+{
+	const fn_kind *k = NULL;
+	if (!model_type)
+		return NULL;
+	pthread_mutex_lock(&kinds_mu);
+	for (size_t i = 0; i < n_kinds && !k; i++)
+		for (const char *const *t = kinds[i]->hf_model_types; t && *t && !k; t++)
+			if (strcmp(*t, model_type) == 0)
+				k = kinds[i];
+	pthread_mutex_unlock(&kinds_mu);
+	return k;
+}
+
 size_t fn_kind_count(void)
 {
 	pthread_mutex_lock(&kinds_mu);

@@ -42,13 +42,6 @@ int snap_pack_set_metadata(snap_pack_ctx *ctx, const char *key, const char *json
 	return json_object_set_new(ctx->extra, key, v) ? -ENOMEM : 0;
 }
 
-/* guess_kind: "llama" for config.json model_type llama, else "unknown". */
-static const char *guess_kind(json_t *config)
-{
-	const char *mt = json_string_value(json_object_get(config, "model_type"));
-	return mt && strcmp(mt, "llama") == 0 ? "llama" : "unknown";
-}
-
 static char *hex64(uint64_t v, char buf[17])
 {
 	snprintf(buf, 17, "%016" PRIx64, v);
@@ -145,7 +138,10 @@ int snap_pack(const char *src, const char *out_path, const snap_pack_opts *o,
 	if (s->config)
 		config = json_loads(s->config, 0, NULL);
 	json_object_set_new(meta, "format", json_string("thaw-snapshot"));
-	json_object_set_new(meta, "kind", json_string(o->kind ? o->kind : guess_kind(config)));
+	const char *kind = o->kind;
+	if (!kind && o->kind_of)
+		kind = o->kind_of(s->config, o->kind_user);
+	json_object_set_new(meta, "kind", json_string(kind ? kind : "unknown"));
 	json_object_set_new(meta, "config", config ? json_incref(config) : json_null());
 	for (size_t f = 0; f < s->n_files; f++) {
 		char hx[17];

@@ -95,8 +95,11 @@ int snap_pack_set_metadata(snap_pack_ctx *ctx, const char *key, const char *json
 
 typedef struct snap_pack_opts {
 	snap_writer_opts w;
-	const char *kind;          /* NULL: "llama" when config.json's model_type is llama,
-	                              else "unknown" */
+	const char *kind;          /* the metadata's "kind"; NULL: kind_of's answer, else "unknown" */
+	/* kind_of (optional) names the kind of a source packed without one, from its config.json
+	 * text (NULL when it has none): the packer knows no models, its caller does. */
+	const char *(*kind_of)(const char *config_json, void *user);
+	void *kind_user;
 	snap_pack_transform_fn transform;  /* NULL: none */
 	void *transform_user;
 	const char *transform_phase;       /* with a transform, w.progress is told this phase

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <jansson.h>
+#include "functions/fn.h"
 #include "pool/pool_gpu.h"
 #include "runtime/cli/rt_cli.h"
 #include "runtime/jobs/rt_quant.h"
@@ -106,6 +107,17 @@ static int parse_io(const char *s, snap_io_mode *m)
 }
 
 /* ---- pack ---- */
+
+/* pack_kind_of names the kind of a model packed without --kind: the kind that serves its
+ * config.json model_type (fn_kind_for_model_type), else NULL ("unknown"). */
+static const char *pack_kind_of(const char *config_json, void *user)
+{
+	(void)user;
+	json_t *c = config_json ? json_loads(config_json, 0, NULL) : NULL;
+	const fn_kind *k = fn_kind_for_model_type(json_string_value(json_object_get(c, "model_type")));
+	json_decref(c);
+	return k ? k->name : NULL;
+}
 
 static int cmd_pack(int argc, char **argv)
 {
@@ -212,6 +224,7 @@ static int cmd_pack(int argc, char **argv)
 		o.w.progress = rt_cli_bar_update;
 		o.w.progress_user = &bar;
 	}
+	o.kind_of = pack_kind_of;
 	int prc = snap_pack(src, out, &o, &st, err, sizeof err);
 	rt_cli_bar_end(&bar);
 	free(meta);

@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <unistd.h>
+#include <jansson.h>
 #include "tests/t.h"
 #include "tests/snapshot/snap_test_util.h"
 #include "snapshot/snap.h"
@@ -106,7 +107,7 @@ static void test_roundtrip(void)
 	T_EQ_INT(snap_open(&f, thaw, err, sizeof err), 0);
 	if (!f)
 		return;
-	T_EQ_STR(snap_kind(f), "llama");
+	T_EQ_STR(snap_kind(f), "unknown");   /* no kind given, no kind_of: test_pack_kind */
 	T_CHECK(strstr(snap_metadata_json(f), "\"hidden_size\":33") != NULL);
 	T_CHECK(strstr(snap_metadata_json(f), "\"file\":\"model.safetensors\"") != NULL);
 	T_CHECK(snap_chunk_count(f) > 3);
@@ -845,9 +846,42 @@ static void test_progress_pack(void)
 	pthread_mutex_destroy(&l.mu);
 }
 
+/* kind_of_config answers "from-config" when it is handed the source's config.json text. */
+static const char *kind_of_config(const char *config_json, void *user)
+{
+	*(int *)user += 1;
+	return config_json && strstr(config_json, "\"model_type\":\"llama\"") ? "from-config" : NULL;
+}
+
+/* The packer knows no models: without a kind it records "unknown", or what its caller's
+ * kind_of names from config.json. */
+static void test_pack_kind(void)
+{
+	setup();
+	char path[600], err[512];
+	tt_path(path, sizeof path, t_tmpdir(), "kind.thaw");
+	const char *want[] = {"unknown", "from-config", "given"};
+	for (int i = 0; i < 3; i++) {
+		int calls = 0;
+		snap_pack_opts o = {.w = {.threads = 1}, .kind = i == 2 ? "given" : NULL,
+				    .kind_of = i ? kind_of_config : NULL, .kind_user = &calls};
+		T_EQ_INT(snap_pack(dir, path, &o, NULL, err, sizeof err), 0);
+		T_EQ_INT(calls, i == 1);
+		snap_file *f = NULL;
+		T_EQ_INT(snap_open(&f, path, err, sizeof err), 0);
+		if (!f)
+			continue;
+		json_t *m = json_loads(snap_metadata_json(f), 0, NULL);
+		T_EQ_STR(json_string_value(json_object_get(m, "kind")), want[i]);
+		json_decref(m);
+		snap_close(f);
+	}
+}
+
 void t_main(void)
 {
 	T_RUN(test_dtypes);
+	T_RUN(test_pack_kind);
 	T_RUN(test_roundtrip);
 	T_RUN(test_codecs_used);
 	T_RUN(test_io_modes);
