@@ -168,7 +168,7 @@ int rt_serve_main(int argc, char **argv)
 	cfg.drain_timeout_s = 30;
 	rt_sched_config_defaults(&cfg.sched);
 	rt_jobs_config_defaults(&cfg.jobs);
-	cfg.audit_days = 90;
+	cfg.access.audit_days = 90;
 	const char *env_port = getenv("PORT");
 	if (env_port && *env_port) {
 		if (parse_num("$PORT", env_port, 0, 65535, &v) < 0)
@@ -257,19 +257,19 @@ int rt_serve_main(int argc, char **argv)
 			else if (strcmp(optarg, "error") == 0) level = RT_LOG_ERROR;
 			else { fprintf(stderr, "thaw serve: bad --log-level '%s'\n", optarg); return 2; }
 			break;
-		case 1001: cfg.dev = 1; break;
-		case 1002: cfg.trust_proxy = 1; break;
+		case 1001: cfg.access.dev = 1; break;
+		case 1002: cfg.access.trust_proxy = 1; break;
 		case 1003:
 		case 1004:
-			if (rt_rate_parse(optarg, c == 1003 ? &cfg.limit_key : &cfg.limit_ip) < 0) {
+			if (rt_rate_parse(optarg, c == 1003 ? &cfg.access.limit_key : &cfg.access.limit_ip) < 0) {
 				fprintf(stderr, "thaw serve: bad rate limit '%s' (expected R/s,BURST, e.g. 10/s,20)\n", optarg);
 				return 2;
 			}
 			break;
-		case 1005: if (parse_num("--audit-max-bytes", optarg, 4096, 1e15, &v)) return 2; cfg.audit_max_bytes = (uint64_t)v; break;
-		case 1006: if (parse_num("--audit-days", optarg, 0, 1e6, &v)) return 2; cfg.audit_days = (int)v; break;
-		case 1007: cfg.no_audit = 1; break;
-		case 1041: if (parse_num("--audit-max-total", optarg, 4096, 1e15, &v)) return 2; cfg.audit_max_total = (uint64_t)v; break;
+		case 1005: if (parse_num("--audit-max-bytes", optarg, 4096, 1e15, &v)) return 2; cfg.access.audit_max_bytes = (uint64_t)v; break;
+		case 1006: if (parse_num("--audit-days", optarg, 0, 1e6, &v)) return 2; cfg.access.audit_days = (int)v; break;
+		case 1007: cfg.access.no_audit = 1; break;
+		case 1041: if (parse_num("--audit-max-total", optarg, 4096, 1e15, &v)) return 2; cfg.access.audit_max_total = (uint64_t)v; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}

@@ -35,7 +35,7 @@ static void server_head(rt_req *req, void *ud)
 	rt_access_refusal why;
 	switch (rt_router_match(srv->router, req, &fn, &fud, allow, sizeof allow)) {
 	case RT_ROUTE_FOUND:
-		if (rt_access_gate(srv, req, &why)) {
+		if (rt_access_gate(&srv->access, req, &why)) {
 			rt_api_refuse(req, &why);   /* in the route's error shape */
 			return;
 		}
@@ -72,7 +72,7 @@ static void observe(const rt_req *req, size_t bytes, double secs, void *ud)
 	const char *kv[] = {"route", req->route, "code", code};
 	rt_metric_add(srv->m_requests, 1, 2, kv);
 	rt_metric_observe(srv->m_duration, secs, 1, kv);
-	rt_access_observe(srv, req, bytes, secs);
+	rt_access_observe(&srv->access, req, bytes, secs);
 }
 
 /* a keyed server without a live key answers 401 to all but the probes: say how to make one */
@@ -183,16 +183,17 @@ int rt_server_init(rt_server *srv, uv_loop_t *loop, const rt_server_config *cfg)
 		rt_logf(RT_LOG_ERROR, "cannot open the registry: %s", err);
 		goto fail;
 	}
-	rc = rt_access_init(srv, err, sizeof err);
+	srv->cfg.access.data_dir = srv->cfg.data_dir;
+	rc = rt_access_init(&srv->access, loop, srv->reg, &srv->cfg.access, err, sizeof err);
 	if (rc < 0) {
 		rt_logf(RT_LOG_ERROR, "cannot set up access control: %s", err);
 		goto fail;
 	}
-	if (cfg->dev)
+	if (cfg->access.dev)
 		rt_logf(RT_LOG_WARN, "DEV MODE (--dev): API keys are NOT checked; anyone who can reach "
 			"this server can deploy, delete and invoke. Never use --dev outside local development.");
-	else if (srv->auth)
-		log_first_key_hint(srv->auth, cfg->data_dir);
+	else if (srv->access.auth)
+		log_first_key_hint(srv->access.auth, cfg->data_dir);
 	/* what the hot path would otherwise ask SQLite on every call */
 	{
 		rt_registry_entry *e = NULL;
@@ -240,7 +241,7 @@ fail:
 		rt_sched_free(srv->sched);
 		srv->sched = NULL;
 	}
-	rt_access_free(srv);
+	rt_access_free(&srv->access);
 	rt_registry_close(srv->reg);
 	srv->reg = NULL;
 	rt_router_free(srv->router);
@@ -317,7 +318,7 @@ int rt_server_run(rt_server *srv)
 	srv->sig_term.data = srv->sig_int.data = srv->drain_timer.data = srv;
 	uv_signal_start(&srv->sig_term, on_signal, SIGTERM);
 	uv_signal_start(&srv->sig_int, on_signal, SIGINT);
-	rt_access_start(srv);
+	rt_access_start(&srv->access);
 	rt_mem_trim_start(srv->loop, &srv->trim_timer);
 	char fields[512];
 	snprintf(fields, sizeof fields, "\"host\":\"%s\",\"port\":%d,\"data\":\"%s\",\"version\":\"%s\"",
@@ -334,7 +335,7 @@ void rt_server_free(rt_server *srv)
 {
 	rt_jobs_free(srv->jobs);
 	rt_sched_free(srv->sched);
-	rt_access_free(srv);
+	rt_access_free(&srv->access);
 	rt_registry_close(srv->reg);
 	rt_http_free(srv->http);
 	rt_router_free(srv->router);

@@ -6,7 +6,7 @@
 #include "runtime/http/rt_cors.h"
 #include "runtime/http/rt_http.h"
 #include "runtime/jobs/rt_jobs.h"
-#include "runtime/access/rt_limit.h"
+#include "runtime/access/rt_access.h"
 #include "runtime/base/rt_metrics.h"
 #include "runtime/store/rt_registry.h"
 #include "runtime/http/rt_router.h"
@@ -24,14 +24,7 @@ typedef struct rt_server_config {
 	size_t n_plugin_roots;
 	rt_sched_config sched;
 	rt_jobs_config jobs;
-	/* access and audit (rt_access.c) */
-	int dev;                     /* 1: no API keys checked (local use only) */
-	int trust_proxy;             /* client address from Forwarded / X-Forwarded-For */
-	rt_rate limit_key, limit_ip;  /* token buckets per API key and per client address */
-	uint64_t audit_max_bytes;    /* rotate DATA/audit/audit.log past this (0: default) */
-	int audit_days;              /* remove rotated audit files older than this (0: never) */
-	uint64_t audit_max_total;    /* all audit files together at most this (0: default) */
-	int no_audit;                /* 1: no audit log (another system audits; benchmarks) */
+	rt_access_config access;     /* keys, limits and audit (its data_dir is set from data_dir) */
 	const char *cors_origins[RT_CORS_MAX_ORIGINS];  /* browser origins allowed (rt_cors.h) */
 	size_t n_cors_origins;
 	uint64_t max_upload_bytes;   /* largest PUT /v1/snapshots|data body (rt_api_upload.c) */
@@ -46,17 +39,10 @@ typedef struct rt_server {
 	rt_registry *reg;
 	rt_sched *sched;
 	rt_jobs *jobs;
-	struct rt_auth *auth;        /* API keys (rt_access.c) */
-	struct rt_limiter *limiter;  /* rate-limit buckets */
-	struct rt_audit *audit;      /* audit log */
+	rt_access access;            /* the access gate and audit log (rt_access.h) */
 	struct {                     /* the API layer's, kept by rt_api_note_function (rt_api.c) */
 		int echo_deployed;   /* a function named "echo" is in the registry (else built in) */
 	} api;
-	struct {                     /* the access gate's, kept by rt_access_note_revision */
-		int fn_rate_limits;  /* some revision has a "rate_limit": check it per call */
-		int fn_audit_payloads; /* some revision has "audit": {"payloads": true} */
-	} access;
-	uv_timer_t audit_timer;      /* flushes buffered audit lines (rt_access_start) */
 	uv_timer_t trim_timer;       /* returns freed memory to the kernel (rt_mem.h) */
 	rt_metric_family *m_requests, *m_duration, *m_connections;
 	int draining;

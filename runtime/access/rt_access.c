@@ -18,65 +18,70 @@
 
 #define LIMITER_MAX_BUCKETS 100000
 
-int rt_access_init(rt_server *srv, char *err, size_t errlen)
+int rt_access_init(rt_access *a, uv_loop_t *loop, rt_registry *reg, const rt_access_config *cfg,
+		   char *err, size_t errlen)
 {
-	int rc = rt_auth_open(srv->reg, srv->cfg.data_dir, &srv->auth, err, errlen);
+	memset(a, 0, sizeof *a);
+	a->loop = loop;
+	a->reg = reg;
+	a->cfg = *cfg;
+	int rc = rt_auth_open(a->reg, a->cfg.data_dir, &a->auth, err, errlen);
 	if (rc < 0)
 		return rc;
-	srv->limiter = rt_limiter_new(LIMITER_MAX_BUCKETS);
-	if (!srv->limiter)
+	a->limiter = rt_limiter_new(LIMITER_MAX_BUCKETS);
+	if (!a->limiter)
 		return rt_errf(err, errlen, -ENOMEM, "out of memory");
-	if (srv->cfg.no_audit) {
+	if (a->cfg.no_audit) {
 		rt_logf(RT_LOG_WARN, "audit log off (--no-audit): invocations and admin actions are not recorded");
 		return 0;
 	}
-	rc = rt_audit_open(srv->cfg.data_dir, srv->cfg.audit_max_bytes, srv->cfg.audit_days,
-			   &srv->audit, err, errlen);
+	rc = rt_audit_open(a->cfg.data_dir, a->cfg.audit_max_bytes, a->cfg.audit_days,
+			   &a->audit, err, errlen);
 	if (rc == 0)
-		rt_audit_set_max_total(srv->audit, srv->cfg.audit_max_total ? srv->cfg.audit_max_total
+		rt_audit_set_max_total(a->audit, a->cfg.audit_max_total ? a->cfg.audit_max_total
 								   : RT_AUDIT_DEFAULT_MAX_TOTAL);
 	return rc;
 }
 
 static void on_audit_timer(uv_timer_t *t)
 {
-	rt_server *srv = t->data;
-	int rc = rt_audit_tick(srv->audit, (int64_t)(rt_clock_mono_ns() / 1000000));
+	rt_access *a = t->data;
+	int rc = rt_audit_tick(a->audit, (int64_t)(rt_clock_mono_ns() / 1000000));
 	if (rc < 0)
 		rt_logf(RT_LOG_ERROR, "audit: cannot write a refusal summary: %s", strerror(-rc));
-	if (!rt_audit_pending(srv->audit))
+	if (!rt_audit_pending(a->audit))
 		return;
-	rc = rt_audit_flush(srv->audit);
+	rc = rt_audit_flush(a->audit);
 	if (rc < 0)
 		rt_logf(RT_LOG_ERROR, "audit: cannot write buffered lines: %s", strerror(-rc));
 }
 
-void rt_access_start(rt_server *srv)
+void rt_access_start(rt_access *a)
 {
-	if (!srv->audit)
+	if (!a->audit)
 		return;
-	uv_timer_init(srv->loop, &srv->audit_timer);
-	srv->audit_timer.data = srv;
-	uv_timer_start(&srv->audit_timer, on_audit_timer, RT_AUDIT_FLUSH_MS, RT_AUDIT_FLUSH_MS);
-	uv_unref((uv_handle_t *)&srv->audit_timer);
+	uv_timer_init(a->loop, &a->audit_timer);
+	a->audit_timer.data = a;
+	uv_timer_start(&a->audit_timer, on_audit_timer, RT_AUDIT_FLUSH_MS, RT_AUDIT_FLUSH_MS);
+	uv_unref((uv_handle_t *)&a->audit_timer);
 }
 
-void rt_access_free(rt_server *srv)
+void rt_access_free(rt_access *a)
 {
-	rt_auth_close(srv->auth);
-	rt_limiter_free(srv->limiter);
-	rt_audit_close(srv->audit);
-	srv->auth = NULL;
-	srv->limiter = NULL;
-	srv->audit = NULL;
+	rt_auth_close(a->auth);
+	rt_limiter_free(a->limiter);
+	rt_audit_close(a->audit);
+	a->auth = NULL;
+	a->limiter = NULL;
+	a->audit = NULL;
 }
 
-void rt_access_note_revision(rt_server *srv, const rt_manifest *m)
+void rt_access_note_revision(rt_access *a, const rt_manifest *m)
 {
 	if (m->rate_limit_rps > 0)
-		srv->access.fn_rate_limits = 1;
+		a->fn_rate_limits = 1;
 	if (m->audit_payloads)
-		srv->access.fn_audit_payloads = 1;
+		a->fn_audit_payloads = 1;
 }
 
 /* Headers never handed to functions: the caller's credentials for thaw itself. */
@@ -123,9 +128,9 @@ static void copy_addr(const char *p, const char *e, char *buf, size_t cap)
 	buf[n] = 0;
 }
 
-void rt_access_client(const rt_server *srv, const rt_req *req, char *buf, size_t cap)
+void rt_access_client(const rt_access *a, const rt_req *req, char *buf, size_t cap)
 {
-	if (srv->cfg.trust_proxy) {
+	if (a->cfg.trust_proxy) {
 		/* one trusted proxy: the address it appended (the last one) is the client's */
 		const char *fw = rt_req_header(req, "Forwarded");
 		if (fw) {
@@ -165,7 +170,7 @@ static int refuse(rt_access_refusal *why, int status, const char *code, const ch
 	return 1;
 }
 
-static int limited(rt_server *srv, rt_req *req, const char *kind, const char *who,
+static int limited(rt_access *a, rt_req *req, const char *kind, const char *who,
 		   const rt_rate *lim, rt_access_refusal *why)
 {
 	if (lim->rate <= 0)
@@ -173,7 +178,7 @@ static int limited(rt_server *srv, rt_req *req, const char *kind, const char *wh
 	char key[256];
 	double retry;
 	snprintf(key, sizeof key, "%s:%s", kind, who);
-	if (rt_limiter_take(srv->limiter, key, lim, rt_clock_mono_ns(), &retry) == 0)
+	if (rt_limiter_take(a->limiter, key, lim, rt_clock_mono_ns(), &retry) == 0)
 		return 0;
 	char ra[32];
 	snprintf(ra, sizeof ra, "%.0f", ceil(retry) < 1 ? 1 : ceil(retry));
@@ -181,10 +186,10 @@ static int limited(rt_server *srv, rt_req *req, const char *kind, const char *wh
 	return refuse(why, 429, "rate_limit_exceeded", "rate limit exceeded");
 }
 
-static int check_key(rt_server *srv, rt_req *req, rt_auth_need need, rt_access_refusal *why);
-static int function_limited(rt_server *srv, rt_req *req, const char *client,
+static int check_key(rt_access *a, rt_req *req, rt_auth_need need, rt_access_refusal *why);
+static int function_limited(rt_access *a, rt_req *req, const char *client,
 			    rt_access_refusal *why);
-static int fn_limited(rt_server *srv, rt_req *req, const char *fn, const char *client,
+static int fn_limited(rt_access *a, rt_req *req, const char *fn, const char *client,
 		      rt_access_refusal *why);
 
 static int is_mutation(const rt_req *req)
@@ -201,7 +206,7 @@ static const char *route_fn(const rt_req *req)
 
 /* An admin change is applied only when it is audited: its intent line is written and
  * fdatasync'd before the handler runs, else the request is refused with 503. 0: go on. */
-static int audit_intent(rt_server *srv, rt_req *req, const char *action, const char *client,
+static int audit_intent(rt_access *a, rt_req *req, const char *action, const char *client,
 			rt_access_refusal *why)
 {
 	rt_audit_rec r = {
@@ -209,58 +214,58 @@ static int audit_intent(rt_server *srv, rt_req *req, const char *action, const c
 		.function = route_fn(req), .method = req->method, .path = req->path,
 		.request_id = req->request_id, .phase = "intent",
 	};
-	int rc = rt_audit_write(srv->audit, &r, 1);
+	int rc = rt_audit_write(a->audit, &r, 1);
 	if (rc == 0)
 		return 0;
 	rt_logf(RT_LOG_ERROR, "audit: cannot write to %s/audit/audit.log (%s): %s refused",
-		srv->cfg.data_dir, strerror(-rc), action);
+		a->cfg.data_dir, strerror(-rc), action);
 	rt_req_add_header(req, "Retry-After", "5");
 	return refuse(why, 503, "unavailable", "audit log unavailable (audit/audit.log: %s): the %s "
 		      "is refused because it cannot be recorded", strerror(-rc), action);
 }
 
-int rt_access_gate(rt_server *srv, rt_req *req, rt_access_refusal *why)
+int rt_access_gate(rt_access *a, rt_req *req, rt_access_refusal *why)
 {
 	const char *action;
 	rt_auth_need need = rt_auth_route_need(req->method, req->route, &action);
 	if (need == RT_AUTH_OPEN)
 		return 0;
 	char client[64];
-	rt_access_client(srv, req, client, sizeof client);
+	rt_access_client(a, req, client, sizeof client);
 	/* the address limit comes first: it also slows down key guessing */
-	if (limited(srv, req, "ip", client, &srv->cfg.limit_ip, why))
+	if (limited(a, req, "ip", client, &a->cfg.limit_ip, why))
 		return 1;
-	if (!srv->cfg.dev) {
-		int rc = check_key(srv, req, need, why);
+	if (!a->cfg.dev) {
+		int rc = check_key(a, req, need, why);
 		if (rc)
 			return rc;
 	}
 	if (need == RT_AUTH_INVOKE)
-		return function_limited(srv, req, client, why);
-	if (need == RT_AUTH_ADMIN && is_mutation(req) && srv->audit)
-		return audit_intent(srv, req, action, client, why);
+		return function_limited(a, req, client, why);
+	if (need == RT_AUTH_ADMIN && is_mutation(req) && a->audit)
+		return audit_intent(a, req, action, client, why);
 	return 0;
 }
 
 /* per-function limit from the manifest ("rate_limit"), per caller: key id, else address */
-static int function_limited(rt_server *srv, rt_req *req, const char *client,
+static int function_limited(rt_access *a, rt_req *req, const char *client,
 			    rt_access_refusal *why)
 {
-	if (!srv->access.fn_rate_limits)   /* no revision has one: skip the registry read */
+	if (!a->fn_rate_limits)   /* no revision has one: skip the registry read */
 		return 0;
-	return fn_limited(srv, req, route_fn(req), client, why);
+	return fn_limited(a, req, route_fn(req), client, why);
 }
 
-static int fn_limited(rt_server *srv, rt_req *req, const char *fn, const char *client,
+static int fn_limited(rt_access *a, rt_req *req, const char *fn, const char *client,
 		      rt_access_refusal *why)
 {
 	rt_revision_info *info = malloc(sizeof *info);
 	int rc = 0;
-	if (fn && info && rt_registry_get(srv->reg, fn, info) == 0 && info->manifest.rate_limit_rps > 0) {
+	if (fn && info && rt_registry_get(a->reg, fn, info) == 0 && info->manifest.rate_limit_rps > 0) {
 		rt_rate lim = {info->manifest.rate_limit_rps, info->manifest.rate_limit_burst};
 		char who[256];
 		snprintf(who, sizeof who, "%s:%s", fn, req->auth_key_id[0] ? req->auth_key_id : client);
-		rc = limited(srv, req, "fn", who, &lim, why);
+		rc = limited(a, req, "fn", who, &lim, why);
 	}
 	free(info);
 	return rc;
@@ -280,10 +285,10 @@ static int forbidden(rt_auth_need need, const char *fn, rt_access_refusal *why)
 _Static_assert(RT_AUTH_SCOPES_MAX <= sizeof ((rt_req *)0)->auth_scopes,
 	       "a key's scopes fit the request's auth_scopes");
 
-static int check_key(rt_server *srv, rt_req *req, rt_auth_need need, rt_access_refusal *why)
+static int check_key(rt_access *a, rt_req *req, rt_auth_need need, rt_access_refusal *why)
 {
 	char scopes[RT_AUTH_SCOPES_MAX];
-	int rc = rt_auth_check(srv->auth, rt_req_header(req, "Authorization"), req->auth_key_id, scopes);
+	int rc = rt_auth_check(a->auth, rt_req_header(req, "Authorization"), req->auth_key_id, scopes);
 	if (rc == -EIO)
 		return refuse(why, 503, "unavailable", "authentication unavailable");
 	if (rc < 0) {
@@ -295,22 +300,22 @@ static int check_key(rt_server *srv, rt_req *req, rt_auth_need need, rt_access_r
 		return forbidden(need, fn, why);
 	if (need == RT_AUTH_INVOKE_BODY)   /* the handler checks the body's function against them */
 		memcpy(req->auth_scopes, scopes, sizeof scopes);
-	return limited(srv, req, "key", req->auth_key_id, &srv->cfg.limit_key, why);
+	return limited(a, req, "key", req->auth_key_id, &a->cfg.limit_key, why);
 }
 
-int rt_access_check_fn(rt_server *srv, rt_req *req, const char *fn, rt_access_refusal *why)
+int rt_access_check_fn(rt_access *a, rt_req *req, const char *fn, rt_access_refusal *why)
 {
 	char client[64];
 	/* the audit line names the function the body named (a copy in the request's own
 	 * param_buf, whatever becomes of fn) */
 	if (!rt_req_param(req, "name"))
 		rt_router_param_add(req, "name", fn);
-	if (!srv->cfg.dev && !rt_auth_allows(req->auth_scopes, RT_AUTH_INVOKE, fn))
+	if (!a->cfg.dev && !rt_auth_allows(req->auth_scopes, RT_AUTH_INVOKE, fn))
 		return forbidden(RT_AUTH_INVOKE, fn, why);
-	if (!srv->access.fn_rate_limits)
+	if (!a->fn_rate_limits)
 		return 0;
-	rt_access_client(srv, req, client, sizeof client);
-	return fn_limited(srv, req, fn, client, why);
+	rt_access_client(a, req, client, sizeof client);
+	return fn_limited(a, req, fn, client, why);
 }
 
 /* revision the handler answered with (Thaw-Revision header), else the route's {v} */
@@ -325,14 +330,14 @@ static long served_revision(const rt_req *req)
 
 /* the payloads of an invocation when the served revision's manifest opts in (one registry
  * read per call, only while some revision has the field) */
-static void payload_opt_in(rt_server *srv, const char *fn, long rev, rt_audit_rec *r,
+static void payload_opt_in(rt_access *a, const char *fn, long rev, rt_audit_rec *r,
 			   const rt_req *req)
 {
 	rt_revision_info *info = malloc(sizeof *info);
 	if (!info)
 		return;
-	int rc = rev > 0 ? rt_registry_get_revision(srv->reg, fn, (uint32_t)rev, info)
-			 : rt_registry_get(srv->reg, fn, info);
+	int rc = rev > 0 ? rt_registry_get_revision(a->reg, fn, (uint32_t)rev, info)
+			 : rt_registry_get(a->reg, fn, info);
 	if (rc == 0 && info->manifest.audit_payloads) {
 		r->payload_max = (size_t)info->manifest.audit_payload_max;
 		r->payload_in = req->body ? req->body : "";
@@ -343,9 +348,9 @@ static void payload_opt_in(rt_server *srv, const char *fn, long rev, rt_audit_re
 	free(info);
 }
 
-void rt_access_observe(rt_server *srv, const rt_req *req, size_t resp_bytes, double secs)
+void rt_access_observe(rt_access *a, const rt_req *req, size_t resp_bytes, double secs)
 {
-	if (!srv->audit || !req->method || strcmp(req->route, "unmatched") == 0)
+	if (!a->audit || !req->method || strcmp(req->route, "unmatched") == 0)
 		return;
 	const char *action;
 	rt_auth_need need = rt_auth_route_need(req->method, req->route, &action);
@@ -357,7 +362,7 @@ void rt_access_observe(rt_server *srv, const rt_req *req, size_t resp_bytes, dou
 	if (need == RT_AUTH_OPEN || !(need == RT_AUTH_INVOKE || admin || refused))
 		return;
 	char client[64];
-	rt_access_client(srv, req, client, sizeof client);
+	rt_access_client(a, req, client, sizeof client);
 	const char *fn = route_fn(req);
 	rt_audit_rec r = {
 		.key_id = req->auth_key_id, .client = client, .action = action, .function = fn,
@@ -365,11 +370,11 @@ void rt_access_observe(rt_server *srv, const rt_req *req, size_t resp_bytes, dou
 		.status = req->status, .latency_s = secs, .bytes_in = req->body_len,
 		.bytes_out = resp_bytes, .request_id = req->request_id,
 	};
-	if (srv->access.fn_audit_payloads && need == RT_AUTH_INVOKE && fn && !refused)
-		payload_opt_in(srv, fn, r.revision, &r, req);
+	if (a->fn_audit_payloads && need == RT_AUTH_INVOKE && fn && !refused)
+		payload_opt_in(a, fn, r.revision, &r, req);
 	/* refusals are sampled per client (a refusal changes nothing: no fsync) */
-	int rc = refused ? rt_audit_refusal(srv->audit, &r, (int64_t)(rt_clock_mono_ns() / 1000000))
-			 : rt_audit_write(srv->audit, &r, admin);
+	int rc = refused ? rt_audit_refusal(a->audit, &r, (int64_t)(rt_clock_mono_ns() / 1000000))
+			 : rt_audit_write(a->audit, &r, admin);
 	if (rc < 0)
 		rt_logf(RT_LOG_ERROR, "audit: cannot write a line: %s", strerror(-rc));
 }

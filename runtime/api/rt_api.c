@@ -64,7 +64,7 @@ int rt_api_version(const char *s, uint32_t *rev)
 void rt_api_note_function(rt_server *srv, const char *name, const rt_manifest *m)
 {
 	if (m)
-		rt_access_note_revision(srv, m);
+		rt_access_note_revision(&srv->access, m);
 	if (strcmp(name, "echo") == 0)
 		srv->api.echo_deployed = m != NULL;
 }

@@ -41,7 +41,7 @@ static void h_create(rt_req *req, void *ud)
 		return;
 	}
 	char key[RT_AUTH_KEY_MAX], id[RT_AUTH_ID_LEN + 1], err[256];
-	int rc = rt_auth_key_create(srv->auth, scopes, n, key, id, err, sizeof err);
+	int rc = rt_auth_key_create(srv->access.auth, scopes, n, key, id, err, sizeof err);
 	if (rc < 0) {
 		json_decref(body);
 		rt_req_reply_error(req, rc == -EINVAL ? 400 : 500, "%s", err);
@@ -59,7 +59,7 @@ static void h_list(rt_req *req, void *ud)
 {
 	rt_server *srv = ud;
 	json_t *list;
-	if (rt_auth_key_list(srv->auth, &list) < 0) {
+	if (rt_auth_key_list(srv->access.auth, &list) < 0) {
 		rt_req_reply_error(req, 500, "cannot read the key store");
 		return;
 	}
@@ -70,7 +70,7 @@ static void h_revoke(rt_req *req, void *ud)
 {
 	rt_server *srv = ud;
 	const char *id = rt_req_param(req, "id");
-	int rc = rt_auth_key_revoke(srv->auth, id);
+	int rc = rt_auth_key_revoke(srv->access.auth, id);
 	if (rc == -ENOENT) {
 		rt_req_reply_error(req, 404, "no key '%s' (or already revoked)", id);
 		return;

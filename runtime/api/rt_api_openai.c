@@ -1447,7 +1447,7 @@ static void parsed(oa_pending *pd)
 	 * scan already, before the parse) */
 	rt_access_refusal why;
 	if (!pd->gen && !(pd->scope_done && !strcmp(pd->scan_model, pd->p.model)) &&
-	    rt_access_check_fn(srv, req, pd->p.model, &why)) {
+	    rt_access_check_fn(&srv->access, req, pd->p.model, &why)) {
 		rt_api_openai_refuse(req, &why);
 		goto fail;
 	}
@@ -1511,7 +1511,7 @@ static void scanned(oa_pending *pd)
 	/* also when the scan refused the body after its "model": the 403 comes first */
 	if (!pd->gen && pd->scan_model[0]) {
 		rt_access_refusal why;
-		if (rt_access_check_fn(pd->srv, pd->req, pd->scan_model, &why)) {
+		if (rt_access_check_fn(&pd->srv->access, pd->req, pd->scan_model, &why)) {
 			rt_api_openai_refuse(pd->req, &why);
 			pending_free(pd);
 			return;

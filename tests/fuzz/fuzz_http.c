@@ -65,11 +65,11 @@ static int start(rt_server *srv, const char *name, int is_dev)
 	cfg.max_upload_bytes = 16384;   /* PUT /v1/snapshots|data: oversize bodies from small inputs */
 	cfg.http.access_log = 0;
 	cfg.http.read_timeout_ms = 50;
-	cfg.dev = is_dev;
+	cfg.access.dev = is_dev;
 	cfg.cors_origins[0] = "http://a.example";   /* preflights and allow headers fuzzed too */
 	cfg.cors_origins[1] = is_dev ? "*" : "https://b.example:8443";
 	cfg.n_cors_origins = 2;
-	cfg.no_audit = 1;
+	cfg.access.no_audit = 1;
 	cfg.drain_timeout_s = 1;
 	snprintf(dir, sizeof dirs[0], "%s/%s", top, name);
 	cfg.data_dir = dir;

@@ -84,8 +84,8 @@ static int fsrv_start(void)
 	cfg.http.access_log = 0;
 	cfg.http.read_timeout_ms = 200;
 	cfg.data_dir = fsrv_dir;
-	cfg.dev = 1;
-	cfg.no_audit = 1;
+	cfg.access.dev = 1;
+	cfg.access.no_audit = 1;
 	cfg.drain_timeout_s = 1;
 	rt_log_init(RT_LOG_ERROR);
 	signal(SIGPIPE, SIG_IGN);

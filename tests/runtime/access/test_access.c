@@ -10,7 +10,7 @@
 static const char *client(int trust, const char *name, const char *value)
 {
 	static char buf[64];
-	rt_server srv;
+	rt_access srv;
 	rt_req req;
 	memset(&srv, 0, sizeof srv);
 	memset(&req, 0, sizeof req);
@@ -62,7 +62,7 @@ static void test_kind_headers(void)
 
 static void test_check_fn_scopes(void)
 {
-	rt_server srv;
+	rt_access srv;
 	rt_req req;
 	rt_access_refusal why;
 	memset(&srv, 0, sizeof srv);
