@@ -48,13 +48,12 @@
 #include "runtime/store/rt_registry.h"
 #include "runtime/sched/rt_sched.h"
 #include "runtime/tok/rt_tok.h"
+#include "runtime/tok/rt_tok_cache.h"
 #include "snapshot/snap.h"
 
 #define OA_MAX_STOP 4            /* stop strings (OpenAI's limit) */
 #define OA_STOP_MAX_BYTES 256    /* bytes of one stop string */
 #define OA_MAX_STOP_IDS 24       /* token ids that end a generation */
-#define OA_CACHE 8               /* snapshots whose tokenizer is kept loaded */
-#define OA_DEFAULT_CTX 4096      /* as the llama kind: metadata max_context default */
 
 /* ---- OpenAI error objects ---- */
 
@@ -107,142 +106,6 @@ int rt_api_openai_route(const char *route)
 void rt_api_openai_refuse(rt_req *req, const rt_access_refusal *why)
 {
 	oa_error(req, why->status, NULL, why->code, "%s", why->msg);
-}
-
-/* ---- models: tokenizer and limits per snapshot (cached by path, inode, size, mtime) ---- */
-
-typedef struct oa_model {
-	char path[RT_MANIFEST_PATH_MAX];
-	dev_t dev;
-	ino_t ino;
-	off_t size;
-	struct timespec mtime;
-	tok_tokenizer *tok;                 /* NULL when the snapshot has none (err says why) */
-	int err_rc;
-	char err[300];
-	int64_t ctx, vocab;          /* context positions and vocabulary of the model */
-	int32_t eos[8];              /* config eos_token_id(s) */
-	int n_eos;
-	int refs;                    /* the cache holds one; each generation one */
-	uint64_t used;
-} oa_model;
-
-static pthread_mutex_t cache_mu = PTHREAD_MUTEX_INITIALIZER;
-static oa_model *cache[OA_CACHE];
-static uint64_t cache_clock;
-
-static void model_unref(oa_model *m)
-{
-	if (!m)
-		return;
-	pthread_mutex_lock(&cache_mu);
-	int last = --m->refs == 0;
-	pthread_mutex_unlock(&cache_mu);
-	if (last) {
-		tok_free(m->tok);
-		free(m);
-	}
-}
-
-static double cfg_num(const json_t *o, const char *k, double def)
-{
-	const json_t *v = json_object_get(o, k);
-	return json_is_number(v) ? json_number_value(v) : def;
-}
-
-/* reads what the handlers need from a snapshot: tokenizer, context, vocabulary, eos ids */
-static oa_model *model_read(const char *path, const struct stat *st)
-{
-	oa_model *m = calloc(1, sizeof *m);
-	if (!m)
-		return NULL;
-	snprintf(m->path, sizeof m->path, "%s", path);
-	m->dev = st->st_dev;
-	m->ino = st->st_ino;
-	m->size = st->st_size;
-	m->mtime = st->st_mtim;
-	m->refs = 1;
-	snap_file *f = NULL;
-	char err[256];
-	if (snap_open(&f, path, err, sizeof err) < 0) {
-		m->err_rc = -EIO;
-		snprintf(m->err, sizeof m->err, "snapshot unreadable: %s", err);
-		return m;
-	}
-	json_t *meta = json_loads(snap_metadata_json(f), 0, NULL);
-	const json_t *c = json_object_get(meta, "config");
-	if (!json_is_object(c))
-		c = meta;
-	double maxpos = cfg_num(c, "max_position_embeddings", 2048);
-	double cap = cfg_num(meta, "max_context", OA_DEFAULT_CTX);
-	if (maxpos >= 1 && maxpos < cap)
-		cap = maxpos;
-	m->ctx = cap >= 1 && cap < 1e9 ? (int64_t)cap : OA_DEFAULT_CTX;
-	double v = cfg_num(c, "vocab_size", 0);
-	m->vocab = v >= 1 && v < 1e9 ? (int64_t)v : 0;
-	const json_t *eos = json_object_get(c, "eos_token_id");
-	if (json_is_integer(eos))
-		m->eos[m->n_eos++] = (int32_t)json_integer_value(eos);
-	for (size_t i = 0; json_is_array(eos) && i < json_array_size(eos) && m->n_eos < 8; i++)
-		if (json_is_integer(json_array_get(eos, i)))
-			m->eos[m->n_eos++] = (int32_t)json_integer_value(json_array_get(eos, i));
-	int rc = rt_tok_from_file(f, meta, &m->tok, err, sizeof err);   /* attachment, else meta */
-	snap_close(f);
-	json_decref(meta);
-	if (rc < 0) {
-		m->tok = NULL;
-		m->err_rc = rc;
-		snprintf(m->err, sizeof m->err, "%s", err);
-	}
-	return m;
-}
-
-static int model_matches(const oa_model *m, const char *path, const struct stat *st)
-{
-	return m && strcmp(m->path, path) == 0 && m->dev == st->st_dev && m->ino == st->st_ino &&
-	       m->size == st->st_size && m->mtime.tv_sec == st->st_mtim.tv_sec &&
-	       m->mtime.tv_nsec == st->st_mtim.tv_nsec;
-}
-
-/* the cached model of the snapshot file (path, as stat says it is now): a new reference, or
- * NULL when it is not loaded */
-static oa_model *model_find(const char *path, const struct stat *st)
-{
-	oa_model *found = NULL;
-	pthread_mutex_lock(&cache_mu);
-	for (int i = 0; i < OA_CACHE && !found; i++)
-		if (model_matches(cache[i], path, st)) {
-			found = cache[i];
-			found->refs++;
-			found->used = ++cache_clock;
-		}
-	pthread_mutex_unlock(&cache_mu);
-	return found;
-}
-
-/* puts m (model_read's, reference taken over) into the cache, dropping the least recently
- * used entry; returns the caller's reference to the cached model (an equal one loaded by a
- * concurrent request wins, m is then released) */
-static oa_model *model_insert(oa_model *m)
-{
-	struct stat st = {.st_dev = m->dev, .st_ino = m->ino, .st_size = m->size, .st_mtim = m->mtime};
-	oa_model *have = model_find(m->path, &st);
-	if (have) {
-		model_unref(m);
-		return have;
-	}
-	pthread_mutex_lock(&cache_mu);
-	int slot = 0;
-	for (int i = 0; i < OA_CACHE; i++)
-		if (!cache[i] || (cache[slot] && cache[i]->used < cache[slot]->used))
-			slot = i;
-	oa_model *old = cache[slot];
-	cache[slot] = m;
-	m->refs++;
-	m->used = ++cache_clock;
-	pthread_mutex_unlock(&cache_mu);
-	model_unref(old);
-	return m;
 }
 
 /* ---- refusals prepared off the loop: status, param, code and message, replied later ---- */
@@ -699,7 +562,7 @@ done:
 typedef struct oa_gen {
 	rt_server *srv;
 	rt_req *req;
-	oa_model *model;
+	rt_tok_model *model;
 	oa_params p;
 	char id[48];
 	int64_t created;
@@ -729,7 +592,7 @@ static void gen_closed(uv_handle_t *h)
 {
 	oa_gen *g = h->data;
 	tok_stream_free(g->ts);
-	model_unref(g->model);
+	rt_tok_model_unref(g->model);
 	pthread_mutex_destroy(&g->mu);
 	free(g->pend);
 	free(g->text);
@@ -1124,8 +987,8 @@ typedef struct oa_pending {
 	uint32_t rev;
 	char path[RT_MANIFEST_PATH_MAX];
 	struct stat st;
-	oa_model *model;             /* cached (a reference) */
-	oa_model *loaded;            /* read by step 3, not yet in the cache */
+	rt_tok_model *model;             /* cached (a reference) */
+	rt_tok_model *loaded;            /* read by step 3, not yet in the cache */
 	oa_ids ids;
 	oa_fail fail;
 	uv_work_t work;
@@ -1133,8 +996,8 @@ typedef struct oa_pending {
 
 static void pending_free(oa_pending *pd)
 {
-	model_unref(pd->model);
-	model_unref(pd->loaded);
+	rt_tok_model_unref(pd->model);
+	rt_tok_model_unref(pd->loaded);
 	json_decref(pd->body);
 	free(pd->ids.v);
 	free(pd);
@@ -1271,9 +1134,9 @@ static void prep_step(oa_pending *pd)
 	oa_fail *f = &pd->fail;
 	oa_params *pp = &pd->p;
 	const char *what = pd->chat ? "messages" : "prompt";
-	oa_model *model = pd->model;
+	rt_tok_model *model = pd->model;
 	if (!model) {
-		model = pd->loaded = model_read(pd->path, &pd->st);
+		model = pd->loaded = rt_tok_model_read(pd->path, &pd->st);
 		if (!model) {
 			fail_set(f, 503, NULL, NULL, "model '%s': out of memory", pp->model);
 			return;
@@ -1343,7 +1206,7 @@ static void call_start(oa_pending *pd)
 	rt_server *srv = pd->srv;
 	int chat = pd->chat;
 	oa_params *pp = &pd->p;
-	oa_model *model = pd->model;
+	rt_tok_model *model = pd->model;
 	oa_ids *ids = &pd->ids;
 	int64_t vocab = model->vocab ? model->vocab : (int64_t)tok_vocab_size(model->tok);
 	oa_gen *g = calloc(1, sizeof *g);
@@ -1415,7 +1278,7 @@ static void prep_done(uv_work_t *w, int status)
 {
 	oa_pending *pd = w->data;
 	if (pd->loaded) {
-		pd->model = model_insert(pd->loaded);   /* takes the reference over */
+		pd->model = rt_tok_model_insert(pd->loaded);   /* takes the reference over */
 		pd->loaded = NULL;
 	}
 	if (status < 0 && !pd->fail.status)
@@ -1474,7 +1337,7 @@ static void parsed(oa_pending *pd)
 			 strerror(errno));
 		goto fail;
 	}
-	pd->model = model_find(pd->path, &pd->st);
+	pd->model = rt_tok_model_find(pd->path, &pd->st);
 	pd->work.data = pd;
 	if (pd->model && req->body_len <= OA_INLINE_BYTES) {
 		prep_step(pd);
@@ -1640,10 +1503,10 @@ static int snapshot_has_text(const char *path)
 	struct stat st;
 	if (!path[0] || stat(path, &st) < 0)
 		return 0;
-	oa_model *m = model_find(path, &st);
+	rt_tok_model *m = rt_tok_model_find(path, &st);
 	if (m) {
 		int ok = m->tok != NULL;
-		model_unref(m);
+		rt_tok_model_unref(m);
 		return ok;
 	}
 	snap_file *f;
