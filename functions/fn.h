@@ -8,10 +8,18 @@
  * the kind's device) and the metadata JSON, and calls these; kinds never see snapshot or
  * runtime code. docs/functions.md describes the built-in kinds and how to add one.
  *
- * Threading: one state is used by one device lane at a time (invoke calls never overlap for a
+ * Threading: one state is used by one device lane at a time (no two operations overlap for a
  * state). Batching: invoke takes n requests at once, so a lane can hand a kind all requests
  * that queued up while it was busy; a kind may run them together (mlp stacks their rows into
- * one matrix product) or one after another (llama, for now).
+ * one matrix product).
+ *
+ * Generative kinds (llama) add two sequence operations and are then scheduled at the iteration
+ * level: the runtime hands them calls one at a time as they arrive (seq_add) and, while the
+ * kind holds any, runs steps (seq_step). One step advances every held sequence by one token in
+ * one batch (admitting waiting prompts, possibly in chunks, within the step's token budget)
+ * and returns the calls that finished. The lane interleaves the steps of every resident
+ * function of its device with other work (calls of other kinds, loads), so no generation
+ * blocks another function's calls. invoke still runs calls to completion (CLI, tests).
  */
 #ifndef THAW_FN_H
 #define THAW_FN_H
@@ -25,10 +33,12 @@ extern "C" {
 #endif
 
 /* ABI history: 1 = invoke(state, in[], out[], errs[], n); 2 = invoke(state, fn_call[], n) with
- * request headers and streaming; 3 = the optional v2_sig operation and hf_model_types. The
- * registry refuses kinds of any other version (a v1 plugin gets "built for ABI 1, this thaw
- * loads ABI 3: rebuild against functions/fn.h"). */
-#define FN_ABI_VERSION 3
+ * request headers and streaming; 3 = the optional v2_sig operation and hf_model_types; 4 = the
+ * optional sequence operations (seq_add, seq_step). The registry loads kinds of ABI 4 and 3
+ * (an ABI 3 kind has no sequence operations) and refuses any other version (a v1 plugin gets
+ * "built for ABI 1, this thaw loads ABI 4: rebuild against functions/fn.h"). */
+#define FN_ABI_VERSION 4
+#define FN_ABI_OLDEST 3
 #define FN_MAX_DIMS 8
 #define FN_V2_TENSORS_MAX 8        /* inputs, and outputs, of a V2 signature */
 #define FN_V2_NAME_MAX 63
@@ -62,9 +72,12 @@ typedef struct fn_header {
 
 /* fn_emit_fn receives one partial result of a call (a streaming chunk; the llama kind emits
  * {"token": id} per generated token). chunk is borrowed: the receiver copies or increfs what it
- * keeps. Called on the invoking thread, in order, before invoke returns. A non-zero return
- * means nobody waits for the call any more (client disconnected, call timed out): the kind
- * should stop that call early and fail it with fn_err(&call->err, 499, ...). */
+ * keeps. Called on the invoking thread, in order, before invoke returns (or, for a call held
+ * by a generative kind, before the step that returns it). A non-zero return means nobody waits
+ * for the call any more (client disconnected, call timed out): the kind should stop that call
+ * early and fail it with fn_err(&call->err, 499, ...). chunk NULL emits nothing and only asks
+ * that question (a generative kind asks it each step for calls still waiting for their
+ * prompt to run). */
 typedef int (*fn_emit_fn)(void *ctx, json_t *chunk);
 
 /* One call of a batch. The caller sets in, headers/n_headers (may be 0/NULL), emit/emit_ctx
@@ -111,6 +124,25 @@ typedef struct fn_v2_sig {
 	fn_v2_tensor outputs[FN_V2_TENSORS_MAX];
 } fn_v2_sig;
 
+/* One iteration of a generative kind (fn_kind.seq_step). The runtime sets the inputs and the
+ * room for finished calls; the kind fills the rest. Counts are of this step alone except
+ * held and the KV block figures, which are the state after it. */
+typedef struct fn_step {
+	/* in */
+	int64_t token_budget;      /* most rows (prompt tokens + decode rows) the step may run;
+				    * 0 = the kind's default */
+	fn_call **done;            /* room for every call the kind holds */
+	/* out */
+	size_t n_done;             /* calls finished in this step (out or err set), in done[] */
+	size_t held;               /* calls the kind holds after the step */
+	int decode_rows;           /* sequences that advanced by one generated token */
+	int prefill_tokens;        /* prompt tokens run (chunked prefill) */
+	int preempted;             /* sequences whose KV blocks were taken back to be recomputed */
+	int64_t kv_blocks_used, kv_blocks_total;
+	int64_t prefix_lookup_tokens;  /* prompt tokens of sequences admitted in this step ... */
+	int64_t prefix_hit_tokens;     /* ... and of those, the ones found in the prefix cache */
+} fn_step;
+
 typedef struct fn_kind {
 	int abi;                   /* FN_ABI_VERSION */
 	const char *name;          /* metadata "kind" that selects it */
@@ -133,6 +165,18 @@ typedef struct fn_kind {
 	/* hf_model_types (optional): the config.json "model_type" values of the models this kind
 	 * serves, NULL-terminated; `thaw snapshot pack` without --kind records this kind for them. */
 	const char *const *hf_model_types;
+	/* Sequence operations of a generative kind (ABI 4, optional: both or neither).
+	 * seq_add takes one call (in, headers, emit set, out/err zeroed; the runtime keeps it valid
+	 * and unchanged until a step returns it): 0 = the kind holds it; or a negative errno with
+	 * call->err set (status >= 400, e.g. 400 bad input, 413 too long): the call is finished
+	 * now. It does no device work: prompts run in later steps. The runtime bounds how many
+	 * calls a state holds (the manifest's concurrency); the kind admits them to its KV cache as
+	 * memory allows, the others wait inside it, and it preempts (frees and later recomputes) a
+	 * sequence rather than fail when blocks run out.
+	 * seq_step runs one iteration (fn_step); 0, or a negative errno when the device failed
+	 * (then every held call is returned in st->done with err set, and held is 0). */
+	int (*seq_add)(void *state, fn_call *call);
+	int (*seq_step)(void *state, fn_step *st);
 } fn_kind;
 
 /* fn_v2_tensor_set fills t (name cut to FN_V2_NAME_MAX, ndim <= FN_MAX_DIMS dims from shape). */
@@ -148,8 +192,9 @@ const fn_kind *fn_kind_for_model_type(const char *model_type);
 size_t fn_kind_count(void);
 const fn_kind *fn_kind_at(size_t i);
 /* fn_kind_register adds a kind at run time (e.g. from a plugin); -EEXIST if the name is taken,
- * -EPROTO for an abi other than FN_ABI_VERSION, -EINVAL for a kind missing a name or an
- * operation, -ENOSPC when the table is full. k must outlive the process. */
+ * -EPROTO for an abi outside FN_ABI_OLDEST .. FN_ABI_VERSION (an ABI 3 kind is copied: its
+ * table ends at hf_model_types), -EINVAL for a kind missing a name or an operation or with
+ * only one of the sequence operations, -ENOSPC when the table is full. k must outlive the process. */
 int fn_kind_register(const fn_kind *k);
 /* fn_kind_load_so dlopen()s a shared object exporting `const fn_kind *thaw_fn_kind(void)` and
  * registers what it returns under the name it reports. Loading the same path again returns the

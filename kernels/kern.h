@@ -225,6 +225,52 @@ int kern_argmax_feed(kern_dev *d, const float *x, int64_t n, int32_t *step, int3
 int kern_sample(kern_dev *d, const float *x, int64_t m, int64_t n, float temp, int top_k,
 		float top_p, const float *u, int32_t *out, float *logprob);
 
+/* ---- paged KV cache and batched decoding (iteration-level serving) ----
+ * The KV cache of a generative model is a pool of fixed-size blocks. Per layer, K and V are
+ * each [nblocks, block, kvdim] in dtype dt (KERN_BF16, or KERN_F32). A sequence owns a list of
+ * blocks, its row of the block table: table[s * max_blocks + j] is the block that holds its
+ * positions j * block .. j * block + block - 1. A batch of m rows mixes sequences: row i is the
+ * token of sequence seq[i] at position pos[i] (device int32 arrays); the rows of one sequence
+ * (a prefill chunk) come in increasing positions. The caller guarantees that the table entries
+ * a row reaches (positions 0 .. pos[i] of its sequence) name blocks below nblocks. */
+typedef struct kern_kv_pages {
+	kern_dtype dt;             /* KERN_BF16 or KERN_F32 */
+	void *k, *v;               /* this layer's blocks, [nblocks, block, kvdim] each */
+	int64_t nblocks, block, kvdim;
+	const int32_t *table;      /* device [nseq, max_blocks] block ids */
+	int64_t max_blocks;
+} kern_kv_pages;
+
+/* kern_paged_rope_attention: for each row i (sequence s = seq[i], position p = pos[i]) rotate
+ * q[i] ([heads, hd]) and k[i] ([kvheads, hd]) at p as kern_rope does, store k[i] and v[i]
+ * (rounded to kv->dt) at position p of s's blocks, then out[i] = causal attention of q[i] over
+ * positions 0 .. p of s (grouped-query as kern_attention; softmax(q.k * scale)). Every row's K
+ * and V are stored before any row attends, so the rows of one prefill chunk see each other.
+ * q and k are scratch afterwards. kvheads * hd == kv->kvdim. */
+int kern_paged_rope_attention(kern_dev *d, float *q, float *k, const float *v,
+			      const int32_t *pos, const int32_t *seq, int64_t m, int64_t heads,
+			      int64_t kvheads, int64_t hd, float theta, const kern_kv_pages *kv,
+			      float scale, float *out);
+/* kern_paged_rope_attention_proj: kern_paged_rope_attention into att [m, heads * hd], then
+ * y[m, wo->n] += att . Wo^T, as kern_rope_attention_proj. */
+int kern_paged_rope_attention_proj(kern_dev *d, float *q, float *k, const float *v,
+				   const int32_t *pos, const int32_t *seq, int64_t m,
+				   int64_t heads, int64_t kvheads, int64_t hd, float theta,
+				   const kern_kv_pages *kv, float scale, float *att,
+				   const kern_mat *wo, float *y);
+/* kern_gather_rows: y[i, :] = x[rows[i], :] for i < n (F32 rows of dim; rows a device int32
+ * array; x and y must not overlap): the rows whose logits a step needs. */
+int kern_gather_rows(kern_dev *d, const float *x, int64_t dim, const int32_t *rows, int64_t n,
+		     float *y);
+/* kern_sample_rows picks one token per row of logits x[m, n] with the row's own parameters
+ * (device arrays of m): temp[i] == 0 is greedy (argmax, lowest index on ties, as kern_argmax),
+ * else kern_sample's rule with temp[i], top_k[i] (0 = no limit), top_p[i] (1 = no limit) and
+ * u[i]. logprob (may be NULL) gets the picked token's log-probability (of x for greedy rows,
+ * of x / temp otherwise). Tokens equal kern_argmax / kern_sample row by row. */
+int kern_sample_rows(kern_dev *d, const float *x, int64_t m, int64_t n, const float *temp,
+		     const int32_t *top_k, const float *top_p, const float *u, int32_t *out,
+		     float *logprob);
+
 /* ---- training ops (the finetune job's steps on a device) ---- */
 
 /* kern_gemm: c[m, n] = alpha * op(a) . op(b) + beta * c, all F32 row-major. op(a) is [m, k]:

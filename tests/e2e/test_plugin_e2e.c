@@ -292,7 +292,7 @@ static void test_bad_plugins(void)
 		T_SKIP("no C compiler for the bad plugins");
 	snprintf(kind, sizeof kind, "plugin:%s", so);
 	T_EQ_INT(deploy_status(kind, &o), 400);
-	T_CHECK(err_has(o, "built for ABI 1, this thaw loads ABI 3"));
+	T_CHECK(err_has(o, "built for ABI 1, this thaw loads ABI 4"));
 	/* no thaw_fn_kind symbol */
 	T_EQ_INT(build_so(plug_dir, "nosym", "int not_a_kind(void) { return 3; }\n", so, sizeof so), 0);
 	snprintf(kind, sizeof kind, "plugin:%s", so);
