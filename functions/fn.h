@@ -97,7 +97,10 @@ typedef struct fn_call {
 
 /* What load gets besides the weights. meta is the snapshot's metadata object: "kind",
  * "config" (the model's config.json object, or null), optional "quantization"
- * ({"method": "int8", "block": 0|32}) and any kind-specific keys (mlp: "activation"). */
+ * ({"method": "int8", "block": 0|32}) and any kind-specific keys (mlp: "activation"). For a
+ * generative kind the runtime adds "kv_cache_bytes" (device memory its KV blocks may take,
+ * from the device's budget), "max_sequences" (the most calls it will hold at once) and
+ * "prefix_caching" (boolean); a kind uses its defaults where they are absent (CLI, tests). */
 typedef struct fn_load_args {
 	kern_dev *dev;
 	const fn_weight *weights;
@@ -131,6 +134,8 @@ typedef struct fn_step {
 	/* in */
 	int64_t token_budget;      /* most rows (prompt tokens + decode rows) the step may run;
 				    * 0 = the kind's default */
+	int max_seqs;              /* most sequences the step may advance (the manifest's
+				    * max_batch); 0 = every held one */
 	fn_call **done;            /* room for every call the kind holds */
 	/* out */
 	size_t n_done;             /* calls finished in this step (out or err set), in done[] */
