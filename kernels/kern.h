@@ -81,16 +81,21 @@ int kern_cuda_count(void);
  *                    -1 = the device's default (2 on a GPU, 1 on the CPU), 0 = every step
  *                    through the host, else 1 .. KERN_MARKS - 1
  *   i8_gemm_rows     int8 products on cuBLAS dequantize this many weight rows per product;
- *                    0 = about 32 MiB of BF16 (at least 64 rows) */
+ *                    0 = about 32 MiB of BF16 (at least 64 rows)
+ *   i8_mma_rows      int8 products of more rows than the GEMV kernels take and at most this
+ *                    many (0 .. 64) run on tensor cores reading the int8 weights once for all
+ *                    rows (activations rounded to BF16); 0 = those go to cuBLAS dequantized */
 typedef struct kern_tuning {
 	int pdl;
 	int graphs;
 	int fused_attention;
 	int feed_depth;
 	int64_t i8_gemm_rows;
+	int i8_mma_rows;
 } kern_tuning;
 #define KERN_TUNING_DEFAULT \
-	{ .pdl = 1, .graphs = 1, .fused_attention = 1, .feed_depth = -1, .i8_gemm_rows = 0 }
+	{ .pdl = 1, .graphs = 1, .fused_attention = 1, .feed_depth = -1, .i8_gemm_rows = 0, \
+	  .i8_mma_rows = 64 }
 
 /* kern_dev_open opens "cpu" or "cuda:N" ("cuda" means cuda:0) with KERN_TUNING_DEFAULT.
  * Device-lifetime resources (streams, cuBLAS handle and workspace from pool/, CPU threads) are
