@@ -4,8 +4,8 @@
 #include "kernels/cuda/kc_int.h"
 
 template <typename V>
-__global__ void gather_rows_k(const V *__restrict__ x, int64_t dim, const int32_t *__restrict__ rows,
-			      int64_t n, V *__restrict__ y)
+__global__ void gather_rows_k(const V *__restrict__ x, int64_t dim,
+			      const int32_t *__restrict__ rows, int64_t n, V *__restrict__ y)
 {
 	int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
 	kc_pdl_trigger();

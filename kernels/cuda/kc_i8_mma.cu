@@ -22,7 +22,7 @@ using namespace nvcuda;
 
 #define IM_BN 128     /* output features per block: a weight row per thread, 32 per warp */
 #define IM_BK 64      /* k per step */
-#define IM_LD 72      /* shared row stride in BF16 elements (144 bytes: tiles stay 32-byte aligned) */
+#define IM_LD 72      /* shared row stride, BF16 elements (144 bytes: tiles stay 32-byte aligned) */
 #define IM_THREADS 128
 #define IM_MAX_M 64
 

@@ -6,12 +6,14 @@
  * with unused blocks between them and unset (-1) table entries past each sequence's end, block
  * sizes 1, 3 and 16, grouped-query heads; F32 KV to rounding, BF16 KV exactly against the
  * contiguous path on a cache rounded the same way and within BF16 tolerance of the unrounded
- * one; the pool's unused blocks hold NaN, so a read of a wrong block shows. The fused _proj
- * against attention + kern_linear_add; gather rows; per-row sampling against kern_argmax and
- * kern_sample row by row; bad arguments. On a GPU (skipped without one): the same schedules
- * and the fused _proj against the CPU op, a paged step captured in a CUDA graph and replayed
- * with new positions, sequences and tables, gather rows, and per-row sampling against the
- * GPU's kern_argmax / kern_sample row by row and the CPU's. */
+ * one; the pool's unused blocks hold NaN, so a read of a wrong block shows. Preemption by
+ * recompute: a sequence's blocks handed to another that overwrites them, then the sequence
+ * prefilled again into other blocks, against its own first pass and the contiguous path. The
+ * fused _proj against attention + kern_linear_add; gather rows; per-row sampling against
+ * kern_argmax and kern_sample row by row; bad arguments. On a GPU (skipped without one): the
+ * same schedules, the preemption and the fused _proj against the CPU op, a paged step captured
+ * in a CUDA graph and replayed with new positions, sequences and tables, gather rows, and
+ * per-row sampling against the GPU's kern_argmax / kern_sample row by row and the CPU's. */
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -198,8 +200,9 @@ static int run_paged(kern_dev *d, const scen *sc, const sdata *sd, float **out, 
 	size_t es = kern_dtype_size(sc->dt), pool = (size_t)(sd->nblocks * sc->block * kvd) * es;
 	void *dk = poison_up(d, pool), *dv = poison_up(d, pool);
 	void *dt = dev_up(d, sd->table, (size_t)(sc->nseq * sd->max_blocks) * 4);
-	void *dq = kern_alloc(d, (size_t)(maxr * H * hd) * 4), *dkr = kern_alloc(d, (size_t)(maxr * kvd) * 4);
-	void *dvr = kern_alloc(d, (size_t)(maxr * kvd) * 4), *dout = kern_alloc(d, (size_t)(maxr * H * hd) * 4);
+	void *dq = kern_alloc(d, (size_t)(maxr * H * hd) * 4);
+	void *dkr = kern_alloc(d, (size_t)(maxr * kvd) * 4), *dvr = kern_alloc(d, (size_t)(maxr * kvd) * 4);
+	void *dout = kern_alloc(d, (size_t)(maxr * H * hd) * 4);
 	void *dpos = kern_alloc(d, (size_t)maxr * 4), *dseq = kern_alloc(d, (size_t)maxr * 4);
 	float *hq = malloc((size_t)(maxr * H * hd) * 4), *hk = malloc((size_t)(maxr * kvd) * 4);
 	float *hv = malloc((size_t)(maxr * kvd) * 4), *ho = malloc((size_t)(maxr * H * hd) * 4);
@@ -308,6 +311,112 @@ static void test_cpu_paged_attention(void)
 {
 	for (size_t i = 0; i < sizeof SCENS / sizeof SCENS[0]; i++)
 		check_scen(&SCENS[i], (int)i);
+}
+
+/* ---- preemption by recompute ----
+ * Sequences A (12 positions), B (10) and C (10) in a pool of 10 blocks of 4 (block 6 never
+ * used): B is prefilled, preempted (its blocks given to C, which overwrites them), then
+ * prefilled again into other blocks and decoded further, its calls mixed with A's and C's
+ * decode rows. Each call names rows (sequence, first position, count); the table changes
+ * between calls. */
+#define PR_H 4
+#define PR_KVH 2
+#define PR_HD 16
+#define PR_MB 4
+static const int32_t PR_T[3] = {12, 10, 10};
+static const int32_t PR_TABLES[3][3 * PR_MB] = {
+	{7, 2, 9, -1, 0, 5, 3, -1, -1, -1, -1, -1},     /* A and B */
+	{7, 2, 9, -1, -1, -1, -1, -1, 5, 0, 3, -1},     /* B preempted: C has its blocks */
+	{7, 2, 9, -1, 1, 4, 8, -1, 5, 0, 3, -1},        /* B back in blocks 1, 4, 8 */
+};
+static const struct { int table, n, rows[3][3]; } PR_CALLS[] = {
+	{0, 2, {{0, 0, 6}, {1, 0, 9}}},
+	{0, 1, {{0, 6, 4}}},
+	{1, 2, {{2, 0, 9}, {0, 10, 1}}},
+	{2, 3, {{1, 0, 5}, {0, 11, 1}, {2, 9, 1}}},
+	{2, 1, {{1, 5, 5}}},
+};
+
+/* pr_run: the calls on d with the sequences' raw q, k, v; out[s] [T, H, hd]; first[] gets B's
+ * outputs from before its preemption (positions 0..8) */
+static int pr_run(kern_dev *d, kern_dtype dt, float *const *q, float *const *k, float *const *v,
+		  float **out, float *first)
+{
+	int64_t kvd = PR_KVH * PR_HD, qd = PR_H * PR_HD, nb = 10, block = 4;
+	size_t pool = (size_t)(nb * block * kvd) * kern_dtype_size(dt);
+	void *dk = poison_up(d, pool), *dv = poison_up(d, pool), *dt_ = kern_alloc(d, sizeof PR_TABLES[0]);
+	void *dq = kern_alloc(d, 16 * qd * 4), *dkr = kern_alloc(d, 16 * kvd * 4);
+	void *dvr = kern_alloc(d, 16 * kvd * 4), *dout = kern_alloc(d, 16 * qd * 4);
+	void *dpos = kern_alloc(d, 16 * 4), *dseq = kern_alloc(d, 16 * 4);
+	float hq[16 * PR_H * PR_HD], hk[16 * PR_KVH * PR_HD], hv[16 * PR_KVH * PR_HD];
+	float ho[16 * PR_H * PR_HD];
+	int32_t pos[16], seq[16];
+	kern_kv_pages kv = {dt, dk, dv, nb, block, kvd, dt_, PR_MB};
+	int rc = 0;
+	for (int s = 0; s < 3; s++)
+		out[s] = malloc((size_t)(PR_T[s] * qd) * 4);
+	for (size_t c = 0; c < sizeof PR_CALLS / sizeof PR_CALLS[0] && rc == 0; c++) {
+		int m = 0;
+		for (int r = 0; r < PR_CALLS[c].n; r++)
+			for (int i = 0; i < PR_CALLS[c].rows[r][2]; i++, m++) {
+				seq[m] = PR_CALLS[c].rows[r][0];
+				pos[m] = PR_CALLS[c].rows[r][1] + i;
+				memcpy(hq + m * qd, q[seq[m]] + pos[m] * qd, (size_t)qd * 4);
+				memcpy(hk + m * kvd, k[seq[m]] + pos[m] * kvd, (size_t)kvd * 4);
+				memcpy(hv + m * kvd, v[seq[m]] + pos[m] * kvd, (size_t)kvd * 4);
+			}
+		kern_copy_h2d(d, dt_, PR_TABLES[PR_CALLS[c].table], sizeof PR_TABLES[0]);
+		kern_copy_h2d(d, dq, hq, (size_t)(m * qd) * 4);
+		kern_copy_h2d(d, dkr, hk, (size_t)(m * kvd) * 4);
+		kern_copy_h2d(d, dvr, hv, (size_t)(m * kvd) * 4);
+		kern_copy_h2d(d, dpos, pos, (size_t)m * 4);
+		kern_copy_h2d(d, dseq, seq, (size_t)m * 4);
+		rc = kern_paged_rope_attention(d, dq, dkr, dvr, dpos, dseq, m, PR_H, PR_KVH, PR_HD, 1e4f,
+					       &kv, 0.25f, dout);
+		kern_copy_d2h(d, ho, dout, (size_t)(m * qd) * 4);
+		for (int i = 0; i < m; i++)
+			memcpy((c == 0 && seq[i] == 1 ? first : out[seq[i]]) + pos[i] * qd, ho + i * qd,
+			       (size_t)qd * 4);
+	}
+	kern_free(d, dk); kern_free(d, dv); kern_free(d, dt_); kern_free(d, dq); kern_free(d, dkr);
+	kern_free(d, dvr); kern_free(d, dpos); kern_free(d, dseq); kern_free(d, dout);
+	return rc;
+}
+
+/* pr_check: on d, every sequence against the contiguous path (through the CPU's attention on a
+ * cache rounded like dt), and B before its preemption against B after */
+static void pr_check(kern_dev *d, kern_dtype dt, double atol, double rtol)
+{
+	int64_t kvd = PR_KVH * PR_HD, qd = PR_H * PR_HD;
+	float *q[3], *k[3], *v[3], *out[3], first[9 * PR_H * PR_HD];
+	scen sc = {3, {12, 10, 10}, PR_H, PR_KVH, PR_HD, 4, dt, 1, 0};
+	sdata sd;
+	memset(&sd, 0, sizeof sd);
+	for (int s = 0; s < 3; s++) {
+		sd.q[s] = q[s] = rnd((size_t)(PR_T[s] * qd), 1);
+		sd.k[s] = k[s] = rnd((size_t)(PR_T[s] * kvd), 1);
+		sd.v[s] = v[s] = rnd((size_t)(PR_T[s] * kvd), 1);
+	}
+	float *ref[3], *rkc[3], *rvc[3];
+	ref_contig(&sc, &sd, dt == KERN_BF16, ref, rkc, rvc);
+	T_EQ_INT(pr_run(d, dt, q, k, v, out, first), 0);
+	char what[96];
+	for (int s = 0; s < 3; s++) {
+		snprintf(what, sizeof what, "%s preempt %s seq %c", kern_dev_name(d), kern_dtype_name(dt),
+			 'A' + s);
+		T_CHECK(close_f(out[s], ref[s], (size_t)(PR_T[s] * qd), atol, rtol, what));
+		if (s == 1) {   /* B's first pass, before it was preempted */
+			T_CHECK(close_f(first, ref[1], 9 * qd, atol, rtol, what));
+			T_CHECK(close_f(first, out[1], 9 * qd, 1e-6, 1e-5, what));
+		}
+		free(q[s]); free(k[s]); free(v[s]); free(out[s]); free(ref[s]); free(rkc[s]); free(rvc[s]);
+	}
+}
+
+static void test_cpu_paged_preempt(void)
+{
+	pr_check(cpu(), KERN_F32, 1e-6, 1e-5);
+	pr_check(cpu(), KERN_BF16, 1e-6, 1e-5);
 }
 
 /* the fused op equals attention into att then kern_linear_add, for F32 and BF16 weights */
@@ -538,6 +647,14 @@ static void test_cuda_paged_attention(void)
 	}
 }
 
+static void test_cuda_paged_preempt(void)
+{
+	if (!open_devs())
+		T_SKIP("no GPU");
+	pr_check(G, KERN_F32, 2e-4, 1e-3);
+	pr_check(G, KERN_BF16, 4e-3, 1e-2);
+}
+
 /* the fused _proj on the GPU against the CPU's, decode and prefill batch sizes */
 static void test_cuda_paged_proj(void)
 {
@@ -764,11 +881,13 @@ static void test_close(void)
 void t_main(void)
 {
 	T_RUN(test_cpu_paged_attention);
+	T_RUN(test_cpu_paged_preempt);
 	T_RUN(test_cpu_paged_proj);
 	T_RUN(test_cpu_gather_rows);
 	T_RUN(test_cpu_sample_rows);
 	T_RUN(test_bad_args);
 	T_RUN(test_cuda_paged_attention);
+	T_RUN(test_cuda_paged_preempt);
 	T_RUN(test_cuda_paged_proj);
 	T_RUN(test_cuda_paged_graph);
 	T_RUN(test_cuda_gather_sample_rows);
