@@ -142,7 +142,7 @@ static struct bs {
 	uint64_t rng;
 	/* results */
 	long ok, errs[ERR_N], finish_stop, finish_other, shorter;
-	long long out_tokens;
+	long long out_tokens, deltas;
 	dvec ttft, itl, tpot, lat;
 } B;
 
@@ -310,6 +310,7 @@ static void req_record(req *rq, int err)
 		return;
 	long tok = rq->tokens >= 0 ? rq->tokens : rq->events;
 	B.out_tokens += tok;
+	B.deltas += rq->events;
 	if (tok < B.o.new_tokens)
 		B.shorter++;
 	if (rq->finish == 2)
@@ -1127,7 +1128,7 @@ int main(int argc, char **argv)
 			printf(" %s=%ld", err_name[e], B.errs[e]);
 	put("wall_s", wall);
 	if (!o->invoke) {
-		printf(" out_tok=%lld", B.out_tokens);
+		printf(" out_tok=%lld deltas=%lld", B.out_tokens, B.deltas);
 		put("out_tok_s", wall > 0 ? (double)B.out_tokens / wall : NAN);
 	}
 	put("req_s", wall > 0 ? (double)B.ok / wall : NAN);

@@ -30,7 +30,7 @@
 # SERVE_NEW, SERVE_DUR (closed loop: no new request after S s), SERVE_RATES, SERVE_OPEN_DUR,
 # SERVE_LOAD, SERVE_PREFIX, SERVE_PROBE_RATE, SERVE_PROBE_DUR, SERVE_TIMEOUT (per request),
 # SERVE_PARTS (subset of "closed open int8 prefix probe hf"), HF_BATCHES, HF_REPS,
-# SERVE_MODEL_DIR, SERVE_PORT.
+# SERVE_MODEL_DIR, SERVE_PORT, SERVE_FLAGS (more `thaw serve` options).
 set -u
 BUILD=${BUILD:-build}
 THAW_BIN=${THAW_BIN:-$BUILD/thaw}
@@ -68,12 +68,12 @@ for x in "$B" "$GEN"; do
 done
 [ -x "$THAW_BIN" ] || { echo "bench_serve: $THAW_BIN not built"; exit 1; }
 . bench/record.sh
+rc=0
 
 work=$(mktemp -d /tmp/thaw-bench-serve.XXXXXX)
 cleanup() { [ -n "${spid:-}" ] && kill "$spid" 2>/dev/null; [ -n "${lpid:-}" ] && kill "$lpid" 2>/dev/null
   wait 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT INT TERM
-rc=0
 RES=$work/results   # "key value" lines of this run
 : > "$RES"
 put() { echo "$1 $2" >> "$RES"; }
@@ -93,7 +93,9 @@ if [ "${GPU:-0}" = 1 ]; then
     --prompt "$PROMPT" --new "$NEW" > "$work/hf.log" 2>&1
   st=$?
   grep -v -i warn "$work/hf.log"
-  [ $st = 0 ] || { echo "bench_serve: bench/hf_llama.py failed"; exit 1; }
+  [ -f "$M/model.safetensors" ] && grep -q '^saved' "$work/hf.log" || { echo "bench_serve: bench/hf_llama.py failed"; exit 1; }
+  # a baseline that failed after the weights were saved (a compile error) leaves its figures out
+  [ $st = 0 ] || { echo "bench_serve: the HF static-cache baseline failed (above): its figures are missing"; rc=1; }
   BW=$(sed -n 's/^device_copy_bandwidth GB_s=\([0-9.]*\).*/\1/p' "$work/hf.log")
   sed -n 's/^hf_generate batch=\([0-9]*\) tok_per_s=\([0-9.]*\) cache=static.*/hf\1 \2/p' "$work/hf.log" >> "$RES"
 else
@@ -128,7 +130,7 @@ EOF
 
 # ---- the server ----
 setsid "$THAW_BIN" serve --dev --host 127.0.0.1 --port "$PORT" --data "$work/data" --no-access-log --no-audit \
-  $GPUFLAG 2>"$work/thaw.err" &
+  $GPUFLAG ${SERVE_FLAGS:-} 2>"$work/thaw.err" &
 spid=$!
 for _ in $(seq 200); do curl -sf "$URL/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
 curl -sf "$URL/readyz" >/dev/null || { echo "bench_serve: thaw did not start"; cat "$work/thaw.err"; exit 1; }

@@ -18,7 +18,7 @@ greedy `generate` (prompt tokens -> new tokens, no early stop) and prints one li
     device_copy_bandwidth GB_s=X
 --batches none: no generate runs (only --save / --bw).
 """
-import argparse, json, os, statistics, time
+import argparse, json, os, statistics, sys, time
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -67,6 +67,7 @@ if a.save:
 g = torch.Generator().manual_seed(1)
 cache = "static" if a.static else "dynamic"
 batches = [] if a.batches == "none" else [int(x) for x in a.batches.split(",")]
+failed = 0
 for b in batches:
     ids = torch.randint(3, 32000, (b, a.prompt), generator=g).cuda()
     if b == 1 and a.save:
@@ -76,19 +77,25 @@ for b in batches:
               eos_token_id=None, attention_mask=torch.ones_like(ids))
     if a.static:
         kw["cache_implementation"] = "static"
-    with torch.no_grad():
-        t0 = time.perf_counter()
-        if a.static:   # the compile happens here, for this batch size and cache length
-            m.generate(ids, **kw)
-        else:
-            m.generate(ids, **{**kw, "max_new_tokens": 8, "min_new_tokens": 8})  # warm-up
-        torch.cuda.synchronize()
-        warm = time.perf_counter() - t0
-        ts = []
-        for r in range(a.reps):
-            torch.cuda.synchronize(); t0 = time.perf_counter()
-            out = m.generate(ids, **kw)
-            torch.cuda.synchronize(); ts.append(time.perf_counter() - t0)
+    try:
+        with torch.no_grad():
+            t0 = time.perf_counter()
+            if a.static:   # the compile happens here, for this batch size and cache length
+                m.generate(ids, **kw)
+            else:
+                m.generate(ids, **{**kw, "max_new_tokens": 8, "min_new_tokens": 8})  # warm-up
+            torch.cuda.synchronize()
+            warm = time.perf_counter() - t0
+            ts = []
+            for r in range(a.reps):
+                torch.cuda.synchronize(); t0 = time.perf_counter()
+                out = m.generate(ids, **kw)
+                torch.cuda.synchronize(); ts.append(time.perf_counter() - t0)
+    except Exception as e:   # one batch size failing (memory, a compile error) leaves the others
+        print(f"hf_generate batch={b} cache={cache} failed: {type(e).__name__}: {e}", flush=True)
+        failed = 1
+        torch.cuda.empty_cache()
+        continue
     if b == 1 and a.save and not a.static:
         with open(a.save + "/hf_greedy.json", "w") as f:
             json.dump(out[0, a.prompt:].tolist(), f)
@@ -96,3 +103,4 @@ for b in batches:
     print(f"hf_generate batch={b} tok_per_s={b * a.new / med:.1f} cache={cache} (median of {a.reps}, "
           f"{med:.2f} s per generate incl. prefill; warm-up {warm:.1f} s) torch={torch.__version__}",
           flush=True)
+sys.exit(failed)
