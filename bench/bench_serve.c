@@ -1111,10 +1111,10 @@ int main(int argc, char **argv)
 	long errors = 0;
 	for (int e = 1; e < ERR_N; e++)
 		errors += B.errs[e];
-	qsort(B.ttft.v, B.ttft.n, sizeof(double), cmp_d);
-	qsort(B.itl.v, B.itl.n, sizeof(double), cmp_d);
-	qsort(B.tpot.v, B.tpot.n, sizeof(double), cmp_d);
-	qsort(B.lat.v, B.lat.n, sizeof(double), cmp_d);
+	dvec *all[] = {&B.ttft, &B.itl, &B.tpot, &B.lat};
+	for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+		if (all[i]->n)
+			qsort(all[i]->v, all[i]->n, sizeof(double), cmp_d);
 	printf("bench_serve label=%s mode=%s", o->label, o->invoke ? "invoke" : o->closed ? "closed" : "open");
 	if (o->closed)
 		printf(" streams=%d", o->closed);
