@@ -36,7 +36,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -530,6 +529,20 @@ static void req_free(req *rq)
 	free(rq);
 }
 
+/* closed loop: whether a client whose request ended sends another */
+static int closed_more(void)
+{
+	return (B.o.requests <= 0 || B.issued < (uint64_t)B.o.requests) &&
+	       (B.o.duration <= 0 || now_ns() < B.t_start + (uint64_t)(B.o.duration * 1e9));
+}
+
+/* closed loop: the client whose request ended sends its next one */
+static void closed_next(void)
+{
+	if (B.o.closed && closed_more())
+		start_request(now_ns());
+}
+
 /* the end of c's request: records it, then pools or closes c and lets the loop go on */
 static void req_finish(conn *c, int err)
 {
@@ -549,13 +562,7 @@ static void req_finish(conn *c, int err)
 			B.idle->prev = c;
 		B.idle = c;
 	}
-	if (B.o.closed) {
-		uint64_t t = now_ns();
-		int more = (B.o.requests <= 0 || B.issued < (uint64_t)B.o.requests) &&
-			   (B.o.duration <= 0 || t < B.t_start + (uint64_t)(B.o.duration * 1e9));
-		if (more)
-			start_request(t);
-	}
+	closed_next();
 	check_done();
 }
 
@@ -573,10 +580,10 @@ static int req_retry(conn *c)
 	conn_close(c);
 	conn *n = conn_new();
 	if (!n) {
-		c->rq = NULL;
 		B.errs[ERR_CONNECT]++;
 		req_free(rq);
 		B.active--;
+		closed_next();
 		check_done();
 		return 0;
 	}
@@ -767,10 +774,7 @@ static void check_done(void)
 	if (B.active > 0)
 		return;
 	if (B.o.closed) {
-		uint64_t t = now_ns();
-		int more = (B.o.requests <= 0 || B.issued < (uint64_t)B.o.requests) &&
-			   (B.o.duration <= 0 || t < B.t_start + (uint64_t)(B.o.duration * 1e9));
-		if (more)
+		if (closed_more())
 			return;
 	} else if (!B.arrivals_done) {
 		return;
