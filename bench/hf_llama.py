@@ -70,8 +70,8 @@ batches = [] if a.batches == "none" else [int(x) for x in a.batches.split(",")]
 failed = 0
 for b in batches:
     ids = torch.randint(3, 32000, (b, a.prompt), generator=g).cuda()
-    if b == 1 and a.save:
-        with open(a.save + "/prompt.json", "w") as f:
+    if b == 1:
+        with open((a.save or "/tmp") + "/prompt.json", "w") as f:
             json.dump(ids[0].tolist(), f)
     kw = dict(max_new_tokens=a.new, min_new_tokens=a.new, do_sample=False, pad_token_id=0,
               eos_token_id=None, attention_mask=torch.ones_like(ids))
