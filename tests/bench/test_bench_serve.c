@@ -8,7 +8,8 @@
  *    stopping the run; a kept-alive connection the server closed is retried once on a new one;
  *  - against `thaw serve`: a random-weight llama whose eos row is zero (bench/snap_genmodel
  *    --no-eos) with the Mistral test tokenizer, closed loop and open loop: every request ends
- *    at max_tokens, counted through the OpenAI streaming route; the invoke mode times echo. */
+ *    at max_tokens, counted through the OpenAI streaming route; the invoke mode times echo.
+ *    THAW_TEST_DEVICE=cuda:0 puts the llama on a GPU. */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -224,7 +225,7 @@ static void test_scripted(void)
 		T_SKIP("cannot listen on loopback");
 	char out[4096];
 	int st = t_sh(out, sizeof out, "%s --url http://127.0.0.1:%d --model m --closed 1 --requests %d "
-		      "--timeout 1 --prompt 4 --new 3", client, sport, SCRIPT_N);
+		      "--timeout 2 --prompt 4 --new 3", client, sport, SCRIPT_N);
 	fprintf(stderr, "  %s", out);
 	T_EQ_INT(st, 1);   /* some requests failed */
 	T_EQ_INT(kv(out, "requests"), SCRIPT_N);   /* the retried one counts once */
@@ -262,7 +263,10 @@ static void test_thaw(void)
 	snprintf(m, sizeof m, "%s/model", t_tmpdir());
 	e2e_server srv;
 	T_EQ_INT(t_sh(NULL, 0, "%s %s 2 1 --shape 64,128,4,2,32000 --no-eos >/dev/null", genmodel, m), 0);
-	const char *args[] = {"--no-gpu", "--no-access-log", "--no-audit", NULL};
+	/* THAW_TEST_DEVICE=cuda:0 runs the llama on a GPU lane (the device machine) */
+	const char *dev = getenv("THAW_TEST_DEVICE") ? getenv("THAW_TEST_DEVICE") : "cpu";
+	int cpu = !strcmp(dev, "cpu");
+	const char *args[] = {"--no-access-log", "--no-audit", cpu ? "--no-gpu" : NULL, NULL};
 	if (e2e_start(&srv, args, NULL) < 0) {
 		T_CHECK(0);
 		return;
@@ -271,9 +275,10 @@ static void test_thaw(void)
 		 "--kind llama --tokenizer %s/tests/data/tok/mistral --quiet", srv.data_dir, t_bin(), m,
 		 srv.data_dir, t_src());
 	T_EQ_INT(t_sh(NULL, 0, "%s", cmd), 0);
-	T_EQ_INT(e2e_call(&srv, "PUT", "/v1/functions/m", NULL,
-			  "{\"kind\":\"llama\",\"snapshot\":\"m.thaw\",\"device\":\"cpu\",\"concurrency\":4,"
-			  "\"max_batch\":4,\"max_queue\":64,\"timeout_s\":120}", NULL), 201);
+	char man[300];
+	snprintf(man, sizeof man, "{\"kind\":\"llama\",\"snapshot\":\"m.thaw\",\"device\":\"%.40s\","
+		 "\"concurrency\":4,\"max_batch\":4,\"max_queue\":64,\"timeout_s\":120}", dev);
+	T_EQ_INT(e2e_call(&srv, "PUT", "/v1/functions/m", NULL, man, NULL), 201);
 	T_EQ_INT(e2e_call(&srv, "PUT", "/v1/functions/ec", NULL, "{\"kind\":\"echo\"}", NULL), 201);
 	/* closed loop: 8 requests over 4 streams, each to max_tokens (eos can never win) */
 	T_EQ_INT(t_sh(out, sizeof out, "%s --url http://127.0.0.1:%d --model m --closed 4 --requests 8 "
