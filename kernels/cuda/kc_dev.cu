@@ -281,4 +281,8 @@ extern "C" const kern_backend kern_cuda_backend = {
 	.wait_mark = kc_wait_mark,
 	.rope_attention_proj = kc_rope_attention_proj,
 	.swiglu_proj = kc_swiglu_proj,
+	.paged_rope_attention = NULL,
+	.paged_rope_attention_proj = NULL,
+	.gather_rows = NULL,
+	.sample_rows = NULL,
 };
