@@ -106,6 +106,9 @@ int llama_engine_init(llama *s, const json_t *meta, fn_error *err)
 		nb = (double)s->max_blocks;
 	if (nb > (double)(INT32_MAX / 2))
 		nb = (double)(INT32_MAX / 2);
+	if ((nb + 1) * (double)per_block > 0x1p60)
+		return fn_err(err, 503, "a KV cache of %.0f blocks of %zu bytes is too large", nb + 1,
+			      per_block);
 	int64_t nblocks = (int64_t)nb + 1;   /* + the scratch block */
 	s->kv_layer_bytes = (size_t)nblocks * B * kvd * kern_dtype_size(s->kv_dt);
 	s->kvmem = kern_alloc(d, s->kv_layer_bytes * 2 * (size_t)s->L);
