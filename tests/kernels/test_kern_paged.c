@@ -259,6 +259,9 @@ static const scen SCENS[] = {
 	{6, {20, 3, 11, 1, 26, 8}, 6, 3, 64, 3, KERN_F32, 12, 4},
 	/* multi-query (one KV head), hd 128, block 16, a long prefill */
 	{2, {70, 33}, 4, 1, 128, 16, KERN_BF16, 40, 3},
+	/* rows past a few hundred positions (on a GPU: split over partitions, then merged) */
+	{3, {300, 141, 5}, 8, 2, 64, 16, KERN_BF16, 64, 2},
+	{2, {260, 129}, 4, 4, 32, 8, KERN_F32, 100, 2},
 };
 
 static void check_scen(const scen *sc, int ci)
@@ -634,13 +637,24 @@ static void test_cuda_paged_graph(void)
 	void *gseq = kern_alloc(G, m * 4), *gout = kern_alloc(G, m * H * hd * 4);
 	void *gq0 = kern_alloc(G, m * H * hd * 4), *gk0 = kern_alloc(G, m * kvd * 4);
 	kern_kv_pages gkv = {KERN_BF16, gk, gv, nb, block, kvd, gt, mb};
+	kern_kv_pages ckv = {KERN_BF16, hk, hv, nb, block, kvd, table, mb};
+	/* one run outside the capture first (scratch the op needs grows only there), on zero
+	 * rows (kern_alloc zeroes), and the same on the CPU's copy of the cache */
+	int32_t wpos[4] = {150, 151, 0, 1}, wseq[4] = {3, 3, 0, 0};
+	float *zq = calloc(m * H * hd, 4), *zk = calloc(m * kvd, 4), *zo = malloc(m * H * hd * 4);
+	kern_copy_h2d(G, gpos, wpos, sizeof wpos);
+	kern_copy_h2d(G, gseq, wseq, sizeof wseq);
+	T_EQ_INT(kern_paged_rope_attention(G, gq, gkr, gvr, gpos, gseq, m, H, KVH, hd, 1e4f, &gkv,
+					   0.125f, gout), 0);
+	T_EQ_INT(kern_paged_rope_attention(C, zq, zk, zk, wpos, wseq, m, H, KVH, hd, 1e4f, &ckv,
+					   0.125f, zo), 0);
+	free(zq); free(zk); free(zo);
 	T_EQ_INT(kern_graph_begin(G), 0);
 	kern_copy_d2d(G, gq, gq0, m * H * hd * 4);   /* q and k are scratch: fresh copies */
 	kern_copy_d2d(G, gkr, gk0, m * kvd * 4);
 	kern_paged_rope_attention(G, gq, gkr, gvr, gpos, gseq, m, H, KVH, hd, 1e4f, &gkv, 0.125f, gout);
 	kern_graph *g = NULL;
 	T_EQ_INT(kern_graph_end(G, &g), 0);
-	kern_kv_pages ckv = {KERN_BF16, hk, hv, nb, block, kvd, table, mb};
 	int32_t steps[3][2][4] = {{{5, 17, 0, 130}, {0, 1, 2, 3}},
 				  {{6, 159, 1, 131}, {0, 3, 2, 1}},
 				  {{31, 32, 47, 2}, {2, 2, 2, 0}}};
