@@ -172,7 +172,8 @@ static void preempt(llama *s, llama_seq *q, fn_step *st)
 
 /* admit q (the head of the queue) when its blocks are free: the cached prefix blocks first
  * (whole blocks before its last token, which is always recomputed), then new ones for the
- * rest of its tokens. 1 when admitted. */
+ * rest of its tokens; while others run, 1% of the blocks (at least one) stays free for their
+ * decoding. 1 when admitted. */
 static int admit(llama *s, llama_seq *q, fn_step *st)
 {
 	int64_t B = s->kv.block, total = (q->ntok + B - 1) / B, maxhit = (q->ntok - 1) / B;
@@ -188,7 +189,9 @@ static int admit(llama *s, llama_seq *q, fn_step *st)
 		h_lru += s->kv.ref[b] == 0;
 		chain = key;
 	}
-	if (s->nslot_free < 1 || llama_kv_avail(&s->kv) - h_lru < total - h)
+	/* with others running, keep a few blocks for their growth (fewer preemptions) */
+	int64_t keep = s->running.n ? (s->kv.nblocks - 1) / 100 + 1 : 0;
+	if (s->nslot_free < 1 || llama_kv_avail(&s->kv) - h_lru < total - h + keep)
 		return 0;
 	q->slot = s->slot_free[--s->nslot_free];
 	for (int64_t i = 0; i < h; i++) {
