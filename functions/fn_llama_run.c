@@ -325,34 +325,40 @@ static int warm_up(llama *s)
 	return rc;
 }
 
-/* capture_or_run replays *gp (capturing ops() into it the first time) where graphs are on,
- * else issues the ops; *used says whether a graph ran. */
+/* capture_or_run replays *gp where graphs are on, else issues the ops; *used says whether a
+ * graph ran. A shape's first step runs its ops directly (so the device scratch they need has
+ * grown, kern.h) and is then captured for the next ones; a capture the device refuses leaves
+ * graphs off, the step's results stand. */
 static int capture_or_run(llama *s, kern_graph **gp, const llama_rows *r, int fed, int *used)
 {
 	*used = 0;
-	if (s->graphs && !*gp) {
-		if (!s->warmed)
-			TRY(warm_up(s));
-		int rc = kern_graph_begin(s->dev);
-		if (rc == -ENOTSUP) {
-			s->graphs = 0;
-		} else {
-			TRY(rc);
-			rc = fed ? llama_fed_ops(s) : batch_ops(s, r, 1);
-			kern_graph *g = NULL;
-			int rc2 = kern_graph_end(s->dev, &g);
-			if (rc < 0 || rc2 < 0) {
-				kern_graph_free(s->dev, g);
-				return rc < 0 ? rc : rc2;
-			}
-			*gp = g;
-		}
-	}
 	if (s->graphs && *gp) {
 		*used = 1;
 		return kern_graph_launch(s->dev, *gp);
 	}
-	return fed ? llama_fed_ops(s) : batch_ops(s, r, 1);
+	TRY(fed ? llama_fed_ops(s) : batch_ops(s, r, 1));
+	if (!s->graphs)
+		return 0;
+	if (!s->warmed)
+		TRY(warm_up(s));
+	int rc = kern_graph_begin(s->dev);
+	if (rc == -ENOTSUP) {
+		s->graphs = 0;
+		return 0;
+	}
+	TRY(rc);
+	rc = fed ? llama_fed_ops(s) : batch_ops(s, r, 1);
+	kern_graph *g = NULL;
+	int rc2 = kern_graph_end(s->dev, &g);
+	if (rc < 0 || rc2 < 0) {
+		kern_graph_free(s->dev, g);
+		if (rc2 < 0 && rc2 != -ENOSPC)
+			return rc2;
+		s->graphs = 0;   /* e.g. scratch that would have to grow inside the capture */
+		return 0;
+	}
+	*gp = g;
+	return 0;
 }
 
 int llama_run_batch(llama *s, int64_t m, int64_t nl, int all_rows, int bucket, int *graphed)
