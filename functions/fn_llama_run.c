@@ -351,10 +351,10 @@ static int capture_or_run(llama *s, kern_graph **gp, const llama_rows *r, int fe
 	kern_graph *g = NULL;
 	int rc2 = kern_graph_end(s->dev, &g);
 	if (rc < 0 || rc2 < 0) {
+		/* e.g. scratch that would have to grow inside the capture: the direct run stands;
+		 * a failure of the device itself shows in the next op */
 		kern_graph_free(s->dev, g);
-		if (rc2 < 0 && rc2 != -ENOSPC)
-			return rc2;
-		s->graphs = 0;   /* e.g. scratch that would have to grow inside the capture */
+		s->graphs = 0;
 		return 0;
 	}
 	*gp = g;
