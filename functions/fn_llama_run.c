@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "pool/pool_base.h"
+#include "pool/pool_log.h"
 #include "functions/fn_kinds.h"
 #include "functions/fn_llama_int.h"
 
@@ -355,6 +356,8 @@ static int capture_or_run(llama *s, kern_graph **gp, const llama_rows *r, int fe
 		 * a failure of the device itself shows in the next op */
 		kern_graph_free(s->dev, g);
 		s->graphs = 0;
+		pool_logf("llama: capturing a decode step failed (%s): steps run without CUDA graphs",
+			  strerror(rc < 0 ? -rc : -rc2));
 		return 0;
 	}
 	*gp = g;
