@@ -140,7 +140,9 @@ $(BUILD)/bench/%: bench/%.c $(LIBTHAW)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $< $(LIBTHAW) $(LDFLAGS) $(LIBS) -o $@
 
-tests-build: $(THAW) $(THAW_TEST) $(TEST_BIN) $(FUZZ_REPLAY) $(EXAMPLE_SO)
+# test_bench_serve runs the serving benchmark's client and model writer
+tests-build: $(THAW) $(THAW_TEST) $(TEST_BIN) $(FUZZ_REPLAY) $(EXAMPLE_SO) $(BUILD)/bench/bench_serve \
+             $(BUILD)/bench/snap_genmodel
 
 test: deps
 	@$(MAKE) --no-print-directory tests-build

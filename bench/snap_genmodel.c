@@ -1,9 +1,13 @@
-/* snap_genmodel.c — writes a synthetic Llama-shaped BF16 model for the snapshot benchmarks:
+/* snap_genmodel.c — writes a synthetic Llama-shaped BF16 model for the benchmarks:
  * DIR/model.safetensors (weights ~ N(0, 0.02), norms = 1.0, as a freshly initialised model)
  * and DIR/config.json (model_type llama). Shapes follow TinyLlama-1.1B (hidden 2048,
  * intermediate 5632, 32 heads, 4 KV heads, vocab 32000); LAYERS sets the size (22 layers =
  * 1.1 B parameters = 2.2 GB). Deterministic for a given seed.
- * usage: snap_genmodel DIR [LAYERS] [SEED] */
+ * --shape HIDDEN,INTER,HEADS,KVHEADS,VOCAB picks other shapes (bench_serve's CPU model);
+ * --no-eos writes eos_token_id 2 (bos 1, 2048 positions) into config.json and zeroes row 2
+ * of lm_head.weight, so greedy decoding never picks eos (its logit is 0 while the largest of
+ * the others is positive) and every request runs to its max_tokens.
+ * usage: snap_genmodel DIR [LAYERS] [SEED] [--shape H,I,HEADS,KVHEADS,VOCAB] [--no-eos] */
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
@@ -14,12 +18,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define H 2048
-#define I 5632
-#define V 32000
-#define KV 256
+static uint64_t H = 2048, I = 5632, V = 32000, NH = 32, NKV = 4, KV = 256;
+static int no_eos;
+#define EOS_ID 2
 
 typedef struct gt { char name[96]; uint64_t rows, cols; int is_norm; uint64_t off; } gt;
+
+static int is_lm_head(const gt *t) { return !strcmp(t->name, "lm_head.weight"); }
 
 static uint16_t bf16(float f)
 {
@@ -59,17 +64,48 @@ static void *fill(void *arg)
 			if (k + 1 < cnt)
 				p[k + 1] = bf16((float)(r * sin(6.283185307179586 * u2)));
 		}
+		if (no_eos && is_lm_head(t) && t->rows > EOS_ID)
+			memset(p + EOS_ID * t->cols, 0, t->cols * sizeof *p);
 	}
 }
 
 int main(int argc, char **argv)
 {
-	if (argc < 2) {
-		fprintf(stderr, "usage: %s DIR [LAYERS] [SEED]\n", argv[0]);
+	int layers = 22, npos = 0;
+	uint64_t seed = 1;
+	const char *dir = NULL;
+	for (int a = 1; a < argc; a++) {
+		if (!strcmp(argv[a], "--no-eos")) {
+			no_eos = 1;
+		} else if (!strcmp(argv[a], "--shape") && a + 1 < argc) {
+			unsigned long long h, in, nh, nkv, v;
+			char tail;
+			if (sscanf(argv[++a], "%llu,%llu,%llu,%llu,%llu%c", &h, &in, &nh, &nkv, &v, &tail) != 5 ||
+			    !h || !in || !nh || !nkv || v <= EOS_ID || h % nh || nh % nkv || h > 65536 ||
+			    in > 262144 || v > 1048576) {
+				fprintf(stderr, "%s: --shape takes HIDDEN,INTER,HEADS,KVHEADS,VOCAB (HEADS divides "
+					"HIDDEN, KVHEADS divides HEADS), not '%s'\n", argv[0], argv[a]);
+				return 2;
+			}
+			H = h, I = in, NH = nh, NKV = nkv, V = v, KV = nkv * (h / nh);
+		} else if (argv[a][0] == '-') {
+			dir = NULL;
+			break;
+		} else if (npos == 0) {
+			dir = argv[a], npos++;
+		} else if (npos == 1) {
+			layers = atoi(argv[a]), npos++;
+		} else if (npos == 2) {
+			seed = strtoull(argv[a], NULL, 10), npos++;
+		} else {
+			dir = NULL;
+			break;
+		}
+	}
+	if (!dir || layers < 1 || layers > 1024) {
+		fprintf(stderr, "usage: %s DIR [LAYERS] [SEED] [--shape H,I,HEADS,KVHEADS,VOCAB] [--no-eos]\n", argv[0]);
 		return 2;
 	}
-	int layers = argc > 2 ? atoi(argv[2]) : 22;
-	uint64_t seed = argc > 3 ? strtoull(argv[3], NULL, 10) : 1;
 	size_t cap = 3 + (size_t)layers * 9, n = 0;
 	gt *t = calloc(cap, sizeof *t);
 #define ADD(nm, r, c, norm) do { snprintf(t[n].name, sizeof t[n].name, "%s", nm); t[n].rows = r; t[n].cols = c; t[n].is_norm = norm; n++; } while (0)
@@ -123,9 +159,9 @@ int main(int argc, char **argv)
 		pthread_create(&th[i], NULL, fill, &j);
 	for (long i = 0; i < nt; i++)
 		pthread_join(th[i], NULL);
-	mkdir(argv[1], 0755);
+	mkdir(dir, 0755);
 	char path[4096];
-	snprintf(path, sizeof path, "%s/model.safetensors", argv[1]);
+	snprintf(path, sizeof path, "%s/model.safetensors", dir);
 	FILE *f = fopen(path, "wb");
 	uint64_t hl64 = hl;
 	uint8_t le[8];
@@ -135,14 +171,16 @@ int main(int argc, char **argv)
 		fprintf(stderr, "%s: write failed: %s\n", path, strerror(errno));
 		return 1;
 	}
-	snprintf(path, sizeof path, "%s/config.json", argv[1]);
+	snprintf(path, sizeof path, "%s/config.json", dir);
 	f = fopen(path, "w");
-	fprintf(f, "{\"architectures\":[\"LlamaForCausalLM\"],\"model_type\":\"llama\",\"hidden_size\":%d,"
-		   "\"intermediate_size\":%d,\"num_hidden_layers\":%d,\"num_attention_heads\":32,"
-		   "\"num_key_value_heads\":4,\"vocab_size\":%d,\"rms_norm_eps\":1e-05,\"torch_dtype\":\"bfloat16\","
-		   "\"tie_word_embeddings\":false}\n", H, I, layers, V);
+	fprintf(f, "{\"architectures\":[\"LlamaForCausalLM\"],\"model_type\":\"llama\",\"hidden_size\":%llu,"
+		   "\"intermediate_size\":%llu,\"num_hidden_layers\":%d,\"num_attention_heads\":%llu,"
+		   "\"num_key_value_heads\":%llu,\"vocab_size\":%llu,\"rms_norm_eps\":1e-05,\"torch_dtype\":\"bfloat16\","
+		   "\"tie_word_embeddings\":false%s}\n", (unsigned long long)H, (unsigned long long)I, layers,
+		   (unsigned long long)NH, (unsigned long long)NKV, (unsigned long long)V,
+		   no_eos ? ",\"bos_token_id\":1,\"eos_token_id\":2,\"max_position_embeddings\":2048" : "");
 	fclose(f);
-	printf("%s: %zu tensors, %.3f GB of BF16 weights\n", argv[1], n, off / 1e9);
+	printf("%s: %zu tensors, %.3f GB of BF16 weights\n", dir, n, off / 1e9);
 	free(data);
 	free(hdr);
 	free(t);

@@ -39,7 +39,7 @@ static void server_head(rt_req *req, void *ud)
 			rt_api_refuse(req, &why);   /* in the route's error shape */
 			return;
 		}
-		if (rt_api_upload_head(srv, req))   /* answered */
+		if (rt_api_upload_head(&srv->api, req))   /* answered */
 			return;
 		req->handler = fn;
 		req->handler_ud = fud;
@@ -194,6 +194,24 @@ int rt_server_init(rt_server *srv, uv_loop_t *loop, const rt_server_config *cfg)
 			"this server can deploy, delete and invoke. Never use --dev outside local development.");
 	else if (srv->access.auth)
 		log_first_key_hint(srv->access.auth, cfg->data_dir);
+	/* the API handlers' context (rt_api.h); the scheduler and the job runner join it once they
+	 * exist, the listener once it is open */
+	srv->api = (rt_api){
+		.loop = loop,
+		.router = srv->router,
+		.reg = srv->reg,
+		.access = &srv->access,
+		.metrics = srv->metrics,
+		.m_connections = srv->m_connections,
+		.draining = &srv->draining,
+		.data_dir = srv->cfg.data_dir,
+		.allowed_roots = srv->cfg.allowed_roots,
+		.n_allowed_roots = srv->cfg.n_allowed_roots,
+		.plugin_roots = srv->cfg.plugin_roots,
+		.n_plugin_roots = srv->cfg.n_plugin_roots,
+		.max_upload_bytes = srv->cfg.max_upload_bytes,
+		.max_body_bytes = srv->cfg.http.max_body_bytes,
+	};
 	/* what the hot path would otherwise ask SQLite on every call */
 	{
 		rt_registry_entry *e = NULL;
@@ -203,7 +221,7 @@ int rt_server_init(rt_server *srv, uv_loop_t *loop, const rt_server_config *cfg)
 			for (size_t i = 0; i < n; i++)
 				for (uint32_t r = 1; r <= e[i].latest_rev; r++)
 					if (rt_registry_get_revision(srv->reg, e[i].name, r, ri) == 0)
-						rt_api_note_function(srv, e[i].name, &ri->manifest);
+						rt_api_note_function(&srv->api, e[i].name, &ri->manifest);
 		free(e);
 		free(ri);
 	}
@@ -218,7 +236,9 @@ int rt_server_init(rt_server *srv, uv_loop_t *loop, const rt_server_config *cfg)
 		rt_logf(RT_LOG_ERROR, "cannot start the job runner: %s", err);
 		goto fail;
 	}
-	rc = rt_api_register(srv);
+	srv->api.sched = srv->sched;
+	srv->api.jobs = srv->jobs;
+	rc = rt_api_register(&srv->api);
 	if (rc < 0)
 		goto fail;
 	rc = rt_http_open(loop, &cfg->http, rt_server_dispatch, srv, &srv->http);
@@ -227,6 +247,7 @@ int rt_server_init(rt_server *srv, uv_loop_t *loop, const rt_server_config *cfg)
 			uv_strerror(rc));
 		goto fail;
 	}
+	srv->api.http = srv->http;
 	rt_http_set_head(srv->http, server_head);
 	rt_http_set_observer(srv->http, observe, srv);
 	rt_sched_start(srv->sched);

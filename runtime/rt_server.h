@@ -1,8 +1,10 @@
 /* rt_server.h — the daemon's shared state, owned by the loop thread: HTTP server, router,
- * metrics, drain state. Handlers in rt_api*.c receive it as their `ud`. */
+ * metrics, drain state, and the API layer's context (rt_api), which the handlers in
+ * rt_api*.c receive as their `ud`. */
 #ifndef THAW_RT_SERVER_H
 #define THAW_RT_SERVER_H
 #include <uv.h>
+#include "runtime/api/rt_api.h"
 #include "runtime/http/rt_cors.h"
 #include "runtime/http/rt_http.h"
 #include "runtime/jobs/rt_jobs.h"
@@ -40,9 +42,7 @@ typedef struct rt_server {
 	rt_sched *sched;
 	rt_jobs *jobs;
 	rt_access access;            /* the access gate and audit log (rt_access.h) */
-	struct {                     /* the API layer's, kept by rt_api_note_function (rt_api.c) */
-		int echo_deployed;   /* a function named "echo" is in the registry (else built in) */
-	} api;
+	rt_api api;                  /* the handlers' context, filled in by rt_server_init */
 	uv_timer_t trim_timer;       /* returns freed memory to the kernel (rt_mem.h) */
 	rt_metric_family *m_requests, *m_duration, *m_connections;
 	int draining;
@@ -51,10 +51,6 @@ typedef struct rt_server {
 	uv_timer_t drain_timer;
 	int exit_code;
 } rt_server;
-
-/* rt_api_register adds the HTTP endpoints (health, readiness, metrics, functions, V2, jobs) to
- * srv->router. Returns 0 or a negative errno. */
-int rt_api_register(rt_server *srv);
 
 /* rt_server_dispatch runs the handler that the head hook (installed by rt_server_init) chose
  * for a request at the end of its headers, where routing (404/405) and the access gate ran;

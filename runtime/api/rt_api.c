@@ -61,12 +61,12 @@ int rt_api_version(const char *s, uint32_t *rev)
 	return 0;
 }
 
-void rt_api_note_function(rt_server *srv, const char *name, const rt_manifest *m)
+void rt_api_note_function(rt_api *api, const char *name, const rt_manifest *m)
 {
 	if (m)
-		rt_access_note_revision(&srv->access, m);
+		rt_access_note_revision(api->access, m);
 	if (strcmp(name, "echo") == 0)
-		srv->api.echo_deployed = m != NULL;
+		api->echo_deployed = m != NULL;
 }
 
 void rt_api_refuse(rt_req *req, const rt_access_refusal *why)
@@ -168,7 +168,7 @@ static void offload_start(void)
 	}
 }
 
-void rt_api_offload(rt_server *srv, rt_req *req, int big, void (*work)(void *arg),
+void rt_api_offload(rt_api *api, rt_req *req, int big, void (*work)(void *arg),
 		    void (*done)(void *arg, int gone), void *arg)
 {
 	offload_job *j = big ? calloc(1, sizeof *j) : NULL;
@@ -177,7 +177,7 @@ void rt_api_offload(rt_server *srv, rt_req *req, int big, void (*work)(void *arg
 		done(arg, 0);
 		return;
 	}
-	j->loop = srv->loop;
+	j->loop = api->loop;
 	j->req = req;
 	j->work = work;
 	j->done = done;
@@ -219,7 +219,7 @@ static void parse_done(void *arg, int gone)
 	free(p);
 }
 
-void rt_api_parse_body_then(rt_server *srv, rt_req *req, rt_api_body_fn fn, void *ud)
+void rt_api_parse_body_then(rt_api *api, rt_req *req, rt_api_body_fn fn, void *ud)
 {
 	parse_job *p = calloc(1, sizeof *p);
 	if (!p) {
@@ -230,7 +230,7 @@ void rt_api_parse_body_then(rt_server *srv, rt_req *req, rt_api_body_fn fn, void
 	p->fn = fn;
 	p->ud = ud;
 	p->flags = JSON_DECODE_ANY | JSON_REJECT_DUPLICATES;
-	rt_api_offload(srv, req, req->body_len >= RT_API_INLINE_BYTES, parse_work, parse_done, p);
+	rt_api_offload(api, req, req->body_len >= RT_API_INLINE_BYTES, parse_work, parse_done, p);
 }
 
 static void reply_json_text(rt_req *req, int status, const char *text)
@@ -246,8 +246,8 @@ static void h_healthz(rt_req *req, void *ud)
 
 static void h_readyz(rt_req *req, void *ud)
 {
-	rt_server *srv = ud;
-	if (srv->draining)
+	rt_api *api = ud;
+	if (*api->draining)
 		reply_json_text(req, 503, "{\"status\":\"draining\"}");
 	else
 		reply_json_text(req, 200, "{\"status\":\"ready\"}");
@@ -262,8 +262,8 @@ static void h_v2_live(rt_req *req, void *ud)
 
 static void h_v2_ready(rt_req *req, void *ud)
 {
-	rt_server *srv = ud;
-	if (srv->draining)
+	rt_api *api = ud;
+	if (*api->draining)
 		reply_json_text(req, 503, "{\"ready\":false}");
 	else
 		reply_json_text(req, 200, "{\"ready\":true}");
@@ -271,13 +271,13 @@ static void h_v2_ready(rt_req *req, void *ud)
 
 static void h_metrics(rt_req *req, void *ud)
 {
-	rt_server *srv = ud;
+	rt_api *api = ud;
 	char *text;
 	size_t len;
-	rt_metric_set(srv->m_connections, rt_http_open_connections(srv->http), 0, NULL);
-	if (srv->sched)
-		rt_sched_update_gauges(srv->sched);
-	if (rt_metrics_render(srv->metrics, &text, &len) < 0) {
+	rt_metric_set(api->m_connections, rt_http_open_connections(api->http), 0, NULL);
+	if (api->sched)
+		rt_sched_update_gauges(api->sched);
+	if (rt_metrics_render(api->metrics, &text, &len) < 0) {
 		rt_req_reply_error(req, 500, "out of memory rendering metrics");
 		return;
 	}
@@ -285,7 +285,7 @@ static void h_metrics(rt_req *req, void *ud)
 	free(text);
 }
 
-int rt_api_register(rt_server *srv)
+int rt_api_register(rt_api *api)
 {
 	static const rt_route_def routes[] = {
 		{"GET", "/healthz", h_healthz},
@@ -294,19 +294,19 @@ int rt_api_register(rt_server *srv)
 		{"GET", "/v2/health/ready", h_v2_ready},
 		{"GET", "/metrics", h_metrics},
 	};
-	int rc = rt_router_add_all(srv->router, routes, sizeof routes / sizeof routes[0], srv);
+	int rc = rt_router_add_all(api->router, routes, sizeof routes / sizeof routes[0], api);
 	if (rc < 0)
 		return rc;
-	rc = rt_api_fn_register(srv);
+	rc = rt_api_fn_register(api);
 	if (rc == 0)
-		rc = rt_api_v2_register(srv);
+		rc = rt_api_v2_register(api);
 	if (rc == 0)
-		rc = rt_api_jobs_register(srv);
+		rc = rt_api_jobs_register(api);
 	if (rc == 0)
-		rc = rt_api_keys_register(srv);
+		rc = rt_api_keys_register(api);
 	if (rc == 0)
-		rc = rt_api_openai_register(srv);
+		rc = rt_api_openai_register(api);
 	if (rc == 0)
-		rc = rt_api_upload_register(srv);
+		rc = rt_api_upload_register(api);
 	return rc;
 }

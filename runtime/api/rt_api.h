@@ -1,12 +1,51 @@
-/* rt_api.h — helpers shared by the HTTP API handlers (rt_api_*.c; defined in rt_api.c) and
- * the registration of each API part. */
+/* rt_api.h — the API layer's context (rt_api: what the HTTP handlers read), helpers shared by
+ * the handlers (rt_api_*.c; defined in rt_api.c) and the registration of each API part. */
 #ifndef THAW_RT_API_H
 #define THAW_RT_API_H
+#include <stddef.h>
+#include <stdint.h>
 #include <jansson.h>
+#include <uv.h>
 #include "functions/fn.h"
 #include "runtime/access/rt_access.h"
-#include "runtime/rt_server.h"
+#include "runtime/base/rt_metrics.h"
+#include "runtime/http/rt_http.h"
+#include "runtime/http/rt_router.h"
+#include "runtime/jobs/rt_jobs.h"
 #include "runtime/sched/rt_call.h"
+#include "runtime/sched/rt_sched.h"
+#include "runtime/store/rt_registry.h"
+
+/* rt_api is the context every handler receives as its `ud`: the parts it calls (owned by the
+ * daemon's wiring, which fills this in and outlives the handlers), the configuration values
+ * it reads, and the API layer's own state. Changed on the loop thread only (work offloaded to
+ * the threadpool may read the configuration values). */
+typedef struct rt_api {
+	uv_loop_t *loop;
+	rt_router *router;           /* where rt_api_register adds the routes */
+	rt_registry *reg;
+	rt_sched *sched;
+	rt_jobs *jobs;
+	rt_access *access;           /* the access gate (rt_access.h) */
+	rt_metrics *metrics;         /* rendered by GET /metrics */
+	rt_metric_family *m_connections;   /* thaw_http_open_connections, set from http */
+	rt_http *http;               /* the listener: its open connections */
+	const int *draining;         /* non-zero once the daemon drains: readiness answers 503 */
+	const char *data_dir;
+	const char *const *allowed_roots;   /* snapshot paths allowed outside data_dir */
+	size_t n_allowed_roots;
+	const char *const *plugin_roots;    /* where "plugin:/path.so" kinds may live */
+	size_t n_plugin_roots;
+	uint64_t max_upload_bytes;   /* largest PUT /v1/snapshots|data body (rt_api_upload.c) */
+	size_t max_body_bytes;       /* largest request body (rt_http_config.max_body_bytes) */
+	int echo_deployed;           /* a function named "echo" is in the registry (else built in);
+				      * kept by rt_api_note_function */
+} rt_api;
+
+/* rt_api_register adds the HTTP endpoints (health, readiness, metrics, functions, V2, OpenAI,
+ * jobs, keys, uploads) to api->router, each with api as its `ud`. Returns 0 or a negative
+ * errno. */
+int rt_api_register(rt_api *api);
 
 /* rt_api_reply_json sends body (reference stolen) as compact JSON with status (rt_json_dumps:
  * reals in their shortest round-trip form). */
@@ -30,7 +69,7 @@ json_t *rt_api_parse_body(rt_req *req);
  * still answer req (it stays valid until answered). work must not touch the loop, the
  * connection or req other than reading its body. When a job cannot be queued, it runs
  * inline. */
-void rt_api_offload(rt_server *srv, rt_req *req, int big, void (*work)(void *arg),
+void rt_api_offload(rt_api *api, rt_req *req, int big, void (*work)(void *arg),
 		    void (*done)(void *arg, int gone), void *arg);
 
 /* rt_api_body_fn continues a handler once its JSON body is parsed (loop thread; body is a new
@@ -41,7 +80,7 @@ typedef void (*rt_api_body_fn)(rt_req *req, json_t *body, void *ud);
  * budget of runtime/base/rt_json.h: 413 when its tree would cost more), off the loop thread when
  * it is large, then calls fn(req, body, ud) on the loop thread. On a parse error, or when the
  * client left meanwhile (499), it answers req itself and fn is not called. */
-void rt_api_parse_body_then(rt_server *srv, rt_req *req, rt_api_body_fn fn, void *ud);
+void rt_api_parse_body_then(rt_api *api, rt_req *req, rt_api_body_fn fn, void *ud);
 
 /* rt_api_version parses a revision named in a route (Triton's /versions/{v}): digits only,
  * 1..RT_MANIFEST_REV_MAX, into *rev; 0 or -EINVAL. */
@@ -63,7 +102,7 @@ void rt_api_result_headers(rt_req *req, const rt_call_result *r);
  * revision with manifest m (deployed now, or found at start), or, with m NULL, that it was
  * deleted: a deployed "echo" replaces the built-in one, and the gate learns whether any
  * revision has a rate limit or audited payloads (rt_access_note_revision). Loop thread. */
-void rt_api_note_function(rt_server *srv, const char *name, const rt_manifest *m);
+void rt_api_note_function(rt_api *api, const char *name, const rt_manifest *m);
 
 /* rt_api_refuse answers a request the access gate refused (rt_access_refusal: status, code,
  * message; the gate added its headers) in the error shape of the request's API: an OpenAI
@@ -77,12 +116,13 @@ int rt_api_openai_route(const char *route);
 void rt_api_openai_refuse(rt_req *req, const rt_access_refusal *why);
 
 /* Route registration of each API part; 0 or a negative errno. */
-int rt_api_fn_register(rt_server *srv);
-int rt_api_v2_register(rt_server *srv);
-int rt_api_jobs_register(rt_server *srv);
-int rt_api_keys_register(rt_server *srv);   /* rt_api_keys.c: /v1/keys (admin) */
-int rt_api_openai_register(rt_server *srv);
-int rt_api_upload_register(rt_server *srv); /* rt_api_upload.c: /v1/snapshots, /v1/data (admin) */
+int rt_api_fn_register(rt_api *api);
+int rt_api_v2_register(rt_api *api);
+int rt_api_jobs_register(rt_api *api);
+int rt_api_keys_register(rt_api *api);   /* rt_api_keys.c: /v1/keys (admin) */
+int rt_api_openai_register(rt_api *api); /* rt_api_openai.c: /v1/models, /v1/completions,
+					 * /v1/chat/completions (OpenAI-compatible) */
+int rt_api_upload_register(rt_api *api); /* rt_api_upload.c: /v1/snapshots, /v1/data (admin) */
 
 /* Uploads (rt_api_upload.c). rt_api_upload_head runs in the head hook after the access gate:
  * for PUT /v1/snapshots/{snapshot} and PUT /v1/data/{file} it checks the name, the size
@@ -91,7 +131,6 @@ int rt_api_upload_register(rt_server *srv); /* rt_api_upload.c: /v1/snapshots, /
  * a temporary file (rt_req_body_sink). Returns 1 when it answered, 0 otherwise (other routes
  * too). */
 #define RT_UPLOAD_MAX_ACTIVE 4
-int rt_api_upload_head(rt_server *srv, rt_req *req); /* rt_api_openai.c: /v1/models, /v1/completions,
-					      * /v1/chat/completions (OpenAI-compatible) */
+int rt_api_upload_head(rt_api *api, rt_req *req);
 
 #endif

@@ -22,12 +22,12 @@ static int valid_name(rt_req *req, const char *name)
 	return 0;
 }
 
-static json_t *function_json(rt_server *srv, const char *name)
+static json_t *function_json(rt_api *api, const char *name)
 {
 	json_t *o = NULL;
-	if (rt_registry_get_json(srv->reg, name, &o) < 0)
+	if (rt_registry_get_json(api->reg, name, &o) < 0)
 		return NULL;
-	json_t *st = rt_sched_state_json(srv->sched, name);
+	json_t *st = rt_sched_state_json(api->sched, name);
 	json_object_update(o, st);
 	json_decref(st);
 	return o;
@@ -44,7 +44,7 @@ static void h_put(rt_req *req, void *ud)
 
 static void put_parsed(rt_req *req, json_t *body, void *ud)
 {
-	rt_server *srv = ud;
+	rt_api *api = ud;
 	const char *name = rt_req_param(req, "name");
 	char err[512] = "";
 	if (!json_is_object(body)) {
@@ -56,7 +56,7 @@ static void put_parsed(rt_req *req, json_t *body, void *ud)
 	if (json_object_size(body) == 1 && json_object_get(body, "traffic")) {
 		rt_traffic t;
 		rt_revision_info cur;
-		if (rt_registry_get(srv->reg, name, &cur) < 0) {
+		if (rt_registry_get(api->reg, name, &cur) < 0) {
 			json_decref(body);
 			rt_req_reply_error(req, 404, "function '%s' not found", name);
 			return;
@@ -64,14 +64,14 @@ static void put_parsed(rt_req *req, json_t *body, void *ud)
 		/* an unknown revision in the split is a bad request (400), as in a full manifest */
 		int rc = rt_traffic_from_json(json_object_get(body, "traffic"), &t, err, sizeof err);
 		if (rc == 0)
-			rc = rt_registry_set_traffic(srv->reg, name, &t, err, sizeof err);
+			rc = rt_registry_set_traffic(api->reg, name, &t, err, sizeof err);
 		json_decref(body);
 		if (rc < 0) {
 			rt_req_reply_error(req, 400, "%s", err);
 			return;
 		}
-		rt_sched_deployed(srv->sched, name);
-		rt_api_reply_json(req, 200, function_json(srv, name));
+		rt_sched_deployed(api->sched, name);
+		rt_api_reply_json(req, 200, function_json(api, name));
 		return;
 	}
 	rt_manifest m;
@@ -86,7 +86,7 @@ static void put_parsed(rt_req *req, json_t *body, void *ud)
 		/* "plugin:/path.so": under a plugin root, a loadable kind of this ABI; stored with
 		 * its real path */
 		char real[RT_MANIFEST_PATH_MAX];
-		rc = rt_manifest_resolve_plugin(srv->cfg.plugin_roots, srv->cfg.n_plugin_roots, plugin,
+		rc = rt_manifest_resolve_plugin(api->plugin_roots, api->n_plugin_roots, plugin,
 						real, sizeof real, err, sizeof err);
 		if (rc < 0) {
 			rt_req_reply_error(req, rc == -EACCES ? 403 : 400, "field 'kind': %s", err);
@@ -102,8 +102,8 @@ static void put_parsed(rt_req *req, json_t *body, void *ud)
 	char path[RT_MANIFEST_PATH_MAX] = "";
 	snap_file *f = NULL;
 	if (m.snapshot[0]) {
-		rc = rt_manifest_resolve_snapshot(srv->cfg.data_dir, srv->cfg.allowed_roots,
-						  srv->cfg.n_allowed_roots, m.snapshot, path, sizeof path,
+		rc = rt_manifest_resolve_snapshot(api->data_dir, api->allowed_roots,
+						  api->n_allowed_roots, m.snapshot, path, sizeof path,
 						  err, sizeof err);
 		if (rc < 0) {
 			rt_req_reply_error(req, rc == -EACCES ? 403 : 400, "%s", err);
@@ -141,25 +141,25 @@ static void put_parsed(rt_req *req, json_t *body, void *ud)
 		return;
 	}   /* else known == 0: left to the first read */
 	rt_revision_info prev;
-	int existed = rt_registry_get(srv->reg, name, &prev) == 0;
+	int existed = rt_registry_get(api->reg, name, &prev) == 0;
 	uint32_t rev = 0;
-	rc = rt_registry_put_desc(srv->reg, name, &m, path, &desc, &rev, err, sizeof err);
+	rc = rt_registry_put_desc(api->reg, name, &m, path, &desc, &rev, err, sizeof err);
 	if (rc < 0) {
 		rt_req_reply_error(req, rc == -ENOENT ? 400 : 500, "%s", err);
 		return;
 	}
-	rt_api_note_function(srv, name, &m);
-	rt_sched_deployed(srv->sched, name);
-	rt_api_reply_json(req, existed ? 200 : 201, function_json(srv, name));
+	rt_api_note_function(api, name, &m);
+	rt_sched_deployed(api->sched, name);
+	rt_api_reply_json(req, existed ? 200 : 201, function_json(api, name));
 }
 
 static void h_get(rt_req *req, void *ud)
 {
-	rt_server *srv = ud;
+	rt_api *api = ud;
 	const char *name = rt_req_param(req, "name");
 	if (!valid_name(req, name))
 		return;
-	json_t *o = function_json(srv, name);
+	json_t *o = function_json(api, name);
 	if (!o) {
 		rt_req_reply_error(req, 404, "function '%s' not found", name);
 		return;
@@ -169,9 +169,9 @@ static void h_get(rt_req *req, void *ud)
 
 static void h_list(rt_req *req, void *ud)
 {
-	rt_server *srv = ud;
+	rt_api *api = ud;
 	json_t *o = NULL;
-	if (rt_registry_list_json(srv->reg, &o) < 0) {
+	if (rt_registry_list_json(api->reg, &o) < 0) {
 		rt_req_reply_error(req, 500, "registry unavailable");
 		return;
 	}
@@ -181,9 +181,9 @@ static void h_list(rt_req *req, void *ud)
 	json_array_foreach(arr, i, f) {
 		const char *fname = json_string_value(json_object_get(f, "name"));
 		rt_traffic t;   /* the revisions that serve, next to the latest */
-		if (fname && rt_registry_get_traffic(srv->reg, fname, &t) == 0)
+		if (fname && rt_registry_get_traffic(api->reg, fname, &t) == 0)
 			json_object_set_new(f, "traffic", rt_traffic_to_json(&t));
-		json_t *st = rt_sched_state_json(srv->sched, fname);
+		json_t *st = rt_sched_state_json(api->sched, fname);
 		json_object_del(st, "instances");
 		json_object_update(f, st);
 		json_decref(st);
@@ -193,11 +193,11 @@ static void h_list(rt_req *req, void *ud)
 
 static void h_delete(rt_req *req, void *ud)
 {
-	rt_server *srv = ud;
+	rt_api *api = ud;
 	const char *name = rt_req_param(req, "name");
 	if (!valid_name(req, name))
 		return;
-	int rc = rt_registry_delete(srv->reg, name);
+	int rc = rt_registry_delete(api->reg, name);
 	if (rc == -ENOENT) {
 		rt_req_reply_error(req, 404, "function '%s' not found", name);
 		return;
@@ -206,8 +206,8 @@ static void h_delete(rt_req *req, void *ud)
 		rt_req_reply_error(req, 500, "registry: %s", strerror(-rc));
 		return;
 	}
-	rt_sched_deleted(srv->sched, name);
-	rt_api_note_function(srv, name, NULL);
+	rt_sched_deleted(api->sched, name);
+	rt_api_note_function(api, name, NULL);
 	rt_api_reply_json(req, 200, json_pack("{s:s}", "deleted", name));
 }
 
@@ -239,14 +239,14 @@ static void dump_done(void *arg, int gone)
 
 /* a call of POST /v1/functions/{name}/invoke and its request */
 typedef struct invoke_job {
-	rt_server *srv;
+	rt_api *api;
 	rt_req *req;
 } invoke_job;
 
 static void invoke_result(const rt_call_result *res, void *ud)
 {
 	invoke_job *ij = ud;
-	rt_server *srv = ij->srv;
+	rt_api *api = ij->api;
 	rt_req *req = ij->req;
 	free(ij);
 	json_t *out = res->out;
@@ -267,7 +267,7 @@ static void invoke_result(const rt_call_result *res, void *ud)
 	}
 	d->req = req;
 	d->out = json_incref(out);
-	rt_api_offload(srv, req, req->body_len >= RT_API_INLINE_BYTES, dump_work, dump_done, d);
+	rt_api_offload(api, req, req->body_len >= RT_API_INLINE_BYTES, dump_work, dump_done, d);
 }
 
 /* echo without a deployment: the built-in that measures the runtime's own overhead; the body
@@ -300,7 +300,7 @@ static void echo_done(void *arg, int gone)
 	free(e);
 }
 
-static void invoke_builtin_echo(rt_server *srv, rt_req *req)
+static void invoke_builtin_echo(rt_api *api, rt_req *req)
 {
 	echo_job *e = calloc(1, sizeof *e);
 	if (!e) {
@@ -308,27 +308,27 @@ static void invoke_builtin_echo(rt_server *srv, rt_req *req)
 		return;
 	}
 	e->req = req;
-	rt_api_offload(srv, req, req->body_len >= RT_API_INLINE_BYTES, echo_work, echo_done, e);
+	rt_api_offload(api, req, req->body_len >= RT_API_INLINE_BYTES, echo_work, echo_done, e);
 }
 
 static void invoke_parsed(rt_req *req, json_t *in, void *ud);
 
 static void h_invoke(rt_req *req, void *ud)
 {
-	rt_server *srv = ud;
+	rt_api *api = ud;
 	const char *name = rt_req_param(req, "name");
-	if (strcmp(name, "echo") == 0 && !srv->api.echo_deployed) {
-		invoke_builtin_echo(srv, req);
+	if (strcmp(name, "echo") == 0 && !api->echo_deployed) {
+		invoke_builtin_echo(api, req);
 		return;
 	}
 	if (!valid_name(req, name))
 		return;
-	rt_api_parse_body_then(srv, req, invoke_parsed, srv);
+	rt_api_parse_body_then(api, req, invoke_parsed, api);
 }
 
 static void invoke_parsed(rt_req *req, json_t *in, void *ud)
 {
-	rt_server *srv = ud;
+	rt_api *api = ud;
 	const char *name = rt_req_param(req, "name");
 	uint32_t rev = 0;
 	const char *want = rt_req_header(req, "Thaw-Revision");
@@ -343,21 +343,21 @@ static void invoke_parsed(rt_req *req, json_t *in, void *ud)
 		rt_req_reply_error(req, 500, "out of memory");
 		return;
 	}
-	ij->srv = srv;
+	ij->api = api;
 	ij->req = req;
 	fn_header hdrs[RT_HTTP_MAX_HEADERS];
 	rt_call c = {.function = name, .rev = rev, .in = in, .done = invoke_result, .ud = ij};
 	rt_api_call_from_req(&c, req, hdrs);
-	rt_sched_submit(srv->sched, &c);
+	rt_sched_submit(api->sched, &c);
 }
 
 static void h_devices(rt_req *req, void *ud)
 {
-	rt_server *srv = ud;
-	rt_api_reply_json(req, 200, json_pack("{s:o}", "devices", rt_sched_devices_json(srv->sched)));
+	rt_api *api = ud;
+	rt_api_reply_json(req, 200, json_pack("{s:o}", "devices", rt_sched_devices_json(api->sched)));
 }
 
-int rt_api_fn_register(rt_server *srv)
+int rt_api_fn_register(rt_api *api)
 {
 	static const rt_route_def routes[] = {
 		{"GET", "/v1/functions", h_list},
@@ -367,5 +367,5 @@ int rt_api_fn_register(rt_server *srv)
 		{"POST", "/v1/functions/{name}/invoke", h_invoke},
 		{"GET", "/v1/devices", h_devices},
 	};
-	return rt_router_add_all(srv->router, routes, sizeof routes / sizeof routes[0], srv);
+	return rt_router_add_all(api->router, routes, sizeof routes / sizeof routes[0], api);
 }

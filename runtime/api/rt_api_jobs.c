@@ -32,10 +32,10 @@ static void h_submit(rt_req *req, void *ud)
 
 static void submit_parsed(rt_req *req, json_t *body, void *ud)
 {
-	rt_server *srv = ud;
+	rt_api *api = ud;
 	char err[1024] = "";
 	int64_t id = 0;
-	int rc = rt_jobs_submit(srv->jobs, body, &id, err, sizeof err);
+	int rc = rt_jobs_submit(api->jobs, body, &id, err, sizeof err);
 	json_decref(body);
 	if (rc < 0) {
 		int st = rc == -ENOENT ? 404 : rc == -EACCES ? 403 : rc == -EINVAL ? 400 : 500;
@@ -45,7 +45,7 @@ static void submit_parsed(rt_req *req, json_t *body, void *ud)
 	char loc[64];
 	snprintf(loc, sizeof loc, "/v1/jobs/%" PRId64, id);
 	rt_req_add_header(req, "Location", loc);
-	json_t *o = rt_jobs_get_json(srv->jobs, id);
+	json_t *o = rt_jobs_get_json(api->jobs, id);
 	rt_api_reply_json(req, 202, o ? o : json_pack("{s:I}", "id", (json_int_t)id));
 }
 
@@ -71,11 +71,11 @@ static const char *query_get(const char *query, const char *key, char *buf, size
 
 static void h_list(rt_req *req, void *ud)
 {
-	rt_server *srv = ud;
+	rt_api *api = ud;
 	char buf[32];
 	const char *state = query_get(req->query, "state", buf, sizeof buf);
 	json_t *o = NULL;
-	if (rt_jobs_list_json(srv->jobs, state, &o) < 0) {
+	if (rt_jobs_list_json(api->jobs, state, &o) < 0) {
 		rt_req_reply_error(req, 400, "state: must be one of queued, running, preempted, succeeded, "
 				   "failed, cancelled");
 		return;
@@ -85,11 +85,11 @@ static void h_list(rt_req *req, void *ud)
 
 static void h_get(rt_req *req, void *ud)
 {
-	rt_server *srv = ud;
+	rt_api *api = ud;
 	int64_t id;
 	if (parse_id(req, &id) < 0)
 		return;
-	json_t *o = rt_jobs_get_json(srv->jobs, id);
+	json_t *o = rt_jobs_get_json(api->jobs, id);
 	if (!o) {
 		rt_req_reply_error(req, 404, "job %" PRId64 " not found", id);
 		return;
@@ -99,20 +99,20 @@ static void h_get(rt_req *req, void *ud)
 
 static void h_cancel(rt_req *req, void *ud)
 {
-	rt_server *srv = ud;
+	rt_api *api = ud;
 	char err[256];
 	int64_t id;
 	if (parse_id(req, &id) < 0)
 		return;
-	int rc = rt_jobs_cancel(srv->jobs, id, err, sizeof err);
+	int rc = rt_jobs_cancel(api->jobs, id, err, sizeof err);
 	if (rc < 0) {
 		rt_req_reply_error(req, rc == -ENOENT ? 404 : rc == -EALREADY ? 409 : 500, "%s", err);
 		return;
 	}
-	rt_api_reply_json(req, 200, rt_jobs_get_json(srv->jobs, id));
+	rt_api_reply_json(req, 200, rt_jobs_get_json(api->jobs, id));
 }
 
-int rt_api_jobs_register(rt_server *srv)
+int rt_api_jobs_register(rt_api *api)
 {
 	static const rt_route_def routes[] = {
 		{"POST", "/v1/jobs", h_submit},
@@ -120,5 +120,5 @@ int rt_api_jobs_register(rt_server *srv)
 		{"GET", "/v1/jobs/{id}", h_get},
 		{"DELETE", "/v1/jobs/{id}", h_cancel},
 	};
-	return rt_router_add_all(srv->router, routes, sizeof routes / sizeof routes[0], srv);
+	return rt_router_add_all(api->router, routes, sizeof routes / sizeof routes[0], api);
 }

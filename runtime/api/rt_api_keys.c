@@ -14,7 +14,7 @@
 
 static void h_create(rt_req *req, void *ud)
 {
-	rt_server *srv = ud;
+	rt_api *api = ud;
 	json_t *body = rt_api_parse_body(req);
 	if (!body)
 		return;
@@ -41,7 +41,7 @@ static void h_create(rt_req *req, void *ud)
 		return;
 	}
 	char key[RT_AUTH_KEY_MAX], id[RT_AUTH_ID_LEN + 1], err[256];
-	int rc = rt_auth_key_create(srv->access.auth, scopes, n, key, id, err, sizeof err);
+	int rc = rt_auth_key_create(api->access->auth, scopes, n, key, id, err, sizeof err);
 	if (rc < 0) {
 		json_decref(body);
 		rt_req_reply_error(req, rc == -EINVAL ? 400 : 500, "%s", err);
@@ -57,9 +57,9 @@ static void h_create(rt_req *req, void *ud)
 
 static void h_list(rt_req *req, void *ud)
 {
-	rt_server *srv = ud;
+	rt_api *api = ud;
 	json_t *list;
-	if (rt_auth_key_list(srv->access.auth, &list) < 0) {
+	if (rt_auth_key_list(api->access->auth, &list) < 0) {
 		rt_req_reply_error(req, 500, "cannot read the key store");
 		return;
 	}
@@ -68,9 +68,9 @@ static void h_list(rt_req *req, void *ud)
 
 static void h_revoke(rt_req *req, void *ud)
 {
-	rt_server *srv = ud;
+	rt_api *api = ud;
 	const char *id = rt_req_param(req, "id");
-	int rc = rt_auth_key_revoke(srv->access.auth, id);
+	int rc = rt_auth_key_revoke(api->access->auth, id);
 	if (rc == -ENOENT) {
 		rt_req_reply_error(req, 404, "no key '%s' (or already revoked)", id);
 		return;
@@ -82,12 +82,12 @@ static void h_revoke(rt_req *req, void *ud)
 	rt_api_reply_json(req, 200, json_pack("{s:s, s:b}", "id", id, "revoked", 1));
 }
 
-int rt_api_keys_register(rt_server *srv)
+int rt_api_keys_register(rt_api *api)
 {
 	static const rt_route_def routes[] = {
 		{"POST", "/v1/keys", h_create},
 		{"GET", "/v1/keys", h_list},
 		{"DELETE", "/v1/keys/{id}", h_revoke},
 	};
-	return rt_router_add_all(srv->router, routes, sizeof routes / sizeof routes[0], srv);
+	return rt_router_add_all(api->router, routes, sizeof routes / sizeof routes[0], api);
 }

@@ -560,7 +560,7 @@ done:
 /* ---- a running generation ---- */
 
 typedef struct oa_gen {
-	rt_server *srv;
+	rt_api *api;
 	rt_req *req;
 	rt_tok_model *model;
 	oa_params p;
@@ -947,12 +947,12 @@ static void random_id(char *buf, size_t cap, const char *prefix)
 
 /* looks model up: its latest revision into *info; replies 404 (model_not_found) or, for a
  * function of another kind, 400 (listing: 404) and returns -1 otherwise */
-static int find_llama(rt_req *req, rt_server *srv, const char *name, rt_revision_info *info,
+static int find_llama(rt_req *req, rt_api *api, const char *name, rt_revision_info *info,
 		      int listing)
 {
 	char err[256];
 	if (!name[0] || rt_manifest_name_valid(name, err, sizeof err) < 0 ||
-	    rt_registry_get(srv->reg, name, info) < 0) {
+	    rt_registry_get(api->reg, name, info) < 0) {
 		oa_error(req, 404, "model", "model_not_found",
 			 "The model '%s' does not exist (no function of that name is deployed)", name);
 		return -1;
@@ -975,7 +975,7 @@ static int find_llama(rt_req *req, rt_server *srv, const char *name, rt_revision
  * pool unless the body is small (OA_INLINE_BYTES) and, for step 3, the tokenizer cached, so a
  * large body never holds the loop. Each step leaves its refusal in pd->fail; the loop replies. */
 typedef struct oa_pending {
-	rt_server *srv;
+	rt_api *api;
 	rt_req *req;
 	int chat, gen, gen_stream;
 	uint32_t pin;
@@ -1203,7 +1203,7 @@ static void prep_step(oa_pending *pd)
 static void call_start(oa_pending *pd)
 {
 	rt_req *req = pd->req;
-	rt_server *srv = pd->srv;
+	rt_api *api = pd->api;
 	int chat = pd->chat;
 	oa_params *pp = &pd->p;
 	rt_tok_model *model = pd->model;
@@ -1216,7 +1216,7 @@ static void call_start(oa_pending *pd)
 		pending_free(pd);
 		return;
 	}
-	g->srv = srv;
+	g->api = api;
 	g->req = req;
 	g->model = model;
 	pd->model = NULL;
@@ -1256,7 +1256,7 @@ static void call_start(oa_pending *pd)
 			       (json_int_t)pp->max_tokens, "temperature", pp->temperature, "top_p",
 			       pp->top_p, "seed", (json_int_t)seed, "stop", stop);
 	pthread_mutex_init(&g->mu, NULL);
-	uv_async_init(srv->loop, &g->async, on_async);
+	uv_async_init(api->loop, &g->async, on_async);
 	g->async.data = g;
 	/* p.prompt / p.messages point into pd->body, released below: not used after this */
 	g->p.prompt = g->p.messages = NULL;
@@ -1266,7 +1266,7 @@ static void call_start(oa_pending *pd)
 	rt_call c = {.function = g->p.model, .rev = rev, .in = in, .emit = oa_emit, .emit_ctx = g,
 		     .done = gen_result, .ud = g};
 	rt_api_call_from_req(&c, req, hdrs);
-	rt_sched_submit(srv->sched, &c);
+	rt_sched_submit(api->sched, &c);
 }
 
 static void prep_work(uv_work_t *w)
@@ -1295,7 +1295,7 @@ static void prep_done(uv_work_t *w, int status)
 static void parsed(oa_pending *pd)
 {
 	rt_req *req = pd->req;
-	rt_server *srv = pd->srv;
+	rt_api *api = pd->api;
 	if (pd->fail.status) {
 		pending_refuse(pd);
 		return;
@@ -1310,17 +1310,17 @@ static void parsed(oa_pending *pd)
 	 * scan already, before the parse) */
 	rt_access_refusal why;
 	if (!pd->gen && !(pd->scope_done && !strcmp(pd->scan_model, pd->p.model)) &&
-	    rt_access_check_fn(&srv->access, req, pd->p.model, &why)) {
+	    rt_access_check_fn(api->access, req, pd->p.model, &why)) {
 		rt_api_openai_refuse(req, &why);
 		goto fail;
 	}
-	if (find_llama(req, srv, pd->p.model, info, 0) < 0)
+	if (find_llama(req, api, pd->p.model, info, 0) < 0)
 		goto fail;
 	if (pd->pin)
 		pd->rev = pd->pin;
-	if ((!pd->pin && rt_registry_pick_revision(srv->reg, pd->p.model,
+	if ((!pd->pin && rt_registry_pick_revision(api->reg, pd->p.model,
 						   (uint64_t)rand() ^ rt_clock_mono_ns(), &pd->rev) < 0) ||
-	    rt_registry_get_revision(srv->reg, pd->p.model, pd->rev, info) < 0) {
+	    rt_registry_get_revision(api->reg, pd->p.model, pd->rev, info) < 0) {
 		if (pd->pin)
 			oa_error(req, 404, "model", "model_not_found", "model '%s' has no version %u",
 				 pd->p.model, pd->pin);
@@ -1344,7 +1344,7 @@ static void parsed(oa_pending *pd)
 		prep_done(&pd->work, 0);
 		return;
 	}
-	if (uv_queue_work(srv->loop, &pd->work, prep_work, prep_done) < 0) {
+	if (uv_queue_work(api->loop, &pd->work, prep_work, prep_done) < 0) {
 		oa_error(req, 503, NULL, NULL, "cannot queue the tokenizer's work");
 		goto fail;
 	}
@@ -1374,7 +1374,7 @@ static void scanned(oa_pending *pd)
 	/* also when the scan refused the body after its "model": the 403 comes first */
 	if (!pd->gen && pd->scan_model[0]) {
 		rt_access_refusal why;
-		if (rt_access_check_fn(&pd->srv->access, pd->req, pd->scan_model, &why)) {
+		if (rt_access_check_fn(pd->api->access, pd->req, pd->scan_model, &why)) {
 			rt_api_openai_refuse(pd->req, &why);
 			pending_free(pd);
 			return;
@@ -1391,7 +1391,7 @@ static void scanned(oa_pending *pd)
 		return;
 	}
 	pd->work.data = pd;
-	if (uv_queue_work(pd->srv->loop, &pd->work, parse_work, parse_done) < 0) {
+	if (uv_queue_work(pd->api->loop, &pd->work, parse_work, parse_done) < 0) {
 		oa_error(pd->req, 503, NULL, NULL, "cannot queue the request's parse");
 		pending_free(pd);
 	}
@@ -1413,7 +1413,7 @@ static void scan_done(uv_work_t *w, int status)
 /* the common part of a completion, a chat completion and a Triton generate (gen: the body is
  * the generate extension's, answered in its shape; model: its route's; pin: a revision the
  * route names, 0: the traffic split picks) */
-static void completion_run(rt_req *req, rt_server *srv, int chat, int gen, int gen_stream,
+static void completion_run(rt_req *req, rt_api *api, int chat, int gen, int gen_stream,
 			   const char *model, uint32_t pin)
 {
 	oa_pending *pd = calloc(1, sizeof *pd);
@@ -1421,7 +1421,7 @@ static void completion_run(rt_req *req, rt_server *srv, int chat, int gen, int g
 		oa_error(req, 503, NULL, NULL, "out of memory");
 		return;
 	}
-	pd->srv = srv;
+	pd->api = api;
 	pd->req = req;
 	pd->chat = chat;
 	pd->gen = gen;
@@ -1434,18 +1434,18 @@ static void completion_run(rt_req *req, rt_server *srv, int chat, int gen, int g
 		return;
 	}
 	pd->work.data = pd;
-	if (uv_queue_work(srv->loop, &pd->work, scan_work, scan_done) < 0) {
+	if (uv_queue_work(api->loop, &pd->work, scan_work, scan_done) < 0) {
 		oa_error(req, 503, NULL, NULL, "cannot queue the request's scan");
 		pending_free(pd);
 	}
 }
 
-static void h_completion(rt_req *req, rt_server *srv, int chat)
+static void h_completion(rt_req *req, rt_api *api, int chat)
 {
-	completion_run(req, srv, chat, 0, 0, NULL, 0);
+	completion_run(req, api, chat, 0, 0, NULL, 0);
 }
 
-static void h_generate(rt_req *req, rt_server *srv, int stream)
+static void h_generate(rt_req *req, rt_api *api, int stream)
 {
 	const char *m = rt_req_param(req, "m"), *v = rt_req_param(req, "v");
 	uint32_t pin = 0;
@@ -1453,7 +1453,7 @@ static void h_generate(rt_req *req, rt_server *srv, int stream)
 		oa_error(req, 400, NULL, NULL, "version '%s' is not a revision number", v);
 		return;
 	}
-	completion_run(req, srv, 0, 1, stream, m, pin);
+	completion_run(req, api, 0, 1, stream, m, pin);
 }
 
 static void h_generate_once(rt_req *req, void *ud)
@@ -1560,7 +1560,7 @@ static void list_done(uv_work_t *w, int status)
 
 /* answers, after checking on the thread pool the snapshots of entries without a descriptor;
  * takes l */
-static void list_run(rt_server *srv, oa_list *l)
+static void list_run(rt_api *api, oa_list *l)
 {
 	l->work.data = l;
 	size_t unknown = 0;
@@ -1570,7 +1570,7 @@ static void list_run(rt_server *srv, oa_list *l)
 		list_done(&l->work, 0);
 		return;
 	}
-	if (uv_queue_work(srv->loop, &l->work, list_work, list_done) < 0) {
+	if (uv_queue_work(api->loop, &l->work, list_work, list_done) < 0) {
 		oa_error(l->req, 503, NULL, NULL, "cannot queue the listing's work");
 		free(l->e);
 		free(l);
@@ -1579,10 +1579,10 @@ static void list_run(rt_server *srv, oa_list *l)
 
 static void h_models(rt_req *req, void *ud)
 {
-	rt_server *srv = ud;
+	rt_api *api = ud;
 	rt_registry_entry *e = NULL;
 	size_t n = 0;
-	if (rt_registry_list(srv->reg, &e, &n) < 0) {
+	if (rt_registry_list(api->reg, &e, &n) < 0) {
 		oa_error(req, 503, NULL, NULL, "the registry is unavailable");
 		return;
 	}
@@ -1601,7 +1601,7 @@ static void h_models(rt_req *req, void *ud)
 	}
 	l->req = req;
 	for (size_t i = 0; i < n; i++)
-		if (strcmp(e[i].kind, "llama") == 0 && rt_registry_get(srv->reg, e[i].name, info) == 0) {
+		if (strcmp(e[i].kind, "llama") == 0 && rt_registry_get(api->reg, e[i].name, info) == 0) {
 			oa_listed *x = &l->e[l->n++];
 			snprintf(x->name, sizeof x->name, "%s", e[i].name);
 			snprintf(x->path, sizeof x->path, "%s", info->snapshot_path);
@@ -1611,12 +1611,12 @@ static void h_models(rt_req *req, void *ud)
 		}
 	free(e);
 	free(info);
-	list_run(srv, l);
+	list_run(api, l);
 }
 
 static void h_model(rt_req *req, void *ud)
 {
-	rt_server *srv = ud;
+	rt_api *api = ud;
 	const char *name = rt_req_param(req, "model");
 	rt_revision_info *info = malloc(sizeof *info);
 	oa_list *l = calloc(1, sizeof *l);
@@ -1626,7 +1626,7 @@ static void h_model(rt_req *req, void *ud)
 		oa_error(req, 500, NULL, NULL, "out of memory");
 		goto fail;
 	}
-	if (find_llama(req, srv, name, info, 1) < 0)
+	if (find_llama(req, api, name, info, 1) < 0)
 		goto fail;
 	l->req = req;
 	l->one = 1;
@@ -1637,7 +1637,7 @@ static void h_model(rt_req *req, void *ud)
 	l->e[0].known = info->desc.known;
 	l->e[0].text = info->desc.text;
 	free(info);
-	list_run(srv, l);
+	list_run(api, l);
 	return;
 fail:
 	free(info);
@@ -1646,7 +1646,7 @@ fail:
 	free(l);
 }
 
-int rt_api_openai_register(rt_server *srv)
+int rt_api_openai_register(rt_api *api)
 {
 	static const rt_route_def routes[] = {
 		{"GET", "/v1/models", h_models},
@@ -1658,5 +1658,5 @@ int rt_api_openai_register(rt_server *srv)
 		{"POST", "/v2/models/{m}/versions/{v}/generate", h_generate_once},
 		{"POST", "/v2/models/{m}/versions/{v}/generate_stream", h_generate_stream},
 	};
-	return rt_router_add_all(srv->router, routes, sizeof routes / sizeof routes[0], srv);
+	return rt_router_add_all(api->router, routes, sizeof routes / sizeof routes[0], api);
 }

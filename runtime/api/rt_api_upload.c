@@ -32,7 +32,7 @@ typedef enum up_kind { UP_SNAPSHOT, UP_DATA } up_kind;
 static int up_active;   /* uploads under way (loop thread) */
 
 typedef struct upload {
-	rt_server *srv;
+	rt_api *api;
 	rt_req *req;
 	up_kind kind;
 	char name[UP_NAME_MAX + 1];
@@ -106,16 +106,16 @@ static int query_force(const char *q)
 
 /* every revision's snapshot: {"<resolved path>": [{"function", "revision"}, ...]} (loop
  * thread: the registry); NULL on ENOMEM */
-static json_t *all_users(rt_server *srv)
+static json_t *all_users(rt_api *api)
 {
 	rt_registry_entry *e = NULL;
 	size_t n = 0;
 	json_t *m = json_object();
 	rt_revision_info *ri = malloc(sizeof *ri);
-	if (m && ri && rt_registry_list(srv->reg, &e, &n) == 0)
+	if (m && ri && rt_registry_list(api->reg, &e, &n) == 0)
 		for (size_t i = 0; i < n; i++)
 			for (uint32_t r = 1; r <= e[i].latest_rev; r++) {
-				if (rt_registry_get_revision(srv->reg, e[i].name, r, ri) < 0 ||
+				if (rt_registry_get_revision(api->reg, e[i].name, r, ri) < 0 ||
 				    !ri->snapshot_path[0])
 					continue;
 				json_t *a = json_object_get(m, ri->snapshot_path);
@@ -132,19 +132,19 @@ static json_t *all_users(rt_server *srv)
 }
 
 /* the users of DATA/snapshots/name in map (from all_users): a new array, empty when none */
-static json_t *users_in(rt_server *srv, json_t *map, const char *name)
+static json_t *users_in(rt_api *api, json_t *map, const char *name)
 {
 	char path[PATH_MAX + UP_NAME_MAX + 16], real[PATH_MAX];
-	snprintf(path, sizeof path, "%s/snapshots/%s", srv->cfg.data_dir, name);
+	snprintf(path, sizeof path, "%s/snapshots/%s", api->data_dir, name);
 	json_t *a = realpath(path, real) ? json_object_get(map, real) : NULL;
 	return a ? json_deep_copy(a) : json_array();
 }
 
 /* users of DATA/snapshots/name (an empty array when none or when it does not exist) */
-static json_t *users_of(rt_server *srv, const char *name)
+static json_t *users_of(rt_api *api, const char *name)
 {
-	json_t *map = all_users(srv);
-	json_t *users = users_in(srv, map, name);
+	json_t *map = all_users(api);
+	json_t *users = users_in(api, map, name);
 	json_decref(map);
 	return users;
 }
@@ -242,7 +242,7 @@ static void up_write_start(upload *u)
 	u->fill = t, u->fill_cap = tc, u->fill_len = 0;
 	u->writing = 1;
 	u->w.data = u;
-	if (uv_queue_work(u->srv->loop, &u->w, up_write_work, up_write_after) < 0) {
+	if (uv_queue_work(u->api->loop, &u->w, up_write_work, up_write_after) < 0) {
 		up_write_work(&u->w);
 		up_write_after(&u->w, 0);
 	}
@@ -379,7 +379,7 @@ static void up_finish_after(uv_work_t *w, int status)
 		return;
 	crypto_hash_sha256_final(&u->sha, u->digest);
 	if (u->kind == UP_SNAPSHOT && !u->force) {   /* deployed since the head? */
-		json_t *users = users_of(u->srv, u->name);
+		json_t *users = users_of(u->api, u->name);
 		size_t n = json_array_size(users);
 		json_decref(users);
 		if (n) {
@@ -390,7 +390,7 @@ static void up_finish_after(uv_work_t *w, int status)
 			return;
 		}
 	}
-	if (uv_queue_work(u->srv->loop, &u->w, up_rename_work, up_rename_after) < 0) {
+	if (uv_queue_work(u->api->loop, &u->w, up_rename_work, up_rename_after) < 0) {
 		up_rename_work(&u->w);
 		up_rename_after(&u->w, 0);
 	}
@@ -399,13 +399,13 @@ static void up_finish_after(uv_work_t *w, int status)
 static void up_finish(upload *u)
 {
 	u->w.data = u;
-	if (uv_queue_work(u->srv->loop, &u->w, up_finish_work, up_finish_after) < 0) {
+	if (uv_queue_work(u->api->loop, &u->w, up_finish_work, up_finish_after) < 0) {
 		up_finish_work(&u->w);
 		up_finish_after(&u->w, 0);
 	}
 }
 
-int rt_api_upload_head(rt_server *srv, rt_req *req)
+int rt_api_upload_head(rt_api *api, rt_req *req)
 {
 	if (strcmp(req->method, "PUT") != 0 || (strcmp(req->route, "/v1/snapshots/{snapshot}") != 0 &&
 						strcmp(req->route, "/v1/data/{file}") != 0))
@@ -424,13 +424,13 @@ int rt_api_upload_head(rt_server *srv, rt_req *req)
 	}
 	const char *cl = rt_req_header(req, "Content-Length");
 	unsigned long long announced = cl ? strtoull(cl, NULL, 10) : 0;
-	if (announced > srv->cfg.max_upload_bytes) {
+	if (announced > api->max_upload_bytes) {
 		rt_req_reply_error(req, 413, "upload of %llu bytes is over the limit of %llu bytes "
 				   "(thaw serve --max-upload)", announced,
-				   (unsigned long long)srv->cfg.max_upload_bytes);
+				   (unsigned long long)api->max_upload_bytes);
 		return 1;
 	}
-	snprintf(dir, sizeof dir, "%s/%s", srv->cfg.data_dir, up_dir_name(kind));
+	snprintf(dir, sizeof dir, "%s/%s", api->data_dir, up_dir_name(kind));
 	if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
 		rt_req_reply_error(req, 500, "cannot create %s: %s", dir, strerror(errno));
 		return 1;
@@ -444,7 +444,7 @@ int rt_api_upload_head(rt_server *srv, rt_req *req)
 	}
 	int force = query_force(req->query);
 	if (kind == UP_SNAPSHOT && !force) {
-		json_t *users = users_of(srv, name);
+		json_t *users = users_of(api, name);
 		size_t n = json_array_size(users);
 		json_decref(users);
 		if (n) {
@@ -459,7 +459,7 @@ int rt_api_upload_head(rt_server *srv, rt_req *req)
 		return 1;
 	}
 	up_active++;
-	u->srv = srv;
+	u->api = api;
 	u->req = req;
 	u->kind = kind;
 	u->force = force;
@@ -484,7 +484,7 @@ int rt_api_upload_head(rt_server *srv, rt_req *req)
 		return 1;
 	}
 	crypto_hash_sha256_init(&u->sha);
-	int rc = rt_req_body_sink(req, &up_sink, u, srv->cfg.max_upload_bytes);
+	int rc = rt_req_body_sink(req, &up_sink, u, api->max_upload_bytes);
 	if (rc < 0) {
 		up_free(u);
 		rt_req_reply_error(req, rc == -EFBIG ? 413 : 500, "upload refused: %s", strerror(-rc));
@@ -523,7 +523,7 @@ static void h_put(rt_req *req, void *ud)
 /* ---- GET / DELETE ---- */
 
 typedef struct list_job {
-	rt_server *srv;
+	rt_api *api;
 	rt_req *req;
 	up_kind kind;
 	const char *one;   /* one name (GET /v1/x/{name}), else NULL: the list */
@@ -575,7 +575,7 @@ static void list_work(void *arg)
 {
 	list_job *j = arg;
 	char dir[PATH_MAX];
-	snprintf(dir, sizeof dir, "%s/%s", j->srv->cfg.data_dir, up_dir_name(j->kind));
+	snprintf(dir, sizeof dir, "%s/%s", j->api->data_dir, up_dir_name(j->kind));
 	if (j->one) {
 		j->items = entry_json(j->kind, dir, j->one, 1);
 		if (!j->items) {
@@ -602,7 +602,7 @@ static void list_work(void *arg)
 static void list_done(void *arg, int gone)
 {
 	list_job *j = arg;
-	rt_server *srv = j->srv;
+	rt_api *api = j->api;
 	if (gone) {
 		rt_req_reply_error(j->req, 499, "the client closed the request");
 	} else if (j->status) {
@@ -611,15 +611,15 @@ static void list_done(void *arg, int gone)
 		rt_req_reply_error(j->req, 500, "out of memory");
 	} else if (j->one) {
 		if (j->kind == UP_SNAPSHOT)
-			json_object_set_new(j->items, "used_by", users_of(srv, j->one));
+			json_object_set_new(j->items, "used_by", users_of(api, j->one));
 		rt_api_reply_json(j->req, 200, j->items);
 		j->items = NULL;
 	} else {
 		size_t i;
-		json_t *o, *map = j->kind == UP_SNAPSHOT ? all_users(srv) : NULL;
+		json_t *o, *map = j->kind == UP_SNAPSHOT ? all_users(api) : NULL;
 		if (map)
 			json_array_foreach(j->items, i, o)
-				json_object_set_new(o, "used_by", users_in(srv, map,
+				json_object_set_new(o, "used_by", users_in(api, map,
 						    json_string_value(json_object_get(o, "name"))));
 		json_decref(map);
 		rt_api_reply_json(j->req, 200, json_pack("{s:o}", j->kind == UP_SNAPSHOT ? "snapshots" :
@@ -632,7 +632,7 @@ static void list_done(void *arg, int gone)
 
 static void h_list_or_get(rt_req *req, void *ud)
 {
-	rt_server *srv = ud;
+	rt_api *api = ud;
 	const char *name = route_name(req);
 	char err[300];
 	if (name && up_name_valid(name, err, sizeof err) < 0) {
@@ -644,16 +644,16 @@ static void h_list_or_get(rt_req *req, void *ud)
 		rt_req_reply_error(req, 503, "out of memory");
 		return;
 	}
-	j->srv = srv;
+	j->api = api;
 	j->req = req;
 	j->kind = route_kind(req);
 	j->one = name;
-	rt_api_offload(srv, req, 1, list_work, list_done, j);   /* headers read from disk */
+	rt_api_offload(api, req, 1, list_work, list_done, j);   /* headers read from disk */
 }
 
 static void h_delete(rt_req *req, void *ud)
 {
-	rt_server *srv = ud;
+	rt_api *api = ud;
 	up_kind kind = route_kind(req);
 	const char *name = route_name(req);
 	char err[300], path[PATH_MAX];
@@ -661,7 +661,7 @@ static void h_delete(rt_req *req, void *ud)
 		rt_req_reply_error(req, 400, "%s", err);
 		return;
 	}
-	snprintf(path, sizeof path, "%s/%s/%s", srv->cfg.data_dir, up_dir_name(kind), name);
+	snprintf(path, sizeof path, "%s/%s/%s", api->data_dir, up_dir_name(kind), name);
 	struct stat st;
 	if (lstat(path, &st) < 0 || !S_ISREG(st.st_mode)) {
 		rt_req_reply_error(req, 404, "no %s named %s", kind == UP_SNAPSHOT ? "snapshot" : "data file",
@@ -669,7 +669,7 @@ static void h_delete(rt_req *req, void *ud)
 		return;
 	}
 	if (kind == UP_SNAPSHOT) {
-		json_t *users = users_of(srv, name);
+		json_t *users = users_of(api, name);
 		if (json_array_size(users)) {
 			char *list = rt_json_dumps(users, 0);
 			rt_req_reply_error(req, 409, "snapshot %s is used by function revisions %s; delete "
@@ -687,7 +687,7 @@ static void h_delete(rt_req *req, void *ud)
 	rt_api_reply_json(req, 200, json_pack("{s:s}", "deleted", name));
 }
 
-int rt_api_upload_register(rt_server *srv)
+int rt_api_upload_register(rt_api *api)
 {
 	static const rt_route_def routes[] = {
 		{"GET", "/v1/snapshots", h_list_or_get},
@@ -699,5 +699,5 @@ int rt_api_upload_register(rt_server *srv)
 		{"PUT", "/v1/data/{file}", h_put},
 		{"DELETE", "/v1/data/{file}", h_delete},
 	};
-	return rt_router_add_all(srv->router, routes, sizeof routes / sizeof routes[0], srv);
+	return rt_router_add_all(api->router, routes, sizeof routes / sizeof routes[0], api);
 }

@@ -57,7 +57,7 @@ typedef struct v2_tensor {
 } v2_tensor;
 
 typedef struct v2_ctx {
-	rt_server *srv;
+	rt_api *api;
 	rt_req *req;
 	uint32_t rev;              /* asked for (0: by the traffic split), then answered */
 	int big;                   /* parse and answer off the loop (rt_api_offload) */
@@ -1302,17 +1302,17 @@ static void infer_result(const rt_call_result *res, void *ud)
 	c->rev = res->rev;
 	c->out = json_incref(res->out);   /* borrowed; jansson's reference counts are atomic */
 	c->accept_enc = accept_encoding(req);
-	rt_api_offload(c->srv, req, c->big, answer_work, answer_done, c);
+	rt_api_offload(c->api, req, c->big, answer_work, answer_done, c);
 }
 
 /* looks model name up in the registry (its latest revision into *info, when not NULL);
  * replies 404 and returns 0 when it is not a deployed function */
-static int find_model(rt_req *req, rt_server *srv, const char *name, rt_revision_info *info)
+static int find_model(rt_req *req, rt_api *api, const char *name, rt_revision_info *info)
 {
 	char err[256];
 	rt_revision_info tmp;
 	if (rt_manifest_name_valid(name, err, sizeof err) == 0 &&
-	    rt_registry_get(srv->reg, name, info ? info : &tmp) == 0)
+	    rt_registry_get(api->reg, name, info ? info : &tmp) == 0)
 		return 1;
 	rt_req_reply_error(req, 404, "unknown model '%s'", name);
 	return 0;
@@ -1327,7 +1327,7 @@ static void parse_work(void *arg)
 	size_t blen;
 	unsigned char *inflated = NULL;
 	c->status = 400;
-	if (request_body(c, c->srv->cfg.http.max_body_bytes, &body, &blen, &inflated, &c->status,
+	if (request_body(c, c->api->max_body_bytes, &body, &blen, &inflated, &c->status,
 			 c->err, sizeof c->err) < 0)
 		return;
 	c->inflated = inflated;   /* binary tensors may point into it */
@@ -1369,21 +1369,21 @@ static void parse_done(void *arg, int gone)
 	fn_header hdrs[RT_HTTP_MAX_HEADERS];
 	rt_call call = {.function = c->model, .rev = c->rev, .in = kin, .done = infer_result, .ud = c};
 	rt_api_call_from_req(&call, c->req, hdrs);
-	rt_sched_submit(c->srv->sched, &call);
+	rt_sched_submit(c->api->sched, &call);
 }
 
 static void h_infer(rt_req *req, void *ud)
 {
-	rt_server *srv = ud;
+	rt_api *api = ud;
 	const char *name = rt_req_param(req, "m"), *ver = rt_req_param(req, "v");
 	rt_revision_info info;
 	uint32_t rev = 0;
-	if (!find_model(req, srv, name, &info))
+	if (!find_model(req, api, name, &info))
 		return;
 	if (ver) {
 		rt_revision_info ri;
 		if (rt_api_version(ver, &rev) < 0 ||
-		    rt_registry_get_revision(srv->reg, name, rev, &ri) < 0) {
+		    rt_registry_get_revision(api->reg, name, rev, &ri) < 0) {
 			rt_req_reply_error(req, 404, "unknown version '%s' of model '%s'", ver, name);
 			return;
 		}
@@ -1394,7 +1394,7 @@ static void h_infer(rt_req *req, void *ud)
 		rt_req_reply_error(req, 500, "out of memory");
 		return;
 	}
-	c->srv = srv;
+	c->api = api;
 	c->req = req;
 	c->rev = rev;
 	snprintf(c->model, sizeof c->model, "%s", name);
@@ -1414,7 +1414,7 @@ static void h_infer(rt_req *req, void *ud)
 	}
 	int encoded = ce && ce[0] && strcasecmp(ce, "identity") != 0;
 	c->big = encoded || req->body_len >= RT_API_INLINE_BYTES;
-	rt_api_offload(srv, req, c->big, parse_work, parse_done, c);
+	rt_api_offload(api, req, c->big, parse_work, parse_done, c);
 }
 
 static void h_server_meta(rt_req *req, void *ud)
@@ -1427,13 +1427,13 @@ static void h_server_meta(rt_req *req, void *ud)
 
 static void h_model_meta(rt_req *req, void *ud)
 {
-	rt_server *srv = ud;
+	rt_api *api = ud;
 	const char *name = rt_req_param(req, "m");
 	json_t *fn = NULL;
 	rt_revision_info info;
-	if (!find_model(req, srv, name, &info))
+	if (!find_model(req, api, name, &info))
 		return;
-	if (rt_registry_get_json(srv->reg, name, &fn) < 0) {
+	if (rt_registry_get_json(api->reg, name, &fn) < 0) {
 		rt_req_reply_error(req, 500, "registry unavailable");
 		return;
 	}
@@ -1457,25 +1457,25 @@ static void h_model_meta(rt_req *req, void *ud)
 
 static void h_model_ready(rt_req *req, void *ud)
 {
-	rt_server *srv = ud;
+	rt_api *api = ud;
 	const char *name = rt_req_param(req, "m");
-	if (!find_model(req, srv, name, NULL))
+	if (!find_model(req, api, name, NULL))
 		return;
 	/* a deployed model answers 200 either way: scaled to zero it is not loaded ("ready":
 	 * false) yet serves the next call (a cold start); a 4xx would read as broken to a health
 	 * checker (docs/api.md, "Open Inference Protocol") */
-	int ready = rt_sched_is_ready(srv->sched, name);
+	int ready = rt_sched_is_ready(api->sched, name);
 	rt_api_reply_json(req, 200, json_pack("{s:s,s:b}", "name", name, "ready", ready));
 }
 
 static void h_model_stats(rt_req *req, void *ud)
 {
-	rt_server *srv = ud;
+	rt_api *api = ud;
 	const char *name = rt_req_param(req, "m");
 	rt_revision_info info;
-	if (!find_model(req, srv, name, &info))
+	if (!find_model(req, api, name, &info))
 		return;
-	json_t *st = rt_sched_stats_json(srv->sched, name);
+	json_t *st = rt_sched_stats_json(api->sched, name);
 	json_object_set_new(st, "name", json_string(name));
 	char v[16];
 	snprintf(v, sizeof v, "%u", info.rev);
@@ -1485,10 +1485,10 @@ static void h_model_stats(rt_req *req, void *ud)
 
 static void h_repo_index(rt_req *req, void *ud)
 {
-	rt_server *srv = ud;
+	rt_api *api = ud;
 	rt_registry_entry *e = NULL;
 	size_t n = 0;
-	if (rt_registry_list(srv->reg, &e, &n) < 0) {
+	if (rt_registry_list(api->reg, &e, &n) < 0) {
 		rt_req_reply_error(req, 500, "registry unavailable");
 		return;
 	}
@@ -1496,7 +1496,7 @@ static void h_repo_index(rt_req *req, void *ud)
 	for (size_t i = 0; i < n; i++) {
 		char v[16];
 		snprintf(v, sizeof v, "%u", e[i].latest_rev);
-		int ready = rt_sched_is_ready(srv->sched, e[i].name);
+		int ready = rt_sched_is_ready(api->sched, e[i].name);
 		json_array_append_new(arr, json_pack("{s:s,s:s,s:s}", "name", e[i].name, "version", v,
 						     "state", ready ? "READY" : "UNAVAILABLE"));
 	}
@@ -1504,12 +1504,12 @@ static void h_repo_index(rt_req *req, void *ud)
 	rt_api_reply_json(req, 200, arr);
 }
 
-static void repo_action(rt_req *req, rt_server *srv, int load)
+static void repo_action(rt_req *req, rt_api *api, int load)
 {
 	const char *name = rt_req_param(req, "m");
-	if (!find_model(req, srv, name, NULL))
+	if (!find_model(req, api, name, NULL))
 		return;
-	if ((load ? rt_sched_load(srv->sched, name) : rt_sched_unload(srv->sched, name)) < 0) {
+	if ((load ? rt_sched_load(api->sched, name) : rt_sched_unload(api->sched, name)) < 0) {
 		rt_req_reply_error(req, 404, "unknown model '%s'", name);
 		return;
 	}
@@ -1526,7 +1526,7 @@ static void h_repo_unload(rt_req *req, void *ud)
 	repo_action(req, ud, 0);
 }
 
-int rt_api_v2_register(rt_server *srv)
+int rt_api_v2_register(rt_api *api)
 {
 	static const rt_route_def routes[] = {
 		{"GET", "/v2", h_server_meta},
@@ -1541,5 +1541,5 @@ int rt_api_v2_register(rt_server *srv)
 		{"POST", "/v2/repository/models/{m}/load", h_repo_load},
 		{"POST", "/v2/repository/models/{m}/unload", h_repo_unload},
 	};
-	return rt_router_add_all(srv->router, routes, sizeof routes / sizeof routes[0], srv);
+	return rt_router_add_all(api->router, routes, sizeof routes / sizeof routes[0], api);
 }

@@ -39,14 +39,6 @@ static const struct rule {
 			      "pool" } },
 };
 
-/* Arrows against the table that are still to be cut: the API handlers take the daemon's
- * whole rt_server as their context. Listed as "file -> header"; the test
- * fails when a listed arrow is gone too, so this list only shrinks. */
-static const char *const pending[] = {
-	"runtime/api/rt_api.h -> runtime/rt_server.h",
-};
-#define N_PENDING (sizeof pending / sizeof pending[0])
-
 static const char *const roots[] = { "runtime", "snapshot", "pool", "kernels", "functions" };
 
 typedef struct src {
@@ -201,7 +193,7 @@ static void test_includes(void)
 {
 	load();
 	T_CHECK(nsrcs > 100);
-	int bad = 0, seen[N_PENDING] = {0};
+	int bad = 0;
 	for (int i = 0; i < nsrcs; i++) {
 		char from[64];
 		part_of(srcs[i].path, from, sizeof from);
@@ -224,27 +216,11 @@ static void test_includes(void)
 				known |= !strncmp(inc, roots[r], strlen(roots[r]));
 			if (!known || may_include(from, to))
 				continue;
-			char arrow[1024];
-			snprintf(arrow, sizeof arrow, "%s -> %s", srcs[i].path, inc);
-			size_t k = 0;
-			while (k < N_PENDING && strcmp(pending[k], arrow))
-				k++;
-			if (k < N_PENDING) {
-				fprintf(stderr, "  pending: %s\n", arrow);
-				seen[k] = 1;
-				continue;
-			}
 			fprintf(stderr, "  %s:%d: %s includes %s (%s -> %s runs against the arrows)\n",
 				srcs[i].path, line_at(srcs[i].text, p), from, inc, from, to);
 			bad++;
 		}
 	}
-	for (size_t k = 0; k < N_PENDING; k++)
-		if (!seen[k]) {
-			fprintf(stderr, "  %s no longer breaks the arrows: take it off the pending "
-				"list\n", pending[k]);
-			bad++;
-		}
 	T_EQ_INT(bad, 0);
 }
 
