@@ -16,6 +16,8 @@ struct pool_compute {
 	void *blas_ws;
 	void *buf[POOL_COMPUTE_SLOTS];
 	size_t size[POOL_COMPUTE_SLOTS];
+	void **retired;            /* outgrown scratch buffers, freed at close */
+	size_t n_retired, cap_retired;
 };
 
 static int compute_init(pool_compute *pc)
@@ -64,6 +66,9 @@ void pool_compute_close(pool_compute *pc)
 	POOL_CUDA_LOG(cudaFree(pc->blas_ws));
 	for (int i = 0; i < POOL_COMPUTE_SLOTS; i++)
 		POOL_CUDA_LOG(cudaFree(pc->buf[i]));
+	for (size_t i = 0; i < pc->n_retired; i++)
+		POOL_CUDA_LOG(cudaFree(pc->retired[i]));
+	free(pc->retired);
 	if (pc->s)
 		POOL_CUDA_LOG(cudaStreamDestroy(pc->s));
 	free(pc);
@@ -84,14 +89,23 @@ int pool_compute_scratch(pool_compute *pc, int slot, size_t bytes, void **out)
 	POOL_CUDA_CHECK(cudaStreamIsCapturing(pc->s, &st));
 	if (st != cudaStreamCaptureStatusNone)
 		return -ENOSPC;   /* no allocation inside a graph capture */
-	POOL_CUDA_CHECK(cudaStreamSynchronize(pc->s));
-	POOL_CUDA_CHECK(cudaFree(pc->buf[slot]));
-	pc->buf[slot] = NULL;
-	pc->size[slot] = 0;
-	*out = NULL;
-	POOL_CUDA_CHECK(cudaMalloc(&pc->buf[slot], bytes));
+	if (pc->buf[slot] && pc->n_retired == pc->cap_retired) {
+		size_t cap = pc->cap_retired ? pc->cap_retired * 2 : 8;
+		void **r = realloc(pc->retired, cap * sizeof *r);
+		if (!r)
+			return -ENOMEM;
+		pc->retired = r;
+		pc->cap_retired = cap;
+	}
+	if (bytes < pc->size[slot] * 2)
+		bytes = pc->size[slot] * 2;   /* doubling: the retired ones sum to less than it */
+	void *p = NULL;
+	POOL_CUDA_CHECK(cudaMalloc(&p, bytes));
+	if (pc->buf[slot])
+		pc->retired[pc->n_retired++] = pc->buf[slot];
+	pc->buf[slot] = p;
 	pc->size[slot] = bytes;
-	*out = pc->buf[slot];
+	*out = p;
 	return 0;
 }
 

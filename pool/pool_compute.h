@@ -24,9 +24,12 @@ int pool_compute_open(int device, pool_compute **out);
 /* pool_compute_close waits for the stream's work and frees everything; NULL is a no-op. */
 void pool_compute_close(pool_compute *pc);
 int pool_compute_device(const pool_compute *pc);
-/* pool_compute_scratch: *out = scratch buffer `slot`, grown to at least `bytes` (its contents
- * are lost when it grows; growing waits for the stream first). -ENOSPC when it would have to
- * grow while the stream is being captured into a graph, -EINVAL for a bad slot, -EIO. */
+/* pool_compute_scratch: *out = scratch buffer `slot`, of at least `bytes` (contents are
+ * scratch: nothing is kept from one op to the next). Growing hands out a new buffer of at
+ * least twice the size; the outgrown one stays allocated until pool_compute_close, so a CUDA
+ * graph captured earlier by any kind on this device still runs on memory that exists (the
+ * retired buffers add up to less than the current one). -ENOSPC when it would have to grow
+ * while the stream is being captured into a graph, -EINVAL for a bad slot, -ENOMEM, -EIO. */
 int pool_compute_scratch(pool_compute *pc, int slot, size_t bytes, void **out);
 
 #ifdef __cplusplus
