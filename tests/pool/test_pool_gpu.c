@@ -1,9 +1,13 @@
 /* test_pool_gpu.c — GPU restore: a packed snapshot restored onto the device through the pool's
  * pinned staging ring must equal the host restore byte for byte (device memory poisoned first),
- * repeatedly with the same pool (the ring is reused, not reallocated). Skipped without a GPU. */
+ * repeatedly with the same pool (the ring is reused, not reallocated); compute scratch that
+ * grows keeps its outgrown buffers usable. Skipped without a GPU. */
+#include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 #include "tests/t.h"
 #include "tests/snapshot/snap_test_util.h"
+#include "pool/pool_compute.h"
 #include "pool/pool_gpu.h"
 #include "snapshot/snap.h"
 #include "snapshot/snap_pack.h"
@@ -88,8 +92,43 @@ static void test_no_gpu_message(void)
 	T_CHECK(g == NULL && err[0]);
 }
 
+/* a graph captured before a scratch slot grew still points at the outgrown buffer: it must stay
+ * device memory that copies reach, until the compute resources close */
+static void test_scratch_outgrown_stays(void)
+{
+	char err[256] = "";
+	if (pool_gpu_count() == 0)
+		T_SKIP("no GPU");
+	pool_compute *pc = NULL;
+	pool_gpu *g = NULL;
+	pool_gpu_opts po = {.device = 0};
+	T_EQ_INT(pool_compute_open(0, &pc), 0);
+	T_EQ_INT(pool_gpu_open(&g, &po, err, sizeof err), 0);
+	void *a = NULL, *b = NULL, *c = NULL;
+	T_EQ_INT(pool_compute_scratch(pc, 0, 1 << 20, &a), 0);
+	T_EQ_INT(pool_compute_scratch(pc, 0, 1 << 19, &b), 0);
+	T_CHECK(a == b);                                   /* fits: the same buffer */
+	T_EQ_INT(pool_compute_scratch(pc, 0, (1 << 20) + 1, &b), 0);
+	T_CHECK(b != a);
+	T_EQ_INT(pool_compute_scratch(pc, 0, (2 << 20) - 1, &c), 0);
+	T_CHECK(c == b);                                   /* grown at least twofold */
+	size_t n = 1 << 20;
+	unsigned char *h = malloc(n), *back = malloc(n);
+	for (size_t i = 0; i < n; i++)
+		h[i] = (unsigned char)(i * 7 + 3);
+	T_EQ_INT(pool_gpu_copy_htod(g, a, h, n), 0);       /* the outgrown buffer */
+	T_EQ_INT(pool_gpu_copy_dtoh(g, back, a, n), 0);
+	T_CHECK(memcmp(h, back, n) == 0);
+	T_EQ_INT(pool_compute_scratch(pc, POOL_COMPUTE_SLOTS, 16, &c), -EINVAL);
+	free(h);
+	free(back);
+	pool_gpu_close(g);
+	pool_compute_close(pc);
+}
+
 void t_main(void)
 {
+	T_RUN(test_scratch_outgrown_stays);
 	T_RUN(test_gpu_restore);
 	T_RUN(test_no_gpu_message);
 }
