@@ -1292,6 +1292,9 @@ static void load_done(rt_work *w)
 		 ",\"total_ms\":%.3f,\"restore_ms\":%.3f,\"copy_ms\":%.3f,\"load_ms\":%.3f",
 		 in->name, in->rev, in->dev->name, tier, in->image_bytes, total * 1e3, restore_s * 1e3,
 		 copy_s * 1e3, load_s * 1e3);
+	if (in->kv_bytes && fl > 0 && (size_t)fl < sizeof f)   /* a generative kind's KV cache */
+		fl += snprintf(f + fl, sizeof f - (size_t)fl, ",\"kv_cache_bytes\":%" PRIu64
+			       ",\"max_sequences\":%d", in->kv_bytes, in->info.manifest.concurrency);
 	/* how the restore itself went (disk tier): I/O mode and where its time went */
 	const rt_image *ri = in->dev->cuda ? in->dev_img : in->host_img;
 	if (!in->tier && ri && ri->stats.wall_s > 0 && fl > 0 && (size_t)fl < sizeof f)
@@ -1328,8 +1331,6 @@ static void plan_seq(inst *in, ijob *j)
 	j->seq.kv_cache_bytes = in->kv_bytes;
 	j->seq.max_sequences = in->info.manifest.concurrency;
 	j->seq.prefix_caching = in->info.manifest.prefix_caching ? 1 : -1;
-	rt_logf(RT_LOG_INFO, "function %s rev %u: %.1f MiB of %s for its KV cache, %d sequences",
-		in->name, in->rev, (double)in->kv_bytes / (1 << 20), d->name, j->seq.max_sequences);
 }
 
 static void submit_load(inst *in)
