@@ -5,7 +5,7 @@
  *   bench_llama --model DIR | --random HIDDEN,LAYERS,HEADS,KVHEADS,INTER,VOCAB
  *               [--device cpu|cuda:N] [--prompt N | --prompt-file F.json] [--new N]
  *               [--reps R] [--variants bf16,nograph,int8,int8:32] [--hf-greedy F.json]
- *               [--gemm] [--bw] [--profile] [--text-file F.json]
+ *               [--gemm] [--bw] [--profile] [--text-file F.json] [--batch N,N,...]
  *
  * A variant may carry A/B suffixes, each a field of the device's kern_tuning (kernels/kern.h;
  * every variant runs on a device opened with its own tuning): "-nofuse" (e.g. bf16-nofuse)
@@ -24,7 +24,11 @@
  * rounded for cuBLAS) against cublasGemmEx alone (BF16 in, BF16 out) on the same shapes: each
  * shape alone, a layer's products, and the products one by one as the kind issues them (o_proj
  * and down_proj fed by their real producers in the chained ops, against the same products
- * issued as separate calls: bench_products). */
+ * issued as separate calls: bench_products).
+ * --batch N,...: after each variant's batch-1 figures, N concurrent greedy calls (distinct
+ * prompts of P tokens, NEW new tokens each) added at once and stepped together through the
+ * kind's sequence operations (seq_add / seq_step, a KV cache sized for all of them): output
+ * tokens/s over the whole run, and over the steps where every sequence decodes. */
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
@@ -784,12 +788,83 @@ static void profile(kern_dev *d, const fn_weight *w, size_t nw, const json_t *cf
 		kern_free(d, bufs[i]);
 }
 
+/* bench_batch runs n greedy calls of P-token prompts (prompt shifted per call) at once
+ * through the sequence operations of a fresh state and prints aggregate output tokens/s. */
+static void bench_batch(const fn_kind *k, kern_dev *vd, const fn_weight *w, size_t nw,
+			const json_t *config, const char *dev, const char *vname, int n, int P,
+			int NEW, long long V)
+{
+	long long L = json_integer_value(json_object_get(config, "num_hidden_layers"));
+	long long H = json_integer_value(json_object_get(config, "num_attention_heads"));
+	long long KVH = json_integer_value(json_object_get(config, "num_key_value_heads"));
+	long long D = json_integer_value(json_object_get(config, "hidden_size"));
+	long long hd = json_integer_value(json_object_get(config, "head_dim"));
+	if (KVH <= 0)
+		KVH = H;
+	if (hd <= 0 && H > 0)
+		hd = D / H;
+	double block_bytes = (double)L * 2 * 16 * KVH * hd * 2;
+	double kvb = ((double)n * ((P + NEW + 15) / 16) + 8) * block_bytes;
+	json_t *meta = json_pack("{s:s,s:O,s:i,s:f}", "kind", "llama", "config", (json_t *)config,
+				 "max_sequences", n, "kv_cache_bytes", kvb);
+	fn_load_args la = {vd, w, nw, meta};
+	void *s = NULL;
+	fn_error err;
+	if (k->load(&la, &s, &err) < 0) {
+		printf("batch %d: load failed: %s\n", n, err.msg);
+		json_decref(meta);
+		return;
+	}
+	fn_call *calls = calloc((size_t)n, sizeof *calls), **done = calloc((size_t)n, sizeof *done);
+	for (int i = 0; i < n; i++) {
+		json_t *t = json_array();
+		for (int j = 0; j < P; j++)
+			json_array_append_new(t, json_integer(3 + (j * 7919 + i * 104729) % (V - 3)));
+		calls[i].in = json_pack("{s:o,s:i,s:[]}", "tokens", t, "max_tokens", NEW, "stop");
+	}
+	double t0 = now_s(), dec_s = 0;
+	int left = 0, steps = 0, preempted = 0;
+	long long dec_tok = 0;
+	for (int i = 0; i < n; i++)
+		left += k->seq_add(s, &calls[i]) == 0;
+	while (left > 0) {
+		fn_step st = {.done = done};
+		double ts = now_s();
+		if (k->seq_step(s, &st) < 0) {
+			printf("batch %d: step failed\n", n);
+			break;
+		}
+		double te = now_s();
+		steps++;
+		preempted += st.preempted;
+		if (st.prefill_tokens == 0 && st.decode_rows == n) {
+			dec_s += te - ts;
+			dec_tok += st.decode_rows;
+		}
+		left -= (int)st.n_done;
+	}
+	double wall = now_s() - t0;
+	long long out_tok = 0;
+	for (int i = 0; i < n; i++) {
+		out_tok += (long long)json_array_size(json_object_get(calls[i].out, "tokens"));
+		json_decref(calls[i].out);
+		json_decref((json_t *)calls[i].in);
+	}
+	printf("thaw_llama_batch device=%s variant=%s batch=%d prompt=%d new=%d out_tok_s=%.1f "
+	       "decode_tok_s=%.1f steps=%d preempted=%d wall_s=%.3f\n", dev, vname, n, P, NEW,
+	       out_tok / wall, dec_s > 0 ? dec_tok / dec_s : 0.0, steps, preempted, wall);
+	free(calls);
+	free(done);
+	k->release(s);
+	json_decref(meta);
+}
+
 int main(int argc, char **argv)
 {
 	const char *dir = NULL, *rnd = NULL, *dev = "cuda:0", *pfile = NULL, *hfg = NULL;
 	const char *variants = "bf16,nograph,int8,int8:32";
 	int P = 128, NEW = 256, R = 3, gemm = 0, bw = 0, prof_on = 0;
-	const char *tfile = NULL;
+	const char *tfile = NULL, *batches = NULL;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i], *n = i + 1 < argc ? argv[i + 1] : "";
 		if (!strcmp(a, "--model")) dir = n, i++;
@@ -802,6 +877,7 @@ int main(int argc, char **argv)
 		else if (!strcmp(a, "--variants")) variants = n, i++;
 		else if (!strcmp(a, "--hf-greedy")) hfg = n, i++;
 		else if (!strcmp(a, "--text-file")) tfile = n, i++;
+		else if (!strcmp(a, "--batch")) batches = n, i++;
 		else if (!strcmp(a, "--gemm")) gemm = 1;
 		else if (!strcmp(a, "--bw")) bw = 1;
 		else if (!strcmp(a, "--profile")) prof_on = 1;
@@ -970,6 +1046,13 @@ int main(int argc, char **argv)
 		}
 		json_decref(out);
 		k->release(s);
+		if (batches) {
+			char bbuf[128];
+			snprintf(bbuf, sizeof bbuf, "%s", batches);
+			for (char *bs, *b = strtok_r(bbuf, ",", &bs); b; b = strtok_r(NULL, ",", &bs))
+				if (atoi(b) > 0)
+					bench_batch(k, vd, w.w, w.n, m.config, dev, vname, atoi(b), P, NEW, V);
+		}
 		unload(vd, &w);
 		kern_dev_close(vd);
 	}

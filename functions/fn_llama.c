@@ -2,92 +2,42 @@
  * computes it (RMSNorm, rotary embeddings with rope_theta, grouped-query causal attention
  * with a KV cache, SiLU-gated MLP, untied or tied lm_head), read from HF weight names and
  * config.json. Weights F32/F16/BF16, or int8 weight-only for the projections (embeddings and
- * norms stay in their source dtype). Activations and the KV cache are F32.
+ * norms stay in their source dtype). Activations are F32; the KV cache is paged, BF16.
  *
  * Invoke {"tokens": [...], "max_tokens": N, "temperature": 0, "top_p": 1, "top_k": 0,
  * "seed": S, "stop": [ids], "logprobs": false} -> {"tokens": [generated], "finish_reason":
  * "length"|"stop", "logprobs": [...] (when asked), "usage": {...}}. temperature 0 (or below
  * 1e-5) = greedy; prompt + max_tokens must fit the context (413 otherwise).
- * Requests of a batch run one after another. On a GPU the decode step (one token through
- * every layer up to the logits) is captured once in a CUDA graph and replayed; the token and
- * position it reads live in device memory. Greedy decoding is fed on the device: the step's
- * last op (kern_argmax_feed) writes its token where the next step reads it and into host
- * memory (hist), so the next step is queued before the host has seen this one's token — the
- * host checks stops and streams one token behind (a step run past a stop is discarded). */
+ *
+ * The kind is generative (fn.h sequence operations): calls are held as sequences and advanced
+ * together, one token each per step, by the engine in fn_llama_step.c; invoke runs its calls
+ * through the same engine. This file loads the weights and config, parses requests and holds
+ * the kind table. Load metadata besides the config: "max_context" (positions, default 4096,
+ * at most max_position_embeddings), "kv_cache_bytes", "max_sequences", "prefix_caching" and
+ * "kv_cache_dtype" ("BF16" default, "F32" for comparisons), see fn_llama_step.c. */
 #include <errno.h>
 #include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include "pool/pool_base.h"
 #include "functions/fn_kinds.h"
 #include "functions/fn_llama.h"
+#include "functions/fn_llama_int.h"
 
 #define LLAMA_MAX_LAYERS 256
-#define LLAMA_MAX_STOP 64
 #define LLAMA_DEFAULT_CTX_CAP 4096
 #define LLAMA_MAX_CTX (1 << 30)   /* positions are int32 on every backend */
 #define LLAMA_MAX_TEMP 100.0
 #define LLAMA_MIN_TEMP 1e-5       /* below: greedy (vLLM's sampling epsilon) */
 #define LLAMA_MAX_TOP_K (1 << 30)
 
-typedef struct llama_layer {
-	float *ln1, *ln2;
-	kern_mat q, k, v, o, gate, up, down;
-	void *owned[7];
-} llama_layer;
-
-typedef struct llama {
-	kern_dev *dev;
-	int64_t D, F, L, H, KVH, hd, V, cap;
-	float eps, theta;
-	int tied;
-	int eos[8], n_eos;
-	kern_dtype emb_dt;
-	const void *emb;
-	kern_mat lm_head;
-	void *lm_owned;
-	float *norm;
-	llama_layer *lay;
-	float *kvcache;            /* L x 2 x cap x kvdim */
-	/* activations for up to cap_m rows */
-	int64_t cap_m;
-	float *x, *h, *q, *k, *v, *att, *g;
-	int32_t *tok, *pos;
-	float *logits, *lp, *urand;
-	int32_t *out;
-	int32_t *step;             /* [token, position] the decode step reads */
-	int32_t *hist;             /* host memory (kern_alloc_host): token fed at each position */
-	float *lphist;             /* ... and its log-probability */
-	int feed_depth;            /* fed decode steps queued ahead of the host (0: not fed) */
-	kern_graph *graph, *graph_feed;
-	double prefill_s, decode_s;
-	int steps, used_graph;
-} llama;
-
-static void free_acts(llama *s)
-{
-	float **f[] = {&s->x, &s->h, &s->q, &s->k, &s->v, &s->att, &s->g};
-	for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
-		kern_free(s->dev, *f[i]);
-		*f[i] = NULL;
-	}
-	kern_free(s->dev, s->tok);
-	kern_free(s->dev, s->pos);
-	s->tok = s->pos = NULL;
-	s->cap_m = 0;
-	kern_graph_free(s->dev, s->graph);
-	kern_graph_free(s->dev, s->graph_feed);
-	s->graph = s->graph_feed = NULL;
-}
-
 static void llama_release(void *state)
 {
 	llama *s = state;
 	if (!s)
 		return;
-	free_acts(s);
+	llama_engine_free(s);
 	if (s->lay)
 		for (int64_t i = 0; i < s->L; i++) {
 			kern_free(s->dev, s->lay[i].ln1);
@@ -98,40 +48,7 @@ static void llama_release(void *state)
 	free(s->lay);
 	kern_free(s->dev, s->lm_owned);
 	kern_free(s->dev, s->norm);
-	kern_free(s->dev, s->kvcache);
-	kern_free(s->dev, s->logits);
-	kern_free(s->dev, s->lp);
-	kern_free(s->dev, s->urand);
-	kern_free(s->dev, s->out);
-	kern_free(s->dev, s->step);
-	kern_free_host(s->dev, s->hist);
-	kern_free_host(s->dev, s->lphist);
 	free(s);
-}
-
-static int ensure_m(llama *s, int64_t m)
-{
-	if (m <= s->cap_m)
-		return 0;
-	free_acts(s);
-	int64_t qd = s->H * s->hd, kvd = s->KVH * s->hd;
-	size_t r = (size_t)m * 4;
-	s->x = kern_alloc(s->dev, r * s->D);
-	s->h = kern_alloc(s->dev, r * s->D);
-	s->q = kern_alloc(s->dev, r * qd);
-	s->k = kern_alloc(s->dev, r * kvd);
-	s->v = kern_alloc(s->dev, r * kvd);
-	s->att = kern_alloc(s->dev, r * qd);
-	s->g = kern_alloc(s->dev, r * s->F);
-	s->tok = kern_alloc(s->dev, r);
-	s->pos = kern_alloc(s->dev, r);
-	if (!s->x || !s->h || !s->q || !s->k || !s->v || !s->att || !s->g || !s->tok ||
-	    !s->pos) {
-		free_acts(s);
-		return -ENOMEM;
-	}
-	s->cap_m = m;
-	return 0;
 }
 
 static int cfg_num(const json_t *c, const char *key, double def, double *out)
@@ -277,124 +194,15 @@ static int llama_load(const fn_load_args *a, void **state, fn_error *err)
 			goto fail;
 		}
 	}
-	s->kvcache = kern_alloc(s->dev, (size_t)s->L * 2 * s->cap * kvd * 4);
-	s->logits = kern_alloc(s->dev, (size_t)s->V * 4);
-	s->lp = kern_alloc(s->dev, 4);
-	s->urand = kern_alloc(s->dev, 4);
-	s->out = kern_alloc(s->dev, 4);
-	s->step = kern_alloc(s->dev, 8);
-	if (!s->kvcache || !s->logits || !s->lp || !s->urand || !s->out || !s->step) {
-		rc = fn_err(err, 503, "out of device memory for a %lld-position KV cache",
-			    (long long)s->cap);
+	rc = llama_engine_init(s, a->meta, err);
+	if (rc < 0)
 		goto fail;
-	}
-	/* fed greedy decoding: steps queued ahead of the host (kern_tuning.feed_depth: 2 on a GPU,
-	 * 1 on the CPU, where a step run past a stop would cost its full time; 0 = not fed) */
-	s->feed_depth = kern_dev_tuning(s->dev)->feed_depth;
-	s->hist = kern_alloc_host(s->dev, (size_t)s->cap * 4);
-	s->lphist = kern_alloc_host(s->dev, (size_t)s->cap * 4);
-	if (!s->hist || !s->lphist)
-		s->feed_depth = 0;   /* no memory the device can write: decode with copies */
 	*state = s;
 	return 0;
 fail:
 	llama_release(s);
 	return rc < 0 ? rc : -EINVAL;
 }
-
-#define TRY(call) do { int rc_ = (call); if (rc_ < 0) return rc_; } while (0)
-
-/* forward runs m rows (tokens `tok`, positions `pos`, device arrays) through the model and
- * leaves the last row's logits in s->logits. */
-static int forward(llama *s, int64_t m, const int32_t *tok, const int32_t *pos)
-{
-	kern_dev *d = s->dev;
-	int64_t D = s->D, qd = s->H * s->hd, kvd = s->KVH * s->hd;
-	float scale = 1.0f / sqrtf((float)s->hd);
-	TRY(kern_embed(d, s->emb_dt, s->emb, s->V, D, tok, m, s->x));
-	for (int64_t l = 0; l < s->L; l++) {
-		llama_layer *y = &s->lay[l];
-		float *kc = s->kvcache + (size_t)l * 2 * s->cap * kvd, *vc = kc + (size_t)s->cap * kvd;
-		kern_mat qkv[3] = {y->q, y->k, y->v};
-		float *outs[3] = {s->q, s->k, s->v};
-		kern_norm n1 = {y->ln1, s->eps}, n2 = {y->ln2, s->eps};
-		TRY(kern_linear_multi(d, s->x, m, 3, qkv, outs, &n1));   /* RMSNorm fused */
-		TRY(kern_rope_attention_proj(d, s->q, s->k, s->v, pos, m, s->H, s->KVH, s->hd,
-					     s->theta, kc, vc, s->cap, scale, s->att, &y->o, s->x));
-		TRY(kern_swiglu_proj(d, s->x, m, &y->gate, &y->up, &n2, s->g, &y->down, s->x));
-	}
-	TRY(kern_rmsnorm(d, s->x + (m - 1) * D, s->norm, 1, D, s->eps, s->h));
-	TRY(kern_linear(d, s->h, 1, &s->lm_head, NULL, KERN_ACT_NONE, s->logits));
-	(void)qd;
-	(void)kvd;
-	return 0;
-}
-
-/* prefill writes the prompt into the cache and leaves the last logits. */
-static int prefill(llama *s, const int32_t *toks, int64_t n)
-{
-	TRY(ensure_m(s, n));
-	int32_t *p = malloc((size_t)n * 4);
-	if (!p)
-		return -ENOMEM;
-	for (int64_t i = 0; i < n; i++)
-		p[i] = (int32_t)i;
-	int rc = kern_copy_h2d(s->dev, s->pos, p, (size_t)n * 4);
-	free(p);
-	TRY(rc);
-	TRY(kern_copy_h2d(s->dev, s->tok, toks, (size_t)n * 4));
-	return forward(s, n, s->tok, s->pos);
-}
-
-/* decode_step runs token step[0] at position step[1] (device memory) to s->logits and their
- * argmax, through the captured graph when the device supports it: fed (kern_argmax_feed:
- * step advanced on the device, token in s->hist / s->lphist) or not (argmax in s->out / s->lp,
- * step left for the host to write). */
-static int step_ops(llama *s, int fed)
-{
-	TRY(forward(s, 1, s->step, s->step + 1));
-	if (fed)
-		return kern_argmax_feed(s->dev, s->logits, s->V, s->step, s->hist, s->lphist, s->cap);
-	return kern_argmax(s->dev, s->logits, 1, s->V, s->out, s->lp);
-}
-
-static int decode_step(llama *s, int fed)
-{
-	kern_graph **gp = fed ? &s->graph_feed : &s->graph;
-	if (kern_dev_is_cuda(s->dev) && kern_dev_tuning(s->dev)->graphs) {
-		if (!*gp) {
-			TRY(kern_graph_begin(s->dev));
-			int rc = step_ops(s, fed);
-			kern_graph *g = NULL;
-			int rc2 = kern_graph_end(s->dev, &g);
-			if (rc < 0 || rc2 < 0) {
-				kern_graph_free(s->dev, g);
-				return rc < 0 ? rc : rc2;
-			}
-			*gp = g;
-		}
-		s->used_graph = 1;
-		return kern_graph_launch(s->dev, *gp);
-	}
-	return step_ops(s, fed);
-}
-
-static uint64_t splitmix(uint64_t x)
-{
-	x += 0x9e3779b97f4a7c15ull;
-	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-	x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-	return x ^ (x >> 31);
-}
-
-typedef struct gen_req {
-	int32_t *tokens;
-	int64_t n, max_tokens;
-	double temperature, top_p;
-	long long top_k, seed;
-	int stop[LLAMA_MAX_STOP], n_stop;
-	int logprobs;
-} gen_req;
 
 /* reads an integer member into *out (def when absent or null) and checks lo <= *out <= hi;
  * -1 when it is not an integer or out of range */
@@ -421,7 +229,7 @@ static int num_in(const json_t *in, const char *key, double def, double lo, int 
  * the context check without overflow (n <= cap and max_tokens <= cap - n). Temperatures below
  * LLAMA_MIN_TEMP decode greedily (their float would be 0 or denormal); a top_p below FLT_MIN
  * keeps the most likely token only, as it would at any tiny value. */
-static int parse_req(const llama *s, const json_t *in, gen_req *r, fn_error *err)
+int llama_parse_req(const llama *s, const json_t *in, gen_req *r, fn_error *err)
 {
 	memset(r, 0, sizeof *r);
 	if (!json_is_object(in))
@@ -491,200 +299,12 @@ static int parse_req(const llama *s, const json_t *in, gen_req *r, fn_error *err
 	return 0;
 }
 
-/* pick chooses the next token from s->logits (greedy or sampled) into host *tok / *lp;
- * argmax_done: the decode step already left the argmax in s->out / s->lp. */
-static int pick(llama *s, const gen_req *r, int64_t step, int argmax_done, int32_t *tok,
-		float *lp)
-{
-	if (r->temperature == 0) {
-		if (!argmax_done)
-			TRY(kern_argmax(s->dev, s->logits, 1, s->V, s->out, s->lp));
-	} else {
-		uint64_t z = splitmix((uint64_t)r->seed ^ splitmix((uint64_t)step + 0x5851f42dull));
-		float u = (float)(z >> 40) * (1.0f / 16777216.0f);
-		TRY(kern_copy_h2d(s->dev, s->urand, &u, 4));
-		TRY(kern_sample(s->dev, s->logits, 1, s->V, (float)r->temperature, (int)r->top_k,
-				(float)r->top_p, s->urand, s->out, r->logprobs ? s->lp : NULL));
-	}
-	TRY(kern_copy_d2h(s->dev, tok, s->out, 4));
-	if (r->logprobs)
-		TRY(kern_copy_d2h(s->dev, lp, s->lp, 4));
-	return 0;
-}
-
-/* gen_out collects a request's tokens and answers its stream. */
-typedef struct gen_out {
-	json_t *toks, *lps;
-	fn_emit_fn emit;
-	void *emit_ctx;
-	const char *finish;
-} gen_out;
-
-/* take records generated token tok (log-probability lp) and emits it as {"token": id} (plus
- * "logprob" when asked): 0 to go on, 1 when the receiver of the stream went away, 2 when tok
- * is a stop token (finish "stop"). */
-static int take(gen_out *o, const gen_req *r, int32_t tok, float lp)
-{
-	json_array_append_new(o->toks, json_integer(tok));
-	if (o->lps)
-		json_array_append_new(o->lps, json_real(lp));
-	if (o->emit) {
-		json_t *chunk = json_pack("{s:i}", "token", (int)tok);
-		if (chunk && o->lps)
-			json_object_set_new(chunk, "logprob", json_real(lp));
-		int gone = !chunk || o->emit(o->emit_ctx, chunk) != 0;
-		json_decref(chunk);
-		if (gone)
-			return 1;
-	}
-	for (int j = 0; j < r->n_stop; j++)
-		if (r->stop[j] == tok) {
-			o->finish = "stop";
-			return 2;
-		}
-	return 0;
-}
-
-/* run_fed: greedy decoding fed on the device (see the top of the file). The prompt's argmax
- * feeds position n; step j (1 .. max_tokens - 1) runs the token at position n + j - 1 and
- * leaves the next in hist[n + j]. Up to feed_depth steps are queued before the host reads a
- * token (mark slot j % KERN_MARKS); steps queued past a stop are waited for and discarded. */
-static int run_fed(llama *s, const gen_req *r, gen_out *o, double t0)
-{
-	int64_t n = r->n, last = r->max_tokens - 1, queued = 0;
-	int32_t st[2] = {r->tokens[n - 1], (int32_t)(n - 1)};
-	int rc = kern_copy_h2d(s->dev, s->step, st, 8);
-	if (rc == 0)
-		rc = prefill(s, r->tokens, n);
-	if (rc == 0)
-		rc = kern_argmax_feed(s->dev, s->logits, s->V, s->step, s->hist, s->lphist, s->cap);
-	if (rc == 0)
-		rc = kern_mark(s->dev, 0);
-	double t1 = 0;
-	int64_t j = 0;
-	for (; rc == 0; j++) {
-		while (rc == 0 && queued < last && queued < j + s->feed_depth - 1) {
-			rc = decode_step(s, 1);
-			if (rc == 0)
-				rc = kern_mark(s->dev, (int)(++queued % KERN_MARKS));
-		}
-		if (rc == 0)
-			rc = kern_wait_mark(s->dev, (int)(j % KERN_MARKS));
-		if (rc < 0)
-			break;
-		if (j == 0) {
-			t1 = pool_clock_mono_s();
-			s->prefill_s = t1 - t0;
-		}
-		int32_t tok = ((volatile int32_t *)s->hist)[n + j];
-		float lp = ((volatile float *)s->lphist)[n + j];
-		int k = take(o, r, tok, lp);
-		if (k == 1)
-			rc = 1;
-		if (k || j == last)
-			break;
-	}
-	if (queued > j) {   /* steps run past a stop or a gone receiver */
-		int rc2 = kern_dev_sync(s->dev);
-		rc = rc < 0 ? rc : rc2 < 0 ? rc2 : rc;
-	}
-	s->steps = (int)queued;
-	s->decode_s = t1 > 0 ? pool_clock_mono_s() - t1 : 0;
-	return rc;
-}
-
-/* run_host: decoding with the token through the host at every step (sampling, or devices
- * without host-writable memory). */
-static int run_host(llama *s, const gen_req *r, gen_out *o, double t0)
-{
-	int32_t tok;
-	float lp = 0;
-	int rc = prefill(s, r->tokens, r->n);
-	if (rc == 0)
-		rc = pick(s, r, 0, 0, &tok, &lp);
-	s->prefill_s = pool_clock_mono_s() - t0;
-	double t1 = pool_clock_mono_s();
-	for (int64_t i = 0; rc == 0; i++) {
-		int k = take(o, r, tok, lp);
-		if (k == 1)
-			rc = 1;
-		if (k || i + 1 >= r->max_tokens)
-			break;
-		int32_t st[2] = {tok, (int32_t)(r->n + i)};
-		rc = kern_copy_h2d(s->dev, s->step, st, 8);
-		if (rc == 0)
-			rc = decode_step(s, 0);
-		if (rc == 0)
-			rc = pick(s, r, i + 1, 1, &tok, &lp);
-		s->steps++;
-	}
-	s->decode_s = pool_clock_mono_s() - t1;
-	return rc;
-}
-
-/* generate runs one request, emitting each token as it is known when emit is set. Returns 0,
- * a negative errno (device failure), or 1 when the receiver of the stream went away (*out
- * unset). */
-static int generate(llama *s, const gen_req *r, fn_emit_fn emit, void *emit_ctx, json_t **out)
-{
-	gen_out o = {json_array(), r->logprobs ? json_array() : NULL, emit, emit_ctx, "length"};
-	int rc = 0;
-	double t0 = pool_clock_mono_s();
-	s->steps = 0;
-	s->used_graph = 0;
-	s->prefill_s = s->decode_s = 0;
-	if (!o.toks || (r->logprobs && !o.lps))
-		rc = -ENOMEM;
-	else if (r->max_tokens > 0)
-		rc = r->temperature == 0 && s->feed_depth > 0 ? run_fed(s, r, &o, t0)
-							       : run_host(s, r, &o, t0);
-	if (rc != 0) {
-		json_decref(o.toks);
-		json_decref(o.lps);
-		return rc;
-	}
-	size_t ng = json_array_size(o.toks);
-	*out = json_pack("{s:o,s:s,s:{s:I,s:I}}", "tokens", o.toks, "finish_reason", o.finish,
-			 "usage", "prompt_tokens", (json_int_t)r->n, "completion_tokens",
-			 (json_int_t)ng);
-	if (o.lps)
-		json_object_set_new(*out, "logprobs", o.lps);
-	return 0;
-}
-
-static int llama_invoke(void *state, fn_call *calls, size_t n)
-{
-	llama *s = state;
-	int rc = 0;
-	for (size_t i = 0; i < n; i++) {
-		fn_call *c = &calls[i];
-		gen_req r;
-		c->out = NULL;
-		c->err.status = 0;
-		c->err.msg[0] = 0;
-		if (rc < 0) {
-			fn_err(&c->err, 503, "device failure");
-			continue;
-		}
-		if (parse_req(s, c->in, &r, &c->err) < 0)
-			continue;
-		int g = generate(s, &r, c->emit, c->emit_ctx, &c->out);
-		free(r.tokens);
-		if (g == 1)
-			fn_err(&c->err, 499, "llama: stopped: the call was answered without it (client gone, timeout)");
-		else if (g < 0)
-			fn_err(&c->err, g == -ENOMEM ? 503 : 500, "llama: %s", strerror(-(rc = g)));
-	}
-	return rc;
-}
-
 int fn_llama_prefill_logits(void *state, const int32_t *tokens, int n, float *logits)
 {
 	llama *s = state;
 	if (n < 1 || n > s->cap)
 		return -EINVAL;
-	TRY(prefill(s, tokens, n));
-	return kern_copy_d2h(s->dev, logits, s->logits, (size_t)s->V * 4);
+	return llama_helper_prefill(s, tokens, n, logits);
 }
 
 int fn_llama_forced(void *state, const int32_t *prompt, int np, const int32_t *forced, int nf,
@@ -693,24 +313,14 @@ int fn_llama_forced(void *state, const int32_t *prompt, int np, const int32_t *f
 	llama *s = state;
 	if (np < 1 || nf < 1 || np > s->cap || nf > s->cap - np)
 		return -EINVAL;
-	TRY(prefill(s, prompt, np));
-	for (int i = 0; i < nf; i++) {
-		if (i > 0) {
-			int32_t st[2] = {forced[i - 1], np + i - 1};
-			TRY(kern_copy_h2d(s->dev, s->step, st, 8));
-			TRY(decode_step(s, 0));
-		} else {
-			TRY(kern_argmax(s->dev, s->logits, 1, s->V, s->out, NULL));
-		}
-		TRY(kern_copy_d2h(s->dev, &argmax[i], s->out, 4));
-	}
-	return 0;
+	return llama_helper_forced(s, prompt, np, forced, nf, argmax);
 }
 
 int fn_llama_last_logits(void *state, float *logits)
 {
 	llama *s = state;
-	return kern_copy_d2h(s->dev, logits, s->logits, (size_t)s->V * 4);
+	memcpy(logits, s->last_lg, (size_t)s->V * 4);
+	return 0;
 }
 
 int fn_llama_vocab(void *state) { return (int)((llama *)state)->V; }
@@ -747,4 +357,6 @@ const fn_kind fn_llama_kind = {
 	.release = llama_release,
 	.v2_sig = llama_v2_sig,
 	.hf_model_types = llama_model_types,
+	.seq_add = llama_seq_add,
+	.seq_step = llama_seq_step,
 };

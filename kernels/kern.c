@@ -516,6 +516,84 @@ int kern_sample(kern_dev *d, const float *x, int64_t m, int64_t n, float temp, i
 	return m ? d->be->sample(d->b, x, m, n, temp, top_k, top_p, u, out, lp) : 0;
 }
 
+/* ---- paged KV cache and batched decoding ---- */
+
+/* paged_ok: the shapes every paged attention op needs (kern.h, kern_kv_pages) */
+static int paged_ok(float *q, float *k, const float *v, const int32_t *pos, const int32_t *seq,
+		    int64_t m, int64_t heads, int64_t kvheads, int64_t hd, float theta,
+		    const kern_kv_pages *kv, float scale, const float *out)
+{
+	if (m < 0 || m > INT32_MAX || heads <= 0 || kvheads <= 0 || heads % kvheads || hd <= 0 ||
+	    hd % 2 || hd > 256 || !(theta > 0) || !isfinite(scale) || !kv)
+		return 0;
+	if ((kv->dt != KERN_BF16 && kv->dt != KERN_F32) || !kv->k || !kv->v || !kv->table ||
+	    kv->nblocks <= 0 || kv->nblocks > INT32_MAX || kv->block <= 0 ||
+	    kv->block > INT32_MAX || kv->max_blocks <= 0 || kv->max_blocks > INT32_MAX ||
+	    kv->kvdim != kvheads * hd || kv->block * kv->max_blocks > INT32_MAX)
+		return 0;
+	return m == 0 || (q && k && v && pos && seq && out);
+}
+
+int kern_paged_rope_attention(kern_dev *d, float *q, float *k, const float *v,
+			      const int32_t *pos, const int32_t *seq, int64_t m, int64_t heads,
+			      int64_t kvheads, int64_t hd, float theta, const kern_kv_pages *kv,
+			      float scale, float *out)
+{
+	if (!paged_ok(q, k, v, pos, seq, m, heads, kvheads, hd, theta, kv, scale, out))
+		return -EINVAL;
+	if (!m)
+		return 0;
+	if (!d->be->paged_rope_attention)
+		return -ENOTSUP;
+	return d->be->paged_rope_attention(d->b, q, k, v, pos, seq, m, heads, kvheads, hd, theta, kv,
+					   scale, out);
+}
+
+int kern_paged_rope_attention_proj(kern_dev *d, float *q, float *k, const float *v,
+				   const int32_t *pos, const int32_t *seq, int64_t m,
+				   int64_t heads, int64_t kvheads, int64_t hd, float theta,
+				   const kern_kv_pages *kv, float scale, float *att,
+				   const kern_mat *wo, float *y)
+{
+	if (!paged_ok(q, k, v, pos, seq, m, heads, kvheads, hd, theta, kv, scale, att) ||
+	    !mat_ok(wo) || wo->k != heads * hd || (m && !y))
+		return -EINVAL;
+	if (!m)
+		return 0;
+	if (d->be->paged_rope_attention_proj)
+		return d->be->paged_rope_attention_proj(d->b, q, k, v, pos, seq, m, heads, kvheads, hd,
+							theta, kv, scale, att, wo, y);
+	int rc = kern_paged_rope_attention(d, q, k, v, pos, seq, m, heads, kvheads, hd, theta, kv,
+					   scale, att);
+	return rc ? rc : kern_linear_add(d, att, m, wo, y);
+}
+
+int kern_gather_rows(kern_dev *d, const float *x, int64_t dim, const int32_t *rows, int64_t n,
+		     float *y)
+{
+	if (dim <= 0 || n < 0 || n > INT32_MAX || (n && (!x || !rows || !y)))
+		return -EINVAL;
+	if (!n)
+		return 0;
+	if (!d->be->gather_rows)
+		return -ENOTSUP;
+	return d->be->gather_rows(d->b, x, dim, rows, n, y);
+}
+
+int kern_sample_rows(kern_dev *d, const float *x, int64_t m, int64_t n, const float *temp,
+		     const int32_t *top_k, const float *top_p, const float *u, int32_t *out,
+		     float *lp)
+{
+	if (m < 0 || m > INT32_MAX || n <= 0 || n > INT32_MAX ||
+	    (m && (!x || !temp || !top_k || !top_p || !u || !out)))
+		return -EINVAL;
+	if (!m)
+		return 0;
+	if (!d->be->sample_rows)
+		return -ENOTSUP;
+	return d->be->sample_rows(d->b, x, m, n, temp, top_k, top_p, u, out, lp);
+}
+
 int kern_graph_begin(kern_dev *d)
 {
 	return d->be->graph_begin && d->tune.graphs ? d->be->graph_begin(d->b) : -ENOTSUP;

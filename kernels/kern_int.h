@@ -86,6 +86,22 @@ typedef struct kern_backend {
 				   const kern_mat *wo, float *y);
 	int (*swiglu_proj)(void *b, const float *x, int64_t m, const kern_mat *wg, const kern_mat *wu,
 			   const kern_norm *norm, float *g, const kern_mat *wd, float *y);
+	/* paged KV cache and batched decoding (NULL: -ENOTSUP; paged_rope_attention_proj NULL:
+	 * kern.c composes paged_rope_attention and linear_add) */
+	int (*paged_rope_attention)(void *b, float *q, float *k, const float *v, const int32_t *pos,
+				    const int32_t *seq, int64_t m, int64_t heads, int64_t kvheads,
+				    int64_t hd, float theta, const kern_kv_pages *kv, float scale,
+				    float *out);
+	int (*paged_rope_attention_proj)(void *b, float *q, float *k, const float *v,
+					 const int32_t *pos, const int32_t *seq, int64_t m,
+					 int64_t heads, int64_t kvheads, int64_t hd, float theta,
+					 const kern_kv_pages *kv, float scale, float *att,
+					 const kern_mat *wo, float *y);
+	int (*gather_rows)(void *b, const float *x, int64_t dim, const int32_t *rows, int64_t n,
+			   float *y);
+	int (*sample_rows)(void *b, const float *x, int64_t m, int64_t n, const float *temp,
+			   const int32_t *top_k, const float *top_p, const float *u, int32_t *out,
+			   float *lp);
 } kern_backend;
 
 struct kern_dev {

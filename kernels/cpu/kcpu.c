@@ -1,7 +1,7 @@
 /* kcpu.c — the CPU reference backend: device state, memory (plain host memory), the
  * parallel-for helper, and the elementwise / row ops. Plain, correct C; products accumulate in
  * F32 like the GPU kernels. Matrix products are in kcpu_linear.c, attention in kcpu_attn.c,
- * token selection in kcpu_sample.c. */
+ * token selection in kcpu_sample.c, the paged KV cache ops in kcpu_paged.c. */
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
@@ -143,8 +143,8 @@ static int cpu_rmsnorm(void *b, const float *x, const float *w, int64_t m, int64
 	return 0;
 }
 
-static int cpu_rope(void *b, float *x, const int32_t *pos, int64_t m, int64_t heads, int64_t hd,
-		    float theta)
+int kcpu_rope(void *b, float *x, const int32_t *pos, int64_t m, int64_t heads, int64_t hd,
+	      float theta)
 {
 	int64_t half = hd / 2;
 	for (int64_t i = 0; i < m; i++)
@@ -237,7 +237,7 @@ const kern_backend kern_cpu_backend = {
 	.linear_add = kcpu_linear_add,
 	.embed = cpu_embed,
 	.rmsnorm = cpu_rmsnorm,
-	.rope = cpu_rope,
+	.rope = kcpu_rope,
 	.kv_store = cpu_kv_store,
 	.attention = kcpu_attention,
 	.silu_mul = cpu_silu_mul,
@@ -257,4 +257,7 @@ const kern_backend kern_cpu_backend = {
 	.free_host = cpu_free,
 	.mark = cpu_mark,
 	.wait_mark = cpu_mark,
+	.paged_rope_attention = kcpu_paged_rope_attention,
+	.gather_rows = kcpu_gather_rows,
+	.sample_rows = kcpu_sample_rows,
 };

@@ -32,6 +32,18 @@ int kcpu_argmax_feed(void *b, const float *x, int64_t n, int32_t *step, int32_t 
 		     float *lphist, int64_t cap);
 int kcpu_sample(void *b, const float *x, int64_t m, int64_t n, float temp, int top_k,
 		float top_p, const float *u, int32_t *out, float *lp);
+int kcpu_rope(void *b, float *x, const int32_t *pos, int64_t m, int64_t heads, int64_t hd,
+	      float theta);
+/* paged KV cache ops (kcpu_paged.c) */
+int kcpu_paged_rope_attention(void *b, float *q, float *k, const float *v, const int32_t *pos,
+			      const int32_t *seq, int64_t m, int64_t heads, int64_t kvheads,
+			      int64_t hd, float theta, const kern_kv_pages *kv, float scale,
+			      float *out);
+int kcpu_gather_rows(void *b, const float *x, int64_t dim, const int32_t *rows, int64_t n,
+		     float *y);
+int kcpu_sample_rows(void *b, const float *x, int64_t m, int64_t n, const float *temp,
+		     const int32_t *top_k, const float *top_p, const float *u, int32_t *out,
+		     float *lp);
 /* training ops (kcpu_train.c) */
 int kcpu_gemm(void *b, int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha,
 	      const float *a, const float *bm, float beta, float *c);

@@ -2,88 +2,13 @@
  * log-probability of the winner, log_softmax) and kern_argmax_feed (one row split over up to
  * KC_AM_MAX_BLOCKS blocks, the last block to finish merging the partials and feeding the
  * winner to the next decode step). */
-#include <limits.h>
-#include "kernels/cuda/kc_int.h"
-
-/* am_better: (v, i) beats (bv, bi): larger, or equal and a lower index. */
-__device__ __forceinline__ bool am_better(float v, int i, float bv, int bi)
-{
-	return v > bv || (v == bv && i < bi);
-}
-
-__device__ __forceinline__ void am_warp(float &bv, int &bi)
-{
-	for (int o = 16; o > 0; o >>= 1) {
-		float ov = __shfl_xor_sync(0xffffffffu, bv, o);
-		int oi = __shfl_xor_sync(0xffffffffu, bi, o);
-		if (am_better(ov, oi, bv, bi)) {
-			bv = ov;
-			bi = oi;
-		}
-	}
-}
-
-/* am_block: the block's best (value, index) from each thread's; every thread gets it.
- * shv / shi: 32 entries of shared memory each. */
-__device__ __forceinline__ void am_block(float &bv, int &bi, float *shv, int *shi)
-{
-	int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
-	am_warp(bv, bi);
-	if (lane == 0) {
-		shv[w] = bv;
-		shi[w] = bi;
-	}
-	__syncthreads();
-	if (w == 0) {
-		bv = lane < nw ? shv[lane] : -INFINITY;
-		bi = lane < nw ? shi[lane] : INT_MAX;
-		am_warp(bv, bi);
-		if (lane == 0) {
-			shv[0] = bv;
-			shi[0] = bi;
-		}
-	}
-	__syncthreads();
-	bv = shv[0];
-	bi = shi[0];
-}
-
-/* am_scan: best (value, lowest index) over x[lo, hi), strided so that the first maximum a
- * thread sees is its lowest index. */
-__device__ __forceinline__ void am_scan(const float *__restrict__ x, int64_t lo, int64_t hi,
-					float &bv, int &bi)
-{
-	bv = -INFINITY;
-	bi = INT_MAX;
-	for (int64_t j = lo + threadIdx.x; j < hi; j += blockDim.x)
-		if (x[j] > bv) {
-			bv = x[j];
-			bi = (int)j;
-		}
-}
+#include "kernels/cuda/kc_select.h"
 
 __global__ void argmax_k(const float *__restrict__ x, int64_t n, int32_t *out, float *lp)
 {
-	__shared__ float shv[32];
-	__shared__ int shi[32];
-	__shared__ float sh[32];
-	const float *r = x + (int64_t)blockIdx.x * n;
 	kc_pdl_trigger();
 	kc_pdl_wait();
-	float mx;
-	int best;
-	am_scan(r, 0, n, mx, best);
-	am_block(mx, best, shv, shi);
-	if (lp) {
-		float s = 0.f;
-		for (int64_t j = threadIdx.x; j < n; j += blockDim.x)
-			s += expf(r[j] - mx);
-		s = kc_block_sum(s, sh);
-		if (threadIdx.x == 0)
-			lp[blockIdx.x] = -logf(s);
-	}
-	if (threadIdx.x == 0)
-		out[blockIdx.x] = best == INT_MAX ? 0 : best;
+	kc_argmax_row(x + (int64_t)blockIdx.x * n, n, out + blockIdx.x, lp ? lp + blockIdx.x : NULL);
 }
 
 #define AM_THREADS 256

@@ -43,6 +43,7 @@ static int kc_open_impl(kc *c, const kern_tuning *t)
 	int major = 0;
 	KC_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, c->dev));
 	c->pdl = major >= 9 && t->pdl;
+	KC_CHECK(cudaDeviceGetAttribute(&c->nsm, cudaDevAttrMultiProcessorCount, c->dev));
 	c->fused_attn = t->fused_attention;
 	c->i8_gemm_rows = t->i8_gemm_rows;
 	rc = kc_xbuf(c, 16u << 20);
@@ -281,4 +282,8 @@ extern "C" const kern_backend kern_cuda_backend = {
 	.wait_mark = kc_wait_mark,
 	.rope_attention_proj = kc_rope_attention_proj,
 	.swiglu_proj = kc_swiglu_proj,
+	.paged_rope_attention = kc_paged_rope_attention,
+	.paged_rope_attention_proj = kc_paged_rope_attention_proj,
+	.gather_rows = kc_gather_rows,
+	.sample_rows = kc_sample_rows,
 };

@@ -20,6 +20,7 @@ enum kc_scratch_slot {
 	KC_SCRATCH_T,              /* F32 scratch for composed fused ops (prefill only) */
 	KC_SCRATCH_N,              /* F32 scratch: normed input of composed fused ops */
 	KC_SCRATCH_W,              /* int8 weights dequantized to BF16 for cuBLAS (a chunk of rows) */
+	KC_SCRATCH_P,              /* paged attention: per-(row, head, partition) partials */
 };
 
 typedef struct kc {
@@ -38,6 +39,7 @@ typedef struct kc {
 	int pdl;                   /* launch decode-path kernels with programmatic dependent launch */
 	int fused_attn;            /* kern_tuning.fused_attention */
 	int64_t i8_gemm_rows;      /* kern_tuning.i8_gemm_rows */
+	int nsm;                   /* multiprocessors of the device */
 } kc;
 
 /* KC_CHECK / KC_BLAS return -EIO from the calling function when a CUDA / cuBLAS call fails,
@@ -235,6 +237,19 @@ struct kc_am_part { float m, s; int i, pad; };
 #define KC_AM_MAX_BLOCKS 64
 int kc_sample(void *b, const float *x, int64_t m, int64_t n, float temp, int top_k, float top_p,
 	      const float *u, int32_t *out, float *lp);
+/* paged KV cache and batched decoding */
+int kc_paged_rope_attention(void *b, float *q, float *k, const float *v, const int32_t *pos,
+			    const int32_t *seq, int64_t m, int64_t heads, int64_t kvheads, int64_t hd,
+			    float theta, const kern_kv_pages *kv, float scale, float *out);
+int kc_paged_rope_attention_proj(void *b, float *q, float *k, const float *v, const int32_t *pos,
+				 const int32_t *seq, int64_t m, int64_t heads, int64_t kvheads,
+				 int64_t hd, float theta, const kern_kv_pages *kv, float scale,
+				 float *att, const kern_mat *wo, float *y);
+int kc_gather_rows(void *b, const float *x, int64_t dim, const int32_t *rows, int64_t n,
+		   float *y);
+int kc_sample_rows(void *b, const float *x, int64_t m, int64_t n, const float *temp,
+		   const int32_t *top_k, const float *top_p, const float *u, int32_t *out,
+		   float *lp);
 /* training ops */
 int kc_gemm_t(void *b, int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha,
 	      const float *a, const float *bm, float beta, float *c);

@@ -1,6 +1,7 @@
 /* test_llama.c — the `llama` kind against HF transformers (tests/data/llama_tiny, made by
  * tests/data/make_fixtures.py): last-position logits and greedy continuations on the CPU
- * backend (BF16 as stored, F32, F16, int8) and, when a GPU is present, on CUDA. Plus request
+ * backend (BF16 as stored, F32, F16, int8; KV cache in F32 for these comparisons) and, when a
+ * GPU is present, on CUDA. Plus request
  * validation, stop tokens, seeded sampling and logprobs. */
 #include <math.h>
 #include <stdlib.h>
@@ -42,6 +43,8 @@ static void run_fixture(const char *devspec, const char *dtype, int qblock, doub
 		fx_convert(&m, dtype);
 	if (qblock >= 0)
 		T_CHECK(fx_quantize(&m, qblock) == 2 * 7 + 1);
+	/* an F32 KV cache: the comparison is against HF's F32 computation */
+	json_object_set_new(m.meta, "kv_cache_dtype", json_string("F32"));
 	T_EQ_INT(fx_to_dev(d, &m), 0);
 	const fn_kind *k = fn_kind_find("llama");
 	fn_load_args a = {d, m.w, m.n, m.meta};
@@ -371,6 +374,8 @@ typedef struct sink {
 static int sink_emit(void *ctx, json_t *chunk)
 {
 	sink *k = ctx;
+	if (!chunk)   /* a poll: is anybody still waiting? */
+		return k->limit > 0 && k->calls >= k->limit ? -1 : 0;
 	k->calls++;
 	json_array_append(k->toks, json_object_get(chunk, "token"));
 	if (json_object_get(chunk, "logprob"))
