@@ -48,6 +48,7 @@ typedef struct sdev {
 	pool_gpu *gpu;
 	uint64_t budget, used;
 	uint64_t job_bytes;       /* of used: reserved by a job's state (rt_sched_job_reserve) */
+	uint64_t kv_bytes;        /* of used: reserved by generative instances' KV caches */
 	int spills_pending;       /* job spills asked for by cold starts, not yet finished */
 	uint64_t busy_prev_ns, wall_prev_ns;
 	double busy_ratio;
@@ -283,8 +284,10 @@ static void set_state(inst *in, int st)
 static void dev_label_mem(rt_sched *s, sdev *d)
 {
 	const char *used[] = {"device", d->name, "type", "used"};
+	const char *kv[] = {"device", d->name, "type", "kv"};
 	const char *total[] = {"device", d->name, "type", "total"};
-	rt_metric_set(s->m_mem, (double)d->used, 2, used);
+	rt_metric_set(s->m_mem, (double)(d->used - d->kv_bytes), 2, used);
+	rt_metric_set(s->m_mem, (double)d->kv_bytes, 2, kv);
 	rt_metric_set(s->m_mem, (double)d->budget, 2, total);
 }
 
@@ -1143,6 +1146,7 @@ static void release_reservation(inst *in)
 {
 	if (in->dev && in->reserved) {
 		in->dev->used -= in->reserved;
+		in->dev->kv_bytes -= in->kv_bytes;
 		dev_label_mem(in->s, in->dev);
 	}
 	in->reserved = 0;
@@ -1327,6 +1331,7 @@ static void plan_seq(inst *in, ijob *j)
 	in->kv_bytes = pool_kv_budget(d->cuda, left);
 	in->reserved += in->kv_bytes;
 	d->used += in->kv_bytes;
+	d->kv_bytes += in->kv_bytes;
 	dev_label_mem(in->s, d);
 	j->seq.kv_cache_bytes = in->kv_bytes;
 	j->seq.max_sequences = in->info.manifest.concurrency;
@@ -1800,9 +1805,10 @@ json_t *rt_sched_devices_json(rt_sched *s)
 	rt_sched_update_gauges(s);
 	for (int i = 0; i < s->ndevs; i++) {
 		sdev *d = &s->devs[i];
-		json_t *o = json_pack("{s:s,s:s,s:s,s:I,s:I,s:f,s:i,s:i}", "device", d->name,
+		json_t *o = json_pack("{s:s,s:s,s:s,s:I,s:I,s:I,s:f,s:i,s:i}", "device", d->name,
 				      "kind", d->accel ? "cuda" : "cpu", "name", d->model_name,
-				      "memory_used", (json_int_t)d->used,
+				      "memory_used", (json_int_t)(d->used - d->kv_bytes),
+				      "kv_cache_bytes", (json_int_t)d->kv_bytes,
 				      "memory_total", (json_int_t)d->budget,
 				      "busy_ratio", d->busy_ratio,
 				      "queued", rt_lane_queued(d->lane),
@@ -1848,7 +1854,7 @@ int rt_sched_new(uv_loop_t *loop, rt_registry *reg, rt_metrics *m, const rt_sche
 	s->m_evict = rt_metrics_family(m, "thaw_evictions_total", RT_METRIC_COUNTER,
 				       "Evictions of a function from its device.", NULL, 0);
 	s->m_mem = rt_metrics_family(m, "thaw_device_memory_bytes", RT_METRIC_GAUGE,
-				     "Weight memory on each device: used and total (the budget).", NULL, 0);
+				     "Device memory of each device's budget: used (weights, job state), kv (KV caches of generative functions) and total (the budget).", NULL, 0);
 	s->m_busy = rt_metrics_family(m, "thaw_lane_busy_ratio", RT_METRIC_GAUGE,
 				      "Share of time each device lane ran work since the last scrape.", NULL, 0);
 	s->m_dev_inv = rt_metrics_family(m, "thaw_device_invocations_total", RT_METRIC_COUNTER,

@@ -825,14 +825,34 @@ static void test_metrics(void)
 	T_CHECK(text && strstr(text, "thaw_prefix_cache_hit_tokens_total{function=\"gen\"} 12\n"));
 	T_CHECK(text && strstr(text, "thaw_kv_blocks{device=\"cpu\",function=\"gen\",type=\"total\"}"));
 	T_CHECK(text && strstr(text, "thaw_kv_blocks{device=\"cpu\",function=\"gen\",type=\"used\"} 0\n"));
+	/* the KV cache the kind was offered is reserved in the device's budget */
+	char kvline[128];
+	snprintf(kvline, sizeof kvline, "thaw_device_memory_bytes{device=\"cpu\",type=\"kv\"} %lld\n",
+		 ks.meta_kv);
+	T_CHECK(ks.meta_kv > 0 && text && strstr(text, kvline));
+	json_t *devs = rt_sched_devices_json(e.s);
+	T_EQ_INT(json_integer_value(json_object_get(json_array_get(devs, 0), "kv_cache_bytes")),
+		 ks.meta_kv);
+	json_decref(devs);
 	free(text);
 	/* once deleted, its series are gone and stay gone */
 	rt_sched_deleted(e.s, "gen");
 	uint64_t t0 = rt_clock_mono_ns();
 	while (ks.releases < 1 && rt_clock_mono_ns() - t0 < 10000000000ull)
 		uv_run(&e.loop, UV_RUN_NOWAIT), usleep(500);
-	T_EQ_INT(rt_metrics_render(e.m, &text, &len), 0);
+	/* the reservation goes back once the loop has the release */
+	const char *kv0 = "thaw_device_memory_bytes{device=\"cpu\",type=\"kv\"} 0\n";
+	t0 = rt_clock_mono_ns();
+	for (;;) {
+		T_EQ_INT(rt_metrics_render(e.m, &text, &len), 0);
+		if ((text && strstr(text, kv0)) || rt_clock_mono_ns() - t0 > 10000000000ull)
+			break;
+		free(text);
+		uv_run(&e.loop, UV_RUN_NOWAIT);
+		usleep(500);
+	}
 	T_CHECK(text && !strstr(text, "function=\"gen\""));
+	T_CHECK(text && strstr(text, kv0));
 	free(text);
 	for (int i = 0; i < 3; i++)
 		tcall_free(&c[i]);
