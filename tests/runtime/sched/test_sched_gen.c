@@ -28,7 +28,7 @@ static struct {
 	int loads, releases;
 	long long meta_kv, meta_max_seq;   /* the last load's keys (-1: absent) */
 	int meta_prefix;                   /* 1 true, 0 false, -1 absent */
-	int max_held, max_rows, over_admit;
+	int max_held, max_rows, over_admit, held_now;
 	long long steps, rows, polls;
 } ks = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
@@ -178,6 +178,7 @@ static int tk_seq_step(void *state, fn_step *st)
 		st->kv_blocks_used += (t->held[i].prompt + t->held[i].k + 3) / 4;
 	pthread_mutex_lock(&ks.mu);
 	ks.steps++;
+	ks.held_now = (int)t->nheld;
 	ks.rows += rows;
 	ks.polls += polls;
 	if (rows > ks.max_rows)
@@ -859,6 +860,82 @@ static void test_metrics(void)
 	env_close(&e);
 }
 
+/* calls arriving, cancelled and timing out at random for a while: every call is answered
+ * exactly once, with its own tokens when it ends with 200, the kind never holds more than
+ * concurrency, and at the end nothing is held or queued */
+#define NSTRESS 600
+static tcall stress[NSTRESS];
+
+static void test_random_stress(void)
+{
+	env e;
+	if (env_open(&e) < 0 || deploy(&e, "gen", "seqtest", 6, 3, 20, 0) < 0) {
+		T_CHECK(0);
+		return;
+	}
+	uint64_t seed = 0x9e3779b97f4a7c15ull, t0 = rt_clock_mono_ns();
+	long long n_of[NSTRESS], start_of[NSTRESS];
+	int ns = 0;
+	while (ns < NSTRESS && rt_clock_mono_ns() - t0 < 2000000000ull) {
+		seed ^= seed << 13;
+		seed ^= seed >> 7;
+		seed ^= seed << 17;
+		int r = (int)(seed % 100);
+		if (r < 30) {
+			n_of[ns] = 1 + (long long)(seed >> 20) % 150;
+			start_of[ns] = ns * 1000;
+			double to = r < 5 ? 0.01 + (double)((seed >> 40) % 100) / 1000.0 : 0;
+			submit(&e, "gen", &stress[ns], n_of[ns], start_of[ns], 100, to);
+			ns++;
+		} else if (r < 40 && ns > 0) {
+			tcall *t = &stress[(seed >> 24) % (uint64_t)ns];
+			if (t->n == 0 && t->cancel)
+				t->cancel(t->arg);
+		}
+		uv_run(&e.loop, UV_RUN_NOWAIT);
+		usleep(100 + (useconds_t)((seed >> 32) % 400));
+	}
+	/* the rest runs out */
+	uint64_t t1 = rt_clock_mono_ns();
+	int left = 1;
+	while (left && rt_clock_mono_ns() - t1 < 60000000000ull) {
+		uv_run(&e.loop, UV_RUN_NOWAIT);
+		usleep(500);
+		left = 0;
+		for (int i = 0; i < ns; i++)
+			left += stress[i].n == 0;
+	}
+	T_EQ_INT(left, 0);
+	t1 = rt_clock_mono_ns();
+	while (inst_field(&e, "gen", "inflight") > 0 && rt_clock_mono_ns() - t1 < 10000000000ull)
+		uv_run(&e.loop, UV_RUN_NOWAIT), usleep(500);
+	T_EQ_INT(inst_field(&e, "gen", "inflight"), 0);
+	T_EQ_INT(inst_field(&e, "gen", "queued"), 0);
+	int ok = 0, other = 0;
+	for (int i = 0; i < ns; i++) {
+		tcall *t = &stress[i];
+		T_EQ_INT(t->n, 1);
+		if (t->status == 200) {
+			ok++;
+			T_CHECK(tokens_ok(t, n_of[i], start_of[i]));
+		} else if (t->status != 499 && t->status != 504 && t->status != 503) {
+			other++;
+			fprintf(stderr, "  call %d: %d %s\n", i, t->status, t->msg);
+		}
+		tcall_free(t);
+	}
+	T_EQ_INT(other, 0);
+	T_CHECK(ok > 0);
+	pthread_mutex_lock(&ks.mu);
+	T_CHECK(ks.max_held <= 6);
+	T_EQ_INT(ks.held_now, 0);
+	T_EQ_INT(ks.over_admit, 0);
+	T_CHECK(ks.max_rows <= 3);
+	pthread_mutex_unlock(&ks.mu);
+	fprintf(stderr, "  %d calls, %d answered 200\n", ns, ok);
+	env_close(&e);
+}
+
 void t_main(void)
 {
 	int rc = fn_kind_register(&seqtest_kind);
@@ -877,4 +954,5 @@ void t_main(void)
 	T_RUN(test_job_yields);
 	T_RUN(test_unload_and_delete);
 	T_RUN(test_metrics);
+	T_RUN(test_random_stress);
 }
