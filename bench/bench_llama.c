@@ -26,9 +26,10 @@
  * and down_proj fed by their real producers in the chained ops, against the same products
  * issued as separate calls: bench_products).
  * --batch N,...: after each variant's batch-1 figures, N concurrent greedy calls (distinct
- * prompts of P tokens, NEW new tokens each) added at once and stepped together through the
- * kind's sequence operations (seq_add / seq_step, a KV cache sized for all of them): output
- * tokens/s over the whole run, and over the steps where every sequence decodes. */
+ * prompts of P tokens, windows of --text-file when given; NEW new tokens each) added at once
+ * and stepped together through the kind's sequence operations (seq_add / seq_step, a KV cache
+ * sized for all of them): output tokens/s over the whole run and over the steps where every
+ * sequence decodes, and how many of up to 8 of the calls give the same tokens alone. */
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
@@ -788,11 +789,13 @@ static void profile(kern_dev *d, const fn_weight *w, size_t nw, const json_t *cf
 		kern_free(d, bufs[i]);
 }
 
-/* bench_batch runs n greedy calls of P-token prompts (prompt shifted per call) at once
- * through the sequence operations of a fresh state and prints aggregate output tokens/s. */
+/* bench_batch runs n greedy calls of P-token prompts at once through the sequence operations
+ * of a fresh state and prints aggregate output tokens/s; then up to 8 of the calls alone on
+ * the same state, and how many gave the batch's tokens. Prompts: windows of the text tokens
+ * (tj, a JSON array; shifted per call) when given, else ids shifted per call. */
 static void bench_batch(const fn_kind *k, kern_dev *vd, const fn_weight *w, size_t nw,
 			const json_t *config, const char *dev, const char *vname, int n, int P,
-			int NEW, long long V)
+			int NEW, long long V, const json_t *tj)
 {
 	long long L = json_integer_value(json_object_get(config, "num_hidden_layers"));
 	long long H = json_integer_value(json_object_get(config, "num_attention_heads"));
@@ -816,10 +819,13 @@ static void bench_batch(const fn_kind *k, kern_dev *vd, const fn_weight *w, size
 		return;
 	}
 	fn_call *calls = calloc((size_t)n, sizeof *calls), **done = calloc((size_t)n, sizeof *done);
+	size_t tn = json_array_size(tj);
 	for (int i = 0; i < n; i++) {
 		json_t *t = json_array();
+		size_t off = tn > (size_t)P ? ((size_t)i * 997) % (tn - (size_t)P) : 0;
 		for (int j = 0; j < P; j++)
-			json_array_append_new(t, json_integer(3 + (j * 7919 + i * 104729) % (V - 3)));
+			json_array_append_new(t, tn > (size_t)P ? json_incref(json_array_get(tj, off + j))
+				: json_integer(3 + (j * 7919 + i * 104729) % (V - 3)));
 		calls[i].in = json_pack("{s:o,s:i,s:[]}", "tokens", t, "max_tokens", NEW, "stop");
 	}
 	double t0 = now_s(), dec_s = 0;
@@ -845,14 +851,26 @@ static void bench_batch(const fn_kind *k, kern_dev *vd, const fn_weight *w, size
 	}
 	double wall = now_s() - t0;
 	long long out_tok = 0;
-	for (int i = 0; i < n; i++) {
+	for (int i = 0; i < n; i++)
 		out_tok += (long long)json_array_size(json_object_get(calls[i].out, "tokens"));
+	int same = 0, checked = 0, first = -1;
+	for (int i = 0; i < n && checked < 8; i += n > 8 ? n / 8 : 1, checked++) {
+		json_t *one = fn_invoke_one(k, s, calls[i].in, &err);
+		json_t *a = json_object_get(calls[i].out, "tokens"), *b = json_object_get(one, "tokens");
+		same += a && b && json_equal(a, b);
+		for (size_t j = 0; a && b && j < json_array_size(a) && first < 0; j++)
+			if (!json_equal(json_array_get(a, j), json_array_get(b, j)))
+				first = (int)j;
+		json_decref(one);
+	}
+	printf("thaw_llama_batch device=%s variant=%s batch=%d prompt=%d new=%d out_tok_s=%.1f "
+	       "decode_tok_s=%.1f steps=%d preempted=%d wall_s=%.3f same_as_alone=%d/%d "
+	       "first_difference=%d\n", dev, vname, n, P, NEW, out_tok / wall,
+	       dec_s > 0 ? dec_tok / dec_s : 0.0, steps, preempted, wall, same, checked, first);
+	for (int i = 0; i < n; i++) {
 		json_decref(calls[i].out);
 		json_decref((json_t *)calls[i].in);
 	}
-	printf("thaw_llama_batch device=%s variant=%s batch=%d prompt=%d new=%d out_tok_s=%.1f "
-	       "decode_tok_s=%.1f steps=%d preempted=%d wall_s=%.3f\n", dev, vname, n, P, NEW,
-	       out_tok / wall, dec_s > 0 ? dec_tok / dec_s : 0.0, steps, preempted, wall);
 	free(calls);
 	free(done);
 	k->release(s);
@@ -1051,7 +1069,8 @@ int main(int argc, char **argv)
 			snprintf(bbuf, sizeof bbuf, "%s", batches);
 			for (char *bs, *b = strtok_r(bbuf, ",", &bs); b; b = strtok_r(NULL, ",", &bs))
 				if (atoi(b) > 0)
-					bench_batch(k, vd, w.w, w.n, m.config, dev, vname, atoi(b), P, NEW, V);
+					bench_batch(k, vd, w.w, w.n, m.config, dev, vname, atoi(b), P, NEW, V,
+						    tj);
 		}
 		unload(vd, &w);
 		kern_dev_close(vd);

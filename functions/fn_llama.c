@@ -14,7 +14,7 @@
  * through the same engine. This file loads the weights and config, parses requests and holds
  * the kind table. Load metadata besides the config: "max_context" (positions, default 4096,
  * at most max_position_embeddings), "kv_cache_bytes", "max_sequences", "prefix_caching" and
- * "kv_cache_dtype" ("BF16" default, "F32" for comparisons), see fn_llama_step.c. */
+ * "kv_cache_dtype" ("BF16" default, "F32" for comparisons), see fn_llama_run.c. */
 #include <errno.h>
 #include <float.h>
 #include <math.h>

@@ -5,7 +5,8 @@
 #include "functions/fn.h"
 
 /* fn_llama_prefill_logits runs tokens[0..n) from position 0 and copies the last position's
- * logits (vocab floats) to host memory `logits`. Returns 0 or a negative errno. */
+ * logits (vocab floats) to host memory `logits`. Returns 0 or a negative errno (-EBUSY while
+ * the state holds sequences: these hooks run on the paged cache outside the scheduler). */
 int fn_llama_prefill_logits(void *state, const int32_t *tokens, int n, float *logits);
 /* fn_llama_last_logits copies the logits behind the last token the latest invoke produced. */
 int fn_llama_last_logits(void *state, float *logits);
@@ -16,7 +17,8 @@ int fn_llama_forced(void *state, const int32_t *prompt, int np, const int32_t *f
 		    int32_t *argmax);
 /* fn_llama_vocab returns the vocabulary size. */
 int fn_llama_vocab(void *state);
-/* Timings of the latest invoke: prefill (prompt -> first token) and decode (the rest), in
- * seconds, and the number of decode steps; graph: whether decode replayed a CUDA graph. */
+/* Timings of the call that finished last: prefill (added -> first token) and decode (the
+ * rest), in seconds, and the number of decode steps; graph: whether a decode step of it
+ * replayed a CUDA graph. */
 void fn_llama_stats(void *state, double *prefill_s, double *decode_s, int *steps, int *graph);
 #endif

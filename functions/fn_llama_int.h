@@ -145,6 +145,7 @@ typedef struct llama {
 	int32_t *obuf, *obuf_h;    /* sampled tokens then their log-probabilities */
 	kern_graph *graph[LLAMA_NBUCKETS];
 	int graphs;                /* decode steps may be captured */
+	int warmed;                /* the device scratch has grown to a step of R rows */
 	/* fed greedy decoding of a lone sequence */
 	int feed_depth;
 	int32_t *step;             /* device [token, position, slot] the fed step reads */

@@ -290,38 +290,83 @@ static int batch_ops(llama *s, const llama_rows *r, int all_rows)
 				s->obuf, (float *)(s->obuf + r->nl));
 }
 
-/* capture_or_run replays *gp (capturing ops() into it the first time) where graphs are on,
- * else issues the ops; *used says whether a graph ran. */
+/* warm_up runs one step of the most rows (R) and logit rows (LR) a step can have on the
+ * scratch sequence, outside any capture: the device scratch the ops use grows to its largest
+ * here, so that no later step moves a buffer a captured graph points into. */
+static int warm_up(llama *s)
+{
+	llama_rows h, r;
+	int64_t cap = s->max_blocks * s->kv.block;
+	size_t bytes = (size_t)(3 * s->R + 5 * s->LR) * 4;
+	int32_t *buf = malloc(bytes);   /* s->rin_h may hold the step being staged */
+	if (!buf)
+		return -ENOMEM;
+	llama_rows_layout(buf, s->R, s->LR, &h);
+	for (int64_t i = 0; i < s->R; i++) {
+		h.tok[i] = 0;
+		h.pos[i] = (int32_t)(i % cap);
+		h.seq[i] = s->nslots;
+	}
+	for (int64_t i = 0; i < s->LR; i++) {
+		h.lrows[i] = (int32_t)i;
+		h.temp[i] = i % 2 ? 1.0f : 0.0f;   /* greedy and sampled rows */
+		h.topk[i] = i % 4 == 1 ? 8 : 0;
+		h.topp[i] = i % 4 == 3 ? 0.9f : 1.0f;
+		h.u[i] = 0.5f;
+	}
+	int rc = kern_copy_h2d(s->dev, s->rin, buf, bytes);
+	free(buf);
+	llama_rows_layout(s->rin, s->R, s->LR, &r);
+	if (rc == 0)
+		rc = batch_ops(s, &r, 0);
+	if (rc == 0)
+		rc = kern_dev_sync(s->dev);
+	s->warmed = rc == 0;
+	return rc;
+}
+
+/* capture_or_run replays *gp where graphs are on, else issues the ops; *used says whether a
+ * graph ran. A shape's first step runs its ops directly (so the device scratch they need has
+ * grown, kern.h) and is then captured for the next ones; a capture the device refuses leaves
+ * graphs off, the step's results stand. */
 static int capture_or_run(llama *s, kern_graph **gp, const llama_rows *r, int fed, int *used)
 {
 	*used = 0;
-	if (s->graphs && !*gp) {
-		int rc = kern_graph_begin(s->dev);
-		if (rc == -ENOTSUP) {
-			s->graphs = 0;
-		} else {
-			TRY(rc);
-			rc = fed ? llama_fed_ops(s) : batch_ops(s, r, 1);
-			kern_graph *g = NULL;
-			int rc2 = kern_graph_end(s->dev, &g);
-			if (rc < 0 || rc2 < 0) {
-				kern_graph_free(s->dev, g);
-				return rc < 0 ? rc : rc2;
-			}
-			*gp = g;
-		}
-	}
 	if (s->graphs && *gp) {
 		*used = 1;
 		return kern_graph_launch(s->dev, *gp);
 	}
-	return fed ? llama_fed_ops(s) : batch_ops(s, r, 1);
+	TRY(fed ? llama_fed_ops(s) : batch_ops(s, r, 1));
+	if (!s->graphs)
+		return 0;
+	if (!s->warmed)
+		TRY(warm_up(s));
+	int rc = kern_graph_begin(s->dev);
+	if (rc == -ENOTSUP) {
+		s->graphs = 0;
+		return 0;
+	}
+	TRY(rc);
+	rc = fed ? llama_fed_ops(s) : batch_ops(s, r, 1);
+	kern_graph *g = NULL;
+	int rc2 = kern_graph_end(s->dev, &g);
+	if (rc < 0 || rc2 < 0) {
+		kern_graph_free(s->dev, g);
+		if (rc2 < 0 && rc2 != -ENOSPC)
+			return rc2;
+		s->graphs = 0;   /* e.g. scratch that would have to grow inside the capture */
+		return 0;
+	}
+	*gp = g;
+	return 0;
 }
 
 int llama_run_batch(llama *s, int64_t m, int64_t nl, int all_rows, int bucket, int *graphed)
 {
 	llama_rows r;
 	*graphed = 0;
+	if (s->graphs && !s->warmed)   /* before the rows are copied: it uses the same buffer */
+		TRY(warm_up(s));
 	TRY(upload_table(s));
 	TRY(kern_copy_h2d(s->dev, s->rin, s->rin_h, (size_t)(3 * m + 5 * nl) * 4));
 	llama_rows_layout(s->rin, m, nl, &r);

@@ -10,7 +10,8 @@
  *      the queue, its prompt now prompt + the tokens generated so far, which were already
  *      emitted and are not emitted again);
  *   2. the next chunk of every running sequence still in its prompt (chunked prefill);
- *   3. chunks of newly admitted sequences while budget, slots and blocks allow;
+ *   3. chunks of newly admitted sequences while budget, slots and blocks allow (a prompt
+ *      that shares whole blocks with a prompt still being computed waits for them);
  * as one forward pass (fn_llama_run.c), samples one token for every sequence whose chunk
  * reached its last token, and answers each call as a lone invoke would: {"token": id}
  * (+ "logprob") per token, stops, max_tokens, usage, 499 when the receiver leaves (calls not
@@ -170,9 +171,28 @@ static void preempt(llama *s, llama_seq *q, fn_step *st)
 	st->preempted++;
 }
 
-/* admit q (the head of the queue) when its blocks are free: the cached prefix blocks first
- * (whole blocks before its last token, which is always recomputed), then new ones for the
- * rest of its tokens. 1 when admitted. */
+/* shared_pending: whether a running sequence is still computing whole prompt blocks that q
+ * shares beyond the h blocks q found cached (then q waits for them: one prefill for both). */
+static int shared_pending(const llama *s, const llama_seq *q, int64_t h, int64_t maxhit)
+{
+	int64_t B = s->kv.block;
+	for (const llama_seq *r = s->running.head; r; r = r->next) {
+		int64_t common = 0, lim = (r->ntok - 1) / B < maxhit ? (r->ntok - 1) / B : maxhit;
+		if (r->computed >= lim * B)
+			continue;
+		while (common < lim && !memcmp(r->toks + common * B, q->toks + common * B,
+					       (size_t)B * 4))
+			common++;
+		if (common > h && r->computed < common * B)
+			return 1;
+	}
+	return 0;
+}
+
+/* admit q when its blocks are free: the cached prefix blocks first (whole blocks before its
+ * last token, which is always recomputed), then new ones for the rest of its tokens; while
+ * others run, 1% of the blocks (at least one) stays free for their decoding. 1 when admitted,
+ * 0 when there is no room, 2 when q waits for prefix blocks a running sequence computes. */
 static int admit(llama *s, llama_seq *q, fn_step *st)
 {
 	int64_t B = s->kv.block, total = (q->ntok + B - 1) / B, maxhit = (q->ntok - 1) / B;
@@ -188,7 +208,11 @@ static int admit(llama *s, llama_seq *q, fn_step *st)
 		h_lru += s->kv.ref[b] == 0;
 		chain = key;
 	}
-	if (s->nslot_free < 1 || llama_kv_avail(&s->kv) - h_lru < total - h)
+	if (s->kv.prefix && h < maxhit && shared_pending(s, q, h, maxhit))
+		return 2;
+	/* with others running, keep a few blocks for their growth (fewer preemptions) */
+	int64_t keep = s->running.n ? (s->kv.nblocks - 1) / 100 + 1 : 0;
+	if (s->nslot_free < 1 || llama_kv_avail(&s->kv) - h_lru < total - h + keep)
 		return 0;
 	q->slot = s->slot_free[--s->nslot_free];
 	for (int64_t i = 0; i < h; i++) {
@@ -302,7 +326,13 @@ static int engine_step(llama *s, int64_t budget, int max_seqs, fn_step *st)
 		pl[n++] = (llama_plan){q, q->computed, c, -1, 0};
 		rows += c;
 	}
-	while ((q = s->waiting.head) && n < max_seqs && rows < budget && admit(s, q, st)) {
+	for (q = s->waiting.head; q && n < max_seqs && rows < budget; q = next) {
+		next = q->next;
+		int a = admit(s, q, st);
+		if (a == 0)
+			break;
+		if (a == 2)
+			continue;
 		int64_t c = q->ntok - q->computed < budget - rows ? q->ntok - q->computed
 								   : budget - rows;
 		pl[n++] = (llama_plan){q, q->computed, c, -1, 0};

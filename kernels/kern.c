@@ -157,7 +157,8 @@ static int dev_open(const char *spec, int threads, const kern_tuning *t, struct 
 	*out = NULL;
 	if (!t)
 		t = &def;
-	if (!spec || t->feed_depth < -1 || t->feed_depth >= KERN_MARKS || t->i8_gemm_rows < 0)
+	if (!spec || t->feed_depth < -1 || t->feed_depth >= KERN_MARKS || t->i8_gemm_rows < 0 ||
+	    t->i8_mma_rows < 0 || t->i8_mma_rows > 64)
 		return -EINVAL;
 	if (strcmp(spec, "cpu") == 0) {
 		be = &kern_cpu_backend;

@@ -81,16 +81,21 @@ int kern_cuda_count(void);
  *                    -1 = the device's default (2 on a GPU, 1 on the CPU), 0 = every step
  *                    through the host, else 1 .. KERN_MARKS - 1
  *   i8_gemm_rows     int8 products on cuBLAS dequantize this many weight rows per product;
- *                    0 = about 32 MiB of BF16 (at least 64 rows) */
+ *                    0 = about 32 MiB of BF16 (at least 64 rows)
+ *   i8_mma_rows      int8 products of more rows than the GEMV kernels take and at most this
+ *                    many (0 .. 64) run on tensor cores reading the int8 weights once for all
+ *                    rows (activations rounded to BF16); 0 = those go to cuBLAS dequantized */
 typedef struct kern_tuning {
 	int pdl;
 	int graphs;
 	int fused_attention;
 	int feed_depth;
 	int64_t i8_gemm_rows;
+	int i8_mma_rows;
 } kern_tuning;
 #define KERN_TUNING_DEFAULT \
-	{ .pdl = 1, .graphs = 1, .fused_attention = 1, .feed_depth = -1, .i8_gemm_rows = 0 }
+	{ .pdl = 1, .graphs = 1, .fused_attention = 1, .feed_depth = -1, .i8_gemm_rows = 0, \
+	  .i8_mma_rows = 64 }
 
 /* kern_dev_open opens "cpu" or "cuda:N" ("cuda" means cuda:0) with KERN_TUNING_DEFAULT.
  * Device-lifetime resources (streams, cuBLAS handle and workspace from pool/, CPU threads) are
@@ -246,7 +251,8 @@ typedef struct kern_kv_pages {
  * (rounded to kv->dt) at position p of s's blocks, then out[i] = causal attention of q[i] over
  * positions 0 .. p of s (grouped-query as kern_attention; softmax(q.k * scale)). Every row's K
  * and V are stored before any row attends, so the rows of one prefill chunk see each other.
- * q and k are scratch afterwards. kvheads * hd == kv->kvdim. */
+ * q and k are scratch afterwards. kvheads * hd == kv->kvdim. A GPU keeps per-row partials
+ * for rows that span many positions in the device's scratch (see the CUDA graphs note). */
 int kern_paged_rope_attention(kern_dev *d, float *q, float *k, const float *v,
 			      const int32_t *pos, const int32_t *seq, int64_t m, int64_t heads,
 			      int64_t kvheads, int64_t hd, float theta, const kern_kv_pages *kv,
@@ -266,7 +272,9 @@ int kern_gather_rows(kern_dev *d, const float *x, int64_t dim, const int32_t *ro
  * (device arrays of m): temp[i] == 0 is greedy (argmax, lowest index on ties, as kern_argmax),
  * else kern_sample's rule with temp[i], top_k[i] (0 = no limit), top_p[i] (1 = no limit) and
  * u[i]. logprob (may be NULL) gets the picked token's log-probability (of x for greedy rows,
- * of x / temp otherwise). Tokens equal kern_argmax / kern_sample row by row. */
+ * of x / temp otherwise). Tokens equal kern_argmax / kern_sample row by row. Parameters that
+ * kern_sample rejects give -EINVAL where the backend sees them on the host (CPU); a GPU takes
+ * temp < 0 or NaN as greedy, top_k < 0 and top_p outside (0, 1] as no limit. */
 int kern_sample_rows(kern_dev *d, const float *x, int64_t m, int64_t n, const float *temp,
 		     const int32_t *top_k, const float *top_p, const float *u, int32_t *out,
 		     float *logprob);
@@ -308,7 +316,10 @@ int kern_adam(kern_dev *d, float *p, float *mo, float *v, const float *g, int64_
 /* CUDA graphs: ops issued between kern_graph_begin and kern_graph_end are captured (not run)
  * into a graph that kern_graph_launch replays. Buffers and shapes are baked in; values in
  * device memory (positions, tokens) may change between launches. CPU devices return -ENOTSUP
- * from kern_graph_begin (callers then just issue the ops). */
+ * from kern_graph_begin (callers then just issue the ops). Scratch that ops use on a GPU
+ * (activations rounded for cuBLAS, partial sums) grows only outside a capture: issue a step
+ * of the same shapes once before capturing it; an op that would need more inside a capture
+ * returns -ENOSPC. */
 typedef struct kern_graph kern_graph;
 int kern_graph_begin(kern_dev *d);
 int kern_graph_end(kern_dev *d, kern_graph **out);

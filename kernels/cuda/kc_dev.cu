@@ -46,6 +46,7 @@ static int kc_open_impl(kc *c, const kern_tuning *t)
 	KC_CHECK(cudaDeviceGetAttribute(&c->nsm, cudaDevAttrMultiProcessorCount, c->dev));
 	c->fused_attn = t->fused_attention;
 	c->i8_gemm_rows = t->i8_gemm_rows;
+	c->i8_mma_rows = t->i8_mma_rows;
 	rc = kc_xbuf(c, 16u << 20);
 	if (rc)
 		return rc;

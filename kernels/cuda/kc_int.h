@@ -21,6 +21,7 @@ enum kc_scratch_slot {
 	KC_SCRATCH_N,              /* F32 scratch: normed input of composed fused ops */
 	KC_SCRATCH_W,              /* int8 weights dequantized to BF16 for cuBLAS (a chunk of rows) */
 	KC_SCRATCH_P,              /* paged attention: per-(row, head, partition) partials */
+	KC_SCRATCH_K,              /* int8 tensor-core products: per-split partial sums */
 };
 
 typedef struct kc {
@@ -40,6 +41,7 @@ typedef struct kc {
 	int fused_attn;            /* kern_tuning.fused_attention */
 	int64_t i8_gemm_rows;      /* kern_tuning.i8_gemm_rows */
 	int nsm;                   /* multiprocessors of the device */
+	int i8_mma_rows;           /* kern_tuning.i8_mma_rows */
 } kc;
 
 /* KC_CHECK / KC_BLAS return -EIO from the calling function when a CUDA / cuBLAS call fails,
@@ -277,6 +279,14 @@ int kc_adam(void *b, float *p, float *mo, float *v, const float *g, int64_t n, f
  * rows, so above KC_I8_GEMV_MAX_M rows the weights are dequantized to BF16 (a chunk of rows at a
  * time, kc_linear.cu) and multiplied by cuBLAS like BF16 weights (activations rounded to BF16). */
 #define KC_I8_GEMV_MAX_M 32
+
+/* kc_i8_mma (kc_i8_mma.cu): y = x . W^T (+ y when acc) for int8 W and m <= i8_mma_rows rows on
+ * tensor cores, the weights read once; x is F32, or BF16 (xbf16: e.g. the workspace copy of a
+ * chained op). -EAGAIN when it does not take the shape (k not a multiple of 64, unaligned
+ * operands, more rows): the caller uses cuBLAS. */
+extern "C" int kc_i8_mma_takes(const kc *c, int64_t m, const kern_mat *w);
+extern "C" int kc_i8_mma(kc *c, const void *x, int xbf16, int64_t m, const kern_mat *w, float *y,
+			 int acc);
 
 /* kc_gemv_takes: whether m rows of w go to the GEMV kernels (else cuBLAS). */
 static inline bool kc_gemv_takes(int64_t m, const kern_mat *w)

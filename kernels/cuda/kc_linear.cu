@@ -105,12 +105,18 @@ __global__ void dequant_i8_k(const int8_t *__restrict__ q, const float *__restri
 	}
 }
 
-/* kc_i8_gemm: y = x . W^T + beta * y for int8 W: each chunk of W's rows (about 32 MiB as BF16,
- * or kern_tuning.i8_gemm_rows) dequantized into the device's weight scratch, then one cuBLAS
- * product of x (rounded to BF16 in the workspace unless `rounded`) into y's columns. */
+/* kc_i8_gemm: y = x . W^T + beta * y for int8 W: decode batches (kern_tuning.i8_mma_rows) on
+ * the tensor-core kernel of kc_i8_mma.cu; otherwise each chunk of W's rows (about 32 MiB as
+ * BF16, or kern_tuning.i8_gemm_rows) dequantized into the device's weight scratch, then one
+ * cuBLAS product of x (rounded to BF16 in the workspace unless `rounded`) into y's columns. */
 static int kc_i8_gemm(kc *c, const float *x, int64_t m, const kern_mat *w, float *y, float beta,
 		      int rounded)
 {
+	if (beta == 0.f || beta == 1.f) {   /* decode batches: tensor cores, weights read once */
+		int rc = kc_i8_mma(c, rounded ? c->xbuf : (const void *)x, rounded, m, w, y, beta != 0.f);
+		if (rc != -EAGAIN)
+			return rc;
+	}
 	int64_t N = w->n, K = w->k, rows = ((int64_t)32 << 20) / (2 * K);
 	void *wbuf;
 	rows = c->i8_gemm_rows > 0 ? c->i8_gemm_rows : rows < 64 ? 64 : rows;

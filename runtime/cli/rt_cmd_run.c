@@ -179,10 +179,13 @@ done:
 	return rc;
 }
 
-/* --stream: one compact JSON line per emitted chunk, flushed at once */
+/* --stream: one compact JSON line per emitted chunk, flushed at once (a NULL chunk only
+ * asks whether anybody still waits: yes) */
 static int print_chunk(void *ctx, json_t *chunk)
 {
 	(void)ctx;
+	if (!chunk)
+		return 0;
 	char *s = json_dumps(chunk, JSON_COMPACT | JSON_ENCODE_ANY);
 	if (!s)
 		return -1;

@@ -19,16 +19,21 @@ typedef struct model {
 	void *st;
 } model;
 
-/* open_model loads the fixture on the CPU with extra load metadata (a JSON object or NULL)
- * and feed depth (-1: the device's default). */
-static int open_model(model *o, const char *meta, int feed_depth)
+/* open_model_on loads the fixture on devspec (weights converted to dtype unless NULL) with
+ * extra load metadata (a JSON object or NULL) and feed depth (-1: the device's default). */
+static int open_model_on(model *o, const char *devspec, const char *dtype, const char *meta,
+			 int feed_depth)
 {
 	memset(o, 0, sizeof *o);
 	kern_tuning t = KERN_TUNING_DEFAULT;
 	t.feed_depth = feed_depth;
-	if (kern_dev_open_tuned("cpu", 2, &t, &o->d) < 0)
+	if (kern_dev_open_tuned(devspec, 2, &t, &o->d) < 0)
 		return -1;
-	if (fx_load("llama_tiny", "llama", &o->m) < 0 || fx_to_dev(o->d, &o->m) < 0)
+	if (fx_load("llama_tiny", "llama", &o->m) < 0)
+		return -1;
+	if (dtype)
+		fx_convert(&o->m, dtype);
+	if (fx_to_dev(o->d, &o->m) < 0)
 		return -1;
 	if (meta) {
 		json_t *x = json_loads(meta, 0, NULL);
@@ -41,6 +46,11 @@ static int open_model(model *o, const char *meta, int feed_depth)
 	if (rc < 0)
 		fprintf(stderr, "  load: %s\n", err.msg);
 	return rc;
+}
+
+static int open_model(model *o, const char *meta, int feed_depth)
+{
+	return open_model_on(o, "cpu", NULL, meta, feed_depth);
 }
 
 static void close_model(model *o)
@@ -84,7 +94,7 @@ static int rq_emit(void *ctx, json_t *chunk)
 typedef struct drive_stats {
 	int steps, max_rows_seqs, preempted;
 	int64_t lookup, hit, blocks_total, blocks_used_end, held_end;
-	int64_t max_blocks_used;
+	int64_t max_blocks_used, prefill;
 } drive_stats;
 
 /* drive adds each request at its step and runs seq_step until every one is done (budget,
@@ -122,6 +132,7 @@ static int drive(void *st, rq *r, int n, int64_t budget, int max_seqs, drive_sta
 		ds->preempted += fs.preempted;
 		ds->lookup += fs.prefix_lookup_tokens;
 		ds->hit += fs.prefix_hit_tokens;
+		ds->prefill += fs.prefill_tokens;
 		ds->blocks_total = fs.kv_blocks_total;
 		ds->blocks_used_end = fs.kv_blocks_used;
 		ds->held_end = (int64_t)fs.held;
@@ -186,13 +197,15 @@ static int same_tokens(const json_t *a, const json_t *b)
 }
 
 /* mixed: prompt lengths across block edges and above the token budget, greedy and seeded,
- * arriving at different steps, against the same requests alone */
-static void run_mixed(const char *meta, int feed_depth, int64_t budget, int max_seqs,
-		      int want_preempt)
+ * arriving at different steps, on devspec against the same requests alone on refspec; at
+ * least min_pct percent of the answers must be the same */
+static void run_mixed_on(const char *devspec, const char *refspec, const char *dtype,
+			 const char *meta, int feed_depth, int64_t budget, int max_seqs,
+			 int want_preempt, int min_pct)
 {
 	model o, ref;
-	T_EQ_INT(open_model(&o, meta, feed_depth), 0);
-	T_EQ_INT(open_model(&ref, meta, feed_depth), 0);
+	T_EQ_INT(open_model_on(&o, devspec, dtype, meta, feed_depth), 0);
+	T_EQ_INT(open_model_on(&ref, refspec, dtype, meta, feed_depth), 0);
 	if (!o.st || !ref.st)
 		return;
 	static const int lens[] = {1, 7, 16, 17, 33, 50, 12, 64, 3, 31};
@@ -213,14 +226,18 @@ static void run_mixed(const char *meta, int feed_depth, int64_t budget, int max_
 		T_CHECK(r[i].call.out != NULL);
 		int eq = same_tokens(r[i].call.out, want);
 		if (!eq)
-			fprintf(stderr, "  %s budget %lld: request %d (prompt %d) differs from alone\n",
-				meta ? meta : "{}", (long long)budget, i, lens[i]);
+			fprintf(stderr, "  %s %s budget %lld: request %d (prompt %d) differs from alone "
+				"on %s\n", devspec, meta ? meta : "{}", (long long)budget, i, lens[i],
+				refspec);
 		same += eq;
 		T_CHECK(r[i].call.out && json_equal(r[i].stream, json_object_get(r[i].call.out,
 											 "tokens")));
 		json_decref(want);
 	}
-	T_EQ_INT(same, N);
+	if (min_pct < 100)
+		printf("  %s %s: %d of %d answers as alone on %s\n", devspec, dtype ? dtype : "BF16",
+		       same, N, refspec);
+	T_CHECK(same * 100 >= min_pct * N);
 	if (max_seqs > 0)
 		T_CHECK(ds.max_rows_seqs <= max_seqs);
 	if (want_preempt) {
@@ -233,6 +250,12 @@ static void run_mixed(const char *meta, int feed_depth, int64_t budget, int max_
 	rq_free(r, N);
 	close_model(&o);
 	close_model(&ref);
+}
+
+static void run_mixed(const char *meta, int feed_depth, int64_t budget, int max_seqs,
+		      int want_preempt)
+{
+	run_mixed_on("cpu", "cpu", NULL, meta, feed_depth, budget, max_seqs, want_preempt, 100);
 }
 
 static void test_batch_matches_alone(void)
@@ -412,8 +435,42 @@ static void test_batch_prefix_cache(void)
 	printf("  prefix cache: %lld of %lld prompt tokens hit (off: %lld)\n", (long long)hits[1],
 	       (long long)lookups[1], (long long)hits[0]);
 	T_EQ_INT(hits[0], 0);
-	T_CHECK(hits[1] >= 4 * 32);
+	T_CHECK(hits[1] >= 5 * 32 + 32);   /* the second of the first two waited for the first */
 	for (int i = 0; i < 6; i++) {
+		T_CHECK(same_tokens(res[0][i], res[1][i]));
+		json_decref(res[0][i]);
+		json_decref(res[1][i]);
+	}
+}
+
+/* a burst of prompts sharing a 64-token prefix, added at once: the first computes it, the
+ * others wait for its blocks and compute only their own tails */
+static void test_batch_prefix_burst(void)
+{
+	int64_t prefill[2];
+	json_t *res[2][8];
+	for (int pc = 0; pc <= 1; pc++) {
+		model o;
+		T_EQ_INT(open_model(&o, pc ? NULL : "{\"prefix_caching\": false}", -1), 0);
+		rq r[8];
+		memset(r, 0, sizeof r);
+		for (int i = 0; i < 8; i++)
+			r[i].in = req(prompt(70, i + 300, 64), 6, NULL);
+		drive_stats ds;
+		T_EQ_INT(drive(o.st, r, 8, 0, 0, &ds), 0);
+		prefill[pc] = ds.prefill;
+		if (pc)
+			T_EQ_INT(ds.hit, 7 * 64);
+		for (int i = 0; i < 8; i++)
+			res[pc][i] = json_incref(r[i].call.out);
+		rq_free(r, 8);
+		close_model(&o);
+	}
+	printf("  burst of 8 sharing 64 tokens: %lld prompt tokens run with the prefix cache, %lld "
+	       "without\n", (long long)prefill[1], (long long)prefill[0]);
+	T_EQ_INT(prefill[0], 8 * 70);
+	T_EQ_INT(prefill[1], 70 + 7 * 6);
+	for (int i = 0; i < 8; i++) {
 		T_CHECK(same_tokens(res[0][i], res[1][i]));
 		json_decref(res[0][i]);
 		json_decref(res[1][i]);
@@ -423,12 +480,12 @@ static void test_batch_prefix_cache(void)
 /* random adds, cancellations and timeouts for a few seconds on a small cache: every call is
  * answered once, finished calls give the tokens of the same request alone (a prefix of them
  * when cut short), and no block leaks */
-static void test_batch_stress(void)
+static void run_stress(const char *devspec, const char *dtype, const char *meta, double secs)
 {
 	enum { NP = 6, MAXN = 200 };
 	model o, ref;
-	T_EQ_INT(open_model(&o, "{\"kv_cache_bytes\": 40000, \"max_sequences\": 6}", -1), 0);
-	T_EQ_INT(open_model(&ref, NULL, -1), 0);
+	T_EQ_INT(open_model_on(&o, devspec, dtype, meta, -1), 0);
+	T_EQ_INT(open_model_on(&ref, devspec, dtype, meta, -1), 0);
 	json_t *refs[NP];
 	int plen[NP];
 	for (int p = 0; p < NP; p++) {
@@ -439,7 +496,7 @@ static void test_batch_stress(void)
 		T_CHECK(refs[p] != NULL);
 	}
 	srand(12345);
-	double t_end = mono() + (T_UNDER_ASAN ? 4.0 : 3.0);
+	double t_end = mono() + secs;
 	int total = 0, ok = 0, cancelled = 0, preempted = 0, rounds = 0;
 	while (mono() < t_end && total < MAXN * 20) {
 		rq r[24];
@@ -486,8 +543,8 @@ static void test_batch_stress(void)
 		rq_free(r, n);
 		rounds++;
 	}
-	printf("  stress: %d rounds, %d calls (%d finished, %d cancelled), %d preemptions\n",
-	       rounds, total, ok, cancelled, preempted);
+	printf("  stress on %s: %d rounds, %d calls (%d finished, %d cancelled), %d preemptions\n",
+	       devspec, rounds, total, ok, cancelled, preempted);
 	T_CHECK(ok > 0 && cancelled > 0 && preempted > 0);
 	fn_call *done[4];
 	fn_step fs = {.done = done};
@@ -497,6 +554,41 @@ static void test_batch_stress(void)
 		json_decref(refs[p]);
 	close_model(&o);
 	close_model(&ref);
+}
+
+static void test_batch_stress(void)
+{
+	run_stress("cpu", NULL, "{\"kv_cache_bytes\": 40000, \"max_sequences\": 6}",
+		   T_UNDER_ASAN ? 4.0 : 3.0);
+}
+
+/* on the GPU with F32 weights and cache: finished answers equal the ones alone exactly */
+static void test_batch_stress_cuda(void)
+{
+	if (kern_cuda_count() < 1)
+		T_SKIP("no GPU");
+	run_stress("cuda:0", "F32", "{\"kv_cache_bytes\": 0, \"max_sequences\": 6, "
+		   "\"kv_cache_dtype\": \"F32\"}", 3.0);
+}
+
+/* CUDA: decode graphs per bucket, the fed path and paged attention on the GPU. With F32
+ * weights and cache every answer equals the one alone on the GPU and on the CPU; with BF16
+ * (products on cuBLAS round activations for some batch sizes, not others, so near-ties of
+ * this random model may go either way) at least half, where a wrong row, position or block
+ * would give almost none. */
+static void test_batch_cuda(void)
+{
+	if (kern_cuda_count() < 1)
+		T_SKIP("no GPU");
+	const char *f32 = "{\"kv_cache_dtype\": \"F32\"}";
+	run_mixed_on("cuda:0", "cuda:0", "F32", f32, -1, 0, 0, 0, 100);
+	run_mixed_on("cuda:0", "cpu", "F32", f32, -1, 0, 0, 0, 100);
+	run_mixed_on("cuda:0", "cuda:0", "F32", "{\"kv_cache_dtype\": \"F32\", "
+		     "\"kv_cache_bytes\": 0}", -1, 9, 0, 1, 100);
+	run_mixed_on("cuda:0", "cuda:0", "F32", "{\"kv_cache_dtype\": \"F32\", "
+		     "\"max_sequences\": 64}", 3, 40, 5, 0, 100);
+	run_mixed_on("cuda:0", "cuda:0", NULL, NULL, -1, 0, 0, 0, 50);
+	run_mixed_on("cuda:0", "cpu", NULL, NULL, -1, 0, 0, 0, 50);
 }
 
 static void test_batch_bad_meta(void)
@@ -529,13 +621,15 @@ void t_main(void)
 {
 	(void)fx_invoke;   /* fx.h helpers this file does not need */
 	(void)fx_quantize;
-	(void)fx_convert;
 	T_RUN(test_batch_matches_alone);
 	T_RUN(test_batch_chunked_prefill);
 	T_RUN(test_batch_preemption);
 	T_RUN(test_batch_hf_and_bf16_tolerance);
 	T_RUN(test_batch_cancel);
 	T_RUN(test_batch_prefix_cache);
+	T_RUN(test_batch_prefix_burst);
 	T_RUN(test_batch_stress);
 	T_RUN(test_batch_bad_meta);
+	T_RUN(test_batch_cuda);
+	T_RUN(test_batch_stress_cuda);
 }

@@ -301,6 +301,7 @@ static void test_dev_tuning(void)
 	T_EQ_INT(t.pdl, 1);
 	T_EQ_INT(t.fused_attention, 1);
 	T_EQ_INT(t.feed_depth, -1);
+	T_EQ_INT(t.i8_mma_rows, 64);
 	t.feed_depth = KERN_MARKS;
 	T_EQ_INT(kern_dev_open_tuned("cpu", 1, &t, &d), -EINVAL);
 	T_CHECK(d == NULL);
@@ -310,6 +311,11 @@ static void test_dev_tuning(void)
 	t.i8_gemm_rows = -1;
 	T_EQ_INT(kern_dev_open_tuned("cpu", 1, &t, &d), -EINVAL);
 	t.i8_gemm_rows = 24;
+	t.i8_mma_rows = 65;   /* past the tensor-core kernel's 64 rows */
+	T_EQ_INT(kern_dev_open_tuned("cpu", 1, &t, &d), -EINVAL);
+	t.i8_mma_rows = -1;
+	T_EQ_INT(kern_dev_open_tuned("cpu", 1, &t, &d), -EINVAL);
+	t.i8_mma_rows = 0;
 	t.feed_depth = 3;
 	t.graphs = 0;
 	T_EQ_INT(kern_dev_open_tuned("cpu", 1, &t, &d), 0);

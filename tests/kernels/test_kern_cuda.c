@@ -336,11 +336,13 @@ static void test_cuda_fused(void)
 {
 	if (!open_devs())
 		T_SKIP("no GPU");
-	/* 40: int8 on dequantized BF16 through cuBLAS; the last one in chunks of 24 weight rows, on
-	 * a second handle of the GPU opened with that tuning (every buffer of the round on it) */
+	/* 40: int8 on the tensor-core kernel (kc_i8_mma.cu); the last one on dequantized BF16
+	 * through cuBLAS in chunks of 24 weight rows, on a second handle of the GPU opened with
+	 * that tuning (every buffer of the round on it) */
 	int64_t ms[] = {1, 1, 5, 8, 20, 20, 40, 40};
 	kern_tuning t24 = KERN_TUNING_DEFAULT;
 	t24.i8_gemm_rows = 24;
+	t24.i8_mma_rows = 0;   /* 40 rows to cuBLAS, not the tensor-core kernel */
 	kern_dev *G0 = G, *G24 = NULL;
 	T_EQ_INT(kern_dev_open_tuned("cuda:0", 0, &t24, &G24), 0);
 	for (int dt = 0; dt < 5; dt++)
@@ -480,6 +482,66 @@ static void test_cuda_i8_long(void)
 				kern_free(G, dy);
 				free(yg); free(yc); free(x); free(wf); free(b); free(sc); free(q);
 			}
+}
+
+/* int8 products of decode batches, m = 2 .. 64 rows, against the CPU: up to 8 rows one GEMV
+ * pass, up to 32 the GEMV in passes of 8 rows, past that the tensor-core kernel that reads the
+ * weights once (kc_i8_mma.cu: k split over blocks, the splits summed) or, with
+ * kern_tuning.i8_mma_rows = 0 or a k it does not take (not a multiple of 64), the weights
+ * dequantized for cuBLAS; kern_linear with bias + activation and kern_linear_add (residual),
+ * per-row and 32-block scales, feature counts that are not a multiple of the kernel's 128 */
+static void test_cuda_i8_batch(void)
+{
+	if (!open_devs())
+		T_SKIP("no GPU");
+	kern_tuning t0 = KERN_TUNING_DEFAULT;
+	t0.i8_mma_rows = 0;
+	kern_dev *G0 = G, *Goff = NULL;
+	T_EQ_INT(kern_dev_open_tuned("cuda:0", 0, &t0, &Goff), 0);
+	int64_t nk[][2] = {{300, 256}, {2048, 2048}, {77, 4160}, {130, 96}};
+	for (size_t a = 0; a < sizeof nk / sizeof nk[0]; a++)
+		for (int blk = 0; blk <= 32; blk += 32)
+			for (int64_t m = 2; m <= 64; m += a == 0 ? 1 : 7) {
+				int64_t n = nk[a][0], k = nk[a][1], ns = blk ? n * (k / 32) : n;
+				/* the product without the tensor-core kernel, on a device opened so */
+				G = m >= 33 && m % 2 == 0 && a == 0 && Goff ? Goff : G0;
+				float *x = rnd((size_t)(m * k), 1), *wf = rnd((size_t)(n * k), 1);
+				float *b = rnd((size_t)n, 1), *sc = rnd((size_t)ns, 0.01f);
+				float *base = rnd((size_t)(m * n), 1);
+				int8_t *q = malloc((size_t)(n * k));
+				for (int64_t i = 0; i < n * k; i++) q[i] = (int8_t)(wf[i] * 127);
+				for (int64_t i = 0; i < ns; i++) sc[i] = fabsf(sc[i]) + 0.001f;
+				kern_mat wc = {KERN_I8, n, k, q, sc, blk};
+				kern_act act = (kern_act)(m % 5);
+				float *yc = malloc((size_t)(m * n) * 4), *yc2 = malloc((size_t)(m * n) * 4);
+				memcpy(yc2, base, (size_t)(m * n) * 4);
+				T_EQ_INT(kern_linear(C, x, m, &wc, b, act, yc), 0);
+				T_EQ_INT(kern_linear_add(C, x, m, &wc, yc2), 0);
+				void *dx = up(x, (size_t)(m * k) * 4), *dw = up(q, (size_t)(n * k));
+				void *db = up(b, (size_t)n * 4), *ds = up(sc, (size_t)ns * 4);
+				void *dy = poisoned((size_t)(m * n) * 4), *dy2 = up(base, (size_t)(m * n) * 4);
+				kern_mat wg = {KERN_I8, n, k, dw, ds, blk};
+				T_EQ_INT(kern_linear(G, dx, m, &wg, db, act, dy), 0);
+				T_EQ_INT(kern_linear_add(G, dx, m, &wg, dy2), 0);
+				float *yg = down(dy, (size_t)(m * n) * 4), *yg2 = down(dy2, (size_t)(m * n) * 4);
+				/* past 32 rows the activations are rounded to BF16 (and 32-block weights
+				 * dequantized to BF16) */
+				double rt = m > 32 ? 2e-2 : 1e-4;
+				char what[128];
+				snprintf(what, sizeof what, "i8 batch linear m %lld n %lld k %lld blk %d%s",
+					 (long long)m, (long long)n, (long long)k, blk, G == Goff ? " (mma off)" : "");
+				T_CHECK(close_f(yg, yc, (size_t)(m * n), rt * sqrt((double)k) * 0.3, rt, what));
+				snprintf(what, sizeof what, "i8 batch linear_add m %lld n %lld k %lld blk %d%s",
+					 (long long)m, (long long)n, (long long)k, blk, G == Goff ? " (mma off)" : "");
+				T_CHECK(close_f(yg2, yc2, (size_t)(m * n), rt * sqrt((double)k) * 0.3, rt, what));
+				kern_free(G, dx); kern_free(G, dw); kern_free(G, db); kern_free(G, ds);
+				kern_free(G, dy); kern_free(G, dy2);
+				free(yg); free(yg2); free(yc); free(yc2); free(x); free(wf); free(b); free(sc);
+				free(q); free(base);
+			}
+	G = G0;
+	if (Goff)
+		kern_dev_close(Goff);
 }
 
 /* int8 products of one input row with many output rows (the decode GEMV whose warps loop over
@@ -731,6 +793,7 @@ void t_main(void)
 	T_RUN(test_cuda_fused);
 	T_RUN(test_cuda_i8_long);
 	T_RUN(test_cuda_i8_tall);
+	T_RUN(test_cuda_i8_batch);
 	T_RUN(test_cuda_chained);
 	T_RUN(test_cuda_borrowed_compute);
 	T_RUN(test_cuda_close);
