@@ -199,7 +199,8 @@ const fn_kind *fn_kind_at(size_t i);
 /* fn_kind_register adds a kind at run time (e.g. from a plugin); -EEXIST if the name is taken,
  * -EPROTO for an abi outside FN_ABI_OLDEST .. FN_ABI_VERSION (an ABI 3 kind is copied: its
  * table ends at hf_model_types), -EINVAL for a kind missing a name or an operation or with
- * only one of the sequence operations, -ENOSPC when the table is full. k must outlive the process. */
+ * only one of the sequence operations, -ENOSPC when the table is full, -ENOMEM. k must outlive
+ * the process. */
 int fn_kind_register(const fn_kind *k);
 /* fn_kind_load_so dlopen()s a shared object exporting `const fn_kind *thaw_fn_kind(void)` and
  * registers what it returns under the name it reports. Loading the same path again returns the

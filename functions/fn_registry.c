@@ -1,8 +1,11 @@
 /* fn_registry.c — the one table of function kinds (built-ins and run-time registrations,
- * including shared objects), and the small helpers fn.h offers kinds. */
+ * including shared objects), and the small helpers fn.h offers kinds. Kinds of ABI
+ * FN_ABI_OLDEST .. FN_ABI_VERSION load: an ABI 3 table ends at hf_model_types, so it is copied
+ * into a full fn_kind (no sequence operations) and the copy is registered. */
 #include <dlfcn.h>
 #include <errno.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -59,13 +62,17 @@ const fn_kind *fn_kind_at(size_t i)
 	return k;
 }
 
-int fn_kind_register(const fn_kind *k)
+/* abi_ok: a table version this registry loads */
+static int abi_ok(int abi)
 {
-	if (!k)
-		return -EINVAL;
-	if (k->abi != FN_ABI_VERSION)
-		return -EPROTO;
-	if (!k->name || !k->name[0] || !k->load || !k->invoke || !k->release)
+	return abi >= FN_ABI_OLDEST && abi <= FN_ABI_VERSION;
+}
+
+/* adds k (complete, current layout) to the table */
+static int add_kind(const fn_kind *k)
+{
+	if (!k->name || !k->name[0] || !k->load || !k->invoke || !k->release ||
+	    !k->seq_add != !k->seq_step)
 		return -EINVAL;
 	pthread_mutex_lock(&kinds_mu);
 	int rc = 0;
@@ -78,6 +85,40 @@ int fn_kind_register(const fn_kind *k)
 		kinds[n_kinds++] = k;
 	pthread_mutex_unlock(&kinds_mu);
 	return rc;
+}
+
+/* registers k, copying a table of an older ABI into the current layout; *reg (may be NULL)
+ * gets the registered table */
+static int register_kind(const fn_kind *k, const fn_kind **reg)
+{
+	if (!k)
+		return -EINVAL;
+	if (!abi_ok(k->abi))
+		return -EPROTO;
+	if (k->abi == FN_ABI_VERSION) {
+		int rc = add_kind(k);
+		if (rc == 0 && reg)
+			*reg = k;
+		return rc;
+	}
+	/* ABI 3: the table ends before the sequence operations; read only that much */
+	fn_kind *copy = calloc(1, sizeof *copy);
+	if (!copy)
+		return -ENOMEM;
+	memcpy(copy, k, offsetof(fn_kind, seq_add));
+	int rc = add_kind(copy);
+	if (rc < 0) {
+		free(copy);
+		return rc;
+	}
+	if (reg)
+		*reg = copy;
+	return 0;   /* registered for the life of the process */
+}
+
+int fn_kind_register(const fn_kind *k)
+{
+	return register_kind(k, NULL);
 }
 
 /* shared objects loaded so far: path as given -> the kind it registered */
@@ -118,7 +159,7 @@ int fn_kind_load_so(const char *path, const fn_kind **out, char *err, size_t err
 		rc = fn_errf(err, errlen, -ENOSYS, "%s: thaw_fn_kind() returned NULL", path);
 		goto fail;
 	}
-	if (k->abi != FN_ABI_VERSION) {
+	if (!abi_ok(k->abi)) {
 		rc = fn_errf(err, errlen, -EPROTO, "%s: kind built for ABI %d, this thaw loads ABI %d "
 			     "(rebuild it against functions/fn.h)", path, k->abi, FN_ABI_VERSION);
 		goto fail;
@@ -128,13 +169,14 @@ int fn_kind_load_so(const char *path, const fn_kind **out, char *err, size_t err
 		rc = fn_errf(err, errlen, -ENOMEM, "out of memory");
 		goto fail;
 	}
-	rc = fn_kind_register(k);
+	rc = register_kind(k, &k);
 	if (rc < 0) {
 		free(dup);
 		fn_errf(err, errlen, rc, "%s: %s", path,
 			rc == -EEXIST ? "its kind name is already registered by another kind" :
-			rc == -EINVAL ? "incomplete kind (name, load, invoke and release are required)" :
-			"kind table full");
+			rc == -EINVAL ? "incomplete kind (name, load, invoke and release are required; "
+					"seq_add and seq_step come together)" :
+			rc == -ENOMEM ? "out of memory" : "kind table full");
 		goto fail;
 	}
 	pthread_mutex_lock(&kinds_mu);

@@ -9,6 +9,13 @@
 #include "pool/pool_base.h"
 #include "pool/pool_gpu.h"
 
+uint64_t pool_kv_budget(int gpu, uint64_t left)
+{
+	if (gpu)
+		return (uint64_t)((double)left * POOL_KV_GPU_SHARE);
+	return left / 4 < POOL_KV_HOST_MAX ? left / 4 : POOL_KV_HOST_MAX;
+}
+
 #ifdef THAW_CUDA
 #include <cuda_runtime_api.h>
 #include "pool/pool_cuda.h"

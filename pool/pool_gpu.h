@@ -73,6 +73,16 @@ int pool_gpu_mem_info(pool_gpu *g, size_t *free_bytes, size_t *total_bytes);
  * 0, or a negative errno from pool_gpu_mem_info with *out set to 0. */
 int pool_gpu_weight_budget(pool_gpu *g, double share, uint64_t *out);
 
+/* pool_kv_budget is the memory the KV cache of a generative function may take on a device
+ * whose budget has `left` bytes free once the function's weights are placed: on a GPU
+ * POOL_KV_GPU_SHARE of it (the rest stays for other functions' weights and the kinds'
+ * buffers); in host memory (the CPU lane, and CPU lanes standing in for GPUs in tests) a
+ * quarter of it, at most POOL_KV_HOST_MAX. The caller counts what it hands out in the device's
+ * budget. Pure function, both builds. */
+#define POOL_KV_GPU_SHARE 0.9
+#define POOL_KV_HOST_MAX (512ull << 20)
+uint64_t pool_kv_budget(int gpu, uint64_t left);
+
 #ifdef __cplusplus
 }
 #endif

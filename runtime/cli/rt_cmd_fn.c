@@ -131,8 +131,11 @@ static void deploy_usage(FILE *f)
 		"  --max-queue N         calls waiting (cold start, busy), 0..65536; default 64\n"
 		"  --timeout S           seconds a call may wait and run, 0.1..3600; default 60\n"
 		"  --device D            auto, cpu or cuda:N; default auto\n"
-		"  --max-batch N         most calls merged into one batch, 1..1024; default 8\n"
+		"  --max-batch N         most calls merged into one batch (a generative kind: most\n"
+		"                        sequences advanced by one step), 1..1024; default 8\n"
 		"  --max-batch-delay-us N  longest wait for a batch to fill; default 500\n"
+		"  --no-prefix-caching   a generative kind does not share the KV blocks of common\n"
+		"                        prompt prefixes between calls (default: it does)\n"
 		"  --rate-limit R/s,B    per-caller limit on calls: R a second, bursts of B (e.g.\n"
 		"                        10/s,20); default none\n"
 		"  --traffic SPLIT       REV=PCT,... with REV a revision number or 'latest', summing to\n"
@@ -238,6 +241,7 @@ int rt_deploy_main(int argc, char **argv)
 		{"device", required_argument, 0, 'd'},
 		{"max-batch", required_argument, 0, 'b'},
 		{"max-batch-delay-us", required_argument, 0, 'B'},
+		{"no-prefix-caching", no_argument, 0, 'P'},
 		{"traffic", required_argument, 0, 'T'},
 		{"rate-limit", required_argument, 0, 'R'},
 		{"json", no_argument, 0, 'j'},
@@ -263,6 +267,7 @@ int rt_deploy_main(int argc, char **argv)
 		case 'd': json_object_set_new(man, "device", json_string(optarg)); break;
 		case 'b': rc = set_int(man, "max_batch", "--max-batch", optarg); break;
 		case 'B': rc = set_int(man, "max_batch_delay_us", "--max-batch-delay-us", optarg); break;
+		case 'P': json_object_set_new(man, "prefix_caching", json_false()); break;
 		case 'T': rc = parse_traffic(man, optarg); break;
 		case 'R': json_object_set_new(man, "rate_limit", json_string(optarg)); break;
 		case 'j': as_json = 1; break;

@@ -342,7 +342,7 @@ int rt_run_main(int argc, char **argv)
 	}
 	t_restore = rt_clock_mono_s() - t0;
 	t0 = rt_clock_mono_s();
-	if (rt_model_load(dev, img, kind, &model, &ferr) < 0) {
+	if (rt_model_load(dev, img, kind, NULL, &model, &ferr) < 0) {
 		fprintf(stderr, "thaw run: load: %s\n", ferr.msg);
 		goto done;
 	}

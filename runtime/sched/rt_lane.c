@@ -1,5 +1,8 @@
-/* rt_lane.c — see rt_lane.h. Two FIFO queues under one mutex; a condition variable wakes the
- * thread; finished items go to a done list that a uv_async drains on the loop thread. */
+/* rt_lane.c — see rt_lane.h. Two FIFO queues and a ring of active steppers under one mutex; a
+ * condition variable wakes the thread; finished items and steppers with results go to done
+ * lists that a uv_async drains on the loop thread. The thread's turn order: invocation items
+ * queued before the last step ended, then the next active stepper's step, and background items
+ * only when neither waits. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -19,7 +22,12 @@ struct rt_lane {
 	pthread_cond_t cv;
 	rt_work *head[2], *tail[2];
 	int nqueued;
+	int ninvoke;              /* of nqueued: invocation items */
+	int before_step;          /* invocation items to run before the next step */
+	rt_stepper *run_head, *run_tail;   /* active steppers, in turn order */
+	uint64_t steps;
 	rt_work *done_head, *done_tail;
+	rt_stepper *sdone_head, *sdone_tail;   /* steppers whose deliver is due */
 	int stopping;
 	int started, start_rc;
 	uint64_t busy_ns;
@@ -52,6 +60,52 @@ static rt_work *pop(rt_work **head, rt_work **tail)
 	return w;
 }
 
+static void ring_push(rt_lane *l, rt_stepper *st)
+{
+	st->run_next = NULL;
+	if (l->run_tail)
+		l->run_tail->run_next = st;
+	else
+		l->run_head = st;
+	l->run_tail = st;
+}
+
+/* one step of the stepper at the head of the ring; called and returns with l->mu held */
+static void run_one_step(rt_lane *l)
+{
+	rt_stepper *st = l->run_head;
+	l->run_head = st->run_next;
+	if (!l->run_head)
+		l->run_tail = NULL;
+	st->run_next = NULL;
+	pthread_mutex_unlock(&l->mu);
+	uint64_t t0 = rt_clock_mono_ns();
+	int fl = st->step(l, st);
+	uint64_t t1 = rt_clock_mono_ns();
+	pthread_mutex_lock(&l->mu);
+	l->busy_ns += t1 - t0;
+	l->last_invoke_ns = t1;
+	l->steps++;
+	if (fl & RT_STEP_MORE)
+		ring_push(l, st);
+	else
+		st->running = 0;
+	/* what queued up during the step runs before the next one */
+	l->before_step = l->ninvoke;
+	if ((fl & RT_STEP_DELIVER) && !st->delivering) {
+		st->delivering = 1;
+		st->done_next = NULL;
+		if (l->sdone_tail)
+			l->sdone_tail->done_next = st;
+		else
+			l->sdone_head = st;
+		l->sdone_tail = st;
+		pthread_mutex_unlock(&l->mu);
+		uv_async_send(&l->async);
+		pthread_mutex_lock(&l->mu);
+	}
+}
+
 static void *lane_main(void *arg)
 {
 	rt_lane *l = arg;
@@ -67,11 +121,21 @@ static void *lane_main(void *arg)
 		return NULL;
 	for (;;) {
 		pthread_mutex_lock(&l->mu);
-		while (!l->head[0] && !l->head[1] && !l->stopping)
+		while (!l->head[0] && !l->head[1] && !l->run_head && !l->stopping)
 			pthread_cond_wait(&l->cv, &l->mu);
+		if (l->run_head && (!l->head[0] || l->before_step <= 0)) {
+			run_one_step(l);
+			pthread_mutex_unlock(&l->mu);
+			continue;
+		}
 		rt_work *w = pop(&l->head[0], &l->tail[0]);
-		if (!w)
+		if (w) {
+			l->ninvoke--;
+			if (l->before_step > 0)
+				l->before_step--;
+		} else {
 			w = pop(&l->head[1], &l->tail[1]);
+		}
 		if (!w) {   /* stopping and drained */
 			pthread_mutex_unlock(&l->mu);
 			break;
@@ -104,7 +168,18 @@ static void on_async(uv_async_t *a)
 	pthread_mutex_lock(&l->mu);
 	rt_work *list = l->done_head;
 	l->done_head = l->done_tail = NULL;
+	rt_stepper *sl = l->sdone_head;
+	l->sdone_head = l->sdone_tail = NULL;
 	pthread_mutex_unlock(&l->mu);
+	/* deliveries first: a work item that released a stepper finished after its last step */
+	while (sl) {
+		pthread_mutex_lock(&l->mu);
+		rt_stepper *n = sl->done_next;
+		sl->delivering = 0;   /* a later step may ask again (done_next is free again) */
+		pthread_mutex_unlock(&l->mu);
+		sl->deliver(sl);
+		sl = n;
+	}
 	while (list) {
 		rt_work *n = list->next;
 		if (list->done)
@@ -181,8 +256,10 @@ int rt_lane_submit(rt_lane *l, rt_work *w)
 	}
 	push(&l->head[cls], &l->tail[cls], w);
 	l->nqueued++;
-	if (cls == 0)
+	if (cls == 0) {
+		l->ninvoke++;
 		l->last_invoke_ns = w->enqueued_ns;
+	}
 	rt_lane_invoke_hook_fn hook = cls == 0 ? l->invoke_hook : NULL;
 	void *hook_ud = l->invoke_hook_ud;
 	pthread_cond_signal(&l->cv);
@@ -195,9 +272,51 @@ int rt_lane_submit(rt_lane *l, rt_work *w)
 int rt_lane_has_waiting(rt_lane *l)
 {
 	pthread_mutex_lock(&l->mu);
-	int r = l->head[0] != NULL;
+	int r = l->head[0] != NULL || l->run_head != NULL;
 	pthread_mutex_unlock(&l->mu);
 	return r;
+}
+
+void rt_lane_stepper_wake(rt_lane *l, rt_stepper *st)
+{
+	pthread_mutex_lock(&l->mu);
+	if (!st->running) {
+		st->running = 1;
+		if (!l->run_head)   /* the first active stepper: what is queued now goes first */
+			l->before_step = l->ninvoke;
+		ring_push(l, st);
+		pthread_cond_signal(&l->cv);
+	}
+	pthread_mutex_unlock(&l->mu);
+}
+
+void rt_lane_stepper_remove(rt_lane *l, rt_stepper *st)
+{
+	pthread_mutex_lock(&l->mu);
+	if (st->running) {
+		rt_stepper *prev = NULL;
+		for (rt_stepper *p = l->run_head; p; prev = p, p = p->run_next)
+			if (p == st) {
+				if (prev)
+					prev->run_next = st->run_next;
+				else
+					l->run_head = st->run_next;
+				if (l->run_tail == st)
+					l->run_tail = prev;
+				break;
+			}
+		st->run_next = NULL;
+		st->running = 0;
+	}
+	pthread_mutex_unlock(&l->mu);
+}
+
+uint64_t rt_lane_steps(rt_lane *l)
+{
+	pthread_mutex_lock(&l->mu);
+	uint64_t n = l->steps;
+	pthread_mutex_unlock(&l->mu);
+	return n;
 }
 
 void rt_lane_stop(rt_lane *l)

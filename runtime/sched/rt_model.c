@@ -133,8 +133,51 @@ fail:
 	return rc;
 }
 
-int rt_model_load(kern_dev *dev, const rt_image *img, const char *kind_name, rt_model **out,
-		  fn_error *err)
+int rt_model_kind(const rt_image *img, const char *kind_name, const fn_kind **out, fn_error *err)
+{
+	const char *name = kind_name && kind_name[0] ? kind_name
+			   : (img && img->table ? img->table->kind : NULL);
+	const char *plugin = rt_manifest_plugin_path(name);
+	*out = NULL;
+	if (plugin) {
+		/* "plugin:/path.so": loaded once per process (validated against the plugin roots
+		 * when the function was deployed) */
+		char e[sizeof err->msg - 16];
+		int rc = fn_kind_load_so(plugin, out, e, sizeof e);
+		if (rc < 0) {
+			fn_err(err, 500, "plugin: %s", e);
+			return rc;
+		}
+		return 0;
+	}
+	*out = name ? fn_kind_find(name) : NULL;
+	if (!*out) {
+		fn_err(err, 404, "unknown function kind '%s'", name ? name : "(none)");
+		return -ENOENT;
+	}
+	return 0;
+}
+
+int rt_model_is_generative(const fn_kind *k)
+{
+	return k && k->seq_add && k->seq_step;
+}
+
+/* adds the runtime's keys for a generative kind to meta (an object) */
+static int add_seq_keys(json_t *meta, const rt_model_seq *seq)
+{
+	int bad = 0;
+	if (seq->kv_cache_bytes)
+		bad |= json_object_set_new(meta, "kv_cache_bytes", json_integer((json_int_t)seq->kv_cache_bytes));
+	if (seq->max_sequences > 0)
+		bad |= json_object_set_new(meta, "max_sequences", json_integer(seq->max_sequences));
+	if (seq->prefix_caching)
+		bad |= json_object_set_new(meta, "prefix_caching", json_boolean(seq->prefix_caching > 0));
+	return bad ? -ENOMEM : 0;
+}
+
+int rt_model_load(kern_dev *dev, const rt_image *img, const char *kind_name,
+		  const rt_model_seq *seq, rt_model **out, fn_error *err)
 {
 	int rc;
 	json_error_t jerr;
@@ -142,24 +185,9 @@ int rt_model_load(kern_dev *dev, const rt_image *img, const char *kind_name, rt_
 	*out = NULL;
 	if (!m)
 		return fn_err(err, 500, "out of memory"), -ENOMEM;
-	const char *name = kind_name ? kind_name : (img && img->table ? img->table->kind : NULL);
-	const char *plugin = rt_manifest_plugin_path(name);
-	if (plugin) {
-		/* "plugin:/path.so": loaded once per process (validated against the plugin roots
-		 * when the function was deployed) */
-		char e[sizeof err->msg - 16];
-		rc = fn_kind_load_so(plugin, &m->kind, e, sizeof e);
-		if (rc < 0) {
-			fn_err(err, 500, "plugin: %s", e);
-			goto fail;
-		}
-	}
-	m->kind = m->kind ? m->kind : name ? fn_kind_find(name) : NULL;
-	if (!m->kind) {
-		fn_err(err, 404, "unknown function kind '%s'", name ? name : "(none)");
-		rc = -ENOENT;
+	rc = rt_model_kind(img, kind_name, &m->kind, err);
+	if (rc < 0)
 		goto fail;
-	}
 	if (img && img->table) {
 		m->meta = json_loads(img->table->metadata_json, 0, &jerr);
 		m->n_weights = img->table->n;
@@ -187,6 +215,11 @@ int rt_model_load(kern_dev *dev, const rt_image *img, const char *kind_name, rt_
 			fn_err(err, 500, "out of memory");
 			goto fail;
 		}
+	}
+	if (seq && rt_model_is_generative(m->kind) && add_seq_keys(m->meta, seq) < 0) {
+		fn_err(err, 500, "out of memory");
+		rc = -ENOMEM;
+		goto fail;
 	}
 	fn_load_args args = {.dev = dev, .weights = m->weights, .n_weights = m->n_weights, .meta = m->meta};
 	memset(err, 0, sizeof *err);

@@ -49,11 +49,29 @@ typedef struct rt_model {
 	json_t *meta;
 } rt_model;
 
+/* What the runtime tells a generative kind at load (fn_load_args.meta keys, functions/fn.h);
+ * ignored for other kinds. A zero field is left out (the kind's default). */
+typedef struct rt_model_seq {
+	uint64_t kv_cache_bytes;   /* "kv_cache_bytes": device memory its KV blocks may take */
+	int max_sequences;         /* "max_sequences": the most calls it will hold at once */
+	int prefix_caching;        /* "prefix_caching": 1 true, -1 false, 0 left out */
+} rt_model_seq;
+
+/* rt_model_kind finds the kind kind_name names (a registered name, or "plugin:/path.so", loaded
+ * once per process), or when kind_name is NULL or "" the kind img's metadata records. Returns 0
+ * with *out, or -ENOENT (unknown kind: err status 404) or the plugin loader's errno (500). */
+int rt_model_kind(const rt_image *img, const char *kind_name, const fn_kind **out, fn_error *err);
+
+/* rt_model_is_generative reports whether k has the sequence operations (seq_add, seq_step):
+ * such a kind's calls are scheduled at the iteration level. */
+int rt_model_is_generative(const fn_kind *k);
+
 /* rt_model_load loads kind_name (or, when NULL, the image's metadata kind) over img (NULL for
- * kinds without weights, e.g. echo) on dev. img must outlive the model. Returns 0, or a negative
- * errno with err (status 404 unknown kind, 422 unusable weights, 500/503 otherwise). */
-int rt_model_load(kern_dev *dev, const rt_image *img, const char *kind_name, rt_model **out,
-		  fn_error *err);
+ * kinds without weights, e.g. echo) on dev. img must outlive the model. seq (may be NULL) adds
+ * its keys to the metadata of a generative kind. Returns 0, or a negative errno with err
+ * (status 404 unknown kind, 422 unusable weights, 500/503 otherwise). */
+int rt_model_load(kern_dev *dev, const rt_image *img, const char *kind_name,
+		  const rt_model_seq *seq, rt_model **out, fn_error *err);
 
 /* rt_model_invoke runs n calls (see fn_kind.invoke): clears each call's out and err first;
  * in, headers and emit are the caller's. */

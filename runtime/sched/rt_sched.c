@@ -5,7 +5,15 @@
  *   place (loop: pick a device, reserve the image size the revision's descriptor records,
  *   evict idle instances if short; wait for those evictions) -> restore (pool: disk -> host
  *   memory or GPU memory; skipped when the host tier holds the image) -> load (lane: copy from
- *   the host tier to the GPU if needed, kind.load) -> warm: run the held calls. */
+ *   the host tier to the GPU if needed, kind.load) -> warm: run the held calls.
+ *
+ * A warm instance runs its calls one of two ways. A kind without sequence operations gets
+ * batches: queued calls merged into one lane work item (kind.invoke) of up to max_batch calls,
+ * one batch at a time. A generative kind (seq_add, seq_step) gets its calls one by one, up to
+ * `concurrency` held at once, through small admission items (seq_add on the lane); while it
+ * holds any, its lane stepper (struct gen) runs seq_step, at most max_batch sequences a step,
+ * in turn with the other steppers and work of the device (rt_lane.h), and each step's
+ * finished calls come back to the loop through the stepper's deliver. */
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -16,9 +24,9 @@
 #include <strings.h>
 #include <time.h>
 #include <unistd.h>
+#include <stddef.h>
 #include "runtime/base/rt_clock.h"
 #include "pool/pool_gpu.h"
-#include "runtime/base/rt_clock.h"
 #include "runtime/base/rt_fault.h"
 #include "runtime/sched/rt_lane.h"
 #include "runtime/base/rt_log.h"
@@ -40,6 +48,7 @@ typedef struct sdev {
 	pool_gpu *gpu;
 	uint64_t budget, used;
 	uint64_t job_bytes;       /* of used: reserved by a job's state (rt_sched_job_reserve) */
+	uint64_t kv_bytes;        /* of used: reserved by generative instances' KV caches */
 	int spills_pending;       /* job spills asked for by cold starts, not yet finished */
 	uint64_t busy_prev_ns, wall_prev_ns;
 	double busy_ratio;
@@ -65,8 +74,11 @@ struct qcall {
 	size_t n_headers;
 	fn_emit_fn emit;          /* the caller's stream receiver, or NULL */
 	void *emit_ctx;
-	int in_batch;
+	int in_batch;             /* handed to the lane (a batch, or held by a generative kind) */
 	uint64_t t_arrive, t_start;
+	fn_call fc;               /* what a generative kind holds (seq_add .. the step returning it) */
+	int chunks;               /* chunks emitted so far (lane thread, under mu) */
+	uint64_t t_chunk;         /* when the last one was */
 };
 
 typedef struct batch {
@@ -77,6 +89,28 @@ typedef struct batch {
 	fn_call *fc;
 	int rc;
 } batch;
+
+/* A warm generative instance's sequence side: its lane stepper and the calls that finished in
+ * steps, waiting for the loop. kind and state are the model's, used on the lane thread only. */
+typedef struct gen {
+	rt_stepper st;
+	inst *in;
+	const fn_kind *kind;
+	void *state;
+	int max_seqs;             /* fn_step.max_seqs: the manifest's max_batch */
+	fn_call **room;           /* fn_step.done: room for `concurrency` calls */
+	pthread_mutex_t mu;       /* guards the fields below (lane -> loop) */
+	qcall *fin_head, *fin_tail;
+	uint64_t steps;           /* steps since the last deliver */
+} gen;
+
+/* a lane item handing calls to a generative kind (seq_add); rej[] gets the ones it refused */
+typedef struct admit {
+	rt_work w;
+	inst *in;
+	size_t n, nrej;
+	qcall **calls, **rej;
+} admit;
 
 /* one lane job used for load / evict / destroy of an instance */
 typedef struct ijob {
@@ -89,6 +123,7 @@ typedef struct ijob {
 	char msg[256];
 	uint64_t bytes;
 	double copy_s, load_s;
+	rt_model_seq seq;         /* load: what a generative kind is told */
 } ijob;
 
 enum { JOB_LOAD, JOB_EVICT, JOB_DESTROY };
@@ -104,9 +139,12 @@ struct inst {
 	rt_image *host_img;       /* host tier, or the live image on the CPU lane */
 	rt_image *dev_img;        /* live image on a GPU */
 	rt_model *model;
+	gen *g;                   /* warm with a generative kind: its sequence side */
 	uint64_t image_bytes;     /* 0 until probed */
-	uint64_t reserved;        /* bytes reserved on dev */
-	int inflight;
+	uint64_t reserved;        /* bytes reserved on dev (the image, and a KV cache) */
+	uint64_t kv_bytes;        /* of reserved: the KV cache of a generative kind */
+	int inflight;             /* calls handed to the lane (batch, admission, held) */
+	int admits;               /* admission items on the lane */
 	int batch_running;
 	int batch_ready;
 	qcall *qhead, *qtail;
@@ -131,6 +169,10 @@ struct inst {
 	rt_image *restored;
 	/* statistics (V2 stats) */
 	uint64_t n_ok, n_fail, ns_ok_total, ns_queue_total, n_batches;
+	/* metrics recorded on the lane thread (steps, emitted chunks) stop once the function is
+	 * deleted and its series are dropped: quiet, under mmu */
+	pthread_mutex_t mmu;
+	int quiet;
 };
 
 struct rt_sched {
@@ -146,6 +188,9 @@ struct rt_sched {
 	rt_metrics *m;
 	rt_metric_family *m_inv, *m_inv_dur, *m_queue, *m_cold, *m_cold_dur, *m_state, *m_evict,
 		*m_mem, *m_busy, *m_dev_inv, *m_dev_cold, *m_dev_fn;
+	/* iteration-level serving (generative kinds) */
+	rt_metric_family *m_step_seqs, *m_kv, *m_ttft, *m_itl, *m_prefix_lookup, *m_prefix_hit,
+		*m_preempt;
 	void (*stopped)(void *);
 	void *stopped_ud;
 	int pending_handles;
@@ -239,8 +284,10 @@ static void set_state(inst *in, int st)
 static void dev_label_mem(rt_sched *s, sdev *d)
 {
 	const char *used[] = {"device", d->name, "type", "used"};
+	const char *kv[] = {"device", d->name, "type", "kv"};
 	const char *total[] = {"device", d->name, "type", "total"};
-	rt_metric_set(s->m_mem, (double)d->used, 2, used);
+	rt_metric_set(s->m_mem, (double)(d->used - d->kv_bytes), 2, used);
+	rt_metric_set(s->m_mem, (double)d->kv_bytes, 2, kv);
 	rt_metric_set(s->m_mem, (double)d->budget, 2, total);
 }
 
@@ -310,6 +357,7 @@ static int get_inst(rt_sched *s, const char *name, uint32_t rev, inst **out)
 	uv_timer_init(s->loop, &in->batch_timer);
 	in->idle_timer.data = in->host_ttl_timer.data = in->batch_timer.data = in;
 	in->timers_open = 3;
+	pthread_mutex_init(&in->mmu, NULL);
 	in->next = s->insts;
 	s->insts = in;
 	set_state(in, ST_COLD);
@@ -323,6 +371,7 @@ static void on_inst_timer_closed(uv_handle_t *h)
 	if (--in->timers_open > 0)
 		return;
 	rt_sched *s = in->s;
+	pthread_mutex_destroy(&in->mmu);
 	free(in);
 	s->pending_handles--;
 	check_stopped(s);
@@ -402,13 +451,49 @@ static int call_claim(qcall *c)
 	return first;
 }
 
-/* the emit the kind sees: forwards to the caller's (if any) while the call is unanswered */
+enum { LM_ADD, LM_SET, LM_OBSERVE };
+
+/* records a sample for in from the lane thread, unless the function was deleted (its series
+ * dropped: they must not come back) */
+static void lane_metric(inst *in, int op, rt_metric_family *f, double v, int nl,
+			const char *const *kv)
+{
+	pthread_mutex_lock(&in->mmu);
+	if (!in->quiet) {
+		if (op == LM_ADD)
+			rt_metric_add(f, v, nl, kv);
+		else if (op == LM_SET)
+			rt_metric_set(f, v, nl, kv);
+		else
+			rt_metric_observe(f, v, nl, kv);
+	}
+	pthread_mutex_unlock(&in->mmu);
+}
+
+/* the emit the kind sees: forwards to the caller's (if any) while the call is unanswered and
+ * answers a poll (chunk NULL) without forwarding it. The first chunk of a call times its
+ * first token (from arrival), the next ones the gaps between tokens. Lane thread. */
 static int call_emit(void *ctx, json_t *chunk)
 {
 	qcall *c = ctx;
+	uint64_t now = 0, prev = 0;
+	int first = 0;
 	pthread_mutex_lock(&c->mu);
-	int rc = c->replied ? -1 : c->emit ? c->emit(c->emit_ctx, chunk) : 0;
+	int rc = c->replied ? -1 : 0;
+	if (!rc && chunk) {
+		rc = c->emit ? c->emit(c->emit_ctx, chunk) : 0;
+		now = rt_clock_mono_ns();
+		first = c->chunks++ == 0;
+		prev = first ? c->t_arrive : c->t_chunk;
+		c->t_chunk = now;
+	}
 	pthread_mutex_unlock(&c->mu);
+	if (now) {
+		rt_sched *s = c->in->s;
+		const char *kv[] = {"function", c->in->name};
+		lane_metric(c->in, LM_OBSERVE, first ? s->m_ttft : s->m_itl,
+			    (double)(now - prev) / 1e9, 1, kv);
+	}
 	return rc;
 }
 
@@ -553,7 +638,10 @@ void rt_sched_submit(rt_sched *s, const rt_call *call)
 		return;
 	}
 	const rt_manifest *m = &in->info.manifest;
-	if (in->nq >= m->max_queue && !(in->state == ST_WARM && !in->batch_running && in->nq == 0)) {
+	/* a call that runs at once is never refused for the queue's size (max_queue 0 included) */
+	int runs_now = in->state == ST_WARM && in->nq == 0 &&
+		       (in->g ? in->inflight < m->concurrency : !in->batch_running);
+	if (in->nq >= m->max_queue && !runs_now) {
 		count_call(in, 503);
 		early_fail(call, name, rev, 503, "function '%s' queue is full (%d waiting)", name, in->nq);
 		return;
@@ -617,35 +705,37 @@ static void run_batch(rt_lane *lane, rt_work *w)
 	b->rc = rt_model_invoke(b->in->model, b->fc, b->n);
 }
 
+/* the end of a call the lane ran: answers it (unless a 504 or 499 did already), counts it and
+ * frees it; out (may be NULL) is consumed */
+static void call_finish(inst *in, qcall *c, json_t *out, fn_error *e, uint64_t now)
+{
+	if (!out && e->status == 0)
+		fn_err(e, 500, "function '%s' returned no output", in->name);
+	int status = out ? 200 : e->status;
+	if (call_claim(c)) {
+		call_done(c->done, c->ud, in->name, in->rev, out, e, 0);
+		count_call(in, status);
+		const char *kv[] = {"function", in->name};
+		if (!in->deleted)
+			rt_metric_observe(in->s->m_inv_dur, (double)(now - c->t_arrive) / 1e9, 1, kv);
+	}
+	if (status == 200) {
+		in->n_ok++;
+		in->ns_ok_total += now - c->t_start;
+	} else {
+		in->n_fail++;
+	}
+	json_decref(out);
+	call_free(c);
+}
+
 static void batch_done(rt_work *w)
 {
 	batch *b = (batch *)w;
 	inst *in = b->in;
-	rt_sched *s = in->s;
 	uint64_t now = rt_clock_mono_ns();
-	for (size_t i = 0; i < b->n; i++) {
-		qcall *c = b->calls[i];
-		fn_error *e = &b->fc[i].err;
-		json_t *out = b->fc[i].out;
-		if (!out && e->status == 0)
-			fn_err(e, 500, "function '%s' returned no output", in->name);
-		int status = out ? 200 : e->status;
-		if (call_claim(c)) {
-			call_done(c->done, c->ud, in->name, in->rev, out, e, 0);
-			count_call(in, status);
-			const char *kv[] = {"function", in->name};
-			if (!in->deleted)
-				rt_metric_observe(s->m_inv_dur, (double)(now - c->t_arrive) / 1e9, 1, kv);
-		}
-		if (status == 200) {
-			in->n_ok++;
-			in->ns_ok_total += now - c->t_start;
-		} else {
-			in->n_fail++;
-		}
-		json_decref(out);
-		call_free(c);
-	}
+	for (size_t i = 0; i < b->n; i++)
+		call_finish(in, b->calls[i], b->fc[i].out, &b->fc[i].err, now);
 	in->n_batches++;
 	in->inflight -= (int)b->n;
 	in->batch_running = 0;
@@ -663,6 +753,210 @@ static void on_batch_timer(uv_timer_t *t)
 	pump(in);
 }
 
+/* ---- generative kinds: admissions and steps ---- */
+
+static qcall *call_of(fn_call *fc)
+{
+	return (qcall *)(void *)((char *)fc - offsetof(qcall, fc));
+}
+
+/* one step of the kind's held sequences (lane thread): finished calls go to the loop */
+static int gen_step(rt_lane *lane, rt_stepper *sp)
+{
+	gen *g = sp->ud;
+	inst *in = g->in;
+	rt_sched *s = in->s;
+	(void)lane;
+	fn_step st = {.max_seqs = g->max_seqs, .done = g->room};
+	int rc = g->kind->seq_step(g->state, &st);
+	if (rc < 0)
+		rt_logf(RT_LOG_ERROR, "function %s rev %u: step failed (%s): %zu calls failed", in->name,
+			in->rev, strerror(-rc), st.n_done);
+	size_t cap = (size_t)in->info.manifest.concurrency;
+	if (st.n_done > cap) {   /* a kind returning more than it can hold breaks the contract */
+		rt_logf(RT_LOG_ERROR, "function %s rev %u: step returned %zu calls (room for %zu) "
+			"(%s:%d)", in->name, in->rev, st.n_done, cap, __FILE__, __LINE__);
+		abort();
+	}
+	pthread_mutex_lock(&g->mu);
+	for (size_t i = 0; i < st.n_done; i++) {
+		qcall *c = call_of(st.done[i]);
+		c->next = NULL;
+		if (g->fin_tail)
+			g->fin_tail->next = c;
+		else
+			g->fin_head = c;
+		g->fin_tail = c;
+	}
+	g->steps++;
+	pthread_mutex_unlock(&g->mu);
+	const char *kv[] = {"function", in->name};
+	if (st.decode_rows > 0 || st.prefill_tokens > 0)
+		lane_metric(in, LM_OBSERVE, s->m_step_seqs, st.decode_rows, 1, kv);
+	if (st.kv_blocks_total > 0) {
+		const char *ku[] = {"device", in->dev->name, "function", in->name, "type", "used"};
+		const char *kt[] = {"device", in->dev->name, "function", in->name, "type", "total"};
+		lane_metric(in, LM_SET, s->m_kv, (double)st.kv_blocks_used, 3, ku);
+		lane_metric(in, LM_SET, s->m_kv, (double)st.kv_blocks_total, 3, kt);
+	}
+	if (st.prefix_lookup_tokens > 0) {
+		lane_metric(in, LM_ADD, s->m_prefix_lookup, (double)st.prefix_lookup_tokens, 1, kv);
+		lane_metric(in, LM_ADD, s->m_prefix_hit, (double)st.prefix_hit_tokens, 1, kv);
+	}
+	if (st.preempted > 0)
+		lane_metric(in, LM_ADD, s->m_preempt, st.preempted, 1, kv);
+	return (st.n_done ? RT_STEP_DELIVER : 0) | (st.held ? RT_STEP_MORE : 0);
+}
+
+/* the calls that finished in steps, answered on the loop */
+static void gen_deliver(rt_stepper *sp)
+{
+	gen *g = sp->ud;
+	inst *in = g->in;
+	pthread_mutex_lock(&g->mu);
+	qcall *list = g->fin_head;
+	g->fin_head = g->fin_tail = NULL;
+	in->n_batches += g->steps;
+	g->steps = 0;
+	pthread_mutex_unlock(&g->mu);
+	if (!list)
+		return;
+	uint64_t now = rt_clock_mono_ns();
+	while (list) {
+		qcall *c = list;
+		list = c->next;
+		in->inflight--;
+		call_finish(in, c, c->fc.out, &c->fc.err, now);
+	}
+	in->last_call_ms = rt_clock_wall_ms();
+	settle(in);
+}
+
+/* allocates the sequence side of in, whose model m is generative; NULL on ENOMEM */
+static gen *gen_new(inst *in, rt_model *m)
+{
+	gen *g = calloc(1, sizeof *g);
+	if (!g)
+		return NULL;
+	g->room = calloc((size_t)in->info.manifest.concurrency, sizeof *g->room);
+	if (!g->room) {
+		free(g);
+		return NULL;
+	}
+	pthread_mutex_init(&g->mu, NULL);
+	g->in = in;
+	g->kind = m->kind;
+	g->state = m->state;
+	g->max_seqs = in->info.manifest.max_batch;
+	g->st.step = gen_step;
+	g->st.deliver = gen_deliver;
+	g->st.ud = g;
+	return g;
+}
+
+/* frees the sequence side once its stepper is out of the lane's ring and delivered (loop) */
+static void gen_free(inst *in)
+{
+	gen *g = in->g;
+	if (!g)
+		return;
+	in->g = NULL;
+	pthread_mutex_destroy(&g->mu);
+	free(g->room);
+	free(g);
+}
+
+static void run_admit(rt_lane *lane, rt_work *w)
+{
+	admit *a = (admit *)w;
+	gen *g = a->in->g;
+	int held = 0;
+	for (size_t i = 0; i < a->n; i++) {
+		qcall *c = a->calls[i];
+		int rc = g->kind->seq_add(g->state, &c->fc);
+		if (rc == 0) {
+			held = 1;
+			continue;
+		}
+		/* refused: finished now (the kind holds nothing of it) */
+		json_decref(c->fc.out);
+		c->fc.out = NULL;
+		if (c->fc.err.status < 400)
+			fn_err(&c->fc.err, 500, "function '%s' refused a call without a reason (%s)",
+			       a->in->name, strerror(rc < 0 ? -rc : EINVAL));
+		a->rej[a->nrej++] = c;
+	}
+	if (held)
+		rt_lane_stepper_wake(lane, &g->st);
+}
+
+/* only the refused calls: the others belong to the kind and end through the steps */
+static void admit_done(rt_work *w)
+{
+	admit *a = (admit *)w;
+	inst *in = a->in;
+	uint64_t now = rt_clock_mono_ns();
+	for (size_t i = 0; i < a->nrej; i++) {
+		in->inflight--;
+		call_finish(in, a->rej[i], NULL, &a->rej[i]->fc.err, now);
+	}
+	in->admits--;
+	free(a->calls);
+	free(a);
+	settle(in);
+}
+
+/* Hands queued calls to a warm generative instance, up to `concurrency` held at once. */
+static void pump_gen(inst *in)
+{
+	rt_sched *s = in->s;
+	int room = in->info.manifest.concurrency - in->inflight;
+	if (room <= 0)
+		return;
+	size_t n = (size_t)(in->nq < room ? in->nq : room);
+	admit *a = calloc(1, sizeof *a);
+	if (a)
+		a->calls = calloc(2 * n, sizeof *a->calls);
+	if (!a || !a->calls) {
+		free(a);
+		fail_queue(in, 500, "out of memory");
+		return;
+	}
+	a->rej = a->calls + n;
+	a->in = in;
+	a->n = n;
+	uint64_t now = rt_clock_mono_ns();
+	const char *kv[] = {"function", in->name};
+	for (size_t i = 0; i < n; i++) {
+		qcall *c = in->qhead;
+		in->qhead = c->next;
+		if (!in->qhead)
+			in->qtail = NULL;
+		in->nq--;
+		c->next = NULL;
+		c->in_batch = 1;
+		c->t_start = now;
+		in->ns_queue_total += now - c->t_arrive;
+		if (!in->deleted)
+			rt_metric_observe(s->m_queue, (double)(now - c->t_arrive) / 1e9, 1, kv);
+		c->fc = (fn_call){.in = c->input, .headers = c->headers, .n_headers = c->n_headers,
+				  .emit = call_emit, .emit_ctx = c};
+		a->calls[i] = c;
+	}
+	in->inflight += (int)n;
+	in->admits++;
+	a->w.cls = RT_WORK_INVOKE;
+	a->w.run = run_admit;
+	a->w.done = admit_done;
+	if (rt_lane_submit(in->dev->lane, &a->w) < 0) {
+		for (size_t i = 0; i < n; i++) {
+			fn_err(&a->calls[i]->fc.err, 503, "device %s is shutting down", in->dev->name);
+			a->rej[a->nrej++] = a->calls[i];
+		}
+		admit_done(&a->w);
+	}
+}
+
 /* Hands queued calls to the lane as one batch when the instance is warm and idle. */
 static void pump(inst *in)
 {
@@ -672,6 +966,10 @@ static void pump(inst *in)
 	 * reload that finish_destroy starts */
 	if (in->state != ST_WARM || in->batch_running || in->nq == 0 || in->destroying)
 		return;
+	if (in->g) {
+		pump_gen(in);
+		return;
+	}
 	int limit = m->max_batch < m->concurrency ? m->max_batch : m->concurrency;
 	if (limit < 1)
 		limit = 1;
@@ -771,6 +1069,19 @@ static void enforce_host_budget(rt_sched *s, inst *keep)
 	}
 }
 
+/* no more steps for in's sequence side (it holds no call: evict and destroy wait for that),
+ * and its KV figures read 0; the memory goes with the loop's gen_free. Lane thread. */
+static void gen_stop(rt_lane *lane, inst *in)
+{
+	if (!in->g)
+		return;
+	rt_lane_stepper_remove(lane, &in->g->st);
+	const char *ku[] = {"device", in->dev->name, "function", in->name, "type", "used"};
+	const char *kt[] = {"device", in->dev->name, "function", in->name, "type", "total"};
+	lane_metric(in, LM_SET, in->s->m_kv, 0, 3, ku);
+	lane_metric(in, LM_SET, in->s->m_kv, 0, 3, kt);
+}
+
 static void run_ijob(rt_lane *lane, rt_work *w)
 {
 	ijob *j = (ijob *)w;
@@ -795,11 +1106,20 @@ static void run_ijob(rt_lane *lane, rt_work *w)
 			img = in->host_img;
 		}
 		uint64_t t1 = rt_clock_mono_ns();
-		j->rc = rt_model_load(rt_lane_dev(lane), img, in->info.manifest.kind, &in->model, &j->err);
+		j->rc = rt_model_load(rt_lane_dev(lane), img, in->info.manifest.kind, &j->seq,
+				      &in->model, &j->err);
+		if (j->rc == 0 && rt_model_is_generative(in->model->kind) &&
+		    !(in->g = gen_new(in, in->model))) {
+			rt_model_release(in->model);
+			in->model = NULL;
+			j->rc = -ENOMEM;
+			fn_err(&j->err, 503, "out of memory for the sequences of function '%s'", in->name);
+		}
 		j->load_s = (double)(rt_clock_mono_ns() - t1) / 1e9;
 		break;
 	}
 	case JOB_EVICT:
+		gen_stop(lane, in);
 		rt_model_release(in->model);
 		in->model = NULL;
 		if (in->dev_img) {
@@ -813,6 +1133,7 @@ static void run_ijob(rt_lane *lane, rt_work *w)
 		}
 		break;
 	case JOB_DESTROY:
+		gen_stop(lane, in);
 		rt_model_release(in->model);
 		in->model = NULL;
 		rt_image_free(in->dev_img);
@@ -825,9 +1146,11 @@ static void release_reservation(inst *in)
 {
 	if (in->dev && in->reserved) {
 		in->dev->used -= in->reserved;
+		in->dev->kv_bytes -= in->kv_bytes;
 		dev_label_mem(in->s, in->dev);
 	}
 	in->reserved = 0;
+	in->kv_bytes = 0;
 }
 
 static void evict_done(rt_work *w);
@@ -835,7 +1158,7 @@ static void evict_done(rt_work *w);
 /* evicts a warm, idle instance: to the host tier (keep_host) or to disk */
 static void evict(inst *in, int keep_host, const char *why)
 {
-	if (in->state != ST_WARM || in->inflight || in->batch_running)
+	if (in->state != ST_WARM || in->inflight || in->batch_running || in->admits)
 		return;
 	ijob *j = calloc(1, sizeof *j);
 	if (!j)
@@ -865,6 +1188,7 @@ static void evict_done(rt_work *w)
 	const char *kv[] = {"function", in->name};
 	if (!in->deleted)
 		rt_metric_add(s->m_evict, 1, 1, kv);
+	gen_free(in);
 	release_reservation(in);
 	sdev *d = in->dev;
 	int j_keep = j->keep_host;
@@ -972,6 +1296,9 @@ static void load_done(rt_work *w)
 		 ",\"total_ms\":%.3f,\"restore_ms\":%.3f,\"copy_ms\":%.3f,\"load_ms\":%.3f",
 		 in->name, in->rev, in->dev->name, tier, in->image_bytes, total * 1e3, restore_s * 1e3,
 		 copy_s * 1e3, load_s * 1e3);
+	if (in->kv_bytes && fl > 0 && (size_t)fl < sizeof f)   /* a generative kind's KV cache */
+		fl += snprintf(f + fl, sizeof f - (size_t)fl, ",\"kv_cache_bytes\":%" PRIu64
+			       ",\"max_sequences\":%d", in->kv_bytes, in->info.manifest.concurrency);
 	/* how the restore itself went (disk tier): I/O mode and where its time went */
 	const rt_image *ri = in->dev->cuda ? in->dev_img : in->host_img;
 	if (!in->tier && ri && ri->stats.wall_s > 0 && fl > 0 && (size_t)fl < sizeof f)
@@ -989,6 +1316,28 @@ static void load_done(rt_work *w)
 	settle(in);
 }
 
+/* For a generative kind: reserves its KV cache on the device (pool_kv_budget of what the
+ * device's budget has left once the weights are placed) and fills what the kind is told at
+ * load. Other kinds: nothing. */
+static void plan_seq(inst *in, ijob *j)
+{
+	const fn_kind *k = NULL;
+	fn_error e = {0};
+	const rt_image *img = in->dev_img ? in->dev_img : in->host_img;
+	if (rt_model_kind(img, in->info.manifest.kind, &k, &e) < 0 || !rt_model_is_generative(k))
+		return;   /* the load reports an unknown kind */
+	sdev *d = in->dev;
+	uint64_t left = d->budget > d->used ? d->budget - d->used : 0;
+	in->kv_bytes = pool_kv_budget(d->cuda, left);
+	in->reserved += in->kv_bytes;
+	d->used += in->kv_bytes;
+	d->kv_bytes += in->kv_bytes;
+	dev_label_mem(in->s, d);
+	j->seq.kv_cache_bytes = in->kv_bytes;
+	j->seq.max_sequences = in->info.manifest.concurrency;
+	j->seq.prefix_caching = in->info.manifest.prefix_caching ? 1 : -1;
+}
+
 static void submit_load(inst *in)
 {
 	ijob *j = calloc(1, sizeof *j);
@@ -996,6 +1345,7 @@ static void submit_load(inst *in)
 		load_failed(in, 500, "out of memory");
 		return;
 	}
+	plan_seq(in, j);
 	j->in = in;
 	j->kind = JOB_LOAD;
 	j->w.run = run_ijob;
@@ -1105,7 +1455,7 @@ static int dev_functions(rt_sched *s, const sdev *d)
 static int evictable_inst(const inst *o, const sdev *d)
 {
 	return o->dev == d && o->state == ST_WARM && !o->inflight && !o->nq && !o->batch_running &&
-	       o->info.manifest.min_scale < 1;
+	       !o->admits && o->info.manifest.min_scale < 1;
 }
 
 /* picks a device with room (evicting idle instances there if needed; rt_place.h says in which
@@ -1237,14 +1587,15 @@ static void destroy_done(rt_work *w)
 	ijob *j = (ijob *)w;
 	inst *in = j->in;
 	free(j);
+	gen_free(in);
 	finish_destroy(in);
 }
 
 /* destroys (deleted) or unloads (unload_requested) an instance once nothing runs on it */
 static void maybe_destroy(inst *in)
 {
-	if (in->inflight || in->batch_running || in->uv_busy || in->state == ST_LOADING ||
-	    in->state == ST_EVICTING || in->destroying)
+	if (in->inflight || in->batch_running || in->admits || in->uv_busy ||
+	    in->state == ST_LOADING || in->state == ST_EVICTING || in->destroying)
 		return;
 	if (in->deleted)
 		fail_queue(in, in->s->stopping ? 503 : 404,
@@ -1269,6 +1620,7 @@ static void maybe_destroy(inst *in)
 		rt_logf(RT_LOG_ERROR, "function %s rev %u: cannot release its device state", in->name, in->rev);
 		in->model = NULL;
 		in->dev_img = NULL;
+		gen_free(in);
 	}
 	finish_destroy(in);
 }
@@ -1280,6 +1632,9 @@ void rt_sched_deleted(rt_sched *s, const char *name)
 		if (strcmp(in->name, name) != 0 || in->deleted)
 			continue;
 		in->deleted = 1;
+		pthread_mutex_lock(&in->mmu);
+		in->quiet = 1;   /* its lane stops recording before the series are dropped */
+		pthread_mutex_unlock(&in->mmu);
 		fail_queue(in, 404, "function was deleted");
 		maybe_destroy(in);
 	}
@@ -1450,9 +1805,10 @@ json_t *rt_sched_devices_json(rt_sched *s)
 	rt_sched_update_gauges(s);
 	for (int i = 0; i < s->ndevs; i++) {
 		sdev *d = &s->devs[i];
-		json_t *o = json_pack("{s:s,s:s,s:s,s:I,s:I,s:f,s:i,s:i}", "device", d->name,
+		json_t *o = json_pack("{s:s,s:s,s:s,s:I,s:I,s:I,s:f,s:i,s:i}", "device", d->name,
 				      "kind", d->accel ? "cuda" : "cpu", "name", d->model_name,
-				      "memory_used", (json_int_t)d->used,
+				      "memory_used", (json_int_t)(d->used - d->kv_bytes),
+				      "kv_cache_bytes", (json_int_t)d->kv_bytes,
 				      "memory_total", (json_int_t)d->budget,
 				      "busy_ratio", d->busy_ratio,
 				      "queued", rt_lane_queued(d->lane),
@@ -1498,7 +1854,7 @@ int rt_sched_new(uv_loop_t *loop, rt_registry *reg, rt_metrics *m, const rt_sche
 	s->m_evict = rt_metrics_family(m, "thaw_evictions_total", RT_METRIC_COUNTER,
 				       "Evictions of a function from its device.", NULL, 0);
 	s->m_mem = rt_metrics_family(m, "thaw_device_memory_bytes", RT_METRIC_GAUGE,
-				     "Weight memory on each device: used and total (the budget).", NULL, 0);
+				     "Device memory of each device's budget: used (weights, job state), kv (KV caches of generative functions) and total (the budget).", NULL, 0);
 	s->m_busy = rt_metrics_family(m, "thaw_lane_busy_ratio", RT_METRIC_GAUGE,
 				      "Share of time each device lane ran work since the last scrape.", NULL, 0);
 	s->m_dev_inv = rt_metrics_family(m, "thaw_device_invocations_total", RT_METRIC_COUNTER,
@@ -1507,6 +1863,28 @@ int rt_sched_new(uv_loop_t *loop, rt_registry *reg, rt_metrics *m, const rt_sche
 					  "Cold starts onto each device, by tier.", NULL, 0);
 	s->m_dev_fn = rt_metrics_family(m, "thaw_device_functions", RT_METRIC_GAUGE,
 					"Function instances loaded (or loading) on each device.", NULL, 0);
+	static const double seq_buckets[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024};
+	s->m_step_seqs = rt_metrics_family(m, "thaw_step_sequences", RT_METRIC_HISTOGRAM,
+					   "Sequences that advanced by a token in each step of a generative function.",
+					   seq_buckets, (int)(sizeof seq_buckets / sizeof seq_buckets[0]));
+	s->m_kv = rt_metrics_family(m, "thaw_kv_blocks", RT_METRIC_GAUGE,
+				    "KV cache blocks of each generative function on each device: used and total.",
+				    NULL, 0);
+	s->m_ttft = rt_metrics_family(m, "thaw_time_to_first_token_seconds", RT_METRIC_HISTOGRAM,
+				      "Time from a call's arrival to its first streamed token (chunk), by function.",
+				      rt_metrics_latency_buckets, rt_metrics_latency_nbuckets);
+	s->m_itl = rt_metrics_family(m, "thaw_inter_token_latency_seconds", RT_METRIC_HISTOGRAM,
+				     "Time between two streamed tokens (chunks) of a call, by function.",
+				     rt_metrics_latency_buckets, rt_metrics_latency_nbuckets);
+	s->m_prefix_lookup = rt_metrics_family(m, "thaw_prefix_cache_lookup_tokens_total", RT_METRIC_COUNTER,
+					       "Prompt tokens looked up in the prefix cache, by function.",
+					       NULL, 0);
+	s->m_prefix_hit = rt_metrics_family(m, "thaw_prefix_cache_hit_tokens_total", RT_METRIC_COUNTER,
+					    "Prompt tokens found in the prefix cache (KV blocks shared), by function.",
+					    NULL, 0);
+	s->m_preempt = rt_metrics_family(m, "thaw_preempted_sequences_total", RT_METRIC_COUNTER,
+					 "Sequences whose KV blocks were taken back to be recomputed, by function.",
+					 NULL, 0);
 	/* the CPU lane */
 	sdev *d = &s->devs[0];
 	snprintf(d->name, sizeof d->name, "cpu");

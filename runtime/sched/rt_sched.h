@@ -10,10 +10,14 @@
  * bounded queue with the function's timeout: past max_queue -> 503 (retry_after_s), past
  * timeout_s -> 504. Per-instance concurrency bounds the calls handed to the lane at once, and
  * queued calls are merged into batches of up to max_batch (waiting max_batch_delay_us for a
- * batch to fill when the lane is idle). idle_timeout_s after its last call a warm instance is
- * evicted to the host tier (min_scale 1 keeps it warm); the host tier is bounded by a byte
- * budget (LRU) and a time to live, past which only the snapshot remains. A device short of
- * memory evicts its least recently used idle instance. */
+ * batch to fill when the lane is idle). An instance of a generative kind (fn.h: seq_add,
+ * seq_step) is scheduled at the iteration level instead: each call is handed to the kind as it
+ * arrives while it holds fewer than concurrency, and the lane steps the held sequences (at most
+ * max_batch a step) in turn with the device's other work; its KV cache is reserved in the
+ * device's budget at the cold start (pool_kv_budget). idle_timeout_s after its last call a
+ * warm instance is evicted to the host tier (min_scale 1 keeps it warm); the host tier is
+ * bounded by a byte budget (LRU) and a time to live, past which only the snapshot remains. A
+ * device short of memory evicts its least recently used idle instance. */
 #ifndef THAW_RT_SCHED_H
 #define THAW_RT_SCHED_H
 #include <stdint.h>
@@ -72,7 +76,8 @@ void rt_sched_free(rt_sched *s);
  * device lane's thread, not the loop's: the receiver hands them to the loop itself
  * (uv_async_t) and copies or increfs the borrowed chunk. emit is never called once the call
  * has been answered (done ran, e.g. a 504) and never concurrently with done; a non-zero
- * return stops the stream (the kind fails the call with 499). */
+ * return stops the stream (the kind fails the call with 499). A kind's poll (emit with chunk
+ * NULL) is answered by the scheduler and never reaches c->emit. */
 void rt_sched_submit(rt_sched *s, const rt_call *c);
 
 /* rt_sched_deployed tells the scheduler that name got a new revision (PUT): min_scale
@@ -97,8 +102,9 @@ json_t *rt_sched_state_json(rt_sched *s, const char *name);
 /* rt_sched_is_ready reports whether name's main revision is warm (V2 model ready). */
 int rt_sched_is_ready(rt_sched *s, const char *name);
 
-/* rt_sched_devices_json returns [{"device", "kind": "cpu"|"cuda", "name", "memory_used",
- * "memory_total", "busy_ratio", "queued"}] (new reference). */
+/* rt_sched_devices_json returns [{"device", "kind": "cpu"|"cuda", "name", "memory_used"
+ * (weights and job state), "kv_cache_bytes" (KV caches of generative instances), "memory_total"
+ * (the budget), "busy_ratio", "queued"}] (new reference). */
 json_t *rt_sched_devices_json(rt_sched *s);
 
 /* rt_sched_stats_json returns V2 model statistics for name (new reference) or NULL. */

@@ -43,6 +43,7 @@ void rt_manifest_defaults(rt_manifest *m)
 	m->device_index = -1;
 	m->max_batch = 8;
 	m->max_batch_delay_us = 500;
+	m->prefix_caching = 1;
 }
 
 static int get_int(const json_t *v, const char *field, long long lo, long long hi, int *out,
@@ -293,6 +294,10 @@ int rt_manifest_from_json(const json_t *obj, rt_manifest_kind_fn kind_known, voi
 			if ((rc = get_int(v, k, 0, RT_MANIFEST_BATCH_DELAY_MAX, &m->max_batch_delay_us,
 					  err, errlen)) < 0)
 				return rc;
+		} else if (strcmp(k, "prefix_caching") == 0) {
+			if (!json_is_boolean(v))
+				return rt_errf(err, errlen, -EINVAL, "field 'prefix_caching': must be true or false");
+			m->prefix_caching = json_is_true(v);
 		} else if (strcmp(k, "rate_limit") == 0) {
 			rt_rate lim;
 			if (!json_is_string(v) || strlen(json_string_value(v)) != json_string_length(v) ||
@@ -380,6 +385,7 @@ json_t *rt_manifest_to_json(const rt_manifest *m, int with_traffic)
 	bad |= json_object_set_new(o, "device", json_string(dev));
 	bad |= json_object_set_new(o, "max_batch", json_integer(m->max_batch));
 	bad |= json_object_set_new(o, "max_batch_delay_us", json_integer(m->max_batch_delay_us));
+	bad |= json_object_set_new(o, "prefix_caching", json_boolean(m->prefix_caching));
 	if (m->rate_limit_rps > 0) {
 		char rl[80], r[32], b[32];
 		snprintf(rl, sizeof rl, "%s/s,%s", shortest(m->rate_limit_rps, r, sizeof r),

@@ -62,6 +62,8 @@ typedef struct rt_manifest {
 	int device_index;                     /* N of cuda:N; -1 otherwise */
 	int max_batch;                        /* 1..1024; default 8 */
 	int max_batch_delay_us;               /* 0..1000000; default 500 */
+	int prefix_caching;                   /* generative kinds: share the KV blocks of common
+					       * prompt prefixes; default 1 (true) */
 	rt_traffic traffic;                   /* traffic.n == 0: not given */
 	double rate_limit_rps;                /* per-caller invocation limit ("rate_limit": */
 	double rate_limit_burst;              /*  "R/s,B"); 0: none (default) */

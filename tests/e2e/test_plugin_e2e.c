@@ -2,9 +2,10 @@
  * functions/examples/fn_affine.c (built by make as $BUILD/examples/libthaw_affine.so) deployed
  * through `thaw serve` as "kind": "plugin:/path/libthaw_affine.so" over a snapshot packed from a
  * safetensors file written here, its answers checked against y = W x + b computed here in
- * double; bad plugins (outside the plugin roots, not .so, not a shared object, built for ABI 1,
- * no thaw_fn_kind symbol, name taken by a built-in, plugins disabled) refused with 400/403/409
- * while the daemon keeps serving. */
+ * double; the same example built as an ABI 3 kind (its table ends at hf_model_types) still
+ * deploys and serves; bad plugins (outside the plugin roots, not .so, not a shared object,
+ * built for ABI 1, no thaw_fn_kind symbol, name taken by a built-in, plugins disabled) refused
+ * with 400/403/409 while the daemon keeps serving. */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -162,6 +163,50 @@ static void test_deploy_and_invoke(void)
 	const char *kind = json_string_value(json_object_get(out, "kind"));
 	T_CHECK(kind && strncmp(kind, "plugin:/", 8) == 0 && strstr(kind, "libthaw_affine.so"));
 	json_decref(out);
+}
+
+/* the example kind as a thaw of ABI 3 built it: the table ends at hf_model_types (no sequence
+ * operations); the registry copies it into its own layout and the function serves as before */
+static void test_abi3_plugin(void)
+{
+	if (!srv_ok)
+		T_SKIP("server or plugin not available");
+	const char *top = getenv("THAW_SRC") ? getenv("THAW_SRC") : ".";
+	char src[3000], so[1100], kind[1200], body[2600];
+	snprintf(src, sizeof src,
+		 "#define thaw_fn_kind affine_kind_abi4\n"
+		 "#include \"%s/functions/examples/fn_affine.c\"\n"
+		 "#undef thaw_fn_kind\n"
+		 "typedef struct kind_v3 {\n"
+		 "	int abi;\n"
+		 "	const char *name, *summary;\n"
+		 "	int (*load)(const fn_load_args *, void **, fn_error *);\n"
+		 "	int (*invoke)(void *, fn_call *, size_t);\n"
+		 "	void (*release)(void *);\n"
+		 "	int (*v2_sig)(const fn_load_args *, fn_v2_sig *, fn_error *);\n"
+		 "	const char *const *hf_model_types;\n"
+		 "} kind_v3;\n"
+		 "static kind_v3 k3;\n"
+		 "const fn_kind *thaw_fn_kind(void)\n"
+		 "{\n"
+		 "	const fn_kind *k = affine_kind_abi4();\n"
+		 "	k3 = (kind_v3){3, \"affine3\", k->summary, k->load, k->invoke, k->release,\n"
+		 "		       k->v2_sig, k->hf_model_types};\n"
+		 "	return (const fn_kind *)(const void *)&k3;\n"
+		 "}\n", top);
+	if (build_so(plug_dir, "abi3", src, so, sizeof so) < 0)
+		T_SKIP("no C compiler for the ABI 3 plugin");
+	snprintf(kind, sizeof kind, "plugin:%s", so);
+	snprintf(body, sizeof body, "{\"kind\": \"%s\", \"snapshot\": \"%s\"}", kind, snap);
+	T_EQ_INT(call("PUT", "/v1/functions/aff3", body, NULL, NULL), 201);
+	json_t *out = NULL;
+	T_EQ_INT(call("POST", "/v1/functions/aff3/invoke", "{\"x\": [[1, 0, 0, 0, 0]]}", NULL, &out), 200);
+	json_t *y = json_array_get(json_object_get(out, "y"), 0);
+	T_EQ_INT(json_array_size(y), N_OUT);
+	for (int i = 0; i < N_OUT; i++)
+		T_CHECK(fabs(json_number_value(json_array_get(y, (size_t)i)) - (W[i][0] + B[i])) < 1e-5);
+	json_decref(out);
+	T_EQ_INT(call("POST", "/v1/functions/aff3/invoke", "{\"x\": [[1, 2]]}", NULL, NULL), 400);
 }
 
 /* the plugin's V2 signature (declared by its v2_sig, recorded at deploy): metadata and infer */
@@ -366,6 +411,7 @@ void t_main(void)
 	setup();
 	T_RUN(test_deploy_and_invoke);
 	T_RUN(test_v2);
+	T_RUN(test_abi3_plugin);
 	T_RUN(test_bad_plugins);
 	T_RUN(test_plugins_disabled);
 	T_RUN(test_restart);

@@ -32,6 +32,66 @@ static void test_registry(void)
 	T_CHECK(strstr(err, "/nonexistent/kind.so") != NULL);
 }
 
+/* an ABI 3 table as a kind built against that header lays it out: it ends at hf_model_types
+ * (a static object, so that reading past it is a global-buffer-overflow under ASan) */
+typedef struct kind_v3 {
+	int abi;
+	const char *name, *summary;
+	int (*load)(const fn_load_args *args, void **state, fn_error *err);
+	int (*invoke)(void *state, fn_call *calls, size_t n);
+	void (*release)(void *state);
+	int (*v2_sig)(const fn_load_args *args, fn_v2_sig *sig, fn_error *err);
+	const char *const *hf_model_types;
+} kind_v3;
+
+static const char *const v3_types[] = {"v3model", NULL};
+static kind_v3 v3;
+
+static int seq_add_any(void *state, fn_call *call) { (void)state; (void)call; return 0; }
+static int seq_step_any(void *state, fn_step *st) { (void)state; st->n_done = 0; st->held = 0; return 0; }
+
+/* ABI 3 kinds load as kinds without sequence operations; ABI 4 needs both or neither */
+static void test_abi_versions(void)
+{
+	const fn_kind *echo = fn_kind_find("echo");
+	v3 = (kind_v3){.abi = 3, .name = "echo-v3", .summary = "ABI 3 table", .load = echo->load,
+		       .invoke = echo->invoke, .release = echo->release, .hf_model_types = v3_types};
+	T_EQ_INT(fn_kind_register((const fn_kind *)&v3), 0);
+	const fn_kind *k = fn_kind_find("echo-v3");
+	T_CHECK(k != NULL && (const void *)k != (const void *)&v3);   /* a full copy */
+	if (k) {
+		T_EQ_INT(k->abi, 3);
+		T_CHECK(k->invoke == echo->invoke && k->release == echo->release);
+		T_CHECK(k->seq_add == NULL && k->seq_step == NULL);
+		T_CHECK(fn_kind_for_model_type("v3model") == k);
+		fn_error e;
+		json_t *in = json_pack("{s:i}", "a", 1);
+		json_t *out = fn_invoke_one(k, NULL, in, &e);
+		T_CHECK(out && json_equal(out, in));
+		json_decref(out);
+		json_decref(in);
+	}
+	T_EQ_INT(fn_kind_register((const fn_kind *)&v3), -EEXIST);
+	/* versions outside 3..4 */
+	static fn_kind other;
+	other = *echo;
+	other.name = "echo-abi";
+	other.abi = 2;
+	T_EQ_INT(fn_kind_register(&other), -EPROTO);
+	other.abi = FN_ABI_VERSION + 1;
+	T_EQ_INT(fn_kind_register(&other), -EPROTO);
+	/* ABI 4: one sequence operation without the other is incomplete */
+	other.abi = FN_ABI_VERSION;
+	other.seq_add = seq_add_any;
+	T_EQ_INT(fn_kind_register(&other), -EINVAL);
+	other.seq_add = NULL;
+	other.seq_step = seq_step_any;
+	T_EQ_INT(fn_kind_register(&other), -EINVAL);
+	other.seq_add = seq_add_any;
+	T_EQ_INT(fn_kind_register(&other), 0);
+	T_CHECK(fn_kind_find("echo-abi") == &other);
+}
+
 /* builds src into DIR/name.so; 0, or -1 when no compiler works */
 static int build_so(const char *name, const char *src, char *so, size_t cap)
 {
@@ -191,6 +251,7 @@ static void test_plugin_so(void)
 void t_main(void)
 {
 	T_RUN(test_registry);
+	T_RUN(test_abi_versions);
 	T_RUN(test_echo);
 	T_RUN(test_plugin_so);
 	T_RUN(test_plugin_bad);

@@ -448,7 +448,7 @@ static void test_cli_deploy(void)
 					    "--min-scale", "1", "--idle-timeout", "0.5", "--concurrency",
 					    "4", "--max-queue", "10", "--timeout", "30", "--device", "cuda:1",
 					    "--max-batch", "16", "--max-batch-delay-us", "250", "--traffic",
-					    "1=10,latest=90", "--url", url, NULL});
+					    "1=10,latest=90", "--no-prefix-caching", "--url", url, NULL});
 	T_EQ_INT(o.status, 0);
 	T_EQ_STR(o.out, "deployed my-fn revision 3\n");
 	T_CHECK(strncmp(fk.req, "PUT /v1/functions/my-fn HTTP/1.1\r\n", 34) == 0);
@@ -458,7 +458,7 @@ static void test_cli_deploy(void)
 	json_t *want = json_loads("{\"kind\":\"mlp\",\"snapshot\":\"m.thaw\",\"min_scale\":1,"
 				  "\"idle_timeout_s\":0.5,\"concurrency\":4,\"max_queue\":10,\"timeout_s\":30,"
 				  "\"device\":\"cuda:1\",\"max_batch\":16,\"max_batch_delay_us\":250,"
-				  "\"traffic\":{\"1\":10,\"latest\":90}}", 0, NULL);
+				  "\"prefix_caching\":false,\"traffic\":{\"1\":10,\"latest\":90}}", 0, NULL);
 	T_CHECK(j && want && json_equal(j, want));
 	json_decref(j);
 	json_decref(want);

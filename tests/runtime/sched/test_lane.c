@@ -1,5 +1,8 @@
 /* test_lane.c — rt_lane: work runs on the lane thread in FIFO order, invocations before
- * background work, completions come back on the loop thread, stop drains the queue. */
+ * background work, completions come back on the loop thread, stop drains the queue; active
+ * steppers take turns, invocation items queued during a step run before the next step,
+ * background items wait until no stepper is active, deliveries run on the loop, a removed
+ * stepper gets no more steps. */
 #include <pthread.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -95,8 +98,150 @@ static void test_bad_device(void)
 	T_EQ_INT(uv_loop_close(&loop), 0);
 }
 
+/* ---- steppers ---- */
+
+static char trace[256];   /* lane thread: one letter per step or item, in order */
+static int ntrace;
+
+typedef struct tstepper {
+	rt_stepper st;
+	char letter;
+	int left;                 /* steps still to run */
+	int delivered, deliver_off_loop;
+	rt_work kick;             /* the item that wakes it */
+} tstepper;
+
+static int t_step(rt_lane *l, rt_stepper *sp)
+{
+	tstepper *t = sp->ud;
+	(void)l;
+	trace[ntrace++] = t->letter;
+	usleep(2000);
+	t->left--;
+	return (t->left % 2 == 0 ? RT_STEP_DELIVER : 0) | (t->left > 0 ? RT_STEP_MORE : 0);
+}
+
+static void t_deliver(rt_stepper *sp)
+{
+	tstepper *t = sp->ud;
+	if (!pthread_equal(pthread_self(), loop_thread))
+		t->deliver_off_loop = 1;
+	t->delivered++;
+}
+
+static void kick_run(rt_lane *l, rt_work *w)
+{
+	tstepper *t = w->ud;
+	rt_lane_stepper_wake(l, &t->st);
+}
+
+typedef struct mark {
+	rt_work w;
+	char letter;
+	int done;
+	uint64_t steps_at_run;    /* rt_lane_steps when it ran */
+} mark;
+
+static void mark_run(rt_lane *l, rt_work *w)
+{
+	trace[ntrace++] = ((mark *)w)->letter;
+	((mark *)w)->steps_at_run = rt_lane_steps(l);
+}
+
+static void rm_run(rt_lane *l, rt_work *w)
+{
+	rt_lane_stepper_remove(l, &((tstepper *)w->ud)->st);
+}
+
+static void mark_done(rt_work *w) { ((mark *)w)->done = 1; }
+
+static void stepper_init(tstepper *t, char letter, int steps)
+{
+	memset(t, 0, sizeof *t);
+	t->letter = letter;
+	t->left = steps;
+	t->st.step = t_step;
+	t->st.deliver = t_deliver;
+	t->st.ud = t;
+	t->kick.cls = RT_WORK_INVOKE;
+	t->kick.run = kick_run;
+	t->kick.ud = t;
+}
+
+static void test_steppers(void)
+{
+	uv_loop_t loop;
+	rt_lane *l;
+	uv_loop_init(&loop);
+	loop_thread = pthread_self();
+	T_EQ_INT(rt_lane_open(&loop, "cpu", 1, &l), 0);
+	memset(trace, 0, sizeof trace);
+	ntrace = 0;
+	tstepper a, b;
+	stepper_init(&a, 'a', 20);
+	stepper_init(&b, 'b', 6);
+	mark bgm = {.w = {.cls = RT_WORK_BACKGROUND, .run = mark_run, .done = mark_done}, .letter = 'J'};
+	mark inv = {.w = {.cls = RT_WORK_INVOKE, .run = mark_run, .done = mark_done}, .letter = 'I'};
+	T_EQ_INT(rt_lane_submit(l, &a.kick), 0);
+	T_EQ_INT(rt_lane_submit(l, &b.kick), 0);
+	usleep(5000);   /* a few steps in */
+	T_CHECK(rt_lane_has_waiting(l));   /* active steppers count as waiting work */
+	T_EQ_INT(rt_lane_submit(l, &bgm.w), 0);
+	uint64_t s0 = rt_lane_steps(l);
+	T_EQ_INT(rt_lane_submit(l, &inv.w), 0);
+	while (!bgm.done)
+		uv_run(&loop, UV_RUN_ONCE);
+	T_CHECK(inv.done);
+	/* 26 steps, the invocation item among them, the background item after the last */
+	T_EQ_INT(ntrace, 28);
+	T_EQ_INT(trace[ntrace - 1], 'J');
+	T_CHECK(strchr(trace, 'I') != NULL);
+	T_CHECK(inv.steps_at_run <= s0 + 1);     /* within one step of its arrival */
+	T_EQ_INT(bgm.steps_at_run, 26);
+	/* a and b alternate while both are active */
+	int alternate = 1, na = 0, nb = 0;
+	char prev = 0;
+	for (int i = 0; i < ntrace - 1; i++) {
+		char c = trace[i];
+		if (c == 'I')
+			continue;
+		na += c == 'a';
+		nb += c == 'b';
+		if (nb < 6 && prev && c == prev)
+			alternate = 0;
+		prev = c;
+	}
+	T_CHECK(alternate);
+	T_EQ_INT(na, 20);
+	T_EQ_INT(nb, 6);
+	T_EQ_INT(rt_lane_steps(l), 26);
+	/* deliveries on the loop: at least one, at most one per deliver request */
+	uv_run(&loop, UV_RUN_NOWAIT);
+	T_CHECK(a.delivered >= 1 && a.delivered <= 10);
+	T_CHECK(b.delivered >= 1 && b.delivered <= 3);
+	T_CHECK(!a.deliver_off_loop && !b.deliver_off_loop);
+	T_CHECK(!rt_lane_has_waiting(l));
+	/* removed while active: no more steps */
+	stepper_init(&a, 'a', 1000);
+	a.kick.run = kick_run;
+	T_EQ_INT(rt_lane_submit(l, &a.kick), 0);
+	usleep(10000);
+	rt_work r = {.cls = RT_WORK_INVOKE, .run = rm_run, .ud = &a};
+	T_EQ_INT(rt_lane_submit(l, &r), 0);
+	usleep(20000);
+	int left = a.left;
+	usleep(20000);
+	T_EQ_INT(a.left, left);
+	T_CHECK(left > 0 && left < 1000);
+	T_CHECK(!rt_lane_has_waiting(l));
+	rt_lane_stop(l);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	T_EQ_INT(uv_loop_close(&loop), 0);
+}
+
 void t_main(void)
 {
 	T_RUN(test_order_and_priority);
 	T_RUN(test_bad_device);
+	T_RUN(test_steppers);
 }

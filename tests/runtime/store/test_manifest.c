@@ -38,6 +38,7 @@ static void test_defaults(void)
 	T_EQ_INT(m.device_index, -1);
 	T_EQ_INT(m.max_batch, 8);
 	T_EQ_INT(m.max_batch_delay_us, 500);
+	T_EQ_INT(m.prefix_caching, 1);
 	T_EQ_INT(m.traffic.n, 0);
 	/* echo needs no snapshot */
 	T_EQ_INT(parse("{\"kind\":\"echo\"}", &m, err, sizeof err), 0);
@@ -58,7 +59,8 @@ static void test_defaults(void)
 static const char *FULL =
 	"{\"kind\":\"llama\",\"snapshot\":\"/models/l.thaw\",\"min_scale\":1,\"idle_timeout_s\":2.5,"
 	"\"concurrency\":1024,\"max_queue\":0,\"timeout_s\":3600,\"device\":\"cuda:7\",\"max_batch\":1,"
-	"\"max_batch_delay_us\":1000000,\"traffic\":{\"3\":10,\"latest\":60,\"1\":30}}";
+	"\"max_batch_delay_us\":1000000,\"prefix_caching\":false,"
+	"\"traffic\":{\"3\":10,\"latest\":60,\"1\":30}}";
 
 static void test_all_fields(void)
 {
@@ -77,6 +79,7 @@ static void test_all_fields(void)
 	T_EQ_INT(m.device_index, 7);
 	T_EQ_INT(m.max_batch, 1);
 	T_EQ_INT(m.max_batch_delay_us, 1000000);
+	T_EQ_INT(m.prefix_caching, 0);
 	/* traffic sorted by revision, "latest" (0) first */
 	T_EQ_INT(m.traffic.n, 3);
 	T_EQ_INT(m.traffic.e[0].rev, RT_MANIFEST_REV_LATEST);
@@ -123,6 +126,9 @@ static void test_errors_name_the_field(void)
 		{"{\"kind\":\"echo\",\"max_queue\":65537}", "field 'max_queue'"},
 		{"{\"kind\":\"echo\",\"max_batch\":0}", "field 'max_batch': must be an integer 1..1024"},
 		{"{\"kind\":\"echo\",\"max_batch_delay_us\":1000001}", "field 'max_batch_delay_us'"},
+		{"{\"kind\":\"echo\",\"prefix_caching\":1}", "field 'prefix_caching': must be true or false"},
+		{"{\"kind\":\"echo\",\"prefix_caching\":\"true\"}", "field 'prefix_caching'"},
+		{"{\"kind\":\"echo\",\"prefix_caching\":null}", "field 'prefix_caching'"},
 		{"{\"kind\":\"echo\",\"max_batch_delay_us\":99999999999999999999}", "invalid JSON"},
 		{"{\"kind\":\"echo\",\"idle_timeout_s\":0}", "field 'idle_timeout_s': must be a number of seconds"},
 		{"{\"kind\":\"echo\",\"idle_timeout_s\":\"30\"}", "field 'idle_timeout_s'"},
@@ -204,7 +210,7 @@ static void test_round_trip(void)
 	text = json_dumps(ja, JSON_COMPACT | JSON_SORT_KEYS);
 	T_EQ_STR(text, "{\"concurrency\":8,\"device\":\"auto\",\"idle_timeout_s\":30,\"kind\":\"echo\","
 		 "\"max_batch\":8,\"max_batch_delay_us\":500,\"max_queue\":64,\"min_scale\":0,"
-		 "\"timeout_s\":60}");
+		 "\"prefix_caching\":true,\"timeout_s\":60}");
 	free(text);
 	json_decref(ja);
 }
