@@ -144,6 +144,7 @@ typedef struct fn_step {
 	int prefill_tokens;        /* prompt tokens run (chunked prefill) */
 	int preempted;             /* sequences whose KV blocks were taken back to be recomputed */
 	int64_t kv_blocks_used, kv_blocks_total;
+	uint64_t kv_bytes;         /* device memory the kind's KV cache takes (0: not known) */
 	int64_t prefix_lookup_tokens;  /* prompt tokens of sequences admitted in this step ... */
 	int64_t prefix_hit_tokens;     /* ... and of those, the ones found in the prefix cache */
 } fn_step;
@@ -179,7 +180,10 @@ typedef struct fn_kind {
 	 * memory allows, the others wait inside it, and it preempts (frees and later recomputes) a
 	 * sequence rather than fail when blocks run out.
 	 * seq_step runs one iteration (fn_step); 0, or a negative errno when the device failed
-	 * (then every held call is returned in st->done with err set, and held is 0). */
+	 * (then every held call is returned in st->done with err set, and held is 0). A step
+	 * while the kind holds nothing does no device work and only reports (the runtime runs
+	 * one right after load to learn kv_bytes and returns the rest of kv_cache_bytes to the
+	 * device's budget). */
 	int (*seq_add)(void *state, fn_call *call);
 	int (*seq_step)(void *state, fn_step *st);
 } fn_kind;

@@ -5,9 +5,10 @@
  * bucket, and fed greedy decoding of a lone sequence.
  *
  * Sizes (load metadata, defaults when absent):
- *   kv_cache_bytes  device memory for KV blocks; default: max_sequences full contexts, at most
- *                   1 GiB on a GPU and 256 MiB on the CPU. Never less than one full context
- *                   (plus the scratch block), so a lone sequence always fits.
+ *   kv_cache_bytes  the most device memory for KV blocks (never more than max_sequences full
+ *                   contexts take); default: max_sequences full contexts, at most 1 GiB on a
+ *                   GPU and 256 MiB on the CPU. Never less than one full context (plus the
+ *                   scratch block), so a lone sequence always fits.
  *   max_sequences   sequences running at once (rows of the block table), default 8, 1..4096
  *   kv_cache_dtype  "BF16" (default) or "F32" (for comparisons against F32 references)
  *   prefix_caching  true (default): full blocks are shared between prompts by hash
@@ -99,7 +100,8 @@ int llama_engine_init(llama *s, const json_t *meta, fn_error *err)
 	int64_t B = LLAMA_BLOCK, kvd = s->KVH * s->hd, qd = s->H * s->hd;
 	s->max_blocks = (s->cap + B - 1) / B;
 	size_t per_block = (size_t)s->L * 2 * B * kvd * kern_dtype_size(s->kv_dt);
-	double want = bytes >= 0 ? bytes : (double)s->nslots * s->max_blocks * per_block;
+	double full = (double)s->nslots * s->max_blocks * per_block;   /* every slot's context */
+	double want = bytes >= 0 && bytes < full ? bytes : full;
 	if (bytes < 0 && want > (double)(gpu ? LLAMA_KV_GPU_MAX : LLAMA_KV_CPU_MAX))
 		want = (double)(gpu ? LLAMA_KV_GPU_MAX : LLAMA_KV_CPU_MAX);
 	double nb = floor(want / (double)per_block);

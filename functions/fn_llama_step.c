@@ -470,6 +470,7 @@ int llama_seq_step(void *state, fn_step *st)
 	st->held = (size_t)(s->waiting.n + s->running.n);
 	st->kv_blocks_used = llama_kv_used(&s->kv);
 	st->kv_blocks_total = s->kv.nblocks - 1;
+	st->kv_bytes = s->kv_layer_bytes * 2 * (uint64_t)s->L;
 	return rc < 0 ? rc : 0;
 }
 

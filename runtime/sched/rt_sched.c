@@ -124,6 +124,7 @@ typedef struct ijob {
 	uint64_t bytes;
 	double copy_s, load_s;
 	rt_model_seq seq;         /* load: what a generative kind is told */
+	uint64_t kv_taken;        /* load: the KV cache bytes it took (0: not known) */
 } ijob;
 
 enum { JOB_LOAD, JOB_EVICT, JOB_DESTROY };
@@ -1114,6 +1115,11 @@ static void run_ijob(rt_lane *lane, rt_work *w)
 			in->model = NULL;
 			j->rc = -ENOMEM;
 			fn_err(&j->err, 503, "out of memory for the sequences of function '%s'", in->name);
+		} else if (j->rc == 0 && in->g) {
+			/* an empty step only reports: how much of kv_cache_bytes the kind took */
+			fn_step st = {0};
+			if (in->model->kind->seq_step(in->model->state, &st) == 0)
+				j->kv_taken = st.kv_bytes;
 		}
 		j->load_s = (double)(rt_clock_mono_ns() - t1) / 1e9;
 		break;
@@ -1270,7 +1276,17 @@ static void load_done(rt_work *w)
 	int rc = j->rc;
 	double copy_s = j->copy_s, load_s = j->load_s;
 	fn_error err = j->err;
+	uint64_t kv_taken = j->kv_taken;
 	free(j);
+	if (rc == 0 && kv_taken && kv_taken < in->kv_bytes && in->dev) {
+		/* the kind took less KV cache than it was offered: the rest goes back to the budget */
+		uint64_t back = in->kv_bytes - kv_taken;
+		in->kv_bytes -= back;
+		in->reserved -= back;
+		in->dev->used -= back;
+		in->dev->kv_bytes -= back;
+		dev_label_mem(s, in->dev);
+	}
 	if (rc < 0) {
 		if (in->dev_img && in->dev && in->dev->cuda) {
 			rt_image_free(in->dev_img);   /* freeing device memory from the loop is safe */
