@@ -907,10 +907,28 @@ static void admit_done(rt_work *w)
 	settle(in);
 }
 
+/* takes the call at the head of in's queue for the lane (its queue time observed) */
+static qcall *dequeue(inst *in, uint64_t now)
+{
+	qcall *c = in->qhead;
+	in->qhead = c->next;
+	if (!in->qhead)
+		in->qtail = NULL;
+	in->nq--;
+	c->next = NULL;
+	c->in_batch = 1;
+	c->t_start = now;
+	in->ns_queue_total += now - c->t_arrive;
+	if (!in->deleted) {
+		const char *kv[] = {"function", in->name};
+		rt_metric_observe(in->s->m_queue, (double)(now - c->t_arrive) / 1e9, 1, kv);
+	}
+	return c;
+}
+
 /* Hands queued calls to a warm generative instance, up to `concurrency` held at once. */
 static void pump_gen(inst *in)
 {
-	rt_sched *s = in->s;
 	int room = in->info.manifest.concurrency - in->inflight;
 	if (room <= 0)
 		return;
@@ -927,19 +945,8 @@ static void pump_gen(inst *in)
 	a->in = in;
 	a->n = n;
 	uint64_t now = rt_clock_mono_ns();
-	const char *kv[] = {"function", in->name};
 	for (size_t i = 0; i < n; i++) {
-		qcall *c = in->qhead;
-		in->qhead = c->next;
-		if (!in->qhead)
-			in->qtail = NULL;
-		in->nq--;
-		c->next = NULL;
-		c->in_batch = 1;
-		c->t_start = now;
-		in->ns_queue_total += now - c->t_arrive;
-		if (!in->deleted)
-			rt_metric_observe(s->m_queue, (double)(now - c->t_arrive) / 1e9, 1, kv);
+		qcall *c = dequeue(in, now);
 		c->fc = (fn_call){.in = c->input, .headers = c->headers, .n_headers = c->n_headers,
 				  .emit = call_emit, .emit_ctx = c};
 		a->calls[i] = c;
@@ -961,7 +968,6 @@ static void pump_gen(inst *in)
 /* Hands queued calls to the lane as one batch when the instance is warm and idle. */
 static void pump(inst *in)
 {
-	rt_sched *s = in->s;
 	const rt_manifest *m = &in->info.manifest;
 	/* destroying: the lane is releasing the model (unload or delete); calls wait for the
 	 * reload that finish_destroy starts */
@@ -1000,19 +1006,8 @@ static void pump(inst *in)
 	b->in = in;
 	b->n = n;
 	uint64_t now = rt_clock_mono_ns();
-	const char *kv[] = {"function", in->name};
 	for (size_t i = 0; i < n; i++) {
-		qcall *c = in->qhead;
-		in->qhead = c->next;
-		if (!in->qhead)
-			in->qtail = NULL;
-		in->nq--;
-		c->next = NULL;
-		c->in_batch = 1;
-		c->t_start = now;
-		in->ns_queue_total += now - c->t_arrive;
-		if (!in->deleted)
-			rt_metric_observe(s->m_queue, (double)(now - c->t_arrive) / 1e9, 1, kv);
+		qcall *c = dequeue(in, now);
 		b->calls[i] = c;
 		b->fc[i].in = c->input;
 		b->fc[i].headers = c->headers;
