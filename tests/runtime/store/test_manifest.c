@@ -342,7 +342,7 @@ static void test_resolve(void)
 #undef RESOLVE
 }
 
-/* "rate_limit" (issue 7): per-caller invocation limit; omitted from the JSON when none */
+/* "rate_limit": per-caller invocation limit; omitted from the JSON when none */
 static void test_rate_limit(void)
 {
 	rt_manifest a, b;
@@ -375,7 +375,7 @@ static void test_rate_limit(void)
 	}
 }
 
-/* "audit" (issue 7): payload logging is opt-in per function, validated, omitted when off */
+/* "audit": payload logging is opt-in per function, validated, omitted when off */
 static void test_audit_field(void)
 {
 	rt_manifest a, b;
