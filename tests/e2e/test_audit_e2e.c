@@ -1,4 +1,4 @@
-/* test_audit_e2e.c — the audit log over real HTTP (issue 7): payloads only for a function whose
+/* test_audit_e2e.c — the audit log over real HTTP: payloads only for a function whose
  * manifest opts in ("audit": {"payloads": true, "max_bytes": N}, cut and marked truncated),
  * never for others; a bad "audit" field is a 400 naming it; admin lines are on disk when the
  * response arrives (written and fsync'd synchronously); invocation lines are buffered and show

@@ -1,5 +1,5 @@
 /* test_http_e2e.c — end-to-end tests of `thaw serve` over real TCP: framing, pipelining,
- * limits, timeouts, logging, metrics and the SIGTERM drain (issue 2). */
+ * limits, timeouts, logging, metrics and the SIGTERM drain. */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>

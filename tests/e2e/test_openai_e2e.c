@@ -1,4 +1,4 @@
-/* test_openai_e2e.c — the OpenAI-compatible endpoints (issue 8) over real HTTP: a small
+/* test_openai_e2e.c — the OpenAI-compatible endpoints over real HTTP: a small
  * random-weight llama whose vocabulary fits the test tokenizer (tests/data/tok/) is written
  * here as safetensors + config.json, packed with the tokenizer (`thaw snapshot pack` picks up
  * tokenizer.json / tokenizer_config.json from the directory) and deployed; then
@@ -1219,7 +1219,7 @@ static void test_errors(void)
 	json_decref(o);
 }
 
-/* ---- hostile numbers and bodies (issue 14) ---- */
+/* ---- hostile numbers and bodies ---- */
 
 static const char *err_param(json_t *o)
 {

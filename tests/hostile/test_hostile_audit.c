@@ -1,4 +1,4 @@
-/* test_hostile_audit.c — the audit log under attack, over real HTTP (issue 14):
+/* test_hostile_audit.c — the audit log under attack, over real HTTP:
  *  - refusal flood: one client sends thousands of 401s with 1000-character paths; the audit
  *    directory grows by a bounded amount (a few lines a second plus one summary line counting
  *    the rest), the lines it has are cut and marked "truncated", and every refusal is either a

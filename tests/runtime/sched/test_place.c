@@ -1,4 +1,4 @@
-/* test_place.c — rt_place_order (issue 9): which device a cold start tries first, on a node
+/* test_place.c — rt_place_order: which device a cold start tries first, on a node
  * described by hand (any number of GPUs, their budgets, reservations and load). */
 #include <errno.h>
 #include "runtime/sched/rt_place.h"
