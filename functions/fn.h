@@ -140,7 +140,9 @@ typedef struct fn_step {
 	/* out */
 	size_t n_done;             /* calls finished in this step (out or err set), in done[] */
 	size_t held;               /* calls the kind holds after the step */
-	int decode_rows;           /* sequences that advanced by one generated token */
+	int seqs;                  /* sequences that ran in this step (decode rows and prompt
+				    * chunks) */
+	int decode_rows;           /* of those, the ones that advanced by one generated token */
 	int prefill_tokens;        /* prompt tokens run (chunked prefill) */
 	int preempted;             /* sequences whose KV blocks were taken back to be recomputed */
 	int64_t kv_blocks_used, kv_blocks_total;

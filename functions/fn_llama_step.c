@@ -254,7 +254,7 @@ static int fed_step(llama *s, fn_step *st)
 		return rc;
 	}
 	llama_seq_advance(s, q, q->ntok);
-	st->decode_rows = 1;
+	st->seqs = st->decode_rows = 1;
 	int k = take(q, tok, lp);
 	if (k || q->ntok - q->r.n >= q->r.max_tokens)
 		TRY(llama_fed_exit(s));
@@ -395,6 +395,7 @@ static int engine_step(llama *s, int64_t budget, int max_seqs, fn_step *st)
 	for (int i = 0; i < n; i++) {
 		q = pl[i].q;
 		llama_seq_advance(s, q, pl[i].start + pl[i].count);
+		st->seqs++;
 		if (pl[i].decode)
 			st->decode_rows++;
 		else
@@ -456,7 +457,7 @@ int llama_seq_step(void *state, fn_step *st)
 {
 	llama *s = state;
 	st->n_done = 0;
-	st->decode_rows = st->prefill_tokens = st->preempted = 0;
+	st->seqs = st->decode_rows = st->prefill_tokens = st->preempted = 0;
 	st->prefix_lookup_tokens = st->prefix_hit_tokens = 0;
 	int rc = engine_step(s, st->token_budget, st->max_seqs, st);
 	if (rc < 0)

@@ -792,8 +792,8 @@ static int gen_step(rt_lane *lane, rt_stepper *sp)
 	g->steps++;
 	pthread_mutex_unlock(&g->mu);
 	const char *kv[] = {"function", in->name};
-	if (st.decode_rows > 0 || st.prefill_tokens > 0)
-		lane_metric(in, LM_OBSERVE, s->m_step_seqs, st.decode_rows, 1, kv);
+	if (st.seqs > 0)
+		lane_metric(in, LM_OBSERVE, s->m_step_seqs, st.seqs, 1, kv);
 	if (st.kv_blocks_total > 0) {
 		const char *ku[] = {"device", in->dev->name, "function", in->name, "type", "used"};
 		const char *kt[] = {"device", in->dev->name, "function", in->name, "type", "total"};
@@ -1876,7 +1876,7 @@ int rt_sched_new(uv_loop_t *loop, rt_registry *reg, rt_metrics *m, const rt_sche
 					"Function instances loaded (or loading) on each device.", NULL, 0);
 	static const double seq_buckets[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024};
 	s->m_step_seqs = rt_metrics_family(m, "thaw_step_sequences", RT_METRIC_HISTOGRAM,
-					   "Sequences that advanced by a token in each step of a generative function.",
+					   "Sequences that ran in each step of a generative function (decode rows and prompt chunks).",
 					   seq_buckets, (int)(sizeof seq_buckets / sizeof seq_buckets[0]));
 	s->m_kv = rt_metrics_family(m, "thaw_kv_blocks", RT_METRIC_GAUGE,
 				    "KV cache blocks of each generative function on each device: used and total.",

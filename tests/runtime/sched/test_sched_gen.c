@@ -169,7 +169,7 @@ static int tk_seq_step(void *state, fn_step *st)
 	if (us)
 		usleep((useconds_t)us);
 	st->held = t->nheld;
-	st->decode_rows = rows;
+	st->seqs = st->decode_rows = rows;
 	st->prefill_tokens = 0;
 	st->preempted = 0;
 	st->kv_blocks_total = t->kv_bytes / 1024;
