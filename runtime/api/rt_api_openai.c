@@ -1,6 +1,7 @@
 /* rt_api_openai.c — OpenAI-compatible serving for `llama` functions:
  * GET /v1/models, GET /v1/models/{model}, POST /v1/completions and
- * POST /v1/chat/completions, with `stream: true` as server-sent events. docs/api.md is the
+ * POST /v1/chat/completions, with `stream: true` as server-sent events; `n` choices of one
+ * prompt are n calls of the kind sharing the prompt's tokens (oa_grp). docs/api.md is the
  * reference.
  *
  * model = function name. The snapshot of the revision the traffic split picks must carry a
@@ -460,7 +461,8 @@ static int prompt_ids(const tok_tokenizer *t, const json_t *pr, size_t max_bytes
 		if (json_is_integer(e0))
 			return ids_from_array(pr, max_ids, ids, err, errlen);
 		if (json_is_string(e0) || json_is_array(e0)) {
-			snprintf(err, errlen, "only one prompt per request is supported (n = 1, no batches)");
+			snprintf(err, errlen, "only one prompt per request is supported (no batches; `n` "
+				 "asks for several choices of one)");
 			return -EINVAL;
 		}
 	}
