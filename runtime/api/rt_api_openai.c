@@ -1,6 +1,7 @@
 /* rt_api_openai.c — OpenAI-compatible serving for `llama` functions:
  * GET /v1/models, GET /v1/models/{model}, POST /v1/completions and
- * POST /v1/chat/completions, with `stream: true` as server-sent events. docs/api.md is the
+ * POST /v1/chat/completions, with `stream: true` as server-sent events; `n` choices of one
+ * prompt are n calls of the kind sharing the prompt's tokens (oa_grp). docs/api.md is the
  * reference.
  *
  * model = function name. The snapshot of the revision the traffic split picks must carry a
@@ -54,6 +55,8 @@
 #define OA_MAX_STOP 4            /* stop strings (OpenAI's limit) */
 #define OA_STOP_MAX_BYTES 256    /* bytes of one stop string */
 #define OA_MAX_STOP_IDS 24       /* token ids that end a generation */
+#define OA_MAX_N 16              /* choices of one request (`n`; also at most the function's
+                                  * concurrency) */
 
 /* ---- OpenAI error objects ---- */
 
@@ -174,6 +177,7 @@ typedef struct oa_params {
 	char stop[OA_MAX_STOP][OA_STOP_MAX_BYTES + 1];
 	size_t stop_len[OA_MAX_STOP];
 	int n_stop;
+	int n;                       /* choices (`n`, 1 .. OA_MAX_N) */
 	int stream, include_usage;
 	int gen;                     /* Triton's generate extension (/v2/models/{m}/generate) */
 	const json_t *prompt;        /* borrowed from the body */
@@ -187,8 +191,6 @@ static int neutral(const char *k, const json_t *v)
 		return 1;
 	if (!strcmp(k, "frequency_penalty") || !strcmp(k, "presence_penalty"))
 		return json_is_number(v) && json_number_value(v) == 0;
-	if (!strcmp(k, "best_of") || !strcmp(k, "n"))
-		return json_is_integer(v) && json_integer_value(v) == 1;
 	if (!strcmp(k, "echo") || !strcmp(k, "logprobs"))
 		return json_is_false(v);
 	if (!strcmp(k, "logit_bias"))
@@ -246,13 +248,12 @@ static int parse_params(const json_t *body, int chat, oa_params *p, const char *
 			snprintf(err, errlen, "Unrecognized request argument supplied: %s", k);
 			return -EINVAL;
 		}
-		static const char *const fixed[] = {"n", "frequency_penalty", "presence_penalty",
-			"logit_bias", "logprobs", "echo", "best_of", "suffix", NULL};
+		static const char *const fixed[] = {"frequency_penalty", "presence_penalty",
+			"logit_bias", "logprobs", "echo", "suffix", NULL};
 		for (int i = 0; fixed[i]; i++)
 			if (!strcmp(fixed[i], k) && !neutral(k, v)) {
 				*param = k;
 				snprintf(err, errlen, "'%s' is not supported: only its default (%s) is", k,
-					 !strcmp(k, "n") || !strcmp(k, "best_of") ? "1" :
 					 !strcmp(k, "logprobs") || !strcmp(k, "echo") ? "false or null" :
 					 !strcmp(k, "logit_bias") ? "{} or null" :
 					 !strcmp(k, "suffix") ? "\"\" or null" : "0");
@@ -299,6 +300,25 @@ static int parse_params(const json_t *body, int chat, oa_params *p, const char *
 		}
 		p->seed = json_integer_value(v);
 		p->has_seed = 1;
+	}
+	v = json_object_get(body, "n");
+	*param = "n";
+	p->n = 1;
+	if (v && !json_is_null(v)) {
+		if (!json_is_integer(v) || json_integer_value(v) < 1 ||
+		    json_integer_value(v) > OA_MAX_N) {
+			snprintf(err, errlen, "'n' must be an integer from 1 to %d", OA_MAX_N);
+			return -EINVAL;
+		}
+		p->n = (int)json_integer_value(v);
+	}
+	/* best_of: only its neutral value, which is n (every choice generated is returned) */
+	v = json_object_get(body, "best_of");
+	*param = "best_of";
+	if (v && !json_is_null(v) && (!json_is_integer(v) || json_integer_value(v) != p->n)) {
+		snprintf(err, errlen, "'best_of' is not supported: only its default, n (%d), is",
+			 p->n);
+		return -EINVAL;
 	}
 	v = json_object_get(body, "stop");
 	*param = "stop";
@@ -441,7 +461,8 @@ static int prompt_ids(const tok_tokenizer *t, const json_t *pr, size_t max_bytes
 		if (json_is_integer(e0))
 			return ids_from_array(pr, max_ids, ids, err, errlen);
 		if (json_is_string(e0) || json_is_array(e0)) {
-			snprintf(err, errlen, "only one prompt per request is supported (n = 1, no batches)");
+			snprintf(err, errlen, "only one prompt per request is supported (no batches; `n` "
+				 "asks for several choices of one)");
 			return -EINVAL;
 		}
 	}
@@ -557,28 +578,32 @@ done:
 	return rc;
 }
 
-/* ---- a running generation ---- */
+/* ---- a running generation ----
+ * One request is an oa_grp of n choices (OpenAI's `n`); each choice is one call of the kind
+ * (an oa_gen) with the same prompt tokens and its own seed, so the kind computes the shared
+ * prompt's KV blocks once. Each choice decodes its own text and matches its own stop strings;
+ * the group answers once: the first failure (its error, the other calls cancelled), else all
+ * choices in one response. Streamed, every choice's chunks go out as they come, each with its
+ * index, then the usage chunk and one [DONE] after the last choice ends. */
+
+struct oa_grp;
 
 typedef struct oa_gen {
-	rt_api *api;
-	rt_req *req;
-	rt_tok_model *model;
-	oa_params p;
-	char id[48];
-	int64_t created;
-	uint32_t rev;
-	size_t prompt_tokens;
-	int32_t stop_ids[OA_MAX_STOP_IDS];
-	int n_stop_ids;
-	size_t max_stop;             /* longest stop string */
+	struct oa_grp *grp;
+	int idx;                     /* the choice's index */
 	tok_stream *ts;
 	char *text;                  /* decoded text so far (cut at a stop string) */
 	size_t len, cap, sent, scan_from;
 	size_t ntok;                 /* tokens received from the kind */
 	int done;                    /* a stop string matched: finish_reason "stop" */
-	int gone;                    /* the client went away */
 	int failed;                  /* decoding failed (500) */
-	int streaming;               /* stream head sent */
+	int ended;                   /* the call's result came */
+	int ok;                      /* ... and it succeeded */
+	const char *finish;          /* its finish_reason when ok */
+	int err_status;              /* when not ok: the kind's or the scheduler's status, */
+	char err_msg[sizeof(((fn_error *)0)->msg)];   /* and its message */
+	rt_call_cancel_fn cancel;    /* the scheduler's cancel hook while the call is queued */
+	void *cancel_arg;
 	/* handed over from the lane (oa_emit) under mu */
 	pthread_mutex_t mu;
 	uv_async_t async;
@@ -588,15 +613,50 @@ typedef struct oa_gen {
 	int lost;                    /* a token could not be queued (out of memory) */
 } oa_gen;
 
+typedef struct oa_grp {
+	rt_api *api;
+	rt_req *req;                 /* NULL once answered */
+	rt_tok_model *model;
+	oa_params p;
+	char id[48];
+	int64_t created;
+	uint32_t rev;
+	size_t prompt_tokens;
+	int32_t stop_ids[OA_MAX_STOP_IDS];
+	int n_stop_ids;
+	size_t max_stop;             /* longest stop string */
+	int n;                       /* choices */
+	int left;                    /* choices whose result has not come */
+	int open;                    /* choices whose async handle is not closed */
+	int fail_idx;                /* the first choice that failed, -1: none */
+	int over;                    /* answered (or the stream ended) */
+	int gone;                    /* the client went away */
+	int streaming;               /* stream head sent */
+	int retry_after;             /* a Retry-After header was added */
+	oa_gen ch[];
+} oa_grp;
+
+/* releases G once every choice's handle is closed (the answer, made before the last one
+ * closes, reads every choice's text) */
+static void grp_free(oa_grp *G)
+{
+	for (int i = 0; i < G->n; i++) {
+		oa_gen *g = &G->ch[i];
+		tok_stream_free(g->ts);
+		pthread_mutex_destroy(&g->mu);
+		free(g->pend);
+		free(g->text);
+	}
+	rt_tok_model_unref(G->model);
+	free(G);
+}
+
 static void gen_closed(uv_handle_t *h)
 {
 	oa_gen *g = h->data;
-	tok_stream_free(g->ts);
-	rt_tok_model_unref(g->model);
-	pthread_mutex_destroy(&g->mu);
-	free(g->pend);
-	free(g->text);
-	free(g);
+	oa_grp *G = g->grp;
+	if (--G->open == 0)
+		grp_free(G);
 }
 
 /* oa_emit: the kind's per-token chunk {"token": id}, on the lane thread */
@@ -626,7 +686,7 @@ static int oa_emit(void *ctx, json_t *chunk)
 	return rc;
 }
 
-static int sse_send(oa_gen *g, json_t *obj)
+static int sse_send(oa_grp *G, json_t *obj)
 {
 	char *s = obj ? rt_json_dumps(obj, 0) : NULL;
 	json_decref(obj);
@@ -641,88 +701,95 @@ static int sse_send(oa_gen *g, json_t *obj)
 	memcpy(buf, "data: ", 6);
 	memcpy(buf + 6, s, l);
 	memcpy(buf + 6 + l, "\n\n", 2);
-	int rc = rt_req_stream_write(g->req, buf, l + 8);
+	int rc = rt_req_stream_write(G->req, buf, l + 8);
 	free(buf);
 	free(s);
 	if (rc == -EPIPE)
-		g->gone = 1;
+		G->gone = 1;
 	return rc;
 }
 
-/* one streamed chunk: delta text (NULL for the role or final chunk), finish_reason or NULL */
-static json_t *chunk_obj(oa_gen *g, const char *text, size_t len, const char *finish, int role)
+/* one streamed chunk of choice idx: delta text (NULL for the role or final chunk),
+ * finish_reason or NULL */
+static json_t *chunk_obj(oa_grp *G, int idx, const char *text, size_t len, const char *finish,
+			 int role)
 {
 	json_t *choice;
-	if (g->p.gen) {   /* a generate_stream response: the new text (the last one: its reason) */
+	if (G->p.gen) {   /* a generate_stream response: the new text (the last one: its reason) */
 		char v[16];
-		snprintf(v, sizeof v, "%u", g->rev);
-		json_t *o = json_pack("{s:s,s:s,s:o}", "model_name", g->p.model, "model_version", v,
+		snprintf(v, sizeof v, "%u", G->rev);
+		json_t *o = json_pack("{s:s,s:s,s:o}", "model_name", G->p.model, "model_version", v,
 				      "text_output", json_stringn(text ? text : "", len));
 		if (o && finish)
 			json_object_set_new(o, "finish_reason", json_string(finish));
 		return o;
 	}
-	if (g->p.chat) {
+	if (G->p.chat) {
 		json_t *delta = json_object();
 		if (role)
 			json_object_set_new(delta, "role", json_string("assistant"));
 		if (role || text)
 			json_object_set_new(delta, "content", json_stringn(text ? text : "", len));
-		choice = json_pack("{s:i,s:o,s:n,s:o}", "index", 0, "delta", delta, "logprobs",
+		choice = json_pack("{s:i,s:o,s:n,s:o}", "index", idx, "delta", delta, "logprobs",
 				   "finish_reason", finish ? json_string(finish) : json_null());
 	} else {
 		choice = json_pack("{s:o,s:i,s:n,s:o}", "text", json_stringn(text ? text : "", len),
-				   "index", 0, "logprobs", "finish_reason",
+				   "index", idx, "logprobs", "finish_reason",
 				   finish ? json_string(finish) : json_null());
 	}
-	json_t *o = json_pack("{s:s,s:s,s:I,s:s,s:[o]}", "id", g->id, "object",
-			      g->p.chat ? "chat.completion.chunk" : "text_completion", "created",
-			      (json_int_t)g->created, "model", g->p.model, "choices", choice);
-	if (o && g->p.include_usage)
+	json_t *o = json_pack("{s:s,s:s,s:I,s:s,s:[o]}", "id", G->id, "object",
+			      G->p.chat ? "chat.completion.chunk" : "text_completion", "created",
+			      (json_int_t)G->created, "model", G->p.model, "choices", choice);
+	if (o && G->p.include_usage)
 		json_object_set_new(o, "usage", json_null());
 	return o;
 }
 
-static int stream_start(oa_gen *g)
+/* sends the stream head once (and, for chat, every choice's role chunk); -EPIPE when the
+ * client is gone */
+static int stream_start(oa_grp *G)
 {
-	if (g->streaming)
-		return 0;
-	g->streaming = 1;
+	if (G->streaming)
+		return G->gone ? -EPIPE : 0;
+	G->streaming = 1;
 	char r[16];
-	snprintf(r, sizeof r, "%u", g->rev);
-	rt_req_add_header(g->req, "Thaw-Revision", r);
-	rt_req_add_header(g->req, "X-Accel-Buffering", "no");
-	if (rt_req_stream_begin(g->req, 200, "text/event-stream") < 0) {
-		g->gone = 1;
+	snprintf(r, sizeof r, "%u", G->rev);
+	rt_req_add_header(G->req, "Thaw-Revision", r);
+	rt_req_add_header(G->req, "X-Accel-Buffering", "no");
+	if (rt_req_stream_begin(G->req, 200, "text/event-stream") < 0) {
+		G->gone = 1;
 		return -EPIPE;
 	}
-	if (g->p.chat)
-		return sse_send(g, chunk_obj(g, NULL, 0, NULL, 1));
-	return 0;
+	for (int i = 0; G->p.chat && i < G->n && !G->gone; i++)
+		sse_send(G, chunk_obj(G, i, NULL, 0, NULL, 1));
+	return G->gone ? -EPIPE : 0;
 }
 
 /* sends text[sent, upto) as a delta (streaming) */
 static void flush_text(oa_gen *g, size_t upto)
 {
-	if (!g->p.stream || g->gone || upto <= g->sent)
+	oa_grp *G = g->grp;
+	if (!G->p.stream || G->over || G->gone || upto <= g->sent)
 		return;
-	if (stream_start(g) < 0 || g->gone)
+	if (stream_start(G) < 0)
 		return;
-	sse_send(g, chunk_obj(g, g->text + g->sent, upto - g->sent, NULL, 0));
+	sse_send(G, chunk_obj(G, g->idx, g->text + g->sent, upto - g->sent, NULL, 0));
 	g->sent = upto;
 }
 
 /* looks for stop strings in the new text; sends what can no longer be part of one */
 static void scan(oa_gen *g, int final)
 {
+	const oa_params *p = &g->grp->p;
+	size_t max_stop = g->grp->max_stop;
 	size_t best = (size_t)-1;
-	for (int i = 0; i < g->p.n_stop; i++) {
-		size_t sl = g->p.stop_len[i];
+	for (int i = 0; i < p->n_stop; i++) {
+		size_t sl = p->stop_len[i];
 		if (g->len < sl)
 			continue;
-		const char *p = memmem(g->text + g->scan_from, g->len - g->scan_from, g->p.stop[i], sl);
-		if (p && (size_t)(p - g->text) < best)
-			best = (size_t)(p - g->text);
+		const char *m = memmem(g->text + g->scan_from, g->len - g->scan_from, p->stop[i], sl);
+		if (m && (size_t)(m - g->text) < best)
+			best = (size_t)(m - g->text);
 	}
 	if (best != (size_t)-1) {
 		g->len = best;
@@ -730,11 +797,11 @@ static void scan(oa_gen *g, int final)
 		flush_text(g, g->len);
 		return;
 	}
-	size_t hold = final || g->max_stop == 0 ? 0 : g->max_stop - 1;
+	size_t hold = final || max_stop == 0 ? 0 : max_stop - 1;
 	size_t safe = g->len > hold ? g->len - hold : 0;
 	while (safe > g->sent && safe < g->len && ((unsigned char)g->text[safe] & 0xC0) == 0x80)
 		safe--;   /* never split a UTF-8 sequence */
-	g->scan_from = g->max_stop && g->len >= g->max_stop ? g->len - (g->max_stop - 1) : 0;
+	g->scan_from = max_stop && g->len >= max_stop ? g->len - (max_stop - 1) : 0;
 	flush_text(g, safe);
 }
 
@@ -759,8 +826,8 @@ static void gen_token(oa_gen *g, int32_t id)
 	if (g->done || g->failed)
 		return;
 	g->ntok++;
-	for (int i = 0; i < g->n_stop_ids; i++)
-		if (g->stop_ids[i] == id)
+	for (int i = 0; i < g->grp->n_stop_ids; i++)
+		if (g->grp->stop_ids[i] == id)
 			return;   /* ends the turn; its text is not part of the answer */
 	char *t = NULL;
 	size_t l = 0;
@@ -797,23 +864,74 @@ static void drain(oa_gen *g)
 		for (size_t i = 0; i < n; i++)
 			gen_token(g, buf[i]);
 	}
-	if (g->done || g->gone || g->failed) {
+	if (g->done || g->grp->gone || g->grp->over || g->failed) {
 		pthread_mutex_lock(&g->mu);
 		g->refuse = 1;   /* the next emit tells the kind to stop */
 		pthread_mutex_unlock(&g->mu);
 	}
 }
 
-static void on_async(uv_async_t *a)
+/* cancels every call of G still queued or running (each answers 499 through gen_result,
+ * possibly from inside this call) and tells running kinds to stop */
+static void grp_cancel(oa_grp *G)
 {
-	drain(a->data);
+	for (int i = 0; i < G->n; i++) {
+		oa_gen *g = &G->ch[i];
+		pthread_mutex_lock(&g->mu);
+		g->refuse = 1;
+		pthread_mutex_unlock(&g->mu);
+		rt_call_cancel_fn fn = g->cancel;
+		void *arg = g->cancel_arg;
+		g->cancel = NULL;
+		if (fn && !g->ended)
+			fn(arg);
+	}
 }
 
-static json_t *usage_obj(oa_gen *g)
+static void grp_progress(oa_grp *G);
+
+static void on_async(uv_async_t *a)
 {
-	return json_pack("{s:I,s:I,s:I}", "prompt_tokens", (json_int_t)g->prompt_tokens,
-			 "completion_tokens", (json_int_t)g->ntok, "total_tokens",
-			 (json_int_t)(g->prompt_tokens + g->ntok));
+	oa_gen *g = a->data;
+	drain(g);
+	if (g->grp->gone && !g->grp->over)
+		grp_progress(g->grp);   /* a write failed: end the stream, cancel the calls */
+}
+
+/* the client closed its connection: every call is cancelled (loop thread) */
+static void grp_on_gone(void *ud)
+{
+	oa_grp *G = ud;
+	G->gone = 1;
+	grp_cancel(G);
+}
+
+/* the cancel hook of a choice's call (rt_call_watch_fn) */
+static int grp_watch(void *ctx, rt_call_cancel_fn cancel, void *arg)
+{
+	oa_gen *g = ctx;
+	oa_grp *G = g->grp;
+	int given_up = G->over || G->gone || !G->req || rt_req_gone(G->req);
+	if (!cancel) {
+		g->cancel = NULL;
+		g->cancel_arg = NULL;
+		return given_up;
+	}
+	if (!given_up) {
+		g->cancel = cancel;
+		g->cancel_arg = arg;
+	}
+	return given_up;
+}
+
+static json_t *usage_obj(oa_grp *G)
+{
+	size_t ntok = 0;
+	for (int i = 0; i < G->n; i++)
+		ntok += G->ch[i].ntok;
+	return json_pack("{s:I,s:I,s:I}", "prompt_tokens", (json_int_t)G->prompt_tokens,
+			 "completion_tokens", (json_int_t)ntok, "total_tokens",
+			 (json_int_t)(G->prompt_tokens + ntok));
 }
 
 /* the status a kind's or the scheduler's error gets here */
@@ -824,17 +942,119 @@ static int fail_status(int st)
 	return st >= 400 && st < 500 ? 400 : 500;
 }
 
-/* the end of a call: the kind's result (or error); replies and releases g */
+/* ends the request: the stream's last chunks or the whole response */
+static void grp_answer(oa_grp *G)
+{
+	rt_req *req = G->req;
+	char r[16];
+	snprintf(r, sizeof r, "%u", G->rev);
+	const oa_gen *bad = G->fail_idx >= 0 ? &G->ch[G->fail_idx] : NULL;
+	G->over = 1;
+	rt_req_on_gone(req, NULL, NULL);
+	if (G->p.stream && (G->streaming || (!bad && !G->gone))) {
+		if (!G->gone && stream_start(G) == 0) {
+			if (!bad) {
+				if (G->p.include_usage && !G->p.gen) {
+					json_t *o = json_pack("{s:s,s:s,s:I,s:s,s:[],s:o}", "id", G->id, "object",
+							      G->p.chat ? "chat.completion.chunk" :
+							      "text_completion", "created",
+							      (json_int_t)G->created, "model", G->p.model,
+							      "choices", "usage", usage_obj(G));
+					sse_send(G, o);
+				}
+			} else {
+				int st = bad->failed ? 500 : fail_status(bad->err_status);
+				const char *em = bad->failed ? "decoding the output failed" : bad->err_msg;
+				sse_send(G, G->p.gen ? json_pack("{s:s}", "error", em)
+						     : error_obj(st, NULL, NULL, em));
+			}
+			if (!G->gone && !G->p.gen)   /* Triton's stream has no [DONE] sentinel */
+				rt_req_stream_write(req, "data: [DONE]\n\n", 14);
+		}
+		rt_req_stream_end(req);
+	} else if (bad || G->gone) {
+		rt_req_add_header(req, "Thaw-Revision", r);
+		int st = bad ? bad->err_status : 499;
+		if (bad && bad->failed)
+			oa_error(req, 500, NULL, NULL, "decoding the output failed");
+		else if (st == 499 || G->gone)   /* nobody reads it; the log says why */
+			oa_error(req, 499, NULL, "client_closed_request", "the client went away");
+		else if (st == 404)
+			oa_error(req, 404, "model", "model_not_found", "%s", bad->err_msg);
+		else if (st == 413)
+			oa_error(req, 400, NULL, "context_length_exceeded", "%s", bad->err_msg);
+		else
+			oa_error(req, fail_status(st), NULL, NULL, "%s", bad->err_msg);
+	} else if (G->p.gen) {
+		const oa_gen *g = &G->ch[0];
+		rt_req_add_header(req, "Thaw-Revision", r);
+		json_t *o = json_pack("{s:s,s:s,s:o,s:s}", "model_name", G->p.model, "model_version", r,
+				      "text_output", json_stringn(g->text ? g->text : "", g->len),
+				      "finish_reason", g->finish);
+		if (o)
+			rt_api_reply_json(req, 200, o);
+		else
+			rt_req_reply_error(req, 500, "the output is not valid UTF-8");
+	} else {
+		rt_req_add_header(req, "Thaw-Revision", r);
+		json_t *choices = json_array();
+		for (int i = 0; i < G->n; i++) {
+			const oa_gen *g = &G->ch[i];
+			json_t *text = json_stringn(g->text ? g->text : "", g->len), *choice;
+			if (G->p.chat)
+				choice = json_pack("{s:i,s:{s:s,s:o},s:n,s:s}", "index", i, "message", "role",
+						   "assistant", "content", text, "logprobs",
+						   "finish_reason", g->finish);
+			else
+				choice = json_pack("{s:o,s:i,s:n,s:s}", "text", text, "index", i,
+						   "logprobs", "finish_reason", g->finish);
+			if (!choice || json_array_append_new(choices, choice) < 0) {
+				json_decref(choices);
+				choices = NULL;
+				break;
+			}
+		}
+		json_t *o = choices ? json_pack("{s:s,s:s,s:I,s:s,s:o,s:o}", "id", G->id, "object",
+						G->p.chat ? "chat.completion" : "text_completion",
+						"created", (json_int_t)G->created, "model",
+						G->p.model, "choices", choices, "usage", usage_obj(G))
+				    : NULL;
+		if (o)
+			rt_api_reply_json(req, 200, o);
+		else
+			oa_error(req, 500, NULL, NULL, "the output is not valid UTF-8");
+	}
+	G->req = NULL;
+}
+
+/* answers once the first choice failed, the client went away, or every choice ended; then
+ * cancels the calls still going. Reentrant: a cancel answers its call through gen_result. */
+static void grp_progress(oa_grp *G)
+{
+	if (G->over)
+		return;
+	if (G->fail_idx < 0 && !G->gone && G->left > 0)
+		return;
+	grp_answer(G);
+	grp_cancel(G);
+}
+
+/* the end of one choice's call: the kind's result (or error); the group answers when it can,
+ * and the choice's handle is closed (the group is freed with its last one) */
 static void gen_result(const rt_call_result *res, void *ud)
 {
 	oa_gen *g = ud;
-	json_t *out = res->out;
-	const fn_error *err = res->err;
-	uint32_t rev = res->rev;
-	rt_api_result_headers(g->req, res);
-	g->rev = rev;
+	oa_grp *G = g->grp;
+	const json_t *out = res->out;
+	if (G->req && !G->over && res->retry_after_s > 0 && !G->retry_after) {
+		G->retry_after = 1;
+		rt_api_result_headers(G->req, res);
+	}
+	if (res->rev)
+		G->rev = res->rev;
 	drain(g);
-	const char *finish = "length";
+	g->ended = 1;
+	g->finish = "length";
 	int ok = out != NULL || g->done;
 	if (out && !g->done && !g->failed) {
 		/* tokens the kind did not emit (a kind without streaming) */
@@ -852,81 +1072,23 @@ static void gen_result(const rt_call_result *res, void *ud)
 		}
 		const char *fr = json_string_value(json_object_get(out, "finish_reason"));
 		if (fr && !strcmp(fr, "stop"))
-			finish = "stop";
+			g->finish = "stop";
 	}
 	if (g->done)
-		finish = "stop";
-	char r[16];
-	snprintf(r, sizeof r, "%u", rev);
-	if (g->failed) {
-		ok = 0;
+		g->finish = "stop";
+	g->ok = ok && !g->failed;
+	if (!g->ok) {
+		g->err_status = res->err ? res->err->status : 500;
+		snprintf(g->err_msg, sizeof g->err_msg, "%s", res->err ? res->err->msg : "");
+		if (G->fail_idx < 0 && !G->over)
+			G->fail_idx = g->idx;
+	} else if (G->p.stream && !G->over && !G->gone && stream_start(G) == 0) {
+		flush_text(g, g->len);
+		if (!G->gone)
+			sse_send(G, chunk_obj(G, g->idx, NULL, 0, g->finish, 0));
 	}
-	if (g->p.stream && (g->streaming || ok)) {
-		if (!g->gone && stream_start(g) == 0 && !g->gone) {
-			if (ok) {
-				flush_text(g, g->len);
-				if (!g->gone)
-					sse_send(g, chunk_obj(g, NULL, 0, finish, 0));
-				if (!g->gone && g->p.include_usage && !g->p.gen) {
-					json_t *o = json_pack("{s:s,s:s,s:I,s:s,s:[],s:o}", "id", g->id, "object",
-							      g->p.chat ? "chat.completion.chunk" :
-							      "text_completion", "created",
-							      (json_int_t)g->created, "model", g->p.model,
-							      "choices", "usage", usage_obj(g));
-					sse_send(g, o);
-				}
-			} else {
-				int st = g->failed ? 500 : fail_status(err->status);
-				const char *em = g->failed ? "decoding the output failed" : err->msg;
-				sse_send(g, g->p.gen ? json_pack("{s:s}", "error", em)
-						     : error_obj(st, NULL, NULL, em));
-			}
-			if (!g->gone && !g->p.gen)   /* Triton's stream has no [DONE] sentinel */
-				rt_req_stream_write(g->req, "data: [DONE]\n\n", 14);
-		}
-		rt_req_stream_end(g->req);
-	} else if (!ok) {
-		rt_req_add_header(g->req, "Thaw-Revision", r);
-		if (g->failed)
-			oa_error(g->req, 500, NULL, NULL, "decoding the output failed");
-		else if (err->status == 404)
-			oa_error(g->req, 404, "model", "model_not_found", "%s", err->msg);
-		else if (err->status == 413)
-			oa_error(g->req, 400, NULL, "context_length_exceeded", "%s", err->msg);
-		else if (err->status == 499 || g->gone)   /* nobody reads it; the log says why */
-			oa_error(g->req, 499, NULL, "client_closed_request", "the client went away");
-		else
-			oa_error(g->req, fail_status(err->status), NULL, NULL, "%s", err->msg);
-	} else if (g->p.gen) {
-		rt_req_add_header(g->req, "Thaw-Revision", r);
-		json_t *o = json_pack("{s:s,s:s,s:o,s:s}", "model_name", g->p.model, "model_version", r,
-				      "text_output", json_stringn(g->text ? g->text : "", g->len),
-				      "finish_reason", finish);
-		if (o)
-			rt_api_reply_json(g->req, 200, o);
-		else
-			rt_req_reply_error(g->req, 500, "the output is not valid UTF-8");
-	} else {
-		rt_req_add_header(g->req, "Thaw-Revision", r);
-		json_t *choice;
-		if (g->p.chat)
-			choice = json_pack("{s:i,s:{s:s,s:o},s:n,s:s}", "index", 0, "message", "role",
-					   "assistant", "content", json_stringn(g->text ? g->text : "", g->len),
-					   "logprobs", "finish_reason", finish);
-		else
-			choice = json_pack("{s:o,s:i,s:n,s:s}", "text",
-					   json_stringn(g->text ? g->text : "", g->len), "index", 0,
-					   "logprobs", "finish_reason", finish);
-		json_t *o = json_pack("{s:s,s:s,s:I,s:s,s:[o],s:o}", "id", g->id, "object",
-				      g->p.chat ? "chat.completion" : "text_completion", "created",
-				      (json_int_t)g->created, "model", g->p.model, "choices", choice,
-				      "usage", usage_obj(g));
-		if (o)
-			rt_api_reply_json(g->req, 200, o);
-		else
-			oa_error(g->req, 500, NULL, NULL, "the output is not valid UTF-8");
-	}
-	g->req = NULL;
+	G->left--;
+	grp_progress(G);
 	uv_close((uv_handle_t *)&g->async, gen_closed);
 }
 
@@ -1199,7 +1361,17 @@ static void prep_step(oa_pending *pd)
 	}
 }
 
-/* the call itself, once pd->ids hold the prompt (releases pd) */
+/* a seed for a choice of a request without one */
+static long long random_seed(int i)
+{
+	uint64_t x;
+	if (getrandom(&x, sizeof x, 0) != (ssize_t)sizeof x)
+		x = rt_clock_mono_ns() ^ ((uint64_t)rand() << 20) ^ ((uint64_t)i << 56);
+	return (long long)(x >> 1);
+}
+
+/* the calls themselves, once pd->ids hold the prompt: n choices sharing the prompt's tokens,
+ * choice i seeded seed + i (or at random without a seed). Releases pd. */
 static void call_start(oa_pending *pd)
 {
 	rt_req *req = pd->req;
@@ -1209,64 +1381,109 @@ static void call_start(oa_pending *pd)
 	rt_tok_model *model = pd->model;
 	oa_ids *ids = &pd->ids;
 	int64_t vocab = model->vocab ? model->vocab : (int64_t)tok_vocab_size(model->tok);
-	oa_gen *g = calloc(1, sizeof *g);
-	if (!g || tok_stream_new(model->tok, 1, &g->ts) < 0) {
-		free(g);
+	int n = pp->n >= 1 && pp->n <= OA_MAX_N ? pp->n : 1;
+	oa_grp *G = calloc(1, sizeof *G + (size_t)n * sizeof(oa_gen));
+	int ts_ok = G != NULL;
+	for (int i = 0; ts_ok && i < n; i++)
+		ts_ok = tok_stream_new(model->tok, 1, &G->ch[i].ts) == 0;
+	json_t *toks = json_array(), *stop = json_array();
+	for (size_t i = 0; toks && i < ids->n; i++)
+		if (json_array_append_new(toks, json_integer(ids->v[i])) < 0) {
+			json_decref(toks);
+			toks = NULL;
+		}
+	if (!ts_ok || !toks || !stop) {
+		for (int i = 0; G && i < n; i++)
+			tok_stream_free(G->ch[i].ts);
+		free(G);
+		json_decref(toks);
+		json_decref(stop);
 		oa_error(req, 503, NULL, NULL, "out of memory");
 		pending_free(pd);
 		return;
 	}
-	g->api = api;
-	g->req = req;
-	g->model = model;
+	G->api = api;
+	G->req = req;
+	G->model = model;
 	pd->model = NULL;
-	g->p = *pp;
-	g->created = (int64_t)time(NULL);
-	g->rev = pd->rev;
-	g->prompt_tokens = ids->n;
-	random_id(g->id, sizeof g->id, chat ? "chatcmpl-" : "cmpl-");
+	G->p = *pp;
+	G->p.n = n;
+	G->n = G->left = G->open = n;
+	G->fail_idx = -1;
+	G->created = (int64_t)time(NULL);
+	G->rev = pd->rev;
+	G->prompt_tokens = ids->n;
+	random_id(G->id, sizeof G->id, chat ? "chatcmpl-" : "cmpl-");
 	for (int i = 0; i < pp->n_stop; i++)
-		if (pp->stop_len[i] > g->max_stop)
-			g->max_stop = pp->stop_len[i];
+		if (pp->stop_len[i] > G->max_stop)
+			G->max_stop = pp->stop_len[i];
 	/* ids that end the generation: the config's eos, the tokenizer's, and for chat the turn
 	 * enders of the template family */
 	int32_t cand[OA_MAX_STOP_IDS];
 	size_t nc = 0;
-	for (int i = 0; i < g->model->n_eos; i++)
-		cand[nc++] = g->model->eos[i];
-	if (tok_eos(g->model->tok) >= 0)
-		cand[nc++] = tok_eos(g->model->tok);
+	for (int i = 0; i < model->n_eos; i++)
+		cand[nc++] = model->eos[i];
+	if (tok_eos(model->tok) >= 0)
+		cand[nc++] = tok_eos(model->tok);
 	if (chat)
-		nc += tok_stop_ids(g->model->tok, cand + nc, OA_MAX_STOP_IDS - nc);
-	json_t *stop = json_array();
+		nc += tok_stop_ids(model->tok, cand + nc, OA_MAX_STOP_IDS - nc);
 	for (size_t i = 0; i < nc; i++) {
 		int dup = 0;
-		for (int j = 0; j < g->n_stop_ids; j++)
-			dup |= g->stop_ids[j] == cand[i];
+		for (int j = 0; j < G->n_stop_ids; j++)
+			dup |= G->stop_ids[j] == cand[i];
 		if (dup || cand[i] < 0 || cand[i] >= vocab)
 			continue;
-		g->stop_ids[g->n_stop_ids++] = cand[i];
+		G->stop_ids[G->n_stop_ids++] = cand[i];
 		json_array_append_new(stop, json_integer(cand[i]));
 	}
-	json_t *toks = json_array();
-	for (size_t i = 0; i < ids->n; i++)
-		json_array_append_new(toks, json_integer(ids->v[i]));
-	long long seed = pp->has_seed ? pp->seed : (long long)(rt_clock_mono_ns() ^ ((uint64_t)rand() << 20));
-	json_t *in = json_pack("{s:o,s:I,s:f,s:f,s:I,s:o}", "tokens", toks, "max_tokens",
-			       (json_int_t)pp->max_tokens, "temperature", pp->temperature, "top_p",
-			       pp->top_p, "seed", (json_int_t)seed, "stop", stop);
-	pthread_mutex_init(&g->mu, NULL);
-	uv_async_init(api->loop, &g->async, on_async);
-	g->async.data = g;
+	for (int i = 0; i < n; i++) {
+		oa_gen *g = &G->ch[i];
+		g->grp = G;
+		g->idx = i;
+		pthread_mutex_init(&g->mu, NULL);
+		uv_async_init(api->loop, &g->async, on_async);
+		g->async.data = g;
+	}
 	/* p.prompt / p.messages point into pd->body, released below: not used after this */
-	g->p.prompt = g->p.messages = NULL;
+	G->p.prompt = G->p.messages = NULL;
 	uint32_t rev = pd->rev;
+	int has_seed = pp->has_seed;
+	long long seed = pp->seed;
 	pending_free(pd);
+	rt_req_on_gone(req, grp_on_gone, G);
 	fn_header hdrs[RT_HTTP_MAX_HEADERS];
-	rt_call c = {.function = g->p.model, .rev = rev, .in = in, .emit = oa_emit, .emit_ctx = g,
-		     .done = gen_result, .ud = g};
-	rt_api_call_from_req(&c, req, hdrs);
-	rt_sched_submit(api->sched, &c);
+	/* a call may be answered inside rt_sched_submit (refused, or cancelled by an earlier
+	 * choice's failure): the choices after the answer are not submitted */
+	for (int i = 0; i < n; i++) {
+		oa_gen *g = &G->ch[i];
+		if (G->over) {
+			g->ended = 1;
+			G->left--;
+			uv_close((uv_handle_t *)&g->async, gen_closed);
+			continue;
+		}
+		long long s = has_seed ? (long long)((unsigned long long)seed + (unsigned)i)
+				       : random_seed(i);
+		/* the token and stop arrays are shared by the calls (read-only) */
+		json_t *in = json_pack("{s:O,s:I,s:f,s:f,s:I,s:O}", "tokens", toks, "max_tokens",
+				       (json_int_t)G->p.max_tokens, "temperature", G->p.temperature,
+				       "top_p", G->p.top_p, "seed", (json_int_t)s, "stop", stop);
+		rt_call c = {.function = G->p.model, .rev = rev, .in = in, .emit = oa_emit,
+			     .emit_ctx = g, .done = gen_result, .ud = g};
+		rt_api_call_from_req(&c, req, hdrs);
+		c.watch = grp_watch;
+		c.watch_ctx = g;
+		if (!in) {   /* answered as the kind's 503 */
+			fn_error e = {.status = 503};
+			snprintf(e.msg, sizeof e.msg, "out of memory");
+			rt_call_result r = {.function = G->p.model, .rev = rev, .err = &e};
+			gen_result(&r, g);
+			continue;
+		}
+		rt_sched_submit(api->sched, &c);
+	}
+	json_decref(toks);
+	json_decref(stop);
 }
 
 static void prep_work(uv_work_t *w)
@@ -1327,6 +1544,12 @@ static void parsed(oa_pending *pd)
 		else
 			oa_error(req, 404, "model", "model_not_found", "The model '%s' does not exist",
 				 pd->p.model);
+		goto fail;
+	}
+	if (pd->p.n > info->manifest.concurrency) {
+		oa_error(req, 400, "n", NULL, "'n' must be at most %d for the model '%s' (its "
+			 "concurrency: the choices of a request run together)",
+			 info->manifest.concurrency, pd->p.model);
 		goto fail;
 	}
 	snprintf(pd->path, sizeof pd->path, "%s", info->snapshot_path);

@@ -1146,7 +1146,7 @@ static void test_errors(void)
 	T_EQ_INT(req(&srv, "POST", "/v1/completions", NULL, "{\"model\": \"tl\", ", &o), 400);
 	T_CHECK(err_is(o, "invalid_request_error", "invalid_json"));
 	json_decref(o);
-	T_EQ_INT(post("/v1/completions", json_pack("{s:s,s:s,s:i}", "model", "tl", "prompt", "x", "n", 2),
+	T_EQ_INT(post("/v1/completions", json_pack("{s:s,s:s,s:i}", "model", "tl", "prompt", "x", "n", 17),
 		      &o), 400);
 	T_CHECK(err_is(o, "invalid_request_error", NULL));
 	T_EQ_STR(json_string_value(json_object_get(json_object_get(o, "error"), "param")), "n");
@@ -1596,6 +1596,267 @@ static void test_auth(void)
 		pclose(p);
 }
 
+/* ---- n > 1: several choices of one prompt ---- */
+
+/* the text of choices[i] (completion or chat) as a new string, NULL when absent */
+static char *choice_text(json_t *o, size_t i)
+{
+	json_t *c = json_array_get(json_object_get(o, "choices"), i);
+	json_t *t = json_object_get(c, "text");
+	if (!t)
+		t = json_object_get(json_object_get(c, "message"), "content");
+	if (!json_is_string(t))
+		return NULL;
+	char *s = malloc(json_string_length(t) + 1);
+	memcpy(s, json_string_value(t), json_string_length(t) + 1);
+	return s;
+}
+
+/* a request for path with the test prompt: n choices, max_tokens 12, temperature temp, seed
+ * (< 0: none) */
+static json_t *comp_n(const char *path, int n, double temp, long long seed, int stream,
+		      int usage)
+{
+	json_t *b = json_pack("{s:s,s:i,s:i,s:f}", "model", "tl", "n", n, "max_tokens", 12,
+			      "temperature", temp);
+	if (strstr(path, "chat"))
+		json_object_set_new(b, "messages", json_pack("[{s:s,s:s}]", "role", "user", "content",
+							     prompt));
+	else
+		json_object_set_new(b, "prompt", json_string(prompt));
+	if (seed >= 0)
+		json_object_set_new(b, "seed", json_integer(seed));
+	if (stream)
+		json_object_set_new(b, "stream", json_true());
+	if (usage)
+		json_object_set_new(b, "stream_options", json_pack("{s:b}", "include_usage", 1));
+	return b;
+}
+
+/* greedy n = 3: three identical choices equal to n = 1's; sampled n = 3 with a seed: choice i
+ * is the n = 1 answer for seed + i; usage counts the prompt once */
+static void check_n_choices(const char *path)
+{
+	json_t *one = NULL, *three = NULL;
+	T_EQ_INT(post(path, comp_n(path, 1, 0, -1, 0, 0), &one), 200);
+	T_EQ_INT(post(path, comp_n(path, 3, 0, -1, 0, 0), &three), 200);
+	char *want = choice_text(one, 0);
+	T_CHECK(want != NULL);
+	T_EQ_INT(json_array_size(json_object_get(three, "choices")), 3);
+	json_int_t pt = json_integer_value(json_object_get(json_object_get(one, "usage"),
+							   "prompt_tokens"));
+	json_int_t ct = json_integer_value(json_object_get(json_object_get(one, "usage"),
+							   "completion_tokens"));
+	for (size_t i = 0; i < 3; i++) {
+		json_t *c = json_array_get(json_object_get(three, "choices"), i);
+		char *t = choice_text(three, i);
+		T_CHECK(t && want && !strcmp(t, want));
+		T_EQ_INT(json_integer_value(json_object_get(c, "index")), i);
+		T_EQ_STR(json_string_value(json_object_get(c, "finish_reason")),
+			 json_string_value(json_object_get(json_array_get(json_object_get(one, "choices"),
+									  0), "finish_reason")));
+		free(t);
+	}
+	json_t *u = json_object_get(three, "usage");
+	T_EQ_INT(json_integer_value(json_object_get(u, "prompt_tokens")), pt);
+	T_EQ_INT(json_integer_value(json_object_get(u, "completion_tokens")), 3 * ct);
+	T_EQ_INT(json_integer_value(json_object_get(u, "total_tokens")), pt + 3 * ct);
+	free(want);
+	json_decref(one);
+	json_decref(three);
+	/* sampled: choice i is seed + i's answer, and the choices are not all the same */
+	json_t *s3 = NULL;
+	T_EQ_INT(post(path, comp_n(path, 3, 1.0, 1000, 0, 0), &s3), 200);
+	char *got[3];
+	for (int i = 0; i < 3; i++) {
+		json_t *r = NULL;
+		T_EQ_INT(post(path, comp_n(path, 1, 1.0, 1000 + i, 0, 0), &r), 200);
+		char *w = choice_text(r, 0);
+		got[i] = choice_text(s3, (size_t)i);
+		T_CHECK(w && got[i] && !strcmp(w, got[i]));
+		free(w);
+		json_decref(r);
+	}
+	T_CHECK(got[0] && got[1] && got[2] && (strcmp(got[0], got[1]) || strcmp(got[1], got[2])));
+	fprintf(stderr, "  %s sampled choices: [%s] [%s] [%s]\n", path, got[0] ? got[0] : "",
+		got[1] ? got[1] : "", got[2] ? got[2] : "");
+	for (int i = 0; i < 3; i++)
+		free(got[i]);
+	json_decref(s3);
+	/* without a seed every choice gets its own: sampled choices differ */
+	T_EQ_INT(post(path, comp_n(path, 3, 1.0, -1, 0, 0), &three), 200);
+	char *a = choice_text(three, 0), *b = choice_text(three, 1), *c = choice_text(three, 2);
+	T_CHECK(a && b && c && (strcmp(a, b) || strcmp(b, c)));
+	free(a);
+	free(b);
+	free(c);
+	json_decref(three);
+}
+
+static void test_n_choices(void)
+{
+	NEED();
+	check_n_choices("/v1/completions");
+	check_n_choices("/v1/chat/completions");
+	/* best_of equal to n is the same request */
+	json_t *b = comp_n("/v1/completions", 2, 0, -1, 0, 0), *o = NULL;
+	json_object_set_new(b, "best_of", json_integer(2));
+	T_EQ_INT(post("/v1/completions", b, &o), 200);
+	T_EQ_INT(json_array_size(json_object_get(o, "choices")), 2);
+	json_decref(o);
+}
+
+/* streamed n = 2: events of both indices, each choice's text equal to the non-streamed one,
+ * one finish chunk a choice, the usage chunk and [DONE] once, at the end */
+static void check_n_stream(const char *path)
+{
+	int chat = strstr(path, "chat") != NULL;
+	json_t *ref = NULL;
+	T_EQ_INT(post(path, comp_n(path, 2, 1.0, 77, 0, 0), &ref), 200);
+	stream_res r;
+	T_EQ_INT(stream_req(path, comp_n(path, 2, 1.0, 77, 1, 1), &r), 0);
+	T_EQ_INT(r.status, 200);
+	int done = 0;
+	json_t *ev = sse_events(r.body ? r.body : "", &done);
+	T_CHECK(done);   /* [DONE] is the last event */
+	const char *d = r.body ? strstr(r.body, "data: [DONE]") : NULL;
+	T_CHECK(d && !strstr(d + 12, "[DONE]"));   /* and the only one */
+	obuf acc[2] = {{0}, {0}};
+	int finishes[2] = {0, 0}, roles[2] = {0, 0}, usage = 0, after_usage = 0;
+	for (size_t i = 0; i < json_array_size(ev); i++) {
+		json_t *e = json_array_get(ev, i), *ch = json_object_get(e, "choices");
+		T_CHECK(json_is_object(e));
+		if (json_array_size(ch) == 0) {
+			usage++;
+			T_CHECK(json_equal(json_object_get(e, "usage"), json_object_get(ref, "usage")));
+			continue;
+		}
+		after_usage += usage > 0;
+		json_t *c = json_array_get(ch, 0);
+		json_int_t idx = json_integer_value(json_object_get(c, "index"));
+		T_CHECK(idx == 0 || idx == 1);
+		if (idx != 0 && idx != 1)
+			continue;
+		T_CHECK(finishes[idx] == 0);   /* nothing of a choice after its finish chunk */
+		json_t *t = chat ? json_object_get(json_object_get(c, "delta"), "content")
+				 : json_object_get(c, "text");
+		if (chat && json_object_get(json_object_get(c, "delta"), "role"))
+			roles[idx]++;
+		if (t)
+			text_add(&acc[idx], t);
+		if (json_is_string(json_object_get(c, "finish_reason"))) {
+			finishes[idx]++;
+			T_EQ_STR(json_string_value(json_object_get(c, "finish_reason")),
+				 json_string_value(json_object_get(json_array_get(json_object_get(ref,
+						"choices"), (size_t)idx), "finish_reason")));
+		}
+	}
+	T_EQ_INT(finishes[0], 1);
+	T_EQ_INT(finishes[1], 1);
+	T_EQ_INT(usage, 1);
+	T_EQ_INT(after_usage, 0);
+	if (chat) {
+		T_EQ_INT(roles[0], 1);
+		T_EQ_INT(roles[1], 1);
+	}
+	for (int i = 0; i < 2; i++) {
+		char *w = choice_text(ref, (size_t)i);
+		T_CHECK(w && acc[i].n == strlen(w) && (!acc[i].n || !memcmp(acc[i].p, w, acc[i].n)));
+		free(w);
+		free(acc[i].p);
+	}
+	json_decref(ev);
+	json_decref(ref);
+	free(r.body);
+}
+
+static void test_n_stream(void)
+{
+	NEED();
+	check_n_stream("/v1/completions");
+	check_n_stream("/v1/chat/completions");
+}
+
+/* n outside 1 .. min(16, concurrency), not an integer, or best_of other than n: 400 */
+static void test_n_errors(void)
+{
+	NEED();
+	static const char *const bad[] = {"0", "17", "\"x\"", "-1", "2.5", "9", "true"};
+	for (int ch = 0; ch < 2; ch++)
+		for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+			char body[300];
+			snprintf(body, sizeof body, "{\"model\":\"tl\",%s,\"n\":%s}",
+				 ch ? "\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]"
+				    : "\"prompt\":\"hi\"", bad[i]);
+			json_t *o = NULL;
+			T_EQ_INT(req(&srv, "POST", ch ? "/v1/chat/completions" : "/v1/completions", NULL,
+				     body, &o), 400);
+			T_CHECK(err_is(o, "invalid_request_error", NULL));
+			T_EQ_STR(err_param(o), "n");
+			json_decref(o);
+		}
+	json_t *o = NULL;
+	T_EQ_INT(req(&srv, "POST", "/v1/completions", NULL,
+		     "{\"model\":\"tl\",\"prompt\":\"hi\",\"n\":2,\"best_of\":3}", &o), 400);
+	T_EQ_STR(err_param(o), "best_of");
+	json_decref(o);
+	T_EQ_INT(req(&srv, "POST", "/v1/completions", NULL,
+		     "{\"model\":\"tl\",\"prompt\":\"hi\",\"best_of\":2}", &o), 400);
+	T_EQ_STR(err_param(o), "best_of");
+	json_decref(o);
+	/* every choice holds the context check: prompt + max_tokens over the context is refused */
+	char body[200];
+	snprintf(body, sizeof body, "{\"model\":\"tl\",\"prompt\":\"hi\",\"n\":4,\"max_tokens\":%d}",
+		 CTX);
+	T_EQ_INT(req(&srv, "POST", "/v1/completions", NULL, body, &o), 400);
+	T_CHECK(err_is(o, "invalid_request_error", "context_length_exceeded"));
+	json_decref(o);
+}
+
+/* a streaming client of n = 3 that goes away mid-stream: all three calls are cancelled (three
+ * more 499 calls), none keeps the model busy, and the function answers */
+static void test_n_disconnect(void)
+{
+	NEED();
+	double before = metric(CANCELLED);
+	json_t *body = json_pack("{s:s,s:s,s:i,s:i,s:i,s:b}", "model", "tl", "prompt", prompt,
+				 "max_tokens", CTX - 64, "temperature", 0, "n", 3, "stream", 1);
+	int fd = stream_send("/v1/completions", body);
+	T_CHECK(fd >= 0);
+	if (fd < 0)
+		return;
+	char in[8192];
+	size_t n = 0;
+	while (n + 1 < sizeof in) {
+		ssize_t k = recv(fd, in + n, sizeof in - 1 - n, 0);
+		if (k <= 0)
+			break;
+		n += (size_t)k;
+		in[n] = 0;
+		if (has_delta(in))
+			break;
+	}
+	T_CHECK(has_delta(in));
+	close(fd);
+	double after = before;
+	for (int i = 0; i < 400 && after < before + 3; i++) {
+		usleep(50000);
+		after = metric(CANCELLED);
+	}
+	fprintf(stderr, "  499 calls: %.0f -> %.0f\n", before, after);
+	T_CHECK(after == before + 3);
+	/* the model is free: n = 8 (all its sequences) answers */
+	double t0 = now_s();
+	json_t *o = NULL;
+	T_EQ_INT(post("/v1/completions", json_pack("{s:s,s:s,s:i,s:i,s:i}", "model", "tl", "prompt",
+						    "hi", "max_tokens", 2, "temperature", 0, "n", 8),
+		      &o), 200);
+	T_EQ_INT(json_array_size(json_object_get(o, "choices")), 8);
+	json_decref(o);
+	fprintf(stderr, "  n = 8 after the disconnect: %.1f ms\n", (now_s() - t0) * 1e3);
+	T_CHECK(metric(CANCELLED) == before + 3);
+}
+
 void t_main(void)
 {
 	T_RUN(setup);
@@ -1610,6 +1871,10 @@ void t_main(void)
 	T_RUN(test_triton_generate);
 	T_RUN(test_stream_http10);
 	T_RUN(test_stream_parallel);
+	T_RUN(test_n_choices);
+	T_RUN(test_n_stream);
+	T_RUN(test_n_errors);
+	T_RUN(test_n_disconnect);
 	T_RUN(test_tokenizer_load_off_loop);
 	T_RUN(test_errors);
 	T_RUN(test_boundary_numbers);
