@@ -61,6 +61,20 @@ char *t_read_file(const char *path, size_t *len)
 	return b;
 }
 
+int t_copy_file(const char *from, const char *to)
+{
+	size_t n;
+	char *b = t_read_file(from, &n);
+	if (!b)
+		return -1;
+	FILE *f = fopen(to, "wb");
+	int ok = f && fwrite(b, 1, n, f) == n;
+	if (f && fclose(f) != 0)
+		ok = 0;
+	free(b);
+	return ok ? 0 : -1;
+}
+
 int t_sh(char *out, size_t cap, const char *fmt, ...)
 {
 	char cmd[8192];

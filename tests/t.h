@@ -19,6 +19,8 @@ const char *t_tmpdir(void);
 /* t_read_file returns the whole file, NUL-terminated (malloc'd; its size in *len when len is
  * not NULL), or NULL. */
 char *t_read_file(const char *path, size_t *len);
+/* t_copy_file copies file from to to (created or truncated); 0 or -1. */
+int t_copy_file(const char *from, const char *to);
 /* t_sh runs the shell command printf(fmt, ...); with out and cap > 0 its standard output is kept
  * in out (at most cap - 1 bytes, NUL-terminated). Returns the exit status, -1 when the command
  * could not run or did not exit normally. */

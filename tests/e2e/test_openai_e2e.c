@@ -59,20 +59,6 @@ static double now_s(void)
 
 static const char *err_msg(json_t *o);
 
-static int copy_file(const char *from, const char *to)
-{
-	size_t n;
-	char *b = t_read_file(from, &n);
-	if (!b)
-		return -1;
-	FILE *f = fopen(to, "wb");
-	int ok = f && fwrite(b, 1, n, f) == n;
-	if (f)
-		fclose(f);
-	free(b);
-	return ok ? 0 : -1;
-}
-
 static int write_model(const char *dir)
 {
 	return e2e_llama_write(dir, vocab, eos);
@@ -336,9 +322,9 @@ static void setup(void)
 	/* `thaw snapshot pack` takes tokenizer.json / tokenizer_config.json from the directory */
 	char to[800];
 	snprintf(to, sizeof to, "%s/tokenizer.json", model_dir);
-	T_EQ_INT(copy_file(path, to), 0);
+	T_EQ_INT(t_copy_file(path, to), 0);
 	snprintf(to, sizeof to, "%s/tokenizer_config.json", model_dir);
-	T_EQ_INT(copy_file(cfg, to), 0);
+	T_EQ_INT(t_copy_file(cfg, to), 0);
 	snprintf(cmd, sizeof cmd, "mkdir -p %s/snapshots && %s snapshot pack %s -o %s/snapshots/tl.thaw "
 		 "--quiet && %s snapshot pack %s -o %s/snapshots/plain.thaw --quiet", srv.data_dir, t_bin(),
 		 model_dir, srv.data_dir, t_bin(), plain_dir, srv.data_dir);

@@ -29,20 +29,6 @@ static e2e_server srv;
 static int srv_ok;
 static char dev[48] = "cpu";   /* the llama functions' device */
 
-static int copy_file(const char *from, const char *to)
-{
-	size_t n;
-	char *b = t_read_file(from, &n);
-	if (!b)
-		return -1;
-	FILE *f = fopen(to, "wb");
-	int ok = f && fwrite(b, 1, n, f) == n;
-	if (f)
-		fclose(f);
-	free(b);
-	return ok ? 0 : -1;
-}
-
 /* the value of one metric series (the first line starting with `series `), -1 when absent */
 static double metric(const char *series)
 {
@@ -91,9 +77,9 @@ static void setup(void)
 	mkdir(dir, 0755);
 	T_EQ_INT(e2e_llama_write(dir, nv, eos), 0);
 	snprintf(to, sizeof to, "%s/tokenizer.json", dir);
-	T_EQ_INT(copy_file(path, to), 0);
+	T_EQ_INT(t_copy_file(path, to), 0);
 	snprintf(to, sizeof to, "%s/tokenizer_config.json", dir);
-	T_EQ_INT(copy_file(cfg, to), 0);
+	T_EQ_INT(t_copy_file(cfg, to), 0);
 	snprintf(cmd, sizeof cmd, "mkdir -p %s/snapshots && %s snapshot pack %s/tests/data/llama_tiny "
 		 "-o %s/snapshots/tiny.thaw --quiet && %s snapshot pack %s -o %s/snapshots/tl.thaw --quiet",
 		 srv.data_dir, t_bin(), t_src(), srv.data_dir, t_bin(), dir, srv.data_dir);
