@@ -764,50 +764,60 @@ done:
 	return rc;
 }
 
-/* grow returns the array v of *cap elements of size elem doubled (16 at first) and updates
- * *cap, or NULL (v and *cap left as they were) when memory runs out. */
-static void *grow(void *v, size_t *cap, size_t elem)
+/* collect_rows steps statement s to its end (or its first cap rows when cap > 0) and returns
+ * its rows as an array of elem-sized entries, each zeroed, then filled by fill(s, entry):
+ * *out (malloc'd, NULL when there are none) and *n. 0, -ENOMEM or the SQL error (what names
+ * the query in its message). s is reset in every case. */
+static int collect_rows(sq *reg, sqlite3_stmt *s, size_t cap, size_t elem,
+			void (*fill)(sqlite3_stmt *s, void *entry), const char *what, void **out,
+			size_t *n)
 {
-	size_t nc = *cap ? *cap * 2 : 16;
-	void *nv = realloc(v, nc * elem);
-	if (nv)
-		*cap = nc;
-	return nv;
-}
-
-static int sq_list(sq *reg, rt_registry_entry **out, size_t *n)
-{
-	size_t cap = 0, k = 0;
-	rt_registry_entry *v = NULL;
+	char *v = NULL;
+	size_t k = 0, have = 0;
+	int rc = SQLITE_DONE;
 	*out = NULL;
 	*n = 0;
-	sqlite3_stmt *s = stmt(reg, S_LIST);
-	int rc;
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		if (k == cap) {
-			rt_registry_entry *nv = grow(v, &cap, sizeof *v);
+	while ((!cap || k < cap) && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if (k == have) {
+			size_t nh = have ? have * 2 : 16;
+			char *nv = realloc(v, nh * elem);
 			if (!nv) {
 				sqlite3_reset(s);
 				free(v);
 				return -ENOMEM;
 			}
 			v = nv;
+			have = nh;
 		}
-		memset(&v[k], 0, sizeof v[k]);
-		snprintf(v[k].name, sizeof v[k].name, "%s", (const char *)sqlite3_column_text(s, 0));
-		snprintf(v[k].kind, sizeof v[k].kind, "%s", (const char *)sqlite3_column_text(s, 1));
-		v[k].latest_rev = (uint32_t)sqlite3_column_int64(s, 2);
-		v[k].updated_ms = sqlite3_column_int64(s, 3);
+		memset(v + k * elem, 0, elem);
+		fill(s, v + k * elem);
 		k++;
 	}
 	sqlite3_reset(s);
+	if (cap && k == cap)
+		rc = SQLITE_DONE;
 	if (rc != SQLITE_DONE) {
 		free(v);
-		return sql_err(reg, rc, "list functions");
+		return sql_err(reg, rc, what);
 	}
 	*out = v;
 	*n = k;
 	return 0;
+}
+
+static void fill_entry(sqlite3_stmt *s, void *entry)
+{
+	rt_registry_entry *e = entry;
+	snprintf(e->name, sizeof e->name, "%s", (const char *)sqlite3_column_text(s, 0));
+	snprintf(e->kind, sizeof e->kind, "%s", (const char *)sqlite3_column_text(s, 1));
+	e->latest_rev = (uint32_t)sqlite3_column_int64(s, 2);
+	e->updated_ms = sqlite3_column_int64(s, 3);
+}
+
+static int sq_list(sq *reg, rt_registry_entry **out, size_t *n)
+{
+	return collect_rows(reg, stmt(reg, S_LIST), 0, sizeof **out, fill_entry, "list functions",
+			    (void **)out, n);
 }
 
 
@@ -855,48 +865,27 @@ static int sq_key_revoke(sq *reg, const char *id, int64_t ms)
 	return 0;
 }
 
+static void fill_key(sqlite3_stmt *s, void *entry)
+{
+	rt_store_key *e = entry;
+	const char *id = (const char *)sqlite3_column_text(s, 0);
+	const char *sc = (const char *)sqlite3_column_text(s, 2);
+	snprintf(e->id, sizeof e->id, "%s", id ? id : "");
+	if (sqlite3_column_bytes(s, 1) == RT_REGISTRY_KEY_HASH_LEN)
+		memcpy(e->hash, sqlite3_column_blob(s, 1), RT_REGISTRY_KEY_HASH_LEN);
+	else
+		e->id[0] = 0;   /* a damaged row matches no key */
+	snprintf(e->scopes, sizeof e->scopes, "%s", sc ? sc : "");
+	e->created_ms = sqlite3_column_int64(s, 3);
+	e->revoked_ms = sqlite3_column_type(s, 4) == SQLITE_NULL ? 0 : sqlite3_column_int64(s, 4);
+	if (sqlite3_column_type(s, 4) != SQLITE_NULL && e->revoked_ms == 0)
+		e->revoked_ms = 1;
+}
+
 static int sq_key_all(sq *reg, rt_store_key **out, size_t *n)
 {
-	size_t cap = 0, k = 0;
-	rt_store_key *v = NULL;
-	*out = NULL;
-	*n = 0;
-	sqlite3_stmt *s = stmt(reg, S_KEY_ALL);
-	int rc;
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		if (k == cap) {
-			rt_store_key *nv = grow(v, &cap, sizeof *v);
-			if (!nv) {
-				sqlite3_reset(s);
-				free(v);
-				return -ENOMEM;
-			}
-			v = nv;
-		}
-		rt_store_key *e = &v[k];
-		memset(e, 0, sizeof *e);
-		const char *id = (const char *)sqlite3_column_text(s, 0);
-		const char *sc = (const char *)sqlite3_column_text(s, 2);
-		snprintf(e->id, sizeof e->id, "%s", id ? id : "");
-		if (sqlite3_column_bytes(s, 1) == RT_REGISTRY_KEY_HASH_LEN)
-			memcpy(e->hash, sqlite3_column_blob(s, 1), RT_REGISTRY_KEY_HASH_LEN);
-		else
-			e->id[0] = 0;   /* a damaged row matches no key */
-		snprintf(e->scopes, sizeof e->scopes, "%s", sc ? sc : "");
-		e->created_ms = sqlite3_column_int64(s, 3);
-		e->revoked_ms = sqlite3_column_type(s, 4) == SQLITE_NULL ? 0 : sqlite3_column_int64(s, 4);
-		if (sqlite3_column_type(s, 4) != SQLITE_NULL && e->revoked_ms == 0)
-			e->revoked_ms = 1;
-		k++;
-	}
-	sqlite3_reset(s);
-	if (rc != SQLITE_DONE) {
-		free(v);
-		return sql_err(reg, rc, "list keys");
-	}
-	*out = v;
-	*n = k;
-	return 0;
+	return collect_rows(reg, stmt(reg, S_KEY_ALL), 0, sizeof **out, fill_key, "list keys",
+			    (void **)out, n);
 }
 
 /* ---- jobs ---- */
@@ -1024,36 +1013,15 @@ static int sq_job_save(sq *reg, const rt_job_row *r)
 	return rc;
 }
 
+static void fill_id(sqlite3_stmt *s, void *entry)
+{
+	*(int64_t *)entry = sqlite3_column_int64(s, 0);
+}
+
 /* the first column of statement s's rows, as ids (at most cap when cap > 0) */
 static int collect_ids(sq *reg, sqlite3_stmt *s, size_t cap, int64_t **ids, size_t *n)
 {
-	int64_t *v = NULL;
-	size_t k = 0, have = 0;
-	int rc;
-	while ((!cap || k < cap) && (rc = sqlite3_step(s)) == SQLITE_ROW) {
-		if (k == have) {
-			size_t nh = have ? have * 2 : 64;
-			int64_t *nv = realloc(v, nh * sizeof *v);
-			if (!nv) {
-				sqlite3_reset(s);
-				free(v);
-				return -ENOMEM;
-			}
-			v = nv;
-			have = nh;
-		}
-		v[k++] = sqlite3_column_int64(s, 0);
-	}
-	sqlite3_reset(s);
-	if (cap && k == cap)
-		rc = SQLITE_DONE;
-	if (rc != SQLITE_DONE) {
-		free(v);
-		return sql_err(reg, rc, "list jobs");
-	}
-	*ids = v;
-	*n = k;
-	return 0;
+	return collect_rows(reg, s, cap, sizeof **ids, fill_id, "list jobs", (void **)ids, n);
 }
 
 static int sq_job_ids(sq *reg, int state, int64_t **ids, size_t *n)
