@@ -67,4 +67,27 @@ int rt_jobstore_counts(rt_registry *reg, int64_t *counts);
 /* rt_jobstore_recover marks the jobs left running by a stop as preempted; *n gets how many. */
 int rt_jobstore_recover(rt_registry *reg, int *n);
 
+/* ---- job leases: a job runs on one node at a time ----
+ * A job row has an owner (a node id, "" when none) and a lease end by the store's clock. A
+ * node claims a job before it runs it, renews its leases while it runs (every beat), and
+ * saves its progress only while it still holds the lease; a job whose owner's lease ran out
+ * (the node died) is a candidate again for every node, state running included, and resumes
+ * from its checkpoint. The embedded store keeps the same columns, so two daemons on one
+ * SQLite file share jobs the same way. */
+
+/* rt_jobstore_claim makes node the owner of job id for lease_ms from now (row locked, SKIP
+ * LOCKED on a shared store) when the job is unfinished and unowned, owned by node already, or
+ * its lease has expired. 0 when claimed; -EBUSY when another node holds a live lease or
+ * another claim has the row locked; -ENOENT for an unknown or finished job. */
+int rt_jobstore_claim(rt_registry *reg, int64_t id, const char *node, int64_t lease_ms);
+
+/* rt_jobstore_renew extends by lease_ms from now the leases node holds on unfinished jobs;
+ * *n (may be NULL) gets how many. */
+int rt_jobstore_renew(rt_registry *reg, const char *node, int64_t lease_ms, int *n);
+
+/* rt_jobstore_save_owned is rt_jobstore_save for a job node claimed: it writes only while node
+ * still owns the job (-ESTALE when the lease was lost to another node, which has it now) and
+ * clears the owner when the state it writes is final or preempted. */
+int rt_jobstore_save_owned(rt_registry *reg, const rt_job_row *r, const char *node);
+
 #endif

@@ -56,6 +56,74 @@ typedef struct rt_registry_entry {
  * build; -EIO for other SQLite failures (message in err). Caller closes with rt_registry_close. */
 int rt_registry_open(const char *data_dir, rt_registry **out, char *err, size_t errlen);
 
+/* rt_registry_open_url opens the registry a URL names (thaw serve --registry, thaw keys
+ * --registry): NULL, "" or "sqlite:" = DATA/registry.db under data_dir (rt_registry_open);
+ * "sqlite:PATH" = the SQLite file PATH (its directory must exist); "postgresql://..." or
+ * "postgres://..." = a PostgreSQL database shared by the nodes of a cluster (a libpq URI;
+ * credentials from the URI, the PG* environment or ~/.pgpass / PGPASSFILE; never logged:
+ * messages name the URL with its password cut). The PostgreSQL schema is brought up to date by
+ * forward-only migrations at open, one transaction each. -EINVAL for a URL of no known scheme,
+ * -ENOTCONN when the database cannot be reached, -EPROTO for a schema newer than this build,
+ * -EIO for other failures (message in err). */
+int rt_registry_open_url(const char *url, const char *data_dir, rt_registry **out, char *err,
+			 size_t errlen);
+
+/* rt_registry_backend names the store: "sqlite" or "postgresql". rt_registry_shared is 1 for a
+ * store that several nodes share (postgresql; it has a notification channel, a nodes table
+ * and job leases), 0 for the embedded one. */
+const char *rt_registry_backend(rt_registry *reg);
+int rt_registry_shared(rt_registry *reg);
+
+/* rt_registry_tick does the store's background work; the daemon calls it every
+ * RT_REGISTRY_TICK_MS on the loop thread and it never blocks longer than one statement:
+ * consumes change notifications (dropping the view entries they name), and while the
+ * database is unreachable tries to reconnect (at most every RT_REGISTRY_RETRY_MS). A
+ * no-op for the embedded store. */
+#define RT_REGISTRY_TICK_MS 20
+#define RT_REGISTRY_RETRY_MS 500
+void rt_registry_tick(rt_registry *reg);
+
+/* rt_registry_available is 0 while a shared store cannot reach its database (the last
+ * statement or connection attempt failed for the connection's sake), 1 otherwise. Writes made
+ * meanwhile fail with -ENOTCONN, which the API answers with 503 naming the database; reads
+ * the view has answer from memory. */
+int rt_registry_available(rt_registry *reg);
+
+/* ---- cluster membership (shared stores; the embedded store keeps the same rows for the one
+ * node, so a single daemon behaves the same) ---- */
+#define RT_NODE_ID_MAX 63            /* characters of a node id: [A-Za-z0-9._-] */
+#define RT_NODE_URL_MAX 256          /* bytes of an advertised URL, with the NUL */
+
+typedef struct rt_node_row {
+	char id[RT_NODE_ID_MAX + 1];
+	char advertise[RT_NODE_URL_MAX]; /* "http://10.0.0.5:8080"; "" when it takes no calls */
+	int64_t started_ms;              /* first beat of this run of the node */
+	int64_t beat_ms;                 /* last beat, by the store's clock */
+	int64_t lease_left_ms;           /* lease time left at the read (> 0: alive) */
+	char *state;                     /* JSON text the node published (malloc'd; NULL: none) */
+} rt_node_row;
+
+/* rt_registry_node_beat upserts node id's lease row: advertised URL, state (JSON text,
+ * borrowed, at most RT_NODE_STATE_MAX bytes) and a lease of lease_ms from now by the store's
+ * clock; started_ms is set when fresh is 1 (the node's first beat since it started). With
+ * notify set, the other nodes hear of it at once (a residency change); plain beats are read
+ * at their next rt_registry_node_list. -EINVAL for a bad id or an oversize state. */
+#define RT_NODE_STATE_MAX (256u << 10)
+int rt_registry_node_beat(rt_registry *reg, const char *id, const char *advertise,
+			  const char *state, int64_t lease_ms, int fresh, int notify);
+
+/* rt_registry_node_list returns the nodes whose lease has not expired by the store's clock,
+ * sorted by id, in a malloc'd array (free with rt_registry_node_rows_free; NULL when *n == 0). */
+int rt_registry_node_list(rt_registry *reg, rt_node_row **out, size_t *n);
+void rt_registry_node_rows_free(rt_node_row *rows, size_t n);
+
+/* rt_registry_node_leave drops node id's row (a clean stop); -ENOENT when it has none. */
+int rt_registry_node_leave(rt_registry *reg, const char *id);
+
+/* rt_registry_nodes_generation counts the membership notifications heard (notify beats and
+ * leaves of any node); a node's membership view re-reads rt_registry_node_list when it moved. */
+uint64_t rt_registry_nodes_generation(rt_registry *reg);
+
 /* rt_registry_statements counts the statements the store has run since open (each execution
  * of a prepared statement, transaction statements included; the jobs' rows too, rt_jobstore.h). A test reads it around a call to see that the call ran none. */
 uint64_t rt_registry_statements(rt_registry *reg);
