@@ -73,7 +73,11 @@ typedef struct rt_store_ops {
 	int (*job_ids)(rt_store *st, int state, int64_t **ids, size_t *n);
 	int (*job_candidates)(rt_store *st, int64_t *ids, size_t cap, size_t *n);
 	int (*job_counts)(rt_store *st, int64_t *counts);
-	int (*job_recover)(rt_store *st, int *n);
+	int (*job_recover)(rt_store *st, const char *node, int *n);
+	/* job leases (rt_jobstore_claim, rt_jobstore_renew, rt_jobstore_save_owned) */
+	int (*job_claim)(rt_store *st, int64_t id, const char *node, int64_t lease_ms);
+	int (*job_renew)(rt_store *st, const char *node, int64_t lease_ms, int *n);
+	int (*job_save_owned)(rt_store *st, const rt_job_row *r, const char *node);
 } rt_store_ops;
 
 /* rt_store_sqlite_open opens (creating when missing) DATA/registry.db under data_dir and
