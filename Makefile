@@ -18,6 +18,7 @@ NVCC ?= $(CUDA_HOME)/bin/nvcc
 LLHTTP_DIR ?= /usr/share/llhttp
 LLHTTP_INC ?= /usr/share/include/llhttp
 LIBDIR ?= /usr/lib/x86_64-linux-gnu
+PQ_INC ?= /usr/include/postgresql
 
 # CUDA=1 without nvcc: say so and build the CPU-only variant
 ifeq ($(CUDA),1)
@@ -38,7 +39,7 @@ endif
 
 WARN = -Wall -Wextra -Werror -Wno-unused-parameter
 CFLAGS ?= -O2 -g
-ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -pthread $(WARN) $(CFLAGS) $(SANFLAGS) -I. -I$(LLHTTP_INC) -MMD -MP
+ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -pthread $(WARN) $(CFLAGS) $(SANFLAGS) -I. -I$(LLHTTP_INC) -I$(PQ_INC) -MMD -MP
 LDFLAGS += $(SANFLAGS) -pthread
 
 # Dependencies. The CUDA build links them statically so build-cuda/thaw runs on a machine

@@ -177,6 +177,15 @@ static int make_server(t_pg *pg)
 	}
 	snprintf(pg->data, sizeof pg->data, "%s/data", pg->dir);
 	snprintf(pg->log, sizeof pg->log, "%s/log", pg->dir);
+	int lfd = open(pg->log, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+	if (lfd < 0 || fchown(lfd, pg->uid, pg->gid) != 0) {
+		fail("creating the server log: %s", strerror(errno));
+		if (lfd >= 0)
+			close(lfd);
+		rmdir(pg->dir);
+		return -1;
+	}
+	close(lfd);
 	pg->owner = getpid();
 	server_made = 1;
 	atexit(at_exit);

@@ -700,36 +700,23 @@ int rt_jobstore_counts(rt_registry *reg, int64_t *counts)
 	return reg->ops->job_counts(reg->st, counts);
 }
 
-int rt_jobstore_recover(rt_registry *reg, int *n)
+int rt_jobstore_recover(rt_registry *reg, const char *node, int *n)
 {
-	return reg->ops->job_recover(reg->st, n);
+	return reg->ops->job_recover(reg->st, node, n);
 }
 
 int rt_jobstore_claim(rt_registry *reg, int64_t id, const char *node, int64_t lease_ms)
 {
-	if (!reg->ops->job_claim)
-		return -ENOSYS;
-	if (!node_id_ok(node) || lease_ms <= 0)
-		return -EINVAL;
 	return reg->ops->job_claim(reg->st, id, node, lease_ms);
 }
 
 int rt_jobstore_renew(rt_registry *reg, const char *node, int64_t lease_ms, int *n)
 {
-	if (n)
-		*n = 0;
-	if (!reg->ops->job_renew)
-		return -ENOSYS;
-	if (!node_id_ok(node) || lease_ms <= 0)
-		return -EINVAL;
 	return reg->ops->job_renew(reg->st, node, lease_ms, n);
 }
 
 int rt_jobstore_save_owned(rt_registry *reg, const rt_job_row *r, const char *node)
 {
-	if (!reg->ops->job_save_owned)
-		return -ENOSYS;
-	if (!node_id_ok(node))
-		return -EINVAL;
 	return reg->ops->job_save_owned(reg->st, r, node);
 }
+

@@ -25,7 +25,7 @@
 typedef struct rt_registry rt_registry;
 
 /* The schema version this build creates and understands. */
-#define RT_REGISTRY_SCHEMA_VERSION 4
+#define RT_REGISTRY_SCHEMA_VERSION 6
 
 /* API key rows (runtime/access/rt_auth.c makes and checks keys; the registry stores them) */
 #define RT_REGISTRY_KEY_ID_MAX 32      /* characters of a key id */

@@ -76,7 +76,7 @@ typedef struct rt_store_ops {
 	int (*job_ids)(rt_store *st, int state, int64_t **ids, size_t *n);
 	int (*job_candidates)(rt_store *st, int64_t *ids, size_t cap, size_t *n);
 	int (*job_counts)(rt_store *st, int64_t *counts);
-	int (*job_recover)(rt_store *st, int *n);
+	int (*job_recover)(rt_store *st, const char *node, int *n);
 	/* job leases (the contracts of rt_jobstore_claim, _renew, _save_owned) */
 	int (*job_claim)(rt_store *st, int64_t id, const char *node, int64_t lease_ms);
 	int (*job_renew)(rt_store *st, const char *node, int64_t lease_ms, int *n);

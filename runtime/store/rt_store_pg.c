@@ -227,7 +227,9 @@ static int q(pgs *st, PGresult **out, const char *what, const char *sql, int n,
 	if (!st->conn)
 		return -ENOTCONN;
 	st->statements++;
-	PGresult *r = PQexecParams(st->conn, sql, n, NULL, vals, NULL, NULL, 0);
+	/* without parameters: the simple protocol, which also takes several statements */
+	PGresult *r = n ? PQexecParams(st->conn, sql, n, NULL, vals, NULL, NULL, 0)
+			: PQexec(st->conn, sql);
 	ExecStatusType s = PQresultStatus(r);
 	if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK)
 		return fail(st, r, what);
@@ -289,9 +291,17 @@ static void col_text(PGresult *r, int row, int c, char *dst, size_t cap)
 	snprintf(dst, cap, "%s", PQgetisnull(r, row, c) ? "" : PQgetvalue(r, row, c));
 }
 
+/* server notices (NOTICE, the FATAL of a shutdown) go to the debug log, not stderr */
+static void on_notice(void *ud, const char *msg)
+{
+	(void)ud;
+	rt_logf(RT_LOG_DEBUG, "registry: postgresql: %s", msg);
+}
+
 /* listen subscribes the fresh connection c to both channels */
 static int listen_on(PGconn *c)
 {
+	PQsetNoticeProcessor(c, on_notice, NULL);
 	PGresult *r = PQexec(c, "LISTEN thaw_registry; LISTEN thaw_nodes");
 	int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
 	PQclear(r);
@@ -1140,7 +1150,7 @@ static int pg_job_get(pgs *st, int64_t id, rt_job_row *r)
 	int rc = q(st, &res, "get job", "SELECT id, type, function, revision, snapshot, params, "
 		   "schedule, priority, device, state, progress, step, metrics, preemptions, "
 		   "created_ms, started_ms, finished_ms, updated_ms, error, result_snapshot, "
-		   "result_revision, checkpoint FROM jobs WHERE id = $1", 1, v);
+		   "result_revision, checkpoint, owner, lease_until FROM jobs WHERE id = $1", 1, v);
 	if (rc < 0)
 		return rc;
 	if (PQntuples(res) == 0) {
@@ -1169,6 +1179,8 @@ static int pg_job_get(pgs *st, int64_t id, rt_job_row *r)
 	col_text(res, 0, 19, r->result_snapshot, sizeof r->result_snapshot);
 	r->result_revision = (uint32_t)col_i64(res, 0, 20);
 	col_text(res, 0, 21, r->checkpoint, sizeof r->checkpoint);
+	col_text(res, 0, 22, r->owner, sizeof r->owner);
+	r->lease_until_ms = col_i64(res, 0, 23);
 	PQclear(res);
 	return 0;
 }
@@ -1193,7 +1205,7 @@ static int save_job(pgs *st, const rt_job_row *r, const char *node, long *n)
 		   "result_revision=$12, checkpoint=$13, "
 		   "owner = CASE WHEN $2 IN ('running','queued') THEN owner ELSE '' END, "
 		   "lease_until = CASE WHEN $2 IN ('running','queued') THEN lease_until END "
-		   "WHERE id = $1 AND owner = $14" :
+		   "WHERE id = $1 AND owner = $14 AND state IN ('queued','running','preempted')" :
 		   "UPDATE jobs SET state=$2, progress=$3, step=$4, metrics=$5, preemptions=$6, "
 		   "started_ms=$7, finished_ms=$8, updated_ms=$9, error=$10, result_snapshot=$11, "
 		   "result_revision=$12, checkpoint=$13 WHERE id = $1", node ? 14 : 13, v, n);
@@ -1209,6 +1221,8 @@ static int pg_job_save(pgs *st, const rt_job_row *r)
 static int pg_job_save_owned(pgs *st, const rt_job_row *r, const char *node)
 {
 	long n = 0;
+	if (!node || strlen(node) > RT_NODE_ID_MAX)
+		return -EINVAL;
 	int rc = save_job(st, r, node, &n);
 	if (rc < 0 || n == 1)
 		return rc;
@@ -1259,11 +1273,10 @@ static int pg_job_ids(pgs *st, int state, int64_t **ids, size_t *n)
 	return collect_ids(st, "SELECT id FROM jobs WHERE state = $1 ORDER BY id", 1, v, 0, ids, n);
 }
 
-/* candidates: queued or preempted jobs nobody holds a live lease on, and running ones whose
- * owner's lease ran out (that node died) */
-#define CANDIDATES "(state IN ('queued','preempted') AND (owner = '' OR COALESCE(lease_until, 0) " \
-	"<= " NOW_MS ")) OR (state = 'running' AND owner <> '' AND COALESCE(lease_until, 0) <= " \
-	NOW_MS ")"
+/* candidates: unfinished jobs no live lease holds: queued or preempted ones nobody holds, and
+ * running ones whose owner stopped renewing (that node died) or that have none */
+#define CANDIDATES "state IN ('queued','preempted','running') AND (owner = '' OR lease_until " \
+	"IS NULL OR lease_until <= " NOW_MS ")"
 
 static int pg_job_candidates(pgs *st, int64_t *ids, size_t cap, size_t *n)
 {
@@ -1299,18 +1312,28 @@ static int pg_job_counts(pgs *st, int64_t *counts)
 	return 0;
 }
 
-/* recover: on a shared store only the running jobs no live lease holds (their node is gone);
- * the others run on their nodes */
-static int pg_job_recover(pgs *st, int *n)
+/* recover: the jobs node left running and running jobs of no owner become preempted, and
+ * node's leases on unfinished jobs go; jobs other nodes hold are not touched */
+static int pg_job_recover(pgs *st, const char *node, int *n)
 {
 	long k = 0;
+	int rc;
 	*n = 0;
-	int rc = x(st, "recover jobs", "UPDATE jobs SET state = 'preempted', owner = '', "
-		   "lease_until = NULL WHERE state = 'running' AND (owner = '' OR "
-		   "COALESCE(lease_until, 0) <= " NOW_MS ")", 0, NULL, &k);
-	if (rc == 0)
-		*n = (int)k;
-	return rc;
+	if (!node || !node[0] || strlen(node) > RT_NODE_ID_MAX)
+		return -EINVAL;
+	const char *v[] = {node};
+	if ((rc = begin(st)) < 0 ||
+	    (rc = x(st, "recover jobs", "UPDATE jobs SET state = 'preempted', owner = '', "
+		    "lease_until = NULL WHERE state = 'running' AND (owner = $1 OR owner = '')", 1, v,
+		    &k)) < 0 ||
+	    (rc = x(st, "drop job leases", "UPDATE jobs SET owner = '', lease_until = NULL WHERE "
+		    "owner = $1 AND state IN ('queued','preempted')", 1, v, NULL)) < 0 ||
+	    (rc = commit(st)) < 0) {
+		rollback(st);
+		return rc;
+	}
+	*n = (int)k;
+	return 0;
 }
 
 static int claim_once(pgs *st, int64_t id, const char *node, int64_t lease_ms)
@@ -1358,6 +1381,8 @@ fail:
 static int pg_job_claim(pgs *st, int64_t id, const char *node, int64_t lease_ms)
 {
 	int rc = -EAGAIN;
+	if (!node || !node[0] || strlen(node) > RT_NODE_ID_MAX || lease_ms <= 0)
+		return -EINVAL;
 	for (int i = 0; i < TX_TRIES && rc == -EAGAIN; i++)
 		rc = claim_once(st, id, node, lease_ms);
 	return rc == -EAGAIN ? -EBUSY : rc;
@@ -1366,6 +1391,10 @@ static int pg_job_claim(pgs *st, int64_t id, const char *node, int64_t lease_ms)
 static int pg_job_renew(pgs *st, const char *node, int64_t lease_ms, int *n)
 {
 	long k = 0;
+	if (n)
+		*n = 0;
+	if (!node || !node[0] || strlen(node) > RT_NODE_ID_MAX || lease_ms <= 0)
+		return -EINVAL;
 	char ls[24];
 	const char *v[] = {node, i64s(ls, lease_ms)};
 	int rc = x(st, "renew leases", "UPDATE jobs SET lease_until = " NOW_MS " + $2::bigint "
