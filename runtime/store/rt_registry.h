@@ -25,7 +25,7 @@
 typedef struct rt_registry rt_registry;
 
 /* The schema version this build creates and understands. */
-#define RT_REGISTRY_SCHEMA_VERSION 4
+#define RT_REGISTRY_SCHEMA_VERSION 6
 
 /* API key rows (runtime/access/rt_auth.c makes and checks keys; the registry stores them) */
 #define RT_REGISTRY_KEY_ID_MAX 32      /* characters of a key id */
@@ -88,6 +88,17 @@ void rt_registry_tick(rt_registry *reg);
  * meanwhile fail with -ENOTCONN, which the API answers with 503 naming the database; reads
  * the view has answer from memory. */
 int rt_registry_available(rt_registry *reg);
+
+/* rt_registry_unavailable_msg writes the message of a write refused while the database is
+ * unreachable, "registry unavailable: postgresql: <reason>" (no credentials), to buf. */
+void rt_registry_unavailable_msg(rt_registry *reg, char *buf, size_t cap);
+
+/* rt_registry_secret gives the API keys' hash secret of a shared store: stores proposed (len
+ * bytes, at most 64) when the store has none yet and copies the stored one to out, so every
+ * node hashes with the first writer's. -ENOSYS for the embedded store (the secret is a file
+ * of the data directory), -ENOTCONN while the database is unreachable. */
+int rt_registry_secret(rt_registry *reg, const unsigned char *proposed, size_t len,
+		       unsigned char *out);
 
 /* ---- cluster membership (shared stores; the embedded store keeps the same rows for the one
  * node, so a single daemon behaves the same) ---- */
