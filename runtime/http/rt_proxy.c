@@ -486,7 +486,7 @@ static void call_end(px_call *call, enum px_end how, int err, const char *what, 
 		call->next->prev = call->prev;
 	px->ncalls--;
 	rt_proxy_result res = { .err = err, .answered = 1, .status = call->status,
-				.reused = call->reused, .what = what ? what : "" };
+				.reused = call->reused, .retried = call->retried, .what = what ? what : "" };
 	switch (how) {
 	case END_OK:
 		rt_req_stream_end(req);
@@ -707,12 +707,17 @@ static int cb_header_value_complete(llhttp_t *p)
 	const char *colon = memchr(line, ':', c->hdr_len - c->line_start);
 	size_t nl = colon ? (size_t)(colon - line) : 0;
 	if (nl == 10 && strncasecmp(line, "Connection", 10) == 0) {
-		size_t vl = c->hdr_len - c->line_start - nl - 4;
-		size_t room = sizeof c->conn_tokens - strlen(c->conn_tokens) - 2;
+		/* the value: after ':' and its blanks, up to the line's CRLF */
+		const char *v = colon + 1, *ve = c->hdr + c->hdr_len - 2;
+		while (v < ve && (*v == ' ' || *v == '\t'))
+			v++;
+		size_t used = strlen(c->conn_tokens);
+		size_t vl = (size_t)(ve - v), room = sizeof c->conn_tokens - used - 2;
 		if (vl > room)
 			vl = room;
-		strcat(c->conn_tokens, ",");
-		strncat(c->conn_tokens, colon + 2, vl);
+		c->conn_tokens[used] = ',';
+		memcpy(c->conn_tokens + used + 1, v, vl);
+		c->conn_tokens[used + 1 + vl] = 0;
 	}
 	/* framing and hop-by-hop lines, and the ones rt_http writes itself, are not relayed */
 	if (!colon || hop_by_hop(line, nl) || (nl == 4 && strncasecmp(line, "Date", 4) == 0) ||

@@ -78,6 +78,7 @@ typedef struct rt_proxy_result {
 	                   * touched again; 0: req is the caller's again, still to be answered */
 	int status;       /* the status sent to the client (the peer's, 504, 499), 0 when none */
 	int reused;       /* 1: it went over a pooled keep-alive connection */
+	int retried;      /* 1: a pooled connection the peer had closed was replaced by a new one */
 	const char *what; /* a short static reason for logs ("connect", "deadline", ...), "" on
 	                   * success */
 } rt_proxy_result;

@@ -428,6 +428,8 @@ typedef struct raw_peer {
 	const char *answer;
 	size_t answer_len;
 	int nconns;
+	int keep;   /* 1: keep the connection after the answer; a second request on it is
+	             * met with a close (a keep-alive connection the peer dropped) */
 	pthread_t th;
 } raw_peer;
 
@@ -456,6 +458,13 @@ static void *raw_main(void *arg)
 				break;
 			off += (size_t)w;
 		}
+		if (rp->keep) {
+			struct timeval tv = {.tv_usec = 500000};
+			setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+			recv(fd, buf, sizeof buf, 0);
+			close(fd);
+			continue;
+		}
 		shutdown(fd, SHUT_WR);
 		while (recv(fd, buf, sizeof buf, 0) > 0)
 			;
@@ -464,11 +473,12 @@ static void *raw_main(void *arg)
 	return NULL;
 }
 
-static void raw_start(raw_peer *rp, const char *answer, size_t len, int nconns)
+static void raw_start(raw_peer *rp, const char *answer, size_t len, int nconns, int keep)
 {
 	rp->answer = answer;
 	rp->answer_len = len;
 	rp->nconns = nconns;
+	rp->keep = keep;
 	rp->lfd = socket(AF_INET, SOCK_STREAM, 0);
 	struct sockaddr_in a = {.sin_family = AF_INET};
 	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -574,7 +584,7 @@ static void test_response_hop_by_hop(void)
 {
 	raw_peer rp;
 	char url[64];
-	raw_start(&rp, hop_answer, sizeof hop_answer - 1, 1);
+	raw_start(&rp, hop_answer, sizeof hop_answer - 1, 1, 0);
 	snprintf(url, sizeof url, "http://127.0.0.1:%d", rp.port);
 	target_url = url;
 	run_client(cl_hop);
@@ -783,6 +793,18 @@ static void cl_local(void)
 	free(r.body);
 }
 
+static void cl_local_hang(void)
+{
+	resp r;
+	T_EQ_INT(request("GET /hang HTTP/1.1\r\nHost: f\r\n\r\n", &r), 0);
+	T_EQ_INT(r.status, 200);
+	T_EQ_STR(r.body, "local");
+	free(r.body);
+	for (int i = 0; i < 500 && !atomic_load(&peer_saw_gone); i++)
+		usleep(10000);
+	T_CHECK(atomic_load(&peer_saw_gone));   /* its upstream connection was closed */
+}
+
 static void test_refused_falls_back(void)
 {
 	char url[64];
@@ -840,7 +862,7 @@ static void test_malformed_falls_back(void)
 	for (size_t i = 0; i < sizeof answers / sizeof answers[0]; i++) {
 		raw_peer rp;
 		char url[64];
-		raw_start(&rp, answers[i], strlen(answers[i]), 1);
+		raw_start(&rp, answers[i], strlen(answers[i]), 1, 0);
 		snprintf(url, sizeof url, "http://127.0.0.1:%d", rp.port);
 		target_url = url;
 		run_client(cl_local);
@@ -860,7 +882,7 @@ static void test_oversize_head_falls_back(void)
 	memcpy(a + o + n, "\r\nContent-Length: 0\r\n\r\n", 24);
 	raw_peer rp;
 	char url[64];
-	raw_start(&rp, a, (size_t)o + n + 23, 1);
+	raw_start(&rp, a, (size_t)o + n + 23, 1, 0);
 	snprintf(url, sizeof url, "http://127.0.0.1:%d", rp.port);
 	target_url = url;
 	run_client(cl_local);
@@ -958,6 +980,116 @@ static void test_backpressure(void)
 	/* the proxy's bound (256 KiB) plus one read of the peer and its chunk framing */
 	fprintf(stderr, "  most unsent to the client: %zu bytes\n", max_pending);
 	T_CHECK(max_pending <= 256 * 1024 + 80 * 1024);
+}
+
+static void cl_two_on_one(void)
+{
+	conn *c = malloc(sizeof *c);
+	resp r;
+	T_EQ_INT(c_open(c, rt_http_port(front), 0), 0);
+	for (int i = 0; i < 2; i++) {
+		const char *q = "GET /x HTTP/1.1\r\nHost: f\r\n\r\n";
+		T_EQ_INT(c_send(c, q, strlen(q)), 0);
+		T_EQ_INT(c_resp(c, &r, 0), 0);
+		T_EQ_INT(r.status, 200);
+		T_EQ_STR(r.body, "ok");
+		free(r.body);
+	}
+	close(c->fd);
+	free(c);
+}
+
+static const char keep_answer[] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+
+static void test_stale_pooled_connection_retried(void)
+{
+	raw_peer rp;
+	char url[64];
+	raw_start(&rp, keep_answer, sizeof keep_answer - 1, 2, 1);
+	snprintf(url, sizeof url, "http://127.0.0.1:%d", rp.port);
+	target_url = url;
+	ndone = 0;
+	run_client(cl_two_on_one);
+	target_url = peer_url;
+	raw_stop(&rp);
+	T_EQ_INT(ndone, 2);
+	T_EQ_INT(last.err, 0);
+	T_EQ_INT(last.retried, 1);   /* the pooled one was closed: a new connection answered */
+}
+
+static const char info_answer[] =
+	"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"
+	"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+
+static void cl_info(void)
+{
+	resp r;
+	T_EQ_INT(request("GET /x HTTP/1.1\r\nHost: f\r\n\r\n", &r), 0);
+	T_EQ_INT(r.status, 200);
+	T_EQ_STR(r.body, "ok");
+	char v[16];
+	T_CHECK(!hval(&r, "Link", v, sizeof v));
+	free(r.body);
+}
+
+static void test_informational_skipped(void)
+{
+	raw_peer rp;
+	char url[64];
+	raw_start(&rp, info_answer, sizeof info_answer - 1, 1, 0);
+	snprintf(url, sizeof url, "http://127.0.0.1:%d", rp.port);
+	target_url = url;
+	run_client(cl_info);
+	target_url = peer_url;
+	raw_stop(&rp);
+	T_EQ_INT(last.err, 0);
+}
+
+static void test_peer_by_name(void)
+{
+	char url[64];
+	snprintf(url, sizeof url, "http://localhost:%d", rt_http_port(peer));
+	target_url = url;
+	run_client(cl_plain);
+	target_url = peer_url;
+	T_EQ_INT(last.err, 0);
+	T_EQ_INT(last.status, 200);
+	snprintf(url, sizeof url, "http://no-such-host.invalid:%d", rt_http_port(peer));
+	target_url = url;
+	run_client(cl_local);
+	target_url = peer_url;
+	T_EQ_INT(last.answered, 0);
+	T_CHECK(last.err < 0);
+}
+
+static rt_proxy *px_doomed;
+static uv_timer_t doom_timer;
+
+static void on_doom(uv_timer_t *t)
+{
+	if (rt_proxy_inflight(px_doomed) == 1) {
+		rt_proxy_free(px_doomed);   /* the forward in flight ends: unanswered, -ESHUTDOWN */
+		uv_timer_stop(t);
+	}
+}
+
+static void test_free_in_flight(void)
+{
+	T_EQ_INT(rt_proxy_new(loop, NULL, &px_doomed), 0);
+	rt_proxy *keep = px;
+	px = px_doomed;
+	target_url = peer_url;
+	uv_timer_init(loop, &doom_timer);
+	uv_timer_start(&doom_timer, on_doom, 5, 5);
+	atomic_store(&peer_saw_gone, 0);
+	ndone = 0;
+	run_client(cl_local_hang);
+	px = keep;
+	uv_timer_stop(&doom_timer);
+	uv_close((uv_handle_t *)&doom_timer, NULL);
+	T_EQ_INT(ndone, 1);
+	T_EQ_INT(last.err, -ESHUTDOWN);
+	T_EQ_INT(last.answered, 0);
 }
 
 static void test_bad_forward_args(void)
@@ -1119,6 +1251,10 @@ void t_main(void)
 	T_RUN(test_deadline_504);
 	T_RUN(test_client_leaves_mid_stream);
 	T_RUN(test_backpressure);
+	T_RUN(test_stale_pooled_connection_retried);
+	T_RUN(test_informational_skipped);
+	T_RUN(test_peer_by_name);
+	T_RUN(test_free_in_flight);
 	T_RUN(test_bad_forward_args);
 	T_RUN(test_sign_verify);
 	T_RUN(test_teardown);
