@@ -12,14 +12,85 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <jansson.h>
 #include "tests/e2e/e2e.h"
-#include "tests/e2e/haproxy.h"
 #include "tests/pg.h"
 #include "tests/t.h"
 
 #define NODES 3
+
+/* haproxy round-robin over the nodes, health-checked on /healthz, with its stats page */
+typedef struct t_haproxy {
+	pid_t pid;
+	int port, stats_port;
+	char dir[256];
+} t_haproxy;
+
+static int t_haproxy_start(t_haproxy *h, const int *ports, int n)
+{
+	memset(h, 0, sizeof *h);
+	snprintf(h->dir, sizeof h->dir, "/tmp/thaw-haproxy-XXXXXX");
+	if (!mkdtemp(h->dir))
+		return -1;
+	h->port = t_free_port();
+	h->stats_port = t_free_port();
+	char cfg[512];
+	snprintf(cfg, sizeof cfg, "%s/haproxy.cfg", h->dir);
+	FILE *f = fopen(cfg, "w");
+	if (!f)
+		return -1;
+	fprintf(f, "global\n  maxconn 1024\ndefaults\n  mode http\n  timeout connect 500ms\n"
+		"  timeout client 60s\n  timeout server 60s\n  retries 3\n  option redispatch\n"
+		"  option http-keep-alive\nfrontend fe\n  bind 127.0.0.1:%d\n  default_backend be\n"
+		"frontend stats\n  bind 127.0.0.1:%d\n  stats enable\n  stats uri /stats\n"
+		"backend be\n  balance roundrobin\n  option httpchk GET /healthz\n"
+		"  default-server inter 200ms fall 2 rise 1\n", h->port, h->stats_port);
+	for (int i = 0; i < n; i++)
+		fprintf(f, "  server n%d 127.0.0.1:%d check\n", i + 1, ports[i]);
+	fclose(f);
+	h->pid = fork();
+	if (h->pid == 0) {
+		execlp("haproxy", "haproxy", "-f", cfg, "-db", (char *)NULL);
+		fprintf(stderr, "haproxy: cannot run it (scripts/install-deps.sh installs it)\n");
+		_exit(127);
+	}
+	return h->pid > 0 ? 0 : -1;
+}
+
+/* waits up to ms until the stats page lists n servers UP; 0 or -1 */
+static int t_haproxy_wait_up(t_haproxy *h, int n, int ms)
+{
+	e2e_server st = {.port = h->stats_port};
+	double end = e2e_now_s() + ms / 1000.0;
+	while (e2e_now_s() < end) {
+		e2e_resp r;
+		memset(&r, 0, sizeof r);
+		int up_n = 0;
+		if (e2e_call(&st, "GET", "/stats;csv", NULL, NULL, &r) == 0 && r.body)
+			for (char *l = r.body; l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL)
+				if (!strncmp(l, "be,n", 4) && strstr(l, ",UP,"))
+					up_n++;
+		e2e_resp_free(&r);
+		if (up_n >= n)
+			return 0;
+		usleep(50000);
+	}
+	return -1;
+}
+
+static void t_haproxy_stop(t_haproxy *h)
+{
+	if (h->pid > 0) {
+		kill(h->pid, SIGTERM);
+		waitpid(h->pid, NULL, 0);
+	}
+	char cmd[320];
+	snprintf(cmd, sizeof cmd, "rm -rf %s", h->dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "could not remove %s\n", h->dir);
+}
 
 static t_pg *pg;
 static char uri[512];
@@ -290,23 +361,27 @@ static void test_database_outage(void)
 	T_CHECK(all_nodes_serve("delta", 1, 3000));
 }
 
-int main(void)
+static int ready;   /* the setup went through: the other tests run */
+
+static void test_setup(void)
 {
 	bin = getenv("THAW_BIN");
 	src = getenv("THAW_SRC");
-	if (!bin || !src) {
-		fprintf(stderr, "THAW_BIN and THAW_SRC must be set\n");
-		return 1;
-	}
+	T_CHECK(bin && src);
+	if (!bin || !src)
+		return;
 	pg = t_pg_server();
+	T_CHECK(pg);
 	if (!pg || t_pg_new_db(pg, uri, sizeof uri) < 0)
-		return t_summary();
+		return;
 	snprintf(shared, sizeof shared, "/tmp/thaw-cluster-XXXXXX");
-	if (!mkdtemp(shared))
-		return 1;
+	T_CHECK(mkdtemp(shared));
 	chmod(shared, 0755);
 	snprintf(secret_file, sizeof secret_file, "%s/cluster.secret", shared);
 	FILE *f = fopen(secret_file, "w");
+	T_CHECK(f);
+	if (!f)
+		return;
 	fprintf(f, "an-e2e-test-cluster-secret-0123456789\n");
 	fclose(f);
 	snprintf(snap, sizeof snap, "%s/digits.thaw", shared);
@@ -319,31 +394,49 @@ int main(void)
 		 bin, uri, shared);
 	FILE *p = popen(cmd, "r");
 	char line[512] = "", keyv[256] = "";
-	while (p && fgets(line, sizeof line, p))
-		if (!strncmp(line, "thaw_", 5) || strstr(line, "key: "))
-			sscanf(strstr(line, "key: ") ? strstr(line, "key: ") + 5 : line, "%255s", keyv);
+	while (p && fgets(line, sizeof line, p)) {
+		char *k = strstr(line, "thaw_");
+		if (k)
+			sscanf(k, "%255s", keyv);
+	}
+	T_CHECK(p);
 	if (p)
 		T_EQ_INT(pclose(p), 0);
 	T_CHECK(keyv[0]);
+	if (!keyv[0])
+		return;
 	snprintf(key_hdr, sizeof key_hdr, "Authorization: Bearer %s\r\n", keyv);
 	int ports[NODES];
 	for (int i = 0; i < NODES; i++) {
 		T_EQ_INT(start_node(i), 0);
+		if (!up[i])
+			return;
 		ports[i] = node[i].port;
 	}
 	T_EQ_INT(t_haproxy_start(&lb, ports, NODES), 0);
-	lbs.port = t_haproxy_port(&lb);
-	t_haproxy_wait_up(&lb, NODES, 5000);
-	T_RUN(test_deploy_traffic_keys);
-	T_RUN(test_cold_once_and_placement);
-	T_RUN(test_node_death);
-	T_RUN(test_database_outage);
-	t_haproxy_stop(&lb);
+	lbs.port = lb.port;
+	T_EQ_INT(t_haproxy_wait_up(&lb, NODES, 5000), 0);
+	ready = 1;
+}
+
+#define RUN_READY(fn) do { if (ready) T_RUN(fn); } while (0)
+
+void t_main(void)
+{
+	T_RUN(test_setup);
+	RUN_READY(test_deploy_traffic_keys);
+	RUN_READY(test_cold_once_and_placement);
+	RUN_READY(test_node_death);
+	RUN_READY(test_database_outage);
+	if (lb.pid > 0)
+		t_haproxy_stop(&lb);
 	for (int i = 0; i < NODES; i++)
 		if (up[i])
 			e2e_stop(&node[i], SIGTERM, 10);
-	snprintf(cmd, sizeof cmd, "rm -rf %s", shared);
-	if (system(cmd) != 0)
-		fprintf(stderr, "could not remove %s\n", shared);
-	return t_summary();
+	if (shared[0]) {
+		char cmd[600];
+		snprintf(cmd, sizeof cmd, "rm -rf %s", shared);
+		if (system(cmd) != 0)
+			fprintf(stderr, "could not remove %s\n", shared);
+	}
 }
