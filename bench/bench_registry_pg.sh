@@ -7,6 +7,7 @@
 #   - full reads of the live nodes per second (what each node reads every beat),
 #   - the 100-node load itself (2 beats/s per node and as many full reads) paced with pgbench
 #     --rate: latency p50/p99 and the server's CPU time per second of it,
+#   - a node's CPU time to parse the whole list (jansson; bench/pg/parse_nodes.c),
 #   - NOTIFY fan-out to PG_LISTENERS (default 100) listening connections, idle and under that
 #     load (bench/pg/notify_lat.c).
 # docs/architecture.md ("Several nodes") quotes these figures. Env: PG_SECONDS (default 10 per
@@ -26,6 +27,8 @@ mkdir -p "$BUILD/bench"
 NL="$BUILD/bench/pg_notify_lat"
 cc -std=c11 -D_POSIX_C_SOURCE=200809L -O2 -Wall -Wextra -Werror -I"$(pg_config --includedir)" \
   bench/pg/notify_lat.c -lpq -o "$NL" || exit 1
+PN="$BUILD/bench/pg_parse_nodes"
+cc -std=c11 -D_POSIX_C_SOURCE=200809L -O2 -Wall -Wextra -Werror bench/pg/parse_nodes.c -ljansson -o "$PN" || exit 1
 
 d=$(mktemp -d "${TMPDIR:-/tmp}/thaw-pgbench.XXXXXX") || exit 1
 AS=""
@@ -101,6 +104,8 @@ echo "a full read returns (rows|state bytes): $rows"
 r=$($PG -c 4 -j 2 -T "$SECS" -f "$d/list.sql" 2>&1) || { echo "$r"; exit 1; }
 echo "full_node_reads_per_s: $(echo "$r" | tps)"
 live
+
+"$PN" "$d/state.json" "$NODES" 20 || exit 1
 
 # the cluster's own load: every node beats and reads the table every 0.5 s
 RATE=$((NODES * 4))
