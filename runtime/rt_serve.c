@@ -28,6 +28,11 @@ static void usage(FILE *f)
 		"  --port N              listen port (overrides $PORT; 0 picks a free port)\n"
 		"  --host ADDR           listen address (default 0.0.0.0)\n"
 		"  --data DIR            data directory (default ./thaw-data)\n"
+		"  --registry URL        where functions, keys and jobs live (default $THAW_REGISTRY, else\n"
+		"                        sqlite: = DATA/registry.db): sqlite:PATH (one machine), or\n"
+		"                        postgresql://[USER@]HOST[:PORT]/DB[?PARAMS] shared by the nodes of\n"
+		"                        a cluster (libpq URI; password from PGPASSWORD, ~/.pgpass or\n"
+		"                        PGPASSFILE rather than the URL; it is never logged)\n"
 		"  --drain-timeout S     on SIGTERM/SIGINT, exit within S seconds (default 30)\n"
 		"  --max-body BYTES      largest request body (default 67108864); over it: 413\n"
 "  --max-upload BYTES    largest snapshot or data file pushed with PUT /v1/snapshots/NAME\n"
@@ -126,6 +131,7 @@ int rt_serve_main(int argc, char **argv)
 		{"port", required_argument, 0, 'p'},
 		{"host", required_argument, 0, 'H'},
 		{"data", required_argument, 0, 'd'},
+		{"registry", required_argument, 0, 1301},
 		{"drain-timeout", required_argument, 0, 'D'},
 		{"max-body", required_argument, 0, 'b'},
 		{"max-header", required_argument, 0, 'e'},
@@ -178,6 +184,7 @@ int rt_serve_main(int argc, char **argv)
 	memset(&cfg, 0, sizeof cfg);
 	rt_http_config_defaults(&cfg.http);
 	cfg.data_dir = "./thaw-data";
+	cfg.registry_url = getenv("THAW_REGISTRY");
 	cfg.drain_timeout_s = 30;
 	rt_sched_config_defaults(&cfg.sched);
 	rt_jobs_config_defaults(&cfg.jobs);
@@ -194,6 +201,7 @@ int rt_serve_main(int argc, char **argv)
 		case 'p': if (parse_num("--port", optarg, 0, 65535, &v)) return 2; cfg.http.port = (int)v; break;
 		case 'H': cfg.http.host = optarg; break;
 		case 'd': cfg.data_dir = optarg; break;
+		case 1301: cfg.registry_url = optarg; break;
 		case 'D': if (parse_num("--drain-timeout", optarg, 0, 86400, &v)) return 2; cfg.drain_timeout_s = v; break;
 		case 'b': if (parse_num("--max-body", optarg, 0, 1e12, &v)) return 2; cfg.http.max_body_bytes = (size_t)v; break;
 		case 'e': if (parse_num("--max-header", optarg, 256, 1 << 24, &v)) return 2; cfg.http.max_header_bytes = (size_t)v; break;

@@ -21,6 +21,7 @@
 typedef struct rt_server_config {
 	rt_http_config http;
 	const char *data_dir;        /* created if missing */
+	const char *registry_url;    /* rt_registry_open_url; NULL or "": DATA/registry.db */
 	double drain_timeout_s;      /* SIGTERM -> exit 0 within this */
 	const char *allowed_roots[RT_SERVER_MAX_ROOTS];  /* snapshot paths allowed outside DATA */
 	size_t n_allowed_roots;
@@ -54,6 +55,7 @@ typedef struct rt_server {
 	rt_access access;            /* the access gate and audit log (rt_access.h) */
 	rt_api api;                  /* the handlers' context, filled in by rt_server_init */
 	uv_timer_t trim_timer;       /* returns freed memory to the kernel (rt_mem.h) */
+	uv_timer_t registry_timer;   /* rt_registry_tick of a shared registry */
 	rt_metric_family *m_requests, *m_duration, *m_connections;
 	int draining;
 	uint64_t started_ns;

@@ -130,12 +130,16 @@ static void sync(rt_registry *reg)
 	}
 }
 
-/* write_done follows a write that started at store generation before: when the store moved
- * by exactly that one commit from what the view reflects, the view stays and loses what the
- * write touched (function name, or the keys); otherwise it is dropped whole */
-static void write_done(rt_registry *reg, uint64_t before, const char *name, int keys)
+/* write_done follows a write that started at store generation before and returned rc: when
+ * the store moved by exactly that one commit from what the view reflects, the view stays and
+ * loses what the write touched (function name, or the keys); otherwise it is dropped whole. A
+ * write refused because the database is unreachable changes nothing here: the view keeps
+ * serving, and the reconnect drops it whole (whatever that write's fate). */
+static void write_done(rt_registry *reg, uint64_t before, const char *name, int keys, int rc)
 {
 	uint64_t after = reg->ops->generation(reg->st);
+	if (rc == -ENOTCONN && after == before)
+		return;
 	if (before == reg->gen && (after == before || after == before + 1)) {
 		reg->gen = after;
 		if (name)
@@ -391,7 +395,7 @@ int rt_registry_put_desc(rt_registry *reg, const char *name, const rt_manifest *
 	sync(reg);
 	uint64_t before = reg->ops->generation(reg->st);
 	int rc = reg->ops->put(reg->st, name, m, snapshot_path, desc, rev_out, err, errlen);
-	write_done(reg, before, name, 0);
+	write_done(reg, before, name, 0, rc);
 	return rc;
 }
 
@@ -407,7 +411,7 @@ int rt_registry_set_traffic(rt_registry *reg, const char *name, const rt_traffic
 	sync(reg);
 	uint64_t before = reg->ops->generation(reg->st);
 	int rc = reg->ops->set_traffic(reg->st, name, t, err, errlen);
-	write_done(reg, before, name, 0);
+	write_done(reg, before, name, 0, rc);
 	return rc;
 }
 
@@ -416,7 +420,7 @@ int rt_registry_delete(rt_registry *reg, const char *name)
 	sync(reg);
 	uint64_t before = reg->ops->generation(reg->st);
 	int rc = reg->ops->delete_fn(reg->st, name);
-	write_done(reg, before, name, 0);
+	write_done(reg, before, name, 0, rc);
 	return rc;
 }
 
@@ -542,7 +546,7 @@ int rt_registry_key_insert(rt_registry *reg, const char *id, const unsigned char
 	sync(reg);
 	uint64_t before = reg->ops->generation(reg->st);
 	int rc = reg->ops->key_insert(reg->st, &k);
-	write_done(reg, before, NULL, 1);
+	write_done(reg, before, NULL, 1, rc);
 	return rc;
 }
 
@@ -551,7 +555,7 @@ int rt_registry_key_revoke(rt_registry *reg, const char *id)
 	sync(reg);
 	uint64_t before = reg->ops->generation(reg->st);
 	int rc = reg->ops->key_revoke(reg->st, id, rt_clock_wall_ms());
-	write_done(reg, before, NULL, 1);
+	write_done(reg, before, NULL, 1, rc);
 	return rc;
 }
 
@@ -594,6 +598,25 @@ int rt_registry_key_list(rt_registry *reg, json_t **out)
 	free(v);
 	*out = keys ? json_pack("{s:o}", "keys", keys) : NULL;
 	return *out ? 0 : -ENOMEM;
+}
+
+/* ---- the shared audit trail ---- */
+
+int rt_registry_audit_add(rt_registry *reg, const char *line, size_t len)
+{
+	if (!reg->ops->audit_add)
+		return -ENOSYS;
+	if (!line || !len || len > RT_REGISTRY_AUDIT_LINE_MAX || memchr(line, 0, len))
+		return -EINVAL;
+	return reg->ops->audit_add(reg->st, line, len);
+}
+
+int rt_registry_audit_read(rt_registry *reg, size_t tail, void (*fn)(void *ud, const char *line),
+			   void *ud)
+{
+	if (!reg->ops->audit_read)
+		return -ENOSYS;
+	return reg->ops->audit_read(reg->st, tail, fn, ud);
 }
 
 /* ---- cluster membership: straight to the store ---- */

@@ -100,6 +100,16 @@ void rt_registry_unavailable_msg(rt_registry *reg, char *buf, size_t cap);
 int rt_registry_secret(rt_registry *reg, const unsigned char *proposed, size_t len,
 		       unsigned char *out);
 
+/* rt_registry_audit_add appends one audit line (JSON, len bytes, no newline) to the shared
+ * registry's audit table, where the admin actions of every node meet; rt_registry_audit_read
+ * calls fn with each stored line (NUL-terminated, borrowed), oldest first: the last tail
+ * lines, or all when tail is 0. -ENOSYS for the embedded store (its audit log is the files of
+ * the data directory), -EINVAL for an empty or oversize (> RT_REGISTRY_AUDIT_LINE_MAX) line. */
+#define RT_REGISTRY_AUDIT_LINE_MAX (64u << 10)
+int rt_registry_audit_add(rt_registry *reg, const char *line, size_t len);
+int rt_registry_audit_read(rt_registry *reg, size_t tail, void (*fn)(void *ud, const char *line),
+			   void *ud);
+
 /* ---- cluster membership (shared stores; the embedded store keeps the same rows for the one
  * node, so a single daemon behaves the same) ---- */
 #define RT_NODE_ID_MAX 63            /* characters of a node id: [A-Za-z0-9._-] */

@@ -95,6 +95,11 @@ typedef struct rt_store_ops {
 	 * NULL for a store whose secret stays a file of the data directory. */
 	int (*secret)(rt_store *st, const unsigned char *proposed, size_t len, unsigned char *out);
 
+	/* the cluster's admin audit trail (rt_registry_audit_add, _read); NULL: none */
+	int (*audit_add)(rt_store *st, const char *line, size_t len);
+	int (*audit_read)(rt_store *st, size_t tail, void (*fn)(void *ud, const char *line),
+			  void *ud);
+
 	/* background work from rt_registry_tick: consumes change notifications without
 	 * blocking, calling changed(ud, name) for each function another node changed (name NULL:
 	 * everything, keys included), and reconnects when the database was lost. NULL: none. */

@@ -1404,6 +1404,52 @@ static int pg_job_renew(pgs *st, const char *node, int64_t lease_ms, int *n)
 	return rc;
 }
 
+/* ---- the admin audit trail ---- */
+
+static int pg_audit_add(pgs *st, const char *line, size_t len)
+{
+	char *t = strndup(line, len), ts[24];
+	if (!t)
+		return -ENOMEM;
+	const char *v[] = {i64s(ts, rt_clock_wall_ms()), t};
+	int rc = x(st, "audit line", "INSERT INTO audit(at_ms, line) VALUES($1, $2)", 2, v, NULL);
+	free(t);
+	return rc;
+}
+
+#define AUDIT_PAGE 1000
+
+static int pg_audit_read(pgs *st, size_t tail, void (*fn)(void *ud, const char *line), void *ud)
+{
+	PGresult *r;
+	char a[24], b[24];
+	int rc;
+	if (tail) {
+		const char *v[] = {i64s(a, (int64_t)tail)};
+		if ((rc = q(st, &r, "read audit", "SELECT line FROM (SELECT id, line FROM audit ORDER BY "
+			    "id DESC LIMIT $1) t ORDER BY id", 1, v)) < 0)
+			return rc;
+		for (int i = 0; i < PQntuples(r); i++)
+			fn(ud, PQgetvalue(r, i, 0));
+		PQclear(r);
+		return 0;
+	}
+	for (int64_t after = 0;;) {   /* page by page: the table may be large */
+		const char *v[] = {i64s(a, after), i64s(b, AUDIT_PAGE)};
+		if ((rc = q(st, &r, "read audit", "SELECT id, line FROM audit WHERE id > $1 ORDER BY id "
+			    "LIMIT $2", 2, v)) < 0)
+			return rc;
+		int n = PQntuples(r);
+		for (int i = 0; i < n; i++) {
+			fn(ud, PQgetvalue(r, i, 1));
+			after = col_i64(r, i, 0);
+		}
+		PQclear(r);
+		if (n < AUDIT_PAGE)
+			return 0;
+	}
+}
+
 /* ---- nodes ---- */
 
 static int pg_node_beat(pgs *st, const char *id, const char *advertise, const char *state,
@@ -1497,6 +1543,8 @@ static const rt_store_ops pg_ops = {
 	.node_leave = pg_node_leave,
 	.nodes_generation = pg_nodes_generation,
 	.secret = pg_secret,
+	.audit_add = pg_audit_add,
+	.audit_read = pg_audit_read,
 	.tick = pg_tick,
 	.available = pg_available,
 };
