@@ -33,6 +33,9 @@ static void usage(FILE *f)
 		"                        postgresql://[USER@]HOST[:PORT]/DB[?PARAMS] shared by the nodes of\n"
 		"                        a cluster (libpq URI; password from PGPASSWORD, ~/.pgpass or\n"
 		"                        PGPASSFILE rather than the URL; it is never logged)\n"
+		"  --shared-dir DIR      where uploaded snapshots and data, job checkpoints and job\n"
+		"                        results live: the directory every node of a cluster mounts\n"
+		"                        (default: the data directory)\n"
 		"  --drain-timeout S     on SIGTERM/SIGINT, exit within S seconds (default 30)\n"
 		"  --max-body BYTES      largest request body (default 67108864); over it: 413\n"
 "  --max-upload BYTES    largest snapshot or data file pushed with PUT /v1/snapshots/NAME\n"
@@ -81,7 +84,9 @@ static void usage(FILE *f)
 		"  --cluster-secret-file FILE  the secret nodes of a cluster sign forwarded calls with\n"
 		"                        (also $THAW_CLUSTER_SECRET); without one, calls are not forwarded\n"
 		"  --node-lease MS       a node that has not renewed its lease for MS ms is dead to the\n"
-		"                        others (default 3000; renewed every MS/6)\n"
+		"                        others: calls are no longer routed to it and its jobs resume\n"
+		"                        elsewhere (default 3000; membership renewed every MS/6, job\n"
+		"                        leases every MS/3)\n"
 		"  --log-level L         debug|info|warn|error (default info)\n"
 		"  --dev                 no API keys checked (local development only; logged loudly)\n"
 		"  --trust-proxy         client address from Forwarded / X-Forwarded-For (last hop)\n"
@@ -131,7 +136,8 @@ int rt_serve_main(int argc, char **argv)
 		{"port", required_argument, 0, 'p'},
 		{"host", required_argument, 0, 'H'},
 		{"data", required_argument, 0, 'd'},
-		{"registry", required_argument, 0, 1301},
+		{"registry", required_argument, 0, 1310},
+		{"shared-dir", required_argument, 0, 1300},
 		{"drain-timeout", required_argument, 0, 'D'},
 		{"max-body", required_argument, 0, 'b'},
 		{"max-header", required_argument, 0, 'e'},
@@ -201,7 +207,8 @@ int rt_serve_main(int argc, char **argv)
 		case 'p': if (parse_num("--port", optarg, 0, 65535, &v)) return 2; cfg.http.port = (int)v; break;
 		case 'H': cfg.http.host = optarg; break;
 		case 'd': cfg.data_dir = optarg; break;
-		case 1301: cfg.registry_url = optarg; break;
+		case 1310: cfg.registry_url = optarg; break;
+		case 1300: cfg.shared_dir = optarg; break;
 		case 'D': if (parse_num("--drain-timeout", optarg, 0, 86400, &v)) return 2; cfg.drain_timeout_s = v; break;
 		case 'b': if (parse_num("--max-body", optarg, 0, 1e12, &v)) return 2; cfg.http.max_body_bytes = (size_t)v; break;
 		case 'e': if (parse_num("--max-header", optarg, 256, 1 << 24, &v)) return 2; cfg.http.max_header_bytes = (size_t)v; break;

@@ -188,28 +188,13 @@ static int load_secret(rt_server *srv, const char *file)
 	return 0;
 }
 
-/* cluster_init: node id (default the host name), advertised URL (default the listening
- * address when it is loopback), secret, and the node's cluster state */
+/* cluster_init: advertised URL (default the listening address when it is loopback), secret,
+ * and the node's cluster state (its id: srv->node_id) */
 static int cluster_init(rt_server *srv, const rt_server_config *cfg)
 {
 	int rc = load_secret(srv, cfg->cluster_secret_file);
 	if (rc < 0)
 		return rc;
-	if (cfg->cluster.node_id) {
-		snprintf(srv->node_id, sizeof srv->node_id, "%s", cfg->cluster.node_id);
-	} else {
-		char host[256] = "";
-		if (gethostname(host, sizeof host - 1) < 0 || !host[0])
-			snprintf(host, sizeof host, "thaw");
-		size_t k = 0;
-		for (size_t i = 0; host[i] && k < RT_NODE_ID_MAX; i++) {
-			char ch = host[i];
-			int ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-				 (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' || ch == '-';
-			srv->node_id[k++] = ok ? ch : '-';
-		}
-		srv->node_id[k] = 0;
-	}
 	const char *h = cfg->http.host ? cfg->http.host : "";
 	if (cfg->cluster.advertise)
 		snprintf(srv->advertise, sizeof srv->advertise, "%s", cfg->cluster.advertise);
@@ -256,8 +241,21 @@ int rt_server_init(rt_server *srv, uv_loop_t *loop, const rt_server_config *cfg)
 		rt_logf(RT_LOG_ERROR, "cannot create data directory %s: %s", cfg->data_dir, strerror(-rc));
 		return rc;
 	}
-	sweep_pack_leftovers(cfg->data_dir, "snapshots");
-	sweep_pack_leftovers(cfg->data_dir, "data");
+	if (!srv->cfg.shared_dir || !srv->cfg.shared_dir[0])
+		srv->cfg.shared_dir = srv->cfg.data_dir;
+	if (strcmp(srv->cfg.shared_dir, srv->cfg.data_dir) != 0 && (rc = mkdir_p(srv->cfg.shared_dir)) < 0) {
+		rt_logf(RT_LOG_ERROR, "cannot create shared directory %s: %s", srv->cfg.shared_dir,
+			strerror(-rc));
+		return rc;
+	}
+	/* snapshots and data by name, job checkpoints and results: in the shared directory; the
+	 * node's own data directory stays an allowed root (snapshots packed there before) */
+	for (size_t i = 0; i < cfg->n_allowed_roots; i++)
+		srv->roots[srv->n_roots++] = cfg->allowed_roots[i];
+	if (strcmp(srv->cfg.shared_dir, srv->cfg.data_dir) != 0)
+		srv->roots[srv->n_roots++] = srv->cfg.data_dir;
+	sweep_pack_leftovers(srv->cfg.shared_dir, "snapshots");
+	sweep_pack_leftovers(srv->cfg.shared_dir, "data");
 	if (!srv->cfg.max_upload_bytes)
 		srv->cfg.max_upload_bytes = (uint64_t)64 << 30;
 	srv->router = rt_router_new();
@@ -307,9 +305,9 @@ int rt_server_init(rt_server *srv, uv_loop_t *loop, const rt_server_config *cfg)
 		.metrics = srv->metrics,
 		.m_connections = srv->m_connections,
 		.draining = &srv->draining,
-		.data_dir = srv->cfg.data_dir,
-		.allowed_roots = srv->cfg.allowed_roots,
-		.n_allowed_roots = srv->cfg.n_allowed_roots,
+		.data_dir = srv->cfg.shared_dir,
+		.allowed_roots = srv->roots,
+		.n_allowed_roots = srv->n_roots,
 		.plugin_roots = srv->cfg.plugin_roots,
 		.n_plugin_roots = srv->cfg.n_plugin_roots,
 		.max_upload_bytes = srv->cfg.max_upload_bytes,
@@ -333,8 +331,17 @@ int rt_server_init(rt_server *srv, uv_loop_t *loop, const rt_server_config *cfg)
 		rt_logf(RT_LOG_ERROR, "cannot start the device lanes: %s", strerror(-rc));
 		goto fail;
 	}
-	rc = rt_jobs_new(loop, srv->reg, srv->sched, srv->metrics, cfg->data_dir, srv->cfg.allowed_roots,
-			 cfg->n_allowed_roots, &cfg->jobs, &srv->jobs, err, sizeof err);
+	/* one node id and lease for job leases and membership */
+	if (cfg->cluster.node_id)
+		snprintf(srv->node_id, sizeof srv->node_id, "%s", cfg->cluster.node_id);
+	else
+		rt_cluster_default_node_id(srv->node_id);
+	rt_jobs_config jc = cfg->jobs;
+	jc.node_id = srv->node_id;
+	if (cfg->cluster.lease_ms > 0)
+		jc.lease_ms = cfg->cluster.lease_ms;
+	rc = rt_jobs_new(loop, srv->reg, srv->sched, srv->metrics, srv->cfg.shared_dir, srv->roots,
+			 srv->n_roots, &jc, &srv->jobs, err, sizeof err);
 	if (rc < 0) {
 		rt_logf(RT_LOG_ERROR, "cannot start the job runner: %s", err);
 		goto fail;

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "runtime/base/rt_clock.h"
 #include "runtime/base/rt_log.h"
 
@@ -44,18 +45,33 @@ struct rt_cluster {
 	rt_metric_family *m_fwd, *m_fail, *m_nodes;
 };
 
+static int id_char_ok(char ch)
+{
+	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+	       ch == '.' || ch == '_' || ch == '-';
+}
+
 int rt_cluster_node_id_ok(const char *id)
 {
 	size_t n = id ? strlen(id) : 0;
 	if (n == 0 || n > RT_NODE_ID_MAX)
 		return 0;
-	for (size_t i = 0; i < n; i++) {
-		char ch = id[i];
-		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-		      (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' || ch == '-'))
+	for (size_t i = 0; i < n; i++)
+		if (!id_char_ok(id[i]))
 			return 0;
-	}
 	return 1;
+}
+
+void rt_cluster_default_node_id(char *out)
+{
+	char host[256] = "";
+	if (gethostname(host, sizeof host - 1) < 0 || !host[0])
+		snprintf(host, sizeof host, "localhost");
+	host[RT_NODE_ID_MAX] = 0;
+	for (char *c = host; *c; c++)
+		if (!id_char_ok(*c))
+			*c = '-';
+	snprintf(out, RT_NODE_ID_MAX + 1, "%s", host);
 }
 
 /* url_ok accepts http://HOST:PORT with an optional trailing slash and no path */

@@ -56,6 +56,11 @@ typedef struct rt_route {
  * of [A-Za-z0-9._-]. */
 int rt_cluster_node_id_ok(const char *id);
 
+/* rt_cluster_default_node_id writes the default node id to out (RT_NODE_ID_MAX + 1 bytes):
+ * the host name (in Kubernetes the pod's name), other characters than those of a node id
+ * replaced by '-', cut to RT_NODE_ID_MAX; "localhost" when there is none. */
+void rt_cluster_default_node_id(char *out);
+
 /* rt_cluster_new makes the node's cluster state (registry, scheduler and metrics borrowed;
  * they outlive it). -EINVAL for a bad node id or advertised URL (not http://host:port). */
 int rt_cluster_new(uv_loop_t *loop, rt_registry *reg, rt_sched *sched, rt_metrics *m,
