@@ -4,7 +4,7 @@
 set -eu
 PKGS="build-essential libuv1-dev node-llhttp libzstd-dev zstd liburing-dev libxxhash-dev \
 libsqlite3-dev libjansson-dev libsodium-dev zlib1g-dev libopenblas-dev curl wrk nginx-light prometheus fio clang \
-libclang-rt-14-dev python3 python3-yaml gnuplot-nox"
+libclang-rt-14-dev python3 python3-yaml gnuplot-nox haproxy"
 missing=""
 for p in $PKGS; do
   st=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
