@@ -281,6 +281,14 @@ static void buf_header(buf *b, const char *name, const char *value)
 	buf_add(b, "\r\n", 2);
 }
 
+static int opt_has(const rt_proxy_opts *o, const char *name)
+{
+	for (int k = 0; o && k < o->nheaders; k++)
+		if (strcasecmp(o->headers[k].name, name) == 0)
+			return 1;
+	return 0;
+}
+
 static int build_head(px_call *call, const rt_proxy_opts *o)
 {
 	rt_req *req = call->req;
@@ -316,9 +324,10 @@ static int build_head(px_call *call, const rt_proxy_opts *o)
 		if (!skip)
 			buf_header(&b, name, req->headers[i].value);
 	}
-	buf_header(&b, "X-Request-Id", req->request_id);
+	if (!opt_has(o, "X-Request-Id"))
+		buf_header(&b, "X-Request-Id", req->request_id);
 	char peer[64];
-	if (rt_req_peer(req, peer, sizeof peer) == 0 && peer[0]) {
+	if (!opt_has(o, "X-Forwarded-For") && rt_req_peer(req, peer, sizeof peer) == 0 && peer[0]) {
 		buf_str(&b, "X-Forwarded-For: ");
 		if (xff && xff[0]) {
 			buf_str(&b, xff);
@@ -327,7 +336,7 @@ static int build_head(px_call *call, const rt_proxy_opts *o)
 		buf_str(&b, peer);
 		buf_add(&b, "\r\n", 2);
 	}
-	if (call->deadline_ms) {
+	if (call->deadline_ms && !opt_has(o, "X-Thaw-Timeout-Ms")) {
 		uint64_t now = now_ms();
 		snprintf(num, sizeof num, "%llu",
 			 (unsigned long long)(call->deadline_ms > now ? call->deadline_ms - now : 0));
@@ -1055,8 +1064,10 @@ int rt_proxy_forward(rt_proxy *px, rt_req *req, const char *peer_url, const rt_p
 		return -EINVAL;
 	for (int k = 0; o && k < o->nheaders; k++)
 		if (!o->headers[k].name || !o->headers[k].value || !is_token(o->headers[k].name) ||
-		    !clean_value(o->headers[k].value))
-			return -EINVAL;
+		    !clean_value(o->headers[k].value) ||
+		    hop_by_hop(o->headers[k].name, strlen(o->headers[k].name)) ||
+		    !strcasecmp(o->headers[k].name, "Host"))
+			return -EINVAL;   /* framing and routing are the forwarder's own */
 	if (o && o->deadline_ms && now_ms() >= o->deadline_ms)
 		return -ETIMEDOUT;
 	px_call *call = calloc(1, sizeof *call);

@@ -6,8 +6,8 @@
  * the headers it names, Keep-Alive, TE, Trailer, Transfer-Encoding, Upgrade, Proxy-*, Expect),
  * X-Request-Id set to req->request_id, X-Forwarded-For extended with the client's address,
  * X-Thaw-Timeout-Ms (the milliseconds left before the deadline) when there is one, and the
- * caller's own headers (e.g. X-Thaw-Forwarded from rt_proxy_sign); a client header of the same
- * name as one of those is dropped. The peer's answer is relayed as it arrives (status,
+ * caller's own headers (e.g. X-Thaw-Forwarded from rt_proxy_sign; one named like the three
+ * before replaces it); a client header of the same name as any of those is dropped. The peer's answer is relayed as it arrives (status,
  * end-to-end headers, body; a chunked or SSE answer chunk by chunk) through rt_req_relay_begin.
  *
  * Failures: before any byte of the answer reached the client (connect refused, reset or timed
@@ -58,8 +58,9 @@ int rt_proxy_new(uv_loop_t *loop, const rt_proxy_config *cfg, rt_proxy **out);
 void rt_proxy_free(rt_proxy *px);
 
 typedef struct rt_proxy_opts {
-	const rt_http_header *headers; /* added to the forwarded request (names: tokens, values:
-	                                * no control characters), e.g. X-Thaw-Forwarded */
+	const rt_http_header *headers; /* added to the forwarded request (names: tokens, not Host,
+	                                * framing or hop-by-hop ones; values: no control
+	                                * characters), e.g. X-Thaw-Forwarded */
 	int nheaders;
 	uint64_t deadline_ms;          /* absolute, on the monotonic clock in milliseconds
 	                                * (rt_clock_mono_ns() / 1000000); 0: none */
@@ -90,8 +91,9 @@ typedef void (*rt_proxy_done_fn)(void *ud, const rt_proxy_result *res);
 /* rt_proxy_forward sends req (from an rt_http handler, not yet answered) to peer_url
  * ("http://host:port", host an IPv4 or [IPv6] literal or a name resolved off the loop, an
  * optional trailing "/"; no path), relays the answer and calls done. o may be NULL (no extra
- * headers, no deadline). From the call until done the proxy owns the answer of req (it
- * registers rt_req_on_gone and rt_req_on_drain). Returns 0 (done will follow), or a negative
+ * headers, no deadline); it is read during the call only. From the call until done the proxy
+ * owns the answer of req: it registers rt_req_on_gone and rt_req_on_drain, and clears both
+ * before done (a caller that serves an unanswered req itself registers its own again). Returns 0 (done will follow), or a negative
  * errno with nothing started and req untouched: -EINVAL (malformed peer_url or extra header),
  * -ETIMEDOUT (deadline already past), -ESHUTDOWN (freed), -ENOMEM. */
 int rt_proxy_forward(rt_proxy *px, rt_req *req, const char *peer_url, const rt_proxy_opts *o,

@@ -12,85 +12,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 #include <jansson.h>
 #include "tests/e2e/e2e.h"
+#include "tests/e2e/haproxy.h"
 #include "tests/pg.h"
 #include "tests/t.h"
 
 #define NODES 3
-
-/* haproxy round-robin over the nodes, health-checked on /healthz, with its stats page */
-typedef struct t_haproxy {
-	pid_t pid;
-	int port, stats_port;
-	char dir[256];
-} t_haproxy;
-
-static int t_haproxy_start(t_haproxy *h, const int *ports, int n)
-{
-	memset(h, 0, sizeof *h);
-	snprintf(h->dir, sizeof h->dir, "/tmp/thaw-haproxy-XXXXXX");
-	if (!mkdtemp(h->dir))
-		return -1;
-	h->port = t_free_port();
-	h->stats_port = t_free_port();
-	char cfg[512];
-	snprintf(cfg, sizeof cfg, "%s/haproxy.cfg", h->dir);
-	FILE *f = fopen(cfg, "w");
-	if (!f)
-		return -1;
-	fprintf(f, "global\n  maxconn 1024\ndefaults\n  mode http\n  timeout connect 500ms\n"
-		"  timeout client 60s\n  timeout server 60s\n  retries 3\n  option redispatch\n"
-		"  option http-keep-alive\nfrontend fe\n  bind 127.0.0.1:%d\n  default_backend be\n"
-		"frontend stats\n  bind 127.0.0.1:%d\n  stats enable\n  stats uri /stats\n"
-		"backend be\n  balance roundrobin\n  option httpchk GET /healthz\n"
-		"  default-server inter 200ms fall 2 rise 1\n", h->port, h->stats_port);
-	for (int i = 0; i < n; i++)
-		fprintf(f, "  server n%d 127.0.0.1:%d check\n", i + 1, ports[i]);
-	fclose(f);
-	h->pid = fork();
-	if (h->pid == 0) {
-		execlp("haproxy", "haproxy", "-f", cfg, "-db", (char *)NULL);
-		fprintf(stderr, "haproxy: cannot run it (scripts/install-deps.sh installs it)\n");
-		_exit(127);
-	}
-	return h->pid > 0 ? 0 : -1;
-}
-
-/* waits up to ms until the stats page lists n servers UP; 0 or -1 */
-static int t_haproxy_wait_up(t_haproxy *h, int n, int ms)
-{
-	e2e_server st = {.port = h->stats_port};
-	double end = e2e_now_s() + ms / 1000.0;
-	while (e2e_now_s() < end) {
-		e2e_resp r;
-		memset(&r, 0, sizeof r);
-		int up_n = 0;
-		if (e2e_call(&st, "GET", "/stats;csv", NULL, NULL, &r) == 0 && r.body)
-			for (char *l = r.body; l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL)
-				if (!strncmp(l, "be,n", 4) && strstr(l, ",UP,"))
-					up_n++;
-		e2e_resp_free(&r);
-		if (up_n >= n)
-			return 0;
-		usleep(50000);
-	}
-	return -1;
-}
-
-static void t_haproxy_stop(t_haproxy *h)
-{
-	if (h->pid > 0) {
-		kill(h->pid, SIGTERM);
-		waitpid(h->pid, NULL, 0);
-	}
-	char cmd[320];
-	snprintf(cmd, sizeof cmd, "rm -rf %s", h->dir);
-	if (system(cmd) != 0)
-		fprintf(stderr, "could not remove %s\n", h->dir);
-}
 
 static t_pg *pg;
 static char uri[512];
@@ -98,7 +27,7 @@ static char shared[512], secret_file[600], snap[700];
 static char key_hdr[256];          /* "Authorization: Bearer ...\r\n" of an admin key */
 static e2e_server node[NODES];
 static int up[NODES];
-static t_haproxy lb;
+static e2e_haproxy lb;
 static e2e_server lbs;             /* the balancer, as a server to call */
 static const char *bin, *src;
 
@@ -323,7 +252,7 @@ static void test_node_death(void)
 	T_CHECK(worst < 10.0);   /* the function's timeout_s default is 30: none waits that long */
 	T_CHECK(holder("beta") >= 0);
 	T_EQ_INT(start_node(hb), 0);
-	t_haproxy_wait_up(&lb, NODES, 5000);
+	e2e_haproxy_wait_up(&lb, NODES, 5000);
 }
 
 static void test_database_outage(void)
@@ -413,9 +342,9 @@ static void test_setup(void)
 			return;
 		ports[i] = node[i].port;
 	}
-	T_EQ_INT(t_haproxy_start(&lb, ports, NODES), 0);
+	T_EQ_INT(e2e_haproxy_start(&lb, ports, NODES, NULL, NULL), 0);
 	lbs.port = lb.port;
-	T_EQ_INT(t_haproxy_wait_up(&lb, NODES, 5000), 0);
+	T_CHECK(e2e_haproxy_wait_up(&lb, NODES, 5000));
 	ready = 1;
 }
 
@@ -429,7 +358,7 @@ void t_main(void)
 	RUN_READY(test_node_death);
 	RUN_READY(test_database_outage);
 	if (lb.pid > 0)
-		t_haproxy_stop(&lb);
+		e2e_haproxy_stop(&lb);
 	for (int i = 0; i < NODES; i++)
 		if (up[i])
 			e2e_stop(&node[i], SIGTERM, 10);

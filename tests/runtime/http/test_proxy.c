@@ -1108,6 +1108,13 @@ static void test_bad_forward_args(void)
 	rt_http_header h2 = { "X-Ok", "line\r\nInjected: 1" };
 	o.headers = &h2;
 	T_EQ_INT(rt_proxy_forward(px, &fake, peer_url, &o, front_done, NULL), -EINVAL);
+	static const char *const reserved[] = { "Content-Length", "transfer-encoding", "Host",
+		"Connection", "Upgrade", "Proxy-Authorization", NULL };
+	for (int i = 0; reserved[i]; i++) {
+		rt_http_header h3 = { reserved[i], "1" };
+		o.headers = &h3;
+		T_EQ_INT(rt_proxy_forward(px, &fake, peer_url, &o, front_done, NULL), -EINVAL);
+	}
 	rt_proxy_opts past = { .deadline_ms = 1 };
 	T_EQ_INT(rt_proxy_forward(px, &fake, peer_url, &past, front_done, NULL), -ETIMEDOUT);
 	T_EQ_INT(rt_proxy_inflight(px), 0);
