@@ -2,7 +2,9 @@
 """check_deploy.py - checks the deployment files under deploy/ (run by tests/deploy/test_deploy.c).
 
   check_deploy.py knative FILE...          Knative Service manifests: fields, values, coherence
-  check_deploy.py args FILE                the Knative container's serve options, one a line
+  check_deploy.py args FILE|DIR [NAME=VALUE|/PATH=DIR]...
+                                           the Knative container's serve options, one a line,
+                                           $(NAME) and paths under /PATH replaced
   check_deploy.py cluster DIR|FILE         the cluster (a kustomization directory or its rendering):
                                            Service scaling out, registry URL from the operator's
                                            Secret, downward API, cluster secret, RWX shared volume,
@@ -464,9 +466,11 @@ def cmd_flags(helpfile, single, cluster):
     return 1 if missing else 0
 
 
-def cmd_args(path):
-    """prints the Knative container's args after serve, one per line, without --data DIR"""
-    svc = [d for d in load_all(path) if d.get("kind") == "Service"]
+def cmd_args(path, subs):
+    """prints the Knative container's args after serve, one per line, without --data DIR.
+    path: a manifest or a kustomization directory. subs: NAME=VALUE replaces $(NAME) (an env
+    var Kubernetes expands); /PATH=VALUE replaces a leading /PATH (a mount point)."""
+    svc = [d for d in load_cluster(path) if d.get("kind") == "Service"]
     args = [str(a) for a in (dig(svc[0] if svc else {}, "spec", "template", "spec", "containers", 0,
                                  "args") or [])]
     if not args or args[0] != "serve":
@@ -477,9 +481,20 @@ def cmd_args(path):
         if args[i] == "--data":
             i += 2
             continue
-        out.append(args[i])
+        a = args[i]
+        for sub in subs:
+            k, _, v = sub.partition("=")
+            if k.startswith("/"):
+                if under(a, k):
+                    a = v + a[len(k.rstrip("/")):]
+            else:
+                a = a.replace(f"$({k})", v)
+        if re.search(r"\$\([A-Za-z_]\w*\)", a):
+            bad(path, f"argument {a!r} names a variable no substitution gave")
+        out.append(a)
         i += 1
-    print("\n".join(out))
+    if not problems:
+        print("\n".join(out))
 
 
 def cmd_yaml(files):
@@ -891,7 +906,7 @@ def main(argv):
             print(p)
         return rc
     elif cmd == "args":
-        cmd_args(rest[0])
+        cmd_args(rest[0], rest[1:])
     elif cmd == "yaml":
         cmd_yaml(rest)
     elif cmd == "dockerfile":

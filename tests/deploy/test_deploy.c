@@ -35,7 +35,7 @@ static int sh(const char *cmd)
  * the broken copies, whose findings are expected). */
 static int check_as(const char *args, int quiet)
 {
-	char cmd[4096];
+	char cmd[8192];
 	snprintf(cmd, sizeof cmd, "cd '%s' && python3 tests/deploy/check_deploy.py %s%s", src, args,
 		 quiet ? " >/dev/null 2>&1" : "");
 	return sh(cmd);
@@ -120,8 +120,46 @@ static void test_knative(void)
 	T_CHECK(refused("knative deploy/knative/service.yaml"));
 }
 
-/* the options the Knative manifests give thaw serve are ones this thaw accepts: it starts with
- * them, is ready, and drains to exit 0 on SIGTERM */
+/* run_manifest_args starts thaw serve with the options `check_deploy.py ARGS` prints (one a
+ * line; run in the source tree), checks it is ready, and drains it to exit 0 on SIGTERM */
+static void run_manifest_args(const char *what, const char *args)
+{
+	char cmd[8192];
+	snprintf(cmd, sizeof cmd, "cd '%s' && python3 tests/deploy/check_deploy.py %s", src, args);
+	FILE *p = popen(cmd, "r");
+	T_CHECK(p != NULL);
+	if (!p)
+		return;
+	static char words[40][600];
+	const char *argv[42];
+	int n = 0;
+	while (n < 40 && fgets(words[n], sizeof words[n], p)) {
+		words[n][strcspn(words[n], "\n")] = 0;
+		argv[n] = words[n];
+		n++;
+	}
+	T_EQ_INT(pclose(p), 0);
+	T_CHECK(n >= 2);
+	argv[n++] = "--no-access-log";
+	argv[n] = NULL;
+	e2e_server s;
+	if (e2e_start(&s, argv, NULL) != 0) {
+		fprintf(stderr, "  thaw serve refused the options of %s; its log ends:\n", what);
+		t_sh(NULL, 0, "tail -n 5 '%s' >&2", s.log_path);
+		T_CHECK(!"thaw serve started with the manifest's options");
+		return;
+	}
+	e2e_resp r;
+	if (e2e_request(&s, "GET /readyz HTTP/1.1\r\nHost: t\r\n\r\n", &r) == 0) {
+		T_EQ_INT(r.status, 200);
+		e2e_resp_free(&r);
+	} else
+		T_CHECK(!"GET /readyz failed");
+	T_EQ_INT(e2e_stop(&s, 15, 10), 0);
+}
+
+/* the options the single-node Knative manifests give thaw serve are ones this thaw accepts: it
+ * starts with them, is ready, and drains to exit 0 on SIGTERM */
 static void test_knative_args_run(void)
 {
 	if (!have_yaml())
@@ -129,39 +167,41 @@ static void test_knative_args_run(void)
 	static const char *const files[] = {"deploy/knative/service.yaml",
 					    "deploy/knative/service-warm.yaml"};
 	for (size_t k = 0; k < 2; k++) {
-		char cmd[1024];
-		snprintf(cmd, sizeof cmd, "cd '%s' && python3 tests/deploy/check_deploy.py args %s", src,
-			 files[k]);
-		FILE *p = popen(cmd, "r");
-		T_CHECK(p != NULL);
-		if (!p)
-			return;
-		static char words[32][128];
-		const char *argv[34];
-		int n = 0;
-		while (n < 32 && fgets(words[n], sizeof words[n], p)) {
-			words[n][strcspn(words[n], "\n")] = 0;
-			argv[n] = words[n];
-			n++;
-		}
-		T_EQ_INT(pclose(p), 0);
-		T_CHECK(n >= 2);
-		argv[n++] = "--no-access-log";
-		argv[n] = NULL;
-		e2e_server s;
-		if (e2e_start(&s, argv, NULL) != 0) {
-			fprintf(stderr, "  thaw serve refused the options of %s\n", files[k]);
-			T_CHECK(!"thaw serve started with the manifest's options");
-			continue;
-		}
-		e2e_resp r;
-		if (e2e_request(&s, "GET /readyz HTTP/1.1\r\nHost: t\r\n\r\n", &r) == 0) {
-			T_EQ_INT(r.status, 200);
-			e2e_resp_free(&r);
-		} else
-			T_CHECK(!"GET /readyz failed");
-		T_EQ_INT(e2e_stop(&s, 15, 10), 0);
+		char args[700];
+		snprintf(args, sizeof args, "args %s", files[k]);
+		run_manifest_args(files[k], args);
 	}
+}
+
+/* serve_help writes `thaw serve --help` of the binary under test to the temp dir; its path */
+static const char *serve_help(void)
+{
+	static char help[700];
+	snprintf(help, sizeof help, "%s/serve-help.txt", t_tmpdir());
+	T_EQ_INT(t_sh(NULL, 0, "'%s' serve --help > '%s' 2>&1", t_bin(), help), 0);
+	return help;
+}
+
+/* the cluster manifest's options start a thaw too, with what Kubernetes would give them made
+ * local: the registry an SQLite file (the same --registry option), the pod name and IP, the
+ * shared volume and the cluster secret's mount as temporary directories. Skipped, like
+ * test_serve_flags, while the built thaw has no cluster options. */
+static void test_cluster_args_run(void)
+{
+	if (!have_yaml())
+		T_SKIP("python3-yaml not installed (scripts/install-deps.sh)");
+	char args[4096];
+	snprintf(args, sizeof args, "flags '%s' deploy/knative/service.yaml deploy/knative/service-warm.yaml "
+		 "deploy/knative/cluster", serve_help());
+	if (check_as(args, 1) == 3)
+		T_SKIP("this thaw serve has no cluster options yet");
+	const char *tmp = t_tmpdir();
+	T_EQ_INT(t_sh(NULL, 0, "mkdir -p '%s/cl-shared' '%s/cl-secret' && head -c 32 /dev/urandom | base64 "
+		      "> '%s/cl-secret/secret' && chmod 600 '%s/cl-secret/secret'", tmp, tmp, tmp, tmp), 0);
+	snprintf(args, sizeof args, "args deploy/knative/cluster 'THAW_REGISTRY_URL=sqlite:%s/cl-registry.db' "
+		 "POD_NAME=thaw-00001-deployment-7d9c5-x2x4q POD_IP=127.0.0.1 "
+		 "'/var/lib/thaw-shared=%s/cl-shared' '/etc/thaw/cluster=%s/cl-secret'", tmp, tmp, tmp);
+	run_manifest_args("deploy/knative/cluster", args);
 }
 
 /* mutate_dir copies deploy/knative/cluster into the temp dir as name and applies sed_expr to
@@ -242,9 +282,7 @@ static void test_serve_flags(void)
 {
 	if (!have_yaml())
 		T_SKIP("python3-yaml not installed (scripts/install-deps.sh)");
-	char help[700];
-	snprintf(help, sizeof help, "%s/serve-help.txt", t_tmpdir());
-	T_EQ_INT(t_sh(NULL, 0, "'%s' serve --help > '%s' 2>&1", t_bin(), help), 0);
+	const char *help = serve_help();
 	char args[2048];
 	snprintf(args, sizeof args, "flags '%s' deploy/knative/service.yaml deploy/knative/service-warm.yaml "
 		 "deploy/knative/cluster", help);
@@ -514,6 +552,7 @@ void t_main(void)
 	T_RUN(test_knative_args_run);
 	T_RUN(test_cluster);
 	T_RUN(test_serve_flags);
+	T_RUN(test_cluster_args_run);
 	T_RUN(test_kubectl_offline);
 	T_RUN(test_dockerfile);
 	T_RUN(test_systemd);
