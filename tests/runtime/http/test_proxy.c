@@ -873,6 +873,53 @@ static void test_malformed_falls_back(void)
 	}
 }
 
+/* the head and what came of the body, then the front must close: never a whole answer */
+static void cl_cut(void)
+{
+	conn *c = malloc(sizeof *c);
+	resp *r = malloc(sizeof *r);
+	T_EQ_INT(c_open(c, rt_http_port(front), 0), 0);
+	const char *q = "GET /x HTTP/1.1\r\nHost: f\r\n\r\n";
+	T_EQ_INT(c_send(c, q, strlen(q)), 0);
+	T_EQ_INT(c_resp(c, r, 1), 0);
+	T_EQ_INT(r->status, 200);
+	while (c_fill(c) == 0)
+		;   /* until the front closes (or the 10 s receive timeout: a failure below) */
+	c->in[c->len < sizeof c->in ? c->len : sizeof c->in - 1] = 0;
+	if (r->chunked) {
+		T_CHECK(strstr(c->in, "hello") != NULL);
+		T_CHECK(strstr(c->in, "0\r\n\r\n") == NULL);   /* no last chunk */
+	} else {
+		T_EQ_STR(c->in, "0123456789");
+	}
+	char probe;
+	T_EQ_INT(recv(c->fd, &probe, 1, 0), 0);   /* closed, not timed out */
+	close(c->fd);
+	free(c);
+	free(r);
+}
+
+static void test_cut_after_relaying(void)
+{
+	static const char *const answers[] = {
+		"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789",
+		"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+	};
+	for (int i = 0; i < 2; i++) {
+		raw_peer rp;
+		char url[64];
+		raw_start(&rp, answers[i], strlen(answers[i]), 1, 0);
+		snprintf(url, sizeof url, "http://127.0.0.1:%d", rp.port);
+		target_url = url;
+		run_client(cl_cut);
+		target_url = peer_url;
+		raw_stop(&rp);
+		T_EQ_INT(last.err, -ECONNRESET);
+		T_EQ_INT(last.answered, 1);
+		T_EQ_INT(last.status, 200);
+	}
+}
+
 static void test_oversize_head_falls_back(void)
 {
 	size_t n = 64 * 1024;
@@ -1255,6 +1302,7 @@ void t_main(void)
 	T_RUN(test_busy_falls_back);
 	T_RUN(test_malformed_falls_back);
 	T_RUN(test_oversize_head_falls_back);
+	T_RUN(test_cut_after_relaying);
 	T_RUN(test_deadline_504);
 	T_RUN(test_client_leaves_mid_stream);
 	T_RUN(test_backpressure);
