@@ -793,12 +793,13 @@ static void cl_local(void)
 	free(r.body);
 }
 
-static void cl_local_hang(void)
+static void cl_shutdown_hang(void)
 {
 	resp r;
 	T_EQ_INT(request("GET /hang HTTP/1.1\r\nHost: f\r\n\r\n", &r), 0);
-	T_EQ_INT(r.status, 200);
-	T_EQ_STR(r.body, "local");
+	T_EQ_INT(r.status, 503);
+	char v[16];
+	T_CHECK(hval(&r, "Retry-After", v, sizeof v) && !strcmp(v, "1"));
 	free(r.body);
 	for (int i = 0; i < 500 && !atomic_load(&peer_saw_gone); i++)
 		usleep(10000);
@@ -1115,7 +1116,7 @@ static uv_timer_t doom_timer;
 static void on_doom(uv_timer_t *t)
 {
 	if (rt_proxy_inflight(px_doomed) == 1) {
-		rt_proxy_free(px_doomed);   /* the forward in flight ends: unanswered, -ESHUTDOWN */
+		rt_proxy_free(px_doomed);   /* the forward in flight ends: 503, -ESHUTDOWN */
 		uv_timer_stop(t);
 	}
 }
@@ -1130,13 +1131,14 @@ static void test_free_in_flight(void)
 	uv_timer_start(&doom_timer, on_doom, 5, 5);
 	atomic_store(&peer_saw_gone, 0);
 	ndone = 0;
-	run_client(cl_local_hang);
+	run_client(cl_shutdown_hang);
 	px = keep;
 	uv_timer_stop(&doom_timer);
 	uv_close((uv_handle_t *)&doom_timer, NULL);
 	T_EQ_INT(ndone, 1);
 	T_EQ_INT(last.err, -ESHUTDOWN);
-	T_EQ_INT(last.answered, 0);
+	T_EQ_INT(last.answered, 1);
+	T_EQ_INT(last.status, 503);
 }
 
 static void test_bad_forward_args(void)
