@@ -39,7 +39,9 @@ typedef struct rt_proxy_config {
 	                                * below the peer's own idle timeout) */
 	int max_idle_per_peer;         /* idle keep-alive connections kept per peer (8) */
 	int max_idle;                  /* across all peers (256) */
-	size_t max_header_bytes;       /* a peer's status line and headers; more: malformed (16 KiB) */
+	size_t max_header_bytes;       /* bytes of a peer's answer headers kept for the relay, or
+	                                * of one dropped line; more, or over 100 lines: the answer
+	                                * is refused (-E2BIG) (16 KiB) */
 	size_t max_client_queue;       /* unsent bytes to the client past which the peer is not
 	                                * read until half of them drained (1 MiB) */
 } rt_proxy_config;
