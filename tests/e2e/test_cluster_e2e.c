@@ -301,6 +301,29 @@ static void test_database_outage(void)
 	T_CHECK(all_nodes_serve("delta", 1, 3000));
 }
 
+/* a client cannot pass a call off as forwarded: an unsigned, expired or foreign signature is
+ * refused with 403 on every node */
+static void test_forged_forward(void)
+{
+	const char *forged[] = {
+		"X-Thaw-Forwarded: n1;99999999999999;00\r\n",
+		"X-Thaw-Forwarded: n1;1;0000000000000000000000000000000000000000000000000000000000000000\r\n",
+		"X-Thaw-Forwarded: garbage\r\n",
+	};
+	for (size_t i = 0; i < sizeof forged / sizeof forged[0]; i++) {
+		char hdr[512];
+		snprintf(hdr, sizeof hdr, "%s%s", key_hdr, forged[i]);
+		for (int n = 0; n < NODES; n++) {
+			e2e_resp r;
+			memset(&r, 0, sizeof r);
+			T_EQ_INT(e2e_call(&node[n], "POST", "/v1/functions/alpha/invoke", hdr, digits_in,
+					  &r), 403);
+			T_CHECK(r.body && strstr(r.body, "X-Thaw-Forwarded"));
+			e2e_resp_free(&r);
+		}
+	}
+}
+
 static int ready;   /* the setup went through: the other tests run */
 
 static void test_setup(void)
@@ -365,6 +388,7 @@ void t_main(void)
 {
 	T_RUN(test_setup);
 	RUN_READY(test_deploy_traffic_keys);
+	RUN_READY(test_forged_forward);
 	RUN_READY(test_cold_once_and_placement);
 	RUN_READY(test_node_death);
 	RUN_READY(test_database_outage);
