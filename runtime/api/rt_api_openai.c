@@ -552,11 +552,14 @@ static int chat_ids(const tok_tokenizer *t, const json_t *msgs, size_t max_bytes
 		m[i].content = owned[i];
 	}
 	snprintf(param, plen, "messages");
-	rc = tok_chat(t, m, n, &prompt, err, errlen);
+	char why[400] = "";
+	rc = tok_chat(t, m, n, &prompt, why, sizeof why);
 	if (rc == -ENOTSUP) {
-		snprintf(err, errlen, "this model's tokenizer has no chat template thaw can render "
-			 "(llama-2, llama-3 or ChatML): use /v1/completions");
+		snprintf(err, errlen, "this model cannot render chat messages (%s): use /v1/completions", why);
 		snprintf(param, plen, "model");
+	} else if (rc == -EINVAL || rc == -E2BIG) { /* the template refused or failed on them */
+		snprintf(err, errlen, "%s", why);
+		rc = -EINVAL;
 	} else if (rc == -ENOMEM) {
 		snprintf(err, errlen, "out of memory");
 	} else if (rc == 0) {   /* the template adds a bounded number of bytes a message */

@@ -106,8 +106,7 @@ static int text_input(const char *snap, const char *prompt, const char *chat, co
 		tok_msg m[2] = {{"system", sys}, {"user", chat}};
 		e = tok_chat(rt->tok, sys ? m : m + 1, sys ? 2 : 1, &text, terr, sizeof terr);
 		if (e < 0) {
-			snprintf(err, errlen, "--chat: %s", e == -ENOTSUP ? "the snapshot's tokenizer has no "
-				 "chat template thaw can render (llama-2, llama-3 or ChatML): use --prompt" : terr);
+			snprintf(err, errlen, "--chat: %s%s", terr, e == -ENOTSUP ? ": use --prompt" : "");
 			rc = e == -ENOMEM ? 1 : 2;
 			goto done;
 		}

@@ -2,9 +2,9 @@
  * Face `tokenizer.json` (model type BPE: byte-level BPE as in GPT-2 / LLaMA-3, and the
  * SentencePiece-style BPE with byte fallback of LLaMA-2 / Mistral / TinyLlama), encodes and
  * decodes like the `tokenizers` Python package, decodes incrementally for streaming, and renders
- * chat prompts from tokenizer_config.json's chat_template (families: llama-2 [INST]/<<SYS>>,
- * llama-3 header tokens, ChatML; no Jinja interpreter). A loaded tokenizer is immutable: every
- * const function may be called from several threads at once. */
+ * chat prompts with tokenizer_config.json's own chat_template (a Jinja2 template, interpreted by
+ * tok_jinja.h as transformers' apply_chat_template renders it). A loaded tokenizer is immutable:
+ * every const function may be called from several threads at once. */
 #ifndef THAW_TOK_H
 #define THAW_TOK_H
 #include <stddef.h>
@@ -59,12 +59,25 @@ size_t tok_vocab_size(const tok_tokenizer *t);
 /* tok_id returns the id of a token string (vocab or added token), or -1. */
 int32_t tok_id(const tok_tokenizer *t, const char *token);
 
-/* tok_chat renders messages with the tokenizer_config chat template (family detected from
- * the template text: llama-2 [INST]/<<SYS>>, llama-3 header tokens, ChatML), ending with the
- * assistant generation prompt. The prompt includes the bos text where the template does (encode
- * it with add_special = 0). roles: "system", "user", "assistant". *prompt is malloc'd (caller
- * frees). Returns 0, -EINVAL for a bad role/order (err says which), -ENOTSUP when there is no
- * template or its family is unknown, -ENOMEM. err may be NULL. */
+/* tok_chat_render renders a conversation with the tokenizer's chat template, as transformers'
+ * apply_chat_template(messages, tools=tools, add_generation_prompt=...) does: the template sees
+ * messages (a JSON array of objects: role, content and whatever else the template reads, such as
+ * tool_calls, tool_call_id or name), tools (a JSON array, or NULL: none), add_generation_prompt,
+ * the special tokens tokenizer_config.json sets (bos_token, eos_token, unk_token, pad_token, ...,
+ * additional_special_tokens), and the variables of vars (a JSON object or NULL, e.g.
+ * {"enable_thinking": false}). With the list form of chat_template, "default" renders, and
+ * "tool_use" when tools are given and it exists. The JSON stays the caller's. The prompt
+ * includes the bos text where the template does (encode it with add_special = 0). *prompt is
+ * malloc'd (caller frees). Returns 0; -ENOTSUP when there is no usable template (none, or one
+ * that does not parse: err says why); -EINVAL when the template refuses the conversation
+ * (raise_exception: err is "chat template line N: raise_exception: <message>") or fails on it
+ * (err names the error and line), or for no messages; -E2BIG when rendering passes a limit of
+ * tok_jinja.h; -ENOMEM. err may be NULL. */
+int tok_chat_render(const tok_tokenizer *t, const struct json_t *messages, const struct json_t *tools,
+		    const struct json_t *vars, int add_generation_prompt, char **prompt, char *err,
+		    size_t errlen);
+/* tok_chat is tok_chat_render of role/content messages, no tools, add_generation_prompt on.
+ * role and content must be UTF-8 (else -EINVAL); which roles work is the template's choice. */
 typedef struct {
 	const char *role;
 	const char *content;

@@ -1,42 +1,66 @@
-/* tok_chat.c — chat prompts for three template families (llama-2 [INST]/<<SYS>>, llama-3 header
- * tokens, ChatML) and the ids that end a chat turn. See tok.h. */
+/* tok_chat.c — chat prompts: a conversation rendered with the tokenizer's own chat template
+ * (tokenizer_config.json "chat_template", interpreted by tok_jinja.h as transformers'
+ * apply_chat_template renders it), and the ids that end a chat turn. See tok.h. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <jansson.h>
 #include "runtime/tok/tok_int.h"
 
-/* Python str.strip() */
-static void py_strip(const char *s, size_t *a, size_t *b)
+int tok_chat_render(const tok_tokenizer *t, const struct json_t *messages, const struct json_t *tools,
+		    const struct json_t *vars, int add_generation_prompt, char **prompt, char *err, size_t errlen)
 {
-	size_t n = *b;
-	size_t i = *a;
-	while (i < n) {
-		uint32_t cp;
-		size_t l = tok_cp_at(s, n, i, &cp);
-		if (!tok_py_is_space(cp))
-			break;
-		i += l;
+	if (!t || !prompt || !json_is_array(messages) || (tools && !json_is_array(tools)) ||
+	    (vars && !json_is_object(vars)))
+		return -EINVAL;
+	*prompt = NULL;
+	if (err && errlen)
+		err[0] = 0;
+	int with_tools = tools && json_array_size(tools) > 0;
+	const tok_jinja *tpl = with_tools && t->chat_tpl_tools ? t->chat_tpl_tools : t->chat_tpl;
+	if (!tpl) {
+		if (t->chat_why)
+			tok_err(err, errlen, "the tokenizer's chat template cannot be used: %s", t->chat_why);
+		else if (t->chat_named)
+			tok_err(err, errlen, "the tokenizer has named chat templates but none called \"default\"%s",
+				with_tools ? " or \"tool_use\"" : "");
+		else
+			tok_err(err, errlen, "the tokenizer has no chat template (tokenizer_config.json \"chat_template\")");
+		return -ENOTSUP;
 	}
-	size_t j = n;
-	while (j > i) {
-		size_t k = j - 1;
-		while (k > i && ((unsigned char)s[k] & 0xC0) == 0x80)
-			k--;
-		uint32_t cp;
-		tok_cp_at(s, n, k, &cp);
-		if (!tok_py_is_space(cp))
-			break;
-		j = k;
+	if (!json_array_size(messages)) {
+		tok_err(err, errlen, "no messages");
+		return -EINVAL;
 	}
-	*a = i;
-	*b = j;
-}
-
-static int put_stripped(tok_buf *b, const char *s)
-{
-	size_t a = 0, e = strlen(s);
-	py_strip(s, &a, &e);
-	return tok_buf_put(b, s + a, e - a);
+	int rc = -ENOMEM;
+	json_t *ctx = json_object();
+	if (!ctx)
+		goto done;
+	/* the variables apply_chat_template passes: the caller's extras, the special tokens that
+	 * are set, then messages, tools and add_generation_prompt */
+	if (vars && json_object_update((json_t *)ctx, (json_t *)vars))
+		goto done;
+	for (size_t i = 0; i < t->n_vars; i++)
+		if (json_object_set_new(ctx, t->var_k[i], json_string(t->var_v[i])))
+			goto done;
+	if (t->n_extra_special) {
+		json_t *ex = json_array();
+		if (!ex || json_object_set_new(ctx, "additional_special_tokens", ex))
+			goto done;
+		for (size_t i = 0; i < t->n_extra_special; i++)
+			if (json_array_append_new(ex, json_string(t->extra_special[i])))
+				goto done;
+	}
+	if (json_object_set(ctx, "messages", (json_t *)messages) ||
+	    (with_tools && json_object_set(ctx, "tools", (json_t *)tools)) ||
+	    json_object_set_new(ctx, "add_generation_prompt", json_boolean(add_generation_prompt)))
+		goto done;
+	rc = tok_jinja_render(tpl, ctx, NULL, prompt, NULL, err, errlen);
+done:
+	if (rc == -ENOMEM && err && errlen && !err[0])
+		tok_err(err, errlen, "out of memory");
+	json_decref(ctx);
+	return rc;
 }
 
 int tok_chat(const tok_tokenizer *t, const tok_msg *m, size_t n, char **prompt, char *err,
@@ -45,129 +69,26 @@ int tok_chat(const tok_tokenizer *t, const tok_msg *m, size_t n, char **prompt, 
 	if (!t || !prompt || (!m && n))
 		return -EINVAL;
 	*prompt = NULL;
-	if (t->chat == CHAT_NONE) {
-		tok_err(err, errlen, "the tokenizer has no chat template (tokenizer_config.json \"chat_template\")");
-		return -ENOTSUP;
-	}
-	if (t->chat == CHAT_UNKNOWN) {
-		tok_err(err, errlen, "%s", t->chat_why);
-		return -ENOTSUP;
-	}
 	for (size_t i = 0; i < n; i++) {
-		const char *r = m[i].role;
-		if (!r || !m[i].content || !tok_utf8_valid(m[i].content, strlen(m[i].content)) ||
-		    (strcmp(r, "system") && strcmp(r, "user") && strcmp(r, "assistant"))) {
-			tok_err(err, errlen, "messages[%zu]: %s", i, !r || !m[i].content ? "needs a role and content" :
-				!tok_utf8_valid(m[i].content, strlen(m[i].content)) ? "content is not UTF-8" :
-				"role must be system, user or assistant");
+		const char *bad = !m[i].role || !m[i].content ? "needs a role and content"
+				  : !tok_utf8_valid(m[i].role, strlen(m[i].role)) ? "role is not UTF-8"
+				  : !tok_utf8_valid(m[i].content, strlen(m[i].content)) ? "content is not UTF-8" : NULL;
+		if (bad) {
+			tok_err(err, errlen, "messages[%zu]: %s", i, bad);
 			return -EINVAL;
 		}
 	}
-	if (!n) {
-		tok_err(err, errlen, "no messages");
-		return -EINVAL;
-	}
-	tok_buf b = {0};
-	int rc = 0;
-	const char *bos = t->bos_text ? t->bos_text : t->bos >= 0 ? t->id_s[t->bos] : NULL;
-	const char *eos = t->eos_text ? t->eos_text : t->eos >= 0 ? t->id_s[t->eos] : NULL;
-	if (t->chat == CHAT_LLAMA3) {
-		if (!bos) {
-			tok_err(err, errlen, "llama-3 chat template needs a bos_token");
-			return -ENOTSUP;
-		}
-		for (size_t i = 0; i < n && !rc; i++) {
-			if (i == 0)
-				rc = tok_buf_puts(&b, bos);
-			if (!rc)
-				rc = tok_buf_puts(&b, "<|start_header_id|>");
-			if (!rc)
-				rc = tok_buf_puts(&b, m[i].role);
-			if (!rc)
-				rc = tok_buf_puts(&b, "<|end_header_id|>\n\n");
-			if (!rc)
-				rc = put_stripped(&b, m[i].content);
-			if (!rc)
-				rc = tok_buf_puts(&b, "<|eot_id|>");
-		}
-		if (!rc)
-			rc = tok_buf_puts(&b, "<|start_header_id|>assistant<|end_header_id|>\n\n");
-	} else if (t->chat == CHAT_CHATML) {
-		for (size_t i = 0; i < n && !rc; i++) {
-			rc = tok_buf_puts(&b, "<|im_start|>");
-			if (!rc)
-				rc = tok_buf_puts(&b, m[i].role);
-			if (!rc)
-				rc = tok_buf_puts(&b, "\n");
-			if (!rc)
-				rc = tok_buf_puts(&b, m[i].content);
-			if (!rc)
-				rc = tok_buf_puts(&b, "<|im_end|>\n");
-		}
-		if (!rc)
-			rc = tok_buf_puts(&b, "<|im_start|>assistant\n");
-	} else { /* CHAT_LLAMA2 */
-		if (!bos || !eos) {
-			tok_err(err, errlen, "llama-2 chat template needs bos_token and eos_token");
-			return -ENOTSUP;
-		}
-		size_t start = 0;
-		const char *sys = NULL;
-		if (!strcmp(m[0].role, "system")) {
-			sys = m[0].content;
-			start = 1;
-		}
-		for (size_t i = start; i < n && !rc; i++) {
-			int want_user = (i - start) % 2 == 0;
-			if ((strcmp(m[i].role, "user") == 0) != want_user) {
-				free(b.p);
-				tok_err(err, errlen, "messages[%zu]: conversation roles must alternate user/assistant/user/assistant/... (after an optional system message)", i);
-				return -EINVAL;
-			}
-			tok_buf c = {0};
-			if (i == start && sys) {
-				rc = tok_buf_puts(&c, "<<SYS>>\n");
-				if (!rc)
-					rc = tok_buf_puts(&c, sys);
-				if (!rc)
-					rc = tok_buf_puts(&c, "\n<</SYS>>\n\n");
-			}
-			if (!rc)
-				rc = tok_buf_puts(&c, m[i].content);
-			if (!rc) {
-				if (want_user) {
-					rc = tok_buf_puts(&b, bos);
-					if (!rc)
-						rc = tok_buf_puts(&b, "[INST] ");
-					if (!rc)
-						rc = put_stripped(&b, c.p ? c.p : "");
-					if (!rc)
-						rc = tok_buf_puts(&b, " [/INST]");
-				} else {
-					rc = tok_buf_puts(&b, " ");
-					if (!rc)
-						rc = put_stripped(&b, c.p ? c.p : "");
-					if (!rc)
-						rc = tok_buf_puts(&b, " ");
-					if (!rc)
-						rc = tok_buf_puts(&b, eos);
-				}
-			}
-			free(c.p);
-		}
-		if (!rc)
-			rc = tok_buf_reserve(&b, 0);
-	}
-	if (rc) {
-		free(b.p);
+	json_t *msgs = json_array();
+	int rc = msgs ? 0 : -ENOMEM;
+	for (size_t i = 0; i < n && !rc; i++)
+		if (json_array_append_new(msgs, json_pack("{s:s,s:s}", "role", m[i].role, "content", m[i].content)))
+			rc = -ENOMEM;
+	if (!rc)
+		rc = tok_chat_render(t, msgs, NULL, NULL, 1, prompt, err, errlen);
+	else
 		tok_err(err, errlen, "out of memory");
-		return rc;
-	}
-	if (!b.p && (rc = tok_buf_reserve(&b, 0)))
-		return rc;
-	b.p[b.n] = 0;
-	*prompt = b.p;
-	return 0;
+	json_decref(msgs);
+	return rc;
 }
 
 size_t tok_stop_ids(const tok_tokenizer *t, int32_t *ids, size_t cap)

@@ -5,13 +5,14 @@
  *   tok_load.c    tokenizer.json / tokenizer_config.json -> tok_tokenizer, accessors
  *   tok_encode.c  added tokens -> normalizer -> pre-tokenizer -> BPE -> post-processor
  *   tok_decode.c  decoder chain, incremental (streaming) decode
- *   tok_chat.c    chat prompt rendering, stop ids */
+ *   tok_chat.c    chat prompts from the chat template (tok_jinja.h), stop ids */
 #ifndef THAW_TOK_INT_H
 #define THAW_TOK_INT_H
 #include <stddef.h>
 #include <stdint.h>
 #include "runtime/base/rt_log.h"
 #include "runtime/tok/tok.h"
+#include "runtime/tok/tok_jinja.h"
 
 #define TOK_MAX_ID (1 << 24)
 #define TOK_MAX_STR 4096 /* longest token / added token / replace pattern accepted */
@@ -99,8 +100,6 @@ typedef struct {
 	uint8_t special, lstrip, rstrip;
 } tok_added;
 
-enum { CHAT_NONE, CHAT_UNKNOWN, CHAT_LLAMA2, CHAT_LLAMA3, CHAT_CHATML };
-
 struct tok_tokenizer {
 	size_t n_ids;     /* one more than the largest id */
 	char **id_s;      /* token text by id (added token content wins), NULL for holes */
@@ -134,8 +133,17 @@ struct tok_tokenizer {
 
 	int32_t bos, eos;
 	char *bos_text, *eos_text;
-	int chat;
-	const char *chat_why; /* for CHAT_UNKNOWN: what was not recognised */
+	/* tokenizer_config.json "chat_template": the template (the list form's "default"), the one
+	 * for requests with tools (the list form's "tool_use"; NULL: chat_tpl serves them too) */
+	tok_jinja *chat_tpl, *chat_tpl_tools;
+	char *chat_why;      /* why there is no chat_tpl when a template failed to parse */
+	int chat_named;      /* the list form without "default": only tools requests render */
+	/* special tokens the template sees as variables (bos_token, eos_token, unk_token, ...:
+	 * those tokenizer_config.json sets), and additional_special_tokens */
+	char *var_k[8], *var_v[8];
+	size_t n_vars;
+	char **extra_special;
+	size_t n_extra_special;
 };
 
 

@@ -1,6 +1,6 @@
 /* tok_load.c — loads a Hugging Face tokenizer.json (model type BPE) and tokenizer_config.json with
  * jansson into a tok_tokenizer: normalizers, pre-tokenizers, the model (vocab, merges, byte
- * fallback), added tokens, post-processor, decoders, bos/eos and the chat template family.
+ * fallback), added tokens, post-processor, decoders, bos/eos, the special tokens and the parsed chat template(s).
  * It follows the `tokenizers` Rust crate's semantics for the pieces it supports:
  *   normalizers:     Sequence, Prepend, Replace (String pattern)
  *   pre-tokenizers:  Sequence, ByteLevel (GPT-2 split pattern), Split (the GPT-2 and the
@@ -51,6 +51,16 @@ void tok_free(tok_tokenizer *t)
 	free(t->post_post);
 	free(t->bos_text);
 	free(t->eos_text);
+	tok_jinja_free(t->chat_tpl);
+	tok_jinja_free(t->chat_tpl_tools);
+	free(t->chat_why);
+	for (size_t i = 0; i < t->n_vars; i++) {
+		free(t->var_k[i]);
+		free(t->var_v[i]);
+	}
+	for (size_t i = 0; i < t->n_extra_special; i++)
+		free(t->extra_special[i]);
+	free(t->extra_special);
 	free(t);
 }
 
@@ -742,6 +752,48 @@ static int cfg_token(tok_tokenizer *t, json_t *cfg, const char *key, char **text
 	return 0;
 }
 
+/* the special tokens set in tokenizer_config.json, as the chat template's variables */
+static int load_vars(tok_tokenizer *t, json_t *cfg, char *err, size_t errlen)
+{
+	static const char *names[] = {"bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token",
+				      "mask_token", NULL};
+	for (int i = 0; names[i]; i++) {
+		json_t *v = json_object_get(cfg, names[i]);
+		if (json_is_object(v))
+			v = json_object_get(v, "content");
+		if (!json_is_string(v))
+			continue;
+		t->var_k[t->n_vars] = tok_strndup(names[i], strlen(names[i]));
+		t->var_v[t->n_vars] = tok_strndup(json_string_value(v), json_string_length(v));
+		t->n_vars++;
+		if (!t->var_k[t->n_vars - 1] || !t->var_v[t->n_vars - 1])
+			return -ENOMEM;
+	}
+	json_t *ex = json_object_get(cfg, "additional_special_tokens");
+	if (!json_is_array(ex) || !json_array_size(ex))
+		return 0;
+	if (json_array_size(ex) > TOK_MAX_ID) {
+		tok_err(err, errlen, "tokenizer_config.json: too many additional_special_tokens");
+		return -EINVAL;
+	}
+	t->extra_special = calloc(json_array_size(ex), sizeof *t->extra_special);
+	if (!t->extra_special)
+		return -ENOMEM;
+	size_t i;
+	json_t *it;
+	json_array_foreach(ex, i, it) {
+		json_t *v = json_is_object(it) ? json_object_get(it, "content") : it;
+		if (!json_is_string(v)) {
+			tok_err(err, errlen, "tokenizer_config.json: additional_special_tokens[%zu] must be a string or {\"content\": ...}", i);
+			return -EINVAL;
+		}
+		if (!(t->extra_special[t->n_extra_special] = tok_strndup(json_string_value(v), json_string_length(v))))
+			return -ENOMEM;
+		t->n_extra_special++;
+	}
+	return 0;
+}
+
 static int load_cfg(tok_tokenizer *t, json_t *cfg, char *err, size_t errlen)
 {
 	int rc = 0;
@@ -752,42 +804,57 @@ static int load_cfg(tok_tokenizer *t, json_t *cfg, char *err, size_t errlen)
 	if ((rc = cfg_token(t, cfg, "bos_token", &t->bos_text, &t->bos, err, errlen)) ||
 	    (rc = cfg_token(t, cfg, "eos_token", &t->eos_text, &t->eos, err, errlen)))
 		goto out;
+	if ((rc = load_vars(t, cfg, err, errlen)))
+		goto out;
 	json_t *ct = json_object_get(cfg, "chat_template");
-	const char *tpl = NULL;
-	if (json_is_array(ct)) { /* [{name, template}, ...]: the "default" one */
+	const char *tpl = NULL, *tools_tpl = NULL;
+	size_t tpl_n = 0, tools_n = 0;
+	if (json_is_array(ct)) { /* [{name, template}, ...]: "default", and "tool_use" for tools */
 		size_t i;
 		json_t *it;
 		json_array_foreach(ct, i, it) {
 			json_t *nm = json_object_get(it, "name"), *tx = json_object_get(it, "template");
-			if (json_is_string(nm) && !strcmp(json_string_value(nm), "default") && json_is_string(tx))
+			if (!json_is_string(nm) || !json_is_string(tx)) {
+				tok_err(err, errlen, "tokenizer_config.json: chat_template[%zu] must be {\"name\": ..., \"template\": ...}", i);
+				rc = -EINVAL;
+				goto out;
+			}
+			if (!strcmp(json_string_value(nm), "default")) {
 				tpl = json_string_value(tx);
+				tpl_n = json_string_length(tx);
+			} else if (!strcmp(json_string_value(nm), "tool_use")) {
+				tools_tpl = json_string_value(tx);
+				tools_n = json_string_length(tx);
+			}
 		}
+		t->chat_named = !tpl && json_array_size(ct) > 0;
 	} else if (json_is_string(ct)) {
 		tpl = json_string_value(ct);
+		tpl_n = json_string_length(ct);
 	} else if (ct && !json_is_null(ct)) {
 		tok_err(err, errlen, "tokenizer_config.json: \"chat_template\" must be a string or a list of {name, template}");
 		rc = -EINVAL;
 		goto out;
 	}
-	if (!tpl) {
-		t->chat = CHAT_NONE;
-	} else if (strstr(tpl, "<|start_header_id|>")) {
-		t->chat = CHAT_LLAMA3;
-		if (strstr(tpl, "Cutting Knowledge") || strstr(tpl, "tools")) {
-			t->chat = CHAT_UNKNOWN;
-			t->chat_why = "a llama-3 template with a built-in system preamble or tools (llama-3.1 style) is not supported";
+	/* a template that does not parse leaves the tokenizer usable; chat says why it is refused */
+	char why[300] = "";
+	int prc = 0;
+	if (tpl)
+		prc = tok_jinja_parse(&t->chat_tpl, tpl, tpl_n, why, sizeof why);
+	if (!prc && tools_tpl)
+		prc = tok_jinja_parse(&t->chat_tpl_tools, tools_tpl, tools_n, why, sizeof why);
+	if (prc == -ENOMEM) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	if (prc) {
+		tok_jinja_free(t->chat_tpl);
+		tok_jinja_free(t->chat_tpl_tools);
+		t->chat_tpl = t->chat_tpl_tools = NULL;
+		if (!(t->chat_why = tok_strndup(why, strlen(why)))) {
+			rc = -ENOMEM;
+			goto out;
 		}
-	} else if (strstr(tpl, "<|im_start|>")) {
-		t->chat = CHAT_CHATML;
-		if (strstr(tpl, "<|im_start|>system") || strstr(tpl, "tools")) {
-			t->chat = CHAT_UNKNOWN;
-			t->chat_why = "a ChatML template with a built-in default system prompt or tools is not supported";
-		}
-	} else if (strstr(tpl, "[INST]") && strstr(tpl, "<<SYS>>")) {
-		t->chat = CHAT_LLAMA2;
-	} else {
-		t->chat = CHAT_UNKNOWN;
-		t->chat_why = "chat_template is not one of the supported families (llama-2 [INST]/<<SYS>>, llama-3 header tokens, ChatML <|im_start|>)";
 	}
 out:
 	return rc;

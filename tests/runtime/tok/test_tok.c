@@ -444,8 +444,35 @@ static void test_tok_malformed(void)
 	tok_stream_free(s);
 	tok_msg m[1] = {{"user", "hi"}};
 	char *p = NULL;
+	T_EQ_INT(tok_chat(t, m, 1, &p, err, sizeof err), 0); /* any template renders: Python's str() of the list */
+	T_EQ_STR(p, "[{'role': 'user', 'content': 'hi'}]");
+	free(p);
+	p = NULL;
+	tok_free(t);
+	/* a template that does not parse: the tokenizer loads, chat says why it is refused */
+	const char *broken = "{\"chat_template\": \"{% for %}\"}";
+	T_EQ_INT(tok_load(&t, mini, strlen(mini), broken, strlen(broken), err, sizeof err), 0);
 	T_EQ_INT(tok_chat(t, m, 1, &p, err, sizeof err), -ENOTSUP);
-	T_CHECK(strstr(err, "not one of the supported") != NULL);
+	T_CHECK(strstr(err, "chat template line 1") != NULL);
+	tok_free(t);
+	/* the list form: "default", and "tool_use" for requests with tools */
+	const char *named = "{\"bos_token\": \"a\", \"chat_template\": [{\"name\": \"tool_use\", \"template\": "
+			    "\"T{{ tools | length }}{{ bos_token }}\"}, {\"name\": \"default\", \"template\": \"D{{ messages[0].content }}\"}]}";
+	T_EQ_INT(tok_load(&t, mini, strlen(mini), named, strlen(named), err, sizeof err), 0);
+	T_EQ_INT(tok_chat(t, m, 1, &p, err, sizeof err), 0);
+	T_EQ_STR(p, "Dhi");
+	free(p);
+	json_t *msgs = json_pack("[{s:s,s:s}]", "role", "user", "content", "hi"), *tools = json_pack("[{s:s}]", "type", "function");
+	T_EQ_INT(tok_chat_render(t, msgs, tools, NULL, 1, &p, err, sizeof err), 0);
+	T_EQ_STR(p, "T1a");
+	free(p);
+	json_decref(msgs);
+	json_decref(tools);
+	tok_free(t);
+	const char *only_tools = "{\"chat_template\": [{\"name\": \"tool_use\", \"template\": \"x\"}]}";
+	T_EQ_INT(tok_load(&t, mini, strlen(mini), only_tools, strlen(only_tools), err, sizeof err), 0);
+	T_EQ_INT(tok_chat(t, m, 1, &p, err, sizeof err), -ENOTSUP);
+	T_CHECK(strstr(err, "\"default\"") != NULL);
 	tok_free(t);
 	T_EQ_INT(tok_load(&t, mini, strlen(mini), NULL, 0, err, sizeof err), 0);
 	T_EQ_INT(tok_chat(t, m, 1, &p, err, sizeof err), -ENOTSUP);
@@ -460,9 +487,15 @@ static void test_tok_chat_errors(void)
 	char err[256], *p = NULL;
 	if (!mi || !sm)
 		goto out;
-	tok_msg bad_role[1] = {{"tool", "x"}};
-	T_EQ_INT(tok_chat(sm, bad_role, 1, &p, err, sizeof err), -EINVAL);
-	T_CHECK(strstr(err, "role") != NULL);
+	tok_msg bad_utf8[1] = {{"user", "x\xff"}};
+	T_EQ_INT(tok_chat(sm, bad_utf8, 1, &p, err, sizeof err), -EINVAL);
+	T_CHECK(strstr(err, "UTF-8") != NULL);
+	tok_msg no_content[1] = {{"user", NULL}};
+	T_EQ_INT(tok_chat(sm, no_content, 1, &p, err, sizeof err), -EINVAL);
+	tok_msg tool_role[1] = {{"tool", "x"}}; /* roles are the template's business */
+	T_EQ_INT(tok_chat(sm, tool_role, 1, &p, err, sizeof err), 0);
+	T_EQ_STR(p, "<|im_start|>tool\nx<|im_end|>\n<|im_start|>assistant\n");
+	free(p);
 	tok_msg two_users[2] = {{"user", "a"}, {"user", "b"}};
 	T_EQ_INT(tok_chat(mi, two_users, 2, &p, err, sizeof err), -EINVAL);
 	T_CHECK(strstr(err, "alternate") != NULL);
