@@ -78,6 +78,7 @@ typedef struct {
 	size_t len;
 	jj_tok *t;
 	size_t nt, cap, pos;
+	int depth; /* recursion of the parser, bounded like the tree it builds */
 	char *err;
 	size_t errlen;
 	int rc;
@@ -577,6 +578,20 @@ static void kid_set(jj_node *n, kidv *k)
 static jj_node *parse_expr(jj_p *p, int with_cond);
 static jj_node *parse_unary(jj_p *p, int with_filter);
 
+/* enter / leave one level of parser recursion (the C stack is bounded with the tree) */
+static int enter(jj_p *p)
+{
+	if (++p->depth <= TOK_JINJA_MAX_DEPTH)
+		return 0;
+	perr(p, cur(p)->line, -E2BIG, "expressions and statements nest more than %d deep", TOK_JINJA_MAX_DEPTH);
+	return -1;
+}
+static jj_node *leave(jj_p *p, jj_node *n)
+{
+	p->depth--;
+	return n;
+}
+
 /* (args) after a callee, a filter or a test; *p->pos is at '(' */
 static int parse_args(jj_p *p, jj_node *n)
 {
@@ -858,7 +873,15 @@ static jj_node *parse_filters(jj_p *p, jj_node *n, int tests)
 	}
 }
 
+static jj_node *parse_unary_in(jj_p *p, int with_filter);
 static jj_node *parse_unary(jj_p *p, int with_filter)
+{
+	if (enter(p))
+		return leave(p, NULL);
+	return leave(p, parse_unary_in(p, with_filter));
+}
+
+static jj_node *parse_unary_in(jj_p *p, int with_filter)
 {
 	jj_tok *t = cur(p);
 	jj_node *n;
@@ -967,7 +990,9 @@ static jj_node *parse_not(jj_p *p)
 	if (is_name(t, "not") && !is_name(peek(p, 1), "in")) {
 		p->pos++;
 		jj_node *n = node(p, JN_NOT, t->line);
-		if (!n || !(n->a = parse_not(p)))
+		if (!n || enter(p))
+			return leave(p, NULL);
+		if (!(n->a = leave(p, parse_not(p))))
 			return NULL;
 		return seal(p, n);
 	}
@@ -996,7 +1021,15 @@ static jj_node *parse_or(jj_p *p)
 	return n;
 }
 
+static jj_node *parse_expr_in(jj_p *p, int with_cond);
 static jj_node *parse_expr(jj_p *p, int with_cond)
+{
+	if (enter(p))
+		return leave(p, NULL);
+	return leave(p, parse_expr_in(p, with_cond));
+}
+
+static jj_node *parse_expr_in(jj_p *p, int with_cond)
 {
 	jj_node *n = parse_or(p);
 	while (n && with_cond && is_name(cur(p), "if")) {
@@ -1096,7 +1129,9 @@ static jj_node *parse_if(jj_p *p, int line)
 	if (!strcmp(w, "elif")) {
 		jj_node *blk = node(p, JS_BLOCK, line);
 		kidv k = {0};
-		if (!blk || kid_push(p, &k, parse_if(p, cur(p)->line), NULL))
+		if (!blk || enter(p))
+			return leave(p, NULL);
+		if (kid_push(p, &k, leave(p, parse_if(p, cur(p)->line)), NULL))
 			return NULL;
 		kid_set(blk, &k);
 		if (!(n->c = seal(p, blk)))
@@ -1138,7 +1173,15 @@ static int parse_params(jj_p *p, kidv *k)
 	return 0;
 }
 
+static jj_node *parse_stmt_in(jj_p *p);
 static jj_node *parse_stmt(jj_p *p)
+{
+	if (enter(p))
+		return leave(p, NULL);
+	return leave(p, parse_stmt_in(p));
+}
+
+static jj_node *parse_stmt_in(jj_p *p)
 {
 	jj_tok *t = cur(p);
 	int line = t->line;
@@ -1282,7 +1325,10 @@ static jj_node *parse_body(jj_p *p, const char *const *ends, const char **which)
 		jj_tok *t = cur(p);
 		if (t->type == TK_EOF) {
 			if (ends) {
-				perr(p, t->line, -EINVAL, "missing {%% %s %%}", ends[0]);
+				size_t last = 0;
+				while (ends[last + 1])
+					last++;
+				perr(p, t->line, -EINVAL, "missing {%% %s %%}", ends[last]);
 				return NULL;
 			}
 			break;

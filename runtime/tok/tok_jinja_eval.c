@@ -68,6 +68,7 @@ struct jloop {
 
 struct frame {
 	frame *up;
+	int captured; /* a macro defined here keeps it as its closure */
 	size_t n, cap;
 	const char **k;
 	jv *v;
@@ -2484,6 +2485,11 @@ static int ex_for(R *r, const jj_node *n, frame *f, sbuf *o)
 		if (++r->iters > TOK_JINJA_MAX_ITERS)
 			return rerr(r, n, -E2BIG, "loops run more than %u iterations", TOK_JINJA_MAX_ITERS);
 		lp->i = i;
+		/* each iteration starts from the enclosing scope: the frame is emptied, or replaced
+		 * when a macro defined in it keeps it */
+		if (i && lf->captured && !(lf = fnew(r, n, f)))
+			return r->rc;
+		lf->n = 0;
 		TRY(assign(r, n->a, lf, it[i]));
 		TRY(fset(r, n, lf, "loop", lv));
 		int rc = ex(r, n->c, lf, o);
@@ -2540,6 +2546,7 @@ static int ex(R *r, const jj_node *n, frame *f, sbuf *o)
 		fn->kind = FN_MACRO;
 		fn->m = n;
 		fn->closure = f;
+		f->captured = 1;
 		v = (jv){.t = V_FUNC};
 		v.u.fn = fn;
 		return fset(r, n, f, n->s, v);
@@ -2551,6 +2558,7 @@ static int ex(R *r, const jj_node *n, frame *f, sbuf *o)
 		fn->kind = FN_MACRO;
 		fn->m = n;
 		fn->closure = f;
+		f->captured = 1;
 		const jj_node *c = n->a;
 		args_t *args = ralloc(r, n, sizeof *args);
 		jv callee;
