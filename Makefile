@@ -152,12 +152,14 @@ tests-build: $(THAW) $(THAW_TEST) $(TEST_BIN) $(FUZZ_REPLAY) $(EXAMPLE_SO) $(BUI
              $(BUILD)/bench/snap_genmodel
 
 test: deps
+	@scripts/install-npm-test-deps.sh
 	@$(MAKE) --no-print-directory tests-build
 	@BUILD=$(BUILD) tests/run.sh
 
 check: test
 
 asan: deps
+	@scripts/install-npm-test-deps.sh
 	@$(MAKE) --no-print-directory SAN=asan tests-build
 	@BUILD=build-asan ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 tests/run.sh

@@ -8,6 +8,10 @@ libclang-rt-14-dev python3 python3-yaml gnuplot-nox haproxy"
 # kubectl (tests/deploy renders and parses the manifests offline): Debian's kubernetes-client,
 # unless a kubectl from another package is already installed (the two hold the same file)
 command -v kubectl >/dev/null 2>&1 || PKGS="$PKGS kubernetes-client"
+# node + npm: the chat template test renders with @huggingface/jinja as its reference
+# (scripts/install-npm-test-deps.sh); Debian's npm, unless a nodejs that ships npm is installed
+command -v node >/dev/null 2>&1 || PKGS="$PKGS nodejs"
+command -v npm >/dev/null 2>&1 || PKGS="$PKGS npm"
 missing=""
 for p in $PKGS; do
   st=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)

@@ -11,6 +11,7 @@
 #ifndef THAW_TOK_JINJA_H
 #define THAW_TOK_JINJA_H
 #include <stddef.h>
+#include <stdint.h>
 
 struct json_t;
 typedef struct tok_jinja tok_jinja;
@@ -32,6 +33,7 @@ int tok_jinja_parse(tok_jinja **out, const char *src, size_t len, char *err, siz
 /* Render options; a zeroed struct means the defaults. */
 typedef struct {
 	size_t max_out;  /* output limit in bytes; 0: TOK_JINJA_MAX_OUT */
+	uint64_t max_steps; /* evaluated nodes; 0: TOK_JINJA_MAX_STEPS */
 	int fixed_now;   /* strftime_now() formats `now` instead of the current time */
 	long long now;   /* seconds since the epoch, in local time as Python's datetime.now() */
 } tok_jinja_opts;
@@ -40,8 +42,8 @@ typedef struct {
  * add_generation_prompt, bos_token, ...; NULL: none). ctx stays the caller's and is only read.
  * On success *out is malloc'd and NUL-terminated (caller frees), its length in *len (len may be
  * NULL). Returns 0; -EINVAL when the template fails on this context (raise_exception(msg):
- * err is "raise_exception: msg"; an undefined name called, a type error, ...: err names it with
- * the template line); -E2BIG when a limit is passed (err names the limit); -ENOMEM. */
+ * err is "chat template line N: raise_exception: msg"; an undefined name called, a type error,
+ * ...: err names it with the template line); -E2BIG when a limit is passed (err names the limit); -ENOMEM. */
 int tok_jinja_render(const tok_jinja *t, const struct json_t *ctx, const tok_jinja_opts *o,
 		     char **out, size_t *len, char *err, size_t errlen);
 

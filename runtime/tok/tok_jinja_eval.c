@@ -84,7 +84,7 @@ typedef struct {
 	char *err;
 	size_t errlen;
 	int rc;
-	uint64_t steps, iters;
+	uint64_t steps, iters, max_steps;
 	int calls;
 	size_t max_out;
 	const tok_jinja_opts *o;
@@ -1004,8 +1004,8 @@ static int ex(R *r, const jj_node *n, frame *f, sbuf *o);
 
 static int step(R *r, const jj_node *n)
 {
-	if (++r->steps > TOK_JINJA_MAX_STEPS)
-		return rerr(r, n, -E2BIG, "rendering takes more than %u steps", TOK_JINJA_MAX_STEPS);
+	if (++r->steps > r->max_steps)
+		return rerr(r, n, -E2BIG, "rendering takes more than %llu steps", (unsigned long long)r->max_steps);
 	return 0;
 }
 
@@ -2631,6 +2631,7 @@ int tok_jinja_render(const tok_jinja *t, const json_t *ctx, const tok_jinja_opts
 	R r = {.err = err, .errlen = errlen, .o = o};
 	r.ar.budget = TOK_JINJA_MAX_MEM;
 	r.max_out = o && o->max_out ? o->max_out : TOK_JINJA_MAX_OUT;
+	r.max_steps = o && o->max_steps ? o->max_steps : TOK_JINJA_MAX_STEPS;
 	int rc = 0;
 	sbuf b = {0};
 	if (!(r.root = fnew(&r, NULL, NULL))) {
