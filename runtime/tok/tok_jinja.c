@@ -22,8 +22,7 @@ struct jj_blk {
 
 void *jj_alloc(jj_arena *a, size_t n)
 {
-	n = (n + 15) & ~(size_t)15;
-	if (n > a->budget || a->used > a->budget - n) {
+	if (n > a->budget || (n = (n + 15) & ~(size_t)15) > a->budget || a->used > a->budget - n) {
 		a->over = 1;
 		return NULL;
 	}

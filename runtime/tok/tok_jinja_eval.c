@@ -976,11 +976,11 @@ static int do_slice(R *r, const jj_node *at, const jv *o, const jv *lo, const jv
 	TRY(items_of(r, at, o, &items, &n));
 	int64_t a = 0, b = 0, s = 1;
 	TRY(slice_idx(r, at, lo, hi, st, n, &a, &b, &s));
-	size_t cnt = 0;
+	size_t cnt = 0; /* a and b lie in [-1, n]: no overflow whatever the step */
 	if (s > 0 && b > a)
-		cnt = (size_t)((b - a + s - 1) / s);
+		cnt = (size_t)((b - a - 1) / s) + 1;
 	else if (s < 0 && a > b)
-		cnt = (size_t)((a - b + (-s) - 1) / (-s));
+		cnt = (size_t)((a - b - 1) / (s == INT64_MIN ? INT64_MAX : -s)) + 1;
 	if (o->t == V_LIST) {
 		TRY(mklist(r, at, cnt, out));
 		out->tuple = o->tuple;
@@ -1485,13 +1485,11 @@ static int arith(R *r, const jj_node *n, int op, const jv *a, const jv *b, jv *o
 		case JO_FLOORDIV: case JO_MOD:
 			if (q == 0)
 				return rerr(r, n, -EINVAL, "integer division or modulo by zero");
-			if (fl) {
+			if (fl) { /* Python: the remainder takes the divisor's sign */
 				double m = fmod(p, q);
 				if (m != 0 && ((m < 0) != (q < 0)))
 					m += q;
-				*out = op == JO_MOD ? mkfloat(m) : mkfloat(floor((p - m) / q + 0.5));
-				if (op == JO_FLOORDIV)
-					out->u.f = floor(p / q);
+				*out = mkfloat(op == JO_MOD ? m : floor(p / q));
 			} else {
 				if (x == INT64_MIN && y == -1)
 					return rerr(r, n, -EINVAL, "integer overflow in %s", opname(op));
@@ -1825,8 +1823,11 @@ static int call_fn(R *r, const jj_node *at, jv fv, args_t *a, jv *out)
 		if (cnt > TOK_JINJA_MAX_ITERS)
 			return rerr(r, at, -E2BIG, "range() of more than %u items", TOK_JINJA_MAX_ITERS);
 		TRY(mklist(r, at, (size_t)cnt, out));
-		for (size_t k = 0; k < (size_t)cnt; k++)
-			out->u.l->v[k] = mkint(lo + (int64_t)k * st);
+		for (size_t k = 0; k < (size_t)cnt; k++) { /* every value lies in [lo, hi) */
+			out->u.l->v[k] = mkint(lo);
+			if (k + 1 < (size_t)cnt)
+				lo += st;
+		}
 		return 0;
 	}
 	case FN_NAMESPACE: case FN_DICT:

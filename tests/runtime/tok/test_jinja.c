@@ -214,6 +214,12 @@ static void test_jinja_errors(void)
 	fails("{{ [1][::0] }}", NULL, -EINVAL, "slice step cannot be zero");
 	fails("{{ {'a': u} | tojson }}", NULL, -EINVAL, "not JSON serializable");
 	fails("{% break %}", NULL, -EINVAL, "outside a loop");
+	/* extreme steps and bounds stay defined */
+	char *o2 = NULL, e2[200];
+	T_EQ_INT(render("{{ [1, 2, 3][::9223372036854775807] }}{{ [1, 2, 3][::-9223372036854775807 - 1] }}"
+			"{{ range(-9000000000000000000, 9000000000000000000, 9000000000000000000) | list }}", 163, NULL, NULL, &o2, e2, sizeof e2), 0);
+	T_EQ_STR(o2, "[1][3][-9000000000000000000, 0]");
+	free(o2);
 	/* the context must be an object */
 	tok_jinja *t = NULL;
 	char *out = NULL;
