@@ -1435,6 +1435,59 @@ static const char *opname(int op)
 	return op <= JO_CONCAT ? s[op] : "?";
 }
 
+/* Python's printf-style str % args for %s %r %d %i %f %% (no flags, width or precision) */
+static int str_format(R *r, const jj_node *n, const jv *f, const jv *args, jv *out)
+{
+	const jv *av = args;
+	size_t na = 1, used = 0;
+	if (args->t == V_LIST && args->tuple) {
+		av = args->u.l->v;
+		na = args->u.l->n;
+	}
+	sbuf b = {0};
+	const char *p = f->u.s.p, *e = p + f->u.s.n;
+	while (p < e) {
+		const char *q = memchr(p, '%', (size_t)(e - p));
+		if (!q) {
+			TRY(sb_put(r, n, &b, p, (size_t)(e - p)));
+			break;
+		}
+		TRY(sb_put(r, n, &b, p, (size_t)(q - p)));
+		char c = q + 1 < e ? q[1] : 0;
+		p = q + 2;
+		if (c == '%') {
+			TRY(sb_put(r, n, &b, "%", 1));
+			continue;
+		}
+		if (c != 's' && c != 'r' && c != 'd' && c != 'i' && c != 'f')
+			return rerr(r, n, -EINVAL, "string formatting: only %%s %%r %%d %%i %%f are supported");
+		if (used >= na)
+			return rerr(r, n, -EINVAL, "not enough arguments for format string");
+		const jv *v = &av[used++];
+		char tmp[64];
+		if (c == 's') {
+			TRY(put_str(r, n, &b, v));
+		} else if (c == 'r') {
+			TRY(put_repr(r, n, &b, v));
+		} else if (!is_num(v)) {
+			return rerr(r, n, -EINVAL, "%%%c format: a number is required, not %s", c, tname(v));
+		} else if (c == 'f') {
+			snprintf(tmp, sizeof tmp, "%.6f", num(v));
+			TRY(sb_puts(r, n, &b, tmp));
+		} else {
+			double d = num(v);
+			if (v->t == V_FLOAT && !(d > -9.2e18 && d < 9.2e18))
+				return rerr(r, n, -EINVAL, "%%%c format: the number is out of range", c);
+			snprintf(tmp, sizeof tmp, "%lld", v->t == V_FLOAT ? (long long)d : (long long)v->u.i);
+			TRY(sb_puts(r, n, &b, tmp));
+		}
+	}
+	if (used < na)
+		return rerr(r, n, -EINVAL, "not all arguments converted during string formatting");
+	*out = sb_str(&b);
+	return 0;
+}
+
 static int arith(R *r, const jj_node *n, int op, const jv *a, const jv *b, jv *out)
 {
 	if (op == JO_CONCAT) {
@@ -1557,7 +1610,7 @@ static int arith(R *r, const jj_node *n, int op, const jv *a, const jv *b, jv *o
 	if (op == JO_MUL && (b->t == V_STR || b->t == V_LIST) && (a->t == V_INT || a->t == V_BOOL))
 		return arith(r, n, op, b, a, out);
 	if (op == JO_MOD && a->t == V_STR)
-		return rerr(r, n, -EINVAL, "printf-style string formatting ('%%') is not supported");
+		return str_format(r, n, a, b, out);
 	return rerr(r, n, -EINVAL, "unsupported operand type(s) for %s: '%s' and '%s'", opname(op), tname(a), tname(b));
 }
 
@@ -2012,9 +2065,9 @@ static int apply_filter(R *r, const jj_node *at, const char *name, jv v, args_t 
 	    !strcmp(name, "capitalize") || !strcmp(name, "replace") || !strcmp(name, "indent") ||
 	    !strcmp(name, "wordcount")) {
 		jv s;
-		if (v.t == V_UNDEF && strcmp(name, "trim"))
+		if (v.t == V_UNDEF && !strcmp(name, "indent")) /* Jinja's indent adds to its input */
 			return undef_err(r, at, &v);
-		if (v.t == V_UNDEF)
+		if (v.t == V_UNDEF) /* the others take str() of it: "" */
 			s = mkstr("", 0);
 		else
 			TRY(to_str(r, at, &v, &s));

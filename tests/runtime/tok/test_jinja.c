@@ -220,6 +220,20 @@ static void test_jinja_errors(void)
 			"{{ range(-9000000000000000000, 9000000000000000000, 9000000000000000000) | list }}", 163, NULL, NULL, &o2, e2, sizeof e2), 0);
 	T_EQ_STR(o2, "[1][3][-9000000000000000000, 0]");
 	free(o2);
+	/* string filters take str() of an undefined value (Python Jinja2's output) */
+	T_EQ_INT(render("[{{ u|upper }}{{ u|title }}{{ u|replace('a','b') }}{{ u|wordcount }}{{ u|capitalize }}{{ u|lower }}]", 100,
+			NULL, NULL, &o2, e2, sizeof e2), 0);
+	T_EQ_STR(o2, "[0]");
+	free(o2);
+	fails("{{ u | indent }}", NULL, -EINVAL, "'u' is undefined");
+	/* printf-style formatting of strings (Python Jinja2's output) */
+	const char *fmt = "{{ '[INST] %s [/INST]' % 'hi' }}|{{ '%s=%d %r %% %f' % ('a', 3.7, 'q', 1.5) }}|{{ '%i' % 2 }}";
+	T_EQ_INT(render(fmt, strlen(fmt), NULL, NULL, &o2, e2, sizeof e2), 0);
+	T_EQ_STR(o2, "[INST] hi [/INST]|a=3 'q' % 1.500000|2");
+	free(o2);
+	fails("{{ '%s %s' % ('a',) }}", NULL, -EINVAL, "not enough arguments");
+	fails("{{ '%s' % ('a', 'b') }}", NULL, -EINVAL, "not all arguments converted");
+	fails("{{ '%x' % 1 }}", NULL, -EINVAL, "only %s %r %d %i %f");
 	/* the context must be an object */
 	tok_jinja *t = NULL;
 	char *out = NULL;
