@@ -6,7 +6,8 @@
  *    for tok_encode(prompt) (an independent path), usage counts, max_tokens -> "length";
  *  - stop strings cut the text before the first match (finish_reason "stop"), the completion
  *    token count is the number of tokens up to the one completing the match;
- *  - chat completions render the messages with the tokenizer's template (tok_chat);
+ *  - chat completions render the messages with the tokenizer's template (tok_chat); a
+ *    template's raise_exception is a 400 with its message, one that does not parse a 400;
  *  - stream: true: chunked text/event-stream whose deltas concatenate to the non-streamed text,
  *    a final chunk with finish_reason, an optional usage chunk, then [DONE]; chunks arrive as
  *    tokens are generated (the first long before the last), read by a Python http.client too;
@@ -58,6 +59,7 @@ static double now_s(void)
 
 
 static const char *err_msg(json_t *o);
+static int err_is(json_t *o, const char *type, const char *code);
 
 static int write_model(const char *dir)
 {
@@ -815,6 +817,63 @@ static void test_stream_http10(void)
 	json_decref(ev);
 	json_decref(want);
 	free(r.body);
+}
+
+/* the model's own chat template decides: its raise_exception is a 400 with its message
+ * (param messages), a template that does not parse a 400 naming the line (param model), and a
+ * conversation the template accepts renders */
+static void test_chat_template_refusals(void)
+{
+	NEED();
+	static const struct {
+		const char *name, *tpl;
+	} m[] = {
+		{"strict", "{% for m in messages %}{% if m.role == 'system' %}{{ raise_exception('System role not "
+			   "supported') }}{% endif %}<|im_start|>{{ m.role }}\n{{ m.content | trim }}<|im_end|>\n"
+			   "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"},
+		{"broken", "{% for m in messages %}{{ m.content }"},
+	};
+	for (size_t i = 0; i < 2; i++) {
+		char dir[700], cmd[4000], tp[800];
+		snprintf(dir, sizeof dir, "%s/%s", t_tmpdir(), m[i].name);
+		snprintf(cmd, sizeof cmd, "mkdir -p %s && cp %s/model.safetensors %s/config.json %s/tokenizer.json %s/",
+			 dir, model_dir, model_dir, model_dir, dir);
+		T_EQ_INT(system(cmd), 0);
+		json_t *cfg = json_pack("{s:s,s:s}", "eos_token", "<|im_end|>", "chat_template", m[i].tpl);
+		snprintf(tp, sizeof tp, "%s/tokenizer_config.json", dir);
+		T_EQ_INT(json_dump_file(cfg, tp, 0), 0);
+		json_decref(cfg);
+		snprintf(cmd, sizeof cmd, "%s snapshot pack %s -o %s/snapshots/%s.thaw --quiet", t_bin(), dir,
+			 srv.data_dir, m[i].name);
+		T_EQ_INT(system(cmd), 0);
+		char man[200], path[100];
+		snprintf(man, sizeof man, "{\"kind\":\"llama\",\"snapshot\":\"%s.thaw\",\"device\":\"cpu\"}", m[i].name);
+		snprintf(path, sizeof path, "/v1/functions/%s", m[i].name);
+		T_EQ_INT(req(&srv, "PUT", path, NULL, man, NULL), 201);
+	}
+	json_t *o = NULL;
+	T_EQ_INT(post("/v1/chat/completions", json_pack("{s:s,s:[{s:s,s:s},{s:s,s:s}],s:i}", "model", "strict",
+		      "messages", "role", "system", "content", "Be brief.", "role", "user", "content", "hi",
+		      "max_tokens", 2), &o), 400);
+	T_CHECK(err_is(o, "invalid_request_error", NULL));
+	T_CHECK(strstr(err_msg(o), "raise_exception: System role not supported") != NULL);
+	T_EQ_STR(json_string_value(json_object_get(json_object_get(o, "error"), "param")), "messages");
+	json_decref(o);
+	T_EQ_INT(post("/v1/chat/completions", json_pack("{s:s,s:[{s:s,s:s}],s:i,s:i}", "model", "strict",
+		      "messages", "role", "user", "content", "hi", "max_tokens", 2, "temperature", 0), &o), 200);
+	T_EQ_INT(json_integer_value(json_object_get(json_object_get(o, "usage"), "prompt_tokens")) > 0, 1);
+	json_decref(o);
+	T_EQ_INT(post("/v1/chat/completions", json_pack("{s:s,s:[{s:s,s:s}],s:i}", "model", "broken",
+		      "messages", "role", "user", "content", "hi", "max_tokens", 2), &o), 400);
+	T_CHECK(strstr(err_msg(o), "chat template line 1") != NULL);
+	T_CHECK(strstr(err_msg(o), "/v1/completions") != NULL);
+	T_EQ_STR(json_string_value(json_object_get(json_object_get(o, "error"), "param")), "model");
+	json_decref(o);
+	/* completions still work with a template that does not parse */
+	T_EQ_INT(post("/v1/completions", json_pack("{s:s,s:s,s:i}", "model", "broken", "prompt", "hi", "max_tokens", 2), &o), 200);
+	json_decref(o);
+	T_EQ_INT(req(&srv, "DELETE", "/v1/functions/strict", NULL, NULL, NULL), 200);
+	T_EQ_INT(req(&srv, "DELETE", "/v1/functions/broken", NULL, NULL, NULL), 200);
 }
 
 /* the first call of a snapshot loads its tokenizer off the loop: with LLaMA-3's (128k tokens,
@@ -1850,6 +1909,7 @@ void t_main(void)
 	T_RUN(test_completion_matches_invoke);
 	T_RUN(test_stop_strings);
 	T_RUN(test_chat);
+	T_RUN(test_chat_template_refusals);
 	T_RUN(test_stream_completion);
 	T_RUN(test_stream_disconnect);
 	T_RUN(test_nonstream_disconnect);
