@@ -4,7 +4,8 @@ conversations.json with Python's Jinja2 configured exactly as transformers'
 apply_chat_template configures it (transformers/utils/chat_template_utils.py:
 ImmutableSandboxedEnvironment with trim_blocks, lstrip_blocks, the loopcontrols extension and a
 {% generation %} tag; tojson = json.dumps(ensure_ascii=False, ...); raise_exception;
-strftime_now), and writes python_cases.json: for each case the output, or the error Jinja2
+strftime_now), with the conversation's extra "vars" passed as template variables, and writes
+python_cases.json: for each case the output, or the error Jinja2
 raised. Only the special tokens that are set are passed, as transformers does.
 
 Run from this folder with Jinja2 3.1 (made with Jinja2 3.1.6):  python3 make_python_cases.py
@@ -59,7 +60,8 @@ for t in index:
     except Exception as e:  # noqa: BLE001 - any Jinja2 failure is the expected result
         tpl, perr = None, "%s: %s" % (type(e).__name__, e)
     for c in convs:
-        ctx = {"messages": c["messages"], "add_generation_prompt": c["add_generation_prompt"]}
+        ctx = dict(c.get("vars", {}))
+        ctx.update(messages=c["messages"], add_generation_prompt=c["add_generation_prompt"])
         if "tools" in c:
             ctx["tools"] = c["tools"]
         for k in ("bos_token", "eos_token"):
