@@ -84,7 +84,9 @@ typedef struct {
 } tok_msg;
 int tok_chat(const tok_tokenizer *t, const tok_msg *m, size_t n, char **prompt, char *err,
 		size_t errlen);
-/* tok_stop_ids writes the ids that end a chat turn (eos plus e.g. <|eot_id|>, <|im_end|>,
- * <|end_of_text|>), without duplicates, up to cap; returns the count written. */
+/* tok_stop_ids writes the ids that end a chat turn (eos plus those of <|eot_id|>, <|im_end|>,
+ * <|end_of_text|>, <|endoftext|>, <|eom_id|>, <|eot|>, <|end|>, <end_of_turn>,
+ * <|END_OF_TURN_TOKEN|>, <|end_of_turn|>, </s> the tokenizer has as added tokens), without
+ * duplicates, up to cap; returns the count written. */
 size_t tok_stop_ids(const tok_tokenizer *t, int32_t *ids, size_t cap);
 #endif

@@ -95,10 +95,13 @@ size_t tok_stop_ids(const tok_tokenizer *t, int32_t *ids, size_t cap)
 {
 	if (!t || !ids)
 		return 0;
+	/* the turn ends of the families whose templates render: Llama 3 / 4, ChatML (Qwen, ...),
+	 * Phi-3 / 4-mini, Gemma, Command-R / Aya, OpenChat, SentencePiece eos */
 	static const char *names[] = {"<|eot_id|>", "<|im_end|>", "<|end_of_text|>", "<|endoftext|>",
-				      "<|eom_id|>", "</s>", NULL};
+				      "<|eom_id|>", "<|eot|>", "<|end|>", "<end_of_turn>",
+				      "<|END_OF_TURN_TOKEN|>", "<|end_of_turn|>", "</s>", NULL};
 	size_t n = 0;
-	int32_t cand[8];
+	int32_t cand[16];
 	size_t nc = 0;
 	if (t->eos >= 0)
 		cand[nc++] = t->eos;

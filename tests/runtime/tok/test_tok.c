@@ -320,6 +320,16 @@ static void test_tok_special_ids(void)
 	n = tok_stop_ids(sm, stop, 8);
 	T_EQ_INT(n, 2);
 	T_EQ_INT(stop[1], tok_id(sm, "<|endoftext|>"));
+	/* the turn ends of other families: Gemma's <end_of_turn>, Phi-3's <|end|> */
+	tok_tokenizer *g = NULL;
+	const char *gj = "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":1},\"merges\":[]},"
+			 "\"added_tokens\":[{\"id\":2,\"content\":\"<end_of_turn>\",\"special\":true},"
+			 "{\"id\":3,\"content\":\"<|end|>\",\"special\":true}]}";
+	T_EQ_INT(tok_load(&g, gj, strlen(gj), NULL, 0, NULL, 0), 0);
+	n = tok_stop_ids(g, stop, 8);
+	T_EQ_INT(n, 2);
+	T_CHECK(n == 2 && ((stop[0] == 3 && stop[1] == 2) || (stop[0] == 2 && stop[1] == 3)));
+	tok_free(g);
 	T_EQ_INT(tok_id(l3, "Hello"), 9906);
 	T_EQ_INT(tok_id(l3, "no such token here"), -1);
 out:
