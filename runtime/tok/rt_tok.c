@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "runtime/base/rt_log.h"
+#include "runtime/tok/tok_jinja.h"
 #include "snapshot/snap.h"
 #include "snapshot/snap_st.h"
 
@@ -190,6 +191,71 @@ static int load_obj(const char *path, json_t **out, char **text, size_t *len, ch
 	return 0;
 }
 
+/* Hugging Face repositories saved by newer transformers keep the chat template in
+ * chat_template.jinja beside tokenizer.json (processors: chat_template.json, {"chat_template":
+ * ...}); transformers' loader lets that file's template win over tokenizer_config.json's. Merges
+ * it into *cfg (made when there is none) as "chat_template". */
+static int merge_chat_file(const char *tok_path, json_t **cfg, char *err, size_t errlen)
+{
+	const char *slash = strrchr(tok_path, '/');
+	size_t dl = slash ? (size_t)(slash - tok_path) + 1 : 0;
+	static const char *names[] = {"chat_template.jinja", "chat_template.json", NULL};
+	for (int i = 0; names[i]; i++) {
+		char path[4096];
+		if (dl + strlen(names[i]) >= sizeof path)
+			return 0;
+		memcpy(path, tok_path, dl);
+		strcpy(path + dl, names[i]);
+		if (!is_file(path))
+			continue;
+		json_t *tpl = NULL;
+		if (i == 1) {
+			json_t *o = NULL;
+			char *text = NULL;
+			size_t n;
+			int rc = load_obj(path, &o, &text, &n, err, errlen);
+			free(text);
+			if (rc)
+				return rc;
+			tpl = json_incref(json_object_get(o, "chat_template"));
+			json_decref(o);
+			if (!json_is_string(tpl)) {
+				json_decref(tpl);
+				return rt_errf(err, errlen, -EINVAL, "%s: \"chat_template\" must be a string", path);
+			}
+		} else {
+			int fd = snap_open_regular(path, 0);
+			if (fd < 0)
+				return rt_errf(err, errlen, fd, "%s: %s", path, fd == -EINVAL ? "not a regular file" : strerror(-fd));
+			size_t cap = TOK_JINJA_MAX_SRC + 1, n = 0;
+			char *buf = malloc(cap);
+			ssize_t r = 1;
+			while (buf && n < cap && (r = read(fd, buf + n, cap - n)) > 0)
+				n += (size_t)r;
+			close(fd);
+			if (!buf)
+				return rt_errf(err, errlen, -ENOMEM, "out of memory");
+			if (r < 0 || n >= cap) {
+				free(buf);
+				return rt_errf(err, errlen, r < 0 ? -EIO : -E2BIG, "%s: %s", path,
+					       r < 0 ? "read error" : "larger than a chat template may be (512 KiB)");
+			}
+			tpl = json_stringn(buf, n);
+			free(buf);
+			if (!tpl)
+				return rt_errf(err, errlen, -EINVAL, "%s: not UTF-8 text", path);
+		}
+		if (!*cfg && !(*cfg = json_object())) {
+			json_decref(tpl);
+			return rt_errf(err, errlen, -ENOMEM, "out of memory");
+		}
+		if (json_object_set_new(*cfg, "chat_template", tpl))
+			return rt_errf(err, errlen, -ENOMEM, "out of memory");
+		return 0;
+	}
+	return 0;
+}
+
 int rt_tok_pack_metadata(const char *user_meta, const char *tok_path, const char *cfg_path,
 			 char **out, char **attach, size_t *attach_len, char *warn, size_t warnlen,
 			 char *err, size_t errlen)
@@ -221,6 +287,8 @@ int rt_tok_pack_metadata(const char *user_meta, const char *tok_path, const char
 	if ((rc = load_obj(tok_path, &tok, &tt, &tl, err, errlen)))
 		goto out;
 	if (cfg_path && (rc = load_obj(cfg_path, &cfg, &ct, &cl, err, errlen)))
+		goto out;
+	if ((rc = merge_chat_file(tok_path, &cfg, err, errlen)))
 		goto out;
 	tok_tokenizer *t;
 	char why[512];

@@ -36,7 +36,9 @@ int rt_tok_find(const char *spec, int required, char **tok_path, char **cfg_path
 /* rt_tok_pack_metadata prepares a pack's tokenizer: *attach (malloc'd, *attach_len bytes) is
  * {"tokenizer": <tok_path>, "tokenizer_config": <cfg_path>}, for the snapshot's attachment, and
  * *out (malloc'd) is the JSON object text user_meta (NULL = {}) with a short "tokenizer" note
- * ({"carried": "attachment", "model", "vocab", "config"}). The files must be JSON objects;
+ * ({"carried": "attachment", "model", "vocab", "config"}). A chat_template.jinja (or
+ * chat_template.json) beside tok_path becomes the config's "chat_template", as transformers
+ * loads it (the config is made when there is none). The files must be JSON objects;
  * "tokenizer"/"tokenizer_config" in user_meta are an error (-EEXIST). When thaw's tokenizer
  * cannot load them, *warn (if not NULL) gets the reason and the files are still carried.
  * Output is deterministic (key order as in the files). 0 or a negative errno. */

@@ -91,6 +91,22 @@ static void test_pack_carries_tokenizer(void)
 	free(tj);
 	free(cj);
 
+	/* a chat_template.jinja beside tokenizer.json is the template (as transformers loads it) */
+	T_EQ_INT(t_sh(out, sizeof out, "mkdir -p %s/j && cp %s/m/model.safetensors %s/m/tokenizer.json %s/j/ && "
+		      "printf '{%%%% for m in messages %%%%}[{{ m.role }}:{{ m.content }}]{%%%% endfor %%%%}\n' > %s/j/chat_template.jinja && "
+		      "%s snapshot pack %s/j -o %s/j.thaw --quiet 2>&1", d, d, d, d, d, t_bin(), d, d), 0);
+	snprintf(path, sizeof path, "%s/j.thaw", d);
+	T_EQ_INT(rt_tok_from_snapshot(path, &st, err, sizeof err), 0);
+	if (st) {
+		tok_msg m[2] = {{"system", "Be brief."}, {"user", "hi"}};
+		char *p = NULL;
+		T_EQ_INT(tok_chat(st, m, 2, &p, err, sizeof err), 0);
+		T_EQ_STR(p, "[system:Be brief.][user:hi]");
+		free(p);
+		tok_free(st);
+		st = NULL;
+	}
+
 	/* inspect summarises instead of printing the whole vocabulary */
 	T_EQ_INT(t_sh(out, sizeof out, "%s snapshot inspect %s/a.thaw", t_bin(), d), 0);
 	T_CHECK(strstr(out, "tokenizer.json carried: model BPE") != NULL);
