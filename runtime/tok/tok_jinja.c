@@ -235,7 +235,7 @@ static int lex_tag(jj_p *p, size_t *i, int *line, int var, int *strip_after)
 		size_t k = *i;
 		char end = var ? '}' : '%';
 		if (depth == 0) {
-			int minus = s[k] == '-' && k + 2 < p->len + 0 && s[k + 1] == end && s[k + 2] == '}';
+			int minus = s[k] == '-' && k + 2 < p->len && s[k + 1] == end && s[k + 2] == '}';
 			if (minus || (s[k] == end && k + 1 < p->len && s[k + 1] == '}')) {
 				*strip_after = minus;
 				*i = k + (minus ? 3 : 2);
@@ -964,7 +964,7 @@ static jj_node *parse_math1(jj_p *p)
 
 static jj_node *parse_compare(jj_p *p)
 {
-	jj_node *n = parse_math1(p), *prev = n, *res = n;
+	jj_node *prev = parse_math1(p), *res = prev;
 	int chained = 0;
 	for (;;) {
 		jj_tok *t = cur(p);
@@ -980,7 +980,6 @@ static jj_node *parse_compare(jj_p *p)
 		chained = 1;
 		prev = rhs;
 	}
-	(void)n;
 }
 
 static jj_node *parse_not(jj_p *p)
