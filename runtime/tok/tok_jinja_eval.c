@@ -2051,6 +2051,10 @@ static int apply_filter(R *r, const jj_node *at, const char *name, jv v, args_t 
 		*out = sb_str(&b);
 		return 0;
 	}
+	/* Jinja's select/reject/selectattr/rejectattr/map yield nothing for a false value (None) */
+	if (!truthy(&v) && (!strcmp(name, "selectattr") || !strcmp(name, "rejectattr") || !strcmp(name, "select") ||
+			    !strcmp(name, "reject") || !strcmp(name, "map")))
+		return mklist(r, at, 0, out);
 	if (v.t == V_UNDEF && (!strcmp(name, "items") || !strcmp(name, "list") || !strcmp(name, "join") ||
 			       !strcmp(name, "selectattr") || !strcmp(name, "rejectattr") || !strcmp(name, "map") ||
 			       !strcmp(name, "select") || !strcmp(name, "reject") || !strcmp(name, "unique") ||

@@ -226,6 +226,10 @@ static void test_jinja_errors(void)
 	T_EQ_STR(o2, "[0]");
 	free(o2);
 	fails("{{ u | indent }}", NULL, -EINVAL, "'u' is undefined");
+	T_EQ_INT(render("{{ none|selectattr('a')|list }}{{ none|map('upper')|list }}{{ none|reject|list }}{{ 0|select|list }}", 100,
+			NULL, NULL, &o2, e2, sizeof e2), 0);
+	T_EQ_STR(o2, "[][][][]");
+	free(o2);
 	/* printf-style formatting of strings (Python Jinja2's output) */
 	const char *fmt = "{{ '[INST] %s [/INST]' % 'hi' }}|{{ '%s=%d %r %% %f' % ('a', 3.7, 'q', 1.5) }}|{{ '%i' % 2 }}";
 	T_EQ_INT(render(fmt, strlen(fmt), NULL, NULL, &o2, e2, sizeof e2), 0);
