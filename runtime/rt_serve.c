@@ -33,6 +33,13 @@ static void usage(FILE *f)
 		"                        postgresql://[USER@]HOST[:PORT]/DB[?PARAMS] shared by the nodes of\n"
 		"                        a cluster (libpq URI; password from PGPASSWORD, ~/.pgpass or\n"
 		"                        PGPASSFILE rather than the URL; it is never logged)\n"
+		"  --shared-dir DIR      where uploaded snapshots and data, job checkpoints and job\n"
+		"                        results live: the directory every node of a cluster mounts\n"
+		"                        (default: the data directory)\n"
+		"  --node-id ID          this node's name in job leases ([A-Za-z0-9._-], at most 63;\n"
+		"                        default: the host name)\n"
+		"  --node-lease MS       lease of the jobs a node runs, renewed every MS/3; a node\n"
+		"                        silent for MS loses them to the others (default 3000)\n"
 		"  --drain-timeout S     on SIGTERM/SIGINT, exit within S seconds (default 30)\n"
 		"  --max-body BYTES      largest request body (default 67108864); over it: 413\n"
 "  --max-upload BYTES    largest snapshot or data file pushed with PUT /v1/snapshots/NAME\n"
@@ -122,7 +129,10 @@ int rt_serve_main(int argc, char **argv)
 		{"port", required_argument, 0, 'p'},
 		{"host", required_argument, 0, 'H'},
 		{"data", required_argument, 0, 'd'},
-		{"registry", required_argument, 0, 1301},
+		{"registry", required_argument, 0, 1310},
+		{"shared-dir", required_argument, 0, 1300},
+		{"node-id", required_argument, 0, 1301},
+		{"node-lease", required_argument, 0, 1302},
 		{"drain-timeout", required_argument, 0, 'D'},
 		{"max-body", required_argument, 0, 'b'},
 		{"max-header", required_argument, 0, 'e'},
@@ -188,7 +198,10 @@ int rt_serve_main(int argc, char **argv)
 		case 'p': if (parse_num("--port", optarg, 0, 65535, &v)) return 2; cfg.http.port = (int)v; break;
 		case 'H': cfg.http.host = optarg; break;
 		case 'd': cfg.data_dir = optarg; break;
-		case 1301: cfg.registry_url = optarg; break;
+		case 1310: cfg.registry_url = optarg; break;
+		case 1300: cfg.shared_dir = optarg; break;
+		case 1301: cfg.jobs.node_id = optarg; break;
+		case 1302: if (parse_num("--node-lease", optarg, 30, 3600000, &v)) return 2; cfg.jobs.lease_ms = (int64_t)v; break;
 		case 'D': if (parse_num("--drain-timeout", optarg, 0, 86400, &v)) return 2; cfg.drain_timeout_s = v; break;
 		case 'b': if (parse_num("--max-body", optarg, 0, 1e12, &v)) return 2; cfg.http.max_body_bytes = (size_t)v; break;
 		case 'e': if (parse_num("--max-header", optarg, 256, 1 << 24, &v)) return 2; cfg.http.max_header_bytes = (size_t)v; break;

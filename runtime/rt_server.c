@@ -157,8 +157,21 @@ int rt_server_init(rt_server *srv, uv_loop_t *loop, const rt_server_config *cfg)
 		rt_logf(RT_LOG_ERROR, "cannot create data directory %s: %s", cfg->data_dir, strerror(-rc));
 		return rc;
 	}
-	sweep_pack_leftovers(cfg->data_dir, "snapshots");
-	sweep_pack_leftovers(cfg->data_dir, "data");
+	if (!srv->cfg.shared_dir || !srv->cfg.shared_dir[0])
+		srv->cfg.shared_dir = srv->cfg.data_dir;
+	if (strcmp(srv->cfg.shared_dir, srv->cfg.data_dir) != 0 && (rc = mkdir_p(srv->cfg.shared_dir)) < 0) {
+		rt_logf(RT_LOG_ERROR, "cannot create shared directory %s: %s", srv->cfg.shared_dir,
+			strerror(-rc));
+		return rc;
+	}
+	/* snapshots and data by name, job checkpoints and results: in the shared directory; the
+	 * node's own data directory stays an allowed root (snapshots packed there before) */
+	for (size_t i = 0; i < cfg->n_allowed_roots; i++)
+		srv->roots[srv->n_roots++] = cfg->allowed_roots[i];
+	if (strcmp(srv->cfg.shared_dir, srv->cfg.data_dir) != 0)
+		srv->roots[srv->n_roots++] = srv->cfg.data_dir;
+	sweep_pack_leftovers(srv->cfg.shared_dir, "snapshots");
+	sweep_pack_leftovers(srv->cfg.shared_dir, "data");
 	if (!srv->cfg.max_upload_bytes)
 		srv->cfg.max_upload_bytes = (uint64_t)64 << 30;
 	srv->router = rt_router_new();
@@ -208,9 +221,9 @@ int rt_server_init(rt_server *srv, uv_loop_t *loop, const rt_server_config *cfg)
 		.metrics = srv->metrics,
 		.m_connections = srv->m_connections,
 		.draining = &srv->draining,
-		.data_dir = srv->cfg.data_dir,
-		.allowed_roots = srv->cfg.allowed_roots,
-		.n_allowed_roots = srv->cfg.n_allowed_roots,
+		.data_dir = srv->cfg.shared_dir,
+		.allowed_roots = srv->roots,
+		.n_allowed_roots = srv->n_roots,
 		.plugin_roots = srv->cfg.plugin_roots,
 		.n_plugin_roots = srv->cfg.n_plugin_roots,
 		.max_upload_bytes = srv->cfg.max_upload_bytes,
@@ -234,8 +247,8 @@ int rt_server_init(rt_server *srv, uv_loop_t *loop, const rt_server_config *cfg)
 		rt_logf(RT_LOG_ERROR, "cannot start the device lanes: %s", strerror(-rc));
 		goto fail;
 	}
-	rc = rt_jobs_new(loop, srv->reg, srv->sched, srv->metrics, cfg->data_dir, srv->cfg.allowed_roots,
-			 cfg->n_allowed_roots, &cfg->jobs, &srv->jobs, err, sizeof err);
+	rc = rt_jobs_new(loop, srv->reg, srv->sched, srv->metrics, srv->cfg.shared_dir, srv->roots,
+			 srv->n_roots, &cfg->jobs, &srv->jobs, err, sizeof err);
 	if (rc < 0) {
 		rt_logf(RT_LOG_ERROR, "cannot start the job runner: %s", err);
 		goto fail;

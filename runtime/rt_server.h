@@ -20,6 +20,8 @@ typedef struct rt_server_config {
 	rt_http_config http;
 	const char *data_dir;        /* created if missing */
 	const char *registry_url;    /* rt_registry_open_url; NULL or "": DATA/registry.db */
+	const char *shared_dir;      /* snapshots/, data/ and jobs/ that every node of a cluster
+				      * mounts; NULL: data_dir. Created if missing */
 	double drain_timeout_s;      /* SIGTERM -> exit 0 within this */
 	const char *allowed_roots[RT_SERVER_MAX_ROOTS];  /* snapshot paths allowed outside DATA */
 	size_t n_allowed_roots;
@@ -43,6 +45,9 @@ typedef struct rt_server {
 	rt_sched *sched;
 	rt_jobs *jobs;
 	rt_access access;            /* the access gate and audit log (rt_access.h) */
+	const char *roots[RT_SERVER_MAX_ROOTS + 1];   /* allowed roots, and data_dir when the
+						       * shared directory is elsewhere */
+	size_t n_roots;
 	rt_api api;                  /* the handlers' context, filled in by rt_server_init */
 	uv_timer_t trim_timer;       /* returns freed memory to the kernel (rt_mem.h) */
 	uv_timer_t registry_timer;   /* rt_registry_tick of a shared registry */

@@ -31,7 +31,8 @@ typedef struct rt_api {
 	rt_metric_family *m_connections;   /* thaw_http_open_connections, set from http */
 	rt_http *http;               /* the listener: its open connections */
 	const int *draining;         /* non-zero once the daemon drains: readiness answers 503 */
-	const char *data_dir;
+	const char *data_dir;        /* snapshots/ and data/ by name: the directory every node of a
+				      * cluster shares (thaw serve --shared-dir; DATA by default) */
 	const char *const *allowed_roots;   /* snapshot paths allowed outside data_dir */
 	size_t n_allowed_roots;
 	const char *const *plugin_roots;    /* where "plugin:/path.so" kinds may live */

@@ -176,6 +176,12 @@ const char *rt_jobs_node(const rt_jobs *J)
 	return J->node;
 }
 
+static int node_char_ok(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+	       c == '.' || c == '_' || c == '-';
+}
+
 /* a node id: 1..RT_NODE_ID_MAX of [A-Za-z0-9._-] */
 static int node_id_valid(const char *s)
 {
@@ -183,8 +189,7 @@ static int node_id_valid(const char *s)
 	if (!n || n > RT_NODE_ID_MAX)
 		return 0;
 	for (size_t i = 0; i < n; i++)
-		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
-		      (s[i] >= '0' && s[i] <= '9') || s[i] == '.' || s[i] == '_' || s[i] == '-'))
+		if (!node_char_ok(s[i]))
 			return 0;
 	return 1;
 }
@@ -1675,7 +1680,7 @@ int rt_jobs_new(uv_loop_t *loop, rt_registry *reg, rt_sched *sched, rt_metrics *
 			snprintf(host, sizeof host, "localhost");
 		host[RT_NODE_ID_MAX] = 0;
 		for (char *c = host; *c; c++)
-			if (!node_id_valid((char[]){*c, 0}))
+			if (!node_char_ok(*c))
 				*c = '-';
 		snprintf(J->node, sizeof J->node, "%s", host);
 	}
