@@ -151,6 +151,12 @@ static void test_two_nodes(void)
 	free(ra);
 	e2e_resp_free(&r);
 	T_EQ_INT(call(&b, "DELETE", "/v1/functions/fx", admin, NULL, NULL), 503);
+	/* a function b never loaded cannot be looked up meanwhile: 503 too, not 404 */
+	T_EQ_INT(call(&b, "POST", "/v1/functions/digits/invoke", admin, "{}", &r), 503);
+	ra = e2e_header(&r, "Retry-After");
+	T_CHECK(ra && strcmp(ra, "1") == 0);
+	free(ra);
+	e2e_resp_free(&r);
 	T_EQ_INT(call(&b, "PUT", "/v1/functions/fx", admin, "{\"traffic\":{\"1\":100}}", NULL), 503);
 	T_EQ_INT(call(&a, "POST", "/v1/keys", admin, "{\"scopes\":[\"metrics\"]}", NULL), 503);
 	T_EQ_INT(call(&a, "POST", "/v1/jobs", admin, "{\"type\":\"quantize\",\"function\":"
