@@ -201,6 +201,7 @@ int rt_server_init(rt_server *srv, uv_loop_t *loop, const rt_server_config *cfg)
 		goto fail;
 	}
 	srv->cfg.access.data_dir = srv->cfg.data_dir;
+	srv->cfg.access.node_id = cfg->jobs.node_id;
 	rc = rt_access_init(&srv->access, loop, srv->reg, &srv->cfg.access, err, sizeof err);
 	if (rc < 0) {
 		rt_logf(RT_LOG_ERROR, "cannot set up access control: %s", err);
