@@ -300,8 +300,11 @@ int rt_registry_open_url(const char *url, const char *data_dir, rt_registry **ou
 	rt_store *st;
 	int rc;
 	*out = NULL;
-	if (!url || !url[0] || !strcmp(url, "sqlite:"))
+	if (!url || !url[0] || !strcmp(url, "sqlite:")) {
+		if (!data_dir)
+			return rt_errf(err, errlen, -EINVAL, "registry: no data directory for sqlite:");
 		return rt_registry_open(data_dir, out, err, errlen);
+	}
 	if (!strncmp(url, "sqlite:", 7)) {
 		const char *path = url + 7;
 		if (!strncmp(path, "//", 2))

@@ -128,36 +128,48 @@ struct rt_store {
 	char why[256];             /* why the database is unreachable ("" while up) */
 };
 
-void rt_store_pg_redact(const char *url, char *out, size_t cap)
+/* secret_spans finds the passwords of url: the one of its user-info part (scheme://user:PW@;
+ * up to the last '@' before any '?', so that a raw '/' in it does not hide it) and the value of
+ * each password= parameter. Up to max spans (start, length) go to sp; the count is returned. */
+static int secret_spans(const char *url, const char **sp, size_t *len, int max)
 {
-	const char *pw = NULL, *pw_end = NULL;   /* the password of scheme://user:password@host */
+	int k = 0;
 	const char *sep = strstr(url, "://");
 	if (sep) {
-		const char *h = sep + 3, *end = h + strcspn(h, "/?"), *at = NULL;
+		const char *h = sep + 3, *end = h + strcspn(h, "?"), *at = NULL;
 		for (const char *c = h; c < end; c++)
 			if (*c == '@')
 				at = c;
 		const char *colon = at ? memchr(h, ':', (size_t)(at - h)) : NULL;
-		if (colon) {
-			pw = colon + 1;
-			pw_end = at;
+		if (colon && k < max) {
+			sp[k] = colon + 1;
+			len[k++] = (size_t)(at - colon - 1);
 		}
 	}
-	size_t k = 0;
+	for (const char *p = strchr(url, '?'); p && k < max; p = strchr(p + 1, '&')) {
+		if (!strncmp(p + 1, "password=", 9)) {
+			sp[k] = p + 10;
+			len[k++] = strcspn(p + 10, "&");
+		}
+	}
+	return k;
+}
+
+void rt_store_pg_redact(const char *url, char *out, size_t cap)
+{
+	const char *sp[8];
+	size_t len[8], k = 0;
+	int n = secret_spans(url, sp, len, 8);
 	if (!cap)
 		return;
 	for (const char *p = url; *p && k + 1 < cap;) {
-		const char *put = NULL;
-		if (p == pw) {
-			put = "***";
-			p = pw_end;
-		} else if (p > url && (p[-1] == '?' || p[-1] == '&') && !strncmp(p, "password=", 9)) {
-			put = "password=***";
-			p += 9 + strcspn(p + 9, "&");
-		}
-		if (put) {
-			for (; *put && k + 1 < cap; put++)
-				out[k++] = *put;
+		int i = 0;
+		while (i < n && p != sp[i])
+			i++;
+		if (i < n) {
+			for (const char *m = "***"; *m && k + 1 < cap; m++)
+				out[k++] = *m;
+			p += len[i];
 			continue;
 		}
 		out[k++] = *p++;
@@ -165,11 +177,40 @@ void rt_store_pg_redact(const char *url, char *out, size_t cap)
 	out[k] = 0;
 }
 
+/* scrub replaces in msg (in place) every occurrence of a password of url with "***" */
+static void scrub(char *msg, const char *url)
+{
+	const char *sp[8];
+	size_t len[8];
+	int n = secret_spans(url, sp, len, 8);
+	for (int i = 0; i < n; i++) {
+		if (len[i] < 1)
+			continue;
+		char *hit;
+		char *pw = strndup(sp[i], len[i]);
+		if (!pw) {
+			snprintf(msg, strlen(msg) + 1, "%s", "(message withheld)");
+			return;
+		}
+		while ((hit = strstr(msg, pw))) {
+			size_t rest = strlen(hit + len[i]);
+			if (len[i] >= 3) {
+				memcpy(hit, "***", 3);
+				memmove(hit + 3, hit + len[i], rest + 1);
+			} else {
+				memset(hit, '*', len[i]);
+			}
+		}
+		free(pw);
+	}
+}
+
 /* ---- connection, errors ---- */
 
 static void set_why(pgs *st, const char *msg)
 {
 	snprintf(st->why, sizeof st->why, "%s", msg && *msg ? msg : "connection lost");
+	scrub(st->why, st->url);
 	size_t n = strlen(st->why);
 	while (n && (st->why[n - 1] == '\n' || st->why[n - 1] == ' '))
 		st->why[--n] = 0;
@@ -1564,8 +1605,10 @@ int rt_store_pg_open(const char *url, const rt_store_ops **ops, rt_store **out, 
 	rt_store_pg_redact(url, st->shown, sizeof st->shown);
 	PQconninfoOption *opts = PQconninfoParse(url, &perr);
 	if (!opts) {
-		rc = rt_errf(err, errlen, -EINVAL, "registry: bad PostgreSQL URL %s: %s", st->shown,
-			     perr ? perr : "out of memory");
+		char why[256];
+		snprintf(why, sizeof why, "%s", perr ? perr : "out of memory");
+		scrub(why, url);
+		rc = rt_errf(err, errlen, -EINVAL, "registry: bad PostgreSQL URL %s: %s", st->shown, why);
 		PQfreemem(perr);
 		for (char *c = err; c && *c; c++)
 			if (*c == '\n')
