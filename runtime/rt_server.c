@@ -9,9 +9,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include "runtime/base/rt_clock.h"
 #include "runtime/base/rt_log.h"
 #include "runtime/api/rt_api.h"
+#include "runtime/http/rt_proxy.h"
 #include "runtime/access/rt_access.h"
 #include "runtime/access/rt_auth.h"
 #include "runtime/base/rt_mem.h"
@@ -76,7 +78,7 @@ static void observe(const rt_req *req, size_t bytes, double secs, void *ud)
 }
 
 /* a keyed server without a live key answers 401 to all but the probes: say how to make one */
-static void log_first_key_hint(struct rt_auth *a, const char *data_dir)
+static void log_first_key_hint(struct rt_auth *a, const char *data_dir, int shared)
 {
 	json_t *j = NULL;
 	size_t live = 0, i;
@@ -87,7 +89,11 @@ static void log_first_key_hint(struct rt_auth *a, const char *data_dir)
 		if (json_is_null(json_object_get(k, "revoked")))
 			live++;
 	json_decref(j);
-	if (live == 0)
+	if (live == 0 && shared)
+		rt_logf(RT_LOG_WARN, "no API key exists yet: every call but the probes gets 401; create "
+			"the first admin key with: thaw keys create --scope admin --registry URL (the "
+			"registry URL this daemon was given)");
+	else if (live == 0)
 		rt_logf(RT_LOG_WARN, "no API key exists yet: every call but the probes gets 401; create "
 			"the first admin key with: thaw keys create --scope admin --data %s", data_dir);
 }
@@ -140,6 +146,88 @@ static void sweep_pack_leftovers(const char *data_dir, const char *sub)
 	closedir(d);
 }
 
+/* load_secret reads the cluster secret from file (or $THAW_CLUSTER_SECRET when file is NULL):
+ * 16..RT_SERVER_SECRET_MAX bytes, a trailing newline dropped; 0 with len 0 when none is set */
+static int load_secret(rt_server *srv, const char *file)
+{
+	srv->cluster_secret_len = 0;
+	const char *env = getenv("THAW_CLUSTER_SECRET");
+	size_t n = 0;
+	if (file) {
+		FILE *f = fopen(file, "rb");
+		if (!f) {
+			rt_logf(RT_LOG_ERROR, "--cluster-secret-file %s: %s", file, strerror(errno));
+			return -errno;
+		}
+		n = fread(srv->cluster_secret, 1, sizeof srv->cluster_secret, f);
+		int more = fgetc(f) != EOF;
+		fclose(f);
+		if (more) {
+			rt_logf(RT_LOG_ERROR, "--cluster-secret-file %s: longer than %d bytes", file,
+				RT_SERVER_SECRET_MAX);
+			return -EINVAL;
+		}
+	} else if (env && *env) {
+		n = strlen(env);
+		if (n > sizeof srv->cluster_secret) {
+			rt_logf(RT_LOG_ERROR, "THAW_CLUSTER_SECRET: longer than %d bytes",
+				RT_SERVER_SECRET_MAX);
+			return -EINVAL;
+		}
+		memcpy(srv->cluster_secret, env, n);
+	} else {
+		return 0;
+	}
+	while (n && (srv->cluster_secret[n - 1] == '\n' || srv->cluster_secret[n - 1] == '\r'))
+		n--;
+	if (n < 16) {
+		rt_logf(RT_LOG_ERROR, "the cluster secret must have at least 16 bytes (it has %zu)", n);
+		return -EINVAL;
+	}
+	srv->cluster_secret_len = n;
+	return 0;
+}
+
+/* cluster_init: advertised URL (default the listening address when it is loopback), secret,
+ * and the node's cluster state (its id: srv->node_id) */
+static int cluster_init(rt_server *srv, const rt_server_config *cfg)
+{
+	int rc = load_secret(srv, cfg->cluster_secret_file);
+	if (rc < 0)
+		return rc;
+	const char *h = cfg->http.host ? cfg->http.host : "";
+	if (cfg->cluster.advertise)
+		snprintf(srv->advertise, sizeof srv->advertise, "%s", cfg->cluster.advertise);
+	else if (!strcmp(h, "127.0.0.1") || !strcmp(h, "localhost"))
+		snprintf(srv->advertise, sizeof srv->advertise, "http://127.0.0.1:%d",
+			 rt_http_port(srv->http));
+	rt_cluster_config cc = cfg->cluster;
+	cc.node_id = srv->node_id;
+	cc.advertise = srv->advertise;
+	cc.forwarding = srv->cluster_secret_len > 0;
+	rc = rt_cluster_new(srv->loop, srv->reg, srv->sched, srv->metrics, &cc, &srv->cluster);
+	if (rc < 0) {
+		rt_logf(RT_LOG_ERROR, "cluster: bad node id '%s' or --advertise '%s' (expected "
+			"http://HOST:PORT)", srv->node_id, srv->advertise);
+		return rc;
+	}
+	if (rt_registry_shared(srv->reg) && !cc.forwarding)
+		rt_logf(RT_LOG_WARN, "cluster: no cluster secret (--cluster-secret-file or "
+			"THAW_CLUSTER_SECRET): calls run where they arrive, none is forwarded");
+	if (rt_registry_shared(srv->reg) && cc.forwarding) {
+		rt_proxy_config pc;
+		rt_proxy_config_defaults(&pc);
+		rc = rt_proxy_new(srv->loop, &pc, &srv->proxy);
+		if (rc < 0)
+			return rc;
+	}
+	srv->api.proxy = srv->proxy;
+	srv->api.cluster = srv->cluster;
+	srv->api.cluster_secret = srv->cluster_secret;
+	srv->api.cluster_secret_len = srv->cluster_secret_len;
+	return 0;
+}
+
 int rt_server_init(rt_server *srv, uv_loop_t *loop, const rt_server_config *cfg)
 {
 	int rc;
@@ -153,8 +241,21 @@ int rt_server_init(rt_server *srv, uv_loop_t *loop, const rt_server_config *cfg)
 		rt_logf(RT_LOG_ERROR, "cannot create data directory %s: %s", cfg->data_dir, strerror(-rc));
 		return rc;
 	}
-	sweep_pack_leftovers(cfg->data_dir, "snapshots");
-	sweep_pack_leftovers(cfg->data_dir, "data");
+	if (!srv->cfg.shared_dir || !srv->cfg.shared_dir[0])
+		srv->cfg.shared_dir = srv->cfg.data_dir;
+	if (strcmp(srv->cfg.shared_dir, srv->cfg.data_dir) != 0 && (rc = mkdir_p(srv->cfg.shared_dir)) < 0) {
+		rt_logf(RT_LOG_ERROR, "cannot create shared directory %s: %s", srv->cfg.shared_dir,
+			strerror(-rc));
+		return rc;
+	}
+	/* snapshots and data by name, job checkpoints and results: in the shared directory; the
+	 * node's own data directory stays an allowed root (snapshots packed there before) */
+	for (size_t i = 0; i < cfg->n_allowed_roots; i++)
+		srv->roots[srv->n_roots++] = cfg->allowed_roots[i];
+	if (strcmp(srv->cfg.shared_dir, srv->cfg.data_dir) != 0)
+		srv->roots[srv->n_roots++] = srv->cfg.data_dir;
+	sweep_pack_leftovers(srv->cfg.shared_dir, "snapshots");
+	sweep_pack_leftovers(srv->cfg.shared_dir, "data");
 	if (!srv->cfg.max_upload_bytes)
 		srv->cfg.max_upload_bytes = (uint64_t)64 << 30;
 	srv->router = rt_router_new();
@@ -178,7 +279,7 @@ int rt_server_init(rt_server *srv, uv_loop_t *loop, const rt_server_config *cfg)
 			    "k_revision", kr ? kr : "", "k_configuration", kc ? kc : ""};
 	rt_metric_set(info, 1, 4, kv);
 	char err[512];
-	rc = rt_registry_open(cfg->data_dir, &srv->reg, err, sizeof err);
+	rc = rt_registry_open_url(cfg->registry_url, cfg->data_dir, &srv->reg, err, sizeof err);
 	if (rc < 0) {
 		rt_logf(RT_LOG_ERROR, "cannot open the registry: %s", err);
 		goto fail;
@@ -193,7 +294,7 @@ int rt_server_init(rt_server *srv, uv_loop_t *loop, const rt_server_config *cfg)
 		rt_logf(RT_LOG_WARN, "DEV MODE (--dev): API keys are NOT checked; anyone who can reach "
 			"this server can deploy, delete and invoke. Never use --dev outside local development.");
 	else if (srv->access.auth)
-		log_first_key_hint(srv->access.auth, cfg->data_dir);
+		log_first_key_hint(srv->access.auth, cfg->data_dir, rt_registry_shared(srv->reg));
 	/* the API handlers' context (rt_api.h); the scheduler and the job runner join it once they
 	 * exist, the listener once it is open */
 	srv->api = (rt_api){
@@ -204,9 +305,9 @@ int rt_server_init(rt_server *srv, uv_loop_t *loop, const rt_server_config *cfg)
 		.metrics = srv->metrics,
 		.m_connections = srv->m_connections,
 		.draining = &srv->draining,
-		.data_dir = srv->cfg.data_dir,
-		.allowed_roots = srv->cfg.allowed_roots,
-		.n_allowed_roots = srv->cfg.n_allowed_roots,
+		.data_dir = srv->cfg.shared_dir,
+		.allowed_roots = srv->roots,
+		.n_allowed_roots = srv->n_roots,
 		.plugin_roots = srv->cfg.plugin_roots,
 		.n_plugin_roots = srv->cfg.n_plugin_roots,
 		.max_upload_bytes = srv->cfg.max_upload_bytes,
@@ -230,8 +331,17 @@ int rt_server_init(rt_server *srv, uv_loop_t *loop, const rt_server_config *cfg)
 		rt_logf(RT_LOG_ERROR, "cannot start the device lanes: %s", strerror(-rc));
 		goto fail;
 	}
-	rc = rt_jobs_new(loop, srv->reg, srv->sched, srv->metrics, cfg->data_dir, srv->cfg.allowed_roots,
-			 cfg->n_allowed_roots, &cfg->jobs, &srv->jobs, err, sizeof err);
+	/* one node id and lease for job leases and membership */
+	if (cfg->cluster.node_id)
+		snprintf(srv->node_id, sizeof srv->node_id, "%s", cfg->cluster.node_id);
+	else
+		rt_cluster_default_node_id(srv->node_id);
+	rt_jobs_config jc = cfg->jobs;
+	jc.node_id = srv->node_id;
+	if (cfg->cluster.lease_ms > 0)
+		jc.lease_ms = cfg->cluster.lease_ms;
+	rc = rt_jobs_new(loop, srv->reg, srv->sched, srv->metrics, srv->cfg.shared_dir, srv->roots,
+			 srv->n_roots, &jc, &srv->jobs, err, sizeof err);
 	if (rc < 0) {
 		rt_logf(RT_LOG_ERROR, "cannot start the job runner: %s", err);
 		goto fail;
@@ -248,12 +358,20 @@ int rt_server_init(rt_server *srv, uv_loop_t *loop, const rt_server_config *cfg)
 		goto fail;
 	}
 	srv->api.http = srv->http;
+	rc = cluster_init(srv, cfg);
+	if (rc < 0)
+		goto fail;
 	rt_http_set_head(srv->http, server_head);
 	rt_http_set_observer(srv->http, observe, srv);
 	rt_sched_start(srv->sched);
 	rt_jobs_start(srv->jobs);
+	rt_cluster_start(srv->cluster);
 	return 0;
 fail:
+	rt_proxy_free(srv->proxy);
+	srv->proxy = NULL;
+	rt_cluster_free(srv->cluster);
+	srv->cluster = NULL;
 	rt_jobs_free(srv->jobs);
 	srv->jobs = NULL;
 	if (srv->sched) {
@@ -314,6 +432,7 @@ static void on_signal(uv_signal_t *s, int signum)
 		return;
 	}
 	srv->draining = 1;
+	rt_cluster_stop(srv->cluster);   /* peers stop routing here at once */
 	int open = rt_http_open_connections(srv->http);
 	uv_timer_start(&srv->drain_timer, on_drain_timeout,
 		       (uint64_t)(srv->cfg.drain_timeout_s * 1000.0), 0);
@@ -330,6 +449,12 @@ static void close_walk(uv_handle_t *h, void *arg)
 		uv_close(h, NULL);
 }
 
+static void on_registry_tick(uv_timer_t *t)
+{
+	rt_server *srv = t->data;
+	rt_registry_tick(srv->reg);
+}
+
 int rt_server_run(rt_server *srv)
 {
 	signal(SIGPIPE, SIG_IGN);
@@ -341,11 +466,23 @@ int rt_server_run(rt_server *srv)
 	uv_signal_start(&srv->sig_int, on_signal, SIGINT);
 	rt_access_start(&srv->access);
 	rt_mem_trim_start(srv->loop, &srv->trim_timer);
-	char fields[512];
-	snprintf(fields, sizeof fields, "\"host\":\"%s\",\"port\":%d,\"data\":\"%s\",\"version\":\"%s\"",
-		 srv->cfg.http.host, rt_http_port(srv->http), srv->cfg.data_dir, THAW_VERSION);
+	if (rt_registry_shared(srv->reg)) {
+		/* change notifications and reconnects of the shared registry */
+		uv_timer_init(srv->loop, &srv->registry_timer);
+		srv->registry_timer.data = srv;
+		uv_timer_start(&srv->registry_timer, on_registry_tick, RT_REGISTRY_TICK_MS,
+			       RT_REGISTRY_TICK_MS);
+		uv_unref((uv_handle_t *)&srv->registry_timer);
+	}
+	char fields[600];
+	snprintf(fields, sizeof fields, "\"host\":\"%s\",\"port\":%d,\"data\":\"%s\",\"registry\":\"%s\","
+		 "\"version\":\"%s\"", srv->cfg.http.host, rt_http_port(srv->http), srv->cfg.data_dir,
+		 rt_registry_backend(srv->reg), THAW_VERSION);
 	rt_log(RT_LOG_INFO, "listening", fields);
 	uv_run(srv->loop, UV_RUN_DEFAULT);
+	/* forwards still in flight end (their clients' connections are cut) */
+	rt_proxy_free(srv->proxy);
+	srv->proxy = NULL;
 	/* close whatever is left (connections past the deadline, signal handles, timers) */
 	uv_walk(srv->loop, close_walk, NULL);
 	uv_run(srv->loop, UV_RUN_DEFAULT);
@@ -354,6 +491,7 @@ int rt_server_run(rt_server *srv)
 
 void rt_server_free(rt_server *srv)
 {
+	rt_cluster_free(srv->cluster);
 	rt_jobs_free(srv->jobs);
 	rt_sched_free(srv->sched);
 	rt_access_free(&srv->access);

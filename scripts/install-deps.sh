@@ -3,8 +3,8 @@
 # Quiet and fast when everything is present (one dpkg-query). Needs root (or sudo) to install.
 set -eu
 PKGS="build-essential libuv1-dev node-llhttp libzstd-dev zstd liburing-dev libxxhash-dev \
-libsqlite3-dev libjansson-dev libsodium-dev zlib1g-dev libopenblas-dev curl wrk nginx-light prometheus fio clang \
-libclang-rt-14-dev python3 python3-yaml gnuplot-nox"
+libsqlite3-dev postgresql libpq-dev libjansson-dev libsodium-dev zlib1g-dev libopenblas-dev curl wrk nginx-light prometheus fio clang \
+libclang-rt-14-dev python3 python3-yaml gnuplot-nox haproxy"
 # kubectl (tests/deploy renders and parses the manifests offline): Debian's kubernetes-client,
 # unless a kubectl from another package is already installed (the two hold the same file)
 command -v kubectl >/dev/null 2>&1 || PKGS="$PKGS kubernetes-client"

@@ -18,6 +18,15 @@
 
 #define LIMITER_MAX_BUCKETS 100000
 
+/* admin-action lines of a node on a shared registry also go to the registry's audit table */
+static void audit_to_registry(void *ud, const char *line, size_t len)
+{
+	int rc = rt_registry_audit_add(ud, line, len);
+	if (rc < 0)
+		rt_logf(RT_LOG_WARN, "audit: line not copied to the %s registry (%s); it is in the "
+			"local audit log", rt_registry_backend(ud), strerror(-rc));
+}
+
 int rt_access_init(rt_access *a, uv_loop_t *loop, rt_registry *reg, const rt_access_config *cfg,
 		   char *err, size_t errlen)
 {
@@ -40,6 +49,8 @@ int rt_access_init(rt_access *a, uv_loop_t *loop, rt_registry *reg, const rt_acc
 	if (rc == 0)
 		rt_audit_set_max_total(a->audit, a->cfg.audit_max_total ? a->cfg.audit_max_total
 								   : RT_AUDIT_DEFAULT_MAX_TOTAL);
+	if (rc == 0 && rt_registry_shared(reg))
+		rt_audit_set_mirror(a->audit, audit_to_registry, reg);
 	return rc;
 }
 

@@ -56,9 +56,11 @@ static void put_parsed(rt_req *req, json_t *body, void *ud)
 	if (json_object_size(body) == 1 && json_object_get(body, "traffic")) {
 		rt_traffic t;
 		rt_revision_info cur;
-		if (rt_registry_get(api->reg, name, &cur) < 0) {
+		int grc = rt_registry_get(api->reg, name, &cur);
+		if (grc < 0) {
 			json_decref(body);
-			rt_req_reply_error(req, 404, "function '%s' not found", name);
+			if (!rt_api_registry_down(api, req, grc))
+				rt_req_reply_error(req, 404, "function '%s' not found", name);
 			return;
 		}
 		/* an unknown revision in the split is a bad request (400), as in a full manifest */
@@ -67,7 +69,8 @@ static void put_parsed(rt_req *req, json_t *body, void *ud)
 			rc = rt_registry_set_traffic(api->reg, name, &t, err, sizeof err);
 		json_decref(body);
 		if (rc < 0) {
-			rt_req_reply_error(req, 400, "%s", err);
+			if (!rt_api_registry_down(api, req, rc))
+				rt_req_reply_error(req, 400, "%s", err);
 			return;
 		}
 		rt_sched_deployed(api->sched, name);
@@ -145,7 +148,8 @@ static void put_parsed(rt_req *req, json_t *body, void *ud)
 	uint32_t rev = 0;
 	rc = rt_registry_put_desc(api->reg, name, &m, path, &desc, &rev, err, sizeof err);
 	if (rc < 0) {
-		rt_req_reply_error(req, rc == -ENOENT ? 400 : 500, "%s", err);
+		if (!rt_api_registry_down(api, req, rc))
+			rt_req_reply_error(req, rc == -ENOENT ? 400 : 500, "%s", err);
 		return;
 	}
 	rt_api_note_function(api, name, &m);
@@ -161,7 +165,8 @@ static void h_get(rt_req *req, void *ud)
 		return;
 	json_t *o = function_json(api, name);
 	if (!o) {
-		rt_req_reply_error(req, 404, "function '%s' not found", name);
+		if (rt_registry_available(api->reg) || !rt_api_registry_down(api, req, -ENOTCONN))
+			rt_req_reply_error(req, 404, "function '%s' not found", name);
 		return;
 	}
 	rt_api_reply_json(req, 200, o);
@@ -171,8 +176,10 @@ static void h_list(rt_req *req, void *ud)
 {
 	rt_api *api = ud;
 	json_t *o = NULL;
-	if (rt_registry_list_json(api->reg, &o) < 0) {
-		rt_req_reply_error(req, 500, "registry unavailable");
+	int lrc = rt_registry_list_json(api->reg, &o);
+	if (lrc < 0) {
+		if (!rt_api_registry_down(api, req, lrc))
+			rt_req_reply_error(req, 500, "registry unavailable");
 		return;
 	}
 	json_t *arr = json_object_get(o, "functions");
@@ -203,7 +210,8 @@ static void h_delete(rt_req *req, void *ud)
 		return;
 	}
 	if (rc < 0) {
-		rt_req_reply_error(req, 500, "registry: %s", strerror(-rc));
+		if (!rt_api_registry_down(api, req, rc))
+			rt_req_reply_error(req, 500, "registry: %s", strerror(-rc));
 		return;
 	}
 	rt_sched_deleted(api->sched, name);
@@ -254,6 +262,8 @@ static void invoke_result(const rt_call_result *res, void *ud)
 	snprintf(r, sizeof r, "%u", res->rev);
 	rt_api_result_headers(req, res);
 	rt_req_add_header(req, "Thaw-Revision", r);
+	if (api->cluster)
+		rt_req_add_header(req, "Thaw-Node", rt_cluster_node_id(api->cluster));
 	if (!out) {
 		rt_req_reply_error(req, res->err->status, "%s", res->err->msg);
 		return;
@@ -312,6 +322,7 @@ static void invoke_builtin_echo(rt_api *api, rt_req *req)
 }
 
 static void invoke_parsed(rt_req *req, json_t *in, void *ud);
+static void invoke_here(rt_req *req, void *ud, int answered);
 
 static void h_invoke(rt_req *req, void *ud)
 {
@@ -323,7 +334,15 @@ static void h_invoke(rt_req *req, void *ud)
 	}
 	if (!valid_name(req, name))
 		return;
-	rt_api_parse_body_then(api, req, invoke_parsed, api);
+	if (rt_api_route(api, req, name, invoke_here, api) == 0)
+		invoke_here(req, api, 0);
+}
+
+/* the call runs on this node (answered: a peer answered it, nothing to do) */
+static void invoke_here(rt_req *req, void *ud, int answered)
+{
+	if (!answered)
+		rt_api_parse_body_then(ud, req, invoke_parsed, ud);
 }
 
 static void invoke_parsed(rt_req *req, json_t *in, void *ud)
@@ -357,6 +376,12 @@ static void h_devices(rt_req *req, void *ud)
 	rt_api_reply_json(req, 200, json_pack("{s:o}", "devices", rt_sched_devices_json(api->sched)));
 }
 
+static void h_cluster(rt_req *req, void *ud)
+{
+	rt_api *api = ud;
+	rt_api_reply_json(req, 200, rt_cluster_json(api->cluster));
+}
+
 int rt_api_fn_register(rt_api *api)
 {
 	static const rt_route_def routes[] = {
@@ -366,6 +391,7 @@ int rt_api_fn_register(rt_api *api)
 		{"DELETE", "/v1/functions/{name}", h_delete},
 		{"POST", "/v1/functions/{name}/invoke", h_invoke},
 		{"GET", "/v1/devices", h_devices},
+		{"GET", "/v1/cluster", h_cluster},
 	};
 	return rt_router_add_all(api->router, routes, sizeof routes / sizeof routes[0], api);
 }

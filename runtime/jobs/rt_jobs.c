@@ -25,6 +25,7 @@
 #include "runtime/base/rt_fault.h"
 #include "runtime/jobs/rt_jobs.h"
 #include "runtime/jobs/rt_jobs_int.h"
+#include "runtime/sched/rt_cluster.h"
 #include "runtime/sched/rt_lane.h"
 #include "runtime/base/rt_log.h"
 #include "runtime/store/rt_jobstore.h"
@@ -59,6 +60,7 @@ typedef struct jrow {
 	char result_snapshot[4096];
 	uint32_t result_revision;
 	char checkpoint[4096];
+	char owner[RT_NODE_ID_MAX + 1];            /* the lease holder as loaded; "" when none */
 } jrow;
 
 enum { PH_PREPARE, PH_STEP, PH_FINISH, PH_IDLE };
@@ -88,6 +90,8 @@ struct jrun {
 	int cancel;                /* atomic: stop at the next unit */
 	int pause;                 /* release after the current work (schedule, stop) */
 	int done;                  /* the kind finished its units */
+	int lost;                  /* the store says another node has it (or it was cancelled or
+				    * finished there): no more saves, no files touched */
 	int rc;
 	char err[1024];
 	uint64_t last_ckpt_ns;
@@ -130,6 +134,9 @@ struct rt_jobs {
 	int nlanes;
 	uv_timer_t timer;
 	int timer_open;
+	uv_timer_t renew_timer;    /* renews this node's job leases every lease_ms / 3 */
+	int renew_open;
+	char node[RT_NODE_ID_MAX + 1];
 	int stopping;
 	int hooks_cleared;         /* lane hooks removed (before the lanes may stop) */
 	void (*stopped)(void *);
@@ -147,6 +154,7 @@ static const double lat_buckets[] = {
 static void pick(rt_jobs *J);
 static void submit_step(jrun *r);
 static void run_release(jrun *r);
+static void run_lost(jrun *r);
 
 static int64_t clock_now(rt_jobs *J)
 {
@@ -161,6 +169,12 @@ void rt_jobs_config_defaults(rt_jobs_config *c)
 	c->step_ms = 2;
 	c->gpu_step_ms = 1;
 	c->poll_s = 0.5;
+	c->lease_ms = 3000;
+}
+
+const char *rt_jobs_node(const rt_jobs *J)
+{
+	return J->node;
 }
 
 /* ---- schedules ---- */
@@ -287,6 +301,7 @@ static int row_load(rt_jobs *J, int64_t id, jrow *r)
 	memcpy(r->result_snapshot, d->result_snapshot, sizeof r->result_snapshot);
 	r->result_revision = d->result_revision;
 	memcpy(r->checkpoint, d->checkpoint, sizeof r->checkpoint);
+	memcpy(r->owner, d->owner, sizeof r->owner);
 	free(d);
 	return 0;
 }
@@ -302,14 +317,16 @@ static void update_gauges(rt_jobs *J)
 	}
 }
 
-static int row_save(rt_jobs *J, jrow *r)
+/* writes r's progress columns while owner holds the job ("": while nobody does), with state
+ * stored in place of r->state: 0, -ESTALE (the job changed hands: nothing written), -EIO */
+static int row_save_as(rt_jobs *J, jrow *r, const char *owner, int state)
 {
 	rt_job_row *d = calloc(1, sizeof *d);
 	if (!d)
 		return -ENOMEM;
 	r->updated_ms = rt_clock_wall_ms();
 	d->id = r->id;
-	d->state = r->state;
+	d->state = state;
 	d->progress = r->progress;
 	d->step = r->step;
 	d->metrics = r->metrics;          /* borrowed */
@@ -321,14 +338,31 @@ static int row_save(rt_jobs *J, jrow *r)
 	memcpy(d->result_snapshot, r->result_snapshot, sizeof d->result_snapshot);
 	d->result_revision = r->result_revision;
 	memcpy(d->checkpoint, r->checkpoint, sizeof d->checkpoint);
-	int rc = rt_jobstore_save(J->reg, d);
+	int rc = rt_jobstore_save_owned(J->reg, d, owner);
 	free(d);
+	if (rc == -ESTALE)
+		return rc;
 	if (rc < 0) {
 		rt_logf(RT_LOG_ERROR, "jobs: saving job %" PRId64 ": %s", r->id, strerror(-rc));
 		return -EIO;
 	}
 	update_gauges(J);
 	return 0;
+}
+
+/* saves the progress of a job on this node's lane under its lease. A step that yielded to
+ * invocation work shows `preempted` but keeps the job (stored as running, its lease held);
+ * `preempted` is stored (and the lease given up) only as the run leaves the lane. A save that
+ * finds the job taken over drops the run (run_lost). */
+static int run_save(jrun *r, int leaving)
+{
+	if (r->lost)
+		return -ESTALE;
+	int st = r->row.state == JS_PREEMPTED && !leaving ? JS_RUNNING : r->row.state;
+	int rc = row_save_as(r->J, &r->row, r->J->node, st);
+	if (rc == -ESTALE)
+		run_lost(r);
+	return rc;
 }
 
 static json_t *time_json(int64_t ms)
@@ -379,6 +413,7 @@ static json_t *row_json(const jrow *r)
 	else
 		json_object_set_new(o, "result", json_null());
 	json_object_set_new(o, "checkpoint", opt_str(r->checkpoint));
+	json_object_set_new(o, "node", opt_str(r->owner));
 	return o;
 }
 
@@ -661,32 +696,51 @@ int rt_jobs_cancel(rt_jobs *J, int64_t id, char *err, size_t errlen)
 		  r->row.state == JS_CANCELLED))
 		return rt_errf(err, errlen, -EALREADY, "job %" PRId64 " already %s", id,
 			       state_names[r->row.state]);
-	if (r) {
+	if (r && !r->lost) {
 		__atomic_store_n(&r->cancel, 1, __ATOMIC_RELEASE);
 		r->row.state = JS_CANCELLED;
 		r->row.finished_ms = rt_clock_wall_ms();
-		row_save(J, &r->row);
+		int src = run_save(r, 1);
+		if (src == -ESTALE)
+			return rt_jobs_cancel(J, id, err, errlen);   /* r is gone or lost: the stored row */
 		if (!r->busy && !r->ckpt_busy)
 			run_release(r);
 		return 0;
 	}
-	jrow row;
-	if (row_load(J, id, &row) < 0)
-		return rt_errf(err, errlen, -ENOENT, "job %" PRId64 " not found", id);
-	int rc = 0;
-	if (row.state == JS_SUCCEEDED || row.state == JS_FAILED || row.state == JS_CANCELLED) {
-		rc = rt_errf(err, errlen, -EALREADY, "job %" PRId64 " already %s", id, state_names[row.state]);
-	} else {
-		row.state = JS_CANCELLED;
-		row.finished_ms = rt_clock_wall_ms();
-		if (row.checkpoint[0])
-			unlink(row.checkpoint);
-		row.checkpoint[0] = 0;
-		rc = row_save(J, &row);
-		rt_logf(RT_LOG_INFO, "job %" PRId64 " cancelled", id);
+	/* a job no lane here runs: cancelled in the store if it did not change hands since it was
+	 * read (its owner, on another node, sees it at its next save or renewal and stops) */
+	for (int tries = 0; tries < 8; tries++) {
+		jrow row;
+		if (row_load(J, id, &row) < 0)
+			return rt_errf(err, errlen, -ENOENT, "job %" PRId64 " not found", id);
+		int rc = 0;
+		if (row.state == JS_SUCCEEDED || row.state == JS_FAILED || row.state == JS_CANCELLED) {
+			rc = rt_errf(err, errlen, -EALREADY, "job %" PRId64 " already %s", id,
+				     state_names[row.state]);
+		} else {
+			char ckpt[sizeof row.checkpoint];
+			memcpy(ckpt, row.checkpoint, sizeof ckpt);
+			row.state = JS_CANCELLED;
+			row.finished_ms = rt_clock_wall_ms();
+			row.checkpoint[0] = 0;
+			rc = row_save_as(J, &row, row.owner, JS_CANCELLED);
+			if (rc == 0) {
+				if (ckpt[0])
+					unlink(ckpt);
+				if (row.owner[0])
+					rt_logf(RT_LOG_INFO, "job %" PRId64 " cancelled (node %s, which runs it, "
+						"stops it)", id, row.owner);
+				else
+					rt_logf(RT_LOG_INFO, "job %" PRId64 " cancelled", id);
+			} else if (rc != -ESTALE) {
+				rc = rt_errf(err, errlen, -EIO, "job store: %s", strerror(-rc));
+			}
+		}
+		row_clear(&row);
+		if (rc != -ESTALE)
+			return rc;
 	}
-	row_clear(&row);
-	return rc;
+	return rt_errf(err, errlen, -EBUSY, "job %" PRId64 " kept changing hands; try again", id);
 }
 
 /* ---- the lane side ---- */
@@ -803,7 +857,9 @@ static void ckpt_work(uv_work_t *w)
 	char *slash = strrchr(dir, '/');
 	if (slash)
 		*slash = 0;
-	snprintf(tmp, sizeof tmp, "%s.tmp", r->env.ckpt_path);
+	/* one temporary name per node: a node that lost the job while it wrote never renames
+	 * another's half-written file */
+	snprintf(tmp, sizeof tmp, "%s.%s.tmp", r->env.ckpt_path, r->J->node);
 	unlink(tmp);   /* a leftover (or anything put there) is replaced, never opened */
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	int rc = fd < 0 ? -errno : write_all(fd, r->ck_buf, r->ck_len);
@@ -841,7 +897,7 @@ static void ckpt_after(uv_work_t *w, int status)
 	if (status == 0 && r->ck_rc == 0) {
 		snprintf(r->row.checkpoint, sizeof r->row.checkpoint, "%s", r->env.ckpt_path);
 		if (r->row.state != JS_CANCELLED)
-			row_save(r->J, &r->row);
+			run_save(r, 0);
 	} else {
 		rt_logf(RT_LOG_WARN, "job %" PRId64 ": checkpoint failed: %s", r->row.id, r->ck_err);
 	}
@@ -849,7 +905,7 @@ static void ckpt_after(uv_work_t *w, int status)
 	 * stopped at, so that it resumes from there and not from an earlier step */
 	if (r->ckpt_again) {
 		r->ckpt_again = 0;
-		if (r->st && checkpoint(r))
+		if (r->st && !r->lost && checkpoint(r))
 			return;
 	}
 	after_work(r);
@@ -913,7 +969,8 @@ static int lane_submit(jrun *r, rt_lane *lane, rt_work *w, rt_work_class cls,
  * step), the rest here. */
 static int checkpoint(jrun *r)
 {
-	if (!r->kind->save || r->ckpt_busy || r->row.state == JS_CANCELLED || r->freeing || r->freed)
+	if (!r->kind->save || r->ckpt_busy || r->row.state == JS_CANCELLED || r->freeing || r->freed ||
+	    r->lost)
 		return 0;
 	r->last_ckpt_ns = rt_clock_mono_ns();
 	if (r->dev_want)
@@ -977,6 +1034,8 @@ static void stop_done(rt_jobs *J)
 		rt_sched_set_spill_hook(J->sched, NULL, NULL);
 	}
 	J->hooks_cleared = 1;
+	if (J->renew_open)
+		uv_timer_stop(&J->renew_timer);   /* no run is left: no lease to keep */
 	if (J->stopped) {
 		void (*cb)(void *) = J->stopped;
 		J->stopped = NULL;
@@ -1019,7 +1078,13 @@ static void run_release(jrun *r)
 	if (r->row.state == JS_CANCELLED && r->row.checkpoint[0]) {
 		unlink(r->row.checkpoint);
 		r->row.checkpoint[0] = 0;
-		row_save(J, &r->row);
+		if (!r->lost)
+			row_save_as(J, &r->row, "", JS_CANCELLED);   /* its lease ended with the cancel */
+	} else if (r->row.state == JS_RUNNING || r->row.state == JS_PREEMPTED) {
+		/* leaves the lane unfinished (paused, stopping): stored preempted, the lease given up
+		 * so that any node may resume it */
+		r->row.state = JS_PREEMPTED;
+		run_save(r, 1);
 	}
 	run_free(r);
 	if (J->stopping) {
@@ -1038,7 +1103,7 @@ static void run_fail(jrun *r, const char *msg)
 	r->row.finished_ms = rt_clock_wall_ms();
 	snprintf(r->row.error, sizeof r->row.error, "%s", msg);
 	live_figures(r);
-	row_save(r->J, &r->row);
+	run_save(r, 1);
 	rt_logf(RT_LOG_ERROR, "job %" PRId64 " failed: %s", r->row.id, msg);
 }
 
@@ -1049,7 +1114,7 @@ static void run_pause(jrun *r, const char *why)
 	if (r->row.state == JS_RUNNING || r->row.state == JS_PREEMPTED) {
 		live_figures(r);
 		r->row.state = JS_PREEMPTED;
-		row_save(r->J, &r->row);
+		run_save(r, 0);
 		rt_logf(RT_LOG_INFO, "job %" PRId64 " paused (%s) at %.1f%%", r->row.id, why,
 			r->row.progress * 100);
 	}
@@ -1128,6 +1193,10 @@ static void finish_after(uv_work_t *w, int status)
 		after_work(r);
 		return;
 	}
+	if (r->lost) {   /* the node that has it now writes (wrote) the same result */
+		after_work(r);
+		return;
+	}
 	char err[1024];
 	if (status < 0 || r->rc < 0) {
 		run_fail(r, r->err[0] ? r->err : "writing the result failed");
@@ -1138,11 +1207,14 @@ static void finish_after(uv_work_t *w, int status)
 		r->row.progress = 1;
 		r->row.state = JS_SUCCEEDED;
 		r->row.finished_ms = rt_clock_wall_ms();
-		if (r->row.checkpoint[0])
-			unlink(r->row.checkpoint);
+		char ckpt[sizeof r->row.checkpoint];
+		memcpy(ckpt, r->row.checkpoint, sizeof ckpt);
 		r->row.checkpoint[0] = 0;
-		row_save(r->J, &r->row);
-		rt_logf(RT_LOG_INFO, "job %" PRId64 " succeeded: %s", r->row.id, r->env.result_path);
+		if (run_save(r, 1) == 0) {
+			if (ckpt[0])
+				unlink(ckpt);
+			rt_logf(RT_LOG_INFO, "job %" PRId64 " succeeded: %s", r->row.id, r->env.result_path);
+		}
 	}
 	r->phase = PH_IDLE;
 	after_work(r);
@@ -1251,7 +1323,7 @@ static void step_done(rt_work *w)
 		r->row.preemptions++;
 		rt_metric_add(J->m_preempt, 1, 0, NULL);
 	}
-	if (r->row.state == JS_CANCELLED) {
+	if (r->row.state == JS_CANCELLED || r->lost) {
 		after_work(r);
 		return;
 	}
@@ -1300,6 +1372,66 @@ static void after_work(jrun *r)
 	}
 }
 
+/* the store says this node no longer holds job r: cancelled (from any node) it stops as a local
+ * cancel does; taken over by another node (this one's lease ran out) or finished there, it
+ * leaves the lane at once, with no save and no file touched (a step stops at its next unit,
+ * a thread-pool task or checkpoint write in flight is waited for) */
+static void run_lost(jrun *r)
+{
+	if (r->lost)
+		return;
+	r->lost = 1;
+	rt_job_row *d = calloc(1, sizeof *d);
+	int cancelled = d && rt_jobstore_get(r->J->reg, r->row.id, d) == 0 && d->state == JS_CANCELLED;
+	if (d) {
+		if (!cancelled)
+			rt_logf(RT_LOG_WARN, "job %" PRId64 ": taken over by node %s (%s there); this node "
+				"stops running it", r->row.id, d->owner[0] ? d->owner : "(none)",
+				d->state >= 0 ? state_names[d->state] : "?");
+		rt_job_row_clear(d);
+		free(d);
+	}
+	__atomic_store_n(&r->cancel, 1, __ATOMIC_RELEASE);
+	r->pause = 1;
+	if (cancelled) {
+		rt_logf(RT_LOG_INFO, "job %" PRId64 " cancelled from another node: stopping it", r->row.id);
+		r->row.state = JS_CANCELLED;
+	} else if (r->row.state == JS_CANCELLED || r->row.state == JS_RUNNING ||
+		   r->row.state == JS_QUEUED) {
+		r->row.state = JS_PREEMPTED;   /* in memory only: nothing is cleaned up */
+	}
+	if (!r->busy && !r->ckpt_busy && !r->spill_busy && !r->freeing)
+		run_release(r);
+}
+
+/* the renewal timer: extends this node's leases, then drops the runs the store says it lost */
+static void on_renew(uv_timer_t *t)
+{
+	rt_jobs *J = t->data;
+	int n = 0;
+	if (rt_jobstore_renew(J->reg, J->node, J->cfg.lease_ms, &n) < 0) {
+		rt_logf(RT_LOG_WARN, "jobs: cannot renew the job leases of node %s", J->node);
+		return;
+	}
+	rt_job_row *d = calloc(1, sizeof *d);
+	if (!d)
+		return;
+	for (int i = 0; i < J->nlanes; i++) {
+		jrun *r = J->lanes[i].run;
+		if (!r || r->lost || (r->row.state != JS_RUNNING && r->row.state != JS_PREEMPTED))
+			continue;
+		int rc = rt_jobstore_get(J->reg, r->row.id, d);
+		if (rc == 0 && (d->state == JS_CANCELLED || d->state == JS_SUCCEEDED ||
+				d->state == JS_FAILED || strcmp(d->owner, J->node) != 0))
+			rc = -ESTALE;
+		if (rc == 0 || rc == -ESTALE)
+			rt_job_row_clear(d);
+		if (rc == -ESTALE || rc == -ENOENT)
+			run_lost(r);
+	}
+	free(d);
+}
+
 static void prepare_work(uv_work_t *w)
 {
 	jrun *r = w->data;
@@ -1340,10 +1472,8 @@ static void prepare_after(uv_work_t *w, int status)
 	free(r->ckpt_in);
 	r->ckpt_in = NULL;
 	if (r->row.state == JS_CANCELLED || r->pause || r->J->stopping) {
-		if (r->row.state != JS_CANCELLED && r->row.state != JS_FAILED) {
-			r->row.state = JS_PREEMPTED;
-			row_save(r->J, &r->row);
-		}
+		if (r->row.state != JS_CANCELLED && r->row.state != JS_FAILED)
+			r->row.state = JS_PREEMPTED;   /* stored so as it leaves (run_release) */
 		run_release(r);
 		return;
 	}
@@ -1359,7 +1489,8 @@ static void prepare_after(uv_work_t *w, int status)
 	r->row.state = JS_RUNNING;
 	dev_try(r);
 	live_figures(r);
-	row_save(r->J, &r->row);
+	if (run_save(r, 0) == -ESTALE)
+		return;   /* run_lost released it */
 	submit_step(r);
 }
 
@@ -1404,7 +1535,9 @@ static void start_run(rt_jobs *J, jlane *jl, jrow *row)
 		r->row.started_ms = rt_clock_wall_ms();
 	r->row.state = JS_RUNNING;
 	r->row.error[0] = 0;
-	row_save(J, &r->row);
+	snprintf(r->row.owner, sizeof r->row.owner, "%s", J->node);
+	if (run_save(r, 0) == -ESTALE)
+		return;   /* run_lost released it */
 	rt_logf(RT_LOG_INFO, "job %" PRId64 " starting on %s (%s of %s)", r->row.id,
 		rt_lane_name(jl->lane), r->row.type, e->function ? e->function : e->src_path);
 	const char *data = json_string_value(json_object_get(r->row.params, "data"));
@@ -1472,6 +1605,24 @@ static void pick(rt_jobs *J)
 			row_clear(&row);
 			continue;
 		}
+		/* the job runs here only once this node holds its lease; then its row is read again
+		 * (the node that had it may have saved since the read above) */
+		row_clear(&row);
+		int crc = rt_jobstore_claim(J->reg, ids[i], J->node, J->cfg.lease_ms);
+		if (crc < 0) {
+			if (crc != -EBUSY && crc != -ENOENT)
+				rt_logf(RT_LOG_WARN, "jobs: claiming job %" PRId64 ": %s", ids[i], strerror(-crc));
+			continue;
+		}
+		if (row_load(J, ids[i], &row) < 0)
+			continue;
+		if (row.state != JS_QUEUED && row.state != JS_PREEMPTED && row.state != JS_RUNNING) {
+			row_clear(&row);
+			continue;
+		}
+		if (row.state == JS_RUNNING && row.owner[0])
+			rt_logf(RT_LOG_INFO, "job %" PRId64 ": its lease ran out (node %s): resuming it here",
+				row.id, row.owner);
 		free_lanes--;
 		start_run(J, jl, &row);
 	}
@@ -1499,6 +1650,20 @@ int rt_jobs_new(uv_loop_t *loop, rt_registry *reg, rt_sched *sched, rt_metrics *
 	J->roots = allowed_roots;
 	J->nroots = n_roots;
 	pthread_mutex_init(&J->lat_mu, NULL);
+	if (cfg->node_id && cfg->node_id[0]) {
+		if (!rt_cluster_node_id_ok(cfg->node_id)) {
+			rt_jobs_free(J);
+			return rt_errf(err, errlen, -EINVAL, "jobs: node id '%.80s' must be 1..%d characters "
+				       "of A-Z a-z 0-9 . _ -", cfg->node_id, RT_NODE_ID_MAX);
+		}
+		snprintf(J->node, sizeof J->node, "%s", cfg->node_id);
+	} else {
+		rt_cluster_default_node_id(J->node);
+	}
+	if (cfg->lease_ms < 30 || cfg->lease_ms > 3600000) {
+		rt_jobs_free(J);
+		return rt_errf(err, errlen, -EINVAL, "jobs: lease must be 30..3600000 ms");
+	}
 	if (snprintf(J->data_dir, sizeof J->data_dir, "%s", data_dir) >= (int)sizeof J->data_dir) {
 		rt_jobs_free(J);
 		return rt_errf(err, errlen, -ENAMETOOLONG, "jobs: data directory path too long");
@@ -1545,6 +1710,9 @@ int rt_jobs_new(uv_loop_t *loop, rt_registry *reg, rt_sched *sched, rt_metrics *
 	uv_timer_init(loop, &J->timer);
 	J->timer.data = J;
 	J->timer_open = 1;
+	uv_timer_init(loop, &J->renew_timer);
+	J->renew_timer.data = J;
+	J->renew_open = 1;
 	update_gauges(J);
 	*out = J;
 	return 0;
@@ -1553,7 +1721,7 @@ int rt_jobs_new(uv_loop_t *loop, rt_registry *reg, rt_sched *sched, rt_metrics *
 void rt_jobs_start(rt_jobs *J)
 {
 	int n = 0;
-	if (rt_jobstore_recover(J->reg, &n) < 0)
+	if (rt_jobstore_recover(J->reg, J->node, &n) < 0)
 		rt_logf(RT_LOG_ERROR, "jobs: cannot mark the jobs interrupted by the last stop");
 	if (n > 0)
 		rt_logf(RT_LOG_INFO, "jobs: %d job(s) interrupted by the last stop will resume from their "
@@ -1561,6 +1729,8 @@ void rt_jobs_start(rt_jobs *J)
 	update_gauges(J);
 	uint64_t every = (uint64_t)(J->cfg.poll_s * 1000);
 	uv_timer_start(&J->timer, on_timer, 0, every ? every : 1);
+	uint64_t renew = (uint64_t)(J->cfg.lease_ms / 3);
+	uv_timer_start(&J->renew_timer, on_renew, renew, renew);
 }
 
 void rt_jobs_stop(rt_jobs *J, void (*done)(void *ud), void *ud)
@@ -1607,12 +1777,18 @@ void rt_jobs_free(rt_jobs *J)
 			run_free(r);
 		/* a run with work in flight at a forced exit is left to the process end */
 	}
+	if (J->renew_open) {
+		uv_timer_stop(&J->renew_timer);
+		if (!uv_is_closing((uv_handle_t *)&J->renew_timer))
+			uv_close((uv_handle_t *)&J->renew_timer, on_timer_closed);
+	}
 	if (J->timer_open) {
 		uv_timer_stop(&J->timer);
 		if (!uv_is_closing((uv_handle_t *)&J->timer))
 			uv_close((uv_handle_t *)&J->timer, on_timer_closed);
-		uv_run(J->loop, UV_RUN_NOWAIT);
 	}
+	if (J->timer_open || J->renew_open)
+		uv_run(J->loop, UV_RUN_NOWAIT);
 	pthread_mutex_destroy(&J->lat_mu);
 	free(J);
 }

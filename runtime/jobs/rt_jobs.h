@@ -16,12 +16,22 @@
  * and return as soon as rt_lane_has_waiting() says invocation work is queued, so invocations
  * go first (the lane runs background items only when no invocation waits). The job's state
  * stays in memory between steps; every checkpoint_s at most it is written to
- * DATA/jobs/<id>/checkpoint.bin (write, fsync, rename). When its schedule stops allowing it
+ * SHARED/jobs/<id>/checkpoint.bin (write, fsync, rename; SHARED is the directory every node
+ * mounts, DATA on one machine). When its schedule stops allowing it
  * (an "idle" job sees invocation traffic, a window closes) or the daemon drains, the job
  * checkpoints, becomes `preempted` and leaves memory; it resumes from the checkpoint later,
- * also after a crash (a job found `running` at start is `preempted`). The result is written
- * on the thread pool as a new snapshot in DATA/snapshots and registered as a new revision of
- * the source function, traffic unchanged unless params.promote is true.
+ * also after a crash (a job this node left `running` is `preempted` at start). The result is
+ * written on the thread pool as a new snapshot in SHARED/snapshots and registered as a new
+ * revision of the source function, traffic unchanged unless params.promote is true.
+ *
+ * Several nodes on one store (rt_jobstore.h, "job leases"): a node claims a job before it
+ * starts or resumes it (a job another node holds is skipped), renews the leases of its jobs
+ * every lease_ms / 3 and saves their progress only while it still owns them. When a save or a
+ * renewal finds the job taken over (its lease ran out while this node stalled) the node drops
+ * the job at once without touching its files; when it finds the job cancelled (from any node)
+ * it stops it as a local cancel does. A job whose node died (its lease expired) is claimed by
+ * another node and resumes from its last checkpoint, with the result an uninterrupted run
+ * gives (the kinds are deterministic from a checkpoint).
  *
  * On a GPU lane (or a fake one) a job whose kind keeps device state (finetune) reserves its
  * bytes in the device's budget (rt_sched_job_reserve) and its units run as kernels on the
@@ -56,21 +66,27 @@ typedef struct rt_jobs_config {
 	double poll_s;             /* how often waiting jobs are reconsidered (0.5) */
 	int64_t (*clock_ms)(void *ud);  /* wall clock for windows (Unix ms); NULL: the real one */
 	void *clock_ud;
+	const char *node_id;       /* this node in job leases: [A-Za-z0-9._-], at most
+				    * RT_NODE_ID_MAX characters (NULL or "": the host name) */
+	int64_t lease_ms;          /* a claimed job's lease, renewed every lease_ms / 3 (3000) */
 } rt_jobs_config;
 
 /* rt_jobs_config_defaults fills the defaults above. */
 void rt_jobs_config_defaults(rt_jobs_config *c);
 
 /* rt_jobs_new prepares the job store over reg (borrowed; its migration 2 made the table) and
- * the runner over sched's lanes, registering the metrics in m. data_dir holds jobs/ and
- * snapshots/; allowed_roots (n of them, borrowed) are where data files and source snapshots
- * may also lie. 0 or a negative errno with err. */
+ * the runner over sched's lanes, registering the metrics in m. data_dir (the shared
+ * directory of a cluster: thaw serve --shared-dir) holds jobs/ (checkpoints), snapshots/
+ * (results, source snapshots by name) and data/ (data files by name); allowed_roots (n of
+ * them, borrowed) are where data files and source snapshots may also lie. 0 or a negative
+ * errno with err (-EINVAL for a bad node id or lease). */
 int rt_jobs_new(uv_loop_t *loop, rt_registry *reg, rt_sched *sched, rt_metrics *m,
 		const char *data_dir, const char *const *allowed_roots, size_t n_roots,
 		const rt_jobs_config *cfg, rt_jobs **out, char *err, size_t errlen);
 
-/* rt_jobs_start marks jobs left `running` by a previous process `preempted` (they resume from
- * their checkpoints) and starts the runner. */
+/* rt_jobs_start marks the jobs this node left `running` (a previous process of the same node
+ * id) `preempted` (they resume from their checkpoints) and starts the runner and the renewal
+ * of its leases. */
 void rt_jobs_start(rt_jobs *J);
 
 /* rt_jobs_stop stops starting work: each active job finishes its current step or thread-pool
@@ -96,8 +112,13 @@ json_t *rt_jobs_get_json(rt_jobs *J, int64_t id);
 int rt_jobs_list_json(rt_jobs *J, const char *state, json_t **out);
 
 /* rt_jobs_cancel cancels a queued, running or preempted job (a running step stops at its next
- * unit). 0, -ENOENT (unknown), -EALREADY (already finished: err says how). */
+ * unit; a job another node runs is cancelled in the store, and that node stops it at its next
+ * save or lease renewal). 0, -ENOENT (unknown), -EALREADY (already finished: err says how),
+ * -EBUSY (the row kept changing hands), -EIO. */
 int rt_jobs_cancel(rt_jobs *J, int64_t id, char *err, size_t errlen);
+
+/* rt_jobs_node returns the node id J's leases carry (rt_jobs_config.node_id or the host name). */
+const char *rt_jobs_node(const rt_jobs *J);
 
 /* ---- schedules (pure; exposed for tests) ---- */
 

@@ -36,6 +36,9 @@ typedef struct rt_job_row {
 	char result_snapshot[4096];
 	uint32_t result_revision;
 	char checkpoint[4096];
+	char owner[RT_NODE_ID_MAX + 1];  /* the node holding the job's lease; "" when none (filled
+					  * by rt_jobstore_get, ignored by the saves) */
+	int64_t lease_until_ms;    /* end of that lease by the store's clock; 0 when none */
 } rt_job_row;
 
 /* rt_job_row_clear drops the JSON values of a row the store filled. */
@@ -57,15 +60,20 @@ int rt_jobstore_save(rt_registry *reg, const rt_job_row *r);
  * state: a malloc'd array (*ids, free() it; NULL when *n == 0). */
 int rt_jobstore_ids(rt_registry *reg, int state, int64_t **ids, size_t *n);
 
-/* rt_jobstore_candidates writes up to cap ids of queued or preempted jobs, best first
- * (priority, then age), to ids; *n gets the count. */
+/* rt_jobstore_candidates writes up to cap ids of the jobs a node may claim, best first
+ * (priority, then age), to ids; *n gets the count: queued or preempted jobs that no node holds
+ * a live lease on, and running jobs whose owner's lease has expired (that node died; the job
+ * resumes from its checkpoint). */
 int rt_jobstore_candidates(rt_registry *reg, int64_t *ids, size_t cap, size_t *n);
 
 /* rt_jobstore_counts fills counts[RT_JOB_STATES] with the number of jobs in each state. */
 int rt_jobstore_counts(rt_registry *reg, int64_t *counts);
 
-/* rt_jobstore_recover marks the jobs left running by a stop as preempted; *n gets how many. */
-int rt_jobstore_recover(rt_registry *reg, int *n);
+/* rt_jobstore_recover runs when node starts: the jobs node left running (its previous run
+ * stopped or crashed) and running jobs of no owner (left by a build without leases) become
+ * preempted, and node's leases on unfinished jobs are dropped; jobs other nodes hold are not
+ * touched. *n gets how many jobs became preempted. */
+int rt_jobstore_recover(rt_registry *reg, const char *node, int *n);
 
 /* ---- job leases: a job runs on one node at a time ----
  * A job row has an owner (a node id, "" when none) and a lease end by the store's clock. A
@@ -86,8 +94,12 @@ int rt_jobstore_claim(rt_registry *reg, int64_t id, const char *node, int64_t le
 int rt_jobstore_renew(rt_registry *reg, const char *node, int64_t lease_ms, int *n);
 
 /* rt_jobstore_save_owned is rt_jobstore_save for a job node claimed: it writes only while node
- * still owns the job (-ESTALE when the lease was lost to another node, which has it now) and
- * clears the owner when the state it writes is final or preempted. */
+ * still owns the job and the stored job is unfinished (-ESTALE when the lease was lost to
+ * another node, which has it now, or the job was cancelled or finished meanwhile: the caller
+ * reads the row to tell which) and clears the owner and lease when the state it writes is final
+ * or preempted. node "" writes only while the job has no owner: a write made from a row read
+ * earlier (a cancel from any node) passes the owner it read and lands only if nothing changed
+ * hands since. The lease end is left as it is. -ENOENT for an unknown job. */
 int rt_jobstore_save_owned(rt_registry *reg, const rt_job_row *r, const char *node);
 
 #endif

@@ -85,6 +85,19 @@ static const char *const migrations[] = {
 	/* 3 -> 4: revision descriptors (rt_desc.h, JSON); NULL for revisions stored before:
 	 * computed at their first read */
 	"ALTER TABLE revisions ADD COLUMN descriptor TEXT;",
+	/* 4 -> 5: job leases (rt_jobstore.h): the node running a job and the end of its lease
+	 * (Unix ms; NULL: none), so that daemons sharing this file run each job once */
+	"ALTER TABLE jobs ADD COLUMN owner TEXT NOT NULL DEFAULT '';"
+	"ALTER TABLE jobs ADD COLUMN lease_until INTEGER;",
+	/* 5 -> 6: cluster membership (rt_registry_node_*): one lease row per node; the one
+	 * daemon of a machine keeps its own row, as a node of a cluster does */
+	"CREATE TABLE nodes("
+	"  id TEXT PRIMARY KEY,"
+	"  advertise TEXT NOT NULL,"
+	"  started_ms INTEGER NOT NULL,"
+	"  beat_ms INTEGER NOT NULL,"
+	"  lease_until INTEGER NOT NULL,"   /* Unix ms */
+	"  state TEXT) WITHOUT ROWID;",
 };
 #define N_MIGRATIONS (int)(sizeof migrations / sizeof migrations[0])
 _Static_assert(N_MIGRATIONS == RT_REGISTRY_SCHEMA_VERSION, "one migration per schema version");
@@ -97,7 +110,9 @@ enum {
 	S_LIST,
 	S_KEY_INSERT, S_KEY_REVOKE, S_KEY_ALL,
 	S_JOB_INSERT, S_JOB_GET, S_JOB_LIST, S_JOB_LIST_STATE, S_JOB_SAVE, S_JOB_CANDIDATES,
-	S_JOB_RECOVER, S_JOB_COUNTS,
+	S_JOB_RECOVER, S_JOB_DISOWN, S_JOB_COUNTS, S_JOB_LEASE_GET, S_JOB_CLAIM, S_JOB_RENEW,
+	S_JOB_SAVE_OWNED, S_JOB_EXISTS,
+	S_NODE_BEAT, S_NODE_LIST, S_NODE_LEAVE,
 	S_COUNT
 };
 
@@ -135,17 +150,42 @@ static const char *const sql[S_COUNT] = {
 			 "VALUES(?1,?2,?3,?4,?5,?6,?7,?8,'queued',?9,?9)",
 	[S_JOB_GET] = "SELECT id, type, function, revision, snapshot, params, schedule, priority, "
 		      "device, state, progress, step, metrics, preemptions, created_ms, started_ms, "
-		      "finished_ms, updated_ms, error, result_snapshot, result_revision, checkpoint "
-		      "FROM jobs WHERE id = ?1",
+		      "finished_ms, updated_ms, error, result_snapshot, result_revision, checkpoint, "
+		      "owner, lease_until FROM jobs WHERE id = ?1",
 	[S_JOB_LIST] = "SELECT id FROM jobs ORDER BY id",
 	[S_JOB_LIST_STATE] = "SELECT id FROM jobs WHERE state = ?1 ORDER BY id",
 	[S_JOB_SAVE] = "UPDATE jobs SET state=?2, progress=?3, step=?4, metrics=?5, preemptions=?6, "
 		       "started_ms=?7, finished_ms=?8, updated_ms=?9, error=?10, result_snapshot=?11, "
 		       "result_revision=?12, checkpoint=?13 WHERE id = ?1",
-	[S_JOB_CANDIDATES] = "SELECT id FROM jobs WHERE state IN ('queued','preempted') "
+	/* unfinished and not leased live: queued or preempted jobs nobody holds, and running jobs
+	 * whose owner stopped renewing (or that have none) */
+	[S_JOB_CANDIDATES] = "SELECT id FROM jobs WHERE state IN ('queued','preempted','running') "
+			     "AND (owner = '' OR lease_until IS NULL OR lease_until <= ?1) "
 			     "ORDER BY priority DESC, id",
-	[S_JOB_RECOVER] = "UPDATE jobs SET state='preempted' WHERE state='running'",
+	[S_JOB_RECOVER] = "UPDATE jobs SET state='preempted', owner='', lease_until=NULL "
+			  "WHERE state='running' AND (owner = ?1 OR owner = '')",
+	[S_JOB_DISOWN] = "UPDATE jobs SET owner='', lease_until=NULL WHERE owner = ?1 AND "
+			 "state IN ('queued','preempted')",
+	[S_JOB_LEASE_GET] = "SELECT state, owner, lease_until FROM jobs WHERE id = ?1",
+	[S_JOB_CLAIM] = "UPDATE jobs SET owner = ?2, lease_until = ?3 WHERE id = ?1",
+	[S_JOB_RENEW] = "UPDATE jobs SET lease_until = ?2 WHERE owner = ?1 AND "
+			"state IN ('queued','running','preempted')",
+	[S_JOB_SAVE_OWNED] = "UPDATE jobs SET state=?2, progress=?3, step=?4, metrics=?5, "
+			     "preemptions=?6, started_ms=?7, finished_ms=?8, updated_ms=?9, error=?10, "
+			     "result_snapshot=?11, result_revision=?12, checkpoint=?13, "
+			     "owner = CASE WHEN ?2 IN ('queued','running') THEN owner ELSE '' END, "
+			     "lease_until = CASE WHEN ?2 IN ('queued','running') THEN lease_until END "
+			     "WHERE id = ?1 AND owner = ?14 AND state IN ('queued','running','preempted')",
+	[S_JOB_EXISTS] = "SELECT 1 FROM jobs WHERE id = ?1",
 	[S_JOB_COUNTS] = "SELECT state, COUNT(*) FROM jobs GROUP BY state",
+	[S_NODE_BEAT] = "INSERT INTO nodes(id, advertise, started_ms, beat_ms, lease_until, state) "
+			"VALUES(?1, ?2, ?4, ?4, ?4 + ?5, ?3) ON CONFLICT(id) DO UPDATE SET "
+			"advertise = excluded.advertise, state = excluded.state, "
+			"beat_ms = excluded.beat_ms, lease_until = excluded.lease_until, "
+			"started_ms = CASE WHEN ?6 THEN excluded.started_ms ELSE started_ms END",
+	[S_NODE_LIST] = "SELECT id, advertise, started_ms, beat_ms, lease_until - ?1, state FROM nodes "
+			"WHERE lease_until > ?1 ORDER BY id",
+	[S_NODE_LEAVE] = "DELETE FROM nodes WHERE id = ?1",
 };
 
 typedef struct rt_store sq;
@@ -153,8 +193,10 @@ struct rt_store {
 	sqlite3 *db;
 	sqlite3_stmt *st[S_COUNT];
 	uint64_t statements;
-	uint64_t *gen;             /* DATA/registry.gen, mapped shared; NULL when unavailable */
-	uint64_t local_gen;        /* stands in for it when it is unavailable */
+	uint64_t *gen;             /* DATA/registry.gen, mapped shared; NULL when unavailable:
+				    * [0] changes committed, [1] membership notifications */
+	uint64_t local_gen;        /* stand in for them when it is unavailable */
+	uint64_t local_nodes_gen;
 };
 
 
@@ -270,20 +312,20 @@ static int on_trace(unsigned type, void *ud, void *p, void *x)
 	return 0;
 }
 
-/* maps DATA/registry.gen (created 0600 with a zero count when missing); NULL when it cannot:
- * then only this process's changes are seen */
-static uint64_t *map_gen(const char *data_dir)
+#define GEN_BYTES (2 * sizeof(uint64_t))
+
+/* maps the generation file p (created 0600 with zero counts when missing, grown to two
+ * counts when shorter); NULL when it cannot: then only this process's changes are seen */
+static uint64_t *map_gen(const char *p)
 {
-	char p[4200];
-	snprintf(p, sizeof p, "%s/registry.gen", data_dir);
 	int fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0)
 		return NULL;
 	struct stat st;
 	void *m = MAP_FAILED;
 	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
-	    (st.st_size >= (off_t)sizeof(uint64_t) || ftruncate(fd, sizeof(uint64_t)) == 0))
-		m = mmap(NULL, sizeof(uint64_t), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	    (st.st_size >= (off_t)GEN_BYTES || ftruncate(fd, GEN_BYTES) == 0))
+		m = mmap(NULL, GEN_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	close(fd);
 	return m == MAP_FAILED ? NULL : m;
 }
@@ -309,13 +351,11 @@ static uint64_t sq_statements(rt_store *reg)
 
 static void sq_close(sq *reg);
 
-static int sq_open(const char *data_dir, sq **out, char *err, size_t errlen)
+/* sq_open opens the database file path; changes are announced through gen_path */
+static int sq_open(const char *path, const char *gen_path, sq **out, char *err, size_t errlen)
 {
-	char path[4096];
 	char *msg = NULL;
 	*out = NULL;
-	if ((size_t)snprintf(path, sizeof path, "%s/registry.db", data_dir) >= sizeof path)
-		return rt_errf(err, errlen, -ENAMETOOLONG, "registry: data directory path too long");
 	make_private(path);
 	sq *reg = calloc(1, sizeof *reg);
 	if (!reg)
@@ -363,7 +403,7 @@ static int sq_open(const char *data_dir, sq **out, char *err, size_t errlen)
 			goto fail;
 		}
 	}
-	reg->gen = map_gen(data_dir);
+	reg->gen = map_gen(gen_path);
 	sqlite3_trace_v2(reg->db, SQLITE_TRACE_STMT, on_trace, reg);
 	*out = reg;
 	return 0;
@@ -382,7 +422,7 @@ static void sq_close(sq *reg)
 	if (reg->db)
 		sqlite3_close(reg->db);
 	if (reg->gen)
-		munmap(reg->gen, sizeof(uint64_t));
+		munmap(reg->gen, GEN_BYTES);
 	free(reg);
 }
 
@@ -985,21 +1025,24 @@ static int sq_job_get(sq *reg, int64_t id, rt_job_row *r)
 	col_text(s, 19, r->result_snapshot, sizeof r->result_snapshot);
 	r->result_revision = (uint32_t)sqlite3_column_int64(s, 20);
 	col_text(s, 21, r->checkpoint, sizeof r->checkpoint);
+	col_text(s, 22, r->owner, sizeof r->owner);
+	r->lease_until_ms = sqlite3_column_int64(s, 23);
 	sqlite3_reset(s);
 	return 0;
 }
 
-static int sq_job_save(sq *reg, const rt_job_row *r)
+/* binds r's progress columns (?1..?13 of S_JOB_SAVE and S_JOB_SAVE_OWNED); *metrics gets the
+ * JSON text to free after the statement ran */
+static int bind_progress(sqlite3_stmt *s, const rt_job_row *r, char **metrics)
 {
 	if (r->state < 0 || r->state >= RT_JOB_STATES)
 		return -EINVAL;
-	char *metrics = r->metrics ? json_dumps(r->metrics, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
-	sqlite3_stmt *s = stmt(reg, S_JOB_SAVE);
+	*metrics = r->metrics ? json_dumps(r->metrics, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
 	sqlite3_bind_int64(s, 1, r->id);
 	sqlite3_bind_text(s, 2, rt_job_state_names[r->state], -1, SQLITE_STATIC);
 	sqlite3_bind_double(s, 3, r->progress);
 	sqlite3_bind_int64(s, 4, r->step);
-	sqlite3_bind_text(s, 5, metrics ? metrics : "{}", -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(s, 5, *metrics ? *metrics : "{}", -1, SQLITE_TRANSIENT);
 	sqlite3_bind_int64(s, 6, r->preemptions);
 	bind_opt_int(s, 7, r->started_ms);
 	bind_opt_int(s, 8, r->finished_ms);
@@ -1008,7 +1051,16 @@ static int sq_job_save(sq *reg, const rt_job_row *r)
 	bind_opt_text(s, 11, r->result_snapshot);
 	bind_opt_int(s, 12, r->result_revision);
 	bind_opt_text(s, 13, r->checkpoint);
-	int rc = exec_done(reg, s, "save job");
+	return 0;
+}
+
+static int sq_job_save(sq *reg, const rt_job_row *r)
+{
+	char *metrics = NULL;
+	sqlite3_stmt *s = stmt(reg, S_JOB_SAVE);
+	int rc = bind_progress(s, r, &metrics);
+	if (rc == 0)
+		rc = exec_done(reg, s, "save job");
 	free(metrics);
 	return rc;
 }
@@ -1042,7 +1094,9 @@ static int sq_job_candidates(sq *reg, int64_t *ids, size_t cap, size_t *n)
 	*n = 0;
 	if (!cap)
 		return 0;
-	int rc = collect_ids(reg, stmt(reg, S_JOB_CANDIDATES), cap, &v, n);
+	sqlite3_stmt *s = stmt(reg, S_JOB_CANDIDATES);
+	sqlite3_bind_int64(s, 1, rt_clock_wall_ms());
+	int rc = collect_ids(reg, s, cap, &v, n);
 	if (rc < 0)
 		return rc;
 	if (*n)
@@ -1065,13 +1119,182 @@ static int sq_job_counts(sq *reg, int64_t *counts)
 	return rc == SQLITE_DONE ? 0 : sql_err(reg, rc, "count jobs");
 }
 
-static int sq_job_recover(sq *reg, int *n)
+/* a node id as the lease columns hold it: at most RT_NODE_ID_MAX characters ("" allowed
+ * where the contract takes it) */
+static int node_ok(const char *node, int empty_ok)
+{
+	return node && (node[0] || empty_ok) && strlen(node) <= RT_NODE_ID_MAX;
+}
+
+static int sq_job_recover(sq *reg, const char *node, int *n)
 {
 	*n = 0;
-	int rc = exec_done(reg, stmt(reg, S_JOB_RECOVER), "recover jobs");
-	if (rc == 0)
+	if (!node_ok(node, 0))
+		return -EINVAL;
+	int rc = begin(reg, 1);
+	if (rc < 0)
+		return rc;
+	sqlite3_stmt *s = stmt(reg, S_JOB_RECOVER);
+	sqlite3_bind_text(s, 1, node, -1, SQLITE_STATIC);
+	if ((rc = exec_done(reg, s, "recover jobs")) < 0)
+		goto fail;
+	int changed = sqlite3_changes(reg->db);
+	s = stmt(reg, S_JOB_DISOWN);
+	sqlite3_bind_text(s, 1, node, -1, SQLITE_STATIC);
+	if ((rc = exec_done(reg, s, "drop job leases")) < 0 || (rc = commit(reg)) < 0)
+		goto fail;
+	*n = changed;
+	return 0;
+fail:
+	rollback(reg);
+	return rc;
+}
+
+/* claims in one write transaction (BEGIN IMMEDIATE: a second process's claim of the row waits
+ * for this one and then sees its owner) */
+static int sq_job_claim(sq *reg, int64_t id, const char *node, int64_t lease_ms)
+{
+	if (!node_ok(node, 0) || lease_ms <= 0)
+		return -EINVAL;
+	int rc = begin(reg, 1);
+	if (rc < 0)
+		return rc;
+	int64_t now = rt_clock_wall_ms();
+	sqlite3_stmt *s = stmt(reg, S_JOB_LEASE_GET);
+	sqlite3_bind_int64(s, 1, id);
+	int src = sqlite3_step(s);
+	if (src != SQLITE_ROW) {
+		rc = src == SQLITE_DONE ? -ENOENT : sql_err(reg, src, "claim job");
+		goto fail;
+	}
+	int st = state_of((const char *)sqlite3_column_text(s, 0));
+	const char *owner = (const char *)sqlite3_column_text(s, 1);
+	int live = sqlite3_column_type(s, 2) != SQLITE_NULL && sqlite3_column_int64(s, 2) > now;
+	int other = owner && owner[0] && strcmp(owner, node) != 0;
+	sqlite3_reset(s);
+	if (st != RT_JOB_QUEUED && st != RT_JOB_RUNNING && st != RT_JOB_PREEMPTED) {
+		rc = -ENOENT;
+		goto fail;
+	}
+	if (other && live) {
+		rc = -EBUSY;
+		goto fail;
+	}
+	s = stmt(reg, S_JOB_CLAIM);
+	sqlite3_bind_int64(s, 1, id);
+	sqlite3_bind_text(s, 2, node, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 3, now + lease_ms);
+	if ((rc = exec_done(reg, s, "claim job")) < 0 || (rc = commit(reg)) < 0)
+		goto fail;
+	return 0;
+fail:
+	rollback(reg);
+	return rc;
+}
+
+static int sq_job_renew(sq *reg, const char *node, int64_t lease_ms, int *n)
+{
+	if (n)
+		*n = 0;
+	if (!node_ok(node, 0) || lease_ms <= 0)
+		return -EINVAL;
+	sqlite3_stmt *s = stmt(reg, S_JOB_RENEW);
+	sqlite3_bind_text(s, 1, node, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, rt_clock_wall_ms() + lease_ms);
+	int rc = exec_done(reg, s, "renew job leases");
+	if (rc == 0 && n)
 		*n = sqlite3_changes(reg->db);
 	return rc;
+}
+
+static int sq_job_save_owned(sq *reg, const rt_job_row *r, const char *node)
+{
+	if (!node_ok(node, 1))
+		return -EINVAL;
+	char *metrics = NULL;
+	sqlite3_stmt *s = stmt(reg, S_JOB_SAVE_OWNED);
+	int rc = bind_progress(s, r, &metrics);
+	if (rc == 0) {
+		sqlite3_bind_text(s, 14, node, -1, SQLITE_STATIC);
+		rc = exec_done(reg, s, "save job");
+	}
+	free(metrics);
+	if (rc < 0 || sqlite3_changes(reg->db) > 0)
+		return rc;
+	/* nothing written: an unknown job, or it changed hands */
+	s = stmt(reg, S_JOB_EXISTS);
+	sqlite3_bind_int64(s, 1, r->id);
+	int src = sqlite3_step(s);
+	sqlite3_reset(s);
+	if (src == SQLITE_ROW)
+		return -ESTALE;
+	return src == SQLITE_DONE ? -ENOENT : sql_err(reg, src, "save job");
+}
+
+/* ---- nodes (the store's clock: this machine's wall clock) ---- */
+
+static void bump_nodes(sq *reg)
+{
+	if (reg->gen)
+		__atomic_add_fetch(&reg->gen[1], 1, __ATOMIC_SEQ_CST);
+	else
+		reg->local_nodes_gen++;
+}
+
+static uint64_t sq_nodes_generation(sq *reg)
+{
+	return reg->gen ? __atomic_load_n(&reg->gen[1], __ATOMIC_SEQ_CST) : reg->local_nodes_gen;
+}
+
+static int sq_node_beat(sq *reg, const char *id, const char *advertise, const char *state,
+			int64_t lease_ms, int fresh, int notify)
+{
+	sqlite3_stmt *s = stmt(reg, S_NODE_BEAT);
+	sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, advertise, -1, SQLITE_STATIC);
+	if (state)
+		sqlite3_bind_text(s, 3, state, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(s, 3);
+	sqlite3_bind_int64(s, 4, rt_clock_wall_ms());
+	sqlite3_bind_int64(s, 5, lease_ms);
+	sqlite3_bind_int(s, 6, fresh);
+	int rc = exec_done(reg, s, "node beat");
+	if (rc == 0 && notify)
+		bump_nodes(reg);
+	return rc;
+}
+
+static void fill_node(sqlite3_stmt *s, void *entry)
+{
+	rt_node_row *e = entry;
+	col_text(s, 0, e->id, sizeof e->id);
+	col_text(s, 1, e->advertise, sizeof e->advertise);
+	e->started_ms = sqlite3_column_int64(s, 2);
+	e->beat_ms = sqlite3_column_int64(s, 3);
+	e->lease_left_ms = sqlite3_column_int64(s, 4);
+	const char *st = (const char *)sqlite3_column_text(s, 5);
+	e->state = st ? strdup(st) : NULL;   /* NULL when out of memory too: no state */
+}
+
+static int sq_node_list(sq *reg, rt_node_row **out, size_t *n)
+{
+	sqlite3_stmt *s = stmt(reg, S_NODE_LIST);
+	sqlite3_bind_int64(s, 1, rt_clock_wall_ms());
+	return collect_rows(reg, s, 0, sizeof **out, fill_node, "list nodes", (void **)out, n);
+}
+
+static int sq_node_leave(sq *reg, const char *id)
+{
+	sqlite3_stmt *s = stmt(reg, S_NODE_LEAVE);
+	sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+	int rc = exec_done(reg, s, "node leave");
+	if (rc < 0)
+		return rc;
+	if (sqlite3_changes(reg->db) == 0)
+		return -ENOENT;
+	bump_nodes(reg);
+	return 0;
 }
 
 static const rt_store_ops sqlite_ops = {
@@ -1097,11 +1320,43 @@ static const rt_store_ops sqlite_ops = {
 	.job_candidates = sq_job_candidates,
 	.job_counts = sq_job_counts,
 	.job_recover = sq_job_recover,
+	.job_claim = sq_job_claim,
+	.job_renew = sq_job_renew,
+	.job_save_owned = sq_job_save_owned,
+	.node_beat = sq_node_beat,
+	.node_list = sq_node_list,
+	.node_leave = sq_node_leave,
+	.nodes_generation = sq_nodes_generation,
 };
 
 int rt_store_sqlite_open(const char *data_dir, const rt_store_ops **ops, rt_store **out,
 			 char *err, size_t errlen)
 {
+	char path[4096], gen[4096];
 	*ops = &sqlite_ops;
-	return sq_open(data_dir, out, err, errlen);
+	*out = NULL;
+	if ((size_t)snprintf(path, sizeof path, "%s/registry.db", data_dir) >= sizeof path)
+		return rt_errf(err, errlen, -ENAMETOOLONG, "registry: data directory path too long");
+	snprintf(gen, sizeof gen, "%s/registry.gen", data_dir);
+	return sq_open(path, gen, out, err, errlen);
+}
+
+int rt_store_sqlite_open_file(const char *path, const rt_store_ops **ops, rt_store **out,
+			      char *err, size_t errlen)
+{
+	char gen[4096];
+	size_t n = strlen(path);
+	*ops = &sqlite_ops;
+	*out = NULL;
+	if (n == 0)
+		return rt_errf(err, errlen, -EINVAL, "registry: sqlite: needs a file path");
+	if (n >= sizeof gen - 8)
+		return rt_errf(err, errlen, -ENAMETOOLONG, "registry: sqlite: path too long");
+	if (path[n - 1] == '/')
+		return rt_errf(err, errlen, -EINVAL, "registry: sqlite:%s: a file path, not a directory",
+			       path);
+	if (n > 3 && !strcmp(path + n - 3, ".db"))
+		n -= 3;
+	snprintf(gen, sizeof gen, "%.*s.gen", (int)n, path);
+	return sq_open(path, gen, out, err, errlen);
 }
