@@ -132,7 +132,7 @@ $(BUILD)/examples/libthaw_%.so: functions/examples/fn_%.c functions/fn.h kernels
 	@mkdir -p $(dir $@)
 	$(CC) -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(SANFLAGS) -I. -fPIC -shared $< -o $@
 
-TEST_COMMON = tests/t.c tests/e2e/e2e.c tests/e2e/haproxy.c tests/pg.c
+$(BUILD)/tests/%: tests/%.c $(TEST_COMMON) $(LIBTHAW) tests/t.h tests/e2e/e2e.h tests/e2e/haproxy.h tests/pg.h
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $< $(TEST_COMMON) $(LIBTHAW) $(LDFLAGS) $(LIBS) -o $@
 
