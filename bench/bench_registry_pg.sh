@@ -30,7 +30,7 @@ NL="$BUILD/bench/pg_notify_lat"
 cc -std=c11 -D_POSIX_C_SOURCE=200809L -O2 -Wall -Wextra -Werror -I"$(pg_config --includedir)" \
   bench/pg/notify_lat.c -lpq -o "$NL" || exit 1
 PN="$BUILD/bench/pg_parse_nodes"
-cc -std=c11 -D_POSIX_C_SOURCE=200809L -O2 -Wall -Wextra -Werror bench/pg/parse_nodes.c -ljansson -o "$PN" || exit 1
+cc -std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra -Werror bench/pg/parse_nodes.c -ljansson -o "$PN" || exit 1
 
 d=$(mktemp -d "${TMPDIR:-/tmp}/thaw-pgbench.XXXXXX") || exit 1
 AS=""
