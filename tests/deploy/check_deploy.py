@@ -435,6 +435,11 @@ def check_cluster(where, docs):
         data = opt_values(args, "--data")
         if data and (under(data[0], shared[0]) or under(shared[0], data[0])):
             bad(w, f"--data {data[0]} and --shared-dir {shared[0]} overlap")
+    # the kubelet checks runAsNonRoot against a numeric user only (the image's USER is a name)
+    psc, csc = spec.get("securityContext") or {}, c.get("securityContext") or {}
+    if (csc.get("runAsNonRoot", psc.get("runAsNonRoot")) and
+            not isinstance(csc.get("runAsUser", psc.get("runAsUser")), int)):
+        bad(w, "runAsNonRoot needs a numeric runAsUser (the image names its user thaw, uid 10001)")
     lease = opt_values(args, "--node-lease")
     if lease and (not re.fullmatch(r"\d+", lease[0]) or int(lease[0]) < 600):
         bad(w, f"--node-lease {lease[0]!r} must be an integer of milliseconds, at least 600")

@@ -295,6 +295,7 @@ static void test_cluster(void)
 		{"service.yaml", "-e 's/defaultMode: 0440/defaultMode: 0400/'"},          /* unreadable */
 		{"service.yaml", "-e '/fsGroup: 10001/d'"},                               /* unreadable */
 		{"service.yaml", "-e 's/defaultMode: 0440/defaultMode: 0660/'"},          /* writable */
+		{"service.yaml", "-e '/runAsUser: 10001/d'"},                             /* unverifiable */
 		{"service.yaml", "-e 's/fieldPath: status.podIP/fieldPath: status.hostIP/'"},
 		{"service.yaml", "-e 's/fieldPath: metadata.name/fieldPath: metadata.namespace/'"},
 		{"service.yaml", "-e 's#http://$(POD_IP):8080#http://$(POD_IP):9090#'"},  /* not the port */
