@@ -480,7 +480,7 @@ int rt_server_run(rt_server *srv)
 		 rt_registry_backend(srv->reg), THAW_VERSION);
 	rt_log(RT_LOG_INFO, "listening", fields);
 	uv_run(srv->loop, UV_RUN_DEFAULT);
-	/* forwards still in flight end (their clients' connections are cut) */
+	/* forwards still in flight end: 503 (Retry-After), or a cut connection once relaying began */
 	rt_proxy_free(srv->proxy);
 	srv->proxy = NULL;
 	/* close whatever is left (connections past the deadline, signal handles, timers) */

@@ -95,11 +95,13 @@ void rt_access_note_revision(rt_access *a, const rt_manifest *m)
 		a->fn_audit_payloads = 1;
 }
 
-/* Headers never handed to functions: the caller's credentials for thaw itself. */
+/* Headers never handed to functions: the caller's credentials for thaw itself, and the
+ * signature of a call another node forwarded (X-Thaw-Forwarded). */
 static int header_withheld(const char *name)
 {
 	return strcasecmp(name, "Authorization") == 0 ||
-	       strcasecmp(name, "Proxy-Authorization") == 0;
+	       strcasecmp(name, "Proxy-Authorization") == 0 ||
+	       strcasecmp(name, "X-Thaw-Forwarded") == 0;
 }
 
 size_t rt_access_kind_headers(const rt_req *req, fn_header *out, size_t cap)

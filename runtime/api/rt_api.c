@@ -96,6 +96,16 @@ void rt_api_call_from_req(rt_call *c, rt_req *req, fn_header *hdrs)
 	c->n_headers = rt_access_kind_headers(req, hdrs, RT_HTTP_MAX_HEADERS);
 	c->watch = req_watch;
 	c->watch_ctx = req;
+	/* a call another node forwarded (its signature checked by rt_api_route) keeps the time
+	 * it had left there */
+	const char *left = rt_req_header(req, "X-Thaw-Timeout-Ms");
+	if (left && rt_req_header(req, RT_PROXY_FORWARDED_HEADER)) {
+		char *end;
+		double ms = strtod(left, &end);
+		if (end != left && !*end && ms > 0 && ms < 1e9 &&
+		    (c->timeout_s <= 0 || ms / 1000.0 < c->timeout_s))
+			c->timeout_s = ms / 1000.0;
+	}
 }
 
 void rt_api_result_headers(rt_req *req, const rt_call_result *r)

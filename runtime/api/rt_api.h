@@ -97,7 +97,9 @@ int rt_api_kind_known(const char *kind, void *ud);
 /* rt_api_call_from_req fills the request's side of call c: c->headers, the headers of req a
  * kind may see (rt_access_kind_headers), written to hdrs (RT_HTTP_MAX_HEADERS entries that
  * point into req: c is submitted before req is answered), and the cancel hook (req's client
- * going away cancels the call: 499). The function, input and callbacks are the caller's. */
+ * going away cancels the call: 499), and for a call forwarded by another node the time it
+ * had left there (X-Thaw-Timeout-Ms) as its timeout when shorter. The function, input and
+ * callbacks are the caller's. */
 void rt_api_call_from_req(rt_call *c, rt_req *req, fn_header *hdrs);
 
 /* rt_api_route decides where a call for function fn runs (rt_cluster_route) before the

@@ -447,6 +447,7 @@ enum px_end {
 	END_FAIL,       /* upstream failure: unanswered before relaying, else cut */
 	END_DEADLINE,   /* 504 before relaying, else cut */
 	END_GONE,       /* the client went away: 499 before relaying, else cut */
+	END_SHUTDOWN,   /* rt_proxy_free: 503 before relaying, else cut */
 };
 
 /* ends call: releases (pool) or closes its connection, answers or cuts the client as the
@@ -520,6 +521,15 @@ static void call_end(px_call *call, enum px_end how, int err, const char *what, 
 		} else {
 			res.status = 499;
 			rt_req_reply_error(req, 499, "client closed the connection");
+		}
+		break;
+	case END_SHUTDOWN:
+		if (call->relaying) {
+			rt_req_stream_abort(req);
+		} else {
+			res.status = 503;
+			rt_req_add_header(req, "Retry-After", "1");
+			rt_req_reply_error(req, 503, "shutting down");
 		}
 		break;
 	}
@@ -1045,7 +1055,7 @@ void rt_proxy_free(rt_proxy *px)
 	px->closing = 1;
 	px->ncalls++;   /* holds px while the calls end */
 	while (px->calls)
-		call_end(px->calls, END_FAIL, -ESHUTDOWN, "shutting down", 0);
+		call_end(px->calls, END_SHUTDOWN, -ESHUTDOWN, "shutting down", 0);
 	for (px_conn *c = px->conns, *n; c; c = n) {
 		n = c->next;
 		conn_close(c);

@@ -39,7 +39,9 @@ typedef struct rt_proxy_config {
 	                                * below the peer's own idle timeout) */
 	int max_idle_per_peer;         /* idle keep-alive connections kept per peer (8) */
 	int max_idle;                  /* across all peers (256) */
-	size_t max_header_bytes;       /* a peer's status line and headers; more: malformed (16 KiB) */
+	size_t max_header_bytes;       /* bytes of a peer's answer headers kept for the relay, or
+	                                * of one dropped line; more, or over 100 lines: the answer
+	                                * is refused (-E2BIG) (16 KiB) */
 	size_t max_client_queue;       /* unsent bytes to the client past which the peer is not
 	                                * read until half of them drained (1 MiB) */
 } rt_proxy_config;
@@ -51,8 +53,9 @@ void rt_proxy_config_defaults(rt_proxy_config *cfg);
  * take the defaults. Returns 0 or -ENOMEM; *out is released with rt_proxy_free. */
 int rt_proxy_new(uv_loop_t *loop, const rt_proxy_config *cfg, rt_proxy **out);
 
-/* rt_proxy_free ends every forward in flight (done is called with -ESHUTDOWN: unanswered when
- * relaying had not begun, else the client's connection is cut) and closes every connection;
+/* rt_proxy_free ends every forward in flight (done is called with -ESHUTDOWN and answered 1:
+ * 503 with Retry-After: 1 when relaying had not begun, else the client's connection is cut:
+ * a daemon going away serves nothing more) and closes every connection;
  * the memory goes once the loop has closed their handles (run it after, as after rt_http_drain).
  * Loop thread. */
 void rt_proxy_free(rt_proxy *px);
@@ -75,9 +78,10 @@ typedef struct rt_proxy_result {
 	                   * -EPROTO (malformed answer), -E2BIG (oversize head), -EAGAIN (503 with
 	                   * fallback_on_503), -ECANCELED (client gone), -EPIPE (client write
 	                   * failed), -ESHUTDOWN (rt_proxy_free), -ENOMEM, other connect errors */
-	int answered;     /* 1: req has been answered (relayed, cut, 504 or 499) and must not be
+	int answered;     /* 1: req has been answered (relayed, cut, 504, 499, 503) and must not be
 	                   * touched again; 0: req is the caller's again, still to be answered */
-	int status;       /* the status sent to the client (the peer's, 504, 499), 0 when none */
+	int status;       /* the status sent to the client (the peer's, 504, 499, 503), 0 when
+	                   * none */
 	int reused;       /* 1: it went over a pooled keep-alive connection */
 	int retried;      /* 1: a pooled connection the peer had closed was replaced by a new one */
 	const char *what; /* a short static reason for logs ("connect", "deadline", ...), "" on

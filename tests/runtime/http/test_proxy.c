@@ -793,12 +793,13 @@ static void cl_local(void)
 	free(r.body);
 }
 
-static void cl_local_hang(void)
+static void cl_shutdown_hang(void)
 {
 	resp r;
 	T_EQ_INT(request("GET /hang HTTP/1.1\r\nHost: f\r\n\r\n", &r), 0);
-	T_EQ_INT(r.status, 200);
-	T_EQ_STR(r.body, "local");
+	T_EQ_INT(r.status, 503);
+	char v[16];
+	T_CHECK(hval(&r, "Retry-After", v, sizeof v) && !strcmp(v, "1"));
 	free(r.body);
 	for (int i = 0; i < 500 && !atomic_load(&peer_saw_gone); i++)
 		usleep(10000);
@@ -870,6 +871,53 @@ static void test_malformed_falls_back(void)
 		raw_stop(&rp);
 		T_EQ_INT(last.answered, 0);
 		T_CHECK(last.err == -EPROTO || last.err == -ECONNRESET);
+	}
+}
+
+/* the head and what came of the body, then the front must close: never a whole answer */
+static void cl_cut(void)
+{
+	conn *c = malloc(sizeof *c);
+	resp *r = malloc(sizeof *r);
+	T_EQ_INT(c_open(c, rt_http_port(front), 0), 0);
+	const char *q = "GET /x HTTP/1.1\r\nHost: f\r\n\r\n";
+	T_EQ_INT(c_send(c, q, strlen(q)), 0);
+	T_EQ_INT(c_resp(c, r, 1), 0);
+	T_EQ_INT(r->status, 200);
+	while (c_fill(c) == 0)
+		;   /* until the front closes (or the 10 s receive timeout: a failure below) */
+	c->in[c->len < sizeof c->in ? c->len : sizeof c->in - 1] = 0;
+	if (r->chunked) {
+		T_CHECK(strstr(c->in, "hello") != NULL);
+		T_CHECK(strstr(c->in, "0\r\n\r\n") == NULL);   /* no last chunk */
+	} else {
+		T_EQ_STR(c->in, "0123456789");
+	}
+	char probe;
+	T_EQ_INT(recv(c->fd, &probe, 1, 0), 0);   /* closed, not timed out */
+	close(c->fd);
+	free(c);
+	free(r);
+}
+
+static void test_cut_after_relaying(void)
+{
+	static const char *const answers[] = {
+		"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789",
+		"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+	};
+	for (int i = 0; i < 2; i++) {
+		raw_peer rp;
+		char url[64];
+		raw_start(&rp, answers[i], strlen(answers[i]), 1, 0);
+		snprintf(url, sizeof url, "http://127.0.0.1:%d", rp.port);
+		target_url = url;
+		run_client(cl_cut);
+		target_url = peer_url;
+		raw_stop(&rp);
+		T_EQ_INT(last.err, -ECONNRESET);
+		T_EQ_INT(last.answered, 1);
+		T_EQ_INT(last.status, 200);
 	}
 }
 
@@ -1068,7 +1116,7 @@ static uv_timer_t doom_timer;
 static void on_doom(uv_timer_t *t)
 {
 	if (rt_proxy_inflight(px_doomed) == 1) {
-		rt_proxy_free(px_doomed);   /* the forward in flight ends: unanswered, -ESHUTDOWN */
+		rt_proxy_free(px_doomed);   /* the forward in flight ends: 503, -ESHUTDOWN */
 		uv_timer_stop(t);
 	}
 }
@@ -1083,13 +1131,14 @@ static void test_free_in_flight(void)
 	uv_timer_start(&doom_timer, on_doom, 5, 5);
 	atomic_store(&peer_saw_gone, 0);
 	ndone = 0;
-	run_client(cl_local_hang);
+	run_client(cl_shutdown_hang);
 	px = keep;
 	uv_timer_stop(&doom_timer);
 	uv_close((uv_handle_t *)&doom_timer, NULL);
 	T_EQ_INT(ndone, 1);
 	T_EQ_INT(last.err, -ESHUTDOWN);
-	T_EQ_INT(last.answered, 0);
+	T_EQ_INT(last.answered, 1);
+	T_EQ_INT(last.status, 503);
 }
 
 static void test_bad_forward_args(void)
@@ -1255,6 +1304,7 @@ void t_main(void)
 	T_RUN(test_busy_falls_back);
 	T_RUN(test_malformed_falls_back);
 	T_RUN(test_oversize_head_falls_back);
+	T_RUN(test_cut_after_relaying);
 	T_RUN(test_deadline_504);
 	T_RUN(test_client_leaves_mid_stream);
 	T_RUN(test_backpressure);
