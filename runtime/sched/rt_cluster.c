@@ -41,6 +41,7 @@ struct rt_cluster {
 	peer *peers;              /* live nodes other than this one, sorted by id */
 	size_t npeers;
 	uint64_t nodes_gen;       /* rt_registry_nodes_generation at the last read of the rows */
+	uint64_t read_ns;         /* when the rows were last read */
 	suspect sus[SUSPECTS];
 	rt_metric_family *m_fwd, *m_fail, *m_nodes;
 };
@@ -139,6 +140,7 @@ static void refresh(rt_cluster *c)
 	c->peers = ps;
 	c->npeers = k;
 	c->nodes_gen = gen;
+	c->read_ns = rt_clock_mono_ns();
 	rt_metric_set(c->m_nodes, (double)(k + 1), 0, NULL);
 }
 
@@ -363,7 +365,10 @@ void rt_cluster_route(rt_cluster *c, const char *fn, rt_route *out)
 	int here = rt_sched_local_state(c->sched, fn, &room);
 	if (!c->active || !c->forwarding || c->stopped || (here != RT_SCHED_COLD && room))
 		return;
-	if (rt_registry_nodes_generation(c->reg) != c->nodes_gen)
+	/* a peer announced a residency change: read the rows again, at most every
+	 * RT_CLUSTER_REREAD_MS (a burst of changes costs one read, not one per change) */
+	if (rt_registry_nodes_generation(c->reg) != c->nodes_gen &&
+	    rt_clock_mono_ns() - c->read_ns >= (uint64_t)RT_CLUSTER_REREAD_MS * 1000000u)
 		refresh(c);
 	/* 2: a peer with it and room, the least busy */
 	const peer *best = NULL;
