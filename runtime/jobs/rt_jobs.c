@@ -1624,6 +1624,9 @@ static void pick(rt_jobs *J)
 		}
 		/* the job runs here only once this node holds its lease; then its row is read again
 		 * (the node that had it may have saved since the read above) */
+		char was[sizeof row.owner];
+		int was_running = row.state == JS_RUNNING;
+		memcpy(was, row.owner, sizeof was);
 		row_clear(&row);
 		int crc = rt_jobstore_claim(J->reg, ids[i], J->node, J->cfg.lease_ms);
 		if (crc < 0) {
@@ -1637,9 +1640,9 @@ static void pick(rt_jobs *J)
 			row_clear(&row);
 			continue;
 		}
-		if (row.state == JS_RUNNING && row.owner[0])
-			rt_logf(RT_LOG_INFO, "job %" PRId64 ": its lease ran out (node %s): resuming it here",
-				row.id, row.owner);
+		if (was_running && was[0] && strcmp(was, J->node) != 0)
+			rt_logf(RT_LOG_INFO, "job %" PRId64 ": the lease of node %s ran out: resuming it here",
+				row.id, was);
 		free_lanes--;
 		start_run(J, jl, &row);
 	}
