@@ -18,6 +18,7 @@ NVCC ?= $(CUDA_HOME)/bin/nvcc
 LLHTTP_DIR ?= /usr/share/llhttp
 LLHTTP_INC ?= /usr/share/include/llhttp
 LIBDIR ?= /usr/lib/x86_64-linux-gnu
+PQ_INC ?= /usr/include/postgresql
 
 # CUDA=1 without nvcc: say so and build the CPU-only variant
 ifeq ($(CUDA),1)
@@ -38,7 +39,7 @@ endif
 
 WARN = -Wall -Wextra -Werror -Wno-unused-parameter
 CFLAGS ?= -O2 -g
-ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -pthread $(WARN) $(CFLAGS) $(SANFLAGS) -I. -I$(LLHTTP_INC) -MMD -MP
+ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -pthread $(WARN) $(CFLAGS) $(SANFLAGS) -I. -I$(LLHTTP_INC) -I$(PQ_INC) -MMD -MP
 LDFLAGS += $(SANFLAGS) -pthread
 
 # Dependencies. The CUDA build links them statically so build-cuda/thaw runs on a machine
@@ -49,13 +50,16 @@ ifeq ($(CUDA),1)
          $(LIBDIR)/libjansson.a $(LIBDIR)/libsqlite3.a $(LIBDIR)/libz.a
   # libsodium (API key hashes): the static archive when installed, else the shared library
   LIBS += $(if $(wildcard $(LIBDIR)/libsodium.a),$(LIBDIR)/libsodium.a,-lsodium)
+  # libpq (the PostgreSQL registry): the shared library (its static archive needs libpq's
+  # own private libraries)
+  LIBS += -lpq
   ALL_CFLAGS += -DTHAW_CUDA=1 -I$(CUDA_HOME)/include
   CU_SRC = $(wildcard kernels/cuda/*.cu pool/*.cu snapshot/*.cu)
   NVFLAGS = -O3 -std=c++17 -gencode=arch=compute_90,code=sm_90 -gencode=arch=compute_80,code=sm_80 \
             -Xcompiler -Wall,-Wextra,-Werror,-Wno-unused-parameter,-fPIC -I. -MMD -MP
   LIBS += -L$(CUDA_HOME)/lib64 -lcublas -lcudart_static -ldl -lrt -lstdc++
 else
-  LIBS = -luv -luring -lzstd -lxxhash -ljansson -lsqlite3 -lsodium -lz
+  LIBS = -luv -luring -lzstd -lxxhash -ljansson -lsqlite3 -lsodium -lpq -lz
 endif
 LIBS += -lm -ldl -lpthread
 
@@ -75,7 +79,7 @@ FAULT_TEST_OBJ = $(BUILD)/obj/runtime/base/rt_fault.test.o
 
 TEST_SRC = $(wildcard tests/*/test_*.c tests/*/*/test_*.c)
 TEST_BIN = $(TEST_SRC:%.c=$(BUILD)/%)
-TEST_COMMON = tests/t.c tests/e2e/e2e.c
+TEST_COMMON = tests/t.c tests/e2e/e2e.c tests/pg.c
 FUZZ_SRC = $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_REPLAY = $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/tests/fuzz/replay_%)
 BENCH_SRC = $(wildcard bench/*.c)
@@ -128,7 +132,7 @@ $(BUILD)/examples/libthaw_%.so: functions/examples/fn_%.c functions/fn.h kernels
 	@mkdir -p $(dir $@)
 	$(CC) -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(SANFLAGS) -I. -fPIC -shared $< -o $@
 
-$(BUILD)/tests/%: tests/%.c $(TEST_COMMON) $(LIBTHAW) tests/t.h tests/e2e/e2e.h
+$(BUILD)/tests/%: tests/%.c $(TEST_COMMON) $(LIBTHAW) tests/t.h tests/e2e/e2e.h tests/pg.h
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $< $(TEST_COMMON) $(LIBTHAW) $(LDFLAGS) $(LIBS) -o $@
 

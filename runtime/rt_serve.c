@@ -28,6 +28,11 @@ static void usage(FILE *f)
 		"  --port N              listen port (overrides $PORT; 0 picks a free port)\n"
 		"  --host ADDR           listen address (default 0.0.0.0)\n"
 		"  --data DIR            data directory (default ./thaw-data)\n"
+		"  --registry URL        where functions, keys and jobs live (default $THAW_REGISTRY, else\n"
+		"                        sqlite: = DATA/registry.db): sqlite:PATH (one machine), or\n"
+		"                        postgresql://[USER@]HOST[:PORT]/DB[?PARAMS] shared by the nodes of\n"
+		"                        a cluster (libpq URI; password from PGPASSWORD, ~/.pgpass or\n"
+		"                        PGPASSFILE rather than the URL; it is never logged)\n"
 		"  --shared-dir DIR      where uploaded snapshots and data, job checkpoints and job\n"
 		"                        results live: the directory every node of a cluster mounts\n"
 		"                        (default: the data directory)\n"
@@ -124,6 +129,7 @@ int rt_serve_main(int argc, char **argv)
 		{"port", required_argument, 0, 'p'},
 		{"host", required_argument, 0, 'H'},
 		{"data", required_argument, 0, 'd'},
+		{"registry", required_argument, 0, 1310},
 		{"shared-dir", required_argument, 0, 1300},
 		{"node-id", required_argument, 0, 1301},
 		{"node-lease", required_argument, 0, 1302},
@@ -175,6 +181,7 @@ int rt_serve_main(int argc, char **argv)
 	memset(&cfg, 0, sizeof cfg);
 	rt_http_config_defaults(&cfg.http);
 	cfg.data_dir = "./thaw-data";
+	cfg.registry_url = getenv("THAW_REGISTRY");
 	cfg.drain_timeout_s = 30;
 	rt_sched_config_defaults(&cfg.sched);
 	rt_jobs_config_defaults(&cfg.jobs);
@@ -191,6 +198,7 @@ int rt_serve_main(int argc, char **argv)
 		case 'p': if (parse_num("--port", optarg, 0, 65535, &v)) return 2; cfg.http.port = (int)v; break;
 		case 'H': cfg.http.host = optarg; break;
 		case 'd': cfg.data_dir = optarg; break;
+		case 1310: cfg.registry_url = optarg; break;
 		case 1300: cfg.shared_dir = optarg; break;
 		case 1301: cfg.jobs.node_id = optarg; break;
 		case 1302: if (parse_num("--node-lease", optarg, 30, 3600000, &v)) return 2; cfg.jobs.lease_ms = (int64_t)v; break;

@@ -76,7 +76,7 @@ static void observe(const rt_req *req, size_t bytes, double secs, void *ud)
 }
 
 /* a keyed server without a live key answers 401 to all but the probes: say how to make one */
-static void log_first_key_hint(struct rt_auth *a, const char *data_dir)
+static void log_first_key_hint(struct rt_auth *a, const char *data_dir, int shared)
 {
 	json_t *j = NULL;
 	size_t live = 0, i;
@@ -87,7 +87,11 @@ static void log_first_key_hint(struct rt_auth *a, const char *data_dir)
 		if (json_is_null(json_object_get(k, "revoked")))
 			live++;
 	json_decref(j);
-	if (live == 0)
+	if (live == 0 && shared)
+		rt_logf(RT_LOG_WARN, "no API key exists yet: every call but the probes gets 401; create "
+			"the first admin key with: thaw keys create --scope admin --registry URL (the "
+			"registry URL this daemon was given)");
+	else if (live == 0)
 		rt_logf(RT_LOG_WARN, "no API key exists yet: every call but the probes gets 401; create "
 			"the first admin key with: thaw keys create --scope admin --data %s", data_dir);
 }
@@ -191,12 +195,13 @@ int rt_server_init(rt_server *srv, uv_loop_t *loop, const rt_server_config *cfg)
 			    "k_revision", kr ? kr : "", "k_configuration", kc ? kc : ""};
 	rt_metric_set(info, 1, 4, kv);
 	char err[512];
-	rc = rt_registry_open(cfg->data_dir, &srv->reg, err, sizeof err);
+	rc = rt_registry_open_url(cfg->registry_url, cfg->data_dir, &srv->reg, err, sizeof err);
 	if (rc < 0) {
 		rt_logf(RT_LOG_ERROR, "cannot open the registry: %s", err);
 		goto fail;
 	}
 	srv->cfg.access.data_dir = srv->cfg.data_dir;
+	srv->cfg.access.node_id = cfg->jobs.node_id;
 	rc = rt_access_init(&srv->access, loop, srv->reg, &srv->cfg.access, err, sizeof err);
 	if (rc < 0) {
 		rt_logf(RT_LOG_ERROR, "cannot set up access control: %s", err);
@@ -206,7 +211,7 @@ int rt_server_init(rt_server *srv, uv_loop_t *loop, const rt_server_config *cfg)
 		rt_logf(RT_LOG_WARN, "DEV MODE (--dev): API keys are NOT checked; anyone who can reach "
 			"this server can deploy, delete and invoke. Never use --dev outside local development.");
 	else if (srv->access.auth)
-		log_first_key_hint(srv->access.auth, cfg->data_dir);
+		log_first_key_hint(srv->access.auth, cfg->data_dir, rt_registry_shared(srv->reg));
 	/* the API handlers' context (rt_api.h); the scheduler and the job runner join it once they
 	 * exist, the listener once it is open */
 	srv->api = (rt_api){
@@ -343,6 +348,12 @@ static void close_walk(uv_handle_t *h, void *arg)
 		uv_close(h, NULL);
 }
 
+static void on_registry_tick(uv_timer_t *t)
+{
+	rt_server *srv = t->data;
+	rt_registry_tick(srv->reg);
+}
+
 int rt_server_run(rt_server *srv)
 {
 	signal(SIGPIPE, SIG_IGN);
@@ -354,9 +365,18 @@ int rt_server_run(rt_server *srv)
 	uv_signal_start(&srv->sig_int, on_signal, SIGINT);
 	rt_access_start(&srv->access);
 	rt_mem_trim_start(srv->loop, &srv->trim_timer);
-	char fields[512];
-	snprintf(fields, sizeof fields, "\"host\":\"%s\",\"port\":%d,\"data\":\"%s\",\"version\":\"%s\"",
-		 srv->cfg.http.host, rt_http_port(srv->http), srv->cfg.data_dir, THAW_VERSION);
+	if (rt_registry_shared(srv->reg)) {
+		/* change notifications and reconnects of the shared registry */
+		uv_timer_init(srv->loop, &srv->registry_timer);
+		srv->registry_timer.data = srv;
+		uv_timer_start(&srv->registry_timer, on_registry_tick, RT_REGISTRY_TICK_MS,
+			       RT_REGISTRY_TICK_MS);
+		uv_unref((uv_handle_t *)&srv->registry_timer);
+	}
+	char fields[600];
+	snprintf(fields, sizeof fields, "\"host\":\"%s\",\"port\":%d,\"data\":\"%s\",\"registry\":\"%s\","
+		 "\"version\":\"%s\"", srv->cfg.http.host, rt_http_port(srv->http), srv->cfg.data_dir,
+		 rt_registry_backend(srv->reg), THAW_VERSION);
 	rt_log(RT_LOG_INFO, "listening", fields);
 	uv_run(srv->loop, UV_RUN_DEFAULT);
 	/* close whatever is left (connections past the deadline, signal handles, timers) */

@@ -19,6 +19,7 @@
 typedef struct rt_server_config {
 	rt_http_config http;
 	const char *data_dir;        /* created if missing */
+	const char *registry_url;    /* rt_registry_open_url; NULL or "": DATA/registry.db */
 	const char *shared_dir;      /* snapshots/, data/ and jobs/ that every node of a cluster
 				      * mounts; NULL: data_dir. Created if missing */
 	double drain_timeout_s;      /* SIGTERM -> exit 0 within this */
@@ -49,6 +50,7 @@ typedef struct rt_server {
 	size_t n_roots;
 	rt_api api;                  /* the handlers' context, filled in by rt_server_init */
 	uv_timer_t trim_timer;       /* returns freed memory to the kernel (rt_mem.h) */
+	uv_timer_t registry_timer;   /* rt_registry_tick of a shared registry */
 	rt_metric_family *m_requests, *m_duration, *m_connections;
 	int draining;
 	uint64_t started_ns;

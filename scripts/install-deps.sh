@@ -3,7 +3,7 @@
 # Quiet and fast when everything is present (one dpkg-query). Needs root (or sudo) to install.
 set -eu
 PKGS="build-essential libuv1-dev node-llhttp libzstd-dev zstd liburing-dev libxxhash-dev \
-libsqlite3-dev libjansson-dev libsodium-dev zlib1g-dev libopenblas-dev curl wrk nginx-light prometheus fio clang \
+libsqlite3-dev postgresql libpq-dev libjansson-dev libsodium-dev zlib1g-dev libopenblas-dev curl wrk nginx-light prometheus fio clang \
 libclang-rt-14-dev python3 python3-yaml gnuplot-nox"
 missing=""
 for p in $PKGS; do

@@ -46,7 +46,16 @@ struct rt_audit {
 	int ref_free[REF_SLOTS], ref_nfree, ref_used;
 	int64_t all_window_ms;      /* the window of all clients together */
 	unsigned all_lines;
+	void (*mirror)(void *ud, const char *line, size_t len);   /* sync lines, also */
+	void *mirror_ud;
 };
+
+void rt_audit_set_mirror(rt_audit *a, void (*fn)(void *ud, const char *line, size_t len),
+			 void *ud)
+{
+	a->mirror = fn;
+	a->mirror_ud = ud;
+}
 
 static int is_rotated(const char *name)
 {
@@ -523,6 +532,8 @@ static int emit(rt_audit *a, line_fn fmt, const void *arg, int sync)
 	}
 	if (!sync && a->blen < RT_AUDIT_FLUSH_BYTES)
 		return 0;
+	if (sync && a->mirror && len > 1)
+		a->mirror(a->mirror_ud, a->buf + a->blen - len, len - 1);   /* less its newline */
 	rc = rt_audit_flush(a);
 	if (rc < 0)
 		return rc;

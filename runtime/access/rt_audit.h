@@ -70,6 +70,13 @@ void rt_audit_close(rt_audit *a);
  * not written are then lost; the caller logs it). */
 int rt_audit_write(rt_audit *a, const rt_audit_rec *r, int sync);
 
+/* rt_audit_set_mirror hands every sync = 1 line (admin actions) to fn as well, when it is
+ * written (line without its newline, len bytes, not NUL-terminated; borrowed for the call):
+ * the daemon of a shared registry copies them into the registry's audit table, so the admin
+ * trail of a cluster is in one place. fn NULL: none. */
+void rt_audit_set_mirror(rt_audit *a, void (*fn)(void *ud, const char *line, size_t len),
+			 void *ud);
+
 /* rt_audit_set_max_total bounds all files of the log together (rotated + current) to about
  * max_total bytes: at each rotation (and now) the oldest rotated files are removed until the
  * rotated ones and a full current file fit. 0: no bound. */

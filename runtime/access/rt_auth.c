@@ -77,9 +77,22 @@ int rt_auth_open(rt_registry *reg, const char *data_dir, rt_auth **out, char *er
 	if (!a)
 		return rt_errf(err, errlen, -ENOMEM, "auth: out of memory");
 	a->reg = reg;
-	int rc = load_secret(data_dir, a->secret, err, errlen);
-	if (rc < 0)
+	int rc;
+	if (rt_registry_shared(reg)) {
+		/* every node hashes with one secret: the first one stored in the shared registry
+		 * (this process offers a fresh one) */
+		unsigned char mine[SECRET_BYTES];
+		randombytes_buf(mine, sizeof mine);
+		rc = rt_registry_secret(reg, mine, sizeof mine, a->secret);
+		sodium_memzero(mine, sizeof mine);
+		if (rc < 0) {
+			rt_errf(err, errlen, rc, "auth: cannot read the key secret from the %s registry: %s",
+				rt_registry_backend(reg), strerror(-rc));
+			goto fail;
+		}
+	} else if ((rc = load_secret(data_dir, a->secret, err, errlen)) < 0) {
 		goto fail;
+	}
 	*out = a;
 	return 0;
 fail:
@@ -149,7 +162,8 @@ int rt_auth_key_create(rt_auth *a, const char *const *scopes, size_t n, char *ke
 	int rc = rt_registry_key_insert(a->reg, id, h, joined);
 	if (rc < 0) {
 		sodium_memzero(key, RT_AUTH_KEY_MAX);
-		return rt_errf(err, errlen, rc == -EEXIST ? -EEXIST : -EIO, "auth: storing the key: %s",
+		return rt_errf(err, errlen, rc == -EEXIST || rc == -ENOTCONN ? rc : -EIO,
+			       "auth: storing the key: %s",
 			       rc == -EEXIST ? "key id taken, try again" : strerror(-rc));
 	}
 	return 0;

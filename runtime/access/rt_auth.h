@@ -36,8 +36,10 @@ typedef enum rt_auth_need {
 } rt_auth_need;
 
 /* rt_auth_open prepares key checks against reg (borrowed; it must outlive the rt_auth) with
- * the install secret of data_dir (created when missing). Caller frees with rt_auth_close.
- * -EIO/-errno with a message in err. */
+ * the install secret of data_dir (created when missing), or, for a registry several nodes
+ * share, the secret stored in the registry (the first process to store one sets it for all;
+ * data_dir is not used), so that a key made on one node verifies on every node. Caller frees
+ * with rt_auth_close. -EIO/-errno with a message in err. */
 int rt_auth_open(rt_registry *reg, const char *data_dir, rt_auth **out, char *err, size_t errlen);
 void rt_auth_close(rt_auth *a);
 

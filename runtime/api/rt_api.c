@@ -104,6 +104,17 @@ void rt_api_result_headers(rt_req *req, const rt_call_result *r)
 	}
 }
 
+int rt_api_registry_down(rt_api *api, rt_req *req, int rc)
+{
+	if (rc >= 0 || (rc != -ENOTCONN && rt_registry_available(api->reg)))
+		return 0;
+	char msg[400];
+	rt_registry_unavailable_msg(api->reg, msg, sizeof msg);
+	rt_req_add_header(req, "Retry-After", "1");
+	rt_req_reply_error(req, 503, "%s", msg);
+	return 1;
+}
+
 typedef struct offload_job {
 	uv_work_t w;
 	uv_loop_t *loop;

@@ -99,6 +99,12 @@ void rt_api_call_from_req(rt_call *c, rt_req *req, fn_header *hdrs);
  * when the scheduler refused it for now. Before the reply. */
 void rt_api_result_headers(rt_req *req, const rt_call_result *r);
 
+/* rt_api_registry_down answers a write that failed (rc < 0) while the shared registry cannot
+ * reach its database: 503 {"error": "registry unavailable: postgresql: <reason>"} with
+ * Retry-After: 1, and returns 1; 0 (nothing sent) when the registry is reachable and rc is not
+ * -ENOTCONN. */
+int rt_api_registry_down(rt_api *api, rt_req *req, int rc);
+
 /* rt_api_note_function tells the API layer (and the access gate) that function name has a
  * revision with manifest m (deployed now, or found at start), or, with m NULL, that it was
  * deleted: a deployed "echo" replaces the built-in one, and the gate learns whether any

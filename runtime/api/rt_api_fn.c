@@ -56,9 +56,11 @@ static void put_parsed(rt_req *req, json_t *body, void *ud)
 	if (json_object_size(body) == 1 && json_object_get(body, "traffic")) {
 		rt_traffic t;
 		rt_revision_info cur;
-		if (rt_registry_get(api->reg, name, &cur) < 0) {
+		int grc = rt_registry_get(api->reg, name, &cur);
+		if (grc < 0) {
 			json_decref(body);
-			rt_req_reply_error(req, 404, "function '%s' not found", name);
+			if (!rt_api_registry_down(api, req, grc))
+				rt_req_reply_error(req, 404, "function '%s' not found", name);
 			return;
 		}
 		/* an unknown revision in the split is a bad request (400), as in a full manifest */
@@ -67,7 +69,8 @@ static void put_parsed(rt_req *req, json_t *body, void *ud)
 			rc = rt_registry_set_traffic(api->reg, name, &t, err, sizeof err);
 		json_decref(body);
 		if (rc < 0) {
-			rt_req_reply_error(req, 400, "%s", err);
+			if (!rt_api_registry_down(api, req, rc))
+				rt_req_reply_error(req, 400, "%s", err);
 			return;
 		}
 		rt_sched_deployed(api->sched, name);
@@ -145,7 +148,8 @@ static void put_parsed(rt_req *req, json_t *body, void *ud)
 	uint32_t rev = 0;
 	rc = rt_registry_put_desc(api->reg, name, &m, path, &desc, &rev, err, sizeof err);
 	if (rc < 0) {
-		rt_req_reply_error(req, rc == -ENOENT ? 400 : 500, "%s", err);
+		if (!rt_api_registry_down(api, req, rc))
+			rt_req_reply_error(req, rc == -ENOENT ? 400 : 500, "%s", err);
 		return;
 	}
 	rt_api_note_function(api, name, &m);
@@ -161,7 +165,8 @@ static void h_get(rt_req *req, void *ud)
 		return;
 	json_t *o = function_json(api, name);
 	if (!o) {
-		rt_req_reply_error(req, 404, "function '%s' not found", name);
+		if (rt_registry_available(api->reg) || !rt_api_registry_down(api, req, -ENOTCONN))
+			rt_req_reply_error(req, 404, "function '%s' not found", name);
 		return;
 	}
 	rt_api_reply_json(req, 200, o);
@@ -171,8 +176,10 @@ static void h_list(rt_req *req, void *ud)
 {
 	rt_api *api = ud;
 	json_t *o = NULL;
-	if (rt_registry_list_json(api->reg, &o) < 0) {
-		rt_req_reply_error(req, 500, "registry unavailable");
+	int lrc = rt_registry_list_json(api->reg, &o);
+	if (lrc < 0) {
+		if (!rt_api_registry_down(api, req, lrc))
+			rt_req_reply_error(req, 500, "registry unavailable");
 		return;
 	}
 	json_t *arr = json_object_get(o, "functions");
@@ -203,7 +210,8 @@ static void h_delete(rt_req *req, void *ud)
 		return;
 	}
 	if (rc < 0) {
-		rt_req_reply_error(req, 500, "registry: %s", strerror(-rc));
+		if (!rt_api_registry_down(api, req, rc))
+			rt_req_reply_error(req, 500, "registry: %s", strerror(-rc));
 		return;
 	}
 	rt_sched_deleted(api->sched, name);

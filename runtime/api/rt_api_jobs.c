@@ -39,6 +39,8 @@ static void submit_parsed(rt_req *req, json_t *body, void *ud)
 	json_decref(body);
 	if (rc < 0) {
 		int st = rc == -ENOENT ? 404 : rc == -EACCES ? 403 : rc == -EINVAL ? 400 : 500;
+		if (st == 500 && rt_api_registry_down(api, req, rc))
+			return;
 		rt_req_reply_error(req, st, "%s", err);
 		return;
 	}
@@ -106,6 +108,8 @@ static void h_cancel(rt_req *req, void *ud)
 		return;
 	int rc = rt_jobs_cancel(api->jobs, id, err, sizeof err);
 	if (rc < 0) {
+		if ((rc == -EIO || rc == -ENOTCONN) && rt_api_registry_down(api, req, rc))
+			return;
 		rt_req_reply_error(req, rc == -ENOENT ? 404 : rc == -EALREADY ? 409 : 500, "%s", err);
 		return;
 	}

@@ -44,7 +44,8 @@ static void h_create(rt_req *req, void *ud)
 	int rc = rt_auth_key_create(api->access->auth, scopes, n, key, id, err, sizeof err);
 	if (rc < 0) {
 		json_decref(body);
-		rt_req_reply_error(req, rc == -EINVAL ? 400 : 500, "%s", err);
+		if (rc == -EINVAL || !rt_api_registry_down(api, req, rc))
+			rt_req_reply_error(req, rc == -EINVAL ? 400 : 500, "%s", err);
 		return;
 	}
 	char loc[64];
@@ -59,8 +60,10 @@ static void h_list(rt_req *req, void *ud)
 {
 	rt_api *api = ud;
 	json_t *list;
-	if (rt_auth_key_list(api->access->auth, &list) < 0) {
-		rt_req_reply_error(req, 500, "cannot read the key store");
+	int rc = rt_auth_key_list(api->access->auth, &list);
+	if (rc < 0) {
+		if (!rt_api_registry_down(api, req, rc))
+			rt_req_reply_error(req, 500, "cannot read the key store");
 		return;
 	}
 	rt_api_reply_json(req, 200, list);
@@ -76,7 +79,8 @@ static void h_revoke(rt_req *req, void *ud)
 		return;
 	}
 	if (rc < 0) {
-		rt_req_reply_error(req, 500, "cannot update the key store");
+		if (!rt_api_registry_down(api, req, rc))
+			rt_req_reply_error(req, 500, "cannot update the key store");
 		return;
 	}
 	rt_api_reply_json(req, 200, json_pack("{s:s, s:b}", "id", id, "revoked", 1));

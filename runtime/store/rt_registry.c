@@ -130,12 +130,16 @@ static void sync(rt_registry *reg)
 	}
 }
 
-/* write_done follows a write that started at store generation before: when the store moved
- * by exactly that one commit from what the view reflects, the view stays and loses what the
- * write touched (function name, or the keys); otherwise it is dropped whole */
-static void write_done(rt_registry *reg, uint64_t before, const char *name, int keys)
+/* write_done follows a write that started at store generation before and returned rc: when
+ * the store moved by exactly that one commit from what the view reflects, the view stays and
+ * loses what the write touched (function name, or the keys); otherwise it is dropped whole. A
+ * write refused because the database is unreachable changes nothing here: the view keeps
+ * serving, and the reconnect drops it whole (whatever that write's fate). */
+static void write_done(rt_registry *reg, uint64_t before, const char *name, int keys, int rc)
 {
 	uint64_t after = reg->ops->generation(reg->st);
+	if (rc == -ENOTCONN && after == before)
+		return;
 	if (before == reg->gen && (after == before || after == before + 1)) {
 		reg->gen = after;
 		if (name)
@@ -264,20 +268,101 @@ static int load_keys(rt_registry *reg)
 
 /* ---- open, close, counters ---- */
 
-int rt_registry_open(const char *data_dir, rt_registry **out, char *err, size_t errlen)
+/* adopt wraps an opened store in a registry */
+static int adopt(const rt_store_ops *ops, rt_store *st, rt_registry **out, char *err,
+		 size_t errlen)
 {
-	*out = NULL;
 	rt_registry *reg = calloc(1, sizeof *reg);
-	if (!reg)
+	if (!reg) {
+		ops->close(st);
 		return rt_errf(err, errlen, -ENOMEM, "registry: out of memory");
-	int rc = rt_store_sqlite_open(data_dir, &reg->ops, &reg->st, err, errlen);
-	if (rc < 0) {
-		free(reg);
-		return rc;
 	}
-	reg->gen = reg->ops->generation(reg->st);
+	reg->ops = ops;
+	reg->st = st;
+	reg->gen = ops->generation(st);
 	*out = reg;
 	return 0;
+}
+
+int rt_registry_open(const char *data_dir, rt_registry **out, char *err, size_t errlen)
+{
+	const rt_store_ops *ops;
+	rt_store *st;
+	*out = NULL;
+	int rc = rt_store_sqlite_open(data_dir, &ops, &st, err, errlen);
+	return rc < 0 ? rc : adopt(ops, st, out, err, errlen);
+}
+
+int rt_registry_open_url(const char *url, const char *data_dir, rt_registry **out, char *err,
+			 size_t errlen)
+{
+	const rt_store_ops *ops;
+	rt_store *st;
+	int rc;
+	*out = NULL;
+	if (!url || !url[0] || !strcmp(url, "sqlite:")) {
+		if (!data_dir)
+			return rt_errf(err, errlen, -EINVAL, "registry: no data directory for sqlite:");
+		return rt_registry_open(data_dir, out, err, errlen);
+	}
+	if (!strncmp(url, "sqlite:", 7)) {
+		const char *path = url + 7;
+		if (!strncmp(path, "//", 2))
+			return rt_errf(err, errlen, -EINVAL, "registry: '%s': write sqlite:PATH (a file "
+				       "path), not a URL with //", url);
+		rc = rt_store_sqlite_open_file(path, &ops, &st, err, errlen);
+	} else if (!strncmp(url, "postgresql://", 13) || !strncmp(url, "postgres://", 11)) {
+		rc = rt_store_pg_open(url, &ops, &st, err, errlen);
+	} else {
+		char shown[256];
+		rt_store_pg_redact(url, shown, sizeof shown);
+		const char *colon = strchr(shown, ':');
+		return rt_errf(err, errlen, -EINVAL, "registry: '%s': unknown %s (use sqlite:PATH or "
+			       "postgresql://...)", shown, colon ? "scheme" : "registry (no scheme)");
+	}
+	return rc < 0 ? rc : adopt(ops, st, out, err, errlen);
+}
+
+const char *rt_registry_backend(rt_registry *reg)
+{
+	return reg->ops->name;
+}
+
+int rt_registry_shared(rt_registry *reg)
+{
+	return reg->ops->shared;
+}
+
+static void on_changed(void *ud, const char *name)
+{
+	rt_registry_invalidate(ud, name);
+}
+
+void rt_registry_tick(rt_registry *reg)
+{
+	if (reg->ops->tick)
+		reg->ops->tick(reg->st, on_changed, reg);
+}
+
+int rt_registry_available(rt_registry *reg)
+{
+	return reg->ops->available ? reg->ops->available(reg->st, NULL, 0) : 1;
+}
+
+void rt_registry_unavailable_msg(rt_registry *reg, char *buf, size_t cap)
+{
+	char why[256] = "connection lost";
+	if (reg->ops->available)
+		reg->ops->available(reg->st, why, sizeof why);
+	snprintf(buf, cap, "registry unavailable: %s: %s", reg->ops->name, why);
+}
+
+int rt_registry_secret(rt_registry *reg, const unsigned char *proposed, size_t len,
+		       unsigned char *out)
+{
+	if (!reg->ops->secret)
+		return -ENOSYS;
+	return reg->ops->secret(reg->st, proposed, len, out);
 }
 
 void rt_registry_close(rt_registry *reg)
@@ -313,7 +398,7 @@ int rt_registry_put_desc(rt_registry *reg, const char *name, const rt_manifest *
 	sync(reg);
 	uint64_t before = reg->ops->generation(reg->st);
 	int rc = reg->ops->put(reg->st, name, m, snapshot_path, desc, rev_out, err, errlen);
-	write_done(reg, before, name, 0);
+	write_done(reg, before, name, 0, rc);
 	return rc;
 }
 
@@ -329,7 +414,7 @@ int rt_registry_set_traffic(rt_registry *reg, const char *name, const rt_traffic
 	sync(reg);
 	uint64_t before = reg->ops->generation(reg->st);
 	int rc = reg->ops->set_traffic(reg->st, name, t, err, errlen);
-	write_done(reg, before, name, 0);
+	write_done(reg, before, name, 0, rc);
 	return rc;
 }
 
@@ -338,7 +423,7 @@ int rt_registry_delete(rt_registry *reg, const char *name)
 	sync(reg);
 	uint64_t before = reg->ops->generation(reg->st);
 	int rc = reg->ops->delete_fn(reg->st, name);
-	write_done(reg, before, name, 0);
+	write_done(reg, before, name, 0, rc);
 	return rc;
 }
 
@@ -464,7 +549,7 @@ int rt_registry_key_insert(rt_registry *reg, const char *id, const unsigned char
 	sync(reg);
 	uint64_t before = reg->ops->generation(reg->st);
 	int rc = reg->ops->key_insert(reg->st, &k);
-	write_done(reg, before, NULL, 1);
+	write_done(reg, before, NULL, 1, rc);
 	return rc;
 }
 
@@ -473,7 +558,7 @@ int rt_registry_key_revoke(rt_registry *reg, const char *id)
 	sync(reg);
 	uint64_t before = reg->ops->generation(reg->st);
 	int rc = reg->ops->key_revoke(reg->st, id, rt_clock_wall_ms());
-	write_done(reg, before, NULL, 1);
+	write_done(reg, before, NULL, 1, rc);
 	return rc;
 }
 
@@ -516,6 +601,84 @@ int rt_registry_key_list(rt_registry *reg, json_t **out)
 	free(v);
 	*out = keys ? json_pack("{s:o}", "keys", keys) : NULL;
 	return *out ? 0 : -ENOMEM;
+}
+
+/* ---- the shared audit trail ---- */
+
+int rt_registry_audit_add(rt_registry *reg, const char *line, size_t len)
+{
+	if (!reg->ops->audit_add)
+		return -ENOSYS;
+	if (!line || !len || len > RT_REGISTRY_AUDIT_LINE_MAX || memchr(line, 0, len))
+		return -EINVAL;
+	return reg->ops->audit_add(reg->st, line, len);
+}
+
+int rt_registry_audit_read(rt_registry *reg, size_t tail, void (*fn)(void *ud, const char *line),
+			   void *ud)
+{
+	if (!reg->ops->audit_read)
+		return -ENOSYS;
+	return reg->ops->audit_read(reg->st, tail, fn, ud);
+}
+
+/* ---- cluster membership: straight to the store ---- */
+
+/* node_id_ok: 1..RT_NODE_ID_MAX characters of [A-Za-z0-9._-] */
+static int node_id_ok(const char *id)
+{
+	size_t n = id ? strlen(id) : 0;
+	if (n < 1 || n > RT_NODE_ID_MAX)
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		char c = id[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '.' || c == '_' || c == '-'))
+			return 0;
+	}
+	return 1;
+}
+
+int rt_registry_node_beat(rt_registry *reg, const char *id, const char *advertise,
+			  const char *state, int64_t lease_ms, int fresh, int notify)
+{
+	if (!node_id_ok(id) || lease_ms <= 0 || (advertise && strlen(advertise) >= RT_NODE_URL_MAX) ||
+	    (state && strlen(state) > RT_NODE_STATE_MAX))
+		return -EINVAL;
+	if (!reg->ops->node_beat)
+		return -ENOSYS;
+	return reg->ops->node_beat(reg->st, id, advertise ? advertise : "", state, lease_ms,
+				   fresh != 0, notify != 0);
+}
+
+int rt_registry_node_list(rt_registry *reg, rt_node_row **out, size_t *n)
+{
+	*out = NULL;
+	*n = 0;
+	if (!reg->ops->node_list)
+		return -ENOSYS;
+	return reg->ops->node_list(reg->st, out, n);
+}
+
+void rt_registry_node_rows_free(rt_node_row *rows, size_t n)
+{
+	for (size_t i = 0; rows && i < n; i++)
+		free(rows[i].state);
+	free(rows);
+}
+
+int rt_registry_node_leave(rt_registry *reg, const char *id)
+{
+	if (!node_id_ok(id))
+		return -EINVAL;
+	if (!reg->ops->node_leave)
+		return -ENOSYS;
+	return reg->ops->node_leave(reg->st, id);
+}
+
+uint64_t rt_registry_nodes_generation(rt_registry *reg)
+{
+	return reg->ops->nodes_generation ? reg->ops->nodes_generation(reg->st) : 0;
 }
 
 /* ---- jobs: straight to the store (not on any hot path) ---- */
@@ -582,3 +745,4 @@ int rt_jobstore_save_owned(rt_registry *reg, const rt_job_row *r, const char *no
 {
 	return reg->ops->job_save_owned(reg->st, r, node);
 }
+

@@ -3,7 +3,9 @@
  * between revisions, and the API keys' rows. Survives restarts and crashes: the rows live in a
  * store (rt_store.h; rt_store_sqlite.c keeps them in DATA/registry.db, WAL journal, every
  * multi-statement change in one transaction, schema upgraded by numbered migrations at open;
- * the jobs table, owned by runtime/jobs/rt_jobs.c, lives in the same file).
+ * the jobs table, owned by runtime/jobs/rt_jobs.c, lives in the same file; rt_store_pg.c keeps
+ * the same rows in a PostgreSQL database that the nodes of a cluster share, see
+ * rt_registry_open_url).
  *
  * The registry keeps an in-memory view of what the hot path reads: per function the latest
  * revision, the traffic split and the revisions asked for (manifest, snapshot path), and the
@@ -11,8 +13,10 @@
  * rt_registry_get_traffic and rt_registry_key_find answer from it and run no statement once
  * an entry is loaded; every write through the registry drops the entries it touches, and a
  * change committed elsewhere (another process, another node) drops the whole view before the
- * next read (the store's generation count, or rt_registry_invalidate). Listings and the JSON
- * views read the store. Not thread-safe: all calls come from the event-loop thread.
+ * next read (the store's generation count, or rt_registry_invalidate; a shared store's
+ * notifications, consumed by rt_registry_tick). While a shared store cannot reach its database
+ * the view stays as it is and answers what it holds. Listings and the JSON views read the
+ * store. Not thread-safe: all calls come from the event-loop thread.
  * Functions return 0 or a negative errno; where an err buffer is taken it gets a message. */
 #ifndef THAW_RT_REGISTRY_H
 #define THAW_RT_REGISTRY_H
@@ -25,7 +29,7 @@
 typedef struct rt_registry rt_registry;
 
 /* The schema version this build creates and understands. */
-#define RT_REGISTRY_SCHEMA_VERSION 5
+#define RT_REGISTRY_SCHEMA_VERSION 6
 
 /* API key rows (runtime/access/rt_auth.c makes and checks keys; the registry stores them) */
 #define RT_REGISTRY_KEY_ID_MAX 32      /* characters of a key id */
@@ -88,6 +92,27 @@ void rt_registry_tick(rt_registry *reg);
  * meanwhile fail with -ENOTCONN, which the API answers with 503 naming the database; reads
  * the view has answer from memory. */
 int rt_registry_available(rt_registry *reg);
+
+/* rt_registry_unavailable_msg writes the message of a write refused while the database is
+ * unreachable, "registry unavailable: postgresql: <reason>" (no credentials), to buf. */
+void rt_registry_unavailable_msg(rt_registry *reg, char *buf, size_t cap);
+
+/* rt_registry_secret gives the API keys' hash secret of a shared store: stores proposed (len
+ * bytes, at most 64) when the store has none yet and copies the stored one to out, so every
+ * node hashes with the first writer's. -ENOSYS for the embedded store (the secret is a file
+ * of the data directory), -ENOTCONN while the database is unreachable. */
+int rt_registry_secret(rt_registry *reg, const unsigned char *proposed, size_t len,
+		       unsigned char *out);
+
+/* rt_registry_audit_add appends one audit line (JSON, len bytes, no newline) to the shared
+ * registry's audit table, where the admin actions of every node meet; rt_registry_audit_read
+ * calls fn with each stored line (NUL-terminated, borrowed), oldest first: the last tail
+ * lines, or all when tail is 0. -ENOSYS for the embedded store (its audit log is the files of
+ * the data directory), -EINVAL for an empty or oversize (> RT_REGISTRY_AUDIT_LINE_MAX) line. */
+#define RT_REGISTRY_AUDIT_LINE_MAX (64u << 10)
+int rt_registry_audit_add(rt_registry *reg, const char *line, size_t len);
+int rt_registry_audit_read(rt_registry *reg, size_t tail, void (*fn)(void *ud, const char *line),
+			   void *ud);
 
 /* ---- cluster membership (shared stores; the embedded store keeps the same rows for the one
  * node, so a single daemon behaves the same) ---- */

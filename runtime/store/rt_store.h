@@ -1,22 +1,26 @@
 /* rt_store.h — the interface a registry store implements: the durable rows behind
  * rt_registry (functions, revisions, traffic splits, API keys). One store per process, opened
- * by rt_registry_open; callers never see it: they use rt_registry.h, whose in-memory view
+ * by rt_registry_open or rt_registry_open_url; callers never see it: they use rt_registry.h,
+ * whose in-memory view
  * serves the hot path (traffic picks, revision lookups, key checks) and calls the store only
  * to fill the view and to write.
  *
  * A store is an ops table (designated initializers, one per backend file) and an opaque
- * state. rt_store_sqlite.c is the embedded one (DATA/registry.db); a store shared by several
- * nodes is another file with its own table, opened by rt_registry_open from its target. Every
- * SQL statement of the daemon lives in the store files.
+ * state. rt_store_sqlite.c is the embedded one (DATA/registry.db, or a file named by
+ * sqlite:PATH); rt_store_pg.c is the one the nodes of a cluster share (a PostgreSQL database,
+ * postgresql://...). Every SQL statement of the daemon lives in the store files.
  *
  * Change detection: a store counts the changes committed through any process or node
  * (generation); the registry compares it before each view read and drops the view when it
  * moved, so a key revoked by `thaw keys` in another process counts at the next request. A
- * store that learns of changes asynchronously (a notification channel) may instead call
- * rt_registry_invalidate from the loop thread.
+ * store that learns of changes asynchronously (a notification channel) reports them from its
+ * tick op instead, naming the function changed (the registry drops that entry), and moves
+ * its generation only for its own commits and for a reconnect (which drops the whole view).
  *
  * All calls come from one thread (the registry's). Functions return 0 or a negative errno:
- * -ENOENT for a missing row, -EIO (or -EBUSY, -ENOSPC, -EACCES) for a failing store. */
+ * -ENOENT for a missing row, -EIO (or -EBUSY, -ENOSPC, -EACCES) for a failing store,
+ * -ENOTCONN while a shared store cannot reach its database. An op a store does not implement
+ * is NULL (the registry answers -ENOSYS). */
 #ifndef THAW_RT_STORE_H
 #define THAW_RT_STORE_H
 #include <stddef.h>
@@ -37,7 +41,8 @@ typedef struct rt_store_key {
 } rt_store_key;
 
 typedef struct rt_store_ops {
-	const char *name;          /* "sqlite" */
+	const char *name;          /* "sqlite", "postgresql" */
+	int shared;                /* 1: several nodes share it (rt_registry_shared) */
 	void (*close)(rt_store *st);
 	/* statements run since open (each prepared-statement execution and each exec, the
 	 * transaction statements included): the registry's statement counter */
@@ -74,10 +79,36 @@ typedef struct rt_store_ops {
 	int (*job_candidates)(rt_store *st, int64_t *ids, size_t cap, size_t *n);
 	int (*job_counts)(rt_store *st, int64_t *counts);
 	int (*job_recover)(rt_store *st, const char *node, int *n);
-	/* job leases (rt_jobstore_claim, rt_jobstore_renew, rt_jobstore_save_owned) */
+	/* job leases (the contracts of rt_jobstore_claim, _renew, _save_owned) */
 	int (*job_claim)(rt_store *st, int64_t id, const char *node, int64_t lease_ms);
 	int (*job_renew)(rt_store *st, const char *node, int64_t lease_ms, int *n);
 	int (*job_save_owned)(rt_store *st, const rt_job_row *r, const char *node);
+
+	/* cluster membership (the contracts of rt_registry_node_*; arguments checked by the
+	 * registry); nodes_generation counts the membership notifications heard */
+	int (*node_beat)(rt_store *st, const char *id, const char *advertise, const char *state,
+			 int64_t lease_ms, int fresh, int notify);
+	int (*node_list)(rt_store *st, rt_node_row **out, size_t *n);
+	int (*node_leave)(rt_store *st, const char *id);
+	uint64_t (*nodes_generation)(rt_store *st);
+
+	/* the keyed-hash secret of API keys (rt_registry_secret): stores proposed (len bytes)
+	 * when no secret is stored yet and copies the stored one to out (first writer wins).
+	 * NULL for a store whose secret stays a file of the data directory. */
+	int (*secret)(rt_store *st, const unsigned char *proposed, size_t len, unsigned char *out);
+
+	/* the cluster's admin audit trail (rt_registry_audit_add, _read); NULL: none */
+	int (*audit_add)(rt_store *st, const char *line, size_t len);
+	int (*audit_read)(rt_store *st, size_t tail, void (*fn)(void *ud, const char *line),
+			  void *ud);
+
+	/* background work from rt_registry_tick: consumes change notifications without
+	 * blocking, calling changed(ud, name) for each function another node changed (name NULL:
+	 * everything, keys included), and reconnects when the database was lost. NULL: none. */
+	void (*tick)(rt_store *st, void (*changed)(void *ud, const char *name), void *ud);
+	/* 0 while the database cannot be reached, with the reason (no credentials) in why;
+	 * NULL: always available */
+	int (*available)(rt_store *st, char *why, size_t cap);
 } rt_store_ops;
 
 /* rt_store_sqlite_open opens (creating when missing) DATA/registry.db under data_dir and
@@ -85,5 +116,23 @@ typedef struct rt_store_ops {
  * build, -EIO for other failures (message in err). */
 int rt_store_sqlite_open(const char *data_dir, const rt_store_ops **ops, rt_store **out,
 			 char *err, size_t errlen);
+
+/* rt_store_sqlite_open_file is rt_store_sqlite_open on the database file path (its directory
+ * must exist); changes are announced through path less a ".db" suffix plus ".gen". */
+int rt_store_sqlite_open_file(const char *path, const rt_store_ops **ops, rt_store **out,
+			      char *err, size_t errlen);
+
+/* rt_store_pg_open connects to the PostgreSQL database of libpq URI url (connect timeout and
+ * TCP keepalives added unless the URI sets them), listens on channels thaw_registry and
+ * thaw_nodes, and brings the schema up to date (forward-only migrations, one transaction
+ * each, serialized between nodes by an advisory lock). -EINVAL for a URI libpq cannot parse,
+ * -ENOTCONN when the database cannot be reached, -EPROTO for a newer schema, -EIO otherwise;
+ * messages name the URL with its password cut (rt_store_pg_redact). */
+int rt_store_pg_open(const char *url, const rt_store_ops **ops, rt_store **out, char *err,
+		     size_t errlen);
+
+/* rt_store_pg_redact copies url to out with the password of its user-info part and any
+ * password= parameter replaced by "***" (truncated to cap). */
+void rt_store_pg_redact(const char *url, char *out, size_t cap);
 
 #endif

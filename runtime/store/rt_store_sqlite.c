@@ -89,6 +89,15 @@ static const char *const migrations[] = {
 	 * (Unix ms; NULL: none), so that daemons sharing this file run each job once */
 	"ALTER TABLE jobs ADD COLUMN owner TEXT NOT NULL DEFAULT '';"
 	"ALTER TABLE jobs ADD COLUMN lease_until INTEGER;",
+	/* 5 -> 6: cluster membership (rt_registry_node_*): one lease row per node; the one
+	 * daemon of a machine keeps its own row, as a node of a cluster does */
+	"CREATE TABLE nodes("
+	"  id TEXT PRIMARY KEY,"
+	"  advertise TEXT NOT NULL,"
+	"  started_ms INTEGER NOT NULL,"
+	"  beat_ms INTEGER NOT NULL,"
+	"  lease_until INTEGER NOT NULL,"   /* Unix ms */
+	"  state TEXT) WITHOUT ROWID;",
 };
 #define N_MIGRATIONS (int)(sizeof migrations / sizeof migrations[0])
 _Static_assert(N_MIGRATIONS == RT_REGISTRY_SCHEMA_VERSION, "one migration per schema version");
@@ -103,6 +112,7 @@ enum {
 	S_JOB_INSERT, S_JOB_GET, S_JOB_LIST, S_JOB_LIST_STATE, S_JOB_SAVE, S_JOB_CANDIDATES,
 	S_JOB_RECOVER, S_JOB_DISOWN, S_JOB_COUNTS, S_JOB_LEASE_GET, S_JOB_CLAIM, S_JOB_RENEW,
 	S_JOB_SAVE_OWNED, S_JOB_EXISTS,
+	S_NODE_BEAT, S_NODE_LIST, S_NODE_LEAVE,
 	S_COUNT
 };
 
@@ -168,6 +178,14 @@ static const char *const sql[S_COUNT] = {
 			     "WHERE id = ?1 AND owner = ?14 AND state IN ('queued','running','preempted')",
 	[S_JOB_EXISTS] = "SELECT 1 FROM jobs WHERE id = ?1",
 	[S_JOB_COUNTS] = "SELECT state, COUNT(*) FROM jobs GROUP BY state",
+	[S_NODE_BEAT] = "INSERT INTO nodes(id, advertise, started_ms, beat_ms, lease_until, state) "
+			"VALUES(?1, ?2, ?4, ?4, ?4 + ?5, ?3) ON CONFLICT(id) DO UPDATE SET "
+			"advertise = excluded.advertise, state = excluded.state, "
+			"beat_ms = excluded.beat_ms, lease_until = excluded.lease_until, "
+			"started_ms = CASE WHEN ?6 THEN excluded.started_ms ELSE started_ms END",
+	[S_NODE_LIST] = "SELECT id, advertise, started_ms, beat_ms, lease_until - ?1, state FROM nodes "
+			"WHERE lease_until > ?1 ORDER BY id",
+	[S_NODE_LEAVE] = "DELETE FROM nodes WHERE id = ?1",
 };
 
 typedef struct rt_store sq;
@@ -175,8 +193,10 @@ struct rt_store {
 	sqlite3 *db;
 	sqlite3_stmt *st[S_COUNT];
 	uint64_t statements;
-	uint64_t *gen;             /* DATA/registry.gen, mapped shared; NULL when unavailable */
-	uint64_t local_gen;        /* stands in for it when it is unavailable */
+	uint64_t *gen;             /* DATA/registry.gen, mapped shared; NULL when unavailable:
+				    * [0] changes committed, [1] membership notifications */
+	uint64_t local_gen;        /* stand in for them when it is unavailable */
+	uint64_t local_nodes_gen;
 };
 
 
@@ -292,20 +312,20 @@ static int on_trace(unsigned type, void *ud, void *p, void *x)
 	return 0;
 }
 
-/* maps DATA/registry.gen (created 0600 with a zero count when missing); NULL when it cannot:
- * then only this process's changes are seen */
-static uint64_t *map_gen(const char *data_dir)
+#define GEN_BYTES (2 * sizeof(uint64_t))
+
+/* maps the generation file p (created 0600 with zero counts when missing, grown to two
+ * counts when shorter); NULL when it cannot: then only this process's changes are seen */
+static uint64_t *map_gen(const char *p)
 {
-	char p[4200];
-	snprintf(p, sizeof p, "%s/registry.gen", data_dir);
 	int fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0)
 		return NULL;
 	struct stat st;
 	void *m = MAP_FAILED;
 	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
-	    (st.st_size >= (off_t)sizeof(uint64_t) || ftruncate(fd, sizeof(uint64_t)) == 0))
-		m = mmap(NULL, sizeof(uint64_t), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	    (st.st_size >= (off_t)GEN_BYTES || ftruncate(fd, GEN_BYTES) == 0))
+		m = mmap(NULL, GEN_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	close(fd);
 	return m == MAP_FAILED ? NULL : m;
 }
@@ -331,13 +351,11 @@ static uint64_t sq_statements(rt_store *reg)
 
 static void sq_close(sq *reg);
 
-static int sq_open(const char *data_dir, sq **out, char *err, size_t errlen)
+/* sq_open opens the database file path; changes are announced through gen_path */
+static int sq_open(const char *path, const char *gen_path, sq **out, char *err, size_t errlen)
 {
-	char path[4096];
 	char *msg = NULL;
 	*out = NULL;
-	if ((size_t)snprintf(path, sizeof path, "%s/registry.db", data_dir) >= sizeof path)
-		return rt_errf(err, errlen, -ENAMETOOLONG, "registry: data directory path too long");
 	make_private(path);
 	sq *reg = calloc(1, sizeof *reg);
 	if (!reg)
@@ -385,7 +403,7 @@ static int sq_open(const char *data_dir, sq **out, char *err, size_t errlen)
 			goto fail;
 		}
 	}
-	reg->gen = map_gen(data_dir);
+	reg->gen = map_gen(gen_path);
 	sqlite3_trace_v2(reg->db, SQLITE_TRACE_STMT, on_trace, reg);
 	*out = reg;
 	return 0;
@@ -404,7 +422,7 @@ static void sq_close(sq *reg)
 	if (reg->db)
 		sqlite3_close(reg->db);
 	if (reg->gen)
-		munmap(reg->gen, sizeof(uint64_t));
+		munmap(reg->gen, GEN_BYTES);
 	free(reg);
 }
 
@@ -1213,6 +1231,72 @@ static int sq_job_save_owned(sq *reg, const rt_job_row *r, const char *node)
 	return src == SQLITE_DONE ? -ENOENT : sql_err(reg, src, "save job");
 }
 
+/* ---- nodes (the store's clock: this machine's wall clock) ---- */
+
+static void bump_nodes(sq *reg)
+{
+	if (reg->gen)
+		__atomic_add_fetch(&reg->gen[1], 1, __ATOMIC_SEQ_CST);
+	else
+		reg->local_nodes_gen++;
+}
+
+static uint64_t sq_nodes_generation(sq *reg)
+{
+	return reg->gen ? __atomic_load_n(&reg->gen[1], __ATOMIC_SEQ_CST) : reg->local_nodes_gen;
+}
+
+static int sq_node_beat(sq *reg, const char *id, const char *advertise, const char *state,
+			int64_t lease_ms, int fresh, int notify)
+{
+	sqlite3_stmt *s = stmt(reg, S_NODE_BEAT);
+	sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, advertise, -1, SQLITE_STATIC);
+	if (state)
+		sqlite3_bind_text(s, 3, state, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(s, 3);
+	sqlite3_bind_int64(s, 4, rt_clock_wall_ms());
+	sqlite3_bind_int64(s, 5, lease_ms);
+	sqlite3_bind_int(s, 6, fresh);
+	int rc = exec_done(reg, s, "node beat");
+	if (rc == 0 && notify)
+		bump_nodes(reg);
+	return rc;
+}
+
+static void fill_node(sqlite3_stmt *s, void *entry)
+{
+	rt_node_row *e = entry;
+	col_text(s, 0, e->id, sizeof e->id);
+	col_text(s, 1, e->advertise, sizeof e->advertise);
+	e->started_ms = sqlite3_column_int64(s, 2);
+	e->beat_ms = sqlite3_column_int64(s, 3);
+	e->lease_left_ms = sqlite3_column_int64(s, 4);
+	const char *st = (const char *)sqlite3_column_text(s, 5);
+	e->state = st ? strdup(st) : NULL;   /* NULL when out of memory too: no state */
+}
+
+static int sq_node_list(sq *reg, rt_node_row **out, size_t *n)
+{
+	sqlite3_stmt *s = stmt(reg, S_NODE_LIST);
+	sqlite3_bind_int64(s, 1, rt_clock_wall_ms());
+	return collect_rows(reg, s, 0, sizeof **out, fill_node, "list nodes", (void **)out, n);
+}
+
+static int sq_node_leave(sq *reg, const char *id)
+{
+	sqlite3_stmt *s = stmt(reg, S_NODE_LEAVE);
+	sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+	int rc = exec_done(reg, s, "node leave");
+	if (rc < 0)
+		return rc;
+	if (sqlite3_changes(reg->db) == 0)
+		return -ENOENT;
+	bump_nodes(reg);
+	return 0;
+}
+
 static const rt_store_ops sqlite_ops = {
 	.name = "sqlite",
 	.close = sq_close,
@@ -1239,11 +1323,40 @@ static const rt_store_ops sqlite_ops = {
 	.job_claim = sq_job_claim,
 	.job_renew = sq_job_renew,
 	.job_save_owned = sq_job_save_owned,
+	.node_beat = sq_node_beat,
+	.node_list = sq_node_list,
+	.node_leave = sq_node_leave,
+	.nodes_generation = sq_nodes_generation,
 };
 
 int rt_store_sqlite_open(const char *data_dir, const rt_store_ops **ops, rt_store **out,
 			 char *err, size_t errlen)
 {
+	char path[4096], gen[4096];
 	*ops = &sqlite_ops;
-	return sq_open(data_dir, out, err, errlen);
+	*out = NULL;
+	if ((size_t)snprintf(path, sizeof path, "%s/registry.db", data_dir) >= sizeof path)
+		return rt_errf(err, errlen, -ENAMETOOLONG, "registry: data directory path too long");
+	snprintf(gen, sizeof gen, "%s/registry.gen", data_dir);
+	return sq_open(path, gen, out, err, errlen);
+}
+
+int rt_store_sqlite_open_file(const char *path, const rt_store_ops **ops, rt_store **out,
+			      char *err, size_t errlen)
+{
+	char gen[4096];
+	size_t n = strlen(path);
+	*ops = &sqlite_ops;
+	*out = NULL;
+	if (n == 0)
+		return rt_errf(err, errlen, -EINVAL, "registry: sqlite: needs a file path");
+	if (n >= sizeof gen - 8)
+		return rt_errf(err, errlen, -ENAMETOOLONG, "registry: sqlite: path too long");
+	if (path[n - 1] == '/')
+		return rt_errf(err, errlen, -EINVAL, "registry: sqlite:%s: a file path, not a directory",
+			       path);
+	if (n > 3 && !strcmp(path + n - 3, ".db"))
+		n -= 3;
+	snprintf(gen, sizeof gen, "%.*s.gen", (int)n, path);
+	return sq_open(path, gen, out, err, errlen);
 }

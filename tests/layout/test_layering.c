@@ -290,7 +290,7 @@ static void test_no_env_switches_below_runtime(void)
 }
 
 /* Every SQL statement of the daemon runs in runtime/store/ (the registry's implementations):
- * no other file calls SQLite. */
+ * no other file calls SQLite or libpq. */
 static void test_sql_only_in_store(void)
 {
 	load();
@@ -305,6 +305,11 @@ static void test_sql_only_in_store(void)
 			fprintf(stderr, "  %s:%d: SQLite outside runtime/store/: %.*s\n",
 				srcs[i].path, line_at(c, p), snip(srcs[i].text + (p - c)),
 				srcs[i].text + (p - c));
+			bad++;
+		}
+		for (const char *p = c; (p = strstr(p, "libpq-fe.h")); p++) {
+			fprintf(stderr, "  %s:%d: libpq outside runtime/store/\n", srcs[i].path,
+				line_at(c, p));
 			bad++;
 		}
 	}
