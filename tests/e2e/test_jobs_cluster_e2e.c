@@ -1,9 +1,10 @@
 /* test_jobs_cluster_e2e.c — jobs leased across nodes, over real HTTP: two `thaw serve` daemons
- * (nodes "node-a" and "node-b") on one SQLite registry file and one --shared-dir. A job submitted
- * on one node runs exactly once in the cluster and both nodes report it; kill -9 of the node
- * running a fine-tune: the other node resumes it from its checkpoint in the shared directory
- * within the lease time, and it ends with the figures and weights of an uninterrupted run; a
- * cancel sent to the node that does not run a job stops it on the node that does. */
+ * (nodes "node-a" and "node-b"), each with its own data directory, on one registry (a SQLite
+ * file, then a PostgreSQL database: tests/pg.h) and one --shared-dir. A job submitted on one
+ * node runs exactly once in the cluster and both nodes report it; kill -9 of the node running
+ * a fine-tune: the other node resumes it from its checkpoint in the shared directory within the
+ * lease time, and it ends with the figures and weights of an uninterrupted run; a cancel sent
+ * to the node that does not run a job stops it on the node that does. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,7 @@
 #include <jansson.h>
 #include "snapshot/snap.h"
 #include "tests/e2e/e2e.h"
+#include "tests/pg.h"
 #include "tests/t.h"
 
 #define LEASE_MS 1000
@@ -20,7 +22,7 @@
 static e2e_server node[2];
 static int up[2];
 static const char *src;
-static char shared[600], data[600], root[700];
+static char shared[600], data[2][600], root[700], registry[700];
 
 static const char *const node_names[2] = {"node-a", "node-b"};
 
@@ -28,8 +30,8 @@ static int start_node(int i)
 {
 	const char *args[] = {"--no-access-log", "--job-checkpoint", "0.05", "--node-id",
 			      node_names[i], "--node-lease", "1000", "--shared-dir", shared,
-			      "--allow-root", root, NULL};
-	up[i] = e2e_start_in(&node[i], data, args, NULL) == 0;
+			      "--registry", registry, "--allow-root", root, NULL};
+	up[i] = e2e_start_in(&node[i], data[i], args, NULL) == 0;
 	return up[i];
 }
 
@@ -120,49 +122,61 @@ static json_t *result_tensors(const char *path)
 
 static json_t *baseline;   /* the uninterrupted run's job object */
 
-static void setup(void)
+/* a fresh cluster of two nodes on the registry url (NULL: a SQLite file in the shared
+ * directory); 0, or -1 with the reason on stderr */
+static int cluster_start(const char *tag, const char *url)
 {
 	src = getenv("THAW_SRC");
 	if (!src)
 		src = ".";
 	snprintf(root, sizeof root, "%s/tests/data", src);
-	/* one data directory (so one registry file, DATA/registry.db) for both nodes, and the
-	 * shared directory beside it */
-	snprintf(shared, sizeof shared, "%s/cluster-shared", t_tmpdir());
-	snprintf(data, sizeof data, "%s/cluster-data", t_tmpdir());
+	snprintf(shared, sizeof shared, "%s/%s-shared", t_tmpdir(), tag);
 	mkdir(shared, 0700);
-	mkdir(data, 0700);
+	for (int i = 0; i < 2; i++) {
+		snprintf(data[i], sizeof data[i], "%s/%s-data-%d", t_tmpdir(), tag, i);
+		mkdir(data[i], 0700);
+	}
+	if (url)
+		snprintf(registry, sizeof registry, "%s", url);
+	else
+		snprintf(registry, sizeof registry, "sqlite:%s/registry.db", shared);
 	const char *bin = getenv("THAW_BIN");
 	char cmd[2400];
 	/* the source snapshot in the shared directory, where a deploy by name finds it */
 	snprintf(cmd, sizeof cmd, "mkdir -p %s/snapshots && %s snapshot pack "
 		 "%s/tests/data/mlp_digits/model.safetensors -o %s/snapshots/digits.thaw --kind mlp "
 		 ">/dev/null", shared, bin ? bin : "build/thaw", src, shared);
-	if (system(cmd) != 0)
-		return;
-	start_node(0);
-	start_node(1);
+	if (system(cmd) != 0) {
+		fprintf(stderr, "  cannot pack the digits snapshot\n");
+		return -1;
+	}
+	json_decref(baseline);
+	baseline = NULL;
+	return start_node(0) && start_node(1) ? 0 : -1;
 }
 
-static void test_deploy_seen_by_both(void)
+static void cluster_stop(void)
 {
-	T_CHECK(up[0] && up[1]);   /* a node that does not start fails the test */
-	if (!up[0] || !up[1])
-		return;
+	for (int i = 0; i < 2; i++)
+		if (up[i])
+			e2e_stop(&node[i], SIGTERM, 20);
+	up[0] = up[1] = 0;
+}
+
+static void check_deploy_seen_by_both(void)
+{
 	json_t *o = NULL;
 	T_EQ_INT(e2e_call_json(&node[0], "PUT", "/v1/functions/digits",
 			       NULL, "{\"kind\": \"mlp\", \"snapshot\": \"digits.thaw\"}", &o), 201);
 	json_decref(o);
 	/* resolved in the shared directory */
 	T_EQ_INT(e2e_call_json(&node[1], "GET", "/v1/functions/digits", NULL, NULL, &o), 200);
-	T_CHECK(strstr(jstr(o, "snapshot_path"), "/cluster-shared/snapshots/digits.thaw") != NULL);
+	T_CHECK(strstr(jstr(o, "snapshot_path"), "-shared/snapshots/digits.thaw") != NULL);
 	json_decref(o);
 }
 
-static void test_job_runs_once(void)
+static void check_job_runs_once(void)
 {
-	if (!up[0] || !up[1])
-		T_SKIP("a node did not start");
 	long long id = submit(&node[0], 120);
 	T_CHECK(id > 0);
 	baseline = wait_final(&node[1], id, 180);
@@ -185,10 +199,11 @@ static void test_job_runs_once(void)
 	json_decref(a);
 }
 
-static void test_kill9_other_node_resumes(void)
+static void check_kill9_other_node_resumes(void)
 {
-	if (!up[0] || !up[1] || !baseline)
-		T_SKIP("a node did not start");
+	T_CHECK(baseline != NULL);
+	if (!baseline)
+		return;
 	long long id = submit(&node[1], 120);
 	T_CHECK(id > 0);
 	/* running with a checkpoint written, on one of the two */
@@ -243,10 +258,11 @@ static void test_kill9_other_node_resumes(void)
 	T_CHECK(start_node(victim));
 }
 
-static void test_cancel_from_other_node(void)
+static void check_cancel_from_other_node(void)
 {
+	T_CHECK(up[0] && up[1]);
 	if (!up[0] || !up[1])
-		T_SKIP("a node did not start");
+		return;
 	long long id = submit(&node[0], 100000);
 	json_t *o = NULL;
 	double end = e2e_now_s() + 60;
@@ -273,15 +289,40 @@ static void test_cancel_from_other_node(void)
 	json_decref(o);
 }
 
+/* the checks on a cluster on url (NULL: SQLite); a node that does not start fails the test */
+static void run_cluster(const char *tag, const char *url)
+{
+	int ok = cluster_start(tag, url) == 0;
+	T_CHECK(ok);
+	if (ok) {
+		/* on the store asked for */
+		const char *want = url ? "\"registry\":\"postgresql\"" : "\"registry\":\"sqlite\"";
+		T_CHECK(e2e_log_contains(&node[0], want) && e2e_log_contains(&node[1], want));
+		check_deploy_seen_by_both();
+		check_job_runs_once();
+		check_kill9_other_node_resumes();
+		check_cancel_from_other_node();
+	}
+	cluster_stop();
+}
+
+static void test_cluster_sqlite(void)
+{
+	run_cluster("sqlite", NULL);
+}
+
+static void test_cluster_postgresql(void)
+{
+	char uri[512];
+	t_pg *pg = t_pg_server();
+	if (!pg || t_pg_new_db(pg, uri, sizeof uri) < 0)
+		return;   /* counted as a failure */
+	run_cluster("pg", uri);
+}
+
 void t_main(void)
 {
-	setup();
-	T_RUN(test_deploy_seen_by_both);
-	T_RUN(test_job_runs_once);
-	T_RUN(test_kill9_other_node_resumes);
-	T_RUN(test_cancel_from_other_node);
+	T_RUN(test_cluster_sqlite);
+	T_RUN(test_cluster_postgresql);
 	json_decref(baseline);
-	for (int i = 0; i < 2; i++)
-		if (up[i])
-			e2e_stop(&node[i], SIGTERM, 20);
 }
