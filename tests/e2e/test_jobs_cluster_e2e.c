@@ -286,6 +286,7 @@ static void check_cancel_from_other_node(void)
 	o = job(&node[owner], id);
 	T_EQ_STR(jstr(o, "state"), "cancelled");
 	T_CHECK(json_object_get(o, "lane") == NULL);
+	T_CHECK(json_is_null(json_object_get(o, "checkpoint")));   /* removed, and the row says so */
 	json_decref(o);
 }
 
