@@ -494,7 +494,8 @@ static void test_kill_during_checkpoint(void)
 	T_EQ_INT(setup_digits(data), 0);
 	char root[800], body[2048];
 	snprintf(root, sizeof root, "%s/tests/data", t_src());
-	const char *args[] = {"--no-access-log", "--job-checkpoint", "0.02", "--allow-root", root, NULL};
+	const char *args[] = {"--no-access-log", "--job-checkpoint", "0.02", "--allow-root", root,
+			      "--node-id", "n1", NULL};
 	const char *env[] = {"THAW_FAULT_PAUSE=job.checkpoint:3", NULL};
 	snprintf(body, sizeof body, FT_JOB, t_src(), 40);   /* ~0.5 s here: killed long before its end */
 	e2e_server s;
@@ -505,7 +506,7 @@ static void test_kill_during_checkpoint(void)
 	e2e_stop(&s, SIGKILL, 5);
 	char ck[1200], tmp[1300];
 	snprintf(ck, sizeof ck, "%s/jobs/%ld/checkpoint.bin", data, id);
-	snprintf(tmp, sizeof tmp, "%s.tmp", ck);
+	snprintf(tmp, sizeof tmp, "%s.n1.tmp", ck);   /* the node's own temporary name */
 	struct stat sb, tb;
 	T_CHECK(stat(ck, &sb) == 0 && sb.st_size > 0);   /* the second checkpoint, complete */
 	T_CHECK(stat(tmp, &tb) == 0);                     /* the third, never renamed */
@@ -544,7 +545,8 @@ static void test_disk_full_checkpoint(void)
 		T_SKIP(why);
 	T_EQ_INT(setup_digits(data), 0);
 	snprintf(root, sizeof root, "%s/tests/data", t_src());
-	const char *args[] = {"--no-access-log", "--job-checkpoint", "0.02", "--allow-root", root, NULL};
+	const char *args[] = {"--no-access-log", "--job-checkpoint", "0.02", "--allow-root", root,
+			      "--node-id", "n1", NULL};
 	snprintf(body, sizeof body, FT_JOB, t_src(), 200);   /* a few seconds */
 	e2e_server s;
 	T_EQ_INT(e2e_start_in(&s, data, args, NULL), 0);
@@ -572,7 +574,7 @@ static void test_disk_full_checkpoint(void)
 	/* the last good checkpoint is intact (whole), no temporary file stays, the daemon serves */
 	T_CHECK(stat(ck, &sb) == 0 && sb.st_size == ck_size);
 	char tmp[1300];
-	snprintf(tmp, sizeof tmp, "%s.tmp", ck);
+	snprintf(tmp, sizeof tmp, "%s.n1.tmp", ck);   /* the node's own temporary name */
 	T_CHECK(stat(tmp, &sb) < 0);
 	T_EQ_INT(call(&s, "GET", "/healthz", NULL, NULL), 200);
 	T_CHECK(digits_ok(&s, "digits"));
