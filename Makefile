@@ -79,7 +79,7 @@ FAULT_TEST_OBJ = $(BUILD)/obj/runtime/base/rt_fault.test.o
 
 TEST_SRC = $(wildcard tests/*/test_*.c tests/*/*/test_*.c)
 TEST_BIN = $(TEST_SRC:%.c=$(BUILD)/%)
-TEST_COMMON = tests/t.c tests/e2e/e2e.c tests/pg.c
+TEST_COMMON = tests/t.c tests/e2e/e2e.c tests/e2e/haproxy.c tests/pg.c
 FUZZ_SRC = $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_REPLAY = $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/tests/fuzz/replay_%)
 BENCH_SRC = $(wildcard bench/*.c)
@@ -132,7 +132,7 @@ $(BUILD)/examples/libthaw_%.so: functions/examples/fn_%.c functions/fn.h kernels
 	@mkdir -p $(dir $@)
 	$(CC) -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(SANFLAGS) -I. -fPIC -shared $< -o $@
 
-$(BUILD)/tests/%: tests/%.c $(TEST_COMMON) $(LIBTHAW) tests/t.h tests/e2e/e2e.h tests/pg.h
+$(BUILD)/tests/%: tests/%.c $(TEST_COMMON) $(LIBTHAW) tests/t.h tests/e2e/e2e.h tests/e2e/haproxy.h tests/pg.h
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $< $(TEST_COMMON) $(LIBTHAW) $(LDFLAGS) $(LIBS) -o $@
 

@@ -36,10 +36,6 @@ static void usage(FILE *f)
 		"  --shared-dir DIR      where uploaded snapshots and data, job checkpoints and job\n"
 		"                        results live: the directory every node of a cluster mounts\n"
 		"                        (default: the data directory)\n"
-		"  --node-id ID          this node's name in job leases ([A-Za-z0-9._-], at most 63;\n"
-		"                        default: the host name)\n"
-		"  --node-lease MS       lease of the jobs a node runs, renewed every MS/3; a node\n"
-		"                        silent for MS loses them to the others (default 3000)\n"
 		"  --drain-timeout S     on SIGTERM/SIGINT, exit within S seconds (default 30)\n"
 		"  --max-body BYTES      largest request body (default 67108864); over it: 413\n"
 "  --max-upload BYTES    largest snapshot or data file pushed with PUT /v1/snapshots/NAME\n"
@@ -80,6 +76,17 @@ static void usage(FILE *f)
 		"  --job-idle S          \"idle\" jobs start after S seconds without invocations (default 60)\n"
 		"  --job-checkpoint S    a running job checkpoints at most every S seconds (default 10)\n"
 		"  --job-step-ms MS      lane time one job step may take before it yields (default 2)\n"
+		"  --node-id ID          this node's id in a cluster (default: the host name; letters,\n"
+		"                        digits, . _ -; at most 63)\n"
+		"  --advertise URL       http://HOST:PORT other nodes reach this one at (default: the\n"
+		"                        listening address when it is loopback, else none: calls are not\n"
+		"                        routed here by peers)\n"
+		"  --cluster-secret-file FILE  the secret nodes of a cluster sign forwarded calls with\n"
+		"                        (also $THAW_CLUSTER_SECRET); without one, calls are not forwarded\n"
+		"  --node-lease MS       a node that has not renewed its lease for MS ms is dead to the\n"
+		"                        others: calls are no longer routed to it and its jobs resume\n"
+		"                        elsewhere (default 3000; membership renewed every MS/6, job\n"
+		"                        leases every MS/3)\n"
 		"  --log-level L         debug|info|warn|error (default info)\n"
 		"  --dev                 no API keys checked (local development only; logged loudly)\n"
 		"  --trust-proxy         client address from Forwarded / X-Forwarded-For (last hop)\n"
@@ -131,8 +138,6 @@ int rt_serve_main(int argc, char **argv)
 		{"data", required_argument, 0, 'd'},
 		{"registry", required_argument, 0, 1310},
 		{"shared-dir", required_argument, 0, 1300},
-		{"node-id", required_argument, 0, 1301},
-		{"node-lease", required_argument, 0, 1302},
 		{"drain-timeout", required_argument, 0, 'D'},
 		{"max-body", required_argument, 0, 'b'},
 		{"max-header", required_argument, 0, 'e'},
@@ -170,6 +175,10 @@ int rt_serve_main(int argc, char **argv)
 		{"no-audit", no_argument, 0, 1007},
 		{"audit-max-total", required_argument, 0, 1041},
 		{"plugin-root", required_argument, 0, 1010},
+		{"node-id", required_argument, 0, 1301},
+		{"advertise", required_argument, 0, 1302},
+		{"cluster-secret-file", required_argument, 0, 1303},
+		{"node-lease", required_argument, 0, 1304},
 		{"help", no_argument, 0, 'h'},
 		{0, 0, 0, 0},
 	};
@@ -200,8 +209,6 @@ int rt_serve_main(int argc, char **argv)
 		case 'd': cfg.data_dir = optarg; break;
 		case 1310: cfg.registry_url = optarg; break;
 		case 1300: cfg.shared_dir = optarg; break;
-		case 1301: cfg.jobs.node_id = optarg; break;
-		case 1302: if (parse_num("--node-lease", optarg, 30, 3600000, &v)) return 2; cfg.jobs.lease_ms = (int64_t)v; break;
 		case 'D': if (parse_num("--drain-timeout", optarg, 0, 86400, &v)) return 2; cfg.drain_timeout_s = v; break;
 		case 'b': if (parse_num("--max-body", optarg, 0, 1e12, &v)) return 2; cfg.http.max_body_bytes = (size_t)v; break;
 		case 'e': if (parse_num("--max-header", optarg, 256, 1 << 24, &v)) return 2; cfg.http.max_header_bytes = (size_t)v; break;
@@ -291,6 +298,17 @@ int rt_serve_main(int argc, char **argv)
 		case 1006: if (parse_num("--audit-days", optarg, 0, 1e6, &v)) return 2; cfg.access.audit_days = (int)v; break;
 		case 1007: cfg.access.no_audit = 1; break;
 		case 1041: if (parse_num("--audit-max-total", optarg, 4096, 1e15, &v)) return 2; cfg.access.audit_max_total = (uint64_t)v; break;
+		case 1301:
+			if (!rt_cluster_node_id_ok(optarg)) {
+				fprintf(stderr, "thaw serve: bad --node-id '%.80s' (1..%d of A-Z a-z 0-9 . _ -)\n",
+					optarg, RT_NODE_ID_MAX);
+				return 2;
+			}
+			cfg.cluster.node_id = optarg;
+			break;
+		case 1302: cfg.cluster.advertise = optarg; break;
+		case 1303: cfg.cluster_secret_file = optarg; break;
+		case 1304: if (parse_num("--node-lease", optarg, 100, 3.6e6, &v)) return 2; cfg.cluster.lease_ms = (int64_t)v; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}

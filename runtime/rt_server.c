@@ -9,9 +9,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include "runtime/base/rt_clock.h"
 #include "runtime/base/rt_log.h"
 #include "runtime/api/rt_api.h"
+#include "runtime/http/rt_proxy.h"
 #include "runtime/access/rt_access.h"
 #include "runtime/access/rt_auth.h"
 #include "runtime/base/rt_mem.h"
@@ -144,6 +146,88 @@ static void sweep_pack_leftovers(const char *data_dir, const char *sub)
 	closedir(d);
 }
 
+/* load_secret reads the cluster secret from file (or $THAW_CLUSTER_SECRET when file is NULL):
+ * 16..RT_SERVER_SECRET_MAX bytes, a trailing newline dropped; 0 with len 0 when none is set */
+static int load_secret(rt_server *srv, const char *file)
+{
+	srv->cluster_secret_len = 0;
+	const char *env = getenv("THAW_CLUSTER_SECRET");
+	size_t n = 0;
+	if (file) {
+		FILE *f = fopen(file, "rb");
+		if (!f) {
+			rt_logf(RT_LOG_ERROR, "--cluster-secret-file %s: %s", file, strerror(errno));
+			return -errno;
+		}
+		n = fread(srv->cluster_secret, 1, sizeof srv->cluster_secret, f);
+		int more = fgetc(f) != EOF;
+		fclose(f);
+		if (more) {
+			rt_logf(RT_LOG_ERROR, "--cluster-secret-file %s: longer than %d bytes", file,
+				RT_SERVER_SECRET_MAX);
+			return -EINVAL;
+		}
+	} else if (env && *env) {
+		n = strlen(env);
+		if (n > sizeof srv->cluster_secret) {
+			rt_logf(RT_LOG_ERROR, "THAW_CLUSTER_SECRET: longer than %d bytes",
+				RT_SERVER_SECRET_MAX);
+			return -EINVAL;
+		}
+		memcpy(srv->cluster_secret, env, n);
+	} else {
+		return 0;
+	}
+	while (n && (srv->cluster_secret[n - 1] == '\n' || srv->cluster_secret[n - 1] == '\r'))
+		n--;
+	if (n < 16) {
+		rt_logf(RT_LOG_ERROR, "the cluster secret must have at least 16 bytes (it has %zu)", n);
+		return -EINVAL;
+	}
+	srv->cluster_secret_len = n;
+	return 0;
+}
+
+/* cluster_init: advertised URL (default the listening address when it is loopback), secret,
+ * and the node's cluster state (its id: srv->node_id) */
+static int cluster_init(rt_server *srv, const rt_server_config *cfg)
+{
+	int rc = load_secret(srv, cfg->cluster_secret_file);
+	if (rc < 0)
+		return rc;
+	const char *h = cfg->http.host ? cfg->http.host : "";
+	if (cfg->cluster.advertise)
+		snprintf(srv->advertise, sizeof srv->advertise, "%s", cfg->cluster.advertise);
+	else if (!strcmp(h, "127.0.0.1") || !strcmp(h, "localhost"))
+		snprintf(srv->advertise, sizeof srv->advertise, "http://127.0.0.1:%d",
+			 rt_http_port(srv->http));
+	rt_cluster_config cc = cfg->cluster;
+	cc.node_id = srv->node_id;
+	cc.advertise = srv->advertise;
+	cc.forwarding = srv->cluster_secret_len > 0;
+	rc = rt_cluster_new(srv->loop, srv->reg, srv->sched, srv->metrics, &cc, &srv->cluster);
+	if (rc < 0) {
+		rt_logf(RT_LOG_ERROR, "cluster: bad node id '%s' or --advertise '%s' (expected "
+			"http://HOST:PORT)", srv->node_id, srv->advertise);
+		return rc;
+	}
+	if (rt_registry_shared(srv->reg) && !cc.forwarding)
+		rt_logf(RT_LOG_WARN, "cluster: no cluster secret (--cluster-secret-file or "
+			"THAW_CLUSTER_SECRET): calls run where they arrive, none is forwarded");
+	if (rt_registry_shared(srv->reg) && cc.forwarding) {
+		rt_proxy_config pc;
+		rt_proxy_config_defaults(&pc);
+		rc = rt_proxy_new(srv->loop, &pc, &srv->proxy);
+		if (rc < 0)
+			return rc;
+	}
+	srv->api.proxy = srv->proxy;
+	srv->api.cluster = srv->cluster;
+	srv->api.cluster_secret = srv->cluster_secret;
+	srv->api.cluster_secret_len = srv->cluster_secret_len;
+	return 0;
+}
+
 int rt_server_init(rt_server *srv, uv_loop_t *loop, const rt_server_config *cfg)
 {
 	int rc;
@@ -200,8 +284,13 @@ int rt_server_init(rt_server *srv, uv_loop_t *loop, const rt_server_config *cfg)
 		rt_logf(RT_LOG_ERROR, "cannot open the registry: %s", err);
 		goto fail;
 	}
+	/* one node id for job leases, membership and the shared audit trail */
+	if (cfg->cluster.node_id)
+		snprintf(srv->node_id, sizeof srv->node_id, "%s", cfg->cluster.node_id);
+	else
+		rt_cluster_default_node_id(srv->node_id);
 	srv->cfg.access.data_dir = srv->cfg.data_dir;
-	srv->cfg.access.node_id = cfg->jobs.node_id;
+	srv->cfg.access.node_id = srv->node_id;
 	rc = rt_access_init(&srv->access, loop, srv->reg, &srv->cfg.access, err, sizeof err);
 	if (rc < 0) {
 		rt_logf(RT_LOG_ERROR, "cannot set up access control: %s", err);
@@ -248,8 +337,12 @@ int rt_server_init(rt_server *srv, uv_loop_t *loop, const rt_server_config *cfg)
 		rt_logf(RT_LOG_ERROR, "cannot start the device lanes: %s", strerror(-rc));
 		goto fail;
 	}
+	rt_jobs_config jc = cfg->jobs;
+	jc.node_id = srv->node_id;
+	if (cfg->cluster.lease_ms > 0)
+		jc.lease_ms = cfg->cluster.lease_ms;
 	rc = rt_jobs_new(loop, srv->reg, srv->sched, srv->metrics, srv->cfg.shared_dir, srv->roots,
-			 srv->n_roots, &cfg->jobs, &srv->jobs, err, sizeof err);
+			 srv->n_roots, &jc, &srv->jobs, err, sizeof err);
 	if (rc < 0) {
 		rt_logf(RT_LOG_ERROR, "cannot start the job runner: %s", err);
 		goto fail;
@@ -266,12 +359,20 @@ int rt_server_init(rt_server *srv, uv_loop_t *loop, const rt_server_config *cfg)
 		goto fail;
 	}
 	srv->api.http = srv->http;
+	rc = cluster_init(srv, cfg);
+	if (rc < 0)
+		goto fail;
 	rt_http_set_head(srv->http, server_head);
 	rt_http_set_observer(srv->http, observe, srv);
 	rt_sched_start(srv->sched);
 	rt_jobs_start(srv->jobs);
+	rt_cluster_start(srv->cluster);
 	return 0;
 fail:
+	rt_proxy_free(srv->proxy);
+	srv->proxy = NULL;
+	rt_cluster_free(srv->cluster);
+	srv->cluster = NULL;
 	rt_jobs_free(srv->jobs);
 	srv->jobs = NULL;
 	if (srv->sched) {
@@ -332,6 +433,7 @@ static void on_signal(uv_signal_t *s, int signum)
 		return;
 	}
 	srv->draining = 1;
+	rt_cluster_stop(srv->cluster);   /* peers stop routing here at once */
 	int open = rt_http_open_connections(srv->http);
 	uv_timer_start(&srv->drain_timer, on_drain_timeout,
 		       (uint64_t)(srv->cfg.drain_timeout_s * 1000.0), 0);
@@ -379,6 +481,9 @@ int rt_server_run(rt_server *srv)
 		 rt_registry_backend(srv->reg), THAW_VERSION);
 	rt_log(RT_LOG_INFO, "listening", fields);
 	uv_run(srv->loop, UV_RUN_DEFAULT);
+	/* forwards still in flight end: 503 (Retry-After), or a cut connection once relaying began */
+	rt_proxy_free(srv->proxy);
+	srv->proxy = NULL;
 	/* close whatever is left (connections past the deadline, signal handles, timers) */
 	uv_walk(srv->loop, close_walk, NULL);
 	uv_run(srv->loop, UV_RUN_DEFAULT);
@@ -387,6 +492,7 @@ int rt_server_run(rt_server *srv)
 
 void rt_server_free(rt_server *srv)
 {
+	rt_cluster_free(srv->cluster);
 	rt_jobs_free(srv->jobs);
 	rt_sched_free(srv->sched);
 	rt_access_free(&srv->access);

@@ -12,9 +12,11 @@
 #include "runtime/base/rt_metrics.h"
 #include "runtime/store/rt_registry.h"
 #include "runtime/http/rt_router.h"
+#include "runtime/sched/rt_cluster.h"
 #include "runtime/sched/rt_sched.h"
 
 #define RT_SERVER_MAX_ROOTS 8
+#define RT_SERVER_SECRET_MAX 256   /* bytes of a cluster secret (at least 16) */
 
 typedef struct rt_server_config {
 	rt_http_config http;
@@ -33,6 +35,8 @@ typedef struct rt_server_config {
 	const char *cors_origins[RT_CORS_MAX_ORIGINS];  /* browser origins allowed (rt_cors.h) */
 	size_t n_cors_origins;
 	uint64_t max_upload_bytes;   /* largest PUT /v1/snapshots|data body (rt_api_upload.c) */
+	rt_cluster_config cluster;   /* node id (NULL: the host name), advertised URL, lease */
+	const char *cluster_secret_file;  /* NULL: $THAW_CLUSTER_SECRET, else no forwarding */
 } rt_server_config;
 
 typedef struct rt_server {
@@ -44,6 +48,12 @@ typedef struct rt_server {
 	rt_registry *reg;
 	rt_sched *sched;
 	rt_jobs *jobs;
+	rt_cluster *cluster;         /* this node among the nodes of a shared registry */
+	struct rt_proxy *proxy;      /* forwards calls to peers (NULL: not in a cluster) */
+	char node_id[RT_NODE_ID_MAX + 1];
+	char advertise[RT_NODE_URL_MAX];
+	unsigned char cluster_secret[RT_SERVER_SECRET_MAX];
+	size_t cluster_secret_len;   /* 0: no secret, calls are not forwarded */
 	rt_access access;            /* the access gate and audit log (rt_access.h) */
 	const char *roots[RT_SERVER_MAX_ROOTS + 1];   /* allowed roots, and data_dir when the
 						       * shared directory is elsewhere */

@@ -4,7 +4,10 @@
 set -eu
 PKGS="build-essential libuv1-dev node-llhttp libzstd-dev zstd liburing-dev libxxhash-dev \
 libsqlite3-dev postgresql libpq-dev libjansson-dev libsodium-dev zlib1g-dev libopenblas-dev curl wrk nginx-light prometheus fio clang \
-libclang-rt-14-dev python3 python3-yaml gnuplot-nox"
+libclang-rt-14-dev python3 python3-yaml gnuplot-nox haproxy"
+# kubectl (tests/deploy renders and parses the manifests offline): Debian's kubernetes-client,
+# unless a kubectl from another package is already installed (the two hold the same file)
+command -v kubectl >/dev/null 2>&1 || PKGS="$PKGS kubernetes-client"
 missing=""
 for p in $PKGS; do
   st=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)

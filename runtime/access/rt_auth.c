@@ -317,6 +317,7 @@ rt_auth_need rt_auth_route_need(const char *method, const char *route, const cha
 		{"GET", "/metrics", "metrics", RT_AUTH_METRICS},
 		{"GET", "/v1/functions", "functions.list", RT_AUTH_ANY},
 		{"GET", "/v1/devices", "devices", RT_AUTH_ANY},
+		{"GET", "/v1/cluster", "cluster", RT_AUTH_ADMIN},
 		{"GET", "/v1/functions/{name}", "functions.get", RT_AUTH_READ_FN},
 		{"PUT", "/v1/functions/{name}", "deploy", RT_AUTH_ADMIN},
 		{"DELETE", "/v1/functions/{name}", "delete", RT_AUTH_ADMIN},

@@ -12,7 +12,10 @@
 #include "functions/fn.h"
 #include "runtime/access/rt_access.h"
 #include "runtime/api/rt_api.h"
+#include "runtime/base/rt_clock.h"
 #include "runtime/base/rt_json.h"
+#include "runtime/base/rt_log.h"
+#include "runtime/http/rt_proxy.h"
 #include "runtime/sched/rt_sched.h"
 #include "runtime/store/rt_manifest.h"
 #include "runtime/base/rt_version.h"
@@ -320,4 +323,95 @@ int rt_api_register(rt_api *api)
 	if (rc == 0)
 		rc = rt_api_upload_register(api);
 	return rc;
+}
+
+/* ---- routing between nodes ---- */
+
+/* a call handed to a peer, until the relay is done */
+typedef struct fwd {
+	rt_api *api;
+	rt_req *req;
+	rt_api_here_fn here;
+	void *ud;
+	char fn[RT_MANIFEST_NAME_MAX + 1];
+	rt_route route;
+	char sig[RT_PROXY_SIG_MAX];
+} fwd;
+
+static void fwd_done(void *arg, const rt_proxy_result *res)
+{
+	fwd *f = arg;
+	if (!res->answered) {
+		/* nothing reached the client: the call runs here after all */
+		rt_logf(RT_LOG_WARN, "forward of %s to node %s failed (%s: %s); running it here",
+			f->fn, f->route.node, res->what, strerror(-res->err));
+		rt_cluster_peer_failed(f->api->cluster, f->route.node);
+	}
+	f->here(f->req, f->ud, res->answered);
+	free(f);
+}
+
+int rt_api_route(rt_api *api, rt_req *req, const char *fn, rt_api_here_fn here, void *ud)
+{
+	const char *hv = rt_req_header(req, RT_PROXY_FORWARDED_HEADER);
+	if (hv) {
+		char from[RT_PROXY_NODE_ID_MAX];
+		int rc = api->cluster_secret_len ?
+			 rt_proxy_verify(api->cluster_secret, api->cluster_secret_len, hv, req->method,
+					 req->target, rt_clock_wall_ms(), from, sizeof from) : -EACCES;
+		if (rc < 0) {
+			rt_req_reply_error(req, 403, "header %s: %s", RT_PROXY_FORWARDED_HEADER,
+					   rc == -ETIMEDOUT ? "expired" :
+					   rc == -EINVAL ? "malformed" : "not signed by this cluster");
+			return -1;
+		}
+		return 0;   /* forwarded here: runs here */
+	}
+	if (!api->cluster || !api->proxy || !api->cluster_secret_len)
+		return 0;
+	rt_revision_info *info = malloc(sizeof *info);
+	if (!info)
+		return 0;
+	int known = rt_registry_get(api->reg, fn, info) == 0;
+	double timeout_s = known ? info->manifest.timeout_s : 0;
+	free(info);
+	if (!known)
+		return 0;   /* answered here (404) */
+	rt_route r;
+	rt_cluster_route(api->cluster, fn, &r);
+	if (!r.peer)
+		return 0;
+	fwd *f = calloc(1, sizeof *f);
+	if (!f)
+		return 0;
+	f->api = api;
+	f->req = req;
+	f->here = here;
+	f->ud = ud;
+	f->route = r;
+	snprintf(f->fn, sizeof f->fn, "%s", fn);
+	/* the permission lasts as long as the call may: the function's timeout, and a margin for
+	 * clocks that differ between nodes */
+	uint64_t budget_ms = (uint64_t)((timeout_s > 0 ? timeout_s : 60) * 1000.0);
+	if (rt_proxy_sign(api->cluster_secret, api->cluster_secret_len,
+			  rt_cluster_node_id(api->cluster),
+			  rt_clock_wall_ms() + (int64_t)budget_ms + 30000, req->method, req->target,
+			  f->sig, sizeof f->sig) < 0) {
+		free(f);
+		return 0;
+	}
+	rt_http_header h = {.name = RT_PROXY_FORWARDED_HEADER, .value = f->sig};
+	rt_proxy_opts o = {
+		.headers = &h,
+		.nheaders = 1,
+		/* past the function's timeout the call is answered 504 wherever it runs */
+		.deadline_ms = rt_clock_mono_ns() / 1000000 + budget_ms + 1000,
+	};
+	if (rt_proxy_forward(api->proxy, req, r.url, &o, fwd_done, f) < 0) {
+		rt_cluster_peer_failed(api->cluster, r.node);
+		free(f);
+		return 0;
+	}
+	rt_cluster_note_forward(api->cluster, fn, &r);
+	return 1;
 }

@@ -13,6 +13,7 @@
 #include "runtime/http/rt_router.h"
 #include "runtime/jobs/rt_jobs.h"
 #include "runtime/sched/rt_call.h"
+#include "runtime/sched/rt_cluster.h"
 #include "runtime/sched/rt_sched.h"
 #include "runtime/store/rt_registry.h"
 
@@ -39,6 +40,10 @@ typedef struct rt_api {
 	size_t n_plugin_roots;
 	uint64_t max_upload_bytes;   /* largest PUT /v1/snapshots|data body (rt_api_upload.c) */
 	size_t max_body_bytes;       /* largest request body (rt_http_config.max_body_bytes) */
+	rt_cluster *cluster;         /* routing between the nodes of a shared registry */
+	struct rt_proxy *proxy;      /* forwards calls to peers (runtime/http/rt_proxy.h) */
+	const unsigned char *cluster_secret;  /* signs and checks forwarded calls */
+	size_t cluster_secret_len;   /* 0: calls are not forwarded */
 	int echo_deployed;           /* a function named "echo" is in the registry (else built in);
 				      * kept by rt_api_note_function */
 } rt_api;
@@ -94,6 +99,16 @@ int rt_api_kind_known(const char *kind, void *ud);
  * point into req: c is submitted before req is answered), and the cancel hook (req's client
  * going away cancels the call: 499). The function, input and callbacks are the caller's. */
 void rt_api_call_from_req(rt_call *c, rt_req *req, fn_header *hdrs);
+
+/* rt_api_route decides where a call for function fn runs (rt_cluster_route) before the
+ * handler does more with req. 0: here — the caller goes on (also for a call a peer forwarded
+ * here, whose X-Thaw-Forwarded header checked out, and for an unknown function, answered
+ * here). 1: req went to a peer, whose answer is relayed to req; then here(req, ud, 1) runs
+ * once it is done, or here(req, ud, 0) when the peer failed before its answer began (the
+ * call runs here after all; req unanswered). -1: req was answered (403: a forwarded header
+ * that does not check out); ud is the caller's to release. Loop thread. */
+typedef void (*rt_api_here_fn)(rt_req *req, void *ud, int answered);
+int rt_api_route(rt_api *api, rt_req *req, const char *fn, rt_api_here_fn here, void *ud);
 
 /* rt_api_result_headers adds the response headers a call's result asks for to req: Retry-After
  * when the scheduler refused it for now. Before the reply. */

@@ -262,6 +262,8 @@ static void invoke_result(const rt_call_result *res, void *ud)
 	snprintf(r, sizeof r, "%u", res->rev);
 	rt_api_result_headers(req, res);
 	rt_req_add_header(req, "Thaw-Revision", r);
+	if (api->cluster)
+		rt_req_add_header(req, "Thaw-Node", rt_cluster_node_id(api->cluster));
 	if (!out) {
 		rt_req_reply_error(req, res->err->status, "%s", res->err->msg);
 		return;
@@ -320,6 +322,7 @@ static void invoke_builtin_echo(rt_api *api, rt_req *req)
 }
 
 static void invoke_parsed(rt_req *req, json_t *in, void *ud);
+static void invoke_here(rt_req *req, void *ud, int answered);
 
 static void h_invoke(rt_req *req, void *ud)
 {
@@ -331,7 +334,15 @@ static void h_invoke(rt_req *req, void *ud)
 	}
 	if (!valid_name(req, name))
 		return;
-	rt_api_parse_body_then(api, req, invoke_parsed, api);
+	if (rt_api_route(api, req, name, invoke_here, api) == 0)
+		invoke_here(req, api, 0);
+}
+
+/* the call runs on this node (answered: a peer answered it, nothing to do) */
+static void invoke_here(rt_req *req, void *ud, int answered)
+{
+	if (!answered)
+		rt_api_parse_body_then(ud, req, invoke_parsed, ud);
 }
 
 static void invoke_parsed(rt_req *req, json_t *in, void *ud)
@@ -365,6 +376,12 @@ static void h_devices(rt_req *req, void *ud)
 	rt_api_reply_json(req, 200, json_pack("{s:o}", "devices", rt_sched_devices_json(api->sched)));
 }
 
+static void h_cluster(rt_req *req, void *ud)
+{
+	rt_api *api = ud;
+	rt_api_reply_json(req, 200, rt_cluster_json(api->cluster));
+}
+
 int rt_api_fn_register(rt_api *api)
 {
 	static const rt_route_def routes[] = {
@@ -374,6 +391,7 @@ int rt_api_fn_register(rt_api *api)
 		{"DELETE", "/v1/functions/{name}", h_delete},
 		{"POST", "/v1/functions/{name}/invoke", h_invoke},
 		{"GET", "/v1/devices", h_devices},
+		{"GET", "/v1/cluster", h_cluster},
 	};
 	return rt_router_add_all(api->router, routes, sizeof routes / sizeof routes[0], api);
 }

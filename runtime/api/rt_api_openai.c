@@ -1590,8 +1590,11 @@ static void parse_done(uv_work_t *w, int status)
 	parsed(pd);
 }
 
+static void scanned_here(rt_req *req, void *ud, int answered);
+
 /* step 1 between the scan and the parse (loop): the key's scope for the model the scan found,
- * so a key that may not invoke it gets its 403 before the body is parsed */
+ * so a key that may not invoke it gets its 403 before the body is parsed; then the node it
+ * runs on (rt_api_route) */
 static void scanned(oa_pending *pd)
 {
 	/* also when the scan refused the body after its "model": the 403 comes first */
@@ -1608,7 +1611,23 @@ static void scanned(oa_pending *pd)
 		pending_refuse(pd);
 		return;
 	}
-	if (pd->req->body_len <= OA_INLINE_BYTES) {
+	const char *model = pd->gen ? pd->gen_model : pd->scan_model;
+	int where = model[0] ? rt_api_route(pd->api, pd->req, model, scanned_here, pd) : 0;
+	if (where < 0)
+		pending_free(pd);
+	if (where == 0)
+		scanned_here(pd->req, pd, 0);
+}
+
+/* step 1 continued: the call runs on this node (answered: a peer answered it) */
+static void scanned_here(rt_req *req, void *ud, int answered)
+{
+	oa_pending *pd = ud;
+	if (answered) {
+		pending_free(pd);
+		return;
+	}
+	if (req->body_len <= OA_INLINE_BYTES) {
 		parse_step(pd);
 		parsed(pd);
 		return;

@@ -1372,13 +1372,25 @@ static void parse_done(void *arg, int gone)
 	rt_sched_submit(c->api->sched, &call);
 }
 
+static void infer_here(rt_req *req, void *ud, int answered);
+
 static void h_infer(rt_req *req, void *ud)
+{
+	const char *name = rt_req_param(req, "m");
+	if (!find_model(req, ud, name, NULL))
+		return;
+	if (rt_api_route(ud, req, name, infer_here, ud) == 0)
+		infer_here(req, ud, 0);
+}
+
+/* the call runs on this node (answered: a peer answered it) */
+static void infer_here(rt_req *req, void *ud, int answered)
 {
 	rt_api *api = ud;
 	const char *name = rt_req_param(req, "m"), *ver = rt_req_param(req, "v");
 	rt_revision_info info;
 	uint32_t rev = 0;
-	if (!find_model(req, api, name, &info))
+	if (answered || !find_model(req, api, name, &info))
 		return;
 	if (ver) {
 		rt_revision_info ri;

@@ -95,7 +95,8 @@ struct rt_conn {
 	char peer[64];          /* the peer's address, cached by rt_req_peer */
 	int write_failed;       /* a write to the peer failed (peer gone) */
 	int peer_gone;          /* the peer closed or reset the connection while a request ran */
-	int streaming;          /* rt_req_stream_begin sent the head; 2: HTTP/1.0, no chunking */
+	int streaming;          /* a streamed head went out: STREAM_* */
+	uint64_t stream_left;   /* STREAM_LENGTH: body bytes still to come */
 	int stream_keep;        /* keep-alive decided at stream begin */
 	size_t stream_bytes;    /* bytes written for the streamed response */
 	const rt_body_sink *sink;  /* the body of the request being read goes here (rt_req_body_sink) */
@@ -103,6 +104,18 @@ struct rt_conn {
 	uint64_t sink_max, sink_bytes;
 	int sink_paused;        /* the sink is full: not reading until rt_req_body_resume */
 	int over_body;          /* Content-Length over max_body_bytes: 413 unless the head streams it */
+	void (*drain_fn)(void *ud);   /* rt_req_on_drain */
+	void *drain_ud;
+	size_t drain_low;
+};
+
+/* framing of a streamed response (rt_conn.streaming) */
+enum {
+	STREAM_NONE,
+	STREAM_CHUNKED,   /* Transfer-Encoding: chunked */
+	STREAM_CLOSE,     /* HTTP/1.0 client: no framing, the connection closes at the end */
+	STREAM_LENGTH,    /* relayed with Content-Length: raw bytes, exactly that many */
+	STREAM_NOBODY,    /* relayed answer without a body (HEAD, 204, 304) */
 };
 
 struct rt_http {
@@ -290,6 +303,11 @@ static void on_write(uv_write_t *w, int status)
 		c->write_failed = 1;
 	if (status < 0 && !c->closing)
 		conn_close(c);
+	if (c->drain_fn && (status < 0 || write_queue(c) <= c->drain_low)) {
+		void (*fn)(void *) = c->drain_fn;
+		c->drain_fn = NULL;
+		fn(c->drain_ud);   /* may write or finish the request: c stays valid (async close) */
+	}
 	if (c->closing || !c->write_blocked)
 		return;
 	if (write_queue(c) > c->srv->cfg.max_write_queue / 2) {
@@ -414,8 +432,11 @@ static void req_reset(rt_conn *c)
 	c->sink_bytes = 0;
 	c->sink_paused = 0;
 	c->over_body = 0;
-	c->streaming = 0;
+	c->streaming = STREAM_NONE;
+	c->stream_left = 0;
 	c->stream_bytes = 0;
+	c->drain_fn = NULL;
+	c->drain_ud = NULL;
 	c->hdr_len = 0;
 	c->err_status = 0;
 	c->err_msg = NULL;
@@ -595,7 +616,7 @@ int rt_req_stream_begin(rt_req *req, int status, const char *ctype)
 	memcpy(head + n + req->extra_len, "\r\n", 2);
 	size_t len = (size_t)n + req->extra_len + 2;
 	req->status = status;
-	c->streaming = http10 ? 2 : 1;
+	c->streaming = http10 ? STREAM_CLOSE : STREAM_CHUNKED;
 	c->stream_keep = keep;
 	c->stream_bytes = len;
 	if (conn_send(c, head, len) < 0 || c->write_failed)
@@ -606,14 +627,22 @@ int rt_req_stream_begin(rt_req *req, int status, const char *ctype)
 int rt_req_stream_write(rt_req *req, const char *data, size_t len)
 {
 	rt_conn *c = req->conn;
-	if (!c->streaming)
+	if (c->streaming == STREAM_NONE)
 		return -EINVAL;
 	if (c->write_failed || c->closing)
 		return -EPIPE;
 	if (len == 0)
 		return 0;
 	int rc;
-	if (c->streaming == 2) {
+	if (c->streaming == STREAM_NOBODY) {
+		return -EINVAL;
+	} else if (c->streaming == STREAM_LENGTH) {
+		if (len > c->stream_left)
+			return -EMSGSIZE;
+		c->stream_left -= len;
+		rc = conn_send(c, data, len);
+		c->stream_bytes += len;
+	} else if (c->streaming == STREAM_CLOSE) {
 		rc = conn_send(c, data, len);
 		c->stream_bytes += len;
 	} else {
@@ -633,25 +662,142 @@ int rt_req_stream_write(rt_req *req, const char *data, size_t len)
 	return rc < 0 || c->write_failed ? -EPIPE : 0;
 }
 
-void rt_req_stream_end(rt_req *req)
+/* ends a streamed response; complete = 0: it is cut short (abort), the connection closes
+ * without the framing that would make it look whole */
+static void stream_finish(rt_req *req, int complete)
 {
 	rt_conn *c = req->conn;
 	req->gone_fn = NULL;
-	if (!c->streaming) {   /* begin failed before the head went out */
-		rt_req_reply_error(req, 500, "the response stream could not start");
-		return;
-	}
-	int keep = c->stream_keep && !c->write_failed && c->streaming == 1;
+	c->drain_fn = NULL;
+	if (c->streaming == STREAM_LENGTH && c->stream_left)
+		complete = 0;   /* fewer bytes than its Content-Length: the client must see it cut */
+	int keep = complete && c->stream_keep && !c->write_failed &&
+		   (c->streaming == STREAM_CHUNKED || c->streaming == STREAM_LENGTH ||
+		    c->streaming == STREAM_NOBODY);
 	/* a stream whose client went away was not delivered: the access log and the request
 	 * metrics say 499, as the call's own metrics do, not the 200 of the head */
 	if (rt_req_gone(req) && req->status < 400)
 		req->status = 499;
-	if (c->streaming == 1 && !c->write_failed && !c->closing) {
+	if (complete && c->streaming == STREAM_CHUNKED && !c->write_failed && !c->closing) {
 		conn_send(c, "0\r\n\r\n", 5);
 		c->stream_bytes += 5;
 	}
+	if (!complete)
+		c->close_after = 1;
 	req_finish(req, req->status, c->stream_bytes, keep,
 		   req_observe(req, c->stream_bytes, NULL, 0));
+}
+
+void rt_req_stream_end(rt_req *req)
+{
+	rt_conn *c = req->conn;
+	req->gone_fn = NULL;
+	if (c->streaming == STREAM_NONE) {   /* begin failed before the head went out */
+		rt_req_reply_error(req, 500, "the response stream could not start");
+		return;
+	}
+	stream_finish(req, 1);
+}
+
+void rt_req_stream_abort(rt_req *req)
+{
+	rt_conn *c = req->conn;
+	req->gone_fn = NULL;
+	if (c->streaming == STREAM_NONE) {
+		rt_req_reply_error(req, 502, "the response could not be relayed");
+		return;
+	}
+	stream_finish(req, 0);
+}
+
+/* 1 when the header line [name, name + nlen) is one of the block's names */
+static int block_has_name(const char *block, size_t blen, const char *name, size_t nlen)
+{
+	const char *p = block, *end = block + blen;
+	while (p < end) {
+		const char *eol = memchr(p, '\n', (size_t)(end - p));
+		const char *colon = memchr(p, ':', (size_t)((eol ? eol : end) - p));
+		if (colon && (size_t)(colon - p) == nlen && strncasecmp(p, name, nlen) == 0)
+			return 1;
+		p = eol ? eol + 1 : end;
+	}
+	return 0;
+}
+
+int rt_req_relay_begin(rt_req *req, int status, const char *headers, size_t hlen, int64_t length)
+{
+	rt_conn *c = req->conn;
+	rt_http *h = c->srv;
+	if (status < 200 || status > 999 || (hlen && !headers) ||
+	    (hlen && (hlen < 2 || headers[hlen - 2] != '\r' || headers[hlen - 1] != '\n')))
+		return -EINVAL;
+	for (size_t i = 0; i < hlen; i++)   /* every line break is CRLF, nothing control but tab */
+		if ((headers[i] == '\n' && (i == 0 || headers[i - 1] != '\r')) ||
+		    (headers[i] == '\r' && (i + 1 >= hlen || headers[i + 1] != '\n')) ||
+		    headers[i] == 0)
+			return -EINVAL;
+	int http10 = c->parser.http_major == 1 && c->parser.http_minor == 0;
+	int nobody = status == 204 || status == 304 ||
+		     strcmp(req->method ? req->method : "", "HEAD") == 0;
+	int mode = nobody ? STREAM_NOBODY : length >= 0 ? STREAM_LENGTH :
+		   http10 ? STREAM_CLOSE : STREAM_CHUNKED;
+	int keep = req->keep_alive && !c->close_after && !h->draining && mode != STREAM_CLOSE;
+	char framing[48] = "";
+	if (length >= 0 && status != 204)
+		snprintf(framing, sizeof framing, "Content-Length: %lld\r\n", (long long)length);
+	else if (length < 0 && !http10 && status != 204 && status != 304)
+		snprintf(framing, sizeof framing, "Transfer-Encoding: chunked\r\n");
+	char line[1024];
+	int n = snprintf(line, sizeof line,
+			 "HTTP/1.1 %d %s\r\nDate: %s\r\n%sX-Request-Id: %s\r\n%s%s%s%s",
+			 status, rt_http_status_text(status), http_date(h), framing, req->request_id,
+			 req->traceparent[0] ? "traceparent: " : "", req->traceparent,
+			 req->traceparent[0] ? "\r\n" : "", keep ? "" : "Connection: close\r\n");
+	if (n < 0 || (size_t)n >= sizeof line)
+		return -ENOSPC;
+	char *head = malloc((size_t)n + req->extra_len + hlen + 2);
+	if (!head)
+		return -ENOMEM;
+	size_t len = (size_t)n;
+	memcpy(head, line, len);
+	memcpy(head + len, req->extra_headers, req->extra_len);
+	len += req->extra_len;
+	/* the relayed lines, less those this request already set (rt_req_add_header wins) */
+	for (const char *p = headers, *end = headers + hlen; p && p < end;) {
+		const char *eol = memchr(p, '\n', (size_t)(end - p)) + 1;
+		const char *colon = memchr(p, ':', (size_t)(eol - p));
+		if (!colon || !block_has_name(req->extra_headers, req->extra_len, p, (size_t)(colon - p))) {
+			memcpy(head + len, p, (size_t)(eol - p));
+			len += (size_t)(eol - p);
+		}
+		p = eol;
+	}
+	memcpy(head + len, "\r\n", 2);
+	len += 2;
+	req->status = status;
+	c->streaming = mode;
+	c->stream_left = mode == STREAM_LENGTH ? (uint64_t)length : 0;
+	c->stream_keep = keep;
+	c->stream_bytes = len;
+	int rc = conn_send(c, head, len);
+	free(head);
+	if (rc < 0 || c->write_failed)
+		return -EPIPE;
+	return 0;
+}
+
+size_t rt_req_write_pending(const rt_req *req)
+{
+	const rt_conn *c = req->conn;
+	return c && !c->closing ? write_queue(c) : 0;
+}
+
+void rt_req_on_drain(rt_req *req, size_t low, void (*fn)(void *ud), void *ud)
+{
+	rt_conn *c = req->conn;
+	c->drain_fn = fn;
+	c->drain_ud = ud;
+	c->drain_low = low;
 }
 
 void rt_req_reply_error(rt_req *req, int status, const char *fmt, ...)

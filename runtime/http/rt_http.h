@@ -217,6 +217,35 @@ int rt_req_stream_begin(rt_req *req, int status, const char *content_type);
 int rt_req_stream_write(rt_req *req, const char *data, size_t len);
 void rt_req_stream_end(rt_req *req);
 
+/* Relayed responses (runtime/http/rt_proxy.c passes a peer's answer on): rt_req_relay_begin
+ * sends the status line, rt_http's own headers (Date, X-Request-Id, traceparent, those of
+ * rt_req_add_header, Connection: close when the connection will not be kept), the framing, then
+ * headers: hlen bytes of "Name: value\r\n" lines (no framing or hop-by-hop ones; a line whose
+ * name rt_req_add_header already set is left out). length >= 0: Content-Length: length, and the
+ * rt_req_stream_write calls that follow must add up to exactly length bytes (more: -EMSGSIZE;
+ * fewer at rt_req_stream_end: the connection closes, the client sees the answer cut); -1: the
+ * body is chunked as with rt_req_stream_begin (HTTP/1.0: no framing, close at the end). A HEAD
+ * request, 204 and 304 carry no body (a write: -EINVAL). The request then goes on as a stream:
+ * rt_req_stream_write, and rt_req_stream_end or rt_req_stream_abort. Returns 0, -EINVAL (status
+ * outside 200..999, a header block that is not CRLF lines), -ENOMEM, -EPIPE (client gone:
+ * still call end or abort). */
+int rt_req_relay_begin(rt_req *req, int status, const char *headers, size_t hlen, int64_t length);
+
+/* rt_req_stream_abort finishes a streamed or relayed response that cannot be completed: no last
+ * chunk is sent and the connection closes, so the client sees a cut answer, never a whole one
+ * (HTTP/1.0 close-framed streams cannot tell). Before any head went out it answers 502. */
+void rt_req_stream_abort(rt_req *req);
+
+/* rt_req_write_pending returns the bytes written for req's connection that the client has not
+ * taken yet (0 once the connection is closing). */
+size_t rt_req_write_pending(const rt_req *req);
+
+/* rt_req_on_drain registers fn(ud), called once on the loop thread when a write to req's client
+ * completes with at most low bytes left unsent, or fails (a producer that paused for
+ * backpressure resumes, and learns a failure from its next write). NULL unregisters; cleared
+ * when the request finishes. fn may write or finish the request. */
+void rt_req_on_drain(rt_req *req, size_t low, void (*fn)(void *ud), void *ud);
+
 /* rt_http_status_text returns the reason phrase for status ("OK", "Not Found", ...). */
 const char *rt_http_status_text(int status);
 

@@ -25,6 +25,7 @@
 #include "runtime/base/rt_fault.h"
 #include "runtime/jobs/rt_jobs.h"
 #include "runtime/jobs/rt_jobs_int.h"
+#include "runtime/sched/rt_cluster.h"
 #include "runtime/sched/rt_lane.h"
 #include "runtime/base/rt_log.h"
 #include "runtime/store/rt_jobstore.h"
@@ -174,24 +175,6 @@ void rt_jobs_config_defaults(rt_jobs_config *c)
 const char *rt_jobs_node(const rt_jobs *J)
 {
 	return J->node;
-}
-
-static int node_char_ok(char c)
-{
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-	       c == '.' || c == '_' || c == '-';
-}
-
-/* a node id: 1..RT_NODE_ID_MAX of [A-Za-z0-9._-] */
-static int node_id_valid(const char *s)
-{
-	size_t n = strlen(s);
-	if (!n || n > RT_NODE_ID_MAX)
-		return 0;
-	for (size_t i = 0; i < n; i++)
-		if (!node_char_ok(s[i]))
-			return 0;
-	return 1;
 }
 
 /* ---- schedules ---- */
@@ -1677,21 +1660,14 @@ int rt_jobs_new(uv_loop_t *loop, rt_registry *reg, rt_sched *sched, rt_metrics *
 	J->nroots = n_roots;
 	pthread_mutex_init(&J->lat_mu, NULL);
 	if (cfg->node_id && cfg->node_id[0]) {
-		if (!node_id_valid(cfg->node_id)) {
+		if (!rt_cluster_node_id_ok(cfg->node_id)) {
 			rt_jobs_free(J);
 			return rt_errf(err, errlen, -EINVAL, "jobs: node id '%.80s' must be 1..%d characters "
 				       "of A-Z a-z 0-9 . _ -", cfg->node_id, RT_NODE_ID_MAX);
 		}
 		snprintf(J->node, sizeof J->node, "%s", cfg->node_id);
 	} else {
-		char host[256] = "";
-		if (gethostname(host, sizeof host - 1) < 0 || !host[0])
-			snprintf(host, sizeof host, "localhost");
-		host[RT_NODE_ID_MAX] = 0;
-		for (char *c = host; *c; c++)
-			if (!node_char_ok(*c))
-				*c = '-';
-		snprintf(J->node, sizeof J->node, "%s", host);
+		rt_cluster_default_node_id(J->node);
 	}
 	if (cfg->lease_ms < 30 || cfg->lease_ms > 3600000) {
 		rt_jobs_free(J);

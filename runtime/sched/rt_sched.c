@@ -198,6 +198,8 @@ struct rt_sched {
 	int lanes_stopped;
 	rt_sched_spill_fn spill_fn;   /* the job runner's: spill a job's device state */
 	void *spill_ud;
+	void (*res_fn)(void *ud);     /* residency hook (rt_sched_set_residency_hook) */
+	void *res_ud;
 };
 
 static void check_stopped(rt_sched *s);
@@ -270,7 +272,10 @@ void rt_sched_config_defaults(rt_sched_config *c)
 static void set_state(inst *in, int st)
 {
 	static const char *names[] = {"cold", "host", "warm"};
+	int changed = in->state != st;
 	in->state = st;
+	if (changed && in->s->res_fn)
+		in->s->res_fn(in->s->res_ud);
 	const char *cur = rt_sched_state_name(st);
 	if (st == ST_LOADING)
 		cur = "cold";
@@ -1796,6 +1801,97 @@ int rt_sched_is_ready(rt_sched *s, const char *name)
 {
 	inst *mi = main_inst(s, name);
 	return mi && mi->state == ST_WARM;
+}
+
+/* route_rank orders instance states for routing: warm > loading > host > cold (evicting) */
+static int route_rank(int st)
+{
+	switch (st) {
+	case ST_WARM: return RT_SCHED_WARM;
+	case ST_LOADING: return RT_SCHED_LOADING;
+	case ST_HOST: return RT_SCHED_HOST;
+	default: return RT_SCHED_COLD;
+	}
+}
+
+/* best_inst returns name's live instance of the best routing state (NULL: none) */
+static inst *best_inst(rt_sched *s, const char *name)
+{
+	inst *best = NULL;
+	for (inst *in = s->insts; in; in = in->next)
+		if (!in->deleted && strcmp(in->name, name) == 0 &&
+		    (!best || route_rank(in->state) > route_rank(best->state)))
+			best = in;
+	return best;
+}
+
+/* room: a cold start under way takes calls up to its queue's bound (how fast it will run them
+ * is not known yet); a live instance while fewer than one round of calls wait */
+static int inst_room(const inst *in)
+{
+	if (in->state == ST_LOADING)
+		return in->nq < in->info.manifest.max_queue;
+	int conc = in->info.manifest.concurrency > 0 ? in->info.manifest.concurrency : 1;
+	return in->nq < conc;
+}
+
+int rt_sched_local_state(rt_sched *s, const char *name, int *room)
+{
+	inst *in = best_inst(s, name);
+	int st = in ? route_rank(in->state) : RT_SCHED_COLD;
+	if (room)
+		*room = in && st != RT_SCHED_COLD && inst_room(in);
+	return st;
+}
+
+json_t *rt_sched_residents_json(rt_sched *s)
+{
+	static const char *const names[] = {"cold", "loading", "host", "warm"};
+	json_t *o = json_object();
+	for (inst *in = s->insts; in; in = in->next) {
+		if (in->deleted || route_rank(in->state) == RT_SCHED_COLD ||
+		    best_inst(s, in->name) != in)
+			continue;
+		json_object_set_new(o, in->name,
+				    json_pack("{s:I,s:s,s:i,s:i,s:b}", "revision", (json_int_t)in->rev,
+					      "state", names[route_rank(in->state)],
+					      "inflight", in->inflight, "queued", in->nq,
+					      "room", inst_room(in)));
+	}
+	return o;
+}
+
+uint64_t rt_sched_free_bytes(rt_sched *s)
+{
+	uint64_t best = 0, cpu = 0;
+	int accel = 0;
+	for (int i = 0; i < s->ndevs; i++) {
+		const sdev *d = &s->devs[i];
+		uint64_t free_b = d->budget > d->used ? d->budget - d->used : 0;
+		if (d->accel) {
+			accel = 1;
+			if (free_b > best)
+				best = free_b;
+		} else {
+			cpu = free_b;
+		}
+	}
+	return accel ? best : cpu;
+}
+
+int rt_sched_calls(rt_sched *s)
+{
+	int n = 0;
+	for (inst *in = s->insts; in; in = in->next)
+		if (!in->deleted)
+			n += in->inflight + in->nq;
+	return n;
+}
+
+void rt_sched_set_residency_hook(rt_sched *s, void (*fn)(void *ud), void *ud)
+{
+	s->res_fn = fn;
+	s->res_ud = ud;
 }
 
 json_t *rt_sched_stats_json(rt_sched *s, const char *name)

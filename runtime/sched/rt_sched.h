@@ -116,6 +116,31 @@ void rt_sched_update_gauges(rt_sched *s);
 /* rt_sched_state_name: "cold", "loading", "host", "warm". */
 const char *rt_sched_state_name(int state);
 
+/* ---- residency, for the cluster's node state and routing (rt_cluster.h) ---- */
+enum { RT_SCHED_COLD, RT_SCHED_LOADING, RT_SCHED_HOST, RT_SCHED_WARM };
+
+/* rt_sched_local_state returns the best state any live instance of name has here (warm >
+ * loading > host > cold; an instance being evicted counts as cold) and sets *room (may be
+ * NULL) when that instance would start a call submitted now within one round: fewer calls
+ * queued on it than its concurrency (for a cold start under way: than its max_queue). */
+int rt_sched_local_state(rt_sched *s, const char *name, int *room);
+
+/* rt_sched_residents_json returns {"<function>": {"revision", "state", "inflight", "queued",
+ * "room"}} for every function with a live instance (its best one, as rt_sched_local_state
+ * ranks them); new reference. */
+json_t *rt_sched_residents_json(rt_sched *s);
+
+/* rt_sched_free_bytes is the most weight memory free on one device functions are placed on:
+ * the accelerators' (fake ones included) when the node has any, else the CPU's. */
+uint64_t rt_sched_free_bytes(rt_sched *s);
+
+/* rt_sched_calls is the number of calls in flight and queued over every instance. */
+int rt_sched_calls(rt_sched *s);
+
+/* rt_sched_set_residency_hook has fn(ud) called on the loop thread whenever an instance
+ * changes state (a cold start begins, ends or fails, an eviction); NULL removes it. */
+void rt_sched_set_residency_hook(rt_sched *s, void (*fn)(void *ud), void *ud);
+
 /* ---- time-sharing hooks (used by runtime/jobs/rt_jobs.c) ---- */
 typedef struct rt_lane rt_lane;
 

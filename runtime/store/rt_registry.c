@@ -340,8 +340,13 @@ static void on_changed(void *ud, const char *name)
 
 void rt_registry_tick(rt_registry *reg)
 {
-	if (reg->ops->tick)
-		reg->ops->tick(reg->st, on_changed, reg);
+	if (!reg->ops->tick)
+		return;
+	reg->ops->tick(reg->st, on_changed, reg);
+	/* keys dropped by a change elsewhere are read again now, not at the next request: a node
+	 * keeps checking keys through an outage that begins right after */
+	if (!reg->keys_loaded && rt_registry_available(reg))
+		load_keys(reg);
 }
 
 int rt_registry_available(rt_registry *reg)

@@ -80,7 +80,8 @@ int rt_registry_shared(rt_registry *reg);
 
 /* rt_registry_tick does the store's background work; the daemon calls it every
  * RT_REGISTRY_TICK_MS on the loop thread and it never blocks longer than one statement:
- * consumes change notifications (dropping the view entries they name), and while the
+ * consumes change notifications (dropping the view entries they name; the keys, dropped by a
+ * key change, are read again at once), and while the
  * database is unreachable tries to reconnect (at most every RT_REGISTRY_RETRY_MS). A
  * no-op for the embedded store. */
 #define RT_REGISTRY_TICK_MS 20

@@ -2,7 +2,16 @@
 """check_deploy.py - checks the deployment files under deploy/ (run by tests/deploy/test_deploy.c).
 
   check_deploy.py knative FILE...          Knative Service manifests: fields, values, coherence
-  check_deploy.py args FILE                the Knative container's serve options, one a line
+  check_deploy.py args FILE|DIR [NAME=VALUE|/PATH=DIR]...
+                                           the Knative container's serve options, one a line,
+                                           $(NAME) and paths under /PATH replaced
+  check_deploy.py cluster DIR|FILE         the cluster (a kustomization directory or its rendering):
+                                           Service scaling out, registry URL from the operator's
+                                           Secret, downward API, cluster secret, RWX shared volume,
+                                           per-pod data dir, CloudNativePG Cluster
+  check_deploy.py flags HELP SINGLE... CLUSTER
+      every option the manifests give thaw serve is listed in HELP (`thaw serve --help` output);
+      exit 3 (not 1) when that thaw predates clusters (it knows none of the cluster-only options)
   check_deploy.py yaml FILE...             every YAML file parses (all documents)
   check_deploy.py dockerfile FILE          stages, CUDA bases, make CUDA=1, apt only, thaw serve
   check_deploy.py systemd FILE             unit runs thaw serve, stops with SIGTERM after the drain,
@@ -72,8 +81,32 @@ def parse_quantity(q):
 
 # --- Knative -------------------------------------------------------------------------------
 
-def check_knative(path):
-    docs = load_all(path)
+def under(path, mount):
+    """path is mount or inside it (whole path components)"""
+    path, mount = os.path.normpath(path), os.path.normpath(mount)
+    return path == mount or path.startswith(mount.rstrip("/") + "/")
+
+
+def mount_of(c, vols, path):
+    """-> (volumeMount, volume) of the container's mount holding path, or (None, None)"""
+    ms = [mt for mt in (c.get("volumeMounts") or []) if under(path, mt.get("mountPath", "/nonexistent"))]
+    if not ms:
+        return None, None
+    mt = max(ms, key=lambda mt: len(mt["mountPath"]))
+    return mt, vols.get(mt.get("name"))
+
+
+def opt_values(args, name):
+    """values of every `name VALUE` pair in args"""
+    return [args[i + 1] for i in range(len(args) - 1) if args[i] == name]
+
+
+def check_knative(path, docs=None, cluster=False):
+    """checks the one Knative Service in docs (read from path when None). cluster: the Service of
+    deploy/knative/cluster (several pods, data directory per pod); else a single-node variant
+    (SQLite registry in the data directory on a claimed volume, one pod)."""
+    if docs is None:
+        docs = load_all(path)
     services = [d for d in docs if d.get("kind") == "Service"
                 and str(d.get("apiVersion", "")).startswith("serving.knative.dev/")]
     pvcs = {dig(d, "metadata", "name"): d for d in docs if d.get("kind") == "PersistentVolumeClaim"}
@@ -92,6 +125,14 @@ def check_knative(path):
     minscale = ann.get("autoscaling.knative.dev/min-scale")
     if minscale not in ("0", "1"):
         bad(w, f"autoscaling.knative.dev/min-scale must be \"0\" or \"1\", got {minscale!r}")
+    maxscale = ann.get("autoscaling.knative.dev/max-scale")
+    if maxscale is None or not re.fullmatch(r"[1-9]\d*", str(maxscale)):
+        bad(w, f"autoscaling.knative.dev/max-scale must be a positive integer string, got {maxscale!r}")
+    elif cluster and int(maxscale) < 2:
+        bad(w, f"autoscaling.knative.dev/max-scale is {maxscale}: a cluster has more than one pod")
+    elif not cluster and int(maxscale) != 1:
+        bad(w, f"autoscaling.knative.dev/max-scale is {maxscale}: a single-node variant keeps its "
+               "SQLite registry on a ReadWriteOnce volume, one pod (deploy/knative/cluster scales out)")
     if ann.get("autoscaling.knative.dev/metric", "concurrency") != "concurrency":
         bad(w, "autoscaling.knative.dev/metric must be concurrency")
     cc = spec.get("containerConcurrency")
@@ -157,22 +198,29 @@ def check_knative(path):
         port = dig(c, probe, "httpGet", "port")
         if port is not None and ports and port != dig(ports, 0, "containerPort"):
             bad(w, f"{probe} port {port} is not the container port")
+    if not cluster and "--registry" in args:
+        bad(w, "a single-node variant uses the SQLite registry in its data directory (no "
+               "--registry; deploy/knative/cluster is the shared one)")
     if "--data" not in args or args.index("--data") + 1 >= len(args):
         bad(w, "no --data DIR in args")
         return svc
     data = args[args.index("--data") + 1]
     vols = {v.get("name"): v for v in (spec.get("volumes") or [])}
-    mounts = c.get("volumeMounts") or []
-    m = [mt for mt in mounts if os.path.normpath(data).startswith(os.path.normpath(mt.get("mountPath", "")))]
-    if not m:
+    mt, v = mount_of(c, vols, data)
+    if mt is None:
         bad(w, f"the data directory {data} is not on a mounted volume")
         return svc
-    mt = max(m, key=lambda mt: len(mt["mountPath"]))
     if mt.get("readOnly"):
         bad(w, f"the volume holding {data} is mounted read-only")
-    v = vols.get(mt.get("name"))
     if v is None:
         bad(w, f"volumeMount {mt.get('name')} names no volume")
+        return svc
+    if cluster:
+        # the registry is in PostgreSQL and shared files on --shared-dir: the data directory
+        # holds only this pod's working files
+        if "emptyDir" not in v:
+            bad(w, f"the data directory {data} must be on a per-pod emptyDir in a cluster, is "
+                   f"on volume {mt.get('name')}")
         return svc
     claim = dig(v, "persistentVolumeClaim", "claimName")
     if claim is None:
@@ -198,9 +246,231 @@ def cmd_knative(files):
         bad("deploy/knative", "no variant keeps one warm pod (min-scale \"1\")")
 
 
-def cmd_args(path):
-    """prints the Knative container's args after serve, one per line, without --data DIR"""
-    svc = [d for d in load_all(path) if d.get("kind") == "Service"]
+# --- the cluster (deploy/knative/cluster) -------------------------------------------------
+
+def load_cluster(where):
+    """docs of a kustomization directory (its resources, each file listed once, every YAML file
+    of the directory listed) or of one file (e.g. `kubectl kustomize` output)"""
+    if not os.path.isdir(where):
+        return load_all(where)
+    kpath = os.path.join(where, "kustomization.yaml")
+    if not os.path.exists(kpath):
+        bad(where, "no kustomization.yaml")
+        return []
+    k = (load_all(kpath) or [{}])[0]
+    res = [str(r) for r in (k.get("resources") or [])]
+    if not res:
+        bad(kpath, "lists no resources")
+    if len(set(res)) != len(res):
+        bad(kpath, f"a resource is listed twice: {res}")
+    here = sorted(f for f in os.listdir(where)
+                  if f.endswith((".yaml", ".yml")) and f != "kustomization.yaml")
+    for f in here:
+        if f not in res:
+            bad(kpath, f"{f} is in the directory but not in resources")
+    docs = []
+    for r in res:
+        f = os.path.join(where, r)
+        if not os.path.isfile(f):
+            bad(kpath, f"resource {r} does not exist")
+            continue
+        docs += load_all(f)
+    return docs
+
+
+def strings_in(o):
+    if isinstance(o, dict):
+        for k, v in o.items():
+            yield from strings_in(k)
+            yield from strings_in(v)
+    elif isinstance(o, list):
+        for v in o:
+            yield from strings_in(v)
+    elif isinstance(o, str):
+        yield o
+
+
+def env_var_of(value):
+    """VAR of an argument that is exactly $(VAR) (Kubernetes expands it from the env)"""
+    m = re.fullmatch(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", str(value))
+    return m.group(1) if m else None
+
+
+def check_cluster(where, docs):
+    svc = check_knative(where, docs, cluster=True)
+    if svc is None:
+        return
+    w = f"{where}: Service {dig(svc, 'metadata', 'name')}"
+    # no credentials in the files: no inline Secret, no database URL, no literal password
+    for d in docs:
+        if d.get("kind") == "Secret":
+            bad(where, f"Secret {dig(d, 'metadata', 'name')} is written in the manifests: secrets "
+                       "are made outside them (the operator's, kubectl create secret)")
+        if d.get("kind") in ("StatefulSet", "Deployment") and d is not svc:
+            bad(where, f"{d.get('kind')} {dig(d, 'metadata', 'name')}: PostgreSQL comes from the "
+                       "operator's Cluster, not a hand-rolled workload")
+    for s in (x for d in docs for x in strings_in(d)):
+        if re.search(r"postgres(ql)?://", s) or re.search(r"(?i)password\s*=", s):
+            bad(where, f"a database URL or password is written in the manifests: {s[:40]!r}")
+    pgs = [d for d in docs if d.get("kind") == "Cluster"
+           and str(d.get("apiVersion", "")) == "postgresql.cnpg.io/v1"]
+    if len(pgs) != 1:
+        bad(where, f"expected one CloudNativePG Cluster (postgresql.cnpg.io/v1), found {len(pgs)}")
+    pg = pgs[0] if pgs else {}
+    pgw = f"{where}: Cluster {dig(pg, 'metadata', 'name')}"
+    inst = dig(pg, "spec", "instances")
+    if pg and (not isinstance(inst, int) or inst < 3):
+        bad(pgw, f"instances must be at least 3 (a primary and two replicas to fail over to), got {inst!r}")
+    if pg and parse_quantity(dig(pg, "spec", "storage", "size")) is None:
+        bad(pgw, "spec.storage.size missing or not a quantity")
+    db = dig(pg, "spec", "bootstrap", "initdb", "database")
+    owner = dig(pg, "spec", "bootstrap", "initdb", "owner")
+    if pg and not (db and owner):
+        bad(pgw, "spec.bootstrap.initdb needs a database and its owner (whose Secret thaw reads)")
+    if pg and dig(pg, "spec", "bootstrap", "initdb", "secret") is not None:
+        bad(pgw, "initdb.secret given: the operator's <cluster>-app Secret (with its uri) is the one thaw reads")
+
+    spec = dig(svc, "spec", "template", "spec") or {}
+    c = dig(spec, "containers", 0) or {}
+    args = [str(a) for a in (c.get("args") or [])]
+    env = {e.get("name"): e for e in (c.get("env") or [])}
+    vols = {v.get("name"): v for v in (spec.get("volumes") or [])}
+    port = dig(c, "ports", 0, "containerPort")
+    ann = dig(svc, "spec", "template", "metadata", "annotations") or {}
+    for o in ("--registry", "--node-id", "--advertise", "--cluster-secret-file", "--shared-dir"):
+        if len(opt_values(args, o)) != 1:
+            bad(w, f"{o} must be given once, is given {len(opt_values(args, o))} times")
+    for e in env.values():
+        if "value" in e and re.search(r"(?i)pass|secret|token|registry|database|pg", str(e.get("name"))):
+            bad(w, f"env {e.get('name')} has a literal value: it must come from a Secret")
+
+    def from_env(opt, what):
+        vals = opt_values(args, opt)
+        var = env_var_of(vals[0]) if vals else None
+        if vals and var is None:
+            bad(w, f"{opt} {vals[0]!r} must be $(VAR), {what}")
+        elif var and var not in env:
+            bad(w, f"{opt} uses $({var}), which the container's env does not define")
+        return env.get(var) if var else None
+
+    e = from_env("--registry", "the URL from a Secret")
+    if e is not None:
+        ref = dig(e, "valueFrom", "secretKeyRef") or {}
+        if not ref:
+            bad(w, f"env {e.get('name')} must come from secretKeyRef (the registry URL holds the password)")
+        elif pg and (ref.get("name") != f"{dig(pg, 'metadata', 'name')}-app" or ref.get("key") != "uri"):
+            bad(w, f"env {e.get('name')} reads Secret {ref.get('name')} key {ref.get('key')}: the "
+                   f"operator's Secret is {dig(pg, 'metadata', 'name')}-app, key uri")
+    e = from_env("--node-id", "the pod's name from the downward API")
+    if e is not None and dig(e, "valueFrom", "fieldRef", "fieldPath") != "metadata.name":
+        bad(w, f"--node-id: env {e.get('name')} must be fieldRef metadata.name (the pod's name)")
+    adv = opt_values(args, "--advertise")
+    m = re.fullmatch(r"http://\$\(([A-Za-z_]\w*)\):(\d+)", adv[0]) if adv else None
+    if adv and not m:
+        bad(w, f"--advertise {adv[0]!r} must be http://$(POD_IP):PORT")
+    elif m:
+        e = env.get(m.group(1))
+        if e is None or dig(e, "valueFrom", "fieldRef", "fieldPath") != "status.podIP":
+            bad(w, f"--advertise: env {m.group(1)} must be fieldRef status.podIP (the downward API)")
+        if int(m.group(2)) != port:
+            bad(w, f"--advertise port {m.group(2)} is not the container port {port}")
+    sec = opt_values(args, "--cluster-secret-file")
+    if sec:
+        mt, v = mount_of(c, vols, sec[0])
+        if v is None or not dig(v, "secret", "secretName"):
+            bad(w, f"--cluster-secret-file {sec[0]} is not on a mounted Secret volume")
+        elif not mt.get("readOnly"):
+            bad(w, f"the Secret volume holding {sec[0]} must be mounted readOnly")
+    shared = opt_values(args, "--shared-dir")
+    if shared:
+        mt, v = mount_of(c, vols, shared[0])
+        claim = dig(v, "persistentVolumeClaim", "claimName") if v else None
+        pvcs = {dig(d, "metadata", "name"): d for d in docs if d.get("kind") == "PersistentVolumeClaim"}
+        if claim is None:
+            bad(w, f"--shared-dir {shared[0]} is not on a persistentVolumeClaim")
+        elif claim not in pvcs:
+            bad(w, f"claim {claim} of --shared-dir is not defined in {where}")
+        else:
+            if "ReadWriteMany" not in (dig(pvcs[claim], "spec", "accessModes") or []):
+                bad(w, f"claim {claim} of --shared-dir must be ReadWriteMany (every pod mounts it)")
+            if parse_quantity(dig(pvcs[claim], "spec", "resources", "requests", "storage")) is None:
+                bad(w, f"claim {claim} requests no storage")
+            if mt.get("readOnly"):
+                bad(w, f"the shared volume holding {shared[0]} is mounted read-only")
+        if not any(under(shared[0], r) for r in opt_values(args, "--allow-root")):
+            bad(w, f"--shared-dir {shared[0]} is not an --allow-root (snapshots there are refused)")
+        data = opt_values(args, "--data")
+        if data and (under(data[0], shared[0]) or under(shared[0], data[0])):
+            bad(w, f"--data {data[0]} and --shared-dir {shared[0]} overlap")
+    lease = opt_values(args, "--node-lease")
+    if lease and (not re.fullmatch(r"\d+", lease[0]) or int(lease[0]) < 600):
+        bad(w, f"--node-lease {lease[0]!r} must be an integer of milliseconds, at least 600")
+    # database connections: a registry connection (with LISTEN) and a job-lease one per pod,
+    # plus room for the CLI and the operator
+    mc = dig(pg, "spec", "postgresql", "parameters", "max_connections")
+    ms = ann.get("autoscaling.knative.dev/max-scale")
+    if mc is not None and ms and re.fullmatch(r"\d+", str(ms)):
+        if not re.fullmatch(r"\d+", str(mc)) or int(mc) < 2 * int(ms) + 10:
+            bad(pgw, f"max_connections {mc!r} is below 2 per pod x max-scale {ms} + 10")
+
+
+def cmd_cluster(where):
+    check_cluster(where, load_cluster(where))
+
+
+def serve_flags(where):
+    """the options (--x) the Service in where (file or kustomization directory) gives thaw serve"""
+    docs = load_cluster(where)
+    out = []
+    for d in docs:
+        if d.get("kind") == "Service" and str(d.get("apiVersion", "")).startswith("serving.knative.dev/"):
+            for a in dig(d, "spec", "template", "spec", "containers", 0, "args") or []:
+                if re.fullmatch(r"--[a-z][a-z0-9-]*", str(a)) and a not in out:
+                    out.append(a)
+    return out
+
+
+def secret_fed_option(where):
+    """the serve option whose value is an env var from a secretKeyRef (the registry URL)"""
+    for d in load_cluster(where):
+        if d.get("kind") != "Service":
+            continue
+        c = dig(d, "spec", "template", "spec", "containers", 0) or {}
+        env = {e.get("name"): e for e in (c.get("env") or [])}
+        args = [str(a) for a in (c.get("args") or [])]
+        for i in range(len(args) - 1):
+            var = env_var_of(args[i + 1])
+            if var and dig(env.get(var), "valueFrom", "secretKeyRef"):
+                return args[i]
+    return None
+
+
+def cmd_flags(helpfile, single, cluster):
+    """every option the manifests give thaw serve is one `thaw serve --help` (helpfile) lists.
+    Exit 3 instead of 1 when the binary predates clusters: every option it lacks is one only
+    the cluster manifest uses, and among them is the option that takes the shared registry's
+    URL (the one the manifest feeds from a Secret)."""
+    text = open(helpfile).read()
+    known = set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", text))
+    if "--data" not in known:
+        bad(helpfile, "does not look like `thaw serve --help` (no --data)")
+        return 1
+    base = [f for w in single for f in serve_flags(w)]
+    clus = [f for f in serve_flags(cluster) if f not in base]
+    missing = [f for f in base + clus if f not in known]
+    for f in dict.fromkeys(missing):
+        bad(helpfile, f"{f} is given to thaw serve in deploy/knative but this thaw does not know it")
+    reg = secret_fed_option(cluster)
+    if missing and all(f in clus for f in missing) and reg is not None and reg in missing:
+        return 3
+    return 1 if missing else 0
+
+
+def cmd_args(path, subs):
+    """prints the Knative container's args after serve, one per line, without --data DIR.
+    path: a manifest or a kustomization directory. subs: NAME=VALUE replaces $(NAME) (an env
+    var Kubernetes expands); /PATH=VALUE replaces a leading /PATH (a mount point)."""
+    svc = [d for d in load_cluster(path) if d.get("kind") == "Service"]
     args = [str(a) for a in (dig(svc[0] if svc else {}, "spec", "template", "spec", "containers", 0,
                                  "args") or [])]
     if not args or args[0] != "serve":
@@ -211,9 +481,20 @@ def cmd_args(path):
         if args[i] == "--data":
             i += 2
             continue
-        out.append(args[i])
+        a = args[i]
+        for sub in subs:
+            k, _, v = sub.partition("=")
+            if k.startswith("/"):
+                if under(a, k):
+                    a = v + a[len(k.rstrip("/")):]
+            else:
+                a = a.replace(f"$({k})", v)
+        if re.search(r"\$\([A-Za-z_]\w*\)", a):
+            bad(path, f"argument {a!r} names a variable no substitution gave")
+        out.append(a)
         i += 1
-    print("\n".join(out))
+    if not problems:
+        print("\n".join(out))
 
 
 def cmd_yaml(files):
@@ -617,8 +898,15 @@ def main(argv):
     cmd, rest = argv[1], argv[2:]
     if cmd == "knative":
         cmd_knative(rest)
+    elif cmd == "cluster":
+        cmd_cluster(rest[0])
+    elif cmd == "flags" and len(rest) >= 3:
+        rc = cmd_flags(rest[0], rest[1:-1], rest[-1])
+        for p in problems:
+            print(p)
+        return rc
     elif cmd == "args":
-        cmd_args(rest[0])
+        cmd_args(rest[0], rest[1:])
     elif cmd == "yaml":
         cmd_yaml(rest)
     elif cmd == "dockerfile":

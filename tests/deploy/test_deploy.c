@@ -1,6 +1,9 @@
-/* test_deploy.c — issue 8's deployment files, checked in `make test`: the Knative manifests
+/* test_deploy.c — the deployment files, checked in `make test`: the Knative manifests
  * (every YAML parses; GPU limit, autoscaling annotations, concurrency, timeout vs drain, probes,
- * data directory on a claimed volume, a scale-to-zero and a warm variant), the Dockerfile
+ * data directory on a claimed volume, a scale-to-zero and a warm single-node variant; the
+ * cluster of deploy/knative/cluster: max-scale above 1, the registry URL from the CloudNativePG
+ * operator's Secret, downward API, cluster secret, RWX shared volume, rendered offline by
+ * kubectl; every serve option known to the built thaw), the Dockerfile
  * (multi-stage on CUDA bases, make CUDA=1, apt only, thaw serve), the systemd unit, the
  * Prometheus rules (`promtool check rules` and `promtool test rules` with
  * tests/deploy/alerts_test.yml) and the Grafana dashboard, whose every PromQL expression (and the
@@ -32,7 +35,7 @@ static int sh(const char *cmd)
  * the broken copies, whose findings are expected). */
 static int check_as(const char *args, int quiet)
 {
-	char cmd[4096];
+	char cmd[8192];
 	snprintf(cmd, sizeof cmd, "cd '%s' && python3 tests/deploy/check_deploy.py %s%s", src, args,
 		 quiet ? " >/dev/null 2>&1" : "");
 	return sh(cmd);
@@ -117,8 +120,46 @@ static void test_knative(void)
 	T_CHECK(refused("knative deploy/knative/service.yaml"));
 }
 
-/* the options the Knative manifests give thaw serve are ones this thaw accepts: it starts with
- * them, is ready, and drains to exit 0 on SIGTERM */
+/* run_manifest_args starts thaw serve with the options `check_deploy.py ARGS` prints (one a
+ * line; run in the source tree), checks it is ready, and drains it to exit 0 on SIGTERM */
+static void run_manifest_args(const char *what, const char *args)
+{
+	char cmd[8192];
+	snprintf(cmd, sizeof cmd, "cd '%s' && python3 tests/deploy/check_deploy.py %s", src, args);
+	FILE *p = popen(cmd, "r");
+	T_CHECK(p != NULL);
+	if (!p)
+		return;
+	static char words[40][600];
+	const char *argv[42];
+	int n = 0;
+	while (n < 40 && fgets(words[n], sizeof words[n], p)) {
+		words[n][strcspn(words[n], "\n")] = 0;
+		argv[n] = words[n];
+		n++;
+	}
+	T_EQ_INT(pclose(p), 0);
+	T_CHECK(n >= 2);
+	argv[n++] = "--no-access-log";
+	argv[n] = NULL;
+	e2e_server s;
+	if (e2e_start(&s, argv, NULL) != 0) {
+		fprintf(stderr, "  thaw serve refused the options of %s; its log ends:\n", what);
+		t_sh(NULL, 0, "tail -n 5 '%s' >&2", s.log_path);
+		T_CHECK(!"thaw serve started with the manifest's options");
+		return;
+	}
+	e2e_resp r;
+	if (e2e_request(&s, "GET /readyz HTTP/1.1\r\nHost: t\r\n\r\n", &r) == 0) {
+		T_EQ_INT(r.status, 200);
+		e2e_resp_free(&r);
+	} else
+		T_CHECK(!"GET /readyz failed");
+	T_EQ_INT(e2e_stop(&s, 15, 10), 0);
+}
+
+/* the options the single-node Knative manifests give thaw serve are ones this thaw accepts: it
+ * starts with them, is ready, and drains to exit 0 on SIGTERM */
 static void test_knative_args_run(void)
 {
 	if (!have_yaml())
@@ -126,39 +167,174 @@ static void test_knative_args_run(void)
 	static const char *const files[] = {"deploy/knative/service.yaml",
 					    "deploy/knative/service-warm.yaml"};
 	for (size_t k = 0; k < 2; k++) {
-		char cmd[1024];
-		snprintf(cmd, sizeof cmd, "cd '%s' && python3 tests/deploy/check_deploy.py args %s", src,
-			 files[k]);
-		FILE *p = popen(cmd, "r");
-		T_CHECK(p != NULL);
-		if (!p)
-			return;
-		static char words[32][128];
-		const char *argv[34];
-		int n = 0;
-		while (n < 32 && fgets(words[n], sizeof words[n], p)) {
-			words[n][strcspn(words[n], "\n")] = 0;
-			argv[n] = words[n];
-			n++;
-		}
-		T_EQ_INT(pclose(p), 0);
-		T_CHECK(n >= 2);
-		argv[n++] = "--no-access-log";
-		argv[n] = NULL;
-		e2e_server s;
-		if (e2e_start(&s, argv, NULL) != 0) {
-			fprintf(stderr, "  thaw serve refused the options of %s\n", files[k]);
-			T_CHECK(!"thaw serve started with the manifest's options");
-			continue;
-		}
-		e2e_resp r;
-		if (e2e_request(&s, "GET /readyz HTTP/1.1\r\nHost: t\r\n\r\n", &r) == 0) {
-			T_EQ_INT(r.status, 200);
-			e2e_resp_free(&r);
-		} else
-			T_CHECK(!"GET /readyz failed");
-		T_EQ_INT(e2e_stop(&s, 15, 10), 0);
+		char args[700];
+		snprintf(args, sizeof args, "args %s", files[k]);
+		run_manifest_args(files[k], args);
 	}
+}
+
+/* serve_help writes `thaw serve --help` of the binary under test to the temp dir; its path */
+static const char *serve_help(void)
+{
+	static char help[700];
+	snprintf(help, sizeof help, "%s/serve-help.txt", t_tmpdir());
+	T_EQ_INT(t_sh(NULL, 0, "'%s' serve --help > '%s' 2>&1", t_bin(), help), 0);
+	return help;
+}
+
+/* the cluster manifest's options start a thaw too, with what Kubernetes would give them made
+ * local: the registry an SQLite file (the same --registry option), the pod name and IP, the
+ * shared volume and the cluster secret's mount as temporary directories. Skipped, like
+ * test_serve_flags, while the built thaw has no cluster options. */
+static void test_cluster_args_run(void)
+{
+	if (!have_yaml())
+		T_SKIP("python3-yaml not installed (scripts/install-deps.sh)");
+	char args[4096];
+	snprintf(args, sizeof args, "flags '%s' deploy/knative/service.yaml deploy/knative/service-warm.yaml "
+		 "deploy/knative/cluster", serve_help());
+	if (check_as(args, 1) == 3)
+		T_SKIP("this thaw serve has no cluster options yet");
+	const char *tmp = t_tmpdir();
+	T_EQ_INT(t_sh(NULL, 0, "mkdir -p '%s/cl-shared' '%s/cl-secret' && head -c 32 /dev/urandom | base64 "
+		      "> '%s/cl-secret/secret' && chmod 600 '%s/cl-secret/secret'", tmp, tmp, tmp, tmp), 0);
+	snprintf(args, sizeof args, "args deploy/knative/cluster 'THAW_REGISTRY_URL=sqlite:%s/cl-registry.db' "
+		 "POD_NAME=thaw-00001-deployment-7d9c5-x2x4q POD_IP=127.0.0.1 "
+		 "'/var/lib/thaw-shared=%s/cl-shared' '/etc/thaw/cluster=%s/cl-secret'", tmp, tmp, tmp);
+	run_manifest_args("deploy/knative/cluster", args);
+}
+
+/* mutate_dir copies deploy/knative/cluster into the temp dir as name and applies sed_expr to
+ * its file rel; returns the copy's path (static buffer per call slot) */
+static const char *mutate_dir(const char *name, const char *rel, const char *sed_expr)
+{
+	static char out[4][700];
+	static int slot;
+	char *p = out[slot++ % 4];
+	snprintf(p, sizeof out[0], "%s/%s", t_tmpdir(), name);
+	if (t_sh(NULL, 0, "rm -rf '%s' && cp -r '%s/deploy/knative/cluster' '%s' && sed -i %s '%s/%s'",
+		 p, src, p, sed_expr, p, rel) != 0)
+		return "/nonexistent";
+	T_CHECK(t_sh(NULL, 0, "cmp -s '%s/deploy/knative/cluster/%s' '%s/%s'", src, rel, p, rel) == 1);
+	return p;
+}
+
+/* deploy/knative/cluster: several pods on a CloudNativePG registry and a shared volume; each
+ * weakening of it is refused */
+static void test_cluster(void)
+{
+	if (!have_yaml())
+		T_SKIP("python3-yaml not installed (scripts/install-deps.sh)");
+	T_EQ_INT(check("cluster deploy/knative/cluster"), 0);
+	static const struct {
+		const char *file, *sed;
+	} bad[] = {
+		{"service.yaml", "-e 's/max-scale: \"8\"/max-scale: \"1\"/'"},           /* one pod */
+		{"service.yaml", "-e 's/name: thaw-registry-app/name: thaw-db/'"},        /* not the operator's */
+		{"service.yaml", "-e 's/key: uri/key: password/'"},
+		{"service.yaml", "-e 's#- $(THAW_REGISTRY_URL)#- postgresql://thaw-registry-rw/thaw#'"},
+		{"service.yaml", "-e 's/secretKeyRef:/configMapKeyRef:/'"},              /* not a Secret */
+		{"service.yaml", "-e 's/fieldPath: status.podIP/fieldPath: status.hostIP/'"},
+		{"service.yaml", "-e 's/fieldPath: metadata.name/fieldPath: metadata.namespace/'"},
+		{"service.yaml", "-e 's#http://$(POD_IP):8080#http://$(POD_IP):9090#'"},  /* not the port */
+		{"service.yaml", "-e 's#- http://$(POD_IP):8080#- http://10.0.0.5:8080#'"}, /* no downward API */
+		{"service.yaml", "-e 's/readOnly: true/readOnly: false/'"},               /* secret writable */
+		{"service.yaml", "-e 's#- /etc/thaw/cluster/secret#- /var/lib/thaw/secret#'"},
+		{"service.yaml", "-e '/- --allow-root/,+1d'"},
+		{"service.yaml", "-e 's#^            - /var/lib/thaw$#            - /var/lib/thaw-shared/data#'"},
+		{"service.yaml", "-e 's/emptyDir:/hostPath:/'"},                          /* data not per pod */
+		{"service.yaml", "-e 's/claimName: thaw-shared/claimName: other/'"},
+		{"service.yaml", "-e 's/- \"3000\"/- \"100\"/'"},                         /* lease too short */
+		{"shared-volume.yaml", "-e 's/ReadWriteMany/ReadWriteOnce/'"},
+		{"registry.yaml", "-e 's/instances: 3/instances: 1/'"},
+		{"registry.yaml", "-e '/owner: thaw/d'"},
+		{"registry.yaml", "-e 's/size: 10Gi/size: lots/'"},
+		{"registry.yaml", "-e 's/max_connections: \"100\"/max_connections: \"20\"/'"},
+		{"registry.yaml", "-e 's#postgresql.cnpg.io/v1#apps/v1#'"},              /* no operator */
+		{"kustomization.yaml", "-e '/- shared-volume.yaml/d'"},
+	};
+	char args[1024];
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		const char *m = mutate_dir("cluster", bad[i].file, bad[i].sed);
+		snprintf(args, sizeof args, "cluster '%s'", m);
+		int ok = refused(args);
+		if (!ok)
+			fprintf(stderr, "  mutation %zu (%s: %s) not refused\n", i, bad[i].file, bad[i].sed);
+		T_CHECK(ok);
+	}
+	/* a Secret written into the files is refused too */
+	const char *m = mutate_dir("cluster", "shared-volume.yaml",
+				   "-e '$a ---\\napiVersion: v1\\nkind: Secret\\nmetadata:\\n  name: s\\nstringData:\\n  secret: x'");
+	snprintf(args, sizeof args, "cluster '%s'", m);
+	T_CHECK(refused(args));
+	/* the single-node variants stay single-node */
+	m = mutate("deploy/knative/service.yaml", "service.yaml",
+		   "-e 's/max-scale: \"1\"/max-scale: \"4\"/'");
+	snprintf(args, sizeof args, "knative '%s' deploy/knative/service-warm.yaml", m);
+	T_CHECK(refused(args));
+}
+
+/* every option deploy/knative gives thaw serve is one the built thaw lists in `serve --help`
+ * (read from the binary at test time). A thaw that predates clusters (its help lacks the
+ * registry URL option and any it lacks is used only by the cluster manifest) skips, naming
+ * the options; once it has that option, every other one must be there too. */
+static void test_serve_flags(void)
+{
+	if (!have_yaml())
+		T_SKIP("python3-yaml not installed (scripts/install-deps.sh)");
+	const char *help = serve_help();
+	char args[2048];
+	snprintf(args, sizeof args, "flags '%s' deploy/knative/service.yaml deploy/knative/service-warm.yaml "
+		 "deploy/knative/cluster", help);
+	int rc = check(args);
+	/* an option thaw does not have is refused, in a single-node manifest with any thaw */
+	char bad[2048];
+	const char *m = mutate("deploy/knative/service.yaml", "service.yaml",
+			       "-e 's/- --cpu-threads/- --cpu-thread-count/'");
+	snprintf(bad, sizeof bad, "flags '%s' '%s' deploy/knative/service-warm.yaml deploy/knative/cluster",
+		 help, m);
+	T_EQ_INT(check_as(bad, 1), 1);
+	if (rc == 3)
+		T_SKIP("this thaw serve has no cluster options yet (listed above)");
+	T_EQ_INT(rc, 0);
+}
+
+/* kubectl, offline: `kubectl kustomize` renders the cluster (every resource exists, the
+ * namespace applies to each), the rendering passes the cluster checks, and `kubectl label
+ * --local` (which parses objects without a server) reads every manifest as the kinds meant */
+static void test_kubectl_offline(void)
+{
+	if (t_sh(NULL, 0, "command -v kubectl >/dev/null 2>&1") != 0) {
+		T_CHECK(!"kubectl is not installed (scripts/install-deps.sh installs kubernetes-client)");
+		return;
+	}
+	char out[4096], rendered[700];
+	snprintf(rendered, sizeof rendered, "%s/rendered.yaml", t_tmpdir());
+	T_EQ_INT(t_sh(NULL, 0, "cd '%s' && kubectl kustomize deploy/knative/cluster > '%s'", src, rendered), 0);
+	char args[1024];
+	snprintf(args, sizeof args, "cluster '%s'", rendered);
+	if (have_yaml())
+		T_EQ_INT(check(args), 0);
+	T_EQ_INT(t_sh(out, sizeof out, "grep -c '^  namespace: thaw$' '%s'", rendered), 0);
+	T_EQ_INT(atoi(out), 3);
+	T_EQ_INT(t_sh(out, sizeof out, "kubectl label --local -f '%s' thaw.check=1 -o name | sort", rendered), 0);
+	T_EQ_STR(out, "cluster.postgresql.cnpg.io/thaw-registry\npersistentvolumeclaim/thaw-shared\n"
+		      "service.serving.knative.dev/thaw\n");
+	static const char *const single[] = {"service.yaml", "service-warm.yaml"};
+	static const char *const want[] = {
+		"persistentvolumeclaim/thaw-data\nservice.serving.knative.dev/thaw\n",
+		"persistentvolumeclaim/thaw-warm-data\nservice.serving.knative.dev/thaw-warm\n"};
+	for (size_t i = 0; i < 2; i++) {
+		T_EQ_INT(t_sh(out, sizeof out, "cd '%s' && kubectl label --local -f deploy/knative/%s "
+			      "thaw.check=1 -o name | sort", src, single[i]), 0);
+		T_EQ_STR(out, want[i]);
+	}
+	/* kubectl refuses a kustomization naming a missing file and a manifest that does not parse */
+	const char *m = mutate_dir("cluster-k", "kustomization.yaml", "-e 's/- registry.yaml/- nosuch.yaml/'");
+	T_CHECK(t_sh(NULL, 0, "kubectl kustomize '%s' >/dev/null 2>&1", m) != 0);
+	m = mutate_dir("cluster-k", "service.yaml", "-e 's/^spec:/spec: [/'");
+	T_CHECK(t_sh(NULL, 0, "kubectl label --local -f '%s/service.yaml' thaw.check=1 -o name "
+		     ">/dev/null 2>&1", m) != 0);
 }
 
 static void test_dockerfile(void)
@@ -374,6 +550,10 @@ void t_main(void)
 	T_RUN(test_yaml_parses);
 	T_RUN(test_knative);
 	T_RUN(test_knative_args_run);
+	T_RUN(test_cluster);
+	T_RUN(test_serve_flags);
+	T_RUN(test_cluster_args_run);
+	T_RUN(test_kubectl_offline);
 	T_RUN(test_dockerfile);
 	T_RUN(test_systemd);
 	T_RUN(test_systemd_analyze);
