@@ -226,6 +226,14 @@ static void test_cold_once_and_placement(void)
 	for (int i = 0; i < 30; i++)
 		T_EQ_INT(invoke(&lbs, "beta", NULL, NULL, 0), 200);
 	T_EQ_INT((int)metric_sum("thaw_cold_starts_total{function=\"beta\""), 1);
+	if ((int)metric_sum("thaw_cold_starts_total{function=\"beta\"") != 1)
+		for (int i = 0; i < NODES; i++) {
+			char c2[800];
+			snprintf(c2, sizeof c2, "grep -E 'forward of|cold start|beta' %s | grep -v '\"request\"' | head -20 >&2", node[i].log_path);
+			fprintf(stderr, "node %d:\n", i + 1);
+			if (system(c2) != 0)
+				fprintf(stderr, "  (nothing)\n");
+		}
 	int hb = holder("beta");
 	T_CHECK(hb >= 0);
 	/* the node holding beta has less free memory: gamma goes elsewhere */
