@@ -248,6 +248,10 @@ int rt_registry_key_list(rt_registry *reg, json_t **out);
  * "2026-01-02T03:04:05.678Z". */
 void rt_registry_format_time(int64_t ms, char *buf, size_t cap);
 
+/* rt_registry_time_json is ms as an rt_registry_format_time JSON string (new reference; NULL
+ * when out of memory). */
+json_t *rt_registry_time_json(int64_t ms);
+
 /* Test hook: when set, rt_registry_put calls it at named points inside its transaction
  * ("after-insert-revision", "after-traffic"), so a test can crash the process mid-change. */
 extern void (*rt_registry_test_hook)(const char *point);

@@ -8,7 +8,9 @@
  * A store is an ops table (designated initializers, one per backend file) and an opaque
  * state. rt_store_sqlite.c is the embedded one (DATA/registry.db, or a file named by
  * sqlite:PATH); rt_store_pg.c is the one the nodes of a cluster share (a PostgreSQL database,
- * postgresql://...). Every SQL statement of the daemon lives in the store files.
+ * postgresql://...). Every SQL statement of the daemon lives in the store files; what the
+ * stores do alike with their rows (write checks and texts, rows to structs, the function JSON
+ * body) is rt_store_rows.h.
  *
  * Change detection: a store counts the changes committed through any process or node
  * (generation); the registry compares it before each view read and drops the view when it
