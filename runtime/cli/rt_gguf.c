@@ -334,6 +334,32 @@ static int plan(rt_gguf *R, const rt_gguf_opts *op, uint64_t L, uint64_t H, uint
 		}
 		R->n_o++;
 	}
+	/* the llama kind runs gate and up as one product: an int8 gate with a float up (a file
+	 * that mixes Q8_0 with other types) takes the float form for both */
+	for (size_t i = 0; i < R->n_o; i++) {
+		out_t *a = &R->o[i];
+		const char *p = strstr(a->name, ".mlp.gate_proj.weight");
+		if (!p)
+			continue;
+		for (size_t j = 0; j < R->n_o; j++) {
+			out_t *b = &R->o[j];
+			const char *q = strstr(b->name, ".mlp.up_proj.weight");
+			if (!q || q - b->name != p - a->name || strncmp(a->name, b->name, (size_t)(p - a->name)))
+				continue;
+			if (a->dt == b->dt)
+				break;
+			out_t *fix[2] = {a, b};
+			for (int k = 0; k < 2; k++)
+				if (fix[k]->dt == SNAP_DTYPE_I8) {
+					fix[k]->kind = CV_BF16;
+					fix[k]->dt = SNAP_DTYPE_BF16;
+					fix[k]->nbytes = fix[k]->rows * fix[k]->k * 2;
+					fix[k]->sname[0] = 0;
+					fix[k]->scale_shape[0] = fix[k]->scale_shape[1] = 0;
+				}
+			break;
+		}
+	}
 	return 0;
 }
 
