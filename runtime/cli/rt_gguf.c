@@ -65,6 +65,7 @@ struct rt_gguf {
 	int tok_rc;
 	char tok_why[300];
 	int64_t vocab;
+	long rope_freqs;           /* index of a rope_freqs.weight that is not all ones, or -1 */
 	double convert_s;
 	/* conversion */
 	job *jobs;
@@ -227,8 +228,7 @@ static int meta_uint(const snap_gguf *g, const char *key, int required, uint64_t
 	return 0;
 }
 
-/* a rope_freqs tensor of ones changes nothing; any other factor (llama3-style RoPE scaling)
- * has no config.json equivalent the llama kind reads */
+/* a rope_freqs tensor of ones changes nothing (others: llama3_scaling) */
 static int rope_freqs_ok(const snap_gguf *g, size_t i)
 {
 	const snap_gguf_tensor *t = &g->t[i];
@@ -242,6 +242,54 @@ static int rope_freqs_ok(const snap_gguf *g, size_t i)
 			return 0;
 	}
 	return 1;
+}
+
+/* llama.cpp's converter stores Llama 3.x's rope_scaling (rope_type llama3) only as the
+ * per-frequency divisors of rope_freqs.weight, computed from factor, low_freq_factor,
+ * high_freq_factor and original_max_position_embeddings; *sc gets the parameters that give
+ * back exactly these divisors (factor: the largest; the others: Llama 3.x's 1, 4 and 8192, or
+ * the file's llama.rope.scaling.original_context_length), NULL when none do. */
+static json_t *llama3_scaling(const snap_gguf *g, size_t idx, double theta, uint64_t hd)
+{
+	const snap_gguf_tensor *t = &g->t[idx];
+	if (t->type != SNAP_GGML_F32 || t->nelem != hd / 2 || hd < 2)
+		return NULL;
+	const uint8_t *d = snap_gguf_data(g, idx);
+	float *fac = malloc(t->nelem * sizeof *fac), factor = 0;
+	if (!fac)
+		return NULL;
+	for (uint64_t j = 0; j < t->nelem; j++) {
+		memcpy(&fac[j], d + 4 * j, 4);
+		factor = fac[j] > factor ? fac[j] : factor;
+	}
+	uint64_t origs[2] = {8192, 0};
+	snap_gguf_get_uint(g, "llama.rope.scaling.original_context_length", &origs[1]);
+	json_t *out = NULL;
+	for (int c = 0; c < 2 && !out; c++) {
+		double orig = (double)origs[c], lo = 1.0, hi = 4.0;
+		if (orig <= 0 || !(factor >= 1))
+			continue;
+		int ok = 1;
+		for (uint64_t j = 0; j < t->nelem && ok; j++) {
+			float freq = (float)(1.0 / pow(theta, (double)(2 * j) / (double)hd));
+			double wl = 2 * M_PI / freq, want;
+			if (wl < orig / hi)
+				want = 1;
+			else if (wl > orig / lo)
+				want = factor;
+			else {
+				double sm = (orig / wl - lo) / (hi - lo);
+				want = 1 / ((1 - sm) / factor + sm);
+			}
+			ok = fabs(want - fac[j]) <= 1e-4 * want;
+		}
+		if (ok)
+			out = json_pack("{s:s,s:f,s:f,s:f,s:I}", "rope_type", "llama3", "factor", (double)factor,
+					"low_freq_factor", lo, "high_freq_factor", hi, "original_max_position_embeddings",
+					(json_int_t)orig);
+	}
+	free(fac);
+	return out;
 }
 
 static int plan(rt_gguf *R, const rt_gguf_opts *op, uint64_t L, uint64_t H, uint64_t KVH, char *err,
@@ -268,10 +316,9 @@ static int plan(rt_gguf *R, const rt_gguf_opts *op, uint64_t L, uint64_t H, uint
 			snprintf(o->name, sizeof o->name, "model.norm.weight");
 			matrix = 0;
 		} else if (!strcmp(t->name, "rope_freqs.weight")) {
-			if (rope_freqs_ok(g, i))
-				continue;
-			return rt_errf(err, errlen, -ENOTSUP, "GGUF tensor rope_freqs.weight holds RoPE frequency factors "
-				       "(llama3-style rope scaling), which the llama kind's config cannot express");
+			if (!rope_freqs_ok(g, i))
+				R->rope_freqs = (long)i;
+			continue;
 		} else if (sscanf(t->name, "blk.%llu.%63[a-z_].%15[a-z]%n", &layer, part, tail, &used) == 3 &&
 			   !t->name[used] && !strcmp(tail, "weight")) {
 			for (size_t k = 0; k < sizeof names / sizeof *names; k++)
@@ -441,6 +488,7 @@ int rt_gguf_import(const char *path, const rt_gguf_opts *op, rt_gguf **out, char
 	rt_gguf *R = calloc(1, sizeof *R);
 	if (!R)
 		return rt_errf(err, errlen, -ENOMEM, "out of memory");
+	R->rope_freqs = -1;
 	if ((rc = snap_gguf_open(path, &R->g, err, errlen)))
 		goto fail;
 	snap_gguf *g = R->g;
@@ -528,7 +576,16 @@ int rt_gguf_import(const char *path, const rt_gguf_opts *op, rt_gguf **out, char
 			json_object_set_new(c, idk[k][1], json_integer((json_int_t)v));
 	}
 	snap_gguf_str rs;
-	if (snap_gguf_get_str(g, "llama.rope.scaling.type", &rs) == 0 && !(rs.len == 4 && !memcmp(rs.s, "none", 4))) {
+	if (R->rope_freqs >= 0) {
+		json_t *sc = llama3_scaling(g, (size_t)R->rope_freqs, theta, hd);
+		if (!sc) {
+			rc = rt_errf(err, errlen, -ENOTSUP, "GGUF tensor rope_freqs.weight: RoPE frequency factors that "
+				     "are not llama3-style rope scaling (factor, low/high_freq_factor 1/4, original "
+				     "context 8192) have no config.json equivalent");
+			goto fail;
+		}
+		json_object_set_new(c, "rope_scaling", sc);
+	} else if (snap_gguf_get_str(g, "llama.rope.scaling.type", &rs) == 0 && !(rs.len == 4 && !memcmp(rs.s, "none", 4))) {
 		double f = 1;
 		uint64_t orig = 0;
 		snap_gguf_get_float(g, "llama.rope.scaling.factor", &f);

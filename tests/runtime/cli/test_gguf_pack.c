@@ -200,6 +200,9 @@ typedef struct tokspec {
 	const char *model;         /* "llama" */
 } tokspec;
 
+static const float *extra_vals;   /* the values of write_gguf's extra tensor (NULL: 8 zeros) */
+static uint64_t extra_n;
+
 /* write m as a GGUF at path; skip_output drops output.weight (tied embeddings) */
 static int write_gguf(const hfm *m, type_fn ty, const char *path, int skip_output, const tokspec *tk,
 		      const char *extra_name)
@@ -293,10 +296,13 @@ static int write_gguf(const hfm *m, type_fn ty, const char *path, int skip_outpu
 		free(x);
 		nt++;
 	}
-	if (extra_name) {   /* a tensor with no HF counterpart */
+	if (extra_name) {   /* a tensor with no HF counterpart, or rope_freqs (extra_vals) */
 		gtensor *g = &gt[nt++];
 		snprintf(g->name, sizeof g->name, "%s", extra_name);
-		g->ndim = 1, g->ne[0] = 8, g->type = 0, g->nbytes = 32, g->data = calloc(1, 32);
+		uint64_t n = extra_vals ? extra_n : 8;
+		g->ndim = 1, g->ne[0] = n, g->type = 0, g->nbytes = n * 4, g->data = calloc(n, 4);
+		if (extra_vals)
+			memcpy(g->data, extra_vals, n * 4);
 	}
 	size_t len;
 	uint8_t *b = gguf_write(&md, gt, nt, 32, &len);
@@ -643,6 +649,40 @@ static void test_import_errors(void)
 	T_EQ_INT(write_gguf(&m, ty_f32, gg, 0, NULL, "blk.7.attn_q.weight"), 0);
 	T_EQ_INT(rt_gguf_import(gg, NULL, &g, err, sizeof err), -EBADMSG);
 	T_CHECK(strstr(err, "layer 7") != NULL);
+	/* Llama 3.2's rope scaling as convert_hf_to_gguf.py writes it: rope_freqs.weight */
+	float fr[32], one[32];
+	double theta = 10000.0, factor = 32, lo = 1, hi = 4, orig = 8192;
+	for (int j = 0; j < 32; j++) {
+		float freq = (float)(1.0 / pow(theta, (double)(2 * j) / 64.0));
+		double wl = 2 * M_PI / freq;
+		fr[j] = wl < orig / hi ? 1.0f : wl > orig / lo ? (float)factor :
+			(float)(1 / ((1 - (orig / wl - lo) / (hi - lo)) / factor + (orig / wl - lo) / (hi - lo)));
+		one[j] = 1;
+	}
+	extra_vals = fr, extra_n = 32;
+	T_EQ_INT(write_gguf(&m, ty_f32, gg, 0, NULL, "rope_freqs.weight"), 0);
+	int rc = rt_gguf_import(gg, NULL, &g, err, sizeof err);
+	T_EQ_INT(rc, 0);
+	if (rc == 0) {
+		json_t *rs = json_object_get(rt_gguf_config(g), "rope_scaling");
+		T_EQ_STR(json_string_value(json_object_get(rs, "rope_type")), "llama3");
+		T_CHECK(json_number_value(json_object_get(rs, "factor")) == 32.0);
+		T_EQ_INT(json_integer_value(json_object_get(rs, "original_max_position_embeddings")), 8192);
+		rt_gguf_free(g);
+	}
+	fr[3] *= 1.5f;   /* factors of no known scheme */
+	T_EQ_INT(write_gguf(&m, ty_f32, gg, 0, NULL, "rope_freqs.weight"), 0);
+	T_EQ_INT(rt_gguf_import(gg, NULL, &g, err, sizeof err), -ENOTSUP);
+	T_CHECK(strstr(err, "rope_freqs") != NULL);
+	extra_vals = one;   /* all ones: dropped */
+	T_EQ_INT(write_gguf(&m, ty_f32, gg, 0, NULL, "rope_freqs.weight"), 0);
+	T_EQ_INT(rt_gguf_import(gg, NULL, &g, err, sizeof err), 0);
+	if (g) {
+		T_CHECK(json_object_get(rt_gguf_config(g), "rope_scaling") == NULL);
+		T_EQ_INT(rt_gguf_source(g)->n, 12);
+		rt_gguf_free(g);
+	}
+	extra_vals = NULL;
 	hfm_free(&m);
 	/* a Q2_K tensor; no architecture */
 	gmeta md = {0};
