@@ -17,6 +17,8 @@ typedef struct gbuf {
 
 static __attribute__((unused)) void gb_put(gbuf *g, const void *p, size_t n)
 {
+	if (n == 0)
+		return;
 	if (g->n + n > g->cap) {
 		g->cap = (g->n + n) * 2 + 64;
 		g->b = realloc(g->b, g->cap);

@@ -748,9 +748,9 @@ static uint8_t *tok_gguf(const char *name, int spm, size_t *len)
 		size_t id = (size_t)json_integer_value(v);
 		toks[id] = strdup(k);
 		ty[id] = !strncmp(k, "<0x", 3) && strlen(k) == 6 ? 6 : 1;
-		int ws = 1;
-		for (const char *c = k; *c; c += 3)
-			ws &= !strncmp(c, "\xe2\x96\x81", 3);
+		int ws = strlen(k) % 3 == 0;
+		for (size_t c = 0; ws && c < strlen(k); c += 3)
+			ws = !strncmp(k + c, "\xe2\x96\x81", 3);
 		sc[id] = ty[id] == 6 ? 0 : ws && strlen(k) > 3 ? -1e9f : -(float)id;
 	}
 	json_array_foreach(json_object_get(j, "added_tokens"), i, it) {
