@@ -976,6 +976,10 @@ static void test_cli(void)
 	T_EQ_INT(t_sh(out, sizeof out, "%s snapshot pack %s -o %s.bad --quiet 2>&1", t_bin(), gg, sn), 1);
 	T_CHECK(strstr(out, "does not fit the model") != NULL && strstr(out, "token_embd") != NULL);
 	T_EQ_INT(t_sh(out, sizeof out, "%s snapshot pack %s -o %s.bad --no-tokenizer --quiet 2>&1", t_bin(), gg, sn), 0);
+	/* --tokenizer DIR instead of the file's own: checked the same way (512 ids, 256 rows) */
+	T_EQ_INT(t_sh(out, sizeof out, "%s snapshot pack %s -o %s.t2 --tokenizer %s/tests/data/tok/small --quiet 2>&1",
+		      t_bin(), gg, sn, t_src()), 1);
+	T_CHECK(strstr(out, "does not fit the model") != NULL && strstr(out, "tok/small/tokenizer.json") != NULL);
 	/* an unsupported tokenizer: packed without one, and said so */
 	tk.model = "bert";
 	T_EQ_INT(write_gguf(&m, ty_f16, gg, 0, &tk, NULL), 0);
@@ -991,6 +995,27 @@ static void test_cli(void)
 	hfm_free(&m);
 }
 
+/* the pack-time check for a safetensors directory: config.json's eos_token_id must be a row */
+static void test_st_special_ids(void)
+{
+	char dir[600], out[4096];
+	snprintf(dir, sizeof dir, "%s/st", t_tmpdir());
+	T_EQ_INT(t_sh(NULL, 0, "mkdir -p %s && cp %s/tests/data/llama_tiny/model.safetensors %s/", dir, t_src(), dir), 0);
+	FILE *f;
+	char p[700];
+	snprintf(p, sizeof p, "%s/tokenizer.json", dir);
+	f = fopen(p, "w");
+	fputs("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1}, \"merges\": []}}", f);
+	fclose(f);
+	snprintf(p, sizeof p, "%s/config.json", dir);
+	T_EQ_INT(t_sh(NULL, 0, "sed 's/\"eos_token_id\": 2/\"eos_token_id\": 999/' %s/tests/data/llama_tiny/config.json > %s",
+		      t_src(), p), 0);
+	T_EQ_INT(t_sh(out, sizeof out, "%s snapshot pack %s -o %s/st.thaw --quiet 2>&1", t_bin(), dir, dir), 1);
+	T_CHECK(strstr(out, "eos_token_id") != NULL && strstr(out, "256") != NULL);
+	T_EQ_INT(t_sh(NULL, 0, "cp %s/tests/data/llama_tiny/config.json %s", t_src(), p), 0);
+	T_EQ_INT(t_sh(out, sizeof out, "%s snapshot pack %s -o %s/st.thaw --quiet 2>&1", t_bin(), dir, dir), 0);
+}
+
 void t_main(void)
 {
 	T_RUN(test_tiny_float);
@@ -998,4 +1023,5 @@ void t_main(void)
 	T_RUN(test_import_errors);
 	T_RUN(test_tokenizers);
 	T_RUN(test_cli);
+	T_RUN(test_st_special_ids);
 }
