@@ -530,6 +530,27 @@ int rt_gguf_import(const char *path, const rt_gguf_opts *op, rt_gguf **out, char
 	}
 	if ((rc = plan(R, op, L, H, KVH, err, errlen)))
 		goto fail;
+	/* every tensor the llama layout needs is there (else the kind would refuse it at load) */
+	for (uint64_t l = 0; l <= L; l++) {
+		static const char *const per_layer[] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+			"self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj", "input_layernorm",
+			"post_attention_layernorm"};
+		for (size_t k = 0; k < (l < L ? 9u : 1u); k++) {
+			char want[128];
+			if (l < L)
+				snprintf(want, sizeof want, "model.layers.%llu.%s.weight", (unsigned long long)l, per_layer[k]);
+			else
+				snprintf(want, sizeof want, "model.norm.weight");
+			size_t j = 0;
+			while (j < R->n_o && strcmp(R->o[j].name, want))
+				j++;
+			if (j == R->n_o) {
+				rc = rt_errf(err, errlen, -EBADMSG, "%s: the GGUF file has no tensor for %s (llama.block_count is %llu)",
+					     path, want, (unsigned long long)L);
+				goto fail;
+			}
+		}
+	}
 	const out_t *emb = NULL, *lm = NULL;
 	for (size_t i = 0; i < R->n_o; i++) {
 		if (!strcmp(R->o[i].name, "model.embed_tokens.weight"))

@@ -73,15 +73,28 @@ static json_t *added_entry(const char *s, size_t len, int64_t id, int special)
 static int spm_merges(const snap_gguf_kv *tokens, const snap_gguf_kv *scores, json_t *vocab,
 		      json_t *out, char *err, size_t errlen)
 {
-	size_t cap = 1024, n = 0;
-	merge *m = malloc(cap * sizeof *m), local[512];
-	if (!m)
+	size_t cap = 1024, n = 0, lcap = 64;
+	merge *m = malloc(cap * sizeof *m), *local = malloc(lcap * sizeof *local);
+	if (!m || !local) {
+		free(m);
+		free(local);
 		return rt_errf(err, errlen, -ENOMEM, "out of memory");
+	}
 	for (uint64_t id = 0; id < tokens->arr_n; id++) {
 		const snap_gguf_str *p = &tokens->arr_str[id];
 		size_t nl = 0;
 		float sc = (float)snap_gguf_arr_num(scores, id);
-		for (uint64_t i = 1; i < p->len && nl < sizeof local / sizeof *local; i++) {
+		if (p->len > lcap) {   /* at most len - 1 splits */
+			merge *nlp = realloc(local, (size_t)p->len * sizeof *local);
+			if (!nlp) {
+				free(m);
+				free(local);
+				return rt_errf(err, errlen, -ENOMEM, "out of memory");
+			}
+			local = nlp;
+			lcap = (size_t)p->len;
+		}
+		for (uint64_t i = 1; i < p->len; i++) {
 			if (((unsigned char)p->s[i] & 0xC0) == 0x80)
 				continue;   /* inside a UTF-8 sequence */
 			json_t *l = json_object_getn(vocab, p->s, i), *r = json_object_getn(vocab, p->s + i, p->len - i);
@@ -95,6 +108,7 @@ static int spm_merges(const snap_gguf_kv *tokens, const snap_gguf_kv *scores, js
 			merge *nm = realloc(m, cap * sizeof *m);
 			if (!nm) {
 				free(m);
+				free(local);
 				return rt_errf(err, errlen, -ENOMEM, "out of memory");
 			}
 			m = nm;
@@ -104,6 +118,7 @@ static int spm_merges(const snap_gguf_kv *tokens, const snap_gguf_kv *scores, js
 			m[n++] = local[j];
 		}
 	}
+	free(local);
 	qsort(m, n, sizeof *m, merge_cmp);
 	int rc = 0;
 	for (size_t i = 0; i < n && !rc; i++) {

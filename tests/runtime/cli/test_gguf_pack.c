@@ -703,6 +703,17 @@ static void test_import_errors(void)
 	T_CHECK(strstr(err, "type Q2_K") != NULL);
 	free(b);
 	free(t.data);
+	/* only an embedding: the layers are missing */
+	gtensor te = {.name = "token_embd.weight", .type = 0, .ndim = 2, .ne = {256, 4}, .nbytes = 4096};
+	te.data = calloc(1, 4096);
+	b = gguf_write(&md, &te, 1, 32, &len);
+	f = fopen(gg, "wb");
+	fwrite(b, 1, len, f);
+	fclose(f);
+	T_EQ_INT(rt_gguf_import(gg, NULL, &g, err, sizeof err), -EBADMSG);
+	T_CHECK(strstr(err, "no tensor for model.layers.0.self_attn.q_proj.weight") != NULL);
+	free(b);
+	free(te.data);
 	free(md.b.b);
 	memset(&md, 0, sizeof md);
 	gm_str(&md, "general.architecture", "gemma");
