@@ -9,8 +9,10 @@
  * 32-element block scales (the same blocks, the same quantized values, the F16 scale widened
  * to F32: exact); Q4_0/Q4_K/Q5_K/Q6_K are decoded and rounded to BF16, or with int8 set
  * decoded to F32 and requantized to int8 with 32-element blocks (absmax, as --quantize
- * int8:32). Embeddings and norms always stay float (a quantized one is decoded to BF16 / F32).
- * Conversion runs on several threads, split by rows. */
+ * int8:32). Embeddings and norms always stay float (a quantized one is decoded to BF16 / F32);
+ * a layer with an int8 gate and a float up (the llama kind runs them as one product) gets BF16
+ * for both. A file lacking a tensor of the layout, or holding one the layout has no place for,
+ * is refused. Conversion runs on several threads, split by rows. */
 #ifndef THAW_RT_GGUF_H
 #define THAW_RT_GGUF_H
 #include <stddef.h>
