@@ -5,8 +5,8 @@
  * output from both snapshots is identical (F32, F16 and BF16 files); Q8_0 becomes int8 blocks
  * with exactly the file's values, Q4_0/Q4_K/Q5_K/Q6_K become the BF16 of the test's reference
  * dequantization; tied embeddings; the embedded tokenizers (SentencePiece: merges derived from
- * the scores equal Mistral's shipped tokenizer.json merges, and the encodings match HF's; GPT-2
- * byte level) load and encode as HF does; the CLI carries a tokenizer that fits and refuses
+ * the scores equal Mistral's shipped tokenizer.json merges, and the encodings match HF's; byte
+ * level with the GPT-2 pattern, and Meta Llama 3's with llama-bpe) load and encode as HF does; the CLI carries a tokenizer that fits and refuses
  * one that does not; unmapped tensors, unconvertible types and missing metadata fail clearly. */
 #include <errno.h>
 #include <jansson.h>
@@ -740,11 +740,9 @@ static void test_import_errors(void)
 /* the tokenizer fixture NAME as a GGUF tokenizer: tokens in id order (added tokens included),
  * SentencePiece scores as the SPM model has them (-id, whitespace runs last, bytes and
  * controls 0), or the byte-level merges */
-static uint8_t *tok_gguf(const char *name, int spm, size_t *len)
+static uint8_t *tok_gguf(const char *path, int spm, const char *pre, size_t *len)
 {
-	char p[600];
-	snprintf(p, sizeof p, "%s/tests/data/tok/%s/tokenizer.json", t_src(), name);
-	json_t *j = json_load_file(p, 0, NULL), *vocab = json_object_get(json_object_get(j, "model"), "vocab");
+	json_t *j = json_load_file(path, 0, NULL), *vocab = json_object_get(json_object_get(j, "model"), "vocab");
 	size_t n = json_object_size(vocab);
 	json_t *v, *it;
 	const char *k;
@@ -788,11 +786,15 @@ static uint8_t *tok_gguf(const char *name, int spm, size_t *len)
 		size_t nm = json_array_size(mg);
 		char **ms = calloc(nm, sizeof *ms);
 		json_array_foreach(mg, i, it) {
+			if (json_is_string(it)) {   /* the older "a b" form */
+				ms[i] = strdup(json_string_value(it));
+				continue;
+			}
 			const char *a = json_string_value(json_array_get(it, 0)), *b = json_string_value(json_array_get(it, 1));
 			ms[i] = malloc(strlen(a) + strlen(b) + 2);
 			sprintf(ms[i], "%s %s", a, b);
 		}
-		gm_str(&md, "tokenizer.ggml.pre", "gpt2");
+		gm_str(&md, "tokenizer.ggml.pre", pre);
 		gm_arr_str(&md, "tokenizer.ggml.merges", nm, ms);
 		gm_u32(&md, "tokenizer.ggml.eos_token_id", 0);
 		gm_bool(&md, "tokenizer.ggml.add_bos_token", 0);
@@ -815,15 +817,16 @@ static void check_encodings(const char *name, tok_tokenizer *t)
 {
 	char p[600];
 	snprintf(p, sizeof p, "%s/tests/data/tok/%s/expected.json", t_src(), name);
-	json_t *e = json_load_file(p, 0, NULL), *c;
+	json_t *e = json_load_file(p, JSON_ALLOW_NUL, NULL), *c;
 	size_t i, bad = 0, n = 0;
 	json_array_foreach(json_object_get(e, "cases"), i, c) {
 		const char *text = json_string_value(json_object_get(c, "text"));
+		size_t tlen = json_string_length(json_object_get(c, "text"));
 		for (int sp = 0; sp < 2; sp++) {
 			int32_t *ids;
 			size_t nid;
 			json_t *want = json_object_get(c, sp ? "ids_special" : "ids");
-			if (tok_encode(t, text, strlen(text), sp, &ids, &nid)) {
+			if (tok_encode(t, text, tlen, sp, &ids, &nid)) {
 				bad++;
 				continue;
 			}
@@ -849,11 +852,11 @@ static void test_tokenizers(void)
 	json_t *tok, *cfg;
 	tok_tokenizer *t;
 	/* SentencePiece (Mistral's vocabulary): the derived merges are the shipped ones */
-	uint8_t *b = tok_gguf("mistral", 1, &len);
-	T_EQ_INT(snap_gguf_parse_mem(b, len, &g, err, sizeof err), 0);
-	T_EQ_INT(rt_tok_gguf_convert(g, &tok, &cfg, err, sizeof err), 0);
 	char p[600];
 	snprintf(p, sizeof p, "%s/tests/data/tok/mistral/tokenizer.json", t_src());
+	uint8_t *b = tok_gguf(p, 1, NULL, &len);
+	T_EQ_INT(snap_gguf_parse_mem(b, len, &g, err, sizeof err), 0);
+	T_EQ_INT(rt_tok_gguf_convert(g, &tok, &cfg, err, sizeof err), 0);
 	json_t *ship = json_load_file(p, 0, NULL);
 	json_t *sm = json_object_get(json_object_get(ship, "model"), "merges"), *mm = json_object_get(json_object_get(tok, "model"), "merges");
 	T_EQ_INT(json_array_size(mm), json_array_size(sm));
@@ -895,12 +898,29 @@ static void test_tokenizers(void)
 	snap_gguf_close(g);
 	free(b);
 	/* byte-level BPE (GPT-2 split pattern) */
-	b = tok_gguf("small", 0, &len);
+	snprintf(p, sizeof p, "%s/tests/data/tok/small/tokenizer.json", t_src());
+	b = tok_gguf(p, 0, "gpt2", &len);
 	T_EQ_INT(snap_gguf_parse_mem(b, len, &g, err, sizeof err), 0);
 	T_EQ_INT(rt_tok_gguf_convert(g, &tok, &cfg, err, sizeof err), 0);
 	T_EQ_INT(tok_load_json(&t, tok, cfg, err, sizeof err), 0);
 	if (t) {
 		check_encodings("small", t);
+		tok_free(t);
+	}
+	json_decref(tok);
+	json_decref(cfg);
+	snap_gguf_close(g);
+	free(b);
+	/* Meta Llama 3's byte-level BPE as llama.cpp stores it (tokenizer.ggml.pre llama-bpe) */
+	snprintf(p, sizeof p, "%s/llama3.json", t_tmpdir());
+	T_EQ_INT(t_sh(NULL, 0, "gzip -dc %s/tests/data/tok/llama3/tokenizer.json.gz > %s", t_src(), p), 0);
+	b = tok_gguf(p, 0, "llama-bpe", &len);
+	T_EQ_INT(snap_gguf_parse_mem(b, len, &g, err, sizeof err), 0);
+	T_EQ_INT(rt_tok_gguf_convert(g, &tok, &cfg, err, sizeof err), 0);
+	T_EQ_INT(tok_load_json(&t, tok, cfg, err, sizeof err), 0);
+	if (t) {
+		T_EQ_INT(tok_vocab_size(t), 128256);
+		check_encodings("llama3", t);
 		tok_free(t);
 	}
 	json_decref(tok);
