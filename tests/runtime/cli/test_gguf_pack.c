@@ -522,7 +522,7 @@ static void test_tiny_float(void)
 }
 
 /* check every snapshot tensor against the reference dequantization of the GGUF file's data */
-static size_t check_quant(const char *gguf_path, const char *snap_path, int int8)
+static size_t check_quant(const char *gguf_path, const char *snap_path, int int8, int gate_float)
 {
 	snap_gguf *g;
 	char err[400];
@@ -535,20 +535,21 @@ static size_t check_quant(const char *gguf_path, const char *snap_path, int int8
 		hfm dummy = {.H = 4, .KVH = 2};
 		char hf[128] = "";
 		/* the HF name back from the GGUF one */
-		static const char *const hfn[][2] = {{"token_embd.weight", "model.embed_tokens.weight"},
-			{"output.weight", "lm_head.weight"}, {"output_norm.weight", "model.norm.weight"},
-			{"blk.0.attn_q.weight", "model.layers.0.self_attn.q_proj.weight"},
-			{"blk.0.attn_k.weight", "model.layers.0.self_attn.k_proj.weight"},
-			{"blk.0.attn_v.weight", "model.layers.0.self_attn.v_proj.weight"},
-			{"blk.0.attn_output.weight", "model.layers.0.self_attn.o_proj.weight"},
-			{"blk.0.ffn_gate.weight", "model.layers.0.mlp.gate_proj.weight"},
-			{"blk.0.ffn_up.weight", "model.layers.0.mlp.up_proj.weight"},
-			{"blk.0.ffn_down.weight", "model.layers.0.mlp.down_proj.weight"},
-			{"blk.0.attn_norm.weight", "model.layers.0.input_layernorm.weight"},
-			{"blk.0.ffn_norm.weight", "model.layers.0.post_attention_layernorm.weight"}};
-		for (size_t k = 0; k < sizeof hfn / sizeof *hfn; k++)
-			if (!strcmp(t->name, hfn[k][0]))
-				snprintf(hf, sizeof hf, "%s", hfn[k][1]);
+		static const char *const top[][2] = {{"token_embd.weight", "model.embed_tokens.weight"},
+			{"output.weight", "lm_head.weight"}, {"output_norm.weight", "model.norm.weight"}};
+		static const char *const per[][2] = {{"attn_q", "self_attn.q_proj"}, {"attn_k", "self_attn.k_proj"},
+			{"attn_v", "self_attn.v_proj"}, {"attn_output", "self_attn.o_proj"}, {"ffn_gate", "mlp.gate_proj"},
+			{"ffn_up", "mlp.up_proj"}, {"ffn_down", "mlp.down_proj"}, {"attn_norm", "input_layernorm"},
+			{"ffn_norm", "post_attention_layernorm"}};
+		int layer;
+		char part[64];
+		for (size_t q = 0; q < 3; q++)
+			if (!strcmp(t->name, top[q][0]))
+				snprintf(hf, sizeof hf, "%s", top[q][1]);
+		if (sscanf(t->name, "blk.%d.%63[a-z_]", &layer, part) == 2)
+			for (size_t q = 0; q < sizeof per / sizeof *per; q++)
+				if (!strcmp(part, per[q][0]))
+					snprintf(hf, sizeof hf, "model.layers.%d.%s.weight", layer, per[q][1]);
 		int heads = strstr(hf, "q_proj") ? dummy.H : strstr(hf, "k_proj") ? dummy.KVH : 0;
 		const snap_table_entry *e = snap_table_find(S.tab, hf);
 		if (!e) {
@@ -561,7 +562,7 @@ static size_t check_quant(const char *gguf_path, const char *snap_path, int int8
 		int quant = t->type != 0 && t->type != 1 && t->type != 30;
 		/* in the mixed file gate is Q8_0 and up Q4_K: both become BF16 unless int8 is asked */
 		int want_i8 = t->ndim == 2 && !strstr(hf, "embed") && (t->type == 8 || int8) &&
-			      (int8 || !strstr(hf, "gate_proj"));
+			      (int8 || !gate_float || !strstr(hf, "gate_proj"));
 		if ((want_i8 && e->dtype_id != SNAP_DTYPE_I8) ||
 		    (!want_i8 && quant && e->dtype_id != SNAP_DTYPE_BF16)) {
 			fprintf(stderr, "  %s: dtype %s\n", hf, e->dtype);
@@ -577,9 +578,10 @@ static size_t check_quant(const char *gguf_path, const char *snap_path, int int8
 			}
 			for (uint64_t c = 0; c < k; c++) {
 				float ref = quant ? tq_deq((int)t->type, data, sr * k + c) : 0;
-				if (!quant) {
-					memcpy(&ref, data + 4 * (sr * k + c), 4);   /* the test writes F32 norms */
-				}
+				if (!quant && t->type == 1)
+					ref = tq_f16_to_f32((uint16_t)(data[2 * (sr * k + c)] | data[2 * (sr * k + c) + 1] << 8));
+				else if (!quant)
+					memcpy(&ref, data + 4 * (sr * k + c), 4);
 				float got = elem(&S, e, r * k + c);
 				float want = e->dtype_id == SNAP_DTYPE_BF16 ? bf16f(f2bf(ref)) : ref;
 				if (want_i8 && t->type != 8)
@@ -609,6 +611,7 @@ static void test_quantized(void)
 	T_EQ_INT(write_gguf(&m, ty_q8, gg, 0, NULL, NULL), 0);
 	m.H = 4;
 	T_EQ_INT(pack_gguf_lib(gg, sn, 0, err, sizeof err), 0);
+	T_EQ_INT(check_quant(gg, sn, 0, 0), 0);   /* Q8_0 rows, permuted q / k among them */
 	json_t *got = greedy(sn);
 	T_CHECK(got && json_array_size(got) == 12);
 	json_decref(got);
@@ -622,14 +625,14 @@ static void test_quantized(void)
 	if (rc)
 		fprintf(stderr, "  %s\n", err);
 	T_EQ_INT(rc, 0);
-	T_EQ_INT(check_quant(gg, sn, 0), 0);
+	T_EQ_INT(check_quant(gg, sn, 0, 1), 0);
 	got = greedy(sn);
 	T_CHECK(got && json_array_size(got) == 12);
 	json_decref(got);
 	/* --int8: every projection int8 with 32-blocks */
 	snprintf(sn, sizeof sn, "%s/wide-int8.thaw", t_tmpdir());
 	T_EQ_INT(pack_gguf_lib(gg, sn, 1, err, sizeof err), 0);
-	T_EQ_INT(check_quant(gg, sn, 1), 0);
+	T_EQ_INT(check_quant(gg, sn, 1, 1), 0);
 	got = greedy(sn);
 	T_CHECK(got && json_array_size(got) == 12);
 	json_decref(got);
