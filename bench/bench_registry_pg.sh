@@ -7,6 +7,8 @@
 #   - full reads of the live nodes per second (what each node reads every beat),
 #   - the 100-node load itself (2 beats/s per node and as many full reads) paced with pgbench
 #     --rate: latency p50/p99 and the server's CPU time per second of it,
+#   - small write commits per second with and without a NOTIFY in the transaction (4 clients;
+#     PostgreSQL serializes the commits that notify on one lock),
 #   - a node's CPU time to parse the whole list (jansson; bench/pg/parse_nodes.c),
 #   - NOTIFY fan-out to PG_LISTENERS (default 100) listening connections, idle and under that
 #     load (bench/pg/notify_lat.c).
@@ -28,7 +30,7 @@ NL="$BUILD/bench/pg_notify_lat"
 cc -std=c11 -D_POSIX_C_SOURCE=200809L -O2 -Wall -Wextra -Werror -I"$(pg_config --includedir)" \
   bench/pg/notify_lat.c -lpq -o "$NL" || exit 1
 PN="$BUILD/bench/pg_parse_nodes"
-cc -std=c11 -D_POSIX_C_SOURCE=200809L -O2 -Wall -Wextra -Werror bench/pg/parse_nodes.c -ljansson -o "$PN" || exit 1
+cc -std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra -Werror bench/pg/parse_nodes.c -ljansson -o "$PN" || exit 1
 
 d=$(mktemp -d "${TMPDIR:-/tmp}/thaw-pgbench.XXXXXX") || exit 1
 AS=""
@@ -106,6 +108,19 @@ echo "full_node_reads_per_s: $(echo "$r" | tps)"
 live
 
 "$PN" "$d/state.json" "$NODES" 20 || exit 1
+
+# a small write with and without a NOTIFY in its transaction (a deploy notifies), 4 clients
+for notify in 0 1; do
+  {
+    printf '%s\n' "\\set n random(1, $NODES)" "\\set f random(1, 10000)"
+    echo "BEGIN;"
+    echo "UPDATE nodes SET beat_at = now() WHERE id = 'node-' || :n;"
+    [ "$notify" = 1 ] && echo "SELECT pg_notify('thaw_registry', 'fn-' || :f);"
+    echo "COMMIT;"
+  } > "$d/write$notify.sql"
+  r=$($PG -c 4 -j 2 -T "$SECS" -f "$d/write$notify.sql" 2>&1) || { echo "$r"; exit 1; }
+  echo "small_write_commits_per_s notify=$notify: $(echo "$r" | tps)"
+done
 
 # the cluster's own load: every node beats and reads the table every 0.5 s
 RATE=$((NODES * 4))

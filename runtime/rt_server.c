@@ -284,7 +284,13 @@ int rt_server_init(rt_server *srv, uv_loop_t *loop, const rt_server_config *cfg)
 		rt_logf(RT_LOG_ERROR, "cannot open the registry: %s", err);
 		goto fail;
 	}
+	/* one node id for job leases, membership and the shared audit trail */
+	if (cfg->cluster.node_id)
+		snprintf(srv->node_id, sizeof srv->node_id, "%s", cfg->cluster.node_id);
+	else
+		rt_cluster_default_node_id(srv->node_id);
 	srv->cfg.access.data_dir = srv->cfg.data_dir;
+	srv->cfg.access.node_id = srv->node_id;
 	rc = rt_access_init(&srv->access, loop, srv->reg, &srv->cfg.access, err, sizeof err);
 	if (rc < 0) {
 		rt_logf(RT_LOG_ERROR, "cannot set up access control: %s", err);
@@ -331,11 +337,6 @@ int rt_server_init(rt_server *srv, uv_loop_t *loop, const rt_server_config *cfg)
 		rt_logf(RT_LOG_ERROR, "cannot start the device lanes: %s", strerror(-rc));
 		goto fail;
 	}
-	/* one node id and lease for job leases and membership */
-	if (cfg->cluster.node_id)
-		snprintf(srv->node_id, sizeof srv->node_id, "%s", cfg->cluster.node_id);
-	else
-		rt_cluster_default_node_id(srv->node_id);
 	rt_jobs_config jc = cfg->jobs;
 	jc.node_id = srv->node_id;
 	if (cfg->cluster.lease_ms > 0)

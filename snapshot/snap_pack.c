@@ -14,7 +14,7 @@
 
 struct snap_pack_ctx {
 	snap_writer *w;
-	const snap_st *src;
+	const char *config;        /* the source's config.json text, or NULL */
 	json_t *extra;             /* keys set by hooks or opts */
 };
 
@@ -26,7 +26,7 @@ int snap_pack_emit(snap_pack_ctx *ctx, const char *name, snap_dtype dt, uint32_t
 	return snap_writer_add(ctx->w, name, dt, ndim, shape, data, nbytes, 1, err, errlen);
 }
 
-const char *snap_pack_config_json(const snap_pack_ctx *ctx) { return ctx->src->config; }
+const char *snap_pack_config_json(const snap_pack_ctx *ctx) { return ctx->config; }
 
 int snap_pack_set_metadata(snap_pack_ctx *ctx, const char *key, const char *json_value)
 {
@@ -48,11 +48,13 @@ static char *hex64(uint64_t v, char buf[17])
 	return buf;
 }
 
-int snap_pack(const char *src, const char *out_path, const snap_pack_opts *o,
-	      snap_pack_stats *st, char *err, size_t errlen)
+/* pack_run packs the tensors of src into out_path; sources is the provenance's "sources"
+ * array (stolen), prov_extra (borrowed, may be NULL) more provenance keys. */
+static int pack_run(const snap_pack_source *src, json_t *sources, json_t *prov_extra,
+		    const char *out_path, const snap_pack_opts *o, snap_pack_stats *st, char *err,
+		    size_t errlen)
 {
 	snap_pack_opts def = {0};
-	snap_st *s = NULL;
 	snap_writer *w = NULL;
 	json_t *meta = NULL, *config = NULL;
 	char *meta_text = NULL, *dsum = NULL;
@@ -62,12 +64,10 @@ int snap_pack(const char *src, const char *out_path, const snap_pack_opts *o,
 
 	if (!o)
 		o = &def;
-	if ((rc = snap_st_open(&s, src, err, errlen)))
-		return rc;
 	if ((rc = snap_writer_open(&w, out_path, &o->w, err, errlen)))
 		goto out;
 	ctx.w = w;
-	ctx.src = s;
+	ctx.config = src->config;
 	ctx.extra = json_object();
 	if (!ctx.extra) {
 		rc = snap_errf(err, errlen, -ENOMEM, "out of memory");
@@ -99,19 +99,16 @@ int snap_pack(const char *src, const char *out_path, const snap_pack_opts *o,
 	/* the transform runs here on the calling thread, tensor by tensor: its own phase */
 	const char *tphase = o->transform_phase ? o->transform_phase : "transforming";
 	uint64_t src_total = 0;
-	for (size_t i = 0; i < s->n; i++)
-		src_total += s->t[i].end - s->t[i].begin;
-	for (size_t i = 0; i < s->n; i++) {
-		const snap_st_tensor *t = &s->t[i];
-		const void *data = snap_st_data(s, i);
-		uint64_t nbytes = t->end - t->begin;
-		src_bytes += nbytes;
+	for (size_t i = 0; i < src->n; i++)
+		src_total += src->t[i].nbytes;
+	for (size_t i = 0; i < src->n; i++) {
+		const snap_src_tensor *t = &src->t[i];
+		src_bytes += t->nbytes;
 		if (o->transform && o->w.progress && i == 0)
 			o->w.progress(o->w.progress_user, tphase, 0, src_total);
 		if (o->transform) {
 			char msg[400] = "";
-			snap_src_tensor in = {t->name, t->dtype, t->ndim, t->shape, data, nbytes};
-			rc = o->transform(o->transform_user, &in, &ctx, msg, sizeof msg);
+			rc = o->transform(o->transform_user, t, &ctx, msg, sizeof msg);
 			if (rc < 0) {
 				rc = snap_errf(err, errlen, rc, "transform of tensor %s failed: %s", t->name,
 					       msg[0] ? msg : strerror(-rc));
@@ -122,43 +119,39 @@ int snap_pack(const char *src, const char *out_path, const snap_pack_opts *o,
 			if (rc == 0)
 				continue;
 		}
-		if ((rc = snap_writer_add(w, t->name, t->dtype, t->ndim, t->shape, data, nbytes, 0, err, errlen)))
+		if ((rc = snap_writer_add(w, t->name, t->dtype, t->ndim, t->shape, t->data, t->nbytes, 0, err, errlen)))
 			goto out;
 	}
+	if (src->src_bytes)
+		src_bytes = src->src_bytes;
 
 	/* metadata */
 	meta = json_object();
-	json_t *prov = json_object(), *files = json_array();
-	if (!meta || !prov || !files) {
+	json_t *prov = json_object();
+	if (!meta || !prov || !sources) {
 		json_decref(prov);
-		json_decref(files);
 		rc = snap_errf(err, errlen, -ENOMEM, "out of memory");
 		goto out;
 	}
-	if (s->config)
-		config = json_loads(s->config, 0, NULL);
+	if (src->config)
+		config = json_loads(src->config, 0, NULL);
 	json_object_set_new(meta, "format", json_string("thaw-snapshot"));
 	const char *kind = o->kind;
 	if (!kind && o->kind_of)
-		kind = o->kind_of(s->config, o->kind_user);
+		kind = o->kind_of(src->config, o->kind_user);
 	json_object_set_new(meta, "kind", json_string(kind ? kind : "unknown"));
 	json_object_set_new(meta, "config", config ? json_incref(config) : json_null());
-	for (size_t f = 0; f < s->n_files; f++) {
+	if (src->config) {
 		char hx[17];
-		uint64_t hsh = s->files[f].map ? XXH3_64bits(s->files[f].map, s->files[f].size) : XXH3_64bits("", 0);
-		json_array_append_new(files, json_pack("{s:s,s:I,s:s}", "file", s->files[f].base,
-						       "bytes", (json_int_t)s->files[f].size, "xxh3", hex64(hsh, hx)));
+		json_object_set_new(prov, "config_xxh3", json_string(hex64(XXH3_64bits(src->config, strlen(src->config)), hx)));
 	}
-	if (s->config) {
-		char hx[17];
-		json_object_set_new(prov, "config_xxh3", json_string(hex64(XXH3_64bits(s->config, strlen(s->config)), hx)));
-	}
-	json_object_set_new(prov, "sources", files);
-	json_object_set_new(prov, "source_tensors", json_integer((json_int_t)s->n));
+	json_object_set_new(prov, "sources", sources);
+	sources = NULL;
+	json_object_set_new(prov, "source_tensors", json_integer((json_int_t)(src->n_src ? src->n_src : src->n)));
 	json_object_set_new(prov, "source_bytes", json_integer((json_int_t)src_bytes));
 	json_object_set_new(prov, "tool", json_pack("s++", "thaw-snapshot ", SNAP_VERSION_STR, ""));
-	if (s->st_metadata)
-		json_object_set_new(prov, "safetensors_metadata", json_loads(s->st_metadata, 0, NULL));
+	if (prov_extra)
+		json_object_update(prov, prov_extra);
 	json_object_set_new(meta, "provenance", prov);
 	dsum = snap_writer_dtype_summary(w);
 	json_object_set_new(meta, "dtypes", dsum ? json_loads(dsum, 0, NULL) : json_object());
@@ -174,11 +167,66 @@ int snap_pack(const char *src, const char *out_path, const snap_pack_opts *o,
 		st->src_bytes = src_bytes;
 out:
 	snap_writer_abort(w);
+	json_decref(sources);
 	json_decref(ctx.extra);
 	json_decref(meta);
 	json_decref(config);
 	free(meta_text);
 	free(dsum);
+	return rc;
+}
+
+int snap_pack_from(const snap_pack_source *src, const char *out_path, const snap_pack_opts *o,
+		   snap_pack_stats *st, char *err, size_t errlen)
+{
+	json_error_t je;
+	json_t *sources = src->sources_json ? json_loads(src->sources_json, 0, &je) : json_array();
+	json_t *pe = src->provenance_json ? json_loads(src->provenance_json, 0, &je) : NULL;
+	if (!json_is_array(sources) || (src->provenance_json && !json_is_object(pe))) {
+		json_decref(sources);
+		json_decref(pe);
+		return snap_errf(err, errlen, -EINVAL, "pack source: sources must be a JSON array and provenance a JSON object");
+	}
+	int rc = pack_run(src, sources, pe, out_path, o, st, err, errlen);
+	json_decref(pe);
+	return rc;
+}
+
+int snap_pack(const char *src, const char *out_path, const snap_pack_opts *o,
+	      snap_pack_stats *st, char *err, size_t errlen)
+{
+	snap_st *s = NULL;
+	snap_src_tensor *ts = NULL;
+	json_t *files = NULL, *pe = NULL;
+	int rc;
+	if ((rc = snap_st_open(&s, src, err, errlen)))
+		return rc;
+	ts = calloc(s->n ? s->n : 1, sizeof *ts);
+	files = json_array();
+	pe = json_object();
+	if (!ts || !files || !pe) {
+		rc = snap_errf(err, errlen, -ENOMEM, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < s->n; i++) {
+		const snap_st_tensor *t = &s->t[i];
+		ts[i] = (snap_src_tensor){t->name, t->dtype, t->ndim, t->shape, snap_st_data(s, i), t->end - t->begin};
+	}
+	for (size_t f = 0; f < s->n_files; f++) {
+		char hx[17];
+		uint64_t hsh = s->files[f].map ? XXH3_64bits(s->files[f].map, s->files[f].size) : XXH3_64bits("", 0);
+		json_array_append_new(files, json_pack("{s:s,s:I,s:s}", "file", s->files[f].base,
+						       "bytes", (json_int_t)s->files[f].size, "xxh3", hex64(hsh, hx)));
+	}
+	if (s->st_metadata)
+		json_object_set_new(pe, "safetensors_metadata", json_loads(s->st_metadata, 0, NULL));
+	snap_pack_source ps = {.n = s->n, .t = ts, .config = s->config};
+	rc = pack_run(&ps, files, pe, out_path, o, st, err, errlen);
+	files = NULL;
+out:
+	json_decref(files);
+	json_decref(pe);
+	free(ts);
 	snap_st_close(s);
 	return rc;
 }

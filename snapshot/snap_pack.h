@@ -112,4 +112,21 @@ typedef struct snap_pack_opts {
 int snap_pack(const char *src, const char *out_path, const snap_pack_opts *o,
 	      snap_pack_stats *st, char *err, size_t errlen);
 
+/* A source that is not a safetensors model (an imported GGUF): its tensors already in the
+ * layout to pack, with the text of the config.json it amounts to. */
+typedef struct snap_pack_source {
+	size_t n;
+	const snap_src_tensor *t;  /* in pack order; each data valid until snap_pack_from returns */
+	const char *config;        /* config.json text, or NULL */
+	const char *sources_json;  /* provenance "sources": a JSON array ([{file, bytes, xxh3}]) */
+	const char *provenance_json;   /* NULL or a JSON object of more provenance keys */
+	size_t n_src;              /* provenance source_tensors (0: n) */
+	uint64_t src_bytes;        /* provenance source_bytes (0: the bytes of t) */
+} snap_pack_source;
+
+/* snap_pack_from packs src into out_path like snap_pack (the same options, metadata and
+ * transform hook). -EINVAL when sources_json / provenance_json are not JSON of their kind. */
+int snap_pack_from(const snap_pack_source *src, const char *out_path, const snap_pack_opts *o,
+		   snap_pack_stats *st, char *err, size_t errlen);
+
 #endif

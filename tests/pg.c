@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <glob.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
@@ -150,6 +151,14 @@ static int make_server(t_pg *pg)
 	snprintf(pg->bin, sizeof pg->bin, "%s", bin && *bin ? bin : T_PG_BIN_DEFAULT);
 	char p[640];
 	snprintf(p, sizeof p, "%s/initdb", pg->bin);
+	glob_t g;
+	if (!(bin && *bin) && access(p, X_OK) != 0 &&
+	    glob("/usr/lib/postgresql/*/bin/initdb", 0, NULL, &g) == 0) {
+		/* another major version of Debian's packages (the newest: glob sorts) */
+		snprintf(p, sizeof p, "%s", g.gl_pathv[g.gl_pathc - 1]);
+		snprintf(pg->bin, sizeof pg->bin, "%.*s", (int)(strlen(p) - strlen("/initdb")), p);
+		globfree(&g);
+	}
 	if (access(p, X_OK) != 0) {
 		fail("PostgreSQL not found: no %s (install postgresql: scripts/install-deps.sh)", p);
 		return -1;

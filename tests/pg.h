@@ -11,7 +11,8 @@
 #define THAW_TESTS_PG_H
 #include <stddef.h>
 
-/* PostgreSQL binaries (override with $THAW_PG_BIN). */
+/* PostgreSQL binaries (override with $THAW_PG_BIN; when this one is missing, the newest
+ * /usr/lib/postgresql/N/bin). */
 #define T_PG_BIN_DEFAULT "/usr/lib/postgresql/15/bin"
 
 typedef struct t_pg t_pg;

@@ -1,7 +1,9 @@
 /* parse_nodes.c — what a node's read of the node list costs it in CPU, for
  * bench/bench_registry_pg.sh: parses N copies of one node's published state (a JSON file) with
- * jansson, as a node parses every live row each beat, and prints the time per full list.
+ * jansson, as a node parses every live row each beat, and prints the time per full list and
+ * the heap the parsed list takes while it is kept (the peers' residents a node routes by).
  *   parse_nodes STATE.json NODES ROUNDS */
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,7 +52,21 @@ int main(int argc, char **argv)
 		}
 	}
 	double per = (now_ms() - t0) / rounds;
-	printf("parse_node_list nodes=%d bytes=%zu ms_per_list=%.2f residents_per_list=%zu\n", nodes,
-	       n * (size_t)nodes, per, entries / (size_t)rounds);
+	/* one list kept: the heap in use before and after */
+	json_t **kept = calloc((size_t)nodes, sizeof *kept);
+	if (!kept)
+		return 1;
+	size_t before = mallinfo2().uordblks;
+	for (int i = 0; i < nodes; i++) {
+		kept[i] = json_loadb(buf, n, 0, NULL);
+		if (!kept[i])
+			return 1;
+	}
+	size_t held = mallinfo2().uordblks - before;
+	for (int i = 0; i < nodes; i++)
+		json_decref(kept[i]);
+	free(kept);
+	printf("parse_node_list nodes=%d bytes=%zu ms_per_list=%.2f residents_per_list=%zu "
+	       "heap_kept_bytes=%zu\n", nodes, n * (size_t)nodes, per, entries / (size_t)rounds, held);
 	return 0;
 }

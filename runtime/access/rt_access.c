@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <strings.h>
 #include "runtime/base/rt_clock.h"
 #include "runtime/access/rt_access.h"
@@ -18,13 +19,22 @@
 
 #define LIMITER_MAX_BUCKETS 100000
 
-/* admin-action lines of a node on a shared registry also go to the registry's audit table */
+/* admin-action lines of a node on a shared registry also go to the registry's audit table,
+ * with the node's id first */
 static void audit_to_registry(void *ud, const char *line, size_t len)
 {
-	int rc = rt_registry_audit_add(ud, line, len);
+	rt_access *a = ud;
+	size_t cap = len + sizeof a->node + 16;
+	char *l = len > 1 && line[0] == '{' ? malloc(cap) : NULL;
+	int rc = -ENOMEM;
+	if (l) {
+		int n = snprintf(l, cap, "{\"node\":\"%s\",%.*s", a->node, (int)(len - 1), line + 1);
+		rc = rt_registry_audit_add(a->reg, l, (size_t)n);
+		free(l);
+	}
 	if (rc < 0)
 		rt_logf(RT_LOG_WARN, "audit: line not copied to the %s registry (%s); it is in the "
-			"local audit log", rt_registry_backend(ud), strerror(-rc));
+			"local audit log", rt_registry_backend(a->reg), strerror(-rc));
 }
 
 int rt_access_init(rt_access *a, uv_loop_t *loop, rt_registry *reg, const rt_access_config *cfg,
@@ -49,8 +59,18 @@ int rt_access_init(rt_access *a, uv_loop_t *loop, rt_registry *reg, const rt_acc
 	if (rc == 0)
 		rt_audit_set_max_total(a->audit, a->cfg.audit_max_total ? a->cfg.audit_max_total
 								   : RT_AUDIT_DEFAULT_MAX_TOTAL);
-	if (rc == 0 && rt_registry_shared(reg))
-		rt_audit_set_mirror(a->audit, audit_to_registry, reg);
+	if (rc == 0 && rt_registry_shared(reg)) {
+		/* the id as the node's leases carry it: [A-Za-z0-9._-] (other host name bytes: _) */
+		if (cfg->node_id && cfg->node_id[0])
+			snprintf(a->node, sizeof a->node, "%s", cfg->node_id);
+		else if (gethostname(a->node, sizeof a->node - 1) < 0 || !a->node[0])
+			snprintf(a->node, sizeof a->node, "node");
+		for (char *c = a->node; *c; c++)
+			if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+			      (*c >= '0' && *c <= '9') || *c == '.' || *c == '_' || *c == '-'))
+				*c = '_';
+		rt_audit_set_mirror(a->audit, audit_to_registry, a);
+	}
 	return rc;
 }
 

@@ -25,6 +25,8 @@ typedef struct rt_access_config {
 	int audit_days;              /* remove rotated audit files older than this (0: never) */
 	uint64_t audit_max_total;    /* all audit files together at most this (0: default) */
 	int no_audit;                /* 1: no audit log (another system audits; benchmarks) */
+	const char *node_id;         /* this node, named in the admin lines a shared registry keeps
+				      * (NULL: the host name) */
 } rt_access_config;
 
 /* The gate's state (the daemon holds one; loop thread only). */
@@ -38,6 +40,7 @@ typedef struct rt_access {
 	uv_timer_t audit_timer;      /* flushes buffered audit lines (rt_access_start) */
 	int fn_rate_limits;          /* some revision has a "rate_limit": check it per call */
 	int fn_audit_payloads;       /* some revision has "audit": {"payloads": true} */
+	char node[RT_NODE_ID_MAX + 1];   /* cfg.node_id or the host name */
 } rt_access;
 
 /* rt_access_init sets a up over the open registry reg (borrowed) with cfg (copied; data_dir

@@ -110,7 +110,8 @@ static void h_cancel(rt_req *req, void *ud)
 	if (rc < 0) {
 		if ((rc == -EIO || rc == -ENOTCONN) && rt_api_registry_down(api, req, rc))
 			return;
-		rt_req_reply_error(req, rc == -ENOENT ? 404 : rc == -EALREADY ? 409 : 500, "%s", err);
+		rt_req_reply_error(req, rc == -ENOENT ? 404 : rc == -EALREADY ? 409 :
+				   rc == -EBUSY ? 503 : 500, "%s", err);
 		return;
 	}
 	rt_api_reply_json(req, 200, rt_jobs_get_json(api->jobs, id));

@@ -13,22 +13,28 @@
 #include "functions/fn.h"
 #include "pool/pool_gpu.h"
 #include "runtime/cli/rt_cli.h"
+#include "runtime/cli/rt_gguf.h"
 #include "runtime/jobs/rt_quant.h"
 #include "runtime/tok/rt_tok.h"
 #include "snapshot/snap.h"
+#include "snapshot/snap_gguf.h"
 #include "snapshot/snap_pack.h"
 #include "snapshot/snap_sinks.h"
 
 static const char usage_text[] =
 	"usage: thaw snapshot COMMAND ...\n\n"
 	"  pack SRC -o OUT.thaw [--kind K] [--threads N] [--chunk-size SIZE] [--level L]\n"
-	"       [--metadata JSON] [--quantize int8|int8:32] [--tokenizer DIR|FILE|--no-tokenizer]\n"
+	"       [--metadata JSON] [--quantize int8|int8:32|--int8] [--tokenizer DIR|FILE|--no-tokenizer]\n"
 	"       [--progress|--quiet]\n"
 	"      SRC: a .safetensors file, or a directory with model.safetensors or\n"
-	"      model.safetensors.index.json (shards), plus config.json when present.\n"
+	"      model.safetensors.index.json (shards), plus config.json when present; or a\n"
+	"      llama.cpp .gguf file (architecture llama: tensors mapped to the HF layout, F32/F16/\n"
+	"      BF16 kept, Q8_0 to int8 with 32-blocks, Q4_0/Q4_K/Q5_K/Q6_K decoded to BF16, its\n"
+	"      tokenizer carried; see docs/snapshot-format.md, \"GGUF import\").\n"
 	"      --kind: the function kind (default: llama if config.json says so, else unknown);\n"
 	"      --metadata: a JSON object merged into the snapshot's metadata.\n"
-	"      --quantize: int8 weight-only matrices (per-row scales, or per 32-block with int8:32);\n"
+	"      --quantize: int8 weight-only matrices (per-row scales, or per 32-block with int8:32;\n"
+	"      --int8 is int8:32, the only int8 form of a GGUF source);\n"
 	"      embeddings, norms and biases keep their dtype.\n"
 	"      --tokenizer: carry this tokenizer.json (and the tokenizer_config.json beside it) in\n"
 	"      the snapshot (an attachment after the metadata, read only when needed); by default\n"
@@ -119,6 +125,127 @@ static const char *pack_kind_of(const char *config_json, void *user)
 	return k ? k->name : NULL;
 }
 
+static void pack_report(const snap_pack_stats *st, const char *out, int show)
+{
+	char b1[32], b2[32];
+	if (show != 0 || isatty(1))
+		printf("packed %zu tensors: %s image -> %s %s (ratio %.3f) in %.2f s (%.0f MB/s); "
+		       "chunks: %zu hplanes, %zu planes, %zu zstd, %zu raw\n",
+		       st->n_tensors, rt_cli_fmt_bytes((double)st->raw_bytes, b1, sizeof b1),
+		       rt_cli_fmt_bytes((double)st->file_bytes, b2, sizeof b2), out,
+		       st->raw_bytes ? (double)st->file_bytes / (double)st->raw_bytes : 0.0, st->wall_s,
+		       st->wall_s > 0 ? st->raw_bytes / st->wall_s / 1e6 : 0.0,
+		       st->codec_chunks[SNAP_CODEC_HPLANES], st->codec_chunks[SNAP_CODEC_PLANES],
+		       st->codec_chunks[SNAP_CODEC_ZSTD], st->codec_chunks[SNAP_CODEC_RAW]);
+}
+
+/* set_meta_key returns a copy of the JSON object text meta (NULL: {}) with key set to the JSON
+ * value text; NULL when meta is not an object, already has key, or on error */
+static char *set_meta_key(const char *meta, const char *key, const char *value)
+{
+	json_t *m = meta ? json_loads(meta, 0, NULL) : json_object(), *v = json_loads(value, JSON_DECODE_ANY, NULL);
+	char *r = NULL;
+	if (json_is_object(m) && v && !json_object_get(m, key) && !json_object_set(m, key, v))
+		r = json_dumps(m, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	json_decref(m);
+	json_decref(v);
+	return r;
+}
+
+/* pack_gguf: `thaw snapshot pack model.gguf` (runtime/cli/rt_gguf.h). The tokenizer is the
+ * file's own unless --tokenizer names another or --no-tokenizer none; it must fit the model. */
+static int pack_gguf(const char *src, const char *out, const snap_pack_opts *o, int int8,
+		     const char *tok, int no_tok, int show)
+{
+	char err[1024], warn[512];
+	rt_gguf *g = NULL;
+	json_t *ftok = NULL, *fcfg = NULL;
+	char *meta = NULL, *attach = NULL, *meta2 = NULL, *tok_path = NULL, *cfg_path = NULL;
+	size_t attach_len = 0;
+	int rc = 1;
+	snap_pack_stats st;
+	rt_cli_bar bar;
+	rt_gguf_opts go = {.int8 = int8, .threads = o->w.threads};
+	snap_pack_opts po = *o;
+	po.transform = NULL;   /* int8 is the import's: Q8_0 blocks are kept exactly */
+	po.transform_user = NULL;
+	if (rt_gguf_import(src, &go, &g, err, sizeof err)) {
+		fprintf(stderr, "thaw snapshot pack: %s\n", err);
+		return 1;
+	}
+	json_t *tj = NULL, *cj = NULL;
+	const char *why = "";
+	const char *tname = "the GGUF tokenizer", *cname = "the GGUF tokenizer config";
+	if (tok) {
+		json_error_t je;
+		if (rt_tok_find(tok, 1, &tok_path, &cfg_path, err, sizeof err)) {
+			fprintf(stderr, "thaw snapshot pack: %s\n", err);
+			goto out;
+		}
+		ftok = json_load_file(tok_path, 0, &je);
+		if (json_is_object(ftok) && cfg_path)
+			fcfg = json_load_file(cfg_path, 0, &je);
+		if (!json_is_object(ftok) || (cfg_path && !json_is_object(fcfg))) {
+			fprintf(stderr, "thaw snapshot pack: %s: not a JSON object: %s (line %d)\n", je.source, je.text, je.line);
+			goto out;
+		}
+		tj = ftok, cj = fcfg, tname = tok_path, cname = cfg_path ? cfg_path : "tokenizer_config.json";
+	} else if (!no_tok) {
+		int trc = rt_gguf_tokenizer(g, &tj, &cj, &why);
+		if (trc) {
+			tj = cj = NULL;
+			if (trc != -ENOENT || show != 0)
+				fprintf(stderr, "thaw snapshot pack: %s: packed without a tokenizer: %s\n", src, why);
+		}
+	}
+	if (tj) {
+		if (rt_tok_check_vocab(rt_gguf_vocab(g), "rows of token_embd.weight", tj, cj, rt_gguf_config(g), tname,
+				       cname, err, sizeof err) < 0 ||
+		    rt_tok_pack_metadata_obj(o->extra_metadata, tj, cj, &meta, &attach, &attach_len, warn, sizeof warn,
+					     err, sizeof err)) {
+			fprintf(stderr, "thaw snapshot pack: %s\n", err);
+			goto out;
+		}
+		if (warn[0])
+			fprintf(stderr, "thaw snapshot pack: warning: %s is carried but thaw cannot use it: %s\n", tname, warn);
+		po.extra_metadata = meta;
+		po.w.attachment = attach;
+		po.w.attachment_len = attach_len;
+	}
+	if (rt_gguf_quantization(g)) {
+		if (!(meta2 = set_meta_key(po.extra_metadata, "quantization", rt_gguf_quantization(g)))) {
+			fprintf(stderr, "thaw snapshot pack: --metadata: not a JSON object, or it already has \"quantization\"\n");
+			goto out;
+		}
+		po.extra_metadata = meta2;
+	}
+	rt_cli_bar_init(&bar, show > 0 || (show < 0 && isatty(2)), NULL);
+	if (bar.on) {
+		fprintf(stderr, "thaw snapshot pack: %s -> %s (GGUF converted in %.2f s)\n", src, out, rt_gguf_convert_s(g));
+		po.w.progress = rt_cli_bar_update;
+		po.w.progress_user = &bar;
+	}
+	po.kind_of = pack_kind_of;
+	int prc = snap_pack_from(rt_gguf_source(g), out, &po, &st, err, sizeof err);
+	rt_cli_bar_end(&bar);
+	if (prc) {
+		fprintf(stderr, "thaw snapshot pack: %s\n", err);
+		goto out;
+	}
+	pack_report(&st, out, show);
+	rc = 0;
+out:
+	json_decref(ftok);
+	json_decref(fcfg);
+	free(tok_path);
+	free(cfg_path);
+	free(meta);
+	free(meta2);
+	free(attach);
+	rt_gguf_free(g);
+	return rc;
+}
+
 static int cmd_pack(int argc, char **argv)
 {
 	const char *src = NULL, *out = NULL, *tok = NULL;
@@ -166,6 +293,10 @@ static int cmd_pack(int argc, char **argv)
 				return usage_err("--quantize: '%s' is not int8 or int8:32", n ? n : "");
 			o.transform = rt_quant_hook, o.transform_user = &q, i++;
 			o.transform_phase = "quantizing";
+		} else if (!strcmp(a, "--int8")) {
+			rt_quant_parse("int8:32", &q);
+			o.transform = rt_quant_hook, o.transform_user = &q;
+			o.transform_phase = "quantizing";
 		} else if (!strcmp(a, "--tokenizer")) {
 			if (!n || !*n)
 				return usage_err("%s needs a directory or tokenizer.json", a);
@@ -186,11 +317,16 @@ static int cmd_pack(int argc, char **argv)
 	}
 	if (!src || !out)
 		return usage_err("%s", "pack needs SRC and -o OUT.thaw");
+	if (no_tok && tok)
+		return usage_err("%s", "--tokenizer and --no-tokenizer exclude each other");
+	if (snap_gguf_is_gguf(src)) {
+		if (o.transform && q.block != 32)
+			return usage_err("%s", "a GGUF source is quantized in 32-element blocks: use --int8 (or --quantize int8:32)");
+		return pack_gguf(src, out, &o, o.transform != NULL, tok, no_tok, show);
+	}
 	/* the tokenizer travels in the snapshot's attachment (runtime/tok/rt_tok.c) */
 	char *tok_path = NULL, *cfg_path = NULL, *meta = NULL, *attach = NULL, warn[512];
 	size_t attach_len = 0;
-	if (no_tok && tok)
-		return usage_err("%s", "--tokenizer and --no-tokenizer exclude each other");
 	if (!no_tok && rt_tok_find(tok ? tok : src, tok != NULL, &tok_path, &cfg_path, err, sizeof err) && tok) {
 		fprintf(stderr, "thaw snapshot pack: %s\n", err);
 		return 1;
@@ -233,16 +369,7 @@ static int cmd_pack(int argc, char **argv)
 		fprintf(stderr, "thaw snapshot pack: %s\n", err);
 		return 1;
 	}
-	char b1[32], b2[32];
-	if (show != 0 || isatty(1))
-		printf("packed %zu tensors: %s image -> %s %s (ratio %.3f) in %.2f s (%.0f MB/s); "
-		       "chunks: %zu hplanes, %zu planes, %zu zstd, %zu raw\n",
-		       st.n_tensors, rt_cli_fmt_bytes((double)st.raw_bytes, b1, sizeof b1),
-		       rt_cli_fmt_bytes((double)st.file_bytes, b2, sizeof b2), out,
-		       st.raw_bytes ? (double)st.file_bytes / (double)st.raw_bytes : 0.0, st.wall_s,
-		       st.wall_s > 0 ? st.raw_bytes / st.wall_s / 1e6 : 0.0,
-		       st.codec_chunks[SNAP_CODEC_HPLANES], st.codec_chunks[SNAP_CODEC_PLANES],
-		       st.codec_chunks[SNAP_CODEC_ZSTD], st.codec_chunks[SNAP_CODEC_RAW]);
+	pack_report(&st, out, show);
 	return 0;
 }
 

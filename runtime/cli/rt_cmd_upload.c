@@ -238,7 +238,7 @@ int rt_data_main(int argc, char **argv)
 	return rc < 0 ? 0 : rc;
 }
 
-/* packs model (a directory or .safetensors file) into a temporary .thaw as `thaw snapshot pack`
+/* packs model (a directory, .safetensors or .gguf file) into a temporary .thaw as `thaw snapshot pack`
  * does (tokenizer carried); 0 with the file's path in out, else an exit status */
 static int pack_temp(const char *model, const char *kind, char *out, size_t cap)
 {

@@ -317,8 +317,9 @@ static void update_gauges(rt_jobs *J)
 	}
 }
 
-/* writes r's progress columns while owner holds the job ("": while nobody does), with state
- * stored in place of r->state: 0, -ESTALE (the job changed hands: nothing written), -EIO */
+/* writes r's progress columns while owner holds the job ("": while nobody does; NULL: in any
+ * case), with state stored in place of r->state: 0, -ESTALE (the job changed hands: nothing
+ * written), -EIO */
 static int row_save_as(rt_jobs *J, jrow *r, const char *owner, int state)
 {
 	rt_job_row *d = calloc(1, sizeof *d);
@@ -338,7 +339,7 @@ static int row_save_as(rt_jobs *J, jrow *r, const char *owner, int state)
 	memcpy(d->result_snapshot, r->result_snapshot, sizeof d->result_snapshot);
 	d->result_revision = r->result_revision;
 	memcpy(d->checkpoint, r->checkpoint, sizeof d->checkpoint);
-	int rc = rt_jobstore_save_owned(J->reg, d, owner);
+	int rc = owner ? rt_jobstore_save_owned(J->reg, d, owner) : rt_jobstore_save(J->reg, d);
 	free(d);
 	if (rc == -ESTALE)
 		return rc;
@@ -353,7 +354,7 @@ static int row_save_as(rt_jobs *J, jrow *r, const char *owner, int state)
 /* saves the progress of a job on this node's lane under its lease. A step that yielded to
  * invocation work shows `preempted` but keeps the job (stored as running, its lease held);
  * `preempted` is stored (and the lease given up) only as the run leaves the lane. A save that
- * finds the job taken over drops the run (run_lost). */
+ * finds the job taken over marks the run lost (run_lost): the caller's next step releases it. */
 static int run_save(jrun *r, int leaving)
 {
 	if (r->lost)
@@ -701,10 +702,10 @@ int rt_jobs_cancel(rt_jobs *J, int64_t id, char *err, size_t errlen)
 		r->row.state = JS_CANCELLED;
 		r->row.finished_ms = rt_clock_wall_ms();
 		int src = run_save(r, 1);
-		if (src == -ESTALE)
-			return rt_jobs_cancel(J, id, err, errlen);   /* r is gone or lost: the stored row */
 		if (!r->busy && !r->ckpt_busy)
 			run_release(r);
+		if (src == -ESTALE)   /* r was lost (or is released now): cancel the stored row */
+			return rt_jobs_cancel(J, id, err, errlen);
 		return 0;
 	}
 	/* a job no lane here runs: cancelled in the store if it did not change hands since it was
@@ -1078,8 +1079,8 @@ static void run_release(jrun *r)
 	if (r->row.state == JS_CANCELLED && r->row.checkpoint[0]) {
 		unlink(r->row.checkpoint);
 		r->row.checkpoint[0] = 0;
-		if (!r->lost)
-			row_save_as(J, &r->row, "", JS_CANCELLED);   /* its lease ended with the cancel */
+		if (!r->lost)   /* the row is final, cancelled from here: nobody else writes it */
+			row_save_as(J, &r->row, NULL, JS_CANCELLED);
 	} else if (r->row.state == JS_RUNNING || r->row.state == JS_PREEMPTED) {
 		/* leaves the lane unfinished (paused, stopping): stored preempted, the lease given up
 		 * so that any node may resume it */
@@ -1374,8 +1375,8 @@ static void after_work(jrun *r)
 
 /* the store says this node no longer holds job r: cancelled (from any node) it stops as a local
  * cancel does; taken over by another node (this one's lease ran out) or finished there, it
- * leaves the lane at once, with no save and no file touched (a step stops at its next unit,
- * a thread-pool task or checkpoint write in flight is waited for) */
+ * leaves the lane with no more saves and no file touched. Marks r only (its step stops at the
+ * next unit): the caller, or the completion of the work in flight, releases it. */
 static void run_lost(jrun *r)
 {
 	if (r->lost)
@@ -1400,8 +1401,6 @@ static void run_lost(jrun *r)
 		   r->row.state == JS_QUEUED) {
 		r->row.state = JS_PREEMPTED;   /* in memory only: nothing is cleaned up */
 	}
-	if (!r->busy && !r->ckpt_busy && !r->spill_busy && !r->freeing)
-		run_release(r);
 }
 
 /* the renewal timer: extends this node's leases, then drops the runs the store says it lost */
@@ -1426,8 +1425,11 @@ static void on_renew(uv_timer_t *t)
 			rc = -ESTALE;
 		if (rc == 0 || rc == -ESTALE)
 			rt_job_row_clear(d);
-		if (rc == -ESTALE || rc == -ENOENT)
+		if (rc == -ESTALE || rc == -ENOENT) {
 			run_lost(r);
+			if (!r->busy && !r->ckpt_busy && !r->spill_busy && !r->freeing)
+				run_release(r);
+		}
 	}
 	free(d);
 }
@@ -1489,8 +1491,10 @@ static void prepare_after(uv_work_t *w, int status)
 	r->row.state = JS_RUNNING;
 	dev_try(r);
 	live_figures(r);
-	if (run_save(r, 0) == -ESTALE)
-		return;   /* run_lost released it */
+	if (run_save(r, 0) == -ESTALE) {
+		run_release(r);
+		return;
+	}
 	submit_step(r);
 }
 
@@ -1536,8 +1540,10 @@ static void start_run(rt_jobs *J, jlane *jl, jrow *row)
 	r->row.state = JS_RUNNING;
 	r->row.error[0] = 0;
 	snprintf(r->row.owner, sizeof r->row.owner, "%s", J->node);
-	if (run_save(r, 0) == -ESTALE)
-		return;   /* run_lost released it */
+	if (run_save(r, 0) == -ESTALE) {
+		run_release(r);
+		return;
+	}
 	rt_logf(RT_LOG_INFO, "job %" PRId64 " starting on %s (%s of %s)", r->row.id,
 		rt_lane_name(jl->lane), r->row.type, e->function ? e->function : e->src_path);
 	const char *data = json_string_value(json_object_get(r->row.params, "data"));
@@ -1607,6 +1613,9 @@ static void pick(rt_jobs *J)
 		}
 		/* the job runs here only once this node holds its lease; then its row is read again
 		 * (the node that had it may have saved since the read above) */
+		char was[sizeof row.owner];
+		int was_running = row.state == JS_RUNNING;
+		memcpy(was, row.owner, sizeof was);
 		row_clear(&row);
 		int crc = rt_jobstore_claim(J->reg, ids[i], J->node, J->cfg.lease_ms);
 		if (crc < 0) {
@@ -1620,9 +1629,9 @@ static void pick(rt_jobs *J)
 			row_clear(&row);
 			continue;
 		}
-		if (row.state == JS_RUNNING && row.owner[0])
-			rt_logf(RT_LOG_INFO, "job %" PRId64 ": its lease ran out (node %s): resuming it here",
-				row.id, row.owner);
+		if (was_running && was[0] && strcmp(was, J->node) != 0)
+			rt_logf(RT_LOG_INFO, "job %" PRId64 ": the lease of node %s ran out: resuming it here",
+				row.id, was);
 		free_lanes--;
 		start_run(J, jl, &row);
 	}

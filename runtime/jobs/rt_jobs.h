@@ -1,7 +1,8 @@
 /* rt_jobs.h — batch jobs on idle devices (design.md, "Time-sharing"): the job store
  * and the job runner.
  *
- * Store: the `jobs` table of the registry's SQLite file (registry migration 2). A job is
+ * Store: the `jobs` table of the registry's store (rt_jobstore.h: the SQLite file, or the
+ * PostgreSQL database a cluster shares), with each job's lease (owner node, lease end). A job is
  * {type: quantize|finetune, a source (a function's revision or a snapshot file), params,
  * schedule, priority, device} with a state (queued, running, preempted, succeeded, failed,
  * cancelled), progress 0..1, step, its own figures (metrics), timestamps, an error, the result

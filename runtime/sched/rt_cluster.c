@@ -41,6 +41,10 @@ struct rt_cluster {
 	peer *peers;              /* live nodes other than this one, sorted by id */
 	size_t npeers;
 	uint64_t nodes_gen;       /* rt_registry_nodes_generation at the last read of the rows */
+	uint64_t read_ns;         /* when the rows were last read */
+	uint64_t self_free;       /* free_bytes of this node's own row as last read (what the
+				   * peers compare against); 0 until its first beat was read */
+	int self_listed;
 	suspect sus[SUSPECTS];
 	rt_metric_family *m_fwd, *m_fail, *m_nodes;
 };
@@ -118,8 +122,18 @@ static void refresh(rt_cluster *c)
 		return;
 	}
 	size_t k = 0;
+	c->self_listed = 0;
 	for (size_t i = 0; i < n; i++) {
-		if (!strcmp(rows[i].id, c->id) || rows[i].lease_left_ms <= 0)
+		if (!strcmp(rows[i].id, c->id)) {
+			json_t *st = rows[i].state ? json_loads(rows[i].state, 0, NULL) : NULL;
+			json_t *fr = json_object_get(st, "free_bytes");
+			c->self_free = json_is_integer(fr) && json_integer_value(fr) > 0 ?
+				       (uint64_t)json_integer_value(fr) : 0;
+			c->self_listed = 1;
+			json_decref(st);
+			continue;
+		}
+		if (rows[i].lease_left_ms <= 0)
 			continue;
 		peer *p = &ps[k++];
 		snprintf(p->id, sizeof p->id, "%s", rows[i].id);
@@ -139,6 +153,7 @@ static void refresh(rt_cluster *c)
 	c->peers = ps;
 	c->npeers = k;
 	c->nodes_gen = gen;
+	c->read_ns = rt_clock_mono_ns();
 	rt_metric_set(c->m_nodes, (double)(k + 1), 0, NULL);
 }
 
@@ -354,6 +369,8 @@ static void to_peer(rt_route *out, const peer *p, int cold)
 	snprintf(out->url, sizeof out->url, "%s", p->url);
 }
 
+static int decide(rt_cluster *c, const char *fn, int here, rt_route *out);
+
 void rt_cluster_route(rt_cluster *c, const char *fn, rt_route *out)
 {
 	memset(out, 0, sizeof *out);
@@ -363,8 +380,29 @@ void rt_cluster_route(rt_cluster *c, const char *fn, rt_route *out)
 	int here = rt_sched_local_state(c->sched, fn, &room);
 	if (!c->active || !c->forwarding || c->stopped || (here != RT_SCHED_COLD && room))
 		return;
-	if (rt_registry_nodes_generation(c->reg) != c->nodes_gen)
+	/* a peer announced a residency change: read the rows again, at most every
+	 * RT_CLUSTER_REREAD_MS (a burst of changes costs one read, not one per change) */
+	if (rt_registry_nodes_generation(c->reg) != c->nodes_gen &&
+	    rt_clock_mono_ns() - c->read_ns >= (uint64_t)RT_CLUSTER_REREAD_MS * 1000000u)
 		refresh(c);
+	if (decide(c, fn, here, out) == 0)
+		return;
+	/* a new copy: decided on the newest rows there are (notifications heard just now
+	 * included), so that nodes deciding at once agree */
+	rt_registry_tick(c->reg);
+	if (rt_registry_nodes_generation(c->reg) != c->nodes_gen) {
+		refresh(c);
+		memset(out, 0, sizeof *out);
+		snprintf(out->node, sizeof out->node, "%s", c->id);
+		snprintf(out->url, sizeof out->url, "%s", c->url);
+		decide(c, fn, here, out);
+	}
+}
+
+/* decide fills out for fn from the view (here: fn's state on this node); 0 when the call
+ * goes to a copy that exists, 1 when it makes a new one (here or at a peer) */
+static int decide(rt_cluster *c, const char *fn, int here, rt_route *out)
+{
 	/* 2: a peer with it and room, the least busy */
 	const peer *best = NULL;
 	int best_busy = 0, holders = here != RT_SCHED_COLD;
@@ -382,12 +420,14 @@ void rt_cluster_route(rt_cluster *c, const char *fn, rt_route *out)
 	}
 	if (best) {
 		to_peer(out, best, 0);
-		return;
+		return 0;
 	}
 	/* 3 and 4: a new copy on the node with the most free device memory among those without
 	 * it (all nodes when none has it); this node when it holds the only full copies and no
 	 * other node can take one */
-	uint64_t self_free = here == RT_SCHED_COLD ? rt_sched_free_bytes(c->sched) : 0;
+	/* this node's free memory as its row says, which is what the peers compare */
+	uint64_t self_free = here != RT_SCHED_COLD ? 0 :
+			     c->self_listed ? c->self_free : rt_sched_free_bytes(c->sched);
 	int self_ok = here == RT_SCHED_COLD;
 	const peer *target = NULL;
 	for (size_t i = 0; i < c->npeers; i++) {
@@ -400,11 +440,12 @@ void rt_cluster_route(rt_cluster *c, const char *fn, rt_route *out)
 	}
 	out->cold = holders == 0;
 	if (!target)
-		return;
+		return here == RT_SCHED_COLD;
 	if (self_ok && (self_free > target->free_bytes ||
 			(self_free == target->free_bytes && strcmp(c->id, target->id) < 0)))
-		return;
+		return 1;
 	to_peer(out, target, holders == 0);
+	return 1;
 }
 
 json_t *rt_cluster_json(rt_cluster *c)

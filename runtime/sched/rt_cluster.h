@@ -6,8 +6,8 @@
  * resident functions with their state and whether they have room — and reads the rows of
  * the live nodes, its view of the peers. A residency change here (a cold start begins or
  * ends, an eviction) is announced at once with a notifying beat; a notification from a peer
- * makes the next routing decision re-read the rows. A node whose lease expired is gone from
- * the rows, so from the view.
+ * makes the next routing decision re-read the rows (at most every RT_CLUSTER_REREAD_MS). A node
+ * whose lease expired is gone from the rows, so from the view.
  *
  * Routing (rt_cluster_route), for a call that was not forwarded to this node already:
  *   1. the function is warm (or loading, or in the host tier) here with room: run it here;
@@ -32,6 +32,7 @@
 
 #define RT_CLUSTER_DEFAULT_LEASE_MS 3000
 #define RT_CLUSTER_SUSPECT_MS 2000
+#define RT_CLUSTER_REREAD_MS 20      /* rows re-read after a notification at most this often */
 
 typedef struct rt_cluster_config {
 	const char *node_id;      /* this node's id (rt_cluster_node_id_ok) */

@@ -619,6 +619,11 @@ void rt_sched_submit(rt_sched *s, const rt_call *call)
 	uint32_t rev = call->rev;
 	if (rev == 0) {
 		rc = rt_registry_pick_revision(s->reg, name, next_rand(s), &rev);
+		if (rc == -ENOTCONN) {   /* a shared registry away, and name not in this node's view */
+			early_fail(call, name, 0, 503, "registry unavailable: function '%s' is not "
+				   "loaded on this node", name);
+			return;
+		}
 		if (rc < 0) {
 			early_fail(call, name, 0, 404, "function '%s' not found", name);
 			return;
@@ -628,6 +633,9 @@ void rt_sched_submit(rt_sched *s, const rt_call *call)
 	if (rc < 0) {
 		if (rc == -ENOENT)
 			early_fail(call, name, rev, 404, "function '%s' revision %u not found", name, rev);
+		else if (rc == -ENOTCONN)
+			early_fail(call, name, rev, 503, "registry unavailable: function '%s' revision %u "
+				   "is not loaded on this node", name, rev);
 		else
 			early_fail(call, name, rev, 500, "scheduler: %s", strerror(-rc));
 		return;

@@ -58,6 +58,13 @@ void rt_registry_format_time(int64_t ms, char *buf, size_t cap)
 		 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
 }
 
+json_t *rt_registry_time_json(int64_t ms)
+{
+	char b[40];
+	rt_registry_format_time(ms, b, sizeof b);
+	return json_string(b);
+}
+
 /* ---- the view ---- */
 
 static uint32_t name_hash(const char *s)
@@ -300,8 +307,11 @@ int rt_registry_open_url(const char *url, const char *data_dir, rt_registry **ou
 	rt_store *st;
 	int rc;
 	*out = NULL;
-	if (!url || !url[0] || !strcmp(url, "sqlite:"))
+	if (!url || !url[0] || !strcmp(url, "sqlite:")) {
+		if (!data_dir)
+			return rt_errf(err, errlen, -EINVAL, "registry: no data directory for sqlite:");
 		return rt_registry_open(data_dir, out, err, errlen);
+	}
 	if (!strncmp(url, "sqlite:", 7)) {
 		const char *path = url + 7;
 		if (!strncmp(path, "//", 2))
@@ -492,13 +502,6 @@ int rt_registry_list(rt_registry *reg, rt_registry_entry **out, size_t *n)
 	return reg->ops->list(reg->st, out, n);
 }
 
-static json_t *time_json(int64_t ms)
-{
-	char b[40];
-	rt_registry_format_time(ms, b, sizeof b);
-	return json_string(b);
-}
-
 int rt_registry_list_json(rt_registry *reg, json_t **out)
 {
 	rt_registry_entry *v;
@@ -517,7 +520,7 @@ int rt_registry_list_json(rt_registry *reg, json_t **out)
 	for (size_t i = 0; i < n; i++) {
 		json_t *f = json_pack("{s:s, s:s, s:I, s:o}", "name", v[i].name, "kind", v[i].kind,
 				      "revision", (json_int_t)v[i].latest_rev, "updated",
-				      time_json(v[i].updated_ms));
+				      rt_registry_time_json(v[i].updated_ms));
 		if (!f) {
 			rc = -ENOMEM;
 			break;
@@ -596,8 +599,8 @@ int rt_registry_key_list(rt_registry *reg, json_t **out)
 		for (char *t = strtok_r(buf, " ", &save); t; t = strtok_r(NULL, " ", &save))
 			json_array_append_new(sc, json_string(t));
 		json_array_append_new(keys, json_pack("{s:s, s:o, s:o, s:o}", "id", v[i].id, "scopes", sc,
-						      "created", time_json(v[i].created_ms), "revoked",
-						      v[i].revoked_ms ? time_json(v[i].revoked_ms)
+						      "created", rt_registry_time_json(v[i].created_ms), "revoked",
+						      v[i].revoked_ms ? rt_registry_time_json(v[i].revoked_ms)
 								      : json_null()));
 	}
 	free(v);

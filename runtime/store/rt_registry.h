@@ -3,7 +3,9 @@
  * between revisions, and the API keys' rows. Survives restarts and crashes: the rows live in a
  * store (rt_store.h; rt_store_sqlite.c keeps them in DATA/registry.db, WAL journal, every
  * multi-statement change in one transaction, schema upgraded by numbered migrations at open;
- * the jobs table, owned by runtime/jobs/rt_jobs.c, lives in the same file).
+ * the jobs table, owned by runtime/jobs/rt_jobs.c, lives in the same file; rt_store_pg.c keeps
+ * the same rows in a PostgreSQL database that the nodes of a cluster share, see
+ * rt_registry_open_url).
  *
  * The registry keeps an in-memory view of what the hot path reads: per function the latest
  * revision, the traffic split and the revisions asked for (manifest, snapshot path), and the
@@ -11,8 +13,10 @@
  * rt_registry_get_traffic and rt_registry_key_find answer from it and run no statement once
  * an entry is loaded; every write through the registry drops the entries it touches, and a
  * change committed elsewhere (another process, another node) drops the whole view before the
- * next read (the store's generation count, or rt_registry_invalidate). Listings and the JSON
- * views read the store. Not thread-safe: all calls come from the event-loop thread.
+ * next read (the store's generation count, or rt_registry_invalidate; a shared store's
+ * notifications, consumed by rt_registry_tick). While a shared store cannot reach its database
+ * the view stays as it is and answers what it holds. Listings and the JSON views read the
+ * store. Not thread-safe: all calls come from the event-loop thread.
  * Functions return 0 or a negative errno; where an err buffer is taken it gets a message. */
 #ifndef THAW_RT_REGISTRY_H
 #define THAW_RT_REGISTRY_H
@@ -243,6 +247,10 @@ int rt_registry_key_list(rt_registry *reg, json_t **out);
 /* rt_registry_format_time writes ms (Unix time) as RFC 3339 UTC with milliseconds,
  * "2026-01-02T03:04:05.678Z". */
 void rt_registry_format_time(int64_t ms, char *buf, size_t cap);
+
+/* rt_registry_time_json is ms as an rt_registry_format_time JSON string (new reference; NULL
+ * when out of memory). */
+json_t *rt_registry_time_json(int64_t ms);
 
 /* Test hook: when set, rt_registry_put calls it at named points inside its transaction
  * ("after-insert-revision", "after-traffic"), so a test can crash the process mid-change. */

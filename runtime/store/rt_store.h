@@ -1,19 +1,23 @@
 /* rt_store.h — the interface a registry store implements: the durable rows behind
  * rt_registry (functions, revisions, traffic splits, API keys). One store per process, opened
- * by rt_registry_open; callers never see it: they use rt_registry.h, whose in-memory view
+ * by rt_registry_open or rt_registry_open_url; callers never see it: they use rt_registry.h,
+ * whose in-memory view
  * serves the hot path (traffic picks, revision lookups, key checks) and calls the store only
  * to fill the view and to write.
  *
  * A store is an ops table (designated initializers, one per backend file) and an opaque
- * state. rt_store_sqlite.c is the embedded one (DATA/registry.db); a store shared by several
- * nodes is another file with its own table, opened by rt_registry_open from its target. Every
- * SQL statement of the daemon lives in the store files.
+ * state. rt_store_sqlite.c is the embedded one (DATA/registry.db, or a file named by
+ * sqlite:PATH); rt_store_pg.c is the one the nodes of a cluster share (a PostgreSQL database,
+ * postgresql://...). Every SQL statement of the daemon lives in the store files; what the
+ * stores do alike with their rows (write checks and texts, rows to structs, the function JSON
+ * body) is rt_store_rows.h.
  *
  * Change detection: a store counts the changes committed through any process or node
  * (generation); the registry compares it before each view read and drops the view when it
  * moved, so a key revoked by `thaw keys` in another process counts at the next request. A
- * store that learns of changes asynchronously (a notification channel) may instead call
- * rt_registry_invalidate from the loop thread.
+ * store that learns of changes asynchronously (a notification channel) reports them from its
+ * tick op instead, naming the function changed (the registry drops that entry), and moves
+ * its generation only for its own commits and for a reconnect (which drops the whole view).
  *
  * All calls come from one thread (the registry's). Functions return 0 or a negative errno:
  * -ENOENT for a missing row, -EIO (or -EBUSY, -ENOSPC, -EACCES) for a failing store,

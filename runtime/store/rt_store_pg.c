@@ -34,6 +34,7 @@
 #include "runtime/base/rt_fault.h"
 #include "runtime/base/rt_log.h"
 #include "runtime/store/rt_store.h"
+#include "runtime/store/rt_store_rows.h"
 
 /* The database clock in Unix milliseconds: leases and beats are judged by one clock. */
 #define NOW_MS "(extract(epoch from clock_timestamp()) * 1000)::bigint"
@@ -128,36 +129,48 @@ struct rt_store {
 	char why[256];             /* why the database is unreachable ("" while up) */
 };
 
-void rt_store_pg_redact(const char *url, char *out, size_t cap)
+/* secret_spans finds the passwords of url: the one of its user-info part (scheme://user:PW@;
+ * up to the last '@' before any '?', so that a raw '/' in it does not hide it) and the value of
+ * each password= parameter. Up to max spans (start, length) go to sp; the count is returned. */
+static int secret_spans(const char *url, const char **sp, size_t *len, int max)
 {
-	const char *pw = NULL, *pw_end = NULL;   /* the password of scheme://user:password@host */
+	int k = 0;
 	const char *sep = strstr(url, "://");
 	if (sep) {
-		const char *h = sep + 3, *end = h + strcspn(h, "/?"), *at = NULL;
+		const char *h = sep + 3, *end = h + strcspn(h, "?"), *at = NULL;
 		for (const char *c = h; c < end; c++)
 			if (*c == '@')
 				at = c;
 		const char *colon = at ? memchr(h, ':', (size_t)(at - h)) : NULL;
-		if (colon) {
-			pw = colon + 1;
-			pw_end = at;
+		if (colon && k < max) {
+			sp[k] = colon + 1;
+			len[k++] = (size_t)(at - colon - 1);
 		}
 	}
-	size_t k = 0;
+	for (const char *p = strchr(url, '?'); p && k < max; p = strchr(p + 1, '&')) {
+		if (!strncmp(p + 1, "password=", 9)) {
+			sp[k] = p + 10;
+			len[k++] = strcspn(p + 10, "&");
+		}
+	}
+	return k;
+}
+
+void rt_store_pg_redact(const char *url, char *out, size_t cap)
+{
+	const char *sp[8];
+	size_t len[8], k = 0;
+	int n = secret_spans(url, sp, len, 8);
 	if (!cap)
 		return;
 	for (const char *p = url; *p && k + 1 < cap;) {
-		const char *put = NULL;
-		if (p == pw) {
-			put = "***";
-			p = pw_end;
-		} else if (p > url && (p[-1] == '?' || p[-1] == '&') && !strncmp(p, "password=", 9)) {
-			put = "password=***";
-			p += 9 + strcspn(p + 9, "&");
-		}
-		if (put) {
-			for (; *put && k + 1 < cap; put++)
-				out[k++] = *put;
+		int i = 0;
+		while (i < n && p != sp[i])
+			i++;
+		if (i < n) {
+			for (const char *m = "***"; *m && k + 1 < cap; m++)
+				out[k++] = *m;
+			p += len[i];
 			continue;
 		}
 		out[k++] = *p++;
@@ -165,11 +178,40 @@ void rt_store_pg_redact(const char *url, char *out, size_t cap)
 	out[k] = 0;
 }
 
+/* scrub replaces in msg (in place) every occurrence of a password of url with "***" */
+static void scrub(char *msg, const char *url)
+{
+	const char *sp[8];
+	size_t len[8];
+	int n = secret_spans(url, sp, len, 8);
+	for (int i = 0; i < n; i++) {
+		if (len[i] < 1)
+			continue;
+		char *hit;
+		char *pw = strndup(sp[i], len[i]);
+		if (!pw) {
+			snprintf(msg, strlen(msg) + 1, "%s", "(message withheld)");
+			return;
+		}
+		while ((hit = strstr(msg, pw))) {
+			size_t rest = strlen(hit + len[i]);
+			if (len[i] >= 3) {
+				memcpy(hit, "***", 3);
+				memmove(hit + 3, hit + len[i], rest + 1);
+			} else {
+				memset(hit, '*', len[i]);
+			}
+		}
+		free(pw);
+	}
+}
+
 /* ---- connection, errors ---- */
 
 static void set_why(pgs *st, const char *msg)
 {
 	snprintf(st->why, sizeof st->why, "%s", msg && *msg ? msg : "connection lost");
+	scrub(st->why, st->url);
 	size_t n = strlen(st->why);
 	while (n && (st->why[n - 1] == '\n' || st->why[n - 1] == ' '))
 		st->why[--n] = 0;
@@ -286,9 +328,66 @@ static int64_t col_i64(PGresult *r, int row, int c)
 	return PQgetisnull(r, row, c) ? 0 : strtoll(PQgetvalue(r, row, c), NULL, 10);
 }
 
-static void col_text(PGresult *r, int row, int c, char *dst, size_t cap)
+/* row i of a result as an rt_store_row (rt_store_rows.h): res is the PGresult */
+static int row_is_null(const rt_store_row *row, int c)
 {
-	snprintf(dst, cap, "%s", PQgetisnull(r, row, c) ? "" : PQgetvalue(r, row, c));
+	return PQgetisnull(row->res, row->i, c);
+}
+
+static const char *row_text(const rt_store_row *row, int c)
+{
+	return PQgetisnull(row->res, row->i, c) ? NULL : PQgetvalue(row->res, row->i, c);
+}
+
+static int64_t row_i64(const rt_store_row *row, int c)
+{
+	return col_i64(row->res, row->i, c);
+}
+
+static double row_f64(const rt_store_row *row, int c)
+{
+	return PQgetisnull(row->res, row->i, c) ? 0 : strtod(PQgetvalue(row->res, row->i, c), NULL);
+}
+
+static const rt_store_row_ops cols = {
+	.is_null = row_is_null, .text = row_text, .i64 = row_i64, .f64 = row_f64};
+#define ROW(r, n) (&(rt_store_row){.ops = &cols, .res = (r), .i = (n)})
+
+/* collect_rows runs sql (n parameters; what names it in messages) and returns its rows (the
+ * first cap when cap > 0) as an array of elem-sized entries, each zeroed, then filled by fill:
+ * *out (malloc'd, NULL when there are none) and *count. A fill that fails fails the call with
+ * its errno, after clear (may be NULL) dropped what the entries filled so far hold. */
+static int collect_rows(pgs *st, const char *what, const char *sql, int n, const char *const *v,
+			size_t cap, size_t elem, rt_store_fill_fn fill, void (*clear)(void *entry),
+			void **out, size_t *count)
+{
+	PGresult *r;
+	*out = NULL;
+	*count = 0;
+	int rc = q(st, &r, what, sql, n, v);
+	if (rc < 0)
+		return rc;
+	size_t k = (size_t)PQntuples(r);
+	if (cap && k > cap)
+		k = cap;
+	char *a = k ? calloc(k, elem) : NULL;
+	if (k && !a) {
+		PQclear(r);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < k; i++) {
+		if ((rc = fill(ROW(r, (int)i), a + i * elem)) < 0) {
+			for (size_t j = 0; clear && j <= i; j++)
+				clear(a + j * elem);
+			free(a);
+			PQclear(r);
+			return rc;
+		}
+	}
+	PQclear(r);
+	*out = a;
+	*count = k;
+	return 0;
 }
 
 /* server notices (NOTICE, the FATAL of a shutdown) go to the debug log, not stderr */
@@ -516,27 +615,6 @@ static int find_fn(pgs *st, const char *name, int lock, int64_t *id, uint32_t *l
 	return 0;
 }
 
-static int traffic_ok(const rt_traffic *t, char *err, size_t errlen)
-{
-	if (t->n < 1 || t->n > RT_MANIFEST_TRAFFIC_MAX)
-		return rt_errf(err, errlen, -EINVAL, "field 'traffic': must name 1..%d revisions",
-			       RT_MANIFEST_TRAFFIC_MAX);
-	int sum = 0;
-	for (int i = 0; i < t->n; i++) {
-		if (t->e[i].percent < 0 || t->e[i].percent > 100 || t->e[i].rev > RT_MANIFEST_REV_MAX)
-			return rt_errf(err, errlen, -EINVAL, "field 'traffic': bad entry %d", i);
-		for (int j = 0; j < i; j++)
-			if (t->e[j].rev == t->e[i].rev)
-				return rt_errf(err, errlen, -EINVAL, "field 'traffic': revision %u twice",
-					       t->e[i].rev);
-		sum += t->e[i].percent;
-	}
-	if (sum != 100)
-		return rt_errf(err, errlen, -EINVAL, "field 'traffic': percents must sum to 100 (got %d)",
-			       sum);
-	return 0;
-}
-
 /* store_err words a store failure into err */
 static int store_err(pgs *st, int rc, char *err, size_t errlen)
 {
@@ -568,8 +646,7 @@ static int write_traffic(pgs *st, const char *name, int64_t id, uint32_t latest,
 			if (found)
 				continue;
 		}
-		return rt_errf(err, errlen, -ENOENT, "field 'traffic': function '%s' has no revision "
-			       "%u (latest is %u)", name, r, latest);
+		return rt_store_no_revision(name, r, latest, err, errlen);
 	}
 	const char *v1[] = {ids};
 	if ((rc = x(st, "delete traffic", "DELETE FROM traffic WHERE function_id = $1", 1, v1,
@@ -633,9 +710,7 @@ static int put_once(pgs *st, const char *name, const rt_manifest *m, const char 
 		goto sqlfail;
 	if (rt_registry_test_hook)
 		rt_registry_test_hook("after-insert-revision");
-	rt_traffic all_latest = {.n = 1, .e = {{.rev = RT_MANIFEST_REV_LATEST, .percent = 100}}};
-	if ((rc = write_traffic(st, name, id, rev, m->traffic.n > 0 ? &m->traffic : &all_latest,
-				err, errlen)) < 0) {
+	if ((rc = write_traffic(st, name, id, rev, rt_store_put_split(m), err, errlen)) < 0) {
 		rollback(st);
 		return rc;
 	}
@@ -656,22 +731,10 @@ sqlfail:
 static int pg_put(pgs *st, const char *name, const rt_manifest *m, const char *snapshot_path,
 		  const rt_desc *desc, uint32_t *rev_out, char *err, size_t errlen)
 {
-	int rc;
-	if ((rc = rt_manifest_name_valid(name, err, errlen)) < 0)
+	char *text, *dtext;
+	int rc = rt_store_put_texts(name, m, desc, &text, &dtext, err, errlen);
+	if (rc < 0)
 		return rc;
-	if (m->traffic.n > 0 && (rc = traffic_ok(&m->traffic, err, errlen)) < 0)
-		return rc;
-	json_t *mj = rt_manifest_to_json(m, 0);
-	char *text = mj ? json_dumps(mj, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
-	json_decref(mj);
-	json_t *dj = desc && desc->known ? rt_desc_to_json(desc) : NULL;
-	char *dtext = dj ? json_dumps(dj, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
-	json_decref(dj);
-	if (!text || (desc && desc->known && !dtext)) {
-		free(text);
-		free(dtext);
-		return rt_errf(err, errlen, -ENOMEM, "out of memory");
-	}
 	for (int i = 0; i < TX_TRIES; i++)
 		if ((rc = put_once(st, name, m, snapshot_path, text, dtext, rev_out, err,
 				   errlen)) != -EAGAIN)
@@ -685,9 +748,7 @@ static int pg_put(pgs *st, const char *name, const rt_manifest *m, const char *s
 
 static int pg_set_desc(pgs *st, const char *name, uint32_t rev, const rt_desc *desc)
 {
-	json_t *dj = rt_desc_to_json(desc);
-	char *dtext = dj ? json_dumps(dj, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
-	json_decref(dj);
+	char *dtext = rt_store_desc_text(desc);
 	if (!dtext)
 		return -ENOMEM;
 	char rs[24];
@@ -730,38 +791,12 @@ static int pg_set_traffic(pgs *st, const char *name, const rt_traffic *t, char *
 			  size_t errlen)
 {
 	int rc;
-	if ((rc = traffic_ok(t, err, errlen)) < 0)
+	if ((rc = rt_store_traffic_ok(t, err, errlen)) < 0)
 		return rc;
 	for (int i = 0; i < TX_TRIES; i++)
 		if ((rc = traffic_once(st, name, t, err, errlen)) != -EAGAIN)
 			break;
 	return rc == -EAGAIN ? rt_errf(err, errlen, -EBUSY, "registry busy") : rc;
-}
-
-/* row_to_rev fills out from a (rev, manifest, snapshot_path, created_ms, descriptor) row */
-static int row_to_rev(PGresult *r, int row, const char *name, rt_revision_info *out)
-{
-	char err[256];
-	memset(out, 0, sizeof *out);
-	snprintf(out->name, sizeof out->name, "%s", name);
-	out->rev = (uint32_t)col_i64(r, row, 0);
-	const char *mtext = PQgetisnull(r, row, 1) ? NULL : PQgetvalue(r, row, 1);
-	out->created_ms = col_i64(r, row, 3);
-	if (!mtext || rt_manifest_parse(mtext, strlen(mtext), NULL, NULL, &out->manifest, err,
-					sizeof err) < 0) {
-		rt_logf(RT_LOG_ERROR, "registry: function '%s' revision %u: stored manifest unreadable: %s",
-			name, out->rev, mtext ? err : "NULL");
-		return -EIO;
-	}
-	col_text(r, row, 2, out->snapshot_path, sizeof out->snapshot_path);
-	json_t *dj = PQgetisnull(r, row, 4) ? NULL : json_loads(PQgetvalue(r, row, 4), 0, NULL);
-	if (dj && rt_desc_from_json(dj, &out->desc) < 0) {
-		memset(&out->desc, 0, sizeof out->desc);
-		rt_logf(RT_LOG_WARN, "registry: function '%s' revision %u: stored descriptor unreadable; "
-			"computing it again", name, out->rev);
-	}
-	json_decref(dj);
-	return 0;
 }
 
 static int pg_get_revision(pgs *st, const char *name, uint32_t rev, rt_revision_info *out)
@@ -775,7 +810,7 @@ static int pg_get_revision(pgs *st, const char *name, uint32_t rev, rt_revision_
 		   2, v);
 	if (rc < 0)
 		return rc;
-	rc = PQntuples(r) ? row_to_rev(r, 0, name, out) : -ENOENT;
+	rc = PQntuples(r) ? rt_store_rev_from_row(ROW(r, 0), name, out) : -ENOENT;
 	PQclear(r);
 	return rc;
 }
@@ -812,22 +847,14 @@ static int pg_get_head(pgs *st, const char *name, uint32_t *latest, rt_traffic *
 	return commit(st);
 }
 
-static json_t *time_json(int64_t ms)
-{
-	char b[40];
-	rt_registry_format_time(ms, b, sizeof b);
-	return json_string(b);
-}
-
 static int pg_get_json(pgs *st, const char *name, json_t **out)
 {
-	int rc;
-	json_t *o = NULL, *revs = NULL;
+	rt_store_fn_json b;
 	PGresult *r = NULL;
-	rt_revision_info *ri = malloc(sizeof *ri);
 	*out = NULL;
-	if (!ri)
-		return -ENOMEM;
+	int rc = rt_store_fn_json_init(&b, name);
+	if (rc < 0)
+		goto done;
 	if ((rc = x(st, "begin", "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", 0, NULL,
 		    NULL)) < 0)
 		goto done;
@@ -840,101 +867,38 @@ static int pg_get_json(pgs *st, const char *name, json_t **out)
 		goto fail;
 	}
 	int64_t id = col_i64(r, 0, 0);
-	uint32_t latest = (uint32_t)col_i64(r, 0, 2);
-	o = json_object();
-	revs = json_array();
-	if (!o || !revs) {
-		rc = -ENOMEM;
+	if ((rc = rt_store_fn_json_head(&b, ROW(r, 0))) < 0)
 		goto fail;
-	}
-	json_object_set_new(o, "name", json_string(name));
-	json_object_set_new(o, "kind", json_string(PQgetvalue(r, 0, 1)));
-	json_object_set_new(o, "revision", json_integer(latest));
-	json_object_set_new(o, "created", time_json(col_i64(r, 0, 3)));
-	json_object_set_new(o, "updated", time_json(col_i64(r, 0, 4)));
 	PQclear(r);
 	r = NULL;
-	rt_traffic t;
-	if ((rc = read_traffic(st, id, &t)) < 0)
+	if ((rc = read_traffic(st, id, &b.traffic)) < 0)
 		goto fail;
 	char ids[24];
 	const char *v2[] = {i64s(ids, id)};
 	if ((rc = q(st, &r, "list revisions", "SELECT rev, manifest, snapshot_path, created_ms, "
 		    "descriptor FROM revisions WHERE function_id = $1 ORDER BY rev", 1, v2)) < 0)
 		goto fail;
-	json_int_t total = 0;
-	for (int i = 0; i < PQntuples(r); i++) {
-		if ((rc = row_to_rev(r, i, name, ri)) < 0)
+	for (int i = 0; i < PQntuples(r); i++)
+		if ((rc = rt_store_fn_json_rev(&b, ROW(r, i))) < 0)
 			goto fail;
-		total++;
-		/* the newest RT_REGISTRY_LIST_REVS and those taking traffic */
-		int keep = ri->rev + RT_REGISTRY_LIST_REVS > latest;
-		for (int k = 0; k < t.n && !keep; k++)
-			keep = t.e[k].rev == ri->rev;
-		if (!keep)
-			continue;
-		json_t *e = json_object();
-		if (!e) {
-			rc = -ENOMEM;
-			goto fail;
-		}
-		json_object_set_new(e, "revision", json_integer(ri->rev));
-		json_object_set_new(e, "created", time_json(ri->created_ms));
-		json_object_set_new(e, "snapshot_path", ri->snapshot_path[0] ?
-				    json_string(ri->snapshot_path) : json_null());
-		json_object_set_new(e, "settings", rt_manifest_to_json(&ri->manifest, 0));
-		json_array_append_new(revs, e);
-		if (ri->rev == latest) {
-			json_object_set_new(o, "settings", rt_manifest_to_json(&ri->manifest, 0));
-			json_object_set_new(o, "snapshot_path", ri->snapshot_path[0] ?
-					    json_string(ri->snapshot_path) : json_null());
-		}
-	}
 	PQclear(r);
 	r = NULL;
-	json_object_set_new(o, "revisions", revs);
-	json_object_set_new(o, "revisions_total", json_integer(total));
-	revs = NULL;
-	json_object_set_new(o, "traffic", rt_traffic_to_json(&t));
 	rollback(st);
-	*out = o;
-	free(ri);
+	*out = rt_store_fn_json_done(&b);
 	return 0;
 fail:
 	PQclear(r);
 	rollback(st);
 done:
-	json_decref(o);
-	json_decref(revs);
-	free(ri);
+	rt_store_fn_json_clear(&b);
 	return rc;
 }
 
 static int pg_list(pgs *st, rt_registry_entry **out, size_t *n)
 {
-	PGresult *r;
-	*out = NULL;
-	*n = 0;
-	int rc = q(st, &r, "list functions", "SELECT name, kind, latest_rev, updated_ms FROM "
-		   "functions ORDER BY name COLLATE \"C\"", 0, NULL);
-	if (rc < 0)
-		return rc;
-	size_t k = (size_t)PQntuples(r);
-	rt_registry_entry *v = k ? calloc(k, sizeof *v) : NULL;
-	if (k && !v) {
-		PQclear(r);
-		return -ENOMEM;
-	}
-	for (size_t i = 0; i < k; i++) {
-		col_text(r, (int)i, 0, v[i].name, sizeof v[i].name);
-		col_text(r, (int)i, 1, v[i].kind, sizeof v[i].kind);
-		v[i].latest_rev = (uint32_t)col_i64(r, (int)i, 2);
-		v[i].updated_ms = col_i64(r, (int)i, 3);
-	}
-	PQclear(r);
-	*out = v;
-	*n = k;
-	return 0;
+	return collect_rows(st, "list functions", "SELECT name, kind, latest_rev, updated_ms FROM "
+			    "functions ORDER BY name COLLATE \"C\"", 0, NULL, 0, sizeof **out,
+			    rt_store_fill_entry, NULL, (void **)out, n);
 }
 
 static int pg_delete(pgs *st, const char *name)
@@ -1039,36 +1003,20 @@ static int pg_key_revoke(pgs *st, const char *id, int64_t ms)
 	return rc;
 }
 
+/* the hash column comes as hex (encode(hash, 'hex')); one that does not decode is damaged */
+static int fill_key(const rt_store_row *row, void *entry)
+{
+	unsigned char h[RT_REGISTRY_KEY_HASH_LEN];
+	int ok = unhex(PQgetvalue(row->res, row->i, 1), h, sizeof h) == 0;
+	rt_store_key_from_row(row, ok ? h : NULL, entry);
+	return 0;
+}
+
 static int pg_key_all(pgs *st, rt_store_key **out, size_t *n)
 {
-	PGresult *r;
-	*out = NULL;
-	*n = 0;
-	int rc = q(st, &r, "list keys", "SELECT id, encode(hash, 'hex'), scopes, created_ms, "
-		   "revoked_ms FROM api_keys ORDER BY created_ms, id COLLATE \"C\"", 0, NULL);
-	if (rc < 0)
-		return rc;
-	size_t k = (size_t)PQntuples(r);
-	rt_store_key *v = k ? calloc(k, sizeof *v) : NULL;
-	if (k && !v) {
-		PQclear(r);
-		return -ENOMEM;
-	}
-	for (size_t i = 0; i < k; i++) {
-		int row = (int)i;
-		col_text(r, row, 0, v[i].id, sizeof v[i].id);
-		if (unhex(PQgetvalue(r, row, 1), v[i].hash, RT_REGISTRY_KEY_HASH_LEN) < 0)
-			v[i].id[0] = 0;   /* a damaged row matches no key */
-		col_text(r, row, 2, v[i].scopes, sizeof v[i].scopes);
-		v[i].created_ms = col_i64(r, row, 3);
-		v[i].revoked_ms = PQgetisnull(r, row, 4) ? 0 : col_i64(r, row, 4);
-		if (!PQgetisnull(r, row, 4) && v[i].revoked_ms == 0)
-			v[i].revoked_ms = 1;
-	}
-	PQclear(r);
-	*out = v;
-	*n = k;
-	return 0;
+	return collect_rows(st, "list keys", "SELECT id, encode(hash, 'hex'), scopes, created_ms, "
+			    "revoked_ms FROM api_keys ORDER BY created_ms, id COLLATE \"C\"", 0, NULL,
+			    0, sizeof **out, fill_key, NULL, (void **)out, n);
 }
 
 static int pg_secret(pgs *st, const unsigned char *proposed, size_t len, unsigned char *out)
@@ -1092,21 +1040,6 @@ static int pg_secret(pgs *st, const unsigned char *proposed, size_t len, unsigne
 
 /* ---- jobs ---- */
 
-static int state_of(const char *s)
-{
-	for (int i = 0; i < RT_JOB_STATES; i++)
-		if (s && !strcmp(s, rt_job_state_names[i]))
-			return i;
-	return -1;
-}
-
-static json_t *col_json(PGresult *r, int row, int c)
-{
-	json_t *v = PQgetisnull(r, row, c) ? NULL :
-		    json_loads(PQgetvalue(r, row, c), JSON_DECODE_ANY, NULL);
-	return v ? v : json_null();
-}
-
 static const char *opt_text(const char *t)
 {
 	return t && t[0] ? t : NULL;
@@ -1119,11 +1052,9 @@ static const char *opt_i64(char *b, int64_t v)
 
 static int pg_job_insert(pgs *st, const rt_job_row *r, int64_t *id)
 {
-	char *ptext = r->params ? json_dumps(r->params, JSON_COMPACT | JSON_SORT_KEYS) : strdup("{}");
-	char *stext = r->schedule ? json_dumps(r->schedule, JSON_COMPACT | JSON_ENCODE_ANY)
-				  : strdup("\"now\"");
-	int rc = -ENOMEM;
-	if (ptext && stext) {
+	char *ptext, *stext;
+	int rc = rt_store_job_texts(r, &ptext, &stext);
+	if (rc == 0) {
 		char rv[24], pr[24], ts[24];
 		PGresult *res;
 		const char *v[] = {r->type, opt_text(r->function), opt_i64(rv, r->revision), r->snapshot,
@@ -1157,30 +1088,7 @@ static int pg_job_get(pgs *st, int64_t id, rt_job_row *r)
 		PQclear(res);
 		return -ENOENT;
 	}
-	r->id = col_i64(res, 0, 0);
-	col_text(res, 0, 1, r->type, sizeof r->type);
-	col_text(res, 0, 2, r->function, sizeof r->function);
-	r->revision = (uint32_t)col_i64(res, 0, 3);
-	col_text(res, 0, 4, r->snapshot, sizeof r->snapshot);
-	r->params = col_json(res, 0, 5);
-	r->schedule = col_json(res, 0, 6);
-	r->priority = (int)col_i64(res, 0, 7);
-	col_text(res, 0, 8, r->device, sizeof r->device);
-	r->state = state_of(PQgetvalue(res, 0, 9));
-	r->progress = PQgetisnull(res, 0, 10) ? 0 : strtod(PQgetvalue(res, 0, 10), NULL);
-	r->step = col_i64(res, 0, 11);
-	r->metrics = col_json(res, 0, 12);
-	r->preemptions = col_i64(res, 0, 13);
-	r->created_ms = col_i64(res, 0, 14);
-	r->started_ms = col_i64(res, 0, 15);
-	r->finished_ms = col_i64(res, 0, 16);
-	r->updated_ms = col_i64(res, 0, 17);
-	col_text(res, 0, 18, r->error, sizeof r->error);
-	col_text(res, 0, 19, r->result_snapshot, sizeof r->result_snapshot);
-	r->result_revision = (uint32_t)col_i64(res, 0, 20);
-	col_text(res, 0, 21, r->checkpoint, sizeof r->checkpoint);
-	col_text(res, 0, 22, r->owner, sizeof r->owner);
-	r->lease_until_ms = col_i64(res, 0, 23);
+	rt_store_job_from_row(ROW(res, 0), r);
 	PQclear(res);
 	return 0;
 }
@@ -1189,9 +1097,10 @@ static int pg_job_get(pgs *st, int64_t id, rt_job_row *r)
  * the owner when the state is final or preempted); *n gets the rows written */
 static int save_job(pgs *st, const rt_job_row *r, const char *node, long *n)
 {
-	if (r->state < 0 || r->state >= RT_JOB_STATES)
-		return -EINVAL;
-	char *metrics = r->metrics ? json_dumps(r->metrics, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+	char *metrics;
+	int rc = rt_store_job_metrics(r, &metrics);
+	if (rc < 0)
+		return rc;
 	char ids[24], pr[32], stp[24], pre[24], sa[24], fi[24], up[24], rr[24];
 	snprintf(pr, sizeof pr, "%.17g", r->progress);
 	const char *v[] = {i64s(ids, r->id), rt_job_state_names[r->state], pr, i64s(stp, r->step),
@@ -1199,16 +1108,16 @@ static int save_job(pgs *st, const rt_job_row *r, const char *node, long *n)
 			   opt_i64(sa, r->started_ms), opt_i64(fi, r->finished_ms),
 			   i64s(up, r->updated_ms), opt_text(r->error), opt_text(r->result_snapshot),
 			   opt_i64(rr, r->result_revision), opt_text(r->checkpoint), node};
-	int rc = x(st, "save job", node ?
-		   "UPDATE jobs SET state=$2, progress=$3, step=$4, metrics=$5, preemptions=$6, "
-		   "started_ms=$7, finished_ms=$8, updated_ms=$9, error=$10, result_snapshot=$11, "
-		   "result_revision=$12, checkpoint=$13, "
-		   "owner = CASE WHEN $2 IN ('running','queued') THEN owner ELSE '' END, "
-		   "lease_until = CASE WHEN $2 IN ('running','queued') THEN lease_until END "
-		   "WHERE id = $1 AND owner = $14 AND state IN ('queued','running','preempted')" :
-		   "UPDATE jobs SET state=$2, progress=$3, step=$4, metrics=$5, preemptions=$6, "
-		   "started_ms=$7, finished_ms=$8, updated_ms=$9, error=$10, result_snapshot=$11, "
-		   "result_revision=$12, checkpoint=$13 WHERE id = $1", node ? 14 : 13, v, n);
+	rc = x(st, "save job", node ?
+	       "UPDATE jobs SET state=$2, progress=$3, step=$4, metrics=$5, preemptions=$6, "
+	       "started_ms=$7, finished_ms=$8, updated_ms=$9, error=$10, result_snapshot=$11, "
+	       "result_revision=$12, checkpoint=$13, "
+	       "owner = CASE WHEN $2 IN ('running','queued') THEN owner ELSE '' END, "
+	       "lease_until = CASE WHEN $2 IN ('running','queued') THEN lease_until END "
+	       "WHERE id = $1 AND owner = $14 AND state IN ('queued','running','preempted')" :
+	       "UPDATE jobs SET state=$2, progress=$3, step=$4, metrics=$5, preemptions=$6, "
+	       "started_ms=$7, finished_ms=$8, updated_ms=$9, error=$10, result_snapshot=$11, "
+	       "result_revision=$12, checkpoint=$13 WHERE id = $1", node ? 14 : 13, v, n);
 	free(metrics);
 	return rc;
 }
@@ -1221,7 +1130,7 @@ static int pg_job_save(pgs *st, const rt_job_row *r)
 static int pg_job_save_owned(pgs *st, const rt_job_row *r, const char *node)
 {
 	long n = 0;
-	if (!node || strlen(node) > RT_NODE_ID_MAX)
+	if (!rt_store_node_ok(node, 1))
 		return -EINVAL;
 	int rc = save_job(st, r, node, &n);
 	if (rc < 0 || n == 1)
@@ -1239,26 +1148,8 @@ static int pg_job_save_owned(pgs *st, const rt_job_row *r, const char *node)
 static int collect_ids(pgs *st, const char *sql, int n, const char *const *v, size_t cap,
 		       int64_t **ids, size_t *count)
 {
-	PGresult *r;
-	*ids = NULL;
-	*count = 0;
-	int rc = q(st, &r, "list jobs", sql, n, v);
-	if (rc < 0)
-		return rc;
-	size_t k = (size_t)PQntuples(r);
-	if (cap && k > cap)
-		k = cap;
-	int64_t *a = k ? malloc(k * sizeof *a) : NULL;
-	if (k && !a) {
-		PQclear(r);
-		return -ENOMEM;
-	}
-	for (size_t i = 0; i < k; i++)
-		a[i] = col_i64(r, (int)i, 0);
-	PQclear(r);
-	*ids = a;
-	*count = k;
-	return 0;
+	return collect_rows(st, "list jobs", sql, n, v, cap, sizeof **ids, rt_store_fill_id, NULL,
+			    (void **)ids, count);
 }
 
 static int pg_job_ids(pgs *st, int state, int64_t **ids, size_t *n)
@@ -1304,7 +1195,7 @@ static int pg_job_counts(pgs *st, int64_t *counts)
 	if (rc < 0)
 		return rc;
 	for (int i = 0; i < PQntuples(r); i++) {
-		int s = state_of(PQgetvalue(r, i, 0));
+		int s = rt_store_job_state(PQgetvalue(r, i, 0));
 		if (s >= 0)
 			counts[s] = col_i64(r, i, 1);
 	}
@@ -1319,7 +1210,7 @@ static int pg_job_recover(pgs *st, const char *node, int *n)
 	long k = 0;
 	int rc;
 	*n = 0;
-	if (!node || !node[0] || strlen(node) > RT_NODE_ID_MAX)
+	if (!rt_store_node_ok(node, 0))
 		return -EINVAL;
 	const char *v[] = {node};
 	if ((rc = begin(st)) < 0 ||
@@ -1356,7 +1247,7 @@ static int claim_once(pgs *st, int64_t id, const char *node, int64_t lease_ms)
 		PQclear(r);
 		goto fail;
 	}
-	int state = state_of(PQgetvalue(r, 0, 0));
+	int state = rt_store_job_state(PQgetvalue(r, 0, 0));
 	int free_row = !strcmp(PQgetvalue(r, 0, 1), "") || !strcmp(PQgetvalue(r, 0, 1), node) ||
 		       !strcmp(PQgetvalue(r, 0, 2), "t");
 	PQclear(r);
@@ -1381,7 +1272,7 @@ fail:
 static int pg_job_claim(pgs *st, int64_t id, const char *node, int64_t lease_ms)
 {
 	int rc = -EAGAIN;
-	if (!node || !node[0] || strlen(node) > RT_NODE_ID_MAX || lease_ms <= 0)
+	if (!rt_store_node_ok(node, 0) || lease_ms <= 0)
 		return -EINVAL;
 	for (int i = 0; i < TX_TRIES && rc == -EAGAIN; i++)
 		rc = claim_once(st, id, node, lease_ms);
@@ -1393,7 +1284,7 @@ static int pg_job_renew(pgs *st, const char *node, int64_t lease_ms, int *n)
 	long k = 0;
 	if (n)
 		*n = 0;
-	if (!node || !node[0] || strlen(node) > RT_NODE_ID_MAX || lease_ms <= 0)
+	if (!rt_store_node_ok(node, 0) || lease_ms <= 0)
 		return -EINVAL;
 	char ls[24];
 	const char *v[] = {node, i64s(ls, lease_ms)};
@@ -1469,39 +1360,17 @@ static int pg_node_beat(pgs *st, const char *id, const char *advertise, const ch
 	return one_write(st, "node beat", sql, 5, v, "thaw_nodes", id, 0, NULL);
 }
 
+static void clear_node(void *entry)
+{
+	free(((rt_node_row *)entry)->state);
+}
+
 static int pg_node_list(pgs *st, rt_node_row **out, size_t *n)
 {
-	PGresult *r;
-	*out = NULL;
-	*n = 0;
-	int rc = q(st, &r, "list nodes", "SELECT id, advertise, started_ms, beat_ms, lease_until - "
-		   NOW_MS ", state FROM nodes WHERE lease_until > " NOW_MS " ORDER BY id COLLATE \"C\"",
-		   0, NULL);
-	if (rc < 0)
-		return rc;
-	size_t k = (size_t)PQntuples(r);
-	rt_node_row *v = k ? calloc(k, sizeof *v) : NULL;
-	if (k && !v) {
-		PQclear(r);
-		return -ENOMEM;
-	}
-	for (size_t i = 0; i < k; i++) {
-		int row = (int)i;
-		col_text(r, row, 0, v[i].id, sizeof v[i].id);
-		col_text(r, row, 1, v[i].advertise, sizeof v[i].advertise);
-		v[i].started_ms = col_i64(r, row, 2);
-		v[i].beat_ms = col_i64(r, row, 3);
-		v[i].lease_left_ms = col_i64(r, row, 4);
-		if (!PQgetisnull(r, row, 5) && !(v[i].state = strdup(PQgetvalue(r, row, 5)))) {
-			rt_registry_node_rows_free(v, i);
-			PQclear(r);
-			return -ENOMEM;
-		}
-	}
-	PQclear(r);
-	*out = v;
-	*n = k;
-	return 0;
+	return collect_rows(st, "list nodes", "SELECT id, advertise, started_ms, beat_ms, "
+			    "lease_until - " NOW_MS ", state FROM nodes WHERE lease_until > " NOW_MS
+			    " ORDER BY id COLLATE \"C\"", 0, NULL, 0, sizeof **out, rt_store_fill_node,
+			    clear_node, (void **)out, n);
 }
 
 static int pg_node_leave(pgs *st, const char *id)
@@ -1564,8 +1433,10 @@ int rt_store_pg_open(const char *url, const rt_store_ops **ops, rt_store **out, 
 	rt_store_pg_redact(url, st->shown, sizeof st->shown);
 	PQconninfoOption *opts = PQconninfoParse(url, &perr);
 	if (!opts) {
-		rc = rt_errf(err, errlen, -EINVAL, "registry: bad PostgreSQL URL %s: %s", st->shown,
-			     perr ? perr : "out of memory");
+		char why[256];
+		snprintf(why, sizeof why, "%s", perr ? perr : "out of memory");
+		scrub(why, url);
+		rc = rt_errf(err, errlen, -EINVAL, "registry: bad PostgreSQL URL %s: %s", st->shown, why);
 		PQfreemem(perr);
 		for (char *c = err; c && *c; c++)
 			if (*c == '\n')

@@ -24,6 +24,7 @@
 #include "runtime/base/rt_log.h"
 #include "runtime/base/rt_fault.h"
 #include "runtime/store/rt_store.h"
+#include "runtime/store/rt_store_rows.h"
 
 /* Migrations: entry v brings a database from user_version v to v + 1. Append only; never edit
  * a released entry. */
@@ -229,6 +230,31 @@ static int exec_done(sq *reg, sqlite3_stmt *s, const char *what)
 	sqlite3_reset(s);
 	return rc == SQLITE_DONE ? 0 : sql_err(reg, rc, what);
 }
+
+/* a statement's current row as an rt_store_row (rt_store_rows.h): res is the sqlite3_stmt */
+static int col_is_null(const rt_store_row *row, int c)
+{
+	return sqlite3_column_type(row->res, c) == SQLITE_NULL;
+}
+
+static const char *col_text(const rt_store_row *row, int c)
+{
+	return (const char *)sqlite3_column_text(row->res, c);
+}
+
+static int64_t col_i64(const rt_store_row *row, int c)
+{
+	return sqlite3_column_int64(row->res, c);
+}
+
+static double col_f64(const rt_store_row *row, int c)
+{
+	return sqlite3_column_double(row->res, c);
+}
+
+static const rt_store_row_ops cols = {
+	.is_null = col_is_null, .text = col_text, .i64 = col_i64, .f64 = col_f64};
+#define ROW(s) (&(rt_store_row){.ops = &cols, .res = (s)})
 
 static int begin(sq *reg, int write)
 {
@@ -454,27 +480,6 @@ static int rev_exists(sq *reg, int64_t id, uint32_t rev)
 	return rc == SQLITE_DONE ? 0 : sql_err(reg, rc, "revision lookup");
 }
 
-/* traffic_ok re-validates a split given as a struct (the JSON path validated it already). */
-static int traffic_ok(const rt_traffic *t, char *err, size_t errlen)
-{
-	if (t->n < 1 || t->n > RT_MANIFEST_TRAFFIC_MAX)
-		return rt_errf(err, errlen, -EINVAL, "field 'traffic': must name 1..%d revisions",
-			    RT_MANIFEST_TRAFFIC_MAX);
-	int sum = 0;
-	for (int i = 0; i < t->n; i++) {
-		if (t->e[i].percent < 0 || t->e[i].percent > 100 || t->e[i].rev > RT_MANIFEST_REV_MAX)
-			return rt_errf(err, errlen, -EINVAL, "field 'traffic': bad entry %d", i);
-		for (int j = 0; j < i; j++)
-			if (t->e[j].rev == t->e[i].rev)
-				return rt_errf(err, errlen, -EINVAL, "field 'traffic': revision %u twice",
-					    t->e[i].rev);
-		sum += t->e[i].percent;
-	}
-	if (sum != 100)
-		return rt_errf(err, errlen, -EINVAL, "field 'traffic': percents must sum to 100 (got %d)", sum);
-	return 0;
-}
-
 /* write_traffic replaces the split of function id inside an open transaction; revisions must
  * exist. */
 static int write_traffic(sq *reg, const char *name, int64_t id, uint32_t latest,
@@ -486,8 +491,7 @@ static int write_traffic(sq *reg, const char *name, int64_t id, uint32_t latest,
 		if (r == RT_MANIFEST_REV_LATEST)
 			continue;
 		if (r > latest || (rc = rev_exists(reg, id, r)) == 0)
-			return rt_errf(err, errlen, -ENOENT, "field 'traffic': function '%s' has no revision "
-				    "%u (latest is %u)", name, r, latest);
+			return rt_store_no_revision(name, r, latest, err, errlen);
 		if (rc < 0)
 			return rt_errf(err, errlen, rc, "registry error");
 	}
@@ -510,22 +514,10 @@ static int sq_put(sq *reg, const char *name, const rt_manifest *m,
 		    const char *snapshot_path, const rt_desc *desc, uint32_t *rev_out, char *err,
 		    size_t errlen)
 {
-	int rc;
-	if ((rc = rt_manifest_name_valid(name, err, errlen)) < 0)
+	char *text, *dtext;
+	int rc = rt_store_put_texts(name, m, desc, &text, &dtext, err, errlen);
+	if (rc < 0)
 		return rc;
-	if (m->traffic.n > 0 && (rc = traffic_ok(&m->traffic, err, errlen)) < 0)
-		return rc;
-	json_t *mj = rt_manifest_to_json(m, 0);
-	char *text = mj ? json_dumps(mj, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
-	json_decref(mj);
-	json_t *dj = desc && desc->known ? rt_desc_to_json(desc) : NULL;
-	char *dtext = dj ? json_dumps(dj, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
-	json_decref(dj);
-	if (!text || (desc && desc->known && !dtext)) {
-		free(text);
-		free(dtext);
-		return rt_errf(err, errlen, -ENOMEM, "out of memory");
-	}
 	int64_t t = rt_clock_wall_ms(), id = 0;
 	uint32_t latest = 0, rev;
 	if ((rc = begin(reg, 1)) < 0) {
@@ -573,9 +565,7 @@ static int sq_put(sq *reg, const char *name, const rt_manifest *m,
 		goto sqlfail;
 	if (rt_registry_test_hook)
 		rt_registry_test_hook("after-insert-revision");
-	rt_traffic all_latest = {.n = 1, .e = {{.rev = RT_MANIFEST_REV_LATEST, .percent = 100}}};
-	if ((rc = write_traffic(reg, name, id, rev, m->traffic.n > 0 ? &m->traffic : &all_latest,
-				err, errlen)) < 0)
+	if ((rc = write_traffic(reg, name, id, rev, rt_store_put_split(m), err, errlen)) < 0)
 		goto undo;
 	if (rt_registry_test_hook)
 		rt_registry_test_hook("after-traffic");
@@ -599,9 +589,7 @@ out:
 
 static int sq_set_desc(sq *reg, const char *name, uint32_t rev, const rt_desc *desc)
 {
-	json_t *dj = rt_desc_to_json(desc);
-	char *dtext = dj ? json_dumps(dj, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
-	json_decref(dj);
+	char *dtext = rt_store_desc_text(desc);
 	if (!dtext)
 		return -ENOMEM;
 	sqlite3_stmt *s = stmt(reg, S_REV_DESC);
@@ -624,7 +612,7 @@ static int sq_set_traffic(sq *reg, const char *name, const rt_traffic *t,
 	int rc;
 	int64_t id;
 	uint32_t latest;
-	if ((rc = traffic_ok(t, err, errlen)) < 0)
+	if ((rc = rt_store_traffic_ok(t, err, errlen)) < 0)
 		return rc;
 	if ((rc = begin(reg, 1)) < 0)
 		return rt_errf(err, errlen, rc, "registry busy or failing: %s", sqlite3_errmsg(reg->db));
@@ -646,33 +634,6 @@ static int sq_set_traffic(sq *reg, const char *name, const rt_traffic *t,
 	return 0;
 }
 
-/* row_to_rev fills out from a (rev, manifest, snapshot_path, created_ms) row. */
-static int row_to_rev(sq *reg, sqlite3_stmt *s, const char *name, rt_revision_info *out)
-{
-	char err[256];
-	memset(out, 0, sizeof *out);
-	snprintf(out->name, sizeof out->name, "%s", name);
-	out->rev = (uint32_t)sqlite3_column_int64(s, 0);
-	const char *mtext = (const char *)sqlite3_column_text(s, 1);
-	const char *path = (const char *)sqlite3_column_text(s, 2);
-	out->created_ms = sqlite3_column_int64(s, 3);
-	if (!mtext || rt_manifest_parse(mtext, strlen(mtext), NULL, NULL, &out->manifest, err,
-					sizeof err) < 0) {
-		rt_logf(RT_LOG_ERROR, "registry: function '%s' revision %u: stored manifest unreadable: %s",
-			name, out->rev, mtext ? err : "NULL");
-		return -EIO;
-	}
-	snprintf(out->snapshot_path, sizeof out->snapshot_path, "%s", path ? path : "");
-	const char *dtext = (const char *)sqlite3_column_text(s, 4);
-	json_t *dj = dtext ? json_loads(dtext, 0, NULL) : NULL;
-	if (dj && rt_desc_from_json(dj, &out->desc) < 0)
-		rt_logf(RT_LOG_WARN, "registry: function '%s' revision %u: stored descriptor unreadable; "
-			"computing it again", name, out->rev);
-	json_decref(dj);
-	(void)reg;
-	return 0;
-}
-
 static int sq_get_revision(sq *reg, const char *name, uint32_t rev,
 			     rt_revision_info *out)
 {
@@ -681,7 +642,7 @@ static int sq_get_revision(sq *reg, const char *name, uint32_t rev,
 	sqlite3_bind_int64(s, 2, rev);
 	int rc = sqlite3_step(s);
 	if (rc == SQLITE_ROW)
-		rc = row_to_rev(reg, s, name, out);
+		rc = rt_store_rev_from_row(ROW(s), name, out);
 	else
 		rc = rc == SQLITE_DONE ? -ENOENT : sql_err(reg, rc, "get revision");
 	sqlite3_reset(s);
@@ -711,21 +672,13 @@ static int sq_get_head(sq *reg, const char *name, uint32_t *latest, rt_traffic *
 	return rc < 0 ? rc : read_traffic(reg, id, t);
 }
 
-static json_t *time_json(int64_t ms)
-{
-	char b[40];
-	rt_registry_format_time(ms, b, sizeof b);
-	return json_string(b);
-}
-
 static int sq_get_json(sq *reg, const char *name, json_t **out)
 {
-	int rc;
-	json_t *o = NULL, *revs = NULL;
-	rt_revision_info *ri = malloc(sizeof *ri);
+	rt_store_fn_json b;
 	*out = NULL;
-	if (!ri)
-		return -ENOMEM;
+	int rc = rt_store_fn_json_init(&b, name);
+	if (rc < 0)
+		goto done;
 	if ((rc = begin(reg, 0)) < 0)
 		goto done;
 	sqlite3_stmt *s = stmt(reg, S_FN_INFO);
@@ -736,81 +689,37 @@ static int sq_get_json(sq *reg, const char *name, json_t **out)
 		goto fail;
 	}
 	int64_t id = sqlite3_column_int64(s, 0);
-	o = json_object();
-	revs = json_array();
-	if (!o || !revs) {
-		rc = -ENOMEM;
+	if ((rc = rt_store_fn_json_head(&b, ROW(s))) < 0)
 		goto fail;
-	}
-	json_object_set_new(o, "name", json_string(name));
-	json_object_set_new(o, "kind", json_string((const char *)sqlite3_column_text(s, 1)));
-	json_object_set_new(o, "revision", json_integer(sqlite3_column_int64(s, 2)));
-	json_object_set_new(o, "created", time_json(sqlite3_column_int64(s, 3)));
-	json_object_set_new(o, "updated", time_json(sqlite3_column_int64(s, 4)));
-	uint32_t latest = (uint32_t)sqlite3_column_int64(s, 2);
 	sqlite3_reset(s);
-	rt_traffic t;
-	if ((rc = read_traffic(reg, id, &t)) < 0)
+	if ((rc = read_traffic(reg, id, &b.traffic)) < 0)
 		goto fail;
-	json_int_t total = 0;
 	s = stmt(reg, S_REV_LIST);
 	sqlite3_bind_int64(s, 1, id);
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		if ((rc = row_to_rev(reg, s, name, ri)) < 0)
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+		if ((rc = rt_store_fn_json_rev(&b, ROW(s))) < 0)
 			goto fail;
-		total++;
-		/* the newest RT_REGISTRY_LIST_REVS and those taking traffic: a function deployed
-		 * thousands of times keeps a small answer */
-		int keep = ri->rev + RT_REGISTRY_LIST_REVS > latest;
-		for (int k = 0; k < t.n && !keep; k++)
-			keep = t.e[k].rev == ri->rev;
-		if (!keep)
-			continue;
-		json_t *r = json_object();
-		if (!r) {
-			rc = -ENOMEM;
-			goto fail;
-		}
-		json_object_set_new(r, "revision", json_integer(ri->rev));
-		json_object_set_new(r, "created", time_json(ri->created_ms));
-		json_object_set_new(r, "snapshot_path", ri->snapshot_path[0] ?
-				    json_string(ri->snapshot_path) : json_null());
-		json_object_set_new(r, "settings", rt_manifest_to_json(&ri->manifest, 0));
-		json_array_append_new(revs, r);
-		if (ri->rev == latest) {
-			json_object_set_new(o, "settings", rt_manifest_to_json(&ri->manifest, 0));
-			json_object_set_new(o, "snapshot_path", ri->snapshot_path[0] ?
-					    json_string(ri->snapshot_path) : json_null());
-		}
-	}
 	if (rc != SQLITE_DONE) {
 		rc = sql_err(reg, rc, "list revisions");
 		goto fail;
 	}
-	json_object_set_new(o, "revisions", revs);
-	json_object_set_new(o, "revisions_total", json_integer(total));
-	revs = NULL;
-	json_object_set_new(o, "traffic", rt_traffic_to_json(&t));
 	rollback(reg); /* read-only transaction: just end it */
-	*out = o;
-	free(ri);
+	*out = rt_store_fn_json_done(&b);
 	return 0;
 fail:
 	rollback(reg);
 done:
-	json_decref(o);
-	json_decref(revs);
-	free(ri);
+	rt_store_fn_json_clear(&b);
 	return rc;
 }
 
 /* collect_rows steps statement s to its end (or its first cap rows when cap > 0) and returns
- * its rows as an array of elem-sized entries, each zeroed, then filled by fill(s, entry):
- * *out (malloc'd, NULL when there are none) and *n. 0, -ENOMEM or the SQL error (what names
- * the query in its message). s is reset in every case. */
-static int collect_rows(sq *reg, sqlite3_stmt *s, size_t cap, size_t elem,
-			void (*fill)(sqlite3_stmt *s, void *entry), const char *what, void **out,
-			size_t *n)
+ * its rows as an array of elem-sized entries, each zeroed, then filled by fill (a fill that
+ * runs out of memory leaves its part unset: a node row without state): *out (malloc'd, NULL
+ * when there are none) and *n. 0, -ENOMEM or the SQL error (what names the query in its
+ * message). s is reset in every case. */
+static int collect_rows(sq *reg, sqlite3_stmt *s, size_t cap, size_t elem, rt_store_fill_fn fill,
+			const char *what, void **out, size_t *n)
 {
 	char *v = NULL;
 	size_t k = 0, have = 0;
@@ -830,7 +739,7 @@ static int collect_rows(sq *reg, sqlite3_stmt *s, size_t cap, size_t elem,
 			have = nh;
 		}
 		memset(v + k * elem, 0, elem);
-		fill(s, v + k * elem);
+		(void)fill(ROW(s), v + k * elem);
 		k++;
 	}
 	sqlite3_reset(s);
@@ -845,19 +754,10 @@ static int collect_rows(sq *reg, sqlite3_stmt *s, size_t cap, size_t elem,
 	return 0;
 }
 
-static void fill_entry(sqlite3_stmt *s, void *entry)
-{
-	rt_registry_entry *e = entry;
-	snprintf(e->name, sizeof e->name, "%s", (const char *)sqlite3_column_text(s, 0));
-	snprintf(e->kind, sizeof e->kind, "%s", (const char *)sqlite3_column_text(s, 1));
-	e->latest_rev = (uint32_t)sqlite3_column_int64(s, 2);
-	e->updated_ms = sqlite3_column_int64(s, 3);
-}
-
 static int sq_list(sq *reg, rt_registry_entry **out, size_t *n)
 {
-	return collect_rows(reg, stmt(reg, S_LIST), 0, sizeof **out, fill_entry, "list functions",
-			    (void **)out, n);
+	return collect_rows(reg, stmt(reg, S_LIST), 0, sizeof **out, rt_store_fill_entry,
+			    "list functions", (void **)out, n);
 }
 
 
@@ -905,21 +805,14 @@ static int sq_key_revoke(sq *reg, const char *id, int64_t ms)
 	return 0;
 }
 
-static void fill_key(sqlite3_stmt *s, void *entry)
+/* the hash column is a blob; one of another length is damaged */
+static int fill_key(const rt_store_row *row, void *entry)
 {
-	rt_store_key *e = entry;
-	const char *id = (const char *)sqlite3_column_text(s, 0);
-	const char *sc = (const char *)sqlite3_column_text(s, 2);
-	snprintf(e->id, sizeof e->id, "%s", id ? id : "");
-	if (sqlite3_column_bytes(s, 1) == RT_REGISTRY_KEY_HASH_LEN)
-		memcpy(e->hash, sqlite3_column_blob(s, 1), RT_REGISTRY_KEY_HASH_LEN);
-	else
-		e->id[0] = 0;   /* a damaged row matches no key */
-	snprintf(e->scopes, sizeof e->scopes, "%s", sc ? sc : "");
-	e->created_ms = sqlite3_column_int64(s, 3);
-	e->revoked_ms = sqlite3_column_type(s, 4) == SQLITE_NULL ? 0 : sqlite3_column_int64(s, 4);
-	if (sqlite3_column_type(s, 4) != SQLITE_NULL && e->revoked_ms == 0)
-		e->revoked_ms = 1;
+	sqlite3_stmt *s = row->res;
+	const unsigned char *hash = sqlite3_column_bytes(s, 1) == RT_REGISTRY_KEY_HASH_LEN ?
+				    sqlite3_column_blob(s, 1) : NULL;
+	rt_store_key_from_row(row, hash, entry);
+	return 0;
 }
 
 static int sq_key_all(sq *reg, rt_store_key **out, size_t *n)
@@ -929,27 +822,6 @@ static int sq_key_all(sq *reg, rt_store_key **out, size_t *n)
 }
 
 /* ---- jobs ---- */
-
-static int state_of(const char *s)
-{
-	for (int i = 0; i < RT_JOB_STATES; i++)
-		if (s && !strcmp(s, rt_job_state_names[i]))
-			return i;
-	return -1;
-}
-
-static void col_text(sqlite3_stmt *s, int c, char *dst, size_t cap)
-{
-	const unsigned char *t = sqlite3_column_text(s, c);
-	snprintf(dst, cap, "%s", t ? (const char *)t : "");
-}
-
-static json_t *col_json(sqlite3_stmt *s, int c)
-{
-	const char *t = (const char *)sqlite3_column_text(s, c);
-	json_t *v = t ? json_loads(t, JSON_DECODE_ANY, NULL) : NULL;
-	return v ? v : json_null();
-}
 
 static void bind_opt_text(sqlite3_stmt *s, int i, const char *t)
 {
@@ -969,11 +841,9 @@ static void bind_opt_int(sqlite3_stmt *s, int i, int64_t v)
 
 static int sq_job_insert(sq *reg, const rt_job_row *r, int64_t *id)
 {
-	char *ptext = r->params ? json_dumps(r->params, JSON_COMPACT | JSON_SORT_KEYS) : strdup("{}");
-	char *stext = r->schedule ? json_dumps(r->schedule, JSON_COMPACT | JSON_ENCODE_ANY)
-				  : strdup("\"now\"");
-	int rc = -ENOMEM;
-	if (ptext && stext) {
+	char *ptext, *stext;
+	int rc = rt_store_job_texts(r, &ptext, &stext);
+	if (rc == 0) {
 		sqlite3_stmt *s = stmt(reg, S_JOB_INSERT);
 		sqlite3_bind_text(s, 1, r->type, -1, SQLITE_STATIC);
 		bind_opt_text(s, 2, r->function);
@@ -1003,30 +873,7 @@ static int sq_job_get(sq *reg, int64_t id, rt_job_row *r)
 		sqlite3_reset(s);
 		return rc == SQLITE_DONE ? -ENOENT : sql_err(reg, rc, "get job");
 	}
-	r->id = sqlite3_column_int64(s, 0);
-	col_text(s, 1, r->type, sizeof r->type);
-	col_text(s, 2, r->function, sizeof r->function);
-	r->revision = (uint32_t)sqlite3_column_int64(s, 3);
-	col_text(s, 4, r->snapshot, sizeof r->snapshot);
-	r->params = col_json(s, 5);
-	r->schedule = col_json(s, 6);
-	r->priority = sqlite3_column_int(s, 7);
-	col_text(s, 8, r->device, sizeof r->device);
-	r->state = state_of((const char *)sqlite3_column_text(s, 9));
-	r->progress = sqlite3_column_double(s, 10);
-	r->step = sqlite3_column_int64(s, 11);
-	r->metrics = col_json(s, 12);
-	r->preemptions = sqlite3_column_int64(s, 13);
-	r->created_ms = sqlite3_column_int64(s, 14);
-	r->started_ms = sqlite3_column_int64(s, 15);
-	r->finished_ms = sqlite3_column_int64(s, 16);
-	r->updated_ms = sqlite3_column_int64(s, 17);
-	col_text(s, 18, r->error, sizeof r->error);
-	col_text(s, 19, r->result_snapshot, sizeof r->result_snapshot);
-	r->result_revision = (uint32_t)sqlite3_column_int64(s, 20);
-	col_text(s, 21, r->checkpoint, sizeof r->checkpoint);
-	col_text(s, 22, r->owner, sizeof r->owner);
-	r->lease_until_ms = sqlite3_column_int64(s, 23);
+	rt_store_job_from_row(ROW(s), r);
 	sqlite3_reset(s);
 	return 0;
 }
@@ -1035,9 +882,9 @@ static int sq_job_get(sq *reg, int64_t id, rt_job_row *r)
  * JSON text to free after the statement ran */
 static int bind_progress(sqlite3_stmt *s, const rt_job_row *r, char **metrics)
 {
-	if (r->state < 0 || r->state >= RT_JOB_STATES)
-		return -EINVAL;
-	*metrics = r->metrics ? json_dumps(r->metrics, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+	int rc = rt_store_job_metrics(r, metrics);
+	if (rc < 0)
+		return rc;
 	sqlite3_bind_int64(s, 1, r->id);
 	sqlite3_bind_text(s, 2, rt_job_state_names[r->state], -1, SQLITE_STATIC);
 	sqlite3_bind_double(s, 3, r->progress);
@@ -1065,15 +912,11 @@ static int sq_job_save(sq *reg, const rt_job_row *r)
 	return rc;
 }
 
-static void fill_id(sqlite3_stmt *s, void *entry)
-{
-	*(int64_t *)entry = sqlite3_column_int64(s, 0);
-}
-
 /* the first column of statement s's rows, as ids (at most cap when cap > 0) */
 static int collect_ids(sq *reg, sqlite3_stmt *s, size_t cap, int64_t **ids, size_t *n)
 {
-	return collect_rows(reg, s, cap, sizeof **ids, fill_id, "list jobs", (void **)ids, n);
+	return collect_rows(reg, s, cap, sizeof **ids, rt_store_fill_id, "list jobs", (void **)ids,
+			    n);
 }
 
 static int sq_job_ids(sq *reg, int state, int64_t **ids, size_t *n)
@@ -1111,7 +954,7 @@ static int sq_job_counts(sq *reg, int64_t *counts)
 	sqlite3_stmt *s = stmt(reg, S_JOB_COUNTS);
 	int rc;
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		int st = state_of((const char *)sqlite3_column_text(s, 0));
+		int st = rt_store_job_state((const char *)sqlite3_column_text(s, 0));
 		if (st >= 0)
 			counts[st] = sqlite3_column_int64(s, 1);
 	}
@@ -1119,17 +962,10 @@ static int sq_job_counts(sq *reg, int64_t *counts)
 	return rc == SQLITE_DONE ? 0 : sql_err(reg, rc, "count jobs");
 }
 
-/* a node id as the lease columns hold it: at most RT_NODE_ID_MAX characters ("" allowed
- * where the contract takes it) */
-static int node_ok(const char *node, int empty_ok)
-{
-	return node && (node[0] || empty_ok) && strlen(node) <= RT_NODE_ID_MAX;
-}
-
 static int sq_job_recover(sq *reg, const char *node, int *n)
 {
 	*n = 0;
-	if (!node_ok(node, 0))
+	if (!rt_store_node_ok(node, 0))
 		return -EINVAL;
 	int rc = begin(reg, 1);
 	if (rc < 0)
@@ -1154,7 +990,7 @@ fail:
  * for this one and then sees its owner) */
 static int sq_job_claim(sq *reg, int64_t id, const char *node, int64_t lease_ms)
 {
-	if (!node_ok(node, 0) || lease_ms <= 0)
+	if (!rt_store_node_ok(node, 0) || lease_ms <= 0)
 		return -EINVAL;
 	int rc = begin(reg, 1);
 	if (rc < 0)
@@ -1167,7 +1003,7 @@ static int sq_job_claim(sq *reg, int64_t id, const char *node, int64_t lease_ms)
 		rc = src == SQLITE_DONE ? -ENOENT : sql_err(reg, src, "claim job");
 		goto fail;
 	}
-	int st = state_of((const char *)sqlite3_column_text(s, 0));
+	int st = rt_store_job_state((const char *)sqlite3_column_text(s, 0));
 	const char *owner = (const char *)sqlite3_column_text(s, 1);
 	int live = sqlite3_column_type(s, 2) != SQLITE_NULL && sqlite3_column_int64(s, 2) > now;
 	int other = owner && owner[0] && strcmp(owner, node) != 0;
@@ -1196,7 +1032,7 @@ static int sq_job_renew(sq *reg, const char *node, int64_t lease_ms, int *n)
 {
 	if (n)
 		*n = 0;
-	if (!node_ok(node, 0) || lease_ms <= 0)
+	if (!rt_store_node_ok(node, 0) || lease_ms <= 0)
 		return -EINVAL;
 	sqlite3_stmt *s = stmt(reg, S_JOB_RENEW);
 	sqlite3_bind_text(s, 1, node, -1, SQLITE_STATIC);
@@ -1209,7 +1045,7 @@ static int sq_job_renew(sq *reg, const char *node, int64_t lease_ms, int *n)
 
 static int sq_job_save_owned(sq *reg, const rt_job_row *r, const char *node)
 {
-	if (!node_ok(node, 1))
+	if (!rt_store_node_ok(node, 1))
 		return -EINVAL;
 	char *metrics = NULL;
 	sqlite3_stmt *s = stmt(reg, S_JOB_SAVE_OWNED);
@@ -1265,23 +1101,12 @@ static int sq_node_beat(sq *reg, const char *id, const char *advertise, const ch
 	return rc;
 }
 
-static void fill_node(sqlite3_stmt *s, void *entry)
-{
-	rt_node_row *e = entry;
-	col_text(s, 0, e->id, sizeof e->id);
-	col_text(s, 1, e->advertise, sizeof e->advertise);
-	e->started_ms = sqlite3_column_int64(s, 2);
-	e->beat_ms = sqlite3_column_int64(s, 3);
-	e->lease_left_ms = sqlite3_column_int64(s, 4);
-	const char *st = (const char *)sqlite3_column_text(s, 5);
-	e->state = st ? strdup(st) : NULL;   /* NULL when out of memory too: no state */
-}
-
 static int sq_node_list(sq *reg, rt_node_row **out, size_t *n)
 {
 	sqlite3_stmt *s = stmt(reg, S_NODE_LIST);
 	sqlite3_bind_int64(s, 1, rt_clock_wall_ms());
-	return collect_rows(reg, s, 0, sizeof **out, fill_node, "list nodes", (void **)out, n);
+	return collect_rows(reg, s, 0, sizeof **out, rt_store_fill_node, "list nodes", (void **)out,
+			    n);
 }
 
 static int sq_node_leave(sq *reg, const char *id)

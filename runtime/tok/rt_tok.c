@@ -260,14 +260,36 @@ int rt_tok_pack_metadata(const char *user_meta, const char *tok_path, const char
 			 char **out, char **attach, size_t *attach_len, char *warn, size_t warnlen,
 			 char *err, size_t errlen)
 {
+	json_t *tok = NULL, *cfg = NULL;
+	char *tt = NULL, *ct = NULL;
+	size_t tl = 0, cl = 0;
+	int rc;
+	*out = NULL;
+	*attach = NULL;
+	*attach_len = 0;
+	if ((rc = load_obj(tok_path, &tok, &tt, &tl, err, errlen)) ||
+	    (cfg_path && (rc = load_obj(cfg_path, &cfg, &ct, &cl, err, errlen))) ||
+	    (rc = merge_chat_file(tok_path, &cfg, err, errlen)))
+		goto out;
+	rc = rt_tok_pack_metadata_obj(user_meta, tok, cfg, out, attach, attach_len, warn, warnlen, err, errlen);
+out:
+	free(tt);
+	free(ct);
+	json_decref(tok);
+	json_decref(cfg);
+	return rc;
+}
+
+int rt_tok_pack_metadata_obj(const char *user_meta, json_t *tok, json_t *cfg, char **out,
+			     char **attach, size_t *attach_len, char *warn, size_t warnlen,
+			     char *err, size_t errlen)
+{
 	*out = NULL;
 	*attach = NULL;
 	*attach_len = 0;
 	if (warn && warnlen)
 		warn[0] = 0;
-	json_t *m = NULL, *tok = NULL, *cfg = NULL;
-	char *tt = NULL, *ct = NULL;
-	size_t tl = 0, cl = 0;
+	json_t *m = NULL;
 	int rc;
 	if (user_meta) {
 		json_error_t je;
@@ -284,12 +306,6 @@ int rt_tok_pack_metadata(const char *user_meta, const char *tok_path, const char
 		rc = rt_errf(err, errlen, -EEXIST, "--metadata already has \"tokenizer\"/\"tokenizer_config\" while a tokenizer is packed too");
 		goto out;
 	}
-	if ((rc = load_obj(tok_path, &tok, &tt, &tl, err, errlen)))
-		goto out;
-	if (cfg_path && (rc = load_obj(cfg_path, &cfg, &ct, &cl, err, errlen)))
-		goto out;
-	if ((rc = merge_chat_file(tok_path, &cfg, err, errlen)))
-		goto out;
 	tok_tokenizer *t;
 	char why[512];
 	int lrc = tok_load_json(&t, tok, cfg, why, sizeof why);
@@ -318,11 +334,7 @@ int rt_tok_pack_metadata(const char *user_meta, const char *tok_path, const char
 	*attach_len = strlen(*attach);
 	rc = 0;
 out:
-	free(tt);
-	free(ct);
 	json_decref(m);
-	json_decref(tok);
-	json_decref(cfg);
 	return rc;
 }
 
@@ -367,7 +379,7 @@ int rt_tok_check_model(const char *src, const char *tok_path, const char *cfg_pa
 	int64_t mv = model_vocab(src, &what);
 	if (mv <= 0)
 		return 0;
-	json_t *tok = NULL, *cfg = NULL;
+	json_t *tok = NULL, *cfg = NULL, *conf = NULL;
 	char *tt = NULL, *ct = NULL;
 	size_t tl, cl;
 	int rc = load_obj(tok_path, &tok, &tt, &tl, err, errlen);
@@ -375,8 +387,55 @@ int rt_tok_check_model(const char *src, const char *tok_path, const char *cfg_pa
 		rc = load_obj(cfg_path, &cfg, &ct, &cl, err, errlen);
 	free(tt);
 	free(ct);
-	if (rc)
-		goto out;
+	if (rc == 0) {
+		/* config.json beside the weights: its special ids must fit too */
+		struct stat st;
+		char *cp = stat(src, &st) == 0 && S_ISDIR(st.st_mode) ? path_join(src, "config.json") : NULL;
+		if (cp && is_file(cp)) {
+			char *xt = NULL;
+			size_t xl;
+			char e2[256];
+			if (load_obj(cp, &conf, &xt, &xl, e2, sizeof e2))
+				conf = NULL;
+			free(xt);
+		}
+		free(cp);
+		rc = rt_tok_check_vocab(mv, what, tok, cfg, conf, tok_path, cfg_path ? cfg_path : "tokenizer_config.json",
+					err, errlen);
+	}
+	json_decref(tok);
+	json_decref(cfg);
+	json_decref(conf);
+	return rc;
+}
+
+/* the largest of an integer or an array of integers (config.json eos_token_id may be either);
+ * -1 when none, -2 when negative or not integers */
+static long long max_id(json_t *v)
+{
+	long long top = -1;
+	size_t i;
+	json_t *e;
+	if (!v || json_is_null(v))
+		return -1;
+	if (json_is_integer(v))
+		return json_integer_value(v) < 0 ? -2 : json_integer_value(v);
+	if (!json_is_array(v))
+		return -2;
+	json_array_foreach(v, i, e) {
+		if (!json_is_integer(e) || json_integer_value(e) < 0)
+			return -2;
+		if (json_integer_value(e) > top)
+			top = json_integer_value(e);
+	}
+	return top;
+}
+
+int rt_tok_check_vocab(int64_t mv, const char *what, json_t *tok, json_t *cfg, json_t *model_cfg,
+		       const char *tok_name, const char *cfg_name, char *err, size_t errlen)
+{
+	if (mv <= 0)
+		return 0;
 	/* the tokenizer's size: one more than its largest id */
 	int64_t top = -1;
 	size_t nvocab = 0, nadded = 0, i;
@@ -397,31 +456,32 @@ int rt_tok_check_model(const char *src, const char *tok_path, const char *cfg_pa
 		if (json_is_integer(id) && json_integer_value(id) > top)
 			top = json_integer_value(id);
 	}
-	if (top >= mv) {
-		rc = rt_errf(err, errlen, -ERANGE, "tokenizer %s does not fit the model: its ids go up to %lld "
-			     "(%zu vocabulary entries, %zu added tokens) but the model's "
-			     "vocabulary is %lld (%s), so every prompt or reply with an id >= %lld would fail; "
-			     "pack the model's own tokenizer (--tokenizer DIR) or none (--no-tokenizer)",
-			     tok_path, (long long)top, nvocab, nadded, (long long)mv,
-			     what, (long long)mv);
-		goto out;
-	}
+	if (top >= mv)
+		return rt_errf(err, errlen, -ERANGE, "tokenizer %s does not fit the model: its ids go up to %lld "
+			       "(%zu vocabulary entries, %zu added tokens) but the model's "
+			       "vocabulary is %lld (%s), so every prompt or reply with an id >= %lld would fail; "
+			       "pack the model's own tokenizer (--tokenizer DIR) or none (--no-tokenizer)",
+			       tok_name, (long long)top, nvocab, nadded, (long long)mv,
+			       what, (long long)mv);
 	/* the config's special tokens (bos, eos, pad, ... are among them) by id */
 	json_object_foreach(json_object_get(cfg, "added_tokens_decoder"), k, v) {
 		char *end;
 		long long id = strtoll(k, &end, 10);
-		if (*end || end == k || id < 0 || id >= mv) {
-			rc = rt_errf(err, errlen, -ERANGE, "%s: added_tokens_decoder id \"%.40s\" is not an id "
-				     "below the model's vocabulary of %lld (%s); pack the model's own tokenizer "
-				     "(--tokenizer DIR) or none (--no-tokenizer)", cfg_path, k, (long long)mv, what);
-			goto out;
-		}
+		if (*end || end == k || id < 0 || id >= mv)
+			return rt_errf(err, errlen, -ERANGE, "%s: added_tokens_decoder id \"%.40s\" is not an id "
+				       "below the model's vocabulary of %lld (%s); pack the model's own tokenizer "
+				       "(--tokenizer DIR) or none (--no-tokenizer)", cfg_name, k, (long long)mv, what);
 	}
-	rc = 0;
-out:
-	json_decref(tok);
-	json_decref(cfg);
-	return rc;
+	/* the model's own special ids (config.json bos/eos/pad_token_id): the kinds stop on them */
+	static const char *const ids[] = {"bos_token_id", "eos_token_id", "pad_token_id"};
+	for (int j = 0; j < 3 && json_is_object(model_cfg); j++) {
+		long long id = max_id(json_object_get(model_cfg, ids[j]));
+		if (id == -2 || id >= mv)
+			return rt_errf(err, errlen, -ERANGE, "config.json %s is %s the model's vocabulary of %lld (%s)",
+				       ids[j], id == -2 ? "not a non-negative integer id below" : "not below",
+				       (long long)mv, what);
+	}
+	return 0;
 }
 
 char *rt_tok_meta_summary(const char *meta_json)

@@ -45,6 +45,11 @@ int rt_tok_find(const char *spec, int required, char **tok_path, char **cfg_path
 int rt_tok_pack_metadata(const char *user_meta, const char *tok_path, const char *cfg_path,
 			 char **out, char **attach, size_t *attach_len, char *warn, size_t warnlen,
 			 char *err, size_t errlen);
+/* rt_tok_pack_metadata_obj is rt_tok_pack_metadata from tokenizer.json / tokenizer_config.json
+ * objects already in memory (cfg may be NULL; both stay the caller's). */
+int rt_tok_pack_metadata_obj(const char *user_meta, struct json_t *tok, struct json_t *cfg,
+			     char **out, char **attach, size_t *attach_len, char *warn,
+			     size_t warnlen, char *err, size_t errlen);
 /* rt_tok_check_model refuses a tokenizer that can produce ids the model of src (the pack's
  * source: a model directory or .safetensors file) has no rows for. The model's vocabulary is
  * the rows of lm_head.weight / model.embed_tokens.weight (the smaller when both), else
@@ -56,6 +61,13 @@ int rt_tok_pack_metadata(const char *user_meta, const char *tok_path, const char
  * errors of the tokenizer files (-EINVAL, -ENOMEM, ...). */
 int rt_tok_check_model(const char *src, const char *tok_path, const char *cfg_path, char *err,
 		       size_t errlen);
+/* rt_tok_check_vocab is that check against a model vocabulary of mv rows (what: where that
+ * figure came from) for tokenizer objects in memory (tok, cfg: tokenizer.json and
+ * tokenizer_config.json, cfg may be NULL), plus model_cfg's (the model's config.json, may be
+ * NULL) bos/eos/pad_token_id; tok_name and cfg_name name them in messages. 0 or -ERANGE. */
+int rt_tok_check_vocab(int64_t mv, const char *what, struct json_t *tok, struct json_t *cfg,
+		       struct json_t *model_cfg, const char *tok_name, const char *cfg_name,
+		       char *err, size_t errlen);
 /* rt_tok_meta_summary returns a copy of the metadata JSON text with the carried tokenizer
  * objects replaced by short descriptions (for `thaw snapshot inspect`); NULL on error. */
 char *rt_tok_meta_summary(const char *meta_json);

@@ -2,9 +2,9 @@
 """check_deploy.py - checks the deployment files under deploy/ (run by tests/deploy/test_deploy.c).
 
   check_deploy.py knative FILE...          Knative Service manifests: fields, values, coherence
-  check_deploy.py args FILE|DIR [NAME=VALUE|/PATH=DIR]...
+  check_deploy.py args FILE|DIR [NAME=VALUE|/PATH=DIR|--OPT=VALUE]...
                                            the Knative container's serve options, one a line,
-                                           $(NAME) and paths under /PATH replaced
+                                           $(NAME), paths under /PATH and --OPT's value replaced
   check_deploy.py cluster DIR|FILE         the cluster (a kustomization directory or its rendering):
                                            Service scaling out, registry URL from the operator's
                                            Secret, downward API, cluster secret, RWX shared volume,
@@ -310,7 +310,7 @@ def check_cluster(where, docs):
             bad(where, f"{d.get('kind')} {dig(d, 'metadata', 'name')}: PostgreSQL comes from the "
                        "operator's Cluster, not a hand-rolled workload")
     for s in (x for d in docs for x in strings_in(d)):
-        if re.search(r"postgres(ql)?://", s) or re.search(r"(?i)password\s*=", s):
+        if re.search(r"postgres(ql)?://(?!\$\()", s) or re.search(r"(?i)password\s*=", s):
             bad(where, f"a database URL or password is written in the manifests: {s[:40]!r}")
     pgs = [d for d in docs if d.get("kind") == "Cluster"
            and str(d.get("apiVersion", "")) == "postgresql.cnpg.io/v1"]
@@ -341,7 +341,8 @@ def check_cluster(where, docs):
         if len(opt_values(args, o)) != 1:
             bad(w, f"{o} must be given once, is given {len(opt_values(args, o))} times")
     for e in env.values():
-        if "value" in e and re.search(r"(?i)pass|secret|token|registry|database|pg", str(e.get("name"))):
+        if "value" in e and re.search(r"(?i)pass|secret|token|registry|^pg(host|port|user|database)$",
+                                      str(e.get("name"))):
             bad(w, f"env {e.get('name')} has a literal value: it must come from a Secret")
 
     def from_env(opt, what):
@@ -353,14 +354,35 @@ def check_cluster(where, docs):
             bad(w, f"{opt} uses $({var}), which the container's env does not define")
         return env.get(var) if var else None
 
-    e = from_env("--registry", "the URL from a Secret")
-    if e is not None:
-        ref = dig(e, "valueFrom", "secretKeyRef") or {}
-        if not ref:
-            bad(w, f"env {e.get('name')} must come from secretKeyRef (the registry URL holds the password)")
-        elif pg and (ref.get("name") != f"{dig(pg, 'metadata', 'name')}-app" or ref.get("key") != "uri"):
-            bad(w, f"env {e.get('name')} reads Secret {ref.get('name')} key {ref.get('key')}: the "
-                   f"operator's Secret is {dig(pg, 'metadata', 'name')}-app, key uri")
+    # the registry: every part of its URL from the operator's Secret, the password in PGPASSWORD
+    # (libpq reads it) rather than in the URL on the command line
+    app = f"{dig(pg, 'metadata', 'name')}-app" if pg else None
+
+    def operator_ref(name, what):
+        ref = dig(env.get(name), "valueFrom", "secretKeyRef") or {}
+        if name not in env:
+            bad(w, f"{what}: the container's env does not define {name}")
+        elif not ref:
+            bad(w, f"{what}: env {name} must come from secretKeyRef (the operator's Secret)")
+        elif app and ref.get("name") != app:
+            bad(w, f"{what}: env {name} reads Secret {ref.get('name')}: the operator's Secret is {app}")
+        return ref
+    reg = opt_values(args, "--registry")
+    if reg:
+        url = reg[0]
+        names = re.findall(r"\$\(([A-Za-z_]\w*)\)", url)
+        rest = re.sub(r"\$\([A-Za-z_]\w*\)", "", url)
+        if not names or not re.fullmatch(r"(postgres(ql)?://)?@?:?/?", rest):
+            bad(w, f"--registry {url!r}: host, port, database and user must come from the "
+                   "operator's Secret as $(VAR)s, with no literal part")
+        for n in names:
+            ref = operator_ref(n, "--registry")
+            if ref.get("key") in ("uri", "jdbc-uri", "password", "pgpass"):
+                bad(w, f"--registry: env {n} is the Secret's {ref.get('key')}, which holds the "
+                       "password: on the command line it shows in the process list; use PGPASSWORD")
+        ref = operator_ref("PGPASSWORD", "the registry password")
+        if ref and ref.get("key") != "password":
+            bad(w, f"PGPASSWORD reads key {ref.get('key')} of {ref.get('name')}, not password")
     e = from_env("--node-id", "the pod's name from the downward API")
     if e is not None and dig(e, "valueFrom", "fieldRef", "fieldPath") != "metadata.name":
         bad(w, f"--node-id: env {e.get('name')} must be fieldRef metadata.name (the pod's name)")
@@ -379,8 +401,19 @@ def check_cluster(where, docs):
         mt, v = mount_of(c, vols, sec[0])
         if v is None or not dig(v, "secret", "secretName"):
             bad(w, f"--cluster-secret-file {sec[0]} is not on a mounted Secret volume")
-        elif not mt.get("readOnly"):
-            bad(w, f"the Secret volume holding {sec[0]} must be mounted readOnly")
+        else:
+            if not mt.get("readOnly"):
+                bad(w, f"the Secret volume holding {sec[0]} must be mounted readOnly")
+            # a Secret's files are root's: the image's user reads them through the pod's
+            # fsGroup (group read) or, failing that, only if they are world-readable
+            mode = dig(v, "secret", "defaultMode")
+            mode = 0o644 if mode is None else mode
+            fsgroup = dig(spec, "securityContext", "fsGroup")
+            if not isinstance(mode, int) or mode & 0o333:
+                bad(w, f"the cluster secret's defaultMode {mode!r} must be read-only (no write or execute)")
+            elif not (mode & 0o004 or (mode & 0o040 and fsgroup is not None)):
+                bad(w, f"the cluster secret (mode {mode:o}) is unreadable by the image's user: "
+                       "give the pod an fsGroup and the file group read (0440)")
     shared = opt_values(args, "--shared-dir")
     if shared:
         mt, v = mount_of(c, vols, shared[0])
@@ -402,6 +435,11 @@ def check_cluster(where, docs):
         data = opt_values(args, "--data")
         if data and (under(data[0], shared[0]) or under(shared[0], data[0])):
             bad(w, f"--data {data[0]} and --shared-dir {shared[0]} overlap")
+    # the kubelet checks runAsNonRoot against a numeric user only (the image's USER is a name)
+    psc, csc = spec.get("securityContext") or {}, c.get("securityContext") or {}
+    if (csc.get("runAsNonRoot", psc.get("runAsNonRoot")) and
+            not isinstance(csc.get("runAsUser", psc.get("runAsUser")), int)):
+        bad(w, "runAsNonRoot needs a numeric runAsUser (the image names its user thaw, uid 10001)")
     lease = opt_values(args, "--node-lease")
     if lease and (not re.fullmatch(r"\d+", lease[0]) or int(lease[0]) < 600):
         bad(w, f"--node-lease {lease[0]!r} must be an integer of milliseconds, at least 600")
@@ -469,7 +507,8 @@ def cmd_flags(helpfile, single, cluster):
 def cmd_args(path, subs):
     """prints the Knative container's args after serve, one per line, without --data DIR.
     path: a manifest or a kustomization directory. subs: NAME=VALUE replaces $(NAME) (an env
-    var Kubernetes expands); /PATH=VALUE replaces a leading /PATH (a mount point)."""
+    var Kubernetes expands); /PATH=VALUE replaces a leading /PATH (a mount point); --OPT=VALUE
+    replaces the value of option --OPT."""
     svc = [d for d in load_cluster(path) if d.get("kind") == "Service"]
     args = [str(a) for a in (dig(svc[0] if svc else {}, "spec", "template", "spec", "containers", 0,
                                  "args") or [])]
@@ -484,7 +523,10 @@ def cmd_args(path, subs):
         a = args[i]
         for sub in subs:
             k, _, v = sub.partition("=")
-            if k.startswith("/"):
+            if k.startswith("--"):
+                if args[i - 1] == k:
+                    a = v
+            elif k.startswith("/"):
                 if under(a, k):
                     a = v + a[len(k.rstrip("/")):]
             else:

@@ -15,7 +15,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <unistd.h>
 #include "tests/e2e/e2e.h"
+#include "tests/pg.h"
 #include "tests/t.h"
 
 static const char *src;
@@ -121,8 +123,9 @@ static void test_knative(void)
 }
 
 /* run_manifest_args starts thaw serve with the options `check_deploy.py ARGS` prints (one a
- * line; run in the source tree), checks it is ready, and drains it to exit 0 on SIGTERM */
-static void run_manifest_args(const char *what, const char *args)
+ * line; run in the source tree), checks it is ready, runs while_up (may be NULL) on it, and
+ * drains it to exit 0 on SIGTERM */
+static void run_manifest_args(const char *what, const char *args, void (*while_up)(void))
 {
 	char cmd[8192];
 	snprintf(cmd, sizeof cmd, "cd '%s' && python3 tests/deploy/check_deploy.py %s", src, args);
@@ -155,6 +158,8 @@ static void run_manifest_args(const char *what, const char *args)
 		e2e_resp_free(&r);
 	} else
 		T_CHECK(!"GET /readyz failed");
+	if (while_up)
+		while_up();
 	T_EQ_INT(e2e_stop(&s, 15, 10), 0);
 }
 
@@ -169,7 +174,7 @@ static void test_knative_args_run(void)
 	for (size_t k = 0; k < 2; k++) {
 		char args[700];
 		snprintf(args, sizeof args, "args %s", files[k]);
-		run_manifest_args(files[k], args);
+		run_manifest_args(files[k], args, NULL);
 	}
 }
 
@@ -198,10 +203,60 @@ static void test_cluster_args_run(void)
 	const char *tmp = t_tmpdir();
 	T_EQ_INT(t_sh(NULL, 0, "mkdir -p '%s/cl-shared' '%s/cl-secret' && head -c 32 /dev/urandom | base64 "
 		      "> '%s/cl-secret/secret' && chmod 600 '%s/cl-secret/secret'", tmp, tmp, tmp, tmp), 0);
-	snprintf(args, sizeof args, "args deploy/knative/cluster 'THAW_REGISTRY_URL=sqlite:%s/cl-registry.db' "
+	snprintf(args, sizeof args, "args deploy/knative/cluster '--registry=sqlite:%s/cl-registry.db' "
 		 "POD_NAME=thaw-00001-deployment-7d9c5-x2x4q POD_IP=127.0.0.1 "
 		 "'/var/lib/thaw-shared=%s/cl-shared' '/etc/thaw/cluster=%s/cl-secret'", tmp, tmp, tmp);
-	run_manifest_args("deploy/knative/cluster", args);
+	run_manifest_args("deploy/knative/cluster", args, NULL);
+}
+
+static char pg_uri[1024];
+
+/* while the manifest's thaw runs: its heartbeat row names the pod and the advertised pod IP */
+static void node_row_is_the_pod(void)
+{
+	char row[512] = "";
+	for (int i = 0; i < 60; i++) {
+		if (t_pg_query1(pg_uri, "SELECT id || ' ' || advertise FROM nodes", row, sizeof row) == 0)
+			break;
+		usleep(50000);
+	}
+	T_EQ_STR(row, "thaw-00001-deployment-7d9c5-x2x4q http://127.0.0.1:8080");
+}
+
+/* the cluster manifest's exact --registry (postgresql://$(PGUSER)@$(PGHOST):$(PGPORT)/
+ * $(PGDATABASE), as the operator's Secret fills it) on a real PostgreSQL: thaw connects, and
+ * heartbeats under the pod's name and IP from the downward API */
+static void test_cluster_args_pg(void)
+{
+	if (!have_yaml())
+		T_SKIP("python3-yaml not installed (scripts/install-deps.sh)");
+	char args[4096];
+	snprintf(args, sizeof args, "flags '%s' deploy/knative/service.yaml deploy/knative/service-warm.yaml "
+		 "deploy/knative/cluster", serve_help());
+	if (check_as(args, 1) == 3)
+		T_SKIP("this thaw serve has no cluster options yet");
+	t_pg *pg = t_pg_server();
+	if (!pg || t_pg_new_db(pg, pg_uri, sizeof pg_uri) != 0)
+		return;
+	/* the database name of "postgresql:///thaw_N?host=..."; the socket directory as a URI host */
+	char db[64] = "", host[600] = "";
+	sscanf(pg_uri, "postgresql:///%63[^?]", db);
+	const char *dir = t_pg_socket_dir(pg);
+	for (size_t i = 0, o = 0; dir[i] && o + 4 < sizeof host; i++) {
+		if (dir[i] == '/') {
+			memcpy(host + o, "%2F", 3);
+			o += 3;
+		} else
+			host[o++] = dir[i];
+	}
+	T_CHECK(db[0] != 0);
+	const char *tmp = t_tmpdir();
+	T_EQ_INT(t_sh(NULL, 0, "mkdir -p '%s/pg-shared' '%s/pg-secret' && head -c 32 /dev/urandom | base64 "
+		      "> '%s/pg-secret/secret' && chmod 600 '%s/pg-secret/secret'", tmp, tmp, tmp, tmp), 0);
+	snprintf(args, sizeof args, "args deploy/knative/cluster PGUSER=postgres 'PGHOST=%s' PGPORT=5432 "
+		 "PGDATABASE=%s POD_NAME=thaw-00001-deployment-7d9c5-x2x4q POD_IP=127.0.0.1 "
+		 "'/var/lib/thaw-shared=%s/pg-shared' '/etc/thaw/cluster=%s/pg-secret'", host, db, tmp, tmp);
+	run_manifest_args("deploy/knative/cluster on PostgreSQL", args, node_row_is_the_pod);
 }
 
 /* mutate_dir copies deploy/knative/cluster into the temp dir as name and applies sed_expr to
@@ -231,9 +286,16 @@ static void test_cluster(void)
 	} bad[] = {
 		{"service.yaml", "-e 's/max-scale: \"8\"/max-scale: \"1\"/'"},           /* one pod */
 		{"service.yaml", "-e 's/name: thaw-registry-app/name: thaw-db/'"},        /* not the operator's */
-		{"service.yaml", "-e 's/key: uri/key: password/'"},
-		{"service.yaml", "-e 's#- $(THAW_REGISTRY_URL)#- postgresql://thaw-registry-rw/thaw#'"},
+		{"service.yaml", "-e 's/key: password/key: username/'"},                  /* wrong password */
+		{"service.yaml", "-e '/name: PGPASSWORD/,+4d'"},                          /* no password */
+		{"service.yaml", "-e 's/key: host/key: uri/'"},                           /* password in argv */
+		{"service.yaml", "-e 's#$(PGHOST):$(PGPORT)#thaw-registry-rw:5432#'"},    /* literal address */
+		{"service.yaml", "-e 's#- postgresql://$(PGUSER)@#- postgresql://thaw:pw@#'"},
 		{"service.yaml", "-e 's/secretKeyRef:/configMapKeyRef:/'"},              /* not a Secret */
+		{"service.yaml", "-e 's/defaultMode: 0440/defaultMode: 0400/'"},          /* unreadable */
+		{"service.yaml", "-e '/fsGroup: 10001/d'"},                               /* unreadable */
+		{"service.yaml", "-e 's/defaultMode: 0440/defaultMode: 0660/'"},          /* writable */
+		{"service.yaml", "-e '/runAsUser: 10001/d'"},                             /* unverifiable */
 		{"service.yaml", "-e 's/fieldPath: status.podIP/fieldPath: status.hostIP/'"},
 		{"service.yaml", "-e 's/fieldPath: metadata.name/fieldPath: metadata.namespace/'"},
 		{"service.yaml", "-e 's#http://$(POD_IP):8080#http://$(POD_IP):9090#'"},  /* not the port */
@@ -553,6 +615,7 @@ void t_main(void)
 	T_RUN(test_cluster);
 	T_RUN(test_serve_flags);
 	T_RUN(test_cluster_args_run);
+	T_RUN(test_cluster_args_pg);
 	T_RUN(test_kubectl_offline);
 	T_RUN(test_dockerfile);
 	T_RUN(test_systemd);

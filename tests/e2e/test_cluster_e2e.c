@@ -2,7 +2,9 @@
  * PostgreSQL 15 started by tests/pg.c, Unix socket only) behind haproxy round-robin (the
  * stand-in for Knative's router), each with one fake GPU: a deploy on one node is callable
  * through the balancer on every node within 1 s; traffic splits and rollbacks made on any node
- * hold on all; keys made or revoked on one node count on all; under steady calls a function
+ * hold on all; keys made or revoked on one node count on all; a call claiming to be forwarded
+ * without a valid signature is refused; a snapshot pushed through the balancer serves on every
+ * node (the shared directory); under steady calls a function
  * is cold-started once in the cluster and a second one lands on a node with more free memory;
  * kill -9 of the node holding a warm function: calls keep succeeding, none past its deadline;
  * PostgreSQL stopped for 10 s: warm calls answer 200, deploys 503 naming the database, and
@@ -224,6 +226,14 @@ static void test_cold_once_and_placement(void)
 	for (int i = 0; i < 30; i++)
 		T_EQ_INT(invoke(&lbs, "beta", NULL, NULL, 0), 200);
 	T_EQ_INT((int)metric_sum("thaw_cold_starts_total{function=\"beta\""), 1);
+	if ((int)metric_sum("thaw_cold_starts_total{function=\"beta\"") != 1)
+		for (int i = 0; i < NODES; i++) {
+			char c2[800];
+			snprintf(c2, sizeof c2, "grep -E 'forward of|cold start|beta' %s | grep -v '\"request\"' | head -20 >&2", node[i].log_path);
+			fprintf(stderr, "node %d:\n", i + 1);
+			if (system(c2) != 0)
+				fprintf(stderr, "  (nothing)\n");
+		}
 	int hb = holder("beta");
 	T_CHECK(hb >= 0);
 	/* the node holding beta has less free memory: gamma goes elsewhere */
@@ -299,6 +309,24 @@ static void test_database_outage(void)
 		usleep(100000);
 	T_EQ_INT(st, 201);
 	T_CHECK(all_nodes_serve("delta", 1, 3000));
+}
+
+/* a snapshot pushed through the balancer lands in the shared directory: a function deployed
+ * from it by name (through the balancer too) is callable on every node */
+static void test_upload_shared(void)
+{
+	char cmd[2400], code[16] = "";
+	snprintf(cmd, sizeof cmd, "curl -s -o /dev/null -w '%%{http_code}' -X PUT --data-binary @%s "
+		 "-H '%.*s' http://127.0.0.1:%d/v1/snapshots/pushed.thaw", snap,
+		 (int)strlen(key_hdr) - 2, key_hdr, lbs.port);
+	FILE *p = popen(cmd, "r");
+	T_CHECK(p && fgets(code, sizeof code, p));
+	if (p)
+		pclose(p);
+	T_EQ_STR(code, "201");
+	T_EQ_INT(status_of(&lbs, "PUT", "/v1/functions/pushed",
+			   "{\"kind\":\"mlp\",\"snapshot\":\"pushed.thaw\"}"), 201);
+	T_CHECK(all_nodes_serve("pushed", 1, 2000));
 }
 
 /* a client cannot pass a call off as forwarded: an unsigned, expired or foreign signature is
@@ -389,6 +417,7 @@ void t_main(void)
 	T_RUN(test_setup);
 	RUN_READY(test_deploy_traffic_keys);
 	RUN_READY(test_forged_forward);
+	RUN_READY(test_upload_shared);
 	RUN_READY(test_cold_once_and_placement);
 	RUN_READY(test_node_death);
 	RUN_READY(test_database_outage);

@@ -82,10 +82,11 @@ static void test_two_nodes(void)
 	char admin[256], out[8192];
 	T_EQ_INT(cli("keys create --scope admin", admin, sizeof admin, NULL, 0), 0);
 	T_CHECK(strncmp(admin, "thaw_", 5) == 0);
-	const char *args[] = {"--registry", uri, NULL};
+	const char *args_a[] = {"--registry", uri, "--node-id", "node-a", NULL};
+	const char *args_b[] = {"--registry", uri, "--node-id", "node-b", NULL};
 	e2e_server a, b;
-	int a_ok = e2e_start(&a, args, NULL) == 0;
-	int b_ok = a_ok && e2e_start(&b, args, NULL) == 0;
+	int a_ok = e2e_start(&a, args_a, NULL) == 0;
+	int b_ok = a_ok && e2e_start(&b, args_b, NULL) == 0;
 	T_CHECK(a_ok && b_ok);
 	if (!a_ok || !b_ok) {
 		if (a_ok)
@@ -151,6 +152,12 @@ static void test_two_nodes(void)
 	free(ra);
 	e2e_resp_free(&r);
 	T_EQ_INT(call(&b, "DELETE", "/v1/functions/fx", admin, NULL, NULL), 503);
+	/* a function b never loaded cannot be looked up meanwhile: 503 too, not 404 */
+	T_EQ_INT(call(&b, "POST", "/v1/functions/digits/invoke", admin, "{}", &r), 503);
+	ra = e2e_header(&r, "Retry-After");
+	T_CHECK(ra && strcmp(ra, "1") == 0);
+	free(ra);
+	e2e_resp_free(&r);
 	T_EQ_INT(call(&b, "PUT", "/v1/functions/fx", admin, "{\"traffic\":{\"1\":100}}", NULL), 503);
 	T_EQ_INT(call(&a, "POST", "/v1/keys", admin, "{\"scopes\":[\"metrics\"]}", NULL), 503);
 	T_EQ_INT(call(&a, "POST", "/v1/jobs", admin, "{\"type\":\"quantize\",\"function\":"
@@ -183,6 +190,8 @@ static void test_two_nodes(void)
 	T_CHECK(strstr(out, "\"client\":\"cli\"") != NULL);
 	T_EQ_INT(cli("audit grep deploy", NULL, 0, out, sizeof out), 0);
 	T_CHECK(strstr(out, "fx") != NULL);
+	T_CHECK(strstr(out, "{\"node\":\"node-a\",") != NULL);
+	T_CHECK(strstr(out, "{\"node\":\"node-b\",") != NULL);
 	T_EQ_INT(cli("keys list", NULL, 0, out, sizeof out), 0);
 	T_CHECK(strstr(out, "invoke:fx") != NULL);
 	T_EQ_INT(e2e_stop(&a, 15, 10), 0);

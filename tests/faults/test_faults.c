@@ -2,7 +2,7 @@
  * `thaw serve` / `thaw snapshot pack` process:
  *  - kill -9 during a deploy (registry transaction written, not committed: fault point
  *    deploy.commit), during a pack (the packer killed while its temporary file grows), during a
- *    job checkpoint (third checkpoint written to checkpoint.bin.tmp, not renamed: fault point
+ *    job checkpoint (third checkpoint written to checkpoint.bin.NODE.tmp, not renamed: fault point
  *    job.checkpoint:3) and during a cold start's restore (fault point restore) -> after a
  *    restart the registry passes PRAGMA integrity_check, holds exactly the committed revisions,
  *    functions answer with the reference results, the job resumes and ends with the same
@@ -506,7 +506,7 @@ static void test_kill_during_checkpoint(void)
 	e2e_stop(&s, SIGKILL, 5);
 	char ck[1200], tmp[1300];
 	snprintf(ck, sizeof ck, "%s/jobs/%ld/checkpoint.bin", data, id);
-	snprintf(tmp, sizeof tmp, "%s.ft.tmp", ck);   /* the writing node's temporary name */
+	snprintf(tmp, sizeof tmp, "%s.ft.tmp", ck);   /* the node's own temporary name */
 	struct stat sb, tb;
 	T_CHECK(stat(ck, &sb) == 0 && sb.st_size > 0);   /* the second checkpoint, complete */
 	T_CHECK(stat(tmp, &tb) == 0);                     /* the third, never renamed */
@@ -545,7 +545,8 @@ static void test_disk_full_checkpoint(void)
 		T_SKIP(why);
 	T_EQ_INT(setup_digits(data), 0);
 	snprintf(root, sizeof root, "%s/tests/data", t_src());
-	const char *args[] = {"--no-access-log", "--job-checkpoint", "0.02", "--allow-root", root, NULL};
+	const char *args[] = {"--no-access-log", "--job-checkpoint", "0.02", "--allow-root", root,
+			      "--node-id", "ft", NULL};
 	snprintf(body, sizeof body, FT_JOB, t_src(), 200);   /* a few seconds */
 	e2e_server s;
 	T_EQ_INT(e2e_start_in(&s, data, args, NULL), 0);
@@ -573,7 +574,7 @@ static void test_disk_full_checkpoint(void)
 	/* the last good checkpoint is intact (whole), no temporary file stays, the daemon serves */
 	T_CHECK(stat(ck, &sb) == 0 && sb.st_size == ck_size);
 	char tmp[1300];
-	snprintf(tmp, sizeof tmp, "%s.tmp", ck);
+	snprintf(tmp, sizeof tmp, "%s.ft.tmp", ck);   /* the node's own temporary name */
 	T_CHECK(stat(tmp, &sb) < 0);
 	T_EQ_INT(call(&s, "GET", "/healthz", NULL, NULL), 200);
 	T_CHECK(digits_ok(&s, "digits"));

@@ -1,8 +1,9 @@
-/* test_jobs_lease.c — job leases (rt_jobstore.h) on the SQLite store, with two registry handles
- * (and two processes) on one file as two daemons sharing it have: a claim race has exactly one
- * winner, an expired lease makes a job a candidate again, a save after the lease was lost is
- * -ESTALE, recovery touches only the starting node's jobs; and the runner stops a job taken
- * over by another node (no file touched) or cancelled from another node. */
+/* test_jobs_lease.c — job leases (rt_jobstore.h) with two registry handles (and two
+ * processes) on one store, as two daemons sharing it have, on a SQLite file and on PostgreSQL
+ * (tests/pg.h): a claim race has exactly one winner, an expired lease makes a job a candidate
+ * again, a save after the lease was lost is -ESTALE, recovery touches only the starting node's
+ * jobs; and the runner stops a job taken over by another node (no file touched) or cancelled
+ * from another node. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,24 +13,41 @@
 #include <unistd.h>
 #include <sqlite3.h>
 #include "runtime/store/rt_jobstore.h"
+#include "tests/pg.h"
 #include "tests/t.h"
 #include "tests/runtime/jobs/jobs_env.h"
 
-static const char *fresh_dir(void)
+/* the store the store tests run on: a fresh SQLite file, or a fresh PostgreSQL database */
+static int use_pg;
+
+static const char *fresh_store(void)
 {
-	static char d[1024];
+	static char url[1024];
 	static int n;
+	if (use_pg) {
+		t_pg *pg = t_pg_server();
+		if (!pg || t_pg_new_db(pg, url, sizeof url) < 0)
+			return NULL;   /* counted as a failure */
+		return url;
+	}
+	char d[900];
 	snprintf(d, sizeof d, "%s/lease-%d", t_tmpdir(), ++n);
 	mkdir(d, 0700);
-	return d;
+	snprintf(url, sizeof url, "sqlite:%s/registry.db", d);
+	return url;
 }
 
-static rt_registry *open_reg(const char *dir)
+/* a registry handle on url (a store URL, or a data directory: its DATA/registry.db) */
+static rt_registry *open_reg(const char *url)
 {
 	char err[256];
 	rt_registry *reg = NULL;
-	if (rt_registry_open(dir, &reg, err, sizeof err) < 0)
-		fprintf(stderr, "  open: %s\n", err);
+	if (!url)
+		return NULL;
+	int rc = strchr(url, ':') ? rt_registry_open_url(url, NULL, &reg, err, sizeof err) :
+		 rt_registry_open(url, &reg, err, sizeof err);
+	if (rc < 0)
+		fprintf(stderr, "  open %s: %s\n", url, err);
 	return reg;
 }
 
@@ -85,7 +103,7 @@ static int is_candidate(rt_registry *reg, int64_t id)
 
 static void test_claim_and_save_owned(void)
 {
-	const char *dir = fresh_dir();
+	const char *dir = fresh_store();
 	rt_registry *a = open_reg(dir), *b = open_reg(dir);
 	T_CHECK(a && b);
 	if (!a || !b)
@@ -135,7 +153,7 @@ static void test_claim_and_save_owned(void)
 
 static void test_expiry_and_renew(void)
 {
-	const char *dir = fresh_dir();
+	const char *dir = fresh_store();
 	rt_registry *a = open_reg(dir), *b = open_reg(dir);
 	T_CHECK(a && b);
 	if (!a || !b)
@@ -176,7 +194,7 @@ static void test_expiry_and_renew(void)
 
 static void test_recover_own_jobs_only(void)
 {
-	const char *dir = fresh_dir();
+	const char *dir = fresh_store();
 	rt_registry *a = open_reg(dir), *b = open_reg(dir);
 	T_CHECK(a && b);
 	if (!a || !b)
@@ -209,7 +227,7 @@ static void test_recover_own_jobs_only(void)
 static void test_claim_race_processes(void)
 {
 	enum { JOBS = 60 };
-	const char *dir = fresh_dir();
+	const char *dir = fresh_store();
 	rt_registry *reg = open_reg(dir);
 	T_CHECK(reg != NULL);
 	if (!reg)
@@ -408,6 +426,11 @@ static void test_runner_stops_a_job_cancelled_elsewhere(void)
 	env_close(&e);
 }
 
+static void test_pg_claim_and_save_owned(void) { use_pg = 1; test_claim_and_save_owned(); }
+static void test_pg_expiry_and_renew(void) { use_pg = 1; test_expiry_and_renew(); }
+static void test_pg_recover_own_jobs_only(void) { use_pg = 1; test_recover_own_jobs_only(); }
+static void test_pg_claim_race_processes(void) { use_pg = 1; test_claim_race_processes(); }
+
 void t_main(void)
 {
 	rt_log_init(RT_LOG_ERROR);
@@ -415,6 +438,11 @@ void t_main(void)
 	T_RUN(test_expiry_and_renew);
 	T_RUN(test_recover_own_jobs_only);
 	T_RUN(test_claim_race_processes);
+	T_RUN(test_pg_claim_and_save_owned);
+	T_RUN(test_pg_expiry_and_renew);
+	T_RUN(test_pg_recover_own_jobs_only);
+	T_RUN(test_pg_claim_race_processes);
+	use_pg = 0;
 	T_RUN(test_runner_drops_a_job_taken_over);
 	T_RUN(test_runner_stops_a_job_cancelled_elsewhere);
 }

@@ -723,6 +723,33 @@ static void c_claim_race(void)
 	rt_registry_close(reg);
 }
 
+/* the hot path (picks, revision lookups, key checks) runs no statement once loaded, ticks
+ * included */
+static void c_view_runs_nothing(void)
+{
+	rt_registry *reg;
+	char err[256], sc[RT_REGISTRY_KEY_SCOPES_MAX];
+	unsigned char h[RT_REGISTRY_KEY_HASH_LEN] = {4};
+	uint32_t rev;
+	T_EQ_INT(c_open(contract_place(), &reg, err, sizeof err), 0);
+	rt_manifest m = mk("{\"kind\":\"echo\"}");
+	T_EQ_INT(rt_registry_put(reg, "hot", &m, NULL, &rev, err, sizeof err), 0);
+	T_EQ_INT(rt_registry_key_insert(reg, "hk", h, "invoke:hot"), 0);
+	rt_revision_info ri;
+	T_EQ_INT(rt_registry_get(reg, "hot", &ri), 0);
+	T_EQ_INT(rt_registry_key_find(reg, "hk", h, sc), 0);
+	uint64_t s0 = rt_registry_statements(reg);
+	for (int i = 0; i < 1000; i++) {
+		T_EQ_INT(rt_registry_pick_revision(reg, "hot", (uint64_t)i, &rev), 0);
+		T_EQ_INT(rt_registry_get_revision(reg, "hot", 1, &ri), 0);
+		T_EQ_INT(rt_registry_key_find(reg, "hk", h, sc), 0);
+		if (i % 100 == 0)
+			rt_registry_tick(reg);
+	}
+	T_EQ_INT(rt_registry_statements(reg) - s0, 0);
+	rt_registry_close(reg);
+}
+
 static void contract_run(void)
 {
 	T_RUN(c_put_get_revisions);
@@ -734,6 +761,7 @@ static void contract_run(void)
 	T_RUN(c_nodes);
 	T_RUN(c_two_handles);
 	T_RUN(c_claim_race);
+	T_RUN(c_view_runs_nothing);
 	T_RUN(c_speed);
 }
 #endif

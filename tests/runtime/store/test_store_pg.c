@@ -95,6 +95,10 @@ static void test_urls(void)
 	T_CHECK(strstr(err, "bad PostgreSQL URL") != NULL);
 	T_EQ_INT(rt_registry_open_url("postgresql:///db?nosuchoption=1", NULL, &reg, err, sizeof err),
 		 -EINVAL);
+	/* a bad escape inside the password: libpq's message quotes it, ours does not */
+	T_EQ_INT(rt_registry_open_url("postgresql://u:se%zzcret@h/db", NULL, &reg, err, sizeof err),
+		 -EINVAL);
+	T_CHECK(strstr(err, "se%zzcret") == NULL && strstr(err, "zzcret") == NULL);
 	/* nothing listens there: -ENOTCONN, quickly, no password in the message */
 	time_t t0 = time(NULL);
 	err[0] = 0;
@@ -108,6 +112,10 @@ static void test_urls(void)
 	T_EQ_STR(shown, "postgresql://alice:***@db.example:5432/thaw?sslmode=require&password=***");
 	rt_store_pg_redact("postgres://alice@h/db", shown, sizeof shown);
 	T_EQ_STR(shown, "postgres://alice@h/db");
+	rt_store_pg_redact("postgresql://bob:a/b@h/db", shown, sizeof shown);
+	T_EQ_STR(shown, "postgresql://bob:***@h/db");
+	rt_store_pg_redact("postgresql:///db?host=/run/x&user=u", shown, sizeof shown);
+	T_EQ_STR(shown, "postgresql:///db?host=/run/x&user=u");
 }
 
 static void test_secret(void)
@@ -254,8 +262,19 @@ static void test_outage(void)
 	rt_registry_close(reg);
 }
 
+/* the server starts (PostgreSQL missing fails here, and nothing else runs) */
+static int have_server;
+static void test_server(void)
+{
+	have_server = t_pg_server() != NULL;
+	T_CHECK(have_server);
+}
+
 void t_main(void)
 {
+	T_RUN(test_server);
+	if (!have_server)
+		return;
 	contract_place = pg_place;
 	T_RUN(test_urls);
 	T_RUN(test_schema);
