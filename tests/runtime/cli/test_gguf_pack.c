@@ -994,6 +994,12 @@ static void test_cli(void)
 		/* <s> "▁a" (merged from "▁" and "a") "b" */
 		T_CHECK(n == 3 && ids[0] == 1 && ids[1] == 131 && ids[2] == 158);
 		free(ids);
+		/* the GGUF's tokenizer.chat_template renders */
+		tok_msg msg[1] = {{"user", "hi"}};
+		char *prompt = NULL;
+		T_EQ_INT(tok_chat(t, msg, 1, &prompt, err, sizeof err), 0);
+		T_EQ_STR(prompt, "[INST] <<SYS>>hi");
+		free(prompt);
 		tok_free(t);
 	}
 	T_EQ_INT(t_sh(out, sizeof out, "%s snapshot inspect %s --json", t_bin(), sn), 0);
