@@ -2181,6 +2181,34 @@ static int apply_filter(R *r, const jj_node *at, const char *name, jv v, args_t 
 	}
 	if (!strcmp(name, "list"))
 		return copy_items(r, at, &v, out);
+	if (!strcmp(name, "dictsort")) { /* (key, value) pairs sorted by key or value */
+		const jv *cs = arg(a, 0, "case_sensitive"), *by = arg(a, 1, "by"), *rev = arg(a, 2, "reverse");
+		int found;
+		if (v.t != V_DICT)
+			return rerr(r, at, -EINVAL, "dictsort needs a mapping, not %s", tname(&v));
+		if (by)
+			TRY(need_str(r, at, by, "dictsort"));
+		int byval = by && by->u.s.n == 5 && !memcmp(by->u.s.p, "value", 5);
+		if (by && !byval && !(by->u.s.n == 3 && !memcmp(by->u.s.p, "key", 3)))
+			return rerr(r, at, -EINVAL, "dictsort: by must be 'key' or 'value'");
+		jv plain = v;
+		plain.tuple = 0;
+		args_t *none = ralloc(r, at, sizeof *none);
+		if (!none)
+			return r->rc;
+		TRY(call_method(r, at, &plain, "items", none, out, &found));
+		jv idx = mkstr(byval ? "1" : "0", 1);
+		return sort_items(r, at, out->u.l->v, out->u.l->n, rev && truthy(rev), cs && truthy(cs), &idx);
+	}
+	if (!strcmp(name, "format")) {
+		jv s, t;
+		TRY(to_str(r, at, &v, &s));
+		TRY(mklist(r, at, a->npos, &t));
+		t.tuple = 1;
+		if (a->npos)
+			memcpy(t.u.l->v, a->pos, a->npos * sizeof(jv));
+		return str_format(r, at, &s, &t, out);
+	}
 	if (!strcmp(name, "reverse")) {
 		if (v.t == V_STR) {
 			jv m1 = mkint(-1);

@@ -235,6 +235,11 @@ static void test_jinja_errors(void)
 	T_EQ_INT(render(fmt, strlen(fmt), NULL, NULL, &o2, e2, sizeof e2), 0);
 	T_EQ_STR(o2, "[INST] hi [/INST]|a=3 'q' % 1.500000|2");
 	free(o2);
+	const char *ds = "{{ {'b': 1, 'A': 3, 'c': 2}|dictsort }}{{ {'b': 1, 'A': 3, 'c': 2}|dictsort(by='value') }}"
+			 "{{ {'b': 1, 'A': 3, 'c': 2}|dictsort(reverse=true) }}{{ '%s-%d'|format('a', 2) }}";
+	T_EQ_INT(render(ds, strlen(ds), NULL, NULL, &o2, e2, sizeof e2), 0);
+	T_EQ_STR(o2, "[('A', 3), ('b', 1), ('c', 2)][('b', 1), ('c', 2), ('A', 3)][('c', 2), ('b', 1), ('A', 3)]a-2");
+	free(o2);
 	fails("{{ '%s %s' % ('a',) }}", NULL, -EINVAL, "not enough arguments");
 	fails("{{ '%s' % ('a', 'b') }}", NULL, -EINVAL, "not all arguments converted");
 	fails("{{ '%x' % 1 }}", NULL, -EINVAL, "only %s %r %d %i %f");
