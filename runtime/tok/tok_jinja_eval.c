@@ -27,7 +27,7 @@ typedef struct frame frame;
 
 typedef struct {
 	uint8_t t;
-	uint8_t tuple; /* V_LIST: a tuple; V_DICT: a namespace */
+	uint8_t tuple; /* V_LIST: 1 a tuple, 2/3/4 dict.items()/keys()/values(); V_DICT: a namespace */
 	union {
 		int64_t i;
 		double f;
@@ -389,7 +389,14 @@ static void float_repr(double f, char *o, size_t on)
 #undef OUT
 }
 
-static int put_str(R *r, const jj_node *at, sbuf *b, const jv *v);
+static int put_str_d(R *r, const jj_node *at, sbuf *b, const jv *v, int depth);
+
+/* values nest only as deep as the tree; deeper ones (built in loops, or a namespace holding
+ * itself) are refused by whatever walks them */
+static int too_deep(R *r, const jj_node *at)
+{
+	return rerr(r, at, -E2BIG, "a value nests more than %d deep (or holds itself)", TOK_JINJA_MAX_DEPTH);
+}
 
 static int put_repr_str(R *r, const jj_node *at, sbuf *b, const char *s, size_t n)
 {
@@ -421,17 +428,25 @@ static int put_repr_str(R *r, const jj_node *at, sbuf *b, const char *s, size_t 
 	return sb_put(r, at, b, &q, 1);
 }
 
-static int put_repr(R *r, const jj_node *at, sbuf *b, const jv *v)
+static int put_repr_d(R *r, const jj_node *at, sbuf *b, const jv *v, int depth)
 {
+	if (v->t == V_UNDEF)
+		return sb_puts(r, at, b, "Undefined");
 	if (v->t == V_STR)
 		return put_repr_str(r, at, b, v->u.s.p, v->u.s.n);
-	return put_str(r, at, b, v);
+	return put_str_d(r, at, b, v, depth);
 }
 
+static int put_repr(R *r, const jj_node *at, sbuf *b, const jv *v) { return put_repr_d(r, at, b, v, 0); }
+
 /* Python str(v); undefined prints nothing */
-static int put_str(R *r, const jj_node *at, sbuf *b, const jv *v)
+static int put_str(R *r, const jj_node *at, sbuf *b, const jv *v) { return put_str_d(r, at, b, v, 0); }
+
+static int put_str_d(R *r, const jj_node *at, sbuf *b, const jv *v, int depth)
 {
 	char tmp[48];
+	if (depth > TOK_JINJA_MAX_DEPTH)
+		return too_deep(r, at);
 	switch (v->t) {
 	case V_UNDEF: return 0;
 	case V_NONE: return sb_puts(r, at, b, "None");
@@ -440,11 +455,19 @@ static int put_str(R *r, const jj_node *at, sbuf *b, const jv *v)
 	case V_FLOAT: float_repr(v->u.f, tmp, sizeof tmp); return sb_puts(r, at, b, tmp);
 	case V_STR: return sb_put(r, at, b, v->u.s.p, v->u.s.n);
 	case V_LIST:
+		if (v->tuple >= 2) { /* Python's repr of a dict view */
+			static const char *view[] = {"dict_items(", "dict_keys(", "dict_values("};
+			jv l = *v;
+			l.tuple = 0;
+			TRY(sb_puts(r, at, b, view[v->tuple - 2]));
+			TRY(put_str_d(r, at, b, &l, depth));
+			return sb_puts(r, at, b, ")");
+		}
 		TRY(sb_puts(r, at, b, v->tuple ? "(" : "["));
 		for (size_t i = 0; i < v->u.l->n; i++) {
 			if (i)
 				TRY(sb_puts(r, at, b, ", "));
-			TRY(put_repr(r, at, b, &v->u.l->v[i]));
+			TRY(put_repr_d(r, at, b, &v->u.l->v[i], depth + 1));
 		}
 		if (v->tuple && v->u.l->n == 1)
 			TRY(sb_puts(r, at, b, ","));
@@ -454,9 +477,9 @@ static int put_str(R *r, const jj_node *at, sbuf *b, const jv *v)
 		for (size_t i = 0; i < v->u.d->n; i++) {
 			if (i)
 				TRY(sb_puts(r, at, b, ", "));
-			TRY(put_repr(r, at, b, &v->u.d->k[i]));
+			TRY(put_repr_d(r, at, b, &v->u.d->k[i], depth + 1));
 			TRY(sb_puts(r, at, b, ": "));
-			TRY(put_repr(r, at, b, &v->u.d->v[i]));
+			TRY(put_repr_d(r, at, b, &v->u.d->v[i], depth + 1));
 		}
 		return sb_puts(r, at, b, v->tuple ? "}>" : "}");
 	case V_FUNC: return sb_puts(r, at, b, "<function>");
@@ -480,7 +503,7 @@ static const char *tname(const jv *v)
 {
 	static const char *n[] = {"Undefined", "NoneType", "bool", "int", "float", "str", "list", "dict", "function", "LoopContext"};
 	if (v->t == V_LIST && v->tuple)
-		return "tuple";
+		return v->tuple == 1 ? "tuple" : v->tuple == 2 ? "dict_items" : v->tuple == 3 ? "dict_keys" : "dict_values";
 	if (v->t == V_DICT && v->tuple)
 		return "Namespace";
 	return n[v->t];
@@ -564,6 +587,8 @@ static int json_val(R *r, const jj_node *at, sbuf *b, const jv *v, const jopts *
 		return sb_puts(r, at, b, tmp);
 	case V_STR: return json_str(r, at, b, v->u.s.p, v->u.s.n, o->ascii);
 	case V_LIST:
+		if (v->tuple >= 2)
+			return rerr(r, at, -EINVAL, "tojson: object of type %s is not JSON serializable", tname(v));
 		if (!v->u.l->n)
 			return sb_puts(r, at, b, "[]");
 		TRY(sb_puts(r, at, b, "["));
@@ -643,8 +668,14 @@ static int truthy(const jv *v)
 static int is_num(const jv *v) { return v->t == V_INT || v->t == V_FLOAT || v->t == V_BOOL; }
 static double num(const jv *v) { return v->t == V_FLOAT ? v->u.f : (double)v->u.i; }
 
-static int eq(const jv *a, const jv *b)
+static int eq_d(const jv *a, const jv *b, int depth);
+/* Python ==; values nested past the limit compare unequal */
+static int eq(const jv *a, const jv *b) { return eq_d(a, b, 0); }
+
+static int eq_d(const jv *a, const jv *b, int depth)
 {
+	if (depth > TOK_JINJA_MAX_DEPTH)
+		return 0;
 	if (is_num(a) && is_num(b)) {
 		if (a->t != V_FLOAT && b->t != V_FLOAT)
 			return a->u.i == b->u.i;
@@ -658,19 +689,23 @@ static int eq(const jv *a, const jv *b)
 	case V_LIST:
 		if (a->tuple != b->tuple || a->u.l->n != b->u.l->n)
 			return 0;
+		if (a->u.l == b->u.l) /* the same object, as Python's identity shortcut */
+			return 1;
 		for (size_t i = 0; i < a->u.l->n; i++)
-			if (!eq(&a->u.l->v[i], &b->u.l->v[i]))
+			if (!eq_d(&a->u.l->v[i], &b->u.l->v[i], depth + 1))
 				return 0;
 		return 1;
 	case V_DICT:
-		if (a->u.d->n != b->u.d->n)
+		if (a->u.d == b->u.d)
+			return 1;
+		if (a->tuple || b->tuple || a->u.d->n != b->u.d->n) /* namespaces: identity only */
 			return 0;
 		for (size_t i = 0; i < a->u.d->n; i++) {
 			size_t j;
 			for (j = 0; j < b->u.d->n; j++)
-				if (eq(&a->u.d->k[i], &b->u.d->k[j]))
+				if (eq_d(&a->u.d->k[i], &b->u.d->k[j], depth + 1))
 					break;
-			if (j == b->u.d->n || !eq(&a->u.d->v[i], &b->u.d->v[j]))
+			if (j == b->u.d->n || !eq_d(&a->u.d->v[i], &b->u.d->v[j], depth + 1))
 				return 0;
 		}
 		return 1;
@@ -679,8 +714,16 @@ static int eq(const jv *a, const jv *b)
 	}
 }
 
+static int cmp_vals_d(R *r, const jj_node *at, const jv *a, const jv *b, int *res, int depth);
 static int cmp_vals(R *r, const jj_node *at, const jv *a, const jv *b, int *res)
 {
+	return cmp_vals_d(r, at, a, b, res, 0);
+}
+
+static int cmp_vals_d(R *r, const jj_node *at, const jv *a, const jv *b, int *res, int depth)
+{
+	if (depth > TOK_JINJA_MAX_DEPTH)
+		return too_deep(r, at);
 	if (is_num(a) && is_num(b)) {
 		if (a->t != V_FLOAT && b->t != V_FLOAT)
 			*res = a->u.i < b->u.i ? -1 : a->u.i > b->u.i;
@@ -694,12 +737,12 @@ static int cmp_vals(R *r, const jj_node *at, const jv *a, const jv *b, int *res)
 		*res = c ? (c < 0 ? -1 : 1) : a->u.s.n < b->u.s.n ? -1 : a->u.s.n > b->u.s.n;
 		return 0;
 	}
-	if (a->t == V_LIST && b->t == V_LIST) {
+	if (a->t == V_LIST && b->t == V_LIST && a->tuple == b->tuple && a->tuple < 2) {
 		size_t m = a->u.l->n < b->u.l->n ? a->u.l->n : b->u.l->n;
 		for (size_t i = 0; i < m; i++) {
 			if (eq(&a->u.l->v[i], &b->u.l->v[i]))
 				continue;
-			return cmp_vals(r, at, &a->u.l->v[i], &b->u.l->v[i], res);
+			return cmp_vals_d(r, at, &a->u.l->v[i], &b->u.l->v[i], res, depth + 1);
 		}
 		*res = a->u.l->n < b->u.l->n ? -1 : a->u.l->n > b->u.l->n;
 		return 0;
@@ -1064,36 +1107,91 @@ static int need_int(R *r, const jj_node *at, const jv *v, const char *what)
 	return rerr(r, at, -EINVAL, "%s needs an integer, not %s", what, v ? tname(v) : "nothing");
 }
 
-static char lc(char c) { return c >= 'A' && c <= 'Z' ? (char)(c + 32) : c; }
-static char uc(char c) { return c >= 'a' && c <= 'z' ? (char)(c - 32) : c; }
-static int is_alpha_c(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || ((unsigned char)c >= 0x80); }
+/* case mapping of ASCII, Latin-1, Latin Extended-A, Greek and Cyrillic (the one-to-one
+ * mappings of Python's str.upper / lower; ß, İ and other mappings that change length stay) */
+static uint32_t cp_upper(uint32_t c)
+{
+	if (c >= 'a' && c <= 'z')
+		return c - 32;
+	if (c < 0x80)
+		return c;
+	if ((c >= 0xE0 && c <= 0xFE && c != 0xF7) || (c >= 0x3B1 && c <= 0x3C9 && c != 0x3C2) ||
+	    (c >= 0x430 && c <= 0x44F))
+		return c - 0x20;
+	if (c == 0xFF)
+		return 0x178;
+	if (c == 0x3C2)
+		return 0x3A3;
+	if (c >= 0x450 && c <= 0x45F)
+		return c - 0x50;
+	if (((c >= 0x100 && c <= 0x137) || (c >= 0x14A && c <= 0x177)) && (c & 1))
+		return c - 1;
+	if (((c >= 0x139 && c <= 0x148) || (c >= 0x179 && c <= 0x17E)) && !(c & 1))
+		return c - 1;
+	return c;
+}
+
+static uint32_t cp_lower(uint32_t c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c + 32;
+	if (c < 0x80)
+		return c;
+	if ((c >= 0xC0 && c <= 0xDE && c != 0xD7) || (c >= 0x391 && c <= 0x3A9 && c != 0x3A2) ||
+	    (c >= 0x410 && c <= 0x42F))
+		return c + 0x20;
+	if (c == 0x178)
+		return 0xFF;
+	if (c >= 0x400 && c <= 0x40F)
+		return c + 0x50;
+	if (((c >= 0x100 && c <= 0x137) || (c >= 0x14A && c <= 0x177)) && !(c & 1))
+		return c + 1;
+	if (((c >= 0x139 && c <= 0x148) || (c >= 0x179 && c <= 0x17E)) && (c & 1))
+		return c + 1;
+	return c;
+}
+
+/* a cased letter: one with a case mapping here (what str.title looks at) */
+static int cp_cased(uint32_t c) { return cp_upper(c) != c || cp_lower(c) != c || c == 0xDF; }
 
 /* mode: 0 lower, 1 upper, 2 str.title, 3 capitalize, 4 Jinja's title filter */
 static int casemap(R *r, const jj_node *at, const jv *s, int mode, jv *out)
 {
-	char *p = ralloc(r, at, s->u.s.n + 1);
-	if (!p)
-		return r->rc;
 	const char *q = s->u.s.p;
 	size_t n = s->u.s.n;
-	int prev_alpha = 0, word_start = 1;
-	for (size_t i = 0; i < n; i++) {
-		char c = q[i];
+	char *p = ralloc(r, at, n + 1);
+	if (!p)
+		return r->rc;
+	int prev_cased = 0, word_start = 1, first = 1;
+	for (size_t i = 0; i < n;) {
+		uint32_t c, m;
+		size_t l = jj_cp(q, n, i, &c);
 		switch (mode) {
-		case 0: p[i] = lc(c); break;
-		case 1: p[i] = uc(c); break;
+		case 0: m = cp_lower(c); break;
+		case 1: m = cp_upper(c); break;
 		case 2:
-			p[i] = prev_alpha ? lc(c) : uc(c);
-			prev_alpha = is_alpha_c(c);
+			m = prev_cased ? cp_lower(c) : cp_upper(c);
+			prev_cased = cp_cased(c);
 			break;
-		case 3: p[i] = i == 0 ? uc(c) : lc(c); break;
+		case 3: m = first ? cp_upper(c) : cp_lower(c); break;
 		default: {
 			int sep = c == '-' || c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' ||
 				  c == '\v' || c == '(' || c == '{' || c == '[' || c == '<';
-			p[i] = sep ? c : word_start ? uc(c) : lc(c);
+			m = sep ? c : word_start ? cp_upper(c) : cp_lower(c);
 			word_start = sep;
 		}
 		}
+		first = 0;
+		/* every mapping keeps the UTF-8 length; an invalid byte stays as it is */
+		if (m == c || (l == 1 && c >= 0x80)) {
+			memcpy(p + i, q + i, l);
+		} else if (l == 1) {
+			p[i] = (char)m;
+		} else {
+			p[i] = (char)(0xC0 | m >> 6);
+			p[i + 1] = (char)(0x80 | (m & 0x3F));
+		}
+		i += l;
 	}
 	*out = mkstr(p, n);
 	return 0;
@@ -1356,6 +1454,7 @@ static int call_method(R *r, const jj_node *at, const jv *o, const char *m, args
 		}
 		if (!strcmp(m, "items") || !strcmp(m, "keys") || !strcmp(m, "values")) {
 			TRY(mklist(r, at, d->n, out));
+			out->tuple = m[0] == 'i' ? 2 : m[0] == 'k' ? 3 : 4;
 			for (size_t i = 0; i < d->n; i++) {
 				if (m[0] == 'k') {
 					out->u.l->v[i] = d->k[i];
@@ -1398,6 +1497,19 @@ static int call_method(R *r, const jj_node *at, const jv *o, const char *m, args
 	return 0;
 }
 
+/* what Python can hash: not lists, dicts or dict views, nor tuples holding them */
+static int hashable_d(const jv *v, int depth)
+{
+	if (depth > TOK_JINJA_MAX_DEPTH || v->t == V_DICT || (v->t == V_LIST && v->tuple != 1))
+		return 0;
+	for (size_t i = 0; v->t == V_LIST && i < v->u.l->n; i++)
+		if (!hashable_d(&v->u.l->v[i], depth + 1))
+			return 0;
+	return 1;
+}
+
+static int hashable(const jv *v) { return hashable_d(v, 0); }
+
 static int eval_cmp(R *r, const jj_node *n, int op, const jv *a, const jv *b, int *res)
 {
 	int c;
@@ -1414,6 +1526,8 @@ static int eval_cmp(R *r, const jj_node *n, int op, const jv *a, const jv *b, in
 			for (size_t i = 0; i < b->u.l->n && !hit; i++)
 				hit = eq(a, &b->u.l->v[i]);
 		} else if (b->t == V_DICT) {
+			if (!hashable(a))
+				return rerr(r, n, -EINVAL, "unhashable type: '%s'", tname(a));
 			for (size_t i = 0; i < b->u.d->n && !hit; i++)
 				hit = eq(a, &b->u.d->k[i]);
 		} else if (b->t != V_UNDEF) {
@@ -1482,7 +1596,8 @@ static int str_format(R *r, const jj_node *n, const jv *f, const jv *args, jv *o
 			TRY(sb_puts(r, n, &b, tmp));
 		}
 	}
-	if (used < na)
+	/* Python: an argument with items that is not a tuple (a list, a dict) may go unused */
+	if (used < na && !(args->t == V_DICT || args->t == V_UNDEF || (args->t == V_LIST && args->tuple != 1)))
 		return rerr(r, n, -EINVAL, "not all arguments converted during string formatting");
 	*out = sb_str(&b);
 	return 0;
@@ -1497,6 +1612,8 @@ static int arith(R *r, const jj_node *n, int op, const jv *a, const jv *b, jv *o
 		*out = sb_str(&sb);
 		return 0;
 	}
+	if (op == JO_MOD && a->t == V_STR)
+		return str_format(r, n, a, b, out);
 	if (a->t == V_UNDEF)
 		return undef_err(r, n, a);
 	if (b->t == V_UNDEF)
@@ -1602,6 +1719,7 @@ static int arith(R *r, const jj_node *n, int op, const jv *a, const jv *b, jv *o
 			*out = mkstr(p, a->u.s.n * (size_t)k);
 		} else {
 			TRY(mklist(r, n, a->u.l->n * (size_t)k, out));
+			out->tuple = a->tuple;
 			for (int64_t i = 0; i < k; i++)
 				memcpy(out->u.l->v + (size_t)i * a->u.l->n, a->u.l->v, a->u.l->n * sizeof(jv));
 		}
@@ -1609,8 +1727,6 @@ static int arith(R *r, const jj_node *n, int op, const jv *a, const jv *b, jv *o
 	}
 	if (op == JO_MUL && (b->t == V_STR || b->t == V_LIST) && (a->t == V_INT || a->t == V_BOOL))
 		return arith(r, n, op, b, a, out);
-	if (op == JO_MOD && a->t == V_STR)
-		return str_format(r, n, a, b, out);
 	return rerr(r, n, -EINVAL, "unsupported operand type(s) for %s: '%s' and '%s'", opname(op), tname(a), tname(b));
 }
 
@@ -1917,8 +2033,8 @@ static int attr_path(R *r, const jj_node *at, const jv *v, const jv *path, jv *o
 			d = e;
 		char *end;
 		long long ix = strtoll(p, &end, 10);
-		if (out->t == V_UNDEF)
-			return 0;
+		if (out->t == V_UNDEF) /* Jinja's attribute getter fails on an undefined value */
+			return undef_err(r, at, out);
 		if (end == d && d > p) {
 			jv k = mkint(ix);
 			TRY(get_item(r, at, out, &k, out));
@@ -2069,8 +2185,10 @@ static int apply_filter(R *r, const jj_node *at, const char *name, jv v, args_t 
 	    !strcmp(name, "capitalize") || !strcmp(name, "replace") || !strcmp(name, "indent") ||
 	    !strcmp(name, "wordcount")) {
 		jv s;
-		if (v.t == V_UNDEF && !strcmp(name, "indent")) /* Jinja's indent adds to its input */
+		if (v.t == V_UNDEF && !strcmp(name, "indent")) /* Jinja's indent adds "\n" to its input */
 			return undef_err(r, at, &v);
+		if (v.t != V_STR && !strcmp(name, "indent"))
+			return rerr(r, at, -EINVAL, "indent needs a string, not %s", tname(&v));
 		if (v.t == V_UNDEF) /* the others take str() of it: "" */
 			s = mkstr("", 0);
 		else
@@ -2136,7 +2254,8 @@ static int apply_filter(R *r, const jj_node *at, const char *name, jv v, args_t 
 			int in = 0;
 			for (size_t i = 0; i < s.u.s.n; i++) {
 				char ch = s.u.s.p[i];
-				int w = (ch >= '0' && ch <= '9') || is_alpha_c(ch);
+				int w = (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+					ch == '_' || (unsigned char)ch >= 0x80;
 				c += w && !in;
 				in = w;
 			}
@@ -2177,7 +2296,9 @@ static int apply_filter(R *r, const jj_node *at, const char *name, jv v, args_t 
 			return rerr(r, at, -EINVAL, "the %s filter needs a mapping, not %s", name, tname(&v));
 		jv plain = v;
 		plain.tuple = 0;
-		return call_method(r, at, &plain, name, a, out, &found);
+		TRY(call_method(r, at, &plain, name, a, out, &found));
+		out->tuple = 0;
+		return 0;
 	}
 	if (!strcmp(name, "list"))
 		return copy_items(r, at, &v, out);
@@ -2197,6 +2318,7 @@ static int apply_filter(R *r, const jj_node *at, const char *name, jv v, args_t 
 		if (!none)
 			return r->rc;
 		TRY(call_method(r, at, &plain, "items", none, out, &found));
+		out->tuple = 0;
 		jv idx = mkstr(byval ? "1" : "0", 1);
 		return sort_items(r, at, out->u.l->v, out->u.l->n, rev && truthy(rev), cs && truthy(cs), &idx);
 	}
@@ -2241,6 +2363,8 @@ static int apply_filter(R *r, const jj_node *at, const char *name, jv v, args_t 
 				TRY(attr_path(r, at, &it[k], at2, &key));
 			if (!(cs && truthy(cs)) && key.t == V_STR)
 				TRY(casemap(r, at, &key, 0, &key));
+			if (!hashable(&key))
+				return rerr(r, at, -EINVAL, "unique: unhashable type: '%s'", tname(&key));
 			size_t j;
 			for (j = 0; j < ns && !eq(&seen[j], &key); j++)
 				;
@@ -2319,6 +2443,8 @@ static int apply_filter(R *r, const jj_node *at, const char *name, jv v, args_t 
 	}
 	if (!strcmp(name, "int") || !strcmp(name, "float")) {
 		int isint = name[0] == 'i';
+		if (v.t == V_UNDEF)
+			return undef_err(r, at, &v);
 		const jv *dv = arg(a, 0, "default");
 		jv d = dv ? *dv : isint ? mkint(0) : mkfloat(0);
 		if (v.t == V_INT || v.t == V_BOOL) {
@@ -2377,7 +2503,18 @@ static int apply_filter(R *r, const jj_node *at, const char *name, jv v, args_t 
 			p = p > 0 ? 15 : -15;
 		double m = pow(10, (double)p), x2 = num(&v) * m;
 		const char *mt = me && me->t == V_STR ? me->u.s.p : "common";
-		double rv = !strncmp(mt, "ceil", 4) ? ceil(x2) : !strncmp(mt, "floor", 5) ? floor(x2) : round(x2);
+		int common = strncmp(mt, "ceil", 4) && strncmp(mt, "floor", 5);
+		if (common && v.t != V_FLOAT && p >= 0) { /* Python's round() of an int is that int */
+			*out = mkint(v.u.i);
+			return 0;
+		}
+		if (common && p >= 0) { /* Python's round(): the exact binary value, halves to even */
+			char buf[400];
+			snprintf(buf, sizeof buf, "%.*f", (int)p, num(&v));
+			*out = mkfloat(strtod(buf, NULL));
+			return 0;
+		}
+		double rv = !common ? (mt[0] == 'c' ? ceil(x2) : floor(x2)) : nearbyint(x2);
 		*out = mkfloat(rv / m);
 		return 0;
 	}
@@ -2428,8 +2565,8 @@ static int apply_test(R *r, const jj_node *at, const char *name, const jv *v, ar
 		*res = v->t == V_DICT;
 	else if (!strcmp(name, "iterable"))
 		*res = v->t == V_STR || v->t == V_LIST || v->t == V_DICT || v->t == V_UNDEF;
-	else if (!strcmp(name, "sequence"))
-		*res = v->t == V_STR || v->t == V_LIST || v->t == V_DICT || v->t == V_UNDEF;
+	else if (!strcmp(name, "sequence")) /* has len() and [] (dict views have no []) */
+		*res = v->t == V_STR || (v->t == V_LIST && v->tuple < 2) || v->t == V_DICT || v->t == V_UNDEF;
 	else if (!strcmp(name, "number"))
 		*res = is_num(v);
 	else if (!strcmp(name, "integer"))
@@ -2445,16 +2582,15 @@ static int apply_test(R *r, const jj_node *at, const char *name, const jv *v, ar
 	else if (!strcmp(name, "callable"))
 		*res = v->t == V_FUNC;
 	else if (!strcmp(name, "even") || !strcmp(name, "odd") || !strcmp(name, "divisibleby")) {
-		if (v->t != V_INT && v->t != V_BOOL)
-			return rerr(r, at, -EINVAL, "the %s test needs an integer, not %s", name, tname(v));
-		if (name[0] == 'd') {
-			TRY(need_int(r, at, x, "divisibleby"));
-			if (!x->u.i)
-				return rerr(r, at, -EINVAL, "divisibleby(0)");
-			*res = v->u.i % x->u.i == 0;
-		} else {
-			*res = (v->u.i % 2 == 0) == (name[0] == 'e');
-		}
+		/* value % n == 0 (even, divisibleby) or == 1 (odd), with Python's modulo */
+		jv two = mkint(2), m;
+		const jv *d = name[0] == 'd' ? x : &two;
+		if (!d)
+			return rerr(r, at, -EINVAL, "divisibleby needs a number");
+		if (!is_num(v) || !is_num(d))
+			return rerr(r, at, -EINVAL, "the %s test needs numbers, not %s", name, tname(is_num(v) ? d : v));
+		TRY(arith(r, at, JO_MOD, v, d, &m));
+		*res = name[0] == 'o' ? num(&m) == 1 : num(&m) == 0;
 	} else if (!strcmp(name, "lower") || !strcmp(name, "upper")) {
 		int found;
 		jv o;

@@ -240,6 +240,22 @@ static void test_jinja_errors(void)
 	T_EQ_INT(render(ds, strlen(ds), NULL, NULL, &o2, e2, sizeof e2), 0);
 	T_EQ_STR(o2, "[('A', 3), ('b', 1), ('c', 2)][('b', 1), ('c', 2), ('A', 3)][('c', 2), ('b', 1), ('A', 3)]a-2");
 	free(o2);
+	const char *py = "{{ 2.5|round }}{{ 3.5|round }}{{ 3|round }}{{ 2.675|round(2) }}{{ 1.5|round(0, 'floor') }}{{ -2.5|round }}|"
+			 "{{ {'a': 1}.items() }}{{ {'a': 1}.keys() }}{{ {'a': 1}.values() }}{{ {'a': 1}|dictsort }}|{{ [u, 1] }}";
+	T_EQ_INT(render(py, strlen(py), NULL, NULL, &o2, e2, sizeof e2), 0);
+	T_EQ_STR(o2, "2.04.032.671.0-2.0|dict_items([('a', 1)])dict_keys(['a'])dict_values([1])[('a', 1)]|[Undefined, 1]");
+	free(o2);
+	fails("{{ [1] in {'a': 1} }}", NULL, -EINVAL, "unhashable type: 'list'");
+	/* case mapping beyond ASCII (Latin-1, Latin Extended-A, Greek, Cyrillic), title over CJK */
+	const char *cm = "{{ 'h\u00e9llo \u00ff \u0151 \u03c3\u03c2 \u0436\u0451'.upper() }}|{{ '\u00c9COLE \u0178 \u0398 \u0416\u0401' | lower }}|"
+			 "{{ '\u4f60\u597dworld \u00e9t\u00e9' | title }}|{{ '\u4f60\u597dworld \u00e9t\u00e9'.title() }}|{{ '\u00e9T\u00c9' | capitalize }}";
+	T_EQ_INT(render(cm, strlen(cm), NULL, NULL, &o2, e2, sizeof e2), 0);
+	T_EQ_STR(o2, "H\u00c9LLO \u0178 \u0150 \u03a3\u03a3 \u0416\u0401|\u00e9cole \u00ff \u03b8 \u0436\u0451|"
+		     "\u4f60\u597dworld \u00c9t\u00e9|\u4f60\u597dWorld \u00c9t\u00e9|\u00c9t\u00e9");
+	free(o2);
+	fails("{{ (1, 2) < [1, 2] }}", NULL, -EINVAL, "not supported between instances of 'tuple' and 'list'");
+	fails("{{ [{'a': 1}] | unique | list }}", NULL, -EINVAL, "unhashable type");
+	fails("{{ true | indent }}", NULL, -EINVAL, "indent needs a string");
 	fails("{{ '%s %s' % ('a',) }}", NULL, -EINVAL, "not enough arguments");
 	fails("{{ '%s' % ('a', 'b') }}", NULL, -EINVAL, "not all arguments converted");
 	fails("{{ '%x' % 1 }}", NULL, -EINVAL, "only %s %r %d %i %f");
@@ -325,6 +341,19 @@ static void test_jinja_limits(void)
 	strcat(src, " }}");
 	fails(src, NULL, -E2BIG, "nest more than");
 	free(src);
+	/* values nested deeper than the tree by a loop, or a namespace holding itself */
+	fails("{% set ns = namespace(x=1) %}{% for i in range(100000) %}{% set ns.x = [ns.x] %}{% endfor %}{{ ns.x }}", NULL,
+	      -E2BIG, "a value nests more than");
+	fails("{% set ns = namespace(x=1) %}{% for i in range(100000) %}{% set ns.x = [ns.x] %}{% endfor %}{{ ns.x | tojson }}", NULL,
+	      -E2BIG, "nests more than");
+	fails("{% set ns = namespace(x=1) %}{% for i in range(100000) %}{% set ns.x = [ns.x] %}{% endfor %}{{ ns.x < [ns.x] }}", NULL,
+	      -E2BIG, "a value nests more than");
+	fails("{% set ns = namespace() %}{% set ns.me = ns %}{{ ns }}", NULL, -E2BIG, "holds itself");
+	char *o3 = NULL, e3[200];
+	const char *selfeq = "{% set ns = namespace() %}{% set ns.me = ns %}{{ ns == ns }}{{ [ns] in [[ns]] }}";
+	T_EQ_INT(render(selfeq, strlen(selfeq), NULL, NULL, &o3, e3, sizeof e3), 0);
+	T_EQ_STR(o3, "TrueTrue");
+	free(o3);
 	/* a source over the size limit */
 	size_t big = TOK_JINJA_MAX_SRC + 1;
 	src = malloc(big);
