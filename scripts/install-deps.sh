@@ -4,7 +4,7 @@
 set -eu
 PKGS="build-essential libuv1-dev node-llhttp libzstd-dev zstd liburing-dev libxxhash-dev \
 libsqlite3-dev postgresql libpq-dev libjansson-dev libsodium-dev zlib1g-dev libopenblas-dev curl wrk nginx-light prometheus fio clang \
-libclang-rt-14-dev python3 python3-yaml gnuplot-nox haproxy"
+libclang-rt-14-dev python3 python3-yaml python3-jinja2 gnuplot-nox haproxy"
 # kubectl (tests/deploy renders and parses the manifests offline): Debian's kubernetes-client,
 # unless a kubectl from another package is already installed (the two hold the same file)
 command -v kubectl >/dev/null 2>&1 || PKGS="$PKGS kubernetes-client"

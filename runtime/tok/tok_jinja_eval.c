@@ -1696,6 +1696,8 @@ static int arith(R *r, const jj_node *n, int op, const jv *a, const jv *b, jv *o
 		*out = mkstr(p, a->u.s.n + b->u.s.n);
 		return 0;
 	}
+	if ((a->t == V_LIST && a->tuple >= 2) || (b->t == V_LIST && b->tuple >= 2)) /* dict views */
+		return rerr(r, n, -EINVAL, "unsupported operand type(s) for %s: '%s' and '%s'", opname(op), tname(a), tname(b));
 	if (op == JO_ADD && a->t == V_LIST && b->t == V_LIST && a->tuple == b->tuple) {
 		TRY(mklist(r, n, a->u.l->n + b->u.l->n, out));
 		out->tuple = a->tuple;
@@ -2538,12 +2540,22 @@ static int apply_filter(R *r, const jj_node *at, const char *name, jv v, args_t 
 			*out = UNDEF;
 			return 0;
 		}
-		*out = it[0];
-		for (size_t k = 1; k < n; k++) {
-			int c;
-			TRY(cmp_vals(r, at, &it[k], out, &c));
-			if (name[1] == 'i' ? c < 0 : c > 0)
+		/* Jinja's min/max: case-insensitive unless asked, optionally by an attribute */
+		const jv *cs = arg(a, 0, "case_sensitive"), *at2 = arg(a, 1, "attribute");
+		jv best = UNDEF;
+		for (size_t k = 0; k < n; k++) {
+			jv key = it[k];
+			int c = 0;
+			if (at2)
+				TRY(attr_path(r, at, &it[k], at2, &key));
+			if (!(cs && truthy(cs)) && key.t == V_STR)
+				TRY(casemap(r, at, &key, 0, &key));
+			if (k)
+				TRY(cmp_vals(r, at, &key, &best, &c));
+			if (!k || (name[1] == 'i' ? c < 0 : c > 0)) {
+				best = key;
 				*out = it[k];
+			}
 		}
 		return 0;
 	}
