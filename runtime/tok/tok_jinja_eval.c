@@ -5,7 +5,7 @@
  * tests, loops with the loop variable, namespaces, macros and call blocks. All values of one
  * render live in one arena whose budget bounds its memory; steps, loop iterations, macro depth
  * and output are bounded too. Strings are UTF-8; lengths, indexes and slices count code points
- * as Python does. Case mapping (upper, lower, title, capitalize) changes ASCII letters only.
+ * as Python does. Case mapping covers ASCII, Latin-1, Latin Extended-A, Greek and Cyrillic.
  * See tok_jinja.h. */
 #include <errno.h>
 #include <math.h>
