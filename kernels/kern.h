@@ -317,7 +317,8 @@ int kern_adam(kern_dev *d, float *p, float *mo, float *v, const float *g, int64_
  * Activations and gradients are F32 row-major; frozen base weights enter products as kern_mat
  * in F32, F16 or BF16 (not I8). "Written" outputs are only written (they may hold NaN before);
  * "accumulated" ones get += and must hold valid values. Outputs must not overlap inputs. A
- * backend without one of these ops answers -ENOTSUP (and names the op on stderr). */
+ * backend without one of these ops answers -ENOTSUP (and names the op on stderr). GPU: own
+ * kernels, cuBLAS for the products (kern_linear_bwd, kern_lora, kern_lora_bwd). */
 
 /* kern_rmsnorm_bwd: the backward of kern_rmsnorm (y = x * r * w, r = 1 / sqrt(mean(x^2) + eps)
  * per row of x[m, dim]) for the upstream gradient dy[m, dim]: dx[m, dim] (written) and, when dw
@@ -333,7 +334,8 @@ int kern_rope_bwd(kern_dev *d, float *g, const int32_t *pos, int64_t m, int64_t 
  * q[nseq * T, heads, hd], k and v [nseq * T, kvheads, hd] (grouped-query as kern_attention:
  * head h reads KV head h / (heads / kvheads)); token t of a sequence attends to tokens 0..t
  * of the same sequence with softmax(q.k * scale). out[nseq * T, heads, hd] (written) and, for
- * the backward, lse[nseq * T, heads] = log sum_j exp(q.k_j * scale) (written). */
+ * the backward, lse[nseq * T, heads] = log sum_j exp(q.k_j * scale) (written). A GPU takes
+ * hd <= 256 (-ENOTSUP above). */
 int kern_causal_attention(kern_dev *d, const float *q, const float *k, const float *v,
 			  int64_t nseq, int64_t T, int64_t heads, int64_t kvheads, int64_t hd,
 			  float scale, float *out, float *lse);
@@ -360,7 +362,8 @@ int kern_linear_bwd(kern_dev *d, const float *dy, int64_t m, const kern_mat *w, 
  * ignored; loss[0] (may be NULL) = mean over the c other rows of -log softmax(x_i)[tgt_i]
  * (NaN when c == 0), and grad[m, n] (may be NULL; written) = (softmax(x_i) - onehot(tgt_i)) *
  * scale / c, zero on ignored rows (all zero when c == 0). A target outside 0..n-1 other than
- * -100 is -EINVAL. */
+ * -100 is -EINVAL where the backend reads targets on the host (CPU); a GPU, which reads them
+ * only on the device, makes the loss and that row's gradient NaN instead. */
 #define KERN_IGNORE_INDEX (-100)
 int kern_xent_lm(kern_dev *d, const float *x, const int32_t *tgt, int64_t m, int64_t n,
 		 float scale, float *grad, float *loss);

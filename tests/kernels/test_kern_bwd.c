@@ -4,8 +4,8 @@
  * precision and checked against the kern forward; each backward is checked against central
  * finite differences of that double forward, for L = sum(dy * forward) with a random dy (the
  * cross-entropy: L = its mean loss). Outputs are poisoned with NaN before every call, so an
- * element an op forgets to write fails. Then the CUDA device (skipped without a GPU) against
- * the CPU with poisoned outputs for the ops it runs, and -ENOTSUP for those it does not.
+ * element an op forgets to write fails. Then every op on the CUDA device (skipped without a
+ * GPU) against the CPU on fresh random inputs, the GPU outputs poisoned (NaN bytes) first.
  *
  * Tolerance: the differences are taken in double with h = 1e-4 on O(1) inputs, so their own
  * error (truncation ~h^2, rounding ~1e-16/h) is below 1e-8; what remains is the op's F32
@@ -613,58 +613,188 @@ static void test_lora(void)
 
 /* ---- CUDA against the CPU ---- */
 
-static void test_cuda(void)
+/* the GPU result d (n floats, freed) against the CPU's c */
+static int cu_cmp(float *d, const float *c, int64_t n, double atol, double rtol, const char *what)
+{
+	float *h = down(d, (size_t)n * 4);
+	int ok = close_f(h, c, (size_t)n, atol, rtol, what);
+	free(h);
+	kern_free(G, d);
+	return ok;
+}
+
+static void test_cuda_norm_rope_silu(void)
 {
 	if (!open_devs())
 		T_SKIP("no GPU");
-	/* LoRA products (kern_gemm: cuBLAS) and the F32 frozen-weight gradient */
-	int64_t m = 37, k = 64, n = 48, r = 8;
-	float scale = 2.0f;
-	float *x = rnd(m * k, 1), *a = rnd(r * k, 0.5f), *b = rnd(n * r, 0.5f), *dy = rnd(m * n, 1);
-	float *y = rnd(m * n, 1), *dx = rnd(m * k, 1), *w = rnd(n * k, 1);
-	float *gx = up(x, m * k * 4), *ga = up(a, r * k * 4), *gb = up(b, n * r * 4);
-	float *gdy = up(dy, m * n * 4), *gy = up(y, m * n * 4), *gdx = up(dx, m * k * 4);
-	float *gw = up(w, n * k * 4);
-	float *gxa = poisoned(m * r * 4), *gdxa = poisoned(m * r * 4), *gda = poisoned(r * k * 4);
-	float *gdb = poisoned(n * r * 4), *glx = poisoned(m * k * 4);
-	float *xa = nanbuf(m * r), *dxa = nanbuf(m * r), *da = nanbuf(r * k), *db = nanbuf(n * r);
-	float *lx = nanbuf(m * k);
-	T_EQ_INT(kern_lora(C, x, m, k, n, r, a, b, scale, xa, y), 0);
-	T_EQ_INT(kern_lora_bwd(C, x, m, k, n, r, a, b, xa, dy, scale, dxa, da, db, dx), 0);
-	T_EQ_INT(kern_lora(G, gx, m, k, n, r, ga, gb, scale, gxa, gy), 0);
-	T_EQ_INT(kern_lora_bwd(G, gx, m, k, n, r, ga, gb, gxa, gdy, scale, gdxa, gda, gdb, gdx), 0);
-	kern_mat W = {.dt = KERN_F32, .n = n, .k = k, .data = w};
-	kern_mat GW = {.dt = KERN_F32, .n = n, .k = k, .data = gw};
-	T_EQ_INT(kern_linear_bwd(C, dy, m, &W, 0, lx), 0);
-	T_EQ_INT(kern_linear_bwd(G, gdy, m, &GW, 0, glx), 0);
-	struct { float *g, *c; int64_t n; const char *what; } cmp[] = {
-		{gxa, xa, m * r, "cuda lora xa"}, {gy, y, m * n, "cuda lora y"},
-		{gdxa, dxa, m * r, "cuda lora dxa"}, {gda, da, r * k, "cuda lora da"},
-		{gdb, db, n * r, "cuda lora db"}, {gdx, dx, m * k, "cuda lora dx"},
-		{glx, lx, m * k, "cuda linear_bwd f32"},
-	};
-	for (size_t i = 0; i < sizeof cmp / sizeof cmp[0]; i++) {
-		float *h = down(cmp[i].g, cmp[i].n * 4);
-		T_CHECK(close_f(h, cmp[i].c, cmp[i].n, 1e-4, 1e-4, cmp[i].what));
-		free(h);
-		kern_free(G, cmp[i].g);
+	int64_t shapes[][2] = {{1, 8}, {7, 64}, {33, 2048}};
+	char what[64];
+	for (size_t s = 0; s < 3; s++) {
+		int64_t m = shapes[s][0], dim = shapes[s][1], n = m * dim;
+		float *x = rnd(n, 2), *w = rnd(dim, 1.5f), *dy = rnd(n, 1), *up2 = rnd(n, 2);
+		float *dx = nanbuf(n), *dw = nanbuf(dim), *dg = nanbuf(n), *du = nanbuf(n);
+		float *gx = up(x, n * 4), *gw = up(w, dim * 4), *gdy = up(dy, n * 4), *gu = up(up2, n * 4);
+		float *gdx = poisoned(n * 4), *gdw = poisoned(dim * 4);
+		float *gdg = poisoned(n * 4), *gdu = poisoned(n * 4);
+		T_EQ_INT(kern_rmsnorm_bwd(C, x, w, dy, m, dim, 1e-5f, dx, dw), 0);
+		T_EQ_INT(kern_rmsnorm_bwd(G, gx, gw, gdy, m, dim, 1e-5f, gdx, gdw), 0);
+		snprintf(what, sizeof what, "cuda rmsnorm_bwd %lldx%lld", (long long)m, (long long)dim);
+		T_CHECK(cu_cmp(gdx, dx, n, 1e-5, 1e-4, what));
+		T_CHECK(cu_cmp(gdw, dw, dim, 1e-5 * sqrt((double)m), 1e-4, what));
+		T_EQ_INT(kern_silu_mul_bwd(C, x, up2, dy, n, dg, du), 0);
+		T_EQ_INT(kern_silu_mul_bwd(G, gx, gu, gdy, n, gdg, gdu), 0);
+		T_CHECK(cu_cmp(gdg, dg, n, 1e-6, 1e-5, "cuda silu_mul_bwd dgate"));
+		T_CHECK(cu_cmp(gdu, du, n, 1e-6, 1e-5, "cuda silu_mul_bwd dup"));
+		kern_free(G, gx); kern_free(G, gw); kern_free(G, gdy); kern_free(G, gu);
+		free(x); free(w); free(dy); free(up2); free(dx); free(dw); free(dg); free(du);
 	}
-	/* the ops the CUDA backend has no kernel for answer -ENOTSUP, never a result */
+	int32_t pos[] = {0, 5, 4095, 131071, 500000};
+	int64_t m = 5, heads = 4, hd = 128, n = m * heads * hd;
+	int32_t *gpos = up(pos, sizeof pos);
+	float *g = rnd(n, 1), *gg = up(g, n * 4);
+	T_EQ_INT(kern_rope_bwd(C, g, pos, m, heads, hd, 500000.0f), 0);
+	T_EQ_INT(kern_rope_bwd(G, gg, gpos, m, heads, hd, 500000.0f), 0);
+	/* sincosf on the GPU against sinf/cosf on the CPU at angles up to 5e5 rad: both reduce
+	 * the same F32 angle, the results agree to a few F32 ulps of the unit circle */
+	T_CHECK(cu_cmp(gg, g, n, 1e-5, 1e-4, "cuda rope_bwd"));
+	kern_free(G, gpos);
+	free(g);
+}
+
+static void test_cuda_attention(void)
+{
+	if (!open_devs())
+		T_SKIP("no GPU");
+	int64_t cfg[][5] = {{1, 1, 1, 1, 4}, {2, 9, 4, 2, 64}, {2, 33, 8, 2, 128}, {1, 17, 4, 4, 40},
+			    {1, 64, 32, 8, 64}};
+	char what[96];
+	for (size_t s = 0; s < sizeof cfg / sizeof cfg[0]; s++) {
+		int64_t nseq = cfg[s][0], T = cfg[s][1], H = cfg[s][2], KV = cfg[s][3], hd = cfg[s][4];
+		int64_t nq = nseq * T * H * hd, nk = nseq * T * KV * hd, nl = nseq * T * H;
+		float scale = 1.0f / sqrtf((float)hd);
+		float *q = rnd(nq, 1.5f), *k = rnd(nk, 1.5f), *v = rnd(nk, 1), *dy = rnd(nq, 1);
+		float *out = nanbuf(nq), *lse = nanbuf(nl), *dq = nanbuf(nq), *dk = nanbuf(nk),
+		      *dv = nanbuf(nk);
+		float *gq = up(q, nq * 4), *gk = up(k, nk * 4), *gv = up(v, nk * 4), *gdy = up(dy, nq * 4);
+		float *go = poisoned(nq * 4), *gl = poisoned(nl * 4), *gdq = poisoned(nq * 4);
+		float *gdk = poisoned(nk * 4), *gdv = poisoned(nk * 4);
+		T_EQ_INT(kern_causal_attention(C, q, k, v, nseq, T, H, KV, hd, scale, out, lse), 0);
+		T_EQ_INT(kern_causal_attention(G, gq, gk, gv, nseq, T, H, KV, hd, scale, go, gl), 0);
+		T_EQ_INT(kern_causal_attention_bwd(C, q, k, v, out, lse, dy, nseq, T, H, KV, hd, scale,
+						   dq, dk, dv), 0);
+		/* the GPU backward runs on the GPU's own forward */
+		T_EQ_INT(kern_causal_attention_bwd(G, gq, gk, gv, go, gl, gdy, nseq, T, H, KV, hd, scale,
+						   gdq, gdk, gdv), 0);
+		snprintf(what, sizeof what, "cuda attention nseq %lld T %lld heads %lld/%lld hd %lld",
+			 (long long)nseq, (long long)T, (long long)H, (long long)KV, (long long)hd);
+		double tol = 1e-5 * sqrt((double)T * hd * (H / KV));
+		T_CHECK(cu_cmp(go, out, nq, tol, 1e-4, what));
+		T_CHECK(cu_cmp(gl, lse, nl, tol, 1e-5, what));
+		T_CHECK(cu_cmp(gdq, dq, nq, tol, 1e-3, what));
+		T_CHECK(cu_cmp(gdk, dk, nk, tol, 1e-3, what));
+		T_CHECK(cu_cmp(gdv, dv, nk, tol, 1e-3, what));
+		kern_free(G, gq); kern_free(G, gk); kern_free(G, gv); kern_free(G, gdy);
+		free(q); free(k); free(v); free(dy); free(out); free(lse); free(dq); free(dk); free(dv);
+	}
 	float *s = poisoned(4096);
-	int32_t *pos = (int32_t *)poisoned(64), *tgt = (int32_t *)poisoned(64);
-	T_EQ_INT(kern_rmsnorm_bwd(G, s, s, s, 1, 8, 1e-5f, s, s), -ENOTSUP);
-	T_EQ_INT(kern_rope_bwd(G, s, pos, 1, 1, 8, 10000.0f), -ENOTSUP);
-	T_EQ_INT(kern_causal_attention(G, s, s, s, 1, 2, 2, 1, 4, 0.5f, s, s), -ENOTSUP);
-	T_EQ_INT(kern_causal_attention_bwd(G, s, s, s, s, s, s, 1, 2, 2, 1, 4, 0.5f, s, s, s),
-		 -ENOTSUP);
-	T_EQ_INT(kern_silu_mul_bwd(G, s, s, s, 8, s, s), -ENOTSUP);
-	T_EQ_INT(kern_xent_lm(G, s, tgt, 1, 8, 1.0f, s, s), -ENOTSUP);
-	kern_mat WB = {.dt = KERN_BF16, .n = 4, .k = 4, .data = s};
-	T_EQ_INT(kern_linear_bwd(G, s, 1, &WB, 0, s), -ENOTSUP);
-	kern_free(G, s); kern_free(G, pos); kern_free(G, tgt);
-	kern_free(G, gx); kern_free(G, ga); kern_free(G, gb); kern_free(G, gdy); kern_free(G, gw);
-	free(x); free(a); free(b); free(dy); free(y); free(dx); free(w);
-	free(xa); free(dxa); free(da); free(db); free(lx);
+	T_EQ_INT(kern_causal_attention(G, s, s, s, 1, 1, 1, 1, 264, 0.5f, s, s), -ENOTSUP);
+	kern_free(G, s);
+}
+
+static void test_cuda_xent_products(void)
+{
+	if (!open_devs())
+		T_SKIP("no GPU");
+	/* cross-entropy with ignored rows, and with every row ignored */
+	int64_t m = 67, n = 1000;
+	int32_t *tgt = malloc(m * 4);
+	for (int64_t i = 0; i < m; i++)
+		tgt[i] = i % 5 == 2 ? KERN_IGNORE_INDEX : (int32_t)((i * 7919) % n);
+	float *x = rnd(m * n, 6), *g = nanbuf(m * n), loss = NAN;
+	float *gx = up(x, m * n * 4), *gg = poisoned(m * n * 4), *gloss = poisoned(4);
+	int32_t *gt = up(tgt, m * 4);
+	T_EQ_INT(kern_xent_lm(C, x, tgt, m, n, 0.5f, g, &loss), 0);
+	T_EQ_INT(kern_xent_lm(G, gx, gt, m, n, 0.5f, gg, gloss), 0);
+	T_CHECK(cu_cmp(gg, g, m * n, 1e-7, 1e-4, "cuda xent_lm grad"));
+	T_CHECK(cu_cmp(gloss, &loss, 1, 1e-6, 1e-5, "cuda xent_lm loss"));
+	for (int64_t i = 0; i < m; i++)
+		tgt[i] = KERN_IGNORE_INDEX;
+	kern_copy_h2d(G, gt, tgt, m * 4);
+	gg = poisoned(m * n * 4);
+	gloss = poisoned(4);
+	T_EQ_INT(kern_xent_lm(G, gx, gt, m, n, 1.0f, gg, gloss), 0);
+	float *h = down(gg, m * n * 4), *hl = down(gloss, 4);
+	int allz = 1;
+	for (int64_t i = 0; i < m * n; i++)
+		allz &= h[i] == 0.0f;
+	T_CHECK(allz);
+	T_CHECK(isnan(hl[0]));
+	free(h); free(hl);
+	/* a target out of range: NaN loss on the GPU */
+	tgt[0] = (int32_t)n;
+	kern_copy_h2d(G, gt, tgt, m * 4);
+	T_EQ_INT(kern_xent_lm(G, gx, gt, m, n, 1.0f, gg, gloss), 0);
+	hl = down(gloss, 4);
+	T_CHECK(isnan(hl[0]));
+	free(hl);
+	kern_free(G, gg); kern_free(G, gloss); kern_free(G, gx); kern_free(G, gt);
+	free(tgt); free(x); free(g);
+
+	/* frozen-weight gradients in every float dtype, written and accumulated */
+	kern_dtype dts[] = {KERN_F32, KERN_F16, KERN_BF16};
+	int64_t ps[][3] = {{1, 96, 64}, {5, 64, 96}, {70, 256, 128}};
+	for (size_t t = 0; t < 3; t++)
+		for (size_t s = 0; s < 3; s++) {
+			int64_t pm = ps[s][0], pn = ps[s][1], pk = ps[s][2];
+			float *w = rnd(pn * pk, 1), *dy = rnd(pm * pn, 1), *dx = rnd(pm * pk, 1);
+			void *wd = as_dtype(w, pn * pk, dts[t]);
+			size_t wb = (size_t)(pn * pk) * kern_dtype_size(dts[t]);
+			void *gw = up(wd, wb);
+			float *gdy = up(dy, pm * pn * 4), *gdx = up(dx, pm * pk * 4);
+			kern_mat W = {.dt = dts[t], .n = pn, .k = pk, .data = wd};
+			kern_mat GW = {.dt = dts[t], .n = pn, .k = pk, .data = gw};
+			int acc = (int)(s % 2);
+			if (!acc) {
+				kern_free(G, gdx);
+				gdx = poisoned(pm * pk * 4);
+			}
+			T_EQ_INT(kern_linear_bwd(C, dy, pm, &W, acc, dx), 0);
+			T_EQ_INT(kern_linear_bwd(G, gdy, pm, &GW, acc, gdx), 0);
+			/* F16/BF16: the GPU rounds dy to the weight dtype (relative 2^-9 / 2^-12 per
+			 * term), so the error is that of a sum of pn terms of size ~1 */
+			double atol = dts[t] == KERN_BF16 ? 4e-3 * sqrt((double)pn)
+				    : dts[t] == KERN_F16 ? 5e-4 * sqrt((double)pn) : 1e-5 * sqrt((double)pn);
+			char what[64];
+			snprintf(what, sizeof what, "cuda linear_bwd %s m %lld acc %d",
+				 kern_dtype_name(dts[t]), (long long)pm, acc);
+			T_CHECK(cu_cmp(gdx, dx, pm * pk, atol, 1e-4, what));
+			kern_free(G, gw); kern_free(G, gdy);
+			free(w); free(dy); free(dx); free(wd);
+		}
+
+	/* LoRA products (kern_gemm: cuBLAS) */
+	int64_t lm = 37, k = 64, ln = 48, r = 8;
+	float scale = 2.0f;
+	float *lx = rnd(lm * k, 1), *a = rnd(r * k, 0.5f), *b = rnd(ln * r, 0.5f), *dy = rnd(lm * ln, 1);
+	float *y = rnd(lm * ln, 1), *dx = rnd(lm * k, 1);
+	float *glx = up(lx, lm * k * 4), *ga = up(a, r * k * 4), *gb = up(b, ln * r * 4);
+	float *gdy = up(dy, lm * ln * 4), *gy = up(y, lm * ln * 4), *gdx = up(dx, lm * k * 4);
+	float *gxa = poisoned(lm * r * 4), *gdxa = poisoned(lm * r * 4), *gda = poisoned(r * k * 4);
+	float *gdb = poisoned(ln * r * 4);
+	float *xa = nanbuf(lm * r), *dxa = nanbuf(lm * r), *da = nanbuf(r * k), *db = nanbuf(ln * r);
+	T_EQ_INT(kern_lora(C, lx, lm, k, ln, r, a, b, scale, xa, y), 0);
+	T_EQ_INT(kern_lora_bwd(C, lx, lm, k, ln, r, a, b, xa, dy, scale, dxa, da, db, dx), 0);
+	T_EQ_INT(kern_lora(G, glx, lm, k, ln, r, ga, gb, scale, gxa, gy), 0);
+	T_EQ_INT(kern_lora_bwd(G, glx, lm, k, ln, r, ga, gb, gxa, gdy, scale, gdxa, gda, gdb, gdx), 0);
+	T_CHECK(cu_cmp(gxa, xa, lm * r, 1e-4, 1e-4, "cuda lora xa"));
+	T_CHECK(cu_cmp(gy, y, lm * ln, 1e-4, 1e-4, "cuda lora y"));
+	T_CHECK(cu_cmp(gdxa, dxa, lm * r, 1e-4, 1e-4, "cuda lora dxa"));
+	T_CHECK(cu_cmp(gda, da, r * k, 1e-4, 1e-4, "cuda lora da"));
+	T_CHECK(cu_cmp(gdb, db, ln * r, 1e-4, 1e-4, "cuda lora db"));
+	T_CHECK(cu_cmp(gdx, dx, lm * k, 1e-4, 1e-4, "cuda lora dx"));
+	kern_free(G, glx); kern_free(G, ga); kern_free(G, gb); kern_free(G, gdy);
+	free(lx); free(a); free(b); free(dy); free(y); free(dx);
+	free(xa); free(dxa); free(da); free(db);
 }
 
 void t_main(void)
@@ -676,7 +806,9 @@ void t_main(void)
 	T_RUN(test_linear_bwd);
 	T_RUN(test_xent_lm);
 	T_RUN(test_lora);
-	T_RUN(test_cuda);
+	T_RUN(test_cuda_norm_rope_silu);
+	T_RUN(test_cuda_attention);
+	T_RUN(test_cuda_xent_products);
 	if (G)
 		kern_dev_close(G);
 	if (C)
