@@ -695,7 +695,7 @@ static int bwd_notsup(const kern_dev *d, const char *op)
 int kern_rmsnorm_bwd(kern_dev *d, const float *x, const float *w, const float *dy, int64_t m,
 		     int64_t dim, float eps, float *dx, float *dw)
 {
-	if (m < 0 || dim <= 0 || dim > INT32_MAX || !(eps >= 0) || !isfinite(eps) ||
+	if (m < 0 || m > INT32_MAX || dim <= 0 || dim > INT32_MAX || !(eps >= 0) || !isfinite(eps) ||
 	    (m && (!x || !w || !dy || !dx)))
 		return -EINVAL;
 	if (!d->be->rmsnorm_bwd)
@@ -714,7 +714,7 @@ int kern_rmsnorm_bwd(kern_dev *d, const float *x, const float *w, const float *d
 int kern_rope_bwd(kern_dev *d, float *g, const int32_t *pos, int64_t m, int64_t heads,
 		  int64_t hd, float theta)
 {
-	if (m < 0 || heads <= 0 || hd <= 0 || hd % 2 || !(theta > 0) || !isfinite(theta) ||
+	if (m < 0 || m > INT32_MAX || heads <= 0 || hd <= 0 || hd % 2 || !(theta > 0) || !isfinite(theta) ||
 	    (m && (!g || !pos)))
 		return -EINVAL;
 	if (!d->be->rope_bwd)
@@ -727,6 +727,7 @@ static int causal_shape_ok(int64_t nseq, int64_t T, int64_t heads, int64_t kvhea
 {
 	return nseq >= 0 && T > 0 && T <= INT32_MAX && heads > 0 && kvheads > 0 &&
 	       heads % kvheads == 0 && hd > 0 && isfinite(scale) &&
+	       (double)nseq * (double)T * (double)heads <= (double)INT32_MAX &&
 	       (double)nseq * (double)T * (double)heads * (double)hd < 9e15;
 }
 
@@ -770,7 +771,7 @@ int kern_silu_mul_bwd(kern_dev *d, const float *gate, const float *up, const flo
 int kern_linear_bwd(kern_dev *d, const float *dy, int64_t m, const kern_mat *w, int accumulate,
 		    float *dx)
 {
-	if (!w || m < 0 || w->n <= 0 || w->k <= 0 || w->n > INT32_MAX || w->k > INT32_MAX ||
+	if (!w || m < 0 || m > INT32_MAX || w->n <= 0 || w->k <= 0 || w->n > INT32_MAX || w->k > INT32_MAX ||
 	    !w->data || (accumulate != 0 && accumulate != 1) ||
 	    (w->dt != KERN_F32 && w->dt != KERN_F16 && w->dt != KERN_BF16) || (m && (!dy || !dx)))
 		return -EINVAL;
@@ -787,7 +788,8 @@ int kern_linear_bwd(kern_dev *d, const float *dy, int64_t m, const kern_mat *w, 
 int kern_xent_lm(kern_dev *d, const float *x, const int32_t *tgt, int64_t m, int64_t n,
 		 float scale, float *grad, float *loss)
 {
-	if (m < 0 || n <= 0 || n > INT32_MAX || !isfinite(scale) || (m && (!x || !tgt)))
+	if (m < 0 || m > INT32_MAX || n <= 0 || n > INT32_MAX || !isfinite(scale) ||
+	    (m && (!x || !tgt)))
 		return -EINVAL;
 	if (!d->be->xent_lm)
 		return bwd_notsup(d, "xent_lm");
