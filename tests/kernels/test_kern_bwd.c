@@ -11,9 +11,9 @@
  * error (truncation ~h^2, rounding ~1e-16/h) is below 1e-8; what remains is the op's F32
  * arithmetic: sums of at most a few hundred terms (relative error ~1e-6) and cancellations
  * (softmax minus one-hot, the two terms of the RMSNorm gradient, the attention's dP - D) that
- * can cost two or three digits against the largest gradient element. Hence rtol 1e-3 with an
- * atol of 1e-4 times the largest |gradient|: a wrong term, sign, scale or group moves elements
- * by far more. */
+ * can cost a digit against the largest gradient element. Hence rtol 1e-4 with an atol of 1e-5
+ * times the largest |gradient| (the ops pass at a tenth of both): a wrong term, sign, scale,
+ * mask or group, or a 0.1% error in one factor, moves elements by more. */
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -69,13 +69,13 @@ static void fd(double (*L)(void *), void *ctx, double *p, size_t n, float *g)
 	}
 }
 
-/* the gradient check: rtol 1e-3, atol 1e-4 * max |want| (see the file comment) */
+/* the gradient check: rtol 1e-4, atol 1e-5 * max |want| (see the file comment) */
 static int grad_ok(const float *got, const float *want, size_t n, const char *what)
 {
 	double mx = 0;
 	for (size_t i = 0; i < n; i++)
 		mx = fabs(want[i]) > mx ? fabs(want[i]) : mx;
-	return close_f(got, want, n, 1e-4 * mx + 1e-7, 1e-3, what);
+	return close_f(got, want, n, 1e-5 * mx + 1e-7, 1e-4, what);
 }
 
 /* ---- RMSNorm ---- */
