@@ -8,6 +8,7 @@
 #include <string.h>
 #include <strings.h>
 #include "kernels/kern_int.h"
+#include "pool/pool_log.h"
 
 size_t kern_dtype_size(kern_dtype dt)
 {
@@ -685,10 +686,11 @@ int kern_adam(kern_dev *d, float *p, float *mo, float *v, const float *g, int64_
 
 /* ---- backward ops of a decoder ---- */
 
-/* the answer of a backend without the op: -ENOTSUP, named on stderr so a job's log says why */
+/* the answer of a backend without the op: -ENOTSUP, named in the device log (pool_log) so a
+ * job's log says why */
 static int bwd_notsup(const kern_dev *d, const char *op)
 {
-	fprintf(stderr, "kern: %s is not implemented on %s\n", op, d->name);
+	pool_logf("kern: %s is not implemented on %s", op, d->name);
 	return -ENOTSUP;
 }
 
@@ -777,12 +779,9 @@ int kern_linear_bwd(kern_dev *d, const float *dy, int64_t m, const kern_mat *w, 
 		return -EINVAL;
 	if (!m)
 		return 0;
-	if (d->be->linear_bwd)
-		return d->be->linear_bwd(d->b, dy, m, w, accumulate, dx);
-	if (w->dt == KERN_F32)
-		return kern_gemm(d, 0, 0, m, w->k, w->n, 1.0f, dy, w->data, accumulate ? 1.0f : 0.0f,
-				 dx);
-	return bwd_notsup(d, "linear_bwd of an F16/BF16 weight");
+	if (!d->be->linear_bwd)
+		return bwd_notsup(d, "linear_bwd");
+	return d->be->linear_bwd(d->b, dy, m, w, accumulate, dx);
 }
 
 int kern_xent_lm(kern_dev *d, const float *x, const int32_t *tgt, int64_t m, int64_t n,

@@ -317,7 +317,8 @@ int kern_adam(kern_dev *d, float *p, float *mo, float *v, const float *g, int64_
  * Activations and gradients are F32 row-major; frozen base weights enter products as kern_mat
  * in F32, F16 or BF16 (not I8). "Written" outputs are only written (they may hold NaN before);
  * "accumulated" ones get += and must hold valid values. Outputs must not overlap inputs. A
- * backend without one of these ops answers -ENOTSUP (and names the op on stderr). GPU: own
+ * backend without one of these ops answers -ENOTSUP (and names the op in the device log,
+ * pool_log.h). GPU: own
  * kernels, cuBLAS for the products (kern_linear_bwd, kern_lora, kern_lora_bwd). */
 
 /* kern_rmsnorm_bwd: the backward of kern_rmsnorm (y = x * r * w, r = 1 / sqrt(mean(x^2) + eps)

@@ -103,7 +103,7 @@ typedef struct kern_backend {
 			   const int32_t *top_k, const float *top_p, const float *u, int32_t *out,
 			   float *lp);
 	/* backward ops of a decoder (NULL: -ENOTSUP; kern_lora and kern_lora_bwd are composed
-	 * from gemm in kern.c, and linear_bwd of an F32 weight falls back to gemm) */
+	 * from gemm in kern.c) */
 	int (*rmsnorm_bwd)(void *b, const float *x, const float *w, const float *dy, int64_t m,
 			   int64_t dim, float eps, float *dx, float *dw);
 	int (*rope_bwd)(void *b, float *g, const int32_t *pos, int64_t m, int64_t heads, int64_t hd,

@@ -142,6 +142,11 @@ static void test_rmsnorm_bwd(void)
 		free(c.x); free(c.w); free(yd);
 	}
 	float one = 1, g = 0;
+	/* no rows: dw is a sum over none */
+	float *dw0 = nanbuf(5);
+	T_EQ_INT(kern_rmsnorm_bwd(d, NULL, &one, NULL, 0, 5, 1e-5f, NULL, dw0), 0);
+	T_CHECK(dw0[0] == 0 && dw0[4] == 0);
+	free(dw0);
 	T_EQ_INT(kern_rmsnorm_bwd(d, &one, &one, &one, 1, 0, 1e-5f, &g, NULL), -EINVAL);
 	T_EQ_INT(kern_rmsnorm_bwd(d, &one, &one, &one, 1, 1, -1.0f, &g, NULL), -EINVAL);
 	T_EQ_INT(kern_rmsnorm_bwd(d, NULL, &one, &one, 1, 1, 1e-5f, &g, NULL), -EINVAL);
@@ -526,6 +531,9 @@ static void test_xent_lm(void)
 	for (int64_t i = 0; i < 3 * n; i++)
 		allz &= g[i] == 0.0f;
 	T_CHECK(allz);
+	loss = 0;
+	T_EQ_INT(kern_xent_lm(d, NULL, NULL, 0, n, 1.0f, NULL, &loss), 0);
+	T_CHECK(isnan(loss));
 	int32_t bad[2] = {1, 37}, neg[2] = {-1, 0};
 	T_EQ_INT(kern_xent_lm(d, x, bad, 2, n, 1.0f, g, &loss), -EINVAL);
 	T_EQ_INT(kern_xent_lm(d, x, neg, 2, n, 1.0f, g, &loss), -EINVAL);
