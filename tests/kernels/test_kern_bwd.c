@@ -615,6 +615,14 @@ static void test_lora(void)
 		free(c.x); free(c.a); free(c.b);
 	}
 	float z[4] = {0};
+	/* no rows: the adapter gradients are sums over none */
+	float *da0 = nanbuf(6), *db0 = nanbuf(4);
+	T_EQ_INT(kern_lora_bwd(d, NULL, 0, 3, 2, 2, z, z, NULL, NULL, 1.0f, NULL, da0, db0, NULL), 0);
+	int zero = 1;
+	for (int i = 0; i < 6; i++)
+		zero &= da0[i] == 0 && (i >= 4 || db0[i] == 0);
+	T_CHECK(zero);
+	free(da0); free(db0);
 	T_EQ_INT(kern_lora(d, z, 1, 1, 1, 0, z, z, 1.0f, z, z), -EINVAL);
 	T_EQ_INT(kern_lora_bwd(d, z, 1, 1, 1, 1, z, z, z, z, INFINITY, z, z, z, z), -EINVAL);
 }
