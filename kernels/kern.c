@@ -8,6 +8,7 @@
 #include <string.h>
 #include <strings.h>
 #include "kernels/kern_int.h"
+#include "pool/pool_log.h"
 
 size_t kern_dtype_size(kern_dtype dt)
 {
@@ -681,4 +682,152 @@ int kern_adam(kern_dev *d, float *p, float *mo, float *v, const float *g, int64_
 	if (!d->be->adam)
 		return -ENOTSUP;
 	return n ? d->be->adam(d->b, p, mo, v, g, n, lr, b1, b2, eps) : 0;
+}
+
+/* ---- backward ops of a decoder ---- */
+
+/* the answer of a backend without the op: -ENOTSUP, named in the device log (pool_log) so a
+ * job's log says why */
+static int bwd_notsup(const kern_dev *d, const char *op)
+{
+	pool_logf("kern: %s is not implemented on %s", op, d->name);
+	return -ENOTSUP;
+}
+
+int kern_rmsnorm_bwd(kern_dev *d, const float *x, const float *w, const float *dy, int64_t m,
+		     int64_t dim, float eps, float *dx, float *dw)
+{
+	if (m < 0 || m > INT32_MAX || dim <= 0 || dim > INT32_MAX || !(eps >= 0) || !isfinite(eps) ||
+	    (m && (!x || !w || !dy || !dx)))
+		return -EINVAL;
+	if (!d->be->rmsnorm_bwd)
+		return bwd_notsup(d, "rmsnorm_bwd");
+	if (!m) {   /* no rows: dw is a sum over none */
+		if (!dw)
+			return 0;
+		float *z = calloc((size_t)dim, 4);
+		int rc = z ? kern_copy_h2d(d, dw, z, (size_t)dim * 4) : -ENOMEM;
+		free(z);
+		return rc;
+	}
+	return d->be->rmsnorm_bwd(d->b, x, w, dy, m, dim, eps, dx, dw);
+}
+
+int kern_rope_bwd(kern_dev *d, float *g, const int32_t *pos, int64_t m, int64_t heads,
+		  int64_t hd, float theta)
+{
+	if (m < 0 || m > INT32_MAX || heads <= 0 || hd <= 0 || hd % 2 || !(theta > 0) || !isfinite(theta) ||
+	    (m && (!g || !pos)))
+		return -EINVAL;
+	if (!d->be->rope_bwd)
+		return bwd_notsup(d, "rope_bwd");
+	return m ? d->be->rope_bwd(d->b, g, pos, m, heads, hd, theta) : 0;
+}
+
+static int causal_shape_ok(int64_t nseq, int64_t T, int64_t heads, int64_t kvheads, int64_t hd,
+			   float scale)
+{
+	return nseq >= 0 && T > 0 && T <= INT32_MAX && heads > 0 && kvheads > 0 &&
+	       heads % kvheads == 0 && hd > 0 && isfinite(scale) &&
+	       (double)nseq * (double)T * (double)heads <= (double)INT32_MAX &&
+	       (double)nseq * (double)T * (double)heads * (double)hd < 9e15;
+}
+
+int kern_causal_attention(kern_dev *d, const float *q, const float *k, const float *v,
+			  int64_t nseq, int64_t T, int64_t heads, int64_t kvheads, int64_t hd,
+			  float scale, float *out, float *lse)
+{
+	if (!causal_shape_ok(nseq, T, heads, kvheads, hd, scale) ||
+	    (nseq && (!q || !k || !v || !out || !lse)))
+		return -EINVAL;
+	if (!d->be->causal_attention)
+		return bwd_notsup(d, "causal_attention");
+	return nseq ? d->be->causal_attention(d->b, q, k, v, nseq, T, heads, kvheads, hd, scale,
+					      out, lse) : 0;
+}
+
+int kern_causal_attention_bwd(kern_dev *d, const float *q, const float *k, const float *v,
+			      const float *out, const float *lse, const float *dout, int64_t nseq,
+			      int64_t T, int64_t heads, int64_t kvheads, int64_t hd, float scale,
+			      float *dq, float *dk, float *dv)
+{
+	if (!causal_shape_ok(nseq, T, heads, kvheads, hd, scale) ||
+	    (nseq && (!q || !k || !v || !out || !lse || !dout || !dq || !dk || !dv)))
+		return -EINVAL;
+	if (!d->be->causal_attention_bwd)
+		return bwd_notsup(d, "causal_attention_bwd");
+	return nseq ? d->be->causal_attention_bwd(d->b, q, k, v, out, lse, dout, nseq, T, heads,
+						  kvheads, hd, scale, dq, dk, dv) : 0;
+}
+
+int kern_silu_mul_bwd(kern_dev *d, const float *gate, const float *up, const float *dout,
+		      int64_t n, float *dgate, float *dup)
+{
+	if (n < 0 || (n && (!gate || !up || !dout || !dgate || !dup)))
+		return -EINVAL;
+	if (!d->be->silu_mul_bwd)
+		return bwd_notsup(d, "silu_mul_bwd");
+	return n ? d->be->silu_mul_bwd(d->b, gate, up, dout, n, dgate, dup) : 0;
+}
+
+int kern_linear_bwd(kern_dev *d, const float *dy, int64_t m, const kern_mat *w, int accumulate,
+		    float *dx)
+{
+	if (!w || m < 0 || m > INT32_MAX || w->n <= 0 || w->k <= 0 || w->n > INT32_MAX || w->k > INT32_MAX ||
+	    !w->data || (accumulate != 0 && accumulate != 1) ||
+	    (w->dt != KERN_F32 && w->dt != KERN_F16 && w->dt != KERN_BF16) || (m && (!dy || !dx)))
+		return -EINVAL;
+	if (!m)
+		return 0;
+	if (!d->be->linear_bwd)
+		return bwd_notsup(d, "linear_bwd");
+	return d->be->linear_bwd(d->b, dy, m, w, accumulate, dx);
+}
+
+int kern_xent_lm(kern_dev *d, const float *x, const int32_t *tgt, int64_t m, int64_t n,
+		 float scale, float *grad, float *loss)
+{
+	if (m < 0 || m > INT32_MAX || n <= 0 || n > INT32_MAX || !isfinite(scale) ||
+	    (m && (!x || !tgt)))
+		return -EINVAL;
+	if (!d->be->xent_lm)
+		return bwd_notsup(d, "xent_lm");
+	if (!m) {
+		float nan = NAN;
+		return loss ? kern_copy_h2d(d, loss, &nan, 4) : 0;
+	}
+	return d->be->xent_lm(d->b, x, tgt, m, n, scale, grad, loss);
+}
+
+static int lora_shape_ok(int64_t m, int64_t k, int64_t n, int64_t r, float scale)
+{
+	return m >= 0 && k > 0 && n > 0 && r > 0 && m <= INT32_MAX && k <= INT32_MAX &&
+	       n <= INT32_MAX && r <= INT32_MAX && isfinite(scale);
+}
+
+int kern_lora(kern_dev *d, const float *x, int64_t m, int64_t k, int64_t n, int64_t r,
+	      const float *a, const float *b, float scale, float *xa, float *y)
+{
+	if (!lora_shape_ok(m, k, n, r, scale) || (m && (!x || !a || !b || !xa || !y)))
+		return -EINVAL;
+	if (!m)
+		return 0;
+	int rc = kern_gemm(d, 0, 1, m, r, k, 1.0f, x, a, 0.0f, xa);
+	return rc ? rc : kern_gemm(d, 0, 1, m, n, r, scale, xa, b, 1.0f, y);
+}
+
+int kern_lora_bwd(kern_dev *d, const float *x, int64_t m, int64_t k, int64_t n, int64_t r,
+		  const float *a, const float *b, const float *xa, const float *dy, float scale,
+		  float *dxa, float *da, float *db, float *dx)
+{
+	int rc;
+	if (!lora_shape_ok(m, k, n, r, scale) ||
+	    (m && (!x || !a || !b || !xa || !dy || !dxa)) || !da || !db)
+		return -EINVAL;
+	/* dB = scale * dy^T . xa and dA = dxa^T . x: with no rows both are zero */
+	if ((rc = kern_gemm(d, 0, 0, m, r, n, scale, dy, b, 0.0f, dxa)) < 0 ||
+	    (rc = kern_gemm(d, 1, 0, n, r, m, scale, dy, xa, 0.0f, db)) < 0 ||
+	    (rc = kern_gemm(d, 1, 0, r, k, m, 1.0f, dxa, x, 0.0f, da)) < 0)
+		return rc;
+	return dx && m ? kern_gemm(d, 0, 0, m, k, r, 1.0f, dxa, a, 1.0f, dx) : 0;
 }

@@ -313,6 +313,75 @@ int kern_col_sum(kern_dev *d, const float *x, int64_t m, int64_t n, float alpha,
 int kern_adam(kern_dev *d, float *p, float *mo, float *v, const float *g, int64_t n, float lr,
 	      float b1, float b2, float eps);
 
+/* ---- backward ops of a decoder (LoRA fine-tuning of llama functions) ----
+ * Activations and gradients are F32 row-major; frozen base weights enter products as kern_mat
+ * in F32, F16 or BF16 (not I8). "Written" outputs are only written (they may hold NaN before);
+ * "accumulated" ones get += and must hold valid values. Outputs must not overlap inputs. A
+ * backend without one of these ops answers -ENOTSUP (and names the op in the device log,
+ * pool_log.h). GPU: own
+ * kernels, cuBLAS for the products (kern_linear_bwd, kern_lora, kern_lora_bwd). */
+
+/* kern_rmsnorm_bwd: the backward of kern_rmsnorm (y = x * r * w, r = 1 / sqrt(mean(x^2) + eps)
+ * per row of x[m, dim]) for the upstream gradient dy[m, dim]: dx[m, dim] (written) and, when dw
+ * is not NULL, dw[dim] = sum over rows of dy * x * r (written). */
+int kern_rmsnorm_bwd(kern_dev *d, const float *x, const float *w, const float *dy, int64_t m,
+		     int64_t dim, float eps, float *dx, float *dw);
+/* kern_rope_bwd: the backward of kern_rope, in place on the gradient g[m, heads, hd]: the
+ * inverse rotation (angle -pos[i] * theta^(-2j/hd), the same F32 angle kern_rope uses, pairs
+ * i and i + hd/2). hd must be even. */
+int kern_rope_bwd(kern_dev *d, float *g, const int32_t *pos, int64_t m, int64_t heads,
+		  int64_t hd, float theta);
+/* kern_causal_attention: training-time causal attention of nseq sequences of T tokens each:
+ * q[nseq * T, heads, hd], k and v [nseq * T, kvheads, hd] (grouped-query as kern_attention:
+ * head h reads KV head h / (heads / kvheads)); token t of a sequence attends to tokens 0..t
+ * of the same sequence with softmax(q.k * scale). out[nseq * T, heads, hd] (written) and, for
+ * the backward, lse[nseq * T, heads] = log sum_j exp(q.k_j * scale) (written). A GPU takes
+ * hd <= 256 (-ENOTSUP above). */
+int kern_causal_attention(kern_dev *d, const float *q, const float *k, const float *v,
+			  int64_t nseq, int64_t T, int64_t heads, int64_t kvheads, int64_t hd,
+			  float scale, float *out, float *lse);
+/* kern_causal_attention_bwd: the backward of kern_causal_attention, given its inputs, its out
+ * and lse, and dout (shaped as out): dq (shaped as q), dk and dv (shaped as k, summed over the
+ * query heads of each KV head), all written. */
+int kern_causal_attention_bwd(kern_dev *d, const float *q, const float *k, const float *v,
+			      const float *out, const float *lse, const float *dout, int64_t nseq,
+			      int64_t T, int64_t heads, int64_t kvheads, int64_t hd, float scale,
+			      float *dq, float *dk, float *dv);
+/* kern_silu_mul_bwd: the backward of kern_silu_mul (out = silu(gate) * up over n elements)
+ * for dout: dgate = dout * up * silu'(gate) and dup = dout * silu(gate), both written. With
+ * kern_linear_bwd for the gate, up and down products it is the SiLU-gated MLP's backward. */
+int kern_silu_mul_bwd(kern_dev *d, const float *gate, const float *up, const float *dout,
+		      int64_t n, float *dgate, float *dup);
+/* kern_linear_bwd: the input gradient of y = x . W^T through a frozen weight W[n, k] (F32,
+ * F16 or BF16): dx[m, k] = dy[m, n] . W (accumulate == 0: written) or dx += dy . W
+ * (accumulate == 1, e.g. a residual stream's gradient). F32 products accumulate in F32. */
+int kern_linear_bwd(kern_dev *d, const float *dy, int64_t m, const kern_mat *w, int accumulate,
+		    float *dx);
+/* kern_xent_lm: cross-entropy of logits x[m, n] against int32 targets tgt[m] (a host or
+ * device array as the backend reads device memory; on the CPU plain memory), as PyTorch's
+ * F.cross_entropy with ignore_index -100 and reduction "mean": rows whose target is -100 are
+ * ignored; loss[0] (may be NULL) = mean over the c other rows of -log softmax(x_i)[tgt_i]
+ * (NaN when c == 0), and grad[m, n] (may be NULL; written) = (softmax(x_i) - onehot(tgt_i)) *
+ * scale / c, zero on ignored rows (all zero when c == 0). A target outside 0..n-1 other than
+ * -100 is -EINVAL where the backend reads targets on the host (CPU); a GPU, which reads them
+ * only on the device, makes the loss and that row's gradient NaN instead. */
+#define KERN_IGNORE_INDEX (-100)
+int kern_xent_lm(kern_dev *d, const float *x, const int32_t *tgt, int64_t m, int64_t n,
+		 float scale, float *grad, float *loss);
+/* kern_lora: a LoRA adapter's contribution to a product of x[m, k]: xa[m, r] = x . A^T
+ * (written; kept for the backward) and y[m, n] += scale * xa . B^T, with A[r, k] and B[n, r]
+ * in F32 (PEFT's lora_A / lora_B weights; scale = alpha / r). Composed from kern_gemm (cuBLAS
+ * on a GPU). */
+int kern_lora(kern_dev *d, const float *x, int64_t m, int64_t k, int64_t n, int64_t r,
+	      const float *a, const float *b, float scale, float *xa, float *y);
+/* kern_lora_bwd: the backward of kern_lora for dy[m, n], given x, A, B and the forward's xa:
+ * dxa[m, r] = scale * dy . B (scratch, written), db[n, r] = scale * dy^T . xa and
+ * da[r, k] = dxa^T . x (written), and dx[m, k] += dxa . A (accumulated: the frozen product's
+ * gradient goes in the same buffer; dx may be NULL to skip it). */
+int kern_lora_bwd(kern_dev *d, const float *x, int64_t m, int64_t k, int64_t n, int64_t r,
+		  const float *a, const float *b, const float *xa, const float *dy, float scale,
+		  float *dxa, float *da, float *db, float *dx);
+
 /* CUDA graphs: ops issued between kern_graph_begin and kern_graph_end are captured (not run)
  * into a graph that kern_graph_launch replays. Buffers and shapes are baked in; values in
  * device memory (positions, tokens) may change between launches. CPU devices return -ENOTSUP

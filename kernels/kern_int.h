@@ -102,6 +102,25 @@ typedef struct kern_backend {
 	int (*sample_rows)(void *b, const float *x, int64_t m, int64_t n, const float *temp,
 			   const int32_t *top_k, const float *top_p, const float *u, int32_t *out,
 			   float *lp);
+	/* backward ops of a decoder (NULL: -ENOTSUP; kern_lora and kern_lora_bwd are composed
+	 * from gemm in kern.c) */
+	int (*rmsnorm_bwd)(void *b, const float *x, const float *w, const float *dy, int64_t m,
+			   int64_t dim, float eps, float *dx, float *dw);
+	int (*rope_bwd)(void *b, float *g, const int32_t *pos, int64_t m, int64_t heads, int64_t hd,
+			float theta);
+	int (*causal_attention)(void *b, const float *q, const float *k, const float *v,
+				int64_t nseq, int64_t T, int64_t heads, int64_t kvheads, int64_t hd,
+				float scale, float *out, float *lse);
+	int (*causal_attention_bwd)(void *b, const float *q, const float *k, const float *v,
+				    const float *out, const float *lse, const float *dout,
+				    int64_t nseq, int64_t T, int64_t heads, int64_t kvheads,
+				    int64_t hd, float scale, float *dq, float *dk, float *dv);
+	int (*silu_mul_bwd)(void *b, const float *gate, const float *up, const float *dout,
+			    int64_t n, float *dgate, float *dup);
+	int (*linear_bwd)(void *b, const float *dy, int64_t m, const kern_mat *w, int accumulate,
+			  float *dx);
+	int (*xent_lm)(void *b, const float *x, const int32_t *tgt, int64_t m, int64_t n,
+		       float scale, float *grad, float *loss);
 } kern_backend;
 
 struct kern_dev {

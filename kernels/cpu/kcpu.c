@@ -1,7 +1,8 @@
 /* kcpu.c — the CPU reference backend: device state, memory (plain host memory), the
  * parallel-for helper, and the elementwise / row ops. Plain, correct C; products accumulate in
  * F32 like the GPU kernels. Matrix products are in kcpu_linear.c, attention in kcpu_attn.c,
- * token selection in kcpu_sample.c, the paged KV cache ops in kcpu_paged.c. */
+ * token selection in kcpu_sample.c, the paged KV cache ops in kcpu_paged.c,
+ * the training ops in kcpu_train.c and the backward ops of a decoder in kcpu_bwd.c. */
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
@@ -260,4 +261,11 @@ const kern_backend kern_cpu_backend = {
 	.paged_rope_attention = kcpu_paged_rope_attention,
 	.gather_rows = kcpu_gather_rows,
 	.sample_rows = kcpu_sample_rows,
+	.rmsnorm_bwd = kcpu_rmsnorm_bwd,
+	.rope_bwd = kcpu_rope_bwd,
+	.causal_attention = kcpu_causal_attention,
+	.causal_attention_bwd = kcpu_causal_attention_bwd,
+	.silu_mul_bwd = kcpu_silu_mul_bwd,
+	.linear_bwd = kcpu_linear_bwd,
+	.xent_lm = kcpu_xent_lm,
 };

@@ -287,4 +287,11 @@ extern "C" const kern_backend kern_cuda_backend = {
 	.paged_rope_attention_proj = kc_paged_rope_attention_proj,
 	.gather_rows = kc_gather_rows,
 	.sample_rows = kc_sample_rows,
+	.rmsnorm_bwd = kc_rmsnorm_bwd,
+	.rope_bwd = kc_rope_bwd,
+	.causal_attention = kc_causal_attention,
+	.causal_attention_bwd = kc_causal_attention_bwd,
+	.silu_mul_bwd = kc_silu_mul_bwd,
+	.linear_bwd = kc_linear_bwd,
+	.xent_lm = kc_xent_lm,
 };

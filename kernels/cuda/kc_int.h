@@ -264,6 +264,24 @@ int kc_col_sum(void *b, const float *x, int64_t m, int64_t n, float alpha, float
 	       float *out);
 int kc_adam(void *b, float *p, float *mo, float *v, const float *g, int64_t n, float lr,
 	    float b1, float b2, float eps);
+/* backward ops of a decoder */
+int kc_rmsnorm_bwd(void *b, const float *x, const float *w, const float *dy, int64_t m,
+		   int64_t dim, float eps, float *dx, float *dw);
+int kc_rope_bwd(void *b, float *g, const int32_t *pos, int64_t m, int64_t heads, int64_t hd,
+		float theta);
+int kc_causal_attention(void *b, const float *q, const float *k, const float *v, int64_t nseq,
+			int64_t T, int64_t heads, int64_t kvheads, int64_t hd, float scale,
+			float *out, float *lse);
+int kc_causal_attention_bwd(void *b, const float *q, const float *k, const float *v,
+			    const float *out, const float *lse, const float *dout, int64_t nseq,
+			    int64_t T, int64_t heads, int64_t kvheads, int64_t hd, float scale,
+			    float *dq, float *dk, float *dv);
+int kc_silu_mul_bwd(void *b, const float *gate, const float *up, const float *dout, int64_t n,
+		    float *dgate, float *dup);
+int kc_linear_bwd(void *b, const float *dy, int64_t m, const kern_mat *w, int accumulate,
+		  float *dx);
+int kc_xent_lm(void *b, const float *x, const int32_t *tgt, int64_t m, int64_t n, float scale,
+	       float *grad, float *loss);
 }
 
 /* ---- prefill products whose input arrives rounded ------------------------------------------
