@@ -124,28 +124,26 @@ static void refresh(rt_cluster *c)
 	size_t k = 0;
 	c->self_listed = 0;
 	for (size_t i = 0; i < n; i++) {
-		if (!strcmp(rows[i].id, c->id)) {
-			json_t *st = rows[i].state ? json_loads(rows[i].state, 0, NULL) : NULL;
-			json_t *fr = json_object_get(st, "free_bytes");
-			c->self_free = json_is_integer(fr) && json_integer_value(fr) > 0 ?
-				       (uint64_t)json_integer_value(fr) : 0;
-			c->self_listed = 1;
-			json_decref(st);
+		int self = !strcmp(rows[i].id, c->id);
+		if (!self && rows[i].lease_left_ms <= 0)
 			continue;
-		}
-		if (rows[i].lease_left_ms <= 0)
-			continue;
-		peer *p = &ps[k++];
-		snprintf(p->id, sizeof p->id, "%s", rows[i].id);
-		snprintf(p->url, sizeof p->url, "%s", rows[i].advertise);
-		p->lease_left_ms = rows[i].lease_left_ms;
 		json_t *st = rows[i].state ? json_loads(rows[i].state, 0, NULL) : NULL;
 		json_t *fr = json_object_get(st, "free_bytes");
-		p->free_bytes = json_is_integer(fr) && json_integer_value(fr) > 0 ?
-				(uint64_t)json_integer_value(fr) : 0;
-		p->load = (int)json_integer_value(json_object_get(st, "load"));
-		json_t *res = json_object_get(st, "residents");
-		p->residents = json_is_object(res) ? json_deep_copy(res) : json_object();
+		uint64_t free_b = json_is_integer(fr) && json_integer_value(fr) > 0 ?
+				  (uint64_t)json_integer_value(fr) : 0;
+		if (self) {
+			c->self_free = free_b;
+			c->self_listed = 1;
+		} else {
+			peer *p = &ps[k++];
+			snprintf(p->id, sizeof p->id, "%s", rows[i].id);
+			snprintf(p->url, sizeof p->url, "%s", rows[i].advertise);
+			p->lease_left_ms = rows[i].lease_left_ms;
+			p->free_bytes = free_b;
+			p->load = (int)json_integer_value(json_object_get(st, "load"));
+			json_t *res = json_object_get(st, "residents");
+			p->residents = json_is_object(res) ? json_incref(res) : json_object();
+		}
 		json_decref(st);
 	}
 	rt_registry_node_rows_free(rows, n);
