@@ -369,11 +369,17 @@ static void to_peer(rt_route *out, const peer *p, int cold)
 
 static int decide(rt_cluster *c, const char *fn, int here, rt_route *out);
 
-void rt_cluster_route(rt_cluster *c, const char *fn, rt_route *out)
+/* to_self: the call runs on this node */
+static void to_self(const rt_cluster *c, rt_route *out)
 {
 	memset(out, 0, sizeof *out);
 	snprintf(out->node, sizeof out->node, "%s", c->id);
 	snprintf(out->url, sizeof out->url, "%s", c->url);
+}
+
+void rt_cluster_route(rt_cluster *c, const char *fn, rt_route *out)
+{
+	to_self(c, out);
 	int room = 0;
 	int here = rt_sched_local_state(c->sched, fn, &room);
 	if (!c->active || !c->forwarding || c->stopped || (here != RT_SCHED_COLD && room))
@@ -390,9 +396,7 @@ void rt_cluster_route(rt_cluster *c, const char *fn, rt_route *out)
 	rt_registry_tick(c->reg);
 	if (rt_registry_nodes_generation(c->reg) != c->nodes_gen) {
 		refresh(c);
-		memset(out, 0, sizeof *out);
-		snprintf(out->node, sizeof out->node, "%s", c->id);
-		snprintf(out->url, sizeof out->url, "%s", c->url);
+		to_self(c, out);
 		decide(c, fn, here, out);
 	}
 }

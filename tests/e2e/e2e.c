@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <jansson.h>
+#include "snapshot/snap.h"
 #include "tests/e2e/e2e.h"
 #include "tests/t.h"
 
@@ -539,4 +540,26 @@ int e2e_llama_write(const char *dir, size_t vocab, int eos)
 		LL_D, LL_F, LL_L, LL_H, LL_KVH, vocab, LL_CTX, (int)eos);
 	fclose(f);
 	return 0;
+}
+
+json_t *e2e_snapshot_digests(const char *path)
+{
+	snap_file *f = NULL;
+	char err[256];
+	json_t *o = json_object();
+	if (!path || snap_open(&f, path, err, sizeof err) < 0)
+		return o;
+	size_t n = snap_image_size(f);
+	unsigned char *img = malloc(n);
+	if (img && snap_restore_host(f, img, n, NULL, NULL, err, sizeof err) == 0)
+		for (size_t i = 0; i < snap_tensor_count(f); i++) {
+			const snap_tensor *t = snap_tensor_at(f, i);
+			uint64_t h = 1469598103934665603ull;
+			for (uint64_t b = 0; b < t->nbytes; b++)
+				h = (h ^ img[t->offset + b]) * 1099511628211ull;
+			json_object_set_new(o, t->name, json_integer((json_int_t)(h >> 1)));
+		}
+	free(img);
+	snap_close(f);
+	return o;
 }

@@ -86,4 +86,9 @@ double e2e_now_s(void);
  * generator seeded once per process). 0, or -1 when a file cannot be written. */
 #define E2E_LLAMA_CTX 512
 int e2e_llama_write(const char *dir, size_t vocab, int eos);
+/* e2e_snapshot_digests maps each tensor of the snapshot at path to a digest (FNV-1a) of its
+ * restored bytes: two results compare equal when their objects do. An empty object when path is
+ * NULL or does not open. New reference. */
+json_t *e2e_snapshot_digests(const char *path);
+
 #endif

@@ -97,28 +97,6 @@ static int node_of(const char *name)
 	return -1;
 }
 
-/* tensor name -> a digest of its bytes (an equality check of two results) */
-static json_t *result_tensors(const char *path)
-{
-	snap_file *f = NULL;
-	char err[256];
-	json_t *o = json_object();
-	if (!path || snap_open(&f, path, err, sizeof err) < 0)
-		return o;
-	size_t n = snap_image_size(f);
-	unsigned char *img = malloc(n);
-	if (img && snap_restore_host(f, img, n, NULL, NULL, err, sizeof err) == 0)
-		for (size_t i = 0; i < snap_tensor_count(f); i++) {
-			const snap_tensor *t = snap_tensor_at(f, i);
-			uint64_t h = 1469598103934665603ull;
-			for (uint64_t b = 0; b < t->nbytes; b++)
-				h = (h ^ img[t->offset + b]) * 1099511628211ull;
-			json_object_set_new(o, t->name, json_integer((json_int_t)(h >> 1)));
-		}
-	free(img);
-	snap_close(f);
-	return o;
-}
 
 static json_t *baseline;   /* the uninterrupted run's job object */
 
@@ -246,8 +224,8 @@ static void check_kill9_other_node_resumes(void)
 	T_CHECK(json_equal(json_object_get(o, "metrics"), json_object_get(baseline, "metrics")));
 	T_EQ_INT(json_integer_value(json_object_get(o, "step")),
 		 json_integer_value(json_object_get(baseline, "step")));
-	json_t *ta = result_tensors(json_string_value(json_object_get(json_object_get(o, "result"), "snapshot")));
-	json_t *tb = result_tensors(json_string_value(json_object_get(json_object_get(baseline, "result"),
+	json_t *ta = e2e_snapshot_digests(json_string_value(json_object_get(json_object_get(o, "result"), "snapshot")));
+	json_t *tb = e2e_snapshot_digests(json_string_value(json_object_get(json_object_get(baseline, "result"),
 								      "snapshot")));
 	T_CHECK(json_object_size(ta) > 0);
 	T_CHECK(json_equal(ta, tb));

@@ -998,6 +998,23 @@ static int long_completion(int stream)
 	return fd;
 }
 
+/* reads the stream on fd into in (cap bytes, NUL-terminated) until its first delta arrives or
+ * the stream ends */
+static void read_until_delta(int fd, char *in, size_t cap)
+{
+	size_t n = 0;
+	in[0] = 0;
+	while (n + 1 < cap) {
+		ssize_t k = recv(fd, in + n, cap - 1 - n, 0);
+		if (k <= 0)
+			break;
+		n += (size_t)k;
+		in[n] = 0;
+		if (has_delta(in))
+			break;
+	}
+}
+
 /* a client that goes away after the first event stops the generation: the kind sees its
  * receiver gone mid-call (status 499), which can only happen if events go out while it runs */
 static void test_stream_disconnect(void)
@@ -1009,16 +1026,7 @@ static void test_stream_disconnect(void)
 	if (fd < 0)
 		return;
 	char in[8192];
-	size_t n = 0;
-	while (n + 1 < sizeof in) {
-		ssize_t k = recv(fd, in + n, sizeof in - 1 - n, 0);
-		if (k <= 0)
-			break;
-		n += (size_t)k;
-		in[n] = 0;
-		if (has_delta(in))
-			break;
-	}
+	read_until_delta(fd, in, sizeof in);
 	T_CHECK(has_delta(in));
 	double http_before = metric("thaw_http_requests_total{route=\"/v1/completions\",code=\"499\"} ");
 	close(fd);
@@ -1871,16 +1879,7 @@ static void test_n_disconnect(void)
 	if (fd < 0)
 		return;
 	char in[8192];
-	size_t n = 0;
-	while (n + 1 < sizeof in) {
-		ssize_t k = recv(fd, in + n, sizeof in - 1 - n, 0);
-		if (k <= 0)
-			break;
-		n += (size_t)k;
-		in[n] = 0;
-		if (has_delta(in))
-			break;
-	}
+	read_until_delta(fd, in, sizeof in);
 	T_CHECK(has_delta(in));
 	close(fd);
 	double after = before;

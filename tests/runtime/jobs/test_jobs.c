@@ -19,6 +19,7 @@
 #include "runtime/base/rt_log.h"
 #include "snapshot/snap.h"
 #include "snapshot/snap_pack.h"
+#include "tests/e2e/e2e.h"
 #include "tests/t.h"
 #include "tests/runtime/jobs/jobs_env.h"
 
@@ -240,28 +241,6 @@ static void test_idle_schedule(void)
 	env_close(&e);
 }
 
-static json_t *result_tensors(const char *path)
-{
-	/* tensor name -> hex digest of the bytes (an equality check of two results) */
-	snap_file *f = NULL;
-	char err[256];
-	json_t *o = json_object();
-	if (!path || snap_open(&f, path, err, sizeof err) < 0)   /* no result: an empty object */
-		return o;
-	size_t n = snap_image_size(f);
-	unsigned char *img = malloc(n);
-	if (img && snap_restore_host(f, img, n, NULL, NULL, err, sizeof err) == 0)
-		for (size_t i = 0; i < snap_tensor_count(f); i++) {
-			const snap_tensor *t = snap_tensor_at(f, i);
-			uint64_t h = 1469598103934665603ull;
-			for (uint64_t b = 0; b < t->nbytes; b++)
-				h = (h ^ img[t->offset + b]) * 1099511628211ull;
-			json_object_set_new(o, t->name, json_integer((json_int_t)(h >> 1)));
-		}
-	free(img);
-	snap_close(f);
-	return o;
-}
 
 static void test_preemption_same_result(void)
 {
@@ -300,8 +279,8 @@ static void test_preemption_same_result(void)
 	T_EQ_INT(json_integer_value(json_object_get(jb, "preemptions")), 0);
 	T_CHECK(json_equal(json_object_get(ja, "metrics"), json_object_get(jb, "metrics")));
 	T_CHECK(json_real_value(json_object_get(json_object_get(ja, "metrics"), "accuracy")) >= 0.95);
-	json_t *ta = result_tensors(json_string_value(json_object_get(json_object_get(ja, "result"), "snapshot")));
-	json_t *tb = result_tensors(json_string_value(json_object_get(json_object_get(jb, "result"), "snapshot")));
+	json_t *ta = e2e_snapshot_digests(json_string_value(json_object_get(json_object_get(ja, "result"), "snapshot")));
+	json_t *tb = e2e_snapshot_digests(json_string_value(json_object_get(json_object_get(jb, "result"), "snapshot")));
 	T_EQ_INT(json_object_size(ta), 4);
 	T_CHECK(json_equal(ta, tb));
 	json_decref(ta);

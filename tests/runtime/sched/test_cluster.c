@@ -8,6 +8,7 @@
  * function loading there, so the next call follows it; an expired lease drops a peer; the
  * node's own beat publishes its state; without forwarding or a shared registry every call
  * runs here. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -238,7 +239,7 @@ static void test_ids_and_urls(void)
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		rt_cluster *c = NULL;
 		rt_cluster_config cc = {.node_id = "n", .advertise = bad[i]};
-		T_EQ_INT(rt_cluster_new(&loop, reg, NULL, m, &cc, &c), -22);
+		T_EQ_INT(rt_cluster_new(&loop, reg, NULL, m, &cc, &c), -EINVAL);
 		T_CHECK(c == NULL);
 	}
 	rt_cluster *c = NULL;
